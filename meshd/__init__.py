@@ -1,0 +1,1 @@
+"""meshd: the core of Kubernetes on one machine."""

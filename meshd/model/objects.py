@@ -1,0 +1,232 @@
+"""The manifest objects meshd understands: a subset of the Kubernetes API, as frozen values.
+
+Field names follow Kubernetes in snake_case; defaults are Kubernetes' own. `manifests/` builds these from
+YAML and keeps the document it came from in `raw` (used to persist desired state and to print objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    name: str
+    namespace: str = DEFAULT_NAMESPACE
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- probes -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HTTPGetAction:
+    port: int | str  # a number or the name of a containerPort
+    path: str = "/"
+    host: str | None = None
+    scheme: Literal["HTTP", "HTTPS"] = "HTTP"
+    http_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class TCPSocketAction:
+    port: int | str
+
+
+@dataclass(frozen=True)
+class ExecAction:
+    command: tuple[str, ...]
+
+
+ProbeHandler = HTTPGetAction | TCPSocketAction | ExecAction
+
+
+@dataclass(frozen=True)
+class Probe:
+    handler: ProbeHandler
+    initial_delay_seconds: float = 0
+    period_seconds: float = 10
+    timeout_seconds: float = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+# --- containers and pods --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    name: str | None = None
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceList:
+    cpu_millicores: int | None = None  # "500m" -> 500, "2" -> 2000
+    memory_bytes: int | None = None  # "64Mi" -> 67108864
+
+
+@dataclass(frozen=True)
+class Resources:
+    limits: ResourceList = ResourceList()
+    requests: ResourceList = ResourceList()
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str  # only emptyDir volumes are supported
+    medium: Literal["", "Memory"] = ""
+
+
+@dataclass(frozen=True)
+class PreStop:
+    """lifecycle.preStop: an exec command or a sleep, run before SIGTERM."""
+
+    exec_command: tuple[str, ...] | None = None
+    sleep_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    resources: Resources = Resources()
+    volume_mounts: tuple[VolumeMount, ...] = ()
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    pre_stop: PreStop | None = None
+    working_dir: str | None = None
+
+    def port_number(self, port: int | str) -> int | None:
+        """Resolves a probe's or Service's port (a number, or a containerPort's name)."""
+        if isinstance(port, int):
+            return port
+        if port.isdigit():
+            return int(port)
+        return next((p.container_port for p in self.ports if p.name == port), None)
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    containers: tuple[Container, ...]
+    restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
+    termination_grace_period_seconds: float = 30
+    share_process_namespace: bool = False
+    volumes: tuple[Volume, ...] = ()
+    hostname: str | None = None
+    subdomain: str | None = None
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    metadata: ObjectMeta  # name is "" for templates
+    spec: PodSpec
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return bool(self.match_labels) and all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+# --- top-level objects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pod:
+    metadata: ObjectMeta
+    spec: PodSpec
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Pod"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ReplicaSet:
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    min_ready_seconds: float = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "ReplicaSet"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class RollingUpdateStrategy:
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    strategy: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    rolling_update: RollingUpdateStrategy = RollingUpdateStrategy()
+    min_ready_seconds: float = 0
+    progress_deadline_seconds: float = 600
+    revision_history_limit: int = 10
+    paused: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Deployment"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int | str  # defaults to `port`
+    name: str = ""
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    metadata: ObjectMeta
+    selector: Mapping[str, str]
+    ports: tuple[ServicePort, ...]
+    headless: bool = False  # clusterIP: None
+    cluster_ip: str | None = None  # a requested address; None lets meshd allocate
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Service"
+    api_version: str = "v1"
+
+
+KubeObject = Pod | ReplicaSet | Deployment | Service
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service")
+
+
+def object_key(obj: KubeObject) -> tuple[str, str, str]:
+    """(kind, namespace, name): an object's identity in the desired state."""
+    return (obj.kind, obj.metadata.namespace, obj.metadata.name)
