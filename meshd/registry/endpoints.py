@@ -1,0 +1,82 @@
+"""Pure decisions of the registry: which pods back a Service, on which ports, and what changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from meshd.model.endpoints import Endpoint, ServiceInfo
+from meshd.model.objects import LabelSelector
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """What the registry needs to know of a pod: where it is, what it exposes, whether it is ready."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    address: str | None
+    named_ports: Mapping[str, int] = field(default_factory=dict)  # containerPort name -> number
+    ready: bool = False
+    reason: str = ""
+    hostname: str = ""
+    subdomain: str = ""
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    info: ServiceInfo
+    selector: Mapping[str, str]
+
+
+def resolve_ports(service: ServiceInfo, pod: PodRecord) -> dict[str, int] | None:
+    """Service port name -> the pod's port; None when a port cannot be resolved on this pod."""
+    ports: dict[str, int] = {}
+    for port in service.ports:
+        target = port.target_port
+        if isinstance(target, str) and not target.isdigit():
+            if target not in pod.named_ports:
+                return None
+            ports[port.name] = pod.named_ports[target]
+        else:
+            ports[port.name] = int(target)
+    return ports
+
+
+def endpoints_for(service: ServiceRecord, pods: Iterable[PodRecord], *, node: str = "") -> dict[str, Endpoint]:
+    """The endpoints of a Service, keyed by pod name: matching pods that have an address and every port.
+
+    A terminating pod is not an endpoint at all (it leaves before it is stopped, so nothing new reaches it).
+    """
+    selector = LabelSelector(service.selector)
+    result: dict[str, Endpoint] = {}
+    for pod in pods:
+        if pod.namespace != service.info.key.namespace or pod.address is None or pod.terminating:
+            continue
+        if not selector.matches(pod.labels):
+            continue
+        ports = resolve_ports(service.info, pod)
+        if ports is None:
+            continue
+        hostname = pod.hostname if pod.hostname and pod.subdomain == service.info.key.name else ""
+        result[pod.name] = Endpoint(
+            name=pod.name,
+            address=pod.address,
+            ports=ports,
+            ready=pod.ready,
+            reason="" if pod.ready else (pod.reason or "not ready"),
+            node=node,
+            hostname=hostname,
+        )
+    return result
+
+
+def diff_endpoints(
+    old: Mapping[str, Endpoint], new: Mapping[str, Endpoint]
+) -> tuple[tuple[Endpoint, ...], tuple[str, ...]]:
+    """(added or changed endpoints, removed names), each sorted by name."""
+    changed = tuple(new[name] for name in sorted(new) if old.get(name) != new[name])
+    removed = tuple(sorted(name for name in old if name not in new))
+    return changed, removed
