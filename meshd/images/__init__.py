@@ -1,0 +1,23 @@
+"""Images meshd builds offline (no registry): pause (pod infra), busybox, python. `python -m meshd.images`."""
+
+from meshd.images.builders import (
+    BUILDERS,
+    BUSYBOX_IMAGE,
+    PAUSE_IMAGE,
+    PYTHON_IMAGE,
+    ensure_busybox_image,
+    ensure_pause_image,
+    ensure_python_image,
+)
+from meshd.images.rootfs import ImageBuildError
+
+__all__ = [
+    "BUILDERS",
+    "BUSYBOX_IMAGE",
+    "PAUSE_IMAGE",
+    "PYTHON_IMAGE",
+    "ImageBuildError",
+    "ensure_busybox_image",
+    "ensure_pause_image",
+    "ensure_python_image",
+]

@@ -1,0 +1,170 @@
+"""The images meshd builds itself, offline: the pod infra ("pause") image, busybox, and a small Python.
+
+Each `ensure_*` is idempotent and cached by tag: when the image exists it returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from meshd.images.rootfs import (
+    ImageBuildError,
+    build_lock,
+    extract_debs,
+    fetch_debs,
+    image_exists,
+    import_rootfs,
+    install_busybox_links,
+    is_static_elf,
+    prune,
+    write_base_files,
+)
+
+log = logging.getLogger(__name__)
+
+PAUSE_VERSION = "1"
+PAUSE_IMAGE = f"meshd/pause:{PAUSE_VERSION}"
+BUSYBOX_IMAGE = "meshd/busybox:latest"
+PYTHON_IMAGE = "meshd/python:3.11"
+
+PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Sleeps until SIGTERM/SIGINT, then exits 0 at once (as PID 1 or under docker-init alike).
+PAUSE_SCRIPT = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"
+
+PYTHON_PACKAGES = (
+    "libc6",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libexpat1",
+    "zlib1g",
+    "libssl3",
+    "libbz2-1.0",
+    "libcrypt1",
+    "libffi8",
+    "liblzma5",
+    "libuuid1",
+    "libsqlite3-0",
+    "libncursesw6",
+    "libtinfo6",
+    "libreadline8",
+    "media-types",
+    "busybox-static",
+)
+
+
+def _cmd(argv: Sequence[str]) -> str:
+    return "CMD " + json.dumps(list(argv))
+
+
+def _busybox_binary(root: Path) -> None:
+    """Puts a static busybox at root/bin/busybox: Debian's busybox-static, else the host's if static."""
+    try:
+        extract_debs(fetch_debs(["busybox-static"]), root)
+        return
+    except ImageBuildError as exc:
+        host = shutil.which("busybox") or "/bin/busybox"
+        if not is_static_elf(Path(host)):
+            raise ImageBuildError(
+                f"{exc}; and no static busybox on this host to fall back to "
+                "(apt-get install busybox-static, or run `apt-get update` so it can be downloaded)"
+            ) from exc
+        log.warning("busybox-static .deb unavailable (%s); using the host's %s", exc, host)
+        (root / "bin").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(host, root / "bin" / "busybox")
+
+
+def _ensure(client: Any, tag: str, populate: Callable[[Path], None], changes: Sequence[str]) -> str:
+    if image_exists(client, tag):
+        return tag
+    with build_lock(tag):
+        if image_exists(client, tag):  # another process built it while we waited
+            return tag
+        with tempfile.TemporaryDirectory(prefix="meshd-rootfs-") as tmp:
+            root = Path(tmp)
+            populate(root)
+            prune(root)
+            import_rootfs(client, root, tag=tag, changes=changes)
+    log.info("built image %s", tag)
+    return tag
+
+
+def ensure_pause_image(client: Any, tag: str = PAUSE_IMAGE) -> str:
+    """The pod infra image: a static busybox whose command sleeps until SIGTERM."""
+
+    def populate(root: Path) -> None:
+        _busybox_binary(root)
+        for applet in ("sh", "sleep"):
+            (root / "bin" / applet).symlink_to("busybox")
+
+    return _ensure(
+        client,
+        tag,
+        populate,
+        [PATH_ENV, _cmd(["/bin/sh", "-c", PAUSE_SCRIPT]), "LABEL io.meshd.image=pause"],
+    )
+
+
+def ensure_busybox_image(client: Any, tag: str = BUSYBOX_IMAGE) -> str:
+    """A busybox rootfs with every applet (sh, httpd with CGI, nc, wget...) for tests and examples."""
+
+    def populate(root: Path) -> None:
+        _busybox_binary(root)
+        install_busybox_links(root)
+        write_base_files(root)
+
+    return _ensure(client, tag, populate, [PATH_ENV, _cmd(["sh"]), "LABEL io.meshd.image=busybox"])
+
+
+def ensure_python_image(client: Any, tag: str = PYTHON_IMAGE) -> str:
+    """python3.11 (minimal + stdlib, precompiled when the host runs 3.11) with busybox as its shell."""
+
+    def populate(root: Path) -> None:
+        extract_debs(fetch_debs(PYTHON_PACKAGES), root)
+        install_busybox_links(root)
+        write_base_files(root)
+        bindir = root / "usr" / "bin"
+        for alias in ("python3", "python"):
+            if not (bindir / alias).exists():
+                (bindir / alias).symlink_to("python3.11")
+        _precompile(root / "usr" / "lib" / "python3.11")
+
+    return _ensure(
+        client,
+        tag,
+        populate,
+        [
+            PATH_ENV,
+            "ENV LANG=C.UTF-8",
+            "ENV PYTHONUNBUFFERED=1",
+            _cmd(["python3"]),
+            "LABEL io.meshd.image=python",
+        ],
+    )
+
+
+def _precompile(stdlib: Path) -> None:
+    """Byte-compiles the stdlib with the host's Python when it is 3.11 (same magic): faster app start."""
+    if sys.version_info[:2] != (3, 11):
+        return
+    proc = subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j0", "-x", r"(test|idlelib|tkinter|lib2to3)", str(stdlib)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:  # some files may fail to compile; the image still works without their .pyc
+        log.debug("compileall: %s", proc.stdout[-500:])
+
+
+BUILDERS: dict[str, Callable[[Any], str]] = {
+    "pause": ensure_pause_image,
+    "busybox": ensure_busybox_image,
+    "python": ensure_python_image,
+}
