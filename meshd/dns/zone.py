@@ -1,0 +1,224 @@
+"""What the DNS server answers: a pure lookup over an immutable snapshot of Services and endpoints.
+
+Names follow the Kubernetes DNS specification (https://github.com/kubernetes/dns/blob/master/docs/specification.md),
+with meshd's rule that SRV records list the ready endpoints of every Service, not only of headless ones:
+
+    <svc>.<ns>.svc.<zone>                A    the Service's address (headless: one per ready endpoint)
+    <svc>.<ns>.svc.<zone>                SRV  one per ready endpoint and port
+    _<port>._<proto>.<svc>.<ns>.svc.<zone> SRV one per ready endpoint for that named port
+    <host>.<svc>.<ns>.svc.<zone>         A    a ready endpoint (host = its hostname, else its dashed address)
+    <a-b-c-d>.<ns>.pod.<zone>            A    a pod known through any Service's endpoints
+    <zone>                               SOA, NS;   ns.dns.<zone> A (when the server's address is known)
+    dns-version.<zone>                   TXT  "1.1.0"
+
+Decisions (the CoreDNS `file` plugin is the model): a name outside the zone -> REFUSED; a name in the zone that
+does not exist -> NXDOMAIN with the SOA in authority; a name that exists (or is an empty non-terminal, like
+`default.svc.<zone>`) without the asked type -> NOERROR and no answer, SOA in authority. IPv4 only: AAAA is NODATA.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from meshd.model.endpoints import Endpoint, ServiceInfo, ServiceKey
+
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+A, NS, SOA, PTR, TXT, AAAA, SRV, ANY = 1, 2, 6, 12, 16, 28, 33, 255
+TYPE_NAMES = {A: "A", NS: "NS", SOA: "SOA", PTR: "PTR", TXT: "TXT", AAAA: "AAAA", SRV: "SRV", ANY: "ANY"}
+
+DEFAULT_ZONE = "cluster.local"
+DEFAULT_TTL = 5
+SCHEMA_VERSION = "1.1.0"
+
+
+@dataclass(frozen=True, order=True)
+class Record:
+    """One resource record: owner name (lowercase, absolute), type, TTL, rdata in presentation format."""
+
+    name: str
+    rtype: int
+    ttl: int
+    data: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.ttl} IN {TYPE_NAMES.get(self.rtype, f'TYPE{self.rtype}')} {self.data}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    rcode: int
+    answer: tuple[Record, ...] = ()
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+
+
+class EndpointSource(Protocol):
+    def services(self) -> list[ServiceInfo]: ...
+
+    def endpoints(self, key: ServiceKey) -> tuple[Endpoint, ...]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """The Services and their endpoints (ready or not) at one moment; `serial` becomes the SOA serial."""
+
+    services: tuple[ServiceInfo, ...] = ()
+    endpoints: Mapping[ServiceKey, tuple[Endpoint, ...]] = field(default_factory=dict)
+    serial: int = 1
+
+    @classmethod
+    def of(cls, source: EndpointSource, *, serial: int = 1) -> "Snapshot":
+        """Reads a registry (anything with `services()` and `endpoints(key)`) into a snapshot."""
+        services = tuple(source.services())
+        return cls(services, {s.key: tuple(source.endpoints(s.key)) for s in services}, serial)
+
+
+def lookup(
+    snapshot: Snapshot,
+    qname: str,
+    qtype: int,
+    *,
+    zone: str = DEFAULT_ZONE,
+    ttl: int = DEFAULT_TTL,
+    ns_address: str | None = None,
+) -> Answer:
+    """The answer to `qname`/`qtype` from `snapshot` (qname case-insensitive, trailing dot optional)."""
+    return _compiled(snapshot, zone, ttl, ns_address).lookup(qname, qtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(snapshot: Snapshot, zone: str, ttl: int, ns_address: str | None) -> "Zone":
+    return Zone.build(snapshot, zone=zone, ttl=ttl, ns_address=ns_address)
+
+
+class Zone:
+    """A snapshot compiled into name -> type -> records, for lookups; never changes once built."""
+
+    def __init__(self, apex: str, ttl: int, nodes: dict[str, dict[int, tuple[Record, ...]]]) -> None:
+        self.apex = apex
+        self.ttl = ttl
+        self._nodes = nodes
+        self._soa = nodes[apex][SOA]
+
+    @classmethod
+    def build(
+        cls,
+        snapshot: Snapshot,
+        *,
+        zone: str = DEFAULT_ZONE,
+        ttl: int = DEFAULT_TTL,
+        ns_address: str | None = None,
+    ) -> "Zone":
+        apex = _absolute(zone)
+        records: list[Record] = []
+        nameserver = f"ns.dns.{apex}"
+        serial = snapshot.serial % 2**32 or 1
+        records.append(Record(apex, SOA, ttl, f"{nameserver} hostmaster.{apex} {serial} 7200 1800 86400 {ttl}"))
+        records.append(Record(apex, NS, ttl, nameserver))
+        if ns_address and _ipv4(ns_address):
+            records.append(Record(nameserver, A, ttl, ns_address))
+        records.append(Record(f"dns-version.{apex}", TXT, ttl, f'"{SCHEMA_VERSION}"'))
+        for service in snapshot.services:
+            records.extend(_service_records(service, snapshot.endpoints.get(service.key, ()), apex, ttl))
+        records.extend(_pod_records(snapshot, apex, ttl))
+
+        grouped: dict[str, dict[int, set[Record]]] = {}
+        for record in records:
+            grouped.setdefault(record.name, {}).setdefault(record.rtype, set()).add(record)
+        nodes = {name: {rtype: tuple(sorted(rs)) for rtype, rs in types.items()} for name, types in grouped.items()}
+        for name in list(nodes):  # empty non-terminals exist (NODATA), as in any zone
+            while name != apex and name.endswith("." + apex):
+                name = name.partition(".")[2]
+                nodes.setdefault(name, {})
+        return cls(apex, ttl, nodes)
+
+    def lookup(self, qname: str, qtype: int) -> Answer:
+        name = _absolute(qname)
+        if name != self.apex and not name.endswith("." + self.apex):
+            return Answer(REFUSED)
+        node = self._nodes.get(name)
+        if node is None:
+            return Answer(NXDOMAIN, authority=self._soa)
+        if qtype == ANY:
+            answer = tuple(r for rtype in sorted(node) for r in node[rtype])
+        else:
+            answer = node.get(qtype, ())
+        if not answer:
+            return Answer(NOERROR, authority=self._soa)
+        return Answer(NOERROR, answer, additional=self._additional(answer))
+
+    def _additional(self, answer: Iterable[Record]) -> tuple[Record, ...]:
+        """The A records of SRV targets and nameservers (glue), when this zone has them."""
+        targets: list[str] = []
+        for record in answer:
+            if record.rtype == SRV:
+                targets.append(record.data.rsplit(" ", 1)[1])
+            elif record.rtype == NS:
+                targets.append(record.data)
+        extra: list[Record] = []
+        for target in dict.fromkeys(targets):
+            extra.extend(self._nodes.get(target, {}).get(A, ()))
+        return tuple(extra)
+
+
+def _service_records(service: ServiceInfo, endpoints: Iterable[Endpoint], apex: str, ttl: int) -> list[Record]:
+    base = f"{service.key.name}.{service.key.namespace}.svc.{apex}".lower()
+    ready = [e for e in endpoints if e.ready and _ipv4(e.address)]
+    records: list[Record] = []
+    if service.headless:
+        records.extend(Record(base, A, ttl, e.address) for e in ready)
+    elif service.address and _ipv4(service.address):
+        records.append(Record(base, A, ttl, service.address))
+    targets = {e.name: f"{_endpoint_label(e)}.{base}" for e in ready}
+    records.extend(Record(targets[e.name], A, ttl, e.address) for e in ready)
+    all_ports: list[tuple[int, str]] = []
+    for port in service.ports:
+        serving = [(e.ports[port.name], targets[e.name]) for e in ready if port.name in e.ports]
+        all_ports.extend(serving)
+        if port.name:
+            owner = f"_{port.name}._{port.protocol}.{base}".lower()
+            records.extend(_srv(owner, serving, ttl))
+    records.extend(_srv(base, all_ports, ttl))
+    return records
+
+
+def _srv(owner: str, serving: list[tuple[int, str]], ttl: int) -> list[Record]:
+    unique = sorted(set(serving))
+    weight = max(1, 100 // len(unique)) if unique else 0
+    return [Record(owner, SRV, ttl, f"0 {weight} {port} {target}") for port, target in unique]
+
+
+def _pod_records(snapshot: Snapshot, apex: str, ttl: int) -> list[Record]:
+    """`a-b-c-d.<ns>.pod.<zone>` for every pod address that backs a Service (ready or not, like Kubernetes)."""
+    records = []
+    for key, endpoints in snapshot.endpoints.items():
+        for e in endpoints:
+            if _ipv4(e.address):
+                records.append(Record(f"{_dashed(e.address)}.{key.namespace}.pod.{apex}".lower(), A, ttl, e.address))
+    return records
+
+
+def _endpoint_label(endpoint: Endpoint) -> str:
+    return (endpoint.hostname or _dashed(endpoint.address)).lower()
+
+
+def _dashed(address: str) -> str:
+    return address.replace(".", "-")
+
+
+def _absolute(name: str) -> str:
+    name = name.lower()
+    return name if name.endswith(".") else name + "."
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv4(address: str) -> bool:
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return True

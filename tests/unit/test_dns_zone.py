@@ -1,0 +1,181 @@
+"""Table-driven tests of the pure DNS lookup, CoreDNS-style: Case(qname, qtype, rcode, answer, ns, extra)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from meshd.dns.zone import (
+    A,
+    AAAA,
+    ANY,
+    NOERROR,
+    NS,
+    NXDOMAIN,
+    REFUSED,
+    SOA,
+    SRV,
+    TXT,
+    Snapshot,
+    Zone,
+    lookup,
+)
+from meshd.model.endpoints import Endpoint, PortInfo, ServiceInfo, ServiceKey
+
+WEB = ServiceKey("default", "web")
+DB = ServiceKey("prod", "db")
+EMPTY = ServiceKey("default", "empty")
+
+SNAPSHOT = Snapshot(
+    services=(
+        ServiceInfo(WEB, "10.213.128.5", (PortInfo("http", 80, "http"), PortInfo("metrics", 9100, 9100))),
+        ServiceInfo(DB, None, (PortInfo("pg", 5432, 5432),)),
+        ServiceInfo(EMPTY, "10.213.128.9", (PortInfo("", 80, 8080),)),
+    ),
+    endpoints={
+        WEB: (
+            Endpoint("web-1", "10.213.0.2", {"http": 8080, "metrics": 9100}),
+            Endpoint("web-2", "10.213.0.3", {"http": 8080, "metrics": 9100}),
+            Endpoint("web-3", "10.213.0.4", {"http": 8080, "metrics": 9100}, ready=False),
+        ),
+        DB: (
+            Endpoint("db-0", "10.213.0.7", {"pg": 5432}, hostname="db-0"),
+            Endpoint("db-1", "10.213.0.8", {"pg": 5432}, ready=False, hostname="db-1"),
+        ),
+        EMPTY: (),
+    },
+    serial=42,
+)
+
+SOA_RR = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 42 7200 1800 86400 5"
+W = "web.default.svc.cluster.local."
+D = "db.prod.svc.cluster.local."
+
+
+@dataclass
+class Case:
+    qname: str
+    qtype: int
+    rcode: int
+    answer: tuple[str, ...] = ()
+    ns: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+
+
+CASES = [
+    # Service A: its address (never the endpoints) for a ClusterIP Service
+    Case(W, A, NOERROR, (f"{W} 5 IN A 10.213.128.5",)),
+    Case("WEB.Default.SVC.cluster.LOCAL", A, NOERROR, (f"{W} 5 IN A 10.213.128.5",)),
+    # headless: one A per ready endpoint, the non-ready one never
+    Case(D, A, NOERROR, (f"{D} 5 IN A 10.213.0.7",)),
+    # a Service without endpoints still has its address
+    Case("empty.default.svc.cluster.local.", A, NOERROR, ("empty.default.svc.cluster.local. 5 IN A 10.213.128.9",)),
+    Case("empty.default.svc.cluster.local.", SRV, NOERROR, ns=(SOA_RR,)),
+    # named-port SRV: ready endpoints, their own port, targets resolvable in additional
+    Case(
+        f"_http._tcp.{W}",
+        SRV,
+        NOERROR,
+        (f"_http._tcp.{W} 5 IN SRV 0 50 8080 10-213-0-2.{W}", f"_http._tcp.{W} 5 IN SRV 0 50 8080 10-213-0-3.{W}"),
+        extra=(f"10-213-0-2.{W} 5 IN A 10.213.0.2", f"10-213-0-3.{W} 5 IN A 10.213.0.3"),
+    ),
+    Case(
+        f"_pg._tcp.{D}",
+        SRV,
+        NOERROR,
+        (f"_pg._tcp.{D} 5 IN SRV 0 100 5432 db-0.{D}",),
+        extra=(f"db-0.{D} 5 IN A 10.213.0.7",),
+    ),
+    # plain Service SRV: every port of every ready endpoint
+    Case(
+        W,
+        SRV,
+        NOERROR,
+        (
+            f"{W} 5 IN SRV 0 25 8080 10-213-0-2.{W}",
+            f"{W} 5 IN SRV 0 25 8080 10-213-0-3.{W}",
+            f"{W} 5 IN SRV 0 25 9100 10-213-0-2.{W}",
+            f"{W} 5 IN SRV 0 25 9100 10-213-0-3.{W}",
+        ),
+        extra=(f"10-213-0-2.{W} 5 IN A 10.213.0.2", f"10-213-0-3.{W} 5 IN A 10.213.0.3"),
+    ),
+    # the SRV target answers a direct query too; a non-ready endpoint's name does not exist
+    Case(f"10-213-0-2.{W}", A, NOERROR, (f"10-213-0-2.{W} 5 IN A 10.213.0.2",)),
+    Case(f"10-213-0-4.{W}", A, NXDOMAIN, ns=(SOA_RR,)),
+    Case(f"db-0.{D}", A, NOERROR, (f"db-0.{D} 5 IN A 10.213.0.7",)),
+    Case(f"db-1.{D}", A, NXDOMAIN, ns=(SOA_RR,)),
+    # wrong protocol or unknown port name
+    Case(f"_http._udp.{W}", SRV, NXDOMAIN, ns=(SOA_RR,)),
+    Case(f"_grpc._tcp.{W}", SRV, NXDOMAIN, ns=(SOA_RR,)),
+    # pod records
+    Case("10-213-0-2.default.pod.cluster.local", A, NOERROR, ("10-213-0-2.default.pod.cluster.local. 5 IN A 10.213.0.2",)),
+    Case("10-213-0-2.prod.pod.cluster.local", A, NXDOMAIN, ns=(SOA_RR,)),
+    # existing name, other type: NODATA with SOA; IPv4 only
+    Case(W, AAAA, NOERROR, ns=(SOA_RR,)),
+    Case(W, TXT, NOERROR, ns=(SOA_RR,)),
+    Case(f"_http._tcp.{W}", A, NOERROR, ns=(SOA_RR,)),
+    # empty non-terminals exist
+    Case("default.svc.cluster.local.", A, NOERROR, ns=(SOA_RR,)),
+    Case("svc.cluster.local.", A, NOERROR, ns=(SOA_RR,)),
+    Case(f"_tcp.{W}", SRV, NOERROR, ns=(SOA_RR,)),
+    # names that do not exist in the zone
+    Case("nope.default.svc.cluster.local.", A, NXDOMAIN, ns=(SOA_RR,)),
+    Case("web.nope.svc.cluster.local.", A, NXDOMAIN, ns=(SOA_RR,)),
+    Case("x.y.z.cluster.local.", SRV, NXDOMAIN, ns=(SOA_RR,)),
+    # apex
+    Case("cluster.local.", SOA, NOERROR, (SOA_RR,)),
+    Case("cluster.local.", NS, NOERROR, ("cluster.local. 5 IN NS ns.dns.cluster.local.",)),
+    Case("cluster.local.", A, NOERROR, ns=(SOA_RR,)),
+    Case("dns-version.cluster.local.", TXT, NOERROR, ('dns-version.cluster.local. 5 IN TXT "1.1.0"',)),
+    # outside the zone: refused, never recursion
+    Case("example.com.", A, REFUSED),
+    Case("local.", SOA, REFUSED),
+    Case(".", NS, REFUSED),
+    Case("notcluster.local.", A, REFUSED),
+    Case("web.default.svc.cluster.local.evil.com.", A, REFUSED),
+]
+
+
+def _strings(records) -> tuple[str, ...]:
+    return tuple(str(r) for r in records)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.qname}/{c.qtype}")
+def test_lookup(case: Case) -> None:
+    answer = lookup(SNAPSHOT, case.qname, case.qtype)
+    assert answer.rcode == case.rcode
+    assert sorted(_strings(answer.answer)) == sorted(case.answer)
+    assert sorted(_strings(answer.authority)) == sorted(case.ns)
+    assert sorted(_strings(answer.additional)) == sorted(case.extra)
+
+
+def test_any_returns_every_type_at_the_name() -> None:
+    answer = lookup(SNAPSHOT, W, ANY)
+    assert {r.rtype for r in answer.answer} == {A, SRV}
+
+
+def test_zone_and_ttl_are_configurable() -> None:
+    answer = lookup(SNAPSHOT, "web.default.svc.mesh.test", A, zone="mesh.test.", ttl=30)
+    assert _strings(answer.answer) == ("web.default.svc.mesh.test. 30 IN A 10.213.128.5",)
+    assert lookup(SNAPSHOT, W, A, zone="mesh.test").rcode == REFUSED
+
+
+def test_nameserver_glue_when_the_address_is_known() -> None:
+    answer = lookup(SNAPSHOT, "cluster.local", NS, ns_address="10.213.0.1")
+    assert _strings(answer.additional) == ("ns.dns.cluster.local. 5 IN A 10.213.0.1",)
+
+
+def test_empty_snapshot_has_only_the_apex() -> None:
+    zone = Zone.build(Snapshot())
+    assert zone.lookup("cluster.local", SOA).rcode == NOERROR
+    assert zone.lookup(W, A).rcode == NXDOMAIN
+
+
+def test_ipv6_endpoints_are_not_served() -> None:
+    key = ServiceKey("default", "v6")
+    snap = Snapshot(
+        (ServiceInfo(key, None, (PortInfo("http", 80, 80),)),),
+        {key: (Endpoint("p", "fd00::1", {"http": 80}),)},
+    )
+    assert lookup(snap, "v6.default.svc.cluster.local", A).answer == ()
