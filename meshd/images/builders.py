@@ -108,7 +108,7 @@ def ensure_pause_image(client: Any, tag: str = PAUSE_IMAGE) -> str:
         client,
         tag,
         populate,
-        [PATH_ENV, _cmd(["/bin/sh", "-c", PAUSE_SCRIPT]), "LABEL io.meshd.image=pause"],
+        [PATH_ENV, _cmd(["/bin/sh", "-c", PAUSE_SCRIPT])],
     )
 
 
@@ -120,7 +120,7 @@ def ensure_busybox_image(client: Any, tag: str = BUSYBOX_IMAGE) -> str:
         install_busybox_links(root)
         write_base_files(root)
 
-    return _ensure(client, tag, populate, [PATH_ENV, _cmd(["sh"]), "LABEL io.meshd.image=busybox"])
+    return _ensure(client, tag, populate, [PATH_ENV, _cmd(["sh"])])
 
 
 def ensure_python_image(client: Any, tag: str = PYTHON_IMAGE) -> str:
@@ -145,7 +145,6 @@ def ensure_python_image(client: Any, tag: str = PYTHON_IMAGE) -> str:
             "ENV LANG=C.UTF-8",
             "ENV PYTHONUNBUFFERED=1",
             _cmd(["python3"]),
-            "LABEL io.meshd.image=python",
         ],
     )
 

@@ -1,0 +1,713 @@
+"""The Docker driver: pods as an infra ("pause") container holding the namespaces plus app containers joined to it.
+
+Every docker SDK call is blocking, so each runs in a thread of a pool sized for parallel starts, under a timeout
+(a wedged engine must not wedge the agent). Engine errors become DriverError with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ipaddress
+import itertools
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Mapping, TypeVar
+
+from meshd.driver.base import (
+    INFRA_CONTAINER,
+    LABEL_AGENT,
+    LABEL_CONTAINER,
+    LABEL_MANAGED,
+    LABEL_RESTART_COUNT,
+    ContainerEvent,
+    ContainerSpec,
+    ContainerState,
+    DriverError,
+    ExecResult,
+    ObservedContainer,
+    Sandbox,
+    SandboxSpec,
+    Usage,
+)
+from meshd.driver import ContainerNotFound, ExecTimeout
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LABEL_SANDBOX = "io.meshd.sandbox"  # on app containers and volumes: the infra container's id
+EVENT_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def pod_network_plan(subnet: str) -> tuple[str, str]:
+    """(gateway, ip_range) for a pod subnet: the first host is the gateway, pods come from the lower half."""
+    net = ipaddress.ip_network(subnet)
+    gateway = str(next(net.hosts()))
+    lower_half = next(net.subnets(prefixlen_diff=1))
+    return gateway, str(lower_half)
+
+
+def container_state(docker_state: str) -> ContainerState:
+    if docker_state == "created":
+        return "created"
+    if docker_state in ("running", "paused", "restarting"):
+        return "running"
+    return "exited"
+
+
+def parse_docker_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 nanosecond timestamps -> unix time; the zero time (never) -> None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    head, _, frac = value.rstrip("Z").partition(".")
+    frac = "".join(itertools.takewhile(str.isdigit, frac))
+    tz = value[len(head) + 1 + len(frac) :] if frac else value[len(head) :]
+    tz = "+00:00" if tz in ("", "Z") else tz
+    try:
+        base = datetime.fromisoformat(head + tz).timestamp()
+    except ValueError:
+        return None
+    return base + (float("0." + frac) if frac else 0.0)
+
+
+def observed_from_inspect(attrs: Mapping[str, Any], network: str) -> ObservedContainer:
+    """A `docker inspect` document -> ObservedContainer (exit code and OOMKilled included)."""
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    status = container_state(state.get("Status", "exited"))
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    address = (networks.get(network) or {}).get("IPAddress") or None
+    return ObservedContainer(
+        id=attrs["Id"],
+        labels=dict(config.get("Labels") or {}),
+        state=status,
+        image=config.get("Image", ""),
+        exit_code=None if status != "exited" else state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        started_at=parse_docker_time(state.get("StartedAt")),
+        finished_at=parse_docker_time(state.get("FinishedAt")) if status == "exited" else None,
+        address=address,
+    )
+
+
+def event_from_docker(raw: Mapping[str, Any]) -> ContainerEvent | None:
+    """A decoded `docker events` message -> ContainerEvent, or None for actions meshd does not follow."""
+    if raw.get("Type") != "container":
+        return None
+    action = str(raw.get("Action") or raw.get("status") or "")
+    if action not in EVENT_ACTIONS:
+        return None
+    attributes = dict((raw.get("Actor") or {}).get("Attributes") or {})
+    exit_code = attributes.pop("exitCode", None)
+    for key in ("image", "name", "execDuration", "signal"):
+        attributes.pop(key, None)
+    time_nano = raw.get("timeNano")
+    return ContainerEvent(
+        action=action,  # type: ignore[arg-type]
+        id=str(raw.get("id") or (raw.get("Actor") or {}).get("ID")),
+        labels=attributes,
+        exit_code=int(exit_code) if exit_code not in (None, "") else None,
+        time=time_nano / 1e9 if time_nano else float(raw.get("time") or 0),
+    )
+
+
+def kube_command(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[list[str] | None, list[str] | None]:
+    """Kubernetes command/args -> Docker (entrypoint, cmd): command replaces ENTRYPOINT (and drops CMD), args CMD."""
+    return (list(command) or None, list(args) or None)
+
+
+def volume_name(sandbox_id: str, volume: str) -> str:
+    return f"meshd_{sandbox_id[:12]}_{volume}"
+
+
+def _safe_name(*parts: str) -> str:
+    return "_".join(p.replace("/", "-") for p in parts)[:200]
+
+
+class DockerDriver:
+    """Driver on the local Docker engine (API >= 1.41)."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        network: str = "meshd0",
+        subnet: str = "10.213.0.0/16",
+        docker_host: str | None = None,
+        call_timeout: float = 30,
+        pull_timeout: float = 600,
+        pool_size: int = 32,
+        pause_image: str | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.network = network
+        self.subnet = subnet
+        self.gateway, self.ip_range = pod_network_plan(subnet)
+        self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self._explicit_host = docker_host
+        self.call_timeout = call_timeout
+        self.pull_timeout = pull_timeout
+        self.pause_image = pause_image
+        self.event_stream_restarts = 0  # how often the events stream reconnected (consumers may resync)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="meshd-docker")
+        self._pool_size = pool_size
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._pull_locks: dict[str, asyncio.Lock] = {}
+        self._streams: set[Any] = set()
+        self._closed = False
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _make_client(self, *, timeout: float | None) -> Any:
+        import docker
+
+        kwargs: dict[str, Any] = {"timeout": timeout, "max_pool_size": self._pool_size, "version": "auto"}
+        try:
+            if self._explicit_host:
+                return docker.DockerClient(base_url=self._explicit_host, **kwargs)
+            return docker.from_env(**kwargs)
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: BaseException) -> DriverError:
+        return DriverError(
+            f"Docker engine not reachable at {self.docker_host}: start dockerd or set DOCKER_HOST ({exc})"
+        )
+
+    def _docker(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._make_client(timeout=self.call_timeout)
+            return self._client
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Runs a blocking engine call in the pool under a timeout; translates its errors."""
+        if self._closed:
+            raise DriverError("driver is closed")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, self._guarded, what, fn, args)
+        try:
+            return await asyncio.wait_for(future, timeout or self.call_timeout)
+        except asyncio.TimeoutError:
+            raise DriverError(
+                f"docker {what} timed out after {timeout or self.call_timeout:.0f}s "
+                f"(is the engine at {self.docker_host} wedged?)"
+            ) from None
+
+    def _guarded(self, what: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            return fn(*args)
+        except DriverError:
+            raise
+        except docker.errors.NotFound as exc:
+            raise ContainerNotFound(f"docker {what}: {exc.explanation or exc}") from exc
+        except docker.errors.APIError as exc:
+            raise DriverError(f"docker {what}: {exc.explanation or exc}") from exc
+        except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
+            with self._client_lock:
+                self._client = None  # reconnect next time (the engine may have restarted)
+            raise self._unreachable(exc) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise DriverError(f"docker {what} timed out (is the engine at {self.docker_host} wedged?)") from exc
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"docker {what}: {exc}") from exc
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Pings the engine, ensures the meshd bridge network and the pause image."""
+        await self._call("ping", lambda: self._docker().ping())
+        await self._call("network setup", self._ensure_network)
+        if self.pause_image is None:
+            from meshd.images import ImageBuildError, ensure_pause_image
+
+            def build() -> str:
+                try:
+                    return ensure_pause_image(self._docker())
+                except ImageBuildError as exc:
+                    raise DriverError(f"cannot build the pod infra image: {exc}") from exc
+
+            self.pause_image = await self._call("build pause image", build, timeout=self.pull_timeout)
+
+    def _ensure_network(self) -> None:
+        import docker.errors
+        from docker.types import IPAMConfig, IPAMPool
+
+        client = self._docker()
+        for attempt in range(2):
+            found = client.networks.list(names=[self.network])
+            found = [n for n in found if n.name == self.network]
+            if found:
+                config = (found[0].attrs.get("IPAM") or {}).get("Config") or []
+                if config and config[0].get("Gateway"):
+                    self.gateway = config[0]["Gateway"]
+                    self.subnet = config[0].get("Subnet", self.subnet)
+                return
+            try:
+                client.networks.create(
+                    self.network,
+                    driver="bridge",
+                    options={"com.docker.network.bridge.name": self.network[:15]},
+                    ipam=IPAMConfig(
+                        pool_configs=[IPAMPool(subnet=self.subnet, gateway=self.gateway, iprange=self.ip_range)]
+                    ),
+                    labels={LABEL_MANAGED: "true"},
+                    check_duplicate=True,
+                )
+                return
+            except docker.errors.APIError as exc:
+                if attempt == 0 and exc.status_code == 409:  # created concurrently by another agent
+                    continue
+                raise DriverError(
+                    f"cannot create docker network {self.network} ({self.subnet}): {exc.explanation or exc}"
+                ) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        for stream in list(self._streams):
+            with contextlib.suppress(Exception):
+                stream.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    # --- service addresses on the bridge -------------------------------------------------------------
+
+    async def add_service_address(self, ip: str) -> None:
+        """Adds ip/32 to the bridge so host processes (the node sidecar) can bind it; idempotent."""
+        await self._ip_addr("add", ip, ok_if="File exists")
+
+    async def remove_service_address(self, ip: str) -> None:
+        await self._ip_addr("del", ip, ok_if="Cannot assign requested address")
+
+    async def _ip_addr(self, verb: str, ip: str, *, ok_if: str) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "addr", verb, f"{ip}/32", "dev", self.network[:15],
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise DriverError("the `ip` command (iproute2) is needed to manage Service addresses") from exc
+        _, err = await proc.communicate()
+        text = err.decode(errors="replace").strip()
+        if proc.returncode != 0 and ok_if not in text:
+            raise DriverError(f"ip addr {verb} {ip}/32 dev {self.network[:15]} failed: {text}")
+
+    # --- sandboxes ---------------------------------------------------------------------------------
+
+    def _base_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        out = dict(labels)
+        out[LABEL_MANAGED] = "true"
+        out[LABEL_AGENT] = self.agent_id
+        return out
+
+    async def create_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        labels = self._base_labels(spec.labels)
+        labels[LABEL_CONTAINER] = INFRA_CONTAINER
+        name = _safe_name("meshd", spec.namespace, spec.pod, INFRA_CONTAINER, secrets.token_hex(3))
+
+        def create() -> Sandbox:
+            client = self._docker()
+            if self.pause_image is None:
+                raise DriverError("DockerDriver.start() was not called (no pause image)")
+            container = client.containers.create(
+                self.pause_image,
+                name=name,
+                hostname=spec.hostname[:63],
+                labels=labels,
+                network=self.network,
+                init=True,
+                dns=[self.gateway],
+                dns_search=list(spec.dns_search),
+                dns_opt=["ndots:5"],
+                ipc_mode="shareable",
+                detach=True,
+            )
+            try:
+                for volume in spec.volumes:
+                    opts = {"type": "tmpfs", "device": "tmpfs"} if volume.medium == "Memory" else None
+                    client.volumes.create(
+                        name=volume_name(container.id, volume.name),
+                        driver="local",
+                        driver_opts=opts,
+                        labels={**labels, LABEL_SANDBOX: container.id, LABEL_CONTAINER: ""},
+                    )
+                container.start()
+                container.reload()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    self._remove_sandbox_sync(container.id)
+                raise
+            observed = observed_from_inspect(container.attrs, self.network)
+            if not observed.address:
+                raise DriverError(f"sandbox {name} has no address on network {self.network}")
+            return Sandbox(id=container.id, address=observed.address)
+
+        return await self._call(f"create sandbox for {spec.namespace}/{spec.pod}", create)
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        """Removes the infra container, any app container still joined to it, and the pod's volumes."""
+        await self._call(f"remove sandbox {sandbox_id[:12]}", self._remove_sandbox_sync, sandbox_id)
+
+    def _remove_sandbox_sync(self, sandbox_id: str) -> None:
+        import docker.errors
+
+        api = self._docker().api
+        members = api.containers(all=True, filters={"label": f"{LABEL_SANDBOX}={sandbox_id}"})
+        for member in [*members, {"Id": sandbox_id}]:
+            with contextlib.suppress(docker.errors.NotFound):
+                self._remove_quietly(api, member["Id"])
+        for volume in api.volumes(filters={"label": f"{LABEL_SANDBOX}={sandbox_id}"}).get("Volumes") or []:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_volume(volume["Name"], force=True)
+
+    @staticmethod
+    def _remove_quietly(api: Any, container_id: str) -> None:
+        import docker.errors
+
+        try:
+            api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "in progress" not in str(exc.explanation):
+                raise
+
+    # --- app containers ----------------------------------------------------------------------------
+
+    async def ensure_image(self, image: str, policy: str) -> None:
+        """Applies imagePullPolicy: Never (must exist), IfNotPresent (pull if missing), Always (pull)."""
+        if policy not in ("Always", "IfNotPresent", "Never"):
+            raise DriverError(f"unknown imagePullPolicy {policy!r}")
+        present = await self._call(f"inspect image {image}", self._image_present, image)
+        if policy == "Never":
+            if not present:
+                raise DriverError(f"image {image} is not present and imagePullPolicy is Never")
+            return
+        if policy == "IfNotPresent" and present:
+            return
+        lock = self._pull_locks.setdefault(image, asyncio.Lock())
+        async with lock:
+            if policy == "IfNotPresent" and await self._call(f"inspect image {image}", self._image_present, image):
+                return  # pulled by a concurrent start
+            try:
+                await self._call(f"pull {image}", self._pull, image, timeout=self.pull_timeout)
+            except DriverError as exc:
+                if present:
+                    log.warning("pull of %s failed (%s); using the local image", image, exc)
+                    return
+                raise DriverError(f"cannot pull image {image}: {exc}") from exc
+
+    def _image_present(self, image: str) -> bool:
+        import docker.errors
+
+        try:
+            self._docker().api.inspect_image(image)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def _pull(self, image: str) -> None:
+        from docker.utils import parse_repository_tag
+
+        repository, tag = parse_repository_tag(image)
+        if tag is None and "@" not in repository:
+            tag = "latest"
+        client = self._make_client(timeout=self.pull_timeout)
+        try:
+            client.api.pull(repository, tag=tag)
+        finally:
+            client.close()
+
+    async def start_container(self, spec: ContainerSpec) -> str:
+        c = spec.container
+        await self.ensure_image(c.image, c.image_pull_policy)
+        sandbox_id = spec.sandbox.id
+        labels = self._base_labels(spec.spec.labels)
+        labels.update(
+            {LABEL_CONTAINER: c.name, LABEL_RESTART_COUNT: str(spec.restart_count), LABEL_SANDBOX: sandbox_id}
+        )
+        entrypoint, cmd = kube_command(c.command, c.args)
+        declared = {v.name for v in spec.spec.volumes}
+        mounts = []
+        from docker.types import Mount
+
+        for vm in c.volume_mounts:
+            if vm.name not in declared:
+                raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
+            mounts.append(
+                Mount(target=vm.mount_path, source=volume_name(sandbox_id, vm.name), type="volume",
+                      read_only=vm.read_only)
+            )  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "name": _safe_name(
+                "meshd", spec.spec.namespace, spec.spec.pod, c.name, str(spec.restart_count), secrets.token_hex(3)
+            ),
+            "entrypoint": entrypoint,
+            "command": cmd,
+            "environment": [f"{e.name}={e.value}" for e in c.env],
+            "labels": labels,
+            "network_mode": f"container:{sandbox_id}",
+            "ipc_mode": f"container:{sandbox_id}",
+            "init": True,
+            "mounts": mounts,
+            "detach": True,
+        }
+        if spec.spec.share_process_namespace:
+            kwargs["pid_mode"] = f"container:{sandbox_id}"
+        if c.working_dir:
+            kwargs["working_dir"] = c.working_dir
+        limits = c.resources.limits
+        if limits.cpu_millicores:
+            kwargs["nano_cpus"] = limits.cpu_millicores * 1_000_000
+        if limits.memory_bytes:
+            kwargs["mem_limit"] = limits.memory_bytes
+            kwargs["memswap_limit"] = limits.memory_bytes  # no swap: the limit is the limit, as in Kubernetes
+
+        def create_and_start() -> str:
+            container = self._docker().containers.create(c.image, **kwargs)
+            try:
+                container.start()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+                raise
+            return str(container.id)
+
+        return await self._call(f"start container {c.name} of {spec.spec.namespace}/{spec.spec.pod}", create_and_start)
+
+    async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:
+        """SIGTERM, then SIGKILL after grace_seconds (rounded up to whole seconds, as the engine counts)."""
+        grace = max(0, math.ceil(grace_seconds))
+        try:
+            await self._call(
+                f"stop {container_id[:12]}",
+                lambda: self._docker().api.stop(container_id, timeout=grace),
+                timeout=grace + self.call_timeout,
+            )
+        except ContainerNotFound:
+            pass
+
+    async def remove_container(self, container_id: str) -> None:
+        await self._call(f"remove {container_id[:12]}", lambda: self._remove_quietly(self._docker().api, container_id))
+
+    # --- observation -------------------------------------------------------------------------------
+
+    async def list_managed(self) -> list[ObservedContainer]:
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_AGENT}={self.agent_id}"]}
+        summaries = await self._call(
+            "list containers", lambda: self._docker().api.containers(all=True, filters=filters)
+        )
+        results = await asyncio.gather(
+            *(self.inspect(s["Id"]) for s in summaries), return_exceptions=True
+        )
+        observed: list[ObservedContainer] = []
+        for result in results:
+            if isinstance(result, ContainerNotFound) or result is None:
+                continue  # removed while we listed
+            if isinstance(result, BaseException):
+                raise result
+            observed.append(result)
+        return observed
+
+    async def inspect(self, container_id: str) -> ObservedContainer | None:
+        """One container's state (exit code, OOMKilled, times, sandbox address), None when it is gone."""
+        try:
+            attrs = await self._call(
+                f"inspect {container_id[:12]}", lambda: self._docker().api.inspect_container(container_id)
+            )
+        except ContainerNotFound:
+            return None
+        return observed_from_inspect(attrs, self.network)
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        """Managed containers' start/die/oom/destroy events; reconnects (replaying from the last seen) on error."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[ContainerEvent | BaseException] = asyncio.Queue()
+        stop = threading.Event()
+        holder: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=self._pump_events, args=(loop, queue, stop, holder), name="meshd-docker-events", daemon=True
+        )
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            stream = holder.get("stream")
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+            client = holder.get("client")
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+
+    def _pump_events(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[ContainerEvent | BaseException],
+        stop: threading.Event,
+        holder: dict[str, Any],
+    ) -> None:
+        filters = {
+            "type": "container",
+            "label": [f"{LABEL_MANAGED}=true", f"{LABEL_AGENT}={self.agent_id}"],
+            "event": sorted(EVENT_ACTIONS),
+        }
+        since: str | None = None
+        seen: dict[tuple[str, str, int], None] = {}
+        backoff = 0.2
+        first = True
+        while not stop.is_set() and not loop.is_closed():
+            try:
+                client = self._make_client(timeout=None)
+                holder["client"] = client
+                if since is None:
+                    since = f"{time.time():.9f}"
+                stream = client.api.events(decode=True, filters=filters, since=since)
+                holder["stream"] = stream
+                self._streams.add(stream)
+                if not first:
+                    self.event_stream_restarts += 1
+                    log.info("docker events stream reconnected")
+                first = False
+                backoff = 0.2
+                for raw in stream:
+                    if stop.is_set():
+                        break
+                    nano = int(raw.get("timeNano") or 0)
+                    key = (str(raw.get("id")), str(raw.get("Action")), nano)
+                    if key in seen:
+                        continue  # replayed after a reconnect
+                    seen[key] = None
+                    if len(seen) > 4096:
+                        for old in list(seen)[:2048]:
+                            del seen[old]
+                    if nano:
+                        since = f"{nano // 1_000_000_000}.{nano % 1_000_000_000:09d}"
+                    event = event_from_docker(raw)
+                    if event is not None:
+                        loop.call_soon_threadsafe(queue.put_nowait, event)
+                self._streams.discard(stream)
+            except Exception as exc:  # engine gone or restarting: retry with backoff
+                if stop.is_set():
+                    break
+                log.warning("docker events stream failed (%s); retrying in %.1fs", exc, backoff)
+            if stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, 5.0)
+
+    async def exec(self, container_id: str, command: tuple[str, ...], *, timeout: float) -> ExecResult:
+        """Runs `command` in the container; raises ExecTimeout (a DriverError and TimeoutError) past `timeout`."""
+
+        def run() -> ExecResult:
+            api = self._docker().api
+            exec_id = api.exec_create(container_id, list(command), stdout=True, stderr=True)["Id"]
+            output = api.exec_start(exec_id)
+            code = api.exec_inspect(exec_id).get("ExitCode")
+            return ExecResult(exit_code=int(code if code is not None else -1), output=output or b"")
+
+        try:
+            return await self._call(f"exec in {container_id[:12]}", run, timeout=timeout)
+        except DriverError as exc:
+            if "timed out" in str(exc):
+                raise ExecTimeout(f"exec {list(command)} in {container_id[:12]} timed out after {timeout}s") from exc
+            raise
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+        """stdout+stderr of the container as chunks; with follow, until the container stops or the caller closes."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=256)
+        holder: dict[str, Any] = {}
+        stop = threading.Event()
+
+        def put(item: bytes | BaseException | None) -> None:
+            fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            while not stop.is_set():
+                try:
+                    fut.result(timeout=0.5)
+                    return
+                except concurrent.futures.TimeoutError:
+                    continue
+
+        def pump() -> None:
+            try:
+                client = self._make_client(timeout=None)
+                holder["client"] = client
+                stream = self._guarded(
+                    f"logs {container_id[:12]}",
+                    lambda: client.api.logs(
+                        container_id, stream=True, follow=follow, tail="all" if tail is None else tail
+                    ),
+                    (),
+                )
+                holder["stream"] = stream
+                for chunk in stream:
+                    if stop.is_set():
+                        return
+                    put(chunk)
+                put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                if not stop.is_set():
+                    put(exc)
+
+        thread = threading.Thread(target=pump, name="meshd-docker-logs", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            for key in ("stream", "client"):
+                obj = holder.get(key)
+                if obj is not None:
+                    with contextlib.suppress(Exception):
+                        obj.close()
+
+    async def usage(self, container_id: str) -> Usage | None:
+        """CPU seconds and working-set memory from the container's cgroup v1 files; None when unreadable."""
+        return read_cgroup_v1_usage(CGROUP_ROOT, "docker", container_id)
+
+
+def read_cgroup_v1_usage(root: Path, parent: str, container_id: str) -> Usage | None:
+    """Reads cpuacct.usage (ns) and memory.usage_in_bytes minus inactive file pages (kubelet's working set)."""
+    try:
+        cpu_ns = int((root / "cpuacct" / parent / container_id / "cpuacct.usage").read_text())
+        mem_dir = root / "memory" / parent / container_id
+        usage = int((mem_dir / "memory.usage_in_bytes").read_text())
+        inactive = 0
+        for line in (mem_dir / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "total_inactive_file":
+                inactive = int(value)
+                break
+    except (OSError, ValueError):
+        return None
+    return Usage(cpu_seconds=cpu_ns / 1e9, memory_bytes=max(0, usage - inactive))
