@@ -1,0 +1,341 @@
+"""Probe workers: one asyncio task per (container, probe kind), and `ContainerProber` owning a container's three.
+
+`ProbeWorker` sleeps `initial_delay` plus a jitter uniform in [0, period) (injected RNG), then probes every
+`period_seconds` (measured start to start; a probe longer than the period is followed at once by the next),
+each probe under its own timeout, feeds its `ProbeTracker` and calls `on_transition(kind, transition)` only
+when the published state changes. A probe never delays another: each worker is its own task.
+
+`ContainerProber(container, host=pod address, exec_run=driver exec for this container, on_change=,
+on_restart=)` probes one running container instance:
+  - `start()`: the container is running; probing begins with fresh trackers (a container without startup
+    and readiness probes is ready at once: `on_change(True, ...)` is called from `start()`).
+  - while a startup probe is declared and has not succeeded, liveness and readiness do not run; once it
+    succeeds they start (their initialDelaySeconds counts from `start()`, no extra jitter).
+  - `on_change(ready, reason)` on every change of `ready`; `on_restart(reason)` once when liveness or startup
+    fails ("Liveness probe failed: ..."). The container is unready at that moment and probing stops (the
+    kubelet's on-hold) until the owner calls `stop()` and, for the new container, `start()` again.
+  - `stop(reason=)`: cancels the workers and awaits them (no leaked task); a ready container turns unready
+    with `reason` (use it when the container died: the Docker event, not the next probe, ends readiness).
+  - `ready`, `health` and `reports()` (per probe: spec, state, last result) for `describe`.
+Callbacks are plain functions called on the loop; they must not block (schedule async work yourself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from meshd.model.objects import Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction
+from meshd.probe.exec import ExecRun, probe_exec
+from meshd.probe.http import probe_http
+from meshd.probe.metrics import PROBE_DURATION, PROBE_TOTAL, READINESS_TRANSITIONS
+from meshd.probe.result import ProbeResult
+from meshd.probe.tcp import probe_tcp
+from meshd.probe.tracker import ContainerHealth, Kind, ProbeStatus, ProbeTracker, State, Transition, container_health
+
+log = logging.getLogger(__name__)
+
+ProbeCall = Callable[[float], Awaitable[ProbeResult]]  # timeout seconds -> result
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+MIN_PERIOD = 0.05  # seconds; guards against a busy loop on a zero period
+TIMEOUT_GRACE = 0.5  # a probe call overrunning its own timeout by this much is cut off as a failure
+
+
+def probe_call(probe: Probe, *, container: Container, host: str, exec_run: ExecRun | None) -> ProbeCall:
+    """The I/O of one declared probe: named ports resolve via the container, `httpGet.host` overrides `host`."""
+    handler = probe.handler
+    if isinstance(handler, ExecAction):
+        command = handler.command
+        if exec_run is None:
+            return _error_call("exec probes need the driver's exec for this container")
+        run = exec_run
+        return lambda timeout: probe_exec(run=run, command=command, timeout=timeout)
+    port = container.port_number(handler.port)
+    if port is None:
+        return _error_call(f"port {handler.port!r} is not a containerPort name of container {container.name!r}")
+    if isinstance(handler, HTTPGetAction):
+        http = handler
+        target = http.host or host
+        return lambda timeout: probe_http(
+            host=target, port=port, path=http.path, headers=http.http_headers, scheme=http.scheme, timeout=timeout
+        )
+    if isinstance(handler, TCPSocketAction):
+        return lambda timeout: probe_tcp(host=host, port=port, timeout=timeout)
+    return _error_call(f"unsupported probe handler {type(handler).__name__}")
+
+
+def _error_call(message: str) -> ProbeCall:
+    async def call(timeout: float) -> ProbeResult:
+        return ProbeResult("error", message, 0.0)
+
+    return call
+
+
+class ProbeWorker:
+    """Runs one probe of one container instance periodically; publishes tracker transitions only."""
+
+    def __init__(
+        self,
+        *,
+        kind: Kind,
+        probe: Probe,
+        call: ProbeCall,
+        on_transition: Callable[[Kind, Transition], None],
+        initial_delay: float | None = None,
+        jitter: bool = True,
+        rng: random.Random | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        name: str = "",
+    ) -> None:
+        self.kind: Kind = kind
+        self.probe = probe
+        self.tracker = ProbeTracker(probe, kind)
+        self._call = call
+        self._on_transition = on_transition
+        self._initial_delay = probe.initial_delay_seconds if initial_delay is None else initial_delay
+        self._jitter = jitter
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+        self._name = name or kind
+        self._task: asyncio.Task[None] | None = None
+        self._halted = False
+        self._total = {o: PROBE_TOTAL.labels(kind, o) for o in ("success", "failure", "error")}
+        self._duration = PROBE_DURATION.labels(kind)
+
+    @property
+    def period(self) -> float:
+        return max(MIN_PERIOD, float(self.probe.period_seconds))
+
+    @property
+    def last(self) -> ProbeResult | None:
+        return self.tracker.last
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"probe {self._name}")
+            self._task.add_done_callback(self._log_crash)
+
+    def halt(self) -> None:
+        """Stops probing (the kubelet's on-hold); safe to call from this worker's own callback."""
+        self._halted = True
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    async def stop(self) -> None:
+        """Cancels the task and waits for it to end."""
+        self.halt()
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def probe_once(self) -> ProbeResult:
+        """Runs the probe once under its timeout; never raises (except cancellation)."""
+        timeout = max(0.001, float(self.probe.timeout_seconds))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout + TIMEOUT_GRACE):
+                result = await self._call(timeout)
+        except TimeoutError:
+            result = ProbeResult("failure", f"probe timed out after {timeout:g}s", time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - a prober bug must not kill the worker
+            log.exception("%s probe %s raised", self.kind, self._name)
+            result = ProbeResult("error", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+        self._total[result.outcome].inc()
+        self._duration.observe(result.duration)
+        return result
+
+    async def _run(self) -> None:
+        delay = self._initial_delay + (self._rng.random() * self.period if self._jitter else 0.0)
+        if delay > 0:
+            await self._sleep(delay)
+        while not self._halted:
+            started = self._clock()
+            result = await self.probe_once()
+            if self._halted:
+                return
+            transition = self.tracker.observe(result)
+            if transition is not None:
+                try:
+                    self._on_transition(self.kind, transition)
+                except Exception:  # noqa: BLE001
+                    log.exception("on_transition for %s probe %s raised", self.kind, self._name)
+            if self._halted:
+                return
+            await self._sleep(max(0.0, started + self.period - self._clock()))
+
+    def _log_crash(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("probe worker %s died", self._name, exc_info=task.exception())
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """One declared probe of a container, for `describe`."""
+
+    kind: Kind
+    probe: Probe
+    state: State
+    last: ProbeResult | None
+
+
+class ContainerProber:
+    """Probes one container instance: startup gating, readiness changes and restart decisions."""
+
+    def __init__(
+        self,
+        container: Container,
+        *,
+        host: str,
+        exec_run: ExecRun | None = None,
+        on_change: Callable[[bool, str], None] = lambda ready, reason: None,
+        on_restart: Callable[[str], None] = lambda reason: None,
+        jitter: bool = True,
+        rng: random.Random | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        calls: dict[Kind, ProbeCall] | None = None,
+        name: str = "",
+    ) -> None:
+        self.container = container
+        self.name = name or container.name
+        self._host = host
+        self._exec_run = exec_run
+        self._on_change = on_change
+        self._on_restart = on_restart
+        self._jitter = jitter
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+        self._calls = calls or {}
+        self._probes: dict[Kind, Probe] = {
+            kind: probe
+            for kind, probe in (
+                ("startup", container.startup_probe),
+                ("liveness", container.liveness_probe),
+                ("readiness", container.readiness_probe),
+            )
+            if probe is not None
+        }
+        self._workers: dict[Kind, ProbeWorker] = {}
+        self._running = False
+        self._restarting = False
+        self._started_at = 0.0
+        self._ready = False
+        self._reason = "container is not running"
+
+    # --- the owner's verbs ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The container is running: probe it from scratch (fresh trackers)."""
+        if self._running:
+            return
+        self._running, self._restarting, self._workers = True, False, {}
+        self._started_at = self._clock()
+        first: tuple[Kind, ...] = ("startup",) if "startup" in self._probes else ("liveness", "readiness")
+        for kind in first:
+            if kind in self._probes:
+                self._spawn(kind, initial_delay=self._probes[kind].initial_delay_seconds, jitter=self._jitter)
+        self._publish()
+
+    async def stop(self, *, reason: str = "container is not running") -> None:
+        """Stops probing; a ready container turns unready with `reason`."""
+        self._running = False
+        workers = list(self._workers.values())
+        self._publish(reason)
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+
+    # --- what the owner reads ------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    @property
+    def health(self) -> ContainerHealth:
+        def status(kind: Kind) -> ProbeStatus | None:
+            if kind not in self._probes:
+                return None
+            worker = self._workers.get(kind)
+            return worker.tracker.status() if worker else ProbeTracker(self._probes[kind], kind).status()
+
+        return container_health(
+            running=self._running,
+            startup=status("startup"),
+            liveness=status("liveness"),
+            readiness=status("readiness"),
+        )
+
+    def reports(self) -> list[ProbeReport]:
+        out = []
+        for kind, probe in self._probes.items():
+            worker = self._workers.get(kind)
+            tracker = worker.tracker if worker else ProbeTracker(probe, kind)
+            out.append(ProbeReport(kind, probe, tracker.state, tracker.last))
+        return out
+
+    # --- internals ------------------------------------------------------------------------------------
+
+    def _spawn(self, kind: Kind, *, initial_delay: float, jitter: bool) -> None:
+        probe = self._probes[kind]
+        call = self._calls.get(kind) or probe_call(
+            probe, container=self.container, host=self._host, exec_run=self._exec_run
+        )
+        worker = ProbeWorker(
+            kind=kind,
+            probe=probe,
+            call=call,
+            on_transition=self._on_transition,
+            initial_delay=initial_delay,
+            jitter=jitter,
+            rng=self._rng,
+            clock=self._clock,
+            sleep=self._sleep,
+            name=f"{self.name}/{kind}",
+        )
+        self._workers[kind] = worker
+        worker.start()
+
+    def _on_transition(self, kind: Kind, transition: Transition) -> None:
+        if not self._running:
+            return
+        if kind == "startup" and transition.current == "success":
+            self._workers["startup"].halt()  # a started container stays started
+            for gated in ("liveness", "readiness"):
+                if gated in self._probes:
+                    # initialDelaySeconds counts from the container's start, as in the kubelet
+                    not_before = self._started_at + self._probes[gated].initial_delay_seconds
+                    self._spawn(gated, initial_delay=max(0.0, not_before - self._clock()), jitter=False)
+        self._publish()
+
+    def _publish(self, reason: str | None = None) -> None:
+        """Calls on_change when `ready` changed, then on_restart once when a restart became due."""
+        health = self.health
+        self._reason = reason if (reason is not None and not self._running) else health.reason
+        if health.ready != self._ready:
+            self._ready = health.ready
+            READINESS_TRANSITIONS.labels("ready" if health.ready else "unready").inc()
+            self._call_back(self._on_change, health.ready, self._reason)
+        if health.action == "restart" and not self._restarting:
+            self._restarting = True
+            for worker in self._workers.values():
+                worker.halt()  # the kubelet's on-hold: no probing of a container about to be killed
+            self._call_back(self._on_restart, health.reason)
+
+    def _call_back(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - the owner's bug must not stop probing
+            log.exception("probe callback %s for %s raised", getattr(fn, "__name__", fn), self.name)
