@@ -1,0 +1,138 @@
+"""load_documents: multi-document YAML text -> model objects and warnings, or one ManifestError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from meshd.manifests import names
+from meshd.manifests.errors import FieldPath, ManifestError
+from meshd.manifests.meta import SERVER_FIELDS, read_object_meta
+from meshd.manifests.pods import read_pod_spec
+from meshd.manifests.reader import DocumentReader, describe_value
+from meshd.manifests.services import read_service
+from meshd.manifests.workloads import read_deployment, read_replica_set
+from meshd.manifests.yamldocs import RawDocument, parse_documents
+from meshd.model.objects import KubeObject, ObjectMeta, Pod, object_key
+
+API_VERSIONS: Mapping[str, str] = {"Pod": "v1", "Service": "v1", "ReplicaSet": "apps/v1", "Deployment": "apps/v1"}
+_NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
+    "Pod": names.dns1123_subdomain,
+    "ReplicaSet": names.dns1123_subdomain,
+    "Deployment": names.dns1123_subdomain,
+    "Service": names.dns1035_label,
+}
+_STATUS = {"status": "ignored (status is set by meshd)"}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The objects of a manifest stream in document order, and warnings about fields meshd ignores."""
+
+    objects: tuple[KubeObject, ...]
+    warnings: tuple[str, ...]
+
+
+def load_documents(text: str, *, source: str = "<stdin>") -> LoadResult:
+    """Parses and validates every document (a `v1 List`'s items too); raises ManifestError on the first problem."""
+    warnings: list[str] = []
+    objects: list[KubeObject] = []
+    for document in parse_documents(text, source=source):
+        if document.data is None:
+            continue
+        objects.extend(_load_document(document, source=source, warnings=warnings))
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, obj in enumerate(objects):
+        key = object_key(obj)
+        if key in seen:
+            warnings.append(
+                f"{source}: {key[0]} {key[1]}/{key[2]} appears more than once: the last definition wins"
+            )
+        seen[key] = index
+    return LoadResult(objects=tuple(objects), warnings=tuple(warnings))
+
+
+def _load_document(document: RawDocument, *, source: str, warnings: list[str]) -> list[KubeObject]:
+    reader = DocumentReader(source=source, document=document.index, lines=document.lines, warnings=warnings)
+    doc = reader.mapping(document.data, ())
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and kind not in API_VERSIONS:
+        return _load_list(reader, doc, document, warnings=warnings)
+    return [_load_object(reader, doc)]
+
+
+def _load_list(
+    reader: DocumentReader, doc: dict[str, Any], document: RawDocument, *, warnings: list[str]
+) -> list[KubeObject]:
+    """`kind: List` (or PodList, DeploymentList, ...): each item is an object of its own."""
+    reader.kind = doc["kind"]
+    reader.check_fields(doc, (), known=("apiVersion", "kind", "items", "metadata"))
+    reader.string(doc, "apiVersion", (), required=True)
+    reader.sequence(doc, "items", ())
+    objects: list[KubeObject] = []
+    for i, item in enumerate(doc.get("items") or []):
+        item_reader = DocumentReader(
+            source=reader.source,
+            document=document.index,
+            item=i,
+            lines=document.lines,
+            line_base=("items", i),
+            warnings=warnings,
+        )
+        item_doc = item_reader.mapping(item, ())
+        if isinstance(item_doc.get("kind"), str) and item_doc["kind"].endswith("List"):
+            raise item_reader.fail(("kind",), "a List may not contain another List")
+        objects.append(_load_object(item_reader, item_doc, implied_kind=_list_item_kind(doc["kind"])))
+    return objects
+
+
+def _list_item_kind(list_kind: str) -> str | None:
+    kind = list_kind.removesuffix("List")
+    return kind if kind in API_VERSIONS else None
+
+
+def _load_object(reader: DocumentReader, doc: dict[str, Any], *, implied_kind: str | None = None) -> KubeObject:
+    kind = _read_kind(reader, doc, implied_kind)
+    reader.kind = kind
+    api_version = API_VERSIONS[kind]
+    given_version = doc.get("apiVersion")
+    if given_version is None and implied_kind is None:
+        raise reader.fail(("apiVersion",), "required field is missing")
+    if given_version is not None:
+        given_version = reader.as_string(given_version, ("apiVersion",))
+        if given_version != api_version:
+            raise reader.fail(
+                ("apiVersion",), f'"{given_version}" is not supported for {kind}: use apiVersion: {api_version}'
+            )
+    reader.check_fields(doc, (), known=("apiVersion", "kind", "metadata", "spec"), ignored=_STATUS)
+    metadata = read_object_meta(reader, doc, name_check=_NAME_RULES[kind])
+    if kind == "Pod":
+        return _read_pod(reader, doc, metadata)
+    if kind == "ReplicaSet":
+        return read_replica_set(reader, doc, metadata)
+    if kind == "Deployment":
+        return read_deployment(reader, doc, metadata)
+    return read_service(reader, doc, metadata)
+
+
+def _read_kind(reader: DocumentReader, doc: Mapping[str, Any], implied_kind: str | None) -> str:
+    value = doc.get("kind")
+    if value is None:
+        if implied_kind is not None:
+            return implied_kind
+        raise reader.fail(("kind",), "required field is missing")
+    if not isinstance(value, str):
+        raise reader.fail(("kind",), f"expected a string, got {describe_value(value)}")
+    if value not in API_VERSIONS:
+        supported = ", ".join(f"{v} {k}" for k, v in API_VERSIONS.items())
+        raise reader.fail(("kind",), f'kind "{value}" is not supported (supported: {supported}, v1 List)')
+    return value
+
+
+def _read_pod(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMeta) -> Pod:
+    path: FieldPath = ("spec",)
+    spec = read_pod_spec(reader, reader.get(doc, "spec", (), required=True), path)
+    return Pod(metadata=metadata, spec=spec, raw=doc)
+
+
+__all__ = ["LoadResult", "ManifestError", "load_documents", "SERVER_FIELDS"]

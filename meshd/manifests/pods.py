@@ -1,0 +1,524 @@
+"""Pod specs, containers, probes and volumes: the DESIGN.md subset, with Kubernetes' defaults."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, cast
+
+from meshd.manifests import names
+from meshd.manifests.errors import FieldPath
+from meshd.manifests.meta import read_template_meta
+from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
+from meshd.manifests.reader import MISSING, DocumentReader
+from meshd.model.objects import (
+    Container,
+    ContainerPort,
+    EnvVar,
+    ExecAction,
+    HTTPGetAction,
+    PodSpec,
+    PodTemplate,
+    PreStop,
+    Probe,
+    ProbeHandler,
+    ResourceList,
+    Resources,
+    TCPSocketAction,
+    Volume,
+    VolumeMount,
+)
+
+MIN_PERIOD_SECONDS = 0.05
+_ONE_NODE = "ignored: meshd places every pod on this node"
+POD_SPEC_IGNORED: Mapping[str, str] = {
+    "nodeSelector": _ONE_NODE,
+    "nodeName": _ONE_NODE,
+    "tolerations": _ONE_NODE,
+    "affinity": _ONE_NODE,
+    "topologySpreadConstraints": _ONE_NODE,
+    "schedulerName": _ONE_NODE,
+    "priorityClassName": "ignored: meshd has no pod priorities",
+    "priority": "ignored: meshd has no pod priorities",
+    "preemptionPolicy": "ignored: meshd has no pod priorities",
+    "imagePullSecrets": "ignored: images are pulled with the Docker engine's own credentials",
+    "serviceAccountName": "ignored: meshd has no service accounts",
+    "serviceAccount": "ignored: meshd has no service accounts",
+    "automountServiceAccountToken": "ignored: meshd has no service accounts",
+    "dnsPolicy": "ignored: pods resolve names through meshd's DNS",
+    "enableServiceLinks": "ignored: meshd sets no service-link environment variables",
+    "securityContext": "not enforced yet (ignored)",
+    "os": "ignored",
+    "overhead": "ignored",
+}
+POD_SPEC_UNSUPPORTED = (
+    "initContainers",
+    "ephemeralContainers",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "hostUsers",
+    "hostAliases",
+    "dnsConfig",
+    "activeDeadlineSeconds",
+    "readinessGates",
+    "runtimeClassName",
+    "setHostnameAsFQDN",
+    "schedulingGates",
+    "resourceClaims",
+    "resources",
+)
+CONTAINER_FIELDS = (
+    "name",
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "ports",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "volumeMounts",
+    "lifecycle",
+    "workingDir",
+)
+CONTAINER_IGNORED: Mapping[str, str] = {
+    "securityContext": "not enforced yet (ignored)",
+    "terminationMessagePath": "ignored",
+    "terminationMessagePolicy": "ignored",
+    "stdin": "ignored",
+    "stdinOnce": "ignored",
+    "tty": "ignored",
+    "resizePolicy": "ignored",
+}
+CONTAINER_UNSUPPORTED = ("envFrom", "volumeDevices", "restartPolicy")
+PROBE_FIELDS = (
+    "httpGet",
+    "tcpSocket",
+    "exec",
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "successThreshold",
+    "failureThreshold",
+)
+_VOLUME_HINT = "not supported: meshd supports emptyDir volumes only"
+
+
+def default_pull_policy(image: str) -> str:
+    """Kubernetes' default: Always for ":latest" or no tag, IfNotPresent for any other tag or a digest."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "Always"
+    return "Always" if last.rsplit(":", 1)[1] == "latest" else "IfNotPresent"
+
+
+def read_pod_template(
+    reader: DocumentReader,
+    spec: Mapping[str, Any],
+    path: FieldPath,
+    *,
+    namespace: str,
+) -> PodTemplate:
+    """spec.template of a Deployment or ReplicaSet: restartPolicy must be Always there."""
+    template_path = path + ("template",)
+    template = reader.mapping(reader.get(spec, "template", path, required=True), template_path)
+    reader.check_fields(template, template_path, known=("metadata", "spec"))
+    metadata = read_template_meta(reader, template, template_path, namespace=namespace)
+    pod_spec = read_pod_spec(
+        reader,
+        reader.get(template, "spec", template_path, required=True),
+        template_path + ("spec",),
+        restart_policies=("Always",),
+    )
+    return PodTemplate(metadata=metadata, spec=pod_spec)
+
+
+def read_pod_spec(
+    reader: DocumentReader,
+    value: Any,
+    path: FieldPath,
+    *,
+    restart_policies: tuple[str, ...] = ("Always", "OnFailure", "Never"),
+) -> PodSpec:
+    """A pod's spec: containers sharing one network namespace, emptyDir volumes, restart policy."""
+    spec = reader.mapping(value, path)
+    reader.check_fields(
+        spec,
+        path,
+        known=(
+            "containers",
+            "restartPolicy",
+            "terminationGracePeriodSeconds",
+            "shareProcessNamespace",
+            "volumes",
+            "hostname",
+            "subdomain",
+        ),
+        ignored=POD_SPEC_IGNORED,
+        unsupported=POD_SPEC_UNSUPPORTED,
+    )
+    volumes = _read_volumes(reader, spec, path)
+    containers = _read_containers(reader, spec, path, volume_names={v.name for v in volumes})
+    restart_policy = reader.choice(spec, "restartPolicy", path, restart_policies, default="Always")
+    hostname = reader.string(spec, "hostname", path)
+    reader.check_name(hostname, path + ("hostname",), names.dns1123_label, required=False)
+    subdomain = reader.string(spec, "subdomain", path)
+    reader.check_name(subdomain, path + ("subdomain",), names.dns1123_label, required=False)
+    return PodSpec(
+        containers=containers,
+        restart_policy=cast(Any, restart_policy),
+        termination_grace_period_seconds=reader.number(spec, "terminationGracePeriodSeconds", path, default=30),
+        share_process_namespace=reader.boolean(spec, "shareProcessNamespace", path),
+        volumes=volumes,
+        hostname=hostname or None,
+        subdomain=subdomain or None,
+    )
+
+
+def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPath) -> tuple[Volume, ...]:
+    volumes: list[Volume] = []
+    seen: set[str] = set()
+    for i, item in enumerate(reader.sequence(spec, "volumes", path)):
+        vpath = path + ("volumes", i)
+        volume = reader.mapping(item, vpath)
+        name = reader.string(volume, "name", vpath, required=True)
+        reader.check_name(name, vpath + ("name",), names.dns1123_label)
+        assert name is not None
+        if name in seen:
+            raise reader.fail(vpath + ("name",), f'duplicate volume name "{name}"')
+        seen.add(name)
+        for key in volume:
+            if key not in ("name", "emptyDir"):
+                raise reader.fail(vpath + (key,), _VOLUME_HINT)
+        medium = ""
+        empty_dir = reader.get(volume, "emptyDir", vpath)
+        if empty_dir is not MISSING:  # no source at all defaults to emptyDir, as in Kubernetes
+            epath = vpath + ("emptyDir",)
+            empty_dir = reader.mapping(empty_dir, epath)
+            reader.check_fields(
+                empty_dir, epath, known=("medium",), ignored={"sizeLimit": "not enforced yet (ignored)"}
+            )
+            medium = reader.choice(empty_dir, "medium", epath, ("", "Memory"), default="")
+        volumes.append(Volume(name=name, medium=cast(Any, medium)))
+    return tuple(volumes)
+
+
+def _read_containers(
+    reader: DocumentReader, spec: Mapping[str, Any], path: FieldPath, *, volume_names: set[str]
+) -> tuple[Container, ...]:
+    items = reader.sequence(spec, "containers", path, required=True)
+    if not items:
+        raise reader.fail(path + ("containers",), "at least one container is required")
+    containers: list[Container] = []
+    container_names: set[str] = set()
+    port_names: dict[str, FieldPath] = {}
+    port_numbers: dict[tuple[int, str], FieldPath] = {}
+    for i, item in enumerate(items):
+        cpath = path + ("containers", i)
+        container = _read_container(reader, item, cpath, volume_names=volume_names)
+        if container.name in container_names:
+            raise reader.fail(cpath + ("name",), f'duplicate container name "{container.name}"')
+        container_names.add(container.name)
+        # the containers of a pod share one network namespace: a port is bound once per pod
+        for j, port in enumerate(container.ports):
+            ppath = cpath + ("ports", j)
+            if port.name is not None:
+                if port.name in port_names:
+                    raise reader.fail(ppath + ("name",), f'duplicate port name "{port.name}" in this pod')
+                port_names[port.name] = ppath
+            key = (port.container_port, port.protocol)
+            if key in port_numbers:
+                raise reader.fail(
+                    ppath + ("containerPort",),
+                    f"duplicate port {port.container_port}/{port.protocol} in this pod (containers share "
+                    "one network namespace)",
+                )
+            port_numbers[key] = ppath
+        containers.append(container)
+    return tuple(containers)
+
+
+def _read_container(reader: DocumentReader, value: Any, path: FieldPath, *, volume_names: set[str]) -> Container:
+    obj = reader.mapping(value, path)
+    reader.check_fields(obj, path, known=CONTAINER_FIELDS, ignored=CONTAINER_IGNORED, unsupported=CONTAINER_UNSUPPORTED)
+    name = reader.string(obj, "name", path, required=True)
+    reader.check_name(name, path + ("name",), names.dns1123_label)
+    image = reader.string(obj, "image", path, required=True, allow_empty=False)
+    assert name is not None and image is not None
+    if image != image.strip() or any(c.isspace() for c in image):
+        raise reader.fail(path + ("image",), f'invalid image reference "{image}": must not contain spaces')
+    pull_policy = reader.choice(
+        obj, "imagePullPolicy", path, ("Always", "IfNotPresent", "Never"), default=default_pull_policy(image)
+    )
+    ports = _read_ports(reader, obj, path)
+    working_dir = reader.string(obj, "workingDir", path)
+    probes = {
+        key: _read_probe(reader, obj, key, path, ports=ports)
+        for key in ("livenessProbe", "readinessProbe", "startupProbe")
+    }
+    return Container(
+        name=name,
+        image=image,
+        image_pull_policy=cast(Any, pull_policy),
+        command=reader.strings(obj, "command", path),
+        args=reader.strings(obj, "args", path),
+        env=_read_env(reader, obj, path),
+        ports=ports,
+        resources=_read_resources(reader, obj, path),
+        volume_mounts=_read_mounts(reader, obj, path, volume_names=volume_names),
+        liveness_probe=probes["livenessProbe"],
+        readiness_probe=probes["readinessProbe"],
+        startup_probe=probes["startupProbe"],
+        pre_stop=_read_pre_stop(reader, obj, path),
+        working_dir=working_dir or None,
+    )
+
+
+def _read_ports(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> tuple[ContainerPort, ...]:
+    ports: list[ContainerPort] = []
+    for i, item in enumerate(reader.sequence(obj, "ports", path)):
+        ppath = path + ("ports", i)
+        port = reader.mapping(item, ppath)
+        reader.check_fields(port, ppath, known=("containerPort", "name", "protocol"), unsupported=("hostPort", "hostIP"))
+        number = reader.integer(port, "containerPort", ppath, required=True, minimum=1, maximum=65535)
+        name = reader.string(port, "name", ppath)
+        reader.check_name(name, ppath + ("name",), names.iana_svc_name, required=False)
+        protocol = reader.choice(port, "protocol", ppath, ("TCP", "UDP"), default="TCP")
+        assert number is not None
+        ports.append(ContainerPort(container_port=number, name=name or None, protocol=cast(Any, protocol)))
+    return tuple(ports)
+
+
+def _read_env(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> tuple[EnvVar, ...]:
+    env: list[EnvVar] = []
+    seen: set[str] = set()
+    for i, item in enumerate(reader.sequence(obj, "env", path)):
+        epath = path + ("env", i)
+        var = reader.mapping(item, epath)
+        reader.check_fields(var, epath, known=("name", "value"), unsupported=("valueFrom",))
+        name = reader.string(var, "name", epath, required=True, allow_empty=False)
+        assert name is not None
+        if "=" in name or "\0" in name:
+            raise reader.fail(epath + ("name",), f'invalid environment variable name "{name}"')
+        if name in seen:
+            reader.warn(epath + ("name",), f'duplicate environment variable "{name}": the last value wins')
+        seen.add(name)
+        env.append(EnvVar(name=name, value=reader.string(var, "value", epath, default="") or ""))
+    return tuple(env)
+
+
+def _read_resources(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> Resources:
+    value = reader.get(obj, "resources", path)
+    if value is MISSING:
+        return Resources()
+    rpath = path + ("resources",)
+    resources = reader.mapping(value, rpath)
+    reader.check_fields(resources, rpath, known=("limits", "requests"), unsupported=("claims",))
+    limits = _read_resource_list(reader, resources, "limits", rpath)
+    requests = _read_resource_list(reader, resources, "requests", rpath)
+    # as Kubernetes: a request left out defaults to its limit, and may not exceed it
+    requests = ResourceList(
+        cpu_millicores=requests.cpu_millicores if requests.cpu_millicores is not None else limits.cpu_millicores,
+        memory_bytes=requests.memory_bytes if requests.memory_bytes is not None else limits.memory_bytes,
+    )
+    for field, key in (("cpu_millicores", "cpu"), ("memory_bytes", "memory")):
+        limit, request = getattr(limits, field), getattr(requests, field)
+        if limit is not None and request is not None and request > limit:
+            raise reader.fail(rpath + ("requests", key), f"must be less than or equal to the {key} limit")
+    return Resources(limits=limits, requests=requests)
+
+
+def _read_resource_list(reader: DocumentReader, obj: Mapping[str, Any], key: str, path: FieldPath) -> ResourceList:
+    value = reader.get(obj, key, path)
+    if value is MISSING:
+        return ResourceList()
+    lpath = path + (key,)
+    amounts = reader.mapping(value, lpath)
+    cpu: int | None = None
+    memory: int | None = None
+    for name, amount in amounts.items():
+        qpath = lpath + (name,)
+        if name == "ephemeral-storage":
+            reader.warn(qpath, "not enforced (ignored)")
+            continue
+        if name not in ("cpu", "memory"):
+            raise reader.fail(qpath, "not supported (meshd supports cpu and memory)")
+        try:
+            if name == "cpu":
+                cpu = parse_cpu(amount)
+            else:
+                memory = parse_memory(amount)
+        except QuantityError as exc:
+            raise reader.fail(qpath, str(exc)) from None
+        if name == "memory" and isinstance(amount, str) and amount.endswith("m"):
+            reader.warn(qpath, f'"{amount}" is millibytes ("m" means 1/1000); did you mean "{amount[:-1]}Mi"?')
+    return ResourceList(cpu_millicores=cpu, memory_bytes=memory)
+
+
+def _read_mounts(
+    reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath, *, volume_names: set[str]
+) -> tuple[VolumeMount, ...]:
+    mounts: list[VolumeMount] = []
+    paths: set[str] = set()
+    for i, item in enumerate(reader.sequence(obj, "volumeMounts", path)):
+        mpath = path + ("volumeMounts", i)
+        mount = reader.mapping(item, mpath)
+        reader.check_fields(
+            mount,
+            mpath,
+            known=("name", "mountPath", "readOnly"),
+            unsupported=("subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"),
+        )
+        name = reader.string(mount, "name", mpath, required=True, allow_empty=False)
+        assert name is not None
+        if name not in volume_names:
+            raise reader.fail(mpath + ("name",), f'no volume named "{name}" in spec.volumes')
+        mount_path = reader.string(mount, "mountPath", mpath, required=True, allow_empty=False)
+        assert mount_path is not None
+        if not mount_path.startswith("/"):
+            raise reader.fail(mpath + ("mountPath",), f'must be an absolute path, got "{mount_path}"')
+        if mount_path in paths:
+            raise reader.fail(mpath + ("mountPath",), f'duplicate mount path "{mount_path}"')
+        paths.add(mount_path)
+        mounts.append(VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath)))
+    return tuple(mounts)
+
+
+def read_port_ref(
+    reader: DocumentReader, value: Any, path: FieldPath, *, ports: tuple[ContainerPort, ...] | None
+) -> int | str:
+    """An IntOrString port: a number 1-65535, or a port name (which must name one of `ports`, if given)."""
+    if isinstance(value, str):
+        problem = names.iana_svc_name(value)
+        if problem:
+            raise reader.fail(path, f'invalid port name "{value}": {problem}')
+        if ports is not None and not any(p.name == value for p in ports):
+            raise reader.fail(path, f'"{value}" names no port of this container')
+        return value
+    if value is None:
+        raise reader.fail(path, "required field is missing")
+    return reader.as_integer(value, path, minimum=1, maximum=65535)
+
+
+def _read_probe(
+    reader: DocumentReader,
+    obj: Mapping[str, Any],
+    key: str,
+    path: FieldPath,
+    *,
+    ports: tuple[ContainerPort, ...],
+) -> Probe | None:
+    value = reader.get(obj, key, path)
+    if value is MISSING:
+        return None
+    ppath = path + (key,)
+    probe = reader.mapping(value, ppath)
+    reader.check_fields(
+        probe,
+        ppath,
+        known=PROBE_FIELDS,
+        ignored={"terminationGracePeriodSeconds": "ignored: the pod's terminationGracePeriodSeconds applies"},
+        unsupported=("grpc",),
+    )
+    handler = read_handler(reader, probe, ppath, ports=ports, what="probe")
+    # as Kubernetes' defaulting: 0 (or absent) means the default
+    period = reader.number(probe, "periodSeconds", ppath, default=10) or 10
+    if period < MIN_PERIOD_SECONDS:
+        raise reader.fail(ppath + ("periodSeconds",), f"must be at least {MIN_PERIOD_SECONDS}, got {period}")
+    timeout = reader.number(probe, "timeoutSeconds", ppath, default=1) or 1
+    success = reader.integer(probe, "successThreshold", ppath, default=1, minimum=0) or 1
+    failure = reader.integer(probe, "failureThreshold", ppath, default=3, minimum=0) or 3
+    if key != "readinessProbe" and success != 1:
+        raise reader.fail(ppath + ("successThreshold",), f"must be 1 for a {key}")
+    return Probe(
+        handler=handler,
+        initial_delay_seconds=reader.number(probe, "initialDelaySeconds", ppath, default=0),
+        period_seconds=period,
+        timeout_seconds=timeout,
+        success_threshold=success,
+        failure_threshold=failure,
+    )
+
+
+def read_handler(
+    reader: DocumentReader,
+    obj: Mapping[str, Any],
+    path: FieldPath,
+    *,
+    ports: tuple[ContainerPort, ...],
+    what: str,
+) -> ProbeHandler:
+    """Exactly one of httpGet, tcpSocket, exec."""
+    present = [k for k in ("httpGet", "tcpSocket", "exec") if obj.get(k) is not None]
+    if not present:
+        raise reader.fail(path, f"a {what} needs one handler: httpGet, tcpSocket or exec")
+    if len(present) > 1:
+        raise reader.fail(path + (present[1],), f"a {what} may have only one handler (found {', '.join(present)})")
+    kind = present[0]
+    hpath = path + (kind,)
+    handler = reader.mapping(obj[kind], hpath)
+    if kind == "exec":
+        reader.check_fields(handler, hpath, known=("command",))
+        command = reader.strings(handler, "command", hpath)
+        if not command:
+            raise reader.fail(hpath + ("command",), "required field is missing")
+        return ExecAction(command=command)
+    if kind == "tcpSocket":
+        reader.check_fields(handler, hpath, known=("port",), unsupported=("host",))
+        return TCPSocketAction(port=read_port_ref(reader, handler.get("port"), hpath + ("port",), ports=ports))
+    reader.check_fields(handler, hpath, known=("path", "port", "host", "scheme", "httpHeaders"))
+    url_path = reader.string(handler, "path", hpath) or "/"
+    if not url_path.startswith("/"):
+        raise reader.fail(hpath + ("path",), f'must start with "/", got "{url_path}"')
+    headers: list[tuple[str, str]] = []
+    for i, item in enumerate(reader.sequence(handler, "httpHeaders", hpath)):
+        header_path = hpath + ("httpHeaders", i)
+        header = reader.mapping(item, header_path)
+        reader.check_fields(header, header_path, known=("name", "value"))
+        header_name = reader.string(header, "name", header_path, required=True, allow_empty=False)
+        assert header_name is not None
+        headers.append((header_name, reader.string(header, "value", header_path, default="") or ""))
+    return HTTPGetAction(
+        port=read_port_ref(reader, handler.get("port"), hpath + ("port",), ports=ports),
+        path=url_path,
+        host=reader.string(handler, "host", hpath) or None,
+        scheme=cast(Any, reader.choice(handler, "scheme", hpath, ("HTTP", "HTTPS"), default="HTTP")),
+        http_headers=tuple(headers),
+    )
+
+
+def _read_pre_stop(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> PreStop | None:
+    value = reader.get(obj, "lifecycle", path)
+    if value is MISSING:
+        return None
+    lpath = path + ("lifecycle",)
+    lifecycle = reader.mapping(value, lpath)
+    reader.check_fields(lifecycle, lpath, known=("preStop",), unsupported=("postStart", "stopSignal"))
+    pre_stop_value = reader.get(lifecycle, "preStop", lpath)
+    if pre_stop_value is MISSING:
+        return None
+    ppath = lpath + ("preStop",)
+    pre_stop = reader.mapping(pre_stop_value, ppath)
+    reader.check_fields(pre_stop, ppath, known=("exec", "sleep"), unsupported=("httpGet", "tcpSocket"))
+    present = [k for k in ("exec", "sleep") if pre_stop.get(k) is not None]
+    if not present:
+        raise reader.fail(ppath, "a preStop hook needs one handler: exec or sleep")
+    if len(present) > 1:
+        raise reader.fail(ppath + ("sleep",), "a preStop hook may have only one handler (found exec, sleep)")
+    if present[0] == "exec":
+        epath = ppath + ("exec",)
+        exec_obj = reader.mapping(pre_stop["exec"], epath)
+        reader.check_fields(exec_obj, epath, known=("command",))
+        command = reader.strings(exec_obj, "command", epath)
+        if not command:
+            raise reader.fail(epath + ("command",), "required field is missing")
+        return PreStop(exec_command=command)
+    spath = ppath + ("sleep",)
+    sleep = reader.mapping(pre_stop["sleep"], spath)
+    reader.check_fields(sleep, spath, known=("seconds",))
+    if sleep.get("seconds") is None:
+        raise reader.fail(spath + ("seconds",), "required field is missing")
+    return PreStop(sleep_seconds=reader.number(sleep, "seconds", spath, default=0))

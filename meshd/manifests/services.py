@@ -1,0 +1,105 @@
+"""v1 Service specs: selector, ports, clusterIP (None = headless); only type ClusterIP is served."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Mapping, cast
+
+from meshd.manifests import names
+from meshd.manifests.errors import FieldPath
+from meshd.manifests.meta import read_labels
+from meshd.manifests.pods import read_port_ref
+from meshd.manifests.reader import MISSING, DocumentReader
+from meshd.model.objects import ObjectMeta, Service, ServicePort
+
+_SPEC: FieldPath = ("spec",)
+SERVICE_IGNORED: Mapping[str, str] = {
+    "clusterIPs": "ignored (meshd uses clusterIP)",
+    "ipFamilies": "ignored (IPv4 only)",
+    "ipFamilyPolicy": "ignored (IPv4 only)",
+    "externalIPs": "ignored",
+    "externalTrafficPolicy": "ignored (one node)",
+    "internalTrafficPolicy": "ignored (one node)",
+    "loadBalancerIP": "ignored (served as ClusterIP)",
+    "loadBalancerSourceRanges": "ignored (served as ClusterIP)",
+    "loadBalancerClass": "ignored (served as ClusterIP)",
+    "allocateLoadBalancerNodePorts": "ignored (served as ClusterIP)",
+    "healthCheckNodePort": "ignored (served as ClusterIP)",
+    "sessionAffinity": "ignored: the sidecar balances every request by its meshd.io/lb-algorithm",
+    "sessionAffinityConfig": "ignored: the sidecar balances every request by its meshd.io/lb-algorithm",
+    "publishNotReadyAddresses": "not supported yet (ignored): only ready endpoints are published",
+    "trafficDistribution": "ignored (one node)",
+}
+
+
+def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMeta) -> Service:
+    spec_value = reader.get(doc, "spec", ())
+    spec = {} if spec_value is MISSING else reader.mapping(spec_value, _SPEC)
+    reader.check_fields(
+        spec,
+        _SPEC,
+        known=("selector", "ports", "clusterIP", "type"),
+        ignored=SERVICE_IGNORED,
+        unsupported=("externalName",),
+    )
+    service_type = reader.choice(
+        spec, "type", _SPEC, ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"), default="ClusterIP"
+    )
+    if service_type == "ExternalName":
+        raise reader.fail(_SPEC + ("type",), "ExternalName is not supported")
+    if service_type != "ClusterIP":
+        reader.warn(_SPEC + ("type",), f"{service_type} is served as ClusterIP")
+    cluster_ip = reader.string(spec, "clusterIP", _SPEC) or None
+    headless = cluster_ip == "None"
+    if cluster_ip is not None and not headless:
+        try:
+            ipaddress.IPv4Address(cluster_ip)
+        except ValueError:
+            raise reader.fail(_SPEC + ("clusterIP",), f'expected an IPv4 address or "None", got "{cluster_ip}"') from None
+    if headless and service_type != "ClusterIP":
+        raise reader.fail(_SPEC + ("clusterIP",), f"a {service_type} Service may not be headless")
+    ports = _read_ports(reader, spec)
+    if not ports and not headless:
+        raise reader.fail(_SPEC + ("ports",), "at least one port is required (unless clusterIP is None)")
+    return Service(
+        metadata=metadata,
+        selector=read_labels(reader, spec, "selector", _SPEC),
+        ports=ports,
+        headless=headless,
+        cluster_ip=None if headless else cluster_ip,
+        raw=doc,
+    )
+
+
+def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[ServicePort, ...]:
+    items = reader.sequence(spec, "ports", _SPEC)
+    ports: list[ServicePort] = []
+    seen_names: set[str] = set()
+    seen_ports: set[tuple[int, str]] = set()
+    for i, item in enumerate(items):
+        path = _SPEC + ("ports", i)
+        port = reader.mapping(item, path)
+        reader.check_fields(
+            port,
+            path,
+            known=("name", "port", "targetPort", "protocol"),
+            ignored={"nodePort": "ignored (served as ClusterIP)", "appProtocol": "ignored"},
+        )
+        name = reader.string(port, "name", path) or ""
+        if name:
+            reader.check_name(name, path + ("name",), names.dns1123_label)
+        elif len(items) > 1:
+            raise reader.fail(path + ("name",), "required when a Service has more than one port")
+        if name in seen_names and name:
+            raise reader.fail(path + ("name",), f'duplicate port name "{name}"')
+        seen_names.add(name)
+        number = reader.integer(port, "port", path, required=True, minimum=1, maximum=65535)
+        assert number is not None
+        protocol = reader.choice(port, "protocol", path, ("TCP", "UDP"), default="TCP")
+        if (number, protocol) in seen_ports:
+            raise reader.fail(path + ("port",), f"duplicate port {number}/{protocol}")
+        seen_ports.add((number, protocol))
+        target = port.get("targetPort")
+        target_port = number if target is None else read_port_ref(reader, target, path + ("targetPort",), ports=None)
+        ports.append(ServicePort(port=number, target_port=target_port, name=name, protocol=cast(Any, protocol)))
+    return tuple(ports)

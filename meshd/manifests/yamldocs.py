@@ -1,0 +1,141 @@
+"""Multi-document YAML -> JSON-like documents, with the line of every field kept for error messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from meshd.manifests.errors import FieldPath, ManifestError
+
+_TAG = "tag:yaml.org,2002:"
+_SCALARS = {f"{_TAG}{t}" for t in ("null", "bool", "int", "float", "str")}
+MAX_NODES = 200_000  # after alias expansion: a "billion laughs" document fails here, not in memory
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """One YAML document: its 1-based position in the stream, its data, and the line of each field."""
+
+    index: int
+    data: Any
+    line: int
+    lines: Mapping[FieldPath, int] = field(default_factory=dict, repr=False)
+
+
+def parse_documents(text: str, *, source: str) -> list[RawDocument]:
+    """Every document of `text` (empty ones included, data None); raises ManifestError on bad YAML."""
+    if not isinstance(text, str):
+        raise ManifestError(f"expected YAML text, got {type(text).__name__}", source=source)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ManifestError(
+            f"YAML syntax error at line {line}: character {exc.character:#06x} is not allowed", source=source
+        ) from None
+    documents: list[RawDocument] = []
+    index = 0
+    try:
+        while loader.check_node():
+            index += 1
+            node = loader.get_node()
+            if node is None:
+                continue
+            converter = _Converter(loader, source=source, document=index)
+            data = converter.convert(node, ())
+            documents.append(RawDocument(index, data, node.start_mark.line + 1, converter.lines))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ManifestError(f"YAML syntax error{where}: {problem}", source=source, document=index) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        problem = f"character {exc.character:#06x} is not allowed" if isinstance(exc.character, int) else exc.reason
+        raise ManifestError(f"YAML syntax error at line {line}: {problem}", source=source, document=index) from None
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise ManifestError(f"YAML syntax error: {message}", source=source, document=index or None) from None
+    except RecursionError:
+        raise ManifestError("YAML nesting is too deep", source=source, document=index) from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+class _Converter:
+    """Turns a composed node tree into plain dicts/lists/scalars, as Kubernetes' YAML-to-JSON step does."""
+
+    def __init__(self, loader: yaml.SafeLoader, *, source: str, document: int) -> None:
+        self.loader = loader
+        self.source = source
+        self.document = document
+        self.lines: dict[FieldPath, int] = {}
+        self.count = 0
+        self.active: set[int] = set()
+
+    def fail(self, message: str, path: FieldPath, node: Node) -> ManifestError:
+        return ManifestError(
+            message, source=self.source, document=self.document, path=path, line=node.start_mark.line + 1
+        )
+
+    def convert(self, node: Node, path: FieldPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.fail(f"document too large (more than {MAX_NODES} values after aliases)", path, node)
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path)
+        if id(node) in self.active:
+            raise self.fail("recursive YAML alias", path, node)
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                if node.tag != f"{_TAG}seq":
+                    raise self.fail(f"unsupported YAML tag {node.tag}", path, node)
+                items = []
+                for i, child in enumerate(node.value):
+                    self.lines.setdefault(path + (i,), child.start_mark.line + 1)
+                    items.append(self.convert(child, path + (i,)))
+                return items
+            if isinstance(node, MappingNode):
+                return self.mapping(node, path)
+            raise self.fail("unsupported YAML node", path, node)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
+        if node.tag != f"{_TAG}map":
+            raise self.fail(f"unsupported YAML tag {node.tag}", path, node)
+        self.loader.flatten_mapping(node)  # resolves "<<" merge keys
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise self.fail("a mapping key must be a string", path, key_node)
+            key = self.key(key_node, path)
+            if key in result:
+                raise self.fail(f"duplicate key {key!r}", path + (key,), key_node)
+            self.lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+            result[key] = self.convert(value_node, path + (key,))
+        return result
+
+    def key(self, node: ScalarNode, path: FieldPath) -> str:
+        value = self.scalar(node, path)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if value is None:
+            raise self.fail("a mapping key must be a string, got null", path, node)
+        return value if isinstance(value, str) else str(value)
+
+    def scalar(self, node: ScalarNode, path: FieldPath) -> Any:
+        if node.tag == f"{_TAG}timestamp":
+            return node.value  # as Kubernetes' YAML-to-JSON step: a timestamp stays text
+        if node.tag not in _SCALARS:
+            raise self.fail(f"unsupported YAML tag {node.tag}", path, node)
+        construct: Callable[[yaml.SafeLoader, Node], Any] = self.loader.yaml_constructors[node.tag]
+        try:
+            return construct(self.loader, node)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise self.fail(f"bad {node.tag.removeprefix(_TAG)} value {node.value!r}: {exc}", path, node) from None
