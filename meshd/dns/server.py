@@ -1,0 +1,221 @@
+"""The authoritative DNS server: UDP and TCP on one or more addresses, answers from the registry.
+
+UDP runs on a raw `asyncio.DatagramProtocol`: each datagram is answered synchronously inside
+`datagram_received` (a cache hit is a dict lookup and a concatenation). asyncio-dgram's `await recv()` per
+packet costs a task wake-up per query (see bench/dns_bench.py `--udp dgram`), so it is not used here.
+TCP (RFC 7766): 2-byte length framing, several (pipelined) queries per connection, an idle timeout and a bound
+on open connections; answers are never truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+from meshd.dns.codec import DEFAULT_MAX_UDP
+from meshd.dns.metrics import DnsStats
+from meshd.dns.responder import Responder
+from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = (("127.0.0.1", 8600),)
+_SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+class DnsServer:
+    """Serves `zone` from `registry` on every (host, port) of `listen`; port 0 picks one (same for UDP and TCP)."""
+
+    def __init__(
+        self,
+        registry: object,
+        *,
+        zone: str = DEFAULT_ZONE,
+        ttl: int = DEFAULT_TTL,
+        listen: Sequence[tuple[str, int]] = DEFAULT_LISTEN,
+        max_udp: int = DEFAULT_MAX_UDP,
+        tcp_idle_timeout: float = 10.0,
+        max_tcp_connections: int = 128,
+        cache_size: int = 10_000,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
+        ns_address = next((host for host, _ in listen if _is_specific_ipv4(host)), None)
+        self.registry = registry
+        self.responder = Responder(
+            registry,  # type: ignore[arg-type]
+            zone=zone,
+            ttl=ttl,
+            ns_address=ns_address,
+            max_udp=max_udp,
+            cache_size=cache_size,
+        )
+        self.listen = list(listen)
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.max_tcp_connections = max_tcp_connections
+        self.clock = clock
+        self.addresses: list[tuple[str, int]] = []
+        self._transports: list[asyncio.BaseTransport] = []
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[_TcpProtocol] = set()
+        self._unlisten: Callable[[], None] | None = None
+
+    @property
+    def stats(self) -> DnsStats:
+        return self.responder.stats
+
+    async def start(self) -> None:
+        """Binds every listen address (raises OSError if one cannot be bound) and follows the registry."""
+        if self._unlisten is None:
+            self._unlisten = self.registry.listen(self.responder.invalidate)  # type: ignore[attr-defined]
+            self.responder.invalidate()
+        try:
+            for host, port in self.listen:
+                await self.listen_on(host, port)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def listen_on(self, host: str, port: int) -> tuple[str, int]:
+        """Adds one address (e.g. the bridge gateway once it exists); returns the (host, port) bound."""
+        loop = asyncio.get_running_loop()
+        for _attempt in range(20 if port == 0 else 1):
+            sock = _udp_socket(host, port)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self.responder, self.clock), sock=sock
+            )
+            bound = sock.getsockname()[1]
+            try:
+                server = await loop.create_server(
+                    lambda: _TcpProtocol(self), host, bound, reuse_address=True, backlog=256
+                )
+            except OSError:
+                transport.close()
+                if port != 0:
+                    raise
+                continue
+            self._transports.append(transport)
+            self._servers.append(server)
+            self.addresses.append((host, bound))
+            log.info("DNS: serving %s on %s port %d (UDP and TCP)", self.responder.zone_name, host, bound)
+            return host, bound
+        raise OSError(f"no port free for UDP and TCP together on {host}")
+
+    async def close(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        for transport in self._transports:
+            transport.close()
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections):
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._transports.clear()
+        self._servers.clear()
+        self.addresses.clear()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, responder: Responder, clock: Callable[[], int]) -> None:
+        self.responder = responder
+        self.clock = clock
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        start = self.clock()
+        reply = self.responder.answer_udp(data)
+        if reply is not None and self.transport is not None:
+            try:
+                self.transport.sendto(reply, addr)
+            except OSError:
+                pass
+        self.responder.stats.observe(self.clock() - start)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors from clients that went away: nothing to do
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.responder = server.responder
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if len(self.server._connections) >= self.server.max_tcp_connections:
+            transport.close()
+            return
+        self.server._connections.add(self)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._arm()
+        while len(self.buffer) >= 2 and self.transport is not None:
+            length = (self.buffer[0] << 8) | self.buffer[1]
+            if len(self.buffer) < 2 + length:
+                break
+            message = bytes(self.buffer[2 : 2 + length])
+            del self.buffer[: 2 + length]
+            start = self.server.clock()
+            reply = self.responder.answer_tcp(message)
+            if reply is not None:
+                self.transport.write(len(reply).to_bytes(2, "big") + reply)
+            self.responder.stats.observe(self.server.clock() - start)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()  # a client that does not read its answers gets no more parsed
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        self.transport = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(self.server.tcp_idle_timeout, self.close)
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+            except OSError:
+                pass
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _is_specific_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts) and host != "0.0.0.0"
