@@ -7,7 +7,7 @@ message reads like the kubelet's ("dial tcp 10.213.0.5:8080: connect: connection
 from __future__ import annotations
 
 import asyncio
-import errno
+import os
 import socket
 import time
 
@@ -24,7 +24,7 @@ def os_error_text(exc: BaseException) -> str:
     if isinstance(exc, socket.gaierror):
         return "no such host"
     if isinstance(exc, OSError) and exc.errno is not None:
-        return (exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))).lower()
+        return os.strerror(exc.errno).lower()  # not exc.strerror: asyncio puts "Connect call failed" there
     return str(exc) or type(exc).__name__
 
 
