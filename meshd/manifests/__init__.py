@@ -1,6 +1,18 @@
 """YAML -> model: Kubernetes manifests validated with field paths (errors) and ignored fields (warnings)."""
 
+from meshd.manifests import quantity
 from meshd.manifests.errors import ManifestError
+from meshd.manifests.hashing import TEMPLATE_HASH_LABEL, template_hash
 from meshd.manifests.loader import LoadResult, load_documents
+from meshd.manifests.render import render, to_manifest
 
-__all__ = ["LoadResult", "ManifestError", "load_documents"]
+__all__ = [
+    "LoadResult",
+    "ManifestError",
+    "TEMPLATE_HASH_LABEL",
+    "load_documents",
+    "quantity",
+    "render",
+    "template_hash",
+    "to_manifest",
+]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 PathPart = str | int
 FieldPath = tuple[PathPart, ...]
 
 
 def format_path(path: Sequence[PathPart]) -> str:
-    """("spec", "volumes", 0, "hostPath") -> "spec.volumes[0].hostPath"."""
+    """("spec", "volumes", 0, "hostPath") -> "spec.volumes[0].hostPath"; odd keys in brackets:
+    ("metadata", "labels", "app.kubernetes.io/name") -> "metadata.labels[app.kubernetes.io/name]"."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) or not _PLAIN_KEY.match(part):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else part

@@ -11,6 +11,7 @@ from meshd.manifests.meta import read_labels
 from meshd.manifests.pods import read_port_ref
 from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.model.objects import ObjectMeta, Service, ServicePort
+from sidecar.config import LB_ANNOTATION, RETRIES_ANNOTATION, TIMEOUT_ANNOTATION, config_from_annotations
 
 _SPEC: FieldPath = ("spec",)
 SERVICE_IGNORED: Mapping[str, str] = {
@@ -58,6 +59,7 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
             raise reader.fail(_SPEC + ("clusterIP",), f'expected an IPv4 address or "None", got "{cluster_ip}"') from None
     if headless and service_type != "ClusterIP":
         raise reader.fail(_SPEC + ("clusterIP",), f"a {service_type} Service may not be headless")
+    _check_mesh_annotations(reader, metadata)
     ports = _read_ports(reader, spec)
     if not ports and not headless:
         raise reader.fail(_SPEC + ("ports",), "at least one port is required (unless clusterIP is None)")
@@ -103,3 +105,14 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[Servic
         target_port = number if target is None else read_port_ref(reader, target, path + ("targetPort",), ports=None)
         ports.append(ServicePort(port=number, target_port=target_port, name=name, protocol=cast(Any, protocol)))
     return tuple(ports)
+
+
+def _check_mesh_annotations(reader: DocumentReader, metadata: ObjectMeta) -> None:
+    """meshd.io/* annotations steer the sidecars: a bad value fails here rather than being dropped there."""
+    known = (LB_ANNOTATION, TIMEOUT_ANNOTATION, RETRIES_ANNOTATION)
+    for key in metadata.annotations:
+        if key.startswith("meshd.io/") and key not in known:
+            reader.warn(("metadata", "annotations", key), f"unknown meshd annotation (known: {', '.join(known)})")
+    for problem in config_from_annotations(metadata.annotations).problems:
+        key, _, message = problem.partition(": ")
+        raise reader.fail(("metadata", "annotations", key), message)

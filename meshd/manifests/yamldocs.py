@@ -45,6 +45,7 @@ def parse_documents(text: str, *, source: str) -> list[RawDocument]:
             if node is None:
                 continue
             converter = _Converter(loader, source=source, document=index)
+            converter.lines[()] = node.start_mark.line + 1
             data = converter.convert(node, ())
             documents.append(RawDocument(index, data, node.start_mark.line + 1, converter.lines))
     except yaml.MarkedYAMLError as exc:
