@@ -1,0 +1,237 @@
+"""The agent: wires driver, controller, registry, DNS, mDNS, the API and the node's sidecar together.
+
+`run_agent` is `meshd agent` (foreground; on SIGINT/SIGTERM it stops serving but leaves pods running for the
+next agent to adopt); `run_up` is `meshd up -f` (agent + apply; Ctrl-C drains and removes everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshd.controller.backoff import BackoffPolicy
+from meshd.controller.loop import Controller, NodeCapacity
+from meshd.controller.pod import PodWorker
+from meshd.controller.probes import prober_factory
+from meshd.driver import DriverError, make_driver
+from meshd.manifests.quantity import parse_cpu, parse_memory
+from meshd.registry import Registry
+from meshd.registry.drain import DrainCoordinator
+from meshd.sidecar_process import SidecarProcess
+from meshd.state import default_state_dir
+
+log = logging.getLogger("meshd")
+
+DOCKER_SERVICE_POOL = "10.213.128.0/17"
+DOCKER_GATEWAY = "10.213.0.1"
+PROCESS_SERVICE_POOL = "127.214.0.0/16"
+
+
+@dataclass
+class AgentOptions:
+    api: str = "127.0.0.1:7700"
+    dns: str = "127.0.0.1:8600"
+    zone: str = "cluster.local"
+    state_dir: str | None = None
+    driver: str = "docker"
+    mdns: str = "all"
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    node_cpus: str | None = None
+    node_memory: str | None = None
+    verbose: bool = False
+    dns_ttl: int = 5
+    sidecar: bool = True
+    sidecar_metrics: str = "127.0.0.1:7701"
+    extra: dict = field(default_factory=dict)
+
+
+def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    text = text.removeprefix("http://")
+    host, _, port = text.rstrip("/").rpartition(":")
+    return (host or default_host).strip("[]"), int(port)
+
+
+class Agent:
+    def __init__(self, options: AgentOptions) -> None:
+        self.options = options
+        self.state_dir = Path(options.state_dir).expanduser() if options.state_dir else default_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.agent_id = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        self.node = socket.gethostname()
+        self.registry = Registry(node=self.node)
+        self.drain = DrainCoordinator(self.registry)
+        driver_opts: dict = {"agent_id": self.agent_id}
+        if options.driver == "process":
+            driver_opts["state_dir"] = self.state_dir / "process"
+        self.driver = make_driver(options.driver, **driver_opts)
+        self.api_host, self.api_port = split_host_port(options.api)
+        self.controller = Controller(
+            driver=self.driver,
+            registry=self.registry,
+            state_dir=self.state_dir,
+            agent_id=self.agent_id,
+            service_pool=DOCKER_SERVICE_POOL if options.driver == "docker" else PROCESS_SERVICE_POOL,
+            capacity=NodeCapacity(
+                cpu_millicores=parse_cpu(options.node_cpus) if options.node_cpus else (os.cpu_count() or 1) * 1000,
+                memory_bytes=parse_memory(options.node_memory) if options.node_memory else _memory_bytes(),
+            ),
+            backoff=BackoffPolicy(initial=options.backoff_initial, maximum=options.backoff_max),
+            zone=options.zone,
+            make_prober=prober_factory(self.driver),
+            drain=self._drain_pod,
+            on_service_address=self._service_address,
+        )
+        self.sidecar = SidecarProcess(
+            state_dir=self.state_dir,
+            api_url=f"http://{self.api_host}:{self.api_port}",
+            metrics=options.sidecar_metrics,
+        )
+        self.dns = None
+        self.mdns = None
+        self.api = None
+        self._address_tasks: set[asyncio.Task] = set()
+
+    async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
+        await self.drain.wait(worker.namespace, worker.name)
+
+    def _service_address(self, address: str, present: bool) -> None:
+        """Adds (or removes) a Service's address on the meshd bridge so the sidecar can listen there."""
+        verb = getattr(self.driver, "add_service_address" if present else "remove_service_address", None)
+        if verb is None:
+            return
+
+        async def run() -> None:
+            try:
+                await verb(address)
+            except DriverError as error:
+                log.warning("service address %s: %s", address, error)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._address_tasks.add(task)
+        task.add_done_callback(self._address_tasks.discard)
+
+    async def start(self) -> None:
+        from meshd.api.server import ApiServer
+
+        log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
+        await self.driver.start()
+        await self.controller.start()
+        self.api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
+                             sidecar_targets=self.sidecar.targets)
+        await self.api.start(self.api_host, self.api_port)
+        log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
+        await self._start_dns()
+        await self._start_mdns()
+        if self.options.sidecar:
+            await self.sidecar.start()
+
+    async def _start_dns(self) -> None:
+        from meshd.dns.server import DnsServer
+
+        self.dns = DnsServer(self.registry, zone=self.options.zone, ttl=self.options.dns_ttl,
+                             listen=[split_host_port(self.options.dns)])
+        await self.dns.start()
+        if self.options.driver == "docker":  # the pods' resolver, on the bridge's gateway
+            try:
+                await self.dns.listen_on(DOCKER_GATEWAY, 53)
+            except OSError as error:
+                log.warning("pods cannot resolve Service names: DNS on %s:53: %s", DOCKER_GATEWAY, error)
+
+    async def _start_mdns(self) -> None:
+        from meshd.mdns import MdnsAdvertiser, parse_mdns_option
+
+        interfaces = parse_mdns_option(self.options.mdns)
+        if interfaces is None:
+            return
+        try:
+            self.mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node)
+            await self.mdns.start()
+        except Exception as error:  # mDNS is best effort: the LAN may not allow it
+            log.warning("mDNS disabled: %s", error)
+            self.mdns = None
+
+    async def close(self, *, stop_pods: bool) -> None:
+        """Stops serving; with stop_pods (meshd up) pods are drained and removed and the sidecar stopped."""
+        await self.controller.close(stop_pods=stop_pods)
+        if stop_pods:
+            for info in self.registry.services():
+                if info.address:
+                    self._service_address(info.address, False)
+        if self._address_tasks:
+            await asyncio.gather(*self._address_tasks, return_exceptions=True)
+        await self.sidecar.stop()
+        for component in (self.mdns, self.dns, self.api):
+            if component is not None:
+                await component.close()
+        await self.driver.close()
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiohttp.access", "docker", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _serve(options: AgentOptions, files: list[str] | None) -> int:
+    agent = Agent(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.start()
+    except (DriverError, OSError) as error:
+        log.error("cannot start: %s", error)
+        await agent.close(stop_pods=False)
+        return 1
+    if files:
+        from meshd.cli.files import read_manifests  # the CLI's reader: files, directories, '-'
+        from meshd.manifests import ManifestError
+
+        try:
+            for text, source in read_manifests(files):
+                results, warnings = agent.controller.apply(text, source=source)
+                for warning in warnings:
+                    log.warning("%s", warning)
+                for result in results:
+                    log.info("%s/%s %s", result.kind.lower(), result.name, result.action)
+        except (ManifestError, OSError) as error:
+            log.error("%s", error)
+            await agent.close(stop_pods=True)
+            return 1
+    await stop.wait()
+    log.info("shutting down%s", " and removing every pod" if files is not None else "")
+    await agent.close(stop_pods=files is not None)
+    return 0
+
+
+def run_agent(options: AgentOptions) -> int:
+    return _run(options, None)
+
+
+def run_up(options: AgentOptions, files: list[str]) -> int:
+    return _run(options, files)
+
+
+def _run(options: AgentOptions, files: list[str] | None) -> int:
+    _configure_logging(options.verbose)
+    try:
+        import uvloop
+
+        return uvloop.run(_serve(options, files))
+    except ImportError:
+        return asyncio.run(_serve(options, files))

@@ -1,0 +1,303 @@
+"""The controller's state as Kubernetes API objects (v1 Pod, apps/v1 Deployment, v1 Endpoints, v1 List...),
+so tools written for kubectl's JSON work on meshd's."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from meshd.controller.loop import Controller, ObjectRecord
+from meshd.controller.pod import ContainerStatus, PodWorker
+from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
+from meshd.model.endpoints import ServiceKey
+from meshd.model.objects import Deployment, ReplicaSet, Service
+from meshd.registry import Registry
+
+
+def rfc3339(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def kube_list(items: list[dict[str, Any]], *, resource_version: int = 0) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(resource_version)},
+            "items": items}
+
+
+def _metadata(raw: dict[str, Any], *, namespace: str, name: str, created: float, uid: str,
+              generation: int | None = None) -> dict[str, Any]:
+    meta = copy.deepcopy(dict(raw.get("metadata") or {}))
+    meta.update(name=name, namespace=namespace, uid=uid, creationTimestamp=rfc3339(created))
+    if generation is not None:
+        meta["generation"] = generation
+    return meta
+
+
+def _container_state(status: ContainerStatus) -> dict[str, Any]:
+    if status.phase == "running":
+        return {"running": {"startedAt": rfc3339(status.started_at)}}
+    if status.phase == "terminated":
+        return {"terminated": {"exitCode": status.exit_code, "reason": status.reason, "message": status.message,
+                               "startedAt": rfc3339(status.started_at),
+                               "finishedAt": rfc3339(status.finished_at)}}
+    return {"waiting": {"reason": status.reason, "message": status.message}}
+
+
+def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
+    identity = worker.identity
+    owner_refs = []
+    if identity.replicaset:
+        owner_refs.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": identity.replicaset,
+                           "controller": True})
+    labels = dict(worker.labels)
+    containers = []
+    for c in worker.spec.containers:
+        containers.append({
+            "name": c.name, "image": c.image, "imagePullPolicy": c.image_pull_policy,
+            **({"command": list(c.command)} if c.command else {}),
+            **({"args": list(c.args)} if c.args else {}),
+            "ports": [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name else {})}
+                      for p in c.ports],
+        })
+    statuses = []
+    for c in worker.spec.containers:
+        status = worker.containers[c.name]
+        entry: dict[str, Any] = {
+            "name": c.name,
+            "image": c.image,
+            "imageID": "",
+            "containerID": f"docker://{status.id}" if status.id else "",
+            "ready": status.ready,
+            "started": status.phase == "running",
+            "restartCount": status.restart_count,
+            "state": _container_state(status),
+        }
+        if status.last_termination:
+            last = status.last_termination
+            entry["lastState"] = {"terminated": {
+                "exitCode": last["exitCode"], "reason": last["reason"], "message": last["message"],
+                "startedAt": rfc3339(last["startedAt"]), "finishedAt": rfc3339(last["finishedAt"])}}
+        else:
+            entry["lastState"] = {}
+        probes = getattr(worker._probers.get(c.name), "describe", None)
+        if callable(probes):
+            entry["probes"] = probes()
+        statuses.append(entry)
+    ready = worker.ready
+    phase = worker.phase
+    status: dict[str, Any] = {
+        "phase": phase,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True" if worker.scheduled else "False",
+             **({"reason": worker.reason, "message": worker.message} if not worker.scheduled and worker.reason else {})},
+            {"type": "Ready", "status": "True" if ready else "False"},
+            {"type": "ContainersReady", "status": "True" if ready else "False"},
+        ],
+        "podIP": worker.address,
+        "podIPs": [{"ip": worker.address}] if worker.address else [],
+        "hostIP": "127.0.0.1",
+        "startTime": rfc3339(worker.created),
+        "containerStatuses": statuses,
+        "qosClass": "BestEffort",
+    }
+    if worker.reason:
+        status["reason"], status["message"] = worker.reason, worker.message
+    metadata: dict[str, Any] = {
+        "name": identity.name,
+        "namespace": identity.namespace,
+        "uid": uid or f"{identity.namespace}-{identity.name}",
+        "labels": labels,
+        "annotations": dict(worker.annotations),
+        "creationTimestamp": rfc3339(worker.created),
+        "ownerReferences": owner_refs,
+    }
+    if worker.terminating:
+        metadata["deletionTimestamp"] = rfc3339(time.time())
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "containers": containers,
+            "restartPolicy": worker.spec.restart_policy,
+            "terminationGracePeriodSeconds": worker.spec.termination_grace_period_seconds,
+            "nodeName": "meshd",
+            **({"hostname": worker.spec.hostname} if worker.spec.hostname else {}),
+        },
+        "status": status,
+    }
+
+
+def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
+    view = controller.replicaset_view(rs)
+    pods = controller.pods_of(rs)
+    meta = _metadata(dict(rs.rs.raw), namespace=rs.namespace, name=rs.name, created=rs.created, uid=rs.uid)
+    if rs.owner_kind == "Deployment":
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": rs.owner,
+                                    "controller": True}]
+        meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(rs.revision)
+    spec = copy.deepcopy(dict(rs.rs.raw.get("spec") or {}))
+    spec["replicas"] = rs.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": meta,
+        "spec": spec,
+        "status": {
+            "replicas": view.pods,
+            "fullyLabeledReplicas": view.pods,
+            "readyReplicas": sum(1 for p in pods if p.ready),
+            "availableReplicas": view.available,
+            "observedGeneration": 1,
+        },
+    }
+
+
+def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
+    obj: Deployment = record.obj  # type: ignore[assignment]
+    namespace, name = obj.metadata.namespace, obj.metadata.name
+    owned = controller.owned_replicasets(namespace, name)
+    from meshd.manifests import template_hash
+
+    current_hash = template_hash(obj.template)
+    views = {r.name: controller.replicaset_view(r) for r in owned}
+    new = next((r for r in owned if r.template_hash == current_hash), None)
+    total = sum(v.pods for v in views.values())
+    ready = sum(1 for r in owned for p in controller.pods_of(r) if p.ready)
+    available = sum(v.available for v in views.values())
+    updated = views[new.name].pods if new else 0
+    progress = controller.progress.get((namespace, name))
+    conditions = [{
+        "type": "Available",
+        "status": "True" if available >= obj.replicas - _max_unavailable(obj) else "False",
+        "reason": "MinimumReplicasAvailable" if available >= obj.replicas - _max_unavailable(obj)
+        else "MinimumReplicasUnavailable",
+        "message": f"Deployment has {'minimum' if available >= obj.replicas - _max_unavailable(obj) else 'not minimum'}"
+                   " availability.",
+    }]
+    if progress is not None:
+        if progress.failed:
+            conditions.append({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                               "message": progress.message,
+                               "lastUpdateTime": rfc3339(progress.last_progress)})
+        elif progress.complete:
+            conditions.append({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                               "message": f'ReplicaSet "{new.name if new else ""}" has successfully progressed.',
+                               "lastUpdateTime": rfc3339(progress.last_progress)})
+        else:
+            conditions.append({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                               "message": f'ReplicaSet "{new.name if new else ""}" is progressing.',
+                               "lastUpdateTime": rfc3339(progress.last_progress)})
+    observed = record.generation if progress is not None else max(record.generation - 1, 0)
+    meta = _metadata(dict(obj.raw), namespace=namespace, name=name, created=record.created, uid=record.uid,
+                     generation=record.generation)
+    if new:
+        meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(new.revision)
+    spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
+    spec["replicas"] = obj.replicas
+    spec.setdefault("strategy", {"type": obj.strategy, **(
+        {"rollingUpdate": {"maxSurge": obj.rolling_update.max_surge,
+                           "maxUnavailable": obj.rolling_update.max_unavailable}}
+        if obj.strategy == "RollingUpdate" else {})})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": spec,
+        "status": {
+            "observedGeneration": observed,
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": available,
+            "unavailableReplicas": max(obj.replicas - available, 0),
+            "conditions": conditions,
+        },
+    }
+
+
+def _max_unavailable(obj: Deployment) -> int:
+    from meshd.controller.plan import resolve_surge
+
+    if obj.strategy != "RollingUpdate":
+        return 0
+    return resolve_surge(obj.rolling_update.max_unavailable, obj.replicas, round_up=False)
+
+
+def service(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
+    obj: Service = record.obj  # type: ignore[assignment]
+    info = registry.service(ServiceKey(obj.metadata.namespace, obj.metadata.name))
+    spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
+    spec["clusterIP"] = "None" if obj.headless else (info.address if info else None)
+    spec["clusterIPs"] = [spec["clusterIP"]]
+    spec.setdefault("type", "ClusterIP")
+    spec["ports"] = [{"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+                     if p.name else {"port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+                     for p in obj.ports]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(dict(obj.raw), namespace=obj.metadata.namespace, name=obj.metadata.name,
+                              created=record.created, uid=record.uid),
+        "spec": spec,
+        "status": {"loadBalancer": {}},
+    }
+
+
+def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
+    obj: Service = record.obj  # type: ignore[assignment]
+    key = ServiceKey(obj.metadata.namespace, obj.metadata.name)
+    eps = registry.endpoints(key)
+    info = registry.service(key)
+    subsets = []
+    if eps and info is not None:
+        def address(ep):  # noqa: ANN001, ANN202
+            entry = {"ip": ep.address, "targetRef": {"kind": "Pod", "namespace": key.namespace, "name": ep.name},
+                     "nodeName": ep.node or "meshd"}
+            if ep.hostname:
+                entry["hostname"] = ep.hostname
+            return entry
+
+        # Endpoints of one Service share their port numbers unless named ports differ: group by ports.
+        groups: dict[tuple, list] = {}
+        for ep in eps:
+            groups.setdefault(tuple(sorted(ep.ports.items())), []).append(ep)
+        for ports, members in groups.items():
+            subset: dict[str, Any] = {
+                "ports": [{"name": n, "port": p, "protocol": "TCP"} if n else {"port": p, "protocol": "TCP"}
+                          for n, p in ports],
+            }
+            ready = [address(ep) for ep in members if ep.ready]
+            not_ready = [address(ep) for ep in members if not ep.ready]
+            if ready:
+                subset["addresses"] = ready
+            if not_ready:
+                subset["notReadyAddresses"] = not_ready
+            subsets.append(subset)
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": _metadata({}, namespace=key.namespace, name=key.name, created=record.created, uid=record.uid)
+        | {"labels": dict(obj.metadata.labels)},
+        "subsets": subsets,
+    }
+
+
+def event(e) -> dict[str, Any]:  # noqa: ANN001
+    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet") else "v1"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"namespace": e.namespace, "name": f"{e.name}.{int(e.time * 1000):x}"},
+        "involvedObject": {"apiVersion": api, "kind": e.kind, "namespace": e.namespace, "name": e.name},
+        "type": e.type,
+        "reason": e.reason,
+        "message": e.message,
+        "lastTimestamp": rfc3339(e.time),
+        "firstTimestamp": rfc3339(e.time),
+        "count": 1,
+        "source": {"component": "meshd"},
+    }
+
+
+__all__ = ["deployment", "endpoints", "event", "kube_list", "pod", "replicaset", "service", "ReplicaSet"]

@@ -1,0 +1,454 @@
+"""The agent's HTTP API (aiohttp): Kubernetes-shaped resources, apply/delete, the endpoint watch stream for
+sidecars, drain acknowledgements, Prometheus metrics and service discovery. Bad requests get a 4xx with a
+message; nothing a client sends can take the agent down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from meshd.api import kube
+from meshd.controller.loop import Controller
+from meshd.driver.base import DriverError
+from meshd.manifests import ManifestError
+from meshd.metrics import REGISTRY
+from meshd.model.endpoints import ServiceKey, update_to_json
+from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
+from meshd.registry import Registry, Synced
+from meshd.registry.drain import DrainCoordinator
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+MAX_BODY = 8 * 1024 * 1024
+RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
+             "endpoints": "Endpoints"}
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"kind": "Status", "status": "Failure", "error": message, "message": message,
+                              "code": status}, status=status)
+
+
+def _selector(request: web.Request) -> dict[str, str]:
+    text = request.query.get("labelSelector", "")
+    pairs = [part.split("=", 1) for part in text.split(",") if "=" in part]
+    return {k.strip().rstrip("="): v.strip() for k, v in pairs}
+
+
+def _matches(obj: dict[str, Any], selector: dict[str, str]) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class ApiServer:
+    def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
+                 sidecar_targets: Callable[[], list[str]] = list) -> None:
+        self.controller = controller
+        self.registry = registry
+        self.drain = drain
+        self.sidecar_targets = sidecar_targets
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+        self._runner: web.AppRunner | None = None
+        self._streams: set[web.StreamResponse] = set()
+        r = self.app.router
+        r.add_get("/healthz", self.healthz)
+        r.add_get("/metrics", self.metrics)
+        r.add_post("/v1/apply", self.apply)
+        r.add_post("/v1/delete", self.delete_manifests)
+        r.add_get("/v1/watch/endpoints", self.watch_all_endpoints)
+        r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
+        r.add_post("/v1/drain", self.drain_ack)
+        r.add_get("/v1/prometheus/targets", self.prometheus_targets)
+        for prefix in ("/api/v1", "/apis/apps/v1"):
+            r.add_get(prefix + "/{resource}", self.list_resources)
+            r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
+            r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
+            r.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete_resource)
+        for resource in ("deployments", "replicasets"):
+            r.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
+            r.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.logs)
+        r.add_get("/api/v1/namespaces/{ns}/events", self.events)
+        r.add_get("/api/v1/events", self.events)
+        r.add_post("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/{action}", self.rollout)
+        r.add_get("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/history", self.history)
+        r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)
+        r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+
+    async def close(self) -> None:
+        for stream in list(self._streams):
+            task = getattr(stream, "_meshd_task", None)
+            if task:
+                task.cancel()
+        if self._runner:
+            await self._runner.cleanup()
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except ManifestError as error:
+            return _error(422, str(error))
+        except KeyError as error:
+            return _error(404, error.args[0] if error.args else "not found")
+        except ValueError as error:
+            return _error(400, str(error))
+        except DriverError as error:
+            return _error(503, str(error))
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as error:  # a bug must not take the agent down
+            log.exception("API %s %s failed", request.method, request.path)
+            return _error(500, f"internal error: {error}")
+
+    # --- plain routes ---------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest, REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def apply(self, request: web.Request) -> web.Response:
+        text = await request.text()
+        source = request.query.get("source", "<stdin>")
+        results, warnings = self.controller.apply(text, source=source)
+        return web.json_response({"results": [r.__dict__ for r in results], "warnings": warnings})
+
+    async def delete_manifests(self, request: web.Request) -> web.Response:
+        text = await request.text()
+        results = self.controller.delete_text(text, source=request.query.get("source", "<stdin>"))
+        return web.json_response({"results": [r.__dict__ for r in results], "warnings": []})
+
+    # --- Kubernetes-shaped resources ------------------------------------------------------------------
+
+    def _objects(self, resource: str, namespace: str | None) -> list[dict[str, Any]]:
+        c = self.controller
+        ns_ok = (lambda ns: namespace is None or ns == namespace)
+        if resource == "pods":
+            return [kube.pod(w) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
+        if resource == "replicasets":
+            return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
+        kinds = {"deployments": Deployment, "services": Service, "endpoints": Service}
+        if resource not in kinds:
+            raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
+        records = [r for (kind, ns, _), r in sorted(c.objects.items())
+                   if isinstance(r.obj, kinds[resource]) and ns_ok(ns)]
+        if resource == "deployments":
+            return [kube.deployment(c, r) for r in records]
+        if resource == "services":
+            return [kube.service(r, self.registry) for r in records]
+        return [kube.endpoints(r, self.registry) for r in records]
+
+    async def list_resources(self, request: web.Request) -> web.StreamResponse:
+        resource = request.match_info["resource"]
+        namespace = request.match_info.get("ns")
+        selector = _selector(request)
+        if request.query.get("watch") in ("1", "true"):
+            return await self._watch_resources(request, resource, namespace, None, selector)
+        items = [o for o in self._objects(resource, namespace) if _matches(o, selector)]
+        return web.json_response(kube.kube_list(items, resource_version=self.registry.index))
+
+    async def get_resource(self, request: web.Request) -> web.StreamResponse:
+        resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
+        if request.query.get("watch") in ("1", "true"):
+            return await self._watch_resources(request, resource, namespace, name, {})
+        for obj in self._objects(resource, namespace):
+            if obj["metadata"]["name"] == name:
+                return web.json_response(obj)
+        singular = resource[:-1] if resource.endswith("s") and resource != "endpoints" else resource
+        return _error(404, f'{singular} "{name}" not found')
+
+    async def delete_resource(self, request: web.Request) -> web.Response:
+        resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
+        kind = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service"}.get(
+            resource)
+        if kind is None:
+            return _error(405, f"cannot delete {resource}")
+        if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
+            worker = self.controller.pods.get((namespace, name))
+            if worker is None:
+                return _error(404, f'pods "{name}" not found')
+            self.controller._terminate(worker, "deleted")  # its ReplicaSet replaces it, as in Kubernetes
+            self.controller.kick()
+            return web.json_response({"kind": kind, "namespace": namespace, "name": name, "action": "deleted"})
+        result = self.controller.delete(kind, namespace, name)
+        return web.json_response(result.__dict__)
+
+    async def _watch_resources(self, request: web.Request, resource: str, namespace: str | None,
+                               name: str | None, selector: dict[str, str]) -> web.StreamResponse:
+        response = await self._open_stream(request)
+        changed = asyncio.Event()
+        stop = self.controller.watch(lambda *_: changed.set())
+        unlisten = self.registry.listen(lambda _u: changed.set())
+        seen: dict[str, str] = {}
+        try:
+            while True:
+                current = {o["metadata"]["name"]: o for o in self._objects(resource, namespace)
+                           if (name is None or o["metadata"]["name"] == name) and _matches(o, selector)}
+                for obj_name, obj in current.items():
+                    text = json.dumps(obj, sort_keys=True)
+                    if seen.get(obj_name) != text:
+                        kind = "MODIFIED" if obj_name in seen else "ADDED"
+                        seen[obj_name] = text
+                        await self._send(response, {"type": kind, "object": obj})
+                for gone in [n for n in seen if n not in current]:
+                    await self._send(response, {"type": "DELETED", "object": json.loads(seen.pop(gone))})
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
+                    await asyncio.sleep(0.05)  # coalesce bursts
+                except (TimeoutError, asyncio.TimeoutError):
+                    pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            stop()
+            unlisten()
+            self._streams.discard(response)
+        return response
+
+    async def scale(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        replicas = body.get("spec", {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            return _error(400, "spec.replicas: must be an integer")
+        kind = "Deployment" if "/deployments/" in request.path else "ReplicaSet"
+        namespace, name = request.match_info["ns"], request.match_info["name"]
+        self.controller.scale(kind, namespace, name, replicas)
+        return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                                  "metadata": {"name": name, "namespace": namespace},
+                                  "spec": {"replicas": replicas}})
+
+    async def rollout(self, request: web.Request) -> web.Response:
+        namespace, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
+        if action == "restart":
+            self.controller.rollout_restart(namespace, name)
+            return web.json_response({"result": "restarted"})
+        if action == "undo":
+            body = await self._json(request) if request.can_read_body else {}
+            revision = self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
+            return web.json_response({"result": "rolled back", "revision": revision})
+        return _error(404, f"unknown rollout action {action!r}")
+
+    async def history(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["ns"], request.match_info["name"]
+        if ("Deployment", namespace, name) not in self.controller.objects:
+            return _error(404, f'deployments "{name}" not found')
+        revisions = []
+        for record in self.controller.history(namespace, name):
+            annotations = record.rs.template.metadata.annotations
+            revisions.append({"revision": record.revision, "replicaset": record.name,
+                              "changeCause": annotations.get("kubernetes.io/change-cause", ""),
+                              "images": [c.image for c in record.rs.template.spec.containers]})
+        return web.json_response({"revisions": revisions})
+
+    async def events(self, request: web.Request) -> web.Response:
+        namespace = request.match_info.get("ns")
+        items = [kube.event(e) for e in self.controller.events.in_namespace(namespace)]
+        selector = request.query.get("fieldSelector", "")
+        for part in filter(None, selector.split(",")):
+            field, _, value = part.partition("=")
+            path = field.split(".")
+            items = [i for i in items if _dig(i, path) == value]
+        return web.json_response(kube.kube_list(items))
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["ns"], request.match_info["name"]
+        worker = self.controller.pods.get((namespace, name))
+        if worker is None:
+            return _error(404, f'pods "{name}" not found')
+        container = request.query.get("container") or worker.spec.containers[0].name
+        status = worker.containers.get(container)
+        if status is None:
+            names = ", ".join(worker.containers)
+            return _error(400, f"container {container} is not valid for pod {name}; choose one of: [{names}]")
+        if not status.id:
+            return _error(400, f'container "{container}" in pod "{name}" is waiting to start: {status.reason}')
+        follow = request.query.get("follow") in ("1", "true")
+        tail = request.query.get("tailLines")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        try:
+            async for chunk in self.controller.driver.logs(status.id, follow=follow,
+                                                           tail=int(tail) if tail else None):
+                await response.write(chunk)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    async def pod_metrics(self, request: web.Request) -> web.Response:
+        namespace = request.match_info.get("ns")
+        items = []
+        for (ns, name), worker in sorted(self.controller.pods.items()):
+            if namespace is not None and ns != namespace:
+                continue
+            containers = []
+            for status in worker.containers.values():
+                usage = await self.controller.driver.usage(status.id) if status.id else None
+                if usage is None:
+                    continue
+                containers.append({"name": status.name, "usage": {
+                    "cpu": f"{int(usage.cpu_seconds * 1e9)}n", "memory": f"{usage.memory_bytes // 1024}Ki"}})
+            items.append({"metadata": {"name": name, "namespace": ns}, "containers": containers,
+                          "window": "0s", "timestamp": kube.rfc3339(self.controller._clock())})
+        return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "items": items})
+
+    # --- discovery ----------------------------------------------------------------------------------
+
+    async def watch_all_endpoints(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream_updates(request, None)
+
+    async def service_endpoints(self, request: web.Request) -> web.StreamResponse:
+        key = ServiceKey(request.match_info["ns"], request.match_info["name"])
+        if request.query.get("watch") in ("1", "true"):
+            return await self._stream_updates(request, key)
+        index = request.query.get("index")
+        if index is not None:
+            wait = _duration(request.query.get("wait", "30s"))
+            await self.registry.wait_for_index(int(index), timeout=min(wait, 600))
+        snapshot = self.registry.snapshot(key)
+        info = self.registry.service(key)
+        if info is None:
+            return _error(404, f'service "{key}" not found')
+        return web.json_response({"index": self.registry.index, "service": info.to_json(),
+                                  "endpoints": [e.to_json() for e in getattr(snapshot, "endpoints", ())]},
+                                 headers={"X-Meshd-Index": str(self.registry.index)})
+
+    async def _stream_updates(self, request: web.Request, key: ServiceKey | None) -> web.StreamResponse:
+        sidecar = request.query.get("sidecar")
+        response = await self._open_stream(request)
+        if sidecar:
+            self.drain.connect(sidecar, key)
+        updates = self.registry.watch(key)
+        try:
+            async for item in _with_heartbeats(updates, HEARTBEAT_SECONDS):
+                if item is None:
+                    message: dict[str, Any] = {"type": "Heartbeat"}
+                elif isinstance(item, Synced):
+                    message = {"type": "Synced"}
+                else:
+                    message = update_to_json(item)
+                await self._send(response, message)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            await updates.aclose()
+            if sidecar:
+                self.drain.disconnect(sidecar)
+            self._streams.discard(response)
+        return response
+
+    async def drain_ack(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        try:
+            sidecar, service, endpoint = str(body["sidecar"]), str(body["service"]), str(body["endpoint"])
+        except KeyError as missing:
+            return _error(400, f"missing field {missing.args[0]}")
+        self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
+        return web.json_response({"ok": True})
+
+    async def prometheus_targets(self, request: web.Request) -> web.Response:
+        host = request.host
+        groups: list[dict[str, Any]] = [
+            {"targets": [host], "labels": {"meshd_component": "agent"}},
+        ]
+        sidecars = self.sidecar_targets()
+        if sidecars:
+            groups.append({"targets": sidecars, "labels": {"meshd_component": "sidecar"}})
+        for worker in self.controller.pods.values():
+            annotations = worker.annotations
+            if annotations.get("prometheus.io/scrape") != "true" or not worker.address or not worker.ready:
+                continue
+            port = annotations.get("prometheus.io/port")
+            if port is None:
+                ports = [p.container_port for c in worker.spec.containers for p in c.ports]
+                if not ports:
+                    continue
+                port = str(ports[0])
+            groups.append({
+                "targets": [f"{worker.address}:{port}"],
+                "labels": {"meshd_component": "pod", "namespace": worker.namespace, "pod": worker.name,
+                           "__metrics_path__": annotations.get("prometheus.io/path", "/metrics")},
+            })
+        return web.json_response(groups)
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    async def _open_stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        response._meshd_task = asyncio.current_task()  # type: ignore[attr-defined]
+        self._streams.add(response)
+        return response
+
+    @staticmethod
+    async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
+        await response.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"request body is not JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise ValueError("request body must be a JSON object")
+        return body
+
+
+async def _with_heartbeats(source: AsyncIterator[Any], interval: float) -> AsyncIterator[Any]:
+    """Items of `source`, with None whenever nothing came for `interval` seconds."""
+    pending: asyncio.Task | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(source.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+def _duration(text: str) -> float:
+    text = text.strip()
+    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def _dig(obj: Any, path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+__all__ = ["ApiServer", "Pod", "ReplicaSet"]

@@ -1,0 +1,722 @@
+"""The controller: holds the desired objects, turns them into ReplicaSets and pods with the pure plans of
+`plan.py`, and runs one PodWorker per pod. It follows the driver's event stream (a dead container is seen
+at once), adopts what runs after a restart, and removes labelled containers that no object wants.
+
+Reconciliation is serial (one pass at a time, never two for one object); everything slow happens in the
+pod workers, so a pass is pure bookkeeping and cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import string
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from meshd.controller.backoff import BackoffPolicy
+from meshd.controller.events import EventLog
+from meshd.controller.plan import PodView, ReplicaSetView, plan_replicaset, plan_rollout, rollout_complete
+from meshd.controller.pod import PodIdentity, PodWorker, Prober
+from meshd.controller.records import (
+    REVISION_ANNOTATION,
+    ObjectRecord,
+    ReplicaSetRecord,
+    owned_replicaset_manifest,
+    template_without_hash,
+)
+from meshd.driver.base import (
+    LABEL_AGENT,
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_OWNER,
+    LABEL_OWNER_KIND,
+    LABEL_POD,
+    LABEL_REPLICASET,
+    LABEL_TEMPLATE_HASH,
+    Driver,
+    DriverError,
+    ObservedContainer,
+)
+from meshd.manifests import ManifestError, load_documents, template_hash
+from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
+from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
+from meshd.registry import Registry
+from meshd.registry.addresses import AddressAllocator
+from meshd.state import load_state, save_state
+
+log = logging.getLogger(__name__)
+
+LABEL_CREATED = "io.meshd.created"
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclasses.dataclass
+class ApplyResult:
+    kind: str
+    namespace: str
+    name: str
+    action: str  # created | configured | unchanged | deleted
+
+
+@dataclasses.dataclass
+class Progress:
+    """A Deployment's rollout as the controller follows it."""
+
+    last_progress: float
+    complete: bool = False
+    failed: bool = False
+    message: str = ""
+    snapshot: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCapacity:
+    cpu_millicores: int
+    memory_bytes: int
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        driver: Driver,
+        registry: Registry,
+        state_dir: Path,
+        agent_id: str,
+        service_pool: str,
+        capacity: NodeCapacity,
+        backoff: BackoffPolicy = BackoffPolicy(),
+        zone: str = "cluster.local",
+        make_prober: Prober | None = None,
+        drain: Callable[[PodWorker, float], Any] | None = None,
+        on_service_address: Callable[[str, bool], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.driver = driver
+        self.registry = registry
+        self.state_dir = state_dir
+        self.agent_id = agent_id
+        self.capacity = capacity
+        self.backoff = backoff
+        self.zone = zone
+        self.events = EventLog(clock=clock)
+        self.objects: dict[tuple[str, str, str], ObjectRecord] = {}
+        self.replicasets: dict[tuple[str, str], ReplicaSetRecord] = {}
+        self.pods: dict[tuple[str, str], PodWorker] = {}
+        self.progress: dict[tuple[str, str], Progress] = {}
+        self.addresses = AddressAllocator(service_pool)
+        self._make_prober = make_prober
+        self._drain = drain or _no_drain
+        self._on_service_address = on_service_address
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._kick_event = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._watchers: list[Callable[[str, str, str], None]] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._dirty = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._load()
+        for record in self.objects.values():
+            if isinstance(record.obj, Service):
+                self._publish_service(record.obj)
+        observed = await self.driver.list_managed()
+        self._adopt(observed)
+        self._tasks.append(asyncio.create_task(self._supervise("events", self._follow_events)))
+        self._tasks.append(asyncio.create_task(self._supervise("reconcile", self._reconcile_forever)))
+        self._tasks.append(asyncio.create_task(self._supervise("gc", self._collect_garbage_forever)))
+        self.kick()
+
+    async def close(self, *, stop_pods: bool) -> None:
+        """Stops the controller; with stop_pods every pod is drained and removed, else they keep running."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for timer in self._timers:
+            timer.cancel()
+        workers = list(self.pods.values())
+        if stop_pods:
+            for worker in workers:
+                worker.terminate()
+            await asyncio.gather(*(w.wait_done() for w in workers))
+        else:
+            for worker in workers:
+                if worker._task is not None:
+                    worker._task.cancel()
+            await asyncio.gather(*(w._task for w in workers if w._task), return_exceptions=True)
+        for worker in workers:
+            for name in list(worker._probers):
+                worker._stop_prober(name)
+
+    async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
+        """Runs a long-lived task; if it dies it is logged and started again."""
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("controller task %s died; restarting it", name)
+                await asyncio.sleep(1)
+
+    def kick(self) -> None:
+        self._kick_event.set()
+
+    def watch(self, watcher: Callable[[str, str, str], None]) -> Callable[[], None]:
+        """Calls watcher(kind, namespace, name) whenever an object's status may have changed."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
+    def _notify(self, kind: str, namespace: str, name: str) -> None:
+        for watcher in list(self._watchers):
+            watcher(kind, namespace, name)
+
+    # --- desired state ----------------------------------------------------------------------------
+
+    def apply(self, text: str, *, source: str = "<stdin>") -> tuple[list[ApplyResult], list[str]]:
+        """Validates every document first; a broken one raises ManifestError and changes nothing."""
+        loaded = load_documents(text, source=source)
+        now = self._clock()
+        planned: list[tuple[KubeObject, str]] = []
+        for obj in loaded.objects:
+            key = object_key(obj)
+            existing = self.objects.get(key)
+            if existing is None:
+                planned.append((obj, "created"))
+            elif existing.obj == obj:
+                planned.append((obj, "unchanged"))
+            else:
+                planned.append((obj, "configured"))
+            if isinstance(obj, Service) and obj.cluster_ip:
+                self._check_cluster_ip(obj)
+        results = []
+        for obj, action in planned:
+            key = object_key(obj)
+            if action == "created":
+                self.objects[key] = ObjectRecord(obj, created=now)
+            elif action == "configured":
+                record = self.objects[key]
+                generation = record.generation + (1 if _spec_changed(record.obj, obj) else 0)
+                self.objects[key] = dataclasses.replace(record, obj=obj, generation=generation)
+            if action != "unchanged":
+                self.events.record(obj.kind, obj.metadata.namespace, obj.metadata.name, "Normal", "Applied", action)
+                if isinstance(obj, Service):
+                    self._publish_service(obj)
+                if isinstance(obj, Deployment):
+                    self.progress.pop(key[1:], None)
+            results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, action))
+        self._save()
+        self.kick()
+        return results, list(loaded.warnings)
+
+    def delete_text(self, text: str, *, source: str = "<stdin>") -> list[ApplyResult]:
+        loaded = load_documents(text, source=source)
+        return [self.delete(obj.kind, obj.metadata.namespace, obj.metadata.name) for obj in loaded.objects]
+
+    def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
+        record = self.objects.pop((kind, namespace, name), None)
+        if record is None:
+            raise KeyError(f'{kind.lower()}s "{name}" not found')
+        if isinstance(record.obj, Service):
+            key = ServiceKey(namespace, name)
+            address = self.registry.service(key)
+            self.registry.delete_service(key)
+            self.addresses.release(key)
+            if address and address.address and self._on_service_address:
+                self._on_service_address(address.address, False)
+        if isinstance(record.obj, Deployment):
+            for rs_key in [k for k, r in self.replicasets.items() if r.owner_kind == "Deployment"
+                           and r.namespace == namespace and r.owner == name]:
+                self.replicasets[rs_key].replicas = 0
+        self._save()
+        self.kick()
+        return ApplyResult(kind, namespace, name, "deleted")
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        record = self.objects.get((kind, namespace, name))
+        if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
+            raise KeyError(f'{kind.lower()}s "{name}" not found')
+        if replicas < 0:
+            raise ValueError("replicas must not be negative")
+        raw = json.loads(json.dumps(record.obj.raw))
+        raw.setdefault("spec", {})["replicas"] = replicas
+        record.obj = dataclasses.replace(record.obj, replicas=replicas, raw=raw)
+        record.generation += 1
+        self.events.record(kind, namespace, name, "Normal", "ScalingReplicaSet", f"Scaled to {replicas}")
+        self._save()
+        self.kick()
+
+    def rollout_restart(self, namespace: str, name: str) -> None:
+        def mutate(raw: dict[str, Any]) -> None:
+            annotations = raw["spec"]["template"].setdefault("metadata", {}).setdefault("annotations", {})
+            annotations["kubectl.kubernetes.io/restartedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        self._mutate_deployment(namespace, name, mutate)
+
+    def rollout_undo(self, namespace: str, name: str, to_revision: int | None = None) -> int:
+        owned = sorted(self._owned_replicasets(namespace, name), key=lambda r: r.revision)
+        if not owned:
+            raise KeyError(f'deployments "{name}" not found')
+        current = owned[-1].revision
+        if to_revision:
+            target = next((r for r in owned if r.revision == to_revision), None)
+            if target is None:
+                raise ValueError(f"unable to find specified revision {to_revision} in history")
+        else:
+            older = [r for r in owned if r.revision < current]
+            if not older:
+                raise ValueError("no rollout history found for deployment " + name)
+            target = older[-1]
+        template = template_without_hash(target.rs)
+        self._mutate_deployment(namespace, name, lambda raw: raw["spec"].__setitem__("template", template))
+        return target.revision
+
+    def history(self, namespace: str, name: str) -> list[ReplicaSetRecord]:
+        return sorted(self._owned_replicasets(namespace, name), key=lambda r: r.revision)
+
+    def _mutate_deployment(self, namespace: str, name: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+        record = self.objects.get(("Deployment", namespace, name))
+        if record is None:
+            raise KeyError(f'deployments "{name}" not found')
+        raw = json.loads(json.dumps(record.obj.raw))
+        mutate(raw)
+        (obj,) = load_documents(json.dumps(raw), source=f"deployment/{name}").objects
+        record.obj = obj
+        record.generation += 1
+        self.progress.pop((namespace, name), None)
+        self._save()
+        self.kick()
+
+    # --- services ---------------------------------------------------------------------------------
+
+    def _check_cluster_ip(self, service: Service) -> None:
+        key = ServiceKey(service.metadata.namespace, service.metadata.name)
+        probe = AddressAllocator(str(self.addresses.pool))
+        for other_key, address in self.addresses._by_key.items():
+            if other_key != key:
+                probe._take(other_key, address)
+        try:
+            probe.allocate(key, service.cluster_ip)
+        except ValueError as error:
+            raise ManifestError(f"Service {service.metadata.name}: {error}") from None
+
+    def _publish_service(self, service: Service) -> None:
+        key = ServiceKey(service.metadata.namespace, service.metadata.name)
+        address = None if service.headless else self.addresses.allocate(key, service.cluster_ip)
+        previous = self.registry.service(key)
+        if previous and previous.address and previous.address != address and self._on_service_address:
+            self._on_service_address(previous.address, False)
+        if address and self._on_service_address:
+            self._on_service_address(address, True)
+        info = ServiceInfo(
+            key=key,
+            address=address,
+            ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol) for p in service.ports),
+            annotations=dict(service.metadata.annotations),
+        )
+        self.registry.upsert_service(info, dict(service.selector))
+
+    # --- reconciliation ---------------------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await self._kick_event.wait()
+            self._kick_event.clear()
+            self.reconcile()
+            await asyncio.sleep(0)
+
+    def reconcile(self) -> None:
+        now = self._clock()
+        self._dirty = False
+        for record in list(self.objects.values()):
+            if isinstance(record.obj, Deployment):
+                self._reconcile_deployment(record, now)
+            elif isinstance(record.obj, ReplicaSet):
+                self._ensure_bare_replicaset(record, now)
+        for rs_key, rs in list(self.replicasets.items()):
+            self._reconcile_replicaset(rs, now)
+            if not self._owner_exists(rs) and not self._pods_of(rs):
+                del self.replicasets[rs_key]
+                self._dirty = True
+        for record in self.objects.values():
+            if isinstance(record.obj, Pod):
+                self._ensure_bare_pod(record.obj, record.created)
+        for worker in list(self.pods.values()):
+            if not worker.terminating and not self._pod_wanted(worker):
+                self._terminate(worker, "owner deleted")
+        self._schedule_pending()
+        if self._dirty:
+            self._save()
+
+    def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
+        deployment: Deployment = record.obj  # type: ignore[assignment]
+        namespace, name = deployment.metadata.namespace, deployment.metadata.name
+        hash_ = template_hash(deployment.template)
+        owned = self._owned_replicasets(namespace, name)
+        new = next((r for r in owned if r.template_hash == hash_), None)
+        top_revision = max((r.revision for r in owned), default=0)
+        if new is None:
+            manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
+            (rs,) = load_documents(json.dumps(manifest), source=f"replicaset of {name}").objects
+            new = ReplicaSetRecord(rs, "Deployment", name, hash_, top_revision + 1, 0, now)
+            self.replicasets[(namespace, rs.metadata.name)] = new
+            self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
+                               f"Created new replica set {rs.metadata.name}")
+            self._dirty = True
+        elif new.revision < top_revision:  # a rollback makes an old template current again
+            new.revision = top_revision + 1
+            self._dirty = True
+        old = [r for r in owned if r is not new]
+        if new.rs.min_ready_seconds != deployment.min_ready_seconds:
+            new.rs = dataclasses.replace(new.rs, min_ready_seconds=deployment.min_ready_seconds)
+        views = {r.name: self._view(r, now) for r in (new, *old)}
+        if not deployment.paused:
+            changes = plan_rollout(
+                replicas=deployment.replicas,
+                strategy=deployment.strategy,
+                max_surge=deployment.rolling_update.max_surge,
+                max_unavailable=deployment.rolling_update.max_unavailable,
+                new=views[new.name],
+                old=[views[r.name] for r in old],
+            )
+            for rs_name, count in changes.items():
+                rs = self.replicasets[(namespace, rs_name)]
+                verb = "up" if count > rs.replicas else "down"
+                self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
+                                   f"Scaled {verb} replica set {rs_name} from {rs.replicas} to {count}")
+                rs.replicas = count
+                self._dirty = True
+        self._track_progress(deployment, new, old, now)
+        self._prune_history(deployment, new, old)
+
+    def _track_progress(self, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord],
+                        now: float) -> None:
+        key = (deployment.metadata.namespace, deployment.metadata.name)
+        views = [self._view(r, now) for r in (new, *old)]
+        snapshot = tuple((v.name, v.replicas, v.pods, v.available) for v in views)
+        progress = self.progress.get(key)
+        if progress is None:
+            progress = self.progress[key] = Progress(last_progress=now, snapshot=snapshot)
+        complete = rollout_complete(replicas=deployment.replicas, new=views[0], old=views[1:])
+        if snapshot != progress.snapshot:
+            progress.snapshot = snapshot
+            progress.last_progress = now
+            progress.failed = False
+        if complete and not progress.complete:
+            self.events.record("Deployment", *key, "Normal", "NewReplicaSetAvailable",
+                               f'ReplicaSet "{new.name}" has successfully progressed.')
+        progress.complete = complete
+        deadline = progress.last_progress + deployment.progress_deadline_seconds
+        if not complete and not progress.failed:
+            if now >= deadline:
+                progress.failed = True
+                progress.message = f'ReplicaSet "{new.name}" has timed out progressing.'
+                self.events.record("Deployment", *key, "Warning", "ProgressDeadlineExceeded", progress.message)
+                self._notify("Deployment", *key)
+            else:
+                self._call_at(deadline)
+        becoming_available = [p.ready_since + new.rs.min_ready_seconds for p in self._pods_of(new)
+                              if p.ready_since is not None and p.ready_since + new.rs.min_ready_seconds > now]
+        if becoming_available:
+            self._call_at(min(becoming_available))
+
+    def _prune_history(self, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord]) -> None:
+        idle = sorted((r for r in old if r.replicas == 0 and not self._pods_of(r)), key=lambda r: r.revision)
+        for record in idle[: max(len(idle) - deployment.revision_history_limit, 0)]:
+            del self.replicasets[(record.namespace, record.name)]
+            self._dirty = True
+
+    def _ensure_bare_replicaset(self, record: ObjectRecord, now: float) -> None:
+        rs: ReplicaSet = record.obj  # type: ignore[assignment]
+        key = (rs.metadata.namespace, rs.metadata.name)
+        current = self.replicasets.get(key)
+        if current is None or current.rs != rs or current.replicas != rs.replicas:
+            hash_ = template_hash(rs.template)
+            if current is not None and current.template_hash != hash_:
+                # A bare ReplicaSet does not roll: a changed template replaces its pods.
+                for worker in self._pods_of(current):
+                    self._terminate(worker, "template changed")
+            self.replicasets[key] = ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, hash_, 1, rs.replicas,
+                                                     current.created if current else now)
+            self._dirty = True
+
+    def _reconcile_replicaset(self, rs: ReplicaSetRecord, now: float) -> None:
+        pods = self._pods_of(rs)
+        create, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
+        for name in delete:
+            self._terminate(self.pods[(rs.namespace, name)], "scaled down")
+        for _ in range(create):
+            self._create_pod(rs, now)
+
+    def _create_pod(self, rs: ReplicaSetRecord, now: float) -> PodWorker:
+        while True:
+            suffix = "".join(self._rng.choice(_SUFFIX_ALPHABET) for _ in range(5))
+            name = f"{rs.name}-{suffix}"
+            if (rs.namespace, name) not in self.pods:
+                break
+        template = rs.rs.template
+        owner_kind = rs.owner_kind
+        identity = PodIdentity(rs.namespace, name, owner_kind, rs.owner, rs.name, rs.template_hash)
+        worker = self._new_worker(identity, template.spec, dict(template.metadata.labels),
+                                  dict(template.metadata.annotations), created=now)
+        self.events.record("ReplicaSet", rs.namespace, rs.name, "Normal", "SuccessfulCreate", f"Created pod: {name}")
+        return worker
+
+    def _ensure_bare_pod(self, pod: Pod, created: float) -> None:
+        key = (pod.metadata.namespace, pod.metadata.name)
+        worker = self.pods.get(key)
+        if worker is not None and worker.spec != pod.spec and not worker.terminating:
+            self._terminate(worker, "spec changed")  # pods are immutable: a changed one is replaced
+            return
+        if worker is None:
+            identity = PodIdentity(pod.metadata.namespace, pod.metadata.name, "Pod", pod.metadata.name)
+            self._new_worker(identity, pod.spec, dict(pod.metadata.labels), dict(pod.metadata.annotations),
+                             created=created)
+
+    def _new_worker(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str],
+                    annotations: dict[str, str], *, created: float,
+                    adopt: list[ObservedContainer] | None = None) -> PodWorker:
+        sandbox_labels = {
+            LABEL_MANAGED: "true",
+            LABEL_AGENT: self.agent_id,
+            LABEL_NAMESPACE: identity.namespace,
+            LABEL_POD: identity.name,
+            LABEL_OWNER: identity.owner,
+            LABEL_OWNER_KIND: identity.owner_kind,
+            LABEL_REPLICASET: identity.replicaset,
+            LABEL_TEMPLATE_HASH: identity.template_hash,
+            LABEL_CREATED: f"{created:.3f}",
+        }
+        worker = PodWorker(
+            identity=identity,
+            spec=spec,
+            labels=labels,
+            annotations=annotations,
+            driver=self.driver,
+            registry=self.registry,
+            sandbox_labels=sandbox_labels,
+            dns_search=(f"{identity.namespace}.svc.{self.zone}", f"svc.{self.zone}", self.zone),
+            backoff=self.backoff,
+            on_change=self._pod_changed,
+            drain=self._drain,
+            make_prober=self._make_prober,
+            created=created,
+            adopt=adopt,
+            clock=self._clock,
+        )
+        self.pods[(identity.namespace, identity.name)] = worker
+        self.registry.upsert_pod(worker.record())
+        if adopt:
+            worker.start()  # it runs already: no admission
+        return worker
+
+    def _schedule_pending(self) -> None:
+        """Admits pending pods in creation order while their resource requests fit the node."""
+        used_cpu = used_mem = 0
+        for worker in self.pods.values():
+            if worker.scheduled and not worker.done.is_set():
+                cpu, mem = _requests(worker.spec)
+                used_cpu, used_mem = used_cpu + cpu, used_mem + mem
+        for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
+                             key=lambda w: w.created):
+            cpu, mem = _requests(worker.spec)
+            short = [what for what, need, used, have in (
+                ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
+                ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
+            if short:
+                message = "0/1 nodes are available: " + ", ".join(f"Insufficient {s}" for s in short) + "."
+                if worker.message != message:
+                    worker.reason, worker.message = "Unschedulable", message
+                    self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
+                    self._notify("Pod", worker.namespace, worker.name)
+                continue
+            used_cpu, used_mem = used_cpu + cpu, used_mem + mem
+            worker.reason = worker.message = ""
+            worker.start()
+
+    def _terminate(self, worker: PodWorker, why: str) -> None:
+        if worker.terminating:
+            return
+        self.events.record("Pod", worker.namespace, worker.name, "Normal", "Killing", f"Stopping pod: {why}")
+        worker.terminate()
+
+        async def forget() -> None:
+            await worker.wait_done()
+            if self.pods.get((worker.namespace, worker.name)) is worker:
+                del self.pods[(worker.namespace, worker.name)]
+                self.registry.delete_pod(worker.namespace, worker.name)
+                self._notify("Pod", worker.namespace, worker.name)
+                self.kick()
+
+        asyncio.get_running_loop().create_task(forget())
+
+    def _pod_changed(self, worker: PodWorker) -> None:
+        self._notify("Pod", worker.namespace, worker.name)
+        self.kick()
+
+    # --- views ------------------------------------------------------------------------------------
+
+    def _owned_replicasets(self, namespace: str, name: str) -> list[ReplicaSetRecord]:
+        return [r for r in self.replicasets.values()
+                if r.owner_kind == "Deployment" and r.namespace == namespace and r.owner == name]
+
+    def _owner_exists(self, rs: ReplicaSetRecord) -> bool:
+        return (rs.owner_kind, rs.namespace, rs.owner) in self.objects
+
+    def _pods_of(self, rs: ReplicaSetRecord) -> list[PodWorker]:
+        return [w for w in self.pods.values()
+                if w.namespace == rs.namespace and w.identity.replicaset == rs.name and not w.terminating]
+
+    def _pod_wanted(self, worker: PodWorker) -> bool:
+        identity = worker.identity
+        if identity.replicaset:
+            return (identity.namespace, identity.replicaset) in self.replicasets
+        return ("Pod", identity.namespace, identity.name) in self.objects
+
+    def _pod_view(self, worker: PodWorker, rs: ReplicaSetRecord, now: float) -> PodView:
+        return PodView(
+            name=worker.name,
+            created=worker.created,
+            scheduled=worker.scheduled,
+            ready=worker.ready,
+            available=worker.available(rs.rs.min_ready_seconds, now),
+            restarts=worker.restarts,
+        )
+
+    def _view(self, rs: ReplicaSetRecord, now: float) -> ReplicaSetView:
+        pods = self._pods_of(rs)
+        available = sum(1 for p in pods if p.available(rs.rs.min_ready_seconds, now))
+        return ReplicaSetView(rs.name, rs.revision, rs.replicas, len(pods), available)
+
+    def replicaset_view(self, rs: ReplicaSetRecord) -> ReplicaSetView:
+        return self._view(rs, self._clock())
+
+    def pods_of(self, rs: ReplicaSetRecord) -> list[PodWorker]:
+        return self._pods_of(rs)
+
+    def owned_replicasets(self, namespace: str, name: str) -> list[ReplicaSetRecord]:
+        return self._owned_replicasets(namespace, name)
+
+    def _call_at(self, when: float) -> None:
+        delay = max(when - self._clock(), 0.01)
+        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > asyncio.get_running_loop().time()]
+        self._timers.append(asyncio.get_running_loop().call_later(delay, self.kick))
+
+    # --- the engine's events, adoption and garbage --------------------------------------------------
+
+    async def _follow_events(self) -> None:
+        async for event in self.driver.events():
+            namespace = event.labels.get(LABEL_NAMESPACE, "")
+            pod = event.labels.get(LABEL_POD, "")
+            worker = self.pods.get((namespace, pod))
+            if worker is not None:
+                worker.deliver(event)
+
+    def _adopt(self, observed: list[ObservedContainer]) -> None:
+        """Takes over the pods that run for wanted objects; removes every other labelled container."""
+        groups: dict[tuple[str, str], list[ObservedContainer]] = defaultdict(list)
+        for container in observed:
+            groups[(container.namespace, container.pod)].append(container)
+        unwanted: list[ObservedContainer] = []
+        for (namespace, pod), containers in groups.items():
+            labels = containers[0].labels
+            rs_name = labels.get(LABEL_REPLICASET, "")
+            created = float(labels.get(LABEL_CREATED, "0") or 0) or self._clock()
+            if rs_name and (namespace, rs_name) in self.replicasets:
+                rs = self.replicasets[(namespace, rs_name)]
+                identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
+                template = rs.rs.template
+                self._new_worker(identity, template.spec, dict(template.metadata.labels),
+                                 dict(template.metadata.annotations), created=created, adopt=containers)
+                log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            elif not rs_name and ("Pod", namespace, pod) in self.objects:
+                obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
+                identity = PodIdentity(namespace, pod, "Pod", pod)
+                self._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
+                                 created=created, adopt=containers)
+                log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            else:
+                unwanted.extend(containers)
+        if unwanted:
+            asyncio.get_running_loop().create_task(self._remove_containers(unwanted))
+
+    async def _remove_containers(self, containers: list[ObservedContainer]) -> None:
+        apps = [c for c in containers if not c.is_infra]
+        infra = [c for c in containers if c.is_infra]
+        for group, remove in ((apps, self.driver.remove_container), (infra, self.driver.remove_sandbox)):
+            results = await asyncio.gather(*(remove(c.id) for c in group), return_exceptions=True)
+            for container, result in zip(group, results):
+                if isinstance(result, Exception):
+                    log.warning("could not remove unwanted container %s: %s", container.id[:12], result)
+                else:
+                    log.info("removed unwanted container %s (%s/%s)", container.id[:12], container.namespace,
+                             container.pod)
+
+    async def _collect_garbage_forever(self, interval: float = 30.0, grace: float = 60.0) -> None:
+        """Removes labelled containers that no pod worker knows, once they are older than `grace`."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                observed = await self.driver.list_managed()
+            except DriverError as error:
+                log.warning("garbage collection skipped: %s", error)
+                continue
+            known = set().union(*(w.container_ids() for w in self.pods.values())) if self.pods else set()
+            now = self._clock()
+            dangling = [c for c in observed if c.id not in known
+                        and (c.namespace, c.pod) not in self.pods
+                        and now - float(c.labels.get(LABEL_CREATED, "0") or 0) > grace]
+            if dangling:
+                await self._remove_containers(dangling)
+
+    # --- persistence --------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        save_state(self.state_dir, {
+            "objects": [r.to_json() for r in self.objects.values()],
+            "replicasets": [r.to_json() for r in self.replicasets.values()],
+        })
+
+    def _load(self) -> None:
+        state = load_state(self.state_dir)
+        for item in state.get("objects", []):
+            try:
+                (obj,) = load_documents(json.dumps(item["manifest"]), source="state").objects
+            except ManifestError as error:
+                log.error("state: dropping an object that no longer validates: %s", error)
+                continue
+            self.objects[object_key(obj)] = ObjectRecord(obj, item["generation"], item["created"], item["uid"])
+        for item in state.get("replicasets", []):
+            (rs,) = load_documents(json.dumps(item["manifest"]), source="state").objects
+            record = ReplicaSetRecord(rs, item["owner_kind"], item["owner"], item["template_hash"],
+                                      item["revision"], item["replicas"], item["created"], item["uid"])
+            self.replicasets[(record.namespace, record.name)] = record
+
+
+def _requests(spec: PodSpec) -> tuple[int, int]:
+    cpu = sum((c.resources.requests.cpu_millicores or 0) for c in spec.containers)
+    mem = sum((c.resources.requests.memory_bytes or 0) for c in spec.containers)
+    return cpu, mem
+
+
+def _spec_changed(old: KubeObject, new: KubeObject) -> bool:
+    return dataclasses.replace(old, metadata=new.metadata) != new  # type: ignore[type-var]
+
+
+async def _no_drain(worker: PodWorker, grace: float) -> None:
+    return None
+
+
+__all__ = ["ApplyResult", "Controller", "NodeCapacity", "REVISION_ANNOTATION"]

@@ -1,0 +1,497 @@
+"""A pod's life on this node (the kubelet's pod worker): one task per pod that starts its sandbox and
+containers, restarts what dies (at once the first time, then with backoff), acts on probes, publishes
+readiness to the registry, and tears the pod down in order: leave the registry, drain, SIGTERM, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Literal
+
+from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
+from meshd.driver.base import (
+    INFRA_CONTAINER,
+    LABEL_CONTAINER,
+    ContainerEvent,
+    ContainerSpec,
+    Driver,
+    DriverError,
+    ObservedContainer,
+    Sandbox,
+    SandboxSpec,
+)
+from meshd.model.objects import Container, PodSpec
+from meshd.registry import PodRecord, Registry
+
+log = logging.getLogger(__name__)
+
+ContainerPhase = Literal["waiting", "running", "terminated"]
+
+
+@dataclass
+class ContainerStatus:
+    """What `get pods` and `describe pod` show of one container; mutated only by its pod's worker."""
+
+    name: str
+    image: str
+    id: str | None = None
+    phase: ContainerPhase = "waiting"
+    reason: str = "ContainerCreating"
+    message: str = ""
+    restart_count: int = 0
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    ready: bool = False
+    last_termination: dict | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    restart_at: float | None = None  # when a backed-off restart is due
+    oom: bool = False
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    namespace: str
+    name: str
+    owner_kind: str
+    owner: str
+    replicaset: str = ""
+    template_hash: str = ""
+
+
+Prober = Callable[["PodWorker", Container], "ProberHandle | None"]
+
+
+class ProberHandle:
+    """What the pod worker needs from a container's probes (see meshd.controller.probes)."""
+
+    ready: bool = True
+
+    def stop(self) -> None: ...
+
+
+class PodWorker:
+    def __init__(
+        self,
+        *,
+        identity: PodIdentity,
+        spec: PodSpec,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        driver: Driver,
+        registry: Registry,
+        sandbox_labels: dict[str, str],
+        dns_search: tuple[str, ...],
+        backoff: BackoffPolicy,
+        on_change: Callable[["PodWorker"], None],
+        drain: Callable[["PodWorker", float], Awaitable[None]],
+        make_prober: Prober | None = None,
+        created: float | None = None,
+        adopt: list[ObservedContainer] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self.spec = spec
+        self.labels = labels
+        self.annotations = annotations
+        self.created = created if created is not None else clock()
+        self.containers = {c.name: ContainerStatus(c.name, c.image) for c in spec.containers}
+        self.sandbox: Sandbox | None = None
+        self.phase = "Pending"
+        self.reason = ""
+        self.message = ""
+        self.scheduled = False
+        self.terminating = False
+        self.ready_since: float | None = None
+        self._driver = driver
+        self._registry = registry
+        self._sandbox_labels = sandbox_labels
+        self._dns_search = dns_search
+        self._backoff = backoff
+        self._on_change = on_change
+        self._drain = drain
+        self._make_prober = make_prober
+        self._clock = clock
+        self._adopt = adopt or []
+        self._probers: dict[str, ProberHandle] = {}
+        self._events: asyncio.Queue[ContainerEvent | tuple[str, str, str]] = asyncio.Queue()
+        self._terminate = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.done = asyncio.Event()
+
+    # --- identity and views -----------------------------------------------------------------------
+
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def address(self) -> str | None:
+        return self.sandbox.address if self.sandbox else None
+
+    @property
+    def ready(self) -> bool:
+        return self.phase == "Running" and not self.terminating and all(c.ready for c in self.containers.values())
+
+    @property
+    def restarts(self) -> int:
+        return sum(c.restart_count for c in self.containers.values())
+
+    def available(self, min_ready_seconds: float, now: float) -> bool:
+        return self.ready and self.ready_since is not None and now - self.ready_since >= min_ready_seconds
+
+    def container_ids(self) -> set[str]:
+        ids = {c.id for c in self.containers.values() if c.id}
+        if self.sandbox:
+            ids.add(self.sandbox.id)
+        return ids
+
+    # --- control ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.scheduled = True
+        self._task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
+
+    def deliver(self, event: ContainerEvent) -> None:
+        self._events.put_nowait(event)
+
+    def request_restart(self, container: str, reason: str, message: str) -> None:
+        """A liveness or startup probe failed: the container is replaced."""
+        self._events.put_nowait((container, reason, message))
+
+    def probe_changed(self) -> None:
+        self._publish()
+
+    def terminate(self) -> None:
+        self.terminating = True
+        self._terminate.set()
+        if self._task is None:  # never scheduled: nothing runs
+            self.done.set()
+        self._publish()
+
+    async def wait_done(self) -> None:
+        await self.done.wait()
+
+    # --- the worker ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._bring_up()
+            while not self._terminate.is_set():
+                await self._step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the worker must never die silently
+            log.exception("pod %s/%s: worker failed", self.namespace, self.name)
+        finally:
+            if self._terminate.is_set():
+                await asyncio.shield(self._tear_down())
+            self.done.set()
+
+    async def _bring_up(self) -> None:
+        delay = 0.5
+        while not self._terminate.is_set():
+            try:
+                await self._ensure_sandbox()
+                await asyncio.gather(*(self._ensure_container(c) for c in self.spec.containers))
+                return
+            except DriverError as error:
+                self.reason, self.message = "DriverError", str(error)
+                self._publish()
+                log.warning("pod %s/%s: %s (retrying in %.1fs)", self.namespace, self.name, error, delay)
+                await self._wait_terminate(delay)
+                delay = min(delay * 2, 10)
+
+    async def _step(self) -> None:
+        now = self._clock()
+        due = [c.restart_at for c in self.containers.values() if c.restart_at is not None]
+        timeout = max(min(due) - now, 0) if due else None
+        getter = asyncio.ensure_future(self._events.get())
+        stopper = asyncio.ensure_future(self._terminate.wait())
+        done, pending = await asyncio.wait({getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for future in pending:
+            future.cancel()
+        if getter in done:
+            await self._handle(getter.result())
+        await self._restart_due()
+
+    async def _handle(self, event: ContainerEvent | tuple[str, str, str]) -> None:
+        if isinstance(event, tuple):
+            name, reason, message = event
+            status = self.containers.get(name)
+            if status is None or status.phase != "running" or status.id is None:
+                return
+            log.info("pod %s/%s: container %s: %s: %s", self.namespace, self.name, name, reason, message)
+            old_id = status.id
+            self._stop_prober(name)
+            status.ready = False
+            self._publish()
+            await self._stop_container(old_id, grace=self.spec.termination_grace_period_seconds)
+            if status.id == old_id:  # the die event may have handled it meanwhile
+                self._container_ended(status, exit_code=137, reason=reason, message=message)
+                await self._schedule_restart(status, force=True)
+            return
+        if self.sandbox and event.id == self.sandbox.id:
+            if event.action in ("die", "destroy"):
+                await self._replace_sandbox()
+            return
+        status = next((c for c in self.containers.values() if c.id == event.id), None)
+        if status is None:
+            return
+        if event.action == "oom":
+            status.oom = True
+            return
+        if event.action in ("die", "destroy") and status.phase == "running":
+            self._stop_prober(status.name)
+            exit_code = event.exit_code if event.exit_code is not None else 137
+            reason = "OOMKilled" if status.oom else ("Completed" if exit_code == 0 else "Error")
+            self._container_ended(status, exit_code=exit_code, reason=reason, message="")
+            await self._schedule_restart(status)
+
+    def _container_ended(self, status: ContainerStatus, *, exit_code: int, reason: str, message: str) -> None:
+        now = self._clock()
+        status.phase = "terminated"
+        status.ready = False
+        status.exit_code = exit_code
+        status.reason = reason
+        status.message = message
+        status.finished_at = now
+        status.last_termination = {
+            "exitCode": exit_code,
+            "reason": reason,
+            "message": message,
+            "startedAt": status.started_at,
+            "finishedAt": now,
+        }
+        status.oom = False
+        self._publish()
+
+    async def _schedule_restart(self, status: ContainerStatus, *, force: bool = False) -> None:
+        if self._terminate.is_set():
+            return
+        if not force and not should_restart(self.spec.restart_policy, status.exit_code):
+            self._update_phase()
+            self._publish()
+            return
+        delay = status.backoff.delay(self._backoff, now=self._clock())
+        if delay <= 0:
+            await self._restart(status)
+        else:
+            status.phase = "waiting"
+            status.reason = "CrashLoopBackOff"
+            status.message = f"back-off {delay:g}s restarting failed container={status.name}"
+            status.restart_at = self._clock() + delay
+            self._publish()
+
+    async def _restart_due(self) -> None:
+        now = self._clock()
+        for status in self.containers.values():
+            if status.restart_at is not None and status.restart_at <= now and not self._terminate.is_set():
+                await self._restart(status)
+
+    async def _restart(self, status: ContainerStatus) -> None:
+        status.restart_at = None
+        old_id = status.id
+        status.restart_count += 1
+        status.backoff = status.backoff.started(self._backoff, now=self._clock())
+        container = next(c for c in self.spec.containers if c.name == status.name)
+        if old_id:
+            asyncio.create_task(self._remove_quietly(old_id))
+        try:
+            await self._start_container(container, status)
+        except DriverError as error:
+            status.phase, status.reason, status.message = "waiting", "CreateContainerError", str(error)
+            status.restart_at = self._clock() + max(status.backoff.delay(self._backoff, now=self._clock()), 1)
+            self._publish()
+
+    async def _replace_sandbox(self) -> None:
+        """The infra container died: every container goes with it and the pod starts again."""
+        log.info("pod %s/%s: sandbox died; recreating the pod's containers", self.namespace, self.name)
+        for status in self.containers.values():
+            self._stop_prober(status.name)
+            status.ready = False
+        old = [c.id for c in self.containers.values() if c.id]
+        await asyncio.gather(*(self._stop_container(cid, grace=0) for cid in old))
+        await asyncio.gather(*(self._remove_quietly(cid) for cid in old))
+        if self.sandbox:
+            await self._remove_quietly(self.sandbox.id, sandbox=True)
+        self.sandbox = None
+        self._publish()
+        await self._ensure_sandbox()
+        for status in self.containers.values():
+            status.id = None
+            status.restart_count += 1
+            status.backoff = status.backoff.started(self._backoff, now=self._clock())
+        await asyncio.gather(*(self._start_container(c, self.containers[c.name]) for c in self.spec.containers))
+
+    # --- driver calls -----------------------------------------------------------------------------
+
+    async def _ensure_sandbox(self) -> None:
+        if self.sandbox is not None:
+            return
+        infra = next((o for o in self._adopt if o.is_infra and o.state == "running"), None)
+        if infra is not None and infra.address:
+            self.sandbox = Sandbox(infra.id, infra.address)
+            self._adopt = [o for o in self._adopt if o is not infra]
+        else:
+            for stale in [o for o in self._adopt if o.is_infra]:
+                await self._remove_quietly(stale.id, sandbox=True)
+            self.sandbox = await self._driver.create_sandbox(self._sandbox_spec())
+        self._publish()
+
+    def _sandbox_spec(self) -> SandboxSpec:
+        return SandboxSpec(
+            namespace=self.namespace,
+            pod=self.name,
+            hostname=self.spec.hostname or self.name,
+            labels=self._sandbox_labels,
+            volumes=self.spec.volumes,
+            share_process_namespace=self.spec.share_process_namespace,
+            dns_search=self._dns_search,
+        )
+
+    async def _ensure_container(self, container: Container) -> None:
+        status = self.containers[container.name]
+        mine = [o for o in self._adopt if o.labels.get(LABEL_CONTAINER) == container.name]
+        running = next((o for o in mine if o.state == "running"), None)
+        for other in mine:
+            if other is not running:
+                await self._remove_quietly(other.id)
+        if running is not None:
+            status.id = running.id
+            status.restart_count = running.restart_count
+            status.phase, status.reason = "running", ""
+            status.started_at = running.started_at or self._clock()
+            status.backoff = Backoff(restarts=0, last_start=status.started_at)
+            self._watch_container(container, status)
+            return
+        if mine:  # it exited while the agent was away: that counts as a restart
+            status.restart_count = max(o.restart_count for o in mine) + 1
+        await self._start_container(container, status)
+        status.backoff = status.backoff.first_start(now=self._clock())
+
+    async def _start_container(self, container: Container, status: ContainerStatus) -> None:
+        assert self.sandbox is not None
+        status.phase, status.reason, status.message = "waiting", "ContainerCreating", ""
+        self._publish()
+        status.id = await self._driver.start_container(
+            ContainerSpec(
+                sandbox=self.sandbox,
+                spec=self._sandbox_spec(),
+                container=container,
+                restart_count=status.restart_count,
+            )
+        )
+        status.phase, status.reason = "running", ""
+        status.started_at = self._clock()
+        status.exit_code = None
+        self._watch_container(container, status)
+
+    def _watch_container(self, container: Container, status: ContainerStatus) -> None:
+        self._stop_prober(container.name)
+        prober = self._make_prober(self, container) if self._make_prober else None
+        if prober is None:
+            status.ready = True
+        else:
+            self._probers[container.name] = prober
+            status.ready = prober.ready
+        self._update_phase()
+        self._publish()
+
+    def _stop_prober(self, name: str) -> None:
+        prober = self._probers.pop(name, None)
+        if prober is not None:
+            prober.stop()
+
+    async def _stop_container(self, container_id: str, *, grace: float) -> None:
+        try:
+            await self._driver.stop_container(container_id, grace_seconds=grace)
+        except DriverError as error:
+            log.warning("pod %s/%s: stop %s: %s", self.namespace, self.name, container_id[:12], error)
+
+    async def _remove_quietly(self, container_id: str, *, sandbox: bool = False) -> None:
+        try:
+            if sandbox:
+                await self._driver.remove_sandbox(container_id)
+            else:
+                await self._driver.remove_container(container_id)
+        except DriverError as error:
+            log.warning("pod %s/%s: remove %s: %s", self.namespace, self.name, container_id[:12], error)
+
+    async def _tear_down(self) -> None:
+        """Leave the registry, wait for the sidecars to drain, then SIGTERM and SIGKILL after the grace period."""
+        self.terminating = True
+        self._publish()
+        grace = self.spec.termination_grace_period_seconds
+        started = self._clock()
+        try:
+            await asyncio.wait_for(self._drain(self, grace), timeout=grace)
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+        remaining = max(grace - (self._clock() - started), 0)
+        for name in list(self._probers):
+            self._stop_prober(name)
+        ids = [c.id for c in self.containers.values() if c.id]
+        await asyncio.gather(*(self._stop_container(cid, grace=remaining) for cid in ids))
+        await asyncio.gather(*(self._remove_quietly(cid) for cid in ids))
+        if self.sandbox:
+            await self._remove_quietly(self.sandbox.id, sandbox=True)
+        for status in self.containers.values():
+            status.phase, status.ready = "terminated", False
+        self._registry.delete_pod(self.namespace, self.name)
+        self._on_change(self)
+
+    async def _wait_terminate(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._terminate.wait(), seconds)
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+
+    # --- publishing -------------------------------------------------------------------------------
+
+    def _update_phase(self) -> None:
+        states = [c.phase for c in self.containers.values()]
+        if any(s == "running" for s in states) or any(c.restart_at for c in self.containers.values()):
+            self.phase = "Running"
+        elif states and all(s == "terminated" for s in states):
+            codes = [c.exit_code for c in self.containers.values()]
+            self.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        self.reason = ""
+
+    def _publish(self) -> None:
+        for name, prober in self._probers.items():
+            status = self.containers[name]
+            status.ready = status.phase == "running" and prober.ready
+        ready = self.ready
+        if ready and self.ready_since is None:
+            self.ready_since = self._clock()
+        elif not ready:
+            self.ready_since = None
+        self._registry.upsert_pod(self.record())
+        self._on_change(self)
+
+    def record(self) -> PodRecord:
+        named_ports = {p.name: p.container_port for c in self.spec.containers for p in c.ports if p.name}
+        not_ready = [f"{c.name}: {c.reason or 'not ready'}" for c in self.containers.values() if not c.ready]
+        return PodRecord(
+            namespace=self.namespace,
+            name=self.name,
+            labels=self.labels,
+            address=self.address,
+            named_ports=named_ports,
+            ready=self.ready,
+            reason="; ".join(not_ready) if not_ready else ("terminating" if self.terminating else ""),
+            hostname=self.spec.hostname or "",
+            subdomain=self.spec.subdomain or "",
+            terminating=self.terminating,
+        )
+
+
+__all__ = ["ContainerStatus", "PodIdentity", "PodWorker", "INFRA_CONTAINER"]

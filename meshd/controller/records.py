@@ -1,0 +1,91 @@
+"""The controller's records of desired objects and of the ReplicaSets Deployments own, and their disk form."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshd.model.objects import Deployment, KubeObject, ReplicaSet
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+
+
+@dataclass
+class ObjectRecord:
+    obj: KubeObject
+    generation: int = 1
+    created: float = 0.0
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"manifest": dict(self.obj.raw), "generation": self.generation, "created": self.created, "uid": self.uid}
+
+
+@dataclass
+class ReplicaSetRecord:
+    """A ReplicaSet: a bare one from a manifest, or one a Deployment owns (one per template hash)."""
+
+    rs: ReplicaSet
+    owner_kind: str  # "Deployment" or "ReplicaSet"
+    owner: str
+    template_hash: str
+    revision: int
+    replicas: int
+    created: float
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def namespace(self) -> str:
+        return self.rs.metadata.namespace
+
+    @property
+    def name(self) -> str:
+        return self.rs.metadata.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "manifest": dict(self.rs.raw),
+            "owner_kind": self.owner_kind,
+            "owner": self.owner,
+            "template_hash": self.template_hash,
+            "revision": self.revision,
+            "replicas": self.replicas,
+            "created": self.created,
+            "uid": self.uid,
+        }
+
+
+def owned_replicaset_manifest(deployment: Deployment, template_hash: str, revision: int) -> dict[str, Any]:
+    """The apps/v1 ReplicaSet a Deployment creates for its current template (labels carry pod-template-hash)."""
+    raw = deployment.raw
+    template = copy.deepcopy(dict(raw["spec"]["template"]))
+    template.setdefault("metadata", {})
+    template["metadata"]["labels"] = {**template["metadata"].get("labels", {}), TEMPLATE_HASH_LABEL: template_hash}
+    selector = {**deployment.selector.match_labels, TEMPLATE_HASH_LABEL: template_hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{deployment.metadata.name}-{template_hash}",
+            "namespace": deployment.metadata.namespace,
+            "labels": dict(template["metadata"]["labels"]),
+            "annotations": {REVISION_ANNOTATION: str(revision)},
+        },
+        "spec": {
+            "replicas": 0,
+            "minReadySeconds": deployment.min_ready_seconds,
+            "selector": {"matchLabels": selector},
+            "template": template,
+        },
+    }
+
+
+def template_without_hash(rs: ReplicaSet) -> dict[str, Any]:
+    """A ReplicaSet's pod template as its Deployment had it (for rollout undo)."""
+    template = copy.deepcopy(dict(rs.raw["spec"]["template"]))
+    labels = template.get("metadata", {}).get("labels", {})
+    labels.pop(TEMPLATE_HASH_LABEL, None)
+    return template
