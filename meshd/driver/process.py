@@ -1,0 +1,525 @@
+"""The process driver: each container's command runs as a local process group (Nomad's raw_exec), no isolation.
+
+A sandbox is a loopback address (127.213.0.N, env POD_IP) that the pod's processes bind; a container is a
+process group whose output goes to a log file. Records (pid, process start time, labels) are JSON files in the
+state dir, so a restarted agent adopts live processes; a process whose pid now belongs to another program (start
+time differs) counts as exited. Limits and isolation it cannot enforce are announced once, never pretended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import AsyncIterator, Mapping
+
+from meshd.driver import ContainerNotFound, ExecTimeout
+from meshd.driver.base import (
+    INFRA_CONTAINER,
+    LABEL_AGENT,
+    LABEL_CONTAINER,
+    LABEL_MANAGED,
+    LABEL_RESTART_COUNT,
+    ContainerEvent,
+    ContainerSpec,
+    ContainerState,
+    DriverError,
+    ExecResult,
+    ObservedContainer,
+    Sandbox,
+    SandboxSpec,
+    Usage,
+)
+from meshd.model.objects import Container
+
+log = logging.getLogger(__name__)
+
+LABEL_SANDBOX = "io.meshd.sandbox"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the state dir keeps about one sandbox or container."""
+
+    id: str
+    labels: Mapping[str, str]
+    kind: str  # "sandbox" | "container"
+    address: str | None = None
+    sandbox: str | None = None
+    pid: int | None = None
+    proc_start: int | None = None  # /proc/<pid>/stat starttime, in clock ticks since boot
+    state: ContainerState = "running"
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    image: str = ""
+    cwd: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def observed(self) -> ObservedContainer:
+        return ObservedContainer(
+            id=self.id,
+            labels=self.labels,
+            state=self.state,
+            image=self.image,
+            exit_code=self.exit_code,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            address=self.address if self.kind == "sandbox" else None,
+        )
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (None when the pid does not exist); with the pid, a process's identity."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def proc_alive(pid: int, start: int | None) -> bool:
+    """True when `pid` still runs the process started at `start` (not a zombie, not a recycled pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start is None or int(fields[19]) == start
+
+
+def exit_status(returncode: int) -> int:
+    """asyncio's -SIG for a signal death -> the shell's (and Docker's) 128+SIG."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def port_env(container: Container) -> dict[str, str]:
+    """PORT (the first containerPort) and PORT_<NAME> for each named port."""
+    env: dict[str, str] = {}
+    if container.ports:
+        env["PORT"] = str(container.ports[0].container_port)
+    for port in container.ports:
+        if port.name:
+            env["PORT_" + port.name.upper().replace("-", "_")] = str(port.container_port)
+    return env
+
+
+def pick_address(used: set[str], network: ipaddress.IPv4Network) -> str:
+    """The lowest free host address of `network` (skipping .0 and .1)."""
+    for host in network.hosts():
+        if int(host) - int(network.network_address) < 2:
+            continue
+        if str(host) not in used:
+            return str(host)
+    raise DriverError(f"no free pod address left in {network}")
+
+
+class ProcessDriver:
+    """Containers as local process groups; sandboxes as loopback addresses."""
+
+    name = "process"
+
+    def __init__(self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16"):
+        self.agent_id = agent_id
+        self.dir = Path(state_dir) / "process-driver"
+        self.records_dir = self.dir / "records"
+        self.logs_dir = self.dir / "logs"
+        self.volumes_dir = self.dir / "volumes"
+        self.pod_network = ipaddress.ip_network(pod_network)
+        self._records: dict[str, Record] = {}
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._exited: dict[str, asyncio.Event] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._subscribers: set[asyncio.Queue[ContainerEvent]] = set()
+        self._warned: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    # --- records ----------------------------------------------------------------------------------
+
+    def _save(self, record: Record) -> None:
+        self._records[record.id] = record
+        path = self.records_dir / f"{record.id}.json"
+        tmp = path.with_suffix(".tmp")
+        data = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in record.__dict__.items()}
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+    def _forget(self, record_id: str) -> None:
+        self._records.pop(record_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            (self.records_dir / f"{record_id}.json").unlink()
+
+    def _load(self) -> None:
+        for path in sorted(self.records_dir.glob("*.json")):
+            try:
+                record = Record(**json.loads(path.read_text()))
+            except (ValueError, TypeError) as exc:
+                log.warning("ignoring unreadable record %s: %s", path, exc)
+                continue
+            if record.labels.get(LABEL_AGENT) == self.agent_id:
+                self._records[record.id] = record
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Loads the records of an earlier run and adopts the processes still alive."""
+        for d in (self.records_dir, self.logs_dir, self.volumes_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if self._started:
+            return
+        self._started = True
+        self._load()
+        for record in list(self._records.values()):
+            if record.kind != "container" or record.state != "running":
+                continue
+            if record.pid is not None and proc_alive(record.pid, record.proc_start):
+                self._exited[record.id] = asyncio.Event()
+                self._watchers[record.id] = asyncio.create_task(self._watch_adopted(record.id, record.pid))
+            else:  # died while no agent watched: its exit status is lost
+                self._save(replace(record, state="exited", finished_at=time.time()))
+
+    async def close(self) -> None:
+        """Stops watching; the processes keep running (a restarted agent adopts them)."""
+        for task in self._watchers.values():
+            task.cancel()
+        for task in self._watchers.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._watchers.clear()
+
+    def _ensure_started(self) -> None:
+        if not self._started:
+            raise DriverError("ProcessDriver.start() was not called")
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("process driver: %s", message)
+
+    def _emit(self, action: str, record: Record, exit_code: int | None = None) -> None:
+        event = ContainerEvent(
+            action=action,  # type: ignore[arg-type]
+            id=record.id,
+            labels=dict(record.labels),
+            exit_code=exit_code,
+            time=time.time(),
+        )
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
+
+    # --- sandboxes --------------------------------------------------------------------------------
+
+    async def create_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        self._ensure_started()
+        if spec.share_process_namespace:
+            self._warn_once("pidns", "shareProcessNamespace is implicit: every process sees the host's processes")
+        labels = {**spec.labels, LABEL_MANAGED: "true", LABEL_AGENT: self.agent_id, LABEL_CONTAINER: INFRA_CONTAINER}
+        async with self._lock:
+            used = {r.address for r in self._records.values() if r.kind == "sandbox" and r.address}
+            address = pick_address(used, self.pod_network)  # type: ignore[arg-type]
+            record = Record(
+                id="sb-" + secrets.token_hex(8),
+                labels=labels,
+                kind="sandbox",
+                address=address,
+                started_at=time.time(),
+                env={"HOSTNAME": spec.hostname, "POD_NAME": spec.pod, "POD_NAMESPACE": spec.namespace},
+            )
+            for volume in spec.volumes:
+                (self.volumes_dir / record.id / volume.name).mkdir(parents=True, exist_ok=True)
+            self._save(record)
+        self._emit("start", record)
+        return Sandbox(id=record.id, address=address)
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        """Removes the sandbox's containers (killing live ones), its volumes and its address."""
+        for record in [r for r in self._records.values() if r.sandbox == sandbox_id]:
+            await self.remove_container(record.id)
+        record = self._records.get(sandbox_id)
+        if record is None:
+            return
+        await asyncio.to_thread(_rmtree, self.volumes_dir / sandbox_id)
+        self._forget(sandbox_id)
+        self._emit("die", record, 0)
+        self._emit("destroy", record)
+
+    # --- containers -------------------------------------------------------------------------------
+
+    async def start_container(self, spec: ContainerSpec) -> str:
+        self._ensure_started()
+        c = spec.container
+        sandbox = self._records.get(spec.sandbox.id)
+        if sandbox is None:
+            raise ContainerNotFound(f"sandbox {spec.sandbox.id} does not exist")
+        argv = [*c.command, *c.args]
+        if not argv:
+            raise DriverError(
+                f"container {c.name}: the process driver needs `command` (or `args`): it cannot run an image's "
+                f"default entrypoint ({c.image})"
+            )
+        if c.resources.limits.cpu_millicores or c.resources.limits.memory_bytes:
+            self._warn_once("limits", "resources.limits (cpu, memory) are not enforced for local processes")
+        env = {
+            **os.environ,
+            **sandbox.env,
+            "POD_IP": spec.sandbox.address,
+            **port_env(c),
+            **{e.name: e.value for e in c.env},
+        }
+        for vm in c.volume_mounts:
+            self._warn_once(
+                "volumes", "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath"
+            )
+            path = self.volumes_dir / spec.sandbox.id / vm.name
+            path.mkdir(parents=True, exist_ok=True)
+            env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)
+        cwd = c.working_dir or os.getcwd()
+        labels = {
+            **spec.spec.labels,
+            LABEL_MANAGED: "true",
+            LABEL_AGENT: self.agent_id,
+            LABEL_CONTAINER: c.name,
+            LABEL_RESTART_COUNT: str(spec.restart_count),
+            LABEL_SANDBOX: spec.sandbox.id,
+        }
+        container_id = "pc-" + secrets.token_hex(8)
+        log_path = self.logs_dir / f"{container_id}.log"
+        with open(log_path, "ab") as log_file:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stop signals reach its children too
+                )
+            except OSError as exc:
+                raise DriverError(f"container {c.name}: cannot run {argv[0]!r}: {exc}") from exc
+        record = Record(
+            id=container_id,
+            labels=labels,
+            kind="container",
+            sandbox=spec.sandbox.id,
+            pid=proc.pid,
+            proc_start=proc_start_time(proc.pid),
+            state="running",
+            started_at=time.time(),
+            image=c.image,
+            cwd=cwd,
+            env={k: v for k, v in env.items() if os.environ.get(k) != v},
+        )
+        self._save(record)
+        self._procs[container_id] = proc
+        self._exited[container_id] = asyncio.Event()
+        self._emit("start", record)
+        self._watchers[container_id] = asyncio.create_task(self._watch_child(container_id, proc))
+        return container_id
+
+    async def _watch_child(self, container_id: str, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        self._mark_exited(container_id, exit_status(code))
+
+    async def _watch_adopted(self, container_id: str, pid: int) -> None:
+        """Waits for a process that is not our child: pidfd readiness where available, else polling /proc."""
+        record = self._records[container_id]
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            fd = -1
+        try:
+            if fd >= 0 and proc_alive(pid, record.proc_start):
+                ready = loop.create_future()
+                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+            else:
+                while proc_alive(pid, record.proc_start):
+                    await asyncio.sleep(0.2)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        self._mark_exited(container_id, None)  # not our child: the exit status is not ours to read
+
+    def _mark_exited(self, container_id: str, exit_code: int | None) -> None:
+        record = self._records.get(container_id)
+        self._procs.pop(container_id, None)
+        self._watchers.pop(container_id, None)
+        if record is not None and record.state == "running":
+            record = replace(record, state="exited", exit_code=exit_code, finished_at=time.time())
+            self._save(record)
+            self._emit("die", record, exit_code)
+        event = self._exited.get(container_id)
+        if event is not None:
+            event.set()
+
+    def _signal(self, record: Record, sig: int) -> bool:
+        """Signals the container's process group, if its leader is still the process we started."""
+        if record.pid is None or not proc_alive(record.pid, record.proc_start):
+            return False
+        try:
+            os.killpg(record.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:
+        """SIGTERM to the process group, SIGKILL after grace_seconds; a container already gone is fine."""
+        record = self._records.get(container_id)
+        if record is None or record.kind != "container" or record.state != "running":
+            return
+        exited = self._exited.setdefault(container_id, asyncio.Event())
+        if self._signal(record, signal.SIGTERM):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(exited.wait(), grace_seconds)
+        if not exited.is_set():
+            self._signal(record, signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(exited.wait(), 5)
+        if not exited.is_set() and container_id not in self._watchers:
+            self._mark_exited(container_id, None)
+
+    async def remove_container(self, container_id: str) -> None:
+        record = self._records.get(container_id)
+        if record is None:
+            return
+        if record.kind == "sandbox":
+            await self.remove_sandbox(container_id)
+            return
+        if record.state == "running":
+            await self.stop_container(container_id, grace_seconds=0)
+        record = self._records.get(container_id, record)
+        self._forget(container_id)
+        with contextlib.suppress(FileNotFoundError):
+            (self.logs_dir / f"{container_id}.log").unlink()
+        self._exited.pop(container_id, None)
+        self._emit("destroy", record)
+
+    # --- observation ------------------------------------------------------------------------------
+
+    async def list_managed(self) -> list[ObservedContainer]:
+        out = []
+        for record in list(self._records.values()):
+            if record.kind == "container" and record.state == "running" and record.pid is not None:
+                if not proc_alive(record.pid, record.proc_start) and record.id not in self._watchers:
+                    self._mark_exited(record.id, None)
+                    record = self._records.get(record.id, record)
+            out.append(record.observed())
+        return out
+
+    async def inspect(self, container_id: str) -> ObservedContainer | None:
+        record = self._records.get(container_id)
+        return record.observed() if record else None
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+    async def exec(self, container_id: str, command: tuple[str, ...], *, timeout: float) -> ExecResult:
+        """Runs `command` on the host with the container's env and working directory."""
+        record = self._records.get(container_id)
+        if record is None:
+            raise ContainerNotFound(f"container {container_id} does not exist")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=record.cwd or None,
+                env={**os.environ, **record.env},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return ExecResult(exit_code=126 if not isinstance(exc, FileNotFoundError) else 127, output=str(exc).encode())
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise ExecTimeout(f"exec {list(command)} in {container_id} timed out after {timeout}s") from None
+        return ExecResult(exit_code=exit_status(proc.returncode or 0), output=output)
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+        """The log file's content (last `tail` lines); with follow, new output until the container exits."""
+        path = self.logs_dir / f"{container_id}.log"
+        if container_id not in self._records:
+            raise ContainerNotFound(f"container {container_id} does not exist")
+        with open(path, "rb") as fh:
+            data = await asyncio.to_thread(fh.read)
+            if tail is not None:
+                lines = data.splitlines(keepends=True)
+                data = b"".join(lines[-tail:]) if tail > 0 else b""
+            if data:
+                yield data
+            while follow:
+                chunk = await asyncio.to_thread(fh.read, 65536)
+                if chunk:
+                    yield chunk
+                    continue
+                record = self._records.get(container_id)
+                if record is None or record.state != "running":
+                    rest = await asyncio.to_thread(fh.read)
+                    if rest:
+                        yield rest
+                    return
+                await asyncio.sleep(0.1)
+
+    async def usage(self, container_id: str) -> Usage | None:
+        """CPU seconds and resident memory summed over the container's process group, from /proc."""
+        record = self._records.get(container_id)
+        if record is None or record.pid is None or record.state != "running":
+            return None
+        return await asyncio.to_thread(process_group_usage, record.pid)
+
+
+def process_group_usage(pgid: int) -> Usage | None:
+    cpu_ticks = 0
+    rss_pages = 0
+    found = False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) != pgid:
+            continue
+        found = True
+        cpu_ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        rss_pages += int(fields[21])
+    if not found:
+        return None
+    return Usage(cpu_seconds=cpu_ticks / CLK_TCK, memory_bytes=rss_pages * PAGE_SIZE)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,145 @@
+"""Shared fixtures: the Docker engine (tests marked `docker` skip with the reason when none answers), the offline
+test images, a per-run agent id, and a cleanup that removes whatever this run labelled on the engine.
+
+Every container a test creates through a driver carries `io.meshd.agent=<agent_id>`; agent ids of one run all
+start with RUN_ID, so the session-end cleanup finds them and nothing of a teammate's.
+Set MESHD_REQUIRE_DOCKER=1 (CI) to fail instead of skip when no engine answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import pytest
+
+RUN_ID = f"test-{secrets.token_hex(4)}"
+_agent_ids = itertools.count(1)
+_engine: dict[str, Any] = {}
+
+
+def docker_engine() -> tuple[Any | None, str]:
+    """(client, "") when a Docker engine answers, else (None, reason); asked once per session."""
+    if "result" not in _engine:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        try:
+            import docker
+
+            client = docker.from_env(version="auto", timeout=60)
+            client.ping()
+            _engine["result"] = (client, "")
+        except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
+            _engine["result"] = (None, f"no Docker engine answers at {host}: {exc}")
+    return _engine["result"]
+
+
+def require_docker() -> Any:
+    """The docker client, or skip (fail with MESHD_REQUIRE_DOCKER=1) with the reason."""
+    client, reason = docker_engine()
+    if client is None:
+        if os.environ.get("MESHD_REQUIRE_DOCKER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return client
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is not None:
+        require_docker()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    return require_docker()
+
+
+@pytest.fixture(scope="session")
+def pause_image(docker_client: Any) -> str:
+    from meshd.images import ensure_pause_image
+
+    return ensure_pause_image(docker_client)
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client: Any) -> str:
+    from meshd.images import ensure_busybox_image
+
+    return ensure_busybox_image(docker_client)
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: Any) -> str:
+    from meshd.images import ensure_python_image
+
+    return ensure_python_image(docker_client)
+
+
+@pytest.fixture
+def agent_id() -> str:
+    """A fresh agent identity for one test (labels keep its containers apart from every other test's)."""
+    return f"{RUN_ID}-{next(_agent_ids)}"
+
+
+@pytest.fixture
+async def docker_driver(agent_id: str, docker_client: Any, pause_image: str) -> AsyncIterator[Any]:
+    """A started DockerDriver for this test's agent id; its containers are removed afterwards."""
+    from meshd.driver.docker import DockerDriver
+
+    driver = DockerDriver(agent_id=agent_id, pause_image=pause_image)
+    await driver.start()
+    yield driver
+    await driver.close()
+    remove_labelled(docker_client, agent_id)
+
+
+@pytest.fixture
+async def process_driver(agent_id: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """A started ProcessDriver with its state in tmp_path; its processes are killed afterwards."""
+    from meshd.driver.process import ProcessDriver
+
+    driver = ProcessDriver(agent_id=agent_id, state_dir=tmp_path / "state")
+    await driver.start()
+    yield driver
+    for observed in await driver.list_managed():
+        await driver.remove_container(observed.id)
+    await driver.close()
+
+
+def remove_labelled(client: Any, agent_prefix: str) -> int:
+    """Force-removes containers and volumes whose io.meshd.agent label starts with agent_prefix."""
+    import docker.errors
+
+    removed = 0
+    api = client.api
+    for summary in api.containers(all=True, filters={"label": "io.meshd.managed=true"}):
+        if (summary.get("Labels") or {}).get("io.meshd.agent", "").startswith(agent_prefix):
+            try:
+                api.remove_container(summary["Id"], force=True)
+                removed += 1
+            except docker.errors.APIError:
+                pass  # already gone, or being removed
+    for volume in api.volumes(filters={"label": "io.meshd.managed=true"}).get("Volumes") or []:
+        if (volume.get("Labels") or {}).get("io.meshd.agent", "").startswith(agent_prefix):
+            try:
+                api.remove_volume(volume["Name"], force=True)
+            except docker.errors.APIError:
+                pass
+    return removed
+
+
+@pytest.fixture
+def remove_agent_containers(docker_client: Any) -> Callable[[str], int]:
+    """remove_labelled bound to the engine: call it with an agent id (prefix) in a test's teardown."""
+    return lambda agent_prefix: remove_labelled(docker_client, agent_prefix)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cleanup_run_containers() -> Iterator[None]:
+    """At the end of the session, removes every container and volume this test run labelled."""
+    yield
+    client = _engine.get("result", (None, ""))[0]
+    if client is not None:
+        remove_labelled(client, RUN_ID)
