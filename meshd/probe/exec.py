@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from meshd.driver.base import Driver, ExecResult
 from meshd.probe.result import ProbeResult, truncate
@@ -32,11 +32,15 @@ async def run_subprocess(command: tuple[str, ...], timeout: float) -> ExecResult
     """`run` for probe_exec on this host: stdout+stderr combined; the process is killed at the timeout."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
     except (FileNotFoundError, PermissionError) as exc:  # what a shell (and docker exec) reports as 127 / 126
-        return ExecResult(exit_code=127 if isinstance(exc, FileNotFoundError) else 126, output=str(exc).encode())
+        return ExecResult(
+            exit_code=127 if isinstance(exc, FileNotFoundError) else 126, output=str(exc).encode()
+        )
     try:
         async with asyncio.timeout(timeout):
             output, _ = await proc.communicate()
@@ -59,13 +63,20 @@ async def probe_exec(*, run: ExecRun, command: tuple[str, ...], timeout: float) 
         async with asyncio.timeout(timeout):
             result = await run(tuple(command), timeout)
     except TimeoutError:
-        return ProbeResult("failure", f"command {list(command)!r} timed out after {timeout:g}s",
-                           time.perf_counter() - started)
+        return ProbeResult(
+            "failure",
+            f"command {list(command)!r} timed out after {timeout:g}s",
+            time.perf_counter() - started,
+        )
     except Exception as exc:  # noqa: BLE001 - the prober broke, not the container
-        return ProbeResult("error", f"exec {list(command)!r}: {type(exc).__name__}: {exc}",
-                           time.perf_counter() - started)
+        return ProbeResult(
+            "error", f"exec {list(command)!r}: {type(exc).__name__}: {exc}", time.perf_counter() - started
+        )
     elapsed = time.perf_counter() - started
     if result.exit_code == 0:
         return ProbeResult("success", _text(result.output), elapsed)
-    return ProbeResult("failure", f"command {list(command)!r} exited with {result.exit_code}: {_text(result.output)}",
-                       elapsed)
+    return ProbeResult(
+        "failure",
+        f"command {list(command)!r} exited with {result.exit_code}: {_text(result.output)}",
+        elapsed,
+    )

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 from meshd.probe.result import ProbeResult, truncate
 from meshd.probe.tcp import dial_error, host_port, os_error_text
@@ -39,8 +40,11 @@ def build_request(*, host: str, port: int, path: str, headers: Iterable[tuple[st
     """The request bytes; user headers replace the defaults of the same name (Host, User-Agent, Accept)."""
     if not path.startswith("/"):
         path = "/" + path
-    fields = {"host": ("Host", host_port(host, port)), "user-agent": ("User-Agent", USER_AGENT),
-              "accept": ("Accept", "*/*")}
+    fields = {
+        "host": ("Host", host_port(host, port)),
+        "user-agent": ("User-Agent", USER_AGENT),
+        "accept": ("Accept", "*/*"),
+    }
     for name, value in headers:
         fields[name.lower()] = (name, value)
     fields["connection"] = ("Connection", "close")
@@ -112,7 +116,10 @@ async def probe_http(
                 writer.write(request)
                 line = await reader.readuntil(b"\n")
         except TimeoutError:
-            return done("failure", f"{url}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
+            return done(
+                "failure",
+                f"{url}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            )
         except asyncio.IncompleteReadError as exc:
             return done("failure", f"{url}: {'EOF' if not exc.partial else 'unexpected EOF'}")
         except asyncio.LimitOverrunError:

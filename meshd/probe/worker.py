@@ -5,8 +5,9 @@
 each probe under its own timeout, feeds its `ProbeTracker` and calls `on_transition(kind, transition)` only
 when the published state changes. A probe never delays another: each worker is its own task.
 
-`ContainerProber(container, host=pod address, exec_run=driver exec for this container, on_change=,
-on_restart=)` probes one running container instance:
+`ContainerProber(container, host=pod address, exec_run=driver exec for this container, port_map=, on_change=,
+on_restart=)` probes one running container instance (`port_map`: containerPort -> the port to dial, when the
+pod is reached through published host ports on 127.0.0.1 rather than on its own address):
   - `start()`: the container is running; probing begins with fresh trackers (a container without startup
     and readiness probes is ready at once: `on_change(True, ...)` is called from `start()`).
   - while a startup probe is declared and has not succeeded, liveness and readiness do not run; once it
@@ -26,8 +27,8 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from meshd.model.objects import Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction
 from meshd.probe.exec import ExecRun, probe_exec
@@ -35,7 +36,15 @@ from meshd.probe.http import probe_http
 from meshd.probe.metrics import PROBE_DURATION, PROBE_TOTAL, READINESS_TRANSITIONS
 from meshd.probe.result import ProbeResult
 from meshd.probe.tcp import probe_tcp
-from meshd.probe.tracker import ContainerHealth, Kind, ProbeStatus, ProbeTracker, State, Transition, container_health
+from meshd.probe.tracker import (
+    ContainerHealth,
+    Kind,
+    ProbeStatus,
+    ProbeTracker,
+    State,
+    Transition,
+    container_health,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +56,16 @@ MIN_PERIOD = 0.05  # seconds; guards against a busy loop on a zero period
 TIMEOUT_GRACE = 0.5  # a probe call overrunning its own timeout by this much is cut off as a failure
 
 
-def probe_call(probe: Probe, *, container: Container, host: str, exec_run: ExecRun | None) -> ProbeCall:
-    """The I/O of one declared probe: named ports resolve via the container, `httpGet.host` overrides `host`."""
+def probe_call(
+    probe: Probe,
+    *,
+    container: Container,
+    host: str,
+    exec_run: ExecRun | None,
+    port_map: Mapping[int, int] | None = None,
+) -> ProbeCall:
+    """The I/O of one declared probe: named ports resolve via the container, `httpGet.host` overrides `host`,
+    and `port_map` (containerPort -> the port reachable from here, e.g. a published host port) applies last."""
     handler = probe.handler
     if isinstance(handler, ExecAction):
         command = handler.command
@@ -58,12 +75,20 @@ def probe_call(probe: Probe, *, container: Container, host: str, exec_run: ExecR
         return lambda timeout: probe_exec(run=run, command=command, timeout=timeout)
     port = container.port_number(handler.port)
     if port is None:
-        return _error_call(f"port {handler.port!r} is not a containerPort name of container {container.name!r}")
+        return _error_call(
+            f"port {handler.port!r} is not a containerPort name of container {container.name!r}"
+        )
+    port = (port_map or {}).get(port, port)
     if isinstance(handler, HTTPGetAction):
         http = handler
         target = http.host or host
         return lambda timeout: probe_http(
-            host=target, port=port, path=http.path, headers=http.http_headers, scheme=http.scheme, timeout=timeout
+            host=target,
+            port=port,
+            path=http.path,
+            headers=http.http_headers,
+            scheme=http.scheme,
+            timeout=timeout,
         )
     if isinstance(handler, TCPSocketAction):
         return lambda timeout: probe_tcp(host=host, port=port, timeout=timeout)
@@ -145,8 +170,10 @@ class ProbeWorker:
             async with asyncio.timeout(timeout + TIMEOUT_GRACE):
                 result = await self._call(timeout)
         except TimeoutError:
-            result = ProbeResult("failure", f"probe timed out after {timeout:g}s", time.perf_counter() - started)
-        except Exception as exc:  # noqa: BLE001 - a prober bug must not kill the worker
+            result = ProbeResult(
+                "failure", f"probe timed out after {timeout:g}s", time.perf_counter() - started
+            )
+        except Exception as exc:
             log.exception("%s probe %s raised", self.kind, self._name)
             result = ProbeResult("error", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
         self._total[result.outcome].inc()
@@ -166,7 +193,7 @@ class ProbeWorker:
             if transition is not None:
                 try:
                     self._on_transition(self.kind, transition)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("on_transition for %s probe %s raised", self.kind, self._name)
             if self._halted:
                 return
@@ -196,6 +223,7 @@ class ContainerProber:
         *,
         host: str,
         exec_run: ExecRun | None = None,
+        port_map: Mapping[int, int] | None = None,
         on_change: Callable[[bool, str], None] = lambda ready, reason: None,
         on_restart: Callable[[str], None] = lambda reason: None,
         jitter: bool = True,
@@ -209,6 +237,7 @@ class ContainerProber:
         self.name = name or container.name
         self._host = host
         self._exec_run = exec_run
+        self._port_map = dict(port_map or {})
         self._on_change = on_change
         self._on_restart = on_restart
         self._jitter = jitter
@@ -216,14 +245,13 @@ class ContainerProber:
         self._clock = clock
         self._sleep = sleep
         self._calls = calls or {}
+        declared: dict[Kind, Probe | None] = {
+            "startup": container.startup_probe,
+            "liveness": container.liveness_probe,
+            "readiness": container.readiness_probe,
+        }
         self._probes: dict[Kind, Probe] = {
-            kind: probe
-            for kind, probe in (
-                ("startup", container.startup_probe),
-                ("liveness", container.liveness_probe),
-                ("readiness", container.readiness_probe),
-            )
-            if probe is not None
+            kind: probe for kind, probe in declared.items() if probe is not None
         }
         self._workers: dict[Kind, ProbeWorker] = {}
         self._running = False
@@ -291,7 +319,7 @@ class ContainerProber:
     def _spawn(self, kind: Kind, *, initial_delay: float, jitter: bool) -> None:
         probe = self._probes[kind]
         call = self._calls.get(kind) or probe_call(
-            probe, container=self.container, host=self._host, exec_run=self._exec_run
+            probe, container=self.container, host=self._host, exec_run=self._exec_run, port_map=self._port_map
         )
         worker = ProbeWorker(
             kind=kind,
@@ -337,5 +365,5 @@ class ContainerProber:
     def _call_back(self, fn: Callable[..., None], *args: object) -> None:
         try:
             fn(*args)
-        except Exception:  # noqa: BLE001 - the owner's bug must not stop probing
+        except Exception:
             log.exception("probe callback %s for %s raised", getattr(fn, "__name__", fn), self.name)

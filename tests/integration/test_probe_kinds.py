@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -40,7 +40,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         await asyncio.sleep(30)
     elif path == "/reset":  # read the request, then RST without answering
         writer.transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
         writer.transport.abort()
         return
     elif path == "/close":  # read the request, then FIN without answering
@@ -50,7 +51,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     elif path == "/big":  # no Content-Length, body far larger than the drain budget
         writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * (MAX_DRAIN * 50))
     elif path == "/headers":
-        ok = "user-agent: meshd-probe/0.1" in headers and "x-probe: yes" in headers and "connection: close" in headers
+        ok = (
+            "user-agent: meshd-probe/0.1" in headers
+            and "x-probe: yes" in headers
+            and "connection: close" in headers
+        )
         reply("200 OK" if ok else "400 Bad Request")
     elif path == "/host":
         reply("200 OK" if "host: example.test\r\n" in headers else "400 Bad Request")
@@ -100,7 +105,8 @@ async def reset_on_accept() -> AsyncIterator[int]:
 
     async def rst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
         writer.transport.abort()
 
     srv = await asyncio.start_server(rst, "127.0.0.1", 0)
@@ -109,7 +115,9 @@ async def reset_on_accept() -> AsyncIterator[int]:
 
 
 async def http(port: int, path: str, timeout: float = 2.0, headers: tuple[tuple[str, str], ...] = ()):  # type: ignore[no-untyped-def]
-    return await probe_http(host="127.0.0.1", port=port, path=path, headers=headers, scheme="HTTP", timeout=timeout)
+    return await probe_http(
+        host="127.0.0.1", port=port, path=path, headers=headers, scheme="HTTP", timeout=timeout
+    )
 
 
 @pytest.mark.parametrize(
@@ -169,7 +177,9 @@ async def test_tcp_open_port_succeeds_and_closed_port_fails(server: int, closed_
     assert (await probe_tcp(host="127.0.0.1", port=server, timeout=1)).outcome == "success"
     result = await probe_tcp(host="127.0.0.1", port=closed_port, timeout=1)
     assert (result.outcome, result.message) == (
-        "failure", f"dial tcp 127.0.0.1:{closed_port}: connect: connection refused")
+        "failure",
+        f"dial tcp 127.0.0.1:{closed_port}: connect: connection refused",
+    )
 
 
 async def test_exec_with_a_fake_runner() -> None:
@@ -197,11 +207,16 @@ async def test_exec_with_real_processes(tmp_path) -> None:  # type: ignore[no-un
     ok = await probe_exec(run=run_subprocess, command=("sh", "-c", "echo hello"), timeout=5)
     assert (ok.outcome, ok.message) == ("success", "hello")
     bad = await probe_exec(run=run_subprocess, command=("sh", "-c", "echo not ready >&2; exit 3"), timeout=5)
-    assert (bad.outcome, bad.message) == ("failure", "command ['sh', '-c', 'echo not ready >&2; exit 3'] exited with 3: not ready")
+    assert (bad.outcome, bad.message) == (
+        "failure",
+        "command ['sh', '-c', 'echo not ready >&2; exit 3'] exited with 3: not ready",
+    )
     missing = await probe_exec(run=run_subprocess, command=("/no/such/binary",), timeout=5)
     assert missing.outcome == "failure" and "exited with 127" in missing.message
     pidfile = tmp_path / "pid"
-    slow = await probe_exec(run=run_subprocess, command=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"), timeout=0.3)
+    slow = await probe_exec(
+        run=run_subprocess, command=("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"), timeout=0.3
+    )
     assert slow.outcome == "failure" and "timed out" in slow.message
     pid = int(pidfile.read_text())
     with pytest.raises(ProcessLookupError):  # killed and reaped, not left behind

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -80,8 +80,12 @@ def leaked() -> list[asyncio.Task[object]]:
 
 async def test_readiness_failure_takes_the_container_out_and_recovery_brings_it_back(app: App) -> None:
     owner = Owner()
-    p = ContainerProber(container(app.port, readiness_probe=http_probe("/ready", failure_threshold=2)),
-                        host="127.0.0.1", on_change=owner.on_change, on_restart=owner.on_restart)
+    p = ContainerProber(
+        container(app.port, readiness_probe=http_probe("/ready", failure_threshold=2)),
+        host="127.0.0.1",
+        on_change=owner.on_change,
+        on_restart=owner.on_restart,
+    )
     p.start()
     await owner.until(lambda: p.ready)
     app.flags["/ready"] = False
@@ -96,7 +100,11 @@ async def test_readiness_failure_takes_the_container_out_and_recovery_brings_it_
 
 async def test_liveness_failures_restart(app: App) -> None:
     owner = Owner()
-    c = container(app.port, liveness_probe=http_probe("/live", failure_threshold=3), readiness_probe=http_probe("/ready"))
+    c = container(
+        app.port,
+        liveness_probe=http_probe("/live", failure_threshold=3),
+        readiness_probe=http_probe("/ready"),
+    )
     p = ContainerProber(c, host="127.0.0.1", on_change=owner.on_change, on_restart=owner.on_restart)
     p.start()
     await owner.until(lambda: p.ready)
@@ -111,13 +119,22 @@ async def test_liveness_failures_restart(app: App) -> None:
 async def test_failing_startup_probe_restarts_and_readiness_stays_off(app: App) -> None:
     owner = Owner()
     app.flags["/started"] = False
-    c = container(app.port, startup_probe=http_probe("/started", failure_threshold=4),
-                  readiness_probe=http_probe("/ready"), liveness_probe=http_probe("/live"))
+    c = container(
+        app.port,
+        startup_probe=http_probe("/started", failure_threshold=4),
+        readiness_probe=http_probe("/ready"),
+        liveness_probe=http_probe("/live"),
+    )
     p = ContainerProber(c, host="127.0.0.1", on_change=owner.on_change, on_restart=owner.on_restart)
     p.start()
     await owner.until(lambda: bool(owner.restarts))
     assert owner.restarts == ["Startup probe failed: HTTP probe failed with statuscode: 500"]
-    assert owner.changes == [] and app.hits["/ready"] == 0 and app.hits["/live"] == 0 and app.hits["/started"] == 4
+    assert (
+        owner.changes == []
+        and app.hits["/ready"] == 0
+        and app.hits["/live"] == 0
+        and app.hits["/started"] == 4
+    )
     await p.stop()
     # the restarted container starts properly
     app.flags["/started"] = True
@@ -141,7 +158,9 @@ async def test_tcp_probe_on_a_closed_port_never_gets_ready(app: App) -> None:
     async with asyncio.timeout(20):
         while p.health.reason == "Readiness probe has not succeeded yet":
             await asyncio.sleep(0.02)
-    assert p.health.reason == f"Readiness probe failed: dial tcp 127.0.0.1:{closed}: connect: connection refused"
+    assert (
+        p.health.reason == f"Readiness probe failed: dial tcp 127.0.0.1:{closed}: connect: connection refused"
+    )
     assert owner.changes == []
     await p.stop()
 
@@ -149,7 +168,11 @@ async def test_tcp_probe_on_a_closed_port_never_gets_ready(app: App) -> None:
 async def test_exec_readiness_with_real_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     flag = tmp_path / "ready"
     owner = Owner()
-    c = Container("app", "img", readiness_probe=Probe(ExecAction(("test", "-f", str(flag))), failure_threshold=1, **FAST))  # type: ignore[arg-type]
+    c = Container(
+        "app",
+        "img",
+        readiness_probe=Probe(ExecAction(("test", "-f", str(flag))), failure_threshold=1, **FAST),
+    )  # type: ignore[arg-type]
     p = ContainerProber(c, host="127.0.0.1", exec_run=run_subprocess, on_change=owner.on_change)
     p.start()
     flag.write_text("")
@@ -162,10 +185,18 @@ async def test_exec_readiness_with_real_processes(tmp_path) -> None:  # type: ig
 
 async def test_a_slow_probe_does_not_delay_others(app: App) -> None:
     slow_owner, fast_owner = Owner(), Owner()
-    slow = ContainerProber(container(app.port, readiness_probe=http_probe("/slow", timeout_seconds=20)),
-                           host="127.0.0.1", on_change=slow_owner.on_change, name="slow")
-    fast = ContainerProber(container(app.port, readiness_probe=http_probe("/ready")),
-                           host="127.0.0.1", on_change=fast_owner.on_change, name="fast")
+    slow = ContainerProber(
+        container(app.port, readiness_probe=http_probe("/slow", timeout_seconds=20)),
+        host="127.0.0.1",
+        on_change=slow_owner.on_change,
+        name="slow",
+    )
+    fast = ContainerProber(
+        container(app.port, readiness_probe=http_probe("/ready")),
+        host="127.0.0.1",
+        on_change=fast_owner.on_change,
+        name="fast",
+    )
     slow.start()
     fast.start()
     await fast_owner.until(lambda: fast.ready)
@@ -176,3 +207,13 @@ async def test_a_slow_probe_does_not_delay_others(app: App) -> None:
     assert [r.last for r in slow.reports()] == [None]  # the slow probe is still waiting for its answer
     await asyncio.gather(slow.stop(), fast.stop())
     assert leaked() == []
+
+
+async def test_port_map_sends_probes_to_the_published_port(app: App) -> None:
+    owner = Owner()
+    c = container(8080, readiness_probe=http_probe("/ready"))  # containerPort 8080, published at app.port
+    p = ContainerProber(c, host="127.0.0.1", port_map={8080: app.port}, on_change=owner.on_change)
+    p.start()
+    await owner.until(lambda: p.ready)
+    await p.stop()
+    assert app.hits["/ready"] >= 1

@@ -13,7 +13,9 @@ S, F, E = "success", "failure", "error"
 
 def run(kind: str, outcomes: str, *, success: int = 1, failure: int = 3) -> list[str | None]:
     """Feeds outcomes (s/f/e per char); returns, per step, the new state when it changed, else None."""
-    tracker = ProbeTracker(Probe(TCPSocketAction(80), success_threshold=success, failure_threshold=failure), kind)
+    tracker = ProbeTracker(
+        Probe(TCPSocketAction(80), success_threshold=success, failure_threshold=failure), kind
+    )
     names = {"s": S, "f": F, "e": E}
     out: list[str | None] = []
     for i, ch in enumerate(outcomes):

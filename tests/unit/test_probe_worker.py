@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -68,8 +68,15 @@ def probe(**kw: float) -> Probe:
 
 async def test_first_probe_waits_initial_delay_plus_jitter_then_runs_every_period() -> None:
     t, script = FakeTime(), Script("s")
-    worker = ProbeWorker(kind="liveness", probe=probe(initial_delay_seconds=5, period_seconds=2), call=script,
-                         on_transition=lambda k, tr: None, rng=FixedRandom(0.25), clock=t.clock, sleep=t.sleep)
+    worker = ProbeWorker(
+        kind="liveness",
+        probe=probe(initial_delay_seconds=5, period_seconds=2),
+        call=script,
+        on_transition=lambda k, tr: None,
+        rng=FixedRandom(0.25),
+        clock=t.clock,
+        sleep=t.sleep,
+    )
     worker.start()
     await until(lambda: script.calls >= 4)
     await worker.stop()
@@ -82,10 +89,17 @@ async def test_jitter_spreads_first_probes_over_the_period() -> None:
     firsts = []
     for _ in range(100):
         t = FakeTime()
-        w = ProbeWorker(kind="readiness", probe=probe(period_seconds=1), call=Script("s"),
-                        on_transition=lambda k, tr: None, rng=rng, clock=t.clock, sleep=t.sleep)
+        w = ProbeWorker(
+            kind="readiness",
+            probe=probe(period_seconds=1),
+            call=Script("s"),
+            on_transition=lambda k, tr: None,
+            rng=rng,
+            clock=t.clock,
+            sleep=t.sleep,
+        )
         w.start()
-        await until(lambda: bool(t.sleeps))
+        await until(lambda t=t: bool(t.sleeps))  # type: ignore[misc]
         await w.stop()
         firsts.append(t.sleeps[0])
     assert all(0 <= f < 1 for f in firsts) and len({round(f, 2) for f in firsts}) > 30
@@ -94,8 +108,14 @@ async def test_jitter_spreads_first_probes_over_the_period() -> None:
 async def test_transitions_only_on_change() -> None:
     t, script = FakeTime(), Script("sssffffs")
     seen: list[tuple[Kind, Transition]] = []
-    worker = ProbeWorker(kind="readiness", probe=probe(failure_threshold=2), call=script,
-                         on_transition=lambda k, tr: seen.append((k, tr)), clock=t.clock, sleep=t.sleep)
+    worker = ProbeWorker(
+        kind="readiness",
+        probe=probe(failure_threshold=2),
+        call=script,
+        on_transition=lambda k, tr: seen.append((k, tr)),
+        clock=t.clock,
+        sleep=t.sleep,
+    )
     worker.start()
     await until(lambda: script.calls >= 10)
     await worker.stop()
@@ -117,8 +137,12 @@ async def test_a_raising_call_is_an_error_and_a_hanging_call_times_out() -> None
     w = ProbeWorker(kind="liveness", probe=probe(), call=boom, on_transition=lambda k, tr: None)
     result = await w.probe_once()
     assert (result.outcome, result.message) == ("error", "RuntimeError: bug")
-    w = ProbeWorker(kind="liveness", probe=Probe(TCPSocketAction(80), timeout_seconds=0.01), call=hang,
-                    on_transition=lambda k, tr: None)
+    w = ProbeWorker(
+        kind="liveness",
+        probe=Probe(TCPSocketAction(80), timeout_seconds=0.01),
+        call=hang,
+        on_transition=lambda k, tr: None,
+    )
     result = await w.probe_once()
     assert result.outcome == "failure" and "timed out" in result.message
 
@@ -158,8 +182,16 @@ class Owner:
 
 
 def prober(container: Container, owner: Owner, t: FakeTime, calls: dict[Kind, Script]) -> ContainerProber:
-    return ContainerProber(container, host="127.0.0.1", on_change=owner.on_change, on_restart=owner.on_restart,
-                           clock=t.clock, sleep=t.sleep, calls=dict(calls), rng=random.Random(1))
+    return ContainerProber(
+        container,
+        host="127.0.0.1",
+        on_change=owner.on_change,
+        on_restart=owner.on_restart,
+        clock=t.clock,
+        sleep=t.sleep,
+        calls=dict(calls),
+        rng=random.Random(1),
+    )
 
 
 def no_tasks_left() -> bool:
@@ -178,7 +210,9 @@ async def test_no_probes_means_ready_once_running_and_unready_when_stopped() -> 
 async def test_readiness_flips() -> None:
     owner, t = Owner(), FakeTime()
     script = Script("ssfffssss")
-    p = prober(Container("app", "img", readiness_probe=probe(failure_threshold=2)), owner, t, {"readiness": script})
+    p = prober(
+        Container("app", "img", readiness_probe=probe(failure_threshold=2)), owner, t, {"readiness": script}
+    )
     p.start()
     assert owner.changes == []
     await until(lambda: script.calls >= 9)
@@ -211,8 +245,13 @@ async def test_liveness_failure_restarts_once_and_stops_probing() -> None:
 async def test_startup_holds_liveness_and_readiness_until_it_succeeds() -> None:
     owner, t = Owner(), FakeTime()
     start, live, ready = Script("ffs"), Script("s"), Script("s")
-    c = Container("app", "img", startup_probe=probe(failure_threshold=5), liveness_probe=probe(),
-                  readiness_probe=probe())
+    c = Container(
+        "app",
+        "img",
+        startup_probe=probe(failure_threshold=5),
+        liveness_probe=probe(),
+        readiness_probe=probe(),
+    )
     p = prober(c, owner, t, {"startup": start, "liveness": live, "readiness": ready})
     p.start()
     await until(lambda: start.calls >= 2)
