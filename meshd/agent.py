@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from meshd.controller.backoff import BackoffPolicy
@@ -49,7 +49,7 @@ class AgentOptions:
     dns_ttl: int = 5
     sidecar: bool = True
     sidecar_metrics: str = "127.0.0.1:7701"
-    extra: dict = field(default_factory=dict)
+    agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -63,7 +63,7 @@ class Agent:
         self.options = options
         self.state_dir = Path(options.state_dir).expanduser() if options.state_dir else default_state_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.agent_id = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        self.agent_id = options.agent_id or hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
         self.node = socket.gethostname()
         self.registry = Registry(node=self.node)
         self.drain = DrainCoordinator(self.registry)

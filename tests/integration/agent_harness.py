@@ -1,0 +1,59 @@
+"""An in-process agent on free ports for integration tests, with helpers to wait for what a user would see."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from meshd.agent import Agent, AgentOptions
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def agent_options(tmp_path: Path, agent_id: str, **overrides: Any) -> AgentOptions:
+    options = AgentOptions(
+        api=f"127.0.0.1:{free_port()}",
+        dns=f"127.0.0.1:{free_port()}",
+        state_dir=str(tmp_path / "state"),
+        mdns="off",
+        sidecar=False,
+        backoff_initial=1.0,
+        backoff_max=4.0,
+        agent_id=agent_id,
+    )
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    return options
+
+
+async def started_agent(options: AgentOptions) -> Agent:
+    agent = Agent(options)
+    await agent.start()
+    return agent
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Polls `check` until it returns something truthy; fails with the last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+
+
+def pods(agent: Agent, prefix: str = "") -> list:
+    return [w for (_, name), w in sorted(agent.controller.pods.items()) if name.startswith(prefix)]
+
+
+def ready_pods(agent: Agent, prefix: str = "") -> list:
+    return [w for w in pods(agent, prefix) if w.ready and not w.terminating]

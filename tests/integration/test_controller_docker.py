@@ -1,0 +1,168 @@
+"""The replica controller on the real Docker engine: replicas come up and are kept at the desired count."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from typing import Any
+
+import pytest
+
+from tests.integration.agent_harness import agent_options, eventually, pods, ready_pods, started_agent
+
+pytestmark = [pytest.mark.docker]
+
+
+def deployment(name: str, *, replicas: int = 3, image: str = "meshd/busybox:latest", extra: str = "",
+               command: str = '["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"]') -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          replicas: {replicas}
+          selector: {{matchLabels: {{app: {name}}}}}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - name: main
+                image: {image}
+                imagePullPolicy: IfNotPresent
+                command: {command}
+                ports: [{{containerPort: 8080, name: http}}]
+        """) + extra
+
+
+def engine_containers(docker_client: Any, agent_id: str) -> list[Any]:
+    return [c for c in docker_client.containers.list(all=True, filters={"label": f"io.meshd.agent={agent_id}"})]
+
+
+@pytest.fixture
+async def agent(tmp_path, agent_id, busybox_image, pause_image):
+    agent = await started_agent(agent_options(tmp_path, agent_id))
+    yield agent
+    await agent.close(stop_pods=True)
+
+
+async def test_replicas_come_up_and_a_killed_container_is_replaced(agent, docker_client, agent_id):
+    agent.controller.apply(deployment("web"))
+    await eventually(lambda: len(ready_pods(agent, "web-")) == 3)
+    victim = pods(agent, "web-")[0]
+    old_id = victim.containers["main"].id
+    subprocess.run(["docker", "kill", old_id], check=True, capture_output=True)
+    await eventually(lambda: victim.containers["main"].restart_count == 1 and victim.ready)
+    assert victim.containers["main"].id != old_id
+    # docker rm -f is replaced too
+    other = pods(agent, "web-")[1]
+    subprocess.run(["docker", "rm", "-f", other.containers["main"].id], check=True, capture_output=True)
+    await eventually(lambda: other.containers["main"].restart_count == 1 and other.ready)
+    assert len(pods(agent, "web-")) == 3
+    running = [c for c in engine_containers(docker_client, agent_id) if c.status == "running"]
+    assert len(running) == 6  # 3 infra + 3 app containers, nothing duplicated
+
+
+async def test_crash_loop_backs_off_and_counts_restarts(agent):
+    agent.controller.apply(deployment("crash", replicas=1, command='["/bin/busybox", "sh", "-c", "exit 3"]'))
+    await eventually(lambda: pods(agent, "crash-") and pods(agent, "crash-")[0].containers["main"].restart_count >= 2,
+                     timeout=30)
+    status = pods(agent, "crash-")[0].containers["main"]
+    await eventually(lambda: status.reason == "CrashLoopBackOff")
+    assert status.last_termination and status.last_termination["exitCode"] == 3
+
+
+async def test_scale_up_and_down_then_delete_leaves_nothing(agent, docker_client, agent_id):
+    agent.controller.apply(deployment("scale"))
+    await eventually(lambda: len(ready_pods(agent, "scale-")) == 3)
+    agent.controller.scale("Deployment", "default", "scale", 5)
+    await eventually(lambda: len(ready_pods(agent, "scale-")) == 5)
+    agent.controller.scale("Deployment", "default", "scale", 1)
+    await eventually(lambda: len(pods(agent, "scale-")) == 1)
+    await eventually(lambda: len(engine_containers(docker_client, agent_id)) == 2)
+    agent.controller.delete("Deployment", "default", "scale")
+    await eventually(lambda: not pods(agent) and not engine_containers(docker_client, agent_id))
+
+
+async def test_applying_the_same_manifest_twice_changes_nothing(agent):
+    first, _ = agent.controller.apply(deployment("idem", replicas=2))
+    await eventually(lambda: len(ready_pods(agent, "idem-")) == 2)
+    names = {w.name for w in pods(agent, "idem-")}
+    second, _ = agent.controller.apply(deployment("idem", replicas=2))
+    assert [r.action for r in first] == ["created"] and [r.action for r in second] == ["unchanged"]
+    assert {w.name for w in pods(agent, "idem-")} == names
+
+
+async def test_agent_restart_adopts_running_pods_without_duplicates(tmp_path, agent_id, docker_client,
+                                                                    busybox_image, pause_image):
+    options = agent_options(tmp_path, agent_id)
+    first = await started_agent(options)
+    first.controller.apply(deployment("adopt"))
+    await eventually(lambda: len(ready_pods(first, "adopt-")) == 3)
+    before = sorted(c.id for c in engine_containers(docker_client, agent_id))
+    await first.close(stop_pods=False)  # as if killed: containers keep running
+    # a stray labelled container that no object wants is removed by the next agent
+    stray = docker_client.containers.run(
+        "meshd/busybox:latest", ["sleep", "300"], detach=True,
+        labels={"io.meshd.managed": "true", "io.meshd.agent": agent_id, "io.meshd.namespace": "default",
+                "io.meshd.pod": "nobody-wants-me", "io.meshd.container": "main"})
+    second = await started_agent(agent_options(tmp_path, agent_id, api=options.api, dns=options.dns))
+    try:
+        await eventually(lambda: len(ready_pods(second, "adopt-")) == 3)
+        await eventually(lambda: stray.id not in {c.id for c in engine_containers(docker_client, agent_id)})
+        after = sorted(c.id for c in engine_containers(docker_client, agent_id))
+        assert after == before
+    finally:
+        await second.close(stop_pods=True)
+
+
+async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
+    manifest = textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: duo}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: server
+            image: meshd/busybox:latest
+            imagePullPolicy: IfNotPresent
+            command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/etc"]
+          - name: client
+            image: meshd/busybox:latest
+            imagePullPolicy: IfNotPresent
+            command: ["/bin/busybox", "sleep", "300"]
+        """)
+    agent.controller.apply(manifest)
+    await eventually(lambda: len(ready_pods(agent, "duo")) == 1)
+    client_id = pods(agent, "duo")[0].containers["client"].id
+
+    def fetch() -> bool:
+        result = docker_client.containers.get(client_id).exec_run(["wget", "-qO-", "http://127.0.0.1:8080/hostname"])
+        return result.exit_code == 0
+
+    await eventually(fetch, timeout=10)
+
+
+async def test_memory_limit_is_enforced_and_reported_as_oom(agent):
+    manifest = deployment(
+        "hog", replicas=1,
+        command='["/bin/busybox", "sh", "-c", "x=$(/bin/busybox head -c 80000000 /dev/zero | /bin/busybox tr \'\\\\0\' a); sleep 60"]',
+    ).replace("ports: [{containerPort: 8080, name: http}]",
+              "ports: [{containerPort: 8080, name: http}]\n        resources: {limits: {memory: 16Mi}}")
+    agent.controller.apply(manifest)
+    await eventually(lambda: pods(agent, "hog-") and pods(agent, "hog-")[0].containers["main"].last_termination,
+                     timeout=30)
+    assert pods(agent, "hog-")[0].containers["main"].last_termination["reason"] == "OOMKilled"
+
+
+async def test_a_broken_manifest_changes_nothing(agent):
+    from meshd.manifests import ManifestError
+
+    agent.controller.apply(deployment("keep", replicas=1))
+    await eventually(lambda: len(ready_pods(agent, "keep-")) == 1)
+    broken = deployment("keep", replicas=4) + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {containers: [{name: x}]}\n"
+    with pytest.raises(ManifestError):
+        agent.controller.apply(broken)
+    assert agent.controller.objects[("Deployment", "default", "keep")].obj.replicas == 1
+    assert len(pods(agent, "keep-")) == 1
