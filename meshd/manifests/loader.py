@@ -94,6 +94,9 @@ def _list_item_kind(list_kind: str) -> str | None:
 def _load_object(reader: DocumentReader, doc: dict[str, Any], *, implied_kind: str | None = None) -> KubeObject:
     kind = _read_kind(reader, doc, implied_kind)
     reader.kind = kind
+    metadata_value = doc.get("metadata")
+    if isinstance(metadata_value, dict) and isinstance(metadata_value.get("name"), str):
+        reader.name = metadata_value["name"]  # for messages before metadata is read (it is validated there)
     api_version = API_VERSIONS[kind]
     given_version = doc.get("apiVersion")
     if given_version is None and implied_kind is None:

@@ -77,6 +77,7 @@ class _Converter:
         self.lines: dict[FieldPath, int] = {}
         self.count = 0
         self.active: set[int] = set()
+        self.explicit: dict[int, int] = {}  # mapping node -> how many of its pairs the document wrote itself
 
     def fail(self, message: str, path: FieldPath, node: Node) -> ManifestError:
         return ManifestError(
@@ -110,15 +111,22 @@ class _Converter:
     def mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
         if node.tag != f"{_TAG}map":
             raise self.fail(f"unsupported YAML tag {node.tag}", path, node)
-        self.loader.flatten_mapping(node)  # resolves "<<" merge keys
+        if id(node) not in self.explicit:
+            explicit = sum(1 for key_node, _ in node.value if key_node.tag != f"{_TAG}merge")
+            self.loader.flatten_mapping(node)  # resolves "<<" merge keys: merged pairs come first
+            self.explicit[id(node)] = explicit
+        explicit_from = len(node.value) - self.explicit[id(node)]
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        written: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, ScalarNode):
                 raise self.fail("a mapping key must be a string", path, key_node)
             key = self.key(key_node, path)
-            if key in result:
-                raise self.fail(f"duplicate key {key!r}", path + (key,), key_node)
-            self.lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+            if i >= explicit_from:  # a merged key may be overridden, an explicit one only once
+                if key in written:
+                    raise self.fail(f"duplicate key {key!r}", path + (key,), key_node)
+                written.add(key)
+            self.lines[path + (key,)] = key_node.start_mark.line + 1
             result[key] = self.convert(value_node, path + (key,))
         return result
 

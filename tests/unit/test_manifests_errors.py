@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from meshd.manifests import ManifestError, load_documents
-from tests.unit.manifests_helpers import DELETE, patched, to_yaml
+from test_manifests_helpers import DELETE, patched, to_yaml
 
 C = "spec.template.spec.containers.0"
 P = "spec.template.spec"

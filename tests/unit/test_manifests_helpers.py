@@ -1,4 +1,4 @@
-"""Shared builders for the manifests tests: valid base documents and a path-based patcher."""
+"""Shared builders for the manifests tests (no tests here): valid base documents and a path patcher."""
 
 from __future__ import annotations
 
