@@ -156,7 +156,7 @@ async def test_close_withdraws_everything_and_closes_zeroconf() -> None:
 
 
 async def test_a_failed_registration_is_logged_and_retried(setup: Any, caplog: Any) -> None:
-    registry, fake, advertiser = setup
+    registry, fake, _advertiser = setup
     fake.fail["register"] = 2
     errors_before = REGISTRY.get_sample_value("meshd_mdns_errors_total") or 0
     registry.upsert_service(web_service(), {"app": "web"})
@@ -195,7 +195,7 @@ async def test_a_zeroconf_that_cannot_open_is_retried_not_fatal(caplog: Any) -> 
 
 
 async def test_announcement_counters_count_each_action(setup: Any) -> None:
-    registry, fake, advertiser = setup
+    registry, _fake, advertiser = setup
     before = {a: counter(a) for a in ("register", "update", "unregister")}
     registry.upsert_service(web_service(), {"app": "web"})
     registry.upsert_pod(web_pod("web-1", ready=True))
