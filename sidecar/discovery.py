@@ -1,0 +1,169 @@
+"""Discovery client: follows the agent's endpoint stream into a ServiceTable, and sends drain acks.
+
+`GET {api}/v1/watch/endpoints?sidecar=ID` (ndjson of Reset/Add/Remove/DoesNotExist, `Synced`, `Heartbeat`),
+or `GET {api}/v1/namespaces/{ns}/endpoints/{name}?watch=1` for one Service. On any failure it reconnects
+with capped exponential backoff and jitter; meanwhile the table keeps the last known endpoints (the agent
+being down never empties the mesh). After a reconnect, Services not in the new snapshot are dropped only
+once `Synced` says the snapshot is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from meshd.model.endpoints import DoesNotExist, Reset, ServiceKey, update_from_json
+
+from .services import ServiceTable
+
+log = logging.getLogger(__name__)
+DEFAULT_API = "http://127.0.0.1:7700"
+
+
+def normalize_api(text: str | None) -> str:
+    """'host:port' or a URL -> 'http://host:port' (no trailing slash)."""
+    text = (text or DEFAULT_API).strip().rstrip("/")
+    if "://" not in text:
+        text = "http://" + text
+    return text
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter; `reset()` after a healthy connection."""
+
+    def __init__(self, *, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+        self.rng = rng or random.Random()
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * (2**self.attempt))
+        self.attempt += 1
+        return delay / 2 + self.rng.random() * delay / 2
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class DiscoveryClient:
+    """Keeps `table` in step with the agent; `synced` is set once the first full snapshot arrived."""
+
+    def __init__(
+        self,
+        api: str,
+        table: ServiceTable,
+        *,
+        sidecar_id: str,
+        service: ServiceKey | None = None,
+        heartbeat_timeout: float = 35.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.api = normalize_api(api)
+        self.table = table
+        self.sidecar_id = sidecar_id
+        self.service = service
+        self.heartbeat_timeout = heartbeat_timeout
+        self.backoff = backoff or Backoff()
+        self.synced = asyncio.Event()
+        self.connected = False
+        self.connects = 0
+        self._acks: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=10000)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def watch_url(self) -> str:
+        if self.service is not None:
+            ns, name = quote(self.service.namespace), quote(self.service.name)
+            return f"{self.api}/v1/namespaces/{ns}/endpoints/{name}?watch=1&sidecar={quote(self.sidecar_id)}"
+        return f"{self.api}/v1/watch/endpoints?sidecar={quote(self.sidecar_id)}"
+
+    def drained(self, key: ServiceKey, endpoint: str) -> None:
+        """Queue a drain ack (called by the table when a removed endpoint has nothing in flight)."""
+        try:
+            self._acks.put_nowait({"sidecar": self.sidecar_id, "service": str(key), "endpoint": endpoint})
+        except asyncio.QueueFull:
+            log.warning("drain ack queue full; dropping ack for %s %s", key, endpoint)
+
+    async def run(self) -> None:
+        """Forever: watch, and on failure back off and reconnect. Also sends drain acks."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self._session = session
+            acks = asyncio.create_task(self._send_acks(session))
+            try:
+                while True:
+                    try:
+                        await self._watch(session)
+                        log.warning("endpoint stream from %s ended; reconnecting", self.api)
+                    except asyncio.CancelledError:
+                        raise
+                    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+                        log.warning(
+                            "endpoint stream from %s failed: %s; keeping last known endpoints", self.api, e
+                        )
+                    self.connected = False
+                    await asyncio.sleep(self.backoff.next())
+            finally:
+                acks.cancel()
+                self._session = None
+
+    async def _watch(self, session: aiohttp.ClientSession) -> None:
+        async with session.get(self.watch_url, headers={"Accept": "application/x-ndjson"}) as resp:
+            if resp.status != 200:
+                raise ValueError(f"HTTP {resp.status} from {self.watch_url}")
+            self.connected = True
+            self.connects += 1
+            log.info("following endpoints from %s", self.watch_url)
+            seen: set[ServiceKey] = set()
+            synced = False
+            buf = b""
+            while True:
+                chunk = await asyncio.wait_for(resp.content.readany(), self.heartbeat_timeout)
+                if not chunk:
+                    return
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    synced = self._apply(json.loads(line), seen, synced)
+                    if synced:
+                        self.backoff.reset()
+
+    def _apply(self, data: dict[str, Any], seen: set[ServiceKey], synced: bool) -> bool:
+        kind = data.get("type")
+        if kind == "Heartbeat":
+            return synced
+        if kind == "Synced":
+            if not synced:
+                self.table.retain(seen)
+                self.synced.set()
+            return True
+        update = update_from_json(data)
+        if isinstance(update, Reset):
+            seen.add(update.service.key)
+        self.table.apply(update)
+        if self.service is not None and not synced and isinstance(update, Reset | DoesNotExist):
+            self.synced.set()  # the single-Service stream starts with its snapshot
+            return True
+        return synced
+
+    async def _send_acks(self, session: aiohttp.ClientSession) -> None:
+        url = f"{self.api}/v1/drain"
+        while True:
+            ack = await self._acks.get()
+            for attempt in range(5):
+                try:
+                    async with session.post(url, json=ack, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                        if resp.status < 500:
+                            if resp.status >= 400:
+                                log.warning("drain ack %s refused: HTTP %s", ack, resp.status)
+                            break
+                except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                    log.debug("drain ack %s failed: %s", ack, e)
+                await asyncio.sleep(0.2 * (attempt + 1))

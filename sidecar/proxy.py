@@ -1,0 +1,1170 @@
+"""The proxy hot path: HTTP/1.1 on asyncio Protocols with the httptools (llhttp) parser.
+
+One `ClientConnection` per downstream connection parses requests into `Exchange`s (in order, so pipelined
+requests are answered in order); each Exchange picks an endpoint, borrows a pooled keep-alive
+`UpstreamConnection` (or connects), streams the request body up and the response body down, with
+back-pressure both ways (pause_reading when the other side's write buffer is full). Writes made while a
+`data_received` runs are corked and sent in one `write()` at its end (fewer syscalls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from httptools import HttpRequestParser, HttpResponseParser, parse_url
+from httptools.parser.errors import HttpParserError, HttpParserUpgrade
+
+from .http import HOP_BY_HOP, connection_tokens, error_response, forwarded_for, service_hostnames, split_host
+from .retry import IDEMPOTENT, RETRYABLE_STATUS
+from .services import (
+    METHOD_INDEX,
+    OTHER_METHOD,
+    OUT_5XX,
+    OUT_CONNECT,
+    OUT_CONNECTION,
+    OUT_SUCCESS,
+    OUT_TIMEOUT,
+    EndpointState,
+    ServiceState,
+)
+
+log = logging.getLogger(__name__)
+monotonic = time.monotonic
+
+PIPELINE_LIMIT = 32  # queued requests on one connection before we stop reading from it
+PENDING_LIMIT = 64 * 1024  # request body buffered before an upstream is attached
+REPLAY_LIMIT = 64 * 1024  # request body kept to replay on a retry
+WRITE_HIGH = 256 * 1024  # transport write buffer high-water mark
+MAX_IDLE_PER_ENDPOINT = 128
+
+PAUSE_PIPELINE, PAUSE_BODY, PAUSE_UPSTREAM, PAUSE_UPGRADE = 1, 2, 4, 8
+# response framing towards the client
+R_NONE, R_LENGTH, R_CHUNKED, R_CLOSE = 0, 1, 2, 3
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass
+class ProxyOptions:
+    fail_fast: float = 1.0  # seconds a request waits for a ready endpoint before a 503
+    connect_timeout: float = 3.0
+    idle_timeout: float = 30.0  # upstream keep-alive connections idle longer are closed
+    zone: str = "cluster.local"
+
+
+class ProcessStats:
+    """Process-wide plain counters."""
+
+    active_connections = 0
+
+
+STATS = ProcessStats()
+
+# --- corked writes ----------------------------------------------------------------------------------------
+_depth = 0
+_dirty: list[Writer] = []
+
+
+class Writer:
+    """Wraps a transport: while a data_received runs, writes are gathered and sent in one call at its end."""
+
+    __slots__ = ("buf", "transport")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.buf: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if _depth:
+            if self.buf is None:
+                self.buf = [data]
+                _dirty.append(self)
+            else:
+                self.buf.append(data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        buf = self.buf
+        if buf is not None:
+            self.buf = None
+            self.transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+
+def _uncork() -> None:
+    global _depth
+    _depth -= 1
+    if not _depth and _dirty:
+        dirty = _dirty[:]
+        _dirty.clear()
+        for w in dirty:
+            if w.buf is not None and not w.transport.is_closing():
+                w.flush()
+            else:
+                w.buf = None
+
+
+def _cork() -> None:
+    global _depth
+    _depth += 1
+
+
+# --- routing ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    service: ServiceState
+    port_name: str | None  # None: the Service's first port
+
+
+class Listener:
+    """One listening address: the Services reachable there (several -> routed by Host) and its connections."""
+
+    def __init__(
+        self, host: str, port: int, *, routes: list[Route], options: ProxyOptions | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.options = options or ProxyOptions()
+        self.connections: set[ClientConnection] = set()
+        self.server: asyncio.base_events.Server | None = None
+        self.routes: list[Route] = []
+        self.by_host: dict[bytes, Route] = {}
+        self.local_names: set[bytes] = {b"localhost", host.encode(), b"127.0.0.1", b"::1"}
+        self.set_routes(routes)
+
+    def set_routes(self, routes: list[Route]) -> None:
+        self.routes = list(routes)
+        by_host: dict[bytes, Route] = {}
+        for route in routes:
+            key = route.service.key
+            for name in service_hostnames(key.name, key.namespace, self.options.zone):
+                by_host.setdefault(name, route)
+            info = route.service.info
+            if info is not None and info.address:
+                by_host.setdefault(info.address.encode(), route)
+        self.by_host = by_host
+
+    def route(self, host: bytes | None) -> Route | None:
+        if len(self.routes) == 1:
+            return self.routes[0]
+        if host is None:
+            return None
+        return self.by_host.get(split_host(host))
+
+    def allowed_authority(self, host: bytes) -> bool:
+        """May an absolute-form request name this host? Only the Services here (and this listener)."""
+        name = split_host(host)
+        return name in self.by_host or name in self.local_names
+
+    async def start(self, *, reuse_port: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: ClientConnection(self), self.host, self.port, reuse_port=reuse_port or None, backlog=1024
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
+        if self.server is not None:
+            self.server.close()
+        deadline = monotonic() + grace
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.queue:
+                conn.close()
+        while any(c.queue for c in self.connections) and monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+
+
+# --- downstream -------------------------------------------------------------------------------------------
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests, runs them in order."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.parser = HttpRequestParser(self)
+        self.queue: deque[Exchange] = deque()
+        self.cur: Exchange | None = None
+        self.paused = 0
+        self.write_paused = False
+        self.tunnel: Writer | None = None
+        self.upgrading: Exchange | None = None
+        self.closed = False
+        self.closing = False
+        self.eof = False
+        self._advancing = False
+        self.transport: Any = None
+        self.out: Writer = None  # type: ignore[assignment]
+        self.peer_ip = "unknown"
+
+    # transport events
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.out = Writer(transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = peer[0]
+        self.listener.connections.add(self)
+        STATS.active_connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.listener.connections.discard(self)
+        STATS.active_connections -= 1
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.close()
+        for ex in list(self.queue):
+            ex.abort()
+        self.queue.clear()
+        if self.upgrading is not None:
+            self.upgrading.abort()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.tunnel is not None:
+            if self.tunnel.transport.can_write_eof():
+                self.tunnel.flush()
+                self.tunnel.transport.write_eof()
+            return True
+        return bool(self.queue)  # keep the socket open to answer what was asked
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        ex = self.queue[0] if self.queue else self.upgrading
+        up = ex.up if ex is not None else None
+        if up is not None:
+            up.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        ex = self.queue[0] if self.queue else self.upgrading
+        up = ex.up if ex is not None else None
+        if up is not None:
+            up.resume_reading()
+
+    def pause(self, reason: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.out.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.upgrading is not None:
+            self.upgrading.early.append(data)
+            self.pause(PAUSE_UPGRADE)
+            return
+        _cork()
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            ex = self.cur
+            if ex is not None and not ex.done:
+                self.upgrading = ex
+                tail = data[e.args[0] :]
+                if tail:
+                    ex.early.append(tail)
+        except HttpParserError as e:
+            self._bad_request(str(e))
+        finally:
+            _uncork()
+
+    def _bad_request(self, why: str) -> None:
+        """Unparsable input: answer 400 if nothing is in progress, else finish the request in progress and close."""
+        if self.closed:
+            return
+        head = self.queue[0] if self.queue else None
+        active = head if head is not None and head.started and not head.done else None
+        for ex in list(self.queue):
+            if ex is not active:
+                ex.abort()
+        self.queue = deque([active]) if active is not None else deque()
+        self.closing = True
+        self.pause(PAUSE_PIPELINE)
+        if active is None:
+            self.out.write(error_response(400, f"bad request: {why}", close=True))
+            self.close()
+
+    # parser callbacks
+    def on_message_begin(self) -> None:
+        ex = Exchange(self)
+        self.cur = ex
+        self.queue.append(ex)
+        if len(self.queue) > PIPELINE_LIMIT:
+            self.pause(PAUSE_PIPELINE)
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.cur
+        ex.url = url if ex.url is None else ex.url + url  # type: ignore[union-attr]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.cur.headers.append((name, value))  # type: ignore[union-attr]
+
+    def on_headers_complete(self) -> None:
+        ex = self.cur
+        p = self.parser
+        ex.method = p.get_method()
+        ex.version = p.get_http_version()
+        ex.keep_alive = p.should_keep_alive()
+        ex.upgrade = p.should_upgrade()
+        if self.queue and self.queue[0] is ex:
+            self.advance()
+
+    def on_body(self, body: bytes) -> None:
+        self.cur.request_body(body)  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        self.cur.request_done()  # type: ignore[union-attr]
+
+    # running the queue
+    def advance(self) -> None:
+        """Start the head of the queue when its headers are in; pop finished exchanges; close when asked."""
+        if self._advancing:
+            return
+        self._advancing = True
+        try:
+            queue = self.queue
+            while queue and not self.closed:
+                ex = queue[0]
+                if ex.done:
+                    queue.popleft()
+                    if ex.close_after:
+                        self.close()
+                        return
+                    if self.paused & PAUSE_PIPELINE and len(queue) <= PIPELINE_LIMIT // 2:
+                        self.resume(PAUSE_PIPELINE)
+                    continue
+                if not ex.started and ex.method is not None:
+                    ex.start()
+                    continue
+                break
+            if not queue and (self.eof or self.closing) and not self.closed and self.upgrading is None:
+                self.close()
+        finally:
+            self._advancing = False
+
+
+# --- one request ------------------------------------------------------------------------------------------
+class Exchange:
+    """One request/response: routing, endpoint choice, retries, timeout, and the byte streams both ways."""
+
+    __slots__ = (
+        "chunked_req",
+        "close_after",
+        "conn",
+        "connecting",
+        "done",
+        "early",
+        "eof_body",
+        "ep",
+        "expect",
+        "head_sent",
+        "headers",
+        "keep_alive",
+        "method",
+        "method_idx",
+        "pending",
+        "pending_size",
+        "port",
+        "port_name",
+        "replay",
+        "replay_size",
+        "req_done",
+        "resp_mode",
+        "retries",
+        "sent_continue",
+        "service",
+        "started",
+        "status",
+        "t0",
+        "t_attempt",
+        "timer",
+        "tried",
+        "tunnelled",
+        "up",
+        "upgrade",
+        "url",
+        "version",
+        "waiter",
+    )  # fmt: skip
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.method: bytes | None = None
+        self.url: bytes | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.version = "1.1"
+        self.keep_alive = True
+        self.upgrade = False
+        self.started = self.done = self.close_after = self.req_done = self.head_sent = False
+        self.pending: list[bytes] | None = []
+        self.pending_size = 0
+        self.replay: list[bytes] | None = []
+        self.replay_size = 0
+        self.chunked_req = self.expect = self.sent_continue = self.tunnelled = self.eof_body = False
+        self.service: ServiceState | None = None
+        self.port_name: str | None = None
+        self.ep: EndpointState | None = None
+        self.port = 0
+        self.up: UpstreamConnection | None = None
+        self.tried: set[EndpointState] | None = None
+        self.retries = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.t0 = self.t_attempt = 0.0
+        self.status = 0
+        self.resp_mode = R_NONE
+        self.early: list[bytes] = []
+        self.method_idx = OTHER_METHOD
+
+    # --- request side -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+        conn = self.conn
+        listener = conn.listener
+        method = self.method
+        self.method_idx = METHOD_INDEX.get(method, OTHER_METHOD)  # type: ignore[arg-type]
+        if method == b"CONNECT":
+            self.local_reply(405, "CONNECT is not allowed: meshd-sidecar is not an open proxy", close=True)
+            return
+        host = None
+        for name, value in self.headers:
+            n = name.lower()
+            if n == b"host":
+                host = value
+            elif n == b"transfer-encoding":
+                self.chunked_req = b"chunked" in value.lower()
+            elif n == b"expect":
+                self.expect = value.strip().lower() == b"100-continue"
+        url = self.url or b"/"
+        if url[:1] != b"/" and url != b"*":
+            try:
+                parsed = parse_url(url)
+            except HttpParserError:
+                self.local_reply(400, "bad request target", close=True)
+                return
+            authority = parsed.host or b""
+            if parsed.port:
+                authority += b":%d" % parsed.port
+            if not parsed.host or not listener.allowed_authority(authority):
+                self.local_reply(
+                    403,
+                    f"refused: {authority.decode(errors='replace')} is not a Service here "
+                    "(meshd-sidecar is not an open proxy)",
+                    close=not self.req_done,
+                )
+                return
+            host = authority
+            self.url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+            self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"] + [(b"Host", authority)]
+        route = listener.route(host)
+        if route is None:
+            shown = host.decode(errors="replace") if host else "(no Host header)"
+            self.local_reply(
+                404,
+                f"no Service for host {shown} on {listener.host}:{listener.port}",
+                close=not self.req_done,
+            )
+            return
+        svc = route.service
+        self.service = svc
+        self.port_name = route.port_name
+        self.t0 = now = monotonic()
+        svc.stats.in_flight += 1
+        svc.budget.deposit(now)
+        timeout = svc.config.timeout
+        if timeout is not None:
+            self.timer = asyncio.get_running_loop().call_later(timeout, self.on_timeout)
+        self.attempt()
+
+    def request_body(self, chunk: bytes) -> None:
+        replay = self.replay
+        if replay is not None:
+            self.replay_size += len(chunk)
+            if self.replay_size <= REPLAY_LIMIT:
+                replay.append(chunk)
+            else:
+                self.replay = None
+        pending = self.pending
+        if pending is not None:
+            pending.append(chunk)
+            self.pending_size += len(chunk)
+            if self.pending_size > PENDING_LIMIT:
+                self.conn.pause(PAUSE_BODY)
+        elif self.up is not None:
+            self._send_body(self.up.out, chunk)
+        # else: answered already (local reply); the rest of the body is read and dropped
+
+    def _send_body(self, out: Writer, chunk: bytes) -> None:
+        if self.chunked_req:
+            out.write(b"%x\r\n" % len(chunk))
+            out.write(chunk)
+            out.write(b"\r\n")
+        else:
+            out.write(chunk)
+
+    def request_done(self) -> None:
+        self.req_done = True
+        up = self.up
+        if up is not None and self.pending is None and self.chunked_req:
+            up.out.write(b"0\r\n\r\n")
+        if self.done:
+            self.conn.advance()
+
+    # --- choosing and reaching an endpoint --------------------------------------------------------------
+    def attempt(self) -> None:
+        svc = self.service
+        assert svc is not None
+        ep = svc.pick(self.tried)
+        if ep is None:
+            self._wait_for_endpoint()
+            return
+        port = svc.target_port(ep, self.port_name)
+        if port is None:
+            self.local_reply(
+                502, f"endpoint {ep.name} of {svc.label} has no port {self.port_name or ''}", close=True
+            )
+            return
+        ep.in_flight += 1
+        self.ep = ep
+        self.port = port
+        if self.tried is None:
+            self.tried = {ep}
+        else:
+            self.tried.add(ep)
+        self.t_attempt = monotonic()
+        idle = ep.idle.get(port)
+        while idle:
+            up = idle.pop()
+            if not up.closed:
+                self.attach(up)
+                return
+        self.connecting = asyncio.get_running_loop().create_task(self._connect(ep, port))
+
+    def _wait_for_endpoint(self) -> None:
+        svc = self.service
+        assert svc is not None
+        if self.waiter is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.call_later(self.conn.listener.options.fail_fast, self._no_endpoint)
+        svc.waiters.append(self._endpoint_ready)
+
+    def _endpoint_ready(self) -> None:
+        if self.waiter is None or self.done:
+            return
+        self.waiter.cancel()
+        self.waiter = None
+        _cork()
+        try:
+            self.attempt()
+        finally:
+            _uncork()
+
+    def _no_endpoint(self) -> None:
+        self.waiter = None
+        svc = self.service
+        assert svc is not None
+        if self.done:
+            return
+        if self._endpoint_ready in svc.waiters:
+            svc.waiters.remove(self._endpoint_ready)
+        if not svc.exists:
+            why = f"no ready endpoints for {svc.label}: the Service does not exist (yet)"
+        elif svc.ready_count and not svc.available:
+            why = f"no ready endpoints for {svc.label}: all {svc.ready_count} ready endpoints are ejected"
+        else:
+            why = f"no ready endpoints for {svc.label}"
+        self.local_reply(503, why, close=not self.req_done)
+
+    async def _connect(self, ep: EndpointState, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.conn.listener.options.connect_timeout):
+                _, up = await loop.create_connection(lambda: UpstreamConnection(ep, port), ep.address, port)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, TimeoutError) as e:
+            if self.ep is ep and not self.done:
+                self.connecting = None
+                self._attempt_failed(OUT_CONNECT, f"cannot connect to {ep.address}:{port}: {e or 'timeout'}")
+            return
+        self.connecting = None
+        if self.ep is not ep or self.done:
+            up.release()
+            return
+        _cork()
+        try:
+            self.attach(up)
+        finally:
+            _uncork()
+
+    def attach(self, up: UpstreamConnection) -> None:
+        """Send the request head and whatever body is buffered; from now on the body streams."""
+        self.up = up
+        up.exchange = self
+        if self.conn.write_paused:
+            up.pause_reading()
+        out = up.out
+        out.write(self._request_head())
+        pending = self.pending
+        self.pending = None
+        if pending:
+            for chunk in pending:
+                self._send_body(out, chunk)
+        if self.req_done:
+            if self.chunked_req:
+                out.write(b"0\r\n\r\n")
+        elif self.expect and not self.sent_continue and self.version == "1.1":
+            self.sent_continue = True
+            self.conn.out.write(CONTINUE_100)
+        self.pending_size = 0
+        self.conn.resume(PAUSE_BODY)
+
+    def _request_head(self) -> bytes:
+        parts = [self.method, b" ", self.url or b"/", b" HTTP/1.1\r\n"]  # type: ignore[list-item]
+        xff = fwd = None
+        drop: set[bytes] | None = None
+        host = b""
+        for name, value in self.headers:
+            n = name.lower()
+            if n in HOP_BY_HOP:
+                if n == b"connection":
+                    tokens = connection_tokens(value)
+                    drop = tokens if drop is None else drop | tokens
+                elif n == b"upgrade" and self.upgrade:
+                    parts += (name, b": ", value, b"\r\n")
+                continue
+            if n == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+                continue
+            if n == b"forwarded":
+                fwd = value if fwd is None else fwd + b", " + value
+                continue
+            if n == b"expect":
+                continue
+            if n == b"host":
+                host = value
+            parts += (name, b": ", value, b"\r\n")
+        if drop:
+            drop.discard(b"upgrade")
+            if drop:
+                parts = _drop_headers(parts, 4, drop)
+        ip = self.conn.peer_ip.encode()
+        parts += (b"X-Forwarded-For: ", xff + b", " + ip if xff else ip, b"\r\n")
+        elem = b"for=" + forwarded_for(self.conn.peer_ip) + b";proto=http"
+        if host:
+            elem += b';host="' + host + b'"'
+        parts += (b"Forwarded: ", fwd + b", " + elem if fwd else elem, b"\r\n")
+        if self.chunked_req:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if self.upgrade:
+            parts.append(b"Connection: upgrade\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # --- response side ----------------------------------------------------------------------------------
+    def response_head(
+        self, up: UpstreamConnection, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        svc = self.service
+        ep = self.ep
+        assert svc is not None and ep is not None
+        now = monotonic()
+        ep.observe_rtt(now - self.t_attempt, now)
+        if status >= 500:
+            if status in RETRYABLE_STATUS and self._retry_allowed(connect_failed=False):
+                svc.record(ep, OUT_5XX)
+                self._detach_failed()
+                self._retry()
+                return
+            svc.record(ep, OUT_5XX)
+        else:
+            svc.record(ep, OUT_SUCCESS)
+        self.status = status
+        # framing of the response towards the client
+        chunked = False
+        length = False
+        conn_tokens: set[bytes] | None = None
+        out_parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        for name, value in headers:
+            n = name.lower()
+            if n in HOP_BY_HOP:
+                if n == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif n == b"connection":
+                    conn_tokens = connection_tokens(value)
+                elif n == b"upgrade" and status == 101:
+                    out_parts += (name, b": ", value, b"\r\n")
+                continue
+            if n == b"content-length":
+                length = True
+            out_parts += (name, b": ", value, b"\r\n")
+        if conn_tokens:
+            conn_tokens.discard(b"upgrade")
+            if conn_tokens:
+                out_parts = _drop_headers(out_parts, 1, conn_tokens)
+        http10 = self.version == "1.0"
+        if status == 101:
+            mode = R_NONE
+            out_parts.append(b"Connection: upgrade\r\n")
+        elif self.method == b"HEAD" or status in (204, 304) or status < 200:
+            mode = R_NONE
+        elif chunked:
+            mode = R_CLOSE if http10 else R_CHUNKED
+        elif length:
+            mode = R_LENGTH
+        else:
+            mode = R_CLOSE if http10 else R_CHUNKED
+            self.eof_body = True  # the endpoint ends the body by closing the connection
+        if mode == R_CHUNKED:
+            out_parts.append(b"Transfer-Encoding: chunked\r\n")
+        if self.upgrade and status != 101:
+            self.keep_alive = False  # the request parser already switched: no further requests on it
+        if mode == R_CLOSE or not self.keep_alive or self.conn.closing:
+            self.keep_alive = False
+            if status != 101:
+                out_parts.append(b"Connection: close\r\n")
+        elif http10:
+            out_parts.append(b"Connection: keep-alive\r\n")
+        out_parts.append(b"\r\n")
+        self.resp_mode = mode
+        self.head_sent = True
+        self.conn.out.write(b"".join(out_parts))
+
+    def response_body(self, chunk: bytes) -> None:
+        out = self.conn.out
+        if self.resp_mode == R_CHUNKED:
+            out.write(b"%x\r\n" % len(chunk))
+            out.write(chunk)
+            out.write(b"\r\n")
+        else:
+            out.write(chunk)
+
+    def response_done(self, up: UpstreamConnection) -> None:
+        if self.resp_mode == R_CHUNKED:
+            self.conn.out.write(b"0\r\n\r\n")
+        reusable = up.keep_alive and self.req_done and self.pending is None
+        self.up = None
+        up.exchange = None
+        if reusable:
+            up.release()
+        else:
+            up.close()
+        if not self.req_done:
+            self.close_after = True
+        self._finish()
+
+    def upstream_upgraded(self, up: UpstreamConnection, tail: bytes) -> None:
+        """The endpoint said 101: from now on both connections are a raw byte tunnel."""
+        conn = self.conn
+        if tail:
+            conn.out.write(tail)
+        self.tunnelled = True
+        up.tunnel = conn.out
+        conn.tunnel = up.out
+        conn.upgrading = None
+        for data in self.early:
+            up.out.write(data)
+        self.early = []
+        conn.resume(PAUSE_UPGRADE)
+        self._observe()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def upstream_lost(self, up: UpstreamConnection) -> None:
+        """The endpoint closed the connection while this exchange used it."""
+        if self.tunnelled:
+            self.conn.close()
+            self._release_endpoint()
+            return
+        if self.head_sent:
+            if self.eof_body:  # a close-delimited body ends here: a normal end
+                self.up = None
+                if self.resp_mode == R_CHUNKED:
+                    self.conn.out.write(b"0\r\n\r\n")
+                else:
+                    self.close_after = True
+                self._finish()
+                return
+            svc, ep = self.service, self.ep
+            if svc is not None and ep is not None:
+                ep.outcomes[OUT_CONNECTION] += 1
+            self.up = None
+            self.close_after = True
+            self.conn.close()  # the response is cut: the client must see the connection end
+            self._finish()
+            return
+        self._attempt_failed(OUT_CONNECTION, "the endpoint closed the connection before responding")
+
+    def upstream_failed(self, up: UpstreamConnection, why: str) -> None:
+        up.abort()
+        if self.up is up and not self.done:
+            if self.head_sent:
+                self.up = None
+                self.close_after = True
+                self.conn.close()
+                self._finish()
+            else:
+                self._attempt_failed(OUT_CONNECTION, why)
+
+    # --- failures, retries, timeouts --------------------------------------------------------------------
+    def _retry_allowed(self, *, connect_failed: bool) -> bool:
+        svc = self.service
+        assert svc is not None
+        if self.retries >= svc.config.retries or self.upgrade:
+            return False
+        if connect_failed:
+            ok = self.pending is not None
+        else:
+            ok = self.method in IDEMPOTENT and self.req_done and self.replay is not None
+        return ok and svc.budget.withdraw(monotonic())
+
+    def _detach_failed(self) -> None:
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.exchange = None
+            up.abort()
+        self._release_endpoint()
+
+    def _retry(self) -> None:
+        svc = self.service
+        assert svc is not None
+        self.retries += 1
+        svc.stats.retries += 1
+        if self.pending is None:
+            self.pending = list(self.replay or ())
+            self.pending_size = self.replay_size
+        self.attempt()
+
+    def _attempt_failed(self, outcome: int, why: str) -> None:
+        svc, ep = self.service, self.ep
+        assert svc is not None and ep is not None
+        svc.record(ep, outcome)
+        connect_failed = outcome == OUT_CONNECT
+        if self._retry_allowed(connect_failed=connect_failed):
+            self._detach_failed()
+            self._retry()
+            return
+        self._detach_failed()
+        self.local_reply(502, f"bad gateway: {svc.label} endpoint {ep.name}: {why}", close=not self.req_done)
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        svc, ep = self.service, self.ep
+        assert svc is not None
+        _cork()
+        try:
+            if ep is not None:
+                svc.record(ep, OUT_TIMEOUT)
+            if self.connecting is not None:
+                self.connecting.cancel()
+                self.connecting = None
+            if self.head_sent:
+                self.close_after = True
+                self._detach_failed()
+                self.conn.close()
+                self._finish()
+                return
+            self._detach_failed()
+            timeout = svc.config.timeout
+            self.local_reply(
+                504,
+                f"gateway timeout: {svc.label} did not answer within {timeout:g}s",
+                close=not self.req_done,
+            )
+        finally:
+            _uncork()
+
+    def local_reply(self, status: int, message: str, *, close: bool) -> None:
+        """Answer from the sidecar itself (routing errors, 502/503/504)."""
+        if self.waiter is not None:
+            self.waiter.cancel()
+            self.waiter = None
+        if self.upgrade or not self.keep_alive or self.conn.closing:
+            close = True
+        self.pending = None  # the rest of the request body is read and dropped
+        self.conn.resume(PAUSE_BODY)
+        self.status = status
+        self.head_sent = True
+        self.conn.out.write(error_response(status, message, close=close))
+        if close:
+            self.close_after = True
+        self._finish()
+
+    # --- endings ----------------------------------------------------------------------------------------
+    def _release_endpoint(self) -> None:
+        ep = self.ep
+        if ep is not None:
+            self.ep = None
+            ep.service.release(ep)
+
+    def _observe(self) -> None:
+        svc = self.service
+        if svc is not None:
+            svc.stats.in_flight -= 1
+            svc.stats.observe(self.method_idx, self.status, monotonic() - self.t0)
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._release_endpoint()
+        if not self.tunnelled:
+            self._observe()
+        if self.close_after or not self.keep_alive:
+            self.close_after = True
+        self.conn.advance()
+
+    def abort(self) -> None:
+        """The client went away: drop everything this exchange holds."""
+        if self.done:
+            if self.tunnelled and self.up is not None:
+                self.up.close()
+                self._release_endpoint()
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.waiter is not None:
+            self.waiter.cancel()
+            self.waiter = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.exchange = None
+            if self.tunnelled:
+                up.close()
+            else:
+                up.abort()
+        self._release_endpoint()
+        if self.started and self.service is not None and not self.tunnelled:
+            self.status = self.status or 499
+            self._observe()
+
+
+def _drop_headers(parts: list[bytes], start: int, names: set[bytes]) -> list[bytes]:
+    """Remove (name, ': ', value, CRLF) groups whose name is in `names` from parts[start:]."""
+    kept = parts[:start]
+    for i in range(start, len(parts), 4):
+        if parts[i].lower() not in names:
+            kept += parts[i : i + 4]
+    return kept
+
+
+# --- upstream ---------------------------------------------------------------------------------------------
+class UpstreamConnection(asyncio.Protocol):
+    """A keep-alive connection to one endpoint port; carries one Exchange at a time."""
+
+    def __init__(self, ep: EndpointState, port: int) -> None:
+        self.ep = ep
+        self.port = port
+        self.parser = HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.transport: Any = None
+        self.out: Writer = None  # type: ignore[assignment]
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.skip = False
+        self.stale_parser = False
+        self.keep_alive = True
+        self.tunnel: Writer | None = None
+        self.idle_since = 0.0
+        self.read_paused = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.out = Writer(transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        idle = self.ep.idle.get(self.port)
+        if idle and self in idle:
+            idle.remove(self)
+        tunnel, self.tunnel = self.tunnel, None
+        ex = self.exchange
+        self.exchange = None
+        _cork()
+        try:
+            if ex is not None:
+                ex.upstream_lost(self)
+            elif tunnel is not None:
+                tunnel.close()
+        finally:
+            _uncork()
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None and self.tunnel.transport.can_write_eof():
+            self.tunnel.flush()
+            self.tunnel.transport.write_eof()
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.pause(PAUSE_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.resume(PAUSE_UPSTREAM)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def release(self) -> None:
+        """Back to the endpoint's idle pool (or closed if the endpoint is gone or the pool is full)."""
+        ep = self.ep
+        self.resume_reading()
+        if self.closed or ep.removed or not self.keep_alive:
+            self.close()
+            return
+        idle = ep.idle.get(self.port)
+        if idle is None:
+            idle = ep.idle[self.port] = []
+        if len(idle) >= MAX_IDLE_PER_ENDPOINT:
+            self.close()
+            return
+        self.idle_since = monotonic()
+        idle.append(self)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.out.close()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        ex = self.exchange
+        if ex is None:
+            self.abort()  # nobody asked: an idle connection must not speak
+            return
+        _cork()
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            ex = self.exchange
+            if ex is not None and ex.status == 101:
+                ex.upstream_upgraded(self, data[e.args[0] :])
+        except HttpParserError as e:
+            ex = self.exchange
+            if ex is not None:
+                ex.upstream_failed(self, f"invalid response: {e}")
+            else:
+                self.abort()
+        finally:
+            if self.stale_parser:
+                self.stale_parser = False
+                self.parser = HttpResponseParser(self)
+            _uncork()
+
+    # parser callbacks
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.stale_parser:
+            return
+        headers = self.headers
+        self.headers = []
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self.skip = True  # 1xx informational: the real response follows
+            return
+        ex = self.exchange
+        if ex is None:
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        ex.response_head(self, status, self.reason, headers)
+        if ex.method == b"HEAD" and self.exchange is ex and status != 101:
+            # llhttp cannot be told the response to HEAD has no body: finish here, start a fresh parser
+            self.stale_parser = True
+            ex.response_done(self)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is not None and not self.stale_parser:
+            ex.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.skip:
+            self.skip = False
+            return
+        if self.stale_parser:
+            return
+        ex = self.exchange
+        if ex is not None and ex.status != 101:
+            ex.response_done(self)
+
+
+def sweep_idle(endpoints: list[EndpointState], *, now: float, idle_timeout: float) -> int:
+    """Close upstream connections idle longer than `idle_timeout`; returns how many."""
+    closed = 0
+    for ep in endpoints:
+        for conns in ep.idle.values():
+            for up in [c for c in conns if now - c.idle_since > idle_timeout]:
+                up.close()
+                closed += 1
+    return closed

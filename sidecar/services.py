@@ -1,0 +1,301 @@
+"""What the sidecar knows: Services, their endpoints and per-endpoint proxy state, fed by discovery updates.
+
+`ServiceTable.apply(update)` folds the Reset/Add/Remove/DoesNotExist stream into `ServiceState`s that the
+proxy reads on every request. Objects stay stable across updates (a Reset updates a Service in place), so
+listeners and in-flight requests keep their references. A removed endpoint gets no new requests; once its
+in-flight count is 0 the table calls `on_drained(service_key, endpoint_name)` (the drain ack).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from meshd.model.endpoints import Add, DoesNotExist, Endpoint, Remove, Reset, ServiceInfo, ServiceKey, Update
+
+from .balancer import DEFAULT_RTT, Target, make_balancer
+from .config import ServiceConfig, config_from_annotations
+from .outlier import OutlierDetector, OutlierPolicy
+from .retry import RetryBudget
+
+log = logging.getLogger(__name__)
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "OTHER")
+METHOD_INDEX = {m.encode(): i for i, m in enumerate(METHODS)}
+OTHER_METHOD = len(METHODS) - 1
+CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+OUTCOMES = ("success", "http_5xx", "connect_error", "connection_error", "timeout")
+(OUT_SUCCESS, OUT_5XX, OUT_CONNECT, OUT_CONNECTION, OUT_TIMEOUT) = range(len(OUTCOMES))
+# latency histogram bounds (seconds)
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServiceStats:
+    """Plain-integer counters for one Service, read by the metrics collector at scrape time."""
+
+    __slots__ = ("buckets", "duration_sum", "ejections", "in_flight", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = [[0] * len(CODE_CLASSES) for _ in METHODS]  # [method][code class]
+        self.buckets = [0] * (len(BUCKETS) + 1)  # non-cumulative; last = +Inf
+        self.duration_sum = 0.0
+        self.retries = 0
+        self.ejections = 0
+        self.in_flight = 0
+
+    def observe(self, method: int, status: int, seconds: float) -> None:
+        cls = status // 100 - 1
+        self.requests[method][cls if 0 <= cls < 5 else 4] += 1
+        self.duration_sum += seconds
+        i = 0
+        for bound in BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self.buckets[i] += 1
+
+
+class EndpointState(Target):
+    """One endpoint of a Service as the proxy uses it: address, ports, readiness, idle upstream connections."""
+
+    __slots__ = ("address", "idle", "name", "outcomes", "ports", "ready", "removed", "service")
+
+    def __init__(self, endpoint: Endpoint, service: ServiceState, *, now: float) -> None:
+        super().__init__(now=now, rtt=DEFAULT_RTT)
+        self.service = service
+        self.removed = False
+        self.idle: dict[int, list[Any]] = {}  # upstream port -> idle connections (proxy.UpstreamConnection)
+        self.outcomes = [0] * len(OUTCOMES)
+        self.update(endpoint)
+
+    def update(self, endpoint: Endpoint) -> None:
+        self.name = endpoint.name
+        self.address = endpoint.address
+        self.ports = dict(endpoint.ports)
+        self.ready = endpoint.ready
+
+    def close_idle(self) -> None:
+        for conns in self.idle.values():
+            for conn in list(conns):
+                conn.close()
+        self.idle.clear()
+
+
+class ServiceState:
+    """A Service's definition, settings, endpoints and balancing state."""
+
+    def __init__(self, key: ServiceKey, table: ServiceTable) -> None:
+        self.key = key
+        self.label = str(key)
+        self.table = table
+        self.info: ServiceInfo | None = None
+        self.exists = False
+        self.config = ServiceConfig()
+        self.balancer = make_balancer(self.config.algorithm, rng=table.rng, clock=table.clock)
+        self.endpoints: dict[str, EndpointState] = {}
+        self.draining: dict[str, EndpointState] = {}
+        self.available: list[EndpointState] = []  # ready, not removed, not ejected
+        self.ready_count = 0
+        self.outlier = OutlierDetector(table.outlier_policy)
+        self.budget = RetryBudget()
+        self.stats = ServiceStats()
+        self.waiters: list[Callable[[], None]] = []
+        self._eject_expiry: float | None = None
+        self.no_endpoints_reason = f"no ready endpoints for {key}"
+
+    # --- discovery -------------------------------------------------------------------------------------
+    def reset(self, info: ServiceInfo, endpoints: Iterable[Endpoint]) -> None:
+        if self.info is None or self.info.annotations != info.annotations:
+            config = config_from_annotations(info.annotations)
+            for problem in config.problems:
+                log.warning("service %s: %s", self.key, problem)
+            if config.algorithm != self.config.algorithm:
+                self.balancer = make_balancer(config.algorithm, rng=self.table.rng, clock=self.table.clock)
+            self.config = config
+        self.info = info
+        self.exists = True
+        endpoints = list(endpoints)
+        names = {e.name for e in endpoints}
+        self._remove([n for n in self.endpoints if n not in names])
+        self._add(endpoints)
+
+    def add(self, endpoints: Iterable[Endpoint]) -> None:
+        self._add(list(endpoints))
+
+    def remove(self, names: Iterable[str]) -> None:
+        self._remove(list(names))
+        self.rebuild()
+
+    def delete(self) -> None:
+        self.exists = False
+        self._remove(list(self.endpoints))
+        self.rebuild()
+
+    def _add(self, endpoints: list[Endpoint]) -> None:
+        now = self.table.clock()
+        for e in endpoints:
+            state = self.endpoints.get(e.name)
+            if state is None:
+                state = self.draining.pop(e.name, None)  # came back before it drained
+                if state is not None:
+                    state.removed = False
+                else:
+                    state = EndpointState(e, self, now=now)
+                self.endpoints[e.name] = state
+            was_ready = state.ready
+            if state.address != e.address or state.ports != dict(e.ports):
+                state.close_idle()
+            state.update(e)
+            if was_ready and not e.ready:
+                self._maybe_drained(state)
+        self.rebuild()
+
+    def _remove(self, names: list[str]) -> None:
+        for name in names:
+            state = self.endpoints.pop(name, None)
+            if state is None:
+                continue
+            state.removed = True
+            state.close_idle()
+            self.outlier.forget(name)
+            if state.in_flight:
+                self.draining[name] = state
+            else:
+                self.table.on_drained(self.key, name)
+
+    def _maybe_drained(self, state: EndpointState) -> None:
+        if state.in_flight == 0:
+            self.table.on_drained(self.key, state.name)
+
+    def rebuild(self) -> None:
+        """Recompute the balanced set; wake requests waiting for an endpoint."""
+        now = self.table.clock()
+        ready = [e for e in self.endpoints.values() if e.ready]
+        self.ready_count = len(ready)
+        self.available = [e for e in ready if not self.outlier.is_ejected(e.name, now)]
+        self._eject_expiry = self.outlier.next_expiry(now)
+        if self.available and self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for wake in waiters:
+                wake()
+
+    # --- the request path ------------------------------------------------------------------------------
+    def pick(self, exclude: set[EndpointState] | None) -> EndpointState | None:
+        if self._eject_expiry is not None and self.table.clock() >= self._eject_expiry:
+            self.rebuild()
+        available = self.available
+        if not available:
+            return None
+        if len(available) == 1:
+            return available[0]
+        return self.balancer.pick(available, exclude or ())  # type: ignore[return-value]
+
+    def release(self, ep: EndpointState) -> None:
+        """An attempt on `ep` ended (whatever the outcome)."""
+        ep.in_flight -= 1
+        if ep.in_flight == 0 and (ep.removed or not ep.ready):
+            if ep.removed:
+                self.draining.pop(ep.name, None)
+            self.table.on_drained(self.key, ep.name)
+
+    def record(self, ep: EndpointState, outcome: int) -> None:
+        ep.outcomes[outcome] += 1
+        ok = outcome == OUT_SUCCESS
+        if ok:
+            self.outlier.record(ep.name, True, 0.0, total=0)
+            return
+        if self.outlier.record(ep.name, ok, self.table.clock(), total=self.ready_count):
+            self.stats.ejections += 1
+            log.warning("service %s: ejected endpoint %s after consecutive failures", self.key, ep.name)
+            self.rebuild()
+
+    def target_port(self, ep: EndpointState, port_name: str | None) -> int | None:
+        ports = ep.ports
+        if port_name is not None:
+            port = ports.get(port_name)
+            if port is not None:
+                return port
+        if self.info is not None:
+            for p in self.info.ports:
+                if port_name is None or p.name == port_name:
+                    if p.name in ports:
+                        return ports[p.name]
+                    if isinstance(p.target_port, int):
+                        return p.target_port
+                    break
+        if len(ports) == 1:
+            return next(iter(ports.values()))
+        return None
+
+
+class ServiceTable:
+    """All Services the sidecar knows, folded from the update stream."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        outlier_policy: OutlierPolicy | None = None,
+        on_drained: Callable[[ServiceKey, str], None] | None = None,
+        only: ServiceKey | None = None,
+    ) -> None:
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.outlier_policy = outlier_policy or OutlierPolicy()
+        self.services: dict[ServiceKey, ServiceState] = {}
+        self._on_drained = on_drained
+        self.only = only
+        self.listeners: list[Callable[[], None]] = []  # called after each change to the set of Services
+
+    def on_drained(self, key: ServiceKey, name: str) -> None:
+        if self._on_drained is not None:
+            self._on_drained(key, name)
+
+    def get(self, key: ServiceKey) -> ServiceState:
+        """The state for `key`, created empty (not existing, no endpoints) if unknown."""
+        state = self.services.get(key)
+        if state is None:
+            state = self.services[key] = ServiceState(key, self)
+        return state
+
+    def apply(self, update: Update) -> None:
+        key = update.service.key if isinstance(update, Reset) else update.service
+        if self.only is not None and key != self.only:
+            return
+        changed = False
+        match update:
+            case Reset(info, endpoints):
+                state = self.get(key)
+                changed = not state.exists or state.info != info
+                state.reset(info, endpoints)
+            case Add(_, endpoints):
+                state = self.get(key)
+                state.add(endpoints)
+            case Remove(_, names):
+                if key in self.services:
+                    self.services[key].remove(names)
+            case DoesNotExist(_):
+                if key in self.services and self.services[key].exists:
+                    self.services[key].delete()
+                    changed = True
+        if changed:
+            self._notify()
+
+    def retain(self, keys: set[ServiceKey]) -> None:
+        """After a Synced: Services not in the fresh snapshot are gone."""
+        gone = [k for k, s in self.services.items() if s.exists and k not in keys]
+        for key in gone:
+            self.services[key].delete()
+        if gone:
+            self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("service table listener failed")
