@@ -1,0 +1,246 @@
+"""`meshd get` and `meshd describe`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterator
+
+import click
+
+from meshd.cli import describe as describers
+from meshd.cli.client import ApiClient, ApiError
+from meshd.cli.common import (
+    CliError,
+    api_option,
+    client,
+    get_object,
+    list_objects,
+    namespace_option,
+    namespace_or_default,
+    now,
+)
+from meshd.cli.kinds import ALL, DEPLOYMENT, ENDPOINTS, EVENT, POD, REPLICASET, SERVICE, Kind, resolve_kind
+from meshd.cli.output import FORMATS, name_line, render_document, render_objects, with_type
+from meshd.cli.tables import row as table_row
+from meshd.cli.tables import table_rows
+from meshd.cli.tabwriter import TableWriter
+
+Obj = dict[str, Any]
+
+
+def parse_targets(resource: str, names: tuple[str, ...]) -> list[tuple[Kind, list[str]]]:
+    """`pods`, `pods,svc`, `all`, `pods web-1 web-2`, `deploy/web svc/web` -> [(kind, names)]."""
+    if "/" in resource:
+        targets: dict[str, tuple[Kind, list[str]]] = {}
+        for item in (resource, *names):
+            kind_text, sep, name = item.partition("/")
+            if not sep or not name:
+                raise CliError("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form")
+            kind = resolve_kind(kind_text)
+            targets.setdefault(kind.kind, (kind, []))[1].append(name)
+        return list(targets.values())
+    kinds: list[Kind] = []
+    for text in resource.split(","):
+        for kind in ALL if text.strip().lower() == "all" else (resolve_kind(text),):
+            if kind not in kinds:
+                kinds.append(kind)
+    if names and len(kinds) > 1:
+        raise CliError("a resource name may only be given with a single resource type")
+    return [(kind, list(names)) for kind in kinds]
+
+
+@click.command()
+@click.argument("resource")
+@click.argument("names", nargs=-1)
+@namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across every namespace.")
+@click.option("-l", "--selector", default=None, help="Label selector, e.g. app=web,tier!=cache.")
+@click.option("-o", "--output", type=click.Choice(FORMATS), default=None, help="wide, json, yaml or name.")
+@click.option("-w", "--watch", is_flag=True, help="After listing, print changes as they happen.")
+@click.option("--no-headers", is_flag=True, help="Omit the header row.")
+@api_option
+def get(
+    resource: str,
+    names: tuple[str, ...],
+    namespace: str | None,
+    all_namespaces: bool,
+    selector: str | None,
+    output: str | None,
+    watch: bool,
+    no_headers: bool,
+    api: str | None,
+) -> None:
+    """Show objects: pods|deployments|replicasets|services|endpoints|all [NAME...]."""
+    agent = client(api)
+    targets = parse_targets(resource, names)
+    ns = None if all_namespaces and not names else _ns(namespace)
+    if watch and len(targets) != 1:
+        raise CliError("you may only specify a single resource type with --watch")
+    groups: list[tuple[Kind, list[Obj]]] = []
+    errors: list[str] = []
+    for kind, wanted in targets:
+        if wanted:
+            objs = []
+            for name in wanted:
+                try:
+                    objs.append(get_object(agent, kind, _ns(namespace), name))
+                except CliError as exc:
+                    errors.append(str(exc))
+        else:
+            objs = list_objects(agent, kind, ns, selector=selector)
+        groups.append((kind, objs))
+    single = len(targets) == 1 and len(targets[0][1]) == 1
+    show_ns = all_namespaces and not names
+    text = render_objects(groups, output, now(), all_namespaces=show_ns, single=single, headers=not no_headers)
+    writer = TableWriter()
+    if watch and output in (None, "wide"):
+        kind = targets[0][0]
+        rows = table_rows(kind, groups[0][1], now(), wide=output == "wide", all_namespaces=show_ns, headers=not no_headers)
+        text = writer.render(rows) if groups[0][1] else ""
+    if text:
+        click.echo(text)
+    for error in errors:
+        click.echo(error, err=True)
+    if not any(objs for _, objs in groups) and not errors and output not in ("json", "yaml"):
+        where = "" if show_ns else f" in {_ns(namespace)} namespace"
+        click.echo(f"No resources found{where}.", err=True)
+    if watch:
+        kind, wanted = targets[0]
+        _watch(agent, kind, ns, wanted, selector, output, show_ns, writer, groups[0][1])
+    if errors:
+        sys.exit(1)
+
+
+def _ns(value: str | None) -> str:
+    return namespace_or_default(value)
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+def _watch(
+    agent: ApiClient,
+    kind: Kind,
+    ns: str | None,
+    names: list[str],
+    selector: str | None,
+    output: str | None,
+    show_ns: bool,
+    writer: TableWriter,
+    listed: list[Obj],
+) -> None:
+    """Follow the watch stream and print each change (a row, or the object with -o json|yaml|name)."""
+    printed: dict[tuple[str, str], str] = {}
+    for obj in listed:
+        printed[_key(obj)] = _format_one(kind, obj, output, show_ns, writer, dry=True)
+    events = _endpoint_events(agent, ns, names, listed) if kind == ENDPOINTS else _object_events(agent, kind, ns, selector)
+    for obj in events:
+        if names and _key(obj)[1] not in names:
+            continue
+        text = _format_one(kind, obj, output, show_ns, writer, dry=True)
+        if printed.get(_key(obj)) == text:
+            continue
+        printed[_key(obj)] = text
+        click.echo(_format_one(kind, obj, output, show_ns, writer))
+
+
+def _format_one(kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer: TableWriter, *, dry: bool = False) -> str:
+    if output in ("json", "yaml"):
+        text = render_document(with_type(kind, obj), output)
+        return text if output == "json" or dry else "---\n" + text
+    if output == "name":
+        return name_line(kind, obj)
+    cells = table_row(kind, obj, now(), wide=output == "wide", all_namespaces=show_ns)
+    return "\t".join(cells) if dry else writer.render([cells])
+
+
+def _object_events(agent: ApiClient, kind: Kind, ns: str | None, selector: str | None) -> Iterator[Obj]:
+    for event in agent.stream_json_lines(kind.collection_path(ns), {"watch": 1, "labelSelector": selector}):
+        if isinstance(event, dict) and isinstance(event.get("object"), dict):
+            yield event["object"]
+
+
+def _endpoint_events(agent: ApiClient, ns: str | None, names: list[str], listed: list[Obj]) -> Iterator[Obj]:
+    """v1 Endpoints built from the agent's endpoint watch (Reset/Add/Remove/DoesNotExist)."""
+    from meshd.cli.endpoints_view import EndpointsView
+    from meshd.model.endpoints import update_from_json
+
+    created = {_key(o): (o.get("metadata") or {}).get("creationTimestamp") for o in listed}
+    if len(names) == 1 and ns is not None:
+        path = ENDPOINTS.object_path(ns, names[0])
+        stream = agent.stream_json_lines(path, {"watch": 1})
+    else:
+        stream = agent.stream_json_lines("/v1/watch/endpoints")
+    view = EndpointsView()
+    for line in stream:
+        if not isinstance(line, dict) or line.get("type") in ("Synced", "Heartbeat"):
+            continue
+        key = view.apply(update_from_json(line))
+        if key is None or (ns is not None and key.namespace != ns):
+            continue
+        stamp = created.setdefault((key.namespace, key.name), now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        obj = view.object(key, created=stamp)
+        if obj is not None:
+            yield obj
+
+
+# --- describe ---------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("resource")
+@click.argument("names", nargs=-1)
+@namespace_option
+@click.option("-l", "--selector", default=None, help="Label selector.")
+@api_option
+def describe(resource: str, names: tuple[str, ...], namespace: str | None, selector: str | None, api: str | None) -> None:
+    """Show one object in detail (containers, state, probes, conditions, events): KIND NAME or KIND/NAME."""
+    agent = client(api)
+    ns = _ns(namespace)
+    blocks = []
+    for kind, wanted in parse_targets(resource, names):
+        objs = [get_object(agent, kind, ns, n) for n in wanted] if wanted else list_objects(agent, kind, ns, selector=selector)
+        if not objs and not wanted:
+            click.echo(f"No resources found in {ns} namespace.", err=True)
+        events = list_objects(agent, EVENT, ns, missing_ok=True) if objs else []
+        for obj in objs:
+            blocks.append(_describe_one(agent, kind, obj, events))
+    if blocks:
+        click.echo("\n\n\n".join(blocks))
+
+
+def _describe_one(agent: ApiClient, kind: Kind, obj: Obj, events: list[Obj]) -> str:
+    meta = obj.get("metadata") or {}
+    ns, name = meta.get("namespace") or "default", meta.get("name", "")
+    mine = describers.events_for(events, kind.kind, name)
+    at = now()
+    if kind == POD:
+        return describers.describe_pod(obj, mine, at)
+    if kind == DEPLOYMENT:
+        selector = _match_labels(obj)
+        rss = list_objects(agent, REPLICASET, ns, selector=selector)
+        return describers.describe_deployment(obj, rss, mine, at)
+    if kind == REPLICASET:
+        pods = list_objects(agent, POD, ns, selector=_match_labels(obj))
+        owned = [p for p in pods if any(r.get("name") == name for r in (p.get("metadata") or {}).get("ownerReferences") or [])]
+        return describers.describe_replicaset(obj, owned or pods, mine, at)
+    if kind == SERVICE:
+        try:
+            endpoints = agent.get_json(ENDPOINTS.object_path(ns, name))
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            endpoints = None
+        return describers.describe_service(obj, endpoints, mine, at)
+    if kind == ENDPOINTS:
+        return describers.describe_endpoints(obj, mine, at)
+    raise CliError(f"describe does not support {kind.plural}")
+
+
+def _match_labels(obj: Obj) -> str | None:
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in labels.items()) or None
+
+

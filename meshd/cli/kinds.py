@@ -1,0 +1,87 @@
+"""The resource kinds the CLI knows: names and aliases as kubectl spells them, and their API paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str  # "Deployment"
+    plural: str  # "deployments"
+    group: str  # "" (core) or "apps"
+    version: str
+    aliases: tuple[str, ...]
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def display(self) -> str:
+        """How kubectl names the kind in output: "pod", "deployment.apps"."""
+        return f"{self.kind.lower()}.{self.group}" if self.group else self.kind.lower()
+
+    @property
+    def resource(self) -> str:
+        """kubectl's resource name in errors: "pods", "deployments.apps"."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def _prefix(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def collection_path(self, namespace: str | None) -> str:
+        """The list path: one namespace, or every namespace when namespace is None."""
+        if namespace is None:
+            return f"{self._prefix()}/{self.plural}"
+        return f"{self._prefix()}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+
+    def object_path(self, namespace: str, name: str) -> str:
+        return f"{self.collection_path(namespace)}/{quote(name, safe='')}"
+
+
+POD = Kind("Pod", "pods", "", "v1", ("po", "pod", "pods"))
+SERVICE = Kind("Service", "services", "", "v1", ("svc", "service", "services"))
+ENDPOINTS = Kind("Endpoints", "endpoints", "", "v1", ("ep", "endpoint", "endpoints"))
+DEPLOYMENT = Kind("Deployment", "deployments", "apps", "v1", ("deploy", "deployment", "deployments"))
+REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset", "replicasets"))
+EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"))
+
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
+# what `get all` shows, in kubectl's order
+ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
+_BY_KIND = {k.kind: k for k in KINDS}
+
+
+class UnknownKind(ValueError):
+    """A resource type the CLI does not know."""
+
+
+def resolve_kind(text: str) -> Kind:
+    """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
+    name = text.strip().lower()
+    for suffix in (".apps/v1", ".apps", ".v1"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    for kind in KINDS:
+        if name in kind.aliases or name == kind.kind.lower():
+            return kind
+    raise UnknownKind(f'the server doesn\'t have a resource type "{text}"')
+
+
+def kind_of(obj: dict) -> Kind | None:
+    """The Kind of an API object by its `kind` field (None when meshd does not know it)."""
+    return _BY_KIND.get(str(obj.get("kind", "")))
+
+
+def kind_by_name(kind: str) -> Kind | None:
+    return _BY_KIND.get(kind)
+
+
+def split_type_name(text: str) -> tuple[Kind, str]:
+    """ "deployment/web" -> (DEPLOYMENT, "web"); raises UnknownKind or ValueError."""
+    kind_text, sep, name = text.partition("/")
+    if not sep or not name:
+        raise ValueError(f"expected TYPE/NAME (e.g. deployment/web), got {text!r}")
+    return resolve_kind(kind_text), name

@@ -1,0 +1,139 @@
+"""`meshd`: the entry point (click group), its error handling, and `meshd agent` / `meshd up`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from meshd.cli.client import AgentUnreachable, ApiError, listen_address
+from meshd.cli.cmd_change import apply, delete, logs, rollout, scale, top
+from meshd.cli.cmd_get import describe, get
+from meshd.cli.common import CliError
+from meshd.cli.inputs import InputError, expand_sources
+from meshd.cli.kinds import UnknownKind
+
+
+class MeshdGroup(click.Group):
+    """Turns expected failures into one line on stderr and exit status 1 (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AgentUnreachable as exc:
+            _fail(ctx, f"meshd: {exc}")
+        except ApiError as exc:
+            _fail(ctx, f"error: {exc.message}")
+        except (CliError, InputError, UnknownKind) as exc:
+            _fail(ctx, str(exc) if str(exc).startswith("Error from server") else f"error: {exc}")
+        except KeyboardInterrupt:
+            ctx.exit(130)
+        except BrokenPipeError:
+            _quiet_stdout()
+            ctx.exit(1)
+
+
+def _fail(ctx: click.Context, message: str) -> None:
+    click.echo(message, err=True)
+    ctx.exit(1)
+
+
+def _quiet_stdout() -> None:
+    """After `meshd get ... | head`: no second BrokenPipeError when Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+@click.group(cls=MeshdGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--api", metavar="URL", default=None, help="The agent's API (default: $MESHD_API, else http://127.0.0.1:7700).")
+@click.version_option(package_name="meshd", prog_name="meshd", message="%(prog)s %(version)s")
+def cli(api: str | None) -> None:
+    """meshd: the core of Kubernetes on one machine. kubectl-like commands against the local agent."""
+
+
+# --- agent and up -----------------------------------------------------------------------------------------
+
+
+def agent_options(func: Any) -> Any:
+    """The daemon's flags (shared by `agent` and `up`)."""
+    options = [
+        click.option("--api", "api", metavar="ADDR:PORT", default=None, help="Serve the REST API here (default 127.0.0.1:7700)."),
+        click.option("--dns", metavar="ADDR:PORT", default=None, help="Serve DNS here (default 127.0.0.1:8600)."),
+        click.option("--zone", default=None, help="The DNS zone (default cluster.local)."),
+        click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Desired state (default ~/.local/state/meshd)."),
+        click.option("--driver", type=click.Choice(["docker", "process"]), default=None, help="Run containers on Docker (default) or as processes."),
+        click.option("--mdns", metavar="ADDR[,ADDR]|off", default=None, help="mDNS/DNS-SD interfaces (default: all)."),
+        click.option("--backoff-initial", type=click.FloatRange(min=0), default=None, help="First crash-loop back-off, seconds (default 10)."),
+        click.option("--backoff-max", type=click.FloatRange(min=0), default=None, help="Longest crash-loop back-off, seconds (default 300)."),
+        click.option("--node-cpus", type=click.FloatRange(min=0, min_open=True), default=None, help="CPU cores to admit pods against."),
+        click.option("--node-memory", metavar="QUANTITY", default=None, help="Memory to admit pods against (e.g. 8Gi)."),
+        click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[str, Any]:
+    """The AgentOptions fields the user set (the agent's own defaults apply to the others)."""
+    values = dict(params)
+    api = values.get("api") or root_api
+    if api or os.environ.get("MESHD_API"):
+        try:
+            values["api"] = listen_address(api, os.environ)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if values.get("backoff_initial") is not None and values.get("backoff_max") is not None:
+        if values["backoff_initial"] > values["backoff_max"]:
+            raise CliError("--backoff-initial must not exceed --backoff-max")
+    if not values.get("verbose"):
+        values.pop("verbose", None)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _run(entry: str, params: dict[str, Any], files: list[str] | None = None) -> None:
+    root_api = click.get_current_context().find_root().params.get("api")
+    fields = build_agent_options(params, root_api)
+    try:
+        import meshd.agent as agent
+    except ImportError as exc:
+        raise CliError(f"the agent is not available in this installation ({exc})") from None
+    options = agent.AgentOptions(**fields)
+    try:
+        code = agent.run_agent(options) if files is None else agent.run_up(options, files)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code or 0)
+
+
+@cli.command("agent")
+@agent_options
+def agent_command(**params: Any) -> None:
+    """Run the meshd daemon in the foreground (REST API, DNS, mDNS, controller)."""
+    _run("agent", params)
+
+
+@cli.command("up")
+@click.option("-f", "--filename", "files", multiple=True, required=True, help="Manifests to apply (file, directory or -).")
+@agent_options
+def up_command(files: tuple[str, ...], **params: Any) -> None:
+    """Run the agent and apply manifests in one foreground process; Ctrl-C stops and cleans up."""
+    _run("up", params, expand_sources(files))
+
+
+for command in (apply, delete, get, describe, scale, rollout, logs, top):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `meshd` console script."""
+    cli.main(args=argv, prog_name="meshd")
+
+
+if __name__ == "__main__":
+    main()
