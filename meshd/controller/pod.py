@@ -69,6 +69,7 @@ class ProberHandle:
     """What the pod worker needs from a container's probes (see meshd.controller.probes)."""
 
     ready: bool = True
+    reason: str = ""  # why not ready
 
     def stop(self) -> None: ...
 
@@ -477,9 +478,15 @@ class PodWorker:
         self._registry.upsert_pod(self.record())
         self._on_change(self)
 
+    def _why_not_ready(self, status: ContainerStatus) -> str:
+        prober = self._probers.get(status.name)
+        if status.phase == "running" and prober is not None and prober.reason:
+            return prober.reason
+        return status.reason or "not ready"
+
     def record(self) -> PodRecord:
         named_ports = {p.name: p.container_port for c in self.spec.containers for p in c.ports if p.name}
-        not_ready = [f"{c.name}: {c.reason or 'not ready'}" for c in self.containers.values() if not c.ready]
+        not_ready = [f"{c.name}: {self._why_not_ready(c)}" for c in self.containers.values() if not c.ready]
         return PodRecord(
             namespace=self.namespace,
             name=self.name,

@@ -31,6 +31,10 @@ class ProberAdapter:
     def ready(self) -> bool:
         return self._prober.ready
 
+    @property
+    def reason(self) -> str:
+        return self._prober.reason
+
     def stop(self) -> None:
         asyncio.get_running_loop().create_task(self._prober.stop())
 
