@@ -13,7 +13,9 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdataclass
+import dns.rdatatype
 import dns.rrset
 
 from meshd.dns.zone import REFUSED, Answer, Record
@@ -44,7 +46,13 @@ class Question:
 def parse_query(data: bytes) -> Question | None:
     """The question of a plain standard query, or None for anything else (malformed or unusual)."""
     n = len(data)
-    if n < HEADER + 5 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[10] or data[11] > 1:
+    if (
+        n < HEADER + 5
+        or data[2] & 0xF8
+        or data[4:10] != b"\x00\x01\x00\x00\x00\x00"
+        or data[10]
+        or data[11] > 1
+    ):
         return None
     i = HEADER
     while True:
@@ -91,7 +99,7 @@ def render(
     """The response to `query` carrying `answer`, truncated (TC) to `limit` bytes by whole RRsets."""
     response = dns.message.Message(id=query.id)
     response.flags = QR | (query.flags & (RD | CD)) | (0 if answer.rcode == REFUSED else AA)
-    response.set_rcode(answer.rcode)
+    response.set_rcode(dns.rcode.Rcode.make(answer.rcode))
     response.question = list(query.question)
     response.answer = _rrsets(answer.answer)
     response.authority = _rrsets(answer.authority)
@@ -109,7 +117,7 @@ def status_reply(query: dns.message.Message, rcode: int, *, max_udp: int = DEFAU
     response.question = list(query.question)[:1]
     if query.edns >= 0 or rcode > 15:
         response.use_edns(0, query.ednsflags & DO, max_udp)
-    response.set_rcode(rcode)
+    response.set_rcode(dns.rcode.Rcode.make(rcode))
     return response.to_wire(max_size=MAX_TCP, prefer_truncation=True)
 
 
@@ -126,6 +134,12 @@ def _rrsets(records: tuple[Record, ...]) -> list[dns.rrset.RRset]:
     for record in records:
         grouped.setdefault((record.name, record.rtype), []).append(record)
     return [
-        dns.rrset.from_text_list(name, group[0].ttl, dns.rdataclass.IN, rtype, [r.data for r in group])
+        dns.rrset.from_text_list(
+            name,
+            group[0].ttl,
+            dns.rdataclass.IN,
+            dns.rdatatype.RdataType.make(rtype),
+            [r.data for r in group],
+        )
         for (name, rtype), group in grouped.items()
     ]

@@ -66,12 +66,16 @@ class DnsCollector(Collector):
                     i = (qt * len(RCODES) + rc) * len(TRANSPORTS) + tr
                     queries.add_metric([qtype, rcode, transport], sum(s.queries[i] for s in all_stats))
         yield queries
-        dropped = CounterMetricFamily("meshd_dns_dropped", "DNS packets dropped unanswered.", labels=["transport"])
+        dropped = CounterMetricFamily(
+            "meshd_dns_dropped", "DNS packets dropped unanswered.", labels=["transport"]
+        )
         for tr, transport in enumerate(TRANSPORTS):
             dropped.add_metric([transport], sum(s.dropped[tr] for s in all_stats))
         yield dropped
         yield CounterMetricFamily(
-            "meshd_dns_truncated", "UDP DNS answers sent truncated (TC).", value=sum(s.truncated for s in all_stats)
+            "meshd_dns_truncated",
+            "UDP DNS answers sent truncated (TC).",
+            value=sum(s.truncated for s in all_stats),
         )
         cumulative, running = [], 0
         for i, bound in enumerate(BUCKETS):
@@ -86,7 +90,9 @@ class DnsCollector(Collector):
             sum_value=sum(s.duration_sum_ns for s in all_stats) / 1e9,
         )
         yield GaugeMetricFamily(
-            "meshd_dns_cache_entries", "Encoded DNS answers cached.", value=sum(s.cache_entries() for s in all_stats)
+            "meshd_dns_cache_entries",
+            "Encoded DNS answers cached.",
+            value=sum(s.cache_entries() for s in all_stats),
         )
 
 

@@ -87,7 +87,9 @@ class Responder:
     def zone(self) -> Zone:
         if self._zone is None:
             serial = getattr(self.source, "index", self._generation)
-            snapshot = Snapshot.of(self.source, serial=serial if isinstance(serial, int) else self._generation)
+            snapshot = Snapshot.of(
+                self.source, serial=serial if isinstance(serial, int) else self._generation
+            )
             self._zone = Zone.build(snapshot, zone=self.zone_name, ttl=self.ttl, ns_address=self.ns_address)
         return self._zone
 
@@ -124,7 +126,11 @@ class Responder:
             if decision.wire is None:
                 self.stats.dropped[transport] += 1
                 return None
-            entry = (decision.wire, stat_index(decision.qtype, decision.rcode, transport), bool(decision.wire[2] & 2))
+            entry = (
+                decision.wire,
+                stat_index(decision.qtype, decision.rcode, transport),
+                bool(decision.wire[2] & 2),
+            )
             if decision.cacheable and len(decision.wire) >= q.end:
                 if len(self._answers) >= self.cache_size:
                     self._answers.clear()
@@ -158,7 +164,7 @@ class Responder:
             query = dns.message.from_wire(data)
         except dns.message.ShortHeader:
             return _Decision(None)
-        except Exception:
+        except Exception:  # noqa: BLE001 - dnspython's many parse errors all mean FORMERR
             return _Decision(error_reply(data, FORMERR), rcode=FORMERR)
         if query.flags & 0x8000:
             return _Decision(None)  # a response: never answer one (no reflection loops)
@@ -180,4 +186,3 @@ class Responder:
             limit = udp_limit(query.payload, query.edns >= 0, max_udp=self.max_udp)
         wire = render(answer, query, limit=limit, max_udp=self.max_udp)
         return _Decision(wire, qtype, answer.rcode, True)
-

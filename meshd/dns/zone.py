@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from meshd.model.endpoints import Endpoint, ServiceInfo, ServiceKey
+from meshd.model.endpoints import Endpoint, PortInfo, ServiceInfo, ServiceKey
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 A, NS, SOA, PTR, TXT, AAAA, SRV, ANY = 1, 2, 6, 12, 16, 28, 33, 255
@@ -71,7 +71,7 @@ class Snapshot:
     serial: int = 1
 
     @classmethod
-    def of(cls, source: EndpointSource, *, serial: int = 1) -> "Snapshot":
+    def of(cls, source: EndpointSource, *, serial: int = 1) -> Snapshot:
         """Reads a registry (anything with `services()` and `endpoints(key)`) into a snapshot."""
         services = tuple(source.services())
         return cls(services, {s.key: tuple(source.endpoints(s.key)) for s in services}, serial)
@@ -91,7 +91,7 @@ def lookup(
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(snapshot: Snapshot, zone: str, ttl: int, ns_address: str | None) -> "Zone":
+def _compiled(snapshot: Snapshot, zone: str, ttl: int, ns_address: str | None) -> Zone:
     return Zone.build(snapshot, zone=zone, ttl=ttl, ns_address=ns_address)
 
 
@@ -112,12 +112,14 @@ class Zone:
         zone: str = DEFAULT_ZONE,
         ttl: int = DEFAULT_TTL,
         ns_address: str | None = None,
-    ) -> "Zone":
+    ) -> Zone:
         apex = _absolute(zone)
         records: list[Record] = []
         nameserver = f"ns.dns.{apex}"
         serial = snapshot.serial % 2**32 or 1
-        records.append(Record(apex, SOA, ttl, f"{nameserver} hostmaster.{apex} {serial} 7200 1800 86400 {ttl}"))
+        records.append(
+            Record(apex, SOA, ttl, f"{nameserver} hostmaster.{apex} {serial} 7200 1800 86400 {ttl}")
+        )
         records.append(Record(apex, NS, ttl, nameserver))
         if ns_address and _ipv4(ns_address):
             records.append(Record(nameserver, A, ttl, ns_address))
@@ -129,7 +131,15 @@ class Zone:
         grouped: dict[str, dict[int, set[Record]]] = {}
         for record in records:
             grouped.setdefault(record.name, {}).setdefault(record.rtype, set()).add(record)
-        nodes = {name: {rtype: tuple(sorted(rs)) for rtype, rs in types.items()} for name, types in grouped.items()}
+        nodes = {
+            name: {rtype: tuple(sorted(rs)) for rtype, rs in types.items()} for name, types in grouped.items()
+        }
+        for (
+            service
+        ) in snapshot.services:  # a named port's SRV name exists while no endpoint is ready (NODATA)
+            for port in service.ports:
+                if port.name:
+                    nodes.setdefault(_port_owner(service, port, apex), {})
         for name in list(nodes):  # empty non-terminals exist (NODATA), as in any zone
             while name != apex and name.endswith("." + apex):
                 name = name.partition(".")[2]
@@ -165,8 +175,18 @@ class Zone:
         return tuple(extra)
 
 
-def _service_records(service: ServiceInfo, endpoints: Iterable[Endpoint], apex: str, ttl: int) -> list[Record]:
-    base = f"{service.key.name}.{service.key.namespace}.svc.{apex}".lower()
+def _service_name(service: ServiceInfo, apex: str) -> str:
+    return f"{service.key.name}.{service.key.namespace}.svc.{apex}".lower()
+
+
+def _port_owner(service: ServiceInfo, port: PortInfo, apex: str) -> str:
+    return f"_{port.name}._{port.protocol}.{_service_name(service, apex)}".lower()
+
+
+def _service_records(
+    service: ServiceInfo, endpoints: Iterable[Endpoint], apex: str, ttl: int
+) -> list[Record]:
+    base = _service_name(service, apex)
     ready = [e for e in endpoints if e.ready and _ipv4(e.address)]
     records: list[Record] = []
     if service.headless:
@@ -180,8 +200,7 @@ def _service_records(service: ServiceInfo, endpoints: Iterable[Endpoint], apex: 
         serving = [(e.ports[port.name], targets[e.name]) for e in ready if port.name in e.ports]
         all_ports.extend(serving)
         if port.name:
-            owner = f"_{port.name}._{port.protocol}.{base}".lower()
-            records.extend(_srv(owner, serving, ttl))
+            records.extend(_srv(_port_owner(service, port, apex), serving, ttl))
     records.extend(_srv(base, all_ports, ttl))
     return records
 
@@ -198,7 +217,9 @@ def _pod_records(snapshot: Snapshot, apex: str, ttl: int) -> list[Record]:
     for key, endpoints in snapshot.endpoints.items():
         for e in endpoints:
             if _ipv4(e.address):
-                records.append(Record(f"{_dashed(e.address)}.{key.namespace}.pod.{apex}".lower(), A, ttl, e.address))
+                records.append(
+                    Record(f"{_dashed(e.address)}.{key.namespace}.pod.{apex}".lower(), A, ttl, e.address)
+                )
     return records
 
 

@@ -24,7 +24,8 @@ SRV = f"_http._tcp.{WEB}"
 def make_registry(pods: int = 3) -> Registry:
     registry = Registry()
     registry.upsert_service(
-        ServiceInfo(ServiceKey("default", "web"), "127.214.0.5", (PortInfo("http", 80, "http"),)), {"app": "web"}
+        ServiceInfo(ServiceKey("default", "web"), "127.214.0.5", (PortInfo("http", 80, "http"),)),
+        {"app": "web"},
     )
     for i in range(pods):
         registry.upsert_pod(
@@ -65,7 +66,9 @@ def test_cache_hit_patches_the_id_and_returns_the_same_answer(responder: Respond
     assert responder.cache_entries() == 2  # one normalised, one exact
 
 
-def test_question_case_is_echoed_from_each_query(responder: Responder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_question_case_is_echoed_from_each_query(
+    responder: Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     responder.answer_udp(query("web.default.svc.cluster.local."))
     renders = []
     monkeypatch.setattr(responder_module, "render", lambda *a, **k: renders.append(a) or b"")
@@ -79,7 +82,9 @@ def test_question_case_is_echoed_from_each_query(responder: Responder, monkeypat
 def test_answers_change_on_every_registry_update(registry: Registry, responder: Responder) -> None:
     before = parse(responder.answer_udp(query(SRV, "SRV")))
     assert len(before.answer[0]) == 3
-    registry.upsert_pod(PodRecord("default", "web-0", {"app": "web"}, "127.213.0.2", {"http": 8080}, ready=False))
+    registry.upsert_pod(
+        PodRecord("default", "web-0", {"app": "web"}, "127.213.0.2", {"http": 8080}, ready=False)
+    )
     after = parse(responder.answer_udp(query(SRV, "SRV")))
     assert len(after.answer[0]) == 2
     assert "127.213.0.2" not in {rd.to_text() for rrset in after.additional for rd in rrset}
@@ -140,8 +145,13 @@ def test_nxdomain_and_nodata_carry_the_soa(responder: Responder) -> None:
 
 @pytest.mark.parametrize(
     "rdclass, rdtype, rcode",
-    [("CH", "TXT", dns.rcode.REFUSED), ("IN", "AXFR", dns.rcode.REFUSED), ("IN", "IXFR", dns.rcode.REFUSED),
-     ("IN", "TYPE65000", dns.rcode.NOERROR), ("ANY", "A", dns.rcode.NOERROR)],
+    [
+        ("CH", "TXT", dns.rcode.REFUSED),
+        ("IN", "AXFR", dns.rcode.REFUSED),
+        ("IN", "IXFR", dns.rcode.REFUSED),
+        ("IN", "TYPE65000", dns.rcode.NOERROR),
+        ("ANY", "A", dns.rcode.NOERROR),
+    ],
 )
 def test_classes_and_unusual_types(responder: Responder, rdclass: str, rdtype: str, rcode: int) -> None:
     wire = dns.message.make_query(WEB, rdtype, rdclass).to_wire()
@@ -180,7 +190,14 @@ def test_fast_parser_agrees_with_dnspython_on_plain_queries() -> None:
     wire = query("A.b.C.", "SRV", use_edns=0, payload=1400, want_dnssec=True)
     q = parse_query(wire)
     assert q is not None
-    assert (q.qname, q.qtype, q.qclass, q.edns, q.payload, q.do) == (b"\x01a\x01b\x01c\x00", 33, 1, True, 1400, True)
+    assert (q.qname, q.qtype, q.qclass, q.edns, q.payload, q.do) == (
+        b"\x01a\x01b\x01c\x00",
+        33,
+        1,
+        True,
+        1400,
+        True,
+    )
     assert parse_query(query("a.b.c.")).edns is False  # type: ignore[union-attr]
     assert parse_query(wire[:-1]) is None
 

@@ -17,11 +17,11 @@ from meshd.registry.endpoints import PodRecord
 from meshd.registry.registry import Registry
 
 
-
 def make_registry(pods: int) -> Registry:
     registry = Registry()
     registry.upsert_service(
-        ServiceInfo(ServiceKey("default", "web"), "127.214.0.5", (PortInfo("http", 80, "http"),)), {"app": "web"}
+        ServiceInfo(ServiceKey("default", "web"), "127.214.0.5", (PortInfo("http", 80, "http"),)),
+        {"app": "web"},
     )
     for i in range(pods):
         registry.upsert_pod(
@@ -36,8 +36,12 @@ SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 
 labels = st.binary(min_size=1, max_size=63).map(lambda b: bytes([len(b)]) + b)
 known = st.sampled_from(
-    [b"\x03web\x07default\x03svc\x07cluster\x05local\x00", b"\x07cluster\x05local\x00", b"\x00",
-     b"\x05_http\x04_tcp\x03web\x07default\x03svc\x07cluster\x05local\x00"]
+    [
+        b"\x03web\x07default\x03svc\x07cluster\x05local\x00",
+        b"\x07cluster\x05local\x00",
+        b"\x00",
+        b"\x05_http\x04_tcp\x03web\x07default\x03svc\x07cluster\x05local\x00",
+    ]
 )
 in_zone = st.lists(labels, min_size=1, max_size=4).map(lambda ls: b"".join(ls) + b"\x07cluster\x05local\x00")
 pointer = st.integers(0, 0x3FFF).map(lambda p: struct.pack(">H", 0xC000 | p))
@@ -51,9 +55,14 @@ names = st.one_of(
 opt = st.one_of(
     st.just(b""),
     st.builds(
-        lambda size, ext, version, flags, rdata: b"\x00\x00\x29" + struct.pack(">HBBHH", size, ext, version, flags,
-                                                                             len(rdata)) + rdata,
-        st.integers(0, 65535), st.integers(0, 255), st.integers(0, 3), st.integers(0, 65535), st.binary(max_size=30),
+        lambda size, ext, version, flags, rdata: (
+            b"\x00\x00\x29" + struct.pack(">HBBHH", size, ext, version, flags, len(rdata)) + rdata
+        ),
+        st.integers(0, 65535),
+        st.integers(0, 255),
+        st.integers(0, 3),
+        st.integers(0, 65535),
+        st.binary(max_size=30),
     ),
 )
 
@@ -150,7 +159,11 @@ LOOP = asyncio.new_event_loop()
 
 
 @SETTINGS
-@given(st.lists(any_packet, max_size=4), st.lists(st.integers(1, 64), min_size=1, max_size=8), st.binary(max_size=3))
+@given(
+    st.lists(any_packet, max_size=4),
+    st.lists(st.integers(1, 64), min_size=1, max_size=8),
+    st.binary(max_size=3),
+)
 def test_tcp_stream_handler_never_raises(packets_: list[bytes], cuts: list[int], trailer: bytes) -> None:
     stream = b"".join(struct.pack(">H", len(p)) + p for p in packets_) + trailer
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pytest
 
 from meshd.dns.zone import (
-    A,
     AAAA,
     ANY,
     NOERROR,
@@ -17,6 +16,7 @@ from meshd.dns.zone import (
     SOA,
     SRV,
     TXT,
+    A,
     Snapshot,
     Zone,
     lookup,
@@ -26,12 +26,14 @@ from meshd.model.endpoints import Endpoint, PortInfo, ServiceInfo, ServiceKey
 WEB = ServiceKey("default", "web")
 DB = ServiceKey("prod", "db")
 EMPTY = ServiceKey("default", "empty")
+IDLE = ServiceKey("prod", "idle")
 
 SNAPSHOT = Snapshot(
     services=(
         ServiceInfo(WEB, "10.213.128.5", (PortInfo("http", 80, "http"), PortInfo("metrics", 9100, 9100))),
         ServiceInfo(DB, None, (PortInfo("pg", 5432, 5432),)),
         ServiceInfo(EMPTY, "10.213.128.9", (PortInfo("", 80, 8080),)),
+        ServiceInfo(IDLE, None, (PortInfo("pg", 5432, 5432),)),
     ),
     endpoints={
         WEB: (
@@ -44,6 +46,7 @@ SNAPSHOT = Snapshot(
             Endpoint("db-1", "10.213.0.8", {"pg": 5432}, ready=False, hostname="db-1"),
         ),
         EMPTY: (),
+        IDLE: (Endpoint("idle-0", "10.213.0.9", {"pg": 5432}, ready=False),),
     },
     serial=42,
 )
@@ -70,14 +73,25 @@ CASES = [
     # headless: one A per ready endpoint, the non-ready one never
     Case(D, A, NOERROR, (f"{D} 5 IN A 10.213.0.7",)),
     # a Service without endpoints still has its address
-    Case("empty.default.svc.cluster.local.", A, NOERROR, ("empty.default.svc.cluster.local. 5 IN A 10.213.128.9",)),
+    Case(
+        "empty.default.svc.cluster.local.",
+        A,
+        NOERROR,
+        ("empty.default.svc.cluster.local. 5 IN A 10.213.128.9",),
+    ),
     Case("empty.default.svc.cluster.local.", SRV, NOERROR, ns=(SOA_RR,)),
+    # a named port with no ready endpoint: the name exists, no records (NODATA)
+    Case("_pg._tcp.idle.prod.svc.cluster.local.", SRV, NOERROR, ns=(SOA_RR,)),
+    Case("idle.prod.svc.cluster.local.", A, NOERROR, ns=(SOA_RR,)),
     # named-port SRV: ready endpoints, their own port, targets resolvable in additional
     Case(
         f"_http._tcp.{W}",
         SRV,
         NOERROR,
-        (f"_http._tcp.{W} 5 IN SRV 0 50 8080 10-213-0-2.{W}", f"_http._tcp.{W} 5 IN SRV 0 50 8080 10-213-0-3.{W}"),
+        (
+            f"_http._tcp.{W} 5 IN SRV 0 50 8080 10-213-0-2.{W}",
+            f"_http._tcp.{W} 5 IN SRV 0 50 8080 10-213-0-3.{W}",
+        ),
         extra=(f"10-213-0-2.{W} 5 IN A 10.213.0.2", f"10-213-0-3.{W} 5 IN A 10.213.0.3"),
     ),
     Case(
@@ -109,7 +123,12 @@ CASES = [
     Case(f"_http._udp.{W}", SRV, NXDOMAIN, ns=(SOA_RR,)),
     Case(f"_grpc._tcp.{W}", SRV, NXDOMAIN, ns=(SOA_RR,)),
     # pod records
-    Case("10-213-0-2.default.pod.cluster.local", A, NOERROR, ("10-213-0-2.default.pod.cluster.local. 5 IN A 10.213.0.2",)),
+    Case(
+        "10-213-0-2.default.pod.cluster.local",
+        A,
+        NOERROR,
+        ("10-213-0-2.default.pod.cluster.local. 5 IN A 10.213.0.2",),
+    ),
     Case("10-213-0-2.prod.pod.cluster.local", A, NXDOMAIN, ns=(SOA_RR,)),
     # existing name, other type: NODATA with SOA; IPv4 only
     Case(W, AAAA, NOERROR, ns=(SOA_RR,)),
