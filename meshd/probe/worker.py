@@ -1,7 +1,7 @@
 """Probe workers: one asyncio task per (container, probe kind), and `ContainerProber` owning a container's three.
 
 `ProbeWorker` sleeps `initial_delay` plus a jitter uniform in [0, period) (injected RNG), then probes every
-`period_seconds` (measured start to start; a probe longer than the period is followed at once by the next),
+`period_seconds` on a fixed grid (a probe longer than the period is followed at once by the next),
 each probe under its own timeout, feeds its `ProbeTracker` and calls `on_transition(kind, transition)` only
 when the published state changes. A probe never delays another: each worker is its own task.
 
@@ -182,10 +182,10 @@ class ProbeWorker:
 
     async def _run(self) -> None:
         delay = self._initial_delay + (self._rng.random() * self.period if self._jitter else 0.0)
+        due = self._clock() + delay
         if delay > 0:
             await self._sleep(delay)
         while not self._halted:
-            started = self._clock()
             result = await self.probe_once()
             if self._halted:
                 return
@@ -197,7 +197,13 @@ class ProbeWorker:
                     log.exception("on_transition for %s probe %s raised", self.kind, self._name)
             if self._halted:
                 return
-            await self._sleep(max(0.0, started + self.period - self._clock()))
+            # a fixed grid, so sleep overshoot does not accumulate; fallen behind (a probe longer than the
+            # period), probe again at once and start a new grid there
+            due += self.period
+            now = self._clock()
+            if due < now:
+                due = now
+            await self._sleep(due - now)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

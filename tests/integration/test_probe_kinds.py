@@ -151,7 +151,6 @@ async def test_http_reset_right_after_accept_is_a_failure(reset_on_accept: int) 
 async def test_http_timeout_is_a_failure(server: int) -> None:
     result = await http(server, "/slow", timeout=0.2)
     assert result.outcome == "failure" and "context deadline exceeded" in result.message
-    assert result.duration < 5  # bounded by the probe's timeout, not the server's 30 s
 
 
 async def test_http_refused_is_a_failure_with_kubelets_message(closed_port: int) -> None:

@@ -84,6 +84,32 @@ async def test_first_probe_waits_initial_delay_plus_jitter_then_runs_every_perio
     assert t.sleeps[1:4] == [2, 2, 2]
 
 
+async def test_a_probe_longer_than_the_period_is_followed_at_once_then_the_grid_resumes() -> None:
+    t = FakeTime()
+    calls = 0
+
+    async def slow_first(timeout: float) -> ProbeResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            t.now += 2.5  # the first probe takes 2.5 periods
+        return ProbeResult("success", "", 0.0)
+
+    worker = ProbeWorker(
+        kind="liveness",
+        probe=probe(period_seconds=1),
+        call=slow_first,
+        on_transition=lambda k, tr: None,
+        jitter=False,
+        clock=t.clock,
+        sleep=t.sleep,
+    )
+    worker.start()
+    await until(lambda: calls >= 4)
+    await worker.stop()
+    assert t.sleeps[:3] == [0, 1, 1]
+
+
 async def test_jitter_spreads_first_probes_over_the_period() -> None:
     rng = random.Random(7)
     firsts = []
