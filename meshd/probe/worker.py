@@ -201,8 +201,7 @@ class ProbeWorker:
             # period), probe again at once and start a new grid there
             due += self.period
             now = self._clock()
-            if due < now:
-                due = now
+            due = max(due, now)
             await self._sleep(due - now)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
