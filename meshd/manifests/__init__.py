@@ -7,9 +7,9 @@ from meshd.manifests.loader import LoadResult, load_documents
 from meshd.manifests.render import render, to_manifest
 
 __all__ = [
+    "TEMPLATE_HASH_LABEL",
     "LoadResult",
     "ManifestError",
-    "TEMPLATE_HASH_LABEL",
     "load_documents",
     "quantity",
     "render",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from meshd.model.objects import PodTemplate
 
@@ -57,6 +58,10 @@ def canonical(value: Any) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (
-        isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float)) and a == b
+    return (
+        type(a) is type(b)
+        and a == b
+        or (
+            isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float)) and a == b
+        )
     )

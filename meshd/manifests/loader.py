@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath, ManifestError
@@ -15,7 +16,12 @@ from meshd.manifests.workloads import read_deployment, read_replica_set
 from meshd.manifests.yamldocs import RawDocument, parse_documents
 from meshd.model.objects import KubeObject, ObjectMeta, Pod, object_key
 
-API_VERSIONS: Mapping[str, str] = {"Pod": "v1", "Service": "v1", "ReplicaSet": "apps/v1", "Deployment": "apps/v1"}
+API_VERSIONS: Mapping[str, str] = {
+    "Pod": "v1",
+    "Service": "v1",
+    "ReplicaSet": "apps/v1",
+    "Deployment": "apps/v1",
+}
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
     "ReplicaSet": names.dns1123_subdomain,
@@ -91,7 +97,9 @@ def _list_item_kind(list_kind: str) -> str | None:
     return kind if kind in API_VERSIONS else None
 
 
-def _load_object(reader: DocumentReader, doc: dict[str, Any], *, implied_kind: str | None = None) -> KubeObject:
+def _load_object(
+    reader: DocumentReader, doc: dict[str, Any], *, implied_kind: str | None = None
+) -> KubeObject:
     kind = _read_kind(reader, doc, implied_kind)
     reader.kind = kind
     metadata_value = doc.get("metadata")
@@ -105,7 +113,8 @@ def _load_object(reader: DocumentReader, doc: dict[str, Any], *, implied_kind: s
         given_version = reader.as_string(given_version, ("apiVersion",))
         if given_version != api_version:
             raise reader.fail(
-                ("apiVersion",), f'"{given_version}" is not supported for {kind}: use apiVersion: {api_version}'
+                ("apiVersion",),
+                f'"{given_version}" is not supported for {kind}: use apiVersion: {api_version}',
             )
     reader.check_fields(doc, (), known=("apiVersion", "kind", "metadata", "spec"), ignored=_STATUS)
     metadata = read_object_meta(reader, doc, name_check=_NAME_RULES[kind])
@@ -138,4 +147,4 @@ def _read_pod(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMe
     return Pod(metadata=metadata, spec=spec, raw=doc)
 
 
-__all__ = ["LoadResult", "ManifestError", "load_documents", "SERVER_FIELDS"]
+__all__ = ["SERVER_FIELDS", "LoadResult", "ManifestError", "load_documents"]

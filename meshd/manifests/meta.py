@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
@@ -37,7 +38,9 @@ def read_annotations(reader: DocumentReader, obj: Mapping[str, Any], path: Field
     annotations = reader.string_map(obj, "annotations", path, check_key=names.qualified_name)
     size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
     if size > MAX_ANNOTATIONS_BYTES:
-        raise reader.fail(path + ("annotations",), f"too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes")
+        raise reader.fail(
+            path + ("annotations",), f"too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes"
+        )
     return annotations
 
 
@@ -75,7 +78,11 @@ def read_template_meta(
     if value is MISSING:
         return ObjectMeta(name="", namespace=namespace)
     meta = reader.mapping(value, path + ("metadata",))
-    ignored = {**SERVER_FIELDS, "name": "ignored in a pod template", "generateName": "ignored in a pod template"}
+    ignored = {
+        **SERVER_FIELDS,
+        "name": "ignored in a pod template",
+        "generateName": "ignored in a pod template",
+    }
     ignored["namespace"] = "ignored in a pod template (pods go to the object's namespace)"
     reader.check_fields(meta, path + ("metadata",), known=("labels", "annotations"), ignored=ignored)
     return ObjectMeta(
@@ -84,4 +91,3 @@ def read_template_meta(
         labels=read_labels(reader, meta, "labels", path + ("metadata",)),
         annotations=read_annotations(reader, meta, path + ("metadata",)),
     )
-

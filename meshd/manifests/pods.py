@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
@@ -170,7 +171,9 @@ def read_pod_spec(
     return PodSpec(
         containers=containers,
         restart_policy=cast(Any, restart_policy),
-        termination_grace_period_seconds=reader.number(spec, "terminationGracePeriodSeconds", path, default=30),
+        termination_grace_period_seconds=reader.number(
+            spec, "terminationGracePeriodSeconds", path, default=30
+        ),
         share_process_namespace=reader.boolean(spec, "shareProcessNamespace", path),
         volumes=volumes,
         hostname=hostname or None,
@@ -241,9 +244,13 @@ def _read_containers(
     return tuple(containers)
 
 
-def _read_container(reader: DocumentReader, value: Any, path: FieldPath, *, volume_names: set[str]) -> Container:
+def _read_container(
+    reader: DocumentReader, value: Any, path: FieldPath, *, volume_names: set[str]
+) -> Container:
     obj = reader.mapping(value, path)
-    reader.check_fields(obj, path, known=CONTAINER_FIELDS, ignored=CONTAINER_IGNORED, unsupported=CONTAINER_UNSUPPORTED)
+    reader.check_fields(
+        obj, path, known=CONTAINER_FIELDS, ignored=CONTAINER_IGNORED, unsupported=CONTAINER_UNSUPPORTED
+    )
     name = reader.string(obj, "name", path, required=True)
     reader.check_name(name, path + ("name",), names.dns1123_label)
     image = reader.string(obj, "image", path, required=True, allow_empty=False)
@@ -282,7 +289,9 @@ def _read_ports(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath)
     for i, item in enumerate(reader.sequence(obj, "ports", path)):
         ppath = path + ("ports", i)
         port = reader.mapping(item, ppath)
-        reader.check_fields(port, ppath, known=("containerPort", "name", "protocol"), unsupported=("hostPort", "hostIP"))
+        reader.check_fields(
+            port, ppath, known=("containerPort", "name", "protocol"), unsupported=("hostPort", "hostIP")
+        )
         number = reader.integer(port, "containerPort", ppath, required=True, minimum=1, maximum=65535)
         name = reader.string(port, "name", ppath)
         reader.check_name(name, ppath + ("name",), names.iana_svc_name, required=False)
@@ -321,7 +330,9 @@ def _read_resources(reader: DocumentReader, obj: Mapping[str, Any], path: FieldP
     requests = _read_resource_list(reader, resources, "requests", rpath)
     # as Kubernetes: a request left out defaults to its limit, and may not exceed it
     requests = ResourceList(
-        cpu_millicores=requests.cpu_millicores if requests.cpu_millicores is not None else limits.cpu_millicores,
+        cpu_millicores=requests.cpu_millicores
+        if requests.cpu_millicores is not None
+        else limits.cpu_millicores,
         memory_bytes=requests.memory_bytes if requests.memory_bytes is not None else limits.memory_bytes,
     )
     for field, key in (("cpu_millicores", "cpu"), ("memory_bytes", "memory")):
@@ -331,7 +342,9 @@ def _read_resources(reader: DocumentReader, obj: Mapping[str, Any], path: FieldP
     return Resources(limits=limits, requests=requests)
 
 
-def _read_resource_list(reader: DocumentReader, obj: Mapping[str, Any], key: str, path: FieldPath) -> ResourceList:
+def _read_resource_list(
+    reader: DocumentReader, obj: Mapping[str, Any], key: str, path: FieldPath
+) -> ResourceList:
     value = reader.get(obj, key, path)
     if value is MISSING:
         return ResourceList()
@@ -354,7 +367,9 @@ def _read_resource_list(reader: DocumentReader, obj: Mapping[str, Any], key: str
         except QuantityError as exc:
             raise reader.fail(qpath, str(exc)) from None
         if name == "memory" and isinstance(amount, str) and amount.endswith("m"):
-            reader.warn(qpath, f'"{amount}" is millibytes ("m" means 1/1000); did you mean "{amount[:-1]}Mi"?')
+            reader.warn(
+                qpath, f'"{amount}" is millibytes ("m" means 1/1000); did you mean "{amount[:-1]}Mi"?'
+            )
     return ResourceList(cpu_millicores=cpu, memory_bytes=memory)
 
 
@@ -383,7 +398,9 @@ def _read_mounts(
         if mount_path in paths:
             raise reader.fail(mpath + ("mountPath",), f'duplicate mount path "{mount_path}"')
         paths.add(mount_path)
-        mounts.append(VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath)))
+        mounts.append(
+            VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath))
+        )
     return tuple(mounts)
 
 
@@ -456,7 +473,9 @@ def read_handler(
     if not present:
         raise reader.fail(path, f"a {what} needs one handler: httpGet, tcpSocket or exec")
     if len(present) > 1:
-        raise reader.fail(path + (present[1],), f"a {what} may have only one handler (found {', '.join(present)})")
+        raise reader.fail(
+            path + (present[1],), f"a {what} may have only one handler (found {', '.join(present)})"
+        )
     kind = present[0]
     hpath = path + (kind,)
     handler = reader.mapping(obj[kind], hpath)
@@ -468,7 +487,9 @@ def read_handler(
         return ExecAction(command=command)
     if kind == "tcpSocket":
         reader.check_fields(handler, hpath, known=("port",), unsupported=("host",))
-        return TCPSocketAction(port=read_port_ref(reader, handler.get("port"), hpath + ("port",), ports=ports))
+        return TCPSocketAction(
+            port=read_port_ref(reader, handler.get("port"), hpath + ("port",), ports=ports)
+        )
     reader.check_fields(handler, hpath, known=("path", "port", "host", "scheme", "httpHeaders"))
     url_path = reader.string(handler, "path", hpath) or "/"
     if not url_path.startswith("/"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import math
 import re
 from decimal import Decimal
 
@@ -22,14 +23,14 @@ class QuantityError(ValueError):
     """Text that is not a Kubernetes quantity, or one out of range."""
 
 
-def parse_quantity(value: str | int | float) -> Decimal:
+def parse_quantity(value: str | float) -> Decimal:
     """The exact value of a quantity ("64Mi" -> 67108864, "500m" -> 0.5); raises QuantityError."""
     if isinstance(value, bool):
         raise QuantityError(f"expected a quantity such as 500m or 64Mi, got {value!r}")
     if isinstance(value, int):
         text = str(value)
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise QuantityError(f"{value!r} is not a quantity")
         text = repr(value)
         if "e" in text:  # 1e+20 -> the decimal suffix form below understands it
@@ -62,20 +63,20 @@ def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=decimal.ROUND_CEILING))
 
 
-def _non_negative(value: str | int | float, what: str) -> Decimal:
+def _non_negative(value: str | float, what: str) -> Decimal:
     quantity = parse_quantity(value)
     if quantity < 0:
         raise QuantityError(f"{what} {value!r} must not be negative")
     return quantity
 
 
-def parse_cpu(value: str | int | float) -> int:
+def parse_cpu(value: str | float) -> int:
     """CPU in millicores: "500m" -> 500, "2" -> 2000, 0.25 -> 250; fractions of a millicore round up."""
     with decimal.localcontext(_CONTEXT):
         return _ceil(_non_negative(value, "cpu") * 1000)
 
 
-def parse_memory(value: str | int | float) -> int:
+def parse_memory(value: str | float) -> int:
     """Memory in bytes: "64Mi" -> 67108864, "1G" -> 10**9, "1e3" -> 1000; fractions of a byte round up."""
     return _ceil(_non_negative(value, "memory"))
 
@@ -89,7 +90,14 @@ def format_memory(num_bytes: int) -> str:
     """67108864 -> "64Mi", 10**9 -> "1G", 1000 -> "1k": the shortest exact form."""
     if num_bytes == 0:
         return "0"
-    for suffix, factor in (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+    for suffix, factor in (
+        ("Ei", 2**60),
+        ("Pi", 2**50),
+        ("Ti", 2**40),
+        ("Gi", 2**30),
+        ("Mi", 2**20),
+        ("Ki", 2**10),
+    ):
         if num_bytes % factor == 0:
             binary = f"{num_bytes // factor}{suffix}"
             break

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from meshd.manifests.errors import FieldPath, ManifestError, describe_document, format_path
 
@@ -140,7 +141,11 @@ class DocumentReader:
 
     def as_string(self, value: Any, path: FieldPath, *, allow_empty: bool = True) -> str:
         if not isinstance(value, str):
-            hint = f' (quote it: "{value}")' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            hint = (
+                f' (quote it: "{value}")'
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else ""
+            )
             if isinstance(value, bool):
                 hint = f' (quote it: "{"true" if value else "false"}")'
             raise self.fail(path, f"expected a string, got {describe_value(value)}{hint}")
@@ -183,7 +188,9 @@ class DocumentReader:
             return default
         return self.as_integer(value, path + (key,), minimum=minimum, maximum=maximum)
 
-    def as_integer(self, value: Any, path: FieldPath, *, minimum: int | None = None, maximum: int = INT32_MAX) -> int:
+    def as_integer(
+        self, value: Any, path: FieldPath, *, minimum: int | None = None, maximum: int = INT32_MAX
+    ) -> int:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -218,7 +225,9 @@ class DocumentReader:
 
     # --- collections -------------------------------------------------------------------------------------
 
-    def sequence(self, obj: Mapping[str, Any], key: str, path: FieldPath, *, required: bool = False) -> list[Any]:
+    def sequence(
+        self, obj: Mapping[str, Any], key: str, path: FieldPath, *, required: bool = False
+    ) -> list[Any]:
         value = self.get(obj, key, path, required=required)
         if value is MISSING:
             return []

@@ -37,7 +37,8 @@ def to_manifest(obj: KubeObject) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         metadata = doc["metadata"] = {}
     metadata["namespace"] = obj.metadata.namespace
-    return _fill(doc, rendered)
+    _fill(doc, rendered)
+    return doc
 
 
 def _fill(doc: Any, defaults: Any) -> Any:
@@ -53,7 +54,11 @@ def _fill(doc: Any, defaults: Any) -> Any:
 
 def render(obj: KubeObject) -> dict[str, Any]:
     """The object from its fields alone, in Kubernetes' shape."""
-    doc: dict[str, Any] = {"apiVersion": obj.api_version, "kind": obj.kind, "metadata": render_meta(obj.metadata)}
+    doc: dict[str, Any] = {
+        "apiVersion": obj.api_version,
+        "kind": obj.kind,
+        "metadata": render_meta(obj.metadata),
+    }
     if isinstance(obj, Pod):
         doc["spec"] = render_pod_spec(obj.spec)
     elif isinstance(obj, ReplicaSet):
@@ -153,7 +158,11 @@ def render_container(container: Container) -> dict[str, Any]:
         out["env"] = [{"name": e.name, "value": e.value} for e in container.env]
     if container.ports:
         out["ports"] = [
-            {**({"name": p.name} if p.name else {}), "containerPort": p.container_port, "protocol": p.protocol}
+            {
+                **({"name": p.name} if p.name else {}),
+                "containerPort": p.container_port,
+                "protocol": p.protocol,
+            }
             for p in container.ports
         ]
     resources = {}
@@ -220,5 +229,3 @@ def render_probe(probe: Probe) -> dict[str, Any]:
 
 def _num(value: float) -> float | int:
     return int(value) if isinstance(value, float) and value.is_integer() else value
-
-

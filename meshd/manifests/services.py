@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
@@ -56,7 +57,9 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         try:
             ipaddress.IPv4Address(cluster_ip)
         except ValueError:
-            raise reader.fail(_SPEC + ("clusterIP",), f'expected an IPv4 address or "None", got "{cluster_ip}"') from None
+            raise reader.fail(
+                _SPEC + ("clusterIP",), f'expected an IPv4 address or "None", got "{cluster_ip}"'
+            ) from None
     if headless and service_type != "ClusterIP":
         raise reader.fail(_SPEC + ("clusterIP",), f"a {service_type} Service may not be headless")
     _check_mesh_annotations(reader, metadata)
@@ -102,8 +105,12 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[Servic
             raise reader.fail(path + ("port",), f"duplicate port {number}/{protocol}")
         seen_ports.add((number, protocol))
         target = port.get("targetPort")
-        target_port = number if target is None else read_port_ref(reader, target, path + ("targetPort",), ports=None)
-        ports.append(ServicePort(port=number, target_port=target_port, name=name, protocol=cast(Any, protocol)))
+        target_port = (
+            number if target is None else read_port_ref(reader, target, path + ("targetPort",), ports=None)
+        )
+        ports.append(
+            ServicePort(port=number, target_port=target_port, name=name, protocol=cast(Any, protocol))
+        )
     return tuple(ports)
 
 
@@ -112,7 +119,9 @@ def _check_mesh_annotations(reader: DocumentReader, metadata: ObjectMeta) -> Non
     known = (LB_ANNOTATION, TIMEOUT_ANNOTATION, RETRIES_ANNOTATION)
     for key in metadata.annotations:
         if key.startswith("meshd.io/") and key not in known:
-            reader.warn(("metadata", "annotations", key), f"unknown meshd annotation (known: {', '.join(known)})")
+            reader.warn(
+                ("metadata", "annotations", key), f"unknown meshd annotation (known: {', '.join(known)})"
+            )
     for problem in config_from_annotations(metadata.annotations).problems:
         key, _, message = problem.partition(": ")
         raise reader.fail(("metadata", "annotations", key), message)

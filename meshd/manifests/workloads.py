@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_labels
 from meshd.manifests.pods import read_pod_template
-from meshd.manifests.reader import MISSING, INT32_MAX, DocumentReader
+from meshd.manifests.reader import INT32_MAX, MISSING, DocumentReader
 from meshd.model.objects import (
     Deployment,
     LabelSelector,
@@ -99,7 +100,9 @@ def _read_selector(reader: DocumentReader, spec: Mapping[str, Any]) -> LabelSele
     reader.check_fields(selector, path, known=("matchLabels",), unsupported=("matchExpressions",))
     labels = read_labels(reader, selector, "matchLabels", path)
     if not labels:
-        raise reader.fail(path + ("matchLabels",), "an empty selector is not allowed: it would select every pod")
+        raise reader.fail(
+            path + ("matchLabels",), "an empty selector is not allowed: it would select every pod"
+        )
     return LabelSelector(match_labels=labels)
 
 
@@ -114,7 +117,9 @@ def _read_strategy(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[str
     rolling = reader.get(strategy, "rollingUpdate", path)
     if kind == "Recreate":
         if rolling is not MISSING:
-            raise reader.fail(path + ("rollingUpdate",), "may not be specified when strategy type is Recreate")
+            raise reader.fail(
+                path + ("rollingUpdate",), "may not be specified when strategy type is Recreate"
+            )
         return kind, RollingUpdateStrategy()
     if rolling is MISSING:
         return kind, RollingUpdateStrategy()
@@ -136,7 +141,9 @@ def _int_or_percent(reader: DocumentReader, obj: Mapping[str, Any], key: str, pa
         return "25%"
     if isinstance(value, str):
         if not _PERCENT.match(value):
-            raise reader.fail(path + (key,), f'expected an integer or a percentage such as "25%", got "{value}"')
+            raise reader.fail(
+                path + (key,), f'expected an integer or a percentage such as "25%", got "{value}"'
+            )
         return value
     return reader.as_integer(value, path + (key,), minimum=0, maximum=INT32_MAX)
 

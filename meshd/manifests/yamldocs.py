@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -55,8 +56,12 @@ def parse_documents(text: str, *, source: str) -> list[RawDocument]:
         raise ManifestError(f"YAML syntax error{where}: {problem}", source=source, document=index) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        problem = f"character {exc.character:#06x} is not allowed" if isinstance(exc.character, int) else exc.reason
-        raise ManifestError(f"YAML syntax error at line {line}: {problem}", source=source, document=index) from None
+        problem = (
+            f"character {exc.character:#06x} is not allowed" if isinstance(exc.character, int) else exc.reason
+        )
+        raise ManifestError(
+            f"YAML syntax error at line {line}: {problem}", source=source, document=index
+        ) from None
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())
         raise ManifestError(f"YAML syntax error: {message}", source=source, document=index or None) from None
@@ -147,4 +152,6 @@ class _Converter:
         try:
             return construct(self.loader, node)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise self.fail(f"bad {node.tag.removeprefix(_TAG)} value {node.value!r}: {exc}", path, node) from None
+            raise self.fail(
+                f"bad {node.tag.removeprefix(_TAG)} value {node.value!r}: {exc}", path, node
+            ) from None

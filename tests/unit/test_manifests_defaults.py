@@ -75,9 +75,15 @@ def test_deployment_defaults() -> None:
 
 
 def test_deployment_fields() -> None:
-    doc = patched("deployment", "spec.strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    doc = patched(
+        "deployment",
+        "spec.strategy",
+        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+    )
     doc["metadata"]["namespace"] = "prod"
-    doc["spec"].update(minReadySeconds=5, progressDeadlineSeconds=120, revisionHistoryLimit=2, paused=True, replicas=0)
+    doc["spec"].update(
+        minReadySeconds=5, progressDeadlineSeconds=120, revisionHistoryLimit=2, paused=True, replicas=0
+    )
     dep = load_one(doc)
     assert dep.rolling_update == RollingUpdateStrategy(max_surge=1, max_unavailable=0)
     assert (dep.min_ready_seconds, dep.progress_deadline_seconds, dep.revision_history_limit) == (5, 120, 2)
@@ -102,9 +108,19 @@ def test_probe_defaults_and_fractions() -> None:
     assert probe.handler == HTTPGetAction(port="http", path="/", scheme="HTTP")
     assert (probe.initial_delay_seconds, probe.period_seconds, probe.timeout_seconds) == (0, 10, 1)
     assert (probe.success_threshold, probe.failure_threshold) == (1, 3)
-    fast = {"tcpSocket": {"port": 80}, "periodSeconds": 0.2, "timeoutSeconds": 0.1, "initialDelaySeconds": 0.5,
-            "failureThreshold": 2, "successThreshold": 2}
-    probe = load_one(patched("deployment", "spec.template.spec.containers.0.readinessProbe", fast)).template.spec.containers[0].readiness_probe
+    fast = {
+        "tcpSocket": {"port": 80},
+        "periodSeconds": 0.2,
+        "timeoutSeconds": 0.1,
+        "initialDelaySeconds": 0.5,
+        "failureThreshold": 2,
+        "successThreshold": 2,
+    }
+    probe = (
+        load_one(patched("deployment", "spec.template.spec.containers.0.readinessProbe", fast))
+        .template.spec.containers[0]
+        .readiness_probe
+    )
     assert probe.handler == TCPSocketAction(port=80)
     assert (probe.period_seconds, probe.timeout_seconds, probe.initial_delay_seconds) == (0.2, 0.1, 0.5)
     assert (probe.success_threshold, probe.failure_threshold) == (2, 2)
@@ -112,17 +128,27 @@ def test_probe_defaults_and_fractions() -> None:
 
 def test_probe_zero_means_default_as_in_kubernetes() -> None:
     zeros = {"exec": {"command": ["true"]}, "periodSeconds": 0, "timeoutSeconds": 0, "failureThreshold": 0}
-    probe = load_one(patched("pod", "spec.containers.0.livenessProbe", zeros)).spec.containers[0].liveness_probe
+    probe = (
+        load_one(patched("pod", "spec.containers.0.livenessProbe", zeros)).spec.containers[0].liveness_probe
+    )
     assert probe.handler == ExecAction(command=("true",))
     assert (probe.period_seconds, probe.timeout_seconds, probe.failure_threshold) == (10, 1, 3)
 
 
 def test_http_probe_fields() -> None:
-    http = {"httpGet": {"path": "/healthz", "port": 8080, "host": "127.0.0.1", "scheme": "HTTPS",
-                        "httpHeaders": [{"name": "X-A", "value": "1"}]}}
+    http = {
+        "httpGet": {
+            "path": "/healthz",
+            "port": 8080,
+            "host": "127.0.0.1",
+            "scheme": "HTTPS",
+            "httpHeaders": [{"name": "X-A", "value": "1"}],
+        }
+    }
     probe = load_one(patched("pod", "spec.containers.0.startupProbe", http)).spec.containers[0].startup_probe
-    assert probe.handler == HTTPGetAction(port=8080, path="/healthz", host="127.0.0.1", scheme="HTTPS",
-                                          http_headers=(("X-A", "1"),))
+    assert probe.handler == HTTPGetAction(
+        port=8080, path="/healthz", host="127.0.0.1", scheme="HTTPS", http_headers=(("X-A", "1"),)
+    )
 
 
 def test_container_fields() -> None:
@@ -149,7 +175,10 @@ def test_container_fields() -> None:
     c = pod.spec.containers[0]
     assert c.command == ("sh", "-c") and c.args == ("echo $A",) and c.working_dir == "/srv"
     assert [(e.name, e.value) for e in c.env] == [("A", "1"), ("EMPTY", "")]
-    assert [(p.container_port, p.name, p.protocol) for p in c.ports] == [(8080, "http", "TCP"), (53, None, "UDP")]
+    assert [(p.container_port, p.name, p.protocol) for p in c.ports] == [
+        (8080, "http", "TCP"),
+        (53, None, "UDP"),
+    ]
     assert c.resources.limits.cpu_millicores == 500 and c.resources.limits.memory_bytes == 64 * 2**20
     # a request left out defaults to the limit (Kubernetes' defaulting); a given one is kept
     assert c.resources.requests.cpu_millicores == 250 and c.resources.requests.memory_bytes == 64 * 2**20
@@ -187,7 +216,10 @@ def test_service_defaults() -> None:
 
 
 def test_service_fields() -> None:
-    ports = [{"name": "http", "port": 80, "targetPort": "http"}, {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]
+    ports = [
+        {"name": "http", "port": 80, "targetPort": "http"},
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353},
+    ]
     svc = load_one(patched("service", "spec.ports", ports))
     assert svc.ports == (ServicePort(80, "http", "http", "TCP"), ServicePort(53, 5353, "dns", "UDP"))
     headless = load_one(patched("service", "spec.clusterIP", "None"))
@@ -206,12 +238,21 @@ def test_empty_documents_and_lists() -> None:
     result = load_documents(to_yaml({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
     assert [o.kind for o in result.objects] == ["Pod", "Service"]
     assert result.objects[1].raw["kind"] == "Service"  # each item keeps its own document
-    typed = {"apiVersion": "v1", "kind": "PodList", "items": [{"metadata": {"name": "x"}, "spec": items[0]["spec"]}]}
+    typed = {
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "items": [{"metadata": {"name": "x"}, "spec": items[0]["spec"]}],
+    }
     assert load_documents(to_yaml(typed)).objects[0].metadata.name == "x"
 
 
 def test_objects_keep_document_order_and_raw() -> None:
-    docs = [patched("service", "", None), patched("deployment", "", None), patched("pod", "", None), patched("replicaset", "", None)]
+    docs = [
+        patched("service", "", None),
+        patched("deployment", "", None),
+        patched("pod", "", None),
+        patched("replicaset", "", None),
+    ]
     result = load_documents(to_yaml(*docs))
     assert [o.kind for o in result.objects] == ["Service", "Deployment", "Pod", "ReplicaSet"]
     assert [o.raw for o in result.objects] == docs
@@ -228,15 +269,31 @@ WARN_CASES = [
     ("spec.template.spec.imagePullSecrets", [{"name": "x"}], "imagePullSecrets: ignored"),
     ("spec.template.spec.serviceAccountName", "default", "serviceAccountName: ignored"),
     ("spec.template.spec.dnsPolicy", "ClusterFirst", "dnsPolicy: ignored"),
-    ("spec.template.spec.securityContext", {"runAsUser": 1000}, "spec.template.spec.securityContext: not enforced"),
+    (
+        "spec.template.spec.securityContext",
+        {"runAsUser": 1000},
+        "spec.template.spec.securityContext: not enforced",
+    ),
     ("spec.template.spec.containers.0.securityContext", {}, "containers[0].securityContext: not enforced"),
-    ("spec.template.spec.containers.0.terminationMessagePath", "/dev/termination-log", "terminationMessagePath"),
+    (
+        "spec.template.spec.containers.0.terminationMessagePath",
+        "/dev/termination-log",
+        "terminationMessagePath",
+    ),
     ("spec.template.spec.priorityClassName", "high", "priorityClassName: ignored"),
     ("spec.template.metadata.name", "x", "spec.template.metadata.name: ignored"),
     ("spec.template.spec.volumes.0.emptyDir.sizeLimit", "1Gi", "volumes[0].emptyDir.sizeLimit: not enforced"),
     ("spec.template.spec.containers.0.resources", {"limits": {"memory": "64m"}}, 'did you mean "64Mi"?'),
-    ("spec.template.spec.containers.0.resources", {"limits": {"ephemeral-storage": "1Gi"}}, "ephemeral-storage: not enforced"),
-    ("spec.template.spec.containers.0.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}], "duplicate environment variable"),
+    (
+        "spec.template.spec.containers.0.resources",
+        {"limits": {"ephemeral-storage": "1Gi"}},
+        "ephemeral-storage: not enforced",
+    ),
+    (
+        "spec.template.spec.containers.0.env",
+        [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
+        "duplicate environment variable",
+    ),
 ]
 
 
@@ -283,4 +340,6 @@ spec:
 
 def test_unknown_top_level_key_is_an_error() -> None:
     with pytest.raises(ValueError, match="base: unknown field"):
-        load_documents("base: 1\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 1}]}\n")
+        load_documents(
+            "base: 1\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 1}]}\n"
+        )

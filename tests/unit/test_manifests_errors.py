@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_manifests_helpers import DELETE, patched, to_yaml
 
 from meshd.manifests import ManifestError, load_documents
-from test_manifests_helpers import DELETE, patched, to_yaml
 
 C = "spec.template.spec.containers.0"
 P = "spec.template.spec"
@@ -24,10 +24,28 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("deployment", f"{C}.image", 5, f"{P}.containers[0].image", "expected a string, got integer 5"),
     ("deployment", f"{C}.command", "sleep 1", f"{P}.containers[0].command", "expected a list"),
     ("deployment", f"{C}.args", ["--port", 80], f"{P}.containers[0].args[1]", 'quote it: "80"'),
-    ("deployment", f"{C}.env", [{"name": "A", "value": 1}], f"{P}.containers[0].env[0].value", "expected a string"),
+    (
+        "deployment",
+        f"{C}.env",
+        [{"name": "A", "value": 1}],
+        f"{P}.containers[0].env[0].value",
+        "expected a string",
+    ),
     ("pod", "spec.shareProcessNamespace", "yes", "spec.shareProcessNamespace", "expected true or false"),
-    ("pod", "spec.terminationGracePeriodSeconds", "30s", "spec.terminationGracePeriodSeconds", "expected a number"),
-    ("pod", "spec.terminationGracePeriodSeconds", float("nan"), "spec.terminationGracePeriodSeconds", "expected a number"),
+    (
+        "pod",
+        "spec.terminationGracePeriodSeconds",
+        "30s",
+        "spec.terminationGracePeriodSeconds",
+        "expected a number",
+    ),
+    (
+        "pod",
+        "spec.terminationGracePeriodSeconds",
+        float("nan"),
+        "spec.terminationGracePeriodSeconds",
+        "expected a number",
+    ),
     ("deployment", "metadata.labels", {"app": 1}, "metadata.labels.app", "expected a string"),
     # required fields
     ("deployment", "metadata.name", DELETE, "metadata.name", "required field is missing"),
@@ -66,61 +84,188 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("deployment", "metadata.generateName", "web-", "metadata.generateName", "not supported"),
     ("pod", "spec.hostname", "Host", "spec.hostname", "invalid name"),
     # selectors
-    ("deployment", "spec.template.metadata.labels", {"app": "other"}, "spec.template.metadata.labels",
-     "selector does not match template labels"),
+    (
+        "deployment",
+        "spec.template.metadata.labels",
+        {"app": "other"},
+        "spec.template.metadata.labels",
+        "selector does not match template labels",
+    ),
     ("replicaset", "spec.template.metadata", DELETE, "spec.template.metadata.labels", "does not match"),
-    ("deployment", "spec.selector.matchExpressions", [{"key": "app", "operator": "In", "values": ["web"]}],
-     "spec.selector.matchExpressions", "not supported"),
+    (
+        "deployment",
+        "spec.selector.matchExpressions",
+        [{"key": "app", "operator": "In", "values": ["web"]}],
+        "spec.selector.matchExpressions",
+        "not supported",
+    ),
     # duplicates
-    ("deployment", f"{P}.containers.1", {"name": "web", "image": "x:1"}, f"{P}.containers[1].name",
-     'duplicate container name "web"'),
-    ("deployment", f"{P}.containers.1", {"name": "side", "image": "x:1", "ports": [{"containerPort": 80}]},
-     f"{P}.containers[1].ports[0].containerPort", "duplicate port 80/TCP"),
-    ("deployment", f"{P}.containers.1", {"name": "side", "image": "x:1",
-                                          "ports": [{"containerPort": 81, "name": "http"}]},
-     f"{P}.containers[1].ports[0].name", 'duplicate port name "http"'),
+    (
+        "deployment",
+        f"{P}.containers.1",
+        {"name": "web", "image": "x:1"},
+        f"{P}.containers[1].name",
+        'duplicate container name "web"',
+    ),
+    (
+        "deployment",
+        f"{P}.containers.1",
+        {"name": "side", "image": "x:1", "ports": [{"containerPort": 80}]},
+        f"{P}.containers[1].ports[0].containerPort",
+        "duplicate port 80/TCP",
+    ),
+    (
+        "deployment",
+        f"{P}.containers.1",
+        {"name": "side", "image": "x:1", "ports": [{"containerPort": 81, "name": "http"}]},
+        f"{P}.containers[1].ports[0].name",
+        'duplicate port name "http"',
+    ),
     ("deployment", f"{P}.volumes.1", {"name": "data"}, f"{P}.volumes[1].name", "duplicate volume name"),
-    ("service", "spec.ports", [{"name": "a", "port": 80}, {"name": "a", "port": 81}], "spec.ports[1].name",
-     "duplicate port name"),
-    ("service", "spec.ports", [{"name": "a", "port": 80}, {"name": "b", "port": 80}], "spec.ports[1].port",
-     "duplicate port 80/TCP"),
-    ("service", "spec.ports", [{"name": "a", "port": 80}, {"port": 81}], "spec.ports[1].name",
-     "more than one port"),
-    ("deployment", f"{C}.volumeMounts.1", {"name": "data", "mountPath": "/data"},
-     f"{P}.containers[0].volumeMounts[1].mountPath", "duplicate mount path"),
+    (
+        "service",
+        "spec.ports",
+        [{"name": "a", "port": 80}, {"name": "a", "port": 81}],
+        "spec.ports[1].name",
+        "duplicate port name",
+    ),
+    (
+        "service",
+        "spec.ports",
+        [{"name": "a", "port": 80}, {"name": "b", "port": 80}],
+        "spec.ports[1].port",
+        "duplicate port 80/TCP",
+    ),
+    (
+        "service",
+        "spec.ports",
+        [{"name": "a", "port": 80}, {"port": 81}],
+        "spec.ports[1].name",
+        "more than one port",
+    ),
+    (
+        "deployment",
+        f"{C}.volumeMounts.1",
+        {"name": "data", "mountPath": "/data"},
+        f"{P}.containers[0].volumeMounts[1].mountPath",
+        "duplicate mount path",
+    ),
     # quantities
-    ("deployment", f"{C}.resources", {"limits": {"cpu": "lots"}}, f"{P}.containers[0].resources.limits.cpu",
-     "is not a quantity"),
-    ("deployment", f"{C}.resources", {"limits": {"memory": "64MB"}},
-     f"{P}.containers[0].resources.limits.memory", "is not a quantity"),
-    ("deployment", f"{C}.resources", {"requests": {"memory": "-1Mi"}},
-     f"{P}.containers[0].resources.requests.memory", "must not be negative"),
-    ("deployment", f"{C}.resources", {"limits": {"cpu": "1"}, "requests": {"cpu": "2"}},
-     f"{P}.containers[0].resources.requests.cpu", "less than or equal to the cpu limit"),
-    ("deployment", f"{C}.resources", {"limits": {"nvidia.com/gpu": 1}},
-     f"{P}.containers[0].resources.limits[nvidia.com/gpu]", "not supported"),
+    (
+        "deployment",
+        f"{C}.resources",
+        {"limits": {"cpu": "lots"}},
+        f"{P}.containers[0].resources.limits.cpu",
+        "is not a quantity",
+    ),
+    (
+        "deployment",
+        f"{C}.resources",
+        {"limits": {"memory": "64MB"}},
+        f"{P}.containers[0].resources.limits.memory",
+        "is not a quantity",
+    ),
+    (
+        "deployment",
+        f"{C}.resources",
+        {"requests": {"memory": "-1Mi"}},
+        f"{P}.containers[0].resources.requests.memory",
+        "must not be negative",
+    ),
+    (
+        "deployment",
+        f"{C}.resources",
+        {"limits": {"cpu": "1"}, "requests": {"cpu": "2"}},
+        f"{P}.containers[0].resources.requests.cpu",
+        "less than or equal to the cpu limit",
+    ),
+    (
+        "deployment",
+        f"{C}.resources",
+        {"limits": {"nvidia.com/gpu": 1}},
+        f"{P}.containers[0].resources.limits[nvidia.com/gpu]",
+        "not supported",
+    ),
     # unsupported fields
-    ("deployment", f"{P}.volumes.0", {"name": "data", "hostPath": {"path": "/tmp"}}, f"{P}.volumes[0].hostPath",
-     "not supported"),
-    ("deployment", f"{P}.volumes.0", {"name": "data", "configMap": {"name": "x"}}, f"{P}.volumes[0].configMap",
-     "not supported"),
-    ("deployment", f"{P}.volumes.0.emptyDir", {"medium": "HugePages"}, f"{P}.volumes[0].emptyDir.medium",
-     'unsupported value "HugePages"'),
-    ("deployment", f"{P}.initContainers", [{"name": "init", "image": "x"}], f"{P}.initContainers", "not supported"),
+    (
+        "deployment",
+        f"{P}.volumes.0",
+        {"name": "data", "hostPath": {"path": "/tmp"}},
+        f"{P}.volumes[0].hostPath",
+        "not supported",
+    ),
+    (
+        "deployment",
+        f"{P}.volumes.0",
+        {"name": "data", "configMap": {"name": "x"}},
+        f"{P}.volumes[0].configMap",
+        "not supported",
+    ),
+    (
+        "deployment",
+        f"{P}.volumes.0.emptyDir",
+        {"medium": "HugePages"},
+        f"{P}.volumes[0].emptyDir.medium",
+        'unsupported value "HugePages"',
+    ),
+    (
+        "deployment",
+        f"{P}.initContainers",
+        [{"name": "init", "image": "x"}],
+        f"{P}.initContainers",
+        "not supported",
+    ),
     ("deployment", f"{P}.hostNetwork", True, f"{P}.hostNetwork", "not supported"),
-    ("deployment", f"{C}.env", [{"name": "A", "valueFrom": {"fieldRef": {}}}], f"{P}.containers[0].env[0].valueFrom",
-     "not supported"),
-    ("deployment", f"{C}.envFrom", [{"configMapRef": {"name": "x"}}], f"{P}.containers[0].envFrom", "not supported"),
-    ("deployment", f"{C}.livenessProbe", {"grpc": {"port": 9000}}, f"{P}.containers[0].livenessProbe.grpc",
-     "not supported"),
+    (
+        "deployment",
+        f"{C}.env",
+        [{"name": "A", "valueFrom": {"fieldRef": {}}}],
+        f"{P}.containers[0].env[0].valueFrom",
+        "not supported",
+    ),
+    (
+        "deployment",
+        f"{C}.envFrom",
+        [{"configMapRef": {"name": "x"}}],
+        f"{P}.containers[0].envFrom",
+        "not supported",
+    ),
+    (
+        "deployment",
+        f"{C}.livenessProbe",
+        {"grpc": {"port": 9000}},
+        f"{P}.containers[0].livenessProbe.grpc",
+        "not supported",
+    ),
     ("deployment", f"{C}.ports.0.hostPort", 8080, f"{P}.containers[0].ports[0].hostPort", "not supported"),
-    ("deployment", f"{C}.ports.0.protocol", "SCTP", f"{P}.containers[0].ports[0].protocol", "unsupported value"),
-    ("deployment", f"{C}.volumeMounts.0.subPath", "x", f"{P}.containers[0].volumeMounts[0].subPath",
-     "not supported"),
-    ("deployment", f"{C}.lifecycle", {"postStart": {"exec": {"command": ["x"]}}},
-     f"{P}.containers[0].lifecycle.postStart", "not supported"),
-    ("deployment", f"{C}.lifecycle", {"preStop": {"httpGet": {"port": 80}}},
-     f"{P}.containers[0].lifecycle.preStop.httpGet", "not supported"),
+    (
+        "deployment",
+        f"{C}.ports.0.protocol",
+        "SCTP",
+        f"{P}.containers[0].ports[0].protocol",
+        "unsupported value",
+    ),
+    (
+        "deployment",
+        f"{C}.volumeMounts.0.subPath",
+        "x",
+        f"{P}.containers[0].volumeMounts[0].subPath",
+        "not supported",
+    ),
+    (
+        "deployment",
+        f"{C}.lifecycle",
+        {"postStart": {"exec": {"command": ["x"]}}},
+        f"{P}.containers[0].lifecycle.postStart",
+        "not supported",
+    ),
+    (
+        "deployment",
+        f"{C}.lifecycle",
+        {"preStop": {"httpGet": {"port": 80}}},
+        f"{P}.containers[0].lifecycle.preStop.httpGet",
+        "not supported",
+    ),
     ("service", "spec.type", "ExternalName", "spec.type", "ExternalName is not supported"),
     ("service", "spec.externalName", "example.com", "spec.externalName", "not supported"),
     # unknown fields
@@ -130,69 +275,196 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("deployment", "bogus", 1, "bogus", "unknown field"),
     ("service", "spec.ports.0.targetport", 80, "spec.ports[0].targetport", "did you mean targetPort?"),
     # probes
-    ("deployment", f"{C}.readinessProbe", {"periodSeconds": 1}, f"{P}.containers[0].readinessProbe",
-     "needs one handler"),
-    ("deployment", f"{C}.readinessProbe", {"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}},
-     f"{P}.containers[0].readinessProbe.exec", "only one handler"),
-    ("deployment", f"{C}.readinessProbe.periodSeconds", 0.01, f"{P}.containers[0].readinessProbe.periodSeconds",
-     "at least 0.05"),
-    ("deployment", f"{C}.readinessProbe.timeoutSeconds", -1, f"{P}.containers[0].readinessProbe.timeoutSeconds",
-     "greater than or equal to 0"),
-    ("deployment", f"{C}.livenessProbe", {"tcpSocket": {"port": 80}, "successThreshold": 2},
-     f"{P}.containers[0].livenessProbe.successThreshold", "must be 1"),
-    ("deployment", f"{C}.readinessProbe.httpGet.port", "metrics", f"{P}.containers[0].readinessProbe.httpGet.port",
-     "names no port"),
-    ("deployment", f"{C}.readinessProbe.httpGet.port", 70000, f"{P}.containers[0].readinessProbe.httpGet.port",
-     "less than or equal to 65535"),
-    ("deployment", f"{C}.readinessProbe.httpGet.port", DELETE, f"{P}.containers[0].readinessProbe.httpGet.port",
-     "required field is missing"),
-    ("deployment", f"{C}.readinessProbe.httpGet.scheme", "FTP", f"{P}.containers[0].readinessProbe.httpGet.scheme",
-     "unsupported value"),
-    ("deployment", f"{C}.readinessProbe.httpGet.path", "health", f"{P}.containers[0].readinessProbe.httpGet.path",
-     'must start with "/"'),
-    ("deployment", f"{C}.startupProbe", {"exec": {"command": []}}, f"{P}.containers[0].startupProbe.exec.command",
-     "required field is missing"),
-    ("deployment", f"{C}.lifecycle", {"preStop": {"sleep": {}}}, f"{P}.containers[0].lifecycle.preStop.sleep.seconds",
-     "required field is missing"),
+    (
+        "deployment",
+        f"{C}.readinessProbe",
+        {"periodSeconds": 1},
+        f"{P}.containers[0].readinessProbe",
+        "needs one handler",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe",
+        {"exec": {"command": ["true"]}, "tcpSocket": {"port": 80}},
+        f"{P}.containers[0].readinessProbe.exec",
+        "only one handler",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.periodSeconds",
+        0.01,
+        f"{P}.containers[0].readinessProbe.periodSeconds",
+        "at least 0.05",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.timeoutSeconds",
+        -1,
+        f"{P}.containers[0].readinessProbe.timeoutSeconds",
+        "greater than or equal to 0",
+    ),
+    (
+        "deployment",
+        f"{C}.livenessProbe",
+        {"tcpSocket": {"port": 80}, "successThreshold": 2},
+        f"{P}.containers[0].livenessProbe.successThreshold",
+        "must be 1",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.httpGet.port",
+        "metrics",
+        f"{P}.containers[0].readinessProbe.httpGet.port",
+        "names no port",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.httpGet.port",
+        70000,
+        f"{P}.containers[0].readinessProbe.httpGet.port",
+        "less than or equal to 65535",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.httpGet.port",
+        DELETE,
+        f"{P}.containers[0].readinessProbe.httpGet.port",
+        "required field is missing",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.httpGet.scheme",
+        "FTP",
+        f"{P}.containers[0].readinessProbe.httpGet.scheme",
+        "unsupported value",
+    ),
+    (
+        "deployment",
+        f"{C}.readinessProbe.httpGet.path",
+        "health",
+        f"{P}.containers[0].readinessProbe.httpGet.path",
+        'must start with "/"',
+    ),
+    (
+        "deployment",
+        f"{C}.startupProbe",
+        {"exec": {"command": []}},
+        f"{P}.containers[0].startupProbe.exec.command",
+        "required field is missing",
+    ),
+    (
+        "deployment",
+        f"{C}.lifecycle",
+        {"preStop": {"sleep": {}}},
+        f"{P}.containers[0].lifecycle.preStop.sleep.seconds",
+        "required field is missing",
+    ),
     # pod spec rules
-    ("deployment", f"{P}.restartPolicy", "Never", f"{P}.restartPolicy", 'unsupported value "Never" (supported: Always)'),
+    (
+        "deployment",
+        f"{P}.restartPolicy",
+        "Never",
+        f"{P}.restartPolicy",
+        'unsupported value "Never" (supported: Always)',
+    ),
     ("replicaset", f"{P}.restartPolicy", "OnFailure", f"{P}.restartPolicy", "supported: Always"),
     ("pod", "spec.restartPolicy", "Sometimes", "spec.restartPolicy", "unsupported value"),
-    ("deployment", f"{C}.imagePullPolicy", "Maybe", f"{P}.containers[0].imagePullPolicy", "unsupported value"),
-    ("deployment", f"{C}.volumeMounts.0.name", "cache", f"{P}.containers[0].volumeMounts[0].name",
-     'no volume named "cache"'),
-    ("deployment", f"{C}.volumeMounts.0.mountPath", "data", f"{P}.containers[0].volumeMounts[0].mountPath",
-     "absolute path"),
+    (
+        "deployment",
+        f"{C}.imagePullPolicy",
+        "Maybe",
+        f"{P}.containers[0].imagePullPolicy",
+        "unsupported value",
+    ),
+    (
+        "deployment",
+        f"{C}.volumeMounts.0.name",
+        "cache",
+        f"{P}.containers[0].volumeMounts[0].name",
+        'no volume named "cache"',
+    ),
+    (
+        "deployment",
+        f"{C}.volumeMounts.0.mountPath",
+        "data",
+        f"{P}.containers[0].volumeMounts[0].mountPath",
+        "absolute path",
+    ),
     ("deployment", f"{C}.image", "nginx 1.25", f"{P}.containers[0].image", "must not contain spaces"),
     # strategy
     ("deployment", "spec.strategy", {"type": "BlueGreen"}, "spec.strategy.type", "unsupported value"),
-    ("deployment", "spec.strategy", {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
-     "spec.strategy.rollingUpdate", "Recreate"),
-    ("deployment", "spec.strategy", {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}},
-     "spec.strategy.rollingUpdate.maxUnavailable", "may not be 0 when maxSurge is 0"),
-    ("deployment", "spec.strategy", {"rollingUpdate": {"maxSurge": "lots"}}, "spec.strategy.rollingUpdate.maxSurge",
-     "percentage"),
-    ("deployment", "spec.strategy", {"rollingUpdate": {"maxUnavailable": "150%"}},
-     "spec.strategy.rollingUpdate.maxUnavailable", "greater than 100%"),
-    ("deployment", "spec.strategy", {"rollingUpdate": {"maxSurge": -1}}, "spec.strategy.rollingUpdate.maxSurge",
-     "greater than or equal to 0"),
+    (
+        "deployment",
+        "spec.strategy",
+        {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
+        "spec.strategy.rollingUpdate",
+        "Recreate",
+    ),
+    (
+        "deployment",
+        "spec.strategy",
+        {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}},
+        "spec.strategy.rollingUpdate.maxUnavailable",
+        "may not be 0 when maxSurge is 0",
+    ),
+    (
+        "deployment",
+        "spec.strategy",
+        {"rollingUpdate": {"maxSurge": "lots"}},
+        "spec.strategy.rollingUpdate.maxSurge",
+        "percentage",
+    ),
+    (
+        "deployment",
+        "spec.strategy",
+        {"rollingUpdate": {"maxUnavailable": "150%"}},
+        "spec.strategy.rollingUpdate.maxUnavailable",
+        "greater than 100%",
+    ),
+    (
+        "deployment",
+        "spec.strategy",
+        {"rollingUpdate": {"maxSurge": -1}},
+        "spec.strategy.rollingUpdate.maxSurge",
+        "greater than or equal to 0",
+    ),
     ("deployment", "spec.progressDeadlineSeconds", 5, "spec.progressDeadlineSeconds", None),
-    ("deployment", "spec.revisionHistoryLimit", -1, "spec.revisionHistoryLimit", "greater than or equal to 0"),
+    (
+        "deployment",
+        "spec.revisionHistoryLimit",
+        -1,
+        "spec.revisionHistoryLimit",
+        "greater than or equal to 0",
+    ),
     # services
     ("service", "spec.clusterIP", "10.0.0.300", "spec.clusterIP", "IPv4 address"),
     ("service", "spec.ports.0.targetPort", "8080", "spec.ports[0].targetPort", "at least one letter"),
     ("service", "spec.ports.0.targetPort", 0, "spec.ports[0].targetPort", "greater than or equal to 1"),
     ("service", "spec.ports.0.port", "80", "spec.ports[0].port", "expected an integer"),
     ("service", "spec.selector", ["app=web"], "spec.selector", "expected a mapping"),
-    ("service", "metadata.annotations", {"meshd.io/lb-algorithm": "fastest"},
-     "metadata.annotations[meshd.io/lb-algorithm]", "unknown algorithm"),
-    ("service", "metadata.annotations", {"meshd.io/retries": "-1"}, "metadata.annotations[meshd.io/retries]",
-     "non-negative"),
+    (
+        "service",
+        "metadata.annotations",
+        {"meshd.io/lb-algorithm": "fastest"},
+        "metadata.annotations[meshd.io/lb-algorithm]",
+        "unknown algorithm",
+    ),
+    (
+        "service",
+        "metadata.annotations",
+        {"meshd.io/retries": "-1"},
+        "metadata.annotations[meshd.io/retries]",
+        "non-negative",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("base", "path", "value", "field", "words"), CASES, ids=[f"{c[0]}:{c[1]}={c[2]!r}"[:80] for c in CASES])
-def test_error_names_document_and_field_path(base: str, path: str, value: Any, field: str, words: str | None) -> None:
+@pytest.mark.parametrize(
+    ("base", "path", "value", "field", "words"), CASES, ids=[f"{c[0]}:{c[1]}={c[2]!r}"[:80] for c in CASES]
+)
+def test_error_names_document_and_field_path(
+    base: str, path: str, value: Any, field: str, words: str | None
+) -> None:
     doc = patched(base, path, value)
     if base == "deployment" and path == "spec.progressDeadlineSeconds":
         doc["spec"]["minReadySeconds"] = 10
@@ -245,7 +517,9 @@ def test_yaml_problems(text: str, words: str) -> None:
 
 def test_yaml_error_names_the_document() -> None:
     text = to_yaml(patched("pod", "", None)) + "---\nkind: [\n"
-    with pytest.raises(ManifestError, match=r"^x.yaml: document 2: YAML syntax error at line \d+, column \d+"):
+    with pytest.raises(
+        ManifestError, match=r"^x.yaml: document 2: YAML syntax error at line \d+, column \d+"
+    ):
         load_documents(text, source="x.yaml")
 
 
@@ -259,7 +533,11 @@ def test_billion_laughs_fails_cleanly() -> None:
 
 
 def test_list_item_errors_name_the_item() -> None:
-    doc = {"apiVersion": "v1", "kind": "List", "items": [patched("pod", "", None), patched("pod", "spec.foo", 1)]}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [patched("pod", "", None), patched("pod", "spec.foo", 1)],
+    }
     with pytest.raises(ManifestError) as info:
         load_documents(to_yaml(doc), source="list.yaml")
     assert str(info.value).startswith("list.yaml: document 1 item 1 (Pod one): spec.foo: unknown field")
@@ -273,7 +551,9 @@ def test_list_in_list_is_rejected() -> None:
 
 
 def test_line_points_at_the_field() -> None:
-    text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n    image: 5\n"
+    text = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n    image: 5\n"
+    )
     with pytest.raises(ManifestError) as info:
         load_documents(text)
     assert info.value.line == 8

@@ -15,9 +15,22 @@ from test_manifests_helpers import BASES
 from meshd.manifests import ManifestError, load_documents, template_hash, to_manifest
 from meshd.model.objects import Deployment, ReplicaSet
 
-FUZZ = settings(max_examples=int(os.environ.get("MESHD_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("MESHD_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
-YAML_TOKENS = [*"abcdeknmpsv019 :-[]{},&*!|>'\"#%@`?\n\t.=~<\\", "\n  ", "---\n", ": ", "- ", "<<: ", "&a ", "*a"]
+YAML_TOKENS = [
+    *"abcdeknmpsv019 :-[]{},&*!|>'\"#%@`?\n\t.=~<\\",
+    "\n  ",
+    "---\n",
+    ": ",
+    "- ",
+    "<<: ",
+    "&a ",
+    "*a",
+]
 YAMLISH = st.lists(st.sampled_from(YAML_TOKENS), max_size=60).map("".join)
 
 scalars = st.one_of(
@@ -26,11 +39,15 @@ scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
-    st.sampled_from(["", "web", "http", "None", "80", "500m", "64Mi", "Always", "TCP", "/", "25%", "-1", "é"]),
+    st.sampled_from(
+        ["", "web", "http", "None", "80", "500m", "64Mi", "Always", "TCP", "/", "25%", "-1", "é"]
+    ),
 )
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -37,7 +37,7 @@ from meshd.manifests.quantity import (
         ("+1", 1000),
     ],
 )
-def test_parse_cpu(text: str | int | float, millicores: int) -> None:
+def test_parse_cpu(text: str | float, millicores: int) -> None:
     assert parse_cpu(text) == millicores
 
 
@@ -66,14 +66,35 @@ def test_parse_cpu(text: str | int | float, millicores: int) -> None:
         ("0", 0),
     ],
 )
-def test_parse_memory(text: str | int | float, num_bytes: int) -> None:
+def test_parse_memory(text: str | float, num_bytes: int) -> None:
     assert parse_memory(text) == num_bytes
 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "m", "Mi", "1.2.3", "1Ki2", "abc", "1 Mi", "0x10", "64MB", "1mi", "1KI", "1e", "--1", "1e99", "9Ei",
-     "1" * 80, True, None, [], float("nan"), float("inf")],
+    [
+        "",
+        "m",
+        "Mi",
+        "1.2.3",
+        "1Ki2",
+        "abc",
+        "1 Mi",
+        "0x10",
+        "64MB",
+        "1mi",
+        "1KI",
+        "1e",
+        "--1",
+        "1e99",
+        "9Ei",
+        "1" * 80,
+        True,
+        None,
+        [],
+        float("nan"),
+        float("inf"),
+    ],
 )
 def test_bad_quantities(text: object) -> None:
     with pytest.raises(QuantityError):
@@ -96,7 +117,8 @@ def test_format_cpu(millicores: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("num_bytes", "text"), [(64 * 2**20, "64Mi"), (10**9, "1G"), (1000, "1k"), (1500, "1500"), (0, "0"), (2**30, "1Gi")]
+    ("num_bytes", "text"),
+    [(64 * 2**20, "64Mi"), (10**9, "1G"), (1000, "1k"), (1500, "1500"), (0, "0"), (2**30, "1Gi")],
 )
 def test_format_memory(num_bytes: int, text: str) -> None:
     assert format_memory(num_bytes) == text

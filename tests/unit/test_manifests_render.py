@@ -71,7 +71,10 @@ def test_to_manifest_fills_defaults_and_keeps_user_values() -> None:
     assert container["resources"]["requests"]["cpu"] == "500m"  # defaulted from the limit
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["readinessProbe"]["periodSeconds"] == 10
-    assert out["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    assert out["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+    }
     assert out["spec"]["template"]["spec"]["restartPolicy"] == "Always"
     assert dep.raw == doc  # printing never changes the stored document
     out["metadata"]["name"] = "changed"
@@ -89,8 +92,12 @@ def test_objects_made_in_code_render_from_their_fields() -> None:
     (dep,) = load_documents(to_yaml(patched("deployment", "", None))).objects
     name = f"web-{template_hash(dep.template)}"
     labels = {**dep.template.metadata.labels, TEMPLATE_HASH_LABEL: template_hash(dep.template)}
-    template = dataclasses.replace(dep.template, metadata=dataclasses.replace(dep.template.metadata, labels=labels))
-    rs = ReplicaSet(metadata=ObjectMeta(name=name, labels=labels), replicas=3, selector=dep.selector, template=template)
+    template = dataclasses.replace(
+        dep.template, metadata=dataclasses.replace(dep.template.metadata, labels=labels)
+    )
+    rs = ReplicaSet(
+        metadata=ObjectMeta(name=name, labels=labels), replicas=3, selector=dep.selector, template=template
+    )
     out = to_manifest(rs)
     assert out == render(rs)
     assert out["kind"] == "ReplicaSet" and out["metadata"]["name"] == name
