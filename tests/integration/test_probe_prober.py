@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from aiohttp import web
@@ -11,6 +11,18 @@ from aiohttp import web
 from meshd.model.objects import Container, ContainerPort, ExecAction, HTTPGetAction, Probe, TCPSocketAction
 from meshd.probe.exec import run_subprocess
 from meshd.probe.worker import ContainerProber
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_calls() -> Iterator[None]:
+    """Fails a test whose code blocks the event loop (blockbuster, when installed)."""
+    try:
+        from blockbuster import blockbuster_ctx
+    except ImportError:
+        yield
+        return
+    with blockbuster_ctx("meshd"):
+        yield
 
 
 class App:
