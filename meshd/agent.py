@@ -17,10 +17,12 @@ from pathlib import Path
 
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
+from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
 from meshd.manifests.quantity import parse_cpu, parse_memory
+from meshd.metrics import REGISTRY
 from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
@@ -88,6 +90,7 @@ class Agent:
             drain=self._drain_pod,
             on_service_address=self._service_address,
         )
+        self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(
             state_dir=self.state_dir,
             api_url=f"http://{self.api_host}:{self.api_port}",
@@ -171,6 +174,7 @@ class Agent:
             if component is not None:
                 await component.close()
         await self.driver.close()
+        REGISTRY.unregister(self._metrics)
 
 
 def _memory_bytes() -> int:

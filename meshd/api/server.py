@@ -10,7 +10,7 @@ import logging
 from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from meshd.api import kube
 from meshd.controller.loop import Controller
@@ -25,6 +25,8 @@ from meshd.registry.drain import DrainCoordinator
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch streams (sidecars and clients).",
+                          registry=REGISTRY)
 MAX_BODY = 8 * 1024 * 1024
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
              "endpoints": "Endpoints"}
@@ -336,6 +338,7 @@ class ApiServer:
         if sidecar:
             self.drain.connect(sidecar, key)
         updates = self.registry.watch(key)
+        WATCH_SUBSCRIBERS.inc()
         try:
             async for item in _with_heartbeats(updates, HEARTBEAT_SECONDS):
                 if item is None:
@@ -348,6 +351,7 @@ class ApiServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            WATCH_SUBSCRIBERS.dec()
             await updates.aclose()
             if sidecar:
                 self.drain.disconnect(sidecar)

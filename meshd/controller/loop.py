@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.events import EventLog
+from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.plan import PodView, ReplicaSetView, plan_replicaset, plan_rollout, rollout_complete
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.records import (
@@ -334,7 +335,9 @@ class Controller:
         while True:
             await self._kick_event.wait()
             self._kick_event.clear()
-            self.reconcile()
+            with RECONCILE_DURATION.time():
+                self.reconcile()
+            RECONCILES.inc()
             await asyncio.sleep(0)
 
     def reconcile(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal
 
 from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
+from meshd.controller.metrics import CONTAINER_RESTARTS, restart_reason
 from meshd.driver.base import (
     INFRA_CONTAINER,
     LABEL_CONTAINER,
@@ -298,6 +299,7 @@ class PodWorker:
                 await self._restart(status)
 
     async def _restart(self, status: ContainerStatus) -> None:
+        CONTAINER_RESTARTS.labels(restart_reason((status.last_termination or {}).get("reason", ""))).inc()
         status.restart_at = None
         old_id = status.id
         status.restart_count += 1
@@ -327,6 +329,7 @@ class PodWorker:
         self._publish()
         await self._ensure_sandbox()
         for status in self.containers.values():
+            CONTAINER_RESTARTS.labels("sandbox").inc()
             status.id = None
             status.restart_count += 1
             status.backoff = status.backoff.started(self._backoff, now=self._clock())

@@ -17,10 +17,12 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
+from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
     INFRA_CONTAINER,
     LABEL_AGENT,
@@ -37,7 +39,6 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
-from meshd.driver import ContainerNotFound, ExecTimeout
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,9 @@ def event_from_docker(raw: Mapping[str, Any]) -> ContainerEvent | None:
     )
 
 
-def kube_command(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[list[str] | None, list[str] | None]:
+def kube_command(
+    command: tuple[str, ...], args: tuple[str, ...]
+) -> tuple[list[str] | None, list[str] | None]:
     """Kubernetes command/args -> Docker (entrypoint, cmd): command replaces ENTRYPOINT (and drops CMD), args CMD."""
     return (list(command) or None, list(args) or None)
 
@@ -160,7 +163,9 @@ class DockerDriver:
         self.pull_timeout = pull_timeout
         self.pause_image = pause_image
         self.event_stream_restarts = 0  # how often the events stream reconnected (consumers may resync)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="meshd-docker")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=pool_size, thread_name_prefix="meshd-docker"
+        )
         self._pool_size = pool_size
         self._client: Any = None
         self._client_lock = threading.Lock()
@@ -200,7 +205,7 @@ class DockerDriver:
         future = loop.run_in_executor(self._pool, self._guarded, what, fn, args)
         try:
             return await asyncio.wait_for(future, timeout or self.call_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DriverError(
                 f"docker {what} timed out after {timeout or self.call_timeout:.0f}s "
                 f"(is the engine at {self.docker_host} wedged?)"
@@ -223,7 +228,9 @@ class DockerDriver:
                 self._client = None  # reconnect next time (the engine may have restarted)
             raise self._unreachable(exc) from exc
         except requests.exceptions.ReadTimeout as exc:
-            raise DriverError(f"docker {what} timed out (is the engine at {self.docker_host} wedged?)") from exc
+            raise DriverError(
+                f"docker {what} timed out (is the engine at {self.docker_host} wedged?)"
+            ) from exc
         except docker.errors.DockerException as exc:
             raise DriverError(f"docker {what}: {exc}") from exc
 
@@ -264,7 +271,9 @@ class DockerDriver:
                     driver="bridge",
                     options={"com.docker.network.bridge.name": self.network[:15]},
                     ipam=IPAMConfig(
-                        pool_configs=[IPAMPool(subnet=self.subnet, gateway=self.gateway, iprange=self.ip_range)]
+                        pool_configs=[
+                            IPAMPool(subnet=self.subnet, gateway=self.gateway, iprange=self.ip_range)
+                        ]
                     ),
                     labels={LABEL_MANAGED: "true"},
                     check_duplicate=True,
@@ -405,7 +414,9 @@ class DockerDriver:
             return
         lock = self._pull_locks.setdefault(image, asyncio.Lock())
         async with lock:
-            if policy == "IfNotPresent" and await self._call(f"inspect image {image}", self._image_present, image):
+            if policy == "IfNotPresent" and await self._call(
+                f"inspect image {image}", self._image_present, image
+            ):
                 return  # pulled by a concurrent start
             try:
                 await self._call(f"pull {image}", self._pull, image, timeout=self.pull_timeout)
@@ -458,7 +469,12 @@ class DockerDriver:
             )  # fmt: skip
         kwargs: dict[str, Any] = {
             "name": _safe_name(
-                "meshd", spec.spec.namespace, spec.spec.pod, c.name, str(spec.restart_count), secrets.token_hex(3)
+                "meshd",
+                spec.spec.namespace,
+                spec.spec.pod,
+                c.name,
+                str(spec.restart_count),
+                secrets.token_hex(3),
             ),
             "entrypoint": entrypoint,
             "command": cmd,
@@ -491,7 +507,9 @@ class DockerDriver:
                 raise
             return str(container.id)
 
-        return await self._call(f"start container {c.name} of {spec.spec.namespace}/{spec.spec.pod}", create_and_start)
+        return await self._call(
+            f"start container {c.name} of {spec.spec.namespace}/{spec.spec.pod}", create_and_start
+        )
 
     async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:
         """SIGTERM, then SIGKILL after grace_seconds (rounded up to whole seconds, as the engine counts)."""
@@ -506,7 +524,9 @@ class DockerDriver:
             pass
 
     async def remove_container(self, container_id: str) -> None:
-        await self._call(f"remove {container_id[:12]}", lambda: self._remove_quietly(self._docker().api, container_id))
+        await self._call(
+            f"remove {container_id[:12]}", lambda: self._remove_quietly(self._docker().api, container_id)
+        )
 
     # --- observation -------------------------------------------------------------------------------
 
@@ -515,9 +535,7 @@ class DockerDriver:
         summaries = await self._call(
             "list containers", lambda: self._docker().api.containers(all=True, filters=filters)
         )
-        results = await asyncio.gather(
-            *(self.inspect(s["Id"]) for s in summaries), return_exceptions=True
-        )
+        results = await asyncio.gather(*(self.inspect(s["Id"]) for s in summaries), return_exceptions=True)
         observed: list[ObservedContainer] = []
         for result in results:
             if isinstance(result, ContainerNotFound) or result is None:
@@ -544,7 +562,10 @@ class DockerDriver:
         stop = threading.Event()
         holder: dict[str, Any] = {}
         thread = threading.Thread(
-            target=self._pump_events, args=(loop, queue, stop, holder), name="meshd-docker-events", daemon=True
+            target=self._pump_events,
+            args=(loop, queue, stop, holder),
+            name="meshd-docker-events",
+            daemon=True,
         )
         thread.start()
         try:
@@ -611,7 +632,7 @@ class DockerDriver:
                     if event is not None:
                         loop.call_soon_threadsafe(queue.put_nowait, event)
                 self._streams.discard(stream)
-            except Exception as exc:  # engine gone or restarting: retry with backoff
+            except Exception as exc:  # noqa: BLE001 - engine gone or restarting: retry with backoff
                 if stop.is_set():
                     break
                 log.warning("docker events stream failed (%s); retrying in %.1fs", exc, backoff)
@@ -633,7 +654,9 @@ class DockerDriver:
             return await self._call(f"exec in {container_id[:12]}", run, timeout=timeout)
         except DriverError as exc:
             if "timed out" in str(exc):
-                raise ExecTimeout(f"exec {list(command)} in {container_id[:12]} timed out after {timeout}s") from exc
+                raise ExecTimeout(
+                    f"exec {list(command)} in {container_id[:12]} timed out after {timeout}s"
+                ) from exc
             raise
 
     async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:

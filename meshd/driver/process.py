@@ -17,9 +17,9 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import AsyncIterator, Mapping
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
@@ -132,7 +132,9 @@ class ProcessDriver:
 
     name = "process"
 
-    def __init__(self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16"):
+    def __init__(
+        self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16"
+    ):
         self.agent_id = agent_id
         self.dir = Path(state_dir) / "process-driver"
         self.records_dir = self.dir / "records"
@@ -226,8 +228,15 @@ class ProcessDriver:
     async def create_sandbox(self, spec: SandboxSpec) -> Sandbox:
         self._ensure_started()
         if spec.share_process_namespace:
-            self._warn_once("pidns", "shareProcessNamespace is implicit: every process sees the host's processes")
-        labels = {**spec.labels, LABEL_MANAGED: "true", LABEL_AGENT: self.agent_id, LABEL_CONTAINER: INFRA_CONTAINER}
+            self._warn_once(
+                "pidns", "shareProcessNamespace is implicit: every process sees the host's processes"
+            )
+        labels = {
+            **spec.labels,
+            LABEL_MANAGED: "true",
+            LABEL_AGENT: self.agent_id,
+            LABEL_CONTAINER: INFRA_CONTAINER,
+        }
         async with self._lock:
             used = {r.address for r in self._records.values() if r.kind == "sandbox" and r.address}
             address = pick_address(used, self.pod_network)  # type: ignore[arg-type]
@@ -282,7 +291,8 @@ class ProcessDriver:
         }
         for vm in c.volume_mounts:
             self._warn_once(
-                "volumes", "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath"
+                "volumes",
+                "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
             path = self.volumes_dir / spec.sandbox.id / vm.name
             path.mkdir(parents=True, exist_ok=True)
@@ -298,7 +308,8 @@ class ProcessDriver:
         }
         container_id = "pc-" + secrets.token_hex(8)
         log_path = self.logs_dir / f"{container_id}.log"
-        with open(log_path, "ab") as log_file:
+        log_file = await asyncio.to_thread(open, log_path, "ab")
+        with log_file:
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
@@ -454,10 +465,12 @@ class ProcessDriver:
                 start_new_session=True,
             )
         except OSError as exc:
-            return ExecResult(exit_code=126 if not isinstance(exc, FileNotFoundError) else 127, output=str(exc).encode())
+            return ExecResult(
+                exit_code=126 if not isinstance(exc, FileNotFoundError) else 127, output=str(exc).encode()
+            )
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
@@ -469,7 +482,8 @@ class ProcessDriver:
         path = self.logs_dir / f"{container_id}.log"
         if container_id not in self._records:
             raise ContainerNotFound(f"container {container_id} does not exist")
-        with open(path, "rb") as fh:
+        fh = await asyncio.to_thread(open, path, "rb")
+        with fh:
             data = await asyncio.to_thread(fh.read)
             if tail is not None:
                 lines = data.splitlines(keepends=True)

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = docker.from_env(timeout=300)
         client.ping()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable engine
         print(f"Docker engine not reachable: {exc}: start dockerd or set DOCKER_HOST", file=sys.stderr)
         return 1
     names = list(BUILDERS) if "all" in args.images else args.images

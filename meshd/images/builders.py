@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from meshd.images.rootfs import (
     ImageBuildError,
@@ -154,9 +155,19 @@ def _precompile(stdlib: Path) -> None:
     if sys.version_info[:2] != (3, 11):
         return
     proc = subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "-j0", "-x", r"(test|idlelib|tkinter|lib2to3)", str(stdlib)],
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j0",
+            "-x",
+            r"(test|idlelib|tkinter|lib2to3)",
+            str(stdlib),
+        ],
         capture_output=True,
         text=True,
+        check=False,
     )
     if proc.returncode != 0:  # some files may fail to compile; the image still works without their .pyc
         log.debug("compileall: %s", proc.stdout[-500:])

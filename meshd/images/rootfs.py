@@ -14,8 +14,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def fetch_debs(packages: Sequence[str], *, cache: Path | None = None, timeout: f
                 capture_output=True,
                 text=True,
                 timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise ImageBuildError(f"apt-get download {' '.join(missing)} timed out after {timeout}s") from exc
@@ -88,14 +90,14 @@ def extract_debs(debs: Sequence[Path], root: Path) -> None:
     if shutil.which("dpkg") is None:
         raise ImageBuildError("dpkg is needed to unpack .debs (dpkg -x)")
     for deb in debs:
-        proc = subprocess.run(["dpkg", "-x", str(deb), str(root)], capture_output=True, text=True)
+        proc = subprocess.run(["dpkg", "-x", str(deb), str(root)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ImageBuildError(f"dpkg -x {deb} failed: {proc.stderr.strip()}")
 
 
 def busybox_applets(busybox: Path) -> list[str]:
     """Applet paths (e.g. `bin/sh`, `usr/sbin/httpd`) of a static busybox, asked from the binary itself."""
-    proc = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, timeout=30, check=False)
     if proc.returncode != 0:
         raise ImageBuildError(f"{busybox} --list-full failed: {proc.stderr.strip()}")
     return [line.strip().lstrip("/") for line in proc.stdout.splitlines() if line.strip()]
