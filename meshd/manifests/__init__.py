@@ -3,7 +3,7 @@
 from meshd.manifests import quantity
 from meshd.manifests.errors import ManifestError
 from meshd.manifests.hashing import TEMPLATE_HASH_LABEL, template_hash
-from meshd.manifests.loader import LoadResult, load_documents
+from meshd.manifests.loader import LoadResult, load_documents, load_objects
 from meshd.manifests.render import render, to_manifest
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "LoadResult",
     "ManifestError",
     "load_documents",
+    "load_objects",
     "quantity",
     "render",
     "template_hash",

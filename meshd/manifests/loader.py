@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath, ManifestError
-from meshd.manifests.meta import SERVER_FIELDS, read_object_meta
+from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
 from meshd.manifests.reader import DocumentReader, describe_value
 from meshd.manifests.services import read_service
@@ -41,9 +42,26 @@ class LoadResult:
 
 def load_documents(text: str, *, source: str = "<stdin>") -> LoadResult:
     """Parses and validates every document (a `v1 List`'s items too); raises ManifestError on the first problem."""
+    return _load_all(parse_documents(text, source=source), source=source)
+
+
+def load_objects(documents: Iterable[Any], *, source: str = "<data>") -> LoadResult:
+    """As load_documents, for documents already parsed (JSON bodies, stored state): no YAML step, so no
+    line numbers; each document is copied, so the caller's dicts never become an object's `raw`."""
+    parsed = []
+    for index, data in enumerate(documents, start=1):
+        try:
+            data = json.loads(json.dumps(data, allow_nan=False))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ManifestError(f"not a JSON-like document: {exc}", source=source, document=index) from None
+        parsed.append(RawDocument(index, data, 0, {}))
+    return _load_all(parsed, source=source)
+
+
+def _load_all(documents: Iterable[RawDocument], *, source: str) -> LoadResult:
     warnings: list[str] = []
     objects: list[KubeObject] = []
-    for document in parse_documents(text, source=source):
+    for document in documents:
         if document.data is None:
             continue
         objects.extend(_load_document(document, source=source, warnings=warnings))
@@ -147,4 +165,4 @@ def _read_pod(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMe
     return Pod(metadata=metadata, spec=spec, raw=doc)
 
 
-__all__ = ["SERVER_FIELDS", "LoadResult", "ManifestError", "load_documents"]
+__all__ = ["LoadResult", "ManifestError", "load_documents", "load_objects"]

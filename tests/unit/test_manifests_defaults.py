@@ -343,3 +343,17 @@ def test_unknown_top_level_key_is_an_error() -> None:
         load_documents(
             "base: 1\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 1}]}\n"
         )
+
+
+def test_load_objects_takes_parsed_documents() -> None:
+    from meshd.manifests import ManifestError, load_objects
+
+    doc = patched("deployment", "", None)
+    result = load_objects([doc, None, patched("service", "", None)], source="state")
+    assert [o.kind for o in result.objects] == ["Deployment", "Service"]
+    assert result.objects[0].raw == doc and result.objects[0].raw is not doc
+    assert result.objects == load_documents(to_yaml(doc, patched("service", "", None))).objects
+    with pytest.raises(ManifestError, match=r"^state: document 2 \(Pod one\): spec.replicas: unknown field"):
+        load_objects([doc, patched("pod", "spec.replicas", 1)], source="state")
+    with pytest.raises(ManifestError, match="not a JSON-like document"):
+        load_objects([{"a": {1, 2}}])
