@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 

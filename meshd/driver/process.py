@@ -256,8 +256,8 @@ class ProcessDriver:
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         """Removes the sandbox's containers (killing live ones), its volumes and its address."""
-        for record in [r for r in self._records.values() if r.sandbox == sandbox_id]:
-            await self.remove_container(record.id)
+        for member in [r for r in self._records.values() if r.sandbox == sandbox_id]:
+            await self.remove_container(member.id)
         record = self._records.get(sandbox_id)
         if record is None:
             return
@@ -356,8 +356,13 @@ class ProcessDriver:
             fd = -1
         try:
             if fd >= 0 and proc_alive(pid, record.proc_start):
-                ready = loop.create_future()
-                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+                ready: asyncio.Future[None] = loop.create_future()
+
+                def on_exit() -> None:
+                    if not ready.done():
+                        ready.set_result(None)
+
+                loop.add_reader(fd, on_exit)
                 try:
                     await ready
                 finally:
@@ -429,10 +434,12 @@ class ProcessDriver:
     async def list_managed(self) -> list[ObservedContainer]:
         out = []
         for record in list(self._records.values()):
-            if record.kind == "container" and record.state == "running" and record.pid is not None:
-                if not proc_alive(record.pid, record.proc_start) and record.id not in self._watchers:
-                    self._mark_exited(record.id, None)
-                    record = self._records.get(record.id, record)
+            unwatched = (
+                record.kind == "container" and record.state == "running" and record.id not in self._watchers
+            )
+            if unwatched and record.pid is not None and not proc_alive(record.pid, record.proc_start):
+                self._mark_exited(record.id, None)  # died while nobody watched it
+                record = self._records.get(record.id, record)
             out.append(record.observed())
         return out
 

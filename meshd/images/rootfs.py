@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,18 @@ def extract_debs(debs: Sequence[Path], root: Path) -> None:
     if shutil.which("dpkg") is None:
         raise ImageBuildError("dpkg is needed to unpack .debs (dpkg -x)")
     for deb in debs:
-        proc = subprocess.run(["dpkg", "-x", str(deb), str(root)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["dpkg", "-x", str(deb), str(root)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise ImageBuildError(f"dpkg -x {deb} failed: {proc.stderr.strip()}")
 
 
 def busybox_applets(busybox: Path) -> list[str]:
     """Applet paths (e.g. `bin/sh`, `usr/sbin/httpd`) of a static busybox, asked from the binary itself."""
-    proc = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [str(busybox), "--list-full"], capture_output=True, text=True, timeout=30, check=False
+    )
     if proc.returncode != 0:
         raise ImageBuildError(f"{busybox} --list-full failed: {proc.stderr.strip()}")
     return [line.strip().lstrip("/") for line in proc.stdout.splitlines() if line.strip()]
@@ -132,7 +136,7 @@ def is_static_elf(path: Path) -> bool:
         return False
     if data[:4] != b"\x7fELF" or data[4] != 2:  # 64-bit only
         return False
-    order = "little" if data[5] == 1 else "big"
+    order: Literal["little", "big"] = "little" if data[5] == 1 else "big"
     phoff = int.from_bytes(data[0x20:0x28], order)
     phentsize = int.from_bytes(data[0x36:0x38], order)
     phnum = int.from_bytes(data[0x38:0x3A], order)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,9 @@ class Harness:
 
     async def run(self, sandbox: Sandbox, spec: SandboxSpec, name: str, script: str, **kw: Any) -> str:
         container = Container(name=name, image=self.image, command=("busybox", "sh", "-c", script), **kw)
-        return await self.driver.start_container(ContainerSpec(sandbox=sandbox, spec=spec, container=container))
+        return await self.driver.start_container(
+            ContainerSpec(sandbox=sandbox, spec=spec, container=container)
+        )
 
 
 @pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "process"])
@@ -139,7 +142,9 @@ async def test_sandbox_and_container_start(harness: Harness) -> None:
     observed = {o.id: o for o in await harness.driver.list_managed()}
     assert observed[sandbox.id].is_infra and observed[sandbox.id].address == sandbox.address
     assert observed[cid].state == "running"
-    assert observed[cid].container == "app" and observed[cid].pod == "web-1" and observed[cid].restart_count == 0
+    assert (
+        observed[cid].container == "app" and observed[cid].pod == "web-1" and observed[cid].restart_count == 0
+    )
 
 
 async def test_two_containers_of_a_pod_talk_over_the_pod_network(harness: Harness) -> None:
@@ -153,7 +158,9 @@ async def test_two_containers_of_a_pod_talk_over_the_pod_network(harness: Harnes
 
     async def fetch() -> bytes:
         r = await harness.driver.exec(
-            client, ("busybox", "sh", "-c", "busybox wget -qO- http://${POD_IP:-127.0.0.1}:18080/"), timeout=10
+            client,
+            ("busybox", "sh", "-c", "busybox wget -qO- http://${POD_IP:-127.0.0.1}:18080/"),
+            timeout=10,
         )
         return r.output if r.exit_code == 0 else b""
 

@@ -8,8 +8,9 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,11 @@ SLEEPER = ("sh", "-c", "while :; do sleep 1; done")
 
 def pod_spec(name: str, **kw: Any) -> SandboxSpec:
     return SandboxSpec(
-        namespace="default", pod=name, hostname=name, labels={LABEL_NAMESPACE: "default", LABEL_POD: name}, **kw
+        namespace="default",
+        pod=name,
+        hostname=name,
+        labels={LABEL_NAMESPACE: "default", LABEL_POD: name},
+        **kw,
     )
 
 
@@ -63,7 +68,10 @@ async def next_event(queue: asyncio.Queue[ContainerEvent], action: str, cid: str
 
 
 async def test_memory_limit_is_enforced_and_oom_is_reported(
-    docker_driver: DockerDriver, busybox_image: str, docker_client: Any, event_queue: asyncio.Queue[ContainerEvent]
+    docker_driver: DockerDriver,
+    busybox_image: str,
+    docker_client: Any,
+    event_queue: asyncio.Queue[ContainerEvent],
 ) -> None:
     spec = pod_spec("hungry")
     sandbox = await docker_driver.create_sandbox(spec)
@@ -84,11 +92,16 @@ async def test_memory_limit_is_enforced_and_oom_is_reported(
 
 
 async def test_docker_kill_and_rm_behind_our_back_produce_events(
-    docker_driver: DockerDriver, busybox_image: str, docker_client: Any, event_queue: asyncio.Queue[ContainerEvent]
+    docker_driver: DockerDriver,
+    busybox_image: str,
+    docker_client: Any,
+    event_queue: asyncio.Queue[ContainerEvent],
 ) -> None:
     spec = pod_spec("victim")
     sandbox = await docker_driver.create_sandbox(spec)
-    cid = await start(docker_driver, sandbox, spec, Container(name="app", image=busybox_image, command=SLEEPER))
+    cid = await start(
+        docker_driver, sandbox, spec, Container(name="app", image=busybox_image, command=SLEEPER)
+    )
     await next_event(event_queue, "start", cid)
     killed_at = time.time()
     await asyncio.to_thread(subprocess.run, ["docker", "kill", cid], check=True, capture_output=True)
@@ -96,12 +109,16 @@ async def test_docker_kill_and_rm_behind_our_back_produce_events(
     print(f"docker kill -> die event: {(time.time() - killed_at) * 1000:.0f} ms (incl. the CLI)")
     assert died.exit_code == 137 and died.labels[LABEL_POD] == "victim"
 
-    other = await start(docker_driver, sandbox, spec, Container(name="other", image=busybox_image, command=SLEEPER))
+    other = await start(
+        docker_driver, sandbox, spec, Container(name="other", image=busybox_image, command=SLEEPER)
+    )
     await asyncio.to_thread(docker_client.api.remove_container, other, force=True)
     assert (await next_event(event_queue, "destroy", other)).labels[LABEL_POD] == "victim"
 
 
-async def test_emptydir_is_shared_and_memory_medium_is_tmpfs(docker_driver: DockerDriver, busybox_image: str) -> None:
+async def test_emptydir_is_shared_and_memory_medium_is_tmpfs(
+    docker_driver: DockerDriver, busybox_image: str
+) -> None:
     spec = pod_spec("sharing", volumes=(Volume("data"), Volume("scratch", medium="Memory")))
     sandbox = await docker_driver.create_sandbox(spec)
     mounts = (VolumeMount("data", "/data"), VolumeMount("scratch", "/scratch"))
@@ -115,7 +132,9 @@ async def test_emptydir_is_shared_and_memory_medium_is_tmpfs(docker_driver: Dock
     await start(docker_driver, sandbox, spec, writer)
     rid = await start(docker_driver, sandbox, spec, reader)
     for _ in range(50):
-        result = await docker_driver.exec(rid, ("sh", "-c", "cat /data/f /scratch/g; grep /scratch /proc/mounts"), timeout=10)
+        result = await docker_driver.exec(
+            rid, ("sh", "-c", "cat /data/f /scratch/g; grep /scratch /proc/mounts"), timeout=10
+        )
         if result.exit_code == 0:
             break
         await asyncio.sleep(0.1)
@@ -124,11 +143,15 @@ async def test_emptydir_is_shared_and_memory_medium_is_tmpfs(docker_driver: Dock
     assert await docker_driver.list_managed() == []
 
 
-async def test_pod_gets_hostname_and_cluster_dns_config(docker_driver: DockerDriver, busybox_image: str) -> None:
+async def test_pod_gets_hostname_and_cluster_dns_config(
+    docker_driver: DockerDriver, busybox_image: str
+) -> None:
     spec = pod_spec("named", dns_search=("default.svc.cluster.local", "svc.cluster.local", "cluster.local"))
     sandbox = await docker_driver.create_sandbox(spec)
     assert sandbox.address.startswith("10.213.")
-    cid = await start(docker_driver, sandbox, spec, Container(name="app", image=busybox_image, command=SLEEPER))
+    cid = await start(
+        docker_driver, sandbox, spec, Container(name="app", image=busybox_image, command=SLEEPER)
+    )
     result = await docker_driver.exec(cid, ("sh", "-c", "hostname; cat /etc/resolv.conf"), timeout=10)
     text = result.output.decode()
     assert text.startswith("named\n")
@@ -140,7 +163,9 @@ async def test_command_replaces_entrypoint_and_args_replace_cmd(
 ) -> None:
     spec = pod_spec("argv")
     sandbox = await docker_driver.create_sandbox(spec)
-    only_args = Container(name="a", image=busybox_image, args=("echo", "from-args"))  # replaces the image's CMD
+    only_args = Container(
+        name="a", image=busybox_image, args=("echo", "from-args")
+    )  # replaces the image's CMD
     both = Container(name="b", image=busybox_image, command=("echo", "cmd"), args=("and-args",))
     outputs = []
     for container in (only_args, both):
@@ -149,10 +174,14 @@ async def test_command_replaces_entrypoint_and_args_replace_cmd(
     assert outputs == [b"from-args\n", b"cmd and-args\n"]
 
 
-async def test_image_pull_policies_without_a_registry(docker_driver: DockerDriver, busybox_image: str) -> None:
+async def test_image_pull_policies_without_a_registry(
+    docker_driver: DockerDriver, busybox_image: str
+) -> None:
     spec = pod_spec("policies")
     sandbox = await docker_driver.create_sandbox(spec)
-    missing = Container(name="m", image="meshd-test/does-not-exist:1", command=SLEEPER, image_pull_policy="Never")
+    missing = Container(
+        name="m", image="meshd-test/does-not-exist:1", command=SLEEPER, image_pull_policy="Never"
+    )
     with pytest.raises(DriverError, match="not present and imagePullPolicy is Never"):
         await start(docker_driver, sandbox, spec, missing)
     always = Container(name="a", image=busybox_image, command=SLEEPER, image_pull_policy="Always")
@@ -161,7 +190,9 @@ async def test_image_pull_policies_without_a_registry(docker_driver: DockerDrive
 
 async def test_unreachable_engine_gives_a_clear_error(agent_id: str, tmp_path: Path) -> None:
     driver = DockerDriver(agent_id=agent_id, docker_host=f"unix://{tmp_path}/nothing.sock", call_timeout=5)
-    with pytest.raises(DriverError, match="Docker engine not reachable at .*start dockerd or set DOCKER_HOST"):
+    with pytest.raises(
+        DriverError, match="Docker engine not reachable at .*start dockerd or set DOCKER_HOST"
+    ):
         await driver.start()
     await driver.close()
 
@@ -169,7 +200,9 @@ async def test_unreachable_engine_gives_a_clear_error(agent_id: str, tmp_path: P
 async def test_usage_reads_the_cgroup(docker_driver: DockerDriver, busybox_image: str) -> None:
     spec = pod_spec("busy")
     sandbox = await docker_driver.create_sandbox(spec)
-    cid = await start(docker_driver, sandbox, spec, Container(name="app", image=busybox_image, command=SLEEPER))
+    cid = await start(
+        docker_driver, sandbox, spec, Container(name="app", image=busybox_image, command=SLEEPER)
+    )
     usage = await docker_driver.usage(cid)
     if usage is None:
         pytest.skip("cgroup v1 files of docker containers are not visible here")
@@ -196,7 +229,9 @@ def local_registry(tmp_path: Path) -> Any:
         f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
         f"http: {{addr: 127.0.0.1:{port}}}\n"
     )
-    proc = subprocess.Popen([str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -57,7 +57,11 @@ def test_die_event_keeps_labels_and_exit_code() -> None:
     }  # fmt: skip
     event = event_from_docker(raw)
     assert event == ContainerEvent(
-        action="die", id="abc", labels={"io.meshd.pod": "web-1"}, exit_code=137, time=event.time if event else 0
+        action="die",
+        id="abc",
+        labels={"io.meshd.pod": "web-1"},
+        exit_code=137,
+        time=event.time if event else 0,
     )
     assert event.time == pytest.approx(1_700_000_000.25)
 
@@ -81,7 +85,10 @@ def test_inspect_reports_oom_and_exit_code_and_address() -> None:
     }  # fmt: skip
     observed = observed_from_inspect(attrs, "meshd0")
     assert (observed.state, observed.exit_code, observed.oom_killed, observed.address) == (
-        "exited", 137, True, "10.213.0.7"
+        "exited",
+        137,
+        True,
+        "10.213.0.7",
     )
     assert observed.finished_at == observed.started_at + 1 and observed.is_infra
 
@@ -97,7 +104,9 @@ def test_running_container_has_no_exit_code() -> None:
     [((), (), (None, None)), (("sh", "-c"), ("echo",), (["sh", "-c"], ["echo"])),
      (("app",), (), (["app"], None)), ((), ("--flag",), (None, ["--flag"]))],
 )  # fmt: skip
-def test_kube_command_maps_command_to_entrypoint_and_args_to_cmd(command: tuple, args: tuple, expected: tuple) -> None:
+def test_kube_command_maps_command_to_entrypoint_and_args_to_cmd(
+    command: tuple, args: tuple, expected: tuple
+) -> None:
     assert kube_command(command, args) == expected
 
 
