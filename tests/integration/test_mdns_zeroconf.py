@@ -143,6 +143,13 @@ async def test_a_browser_in_another_process_sees_the_service_come_and_go(browser
             "meshd": "1",
         }
 
+        registry.upsert_service(  # a new Service address: an update under the same instance name
+            ServiceInfo(ServiceKey("default", "web"), "127.214.0.7", (PortInfo("http", 80, 8080),)),
+            {"app": "web"},
+        )
+        updated = await browser.next_event("updated", WEB)
+        assert updated["addresses"] == ["127.214.0.7"] and updated["server"] == "n1-127-214-0-7.local."
+
         registry.upsert_pod(web_pod("web-1", ready=False))  # nothing ready: goodbye
         await browser.next_event("removed", WEB)
 
