@@ -76,7 +76,19 @@ class MdnsAdvertiser:
         if self._task is not None:
             return
         self._stop_listening = self._registry.listen(self._on_update)
+        self._start_worker()
+        self._wake.set()
+
+    def _start_worker(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mdns-advertiser")
+        self._task.add_done_callback(self._on_worker_done)
+
+    def _on_worker_done(self, task: asyncio.Task[None]) -> None:
+        if task is not self._task or task.cancelled():
+            return
+        log.error("mDNS: the advertiser worker died; restarting it", exc_info=task.exception())
+        ERRORS.inc()
+        self._start_worker()
         self._wake.set()
 
     async def close(self) -> None:
@@ -87,9 +99,9 @@ class MdnsAdvertiser:
         if self._retry:
             self._retry.cancel()
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            task, self._task = self._task, None  # None first: a cancelled worker is not restarted
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if self._zc is None:
             return
         await asyncio.gather(*(self._unregister(key) for key in list(self._published)))

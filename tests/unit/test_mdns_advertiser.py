@@ -212,3 +212,25 @@ def test_metrics_exist_from_start() -> None:
     for action in ("register", "update", "unregister"):
         assert REGISTRY.get_sample_value("meshd_mdns_announcements_total", {"action": action}) is not None
     assert REGISTRY.get_sample_value("meshd_mdns_services") is not None
+
+
+async def test_a_worker_that_dies_is_restarted(setup: Any, caplog: Any) -> None:
+    registry, fake, advertiser = setup
+    await advertiser.wait_idle()
+    original = advertiser._idle.set
+    calls = []
+
+    def explode_once() -> None:  # a bug outside the guarded reconcile kills the worker once
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        original()
+
+    advertiser._idle.set = explode_once
+    registry.upsert_service(web_service(), {"app": "web"})
+    registry.upsert_pod(web_pod("web-1", ready=True))
+    await asyncio.sleep(0.05)
+    advertiser._idle.set = original
+    await advertiser.wait_idle()
+    assert WEB in fake.registered
+    assert "worker died; restarting" in caplog.text
