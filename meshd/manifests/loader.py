@@ -77,7 +77,9 @@ def _load_all(documents: Iterable[RawDocument], *, source: str) -> LoadResult:
 
 
 def _load_document(document: RawDocument, *, source: str, warnings: list[str]) -> list[KubeObject]:
-    reader = DocumentReader(source=source, document=document.index, lines=document.lines, warnings=warnings)
+    reader = DocumentReader(
+        source=source, document=document.index, lines=document.lines, texts=document.texts, warnings=warnings
+    )
     doc = reader.mapping(document.data, ())
     kind = doc.get("kind")
     if isinstance(kind, str) and kind.endswith("List") and kind not in API_VERSIONS:
@@ -100,6 +102,7 @@ def _load_list(
             document=document.index,
             item=i,
             lines=document.lines,
+            texts=document.texts,
             line_base=("items", i),
             warnings=warnings,
         )

@@ -43,6 +43,7 @@ class DocumentReader:
         document: int | None,
         item: int | None = None,
         lines: Mapping[FieldPath, int] | None = None,
+        texts: Mapping[FieldPath, str] | None = None,
         line_base: FieldPath = (),
         warnings: list[str] | None = None,
     ) -> None:
@@ -50,6 +51,7 @@ class DocumentReader:
         self.document = document
         self.item = item
         self.lines = lines or {}
+        self.texts = texts or {}
         self.line_base = line_base
         self.warnings: list[str] = warnings if warnings is not None else []
         self.kind: str | None = None
@@ -141,13 +143,10 @@ class DocumentReader:
 
     def as_string(self, value: Any, path: FieldPath, *, allow_empty: bool = True) -> str:
         if not isinstance(value, str):
-            hint = (
-                f' (quote it: "{value}")'
-                if isinstance(value, (int, float)) and not isinstance(value, bool)
-                else ""
-            )
-            if isinstance(value, bool):
-                hint = f' (quote it: "{"true" if value else "false"}")'
+            written = self.texts.get(self.line_base + path)
+            if written is None and isinstance(value, (int, float)):
+                written = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            hint = f' (quote it: "{written}")' if written is not None and written != "" else ""
             raise self.fail(path, f"expected a string, got {describe_value(value)}{hint}")
         if not allow_empty and value == "":
             raise self.fail(path, "must not be empty")
@@ -272,5 +271,6 @@ class DocumentReader:
             return None
         problem = check(value)
         if problem:
-            raise self.fail(path, f'invalid name "{value}": {problem}')
+            shown = value if len(value) <= 64 else value[:61] + "..."
+            raise self.fail(path, f'invalid name "{shown}": {problem}')
         return value

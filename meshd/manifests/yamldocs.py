@@ -24,6 +24,7 @@ class RawDocument:
     data: Any
     line: int
     lines: Mapping[FieldPath, int] = field(default_factory=dict, repr=False)
+    texts: Mapping[FieldPath, str] = field(default_factory=dict, repr=False)  # as written, for non-strings
 
 
 def parse_documents(text: str, *, source: str) -> list[RawDocument]:
@@ -48,7 +49,9 @@ def parse_documents(text: str, *, source: str) -> list[RawDocument]:
             converter = _Converter(loader, source=source, document=index)
             converter.lines[()] = node.start_mark.line + 1
             data = converter.convert(node, ())
-            documents.append(RawDocument(index, data, node.start_mark.line + 1, converter.lines))
+            documents.append(
+                RawDocument(index, data, node.start_mark.line + 1, converter.lines, converter.texts)
+            )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -80,6 +83,7 @@ class _Converter:
         self.source = source
         self.document = document
         self.lines: dict[FieldPath, int] = {}
+        self.texts: dict[FieldPath, str] = {}
         self.count = 0
         self.active: set[int] = set()
         self.explicit: dict[int, int] = {}  # mapping node -> how many of its pairs the document wrote itself
@@ -136,18 +140,20 @@ class _Converter:
         return result
 
     def key(self, node: ScalarNode, path: FieldPath) -> str:
-        value = self.scalar(node, path)
+        value = self.scalar(node, path, record=False)
         if isinstance(value, bool):
             return "true" if value else "false"
         if value is None:
             raise self.fail("a mapping key must be a string, got null", path, node)
         return value if isinstance(value, str) else str(value)
 
-    def scalar(self, node: ScalarNode, path: FieldPath) -> Any:
+    def scalar(self, node: ScalarNode, path: FieldPath, *, record: bool = True) -> Any:
         if node.tag == f"{_TAG}timestamp":
             return node.value  # as Kubernetes' YAML-to-JSON step: a timestamp stays text
         if node.tag not in _SCALARS:
             raise self.fail(f"unsupported YAML tag {node.tag}", path, node)
+        if record and node.tag != f"{_TAG}str":
+            self.texts[path] = node.value  # "yes" read as true: a message can show what was written
         construct: Callable[[yaml.SafeLoader, Node], Any] = self.loader.yaml_constructors[node.tag]
         try:
             return construct(self.loader, node)

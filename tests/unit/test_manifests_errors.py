@@ -557,3 +557,18 @@ def test_line_points_at_the_field() -> None:
     with pytest.raises(ManifestError) as info:
         load_documents(text)
     assert info.value.line == 8
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("yes", 'boolean true (quote it: "yes")'),
+        ("0x1F", 'integer 31 (quote it: "0x1F")'),
+        ("1.10", 'number 1.1 (quote it: "1.10")'),
+    ],
+)
+def test_unquoted_scalars_are_shown_as_written(written: str, shown: str) -> None:
+    text = f"apiVersion: v1\nkind: Pod\nmetadata: {{name: a}}\nspec:\n  containers:\n  - name: c\n    image: x\n    env: [{{name: A, value: {written}}}]\n"
+    with pytest.raises(ManifestError) as info:
+        load_documents(text)
+    assert f"spec.containers[0].env[0].value: expected a string, got {shown}" in str(info.value)
