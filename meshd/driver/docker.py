@@ -301,12 +301,12 @@ class DockerDriver:
 
     async def add_service_address(self, ip: str) -> None:
         """Adds ip/32 to the bridge so host processes (the node sidecar) can bind it; idempotent."""
-        await self._ip_addr("add", ip, ok_if="File exists")
+        await self._ip_addr("add", ip, ok_if=("File exists", "already assigned"))
 
     async def remove_service_address(self, ip: str) -> None:
-        await self._ip_addr("del", ip, ok_if="Cannot assign requested address")
+        await self._ip_addr("del", ip, ok_if=("Cannot assign requested address", "Address not found"))
 
-    async def _ip_addr(self, verb: str, ip: str, *, ok_if: str) -> None:
+    async def _ip_addr(self, verb: str, ip: str, *, ok_if: tuple[str, ...]) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
                 "ip", "addr", verb, f"{ip}/32", "dev", self.network[:15],
@@ -316,7 +316,7 @@ class DockerDriver:
             raise DriverError("the `ip` command (iproute2) is needed to manage Service addresses") from exc
         _, err = await proc.communicate()
         text = err.decode(errors="replace").strip()
-        if proc.returncode != 0 and ok_if not in text:
+        if proc.returncode != 0 and not any(ok in text for ok in ok_if):
             raise DriverError(f"ip addr {verb} {ip}/32 dev {self.network[:15]} failed: {text}")
 
     # --- sandboxes ---------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import socket
 import subprocess
 import time
@@ -85,6 +87,7 @@ async def test_memory_limit_is_enforced_and_oom_is_reported(
     cid = await start(docker_driver, sandbox, spec, hog)
     host_config = docker_client.api.inspect_container(cid)["HostConfig"]
     assert host_config["Memory"] == 32 * 1024 * 1024 and host_config["NanoCpus"] == 500_000_000
+    await next_event(event_queue, "oom", cid)
     died = await next_event(event_queue, "die", cid)
     assert died.exit_code == 137
     observed = await docker_driver.inspect(cid)
@@ -264,3 +267,19 @@ async def test_if_not_present_pulls_from_a_local_registry(
         await docker_driver.remove_sandbox(sandbox.id) if "sandbox" in locals() else None
         with contextlib.suppress(Exception):
             docker_client.images.remove(ref)
+
+
+async def test_service_address_on_the_bridge_can_be_bound(docker_driver: DockerDriver) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("adding addresses to the bridge needs root")
+    vip = f"10.213.255.{200 + secrets.randbelow(50)}"
+    await docker_driver.add_service_address(vip)
+    await docker_driver.add_service_address(vip)  # idempotent
+    try:
+        with socket.socket() as s:
+            s.bind((vip, 0))
+    finally:
+        await docker_driver.remove_service_address(vip)
+    await docker_driver.remove_service_address(vip)  # idempotent
+    with pytest.raises(OSError), socket.socket() as s:
+        s.bind((vip, 0))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
 from meshd.driver.base import ContainerEvent, Usage
 from meshd.driver.docker import (
+    DockerDriver,
     container_state,
     event_from_docker,
     kube_command,
@@ -124,3 +127,54 @@ def test_cgroup_v1_usage_is_working_set(tmp_path: Path) -> None:
     (mem / "memory.stat").write_text("cache 5\ntotal_inactive_file 250000\n")
     assert read_cgroup_v1_usage(tmp_path, "docker", "c1") == Usage(cpu_seconds=2.5, memory_bytes=750000)
     assert read_cgroup_v1_usage(tmp_path, "docker", "missing") is None
+
+
+class FakeStream:
+    def __init__(self, events: list[dict], *, then: str) -> None:
+        self.events, self.then, self.closed = events, then, threading.Event()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from self.events
+        if self.then == "fail":
+            raise ConnectionError("engine went away")
+        self.closed.wait(10)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class FakeClient:
+    def __init__(self, stream: FakeStream, calls: list[dict]) -> None:
+        self.stream, self.calls = stream, calls
+        self.api = self
+
+    def events(self, **kwargs: object) -> FakeStream:
+        self.calls.append(kwargs)
+        return self.stream
+
+    def close(self) -> None:
+        pass
+
+
+def raw_event(action: str, cid: str, nano: int) -> dict:
+    return {"Type": "container", "Action": action, "id": cid, "timeNano": nano, "Actor": {"Attributes": {}}}
+
+
+async def test_events_reconnect_and_replay_without_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
+    died = raw_event("die", "a", 1_700_000_000_000_000_001)
+    started = raw_event("start", "b", 1_700_000_000_000_000_002)
+    streams = [FakeStream([died], then="fail"), FakeStream([died, started], then="block")]
+    calls: list[dict] = []
+    driver = DockerDriver(agent_id="unit")
+    monkeypatch.setattr(driver, "_make_client", lambda **_: FakeClient(streams.pop(0), calls))
+    received = []
+    events = driver.events()
+    async with asyncio.timeout(10):
+        while len(received) < 2:
+            received.append(await anext(events))
+    await events.aclose()
+    assert [(e.action, e.id) for e in received] == [("die", "a"), ("start", "b")]
+    assert calls[1]["since"] == "1700000000.000000001"  # replays from the last event seen
+    assert calls[0]["filters"]["label"] == ["io.meshd.managed=true", "io.meshd.agent=unit"]
+    assert driver.event_stream_restarts == 1
+    await driver.close()
