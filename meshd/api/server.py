@@ -5,6 +5,7 @@ message; nothing a client sends can take the agent down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any, AsyncIterator, Callable
@@ -352,7 +353,8 @@ class ApiServer:
             pass
         finally:
             WATCH_SUBSCRIBERS.dec()
-            await updates.aclose()
+            with contextlib.suppress(RuntimeError):  # cancelled while the generator was waiting
+                await updates.aclose()
             if sidecar:
                 self.drain.disconnect(sidecar)
             self._streams.discard(response)
