@@ -1,0 +1,399 @@
+"""Writes grafana/dashboards/*.json: `python grafana/build_dashboards.py` (the JSON files are committed).
+
+One place defines every panel and its PromQL, so the three dashboards share one style. Rules the unit tests
+check: every query names only metrics meshd defines, no query filters on the `job` label (the user names jobs),
+every panel and target uses the `$datasource` variable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+SCHEMA_VERSION = 39
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: str = "timeseries"  # timeseries | stat
+    description: str = ""
+    width: int = 12
+    height: int = 8
+    stack: bool = False
+    min: float | None = 0
+    max: float | None = None
+    overrides: tuple[dict[str, Any], ...] = field(default=())
+
+
+def q(expr: str, legend: str = "") -> Query:
+    return Query(" ".join(expr.split()), legend)
+
+
+def hq(quantile: float, bucket_metric: str, selector: str, by: str) -> Query:
+    """histogram_quantile over the rate of a `_bucket` series, summed by `by` (plus `le`)."""
+    return q(
+        f"histogram_quantile({quantile}, sum by ({by + ', ' if by else ''}le) "
+        f"(rate({bucket_metric}{selector}[{RATE}])))",
+        f"{'{{' + by.split(',')[0].strip() + '}} ' if by else ''}p{int(quantile * 100)}",
+    )
+
+
+def row(title: str) -> dict[str, Any]:
+    return {"type": "row", "title": title, "collapsed": False, "panels": []}
+
+
+def variable_datasource() -> dict[str, Any]:
+    return {
+        "name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+        "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [], "refresh": 1,
+        "regex": "", "skipUrlSync": False,
+    }  # fmt: skip
+
+
+def variable_query(name: str, label: str, query: str, *, regex: str = "") -> dict[str, Any]:
+    """A multi-value `label_values` variable with an All option matching everything."""
+    return {
+        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+        "definition": query, "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "current": {}, "hide": 0, "includeAll": True, "allValue": ".*", "multi": True, "options": [],
+        "refresh": 2, "regex": regex, "skipUrlSync": False, "sort": 1,
+    }  # fmt: skip
+
+
+def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    targets = [
+        {"datasource": DATASOURCE, "expr": query.expr, "legendFormat": query.legend or "__auto",
+         "range": True, "instant": False, "editorMode": "code", "refId": chr(ord("A") + i)}
+        for i, query in enumerate(panel.queries)
+    ]  # fmt: skip
+    defaults: dict[str, Any] = {"unit": panel.unit, "color": {"mode": "palette-classic"}}
+    if panel.min is not None:
+        defaults["min"] = panel.min
+    if panel.max is not None:
+        defaults["max"] = panel.max
+    out: dict[str, Any] = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": list(panel.overrides)},
+    }
+    if panel.kind == "timeseries":
+        defaults["custom"] = {
+            "drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if panel.stack else 0, "showPoints": "never",
+            "spanNulls": False, "stacking": {"mode": "normal" if panel.stack else "none", "group": "A"},
+        }  # fmt: skip
+        out["options"] = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    else:
+        defaults["color"] = {"mode": "thresholds"}
+        defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
+        out["options"] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value", "graphMode": "area", "justifyMode": "auto", "orientation": "auto",
+            "textMode": "auto",
+        }  # fmt: skip
+    return out
+
+
+def layout(sections: list[tuple[str, list[Panel]]]) -> list[dict[str, Any]]:
+    """Rows of panels flowing left to right on Grafana's 24-column grid."""
+    panels: list[dict[str, Any]] = []
+    next_id, y = 1, 0
+    for title, section in sections:
+        header = row(title)
+        header["id"], header["gridPos"] = next_id, {"h": 1, "w": 24, "x": 0, "y": y}
+        panels.append(header)
+        next_id, y, x, line_height = next_id + 1, y + 1, 0, 0
+        for panel in section:
+            if x + panel.width > 24:
+                x, y, line_height = 0, y + line_height, 0
+            panels.append(panel_json(panel, next_id, x, y))
+            next_id += 1
+            x += panel.width
+            line_height = max(line_height, panel.height)
+        y += line_height
+    return panels
+
+
+def dashboard(*, uid: str, title: str, description: str, tags: list[str], variables: list[dict[str, Any]],
+              sections: list[tuple[str, list[Panel]]]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["meshd", *tags],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "10s",
+        "time": {"from": "now-30m", "to": "now"},
+        "timepicker": {},
+        "timezone": "",
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "annotations": {"list": [{
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
+        }]},  # fmt: skip
+        "links": [{
+            "title": "meshd", "type": "dashboards", "tags": ["meshd"], "asDropdown": True, "includeVars": False,
+            "keepTime": True, "icon": "external link", "targetBlank": False, "tooltip": "", "url": "",
+        }],  # fmt: skip
+        "templating": {"list": variables},
+        "panels": layout(sections),
+    }
+
+
+# --- selectors -----------------------------------------------------------------------------------------------
+
+SVC = '{service=~"$namespace/$service"}'  # the sidecar labels a Service "namespace/name"
+DEPLOY = '{namespace=~"$namespace", deployment=~"$deployment"}'
+
+
+def svc(extra: str = "") -> str:
+    return SVC if not extra else SVC[:-1] + ", " + extra + "}"
+
+
+def deploy(extra: str = "") -> str:
+    return DEPLOY if not extra else DEPLOY[:-1] + ", " + extra + "}"
+
+
+SERVICE_VARIABLES = [
+    variable_datasource(),
+    variable_query("namespace", "Namespace", "label_values(meshd_sidecar_requests_total, service)",
+                   regex="/^([^/]+)\\//"),
+    variable_query("service", "Service", 'label_values(meshd_sidecar_requests_total{service=~"$namespace/.*"}, service)',
+                   regex="/^[^/]+\\/(.+)$/"),
+]  # fmt: skip
+DEPLOYMENT_VARIABLES = [
+    variable_datasource(),
+    variable_query("namespace", "Namespace", "label_values(meshd_deployment_replicas, namespace)"),
+    variable_query("deployment", "Deployment",
+                   'label_values(meshd_deployment_replicas{namespace=~"$namespace"}, deployment)'),
+]  # fmt: skip
+
+SVC_NOT_5XX = svc('code_class!="5xx"')
+DEPLOY_DESIRED = deploy('state="desired"')
+DEPLOY_AVAILABLE = deploy('state="available"')
+DEPLOY_OTHER = deploy('state=~"current|updated|ready"')
+SUCCESS_RATE = (
+    f"sum by (service) (rate(meshd_sidecar_requests_total{SVC_NOT_5XX}[{RATE}])) "
+    f"/ sum by (service) (rate(meshd_sidecar_requests_total{SVC}[{RATE}]))"
+)
+
+
+def overview() -> dict[str, Any]:
+    stats = [
+        Panel("Services with ready endpoints", (q('count(sum by (service) (meshd_sidecar_endpoints{state="ready"}) > 0)'),),
+              kind="stat", width=4, height=4, description="Services the node's sidecar can send traffic to."),
+        Panel("Deployments rolled out", (q("sum(meshd_deployment_rollout_complete)"),), kind="stat", width=4, height=4,
+              description="Deployments whose latest rollout is complete."),
+        Panel("Deployments failing", (q("sum(meshd_deployment_rollout_failed)"),), kind="stat", width=4, height=4,
+              description="Deployments whose rollout exceeded progressDeadlineSeconds."),
+        Panel("Running pods", (q('sum(meshd_pods{phase="Running"})'),), kind="stat", width=4, height=4),
+        Panel("Request rate", (q(f"sum(rate(meshd_sidecar_requests_total[{RATE}]))"),), unit="reqps", kind="stat",
+              width=4, height=4, description="Requests per second through the node's sidecar, all Services."),
+        Panel("Success rate", (q(f'sum(rate(meshd_sidecar_requests_total{{code_class!="5xx"}}[{RATE}])) '
+                                 f"/ sum(rate(meshd_sidecar_requests_total[{RATE}]))"),),
+              unit="percentunit", kind="stat", width=4, height=4, max=1,
+              description="Share of proxied requests answered without a 5xx, all Services."),
+    ]  # fmt: skip
+    traffic = [
+        Panel("Requests by Service", (q(f"sum by (service) (rate(meshd_sidecar_requests_total[{RATE}]))", "{{service}}"),),
+              unit="reqps", width=8),
+        Panel("Success rate by Service", (q(
+            f'sum by (service) (rate(meshd_sidecar_requests_total{{code_class!="5xx"}}[{RATE}])) '
+            f"/ sum by (service) (rate(meshd_sidecar_requests_total[{RATE}]))", "{{service}}"),),
+              unit="percentunit", width=8, max=1),
+        Panel("p99 latency by Service", (hq(0.99, "meshd_sidecar_request_duration_seconds_bucket", "", "service"),),
+              unit="s", width=8),
+        Panel("Endpoints by Service", (q("sum by (service, state) (meshd_sidecar_endpoints)", "{{service}} {{state}}"),),
+              width=8, description="Ready endpoints in the sidecar's balancers, and those ejected as outliers."),
+        Panel("Pods by phase", (q("sum by (phase) (meshd_pods)", "{{phase}}"),), width=8, stack=True),
+        Panel("Container restarts by reason",
+              (q(f"sum by (reason) (increase(meshd_container_restarts_total[{RATE}]))", "{{reason}}"),), width=8),
+        Panel("Scrape targets up", (q("sum by (meshd_component) (up)", "{{meshd_component}}"),), width=8,
+              description="Targets Prometheus scrapes successfully, by the component label meshd's HTTP SD sets."),
+        Panel("DNS queries", (q(f"sum by (rcode) (rate(meshd_dns_queries_total[{RATE}]))", "{{rcode}}"),),
+              unit="reqps", width=8),
+        Panel("Endpoint watch subscribers", (q("sum(meshd_watch_subscribers)", "watchers"),), width=8,
+              description="Open endpoint watch streams: sidecars and clients following the registry."),
+    ]  # fmt: skip
+    return dashboard(
+        uid="meshd-overview",
+        title="meshd — mesh overview",
+        description="The whole mesh at a glance: traffic, endpoints, workloads, restarts and discovery.",
+        tags=["overview"],
+        variables=[variable_datasource()],
+        sections=[("Mesh", stats), ("Traffic and workloads", traffic)],
+    )
+
+
+def golden_signals() -> dict[str, Any]:
+    signals = [
+        Panel("Request rate", (q(f"sum by (service) (rate(meshd_sidecar_requests_total{SVC}[{RATE}]))", "{{service}}"),),
+              unit="reqps", width=8, description="Requests per second the sidecar proxied, per Service."),
+        Panel("Success rate", (q(SUCCESS_RATE, "{{service}}"),), unit="percentunit", width=8, max=1,
+              description="Share of requests answered without a 5xx (Linkerd's success rate), per Service."),
+        Panel("Latency", (
+            hq(0.5, "meshd_sidecar_request_duration_seconds_bucket", SVC, "service"),
+            hq(0.95, "meshd_sidecar_request_duration_seconds_bucket", SVC, "service"),
+            hq(0.99, "meshd_sidecar_request_duration_seconds_bucket", SVC, "service"),
+        ), unit="s", width=8, description="p50, p95 and p99 of request duration as the client sees it, per Service."),
+        Panel("Requests by status class", (
+            q(f"sum by (code_class) (rate(meshd_sidecar_requests_total{SVC}[{RATE}]))", "{{code_class}}"),),
+              unit="reqps", width=8, stack=True),
+        Panel("Requests by method", (
+            q(f"sum by (method) (rate(meshd_sidecar_requests_total{SVC}[{RATE}]))", "{{method}}"),),
+              unit="reqps", width=8, stack=True),
+        Panel("In-flight requests", (q(f"sum by (service) (meshd_sidecar_in_flight_requests{SVC})", "{{service}}"),),
+              width=8),
+    ]  # fmt: skip
+    upstream = [
+        Panel("Attempts by outcome", (
+            q(f"sum by (service, outcome) (rate(meshd_sidecar_upstream_attempts_total{SVC}[{RATE}]))",
+              "{{service}} {{outcome}}"),), unit="reqps", width=8,
+              description="Attempts sent to endpoints (a request with retries makes several)."),
+        Panel("Attempts by endpoint", (
+            q(f"sum by (service, endpoint) (rate(meshd_sidecar_upstream_attempts_total{SVC}[{RATE}]))",
+              "{{endpoint}}"),), unit="reqps", width=8, stack=True,
+              description="How the balancer spreads attempts over the Service's endpoints."),
+        Panel("Retries", (q(f"sum by (service) (rate(meshd_sidecar_retries_total{SVC}[{RATE}]))", "{{service}}"),),
+              unit="reqps", width=8),
+        Panel("Endpoints ready and ejected", (
+            q(f"sum by (service, state) (meshd_sidecar_endpoints{SVC})", "{{service}} {{state}}"),), width=8,
+              description="Ready endpoints the balancer uses, and those passive outlier detection ejected."),
+        Panel("Ejections", (q(f"sum by (service) (increase(meshd_sidecar_ejections_total{SVC}[{RATE}]))",
+                              "{{service}}"),), width=8),
+        Panel("Client connections", (q("sum(meshd_sidecar_active_connections)", "open"),), width=8,
+              description="Client connections open on the sidecar (all Services)."),
+    ]  # fmt: skip
+    return dashboard(
+        uid="meshd-golden-signals",
+        title="meshd — service golden signals",
+        description="Per-Service request rate, success rate and latency from the sidecars, with retries and ejections.",
+        tags=["services"],
+        variables=SERVICE_VARIABLES,
+        sections=[("Golden signals", signals), ("Upstream: endpoints, retries, ejections", upstream)],
+    )
+
+
+def control_plane() -> dict[str, Any]:
+    workloads = [
+        Panel("Replicas: desired vs available", (
+            q(f"sum by (namespace, deployment) (meshd_deployment_replicas{DEPLOY_DESIRED})",
+              "{{deployment}} desired"),
+            q(f"sum by (namespace, deployment) (meshd_deployment_replicas{DEPLOY_AVAILABLE})",
+              "{{deployment}} available"),
+        ), width=12),
+        Panel("Replicas by state", (
+            q(f"sum by (deployment, state) (meshd_deployment_replicas{DEPLOY_OTHER})",
+              "{{deployment}} {{state}}"),), width=12),
+        Panel("Rollout complete", (
+            q(f"sum by (deployment) (meshd_deployment_rollout_complete{DEPLOY})", "{{deployment}}"),),
+              width=12, height=6, max=1, description="1 once a Deployment's latest rollout is complete."),
+        Panel("Rollout failed", (
+            q(f"sum by (deployment) (meshd_deployment_rollout_failed{DEPLOY})", "{{deployment}}"),),
+              width=12, height=6, max=1, description="1 when a rollout exceeded progressDeadlineSeconds."),
+        Panel("Pods by phase", (q("sum by (phase) (meshd_pods)", "{{phase}}"),), width=12, stack=True),
+        Panel("Container restarts by reason", (
+            q(f"sum by (reason) (increase(meshd_container_restarts_total[{RATE}]))", "{{reason}}"),), width=12,
+              description="crash, liveness, startup, oom, sandbox (the pod's infra container died)."),
+    ]  # fmt: skip
+    controller = [
+        Panel("Reconcile rate", (q(f"sum(rate(meshd_reconciles_total[{RATE}]))", "passes/s"),), unit="ops", width=12),
+        Panel("Reconcile latency", (
+            hq(0.5, "meshd_reconcile_duration_seconds_bucket", "", ""),
+            hq(0.99, "meshd_reconcile_duration_seconds_bucket", "", ""),
+        ), unit="s", width=12),
+    ]  # fmt: skip
+    probes = [
+        Panel("Probe results", (
+            q(f"sum by (probe, result) (rate(meshd_probe_total[{RATE}]))", "{{probe}} {{result}}"),),
+              unit="ops", width=8),
+        Panel("Probe latency p99", (hq(0.99, "meshd_probe_duration_seconds_bucket", "", "probe"),), unit="s", width=8),
+        Panel("Readiness transitions", (
+            q(f"sum by (to) (increase(meshd_readiness_transitions_total[{RATE}]))", "to {{to}}"),), width=8),
+    ]  # fmt: skip
+    discovery = [
+        Panel("DNS queries by rcode", (
+            q(f"sum by (rcode) (rate(meshd_dns_queries_total[{RATE}]))", "{{rcode}}"),), unit="reqps", width=8),
+        Panel("DNS queries by type", (
+            q(f"sum by (qtype) (rate(meshd_dns_queries_total[{RATE}]))", "{{qtype}}"),), unit="reqps", width=8),
+        Panel("DNS answer latency", (
+            hq(0.5, "meshd_dns_answer_duration_seconds_bucket", "", ""),
+            hq(0.99, "meshd_dns_answer_duration_seconds_bucket", "", ""),
+        ), unit="s", width=8),
+        Panel("DNS dropped and truncated", (
+            q(f"sum by (transport) (rate(meshd_dns_dropped_total[{RATE}]))", "dropped {{transport}}"),
+            q(f"sum(rate(meshd_dns_truncated_total[{RATE}]))", "truncated"),
+        ), unit="reqps", width=8),
+        Panel("mDNS announcements", (
+            q(f"sum by (action) (increase(meshd_mdns_announcements_total[{RATE}]))", "{{action}}"),
+            q(f"sum(increase(meshd_mdns_errors_total[{RATE}]))", "errors"),
+        ), width=8),
+        Panel("Published and watched", (
+            q("sum(meshd_mdns_services)", "mDNS adverts"),
+            q("sum(meshd_watch_subscribers)", "endpoint watchers"),
+            q("sum(meshd_dns_cache_entries)", "DNS cache entries"),
+        ), width=8),
+    ]  # fmt: skip
+    process = [
+        Panel("CPU", (q(f"rate(process_cpu_seconds_total[{RATE}])", "{{meshd_component}} {{instance}}"),),
+              unit="percentunit", width=12, description="CPU time per second of each scraped process."),
+        Panel("Resident memory", (q("process_resident_memory_bytes", "{{meshd_component}} {{instance}}"),),
+              unit="bytes", width=12),
+    ]  # fmt: skip
+    return dashboard(
+        uid="meshd-control-plane",
+        title="meshd — control plane",
+        description="The agent: Deployments and rollouts, pods and restarts, the controller, probes, DNS and mDNS.",
+        tags=["control-plane"],
+        variables=DEPLOYMENT_VARIABLES,
+        sections=[("Workloads", workloads), ("Controller", controller), ("Probes", probes),
+                  ("Discovery: DNS, mDNS, watches", discovery), ("Processes", process)],
+    )  # fmt: skip
+
+
+DASHBOARDS = {
+    "meshd-overview.json": overview,
+    "meshd-golden-signals.json": golden_signals,
+    "meshd-control-plane.json": control_plane,
+}
+
+
+def render(builder: Any) -> str:
+    return json.dumps(builder(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    out = Path(__file__).resolve().parent / "dashboards"
+    out.mkdir(exist_ok=True)
+    for name, builder in DASHBOARDS.items():
+        (out / name).write_text(render(builder), encoding="utf-8")
+        print(out / name)
+
+
+if __name__ == "__main__":
+    main()
