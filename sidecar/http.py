@@ -30,8 +30,13 @@ REASONS = {
 }
 
 
+_SIMPLE = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"})
+
+
 def connection_tokens(value: bytes) -> set[bytes]:
     """The header names a Connection header lists (they are hop-by-hop too)."""
+    if value in _SIMPLE:
+        return set()
     return {t.strip().lower() for t in value.split(b",") if t.strip()}
 
 

@@ -139,6 +139,8 @@ class Listener:
         self.routes: list[Route] = []
         self.by_host: dict[bytes, Route] = {}
         self.local_names: set[bytes] = {b"localhost", host.encode(), b"127.0.0.1", b"::1"}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._ticker: asyncio.Task[None] | None = None
         self.set_routes(routes)
 
     def set_routes(self, routes: list[Route]) -> None:
@@ -166,10 +168,23 @@ class Listener:
         return name in self.by_host or name in self.local_names
 
     async def start(self, *, reuse_port: bool = False) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
+        self._ticker = loop.create_task(self._tick())
         self.server = await loop.create_server(
             lambda: ClientConnection(self), self.host, self.port, reuse_port=reuse_port or None, backlog=1024
         )
+
+    async def _tick(self, interval: float = 0.05) -> None:
+        """Request timeouts: cheaper than a timer per request (at most `interval` late)."""
+        while True:
+            await asyncio.sleep(interval)
+            now = monotonic()
+            for conn in list(self.connections):
+                queue = conn.queue
+                if queue:
+                    ex = queue[0]
+                    if 0.0 < ex.deadline <= now and not ex.done:
+                        ex.on_timeout()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
@@ -184,6 +199,8 @@ class Listener:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
 
 
 # --- downstream -------------------------------------------------------------------------------------------
@@ -377,6 +394,7 @@ class Exchange:
         "close_after",
         "conn",
         "connecting",
+        "deadline",
         "done",
         "early",
         "eof_body",
@@ -402,7 +420,6 @@ class Exchange:
         "status",
         "t0",
         "t_attempt",
-        "timer",
         "tried",
         "tunnelled",
         "up",
@@ -433,7 +450,7 @@ class Exchange:
         self.up: UpstreamConnection | None = None
         self.tried: set[EndpointState] | None = None
         self.retries = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # monotonic time of the timeout (0: none); the listener's ticker checks it
         self.waiter: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.t0 = self.t_attempt = 0.0
@@ -499,7 +516,7 @@ class Exchange:
         svc.budget.deposit(now)
         timeout = svc.config.timeout
         if timeout is not None:
-            self.timer = asyncio.get_running_loop().call_later(timeout, self.on_timeout)
+            self.deadline = now + timeout
         self.attempt()
 
     def request_body(self, chunk: bytes) -> None:
@@ -564,15 +581,16 @@ class Exchange:
             if not up.closed:
                 self.attach(up)
                 return
-        self.connecting = asyncio.get_running_loop().create_task(self._connect(ep, port))
+        self.connecting = self.conn.listener.loop.create_task(self._connect(ep, port))
 
     def _wait_for_endpoint(self) -> None:
         svc = self.service
         assert svc is not None
         if self.waiter is not None:
             return
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.call_later(self.conn.listener.options.fail_fast, self._no_endpoint)
+        self.waiter = self.conn.listener.loop.call_later(
+            self.conn.listener.options.fail_fast, self._no_endpoint
+        )
         svc.waiters.append(self._endpoint_ready)
 
     def _endpoint_ready(self) -> None:
@@ -655,8 +673,9 @@ class Exchange:
             n = name.lower()
             if n in HOP_BY_HOP:
                 if n == b"connection":
-                    tokens = connection_tokens(value)
-                    drop = tokens if drop is None else drop | tokens
+                    tokens = connection_tokens(value) - HOP_BY_HOP
+                    if tokens:
+                        drop = tokens if drop is None else drop | tokens
                 elif n == b"upgrade" and self.upgrade:
                     parts += (name, b": ", value, b"\r\n")
                 continue
@@ -718,7 +737,7 @@ class Exchange:
                 if n == b"transfer-encoding":
                     chunked = b"chunked" in value.lower()
                 elif n == b"connection":
-                    conn_tokens = connection_tokens(value)
+                    conn_tokens = connection_tokens(value) - HOP_BY_HOP
                 elif n == b"upgrade" and status == 101:
                     out_parts += (name, b": ", value, b"\r\n")
                 continue
@@ -794,9 +813,7 @@ class Exchange:
         self.early = []
         conn.resume(PAUSE_UPGRADE)
         self._observe()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
 
     def upstream_lost(self, up: UpstreamConnection) -> None:
         """The endpoint closed the connection while this exchange used it."""
@@ -877,7 +894,7 @@ class Exchange:
         self.local_reply(502, f"bad gateway: {svc.label} endpoint {ep.name}: {why}", close=not self.req_done)
 
     def on_timeout(self) -> None:
-        self.timer = None
+        self.deadline = 0.0
         if self.done:
             return
         svc, ep = self.service, self.ep
@@ -938,9 +955,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         self._release_endpoint()
         if not self.tunnelled:
             self._observe()
@@ -956,9 +971,7 @@ class Exchange:
                 self._release_endpoint()
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         if self.waiter is not None:
             self.waiter.cancel()
             self.waiter = None

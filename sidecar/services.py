@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,12 +51,7 @@ class ServiceStats:
         cls = status // 100 - 1
         self.requests[method][cls if 0 <= cls < 5 else 4] += 1
         self.duration_sum += seconds
-        i = 0
-        for bound in BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
-        self.buckets[i] += 1
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
 
 
 class EndpointState(Target):

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Side-by-side proxy benchmark: nginx, HAProxy and meshd-sidecar balancing the same two backends.
+
+In one run: two nginx backends (small static response), then each balancer in turn in front of them
+(keep-alive upstreams, one worker/thread each), driven by `wrk` (throughput, p50/p99, proxy CPU per request
+from /proc/PID/stat), then by `hey` at a fixed ~2,000 requests/s (p99 added over hitting a backend
+directly); finally the RSS of a sidecar holding 100 Services x 10 endpoints from a fake agent stream.
+
+    python bench/proxy_bench.py [--duration 10] [--connections 50] [--threads 2] [--workers 1]
+
+Not a test: it prints a table and the ratios to nginx (the goals of issue 5: >= 0.8x nginx throughput,
+<= 1.3x nginx CPU per request, added p99 <= 1.5x nginx's, RSS < 60 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent / "proxy"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def proc_tree(pid: int) -> list[int]:
+    """pid and its children (nginx master + workers)."""
+    pids = [pid]
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True).stdout
+        pids += [int(p) for p in out.split()]
+    except FileNotFoundError:
+        pass
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _dur(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+
+
+def run_wrk(port: int, *, duration: int, threads: int, connections: int) -> WrkResult:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _dur(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _dur(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errs += sum(int(x) for x in m.groups())
+    return WrkResult(rps, p50, p99, errs)
+
+
+def run_hey_rate(port: int, *, rate: int, duration: int, workers: int = 20) -> float:
+    """p99 latency (seconds) at a fixed rate (hey -q is per worker)."""
+    out = subprocess.run(
+        ["hey", "-z", f"{duration}s", "-c", str(workers), "-q", str(rate / workers), f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    m = re.search(r"99%+ in ([\d.]+) secs", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], **kw) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+        with open(self.tmp / f"{Path(args[0]).name}-{len(self.procs)}.log", "wb") as log:
+            proc = subprocess.Popen(args, stdout=kw.pop("stdout", log), stderr=log, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+NGINX_BACKENDS = """
+worker_processes 1; daemon off; pid {tmp}/backends.pid; error_log {tmp}/backends.err warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{b1}; location / {{ return 200 "hello from b1\\n"; }} }}
+  server {{ listen 127.0.0.1:{b2}; location / {{ return 200 "hello from b2\\n"; }} }}
+}}
+"""
+NGINX_LB = """
+worker_processes 1; daemon off; pid {tmp}/lb.pid; error_log {tmp}/lb.err warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000;
+  upstream backends {{ server 127.0.0.1:{b1}; server 127.0.0.1:{b2}; keepalive 64; keepalive_requests 1000000; }}
+  server {{ listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection "";
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}
+}}
+"""
+HAPROXY = """
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  balance roundrobin
+  server b1 127.0.0.1:{b1}
+  server b2 127.0.0.1:{b2}
+"""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--rate", type=int, default=2000)
+    p.add_argument("--rate-duration", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1, help="meshd-sidecar --workers")
+    p.add_argument("--only", default="", help="comma list of nginx,haproxy,sidecar (default all)")
+    args = p.parse_args()
+    for tool in ("wrk", "hey", "nginx", "haproxy"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed")
+    tmp = Path(tempfile.mkdtemp(prefix="meshd-proxy-bench-"))
+    stack = Stack(tmp)
+    b1, b2 = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}")
+    results: dict[str, dict[str, float]] = {}
+    try:
+        (tmp / "backends.conf").write_text(NGINX_BACKENDS.format(tmp=tmp, b1=b1, b2=b2))
+        stack.start(["nginx", "-c", str(tmp / "backends.conf"), "-e", str(tmp / "backends.err")])
+        wait_port(b1)
+        wait_port(b2)
+        direct_p99 = run_hey_rate(b1, rate=args.rate, duration=args.rate_duration)
+        print(
+            f"backends on {b1},{b2}; direct p99 at {args.rate} req/s: {direct_p99 * 1e3:.2f} ms", flush=True
+        )
+
+        def measure(name: str, port: int, root_pid: int) -> None:
+            run_wrk(port, duration=1, threads=1, connections=10)  # warm-up (and workers are up now)
+            pids = proc_tree(root_pid)
+            c0 = cpu_seconds(pids)
+            r = run_wrk(port, duration=args.duration, threads=args.threads, connections=args.connections)
+            cpu = cpu_seconds(pids) - c0
+            requests = r.rps * args.duration
+            rate_p99 = run_hey_rate(port, rate=args.rate, duration=args.rate_duration)
+            results[name] = {
+                "rps": r.rps, "p50": r.p50, "p99": r.p99, "errors": r.errors,
+                "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+                "added_p99": max(rate_p99 - direct_p99, 1e-6), "rate_p99": rate_p99,
+            }  # fmt: skip
+            print(f"{name:8s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  p99 {r.p99 * 1e3:.2f} ms  "
+                  f"cpu {results[name]['cpu_us']:.1f} us/req  p99@{args.rate}/s {rate_p99 * 1e3:.2f} ms  "
+                  f"errors {r.errors}", flush=True)  # fmt: skip
+
+        only = set(filter(None, args.only.split(","))) or {"nginx", "haproxy", "sidecar"}
+        if "nginx" in only:
+            port = free_port()
+            (tmp / "lb.conf").write_text(NGINX_LB.format(tmp=tmp, b1=b1, b2=b2, port=port))
+            proc = stack.start(["nginx", "-c", str(tmp / "lb.conf"), "-e", str(tmp / "lb.err")])
+            wait_port(port)
+            measure("nginx", port, proc.pid)
+            stack.stop(proc)
+        if "haproxy" in only:
+            port = free_port()
+            (tmp / "haproxy.cfg").write_text(HAPROXY.format(b1=b1, b2=b2, port=port))
+            proc = stack.start(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")])
+            wait_port(port)
+            measure("haproxy", port, proc.pid)
+            stack.stop(proc)
+        if "sidecar" in only:
+            port = free_port()
+            config = [
+                {
+                    "service": {"namespace": "default", "name": "web", "address": None,
+                                "ports": [{"name": "http", "port": 80, "targetPort": "http"}], "annotations": {}},
+                    "endpoints": [{"name": f"b{i}", "address": "127.0.0.1", "ports": {"http": bp}, "ready": True}
+                                  for i, bp in enumerate((b1, b2))],
+                }
+            ]  # fmt: skip
+            (tmp / "services.json").write_text(json.dumps(config))
+            agent_port = free_port()
+            agent = stack.start(
+                [sys.executable, str(HERE / "fake_agent.py"), "--listen", f"127.0.0.1:{agent_port}",
+                 "--config", str(tmp / "services.json")], env=env,
+            )  # fmt: skip
+            wait_port(agent_port)
+            sidecar = stack.start(
+                [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen", f"127.0.0.1:{port}",
+                 "--service", "default/web", "--metrics", f"127.0.0.1:{free_port()}", "--workers", str(args.workers),
+                 "--log-level", "WARNING"], env=env,
+            )  # fmt: skip
+            wait_port(port)
+            time.sleep(0.5)
+            measure("sidecar", port, sidecar.pid)
+            stack.stop(sidecar)
+            stack.stop(agent)
+        # memory: 100 Services x 10 endpoints, node mode (binds 127.216.x.y:18090)
+        agent_port = free_port()
+        agent = stack.start(
+            [sys.executable, str(HERE / "fake_agent.py"), "--listen", f"127.0.0.1:{agent_port}",
+             "--generate", "100x10"], env=env,
+        )  # fmt: skip
+        wait_port(agent_port)
+        mport = free_port()
+        sidecar = stack.start(
+            [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--metrics", f"127.0.0.1:{mport}",
+             "--log-level", "WARNING"], env=env,
+        )  # fmt: skip
+        wait_port(mport)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
+            if text.count("meshd_sidecar_endpoints{service=") >= 200:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)
+        services = len(set(re.findall(r'meshd_sidecar_endpoints\{service="([^"]+)"', text)))
+        mem = rss_mb(sidecar.pid)
+        print(f"sidecar RSS with {services} Services x 10 endpoints: {mem:.1f} MB", flush=True)
+        stack.stop(sidecar)
+        stack.stop(agent)
+    finally:
+        stack.stop_all()
+
+    print()
+    print(f"{'proxy':8s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
+          f"{'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s}")  # fmt: skip
+    base = results.get("nginx")
+    for name, r in results.items():
+
+        def ratio(k: str, r: dict[str, float] = r) -> float:
+            return r[k] / base[k] if base else float("nan")
+
+        print(f"{name:8s} {r['rps']:9.0f} {ratio('rps'):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
+              f"{r['cpu_us']:7.1f} {ratio('cpu_us'):8.2f} {r['added_p99'] * 1e3:13.2f} {ratio('added_p99'):8.2f}")  # fmt: skip
+    print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
+    print(f"logs in {tmp}")
+
+
+if __name__ == "__main__":
+    main()
