@@ -72,7 +72,7 @@ class MdnsAdvertiser:
         return {str(info.name): advert for advert, info in self._published.values()}
 
     async def start(self) -> None:
-        """Opens the mDNS sockets on the chosen interfaces and starts following the registry."""
+        """Starts following the registry; the worker opens the mDNS sockets (a failure is logged and retried)."""
         if self._task is not None:
             return
         self._stop_listening = self._registry.listen(self._on_update)
