@@ -193,8 +193,8 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
         if name in seen:
             raise reader.fail(vpath + ("name",), f'duplicate volume name "{name}"')
         seen.add(name)
-        for key in volume:
-            if key not in ("name", "emptyDir"):
+        for key, source in volume.items():
+            if key not in ("name", "emptyDir") and source is not None:
                 raise reader.fail(vpath + (key,), _VOLUME_HINT)
         medium = ""
         empty_dir = reader.get(volume, "emptyDir", vpath)

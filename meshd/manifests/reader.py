@@ -33,6 +33,27 @@ def describe_value(value: Any) -> str:
     return type(value).__name__
 
 
+# values of ignored fields that mean what meshd does anyway (as `kubectl get -o yaml` prints them)
+HARMLESS_VALUES: Mapping[str, Any] = {
+    "dnsPolicy": "ClusterFirst",
+    "schedulerName": "default-scheduler",
+    "terminationMessagePath": "/dev/termination-log",
+    "terminationMessagePolicy": "File",
+    "sessionAffinity": "None",
+    "internalTrafficPolicy": "Cluster",
+    "externalTrafficPolicy": "Cluster",
+    "ipFamilyPolicy": "SingleStack",
+    "ipFamilies": ["IPv4"],
+}
+
+
+def is_unset(key: str, value: Any) -> bool:
+    """An empty, false or default value: the field asks for nothing meshd does not do."""
+    if value is None or value is False or (isinstance(value, (str, dict, list)) and not value):
+        return True
+    return key in HARMLESS_VALUES and HARMLESS_VALUES[key] == value
+
+
 class DocumentReader:
     """Reads one object's fields; `fail` builds a ManifestError naming source, document, object and path."""
 
@@ -99,12 +120,16 @@ class DocumentReader:
         ignored: Mapping[str, str] | None = None,
         unsupported: Iterable[str] = (),
     ) -> None:
-        """Unknown fields fail ("unknown field", with a suggestion); `ignored` ones warn with their reason."""
+        """Unknown fields fail ("unknown field", with a suggestion); `ignored` ones warn with their reason;
+        `unsupported` ones fail as "not supported". Either is silent when empty, false or the default
+        Kubernetes prints (`securityContext: {}`, `hostNetwork: false`, `dnsPolicy: ClusterFirst`)."""
         known_set = set(known)
         ignored = ignored or {}
         unsupported_set = set(unsupported)
-        for key in obj:
+        for key, value in obj.items():
             if key in known_set:
+                continue
+            if (key in ignored or key in unsupported_set) and is_unset(key, value):
                 continue
             if key in ignored:
                 self.warn(path + (key,), ignored[key])

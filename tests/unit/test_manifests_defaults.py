@@ -264,20 +264,28 @@ WARN_CASES = [
     ("metadata.creationTimestamp", "2024-01-01T00:00:00Z", "metadata.creationTimestamp: ignored"),
     ("status", {"replicas": 3}, "status: ignored"),
     ("spec.template.spec.nodeSelector", {"disk": "ssd"}, "spec.template.spec.nodeSelector: ignored"),
-    ("spec.template.spec.tolerations", [], "spec.template.spec.tolerations: ignored"),
-    ("spec.template.spec.affinity", {}, "spec.template.spec.affinity: ignored"),
+    (
+        "spec.template.spec.tolerations",
+        [{"key": "k", "operator": "Exists"}],
+        "spec.template.spec.tolerations: ignored",
+    ),
+    ("spec.template.spec.affinity", {"nodeAffinity": {}}, "spec.template.spec.affinity: ignored"),
     ("spec.template.spec.imagePullSecrets", [{"name": "x"}], "imagePullSecrets: ignored"),
     ("spec.template.spec.serviceAccountName", "default", "serviceAccountName: ignored"),
-    ("spec.template.spec.dnsPolicy", "ClusterFirst", "dnsPolicy: ignored"),
+    ("spec.template.spec.dnsPolicy", "Default", "dnsPolicy: ignored"),
     (
         "spec.template.spec.securityContext",
         {"runAsUser": 1000},
         "spec.template.spec.securityContext: not enforced",
     ),
-    ("spec.template.spec.containers.0.securityContext", {}, "containers[0].securityContext: not enforced"),
+    (
+        "spec.template.spec.containers.0.securityContext",
+        {"privileged": True},
+        "containers[0].securityContext: not enforced",
+    ),
     (
         "spec.template.spec.containers.0.terminationMessagePath",
-        "/dev/termination-log",
+        "/tmp/log",
         "terminationMessagePath",
     ),
     ("spec.template.spec.priorityClassName", "high", "priorityClassName: ignored"),
@@ -357,3 +365,60 @@ def test_load_objects_takes_parsed_documents() -> None:
         load_objects([doc, patched("pod", "spec.replicas", 1)], source="state")
     with pytest.raises(ManifestError, match="not a JSON-like document"):
         load_objects([{"a": {1, 2}}])
+
+
+KUBECTL_GET_OUTPUT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  annotations: {deployment.kubernetes.io/revision: "1"}
+  creationTimestamp: null
+  labels: {app: web}
+  name: web
+spec:
+  progressDeadlineSeconds: 600
+  replicas: 1
+  revisionHistoryLimit: 10
+  selector: {matchLabels: {app: web}}
+  strategy: {}
+  template:
+    metadata:
+      creationTimestamp: null
+      labels: {app: web}
+    spec:
+      containers:
+      - image: nginx
+        imagePullPolicy: Always
+        name: nginx
+        resources: {}
+        terminationMessagePath: /dev/termination-log
+        terminationMessagePolicy: File
+      dnsPolicy: ClusterFirst
+      restartPolicy: Always
+      schedulerName: default-scheduler
+      securityContext: {}
+      terminationGracePeriodSeconds: 30
+      hostNetwork: false
+      initContainers: []
+      volumes: [{name: v, hostPath: null, emptyDir: {}}]
+status: {}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  internalTrafficPolicy: Cluster
+  ipFamilies: [IPv4]
+  ipFamilyPolicy: SingleStack
+  ports: [{port: 80, protocol: TCP, targetPort: 80}]
+  selector: {app: web}
+  sessionAffinity: None
+  type: ClusterIP
+status: {loadBalancer: {}}
+"""
+
+
+def test_defaults_as_kubectl_prints_them_are_silent() -> None:
+    result = load_documents(KUBECTL_GET_OUTPUT)
+    assert [o.kind for o in result.objects] == ["Deployment", "Service"]
+    assert result.warnings == ("<stdin>: document 2 (Service web): status: ignored (status is set by meshd)",)
