@@ -5,8 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 DEFAULT_API = "http://127.0.0.1:7700"
@@ -37,7 +38,9 @@ def resolve_api_url(value: str | None, env: Mapping[str, str]) -> str:
         text = "http://" + text
     parts = urlsplit(text)
     if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"invalid agent address {value or env.get('MESHD_API')!r}: expected http://HOST:PORT or HOST:PORT")
+        raise ValueError(
+            f"invalid agent address {value or env.get('MESHD_API')!r}: expected http://HOST:PORT or HOST:PORT"
+        )
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     try:
         port = parts.port or 7700
@@ -136,7 +139,9 @@ class ApiClient:
         content_type: str | None = None,
     ) -> Response:
         """One request; an error status raises ApiError with the agent's message."""
-        conn, resp = self._open(method, path, query=query, body=body, content_type=content_type, timeout=self._timeout)
+        conn, resp = self._open(
+            method, path, query=query, body=body, content_type=content_type, timeout=self._timeout
+        )
         try:
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -155,7 +160,9 @@ class ApiClient:
         return _decode(self.request(method, path, query=query, body=body, content_type="application/json"))
 
     def post_yaml(self, path: str, text: str, query: Mapping[str, Any] | None = None) -> Any:
-        return _decode(self.request("POST", path, query=query, body=text.encode(), content_type="application/yaml"))
+        return _decode(
+            self.request("POST", path, query=query, body=text.encode(), content_type="application/yaml")
+        )
 
     def stream(self, path: str, query: Mapping[str, Any] | None = None) -> Iterator[bytes]:
         """A streamed answer (watch, log -f) chunk by chunk as it arrives; ends when the agent closes it."""

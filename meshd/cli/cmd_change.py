@@ -19,10 +19,9 @@ from meshd.cli.common import (
     namespace_option,
     namespace_or_default,
     not_found,
-    now,
     parse_duration,
 )
-from meshd.cli.inputs import expand_sources, read_manifests
+from meshd.cli.files import read_manifests
 from meshd.cli.kinds import DEPLOYMENT, REPLICASET, Kind, kind_by_name, resolve_kind
 
 Obj = dict[str, Any]
@@ -33,8 +32,24 @@ def _display(kind_name: str) -> str:
     return kind.display if kind else kind_name.lower()
 
 
-def _manifest_text(files: tuple[str, ...], recursive: bool) -> str:
-    return read_manifests(expand_sources(files, recursive=recursive), read_stdin=sys.stdin.read)
+def _manifests(files: tuple[str, ...], recursive: bool) -> list[tuple[str, str]]:
+    return read_manifests(files, recursive=recursive, read_stdin=sys.stdin.read)
+
+
+def _post_each(
+    route: str,
+    files: tuple[str, ...],
+    recursive: bool,
+    namespace: str | None,
+    api: str | None,
+    *,
+    delete: bool,
+) -> None:
+    """POST each file in turn (errors name the file); the first rejected file stops the rest."""
+    agent = client(api)
+    for text, source in _manifests(files, recursive):
+        query = {"source": source, **({"namespace": namespace} if namespace else {})}
+        _report(agent.post_yaml(route, text, query), delete=delete)
 
 
 def _report(answer: Any, *, delete: bool = False) -> None:
@@ -43,23 +58,29 @@ def _report(answer: Any, *, delete: bool = False) -> None:
     for warning in answer.get("warnings") or []:
         click.echo(f"Warning: {warning}", err=True)
     for result in answer.get("results") or []:
-        display, name, action = _display(result.get("kind", "")), result.get("name", ""), result.get("action", "")
+        display, name, action = (
+            _display(result.get("kind", "")),
+            result.get("name", ""),
+            result.get("action", ""),
+        )
         click.echo(f'{display} "{name}" {action}' if delete else f"{display}/{name} {action}")
 
 
-def _query(ns: str | None) -> dict[str, str] | None:
-    return {"namespace": ns} if ns else None
-
-
 @click.command()
-@click.option("-f", "--filename", "files", multiple=True, required=True, help="A manifest file, a directory, or - for stdin.")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    help="A manifest file, a directory, or - for stdin.",
+)
 @click.option("-R", "--recursive", is_flag=True, help="Read directories given to -f recursively.")
 @namespace_option
 @api_option
 def apply(files: tuple[str, ...], recursive: bool, namespace: str | None, api: str | None) -> None:
     """Create or update the objects in manifests (multi-document YAML or JSON)."""
-    text = _manifest_text(files, recursive)
-    _report(client(api).post_yaml("/v1/apply", text, _query(namespace)))
+    _post_each("/v1/apply", files, recursive, namespace, api, delete=False)
 
 
 @click.command()
@@ -82,36 +103,52 @@ def delete(
     api: str | None,
 ) -> None:
     """Delete objects: -f FILE, KIND NAME..., KIND/NAME, or KIND -l SELECTOR | --all."""
-    agent = client(api)
     if files:
         if resource:
             raise CliError("give either -f or KIND NAME, not both")
-        _report(agent.post_yaml("/v1/delete", _manifest_text(files, recursive), _query(namespace)), delete=True)
+        _post_each("/v1/delete", files, recursive, namespace, api, delete=True)
         return
     if not resource:
-        raise CliError("you must provide one or more resources by argument or filename (e.g. meshd delete deployment web)")
+        raise CliError(
+            "you must provide one or more resources by argument or filename (e.g. meshd delete deployment web)"
+        )
     from meshd.cli.cmd_get import parse_targets
 
+    agent = client(api)
     ns = namespace_or_default(namespace)
-    docs = []
+    targets: list[tuple[Kind, str]] = []
     for kind, wanted in parse_targets(resource, names):
         if not wanted:
             if not (selector or all_):
-                raise CliError(f"resource(s) were provided, but no name was specified (use --all or -l for every {kind.plural})")
-            wanted = [(o.get("metadata") or {}).get("name", "") for o in list_objects(agent, kind, ns, selector=selector)]
-        docs += [{"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": n, "namespace": ns}} for n in wanted]
-    if not docs:
+                raise CliError(
+                    f"resource(s) were provided, but no name was specified (use --all or -l for every {kind.plural})"
+                )
+            wanted = [
+                (o.get("metadata") or {}).get("name", "")
+                for o in list_objects(agent, kind, ns, selector=selector)
+            ]
+        targets += [(kind, name) for name in wanted]
+    if not targets:
         click.echo(f"No resources found in {ns} namespace.", err=True)
         return
-    text = "---\n".join(json.dumps(d) + "\n" for d in docs)
-    try:
-        _report(agent.post_yaml("/v1/delete", text), delete=True)
-    except ApiError as exc:
-        if exc.status == 404 and len(docs) == 1:
-            kind = kind_by_name(docs[0]["kind"])
-            assert kind is not None
-            raise CliError(not_found(kind, docs[0]["metadata"]["name"])) from None
-        raise
+    failed = False
+    for kind, name in targets:
+        try:
+            answer = agent.request("DELETE", kind.object_path(ns, name))
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            click.echo(not_found(kind, name), err=True)
+            failed = True
+            continue
+        action = "deleted"
+        try:
+            action = json.loads(answer.body).get("action") or action
+        except (ValueError, AttributeError):
+            pass
+        click.echo(f'{kind.display} "{name}" {action}')
+    if failed:
+        sys.exit(1)
 
 
 def _workload(target: str, name: str | None, allowed: tuple[Kind, ...]) -> tuple[Kind, str]:
@@ -141,7 +178,9 @@ def scale(target: str, name: str | None, replicas: int, namespace: str | None, a
     kind, obj_name = _workload(target, name, (DEPLOYMENT, REPLICASET))
     ns = namespace_or_default(namespace)
     try:
-        client(api).send_json("PATCH", kind.object_path(ns, obj_name) + "/scale", {"spec": {"replicas": replicas}})
+        client(api).send_json(
+            "PATCH", kind.object_path(ns, obj_name) + "/scale", {"spec": {"replicas": replicas}}
+        )
     except ApiError as exc:
         if exc.status == 404:
             raise CliError(not_found(kind, obj_name)) from None
@@ -166,7 +205,13 @@ def rollout() -> None:
 @namespace_option
 @api_option
 def rollout_status(
-    target: str, name: str | None, timeout: str, watch: bool, interval: float, namespace: str | None, api: str | None
+    target: str,
+    name: str | None,
+    timeout: str,
+    watch: bool,
+    interval: float,
+    namespace: str | None,
+    api: str | None,
 ) -> None:
     """Follow a rollout until it completes (exit 0) or fails its progress deadline (exit 1)."""
     from meshd.cli.rollout import rollout_status as decide
@@ -191,7 +236,9 @@ def rollout_status(
         time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
 
 
-def _rollout_action(target: str, name: str | None, namespace_: str | None, api: str | None, action: str, body: Obj) -> str:
+def _rollout_action(
+    target: str, name: str | None, namespace_: str | None, api: str | None, action: str, body: Obj
+) -> str:
     kind, obj_name = _workload(target, name, (DEPLOYMENT,))
     ns = namespace_or_default(namespace_)
     try:
@@ -206,10 +253,17 @@ def _rollout_action(target: str, name: str | None, namespace_: str | None, api: 
 @rollout.command("undo")
 @click.argument("target")
 @click.argument("name", required=False)
-@click.option("--to-revision", type=click.IntRange(min=0), default=None, help="The revision to go back to (default: the previous).")
+@click.option(
+    "--to-revision",
+    type=click.IntRange(min=0),
+    default=None,
+    help="The revision to go back to (default: the previous).",
+)
 @namespace_option
 @api_option
-def rollout_undo(target: str, name: str | None, to_revision: int | None, namespace: str | None, api: str | None) -> None:
+def rollout_undo(
+    target: str, name: str | None, to_revision: int | None, namespace: str | None, api: str | None
+) -> None:
     """Roll a deployment back to its previous (or a given) revision."""
     body = {"toRevision": to_revision} if to_revision else {}
     click.echo(f"{_rollout_action(target, name, namespace, api, 'undo', body)} rolled back")
@@ -228,10 +282,14 @@ def rollout_restart(target: str, name: str | None, namespace: str | None, api: s
 @rollout.command("history")
 @click.argument("target")
 @click.argument("name", required=False)
-@click.option("--revision", type=click.IntRange(min=1), default=None, help="Show this revision's pod template.")
+@click.option(
+    "--revision", type=click.IntRange(min=1), default=None, help="Show this revision's pod template."
+)
 @namespace_option
 @api_option
-def rollout_history(target: str, name: str | None, revision: int | None, namespace: str | None, api: str | None) -> None:
+def rollout_history(
+    target: str, name: str | None, revision: int | None, namespace: str | None, api: str | None
+) -> None:
     """List a deployment's revisions."""
     from meshd.cli.describe import describe_pod_template
     from meshd.cli.rollout import format_history, history_revisions
@@ -252,7 +310,10 @@ def rollout_history(target: str, name: str | None, revision: int | None, namespa
     if not chosen:
         raise CliError(f"unable to find the specified revision {revision}")
     click.echo(f"{kind.display}/{obj_name} with revision #{revision}")
-    click.echo(describe_pod_template(chosen[0].template or {}, now()))
+    if chosen[0].template is not None:
+        click.echo(describe_pod_template(chosen[0].template))
+    else:
+        click.echo("Pod Template:\n  Images:  " + (", ".join(chosen[0].images) or "<none>"))
 
 
 # --- logs and top -----------------------------------------------------------------------------------------
@@ -267,7 +328,13 @@ def rollout_history(target: str, name: str | None, revision: int | None, namespa
 @namespace_option
 @api_option
 def logs(
-    pod: str, container_arg: str | None, container: str | None, follow: bool, tail: int, namespace: str | None, api: str | None
+    pod: str,
+    container_arg: str | None,
+    container: str | None,
+    follow: bool,
+    tail: int,
+    namespace: str | None,
+    api: str | None,
 ) -> None:
     """Print a pod's container output: logs POD [-c CONTAINER] [-f] [--tail N]."""
     if "/" in pod:
@@ -275,7 +342,11 @@ def logs(
         if resolve_kind(kind_text).kind != "Pod":
             raise CliError("logs takes a pod name (pod/NAME or NAME)")
     ns = namespace_or_default(namespace)
-    query = {"container": container or container_arg, "follow": 1 if follow else None, "tailLines": tail if tail >= 0 else None}
+    query = {
+        "container": container or container_arg,
+        "follow": 1 if follow else None,
+        "tailLines": tail if tail >= 0 else None,
+    }
     path = f"/api/v1/namespaces/{ns}/pods/{pod}/log"
     out = sys.stdout.buffer
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -35,7 +36,9 @@ def parse_targets(resource: str, names: tuple[str, ...]) -> list[tuple[Kind, lis
         for item in (resource, *names):
             kind_text, sep, name = item.partition("/")
             if not sep or not name:
-                raise CliError("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form")
+                raise CliError(
+                    "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form"
+                )
             kind = resolve_kind(kind_text)
             targets.setdefault(kind.kind, (kind, []))[1].append(name)
         return list(targets.values())
@@ -91,11 +94,15 @@ def get(
         groups.append((kind, objs))
     single = len(targets) == 1 and len(targets[0][1]) == 1
     show_ns = all_namespaces and not names
-    text = render_objects(groups, output, now(), all_namespaces=show_ns, single=single, headers=not no_headers)
+    text = render_objects(
+        groups, output, now(), all_namespaces=show_ns, single=single, headers=not no_headers
+    )
     writer = TableWriter()
     if watch and output in (None, "wide"):
         kind = targets[0][0]
-        rows = table_rows(kind, groups[0][1], now(), wide=output == "wide", all_namespaces=show_ns, headers=not no_headers)
+        rows = table_rows(
+            kind, groups[0][1], now(), wide=output == "wide", all_namespaces=show_ns, headers=not no_headers
+        )
         text = writer.render(rows) if groups[0][1] else ""
     if text:
         click.echo(text)
@@ -135,7 +142,11 @@ def _watch(
     printed: dict[tuple[str, str], str] = {}
     for obj in listed:
         printed[_key(obj)] = _format_one(kind, obj, output, show_ns, writer, dry=True)
-    events = _endpoint_events(agent, ns, names, listed) if kind == ENDPOINTS else _object_events(agent, kind, ns, selector)
+    events = (
+        _endpoint_events(agent, ns, names, listed)
+        if kind == ENDPOINTS
+        else _object_events(agent, kind, ns, selector)
+    )
     for obj in events:
         if names and _key(obj)[1] not in names:
             continue
@@ -146,7 +157,9 @@ def _watch(
         click.echo(_format_one(kind, obj, output, show_ns, writer))
 
 
-def _format_one(kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer: TableWriter, *, dry: bool = False) -> str:
+def _format_one(
+    kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer: TableWriter, *, dry: bool = False
+) -> str:
     if output in ("json", "yaml"):
         text = render_document(with_type(kind, obj), output)
         return text if output == "json" or dry else "---\n" + text
@@ -195,13 +208,19 @@ def _endpoint_events(agent: ApiClient, ns: str | None, names: list[str], listed:
 @namespace_option
 @click.option("-l", "--selector", default=None, help="Label selector.")
 @api_option
-def describe(resource: str, names: tuple[str, ...], namespace: str | None, selector: str | None, api: str | None) -> None:
+def describe(
+    resource: str, names: tuple[str, ...], namespace: str | None, selector: str | None, api: str | None
+) -> None:
     """Show one object in detail (containers, state, probes, conditions, events): KIND NAME or KIND/NAME."""
     agent = client(api)
     ns = _ns(namespace)
     blocks = []
     for kind, wanted in parse_targets(resource, names):
-        objs = [get_object(agent, kind, ns, n) for n in wanted] if wanted else list_objects(agent, kind, ns, selector=selector)
+        objs = (
+            [get_object(agent, kind, ns, n) for n in wanted]
+            if wanted
+            else list_objects(agent, kind, ns, selector=selector)
+        )
         if not objs and not wanted:
             click.echo(f"No resources found in {ns} namespace.", err=True)
         events = list_objects(agent, EVENT, ns, missing_ok=True) if objs else []
@@ -224,7 +243,11 @@ def _describe_one(agent: ApiClient, kind: Kind, obj: Obj, events: list[Obj]) -> 
         return describers.describe_deployment(obj, rss, mine, at)
     if kind == REPLICASET:
         pods = list_objects(agent, POD, ns, selector=_match_labels(obj))
-        owned = [p for p in pods if any(r.get("name") == name for r in (p.get("metadata") or {}).get("ownerReferences") or [])]
+        owned = [
+            p
+            for p in pods
+            if any(r.get("name") == name for r in (p.get("metadata") or {}).get("ownerReferences") or [])
+        ]
         return describers.describe_replicaset(obj, owned or pods, mine, at)
     if kind == SERVICE:
         try:
@@ -242,5 +265,3 @@ def _describe_one(agent: ApiClient, kind: Kind, obj: Obj, events: list[Obj]) -> 
 def _match_labels(obj: Obj) -> str | None:
     labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     return ",".join(f"{k}={v}" for k, v in labels.items()) or None
-
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +10,13 @@ from meshd.cli.tabwriter import tabwrite
 from meshd.cli.timefmt import age, describe_time
 
 Obj = dict[str, Any]
-PROBES_ANNOTATION = "meshd.io/probes"  # JSON {container: {liveness|readiness|startup: {result, message, time}}}
-_PROBE_DEFAULTS = {"initialDelaySeconds": 0, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+_PROBE_DEFAULTS = {
+    "initialDelaySeconds": 0,
+    "timeoutSeconds": 1,
+    "periodSeconds": 10,
+    "successThreshold": 1,
+    "failureThreshold": 3,
+}
 
 
 class Section:
@@ -138,20 +142,7 @@ def _resources(s: Section, level: int, container: Obj) -> None:
                 s.kv(level + 1, name, value)
 
 
-def _probe_results(pod: Obj) -> Obj:
-    raw = (_meta(pod).get("annotations") or {}).get(PROBES_ANNOTATION)
-    if isinstance(raw, dict):
-        return raw
-    try:
-        data = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _container(
-    s: Section, container: Obj, status: Obj | None, probes: Obj, now: datetime, *, template: bool = False
-) -> None:
+def _container(s: Section, container: Obj, status: Obj | None, *, template: bool = False) -> None:
     name_level, level = (1, 2)
     s.add(name_level, f"{' ' if template else ''}{container.get('name', '')}:")
     if not template:
@@ -177,19 +168,23 @@ def _container(
         s.kv(level, "Ready", "False")
         s.kv(level, "Restart Count", 0)
     _resources(s, level, container)
-    for title, key in (("Liveness", "livenessProbe"), ("Readiness", "readinessProbe"), ("Startup", "startupProbe")):
+    # the agent reports each probe in containerStatuses[].probes: [{type, probe, state, last}]
+    reports = [r for r in (status or {}).get("probes") or [] if isinstance(r, dict)]
+    by_type = {str(r.get("type", "")).lower(): r for r in reports}
+    for title, key in (
+        ("Liveness", "livenessProbe"),
+        ("Readiness", "readinessProbe"),
+        ("Startup", "startupProbe"),
+    ):
         if container.get(key):
             s.kv(level, title, describe_probe(container[key]))
-    results = probes.get(container.get("name", "")) or {}
-    if results:
-        s.add(level, "Last Probes:")
-        for kind in ("startup", "liveness", "readiness"):
-            r = results.get(kind)
-            if not isinstance(r, dict):
-                continue
-            when = f" ({age(r['time'], now)} ago)" if r.get("time") else ""
-            message = f": {r['message']}" if r.get("message") else ""
-            s.kv(level + 1, kind.capitalize(), f"{r.get('result', 'Unknown')}{when}{message}")
+        elif by_type.get(title.lower(), {}).get("probe"):
+            s.kv(level, title, by_type[title.lower()]["probe"])
+    if reports:
+        s.add(level, "Last Probe Results:")
+        for r in reports:
+            state, last = r.get("state"), r.get("last") or NONE
+            s.kv(level + 1, str(r.get("type", "")).capitalize(), f"{state}; last: {last}" if state else last)
     env = container.get("env") or []
     if env:
         s.add(level, "Environment:")
@@ -200,7 +195,10 @@ def _container(
             s.kv(level + 1, var.get("name", ""), value)
     else:
         s.kv(level, "Environment", NONE)
-    mounts = [f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'})" for m in container.get("volumeMounts") or []]
+    mounts = [
+        f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'})"
+        for m in container.get("volumeMounts") or []
+    ]
     s.multiline(level, "Mounts", mounts)
 
 
@@ -246,9 +244,12 @@ def events_for(events: list[Obj], kind: str, name: str) -> list[Obj]:
     mine = [
         e
         for e in events
-        if (e.get("involvedObject") or {}).get("kind") == kind and (e.get("involvedObject") or {}).get("name") == name
+        if (e.get("involvedObject") or {}).get("kind") == kind
+        and (e.get("involvedObject") or {}).get("name") == name
     ]
-    return sorted(mine, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
+    return sorted(
+        mine, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or ""
+    )
 
 
 def _events(s: Section, events: list[Obj], now: datetime) -> None:
@@ -265,7 +266,11 @@ def _events(s: Section, events: list[Obj], now: datetime) -> None:
         if count > 1:
             when = f"{when} (x{count} over {age(e.get('firstTimestamp') or last, now)})"
         source = e.get("source") or {}
-        origin = ", ".join(x for x in (source.get("component"), source.get("host")) if x) or e.get("reportingComponent") or ""
+        origin = (
+            ", ".join(x for x in (source.get("component"), source.get("host")) if x)
+            or e.get("reportingComponent")
+            or ""
+        )
         message = " ".join(str(e.get("message") or "").split())
         s.add(1, f"{e.get('type') or 'Normal'}\t{e.get('reason') or ''}\t{when}\t{origin}\t{message}")
 
@@ -284,7 +289,9 @@ def describe_pod(pod: Obj, events: list[Obj], now: datetime) -> str:
     if status.get("message"):
         s.kv(0, "Message", status["message"])
     s.kv(0, "IP", status.get("podIP") or "")
-    ips = [i.get("ip") for i in status.get("podIPs") or [] if i.get("ip")] or ([status["podIP"]] if status.get("podIP") else [])
+    ips = [i.get("ip") for i in status.get("podIPs") or [] if i.get("ip")] or (
+        [status["podIP"]] if status.get("podIP") else []
+    )
     if ips:
         s.add(0, "IPs:")
         for ip in ips:
@@ -295,10 +302,9 @@ def describe_pod(pod: Obj, events: list[Obj], now: datetime) -> str:
     if controller:
         s.kv(0, "Controlled By", controller)
     statuses = {cs.get("name"): cs for cs in status.get("containerStatuses") or []}
-    probes = _probe_results(pod)
     s.add(0, "Containers:")
     for container in spec.get("containers") or []:
-        _container(s, container, statuses.get(container.get("name")), probes, now)
+        _container(s, container, statuses.get(container.get("name")))
     conditions = status.get("conditions") or []
     if conditions:
         s.add(0, "Conditions:")
@@ -320,23 +326,23 @@ def _header_pod(s: Section, pod: Obj) -> None:
     if status.get("startTime"):
         s.kv(0, "Start Time", describe_time(status["startTime"]))
     s.multiline(0, "Labels", _labels(meta.get("labels")))
-    s.multiline(0, "Annotations", _annotations(meta.get("annotations"), (PROBES_ANNOTATION,)))
+    s.multiline(0, "Annotations", _annotations(meta.get("annotations")))
 
 
-def describe_pod_template(template: Obj, now: datetime) -> str:
+def describe_pod_template(template: Obj) -> str:
     """A pod template as `kubectl rollout history --revision` prints it."""
     s = Section()
-    _pod_template(s, template, now)
+    _pod_template(s, template)
     return s.render()
 
 
-def _pod_template(s: Section, template: Obj, now: datetime) -> None:
+def _pod_template(s: Section, template: Obj) -> None:
     s.add(0, "Pod Template:")
     s.multiline(1, "Labels", _labels(_meta(template).get("labels")))
     spec = template.get("spec") or {}
     s.add(1, "Containers:")
     for container in spec.get("containers") or []:
-        _container(s, container, None, {}, now, template=True)
+        _container(s, container, None, template=True)
     _volumes(s, 1, spec)
 
 
@@ -360,7 +366,9 @@ def _revision(obj: Obj) -> int:
 def _rs_line(rs: Obj) -> str:
     replicas = (rs.get("spec") or {}).get("replicas")
     desired = 1 if replicas is None else replicas
-    return f"{_meta(rs).get('name')} ({(rs.get('status') or {}).get('replicas', 0)}/{desired} replicas created)"
+    return (
+        f"{_meta(rs).get('name')} ({(rs.get('status') or {}).get('replicas', 0)}/{desired} replicas created)"
+    )
 
 
 def describe_deployment(dep: Obj, replicasets: list[Obj], events: list[Obj], now: datetime) -> str:
@@ -386,16 +394,23 @@ def describe_deployment(dep: Obj, replicasets: list[Obj], events: list[Obj], now
             "RollingUpdateStrategy",
             f"{ru.get('maxUnavailable', '25%')} max unavailable, {ru.get('maxSurge', '25%')} max surge",
         )
-    _pod_template(s, spec.get("template") or {}, now)
+    _pod_template(s, spec.get("template") or {})
     _conditions_table(s, status.get("conditions") or [])
     owned = [
         rs
         for rs in replicasets
-        if any(r.get("kind") == "Deployment" and r.get("name") == _meta(dep).get("name") for r in _meta(rs).get("ownerReferences") or [])
+        if any(
+            r.get("kind") == "Deployment" and r.get("name") == _meta(dep).get("name")
+            for r in _meta(rs).get("ownerReferences") or []
+        )
     ]
     owned.sort(key=_revision)
     new, old = (owned[-1], owned[:-1]) if owned else (None, [])
-    old = [rs for rs in old if ((rs.get("spec") or {}).get("replicas") or 0) > 0 or (rs.get("status") or {}).get("replicas")]
+    old = [
+        rs
+        for rs in old
+        if ((rs.get("spec") or {}).get("replicas") or 0) > 0 or (rs.get("status") or {}).get("replicas")
+    ]
     s.kv(0, "OldReplicaSets", ", ".join(_rs_line(rs) for rs in old) or NONE)
     s.kv(0, "NewReplicaSet", _rs_line(new) if new else NONE)
     _events(s, events, now)
@@ -423,7 +438,7 @@ def describe_replicaset(rs: Obj, pods: list[Obj], events: list[Obj], now: dateti
         f"{phases.count('Running')} Running / {phases.count('Pending')} Waiting / "
         f"{phases.count('Succeeded')} Succeeded / {phases.count('Failed')} Failed",
     )
-    _pod_template(s, spec.get("template") or {}, now)
+    _pod_template(s, spec.get("template") or {})
     _conditions_table(s, status.get("conditions") or [])
     _events(s, events, now)
     return s.render()
@@ -433,14 +448,24 @@ def describe_service(svc: Obj, endpoints: Obj | None, events: list[Obj], now: da
     s = Section()
     spec = svc.get("spec") or {}
     _header(s, svc)
-    s.multiline(0, "Selector", [",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())] if spec.get("selector") else [])
+    s.multiline(
+        0,
+        "Selector",
+        [",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())]
+        if spec.get("selector")
+        else [],
+    )
     s.kv(0, "Type", spec.get("type") or "ClusterIP")
     s.kv(0, "IP", spec.get("clusterIP") or NONE)
     for port in spec.get("ports") or []:
         protocol = port.get("protocol") or "TCP"
         s.add(0, f"Port:\t{port.get('name') or '<unset>'}\t{port.get('port')}/{protocol}")
         s.kv(0, "TargetPort", f"{port.get('targetPort', port.get('port'))}/{protocol}")
-        s.kv(0, "Endpoints", format_endpoints(endpoints or {}, port_name=port.get("name") or "") if endpoints else NONE)
+        s.kv(
+            0,
+            "Endpoints",
+            format_endpoints(endpoints or {}, port_name=port.get("name") or "") if endpoints else NONE,
+        )
     s.kv(0, "Session Affinity", spec.get("sessionAffinity") or "None")
     _events(s, events, now)
     return s.render()
@@ -465,4 +490,3 @@ def describe_endpoints(ep: Obj, events: list[Obj], now: datetime) -> str:
         s.add(0, "")
     _events(s, events, now)
     return s.render()
-

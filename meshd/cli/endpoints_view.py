@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from meshd.model.endpoints import Add, DoesNotExist, Endpoint, Remove, Reset, ServiceInfo, ServiceKey, Update
 
 Obj = dict[str, Any]
 
 
-def endpoints_object(service: ServiceInfo, endpoints: Iterable[Endpoint], *, created: str | None = None) -> Obj:
+def endpoints_object(
+    service: ServiceInfo, endpoints: Iterable[Endpoint], *, created: str | None = None
+) -> Obj:
     """A Service's endpoints as a `v1 Endpoints`: subsets grouped by port numbers, ready vs notReadyAddresses."""
     subsets: dict[tuple[tuple[str, int, str], ...], Obj] = {}
     for ep in sorted(endpoints, key=lambda e: (e.address, e.name)):
-        ports = tuple((p.name, ep.ports.get(p.name, p.port), p.protocol) for p in service.ports if p.name in ep.ports)
+        ports = tuple(
+            (p.name, ep.ports.get(p.name, p.port), p.protocol) for p in service.ports if p.name in ep.ports
+        )
         subset = subsets.setdefault(ports, {"addresses": [], "notReadyAddresses": []})
         address: Obj = {
             "ip": ep.address,

@@ -62,8 +62,7 @@ def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
     for suffix in (".apps/v1", ".apps", ".v1"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+        name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():
             return kind

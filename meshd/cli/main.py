@@ -12,7 +12,7 @@ from meshd.cli.client import AgentUnreachable, ApiError, listen_address
 from meshd.cli.cmd_change import apply, delete, logs, rollout, scale, top
 from meshd.cli.cmd_get import describe, get
 from meshd.cli.common import CliError
-from meshd.cli.inputs import InputError, expand_sources
+from meshd.cli.files import InputError, expand_sources
 from meshd.cli.kinds import UnknownKind
 
 
@@ -49,8 +49,15 @@ def _quiet_stdout() -> None:
         pass
 
 
-@click.group(cls=MeshdGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--api", metavar="URL", default=None, help="The agent's API (default: $MESHD_API, else http://127.0.0.1:7700).")
+@click.group(
+    cls=MeshdGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
+@click.option(
+    "--api",
+    metavar="URL",
+    default=None,
+    help="The agent's API (default: $MESHD_API, else http://127.0.0.1:7700).",
+)
 @click.version_option(package_name="meshd", prog_name="meshd", message="%(prog)s %(version)s")
 def cli(api: str | None) -> None:
     """meshd: the core of Kubernetes on one machine. kubectl-like commands against the local agent."""
@@ -62,17 +69,71 @@ def cli(api: str | None) -> None:
 def agent_options(func: Any) -> Any:
     """The daemon's flags (shared by `agent` and `up`)."""
     options = [
-        click.option("--api", "api", metavar="ADDR:PORT", default=None, help="Serve the REST API here (default 127.0.0.1:7700)."),
-        click.option("--dns", metavar="ADDR:PORT", default=None, help="Serve DNS here (default 127.0.0.1:8600)."),
+        click.option(
+            "--api",
+            "api",
+            metavar="ADDR:PORT",
+            default=None,
+            help="Serve the REST API here (default 127.0.0.1:7700).",
+        ),
+        click.option(
+            "--dns", metavar="ADDR:PORT", default=None, help="Serve DNS here (default 127.0.0.1:8600)."
+        ),
         click.option("--zone", default=None, help="The DNS zone (default cluster.local)."),
-        click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Desired state (default ~/.local/state/meshd)."),
-        click.option("--driver", type=click.Choice(["docker", "process"]), default=None, help="Run containers on Docker (default) or as processes."),
-        click.option("--mdns", metavar="ADDR[,ADDR]|off", default=None, help="mDNS/DNS-SD interfaces (default: all)."),
-        click.option("--backoff-initial", type=click.FloatRange(min=0), default=None, help="First crash-loop back-off, seconds (default 10)."),
-        click.option("--backoff-max", type=click.FloatRange(min=0), default=None, help="Longest crash-loop back-off, seconds (default 300)."),
-        click.option("--node-cpus", type=click.FloatRange(min=0, min_open=True), default=None, help="CPU cores to admit pods against."),
-        click.option("--node-memory", metavar="QUANTITY", default=None, help="Memory to admit pods against (e.g. 8Gi)."),
-        click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
+        click.option(
+            "--state-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Desired state (default ~/.local/state/meshd).",
+        ),
+        click.option(
+            "--driver",
+            type=click.Choice(["docker", "process"]),
+            default=None,
+            help="Run containers on Docker (default) or as processes.",
+        ),
+        click.option(
+            "--mdns", metavar="ADDR[,ADDR]|off", default=None, help="mDNS/DNS-SD interfaces (default: all)."
+        ),
+        click.option(
+            "--backoff-initial",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="First crash-loop back-off, seconds (default 10).",
+        ),
+        click.option(
+            "--backoff-max",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Longest crash-loop back-off, seconds (default 300).",
+        ),
+        click.option(
+            "--node-cpus",
+            metavar="QUANTITY",
+            default=None,
+            help="CPU to admit pods against (e.g. 2 or 1500m).",
+        ),
+        click.option(
+            "--node-memory", metavar="QUANTITY", default=None, help="Memory to admit pods against (e.g. 8Gi)."
+        ),
+        click.option(
+            "--dns-ttl",
+            type=click.IntRange(min=0),
+            default=None,
+            help="TTL of DNS answers, seconds (default 5).",
+        ),
+        click.option(
+            "--sidecar/--no-sidecar", default=None, help="Run the node's sidecar proxy (default: on)."
+        ),
+        click.option(
+            "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
+        ),
+        click.option(
+            "--agent-id",
+            default=None,
+            help="Tell apart agents sharing one engine (default: from --state-dir).",
+        ),
+        click.option("-v", "--verbose", count=True, help="Debug log output."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -88,19 +149,31 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
             values["api"] = listen_address(api, os.environ)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-    if values.get("backoff_initial") is not None and values.get("backoff_max") is not None:
-        if values["backoff_initial"] > values["backoff_max"]:
-            raise CliError("--backoff-initial must not exceed --backoff-max")
-    if not values.get("verbose"):
-        values.pop("verbose", None)
+    initial, longest = values.get("backoff_initial"), values.get("backoff_max")
+    if initial is not None and longest is not None and initial > longest:
+        raise CliError("--backoff-initial must not exceed --backoff-max")
+    values["verbose"] = bool(values.get("verbose")) or None
+    if values.get("node_cpus") is not None or values.get("node_memory") is not None:
+        _check_quantities(values.get("node_cpus"), values.get("node_memory"))
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _run(entry: str, params: dict[str, Any], files: list[str] | None = None) -> None:
+def _check_quantities(cpus: str | None, memory: str | None) -> None:
+    from meshd.manifests.quantity import QuantityError, parse_quantity
+
+    for flag, value in (("--node-cpus", cpus), ("--node-memory", memory)):
+        try:
+            if value is not None and parse_quantity(value) <= 0:
+                raise QuantityError("must be positive")
+        except QuantityError as exc:
+            raise CliError(f"{flag} {value}: {exc}") from None
+
+
+def _run(params: dict[str, Any], files: list[str] | None = None) -> None:
     root_api = click.get_current_context().find_root().params.get("api")
     fields = build_agent_options(params, root_api)
     try:
-        import meshd.agent as agent
+        from meshd import agent
     except ImportError as exc:
         raise CliError(f"the agent is not available in this installation ({exc})") from None
     options = agent.AgentOptions(**fields)
@@ -115,15 +188,23 @@ def _run(entry: str, params: dict[str, Any], files: list[str] | None = None) -> 
 @agent_options
 def agent_command(**params: Any) -> None:
     """Run the meshd daemon in the foreground (REST API, DNS, mDNS, controller)."""
-    _run("agent", params)
+    _run(params)
 
 
 @cli.command("up")
-@click.option("-f", "--filename", "files", multiple=True, required=True, help="Manifests to apply (file, directory or -).")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    help="Manifests to apply (file, directory or -).",
+)
 @agent_options
 def up_command(files: tuple[str, ...], **params: Any) -> None:
     """Run the agent and apply manifests in one foreground process; Ctrl-C stops and cleans up."""
-    _run("up", params, expand_sources(files))
+    expand_sources(files)  # a missing file fails here, before the agent starts
+    _run(params, list(files))
 
 
 for command in (apply, delete, get, describe, scale, rollout, logs, top):

@@ -34,7 +34,9 @@ def to_yaml(obj: Any) -> str:
     import yaml  # only when asked: keeps `meshd get` start-up fast
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(obj, Dumper=dumper, default_flow_style=False, sort_keys=True, allow_unicode=True).rstrip("\n")
+    return yaml.dump(obj, Dumper=dumper, default_flow_style=False, sort_keys=True, allow_unicode=True).rstrip(
+        "\n"
+    )
 
 
 def name_line(kind: Kind, obj: Obj) -> str:

@@ -50,15 +50,20 @@ class Revision:
     revision: int
     change_cause: str = ""
     template: Obj | None = None
+    images: tuple[str, ...] = ()
 
 
 def history_revisions(answer: Any) -> list[Revision]:
     """Revisions from the history route, oldest first.
 
-    Accepts {"revisions"|"items": [{"revision", "changeCause", "template"}]} or a List of ReplicaSets carrying
+    Accepts {"revisions"|"items": [{"revision", "changeCause", "images"|"template"}]} or a List of ReplicaSets carrying
     the deployment.kubernetes.io/revision annotation (what kubectl reads).
     """
-    items = answer if isinstance(answer, list) else (answer or {}).get("revisions") or (answer or {}).get("items") or []
+    items = (
+        answer
+        if isinstance(answer, list)
+        else (answer or {}).get("revisions") or (answer or {}).get("items") or []
+    )
     revisions = []
     for item in items:
         if not isinstance(item, dict):
@@ -72,7 +77,9 @@ def history_revisions(answer: Any) -> list[Revision]:
             continue
         cause = item.get("changeCause") or annotations.get(CHANGE_CAUSE_ANNOTATION) or ""
         template = item.get("template") or (item.get("spec") or {}).get("template")
-        revisions.append(Revision(revision, cause, template))
+        containers = ((template or {}).get("spec") or {}).get("containers") or []
+        images = tuple(item.get("images") or [c.get("image", "") for c in containers])
+        revisions.append(Revision(revision, cause, template, images))
     return sorted(revisions, key=lambda r: r.revision)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from meshd.cli.kinds import DEPLOYMENT, ENDPOINTS, EVENT, POD, REPLICASET, SERVICE, Kind
 from meshd.cli.timefmt import age, human_duration, parse_time
@@ -169,7 +170,10 @@ def _external_ip(svc: Obj) -> str:
     spec = _spec(svc)
     external = list(spec.get("externalIPs") or [])
     if (spec.get("type") or "ClusterIP") == "LoadBalancer":
-        ingress = [i.get("ip") or i.get("hostname") for i in (_status(svc).get("loadBalancer") or {}).get("ingress") or []]
+        ingress = [
+            i.get("ip") or i.get("hostname")
+            for i in (_status(svc).get("loadBalancer") or {}).get("ingress") or []
+        ]
         external = [x for x in ingress if x] + external
         return ",".join(external) or "<pending>"
     return ",".join(external) or NONE
@@ -242,10 +246,26 @@ def event_row(ev: Obj, now: datetime, wide: bool) -> list[str]:
 Row = Callable[[Obj, datetime, bool], list[str]]
 
 COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
-    POD.kind: (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], pod_row),
-    DEPLOYMENT.kind: (["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], deployment_row),
-    REPLICASET.kind: (["NAME", "DESIRED", "CURRENT", "READY", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], replicaset_row),
-    SERVICE.kind: (["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"], service_row),
+    POD.kind: (
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+        pod_row,
+    ),
+    DEPLOYMENT.kind: (
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        deployment_row,
+    ),
+    REPLICASET.kind: (
+        ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        replicaset_row,
+    ),
+    SERVICE.kind: (
+        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+        ["SELECTOR"],
+        service_row,
+    ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
 }
@@ -257,7 +277,9 @@ def header(kind: Kind, *, wide: bool, all_namespaces: bool) -> list[str]:
     return (["NAMESPACE"] if all_namespaces else []) + cols
 
 
-def row(kind: Kind, obj: Obj, now: datetime, *, wide: bool, all_namespaces: bool, prefix_kind: bool = False) -> list[str]:
+def row(
+    kind: Kind, obj: Obj, now: datetime, *, wide: bool, all_namespaces: bool, prefix_kind: bool = False
+) -> list[str]:
     """One object's cells; with prefix_kind the name reads "deployment.apps/web" (as in `get all`)."""
     cells = COLUMNS[kind.kind][2](obj, now, wide)
     if prefix_kind and kind.kind != EVENT.kind:
@@ -279,5 +301,7 @@ def table_rows(
 ) -> list[list[str]]:
     """Header (optional) + one row per object, in the order given."""
     rows = [header(kind, wide=wide, all_namespaces=all_namespaces)] if headers else []
-    rows += [row(kind, o, now, wide=wide, all_namespaces=all_namespaces, prefix_kind=prefix_kind) for o in objects]
+    rows += [
+        row(kind, o, now, wide=wide, all_namespaces=all_namespaces, prefix_kind=prefix_kind) for o in objects
+    ]
     return rows

@@ -44,7 +44,11 @@ def top_pods(
         keyed.sort(key=lambda mu: -mu[1][0])
     elif sort_by == "memory":
         keyed.sort(key=lambda mu: -mu[1][1])
-    head = (["NAMESPACE"] if all_namespaces else []) + (["POD"] if containers else []) + ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    head = (
+        (["NAMESPACE"] if all_namespaces else [])
+        + (["POD"] if containers else [])
+        + ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    )
     rows = [head]
     for metrics, (cpu, mem) in keyed:
         meta = metrics.get("metadata") or {}

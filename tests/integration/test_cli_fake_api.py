@@ -17,26 +17,49 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _pod(name: str, *, ready: bool = True, restarts: int = 0) -> dict:
     return {
-        "metadata": {"name": name, "namespace": "default", "creationTimestamp": "2026-11-24T11:55:00Z", "labels": {"app": "web"}},
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "creationTimestamp": "2026-11-24T11:55:00Z",
+            "labels": {"app": "web"},
+        },
         "spec": {"nodeName": "meshd-node", "containers": [{"name": "web", "image": "meshd/demo:1"}]},
         "status": {
             "phase": "Running",
             "podIP": "10.213.0.5",
             "containerStatuses": [
-                {"name": "web", "ready": ready, "restartCount": restarts, "state": {"running": {"startedAt": "2026-11-24T11:55:01Z"}}}
+                {
+                    "name": "web",
+                    "ready": ready,
+                    "restartCount": restarts,
+                    "state": {"running": {"startedAt": "2026-11-24T11:55:01Z"}},
+                }
             ],
         },
     }
 
 
-def _deployment(name: str, *, generation: int, observed: int, updated: int, total: int, available: int, conditions=()) -> dict:
+def _deployment(
+    name: str, *, generation: int, observed: int, updated: int, total: int, available: int, conditions=()
+) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "generation": generation, "creationTimestamp": "2026-11-24T11:00:00Z"},
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "generation": generation,
+            "creationTimestamp": "2026-11-24T11:00:00Z",
+        },
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}}},
-        "status": {"observedGeneration": observed, "replicas": total, "updatedReplicas": updated, "readyReplicas": available,
-                   "availableReplicas": available, "conditions": list(conditions)},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": available,
+            "availableReplicas": available,
+            "conditions": list(conditions),
+        },
     }
 
 
@@ -48,9 +71,20 @@ ROLLOUT = [
     _deployment("web", generation=2, observed=2, updated=3, total=3, available=3),
 ]
 STUCK = _deployment(
-    "stuck", generation=2, observed=2, updated=1, total=4, available=3,
-    conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                 "message": 'ReplicaSet "stuck-2" has timed out progressing.'}],
+    "stuck",
+    generation=2,
+    observed=2,
+    updated=1,
+    total=4,
+    available=3,
+    conditions=[
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "stuck-2" has timed out progressing.',
+        }
+    ],
 )
 
 
@@ -68,6 +102,7 @@ class FakeAgent:
         app.router.add_post("/v1/delete", self.delete)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self.pods_list)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.pod)
+        app.router.add_delete("/apis/apps/v1/namespaces/{ns}/deployments/{name}", self.delete_one)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.log)
         app.router.add_get("/api/v1/namespaces/{ns}/endpoints", self.endpoints_list)
         app.router.add_get("/v1/watch/endpoints", self.endpoint_watch)
@@ -78,25 +113,47 @@ class FakeAgent:
 
     async def apply(self, request: web.Request) -> web.Response:
         text = await request.text()
-        self.received.append(("apply", request.content_type, text))
+        self.received.append(("apply", request.query.get("source", ""), text))
         if "replicas: three" in text:
             return web.json_response(
-                {"error": "document 1 (Deployment web): spec.replicas: expected an integer, got 'three'"}, status=422
+                {"error": "document 1 (Deployment web): spec.replicas: expected an integer, got 'three'"},
+                status=422,
             )
-        return web.json_response({
-            "results": [
-                {"kind": "Deployment", "namespace": "default", "name": "web", "action": "created"},
-                {"kind": "Service", "namespace": "default", "name": "web", "action": "unchanged"},
-            ],
-            "warnings": ["document 1 (Deployment web): spec.template.spec.hostname: ignored"],
-        })
+        return web.json_response(
+            {
+                "results": [
+                    {"kind": "Deployment", "namespace": "default", "name": "web", "action": "created"},
+                    {"kind": "Service", "namespace": "default", "name": "web", "action": "unchanged"},
+                ],
+                "warnings": ["document 1 (Deployment web): spec.template.spec.hostname: ignored"],
+            }
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         text = await request.text()
         self.received.append(("delete", request.content_type, text))
         docs = [json.loads(d) for d in text.split("---\n") if d.strip()]
         return web.json_response(
-            {"results": [{"kind": d["kind"], "namespace": "default", "name": d["metadata"]["name"], "action": "deleted"} for d in docs]}
+            {
+                "results": [
+                    {
+                        "kind": d["kind"],
+                        "namespace": "default",
+                        "name": d["metadata"]["name"],
+                        "action": "deleted",
+                    }
+                    for d in docs
+                ]
+            }
+        )
+
+    async def delete_one(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.received.append(("DELETE", request.path, ""))
+        if name != "web":
+            return web.json_response({"error": f'deployments "{name}" not found'}, status=404)
+        return web.json_response(
+            {"kind": "Deployment", "namespace": "default", "name": name, "action": "deleted"}
         )
 
     async def pods_list(self, request: web.Request) -> web.StreamResponse:
@@ -129,13 +186,29 @@ class FakeAgent:
         return resp
 
     async def endpoints_list(self, request: web.Request) -> web.Response:
-        item = {"metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2026-11-24T11:00:00Z"}, "subsets": []}
+        item = {
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2026-11-24T11:00:00Z"},
+            "subsets": [],
+        }
         return web.json_response({"kind": "EndpointsList", "apiVersion": "v1", "items": [item]})
 
     async def endpoint_watch(self, request: web.Request) -> web.StreamResponse:
-        service = {"namespace": "default", "name": "web", "address": "10.213.128.7",
-                   "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}], "annotations": {}}
-        endpoint = {"name": "web-1", "address": "10.213.0.5", "ports": {"http": 8080}, "ready": True, "reason": "", "node": "", "hostname": ""}
+        service = {
+            "namespace": "default",
+            "name": "web",
+            "address": "10.213.128.7",
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            "annotations": {},
+        }
+        endpoint = {
+            "name": "web-1",
+            "address": "10.213.0.5",
+            "ports": {"http": 8080},
+            "ready": True,
+            "reason": "",
+            "node": "",
+            "hostname": "",
+        }
         other = {**service, "namespace": "other", "name": "api"}
         lines = [
             {"type": "Reset", "service": service, "endpoints": []},
@@ -143,7 +216,11 @@ class FakeAgent:
             {"type": "Synced"},
             {"type": "Heartbeat"},
             {"type": "Add", "service": "default/web", "endpoints": [endpoint]},
-            {"type": "Add", "service": "default/web", "endpoints": [{**endpoint, "name": "web-2", "address": "10.213.0.6"}]},
+            {
+                "type": "Add",
+                "service": "default/web",
+                "endpoints": [{**endpoint, "name": "web-2", "address": "10.213.0.6"}],
+            },
         ]
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
@@ -169,9 +246,18 @@ class FakeAgent:
         return web.json_response({"spec": {"replicas": 5}})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.json_response({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "items": [
-            {"metadata": {"name": "web-1", "namespace": "default"}, "containers": [{"name": "web", "usage": {"cpu": "12m", "memory": "34Mi"}}]}
-        ]})
+        return web.json_response(
+            {
+                "kind": "PodMetricsList",
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "items": [
+                    {
+                        "metadata": {"name": "web-1", "namespace": "default"},
+                        "containers": [{"name": "web", "usage": {"cpu": "12m", "memory": "34Mi"}}],
+                    }
+                ],
+            }
+        )
 
 
 @pytest.fixture
@@ -191,8 +277,14 @@ async def meshd(api: str, *args: str, stdin: str | None = None) -> tuple[int, st
     """Run `meshd ARGS` as a process; (exit status, stdout, stderr)."""
     env = {**os.environ, "MESHD_API": api, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "meshd.cli", *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        "-m",
+        "meshd.cli",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 60)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -202,12 +294,15 @@ MANIFEST = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:
 
 
 async def test_apply_prints_results_and_warnings(agent, tmp_path):
-    (tmp_path / "web.yaml").write_text(MANIFEST)
-    code, out, err = await meshd(agent.url, "apply", "-f", str(tmp_path / "web.yaml"), "-f", "-", stdin="kind: Service\n")
+    path = tmp_path / "web.yaml"
+    path.write_text(MANIFEST)
+    code, out, err = await meshd(agent.url, "apply", "-f", str(path), "-f", "-", stdin="kind: Service\n")
     assert code == 0, err
-    assert out.splitlines() == ["deployment.apps/web created", "service/web unchanged"]
-    assert err.strip() == "Warning: document 1 (Deployment web): spec.template.spec.hostname: ignored"
-    assert agent.received[-1] == ("apply", "application/yaml", MANIFEST + "---\nkind: Service\n")
+    assert out.splitlines() == ["deployment.apps/web created", "service/web unchanged"] * 2
+    assert (
+        err.splitlines() == ["Warning: document 1 (Deployment web): spec.template.spec.hostname: ignored"] * 2
+    )
+    assert agent.received[-2:] == [("apply", str(path), MANIFEST), ("apply", "<stdin>", "kind: Service\n")]
 
 
 async def test_apply_error_is_one_line_and_exit_1(agent):
@@ -228,14 +323,17 @@ async def test_get_pods_table_and_json(agent):
     code, out, _ = await meshd(agent.url, "get", "po", "-o", "json")
     doc = json.loads(out)
     assert doc["kind"] == "List" and [i["metadata"]["name"] for i in doc["items"]] == ["web-1", "web-2"]
-    assert doc["items"][0]["kind"] == "Pod" and doc["items"][1]["status"]["containerStatuses"][0]["restartCount"] == 2
+    assert (
+        doc["items"][0]["kind"] == "Pod"
+        and doc["items"][1]["status"]["containerStatuses"][0]["restartCount"] == 2
+    )
 
     code, out, _ = await meshd(agent.url, "get", "pod", "web-1", "-o", "json")
     assert json.loads(out)["metadata"]["name"] == "web-1" and json.loads(out)["kind"] == "Pod"
 
 
 async def test_get_missing_object(agent):
-    code, out, err = await meshd(agent.url, "get", "pod", "nope")
+    code, _, err = await meshd(agent.url, "get", "pod", "nope")
     assert code == 1
     assert err.strip() == 'Error from server (NotFound): pods "nope" not found'
 
@@ -244,8 +342,13 @@ async def test_get_watch_prints_changed_rows(agent):
     code, out, err = await meshd(agent.url, "get", "pods", "-w")
     assert code == 0, err
     rows = [line.split()[:3] for line in out.splitlines()]
-    assert rows == [["NAME", "READY", "STATUS"], ["web-1", "1/1", "Running"], ["web-2", "0/1", "Running"],
-                    ["web-2", "1/1", "Running"], ["web-3", "1/1", "Running"]]
+    assert rows == [
+        ["NAME", "READY", "STATUS"],
+        ["web-1", "1/1", "Running"],
+        ["web-2", "0/1", "Running"],
+        ["web-2", "1/1", "Running"],
+        ["web-3", "1/1", "Running"],
+    ]
 
 
 async def test_get_endpoints_watch_follows_the_endpoint_stream(agent):
@@ -264,7 +367,7 @@ async def test_unreachable_agent_is_one_clear_line():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code, out, err = await meshd(f"127.0.0.1:{port}", "get", "pods")
-    assert code == 1
+    assert (code, out) == (1, "")
     assert err == (
         f"meshd: cannot reach the agent at http://127.0.0.1:{port}: connection refused — is `meshd agent` running?\n"
     )
@@ -285,12 +388,16 @@ async def test_rollout_status_follows_to_success(agent):
 
 async def test_rollout_status_failure_and_timeout(agent):
     code, out, err = await meshd(agent.url, "rollout", "status", "deploy", "stuck")
-    assert code == 1
+    assert (code, out) == (1, "")
     assert err.strip() == 'error: deployment "stuck" exceeded its progress deadline'
     code, out, err = await meshd(agent.url, "rollout", "status", "deployment/slow", "--timeout", "0.3s")
     assert code == 1
+    assert (
+        out
+        == 'Waiting for deployment "slow" rollout to finish: 1 out of 3 new replicas have been updated...\n'
+    )
     assert err.strip() == "error: timed out waiting for the condition"
-    code, out, err = await meshd(agent.url, "rollout", "status", "deployment/missing")
+    code, _, err = await meshd(agent.url, "rollout", "status", "deployment/missing")
     assert code == 1
     assert err.strip() == 'Error from server (NotFound): deployments.apps "missing" not found'
 
@@ -310,6 +417,14 @@ async def test_scale_logs_top_delete(agent):
 
     code, out, err = await meshd(agent.url, "delete", "deployment", "web")
     assert (code, out) == (0, 'deployment.apps "web" deleted\n'), err
-    assert json.loads(agent.received[-1][2].split("---\n")[0]) == {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}
-    }
+    assert agent.received[-1] == ("DELETE", "/apis/apps/v1/namespaces/default/deployments/web", "")
+    code, out, err = await meshd(agent.url, "delete", "deploy/gone")
+    assert (code, err) == (1, 'Error from server (NotFound): deployments.apps "gone" not found\n')
+
+
+async def test_delete_from_a_file(agent, tmp_path):
+    path = tmp_path / "web.json"
+    path.write_text('{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}\n')
+    code, out, err = await meshd(agent.url, "delete", "-f", str(path))
+    assert (code, out) == (0, 'deployment.apps "web" deleted\n'), err
+    assert agent.received[-1][0] == "delete"

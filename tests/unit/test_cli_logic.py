@@ -7,13 +7,22 @@ import pytest
 from meshd.cli.client import error_message, resolve_api_url
 from meshd.cli.common import parse_duration
 from meshd.cli.endpoints_view import EndpointsView
-from meshd.cli.inputs import InputError, expand_sources, read_manifests
+from meshd.cli.files import InputError, expand_sources, read_manifests
 from meshd.cli.kinds import DEPLOYMENT, ENDPOINTS, POD, REPLICASET, SERVICE, UnknownKind, resolve_kind
 from meshd.cli.rollout import format_history, history_revisions, rollout_status
 from meshd.cli.tabwriter import TableWriter, tabwrite
 from meshd.cli.timefmt import human_duration
 from meshd.cli.top import top_pods
-from meshd.model.endpoints import Add, DoesNotExist, Endpoint, PortInfo, Remove, Reset, ServiceInfo, ServiceKey
+from meshd.model.endpoints import (
+    Add,
+    DoesNotExist,
+    Endpoint,
+    PortInfo,
+    Remove,
+    Reset,
+    ServiceInfo,
+    ServiceKey,
+)
 
 
 def dep(*, generation=3, observed=3, replicas=3, updated=3, total=3, available=3, conditions=()):
@@ -38,11 +47,36 @@ DEADLINE = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlin
     [
         (dep(), 'deployment "web" successfully rolled out', True, False),
         (dep(generation=4), "Waiting for deployment spec update to be observed...", False, False),
-        (dep(updated=1, total=4), 'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...', False, False),
-        (dep(total=4), 'Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...', False, False),
-        (dep(available=2), 'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...', False, False),
-        (dep(updated=1, total=4, conditions=[DEADLINE]), 'deployment "web" exceeded its progress deadline', False, True),
-        (dep(replicas=0, updated=0, total=0, available=0), 'deployment "web" successfully rolled out', True, False),
+        (
+            dep(updated=1, total=4),
+            'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...',
+            False,
+            False,
+        ),
+        (
+            dep(total=4),
+            'Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...',
+            False,
+            False,
+        ),
+        (
+            dep(available=2),
+            'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...',
+            False,
+            False,
+        ),
+        (
+            dep(updated=1, total=4, conditions=[DEADLINE]),
+            'deployment "web" exceeded its progress deadline',
+            False,
+            True,
+        ),
+        (
+            dep(replicas=0, updated=0, total=0, available=0),
+            'deployment "web" successfully rolled out',
+            True,
+            False,
+        ),
     ],
 )
 def test_rollout_status(obj, message, done, failed):
@@ -53,10 +87,24 @@ def test_rollout_status(obj, message, done, failed):
 def test_history_from_revisions_or_replicasets():
     answer = {"revisions": [{"revision": 2, "changeCause": "image v2"}, {"revision": 1}]}
     assert [r.revision for r in history_revisions(answer)] == [1, 2]
-    rs_list = {"kind": "List", "items": [
-        {"metadata": {"name": "web-b", "annotations": {"deployment.kubernetes.io/revision": "3"}}, "spec": {"template": {"x": 1}}},
-        {"metadata": {"name": "web-a", "annotations": {"deployment.kubernetes.io/revision": "1", "kubernetes.io/change-cause": "first"}}},
-    ]}
+    rs_list = {
+        "kind": "List",
+        "items": [
+            {
+                "metadata": {"name": "web-b", "annotations": {"deployment.kubernetes.io/revision": "3"}},
+                "spec": {"template": {"x": 1}},
+            },
+            {
+                "metadata": {
+                    "name": "web-a",
+                    "annotations": {
+                        "deployment.kubernetes.io/revision": "1",
+                        "kubernetes.io/change-cause": "first",
+                    },
+                }
+            },
+        ],
+    }
     revisions = history_revisions(rs_list)
     assert [(r.revision, r.change_cause) for r in revisions] == [(1, "first"), (3, "")]
     assert revisions[1].template == {"x": 1}
@@ -92,7 +140,10 @@ def test_resolve_api_url_rejects(bad):
 @pytest.mark.parametrize(
     "body, expected",
     [
-        (b'{"error": "document 2 (Deployment web): spec.replicas: expected an integer"}', "document 2 (Deployment web): spec.replicas: expected an integer"),
+        (
+            b'{"error": "document 2 (Deployment web): spec.replicas: expected an integer"}',
+            "document 2 (Deployment web): spec.replicas: expected an integer",
+        ),
         (b'{"kind": "Status", "message": "pods \\"x\\" not found", "code": 404}', 'pods "x" not found'),
         (b"plain text\n", "plain text"),
         (b"", "HTTP 500 Internal Server Error"),
@@ -104,8 +155,17 @@ def test_error_message(body, expected):
 
 @pytest.mark.parametrize(
     "text, kind",
-    [("po", POD), ("pods", POD), ("Pod", POD), ("deploy", DEPLOYMENT), ("deployments.apps", DEPLOYMENT), ("rs", REPLICASET),
-     ("svc", SERVICE), ("ep", ENDPOINTS), ("endpoints", ENDPOINTS)],
+    [
+        ("po", POD),
+        ("pods", POD),
+        ("Pod", POD),
+        ("deploy", DEPLOYMENT),
+        ("deployments.apps", DEPLOYMENT),
+        ("rs", REPLICASET),
+        ("svc", SERVICE),
+        ("ep", ENDPOINTS),
+        ("endpoints", ENDPOINTS),
+    ],
 )
 def test_resolve_kind(text, kind):
     assert resolve_kind(text) is kind
@@ -119,7 +179,9 @@ def test_kind_paths():
         resolve_kind("statefulsets")
 
 
-@pytest.mark.parametrize("text, seconds", [("0", 0), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("2.5", 2.5)])
+@pytest.mark.parametrize(
+    "text, seconds", [("0", 0), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("2.5", 2.5)]
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -134,8 +196,13 @@ def test_inputs_directories_and_stdin(tmp_path):
     files = expand_sources([str(tmp_path), "-"])
     assert [f.rsplit("/", 1)[-1] for f in files] == ["a.yml", "b.yaml", "c.json", "-"]
     assert len(expand_sources([str(tmp_path)], recursive=True)) == 4
-    text = read_manifests(files, read_stdin=lambda: "kind: Pod\nmetadata: {name: x}\n")
-    assert text == '---\nkind: Pod\n---\nkind: Service\n---\n{"kind": "Deployment"}\n---\nkind: Pod\nmetadata: {name: x}\n'
+    pairs = read_manifests([str(tmp_path), "-"], read_stdin=lambda: "kind: Pod\nmetadata: {name: x}\n")
+    assert [(text, source.rsplit("/", 1)[-1]) for text, source in pairs] == [
+        ("---\nkind: Pod", "a.yml"),
+        ("kind: Service\n", "b.yaml"),
+        ('{"kind": "Deployment"}\n', "c.json"),
+        ("kind: Pod\nmetadata: {name: x}\n", "<stdin>"),
+    ]
 
 
 def test_inputs_errors(tmp_path):
@@ -145,6 +212,7 @@ def test_inputs_errors(tmp_path):
         expand_sources([str(tmp_path)])  # an empty directory
     with pytest.raises(InputError):
         read_manifests(["-"], read_stdin=lambda: "  \n")
+    assert issubclass(InputError, OSError)  # `meshd up` handles it with the agent's other file errors
 
 
 def test_endpoints_view_builds_v1_endpoints():
@@ -152,7 +220,10 @@ def test_endpoints_view_builds_v1_endpoints():
     svc = ServiceInfo(key, "10.213.128.7", (PortInfo("http", 80, 8080),))
     view = EndpointsView()
     assert view.apply(Reset(svc, (Endpoint("web-a", "10.213.0.5", {"http": 8080}),))) == key
-    assert view.apply(Add(key, (Endpoint("web-b", "10.213.0.6", {"http": 8080}, ready=False, reason="probe"),))) == key
+    assert (
+        view.apply(Add(key, (Endpoint("web-b", "10.213.0.6", {"http": 8080}, ready=False, reason="probe"),)))
+        == key
+    )
     obj = view.object(key, created="2026-11-24T10:00:00Z")
     assert obj == {
         "apiVersion": "v1",
@@ -160,8 +231,18 @@ def test_endpoints_view_builds_v1_endpoints():
         "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2026-11-24T10:00:00Z"},
         "subsets": [
             {
-                "addresses": [{"ip": "10.213.0.5", "targetRef": {"kind": "Pod", "name": "web-a", "namespace": "default"}}],
-                "notReadyAddresses": [{"ip": "10.213.0.6", "targetRef": {"kind": "Pod", "name": "web-b", "namespace": "default"}}],
+                "addresses": [
+                    {
+                        "ip": "10.213.0.5",
+                        "targetRef": {"kind": "Pod", "name": "web-a", "namespace": "default"},
+                    }
+                ],
+                "notReadyAddresses": [
+                    {
+                        "ip": "10.213.0.6",
+                        "targetRef": {"kind": "Pod", "name": "web-b", "namespace": "default"},
+                    }
+                ],
                 "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             }
         ],
@@ -175,10 +256,17 @@ def test_endpoints_view_builds_v1_endpoints():
 
 def test_top_pods():
     items = [
-        {"metadata": {"name": "web-a", "namespace": "default"},
-         "containers": [{"name": "web", "usage": {"cpu": "1500000n", "memory": "34Mi"}},
-                        {"name": "loader", "usage": {"cpu": "10m", "memory": "2048Ki"}}]},
-        {"metadata": {"name": "web-b", "namespace": "default"}, "containers": [{"name": "web", "usage": {"cpu": "120m", "memory": "10Mi"}}]},
+        {
+            "metadata": {"name": "web-a", "namespace": "default"},
+            "containers": [
+                {"name": "web", "usage": {"cpu": "1500000n", "memory": "34Mi"}},
+                {"name": "loader", "usage": {"cpu": "10m", "memory": "2048Ki"}},
+            ],
+        },
+        {
+            "metadata": {"name": "web-b", "namespace": "default"},
+            "containers": [{"name": "web", "usage": {"cpu": "120m", "memory": "10Mi"}}],
+        },
     ]
     assert top_pods(items, sort_by="cpu").splitlines() == [
         "NAME    CPU(cores)   MEMORY(bytes)",
@@ -209,8 +297,21 @@ def test_table_writer_remembers_widths_for_watch():
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(-5, "<invalid>"), (-1, "0s"), (59, "59s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (179 * 60, "179m"),
-     (3 * 3600 + 60, "3h1m"), (8 * 3600, "8h"), (50 * 3600, "2d2h"), (9 * 86400, "9d"), (800 * 86400, "2y70d"), (3000 * 86400, "8y")],
+    [
+        (-5, "<invalid>"),
+        (-1, "0s"),
+        (59, "59s"),
+        (119, "119s"),
+        (125, "2m5s"),
+        (600, "10m"),
+        (179 * 60, "179m"),
+        (3 * 3600 + 60, "3h1m"),
+        (8 * 3600, "8h"),
+        (50 * 3600, "2d2h"),
+        (9 * 86400, "9d"),
+        (800 * 86400, "2y70d"),
+        (3000 * 86400, "8y"),
+    ],
 )
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
