@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -119,6 +120,43 @@ def event_from_docker(raw: Mapping[str, Any]) -> ContainerEvent | None:
         exit_code=int(exit_code) if exit_code not in (None, "") else None,
         time=time_nano / 1e9 if time_nano else float(raw.get("time") or 0),
     )
+
+
+def exit_code_from_status(status: str) -> int | None:
+    """`docker ps`'s "Exited (137) 3 seconds ago" -> 137."""
+    match = re.match(r"Exited \((-?\d+)\)", status or "")
+    return int(match.group(1)) if match else None
+
+
+def catch_up(
+    known: Mapping[str, Mapping[str, str]], summaries: list[Mapping[str, Any]], now: float
+) -> tuple[list[ContainerEvent], dict[str, Mapping[str, str]]]:
+    """Events missed while the stream was down, from the containers known running and a fresh listing.
+
+    Returns the synthetic events (die/destroy for known ones that stopped or vanished, start for new running
+    ones) and the new set of running containers.
+    """
+    current = {str(s["Id"]): s for s in summaries}
+    events: list[ContainerEvent] = []
+    for cid, labels in known.items():
+        summary = current.get(cid)
+        if summary is None:
+            events.append(ContainerEvent(action="die", id=cid, labels=labels, time=now))
+            events.append(ContainerEvent(action="destroy", id=cid, labels=labels, time=now))
+        elif container_state(str(summary.get("State", ""))) != "running":
+            code = exit_code_from_status(str(summary.get("Status", "")))
+            events.append(ContainerEvent(action="die", id=cid, labels=labels, exit_code=code, time=now))
+    running: dict[str, Mapping[str, str]] = {
+        cid: dict(s.get("Labels") or {})
+        for cid, s in current.items()
+        if container_state(str(s.get("State", ""))) == "running"
+    }
+    events.extend(
+        ContainerEvent(action="start", id=cid, labels=labels, time=now)
+        for cid, labels in running.items()
+        if cid not in known
+    )
+    return events, running
 
 
 def kube_command(
@@ -556,7 +594,11 @@ class DockerDriver:
         return observed_from_inspect(attrs, self.network)
 
     async def events(self) -> AsyncIterator[ContainerEvent]:
-        """Managed containers' start/die/oom/destroy events; reconnects (replaying from the last seen) on error."""
+        """Managed containers' start/die/oom/destroy events, as they happen.
+
+        When the engine goes away the stream reconnects with backoff, replays from the last event seen, and
+        reports what a fresh listing shows it missed (die/destroy/start), so a consumer never needs to poll.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ContainerEvent | BaseException] = asyncio.Queue()
         stop = threading.Event()
@@ -599,8 +641,14 @@ class DockerDriver:
         }
         since: str | None = None
         seen: dict[tuple[str, str, int], None] = {}
+        running: dict[str, Mapping[str, str]] = {}  # what we believe runs, to catch up after a reconnect
+        caught_up: set[tuple[str, str]] = set()  # (id, action) already reported by a catch-up
         backoff = 0.2
         first = True
+
+        def emit(event: ContainerEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
         while not stop.is_set() and not loop.is_closed():
             try:
                 client = self._make_client(timeout=None)
@@ -610,9 +658,14 @@ class DockerDriver:
                 stream = client.api.events(decode=True, filters=filters, since=since)
                 holder["stream"] = stream
                 self._streams.add(stream)
+                listing = client.api.containers(all=True, filters={"label": filters["label"]})
+                missed, running = catch_up(running, listing, time.time())
                 if not first:
                     self.event_stream_restarts += 1
-                    log.info("docker events stream reconnected")
+                    log.info("docker events stream reconnected; %d missed events", len(missed))
+                    for missed_event in missed:
+                        caught_up.add((missed_event.id, missed_event.action))
+                        emit(missed_event)
                 first = False
                 backoff = 0.2
                 for raw in stream:
@@ -628,9 +681,14 @@ class DockerDriver:
                             del seen[old]
                     if nano:
                         since = f"{nano // 1_000_000_000}.{nano % 1_000_000_000:09d}"
-                    event = event_from_docker(raw)
-                    if event is not None:
-                        loop.call_soon_threadsafe(queue.put_nowait, event)
+                    update = event_from_docker(raw)
+                    if update is None or (update.id, update.action) in caught_up:
+                        continue
+                    if update.action == "start":
+                        running[update.id] = update.labels
+                    elif update.action in ("die", "destroy"):
+                        running.pop(update.id, None)
+                    emit(update)
                 self._streams.discard(stream)
             except Exception as exc:  # noqa: BLE001 - engine gone or restarting: retry with backoff
                 if stop.is_set():

@@ -11,6 +11,7 @@ import pytest
 from meshd.driver.base import ContainerEvent, Usage
 from meshd.driver.docker import (
     DockerDriver,
+    catch_up,
     container_state,
     event_from_docker,
     kube_command,
@@ -144,9 +145,12 @@ class FakeStream:
 
 
 class FakeClient:
-    def __init__(self, stream: FakeStream, calls: list[dict]) -> None:
-        self.stream, self.calls = stream, calls
+    def __init__(self, stream: FakeStream, calls: list[dict], listing: list[dict] | None = None) -> None:
+        self.stream, self.calls, self.listing = stream, calls, listing or []
         self.api = self
+
+    def containers(self, **kwargs: object) -> list[dict]:
+        return self.listing
 
     def events(self, **kwargs: object) -> FakeStream:
         self.calls.append(kwargs)
@@ -166,7 +170,7 @@ async def test_events_reconnect_and_replay_without_duplicates(monkeypatch: pytes
     streams = [FakeStream([died], then="fail"), FakeStream([died, started], then="block")]
     calls: list[dict] = []
     driver = DockerDriver(agent_id="unit")
-    monkeypatch.setattr(driver, "_make_client", lambda **_: FakeClient(streams.pop(0), calls))
+    monkeypatch.setattr(driver, "_make_client", lambda **_: FakeClient(streams.pop(0), calls, listing=[]))
     received = []
     events = driver.events()
     async with asyncio.timeout(10):
@@ -177,4 +181,42 @@ async def test_events_reconnect_and_replay_without_duplicates(monkeypatch: pytes
     assert calls[1]["since"] == "1700000000.000000001"  # replays from the last event seen
     assert calls[0]["filters"]["label"] == ["io.meshd.managed=true", "io.meshd.agent=unit"]
     assert driver.event_stream_restarts == 1
+    await driver.close()
+
+
+def summary(cid: str, state: str, status: str = "") -> dict:
+    return {"Id": cid, "State": state, "Status": status, "Labels": {"io.meshd.pod": cid}}
+
+
+def test_catch_up_reports_what_happened_while_the_stream_was_down() -> None:
+    known = {
+        "gone": {"io.meshd.pod": "gone"},
+        "died": {"io.meshd.pod": "died"},
+        "alive": {"io.meshd.pod": "alive"},
+    }
+    listing = [summary("died", "exited", "Exited (3) 2 seconds ago"), summary("alive", "running", "Up 1 minute"),
+               summary("new", "running", "Up 1 second")]  # fmt: skip
+    events, running = catch_up(known, listing, now=5.0)
+    assert [(e.action, e.id, e.exit_code) for e in events] == [
+        ("die", "gone", None), ("destroy", "gone", None), ("die", "died", 3), ("start", "new", None)
+    ]  # fmt: skip
+    assert set(running) == {"alive", "new"}
+    assert catch_up(running, listing, now=6.0)[0] == []
+
+
+async def test_a_reconnect_reports_containers_that_vanished(monkeypatch: pytest.MonkeyPatch) -> None:
+    started = raw_event("start", "a", 1_700_000_000_000_000_001)
+    clients = [
+        FakeClient(FakeStream([started], then="fail"), [], listing=[]),
+        FakeClient(FakeStream([], then="block"), [], listing=[]),  # the engine came back without "a"
+    ]
+    driver = DockerDriver(agent_id="unit")
+    monkeypatch.setattr(driver, "_make_client", lambda **_: clients.pop(0))
+    events = driver.events()
+    received = []
+    async with asyncio.timeout(10):
+        while len(received) < 3:
+            received.append(await anext(events))
+    await events.aclose()
+    assert [(e.action, e.id) for e in received] == [("start", "a"), ("die", "a"), ("destroy", "a")]
     await driver.close()
