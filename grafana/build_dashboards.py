@@ -134,6 +134,16 @@ def layout(sections: list[tuple[str, list[Panel]]]) -> list[dict[str, Any]]:
     return panels
 
 
+ANNOTATIONS = {
+    "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+    "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
+}  # fmt: skip
+LINKS = {
+    "title": "meshd", "type": "dashboards", "tags": ["meshd"], "asDropdown": True, "includeVars": False,
+    "keepTime": True, "icon": "external link", "targetBlank": False, "tooltip": "", "url": "",
+}  # fmt: skip
+
+
 def dashboard(*, uid: str, title: str, description: str, tags: list[str], variables: list[dict[str, Any]],
               sections: list[tuple[str, list[Panel]]]) -> dict[str, Any]:  # fmt: skip
     return {
@@ -152,14 +162,8 @@ def dashboard(*, uid: str, title: str, description: str, tags: list[str], variab
         "fiscalYearStartMonth": 0,
         "liveNow": False,
         "weekStart": "",
-        "annotations": {"list": [{
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
-            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
-        }]},  # fmt: skip
-        "links": [{
-            "title": "meshd", "type": "dashboards", "tags": ["meshd"], "asDropdown": True, "includeVars": False,
-            "keepTime": True, "icon": "external link", "targetBlank": False, "tooltip": "", "url": "",
-        }],  # fmt: skip
+        "annotations": {"list": [ANNOTATIONS]},
+        "links": [LINKS],
         "templating": {"list": variables},
         "panels": layout(sections),
     }
@@ -397,3 +401,51 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- reading dashboards back (the tests use these) -------------------------------------------------------------
+
+BUILTIN_VARIABLES = {"__rate_interval": "15s", "__interval": "5s", "__range": "5m"}
+
+
+def load_dashboards(directory: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every dashboard JSON in grafana/dashboards, by file name."""
+    directory = directory or Path(__file__).resolve().parent / "dashboards"
+    return {
+        path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.json"))
+    }
+
+
+def panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel that shows data (rows and panels nested in collapsed rows included, rows themselves not)."""
+    out = []
+    for panel in dash.get("panels", []):
+        if panel.get("type") == "row":
+            out.extend(panel.get("panels", []))
+        else:
+            out.append(panel)
+    return out
+
+
+def queries(dash: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel."""
+    return [(panel["title"], target["expr"]) for panel in panels(dash) for target in panel.get("targets", [])]
+
+
+def variable_queries(dash: dict[str, Any]) -> list[tuple[str, str]]:
+    """(variable name, query) for every `query` variable."""
+    out = []
+    for var in dash.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            out.append((var["name"], query))
+    return out
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    """The PromQL Grafana would send: `$name`, `${name}` and `[[name]]` replaced (longest names first)."""
+    merged = {**BUILTIN_VARIABLES, **values}
+    for name in sorted(merged, key=len, reverse=True):
+        for form in (f"${{{name}}}", f"[[{name}]]", f"${name}"):
+            expr = expr.replace(form, merged[name])
+    return expr
