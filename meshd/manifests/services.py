@@ -9,7 +9,7 @@ from typing import Any, cast
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_labels
-from meshd.manifests.pods import read_port_ref
+from meshd.manifests.probes import read_port_ref
 from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.model.objects import ObjectMeta, Service, ServicePort
 from sidecar.config import LB_ANNOTATION, RETRIES_ANNOTATION, TIMEOUT_ANNOTATION, config_from_annotations
