@@ -51,9 +51,11 @@ def registry() -> Registry:
     return registry
 
 
-@pytest.fixture
-async def server(registry: Registry) -> AsyncIterator[DnsServer]:
-    server = DnsServer(registry, listen=[("127.0.0.1", 0)], tcp_idle_timeout=0.5, max_tcp_connections=4)
+@pytest.fixture(params=["reader", "protocol"])
+async def server(registry: Registry, request: pytest.FixtureRequest) -> AsyncIterator[DnsServer]:
+    server = DnsServer(
+        registry, listen=[("127.0.0.1", 0)], tcp_idle_timeout=0.5, max_tcp_connections=4, udp=request.param
+    )
     await server.start()
     yield server
     await server.close()

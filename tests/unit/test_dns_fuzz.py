@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from meshd.dns.codec import parse_query
 from meshd.dns.responder import Responder
-from meshd.dns.server import DnsServer, _TcpProtocol, _UdpProtocol
+from meshd.dns.server import DnsServer, _TcpProtocol, _UdpProtocol, _UdpReader
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.registry.endpoints import PodRecord
 from meshd.registry.registry import Registry
@@ -127,15 +127,36 @@ class FakeDatagramTransport:
         self.sent.append((data, addr))
 
 
+class FakeSocket:
+    """recvfrom() hands out the queued datagrams, then would block; sendto() records."""
+
+    def __init__(self, datagrams: list[bytes]) -> None:
+        self.datagrams = list(datagrams)
+        self.sent: list[bytes] = []
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        if not self.datagrams:
+            raise BlockingIOError
+        return self.datagrams.pop(0)[:size], ("127.0.0.1", 5353)
+
+    def sendto(self, data: bytes, addr: object) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None: ...
+
+
 @SETTINGS
 @given(st.lists(any_packet, max_size=5))
-def test_datagram_handler_never_raises(packets_: list[bytes]) -> None:
+def test_datagram_handlers_never_raise(packets_: list[bytes]) -> None:
+    sock = FakeSocket(packets_)
+    _UdpReader(sock, RESPONDER, lambda: 0).readable()  # type: ignore[arg-type]
     protocol = _UdpProtocol(RESPONDER, lambda: 0)
     transport = FakeDatagramTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     for packet in packets_:
         protocol.datagram_received(packet, ("127.0.0.1", 5353))
-    for data, _ in transport.sent:
+    assert sock.datagrams == [] and sock.sent == [data for data, _ in transport.sent]
+    for data in sock.sent:
         dns.message.from_wire(data)
 
 
