@@ -1,0 +1,105 @@
+"""The controller's pure decisions: crash-loop backoff, ReplicaSet scaling, Deployment rollout steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
+from meshd.controller.plan import (
+    PodView,
+    ReplicaSetView,
+    plan_replicaset,
+    plan_rollout,
+    resolve_surge,
+    rollout_complete,
+)
+
+POLICY = BackoffPolicy(initial=10, maximum=300, reset_after=600)
+
+
+def test_first_restart_is_immediate_then_doubling_to_the_cap():
+    backoff, now, delays = Backoff().first_start(now=0), 1.0, []
+    for _ in range(8):
+        delay = backoff.delay(POLICY, now=now)
+        delays.append(delay)
+        now += delay + 1
+        backoff = backoff.started(POLICY, now=now)
+    assert delays == [0, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_backoff_is_forgotten_after_ten_minutes_of_clean_running():
+    backoff = Backoff(restarts=5, last_start=0)
+    assert backoff.delay(POLICY, now=599) == 160
+    assert backoff.delay(POLICY, now=600) == 0
+    assert backoff.started(POLICY, now=600).restarts == 1
+
+
+@pytest.mark.parametrize(("policy", "code", "restart"), [
+    ("Always", 0, True), ("Always", 1, True), ("OnFailure", 0, False), ("OnFailure", 2, True),
+    ("Never", 1, False),
+])
+def test_restart_policy(policy, code, restart):
+    assert should_restart(policy, code) is restart
+
+
+def pod(name, *, created=0.0, ready=True, scheduled=True, restarts=0):
+    return PodView(name, created, scheduled=scheduled, ready=ready, available=ready, restarts=restarts)
+
+
+@pytest.mark.parametrize(("replicas", "pods", "create", "delete"), [
+    (3, [], 3, ()),
+    (3, [pod("a"), pod("b"), pod("c")], 0, ()),
+    (1, [pod("a", created=1), pod("b", created=2), pod("c", created=3)], 0, ("c", "b")),
+    (2, [pod("ok"), pod("sick", ready=False), pod("new", created=9)], 0, ("sick",)),
+    (2, [pod("ok"), pod("pending", scheduled=False), pod("x")], 0, ("pending",)),
+    (1, [pod("calm"), pod("flaky", restarts=4)], 0, ("flaky",)),
+])
+def test_replicaset_scaling_picks_the_least_useful_pods(replicas, pods, create, delete):
+    assert plan_replicaset(replicas, pods) == (create, delete)
+
+
+@pytest.mark.parametrize(("value", "replicas", "up", "expected"), [
+    ("25%", 3, True, 1), ("25%", 3, False, 0), (2, 10, True, 2), ("50%", 5, True, 3), ("50%", 5, False, 2),
+])
+def test_surge_and_unavailable_resolve_like_kubernetes(value, replicas, up, expected):
+    assert resolve_surge(value, replicas, round_up=up) == expected
+
+
+def simulate(replicas, *, surge, unavailable, strategy="RollingUpdate", steps=30):
+    """Runs plan_rollout until done; pods appear at once and become available one step later."""
+    state = {"new": [0, 0, 0], "old": [replicas, replicas, replicas]}
+    history = []
+    for _ in range(steps):
+        new, old = ReplicaSetView("new", 2, *state["new"]), ReplicaSetView("old", 1, *state["old"])
+        if rollout_complete(replicas=replicas, new=new, old=[old]):
+            return history
+        changes = plan_rollout(replicas=replicas, strategy=strategy, max_surge=surge, max_unavailable=unavailable,
+                               new=new, old=[old])
+        for name, count in changes.items():
+            state[name][0] = count
+        for name in state:
+            desired, pods, available = state[name]
+            state[name] = [desired, desired, min(pods, desired)]
+        history.append((state["new"][2] + state["old"][2], state["new"][1] + state["old"][1]))
+    raise AssertionError(f"rollout did not finish: {state}")
+
+
+def test_rolling_update_with_no_unavailability_never_drops_below_the_replica_count():
+    history = simulate(3, surge=1, unavailable=0)
+    assert all(available >= 3 for available, _ in history)
+    assert all(pods <= 4 for _, pods in history)
+
+
+def test_rolling_update_with_defaults_keeps_within_surge_and_unavailability():
+    history = simulate(4, surge="25%", unavailable="25%")
+    assert all(available >= 3 for available, _ in history)
+    assert all(pods <= 5 for _, pods in history)
+
+
+def test_recreate_stops_every_old_pod_before_starting_new_ones():
+    new, old = ReplicaSetView("new", 2, 0, 0, 0), ReplicaSetView("old", 1, 3, 3, 3)
+    assert plan_rollout(replicas=3, strategy="Recreate", max_surge=1, max_unavailable=0, new=new,
+                        old=[old]) == {"old": 0}
+    old_gone = ReplicaSetView("old", 1, 0, 0, 0)
+    assert plan_rollout(replicas=3, strategy="Recreate", max_surge=1, max_unavailable=0, new=new,
+                        old=[old_gone]) == {"new": 3}
