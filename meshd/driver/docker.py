@@ -774,7 +774,7 @@ class DockerDriver:
 
     async def usage(self, container_id: str) -> Usage | None:
         """CPU seconds and working-set memory from the container's cgroup v1 files; None when unreadable."""
-        return read_cgroup_v1_usage(CGROUP_ROOT, "docker", container_id)
+        return await asyncio.to_thread(read_cgroup_v1_usage, CGROUP_ROOT, "docker", container_id)
 
 
 def read_cgroup_v1_usage(root: Path, parent: str, container_id: str) -> Usage | None:

@@ -9,6 +9,7 @@ time differs) counts as exited. Limits and isolation it cannot enforce are annou
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ipaddress
 import json
@@ -149,21 +150,27 @@ class ProcessDriver:
         self._warned: set[str] = set()
         self._lock = asyncio.Lock()
         self._started = False
+        # One thread writes the records, so writes stay ordered and the loop never waits on the disk.
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="meshd-process-records"
+        )
 
     # --- records ----------------------------------------------------------------------------------
 
     def _save(self, record: Record) -> None:
+        """Updates the record now and writes it (atomically) on the writer thread, in order."""
         self._records[record.id] = record
-        path = self.records_dir / f"{record.id}.json"
-        tmp = path.with_suffix(".tmp")
         data = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in record.__dict__.items()}
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        self._writer.submit(_write_atomically, self.records_dir / f"{record.id}.json", json.dumps(data))
+
+    async def _flush(self) -> None:
+        """Waits until every record write queued so far is on disk (a new process must be found after kill -9)."""
+        await asyncio.wrap_future(self._writer.submit(lambda: None))
 
     def _forget(self, record_id: str) -> None:
         self._records.pop(record_id, None)
-        with contextlib.suppress(FileNotFoundError):
-            (self.records_dir / f"{record_id}.json").unlink()
+        self._writer.submit(_unlink, self.records_dir / f"{record_id}.json")
+        self._writer.submit(_unlink, self.logs_dir / f"{record_id}.log")
 
     def _load(self) -> None:
         for path in sorted(self.records_dir.glob("*.json")):
@@ -184,7 +191,7 @@ class ProcessDriver:
         if self._started:
             return
         self._started = True
-        self._load()
+        await asyncio.to_thread(self._load)
         for record in list(self._records.values()):
             if record.kind != "container" or record.state != "running":
                 continue
@@ -196,12 +203,14 @@ class ProcessDriver:
 
     async def close(self) -> None:
         """Stops watching; the processes keep running (a restarted agent adopts them)."""
-        for task in self._watchers.values():
+        tasks = list(self._watchers.values())
+        for task in tasks:
             task.cancel()
-        for task in self._watchers.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._watchers.clear()
+        await asyncio.to_thread(self._writer.shutdown, wait=True)  # flushed: a new instance reads them all
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -336,6 +345,7 @@ class ProcessDriver:
             env={k: v for k, v in env.items() if os.environ.get(k) != v},
         )
         self._save(record)
+        await self._flush()
         self._procs[container_id] = proc
         self._exited[container_id] = asyncio.Event()
         self._emit("start", record)
@@ -424,8 +434,6 @@ class ProcessDriver:
             await self.stop_container(container_id, grace_seconds=0)
         record = self._records.get(container_id, record)
         self._forget(container_id)
-        with contextlib.suppress(FileNotFoundError):
-            (self.logs_dir / f"{container_id}.log").unlink()
         self._exited.pop(container_id, None)
         self._emit("destroy", record)
 
@@ -538,6 +546,17 @@ def process_group_usage(pgid: int) -> Usage | None:
     if not found:
         return None
     return Usage(cpu_seconds=cpu_ticks / CLK_TCK, memory_bytes=rss_pages * PAGE_SIZE)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def _rmtree(path: Path) -> None:

@@ -283,3 +283,24 @@ async def test_service_address_on_the_bridge_can_be_bound(docker_driver: DockerD
     await docker_driver.remove_service_address(vip)  # idempotent
     with pytest.raises(OSError), socket.socket() as s:
         s.bind((vip, 0))
+
+
+async def test_python_app_in_a_pod_is_reachable_from_the_host_at_the_pod_address(
+    docker_driver: DockerDriver, python_image: str
+) -> None:
+    spec = pod_spec("py")
+    sandbox = await docker_driver.create_sandbox(spec)
+    app = Container(name="app", image=python_image, command=("python3", "-m", "http.server", "8000"))
+    await start(docker_driver, sandbox, spec, app)
+
+    def fetch() -> bytes:
+        with socket.create_connection((sandbox.address, 8000), timeout=2) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return conn.recv(100)
+
+    for _ in range(100):
+        with contextlib.suppress(OSError):
+            reply = await asyncio.to_thread(fetch)
+            break
+        await asyncio.sleep(0.1)
+    assert reply.startswith(b"HTTP/1.0 200")
