@@ -195,7 +195,7 @@ class Listener:
             conn.closing = True
             if not conn.queue:
                 conn.close()
-        while any(c.queue for c in self.connections) and monotonic() < deadline:
+        while any(c.queue and not c.queue[0].tunnelled for c in self.connections) and monotonic() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
@@ -251,9 +251,14 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         if self.tunnel is not None:
-            if self.tunnel.transport.can_write_eof():
-                self.tunnel.flush()
-                self.tunnel.transport.write_eof()
+            ex = self.queue[0] if self.queue else None
+            up = ex.up if ex is not None else None
+            if up is None or up.eof or not self.tunnel.transport.can_write_eof():
+                if up is not None:
+                    up.close()
+                return False  # both directions ended: close both
+            self.tunnel.flush()
+            self.tunnel.transport.write_eof()
             return True
         return bool(self.queue)  # keep the socket open to answer what was asked
 
@@ -1021,6 +1026,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel: Writer | None = None
         self.idle_since = 0.0
         self.read_paused = False
+        self.eof = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -1051,9 +1057,15 @@ class UpstreamConnection(asyncio.Protocol):
             _uncork()
 
     def eof_received(self) -> bool:
-        if self.tunnel is not None and self.tunnel.transport.can_write_eof():
-            self.tunnel.flush()
-            self.tunnel.transport.write_eof()
+        self.eof = True
+        tunnel = self.tunnel
+        if tunnel is not None:
+            ex = self.exchange
+            if ex is None or ex.conn.eof or not tunnel.transport.can_write_eof():
+                tunnel.close()
+                return False  # both directions ended: close both
+            tunnel.flush()
+            tunnel.transport.write_eof()
             return True
         return False
 

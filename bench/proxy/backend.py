@@ -5,6 +5,7 @@ GET /            "hello from NAME" (X-Backend: NAME)       /bytes/N    N bytes, 
 /headers         the request headers as JSON                 /status/C   status C
 /sleep/S         answers after S seconds                     /cut        promises 100000 bytes, sends 10, closes
 /ws              WebSocket echo                              /count      requests served so far
+/drop            closes the connection without a response
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import asyncio
 from aiohttp import WSMsgType, web
 
 
-def make_app(name: str) -> web.Application:
+def make_app(name: str, *, fail_status: int = 0) -> web.Application:
+    """`fail_status`: answer every request with this status (a broken replica)."""
     served = [0]
 
     @web.middleware
     async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
         served[0] += 1
+        if fail_status and request.path != "/count":
+            return web.Response(status=fail_status, text=f"{name} is failing\n", headers={"X-Backend": name})
         resp = await handler(request)
         if isinstance(resp, web.Response | web.StreamResponse) and not resp.prepared:
             resp.headers["X-Backend"] = name
@@ -76,6 +80,11 @@ def make_app(name: str) -> web.Application:
         request.transport.abort()
         return resp
 
+    async def drop(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.abort()  # no response at all
+        return web.Response()
+
     async def ws(request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
@@ -97,12 +106,15 @@ def make_app(name: str) -> web.Application:
     app.router.add_get("/sleep/{s}", sleep)
     app.router.add_get("/cut", cut)
     app.router.add_get("/ws", ws)
+    app.router.add_get("/drop", drop)
     app.router.add_get("/count", count_)
     return app
 
 
-async def start(name: str, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(make_app(name), handle_signals=False)
+async def start(
+    name: str, host: str = "127.0.0.1", port: int = 0, *, fail_status: int = 0
+) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_app(name, fail_status=fail_status), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

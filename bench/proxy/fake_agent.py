@@ -86,7 +86,7 @@ class FakeAgent:
         app.router.add_get("/v1/watch/endpoints", self._watch_all)
         app.router.add_get("/v1/namespaces/{ns}/endpoints/{name}", self._watch_one)
         app.router.add_post("/v1/drain", self._drain)
-        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        app.router.add_get("/healthz", self._healthz)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -138,6 +138,9 @@ class FakeAgent:
             first = [update_to_json(DoesNotExist(key))]
         return await self._stream(request, first, key)
 
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     async def _drain(self, request: web.Request) -> web.Response:
         self.drains.append(await request.json())
         self.drain_event.set()
@@ -160,7 +163,7 @@ async def _main() -> None:
     args = p.parse_args()
     agent = FakeAgent()
     if args.config:
-        with open(args.config) as f:
+        with open(args.config) as f:  # noqa: ASYNC230 - start-up only
             for item in json.load(f):
                 agent.set_service(ServiceInfo.from_json(item["service"]),
                                   [Endpoint.from_json(e) for e in item["endpoints"]])  # fmt: skip
