@@ -10,8 +10,10 @@ with meshd's rule that SRV records list the ready endpoints of every Service, no
     <a-b-c-d>.<ns>.pod.<zone>            A    a pod known through any Service's endpoints
     <zone>                               SOA, NS;   ns.dns.<zone> A (when the server's address is known)
     dns-version.<zone>                   TXT  "1.1.0"
+    <d>.<c>.<b>.<a>.in-addr.arpa         PTR  the Service (its address) or the endpoint name (a ready endpoint)
 
-Decisions (the CoreDNS `file` plugin is the model): a name outside the zone -> REFUSED; a name in the zone that
+Decisions (the CoreDNS `file` plugin is the model): a name outside the zone -> REFUSED; reverse names meshd does
+not know -> REFUSED too (it is not authoritative for in-addr.arpa); a name in the zone that
 does not exist -> NXDOMAIN with the SOA in authority; a name that exists (or is an empty non-terminal, like
 `default.svc.<zone>`) without the asked type -> NOERROR and no answer, SOA in authority. IPv4 only: AAAA is NODATA.
 """
@@ -98,10 +100,17 @@ def _compiled(snapshot: Snapshot, zone: str, ttl: int, ns_address: str | None) -
 class Zone:
     """A snapshot compiled into name -> type -> records, for lookups; never changes once built."""
 
-    def __init__(self, apex: str, ttl: int, nodes: dict[str, dict[int, tuple[Record, ...]]]) -> None:
+    def __init__(
+        self,
+        apex: str,
+        ttl: int,
+        nodes: dict[str, dict[int, tuple[Record, ...]]],
+        reverse: dict[str, tuple[Record, ...]] | None = None,
+    ) -> None:
         self.apex = apex
         self.ttl = ttl
         self._nodes = nodes
+        self._reverse = reverse or {}
         self._soa = nodes[apex][SOA]
 
     @classmethod
@@ -144,12 +153,21 @@ class Zone:
             while name != apex and name.endswith("." + apex):
                 name = name.partition(".")[2]
                 nodes.setdefault(name, {})
-        return cls(apex, ttl, nodes)
+        pointers: dict[str, set[Record]] = {}
+        for record in records:
+            if record.rtype == A and record.name != nameserver and ".pod." not in record.name:
+                owner = ".".join(reversed(record.data.split("."))) + ".in-addr.arpa."
+                pointers.setdefault(owner, set()).add(Record(owner, PTR, ttl, record.name))
+        reverse = {owner: _reverse_choice(rs) for owner, rs in pointers.items()}
+        return cls(apex, ttl, nodes, reverse)
 
     def lookup(self, qname: str, qtype: int) -> Answer:
         name = _absolute(qname)
         if name != self.apex and not name.endswith("." + self.apex):
-            return Answer(REFUSED)
+            pointers = self._reverse.get(name)
+            if pointers is None:
+                return Answer(REFUSED)
+            return Answer(NOERROR, pointers if qtype in (PTR, ANY) else ())
         node = self._nodes.get(name)
         if node is None:
             return Answer(NXDOMAIN, authority=self._soa)
@@ -203,6 +221,11 @@ def _service_records(
             records.extend(_srv(_port_owner(service, port, apex), serving, ttl))
     records.extend(_srv(base, all_ports, ttl))
     return records
+
+
+def _reverse_choice(records: set[Record]) -> tuple[Record, ...]:
+    """One PTR per address: the most specific name (an endpoint's own name before its headless Service's)."""
+    return (max(records, key=lambda r: (r.data.count("."), r.data)),)
 
 
 def _srv(owner: str, serving: list[tuple[int, str]], ttl: int) -> list[Record]:

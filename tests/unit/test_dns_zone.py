@@ -12,6 +12,7 @@ from meshd.dns.zone import (
     NOERROR,
     NS,
     NXDOMAIN,
+    PTR,
     REFUSED,
     SOA,
     SRV,
@@ -147,6 +148,13 @@ CASES = [
     Case("cluster.local.", NS, NOERROR, ("cluster.local. 5 IN NS ns.dns.cluster.local.",)),
     Case("cluster.local.", A, NOERROR, ns=(SOA_RR,)),
     Case("dns-version.cluster.local.", TXT, NOERROR, ('dns-version.cluster.local. 5 IN TXT "1.1.0"',)),
+    # reverse lookups: known addresses only (a Service's, a ready endpoint's)
+    Case("5.128.213.10.in-addr.arpa.", PTR, NOERROR, (f"5.128.213.10.in-addr.arpa. 5 IN PTR {W}",)),
+    Case("2.0.213.10.in-addr.arpa.", PTR, NOERROR, (f"2.0.213.10.in-addr.arpa. 5 IN PTR 10-213-0-2.{W}",)),
+    Case("7.0.213.10.in-addr.arpa.", PTR, NOERROR, (f"7.0.213.10.in-addr.arpa. 5 IN PTR db-0.{D}",)),
+    Case("5.128.213.10.in-addr.arpa.", A, NOERROR),
+    Case("4.0.213.10.in-addr.arpa.", PTR, REFUSED),  # not ready
+    Case("1.0.0.127.in-addr.arpa.", PTR, REFUSED),
     # outside the zone: refused, never recursion
     Case("example.com.", A, REFUSED),
     Case("local.", SOA, REFUSED),
