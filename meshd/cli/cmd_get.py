@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -138,55 +141,73 @@ def _watch(
     writer: TableWriter,
     listed: list[Obj],
 ) -> None:
-    """Follow the watch stream and print each change (a row, or the object with -o json|yaml|name)."""
-    printed: dict[tuple[str, str], str] = {}
-    for obj in listed:
-        printed[_key(obj)] = _format_one(kind, obj, output, show_ns, writer, dry=True)
+    """Follow the watch stream and print each change (a row, or the object with -o json|yaml|name).
+
+    An event that would print what is already on screen (the stream's initial ADDED events, a change to a
+    field no column shows) is skipped; a deletion is always printed, as kubectl does.
+    """
+    shown = {_key(obj): _identity(kind, obj, output, show_ns) for obj in listed}
     events = (
         _endpoint_events(agent, ns, names, listed)
         if kind == ENDPOINTS
         else _object_events(agent, kind, ns, selector)
     )
-    for obj in events:
+    for event_type, obj in events:
         if names and _key(obj)[1] not in names:
             continue
-        text = _format_one(kind, obj, output, show_ns, writer, dry=True)
-        if printed.get(_key(obj)) == text:
+        identity = _identity(kind, obj, output, show_ns)
+        if event_type != "DELETED" and shown.get(_key(obj)) == identity:
             continue
-        printed[_key(obj)] = text
+        shown[_key(obj)] = identity
+        if event_type == "DELETED":
+            shown.pop(_key(obj), None)
         click.echo(_format_one(kind, obj, output, show_ns, writer))
 
 
-def _format_one(
-    kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer: TableWriter, *, dry: bool = False
-) -> str:
-    if output in ("json", "yaml"):
-        text = render_document(with_type(kind, obj), output)
-        return text if output == "json" or dry else "---\n" + text
+_FIXED_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _identity(kind: Kind, obj: Obj, output: str | None, show_ns: bool) -> str:
+    """What an event would print, with ages frozen (a row that differs only by AGE is no change)."""
+    if output in ("json", "yaml", "name"):
+        return json.dumps(obj, sort_keys=True)
+    return "\t".join(table_row(kind, obj, _FIXED_TIME, wide=output == "wide", all_namespaces=show_ns))
+
+
+def _format_one(kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer: TableWriter) -> str:
+    if output == "json":
+        return render_document(with_type(kind, obj), output)
+    if output == "yaml":
+        return "---\n" + render_document(with_type(kind, obj), output)
     if output == "name":
         return name_line(kind, obj)
-    cells = table_row(kind, obj, now(), wide=output == "wide", all_namespaces=show_ns)
-    return "\t".join(cells) if dry else writer.render([cells])
+    return writer.render([table_row(kind, obj, now(), wide=output == "wide", all_namespaces=show_ns)])
 
 
-def _object_events(agent: ApiClient, kind: Kind, ns: str | None, selector: str | None) -> Iterator[Obj]:
+def _object_events(
+    agent: ApiClient, kind: Kind, ns: str | None, selector: str | None
+) -> Iterator[tuple[str, Obj]]:
     for event in agent.stream_json_lines(kind.collection_path(ns), {"watch": 1, "labelSelector": selector}):
         if isinstance(event, dict) and isinstance(event.get("object"), dict):
-            yield event["object"]
+            yield str(event.get("type", "")), event["object"]
 
 
-def _endpoint_events(agent: ApiClient, ns: str | None, names: list[str], listed: list[Obj]) -> Iterator[Obj]:
+def _endpoint_events(
+    agent: ApiClient, ns: str | None, names: list[str], listed: list[Obj]
+) -> Iterator[tuple[str, Obj]]:
     """v1 Endpoints built from the agent's endpoint watch (Reset/Add/Remove/DoesNotExist)."""
     from meshd.cli.endpoints_view import EndpointsView
-    from meshd.model.endpoints import update_from_json
+    from meshd.model.endpoints import ServiceKey, update_from_json
 
     created = {_key(o): (o.get("metadata") or {}).get("creationTimestamp") for o in listed}
     if len(names) == 1 and ns is not None:
-        path = ENDPOINTS.object_path(ns, names[0])
-        stream = agent.stream_json_lines(path, {"watch": 1})
+        stream = agent.stream_json_lines(
+            f"/v1/namespaces/{quote(ns)}/endpoints/{quote(names[0])}", {"watch": 1}
+        )
     else:
         stream = agent.stream_json_lines("/v1/watch/endpoints")
     view = EndpointsView()
+    last: dict[ServiceKey, Obj] = {}
     for line in stream:
         if not isinstance(line, dict) or line.get("type") in ("Synced", "Heartbeat"):
             continue
@@ -196,7 +217,10 @@ def _endpoint_events(agent: ApiClient, ns: str | None, names: list[str], listed:
         stamp = created.setdefault((key.namespace, key.name), now().strftime("%Y-%m-%dT%H:%M:%SZ"))
         obj = view.object(key, created=stamp)
         if obj is not None:
-            yield obj
+            last[key] = obj
+            yield "MODIFIED", obj
+        elif key in last:
+            yield "DELETED", last.pop(key)
 
 
 # --- describe ---------------------------------------------------------------------------------------------
