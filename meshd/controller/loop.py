@@ -44,7 +44,7 @@ from meshd.driver.base import (
     DriverError,
     ObservedContainer,
 )
-from meshd.manifests import ManifestError, load_documents, template_hash
+from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
@@ -293,7 +293,7 @@ class Controller:
             raise KeyError(f'deployments "{name}" not found')
         raw = json.loads(json.dumps(record.obj.raw))
         mutate(raw)
-        (obj,) = load_documents(json.dumps(raw), source=f"deployment/{name}").objects
+        (obj,) = load_objects([raw], source=f"deployment/{name}").objects
         record.obj = obj
         record.generation += 1
         self.progress.pop((namespace, name), None)
@@ -372,7 +372,7 @@ class Controller:
         top_revision = max((r.revision for r in owned), default=0)
         if new is None:
             manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
-            (rs,) = load_documents(json.dumps(manifest), source=f"replicaset of {name}").objects
+            (rs,) = load_objects([manifest], source=f"replicaset of {name}").objects
             new = ReplicaSetRecord(rs, "Deployment", name, hash_, top_revision + 1, 0, now)
             self.replicasets[(namespace, rs.metadata.name)] = new
             self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
@@ -696,13 +696,13 @@ class Controller:
         state = load_state(self.state_dir)
         for item in state.get("objects", []):
             try:
-                (obj,) = load_documents(json.dumps(item["manifest"]), source="state").objects
+                (obj,) = load_objects([item["manifest"]], source="state").objects
             except ManifestError as error:
                 log.error("state: dropping an object that no longer validates: %s", error)
                 continue
             self.objects[object_key(obj)] = ObjectRecord(obj, item["generation"], item["created"], item["uid"])
         for item in state.get("replicasets", []):
-            (rs,) = load_documents(json.dumps(item["manifest"]), source="state").objects
+            (rs,) = load_objects([item["manifest"]], source="state").objects
             record = ReplicaSetRecord(rs, item["owner_kind"], item["owner"], item["template_hash"],
                                       item["revision"], item["replicas"], item["created"], item["uid"])
             self.replicasets[(record.namespace, record.name)] = record

@@ -1,0 +1,111 @@
+"""The agent's HTTP API over a real socket: Kubernetes-shaped objects, apply errors, the endpoint watch stream,
+blocking reads, and requests that must never hurt the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import aiohttp
+import pytest
+
+from tests.integration.agent_harness import agent_options, started_agent
+
+pytestmark = [pytest.mark.docker]
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: %s}
+spec:
+  selector: {app: %s}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+
+@pytest.fixture
+async def api(tmp_path, agent_id, pause_image):
+    agent = await started_agent(agent_options(tmp_path, agent_id))
+    async with aiohttp.ClientSession(f"http://{agent.options.api}") as session:
+        yield agent, session
+    await agent.close(stop_pods=True)
+
+
+async def test_apply_errors_name_the_field_and_change_nothing(api):
+    agent, http = api
+    broken = SERVICE % ("web", "web") + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: many}\n"
+    async with http.post("/v1/apply", data=broken) as reply:
+        assert reply.status == 422
+        message = (await reply.json())["error"]
+    assert "document 2" in message and "spec.replicas" in message
+    async with http.get("/api/v1/namespaces/default/services") as reply:
+        assert (await reply.json())["items"] == []
+
+
+async def test_services_and_endpoints_are_kubernetes_shaped(api):
+    agent, http = api
+    async with http.post("/v1/apply", data=SERVICE % ("web", "web")) as reply:
+        assert (await reply.json())["results"][0]["action"] == "created"
+    async with http.get("/api/v1/namespaces/default/services/web") as reply:
+        service = await reply.json()
+    assert service["kind"] == "Service" and service["spec"]["clusterIP"].startswith("10.213.")
+    async with http.get("/api/v1/namespaces/default/endpoints") as reply:
+        listing = await reply.json()
+    assert listing["kind"] == "List" and listing["items"][0]["kind"] == "Endpoints"
+    async with http.get("/api/v1/namespaces/default/services/nope") as reply:
+        assert reply.status == 404
+
+
+async def test_the_endpoint_watch_starts_with_the_state_then_streams_changes(api):
+    agent, http = api
+    await (await http.post("/v1/apply", data=SERVICE % ("one", "one"))).release()
+    async with http.get("/v1/watch/endpoints?sidecar=test") as stream:
+        first = json.loads(await stream.content.readline())
+        synced = json.loads(await stream.content.readline())
+        assert first["type"] == "Reset" and first["service"]["name"] == "one" and synced == {"type": "Synced"}
+        await (await http.post("/v1/apply", data=SERVICE % ("two", "two"))).release()
+        update = json.loads(await asyncio.wait_for(stream.content.readline(), 5))
+        assert update["type"] == "Reset" and update["service"]["name"] == "two"
+        assert "test" in agent.drain.sidecars
+
+
+async def test_a_blocking_read_returns_when_the_index_passes(api):
+    agent, http = api
+    await (await http.post("/v1/apply", data=SERVICE % ("web", "web"))).release()
+    async with http.get("/v1/namespaces/default/endpoints/web") as reply:
+        index = (await reply.json())["index"]
+    waiting = asyncio.ensure_future(http.get(f"/v1/namespaces/default/endpoints/web?index={index}&wait=10s"))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await (await http.post("/v1/apply", data=(SERVICE % ("web", "web")).replace("8080", "9090"))).release()
+    reply = await asyncio.wait_for(waiting, 5)
+    assert (await reply.json())["index"] > index
+
+
+async def test_garbage_and_bad_requests_never_hurt_the_agent(api):
+    agent, http = api
+    host, port = agent.options.api.split(":")
+    for junk in (b"\x00\xff" * 100, b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/apply HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nx",
+                 b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=2) as conn:
+            conn.sendall(junk)
+            conn.settimeout(2)
+            try:
+                conn.recv(100)
+            except OSError:
+                pass
+    for method, path, body in (("POST", "/v1/drain", "{"), ("POST", "/v1/drain", "{}"),
+                               ("PATCH", "/apis/apps/v1/namespaces/default/deployments/x/scale", "[]"),
+                               ("POST", "/v1/apply", "kind: Nonsense\napiVersion: v9\n")):
+        async with http.request(method, path, data=body) as reply:
+            assert 400 <= reply.status < 500, (path, reply.status, await reply.text())
+    async with http.get("/healthz") as reply:
+        assert reply.status == 200
+
+
+async def test_prometheus_http_sd_lists_the_agent(api):
+    agent, http = api
+    async with http.get("/v1/prometheus/targets") as reply:
+        groups = await reply.json()
+    assert groups[0]["targets"] == [agent.options.api] and groups[0]["labels"]["meshd_component"] == "agent"
