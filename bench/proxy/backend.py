@@ -22,7 +22,8 @@ def make_app(name: str, *, fail_status: int = 0) -> web.Application:
 
     @web.middleware
     async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        served[0] += 1
+        if request.path != "/count":
+            served[0] += 1
         if fail_status and request.path != "/count":
             return web.Response(status=fail_status, text=f"{name} is failing\n", headers={"X-Backend": name})
         resp = await handler(request)

@@ -245,14 +245,14 @@ async def test_no_ready_endpoints_is_a_503_that_says_why(mesh: Mesh, tmp_path: P
         listen_port=port,
     )  # fmt: skip
     try:
-        code, out, _ = await curl("-i", f"http://127.0.0.1:{port}/")
+        _, out, _ = await curl("-i", f"http://127.0.0.1:{port}/")
         assert out.startswith(b"HTTP/1.1 503") and out.endswith(b"no ready endpoints for default/empty\n")
         # an endpoint becoming ready while a request waits serves it
         waiting = asyncio.create_task(curl("-i", "--retry", "0", f"http://127.0.0.1:{port}/bytes/3"))
         await asyncio.sleep(0.05)
         mesh.agent.add(fake_agent.ServiceKey("default", "empty"),
                        fake_agent.endpoint("e1", "127.0.0.1", mesh.backend_ports[0]))  # fmt: skip
-        code, out, _ = await waiting
+        _, out, _ = await waiting
         assert out.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503"))  # raced the 0.3 s wait
         _, out, _ = await curl(f"http://127.0.0.1:{port}/bytes/3")
         assert out == b"xxx"
