@@ -76,7 +76,7 @@ def get(
     no_headers: bool,
     api: str | None,
 ) -> None:
-    """Show objects: pods|deployments|replicasets|services|endpoints|all [NAME...]."""
+    """List objects (pods, deployments, replicasets, services, endpoints, events, all) as tables or -o json|yaml."""
     agent = client(api)
     targets = parse_targets(resource, names)
     ns = None if all_namespaces and not names else _ns(namespace)
@@ -114,7 +114,7 @@ def get(
     if not any(objs for _, objs in groups) and not errors and output not in ("json", "yaml"):
         where = "" if show_ns else f" in {_ns(namespace)} namespace"
         click.echo(f"No resources found{where}.", err=True)
-    if watch:
+    if watch and not errors:
         kind, wanted = targets[0]
         _watch(agent, kind, ns, wanted, selector, output, show_ns, writer, groups[0][1])
     if errors:

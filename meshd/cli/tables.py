@@ -207,7 +207,9 @@ def format_endpoints(ep: Obj, limit: int = 3, port_name: str | None = None) -> s
     shown: list[str] = []
     count = 0
     for subset in ep.get("subsets") or []:
-        addresses = sorted(a.get("ip", "") for a in subset.get("addresses") or [])  # as Kubernetes repacks them
+        addresses = sorted(
+            a.get("ip", "") for a in subset.get("addresses") or []
+        )  # as Kubernetes repacks them
         ports = subset.get("ports") or [None]
         for port in ports:
             if port is not None and port_name is not None and (port.get("name") or "") != port_name:
