@@ -70,7 +70,7 @@ def history_revisions(answer: Any) -> list[Revision]:
             continue
         meta = item.get("metadata") or {}
         annotations = meta.get("annotations") or {}
-        number = item.get("revision", annotations.get(REVISION_ANNOTATION))
+        number: Any = item.get("revision", annotations.get(REVISION_ANNOTATION))
         try:
             revision = int(number)
         except (TypeError, ValueError):
