@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,7 +162,7 @@ def _pods_serving(port: int) -> list[int]:
 
 
 @pytest.fixture
-async def dnsmasq(agent: tuple[int, int], tmp_path: Path) -> AsyncIterator[int]:
+def dnsmasq(agent: tuple[int, int], tmp_path: Path) -> Iterator[int]:
     """A dnsmasq on a free port that forwards cluster.local to the agent (as a split-DNS resolver would)."""
     if shutil.which("dnsmasq") is None and not Path("/usr/sbin/dnsmasq").exists():
         pytest.skip("dnsmasq is not installed")
