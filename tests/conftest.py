@@ -52,6 +52,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_docker()
 
 
+@pytest.fixture
+def no_blocking_calls() -> Iterator[None]:
+    """Fails a test whose meshd code blocks the event loop (blockbuster, when installed); opt in per module
+    with `pytestmark = pytest.mark.usefixtures("no_blocking_calls")`."""
+    try:
+        from blockbuster import blockbuster_ctx
+    except ImportError:
+        yield
+        return
+    with blockbuster_ctx("meshd"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     return require_docker()

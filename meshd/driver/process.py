@@ -80,11 +80,24 @@ class Record:
         )
 
 
+def read_procfs(path: str) -> str | None:
+    """A small /proc file's text. procfs is served from memory, never the disk: safe to read on the loop."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (None when the pid does not exist); with the pid, a process's identity."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    stat = read_procfs(f"/proc/{pid}/stat")
+    if stat is None:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])
@@ -92,9 +105,8 @@ def proc_start_time(pid: int) -> int | None:
 
 def proc_alive(pid: int, start: int | None) -> bool:
     """True when `pid` still runs the process started at `start` (not a zombie, not a recycled pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    stat = read_procfs(f"/proc/{pid}/stat")
+    if stat is None:
         return False
     fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
@@ -150,6 +162,7 @@ class ProcessDriver:
         self._warned: set[str] = set()
         self._lock = asyncio.Lock()
         self._started = False
+        self._cwd = ""  # the agent's working directory: relative commands run from there
         # One thread writes the records, so writes stay ordered and the loop never waits on the disk.
         self._writer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="meshd-process-records"
@@ -172,6 +185,12 @@ class ProcessDriver:
         self._writer.submit(_unlink, self.records_dir / f"{record_id}.json")
         self._writer.submit(_unlink, self.logs_dir / f"{record_id}.log")
 
+    def _prepare(self) -> str:
+        for d in (self.records_dir, self.logs_dir, self.volumes_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._load()
+        return os.getcwd()
+
     def _load(self) -> None:
         for path in sorted(self.records_dir.glob("*.json")):
             try:
@@ -186,12 +205,10 @@ class ProcessDriver:
 
     async def start(self) -> None:
         """Loads the records of an earlier run and adopts the processes still alive."""
-        for d in (self.records_dir, self.logs_dir, self.volumes_dir):
-            d.mkdir(parents=True, exist_ok=True)
         if self._started:
             return
         self._started = True
-        await asyncio.to_thread(self._load)
+        self._cwd = await asyncio.to_thread(self._prepare)
         for record in list(self._records.values()):
             if record.kind != "container" or record.state != "running":
                 continue
@@ -258,7 +275,7 @@ class ProcessDriver:
                 env={"HOSTNAME": spec.hostname, "POD_NAME": spec.pod, "POD_NAMESPACE": spec.namespace},
             )
             for volume in spec.volumes:
-                (self.volumes_dir / record.id / volume.name).mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(_mkdir, self.volumes_dir / record.id / volume.name)
             self._save(record)
         self._emit("start", record)
         return Sandbox(id=record.id, address=address)
@@ -304,9 +321,9 @@ class ProcessDriver:
                 "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
             path = self.volumes_dir / spec.sandbox.id / vm.name
-            path.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(_mkdir, path)
             env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)
-        cwd = c.working_dir or os.getcwd()
+        cwd = c.working_dir or self._cwd
         labels = {
             **spec.spec.labels,
             LABEL_MANAGED: "true",
@@ -537,6 +554,8 @@ def process_group_usage(pgid: int) -> Usage | None:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
+        if ")" not in stat:
+            continue
         fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) != pgid:
             continue
@@ -552,6 +571,10 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _unlink(path: Path) -> None:

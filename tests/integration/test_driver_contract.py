@@ -31,7 +31,7 @@ from meshd.driver.base import (
 )
 from meshd.model.objects import Container, EnvVar
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("no_blocking_calls")]
 
 
 @dataclass
@@ -59,19 +59,26 @@ class Harness:
 
 
 @pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "process"])
-async def harness(request: pytest.FixtureRequest, agent_id: str, tmp_path: Path) -> AsyncIterator[Harness]:
+def driver_setup(
+    request: pytest.FixtureRequest, agent_id: str, tmp_path: Path
+) -> tuple[str, dict[str, Any], str, Any]:
+    """(driver name, options, image, cleanup): resolved outside the event loop (image builds block)."""
     if request.param == "docker":
         cleanup = request.getfixturevalue("remove_agent_containers")
         opts: dict[str, Any] = {"agent_id": agent_id, "pause_image": request.getfixturevalue("pause_image")}
-        image = request.getfixturevalue("busybox_image")
-    else:
-        cleanup = None
-        opts = {"agent_id": agent_id, "state_dir": tmp_path / "state"}
-        image = "busybox"
+        return "docker", opts, request.getfixturevalue("busybox_image"), cleanup
+    return "process", {"agent_id": agent_id, "state_dir": tmp_path / "state"}, "busybox", None
+
+
+@pytest.fixture
+async def harness(
+    driver_setup: tuple[str, dict[str, Any], str, Any], agent_id: str
+) -> AsyncIterator[Harness]:
+    name, opts, image, cleanup = driver_setup
     instances: list[Driver] = []
 
     def new_driver() -> Driver:
-        driver = make_driver(request.param, **opts)
+        driver = make_driver(name, **opts)
         instances.append(driver)
         return driver
 
@@ -84,7 +91,7 @@ async def harness(request: pytest.FixtureRequest, agent_id: str, tmp_path: Path)
     for instance in instances:
         await instance.close()
     if cleanup is not None:
-        cleanup(agent_id)
+        await asyncio.to_thread(cleanup, agent_id)
 
 
 class EventLog:

@@ -28,7 +28,7 @@ from meshd.driver.base import (
 from meshd.driver.docker import DockerDriver
 from meshd.model.objects import Container, ResourceList, Resources, Volume, VolumeMount
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(180), pytest.mark.usefixtures("no_blocking_calls")]
 
 SLEEPER = ("sh", "-c", "while :; do sleep 1; done")
 

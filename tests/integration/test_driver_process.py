@@ -17,7 +17,7 @@ from meshd.driver.base import LABEL_NAMESPACE, LABEL_POD, ContainerSpec, Sandbox
 from meshd.driver.process import ProcessDriver
 from meshd.model.objects import Container, ContainerPort, ResourceList, Resources
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_blocking_calls")]
 
 AGENT_THAT_DIES = textwrap.dedent(
     """
