@@ -24,7 +24,7 @@ from meshd.cli.common import (
     now,
 )
 from meshd.cli.kinds import ALL, DEPLOYMENT, ENDPOINTS, EVENT, POD, REPLICASET, SERVICE, Kind, resolve_kind
-from meshd.cli.output import FORMATS, name_line, render_document, render_objects, with_type
+from meshd.cli.output import check_format, name_line, render_document, render_objects, with_type
 from meshd.cli.tables import row as table_row
 from meshd.cli.tables import table_rows
 from meshd.cli.tabwriter import TableWriter
@@ -55,13 +55,28 @@ def parse_targets(resource: str, names: tuple[str, ...]) -> list[tuple[Kind, lis
     return [(kind, list(names)) for kind in kinds]
 
 
+def _output_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from meshd.cli.jsonpath import JsonPathError
+
+    try:
+        return check_format(value)
+    except (ValueError, JsonPathError) as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.argument("resource")
 @click.argument("names", nargs=-1)
 @namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across every namespace.")
 @click.option("-l", "--selector", default=None, help="Label selector, e.g. app=web,tier!=cache.")
-@click.option("-o", "--output", type=click.Choice(FORMATS), default=None, help="wide, json, yaml or name.")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    callback=_output_option,
+    help="wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=NAME:.PATH,...",
+)
 @click.option("-w", "--watch", is_flag=True, help="After listing, print changes as they happen.")
 @click.option("--no-headers", is_flag=True, help="Omit the header row.")
 @api_option
@@ -169,7 +184,7 @@ _FIXED_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 def _identity(kind: Kind, obj: Obj, output: str | None, show_ns: bool) -> str:
     """What an event would print, with ages frozen (a row that differs only by AGE is no change)."""
-    if output in ("json", "yaml", "name"):
+    if output not in (None, "wide"):
         return json.dumps(obj, sort_keys=True)
     return "\t".join(table_row(kind, obj, _FIXED_TIME, wide=output == "wide", all_namespaces=show_ns))
 
@@ -181,6 +196,14 @@ def _format_one(kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer:
         return "---\n" + render_document(with_type(kind, obj), output)
     if output == "name":
         return name_line(kind, obj)
+    if output is not None and output.startswith("jsonpath="):
+        from meshd.cli.jsonpath import render_template
+
+        return render_template(output.partition("=")[2], with_type(kind, obj))
+    if output is not None and output.startswith("custom-columns="):
+        from meshd.cli.jsonpath import custom_column_rows
+
+        return writer.render(custom_column_rows(output.partition("=")[2], [obj], headers=False))
     return writer.render([table_row(kind, obj, now(), wide=output == "wide", all_namespaces=show_ns)])
 
 

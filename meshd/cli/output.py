@@ -11,7 +11,25 @@ from meshd.cli.kinds import Kind, kind_of
 from meshd.cli.tabwriter import TableWriter
 
 Obj = dict[str, Any]
-FORMATS = ("wide", "json", "yaml", "name")
+FORMATS = ("wide", "json", "yaml", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
+
+
+def check_format(value: str | None) -> str | None:
+    """The -o value if meshd can print it; raises ValueError naming the choices otherwise."""
+    if value is None or value in FORMATS[:4]:
+        return value
+    kind, sep, arg = value.partition("=")
+    if kind in ("jsonpath", "custom-columns") and sep and arg:
+        from meshd.cli.jsonpath import parse_custom_columns, render_template
+
+        if kind == "custom-columns":
+            parse_custom_columns(arg)
+        else:
+            render_template(arg, {})  # parses the template (an empty object gives empty output)
+        return value
+    raise ValueError(
+        f"unable to match a printer suitable for the output format {value!r}, allowed formats are: {', '.join(FORMATS)}"
+    )
 
 
 def with_type(kind: Kind, obj: Obj) -> Obj:
@@ -67,6 +85,22 @@ def render_objects(
         return render_document(doc, fmt)
     if fmt == "name":
         return "\n".join(name_line(kind, o) for kind, objs in groups for o in objs)
+    if fmt and fmt.startswith("jsonpath="):
+        from meshd.cli.jsonpath import render_template
+
+        typed = [with_type(kind, o) for kind, objs in groups for o in objs]
+        return render_template(
+            fmt.partition("=")[2], typed[0] if single and len(typed) == 1 else as_list(typed)
+        )
+    if fmt and fmt.startswith("custom-columns="):
+        from meshd.cli.jsonpath import custom_column_rows
+
+        objs = [o for _, group in groups for o in group]
+        return (
+            TableWriter().render(custom_column_rows(fmt.partition("=")[2], objs, headers=headers))
+            if objs
+            else ""
+        )
     blocks = []
     several = len(groups) > 1
     for kind, objs in groups:

@@ -328,6 +328,15 @@ async def test_get_pods_table_and_json(agent):
         and doc["items"][1]["status"]["containerStatuses"][0]["restartCount"] == 2
     )
 
+    code, out, _ = await meshd(agent.url, "get", "pods", "-o", "jsonpath={.items[*].metadata.name}")
+    assert (code, out) == (0, "web-1 web-2\n")
+    code, out, _ = await meshd(
+        agent.url, "get", "pods", "-o", "custom-columns=POD:.metadata.name,IP:.status.podIP"
+    )
+    assert out.splitlines()[1].split() == ["web-1", "10.213.0.5"]
+    code, out, err = await meshd(agent.url, "get", "pods", "-o", "xml")
+    assert code == 2 and "unable to match a printer" in err
+
     code, out, _ = await meshd(agent.url, "get", "pod", "web-1", "-o", "json")
     assert json.loads(out)["metadata"]["name"] == "web-1" and json.loads(out)["kind"] == "Pod"
 
