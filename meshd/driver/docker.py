@@ -725,8 +725,11 @@ class DockerDriver:
         stop = threading.Event()
 
         def put(item: bytes | BaseException | None) -> None:
+            if loop.is_closed():
+                stop.set()
+                return
             fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-            while not stop.is_set():
+            while not stop.is_set() and not loop.is_closed():
                 try:
                     fut.result(timeout=0.5)
                     return
@@ -752,7 +755,8 @@ class DockerDriver:
                 put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 if not stop.is_set():
-                    put(exc)
+                    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                        put(exc)
 
         thread = threading.Thread(target=pump, name="meshd-docker-logs", daemon=True)
         thread.start()
