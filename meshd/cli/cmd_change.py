@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from meshd.cli.client import ApiError
+from meshd.cli.client import ApiClient, ApiError
 from meshd.cli.common import (
     CliError,
     api_option,
@@ -22,7 +22,7 @@ from meshd.cli.common import (
     parse_duration,
 )
 from meshd.cli.files import read_manifests
-from meshd.cli.kinds import DEPLOYMENT, REPLICASET, Kind, kind_by_name, resolve_kind
+from meshd.cli.kinds import DEPLOYMENT, POD, REPLICASET, Kind, kind_by_name, resolve_kind
 
 Obj = dict[str, Any]
 
@@ -319,6 +319,23 @@ def rollout_history(
 # --- logs and top -----------------------------------------------------------------------------------------
 
 
+def _first_pod(agent: ApiClient, kind: Kind, ns: str, name: str) -> str:
+    """The pod kubectl would pick for `logs deployment/NAME`: the oldest running one the workload selects."""
+    workload = get_object(agent, kind, ns, name)
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
+    pods = list_objects(agent, POD, ns, selector=selector)
+    if not pods:
+        raise CliError(f"no pods found for {kind.display}/{name}")
+    pods.sort(
+        key=lambda p: (
+            (p.get("status") or {}).get("phase") != "Running",
+            (p.get("metadata") or {}).get("creationTimestamp") or "",
+        )
+    )
+    return str((pods[0].get("metadata") or {}).get("name", ""))
+
+
 @click.command()
 @click.argument("pod")
 @click.argument("container_arg", required=False)
@@ -336,21 +353,27 @@ def logs(
     namespace: str | None,
     api: str | None,
 ) -> None:
-    """Print a pod's container output: logs POD [-c CONTAINER] [-f] [--tail N]."""
-    if "/" in pod:
-        kind_text, _, pod = pod.partition("/")
-        if resolve_kind(kind_text).kind != "Pod":
-            raise CliError("logs takes a pod name (pod/NAME or NAME)")
+    """Print a pod's container output: logs POD|deployment/NAME|rs/NAME [-c CONTAINER] [-f] [--tail N]."""
+    agent = client(api)
     ns = namespace_or_default(namespace)
+    if "/" in pod:
+        kind_text, _, name = pod.partition("/")
+        kind = resolve_kind(kind_text)
+        if kind.kind == "Pod":
+            pod = name
+        elif kind in (DEPLOYMENT, REPLICASET):
+            pod = _first_pod(agent, kind, ns, name)
+        else:
+            raise CliError("logs takes a pod (NAME or pod/NAME) or a workload (deployment/NAME, rs/NAME)")
     query = {
         "container": container or container_arg,
         "follow": 1 if follow else None,
         "tailLines": tail if tail >= 0 else None,
     }
-    path = f"/api/v1/namespaces/{ns}/pods/{pod}/log"
+    path = f"{POD.object_path(ns, pod)}/log"
     out = sys.stdout.buffer
     try:
-        for chunk in client(api).stream(path, query):
+        for chunk in agent.stream(path, query):
             out.write(chunk)
             out.flush()
     except ApiError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -79,6 +80,7 @@ def _output_option(ctx: click.Context, param: click.Parameter, value: str | None
 )
 @click.option("-w", "--watch", is_flag=True, help="After listing, print changes as they happen.")
 @click.option("--no-headers", is_flag=True, help="Omit the header row.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
 @api_option
 def get(
     resource: str,
@@ -89,6 +91,7 @@ def get(
     output: str | None,
     watch: bool,
     no_headers: bool,
+    show_labels: bool,
     api: str | None,
 ) -> None:
     """List objects (pods, deployments, replicasets, services, endpoints, events, all) as tables or -o json|yaml."""
@@ -111,29 +114,49 @@ def get(
             objs = list_objects(agent, kind, ns, selector=selector)
         groups.append((kind, objs))
     single = len(targets) == 1 and len(targets[0][1]) == 1
-    show_ns = all_namespaces and not names
+    view = View(output, all_namespaces and not names, show_labels)
     text = render_objects(
-        groups, output, now(), all_namespaces=show_ns, single=single, headers=not no_headers
+        groups,
+        output,
+        now(),
+        all_namespaces=view.all_namespaces,
+        single=single,
+        headers=not no_headers,
+        show_labels=show_labels,
     )
     writer = TableWriter()
     if watch and output in (None, "wide"):
         kind = targets[0][0]
-        rows = table_rows(
-            kind, groups[0][1], now(), wide=output == "wide", all_namespaces=show_ns, headers=not no_headers
-        )
+        rows = table_rows(kind, groups[0][1], now(), headers=not no_headers, **view.table_flags())
         text = writer.render(rows) if groups[0][1] else ""
     if text:
         click.echo(text)
     for error in errors:
         click.echo(error, err=True)
     if not any(objs for _, objs in groups) and not errors and output not in ("json", "yaml"):
-        where = "" if show_ns else f" in {_ns(namespace)} namespace"
+        where = "" if view.all_namespaces else f" in {_ns(namespace)} namespace"
         click.echo(f"No resources found{where}.", err=True)
     if watch and not errors:
         kind, wanted = targets[0]
-        _watch(agent, kind, ns, wanted, selector, output, show_ns, writer, groups[0][1])
+        _watch(agent, kind, ns, wanted, selector, view, writer, groups[0][1])
     if errors:
         sys.exit(1)
+
+
+@dataclass(frozen=True)
+class View:
+    """How `get` prints objects: the -o format and the table's optional columns."""
+
+    output: str | None
+    all_namespaces: bool
+    show_labels: bool
+
+    def table_flags(self) -> dict[str, bool]:
+        return {
+            "wide": self.output == "wide",
+            "all_namespaces": self.all_namespaces,
+            "show_labels": self.show_labels,
+        }
 
 
 def _ns(value: str | None) -> str:
@@ -151,8 +174,7 @@ def _watch(
     ns: str | None,
     names: list[str],
     selector: str | None,
-    output: str | None,
-    show_ns: bool,
+    view: View,
     writer: TableWriter,
     listed: list[Obj],
 ) -> None:
@@ -161,7 +183,7 @@ def _watch(
     An event that would print what is already on screen (the stream's initial ADDED events, a change to a
     field no column shows) is skipped; a deletion is always printed, as kubectl does.
     """
-    shown = {_key(obj): _identity(kind, obj, output, show_ns) for obj in listed}
+    shown = {_key(obj): _identity(kind, obj, view) for obj in listed}
     events = (
         _endpoint_events(agent, ns, names, listed)
         if kind == ENDPOINTS
@@ -170,26 +192,27 @@ def _watch(
     for event_type, obj in events:
         if names and _key(obj)[1] not in names:
             continue
-        identity = _identity(kind, obj, output, show_ns)
+        identity = _identity(kind, obj, view)
         if event_type != "DELETED" and shown.get(_key(obj)) == identity:
             continue
         shown[_key(obj)] = identity
         if event_type == "DELETED":
             shown.pop(_key(obj), None)
-        click.echo(_format_one(kind, obj, output, show_ns, writer))
+        click.echo(_format_one(kind, obj, view, writer))
 
 
 _FIXED_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def _identity(kind: Kind, obj: Obj, output: str | None, show_ns: bool) -> str:
+def _identity(kind: Kind, obj: Obj, view: View) -> str:
     """What an event would print, with ages frozen (a row that differs only by AGE is no change)."""
-    if output not in (None, "wide"):
+    if view.output not in (None, "wide"):
         return json.dumps(obj, sort_keys=True)
-    return "\t".join(table_row(kind, obj, _FIXED_TIME, wide=output == "wide", all_namespaces=show_ns))
+    return "\t".join(table_row(kind, obj, _FIXED_TIME, **view.table_flags()))
 
 
-def _format_one(kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer: TableWriter) -> str:
+def _format_one(kind: Kind, obj: Obj, view: View, writer: TableWriter) -> str:
+    output = view.output
     if output == "json":
         return render_document(with_type(kind, obj), output)
     if output == "yaml":
@@ -204,7 +227,7 @@ def _format_one(kind: Kind, obj: Obj, output: str | None, show_ns: bool, writer:
         from meshd.cli.jsonpath import custom_column_rows
 
         return writer.render(custom_column_rows(output.partition("=")[2], [obj], headers=False))
-    return writer.render([table_row(kind, obj, now(), wide=output == "wide", all_namespaces=show_ns)])
+    return writer.render([table_row(kind, obj, now(), **view.table_flags())])
 
 
 def _object_events(

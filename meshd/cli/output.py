@@ -74,6 +74,7 @@ def render_objects(
     all_namespaces: bool = False,
     single: bool = False,
     headers: bool = True,
+    show_labels: bool = False,
 ) -> str:
     """Objects grouped by kind in the requested format; `single` prints one object rather than a List.
 
@@ -114,6 +115,7 @@ def render_objects(
             all_namespaces=all_namespaces,
             prefix_kind=several,
             headers=headers,
+            show_labels=show_labels,
         )
         blocks.append(TableWriter().render(rows))
     return "\n\n".join(blocks)

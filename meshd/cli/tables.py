@@ -273,17 +273,28 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
 }
 
 
-def header(kind: Kind, *, wide: bool, all_namespaces: bool) -> list[str]:
+def header(kind: Kind, *, wide: bool, all_namespaces: bool, show_labels: bool = False) -> list[str]:
     base, extra, _ = COLUMNS[kind.kind]
-    cols = base + (extra if wide else [])
+    cols = base + (extra if wide else []) + (["LABELS"] if show_labels else [])
     return (["NAMESPACE"] if all_namespaces else []) + cols
 
 
 def row(
-    kind: Kind, obj: Obj, now: datetime, *, wide: bool, all_namespaces: bool, prefix_kind: bool = False
+    kind: Kind,
+    obj: Obj,
+    now: datetime,
+    *,
+    wide: bool,
+    all_namespaces: bool,
+    prefix_kind: bool = False,
+    show_labels: bool = False,
 ) -> list[str]:
     """One object's cells; with prefix_kind the name reads "deployment.apps/web" (as in `get all`)."""
     cells = COLUMNS[kind.kind][2](obj, now, wide)
+    if show_labels:
+        cells.append(
+            ",".join(f"{k}={v}" for k, v in sorted((_meta(obj).get("labels") or {}).items())) or NONE
+        )
     if prefix_kind and kind.kind != EVENT.kind:
         cells[0] = f"{kind.display}/{cells[0]}"
     if all_namespaces:
@@ -300,10 +311,10 @@ def table_rows(
     all_namespaces: bool = False,
     prefix_kind: bool = False,
     headers: bool = True,
+    show_labels: bool = False,
 ) -> list[list[str]]:
     """Header (optional) + one row per object, in the order given."""
-    rows = [header(kind, wide=wide, all_namespaces=all_namespaces)] if headers else []
-    rows += [
-        row(kind, o, now, wide=wide, all_namespaces=all_namespaces, prefix_kind=prefix_kind) for o in objects
-    ]
+    flags = {"wide": wide, "all_namespaces": all_namespaces, "show_labels": show_labels}
+    rows = [header(kind, **flags)] if headers else []
+    rows += [row(kind, o, now, prefix_kind=prefix_kind, **flags) for o in objects]
     return rows

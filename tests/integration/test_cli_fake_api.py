@@ -420,6 +420,10 @@ async def test_scale_logs_top_delete(agent):
     assert (code, out) == (0, "line 1\nline 2\n"), err
     assert agent.received[-1] == ("log", "", "container=web&tailLines=2")
 
+    code, out, err = await meshd(agent.url, "logs", "deployment/web", "-f")
+    assert (code, out) == (0, "line 1\nline 2\n"), err
+    assert agent.received[-1] == ("log", "", "follow=1")
+
     code, out, err = await meshd(agent.url, "top", "pods")
     assert code == 0, err
     assert out.splitlines()[1].split() == ["web-1", "12m", "34Mi"]

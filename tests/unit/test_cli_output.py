@@ -269,6 +269,12 @@ def test_pods_table_matches_kubectl_layout():
     ]
 
 
+def test_show_labels_adds_a_column():
+    text = output.render_objects([(POD, [pod()])], None, NOW, show_labels=True)
+    assert text.splitlines()[0].split()[-1] == "LABELS"
+    assert text.splitlines()[1].split()[-1] == "app=web,pod-template-hash=7d4b9c"
+
+
 def test_pods_wide_and_all_namespaces():
     text = output.render_objects([(POD, [pod()])], "wide", NOW, all_namespaces=True)
     head, line = text.splitlines()
