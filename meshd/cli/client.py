@@ -191,9 +191,16 @@ class ApiClient:
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 if line.strip():
-                    yield json.loads(line)
+                    yield _json_line(line)
         if pending.strip():
-            yield json.loads(pending)
+            yield _json_line(pending)
+
+
+def _json_line(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise ApiError(0, f"the agent sent a line that is not JSON: {line[:200]!r}") from None
 
 
 def _decode(resp: Response) -> Any:

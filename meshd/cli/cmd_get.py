@@ -257,7 +257,10 @@ def _endpoint_events(
     for line in stream:
         if not isinstance(line, dict) or line.get("type") in ("Synced", "Heartbeat"):
             continue
-        key = view.apply(update_from_json(line))
+        try:
+            key = view.apply(update_from_json(line))
+        except (KeyError, TypeError, ValueError):
+            continue  # not an update this client understands (a newer agent's addition)
         if key is None or (ns is not None and key.namespace != ns):
             continue
         stamp = created.setdefault((key.namespace, key.name), now().strftime("%Y-%m-%dT%H:%M:%SZ"))

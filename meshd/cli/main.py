@@ -35,6 +35,19 @@ class MeshdGroup(click.Group):
             ctx.exit(1)
 
 
+def _version(ctx: click.Context, wanted: bool) -> None:
+    if not wanted or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("meshd")
+    except PackageNotFoundError:  # running from a source tree
+        text = "(source tree)"
+    click.echo(f"meshd {text}")
+    ctx.exit(0)
+
+
 def _fail(ctx: click.Context, message: str) -> None:
     click.echo(message, err=True)
     ctx.exit(1)
@@ -58,7 +71,14 @@ def _quiet_stdout() -> None:
     default=None,
     help="The agent's API (default: $MESHD_API, else http://127.0.0.1:7700).",
 )
-@click.version_option(package_name="meshd", prog_name="meshd", message="%(prog)s %(version)s")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda c, p, v: _version(c, v),
+    help="Show the version and exit.",
+)
 def cli(api: str | None) -> None:
     """meshd: the core of Kubernetes on one machine. kubectl-like commands against the local agent."""
 
