@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from meshd.cli.client import ApiClient, ApiError
+from meshd.cli.client import AgentUnreachable, ApiClient, ApiError
 from meshd.cli.common import (
     CliError,
     api_option,
@@ -25,6 +25,7 @@ from meshd.cli.files import read_manifests
 from meshd.cli.kinds import DEPLOYMENT, POD, REPLICASET, Kind, kind_by_name, resolve_kind
 
 Obj = dict[str, Any]
+AGENT_RESTART_GRACE = 30.0  # seconds `rollout status` waits for an agent that went away mid-rollout
 
 
 def _display(kind_name: str) -> str:
@@ -214,6 +215,7 @@ def rollout_status(
     api: str | None,
 ) -> None:
     """Follow a rollout until it completes (exit 0) or fails its progress deadline (exit 1)."""
+    from meshd.cli.rollout import RolloutStatus
     from meshd.cli.rollout import rollout_status as decide
 
     kind, obj_name = _workload(target, name, (DEPLOYMENT,))
@@ -222,8 +224,21 @@ def rollout_status(
     limit = parse_duration(timeout)
     deadline = time.monotonic() + limit if limit > 0 else None
     last = None
+    lost_since: float | None = None
     while True:
-        status = decide(get_object(agent, kind, ns, obj_name))
+        try:
+            status = decide(get_object(agent, kind, ns, obj_name))
+            lost_since = None
+        except AgentUnreachable as exc:
+            # an agent restarting mid-rollout resumes it: keep following for a while, as a user would
+            if last is None or (
+                lost_since is not None and time.monotonic() - lost_since > AGENT_RESTART_GRACE
+            ):
+                raise
+            if lost_since is None:
+                click.echo(f"meshd: lost the agent ({exc.reason}); waiting for it to come back...", err=True)
+                lost_since = time.monotonic()
+            status = RolloutStatus(last)
         if status.failed:
             raise CliError(status.message)
         if status.message != last:

@@ -441,3 +441,34 @@ async def test_delete_from_a_file(agent, tmp_path):
     code, out, err = await meshd(agent.url, "delete", "-f", str(path))
     assert (code, out) == (0, 'deployment.apps "web" deleted\n'), err
     assert agent.received[-1][0] == "delete"
+
+
+async def _serve_deployment(state: dict, port: int = 0) -> tuple[web.AppRunner, int]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(state)
+
+    app = web.Application()
+    app.router.add_get("/apis/apps/v1/namespaces/default/deployments/web", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def test_rollout_status_waits_for_a_restarting_agent():
+    runner, port = await _serve_deployment(ROLLOUT[1])
+    cli = asyncio.create_task(
+        meshd(f"127.0.0.1:{port}", "rollout", "status", "deployment/web", "--timeout", "60s")
+    )
+    await asyncio.sleep(1.0)
+    await runner.cleanup()  # the agent goes away mid-rollout...
+    await asyncio.sleep(1.0)
+    runner, _ = await _serve_deployment(ROLLOUT[-1], port)  # ...and comes back with the rollout finished
+    try:
+        code, out, err = await cli
+    finally:
+        await runner.cleanup()
+    assert code == 0, err
+    assert out.splitlines()[-1] == 'deployment "web" successfully rolled out'
+    assert err.startswith("meshd: lost the agent (connection refused); waiting for it to come back...")
