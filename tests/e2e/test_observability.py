@@ -129,6 +129,7 @@ class Mesh:
     traffic_start: float = 0.0
     requests_ok: int = 0
     requests_failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
     dns_queries: int = 0
     killed: str = ""
     logs: dict[str, Path] = field(default_factory=dict)
@@ -215,8 +216,10 @@ def traffic(mesh: Mesh, stop_event: threading.Event) -> None:
                 mesh.requests_ok += 1
             else:
                 mesh.requests_failed += 1
-        except (OSError, http.client.HTTPException):
+                mesh.failures[f"HTTP {reply.status}"] = mesh.failures.get(f"HTTP {reply.status}", 0) + 1
+        except Exception as error:  # noqa: BLE001 - counted and shown by the test, never kills the thread
             mesh.requests_failed += 1
+            mesh.failures[repr(error)[:80]] = mesh.failures.get(repr(error)[:80], 0) + 1
             if conn is not None:
                 conn.close()
             conn = None
@@ -376,7 +379,8 @@ def test_prometheus_scrapes_agent_sidecar_and_app_through_http_sd(mesh: Mesh) ->
 
 
 def test_prometheus_saw_the_traffic_and_the_restart(mesh: Mesh) -> None:
-    assert mesh.requests_ok > 0 and mesh.dns_queries > 0
+    assert mesh.requests_ok > 0, f"no request succeeded through {mesh.cluster_ip}: {mesh.failures}"
+    assert mesh.dns_queries > 0
     proxied = mesh.value(f'sum(meshd_sidecar_requests_total{{service="default/{NAME}", code_class="2xx"}})')
     assert proxied is not None and proxied >= mesh.requests_ok * 0.9, (proxied, mesh.requests_ok)
     restarts = mesh.value("sum(meshd_container_restarts_total)")
@@ -417,3 +421,45 @@ def test_variables_offer_the_tests_names(mesh: Mesh) -> None:
                     m.group(1) if m.groups() else m.group(0) for v in values if (m := pattern.search(v))
                 }
             assert VALUES[name] in values, f"{file}: ${name} offers {sorted(values)}"
+
+
+def series_maxima(result: list[dict[str, Any]]) -> list[float]:
+    """The largest number each series of a range query reached (NaN points skipped)."""
+    maxima = []
+    for series in result:
+        numbers = [float(v) for _, v in series.get("values", []) if not math.isnan(float(v))]
+        if numbers:
+            maxima.append(max(numbers))
+    return maxima
+
+
+# Panels that must show what the scenario did, not only zeros: (file, panel title) -> (what, check on maxima).
+SHOWS_THE_SCENARIO: dict[tuple[str, str], tuple[str, Callable[[list[float]], bool]]] = {
+    ("meshd-golden-signals.json", "Request rate"): ("requests flowed", lambda m: max(m) > 0),
+    ("meshd-golden-signals.json", "Success rate"): ("most requests succeeded", lambda m: max(m) > 0.5),
+    ("meshd-golden-signals.json", "Latency"): ("latency percentiles are positive", lambda m: min(m) > 0),
+    ("meshd-golden-signals.json", "Attempts by endpoint"): (
+        "both replicas served", lambda m: sum(1 for v in m if v > 0) >= 2),
+    ("meshd-golden-signals.json", "Endpoints ready and ejected"): ("2 ready endpoints", lambda m: max(m) == 2),
+    ("meshd-control-plane.json", "Replicas: desired vs available"): ("2 desired and available",
+                                                                     lambda m: m == [2.0, 2.0]),
+    ("meshd-control-plane.json", "Container restarts by reason"): ("the kill shows", lambda m: max(m) > 0),
+    ("meshd-control-plane.json", "Reconcile rate"): ("the controller reconciled", lambda m: max(m) > 0),
+    ("meshd-control-plane.json", "Probe results"): ("readiness probes ran", lambda m: max(m) > 0),
+    ("meshd-control-plane.json", "DNS queries by rcode"): ("DNS answered", lambda m: max(m) > 0),
+    ("meshd-control-plane.json", "DNS answer latency"): ("DNS latency is positive", lambda m: min(m) > 0),
+    ("meshd-overview.json", "Running pods"): ("2 pods ran", lambda m: max(m) >= 2),
+    ("meshd-overview.json", "Requests by Service"): ("requests flowed", lambda m: max(m) > 0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("file", "title"), sorted(SHOWS_THE_SCENARIO), ids=lambda v: str(v)[:40])
+def test_key_panels_show_the_scenario(mesh: Mesh, file: str, title: str) -> None:
+    what, check = SHOWS_THE_SCENARIO[(file, title)]
+    exprs = [expr for f, t, expr in panel_queries() if (f, t) == (file, title)]
+    assert exprs, f"{file} has no panel {title!r}"
+    maxima = []
+    for expr in exprs:
+        data = mesh.query(expr, start=f"{mesh.traffic_start:.3f}", end=f"{time.time():.3f}", step="1s")
+        maxima += series_maxima(data["result"])
+    assert maxima and check(maxima), f"{file} / {title}: expected {what}; series maxima {maxima}"
