@@ -184,6 +184,11 @@ def _watch(
     field no column shows) is skipped; a deletion is always printed, as kubectl does.
     """
     shown = {_key(obj): _identity(kind, obj, view) for obj in listed}
+    if kind == ENDPOINTS and selector and not names:
+        # the endpoint stream knows no labels: follow the Services the selector matched when listing
+        names = [_key(obj)[1] for obj in listed]
+        if not names:
+            return
     events = (
         _endpoint_events(agent, ns, names, listed)
         if kind == ENDPOINTS
