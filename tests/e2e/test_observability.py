@@ -367,7 +367,7 @@ def panel_queries() -> list[tuple[str, str, str]]:
 
 def test_prometheus_scrapes_agent_sidecar_and_app_through_http_sd(mesh: Mesh) -> None:
     targets = mesh.query('up{meshd_component=~"agent|sidecar|pod"}')["result"]
-    by_component = {}
+    by_component: dict[str, list[str]] = {}
     for series in targets:
         by_component.setdefault(series["metric"]["meshd_component"], []).append(series["metric"]["instance"])
     assert by_component["agent"] == [mesh.api]

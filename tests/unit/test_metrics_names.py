@@ -58,8 +58,10 @@ def import_metric_modules(package: str) -> list[str]:
 def fake_controller() -> SimpleNamespace:
     """Just what ControllerCollector reads: one Deployment with one ready pod, its rollout complete."""
     from meshd.manifests import load_objects, template_hash
+    from meshd.model.objects import Deployment
 
     (deployment,) = load_objects([DEPLOYMENT]).objects
+    assert isinstance(deployment, Deployment)
     rs = SimpleNamespace(
         template_hash=template_hash(deployment.template), rs=SimpleNamespace(min_ready_seconds=0)
     )
