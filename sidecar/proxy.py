@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections import deque
@@ -65,57 +66,37 @@ class ProcessStats:
 
 STATS = ProcessStats()
 
-# --- corked writes ----------------------------------------------------------------------------------------
-_depth = 0
-_dirty: list[Writer] = []
 
-
+# --- writes -----------------------------------------------------------------------------------------------
 class Writer:
-    """Wraps a transport: while a data_received runs, writes are gathered and sent in one call at its end."""
+    """Wraps a transport. While `buf` is a list (see `gather`), writes are collected and sent in one call."""
 
-    __slots__ = ("buf", "transport")
+    __slots__ = ("buf", "closed", "transport")
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport
         self.buf: list[bytes] | None = None
+        self.closed = False
 
     def write(self, data: bytes) -> None:
-        if _depth:
-            if self.buf is None:
-                self.buf = [data]
-                _dirty.append(self)
-            else:
-                self.buf.append(data)
-        else:
+        buf = self.buf
+        if buf is not None:
+            buf.append(data)
+        elif not self.closed:
             self.transport.write(data)
 
     def flush(self) -> None:
         buf = self.buf
         if buf is not None:
             self.buf = None
-            self.transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+            if buf and not self.closed:
+                self.transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
 
     def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-
-def _uncork() -> None:
-    global _depth
-    _depth -= 1
-    if not _depth and _dirty:
-        dirty = _dirty[:]
-        _dirty.clear()
-        for w in dirty:
-            if w.buf is not None and not w.transport.is_closing():
-                w.flush()
-            else:
-                w.buf = None
-
-
-def _cork() -> None:
-    global _depth
-    _depth += 1
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            self.transport.close()
 
 
 # --- routing ----------------------------------------------------------------------------------------------
@@ -300,7 +281,6 @@ class ClientConnection(asyncio.Protocol):
             self.upgrading.early.append(data)
             self.pause(PAUSE_UPGRADE)
             return
-        _cork()
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -312,8 +292,6 @@ class ClientConnection(asyncio.Protocol):
                     ex.early.append(tail)
         except HttpParserError as e:
             self._bad_request(str(e))
-        finally:
-            _uncork()
 
     def _bad_request(self, why: str) -> None:
         """Unparsable input: answer 400 if nothing is in progress, else finish the request in progress and close."""
@@ -353,8 +331,8 @@ class ClientConnection(asyncio.Protocol):
         ex.version = p.get_http_version()
         ex.keep_alive = p.should_keep_alive()
         ex.upgrade = p.should_upgrade()
-        if self.queue and self.queue[0] is ex:
-            self.advance()
+        if self.queue[0] is ex and not self._advancing:
+            ex.start()
 
     def on_body(self, body: bytes) -> None:
         self.cur.request_body(body)  # type: ignore[union-attr]
@@ -405,6 +383,7 @@ class Exchange:
         "eof_body",
         "ep",
         "expect",
+        "head",
         "head_sent",
         "headers",
         "keep_alive",
@@ -437,6 +416,7 @@ class Exchange:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.method: bytes | None = None
+        self.head = b""
         self.url: bytes | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.version = "1.1"
@@ -474,15 +454,6 @@ class Exchange:
         if method == b"CONNECT":
             self.local_reply(405, "CONNECT is not allowed: meshd-sidecar is not an open proxy", close=True)
             return
-        host = None
-        for name, value in self.headers:
-            n = name.lower()
-            if n == b"host":
-                host = value
-            elif n == b"transfer-encoding":
-                self.chunked_req = b"chunked" in value.lower()
-            elif n == b"expect":
-                self.expect = value.strip().lower() == b"100-continue"
         url = self.url or b"/"
         if url[:1] != b"/" and url != b"*":
             try:
@@ -501,9 +472,9 @@ class Exchange:
                     close=not self.req_done,
                 )
                 return
-            host = authority
             self.url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
             self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"] + [(b"Host", authority)]
+        host = self._build_head()
         route = listener.route(host)
         if route is None:
             shown = host.decode(errors="replace") if host else "(no Host header)"
@@ -579,7 +550,8 @@ class Exchange:
             self.tried = {ep}
         else:
             self.tried.add(ep)
-        self.t_attempt = monotonic()
+        if svc.uses_rtt:
+            self.t_attempt = monotonic()
         idle = ep.idle.get(port)
         while idle:
             up = idle.pop()
@@ -603,11 +575,7 @@ class Exchange:
             return
         self.waiter.cancel()
         self.waiter = None
-        _cork()
-        try:
-            self.attempt()
-        finally:
-            _uncork()
+        self.attempt()
 
     def _no_endpoint(self) -> None:
         self.waiter = None
@@ -641,43 +609,54 @@ class Exchange:
         if self.ep is not ep or self.done:
             up.release()
             return
-        _cork()
-        try:
-            self.attach(up)
-        finally:
-            _uncork()
+        self.attach(up)
 
     def attach(self, up: UpstreamConnection) -> None:
         """Send the request head and whatever body is buffered; from now on the body streams."""
         self.up = up
         up.exchange = self
+        up.in_head = True
+        up.hbuf = b""
+        up.hoff = 0
         if self.conn.write_paused:
             up.pause_reading()
         out = up.out
-        out.write(self._request_head())
         pending = self.pending
         self.pending = None
-        if pending:
-            for chunk in pending:
+        if pending or (self.req_done and self.chunked_req):
+            gather = out.buf is None
+            if gather:
+                out.buf = []  # head and buffered body leave in one write
+            out.write(self.head)
+            for chunk in pending or ():
                 self._send_body(out, chunk)
-        if self.req_done:
-            if self.chunked_req:
+            if self.req_done and self.chunked_req:
                 out.write(b"0\r\n\r\n")
-        elif self.expect and not self.sent_continue and self.version == "1.1":
+            if gather:
+                out.flush()
+        else:
+            out.write(self.head)
+        if not self.req_done and self.expect and not self.sent_continue and self.version == "1.1":
             self.sent_continue = True
             self.conn.out.write(CONTINUE_100)
-        self.pending_size = 0
-        self.conn.resume(PAUSE_BODY)
+        if self.pending_size:
+            self.pending_size = 0
+            self.conn.resume(PAUSE_BODY)
 
-    def _request_head(self) -> bytes:
+    def _build_head(self) -> bytes | None:
+        """The request head for the endpoint (hop-by-hop out, forwarding headers in) -> self.head.
+
+        One pass over the headers, which also notes Host (returned), chunked framing and Expect."""
         parts = [self.method, b" ", self.url or b"/", b" HTTP/1.1\r\n"]  # type: ignore[list-item]
         xff = fwd = None
         drop: set[bytes] | None = None
-        host = b""
+        host = None
         for name, value in self.headers:
             n = name.lower()
             if n in HOP_BY_HOP:
-                if n == b"connection":
+                if n == b"transfer-encoding":
+                    self.chunked_req = b"chunked" in value.lower()
+                elif n == b"connection":
                     tokens = connection_tokens(value) - HOP_BY_HOP
                     if tokens:
                         drop = tokens if drop is None else drop | tokens
@@ -691,6 +670,7 @@ class Exchange:
                 fwd = value if fwd is None else fwd + b", " + value
                 continue
             if n == b"expect":
+                self.expect = value.strip().lower() == b"100-continue"
                 continue
             if n == b"host":
                 host = value
@@ -710,17 +690,18 @@ class Exchange:
         if self.upgrade:
             parts.append(b"Connection: upgrade\r\n")
         parts.append(b"\r\n")
-        return b"".join(parts)
+        self.head = b"".join(parts)
+        return host
 
     # --- response side ----------------------------------------------------------------------------------
-    def response_head(
-        self, up: UpstreamConnection, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> None:
+    def response_head(self, up: UpstreamConnection, status: int, raw: bytes) -> None:
+        """`raw`: the response's status line and header lines as received (each ending in CRLF)."""
         svc = self.service
         ep = self.ep
         assert svc is not None and ep is not None
-        now = monotonic()
-        ep.observe_rtt(now - self.t_attempt, now)
+        if svc.uses_rtt:
+            now = monotonic()
+            ep.observe_rtt(now - self.t_attempt, now)
         if status >= 500:
             if status in RETRYABLE_STATUS and self._retry_allowed(connect_failed=False):
                 svc.record(ep, OUT_5XX)
@@ -728,35 +709,34 @@ class Exchange:
                 self._retry()
                 return
             svc.record(ep, OUT_5XX)
-        else:
+        elif ep.failing:
             svc.record(ep, OUT_SUCCESS)
+        else:
+            ep.outcomes[OUT_SUCCESS] += 1
         self.status = status
-        # framing of the response towards the client
+        # framing of the response towards the client, from the raw header block (C-speed scans)
+        lower = raw.lower()
         chunked = False
-        length = False
-        conn_tokens: set[bytes] | None = None
-        out_parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for name, value in headers:
-            n = name.lower()
-            if n in HOP_BY_HOP:
-                if n == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
-                elif n == b"connection":
-                    conn_tokens = connection_tokens(value) - HOP_BY_HOP
-                elif n == b"upgrade" and status == 101:
-                    out_parts += (name, b": ", value, b"\r\n")
-                continue
-            if n == b"content-length":
-                length = True
-            out_parts += (name, b": ", value, b"\r\n")
-        if conn_tokens:
-            conn_tokens.discard(b"upgrade")
-            if conn_tokens:
-                out_parts = _drop_headers(out_parts, 1, conn_tokens)
+        i = lower.find(b"\ntransfer-encoding:")
+        if i >= 0:
+            chunked = b"chunked" in lower[i : lower.find(b"\n", i + 1)]
+        length = b"\ncontent-length:" in lower
+        if status == 101:
+            head = _HOP_EXCEPT_UPGRADE.sub(b"", raw)
+        else:
+            head = _HOP_LINE.sub(b"", raw)
+        i = lower.find(b"\nconnection:")
+        if i >= 0:
+            tokens = connection_tokens(lower[i + 12 : lower.find(b"\n", i + 1)].strip()) - HOP_BY_HOP
+            if tokens:
+                head = _drop_named(head, tokens)
+        if head[:8] != b"HTTP/1.1":
+            head = b"HTTP/1.1" + head[8:]
         http10 = self.version == "1.0"
+        extra = b""
         if status == 101:
             mode = R_NONE
-            out_parts.append(b"Connection: upgrade\r\n")
+            extra = b"Connection: upgrade\r\n"
         elif self.method == b"HEAD" or status in (204, 304) or status < 200:
             mode = R_NONE
         elif chunked:
@@ -767,19 +747,18 @@ class Exchange:
             mode = R_CLOSE if http10 else R_CHUNKED
             self.eof_body = True  # the endpoint ends the body by closing the connection
         if mode == R_CHUNKED:
-            out_parts.append(b"Transfer-Encoding: chunked\r\n")
+            extra += b"Transfer-Encoding: chunked\r\n"
         if self.upgrade and status != 101:
             self.keep_alive = False  # the request parser already switched: no further requests on it
         if mode == R_CLOSE or not self.keep_alive or self.conn.closing:
             self.keep_alive = False
             if status != 101:
-                out_parts.append(b"Connection: close\r\n")
+                extra += b"Connection: close\r\n"
         elif http10:
-            out_parts.append(b"Connection: keep-alive\r\n")
-        out_parts.append(b"\r\n")
+            extra += b"Connection: keep-alive\r\n"
         self.resp_mode = mode
         self.head_sent = True
-        self.conn.out.write(b"".join(out_parts))
+        self.conn.out.write(head + extra + b"\r\n")
 
     def response_body(self, chunk: bytes) -> None:
         out = self.conn.out
@@ -904,28 +883,23 @@ class Exchange:
             return
         svc, ep = self.service, self.ep
         assert svc is not None
-        _cork()
-        try:
-            if ep is not None:
-                svc.record(ep, OUT_TIMEOUT)
-            if self.connecting is not None:
-                self.connecting.cancel()
-                self.connecting = None
-            if self.head_sent:
-                self.close_after = True
-                self._detach_failed()
-                self.conn.close()
-                self._finish()
-                return
+        if ep is not None:
+            svc.record(ep, OUT_TIMEOUT)
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.head_sent:
+            self.close_after = True
             self._detach_failed()
-            timeout = svc.config.timeout
-            self.local_reply(
-                504,
-                f"gateway timeout: {svc.label} did not answer within {timeout:g}s",
-                close=not self.req_done,
-            )
-        finally:
-            _uncork()
+            self.conn.close()
+            self._finish()
+            return
+        self._detach_failed()
+        self.local_reply(
+            504,
+            f"gateway timeout: {svc.label} did not answer within {svc.config.timeout:g}s",
+            close=not self.req_done,
+        )
 
     def local_reply(self, status: int, message: str, *, close: bool) -> None:
         """Answer from the sidecar itself (routing errors, 502/503/504)."""
@@ -997,6 +971,17 @@ class Exchange:
             self._observe()
 
 
+_HOP_NAMES = rb"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|proxy-authenticate|proxy-authorization"
+_HOP_LINE = re.compile(rb"^(?:" + _HOP_NAMES + rb"|upgrade)[ \t]*:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+_HOP_EXCEPT_UPGRADE = re.compile(rb"^(?:" + _HOP_NAMES + rb")[ \t]*:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+
+
+def _drop_named(head: bytes, names: set[bytes]) -> bytes:
+    """Remove the header lines named in `names` (lower-case) from a raw header block."""
+    pattern = rb"^(?:" + b"|".join(re.escape(n) for n in names) + rb")[ \t]*:[^\n]*\n"
+    return re.sub(pattern, b"", head, flags=re.IGNORECASE | re.MULTILINE)
+
+
 def _drop_headers(parts: list[bytes], start: int, names: set[bytes]) -> list[bytes]:
     """Remove (name, ': ', value, CRLF) groups whose name is in `names` from parts[start:]."""
     kept = parts[:start]
@@ -1018,8 +1003,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.transport: Any = None
         self.out: Writer = None  # type: ignore[assignment]
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
+        self.hbuf = b""  # bytes of the response head being received (from the start of the response)
+        self.hoff = 0  # where the current response's head starts in hbuf (after any 1xx heads)
+        self.in_head = False
         self.skip = False
         self.stale_parser = False
         self.keep_alive = True
@@ -1047,14 +1033,10 @@ class UpstreamConnection(asyncio.Protocol):
         tunnel, self.tunnel = self.tunnel, None
         ex = self.exchange
         self.exchange = None
-        _cork()
-        try:
-            if ex is not None:
-                ex.upstream_lost(self)
-            elif tunnel is not None:
-                tunnel.close()
-        finally:
-            _uncork()
+        if ex is not None:
+            ex.upstream_lost(self)
+        elif tunnel is not None:
+            tunnel.close()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -1092,7 +1074,8 @@ class UpstreamConnection(asyncio.Protocol):
     def release(self) -> None:
         """Back to the endpoint's idle pool (or closed if the endpoint is gone or the pool is full)."""
         ep = self.ep
-        self.resume_reading()
+        if self.read_paused:
+            self.resume_reading()
         if self.closed or ep.removed or not self.keep_alive:
             self.close()
             return
@@ -1123,7 +1106,12 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None:
             self.abort()  # nobody asked: an idle connection must not speak
             return
-        _cork()
+        if self.in_head:
+            self.hbuf += data
+        out = ex.conn.out
+        gather = out.buf is None
+        if gather:
+            out.buf = []  # what goes to the client from this chunk leaves in one write
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -1140,29 +1128,31 @@ class UpstreamConnection(asyncio.Protocol):
             if self.stale_parser:
                 self.stale_parser = False
                 self.parser = HttpResponseParser(self)
-            _uncork()
+            if gather:
+                out.flush()
 
-    # parser callbacks
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
+    # parser callbacks (no per-header callbacks: the raw head is forwarded, minus hop-by-hop lines)
     def on_headers_complete(self) -> None:
         if self.stale_parser:
             return
-        headers = self.headers
-        self.headers = []
+        buf = self.hbuf
+        start = self.hoff
+        end = buf.find(b"\r\n\r\n", start)
+        end = end + 2 if end >= 0 else buf.find(b"\n\n", start) + 1
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self.skip = True  # 1xx informational: the real response follows
+            self.hoff = end + 2
             return
+        raw = buf[start:end]
+        self.hbuf = b""
+        self.hoff = 0
+        self.in_head = False
         ex = self.exchange
         if ex is None:
             return
         self.keep_alive = self.parser.should_keep_alive()
-        ex.response_head(self, status, self.reason, headers)
+        ex.response_head(self, status, raw)
         if ex.method == b"HEAD" and self.exchange is ex and status != 101:
             # llhttp cannot be told the response to HEAD has no body: finish here, start a fresh parser
             self.stale_parser = True
@@ -1171,7 +1161,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
         if ex is not None and not self.stale_parser:
-            ex.response_body(body)
+            if ex.resp_mode == R_CHUNKED:
+                ex.response_body(body)
+            else:
+                ex.conn.out.write(body)
 
     def on_message_complete(self) -> None:
         if self.skip:

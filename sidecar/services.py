@@ -57,7 +57,7 @@ class ServiceStats:
 class EndpointState(Target):
     """One endpoint of a Service as the proxy uses it: address, ports, readiness, idle upstream connections."""
 
-    __slots__ = ("address", "idle", "name", "outcomes", "ports", "ready", "removed", "service")
+    __slots__ = ("address", "failing", "idle", "name", "outcomes", "ports", "ready", "removed", "service")
 
     def __init__(self, endpoint: Endpoint, service: ServiceState, *, now: float) -> None:
         super().__init__(now=now, rtt=DEFAULT_RTT)
@@ -65,6 +65,7 @@ class EndpointState(Target):
         self.removed = False
         self.idle: dict[int, list[Any]] = {}  # upstream port -> idle connections (proxy.UpstreamConnection)
         self.outcomes = [0] * len(OUTCOMES)
+        self.failing = False  # the last outcome was a failure (the outlier detector holds a count)
         self.update(endpoint)
 
     def update(self, endpoint: Endpoint) -> None:
@@ -91,6 +92,7 @@ class ServiceState:
         self.exists = False
         self.config = ServiceConfig()
         self.balancer = make_balancer(self.config.algorithm, rng=table.rng, clock=table.clock)
+        self.uses_rtt = False  # only peak-EWMA needs response times per endpoint
         self.endpoints: dict[str, EndpointState] = {}
         self.draining: dict[str, EndpointState] = {}
         self.available: list[EndpointState] = []  # ready, not removed, not ejected
@@ -110,6 +112,7 @@ class ServiceState:
                 log.warning("service %s: %s", self.key, problem)
             if config.algorithm != self.config.algorithm:
                 self.balancer = make_balancer(config.algorithm, rng=self.table.rng, clock=self.table.clock)
+            self.uses_rtt = config.algorithm == "ewma"
             self.config = config
         self.info = info
         self.exists = True
@@ -199,11 +202,13 @@ class ServiceState:
 
     def record(self, ep: EndpointState, outcome: int) -> None:
         ep.outcomes[outcome] += 1
-        ok = outcome == OUT_SUCCESS
-        if ok:
-            self.outlier.record(ep.name, True, 0.0, total=0)
+        if outcome == OUT_SUCCESS:
+            if ep.failing:
+                ep.failing = False
+                self.outlier.record(ep.name, True, 0.0, total=0)
             return
-        if self.outlier.record(ep.name, ok, self.table.clock(), total=self.ready_count):
+        ep.failing = True
+        if self.outlier.record(ep.name, False, self.table.clock(), total=self.ready_count):
             self.stats.ejections += 1
             log.warning("service %s: ejected endpoint %s after consecutive failures", self.key, ep.name)
             self.rebuild()
