@@ -136,7 +136,13 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         assert only is not None
         host, port = split_hostport(args.listen)
         single = Listener(host, port, routes=[Route(table.get(only), args.port_name)], options=options)
-        await single.start(reuse_port=reuse_port)
+        try:
+            await single.start(reuse_port=reuse_port)
+        except OSError as e:
+            log.error("cannot listen on %s:%d: %s", host, port, e)
+            for task in tasks:
+                task.cancel()
+            raise SystemExit(1) from None
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
     else:
         node = NodeListeners(table, options=options, reuse_port=reuse_port)

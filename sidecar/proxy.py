@@ -55,6 +55,8 @@ class ProxyOptions:
     fail_fast: float = 1.0  # seconds a request waits for a ready endpoint before a 503
     connect_timeout: float = 3.0
     idle_timeout: float = 30.0  # upstream keep-alive connections idle longer are closed
+    client_idle_timeout: float = 75.0  # client keep-alive connections with nothing to do (nginx's default)
+    header_timeout: float = 30.0  # a client that takes longer to send a request head gets a 408
     zone: str = "cluster.local"
 
 
@@ -155,17 +157,24 @@ class Listener:
             lambda: ClientConnection(self), self.host, self.port, reuse_port=reuse_port or None, backlog=1024
         )
 
-    async def _tick(self, interval: float = 0.05) -> None:
-        """Request timeouts: cheaper than a timer per request (at most `interval` late)."""
+    async def _tick(self, interval: float = 0.1) -> None:
+        """Request timeouts (cheaper than a timer per request, at most `interval` late); once a second,
+        idle client connections and slow request heads."""
+        ticks = 0
+        per_second = round(1 / interval)
         while True:
             await asyncio.sleep(interval)
             now = monotonic()
+            ticks += 1
+            idle_scan = ticks % per_second == 0
             for conn in list(self.connections):
                 queue = conn.queue
                 if queue:
                     ex = queue[0]
                     if 0.0 < ex.deadline <= now and not ex.done:
                         ex.on_timeout()
+                if idle_scan:
+                    conn.idle_tick(self.options)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
@@ -204,6 +213,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport: Any = None
         self.out: Writer = None  # type: ignore[assignment]
         self.peer_ip = "unknown"
+        self.active = False  # set on every read; the listener's once-a-second scan counts quiet seconds
+        self.quiet = 0
 
     # transport events
     def connection_made(self, transport: Any) -> None:
@@ -273,7 +284,27 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.out.close()
 
+    def idle_tick(self, options: ProxyOptions) -> None:
+        """Once a second: close a keep-alive connection idle too long; 408 a request head that is too slow."""
+        if self.active:
+            self.active = False
+            self.quiet = 0
+            return
+        self.quiet += 1
+        if self.tunnel is not None or self.closed:
+            return
+        queue = self.queue
+        if not queue:
+            if self.quiet >= options.client_idle_timeout:
+                self.close()
+        elif not queue[0].started and self.quiet >= options.header_timeout:
+            queue[0].abort()
+            queue.clear()
+            self.out.write(error_response(408, "request head not received in time", close=True))
+            self.close()
+
     def data_received(self, data: bytes) -> None:
+        self.active = True
         if self.tunnel is not None:
             self.tunnel.write(data)
             return
