@@ -69,9 +69,9 @@ class NodeListeners:
         for key in [k for k in self.failed if k not in want]:
             del self.failed[key]
         for key, routes in want.items():
-            listener = self.listeners.get(key)
-            if listener is not None:
-                listener.set_routes(routes)
+            existing = self.listeners.get(key)
+            if existing is not None:
+                existing.set_routes(routes)
                 continue
             listener = Listener(key[0], key[1], routes=routes, options=self.options)
             try:

@@ -357,6 +357,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         ex = self.cur
+        assert ex is not None
         p = self.parser
         ex.method = p.get_method()
         ex.version = p.get_http_version()
@@ -678,7 +679,7 @@ class Exchange:
         """The request head for the endpoint (hop-by-hop out, forwarding headers in) -> self.head.
 
         One pass over the headers, which also notes Host (returned), chunked framing and Expect."""
-        parts = [self.method, b" ", self.url or b"/", b" HTTP/1.1\r\n"]  # type: ignore[list-item]
+        parts: list[bytes] = [self.method or b"GET", b" ", self.url or b"/", b" HTTP/1.1\r\n"]
         xff = fwd = None
         drop: set[bytes] | None = None
         host = None

@@ -110,3 +110,27 @@ async def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path):
         await sidecar.stop()
         await runner.cleanup()
         await agent.stop()
+
+
+async def test_workers_share_the_port_and_stop_together(tmp_path: Path):
+    agent = fake_agent.FakeAgent()
+    api = await agent.start()
+    runner, bport = await backend.start("b")
+    agent.set_service(fake_agent.service("web", None, 80), [fake_agent.endpoint("b", "127.0.0.1", bport)])
+    port = free_port()
+    sidecar, _ = await start_sidecar(api, tmp_path / "s.log", "--listen", f"127.0.0.1:{port}", "--service", "web",
+                                     "--workers", "2", "--id", "node1", listen_port=port)  # fmt: skip
+    try:
+        await asyncio.wait_for(_until(lambda: agent.watchers >= 2), 10)  # one watch per worker
+        code, out, _ = await run("curl", "-s", *[f"http://127.0.0.1:{port}/bytes/1"] * 20)
+        assert (code, out) == (0, b"x" * 20)
+        assert await sidecar.stop() == 0
+    finally:
+        await sidecar.stop()
+        await runner.cleanup()
+        await agent.stop()
+
+
+async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
+    while not predicate():
+        await asyncio.sleep(0.05)
