@@ -28,7 +28,7 @@ class Panel:
     title: str
     queries: tuple[Query, ...]
     unit: str = "short"
-    kind: str = "timeseries"  # timeseries | stat
+    kind: str = "timeseries"  # timeseries | stat | table (one row per label set, a column per query)
     description: str = ""
     width: int = 12
     height: int = 8
@@ -36,6 +36,7 @@ class Panel:
     min: float | None = 0
     max: float | None = None
     overrides: tuple[dict[str, Any], ...] = field(default=())
+    columns: tuple[tuple[str, str], ...] = ()  # table: (header, unit) of each query's value column
 
 
 def q(expr: str, legend: str = "") -> Query:
@@ -74,9 +75,11 @@ def variable_query(name: str, label: str, query: str, *, regex: str = "") -> dic
 
 
 def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    table = panel.kind == "table"
     targets = [
         {"datasource": DATASOURCE, "expr": query.expr, "legendFormat": query.legend or "__auto",
-         "range": True, "instant": False, "editorMode": "code", "refId": chr(ord("A") + i)}
+         "range": not table, "instant": table, "editorMode": "code", "refId": chr(ord("A") + i),
+         **({"format": "table"} if table else {})}
         for i, query in enumerate(panel.queries)
     ]  # fmt: skip
     defaults: dict[str, Any] = {"unit": panel.unit, "color": {"mode": "palette-classic"}}
@@ -103,6 +106,21 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
             "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
             "tooltip": {"mode": "multi", "sort": "desc"},
         }
+    elif table:
+        columns = {f"Value #{chr(ord('A') + i)}": column for i, column in enumerate(panel.columns)}
+        out["fieldConfig"]["overrides"] += [
+            {"matcher": {"id": "byName", "options": name},
+             "properties": [{"id": "unit", "value": unit}, {"id": "decimals", "value": 2}]}
+            for name, (_, unit) in columns.items()
+        ]  # fmt: skip
+        out["transformations"] = [
+            {"id": "merge", "options": {}},
+            {"id": "organize", "options": {
+                "excludeByName": {"Time": True},
+                "renameByName": {name: header for name, (header, _) in columns.items()},
+            }},
+        ]  # fmt: skip
+        out["options"] = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
     else:
         defaults["color"] = {"mode": "thresholds"}
         defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": "green", "value": None}]}
@@ -223,6 +241,35 @@ def overview() -> dict[str, Any]:
               unit="percentunit", kind="stat", width=4, height=4, max=1,
               description="Share of proxied requests answered without a 5xx, all Services."),
     ]  # fmt: skip
+    services = [
+        Panel(
+            "Services",
+            (
+                q(f"sum by (service) (rate(meshd_sidecar_requests_total[{RATE}]))"),
+                q(
+                    f'sum by (service) (rate(meshd_sidecar_requests_total{{code_class!="5xx"}}[{RATE}])) '
+                    f"/ sum by (service) (rate(meshd_sidecar_requests_total[{RATE}]))"
+                ),
+                hq(0.5, "meshd_sidecar_request_duration_seconds_bucket", "", "service"),
+                hq(0.99, "meshd_sidecar_request_duration_seconds_bucket", "", "service"),
+                q('sum by (service) (meshd_sidecar_endpoints{state="ready"})'),
+                q('sum by (service) (meshd_sidecar_endpoints{state="ejected"})'),
+            ),
+            kind="table",
+            width=24,
+            height=7,
+            min=None,
+            columns=(
+                ("Requests/s", "reqps"),
+                ("Success rate", "percentunit"),
+                ("p50", "s"),
+                ("p99", "s"),
+                ("Ready endpoints", "short"),
+                ("Ejected", "short"),
+            ),
+            description="Every Service the node's sidecar proxies: the golden signals now, and its endpoints.",
+        ),
+    ]
     traffic = [
         Panel("Requests by Service", (q(f"sum by (service) (rate(meshd_sidecar_requests_total[{RATE}]))", "{{service}}"),),
               unit="reqps", width=8),
@@ -250,7 +297,7 @@ def overview() -> dict[str, Any]:
         description="The whole mesh at a glance: traffic, endpoints, workloads, restarts and discovery.",
         tags=["overview"],
         variables=[variable_datasource()],
-        sections=[("Mesh", stats), ("Traffic and workloads", traffic)],
+        sections=[("Mesh", stats), ("Services", services), ("Traffic and workloads", traffic)],
     )
 
 
