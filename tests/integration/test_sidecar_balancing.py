@@ -86,7 +86,12 @@ async def test_requests_spread_across_three_replicas(mesh: Mesh):
 
 
 async def test_removed_endpoint_gets_no_new_requests_and_is_acked_after_its_last_request(mesh: Mesh):
-    # a slow request in flight on every endpoint, then b0 leaves the stream
+    # round robin: three slow requests put one in flight on every endpoint; then b0 leaves the stream
+    mesh.agent.set_service(
+        fake_agent.service("web", None, 80),
+        [fake_agent.endpoint(name, "127.0.0.1", port) for name, (_, port) in mesh.backends.items()],
+    )
+    await asyncio.sleep(0.3)
     slow = [asyncio.create_task(run("curl", "-s", mesh.url + "/sleep/2")) for _ in range(3)]
     await asyncio.sleep(0.5)
     before = await mesh.served("b0")
