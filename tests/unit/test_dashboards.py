@@ -261,3 +261,22 @@ def test_example_prometheus_config_uses_the_agents_http_sd() -> None:
     result = subprocess.run([promtool, "check", "config", str(GRAFANA / "prometheus.yml")],
                             check=False, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_meshd_metric_is_on_a_dashboard(dashboards: dict[str, dict]) -> None:
+    """Everything meshd measures is visible: a new metric family needs a panel in grafana/build_dashboards.py."""
+    builder = load_builder()
+    shown = {
+        name
+        for dash in dashboards.values()
+        for _, expr in builder.queries(dash)
+        for name in metric_names(expr)
+    }
+    missing = []
+    for family, kind in sorted(defined_families().items()):
+        series = {family + suffix for suffix in _SERIES_SUFFIXES[kind]}
+        if not series & shown:
+            missing.append(f"{family} ({kind})")
+    assert not missing, "metrics on no dashboard (add a panel in grafana/build_dashboards.py):\n" + "\n".join(
+        missing
+    )
