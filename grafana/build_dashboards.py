@@ -227,7 +227,7 @@ SUCCESS_RATE = (
 
 def overview() -> dict[str, Any]:
     stats = [
-        Panel("Services with ready endpoints", (q('count(sum by (service) (meshd_sidecar_endpoints{state="ready"}) > 0)'),),
+        Panel("Services with ready endpoints", (q('count(sum by (service) (meshd_sidecar_endpoints{state="ready"}) > 0) or vector(0)'),),
               kind="stat", width=4, height=4, description="Services the node's sidecar can send traffic to."),
         Panel("Deployments rolled out", (q("sum(meshd_deployment_rollout_complete)"),), kind="stat", width=4, height=4,
               description="Deployments whose latest rollout is complete."),
@@ -284,8 +284,8 @@ def overview() -> dict[str, Any]:
         Panel("Pods by phase", (q("sum by (phase) (meshd_pods)", "{{phase}}"),), width=8, stack=True),
         Panel("Container restarts by reason",
               (q(f"sum by (reason) (increase(meshd_container_restarts_total[{RATE}]))", "{{reason}}"),), width=8),
-        Panel("Scrape targets up", (q("sum by (meshd_component) (up)", "{{meshd_component}}"),), width=8,
-              description="Targets Prometheus scrapes successfully, by the component label meshd's HTTP SD sets."),
+        Panel("Scrape targets up", (q('sum by (meshd_component) (up{meshd_component!=""})', "{{meshd_component}}"),), width=8,
+              description="Targets up, by the meshd_component label (agent, sidecar, pod) that meshd's HTTP SD sets."),
         Panel("DNS queries", (q(f"sum by (rcode) (rate(meshd_dns_queries_total[{RATE}]))", "{{rcode}}"),),
               unit="reqps", width=8),
         Panel("Endpoint watch subscribers", (q("sum(meshd_watch_subscribers)", "watchers"),), width=8,
