@@ -213,6 +213,13 @@ class ClientConnection(asyncio.Protocol):
         self.transport: Any = None
         self.out: Writer = None  # type: ignore[assignment]
         self.peer_ip = "unknown"
+        self.hkey: list[tuple[bytes, bytes]] | None = None  # the last request's headers ...
+        self.hval: tuple[bytes, bytes | None, bool, bool] = (
+            b"",
+            None,
+            False,
+            False,
+        )  # ... and what they gave
         self.active = False  # set on every read; the listener's once-a-second scan counts quiet seconds
         self.quiet = 0
 
@@ -506,7 +513,15 @@ class Exchange:
                 return
             self.url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
             self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"] + [(b"Host", authority)]
-        host = self._build_head()
+        # keep-alive clients mostly repeat the same headers: reuse the rewritten header block
+        if self.headers == conn.hkey and not self.upgrade:
+            rest, host, self.chunked_req, self.expect = conn.hval
+        else:
+            rest, host = self._build_headers()
+            if not self.upgrade:
+                conn.hkey = self.headers
+                conn.hval = (rest, host, self.chunked_req, self.expect)
+        self.head = b"%s %s HTTP/1.1\r\n%s" % (method, self.url or b"/", rest)
         route = listener.route(host)
         if route is None:
             shown = host.decode(errors="replace") if host else "(no Host header)"
@@ -675,11 +690,11 @@ class Exchange:
             self.pending_size = 0
             self.conn.resume(PAUSE_BODY)
 
-    def _build_head(self) -> bytes | None:
-        """The request head for the endpoint (hop-by-hop out, forwarding headers in) -> self.head.
+    def _build_headers(self) -> tuple[bytes, bytes | None]:
+        """The header block for the endpoint (hop-by-hop out, forwarding headers in) and the Host.
 
-        One pass over the headers, which also notes Host (returned), chunked framing and Expect."""
-        parts: list[bytes] = [self.method or b"GET", b" ", self.url or b"/", b" HTTP/1.1\r\n"]
+        One pass over the headers, which also notes chunked framing and Expect."""
+        parts: list[bytes] = [b"", b"", b"", b""]  # keeps header groups at offsets 4k for _drop_headers
         xff = fwd = None
         drop: set[bytes] | None = None
         host = None
@@ -722,8 +737,7 @@ class Exchange:
         if self.upgrade:
             parts.append(b"Connection: upgrade\r\n")
         parts.append(b"\r\n")
-        self.head = b"".join(parts)
-        return host
+        return b"".join(parts), host
 
     # --- response side ----------------------------------------------------------------------------------
     def response_head(self, up: UpstreamConnection, status: int, raw: bytes) -> None:
@@ -967,12 +981,32 @@ class Exchange:
             return
         self.done = True
         self.deadline = 0.0
-        self._release_endpoint()
-        if not self.tunnelled:
-            self._observe()
-        if self.close_after or not self.keep_alive:
+        ep = self.ep
+        if ep is not None:  # inlined _release_endpoint: this runs for every request
+            self.ep = None
+            n = ep.in_flight = ep.in_flight - 1
+            if not n and (ep.removed or not ep.ready):
+                ep.service.drained(ep)
+        svc = self.service
+        if svc is not None and not self.tunnelled:
+            stats = svc.stats
+            stats.in_flight -= 1
+            stats.observe(self.method_idx, self.status, monotonic() - self.t0)
+        if not self.keep_alive:
             self.close_after = True
-        self.conn.advance()
+        conn = self.conn
+        queue = conn.queue
+        if queue and queue[0] is self and not conn._advancing and not conn.paused & PAUSE_PIPELINE:
+            queue.popleft()  # the common case of advance(), inlined
+            if self.close_after:
+                conn.close()
+                return
+            if queue:
+                conn.advance()
+            elif (conn.eof or conn.closing) and not conn.closed and conn.upgrading is None:
+                conn.close()
+            return
+        conn.advance()
 
     def abort(self) -> None:
         """The client went away: drop everything this exchange holds."""

@@ -196,9 +196,13 @@ class ServiceState:
         """An attempt on `ep` ended (whatever the outcome)."""
         ep.in_flight -= 1
         if ep.in_flight == 0 and (ep.removed or not ep.ready):
-            if ep.removed:
-                self.draining.pop(ep.name, None)
-            self.table.on_drained(self.key, ep.name)
+            self.drained(ep)
+
+    def drained(self, ep: EndpointState) -> None:
+        """`ep` (removed or not ready) has nothing in flight any more: acknowledge."""
+        if ep.removed:
+            self.draining.pop(ep.name, None)
+        self.table.on_drained(self.key, ep.name)
 
     def record(self, ep: EndpointState, outcome: int) -> None:
         ep.outcomes[outcome] += 1
