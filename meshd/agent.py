@@ -124,7 +124,7 @@ class Agent:
         from meshd.api.server import ApiServer
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
-        await self.driver.start()
+        await self._start_driver()
         await self.controller.start()
         self.api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                              sidecar_targets=self.sidecar.targets)
@@ -134,6 +134,17 @@ class Agent:
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()
+
+    async def _start_driver(self, retry_every: float = 5.0) -> None:
+        """Waits for the container engine: an engine that is down is a clear message, not a crash."""
+        while True:
+            try:
+                await self.driver.start()
+                return
+            except DriverError as error:
+                hint = " (--driver process runs without Docker)" if self.options.driver == "docker" else ""
+                log.error("%s; retrying in %.0fs%s", error, retry_every, hint)
+                await asyncio.sleep(retry_every)
 
     async def _start_dns(self) -> None:
         from meshd.dns.server import DnsServer

@@ -130,12 +130,13 @@ class ApiServer:
     async def apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         source = request.query.get("source", "<stdin>")
-        results, warnings = self.controller.apply(text, source=source)
+        results, warnings = self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": warnings})
 
     async def delete_manifests(self, request: web.Request) -> web.Response:
         text = await request.text()
-        results = self.controller.delete_text(text, source=request.query.get("source", "<stdin>"))
+        results = self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
+                                              namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": []})
 
     # --- Kubernetes-shaped resources ------------------------------------------------------------------
@@ -258,7 +259,8 @@ class ApiServer:
             annotations = record.rs.template.metadata.annotations
             revisions.append({"revision": record.revision, "replicaset": record.name,
                               "changeCause": annotations.get("kubernetes.io/change-cause", ""),
-                              "images": [c.image for c in record.rs.template.spec.containers]})
+                              "images": [c.image for c in record.rs.template.spec.containers],
+                              "template": record.rs.raw.get("spec", {}).get("template", {})})
         return web.json_response({"revisions": revisions})
 
     async def events(self, request: web.Request) -> web.Response:

@@ -186,12 +186,16 @@ class Controller:
 
     # --- desired state ----------------------------------------------------------------------------
 
-    def apply(self, text: str, *, source: str = "<stdin>") -> tuple[list[ApplyResult], list[str]]:
-        """Validates every document first; a broken one raises ManifestError and changes nothing."""
+    def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None
+              ) -> tuple[list[ApplyResult], list[str]]:
+        """Validates every document first; a broken one raises ManifestError and changes nothing.
+
+        `namespace` (kubectl's -n) is the namespace of objects that name none; one naming another is an error.
+        """
         loaded = load_documents(text, source=source)
         now = self._clock()
         planned: list[tuple[KubeObject, str]] = []
-        for obj in loaded.objects:
+        for obj in (_in_namespace(o, namespace, source) for o in loaded.objects):
             key = object_key(obj)
             existing = self.objects.get(key)
             if existing is None:
@@ -222,9 +226,9 @@ class Controller:
         self.kick()
         return results, list(loaded.warnings)
 
-    def delete_text(self, text: str, *, source: str = "<stdin>") -> list[ApplyResult]:
-        loaded = load_documents(text, source=source)
-        return [self.delete(obj.kind, obj.metadata.namespace, obj.metadata.name) for obj in loaded.objects]
+    def delete_text(self, text: str, *, source: str = "<stdin>", namespace: str | None = None) -> list[ApplyResult]:
+        objects = [_in_namespace(o, namespace, source) for o in load_documents(text, source=source).objects]
+        return [self.delete(obj.kind, obj.metadata.namespace, obj.metadata.name) for obj in objects]
 
     def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
         record = self.objects.pop((kind, namespace, name), None)
@@ -311,7 +315,8 @@ class Controller:
         try:
             probe.allocate(key, service.cluster_ip)
         except ValueError as error:
-            raise ManifestError(f"Service {service.metadata.name}: {error}") from None
+            raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
+                                name=service.metadata.name, path=("spec", "clusterIP")) from None
 
     def _publish_service(self, service: Service) -> None:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
@@ -706,6 +711,23 @@ class Controller:
             record = ReplicaSetRecord(rs, item["owner_kind"], item["owner"], item["template_hash"],
                                       item["revision"], item["replicas"], item["created"], item["uid"])
             self.replicasets[(record.namespace, record.name)] = record
+
+
+def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
+    """The object in the namespace the user chose for objects that name none (kubectl's -n)."""
+    if namespace is None:
+        return obj
+    named = (obj.raw.get("metadata") or {}).get("namespace")
+    if named is not None and named != namespace:
+        raise ManifestError(f'the namespace from the provided object "{named}" does not match the namespace '
+                            f'"{namespace}"', source=source, kind=obj.kind, name=obj.metadata.name,
+                            path=("metadata", "namespace"))
+    if named == namespace:
+        return obj
+    raw = json.loads(json.dumps(obj.raw))
+    raw.setdefault("metadata", {})["namespace"] = namespace
+    (moved,) = load_objects([raw], source=source).objects
+    return moved
 
 
 def _requests(spec: PodSpec) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from meshd.dns.codec import (
 )
 from meshd.dns.metrics import TCP, UDP, DnsStats, stat_index
 from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, EndpointSource, Snapshot, Zone
+from meshd.model.endpoints import Reset, ServiceKey, Update
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Responder:
         self.max_udp = max_udp
         self.cache_size = cache_size
         self._zone: Zone | None = None
+        self._dirty: set[ServiceKey] = set()
         self._generation = 0
         self._exact: dict[bytes, tuple[bytes, int]] = {}
         self._answers: dict[tuple[bytes, int, int, int, bool, bool, int], tuple[bytes, int, bool]] = {}
@@ -76,21 +78,30 @@ class Responder:
     def cache_entries(self) -> int:
         return len(self._exact) + len(self._answers)
 
-    def invalidate(self, *_update: object) -> None:
-        """Forgets every cached answer and the compiled zone (call on every registry update)."""
+    def invalidate(self, update: Update | None = None) -> None:
+        """Forgets every cached answer at once (the registry calls this with each update); the zone is
+        recompiled at the next query: only the updated Service when the update says which."""
         self._exact.clear()
         self._answers.clear()
-        self._zone = None
         self._generation += 1
+        if update is None or not hasattr(self.source, "service"):
+            self._zone = None
+        elif self._zone is not None:
+            self._dirty.add(update.service.key if isinstance(update, Reset) else update.service)
 
     @property
     def zone(self) -> Zone:
+        serial = getattr(self.source, "index", None)
+        serial = serial if isinstance(serial, int) else self._generation
         if self._zone is None:
-            serial = getattr(self.source, "index", self._generation)
-            snapshot = Snapshot.of(
-                self.source, serial=serial if isinstance(serial, int) else self._generation
-            )
+            snapshot = Snapshot.of(self.source, serial=serial)
             self._zone = Zone.build(snapshot, zone=self.zone_name, ttl=self.ttl, ns_address=self.ns_address)
+            self._dirty.clear()
+        elif self._dirty:
+            service = self.source.service  # type: ignore[attr-defined]
+            changes = {key: (service(key), self.source.endpoints(key)) for key in self._dirty}
+            self._zone = self._zone.replace(changes, serial=serial)
+            self._dirty.clear()
         return self._zone
 
     def answer_udp(self, data: bytes) -> bytes | None:

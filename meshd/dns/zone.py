@@ -21,7 +21,6 @@ does not exist -> NXDOMAIN with the SOA in authority; a name that exists (or is 
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -97,21 +96,46 @@ def _compiled(snapshot: Snapshot, zone: str, ttl: int, ns_address: str | None) -
     return Zone.build(snapshot, zone=zone, ttl=ttl, ns_address=ns_address)
 
 
+Nodes = dict[str, dict[int, tuple[Record, ...]]]
+
+
+@dataclass(frozen=True, eq=False)
+class _Part:
+    """One Service's names (all under `<svc>.<ns>.svc.<zone>`) and the pod records its endpoints give."""
+
+    nodes: Nodes
+    pods: tuple[Record, ...]
+
+
 class Zone:
-    """A snapshot compiled into name -> type -> records, for lookups; never changes once built."""
+    """A snapshot compiled for lookups; never changes once built. `replace` derives the zone after an update
+    of some Services, recompiling only those (each Service's names are a part of their own)."""
 
     def __init__(
         self,
+        *,
         apex: str,
         ttl: int,
-        nodes: dict[str, dict[int, tuple[Record, ...]]],
-        reverse: dict[str, tuple[Record, ...]] | None = None,
+        serial: int,
+        ns_address: str | None,
+        parts: dict[str, _Part],
     ) -> None:
         self.apex = apex
         self.ttl = ttl
-        self._nodes = nodes
-        self._reverse = reverse or {}
-        self._soa = nodes[apex][SOA]
+        self.serial = serial % 2**32 or 1
+        self.ns_address = ns_address
+        self._parts = parts
+        nameserver = f"ns.dns.{apex}"
+        soa = Record(apex, SOA, ttl, f"{nameserver} hostmaster.{apex} {self.serial} 7200 1800 86400 {ttl}")
+        self._soa = (soa,)
+        top = [
+            soa,
+            Record(apex, NS, ttl, nameserver),
+            Record(f"dns-version.{apex}", TXT, ttl, f'"{SCHEMA_VERSION}"'),
+        ]
+        if ns_address and _ipv4(ns_address):
+            top.append(Record(nameserver, A, ttl, ns_address))
+        self._top = _nodes(top, top=apex)
 
     @classmethod
     def build(
@@ -123,43 +147,27 @@ class Zone:
         ns_address: str | None = None,
     ) -> Zone:
         apex = _absolute(zone)
-        records: list[Record] = []
-        nameserver = f"ns.dns.{apex}"
-        serial = snapshot.serial % 2**32 or 1
-        records.append(
-            Record(apex, SOA, ttl, f"{nameserver} hostmaster.{apex} {serial} 7200 1800 86400 {ttl}")
-        )
-        records.append(Record(apex, NS, ttl, nameserver))
-        if ns_address and _ipv4(ns_address):
-            records.append(Record(nameserver, A, ttl, ns_address))
-        records.append(Record(f"dns-version.{apex}", TXT, ttl, f'"{SCHEMA_VERSION}"'))
-        for service in snapshot.services:
-            records.extend(_service_records(service, snapshot.endpoints.get(service.key, ()), apex, ttl))
-        records.extend(_pod_records(snapshot, apex, ttl))
-
-        grouped: dict[str, dict[int, set[Record]]] = {}
-        for record in records:
-            grouped.setdefault(record.name, {}).setdefault(record.rtype, set()).add(record)
-        nodes = {
-            name: {rtype: tuple(sorted(rs)) for rtype, rs in types.items()} for name, types in grouped.items()
+        parts = {
+            _service_name(s.key, apex): _compile(s, snapshot.endpoints.get(s.key, ()), apex, ttl)
+            for s in snapshot.services
         }
-        for (
-            service
-        ) in snapshot.services:  # a named port's SRV name exists while no endpoint is ready (NODATA)
-            for port in service.ports:
-                if port.name:
-                    nodes.setdefault(_port_owner(service, port, apex), {})
-        for name in list(nodes):  # empty non-terminals exist (NODATA), as in any zone
-            while name != apex and name.endswith("." + apex):
-                name = name.partition(".")[2]
-                nodes.setdefault(name, {})
-        pointers: dict[str, set[Record]] = {}
-        for record in records:
-            if record.rtype == A and record.name != nameserver and ".pod." not in record.name:
-                owner = ".".join(reversed(record.data.split("."))) + ".in-addr.arpa."
-                pointers.setdefault(owner, set()).add(Record(owner, PTR, ttl, record.name))
-        reverse = {owner: _reverse_choice(rs) for owner, rs in pointers.items()}
-        return cls(apex, ttl, nodes, reverse)
+        return cls(apex=apex, ttl=ttl, serial=snapshot.serial, ns_address=ns_address, parts=parts)
+
+    def replace(
+        self,
+        changes: Mapping[ServiceKey, tuple[ServiceInfo | None, Iterable[Endpoint]]],
+        *,
+        serial: int,
+    ) -> Zone:
+        """This zone with the given Services recompiled (None: deleted)."""
+        parts = dict(self._parts)
+        for key, (service, endpoints) in changes.items():
+            name = _service_name(key, self.apex)
+            if service is None:
+                parts.pop(name, None)
+            else:
+                parts[name] = _compile(service, tuple(endpoints), self.apex, self.ttl)
+        return Zone(apex=self.apex, ttl=self.ttl, serial=serial, ns_address=self.ns_address, parts=parts)
 
     def lookup(self, qname: str, qtype: int) -> Answer:
         name = _absolute(qname)
@@ -168,7 +176,7 @@ class Zone:
             if pointers is None:
                 return Answer(REFUSED)
             return Answer(NOERROR, pointers if qtype in (PTR, ANY) else ())
-        node = self._nodes.get(name)
+        node = self._find(name)
         if node is None:
             return Answer(NXDOMAIN, authority=self._soa)
         if qtype == ANY:
@@ -178,6 +186,41 @@ class Zone:
         if not answer:
             return Answer(NOERROR, authority=self._soa)
         return Answer(NOERROR, answer, additional=self._additional(answer))
+
+    def _find(self, name: str) -> dict[int, tuple[Record, ...]] | None:
+        """The node of an in-zone name; {} for an empty non-terminal; None when it does not exist."""
+        top = self._top.get(name)
+        if top is not None:
+            return top
+        labels = name[: -len(self.apex) - 1].split(".")
+        if labels[-1] == "svc":
+            if len(labels) == 1:
+                return {} if self._parts else None
+            if len(labels) == 2:
+                return {} if labels[0] in self._namespaces else None
+            part = self._parts.get(".".join(labels[-3:]) + "." + self.apex)
+            return None if part is None else part.nodes.get(name)
+        if labels[-1] == "pod":
+            return self._pods.get(name)
+        return None
+
+    @functools.cached_property
+    def _namespaces(self) -> frozenset[str]:
+        return frozenset(name.split(".")[1] for name in self._parts)
+
+    @functools.cached_property
+    def _pods(self) -> Nodes:
+        return _nodes((r for part in self._parts.values() for r in part.pods), top=self.apex)
+
+    @functools.cached_property
+    def _reverse(self) -> dict[str, tuple[Record, ...]]:
+        pointers: dict[str, set[Record]] = {}
+        for part in self._parts.values():
+            for node in part.nodes.values():
+                for record in node.get(A, ()):
+                    owner = ".".join(reversed(record.data.split("."))) + ".in-addr.arpa."
+                    pointers.setdefault(owner, set()).add(Record(owner, PTR, self.ttl, record.name))
+        return {owner: _reverse_choice(rs) for owner, rs in pointers.items()}
 
     def _additional(self, answer: Iterable[Record]) -> tuple[Record, ...]:
         """The A records of SRV targets and nameservers (glue), when this zone has them."""
@@ -189,22 +232,55 @@ class Zone:
                 targets.append(record.data)
         extra: list[Record] = []
         for target in dict.fromkeys(targets):
-            extra.extend(self._nodes.get(target, {}).get(A, ()))
+            extra.extend((self._find(target) or {}).get(A, ()))
         return tuple(extra)
 
 
-def _service_name(service: ServiceInfo, apex: str) -> str:
-    return f"{service.key.name}.{service.key.namespace}.svc.{apex}".lower()
+def _compile(service: ServiceInfo, endpoints: tuple[Endpoint, ...], apex: str, ttl: int) -> _Part:
+    base = _service_name(service.key, apex)
+    named_ports = [_port_owner(service, port, apex) for port in service.ports if port.name]
+    nodes = _nodes(_service_records(service, endpoints, apex, ttl), top=base, names=[base, *named_ports])
+    pods = tuple(
+        Record(f"{_dashed(e.address)}.{service.key.namespace}.pod.{apex}".lower(), A, ttl, e.address)
+        for e in endpoints
+        if _ipv4(e.address)
+    )
+    return _Part(nodes, pods)
+
+
+def _nodes(records: Iterable[Record], *, top: str, names: Iterable[str] = ()) -> Nodes:
+    """Records grouped by name and type; `names` exist even without records, and so do the empty
+    non-terminals between every name and `top` (as in any zone: they answer NODATA, not NXDOMAIN)."""
+    grouped: dict[str, dict[int, set[Record]]] = {name: {} for name in names}
+    for record in records:
+        grouped.setdefault(record.name, {}).setdefault(record.rtype, set()).add(record)
+    nodes: Nodes = {
+        name: {rtype: tuple(sorted(rs, key=_record_order)) for rtype, rs in types.items()}
+        for name, types in grouped.items()
+    }
+    for name in list(nodes):
+        while name != top and name.endswith("." + top):
+            name = name.partition(".")[2]
+            nodes.setdefault(name, {})
+    return nodes
+
+
+def _record_order(record: Record) -> tuple[str, str]:
+    return record.name, record.data
+
+
+def _service_name(key: ServiceKey, apex: str) -> str:
+    return f"{key.name}.{key.namespace}.svc.{apex}".lower()
 
 
 def _port_owner(service: ServiceInfo, port: PortInfo, apex: str) -> str:
-    return f"_{port.name}._{port.protocol}.{_service_name(service, apex)}".lower()
+    return f"_{port.name}._{port.protocol}.{_service_name(service.key, apex)}".lower()
 
 
 def _service_records(
     service: ServiceInfo, endpoints: Iterable[Endpoint], apex: str, ttl: int
 ) -> list[Record]:
-    base = _service_name(service, apex)
+    base = _service_name(service.key, apex)
     ready = [e for e in endpoints if e.ready and _ipv4(e.address)]
     records: list[Record] = []
     if service.headless:
@@ -234,18 +310,6 @@ def _srv(owner: str, serving: list[tuple[int, str]], ttl: int) -> list[Record]:
     return [Record(owner, SRV, ttl, f"0 {weight} {port} {target}") for port, target in unique]
 
 
-def _pod_records(snapshot: Snapshot, apex: str, ttl: int) -> list[Record]:
-    """`a-b-c-d.<ns>.pod.<zone>` for every pod address that backs a Service (ready or not, like Kubernetes)."""
-    records = []
-    for key, endpoints in snapshot.endpoints.items():
-        for e in endpoints:
-            if _ipv4(e.address):
-                records.append(
-                    Record(f"{_dashed(e.address)}.{key.namespace}.pod.{apex}".lower(), A, ttl, e.address)
-                )
-    return records
-
-
 def _endpoint_label(endpoint: Endpoint) -> str:
     return (endpoint.hostname or _dashed(endpoint.address)).lower()
 
@@ -259,10 +323,8 @@ def _absolute(name: str) -> str:
     return name if name.endswith(".") else name + "."
 
 
-@functools.lru_cache(maxsize=4096)
 def _ipv4(address: str) -> bool:
-    try:
-        ipaddress.IPv4Address(address)
-    except ValueError:
-        return False
-    return True
+    parts = address.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and p.isascii() and len(p) <= 3 and int(p) <= 255 for p in parts
+    )

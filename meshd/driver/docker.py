@@ -40,6 +40,7 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.images.builders import builder_for
 
 log = logging.getLogger(__name__)
 
@@ -444,6 +445,10 @@ class DockerDriver:
         if policy not in ("Always", "IfNotPresent", "Never"):
             raise DriverError(f"unknown imagePullPolicy {policy!r}")
         present = await self._call(f"inspect image {image}", self._image_present, image)
+        if not present and policy != "Never" and await self._build_own_image(image):
+            return
+        if present and builder_for(image) is not None:
+            return  # meshd's own images are built here, never pulled
         if policy == "Never":
             if not present:
                 raise DriverError(f"image {image} is not present and imagePullPolicy is Never")
@@ -463,6 +468,25 @@ class DockerDriver:
                     log.warning("pull of %s failed (%s); using the local image", image, exc)
                     return
                 raise DriverError(f"cannot pull image {image}: {exc}") from exc
+
+    async def _build_own_image(self, image: str) -> bool:
+        """Builds one of meshd's own images (meshd/busybox, meshd/python) offline; False for any other image."""
+        build = builder_for(image)
+        if build is None:
+            return False
+        from meshd.images import ImageBuildError
+
+        def run() -> str:
+            try:
+                return build(self._docker())
+            except ImageBuildError as exc:
+                raise DriverError(f"cannot build {image}: {exc}") from exc
+
+        lock = self._pull_locks.setdefault(image, asyncio.Lock())
+        async with lock:
+            log.info("building %s offline (first use)", image)
+            await self._call(f"build {image}", run, timeout=self.pull_timeout)
+        return True
 
     def _image_present(self, image: str) -> bool:
         import docker.errors

@@ -178,3 +178,15 @@ BUILDERS: dict[str, Callable[[Any], str]] = {
     "busybox": ensure_busybox_image,
     "python": ensure_python_image,
 }
+
+
+BUILDERS: dict[str, Callable[[Any], str]] = {
+    PAUSE_IMAGE: ensure_pause_image,
+    BUSYBOX_IMAGE: ensure_busybox_image,
+    PYTHON_IMAGE: ensure_python_image,
+}
+
+
+def builder_for(image: str) -> Callable[[Any], str] | None:
+    """The offline builder of one of meshd's own images (they never come from a registry), else None."""
+    return BUILDERS.get(image)
