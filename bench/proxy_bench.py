@@ -193,7 +193,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--rate", type=int, default=2000)
     p.add_argument("--rate-duration", type=int, default=8)
-    p.add_argument("--workers", type=int, default=1, help="meshd-sidecar --workers")
+    p.add_argument("--workers", default="1,2", help="meshd-sidecar --workers values to run (comma list)")
     p.add_argument("--only", default="", help="comma list of nginx,haproxy,sidecar (default all)")
     args = p.parse_args()
     for tool in ("wrk", "hey", "nginx", "haproxy"):
@@ -227,7 +227,7 @@ def main() -> None:
                 "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
                 "added_p99": max(rate_p99 - direct_p99, 1e-6), "rate_p99": rate_p99,
             }  # fmt: skip
-            print(f"{name:8s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  p99 {r.p99 * 1e3:.2f} ms  "
+            print(f"{name:10s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  p99 {r.p99 * 1e3:.2f} ms  "
                   f"cpu {results[name]['cpu_us']:.1f} us/req  p99@{args.rate}/s {rate_p99 * 1e3:.2f} ms  "
                   f"errors {r.errors}", flush=True)  # fmt: skip
 
@@ -263,15 +263,17 @@ def main() -> None:
                  "--config", str(tmp / "services.json")], env=env,
             )  # fmt: skip
             wait_port(agent_port)
-            sidecar = stack.start(
-                [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen", f"127.0.0.1:{port}",
-                 "--service", "default/web", "--metrics", f"127.0.0.1:{free_port()}", "--workers", str(args.workers),
-                 "--log-level", "WARNING"], env=env,
-            )  # fmt: skip
-            wait_port(port)
-            time.sleep(0.5)
-            measure("sidecar", port, sidecar.pid)
-            stack.stop(sidecar)
+            for workers in [int(w) for w in args.workers.split(",")]:
+                port = free_port()
+                sidecar = stack.start(
+                    [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen",
+                     f"127.0.0.1:{port}", "--service", "default/web", "--metrics", f"127.0.0.1:{free_port()}",
+                     "--workers", str(workers), "--log-level", "WARNING"], env=env,
+                )  # fmt: skip
+                wait_port(port)
+                time.sleep(0.5 + 0.5 * workers)
+                measure("sidecar" if workers == 1 else f"sidecar-w{workers}", port, sidecar.pid)
+                stack.stop(sidecar)
             stack.stop(agent)
         # memory: 100 Services x 10 endpoints, node mode (binds 127.216.x.y:18090)
         agent_port = free_port()
@@ -302,7 +304,7 @@ def main() -> None:
         stack.stop_all()
 
     print()
-    print(f"{'proxy':8s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
+    print(f"{'proxy':10s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
           f"{'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s}")  # fmt: skip
     base = results.get("nginx")
     for name, r in results.items():
@@ -310,7 +312,7 @@ def main() -> None:
         def ratio(k: str, r: dict[str, float] = r) -> float:
             return r[k] / base[k] if base else float("nan")
 
-        print(f"{name:8s} {r['rps']:9.0f} {ratio('rps'):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
+        print(f"{name:10s} {r['rps']:9.0f} {ratio('rps'):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
               f"{r['cpu_us']:7.1f} {ratio('cpu_us'):8.2f} {r['added_p99'] * 1e3:13.2f} {ratio('added_p99'):8.2f}")  # fmt: skip
     print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
     print(f"logs in {tmp}")

@@ -162,12 +162,28 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: no new connections, finishing in-flight requests (up to %.0fs)", args.grace)
-    if single is not None:
-        await single.stop(args.grace)
-    if node is not None:
-        await node.stop(args.grace)
+
+    def force() -> None:
+        log.warning("second signal: exiting now")
+        for task in asyncio.all_tasks():
+            log.warning("pending: %r", task)
+        os._exit(1)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, force)
+    try:
+        async with asyncio.timeout(args.grace + 5):
+            if single is not None:
+                await single.stop(args.grace)
+            if node is not None:
+                await node.stop(args.grace)
+    except TimeoutError:
+        log.error("listeners did not stop in time")
     if metrics_server is not None:
         metrics_server.close()
+    for svc in table.services.values():
+        for ep in list(svc.endpoints.values()) + list(svc.draining.values()):
+            ep.close_idle()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
