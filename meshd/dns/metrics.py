@@ -3,7 +3,8 @@
 meshd_dns_queries_total{qtype,rcode,transport}   answered queries (bounded label sets, every series from start)
 meshd_dns_dropped_total{transport}               packets not answered (no header, or a response)
 meshd_dns_truncated_total                        UDP answers sent with TC set
-meshd_dns_answer_duration_seconds                time from packet in to answer out (histogram)
+meshd_dns_answer_duration_seconds                time from packet in to answer out (histogram; over UDP a sample:
+                                                 the first datagram of each socket wake-up, so every one when idle)
 meshd_dns_cache_entries                          encoded answers held
 """
 
@@ -85,7 +86,7 @@ class DnsCollector(Collector):
         cumulative.append(("+Inf", running))
         yield HistogramMetricFamily(
             "meshd_dns_answer_duration_seconds",
-            "Time from a DNS query's arrival to its answer being sent.",
+            "Time from a DNS query's arrival to its answer being sent (UDP: first query of each socket wake-up).",
             buckets=cumulative,
             sum_value=sum(s.duration_sum_ns for s in all_stats) / 1e9,
         )
