@@ -985,7 +985,7 @@ class Exchange:
         if ep is not None:  # inlined _release_endpoint: this runs for every request
             self.ep = None
             n = ep.in_flight = ep.in_flight - 1
-            if not n and (ep.removed or not ep.ready):
+            if not n and ep.removed:
                 ep.service.drained(ep)
         svc = self.service
         if svc is not None and not self.tunnelled:

@@ -144,12 +144,9 @@ class ServiceState:
                 else:
                     state = EndpointState(e, self, now=now)
                 self.endpoints[e.name] = state
-            was_ready = state.ready
             if state.address != e.address or state.ports != dict(e.ports):
                 state.close_idle()
             state.update(e)
-            if was_ready and not e.ready:
-                self._maybe_drained(state)
         self.rebuild()
 
     def _remove(self, names: list[str]) -> None:
@@ -164,10 +161,6 @@ class ServiceState:
                 self.draining[name] = state
             else:
                 self.table.on_drained(self.key, name)
-
-    def _maybe_drained(self, state: EndpointState) -> None:
-        if state.in_flight == 0:
-            self.table.on_drained(self.key, state.name)
 
     def rebuild(self) -> None:
         """Recompute the balanced set; wake requests waiting for an endpoint."""
@@ -195,13 +188,12 @@ class ServiceState:
     def release(self, ep: EndpointState) -> None:
         """An attempt on `ep` ended (whatever the outcome)."""
         ep.in_flight -= 1
-        if ep.in_flight == 0 and (ep.removed or not ep.ready):
+        if ep.in_flight == 0 and ep.removed:
             self.drained(ep)
 
     def drained(self, ep: EndpointState) -> None:
-        """`ep` (removed or not ready) has nothing in flight any more: acknowledge."""
-        if ep.removed:
-            self.draining.pop(ep.name, None)
+        """`ep` (removed from the stream) has nothing in flight any more: acknowledge."""
+        self.draining.pop(ep.name, None)
         self.table.on_drained(self.key, ep.name)
 
     def record(self, ep: EndpointState, outcome: int) -> None:
