@@ -127,5 +127,8 @@ if __name__ == "__main__":
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--name", required=True)
+    p.add_argument("--fail-status", type=int, default=0, help="answer everything with this status")
     a = p.parse_args()
-    web.run_app(make_app(a.name), host=a.host, port=a.port, print=None, access_log=None)
+    web.run_app(
+        make_app(a.name, fail_status=a.fail_status), host=a.host, port=a.port, print=None, access_log=None
+    )

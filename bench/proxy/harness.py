@@ -100,10 +100,9 @@ async def start_sidecar(
     return proc, mport
 
 
-async def start_backend(name: str, log: Path) -> tuple[Process, int]:
+async def start_backend(name: str, log: Path, *args: str) -> tuple[Process, int]:
     port = free_port()
-    proc = await spawn(
-        [sys.executable, str(Path(__file__).parent / "backend.py"), "--port", str(port), "--name", name], log
-    )
+    script = str(Path(__file__).parent / "backend.py")
+    proc = await spawn([sys.executable, script, "--port", str(port), "--name", name, *args], log)
     await wait_port(port)
     return proc, port

@@ -34,6 +34,7 @@ class Mesh:
     sidecar: Process
     port: int
     backends: dict[str, tuple[Process, int]]
+    metrics: int
 
     @property
     def url(self) -> str:
@@ -56,11 +57,11 @@ async def mesh(tmp_path: Path):
         [fake_agent.endpoint(name, "127.0.0.1", port) for name, (_, port) in backends.items()],
     )
     port = free_port()
-    sidecar, _ = await start_sidecar(
+    sidecar, mport = await start_sidecar(
         api, tmp_path / "sidecar.log", "--listen", f"127.0.0.1:{port}", "--service", "web", "--id", "test-sidecar",
         listen_port=port,
     )  # fmt: skip
-    yield Mesh(agent, sidecar, port, backends)
+    yield Mesh(agent, sidecar, port, backends, mport)
     code = await sidecar.stop()
     for proc, _ in backends.values():
         await proc.stop()
@@ -147,6 +148,25 @@ async def test_keeps_serving_without_the_agent_and_follows_it_when_it_returns(me
     after = [await mesh.served(f"b{i}") for i in range(3)]
     assert [a - b for a, b in zip(after, before, strict=True)][:2] == [0, 0]
     assert after[2] - before[2] == 90
+
+
+async def test_a_failing_replica_is_retried_around_and_ejected(mesh: Mesh, tmp_path: Path):
+    bad, bad_port = await start_backend("bad", tmp_path / "bad.log", "--fail-status", "503")
+    try:
+        mesh.agent.add(KEY, fake_agent.endpoint("bad", "127.0.0.1", bad_port))
+        await asyncio.sleep(0.3)
+        _, out, _ = await run("hey", "-n", "300", "-c", "3", mesh.url + "/")
+        assert hey_summary(out) == ({200: 300}, "")  # idempotent GETs: 503s retried on another replica
+        _, count, _ = await run("curl", "-s", f"http://127.0.0.1:{bad_port}/count")
+        assert 5 <= int(count) < 60  # ejected after 5 consecutive failures
+        _, out, _ = await run("hey", "-n", "20", "-c", "2", "-m", "POST", "-d", "x", mesh.url + "/echo")
+        assert hey_summary(out)[0] == {200: 20}  # the ejected replica gets no POST either
+        _, text, _ = await run("curl", "-s", f"http://127.0.0.1:{mesh.metrics}/metrics")
+        assert 'meshd_sidecar_ejections_total{service="default/web"} 1.0' in text.decode()
+        assert 'meshd_sidecar_endpoints{service="default/web",state="ejected"} 1.0' in text.decode()
+        assert re.search(rb'meshd_sidecar_retries_total\{service="default/web"\} [1-9]', text)
+    finally:
+        await bad.stop()
 
 
 async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
