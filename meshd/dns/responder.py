@@ -2,7 +2,7 @@
 
 Two caches, both emptied by `invalidate()` (the registry listener calls it synchronously, so no answer computed
 before a change is served after it):
-- `_exact`: UDP query bytes after the ID -> answer bytes after the ID. A repeated query costs a dict lookup and
+- `exact`: UDP query bytes after the ID -> answer bytes after the ID. A repeated query costs a dict lookup and
   one concatenation (the ID patched in), which is how the UDP hot path keeps up with dnsmasq.
 - `_answers`: (qname lowercased, qtype, qclass, RD/CD, EDNS, DO, size limit) -> rendered answer; a hit splices the
   query's ID and question bytes (so its case) into it. A miss goes through dnspython and the zone lookup.
@@ -71,17 +71,17 @@ class Responder:
         self._zone: Zone | None = None
         self._dirty: set[ServiceKey] = set()
         self._generation = 0
-        self._exact: dict[bytes, tuple[bytes, int]] = {}
+        self.exact: dict[bytes, tuple[bytes, int]] = {}  # cleared, never replaced (the UDP loop holds it)
         self._answers: dict[tuple[bytes, int, int, int, bool, bool, int], tuple[bytes, int, bool]] = {}
         self.stats = DnsStats(self.cache_entries)
 
     def cache_entries(self) -> int:
-        return len(self._exact) + len(self._answers)
+        return len(self.exact) + len(self._answers)
 
     def invalidate(self, update: Update | None = None) -> None:
         """Forgets every cached answer at once (the registry calls this with each update); the zone is
         recompiled at the next query: only the updated Service when the update says which."""
-        self._exact.clear()
+        self.exact.clear()
         self._answers.clear()
         self._generation += 1
         if update is None or not hasattr(self.source, "service"):
@@ -106,7 +106,7 @@ class Responder:
 
     def answer_udp(self, data: bytes) -> bytes | None:
         """The UDP response to `data`, or None to drop it."""
-        hit = self._exact.get(data[2:])
+        hit = self.exact.get(data[2:])
         if hit is not None:
             self.stats.queries[hit[1]] += 1
             return data[:2] + hit[0]
@@ -155,9 +155,9 @@ class Responder:
         if truncated:
             self.stats.truncated += 1
         elif transport == UDP:
-            if len(self._exact) >= self.cache_size:
-                self._exact.clear()
-            self._exact[data[2:]] = (reply[2:], index)
+            if len(self.exact) >= self.cache_size:
+                self.exact.clear()
+            self.exact[data[2:]] = (reply[2:], index)
         return reply
 
     def _count(self, decision: _Decision, transport: int) -> bytes | None:
