@@ -84,7 +84,7 @@ class Responder:
         self.exact.clear()
         self._answers.clear()
         self._generation += 1
-        if update is None or not hasattr(self.source, "service"):
+        if update is None:
             self._zone = None
         elif self._zone is not None:
             self._dirty.add(update.service.key if isinstance(update, Reset) else update.service)
@@ -98,8 +98,8 @@ class Responder:
             self._zone = Zone.build(snapshot, zone=self.zone_name, ttl=self.ttl, ns_address=self.ns_address)
             self._dirty.clear()
         elif self._dirty:
-            service = self.source.service  # type: ignore[attr-defined]
-            changes = {key: (service(key), self.source.endpoints(key)) for key in self._dirty}
+            source = self.source
+            changes = {key: (source.service(key), source.endpoints(key)) for key in self._dirty}
             self._zone = self._zone.replace(changes, serial=serial)
             self._dirty.clear()
         return self._zone

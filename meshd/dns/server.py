@@ -17,13 +17,22 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from meshd.dns.codec import DEFAULT_MAX_UDP
 from meshd.dns.metrics import DnsStats
 from meshd.dns.responder import Responder
-from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE
+from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, EndpointSource
+from meshd.model.endpoints import Update
 
 log = logging.getLogger(__name__)
+
+
+class Followable(EndpointSource, Protocol):
+    """What the server needs of the registry: its Services and endpoints, and a callback on every update."""
+
+    def listen(self, listener: Callable[[Update], None]) -> Callable[[], None]: ...
+
 
 DEFAULT_LISTEN = (("127.0.0.1", 8600),)
 _SOCKET_BUFFER = 4 * 1024 * 1024
@@ -34,7 +43,7 @@ class DnsServer:
 
     def __init__(
         self,
-        registry: object,
+        registry: Followable,
         *,
         zone: str = DEFAULT_ZONE,
         ttl: int = DEFAULT_TTL,
@@ -51,7 +60,7 @@ class DnsServer:
         ns_address = next((host for host, _ in listen if _is_specific_ipv4(host)), None)
         self.registry = registry
         self.responder = Responder(
-            registry,  # type: ignore[arg-type]
+            registry,
             zone=zone,
             ttl=ttl,
             ns_address=ns_address,
@@ -76,7 +85,7 @@ class DnsServer:
     async def start(self) -> None:
         """Binds every listen address (raises OSError if one cannot be bound) and follows the registry."""
         if self._unlisten is None:
-            self._unlisten = self.registry.listen(self.responder.invalidate)  # type: ignore[attr-defined]
+            self._unlisten = self.registry.listen(self.responder.invalidate)
             self.responder.invalidate()
         try:
             for host, port in self.listen:

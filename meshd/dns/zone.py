@@ -58,7 +58,11 @@ class Answer:
 
 
 class EndpointSource(Protocol):
+    """A registry as DNS reads it."""
+
     def services(self) -> list[ServiceInfo]: ...
+
+    def service(self, key: ServiceKey) -> ServiceInfo | None: ...
 
     def endpoints(self, key: ServiceKey) -> tuple[Endpoint, ...]: ...
 

@@ -70,8 +70,13 @@ def test_question_case_is_echoed_from_each_query(
     responder: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     responder.answer_udp(query("web.default.svc.cluster.local."))
-    renders = []
-    monkeypatch.setattr(responder_module, "render", lambda *a, **k: renders.append(a) or b"")
+    renders: list[object] = []
+
+    def counting_render(*args: object, **kwargs: object) -> bytes:
+        renders.append(args)
+        return b""
+
+    monkeypatch.setattr(responder_module, "render", counting_render)
     mixed = parse(responder.answer_udp(query("WeB.DeFaUlT.svc.CLUSTER.local.")))
     assert renders == []  # served from the normalised cache, not re-rendered
     assert mixed.question[0].name.to_text() == "WeB.DeFaUlT.svc.CLUSTER.local."

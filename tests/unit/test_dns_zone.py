@@ -253,10 +253,11 @@ def test_incremental_zone_answers_as_a_full_build(ops: list[tuple[str, object, b
         elif kind == "delete-service":
             registry.delete_service(ServiceKey("default", str(what)))
         elif kind == "pod":
-            labels = {"tier": "app" if int(what) % 2 else "x"}  # type: ignore[call-overload]
+            index = int(str(what))
+            labels = {"tier": "app" if index % 2 else "x"}
             registry.upsert_pod(
-                PodRecord("default", f"p{what}", labels, f"127.213.0.{int(what) + 2}", ready=flag)
-            )  # type: ignore[call-overload]
+                PodRecord("default", f"p{index}", labels, f"127.213.0.{index + 2}", ready=flag)
+            )
         else:
             registry.delete_pod("default", f"p{what}")
         incremental = responder.zone
