@@ -123,7 +123,6 @@ class Listener:
         self.by_host: dict[bytes, Route] = {}
         self.local_names: set[bytes] = {b"localhost", host.encode(), b"127.0.0.1", b"::1"}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._ticker: asyncio.Task[None] | None = None
         self.set_routes(routes)
 
     def set_routes(self, routes: list[Route]) -> None:
@@ -152,29 +151,21 @@ class Listener:
 
     async def start(self, *, reuse_port: bool = False) -> None:
         loop = self.loop = asyncio.get_running_loop()
-        self._ticker = loop.create_task(self._tick())
+        TICKER.add(self, loop)
         self.server = await loop.create_server(
             lambda: ClientConnection(self), self.host, self.port, reuse_port=reuse_port or None, backlog=1024
         )
 
-    async def _tick(self, interval: float = 0.1) -> None:
-        """Request timeouts (cheaper than a timer per request, at most `interval` late); once a second,
-        idle client connections and slow request heads."""
-        ticks = 0
-        per_second = round(1 / interval)
-        while True:
-            await asyncio.sleep(interval)
-            now = monotonic()
-            ticks += 1
-            idle_scan = ticks % per_second == 0
-            for conn in list(self.connections):
-                queue = conn.queue
-                if queue:
-                    ex = queue[0]
-                    if 0.0 < ex.deadline <= now and not ex.done:
-                        ex.on_timeout()
-                if idle_scan:
-                    conn.idle_tick(self.options)
+    def tick(self, now: float, idle_scan: bool) -> None:
+        """Request timeouts; with `idle_scan` (once a second) idle client connections and slow request heads."""
+        for conn in list(self.connections):
+            queue = conn.queue
+            if queue:
+                ex = queue[0]
+                if 0.0 < ex.deadline <= now and not ex.done:
+                    ex.on_timeout()
+            if idle_scan:
+                conn.idle_tick(self.options)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
@@ -189,8 +180,46 @@ class Listener:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
-        if self._ticker is not None:
-            self._ticker.cancel()
+        TICKER.discard(self)
+
+
+class Ticker:
+    """One task for all the listeners of a process: timeouts checked every `interval` (cheaper than a timer
+    per request, at most `interval` late), idle connections once a second."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.listeners: set[Listener] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
+        self.listeners.add(listener)
+        if self.task is None or self.task.done() or self.loop is not loop:
+            self.loop = loop
+            self.task = loop.create_task(self._run())
+
+    def discard(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+        if not self.listeners and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self) -> None:
+        ticks = 0
+        per_second = max(1, round(1 / self.interval))
+        while True:
+            await asyncio.sleep(self.interval)
+            ticks += 1
+            now = monotonic()
+            for listener in list(self.listeners):
+                try:
+                    listener.tick(now, ticks % per_second == 0)
+                except Exception:  # one bad connection must not stop every timeout
+                    log.exception("timeout scan failed on %s:%d", listener.host, listener.port)
+
+
+TICKER = Ticker()
 
 
 # --- downstream -------------------------------------------------------------------------------------------
