@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import struct
@@ -276,3 +277,59 @@ async def test_metrics_count_the_queries(server: DnsServer) -> None:
     line = next(line for line in text.splitlines() if line.startswith(series))
     assert float(line.split()[-1]) >= 3
     assert "meshd_dns_cache_entries" in text and "meshd_dns_answer_duration_seconds_bucket" in text
+
+
+def mutated_packets(seed: int, count: int) -> list[bytes]:
+    """Random bytes, cut and bit-flipped queries, huge label counts, compression loops, unknown types."""
+    rng = random.Random(seed)
+    valid = [
+        dns.message.make_query(n, t).to_wire() for n, t in ((WEB, "A"), (SRV, "SRV"), ("x.example", "TXT"))
+    ]
+    valid.append(dns.message.make_query(WEB, "A", use_edns=0, payload=4096).to_wire())
+    packets = []
+    for _ in range(count):
+        kind = rng.randrange(5)
+        base = bytearray(rng.choice(valid))
+        if kind == 0:
+            packets.append(rng.randbytes(rng.randrange(0, 700)))
+        elif kind == 1:
+            packets.append(bytes(base[: rng.randrange(len(base))]))
+        elif kind == 2:
+            for _ in range(rng.randrange(1, 6)):
+                base[rng.randrange(len(base))] ^= 1 << rng.randrange(8)
+            packets.append(bytes(base))
+        elif kind == 3:
+            packets.append(bytes(base[:12]) + b"\x01a" * rng.randrange(100, 400) + b"\x00\x00\x01\x00\x01")
+        else:
+            loop = struct.pack(">H", 0xC000 | rng.choice([12, 14, rng.randrange(0x4000)]))
+            packets.append(bytes(base[:12]) + b"\x01a" + loop + struct.pack(">HH", rng.randrange(65536), 1))
+    return packets
+
+
+async def test_fuzzed_packets_over_udp_and_tcp_never_stop_the_server(server: DnsServer) -> None:
+    port = port_of(server)
+    packets = mutated_packets(seed=4, count=300)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        for packet in packets:
+            await loop.sock_sendto(sock, packet, ("127.0.0.1", port))
+    finally:
+        sock.close()
+    for start in range(0, len(packets), 50):  # several connections, each sent a burst of framed garbage
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        last = dns.message.make_query(WEB, "A")
+        last.id = 0xD0D0  # the garbage may carry any other ID, never answered with this one's answer
+        writer.write(b"".join(framed(p) for p in packets[start : start + 50]) + framed(last.to_wire()))
+        await writer.drain()
+        while True:  # every framed message is answered in order or dropped; the last one is answered
+            (length,) = struct.unpack(">H", await asyncio.wait_for(reader.readexactly(2), 5))
+            reply = dns.message.from_wire(await reader.readexactly(length))
+            if reply.id == last.id and reply.answer:
+                break
+        writer.close()
+    for _ in range(3):  # still answering on both transports
+        udp = await dns.asyncquery.udp(dns.message.make_query(WEB, "A"), "127.0.0.1", port=port, timeout=5)
+        tcp = await dns.asyncquery.tcp(dns.message.make_query(WEB, "A"), "127.0.0.1", port=port, timeout=5)
+        assert udp.answer[0][0].to_text() == tcp.answer[0][0].to_text() == "127.214.0.5"
