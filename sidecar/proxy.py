@@ -789,6 +789,7 @@ class Exchange:
         else:
             ep.outcomes[OUT_SUCCESS] += 1
         self.status = status
+        self.deadline = 0.0  # the timeout bounds the wait for the response head (with retries), like Linkerd's
         # framing of the response towards the client, from the raw header block (C-speed scans)
         lower = raw.lower()
         chunked = False
