@@ -14,6 +14,7 @@ import logging
 import re
 import socket
 import time
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 from .http import HOP_BY_HOP, connection_tokens, error_response, forwarded_for, service_hostnames, split_host
 from .retry import IDEMPOTENT, RETRYABLE_STATUS
 from .services import (
+    BUCKETS,
     METHOD_INDEX,
     OTHER_METHOD,
     OUT_5XX,
@@ -622,10 +624,6 @@ class Exchange:
         ep.in_flight += 1
         self.ep = ep
         self.port = port
-        if self.tried is None:
-            self.tried = {ep}
-        else:
-            self.tried.add(ep)
         if svc.uses_rtt:
             self.t_attempt = monotonic()
         idle = ep.idle.get(port)
@@ -789,7 +787,9 @@ class Exchange:
         else:
             ep.outcomes[OUT_SUCCESS] += 1
         self.status = status
-        self.deadline = 0.0  # the timeout bounds the wait for the response head (with retries), like Linkerd's
+        self.deadline = (
+            0.0  # the timeout bounds the wait for the response head (with retries), like Linkerd's
+        )
         # framing of the response towards the client, from the raw header block (C-speed scans)
         lower = raw.lower()
         chunked = False
@@ -924,11 +924,18 @@ class Exchange:
         return ok and svc.budget.withdraw(monotonic())
 
     def _detach_failed(self) -> None:
+        """Drop the failed attempt's connection and endpoint (remembered: a retry goes elsewhere)."""
         up = self.up
         self.up = None
         if up is not None:
             up.exchange = None
             up.abort()
+        ep = self.ep
+        if ep is not None:
+            if self.tried is None:
+                self.tried = {ep}
+            else:
+                self.tried.add(ep)
         self._release_endpoint()
 
     def _retry(self) -> None:
@@ -1021,7 +1028,11 @@ class Exchange:
         if svc is not None and not self.tunnelled:
             stats = svc.stats
             stats.in_flight -= 1
-            stats.observe(self.method_idx, self.status, monotonic() - self.t0)
+            seconds = monotonic() - self.t0  # stats.observe, inlined
+            status_class = self.status // 100 - 1
+            stats.requests[self.method_idx][status_class if 0 <= status_class < 5 else 4] += 1
+            stats.duration_sum += seconds
+            stats.buckets[bisect_left(BUCKETS, seconds)] += 1
         if not self.keep_alive:
             self.close_after = True
         conn = self.conn

@@ -37,6 +37,8 @@ class RetryBudget:
         self._deposit_sum = 0
         self._withdraw_sum = 0
         self._slot = 0
+        self._slot_start = 0.0
+        self._slot_end = self._slot_len
 
     def _advance(self, now: float) -> None:
         slot = int(now / self._slot_len)
@@ -49,10 +51,13 @@ class RetryBudget:
             self._deposits.append(0)
             self._withdrawals.append(0)
         self._slot = slot
+        self._slot_start = slot * self._slot_len
+        self._slot_end = self._slot_start + self._slot_len
 
     def deposit(self, now: float) -> None:
         """One original request was sent."""
-        self._advance(now)
+        if not self._slot_start <= now < self._slot_end:
+            self._advance(now)
         self._deposits[-1] += 1
         self._deposit_sum += 1
 
