@@ -787,9 +787,8 @@ class Exchange:
         else:
             ep.outcomes[OUT_SUCCESS] += 1
         self.status = status
-        self.deadline = (
-            0.0  # the timeout bounds the wait for the response head (with retries), like Linkerd's
-        )
+        # the timeout bounds the wait for the response head (retries included), like Linkerd's
+        self.deadline = 0.0
         # framing of the response towards the client, from the raw header block (C-speed scans)
         lower = raw.lower()
         chunked = False
