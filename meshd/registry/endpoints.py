@@ -45,38 +45,30 @@ def resolve_ports(service: ServiceInfo, pod: PodRecord) -> dict[str, int] | None
     return ports
 
 
-def endpoints_for(service: ServiceRecord, pods: Iterable[PodRecord], *, node: str = "") -> dict[str, Endpoint]:
-    """The endpoints of a Service, keyed by pod name: matching pods that have an address and every port.
+def endpoint_for(service: ServiceRecord, pod: PodRecord, *, node: str = "") -> Endpoint | None:
+    """The pod's endpoint in the Service: when it matches, has an address and every port, and is not terminating.
 
     A terminating pod is not an endpoint at all (it leaves before it is stopped, so nothing new reaches it).
     """
-    selector = LabelSelector(service.selector)
-    result: dict[str, Endpoint] = {}
-    for pod in pods:
-        if pod.namespace != service.info.key.namespace or pod.address is None or pod.terminating:
-            continue
-        if not selector.matches(pod.labels):
-            continue
-        ports = resolve_ports(service.info, pod)
-        if ports is None:
-            continue
-        hostname = pod.hostname if pod.hostname and pod.subdomain == service.info.key.name else ""
-        result[pod.name] = Endpoint(
-            name=pod.name,
-            address=pod.address,
-            ports=ports,
-            ready=pod.ready,
-            reason="" if pod.ready else (pod.reason or "not ready"),
-            node=node,
-            hostname=hostname,
-        )
-    return result
+    if pod.namespace != service.info.key.namespace or pod.address is None or pod.terminating:
+        return None
+    if not LabelSelector(service.selector).matches(pod.labels):
+        return None
+    ports = resolve_ports(service.info, pod)
+    if ports is None:
+        return None
+    return Endpoint(
+        name=pod.name,
+        address=pod.address,
+        ports=ports,
+        ready=pod.ready,
+        reason="" if pod.ready else (pod.reason or "not ready"),
+        node=node,
+        hostname=pod.hostname if pod.hostname and pod.subdomain == service.info.key.name else "",
+    )
 
 
-def diff_endpoints(
-    old: Mapping[str, Endpoint], new: Mapping[str, Endpoint]
-) -> tuple[tuple[Endpoint, ...], tuple[str, ...]]:
-    """(added or changed endpoints, removed names), each sorted by name."""
-    changed = tuple(new[name] for name in sorted(new) if old.get(name) != new[name])
-    removed = tuple(sorted(name for name in old if name not in new))
-    return changed, removed
+def endpoints_for(service: ServiceRecord, pods: Iterable[PodRecord], *, node: str = "") -> dict[str, Endpoint]:
+    """The endpoints of a Service, keyed by pod name."""
+    found = (endpoint_for(service, pod, node=node) for pod in pods)
+    return {ep.name: ep for ep in found if ep is not None}

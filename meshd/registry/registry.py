@@ -20,7 +20,7 @@ from meshd.model.endpoints import (
     ServiceKey,
     Update,
 )
-from meshd.registry.endpoints import PodRecord, ServiceRecord, diff_endpoints, endpoints_for
+from meshd.registry.endpoints import PodRecord, ServiceRecord, endpoint_for, endpoints_for
 
 Listener = Callable[[Update], None]
 
@@ -86,25 +86,29 @@ class Registry:
         if self._pods.get((pod.namespace, pod.name)) == pod:
             return
         self._pods[(pod.namespace, pod.name)] = pod
-        self._refresh_namespace(pod.namespace)
+        self._refresh_pod(pod.namespace, pod.name)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         if self._pods.pop((namespace, name), None) is not None:
-            self._refresh_namespace(namespace)
+            self._refresh_pod(namespace, name)
 
-    def _refresh_namespace(self, namespace: str) -> None:
-        pods = [p for p in self._pods.values() if p.namespace == namespace]
-        for key, record in sorted(self._services.items()):
+    def _refresh_pod(self, namespace: str, name: str) -> None:
+        """Publishes how one pod's change moves the endpoints of each Service in its namespace."""
+        pod = self._pods.get((namespace, name))
+        for key, record in self._services.items():
             if key.namespace != namespace:
                 continue
-            old = self._endpoints.get(key, {})
-            new = endpoints_for(record, pods, node=self.node)
-            changed, removed = diff_endpoints(old, new)
-            self._endpoints[key] = new
-            if removed:
-                self._publish(Remove(key, removed))
-            if changed:
-                self._publish(Add(key, changed))
+            endpoints = self._endpoints.setdefault(key, {})
+            old = endpoints.get(name)
+            new = endpoint_for(record, pod, node=self.node) if pod is not None else None
+            if new == old:
+                continue
+            if new is None:
+                del endpoints[name]
+                self._publish(Remove(key, (name,)))
+            else:
+                endpoints[name] = new
+                self._publish(Add(key, (new,)))
 
     # --- following ------------------------------------------------------------------------------------
 
