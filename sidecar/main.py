@@ -75,7 +75,7 @@ class NodeListeners:
                 continue
             listener = Listener(key[0], key[1], routes=routes, options=self.options)
             try:
-                await listener.start(reuse_port=self.reuse_port)
+                await listener.start(reuse_port=self.reuse_port, freebind=True)
             except OSError as e:
                 if self.failed.get(key) != str(e):
                     log.warning("cannot listen on %s:%d for %s: %s (retrying)", key[0], key[1],

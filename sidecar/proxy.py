@@ -151,12 +151,26 @@ class Listener:
         name = split_host(host)
         return name in self.by_host or name in self.local_names
 
-    async def start(self, *, reuse_port: bool = False) -> None:
+    async def start(self, *, reuse_port: bool = False, freebind: bool = False) -> None:
+        """Listen. `freebind`: bind even if the address is not (yet) on an interface (Linux IP_FREEBIND), so a
+        Service address the agent adds a moment later needs no retry."""
         loop = self.loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if freebind and family == socket.AF_INET:
+                sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+            sock.bind((self.host, self.port))
+            sock.listen(1024)
+            sock.setblocking(False)
+            self.server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         TICKER.add(self, loop)
-        self.server = await loop.create_server(
-            lambda: ClientConnection(self), self.host, self.port, reuse_port=reuse_port or None, backlog=1024
-        )
 
     def tick(self, now: float, idle_scan: bool) -> None:
         """Request timeouts; with `idle_scan` (once a second) idle client connections and slow request heads."""
