@@ -207,8 +207,17 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.ensure_future(agent.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # asked to stop while waiting for the engine
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await agent.close(stop_pods=False)
+        return 0
+    stopping.cancel()
     try:
-        await agent.start()
+        starting.result()
     except (DriverError, OSError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
