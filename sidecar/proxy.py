@@ -578,7 +578,7 @@ class Exchange:
             return
         svc = route.service
         self.service = svc
-        self.port_name = route.port_name
+        self.port_name = route.port_name if route.port_name is not None else svc.default_port_name
         self.t0 = now = monotonic()
         svc.stats.in_flight += 1
         svc.budget.deposit(now)

@@ -17,7 +17,7 @@ from typing import Any
 
 from meshd.model.endpoints import Add, DoesNotExist, Endpoint, Remove, Reset, ServiceInfo, ServiceKey, Update
 
-from .balancer import DEFAULT_RTT, Target, make_balancer
+from .balancer import DEFAULT_RTT, RoundRobin, Target, make_balancer
 from .config import ServiceConfig, config_from_annotations
 from .outlier import OutlierDetector, OutlierPolicy
 from .retry import RetryBudget
@@ -89,6 +89,7 @@ class ServiceState:
         self.label = str(key)
         self.table = table
         self.info: ServiceInfo | None = None
+        self.default_port_name: str | None = None  # the first port's name: what a route without one uses
         self.exists = False
         self.config = ServiceConfig()
         self.balancer = make_balancer(self.config.algorithm, rng=table.rng, clock=table.clock)
@@ -115,6 +116,7 @@ class ServiceState:
             self.uses_rtt = config.algorithm == "ewma"
             self.config = config
         self.info = info
+        self.default_port_name = info.ports[0].name if info.ports else None
         self.exists = True
         endpoints = list(endpoints)
         names = {e.name for e in endpoints}
@@ -181,9 +183,15 @@ class ServiceState:
         available = self.available
         if not available:
             return None
-        if len(available) == 1:
+        n = len(available)
+        if n == 1:
             return available[0]
-        return self.balancer.pick(available, exclude or ())  # type: ignore[return-value]
+        balancer = self.balancer
+        if not exclude and type(balancer) is RoundRobin:  # the default, inlined
+            i = balancer._next % n
+            balancer._next = i + 1
+            return available[i]
+        return balancer.pick(available, exclude or ())  # type: ignore[return-value]
 
     def release(self, ep: EndpointState) -> None:
         """An attempt on `ep` ended (whatever the outcome)."""
