@@ -393,16 +393,17 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     # parser callbacks
-    def on_message_begin(self) -> None:
-        ex = Exchange(self)
-        self.cur = ex
-        self.queue.append(ex)
-        if len(self.queue) > PIPELINE_LIMIT:
-            self.pause(PAUSE_PIPELINE)
-
     def on_url(self, url: bytes) -> None:
         ex = self.cur
-        ex.url = url if ex.url is None else ex.url + url  # type: ignore[union-attr]
+        if ex is None or ex.method is not None:  # a new request (no on_message_begin: one callback less)
+            ex = self.cur = Exchange(self)
+            ex.url = url
+            queue = self.queue
+            queue.append(ex)
+            if len(queue) > PIPELINE_LIMIT:
+                self.pause(PAUSE_PIPELINE)
+        else:
+            ex.url += url  # type: ignore[operator]  # the target arrived in pieces
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.cur.headers.append((name, value))  # type: ignore[union-attr]

@@ -175,3 +175,10 @@ async def test_bad_request_and_connect(rig: Rig):
     rig2 = Rig()
     rig2.client.data_received(b"NOT HTTP AT ALL\r\n\r\n")
     assert rig2.ct.take().startswith(b"HTTP/1.1 400") and rig2.ct.closed
+
+
+async def test_a_request_arriving_byte_by_byte(rig: Rig):
+    request = b"GET /abcdef?x=1 HTTP/1.1\r\nHost: web\r\nX-Long-Header: " + b"v" * 100 + b"\r\n\r\n"
+    sent = b"".join(rig.request(request[i : i + 1]) for i in range(len(request)))
+    assert sent.startswith(b"GET /abcdef?x=1 HTTP/1.1\r\nHost: web\r\nX-Long-Header: " + b"v" * 100 + b"\r\n")
+    assert rig.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
