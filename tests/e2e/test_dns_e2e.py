@@ -180,8 +180,8 @@ def dnsmasq(agent: tuple[int, int], tmp_path: Path) -> Iterator[int]:
 async def test_dig_srv_curl_and_readiness(agent: tuple[int, int], markers: Path, dnsmasq: int) -> None:
     _, dns_port = agent
 
-    # the Service has its address at once; the replicas appear in SRV once ready
-    assert len(await dig(dns_port, "web.default.svc.cluster.local")) == 1
+    # the Service has its address once `meshd up` applied it; the replicas appear in SRV once ready
+    assert len(await until(lambda: dig(dns_port, "web.default.svc.cluster.local"), timeout=30)) == 1
     records = await until(lambda: _srv(dns_port, count=2), timeout=60)
     ports = {r.split()[2] for r in records}
     targets = [r.split()[3] for r in records]
