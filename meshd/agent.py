@@ -51,6 +51,7 @@ class AgentOptions:
     dns_ttl: int = 5
     sidecar: bool = True
     sidecar_metrics: str = "127.0.0.1:7701"
+    drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
 
 
@@ -102,7 +103,8 @@ class Agent:
         self._address_tasks: set[asyncio.Task] = set()
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
-        await self.drain.wait(worker.namespace, worker.name)
+        if self.options.drain:
+            await self.drain.wait(worker.namespace, worker.name)
 
     def _service_address(self, address: str, present: bool) -> None:
         """Adds (or removes) a Service's address on the meshd bridge so the sidecar can listen there."""

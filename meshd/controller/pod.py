@@ -439,9 +439,10 @@ class PodWorker:
             await asyncio.wait_for(self._drain(self, grace), timeout=grace)
         except (TimeoutError, asyncio.TimeoutError):
             pass
-        remaining = max(grace - (self._clock() - started), 0)
         for name in list(self._probers):
             self._stop_prober(name)
+        await asyncio.gather(*(self._run_pre_stop(c, deadline=started + grace) for c in self.spec.containers))
+        remaining = max(grace - (self._clock() - started), 0)
         ids = [c.id for c in self.containers.values() if c.id]
         await asyncio.gather(*(self._stop_container(cid, grace=remaining) for cid in ids))
         await asyncio.gather(*(self._remove_quietly(cid) for cid in ids))
@@ -451,6 +452,23 @@ class PodWorker:
             status.phase, status.ready = "terminated", False
         self._registry.delete_pod(self.namespace, self.name)
         self._on_change(self)
+
+    async def _run_pre_stop(self, container: Container, *, deadline: float) -> None:
+        """lifecycle.preStop, within what is left of the grace period (a failure is logged, not fatal)."""
+        hook, status = container.pre_stop, self.containers[container.name]
+        budget = deadline - self._clock()
+        if hook is None or status.phase != "running" or not status.id or budget <= 0:
+            return
+        try:
+            if hook.sleep_seconds is not None:
+                await asyncio.sleep(min(hook.sleep_seconds, budget))
+            elif hook.exec_command:
+                result = await self._driver.exec(status.id, hook.exec_command, timeout=budget)
+                if result.exit_code != 0:
+                    log.warning("pod %s/%s: preStop of %s exited %d", self.namespace, self.name, container.name,
+                                result.exit_code)
+        except DriverError as error:
+            log.warning("pod %s/%s: preStop of %s: %s", self.namespace, self.name, container.name, error)
 
     async def _wait_terminate(self, seconds: float) -> None:
         try:

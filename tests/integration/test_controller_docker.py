@@ -166,3 +166,56 @@ async def test_a_broken_manifest_changes_nothing(agent):
         agent.controller.apply(broken)
     assert agent.controller.objects[("Deployment", "default", "keep")].obj.replicas == 1
     assert len(pods(agent, "keep-")) == 1
+
+
+async def test_pre_stop_hook_runs_before_the_container_is_stopped(agent):
+    from aiohttp import web
+
+    calls: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        calls.append(request.query.get("pod", ""))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/bye", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "10.213.0.1", 0)  # the bridge gateway: the host, as pods see it
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        agent.controller.apply(deployment("hook", replicas=1, extra="").replace(
+            "ports: [{containerPort: 8080, name: http}]",
+            "ports: [{containerPort: 8080, name: http}]\n"
+            "        lifecycle:\n"
+            "          preStop:\n"
+            f'            exec: {{command: ["/bin/sh", "-c", "wget -qO- http://10.213.0.1:{port}/bye?pod=$HOSTNAME"]}}'))
+        await eventually(lambda: len(ready_pods(agent, "hook-")) == 1)
+        name = pods(agent, "hook-")[0].name
+        agent.controller.delete("Deployment", "default", "hook")
+        await eventually(lambda: not pods(agent, "hook-"))
+        assert calls == [name]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_rollout_resumes_after_an_agent_restart_without_duplicate_or_lost_pods(
+        tmp_path, agent_id, docker_client, busybox_image, pause_image):
+    options = agent_options(tmp_path, agent_id)
+    first = await started_agent(options)
+    first.controller.apply(deployment("resume", replicas=3))
+    await eventually(lambda: len(ready_pods(first, "resume-")) == 3)
+    changed = deployment("resume", replicas=3).replace('"-h", "/"', '"-h", "/etc"')
+    first.controller.apply(changed)
+    await eventually(lambda: len({w.identity.template_hash for w in pods(first, "resume-")}) == 2)
+    await first.close(stop_pods=False)  # the agent dies midway through the rollout
+    second = await started_agent(agent_options(tmp_path, agent_id, api=options.api, dns=options.dns))
+    try:
+        await eventually(lambda: getattr(second.controller.progress.get(("default", "resume")), "complete", False),
+                         timeout=60)
+        await eventually(lambda: len(pods(second, "resume-")) == 3)  # the last old pod finishes stopping
+        assert len({w.identity.template_hash for w in pods(second, "resume-")}) == 1
+        await eventually(lambda: len(engine_containers(docker_client, agent_id)) == 6)
+    finally:
+        await second.close(stop_pods=True)
