@@ -804,24 +804,17 @@ class Exchange:
         self.status = status
         # the timeout bounds the wait for the response head (retries included), like Linkerd's
         self.deadline = 0.0
-        # framing of the response towards the client, from the raw header block (C-speed scans)
-        lower = raw.lower()
-        chunked = False
-        i = lower.find(b"\ntransfer-encoding:")
-        if i >= 0:
-            chunked = b"chunked" in lower[i : lower.find(b"\n", i + 1)]
-        length = b"\ncontent-length:" in lower
+        # framing of the response towards the client, from the raw header block (cached per distinct head)
         if status == 101:
-            head = _HOP_EXCEPT_UPGRADE.sub(b"", raw)
+            head, chunked, length = _scan_response_head(raw, upgrade=True)
         else:
-            head = _HOP_LINE.sub(b"", raw)
-        i = lower.find(b"\nconnection:")
-        if i >= 0:
-            tokens = connection_tokens(lower[i + 12 : lower.find(b"\n", i + 1)].strip()) - HOP_BY_HOP
-            if tokens:
-                head = _drop_named(head, tokens)
-        if head[:8] != b"HTTP/1.1":
-            head = b"HTTP/1.1" + head[8:]
+            hit = _HEAD_CACHE.get(raw)
+            if hit is None:
+                hit = _scan_response_head(raw, upgrade=False)
+                if len(_HEAD_CACHE) >= HEAD_CACHE_SIZE:
+                    _HEAD_CACHE.clear()
+                _HEAD_CACHE[raw] = hit
+            head, chunked, length = hit
         http10 = self.version == "1.0"
         extra = b""
         if status == 101:
@@ -1095,6 +1088,29 @@ class Exchange:
 _HOP_NAMES = rb"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|proxy-authenticate|proxy-authorization"
 _HOP_LINE = re.compile(rb"^(?:" + _HOP_NAMES + rb"|upgrade)[ \t]*:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
 _HOP_EXCEPT_UPGRADE = re.compile(rb"^(?:" + _HOP_NAMES + rb")[ \t]*:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+
+
+HEAD_CACHE_SIZE = 512
+_HEAD_CACHE: dict[bytes, tuple[bytes, bool, bool]] = {}  # raw response head -> _scan_response_head(raw)
+
+
+def _scan_response_head(raw: bytes, *, upgrade: bool) -> tuple[bytes, bool, bool]:
+    """(the head for the client: hop-by-hop lines out, HTTP/1.1; chunked framing?; Content-Length present?)"""
+    lower = raw.lower()
+    chunked = False
+    i = lower.find(b"\ntransfer-encoding:")
+    if i >= 0:
+        chunked = b"chunked" in lower[i : lower.find(b"\n", i + 1)]
+    length = b"\ncontent-length:" in lower
+    head = (_HOP_EXCEPT_UPGRADE if upgrade else _HOP_LINE).sub(b"", raw)
+    i = lower.find(b"\nconnection:")
+    if i >= 0:
+        tokens = connection_tokens(lower[i + 12 : lower.find(b"\n", i + 1)].strip()) - HOP_BY_HOP
+        if tokens:
+            head = _drop_named(head, tokens)
+    if head[:8] != b"HTTP/1.1":
+        head = b"HTTP/1.1" + head[8:]
+    return head, chunked, length
 
 
 def _drop_named(head: bytes, names: set[bytes]) -> bytes:
