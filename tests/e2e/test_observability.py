@@ -178,6 +178,7 @@ def prometheus_config(api: str) -> str:
     # The job name is arbitrary on purpose: no dashboard may depend on it.
     return f"""\
 global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}}
+rule_files: [{ROOT / "grafana" / "meshd-alerts.yml"}]
 scrape_configs:
   - job_name: whatever-the-user-calls-it
     http_sd_configs:
@@ -418,6 +419,15 @@ def test_live_metrics_pass_promtool(mesh: Mesh, component: str) -> None:
                             check=False)  # fmt: skip
     problems = (result.stdout + result.stderr).decode().strip()
     assert result.returncode == 0 and not problems, f"{component} /metrics: {problems}"
+
+
+def test_alert_rules_evaluate_on_live_data(mesh: Mesh) -> None:
+    """grafana/meshd-alerts.yml loads into the real Prometheus and every rule evaluates without error."""
+    with urllib.request.urlopen(f"{mesh.prometheus}/api/v1/rules", timeout=10) as reply:
+        groups = json.load(reply)["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) >= 7
+    assert all(rule["health"] == "ok" for rule in rules), [(r["name"], r.get("lastError")) for r in rules]
 
 
 def test_prometheus_saw_the_traffic_and_the_restart(mesh: Mesh) -> None:

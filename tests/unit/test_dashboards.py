@@ -280,3 +280,119 @@ def test_every_meshd_metric_is_on_a_dashboard(dashboards: dict[str, dict]) -> No
     assert not missing, "metrics on no dashboard (add a panel in grafana/build_dashboards.py):\n" + "\n".join(
         missing
     )
+
+
+# --- alerting rules ------------------------------------------------------------------------------------------
+
+ALERTS = GRAFANA / "meshd-alerts.yml"
+SICK = """\
+      - series: 'up{job="anything", instance="a:1", meshd_component="sidecar"}'
+        values: '0x12'
+      - series: 'meshd_deployment_rollout_failed{instance="a:1", namespace="default", deployment="web"}'
+        values: '1x12'
+      - series: 'meshd_deployment_replicas{instance="a:1", namespace="default", deployment="web", state="desired"}'
+        values: '3x12'
+      - series: 'meshd_deployment_replicas{instance="a:1", namespace="default", deployment="web", state="available"}'
+        values: '1x12'
+      - series: 'meshd_container_restarts_total{instance="a:1", reason="crash"}'
+        values: '0+1x12'
+      - series: 'meshd_sidecar_requests_total{instance="b:2", service="default/web", method="GET", code_class="2xx"}'
+        values: '0+60x12'
+      - series: 'meshd_sidecar_requests_total{instance="b:2", service="default/web", method="GET", code_class="5xx"}'
+        values: '0+60x12'
+      - series: 'meshd_sidecar_endpoints{instance="b:2", service="default/web", state="ready"}'
+        values: '0x12'
+      - series: 'meshd_dns_queries_total{instance="a:1", qtype="A", rcode="SERVFAIL", transport="udp"}'
+        values: '0+6x12'
+"""
+HEALTHY = """\
+      - series: 'up{job="anything", instance="a:1", meshd_component="sidecar"}'
+        values: '1x12'
+      - series: 'meshd_deployment_rollout_failed{instance="a:1", namespace="default", deployment="web"}'
+        values: '0x12'
+      - series: 'meshd_deployment_replicas{instance="a:1", namespace="default", deployment="web", state="desired"}'
+        values: '3x12'
+      - series: 'meshd_deployment_replicas{instance="a:1", namespace="default", deployment="web", state="available"}'
+        values: '3x12'
+      - series: 'meshd_container_restarts_total{instance="a:1", reason="crash"}'
+        values: '0x12'
+      - series: 'meshd_sidecar_requests_total{instance="b:2", service="default/web", method="GET", code_class="2xx"}'
+        values: '0+60x12'
+      - series: 'meshd_sidecar_requests_total{instance="b:2", service="default/web", method="GET", code_class="5xx"}'
+        values: '0x12'
+      - series: 'meshd_sidecar_endpoints{instance="b:2", service="default/web", state="ready"}'
+        values: '2x12'
+      - series: 'meshd_dns_queries_total{instance="a:1", qtype="A", rcode="SERVFAIL", transport="udp"}'
+        values: '0x12'
+"""
+# alert -> (labels, summary) expected at 10m on the SICK series
+EXPECTED = {
+    "MeshdTargetDown": (
+        {"severity": "critical", "job": "anything", "instance": "a:1", "meshd_component": "sidecar"},
+        "meshd sidecar at a:1 cannot be scraped",
+    ),
+    "MeshdRolloutFailed": (
+        {"severity": "warning", "instance": "a:1", "namespace": "default", "deployment": "web"},
+        "Deployment default/web exceeded its progress deadline",
+    ),
+    "MeshdDeploymentUnavailable": (
+        {
+            "severity": "warning",
+            "instance": "a:1",
+            "namespace": "default",
+            "deployment": "web",
+        },
+        "Deployment default/web has 1 available replica(s), fewer than desired",
+    ),
+    "MeshdContainersRestarting": (
+        {"severity": "warning", "instance": "a:1", "reason": "crash"},
+        "10 container restarts (crash) in 10 minutes on a:1",
+    ),
+    "MeshdServiceSuccessRateLow": (
+        {"severity": "warning", "service": "default/web"},
+        "Service default/web answers only 50% of requests without a 5xx",
+    ),
+    "MeshdServiceNoReadyEndpoints": (
+        {"severity": "warning", "service": "default/web"},
+        "Service default/web has no ready endpoint the sidecar can use",
+    ),
+    "MeshdDNSServerFailures": (
+        {"severity": "warning", "instance": "a:1"},
+        "meshd DNS at a:1 answers SERVFAIL",
+    ),
+}
+
+
+def alert_rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_name_only_defined_metrics_and_never_job() -> None:
+    known = defined_series()
+    for rule in alert_rules():
+        assert metric_names(rule["expr"]) <= known, rule["alert"]
+        assert not re.search(r"\bjob\s*(=|!=|=~|!~)", rule["expr"]), rule["alert"]
+    assert {rule["alert"] for rule in alert_rules()} == set(EXPECTED)
+
+
+def test_alerts_fire_on_a_sick_mesh_and_stay_quiet_on_a_healthy_one(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    cases = []
+    for alert, (labels, summary) in EXPECTED.items():
+        cases.append({"eval_time": "10m", "alertname": alert,
+                      "exp_alerts": [{"exp_labels": labels, "exp_annotations": {"summary": summary}}]})  # fmt: skip
+    quiet = [{"eval_time": "10m", "alertname": alert, "exp_alerts": []} for alert in EXPECTED]
+    tests = [
+        {"interval": "1m", "input_series": yaml.safe_load(SICK), "alert_rule_test": cases},
+        {"interval": "1m", "input_series": yaml.safe_load(HEALTHY), "alert_rule_test": quiet},
+    ]
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(
+        yaml.safe_dump({"rule_files": [str(ALERTS)], "evaluation_interval": "1m", "tests": tests})
+    )
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
