@@ -568,7 +568,8 @@ class Exchange:
                 conn.hkey = self.headers
                 conn.hval = (rest, host, self.chunked_req, self.expect)
         self.head = b"%s %s HTTP/1.1\r\n%s" % (method, self.url or b"/", rest)
-        route = listener.route(host)
+        routes = listener.routes
+        route = routes[0] if len(routes) == 1 else listener.route(host)
         if route is None:
             shown = host.decode(errors="replace") if host else "(no Host header)"
             self.local_reply(
@@ -582,7 +583,12 @@ class Exchange:
         self.port_name = route.port_name if route.port_name is not None else svc.default_port_name
         self.t0 = now = monotonic()
         svc.stats.in_flight += 1
-        svc.budget.deposit(now)
+        budget = svc.budget  # budget.deposit(now), inlined
+        if budget._slot_start <= now < budget._slot_end:
+            budget._deposits[-1] += 1
+            budget._deposit_sum += 1
+        else:
+            budget.deposit(now)
         timeout = svc.config.timeout
         if timeout is not None:
             self.deadline = now + timeout
@@ -630,12 +636,15 @@ class Exchange:
         if ep is None:
             self._wait_for_endpoint()
             return
-        port = svc.target_port(ep, self.port_name)
+        port_name = self.port_name
+        port = ep.ports.get(port_name) if port_name is not None else None  # svc.target_port's common case
         if port is None:
-            self.local_reply(
-                502, f"endpoint {ep.name} of {svc.label} has no port {self.port_name or ''}", close=True
-            )
-            return
+            port = svc.target_port(ep, port_name)
+            if port is None:
+                self.local_reply(
+                    502, f"endpoint {ep.name} of {svc.label} has no port {port_name or ''}", close=True
+                )
+                return
         ep.in_flight += 1
         self.ep = ep
         self.port = port
@@ -707,7 +716,8 @@ class Exchange:
         up.in_head = True
         up.hbuf = b""
         up.hoff = 0
-        if self.conn.write_paused:
+        conn = self.conn
+        if conn.write_paused:
             up.pause_reading()
         out = up.out
         pending = self.pending
@@ -723,14 +733,16 @@ class Exchange:
                 out.write(b"0\r\n\r\n")
             if gather:
                 out.flush()
+        elif out.buf is None and not out.closed:
+            up.transport.write(self.head)  # Writer.write, inlined
         else:
             out.write(self.head)
         if not self.req_done and self.expect and not self.sent_continue and self.version == "1.1":
             self.sent_continue = True
-            self.conn.out.write(CONTINUE_100)
+            conn.out.write(CONTINUE_100)
         if self.pending_size:
             self.pending_size = 0
-            self.conn.resume(PAUSE_BODY)
+            conn.resume(PAUSE_BODY)
 
     def _build_headers(self) -> tuple[bytes, bytes | None]:
         """The header block for the endpoint (hop-by-hop out, forwarding headers in) and the Host.
@@ -855,16 +867,27 @@ class Exchange:
     def response_done(self, up: UpstreamConnection) -> None:
         if self.resp_mode == R_CHUNKED:
             self.conn.out.write(b"0\r\n\r\n")
-        reusable = up.keep_alive and self.req_done and self.pending is None
         self.up = None
         up.exchange = None
-        if reusable:
-            up.release()
+        now = monotonic()
+        if self.req_done:
+            if up.keep_alive and self.pending is None:
+                # up.release(now), inlined: back to the endpoint's idle pool
+                ep = up.ep
+                if up.read_paused:
+                    up.resume_reading()
+                idle = ep.idle.get(up.port)
+                if up.closed or ep.removed or idle is None or len(idle) >= MAX_IDLE_PER_ENDPOINT:
+                    up.release(now)
+                else:
+                    up.idle_since = now
+                    idle.append(up)
+            else:
+                up.close()
         else:
             up.close()
-        if not self.req_done:
             self.close_after = True
-        self._finish()
+        self._finish(now)
 
     def upstream_upgraded(self, up: UpstreamConnection, tail: bytes) -> None:
         """The endpoint said 101: from now on both connections are a raw byte tunnel."""
@@ -1020,7 +1043,7 @@ class Exchange:
             svc.stats.in_flight -= 1
             svc.stats.observe(self.method_idx, self.status, monotonic() - self.t0)
 
-    def _finish(self) -> None:
+    def _finish(self, now: float = 0.0) -> None:
         if self.done:
             return
         self.done = True
@@ -1035,7 +1058,7 @@ class Exchange:
         if svc is not None and not self.tunnelled:
             stats = svc.stats
             stats.in_flight -= 1
-            seconds = monotonic() - self.t0  # stats.observe, inlined
+            seconds = (now or monotonic()) - self.t0  # stats.observe, inlined
             status_class = self.status // 100 - 1
             stats.requests[self.method_idx][status_class if 0 <= status_class < 5 else 4] += 1
             stats.duration_sum += seconds
@@ -1208,7 +1231,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
-    def release(self) -> None:
+    def release(self, now: float = 0.0) -> None:
         """Back to the endpoint's idle pool (or closed if the endpoint is gone or the pool is full)."""
         ep = self.ep
         if self.read_paused:
@@ -1222,7 +1245,7 @@ class UpstreamConnection(asyncio.Protocol):
         if len(idle) >= MAX_IDLE_PER_ENDPOINT:
             self.close()
             return
-        self.idle_since = monotonic()
+        self.idle_since = now or monotonic()
         idle.append(self)
 
     def close(self) -> None:
