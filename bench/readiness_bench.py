@@ -69,8 +69,9 @@ async def wait_for(check, timeout: float = 60.0) -> None:  # noqa: ANN001
 
 async def main(trials: int) -> None:
     with tempfile.TemporaryDirectory() as state:
+        # one pod is killed again and again: no crash-loop backoff, so every trial measures the same path
         agent = Agent(AgentOptions(api="127.0.0.1:17791", dns="127.0.0.1:18691", state_dir=state, mdns="off",
-                                   sidecar=False))
+                                   sidecar=False, backoff_initial=0.01, backoff_max=0.01))
         await agent.start()
         unready_at: list[float] = []
 
