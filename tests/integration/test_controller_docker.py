@@ -219,3 +219,23 @@ async def test_a_rollout_resumes_after_an_agent_restart_without_duplicate_or_los
         await eventually(lambda: len(engine_containers(docker_client, agent_id)) == 6)
     finally:
         await second.close(stop_pods=True)
+
+
+async def test_pods_that_do_not_fit_the_node_stay_pending_with_the_reason(tmp_path, agent_id, busybox_image,
+                                                                         pause_image):
+    from meshd.api import kube
+
+    agent = await started_agent(agent_options(tmp_path, agent_id, node_cpus="1", node_memory="1Gi"))
+    try:
+        agent.controller.apply(deployment("big", replicas=3).replace(
+            "ports: [{containerPort: 8080, name: http}]",
+            "ports: [{containerPort: 8080, name: http}]\n        resources: {requests: {cpu: 400m, memory: 64Mi}}"))
+        await eventually(lambda: len(ready_pods(agent, "big-")) == 2)
+        pending = [w for w in pods(agent, "big-") if not w.scheduled]
+        assert len(pending) == 1
+        status = kube.pod(pending[0])["status"]
+        assert status["phase"] == "Pending" and "Insufficient cpu" in status["message"]
+        agent.controller.scale("Deployment", "default", "big", 2)  # room again: nothing stays pending
+        await eventually(lambda: len(pods(agent, "big-")) == 2 and all(w.scheduled for w in pods(agent, "big-")))
+    finally:
+        await agent.close(stop_pods=True)
