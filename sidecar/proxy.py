@@ -259,9 +259,10 @@ class ClientConnection(asyncio.Protocol):
         self.out: Writer = None  # type: ignore[assignment]
         self.peer_ip = "unknown"
         self.hkey: list[tuple[bytes, bytes]] | None = None  # the last request's headers ...
-        self.hval: tuple[bytes, bytes | None, bool, bool] = (
+        self.hval: tuple[bytes, bytes | None, bool, bool, bool] = (
             b"",
             None,
+            False,
             False,
             False,
         )  # ... and what they gave
@@ -413,11 +414,13 @@ class ClientConnection(asyncio.Protocol):
         assert ex is not None
         p = self.parser
         ex.method = p.get_method()
-        ex.version = p.get_http_version()
         ex.keep_alive = p.should_keep_alive()
         ex.upgrade = p.should_upgrade()
         if self.queue[0] is ex and not self._advancing:
+            ex.version = None  # start() reads it from the parser if it can matter (it is slow to read)
             ex.start()
+        else:
+            ex.version = p.get_http_version()
 
     def on_body(self, body: bytes) -> None:
         self.cur.request_body(body)  # type: ignore[union-attr]
@@ -561,12 +564,19 @@ class Exchange:
             self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"] + [(b"Host", authority)]
         # keep-alive clients mostly repeat the same headers: reuse the rewritten header block
         if self.headers == conn.hkey and not self.upgrade:
-            rest, host, self.chunked_req, self.expect = conn.hval
+            rest, host, self.chunked_req, self.expect, has_connection = conn.hval
         else:
-            rest, host = self._build_headers()
+            rest, host, has_connection = self._build_headers()
             if not self.upgrade:
                 conn.hkey = self.headers
-                conn.hval = (rest, host, self.chunked_req, self.expect)
+                conn.hval = (rest, host, self.chunked_req, self.expect, has_connection)
+        if self.version is None:
+            # llhttp keeps an HTTP/1.0 (or 0.9, 2.0) request alive only with a Connection (or Proxy-Connection)
+            # header: without one, a keep-alive request is HTTP/1.1
+            if has_connection or not self.keep_alive:
+                self.version = conn.parser.get_http_version()
+            else:
+                self.version = "1.1"
         self.head = b"%s %s HTTP/1.1\r\n%s" % (method, self.url or b"/", rest)
         routes = listener.routes
         route = routes[0] if len(routes) == 1 else listener.route(host)
@@ -744,17 +754,20 @@ class Exchange:
             self.pending_size = 0
             conn.resume(PAUSE_BODY)
 
-    def _build_headers(self) -> tuple[bytes, bytes | None]:
+    def _build_headers(self) -> tuple[bytes, bytes | None, bool]:
         """The header block for the endpoint (hop-by-hop out, forwarding headers in) and the Host.
 
-        One pass over the headers, which also notes chunked framing and Expect."""
+        One pass over the headers, which also notes chunked framing, Expect and whether Connection is there."""
         parts: list[bytes] = [b"", b"", b"", b""]  # keeps header groups at offsets 4k for _drop_headers
         xff = fwd = None
         drop: set[bytes] | None = None
         host = None
+        has_connection = False
         for name, value in self.headers:
             n = name.lower()
             if n in HOP_BY_HOP:
+                if n == b"connection" or n == b"proxy-connection":
+                    has_connection = True
                 if n == b"transfer-encoding":
                     self.chunked_req = b"chunked" in value.lower()
                 elif n == b"connection":
@@ -791,7 +804,7 @@ class Exchange:
         if self.upgrade:
             parts.append(b"Connection: upgrade\r\n")
         parts.append(b"\r\n")
-        return b"".join(parts), host
+        return b"".join(parts), host, has_connection
 
     # --- response side ----------------------------------------------------------------------------------
     def response_head(self, up: UpstreamConnection, status: int, raw: bytes) -> None:
