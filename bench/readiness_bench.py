@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from meshd.agent import Agent, AgentOptions  # noqa: E402
-from meshd.model.endpoints import Add, Remove, ServiceKey  # noqa: E402
+from meshd.agent import Agent, AgentOptions
+from meshd.model.endpoints import Add, Remove, ServiceKey
 
 MANIFEST = """\
 apiVersion: apps/v1
@@ -59,7 +59,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(int(round(q * (len(ordered) - 1))), len(ordered) - 1)]
 
 
-async def wait_for(check, timeout: float = 60.0) -> None:  # noqa: ANN001
+async def wait_for(check, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -75,13 +75,13 @@ async def main(trials: int) -> None:
         await agent.start()
         unready_at: list[float] = []
 
-        def on_update(update) -> None:  # noqa: ANN001
+        def on_update(update) -> None:
             if isinstance(update, Remove) and update.service == KEY or (
                     isinstance(update, Add) and update.service == KEY and not all(e.ready for e in update.endpoints)):
                 unready_at.append(time.monotonic())
 
         agent.registry.listen(on_update)
-        ready = lambda: agent.registry.ready_endpoints(KEY)  # noqa: E731
+        ready = lambda: agent.registry.ready_endpoints(KEY)
         try:
             agent.controller.apply(MANIFEST)
             await wait_for(ready)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from meshd.agent import Agent, AgentOptions  # noqa: E402
-from meshd.model.endpoints import ServiceKey  # noqa: E402
+from meshd.agent import Agent, AgentOptions
+from meshd.model.endpoints import ServiceKey
 
 MANIFEST = """\
 apiVersion: apps/v1
@@ -84,7 +84,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_for(check, timeout: float = 120.0) -> None:  # noqa: ANN001
+async def wait_for(check, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -98,7 +98,7 @@ async def run(*, drain: bool, seconds: int) -> tuple[int, int, float]:
                                    mdns="off", sidecar_metrics=f"127.0.0.1:{free_port()}", drain=drain))
         await agent.start()
         try:
-            complete = lambda: getattr(agent.controller.progress.get(("default", "slow")), "complete", False)  # noqa: E731
+            complete = lambda: getattr(agent.controller.progress.get(("default", "slow")), "complete", False)
             agent.controller.apply(MANIFEST.format(version="v1"))
             await wait_for(complete)
             url = f"http://{agent.registry.service(ServiceKey('default', 'slow')).address}/"
@@ -120,7 +120,7 @@ async def run(*, drain: bool, seconds: int) -> tuple[int, int, float]:
         finally:
             await agent.close(stop_pods=True)
     codes = {code: int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
-    errors = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+", output.split("Error distribution:")[1], re.M)) \
+    errors = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+", output.split("Error distribution:")[1], re.MULTILINE)) \
         if "Error distribution:" in output else 0
     total = sum(codes.values()) + errors
     return total - codes.get("200", 0), total, duration

@@ -251,7 +251,7 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
     info = registry.service(key)
     subsets = []
     if eps and info is not None:
-        def address(ep):  # noqa: ANN001, ANN202
+        def address(ep):
             entry = {"ip": ep.address, "targetRef": {"kind": "Pod", "namespace": key.namespace, "name": ep.name},
                      "nodeName": ep.node or "meshd"}
             if ep.hostname:
@@ -283,7 +283,7 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
     }
 
 
-def event(e) -> dict[str, Any]:  # noqa: ANN001
+def event(e) -> dict[str, Any]:
     api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet") else "v1"
     return {
         "apiVersion": "v1",
@@ -300,4 +300,4 @@ def event(e) -> dict[str, Any]:  # noqa: ANN001
     }
 
 
-__all__ = ["deployment", "endpoints", "event", "kube_list", "pod", "replicaset", "service", "ReplicaSet"]
+__all__ = ["ReplicaSet", "deployment", "endpoints", "event", "kube_list", "pod", "replicaset", "service"]

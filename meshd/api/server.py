@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
@@ -217,7 +218,7 @@ class ApiServer:
                 try:
                     await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
                     await asyncio.sleep(0.05)  # coalesce bursts
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -26,12 +26,12 @@ class Backoff:
             return 0.0
         return min(policy.initial * 2 ** (self.restarts - 1), policy.maximum)
 
-    def started(self, policy: BackoffPolicy, *, now: float) -> "Backoff":
+    def started(self, policy: BackoffPolicy, *, now: float) -> Backoff:
         """The state after a restart begins at `now`."""
         restarts = 1 if self._ran_clean(policy, now=now) else self.restarts + 1
         return replace(self, restarts=restarts, last_start=now)
 
-    def first_start(self, *, now: float) -> "Backoff":
+    def first_start(self, *, now: float) -> Backoff:
         return replace(self, last_start=now)
 
     def _ran_clean(self, policy: BackoffPolicy, *, now: float) -> bool:

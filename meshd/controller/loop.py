@@ -13,11 +13,11 @@ import dataclasses
 import json
 import logging
 import random
-import string
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.events import EventLog
@@ -744,4 +744,4 @@ async def _no_drain(worker: PodWorker, grace: float) -> None:
     return None
 
 
-__all__ = ["ApplyResult", "Controller", "NodeCapacity", "REVISION_ANNOTATION"]
+__all__ = ["REVISION_ANNOTATION", "ApplyResult", "Controller", "NodeCapacity"]

@@ -3,7 +3,8 @@ time (a custom Collector), so the series exist from start-up and cost nothing be
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -44,7 +45,7 @@ def restart_reason(termination_reason: str) -> str:
 class ControllerCollector(Collector):
     """Deployment replica counts, rollout state and pod phases, read from the controller when scraped."""
 
-    def __init__(self, controller: "Controller") -> None:
+    def __init__(self, controller: Controller) -> None:
         self.controller = controller
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -99,7 +100,7 @@ class ControllerCollector(Collector):
         yield phases
 
 
-def register_controller_metrics(controller: "Controller") -> Collector:
+def register_controller_metrics(controller: Controller) -> Collector:
     collector = ControllerCollector(controller)
     REGISTRY.register(collector)
     return collector

@@ -7,8 +7,8 @@ Kubernetes' pkg/controller/deployment (rolling.go, recreate.go) and replica_set.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

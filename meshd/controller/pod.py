@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Literal
+from typing import Literal
 
 from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
 from meshd.controller.metrics import CONTAINER_RESTARTS, restart_reason
@@ -88,8 +89,8 @@ class PodWorker:
         sandbox_labels: dict[str, str],
         dns_search: tuple[str, ...],
         backoff: BackoffPolicy,
-        on_change: Callable[["PodWorker"], None],
-        drain: Callable[["PodWorker", float], Awaitable[None]],
+        on_change: Callable[[PodWorker], None],
+        drain: Callable[[PodWorker, float], Awaitable[None]],
         make_prober: Prober | None = None,
         created: float | None = None,
         adopt: list[ObservedContainer] | None = None,
@@ -437,7 +438,7 @@ class PodWorker:
         started = self._clock()
         try:
             await asyncio.wait_for(self._drain(self, grace), timeout=grace)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
         for name in list(self._probers):
             self._stop_prober(name)
@@ -473,7 +474,7 @@ class PodWorker:
     async def _wait_terminate(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._terminate.wait(), seconds)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
 
     # --- publishing -------------------------------------------------------------------------------
@@ -522,4 +523,4 @@ class PodWorker:
         )
 
 
-__all__ = ["ContainerStatus", "PodIdentity", "PodWorker", "INFRA_CONTAINER"]
+__all__ = ["INFRA_CONTAINER", "ContainerStatus", "PodIdentity", "PodWorker"]

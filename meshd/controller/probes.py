@@ -52,7 +52,7 @@ def _reason_of(message: str) -> str:
     return "LivenessProbeFailed" if "liveness" in lowered else "Unhealthy"
 
 
-def prober_factory(driver: Any):  # noqa: ANN201
+def prober_factory(driver: Any):
     def make(worker: PodWorker, container: Container) -> ProberAdapter | None:
         if not (container.liveness_probe or container.readiness_probe or container.startup_probe):
             return None

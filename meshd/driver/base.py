@@ -8,8 +8,9 @@ All methods are coroutines and never block the event loop (the docker SDK runs i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Literal, Mapping, Protocol
+from typing import Literal, Protocol
 
 from meshd.model.objects import Container, Volume
 

@@ -40,6 +40,7 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.images.builders import builder_for
 
 log = logging.getLogger(__name__)
@@ -242,13 +243,21 @@ class DockerDriver:
             raise DriverError("driver is closed")
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, self._guarded, what, fn, args)
+        kind = call_kind(what)
+        started = time.perf_counter()
         try:
             return await asyncio.wait_for(future, timeout or self.call_timeout)
         except TimeoutError:
+            DOCKER_CALL_ERRORS.labels(kind).inc()
             raise DriverError(
                 f"docker {what} timed out after {timeout or self.call_timeout:.0f}s "
                 f"(is the engine at {self.docker_host} wedged?)"
             ) from None
+        except DriverError:
+            DOCKER_CALL_ERRORS.labels(kind).inc()
+            raise
+        finally:
+            DOCKER_CALL_DURATION.labels(kind).observe(time.perf_counter() - started)
 
     def _guarded(self, what: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         import docker.errors

@@ -7,8 +7,9 @@ These values have a JSON form (`to_json`/`from_json`) that is the wire format of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -20,7 +21,7 @@ class ServiceKey:
         return f"{self.namespace}/{self.name}"
 
     @classmethod
-    def parse(cls, text: str) -> "ServiceKey":
+    def parse(cls, text: str) -> ServiceKey:
         namespace, _, name = text.partition("/")
         return cls(namespace, name) if name else cls("default", namespace)
 
@@ -59,7 +60,7 @@ class ServiceInfo:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ServiceInfo":
+    def from_json(cls, data: Mapping[str, Any]) -> ServiceInfo:
         return cls(
             key=ServiceKey(data["namespace"], data["name"]),
             address=data.get("address"),
@@ -95,7 +96,7 @@ class Endpoint:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Endpoint":
+    def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
         return cls(
             name=data["name"],
             address=data["address"],

@@ -6,8 +6,9 @@ YAML and keeps the document it came from in `raw` (used to persist desired state
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 DEFAULT_NAMESPACE = "default"
 

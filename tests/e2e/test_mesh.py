@@ -70,7 +70,7 @@ class Meshd:
         self.sidecar_metrics = f"127.0.0.1:{free_port()}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Meshd":
+    def start(self) -> Meshd:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "meshd.cli", *self.args, "--api", self.api, "--dns", self.dns,
@@ -80,7 +80,7 @@ class Meshd:
         self.until(lambda: self.get("/healthz", raw=True) == "ok", what="the agent's API")
         return self
 
-    def get(self, path: str, *, raw: bool = False):  # noqa: ANN201
+    def get(self, path: str, *, raw: bool = False):
         try:
             with urllib.request.urlopen(f"http://{self.api}{path}", timeout=2) as reply:
                 body = reply.read().decode()
@@ -96,7 +96,7 @@ class Meshd:
         return self.until(lambda: (self.get(f"/api/v1/namespaces/default/services/{name}") or {})
                           .get("spec", {}).get("clusterIP"), what=f"service {name}")
 
-    def until(self, check, *, timeout: float = 60, what: str = ""):  # noqa: ANN001, ANN201
+    def until(self, check, *, timeout: float = 60, what: str = ""):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = check()

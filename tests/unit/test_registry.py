@@ -7,7 +7,15 @@ import asyncio
 import pytest
 
 from meshd.model.endpoints import (
-    Add, DoesNotExist, PortInfo, Remove, Reset, ServiceInfo, ServiceKey, update_from_json, update_to_json,
+    Add,
+    DoesNotExist,
+    PortInfo,
+    Remove,
+    Reset,
+    ServiceInfo,
+    ServiceKey,
+    update_from_json,
+    update_to_json,
 )
 from meshd.registry import PodRecord, Registry, Synced
 from meshd.registry.addresses import AddressAllocator
