@@ -362,7 +362,7 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.write(data)
             return
         if self.upgrading is not None:
-            self.upgrading.early.append(data)
+            self.upgrading.early = [*self.upgrading.early, data]
             self.pause(PAUSE_UPGRADE)
             return
         try:
@@ -373,7 +373,7 @@ class ClientConnection(asyncio.Protocol):
                 self.upgrading = ex
                 tail = data[e.args[0] :]
                 if tail:
-                    ex.early.append(tail)
+                    ex.early = [*ex.early, tail]
         except HttpParserError as e:
             self._bad_request(str(e))
 
@@ -511,9 +511,10 @@ class Exchange:
         self.keep_alive = True
         self.upgrade = False
         self.started = self.done = self.close_after = self.req_done = self.head_sent = False
-        self.pending: list[bytes] | None = []
+        # (lists created on the first chunk: most requests have no body)
+        self.pending: list[bytes] | tuple[()] | None = ()
         self.pending_size = 0
-        self.replay: list[bytes] | None = []
+        self.replay: list[bytes] | tuple[()] | None = ()
         self.replay_size = 0
         self.chunked_req = self.expect = self.sent_continue = self.tunnelled = self.eof_body = False
         self.service: ServiceState | None = None
@@ -529,7 +530,7 @@ class Exchange:
         self.t0 = self.t_attempt = 0.0
         self.status = 0
         self.resp_mode = R_NONE
-        self.early: list[bytes] = []
+        self.early: list[bytes] | tuple[()] = ()
         self.method_idx = OTHER_METHOD
 
     # --- request side -----------------------------------------------------------------------------------
@@ -608,13 +609,18 @@ class Exchange:
         replay = self.replay
         if replay is not None:
             self.replay_size += len(chunk)
-            if self.replay_size <= REPLAY_LIMIT:
-                replay.append(chunk)
-            else:
+            if self.replay_size > REPLAY_LIMIT:
                 self.replay = None
+            elif replay:
+                replay.append(chunk)  # type: ignore[union-attr]
+            else:
+                self.replay = [chunk]
         pending = self.pending
         if pending is not None:
-            pending.append(chunk)
+            if pending:
+                pending.append(chunk)  # type: ignore[union-attr]
+            else:
+                self.pending = [chunk]
             self.pending_size += len(chunk)
             if self.pending_size > PENDING_LIMIT:
                 self.conn.pause(PAUSE_BODY)
@@ -664,7 +670,20 @@ class Exchange:
         while idle:
             up = idle.pop()
             if not up.closed:
-                self.attach(up)
+                if self.pending or self.req_done or self.conn.write_paused or up.out.buf is not None:
+                    self.attach(up)
+                    return
+                # attach(up), inlined for the common case: nothing buffered, the request head goes out alone
+                self.up = up
+                up.exchange = self
+                up.in_head = True
+                up.hbuf = b""
+                up.hoff = 0
+                self.pending = None
+                up.transport.write(self.head)  # (up.out is open: up is not closed)
+                if self.expect and not self.sent_continue and self.version == "1.1":
+                    self.sent_continue = True
+                    self.conn.out.write(CONTINUE_100)
                 return
         self.connecting = self.conn.listener.loop.create_task(self._connect(ep, port))
 
@@ -831,7 +850,7 @@ class Exchange:
         self.deadline = 0.0
         # framing of the response towards the client, from the raw header block (cached per distinct head)
         if status == 101:
-            head, chunked, length = _scan_response_head(raw, upgrade=True)
+            head, chunked, length, _ = _scan_response_head(raw, upgrade=True)
         else:
             hit = _HEAD_CACHE.get(raw)
             if hit is None:
@@ -839,7 +858,27 @@ class Exchange:
                 if len(_HEAD_CACHE) >= HEAD_CACHE_SIZE:
                     _HEAD_CACHE.clear()
                 _HEAD_CACHE[raw] = hit
-            head, chunked, length = hit
+            head, chunked, length, whole = hit
+            if (
+                length
+                and not chunked
+                and status < 300
+                and status != 204
+                and self.keep_alive
+                and self.version == "1.1"
+                and not self.upgrade
+                and self.method != b"HEAD"
+                and not self.conn.closing
+            ):  # the common case, decided as below: the head goes out as received (minus hop-by-hop)
+                self.resp_mode = R_LENGTH
+                self.head_sent = True
+                out = self.conn.out
+                buf = out.buf
+                if buf is not None:  # out.write(whole), inlined
+                    buf.append(whole)
+                else:
+                    out.write(whole)
+                return
         http10 = self.version == "1.0"
         extra = b""
         if status == 101:
@@ -913,7 +952,7 @@ class Exchange:
         conn.upgrading = None
         for data in self.early:
             up.out.write(data)
-        self.early = []
+        self.early = ()
         conn.resume(PAUSE_UPGRADE)
         self._observe()
         self.deadline = 0.0
@@ -1127,11 +1166,12 @@ _HOP_EXCEPT_UPGRADE = re.compile(rb"^(?:" + _HOP_NAMES + rb")[ \t]*:[^\n]*\n", r
 
 
 HEAD_CACHE_SIZE = 512
-_HEAD_CACHE: dict[bytes, tuple[bytes, bool, bool]] = {}  # raw response head -> _scan_response_head(raw)
+_HEAD_CACHE: dict[bytes, tuple[bytes, bool, bool, bytes]] = {}  # raw response head -> _scan_response_head(raw)
 
 
-def _scan_response_head(raw: bytes, *, upgrade: bool) -> tuple[bytes, bool, bool]:
-    """(the head for the client: hop-by-hop lines out, HTTP/1.1; chunked framing?; Content-Length present?)"""
+def _scan_response_head(raw: bytes, *, upgrade: bool) -> tuple[bytes, bool, bool, bytes]:
+    """(the head for the client: hop-by-hop lines out, HTTP/1.1; chunked framing?; Content-Length present?;
+    that head with its final CRLF)"""
     lower = raw.lower()
     chunked = False
     i = lower.find(b"\ntransfer-encoding:")
@@ -1146,7 +1186,7 @@ def _scan_response_head(raw: bytes, *, upgrade: bool) -> tuple[bytes, bool, bool
             head = _drop_named(head, tokens)
     if head[:8] != b"HTTP/1.1":
         head = b"HTTP/1.1" + head[8:]
-    return head, chunked, length
+    return head, chunked, length, head + b"\r\n"
 
 
 def _drop_named(head: bytes, names: set[bytes]) -> bytes:
@@ -1337,7 +1377,12 @@ class UpstreamConnection(asyncio.Protocol):
             if ex.resp_mode == R_CHUNKED:
                 ex.response_body(body)
             else:
-                ex.conn.out.write(body)
+                out = ex.conn.out
+                buf = out.buf
+                if buf is not None:  # out.write(body), inlined
+                    buf.append(body)
+                else:
+                    out.write(body)
 
     def on_message_complete(self) -> None:
         if self.skip:
