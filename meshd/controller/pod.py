@@ -50,7 +50,8 @@ class ContainerStatus:
     ready: bool = False
     last_termination: dict | None = None
     backoff: Backoff = field(default_factory=Backoff)
-    restart_at: float | None = None  # when a backed-off restart is due
+    restart_at: float | None = None  # when a backed-off restart (or a failed start's retry) is due
+    start_failures: int = 0  # consecutive failures to create the container (image pulls)
     oom: bool = False
 
 
@@ -203,14 +204,15 @@ class PodWorker:
         while not self._terminate.is_set():
             try:
                 await self._ensure_sandbox()
-                await asyncio.gather(*(self._ensure_container(c) for c in self.spec.containers))
-                return
+                break
             except DriverError as error:
                 self.reason, self.message = "DriverError", str(error)
                 self._publish()
                 log.warning("pod %s/%s: %s (retrying in %.1fs)", self.namespace, self.name, error, delay)
                 await self._wait_terminate(delay)
                 delay = min(delay * 2, 10)
+        if not self._terminate.is_set():
+            await asyncio.gather(*(self._ensure_container(c) for c in self.spec.containers))
 
     async def _step(self) -> None:
         now = self._clock()
@@ -300,20 +302,17 @@ class PodWorker:
                 await self._restart(status)
 
     async def _restart(self, status: ContainerStatus) -> None:
-        CONTAINER_RESTARTS.labels(restart_reason((status.last_termination or {}).get("reason", ""))).inc()
         status.restart_at = None
-        old_id = status.id
+        container = next(c for c in self.spec.containers if c.name == status.name)
+        if status.id is None:  # it never started (image missing, engine error): try again, no restart counted
+            await self._try_start(container, status)
+            return
+        CONTAINER_RESTARTS.labels(restart_reason((status.last_termination or {}).get("reason", ""))).inc()
+        old_id, status.id = status.id, None
         status.restart_count += 1
         status.backoff = status.backoff.started(self._backoff, now=self._clock())
-        container = next(c for c in self.spec.containers if c.name == status.name)
-        if old_id:
-            asyncio.create_task(self._remove_quietly(old_id))
-        try:
-            await self._start_container(container, status)
-        except DriverError as error:
-            status.phase, status.reason, status.message = "waiting", "CreateContainerError", str(error)
-            status.restart_at = self._clock() + max(status.backoff.delay(self._backoff, now=self._clock()), 1)
-            self._publish()
+        asyncio.create_task(self._remove_quietly(old_id))
+        await self._try_start(container, status)
 
     async def _replace_sandbox(self) -> None:
         """The infra container died: every container goes with it and the pod starts again."""
@@ -328,13 +327,12 @@ class PodWorker:
             await self._remove_quietly(self.sandbox.id, sandbox=True)
         self.sandbox = None
         self._publish()
-        await self._ensure_sandbox()
         for status in self.containers.values():
             CONTAINER_RESTARTS.labels("sandbox").inc()
-            status.id = None
+            status.id, status.restart_at = None, None
             status.restart_count += 1
             status.backoff = status.backoff.started(self._backoff, now=self._clock())
-        await asyncio.gather(*(self._start_container(c, self.containers[c.name]) for c in self.spec.containers))
+        await asyncio.gather(*(self._try_start(c, self.containers[c.name]) for c in self.spec.containers))
 
     # --- driver calls -----------------------------------------------------------------------------
 
@@ -379,8 +377,29 @@ class PodWorker:
             return
         if mine:  # it exited while the agent was away: that counts as a restart
             status.restart_count = max(o.restart_count for o in mine) + 1
-        await self._start_container(container, status)
-        status.backoff = status.backoff.first_start(now=self._clock())
+        await self._try_start(container, status)
+
+    async def _try_start(self, container: Container, status: ContainerStatus) -> None:
+        """Starts the container; an image or engine failure is retried later with a growing delay."""
+        try:
+            await self._ensure_sandbox()
+            await self._start_container(container, status)
+        except DriverError as error:
+            status.start_failures += 1
+            pull = "pull" in str(error) or "image" in str(error).lower()
+            status.phase = "waiting"
+            status.reason = ("ErrImagePull" if status.start_failures == 1 else "ImagePullBackOff") if pull \
+                else "CreateContainerError"
+            status.message = str(error)
+            delay = min(self._backoff.initial * 2 ** (status.start_failures - 1), self._backoff.maximum)
+            status.restart_at = self._clock() + delay
+            log.warning("pod %s/%s: container %s: %s (retrying in %.0fs)", self.namespace, self.name,
+                        container.name, error, delay)
+            self._publish()
+            return
+        status.start_failures = 0
+        if status.backoff.last_start is None:
+            status.backoff = status.backoff.first_start(now=self._clock())
 
     async def _start_container(self, container: Container, status: ContainerStatus) -> None:
         assert self.sandbox is not None

@@ -239,3 +239,22 @@ async def test_pods_that_do_not_fit_the_node_stay_pending_with_the_reason(tmp_pa
         await eventually(lambda: len(pods(agent, "big-")) == 2 and all(w.scheduled for w in pods(agent, "big-")))
     finally:
         await agent.close(stop_pods=True)
+
+
+async def test_a_missing_image_is_reported_and_retried_without_counting_restarts(agent):
+    agent.controller.apply(deployment("ghost", replicas=1, image="meshd-test/does-not-exist:1"))
+    await eventually(lambda: pods(agent, "ghost-") and pods(agent, "ghost-")[0].containers["main"].reason
+                     in ("ErrImagePull", "ImagePullBackOff"))
+    status = pods(agent, "ghost-")[0].containers["main"]
+    await eventually(lambda: status.reason == "ImagePullBackOff", timeout=20)
+    assert status.restart_count == 0 and "does-not-exist" in status.message
+
+
+async def test_a_killed_infra_container_brings_the_whole_pod_back(agent):
+    agent.controller.apply(deployment("infra", replicas=1))
+    await eventually(lambda: len(ready_pods(agent, "infra-")) == 1)
+    worker = pods(agent, "infra-")[0]
+    old_sandbox = worker.sandbox.id
+    subprocess.run(["docker", "kill", old_sandbox], check=True, capture_output=True)
+    await eventually(lambda: worker.sandbox and worker.sandbox.id != old_sandbox and worker.ready, timeout=30)
+    assert worker.containers["main"].restart_count >= 1
