@@ -79,9 +79,9 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
                 "startedAt": rfc3339(last["startedAt"]), "finishedAt": rfc3339(last["finishedAt"])}}
         else:
             entry["lastState"] = {}
-        probes = getattr(worker._probers.get(c.name), "describe", None)
-        if callable(probes):
-            entry["probes"] = probes()
+        probes = worker.probe_reports(c.name)
+        if probes is not None:
+            entry["probes"] = probes
         statuses.append(entry)
     ready = worker.ready
     phase = worker.phase

@@ -186,11 +186,7 @@ class ApiServer:
         if kind is None:
             return _error(405, f"cannot delete {resource}")
         if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
-            worker = self.controller.pods.get((namespace, name))
-            if worker is None:
-                return _error(404, f'pods "{name}" not found')
-            self.controller._terminate(worker, "deleted")  # its ReplicaSet replaces it, as in Kubernetes
-            self.controller.kick()
+            self.controller.delete_pod(namespace, name)
             return web.json_response({"kind": kind, "namespace": namespace, "name": name, "action": "deleted"})
         result = self.controller.delete(kind, namespace, name)
         return web.json_response(result.__dict__)
@@ -312,7 +308,7 @@ class ApiServer:
                 containers.append({"name": status.name, "usage": {
                     "cpu": f"{int(usage.cpu_seconds * 1e9)}n", "memory": f"{usage.memory_bytes // 1024}Ki"}})
             items.append({"metadata": {"name": name, "namespace": ns}, "containers": containers,
-                          "window": "0s", "timestamp": kube.rfc3339(self.controller._clock())})
+                          "window": "0s", "timestamp": kube.rfc3339(self.controller.now())})
         return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "items": items})
 
     # --- discovery ----------------------------------------------------------------------------------

@@ -152,13 +152,7 @@ class Controller:
                 worker.terminate()
             await asyncio.gather(*(w.wait_done() for w in workers))
         else:
-            for worker in workers:
-                if worker._task is not None:
-                    worker._task.cancel()
-            await asyncio.gather(*(w._task for w in workers if w._task), return_exceptions=True)
-        for worker in workers:
-            for name in list(worker._probers):
-                worker._stop_prober(name)
+            await asyncio.gather(*(w.detach() for w in workers))
 
     async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
         """Runs a long-lived task; if it dies it is logged and started again."""
@@ -308,12 +302,8 @@ class Controller:
 
     def _check_cluster_ip(self, service: Service) -> None:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
-        probe = AddressAllocator(str(self.addresses.pool))
-        for other_key, address in self.addresses._by_key.items():
-            if other_key != key:
-                probe._take(other_key, address)
         try:
-            probe.allocate(key, service.cluster_ip)
+            self.addresses.check(key, service.cluster_ip)
         except ValueError as error:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
@@ -553,6 +543,17 @@ class Controller:
             used_cpu, used_mem = used_cpu + cpu, used_mem + mem
             worker.reason = worker.message = ""
             worker.start()
+
+    def now(self) -> float:
+        return self._clock()
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Stops one pod; its ReplicaSet (if any) replaces it, as in Kubernetes."""
+        worker = self.pods.get((namespace, name))
+        if worker is None:
+            raise KeyError(f'pods "{name}" not found')
+        self._terminate(worker, "deleted")
+        self.kick()
 
     def _terminate(self, worker: PodWorker, why: str) -> None:
         if worker.terminating:

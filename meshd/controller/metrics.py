@@ -67,7 +67,7 @@ class ControllerCollector(Collector):
             "1 when the Deployment's rollout exceeded its progress deadline.",
             labels=["namespace", "deployment"],
         )
-        now = c._clock()
+        now = c.now()
         for (kind, namespace, name), record in sorted(c.objects.items()):
             if not isinstance(record.obj, Deployment):
                 continue

@@ -183,6 +183,23 @@ class PodWorker:
     async def wait_done(self) -> None:
         await self.done.wait()
 
+    async def detach(self) -> None:
+        """Stops following the pod and leaves its containers running (a later agent adopts them)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.stop_probers()
+
+    def stop_probers(self) -> None:
+        for name in list(self._probers):
+            self._stop_prober(name)
+
+    def probe_reports(self, container: str) -> list[dict] | None:
+        """The container's probes and their last results (for `describe`), None when it has none running."""
+        prober = self._probers.get(container)
+        describe = getattr(prober, "describe", None)
+        return describe() if callable(describe) else None
+
     # --- the worker ---------------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -459,8 +476,7 @@ class PodWorker:
             await asyncio.wait_for(self._drain(self, grace), timeout=grace)
         except TimeoutError:
             pass
-        for name in list(self._probers):
-            self._stop_prober(name)
+        self.stop_probers()
         await asyncio.gather(*(self._run_pre_stop(c, deadline=started + grace) for c in self.spec.containers))
         remaining = max(grace - (self._clock() - started), 0)
         ids = [c.id for c in self.containers.values() if c.id]

@@ -28,14 +28,9 @@ class AddressAllocator:
         if key in self._by_key and requested in (None, self._by_key[key]):
             return self._by_key[key]
         if requested is not None:
-            address = str(ipaddress.IPv4Address(requested))
-            if ipaddress.IPv4Address(address) not in self.pool:
-                raise ValueError(f"spec.clusterIP: {address} is not in the service range {self.pool}")
-            owner = self._taken.get(address)
-            if owner is not None and owner != key:
-                raise ValueError(f"spec.clusterIP: {address} is already allocated to {owner}")
+            self.check(key, requested)
             self.release(key)
-            return self._take(key, address)
+            return self._take(key, str(ipaddress.IPv4Address(requested)))
         start = int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:4], "big")
         for step in range(self._size):
             offset = (start + step) % self._size
@@ -44,6 +39,17 @@ class AddressAllocator:
                 continue
             return self._take(key, address)
         raise AddressPoolExhausted(f"no free Service address in {self.pool}")
+
+    def check(self, key: ServiceKey, requested: str | None) -> None:
+        """Raises ValueError when `allocate(key, requested)` would; allocates nothing."""
+        if requested is None:
+            return
+        address = str(ipaddress.IPv4Address(requested))
+        if ipaddress.IPv4Address(address) not in self.pool:
+            raise ValueError(f"spec.clusterIP: {address} is not in the service range {self.pool}")
+        owner = self._taken.get(address)
+        if owner is not None and owner != key:
+            raise ValueError(f"spec.clusterIP: {address} is already allocated to {owner}")
 
     def release(self, key: ServiceKey) -> None:
         address = self._by_key.pop(key, None)
