@@ -60,17 +60,11 @@ def fetch_debs(packages: Sequence[str], *, cache: Path | None = None, timeout: f
         if shutil.which("apt-get") is None:
             raise ImageBuildError(f"cannot download {', '.join(missing)}: apt-get is not available")
         log.info("downloading %s into %s", " ".join(missing), cache_dir)
-        try:
-            proc = subprocess.run(
-                ["apt-get", "download", *missing],
-                cwd=cache_dir,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ImageBuildError(f"apt-get download {' '.join(missing)} timed out after {timeout}s") from exc
+        proc = _apt_download(missing, cache_dir, timeout)
+        if proc.returncode != 0 and "Unable to locate" in proc.stderr and os.geteuid() == 0:
+            log.info("no package lists yet: running apt-get update once")  # a fresh machine has none
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=timeout, check=False)
+            proc = _apt_download(missing, cache_dir, timeout)
         if proc.returncode != 0:
             hint = " (run `apt-get update` first?)" if "Unable to locate" in proc.stderr else ""
             raise ImageBuildError(
@@ -83,6 +77,14 @@ def fetch_debs(packages: Sequence[str], *, cache: Path | None = None, timeout: f
             raise ImageBuildError(f"apt-get download {package} produced no .deb in {cache_dir}")
         debs.append(deb)
     return debs
+
+
+def _apt_download(packages: Sequence[str], cache_dir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["apt-get", "download", *packages], cwd=cache_dir, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ImageBuildError(f"apt-get download {' '.join(packages)} timed out after {timeout}s") from exc
 
 
 def extract_debs(debs: Sequence[Path], root: Path) -> None:
