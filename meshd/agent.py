@@ -14,6 +14,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
@@ -27,6 +28,11 @@ from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import default_state_dir
+
+if TYPE_CHECKING:
+    from meshd.api.server import ApiServer
+    from meshd.dns.server import DnsServer
+    from meshd.mdns import MdnsAdvertiser
 
 log = logging.getLogger("meshd")
 
@@ -97,9 +103,9 @@ class Agent:
             api_url=f"http://{self.api_host}:{self.api_port}",
             metrics=options.sidecar_metrics,
         )
-        self.dns = None
-        self.mdns = None
-        self.api = None
+        self.dns: DnsServer | None = None
+        self.mdns: MdnsAdvertiser | None = None
+        self.api: ApiServer | None = None
         self._address_tasks: set[asyncio.Task] = set()
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
@@ -128,9 +134,9 @@ class Agent:
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
         await self._start_driver()
         await self.controller.start()
-        self.api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
-                             sidecar_targets=self.sidecar.targets)
-        await self.api.start(self.api_host, self.api_port)
+        self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
+                                   sidecar_targets=self.sidecar.targets)
+        await api.start(self.api_host, self.api_port)
         log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
         await self._start_dns()
         await self._start_mdns()
@@ -151,12 +157,12 @@ class Agent:
     async def _start_dns(self) -> None:
         from meshd.dns.server import DnsServer
 
-        self.dns = DnsServer(self.registry, zone=self.options.zone, ttl=self.options.dns_ttl,
-                             listen=[split_host_port(self.options.dns)])
-        await self.dns.start()
+        self.dns = dns = DnsServer(self.registry, zone=self.options.zone, ttl=self.options.dns_ttl,
+                                   listen=[split_host_port(self.options.dns)])
+        await dns.start()
         if self.options.driver == "docker":  # the pods' resolver, on the bridge's gateway
             try:
-                await self.dns.listen_on(DOCKER_GATEWAY, 53)
+                await dns.listen_on(DOCKER_GATEWAY, 53)
             except OSError as error:
                 log.warning("pods cannot resolve Service names: DNS on %s:53: %s", DOCKER_GATEWAY, error)
 
@@ -167,8 +173,8 @@ class Agent:
         if interfaces is None:
             return
         try:
-            self.mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node)
-            await self.mdns.start()
+            self.mdns = mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node)
+            await mdns.start()
         except Exception as error:  # mDNS is best effort: the LAN may not allow it
             log.warning("mDNS disabled: %s", error)
             self.mdns = None

@@ -61,19 +61,19 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
         })
     statuses = []
     for c in worker.spec.containers:
-        status = worker.containers[c.name]
+        container = worker.containers[c.name]
         entry: dict[str, Any] = {
             "name": c.name,
             "image": c.image,
             "imageID": "",
-            "containerID": f"docker://{status.id}" if status.id else "",
-            "ready": status.ready,
-            "started": status.phase == "running",
-            "restartCount": status.restart_count,
-            "state": _container_state(status),
+            "containerID": f"docker://{container.id}" if container.id else "",
+            "ready": container.ready,
+            "started": container.phase == "running",
+            "restartCount": container.restart_count,
+            "state": _container_state(container),
         }
-        if status.last_termination:
-            last = status.last_termination
+        if container.last_termination:
+            last = container.last_termination
             entry["lastState"] = {"terminated": {
                 "exitCode": last["exitCode"], "reason": last["reason"], "message": last["message"],
                 "startedAt": rfc3339(last["startedAt"]), "finishedAt": rfc3339(last["finishedAt"])}}
@@ -85,7 +85,7 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
         statuses.append(entry)
     ready = worker.ready
     phase = worker.phase
-    status: dict[str, Any] = {
+    pod_status: dict[str, Any] = {
         "phase": phase,
         "conditions": [
             {"type": "PodScheduled", "status": "True" if worker.scheduled else "False",
@@ -101,7 +101,7 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
         "qosClass": "BestEffort",
     }
     if worker.reason:
-        status["reason"], status["message"] = worker.reason, worker.message
+        pod_status["reason"], pod_status["message"] = worker.reason, worker.message
     metadata: dict[str, Any] = {
         "name": identity.name,
         "namespace": identity.namespace,
@@ -124,7 +124,7 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
             "nodeName": "meshd",
             **({"hostname": worker.spec.hostname} if worker.spec.hostname else {}),
         },
-        "status": status,
+        "status": pod_status,
     }
 
 
@@ -167,7 +167,7 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
     available = sum(v.available for v in views.values())
     updated = views[new.name].pods if new else 0
     progress = controller.progress.get((namespace, name))
-    conditions = [{
+    conditions: list[dict[str, Any]] = [{
         "type": "Available",
         "status": "True" if available >= obj.replicas - _max_unavailable(obj) else "False",
         "reason": "MinimumReplicasAvailable" if available >= obj.replicas - _max_unavailable(obj)

@@ -337,7 +337,7 @@ class ApiServer:
         response = await self._open_stream(request)
         if sidecar:
             self.drain.connect(sidecar, key)
-        updates = self.registry.watch(key)
+        updates = self.registry.watch(key)  # an async generator: closed below
         WATCH_SUBSCRIBERS.inc()
         try:
             async for item in _with_heartbeats(updates, HEARTBEAT_SECONDS):
@@ -353,7 +353,7 @@ class ApiServer:
         finally:
             WATCH_SUBSCRIBERS.dec()
             with contextlib.suppress(RuntimeError):  # cancelled while the generator was waiting
-                await updates.aclose()
+                await updates.aclose()  # type: ignore[attr-defined]
             if sidecar:
                 self.drain.disconnect(sidecar)
             self._streams.discard(response)

@@ -367,11 +367,11 @@ class Controller:
         top_revision = max((r.revision for r in owned), default=0)
         if new is None:
             manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
-            (rs,) = load_objects([manifest], source=f"replicaset of {name}").objects
-            new = ReplicaSetRecord(rs, "Deployment", name, hash_, top_revision + 1, 0, now)
-            self.replicasets[(namespace, rs.metadata.name)] = new
+            created = _load_replicaset(manifest, source=f"replicaset of {name}")
+            new = ReplicaSetRecord(created, "Deployment", name, hash_, top_revision + 1, 0, now)
+            self.replicasets[(namespace, created.metadata.name)] = new
             self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                               f"Created new replica set {rs.metadata.name}")
+                               f"Created new replica set {created.metadata.name}")
             self._dirty = True
         elif new.revision < top_revision:  # a rollback makes an old template current again
             new.revision = top_revision + 1
@@ -390,11 +390,11 @@ class Controller:
                 old=[views[r.name] for r in old],
             )
             for rs_name, count in changes.items():
-                rs = self.replicasets[(namespace, rs_name)]
-                verb = "up" if count > rs.replicas else "down"
+                scaled = self.replicasets[(namespace, rs_name)]
+                verb = "up" if count > scaled.replicas else "down"
                 self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                                   f"Scaled {verb} replica set {rs_name} from {rs.replicas} to {count}")
-                rs.replicas = count
+                                   f"Scaled {verb} replica set {rs_name} from {scaled.replicas} to {count}")
+                scaled.replicas = count
                 self._dirty = True
         self._track_progress(deployment, new, old, now)
         self._prune_history(deployment, new, old)
@@ -708,10 +708,16 @@ class Controller:
                 continue
             self.objects[object_key(obj)] = ObjectRecord(obj, item["generation"], item["created"], item["uid"])
         for item in state.get("replicasets", []):
-            (rs,) = load_objects([item["manifest"]], source="state").objects
-            record = ReplicaSetRecord(rs, item["owner_kind"], item["owner"], item["template_hash"],
+            record = ReplicaSetRecord(_load_replicaset(item["manifest"], source="state"), item["owner_kind"], item["owner"], item["template_hash"],
                                       item["revision"], item["replicas"], item["created"], item["uid"])
             self.replicasets[(record.namespace, record.name)] = record
+
+
+def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
+    (obj,) = load_objects([manifest], source=source).objects
+    if not isinstance(obj, ReplicaSet):
+        raise ManifestError(f"expected a ReplicaSet, found a {obj.kind}", source=source)
+    return obj
 
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:

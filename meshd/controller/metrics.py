@@ -85,9 +85,9 @@ class ControllerCollector(Collector):
             }
             for state, value in counts.items():
                 replicas.add_metric([namespace, name, state], value)
-            state = c.progress.get((namespace, name))
-            progress.add_metric([namespace, name], 1 if state and state.complete else 0)
-            failed.add_metric([namespace, name], 1 if state and state.failed else 0)
+            rollout = c.progress.get((namespace, name))
+            progress.add_metric([namespace, name], 1 if rollout and rollout.complete else 0)
+            failed.add_metric([namespace, name], 1 if rollout and rollout.failed else 0)
         phases = GaugeMetricFamily("meshd_pods", "Pods on this node by phase.", labels=["phase"])
         counted = {phase: 0 for phase in PHASES}
         for worker in c.pods.values():

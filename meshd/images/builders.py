@@ -180,7 +180,7 @@ BUILDERS: dict[str, Callable[[Any], str]] = {
 }
 
 
-BUILDERS: dict[str, Callable[[Any], str]] = {
+BUILDERS_BY_IMAGE: dict[str, Callable[[Any], str]] = {
     PAUSE_IMAGE: ensure_pause_image,
     BUSYBOX_IMAGE: ensure_busybox_image,
     PYTHON_IMAGE: ensure_python_image,
@@ -189,4 +189,4 @@ BUILDERS: dict[str, Callable[[Any], str]] = {
 
 def builder_for(image: str) -> Callable[[Any], str] | None:
     """The offline builder of one of meshd's own images (they never come from a registry), else None."""
-    return BUILDERS.get(image)
+    return BUILDERS_BY_IMAGE.get(image)
