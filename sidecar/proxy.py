@@ -22,6 +22,7 @@ from typing import Any
 from httptools import HttpRequestParser, HttpResponseParser, parse_url
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 
+from .balancer import RoundRobin
 from .http import HOP_BY_HOP, connection_tokens, error_response, forwarded_for, service_hostnames, split_host
 from .retry import IDEMPOTENT, RETRYABLE_STATUS
 from .services import (
@@ -603,6 +604,43 @@ class Exchange:
         timeout = svc.config.timeout
         if timeout is not None:
             self.deadline = now + timeout
+        # attempt(), inlined for the common case: round robin, a pooled connection, no body buffered yet
+        ep = None
+        if svc._eject_expiry is None:  # (svc.pick, inlined)
+            available = svc.available
+            n = len(available)
+            if n == 1:
+                ep = available[0]
+            elif n:
+                balancer = svc.balancer
+                if type(balancer) is RoundRobin:
+                    i = balancer._next % n
+                    balancer._next = i + 1
+                    ep = available[i]
+        if ep is not None:
+            port_name = self.port_name
+            port = ep.ports.get(port_name) if port_name is not None else None
+            idle = ep.idle.get(port) if port is not None else None  # type: ignore[arg-type]
+            if idle and not (self.pending or self.req_done or conn.write_paused):
+                up = idle[-1]
+                if not up.closed and up.out.buf is None:
+                    idle.pop()
+                    ep.in_flight += 1
+                    self.ep = ep
+                    self.port = port  # type: ignore[assignment]
+                    self.up = up  # attach(up), inlined: the request head goes out alone
+                    up.exchange = self
+                    up.in_head = True
+                    up.hbuf = b""
+                    up.hoff = 0
+                    self.pending = None
+                    up.transport.write(self.head)
+                    if self.expect and not self.sent_continue and self.version == "1.1":
+                        self.sent_continue = True
+                        conn.out.write(CONTINUE_100)
+                    return
+            self._attempt_on(ep)
+            return
         self.attempt()
 
     def request_body(self, chunk: bytes) -> None:
@@ -652,6 +690,11 @@ class Exchange:
         if ep is None:
             self._wait_for_endpoint()
             return
+        self._attempt_on(ep)
+
+    def _attempt_on(self, ep: EndpointState) -> None:
+        svc = self.service
+        assert svc is not None
         port_name = self.port_name
         port = ep.ports.get(port_name) if port_name is not None else None  # svc.target_port's common case
         if port is None:
