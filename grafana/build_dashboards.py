@@ -410,6 +410,28 @@ def control_plane() -> dict[str, Any]:
             q("sum(meshd_dns_cache_entries)", "DNS cache entries"),
         ), width=8),
     ]  # fmt: skip
+    engine = [
+        Panel(
+            "Docker engine calls",
+            (q(f"sum by (call) (rate(meshd_docker_call_duration_seconds_count[{RATE}]))", "{{call}}"),),
+            unit="ops",
+            width=8,
+            stack=True,
+            description="Calls the agent made to the container engine, by kind.",
+        ),
+        Panel(
+            "Docker engine call latency p99",
+            (hq(0.99, "meshd_docker_call_duration_seconds_bucket", "", "call"),),
+            unit="s",
+            width=8,
+        ),
+        Panel(
+            "Docker engine call errors",
+            (q(f"sum by (call) (rate(meshd_docker_call_errors_total[{RATE}]))", "{{call}}"),),
+            unit="ops",
+            width=8,
+        ),
+    ]
     process = [
         Panel("CPU", (q(f"rate(process_cpu_seconds_total[{RATE}])", "{{meshd_component}} {{instance}}"),),
               unit="percentunit", width=12, description="CPU time per second of each scraped process."),
@@ -419,11 +441,13 @@ def control_plane() -> dict[str, Any]:
     return dashboard(
         uid="meshd-control-plane",
         title="meshd — control plane",
-        description="The agent: Deployments and rollouts, pods and restarts, the controller, probes, DNS and mDNS.",
+        description="The agent: Deployments and rollouts, pods and restarts, the controller, probes, DNS and mDNS, "
+        "Docker engine calls.",
         tags=["control-plane"],
         variables=DEPLOYMENT_VARIABLES,
         sections=[("Workloads", workloads), ("Controller", controller), ("Probes", probes),
-                  ("Discovery: DNS, mDNS, watches", discovery), ("Processes", process)],
+                  ("Discovery: DNS, mDNS, watches", discovery), ("Container engine", engine),
+                  ("Processes", process)],
     )  # fmt: skip
 
 

@@ -158,7 +158,7 @@ class PromQLError(Exception):
 
 
 def agent_command(api: str, dns: str, state_dir: Path, sidecar_metrics: str) -> list[str]:
-    """`meshd agent` with private ports; through AgentOptions while the CLI has no --sidecar-metrics flag."""
+    """`meshd agent` with private ports (through AgentOptions where the CLI has no --sidecar-metrics flag)."""
     cli = [sys.executable, "-c", "from meshd.cli.main import main; main()", "agent"]
     helptext = subprocess.run(
         [*cli, "--help"], capture_output=True, text=True, timeout=60, check=False

@@ -304,6 +304,8 @@ SICK = """\
         values: '0x12'
       - series: 'meshd_dns_queries_total{instance="a:1", qtype="A", rcode="SERVFAIL", transport="udp"}'
         values: '0+6x12'
+      - series: 'meshd_docker_call_errors_total{instance="a:1", call="create"}'
+        values: '0+3x12'
 """
 HEALTHY = """\
       - series: 'up{job="anything", instance="a:1", meshd_component="sidecar"}'
@@ -323,6 +325,8 @@ HEALTHY = """\
       - series: 'meshd_sidecar_endpoints{instance="b:2", service="default/web", state="ready"}'
         values: '2x12'
       - series: 'meshd_dns_queries_total{instance="a:1", qtype="A", rcode="SERVFAIL", transport="udp"}'
+        values: '0x12'
+      - series: 'meshd_docker_call_errors_total{instance="a:1", call="create"}'
         values: '0x12'
 """
 # alert -> (labels, summary) expected at 10m on the SICK series
@@ -355,6 +359,10 @@ EXPECTED = {
     "MeshdServiceNoReadyEndpoints": (
         {"severity": "warning", "service": "default/web"},
         "Service default/web has no ready endpoint the sidecar can use",
+    ),
+    "MeshdDockerCallsFailing": (
+        {"severity": "warning", "instance": "a:1", "call": "create"},
+        "Docker engine calls (create) from the agent at a:1 are failing",
     ),
     "MeshdDNSServerFailures": (
         {"severity": "warning", "instance": "a:1"},

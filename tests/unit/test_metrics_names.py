@@ -15,9 +15,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,30 +57,26 @@ def import_metric_modules(package: str) -> list[str]:
     return imported
 
 
-def fake_controller() -> SimpleNamespace:
-    """Just what ControllerCollector reads: one Deployment with one ready pod, its rollout complete."""
-    from meshd.manifests import load_objects, template_hash
-    from meshd.model.objects import Deployment
+def controller_with_a_deployment(tmp: Path) -> Any:
+    """A real Controller, never started (no containers run), that holds one Deployment."""
+    from meshd.controller.loop import Controller, NodeCapacity
+    from meshd.driver.process import ProcessDriver
+    from meshd.registry import Registry
 
-    (deployment,) = load_objects([DEPLOYMENT]).objects
-    assert isinstance(deployment, Deployment)
-    rs = SimpleNamespace(
-        template_hash=template_hash(deployment.template), rs=SimpleNamespace(min_ready_seconds=0)
+    controller = Controller(
+        driver=ProcessDriver(agent_id="metrics-names", state_dir=tmp / "process"),
+        registry=Registry(node="test"),
+        state_dir=tmp / "state",
+        agent_id="metrics-names",
+        service_pool="127.214.0.0/16",
+        capacity=NodeCapacity(cpu_millicores=1000, memory_bytes=1 << 30),
     )
-    pod = SimpleNamespace(ready=True, available=lambda min_ready, now: True)
-    worker = SimpleNamespace(phase="Running", scheduled=True)
-    return SimpleNamespace(
-        _clock=lambda: 100.0,
-        objects={("Deployment", "default", "web"): SimpleNamespace(obj=deployment)},
-        owned_replicasets=lambda namespace, name: [rs],
-        pods_of=lambda r: [pod],
-        progress={("default", "web"): SimpleNamespace(complete=True, failed=False)},
-        pods={("default", "web-1"): worker},
-    )
+    controller.apply(yaml.safe_dump(DEPLOYMENT))
+    return controller
 
 
 @pytest.fixture(scope="module")
-def agent_exposition() -> Iterator[str]:
+def agent_exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import_metric_modules("meshd")
     from meshd.controller.metrics import register_controller_metrics
     from meshd.dns.metrics import DnsStats
@@ -86,7 +84,9 @@ def agent_exposition() -> Iterator[str]:
 
     stats = DnsStats()  # registers the DNS collector, as a DnsServer does
     stats.observe(50_000)
-    collector = register_controller_metrics(fake_controller())  # type: ignore[arg-type]
+    collector = register_controller_metrics(
+        controller_with_a_deployment(tmp_path_factory.mktemp("controller"))
+    )
     try:
         yield generate_latest(REGISTRY).decode()
     finally:
