@@ -6,7 +6,7 @@ In one run: two nginx backends (small static response), then each balancer in tu
 from /proc/PID/stat), then by `hey` at a fixed ~2,000 requests/s (p99 added over hitting a backend
 directly); finally the RSS of a sidecar holding 100 Services x 10 endpoints from a fake agent stream.
 
-    python bench/proxy_bench.py [--duration 10] [--connections 50] [--threads 2] [--workers 1]
+    python bench/proxy_bench.py [--duration 10] [--connections 50] [--threads 2] [--workers 1] [--rounds 3] [--pin]
 
 Not a test: it prints a table and the ratios to nginx (the goals of issue 5: >= 0.8x nginx throughput,
 <= 1.3x nginx CPU per request, added p99 <= 1.5x nginx's, RSS < 60 MB).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,9 +98,11 @@ class WrkResult:
     errors: int
 
 
-def run_wrk(port: int, *, duration: int, threads: int, connections: int) -> WrkResult:
+def run_wrk(
+    port: int, *, duration: int, threads: int, connections: int, pin: list[str] | None = None
+) -> WrkResult:
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
+        [*(pin or []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -186,6 +190,12 @@ backend be
 """
 
 
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=10)
@@ -193,20 +203,36 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--rate", type=int, default=2000)
     p.add_argument("--rate-duration", type=int, default=8)
+    p.add_argument(
+        "--rounds", type=int, default=3, help="wrk runs per balancer, interleaved (medians reported)"
+    )
     p.add_argument("--workers", default="1,2", help="meshd-sidecar --workers values to run (comma list)")
     p.add_argument("--only", default="", help="comma list of nginx,haproxy,sidecar (default all)")
+    p.add_argument(
+        "--pin", action="store_true",
+        help="pin wrk and the backends to CPU 0 and each one-worker balancer to CPU 1 (taskset)",
+    )  # fmt: skip
     args = p.parse_args()
-    for tool in ("wrk", "hey", "nginx", "haproxy"):
+    for tool in ("wrk", "hey", "nginx", "haproxy") + (("taskset",) if args.pin else ()):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="meshd-proxy-bench-"))
     stack = Stack(tmp)
     b1, b2 = free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}")
+    pin_clients = ["taskset", "-c", "0"] if args.pin else []
+    pin_balancer = ["taskset", "-c", "1"] if args.pin else []
+    wrk = partial(run_wrk, pin=pin_clients)
+    # name -> (port, pid whose process tree is the balancer)
+    balancers: dict[str, tuple[int, int]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
     results: dict[str, dict[str, float]] = {}
+    mem = float("nan")
     try:
         (tmp / "backends.conf").write_text(NGINX_BACKENDS.format(tmp=tmp, b1=b1, b2=b2))
-        stack.start(["nginx", "-c", str(tmp / "backends.conf"), "-e", str(tmp / "backends.err")])
+        stack.start(
+            pin_clients + ["nginx", "-c", str(tmp / "backends.conf"), "-e", str(tmp / "backends.err")]
+        )
         wait_port(b1)
         wait_port(b2)
         direct_p99 = run_hey_rate(b1, rate=args.rate, duration=args.rate_duration)
@@ -214,40 +240,24 @@ def main() -> None:
             f"backends on {b1},{b2}; direct p99 at {args.rate} req/s: {direct_p99 * 1e3:.2f} ms", flush=True
         )
 
-        def measure(name: str, port: int, root_pid: int) -> None:
-            run_wrk(port, duration=1, threads=1, connections=10)  # warm-up (and workers are up now)
-            pids = proc_tree(root_pid)
-            c0 = cpu_seconds(pids)
-            r = run_wrk(port, duration=args.duration, threads=args.threads, connections=args.connections)
-            cpu = cpu_seconds(pids) - c0
-            requests = r.rps * args.duration
-            rate_p99 = run_hey_rate(port, rate=args.rate, duration=args.rate_duration)
-            results[name] = {
-                "rps": r.rps, "p50": r.p50, "p99": r.p99, "errors": r.errors,
-                "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
-                "added_p99": max(rate_p99 - direct_p99, 1e-6), "rate_p99": rate_p99,
-            }  # fmt: skip
-            print(f"{name:10s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  p99 {r.p99 * 1e3:.2f} ms  "
-                  f"cpu {results[name]['cpu_us']:.1f} us/req  p99@{args.rate}/s {rate_p99 * 1e3:.2f} ms  "
-                  f"errors {r.errors}", flush=True)  # fmt: skip
-
+        # every balancer runs for the whole benchmark (idle ones cost nothing); the wrk runs alternate between
+        # them, so a change in the machine's load hits all of them alike
         only = set(filter(None, args.only.split(","))) or {"nginx", "haproxy", "sidecar"}
         if "nginx" in only:
             port = free_port()
             (tmp / "lb.conf").write_text(NGINX_LB.format(tmp=tmp, b1=b1, b2=b2, port=port))
-            proc = stack.start(["nginx", "-c", str(tmp / "lb.conf"), "-e", str(tmp / "lb.err")])
+            proc = stack.start(
+                pin_balancer + ["nginx", "-c", str(tmp / "lb.conf"), "-e", str(tmp / "lb.err")]
+            )
             wait_port(port)
-            measure("nginx", port, proc.pid)
-            stack.stop(proc)
+            balancers["nginx"] = (port, proc.pid)
         if "haproxy" in only:
             port = free_port()
             (tmp / "haproxy.cfg").write_text(HAPROXY.format(b1=b1, b2=b2, port=port))
-            proc = stack.start(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")])
+            proc = stack.start(pin_balancer + ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")])
             wait_port(port)
-            measure("haproxy", port, proc.pid)
-            stack.stop(proc)
+            balancers["haproxy"] = (port, proc.pid)
         if "sidecar" in only:
-            port = free_port()
             config = [
                 {
                     "service": {"namespace": "default", "name": "web", "address": None,
@@ -258,7 +268,7 @@ def main() -> None:
             ]  # fmt: skip
             (tmp / "services.json").write_text(json.dumps(config))
             agent_port = free_port()
-            agent = stack.start(
+            stack.start(
                 [sys.executable, str(HERE / "fake_agent.py"), "--listen", f"127.0.0.1:{agent_port}",
                  "--config", str(tmp / "services.json")], env=env,
             )  # fmt: skip
@@ -266,55 +276,90 @@ def main() -> None:
             for workers in [int(w) for w in args.workers.split(",")]:
                 port = free_port()
                 sidecar = stack.start(
-                    [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen",
-                     f"127.0.0.1:{port}", "--service", "default/web", "--metrics", f"127.0.0.1:{free_port()}",
-                     "--workers", str(workers), "--log-level", "WARNING"], env=env,
+                    (pin_balancer if workers == 1 else [])
+                    + [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen",
+                       f"127.0.0.1:{port}", "--service", "default/web", "--metrics", f"127.0.0.1:{free_port()}",
+                       "--workers", str(workers), "--log-level", "WARNING"], env=env,
                 )  # fmt: skip
                 wait_port(port)
                 time.sleep(0.5 + 0.5 * workers)
-                measure("sidecar" if workers == 1 else f"sidecar-w{workers}", port, sidecar.pid)
-                stack.stop(sidecar)
-            stack.stop(agent)
+                balancers["sidecar" if workers == 1 else f"sidecar-w{workers}"] = (port, sidecar.pid)
+
+        for name, (port, _) in balancers.items():
+            wrk(port, duration=1, threads=1, connections=10)  # warm-up (and workers are up now)
+            runs[name] = []
+        for round_ in range(args.rounds):
+            for name, (port, root_pid) in balancers.items():
+                pids = proc_tree(root_pid)
+                c0 = cpu_seconds(pids)
+                r = wrk(port, duration=args.duration, threads=args.threads, connections=args.connections)
+                cpu = cpu_seconds(pids) - c0
+                requests = r.rps * args.duration
+                run = {"rps": r.rps, "p50": r.p50, "p99": r.p99, "errors": r.errors,
+                       "cpu_us": cpu / requests * 1e6 if requests else float("nan")}  # fmt: skip
+                runs[name].append(run)
+                print(f"round {round_ + 1} {name:10s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  "
+                      f"p99 {r.p99 * 1e3:.2f} ms  cpu {run['cpu_us']:.1f} us/req  errors {r.errors}", flush=True)  # fmt: skip
+        for name, (port, _) in balancers.items():
+            rate_p99 = run_hey_rate(port, rate=args.rate, duration=args.rate_duration)
+            results[name] = {
+                k: median([run[k] for run in runs[name]]) for k in ("rps", "p50", "p99", "cpu_us")
+            }
+            results[name]["errors"] = sum(run["errors"] for run in runs[name])
+            results[name]["added_p99"] = max(rate_p99 - direct_p99, 1e-6)
+            results[name]["rate_p99"] = rate_p99
+            if "nginx" in runs:  # the ratio to nginx in each round (same moment), then their median
+                for k in ("rps", "cpu_us"):
+                    results[name][k + "_ratio"] = median(
+                        [run[k] / base[k] for run, base in zip(runs[name], runs["nginx"], strict=True)]
+                    )
+            print(f"{name:10s} p99@{args.rate}/s {rate_p99 * 1e3:.2f} ms", flush=True)
+        for proc in reversed(stack.procs[1:]):
+            stack.stop(proc)
+
         # memory: 100 Services x 10 endpoints, node mode (binds 127.216.x.y:18090)
-        agent_port = free_port()
-        agent = stack.start(
-            [sys.executable, str(HERE / "fake_agent.py"), "--listen", f"127.0.0.1:{agent_port}",
-             "--generate", "100x10"], env=env,
-        )  # fmt: skip
-        wait_port(agent_port)
-        mport = free_port()
-        sidecar = stack.start(
-            [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--metrics", f"127.0.0.1:{mport}",
-             "--log-level", "WARNING"], env=env,
-        )  # fmt: skip
-        wait_port(mport)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
-            if text.count("meshd_sidecar_endpoints{service=") >= 200:
-                break
-            time.sleep(0.3)
-        time.sleep(1.0)
-        services = len(set(re.findall(r'meshd_sidecar_endpoints\{service="([^"]+)"', text)))
-        mem = rss_mb(sidecar.pid)
-        print(f"sidecar RSS with {services} Services x 10 endpoints: {mem:.1f} MB", flush=True)
-        stack.stop(sidecar)
-        stack.stop(agent)
+        if "sidecar" in only:
+            agent_port = free_port()
+            agent = stack.start(
+                [sys.executable, str(HERE / "fake_agent.py"), "--listen", f"127.0.0.1:{agent_port}",
+                 "--generate", "100x10"], env=env,
+            )  # fmt: skip
+            wait_port(agent_port)
+            mport = free_port()
+            sidecar = stack.start(
+                [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--metrics",
+                 f"127.0.0.1:{mport}", "--log-level", "WARNING"], env=env,
+            )  # fmt: skip
+            wait_port(mport)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
+                if text.count("meshd_sidecar_endpoints{service=") >= 200:
+                    break
+                time.sleep(0.3)
+            time.sleep(1.0)
+            services = len(set(re.findall(r'meshd_sidecar_endpoints\{service="([^"]+)"', text)))
+            mem = rss_mb(sidecar.pid)
+            print(f"sidecar RSS with {services} Services x 10 endpoints: {mem:.1f} MB", flush=True)
+            stack.stop(sidecar)
+            stack.stop(agent)
     finally:
         stack.stop_all()
 
     print()
+    print(f"medians of {args.rounds} interleaved rounds; 'x nginx' = median of the per-round ratios"
+          + ("; pinned: wrk+backends CPU 0, one-worker balancers CPU 1" if args.pin else ""))  # fmt: skip
     print(f"{'proxy':10s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
-          f"{'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s}")  # fmt: skip
+          f"{'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s} {'errors':>7s}")  # fmt: skip
     base = results.get("nginx")
     for name, r in results.items():
-
-        def ratio(k: str, r: dict[str, float] = r) -> float:
-            return r[k] / base[k] if base else float("nan")
-
-        print(f"{name:10s} {r['rps']:9.0f} {ratio('rps'):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
-              f"{r['cpu_us']:7.1f} {ratio('cpu_us'):8.2f} {r['added_p99'] * 1e3:13.2f} {ratio('added_p99'):8.2f}")  # fmt: skip
-    print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
+        nan = float("nan")
+        added = r["added_p99"] / base["added_p99"] if base else nan
+        print(f"{name:10s} {r['rps']:9.0f} {r.get('rps_ratio', nan):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
+              f"{r['cpu_us']:7.1f} {r.get('cpu_us_ratio', nan):8.2f} {r['added_p99'] * 1e3:13.2f} {added:8.2f} "
+              f"{int(r['errors']):7d}")  # fmt: skip
+    if not math.isnan(mem):
+        print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
     print(f"logs in {tmp}")
 
 

@@ -1209,7 +1209,9 @@ _HOP_EXCEPT_UPGRADE = re.compile(rb"^(?:" + _HOP_NAMES + rb")[ \t]*:[^\n]*\n", r
 
 
 HEAD_CACHE_SIZE = 512
-_HEAD_CACHE: dict[bytes, tuple[bytes, bool, bool, bytes]] = {}  # raw response head -> _scan_response_head(raw)
+_HEAD_CACHE: dict[
+    bytes, tuple[bytes, bool, bool, bytes]
+] = {}  # raw response head -> _scan_response_head(raw)
 
 
 def _scan_response_head(raw: bytes, *, upgrade: bool) -> tuple[bytes, bool, bool, bytes]:
