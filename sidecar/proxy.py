@@ -398,8 +398,7 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         ex = self.cur
         if ex is None or ex.method is not None:  # a new request (no on_message_begin: one callback less)
-            ex = self.cur = Exchange(self)
-            ex.url = url
+            ex = self.cur = Exchange(self, url)
             queue = self.queue
             queue.append(ex)
             if len(queue) > PIPELINE_LIMIT:
@@ -502,11 +501,11 @@ class Exchange:
         "waiter",
     )  # fmt: skip
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: ClientConnection, url: bytes) -> None:
+        # not set here (read only once start() has set them): head, method_idx, port_name, port
         self.conn = conn
         self.method: bytes | None = None
-        self.head = b""
-        self.url: bytes | None = None
+        self.url = url
         self.headers: list[tuple[bytes, bytes]] = []
         self.version = "1.1"
         self.keep_alive = True
@@ -519,9 +518,7 @@ class Exchange:
         self.replay_size = 0
         self.chunked_req = self.expect = self.sent_continue = self.tunnelled = self.eof_body = False
         self.service: ServiceState | None = None
-        self.port_name: str | None = None
         self.ep: EndpointState | None = None
-        self.port = 0
         self.up: UpstreamConnection | None = None
         self.tried: set[EndpointState] | None = None
         self.retries = 0
@@ -532,7 +529,6 @@ class Exchange:
         self.status = 0
         self.resp_mode = R_NONE
         self.early: list[bytes] | tuple[()] = ()
-        self.method_idx = OTHER_METHOD
 
     # --- request side -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -630,9 +626,7 @@ class Exchange:
                     self.port = port  # type: ignore[assignment]
                     self.up = up  # attach(up), inlined: the request head goes out alone
                     up.exchange = self
-                    up.in_head = True
-                    up.hbuf = b""
-                    up.hoff = 0
+                    up.in_head = True  # (a pooled connection's hbuf and hoff were reset at its last head)
                     self.pending = None
                     up.transport.write(self.head)
                     if self.expect and not self.sent_continue and self.version == "1.1":
@@ -1141,8 +1135,7 @@ class Exchange:
     def _finish(self, now: float = 0.0) -> None:
         if self.done:
             return
-        self.done = True
-        self.deadline = 0.0
+        self.done = True  # (the deadline is left: the ticker skips done exchanges)
         ep = self.ep
         if ep is not None:  # inlined _release_endpoint: this runs for every request
             self.ep = None
