@@ -426,7 +426,11 @@ class ClientConnection(asyncio.Protocol):
         self.cur.request_body(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
-        self.cur.request_done()  # type: ignore[union-attr]
+        ex = self.cur
+        if ex.chunked_req or ex.done:  # type: ignore[union-attr]
+            ex.request_done()  # type: ignore[union-attr]
+        else:
+            ex.req_done = True  # type: ignore[union-attr]  # request_done's common case
 
     # running the queue
     def advance(self) -> None:
