@@ -60,6 +60,7 @@ class ApiServer:
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
         self._runner: web.AppRunner | None = None
         self._streams: set[web.StreamResponse] = set()
+        self._sidecar_metrics: dict[str, str] = {}  # connected sidecar id -> its metrics address
         r = self.app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics)
@@ -86,7 +87,8 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                    handler_cancellation=True)  # a gone client ends its stream at once
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
@@ -334,9 +336,12 @@ class ApiServer:
 
     async def _stream_updates(self, request: web.Request, key: ServiceKey | None) -> web.StreamResponse:
         sidecar = request.query.get("sidecar")
+        metrics = request.query.get("metrics")  # where the sidecar serves /metrics, for Prometheus' discovery
         response = await self._open_stream(request)
         if sidecar:
             self.drain.connect(sidecar, key)
+            if metrics:
+                self._sidecar_metrics[sidecar] = metrics
         updates = self.registry.watch(key)  # an async generator: closed below
         WATCH_SUBSCRIBERS.inc()
         try:
@@ -356,6 +361,8 @@ class ApiServer:
                 await updates.aclose()  # type: ignore[attr-defined]
             if sidecar:
                 self.drain.disconnect(sidecar)
+                if sidecar not in self.drain.sidecars:
+                    self._sidecar_metrics.pop(sidecar, None)
             self._streams.discard(response)
         return response
 
@@ -373,7 +380,7 @@ class ApiServer:
         groups: list[dict[str, Any]] = [
             {"targets": [host], "labels": {"meshd_component": "agent"}},
         ]
-        sidecars = self.sidecar_targets()
+        sidecars = sorted(set(self.sidecar_targets()) | set(self._sidecar_metrics.values()))
         if sidecars:
             groups.append({"targets": sidecars, "labels": {"meshd_component": "sidecar"}})
         for worker in self.controller.pods.values():

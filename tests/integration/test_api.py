@@ -109,3 +109,16 @@ async def test_prometheus_http_sd_lists_the_agent(api):
     async with http.get("/v1/prometheus/targets") as reply:
         groups = await reply.json()
     assert groups[0]["targets"] == [agent.options.api] and groups[0]["labels"]["meshd_component"] == "agent"
+
+
+async def test_http_sd_lists_every_connected_sidecar(api):
+    agent, http = api
+    async with http.get("/v1/watch/endpoints?sidecar=beside-app&metrics=127.0.0.1:9911") as stream:
+        await stream.content.readline()
+        async with http.get("/v1/prometheus/targets") as reply:
+            groups = await reply.json()
+        sidecars = next(g for g in groups if g["labels"]["meshd_component"] == "sidecar")
+        assert "127.0.0.1:9911" in sidecars["targets"]
+    await asyncio.sleep(0.2)
+    async with http.get("/v1/prometheus/targets") as reply:
+        assert all("127.0.0.1:9911" not in g["targets"] for g in await reply.json())
