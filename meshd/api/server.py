@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from meshd.registry.drain import DrainCoordinator
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+USAGE_WINDOW = 0.25  # seconds between the two cgroup readings a CPU rate comes from
 WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch streams (sidecars and clients).",
                           registry=REGISTRY)
 MAX_BODY = 8 * 1024 * 1024
@@ -297,20 +299,28 @@ class ApiServer:
         return response
 
     async def pod_metrics(self, request: web.Request) -> web.Response:
+        """metrics.k8s.io PodMetrics: CPU as a rate over a short window, memory now (both from the cgroups)."""
         namespace = request.match_info.get("ns")
-        items = []
-        for (ns, name), worker in sorted(self.controller.pods.items()):
-            if namespace is not None and ns != namespace:
+        workers = [w for (ns, _), w in sorted(self.controller.pods.items()) if namespace in (None, ns)]
+        ids = [(w, c, c.id) for w in workers for c in w.containers.values() if c.id]
+        driver = self.controller.driver
+
+        async def sample() -> tuple[float, list]:
+            return time.monotonic(), await asyncio.gather(*(driver.usage(cid) for _, _, cid in ids))
+
+        t0, first = await sample()
+        await asyncio.sleep(USAGE_WINDOW)
+        t1, second = await sample()
+        usage: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for (worker, status, _), before, after in zip(ids, first, second):
+            if before is None or after is None:
                 continue
-            containers = []
-            for status in worker.containers.values():
-                usage = await self.controller.driver.usage(status.id) if status.id else None
-                if usage is None:
-                    continue
-                containers.append({"name": status.name, "usage": {
-                    "cpu": f"{int(usage.cpu_seconds * 1e9)}n", "memory": f"{usage.memory_bytes // 1024}Ki"}})
-            items.append({"metadata": {"name": name, "namespace": ns}, "containers": containers,
-                          "window": "0s", "timestamp": kube.rfc3339(self.controller.now())})
+            cores = max(after.cpu_seconds - before.cpu_seconds, 0) / (t1 - t0)
+            usage.setdefault((worker.namespace, worker.name), []).append({"name": status.name, "usage": {
+                "cpu": f"{int(cores * 1e9)}n", "memory": f"{after.memory_bytes // 1024}Ki"}})
+        items = [{"metadata": {"name": w.name, "namespace": w.namespace},
+                  "containers": usage.get((w.namespace, w.name), []),
+                  "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())} for w in workers]
         return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "items": items})
 
     # --- discovery ----------------------------------------------------------------------------------
