@@ -122,3 +122,19 @@ async def test_http_sd_lists_every_connected_sidecar(api):
     await asyncio.sleep(0.2)
     async with http.get("/v1/prometheus/targets") as reply:
         assert all("127.0.0.1:9911" not in g["targets"] for g in await reply.json())
+
+
+async def test_pod_metrics_come_from_the_cgroups(api, busybox_image):
+    from tests.integration.agent_harness import eventually, ready_pods
+
+    agent, http = api
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: busy}\nspec:\n  containers:\n  - name: spin\n"
+           "    image: meshd/busybox:latest\n    imagePullPolicy: IfNotPresent\n"
+           '    command: ["/bin/sh", "-c", "while :; do :; done"]\n')
+    await (await http.post("/v1/apply", data=pod)).release()
+    await eventually(lambda: ready_pods(agent, "busy"))
+    async with http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods") as reply:
+        (item,) = (await reply.json())["items"]
+    usage = item["containers"][0]["usage"]
+    assert int(usage["cpu"].removesuffix("n")) > 100_000_000  # a busy loop uses well over 0.1 core
+    assert int(usage["memory"].removesuffix("Ki")) > 0
