@@ -64,12 +64,12 @@ def proc_tree(pid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], *, user_only: bool = False) -> float:
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            total += int(fields[11]) + (0 if user_only else int(fields[12]))  # utime, stime
         except (FileNotFoundError, IndexError):
             pass
     return total / CLK_TCK
@@ -209,6 +209,10 @@ def main() -> None:
     p.add_argument("--workers", default="1,2", help="meshd-sidecar --workers values to run (comma list)")
     p.add_argument("--only", default="", help="comma list of nginx,haproxy,sidecar (default all)")
     p.add_argument(
+        "--compare-root", default="",
+        help="also run the sidecar (1 worker) from this directory (another checkout), as 'sidecar-base'",
+    )  # fmt: skip
+    p.add_argument(
         "--pin", action="store_true",
         help="pin wrk and the backends to CPU 0 and each one-worker balancer to CPU 1 (taskset)",
     )  # fmt: skip
@@ -281,6 +285,19 @@ def main() -> None:
                 wait_port(port)
                 time.sleep(0.5 + 0.5 * workers)
                 balancers["sidecar" if workers == 1 else f"sidecar-w{workers}"] = (port, sidecar.pid)
+            if args.compare_root:
+                port = free_port()
+                root = Path(args.compare_root).resolve()
+                sidecar = stack.start(
+                    pin_balancer
+                    + [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen",
+                       f"127.0.0.1:{port}", "--service", "default/web", "--metrics", f"127.0.0.1:{free_port()}",
+                       "--log-level", "WARNING"],
+                    env=dict(env, PYTHONPATH=f"{root}:{os.environ.get('PYTHONPATH', '')}"), cwd=root,
+                )  # fmt: skip
+                wait_port(port)
+                time.sleep(1.0)
+                balancers["sidecar-base"] = (port, sidecar.pid)
 
         for name, (port, _) in balancers.items():
             wrk(port, duration=1, threads=1, connections=10)  # warm-up (and workers are up now)
@@ -288,27 +305,29 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, (port, root_pid) in balancers.items():
                 pids = proc_tree(root_pid)
-                c0 = cpu_seconds(pids)
+                c0, u0 = cpu_seconds(pids), cpu_seconds(pids, user_only=True)
                 r = wrk(port, duration=args.duration, threads=args.threads, connections=args.connections)
-                cpu = cpu_seconds(pids) - c0
+                cpu, user = cpu_seconds(pids) - c0, cpu_seconds(pids, user_only=True) - u0
                 requests = r.rps * args.duration
                 run = {"rps": r.rps, "p50": r.p50, "p99": r.p99, "errors": r.errors,
-                       "cpu_us": cpu / requests * 1e6 if requests else float("nan")}  # fmt: skip
+                       "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+                       "user_us": user / requests * 1e6 if requests else float("nan")}  # fmt: skip
                 runs[name].append(run)
-                print(f"round {round_ + 1} {name:10s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  "
-                      f"p99 {r.p99 * 1e3:.2f} ms  cpu {run['cpu_us']:.1f} us/req  errors {r.errors}", flush=True)  # fmt: skip
+                print(f"round {round_ + 1} {name:12s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  "
+                      f"p99 {r.p99 * 1e3:.2f} ms  cpu {run['cpu_us']:.1f} us/req (user {run['user_us']:.1f})  "
+                      f"errors {r.errors}", flush=True)  # fmt: skip
         for name, (port, _) in balancers.items():
             # the p99 of hitting a backend directly, measured just before (the machine's load moves)
             direct_p99 = run_hey_rate(b1, rate=args.rate, duration=args.rate_duration)
             rate_p99 = run_hey_rate(port, rate=args.rate, duration=args.rate_duration)
             results[name] = {
-                k: median([run[k] for run in runs[name]]) for k in ("rps", "p50", "p99", "cpu_us")
+                k: median([run[k] for run in runs[name]]) for k in ("rps", "p50", "p99", "cpu_us", "user_us")
             }
             results[name]["errors"] = sum(run["errors"] for run in runs[name])
             results[name]["added_p99"] = max(rate_p99 - direct_p99, 1e-6)
             results[name]["rate_p99"] = rate_p99
             if "nginx" in runs:  # the ratio to nginx in each round (same moment), then their median
-                for k in ("rps", "cpu_us"):
+                for k in ("rps", "cpu_us", "user_us"):
                     results[name][k + "_ratio"] = median(
                         [run[k] / base[k] for run, base in zip(runs[name], runs["nginx"], strict=True)]
                     )
@@ -349,15 +368,15 @@ def main() -> None:
     print()
     print(f"medians of {args.rounds} interleaved rounds; 'x nginx' = median of the per-round ratios"
           + ("; pinned: wrk+backends CPU 0, one-worker balancers CPU 1" if args.pin else ""))  # fmt: skip
-    print(f"{'proxy':10s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
-          f"{'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s} {'errors':>7s}")  # fmt: skip
+    print(f"{'proxy':12s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
+          f"{'user us':>8s} {'x nginx':>8s} {'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s} {'errors':>7s}")  # fmt: skip
     base = results.get("nginx")
     for name, r in results.items():
         nan = float("nan")
         added = r["added_p99"] / base["added_p99"] if base else nan
-        print(f"{name:10s} {r['rps']:9.0f} {r.get('rps_ratio', nan):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
-              f"{r['cpu_us']:7.1f} {r.get('cpu_us_ratio', nan):8.2f} {r['added_p99'] * 1e3:13.2f} {added:8.2f} "
-              f"{int(r['errors']):7d}")  # fmt: skip
+        print(f"{name:12s} {r['rps']:9.0f} {r.get('rps_ratio', nan):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
+              f"{r['cpu_us']:7.1f} {r.get('cpu_us_ratio', nan):8.2f} {r['user_us']:8.1f} {r.get('user_us_ratio', nan):8.2f} "
+              f"{r['added_p99'] * 1e3:13.2f} {added:8.2f} {int(r['errors']):7d}")  # fmt: skip
     if not math.isnan(mem):
         print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
     print(f"logs in {tmp}")
