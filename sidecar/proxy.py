@@ -896,9 +896,10 @@ class Exchange:
             hit = _HEAD_CACHE.get(raw)
             if hit is None:
                 hit = _scan_response_head(raw, upgrade=False)
-                if len(_HEAD_CACHE) >= HEAD_CACHE_SIZE:
-                    _HEAD_CACHE.clear()
-                _HEAD_CACHE[raw] = hit
+                if len(raw) <= HEAD_CACHE_MAX_BYTES:  # (big heads, e.g. with cookies, are not kept)
+                    if len(_HEAD_CACHE) >= HEAD_CACHE_SIZE:
+                        _HEAD_CACHE.clear()
+                    _HEAD_CACHE[raw] = hit
             head, chunked, length, whole = hit
             if (
                 length
@@ -1205,7 +1206,8 @@ _HOP_LINE = re.compile(rb"^(?:" + _HOP_NAMES + rb"|upgrade)[ \t]*:[^\n]*\n", re.
 _HOP_EXCEPT_UPGRADE = re.compile(rb"^(?:" + _HOP_NAMES + rb")[ \t]*:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
 
 
-HEAD_CACHE_SIZE = 512
+HEAD_CACHE_SIZE = 512  # distinct response heads kept (most differ only in Date: a few per second)
+HEAD_CACHE_MAX_BYTES = 2048
 _HEAD_CACHE: dict[
     bytes, tuple[bytes, bool, bool, bytes]
 ] = {}  # raw response head -> _scan_response_head(raw)
