@@ -511,7 +511,7 @@ class Exchange:
         self.method: bytes | None = None
         self.url = url
         self.headers: list[tuple[bytes, bytes]] = []
-        self.version = "1.1"
+        self.version: str | None = "1.1"  # None from the head until start() reads it
         self.keep_alive = True
         self.upgrade = False
         self.started = self.done = self.close_after = self.req_done = self.head_sent = False
