@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import percentile, wait_for
 from meshd.agent import Agent, AgentOptions
 from meshd.model.endpoints import Add, Remove, ServiceKey
 
@@ -52,19 +53,6 @@ spec:
   ports: [{name: http, port: 80, targetPort: http}]
 """
 KEY = ServiceKey("default", "probe")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(round(q * (len(ordered) - 1))), len(ordered) - 1)]
-
-
-async def wait_for(check, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark condition not reached")
-        await asyncio.sleep(0.001)
 
 
 async def main(trials: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import free_port, wait_for
 from meshd.agent import Agent, AgentOptions
 from meshd.model.endpoints import ServiceKey
 
@@ -76,20 +76,6 @@ spec:
   selector: {{app: slow}}
   ports: [{{name: http, port: 80, targetPort: http}}]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def wait_for(check, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark condition not reached")
-        await asyncio.sleep(0.02)
 
 
 async def run(*, drain: bool, seconds: int) -> tuple[int, int, float]:
