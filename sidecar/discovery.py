@@ -62,8 +62,10 @@ class DiscoveryClient:
         service: ServiceKey | None = None,
         heartbeat_timeout: float = 35.0,
         backoff: Backoff | None = None,
+        metrics: str | None = None,
     ) -> None:
         self.api = normalize_api(api)
+        self.metrics = metrics
         self.table = table
         self.sidecar_id = sidecar_id
         self.service = service
@@ -77,10 +79,11 @@ class DiscoveryClient:
 
     @property
     def watch_url(self) -> str:
+        who = f"sidecar={quote(self.sidecar_id)}" + (f"&metrics={quote(self.metrics)}" if self.metrics else "")
         if self.service is not None:
             ns, name = quote(self.service.namespace), quote(self.service.name)
-            return f"{self.api}/v1/namespaces/{ns}/endpoints/{name}?watch=1&sidecar={quote(self.sidecar_id)}"
-        return f"{self.api}/v1/watch/endpoints?sidecar={quote(self.sidecar_id)}"
+            return f"{self.api}/v1/namespaces/{ns}/endpoints/{name}?watch=1&{who}"
+        return f"{self.api}/v1/watch/endpoints?{who}"
 
     def drained(self, key: ServiceKey, endpoint: str) -> None:
         """Queue a drain ack (called by the table when a removed endpoint has nothing in flight)."""

@@ -117,14 +117,15 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     sidecar_id = args.id if args.workers <= 1 else f"{args.id}-w{worker}"
     only = ServiceKey.parse(args.service) if args.service else None
     table = ServiceTable(only=only)
+    mhost, mport = split_hostport(args.metrics)
     discovery = DiscoveryClient(
-        args.api, table, sidecar_id=sidecar_id, service=only if args.single_route else None
+        args.api, table, sidecar_id=sidecar_id, service=only if args.single_route else None,
+        metrics=f"{mhost}:{mport + worker}",  # so the agent lists it for Prometheus
     )
     table._on_drained = discovery.drained
     options = ProxyOptions(fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone)
     reuse_port = args.workers > 1
     tasks = [asyncio.create_task(supervise("discovery", discovery.run))]
-    mhost, mport = split_hostport(args.metrics)
     metrics_server = None
     try:
         metrics_server = await serve_metrics(make_registry(table), mhost, mport + worker)
