@@ -155,16 +155,16 @@ class Controller:
             await asyncio.gather(*(w.detach() for w in workers))
 
     async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
-        """Runs a long-lived task; if it dies it is logged and started again."""
+        """Runs a long-lived task forever: if it dies, or ends, that is logged and it starts again."""
         while True:
             try:
                 await run()
-                return
+                log.warning("controller task %s ended; starting it again", name)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("controller task %s died; restarting it", name)
-                await asyncio.sleep(1)
+                log.exception("controller task %s died; starting it again", name)
+            await asyncio.sleep(1)
 
     def kick(self) -> None:
         self._kick_event.set()
