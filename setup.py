@@ -29,7 +29,7 @@ WANTED = os.environ.get("MESHD_MYPYC", "0").strip().lower() in ("1", "true", "ye
 
 
 def warn(why: str) -> None:
-    print(f"meshd: WARNING: building the pure-Python sidecar (not compiled with mypyc): {why}", file=sys.stderr)
+    print(f"meshd: WARNING: the sidecar stays pure Python (not compiled with mypyc): {why}", file=sys.stderr)
 
 
 class OptionalBuildExt(build_ext):
