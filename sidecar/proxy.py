@@ -547,7 +547,7 @@ class Exchange:
         url = self.url or b"/"
         if url[:1] != b"/" and url != b"*":
             try:
-                parsed = parse_url(url)
+                parsed: Any = parse_url(url)  # Any: the stub says bytes/int, but absent parts are None
             except HttpParserError:
                 self.local_reply(400, "bad request target", close=True)
                 return
