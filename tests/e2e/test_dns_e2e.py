@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.agent_harness import free_port as free_udp_tcp_port
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) is not installed"),
@@ -30,12 +32,7 @@ SRV = "_http._tcp.web.default.svc.cluster.local"
 
 
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return port
+    return free_udp_tcp_port(udp=True)
 
 
 async def run(*command: str, timeout: float = 30) -> str:

@@ -62,7 +62,7 @@ class Meshd:
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.api = f"127.0.0.1:{free_port()}"
-        self.dns = f"127.0.0.1:{free_port()}"
+        self.dns = f"127.0.0.1:{free_port(udp=True)}"
         self.agent_id = f"{RUN_ID}-mesh-{free_port()}"
         self.state = tmp_path / "state"
         self.log = tmp_path / "agent.log"

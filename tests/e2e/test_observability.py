@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import remove_labelled
+from tests.integration.agent_harness import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -86,12 +86,6 @@ def load_builder() -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def eventually(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.25) -> Any:
@@ -270,7 +264,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, busybox_i
     tmp = tmp_path_factory.mktemp("observability")
     state_dir = tmp / "state"
     state_dir.mkdir()
-    api, dns_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    api, dns_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port(udp=True)}"
     mesh = Mesh(
         api=api,
         dns=dns_addr,

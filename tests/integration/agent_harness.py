@@ -12,16 +12,25 @@ from typing import Any
 from meshd.agent import Agent, AgentOptions
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(*, udp: bool = False) -> int:
+    """A free TCP port on 127.0.0.1; with udp=True, free for UDP too (what a DNS server binds)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram, socket.socket() as stream:
+            stream.bind(("127.0.0.1", 0))
+            port = stream.getsockname()[1]
+            if udp:
+                try:
+                    dgram.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise OSError("no port free for both UDP and TCP")
 
 
 def agent_options(tmp_path: Path, agent_id: str, **overrides: Any) -> AgentOptions:
     options = AgentOptions(
         api=f"127.0.0.1:{free_port()}",
-        dns=f"127.0.0.1:{free_port()}",
+        dns=f"127.0.0.1:{free_port(udp=True)}",
         state_dir=str(tmp_path / "state"),
         mdns="off",
         sidecar=False,
