@@ -14,6 +14,7 @@ from meshd.cli.common import (
     CliError,
     api_option,
     client,
+    files_option,
     get_object,
     list_objects,
     namespace_option,
@@ -68,14 +69,7 @@ def _report(answer: Any, *, delete: bool = False) -> None:
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    required=True,
-    help="A manifest file, a directory, or - for stdin.",
-)
+@files_option(required=True, help="A manifest file, a directory, or - for stdin.")
 @click.option("-R", "--recursive", is_flag=True, help="Read directories given to -f recursively.")
 @namespace_option
 @api_option
@@ -87,7 +81,7 @@ def apply(files: tuple[str, ...], recursive: bool, namespace: str | None, api: s
 @click.command()
 @click.argument("resource", required=False)
 @click.argument("names", nargs=-1)
-@click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@files_option(required=False, help="Delete the objects in these manifests.")
 @click.option("-R", "--recursive", is_flag=True, help="Read directories given to -f recursively.")
 @click.option("-l", "--selector", default=None, help="Delete the objects of KIND matching a label selector.")
 @click.option("--all", "all_", is_flag=True, help="Delete every object of KIND in the namespace.")

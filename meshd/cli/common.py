@@ -30,6 +30,11 @@ def api_option(func: F) -> F:
     )(func)
 
 
+def files_option(*, required: bool, help: str) -> Callable[[F], F]:
+    """kubectl's `-f/--filename` (repeatable): files, directories or - for stdin."""
+    return click.option("-f", "--filename", "files", multiple=True, required=required, help=help)
+
+
 def namespace_option(func: F) -> F:
     return click.option("-n", "--namespace", default=None, help="The namespace (default: default).")(func)
 

@@ -11,7 +11,7 @@ import click
 from meshd.cli.client import AgentUnreachable, ApiError, listen_address
 from meshd.cli.cmd_change import apply, delete, logs, rollout, scale, top
 from meshd.cli.cmd_get import describe, get
-from meshd.cli.common import CliError
+from meshd.cli.common import CliError, files_option
 from meshd.cli.files import InputError, expand_sources
 from meshd.cli.kinds import UnknownKind
 
@@ -212,14 +212,7 @@ def agent_command(**params: Any) -> None:
 
 
 @cli.command("up")
-@click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    required=True,
-    help="Manifests to apply (file, directory or -).",
-)
+@files_option(required=True, help="Manifests to apply (file, directory or -).")
 @agent_options
 def up_command(files: tuple[str, ...], **params: Any) -> None:
     """Run the agent and apply manifests in one foreground process; Ctrl-C stops and cleans up."""
