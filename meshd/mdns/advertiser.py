@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from prometheus_client import Counter, Gauge
@@ -181,55 +181,61 @@ class MdnsAdvertiser:
 
     async def _register(self, advert: Advert) -> bool:
         assert self._zc is not None
-        info = _service_info(advert)
-        try:
+        zc, info = self._zc, _service_info(advert)
+
+        async def register() -> None:
             # allow_name_change: another responder owning the name (another node) must not silence this one.
-            broadcast = await self._zc.async_register_service(info, allow_name_change=True)
+            broadcast = await zc.async_register_service(info, allow_name_change=True)
             self._published[advert.name] = (advert, info)
             SERVICES.set(len(self._published))
             await broadcast
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("mDNS: registering %s failed", advert.name)
-            ERRORS.inc()
+
+        if not await _announce("register", advert.name, register):
             return False
-        ANNOUNCEMENTS.labels("register").inc()
         log.info("mDNS: advertising %s at %s:%d", info.name, ",".join(advert.addresses), advert.port)
         return True
 
     async def _update(self, advert: Advert) -> bool:
         assert self._zc is not None
-        _, old = self._published[advert.name]
+        zc, (_, old) = self._zc, self._published[advert.name]
         info = _service_info(advert, name=str(old.name))  # keep a name zeroconf may have changed on conflict
-        try:
-            broadcast = await self._zc.async_update_service(info)
+
+        async def update() -> None:
+            broadcast = await zc.async_update_service(info)
             self._published[advert.name] = (advert, info)
             await broadcast
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("mDNS: updating %s failed", advert.name)
-            ERRORS.inc()
-            return False
-        ANNOUNCEMENTS.labels("update").inc()
-        return True
+
+        return await _announce("update", advert.name, update)
 
     async def _unregister(self, key: str) -> bool:
         assert self._zc is not None
-        _, info = self._published.pop(key)
+        zc, (_, info) = self._zc, self._published.pop(key)
         SERVICES.set(len(self._published))
-        try:
-            await (await self._zc.async_unregister_service(info))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("mDNS: unregistering %s failed", info.name)
-            ERRORS.inc()
+
+        async def unregister() -> None:
+            await (await zc.async_unregister_service(info))
+
+        if not await _announce("unregister", str(info.name), unregister):
             return False
-        ANNOUNCEMENTS.labels("unregister").inc()
         log.info("mDNS: withdrew %s", info.name)
         return True
+
+
+_GERUNDS = {"register": "registering", "update": "updating", "unregister": "unregistering"}
+
+
+async def _announce(action: str, name: str, step: Callable[[], Awaitable[None]]) -> bool:
+    """Runs one zeroconf action: counted when it succeeds, logged and counted as an error when it fails."""
+    try:
+        await step()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("mDNS: %s %s failed", _GERUNDS[action], name)
+        ERRORS.inc()
+        return False
+    ANNOUNCEMENTS.labels(action).inc()
+    return True
 
 
 def _service_info(advert: Advert, *, name: str | None = None) -> AsyncServiceInfo:
