@@ -96,6 +96,10 @@ class Meshd:
         return self.until(lambda: (self.get(f"/api/v1/namespaces/default/services/{name}") or {})
                           .get("spec", {}).get("clusterIP"), what=f"service {name}")
 
+    def ready_endpoints(self, name: str) -> int:
+        subsets = (self.get(f"/api/v1/namespaces/default/endpoints/{name}") or {}).get("subsets") or []
+        return sum(len(subset.get("addresses") or []) for subset in subsets)
+
     def until(self, check, *, timeout: float = 60, what: str = ""):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -138,9 +142,13 @@ def test_the_example_app_calls_its_api_by_name_through_the_mesh(tmp_path, python
     meshd = Meshd(tmp_path, "up", "-f", str(ROOT / "examples" / "hello-mesh.yaml")).start()
     try:
         address = meshd.service_address("frontend")
+        meshd.until(lambda: meshd.ready_endpoints("api") == 3 and meshd.ready_endpoints("frontend") == 2,
+                    what="every api and frontend replica ready")
         answers = [meshd.until(lambda: curl(f"http://{address}/"), what="the frontend") for _ in range(30)]
         assert all(a.startswith("frontend frontend-") and " -> api api-" in a for a in answers), answers
-        assert len({a.split(" -> api ")[1] for a in answers}) >= 2, answers  # balanced across api replicas
+        # balanced per request across the replicas of both Services
+        assert len({a.split(" -> api ")[0] for a in answers}) == 2, answers
+        assert len({a.split(" -> api ")[1] for a in answers}) >= 2, answers
         assert "api-" in meshd.cli("get", "pods")
     finally:
         meshd.stop(signal.SIGINT)
