@@ -68,6 +68,17 @@ class PodIdentity:
 Prober = Callable[["PodWorker", Container], "ProberHandle | None"]
 
 
+def finished_to_keep(restart_policy: str, found: list[ObservedContainer]) -> ObservedContainer | None:
+    """Adoption: of a container's instances found stopped (none running), the last one when the pod's
+    restartPolicy would not restart it, so a finished pod stays finished; None means start a new one."""
+    if not found:
+        return None
+    last = max(found, key=lambda o: (o.restart_count, o.finished_at or 0.0))
+    if last.state != "exited" or should_restart(restart_policy, last.exit_code):
+        return None
+    return last
+
+
 class ProberHandle:
     """What the pod worker needs from a container's probes (see meshd.controller.probes)."""
 
@@ -381,8 +392,9 @@ class PodWorker:
         status = self.containers[container.name]
         mine = [o for o in self._adopt if o.labels.get(LABEL_CONTAINER) == container.name]
         running = next((o for o in mine if o.state == "running"), None)
+        finished = None if running is not None else finished_to_keep(self.spec.restart_policy, mine)
         for other in mine:
-            if other is not running:
+            if other is not running and other is not finished:
                 await self._remove_quietly(other.id)
         if running is not None:
             status.id = running.id
@@ -392,9 +404,22 @@ class PodWorker:
             status.backoff = Backoff(restarts=0, last_start=status.started_at)
             self._watch_container(container, status)
             return
+        if finished is not None:  # it ended and its restartPolicy keeps it so (Never, OnFailure after 0)
+            self._adopt_finished(status, finished)
+            return
         if mine:  # it exited while the agent was away: that counts as a restart
             status.restart_count = max(o.restart_count for o in mine) + 1
         await self._try_start(container, status)
+
+    def _adopt_finished(self, status: ContainerStatus, finished: ObservedContainer) -> None:
+        exit_code = finished.exit_code if finished.exit_code is not None else 137
+        status.id = finished.id
+        status.restart_count = finished.restart_count
+        status.phase, status.ready, status.exit_code = "terminated", False, exit_code
+        status.reason = "OOMKilled" if finished.oom_killed else ("Completed" if exit_code == 0 else "Error")
+        status.started_at, status.finished_at = finished.started_at, finished.finished_at
+        self._update_phase()
+        self._publish()
 
     async def _try_start(self, container: Container, status: ContainerStatus) -> None:
         """Starts the container; an image or engine failure is retried later with a growing delay."""

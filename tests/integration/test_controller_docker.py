@@ -116,6 +116,40 @@ async def test_agent_restart_adopts_running_pods_without_duplicates(tmp_path, ag
         await second.close(stop_pods=True)
 
 
+async def test_agent_restart_leaves_a_finished_pod_finished(tmp_path, agent_id, docker_client,
+                                                            busybox_image, pause_image):
+    """restartPolicy Never / OnFailure: a pod that completed while an agent ran is not run again by the next."""
+    manifest = textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: once-%s}
+        spec:
+          restartPolicy: %s
+          containers:
+          - name: main
+            image: meshd/busybox:latest
+            imagePullPolicy: IfNotPresent
+            command: ["/bin/busybox", "sh", "-c", "exit %d"]
+        """)
+    options = agent_options(tmp_path, agent_id)
+    first = await started_agent(options)
+    for name, policy, code in (("never", "Never", 3), ("onfailure", "OnFailure", 0)):
+        first.controller.apply(manifest % (name, policy, code))
+    await eventually(lambda: sorted(w.phase for w in pods(first, "once-")) == ["Failed", "Succeeded"])
+    before = sorted(c.id for c in engine_containers(docker_client, agent_id))
+    await first.close(stop_pods=False)
+    second = await started_agent(agent_options(tmp_path, agent_id, api=options.api, dns=options.dns))
+    try:
+        await eventually(lambda: sorted(w.phase for w in pods(second, "once-")) == ["Failed", "Succeeded"])
+        for worker in pods(second, "once-"):
+            main = worker.containers["main"]
+            assert (main.restart_count, main.phase) == (0, "terminated")
+            assert main.exit_code == (3 if worker.name == "once-never" else 0)
+        assert sorted(c.id for c in engine_containers(docker_client, agent_id)) == before
+    finally:
+        await second.close(stop_pods=True)
+
+
 async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
     manifest = textwrap.dedent("""\
         apiVersion: v1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from meshd.driver.base import ObservedContainer
+
 from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
+from meshd.controller.pod import finished_to_keep
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
@@ -40,6 +43,28 @@ def test_backoff_is_forgotten_after_ten_minutes_of_clean_running():
 ])
 def test_restart_policy(policy, code, restart):
     assert should_restart(policy, code) is restart
+
+
+def found(state, code=None, restarts=0, finished=None):
+    labels = {"io.meshd.container": "main", "io.meshd.restart-count": str(restarts)}
+    return ObservedContainer(id=f"{state}-{code}-{restarts}", labels=labels, state=state, exit_code=code,
+                             finished_at=finished)
+
+
+@pytest.mark.parametrize(("policy", "instances", "kept"), [
+    ("Never", [], None),
+    ("Never", [found("exited", 0)], "exited-0-0"),  # a finished pod stays finished: not run again
+    ("Never", [found("exited", 3)], "exited-3-0"),
+    ("OnFailure", [found("exited", 0)], "exited-0-0"),
+    ("OnFailure", [found("exited", 1)], None),  # failed while the agent was away: restarted
+    ("Always", [found("exited", 0)], None),
+    ("Never", [found("created")], None),  # created but never started: start it
+    ("Never", [found("exited", 1, restarts=0, finished=5.0), found("exited", 0, restarts=1, finished=1.0)],
+     "exited-0-1"),  # the latest instance is the one that counts
+])
+def test_adoption_keeps_a_finished_container_its_policy_would_not_restart(policy, instances, kept):
+    keep = finished_to_keep(policy, instances)
+    assert (keep.id if keep else None) == kept
 
 
 def pod(name, *, created=0.0, ready=True, scheduled=True, restarts=0):
