@@ -22,6 +22,7 @@ from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
+from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
 from meshd.registry.drain import DrainCoordinator
 
@@ -41,15 +42,13 @@ def _error(status: int, message: str) -> web.Response:
                               "code": status}, status=status)
 
 
-def _selector(request: web.Request) -> dict[str, str]:
-    text = request.query.get("labelSelector", "")
-    pairs = [part.split("=", 1) for part in text.split(",") if "=" in part]
-    return {k.strip().rstrip("="): v.strip() for k, v in pairs}
+def _selector(request: web.Request) -> tuple[Requirement, ...]:
+    """The request's labelSelector; one that does not parse is a 400 (ValueError), never "select all"."""
+    return parse_selector(request.query.get("labelSelector", ""))
 
 
-def _matches(obj: dict[str, Any], selector: dict[str, str]) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())
+def _matches(obj: dict[str, Any], selector: tuple[Requirement, ...]) -> bool:
+    return selects(selector, obj.get("metadata", {}).get("labels"))
 
 
 class ApiServer:
@@ -86,6 +85,7 @@ class ApiServer:
         r.add_post("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/{action}", self.rollout)
         r.add_get("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/history", self.history)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)
+        r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
 
     async def start(self, host: str, port: int) -> None:
@@ -150,7 +150,8 @@ class ApiServer:
         c = self.controller
         ns_ok = (lambda ns: namespace is None or ns == namespace)
         if resource == "pods":
-            return [kube.pod(w) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
+            node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
+            return [kube.pod(w, node=node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
         kinds = {"deployments": Deployment, "services": Service, "endpoints": Service}
@@ -176,7 +177,7 @@ class ApiServer:
     async def get_resource(self, request: web.Request) -> web.StreamResponse:
         resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
         if request.query.get("watch") in ("1", "true"):
-            return await self._watch_resources(request, resource, namespace, name, {})
+            return await self._watch_resources(request, resource, namespace, name, ())
         for obj in self._objects(resource, namespace):
             if obj["metadata"]["name"] == name:
                 return web.json_response(obj)
@@ -196,7 +197,7 @@ class ApiServer:
         return web.json_response(result.__dict__)
 
     async def _watch_resources(self, request: web.Request, resource: str, namespace: str | None,
-                               name: str | None, selector: dict[str, str]) -> web.StreamResponse:
+                               name: str | None, selector: tuple[Requirement, ...]) -> web.StreamResponse:
         response = await self._open_stream(request)
         changed = asyncio.Event()
         stop = self.controller.watch(lambda *_: changed.set())
@@ -300,8 +301,12 @@ class ApiServer:
 
     async def pod_metrics(self, request: web.Request) -> web.Response:
         """metrics.k8s.io PodMetrics: CPU as a rate over a short window, memory now (both from the cgroups)."""
-        namespace = request.match_info.get("ns")
-        workers = [w for (ns, _), w in sorted(self.controller.pods.items()) if namespace in (None, ns)]
+        namespace, name = request.match_info.get("ns"), request.match_info.get("name")
+        selector = _selector(request)
+        workers = [w for (ns, pod), w in sorted(self.controller.pods.items())
+                   if namespace in (None, ns) and name in (None, pod) and selects(selector, w.labels)]
+        if name is not None and not workers:
+            return _error(404, f'podmetrics.metrics.k8s.io "{namespace}/{name}" not found')
         ids = [(w, c, c.id) for w in workers for c in w.containers.values() if c.id]
         driver = self.controller.driver
 
@@ -321,6 +326,8 @@ class ApiServer:
         items = [{"metadata": {"name": w.name, "namespace": w.namespace},
                   "containers": usage.get((w.namespace, w.name), []),
                   "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())} for w in workers]
+        if name is not None:
+            return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", **items[0]})
         return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "items": items})
 
     # --- discovery ----------------------------------------------------------------------------------
