@@ -10,6 +10,7 @@ from typing import Any
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
+from meshd.manifests.render import qos_class, render_pod_spec
 from meshd.model.endpoints import ServiceKey
 from meshd.model.objects import Deployment, ReplicaSet, Service
 from meshd.registry import Registry
@@ -43,22 +44,15 @@ def _container_state(status: ContainerStatus) -> dict[str, Any]:
     return {"waiting": {"reason": status.reason, "message": status.message}}
 
 
-def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
+def pod(worker: PodWorker, *, uid: str = "", node: str = "meshd") -> dict[str, Any]:
     identity = worker.identity
     owner_refs = []
     if identity.replicaset:
         owner_refs.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": identity.replicaset,
                            "controller": True})
     labels = dict(worker.labels)
-    containers = []
-    for c in worker.spec.containers:
-        containers.append({
-            "name": c.name, "image": c.image, "imagePullPolicy": c.image_pull_policy,
-            **({"command": list(c.command)} if c.command else {}),
-            **({"args": list(c.args)} if c.args else {}),
-            "ports": [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name else {})}
-                      for p in c.ports],
-        })
+    spec = render_pod_spec(worker.spec)  # the whole spec (env, resources, probes, mounts), with the defaults
+    spec["nodeName"] = node
     statuses = []
     for c in worker.spec.containers:
         container = worker.containers[c.name]
@@ -98,7 +92,7 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
         "hostIP": "127.0.0.1",
         "startTime": rfc3339(worker.created),
         "containerStatuses": statuses,
-        "qosClass": "BestEffort",
+        "qosClass": qos_class(spec),
     }
     if worker.reason:
         pod_status["reason"], pod_status["message"] = worker.reason, worker.message
@@ -117,13 +111,7 @@ def pod(worker: PodWorker, *, uid: str = "") -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata,
-        "spec": {
-            "containers": containers,
-            "restartPolicy": worker.spec.restart_policy,
-            "terminationGracePeriodSeconds": worker.spec.termination_grace_period_seconds,
-            "nodeName": "meshd",
-            **({"hostname": worker.spec.hostname} if worker.spec.hostname else {}),
-        },
+        "spec": spec,
         "status": pod_status,
     }
 

@@ -8,6 +8,7 @@ from typing import Any
 from meshd.cli.tables import NONE, format_endpoints, format_selector, pod_status
 from meshd.cli.tabwriter import tabwrite
 from meshd.cli.timefmt import age, describe_time
+from meshd.manifests.render import qos_class
 
 Obj = dict[str, Any]
 _PROBE_DEFAULTS = {
@@ -219,23 +220,6 @@ def _volumes(s: Section, level: int, spec: Obj) -> None:
             s.kv(level + 2, "Type", ", ".join(k for k in volume if k != "name") or "<unknown>")
 
 
-def qos_class(spec: Obj) -> str:
-    """Kubernetes' QoS class: Guaranteed (limits == requests for cpu and memory), BestEffort (none), Burstable."""
-    containers = spec.get("containers") or []
-    any_set = False
-    guaranteed = bool(containers)
-    for c in containers:
-        res = c.get("resources") or {}
-        limits, requests = res.get("limits") or {}, res.get("requests") or {}
-        any_set = any_set or bool(limits) or bool(requests)
-        for name in ("cpu", "memory"):
-            if name not in limits or requests.get(name, limits[name]) != limits[name]:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 # --- events -----------------------------------------------------------------------------------------------
 
 
@@ -312,7 +296,7 @@ def describe_pod(pod: Obj, events: list[Obj], now: datetime) -> str:
         for c in conditions:
             s.add(1, f"{c.get('type')}\t{c.get('status')} ")
     _volumes(s, 0, spec)
-    s.kv(0, "QoS Class", qos_class(spec))
+    s.kv(0, "QoS Class", status.get("qosClass") or qos_class(spec))
     _events(s, events, now)
     return s.render()
 

@@ -227,5 +227,23 @@ def render_probe(probe: Probe) -> dict[str, Any]:
     return out
 
 
+def qos_class(spec: dict[str, Any]) -> str:
+    """Kubernetes' QoS class of a rendered pod spec: Guaranteed (every container has cpu and memory limits, and
+    requests equal to them), BestEffort (no container sets any), else Burstable."""
+    containers = spec.get("containers") or []
+    any_set = False
+    guaranteed = bool(containers)
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        any_set = any_set or bool(limits) or bool(requests)
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
 def _num(value: float) -> float | int:
     return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -138,3 +138,68 @@ async def test_pod_metrics_come_from_the_cgroups(api, busybox_image):
     usage = item["containers"][0]["usage"]
     assert int(usage["cpu"].removesuffix("n")) > 100_000_000  # a busy loop uses well over 0.1 core
     assert int(usage["memory"].removesuffix("Ki")) > 0
+
+
+async def test_a_pod_shows_its_whole_spec_and_is_selected_and_measured_by_labels(api, busybox_image):
+    """`get pod -o yaml` gives back what was applied (env, resources, probes, mounts, volumes) with the QoS class;
+    set-based selectors select; `top pod NAME` and `top pods -l` answer for that pod alone."""
+    from tests.integration.agent_harness import eventually, ready_pods
+
+    agent, http = api
+    pod = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: full, labels: {app: full, tier: back}}
+spec:
+  shareProcessNamespace: true
+  volumes: [{name: scratch, emptyDir: {}}]
+  containers:
+  - name: main
+    image: meshd/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"]
+    env: [{name: MODE, value: test}]
+    ports: [{containerPort: 8080, name: http}]
+    resources: {limits: {cpu: 200m, memory: 32Mi}}
+    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 0.2}
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, labels: {app: other}}
+spec:
+  containers: [{name: main, image: meshd/busybox:latest, imagePullPolicy: IfNotPresent,
+                command: ["/bin/busybox", "sleep", "300"]}]
+"""
+    await (await http.post("/v1/apply", data=pod)).release()
+    await eventually(lambda: len(ready_pods(agent, "")) == 2)
+    async with http.get("/api/v1/namespaces/default/pods/full") as reply:
+        full = await reply.json()
+    spec, (main,) = full["spec"], full["spec"]["containers"]
+    assert spec["shareProcessNamespace"] is True and spec["volumes"] == [{"name": "scratch", "emptyDir": {}}]
+    assert main["env"] == [{"name": "MODE", "value": "test"}]
+    assert main["resources"] == {"limits": {"cpu": "200m", "memory": "32Mi"},
+                                 "requests": {"cpu": "200m", "memory": "32Mi"}}  # Kubernetes' default
+    assert main["readinessProbe"]["tcpSocket"] == {"port": "http"}
+    assert main["volumeMounts"] == [{"name": "scratch", "mountPath": "/scratch"}]
+    assert full["status"]["qosClass"] == "Guaranteed"
+    assert spec["nodeName"] == agent.registry.node
+
+    async def names(selector: str) -> list[str]:
+        async with http.get("/api/v1/namespaces/default/pods", params={"labelSelector": selector}) as reply:
+            return [item["metadata"]["name"] for item in (await reply.json())["items"]]
+
+    assert await names("app!=full") == ["other"]
+    assert await names("app in (full,nothing)") == ["full"]
+    assert await names("tier") == ["full"]
+    async with http.get("/api/v1/namespaces/default/pods", params={"labelSelector": "app in (full"}) as reply:
+        assert reply.status == 400  # never "every pod" (think of `meshd delete pods -l ...`)
+
+    async with http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/full") as reply:
+        metrics = await reply.json()
+    assert (metrics["kind"], metrics["metadata"]["name"]) == ("PodMetrics", "full")
+    async with http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nope") as reply:
+        assert reply.status == 404
+    async with http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+                        params={"labelSelector": "app=other"}) as reply:
+        assert [i["metadata"]["name"] for i in (await reply.json())["items"]] == ["other"]
