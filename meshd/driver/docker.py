@@ -42,6 +42,7 @@ from meshd.driver.base import (
 )
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.images.builders import builder_for
+from meshd.model.expansion import expand_container
 
 log = logging.getLogger(__name__)
 
@@ -526,7 +527,8 @@ class DockerDriver:
         labels.update(
             {LABEL_CONTAINER: c.name, LABEL_RESTART_COUNT: str(spec.restart_count), LABEL_SANDBOX: sandbox_id}
         )
-        entrypoint, cmd = kube_command(c.command, c.args)
+        command, args, env = expand_container(c)  # $(VAR) references, as the kubelet expands them
+        entrypoint, cmd = kube_command(command, args)
         declared = {v.name for v in spec.spec.volumes}
         mounts = []
         from docker.types import Mount
@@ -549,7 +551,7 @@ class DockerDriver:
             ),
             "entrypoint": entrypoint,
             "command": cmd,
-            "environment": [f"{e.name}={e.value}" for e in c.env],
+            "environment": [f"{e.name}={e.value}" for e in env],
             "labels": labels,
             "network_mode": f"container:{sandbox_id}",
             "ipc_mode": f"container:{sandbox_id}",

@@ -39,6 +39,7 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,9 @@ class ProcessDriver:
         sandbox = self._records.get(spec.sandbox.id)
         if sandbox is None:
             raise ContainerNotFound(f"sandbox {spec.sandbox.id} does not exist")
-        argv = [*c.command, *c.args]
+        defined = {**sandbox.env, "POD_IP": spec.sandbox.address, **port_env(c)}
+        command, args, expanded_env = expand_container(c, defined)  # $(VAR) references, as the kubelet does
+        argv = [*command, *args]
         if not argv:
             raise DriverError(
                 f"container {c.name}: the process driver needs `command` (or `args`): it cannot run an image's "
@@ -308,13 +311,7 @@ class ProcessDriver:
             )
         if c.resources.limits.cpu_millicores or c.resources.limits.memory_bytes:
             self._warn_once("limits", "resources.limits (cpu, memory) are not enforced for local processes")
-        env = {
-            **os.environ,
-            **sandbox.env,
-            "POD_IP": spec.sandbox.address,
-            **port_env(c),
-            **{e.name: e.value for e in c.env},
-        }
+        env = {**os.environ, **defined, **{e.name: e.value for e in expanded_env}}
         for vm in c.volume_mounts:
             self._warn_once(
                 "volumes",

@@ -184,6 +184,20 @@ async def test_die_event_carries_the_exit_code(harness: Harness, events: EventLo
     assert observed[cid].state == "exited" and observed[cid].exit_code == 3
 
 
+async def test_var_references_in_command_args_and_env_are_expanded(harness: Harness, events: EventLog) -> None:
+    """`$(VAR)` as the kubelet expands it: from the container's env; undefined kept; `$$` escapes."""
+    sandbox, spec = await harness.pod("refs")
+    container = Container(
+        name="app", image=harness.image, command=("busybox", "echo", "--to=$(GREETING)"),
+        args=("$(BOTH)", "$(NOPE)", "$$(GREETING)"),
+        env=(EnvVar("GREETING", "hello"), EnvVar("BOTH", "$(GREETING)-world")),
+    )
+    cid = await harness.driver.start_container(ContainerSpec(sandbox=sandbox, spec=spec, container=container))
+    await events.wait_for("die", cid)
+    output = b"".join([c async for c in harness.driver.logs(cid, follow=False)])
+    assert output == b"--to=hello hello-world $(NOPE) $(GREETING)\n"
+
+
 async def test_stop_honours_sigterm_within_the_grace(harness: Harness, events: EventLog) -> None:
     sandbox, spec = await harness.pod("polite")
     cid = await harness.run(sandbox, spec, "app", "trap 'echo got-term; exit 0' TERM; " + SLEEPER)
