@@ -285,14 +285,18 @@ class ApiServer:
         if status is None:
             names = ", ".join(worker.containers)
             return _error(400, f"container {container} is not valid for pod {name}; choose one of: [{names}]")
-        if not status.id:
+        previous = request.query.get("previous") in ("1", "true")
+        container_id = status.previous_id if previous else status.id
+        if previous and not container_id:
+            return _error(400, f'previous terminated container "{container}" in pod "{name}" not found')
+        if not container_id:
             return _error(400, f'container "{container}" in pod "{name}" is waiting to start: {status.reason}')
-        follow = request.query.get("follow") in ("1", "true")
+        follow = request.query.get("follow") in ("1", "true") and not previous
         tail = request.query.get("tailLines")
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await response.prepare(request)
         try:
-            async for chunk in self.controller.driver.logs(status.id, follow=follow,
+            async for chunk in self.controller.driver.logs(container_id, follow=follow,
                                                            tail=int(tail) if tail else None):
                 await response.write(chunk)
         except (ConnectionResetError, asyncio.CancelledError):

@@ -351,6 +351,8 @@ def _first_pod(agent: ApiClient, kind: Kind, ns: str, name: str) -> str:
 @click.option("-c", "--container", default=None, help="The container (needed when the pod has several).")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
 @click.option("--tail", type=int, default=-1, help="Only the last N lines (-1: all).")
+@click.option("-p", "--previous", is_flag=True, help="The output of the container's previous instance (before its "
+              "last restart).")
 @namespace_option
 @api_option
 def logs(
@@ -359,10 +361,11 @@ def logs(
     container: str | None,
     follow: bool,
     tail: int,
+    previous: bool,
     namespace: str | None,
     api: str | None,
 ) -> None:
-    """Print a pod's container output: logs POD|deployment/NAME|rs/NAME [-c CONTAINER] [-f] [--tail N]."""
+    """Print a pod's container output: logs POD|deployment/NAME|rs/NAME [-c CONTAINER] [-f] [-p] [--tail N]."""
     agent = client(api)
     ns = namespace_or_default(namespace)
     if "/" in pod:
@@ -378,6 +381,7 @@ def logs(
         "container": container or container_arg,
         "follow": 1 if follow else None,
         "tailLines": tail if tail >= 0 else None,
+        "previous": 1 if previous else None,
     }
     path = f"{POD.object_path(ns, pod)}/log"
     out = sys.stdout.buffer

@@ -51,6 +51,7 @@ class ContainerStatus:
     last_termination: dict | None = None
     backoff: Backoff = field(default_factory=Backoff)
     restart_at: float | None = None  # when a backed-off restart (or a failed start's retry) is due
+    previous_id: str | None = None  # the instance before this one, kept (stopped) for `logs --previous`
     start_failures: int = 0  # consecutive failures to create the container (image pulls)
     oom: bool = False
 
@@ -163,10 +164,13 @@ class PodWorker:
         return self.ready and self.ready_since is not None and now - self.ready_since >= min_ready_seconds
 
     def container_ids(self) -> set[str]:
-        ids = {c.id for c in self.containers.values() if c.id}
+        ids = {c.id for c in self.containers.values() if c.id} | self._previous_ids()
         if self.sandbox:
             ids.add(self.sandbox.id)
         return ids
+
+    def _previous_ids(self) -> set[str]:
+        return {c.previous_id for c in self.containers.values() if c.previous_id}
 
     # --- control ----------------------------------------------------------------------------------
 
@@ -339,7 +343,9 @@ class PodWorker:
         old_id, status.id = status.id, None
         status.restart_count += 1
         status.backoff = status.backoff.started(self._backoff, now=self._clock())
-        asyncio.create_task(self._remove_quietly(old_id))
+        if status.previous_id:  # one stopped instance is kept, as the kubelet keeps one for `logs --previous`
+            asyncio.create_task(self._remove_quietly(status.previous_id))
+        status.previous_id = old_id
         await self._try_start(container, status)
 
     async def _replace_sandbox(self) -> None:
@@ -350,14 +356,14 @@ class PodWorker:
             status.ready = False
         old = [c.id for c in self.containers.values() if c.id]
         await asyncio.gather(*(self._stop_container(cid, grace=0) for cid in old))
-        await asyncio.gather(*(self._remove_quietly(cid) for cid in old))
+        await asyncio.gather(*(self._remove_quietly(cid) for cid in {*old, *self._previous_ids()}))
         if self.sandbox:
             await self._remove_quietly(self.sandbox.id, sandbox=True)
         self.sandbox = None
         self._publish()
         for status in self.containers.values():
             CONTAINER_RESTARTS.labels("sandbox").inc()
-            status.id, status.restart_at = None, None
+            status.id, status.restart_at, status.previous_id = None, None, None
             status.restart_count += 1
             status.backoff = status.backoff.started(self._backoff, now=self._clock())
         await asyncio.gather(*(self._try_start(c, self.containers[c.name]) for c in self.spec.containers))
@@ -393,9 +399,12 @@ class PodWorker:
         mine = [o for o in self._adopt if o.labels.get(LABEL_CONTAINER) == container.name]
         running = next((o for o in mine if o.state == "running"), None)
         finished = None if running is not None else finished_to_keep(self.spec.restart_policy, mine)
-        for other in mine:
-            if other is not running and other is not finished:
+        exited = [o for o in mine if o is not running and o is not finished]
+        previous = max(exited, key=lambda o: (o.restart_count, o.finished_at or 0.0), default=None)
+        for other in exited:
+            if other is not previous:
                 await self._remove_quietly(other.id)
+        status.previous_id = previous.id if previous is not None else None
         if running is not None:
             status.id = running.id
             status.restart_count = running.restart_count
@@ -506,7 +515,7 @@ class PodWorker:
         remaining = max(grace - (self._clock() - started), 0)
         ids = [c.id for c in self.containers.values() if c.id]
         await asyncio.gather(*(self._stop_container(cid, grace=remaining) for cid in ids))
-        await asyncio.gather(*(self._remove_quietly(cid) for cid in ids))
+        await asyncio.gather(*(self._remove_quietly(cid) for cid in {*ids, *self._previous_ids()}))
         if self.sandbox:
             await self._remove_quietly(self.sandbox.id, sandbox=True)
         for status in self.containers.values():

@@ -150,6 +150,37 @@ async def test_agent_restart_leaves_a_finished_pod_finished(tmp_path, agent_id, 
         await second.close(stop_pods=True)
 
 
+async def test_the_previous_instance_is_kept_for_its_logs_and_only_one(agent, docker_client, agent_id):
+    """`logs --previous`: after a restart the instance before is kept (stopped) and its output readable; after
+    more restarts still only one previous instance exists; deleting the pod removes it too."""
+    agent.controller.apply(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: flaky}
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: main
+            image: meshd/busybox:latest
+            imagePullPolicy: IfNotPresent
+            command: ["/bin/sh", "-c", "echo run; exit 1"]
+        """))
+    (worker,) = await eventually(lambda: pods(agent, "flaky"))
+    main = worker.containers["main"]
+    await eventually(lambda: main.restart_count >= 3 and main.previous_id, timeout=30)
+    output = b"".join([c async for c in agent.controller.driver.logs(main.previous_id, follow=False)])
+    assert output == b"run\n"
+
+    def instances() -> list[Any]:
+        return [c for c in engine_containers(docker_client, agent_id)
+                if c.labels.get("io.meshd.pod") == "flaky" and c.labels.get("io.meshd.container") == "main"]
+
+    await eventually(lambda: len(instances()) <= 2)  # the current instance and one previous, never a pile
+    agent.controller.delete("Pod", "default", "flaky")
+    await eventually(lambda: not [c for c in engine_containers(docker_client, agent_id)
+                                  if c.labels.get("io.meshd.pod") == "flaky"])
+
+
 async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
     manifest = textwrap.dedent("""\
         apiVersion: v1
