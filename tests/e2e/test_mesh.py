@@ -109,7 +109,16 @@ class Meshd:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"meshd exited: {self.log.read_text()[-3000:]}")
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; log: {self.log.read_text()[-3000:]}")
+        raise AssertionError(f"timed out waiting for {what}; {self.diagnosis()}")
+
+    def diagnosis(self) -> str:
+        """What a failed wait needs to be understood: the agent's view and both logs' tails."""
+        pods = subprocess.run([sys.executable, "-m", "meshd.cli", "--api", self.api, "get", "pods,endpoints",
+                               "-o", "wide"], capture_output=True, text=True, cwd=ROOT)
+        sidecar_log = self.state / "sidecar.log"
+        return (f"meshd get pods,endpoints: {pods.stdout}{pods.stderr}\n"
+                f"agent log: {self.log.read_text()[-3000:]}\n"
+                f"sidecar log: {sidecar_log.read_text()[-2000:] if sidecar_log.exists() else '(none)'}")
 
     def stop(self, sig: int = signal.SIGINT) -> None:
         if self.process is not None and self.process.poll() is None:
