@@ -171,14 +171,13 @@ async def test_the_previous_instance_is_kept_for_its_logs_and_only_one(agent, do
     output = b"".join([c async for c in agent.controller.driver.logs(main.previous_id, follow=False)])
     assert output == b"run\n"
 
-    def instances() -> list[Any]:
-        return [c for c in engine_containers(docker_client, agent_id)
-                if c.labels.get("io.meshd.pod") == "flaky" and c.labels.get("io.meshd.container") == "main"]
+    def instances(*labels: str) -> list[Any]:  # sparse: no inspect that races with a removal
+        wanted = [f"io.meshd.agent={agent_id}", "io.meshd.pod=flaky", *labels]
+        return docker_client.containers.list(all=True, sparse=True, filters={"label": wanted})
 
-    await eventually(lambda: len(instances()) <= 2)  # the current instance and one previous, never a pile
+    await eventually(lambda: len(instances("io.meshd.container=main")) <= 2)  # current + one previous, no pile
     agent.controller.delete("Pod", "default", "flaky")
-    await eventually(lambda: not [c for c in engine_containers(docker_client, agent_id)
-                                  if c.labels.get("io.meshd.pod") == "flaky"])
+    await eventually(lambda: not instances())
 
 
 async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
