@@ -191,8 +191,14 @@ def _container(s: Section, container: Obj, status: Obj | None, *, template: bool
         s.add(level, "Environment:")
         for var in env:
             value = var.get("value", "")
-            if "valueFrom" in var:
-                value = f"<set from {', '.join(var['valueFrom'])}>"
+            source = var.get("valueFrom") or {}
+            if "fieldRef" in source:  # as kubectl shows them
+                ref = source["fieldRef"] or {}
+                value = f"({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath', '')})"
+            elif "resourceFieldRef" in source:
+                value = f"({(source['resourceFieldRef'] or {}).get('resource', '')})"
+            elif source:
+                value = f"<set from {', '.join(source)}>"
             s.kv(level + 1, var.get("name", ""), value)
     else:
         s.kv(level, "Environment", NONE)

@@ -513,6 +513,7 @@ class Controller:
             created=created,
             adopt=adopt,
             clock=self._clock,
+            node_capacity=(self.capacity.cpu_millicores, self.capacity.memory_bytes),
         )
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())

@@ -25,6 +25,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
 )
+from meshd.model.expansion import PodFacts, resolve_env
 from meshd.model.objects import Container, PodSpec
 from meshd.registry import PodRecord, Registry
 
@@ -108,6 +109,7 @@ class PodWorker:
         created: float | None = None,
         adopt: list[ObservedContainer] | None = None,
         clock: Callable[[], float] = time.time,
+        node_capacity: tuple[int, int] = (0, 0),  # cpu millicores, memory bytes: what unset limits read as
     ) -> None:
         self.identity = identity
         self.spec = spec
@@ -132,6 +134,7 @@ class PodWorker:
         self._make_prober = make_prober
         self._clock = clock
         self._adopt = adopt or []
+        self._node_capacity = node_capacity
         self._probers: dict[str, ProberHandle] = {}
         self._events: asyncio.Queue[ContainerEvent | tuple[str, str, str]] = asyncio.Queue()
         self._terminate = asyncio.Event()
@@ -383,6 +386,14 @@ class PodWorker:
             self.sandbox = await self._driver.create_sandbox(self._sandbox_spec())
         self._publish()
 
+    def _facts(self, address: str) -> PodFacts:
+        return PodFacts(
+            name=self.name, namespace=self.namespace, uid=f"{self.namespace}-{self.name}",  # as the API shows
+            node_name=self._registry.node or "meshd", pod_ip=address, labels=self.labels,
+            annotations=self.annotations, node_cpu_millicores=self._node_capacity[0],
+            node_memory_bytes=self._node_capacity[1],
+        )
+
     def _sandbox_spec(self) -> SandboxSpec:
         return SandboxSpec(
             namespace=self.namespace,
@@ -460,7 +471,7 @@ class PodWorker:
             ContainerSpec(
                 sandbox=self.sandbox,
                 spec=self._sandbox_spec(),
-                container=container,
+                container=resolve_env(container, self.spec.containers, self._facts(self.sandbox.address)),
                 restart_count=status.restart_count,
             )
         )

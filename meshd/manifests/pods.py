@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ from meshd.model.objects import (
     EnvVar,
     PodSpec,
     PodTemplate,
+    ResourceFieldRef,
     ResourceList,
     Resources,
     Volume,
@@ -225,6 +227,12 @@ def _read_containers(
                 )
             port_numbers[key] = ppath
         containers.append(container)
+    for i, container in enumerate(containers):
+        for j, var in enumerate(container.env):
+            ref = var.resource_field
+            if ref is not None and ref.container_name and ref.container_name not in container_names:
+                raise reader.fail(path + ("containers", i, "env", j, "valueFrom", "resourceFieldRef",
+                                          "containerName"), f'no container "{ref.container_name}" in this pod')
     return tuple(containers)
 
 
@@ -291,7 +299,7 @@ def _read_env(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -
     for i, item in enumerate(reader.sequence(obj, "env", path)):
         epath = path + ("env", i)
         var = reader.mapping(item, epath)
-        reader.check_fields(var, epath, known=("name", "value"), unsupported=("valueFrom",))
+        reader.check_fields(var, epath, known=("name", "value", "valueFrom"))
         name = reader.string(var, "name", epath, required=True, allow_empty=False)
         assert name is not None
         if "=" in name or "\0" in name:
@@ -299,8 +307,54 @@ def _read_env(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -
         if name in seen:
             reader.warn(epath + ("name",), f'duplicate environment variable "{name}": the last value wins')
         seen.add(name)
-        env.append(EnvVar(name=name, value=reader.string(var, "value", epath, default="") or ""))
+        value = reader.string(var, "value", epath, default="") or ""
+        source = reader.get(var, "valueFrom", epath)
+        if source is MISSING:
+            env.append(EnvVar(name=name, value=value))
+            continue
+        if value:
+            raise reader.fail(epath + ("valueFrom",), "may not be specified when `value` is not empty")
+        env.append(_read_value_from(reader, reader.mapping(source, epath + ("valueFrom",)), epath, name))
     return tuple(env)
+
+
+# the downward API's fields an env var can take (the Kubernetes list)
+_FIELD_PATH = re.compile(r"metadata\.(name|namespace|uid)|metadata\.(labels|annotations)\['[^']+'\]"
+                         r"|spec\.(nodeName|serviceAccountName)|status\.(podIP|podIPs|hostIP|hostIPs)")
+_RESOURCES = ("limits.cpu", "limits.memory", "requests.cpu", "requests.memory")
+
+
+def _read_value_from(reader: DocumentReader, source: Mapping[str, Any], epath: FieldPath, name: str) -> EnvVar:
+    vpath = epath + ("valueFrom",)
+    reader.check_fields(source, vpath, known=("fieldRef", "resourceFieldRef"),
+                        unsupported=("secretKeyRef", "configMapKeyRef", "fileKeyRef"))
+    refs = [key for key in ("fieldRef", "resourceFieldRef") if reader.get(source, key, vpath) is not MISSING]
+    if len(refs) != 1:
+        raise reader.fail(vpath, "exactly one of fieldRef or resourceFieldRef is required")
+    rpath = vpath + (refs[0],)
+    ref = reader.mapping(source[refs[0]], rpath)
+    if refs[0] == "fieldRef":
+        reader.check_fields(ref, rpath, known=("fieldPath", "apiVersion"))
+        field = reader.string(ref, "fieldPath", rpath, required=True, allow_empty=False)
+        assert field is not None
+        if not _FIELD_PATH.fullmatch(field):
+            raise reader.fail(rpath + ("fieldPath",), f'unsupported value "{field}" (supported: metadata.name, '
+                              "metadata.namespace, metadata.uid, metadata.labels['KEY'], "
+                              "metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, "
+                              "status.podIP, status.podIPs, status.hostIP, status.hostIPs)")
+        return EnvVar(name=name, field_path=field)
+    reader.check_fields(ref, rpath, known=("resource", "containerName", "divisor"))
+    reader.get(ref, "resource", rpath, required=True)
+    resource = reader.choice(ref, "resource", rpath, _RESOURCES, default="")
+    container = reader.string(ref, "containerName", rpath, default="") or ""
+    divisor_text = ref.get("divisor", "1")
+    try:
+        divisor = (parse_cpu if resource.endswith("cpu") else parse_memory)(divisor_text)
+    except QuantityError as error:
+        raise reader.fail(rpath + ("divisor",), str(error)) from None
+    if divisor <= 0:
+        raise reader.fail(rpath + ("divisor",), f"must be greater than zero, got {divisor_text!r}")
+    return EnvVar(name=name, resource_field=ResourceFieldRef(cast(Any, resource), container, divisor))
 
 
 def _read_resources(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> Resources:

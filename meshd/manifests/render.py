@@ -10,6 +10,7 @@ from meshd.manifests.quantity import format_cpu, format_memory
 from meshd.model.objects import (
     Container,
     Deployment,
+    EnvVar,
     ExecAction,
     HTTPGetAction,
     KubeObject,
@@ -155,7 +156,7 @@ def render_container(container: Container) -> dict[str, Any]:
     if container.working_dir:
         out["workingDir"] = container.working_dir
     if container.env:
-        out["env"] = [{"name": e.name, "value": e.value} for e in container.env]
+        out["env"] = [_render_env(e) for e in container.env]
     if container.ports:
         out["ports"] = [
             {
@@ -191,6 +192,18 @@ def render_container(container: Container) -> dict[str, Any]:
             pre_stop["sleep"] = {"seconds": _num(container.pre_stop.sleep_seconds)}
         out["lifecycle"] = {"preStop": pre_stop}
     return out
+
+
+def _render_env(var: EnvVar) -> dict[str, Any]:
+    if var.field_path:
+        return {"name": var.name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": var.field_path}}}
+    ref = var.resource_field
+    if ref is not None:
+        divisor = format_cpu(ref.divisor) if ref.resource.endswith("cpu") else format_memory(ref.divisor)
+        return {"name": var.name, "valueFrom": {"resourceFieldRef": {
+            **({"containerName": ref.container_name} if ref.container_name else {}),
+            "resource": ref.resource, "divisor": divisor}}}
+    return {"name": var.name, "value": var.value}
 
 
 def _render_resource_list(amounts: ResourceList) -> dict[str, str]:

@@ -67,9 +67,20 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class ResourceFieldRef:
+    """env valueFrom.resourceFieldRef: a container's limit or request, in units of `divisor`."""
+
+    resource: Literal["limits.cpu", "limits.memory", "requests.cpu", "requests.memory"]
+    container_name: str = ""  # "" is the container the variable belongs to
+    divisor: int = 1  # millicores for cpu ("1" = 1000), bytes for memory
+
+
+@dataclass(frozen=True)
 class EnvVar:
     name: str
     value: str = ""
+    field_path: str | None = None  # valueFrom.fieldRef.fieldPath (the downward API), resolved at start
+    resource_field: ResourceFieldRef | None = None  # valueFrom.resourceFieldRef, resolved at start
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,21 @@ def test_service_renders_headless_and_ports() -> None:
     assert rendered["spec"]["ports"] == [{"port": 80, "targetPort": "http", "protocol": "TCP"}]
     assert load_documents(yaml.safe_dump(rendered)).objects == (svc,)
     assert copy.deepcopy(rendered) == render(svc)
+
+
+def test_env_value_from_renders_and_loads_back_the_same() -> None:
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "containerName": "web"}}},
+        {"name": "PLAIN", "value": "x"},
+    ]
+    doc = patched("deployment", "spec.template.spec.containers.0.env", env)
+    (dep,) = load_documents(to_yaml(doc)).objects
+    (again,) = load_documents(yaml.safe_dump(render(dep))).objects  # what a Deployment's ReplicaSet is made of
+    assert again.template == dep.template
+    rendered = render(dep)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert rendered[0] == {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1",
+                                                                         "fieldPath": "status.podIP"}}}
+    assert rendered[2]["valueFrom"]["resourceFieldRef"] == {"resource": "limits.memory", "divisor": "1Mi"}
