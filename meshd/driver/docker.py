@@ -169,6 +169,36 @@ def kube_command(
     return (list(command) or None, list(args) or None)
 
 
+def pod_nameservers(gateway: str, resolv_conf: str, *, limit: int = 3) -> list[str]:
+    """The pods' resolvers: the agent on the bridge gateway first (the cluster zone; it refuses every other
+    name), then the host's upstream servers, which Docker's embedded resolver asks next for a name the agent
+    refuses, so pods resolve outside names as in Kubernetes while the agent stays no open resolver.
+    Loopback servers are skipped: a pod cannot reach the host's 127.0.0.53."""
+    servers = [gateway]
+    for line in resolv_conf.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        try:
+            address = ipaddress.ip_address(fields[1].split("%")[0])
+        except ValueError:
+            continue
+        if not address.is_loopback and str(address) not in servers:
+            servers.append(str(address))
+    return servers[:limit]
+
+
+def _host_resolv_conf() -> str:
+    """The host's resolver list, as Docker picks it (systemd-resolved's upstream list when /etc has a stub)."""
+    texts = []
+    for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
+        try:
+            texts.append(Path(path).read_text())
+        except OSError:
+            continue
+    return "\n".join(texts)
+
+
 def volume_name(sandbox_id: str, volume: str) -> str:
     return f"meshd_{sandbox_id[:12]}_{volume}"
 
@@ -198,6 +228,7 @@ class DockerDriver:
         self.network = network
         self.subnet = subnet
         self.gateway, self.ip_range = pod_network_plan(subnet)
+        self._resolv_conf = ""  # the host's, read at start()
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._explicit_host = docker_host
         self.call_timeout = call_timeout
@@ -288,6 +319,7 @@ class DockerDriver:
     async def start(self) -> None:
         """Pings the engine, ensures the meshd bridge network and the pause image."""
         await self._call("ping", lambda: self._docker().ping())
+        self._resolv_conf = await asyncio.to_thread(_host_resolv_conf)
         await self._call("network setup", self._ensure_network)
         if self.pause_image is None:
             from meshd.images import ImageBuildError, ensure_pause_image
@@ -392,7 +424,7 @@ class DockerDriver:
                 labels=labels,
                 network=self.network,
                 init=True,
-                dns=[self.gateway],
+                dns=pod_nameservers(self.gateway, self._resolv_conf),
                 dns_search=list(spec.dns_search),
                 dns_opt=["ndots:5"],
                 ipc_mode="shareable",

@@ -25,7 +25,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
 )
-from meshd.driver.docker import DockerDriver
+from meshd.driver.docker import DockerDriver, pod_nameservers
 from meshd.model.objects import Container, ResourceList, Resources, Volume, VolumeMount
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180), pytest.mark.usefixtures("no_blocking_calls")]
@@ -147,7 +147,7 @@ async def test_emptydir_is_shared_and_memory_medium_is_tmpfs(
 
 
 async def test_pod_gets_hostname_and_cluster_dns_config(
-    docker_driver: DockerDriver, busybox_image: str
+    docker_driver: DockerDriver, busybox_image: str, docker_client: Any
 ) -> None:
     spec = pod_spec("named", dns_search=("default.svc.cluster.local", "svc.cluster.local", "cluster.local"))
     sandbox = await docker_driver.create_sandbox(spec)
@@ -159,6 +159,12 @@ async def test_pod_gets_hostname_and_cluster_dns_config(
     text = result.output.decode()
     assert text.startswith("named\n")
     assert "search default.svc.cluster.local svc.cluster.local cluster.local" in text and "ndots:5" in text
+    # the engine's resolver asks the agent first, then the host's upstream servers for what the agent refuses
+    dns = (await asyncio.to_thread(docker_client.api.inspect_container, sandbox.id))["HostConfig"]["Dns"]
+    assert dns[0] == docker_driver.gateway
+    host = "\n".join(p.read_text() for p in (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf"))
+                     if p.exists())
+    assert dns == pod_nameservers(docker_driver.gateway, host)
 
 
 async def test_command_replaces_entrypoint_and_args_replace_cmd(

@@ -17,6 +17,7 @@ from meshd.driver.docker import (
     kube_command,
     observed_from_inspect,
     parse_docker_time,
+    pod_nameservers,
     pod_network_plan,
     read_cgroup_v1_usage,
     volume_name,
@@ -220,3 +221,16 @@ async def test_a_reconnect_reports_containers_that_vanished(monkeypatch: pytest.
     await events.aclose()
     assert [(e.action, e.id) for e in received] == [("start", "a"), ("die", "a"), ("destroy", "a")]
     await driver.close()
+
+
+@pytest.mark.parametrize(("resolv_conf", "servers"), [
+    ("nameserver 10.255.255.53\n", ["10.213.0.1", "10.255.255.53"]),
+    ("# stub\nnameserver 127.0.0.53\noptions edns0\n", ["10.213.0.1"]),  # loopback: unreachable from a pod
+    ("nameserver 127.0.0.53\n\nnameserver 192.168.1.1\nnameserver 192.168.1.1\n", ["10.213.0.1", "192.168.1.1"]),
+    ("nameserver 1.1.1.1\nnameserver 8.8.8.8\nnameserver 9.9.9.9\n", ["10.213.0.1", "1.1.1.1", "8.8.8.8"]),
+    ("nameserver fe80::1%eth0\nnameserver ::1\nnameserver bogus\nsearch lan\n", ["10.213.0.1", "fe80::1"]),
+    ("nameserver 10.213.0.1\n", ["10.213.0.1"]),
+    ("", ["10.213.0.1"]),
+])
+def test_pods_ask_the_agent_first_then_the_hosts_upstream_servers(resolv_conf, servers):
+    assert pod_nameservers("10.213.0.1", resolv_conf) == servers
