@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,6 +108,7 @@ class Agent:
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
         self._address_tasks: set[asyncio.Task] = set()
+        self._pod_dns: asyncio.Task | None = None
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
         if self.options.drain:
@@ -161,10 +163,10 @@ class Agent:
                                    listen=[split_host_port(self.options.dns)])
         await dns.start()
         if self.options.driver == "docker":  # the pods' resolver, on the bridge's gateway
-            try:
-                await dns.listen_on(DOCKER_GATEWAY, 53)
-            except OSError as error:
-                log.warning("pods cannot resolve Service names: DNS on %s:53: %s", DOCKER_GATEWAY, error)
+            self._pod_dns = asyncio.get_running_loop().create_task(
+                bind_until_free(lambda: dns.listen_on(DOCKER_GATEWAY, 53), what=f"DNS on {DOCKER_GATEWAY}:53",
+                                consequence="pods cannot resolve Service names"))
+            await asyncio.wait({self._pod_dns}, timeout=1.0)  # the usual case: bound at once
 
     async def _start_mdns(self) -> None:
         from meshd.mdns import MdnsAdvertiser, parse_mdns_option
@@ -189,11 +191,35 @@ class Agent:
         if self._address_tasks:
             await asyncio.gather(*self._address_tasks, return_exceptions=True)
         await self.sidecar.stop()
+        if self._pod_dns is not None:
+            self._pod_dns.cancel()
+            await asyncio.gather(self._pod_dns, return_exceptions=True)
         for component in (self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()
         await self.driver.close()
         REGISTRY.unregister(self._metrics)
+
+
+async def bind_until_free(bind: Callable[[], Awaitable[object]], *, what: str, consequence: str,
+                          retry_every: float = 5.0,
+                          sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """Binds now or, while the address is taken (another meshd agent holds the bridge's port 53), retries
+    until it is free, so the pods get their resolver back once the other agent stops."""
+    failures = 0
+    while True:
+        try:
+            await bind()
+        except OSError as error:
+            if failures == 0:
+                log.warning("%s: %s: %s; retrying every %gs (another meshd agent on this engine?)",
+                            consequence, what, error, retry_every)
+            failures += 1
+            await sleep(retry_every)
+            continue
+        if failures:
+            log.info("%s: bound after %d retries", what, failures)
+        return
 
 
 def _memory_bytes() -> int:
