@@ -94,7 +94,9 @@ def pod(worker: PodWorker, *, uid: str = "", node: str = "meshd") -> dict[str, A
         "containerStatuses": statuses,
         "qosClass": qos_class(spec),
     }
-    if worker.reason:
+    if not worker.scheduled:  # as the scheduler leaves it: Pending, no containers yet; why is in PodScheduled
+        pod_status["containerStatuses"] = []
+    elif worker.reason:
         pod_status["reason"], pod_status["message"] = worker.reason, worker.message
     metadata: dict[str, Any] = {
         "name": identity.name,

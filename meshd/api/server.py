@@ -71,6 +71,8 @@ class ApiServer:
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
+        r.add_get("/api/v1/namespaces/{ns}/events", self.events)  # before the generic routes, which match it too
+        r.add_get("/api/v1/events", self.events)
         for prefix in ("/api/v1", "/apis/apps/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
@@ -80,8 +82,6 @@ class ApiServer:
             r.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             r.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.logs)
-        r.add_get("/api/v1/namespaces/{ns}/events", self.events)
-        r.add_get("/api/v1/events", self.events)
         r.add_post("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/{action}", self.rollout)
         r.add_get("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/history", self.history)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)

@@ -203,3 +203,36 @@ spec:
     async with http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
                         params={"labelSelector": "app=other"}) as reply:
         assert [i["metadata"]["name"] for i in (await reply.json())["items"]] == ["other"]
+
+
+async def test_events_are_served_and_name_why_a_pod_is_pending(tmp_path, agent_id, pause_image):
+    """`get events` and describe's Events: the events routes answer (the generic /{resource} route does not
+    swallow them); an unschedulable pod is Pending with no container statuses and a FailedScheduling event."""
+    agent = await started_agent(agent_options(tmp_path, agent_id, node_cpus="1"))
+    try:
+        async with aiohttp.ClientSession(f"http://{agent.options.api}") as http:
+            pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: huge}\nspec:\n  containers: [{name: c, "
+                   "image: meshd/busybox:latest, resources: {requests: {cpu: '64'}}}]\n")
+            await (await http.post("/v1/apply", data=pod)).release()
+
+            async def events() -> list[dict]:
+                async with http.get("/api/v1/namespaces/default/events",
+                                    params={"fieldSelector": "involvedObject.name=huge"}) as reply:
+                    assert reply.status == 200
+                    return (await reply.json())["items"]
+
+            async def failed_scheduling() -> bool:
+                return any(e["reason"] == "FailedScheduling" for e in await events())
+
+            for _ in range(100):
+                if await failed_scheduling():
+                    break
+                await asyncio.sleep(0.05)
+            assert await failed_scheduling()
+            async with http.get("/api/v1/events") as reply:
+                assert reply.status == 200 and (await reply.json())["kind"] == "List"
+            async with http.get("/api/v1/namespaces/default/pods/huge") as reply:
+                status = (await reply.json())["status"]
+            assert status["phase"] == "Pending" and status["containerStatuses"] == [] and "reason" not in status
+    finally:
+        await agent.close(stop_pods=True)

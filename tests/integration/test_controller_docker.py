@@ -298,7 +298,9 @@ async def test_pods_that_do_not_fit_the_node_stay_pending_with_the_reason(tmp_pa
         pending = [w for w in pods(agent, "big-") if not w.scheduled]
         assert len(pending) == 1
         status = kube.pod(pending[0])["status"]
-        assert status["phase"] == "Pending" and "Insufficient cpu" in status["message"]
+        scheduled = next(c for c in status["conditions"] if c["type"] == "PodScheduled")
+        assert status["phase"] == "Pending" and "Insufficient cpu" in scheduled["message"]
+        assert status["containerStatuses"] == []  # as the scheduler leaves it: `get pods` shows Pending
         agent.controller.scale("Deployment", "default", "big", 2)  # room again: nothing stays pending
         await eventually(lambda: len(pods(agent, "big-")) == 2 and all(w.scheduled for w in pods(agent, "big-")))
     finally:
