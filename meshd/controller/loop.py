@@ -30,6 +30,7 @@ from meshd.controller.records import (
     ReplicaSetRecord,
     owned_replicaset_manifest,
     template_without_hash,
+    with_change_cause,
 )
 from meshd.driver.base import (
     LABEL_AGENT,
@@ -377,6 +378,10 @@ class Controller:
             new.revision = top_revision + 1
             self._dirty = True
         old = [r for r in owned if r is not new]
+        current = with_change_cause(new.rs, deployment)
+        if current is not new.rs:
+            new.rs = current
+            self._dirty = True
         if new.rs.min_ready_seconds != deployment.min_ready_seconds:
             new.rs = dataclasses.replace(new.rs, min_ready_seconds=deployment.min_ready_seconds)
         views = {r.name: self._view(r, now) for r in (new, *old)}

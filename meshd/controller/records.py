@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from meshd.model.objects import Deployment, KubeObject, ReplicaSet
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"  # copied from the Deployment to its new ReplicaSet
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 
 
@@ -72,7 +74,7 @@ def owned_replicaset_manifest(deployment: Deployment, template_hash: str, revisi
             "name": f"{deployment.metadata.name}-{template_hash}",
             "namespace": deployment.metadata.namespace,
             "labels": dict(template["metadata"]["labels"]),
-            "annotations": {REVISION_ANNOTATION: str(revision)},
+            "annotations": {REVISION_ANNOTATION: str(revision), **_change_cause(deployment)},
         },
         "spec": {
             "replicas": 0,
@@ -81,6 +83,25 @@ def owned_replicaset_manifest(deployment: Deployment, template_hash: str, revisi
             "template": template,
         },
     }
+
+
+def _change_cause(deployment: Deployment) -> dict[str, str]:
+    cause = deployment.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION)
+    return {CHANGE_CAUSE_ANNOTATION: cause} if cause else {}
+
+
+def with_change_cause(rs: ReplicaSet, deployment: Deployment) -> ReplicaSet:
+    """The ReplicaSet carrying its Deployment's current change-cause (what `rollout history` shows), as the
+    Deployment controller copies it onto the ReplicaSet it makes current; unchanged when they agree."""
+    cause = deployment.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION)
+    if cause is None or rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION) == cause:
+        return rs
+    annotations = {**rs.metadata.annotations, CHANGE_CAUSE_ANNOTATION: cause}
+    raw = copy.deepcopy(dict(rs.raw))
+    raw.setdefault("metadata", {})["annotations"] = {**(raw["metadata"].get("annotations") or {}),
+                                                     CHANGE_CAUSE_ANNOTATION: cause}
+    metadata = dataclasses.replace(rs.metadata, annotations=annotations)
+    return dataclasses.replace(rs, metadata=metadata, raw=raw)
 
 
 def template_without_hash(rs: ReplicaSet) -> dict[str, Any]:

@@ -180,6 +180,26 @@ async def test_the_previous_instance_is_kept_for_its_logs_and_only_one(agent, do
     await eventually(lambda: not instances())
 
 
+async def test_rollout_history_shows_the_change_cause_of_each_revision(agent):
+    """kubernetes.io/change-cause on the Deployment goes onto the ReplicaSet it makes current, as in Kubernetes,
+    so `rollout history` lists it per revision (also when a rollback reuses an old ReplicaSet)."""
+    def annotated(cause: str, root: str) -> str:
+        return deployment("hist", replicas=1).replace(
+            "metadata: {name: hist}", f'metadata: {{name: hist, annotations: {{kubernetes.io/change-cause: "{cause}"}}}}'
+        ).replace('"-h", "/"', f'"-h", "{root}"')
+
+    def causes() -> dict[int, str]:
+        return {r.revision: r.rs.metadata.annotations.get("kubernetes.io/change-cause", "")
+                for r in agent.controller.history("default", "hist")}
+
+    agent.controller.apply(annotated("first", "/"))
+    await eventually(lambda: causes() == {1: "first"})
+    agent.controller.apply(annotated("second", "/etc"))
+    await eventually(lambda: causes() == {1: "first", 2: "second"})
+    agent.controller.apply(annotated("back to the first", "/"))
+    await eventually(lambda: causes() == {2: "second", 3: "back to the first"})
+
+
 async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
     manifest = textwrap.dedent("""\
         apiVersion: v1
