@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from meshd.api import kube
 from meshd.controller.loop import Controller
+from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
@@ -71,7 +72,8 @@ class ApiServer:
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
-        r.add_get("/api/v1/namespaces/{ns}/events", self.events)  # before the generic routes, which match it too
+        # the events routes come before the generic ones, which would match them too
+        r.add_get("/api/v1/namespaces/{ns}/events", self.events)
         r.add_get("/api/v1/events", self.events)
         for prefix in ("/api/v1", "/apis/apps/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
@@ -258,9 +260,9 @@ class ApiServer:
             return _error(404, f'deployments "{name}" not found')
         revisions = []
         for record in self.controller.history(namespace, name):
-            annotations = record.rs.template.metadata.annotations
-            revisions.append({"revision": record.revision, "replicaset": record.name,
-                              "changeCause": annotations.get("kubernetes.io/change-cause", ""),
+            cause = (record.rs.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION)
+                     or record.rs.template.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION, ""))
+            revisions.append({"revision": record.revision, "replicaset": record.name, "changeCause": cause,
                               "images": [c.image for c in record.rs.template.spec.containers],
                               "template": record.rs.raw.get("spec", {}).get("template", {})})
         return web.json_response({"revisions": revisions})
@@ -331,7 +333,8 @@ class ApiServer:
                   "containers": usage.get((w.namespace, w.name), []),
                   "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())} for w in workers]
         if name is not None:
-            return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", **items[0]})
+            single = {"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", **items[0]}
+            return web.json_response(single)
         return web.json_response({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "items": items})
 
     # --- discovery ----------------------------------------------------------------------------------

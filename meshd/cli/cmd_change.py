@@ -351,8 +351,8 @@ def _first_pod(agent: ApiClient, kind: Kind, ns: str, name: str) -> str:
 @click.option("-c", "--container", default=None, help="The container (needed when the pod has several).")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
 @click.option("--tail", type=int, default=-1, help="Only the last N lines (-1: all).")
-@click.option("-p", "--previous", is_flag=True, help="The output of the container's previous instance (before its "
-              "last restart).")
+@click.option("-p", "--previous", is_flag=True,
+              help="The output of the container's previous instance (before its last restart).")
 @namespace_option
 @api_option
 def logs(
@@ -365,7 +365,7 @@ def logs(
     namespace: str | None,
     api: str | None,
 ) -> None:
-    """Print a pod's container output: logs POD|deployment/NAME|rs/NAME [-c CONTAINER] [-f] [-p] [--tail N]."""
+    """Print a pod's container output: logs POD|deployment/NAME|rs/NAME [-c CONTAINER] [-f] [-p] [--tail N]"""
     agent = client(api)
     ns = namespace_or_default(namespace)
     if "/" in pod:

@@ -189,7 +189,7 @@ def pod_nameservers(gateway: str, resolv_conf: str, *, limit: int = 3) -> list[s
 
 
 def _host_resolv_conf() -> str:
-    """The host's resolver list, as Docker picks it (systemd-resolved's upstream list when /etc has a stub)."""
+    """The host's resolver list, as Docker picks it (with systemd-resolved's upstream list, for a stub)."""
     texts = []
     for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
         try:

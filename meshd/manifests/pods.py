@@ -231,8 +231,8 @@ def _read_containers(
         for j, var in enumerate(container.env):
             ref = var.resource_field
             if ref is not None and ref.container_name and ref.container_name not in container_names:
-                raise reader.fail(path + ("containers", i, "env", j, "valueFrom", "resourceFieldRef",
-                                          "containerName"), f'no container "{ref.container_name}" in this pod')
+                where = ("containers", i, "env", j, "valueFrom", "resourceFieldRef", "containerName")
+                raise reader.fail(path + where, f'no container "{ref.container_name}" in this pod')
     return tuple(containers)
 
 
@@ -324,7 +324,9 @@ _FIELD_PATH = re.compile(r"metadata\.(name|namespace|uid)|metadata\.(labels|anno
 _RESOURCES = ("limits.cpu", "limits.memory", "requests.cpu", "requests.memory")
 
 
-def _read_value_from(reader: DocumentReader, source: Mapping[str, Any], epath: FieldPath, name: str) -> EnvVar:
+def _read_value_from(
+    reader: DocumentReader, source: Mapping[str, Any], epath: FieldPath, name: str
+) -> EnvVar:
     vpath = epath + ("valueFrom",)
     reader.check_fields(source, vpath, known=("fieldRef", "resourceFieldRef"),
                         unsupported=("secretKeyRef", "configMapKeyRef", "fileKeyRef"))
@@ -338,10 +340,11 @@ def _read_value_from(reader: DocumentReader, source: Mapping[str, Any], epath: F
         field = reader.string(ref, "fieldPath", rpath, required=True, allow_empty=False)
         assert field is not None
         if not _FIELD_PATH.fullmatch(field):
-            raise reader.fail(rpath + ("fieldPath",), f'unsupported value "{field}" (supported: metadata.name, '
-                              "metadata.namespace, metadata.uid, metadata.labels['KEY'], "
-                              "metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, "
-                              "status.podIP, status.podIPs, status.hostIP, status.hostIPs)")
+            raise reader.fail(rpath + ("fieldPath",),
+                              f'unsupported value "{field}" (supported: metadata.name, metadata.namespace, '
+                              "metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'], "
+                              "spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, "
+                              "status.hostIP, status.hostIPs)")
         return EnvVar(name=name, field_path=field)
     reader.check_fields(ref, rpath, known=("resource", "containerName", "divisor"))
     reader.get(ref, "resource", rpath, required=True)

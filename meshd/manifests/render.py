@@ -196,7 +196,8 @@ def render_container(container: Container) -> dict[str, Any]:
 
 def _render_env(var: EnvVar) -> dict[str, Any]:
     if var.field_path:
-        return {"name": var.name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": var.field_path}}}
+        field_ref = {"apiVersion": "v1", "fieldPath": var.field_path}
+        return {"name": var.name, "valueFrom": {"fieldRef": field_ref}}
     ref = var.resource_field
     if ref is not None:
         divisor = format_cpu(ref.divisor) if ref.resource.endswith("cpu") else format_memory(ref.divisor)
@@ -241,8 +242,8 @@ def render_probe(probe: Probe) -> dict[str, Any]:
 
 
 def qos_class(spec: dict[str, Any]) -> str:
-    """Kubernetes' QoS class of a rendered pod spec: Guaranteed (every container has cpu and memory limits, and
-    requests equal to them), BestEffort (no container sets any), else Burstable."""
+    """Kubernetes' QoS class of a rendered pod spec: Guaranteed (every container has cpu and memory
+    limits, and requests equal to them), BestEffort (no container sets any), else Burstable."""
     containers = spec.get("containers") or []
     any_set = False
     guaranteed = bool(containers)

@@ -34,7 +34,7 @@ def expand(text: str, variables: Mapping[str, str]) -> str:
                 i += 2
                 continue
             name = text[i + 2:close]
-            out.append(variables[name] if name in variables else f"$({name})")
+            out.append(variables.get(name, f"$({name})"))
             i = close + 1
         else:
             out.append("$" + following)

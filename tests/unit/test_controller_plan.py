@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.driver.base import ObservedContainer
-
 from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
-from meshd.controller.pod import finished_to_keep
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
@@ -16,6 +13,8 @@ from meshd.controller.plan import (
     resolve_surge,
     rollout_complete,
 )
+from meshd.controller.pod import finished_to_keep
+from meshd.driver.base import ObservedContainer
 
 POLICY = BackoffPolicy(initial=10, maximum=300, reset_after=600)
 
