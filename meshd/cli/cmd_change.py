@@ -46,26 +46,42 @@ def _post_each(
     api: str | None,
     *,
     delete: bool,
+    ignore_not_found: bool = False,
 ) -> None:
-    """POST each file in turn (errors name the file); the first rejected file stops the rest."""
+    """POST each file in turn (errors name the file); the first rejected file stops the rest. Objects a
+    delete did not find are reported on stderr and make the exit status 1, unless ignore_not_found."""
     agent = client(api)
+    missing = 0
     for text, source in _manifests(files, recursive):
         query = {"source": source, **({"namespace": namespace} if namespace else {})}
-        _report(agent.post_yaml(route, text, query), delete=delete)
+        missing += _report(agent.post_yaml(route, text, query), delete=delete, source=source,
+                           ignore_not_found=ignore_not_found)
+    if missing:
+        sys.exit(1)
 
 
-def _report(answer: Any, *, delete: bool = False) -> None:
-    """Print apply/delete results kubectl-style; warnings to stderr."""
+def _report(answer: Any, *, delete: bool = False, source: str = "", ignore_not_found: bool = False) -> int:
+    """Print apply/delete results kubectl-style; warnings to stderr. Returns how many were not found."""
     answer = answer if isinstance(answer, dict) else {}
     for warning in answer.get("warnings") or []:
         click.echo(f"Warning: {warning}", err=True)
+    missing = 0
     for result in answer.get("results") or []:
         display, name, action = (
             _display(result.get("kind", "")),
             result.get("name", ""),
             result.get("action", ""),
         )
+        if action == "not found":
+            kind = kind_by_name(result.get("kind", ""))
+            if not ignore_not_found:
+                resource = kind.resource if kind else display
+                where = f'error when deleting "{source}"'
+                click.echo(f'Error from server (NotFound): {where}: {resource} "{name}" not found', err=True)
+                missing += 1
+            continue
         click.echo(f'{display} "{name}" {action}' if delete else f"{display}/{name} {action}")
+    return missing
 
 
 @click.command()
@@ -85,6 +101,7 @@ def apply(files: tuple[str, ...], recursive: bool, namespace: str | None, api: s
 @click.option("-R", "--recursive", is_flag=True, help="Read directories given to -f recursively.")
 @click.option("-l", "--selector", default=None, help="Delete the objects of KIND matching a label selector.")
 @click.option("--all", "all_", is_flag=True, help="Delete every object of KIND in the namespace.")
+@click.option("--ignore-not-found", is_flag=True, help="An object that does not exist is not an error.")
 @namespace_option
 @api_option
 def delete(
@@ -94,6 +111,7 @@ def delete(
     recursive: bool,
     selector: str | None,
     all_: bool,
+    ignore_not_found: bool,
     namespace: str | None,
     api: str | None,
 ) -> None:
@@ -101,7 +119,8 @@ def delete(
     if files:
         if resource:
             raise CliError("give either -f or KIND NAME, not both")
-        _post_each("/v1/delete", files, recursive, namespace, api, delete=True)
+        _post_each("/v1/delete", files, recursive, namespace, api, delete=True,
+                   ignore_not_found=ignore_not_found)
         return
     if not resource:
         raise CliError(
@@ -133,8 +152,9 @@ def delete(
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            click.echo(not_found(kind, name), err=True)
-            failed = True
+            if not ignore_not_found:
+                click.echo(not_found(kind, name), err=True)
+                failed = True
             continue
         action = "deleted"
         try:

@@ -63,7 +63,7 @@ class ApplyResult:
     kind: str
     namespace: str
     name: str
-    action: str  # created | configured | unchanged | deleted
+    action: str  # created | configured | unchanged | deleted | not found
 
 
 @dataclasses.dataclass
@@ -222,8 +222,16 @@ class Controller:
         return results, list(loaded.warnings)
 
     def delete_text(self, text: str, *, source: str = "<stdin>", namespace: str | None = None) -> list[ApplyResult]:
+        """Deletes every object of the manifests that exists (as kubectl does, one missing object does not stop
+        the rest); the missing ones come back as "not found"."""
         objects = [_in_namespace(o, namespace, source) for o in load_documents(text, source=source).objects]
-        return [self.delete(obj.kind, obj.metadata.namespace, obj.metadata.name) for obj in objects]
+        results = []
+        for obj in objects:
+            try:
+                results.append(self.delete(obj.kind, obj.metadata.namespace, obj.metadata.name))
+            except KeyError:
+                results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, "not found"))
+        return results
 
     def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
         record = self.objects.pop((kind, namespace, name), None)

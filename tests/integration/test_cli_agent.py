@@ -101,3 +101,26 @@ async def test_apply_rollout_get_describe_logs_delete(api):
 
     code, out, err = await meshd(api, "delete", "deployment", "web")
     assert (code, out) == (0, 'deployment.apps "web" deleted\n'), err
+
+
+async def test_delete_f_deletes_what_exists_and_names_what_does_not(api, tmp_path):
+    """kubectl's `delete -f`: a missing object does not stop the rest; each is reported, exit 1, and
+    --ignore-not-found makes that quiet and successful."""
+    services = "".join(f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n"
+                       f"  ports: [{{port: 80}}]\n" for i in range(3))
+    path = tmp_path / "services.yaml"
+    path.write_text(services)
+    code, _, err = await meshd(api, "apply", "-f", str(path))
+    assert code == 0, err
+    code, out, err = await meshd(api, "delete", "service", "s0")
+    assert code == 0, err
+    code, out, err = await meshd(api, "delete", "-f", str(path))
+    assert code == 1
+    assert out == 'service "s1" deleted\nservice "s2" deleted\n'
+    assert f'error when deleting "{path}": services "s0" not found' in err
+    code, out, err = await meshd(api, "get", "services", "-o", "name")
+    assert (code, out) == (0, "")
+    code, out, err = await meshd(api, "delete", "-f", str(path), "--ignore-not-found")
+    assert (code, out, err) == (0, "", "")
+    code, out, err = await meshd(api, "delete", "service", "s9", "--ignore-not-found")
+    assert (code, out, err) == (0, "", "")
