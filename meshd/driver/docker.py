@@ -43,6 +43,7 @@ from meshd.driver.base import (
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.images.builders import builder_for
 from meshd.model.expansion import expand_container
+from meshd.model.objects import Volume
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +440,7 @@ class DockerDriver:
                         driver_opts=opts,
                         labels={**labels, LABEL_SANDBOX: container.id, LABEL_CONTAINER: ""},
                     )
+                self._open_volumes(client, container.id, spec.volumes)
                 container.start()
                 container.reload()
             except Exception:
@@ -451,6 +453,26 @@ class DockerDriver:
             return Sandbox(id=container.id, address=observed.address)
 
         return await self._call(f"create sandbox for {spec.namespace}/{spec.pod}", create)
+
+    def _open_volumes(self, client: Any, sandbox_id: str, volumes: tuple[Volume, ...]) -> None:
+        """emptyDir directories are world-writable (0777) as the kubelet makes them, so an image running as a
+        non-root USER can write to them; a new Docker volume is root's 0755. A one-shot container of the
+        infra image sets the mode (tmpfs volumes are 1777 already)."""
+        from docker.types import Mount
+
+        disk = [v for v in volumes if v.medium != "Memory"]
+        if not disk:
+            return
+        targets = [f"/volumes/{i}" for i in range(len(disk))]
+        client.containers.run(
+            self.pause_image,
+            ["/bin/busybox", "chmod", "0777", *targets],
+            mounts=[Mount(target=t, source=volume_name(sandbox_id, v.name), type="volume")
+                    for t, v in zip(targets, disk)],
+            network_mode="none",
+            labels={LABEL_MANAGED: "true", LABEL_AGENT: self.agent_id, LABEL_SANDBOX: sandbox_id},
+            remove=True,
+        )
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         """Removes the infra container, any app container still joined to it, and the pod's volumes."""
@@ -570,7 +592,7 @@ class DockerDriver:
                 raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
             mounts.append(
                 Mount(target=vm.mount_path, source=volume_name(sandbox_id, vm.name), type="volume",
-                      read_only=vm.read_only)
+                      read_only=vm.read_only, no_copy=True)  # an emptyDir is empty: no copy of the image's files
             )  # fmt: skip
         kwargs: dict[str, Any] = {
             "name": _safe_name(

@@ -146,6 +146,29 @@ async def test_emptydir_is_shared_and_memory_medium_is_tmpfs(
     assert await docker_driver.list_managed() == []
 
 
+async def test_emptydir_starts_empty_and_world_writable(
+    docker_driver: DockerDriver, busybox_image: str, docker_client: Any
+) -> None:
+    """As the kubelet makes it: 0777, so an image running as a non-root USER can write, and empty even when
+    mounted over a directory of the image (Docker would copy that directory's files and mode into it)."""
+    spec = pod_spec("emptydir", volumes=(Volume("v"),))
+    sandbox = await docker_driver.create_sandbox(spec)
+    over = Container(name="over", image=busybox_image, command=SLEEPER,
+                     volume_mounts=(VolumeMount("v", "/usr/bin"),))
+    await start(docker_driver, sandbox, spec, over)  # the first mount: where Docker would copy /usr/bin in
+    cid = await start(docker_driver, sandbox, spec, Container(
+        name="app", image=busybox_image, command=SLEEPER, volume_mounts=(VolumeMount("v", "/data"),)))
+    container = await asyncio.to_thread(docker_client.containers.get, cid)
+    listing = await asyncio.to_thread(container.exec_run, ["ls", "-A", "/data"])
+    assert (listing.exit_code, listing.output) == (0, b"")
+    mode = await asyncio.to_thread(container.exec_run, ["stat", "-c", "%a", "/data"])
+    assert mode.output.strip() == b"777"
+    write = await asyncio.to_thread(container.exec_run, ["sh", "-c", "echo x > /data/mine"], user="65534")
+    assert write.exit_code == 0, write.output
+    await docker_driver.remove_sandbox(sandbox.id)
+    assert await docker_driver.list_managed() == []
+
+
 async def test_pod_gets_hostname_and_cluster_dns_config(
     docker_driver: DockerDriver, busybox_image: str, docker_client: Any
 ) -> None:
