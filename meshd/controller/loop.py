@@ -244,8 +244,8 @@ class Controller:
             self.addresses.release(key)
             if address and address.address and self._on_service_address:
                 self._on_service_address(address.address, False)
-        if isinstance(record.obj, Deployment):
-            for rs_key in [k for k, r in self.replicasets.items() if r.owner_kind == "Deployment"
+        if isinstance(record.obj, (Deployment, ReplicaSet)):  # its pods go too (a bare ReplicaSet owns itself)
+            for rs_key in [k for k, r in self.replicasets.items() if r.owner_kind == kind
                            and r.namespace == namespace and r.owner == name]:
                 self.replicasets[rs_key].replicas = 0
         self._save()

@@ -200,6 +200,16 @@ async def test_rollout_history_shows_the_change_cause_of_each_revision(agent):
     await eventually(lambda: causes() == {2: "second", 3: "back to the first"})
 
 
+async def test_deleting_a_bare_replicaset_deletes_its_pods(agent, docker_client, agent_id):
+    manifest = deployment("bare", replicas=2).replace("kind: Deployment", "kind: ReplicaSet")
+    agent.controller.apply(manifest)
+    await eventually(lambda: len(ready_pods(agent, "bare-")) == 2)
+    agent.controller.delete("ReplicaSet", "default", "bare")
+    await eventually(lambda: not pods(agent, "bare-") and ("default", "bare") not in agent.controller.replicasets)
+    await eventually(lambda: not docker_client.containers.list(
+        all=True, sparse=True, filters={"label": [f"io.meshd.agent={agent_id}", "io.meshd.owner=bare"]}))
+
+
 async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
     manifest = textwrap.dedent("""\
         apiVersion: v1
