@@ -390,7 +390,7 @@ class ClientConnection(asyncio.Protocol):
                     self.queue.append(fx)
                     self.cur = fx
                     fx.dispatch(route)
-                    fx.req_done = True  # (after dispatch, as in the general path: on_message_complete follows)
+                    fx.req_done = True  # (after dispatch, as in the general path: the message ends after)
                     return
         if self.tunnel is not None:
             self.tunnel.write(data)
@@ -437,13 +437,16 @@ class ClientConnection(asyncio.Protocol):
             and ex.replay == ()  # no body bytes
             and data.find(b"\r\n\r\n") == len(data) - 4  # one request head, nothing after it
             and data[data.find(b" ") + 1 : data.find(b" ") + 2] == b"/"  # origin-form target (kept as is)
+            and b"\n " not in data
+            and b"\n\t" not in data  # no obs-fold (llhttp refuses it today: belt and braces)
             and not self.closing
             and self.fast is not None
         ):
             fast = self.fast
             if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
                 fast.clear()
-            fast[data] = (ex.head, ex.method, ex.method_idx, self.last_host, ex.method != b"HEAD")  # type: ignore[assignment]
+            method: bytes = ex.method  # type: ignore[assignment]
+            fast[data] = (ex.head, method, ex.method_idx, self.last_host, method != b"HEAD")
 
     def _bad_request(self, why: str) -> None:
         """Unparsable input: answer 400 if nothing is in progress, else finish the request in progress and close."""
@@ -1297,8 +1300,8 @@ _HEAD_CACHE: dict[
 
 
 # raw response head (as received, up to its last header line's CRLF) -> (the head for the client with its
-# final CRLF, the body's Content-Length, the status), or None: a head the general path handled as the common case
-# (2xx but 204, Content-Length framing, keep-alive; see response_head) and its fast path can repeat
+# final CRLF, the body's Content-Length, the status), or None: a head the general path handled as the common
+# case (2xx but 204, Content-Length framing, keep-alive; see response_head) and its fast path can repeat
 _FAST_RESPONSES: dict[bytes, tuple[bytes, int, int] | None] = {}
 
 
@@ -1312,6 +1315,8 @@ def _learn_response(raw: bytes, whole: bytes, status: int) -> None:
         and lower.find(b"\ncontent-length:", i + 1) < 0
         and b"\ntransfer-encoding" not in lower
         and raw.count(b"\n") == raw.count(b"\r\n")  # CRLF line ends only
+        and b"\n " not in raw
+        and b"\n\t" not in raw  # no obs-fold
     ):
         value = lower[i + 16 : lower.find(b"\r", i + 1)].strip(b" \t")
         if value.isdigit() and len(value) < 16:

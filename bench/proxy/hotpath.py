@@ -21,7 +21,8 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 01:19:22 GMT\r\n"
-    b"Content-Type: application/octet-stream\r\nContent-Length: 14\r\nConnection: keep-alive\r\n\r\nhello from b1\n"
+    b"Content-Type: application/octet-stream\r\nContent-Length: 14\r\nConnection: keep-alive\r\n\r\n"
+    b"hello from b1\n"
 )
 
 
