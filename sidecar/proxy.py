@@ -681,8 +681,7 @@ class Exchange:
         svc.stats.in_flight += 1
         budget = svc.budget  # budget.deposit(now), inlined
         if budget._slot_start <= now < budget._slot_end:
-            budget._deposits[-1] += 1
-            budget._deposit_sum += 1
+            budget.current += 1
         else:
             budget.deposit(now)
         timeout = svc.config.timeout
