@@ -40,6 +40,7 @@ from .services import (
 
 log = logging.getLogger(__name__)
 monotonic = time.monotonic
+BUCKET_0, BUCKET_1, BUCKET_2, BUCKET_3 = BUCKETS[:4]  # the latency histogram's first bounds (inline bisect)
 
 PIPELINE_LIMIT = 32  # queued requests on one connection before we stop reading from it
 PENDING_LIMIT = 64 * 1024  # request body buffered before an upstream is attached
@@ -276,6 +277,7 @@ class ClientConnection(asyncio.Protocol):
         self.fast: dict[bytes, tuple[bytes, bytes, int, bytes | None, bool]] | None = {}
         self.idle_parser = True  # the parser is between two requests (fed nothing since one ended)
         self.last_host: bytes | None = None  # the Host of the last request start() routed
+        self.spare: Exchange | None = None  # a finished fast-path exchange to reuse (the response fast path)
 
     # transport events
     def connection_made(self, transport: Any) -> None:
@@ -381,11 +383,19 @@ class ClientConnection(asyncio.Protocol):
                 routes = listener.routes
                 route = routes[0] if len(routes) == 1 else listener.route(host)
                 if route is not None:
-                    fx = Exchange(self, b"")
+                    fx = self.spare
+                    if fx is None:
+                        fx = Exchange(self, b"")
+                        fx.started = True
+                    else:  # the last fast exchange, finished: what its life changed back to new
+                        self.spare = None
+                        fx.done = fx.head_sent = fx.req_done = False
+                        fx.status = 0
+                        fx.deadline = 0.0
+                        fx.pending = ()
                     fx.method = method
                     fx.method_idx = method_idx
                     fx.head = head
-                    fx.started = True
                     fx.plain = plain
                     self.queue.append(fx)
                     self.cur = fx
@@ -711,6 +721,8 @@ class Exchange:
                     ep.in_flight += 1
                     self.ep = ep
                     self.port = port  # type: ignore[assignment]
+                    if svc.uses_rtt:
+                        self.t_attempt = now
                     self.up = up  # attach(up), inlined: the request head goes out alone
                     up.exchange = self
                     up.in_head = True  # (a pooled connection's hbuf and hoff were reset at its last head)
@@ -1475,19 +1487,13 @@ class UpstreamConnection(asyncio.Protocol):
             # common case before (_FAST_RESPONSES): the head for the client is known, the body is the rest of
             # `data` (exactly Content-Length bytes). Then what response_head, on_body, response_done and
             # _finish do for it, inlined. The parser is not fed (it stays fresh).
-            i = data.find(b"\r\n\r\n")
-            hit = _FAST_RESPONSES.get(data[: i + 2]) if i > 0 else None
-            svc = ex.service
-            ep = ex.ep
-            if (
-                hit is not None
-                and len(data) - i - 4 == hit[1]
-                and not ex.conn.closing
-                and ex.req_done
-                and svc is not None
-                and ep is not None
-            ):
-                conn = ex.conn
+            i = data.find(b"\r\n\r\n")  # (-1: data[:1] is never a head learnt)
+            hit = _FAST_RESPONSES.get(data[: i + 2])
+            conn = ex.conn
+            if hit is not None and len(data) - i - 4 == hit[1] and not conn.closing:
+                # (a plain exchange is attached only once its request is all sent: req_done, service, ep)
+                svc: ServiceState = ex.service  # type: ignore[assignment]
+                ep: EndpointState = ex.ep  # type: ignore[assignment]
                 now = monotonic()
                 if svc.uses_rtt:
                     ep.observe_rtt(now - ex.t_attempt, now)
@@ -1499,35 +1505,41 @@ class UpstreamConnection(asyncio.Protocol):
                 ex.head_sent = ex.done = True
                 out = conn.out
                 data = hit[0] + data[i + 4 :] if hit[1] else hit[0]
-                if out.buf is not None:
-                    out.buf.append(data)
-                elif not out.closed:
+                if out.buf is None and not out.closed:
                     out.transport.write(data)
+                else:
+                    out.write(data)
                 # response_done: back to the idle pool
-                self.exchange = None
-                ex.up = None
+                self.exchange = ex.up = None
                 if self.read_paused:
                     self.resume_reading()
                 idle = ep.idle.get(self.port)
-                if self.closed or ep.removed or idle is None or len(idle) >= MAX_IDLE_PER_ENDPOINT:
-                    self.release(now)
-                else:
+                if idle is not None and len(idle) < MAX_IDLE_PER_ENDPOINT and not (ep.removed or self.closed):
                     self.idle_since = now
                     idle.append(self)
+                else:
+                    self.release(now)
                 # _finish
                 ex.ep = None
-                n = ep.in_flight = ep.in_flight - 1
-                if not n and ep.removed:
+                ep.in_flight -= 1
+                if ep.removed and not ep.in_flight:
                     ep.service.drained(ep)
                 stats = svc.stats
                 stats.in_flight -= 1
                 seconds = now - ex.t0
                 stats.requests[ex.method_idx][1] += 1
                 stats.duration_sum += seconds
-                stats.buckets[bisect_left(BUCKETS, seconds)] += 1
+                if seconds <= BUCKET_1:  # bisect_left(BUCKETS, seconds), its common cases first
+                    stats.buckets[0 if seconds <= BUCKET_0 else 1] += 1
+                elif seconds <= BUCKET_3:
+                    stats.buckets[2 if seconds <= BUCKET_2 else 3] += 1
+                else:
+                    stats.buckets[bisect_left(BUCKETS, seconds)] += 1
                 queue = conn.queue
                 if queue and queue[0] is ex and not conn._advancing and not conn.paused & PAUSE_PIPELINE:
                     queue.popleft()
+                    if not ex.retries:
+                        conn.spare = ex  # (nothing refers to it any more: the next fast request reuses it)
                     if queue:
                         conn.advance()
                     elif conn.eof and not conn.closed and conn.upgrading is None:

@@ -260,3 +260,42 @@ async def test_fast_requests_are_routed_by_host_on_a_shared_listener_each_time()
     listener.set_routes(routes[:1] + [proxy.Route(routes[0].service, None)])  # api's name is gone now
     client.data_received(b"GET / HTTP/1.1\r\nHost: api.default\r\n\r\n")
     assert ct.take().startswith(b"HTTP/1.1 404")  # the general path answers what the fast path cannot route
+
+
+async def test_a_finished_fast_exchange_is_reused_as_new():
+    rig = Rig()
+    req = b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"
+    rig.request(req)
+    rig.respond(OK)
+    rig.request(req)  # fast
+    ex = rig.client.queue[0]
+    rig.respond(OK)  # fast
+    assert rig.client.spare is ex and ex.done
+    rig.request(req)
+    assert rig.client.queue[0] is ex and rig.client.spare is None
+    assert (ex.done, ex.head_sent, ex.req_done, ex.status, ex.retries) == (False, False, True, 0, 0)
+    assert ex.up is rig.up and ex.ep is rig.ep and ex.deadline > 0
+    rig.up.connection_lost(None)  # cut before the head: a GET is retried (on a new connection)
+    assert ex.retries == 1 and not ex.done
+    ex.abort()
+
+
+@pytest.mark.parametrize("seconds", [1e-4, 5e-4, 7e-4, 1e-3, 2e-3, 2.5e-3, 4e-3, 5e-3, 7e-3, 0.3, 20.0])
+async def test_the_fast_path_counts_latency_buckets_as_bisect(seconds: float, monkeypatch: pytest.MonkeyPatch):
+    from bisect import bisect_left
+
+    from sidecar.services import BUCKETS
+
+    rig = Rig()
+    req = b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"
+    rig.request(req)
+    rig.respond(OK)
+    now = [0.0]
+    monkeypatch.setattr(proxy, "monotonic", lambda: now[0])
+    rig.request(req)
+    now[0] = seconds
+    before = list(rig.svc.stats.buckets)
+    parser = rig.up.parser
+    assert rig.respond(OK) == OK and rig.up.parser is parser  # (the fast path)
+    after = rig.svc.stats.buckets
+    assert [b - a for a, b in zip(before, after, strict=True)].index(1) == bisect_left(BUCKETS, seconds)
