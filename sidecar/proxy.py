@@ -47,7 +47,8 @@ PENDING_LIMIT = 64 * 1024  # request body buffered before an upstream is attache
 REPLAY_LIMIT = 64 * 1024  # request body kept to replay on a retry
 WRITE_HIGH = 256 * 1024  # transport write buffer high-water mark
 MAX_IDLE_PER_ENDPOINT = 128
-FAST_REQUESTS_PER_CONNECTION = 16  # distinct request heads a connection's fast path remembers
+FAST_REQUESTS_PER_CONNECTION = 8  # distinct request heads a connection's fast path remembers ...
+FAST_REQUEST_MAX_BYTES = 1024  # ... each at most this long (bigger ones, e.g. with cookies, are not kept)
 
 PAUSE_PIPELINE, PAUSE_BODY, PAUSE_UPSTREAM, PAUSE_UPGRADE = 1, 2, 4, 8
 # response framing towards the client
@@ -445,6 +446,7 @@ class ClientConnection(asyncio.Protocol):
             and not ex.expect
             and not ex.chunked_req
             and ex.replay == ()  # no body bytes
+            and len(data) <= FAST_REQUEST_MAX_BYTES
             and data.find(b"\r\n\r\n") == len(data) - 4  # one request head, nothing after it
             and data[data.find(b" ") + 1 : data.find(b" ") + 2] == b"/"  # origin-form target (kept as is)
             and b"\n " not in data
@@ -1007,8 +1009,8 @@ class Exchange:
                 and self.method != b"HEAD"
                 and not self.conn.closing
             ):  # the common case, decided as below: the head goes out as received (minus hop-by-hop)
-                if up.keep_alive and raw not in _FAST_RESPONSES:
-                    _learn_response(raw, whole, status)
+                if up.keep_alive and len(raw) <= HEAD_CACHE_MAX_BYTES and raw not in _FAST_RESPONSES:
+                    _learn_response(raw, whole, status)  # (once per distinct head, as _scan_response_head)
                 self.resp_mode = R_LENGTH
                 self.head_sent = True
                 out = self.conn.out

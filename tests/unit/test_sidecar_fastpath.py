@@ -63,6 +63,7 @@ REQUESTS = [
     (b"GET /1 HTTP/1.1\r\nHost: web\r\n\r\nGET /2 HTTP/1.1\r\nHost: web\r\n\r\n", False),  # pipelined
     (b"GET / HTTP/1.1\r\nHost: web\r\nX-A: 1\r\n  folded\r\n\r\n", False),  # obs-fold
     (b"GET / HTTP/1.1\r\nHost: web\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n", False),  # 400
+    (b"GET / HTTP/1.1\r\nHost: web\r\nCookie: " + b"c" * 1000 + b"\r\n\r\n", False),  # too big to keep
     (b"CONNECT web:80 HTTP/1.1\r\nHost: web:80\r\n\r\n", False),  # 405
     (b"GET / HTTP/1.1\nHost: web\n\n", False),  # bare LF line ends
 ]
@@ -281,7 +282,7 @@ async def test_a_finished_fast_exchange_is_reused_as_new():
 
 
 @pytest.mark.parametrize("seconds", [1e-4, 5e-4, 7e-4, 1e-3, 2e-3, 2.5e-3, 4e-3, 5e-3, 7e-3, 0.3, 20.0])
-async def test_the_fast_path_counts_latency_buckets_as_bisect(seconds: float, monkeypatch: pytest.MonkeyPatch):
+async def test_the_fast_path_counts_latency_buckets_as_bisect(seconds: float, monkeypatch: Any):
     from bisect import bisect_left
 
     from sidecar.services import BUCKETS
