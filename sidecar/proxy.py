@@ -1529,7 +1529,7 @@ class UpstreamConnection(asyncio.Protocol):
                 stats = svc.stats
                 stats.in_flight -= 1
                 seconds = now - ex.t0
-                stats.requests[ex.method_idx][1] += 1
+                stats.requests[ex.method_idx][1] += 1  # (2xx: the only status class learnt)
                 stats.duration_sum += seconds
                 if seconds <= BUCKET_1:  # bisect_left(BUCKETS, seconds), its common cases first
                     stats.buckets[0 if seconds <= BUCKET_0 else 1] += 1
@@ -1556,6 +1556,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()  # nobody asked: an idle connection must not speak
             return
         self.clean = False
+        fed_for = ex
         if self.in_head:
             self.hbuf += data
         out = ex.conn.out
@@ -1575,7 +1576,7 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.abort()
         finally:
-            if self.stale_parser or (self.exchange is not ex and not self.closed):
+            if self.stale_parser or (self.exchange is not fed_for and not self.closed):
                 # a response ended: a fresh parser (whatever followed it in `data` was for nobody)
                 self.stale_parser = False
                 self.parser = HttpResponseParser(self)
