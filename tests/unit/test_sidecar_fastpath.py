@@ -300,3 +300,16 @@ async def test_the_fast_path_counts_latency_buckets_as_bisect(seconds: float, mo
     assert rig.respond(OK) == OK and rig.up.parser is parser  # (the fast path)
     after = rig.svc.stats.buckets
     assert [b - a for a, b in zip(before, after, strict=True)].index(1) == bisect_left(BUCKETS, seconds)
+
+
+async def test_an_endpoint_closing_mid_response_after_fast_requests_closes_the_client():
+    rig = Rig()
+    req = b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    rig.request(req)
+    rig.respond(head + b"0123456789")  # learnt: the request and the response head
+    rig.request(req)  # fast
+    assert rig.respond(head + b"01234") == head + b"01234"  # the body is not all there: the general path
+    rig.up.connection_lost(None)
+    assert rig.ct.closed and rig.ep.outcomes[3] == 1  # connection_error, counted
+    assert rig.svc.stats.in_flight == 0 and rig.ep.in_flight == 0
