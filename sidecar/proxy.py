@@ -49,6 +49,11 @@ WRITE_HIGH = 256 * 1024  # transport write buffer high-water mark
 MAX_IDLE_PER_ENDPOINT = 128
 FAST_REQUESTS_PER_CONNECTION = 8  # distinct request heads a connection's fast path remembers ...
 FAST_REQUEST_MAX_BYTES = 1024  # ... each at most this long (bigger ones, e.g. with cookies, are not kept)
+# a request line the fast path may pair with a header block learnt from another request line: a method
+# without a body of its own, an origin-form target of RFC 3986 characters (a subset of what llhttp accepts)
+_FAST_REQUEST_LINE = re.compile(
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*) HTTP/1\.1\r\n"
+)
 
 PAUSE_PIPELINE, PAUSE_BODY, PAUSE_UPSTREAM, PAUSE_UPGRADE = 1, 2, 4, 8
 # response framing towards the client
@@ -276,6 +281,9 @@ class ClientConnection(asyncio.Protocol):
         # the fast path (see data_received): requests this connection sent before, as bytes, that the general
         # path found simple, with what it made of them; None: off (closing, closed, tunnelled)
         self.fast: dict[bytes, tuple[bytes, bytes, int, bytes | None, bool]] | None = {}
+        # ... and their header blocks (after the request line), to pair with another simple request line:
+        # what the general path made of the block (the header lines for the endpoint) and its Host
+        self.fast_blocks: dict[bytes, tuple[bytes, bytes | None]] = {}
         self.idle_parser = True  # the parser is between two requests (fed nothing since one ended)
         self.last_host: bytes | None = None  # the Host of the last request start() routed
         self.spare: Exchange | None = None  # a finished fast-path exchange to reuse (the response fast path)
@@ -378,6 +386,18 @@ class ClientConnection(asyncio.Protocol):
             # would do the same again, so send the head it built then. The parser is not fed (it stays
             # between requests).
             hit = fast.get(data)
+            if hit is None:  # a header block seen before, after another simple request line?
+                m = _FAST_REQUEST_LINE.match(data)
+                if m is not None:
+                    block = self.fast_blocks.get(data[m.end() :])
+                    if block is not None:
+                        method = m.group(1)
+                        head = method + b" " + m.group(2) + b" HTTP/1.1\r\n" + block[0]
+                        hit = (head, method, METHOD_INDEX[method], block[1], method != b"HEAD")
+                        if len(data) <= FAST_REQUEST_MAX_BYTES:
+                            if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
+                                fast.clear()
+                            fast[data] = hit
             if hit is not None:
                 head, method, method_idx, host, plain = hit
                 listener = self.listener
@@ -459,6 +479,12 @@ class ClientConnection(asyncio.Protocol):
                 fast.clear()
             method: bytes = ex.method  # type: ignore[assignment]
             fast[data] = (ex.head, method, ex.method_idx, self.last_host, method != b"HEAD")
+            m = _FAST_REQUEST_LINE.match(data)
+            if m is not None and m.end() == data.find(b"\r\n") + 2:
+                blocks = self.fast_blocks
+                if len(blocks) >= FAST_REQUESTS_PER_CONNECTION:
+                    blocks.clear()
+                blocks[data[m.end() :]] = (ex.head[ex.head.find(b"\r\n") + 2 :], self.last_host)
 
     def _bad_request(self, why: str) -> None:
         """Unparsable input: answer 400 if nothing is in progress, else finish the request in progress and close."""

@@ -3,6 +3,7 @@ changes nothing on the wire (the same bytes as the general path), with fake tran
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import pytest
@@ -82,8 +83,47 @@ async def test_which_requests_the_fast_path_repeats(request_bytes: bytes, qualif
     assert spy.fed == 0  # the fast path: the parser saw nothing
     assert again == first  # ... and the endpoint got the same head
     rig.respond(OK)
-    spy2 = rig.request(b"GET /other HTTP/1.1\r\nHost: web\r\n\r\n")  # the parser is still between requests
-    assert spy2.startswith(b"GET /other HTTP/1.1\r\n") and spy.fed == 1
+    other = rig.request(b"GET /other HTTP/1.1\r\nHost: web\r\nX-New: 1\r\n\r\n")  # (parser: between requests)
+    assert other.startswith(b"GET /other HTTP/1.1\r\n") and spy.fed == 1
+
+
+BLOCK = b"Host: web\r\nUser-Agent: t\r\nConnection: keep-alive\r\n\r\n"
+
+# (another request line before a header block learnt on this connection, the fast path may pair them)
+REQUEST_LINES = [
+    (b"GET /b?x=1&y=%20 HTTP/1.1\r\n", True),
+    (b"GET / HTTP/1.1\r\n", True),
+    (b"HEAD /b HTTP/1.1\r\n", True),
+    (b"POST /b HTTP/1.1\r\n", True),  # (no Content-Length, no Transfer-Encoding: no body)
+    (b"DELETE /b/c;d=e HTTP/1.1\r\n", True),
+    (b"CONNECT /b HTTP/1.1\r\n", False),
+    (b"get /b HTTP/1.1\r\n", False),
+    (b"GET http://web/b HTTP/1.1\r\n", False),
+    (b"GET * HTTP/1.1\r\n", False),
+    (b"GET /b HTTP/1.0\r\n", False),
+    (b"GET /a b HTTP/1.1\r\n", False),
+    (b"GET /<x> HTTP/1.1\r\n", False),
+    (b"GET /\xc3\xa4 HTTP/1.1\r\n", False),
+    (b"GET /\x7f HTTP/1.1\r\n", False),
+    (b"GET  /b HTTP/1.1\r\n", False),
+    (b"\r\nGET /b HTTP/1.1\r\n", False),
+]
+
+
+@pytest.mark.parametrize(("line", "pairs"), REQUEST_LINES)
+async def test_which_request_lines_the_fast_path_pairs_with_a_known_header_block(line: bytes, pairs: bool):
+    rig = Rig()
+    rig.request(b"GET /a HTTP/1.1\r\n" + BLOCK)
+    rig.respond(OK)
+    spy = rig.client.parser = Spy(rig.client.parser)  # type: ignore[assignment]
+    sent = rig.request(line + BLOCK)
+    assert spy.fed == (0 if pairs else 1)
+    if not pairs:
+        return
+    general = Rig()  # what the general path sends for it
+    assert sent == general.request(line + BLOCK)
+    assert rig.respond(OK) == general.respond(OK) and rig.client.queue == general.client.queue == deque()
+    assert rig.request(line + BLOCK) == sent and spy.fed == 0  # (now known as a whole)
 
 
 async def test_a_repeated_request_is_not_fast_while_one_is_in_progress_or_the_parser_is_mid_request():
