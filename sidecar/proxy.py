@@ -40,12 +40,20 @@ from .services import (
 
 log = logging.getLogger(__name__)
 monotonic = time.monotonic
+BUCKET_0, BUCKET_1, BUCKET_2, BUCKET_3 = BUCKETS[:4]  # the latency histogram's first bounds (inline bisect)
 
 PIPELINE_LIMIT = 32  # queued requests on one connection before we stop reading from it
 PENDING_LIMIT = 64 * 1024  # request body buffered before an upstream is attached
 REPLAY_LIMIT = 64 * 1024  # request body kept to replay on a retry
 WRITE_HIGH = 256 * 1024  # transport write buffer high-water mark
 MAX_IDLE_PER_ENDPOINT = 128
+FAST_REQUESTS_PER_CONNECTION = 8  # distinct request heads a connection's fast path remembers ...
+FAST_REQUEST_MAX_BYTES = 1024  # ... each at most this long (bigger ones, e.g. with cookies, are not kept)
+# a request line the fast path may pair with a header block learnt from another request line: a method
+# without a body of its own, an origin-form target of RFC 3986 characters (a subset of what llhttp accepts)
+_FAST_REQUEST_LINE = re.compile(
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*) HTTP/1\.1\r\n"
+)
 
 PAUSE_PIPELINE, PAUSE_BODY, PAUSE_UPSTREAM, PAUSE_UPGRADE = 1, 2, 4, 8
 # response framing towards the client
@@ -191,6 +199,7 @@ class Listener:
         deadline = monotonic() + grace
         for conn in list(self.connections):
             conn.closing = True
+            conn.fast = None
             if not conn.queue:
                 conn.close()
         while any(c.queue and not c.queue[0].tunnelled for c in self.connections) and monotonic() < deadline:
@@ -269,6 +278,15 @@ class ClientConnection(asyncio.Protocol):
         )  # ... and what they gave
         self.active = False  # set on every read; the listener's once-a-second scan counts quiet seconds
         self.quiet = 0
+        # the fast path (see data_received): requests this connection sent before, as bytes, that the general
+        # path found simple, with what it made of them; None: off (closing, closed, tunnelled)
+        self.fast: dict[bytes, tuple[bytes, bytes, int, bytes | None, bool]] | None = {}
+        # ... and their header blocks (after the request line), to pair with another simple request line:
+        # what the general path made of the block (the header lines for the endpoint) and its Host
+        self.fast_blocks: dict[bytes, tuple[bytes, bytes | None]] = {}
+        self.idle_parser = True  # the parser is between two requests (fed nothing since one ended)
+        self.last_host: bytes | None = None  # the Host of the last request start() routed
+        self.spare: Exchange | None = None  # a finished fast-path exchange to reuse (the response fast path)
 
     # transport events
     def connection_made(self, transport: Any) -> None:
@@ -334,6 +352,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def close(self) -> None:
+        self.fast = None
         if not self.closed:
             self.closed = True
             self.out.close()
@@ -359,6 +378,51 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.active = True
+        fast = self.fast
+        if fast is not None and self.idle_parser and not self.queue:
+            # The fast path: these exact bytes came before on this connection, from the same parser state
+            # (between requests), and the general path found them one whole simple request (origin-form
+            # target, HTTP/1.1, keep-alive, no body, no Upgrade/Expect/Transfer-Encoding: see _learn): it
+            # would do the same again, so send the head it built then. The parser is not fed (it stays
+            # between requests).
+            hit = fast.get(data)
+            if hit is None:  # a header block seen before, after another simple request line?
+                m = _FAST_REQUEST_LINE.match(data)
+                if m is not None:
+                    block = self.fast_blocks.get(data[m.end() :])
+                    if block is not None:
+                        method = m.group(1)
+                        head = method + b" " + m.group(2) + b" HTTP/1.1\r\n" + block[0]
+                        hit = (head, method, METHOD_INDEX[method], block[1], method != b"HEAD")
+                        if len(data) <= FAST_REQUEST_MAX_BYTES:
+                            if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
+                                fast.clear()
+                            fast[data] = hit
+            if hit is not None:
+                head, method, method_idx, host, plain = hit
+                listener = self.listener
+                routes = listener.routes
+                route = routes[0] if len(routes) == 1 else listener.route(host)
+                if route is not None:
+                    fx = self.spare
+                    if fx is None:
+                        fx = Exchange(self, b"")
+                        fx.started = True
+                    else:  # the last fast exchange, finished: what its life changed back to new
+                        self.spare = None
+                        fx.done = fx.head_sent = fx.req_done = False
+                        fx.status = 0
+                        fx.deadline = 0.0
+                        fx.pending = ()
+                    fx.method = method
+                    fx.method_idx = method_idx
+                    fx.head = head
+                    fx.plain = plain
+                    self.queue.append(fx)
+                    self.cur = fx
+                    fx.dispatch(route)
+                    fx.req_done = True  # (after dispatch, as in the general path: the message ends after)
+                    return
         if self.tunnel is not None:
             self.tunnel.write(data)
             return
@@ -366,20 +430,65 @@ class ClientConnection(asyncio.Protocol):
             self.upgrading.early = [*self.upgrading.early, data]
             self.pause(PAUSE_UPGRADE)
             return
+        learn = fast is not None and self.idle_parser and not self.queue
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
+            self.idle_parser = False
+            self.fast = None
             ex = self.cur
             if ex is not None and not ex.done:
                 self.upgrading = ex
                 tail = data[e.args[0] :]
                 if tail:
                     ex.early = [*ex.early, tail]
+            return
         except HttpParserError as e:
+            self.idle_parser = False
+            self.fast = None
             self._bad_request(str(e))
+            return
+        if learn and self.idle_parser and len(self.queue) == 1:
+            self._learn(data)
+
+    def _learn(self, data: bytes) -> None:
+        """After the general path handled `data` from a parser between requests: if `data` was exactly one
+        whole request that the fast path can repeat, remember what the general path made of it."""
+        ex = self.queue[0]
+        if (
+            ex is self.cur
+            and ex.started
+            and not ex.done
+            and ex.service is not None
+            and ex.keep_alive
+            and not ex.upgrade
+            and ex.version == "1.1"
+            and not ex.expect
+            and not ex.chunked_req
+            and ex.replay == ()  # no body bytes
+            and len(data) <= FAST_REQUEST_MAX_BYTES
+            and data.find(b"\r\n\r\n") == len(data) - 4  # one request head, nothing after it
+            and data[data.find(b" ") + 1 : data.find(b" ") + 2] == b"/"  # origin-form target (kept as is)
+            and b"\n " not in data
+            and b"\n\t" not in data  # no obs-fold (llhttp refuses it today: belt and braces)
+            and not self.closing
+            and self.fast is not None
+        ):
+            fast = self.fast
+            if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
+                fast.clear()
+            method: bytes = ex.method  # type: ignore[assignment]
+            fast[data] = (ex.head, method, ex.method_idx, self.last_host, method != b"HEAD")
+            m = _FAST_REQUEST_LINE.match(data)
+            if m is not None and m.end() == data.find(b"\r\n") + 2:
+                blocks = self.fast_blocks
+                if len(blocks) >= FAST_REQUESTS_PER_CONNECTION:
+                    blocks.clear()
+                blocks[data[m.end() :]] = (ex.head[ex.head.find(b"\r\n") + 2 :], self.last_host)
 
     def _bad_request(self, why: str) -> None:
         """Unparsable input: answer 400 if nothing is in progress, else finish the request in progress and close."""
+        self.fast = None
         if self.closed:
             return
         head = self.queue[0] if self.queue else None
@@ -395,9 +504,12 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     # parser callbacks
+    def on_message_begin(self) -> None:
+        self.idle_parser = False
+
     def on_url(self, url: bytes) -> None:
         ex = self.cur
-        if ex is None or ex.method is not None:  # a new request (no on_message_begin: one callback less)
+        if ex is None or ex.method is not None:  # a new request
             ex = self.cur = Exchange(self, url)
             queue = self.queue
             queue.append(ex)
@@ -426,6 +538,7 @@ class ClientConnection(asyncio.Protocol):
         self.cur.request_body(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
+        self.idle_parser = True
         ex = self.cur
         if ex.chunked_req or ex.done:  # type: ignore[union-attr]
             ex.request_done()  # type: ignore[union-attr]
@@ -483,6 +596,7 @@ class Exchange:
         "method_idx",
         "pending",
         "pending_size",
+        "plain",
         "port",
         "port_name",
         "replay",
@@ -533,6 +647,7 @@ class Exchange:
         self.status = 0
         self.resp_mode = R_NONE
         self.early: list[bytes] | tuple[()] = ()
+        self.plain = False  # a fast-path request whose response may take the fast path (not HEAD)
 
     # --- request side -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -580,6 +695,7 @@ class Exchange:
             else:
                 self.version = "1.1"
         self.head = b"%s %s HTTP/1.1\r\n%s" % (method, self.url or b"/", rest)
+        conn.last_host = host
         routes = listener.routes
         route = routes[0] if len(routes) == 1 else listener.route(host)
         if route is None:
@@ -590,6 +706,12 @@ class Exchange:
                 close=not self.req_done,
             )
             return
+        self.dispatch(route)
+
+    def dispatch(self, route: Route) -> None:
+        """Count the request, pick an endpoint and send the head (`self.head`, ready) on a pooled connection
+        (or connect): the part of start() the fast path shares."""
+        conn = self.conn
         svc = route.service
         self.service = svc
         self.port_name = route.port_name if route.port_name is not None else svc.default_port_name
@@ -597,8 +719,7 @@ class Exchange:
         svc.stats.in_flight += 1
         budget = svc.budget  # budget.deposit(now), inlined
         if budget._slot_start <= now < budget._slot_end:
-            budget._deposits[-1] += 1
-            budget._deposit_sum += 1
+            budget.current += 1
         else:
             budget.deposit(now)
         timeout = svc.config.timeout
@@ -628,6 +749,8 @@ class Exchange:
                     ep.in_flight += 1
                     self.ep = ep
                     self.port = port  # type: ignore[assignment]
+                    if svc.uses_rtt:
+                        self.t_attempt = now
                     self.up = up  # attach(up), inlined: the request head goes out alone
                     up.exchange = self
                     up.in_head = True  # (a pooled connection's hbuf and hoff were reset at its last head)
@@ -912,6 +1035,8 @@ class Exchange:
                 and self.method != b"HEAD"
                 and not self.conn.closing
             ):  # the common case, decided as below: the head goes out as received (minus hop-by-hop)
+                if up.keep_alive and len(raw) <= HEAD_CACHE_MAX_BYTES and raw not in _FAST_RESPONSES:
+                    _learn_response(raw, whole, status)  # (once per distinct head, as _scan_response_head)
                 self.resp_mode = R_LENGTH
                 self.head_sent = True
                 out = self.conn.out
@@ -1213,6 +1338,33 @@ _HEAD_CACHE: dict[
 ] = {}  # raw response head -> _scan_response_head(raw)
 
 
+# raw response head (as received, up to its last header line's CRLF) -> (the head for the client with its
+# final CRLF, the body's Content-Length, the status), or None: a head the general path handled as the common
+# case (2xx but 204, Content-Length framing, keep-alive; see response_head) and its fast path can repeat
+_FAST_RESPONSES: dict[bytes, tuple[bytes, int, int] | None] = {}
+
+
+def _learn_response(raw: bytes, whole: bytes, status: int) -> None:
+    """Remember `raw` for the response fast path if its Content-Length is one plain number (else None)."""
+    lower = raw.lower()
+    entry = None
+    i = lower.find(b"\ncontent-length:")
+    if (
+        i >= 0
+        and lower.find(b"\ncontent-length:", i + 1) < 0
+        and b"\ntransfer-encoding" not in lower
+        and raw.count(b"\n") == raw.count(b"\r\n")  # CRLF line ends only
+        and b"\n " not in raw
+        and b"\n\t" not in raw  # no obs-fold
+    ):
+        value = lower[i + 16 : lower.find(b"\r", i + 1)].strip(b" \t")
+        if value.isdigit() and len(value) < 16:
+            entry = (whole, int(value), status)
+    if len(_FAST_RESPONSES) >= HEAD_CACHE_SIZE:
+        _FAST_RESPONSES.clear()
+    _FAST_RESPONSES[raw] = entry
+
+
 def _scan_response_head(raw: bytes, *, upgrade: bool) -> tuple[bytes, bool, bool, bytes]:
     """(the head for the client: hop-by-hop lines out, HTTP/1.1; chunked framing?; Content-Length present?;
     that head with its final CRLF)"""
@@ -1270,6 +1422,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.read_paused = False
         self.eof = False
+        self.clean = True  # the parser is fresh (created after the last response ended): fed nothing since
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -1356,13 +1509,80 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if self.clean and ex is not None and ex.plain:
+            # The fast path: a whole response in this one read, whose head the general path has handled as the
+            # common case before (_FAST_RESPONSES): the head for the client is known, the body is the rest of
+            # `data` (exactly Content-Length bytes). Then what response_head, on_body, response_done and
+            # _finish do for it, inlined. The parser is not fed (it stays fresh).
+            i = data.find(b"\r\n\r\n")  # (-1: data[:1] is never a head learnt)
+            hit = _FAST_RESPONSES.get(data[: i + 2])
+            conn = ex.conn
+            if hit is not None and len(data) - i - 4 == hit[1] and not conn.closing:
+                # (a plain exchange is attached only once its request is all sent: req_done, service, ep)
+                svc: ServiceState = ex.service  # type: ignore[assignment]
+                ep: EndpointState = ex.ep  # type: ignore[assignment]
+                now = monotonic()
+                if svc.uses_rtt:
+                    ep.observe_rtt(now - ex.t_attempt, now)
+                if ep.failing:
+                    svc.record(ep, OUT_SUCCESS)
+                else:
+                    ep.outcomes[OUT_SUCCESS] += 1
+                ex.status = hit[2]
+                ex.head_sent = ex.done = True
+                out = conn.out
+                data = hit[0] + data[i + 4 :] if hit[1] else hit[0]
+                if out.buf is None and not out.closed:
+                    out.transport.write(data)
+                else:
+                    out.write(data)
+                # response_done: back to the idle pool
+                self.exchange = ex.up = None
+                if self.read_paused:
+                    self.resume_reading()
+                idle = ep.idle.get(self.port)
+                if idle is not None and len(idle) < MAX_IDLE_PER_ENDPOINT and not (ep.removed or self.closed):
+                    self.idle_since = now
+                    idle.append(self)
+                else:
+                    self.release(now)
+                # _finish
+                ex.ep = None
+                ep.in_flight -= 1
+                if ep.removed and not ep.in_flight:
+                    ep.service.drained(ep)
+                stats = svc.stats
+                stats.in_flight -= 1
+                seconds = now - ex.t0
+                stats.requests[ex.method_idx][1] += 1  # (2xx: the only status class learnt)
+                stats.duration_sum += seconds
+                if seconds <= BUCKET_1:  # bisect_left(BUCKETS, seconds), its common cases first
+                    stats.buckets[0 if seconds <= BUCKET_0 else 1] += 1
+                elif seconds <= BUCKET_3:
+                    stats.buckets[2 if seconds <= BUCKET_2 else 3] += 1
+                else:
+                    stats.buckets[bisect_left(BUCKETS, seconds)] += 1
+                queue = conn.queue
+                if queue and queue[0] is ex and not conn._advancing and not conn.paused & PAUSE_PIPELINE:
+                    queue.popleft()
+                    if not ex.retries:
+                        conn.spare = ex  # (nothing refers to it any more: the next fast request reuses it)
+                    if queue:
+                        conn.advance()
+                    elif conn.eof and not conn.closed and conn.upgrading is None:
+                        conn.close()
+                else:
+                    conn.advance()
+                return
         if self.tunnel is not None:
             self.tunnel.write(data)
             return
-        ex = self.exchange
         if ex is None:
             self.abort()  # nobody asked: an idle connection must not speak
             return
+        self.clean = False
+        fed_for = ex
         if self.in_head:
             self.hbuf += data
         out = ex.conn.out
@@ -1382,9 +1602,11 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.abort()
         finally:
-            if self.stale_parser:
+            if self.stale_parser or (self.exchange is not fed_for and not self.closed):
+                # a response ended: a fresh parser (whatever followed it in `data` was for nobody)
                 self.stale_parser = False
                 self.parser = HttpResponseParser(self)
+                self.clean = True
             if gather:
                 out.flush()
 

@@ -34,8 +34,9 @@ class RetryBudget:
         self._slots = slots
         self._deposits: deque[int] = deque([0] * slots, maxlen=slots)
         self._withdrawals: deque[int] = deque([0] * slots, maxlen=slots)
-        self._deposit_sum = 0
+        self._deposit_sum = 0  # (without the open slot's `current`)
         self._withdraw_sum = 0
+        self.current = 0  # deposits in the open slot, a plain int (the proxy adds 1 per request)
         self._slot = 0
         self._slot_start = 0.0
         self._slot_end = self._slot_len
@@ -44,6 +45,10 @@ class RetryBudget:
         slot = int(now / self._slot_len)
         if slot == self._slot:
             return
+        if self.current:  # close the open slot
+            self._deposits[-1] += self.current
+            self._deposit_sum += self.current
+            self.current = 0
         steps = min(slot - self._slot, self._slots) if slot > self._slot else self._slots
         for _ in range(steps):
             self._deposit_sum -= self._deposits[0]
@@ -58,13 +63,12 @@ class RetryBudget:
         """One original request was sent."""
         if not self._slot_start <= now < self._slot_end:
             self._advance(now)
-        self._deposits[-1] += 1
-        self._deposit_sum += 1
+        self.current += 1
 
     def withdraw(self, now: float) -> bool:
         """Take one retry from the budget; False (and nothing taken) when it is spent."""
         self._advance(now)
-        if self._withdraw_sum + 1 > self.reserve + self.ratio * self._deposit_sum:
+        if self._withdraw_sum + 1 > self.reserve + self.ratio * (self._deposit_sum + self.current):
             return False
         self._withdrawals[-1] += 1
         self._withdraw_sum += 1

@@ -265,3 +265,26 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+async def test_repeated_requests_on_one_connection_behave_as_the_first(mesh: Mesh):
+    # the same request again on a keep-alive connection takes the fast paths: the same headers reach the
+    # endpoints, balanced per request, and 5xx are still retried and answered
+    hop = ["-H", "Connection: keep-alive, X-Secret", "-H", "X-Secret: 1", "-H", "X-Forwarded-For: 10.0.0.9"]
+    code, out, _ = await curl(*hop, *[f"{mesh.url}/headers"] * 6, "-w", "\n%{http_code} %{num_connects}\n")
+    assert code == 0
+    bodies = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    backends = [b["backend"] for b in bodies]
+    assert sorted(backends[:3]) == ["b0", "b1", "b2"] and backends[3:] == backends[:3]  # round robin
+    for body in bodies:
+        headers = {k.lower(): v for k, v in body["headers"]}
+        assert "x-secret" not in headers and "connection" not in headers, headers
+        assert headers["x-forwarded-for"] == "10.0.0.9, 127.0.0.1"
+        assert headers["forwarded"].startswith("for=127.0.0.1;proto=http")
+    assert out.decode().count("200 1\n") == 1 and out.decode().count("200 0\n") == 5  # one connection
+
+    urls = [f"{mesh.url}/status/503"] * 3 + [f"{mesh.url}/bytes/3"] * 3
+    code, out, _ = await curl(*urls, "-w", "\n%{http_code}\n")
+    assert code == 0
+    assert re.findall(r"^(\d{3})$", out.decode(), re.M) == ["503"] * 3 + ["200"] * 3
+    assert out.decode().count("xxx") == 3
