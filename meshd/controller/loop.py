@@ -353,6 +353,9 @@ class Controller:
             elif isinstance(record.obj, ReplicaSet):
                 self._ensure_bare_replicaset(record, now)
         for rs_key, rs in list(self.replicasets.items()):
+            if not self._owner_exists(rs) and rs.replicas:  # an orphan (its owner was deleted): its pods go
+                rs.replicas = 0
+                self._dirty = True
             self._reconcile_replicaset(rs, now)
             if not self._owner_exists(rs) and not self._pods_of(rs):
                 del self.replicasets[rs_key]

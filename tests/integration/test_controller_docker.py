@@ -208,6 +208,12 @@ async def test_deleting_a_bare_replicaset_deletes_its_pods(agent, docker_client,
     await eventually(lambda: not pods(agent, "bare-") and ("default", "bare") not in agent.controller.replicasets)
     await eventually(lambda: not docker_client.containers.list(
         all=True, sparse=True, filters={"label": [f"io.meshd.agent={agent_id}", "io.meshd.owner=bare"]}))
+    # a ReplicaSet left without its owner (as an older agent's delete left them in the state) goes too
+    agent.controller.apply(manifest.replace("bare", "orphan"))
+    await eventually(lambda: len(ready_pods(agent, "orphan-")) == 2)
+    del agent.controller.objects[("ReplicaSet", "default", "orphan")]
+    agent.controller.kick()
+    await eventually(lambda: not pods(agent, "orphan-") and ("default", "orphan") not in agent.controller.replicasets)
 
 
 async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
