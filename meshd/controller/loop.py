@@ -201,6 +201,8 @@ class Controller:
                 planned.append((obj, "configured"))
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
+            if isinstance(obj, Pod) and existing is None:
+                self._check_pod_name_free(obj, source)
         results = []
         for obj, action in planned:
             key = object_key(obj)
@@ -316,6 +318,16 @@ class Controller:
         except ValueError as error:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
+
+    def _check_pod_name_free(self, pod: Pod, source: str) -> None:
+        """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
+        it would shadow that pod and outlive its Deployment."""
+        worker = self.pods.get((pod.metadata.namespace, pod.metadata.name))
+        if worker is not None and worker.identity.replicaset:
+            owner = f'{worker.identity.owner_kind.lower()} "{worker.identity.owner}"'
+            raise ManifestError(f'pod "{pod.metadata.name}" is run by ReplicaSet "{worker.identity.replicaset}": '
+                                f"change {owner} instead", source=source, kind="Pod", name=pod.metadata.name,
+                                path=("metadata", "name"))
 
     def _publish_service(self, service: Service) -> None:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)

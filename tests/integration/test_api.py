@@ -236,3 +236,23 @@ async def test_events_are_served_and_name_why_a_pod_is_pending(tmp_path, agent_i
             assert status["phase"] == "Pending" and status["containerStatuses"] == [] and "reason" not in status
     finally:
         await agent.close(stop_pods=True)
+
+
+async def test_a_pod_manifest_cannot_shadow_a_pod_a_replicaset_runs(api, busybox_image):
+    """`get pod X -o yaml | apply -f -` on a Deployment's pod is an error naming the owner, changing nothing."""
+    from tests.integration.agent_harness import eventually, ready_pods
+
+    agent, http = api
+    deployment = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n"
+                  "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+                  "    spec:\n      containers: [{name: c, image: meshd/busybox:latest, imagePullPolicy: IfNotPresent,"
+                  ' command: ["/bin/busybox", "sleep", "300"]}]\n')
+    await (await http.post("/v1/apply", data=deployment)).release()
+    (worker,) = await eventually(lambda: ready_pods(agent, "web-"))
+    async with http.get(f"/api/v1/namespaces/default/pods/{worker.name}") as reply:
+        pod = await reply.json()
+    async with http.post("/v1/apply", data=json.dumps(pod)) as reply:
+        assert reply.status == 422
+        message = (await reply.json())["error"]
+    assert f'pod "{worker.name}" is run by ReplicaSet' in message and 'deployment "web"' in message
+    assert ("Pod", "default", worker.name) not in agent.controller.objects
