@@ -282,7 +282,9 @@ class ApiServer:
         worker = self.controller.pods.get((namespace, name))
         if worker is None:
             return _error(404, f'pods "{name}" not found')
-        container = request.query.get("container") or worker.spec.containers[0].name
+        default = worker.annotations.get("kubectl.kubernetes.io/default-container")
+        container = request.query.get("container") or (
+            default if default in worker.containers else worker.spec.containers[0].name)
         status = worker.containers.get(container)
         if status is None:
             names = ", ".join(worker.containers)

@@ -397,8 +397,9 @@ def logs(
             pod = _first_pod(agent, kind, ns, name)
         else:
             raise CliError("logs takes a pod (NAME or pod/NAME) or a workload (deployment/NAME, rs/NAME)")
+    chosen = container or container_arg or _default_container(agent, ns, pod)
     query = {
-        "container": container or container_arg,
+        "container": chosen,
         "follow": 1 if follow else None,
         "tailLines": tail if tail >= 0 else None,
         "previous": 1 if previous else None,
@@ -413,6 +414,31 @@ def logs(
         if exc.status == 404 and "not found" not in exc.message:
             raise CliError(f'Error from server (NotFound): pods "{pod}" not found') from None
         raise
+
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+def default_container(pod: dict[str, Any]) -> tuple[str | None, str]:
+    """kubectl's choice when no -c is given: the annotated default container, else the first; with the
+    stderr note kubectl prints when the pod has several ("" when there is nothing to say)."""
+    names = [str(c.get("name", "")) for c in (pod.get("spec") or {}).get("containers") or []]
+    if len(names) < 2:
+        return None, ""
+    annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+    chosen = annotated if annotated in names else names[0]
+    return chosen, f'Defaulted container "{chosen}" out of: {", ".join(names)}'
+
+
+def _default_container(agent: ApiClient, ns: str, pod: str) -> str | None:
+    try:
+        found = agent.get_json(POD.object_path(ns, pod))
+    except ApiError:
+        return None  # the log request reports a missing pod
+    chosen, note = default_container(found if isinstance(found, dict) else {})
+    if note:
+        click.echo(note, err=True)
+    return chosen
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshd.cli.client import error_message, resolve_api_url
+from meshd.cli.cmd_change import default_container
 from meshd.cli.common import parse_duration
 from meshd.cli.endpoints_view import EndpointsView
 from meshd.cli.files import InputError, expand_sources, read_manifests
@@ -315,3 +316,20 @@ def test_table_writer_remembers_widths_for_watch():
 )
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
+
+
+def _pod(names, annotations=None):
+    return {"metadata": {"annotations": annotations or {}}, "spec": {"containers": [{"name": n} for n in names]}}
+
+
+@pytest.mark.parametrize(("pod", "chosen", "note"), [
+    (_pod(["web"]), None, ""),  # one container: nothing to choose, nothing to say
+    (_pod(["server", "loader"]), "server", 'Defaulted container "server" out of: server, loader'),
+    (_pod(["server", "loader"], {"kubectl.kubernetes.io/default-container": "loader"}), "loader",
+     'Defaulted container "loader" out of: server, loader'),
+    (_pod(["server", "loader"], {"kubectl.kubernetes.io/default-container": "nope"}), "server",
+     'Defaulted container "server" out of: server, loader'),
+    ({}, None, ""),
+])
+def test_logs_default_container_as_kubectl(pod, chosen, note):
+    assert default_container(pod) == (chosen, note)
