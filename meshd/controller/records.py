@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from meshd.model.objects import Deployment, KubeObject, ReplicaSet
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"  # copied from the Deployment to its new ReplicaSet
+RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"  # what `rollout restart` sets on the template
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 
 
@@ -83,6 +85,25 @@ def owned_replicaset_manifest(deployment: Deployment, template_hash: str, revisi
             "template": template,
         },
     }
+
+
+def keep_restarted_at(live: Mapping[str, Any], applied: Mapping[str, Any]) -> dict[str, Any] | None:
+    """kubectl apply merges, and keeps what `rollout restart` set and the manifest never had: the applied
+    Deployment document with the live template's restartedAt when it has none (None: nothing to carry), so
+    applying the same file after a restart is "unchanged", not a second rollout."""
+    def annotations(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+        template = (doc.get("spec") or {}).get("template") or {}
+        return (template.get("metadata") or {}).get("annotations") or {}
+
+    restarted = annotations(live).get(RESTARTED_AT_ANNOTATION)
+    if restarted is None or RESTARTED_AT_ANNOTATION in annotations(applied):
+        return None
+    carried = copy.deepcopy(dict(applied))
+    template = carried.setdefault("spec", {}).setdefault("template", {})
+    metadata = template.get("metadata") or {}
+    template["metadata"] = {**metadata, "annotations": {**(metadata.get("annotations") or {}),
+                                                        RESTARTED_AT_ANNOTATION: restarted}}
+    return carried
 
 
 def _change_cause(deployment: Deployment) -> dict[str, str]:

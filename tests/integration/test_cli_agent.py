@@ -124,3 +124,19 @@ async def test_delete_f_deletes_what_exists_and_names_what_does_not(api, tmp_pat
     assert (code, out, err) == (0, "", "")
     code, out, err = await meshd(api, "delete", "service", "s9", "--ignore-not-found")
     assert (code, out, err) == (0, "", "")
+
+
+async def test_applying_the_same_file_after_a_rollout_restart_changes_nothing(api):
+    """As kubectl apply's merge keeps what `rollout restart` set: no second rollout, the same ReplicaSets."""
+    assert (await meshd(api, "apply", "-f", "-", stdin=WEB))[0] == 0
+    code, out, err = await meshd(api, "rollout", "restart", "deployment/web")
+    assert code == 0, err
+    code, out, err = await meshd(api, "rollout", "status", "deployment/web", "--timeout", "60s")
+    assert code == 0, err
+    code, before, err = await meshd(api, "get", "rs", "-o", "name")
+    code, out, err = await meshd(api, "apply", "-f", "-", stdin=WEB)
+    assert (code, out) == (0, "deployment.apps/web unchanged\nservice/web unchanged\n"), err
+    assert (await meshd(api, "get", "rs", "-o", "name"))[1] == before
+    code, out, err = await meshd(api, "apply", "-f", "-", stdin=WEB.replace("replicas: 2", "replicas: 1"))
+    assert (code, out) == (0, "deployment.apps/web configured\nservice/web unchanged\n"), err
+    assert (await meshd(api, "get", "rs", "-o", "name"))[1] == before  # a scale: still no new template

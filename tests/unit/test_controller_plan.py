@@ -14,6 +14,7 @@ from meshd.controller.plan import (
     rollout_complete,
 )
 from meshd.controller.pod import finished_to_keep
+from meshd.controller.records import RESTARTED_AT_ANNOTATION, keep_restarted_at
 from meshd.driver.base import ObservedContainer
 
 POLICY = BackoffPolicy(initial=10, maximum=300, reset_after=600)
@@ -127,3 +128,18 @@ def test_recreate_stops_every_old_pod_before_starting_new_ones():
     old_gone = ReplicaSetView("old", 1, 0, 0, 0)
     assert plan_rollout(replicas=3, strategy="Recreate", max_surge=1, max_unavailable=0, new=new,
                         old=[old_gone]) == {"new": 3}
+
+
+def _doc(annotations=None):
+    template = {"metadata": {"labels": {"app": "web"}, **({"annotations": annotations} if annotations else {})}}
+    return {"kind": "Deployment", "spec": {"replicas": 1, "template": template}}
+
+
+@pytest.mark.parametrize(("live", "applied", "carried"), [
+    (_doc(), _doc(), None),  # never restarted
+    (_doc({RESTARTED_AT_ANNOTATION: "t1"}), _doc(), _doc({RESTARTED_AT_ANNOTATION: "t1"})),
+    (_doc({RESTARTED_AT_ANNOTATION: "t1"}), _doc({"team": "a"}), _doc({"team": "a", RESTARTED_AT_ANNOTATION: "t1"})),
+    (_doc({RESTARTED_AT_ANNOTATION: "t1"}), _doc({RESTARTED_AT_ANNOTATION: "t2"}), None),  # the manifest's own
+])
+def test_apply_keeps_what_rollout_restart_set(live, applied, carried):
+    assert keep_restarted_at(live, applied) == carried
