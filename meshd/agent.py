@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
 from meshd.manifests.quantity import parse_cpu, parse_memory
 from meshd.metrics import REGISTRY
+from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
@@ -108,7 +109,7 @@ class Agent:
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
         self._address_tasks: set[asyncio.Task] = set()
-        self._pod_dns: asyncio.Task | None = None
+        self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
         if self.options.drain:
@@ -135,12 +136,12 @@ class Agent:
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
         await self._start_driver()
+        await self._start_dns()  # before any pod is made: it decides the pods' resolver
         await self.controller.start()
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                                    sidecar_targets=self.sidecar.targets)
         await api.start(self.api_host, self.api_port)
         log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
-        await self._start_dns()
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()
@@ -163,10 +164,27 @@ class Agent:
                                    listen=[split_host_port(self.options.dns)])
         await dns.start()
         if self.options.driver == "docker":  # the pods' resolver, on the bridge's gateway
-            self._pod_dns = asyncio.get_running_loop().create_task(
-                bind_until_free(lambda: dns.listen_on(DOCKER_GATEWAY, 53), what=f"DNS on {DOCKER_GATEWAY}:53",
-                                consequence="pods cannot resolve Service names"))
-            await asyncio.wait({self._pod_dns}, timeout=1.0)  # the usual case: bound at once
+            try:
+                await dns.listen_on(DOCKER_GATEWAY, 53)
+            except OSError as error:  # another agent on this engine holds it
+                await self._start_own_resolver(dns, error)
+
+    async def _start_own_resolver(self, dns: DnsServer, error: OSError) -> None:
+        """A second agent on one engine: its pods get a resolver address of its own on the bridge (a /32, stable
+        per agent), so they resolve this agent's Services, not the other agent's."""
+        address = agent_resolver_address(self.agent_id)
+        try:
+            self.controller.addresses.allocate(ServiceKey("kube-system", "meshd-dns"), address)
+            await self.driver.add_service_address(address)  # type: ignore[attr-defined]
+            await dns.listen_on(address, 53)
+        except (OSError, DriverError, ValueError) as second:
+            log.warning("pods cannot resolve Service names: DNS on %s:53: %s; on %s:53: %s",
+                        DOCKER_GATEWAY, error, address, second)
+            return
+        self.driver.pod_resolver = address  # type: ignore[attr-defined]
+        self._own_resolver = address
+        log.warning("DNS on %s:53: %s (another meshd agent on this engine?); this agent's pods use %s:53",
+                    DOCKER_GATEWAY, error, address)
 
     async def _start_mdns(self) -> None:
         from meshd.mdns import MdnsAdvertiser, parse_mdns_option
@@ -191,9 +209,9 @@ class Agent:
         if self._address_tasks:
             await asyncio.gather(*self._address_tasks, return_exceptions=True)
         await self.sidecar.stop()
-        if self._pod_dns is not None:
-            self._pod_dns.cancel()
-            await asyncio.gather(self._pod_dns, return_exceptions=True)
+        if stop_pods and self._own_resolver:
+            self._service_address(self._own_resolver, False)
+            await asyncio.gather(*self._address_tasks, return_exceptions=True)
         for component in (self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()
@@ -201,25 +219,12 @@ class Agent:
         REGISTRY.unregister(self._metrics)
 
 
-async def bind_until_free(bind: Callable[[], Awaitable[object]], *, what: str, consequence: str,
-                          retry_every: float = 5.0,
-                          sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-    """Binds now or, while the address is taken (another meshd agent holds the bridge's port 53), retries
-    until it is free, so the pods get their resolver back once the other agent stops."""
-    failures = 0
-    while True:
-        try:
-            await bind()
-        except OSError as error:
-            if failures == 0:
-                log.warning("%s: %s: %s; retrying every %gs (another meshd agent on this engine?)",
-                            consequence, what, error, retry_every)
-            failures += 1
-            await sleep(retry_every)
-            continue
-        if failures:
-            log.info("%s: bound after %d retries", what, failures)
-        return
+def agent_resolver_address(agent_id: str, pool: str = DOCKER_SERVICE_POOL) -> str:
+    """The resolver address of an agent whose pods cannot have the gateway's (another agent holds it): an
+    x.y.z.254 of the Service range, the same for the same agent id (its pods keep it across restarts)."""
+    network = ipaddress.IPv4Network(pool)
+    number = int.from_bytes(hashlib.sha256(f"meshd-dns/{agent_id}".encode()).digest()[:4], "big")
+    return str(network.network_address + (number % (network.num_addresses // 256)) * 256 + 254)
 
 
 def _memory_bytes() -> int:

@@ -230,6 +230,7 @@ class DockerDriver:
         self.subnet = subnet
         self.gateway, self.ip_range = pod_network_plan(subnet)
         self._resolv_conf = ""  # the host's, read at start()
+        self.pod_resolver: str | None = None  # the agent's own DNS address when another agent has the gateway's
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._explicit_host = docker_host
         self.call_timeout = call_timeout
@@ -425,7 +426,7 @@ class DockerDriver:
                 labels=labels,
                 network=self.network,
                 init=True,
-                dns=pod_nameservers(self.gateway, self._resolv_conf),
+                dns=pod_nameservers(self.pod_resolver or self.gateway, self._resolv_conf),
                 dns_search=list(spec.dns_search),
                 dns_opt=["ndots:5"],
                 ipc_mode="shareable",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import textwrap
 from typing import Any
 
 import pytest
 
+from meshd.model.endpoints import ServiceKey
 from tests.integration.agent_harness import agent_options, eventually, pods, ready_pods, started_agent
 
 pytestmark = [pytest.mark.docker]
@@ -360,3 +362,56 @@ async def test_a_killed_infra_container_brings_the_whole_pod_back(agent):
     subprocess.run(["docker", "kill", old_sandbox], check=True, capture_output=True)
     await eventually(lambda: worker.sandbox and worker.sandbox.id != old_sandbox and worker.ready, timeout=30)
     assert worker.containers["main"].restart_count >= 1
+
+
+async def test_two_agents_on_one_engine_each_resolve_their_own_services(tmp_path, agent_id, docker_client,
+                                                                        busybox_image, pause_image):
+    """Only one agent can hold the bridge gateway's port 53; the other gives its pods a resolver of its own,
+    so `http://who/` in its pods means its own Service, not a name the first agent does not know."""
+    import socket
+
+    from meshd.driver.docker import DockerDriver
+
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the other agent: the gateway's port 53 is taken
+    try:
+        await DockerDriver(agent_id=agent_id, pause_image=pause_image).start()  # the bridge exists
+        other.bind(("10.213.0.1", 53))
+    except OSError:
+        pass  # another agent on this engine holds it already
+    second = await started_agent(agent_options(tmp_path, agent_id))
+    try:
+        assert second.driver.pod_resolver is not None
+        second.controller.apply(textwrap.dedent("""\
+            apiVersion: v1
+            kind: Service
+            metadata: {name: who-is-second}
+            spec:
+              selector: {app: nobody}
+              ports: [{port: 80}]
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: asker}
+            spec:
+              containers:
+              - name: main
+                image: meshd/busybox:latest
+                imagePullPolicy: IfNotPresent
+                command: ["/bin/busybox", "sleep", "300"]
+            """))
+        (worker,) = await eventually(lambda: ready_pods(second, "asker"))
+        address = second.registry.service(ServiceKey("default", "who-is-second")).address
+        container = await asyncio.to_thread(docker_client.containers.get, worker.containers["main"].id)
+
+        for _ in range(10):  # exec in a thread: the agent answers DNS on this loop
+            result = await asyncio.to_thread(container.exec_run, ["timeout", "5", "nslookup", "who-is-second"])
+            if address.encode() in result.output:  # found through the search path
+                break
+            await asyncio.sleep(0.2)
+        assert address.encode() in result.output, result.output
+    finally:
+        other.close()
+        await second.close(stop_pods=True)
+    if second.driver.pod_resolver:
+        out = subprocess.run(["ip", "-o", "addr", "show", "meshd0"], capture_output=True, text=True).stdout
+        assert f"{second.driver.pod_resolver}/32" not in out  # `meshd up` semantics: its address goes too

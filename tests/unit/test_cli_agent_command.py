@@ -116,24 +116,14 @@ def test_bad_agent_flags_fail_before_starting(calls, args, message):
     assert calls == []
 
 
-async def test_the_pods_dns_port_is_retried_until_another_agent_frees_it(caplog):
-    """A second agent on one engine cannot bind 10.213.0.1:53 while the first holds it: it says so once and
-    takes the port over when the first stops (no restart needed, no log line per retry)."""
-    attempts: list[int] = []
-    slept: list[float] = []
 
-    async def bind() -> None:
-        attempts.append(len(attempts))
-        if len(attempts) <= 3:
-            raise OSError(98, "Address already in use")
+def test_an_agent_without_the_gateway_gets_a_resolver_address_of_its_own():
+    """Stable per agent id (its pods keep it across restarts), apart between agents, in the Service range,
+    never a .0/.255 some tools dislike."""
+    import ipaddress
 
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    with caplog.at_level("INFO", logger="meshd"):
-        await meshd.agent.bind_until_free(bind, what="DNS on 10.213.0.1:53", consequence="pods cannot resolve",
-                                          retry_every=5.0, sleep=sleep)
-    assert len(attempts) == 4 and slept == [5.0, 5.0, 5.0]
-    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "Address already in use" in warnings[0].getMessage()
-    assert "bound after 3 retries" in caplog.records[-1].getMessage()
+    first, again, other = (meshd.agent.agent_resolver_address(i) for i in ("agent-a", "agent-a", "agent-b"))
+    assert first == again and first != other
+    for address in (first, other):
+        assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network(meshd.agent.DOCKER_SERVICE_POOL)
+        assert address.endswith(".254")
