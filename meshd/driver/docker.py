@@ -52,6 +52,7 @@ T = TypeVar("T")
 LABEL_SANDBOX = "io.meshd.sandbox"  # on app containers and volumes: the infra container's id
 EVENT_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CLOSE_WAIT_SECONDS = 10.0  # how long close() waits for engine calls already running
 
 
 def pod_network_plan(subnet: str) -> tuple[str, str]:
@@ -374,7 +375,12 @@ class DockerDriver:
         for stream in list(self._streams):
             with contextlib.suppress(Exception):
                 stream.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Calls already running finish before close returns (bounded): a closed driver changes nothing on the
+        # engine any more, so whoever adopts the containers next (a new agent) sees what they left.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True), CLOSE_WAIT_SECONDS
+            )
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
