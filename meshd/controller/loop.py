@@ -28,7 +28,7 @@ from meshd.controller.records import (
     REVISION_ANNOTATION,
     ObjectRecord,
     ReplicaSetRecord,
-    keep_restarted_at,
+    keep_live_fields,
     owned_replicaset_manifest,
     template_without_hash,
     with_change_cause,
@@ -194,8 +194,8 @@ class Controller:
         for obj in (_in_namespace(o, namespace, source) for o in loaded.objects):
             key = object_key(obj)
             existing = self.objects.get(key)
-            if existing is not None and isinstance(obj, Deployment):
-                carried = keep_restarted_at(existing.obj.raw, obj.raw)
+            if existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
+                carried = keep_live_fields(existing.obj.raw, obj.raw)
                 if carried is not None:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
             if existing is None:

@@ -87,22 +87,31 @@ def owned_replicaset_manifest(deployment: Deployment, template_hash: str, revisi
     }
 
 
-def keep_restarted_at(live: Mapping[str, Any], applied: Mapping[str, Any]) -> dict[str, Any] | None:
-    """kubectl apply merges, and keeps what `rollout restart` set and the manifest never had: the applied
-    Deployment document with the live template's restartedAt when it has none (None: nothing to carry), so
-    applying the same file after a restart is "unchanged", not a second rollout."""
+def keep_live_fields(live: Mapping[str, Any], applied: Mapping[str, Any]) -> dict[str, Any] | None:
+    """kubectl apply merges: what `scale` and `rollout restart` set and the manifest never had is kept. The
+    applied Deployment/ReplicaSet document with the live `spec.replicas` when it names none (as an autoscaled
+    workload's manifest does) and the live template's restartedAt when it has none, so applying the same file
+    after a scale or a restart is "unchanged", not a change (None: nothing to carry)."""
     def annotations(doc: Mapping[str, Any]) -> Mapping[str, Any]:
         template = (doc.get("spec") or {}).get("template") or {}
         return (template.get("metadata") or {}).get("annotations") or {}
 
+    live_spec, applied_spec = live.get("spec") or {}, applied.get("spec") or {}
+    replicas = live_spec.get("replicas") if "replicas" not in applied_spec else None
     restarted = annotations(live).get(RESTARTED_AT_ANNOTATION)
-    if restarted is None or RESTARTED_AT_ANNOTATION in annotations(applied):
+    if RESTARTED_AT_ANNOTATION in annotations(applied):
+        restarted = None
+    if replicas is None and restarted is None:
         return None
     carried = copy.deepcopy(dict(applied))
-    template = carried.setdefault("spec", {}).setdefault("template", {})
-    metadata = template.get("metadata") or {}
-    template["metadata"] = {**metadata, "annotations": {**(metadata.get("annotations") or {}),
-                                                        RESTARTED_AT_ANNOTATION: restarted}}
+    spec = carried.setdefault("spec", {})
+    if replicas is not None:
+        spec["replicas"] = replicas
+    if restarted is not None:
+        template = spec.setdefault("template", {})
+        metadata = template.get("metadata") or {}
+        template["metadata"] = {**metadata, "annotations": {**(metadata.get("annotations") or {}),
+                                                            RESTARTED_AT_ANNOTATION: restarted}}
     return carried
 
 

@@ -140,3 +140,16 @@ async def test_applying_the_same_file_after_a_rollout_restart_changes_nothing(ap
     code, out, err = await meshd(api, "apply", "-f", "-", stdin=WEB.replace("replicas: 2", "replicas: 1"))
     assert (code, out) == (0, "deployment.apps/web configured\nservice/web unchanged\n"), err
     assert (await meshd(api, "get", "rs", "-o", "name"))[1] == before  # a scale: still no new template
+
+
+async def test_a_scale_survives_applying_a_manifest_that_names_no_replicas(api):
+    """kubectl apply keeps a live replica count the manifest leaves out (how autoscaled workloads are applied)."""
+    no_replicas = WEB.replace("  replicas: 2\n", "")
+    assert no_replicas != WEB
+    assert (await meshd(api, "apply", "-f", "-", stdin=no_replicas))[0] == 0
+    code, out, err = await meshd(api, "scale", "deployment/web", "--replicas", "3")
+    assert code == 0, err
+    code, out, err = await meshd(api, "apply", "-f", "-", stdin=no_replicas)
+    assert (code, out) == (0, "deployment.apps/web unchanged\nservice/web unchanged\n"), err
+    code, out, err = await meshd(api, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}")
+    assert (code, out.strip()) == (0, "3"), err

@@ -14,7 +14,7 @@ from meshd.controller.plan import (
     rollout_complete,
 )
 from meshd.controller.pod import finished_to_keep
-from meshd.controller.records import RESTARTED_AT_ANNOTATION, keep_restarted_at
+from meshd.controller.records import RESTARTED_AT_ANNOTATION, keep_live_fields
 from meshd.driver.base import ObservedContainer
 
 POLICY = BackoffPolicy(initial=10, maximum=300, reset_after=600)
@@ -130,9 +130,10 @@ def test_recreate_stops_every_old_pod_before_starting_new_ones():
                         old=[old_gone]) == {"new": 3}
 
 
-def _doc(annotations=None):
+def _doc(annotations=None, replicas=1):
     template = {"metadata": {"labels": {"app": "web"}, **({"annotations": annotations} if annotations else {})}}
-    return {"kind": "Deployment", "spec": {"replicas": 1, "template": template}}
+    return {"kind": "Deployment", "spec": {**({"replicas": replicas} if replicas is not None else {}),
+                                           "template": template}}
 
 
 @pytest.mark.parametrize(("live", "applied", "carried"), [
@@ -140,6 +141,10 @@ def _doc(annotations=None):
     (_doc({RESTARTED_AT_ANNOTATION: "t1"}), _doc(), _doc({RESTARTED_AT_ANNOTATION: "t1"})),
     (_doc({RESTARTED_AT_ANNOTATION: "t1"}), _doc({"team": "a"}), _doc({"team": "a", RESTARTED_AT_ANNOTATION: "t1"})),
     (_doc({RESTARTED_AT_ANNOTATION: "t1"}), _doc({RESTARTED_AT_ANNOTATION: "t2"}), None),  # the manifest's own
+    (_doc(replicas=5), _doc(replicas=None), _doc(replicas=5)),  # scaled, the manifest names no replicas: kept
+    (_doc(replicas=5), _doc(replicas=2), None),  # the manifest's own count wins
+    (_doc({RESTARTED_AT_ANNOTATION: "t1"}, replicas=5), _doc(replicas=None),
+     _doc({RESTARTED_AT_ANNOTATION: "t1"}, replicas=5)),
 ])
-def test_apply_keeps_what_rollout_restart_set(live, applied, carried):
-    assert keep_restarted_at(live, applied) == carried
+def test_apply_keeps_what_scale_and_rollout_restart_set(live, applied, carried):
+    assert keep_live_fields(live, applied) == carried
