@@ -15,6 +15,7 @@ Not a test: it prints a table and the ratios to nginx (the goals of issue 5: >= 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -119,11 +120,18 @@ def run_wrk(
 PCTS = (50.0, 90.0, 99.0, 99.9)
 
 
-def pct(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values (q in 0-100)."""
-    if not ordered:
+def pct(ordered: list[float], q: float, step: float = 1e-4) -> float:
+    """Percentile (q in 0-100) of sorted values that hey rounded to `step` (0.1 ms): the rank is located in
+    its rounding bin [v - step/2, v + step/2) and interpolated linearly within it, as Prometheus'
+    histogram_quantile does; without this every figure would be a multiple of 0.1 ms."""
+    n = len(ordered)
+    if not n:
         return float("nan")
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
+    rank = q / 100 * n
+    v = ordered[max(0, min(n - 1, math.ceil(rank) - 1))]
+    below = bisect.bisect_left(ordered, v - step / 2)
+    inside = bisect.bisect_right(ordered, v + step / 2) - below
+    return v - step / 2 + step * min(1.0, max(0.0, (rank - below) / inside))
 
 
 def run_hey_rate(
@@ -255,7 +263,7 @@ def latency_rounds(
 
 def print_latency(lat: dict[str, list[dict[str, float]]], *, rate: int, duration: int, trim: float) -> None:
     rounds = len(lat["direct"])
-    print(f"\nlatency at {rate} req/s (hey -c 20 -q {rate / 20:g}, {duration} s per run, first {trim:g} s dropped),"
+    print(f"\nlatency at {rate} req/s (hey -c 20 -q {rate / 20:g}, {duration} s per run, first {trim:g} s dropped; interpolated in hey's 0.1 ms steps),"
           f" {rounds} interleaved rounds; medians over the rounds (min-max); 'added' = minus direct, same round")  # fmt: skip
     print(f"{'target':12s} " + " ".join(f"{'p' + format(q, 'g') + ' ms':>18s}" for q in PCTS)
           + " " + " ".join(f"{'+p' + format(q, 'g') + ' ms':>18s}" for q in PCTS))  # fmt: skip
@@ -273,12 +281,14 @@ def print_latency(lat: dict[str, list[dict[str, float]]], *, rate: int, duration
             for q in (99.0, 99.9):
                 key = f"add_p{q:g}"
                 mine, theirs = median([r[key] for r in runs]), median([r[key] for r in base])
-                ratio = mine / theirs if theirs > 0 else float("nan")
+                # a ratio of two differences near zero means nothing: below 0.1 ms (hey's step) it is not given
+                ratio = f"{mine / theirs:.2f}x" if theirs >= 1e-4 else "ratio n/a (nginx adds < 0.1 ms)"
+                diff = median([a[key] - b[key] for a, b in zip(runs, base, strict=True)])
                 per = " ".join(
                     f"{a[key] * 1e3:.2f}/{b[key] * 1e3:.2f}" for a, b in zip(runs, base, strict=True)
                 )
-                print(f"{name}: added p{q:g} {mine * 1e3:.2f} ms vs nginx {theirs * 1e3:.2f} ms -> {ratio:.2f}x "
-                      f"(median of each; per round {name}/nginx ms: {per})")  # fmt: skip
+                print(f"{name}: added p{q:g} {mine * 1e3:.2f} ms vs nginx {theirs * 1e3:.2f} ms: {ratio}, "
+                      f"median per-round difference {diff * 1e3:+.2f} ms (per round {name}/nginx ms: {per})")  # fmt: skip
 
 
 def main() -> None:
@@ -306,13 +316,22 @@ def main() -> None:
         help="also run the sidecar (1 worker) from this directory (another checkout), as 'sidecar-base'",
     )  # fmt: skip
     p.add_argument(
+        "--rt", action="store_true",
+        help="latency rounds under SCHED_FIFO (chrt -f 10: hey, the backends, every balancer), so other "
+        "processes on the machine cannot hold a CPU the measured ones wait for",
+    )  # fmt: skip
+    p.add_argument(
         "--pin", action="store_true",
         help="pin wrk/hey and the backends to CPU 0 and each one-worker balancer to CPU 1 (taskset)",
     )  # fmt: skip
     args = p.parse_args()
     if not args.workers:
         args.workers = "1" if args.latency_only else "1,2"
-    for tool in ("wrk", "hey", "nginx", "haproxy") + (("taskset",) if args.pin else ()):
+    for tool in (
+        ("wrk", "hey", "nginx", "haproxy")
+        + (("taskset",) if args.pin else ())
+        + (("chrt",) if args.rt else ())
+    ):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="meshd-proxy-bench-"))
@@ -428,9 +447,16 @@ def main() -> None:
         # latency at a fixed rate: the balancers and a backend directly, interleaved rounds
         if args.latency_rounds > 0:
             targets = {"direct": b1, **{name: port for name, (port, _) in balancers.items()}}
+            if args.rt:  # the backends and balancers (every thread of their process trees), and hey below
+                for pid in proc_tree(stack.procs[0].pid) + [
+                    p for _, root in balancers.values() for p in proc_tree(root)
+                ]:
+                    subprocess.run(
+                        ["chrt", "-a", "-f", "-p", "10", str(pid)], check=True, capture_output=True
+                    )
             lat = latency_rounds(
                 targets, rounds=args.latency_rounds, rate=args.rate, duration=args.rate_duration,
-                trim=args.trim, pin=pin_clients,
+                trim=args.trim, pin=pin_clients + (["chrt", "-f", "10"] if args.rt else []),
             )  # fmt: skip
         for proc in reversed(stack.procs[1:]):
             stack.stop(proc)
@@ -481,6 +507,8 @@ def main() -> None:
         print_latency(lat, rate=args.rate, duration=args.rate_duration, trim=args.trim)
         if pinned and not results:
             print(pinned[2:])
+        if args.rt:
+            print("latency rounds under SCHED_FIFO 10 (hey, backends, balancers)")
     if not math.isnan(mem):
         print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
     print(f"logs in {tmp}")
