@@ -3,10 +3,12 @@
 
 In one run: two nginx backends (small static response), then each balancer in turn in front of them
 (keep-alive upstreams, one worker/thread each), driven by `wrk` (throughput, p50/p99, proxy CPU per request
-from /proc/PID/stat), then by `hey` at a fixed ~2,000 requests/s (p99 added over hitting a backend
-directly); finally the RSS of a sidecar holding 100 Services x 10 endpoints from a fake agent stream.
+from /proc/PID/stat), then by `hey` at a fixed 2,000 requests/s in interleaved rounds with a backend hit
+directly (p50/p90/p99/p99.9, each minus direct's in the same round); finally the RSS of a sidecar holding
+100 Services x 10 endpoints from a fake agent stream.
 
     python bench/proxy_bench.py [--duration 10] [--connections 50] [--threads 2] [--workers 1] [--rounds 3] [--pin]
+    python bench/proxy_bench.py --latency-only --pin --rt [--latency-rounds 6]   # the latency part alone
 
 Not a test: it prints a table and the ratios to nginx (the goals of issue 5: >= 0.8x nginx throughput,
 <= 1.3x nginx CPU per request, added p99 <= 1.5x nginx's, RSS < 60 MB).
@@ -498,11 +500,11 @@ def main() -> None:
         )
         print(f"{'proxy':12s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} "
               f"{'x nginx':>8s} {'user us':>8s} {'x nginx':>8s} {'errors':>7s}")  # fmt: skip
-        for name, r in results.items():
+        for name, res in results.items():
             nan = float("nan")
-            print(f"{name:12s} {r['rps']:9.0f} {r.get('rps_ratio', nan):8.2f} {r['p50'] * 1e3:7.2f} "
-                  f"{r['p99'] * 1e3:7.2f} {r['cpu_us']:7.1f} {r.get('cpu_us_ratio', nan):8.2f} {r['user_us']:8.1f} "
-                  f"{r.get('user_us_ratio', nan):8.2f} {int(r['errors']):7d}")  # fmt: skip
+            print(f"{name:12s} {res['rps']:9.0f} {res.get('rps_ratio', nan):8.2f} {res['p50'] * 1e3:7.2f} "
+                  f"{res['p99'] * 1e3:7.2f} {res['cpu_us']:7.1f} {res.get('cpu_us_ratio', nan):8.2f} {res['user_us']:8.1f} "
+                  f"{res.get('user_us_ratio', nan):8.2f} {int(res['errors']):7d}")  # fmt: skip
     if lat:
         print_latency(lat, rate=args.rate, duration=args.rate_duration, trim=args.trim)
         if pinned and not results:
