@@ -3,10 +3,12 @@
 
 In one run: two nginx backends (small static response), then each balancer in turn in front of them
 (keep-alive upstreams, one worker/thread each), driven by `wrk` (throughput, p50/p99, proxy CPU per request
-from /proc/PID/stat), then by `hey` at a fixed ~2,000 requests/s (p99 added over hitting a backend
-directly); finally the RSS of a sidecar holding 100 Services x 10 endpoints from a fake agent stream.
+from /proc/PID/stat), then by `hey` at a fixed 2,000 requests/s in interleaved rounds with a backend hit
+directly (p50/p90/p99/p99.9, each minus direct's in the same round); finally the RSS of a sidecar holding
+100 Services x 10 endpoints from a fake agent stream.
 
     python bench/proxy_bench.py [--duration 10] [--connections 50] [--threads 2] [--workers 1] [--rounds 3] [--pin]
+    python bench/proxy_bench.py --latency-only --pin --rt [--latency-rounds 6]   # the latency part alone
 
 Not a test: it prints a table and the ratios to nginx (the goals of issue 5: >= 0.8x nginx throughput,
 <= 1.3x nginx CPU per request, added p99 <= 1.5x nginx's, RSS < 60 MB).
@@ -15,6 +17,7 @@ Not a test: it prints a table and the ratios to nginx (the goals of issue 5: >= 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -116,14 +119,49 @@ def run_wrk(
     return WrkResult(rps, p50, p99, errs)
 
 
-def run_hey_rate(port: int, *, rate: int, duration: int, workers: int = 20) -> float:
-    """p99 latency (seconds) at a fixed rate (hey -q is per worker)."""
+PCTS = (50.0, 90.0, 99.0, 99.9)
+
+
+def pct(ordered: list[float], q: float, step: float = 1e-4) -> float:
+    """Percentile (q in 0-100) of sorted values that hey rounded to `step` (0.1 ms): the rank is located in
+    its rounding bin [v - step/2, v + step/2) and interpolated linearly within it, as Prometheus'
+    histogram_quantile does; without this every figure would be a multiple of 0.1 ms."""
+    n = len(ordered)
+    if not n:
+        return float("nan")
+    rank = q / 100 * n
+    v = ordered[max(0, min(n - 1, math.ceil(rank) - 1))]
+    below = bisect.bisect_left(ordered, v - step / 2)
+    inside = bisect.bisect_right(ordered, v + step / 2) - below
+    return v - step / 2 + step * min(1.0, max(0.0, (rank - below) / inside))
+
+
+def run_hey_rate(
+    port: int, *, rate: int, duration: int, workers: int = 20, trim: float = 1.0, pin: list[str] | None = None
+) -> dict[str, float]:
+    """Latency percentiles (seconds) at a fixed rate: `hey -q` is per worker, so 20 workers at rate/20 each.
+    From hey's per-request CSV (0.1 ms resolution), without the first `trim` seconds (connection set-up);
+    also the sample count, non-200 responses and the rate achieved."""
     out = subprocess.run(
-        ["hey", "-z", f"{duration}s", "-c", str(workers), "-q", str(rate / workers), f"http://127.0.0.1:{port}/"],
+        [*(pin or []), "hey", "-z", f"{duration}s", "-c", str(workers), "-q", str(rate / workers), "-o", "csv",
+         f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    m = re.search(r"99%+ in ([\d.]+) secs", out)
-    return float(m.group(1)) if m else float("nan")
+    times: list[float] = []
+    errors = total = 0
+    for line in out.splitlines()[1:]:
+        f = line.split(",")
+        if len(f) < 8:
+            continue
+        total += 1
+        if f[6] != "200":
+            errors += 1
+        elif float(f[7]) >= trim:
+            times.append(float(f[0]))
+    times.sort()
+    res = {f"p{q:g}": pct(times, q) for q in PCTS}
+    res.update(n=len(times), errors=errors, rate=total / duration)
+    return res
 
 
 class Stack:
@@ -196,28 +234,106 @@ def median(values: list[float]) -> float:
     return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
+def latency_rounds(
+    targets: dict[str, int], *, rounds: int, rate: int, duration: int, trim: float, pin: list[str] | None
+) -> dict[str, list[dict[str, float]]]:
+    """Interleaved rounds of `hey` at a fixed rate over every target (a backend directly, then each balancer);
+    each round starts one target further on (direct, nginx, haproxy, sidecar; nginx, haproxy, sidecar,
+    direct; ...), so no target always follows the same one. Per round and target: p50/p90/p99/p99.9 and,
+    for the balancers, each minus the same percentile of hitting the backend directly in that round."""
+    names = list(targets)
+    for name in names:  # warm-up: the balancers' upstream pools, the page cache, hey itself
+        run_hey_rate(targets[name], rate=rate, duration=2, trim=0.0, pin=pin)
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            out[name].append(run_hey_rate(targets[name], rate=rate, duration=duration, trim=trim, pin=pin))
+        direct = out["direct"][-1]
+        for name in names:
+            res = out[name][-1]
+            if name != "direct":
+                res.update({f"add_p{q:g}": res[f"p{q:g}"] - direct[f"p{q:g}"] for q in PCTS})
+            pcts = " ".join(f"p{q:g} {res[f'p{q:g}'] * 1e3:5.2f}" for q in PCTS)
+            added = "" if name == "direct" else "  added " + " ".join(
+                f"{res[f'add_p{q:g}'] * 1e3:+5.2f}" for q in PCTS
+            )  # fmt: skip
+            print(f"latency round {r + 1} {name:10s} {pcts} ms{added}  n {int(res['n'])} "
+                  f"{res['rate']:.0f}/s errors {int(res['errors'])}", flush=True)  # fmt: skip
+    return out
+
+
+def print_latency(lat: dict[str, list[dict[str, float]]], *, rate: int, duration: int, trim: float) -> None:
+    rounds = len(lat["direct"])
+    print(f"\nlatency at {rate} req/s (hey -c 20 -q {rate / 20:g}, {duration} s per run, first {trim:g} s dropped; interpolated in hey's 0.1 ms steps),"
+          f" {rounds} interleaved rounds; medians over the rounds (min-max); 'added' = minus direct, same round")  # fmt: skip
+    print(f"{'target':12s} " + " ".join(f"{'p' + format(q, 'g') + ' ms':>18s}" for q in PCTS)
+          + " " + " ".join(f"{'+p' + format(q, 'g') + ' ms':>18s}" for q in PCTS))  # fmt: skip
+    for name, runs in lat.items():
+        cells = []
+        for key in [f"p{q:g}" for q in PCTS] + [f"add_p{q:g}" for q in PCTS]:
+            vals = [run[key] * 1e3 for run in runs if key in run]
+            cells.append(f"{median(vals):6.2f} ({min(vals):5.2f}-{max(vals):5.2f})" if vals else f"{'':>18s}")
+        print(f"{name:12s} " + " ".join(f"{c:>18s}" for c in cells))
+    if "nginx" in lat:
+        base = lat["nginx"]
+        for name, runs in lat.items():
+            if name in ("direct", "nginx"):
+                continue
+            for q in (99.0, 99.9):
+                key = f"add_p{q:g}"
+                mine, theirs = median([r[key] for r in runs]), median([r[key] for r in base])
+                # a ratio of two differences near zero means nothing: below 0.1 ms (hey's step) it is not given
+                ratio = f"{mine / theirs:.2f}x" if theirs >= 1e-4 else "ratio n/a (nginx adds < 0.1 ms)"
+                diff = median([a[key] - b[key] for a, b in zip(runs, base, strict=True)])
+                per = " ".join(
+                    f"{a[key] * 1e3:.2f}/{b[key] * 1e3:.2f}" for a, b in zip(runs, base, strict=True)
+                )
+                print(f"{name}: added p{q:g} {mine * 1e3:.2f} ms vs nginx {theirs * 1e3:.2f} ms: {ratio}, "
+                      f"median per-round difference {diff * 1e3:+.2f} ms (per round {name}/nginx ms: {per})")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--rate", type=int, default=2000)
-    p.add_argument("--rate-duration", type=int, default=8)
+    p.add_argument("--rate-duration", type=int, default=10, help="seconds per hey run at --rate")
+    p.add_argument("--latency-rounds", type=int, default=5, help="interleaved hey rounds at --rate")
+    p.add_argument("--trim", type=float, default=1.0, help="seconds dropped at the start of each hey run")
+    p.add_argument(
+        "--latency-only", action="store_true",
+        help="only the latency rounds at --rate (no wrk, no memory); --workers defaults to 1",
+    )  # fmt: skip
     p.add_argument(
         "--rounds", type=int, default=3, help="wrk runs per balancer, interleaved (medians reported)"
     )
-    p.add_argument("--workers", default="1,2", help="meshd-sidecar --workers values to run (comma list)")
+    p.add_argument(
+        "--workers", default="", help="meshd-sidecar --workers values to run (comma list; default 1,2)"
+    )
     p.add_argument("--only", default="", help="comma list of nginx,haproxy,sidecar (default all)")
     p.add_argument(
         "--compare-root", default="",
         help="also run the sidecar (1 worker) from this directory (another checkout), as 'sidecar-base'",
     )  # fmt: skip
     p.add_argument(
+        "--rt", action="store_true",
+        help="latency rounds under SCHED_FIFO (chrt -f 10: hey, the backends, every balancer), so other "
+        "processes on the machine cannot hold a CPU the measured ones wait for",
+    )  # fmt: skip
+    p.add_argument(
         "--pin", action="store_true",
-        help="pin wrk and the backends to CPU 0 and each one-worker balancer to CPU 1 (taskset)",
+        help="pin wrk/hey and the backends to CPU 0 and each one-worker balancer to CPU 1 (taskset)",
     )  # fmt: skip
     args = p.parse_args()
-    for tool in ("wrk", "hey", "nginx", "haproxy") + (("taskset",) if args.pin else ()):
+    if not args.workers:
+        args.workers = "1" if args.latency_only else "1,2"
+    for tool in (
+        ("wrk", "hey", "nginx", "haproxy")
+        + (("taskset",) if args.pin else ())
+        + (("chrt",) if args.rt else ())
+    ):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="meshd-proxy-bench-"))
@@ -231,6 +347,7 @@ def main() -> None:
     balancers: dict[str, tuple[int, int]] = {}
     runs: dict[str, list[dict[str, float]]] = {}
     results: dict[str, dict[str, float]] = {}
+    lat: dict[str, list[dict[str, float]]] = {}
     mem = float("nan")
     try:
         (tmp / "backends.conf").write_text(NGINX_BACKENDS.format(tmp=tmp, b1=b1, b2=b2))
@@ -299,45 +416,55 @@ def main() -> None:
                 time.sleep(1.0)
                 balancers["sidecar-base"] = (port, sidecar.pid)
 
-        for name, (port, _) in balancers.items():
-            wrk(port, duration=1, threads=1, connections=10)  # warm-up (and workers are up now)
-            runs[name] = []
-        for round_ in range(args.rounds):
-            for name, (port, root_pid) in balancers.items():
-                pids = proc_tree(root_pid)
-                c0, u0 = cpu_seconds(pids), cpu_seconds(pids, user_only=True)
-                r = wrk(port, duration=args.duration, threads=args.threads, connections=args.connections)
-                cpu, user = cpu_seconds(pids) - c0, cpu_seconds(pids, user_only=True) - u0
-                requests = r.rps * args.duration
-                run = {"rps": r.rps, "p50": r.p50, "p99": r.p99, "errors": r.errors,
-                       "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
-                       "user_us": user / requests * 1e6 if requests else float("nan")}  # fmt: skip
-                runs[name].append(run)
-                print(f"round {round_ + 1} {name:12s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  "
-                      f"p99 {r.p99 * 1e3:.2f} ms  cpu {run['cpu_us']:.1f} us/req (user {run['user_us']:.1f})  "
-                      f"errors {r.errors}", flush=True)  # fmt: skip
-        for name, (port, _) in balancers.items():
-            # the p99 of hitting a backend directly, measured just before (the machine's load moves)
-            direct_p99 = run_hey_rate(b1, rate=args.rate, duration=args.rate_duration)
-            rate_p99 = run_hey_rate(port, rate=args.rate, duration=args.rate_duration)
-            results[name] = {
-                k: median([run[k] for run in runs[name]]) for k in ("rps", "p50", "p99", "cpu_us", "user_us")
-            }
-            results[name]["errors"] = sum(run["errors"] for run in runs[name])
-            results[name]["added_p99"] = max(rate_p99 - direct_p99, 1e-6)
-            results[name]["rate_p99"] = rate_p99
-            if "nginx" in runs:  # the ratio to nginx in each round (same moment), then their median
-                for k in ("rps", "cpu_us", "user_us"):
-                    results[name][k + "_ratio"] = median(
-                        [run[k] / base[k] for run, base in zip(runs[name], runs["nginx"], strict=True)]
+        if not args.latency_only:
+            for name, (port, _) in balancers.items():
+                wrk(port, duration=1, threads=1, connections=10)  # warm-up (and workers are up now)
+                runs[name] = []
+            for round_ in range(args.rounds):
+                for name, (port, root_pid) in balancers.items():
+                    pids = proc_tree(root_pid)
+                    c0, u0 = cpu_seconds(pids), cpu_seconds(pids, user_only=True)
+                    r = wrk(port, duration=args.duration, threads=args.threads, connections=args.connections)
+                    cpu, user = cpu_seconds(pids) - c0, cpu_seconds(pids, user_only=True) - u0
+                    requests = r.rps * args.duration
+                    run = {"rps": r.rps, "p50": r.p50, "p99": r.p99, "errors": r.errors,
+                           "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+                           "user_us": user / requests * 1e6 if requests else float("nan")}  # fmt: skip
+                    runs[name].append(run)
+                    print(f"round {round_ + 1} {name:12s} {r.rps:9.0f} req/s  p50 {r.p50 * 1e3:.2f} ms  "
+                          f"p99 {r.p99 * 1e3:.2f} ms  cpu {run['cpu_us']:.1f} us/req (user {run['user_us']:.1f})  "
+                          f"errors {r.errors}", flush=True)  # fmt: skip
+            for name in balancers:
+                results[name] = {
+                    k: median([run[k] for run in runs[name]])
+                    for k in ("rps", "p50", "p99", "cpu_us", "user_us")
+                }
+                results[name]["errors"] = sum(run["errors"] for run in runs[name])
+                if "nginx" in runs:  # the ratio to nginx in each round (same moment), then their median
+                    for k in ("rps", "cpu_us", "user_us"):
+                        results[name][k + "_ratio"] = median(
+                            [run[k] / base[k] for run, base in zip(runs[name], runs["nginx"], strict=True)]
+                        )
+
+        # latency at a fixed rate: the balancers and a backend directly, interleaved rounds
+        if args.latency_rounds > 0:
+            targets = {"direct": b1, **{name: port for name, (port, _) in balancers.items()}}
+            if args.rt:  # the backends and balancers (every thread of their process trees), and hey below
+                for pid in proc_tree(stack.procs[0].pid) + [
+                    p for _, root in balancers.values() for p in proc_tree(root)
+                ]:
+                    subprocess.run(
+                        ["chrt", "-a", "-f", "-p", "10", str(pid)], check=True, capture_output=True
                     )
-            print(f"{name:10s} p99@{args.rate}/s {rate_p99 * 1e3:.2f} ms (direct just before: "
-                  f"{direct_p99 * 1e3:.2f} ms)", flush=True)  # fmt: skip
+            lat = latency_rounds(
+                targets, rounds=args.latency_rounds, rate=args.rate, duration=args.rate_duration,
+                trim=args.trim, pin=pin_clients + (["chrt", "-f", "10"] if args.rt else []),
+            )  # fmt: skip
         for proc in reversed(stack.procs[1:]):
             stack.stop(proc)
 
         # memory: 100 Services x 10 endpoints, node mode (binds 127.216.x.y:18090)
-        if "sidecar" in only:
+        if "sidecar" in only and not args.latency_only:
             agent_port = free_port()
             agent = stack.start(
                 [sys.executable, str(HERE / "fake_agent.py"), "--listen", f"127.0.0.1:{agent_port}",
@@ -366,17 +493,24 @@ def main() -> None:
         stack.stop_all()
 
     print()
-    print(f"medians of {args.rounds} interleaved rounds; 'x nginx' = median of the per-round ratios"
-          + ("; pinned: wrk+backends CPU 0, one-worker balancers CPU 1" if args.pin else ""))  # fmt: skip
-    print(f"{'proxy':12s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} {'x nginx':>8s} "
-          f"{'user us':>8s} {'x nginx':>8s} {'+p99@' + str(args.rate) + ' ms':>13s} {'x nginx':>8s} {'errors':>7s}")  # fmt: skip
-    base = results.get("nginx")
-    for name, r in results.items():
-        nan = float("nan")
-        added = r["added_p99"] / base["added_p99"] if base else nan
-        print(f"{name:12s} {r['rps']:9.0f} {r.get('rps_ratio', nan):8.2f} {r['p50'] * 1e3:7.2f} {r['p99'] * 1e3:7.2f} "
-              f"{r['cpu_us']:7.1f} {r.get('cpu_us_ratio', nan):8.2f} {r['user_us']:8.1f} {r.get('user_us_ratio', nan):8.2f} "
-              f"{r['added_p99'] * 1e3:13.2f} {added:8.2f} {int(r['errors']):7d}")  # fmt: skip
+    pinned = "; pinned: wrk/hey+backends CPU 0, one-worker balancers CPU 1" if args.pin else ""
+    if results:
+        print(
+            f"medians of {args.rounds} interleaved rounds; 'x nginx' = median of the per-round ratios{pinned}"
+        )
+        print(f"{'proxy':12s} {'req/s':>9s} {'x nginx':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'us/req':>7s} "
+              f"{'x nginx':>8s} {'user us':>8s} {'x nginx':>8s} {'errors':>7s}")  # fmt: skip
+        for name, res in results.items():
+            nan = float("nan")
+            print(f"{name:12s} {res['rps']:9.0f} {res.get('rps_ratio', nan):8.2f} {res['p50'] * 1e3:7.2f} "
+                  f"{res['p99'] * 1e3:7.2f} {res['cpu_us']:7.1f} {res.get('cpu_us_ratio', nan):8.2f} {res['user_us']:8.1f} "
+                  f"{res.get('user_us_ratio', nan):8.2f} {int(res['errors']):7d}")  # fmt: skip
+    if lat:
+        print_latency(lat, rate=args.rate, duration=args.rate_duration, trim=args.trim)
+        if pinned and not results:
+            print(pinned[2:])
+        if args.rt:
+            print("latency rounds under SCHED_FIFO 10 (hey, backends, balancers)")
     if not math.isnan(mem):
         print(f"sidecar RSS (100 Services, 1,000 endpoints): {mem:.1f} MB (goal < 60 MB)")
     print(f"logs in {tmp}")
