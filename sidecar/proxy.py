@@ -285,6 +285,7 @@ class ClientConnection(asyncio.Protocol):
         # what the general path made of the block (the header lines for the endpoint) and its Host
         self.fast_blocks: dict[bytes, tuple[bytes, bytes | None]] = {}
         self.idle_parser = True  # the parser is between two requests (fed nothing since one ended)
+        self.unrepeated = 0  # requests learnt since the fast path last hit (all differ: learning stops)
         self.last_host: bytes | None = None  # the Host of the last request start() routed
         self.spare: Exchange | None = None  # a finished fast-path exchange to reuse (the response fast path)
 
@@ -399,6 +400,7 @@ class ClientConnection(asyncio.Protocol):
                                 fast.clear()
                             fast[data] = hit
             if hit is not None:
+                self.unrepeated = 0
                 head, method, method_idx, host, plain = hit
                 listener = self.listener
                 routes = listener.routes
@@ -454,6 +456,11 @@ class ClientConnection(asyncio.Protocol):
     def _learn(self, data: bytes) -> None:
         """After the general path handled `data` from a parser between requests: if `data` was exactly one
         whole request that the fast path can repeat, remember what the general path made of it."""
+        if self.unrepeated >= FAST_REQUESTS_PER_CONNECTION:
+            # nothing learnt repeated: a client whose heads all differ (a request id, a fresh cookie) only
+            # pays for learning and lookups; the fast path is off for the rest of this connection
+            self.fast = None
+            return
         ex = self.queue[0]
         if (
             ex is self.cur
@@ -475,6 +482,7 @@ class ClientConnection(asyncio.Protocol):
             and self.fast is not None
         ):
             fast = self.fast
+            self.unrepeated += 1
             if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
                 fast.clear()
             method: bytes = ex.method  # type: ignore[assignment]
@@ -1017,6 +1025,7 @@ class Exchange:
             head, chunked, length, _ = _scan_response_head(raw, upgrade=True)
         else:
             hit = _HEAD_CACHE.get(raw)
+            seen = hit is not None
             if hit is None:
                 hit = _scan_response_head(raw, upgrade=False)
                 if len(raw) <= HEAD_CACHE_MAX_BYTES:  # (big heads, e.g. with cookies, are not kept)
@@ -1035,8 +1044,10 @@ class Exchange:
                 and self.method != b"HEAD"
                 and not self.conn.closing
             ):  # the common case, decided as below: the head goes out as received (minus hop-by-hop)
-                if up.keep_alive and len(raw) <= HEAD_CACHE_MAX_BYTES and raw not in _FAST_RESPONSES:
-                    _learn_response(raw, whole, status)  # (once per distinct head, as _scan_response_head)
+                if seen and up.keep_alive and raw not in _FAST_RESPONSES:
+                    # a head seen twice is learnt for the fast path (once: a head that never repeats, e.g.
+                    # with a request id, costs one cache entry, as for _scan_response_head, and no more)
+                    _learn_response(raw, whole, status)
                 self.resp_mode = R_LENGTH
                 self.head_sent = True
                 out = self.conn.out
