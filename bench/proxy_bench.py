@@ -101,11 +101,23 @@ class WrkResult:
     errors: int
 
 
+# wrk script for --vary: every request head differs (a request id), as from clients that send one
+VARY_REQUESTS = """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/", {["X-Request-Id"] = tostring(n)})
+end
+"""
+
+
 def run_wrk(
-    port: int, *, duration: int, threads: int, connections: int, pin: list[str] | None = None
+    port: int, *, duration: int, threads: int, connections: int, pin: list[str] | None = None,
+    script: Path | None = None,
 ) -> WrkResult:
     out = subprocess.run(
-        [*(pin or []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
+        [*(pin or []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+         *(["-s", str(script)] if script else []), f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -193,8 +205,8 @@ NGINX_BACKENDS = """
 worker_processes 1; daemon off; pid {tmp}/backends.pid; error_log {tmp}/backends.err warn;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{b1}; location / {{ return 200 "hello from b1\\n"; }} }}
-  server {{ listen 127.0.0.1:{b2}; location / {{ return 200 "hello from b2\\n"; }} }}
+  server {{ listen 127.0.0.1:{b1}; location / {{ {vary}return 200 "hello from b1\\n"; }} }}
+  server {{ listen 127.0.0.1:{b2}; location / {{ {vary}return 200 "hello from b2\\n"; }} }}
 }}
 """
 NGINX_LB = """
@@ -323,6 +335,11 @@ def main() -> None:
         "processes on the machine cannot hold a CPU the measured ones wait for",
     )  # fmt: skip
     p.add_argument(
+        "--vary", action="store_true",
+        help="every request head (wrk script: a request id) and response head (the backends add one) differs, "
+        "so the sidecar's fast paths for repeated heads never apply: the general path is measured",
+    )  # fmt: skip
+    p.add_argument(
         "--pin", action="store_true",
         help="pin wrk/hey and the backends to CPU 0 and each one-worker balancer to CPU 1 (taskset)",
     )  # fmt: skip
@@ -342,7 +359,9 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}")
     pin_clients = ["taskset", "-c", "0"] if args.pin else []
     pin_balancer = ["taskset", "-c", "1"] if args.pin else []
-    wrk = partial(run_wrk, pin=pin_clients)
+    if args.vary:
+        (tmp / "vary.lua").write_text(VARY_REQUESTS)
+    wrk = partial(run_wrk, pin=pin_clients, script=tmp / "vary.lua" if args.vary else None)
     # name -> (port, pid whose process tree is the balancer)
     balancers: dict[str, tuple[int, int]] = {}
     runs: dict[str, list[dict[str, float]]] = {}
@@ -350,7 +369,8 @@ def main() -> None:
     lat: dict[str, list[dict[str, float]]] = {}
     mem = float("nan")
     try:
-        (tmp / "backends.conf").write_text(NGINX_BACKENDS.format(tmp=tmp, b1=b1, b2=b2))
+        vary = "add_header X-Request-Id $request_id; " if args.vary else ""
+        (tmp / "backends.conf").write_text(NGINX_BACKENDS.format(tmp=tmp, b1=b1, b2=b2, vary=vary))
         stack.start(
             pin_clients + ["nginx", "-c", str(tmp / "backends.conf"), "-e", str(tmp / "backends.err")]
         )

@@ -5,6 +5,7 @@ connection on fake transports, driven with wrk's request and nginx's response (k
     python bench/proxy/hotpath.py                 # us per request (best of 5 runs of 200,000)
     python bench/proxy/hotpath.py --profile       # cProfile of one run, top functions by own time
     python bench/proxy/hotpath.py --root /tmp/base   # another checkout's sidecar package
+    python bench/proxy/hotpath.py --vary          # every request and response head differs (a request id)
 """
 
 from __future__ import annotations
@@ -77,15 +78,24 @@ def build() -> tuple[Any, list[Any]]:
     return client, ups
 
 
-def run(n: int) -> float:
+def messages(n: int, vary: bool) -> tuple[list[bytes], list[bytes]]:
+    """n requests and responses: the same ones, or each with its own X-Request-Id header."""
+    if not vary:
+        return [REQUEST] * n, [RESPONSE] * n
+    ids = [b"X-Request-Id: %032x\r\n\r\n" % i for i in range(n)]
+    return [REQUEST[:-2] + i for i in ids], [RESPONSE.replace(b"\r\n\r\n", b"\r\n" + i, 1) for i in ids]
+
+
+def run(n: int, vary: bool = False) -> float:
     client, ups = build()
     by_ep = {up.ep: up for up in ups}
     feed = client.data_received
+    requests, responses = messages(n, vary)
     t0 = time.perf_counter()
-    for _ in range(n):
-        feed(REQUEST)
+    for request, response in zip(requests, responses):
+        feed(request)
         ex = client.queue[0]
-        by_ep[ex.ep].data_received(RESPONSE)
+        by_ep[ex.ep].data_received(response)
     t = time.perf_counter() - t0
     assert not client.queue and client.transport.n == n, (len(client.queue), client.transport.n)
     return t / n * 1e6
@@ -96,6 +106,7 @@ def main() -> None:
     ap.add_argument("--root", default=ROOT, help="checkout whose sidecar package is measured")
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--vary", action="store_true", help="every request and response head differs")
     args = ap.parse_args()
     sys.path.insert(0, os.path.abspath(args.root))
     import sidecar
@@ -104,10 +115,10 @@ def main() -> None:
         import cProfile
         import pstats
 
-        cProfile.runctx("run(args.n)", globals(), {"run": run, "args": args}, "/tmp/hotpath.prof")
+        cProfile.runctx("run(args.n, args.vary)", globals(), {"run": run, "args": args}, "/tmp/hotpath.prof")
         pstats.Stats("/tmp/hotpath.prof").sort_stats("tottime").print_stats(20)
         return
-    best = min(run(args.n) for _ in range(5))
+    best = min(run(args.n, args.vary) for _ in range(5))
     print(f"{sidecar.__file__}: {best:.2f} us/request")
 
 
