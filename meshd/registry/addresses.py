@@ -15,10 +15,14 @@ class AddressPoolExhausted(Exception):
     pass
 
 
+# .0 and .255 (some tools dislike them) and .254: an agent that cannot have the bridge gateway's DNS port gives
+# its pods a resolver at an x.y.z.254 of this pool (agent.agent_resolver_address), never a Service's address
+RESERVED_LAST_OCTETS = (0, 254, 255)
+
+
 class AddressAllocator:
     def __init__(self, pool: str) -> None:
         self.pool = ipaddress.IPv4Network(pool)
-        # skip the network address and .0/.255-style addresses some tools dislike
         self._size = self.pool.num_addresses
         self._by_key: dict[ServiceKey, str] = {}
         self._taken: dict[str, ServiceKey] = {}
@@ -35,7 +39,7 @@ class AddressAllocator:
         for step in range(self._size):
             offset = (start + step) % self._size
             address = str(self.pool.network_address + offset)
-            if offset % 256 in (0, 255) or address in self._taken:
+            if offset % 256 in RESERVED_LAST_OCTETS or address in self._taken:
                 continue
             return self._take(key, address)
         raise AddressPoolExhausted(f"no free Service address in {self.pool}")

@@ -132,3 +132,11 @@ async def test_draining_does_not_wait_without_sidecars_or_for_one_that_leaves():
     await asyncio.sleep(0.01)
     drain.disconnect("s1")
     await asyncio.wait_for(waiting, 1)
+
+
+def test_service_addresses_never_take_an_agent_resolver_address():
+    """x.y.z.254 of the pool is where a second agent on the engine puts its pods' resolver; .0/.255 are avoided."""
+    pool = AddressAllocator("10.213.128.0/22")  # small: 1,024 addresses, most of them taken below
+    addresses = [pool.allocate(ServiceKey("default", f"svc-{i}")) for i in range(1000)]
+    assert len(set(addresses)) == 1000
+    assert not [a for a in addresses if a.rsplit(".", 1)[1] in ("0", "254", "255")]
