@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.probe": {"meshd.model", "meshd.probe", "meshd.driver", "meshd.metrics"},
     "meshd.dns": {"meshd.model", "meshd.registry", "meshd.dns", "meshd.metrics"},
     "meshd.mdns": {"meshd.model", "meshd.registry", "meshd.mdns", "meshd.metrics"},
+    "meshd.hostnames": {"meshd.model", "meshd.hostnames"},
     "meshd.controller": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
                          "meshd.controller", "meshd.metrics", "meshd.state"},
     "meshd.api": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
