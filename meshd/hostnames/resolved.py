@@ -22,7 +22,7 @@ class ResolvedError(Exception):
 
 async def resolved_unavailable() -> str | None:
     """Why the resolved mode cannot work here (None when `resolvectl status` answers)."""
-    if shutil.which("resolvectl") is None:
+    if await asyncio.to_thread(shutil.which, "resolvectl") is None:  # stat()s the PATH: off the loop
         return "resolvectl is not installed (systemd-resolved does not run here)"
     try:
         await _resolvectl("status")
