@@ -107,14 +107,11 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def update_hosts_file(path: Path, tag: str, lines: Iterable[str]) -> bool:
-    """Puts `lines` in our block of the file (none: takes the block out); False when the file already says so."""
+def update_hosts_file(path: Path, tag: str, lines: Iterable[str]) -> str:
+    """Puts `lines` in our block of the file (none: takes the block out); how it was written, "" if unchanged."""
     text = read_hosts_file(path)
     new = replace_block(text, tag, tuple(lines))
-    if new == text:
-        return False
-    write_hosts_file(path, new)
-    return True
+    return write_hosts_file(path, new) if new != text else ""
 
 
 class HostsFileNames:
@@ -203,7 +200,7 @@ class HostsFileNames:
 
     async def _sync(self, lines: tuple[str, ...]) -> None:
         try:
-            await asyncio.to_thread(update_hosts_file, self.path, self.tag, lines)
+            how = await asyncio.to_thread(update_hosts_file, self.path, self.tag, lines)
         except OSError as error:
             self.written = None
             self._report(error)
@@ -211,6 +208,8 @@ class HostsFileNames:
                 self._retry = asyncio.get_running_loop().call_later(self.retry_delay, self._wake.set)
             return
         self.written = lines
+        if how:
+            log.debug("hosts file: %d lines in %s (%s)", len(lines), self.path, how)
         if self._problem is not None:
             log.info("hosts file: %s is written again", self.path)
             self._problem = None
