@@ -102,7 +102,8 @@ class HostNames:
         if self.mode == "resolved":
             return f"systemd-resolved sends *.{self.zone} to {self.dns_server} on {self.link}"
         if self.mode == "hosts" and self.hosts is not None:
-            return f"a 'meshd {self.tag}' block in {self.hosts.path}"
+            failing = " (not written: see above)" if self.hosts.written is None else ""
+            return f"a 'meshd {self.tag}' block in {self.hosts.path}{failing}"
         return "off"
 
     async def close(self) -> None:

@@ -210,9 +210,9 @@ class HostsFileNames:
         self.written = lines
         if how:
             log.debug("hosts file: %d lines in %s (%s)", len(lines), self.path, how)
-        if self._problem is not None:
-            log.info("hosts file: %s is written again", self.path)
-            self._problem = None
+            if self._problem is not None:
+                log.info("hosts file: %s is written again", self.path)
+        self._problem = None
 
     def _report(self, error: OSError) -> None:
         """Says once what could not be done (and again only when the reason changes)."""
