@@ -65,8 +65,10 @@ def both(start: float, checks: dict[str, Callable[[], bool]], timeout: float = 1
 
 
 def named(hosts: Path, dns: tuple[str, int], fqdn: str, present: bool) -> dict[str, Callable[[], bool]]:
-    return {"hosts": lambda: (f"\t{fqdn} " in hosts.read_text()) == present,
-            "dns": lambda: dns_answers(dns, fqdn) == present}
+    return {
+        "hosts": lambda: (f"\t{fqdn} " in hosts.read_text()) == present,
+        "dns": lambda: dns_answers(dns, fqdn) == present,
+    }
 
 
 def request(api: str, path: str, *, body: str | None = None, method: str = "POST") -> None:
@@ -78,10 +80,32 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     api, dns = f"127.0.0.1:{free_port()}", ("127.0.0.1", free_port())
     with open(work / "agent.log", "wb") as log:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "meshd.cli", "agent", "--driver", args.driver, "--host-names", "hosts",
-             "--api", api, "--dns", f"{dns[0]}:{dns[1]}", "--state-dir", str(work / "state"), "--mdns", "off",
-             "--agent-id", f"bench-hosts-{os.getpid()}", "--sidecar-metrics", f"127.0.0.1:{free_port()}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "meshd.cli",
+                "agent",
+                "--driver",
+                args.driver,
+                "--host-names",
+                "hosts",
+                "--api",
+                api,
+                "--dns",
+                f"{dns[0]}:{dns[1]}",
+                "--state-dir",
+                str(work / "state"),
+                "--mdns",
+                "off",
+                "--agent-id",
+                f"bench-hosts-{os.getpid()}",
+                "--sidecar-metrics",
+                f"127.0.0.1:{free_port()}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     base = f"http://{api}"
     try:
         timed(time.perf_counter(), lambda: _healthy(base), timeout=60)
@@ -90,8 +114,10 @@ def measure(args: argparse.Namespace, work: Path) -> None:
         for i in range(args.services):
             name = f"bench{i}"
             fqdn = f"{name}.default.svc.cluster.local"
-            service = (f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n"
-                       f"  ports: [{{port: 80, targetPort: 8080}}]\n")
+            service = (
+                f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n"
+                f"  ports: [{{port: 80, targetPort: 8080}}]\n"
+            )
             start = time.perf_counter()
             request(base, "/v1/apply", body=service)
             for what, seconds in both(start, named(hosts, dns, fqdn, True)).items():
@@ -104,8 +130,10 @@ def measure(args: argparse.Namespace, work: Path) -> None:
             time.sleep(0.3)
         print(f"{args.services} Services, driver {args.driver}: from the API request to ...")
         for what, values in rows.items():
-            print(f"  {what:13s} median {statistics.median(values) * 1000:7.1f} ms   "
-                  f"p95 {percentile(values, 0.95) * 1000:7.1f} ms   max {max(values) * 1000:7.1f} ms")
+            print(
+                f"  {what:13s} median {statistics.median(values) * 1000:7.1f} ms   "
+                f"p95 {percentile(values, 0.95) * 1000:7.1f} ms   max {max(values) * 1000:7.1f} ms"
+            )
         for verb in ("add", "delete"):
             ratio = statistics.median(rows[f"hosts {verb}"]) / statistics.median(rows[f"dns {verb}"])
             print(f"  {verb}: hosts file / DNS, medians: {ratio:.2f}x")
@@ -122,7 +150,9 @@ def _healthy(base: str) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--services", type=int, default=20)
     parser.add_argument("--driver", choices=["process", "docker"], default="process")
     args = parser.parse_args()
@@ -134,8 +164,21 @@ def main() -> None:
             shutil.copyfile("/etc/hosts", copy)
             env = dict(os.environ, MESHD_BENCH_IN_NAMESPACE="1", MESHD_BENCH_WORK=tmp)
             code = subprocess.call(
-                ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
-                 str(copy), sys.executable, __file__, *sys.argv[1:]], env=env)
+                [
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    'mount --bind "$0" /etc/hosts && exec "$@"',
+                    str(copy),
+                    sys.executable,
+                    __file__,
+                    *sys.argv[1:],
+                ],
+                env=env,
+            )
             sys.exit(code)
     measure(args, Path(os.environ["MESHD_BENCH_WORK"]))
 

@@ -39,7 +39,10 @@ def choose_mode(requested: str, *, has_bridge: bool, resolved_reason: str | None
     """(the mode to run, a warning to log or None) for the requested mode, whether the agent has a bridge with
     its DNS on it (the docker driver), and why systemd-resolved cannot be used (None: it can)."""
     if requested not in MODES:
-        return "off", f"--host-names {requested!r}: not one of {', '.join(MODES)}; the host resolves no mesh names"
+        return (
+            "off",
+            f"--host-names {requested!r}: not one of {', '.join(MODES)}; the host resolves no mesh names",
+        )
     if requested in ("off", "hosts"):
         return requested, None
     if has_bridge and resolved_reason is None:
@@ -47,7 +50,10 @@ def choose_mode(requested: str, *, has_bridge: bool, resolved_reason: str | None
     if requested == "auto":
         return "hosts", None
     why = resolved_reason or "the process driver has no bridge to route the zone to"
-    return "off", f"--host-names resolved: {why}; the host resolves no mesh names (--host-names hosts works anywhere)"
+    return (
+        "off",
+        f"--host-names resolved: {why}; the host resolves no mesh names (--host-names hosts works anywhere)",
+    )
 
 
 class HostNames:
@@ -88,9 +94,14 @@ class HostNames:
                 await add_route(self.link, self.dns_server, self.zone)
             except ResolvedError as error:
                 fallback = "hosts" if self.requested == "auto" else "off"
-                log.warning("cannot route %s to %s on %s through systemd-resolved: %s (run the agent as root)%s",
-                            self.zone, self.dns_server, self.link, error,
-                            "; keeping /etc/hosts instead" if fallback == "hosts" else "")
+                log.warning(
+                    "cannot route %s to %s on %s through systemd-resolved: %s (run the agent as root)%s",
+                    self.zone,
+                    self.dns_server,
+                    self.link,
+                    error,
+                    "; keeping /etc/hosts instead" if fallback == "hosts" else "",
+                )
                 mode = fallback
         if mode == "hosts":
             self.hosts = HostsFileNames(self.registry, tag=self.tag, zone=self.zone, path=self.hosts_path)

@@ -46,7 +46,9 @@ def host_entries(
         else:
             addresses = [service.address] if service.address and _ipv4(service.address) else []
         entries.update(HostEntry(address, _forms(base, apex)) for address in addresses)
-        entries.update(HostEntry(e.address, _forms(f"{e.hostname.lower()}.{base}", apex)) for e in ready if e.hostname)
+        entries.update(
+            HostEntry(e.address, _forms(f"{e.hostname.lower()}.{base}", apex)) for e in ready if e.hostname
+        )
     return tuple(sorted(entries, key=lambda e: (e.names, ipaddress.IPv4Address(e.address))))
 
 

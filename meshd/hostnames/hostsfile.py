@@ -220,7 +220,14 @@ class HostsFileNames:
         if problem == self._problem:
             return
         self._problem = problem
-        hint = (" (run the agent as root, or --host-names off to do without)"
-                if isinstance(error, PermissionError) else "; retrying")
-        log.warning("apps on this host cannot resolve the mesh's names: cannot write %s: %s%s",
-                    self.path, error.strerror or error, hint)
+        hint = (
+            " (run the agent as root, or --host-names off to do without)"
+            if isinstance(error, PermissionError)
+            else "; retrying"
+        )
+        log.warning(
+            "apps on this host cannot resolve the mesh's names: cannot write %s: %s%s",
+            self.path,
+            error.strerror or error,
+            hint,
+        )
