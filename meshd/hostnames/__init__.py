@@ -73,7 +73,7 @@ class HostNames:
         self.requested = mode or os.environ.get("MESHD_HOST_NAMES") or "auto"
         self.registry = registry
         self.zone = zone
-        self.tag = tag
+        self.tag = "-".join(tag.split()) or "agent"  # one word: it is part of the block markers
         self.link = link
         self.dns_server = dns_server
         self.hosts_path = hosts_path

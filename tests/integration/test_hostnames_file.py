@@ -147,3 +147,13 @@ def test_write_through_a_symlink_keeps_the_symlink(tmp_path):
     link.symlink_to(target)
     write_hosts_file(link, "b\n")
     assert link.is_symlink() and target.read_text() == "b\n"
+
+
+async def test_an_agent_id_with_spaces_still_gets_one_block(hosts, monkeypatch):
+    monkeypatch.setenv("MESHD_HOSTS_FILE", str(hosts))
+    registry = Registry()
+    registry.upsert_service(web())
+    component = HostNames(registry, mode="hosts", zone="cluster.local", tag="my agent")
+    await component.start()
+    assert block_lines(hosts.read_text(), "my-agent")
+    await component.close()
