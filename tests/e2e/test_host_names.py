@@ -5,6 +5,7 @@ own file is never touched. Real clients resolve through the system resolver: get
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import signal
 import subprocess
@@ -47,7 +48,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web}
+metadata: {name: SERVICE}
 spec:
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http}]
@@ -157,14 +158,17 @@ def test_apps_on_the_host_resolve_services_by_name_through_etc_hosts(tmp_path, h
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("hello from the web Service\n")
-    manifest.write_text(WEB.replace("WWW", str(www)))
+    # a name of this run's own: the process driver gives a Service the address its name hashes to, and another
+    # agent's sidecar on this machine (a concurrent test) may already serve a `web` there
+    svc = f"web{secrets.token_hex(3)}"
+    manifest.write_text(WEB.replace("WWW", str(www)).replace("SERVICE", svc))
     up = Up(tmp_path, hosts, manifest).start()
     try:
-        web = up.service_address("web")
-        assert until(lambda: getent(hosts, "web.default.svc.cluster.local"), what="getent") == web
-        assert getent(hosts, "web.default.svc") == web and getent(hosts, "web.default") == web
-        assert getaddrinfo(hosts, "web.default.svc.cluster.local") == {web}
-        page = until(lambda: curl(hosts, "http://web.default.svc.cluster.local/"), what="curl by name")
+        web = up.service_address(svc)
+        assert until(lambda: getent(hosts, f"{svc}.default.svc.cluster.local"), what="getent") == web
+        assert getent(hosts, f"{svc}.default.svc") == web and getent(hosts, f"{svc}.default") == web
+        assert getaddrinfo(hosts, f"{svc}.default.svc.cluster.local") == {web}
+        page = until(lambda: curl(hosts, f"http://{svc}.default.svc.cluster.local/"), what="curl by name")
         assert page == "hello from the web Service\n", page
         assert getent(hosts, "build.lan") == "10.1.2.3"  # the user's lines resolve as before
 
@@ -178,9 +182,9 @@ def test_apps_on_the_host_resolve_services_by_name_through_etc_hosts(tmp_path, h
 
         # a crashed agent leaves its block; the next one replaces it (one block, never two)
         up.stop(signal.SIGKILL)
-        assert blocks(hosts) == 1 and getent(hosts, "web.default") == web
+        assert blocks(hosts) == 1 and getent(hosts, f"{svc}.default") == web
         up.start()
-        until(lambda: curl(hosts, "http://web.default/"), what="curl by the short name after a restart")
+        until(lambda: curl(hosts, f"http://{svc}.default/"), what="curl by the short name after a restart")
         assert blocks(hosts) == 1 and hosts.read_text().startswith(USER)
     finally:
         code = up.stop(signal.SIGINT)
@@ -188,7 +192,7 @@ def test_apps_on_the_host_resolve_services_by_name_through_etc_hosts(tmp_path, h
     assert hosts.stat().st_ino == inode  # rewritten in place: renaming over a bind mount fails with EBUSY
     assert "a 'meshd " in up.log.read_text()
     assert hosts.read_text() == USER  # a normal stop takes out what the agent added, and only that
-    assert getent(hosts, "web.default.svc.cluster.local") is None
+    assert getent(hosts, f"{svc}.default.svc.cluster.local") is None
     assert Path("/etc/hosts").read_bytes() == machine_hosts  # the machine's own file was never touched
 
 
