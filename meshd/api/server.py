@@ -26,6 +26,7 @@ from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
 from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
 from meshd.registry.drain import DrainCoordinator
+from meshd.store import AlreadyExists, Conflict, PersistError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,11 @@ class ApiServer:
             raise
         except ManifestError as error:
             return _error(422, str(error))
+        except PersistError as error:  # refused whole: nothing changed, in memory or on disk
+            log.error("API %s %s: %s", request.method, request.path, error)
+            return _error(507, str(error))
+        except (AlreadyExists, Conflict) as error:
+            return _error(409, str(error))
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
         except ValueError as error:
@@ -137,12 +143,12 @@ class ApiServer:
     async def apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         source = request.query.get("source", "<stdin>")
-        results, warnings = self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
+        results, warnings = await self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": warnings})
 
     async def delete_manifests(self, request: web.Request) -> web.Response:
         text = await request.text()
-        results = self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
+        results = await self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
                                               namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": []})
 
@@ -195,7 +201,7 @@ class ApiServer:
         if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
             self.controller.delete_pod(namespace, name)
             return web.json_response({"kind": kind, "namespace": namespace, "name": name, "action": "deleted"})
-        result = self.controller.delete(kind, namespace, name)
+        result = await self.controller.delete(kind, namespace, name)
         return web.json_response(result.__dict__)
 
     async def _watch_resources(self, request: web.Request, resource: str, namespace: str | None,
@@ -238,7 +244,7 @@ class ApiServer:
             return _error(400, "spec.replicas: must be an integer")
         kind = "Deployment" if "/deployments/" in request.path else "ReplicaSet"
         namespace, name = request.match_info["ns"], request.match_info["name"]
-        self.controller.scale(kind, namespace, name, replicas)
+        await self.controller.scale(kind, namespace, name, replicas)
         return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
                                   "metadata": {"name": name, "namespace": namespace},
                                   "spec": {"replicas": replicas}})
@@ -246,11 +252,11 @@ class ApiServer:
     async def rollout(self, request: web.Request) -> web.Response:
         namespace, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
         if action == "restart":
-            self.controller.rollout_restart(namespace, name)
+            await self.controller.rollout_restart(namespace, name)
             return web.json_response({"result": "restarted"})
         if action == "undo":
             body = await self._json(request) if request.can_read_body else {}
-            revision = self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
+            revision = await self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
             return web.json_response({"result": "rolled back", "revision": revision})
         return _error(404, f"unknown rollout action {action!r}")
 

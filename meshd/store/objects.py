@@ -142,13 +142,13 @@ class ObjectStore:
     def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self._objects.get((kind, namespace, name))
 
-    def list(self, kind: str, namespace: str | None = None, *, label_selector: str = "",
+    def list(self, kind: str | None, namespace: str | None = None, *, label_selector: str = "",
              field_selector: str = "") -> builtins.list[Mapping[str, Any]]:
-        """Objects of a kind (in a namespace, or all), sorted by namespace and name; ValueError on a bad
-        selector (never "select all")."""
+        """Objects of a kind (None: of every kind) in a namespace (None: all), sorted by kind, namespace and
+        name; ValueError on a bad selector (never "select all")."""
         labels, fields = parse_selector(label_selector), parse_field_selector(field_selector)
         return [obj for (k, ns, _), obj in sorted(self._objects.items())
-                if k == kind and (namespace is None or ns == namespace)
+                if (kind is None or k == kind) and (namespace is None or ns == namespace)
                 and selects(labels, obj["metadata"].get("labels")) and field_matches(obj, fields)]
 
     # --- writes -----------------------------------------------------------------------------------
