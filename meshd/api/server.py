@@ -22,7 +22,7 @@ from meshd.driver.base import DriverError
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
-from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
+from meshd.model.objects import Pod, ReplicaSet
 from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
 from meshd.registry.drain import DrainCoordinator
@@ -159,19 +159,27 @@ class ApiServer:
         ns_ok = (lambda ns: namespace is None or ns == namespace)
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
-            return [kube.pod(w, node=node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
+            return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": Deployment, "services": Service, "endpoints": Service}
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
-        records = [r for (kind, ns, _), r in sorted(c.objects.items())
-                   if isinstance(r.obj, kinds[resource]) and ns_ok(ns)]
+        # the applied objects, as the store holds them (one that did not load has no record: left out)
+        keys = [(kinds[resource], o["metadata"]["namespace"], o["metadata"]["name"])
+                for o in c.store.list(kinds[resource], namespace)]
+        records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
-            return [kube.service(r, self.registry) for r in records]
+            return [kube.service(c, r, self.registry) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
+
+    def _pod(self, worker: Any, node: str) -> dict[str, Any]:
+        c = self.controller
+        bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
+        owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
+        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
         resource = request.match_info["resource"]

@@ -27,6 +27,7 @@ from meshd.controller.plan import PodView, ReplicaSetView, plan_replicaset, plan
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.records import (
     REVISION_ANNOTATION,
+    DeploymentStatus,
     ObjectRecord,
     ReplicaSetRecord,
     keep_live_fields,
@@ -202,7 +203,7 @@ class Controller:
 
         `namespace` (kubectl's -n) is the namespace of objects that name none; one naming another is an error.
         """
-        loaded = load_documents(text, source=source)
+        loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
         async with self._write_lock:
             return await self._apply(loaded.objects, source, namespace), list(loaded.warnings)
 
@@ -260,7 +261,8 @@ class Controller:
                           ) -> list[ApplyResult]:
         """Deletes every object of the manifests that exists (as kubectl does, one missing object does not stop
         the rest), in one transaction; the missing ones come back as "not found"."""
-        objects = [_in_namespace(o, namespace, source) for o in load_documents(text, source=source).objects]
+        loaded = await asyncio.to_thread(load_documents, text, source=source)
+        objects = [_in_namespace(o, namespace, source) for o in loaded.objects]
         return await self.delete_many([object_key(o) for o in objects])
 
     async def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
@@ -441,7 +443,7 @@ class Controller:
     def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
         deployment: Deployment = record.obj  # type: ignore[assignment]
         namespace, name = deployment.metadata.namespace, deployment.metadata.name
-        hash_ = template_hash(deployment.template)
+        hash_ = record.template_hash()
         owned = self._owned_replicasets(namespace, name)
         new = next((r for r in owned if r.template_hash == hash_), None)
         top_revision = max((r.revision for r in owned), default=0)
@@ -693,6 +695,23 @@ class Controller:
         pods = self._pods_of(rs)
         available = sum(1 for p in pods if p.available(rs.rs.min_ready_seconds, now))
         return ReplicaSetView(rs.name, rs.revision, rs.replicas, len(pods), available)
+
+    def deployment_status(self, record: ObjectRecord) -> DeploymentStatus:
+        """A Deployment's replica counts (what its status and the metrics report)."""
+        deployment: Deployment = record.obj  # type: ignore[assignment]
+        owned = self._owned_replicasets(deployment.metadata.namespace, deployment.metadata.name)
+        current_hash = record.template_hash()
+        new = next((r for r in owned if r.template_hash == current_hash), None)
+        pods = [(r, p) for r in owned for p in self._pods_of(r)]
+        now = self._clock()
+        return DeploymentStatus(
+            desired=deployment.replicas,
+            current=len(pods),
+            updated=sum(1 for r, _ in pods if r is new),
+            ready=sum(1 for _, p in pods if p.ready),
+            available=sum(1 for r, p in pods if p.available(r.rs.min_ready_seconds, now)),
+            new=new,
+        )
 
     def replicaset_view(self, rs: ReplicaSetRecord) -> ReplicaSetView:
         return self._view(rs, self._clock())
