@@ -86,7 +86,7 @@ async def dns(tmp_path: Path):
 
 
 async def test_dig_through_a_udp_service_spreads_flows_over_every_replica(dns):
-    agent, address, mport, _ = dns
+    _, address, mport, _ = dns
     answers = [await dig(address) for _ in range(30)]  # each dig: a new source port, a new flow
     assert set(answers) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
     _, out, _ = await run("curl", "-s", f"http://127.0.0.1:{mport}/metrics")
