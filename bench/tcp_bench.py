@@ -111,11 +111,13 @@ def main() -> None:
             rates: dict[str, dict[str, list[float]]] = {n: {t: [] for t in TESTS} for n in names}
             cpu: dict[str, list[float]] = {n: [] for n in names}  # balancer CPU seconds per request
             for r in range(args.rounds):
-                order = names[r % len(names):] + names[: r % len(names)]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
                     port, pid = targets[name]
                     before = cpu_seconds([pid]) if pid else 0.0
-                    result = benchmark(port, requests=args.requests, clients=args.clients, pipeline=args.pipeline)
+                    result = benchmark(
+                        port, requests=args.requests, clients=args.clients, pipeline=args.pipeline
+                    )
                     if pid:
                         cpu[name].append((cpu_seconds([pid]) - before) / (args.requests * len(TESTS)))
                     for t, v in result.items():

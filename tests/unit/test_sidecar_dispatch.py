@@ -129,7 +129,9 @@ async def test_detection_hands_over_with_every_byte_read(chunks: list[bytes], ki
 
 @pytest.mark.usefixtures("fake_codecs")
 async def test_h2c_goes_to_its_codec_once_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(codecs._CODECS, Protocol.H2C, lambda listener, initial: FakeCodec(Protocol.H2C, initial))
+    monkeypatch.setitem(
+        codecs._CODECS, Protocol.H2C, lambda listener, initial: FakeCodec(Protocol.H2C, initial)
+    )
     detector, transport = detecting()
     detector.data_received(H2_PREFACE)
     assert transport.protocol.kind is Protocol.H2C
@@ -137,7 +139,7 @@ async def test_h2c_goes_to_its_codec_once_registered(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.usefixtures("fake_codecs")
 async def test_a_silent_client_is_opaque_tcp_after_the_timeout_and_does_not_delay_another() -> None:
-    silent, silent_transport = detecting(timeout=0.05)
+    _, silent_transport = detecting(timeout=0.05)
     talking, talking_transport = detecting(timeout=0.05)
     talking.data_received(b"GET / HTTP/1.1\r\n")
     assert talking_transport.protocol.kind is Protocol.HTTP1  # at once, whatever the other one does
