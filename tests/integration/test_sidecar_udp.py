@@ -129,3 +129,32 @@ async def test_a_refusing_endpoint_moves_the_flow_and_a_removed_one_gets_no_new_
     await asyncio.sleep(0.3)
     answers = [await dig(address) for _ in range(15)]
     assert set(answers) == {"10.0.0.2", "10.0.0.3"}
+
+
+async def test_a_listen_mode_sidecar_serves_a_udp_port_once_discovery_says_it_is_udp(tmp_path: Path):
+    agent = fake_agent.FakeAgent(heartbeat=1.0)
+    api = await agent.start()
+    port = free_port()
+    server = await dnsmasq(port, "10.0.0.9", tmp_path / "dnsmasq.log")
+    agent.set_service(
+        ServiceInfo(KEY, None, (PortInfo("dns", 53, 53, "UDP"),), {}),
+        [Endpoint("d0", "127.0.0.1", {"dns": port})],
+    )
+    listen = free_port()
+    sidecar, _ = await start_sidecar(
+        api, tmp_path / "sidecar.log", "--listen", f"127.0.0.1:{listen}", "--service", "dns"
+    )
+    try:
+        for _ in range(100):
+            if "/udp for default/dns" in sidecar.output():
+                break
+            await asyncio.sleep(0.05)
+        code, out, _ = await run(
+            "dig", "+short", "+time=2", "+tries=2", "@127.0.0.1", "-p", str(listen), "a.x.test"
+        )
+        assert (code, out.strip()) == (0, b"10.0.0.9")
+    finally:
+        assert await sidecar.stop() == 0, sidecar.output()
+        await server.stop()
+        await agent.stop()
+    assert "Traceback" not in sidecar.output(), sidecar.output()
