@@ -156,7 +156,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         if ports and ports[0].protocol.upper() == "UDP" and not single_udp:
             udp = UdpListener(host, port, routes=listener.routes, options=options)
             single_udp.append(udp)
-            asyncio.get_running_loop().create_task(start_udp(udp))
+            tasks.append(asyncio.get_running_loop().create_task(start_udp(udp)))
 
     async def start_udp(udp: UdpListener) -> None:
         try:
