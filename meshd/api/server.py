@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import kube
+from meshd.api import kube, kubeapi
+from meshd.api import status as api_status
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
@@ -39,8 +40,7 @@ RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "Replica
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "status": "Failure", "error": message, "message": message,
-                              "code": status}, status=status)
+    return api_status.response(status, message)
 
 
 def _selector(request: web.Request) -> tuple[Requirement, ...]:
@@ -72,6 +72,7 @@ class ApiServer:
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
+        kubeapi.add_routes(r)  # /version, discovery, OpenAPI
         # the events routes come before the generic ones, which would match them too
         r.add_get("/api/v1/namespaces/{ns}/events", self.events)
         r.add_get("/api/v1/events", self.events)
@@ -109,10 +110,12 @@ class ApiServer:
     async def _errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as error:  # aiohttp's 404, 405, 413...: a Status too
+            if error.status < 400:
+                raise
+            return api_status.from_http_exception(error, request.method, request.path)
         except ManifestError as error:
-            return _error(422, str(error))
+            return web.json_response(api_status.invalid(error), status=422)
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
         except ValueError as error:
