@@ -10,13 +10,15 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import kube, kubeapi
+from meshd.api import kube, kubeapi, listing, watching
 from meshd.api import status as api_status
+from meshd.api.kinds import KINDS, Kind
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
@@ -48,8 +50,20 @@ def _selector(request: web.Request) -> tuple[Requirement, ...]:
     return parse_selector(request.query.get("labelSelector", ""))
 
 
-def _matches(obj: dict[str, Any], selector: tuple[Requirement, ...]) -> bool:
-    return selects(selector, obj.get("metadata", {}).get("labels"))
+_RESOURCES = {(k.group, k.plural): k for k in KINDS}
+
+
+def _kind(request: web.Request) -> Kind:
+    """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one is a NotFound Status."""
+    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    kind = _RESOURCES.get((group, request.match_info["resource"]))
+    if kind is None:
+        raise web.HTTPNotFound()
+    return kind
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ApiServer:
@@ -73,9 +87,6 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        # the events routes come before the generic ones, which would match them too
-        r.add_get("/api/v1/namespaces/{ns}/events", self.events)
-        r.add_get("/api/v1/events", self.events)
         for prefix in ("/api/v1", "/apis/apps/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
@@ -154,6 +165,8 @@ class ApiServer:
     def _objects(self, resource: str, namespace: str | None) -> list[dict[str, Any]]:
         c = self.controller
         ns_ok = (lambda ns: namespace is None or ns == namespace)
+        if resource == "events":
+            return [kube.event(e) for e in c.events.in_namespace(namespace)]
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
             return [kube.pod(w, node=node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
@@ -171,23 +184,25 @@ class ApiServer:
         return [kube.endpoints(r, self.registry) for r in records]
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
-        resource = request.match_info["resource"]
+        kind = _kind(request)
         namespace = request.match_info.get("ns")
-        selector = _selector(request)
-        if request.query.get("watch") in ("1", "true"):
-            return await self._watch_resources(request, resource, namespace, None, selector)
-        items = [o for o in self._objects(resource, namespace) if _matches(o, selector)]
-        return web.json_response(kube.kube_list(items, resource_version=self.registry.index))
+        query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
+        if query.watch:
+            return await self._watch_resources(request, kind, namespace, None, query)
+        body = listing.list_body(kind, query, self._objects(kind.plural, namespace),
+                                 resource_version=str(self.registry.index), now=_now())
+        return web.json_response(body)
 
     async def get_resource(self, request: web.Request) -> web.StreamResponse:
-        resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
-        if request.query.get("watch") in ("1", "true"):
-            return await self._watch_resources(request, resource, namespace, name, ())
-        for obj in self._objects(resource, namespace):
+        kind = _kind(request)
+        namespace, name = request.match_info["ns"], request.match_info["name"]
+        query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
+        if query.watch:
+            return await self._watch_resources(request, kind, namespace, name, query)
+        for obj in self._objects(kind.plural, namespace):
             if obj["metadata"]["name"] == name:
-                return web.json_response(obj)
-        singular = resource[:-1] if resource.endswith("s") and resource != "endpoints" else resource
-        return _error(404, f'{singular} "{name}" not found')
+                return web.json_response(listing.object_body(kind, query, obj, now=_now()))
+        return _error(404, f'{kind.resource} "{name}" not found')
 
     async def delete_resource(self, request: web.Request) -> web.Response:
         resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
@@ -197,35 +212,46 @@ class ApiServer:
             return _error(405, f"cannot delete {resource}")
         if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
             self.controller.delete_pod(namespace, name)
-            return web.json_response({"kind": kind, "namespace": namespace, "name": name, "action": "deleted"})
-        result = self.controller.delete(kind, namespace, name)
-        return web.json_response(result.__dict__)
+        else:
+            self.controller.delete(kind, namespace, name)
+        return web.json_response(api_status.success(name=name, kind=resource))  # as the API server's DELETE
 
-    async def _watch_resources(self, request: web.Request, resource: str, namespace: str | None,
-                               name: str | None, selector: tuple[Requirement, ...]) -> web.StreamResponse:
-        response = await self._open_stream(request)
+    async def _watch_resources(self, request: web.Request, kind: Kind, namespace: str | None,
+                               name: str | None, query: listing.ListQuery) -> web.StreamResponse:
+        """A watch as the API server streams it (application/json, one event a line); see meshd.api.watching."""
+        response = await self._open_stream(request, content_type="application/json")
         changed = asyncio.Event()
         stop = self.controller.watch(lambda *_: changed.set())
         unlisten = self.registry.listen(lambda _u: changed.set())
-        seen: dict[str, str] = {}
+        deadline = None if query.timeout_seconds is None else time.monotonic() + query.timeout_seconds
+
+        def current() -> watching.Snapshot:
+            return watching.snapshot([o for o in self._objects(kind.plural, namespace)
+                                      if (name is None or o["metadata"]["name"] == name)
+                                      and listing.selected(query, o)])
+
+        async def send(events: list[tuple[str, dict[str, Any]]]) -> None:
+            for event_type, obj in events:
+                await self._send(response, {"type": event_type,
+                                            "object": listing.object_body(kind, query, obj, now=_now())})
+
         try:
+            seen, first = watching.start(query, current())
+            await send(first)
+            if query.send_initial_events and query.bookmarks:
+                await self._send(response, {"type": "BOOKMARK", "object": watching.bookmark(
+                    kind, str(self.registry.index), initial_events_end=True)})
             while True:
-                current = {o["metadata"]["name"]: o for o in self._objects(resource, namespace)
-                           if (name is None or o["metadata"]["name"] == name) and _matches(o, selector)}
-                for obj_name, obj in current.items():
-                    text = json.dumps(obj, sort_keys=True)
-                    if seen.get(obj_name) != text:
-                        kind = "MODIFIED" if obj_name in seen else "ADDED"
-                        seen[obj_name] = text
-                        await self._send(response, {"type": kind, "object": obj})
-                for gone in [n for n in seen if n not in current]:
-                    await self._send(response, {"type": "DELETED", "object": json.loads(seen.pop(gone))})
                 changed.clear()
+                wait = HEARTBEAT_SECONDS if deadline is None else min(HEARTBEAT_SECONDS, deadline - time.monotonic())
+                if wait <= 0:
+                    break
                 try:
-                    await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
+                    await asyncio.wait_for(changed.wait(), wait)
                     await asyncio.sleep(0.05)  # coalesce bursts
                 except TimeoutError:
                     pass
+                await send(watching.changes(seen, current()))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -269,16 +295,6 @@ class ApiServer:
                               "images": [c.image for c in record.rs.template.spec.containers],
                               "template": record.rs.raw.get("spec", {}).get("template", {})})
         return web.json_response({"revisions": revisions})
-
-    async def events(self, request: web.Request) -> web.Response:
-        namespace = request.match_info.get("ns")
-        items = [kube.event(e) for e in self.controller.events.in_namespace(namespace)]
-        selector = request.query.get("fieldSelector", "")
-        for part in filter(None, selector.split(",")):
-            field, _, value = part.partition("=")
-            path = field.split(".")
-            items = [i for i in items if _dig(i, path) == value]
-        return web.json_response(kube.kube_list(items))
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["ns"], request.match_info["name"]
@@ -431,8 +447,9 @@ class ApiServer:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    async def _open_stream(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
+    async def _open_stream(self, request: web.Request, *,
+                           content_type: str = "application/x-ndjson") -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
         response._meshd_task = asyncio.current_task()  # type: ignore[attr-defined]
@@ -482,14 +499,6 @@ def _duration(text: str) -> float:
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     return float(text)
-
-
-def _dig(obj: Any, path: list[str]) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
 
 
 __all__ = ["ApiServer", "Pod", "ReplicaSet"]
