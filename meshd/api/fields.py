@@ -81,9 +81,7 @@ def parse_field_selector(text: str) -> tuple[FieldRequirement, ...]:
     requirements: list[FieldRequirement] = []
     for term in _split_unescaped(text.strip(), ","):
         term = term.strip()
-        if not term:
-            if text.strip():
-                raise FieldSelectorError(f"invalid field selector {text!r}: an empty term")
+        if not term:  # "a=x,,b=y": skipped, as the API server does
             continue
         for operator, equal in (("!=", False), ("==", True), ("=", True)):
             field, sep, value = term.partition(operator)
