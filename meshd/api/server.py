@@ -10,12 +10,16 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from meshd.api import kube
+from meshd.api.auth import auth_middleware, owner_only_socket
+from meshd.api.auth import status as kube_status
+from meshd.api.listen import Listener, count_busy
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
@@ -33,14 +37,13 @@ HEARTBEAT_SECONDS = 10.0
 USAGE_WINDOW = 0.25  # seconds between the two cgroup readings a CPU rate comes from
 WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch streams (sidecars and clients).",
                           registry=REGISTRY)
-MAX_BODY = 8 * 1024 * 1024
+MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
              "endpoints": "Endpoints"}
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "status": "Failure", "error": message, "message": message,
-                              "code": status}, status=status)
+def _error(code: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response(kube_status(code, message, **extra), status=code)
 
 
 def _selector(request: web.Request) -> tuple[Requirement, ...]:
@@ -54,13 +57,17 @@ def _matches(obj: dict[str, Any], selector: tuple[Requirement, ...]) -> bool:
 
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
-                 sidecar_targets: Callable[[], list[str]] = list) -> None:
+                 sidecar_targets: Callable[[], list[str]] = list, token: str) -> None:
         self.controller = controller
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
-        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+        self.token = token
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[
+            count_busy, auth_middleware(lambda: self.token), self._body_limit, self._errors])
         self._runner: web.AppRunner | None = None
+        self.listeners: list[Listener] = []
+        self._unix_socket: Path | None = None
         self._streams: set[web.StreamResponse] = set()
         self._sidecar_metrics: dict[str, str] = {}  # connected sidecar id -> its metrics address
         r = self.app.router
@@ -90,25 +97,46 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, unix_socket: Path | None = None) -> None:
+        """Serves on TCP (bearer token) and, with `unix_socket`, on a socket only its owner can open."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                     handler_cancellation=True)  # a gone client ends its stream at once
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        tcp = Listener(self._runner)
+        await tcp.start_tcp(host, port)
+        self.listeners.append(tcp)
+        if unix_socket is not None:
+            self._unix_socket = unix_socket
+            local = Listener(self._runner)
+            await local.start_socket(owner_only_socket(unix_socket))
+            self.listeners.append(local)
 
     async def close(self) -> None:
+        for listener in self.listeners:
+            listener.close()
         for stream in list(self._streams):
             task = getattr(stream, "_meshd_task", None)
             if task:
                 task.cancel()
         if self._runner:
             await self._runner.cleanup()
+        if self._unix_socket is not None:
+            self._unix_socket.unlink(missing_ok=True)
+
+    @web.middleware
+    async def _body_limit(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        """A declared body over the limit is refused before it is read (aiohttp stops a chunked one)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _error(413, f"request body of {request.content_length} bytes is over the limit of "
+                               f"{MAX_BODY} bytes (3 MiB)")
+        return await handler(request)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             return await handler(request)
+        except web.HTTPRequestEntityTooLarge as error:
+            return _error(413, f"request body is over the limit of {MAX_BODY} bytes (3 MiB): {error.text}")
         except web.HTTPException:
             raise
         except ManifestError as error:
