@@ -426,8 +426,9 @@ class ApiServer:
             sidecar, service, endpoint = str(body["sidecar"]), str(body["service"]), str(body["endpoint"])
         except KeyError as missing:
             return _error(400, f"missing field {missing.args[0]}")
-        self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
-        return web.json_response({"ok": True})
+        accepted = self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
+        # an ack for nothing that drains (late, or not from a connected sidecar) is kept nowhere
+        return web.json_response({"ok": True, "accepted": accepted})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:
         host = request.host
