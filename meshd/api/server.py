@@ -24,6 +24,7 @@ from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
 from meshd.manifests import ManifestError
+from meshd.manifests.reader import INT32_MAX
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
@@ -261,11 +262,17 @@ class ApiServer:
 
     async def scale(self, request: web.Request) -> web.Response:
         body = await self._json(request)
-        replicas = body.get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool):
-            return _error(400, "spec.replicas: must be an integer")
+        spec = body.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
         kind = "Deployment" if "/deployments/" in request.path else "ReplicaSet"
         namespace, name = request.match_info["ns"], request.match_info["name"]
+        problem = replicas_problem(replicas)
+        if problem is not None:
+            message = f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas!r}: {problem}'
+            return _error(422, message, details={"name": name, "group": "autoscaling", "kind": "Scale", "causes": [
+                {"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: {problem}",
+                 "field": "spec.replicas"}]})
+        assert isinstance(replicas, int)
         self.controller.scale(kind, namespace, name, replicas)
         return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
                                   "metadata": {"name": name, "namespace": namespace},
@@ -500,6 +507,17 @@ async def _with_heartbeats(source: AsyncIterator[Any], interval: float) -> Async
     finally:
         if pending is not None:
             pending.cancel()
+
+
+def replicas_problem(replicas: Any) -> str | None:
+    """Why a Scale's replicas is invalid (an int32 of at least 0, as in Kubernetes), or None."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        return "must be an integer"
+    if replicas < 0:
+        return "must be greater than or equal to 0"
+    if replicas > INT32_MAX:
+        return f"must be less than or equal to {INT32_MAX}"
+    return None
 
 
 def _duration(text: str) -> float:
