@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.json"
+TOKEN_FILE = "token"  # the API's bearer token (0600)
+SOCKET_FILE = "api.sock"  # the API's Unix socket (0600: its owner's)
 
 
 def default_state_dir() -> Path:

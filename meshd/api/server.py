@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,11 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from meshd.api import kube, kubeapi, listing, watching
 from meshd.api import status as api_status
+from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import KINDS, Kind
+from meshd.api.listen import Listener, count_busy
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
 from meshd.manifests import ManifestError
+from meshd.manifests.reader import INT32_MAX
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
@@ -36,13 +40,13 @@ HEARTBEAT_SECONDS = 10.0
 USAGE_WINDOW = 0.25  # seconds between the two cgroup readings a CPU rate comes from
 WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch streams (sidecars and clients).",
                           registry=REGISTRY)
-MAX_BODY = 8 * 1024 * 1024
+MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
              "endpoints": "Endpoints"}
 
 
-def _error(status: int, message: str) -> web.Response:
-    return api_status.response(status, message)
+def _error(code: int, message: str, **extra: Any) -> web.Response:
+    return api_status.response(code, message, **extra)
 
 
 def _selector(request: web.Request) -> tuple[Requirement, ...]:
@@ -68,13 +72,17 @@ def _now() -> datetime:
 
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
-                 sidecar_targets: Callable[[], list[str]] = list) -> None:
+                 sidecar_targets: Callable[[], list[str]] = list, token: str) -> None:
         self.controller = controller
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
-        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+        self.token = token
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[
+            count_busy, auth_middleware(lambda: self.token), self._body_limit, self._errors])
         self._runner: web.AppRunner | None = None
+        self.listeners: list[Listener] = []
+        self._unix_socket: Path | None = None
         self._streams: set[web.StreamResponse] = set()
         self._sidecar_metrics: dict[str, str] = {}  # connected sidecar id -> its metrics address
         r = self.app.router
@@ -102,26 +110,47 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, unix_socket: Path | None = None) -> None:
+        """Serves on TCP (bearer token) and, with `unix_socket`, on a socket only its owner can open."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                     handler_cancellation=True)  # a gone client ends its stream at once
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        tcp = Listener(self._runner)
+        await tcp.start_tcp(host, port)
+        self.listeners.append(tcp)
+        if unix_socket is not None:
+            self._unix_socket = unix_socket
+            local = Listener(self._runner)
+            await local.start_socket(owner_only_socket(unix_socket))
+            self.listeners.append(local)
 
     async def close(self) -> None:
+        for listener in self.listeners:
+            listener.close()
         for stream in list(self._streams):
             task = getattr(stream, "_meshd_task", None)
             if task:
                 task.cancel()
         if self._runner:
             await self._runner.cleanup()
+        if self._unix_socket is not None:
+            self._unix_socket.unlink(missing_ok=True)
+
+    @web.middleware
+    async def _body_limit(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        """A declared body over the limit is refused before it is read (aiohttp stops a chunked one)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _error(413, f"request body of {request.content_length} bytes is over the limit of "
+                               f"{MAX_BODY} bytes (3 MiB)")
+        return await handler(request)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException as error:  # aiohttp's 404, 405, 413...: a Status too
+        except web.HTTPRequestEntityTooLarge as error:
+            return _error(413, f"request body is over the limit of {MAX_BODY} bytes (3 MiB): {error.text}")
+        except web.HTTPException as error:  # aiohttp's 404, 405...: a Status too
             if error.status < 400:
                 raise
             return api_status.from_http_exception(error, request.method, request.path)
@@ -262,11 +291,17 @@ class ApiServer:
 
     async def scale(self, request: web.Request) -> web.Response:
         body = await self._json(request)
-        replicas = body.get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool):
-            return _error(400, "spec.replicas: must be an integer")
+        spec = body.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
         kind = "Deployment" if "/deployments/" in request.path else "ReplicaSet"
         namespace, name = request.match_info["ns"], request.match_info["name"]
+        problem = replicas_problem(replicas)
+        if problem is not None:
+            message = f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas!r}: {problem}'
+            return _error(422, message, details={"name": name, "group": "autoscaling", "kind": "Scale", "causes": [
+                {"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: {problem}",
+                 "field": "spec.replicas"}]})
+        assert isinstance(replicas, int)
         self.controller.scale(kind, namespace, name, replicas)
         return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
                                   "metadata": {"name": name, "namespace": namespace},
@@ -417,8 +452,9 @@ class ApiServer:
             sidecar, service, endpoint = str(body["sidecar"]), str(body["service"]), str(body["endpoint"])
         except KeyError as missing:
             return _error(400, f"missing field {missing.args[0]}")
-        self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
-        return web.json_response({"ok": True})
+        accepted = self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
+        # an ack for nothing that drains (late, or not from a connected sidecar) is kept nowhere
+        return web.json_response({"ok": True, "accepted": accepted})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:
         host = request.host
@@ -491,6 +527,17 @@ async def _with_heartbeats(source: AsyncIterator[Any], interval: float) -> Async
     finally:
         if pending is not None:
             pending.cancel()
+
+
+def replicas_problem(replicas: Any) -> str | None:
+    """Why a Scale's replicas is invalid (an int32 of at least 0, as in Kubernetes), or None."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        return "must be an integer"
+    if replicas < 0:
+        return "must be greater than or equal to 0"
+    if replicas > INT32_MAX:
+        return f"must be less than or equal to {INT32_MAX}"
+    return None
 
 
 def _duration(text: str) -> float:

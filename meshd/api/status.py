@@ -34,11 +34,12 @@ REASONS = {
 _NAMED = re.compile(r'^(?P<resource>[a-z.]+) "(?P<name>[^"]*)"')  # 'pods "web" not found'
 
 
-def status(code: int, message: str, *, reason: str | None = None,
-           details: dict[str, Any] | None = None) -> dict[str, Any]:
+def status(code: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None,
+           **extra: Any) -> dict[str, Any]:
     """A `v1 Status` failure; details (name, kind, causes) are given or read from a 'pods "x" ...' message."""
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                            "message": message, "reason": reason or REASONS.get(code, "Unknown"), "code": code}
+                            "message": message, "reason": reason or REASONS.get(code, "Unknown"), "code": code,
+                            **extra}
     if details is None:
         named = _NAMED.match(message)
         details = {"name": named["name"], "kind": named["resource"]} if named else None
@@ -53,9 +54,9 @@ def success(*, name: str = "", kind: str = "", uid: str = "") -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
 
-def response(code: int, message: str, *, reason: str | None = None,
-             details: dict[str, Any] | None = None) -> web.Response:
-    return web.json_response(status(code, message, reason=reason, details=details), status=code)
+def response(code: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None,
+             **extra: Any) -> web.Response:
+    return web.json_response(status(code, message, reason=reason, details=details, **extra), status=code)
 
 
 def invalid(error: ManifestError) -> dict[str, Any]:

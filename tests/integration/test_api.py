@@ -10,7 +10,7 @@ import socket
 import aiohttp
 import pytest
 
-from tests.integration.agent_harness import agent_options, started_agent
+from tests.integration.agent_harness import agent_options, api_headers, started_agent
 
 pytestmark = [pytest.mark.docker]
 
@@ -27,7 +27,7 @@ spec:
 @pytest.fixture
 async def api(tmp_path, agent_id, pause_image):
     agent = await started_agent(agent_options(tmp_path, agent_id))
-    async with aiohttp.ClientSession(f"http://{agent.options.api}") as session:
+    async with aiohttp.ClientSession(f"http://{agent.options.api}", headers=api_headers(agent)) as session:
         yield agent, session
     await agent.close(stop_pods=True)
 
@@ -210,7 +210,7 @@ async def test_events_are_served_and_name_why_a_pod_is_pending(tmp_path, agent_i
     swallow them); an unschedulable pod is Pending with no container statuses and a FailedScheduling event."""
     agent = await started_agent(agent_options(tmp_path, agent_id, node_cpus="1"))
     try:
-        async with aiohttp.ClientSession(f"http://{agent.options.api}") as http:
+        async with aiohttp.ClientSession(f"http://{agent.options.api}", headers=api_headers(agent)) as http:
             pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: huge}\nspec:\n  containers: [{name: c, "
                    "image: meshd/busybox:latest, resources: {requests: {cpu: '64'}}}]\n")
             await (await http.post("/v1/apply", data=pod)).release()
