@@ -34,7 +34,8 @@ def starts_with_state(query: ListQuery) -> bool:
 def start(query: ListQuery, current: Snapshot) -> tuple[Seen, list[tuple[str, dict[str, Any]]]]:
     """What the watcher is taken to have seen, and the events to send first."""
     if starts_with_state(query):
-        return {}, changes({}, current)
+        seen: Seen = {}
+        return seen, changes(seen, current)
     return {key: _text(obj) for key, obj in current.items()}, []
 
 

@@ -204,6 +204,7 @@ def test_a_watch_starts_with_the_state_unless_it_resumes_from_a_list():
     current = watching.snapshot([pod("a"), pod("b")])
     seen, first = watching.start(ListQuery(), current)
     assert [(t, o["metadata"]["name"]) for t, o in first] == [("ADDED", "a"), ("ADDED", "b")]
+    assert watching.changes(seen, current) == []  # what was sent first is not sent again
     seen, first = watching.start(ListQuery(resource_version="12"), current)
     assert first == [] and set(seen) == {("default", "a"), ("default", "b")}
     _, first = watching.start(ListQuery(resource_version="12", send_initial_events=True), current)
