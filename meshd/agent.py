@@ -31,6 +31,7 @@ from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import SOCKET_FILE, default_state_dir
+from meshd.store import StoreError
 
 if TYPE_CHECKING:
     from meshd.api.server import ApiServer
@@ -261,7 +262,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError) as error:
+    except (DriverError, OSError, StoreError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1
@@ -271,12 +272,12 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
 
         try:
             for text, source in read_manifests(files):
-                results, warnings = agent.controller.apply(text, source=source)
+                results, warnings = await agent.controller.apply(text, source=source)
                 for warning in warnings:
                     log.warning("%s", warning)
                 for result in results:
                     log.info("%s/%s %s", result.kind.lower(), result.name, result.action)
-        except (ManifestError, OSError) as error:
+        except (ManifestError, OSError, StoreError) as error:
             log.error("%s", error)
             await agent.close(stop_pods=True)
             return 1
