@@ -22,6 +22,7 @@ from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import KINDS, Kind
 from meshd.api.listen import Listener, count_busy
+from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
@@ -101,6 +102,8 @@ class ApiServer:
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
             r.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete_resource)
+            r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
+        r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
         for resource in ("deployments", "replicasets"):
             r.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             r.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
@@ -203,7 +206,7 @@ class ApiServer:
         c = self.controller
         ns_ok = (lambda ns: namespace is None or ns == namespace)
         if resource == "events":
-            return [kube.event(e) for e in c.events.in_namespace(namespace)]
+            return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
@@ -221,6 +224,24 @@ class ApiServer:
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
+
+    def _event(self, record: Any) -> dict[str, Any]:
+        """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
+        event = kube.event(record)
+        event["involvedObject"]["uid"] = self._uid(record.kind, record.namespace, record.name)
+        event["metadata"].setdefault("creationTimestamp", event["firstTimestamp"])
+        return event
+
+    def _uid(self, kind: str, namespace: str, name: str) -> str:
+        c = self.controller
+        if kind == "ReplicaSet":
+            rs = c.replicasets.get((namespace, name))
+            return rs.uid if rs else ""
+        record = c.objects.get((kind, namespace, name))
+        if record is not None:
+            return record.uid
+        worker = c.pods.get((namespace, name)) if kind == "Pod" else None
+        return kube.pod_uid(worker) if worker is not None else ""
 
     def _pod(self, worker: Any, node: str) -> dict[str, Any]:
         c = self.controller
@@ -246,6 +267,9 @@ class ApiServer:
             return await self._watch_resources(request, kind, namespace, name, query)
         for obj in self._objects(kind.plural, namespace):
             if obj["metadata"]["name"] == name:
+                if request.match_info.route.resource and request.match_info.route.resource.canonical.endswith(
+                        "/scale"):
+                    return web.json_response(scale_of(obj))
                 return web.json_response(listing.object_body(kind, query, obj, now=_now()))
         return _error(404, f'{kind.resource} "{name}" not found')
 
