@@ -258,6 +258,9 @@ async def test_the_python_client_lists_watches_and_gets_statuses(cluster):
         seen["deployments"] = [(d.metadata.name, d.status.ready_replicas)
                                for d in apps.list_namespaced_deployment("default").items]
         seen["nope"] = core.list_namespaced_pod("default", field_selector="metadata.name=nope").items
+        seen["pods"] = [(p.status.phase, p.metadata.owner_references[0].kind)
+                        for p in core.list_namespaced_pod("default", label_selector="app=web").items]
+        seen["scale"] = apps.read_namespaced_deployment_scale("web", "default").spec.replicas
         page = core.list_namespaced_service("default", limit=1)
         seen["page"] = (len(page.items), page.metadata._continue)
         try:
@@ -277,6 +280,8 @@ async def test_the_python_client_lists_watches_and_gets_statuses(cluster):
     assert sorted(seen["services"]) == ["web"]
     assert seen["deployments"] == [("web", 2)]
     assert seen["nope"] == []
+    assert seen["pods"] == [("Running", "ReplicaSet")] * 2
+    assert seen["scale"] == 2
     assert seen["page"] == (1, None)  # one Service: no next page
     assert seen["missing"] == (404, "NotFound")
     assert seen["unsupported"] == (400, "BadRequest")
@@ -291,4 +296,9 @@ async def test_events_and_endpoints_through_kubectl(cluster):
                                            "--no-headers")
     assert code == 0 and out.strip(), err
     assert all(line.split()[3] == "deployment/web" for line in out.splitlines())
+    code, out, err = await cluster.kubectl("describe", "deployment", "web")
+    assert code == 0, err
+    events = out.split("Events:")[1].splitlines()
+    assert events[1].split() == ["Type", "Reason", "Age", "From", "Message"]  # the events of its uid
+    assert any(line.split()[:2] == ["Normal", "Applied"] for line in events[3:]), out
 
