@@ -57,7 +57,15 @@ def _resources(group: str, version: str) -> web.Response:
     return _json(document)
 
 
+def _accepts_json(accept: str) -> bool:
+    kinds = [media.split(";")[0].strip() for media in accept.split(",")]
+    return not accept.strip() or any(k in ("application/json", "*/*", "application/*") for k in kinds)
+
+
 async def openapi_v2(request: web.Request) -> web.Response:
+    """The swagger document as JSON; a client asking for protobuf only (client-go) is told so (406)."""
+    if not _accepts_json(request.headers.get("Accept", "")):
+        return status.response(406, "the OpenAPI v2 document is served as application/json only, not as protobuf")
     return _json(openapi.swagger())
 
 

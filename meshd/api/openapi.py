@@ -204,22 +204,38 @@ def definitions(ref_prefix: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+# the operations of a collection and of one object: (HTTP method, kubectl's verb, action, on the object?)
+_OPERATIONS = (("get", "list", "list", False), ("post", "create", "post", False), ("delete", "deletecollection",
+               "deletecollection", False), ("get", "get", "get", True), ("put", "update", "put", True),
+               ("patch", "patch", "patch", True), ("delete", "delete", "delete", True))
+_WRITE_PARAMETERS = [{"name": name, "in": "query", "type": "string", "uniqueItems": True}
+                     for name in ("dryRun", "fieldManager", "fieldValidation")]
+
+
 def _paths(group: str | None, version: str | None, ref_prefix: str, *, v3: bool) -> dict[str, Any]:
+    """The paths of each kind, with an operation for each verb the kind has (Kind.verbs) and nothing more: a
+    client that finds PATCH documented with `fieldValidation` lets the server validate (kubectl apply)."""
     paths: dict[str, Any] = {}
     for k in KINDS:
         if group is not None and (k.group, k.version) != (group, version):
             continue
-        for path, action, type_name in ((k.collection_path("{namespace}"), "list", definition_name(k.kind) + "List"),
-                                        (k.object_path("{namespace}", "{name}"), "get", definition_name(k.kind))):
+        gvk = {"group": k.group, "version": k.version, "kind": k.kind}
+        for method, verb, action, on_object in _OPERATIONS:
+            if verb not in k.verbs:
+                continue
+            path = k.object_path("{namespace}", "{name}") if on_object else k.collection_path("{namespace}")
             path = path.replace("%7B", "{").replace("%7D", "}")
-            schema = {"$ref": ref_prefix + type_name}
+            schema = {"$ref": ref_prefix + definition_name(k.kind) + ("" if on_object else "List")}
             answer = ({"content": {"application/json": {"schema": schema}}, "description": "OK"} if v3
                       else {"schema": schema, "description": "OK"})
-            paths[path] = {"get": {
-                "operationId": f"{action}{k.kind}", "responses": {"200": answer},
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": {"group": k.group, "version": k.version, "kind": k.kind},
-            }}
+            operation: dict[str, Any] = {"operationId": f"{verb}{k.kind}", "responses": {"200": answer},
+                                         "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk}
+            if method in ("post", "put", "patch"):
+                operation["parameters"] = [
+                    {k2: v for k2, v in p.items() if not v3 or k2 not in ("type", "uniqueItems")}
+                    | ({"schema": {"type": "string", "uniqueItems": True}} if v3 else {})
+                    for p in _WRITE_PARAMETERS]
+            paths.setdefault(path, {})[method] = operation
     return paths
 
 

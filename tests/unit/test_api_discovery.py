@@ -122,3 +122,12 @@ def test_aiohttp_errors_become_statuses(error, code, reason):
     body = json.loads(answer.text or "")
     assert (answer.status, body["kind"], body["code"], body["reason"]) == (code, "Status", code, reason)
     assert answer.content_type == "application/json"
+
+
+def test_openapi_paths_document_only_the_verbs_a_kind_has():
+    paths = openapi.swagger()["paths"]
+    deployment = paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+    assert set(deployment) == {"get", "delete"}  # no PATCH documented until the API takes one
+    assert deployment["get"]["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1",
+                                                                    "kind": "Deployment"}
+    assert set(paths["/api/v1/namespaces/{namespace}/pods"]) == {"get"}
