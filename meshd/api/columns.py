@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -243,6 +243,29 @@ def event_row(ev: Obj, now: datetime, wide: bool) -> list[str]:
     ]
 
 
+# --- namespaces and nodes ---------------------------------------------------------------------------------
+
+
+def namespace_row(ns: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(ns).get("name", ""), _status(ns).get("phase") or "", age(_meta(ns).get("creationTimestamp"), now)]
+
+
+def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(node)
+    ready = "Ready" if _condition_true(status, "Ready") else "NotReady"
+    roles = sorted(k.split("/", 1)[1] for k in (_meta(node).get("labels") or {})
+                   if k.startswith("node-role.kubernetes.io/"))
+    info = status.get("nodeInfo") or {}
+    row = [_meta(node).get("name", ""), ready, ",".join(roles) or NONE,
+           age(_meta(node).get("creationTimestamp"), now), info.get("kubeletVersion", "")]
+    if wide:
+        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+        row += [addresses.get("InternalIP") or NONE, addresses.get("ExternalIP") or NONE,
+                info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
+                info.get("containerRuntimeVersion") or "<unknown>"]
+    return row
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -270,6 +293,12 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
+    NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    NODE.kind: (
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
+        node_row,
+    ),
 }
 
 

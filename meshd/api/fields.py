@@ -16,13 +16,15 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "Endpoints": _META,
     "Deployment": _META,
     "ReplicaSet": (*_META, "status.replicas"),
+    "Namespace": (*_META, "status.phase"),
+    "Node": (*_META, "spec.unschedulable"),
     "Event": (*_META, "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
               "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
               "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"),
 }
 # fields whose value is not simply at their path
 _DEFAULTS = {"spec.schedulerName": "default-scheduler", "spec.serviceAccountName": "default",
-             "spec.restartPolicy": "Always"}
+             "spec.restartPolicy": "Always", "spec.unschedulable": "false"}
 _PATHS = {"source": "source.component"}
 
 

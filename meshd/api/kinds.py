@@ -67,6 +67,12 @@ REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset"
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
 
+# cluster-scoped, served by the API (discovery, get, list, watch) but not `meshd` CLI kinds
+NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
+                 verbs=_READ, categories=(), namespaced=False)
+NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
+            namespaced=False)
+
 KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
 # what `get all` shows, in kubectl's order
 ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)

@@ -17,10 +17,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import kube, kubeapi, listing, watching
+from meshd.api import cluster, kube, kubeapi, listing, watching
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
-from meshd.api.kinds import KINDS, Kind
+from meshd.api.kinds import KINDS, NAMESPACE, NODE, Kind
 from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -56,14 +56,17 @@ def _selector(request: web.Request) -> tuple[Requirement, ...]:
     return parse_selector(request.query.get("labelSelector", ""))
 
 
-_RESOURCES = {(k.group, k.plural): k for k in KINDS}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
 
 
 def _kind(request: web.Request) -> Kind:
-    """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one is a NotFound Status."""
+    """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
+    kind (or an object of a namespaced kind without one), is a NotFound Status."""
     group = "apps" if request.path.startswith("/apis/apps/") else ""
     kind = _RESOURCES.get((group, request.match_info["resource"]))
-    if kind is None:
+    scoped = "ns" in request.match_info
+    if kind is None or (scoped and not kind.namespaced) or (
+            not scoped and kind.namespaced and "name" in request.match_info):
         raise web.HTTPNotFound()
     return kind
 
@@ -76,6 +79,7 @@ class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
                  sidecar_targets: Callable[[], list[str]] = list, token: str) -> None:
         self.controller = controller
+        self._started = time.time()  # the node's and default namespace's creationTimestamp
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
@@ -101,6 +105,7 @@ class ApiServer:
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
+            r.add_get(prefix + "/{resource}/{name}", self.get_resource)  # cluster-scoped: namespaces, nodes
             r.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete_resource)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
         r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
@@ -207,6 +212,12 @@ class ApiServer:
         ns_ok = (lambda ns: namespace is None or ns == namespace)
         if resource == "events":
             return [self._event(e) for e in c.events.in_namespace(namespace)]
+        if resource == "namespaces":
+            return self._namespaces()
+        if resource == "nodes":
+            return [cluster.node(self.registry.node or "meshd", created=self._started,
+                                 cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,
+                                 address="127.0.0.1", runtime=getattr(c.driver, "name", "unknown"))]
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
@@ -224,6 +235,17 @@ class ApiServer:
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
+
+    def _namespaces(self) -> list[dict[str, Any]]:
+        """`default` and every namespace something lives in, created when its first object was."""
+        c = self.controller
+        created: dict[str, float | None] = {"default": None}
+        things = [(ns, r.created) for (_, ns, _), r in c.objects.items()]
+        things += [(ns, w.created) for (ns, _), w in c.pods.items()]
+        for ns, when in things:
+            earlier = created.get(ns)
+            created[ns] = when if earlier is None else min(earlier, when)
+        return [cluster.namespace(ns, created=created[ns] or self._started) for ns in sorted(created)]
 
     def _event(self, record: Any) -> dict[str, Any]:
         """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
@@ -261,7 +283,7 @@ class ApiServer:
 
     async def get_resource(self, request: web.Request) -> web.StreamResponse:
         kind = _kind(request)
-        namespace, name = request.match_info["ns"], request.match_info["name"]
+        namespace, name = request.match_info.get("ns"), request.match_info["name"]
         query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
         if query.watch:
             return await self._watch_resources(request, kind, namespace, name, query)

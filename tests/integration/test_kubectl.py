@@ -158,6 +158,11 @@ async def test_kubectl_discovers_meshd(cluster):
     assert code == 0, err
     assert "KIND:       Pod" in out and "httpGet" in out and "periodSeconds" in out
 
+    code, out, err = await cluster.kubectl("get", "nodes", "--no-headers")
+    assert code == 0 and out.split()[1:5:3] == ["Ready", "v1.37.0-meshd"], err
+    code, out, err = await cluster.kubectl("get", "namespaces", "default", "--no-headers")
+    assert code == 0 and out.split()[:2] == ["default", "Active"], err
+
     code, out, err = await cluster.kubectl("get", "cronjobs")
     assert code == 1 and 'the server doesn\'t have a resource type "cronjobs"' in err
 

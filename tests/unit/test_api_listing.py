@@ -225,3 +225,18 @@ def test_the_initial_events_bookmark():
     mark = watching.bookmark(POD, "42", initial_events_end=True)
     assert mark == {"kind": "Pod", "apiVersion": "v1", "metadata": {
         "resourceVersion": "42", "annotations": {"k8s.io/initial-events-end": "true"}}}
+
+
+def test_the_node_and_namespaces_as_kubectl_lists_them():
+    from meshd.api import cluster
+    from meshd.api.kinds import NAMESPACE, NODE
+
+    node = cluster.node("vm", created=NOW.timestamp() - 120, cpu_millicores=1500, memory_bytes=8 * 2**30,
+                        address="127.0.0.1", runtime="docker")
+    assert node["status"]["capacity"] == {"cpu": "1500m", "memory": "8388608Ki"}
+    cells = table.table(NODE, [node], NOW)["rows"][0]["cells"]
+    assert cells[:5] == ["vm", "Ready", "<none>", "2m", "v1.37.0-meshd"] and cells[5] == "127.0.0.1"
+    ns = cluster.namespace("prod", created=None)
+    assert table.table(NAMESPACE, [ns], NOW)["rows"][0]["cells"][:2] == ["prod", "Active"]
+    assert fields.matches(fields.parse_field_selector("status.phase=Active"), ns)
+    assert fields.matches(fields.parse_field_selector("spec.unschedulable=false"), node)
