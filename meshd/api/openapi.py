@@ -10,7 +10,9 @@ from functools import cache
 from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
-from meshd.api.kinds import KINDS
+from meshd.api.kinds import KINDS, NAMESPACE, NODE
+
+SERVED = (*KINDS, NAMESPACE, NODE)
 
 # A field's type: "string", "integer", "number", "boolean", "time", "quantity", "int-or-string", "object"
 # (free-form), a type of this table by name, "[T]" (a list of T) or "{T}" (a map of string to T).
@@ -123,6 +125,26 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "type": "string", "reason": "string", "message": "string", "count": "integer",
         "firstTimestamp": "time", "lastTimestamp": "time", "source": "EventSource"}),
     "EventSource": ("core", "The component reporting an event.", {"component": "string", "host": "string"}),
+    "Namespace": ("core", "Namespace provides a scope for names.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "NamespaceSpec",
+        "status": "NamespaceStatus"}),
+    "NamespaceSpec": ("core", "The attributes of a namespace.", {"finalizers": "[string]"}),
+    "NamespaceStatus": ("core", "The status of a namespace.", {"phase": "string"}),
+    "Node": ("core", "Node is a worker; meshd's is the machine its agent runs on.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "NodeSpec",
+        "status": "NodeStatus"}),
+    "NodeSpec": ("core", "The attributes of a node.", {"unschedulable": "boolean"}),
+    "NodeStatus": ("core", "The most recently observed status of the node.", {
+        "capacity": "{quantity}", "allocatable": "{quantity}", "conditions": "[NodeCondition]",
+        "addresses": "[NodeAddress]", "nodeInfo": "NodeSystemInfo"}),
+    "NodeCondition": ("core", "A condition of a node.", {
+        "type": "string", "status": "string", "reason": "string", "message": "string",
+        "lastHeartbeatTime": "time", "lastTransitionTime": "time"}),
+    "NodeAddress": ("core", "An address of a node.", {"type": "string", "address": "string"}),
+    "NodeSystemInfo": ("core", "Information about the node.", {
+        "kubeletVersion": "string", "kubeProxyVersion": "string", "operatingSystem": "string",
+        "architecture": "string", "kernelVersion": "string", "osImage": "string",
+        "containerRuntimeVersion": "string"}),
     "Deployment": ("apps", "Deployment enables declarative updates for Pods and ReplicaSets.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DeploymentSpec",
         "status": "DeploymentStatus"}),
@@ -178,7 +200,7 @@ def _field(spec: str, ref_prefix: str) -> dict[str, Any]:
 
 
 def _gvk(kind: str) -> list[dict[str, str]] | None:
-    for k in KINDS:
+    for k in SERVED:
         if kind in (k.kind, k.kind + "List"):
             return [{"group": k.group, "version": k.version, "kind": kind}]
     return None
@@ -216,14 +238,15 @@ def _paths(group: str | None, version: str | None, ref_prefix: str, *, v3: bool)
     """The paths of each kind, with an operation for each verb the kind has (Kind.verbs) and nothing more: a
     client that finds PATCH documented with `fieldValidation` lets the server validate (kubectl apply)."""
     paths: dict[str, Any] = {}
-    for k in KINDS:
+    for k in SERVED:
         if group is not None and (k.group, k.version) != (group, version):
             continue
         gvk = {"group": k.group, "version": k.version, "kind": k.kind}
         for method, verb, action, on_object in _OPERATIONS:
             if verb not in k.verbs:
                 continue
-            path = k.object_path("{namespace}", "{name}") if on_object else k.collection_path("{namespace}")
+            collection = k.collection_path("{namespace}" if k.namespaced else None)
+            path = collection + "/{name}" if on_object else collection
             path = path.replace("%7B", "{").replace("%7D", "}")
             schema = {"$ref": ref_prefix + definition_name(k.kind) + ("" if on_object else "List")}
             answer = ({"content": {"application/json": {"schema": schema}}, "description": "OK"} if v3
@@ -252,7 +275,7 @@ def swagger() -> dict[str, Any]:
 
 
 def _v3_paths() -> list[str]:
-    return [f"apis/{g}/{v}" if g else f"api/{v}" for g, versions in group_versions(KINDS).items() for v in versions]
+    return [f"apis/{g}/{v}" if g else f"api/{v}" for g, versions in group_versions(SERVED).items() for v in versions]
 
 
 @cache
