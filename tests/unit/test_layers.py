@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.controller": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
                          "meshd.controller", "meshd.metrics", "meshd.state"},
     "meshd.api": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
-                  "meshd.api", "meshd.metrics"},
+                  "meshd.api", "meshd.metrics", "meshd.state"},
     "sidecar": {"meshd.model", "sidecar"},
 }
 
