@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import stat
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +48,10 @@ def writable_content_type(content_type: str) -> bool:
 
 
 def cross_site(headers: Mapping[str, str], *, host: str) -> bool:
-    """A request a browser sent for another site's page: an Origin that is not this server's own, or the
-    browser saying so (`Sec-Fetch-Site: cross-site`). Clients that are not browsers send neither."""
-    if headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+    """A request a browser sent for another origin's page: an Origin that is not this server's own, or the
+    browser saying so (`Sec-Fetch-Site: cross-site` or `same-site`, a page on another port of this host).
+    Clients that are not browsers send neither."""
+    if headers.get("Sec-Fetch-Site", "").strip().lower() in ("cross-site", "same-site"):
         return True
     origin = headers.get("Origin")
     if origin is None:
@@ -93,10 +95,10 @@ def from_owner(request: web.BaseRequest) -> bool:
     if sock is None or sock.family != socket.AF_UNIX:
         return False
     try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                               struct.calcsize("3i")))
     except OSError:
         return False
-    uid = int.from_bytes(creds[4:8], "little")
     return uid in (0, os.geteuid())
 
 
