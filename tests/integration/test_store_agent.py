@@ -314,3 +314,33 @@ async def test_an_old_state_json_moves_into_the_store_keeping_uids(agent: AgentP
         assert (agent.state_dir / "state.json.migrated").exists()
         await agent.stop()
         await agent.start()
+
+
+async def test_a_damaged_process_record_leaves_no_orphan(agent: AgentProcess) -> None:
+    await agent.start()
+    manifest = SLEEPER.replace("NAME", "rec").replace("replicas: 2", "replicas: 1")
+    assert (await agent.request("POST", "/v1/apply", manifest))[0] == 200
+    await eventually(lambda: _count_pods(agent) == 1 and _running_records(agent))
+    await agent.stop()
+    (path, record), = _running_records(agent)
+    path.write_text("{damaged")
+    await agent.start()
+    await eventually(lambda: not Path(f"/proc/{record['pid']}").exists() or _zombie(record["pid"]))
+    await eventually(lambda: _count_pods(agent) == 1 and _running_records(agent))
+    assert f"the record {path} is damaged" in agent.log.read_text()
+
+
+def _running_records(agent: AgentProcess) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in (agent.state_dir / "process" / "process-driver" / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["kind"] == "container" and record["state"] == "running":
+            found.append((path, record))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
