@@ -188,7 +188,7 @@ async def test_kubectl_get_shows_real_columns_and_selects_by_field(cluster):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    assert [line.split()[1:4] for line in lines[1:]] == [["1/1", "Running", "0"]] * 2
+    assert [line.split()[1:3] for line in lines[1:]] == [["1/1", "Running"]] * 2
 
     code, out, err = await cluster.kubectl("get", "pods", "-o", "json")
     pods = json.loads(out)["items"]
