@@ -51,7 +51,8 @@ def node(name: str, *, created: float, cpu_millicores: int, memory_bytes: int, a
             "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version, "operatingSystem": "linux",
                          "architecture": arch, "kernelVersion": platform.release(),
                          "osImage": _os_image(),
-                         "containerRuntimeVersion": runtime},
+                         "containerRuntimeVersion": runtime,
+                         "machineID": "", "systemUUID": "", "bootID": ""},  # required by clients, unknown
         },
     }
 

@@ -307,3 +307,27 @@ async def test_events_and_endpoints_through_kubectl(cluster):
     assert events[1].split() == ["Type", "Reason", "Age", "From", "Message"]  # the events of its uid
     assert any(line.split()[:2] == ["Normal", "Applied"] for line in events[3:]), out
 
+
+
+async def test_lightkube_lists_every_kind(cluster):
+    lightkube = pytest.importorskip("lightkube")
+    from lightkube.resources.apps_v1 import Deployment, ReplicaSet
+    from lightkube.resources.core_v1 import Event, Namespace, Node, Pod, Service
+
+    await rolled_out(cluster)
+
+    def use_lightkube() -> dict:
+        client = lightkube.Client(lightkube.KubeConfig.from_file(str(cluster.kubeconfig)))
+        seen: dict = {}
+        for kind in (Pod, Service, Deployment, ReplicaSet, Event):
+            seen[kind.__name__] = len(list(client.list(kind, namespace="default")))
+        seen["Node"] = [n.metadata.name for n in client.list(Node)]
+        seen["Namespace"] = [n.metadata.name for n in client.list(Namespace)]
+        seen["nope"] = list(client.list(Pod, namespace="default", fields={"metadata.name": "nope"}))
+        seen["chunked"] = len(list(client.list(Pod, namespace="default", chunk_size=1)))
+        return seen
+
+    seen = await asyncio.to_thread(use_lightkube)
+    assert (seen["Pod"], seen["Service"], seen["Deployment"], seen["ReplicaSet"]) == (2, 1, 1, 1)
+    assert seen["Event"] > 0 and len(seen["Node"]) == 1 and seen["Namespace"] == ["default"]
+    assert seen["nope"] == [] and seen["chunked"] == 2
