@@ -178,8 +178,8 @@ async def main() -> None:
         values = [runs[n].get(key) for n in names]
         cells = "".join(f"{v:>14.2f}" if isinstance(v, float) else f"{v!s:>14}" for v in values)
         ratio = ""
-        if len(values) > 1 and isinstance(values[0], (int, float)) and isinstance(values[1], (int, float)) \
-                and values[0]:
+        if len(values) > 1 and isinstance(values[0], float) and isinstance(values[1], float) and values[0] > 0 \
+                and key.endswith((" s", " MB", " ms")):
             ratio = f"   {values[1] / values[0]:.1f}x"
         print(f"{key:36}{cells}{ratio}")
 

@@ -808,7 +808,7 @@ class Controller:
             owner = self.objects.get(("Deployment", rs.namespace, rs.owner))
             previous = self._persisted_rs.get(key)
             owner_uid = owner.uid if owner else (previous[4] if previous else "")
-            signatures[key] = signature = (id(rs.rs), rs.revision, rs.replicas, rs.uid, owner_uid)
+            signatures[key] = signature = (rs.rs, rs.revision, rs.replicas, rs.uid, owner_uid)
             if previous != signature:
                 row = owned_replicaset(rs, owner_uid=owner_uid)
                 operations.append(Update(row) if previous is not None else Create(row))
@@ -831,7 +831,7 @@ class Controller:
         for rs in loaded.replicasets:
             self.replicasets[(rs.namespace, rs.name)] = rs
             owner = self.objects.get(("Deployment", rs.namespace, rs.owner))
-            self._persisted_rs[(rs.namespace, rs.name)] = (id(rs.rs), rs.revision, rs.replicas, rs.uid,
+            self._persisted_rs[(rs.namespace, rs.name)] = (rs.rs, rs.revision, rs.replicas, rs.uid,
                                                             owner.uid if owner else "")
         for record in self.objects.values():  # bare ReplicaSets' records, so their pods are adopted
             if isinstance(record.obj, ReplicaSet):
