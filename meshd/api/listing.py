@@ -3,6 +3,7 @@ bodies that answer it: one pure step between the request's query and the objects
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +42,9 @@ def parse_query(kind: Kind, query: Mapping[str, str], accept: str) -> ListQuery:
     try:
         timeout_seconds = float(timeout) if timeout else None
     except ValueError:
-        raise ValueError(f"timeoutSeconds: must be a number, got {timeout!r}") from None
+        timeout_seconds = math.nan
+    if timeout_seconds is not None and not 0 <= timeout_seconds < math.inf:
+        raise ValueError(f"timeoutSeconds: must be a number of seconds, got {timeout!r}")
     include = query.get("includeObject", "Metadata")
     if include not in table.INCLUDE_OBJECT:
         raise ValueError(f"includeObject: unsupported value {include!r}, one of: {', '.join(table.INCLUDE_OBJECT)}")

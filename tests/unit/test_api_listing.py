@@ -181,7 +181,8 @@ def test_a_list_query_honours_every_option_or_refuses():
     assert (query.limit, query.watch, query.timeout_seconds, query.table) == (1, True, 5.0, "v1")
     assert query.send_initial_events and query.bookmarks
     for bad in ({"fieldSelector": "spec.foo=x"}, {"labelSelector": "a in"}, {"limit": "x"},
-                {"continue": "garbage"}, {"timeoutSeconds": "soon"}, {"includeObject": "All"}):
+                {"continue": "garbage"}, {"timeoutSeconds": "soon"}, {"timeoutSeconds": "nan"},
+                {"timeoutSeconds": "-1"}, {"timeoutSeconds": "inf"}, {"includeObject": "All"}):
         with pytest.raises(ValueError):
             listing.parse_query(POD, bad, "")
 
