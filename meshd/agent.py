@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshd.api.auth import load_or_create_token
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -29,7 +30,7 @@ from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
-from meshd.state import default_state_dir
+from meshd.state import SOCKET_FILE, default_state_dir
 from meshd.store import StoreError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Agent:
         self.options = options
         self.state_dir = Path(options.state_dir).expanduser() if options.state_dir else default_state_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(self.state_dir)  # the API's bearer token, the same across restarts
         self.agent_id = options.agent_id or hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
         self.node = socket.gethostname()
         self.registry = Registry(node=self.node)
@@ -107,6 +109,7 @@ class Agent:
             state_dir=self.state_dir,
             api_url=f"http://{self.api_host}:{self.api_port}",
             metrics=options.sidecar_metrics,
+            token=self.token,
         )
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
@@ -143,9 +146,10 @@ class Agent:
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         await self.controller.start()
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
-                                   sidecar_targets=self.sidecar.targets)
-        await api.start(self.api_host, self.api_port)
-        log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
+                                   sidecar_targets=self.sidecar.targets, token=self.token)
+        await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE)
+        log.info("API on http://%s:%d (bearer token in %s; /metrics and /healthz open) and on %s (owner only)",
+                 self.api_host, self.api_port, self.state_dir / "token", self.state_dir / SOCKET_FILE)
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()

@@ -7,6 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
+TOKEN_FILE = "token"  # the API's bearer token (0600)
+SOCKET_FILE = "api.sock"  # the API's Unix socket (0600: its owner's)
+
 
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")

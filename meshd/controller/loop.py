@@ -304,8 +304,8 @@ class Controller:
             record = self.objects.get((kind, namespace, name))
             if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
                 raise KeyError(f'{kind.lower()}s "{name}" not found')
-            if replicas < 0:
-                raise ValueError("replicas must not be negative")
+            if not 0 <= replicas <= 2**31 - 1:
+                raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
             raw = json.loads(json.dumps(record.obj.raw))
             raw.setdefault("spec", {})["replicas"] = replicas
             obj = dataclasses.replace(record.obj, replicas=replicas, raw=raw)

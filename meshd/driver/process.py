@@ -121,6 +121,15 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def pod_base_env() -> dict[str, str]:
+    """What a pod's process gets from the host: PATH and HOME only, never the agent's environment (which may
+    hold its token or other secrets); the pod's own env comes on top."""
+    return {"PATH": os.environ.get("PATH") or DEFAULT_PATH, "HOME": os.environ.get("HOME") or "/"}
+
+
 def port_env(container: Container) -> dict[str, str]:
     """PORT (the first containerPort) and PORT_<NAME> for each named port."""
     env: dict[str, str] = {}
@@ -313,7 +322,7 @@ class ProcessDriver:
         if c.resources.limits.cpu_millicores or c.resources.limits.memory_bytes:
             self._warn_once("limits", "resources.limits (cpu, memory) are not enforced for local processes")
         container_id = "pc-" + secrets.token_hex(8)
-        env = {**os.environ, **defined, **{e.name: e.value for e in expanded_env}, ID_VARIABLE: container_id}
+        env = {**pod_base_env(), **defined, **{e.name: e.value for e in expanded_env}, ID_VARIABLE: container_id}
         for vm in c.volume_mounts:
             self._warn_once(
                 "volumes",
@@ -357,7 +366,7 @@ class ProcessDriver:
             started_at=time.time(),
             image=c.image,
             cwd=cwd,
-            env={k: v for k, v in env.items() if os.environ.get(k) != v},
+            env=env,
         )
         self._save(record)
         await self._flush()
@@ -488,7 +497,7 @@ class ProcessDriver:
             proc = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=record.cwd or None,
-                env={**os.environ, **record.env},
+                env={**pod_base_env(), **record.env},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

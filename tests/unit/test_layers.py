@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.controller": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
                          "meshd.controller", "meshd.metrics", "meshd.store"},
     "meshd.api": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
-                  "meshd.api", "meshd.metrics", "meshd.store"},
+                  "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "sidecar": {"meshd.model", "sidecar"},
 }
 
