@@ -34,6 +34,7 @@ from meshd.state import SOCKET_FILE, default_state_dir
 from meshd.store import StoreError
 
 if TYPE_CHECKING:
+    from meshd.api.certs import TlsFiles
     from meshd.api.server import ApiServer
     from meshd.dns.server import DnsServer
     from meshd.hostnames import HostNames
@@ -114,6 +115,7 @@ class Agent:
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
+        self.tls: TlsFiles | None = None  # the API's CA and serving certificate, once started
         self.host_names: HostNames | None = None
         self._address_tasks: set[asyncio.Task] = set()
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
@@ -139,6 +141,7 @@ class Agent:
         task.add_done_callback(self._address_tasks.discard)
 
     async def start(self) -> None:
+        from meshd.api.certs import api_tls, wanted_names
         from meshd.api.server import ApiServer
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
@@ -147,9 +150,12 @@ class Agent:
         await self.controller.start()
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                                    sidecar_targets=self.sidecar.targets, token=self.token)
-        await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE)
-        log.info("API on http://%s:%d (bearer token in %s; /metrics and /healthz open) and on %s (owner only)",
-                 self.api_host, self.api_port, self.state_dir / "token", self.state_dir / SOCKET_FILE)
+        files, context = await asyncio.to_thread(api_tls, self.state_dir, wanted_names(self.api_host))
+        self.tls = files
+        await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE, tls=context)
+        log.info("API on https:// and http://%s:%d (CA %s, bearer token in %s; /metrics and /healthz open) and on "
+                 "%s (owner only)", self.api_host, self.api_port, files.ca, self.state_dir / "token",
+                 self.state_dir / SOCKET_FILE)
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()

@@ -9,6 +9,10 @@ from pathlib import Path
 
 TOKEN_FILE = "token"  # the API's bearer token (0600)
 SOCKET_FILE = "api.sock"  # the API's Unix socket (0600: its owner's)
+CA_FILE = "ca.pem"  # the API's private certificate authority (kubeconfig's certificate-authority-data)
+CA_KEY_FILE = "ca-key.pem"  # its key (0600)
+CERT_FILE = "api.pem"  # the API's serving certificate, signed by the CA
+CERT_KEY_FILE = "api-key.pem"  # its key (0600)
 
 
 def default_state_dir() -> Path:

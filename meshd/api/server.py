@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -119,12 +120,14 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
 
-    async def start(self, host: str, port: int, *, unix_socket: Path | None = None) -> None:
-        """Serves on TCP (bearer token) and, with `unix_socket`, on a socket only its owner can open."""
+    async def start(self, host: str, port: int, *, unix_socket: Path | None = None,
+                    tls: ssl.SSLContext | None = None) -> None:
+        """Serves on TCP (bearer token; with `tls`, HTTPS and plain HTTP on the one port) and, with
+        `unix_socket`, on a socket only its owner can open."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                     handler_cancellation=True)  # a gone client ends its stream at once
         await self._runner.setup()
-        tcp = Listener(self._runner)
+        tcp = Listener(self._runner, tls=tls)
         await tcp.start_tcp(host, port)
         self.listeners.append(tcp)
         if unix_socket is not None:
