@@ -5,13 +5,14 @@ user may open it (its permissions are the credential, as Docker's socket's are).
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshd.state import SOCKET_FILE, TOKEN_FILE, default_state_dir
+from meshd.state import CA_FILE, SOCKET_FILE, TOKEN_FILE, default_state_dir
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ def read_token(state_dir: Path) -> str | None:
         return (state_dir / TOKEN_FILE).read_text().strip() or None
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def read_ca(state_dir: Path) -> bytes | None:
+    """The agent's CA certificate (PEM), made by the agent on its first start."""
+    try:
+        pem = (state_dir / CA_FILE).read_bytes()
+    except OSError:
+        return None
+    return pem if b"BEGIN CERTIFICATE" in pem else None
 
 
 def kubeconfig_paths(env: Mapping[str, str]) -> list[Path]:
@@ -69,8 +79,8 @@ def token_from_config(config: Mapping[str, Any], base_url: str) -> str | None:
 
     context = named("contexts", config.get("current-context"))
     server = named("clusters", context.get("cluster")).get("server")
-    try:
-        if not isinstance(server, str) or resolve_api_url(server, {}) != base_url:
+    try:  # the agent serves https and http on one port: either names it
+        if not isinstance(server, str) or resolve_api_url(plain_url(server), {}) != base_url:
             return None
     except ValueError:
         return None
@@ -85,13 +95,23 @@ def token_from_config(config: Mapping[str, Any], base_url: str) -> str | None:
     return None
 
 
-def kubeconfig(*, server: str, token: str, name: str = "meshd") -> dict[str, Any]:
-    """A kubeconfig for the agent (as k3s and kind print theirs)."""
+def plain_url(server: str) -> str:
+    """The agent's http:// URL for its https:// one (the agent serves both on its one API port)."""
+    return "http://" + server.removeprefix("https://") if server.startswith("https://") else server
+
+
+def kubeconfig(*, server: str, token: str, ca_pem: bytes | None = None, name: str = "meshd") -> dict[str, Any]:
+    """A kubeconfig for the agent (as k3s and kind print theirs): with the agent's CA, `server` over https
+    (kubectl sends a bearer token only over TLS)."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem is not None:
+        cluster = {"server": "https://" + server.removeprefix("http://").removeprefix("https://"),
+                   "certificate-authority-data": base64.b64encode(ca_pem).decode()}
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
-        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "clusters": [{"name": name, "cluster": cluster}],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
         "current-context": name,

@@ -231,21 +231,21 @@ def up_command(files: tuple[str, ...], **params: Any) -> None:
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="The agent's state dir, which holds its token (default ~/.local/state/meshd).")
 @click.option("--api", "api", metavar="URL", default=None,
-              help="The server to write (default: $MESHD_API, else http://127.0.0.1:7700).")
+              help="The agent's address (default: $MESHD_API, else 127.0.0.1:7700); written as https://.")
 def kubeconfig_command(state_dir: str | None, api: str | None) -> None:
-    """Print a kubeconfig for the agent (its address and token), for kubectl and Kubernetes clients:
-    `meshd kubeconfig > ~/.kube/meshd.yaml; KUBECONFIG=~/.kube/meshd.yaml kubectl get --raw /healthz`."""
+    """Print a kubeconfig for the agent (https with its CA, and its token), for kubectl and Kubernetes clients:
+    `meshd kubeconfig > ~/.kube/meshd && KUBECONFIG=~/.kube/meshd kubectl get pods`."""
     from pathlib import Path
 
     import yaml
 
     from meshd.cli.client import resolve_api_url
-    from meshd.cli.credentials import kubeconfig, read_token
-    from meshd.state import TOKEN_FILE, default_state_dir
+    from meshd.cli.credentials import kubeconfig, plain_url, read_ca, read_token
+    from meshd.state import CA_FILE, TOKEN_FILE, default_state_dir
 
     root_api = click.get_current_context().find_root().params.get("api")
     try:
-        server = resolve_api_url(api or root_api, os.environ)
+        server = resolve_api_url(plain_url(api or root_api or os.environ.get("MESHD_API") or ""), os.environ)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     state = Path(state_dir).expanduser() if state_dir else default_state_dir()
@@ -253,7 +253,11 @@ def kubeconfig_command(state_dir: str | None, api: str | None) -> None:
     if token is None:
         raise CliError(f"no token in {state / TOKEN_FILE}: start `meshd agent` with this state dir first "
                        "(or pass --state-dir), and run this as the agent's user")
-    click.echo(yaml.safe_dump(kubeconfig(server=server, token=token), sort_keys=False), nl=False)
+    ca = read_ca(state)
+    if ca is None:
+        click.echo(f"meshd: no CA in {state / CA_FILE} (an agent older than its TLS): the server is plain http, "
+                   "over which kubectl sends no token", err=True)
+    click.echo(yaml.safe_dump(kubeconfig(server=server, token=token, ca_pem=ca), sort_keys=False), nl=False)
 
 
 for command in (apply, delete, get, describe, scale, rollout, logs, top):
