@@ -133,7 +133,8 @@ async def test_meshd_kubeconfig_authenticates_kubectl_the_python_client_and_the_
     assert made.returncode == 0, made.stderr
     config = tmp_path / "kubeconfig"
     config.write_bytes(made.stdout)
-    assert f"server: {agent.url}" in made.stdout.decode() and agent.token in made.stdout.decode()
+    assert f"server: {agent.url.replace('http://', 'https://')}" in made.stdout.decode()
+    assert agent.token in made.stdout.decode()
     if shutil.which("kubectl"):
         health = await arun("kubectl", "--kubeconfig", str(config), "get", "--raw", "/healthz", env=env)
         assert health.stdout.strip() == b"ok", health

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.integration.agent_harness import agent_options, free_port, started_agent
+from tests.integration.agent_harness import agent_options, started_agent
 from tests.integration.test_cli_fake_api import meshd
 
 pytestmark = [pytest.mark.slow,
@@ -57,32 +57,27 @@ spec:
 
 
 async def write_kubeconfig(api: str, state_dir: str, path: Path) -> Path:
-    """`meshd kubeconfig` when the CLI has it (with the agent's token), else a kubeconfig without credentials."""
-    code, out, _ = await meshd(api, "kubeconfig", "--state-dir", state_dir, "--api", api)
-    if code == 0:
-        path.write_text(out)
-    else:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "meshd",
-            "clusters": [{"name": "meshd", "cluster": {"server": api}}],
-            "contexts": [{"name": "meshd", "context": {"cluster": "meshd", "user": "meshd"}}],
-            "users": [{"name": "meshd", "user": {}}]}))
+    """`meshd kubeconfig`: https with the agent's CA, and its token."""
+    code, out, err = await meshd(api, "kubeconfig", "--state-dir", state_dir, "--api", api)
+    assert code == 0, err
+    path.write_text(out)
     return path
 
 
 class Cluster:
-    """The agent as clients see it: `kubeconfig` for the Python client, `kubectl_config` for kubectl."""
+    """The agent as clients see it: one kubeconfig (`meshd kubeconfig`) for kubectl and the Python clients."""
 
-    def __init__(self, api: str, kubeconfig: Path, kubectl_config: Path, cache: Path) -> None:
-        self.api, self.kubeconfig, self.kubectl_config, self.cache = api, kubeconfig, kubectl_config, cache
+    def __init__(self, api: str, kubeconfig: Path, cache: Path) -> None:
+        self.api, self.kubeconfig, self.cache = api, kubeconfig, cache
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubectl_config), "HOME": str(self.cache),
+    def env(self, kubeconfig: Path | None = None) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(kubeconfig or self.kubeconfig), "HOME": str(self.cache),
                 "PYTHONPATH": str(ROOT)}
 
-    async def kubectl(self, *args: str) -> tuple[int, str, str]:
+    async def kubectl(self, *args: str, kubeconfig: Path | None = None) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            "kubectl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env())
+            "kubectl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=self.env(kubeconfig))
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         return proc.returncode or 0, out.decode(), err.decode()
 
@@ -95,42 +90,31 @@ class Cluster:
 async def cluster(tmp_path, agent_id, monkeypatch):
     options = agent_options(tmp_path, agent_id, driver="process")
     agent = await started_agent(options)
-    token = getattr(agent, "token", None)
-    if token:
-        monkeypatch.setenv("MESHD_TOKEN", token)  # for the `meshd` CLI this test also runs
+    monkeypatch.setenv("MESHD_TOKEN", agent.token)  # for the `meshd` CLI this test also runs
     api = f"http://{options.api}"
     kubeconfig = await write_kubeconfig(api, options.state_dir, tmp_path / "kubeconfig")
-    config = yaml.safe_load(kubeconfig.read_text())
-    forward = None
-    socket_path = Path(options.state_dir) / "api.sock"
-    if (config["users"][0].get("user") or {}).get("token") and socket_path.exists():
-        # kubectl sends no bearer token over plain http (client-go sets it for TLS only): it reaches the agent
-        # through its owner-only Unix socket, forwarded to a local port
-        port = free_port()
-        forward = await asyncio.create_subprocess_exec(
-            "socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"UNIX-CONNECT:{socket_path}")
-        config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{port}"
-        config["users"][0]["user"] = {}
-        await wait_for_port(port)
-    kubectl_config = tmp_path / "kubectl-config"
-    kubectl_config.write_text(yaml.safe_dump(config))
-    yield Cluster(api, kubeconfig, kubectl_config, tmp_path)
-    if forward is not None:
-        forward.kill()
-        await forward.wait()
+    yield Cluster(api, kubeconfig, tmp_path)
     await agent.close(stop_pods=True)
 
 
-async def wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        return
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+async def test_kubectl_drives_the_agent_over_https_with_the_token_and_a_wrong_token_is_refused(cluster):
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    assert config["clusters"][0]["cluster"]["server"] == cluster.api.replace("http://", "https://")
+    code, out, err = await cluster.kubectl("version")
+    assert code == 0 and "Server Version: v1." in out, err
+    code, out, err = await cluster.kubectl("get", "pods")
+    assert code == 0 and "No resources found in default namespace." in err, (out, err)
+    wrong = cluster.cache / "wrong-token"
+    config["users"][0]["user"]["token"] = "not-the-token"
+    wrong.write_text(yaml.safe_dump(config))
+    code, out, err = await cluster.kubectl("get", "pods", kubeconfig=wrong)
+    assert code == 1 and ("Unauthorized" in err or "You must be logged in" in err), err
+    untrusted = cluster.cache / "untrusted"
+    config["users"][0]["user"]["token"] = cluster.token()
+    del config["clusters"][0]["cluster"]["certificate-authority-data"]
+    untrusted.write_text(yaml.safe_dump(config))
+    code, out, err = await cluster.kubectl("get", "pods", kubeconfig=untrusted)
+    assert code == 1 and "certificate signed by unknown authority" in err, err
 
 
 async def rolled_out(cluster: Cluster) -> None:
