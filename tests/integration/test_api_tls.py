@@ -155,6 +155,7 @@ async def _closed_by_server(port: int, first: bytes) -> bytes:
         writer.close()
 
 
+@pytest.mark.usefixtures("no_blocking_calls")
 async def test_a_silent_client_and_a_stalled_handshake_are_closed_at_the_head_timeout(listener):
     silent, stalled = await asyncio.gather(_closed_by_server(listener.port, b""),
                                            _closed_by_server(listener.port, b"\x16\x03\x01"))
@@ -162,6 +163,7 @@ async def test_a_silent_client_and_a_stalled_handshake_are_closed_at_the_head_ti
     await eventually(lambda: listener.connections == 0)
 
 
+@pytest.mark.usefixtures("no_blocking_calls")
 async def test_tls_garbage_is_closed_and_both_schemes_still_served_at_the_cap(listener):
     assert len(await _closed_by_server(listener.port, GARBAGE)) <= 7  # a TLS alert at most
     conns = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(20)]  # beyond the cap

@@ -126,6 +126,7 @@ def test_the_kubeconfig_names_the_https_server_with_the_ca_and_the_cli_still_fin
     assert plain_url("https://[::1]:7700") == "http://[::1]:7700" and plain_url("h:1") == "h:1"
 
 
+@pytest.mark.usefixtures("no_blocking_calls")
 @pytest.mark.parametrize(("sent", "kind"), [(b"\x16\x03\x01", "tls"), (b"GET / HTTP/1.1\r\n", "http")])
 async def test_first_byte_waits_for_the_byte_and_leaves_it_in_the_socket(sent, kind):
     server, client = socket.socketpair()
@@ -139,6 +140,7 @@ async def test_first_byte_waits_for_the_byte_and_leaves_it_in_the_socket(sent, k
         assert server.recv(100) == sent  # nothing consumed
 
 
+@pytest.mark.usefixtures("no_blocking_calls")
 async def test_first_byte_of_a_closed_or_silent_connection():
     server, client = socket.socketpair()
     server.setblocking(False)
