@@ -90,7 +90,7 @@ def decide(*, method: str, path: str, headers: Mapping[str, str], host: str, tok
 
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
            409: "Conflict", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid",
-           500: "InternalError", 503: "ServiceUnavailable"}
+           500: "InternalError", 503: "ServiceUnavailable", 507: "InsufficientStorage"}
 
 
 def status(code: int, message: str, *, reason: str | None = None, **extra: Any) -> dict[str, Any]:

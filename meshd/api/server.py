@@ -27,10 +27,11 @@ from meshd.manifests import ManifestError
 from meshd.manifests.reader import INT32_MAX
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
-from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
+from meshd.model.objects import Pod, ReplicaSet
 from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
 from meshd.registry.drain import DrainCoordinator
+from meshd.store import AlreadyExists, Conflict, PersistError
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,11 @@ class ApiServer:
             raise
         except ManifestError as error:
             return _error(422, str(error))
+        except PersistError as error:  # refused whole: nothing changed, in memory or on disk
+            log.error("API %s %s: %s", request.method, request.path, error)
+            return _error(507, str(error))
+        except (AlreadyExists, Conflict) as error:
+            return _error(409, str(error))
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
         except ValueError as error:
@@ -166,12 +172,12 @@ class ApiServer:
     async def apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         source = request.query.get("source", "<stdin>")
-        results, warnings = self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
+        results, warnings = await self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": warnings})
 
     async def delete_manifests(self, request: web.Request) -> web.Response:
         text = await request.text()
-        results = self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
+        results = await self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
                                               namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": []})
 
@@ -182,19 +188,27 @@ class ApiServer:
         ns_ok = (lambda ns: namespace is None or ns == namespace)
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
-            return [kube.pod(w, node=node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
+            return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": Deployment, "services": Service, "endpoints": Service}
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
-        records = [r for (kind, ns, _), r in sorted(c.objects.items())
-                   if isinstance(r.obj, kinds[resource]) and ns_ok(ns)]
+        # the applied objects, as the store holds them (one that did not load has no record: left out)
+        keys = [(kinds[resource], o["metadata"]["namespace"], o["metadata"]["name"])
+                for o in c.store.list(kinds[resource], namespace)]
+        records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
-            return [kube.service(r, self.registry) for r in records]
+            return [kube.service(c, r, self.registry) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
+
+    def _pod(self, worker: Any, node: str) -> dict[str, Any]:
+        c = self.controller
+        bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
+        owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
+        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
         resource = request.match_info["resource"]
@@ -224,7 +238,7 @@ class ApiServer:
         if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
             self.controller.delete_pod(namespace, name)
             return web.json_response({"kind": kind, "namespace": namespace, "name": name, "action": "deleted"})
-        result = self.controller.delete(kind, namespace, name)
+        result = await self.controller.delete(kind, namespace, name)
         return web.json_response(result.__dict__)
 
     async def _watch_resources(self, request: web.Request, resource: str, namespace: str | None,
@@ -273,7 +287,7 @@ class ApiServer:
                 {"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: {problem}",
                  "field": "spec.replicas"}]})
         assert isinstance(replicas, int)
-        self.controller.scale(kind, namespace, name, replicas)
+        await self.controller.scale(kind, namespace, name, replicas)
         return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
                                   "metadata": {"name": name, "namespace": namespace},
                                   "spec": {"replicas": replicas}})
@@ -281,11 +295,11 @@ class ApiServer:
     async def rollout(self, request: web.Request) -> web.Response:
         namespace, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
         if action == "restart":
-            self.controller.rollout_restart(namespace, name)
+            await self.controller.rollout_restart(namespace, name)
             return web.json_response({"result": "restarted"})
         if action == "undo":
             body = await self._json(request) if request.can_read_body else {}
-            revision = self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
+            revision = await self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
             return web.json_response({"result": "rolled back", "revision": revision})
         return _error(404, f"unknown rollout action {action!r}")
 

@@ -149,6 +149,13 @@ def agent_options(func: Any) -> Any:
             "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
         ),
         click.option(
+            "--host-names",
+            type=click.Choice(["auto", "resolved", "hosts", "off"]),
+            default=None,
+            help="How apps on this host resolve the mesh's names: a systemd-resolved route for the zone, a block "
+            "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
+        ),
+        click.option(
             "--agent-id",
             default=None,
             help="Tell apart agents sharing one engine (default: from --state-dir).",

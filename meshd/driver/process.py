@@ -43,6 +43,7 @@ from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
 
 log = logging.getLogger(__name__)
+ID_VARIABLE = "MESHD_CONTAINER_ID"  # in every process's environment: finds it when its record is damaged
 
 LABEL_SANDBOX = "io.meshd.sandbox"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -206,7 +207,7 @@ class ProcessDriver:
             try:
                 record = Record(**json.loads(path.read_text()))
             except (ValueError, TypeError) as exc:
-                log.warning("ignoring unreadable record %s: %s", path, exc)
+                _stop_orphans(path, exc)
                 continue
             if record.labels.get(LABEL_AGENT) == self.agent_id:
                 self._records[record.id] = record
@@ -320,7 +321,8 @@ class ProcessDriver:
             )
         if c.resources.limits.cpu_millicores or c.resources.limits.memory_bytes:
             self._warn_once("limits", "resources.limits (cpu, memory) are not enforced for local processes")
-        env = {**pod_base_env(), **defined, **{e.name: e.value for e in expanded_env}}
+        container_id = "pc-" + secrets.token_hex(8)
+        env = {**pod_base_env(), **defined, **{e.name: e.value for e in expanded_env}, ID_VARIABLE: container_id}
         for vm in c.volume_mounts:
             self._warn_once(
                 "volumes",
@@ -338,7 +340,6 @@ class ProcessDriver:
             LABEL_RESTART_COUNT: str(spec.restart_count),
             LABEL_SANDBOX: spec.sandbox.id,
         }
-        container_id = "pc-" + secrets.token_hex(8)
         log_path = self.logs_dir / f"{container_id}.log"
         log_file = await asyncio.to_thread(open, log_path, "ab")
         with log_file:
@@ -581,6 +582,27 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def _mkdir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _stop_orphans(path: Path, error: Exception) -> None:
+    """A record that cannot be read no longer tells which process it ran: that process is found by the id in its
+    environment and killed (never left running, holding its ports), and the record removed."""
+    record_id = path.stem
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{ID_VARIABLE}={record_id}".encode() in environ:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)  # its children carry the id too
+                killed.append(proc.name)
+    log.error("process driver: the record %s is damaged (%s): removed it%s", path, error,
+              f" and killed its process {', '.join(killed)}" if killed else "")
+    _unlink(path)
 
 
 def _unlink(path: Path) -> None:
