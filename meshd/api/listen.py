@@ -32,6 +32,7 @@ MAX_CONNECTIONS = 512  # per listener
 BACKLOG = 128
 ACCEPT_RETRY_SECONDS = 1.0  # out of fds (or memory): stop accepting this long, as asyncio's own servers do
 _SHORT_OF = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_TRANSIENT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN})
 HANDLER_ARGS: dict[str, Any] = {"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD,
                                 "max_headers": MAX_HEADERS, "keepalive_timeout": IDLE_SECONDS}
 
@@ -93,7 +94,6 @@ class Listener:
         self._open: dict[_Handler | _Pending, None] = {}  # in accept order
         self._server: asyncio.AbstractServer | None = None
         self._accepting: asyncio.Task[None] | None = None
-        self._listening: socket.socket | None = None
 
     def _factory(self) -> _Handler:
         assert self.runner.server is not None
@@ -106,7 +106,7 @@ class Listener:
             self._server = await loop.create_server(self._factory, host, port, reuse_address=True, backlog=BACKLOG)
             return
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listening = sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
         sock.setblocking(False)
         self._accepting = loop.create_task(self._accept(sock))
         self._accepting.add_done_callback(_log_death)
@@ -114,21 +114,26 @@ class Listener:
     async def _accept(self, sock: socket.socket) -> None:
         """Accepts connections and hands each over once its first byte says what it speaks."""
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                if sock.fileno() < 0:
-                    return  # closed
-                if exc.errno in _SHORT_OF:
-                    log.warning("API: cannot accept a connection (%s); retrying in %.0fs", exc, ACCEPT_RETRY_SECONDS)
-                    await asyncio.sleep(ACCEPT_RETRY_SECONDS)
-                continue
-            conn.setblocking(False)
-            pending = _Pending(conn)
-            self.opened(pending)
-            if pending in self._open:
-                pending.task = loop.create_task(self._hand_over(pending))
+        try:
+            while True:
+                try:
+                    conn, _ = await loop.sock_accept(sock)
+                except OSError as exc:
+                    if exc.errno in _SHORT_OF:
+                        log.warning("API: cannot accept a connection (%s); retrying in %.0fs", exc,
+                                    ACCEPT_RETRY_SECONDS)
+                        await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                        continue
+                    if exc.errno in _TRANSIENT:  # that client went away before it was accepted
+                        continue
+                    raise
+                conn.setblocking(False)
+                pending = _Pending(conn)
+                self.opened(pending)
+                if pending in self._open:
+                    pending.task = loop.create_task(self._hand_over(pending))
+        finally:
+            sock.close()  # here, once the loop no longer watches it (close() cancels this task)
 
     async def _hand_over(self, pending: _Pending) -> None:
         """Waits for the first byte (at most the head timeout), then gives the socket to aiohttp's handler,
@@ -176,9 +181,7 @@ class Listener:
         if self._server is not None:
             self._server.close()
         if self._accepting is not None:
-            self._accepting.cancel()
-        if self._listening is not None:
-            self._listening.close()
+            self._accepting.cancel()  # and then closes the listening socket
         for connection in list(self._open):
             if isinstance(connection, _Pending):
                 connection.force_close()
