@@ -1412,6 +1412,28 @@ def _drop_headers(parts: list[bytes], start: int, names: set[bytes]) -> list[byt
 
 
 # --- upstream ---------------------------------------------------------------------------------------------
+_BARE_LF = re.compile(rb"\r?\n")
+
+
+def _response_parser(proto: Any, lenient: bool) -> HttpResponseParser:
+    parser = HttpResponseParser(proto)
+    if lenient:
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+    return parser
+
+
+def _lenient_head_end(buf: bytes, start: int) -> tuple[int, int]:
+    """Where the head that starts at `start` ends, its line ends CRLF or bare LF: (the end of its last header
+    line, the start of what follows its empty line)."""
+    i = start
+    while True:
+        i = buf.index(b"\n", i) + 1
+        if buf[i : i + 1] == b"\n":
+            return i, i + 1
+        if buf[i : i + 2] == b"\r\n":
+            return i, i + 2
+
+
 class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to one endpoint port; carries one Exchange at a time."""
 
@@ -1434,6 +1456,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_paused = False
         self.eof = False
         self.clean = True  # the parser is fresh (created after the last response ended): fed nothing since
+        self.lenient = False  # the endpoint ends header lines with a bare LF: its parsers accept it
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -1593,13 +1616,24 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()  # nobody asked: an idle connection must not speak
             return
         self.clean = False
-        fed_for = ex
         if self.in_head:
             self.hbuf += data
         out = ex.conn.out
         gather = out.buf is None
         if gather:
             out.buf = []  # what goes to the client from this chunk leaves in one write
+        try:
+            self._parse(data)
+        finally:
+            if self.stale_parser or (self.exchange is not ex and not self.closed):
+                # a response ended: a fresh parser (whatever followed it in `data` was for nobody)
+                self.stale_parser = False
+                self.parser = _response_parser(self, self.lenient)
+                self.clean = True
+            if gather:
+                out.flush()
+
+    def _parse(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -1608,18 +1642,19 @@ class UpstreamConnection(asyncio.Protocol):
                 ex.upstream_upgraded(self, data[e.args[0] :])
         except HttpParserError as e:
             ex = self.exchange
-            if ex is not None:
+            if self.in_head and not self.lenient and ex is not None:
+                # a head llhttp refuses as strict but nginx and HAProxy accept (header lines ending in a bare
+                # LF: busybox httpd CGI, embedded servers): parse it again from its start, leniently, and keep
+                # this connection lenient (a strict head costs nothing extra)
+                self.lenient = True
+                self.parser = _response_parser(self, True)
+                self.hoff = 0
+                self.skip = False
+                self._parse(self.hbuf)
+            elif ex is not None:
                 ex.upstream_failed(self, f"invalid response: {e}")
             else:
                 self.abort()
-        finally:
-            if self.stale_parser or (self.exchange is not fed_for and not self.closed):
-                # a response ended: a fresh parser (whatever followed it in `data` was for nobody)
-                self.stale_parser = False
-                self.parser = HttpResponseParser(self)
-                self.clean = True
-            if gather:
-                out.flush()
 
     # parser callbacks (no per-header callbacks: the raw head is forwarded, minus hop-by-hop lines)
     def on_headers_complete(self) -> None:
@@ -1627,14 +1662,17 @@ class UpstreamConnection(asyncio.Protocol):
             return
         buf = self.hbuf
         start = self.hoff
-        end = buf.find(b"\r\n\r\n", start)
-        end = end + 2 if end >= 0 else buf.find(b"\n\n", start) + 1
+        if self.lenient:
+            end, after = _lenient_head_end(buf, start)
+        else:  # llhttp has checked the line ends: CRLF
+            end = buf.find(b"\r\n\r\n", start) + 2
+            after = end + 2
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self.skip = True  # 1xx informational: the real response follows
-            self.hoff = end + 2
+            self.hoff = after
             return
-        raw = buf[start:end]
+        raw = buf[start:end] if not self.lenient else _BARE_LF.sub(b"\r\n", buf[start:end])
         self.hbuf = b""
         self.hoff = 0
         self.in_head = False
