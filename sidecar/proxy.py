@@ -22,6 +22,7 @@ from typing import Any
 from httptools import HttpRequestParser, HttpResponseParser, parse_url
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 
+from .accept import Acceptor
 from .balancer import RoundRobin
 from .http import HOP_BY_HOP, connection_tokens, error_response, forwarded_for, service_hostnames, split_host
 from .retry import IDEMPOTENT, RETRYABLE_STATUS
@@ -59,6 +60,11 @@ PAUSE_PIPELINE, PAUSE_BODY, PAUSE_UPSTREAM, PAUSE_UPGRADE = 1, 2, 4, 8
 # response framing towards the client
 R_NONE, R_LENGTH, R_CHUNKED, R_CLOSE = 0, 1, 2, 3
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+LINGER_SECONDS = 2  # a refused connection reads and drops the client's bytes this long before closing
+
+
+class HeadTooLarge(Exception):
+    """A request head beyond the listener's bounds (answered 431)."""
 
 
 @dataclass
@@ -67,7 +73,10 @@ class ProxyOptions:
     connect_timeout: float = 3.0
     idle_timeout: float = 30.0  # upstream keep-alive connections idle longer are closed
     client_idle_timeout: float = 75.0  # client keep-alive connections with nothing to do (nginx's default)
-    header_timeout: float = 30.0  # a client that takes longer to send a request head gets a 408
+    header_timeout: float = 10.0  # a client that takes longer to send a request head gets a 408
+    max_header_bytes: int = 64 * 1024  # a request head (request line and headers) larger gets a 431
+    max_headers: int = 100  # a request with more header lines gets a 431
+    max_connections: int = 10_000  # client connections per listener; at the cap, accepting pauses
     zone: str = "cluster.local"
 
 
@@ -129,7 +138,7 @@ class Listener:
         self.port = port
         self.options = options or ProxyOptions()
         self.connections: set[ClientConnection] = set()
-        self.server: asyncio.base_events.Server | None = None
+        self.server: Acceptor | None = None
         self.routes: list[Route] = []
         self.by_host: dict[bytes, Route] = {}
         self.local_names: set[bytes] = {b"localhost", host.encode(), b"127.0.0.1", b"::1"}
@@ -175,7 +184,14 @@ class Listener:
             sock.bind((self.host, self.port))
             sock.listen(1024)
             sock.setblocking(False)
-            self.server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+            self.server = Acceptor(
+                sock,
+                lambda: ClientConnection(self),
+                limit=self.options.max_connections,
+                active=self.connections.__len__,
+                loop=loop,
+            )
+            self.server.start()
         except BaseException:
             sock.close()
             raise
@@ -190,7 +206,7 @@ class Listener:
                 if 0.0 < ex.deadline <= now and not ex.done:
                     ex.on_timeout()
             if idle_scan:
-                conn.idle_tick(self.options)
+                conn.idle_tick(self.options, now)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
@@ -218,6 +234,7 @@ class Ticker:
         self.listeners: set[Listener] = set()
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.now = 0.0  # monotonic() at the last tick: a clock for what needs no finer one
 
     def add(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listeners.add(listener)
@@ -237,7 +254,7 @@ class Ticker:
         while True:
             await asyncio.sleep(self.interval)
             ticks += 1
-            now = monotonic()
+            now = self.now = monotonic()
             for listener in list(self.listeners):
                 try:
                     listener.tick(now, ticks % per_second == 0)
@@ -288,6 +305,11 @@ class ClientConnection(asyncio.Protocol):
         self.unrepeated = 0  # requests learnt since the fast path last hit (all differ: learning stops)
         self.last_host: bytes | None = None  # the Host of the last request start() routed
         self.spare: Exchange | None = None  # a finished fast-path exchange to reuse (the response fast path)
+        # the request head being received (bounded in size and time): bytes so far, since when (0: none)
+        self.head_size = 0
+        self.head_since = 0.0
+        self.head_open = False  # the parser is inside a request head
+        self.linger = 0  # refused (400/408/431): seconds left reading and dropping what the client sends
 
     # transport events
     def connection_made(self, transport: Any) -> None:
@@ -302,8 +324,11 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.listener.connections.discard(self)
+        listener = self.listener
+        listener.connections.discard(self)
         STATS.active_connections -= 1
+        if listener.server is not None:
+            listener.server.connection_closed()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             tunnel.close()
@@ -358,8 +383,17 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self.out.close()
 
-    def idle_tick(self, options: ProxyOptions) -> None:
-        """Once a second: close a keep-alive connection idle too long; 408 a request head that is too slow."""
+    def idle_tick(self, options: ProxyOptions, now: float) -> None:
+        """Once a second: close a keep-alive connection idle too long; 408 a request head that is too slow
+        (however busy the client keeps it: slowloris); end the linger of a refused connection."""
+        if self.linger:
+            self.linger -= 1
+            if not self.linger:
+                self.close()
+            return
+        if self.head_since and now - self.head_since >= options.header_timeout and not self.closed:
+            self.refuse(408, f"request head not received within {options.header_timeout:g}s")
+            return
         if self.active:
             self.active = False
             self.quiet = 0
@@ -367,14 +401,7 @@ class ClientConnection(asyncio.Protocol):
         self.quiet += 1
         if self.tunnel is not None or self.closed:
             return
-        queue = self.queue
-        if not queue:
-            if self.quiet >= options.client_idle_timeout:
-                self.close()
-        elif not queue[0].started and self.quiet >= options.header_timeout:
-            queue[0].abort()
-            queue.clear()
-            self.out.write(error_response(408, "request head not received in time", close=True))
+        if not self.queue and self.quiet >= options.client_idle_timeout:
             self.close()
 
     def data_received(self, data: bytes) -> None:
@@ -432,6 +459,10 @@ class ClientConnection(asyncio.Protocol):
             self.upgrading.early = [*self.upgrading.early, data]
             self.pause(PAUSE_UPGRADE)
             return
+        if self.linger or self.closed:
+            return  # refused: what the client still sends is read and dropped
+        if (self.idle_parser or self.head_open) and not self._head_within_bounds(data):
+            return
         learn = fast is not None and self.idle_parser and not self.queue
         try:
             self.parser.feed_data(data)
@@ -448,7 +479,10 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserError as e:
             self.idle_parser = False
             self.fast = None
-            self._bad_request(str(e))
+            if isinstance(e.__context__, HeadTooLarge):  # raised by on_headers_complete
+                self.refuse(431, str(e.__context__))
+            else:
+                self.refuse(400, f"bad request: {e}")
             return
         if learn and self.idle_parser and len(self.queue) == 1:
             self._learn(data)
@@ -494,11 +528,28 @@ class ClientConnection(asyncio.Protocol):
                     blocks.clear()
                 blocks[data[m.end() :]] = (ex.head[ex.head.find(b"\r\n") + 2 :], self.last_host)
 
-    def _bad_request(self, why: str) -> None:
-        """Unparsable input: answer 400 if nothing is in progress, else finish the request in progress and close."""
+    def _head_within_bounds(self, data: bytes) -> bool:
+        """Count `data` towards the request head being received (nginx's large_client_header_buffers); False
+        (and refused with a 431) once it is too large. The head's clock starts with its first bytes."""
+        end = data.find(b"\r\n\r\n")
+        size = self.head_size + (len(data) if end < 0 else end + 4)
+        limit = self.listener.options.max_header_bytes
+        if size > limit:
+            self.refuse(431, f"request head larger than {limit} bytes")
+            return False
+        self.head_size = size if end < 0 else 0
+        if not self.head_since:
+            self.head_since = TICKER.now or monotonic()
+        return True
+
+    def refuse(self, status: int, why: str) -> None:
+        """Bad input (400), too large (431) or too slow (408): answer it if nothing is in progress (else finish
+        the request in progress), then close. The client's further bytes are read and dropped for a moment
+        (a lingering close, as nginx does), so it reads the answer instead of a reset."""
         self.fast = None
-        if self.closed:
+        if self.closed or self.linger:
             return
+        self.head_since = 0.0
         head = self.queue[0] if self.queue else None
         active = head if head is not None and head.started and not head.done else None
         for ex in list(self.queue):
@@ -506,14 +557,25 @@ class ClientConnection(asyncio.Protocol):
                 ex.abort()
         self.queue = deque([active]) if active is not None else deque()
         self.closing = True
-        self.pause(PAUSE_PIPELINE)
-        if active is None:
-            self.out.write(error_response(400, f"bad request: {why}", close=True))
+        if active is not None:
+            self.pause(PAUSE_PIPELINE)
+            return
+        self.out.write(error_response(status, why, close=True))
+        self.out.flush()
+        transport = self.transport
+        if self.paused:
+            self.paused = 0
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.linger = LINGER_SECONDS
+        else:
             self.close()
 
     # parser callbacks
     def on_message_begin(self) -> None:
         self.idle_parser = False
+        self.head_open = True
 
     def on_url(self, url: bytes) -> None:
         ex = self.cur
@@ -532,6 +594,10 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         ex = self.cur
         assert ex is not None
+        self.head_open = False
+        self.head_since = 0.0
+        if len(ex.headers) > self.listener.options.max_headers:
+            raise HeadTooLarge(f"more than {self.listener.options.max_headers} header fields")
         p = self.parser
         ex.method = p.get_method()
         ex.keep_alive = p.should_keep_alive()
