@@ -31,7 +31,7 @@ class Acceptor:
     def __init__(
         self,
         sock: socket.socket,
-        factory: Callable[[], asyncio.Protocol],
+        factory: Callable[[], asyncio.BaseProtocol],
         *,
         limit: int,
         active: Callable[[], int],

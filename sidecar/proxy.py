@@ -8,7 +8,9 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .accept import Acceptor
 from .http import service_hostnames, split_host
@@ -24,6 +26,9 @@ from .http1.exchange import Exchange
 from .http1.upstream import UpstreamConnection, sweep_idle
 from .http1.wire import _FAST_RESPONSES, _HEAD_CACHE, Writer
 from .services import ServiceState
+
+if TYPE_CHECKING:
+    from .protocols import Protocol
 
 __all__ = [
     "FAST_REQUESTS_PER_CONNECTION",
@@ -59,6 +64,9 @@ class ProxyOptions:
     max_header_bytes: int = 64 * 1024  # a request head (request line and headers) larger gets a 431
     max_headers: int = 100  # a request with more header lines gets a 431
     max_connections: int = 10_000  # client connections per listener; at the cap, accepting pauses
+    detect_timeout: float = 0.3  # DETECT ports: a client silent this long is opaque TCP (server speaks first)
+    tcp_idle_timeout: float = 3600.0  # opaque TCP connections with no byte either way are closed
+    udp_idle_timeout: float = 30.0  # UDP flows with no datagram either way are forgotten
     zone: str = "cluster.local"
 
 
@@ -79,6 +87,10 @@ class Listener:
         self.port = port
         self.options = options or ProxyOptions()
         self.connections: set[ClientConnection] = set()
+        # connections of the other codecs and those still detecting: each has idle_tick(quiet_limit) and close()
+        self.streams: set[Any] = set()
+        self.protocol: Protocol = None  # type: ignore[assignment]  # set_routes: what this port carries ...
+        self.accept: Callable[[], asyncio.BaseProtocol] = None  # type: ignore[assignment]  # ... its codec
         self.server: Acceptor | None = None
         self.routes: list[Route] = []
         self.by_host: dict[bytes, Route] = {}
@@ -97,6 +109,9 @@ class Listener:
             if info is not None and info.address:
                 by_host.setdefault(info.address.encode(), route)
         self.by_host = by_host
+        from .dispatch import acceptor  # dispatch imports the codecs, which import this module
+
+        self.protocol, self.accept = acceptor(self)
 
     def route(self, host: bytes | None) -> Route | None:
         if len(self.routes) == 1:
@@ -127,9 +142,9 @@ class Listener:
             sock.setblocking(False)
             self.server = Acceptor(
                 sock,
-                lambda: ClientConnection(self),
+                lambda: self.accept(),
                 limit=self.options.max_connections,
-                active=self.connections.__len__,
+                active=lambda: len(self.connections) + len(self.streams),
                 loop=loop,
             )
             self.server.start()
@@ -148,6 +163,11 @@ class Listener:
                     ex.on_timeout()
             if idle_scan:
                 conn.idle_tick(self.options, now)
+        if idle_scan:
+            for stream in list(self.streams):
+                stream.idle_tick(self.options)
+            if self.server is not None:
+                self.server.connection_closed()  # (accept again if other codecs' connections closed)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
@@ -159,10 +179,14 @@ class Listener:
             conn.fast = None
             if not conn.queue:
                 conn.close()
-        while any(c.queue and not c.queue[0].tunnelled for c in self.connections) and monotonic() < deadline:
+        while monotonic() < deadline and (
+            any(c.queue and not c.queue[0].tunnelled for c in self.connections) or self.streams
+        ):
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
+        for stream in list(self.streams):
+            stream.close()
         TICKER.discard(self)
 
 
