@@ -26,11 +26,11 @@ from .wire import (
     _FAST_RESPONSES,
     CONTINUE_100,
     R_CHUNKED,
-    R_CLOSE,
     R_LENGTH,
     R_NONE,
     Writer,
     build_request_headers,
+    frame_response,
     learn_response,
     scan_response_head,
     scan_response_head_cached,
@@ -50,45 +50,11 @@ class Exchange:
     """One request/response: routing, endpoint choice, retries, timeout, and the byte streams both ways."""
 
     __slots__ = (
-        "chunked_req",
-        "close_after",
-        "conn",
-        "connecting",
-        "deadline",
-        "done",
-        "early",
-        "eof_body",
-        "ep",
-        "expect",
-        "head",
-        "head_sent",
-        "headers",
-        "keep_alive",
-        "method",
-        "method_idx",
-        "pending",
-        "pending_size",
-        "plain",
-        "port",
-        "port_name",
-        "replay",
-        "replay_size",
-        "req_done",
-        "resp_mode",
-        "retries",
-        "sent_continue",
-        "service",
-        "started",
-        "status",
-        "t0",
-        "t_attempt",
-        "tried",
-        "tunnelled",
-        "up",
-        "upgrade",
-        "url",
-        "version",
-        "waiter",
+        "chunked_req", "close_after", "conn", "connecting", "deadline", "done", "early", "eof_body", "ep",
+        "expect", "head", "head_sent", "headers", "keep_alive", "method", "method_idx", "pending",
+        "pending_size", "plain", "port", "port_name", "replay", "replay_size", "req_done", "resp_mode",
+        "retries", "sent_continue", "service", "started", "status", "t0", "t_attempt", "tried", "tunnelled",
+        "up", "upgrade", "url", "version", "waiter",
     )  # fmt: skip
 
     def __init__(self, conn: ClientConnection, url: bytes) -> None:
@@ -431,32 +397,11 @@ class Exchange:
         self.conn.out.write(self._frame(status, head, chunked=chunked, length=length))
 
     def _frame(self, status: int, head: bytes, *, chunked: bool, length: bool) -> bytes:
-        """The response's framing towards the client (and whether the client connection stays open): the
-        head to send."""
-        http10 = self.version == "1.0"
-        extra = b""
-        if status == 101:
-            mode = R_NONE
-            extra = b"Connection: upgrade\r\n"
-        elif self.method == b"HEAD" or status in (204, 304) or status < 200:
-            mode = R_NONE
-        elif chunked:
-            mode = R_CLOSE if http10 else R_CHUNKED
-        elif length:
-            mode = R_LENGTH
-        else:
-            mode = R_CLOSE if http10 else R_CHUNKED
-            self.eof_body = True  # the endpoint ends the body by closing the connection
-        if mode == R_CHUNKED:
-            extra += b"Transfer-Encoding: chunked\r\n"
-        if self.upgrade and status != 101:
-            self.keep_alive = False  # the request parser already switched: no further requests on it
-        if mode == R_CLOSE or not self.keep_alive or self.conn.closing:
-            self.keep_alive = False
-            if status != 101:
-                extra += b"Connection: close\r\n"
-        elif http10:
-            extra += b"Connection: keep-alive\r\n"
+        """The head for the client, framed (wire.frame_response); notes whether the connection stays open."""
+        mode, extra, self.keep_alive, self.eof_body = frame_response(
+            status=status, method=self.method, http10=self.version == "1.0", chunked=chunked, length=length,
+            upgrade=self.upgrade, keep_alive=self.keep_alive and not self.conn.closing,
+        )  # fmt: skip
         self.resp_mode = mode
         self.head_sent = True
         return head + extra + b"\r\n"

@@ -189,6 +189,46 @@ def learn_response(raw: bytes, whole: bytes, status: int) -> None:
     _FAST_RESPONSES[raw] = entry
 
 
+def frame_response(
+    *,
+    status: int,
+    method: bytes | None,
+    http10: bool,
+    chunked: bool,
+    length: bool,
+    upgrade: bool,
+    keep_alive: bool,
+) -> tuple[int, bytes, bool, bool]:
+    """How a response goes to the client: (framing R_*, header lines to add, the client connection stays
+    open, the endpoint ends the body by closing). `keep_alive`: the request asked for it and the client
+    connection is not closing."""
+    extra = b""
+    eof_body = False
+    if status == 101:
+        mode = R_NONE
+        extra = b"Connection: upgrade\r\n"
+    elif method == b"HEAD" or status in (204, 304) or status < 200:
+        mode = R_NONE
+    elif chunked:
+        mode = R_CLOSE if http10 else R_CHUNKED
+    elif length:
+        mode = R_LENGTH
+    else:
+        mode = R_CLOSE if http10 else R_CHUNKED
+        eof_body = True
+    if mode == R_CHUNKED:
+        extra += b"Transfer-Encoding: chunked\r\n"
+    if upgrade and status != 101:
+        keep_alive = False  # the request parser already switched: no further requests on it
+    if mode == R_CLOSE or not keep_alive:
+        keep_alive = False
+        if status != 101:
+            extra += b"Connection: close\r\n"
+    elif http10:
+        extra += b"Connection: keep-alive\r\n"
+    return mode, extra, keep_alive, eof_body
+
+
 def _drop_named(head: bytes, names: set[bytes]) -> bytes:
     """Remove the header lines named in `names` (lower-case) from a raw header block."""
     pattern = rb"^(?:" + b"|".join(re.escape(n) for n in names) + rb")[ \t]*:[^\n]*\n"

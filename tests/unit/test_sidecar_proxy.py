@@ -10,6 +10,7 @@ import pytest
 from meshd.model.endpoints import Endpoint, PortInfo, Reset, ServiceInfo, ServiceKey
 from sidecar import proxy
 from sidecar.accept import may_accept
+from sidecar.http1 import wire
 from sidecar.proxy import ClientConnection, Listener, Route, UpstreamConnection
 from sidecar.services import ServiceTable
 
@@ -263,3 +264,38 @@ async def test_a_slow_request_head_gets_408_however_busy_the_client_keeps_it(rig
 )
 def test_may_accept(active: int, pending: int, limit: int, ok: bool):
     assert may_accept(active=active, pending=pending, limit=limit) is ok
+
+
+# (status, method, http10, chunked, length, upgrade, keep_alive) -> (mode, extra header lines, open, eof_body)
+FRAMING = [
+    ((200, b"GET", False, False, True, False, True), (wire.R_LENGTH, b"", True, False)),
+    (
+        (200, b"GET", False, True, False, False, True),
+        (wire.R_CHUNKED, b"Transfer-Encoding: chunked\r\n", True, False),
+    ),
+    (
+        (200, b"GET", False, False, False, False, True),
+        (wire.R_CHUNKED, b"Transfer-Encoding: chunked\r\n", True, True),
+    ),
+    ((200, b"GET", True, False, False, False, True), (wire.R_CLOSE, b"Connection: close\r\n", False, True)),
+    ((200, b"GET", True, True, False, False, True), (wire.R_CLOSE, b"Connection: close\r\n", False, False)),
+    (
+        (200, b"GET", True, False, True, False, True),
+        (wire.R_LENGTH, b"Connection: keep-alive\r\n", True, False),
+    ),
+    ((200, b"HEAD", False, False, False, False, True), (wire.R_NONE, b"", True, False)),
+    ((304, b"GET", False, False, False, False, True), (wire.R_NONE, b"", True, False)),
+    ((204, b"GET", False, False, False, False, False), (wire.R_NONE, b"Connection: close\r\n", False, False)),
+    ((101, b"GET", False, False, False, True, True), (wire.R_NONE, b"Connection: upgrade\r\n", True, False)),
+    ((200, b"GET", False, False, True, True, True), (wire.R_LENGTH, b"Connection: close\r\n", False, False)),
+]
+
+
+@pytest.mark.parametrize(("given", "expected"), FRAMING)
+def test_frame_response(given: tuple, expected: tuple):
+    status, method, http10, chunked, length, upgrade, keep_alive = given
+    got = wire.frame_response(
+        status=status, method=method, http10=http10, chunked=chunked, length=length, upgrade=upgrade,
+        keep_alive=keep_alive,
+    )  # fmt: skip
+    assert got == expected
