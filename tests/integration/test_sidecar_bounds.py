@@ -43,6 +43,11 @@ async def start(tmp_path: Path, *flags: str, prefix: tuple[str, ...] = ()) -> As
     try:
         await wait_port(mport)
         await wait_port(port)
+        for _ in range(100):  # the Service known (its port's protocol too: before, connections are detected)
+            code, out, _ = await run("curl", "-s", f"http://127.0.0.1:{port}/")
+            if out == b"hello from b0\n":
+                break
+            await asyncio.sleep(0.1)
         yield Edge(sidecar, port)
     finally:
         code = await sidecar.stop()
