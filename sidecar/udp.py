@@ -90,7 +90,7 @@ class UdpListener(asyncio.DatagramProtocol):
         if len(self.flows) >= FLOW_LIMIT:
             self.flows[next(iter(self.flows))].close()  # the oldest (dicts keep insertion order)
         flow = self.flows[client] = Flow(self, client, route, ep, exclude or set())
-        asyncio.get_running_loop().create_task(flow.connect(ep.address, port))
+        flow.task = asyncio.get_running_loop().create_task(flow.connect(ep.address, port))
         return flow
 
     def reply(self, data: bytes, client: Any) -> None:
@@ -124,6 +124,7 @@ class Flow(asyncio.DatagramProtocol):
         self.ep = ep
         self.tried = tried | {ep}
         self.transport: Any = None
+        self.task: asyncio.Task[None] | None = None  # opening the socket (a reference keeps it alive)
         self.unanswered: list[bytes] = []  # sent (or waiting for the socket) since the last reply
         self.closed = False
         self.active = True
