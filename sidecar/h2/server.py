@@ -1,0 +1,226 @@
+"""The HTTP/2 codec's downstream side: one `H2Server` per client connection (h2c, prior knowledge).
+
+It turns the client's frames into `Call`s, one per stream, each balanced on its own (sidecar/h2/call.py), and
+writes their responses back. A client that breaks the protocol gets GOAWAY PROTOCOL_ERROR and a close; the
+connection never raises into the loop. Data the client sends is acknowledged as the endpoint takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from h2.config import H2Configuration
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from h2.exceptions import FrameTooLargeError, H2Error
+from h2.settings import SettingCodes
+
+from ..proxy import Listener
+from .call import Call
+from .stats import H2_STATS
+from .upstream import CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
+
+log = logging.getLogger(__name__)
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_CONCURRENT_STREAMS = 256
+CONNECTIONS: set[H2Server] = set()  # open client connections (for a graceful stop)
+
+
+def factory(listener: Listener, initial: bytes = b"") -> H2Server:
+    """The codec's entry point: a Protocol that takes over an accepted connection whose first bytes were
+    `initial` (the dispatch layer read them to choose the codec)."""
+    return H2Server(listener, initial)
+
+
+class H2Server(asyncio.Protocol):
+    def __init__(self, listener: Listener, initial: bytes = b"") -> None:
+        self.listener = listener
+        self.initial = initial
+        self.h2 = Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.calls: dict[int, Call] = {}
+        self.transport: Any = None
+        self.write_paused = False
+        self.closed = False
+        self.goaway = False  # sent or received: no new streams; close once the last call ended
+        self.peer_ip = "unknown"
+        self._flush_handle: asyncio.Handle | None = None
+
+    # --- transport events ------------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = peer[0]
+        CONNECTIONS.add(self)
+        H2_STATS.connections += 1
+        h2 = self.h2
+        h2.initiate_connection()
+        h2.update_settings({
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+        })  # fmt: skip
+        h2.increment_flow_control_window(CONNECTION_WINDOW - h2.inbound_flow_control_window)
+        self.flush_now()
+        if self.initial:
+            initial, self.initial = self.initial, b""
+            self.data_received(initial)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed and self.transport is None:
+            return
+        self.closed = True
+        self.transport = None
+        CONNECTIONS.discard(self)
+        H2_STATS.connections -= 1
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            call.client_gone()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for call in list(self.calls.values()):
+            call.client_writable()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        h2 = self.h2
+        try:
+            events: list[Any] = h2.receive_data(data)
+            pending = h2.incoming_buffer._data  # h2 waits for a whole frame before checking its length
+            if len(pending) >= 9 and int.from_bytes(pending[:3], "big") > h2.max_inbound_frame_size:
+                raise FrameTooLargeError("frame larger than SETTINGS_MAX_FRAME_SIZE")
+        except H2Error as e:
+            self.protocol_error(e)
+            return
+        calls = self.calls
+        for ev in events:
+            t = type(ev)
+            if t is DataReceived:
+                call = calls.get(ev.stream_id)
+                if call is not None:
+                    call.request_data(ev.data, ev.flow_controlled_length)
+                else:
+                    self.ack(ev.stream_id, ev.flow_controlled_length)
+            elif t is RequestReceived:
+                if self.goaway:
+                    self.reset(ev.stream_id, ErrorCodes.REFUSED_STREAM)
+                    continue
+                call = Call(self, ev.stream_id, ev.headers)
+                calls[ev.stream_id] = call
+                call.start(ended=ev.stream_ended is not None)
+            elif t is StreamEnded:
+                call = calls.get(ev.stream_id)
+                if call is not None:
+                    call.request_end(None)
+            elif t is TrailersReceived:
+                call = calls.get(ev.stream_id)
+                if call is not None:
+                    call.request_end(ev.headers)
+            elif t is WindowUpdated or t is RemoteSettingsChanged:
+                sid = getattr(ev, "stream_id", 0)
+                if sid:
+                    call = calls.get(sid)
+                    if call is not None:
+                        call.client_writable()
+                else:
+                    for call in list(calls.values()):
+                        call.client_writable()
+            elif t is StreamReset:
+                call = calls.pop(ev.stream_id, None)
+                if call is not None:
+                    call.client_gone()
+            elif t is ConnectionTerminated:
+                self.goaway = True
+                if ev.error_code:
+                    self.close()
+                    return
+        self.flush_now()
+        if self.goaway and not self.calls:
+            self.close()
+
+    # --- used by calls ----------------------------------------------------------------------------------
+    def call_done(self, sid: int) -> None:
+        self.calls.pop(sid, None)
+        if self.goaway and not self.calls:
+            self.close()
+
+    def ack(self, sid: int, n: int) -> None:
+        if n and not self.closed:
+            try:
+                self.h2.acknowledge_received_data(n, sid)
+            except H2Error:
+                return
+            self.flush()
+
+    def reset(self, sid: int, code: int) -> None:
+        if not self.closed:
+            try:
+                self.h2.reset_stream(sid, code)
+            except H2Error:
+                pass
+            self.flush()
+
+    def flush(self) -> None:
+        if self._flush_handle is None and self.transport is not None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_handle = None
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # --- endings ----------------------------------------------------------------------------------------
+    def protocol_error(self, error: Exception) -> None:
+        """The client broke HTTP/2: GOAWAY PROTOCOL_ERROR (or the precise code h2 names), then close."""
+        H2_STATS.protocol_errors += 1
+        code = getattr(error, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
+        log.info("client %s broke HTTP/2: %s; GOAWAY %s", self.peer_ip, error, ErrorCodes(code).name)
+        try:
+            self.h2.close_connection(error_code=code, additional_data=str(error).encode()[:256])
+        except H2Error:
+            pass
+        self.flush_now()
+        self.close()
+
+    def drain(self) -> None:
+        """Stop taking streams (GOAWAY NO_ERROR): in-flight calls finish, then the connection closes."""
+        if self.closed or self.goaway:
+            return
+        self.goaway = True
+        self.flush_now()
+        self.transport.write(goaway_frame(self.h2.highest_inbound_stream_id))
+        if not self.calls:
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.flush_now()
+            self.transport.close()
+
+
+async def stop_all(grace: float) -> None:
+    """GOAWAY to every client connection; wait up to `grace` seconds for their calls, then close them."""
+    for conn in list(CONNECTIONS):
+        conn.drain()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while any(c.calls for c in CONNECTIONS) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(CONNECTIONS):
+        conn.close()
