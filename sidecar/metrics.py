@@ -98,7 +98,7 @@ def make_registry(table: ServiceTable) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     registry.register(SidecarCollector(table))  # type: ignore[arg-type]
-    registry.register(H2Collector())  # type: ignore[arg-type]
+    registry.register(H2Collector(table))  # type: ignore[arg-type]
     return registry
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..services import ServiceTable
 from .grpc import STATUS_NAMES
 
 
@@ -30,7 +31,10 @@ H2_STATS = H2Stats()
 
 
 class H2Collector:
-    def __init__(self, stats: H2Stats = H2_STATS) -> None:
+    """Exports H2_STATS; every Service of `table` has its OK series from start-up (dashboards rate() it)."""
+
+    def __init__(self, table: ServiceTable, stats: H2Stats = H2_STATS) -> None:
+        self.table = table
         self.stats = stats
 
     def describe(self) -> list[Metric]:
@@ -42,6 +46,9 @@ class H2Collector:
             "meshd_sidecar_grpc_responses", "gRPC calls answered, by Service and grpc-status.",
             labels=["service", "grpc_status", "grpc_code"],
         )  # fmt: skip
+        for svc in list(self.table.services.values()):
+            if svc.exists and svc.label not in s.grpc:
+                grpc.add_metric([svc.label, "0", "OK"], 0)
         for service, row in list(s.grpc.items()):
             for code, value in enumerate(row):
                 if value:
