@@ -123,7 +123,11 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         metrics=f"{mhost}:{mport + worker}",  # so the agent lists it for Prometheus
     )
     table._on_drained = discovery.drained
-    options = ProxyOptions(fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone)
+    options = ProxyOptions(
+        fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone,
+        detect_timeout=args.detect_timeout, tcp_idle_timeout=args.tcp_idle_timeout,
+        udp_idle_timeout=args.udp_idle_timeout,
+    )  # fmt: skip
     reuse_port = args.workers > 1
     tasks = [asyncio.create_task(supervise("discovery", discovery.run))]
     metrics_server = None
@@ -145,6 +149,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                 task.cancel()
             raise SystemExit(1) from None
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
+        table.listeners.append(lambda: single.set_routes(single.routes))  # the port's protocol, once known
     else:
         node = NodeListeners(table, options=options, reuse_port=reuse_port)
         tasks.append(asyncio.create_task(supervise("listeners", node.run)))
@@ -204,6 +209,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connect-timeout", type=float, default=3.0)
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight requests on stop")
     p.add_argument("--zone", default="cluster.local")
+    p.add_argument("--detect-timeout", type=float, default=0.3, metavar="SECONDS",
+                   help="ports of undeclared protocol: how long to wait for a client's first bytes before "
+                   "taking it for opaque TCP (a server that speaks first)")  # fmt: skip
+    p.add_argument("--tcp-idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="close opaque TCP connections idle this long")  # fmt: skip
+    p.add_argument("--udp-idle-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="forget UDP flows idle this long")  # fmt: skip
     p.add_argument(
         "--single-route", action="store_true", help="with --service: watch only that Service's route"
     )

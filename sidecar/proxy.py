@@ -16,8 +16,9 @@ import socket
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from httptools import HttpRequestParser, HttpResponseParser, parse_url
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
@@ -37,6 +38,9 @@ from .services import (
     EndpointState,
     ServiceState,
 )
+
+if TYPE_CHECKING:
+    from .protocols import Protocol
 
 log = logging.getLogger(__name__)
 monotonic = time.monotonic
@@ -69,6 +73,9 @@ class ProxyOptions:
     client_idle_timeout: float = 75.0  # client keep-alive connections with nothing to do (nginx's default)
     header_timeout: float = 30.0  # a client that takes longer to send a request head gets a 408
     zone: str = "cluster.local"
+    detect_timeout: float = 0.3  # DETECT ports: a client silent this long is opaque TCP (server speaks first)
+    tcp_idle_timeout: float = 3600.0  # opaque TCP connections with no byte either way are closed
+    udp_idle_timeout: float = 30.0  # UDP flows with no datagram either way are forgotten
 
 
 class ProcessStats:
@@ -129,6 +136,10 @@ class Listener:
         self.port = port
         self.options = options or ProxyOptions()
         self.connections: set[ClientConnection] = set()
+        # connections of the other codecs and those still detecting: each has idle_tick(quiet_limit) and close()
+        self.streams: set[Any] = set()
+        self.protocol: Protocol = None  # type: ignore[assignment]  # set_routes: what this port carries ...
+        self.accept: Callable[[], asyncio.BaseProtocol] = None  # type: ignore[assignment]  # ... its codec
         self.server: asyncio.base_events.Server | None = None
         self.routes: list[Route] = []
         self.by_host: dict[bytes, Route] = {}
@@ -147,6 +158,9 @@ class Listener:
             if info is not None and info.address:
                 by_host.setdefault(info.address.encode(), route)
         self.by_host = by_host
+        from .dispatch import acceptor  # dispatch imports the codecs, which import this module
+
+        self.protocol, self.accept = acceptor(self)
 
     def route(self, host: bytes | None) -> Route | None:
         if len(self.routes) == 1:
@@ -175,7 +189,7 @@ class Listener:
             sock.bind((self.host, self.port))
             sock.listen(1024)
             sock.setblocking(False)
-            self.server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+            self.server = await loop.create_server(lambda: self.accept(), sock=sock)
         except BaseException:
             sock.close()
             raise
@@ -191,6 +205,9 @@ class Listener:
                     ex.on_timeout()
             if idle_scan:
                 conn.idle_tick(self.options)
+        if idle_scan:
+            for stream in list(self.streams):
+                stream.idle_tick(self.options)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (at most `grace` seconds), then close."""
@@ -202,10 +219,14 @@ class Listener:
             conn.fast = None
             if not conn.queue:
                 conn.close()
-        while any(c.queue and not c.queue[0].tunnelled for c in self.connections) and monotonic() < deadline:
+        while monotonic() < deadline and (
+            any(c.queue and not c.queue[0].tunnelled for c in self.connections) or self.streams
+        ):
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
+        for stream in list(self.streams):
+            stream.close()
         TICKER.discard(self)
 
 

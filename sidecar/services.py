@@ -17,7 +17,7 @@ from typing import Any
 
 from meshd.model.endpoints import Add, DoesNotExist, Endpoint, Remove, Reset, ServiceInfo, ServiceKey, Update
 
-from .balancer import DEFAULT_RTT, RoundRobin, Target, make_balancer
+from .balancer import DEFAULT_RTT, Balancer, LeastRequest, RoundRobin, Target, make_balancer
 from .config import ServiceConfig, config_from_annotations
 from .outlier import OutlierDetector, OutlierPolicy
 from .retry import RetryBudget
@@ -52,6 +52,20 @@ class ServiceStats:
         self.requests[method][cls if 0 <= cls < 5 else 4] += 1
         self.duration_sum += seconds
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
+
+
+class L4Stats:
+    """Plain-integer counters of a Service's opaque TCP connections and UDP flows (sidecar/tcp.py, udp.py)."""
+
+    __slots__ = (
+        "tcp_active", "tcp_bytes_in", "tcp_bytes_out", "tcp_opened",
+        "udp_bytes_in", "udp_bytes_out", "udp_datagrams_in", "udp_datagrams_out", "udp_flows", "udp_opened",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.tcp_opened = self.tcp_active = self.tcp_bytes_in = self.tcp_bytes_out = 0  # in: from clients
+        self.udp_opened = self.udp_flows = 0
+        self.udp_datagrams_in = self.udp_datagrams_out = self.udp_bytes_in = self.udp_bytes_out = 0
 
 
 class EndpointState(Target):
@@ -93,6 +107,9 @@ class ServiceState:
         self.exists = False
         self.config = ServiceConfig()
         self.balancer = make_balancer(self.config.algorithm, rng=table.rng, clock=table.clock)
+        # per-connection codecs (opaque TCP, UDP flows) balance connections: least connections by P2C
+        self.conn_balancer = LeastRequest(rng=table.rng)
+        self.l4 = L4Stats()
         self.uses_rtt = False  # only peak-EWMA needs response times per endpoint
         self.endpoints: dict[str, EndpointState] = {}
         self.draining: dict[str, EndpointState] = {}
@@ -177,7 +194,11 @@ class ServiceState:
                 wake()
 
     # --- the request path ------------------------------------------------------------------------------
-    def pick(self, exclude: set[EndpointState] | None) -> EndpointState | None:
+    def pick(
+        self, exclude: set[EndpointState] | None, balancer: Balancer | None = None
+    ) -> EndpointState | None:
+        """An endpoint for a request (the Service's balancer) or a connection (`conn_balancer`); one in
+        `exclude` only when nothing else is left."""
         if self._eject_expiry is not None and self.table.clock() >= self._eject_expiry:
             self.rebuild()
         available = self.available
@@ -186,7 +207,8 @@ class ServiceState:
         n = len(available)
         if n == 1:
             return available[0]
-        balancer = self.balancer
+        if balancer is None:
+            balancer = self.balancer
         if not exclude and type(balancer) is RoundRobin:  # the default, inlined
             i = balancer._next % n
             balancer._next = i + 1

@@ -221,8 +221,8 @@ def service(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
     spec["clusterIP"] = "None" if obj.headless else (info.address if info else None)
     spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("type", "ClusterIP")
-    spec["ports"] = [{"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
-                     if p.name else {"port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+    spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
+                      "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {})}
                      for p in obj.ports]
     return {
         "apiVersion": "v1",

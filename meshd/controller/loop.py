@@ -345,7 +345,7 @@ class Controller:
         info = ServiceInfo(
             key=key,
             address=address,
-            ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol) for p in service.ports),
+            ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
             annotations=dict(service.metadata.annotations),
         )
         self.registry.upsert_service(info, dict(service.selector))
