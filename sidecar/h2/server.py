@@ -26,7 +26,7 @@ from h2.events import (
 from h2.exceptions import FrameTooLargeError, H2Error
 from h2.settings import SettingCodes
 
-from ..proxy import Listener
+from ..proxy import Listener, ProxyOptions
 from .call import Call
 from .stats import H2_STATS
 from .upstream import CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
@@ -34,19 +34,18 @@ from .upstream import CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
 log = logging.getLogger(__name__)
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_CONCURRENT_STREAMS = 256
-CONNECTIONS: set[H2Server] = set()  # open client connections (for a graceful stop)
 
 
-def factory(listener: Listener, initial: bytes = b"") -> H2Server:
-    """The codec's entry point: a Protocol that takes over an accepted connection whose first bytes were
-    `initial` (the dispatch layer read them to choose the codec)."""
-    return H2Server(listener, initial)
+def factory(listener: Listener, initial: bytes) -> H2Server:
+    """The codec (sidecar/codecs.py): the dispatch layer replays `initial` through data_received."""
+    return H2Server(listener)
 
 
 class H2Server(asyncio.Protocol):
-    def __init__(self, listener: Listener, initial: bytes = b"") -> None:
+    """One client connection, in `listener.streams` while open (idle_tick, drain and close for the listener)."""
+
+    def __init__(self, listener: Listener) -> None:
         self.listener = listener
-        self.initial = initial
         self.h2 = Connection(H2Configuration(client_side=False, header_encoding=None))
         self.calls: dict[int, Call] = {}
         self.transport: Any = None
@@ -54,6 +53,8 @@ class H2Server(asyncio.Protocol):
         self.closed = False
         self.goaway = False  # sent or received: no new streams; close once the last call ended
         self.peer_ip = "unknown"
+        self.active = False  # set on every read; idle_tick counts quiet seconds without calls
+        self.quiet = 0
         self._flush_handle: asyncio.Handle | None = None
 
     # --- transport events ------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class H2Server(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = peer[0]
-        CONNECTIONS.add(self)
+        self.listener.streams.add(self)
         H2_STATS.connections += 1
         h2 = self.h2
         h2.initiate_connection()
@@ -72,16 +73,13 @@ class H2Server(asyncio.Protocol):
         })  # fmt: skip
         h2.increment_flow_control_window(CONNECTION_WINDOW - h2.inbound_flow_control_window)
         self.flush_now()
-        if self.initial:
-            initial, self.initial = self.initial, b""
-            self.data_received(initial)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed and self.transport is None:
             return
         self.closed = True
         self.transport = None
-        CONNECTIONS.discard(self)
+        self.listener.streams.discard(self)
         H2_STATS.connections -= 1
         calls, self.calls = self.calls, {}
         for call in calls.values():
@@ -98,6 +96,7 @@ class H2Server(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self.active = True
         h2 = self.h2
         try:
             events: list[Any] = h2.receive_data(data)
@@ -208,19 +207,17 @@ class H2Server(asyncio.Protocol):
         if not self.calls:
             self.close()
 
+    def idle_tick(self, options: ProxyOptions) -> None:
+        """Once a second: a connection without calls for `client_idle_timeout` gets GOAWAY and closes."""
+        if self.active or self.calls:
+            self.active = False
+            self.quiet = 0
+            return
+        self.quiet += 1
+        if self.quiet >= options.client_idle_timeout:
+            self.drain()
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.flush_now()
             self.transport.close()
-
-
-async def stop_all(grace: float) -> None:
-    """GOAWAY to every client connection; wait up to `grace` seconds for their calls, then close them."""
-    for conn in list(CONNECTIONS):
-        conn.drain()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while any(c.calls for c in CONNECTIONS) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    for conn in list(CONNECTIONS):
-        conn.close()
