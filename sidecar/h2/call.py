@@ -116,7 +116,7 @@ class Call:
         self.attempt()
 
     def request_data(self, data: bytes, flow: int) -> None:
-        if self.done:
+        if self.done or not data:
             self.conn.ack(self.sid, flow)
             return
         replay = self.replay
@@ -252,7 +252,7 @@ class Call:
             self.finish(OUT_5XX if status >= 500 or self.grpc_status == grpc.UNAVAILABLE else OUT_SUCCESS)
 
     def up_data(self, data: bytes, flow: int) -> None:
-        if self.done:
+        if self.done or not data:  # (an empty DATA frame, e.g. one that only carries END_STREAM)
             if self.up is not None and self.up_sid:
                 self.up.ack(self.up_sid, flow)
             return

@@ -325,14 +325,16 @@ async def h2c_mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
 async def test_curl_http2_prior_knowledge(h2c_mesh: Mesh):
-    code, out, err = await run(
-        "curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
-        f"http://{h2c_mesh.target}/hello", f"http://{h2c_mesh.target}/hello?size=1000000",
-    )  # fmt: skip
-    assert code == 0, err
-    text = out.decode(errors="replace")
-    assert re.match(r"r\d /hello\n2 200", text), text[:200]
-    assert text.endswith("x" * 1000 + "\n2 200"), text[-200:]
+    # one URL per curl: curl 7.88 fails a second request on a reused prior-knowledge connection with
+    # "Error in the HTTP2 framing layer" against any h2c server (bench/h2/h2c_backend.py directly, too)
+    for path, expect in (("/hello", r"r\d /hello\n"), ("/big?size=1000000", "x{1000000}")):
+        code, out, err = await run(
+            "curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
+            f"http://{h2c_mesh.target}{path}",
+        )  # fmt: skip
+        assert code == 0, err
+        text = out.decode(errors="replace")
+        assert re.fullmatch(expect + r"\n2 200", text), text[:200]
 
 
 @pytest.mark.skipif(not shutil.which("h2load"), reason="needs h2load (nghttp2-client)")
@@ -342,10 +344,6 @@ async def test_h2load_many_streams_over_few_connections(h2c_mesh: Mesh):
     assert code == 0, text + err.decode()
     assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored", text), text
     assert "status codes: 2000 2xx" in text, text
-    served = collections.Counter()
-    for name in ("r0", "r1", "r2"):
-        proc, _ = h2c_mesh.backends[name]
-        served[name] = 1  # each replica process is alive
     _, metrics, _ = await run("curl", "-s", f"http://127.0.0.1:{h2c_mesh.metrics}/metrics")
     attempts = re.findall(r'meshd_sidecar_upstream_attempts_total\{endpoint="(r\d)",outcome="success",service="default/echo"\} (\d+)', metrics.decode())
     assert {e for e, n in attempts if float(n) > 0} == {"r0", "r1", "r2"}, attempts
