@@ -29,6 +29,7 @@ from h2.settings import SettingCodes
 from ..proxy import Listener, ProxyOptions
 from .call import Call
 from .stats import H2_STATS
+from .upgrade import Upgrade, parse_upgrade
 from .upstream import CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class H2Server(asyncio.Protocol):
         self.peer_ip = "unknown"
         self.active = False  # set on every read; idle_tick counts quiet seconds without calls
         self.quiet = 0
+        self.started = False  # the connection speaks HTTP/2 (preface seen, or upgraded)
+        self.head = b""  # the first bytes, until they tell preface from an HTTP/1.1 upgrade
         self._flush_handle: asyncio.Handle | None = None
 
     # --- transport events ------------------------------------------------------------------------------
@@ -65,14 +68,50 @@ class H2Server(asyncio.Protocol):
             self.peer_ip = peer[0]
         self.listener.streams.add(self)
         H2_STATS.connections += 1
+        # our SETTINGS wait for the client's first bytes: an HTTP/1.1 Upgrade must get its 101 first
+
+    def _start(self, upgrade: Upgrade | None = None) -> None:
         h2 = self.h2
-        h2.initiate_connection()
+        if upgrade is None:
+            h2.initiate_connection()
+        else:
+            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+            h2.initiate_upgrade_connection(upgrade.settings)
         h2.update_settings({
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
         })  # fmt: skip
         h2.increment_flow_control_window(CONNECTION_WINDOW - h2.inbound_flow_control_window)
         self.flush_now()
+
+    def _first_bytes(self, data: bytes) -> bytes | None:
+        """Before the connection is HTTP/2: the preface (start), or an HTTP/1.1 Upgrade: h2c (101, then its
+        request is stream 1), else a 400. The bytes to feed h2 next, or None while undecided or refused."""
+        head = self.head + data
+        if head[: len(PREFACE)] == PREFACE[: len(head)]:
+            if len(head) < len(PREFACE):
+                self.head = head
+                return None
+            self.head = b""
+            self._start()
+            return head
+        result = parse_upgrade(head)
+        if result is None:
+            self.head = head
+            return None
+        self.head = b""
+        if isinstance(result, str):
+            body = result.encode() + b"\n"
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))  # fmt: skip
+            self.started = True
+            self.close()
+            return None
+        self._start(result)
+        call = Call(self, 1, result.headers)
+        self.calls[1] = call
+        call.start(ended=True)
+        return result.rest
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed and self.transport is None:
@@ -97,6 +136,12 @@ class H2Server(asyncio.Protocol):
         if self.closed:
             return
         self.active = True
+        if not self.started:
+            first = self._first_bytes(data)
+            if first is None:
+                return
+            self.started = True
+            data = first
         h2 = self.h2
         try:
             events: list[Any] = h2.receive_data(data)

@@ -14,7 +14,6 @@ import shutil
 import socket
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +132,7 @@ async def test_trailers_with_a_non_ok_status_reach_the_client(mesh: Mesh):
     error = await asyncio.to_thread(call)
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert re.fullmatch(r"r\d fails on purpose with FAILED_PRECONDITION", error.details())
-    code, out, _ = await run("curl", "-s", f"http://127.0.0.1:{mesh.metrics}/metrics")
+    _, out, _ = await run("curl", "-s", f"http://127.0.0.1:{mesh.metrics}/metrics")
     assert re.search(
         r'meshd_sidecar_grpc_responses_total\{grpc_code="FAILED_PRECONDITION",grpc_status="9",service="default/echo"\} 1',
         out.decode(),
@@ -349,7 +348,11 @@ async def test_h2load_many_streams_over_few_connections(h2c_mesh: Mesh):
     assert {e for e, n in attempts if float(n) > 0} == {"r0", "r1", "r2"}, attempts
 
 
-async def test_curl_with_an_h2c_upgrade_is_not_broken(h2c_mesh: Mesh):
-    """HTTP/1.1 `Upgrade: h2c` is not taken up (the request is answered over HTTP/1.1), as the RFC allows."""
-    code, out, err = await run("curl", "-sS", "--http2", "-w", "\n%{http_version}", f"http://{h2c_mesh.target}/up")
-    assert code == 0 or out, err
+async def test_curl_with_an_http1_upgrade_to_h2c(h2c_mesh: Mesh):
+    code, out, err = await run(
+        "curl", "-sS", "--http2", "-w", "\n%{http_version} %{http_code}", f"http://{h2c_mesh.target}/up"
+    )  # fmt: skip
+    assert code == 0, err
+    assert re.fullmatch(rb"r\d /up\n\n2 200", out), out
+    code, out, err = await run("curl", "-sS", "--http1.1", "-w", "\n%{http_code}", f"http://{h2c_mesh.target}/")
+    assert out.endswith(b"\n400") and b"this port speaks HTTP/2 (h2c)" in out, out
