@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 REPLAY_LIMIT = 64 * 1024  # request body kept to send again on a retry
 # connection-specific headers that HTTP/2 forbids (RFC 9113 8.2.2); `te: trailers` is the one allowed te
-_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"})
+_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
+)
 _OUTCOME_BY_FAILURE = {grpc.CONNECT_FAILED: OUT_CONNECT, grpc.REFUSED: OUT_CONNECTION, grpc.LOST: OUT_CONNECTION,
                        grpc.UNAVAILABLE_ONLY: OUT_5XX, grpc.HTTP_STATUS: OUT_5XX}  # fmt: skip
 
@@ -81,12 +83,16 @@ class Call:
         self.req_ended = False
         self._req_sent_end = False  # END_STREAM went to the endpoint on this attempt
         self.req_trailers: Headers | None = None
-        self.req_pending: deque[list[object]] = deque()  # [bytes or memoryview, flow bytes owed to the client]
+        self.req_pending: deque[list[object]] = (
+            deque()
+        )  # [bytes or memoryview, flow bytes owed to the client]
         self.replay: list[bytes] | None = []
         self.replay_size = 0
         self.resp_pending: deque[list[object]] = deque()  # [data, flow bytes owed to the endpoint]
         self.resp_started = False
-        self.resp_end: Headers | None | bool = False  # False: more to come; None: ends; list: ends with trailers
+        self.resp_end: Headers | None | bool = (
+            False  # False: more to come; None: ends; list: ends with trailers
+        )
         self.owed_up = 0  # response bytes the client took while its connection was paused: ack on resume
         self.status = 0
         self.grpc_status: int | None = None
@@ -104,7 +110,9 @@ class Call:
         self.t0 = time.monotonic()
         if route is None:
             shown = self.authority.decode(errors="replace") if self.authority else "(no :authority)"
-            self.local_reply(404, grpc.UNIMPLEMENTED, f"no Service for {shown} on {listener.host}:{listener.port}")
+            self.local_reply(
+                404, grpc.UNIMPLEMENTED, f"no Service for {shown} on {listener.host}:{listener.port}"
+            )
             return
         svc = self.svc = route.service
         self.port_name = route.port_name if route.port_name is not None else svc.default_port_name
@@ -176,12 +184,16 @@ class Call:
             return
         port = svc.target_port(ep, self.port_name)
         if port is None:
-            self.local_reply(502, grpc.UNAVAILABLE, f"endpoint {ep.name} of {svc.label} has no port {self.port_name}")
+            self.local_reply(
+                502, grpc.UNAVAILABLE, f"endpoint {ep.name} of {svc.label} has no port {self.port_name}"
+            )
             return
         ep.in_flight += 1
         self.ep = ep
         self._req_sent_end = False
-        up = self.up = H2Upstream.acquire(ep, port, connect_timeout=self.conn.listener.options.connect_timeout)
+        up = self.up = H2Upstream.acquire(
+            ep, port, connect_timeout=self.conn.listener.options.connect_timeout
+        )
         up.attach(self)
 
     def endpoint_ready(self) -> None:
@@ -299,7 +311,9 @@ class Call:
         """Record the failed attempt; if the retry rule and budget allow, start another elsewhere."""
         svc, ep = self.svc, self.ep
         assert svc is not None and ep is not None
-        replayable = self.replay is not None and (self.req_ended or failure in (grpc.CONNECT_FAILED, grpc.REFUSED))
+        replayable = self.replay is not None and (
+            self.req_ended or failure in (grpc.CONNECT_FAILED, grpc.REFUSED)
+        )
         allowed = (
             self.retries < svc.config.retries
             and grpc.may_retry_stream(
@@ -470,7 +484,9 @@ class Call:
                     code = grpc.CANCELLED if status == 499 else grpc.status_from_http(status)
                 H2_STATS.grpc_response(svc.label, code)
         if not self.req_ended and outcome is not None:
-            self.conn.reset(self.sid, ErrorCodes.NO_ERROR)  # the response is complete: stop sending the request
+            self.conn.reset(
+                self.sid, ErrorCodes.NO_ERROR
+            )  # the response is complete: stop sending the request
         for _data, flow in self.req_pending:
             self.conn.ack(self.sid, flow)  # type: ignore[arg-type]
         self.req_pending.clear()

@@ -78,7 +78,9 @@ def encode_message(message: str) -> bytes:
     return bytes(out)
 
 
-def may_retry_stream(*, failure: str, grpc: bool, method: bytes, status: int | None, replayable: bool) -> bool:
+def may_retry_stream(
+    *, failure: str, grpc: bool, method: bytes, status: int | None, replayable: bool
+) -> bool:
     """May a failed attempt go to another endpoint? Only while the request can be sent again in full
     (`replayable`): always when the endpoint never processed it (connect failure, refused stream), gRPC
     calls on UNAVAILABLE in a trailers-only response, other requests by the HTTP/1 rule (idempotent

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-from h2.config import H2Configuration
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -30,7 +29,7 @@ from ..proxy import Listener, ProxyOptions
 from .call import Call
 from .stats import H2_STATS
 from .upgrade import Upgrade, parse_upgrade
-from .upstream import CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
+from .upstream import CLIENT_CONFIG, CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
 
 log = logging.getLogger(__name__)
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -47,7 +46,7 @@ class H2Server(asyncio.Protocol):
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
-        self.h2 = Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.h2 = Connection(CLIENT_CONFIG)
         self.calls: dict[int, Call] = {}
         self.transport: Any = None
         self.write_paused = False
@@ -75,7 +74,9 @@ class H2Server(asyncio.Protocol):
         if upgrade is None:
             h2.initiate_connection()
         else:
-            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+            self.transport.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+            )
             h2.initiate_upgrade_connection(upgrade.settings)
         h2.update_settings({
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,

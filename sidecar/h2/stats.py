@@ -53,7 +53,9 @@ class H2Collector:
             for code, value in enumerate(row):
                 if value:
                     name = STATUS_NAMES[code] if code < len(STATUS_NAMES) else "OTHER"
-                    grpc.add_metric([service, str(code) if code < len(STATUS_NAMES) else "other", name], value)
+                    grpc.add_metric(
+                        [service, str(code) if code < len(STATUS_NAMES) else "other", name], value
+                    )
         yield grpc
         conns = GaugeMetricFamily(
             "meshd_sidecar_h2_connections", "HTTP/2 connections open now.", labels=["side"]

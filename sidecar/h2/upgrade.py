@@ -26,7 +26,9 @@ def parse_upgrade(data: bytes) -> Upgrade | str | None:
     lines = data[:end].split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/"):
-        return "this port speaks HTTP/2 (h2c): send the HTTP/2 preface or an HTTP/1.1 request with Upgrade: h2c"
+        return (
+            "this port speaks HTTP/2 (h2c): send the HTTP/2 preface or an HTTP/1.1 request with Upgrade: h2c"
+        )
     fields: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
@@ -37,7 +39,9 @@ def parse_upgrade(data: bytes) -> Upgrade | str | None:
     connection = {t.strip().lower() for t in found.get(b"connection", b"").split(b",")}
     upgrade = {t.strip().lower() for t in found.get(b"upgrade", b"").split(b",")}
     if b"h2c" not in upgrade or b"upgrade" not in connection or b"http2-settings" not in connection:
-        return "this port speaks HTTP/2 (h2c): send the HTTP/2 preface or an HTTP/1.1 request with Upgrade: h2c"
+        return (
+            "this port speaks HTTP/2 (h2c): send the HTTP/2 preface or an HTTP/1.1 request with Upgrade: h2c"
+        )
     if b"http2-settings" not in found:
         return "Upgrade: h2c needs an HTTP2-Settings header"
     if found.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in found:

@@ -338,13 +338,20 @@ async def test_curl_http2_prior_knowledge(h2c_mesh: Mesh):
 
 @pytest.mark.skipif(not shutil.which("h2load"), reason="needs h2load (nghttp2-client)")
 async def test_h2load_many_streams_over_few_connections(h2c_mesh: Mesh):
-    code, out, err = await run("h2load", "-n", "2000", "-c", "4", "-m", "10", f"http://{h2c_mesh.target}/", timeout=120)
+    code, out, err = await run(
+        "h2load", "-n", "2000", "-c", "4", "-m", "10", f"http://{h2c_mesh.target}/", timeout=120
+    )
     text = out.decode()
     assert code == 0, text + err.decode()
-    assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored", text), text
+    assert re.search(
+        r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored", text
+    ), text
     assert "status codes: 2000 2xx" in text, text
     _, metrics, _ = await run("curl", "-s", f"http://127.0.0.1:{h2c_mesh.metrics}/metrics")
-    attempts = re.findall(r'meshd_sidecar_upstream_attempts_total\{endpoint="(r\d)",outcome="success",service="default/echo"\} (\d+)', metrics.decode())
+    attempts = re.findall(
+        r'meshd_sidecar_upstream_attempts_total\{endpoint="(r\d)",outcome="success",service="default/echo"\} (\d+)',
+        metrics.decode(),
+    )
     assert {e for e, n in attempts if float(n) > 0} == {"r0", "r1", "r2"}, attempts
 
 
@@ -354,5 +361,7 @@ async def test_curl_with_an_http1_upgrade_to_h2c(h2c_mesh: Mesh):
     )  # fmt: skip
     assert code == 0, err
     assert re.fullmatch(rb"r\d /up\n\n2 200", out), out
-    code, out, err = await run("curl", "-sS", "--http1.1", "-w", "\n%{http_code}", f"http://{h2c_mesh.target}/")
+    code, out, err = await run(
+        "curl", "-sS", "--http1.1", "-w", "\n%{http_code}", f"http://{h2c_mesh.target}/"
+    )
     assert out.endswith(b"\n400") and b"this port speaks HTTP/2 (h2c)" in out, out
