@@ -17,6 +17,7 @@ from .discovery import DiscoveryClient, normalize_api
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
+from .udp import UdpListener
 
 log = logging.getLogger("meshd.sidecar")
 
@@ -30,8 +31,12 @@ def split_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, 
     return host, int(port)
 
 
+ListenKey = tuple[str, int, str]  # address, port, "TCP" or "UDP"
+
+
 class NodeListeners:
-    """Node mode: one Listener per (Service address, port); follows the table as Services come and go.
+    """Node mode: one listener per (Service address, port, protocol): a stream Listener for TCP ports, a
+    UdpListener for UDP ones; follows the table as Services come and go.
 
     A bind failure (e.g. the address is not on an interface yet) is logged and retried; it never stops
     the other listeners.
@@ -44,27 +49,28 @@ class NodeListeners:
         self.options = options
         self.reuse_port = reuse_port
         self.retry = retry
-        self.listeners: dict[tuple[str, int], Listener] = {}
-        self.failed: dict[tuple[str, int], str] = {}
+        self.listeners: dict[ListenKey, Listener | UdpListener] = {}
+        self.failed: dict[ListenKey, str] = {}
         self.kick = asyncio.Event()
         table.listeners.append(self.kick.set)
 
-    def desired(self) -> dict[tuple[str, int], list[Route]]:
-        want: dict[tuple[str, int], list[Route]] = {}
+    def desired(self) -> dict[ListenKey, list[Route]]:
+        want: dict[ListenKey, list[Route]] = {}
         for svc in self.table.services.values():
             info = svc.info
             if not svc.exists or info is None or not info.address:
                 continue
             for p in info.ports:
-                if p.protocol.upper() == "TCP":
-                    want.setdefault((info.address, p.port), []).append(Route(svc, p.name))
+                protocol = p.protocol.upper()
+                if protocol in ("TCP", "UDP"):
+                    want.setdefault((info.address, p.port, protocol), []).append(Route(svc, p.name))
         return want
 
     async def reconcile(self) -> None:
         want = self.desired()
         for key in [k for k in self.listeners if k not in want]:
             listener = self.listeners.pop(key)
-            log.info("unbinding %s:%d", *key)
+            log.info("unbinding %s:%d/%s", *key)
             asyncio.create_task(listener.stop())
         for key in [k for k in self.failed if k not in want]:
             del self.failed[key]
@@ -73,18 +79,20 @@ class NodeListeners:
             if existing is not None:
                 existing.set_routes(routes)
                 continue
-            listener = Listener(key[0], key[1], routes=routes, options=self.options)
+            kind = UdpListener if key[2] == "UDP" else Listener
+            listener = kind(key[0], key[1], routes=routes, options=self.options)
             try:
                 await listener.start(reuse_port=self.reuse_port, freebind=True)
             except OSError as e:
                 if self.failed.get(key) != str(e):
-                    log.warning("cannot listen on %s:%d for %s: %s (retrying)", key[0], key[1],
+                    log.warning("cannot listen on %s:%d/%s for %s: %s (retrying)", *key,
                                 ", ".join(r.service.label for r in routes), e)  # fmt: skip
                 self.failed[key] = str(e)
                 continue
             self.failed.pop(key, None)
             self.listeners[key] = listener
-            log.info("listening on %s:%d for %s", key[0], key[1], ", ".join(r.service.label for r in routes))
+            what = listener.protocol.value if isinstance(listener, Listener) else "udp"
+            log.info("listening on %s:%d/%s (%s) for %s", *key, what, ", ".join(r.service.label for r in routes))
 
     async def run(self) -> None:
         while True:
@@ -137,6 +145,25 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         log.error("cannot serve metrics on %s:%d: %s", mhost, mport + worker, e)
     node: NodeListeners | None = None
     single: Listener | None = None
+    single_udp: list[UdpListener] = []
+
+    def single_changed(listener: Listener, host: str, port: int) -> None:
+        """--listen: the Service's port is known now (or changed): its protocol; a UDP port gets a
+        UdpListener on the same address and port."""
+        listener.set_routes(listener.routes)
+        info = table.get(only).info  # type: ignore[arg-type]
+        ports = [p for p in info.ports if args.port_name in (None, p.name)][:1] if info is not None else []
+        if ports and ports[0].protocol.upper() == "UDP" and not single_udp:
+            udp = UdpListener(host, port, routes=listener.routes, options=options)
+            single_udp.append(udp)
+            tasks.append(asyncio.get_running_loop().create_task(start_udp(udp)))
+
+    async def start_udp(udp: UdpListener) -> None:
+        try:
+            await udp.start(reuse_port=reuse_port)
+            log.info("listening on %s:%d/udp for %s", udp.host, udp.port, only)
+        except OSError as e:
+            log.error("cannot listen on %s:%d/udp: %s", udp.host, udp.port, e)
     if args.listen:
         assert only is not None
         host, port = split_hostport(args.listen)
@@ -149,7 +176,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                 task.cancel()
             raise SystemExit(1) from None
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
-        table.listeners.append(lambda: single.set_routes(single.routes))  # the port's protocol, once known
+        table.listeners.append(lambda: single_changed(single, host, port))  # the port's protocol, once known
     else:
         node = NodeListeners(table, options=options, reuse_port=reuse_port)
         tasks.append(asyncio.create_task(supervise("listeners", node.run)))
@@ -181,6 +208,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         async with asyncio.timeout(args.grace + 5):
             if single is not None:
                 await single.stop(args.grace)
+            for udp in single_udp:
+                await udp.stop()
             if node is not None:
                 await node.stop(args.grace)
     except TimeoutError:

@@ -66,7 +66,7 @@ class TcpConnection(asyncio.Protocol):
         up = self.up
         if up is None:
             return True  # written after the pending bytes once connected
-        if up.eof:
+        if up.eof or up.transport.is_closing():
             up.transport.close()
             return False
         up.transport.write_eof()
@@ -178,7 +178,7 @@ class TcpConnection(asyncio.Protocol):
 
     def upstream_eof(self, up: Upstream) -> bool:
         transport = self.transport
-        if self.eof or not transport.can_write_eof():
+        if self.eof or transport.is_closing() or not transport.can_write_eof():
             transport.close()
             return False
         transport.write_eof()

@@ -91,6 +91,13 @@ def python_image(docker_client: Any) -> str:
     return ensure_python_image(docker_client)
 
 
+@pytest.fixture(scope="session")
+def servers_image(docker_client: Any) -> str:
+    from meshd.images import ensure_servers_image
+
+    return ensure_servers_image(docker_client)
+
+
 @pytest.fixture
 def agent_id() -> str:
     """A fresh agent identity for one test (labels keep its containers apart from every other test's)."""

@@ -79,7 +79,9 @@ async def mesh(tmp_path: Path):
         redis[f"r{i}"] = port
     for port in redis.values():
         await wait_port(port)
-    sidecar, mport = await start_sidecar(api, tmp_path / "sidecar.log", "--detect-timeout", "0.2")
+    sidecar, mport = await start_sidecar(
+        api, tmp_path / "sidecar.log", "--detect-timeout", "0.2", "--tcp-idle-timeout", "2"
+    )
     mesh = Mesh(agent, sidecar, mport, redis, tmp_path)
     yield mesh
     code = await sidecar.stop()
@@ -192,6 +194,10 @@ async def test_half_close_passes_both_ways(mesh: Mesh):
         await wait_port(9000, address)
         code, out, err = await run("socat", "-t", "5", "-", f"TCP:{address}:9000", stdin=b"hello\n")
         assert (code, out) == (0, b"hello\ndone\n"), err
+        # 16 MB each way, more than any buffer on the path: back-pressure holds, nothing lost or reordered
+        payload = random.randbytes(16 * 1024 * 1024)
+        code, out, err = await run("socat", "-t", "10", "-", f"TCP:{address}:9000", stdin=payload)
+        assert code == 0 and out == payload + b"done\n", (len(out), err)
     finally:
         await echo.stop()
 
@@ -243,3 +249,15 @@ async def test_http_on_an_undeclared_port_is_detected_and_served_as_http(mesh: M
         assert 'meshd_sidecar_tcp_bytes_total{direction="to_endpoint",service="default/web"} 0.0' in metrics
     finally:
         await backend.stop()
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout(mesh: Mesh):
+    address = redis_service(mesh, "redis", 6379, "redis")
+    await wait_port(6379, address)
+    reader, writer = await asyncio.open_connection(address, 6379)
+    writer.write(b"*1\r\n$4\r\nPING\r\n")
+    await writer.drain()
+    assert await reader.readline() == b"+PONG\r\n"
+    # the sidecar runs with --tcp-idle-timeout 2: after 2 quiet seconds it closes both sides
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
