@@ -365,3 +365,35 @@ async def test_curl_with_an_http1_upgrade_to_h2c(h2c_mesh: Mesh):
         "curl", "-sS", "--http1.1", "-w", "\n%{http_code}", f"http://{h2c_mesh.target}/"
     )
     assert out.endswith(b"\n400") and b"this port speaks HTTP/2 (h2c)" in out, out
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def test_a_client_that_does_not_read_holds_no_one_else_and_is_not_buffered(h2c_mesh: Mesh):
+    """Back-pressure end to end: a 200 MB response to a client that never reads stops at the flow-control
+    windows (the sidecar acknowledges the endpoint's data only as the client takes it); others go on."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+
+    rss0 = _rss_mb(h2c_mesh.sidecar.pid)
+    sock = socket.create_connection(("127.0.0.1", h2c_mesh.port))
+    conn = H2Connection(H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "echo"),
+                          (":path", "/big?size=200000000")], end_stream=True)  # fmt: skip
+    sock.sendall(conn.data_to_send())
+    try:
+        await asyncio.sleep(1.0)  # the endpoint sends what the windows allow, then waits
+        for _ in range(3):
+            code, out, err = await run(
+                "curl", "-sS", "--http2-prior-knowledge", f"http://{h2c_mesh.target}/other"
+            )
+            assert code == 0 and re.fullmatch(rb"r\d /other\n", out), (out, err)
+        assert _rss_mb(h2c_mesh.sidecar.pid) - rss0 < 50
+    finally:
+        sock.close()
