@@ -10,6 +10,7 @@ import pytest
 from meshd.model.endpoints import Endpoint, PortInfo, Reset, ServiceInfo, ServiceKey
 from sidecar import proxy
 from sidecar.accept import may_accept
+from sidecar.http1 import exchange as exchange_module
 from sidecar.http1 import wire
 from sidecar.proxy import ClientConnection, Listener, Route, UpstreamConnection
 from sidecar.services import ServiceTable
@@ -299,3 +300,22 @@ def test_frame_response(given: tuple, expected: tuple):
         keep_alive=keep_alive,
     )  # fmt: skip
     assert got == expected
+
+
+@pytest.mark.parametrize(("rule_says", "retried"), [(True, True), (False, False)])
+async def test_retry_rule_that_runs_is_retry_may_retry(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, rule_says: bool, retried: bool
+):
+    seen: list[dict[str, Any]] = []
+
+    def rule(**kwargs: Any) -> bool:
+        seen.append(kwargs)
+        return rule_says
+
+    monkeypatch.setattr(exchange_module, "may_retry", rule)
+    rig.request(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+    out = rig.respond(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+    assert seen == [{"method": b"GET", "status": 503, "connect_failed": False, "replayable": True}]
+    assert (out == b"") is retried  # retried: the client waits for the next attempt; else it gets the 503
+    if retried:
+        rig.client.queue[0].abort()
