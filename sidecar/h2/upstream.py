@@ -153,7 +153,7 @@ class H2Upstream(asyncio.Protocol):
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(lambda: self, ep.address, port)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:  # (ValueError: an address asyncio cannot use)
             self._forget()
             self.closed = True
             waiting, self.waiting = self.waiting, []
