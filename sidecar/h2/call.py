@@ -40,7 +40,7 @@ _HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
 _OUTCOME_BY_FAILURE = {grpc.CONNECT_FAILED: OUT_CONNECT, grpc.REFUSED: OUT_CONNECTION, grpc.LOST: OUT_CONNECTION,
-                       grpc.UNAVAILABLE_ONLY: OUT_5XX, grpc.HTTP_STATUS: OUT_5XX}  # fmt: skip
+                       grpc.UNAVAILABLE_ONLY: OUT_5XX, grpc.HTTP_STATUS: OUT_5XX, grpc.GOING_AWAY: OUT_CONNECTION}  # fmt: skip
 
 
 class Call:
@@ -77,7 +77,8 @@ class Call:
         self.port_name: str | None = None
         self.ep: EndpointState | None = None
         self.up: H2Upstream | None = None
-        self.up_sid = 0
+        self.up_sid = 0  # the upstream stream while it is open (0: none, or the endpoint ended it)
+        self.ack_sid = 0  # the upstream stream whose data is acknowledged (kept after it ended)
         self.tried: set[EndpointState] | None = None
         self.retries = 0
         self.req_ended = False
@@ -225,7 +226,7 @@ class Call:
             return
         end = self.req_ended and not self.req_pending and self.req_trailers is None
         try:
-            self.up_sid = up.start_stream(self, self.headers, end=end)
+            self.up_sid = self.ack_sid = up.start_stream(self, self.headers, end=end)
         except H2Error as e:
             self.up_failed(grpc.REFUSED, f"cannot open a stream: {e}")
             return
@@ -246,8 +247,10 @@ class Call:
         svc, ep = self.svc, self.ep
         assert svc is not None and ep is not None
         failure = None
-        if ended and self.grpc and grpc.grpc_status(headers) == grpc.UNAVAILABLE:
-            failure = grpc.UNAVAILABLE_ONLY
+        if ended and self.grpc:
+            failure = grpc.trailers_only_failure(
+                grpc.grpc_status(headers), going_away=self.up is not None and self.up.goaway_received
+            )
         elif not self.grpc and status in (502, 503, 504):
             failure = grpc.HTTP_STATUS
         if failure is not None and self._retry(failure, status):
@@ -265,20 +268,28 @@ class Call:
 
     def up_data(self, data: bytes, flow: int) -> None:
         if self.done or not data:  # (an empty DATA frame, e.g. one that only carries END_STREAM)
-            if self.up is not None and self.up_sid:
-                self.up.ack(self.up_sid, flow)
+            if self.up is not None and self.ack_sid:
+                self.up.ack(self.ack_sid, flow)
             return
         self.resp_pending.append([data, flow])
-        self.pump_response()
+        self._pump_soon()
 
     def up_trailers(self, headers: Headers) -> None:
         self.grpc_status = grpc.grpc_status(headers)
         self.resp_end = headers
-        self.pump_response()
+        self._pump_soon()
 
     def up_end(self) -> None:
         self.resp_end = None
-        self.pump_response()
+        self._pump_soon()
+
+    def _pump_soon(self) -> None:
+        """Within a batch of the endpoint's frames, pump once at its end (the last DATA carries END_STREAM)."""
+        up = self.up
+        if up is not None and up.batch is not None:
+            up.batch.add(self)
+        else:
+            self.pump_response()
 
     def up_writable(self) -> None:
         self.pump_request()
@@ -357,7 +368,7 @@ class Call:
         conn = self.conn
         h2 = conn.h2
         pending = self.resp_pending
-        up, up_sid = self.up, self.up_sid
+        up, ack_sid = self.up, self.ack_sid
         try:
             while pending:
                 item = pending[0]
@@ -367,32 +378,41 @@ class Call:
                 if conn.write_paused or room <= 0:
                     break
                 frame = h2.max_outbound_frame_size
+                last = room == len(data) and len(pending) == 1 and self.resp_end is None
                 for i in range(0, room, frame):
-                    h2.send_data(self.sid, data[i : min(i + frame, room)])
+                    h2.send_data(
+                        self.sid, data[i : min(i + frame, room)], end_stream=last and i + frame >= room
+                    )
                 if room < len(data):
                     item[0] = memoryview(data)[room:]
                     item[1] = item[1] - room  # type: ignore[operator]
-                    if up is not None and up_sid:
-                        up.ack(up_sid, room)
+                    if up is not None and ack_sid:
+                        up.ack(ack_sid, room)
                     break
                 pending.popleft()
-                if up is not None and up_sid:
-                    up.ack(up_sid, item[1])  # type: ignore[arg-type]
+                if up is not None and ack_sid:
+                    up.ack(ack_sid, item[1])  # type: ignore[arg-type]
+                if last:
+                    self.resp_end = False  # (sent with the data)
+                    self._response_complete()
+                    return
             if not pending and self.resp_end is not False:
                 trailers = self.resp_end
                 if trailers is None:
                     h2.end_stream(self.sid)
                 else:
                     h2.send_headers(self.sid, trailers, end_stream=True)  # type: ignore[arg-type]
-                conn.flush()
-                self._upstream_ended()
-                grpc_status = self.grpc_status
-                self.finish(OUT_5XX if self.status >= 500 or grpc_status == grpc.UNAVAILABLE else OUT_SUCCESS)
+                self._response_complete()
                 return
         except H2Error:
             self.client_gone()
             return
         conn.flush()
+
+    def _response_complete(self) -> None:
+        self.conn.flush()
+        self._upstream_ended()
+        self.finish(OUT_5XX if self.status >= 500 or self.grpc_status == grpc.UNAVAILABLE else OUT_SUCCESS)
 
     def client_writable(self) -> None:
         self.pump_response()
@@ -442,7 +462,6 @@ class Call:
     def _end_with_status(self, grpc_status: int, message: str, *, outcome: int) -> None:
         """A gRPC response already started: end it with trailers carrying `grpc_status`."""
         self.grpc_status = grpc_status
-        self.resp_pending.clear()
         try:
             self.conn.h2.send_headers(self.sid, [
                 (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
@@ -465,6 +484,10 @@ class Call:
         svc, ep = self.svc, self.ep
         if ep is not None and svc is not None and outcome is not None:
             svc.record(ep, outcome)
+        if self.up is not None and self.ack_sid:
+            for _data, flow in self.resp_pending:  # never sent: credit the shared connection's window
+                self.up.ack(self.ack_sid, flow)  # type: ignore[arg-type]
+        self.resp_pending.clear()
         if self.up is not None and self.up_sid:
             self.up.reset(self.up_sid, ErrorCodes.CANCEL if outcome is None else ErrorCodes.NO_ERROR)
         elif self.up is not None:

@@ -23,6 +23,7 @@ _FROM_HTTP = {400: INTERNAL, 401: 16, 403: 7, 404: UNIMPLEMENTED, 429: UNAVAILAB
 CONNECT_FAILED = "connect"  # no connection: nothing reached the endpoint
 REFUSED = "refused"  # RST_STREAM REFUSED_STREAM or past a GOAWAY's last stream: not processed
 UNAVAILABLE_ONLY = "unavailable"  # a trailers-only gRPC response with grpc-status 14
+GOING_AWAY = "going_away"  # trailers-only CANCELLED after the endpoint's GOAWAY: a call its shutdown dropped
 HTTP_STATUS = "status"  # a non-gRPC response 502/503/504
 LOST = "lost"  # the connection or stream broke after the request went out
 
@@ -82,14 +83,26 @@ def may_retry_stream(
     *, failure: str, grpc: bool, method: bytes, status: int | None, replayable: bool
 ) -> bool:
     """May a failed attempt go to another endpoint? Only while the request can be sent again in full
-    (`replayable`): always when the endpoint never processed it (connect failure, refused stream), gRPC
+    (`replayable`): always when the endpoint never processed it (connect failure, refused stream, a call its
+    shutdown dropped), gRPC
     calls on UNAVAILABLE in a trailers-only response, other requests by the HTTP/1 rule (idempotent
     methods on 502/503/504 or a broken connection)."""
     if not replayable:
         return False
-    if failure in (CONNECT_FAILED, REFUSED):
+    if failure in (CONNECT_FAILED, REFUSED, GOING_AWAY):
         return True
     if grpc:
         return failure == UNAVAILABLE_ONLY
     return may_retry(method=method, status=status if failure == HTTP_STATUS else None, connect_failed=False,
                      replayable=True)  # fmt: skip
+
+
+def trailers_only_failure(status: int | None, *, going_away: bool) -> str | None:
+    """A trailers-only gRPC response that counts as a failed attempt: UNAVAILABLE; or CANCELLED from an
+    endpoint that sent GOAWAY (grpc-core's server answers so the calls it had not started when it began to
+    shut down); None: a response to pass on."""
+    if status == UNAVAILABLE:
+        return UNAVAILABLE_ONLY
+    if status == CANCELLED and going_away:
+        return GOING_AWAY
+    return None

@@ -10,12 +10,14 @@ call says the client consumed it (`ack`), so a slow client slows its own stream 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from typing import Any, Protocol
 
 import hpack.hpack
+import hpack.huffman_table
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -49,6 +51,22 @@ class _Quiet:
 
 
 hpack.hpack.log = _Quiet()  # type: ignore[assignment]
+_decode_huffman = hpack.huffman_table.decode_huffman
+
+
+@functools.lru_cache(maxsize=2048)
+def _decode_huffman_cached(data: bytes) -> bytes:
+    return _decode_huffman(data)
+
+
+def decode_huffman(data: bytes) -> bytes:
+    """hpack's bit-by-bit Huffman decoder is the costliest step of a request; the values it decodes repeat
+    (servers such as nginx send their response headers as literals every time), so short ones are memoized
+    (at most 2,048 of <= 128 bytes: bounded memory whatever clients send)."""
+    return _decode_huffman_cached(data) if len(data) <= 128 else _decode_huffman(data)
+
+
+hpack.hpack.decode_huffman = decode_huffman  # type: ignore[assignment]
 STREAM_WINDOW = 1 << 20  # per-stream receive window we advertise
 CONNECTION_WINDOW = (1 << 31) - 1  # the connection's: never the limit, streams are (no head-of-line blocking)
 DEFAULT_MAX_STREAMS = 100  # until the endpoint's SETTINGS say otherwise
@@ -112,11 +130,13 @@ class H2Upstream(asyncio.Protocol):
         self.ready = False
         self.closed = False
         self.draining = False  # no new streams; GOAWAY and close when the last one ends
+        self.goaway_received = False  # the endpoint is shutting down
         self.write_paused = False
         self.max_streams = DEFAULT_MAX_STREAMS
         self.idle_since = math.inf  # for sweep_idle: set when the last stream ends
         self._flush_handle: asyncio.Handle | None = None
         self._task: asyncio.Task[None] | None = None
+        self.batch: set[Any] | None = None  # calls to pump once this read's frames are all handled
 
     # --- the pool ---------------------------------------------------------------------------------------
     @staticmethod
@@ -205,54 +225,62 @@ class H2Upstream(asyncio.Protocol):
             self.abort()
             return
         streams = self.streams
-        for ev in events:
-            t = type(ev)
-            if t is DataReceived:
-                call = streams.get(ev.stream_id)
-                if call is not None:
-                    call.up_data(ev.data, ev.flow_controlled_length)
-                else:
-                    self.ack(ev.stream_id, ev.flow_controlled_length)
-            elif t is ResponseReceived:
-                call = streams.get(ev.stream_id)
-                if call is not None:
-                    ended = ev.stream_ended is not None
-                    if ended:
-                        del streams[ev.stream_id]
-                    call.up_headers(ev.headers, ended)
-            elif t is StreamEnded:
-                call = streams.pop(ev.stream_id, None)
-                if call is not None:
-                    call.up_end()
-            elif t is TrailersReceived:
-                call = streams.pop(ev.stream_id, None)
-                if call is not None:
-                    call.up_trailers(ev.headers)
-            elif t is WindowUpdated:
-                if ev.stream_id:
+        batch = self.batch = set()
+        try:
+            for ev in events:
+                t = type(ev)
+                if t is DataReceived:
                     call = streams.get(ev.stream_id)
                     if call is not None:
-                        call.up_writable()
-                else:
+                        call.up_data(ev.data, ev.flow_controlled_length)
+                    else:
+                        self.ack(ev.stream_id, ev.flow_controlled_length)
+                elif t is ResponseReceived:
+                    call = streams.get(ev.stream_id)
+                    if call is not None:
+                        ended = ev.stream_ended is not None
+                        if ended:
+                            del streams[ev.stream_id]
+                        call.up_headers(ev.headers, ended)
+                elif t is StreamEnded:
+                    call = streams.pop(ev.stream_id, None)
+                    if call is not None:
+                        call.up_end()
+                elif t is TrailersReceived:
+                    call = streams.pop(ev.stream_id, None)
+                    if call is not None:
+                        call.up_trailers(ev.headers)
+                elif t is WindowUpdated:
+                    if ev.stream_id:
+                        call = streams.get(ev.stream_id)
+                        if call is not None:
+                            call.up_writable()
+                    else:
+                        for call in list(streams.values()):
+                            call.up_writable()
+                elif t is StreamReset:
+                    call = streams.pop(ev.stream_id, None)
+                    if call is not None:
+                        refused = ev.error_code == ErrorCodes.REFUSED_STREAM
+                        call.up_failed(
+                            REFUSED if refused else LOST, f"stream reset by the endpoint ({ev.error_code!r})"
+                        )
+                elif t is RemoteSettingsChanged:
+                    self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, 1 << 16)
                     for call in list(streams.values()):
                         call.up_writable()
-            elif t is StreamReset:
-                call = streams.pop(ev.stream_id, None)
-                if call is not None:
-                    refused = ev.error_code == ErrorCodes.REFUSED_STREAM
-                    call.up_failed(
-                        REFUSED if refused else LOST, f"stream reset by the endpoint ({ev.error_code!r})"
-                    )
-            elif t is RemoteSettingsChanged:
-                self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, 1 << 16)
-                for call in list(streams.values()):
-                    call.up_writable()
-            elif t is ConnectionTerminated:
-                self.draining = True
-                self._forget()
-                last = ev.last_stream_id if ev.last_stream_id is not None else 0
-                for sid in [s for s in streams if s > last]:
-                    streams.pop(sid).up_failed(REFUSED, "endpoint sent GOAWAY before processing the stream")
+                elif t is ConnectionTerminated:
+                    self.draining = self.goaway_received = True
+                    self._forget()
+                    last = ev.last_stream_id if ev.last_stream_id is not None else 0
+                    for sid in [s for s in streams if s > last]:
+                        streams.pop(sid).up_failed(
+                            REFUSED, "endpoint sent GOAWAY before processing the stream"
+                        )
+        finally:
+            self.batch = None
+        for call in batch:
+            call.pump_response()
         self._maybe_idle()
         self.flush_now()
 

@@ -184,7 +184,13 @@ async def test_replica_stopped_under_steady_load_costs_no_failed_call(mesh: Mesh
             stop.set()
             for t in threads:
                 await asyncio.to_thread(t.join)
-    assert not failures, failures[:5]
+    _, metrics, _ = await run("curl", "-s", f"http://127.0.0.1:{mesh.metrics}/metrics")
+    lines = [
+        ln
+        for ln in metrics.decode().splitlines()
+        if ln.startswith(("meshd_sidecar_grpc", "meshd_sidecar_upstream"))
+    ]
+    assert not failures, str(failures[:5]) + "\n" + "\n".join(lines)
     assert before > 0 and sum(ok.values()) > before
     assert ok[b"r1"] > 0 and ok[b"r0"] > 0 and ok[b"r2"] > 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sidecar.h2 import grpc
-from sidecar.h2.grpc import CONNECT_FAILED, HTTP_STATUS, LOST, REFUSED, UNAVAILABLE_ONLY
+from sidecar.h2.grpc import CONNECT_FAILED, GOING_AWAY, HTTP_STATUS, LOST, REFUSED, UNAVAILABLE_ONLY
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,8 @@ def test_the_shorter_deadline_wins(
     [
         (CONNECT_FAILED, True, b"POST", None, True, True),  # nothing reached the endpoint
         (REFUSED, True, b"POST", None, True, True),  # REFUSED_STREAM / past GOAWAY: not processed
+        (GOING_AWAY, True, b"POST", 200, True, True),  # dropped by a server shutting down
+        (GOING_AWAY, True, b"POST", 200, False, False),
         (UNAVAILABLE_ONLY, True, b"POST", 200, True, True),  # trailers-only grpc-status 14
         (LOST, True, b"POST", None, True, False),  # may have run: a gRPC call is not known idempotent
         (CONNECT_FAILED, True, b"POST", None, False, False),  # the body is no longer at hand
@@ -110,3 +112,15 @@ def test_grpc_message_is_percent_encoded(message: str, encoded: bytes) -> None:
 )  # fmt: skip
 def test_is_grpc(content_type: bytes | None, is_grpc: bool) -> None:
     assert grpc.is_grpc(content_type) is is_grpc
+
+
+@pytest.mark.parametrize(
+    ("status", "going_away", "failure"),
+    [
+        (14, False, UNAVAILABLE_ONLY), (14, True, UNAVAILABLE_ONLY), (1, True, GOING_AWAY),
+        (1, False, None),  # the application cancelled: its answer
+        (0, True, None), (5, True, None), (None, True, None),
+    ],
+)  # fmt: skip
+def test_trailers_only_failures(status: int | None, going_away: bool, failure: str | None) -> None:
+    assert grpc.trailers_only_failure(status, going_away=going_away) == failure
