@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshd.api.auth import load_or_create_token
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -29,11 +30,13 @@ from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
-from meshd.state import default_state_dir
+from meshd.state import SOCKET_FILE, default_state_dir
+from meshd.store import StoreError
 
 if TYPE_CHECKING:
     from meshd.api.server import ApiServer
     from meshd.dns.server import DnsServer
+    from meshd.hostnames import HostNames
     from meshd.mdns import MdnsAdvertiser
 
 log = logging.getLogger("meshd")
@@ -61,6 +64,7 @@ class AgentOptions:
     sidecar_metrics: str = "127.0.0.1:7701"
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
+    host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -74,6 +78,7 @@ class Agent:
         self.options = options
         self.state_dir = Path(options.state_dir).expanduser() if options.state_dir else default_state_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(self.state_dir)  # the API's bearer token, the same across restarts
         self.agent_id = options.agent_id or hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
         self.node = socket.gethostname()
         self.registry = Registry(node=self.node)
@@ -104,10 +109,12 @@ class Agent:
             state_dir=self.state_dir,
             api_url=f"http://{self.api_host}:{self.api_port}",
             metrics=options.sidecar_metrics,
+            token=self.token,
         )
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
+        self.host_names: HostNames | None = None
         self._address_tasks: set[asyncio.Task] = set()
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
 
@@ -139,12 +146,24 @@ class Agent:
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         await self.controller.start()
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
-                                   sidecar_targets=self.sidecar.targets)
-        await api.start(self.api_host, self.api_port)
-        log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
+                                   sidecar_targets=self.sidecar.targets, token=self.token)
+        await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE)
+        log.info("API on http://%s:%d (bearer token in %s; /metrics and /healthz open) and on %s (owner only)",
+                 self.api_host, self.api_port, self.state_dir / "token", self.state_dir / SOCKET_FILE)
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()
+        await self._start_host_names()
+
+    async def _start_host_names(self) -> None:
+        """Apps on the host resolve the zone's names: a resolved route to the bridge's DNS, or /etc/hosts."""
+        from meshd.hostnames import HostNames
+
+        bridge = getattr(self.driver, "network", None) if self.options.driver == "docker" else None
+        self.host_names = HostNames(self.registry, mode=self.options.host_names, zone=self.options.zone,
+                                    tag=self.agent_id, link=bridge[:15] if bridge else None,
+                                    dns_server=self._own_resolver or DOCKER_GATEWAY if bridge else None)
+        await self.host_names.start()
 
     async def _start_driver(self, retry_every: float = 5.0) -> None:
         """Waits for the container engine: an engine that is down is a clear message, not a crash."""
@@ -212,7 +231,7 @@ class Agent:
         if stop_pods and self._own_resolver:
             self._service_address(self._own_resolver, False)
             await asyncio.gather(*self._address_tasks, return_exceptions=True)
-        for component in (self.mdns, self.dns, self.api):
+        for component in (self.host_names, self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()
         await self.driver.close()
@@ -257,7 +276,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError) as error:
+    except (DriverError, OSError, StoreError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1
@@ -267,12 +286,12 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
 
         try:
             for text, source in read_manifests(files):
-                results, warnings = agent.controller.apply(text, source=source)
+                results, warnings = await agent.controller.apply(text, source=source)
                 for warning in warnings:
                     log.warning("%s", warning)
                 for result in results:
                     log.info("%s/%s %s", result.kind.lower(), result.name, result.action)
-        except (ManifestError, OSError) as error:
+        except (ManifestError, OSError, StoreError) as error:
             log.error("%s", error)
             await agent.close(stop_pods=True)
             return 1

@@ -129,6 +129,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     discovery = DiscoveryClient(
         args.api, table, sidecar_id=sidecar_id, service=only if args.single_route else None,
         metrics=f"{mhost}:{mport + worker}",  # so the agent lists it for Prometheus
+        token=args.token,
     )
     table._on_drained = discovery.drained
     options = ProxyOptions(
@@ -263,8 +264,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--single-route", action="store_true", help="with --service: watch only that Service's route"
     )
     p.add_argument("--log-level", default=os.environ.get("MESHD_LOG_LEVEL", "INFO"))
+    p.add_argument("--token-file", metavar="PATH", help="the agent's API token (default: env MESHD_TOKEN; "
+                   "never pass the token itself in argv, where `ps` shows it)")  # fmt: skip
     args = p.parse_args(argv)
     args.api = normalize_api(args.api)
+    args.token = os.environ.get("MESHD_TOKEN", "").strip() or None
+    if args.token_file:
+        try:
+            with open(args.token_file) as handle:
+                args.token = handle.read().strip() or None
+        except OSError as error:
+            p.error(f"--token-file: {error}")
     if args.listen and not args.service:
         p.error("--listen needs --service")
     if args.workers < 1:

@@ -20,6 +20,9 @@ import pytest
 RUN_ID = f"test-{secrets.token_hex(4)}"
 _agent_ids = itertools.count(1)
 _engine: dict[str, Any] = {}
+# agents started by tests (in-process or as subprocesses, which inherit this) leave the machine's resolver and
+# /etc/hosts alone; the tests of --host-names choose a mode explicitly, on a private copy of the file
+os.environ.setdefault("MESHD_HOST_NAMES", "off")
 
 
 def docker_engine() -> tuple[Any | None, str]:

@@ -43,6 +43,7 @@ MANIFEST = textwrap.dedent("""\
       ports:
       - {name: redis, port: 6379, targetPort: redis}   # opaque by its name (and its port)
       - {name: cache, port: 7000, targetPort: redis}   # nothing declared: detected
+      - {name: db, port: 7001, targetPort: redis, appProtocol: tcp}
     ---
     apiVersion: apps/v1
     kind: Deployment
@@ -91,7 +92,7 @@ def test_redis_and_dns_services_through_the_node_sidecar(tmp_path, servers_image
         dns = meshd.service_address("dns")
         meshd.until(lambda: meshd.ready_endpoints("redis") == 2 and meshd.ready_endpoints("dns") == 2,
                     what="every redis and dnsmasq replica ready")  # fmt: skip
-        for port in (6379, 7000):
+        for port in (6379, 7000, 7001):
             assert meshd.until(lambda p=port: _quiet(redis_cli, redis, p, "ping") == "PONG", what=f"redis :{port}")
             assert redis_cli(redis, port, "set", "k", "v") == "OK"
             out = subprocess.run(
@@ -99,6 +100,9 @@ def test_redis_and_dns_services_through_the_node_sidecar(tmp_path, servers_image
                 capture_output=True, text=True, timeout=120, check=True,
             ).stdout  # fmt: skip
             assert all(re.search(rf"{t}: [\d.]+ requests per second", out) for t in ("PING_INLINE", "SET", "GET")), out
+        log = (meshd.state / "sidecar.log").read_text()  # how the sidecar took each port
+        for port, protocol in ((6379, "tcp"), (7000, "detect"), (7001, "tcp")):
+            assert f"listening on {redis}:{port}/TCP ({protocol})" in log, log
         # each connection reaches one replica; both replicas serve
         run_ids = {re.search(r"run_id:(\w+)", redis_cli(redis, 6379, "info", "server")).group(1)  # type: ignore[union-attr]
                    for _ in range(20)}  # fmt: skip
