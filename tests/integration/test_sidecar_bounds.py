@@ -120,7 +120,10 @@ async def test_slowloris_connections_are_closed_while_others_are_served(edge: Ed
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(0.2)
-            return await asyncio.wait_for(answer, 30)
+            try:
+                return await asyncio.wait_for(answer, 30)
+            except TimeoutError:
+                return b"no answer; sidecar log:\n" + edge.sidecar.output().encode()
         finally:
             writer.close()
 
