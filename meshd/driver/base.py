@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from meshd.driver.session import ExecSession
 from meshd.model.objects import Container, Volume
 
 LABEL_MANAGED = "io.meshd.managed"
@@ -146,6 +147,10 @@ class Driver(Protocol):
         """The engine's container events for managed containers, as they happen."""
 
     async def exec(self, container_id: str, command: tuple[str, ...], *, timeout: float) -> ExecResult: ...
+
+    async def open_exec(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                        tty: bool) -> ExecSession:
+        """Starts `command` in the container with streamed stdio (a pty with tty); raises DriverError."""
 
     def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...
 

@@ -39,6 +39,7 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
 
@@ -515,6 +516,18 @@ class ProcessDriver:
             await proc.wait()
             raise ExecTimeout(f"exec {list(command)} in {container_id} timed out after {timeout}s") from None
         return ExecResult(exit_code=exit_status(proc.returncode or 0), output=output)
+
+    async def open_exec(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                        tty: bool) -> ExecSession:
+        """An interactive exec on the host, in the container's env and working directory."""
+        record = self._records.get(container_id)
+        if record is None:
+            raise ContainerNotFound(f"container {container_id} does not exist")
+        try:
+            return await ProcessExecSession.start(command, cwd=record.cwd or None,
+                                                  env={**pod_base_env(), **record.env}, stdin=stdin, tty=tty)
+        except OSError as exc:
+            raise DriverError(f"exec {list(command)} in {container_id}: {exc}") from exc
 
     async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
         """The log file's content (last `tail` lines); with follow, new output until the container exits."""

