@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, watching
+from meshd.api import cluster, kube, kubeapi, listing, portforward, watching
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -115,6 +115,7 @@ class ApiServer:
             r.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.logs)
         pod_exec.add_routes(r, controller, self._streams)  # exec, attach over WebSocket
+        portforward.add_routes(r, controller, self._streams)
         r.add_post("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/{action}", self.rollout)
         r.add_get("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/history", self.history)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)

@@ -113,3 +113,59 @@ async def test_kubectl_exec_in_a_process_pod(cluster):
 
     code, out, err = await cluster.kubectl("exec", "box", "-c", "nope", "--", "true")
     assert code != 0 and "container nope is not valid" in err, err
+
+
+WEB_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: box
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: python
+    command: ["sh", "-c", "mkdir -p site && echo hello-from-the-pod > site/index.html && exec PYTHON -u -m http.server --directory site --bind $POD_IP 8080"]
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+""".replace("PYTHON", sys.executable)
+
+
+async def port_forwarded(cluster: Cluster, target: str) -> tuple[asyncio.subprocess.Process, int]:
+    """`kubectl port-forward pod/box :TARGET` running, and the local port it chose."""
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl", "port-forward", "pod/box", f":{target}", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=cluster.env())
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    assert line.startswith("Forwarding from 127.0.0.1:"), line
+    return proc, int(line.split("127.0.0.1:")[1].split()[0])
+
+
+async def curl(url: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec("curl", "-sS", "--max-time", "5", url,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_kubectl_port_forward_carries_curl(cluster, tmp_path):
+    await running(cluster, WEB_POD.replace("site", str(tmp_path / "site")))
+    proc, port = await port_forwarded(cluster, "8080")
+    try:
+        for _ in range(3):  # one tunnel, several connections
+            code, out, err = await curl(f"http://127.0.0.1:{port}/")
+            assert (code, out) == (0, "hello-from-the-pod\n"), err
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+    proc, port = await port_forwarded(cluster, "9")  # nothing listens there: kubectl reports the pod's refusal
+    try:
+        code, out, err = await curl(f"http://127.0.0.1:{port}/")
+        assert code != 0
+    finally:
+        proc.terminate()
+        _, stderr = await proc.communicate()
+    assert b"error forwarding port 9 to pod box" in stderr, stderr
