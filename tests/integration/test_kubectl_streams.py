@@ -169,3 +169,33 @@ async def test_kubectl_port_forward_carries_curl(cluster, tmp_path):
         proc.terminate()
         _, stderr = await proc.communicate()
     assert b"error forwarding port 9 to pod box" in stderr, stderr
+
+
+DOCKER_WEB_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: box
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: meshd/busybox:latest
+    command: ["sh", "-c", "mkdir /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+    readinessProbe:
+      tcpSocket: {port: 80}
+      periodSeconds: 1
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_kubectl_port_forward_to_a_docker_pod(cluster):
+    await running(cluster, DOCKER_WEB_POD)
+    proc, port = await port_forwarded(cluster, "80")
+    try:
+        code, out, err = await curl(f"http://127.0.0.1:{port}/")
+        assert (code, out) == (0, "box\n"), err
+    finally:
+        proc.terminate()
+        await proc.wait()
