@@ -149,19 +149,24 @@ async def converse(ws: web.WebSocketResponse, session: ExecSession, *, stdin: bo
         await ws.send_bytes(status_frame(exit_status(await session.wait())))
 
     async def input_() -> None:
+        accepting = stdin
         async for message in ws:
             if message.type != WSMsgType.BINARY:
                 continue
             parsed = parse_client(message.data, protocol=protocol)
-            if isinstance(parsed, Stdin) and stdin:
-                await session.write(parsed.data)
-            elif isinstance(parsed, CloseStdin) and stdin:
-                await session.close_stdin()
-            elif isinstance(parsed, Resize) and tty:
-                with contextlib.suppress(OSError, DriverError):
+            try:
+                if isinstance(parsed, Stdin) and accepting:
+                    await session.write(parsed.data)
+                elif isinstance(parsed, CloseStdin) and accepting:
+                    accepting = False
+                    await session.close_stdin()
+                elif isinstance(parsed, Resize) and tty:
                     await session.resize(parsed.width, parsed.height)
-            elif isinstance(parsed, Ignored):
-                log.debug("exec: %s", parsed.why)
+                elif isinstance(parsed, Ignored):
+                    log.debug("exec: %s", parsed.why)
+            except (OSError, DriverError) as error:  # the command stopped reading; its exit status still goes out
+                log.debug("exec: input dropped: %s", error)
+                accepting = False
 
     sending = asyncio.create_task(output())
     receiving = asyncio.create_task(input_())

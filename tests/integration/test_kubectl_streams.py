@@ -67,11 +67,13 @@ def interactive_shell(cluster: Cluster) -> str:
     import pexpect
 
     child = pexpect.spawn("kubectl", ["exec", "-it", "box", "--", "sh"], env=cluster.env(), timeout=30,
-                          encoding="utf-8")
+                          encoding="utf-8", dimensions=(33, 111))
     try:
         child.expect(r"[#$] ")
         child.sendline("echo $((6*7))")
         child.expect("42")
+        child.sendline("stty size")  # kubectl sent the terminal's size on the resize channel
+        child.expect("33 111")
         child.sendline("exit 0")
         child.expect(pexpect.EOF)
         return child.before
@@ -94,6 +96,9 @@ async def test_kubectl_exec_in_a_docker_pod(cluster):
     code, out, err = await kubectl_stdin(cluster, b"hi\n", "exec", "-i", "box", "--", "cat")
     assert (code, out) == (0, "hi\n"), err
 
+    code, out, err = await kubectl_stdin(cluster, b"x" * 200_000, "exec", "-i", "box", "--", "sh", "-c", "exit 4")
+    assert code == 4, err  # input the command never reads does not hide its exit status
+
     await asyncio.to_thread(interactive_shell, cluster)
 
     code, out, err = await cluster.kubectl("exec", "box", "--", "no-such-command")
@@ -111,6 +116,9 @@ async def test_kubectl_exec_in_a_process_pod(cluster):
 
     code, out, err = await kubectl_stdin(cluster, b"hi\n", "exec", "-i", "box", "--", "cat")
     assert (code, out) == (0, "hi\n"), err
+
+    code, out, err = await kubectl_stdin(cluster, b"x" * 200_000, "exec", "-i", "box", "--", "sh", "-c", "exit 4")
+    assert code == 4, err
 
     await asyncio.to_thread(interactive_shell, cluster)
 
@@ -227,3 +235,40 @@ async def test_kubectl_logs_options_on_the_process_driver(cluster):
                            (("--limit-bytes=3",), "sta"), (("--tail=1",), "started\n")]:
         code, out, err = await cluster.kubectl("logs", "box", *args)
         assert (code, out) == (0, expected), (args, err)
+
+
+TICKING_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: box
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: box
+    image: meshd/busybox:latest
+    command: ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_kubectl_attach_streams_output_and_refuses_stdin(cluster):
+    await running(cluster, TICKING_POD)
+    proc = await asyncio.create_subprocess_exec("kubectl", "attach", "box", stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env=cluster.env())
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"tick\n"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+    code, out, err = await kubectl_stdin(cluster, b"", "attach", "-i", "box")
+    assert code != 0 and "attach -i is not supported" in err, (out, err)
+
+    env = {**cluster.env(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}  # SPDY: refused with the reason
+    proc = await asyncio.create_subprocess_exec("kubectl", "exec", "box", "--", "true", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode != 0 and b"not SPDY" in stderr, stderr
