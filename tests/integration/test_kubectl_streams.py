@@ -162,12 +162,16 @@ async def curl(url: str) -> tuple[int, str, str]:
 
 
 async def test_kubectl_port_forward_carries_curl(cluster, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "big").write_bytes(b"x" * 3_000_000)  # far over SPDY's initial 64 KiB window
     await running(cluster, WEB_POD.replace("site", str(tmp_path / "site")))
     proc, port = await port_forwarded(cluster, "8080")
     try:
         for _ in range(3):  # one tunnel, several connections
             code, out, err = await curl(f"http://127.0.0.1:{port}/")
             assert (code, out) == (0, "hello-from-the-pod\n"), err
+        code, out, err = await curl(f"http://127.0.0.1:{port}/big")
+        assert code == 0 and out == "x" * 3_000_000, err
     finally:
         proc.terminate()
         await proc.wait()
