@@ -87,8 +87,11 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path, agent_id, monkeypatch):
-    options = agent_options(tmp_path, agent_id, driver="process")
+async def cluster(tmp_path, agent_id, monkeypatch, request):
+    driver = getattr(request, "param", "process")  # parametrize indirectly with "docker" for the real engine
+    if driver == "docker":
+        request.getfixturevalue("busybox_image")
+    options = agent_options(tmp_path, agent_id, driver=driver)
     agent = await started_agent(options)
     monkeypatch.setenv("MESHD_TOKEN", agent.token)  # for the `meshd` CLI this test also runs
     api = f"http://{options.api}"
