@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.api.patching import (APPLY, JSON_PATCH, MERGE, STRATEGIC, PatchError, apply_patch, merge_patch,
-                                parse_body, strategic_merge)
+from meshd.api.patching import (
+    APPLY,
+    JSON_PATCH,
+    MERGE,
+    STRATEGIC,
+    PatchError,
+    apply_patch,
+    merge_patch,
+    parse_body,
+    strategic_merge,
+)
 
 POD_SPEC = {"containers": [
     {"name": "web", "image": "a", "ports": [{"containerPort": 80}, {"containerPort": 81}],
