@@ -195,24 +195,31 @@ class Controller:
 
     # --- desired state ----------------------------------------------------------------------------
 
-    async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None
+    async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None,
+                    carry_live: bool = True, check: Callable[[], None] | None = None
                     ) -> tuple[list[ApplyResult], list[str]]:
         """Validates every document first; a broken one raises ManifestError and changes nothing. Every change
         is persisted in one transaction before it takes effect; one that cannot be (PersistError) changes
         nothing either.
 
         `namespace` (kubectl's -n) is the namespace of objects that name none; one naming another is an error.
+        `carry_live=False` writes the documents as they are (the API's PUT and PATCH send whole objects: nothing of
+        the live one is carried over); `check` runs under the write lock before anything is planned, to refuse
+        the write (a stale resourceVersion, an object that already exists) by raising.
         """
         loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
         async with self._write_lock:
-            return await self._apply(loaded.objects, source, namespace), list(loaded.warnings)
+            if check is not None:
+                check()
+            return await self._apply(loaded.objects, source, namespace, carry_live), list(loaded.warnings)
 
-    async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None) -> list[ApplyResult]:
+    async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
+                     carry_live: bool = True) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
-            if existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
+            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
                 carried = keep_live_fields(existing.obj.raw, obj.raw)
                 if carried is not None:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
