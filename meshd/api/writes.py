@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from meshd.api import status as api_status
-from meshd.api.kinds import KINDS, NAMESPACE, NODE, Kind
+from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
 from meshd.api.patching import APPLY, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -202,7 +202,7 @@ class Writes:
         return web.json_response(body)
 
     async def scale(self, request: web.Request) -> web.Response:
-        kind = self._writable(request)
+        kind = DEPLOYMENT if "/deployments/" in request.path else REPLICASET
         namespace, name = request.match_info["ns"], request.match_info["name"]
         current = scale_of(self._live(kind, namespace, name))
         if request.method == "PUT":

@@ -454,6 +454,8 @@ class Controller:
         owned = self._owned_replicasets(namespace, name)
         new = next((r for r in owned if r.template_hash == hash_), None)
         top_revision = max((r.revision for r in owned), default=0)
+        if new is None and deployment.paused and owned:  # as Kubernetes: no new ReplicaSet until resumed
+            return
         if new is None:
             manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
             created = _load_replicaset(manifest, source=f"replicaset of {name}")
