@@ -15,7 +15,7 @@ from aiohttp import web
 
 from meshd.api import status as api_status
 from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
-from meshd.api.patching import APPLY, PATCH_TYPES, PatchError, apply_patch, parse_body
+from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import REVISION_ANNOTATION
@@ -99,6 +99,25 @@ def _invalid(kind: Kind, name: str, error: ManifestError, *, strict: bool) -> we
     return web.json_response(body, status=422)
 
 
+def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with the kind, name and namespace of the request path; one naming others is a PatchError."""
+    obj = dict(obj)
+    if obj.get("kind", kind.kind) != kind.kind or obj.get("apiVersion", kind.api_version) != kind.api_version:
+        raise PatchError(f"the object is a {obj.get('apiVersion')} {obj.get('kind')}, not a "
+                         f"{kind.api_version} {kind.kind} as the request path says")
+    obj.update(kind=kind.kind, apiVersion=kind.api_version)
+    meta = dict(obj.get("metadata") or {})
+    if meta.get("name", name) != name:
+        raise PatchError(f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+                         f"({name})")
+    if meta.get("namespace", namespace) != namespace:
+        raise PatchError("the namespace of the provided object does not match the namespace sent on the "
+                         "request")
+    meta.update(name=name, namespace=namespace)
+    obj["metadata"] = meta
+    return obj
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
@@ -149,7 +168,7 @@ class Writes:
 
     async def replace(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
-        obj = await _body(request)
+        obj = _identified(kind, namespace, name, await _body(request))
         live = self._live(kind, namespace, name)
         return await self._write(request, kind, namespace, name, obj, live=live, code=200)
 
@@ -209,6 +228,8 @@ class Writes:
             wanted = await _body(request)
         else:
             content_type = request.content_type
+            if content_type == "application/json":  # what `meshd scale` sends: a merge patch
+                content_type = MERGE
             if content_type not in PATCH_TYPES:
                 return api_status.response(415, f"unsupported patch type {content_type!r}")
             wanted = apply_patch(content_type, current, parse_body(content_type, await request.read()))
@@ -242,20 +263,8 @@ class Writes:
                      live: dict[str, Any] | None, code: int) -> web.Response:
         """Checks the object against the request, then validates and stores it (or, with dryRun, only
         validates it) and answers it as GET shows it."""
-        obj = dict(obj)
-        if obj.get("kind", kind.kind) != kind.kind or obj.get("apiVersion", kind.api_version) != kind.api_version:
-            raise PatchError(f"the object is a {obj.get('apiVersion')} {obj.get('kind')}, not a "
-                             f"{kind.api_version} {kind.kind} as the request path says")
-        obj.update(kind=kind.kind, apiVersion=kind.api_version)
-        meta = dict(obj.get("metadata") or {})
-        if meta.get("name", name) != name:
-            raise PatchError(f"the name of the object ({meta.get('name')}) does not match the name on the URL "
-                             f"({name})")
-        if meta.get("namespace", namespace) != namespace:
-            raise PatchError("the namespace of the provided object does not match the namespace sent on the "
-                             "request")
-        meta.update(name=name, namespace=namespace)
-        obj["metadata"] = meta
+        obj = _identified(kind, namespace, name, obj)
+        meta = obj["metadata"]
         version = str(meta.get("resourceVersion") or "")
         manifest = desired(kind, obj)
         strict = request.query.get("fieldValidation") == "Strict"

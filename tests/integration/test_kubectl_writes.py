@@ -175,3 +175,99 @@ async def test_kubectl_rollout_restart_undo_pause_resume(cluster):
     assert (code, out.strip()) == (0, "deployment.apps/web resumed"), err
     await rolled_out(cluster)
     assert len(await replicasets(cluster)) == 3
+
+
+async def test_bad_writes_get_the_status_a_real_api_server_gives_and_change_nothing(cluster):
+    code, out, err = await cluster.kubectl("create", "-f", await write(cluster, "deploy.yaml", DEPLOYMENT))
+    assert code == 0, err
+    first_version = (await get_json(cluster, "deploy", "web"))["metadata"]["resourceVersion"]
+    code, out, err = await cluster.kubectl("label", "deploy", "web", "tier=front")
+    assert code == 0, err
+    before = await get_json(cluster, "deploy", "web")
+    assert before["metadata"]["resourceVersion"] != first_version
+    token = cluster.token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    web_path = DEPLOY_PATH + "/web"
+    stale = {**before, "metadata": {**before["metadata"], "resourceVersion": first_version}}
+    unknown = {**before, "spec": {**before["spec"], "bogus": 1}}
+    negative = {**before, "spec": {**before["spec"], "replicas": -1}}
+    merge, json_patch = "application/merge-patch+json", "application/json-patch+json"
+    cases = [  # method, path, content type, body, code, reason
+        ("PATCH", web_path, json_patch, "[{\"op\": \"explode\"}]", 400, "BadRequest"),
+        ("PATCH", web_path, json_patch, '[{"op": "test", "path": "/spec/replicas", "value": 9}]', 400, "BadRequest"),
+        ("PATCH", web_path, merge, "{not json", 400, "BadRequest"),
+        ("PATCH", web_path, "text/plain", "{}", 415, "UnsupportedMediaType"),
+        ("PUT", web_path, "application/json", json.dumps(stale), 409, "Conflict"),
+        ("PATCH", web_path, merge,
+         json.dumps({"metadata": {"resourceVersion": first_version}, "spec": {"replicas": 5}}), 409,
+         "Conflict"),
+        ("PUT", web_path + "?fieldValidation=Strict", "application/json", json.dumps(unknown), 400, "BadRequest"),
+        ("PATCH", web_path + "?fieldValidation=Strict", merge, '{"spec": {"bogus": 1}}', 400, "BadRequest"),
+        ("PUT", web_path, "application/json", json.dumps(negative), 422, "Invalid"),
+        ("POST", DEPLOY_PATH, "application/json", json.dumps(before), 409, "AlreadyExists"),
+        ("POST", "/apis/apps/v1/namespaces/default/widgets", "application/json", "{}", 404, "NotFound"),
+        ("PATCH", DEPLOY_PATH + "/nope", merge, "{}", 404, "NotFound"),
+        ("PATCH", "/api/v1/namespaces/default/endpoints/web", merge, "{}", 405, "MethodNotAllowed"),
+        ("PUT", web_path.replace("/web", "/other"), "application/json", json.dumps(before), 400, "BadRequest"),
+        ("PATCH", web_path + "/scale", merge, '{"spec": {"replicas": -2}}', 422, "Invalid"),
+    ]
+    async with aiohttp.ClientSession(cluster.api, headers=headers) as http:
+        for method, path, content_type, body, code, reason in cases:
+            async with http.request(method, path, data=body, headers={"Content-Type": content_type}) as reply:
+                answer = await reply.json()
+                assert (reply.status, answer.get("kind"), answer.get("reason")) == (code, "Status", reason), (
+                    method, path, body, answer)
+        async with http.put(web_path, json=negative) as reply:
+            causes = (await reply.json())["details"]["causes"]
+            assert [c["field"] for c in causes] == ["spec.replicas"]
+        async with http.patch(web_path + "?dryRun=All", data='{"spec": {"replicas": 7}}',
+                              headers={"Content-Type": merge}) as reply:
+            assert reply.status == 200 and (await reply.json())["spec"]["replicas"] == 7
+    after = await get_json(cluster, "deploy", "web")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"] == before["spec"]
+
+    code, out, err = await cluster.kubectl("apply", "-f", await write(
+        cluster, "bad.yaml", DEPLOYMENT.replace("  replicas: 2", "  replicas: 2\n  bogus: 1")))
+    assert code == 1 and "(BadRequest)" in err and 'unknown field "spec.bogus"' in err, err
+    code, _, err = await cluster.kubectl("patch", "deploy", "web", "--type", "json", "-p",
+                                           '[{"op": "remove", "path": "/spec/nope"}]')
+    assert code == 1 and "(BadRequest)" in err, err
+    assert (await get_json(cluster, "deploy", "web"))["metadata"]["resourceVersion"] == \
+        before["metadata"]["resourceVersion"]
+
+
+async def test_the_python_client_creates_patches_replaces_and_deletes(cluster):
+    kubernetes = pytest.importorskip("kubernetes")
+    import yaml
+
+    def use_the_client() -> dict:
+        client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        apps = kubernetes.client.AppsV1Api(client)
+        seen: dict = {}
+        created = apps.create_namespaced_deployment("default", yaml.safe_load(DEPLOYMENT))
+        seen["created"] = (created.metadata.name, created.spec.replicas, bool(created.metadata.uid))
+        patched = apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 3}})
+        seen["patched"] = patched.spec.replicas
+        live = apps.read_namespaced_deployment("web", "default")
+        live.metadata.labels = {"tier": "front"}
+        replaced = apps.replace_namespaced_deployment("web", "default", live)
+        seen["replaced"] = (replaced.metadata.labels, replaced.spec.replicas)
+        live.spec.replicas = 1  # the resourceVersion is stale now
+        try:
+            apps.replace_namespaced_deployment("web", "default", live)
+        except kubernetes.client.ApiException as error:
+            seen["stale"] = (error.status, json.loads(error.body)["reason"])
+        seen["scaled"] = apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 2}}
+                                                                ).spec.replicas
+        status = apps.delete_namespaced_deployment("web", "default", propagation_policy="Foreground")
+        seen["deleted"] = status["status"] if isinstance(status, dict) else status.status  # v37 answers a dict
+        try:
+            apps.read_namespaced_deployment("web", "default")
+        except kubernetes.client.ApiException as error:
+            seen["gone"] = error.status
+        return seen
+
+    seen = await asyncio.to_thread(use_the_client)
+    assert seen == {"created": ("web", 2, True), "patched": 3, "replaced": ({"tier": "front"}, 3),
+                    "stale": (409, "Conflict"), "scaled": 2, "deleted": "Success", "gone": 404}
