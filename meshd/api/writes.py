@@ -228,11 +228,14 @@ class Writes:
             wanted = await _body(request)
         else:
             content_type = request.content_type
-            if content_type == "application/json":  # what `meshd scale` sends: a merge patch
+            if content_type in ("application/json", "application/yaml"):  # `meshd scale`'s: a merge patch
+                patch = parse_body(APPLY, await request.read())  # YAML, so JSON too
                 content_type = MERGE
-            if content_type not in PATCH_TYPES:
+            elif content_type in PATCH_TYPES:
+                patch = parse_body(content_type, await request.read())
+            else:
                 return api_status.response(415, f"unsupported patch type {content_type!r}")
-            wanted = apply_patch(content_type, current, parse_body(content_type, await request.read()))
+            wanted = apply_patch(content_type, current, patch)
         version = (wanted.get("metadata") or {}).get("resourceVersion")
         if version and version != current["metadata"].get("resourceVersion"):
             raise Conflict(self._conflict(kind, name))
