@@ -36,6 +36,13 @@ async def until(check, what: str, tries: int = 600):
     raise AssertionError(f"never: {what}")
 
 
+async def kubectl_with(cluster: Cluster, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec("kubectl", *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env={**cluster.env(), **env})
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
 async def get_json(cluster: Cluster, *args: str) -> dict:
     code, out, err = await cluster.kubectl("get", *args, "-o", "json")
     assert code == 0, err
@@ -113,6 +120,13 @@ async def test_kubectl_create_patch_scale_replace_and_server_side_apply(cluster)
     container = (await get_json(cluster, "deploy", "web"))["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [{"name": "A", "value": "1"}] and container["ports"][0]["containerPort"] == 8080
 
+    code, out, err = await cluster.kubectl("annotate", "deploy", "web", "team=blue")
+    assert (code, out.strip()) == (0, "deployment.apps/web annotated"), err
+    edit = await kubectl_with(cluster, {"KUBE_EDITOR": "sed -i s/team:\\ blue/team:\\ green/"},
+                              "edit", "deploy", "web")
+    assert edit[0] == 0 and edit[1].strip() == "deployment.apps/web edited", edit
+    assert (await get_json(cluster, "deploy", "web"))["metadata"]["annotations"]["team"] == "green"
+
     code, out, err = await cluster.kubectl("scale", "deploy", "web", "--replicas=2")
     assert (code, out.strip()) == (0, "deployment.apps/web scaled"), err
     await rolled_out(cluster)
@@ -178,10 +192,10 @@ async def test_kubectl_rollout_restart_undo_pause_resume(cluster):
 
 
 async def test_bad_writes_get_the_status_a_real_api_server_gives_and_change_nothing(cluster):
-    code, out, err = await cluster.kubectl("create", "-f", await write(cluster, "deploy.yaml", DEPLOYMENT))
+    code, _out, err = await cluster.kubectl("create", "-f", await write(cluster, "deploy.yaml", DEPLOYMENT))
     assert code == 0, err
     first_version = (await get_json(cluster, "deploy", "web"))["metadata"]["resourceVersion"]
-    code, out, err = await cluster.kubectl("label", "deploy", "web", "tier=front")
+    code, _, err = await cluster.kubectl("label", "deploy", "web", "tier=front")
     assert code == 0, err
     before = await get_json(cluster, "deploy", "web")
     assert before["metadata"]["resourceVersion"] != first_version
@@ -227,7 +241,7 @@ async def test_bad_writes_get_the_status_a_real_api_server_gives_and_change_noth
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["spec"] == before["spec"]
 
-    code, out, err = await cluster.kubectl("apply", "-f", await write(
+    code, _, err = await cluster.kubectl("apply", "-f", await write(
         cluster, "bad.yaml", DEPLOYMENT.replace("  replicas: 2", "  replicas: 2\n  bogus: 1")))
     assert code == 1 and "(BadRequest)" in err and 'unknown field "spec.bogus"' in err, err
     code, _, err = await cluster.kubectl("patch", "deploy", "web", "--type", "json", "-p",
