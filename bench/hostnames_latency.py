@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, percentile
+from bench.common import api_headers, free_port, percentile
 
 
 def dns_answers(server: tuple[str, int], name: str) -> bool:
@@ -71,9 +71,10 @@ def named(hosts: Path, dns: tuple[str, int], fqdn: str, present: bool) -> dict[s
     }
 
 
-def request(api: str, path: str, *, body: str | None = None, method: str = "POST") -> None:
+def request(api: str, path: str, *, state: Path, body: str | None = None, method: str = "POST") -> None:
     data = body.encode() if body is not None else None
-    urllib.request.urlopen(urllib.request.Request(api + path, data=data, method=method), timeout=10).read()
+    request = urllib.request.Request(api + path, data=data, method=method, headers=api_headers(state))
+    urllib.request.urlopen(request, timeout=10).read()
 
 
 def measure(args: argparse.Namespace, work: Path) -> None:
@@ -119,12 +120,12 @@ def measure(args: argparse.Namespace, work: Path) -> None:
                 f"  ports: [{{port: 80, targetPort: 8080}}]\n"
             )
             start = time.perf_counter()
-            request(base, "/v1/apply", body=service)
+            request(base, "/v1/apply", state=work / "state", body=service)
             for what, seconds in both(start, named(hosts, dns, fqdn, True)).items():
                 rows[f"{what} add"].append(seconds)
             time.sleep(0.3)  # past the coalescing interval, as a user's next command would be
             start = time.perf_counter()
-            request(base, f"/api/v1/namespaces/default/services/{name}", method="DELETE")
+            request(base, f"/api/v1/namespaces/default/services/{name}", state=work / "state", method="DELETE")
             for what, seconds in both(start, named(hosts, dns, fqdn, False)).items():
                 rows[f"{what} delete"].append(seconds)
             time.sleep(0.3)

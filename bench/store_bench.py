@@ -31,7 +31,7 @@ import dns.rcode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, percentile
+from bench.common import api_headers, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 PODS = """\
@@ -107,8 +107,7 @@ async def run(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
             async def post(path: str, body: str) -> None:
-                async with http.post(f"http://{api}{path}", data=body,
-                                     headers={"Content-Type": "application/yaml"}) as response:
+                async with http.post(f"http://{api}{path}", data=body, headers=api_headers(state)) as response:
                     assert response.status == 200, await response.text()
 
             for _ in range(600):

@@ -29,6 +29,7 @@ REASONS = {
     500: "InternalError",
     503: "ServiceUnavailable",
     504: "Timeout",
+    507: "InsufficientStorage",
 }
 
 _NAMED = re.compile(r'^(?P<resource>[a-z.]+) "(?P<name>[^"]*)"')  # 'pods "web" not found'

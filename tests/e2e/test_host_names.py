@@ -5,6 +5,7 @@ own file is never touched. Real clients resolve through the system resolver: get
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -97,6 +98,7 @@ class Up:
                      "--mdns", "off", "--agent-id", f"{RUN_ID}-hosts", "--sidecar-metrics",
                      f"127.0.0.1:{free_port()}", "--backoff-initial", "1"]
         self.hosts = hosts
+        self.state = tmp_path / "state"
         self.log = tmp_path / "agent.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -109,14 +111,23 @@ class Up:
 
     def get(self, path: str) -> str | None:
         try:
-            with urllib.request.urlopen(f"http://{self.api}{path}", timeout=2) as reply:
+            request = urllib.request.Request(f"http://{self.api}{path}", headers=self.headers())
+            with urllib.request.urlopen(request, timeout=2) as reply:
                 return reply.read().decode()
         except OSError:
             return None
 
     def cli(self, *args: str, stdin: str | None = None) -> None:
         subprocess.run([sys.executable, "-m", "meshd.cli", "--api", self.api, *args], input=stdin, check=True,
-                       capture_output=True, text=True, cwd=ROOT)
+                       capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "MESHD_TOKEN": (self.state / "token").read_text().strip()})
+
+    def headers(self) -> dict[str, str]:
+        """The agent's token once it wrote it (/healthz is open before that)."""
+        try:
+            return {"Authorization": f"Bearer {(self.state / 'token').read_text().strip()}"}
+        except OSError:
+            return {}
 
     def service_address(self, name: str) -> str:
         def address() -> str | None:

@@ -23,7 +23,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.integration.agent_harness import eventually, free_port
+from tests.integration.agent_harness import eventually, free_port, state_headers
 
 pytestmark = pytest.mark.slow
 
@@ -64,16 +64,8 @@ class AgentProcess:
             self.proc.terminate()
             await self.proc.wait()
 
-    def auth(self) -> list[str]:
-        """curl's arguments for the agent's bearer token (meshd.api.auth), when it has made one."""
-        token = self.state_dir / "token"
-        return ["-H", f"Authorization: Bearer {token.read_text().strip()}"] if token.exists() else []
-
     async def request(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/yaml"} if body is not None else {}
-        token = self.state_dir / "token"  # the agent's bearer token (meshd.api.auth), when it makes one
-        if token.exists():
-            headers["Authorization"] = f"Bearer {token.read_text().strip()}"
+        headers = state_headers(self.state_dir)
         async with aiohttp.ClientSession() as http, http.request(method, self.api + path, data=body,
                                                                   headers=headers) as response:
             return response.status, await response.json(content_type=None)
@@ -99,8 +91,9 @@ async def agent(tmp_path: Path) -> Any:
 
 
 def _no_pods(agent: AgentProcess) -> bool:
-    out = subprocess.run(["curl", "-sf", *agent.auth(), agent.api + "/api/v1/pods"], check=False,
-                         capture_output=True, text=True)
+    out = subprocess.run(["curl", "-sf", "-H",
+                          "Authorization: " + state_headers(agent.state_dir)["Authorization"],
+                          agent.api + "/api/v1/pods"], check=False, capture_output=True, text=True)
     return out.returncode == 0 and not json.loads(out.stdout)["items"]
 
 
@@ -303,8 +296,9 @@ async def owners_are_real_uids(agent: AgentProcess) -> None:
 
 
 def _count_pods(agent: AgentProcess) -> int:
-    out = subprocess.run(["curl", "-sf", *agent.auth(), agent.api + "/api/v1/pods"], check=False,
-                         capture_output=True, text=True)
+    out = subprocess.run(["curl", "-sf", "-H",
+                          "Authorization: " + state_headers(agent.state_dir)["Authorization"],
+                          agent.api + "/api/v1/pods"], check=False, capture_output=True, text=True)
     return len([p for p in json.loads(out.stdout)["items"] if "deletionTimestamp" not in p["metadata"]])
 
 
