@@ -134,6 +134,9 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     table._on_drained = discovery.drained
     options = ProxyOptions(
         fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone,
+        header_timeout=args.header_timeout, client_idle_timeout=args.client_idle_timeout,
+        max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
+        max_connections=args.max_connections,
         detect_timeout=args.detect_timeout, tcp_idle_timeout=args.tcp_idle_timeout,
         udp_idle_timeout=args.udp_idle_timeout,
     )  # fmt: skip
@@ -239,6 +242,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connect-timeout", type=float, default=3.0)
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight requests on stop")
     p.add_argument("--zone", default="cluster.local")
+    bounds = ProxyOptions()
+    p.add_argument("--header-timeout", type=float, default=bounds.header_timeout,
+                   help="seconds a client has to send a whole request head (else 408 and close)")  # fmt: skip
+    p.add_argument("--client-idle-timeout", type=float, default=bounds.client_idle_timeout,
+                   help="seconds a keep-alive client connection may sit idle")  # fmt: skip
+    p.add_argument("--max-header-bytes", type=int, default=bounds.max_header_bytes,
+                   help="largest request head (request line and headers) in bytes (else 431)")  # fmt: skip
+    p.add_argument("--max-headers", type=int, default=bounds.max_headers,
+                   help="most header fields in a request (else 431)")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=bounds.max_connections,
+                   help="client connections per listening address; at the cap, accepting pauses")  # fmt: skip
     p.add_argument("--detect-timeout", type=float, default=0.3, metavar="SECONDS",
                    help="ports of undeclared protocol: how long to wait for a client's first bytes before "
                    "taking it for opaque TCP (a server that speaks first)")  # fmt: skip
