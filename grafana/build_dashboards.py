@@ -361,13 +361,27 @@ def golden_signals() -> dict[str, Any]:
         Panel("Client connections", (q("sum(meshd_sidecar_active_connections)", "open"),), width=8,
               description="Client connections open on the sidecar (all Services)."),
     ]  # fmt: skip
+    h2 = [
+        Panel("gRPC calls by status", (
+            q(f"sum by (service, grpc_code) (rate(meshd_sidecar_grpc_responses_total{SVC}[{RATE}]))",
+              "{{service}} {{grpc_code}}"),), unit="reqps", width=8,
+              description="gRPC calls answered per second, by grpc-status (trailers or trailers-only)."),
+        Panel("HTTP/2 connections and streams", (
+            q("sum by (side) (meshd_sidecar_h2_connections)", "{{side}} connections"),
+            q("sum(meshd_sidecar_h2_streams)", "streams in flight"),), width=8,
+              description="Client and pooled upstream HTTP/2 connections; client streams being proxied."),
+        Panel("HTTP/2 protocol errors", (
+            q(f"sum(increase(meshd_sidecar_h2_protocol_errors_total[{RATE}]))", "GOAWAY"),), width=8,
+              description="Client connections closed with GOAWAY because they broke HTTP/2."),
+    ]  # fmt: skip
     return dashboard(
         uid="meshd-golden-signals",
         title="meshd — service golden signals",
         description="Per-Service request rate, success rate and latency from the sidecars, with retries and ejections.",
         tags=["services"],
         variables=SERVICE_VARIABLES,
-        sections=[("Golden signals", signals), ("Upstream: endpoints, retries, ejections", upstream)],
+        sections=[("Golden signals", signals), ("Upstream: endpoints, retries, ejections", upstream),
+                  ("HTTP/2 and gRPC", h2)],
     )
 
 

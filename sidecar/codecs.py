@@ -6,8 +6,7 @@ transport over with `take_over`: `connection_made(transport)`, then `data_receiv
 detection already read (a codec may look at `initial` in its factory, e.g. to know a preface was seen,
 but gets them through `data_received` all the same).
 
-HTTP/2 (h2c, gRPC) has no codec of its own yet: until one is registered (`register(Protocol.H2C, ...)`),
-its connections pass as opaque TCP, balanced per connection.
+HTTP/2 (h2c with prior knowledge, gRPC) is sidecar/h2: balanced per stream.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from .h2 import server as h2_server
 from .protocols import Protocol
 from .proxy import ClientConnection, Listener
 from .tcp import TcpConnection
@@ -56,3 +56,4 @@ def _http1(listener: Listener, initial: bytes) -> asyncio.Protocol:
 
 register(Protocol.HTTP1, _http1)
 register(Protocol.TCP, TcpConnection)
+register(Protocol.H2C, h2_server.factory)

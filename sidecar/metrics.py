@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from .h2.stats import H2Collector
 from .proxy import STATS
 from .services import BUCKETS, CODE_CLASSES, METHODS, OUTCOMES, ServiceTable
 
@@ -129,6 +130,7 @@ def make_registry(table: ServiceTable) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     registry.register(SidecarCollector(table))  # type: ignore[arg-type]
+    registry.register(H2Collector(table))  # type: ignore[arg-type]
     return registry
 
 

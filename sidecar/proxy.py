@@ -179,6 +179,10 @@ class Listener:
             conn.fast = None
             if not conn.queue:
                 conn.close()
+        for stream in list(self.streams):
+            drain = getattr(stream, "drain", None)
+            if drain is not None:
+                drain()  # HTTP/2: GOAWAY; its in-flight streams finish, then it closes
         while monotonic() < deadline and (
             any(c.queue and not c.queue[0].tunnelled for c in self.connections) or self.streams
         ):

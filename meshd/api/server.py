@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, watching, writes
+from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
+from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import Kind
@@ -96,7 +97,9 @@ class ApiServer:
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
         r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
         writes.Writes(controller, self._read).add_routes(r)  # POST, PUT, PATCH, DELETE; scale
-        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.logs)
+        podlogs.add_routes(r, controller)  # pods/log with kubectl's options
+        pod_exec.add_routes(r, controller, self._streams)  # exec, attach over WebSocket
+        portforward.add_routes(r, controller, self._streams)
         r.add_post("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/{action}", self.rollout)
         r.add_get("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollout/history", self.history)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)
@@ -350,36 +353,6 @@ class ApiServer:
                               "images": [c.image for c in record.rs.template.spec.containers],
                               "template": record.rs.raw.get("spec", {}).get("template", {})})
         return web.json_response({"revisions": revisions})
-
-    async def logs(self, request: web.Request) -> web.StreamResponse:
-        namespace, name = request.match_info["ns"], request.match_info["name"]
-        worker = self.controller.pods.get((namespace, name))
-        if worker is None:
-            return _error(404, f'pods "{name}" not found')
-        default = worker.annotations.get("kubectl.kubernetes.io/default-container")
-        container = request.query.get("container") or (
-            default if default in worker.containers else worker.spec.containers[0].name)
-        status = worker.containers.get(container)
-        if status is None:
-            names = ", ".join(worker.containers)
-            return _error(400, f"container {container} is not valid for pod {name}; choose one of: [{names}]")
-        previous = request.query.get("previous") in ("1", "true")
-        container_id = status.previous_id if previous else status.id
-        if previous and not container_id:
-            return _error(400, f'previous terminated container "{container}" in pod "{name}" not found')
-        if not container_id:
-            return _error(400, f'container "{container}" in pod "{name}" is waiting to start: {status.reason}')
-        follow = request.query.get("follow") in ("1", "true") and not previous
-        tail = request.query.get("tailLines")
-        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        await response.prepare(request)
-        try:
-            async for chunk in self.controller.driver.logs(container_id, follow=follow,
-                                                           tail=int(tail) if tail else None):
-                await response.write(chunk)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        return response
 
     async def pod_metrics(self, request: web.Request) -> web.Response:
         """metrics.k8s.io PodMetrics: CPU as a rate over a short window, memory now (both from the cgroups)."""

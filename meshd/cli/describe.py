@@ -100,6 +100,9 @@ def describe_probe(probe: Obj) -> str:
     if "tcpSocket" in probe:
         tcp = probe["tcpSocket"] or {}
         return f"tcp-socket {tcp.get('host') or ''}:{tcp.get('port', '')} {attrs}"
+    if "grpc" in probe:
+        grpc = probe["grpc"] or {}
+        return f"grpc <pod>:{grpc.get('port', '')} {grpc.get('service') or ''} {attrs}".replace("  ", " ")
     return f"unknown {attrs}"
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from meshd.driver.session import ExecSession
 from meshd.model.objects import Container, Volume
 
 LABEL_MANAGED = "io.meshd.managed"
@@ -147,6 +148,13 @@ class Driver(Protocol):
 
     async def exec(self, container_id: str, command: tuple[str, ...], *, timeout: float) -> ExecResult: ...
 
-    def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...
+    async def open_exec(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                        tty: bool) -> ExecSession:
+        """Starts `command` in the container with streamed stdio (a pty with tty); raises DriverError."""
+
+    def logs(self, container_id: str, *, follow: bool, tail: int | None = None, since: float | None = None,
+             timestamps: bool = False) -> AsyncIterator[bytes]:
+        """stdout+stderr: the last `tail` lines, only those written after `since` (unix time), each prefixed with
+        its RFC 3339 time with `timestamps` (where the driver keeps times); with follow, new output as it comes."""
 
     async def usage(self, container_id: str) -> Usage | None: ...

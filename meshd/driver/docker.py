@@ -40,7 +40,9 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.driver.docker_exec import DockerExecSession
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
+from meshd.driver.session import ExecSession
 from meshd.images.builders import builder_for
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Volume
@@ -813,7 +815,19 @@ class DockerDriver:
                 ) from exc
             raise
 
-    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+    async def open_exec(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                        tty: bool) -> ExecSession:
+        """An interactive exec (exec_create/exec_start with a hijacked socket), on a client of its own."""
+        try:
+            return await DockerExecSession.start(lambda: self._make_client(timeout=None), container_id, command,
+                                                 stdin=stdin, tty=tty)
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"exec {list(command)} in {container_id[:12]}: {exc}") from exc
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None, since: float | None = None,
+                   timestamps: bool = False) -> AsyncIterator[bytes]:
         """stdout+stderr of the container as chunks; with follow, until the container stops or the caller closes."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=256)
@@ -839,7 +853,8 @@ class DockerDriver:
                 stream = self._guarded(
                     f"logs {container_id[:12]}",
                     lambda: client.api.logs(
-                        container_id, stream=True, follow=follow, tail="all" if tail is None else tail
+                        container_id, stream=True, follow=follow, tail="all" if tail is None else tail,
+                        since=since if since and since > 0 else None, timestamps=timestamps,
                     ),
                     (),
                 )

@@ -39,6 +39,7 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
 
@@ -516,14 +517,33 @@ class ProcessDriver:
             raise ExecTimeout(f"exec {list(command)} in {container_id} timed out after {timeout}s") from None
         return ExecResult(exit_code=exit_status(proc.returncode or 0), output=output)
 
-    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
-        """The log file's content (last `tail` lines); with follow, new output until the container exits."""
+    async def open_exec(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                        tty: bool) -> ExecSession:
+        """An interactive exec on the host, in the container's env and working directory."""
+        record = self._records.get(container_id)
+        if record is None:
+            raise ContainerNotFound(f"container {container_id} does not exist")
+        try:
+            return await ProcessExecSession.start(command, cwd=record.cwd or None,
+                                                  env={**pod_base_env(), **record.env}, stdin=stdin, tty=tty)
+        except OSError as exc:
+            raise DriverError(f"exec {list(command)} in {container_id}: {exc}") from exc
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None = None, since: float | None = None,
+                   timestamps: bool = False) -> AsyncIterator[bytes]:
+        """The log file's content (last `tail` lines); with follow, new output until the container exits. The
+        file keeps no times: `timestamps` adds none, and `since` keeps all of it unless it was last written
+        before `since` (exact when `since` is before the start or after the last write)."""
         path = self.logs_dir / f"{container_id}.log"
-        if container_id not in self._records:
+        record = self._records.get(container_id)
+        if record is None:
             raise ContainerNotFound(f"container {container_id} does not exist")
         fh = await asyncio.to_thread(open, path, "rb")
         with fh:
             data = await asyncio.to_thread(fh.read)
+            if (since is not None and (record.started_at or 0) < since
+                    and (await asyncio.to_thread(os.fstat, fh.fileno())).st_mtime < since):
+                data = b""
             if tail is not None:
                 lines = data.splitlines(keepends=True)
                 data = b"".join(lines[-tail:]) if tail > 0 else b""

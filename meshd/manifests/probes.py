@@ -1,4 +1,4 @@
-"""Probes (httpGet, tcpSocket, exec) with Kubernetes' defaults and sub-second periods; preStop hooks."""
+"""Probes (httpGet, tcpSocket, grpc, exec) with Kubernetes' defaults and sub-second periods; preStop hooks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.model.objects import (
     ContainerPort,
     ExecAction,
+    GRPCAction,
     HTTPGetAction,
     PreStop,
     Probe,
@@ -22,6 +23,7 @@ MIN_PERIOD_SECONDS = 0.05
 PROBE_FIELDS = (
     "httpGet",
     "tcpSocket",
+    "grpc",
     "exec",
     "initialDelaySeconds",
     "periodSeconds",
@@ -65,7 +67,6 @@ def read_probe(
         ppath,
         known=PROBE_FIELDS,
         ignored={"terminationGracePeriodSeconds": "ignored: the pod's terminationGracePeriodSeconds applies"},
-        unsupported=("grpc",),
     )
     handler = read_handler(reader, probe, ppath, ports=ports, what="probe")
     # as Kubernetes' defaulting: 0 (or absent) means the default
@@ -95,10 +96,10 @@ def read_handler(
     ports: tuple[ContainerPort, ...],
     what: str,
 ) -> ProbeHandler:
-    """Exactly one of httpGet, tcpSocket, exec."""
-    present = [k for k in ("httpGet", "tcpSocket", "exec") if obj.get(k) is not None]
+    """Exactly one of httpGet, tcpSocket, grpc, exec."""
+    present = [k for k in ("httpGet", "tcpSocket", "grpc", "exec") if obj.get(k) is not None]
     if not present:
-        raise reader.fail(path, f"a {what} needs one handler: httpGet, tcpSocket or exec")
+        raise reader.fail(path, f"a {what} needs one handler: httpGet, tcpSocket, grpc or exec")
     if len(present) > 1:
         raise reader.fail(
             path + (present[1],), f"a {what} may have only one handler (found {', '.join(present)})"
@@ -112,6 +113,17 @@ def read_handler(
         if not command:
             raise reader.fail(hpath + ("command",), "required field is missing")
         return ExecAction(command=command)
+    if kind == "grpc":
+        reader.check_fields(handler, hpath, known=("port", "service"))
+        port = handler.get("port")
+        if port is None:
+            raise reader.fail(hpath + ("port",), "required field is missing")
+        if isinstance(port, str):
+            raise reader.fail(hpath + ("port",), f'must be a port number (a grpc probe takes no port name), got "{port}"')
+        return GRPCAction(
+            port=reader.as_integer(port, hpath + ("port",), minimum=1, maximum=65535),
+            service=reader.string(handler, "service", hpath) or "",
+        )
     if kind == "tcpSocket":
         reader.check_fields(handler, hpath, known=("port",), unsupported=("host",))
         return TCPSocketAction(

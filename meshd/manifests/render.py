@@ -12,6 +12,7 @@ from meshd.model.objects import (
     Deployment,
     EnvVar,
     ExecAction,
+    GRPCAction,
     HTTPGetAction,
     KubeObject,
     ObjectMeta,
@@ -230,6 +231,8 @@ def render_probe(probe: Probe) -> dict[str, Any]:
         out = {"httpGet": http}
     elif isinstance(handler, ExecAction):
         out = {"exec": {"command": list(handler.command)}}
+    elif isinstance(handler, GRPCAction):
+        out = {"grpc": {"port": handler.port, "service": handler.service}}
     else:
         out = {"tcpSocket": {"port": handler.port}}
     if probe.initial_delay_seconds:

@@ -43,7 +43,13 @@ class ExecAction:
     command: tuple[str, ...]
 
 
-ProbeHandler = HTTPGetAction | TCPSocketAction | ExecAction
+@dataclass(frozen=True)
+class GRPCAction:
+    port: int  # a number only (Kubernetes allows no port name here)
+    service: str = ""  # the HealthCheckRequest's service ("" = the server as a whole)
+
+
+ProbeHandler = HTTPGetAction | TCPSocketAction | ExecAction | GRPCAction
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshd.model.objects import ExecAction, HTTPGetAction, Probe, TCPSocketAction
+from meshd.model.objects import ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction
 from meshd.probe.result import ProbeResult
 
 
@@ -13,6 +13,8 @@ def describe_probe(probe: Probe) -> str:
         what = f"http-get {h.scheme.lower()}://{h.host or ''}:{h.port}{h.path}"
     elif isinstance(h, TCPSocketAction):
         what = f"tcp-socket :{h.port}"
+    elif isinstance(h, GRPCAction):
+        what = f"grpc <pod>:{h.port} {h.service or ''}".rstrip()
     elif isinstance(h, ExecAction):
         what = f"exec {list(h.command)}"
     else:

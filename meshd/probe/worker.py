@@ -30,8 +30,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from meshd.model.objects import Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction
+from meshd.model.objects import Container, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction
 from meshd.probe.exec import ExecRun, probe_exec
+from meshd.probe.grpc import probe_grpc
 from meshd.probe.http import probe_http
 from meshd.probe.metrics import PROBE_DURATION, PROBE_TOTAL, READINESS_TRANSITIONS
 from meshd.probe.result import ProbeResult
@@ -92,6 +93,9 @@ def probe_call(
         )
     if isinstance(handler, TCPSocketAction):
         return lambda timeout: probe_tcp(host=host, port=port, timeout=timeout)
+    if isinstance(handler, GRPCAction):
+        service = handler.service
+        return lambda timeout: probe_grpc(host=host, port=port, service=service, timeout=timeout)
     return _error_call(f"unsupported probe handler {type(handler).__name__}")
 
 

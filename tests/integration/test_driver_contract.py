@@ -244,6 +244,38 @@ async def test_exec_returns_exit_code_and_output_and_times_out(harness: Harness)
         await harness.driver.exec(cid, ("busybox", "sleep", "30"), timeout=0.5)
 
 
+async def test_exec_sessions_stream_stdio_and_a_terminal(harness: Harness) -> None:
+    sandbox, spec = await harness.pod("shell")
+    cid = await harness.run(sandbox, spec, "app", SLEEPER, env=(EnvVar("GREETING", "hi"),))
+
+    session = await harness.driver.open_exec(cid, ("busybox", "cat"), stdin=True, tty=False)
+    try:
+        await session.write(b"echoed\n")
+        await session.close_stdin()
+        assert [item async for item in session.output()] == [(1, b"echoed\n")]
+        assert await session.wait() == 0
+    finally:
+        await session.close()
+
+    script = "echo $GREETING; echo oops >&2; exit 5"
+    session = await harness.driver.open_exec(cid, ("busybox", "sh", "-c", script), stdin=False, tty=False)
+    try:
+        output = [item async for item in session.output()]
+        assert sorted(output) == [(1, b"hi\n"), (2, b"oops\n")] and await session.wait() == 5
+    finally:
+        await session.close()
+
+    session = await harness.driver.open_exec(cid, ("busybox", "sh", "-c", "read x; busybox stty size; exit 2"),
+                                             stdin=True, tty=True)
+    try:
+        await session.resize(100, 30)
+        await session.write(b"go\n")  # only now does the command ask for its size
+        seen = b"".join([data async for _, data in session.output()])
+        assert b"30 100" in seen and await session.wait() == 2
+    finally:
+        await session.close()
+
+
 async def test_logs_tail_and_follow(harness: Harness) -> None:
     sandbox, spec = await harness.pod("talker")
     cid = await harness.run(

@@ -92,8 +92,11 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path, agent_id, monkeypatch):
-    options = agent_options(tmp_path, agent_id, driver="process")
+async def cluster(tmp_path, agent_id, monkeypatch, request):
+    driver = getattr(request, "param", "process")  # parametrize indirectly with "docker" for the real engine
+    if driver == "docker":
+        request.getfixturevalue("busybox_image")
+    options = agent_options(tmp_path, agent_id, driver=driver)
     agent = await started_agent(options)
     token = getattr(agent, "token", None)
     if token:

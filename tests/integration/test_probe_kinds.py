@@ -11,6 +11,7 @@ import pytest
 
 from meshd.driver.base import ExecResult
 from meshd.probe.exec import probe_exec, run_subprocess
+from meshd.probe.grpc import probe_grpc
 from meshd.probe.http import MAX_DRAIN, probe_http
 from meshd.probe.tcp import probe_tcp
 
@@ -234,3 +235,67 @@ async def test_exec_with_real_processes(tmp_path) -> None:  # type: ignore[no-un
         import os
 
         os.kill(pid, 0)
+
+
+# --- gRPC (a real grpcio server with the standard health service) ---------------------------------------
+@pytest.fixture(scope="module")
+def grpc_health_port() -> Iterator[int]:
+    grpc = pytest.importorskip("grpc")
+    health = pytest.importorskip("grpc_health.v1.health")
+    from concurrent import futures
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set("sick", health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(None)
+
+
+@pytest.mark.parametrize(
+    ("service", "outcome", "message"),
+    [
+        ("", "success", ""),
+        ("sick", "failure", 'service unhealthy (responded with "NOT_SERVING")'),
+        ("nope", "failure", "error: health rpc probe failed: rpc error: code = NotFound desc = "),
+    ],
+)
+async def test_grpc_probe_against_grpcio_health(grpc_health_port: int, service: str, outcome: str, message: str):
+    result = await probe_grpc(host="127.0.0.1", port=grpc_health_port, service=service, timeout=5)
+    assert (result.outcome, result.message) == (outcome, message)
+
+
+async def test_grpc_probe_refused_and_not_grpc():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = await probe_grpc(host="127.0.0.1", port=port, timeout=2)
+    assert result.outcome == "failure" and "connection refused" in result.message
+
+    async def http1(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(http1, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        result = await probe_grpc(host="127.0.0.1", port=port, timeout=2)
+        assert result.outcome == "failure" and result.message.startswith("error: health rpc probe failed")
+    finally:
+        server.close()
+
+
+async def test_grpc_probe_silent_server_times_out():
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        result = await probe_grpc(host="127.0.0.1", port=port, timeout=0.3)
+        assert result.outcome == "failure" and "timeout" in result.message
+    finally:
+        server.close()

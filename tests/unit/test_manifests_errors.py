@@ -291,9 +291,16 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{C}.livenessProbe",
-        {"grpc": {"port": 9000}},
-        f"{P}.containers[0].livenessProbe.grpc",
-        "not supported",
+        {"grpc": {"port": "grpc"}},
+        f"{P}.containers[0].livenessProbe.grpc.port",
+        "a grpc probe takes no port name",
+    ),
+    (
+        "deployment",
+        f"{C}.livenessProbe",
+        {"grpc": {"port": 9000, "host": "x"}},
+        f"{P}.containers[0].livenessProbe.grpc.host",
+        "unknown field",
     ),
     ("deployment", f"{C}.ports.0.hostPort", 8080, f"{P}.containers[0].ports[0].hostPort", "not supported"),
     (

@@ -1,0 +1,522 @@
+"""One HTTP/2 request (a stream) through the shared policies: route, balance, retry and deadline, upstream pool,
+outlier ejection and metrics, each the one `ServiceState` owns (services.py, retry.py, outlier.py).
+
+Every call picks its own endpoint, so one client connection spreads over every replica. The request body is
+acknowledged to the client only when the endpoint's connection took it, and response data is acknowledged to
+the endpoint only when the client's connection took it: flow control end to end, per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from h2.errors import ErrorCodes
+from h2.exceptions import H2Error
+
+from ..services import (
+    METHOD_INDEX,
+    OTHER_METHOD,
+    OUT_5XX,
+    OUT_CONNECT,
+    OUT_CONNECTION,
+    OUT_SUCCESS,
+    OUT_TIMEOUT,
+    EndpointState,
+    ServiceState,
+)
+from . import grpc
+from .stats import H2_STATS
+from .upstream import H2Upstream, Headers
+
+if TYPE_CHECKING:
+    from .server import H2Server
+
+REPLAY_LIMIT = 64 * 1024  # request body kept to send again on a retry
+# connection-specific headers that HTTP/2 forbids (RFC 9113 8.2.2); `te: trailers` is the one allowed te
+_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
+)
+_OUTCOME_BY_FAILURE = {grpc.CONNECT_FAILED: OUT_CONNECT, grpc.REFUSED: OUT_CONNECTION, grpc.LOST: OUT_CONNECTION,
+                       grpc.UNAVAILABLE_ONLY: OUT_5XX, grpc.HTTP_STATUS: OUT_5XX, grpc.GOING_AWAY: OUT_CONNECTION}  # fmt: skip
+
+
+class Call:
+    """A client stream and its current attempt on one endpoint's pooled connection."""
+
+    def __init__(self, conn: H2Server, sid: int, headers: Headers) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.method = b"GET"
+        self.authority: bytes | None = None
+        self.content_type: bytes | None = None
+        self.grpc_timeout: bytes | None = None
+        up_headers: Headers = []
+        for name, value in headers:
+            if name == b":method":
+                self.method = value
+            elif name == b":authority":
+                self.authority = value
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"grpc-timeout":
+                self.grpc_timeout = value
+            if name in _HOP or (name == b"te" and value.lower() != b"trailers"):
+                continue
+            up_headers.append((name, value))
+        if self.authority is None:
+            self.authority = next((v for n, v in headers if n == b"host"), None)
+            if self.authority is not None:
+                up_headers.insert(0, (b":authority", self.authority))
+        up_headers.append((b"x-forwarded-for", conn.peer_ip.encode()))
+        self.headers = up_headers
+        self.grpc = grpc.is_grpc(self.content_type)
+        self.svc: ServiceState | None = None
+        self.port_name: str | None = None
+        self.ep: EndpointState | None = None
+        self.up: H2Upstream | None = None
+        self.up_sid = 0  # the upstream stream while it is open (0: none, or the endpoint ended it)
+        self.ack_sid = 0  # the upstream stream whose data is acknowledged (kept after it ended)
+        self.tried: set[EndpointState] | None = None
+        self.retries = 0
+        self.req_ended = False
+        self._req_sent_end = False  # END_STREAM went to the endpoint on this attempt
+        self.req_trailers: Headers | None = None
+        self.req_pending: deque[list[object]] = (
+            deque()
+        )  # [bytes or memoryview, flow bytes owed to the client]
+        self.replay: list[bytes] | None = []
+        self.replay_size = 0
+        self.resp_pending: deque[list[object]] = deque()  # [data, flow bytes owed to the endpoint]
+        self.resp_started = False
+        self.resp_end: Headers | None | bool = (
+            False  # False: more to come; None: ends; list: ends with trailers
+        )
+        self.owed_up = 0  # response bytes the client took while its connection was paused: ack on resume
+        self.status = 0
+        self.grpc_status: int | None = None
+        self.done = False
+        self.t0 = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.TimerHandle | None = None
+
+    # --- the request --------------------------------------------------------------------------------------
+    def start(self, *, ended: bool) -> None:
+        self.req_ended = ended
+        listener = self.conn.listener
+        route = listener.route(self.authority)
+        H2_STATS.streams += 1
+        self.t0 = time.monotonic()
+        if route is None:
+            shown = self.authority.decode(errors="replace") if self.authority else "(no :authority)"
+            self.local_reply(
+                404, grpc.UNIMPLEMENTED, f"no Service for {shown} on {listener.host}:{listener.port}"
+            )
+            return
+        svc = self.svc = route.service
+        self.port_name = route.port_name if route.port_name is not None else svc.default_port_name
+        svc.stats.in_flight += 1
+        svc.budget.deposit(self.t0)
+        timeout = grpc.deadline(svc.config.timeout, grpc.parse_grpc_timeout(self.grpc_timeout))
+        if timeout is not None:
+            self.timer = listener.loop.call_later(timeout, self.on_timeout, timeout)
+        self.attempt()
+
+    def request_data(self, data: bytes, flow: int) -> None:
+        if self.done or not data:
+            self.conn.ack(self.sid, flow)
+            return
+        replay = self.replay
+        if replay is not None:
+            self.replay_size += len(data)
+            if self.replay_size > REPLAY_LIMIT:
+                self.replay = None
+            else:
+                replay.append(data)
+        self.req_pending.append([data, flow])
+        self.pump_request()
+
+    def request_end(self, trailers: Headers | None) -> None:
+        self.req_ended = True
+        self.req_trailers = trailers
+        self.pump_request()
+
+    def pump_request(self) -> None:
+        """Send buffered request data as far as the endpoint's window allows; ack what went to the client."""
+        up = self.up
+        if up is None or not self.up_sid or self.done:
+            return
+        pending = self.req_pending
+        conn = self.conn
+        while pending:
+            item = pending[0]
+            data = item[0]
+            assert isinstance(data, (bytes, memoryview))
+            sent = up.send_data(self.up_sid, data)
+            if sent < len(data):
+                item[0] = memoryview(data)[sent:]
+                owed = item[1]
+                assert isinstance(owed, int)
+                item[1] = owed - sent
+                conn.ack(self.sid, sent)
+                return
+            pending.popleft()
+            conn.ack(self.sid, item[1])  # type: ignore[arg-type]
+        if self.req_ended and not self._req_sent_end:
+            self._req_sent_end = True
+            if self.req_trailers is not None:
+                up.send_trailers(self.up_sid, self.req_trailers)
+            else:
+                up.send_data(self.up_sid, b"", end=True)
+
+    # --- choosing and reaching an endpoint ------------------------------------------------------------
+    def attempt(self) -> None:
+        svc = self.svc
+        assert svc is not None
+        ep = svc.pick(self.tried)
+        if ep is None:
+            if self.waiter is None:
+                self.waiter = self.conn.listener.loop.call_later(
+                    self.conn.listener.options.fail_fast, self.no_endpoint
+                )
+                svc.waiters.append(self.endpoint_ready)
+            return
+        port = svc.target_port(ep, self.port_name)
+        if port is None:
+            self.local_reply(
+                502, grpc.UNAVAILABLE, f"endpoint {ep.name} of {svc.label} has no port {self.port_name}"
+            )
+            return
+        ep.in_flight += 1
+        self.ep = ep
+        self._req_sent_end = False
+        up = self.up = H2Upstream.acquire(
+            ep, port, connect_timeout=self.conn.listener.options.connect_timeout
+        )
+        up.attach(self)
+
+    def endpoint_ready(self) -> None:
+        if self.waiter is None or self.done:
+            return
+        self.waiter.cancel()
+        self.waiter = None
+        self.attempt()
+
+    def no_endpoint(self) -> None:
+        self.waiter = None
+        svc = self.svc
+        assert svc is not None
+        if self.done:
+            return
+        if self.endpoint_ready in svc.waiters:
+            svc.waiters.remove(self.endpoint_ready)
+        if not svc.exists:
+            why = f"no ready endpoints for {svc.label}: the Service does not exist (yet)"
+        elif svc.ready_count and not svc.available:
+            why = f"no ready endpoints for {svc.label}: all {svc.ready_count} ready endpoints are ejected"
+        else:
+            why = f"no ready endpoints for {svc.label}"
+        self.local_reply(503, grpc.UNAVAILABLE, why)
+
+    # --- upstream callbacks (upstream.Stream) -----------------------------------------------------------
+    def up_ready(self, up: H2Upstream) -> None:
+        if self.done or up is not self.up:
+            return
+        end = self.req_ended and not self.req_pending and self.req_trailers is None
+        try:
+            self.up_sid = self.ack_sid = up.start_stream(self, self.headers, end=end)
+        except H2Error as e:
+            self.up_failed(grpc.REFUSED, f"cannot open a stream: {e}")
+            return
+        if end:
+            self._req_sent_end = True
+        self.pump_request()
+
+    def up_headers(self, headers: Headers, ended: bool) -> None:
+        if self.done:
+            return
+        status = 0
+        for name, value in headers:
+            if name == b":status":
+                status = int(value)
+                break
+        if 100 <= status < 200:
+            return  # interim responses are not forwarded (gRPC has none)
+        svc, ep = self.svc, self.ep
+        assert svc is not None and ep is not None
+        failure = None
+        if ended and self.grpc:
+            failure = grpc.trailers_only_failure(
+                grpc.grpc_status(headers), going_away=self.up is not None and self.up.goaway_received
+            )
+        elif not self.grpc and status in (502, 503, 504):
+            failure = grpc.HTTP_STATUS
+        if failure is not None and self._retry(failure, status):
+            return
+        self.status = status
+        if svc.uses_rtt:
+            ep.observe_rtt(time.monotonic() - self.t0, time.monotonic())
+        self.resp_started = True
+        self.conn.h2.send_headers(self.sid, headers, end_stream=ended)
+        self.conn.flush()
+        if ended:
+            self.grpc_status = grpc.grpc_status(headers)
+            self._upstream_ended()
+            self.finish(OUT_5XX if status >= 500 or self.grpc_status == grpc.UNAVAILABLE else OUT_SUCCESS)
+
+    def up_data(self, data: bytes, flow: int) -> None:
+        if self.done or not data:  # (an empty DATA frame, e.g. one that only carries END_STREAM)
+            if self.up is not None and self.ack_sid:
+                self.up.ack(self.ack_sid, flow)
+            return
+        self.resp_pending.append([data, flow])
+        self._pump_soon()
+
+    def up_trailers(self, headers: Headers) -> None:
+        self.grpc_status = grpc.grpc_status(headers)
+        self.resp_end = headers
+        self._pump_soon()
+
+    def up_end(self) -> None:
+        self.resp_end = None
+        self._pump_soon()
+
+    def _pump_soon(self) -> None:
+        """Within a batch of the endpoint's frames, pump once at its end (the last DATA carries END_STREAM)."""
+        up = self.up
+        if up is not None and up.batch is not None:
+            up.batch.add(self)
+        else:
+            self.pump_response()
+
+    def up_writable(self) -> None:
+        self.pump_request()
+
+    def up_failed(self, failure: str, why: str) -> None:
+        if self.done:
+            return
+        self.up_sid = 0
+        if not self.resp_started and self._retry(failure, None):
+            return
+        svc, ep = self.svc, self.ep
+        assert svc is not None and ep is not None
+        message = f"{svc.label} endpoint {ep.name}: {why}"
+        if not self.resp_started:
+            self.local_reply(502, grpc.UNAVAILABLE, message, outcome=_OUTCOME_BY_FAILURE[failure])
+        elif self.grpc:
+            self._end_with_status(grpc.UNAVAILABLE, message, outcome=_OUTCOME_BY_FAILURE[failure])
+        else:
+            self.conn.reset(self.sid, ErrorCodes.INTERNAL_ERROR)
+            self.finish(_OUTCOME_BY_FAILURE[failure])
+
+    def _upstream_ended(self) -> None:
+        """The endpoint ended its side: if our side is still open (it answered before the whole request came),
+        reset it with NO_ERROR (RFC 9113 8.1) so the stream does not hold a slot on the shared connection."""
+        if self.up is not None and self.up_sid and not self._req_sent_end:
+            self.up.reset(self.up_sid, ErrorCodes.NO_ERROR)
+        self.up_sid = 0
+
+    def _retry(self, failure: str, status: int | None) -> bool:
+        """Record the failed attempt; if the retry rule and budget allow, start another elsewhere."""
+        svc, ep = self.svc, self.ep
+        assert svc is not None and ep is not None
+        replayable = self.replay is not None and (
+            self.req_ended or failure in (grpc.CONNECT_FAILED, grpc.REFUSED)
+        )
+        allowed = (
+            self.retries < svc.config.retries
+            and grpc.may_retry_stream(
+                failure=failure, grpc=self.grpc, method=self.method, status=status, replayable=replayable
+            )
+            and svc.budget.withdraw(time.monotonic())
+        )
+        if not allowed:
+            return False
+        svc.record(ep, _OUTCOME_BY_FAILURE[failure])
+        self._drop_attempt()
+        if self.tried is None:
+            self.tried = {ep}
+        else:
+            self.tried.add(ep)
+        self.retries += 1
+        svc.stats.retries += 1
+        for _data, flow in self.req_pending:  # (all in the replay copy: acknowledge them now)
+            self.conn.ack(self.sid, flow)  # type: ignore[arg-type]
+        self.req_pending = deque([d, 0] for d in self.replay or ())
+        self.attempt()
+        return True
+
+    def _drop_attempt(self) -> None:
+        up, ep = self.up, self.ep
+        self.up = None
+        self.ep = None
+        if up is not None:
+            if self.up_sid:
+                up.reset(self.up_sid)
+            else:
+                up.detach(self)
+        self.up_sid = 0
+        if ep is not None:
+            ep.service.release(ep)
+
+    # --- the response towards the client ----------------------------------------------------------------
+    def pump_response(self) -> None:
+        if self.done:
+            return
+        conn = self.conn
+        h2 = conn.h2
+        pending = self.resp_pending
+        up, ack_sid = self.up, self.ack_sid
+        try:
+            while pending:
+                item = pending[0]
+                data = item[0]
+                assert isinstance(data, (bytes, memoryview))
+                room = min(h2.local_flow_control_window(self.sid), len(data))
+                if conn.write_paused or room <= 0:
+                    break
+                frame = h2.max_outbound_frame_size
+                last = room == len(data) and len(pending) == 1 and self.resp_end is None
+                for i in range(0, room, frame):
+                    h2.send_data(
+                        self.sid, data[i : min(i + frame, room)], end_stream=last and i + frame >= room
+                    )
+                if room < len(data):
+                    item[0] = memoryview(data)[room:]
+                    item[1] = item[1] - room  # type: ignore[operator]
+                    if up is not None and ack_sid:
+                        up.ack(ack_sid, room)
+                    break
+                pending.popleft()
+                if up is not None and ack_sid:
+                    up.ack(ack_sid, item[1])  # type: ignore[arg-type]
+                if last:
+                    self.resp_end = False  # (sent with the data)
+                    self._response_complete()
+                    return
+            if not pending and self.resp_end is not False:
+                trailers = self.resp_end
+                if trailers is None:
+                    h2.end_stream(self.sid)
+                else:
+                    h2.send_headers(self.sid, trailers, end_stream=True)  # type: ignore[arg-type]
+                self._response_complete()
+                return
+        except H2Error:
+            self.client_gone()
+            return
+        conn.flush()
+
+    def _response_complete(self) -> None:
+        self.conn.flush()
+        self._upstream_ended()
+        self.finish(OUT_5XX if self.status >= 500 or self.grpc_status == grpc.UNAVAILABLE else OUT_SUCCESS)
+
+    def client_writable(self) -> None:
+        self.pump_response()
+
+    # --- endings ----------------------------------------------------------------------------------------
+    def on_timeout(self, timeout: float) -> None:
+        self.timer = None
+        if self.done:
+            return
+        svc = self.svc
+        assert svc is not None
+        message = f"{svc.label} did not answer within {timeout:g}s"
+        if self.resp_started and not self.grpc:
+            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            self.finish(OUT_TIMEOUT)
+        elif self.resp_started:
+            self._end_with_status(grpc.DEADLINE_EXCEEDED, message, outcome=OUT_TIMEOUT)
+        else:
+            self.local_reply(504, grpc.DEADLINE_EXCEEDED, f"gateway timeout: {message}", outcome=OUT_TIMEOUT)
+
+    def local_reply(self, status: int, grpc_status: int, message: str, *, outcome: int | None = None) -> None:
+        """Answer from the sidecar: a trailers-only gRPC response for gRPC calls, else `status` with a text."""
+        if self.waiter is not None:
+            self.waiter.cancel()
+            self.waiter = None
+        h2 = self.conn.h2
+        try:
+            if self.grpc:
+                self.status, self.grpc_status = 200, grpc_status
+                h2.send_headers(self.sid, [
+                    (b":status", b"200"), (b"content-type", b"application/grpc"),
+                    (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
+                ], end_stream=True)  # fmt: skip
+            else:
+                self.status = status
+                body = message.encode() + b"\n"
+                h2.send_headers(self.sid, [
+                    (b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", b"%d" % len(body)),
+                ])  # fmt: skip
+                h2.send_data(self.sid, body, end_stream=True)
+        except H2Error:
+            pass
+        self.conn.flush()
+        self.finish(outcome)
+
+    def _end_with_status(self, grpc_status: int, message: str, *, outcome: int) -> None:
+        """A gRPC response already started: end it with trailers carrying `grpc_status`."""
+        self.grpc_status = grpc_status
+        try:
+            self.conn.h2.send_headers(self.sid, [
+                (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
+            ], end_stream=True)  # fmt: skip
+        except H2Error:
+            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+        self.conn.flush()
+        self.finish(outcome)
+
+    def finish(self, outcome: int | None) -> None:
+        """The response went out (or the client left): release the endpoint, count, forget the stream."""
+        if self.done:
+            return
+        self.done = True
+        H2_STATS.streams -= 1
+        for handle in (self.timer, self.waiter):
+            if handle is not None:
+                handle.cancel()
+        self.timer = self.waiter = None
+        svc, ep = self.svc, self.ep
+        if ep is not None and svc is not None and outcome is not None:
+            svc.record(ep, outcome)
+        if self.up is not None and self.ack_sid:
+            for _data, flow in self.resp_pending:  # never sent: credit the shared connection's window
+                self.up.ack(self.ack_sid, flow)  # type: ignore[arg-type]
+        self.resp_pending.clear()
+        if self.up is not None and self.up_sid:
+            self.up.reset(self.up_sid, ErrorCodes.CANCEL if outcome is None else ErrorCodes.NO_ERROR)
+        elif self.up is not None:
+            self.up.detach(self)
+        self.up = None
+        self.up_sid = 0
+        self.ep = None
+        if ep is not None:
+            ep.service.release(ep)
+        if svc is not None:
+            svc.stats.in_flight -= 1
+            status = self.status or 499
+            svc.stats.observe(METHOD_INDEX.get(self.method, OTHER_METHOD), status, time.monotonic() - self.t0)
+            if self.grpc:
+                code = self.grpc_status
+                if code is None:
+                    code = grpc.CANCELLED if status == 499 else grpc.status_from_http(status)
+                H2_STATS.grpc_response(svc.label, code)
+        if not self.req_ended and outcome is not None:
+            self.conn.reset(
+                self.sid, ErrorCodes.NO_ERROR
+            )  # the response is complete: stop sending the request
+        for _data, flow in self.req_pending:
+            self.conn.ack(self.sid, flow)  # type: ignore[arg-type]
+        self.req_pending.clear()
+        self.conn.call_done(self.sid)
+
+    def client_gone(self) -> None:
+        """The client reset the stream or closed the connection."""
+        if not self.done:
+            self.status = self.status or 499
+            self.finish(None)
