@@ -23,6 +23,7 @@ from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
+from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
 from meshd.manifests.quantity import parse_cpu, parse_memory
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey
@@ -30,6 +31,7 @@ from meshd.registry import Registry
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import default_state_dir
+from meshd.tasks import TaskGroup
 
 if TYPE_CHECKING:
     from meshd.api.server import ApiServer
@@ -61,6 +63,7 @@ class AgentOptions:
     sidecar_metrics: str = "127.0.0.1:7701"
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
+    max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -108,7 +111,14 @@ class Agent:
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
-        self._address_tasks: set[asyncio.Task] = set()
+        self._address_tasks = TaskGroup("service address")
+        self._tasks = TaskGroup("agent")
+        self.loop_lag = LoopLagMonitor()
+        self.health = HealthChecks()
+        self.health.add("state", state_writable(self.state_dir))  # the state store may hook its own check here
+        self.health.add("loop", self.loop_lag.check(options.max_loop_lag))
+        if options.sidecar:
+            self.health.add("sidecar", self._sidecar_connected)
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
@@ -127,19 +137,26 @@ class Agent:
             except DriverError as error:
                 log.warning("service address %s: %s", address, error)
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._address_tasks.add(task)
-        task.add_done_callback(self._address_tasks.discard)
+        self._address_tasks.spawn(run(), name=f"{'add' if present else 'remove'} {address}")
+
+    def _sidecar_connected(self) -> CheckResult:
+        """The node sidecar runs and follows this agent's endpoint stream."""
+        if not self.sidecar.pid:
+            return CheckResult("sidecar", False, "the node sidecar is not running")
+        if not any(s.startswith("node-") for s in self.drain.sidecars):
+            return CheckResult("sidecar", False, f"the node sidecar (pid {self.sidecar.pid}) is not connected")
+        return CheckResult("sidecar", True)
 
     async def start(self) -> None:
         from meshd.api.server import ApiServer
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
+        self._tasks.supervise("loop lag", self.loop_lag.run)
         await self._start_driver()
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         await self.controller.start()
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
-                                   sidecar_targets=self.sidecar.targets)
+                                   sidecar_targets=self.sidecar.targets, health=self.health)
         await api.start(self.api_host, self.api_port)
         log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
         await self._start_mdns()
@@ -206,12 +223,12 @@ class Agent:
             for info in self.registry.services():
                 if info.address:
                     self._service_address(info.address, False)
-        if self._address_tasks:
-            await asyncio.gather(*self._address_tasks, return_exceptions=True)
+        await self._address_tasks.wait()
         await self.sidecar.stop()
         if stop_pods and self._own_resolver:
             self._service_address(self._own_resolver, False)
-            await asyncio.gather(*self._address_tasks, return_exceptions=True)
+            await self._address_tasks.wait()
+        await self._tasks.close()
         for component in (self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()

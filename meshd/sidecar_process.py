@@ -4,15 +4,19 @@ the next agent (never a second one fighting for the same ports), restarted if it
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from meshd.logfiles import rotate_log
 from meshd.state import write_atomically
+from meshd.tasks import restart_delay, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +25,18 @@ TAG_VARIABLE = "MESHD_SIDECAR_OF"  # names the state dir whose agent owns the pr
 
 
 def _alive(pid: int, marker: str) -> bool:
+    """Whether `pid` is this state dir's sidecar, running (not a zombie). A check that cannot be made (EMFILE,
+    ENOMEM) says alive: only a process known gone is replaced, never one the agent could not look at."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ESRCH):
+            return False
+        log.warning("cannot check the sidecar (pid %d): %s; assuming it runs", pid, error)
+        return True
     return f"{TAG_VARIABLE}={marker}".encode() in environ and ") Z " not in stat
 
 
@@ -39,6 +50,7 @@ class SidecarProcess:
         self._interval = check_interval
         self._task: asyncio.Task | None = None
         self._child: subprocess.Popen | None = None
+        self.starts = 0  # sidecars this agent started (a restart counts)
 
     def targets(self) -> list[str]:
         return [self.metrics] if self.pid else []
@@ -58,33 +70,52 @@ class SidecarProcess:
                 self.pid = pid
                 log.info("adopted the running sidecar (pid %d)", pid)
         if self.pid is None:
-            self._spawn()
-        self._task = asyncio.create_task(self._supervise())
+            await self._spawn()
+        self._task = asyncio.create_task(run_supervised("sidecar supervisor", self._supervise),
+                                         name="sidecar supervisor")
 
-    def _spawn(self) -> None:
+    async def _spawn(self) -> None:
         log_path = self.state_dir / "sidecar.log"
-        with open(log_path, "ab") as out:
-            self._child = subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True,
-                                           env={**os.environ, TAG_VARIABLE: self._marker})
+
+        def spawn() -> subprocess.Popen:
+            rotate_log(log_path)
+            with open(log_path, "ab") as out:
+                return subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env={**os.environ, TAG_VARIABLE: self._marker})
+
+        self._child = await asyncio.to_thread(spawn)
         self.pid = self._child.pid
-        write_atomically(self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
+        self.starts += 1
+        await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
         log.info("started the sidecar (pid %d, log %s)", self.pid, log_path)
 
     async def _supervise(self) -> None:
-        delay = 1.0
+        """Every interval: reaps the sidecar if it exited, whatever killed it, and starts it again with a
+        growing delay; a failed start (EMFILE, ENOMEM...) is logged and retried, never the end of this loop."""
+        failures = 0  # deaths in a row (a sidecar that lives a minute resets it)
+        alive_since = time.monotonic()
         while True:
             await asyncio.sleep(self._interval)
-            if self._child is not None:
-                self._child.poll()  # reap it if it exited
-            if self.pid and not _alive(self.pid, self._marker):
-                log.warning("the sidecar (pid %d) exited; starting it again in %.0fs", self.pid, delay)
+            if self._child is not None and self._child.poll() is not None:  # reaped
+                self._child = None
+            if self.pid and _alive(self.pid, self._marker):
+                if time.monotonic() - alive_since > 60:
+                    failures = 0
+                continue
+            if self.pid:
+                log.warning("the sidecar (pid %d) exited", self.pid)
                 self.pid = None
+            delay = restart_delay(failures)
+            failures += 1
+            if delay:
+                log.warning("starting the sidecar again in %.0fs", delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
-                self._spawn()
-            else:
-                delay = 1.0
+            try:
+                await self._spawn()
+                alive_since = time.monotonic()
+            except OSError as error:
+                log.error("cannot start the sidecar: %s (retrying)", error)
 
     async def stop(self) -> None:
         if self._task is not None:

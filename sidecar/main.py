@@ -12,6 +12,7 @@ import sys
 import time
 
 from meshd.model.endpoints import ServiceKey
+from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
 from .metrics import make_registry, serve_metrics
@@ -47,6 +48,7 @@ class NodeListeners:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.failed: dict[tuple[str, int], str] = {}
         self.kick = asyncio.Event()
+        self.stopping = TaskGroup("listeners")
         table.listeners.append(self.kick.set)
 
     def desired(self) -> dict[tuple[str, int], list[Route]]:
@@ -65,7 +67,7 @@ class NodeListeners:
         for key in [k for k in self.listeners if k not in want]:
             listener = self.listeners.pop(key)
             log.info("unbinding %s:%d", *key)
-            asyncio.create_task(listener.stop())
+            self.stopping.spawn(listener.stop(), name=f"unbind {key[0]}:{key[1]}")
         for key in [k for k in self.failed if k not in want]:
             del self.failed[key]
         for key, routes in want.items():
@@ -97,19 +99,7 @@ class NodeListeners:
 
     async def stop(self, grace: float) -> None:
         await asyncio.gather(*(listener.stop(grace) for listener in self.listeners.values()))
-
-
-async def supervise(name: str, factory, *, delay: float = 1.0) -> None:  # type: ignore[no-untyped-def]
-    """Run `factory()` forever; log and restart it if it dies."""
-    while True:
-        try:
-            await factory()
-            log.error("%s ended unexpectedly; restarting", name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s crashed; restarting", name)
-        await asyncio.sleep(delay)
+        await self.stopping.wait()
 
 
 async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
@@ -125,7 +115,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     table._on_drained = discovery.drained
     options = ProxyOptions(fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone)
     reuse_port = args.workers > 1
-    tasks = [asyncio.create_task(supervise("discovery", discovery.run))]
+    tasks = TaskGroup("sidecar")
+    tasks.supervise("discovery", discovery.run)
     metrics_server = None
     try:
         metrics_server = await serve_metrics(make_registry(table), mhost, mport + worker)
@@ -141,13 +132,12 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
             await single.start(reuse_port=reuse_port)
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", host, port, e)
-            for task in tasks:
-                task.cancel()
+            await tasks.close()
             raise SystemExit(1) from None
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
     else:
         node = NodeListeners(table, options=options, reuse_port=reuse_port)
-        tasks.append(asyncio.create_task(supervise("listeners", node.run)))
+        tasks.supervise("listeners", node.run)
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
 
     async def sweeper() -> None:
@@ -156,7 +146,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
             eps = [e for s in table.services.values() for e in s.endpoints.values()]
             sweep_idle(eps, now=time.monotonic(), idle_timeout=options.idle_timeout)
 
-    tasks.append(asyncio.create_task(supervise("idle sweeper", sweeper)))
+    tasks.supervise("idle sweeper", sweeper)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,9 +175,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     for svc in table.services.values():
         for ep in list(svc.endpoints.values()) + list(svc.draining.values()):
             ep.close_idle()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await tasks.close()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,6 +19,7 @@ from meshd.api import kube
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
+from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
@@ -54,8 +55,9 @@ def _matches(obj: dict[str, Any], selector: tuple[Requirement, ...]) -> bool:
 
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
-                 sidecar_targets: Callable[[], list[str]] = list) -> None:
+                 sidecar_targets: Callable[[], list[str]] = list, health: HealthChecks | None = None) -> None:
         self.controller = controller
+        self.health = health or HealthChecks()
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
@@ -128,7 +130,9 @@ class ApiServer:
     # --- plain routes ---------------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        """200 `ok`, or 503 naming each failing check (state writable, loop lag, sidecar connected)."""
+        status, text = verdict(self.health.run())
+        return web.Response(status=status, text=text)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = await asyncio.to_thread(generate_latest, REGISTRY)

@@ -52,6 +52,7 @@ from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.state import load_state, save_state
+from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class Controller:
         self._clock = clock
         self._rng = rng or random.Random()
         self._kick_event = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks = TaskGroup("controller")
         self._watchers: list[Callable[[str, str, str], None]] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._dirty = False
@@ -135,17 +136,14 @@ class Controller:
                 self._publish_service(record.obj)
         observed = await self.driver.list_managed()
         self._adopt(observed)
-        self._tasks.append(asyncio.create_task(self._supervise("events", self._follow_events)))
-        self._tasks.append(asyncio.create_task(self._supervise("reconcile", self._reconcile_forever)))
-        self._tasks.append(asyncio.create_task(self._supervise("gc", self._collect_garbage_forever)))
+        self._tasks.supervise("events", self._follow_events)
+        self._tasks.supervise("reconcile", self._reconcile_forever)
+        self._tasks.supervise("gc", self._collect_garbage_forever)
         self.kick()
 
     async def close(self, *, stop_pods: bool) -> None:
         """Stops the controller; with stop_pods every pod is drained and removed, else they keep running."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.close()
         for timer in self._timers:
             timer.cancel()
         workers = list(self.pods.values())
@@ -155,18 +153,6 @@ class Controller:
             await asyncio.gather(*(w.wait_done() for w in workers))
         else:
             await asyncio.gather(*(w.detach() for w in workers))
-
-    async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
-        """Runs a long-lived task forever: if it dies, or ends, that is logged and it starts again."""
-        while True:
-            try:
-                await run()
-                log.warning("controller task %s ended; starting it again", name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("controller task %s died; starting it again", name)
-            await asyncio.sleep(1)
 
     def kick(self) -> None:
         self._kick_event.set()
@@ -603,7 +589,7 @@ class Controller:
                 self._notify("Pod", worker.namespace, worker.name)
                 self.kick()
 
-        asyncio.get_running_loop().create_task(forget())
+        self._tasks.spawn(forget(), name=f"forget {worker.namespace}/{worker.name}")
 
     def _pod_changed(self, worker: PodWorker) -> None:
         self._notify("Pod", worker.namespace, worker.name)
@@ -693,7 +679,7 @@ class Controller:
             else:
                 unwanted.extend(containers)
         if unwanted:
-            asyncio.get_running_loop().create_task(self._remove_containers(unwanted))
+            self._tasks.spawn(self._remove_containers(unwanted), name="remove unwanted")
 
     async def _remove_containers(self, containers: list[ObservedContainer]) -> None:
         apps = [c for c in containers if not c.is_infra]

@@ -42,6 +42,7 @@ from meshd.driver.base import (
 )
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.images.builders import builder_for
+from meshd.logfiles import MAX_FILES, MAX_SIZE
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Volume
 
@@ -52,6 +53,7 @@ T = TypeVar("T")
 LABEL_SANDBOX = "io.meshd.sandbox"  # on app containers and volumes: the infra container's id
 EVENT_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTAINER_LOG_CONFIG = {"type": "json-file", "config": {"max-size": f"{MAX_SIZE // 2**20}m", "max-file": str(MAX_FILES)}}
 CLOSE_WAIT_SECONDS = 10.0  # how long close() waits for engine calls already running
 
 
@@ -619,6 +621,7 @@ class DockerDriver:
             "init": True,
             "mounts": mounts,
             "detach": True,
+            "log_config": CONTAINER_LOG_CONFIG,  # the kubelet's defaults: 10 MiB x 5 files
         }
         if spec.spec.share_process_namespace:
             kwargs["pid_mode"] = f"container:{sandbox_id}"

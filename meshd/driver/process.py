@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
@@ -39,8 +40,10 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
+from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,9 @@ class ProcessDriver:
         self._warned: set[str] = set()
         self._lock = asyncio.Lock()
         self._started = False
+        self._tasks = TaskGroup("process driver")
+        self.log_max_size = MAX_SIZE
+        self.log_check_interval = 5.0
         self._cwd = ""  # the agent's working directory: relative commands run from there
         # One thread writes the records, so writes stay ordered and the loop never waits on the disk.
         self._writer = concurrent.futures.ThreadPoolExecutor(
@@ -184,7 +190,7 @@ class ProcessDriver:
     def _forget(self, record_id: str) -> None:
         self._records.pop(record_id, None)
         self._writer.submit(_unlink, self.records_dir / f"{record_id}.json")
-        self._writer.submit(_unlink, self.logs_dir / f"{record_id}.log")
+        self._writer.submit(remove_logs, self.logs_dir / f"{record_id}.log")
 
     def _prepare(self) -> str:
         for d in (self.records_dir, self.logs_dir, self.volumes_dir):
@@ -218,9 +224,20 @@ class ProcessDriver:
                 self._watchers[record.id] = asyncio.create_task(self._watch_adopted(record.id, record.pid))
             else:  # died while no agent watched: its exit status is lost
                 self._save(replace(record, state="exited", finished_at=time.time()))
+        self._tasks.supervise("log rotation", self._rotate_logs_forever)
+
+    async def _rotate_logs_forever(self) -> None:
+        """Caps every running container's log (the kubelet's 10 MiB x 5 files), checked every few seconds."""
+        while True:
+            await asyncio.sleep(self.log_check_interval)
+            paths = [self.logs_dir / f"{r.id}.log" for r in self._records.values()
+                     if r.kind == "container" and r.state == "running"]
+            for path in paths:
+                await asyncio.to_thread(rotate_log, path, max_size=self.log_max_size)
 
     async def close(self) -> None:
         """Stops watching; the processes keep running (a restarted agent adopts them)."""
+        await self._tasks.close()
         tasks = list(self._watchers.values())
         for task in tasks:
             task.cancel()
@@ -524,6 +541,9 @@ class ProcessDriver:
                 if chunk:
                     yield chunk
                     continue
+                if await asyncio.to_thread(_was_truncated, fh):  # rotated: the live file starts again
+                    fh.seek(0)
+                    continue
                 record = self._records.get(container_id)
                 if record is None or record.state != "running":
                     rest = await asyncio.to_thread(fh.read)
@@ -572,6 +592,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def _mkdir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _was_truncated(fh: Any) -> bool:
+    return os.fstat(fh.fileno()).st_size < fh.tell()
 
 
 def _unlink(path: Path) -> None:

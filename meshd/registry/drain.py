@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from meshd.model.endpoints import Remove, ServiceKey, Update
 from meshd.registry.registry import Registry
+from meshd.tasks import BACKGROUND
 
 
 class DrainCoordinator:
@@ -51,7 +52,7 @@ class DrainCoordinator:
             async with self._changed:
                 self._changed.notify_all()
 
-        asyncio.get_running_loop().create_task(notify())
+        BACKGROUND.spawn(notify(), name="drain notify")
 
     def _outstanding(self, namespace: str, pod: str) -> list[tuple[str, ServiceKey]]:
         services = self._removed.get((namespace, pod), set())
