@@ -57,6 +57,7 @@ class AgentOptions:
     backoff_max: float = 300.0
     node_cpus: str | None = None
     node_memory: str | None = None
+    max_pods: int = 110  # the kubelet's default: pods beyond it stay Pending ("Too many pods")
     verbose: bool = False
     dns_ttl: int = 5
     sidecar: bool = True
@@ -95,6 +96,7 @@ class Agent:
             capacity=NodeCapacity(
                 cpu_millicores=parse_cpu(options.node_cpus) if options.node_cpus else (os.cpu_count() or 1) * 1000,
                 memory_bytes=parse_memory(options.node_memory) if options.node_memory else _memory_bytes(),
+                pods=options.max_pods,
             ),
             backoff=BackoffPolicy(initial=options.backoff_initial, maximum=options.backoff_max),
             zone=options.zone,

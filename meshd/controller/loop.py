@@ -22,7 +22,15 @@ from typing import Any
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
-from meshd.controller.plan import PodView, ReplicaSetView, plan_replicaset, plan_rollout, rollout_complete
+from meshd.controller.plan import (
+    PodView,
+    ReplicaSetView,
+    creation_batch,
+    next_batch,
+    plan_replicaset,
+    plan_rollout,
+    rollout_complete,
+)
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.records import (
     REVISION_ANNOTATION,
@@ -83,6 +91,12 @@ class Progress:
 class NodeCapacity:
     cpu_millicores: int
     memory_bytes: int
+    pods: int = 110  # the kubelet's --max-pods: pods that run at once; as many more may wait Pending
+
+    @property
+    def pod_objects(self) -> int:
+        """The most pod objects (running and Pending) the node keeps, so memory stays bounded."""
+        return 2 * self.pods
 
 
 class Controller:
@@ -126,6 +140,8 @@ class Controller:
         self._watchers: list[Callable[[str, str, str], None]] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._dirty = False
+        self._batches: dict[tuple[str, str], int] = {}  # ReplicaSet -> its slow-start batch
+        self._short: set[tuple[str, str]] = set()  # ReplicaSets told they cannot create more pods
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -370,6 +386,7 @@ class Controller:
             if not worker.terminating and not self._pod_wanted(worker):
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
+        self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
         if self._dirty:
             self._save()
 
@@ -471,11 +488,27 @@ class Controller:
 
     def _reconcile_replicaset(self, rs: ReplicaSetRecord, now: float) -> None:
         pods = self._pods_of(rs)
-        create, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
+        missing, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
         for name in delete:
             self._terminate(self.pods[(rs.namespace, name)], "scaled down")
+        key = (rs.namespace, rs.name)
+        batch = self._batches.get(key, 1)
+        room = self.capacity.pod_objects - sum(1 for w in self.pods.values() if not w.terminating)
+        create = creation_batch(missing, batch=batch, room=room)
         for _ in range(create):
             self._create_pod(rs, now)
+        self._batches[key] = next_batch(batch, created=create, missing=missing)
+        if create < missing and create == batch:
+            self.kick()  # slow start: the next batch in the next pass, after the loop served others
+        if create < missing and room <= create:
+            if key not in self._short:
+                self._short.add(key)
+                self.events.record("ReplicaSet", rs.namespace, rs.name, "Warning", "FailedCreate",
+                                   f"node pod limit reached: {self.capacity.pods} running and "
+                                   f"{self.capacity.pod_objects - self.capacity.pods} Pending at most "
+                                   f"({missing - create} pods not created)")
+        else:
+            self._short.discard(key)
 
     def _create_pod(self, rs: ReplicaSetRecord, now: float) -> PodWorker:
         while True:
@@ -541,26 +574,29 @@ class Controller:
         return worker
 
     def _schedule_pending(self) -> None:
-        """Admits pending pods in creation order while their resource requests fit the node."""
-        used_cpu = used_mem = 0
+        """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
+        than --max-pods pods."""
+        used_cpu = used_mem = running = 0
         for worker in self.pods.values():
             if worker.scheduled and not worker.done.is_set():
                 cpu, mem = _requests(worker.spec)
-                used_cpu, used_mem = used_cpu + cpu, used_mem + mem
+                used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
             cpu, mem = _requests(worker.spec)
-            short = [what for what, need, used, have in (
+            short = [f"Insufficient {what}" for what, need, used, have in (
                 ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
                 ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
+            if running >= self.capacity.pods:
+                short.append("Too many pods")
             if short:
-                message = "0/1 nodes are available: " + ", ".join(f"Insufficient {s}" for s in short) + "."
+                message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
                 if worker.message != message:
                     worker.reason, worker.message = "Unschedulable", message
                     self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
                     self._notify("Pod", worker.namespace, worker.name)
                 continue
-            used_cpu, used_mem = used_cpu + cpu, used_mem + mem
+            used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
             worker.reason = worker.message = ""
             worker.start()
 
