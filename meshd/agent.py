@@ -24,10 +24,19 @@ from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
 from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
+from meshd.hostslots import (
+    DOCKER_SERVICE_POOL,
+    SlotError,
+    SlotLease,
+    default_run_dir,
+    slot_states,
+    slot_of_address,
+)
 from meshd.manifests.quantity import parse_cpu, parse_memory
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
+from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import default_state_dir
@@ -40,9 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshd")
 
-DOCKER_SERVICE_POOL = "10.213.128.0/17"
 DOCKER_GATEWAY = "10.213.0.1"
-PROCESS_SERVICE_POOL = "127.214.0.0/16"
 
 
 @dataclass
@@ -61,7 +68,7 @@ class AgentOptions:
     verbose: bool = False
     dns_ttl: int = 5
     sidecar: bool = True
-    sidecar_metrics: str = "127.0.0.1:7701"
+    sidecar_metrics: str | None = None  # default: 127.0.0.1:7701 + this agent's host slot
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
@@ -92,7 +99,7 @@ class Agent:
             registry=self.registry,
             state_dir=self.state_dir,
             agent_id=self.agent_id,
-            service_pool=DOCKER_SERVICE_POOL if options.driver == "docker" else PROCESS_SERVICE_POOL,
+            service_pool=DOCKER_SERVICE_POOL,  # narrowed to this agent's slot in start()
             capacity=NodeCapacity(
                 cpu_millicores=parse_cpu(options.node_cpus) if options.node_cpus else (os.cpu_count() or 1) * 1000,
                 memory_bytes=parse_memory(options.node_memory) if options.node_memory else _memory_bytes(),
@@ -108,8 +115,10 @@ class Agent:
         self.sidecar = SidecarProcess(
             state_dir=self.state_dir,
             api_url=f"http://{self.api_host}:{self.api_port}",
-            metrics=options.sidecar_metrics,
+            metrics=options.sidecar_metrics or "127.0.0.1:7701",
+            metrics_fixed=options.sidecar_metrics is not None,
         )
+        self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
@@ -154,9 +163,11 @@ class Agent:
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
         self._tasks.supervise("loop lag", self.loop_lag.run)
+        await self._take_slot()
         await self._start_driver()
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         await self.controller.start()
+        self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                                    sidecar_targets=self.sidecar.targets, health=self.health)
         await api.start(self.api_host, self.api_port)
@@ -164,6 +175,38 @@ class Agent:
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()
+
+    async def _take_slot(self) -> None:
+        """This agent's share of the host (addresses, metrics port), apart from every other live agent's."""
+        self.slot = slot = await asyncio.to_thread(SlotLease.acquire, run_dir=default_run_dir(),
+                                                   state_dir=self.state_dir, agent_id=self.agent_id)
+        ranges = slot.ranges
+        if self.options.driver == "process":
+            self.driver.pod_network = ipaddress.ip_network(ranges.process_pods)  # type: ignore[attr-defined]
+        self.controller.addresses = AddressAllocator(
+            ranges.docker_services if self.options.driver == "docker" else ranges.process_services)
+        if self.options.sidecar_metrics is None:
+            self.sidecar.metrics = f"127.0.0.1:{ranges.sidecar_metrics_port}"
+        log.info("host slot %d: Service addresses in %s%s, sidecar metrics on %s", slot.slot,
+                 self.controller.addresses.pool,
+                 f", pods in {ranges.process_pods}" if self.options.driver == "process" else "", self.sidecar.metrics)
+
+    async def _reclaim_service_addresses(self) -> None:
+        """Removes the Service addresses on the bridge that no live agent owns: those of slots nobody holds
+        (agents whose state is gone, or older agents), and this agent's own that no Service has any more."""
+        listing = getattr(self.driver, "service_addresses", None)
+        if listing is None or self.slot is None:
+            return
+        # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
+        known, held = await asyncio.to_thread(slot_states, default_run_dir())
+        mine = {info.address for info in self.registry.services() if info.address} | {self._own_resolver}
+        stale = [a for a in await listing()
+                 if (owner := slot_of_address(a)) is not None
+                 and ((owner in known and owner not in held) or (owner == self.slot.slot and a not in mine))]
+        for address in stale:
+            await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
+        if stale:
+            log.info("reclaimed %d Service addresses no live agent owns", len(stale))
 
     async def _start_driver(self, retry_every: float = 5.0) -> None:
         """Waits for the container engine: an engine that is down is a clear message, not a crash."""
@@ -191,7 +234,7 @@ class Agent:
     async def _start_own_resolver(self, dns: DnsServer, error: OSError) -> None:
         """A second agent on one engine: its pods get a resolver address of its own on the bridge (a /32, stable
         per agent), so they resolve this agent's Services, not the other agent's."""
-        address = agent_resolver_address(self.agent_id)
+        address = agent_resolver_address(self.agent_id, str(self.controller.addresses.pool))
         try:
             self.controller.addresses.allocate(ServiceKey("kube-system", "meshd-dns"), address)
             await self.driver.add_service_address(address)  # type: ignore[attr-defined]
@@ -231,6 +274,8 @@ class Agent:
             self._service_address(self._own_resolver, False)
             await self._address_tasks.wait()
         await self._tasks.close()
+        if self.slot is not None:
+            self.slot.release()
         for component in (self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()
@@ -276,7 +321,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError) as error:
+    except (DriverError, OSError, SlotError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1

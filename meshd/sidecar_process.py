@@ -9,11 +9,13 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from meshd.hostslots import port_free
 from meshd.logfiles import rotate_log
 from meshd.state import write_atomically
 from meshd.tasks import restart_delay, run_supervised
@@ -41,10 +43,12 @@ def _alive(pid: int, marker: str) -> bool:
 
 
 class SidecarProcess:
-    def __init__(self, *, state_dir: Path, api_url: str, metrics: str, check_interval: float = 1.0) -> None:
+    def __init__(self, *, state_dir: Path, api_url: str, metrics: str, metrics_fixed: bool = True,
+                 check_interval: float = 1.0) -> None:
         self.state_dir = state_dir
         self.api_url = api_url
         self.metrics = metrics
+        self._metrics_fixed = metrics_fixed  # the user chose it: a held port is an error, not moved
         self.pid: int | None = None
         self._marker = str(state_dir.resolve())
         self._interval = check_interval
@@ -79,6 +83,7 @@ class SidecarProcess:
 
         def spawn() -> subprocess.Popen:
             rotate_log(log_path)
+            self._check_metrics_port()
             with open(log_path, "ab") as out:
                 return subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
@@ -89,6 +94,22 @@ class SidecarProcess:
         self.starts += 1
         await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
         log.info("started the sidecar (pid %d, log %s)", self.pid, log_path)
+
+    def _check_metrics_port(self) -> None:
+        """A metrics port another process holds (another agent's sidecar?) is reported, never shared: a
+        derived port moves to a free one, a chosen one is logged as the error it is."""
+        host, _, port = self.metrics.rpartition(":")
+        if port_free(host, int(port)):
+            return
+        if self._metrics_fixed:
+            log.error("the sidecar's metrics address %s is held by another process: its /metrics will be "
+                      "missing (choose another with --sidecar-metrics)", self.metrics)
+            return
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            moved = f"{host}:{probe.getsockname()[1]}"
+        log.warning("the sidecar's metrics port %s is held by another process; using %s", self.metrics, moved)
+        self.metrics = moved
 
     async def _supervise(self) -> None:
         """Every interval: reaps the sidecar if it exited, whatever killed it, and starts it again with a

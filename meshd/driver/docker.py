@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import itertools
+import json
 import logging
 import math
 import os
@@ -396,6 +397,21 @@ class DockerDriver:
 
     async def remove_service_address(self, ip: str) -> None:
         await self._ip_addr("del", ip, ok_if=("Cannot assign requested address", "Address not found"))
+
+    async def service_addresses(self) -> list[str]:
+        """The /32 addresses on the bridge now (every agent's Service addresses and resolvers)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "-j", "-4", "addr", "show", "dev", self.network[:15],
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise DriverError("the `ip` command (iproute2) is needed to manage Service addresses") from exc
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise DriverError(f"ip addr show dev {self.network[:15]} failed: {err.decode(errors='replace').strip()}")
+        return [a["local"] for link in json.loads(out or b"[]") for a in link.get("addr_info", [])
+                if a.get("prefixlen") == 32 and a.get("family") == "inet"]
 
     async def _ip_addr(self, verb: str, ip: str, *, ok_if: tuple[str, ...]) -> None:
         try:
