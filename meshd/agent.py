@@ -30,7 +30,7 @@ from meshd.hostslots import (
     SlotLease,
     default_run_dir,
     slot_states,
-    slot_of_address,
+    stale_addresses,
 )
 from meshd.manifests.quantity import parse_cpu, parse_memory
 from meshd.metrics import REGISTRY
@@ -84,7 +84,6 @@ class Agent:
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
         self.state_dir = Path(options.state_dir).expanduser() if options.state_dir else default_state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.agent_id = options.agent_id or hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
         self.node = socket.gethostname()
         self.registry = Registry(node=self.node)
@@ -163,6 +162,7 @@ class Agent:
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
         self._tasks.supervise("loop lag", self.loop_lag.run)
+        await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
         await self._take_slot()
         await self._start_driver()
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
@@ -199,10 +199,8 @@ class Agent:
             return
         # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
         known, held = await asyncio.to_thread(slot_states, default_run_dir())
-        mine = {info.address for info in self.registry.services() if info.address} | {self._own_resolver}
-        stale = [a for a in await listing()
-                 if (owner := slot_of_address(a)) is not None
-                 and ((owner in known and owner not in held) or (owner == self.slot.slot and a not in mine))]
+        mine = {info.address for info in self.registry.services() if info.address} | {self._own_resolver or ""}
+        stale = stale_addresses(await listing(), known=known, held=held, own=self.slot.slot, mine=mine)
         for address in stale:
             await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
         if stale:
@@ -249,6 +247,8 @@ class Agent:
                     DOCKER_GATEWAY, error, address)
 
     async def _start_mdns(self) -> None:
+        if self.options.mdns.strip().lower() == "off":
+            return  # zeroconf is not even imported (its import runs subprocesses)
         from meshd.mdns import MdnsAdvertiser, parse_mdns_option
 
         interfaces = parse_mdns_option(self.options.mdns)

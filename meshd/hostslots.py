@@ -69,6 +69,21 @@ def slot_of_address(address: str, pool: str = DOCKER_SERVICE_POOL) -> int | None
     return (int(ip) - int(network.network_address)) // size
 
 
+def stale_addresses(addresses: list[str], *, known: set[int], held: set[int], own: int, mine: set[str],
+                    pool: str = DOCKER_SERVICE_POOL) -> list[str]:
+    """The bridge addresses to reclaim: in a slot some agent held once (its lock file exists) and none holds now,
+    or in this agent's own slot but owned by none of its Services. Outside the pool, or in a slot never held
+    (perhaps an older agent's, alive), an address is left alone."""
+    stale = []
+    for address in addresses:
+        slot = slot_of_address(address, pool)
+        if slot is None:
+            continue
+        if (slot in known and slot not in held) or (slot == own and address not in mine):
+            stale.append(address)
+    return stale
+
+
 def preference(recorded: int | None) -> list[int]:
     """The order slots are tried in: the one this agent had, then the lowest."""
     order = list(range(SLOTS))

@@ -63,16 +63,19 @@ class SidecarProcess:
         return [sys.executable, "-c", "import sys; from sidecar.main import main; sys.exit(main())",
                 "--api", self.api_url, "--metrics", self.metrics, "--id", f"node-{os.getpid()}"]
 
+    def _recorded(self) -> int | None:
+        """The pid of this state dir's sidecar if it still runs (blocking: reads files)."""
+        try:
+            pid = int(json.loads((self.state_dir / RECORD).read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return pid if pid and _alive(pid, self._marker) else None
+
     async def start(self) -> None:
-        record = self.state_dir / RECORD
-        if record.exists():
-            try:
-                pid = int(json.loads(record.read_text())["pid"])
-            except (ValueError, KeyError, json.JSONDecodeError):
-                pid = 0
-            if pid and _alive(pid, self._marker):
-                self.pid = pid
-                log.info("adopted the running sidecar (pid %d)", pid)
+        pid = await asyncio.to_thread(self._recorded)
+        if pid is not None:
+            self.pid = pid
+            log.info("adopted the running sidecar (pid %d)", pid)
         if self.pid is None:
             await self._spawn()
         self._task = asyncio.create_task(run_supervised("sidecar supervisor", self._supervise),
@@ -120,7 +123,7 @@ class SidecarProcess:
             await asyncio.sleep(self._interval)
             if self._child is not None and self._child.poll() is not None:  # reaped
                 self._child = None
-            if self.pid and _alive(self.pid, self._marker):
+            if self.pid and await asyncio.to_thread(_alive, self.pid, self._marker):
                 if time.monotonic() - alive_since > 60:
                     failures = 0
                 continue
@@ -152,7 +155,7 @@ class SidecarProcess:
         for _ in range(100):
             if self._child is not None:
                 self._child.poll()
-            if not _alive(pid, self._marker):
+            if not await asyncio.to_thread(_alive, pid, self._marker):
                 break
             await asyncio.sleep(0.05)
         else:
@@ -160,7 +163,7 @@ class SidecarProcess:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        (self.state_dir / RECORD).unlink(missing_ok=True)
+        await asyncio.to_thread((self.state_dir / RECORD).unlink, missing_ok=True)
 
     def detach(self) -> None:
         """Leaves the sidecar running (the agent stops without a normal shutdown)."""

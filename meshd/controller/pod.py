@@ -272,9 +272,12 @@ class PodWorker:
         timeout = max(min(due) - now, 0) if due else None
         getter = asyncio.ensure_future(self._events.get())
         stopper = asyncio.ensure_future(self._terminate.wait())
-        done, pending = await asyncio.wait({getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for future in pending:
-            future.cancel()
+        try:
+            done, _ = await asyncio.wait({getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the worker is cancelled (detached): no waiter outlives it
+            for future in (getter, stopper):
+                if not future.done():
+                    future.cancel()
         if getter in done:
             await self._handle(getter.result())
         await self._restart_due()

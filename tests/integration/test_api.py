@@ -104,7 +104,7 @@ async def test_garbage_and_bad_requests_never_hurt_the_agent(api):
         async with http.request(method, path, data=body) as reply:
             assert 400 <= reply.status < 500, (path, reply.status, await reply.text())
     async with http.get("/healthz") as reply:
-        assert reply.status == 200
+        assert reply.status == 200, await reply.text()
 
 
 async def test_prometheus_http_sd_lists_the_agent(api):
