@@ -150,7 +150,8 @@ class ProcessDriver:
     name = "process"
 
     def __init__(
-        self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16"
+        self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16",
+        log_max_size: int = MAX_SIZE, log_check_interval: float = 5.0,
     ):
         self.agent_id = agent_id
         self.dir = Path(state_dir) / "process-driver"
@@ -167,8 +168,8 @@ class ProcessDriver:
         self._lock = asyncio.Lock()
         self._started = False
         self._tasks = TaskGroup("process driver")
-        self.log_max_size = MAX_SIZE
-        self.log_check_interval = 5.0
+        self.log_max_size = log_max_size  # each container's log is rotated past this (5 files kept)
+        self.log_check_interval = log_check_interval
         self._cwd = ""  # the agent's working directory: relative commands run from there
         # One thread writes the records, so writes stay ordered and the loop never waits on the disk.
         self._writer = concurrent.futures.ThreadPoolExecutor(
