@@ -116,7 +116,7 @@ def test_two_agents_of_one_state_dir_are_refused(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held 0"
         with pytest.raises(SlotError, match="runs already"):
-            lease = SlotLease.acquire(run_dir=run, state_dir=state, agent_id="a")
+            SlotLease.acquire(run_dir=run, state_dir=state, agent_id="a")
     finally:
         holder.kill()
         holder.wait()
