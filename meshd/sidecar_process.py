@@ -98,6 +98,31 @@ class SidecarProcess:
         await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
         log.info("started the sidecar (pid %d, log %s)", self.pid, log_path)
 
+    async def _exit_or_interval(self) -> None:
+        """Returns when the sidecar exits (a pidfd, so a death is seen at once) or after the check interval."""
+        try:
+            fd = os.pidfd_open(self.pid) if self.pid else -1
+        except OSError:  # gone already, EMFILE, or an old kernel: the interval alone
+            fd = -1
+        if fd < 0:
+            await asyncio.sleep(self._interval)
+            return
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(exited, self._interval)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+
     def _check_metrics_port(self) -> None:
         """A metrics port another process holds (another agent's sidecar?) is reported, never shared: a
         derived port moves to a free one, a chosen one is logged as the error it is."""
@@ -120,7 +145,7 @@ class SidecarProcess:
         failures = 0  # deaths in a row (a sidecar that lives a minute resets it)
         alive_since = time.monotonic()
         while True:
-            await asyncio.sleep(self._interval)
+            await self._exit_or_interval()
             if self._child is not None and self._child.poll() is not None:  # reaped
                 self._child = None
             if self.pid and await asyncio.to_thread(_alive, self.pid, self._marker):
