@@ -151,6 +151,7 @@ class SidecarProcess:
             if self.pid and await asyncio.to_thread(_alive, self.pid, self._marker):
                 if time.monotonic() - alive_since > 60:
                     failures = 0
+                await asyncio.to_thread(rotate_log, self.state_dir / "sidecar.log")  # it appends: copytruncate
                 continue
             if self.pid:
                 log.warning("the sidecar (pid %d) exited", self.pid)
