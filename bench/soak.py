@@ -101,13 +101,25 @@ class Soak:
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         log.close()
 
+    def token(self) -> str | None:
+        """The API's bearer token where the agent writes one (STATE/token)."""
+        try:
+            return (self.state / "token").read_text().strip() or None
+        except OSError:
+            return None
+
     def cli(self, *args: str, stdin: str | None = None) -> str:
+        token = self.token()
         return subprocess.run([sys.executable, "-m", "meshd.cli", "--api", self.api, *args], input=stdin, check=True,
-                              capture_output=True, text=True, cwd=ROOT).stdout
+                              capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, **({"MESHD_TOKEN": token} if token else {})}).stdout
 
     async def get(self, http: aiohttp.ClientSession, path: str) -> str | None:
+        token = self.token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with http.get(f"http://{self.api}{path}", timeout=aiohttp.ClientTimeout(total=3)) as reply:
+            async with http.get(f"http://{self.api}{path}", timeout=aiohttp.ClientTimeout(total=3),
+                                headers=headers) as reply:
                 return await reply.text() if reply.status == 200 else None
         except (aiohttp.ClientError, OSError, TimeoutError):
             return None

@@ -120,9 +120,19 @@ class AgentProcess:
             self.until(lambda: self.get("/healthz")[0] in (200, 503), what="the agent's API")
         return self
 
-    def get(self, path: str, timeout: float = 5) -> tuple[int, str]:
+    def token(self) -> str | None:
+        """The API's bearer token where the agent writes one (STATE/token)."""
         try:
-            with urllib.request.urlopen(f"http://{self.api}{path}", timeout=timeout) as reply:
+            return (self.state / "token").read_text().strip() or None
+        except OSError:
+            return None
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, str]:
+        token = self.token()
+        request = urllib.request.Request(f"http://{self.api}{path}",
+                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
                 return reply.status, reply.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
@@ -130,8 +140,10 @@ class AgentProcess:
             return 0, str(error)
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
+        token = self.token()
         return subprocess.run([sys.executable, "-m", "meshd.cli", "--api", self.api, *args], check=True,
-                              input=stdin, capture_output=True, text=True, cwd=ROOT).stdout
+                              input=stdin, capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, **({"MESHD_TOKEN": token} if token else {})}).stdout
 
     def apply(self, manifest: str) -> str:
         return self.cli("apply", "-f", "-", stdin=manifest)
