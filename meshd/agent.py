@@ -29,6 +29,7 @@ from meshd.hostslots import (
     SlotError,
     SlotLease,
     default_run_dir,
+    listening_addresses,
     slot_states,
     stale_addresses,
 )
@@ -200,7 +201,9 @@ class Agent:
         # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
         known, held = await asyncio.to_thread(slot_states, default_run_dir())
         mine = {info.address for info in self.registry.services() if info.address} | {self._own_resolver or ""}
-        stale = stale_addresses(await listing(), known=known, held=held, own=self.slot.slot, mine=mine)
+        listening = await asyncio.to_thread(listening_addresses)
+        stale = stale_addresses(await listing(), known=known, held=held, own=self.slot.slot, mine=mine,
+                                listening=listening)
         for address in stale:
             await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
         if stale:

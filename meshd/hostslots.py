@@ -70,18 +70,31 @@ def slot_of_address(address: str, pool: str = DOCKER_SERVICE_POOL) -> int | None
 
 
 def stale_addresses(addresses: list[str], *, known: set[int], held: set[int], own: int, mine: set[str],
-                    pool: str = DOCKER_SERVICE_POOL) -> list[str]:
+                    listening: frozenset[str] = frozenset(), pool: str = DOCKER_SERVICE_POOL) -> list[str]:
     """The bridge addresses to reclaim: in a slot some agent held once (its lock file exists) and none holds now,
-    or in this agent's own slot but owned by none of its Services. Outside the pool, or in a slot never held
-    (perhaps an older agent's, alive), an address is left alone."""
+    or in this agent's own slot but owned by none of its Services. Outside the pool, in a slot never held
+    (perhaps an older agent's, alive), or with a listener on it (a sidecar serves it), an address is left alone."""
     stale = []
     for address in addresses:
         slot = slot_of_address(address, pool)
-        if slot is None:
+        if slot is None or address in listening:
             continue
         if (slot in known and slot not in held) or (slot == own and address not in mine):
             stale.append(address)
     return stale
+
+
+def listening_addresses(table: str = "/proc/net/tcp") -> frozenset[str]:
+    """The IPv4 addresses some TCP listener is bound to (blocking: reads procfs)."""
+    found = set()
+    with open(table) as lines:
+        next(lines, None)
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
+                hex_address = fields[1].split(":")[0]
+                found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_address), "little"))))
+    return frozenset(found)
 
 
 def preference(recorded: int | None) -> list[int]:

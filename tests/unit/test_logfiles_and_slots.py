@@ -12,6 +12,7 @@ from meshd.hostslots import (
     SLOTS,
     SlotError,
     SlotLease,
+    listening_addresses,
     preference,
     slot_of_address,
     slot_ranges,
@@ -74,6 +75,20 @@ def test_slot_of_address(address: str, slot: int | None) -> None:
 ])
 def test_stale_addresses(addresses, known, held, own, mine, stale) -> None:
     assert stale_addresses(addresses, known=known, held=held, own=own, mine=mine) == stale
+
+
+def test_an_address_something_listens_on_is_never_reclaimed() -> None:
+    assert stale_addresses(["10.213.132.5", "10.213.132.6"], known={1}, held=set(), own=0, mine=set(),
+                           listening=frozenset({"10.213.132.5"})) == ["10.213.132.6"]
+
+
+def test_listening_addresses_reads_procfs() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.77", 0))
+        server.listen()
+        assert "127.0.0.77" in listening_addresses()
 
 
 def test_preference_keeps_the_recorded_slot_first() -> None:
