@@ -22,8 +22,10 @@ RESTART_INITIAL = 1.0
 RESTART_MAX = 30.0
 HEALTHY_AFTER = 60.0  # a run this long resets the restart delay
 
-TASK_RESTARTS = Counter("meshd_task_restarts", "Long-lived tasks that died or ended and were started again.",
-                        ["task"], registry=REGISTRY)
+TASK_RESTARTS = Counter("meshd_task_restarts", "Long-lived tasks that died or ended and were started again, by "
+                        "owner (the first word of the task's name).", ["task"], registry=REGISTRY)
+for _owner in ("agent", "controller", "pod", "probe", "mdns-advertiser", "sidecar", "process"):
+    TASK_RESTARTS.labels(_owner)  # a series at 0 from the start, so a rate shows 0 rather than nothing
 
 
 def restart_delay(failures: int, *, initial: float = RESTART_INITIAL, maximum: float = RESTART_MAX) -> float:
