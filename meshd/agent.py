@@ -34,6 +34,10 @@ from meshd.hostslots import (
     stale_addresses,
 )
 from meshd.manifests.quantity import parse_cpu, parse_memory
+from meshd.mdns import (  # imported before the loop runs: zeroconf's import blocks
+    MdnsAdvertiser,
+    parse_mdns_option,
+)
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
@@ -46,7 +50,6 @@ from meshd.tasks import TaskGroup
 if TYPE_CHECKING:
     from meshd.api.server import ApiServer
     from meshd.dns.server import DnsServer
-    from meshd.mdns import MdnsAdvertiser
 
 log = logging.getLogger("meshd")
 
@@ -250,10 +253,6 @@ class Agent:
                     DOCKER_GATEWAY, error, address)
 
     async def _start_mdns(self) -> None:
-        if self.options.mdns.strip().lower() == "off":
-            return  # zeroconf is not even imported (its import runs subprocesses)
-        from meshd.mdns import MdnsAdvertiser, parse_mdns_option
-
         interfaces = parse_mdns_option(self.options.mdns)
         if interfaces is None:
             return
