@@ -203,14 +203,17 @@ class Agent:
             return
         # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
         known, held = await asyncio.to_thread(slot_states, default_run_dir())
-        mine = {info.address for info in self.registry.services() if info.address} | {self._own_resolver or ""}
         listening = await asyncio.to_thread(listening_addresses)
-        stale = stale_addresses(await listing(), known=known, held=held, own=self.slot.slot, mine=mine,
-                                listening=listening)
-        for address in stale:
-            await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
-        if stale:
-            log.info("reclaimed %d Service addresses no live agent owns", len(stale))
+        present = await listing()
+        for address in stale_addresses(present, known=known, held=held, own=self.slot.slot, mine=self._owned(),
+                                       listening=listening):
+            if address not in self._owned():  # decided now: a Service applied meanwhile keeps its address
+                await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
+                log.info("reclaimed the Service address %s (no live agent owns it)", address)
+
+    def _owned(self) -> set[str]:
+        """The bridge addresses this agent's Services and pods' resolver have now."""
+        return {info.address for info in self.registry.services() if info.address} | {self._own_resolver or ""}
 
     async def _start_driver(self, retry_every: float = 5.0) -> None:
         """Waits for the container engine: an engine that is down is a clear message, not a crash."""
