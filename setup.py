@@ -18,6 +18,11 @@ from setuptools.command.build_ext import build_ext
 
 HOT = [
     "sidecar/proxy.py",
+    "sidecar/accept.py",
+    "sidecar/http1/client.py",
+    "sidecar/http1/exchange.py",
+    "sidecar/http1/upstream.py",
+    "sidecar/http1/wire.py",
     "sidecar/balancer.py",
     "sidecar/services.py",
     "sidecar/retry.py",

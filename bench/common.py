@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -21,6 +22,16 @@ async def wait_for(check: Callable[[], Any], timeout: float = 120.0, interval: f
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark condition not reached")
         await asyncio.sleep(interval)
+
+
+def api_headers(state_dir: Path, content_type: str = "application/yaml") -> dict[str, str]:
+    """What a client of a real agent sends: its bearer token (STATE/token; none for a tree without one, e.g.
+    a --baseline checkout from before the API had authentication) and a content type its writes need."""
+    try:
+        token = (state_dir / "token").read_text().strip()
+    except OSError:
+        return {"Content-Type": content_type}
+    return {"Authorization": f"Bearer {token}", "Content-Type": content_type}
 
 
 def free_port() -> int:

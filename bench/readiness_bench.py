@@ -71,7 +71,7 @@ async def main(trials: int) -> None:
         agent.registry.listen(on_update)
         ready = lambda: agent.registry.ready_endpoints(KEY)
         try:
-            agent.controller.apply(MANIFEST)
+            await agent.controller.apply(MANIFEST)
             await wait_for(ready)
             flips, deaths = [], []
             for _ in range(trials):

@@ -66,7 +66,7 @@ async def main(kills: int, replicas: int) -> None:
         try:
             ready = lambda: sum(1 for w in agent.controller.pods.values() if w.ready)
             started = time.monotonic()
-            agent.controller.apply(MANIFEST.format(replicas=replicas))
+            await agent.controller.apply(MANIFEST.format(replicas=replicas))
             await wait_for(lambda: ready() == replicas)
             bring_up = time.monotonic() - started
 

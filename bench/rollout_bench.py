@@ -85,7 +85,7 @@ async def run(*, drain: bool, seconds: int) -> tuple[int, int, float]:
         await agent.start()
         try:
             complete = lambda: getattr(agent.controller.progress.get(("default", "slow")), "complete", False)
-            agent.controller.apply(MANIFEST.format(version="v1"))
+            await agent.controller.apply(MANIFEST.format(version="v1"))
             await wait_for(complete)
             url = f"http://{agent.registry.service(ServiceKey('default', 'slow')).address}/"
             for _ in range(100):  # the sidecar binds the Service address
@@ -98,7 +98,7 @@ async def run(*, drain: bool, seconds: int) -> tuple[int, int, float]:
                                                         stdout=asyncio.subprocess.PIPE)
             await asyncio.sleep(2)
             started = time.monotonic()
-            agent.controller.apply(MANIFEST.format(version="v2"))
+            await agent.controller.apply(MANIFEST.format(version="v2"))
             await asyncio.sleep(0.5)
             await wait_for(complete)
             duration = time.monotonic() - started

@@ -297,8 +297,29 @@ def overview() -> dict[str, Any]:
         description="The whole mesh at a glance: traffic, endpoints, workloads, restarts and discovery.",
         tags=["overview"],
         variables=[variable_datasource()],
-        sections=[("Mesh", stats), ("Services", services), ("Traffic and workloads", traffic)],
+        sections=[("Mesh", stats), ("Services", services), ("Traffic and workloads", traffic),
+                  ("Opaque TCP and UDP", l4_panels())],
     )
+
+
+def l4_panels() -> list[Panel]:
+    """The per-connection codecs (sidecar/tcp.py, udp.py): connections, flows and bytes per Service."""
+    return [
+        Panel("TCP connections", (
+            q(f"sum by (service) (rate(meshd_sidecar_tcp_connections_total[{RATE}]))", "{{service}} opened/s"),
+            q("sum by (service) (meshd_sidecar_tcp_active_connections)", "{{service}} open"),), width=8,
+              description="Opaque TCP client connections opened per second, and open now, per Service."),
+        Panel("TCP bytes", (
+            q(f"sum by (service, direction) (rate(meshd_sidecar_tcp_bytes_total[{RATE}]))",
+              "{{service}} {{direction}}"),), unit="Bps", width=8,
+              description="Bytes per second through opaque TCP connections, to the endpoints and to the clients."),
+        Panel("UDP datagrams and flows", (
+            q(f"sum by (service, direction) (rate(meshd_sidecar_udp_datagrams_total[{RATE}]))",
+              "{{service}} {{direction}}"),
+            q(f"sum by (service) (rate(meshd_sidecar_udp_bytes_total[{RATE}]))", "{{service}} bytes/s"),
+            q("sum by (service) (meshd_sidecar_udp_flows)", "{{service}} flows"),), width=8,
+              description="UDP datagrams (and bytes) per second each way, and client flows with an endpoint now."),
+    ]  # fmt: skip
 
 
 def golden_signals() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshd.api.auth import load_or_create_token
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -44,12 +45,14 @@ from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
-from meshd.state import default_state_dir
+from meshd.state import SOCKET_FILE, default_state_dir
+from meshd.store import StoreError
 from meshd.tasks import TaskGroup
 
 if TYPE_CHECKING:
     from meshd.api.server import ApiServer
     from meshd.dns.server import DnsServer
+    from meshd.hostnames import HostNames
 
 log = logging.getLogger("meshd")
 
@@ -76,6 +79,7 @@ class AgentOptions:
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
+    host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -88,6 +92,8 @@ class Agent:
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
         self.state_dir = Path(options.state_dir).expanduser() if options.state_dir else default_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(self.state_dir)  # the API's bearer token, the same across restarts
         self.agent_id = options.agent_id or hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
         self.node = socket.gethostname()
         self.registry = Registry(node=self.node)
@@ -120,6 +126,7 @@ class Agent:
             api_url=f"http://{self.api_host}:{self.api_port}",
             metrics=options.sidecar_metrics or "127.0.0.1:7701",
             metrics_fixed=options.sidecar_metrics is not None,
+            token=self.token,
         )
         self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
@@ -133,6 +140,7 @@ class Agent:
         self.health.add("loop", self.loop_lag.check(options.max_loop_lag))
         if options.sidecar:
             self.health.add("sidecar", self._sidecar_connected)
+        self.host_names: HostNames | None = None
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
@@ -173,12 +181,24 @@ class Agent:
         await self.controller.start()
         self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
-                                   sidecar_targets=self.sidecar.targets, health=self.health)
-        await api.start(self.api_host, self.api_port)
-        log.info("API and /metrics on http://%s:%d", self.api_host, self.api_port)
+                                   sidecar_targets=self.sidecar.targets, token=self.token, health=self.health)
+        await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE)
+        log.info("API on http://%s:%d (bearer token in %s; /metrics and /healthz open) and on %s (owner only)",
+                 self.api_host, self.api_port, self.state_dir / "token", self.state_dir / SOCKET_FILE)
         await self._start_mdns()
         if self.options.sidecar:
             await self.sidecar.start()
+        await self._start_host_names()
+
+    async def _start_host_names(self) -> None:
+        """Apps on the host resolve the zone's names: a resolved route to the bridge's DNS, or /etc/hosts."""
+        from meshd.hostnames import HostNames
+
+        bridge = getattr(self.driver, "network", None) if self.options.driver == "docker" else None
+        self.host_names = HostNames(self.registry, mode=self.options.host_names, zone=self.options.zone,
+                                    tag=self.agent_id, link=bridge[:15] if bridge else None,
+                                    dns_server=self._own_resolver or DOCKER_GATEWAY if bridge else None)
+        await self.host_names.start()
 
     async def _take_slot(self) -> None:
         """This agent's share of the host (addresses, metrics port), apart from every other live agent's."""
@@ -281,7 +301,7 @@ class Agent:
         await self._tasks.close()
         if self.slot is not None:
             self.slot.release()
-        for component in (self.mdns, self.dns, self.api):
+        for component in (self.host_names, self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()
         await self.driver.close()
@@ -326,7 +346,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError, SlotError) as error:
+    except (DriverError, OSError, StoreError, SlotError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1
@@ -336,12 +356,12 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
 
         try:
             for text, source in read_manifests(files):
-                results, warnings = agent.controller.apply(text, source=source)
+                results, warnings = await agent.controller.apply(text, source=source)
                 for warning in warnings:
                     log.warning("%s", warning)
                 for result in results:
                     log.info("%s/%s %s", result.kind.lower(), result.name, result.action)
-        except (ManifestError, OSError) as error:
+        except (ManifestError, OSError, StoreError) as error:
             log.error("%s", error)
             await agent.close(stop_pods=True)
             return 1

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 RECORD = "sidecar.json"
 TAG_VARIABLE = "MESHD_SIDECAR_OF"  # names the state dir whose agent owns the process
+TOKEN_VARIABLE = "MESHD_TOKEN"
 
 
 def _alive(pid: int, marker: str) -> bool:
@@ -43,9 +44,10 @@ def _alive(pid: int, marker: str) -> bool:
 
 
 class SidecarProcess:
-    def __init__(self, *, state_dir: Path, api_url: str, metrics: str, metrics_fixed: bool = True,
+    def __init__(self, *, state_dir: Path, api_url: str, metrics: str, metrics_fixed: bool = True, token: str = "",
                  check_interval: float = 1.0) -> None:
         self.state_dir = state_dir
+        self.token = token
         self.api_url = api_url
         self.metrics = metrics
         self._metrics_fixed = metrics_fixed  # the user chose it: a held port is an error, not moved
@@ -90,13 +92,21 @@ class SidecarProcess:
             with open(log_path, "ab") as out:
                 return subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env={**os.environ, TAG_VARIABLE: self._marker})
+                                        env=self._environment())
 
         self._child = await asyncio.to_thread(spawn)
         self.pid = self._child.pid
         self.starts += 1
         await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
         log.info("started the sidecar (pid %d, log %s)", self.pid, log_path)
+
+    def _environment(self) -> dict[str, str]:
+        """The agent's environment, plus the tag and the API token (in env, never in argv where `ps` shows it)."""
+        env = {**os.environ, TAG_VARIABLE: self._marker}
+        env.pop(TOKEN_VARIABLE, None)
+        if self.token:
+            env[TOKEN_VARIABLE] = self.token
+        return env
 
     async def _exit_or_interval(self) -> None:
         """Returns when the sidecar exits (a pidfd, so a death is seen at once) or after the check interval."""

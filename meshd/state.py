@@ -1,14 +1,14 @@
-"""Desired state on disk: written atomically (temp file, fsync, rename), read back when the agent starts."""
+"""The state dir and small files in it written atomically (temp file, fsync, rename). Desired state itself lives
+in the object store (meshd/store, STATE/store.db)."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-STATE_FILE = "state.json"
+TOKEN_FILE = "token"  # the API's bearer token (0600)
+SOCKET_FILE = "api.sock"  # the API's Unix socket (0600: its owner's)
 
 
 def default_state_dir() -> Path:
@@ -34,14 +34,3 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def save_state(state_dir: Path, state: dict[str, Any]) -> None:
-    write_atomically(state_dir / STATE_FILE, json.dumps(state, indent=1, sort_keys=True).encode())
-
-
-def load_state(state_dir: Path) -> dict[str, Any]:
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text())

@@ -61,10 +61,11 @@ class RoundRobin:
         self._next = (rng or random.Random()).randrange(1 << 16)
 
     def pick(self, candidates: Sequence[Target], exclude: Collection[Target] = frozenset()) -> Target | None:
-        pool = _remaining(candidates, exclude)
-        if not pool:
+        pool = _remaining(candidates, exclude) if exclude else candidates
+        n = len(pool)
+        if not n:
             return None
-        i = self._next % len(pool)
+        i = self._next % n
         self._next = i + 1
         return pool[i]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 LB_ANNOTATION = "meshd.io/lb-algorithm"
 TIMEOUT_ANNOTATION = "meshd.io/timeout"
 RETRIES_ANNOTATION = "meshd.io/retries"
+OPAQUE_PORTS_ANNOTATION = "meshd.io/opaque-ports"  # Linkerd's config.linkerd.io/opaque-ports
 ALGORITHMS = ("round_robin", "least_request", "ewma")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
@@ -35,6 +36,24 @@ class ServiceConfig:
     problems: tuple[str, ...] = ()  # annotations that were invalid (defaults used instead)
 
 
+def parse_port_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """'6379, 7000-7010' -> ((6379, 6379), (7000, 7010)); ValueError names the bad item."""
+    ranges = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        low, sep, high = item.partition("-")
+        try:
+            lo, hi = int(low), int(high) if sep else int(low)
+        except ValueError:
+            raise ValueError(f"not a port or range: {item!r} (use e.g. 6379,7000-7010)") from None
+        if not 1 <= lo <= hi <= 65535:
+            raise ValueError(f"not a port or range in 1-65535: {item!r}")
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
 def config_from_annotations(annotations: Mapping[str, str]) -> ServiceConfig:
     """Read the `meshd.io/*` annotations; an invalid value falls back to the default and is reported."""
     problems: list[str] = []
@@ -59,4 +78,9 @@ def config_from_annotations(annotations: Mapping[str, str]) -> ServiceConfig:
                 f"{RETRIES_ANNOTATION}: not a non-negative integer: {annotations[RETRIES_ANNOTATION]!r}"
             )
             retries = DEFAULT_RETRIES
+    if OPAQUE_PORTS_ANNOTATION in annotations:
+        try:
+            parse_port_ranges(annotations[OPAQUE_PORTS_ANNOTATION])
+        except ValueError as e:
+            problems.append(f"{OPAQUE_PORTS_ANNOTATION}: {e}")
     return ServiceConfig(algorithm=algorithm, timeout=timeout, retries=retries, problems=tuple(problems))

@@ -1,6 +1,6 @@
 """Discovery client: follows the agent's endpoint stream into a ServiceTable, and sends drain acks.
 
-`GET {api}/v1/watch/endpoints?sidecar=ID` (ndjson of Reset/Add/Remove/DoesNotExist, `Synced`, `Heartbeat`),
+`GET {api}/v1/watch/endpoints?sidecar=ID` with the agent's bearer token (ndjson of Reset/Add/Remove/DoesNotExist, `Synced`, `Heartbeat`),
 or `GET {api}/v1/namespaces/{ns}/endpoints/{name}?watch=1` for one Service. On any failure it reconnects
 with capped exponential backoff and jitter; meanwhile the table keeps the last known endpoints (the agent
 being down never empties the mesh). After a reconnect, Services not in the new snapshot are dropped only
@@ -64,8 +64,10 @@ class DiscoveryClient:
         heartbeat_timeout: float = 35.0,
         backoff: Backoff | None = None,
         metrics: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.api = normalize_api(api)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.metrics = metrics
         self.table = table
         self.sidecar_id = sidecar_id
@@ -96,7 +98,7 @@ class DiscoveryClient:
     async def run(self) -> None:
         """Forever: watch, and on failure back off and reconnect. Also sends drain acks."""
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
             self._session = session
             acks = asyncio.create_task(run_supervised("sidecar drain acks", lambda: self._send_acks(session)))
             try:
@@ -118,6 +120,9 @@ class DiscoveryClient:
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
         async with session.get(self.watch_url, headers={"Accept": "application/x-ndjson"}) as resp:
+            if resp.status == 401:
+                raise ValueError(f"HTTP 401 from {self.watch_url}: the agent wants its token (env MESHD_TOKEN "
+                                 "or --token-file)")
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status} from {self.watch_url}")
             self.connected = True

@@ -18,6 +18,7 @@ from .discovery import DiscoveryClient, normalize_api
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
+from .udp import UdpListener
 
 log = logging.getLogger("meshd.sidecar")
 
@@ -31,8 +32,12 @@ def split_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, 
     return host, int(port)
 
 
+ListenKey = tuple[str, int, str]  # address, port, "TCP" or "UDP"
+
+
 class NodeListeners:
-    """Node mode: one Listener per (Service address, port); follows the table as Services come and go.
+    """Node mode: one listener per (Service address, port, protocol): a stream Listener for TCP ports, a
+    UdpListener for UDP ones; follows the table as Services come and go.
 
     A bind failure (e.g. the address is not on an interface yet) is logged and retried; it never stops
     the other listeners.
@@ -45,28 +50,29 @@ class NodeListeners:
         self.options = options
         self.reuse_port = reuse_port
         self.retry = retry
-        self.listeners: dict[tuple[str, int], Listener] = {}
-        self.failed: dict[tuple[str, int], str] = {}
+        self.listeners: dict[ListenKey, Listener | UdpListener] = {}
+        self.failed: dict[ListenKey, str] = {}
         self.kick = asyncio.Event()
         self.stopping = TaskGroup("listeners")
         table.listeners.append(self.kick.set)
 
-    def desired(self) -> dict[tuple[str, int], list[Route]]:
-        want: dict[tuple[str, int], list[Route]] = {}
+    def desired(self) -> dict[ListenKey, list[Route]]:
+        want: dict[ListenKey, list[Route]] = {}
         for svc in self.table.services.values():
             info = svc.info
             if not svc.exists or info is None or not info.address:
                 continue
             for p in info.ports:
-                if p.protocol.upper() == "TCP":
-                    want.setdefault((info.address, p.port), []).append(Route(svc, p.name))
+                protocol = p.protocol.upper()
+                if protocol in ("TCP", "UDP"):
+                    want.setdefault((info.address, p.port, protocol), []).append(Route(svc, p.name))
         return want
 
     async def reconcile(self) -> None:
         want = self.desired()
         for key in [k for k in self.listeners if k not in want]:
             listener = self.listeners.pop(key)
-            log.info("unbinding %s:%d", *key)
+            log.info("unbinding %s:%d/%s", *key)
             self.stopping.spawn(listener.stop(), name=f"unbind {key[0]}:{key[1]}")
         for key in [k for k in self.failed if k not in want]:
             del self.failed[key]
@@ -75,18 +81,20 @@ class NodeListeners:
             if existing is not None:
                 existing.set_routes(routes)
                 continue
-            listener = Listener(key[0], key[1], routes=routes, options=self.options)
+            kind = UdpListener if key[2] == "UDP" else Listener
+            listener = kind(key[0], key[1], routes=routes, options=self.options)
             try:
                 await listener.start(reuse_port=self.reuse_port, freebind=True)
             except OSError as e:
                 if self.failed.get(key) != str(e):
-                    log.warning("cannot listen on %s:%d for %s: %s (retrying)", key[0], key[1],
+                    log.warning("cannot listen on %s:%d/%s for %s: %s (retrying)", *key,
                                 ", ".join(r.service.label for r in routes), e)  # fmt: skip
                 self.failed[key] = str(e)
                 continue
             self.failed.pop(key, None)
             self.listeners[key] = listener
-            log.info("listening on %s:%d for %s", key[0], key[1], ", ".join(r.service.label for r in routes))
+            what = listener.protocol.value if isinstance(listener, Listener) else "udp"
+            log.info("listening on %s:%d/%s (%s) for %s", *key, what, ", ".join(r.service.label for r in routes))
 
     async def run(self) -> None:
         while True:
@@ -111,9 +119,17 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     discovery = DiscoveryClient(
         args.api, table, sidecar_id=sidecar_id, service=only if args.single_route else None,
         metrics=f"{mhost}:{mport + worker}",  # so the agent lists it for Prometheus
+        token=args.token,
     )
     table._on_drained = discovery.drained
-    options = ProxyOptions(fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone)
+    options = ProxyOptions(
+        fail_fast=args.fail_fast, connect_timeout=args.connect_timeout, zone=args.zone,
+        header_timeout=args.header_timeout, client_idle_timeout=args.client_idle_timeout,
+        max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
+        max_connections=args.max_connections,
+        detect_timeout=args.detect_timeout, tcp_idle_timeout=args.tcp_idle_timeout,
+        udp_idle_timeout=args.udp_idle_timeout,
+    )  # fmt: skip
     reuse_port = args.workers > 1
     tasks = TaskGroup("sidecar")
     tasks.supervise("discovery", discovery.run)
@@ -124,6 +140,25 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         log.error("cannot serve metrics on %s:%d: %s", mhost, mport + worker, e)
     node: NodeListeners | None = None
     single: Listener | None = None
+    single_udp: list[UdpListener] = []
+
+    def single_changed(listener: Listener, host: str, port: int) -> None:
+        """--listen: the Service's port is known now (or changed): its protocol; a UDP port gets a
+        UdpListener on the same address and port."""
+        listener.set_routes(listener.routes)
+        info = table.get(only).info  # type: ignore[arg-type]
+        ports = [p for p in info.ports if args.port_name in (None, p.name)][:1] if info is not None else []
+        if ports and ports[0].protocol.upper() == "UDP" and not single_udp:
+            udp = UdpListener(host, port, routes=listener.routes, options=options)
+            single_udp.append(udp)
+            tasks.spawn(start_udp(udp), name=f"udp {host}:{port}")
+
+    async def start_udp(udp: UdpListener) -> None:
+        try:
+            await udp.start(reuse_port=reuse_port)
+            log.info("listening on %s:%d/udp for %s", udp.host, udp.port, only)
+        except OSError as e:
+            log.error("cannot listen on %s:%d/udp: %s", udp.host, udp.port, e)
     if args.listen:
         assert only is not None
         host, port = split_hostport(args.listen)
@@ -135,6 +170,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
             await tasks.close()
             raise SystemExit(1) from None
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
+        table.listeners.append(lambda: single_changed(single, host, port))  # the port's protocol, once known
     else:
         node = NodeListeners(table, options=options, reuse_port=reuse_port)
         tasks.supervise("listeners", node.run)
@@ -166,6 +202,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         async with asyncio.timeout(args.grace + 5):
             if single is not None:
                 await single.stop(args.grace)
+            for udp in single_udp:
+                await udp.stop()
             if node is not None:
                 await node.stop(args.grace)
     except TimeoutError:
@@ -192,12 +230,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connect-timeout", type=float, default=3.0)
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight requests on stop")
     p.add_argument("--zone", default="cluster.local")
+    bounds = ProxyOptions()
+    p.add_argument("--header-timeout", type=float, default=bounds.header_timeout,
+                   help="seconds a client has to send a whole request head (else 408 and close)")  # fmt: skip
+    p.add_argument("--client-idle-timeout", type=float, default=bounds.client_idle_timeout,
+                   help="seconds a keep-alive client connection may sit idle")  # fmt: skip
+    p.add_argument("--max-header-bytes", type=int, default=bounds.max_header_bytes,
+                   help="largest request head (request line and headers) in bytes (else 431)")  # fmt: skip
+    p.add_argument("--max-headers", type=int, default=bounds.max_headers,
+                   help="most header fields in a request (else 431)")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=bounds.max_connections,
+                   help="client connections per listening address; at the cap, accepting pauses")  # fmt: skip
+    p.add_argument("--detect-timeout", type=float, default=0.3, metavar="SECONDS",
+                   help="ports of undeclared protocol: how long to wait for a client's first bytes before "
+                   "taking it for opaque TCP (a server that speaks first)")  # fmt: skip
+    p.add_argument("--tcp-idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="close opaque TCP connections idle this long")  # fmt: skip
+    p.add_argument("--udp-idle-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="forget UDP flows idle this long")  # fmt: skip
     p.add_argument(
         "--single-route", action="store_true", help="with --service: watch only that Service's route"
     )
     p.add_argument("--log-level", default=os.environ.get("MESHD_LOG_LEVEL", "INFO"))
+    p.add_argument("--token-file", metavar="PATH", help="the agent's API token (default: env MESHD_TOKEN; "
+                   "never pass the token itself in argv, where `ps` shows it)")  # fmt: skip
     args = p.parse_args(argv)
     args.api = normalize_api(args.api)
+    args.token = os.environ.get("MESHD_TOKEN", "").strip() or None
+    if args.token_file:
+        try:
+            with open(args.token_file) as handle:
+                args.token = handle.read().strip() or None
+        except OSError as error:
+            p.error(f"--token-file: {error}")
     if args.listen and not args.service:
         p.error("--listen needs --service")
     if args.workers < 1:

@@ -15,6 +15,7 @@ from .proxy import STATS
 from .services import BUCKETS, CODE_CLASSES, METHODS, OUTCOMES, ServiceTable
 
 log = logging.getLogger(__name__)
+TO_ENDPOINT, TO_CLIENT = "to_endpoint", "to_client"  # the direction label of byte and datagram counts
 _ALWAYS = {(0, 1), (0, 2), (0, 3), (0, 4)}  # GET x 2xx..5xx exist from start-up for every Service
 
 
@@ -51,6 +52,26 @@ class SidecarCollector:
         in_flight = GaugeMetricFamily(
             "meshd_sidecar_in_flight_requests", "Requests being proxied now.", labels=["service"]
         )
+        tcp_opened = CounterMetricFamily(
+            "meshd_sidecar_tcp_connections", "Opaque TCP client connections accepted.", labels=["service"]
+        )
+        tcp_active = GaugeMetricFamily(
+            "meshd_sidecar_tcp_active_connections", "Opaque TCP connections open now.", labels=["service"]
+        )
+        tcp_bytes = CounterMetricFamily(
+            "meshd_sidecar_tcp_bytes", "Bytes passed on opaque TCP connections, by direction.",
+            labels=["service", "direction"],
+        )  # fmt: skip
+        udp_datagrams = CounterMetricFamily(
+            "meshd_sidecar_udp_datagrams", "UDP datagrams passed, by direction.", labels=["service", "direction"]
+        )
+        udp_bytes = CounterMetricFamily(
+            "meshd_sidecar_udp_bytes", "UDP payload bytes passed, by direction.", labels=["service", "direction"]
+        )
+        udp_flows = GaugeMetricFamily(
+            "meshd_sidecar_udp_flows", "UDP client flows (client address:port) with an endpoint now.",
+            labels=["service"],
+        )  # fmt: skip
         now = self.table.clock()
         for svc in list(self.table.services.values()):
             if not svc.exists and not svc.stats.in_flight and svc.info is not None:
@@ -79,6 +100,16 @@ class SidecarCollector:
             endpoints.add_metric([label, "ready"], len(ready) - ejected)
             endpoints.add_metric([label, "ejected"], ejected)
             in_flight.add_metric([label], stats.in_flight)
+            l4 = svc.l4
+            tcp_opened.add_metric([label], l4.tcp_opened)
+            tcp_active.add_metric([label], l4.tcp_active)
+            tcp_bytes.add_metric([label, TO_ENDPOINT], l4.tcp_bytes_in)
+            tcp_bytes.add_metric([label, TO_CLIENT], l4.tcp_bytes_out)
+            udp_datagrams.add_metric([label, TO_ENDPOINT], l4.udp_datagrams_in)
+            udp_datagrams.add_metric([label, TO_CLIENT], l4.udp_datagrams_out)
+            udp_bytes.add_metric([label, TO_ENDPOINT], l4.udp_bytes_in)
+            udp_bytes.add_metric([label, TO_CLIENT], l4.udp_bytes_out)
+            udp_flows.add_metric([label], l4.udp_flows)
         yield requests
         yield duration
         yield attempts
@@ -86,6 +117,7 @@ class SidecarCollector:
         yield ejections
         yield endpoints
         yield in_flight
+        yield from (tcp_opened, tcp_active, tcp_bytes, udp_datagrams, udp_bytes, udp_flows)
         active = GaugeMetricFamily("meshd_sidecar_active_connections", "Client connections open now.")
         active.add_metric([], STATS.active_connections)
         yield active

@@ -17,7 +17,7 @@ from typing import Any
 
 from meshd.model.endpoints import Add, DoesNotExist, Endpoint, Remove, Reset, ServiceInfo, ServiceKey, Update
 
-from .balancer import DEFAULT_RTT, RoundRobin, Target, make_balancer
+from .balancer import DEFAULT_RTT, Balancer, LeastRequest, Target, make_balancer
 from .config import ServiceConfig, config_from_annotations
 from .outlier import OutlierDetector, OutlierPolicy
 from .retry import RetryBudget
@@ -32,6 +32,7 @@ OUTCOMES = ("success", "http_5xx", "connect_error", "connection_error", "timeout
 (OUT_SUCCESS, OUT_5XX, OUT_CONNECT, OUT_CONNECTION, OUT_TIMEOUT) = range(len(OUTCOMES))
 # latency histogram bounds (seconds)
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKET_0, BUCKET_1, BUCKET_2, BUCKET_3 = BUCKETS[:4]
 
 
 class ServiceStats:
@@ -48,10 +49,30 @@ class ServiceStats:
         self.in_flight = 0
 
     def observe(self, method: int, status: int, seconds: float) -> None:
+        """One request answered (`status`) in `seconds`: the only place a request is counted and timed."""
         cls = status // 100 - 1
         self.requests[method][cls if 0 <= cls < 5 else 4] += 1
         self.duration_sum += seconds
-        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+        if seconds <= BUCKET_1:  # bisect_left(BUCKETS, seconds), its common cases first
+            self.buckets[0 if seconds <= BUCKET_0 else 1] += 1
+        elif seconds <= BUCKET_3:
+            self.buckets[2 if seconds <= BUCKET_2 else 3] += 1
+        else:
+            self.buckets[bisect_left(BUCKETS, seconds)] += 1
+
+
+class L4Stats:
+    """Plain-integer counters of a Service's opaque TCP connections and UDP flows (sidecar/tcp.py, udp.py)."""
+
+    __slots__ = (
+        "tcp_active", "tcp_bytes_in", "tcp_bytes_out", "tcp_opened",
+        "udp_bytes_in", "udp_bytes_out", "udp_datagrams_in", "udp_datagrams_out", "udp_flows", "udp_opened",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.tcp_opened = self.tcp_active = self.tcp_bytes_in = self.tcp_bytes_out = 0  # in: from clients
+        self.udp_opened = self.udp_flows = 0
+        self.udp_datagrams_in = self.udp_datagrams_out = self.udp_bytes_in = self.udp_bytes_out = 0
 
 
 class EndpointState(Target):
@@ -88,11 +109,15 @@ class ServiceState:
         self.key = key
         self.label = str(key)
         self.table = table
+        self.clock = table.clock  # the one clock of everything timed for this Service (requests included)
         self.info: ServiceInfo | None = None
         self.default_port_name: str | None = None  # the first port's name: what a route without one uses
         self.exists = False
         self.config = ServiceConfig()
         self.balancer = make_balancer(self.config.algorithm, rng=table.rng, clock=table.clock)
+        # per-connection codecs (opaque TCP, UDP flows) balance connections: least connections by P2C
+        self.conn_balancer = LeastRequest(rng=table.rng)
+        self.l4 = L4Stats()
         self.uses_rtt = False  # only peak-EWMA needs response times per endpoint
         self.endpoints: dict[str, EndpointState] = {}
         self.draining: dict[str, EndpointState] = {}
@@ -177,21 +202,18 @@ class ServiceState:
                 wake()
 
     # --- the request path ------------------------------------------------------------------------------
-    def pick(self, exclude: set[EndpointState] | None) -> EndpointState | None:
+    def pick(
+        self, exclude: set[EndpointState] | None, balancer: Balancer | None = None
+    ) -> EndpointState | None:
+        """An endpoint for a request (the Service's balancer) or a connection (`balancer`, e.g. its
+        `conn_balancer`), None if none is available; one in `exclude` only when nothing else is left."""
         if self._eject_expiry is not None and self.table.clock() >= self._eject_expiry:
             self.rebuild()
         available = self.available
-        if not available:
-            return None
         n = len(available)
-        if n == 1:
-            return available[0]
-        balancer = self.balancer
-        if not exclude and type(balancer) is RoundRobin:  # the default, inlined
-            i = balancer._next % n
-            balancer._next = i + 1
-            return available[i]
-        return balancer.pick(available, exclude or ())  # type: ignore[return-value]
+        if n <= 1:
+            return available[0] if n else None
+        return (balancer or self.balancer).pick(available, exclude or ())  # type: ignore[return-value]
 
     def release(self, ep: EndpointState) -> None:
         """An attempt on `ep` ended (whatever the outcome)."""

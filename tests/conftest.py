@@ -23,6 +23,9 @@ import pytest
 RUN_ID = f"test-{secrets.token_hex(4)}"
 _agent_ids = itertools.count(1)
 _engine: dict[str, Any] = {}
+# agents started by tests (in-process or as subprocesses, which inherit this) leave the machine's resolver and
+# /etc/hosts alone; the tests of --host-names choose a mode explicitly, on a private copy of the file
+os.environ.setdefault("MESHD_HOST_NAMES", "off")
 
 
 def docker_engine() -> tuple[Any | None, str]:
@@ -58,8 +61,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # Blocking calls meshd makes on the loop today that another change owns: (file, function). Each is a known
 # debt, named so that a new one fails.
 KNOWN_BLOCKING: tuple[tuple[str, str], ...] = (
-    ("meshd/state.py", "save_state"),  # the state file is read and written on the loop until the SQLite
-    ("meshd/state.py", "load_state"),  # store lands (issue 14, branch `store`)
     ("meshd/agent.py", "__init__"),  # constructing resolves the state dir's path once, before anything is served
     ("meshd/sidecar_process.py", "__init__"),
 )
@@ -135,6 +136,13 @@ def python_image(docker_client: Any) -> str:
     from meshd.images import ensure_python_image
 
     return ensure_python_image(docker_client)
+
+
+@pytest.fixture(scope="session")
+def servers_image(docker_client: Any) -> str:
+    from meshd.images import ensure_servers_image
+
+    return ensure_servers_image(docker_client)
 
 
 @pytest.fixture

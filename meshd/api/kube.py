@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from typing import Any
 
 from meshd.controller.loop import Controller, ObjectRecord
@@ -23,6 +24,22 @@ def rfc3339(ts: float | None) -> str | None:
 def kube_list(items: list[dict[str, Any]], *, resource_version: int = 0) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(resource_version)},
             "items": items}
+
+
+def stored_metadata(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
+    """An applied object's metadata as the store keeps it: uid, resourceVersion, generation,
+    creationTimestamp (a copy the caller may change)."""
+    obj = record.obj
+    stored = controller.store.get(obj.kind, obj.metadata.namespace, obj.metadata.name)
+    if stored is None:  # not persisted (a controller used without a store, as unit tests do)
+        return _metadata(dict(obj.raw), namespace=obj.metadata.namespace, name=obj.metadata.name,
+                         created=record.created, uid=record.uid, generation=record.generation)
+    return copy.deepcopy(dict(stored["metadata"]))
+
+
+def pod_uid(worker: PodWorker) -> str:
+    """A pod's uid: stable for the pod's life, across agent restarts too (from its name and creation time)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshd:pod/{worker.namespace}/{worker.name}/{worker.created:.3f}"))
 
 
 def _metadata(raw: dict[str, Any], *, namespace: str, name: str, created: float, uid: str,
@@ -44,12 +61,13 @@ def _container_state(status: ContainerStatus) -> dict[str, Any]:
     return {"waiting": {"reason": status.reason, "message": status.message}}
 
 
-def pod(worker: PodWorker, *, uid: str = "", node: str = "meshd") -> dict[str, Any]:
+def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "meshd") -> dict[str, Any]:
+    """A v1 Pod; `uid` is a bare Pod's (its object's), `owner_uid` the uid of the ReplicaSet that runs it."""
     identity = worker.identity
     owner_refs = []
     if identity.replicaset:
         owner_refs.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": identity.replicaset,
-                           "controller": True})
+                           "uid": owner_uid, "controller": True, "blockOwnerDeletion": True})
     labels = dict(worker.labels)
     spec = render_pod_spec(worker.spec)  # the whole spec (env, resources, probes, mounts), with the defaults
     spec["nodeName"] = node
@@ -101,7 +119,7 @@ def pod(worker: PodWorker, *, uid: str = "", node: str = "meshd") -> dict[str, A
     metadata: dict[str, Any] = {
         "name": identity.name,
         "namespace": identity.namespace,
-        "uid": uid or f"{identity.namespace}-{identity.name}",
+        "uid": uid or pod_uid(worker),
         "labels": labels,
         "annotations": dict(worker.annotations),
         "creationTimestamp": rfc3339(worker.created),
@@ -123,8 +141,14 @@ def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
     pods = controller.pods_of(rs)
     meta = _metadata(dict(rs.rs.raw), namespace=rs.namespace, name=rs.name, created=rs.created, uid=rs.uid)
     if rs.owner_kind == "Deployment":
+        owner = controller.objects.get(("Deployment", rs.namespace, rs.owner))
+        stored = controller.store.get("ReplicaSet", rs.namespace, rs.name)
+        refs: list[dict[str, Any]] = list(stored["metadata"].get("ownerReferences") or []) if stored else []
+        owner_uid = owner.uid if owner else (refs[0].get("uid", "") if refs else "")
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": rs.owner,
-                                    "controller": True}]
+                                    "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}]
+        if stored is not None:
+            meta["resourceVersion"] = stored["metadata"]["resourceVersion"]
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(rs.revision)
     spec = copy.deepcopy(dict(rs.rs.raw.get("spec") or {}))
     spec["replicas"] = rs.replicas
@@ -146,16 +170,9 @@ def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
 def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
     obj: Deployment = record.obj  # type: ignore[assignment]
     namespace, name = obj.metadata.namespace, obj.metadata.name
-    owned = controller.owned_replicasets(namespace, name)
-    from meshd.manifests import template_hash
-
-    current_hash = template_hash(obj.template)
-    views = {r.name: controller.replicaset_view(r) for r in owned}
-    new = next((r for r in owned if r.template_hash == current_hash), None)
-    total = sum(v.pods for v in views.values())
-    ready = sum(1 for r in owned for p in controller.pods_of(r) if p.ready)
-    available = sum(v.available for v in views.values())
-    updated = views[new.name].pods if new else 0
+    status = controller.deployment_status(record)
+    new, total, ready, available, updated = (status.new, status.current, status.ready, status.available,
+                                              status.updated)
     progress = controller.progress.get((namespace, name))
     conditions: list[dict[str, Any]] = [{
         "type": "Available",
@@ -179,8 +196,7 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
                                "message": f'ReplicaSet "{new.name if new else ""}" is progressing.',
                                "lastUpdateTime": rfc3339(progress.last_progress)})
     observed = record.generation if progress is not None else max(record.generation - 1, 0)
-    meta = _metadata(dict(obj.raw), namespace=namespace, name=name, created=record.created, uid=record.uid,
-                     generation=record.generation)
+    meta = stored_metadata(controller, record)
     if new:
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(new.revision)
     spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
@@ -214,21 +230,20 @@ def _max_unavailable(obj: Deployment) -> int:
     return resolve_surge(obj.rolling_update.max_unavailable, obj.replicas, round_up=False)
 
 
-def service(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
+def service(controller: Controller, record: ObjectRecord, registry: Registry) -> dict[str, Any]:
     obj: Service = record.obj  # type: ignore[assignment]
     info = registry.service(ServiceKey(obj.metadata.namespace, obj.metadata.name))
     spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
     spec["clusterIP"] = "None" if obj.headless else (info.address if info else None)
     spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("type", "ClusterIP")
-    spec["ports"] = [{"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
-                     if p.name else {"port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+    spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
+                      "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {})}
                      for p in obj.ports]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(dict(obj.raw), namespace=obj.metadata.namespace, name=obj.metadata.name,
-                              created=record.created, uid=record.uid),
+        "metadata": stored_metadata(controller, record),
         "spec": spec,
         "status": {"loadBalancer": {}},
     }

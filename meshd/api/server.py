@@ -10,23 +10,32 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import kube
+from meshd.api import cluster, kube, kubeapi, listing, watching
+from meshd.api import status as api_status
+from meshd.api.auth import auth_middleware, owner_only_socket
+from meshd.api.kinds import KINDS, NAMESPACE, NODE, Kind
+from meshd.api.listen import Listener, count_busy
+from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
 from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
+from meshd.manifests.reader import INT32_MAX
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
-from meshd.model.objects import Deployment, Pod, ReplicaSet, Service
+from meshd.model.objects import Pod, ReplicaSet
 from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
 from meshd.registry.drain import DrainCoordinator
+from meshd.store import AlreadyExists, Conflict, PersistError
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +43,13 @@ HEARTBEAT_SECONDS = 10.0
 USAGE_WINDOW = 0.25  # seconds between the two cgroup readings a CPU rate comes from
 WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch streams (sidecars and clients).",
                           registry=REGISTRY)
-MAX_BODY = 8 * 1024 * 1024
+MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
              "endpoints": "Endpoints"}
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "status": "Failure", "error": message, "message": message,
-                              "code": status}, status=status)
+def _error(code: int, message: str, **extra: Any) -> web.Response:
+    return api_status.response(code, message, **extra)
 
 
 def _selector(request: web.Request) -> tuple[Requirement, ...]:
@@ -49,20 +57,41 @@ def _selector(request: web.Request) -> tuple[Requirement, ...]:
     return parse_selector(request.query.get("labelSelector", ""))
 
 
-def _matches(obj: dict[str, Any], selector: tuple[Requirement, ...]) -> bool:
-    return selects(selector, obj.get("metadata", {}).get("labels"))
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
+
+
+def _kind(request: web.Request) -> Kind:
+    """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
+    kind (or an object of a namespaced kind without one), is a NotFound Status."""
+    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    kind = _RESOURCES.get((group, request.match_info["resource"]))
+    scoped = "ns" in request.match_info
+    if kind is None or (scoped and not kind.namespaced) or (
+            not scoped and kind.namespaced and "name" in request.match_info):
+        raise web.HTTPNotFound()
+    return kind
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
-                 sidecar_targets: Callable[[], list[str]] = list, health: HealthChecks | None = None) -> None:
+                 sidecar_targets: Callable[[], list[str]] = list, token: str,
+                 health: HealthChecks | None = None) -> None:
         self.controller = controller
         self.health = health or HealthChecks()
+        self._started = time.time()  # the node's and default namespace's creationTimestamp
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
-        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+        self.token = token
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[
+            count_busy, auth_middleware(lambda: self.token), self._body_limit, self._errors])
         self._runner: web.AppRunner | None = None
+        self.listeners: list[Listener] = []
+        self._unix_socket: Path | None = None
         self._streams: set[web.StreamResponse] = set()
         self._sidecar_metrics: dict[str, str] = {}  # connected sidecar id -> its metrics address
         r = self.app.router
@@ -74,14 +103,15 @@ class ApiServer:
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
-        # the events routes come before the generic ones, which would match them too
-        r.add_get("/api/v1/namespaces/{ns}/events", self.events)
-        r.add_get("/api/v1/events", self.events)
+        kubeapi.add_routes(r)  # /version, discovery, OpenAPI
         for prefix in ("/api/v1", "/apis/apps/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
+            r.add_get(prefix + "/{resource}/{name}", self.get_resource)  # cluster-scoped: namespaces, nodes
             r.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete_resource)
+            r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
+        r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
         for resource in ("deployments", "replicasets"):
             r.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             r.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
@@ -92,29 +122,59 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, unix_socket: Path | None = None) -> None:
+        """Serves on TCP (bearer token) and, with `unix_socket`, on a socket only its owner can open."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                     handler_cancellation=True)  # a gone client ends its stream at once
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        tcp = Listener(self._runner)
+        await tcp.start_tcp(host, port)
+        self.listeners.append(tcp)
+        if unix_socket is not None:
+            self._unix_socket = unix_socket
+            local = Listener(self._runner)
+            await local.start_socket(owner_only_socket(unix_socket))
+            self.listeners.append(local)
 
     async def close(self) -> None:
+        for listener in self.listeners:
+            listener.close()
         for stream in list(self._streams):
             task = getattr(stream, "_meshd_task", None)
             if task:
                 task.cancel()
         if self._runner:
             await self._runner.cleanup()
+        if self._unix_socket is not None:
+            self._unix_socket.unlink(missing_ok=True)
+
+    @web.middleware
+    async def _body_limit(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        """A declared body over the limit is refused before it is read (aiohttp stops a chunked one)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _error(413, f"request body of {request.content_length} bytes is over the limit of "
+                               f"{MAX_BODY} bytes (3 MiB)")
+        return await handler(request)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPRequestEntityTooLarge as error:
+            return _error(413, f"request body is over the limit of {MAX_BODY} bytes (3 MiB): {error.text}")
+        except web.HTTPException as error:  # aiohttp's 404, 405...: a Status too
+            if error.status < 400:
+                raise
+            return api_status.from_http_exception(error, request.method, request.path)
         except ManifestError as error:
-            return _error(422, str(error))
+            return web.json_response(api_status.invalid(error), status=422)
+        except PersistError as error:  # refused whole: nothing changed, in memory or on disk
+            log.error("API %s %s: %s", request.method, request.path, error)
+            return _error(507, str(error))
+        except AlreadyExists as error:
+            return _error(409, str(error), reason="AlreadyExists")
+        except Conflict as error:
+            return _error(409, str(error))
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
         except ValueError as error:
@@ -141,12 +201,12 @@ class ApiServer:
     async def apply(self, request: web.Request) -> web.Response:
         text = await request.text()
         source = request.query.get("source", "<stdin>")
-        results, warnings = self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
+        results, warnings = await self.controller.apply(text, source=source, namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": warnings})
 
     async def delete_manifests(self, request: web.Request) -> web.Response:
         text = await request.text()
-        results = self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
+        results = await self.controller.delete_text(text, source=request.query.get("source", "<stdin>"),
                                               namespace=request.query.get("namespace"))
         return web.json_response({"results": [r.__dict__ for r in results], "warnings": []})
 
@@ -155,40 +215,90 @@ class ApiServer:
     def _objects(self, resource: str, namespace: str | None) -> list[dict[str, Any]]:
         c = self.controller
         ns_ok = (lambda ns: namespace is None or ns == namespace)
+        if resource == "events":
+            return [self._event(e) for e in c.events.in_namespace(namespace)]
+        if resource == "namespaces":
+            return self._namespaces()
+        if resource == "nodes":
+            return [cluster.node(self.registry.node or "meshd", created=self._started,
+                                 cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,
+                                 address="127.0.0.1", runtime=getattr(c.driver, "name", "unknown"))]
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
-            return [kube.pod(w, node=node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
+            return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": Deployment, "services": Service, "endpoints": Service}
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
-        records = [r for (kind, ns, _), r in sorted(c.objects.items())
-                   if isinstance(r.obj, kinds[resource]) and ns_ok(ns)]
+        # the applied objects, as the store holds them (one that did not load has no record: left out)
+        keys = [(kinds[resource], o["metadata"]["namespace"], o["metadata"]["name"])
+                for o in c.store.list(kinds[resource], namespace)]
+        records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
-            return [kube.service(r, self.registry) for r in records]
+            return [kube.service(c, r, self.registry) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
+    def _namespaces(self) -> list[dict[str, Any]]:
+        """`default` and every namespace something lives in, created when its first object was."""
+        c = self.controller
+        created: dict[str, float | None] = {"default": None}
+        things = [(ns, r.created) for (_, ns, _), r in c.objects.items()]
+        things += [(ns, w.created) for (ns, _), w in c.pods.items()]
+        for ns, when in things:
+            earlier = created.get(ns)
+            created[ns] = when if earlier is None else min(earlier, when)
+        return [cluster.namespace(ns, created=created[ns] or self._started) for ns in sorted(created)]
+
+    def _event(self, record: Any) -> dict[str, Any]:
+        """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
+        event = kube.event(record)
+        event["involvedObject"]["uid"] = self._uid(record.kind, record.namespace, record.name)
+        event["metadata"].setdefault("creationTimestamp", event["firstTimestamp"])
+        return event
+
+    def _uid(self, kind: str, namespace: str, name: str) -> str:
+        c = self.controller
+        if kind == "ReplicaSet":
+            rs = c.replicasets.get((namespace, name))
+            return rs.uid if rs else ""
+        record = c.objects.get((kind, namespace, name))
+        if record is not None:
+            return record.uid
+        worker = c.pods.get((namespace, name)) if kind == "Pod" else None
+        return kube.pod_uid(worker) if worker is not None else ""
+
+    def _pod(self, worker: Any, node: str) -> dict[str, Any]:
+        c = self.controller
+        bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
+        owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
+        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
-        resource = request.match_info["resource"]
+        kind = _kind(request)
         namespace = request.match_info.get("ns")
-        selector = _selector(request)
-        if request.query.get("watch") in ("1", "true"):
-            return await self._watch_resources(request, resource, namespace, None, selector)
-        items = [o for o in self._objects(resource, namespace) if _matches(o, selector)]
-        return web.json_response(kube.kube_list(items, resource_version=self.registry.index))
+        query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
+        if query.watch:
+            return await self._watch_resources(request, kind, namespace, None, query)
+        body = listing.list_body(kind, query, self._objects(kind.plural, namespace),
+                                 resource_version=str(self.registry.index), now=_now())
+        return web.json_response(body)
 
     async def get_resource(self, request: web.Request) -> web.StreamResponse:
-        resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
-        if request.query.get("watch") in ("1", "true"):
-            return await self._watch_resources(request, resource, namespace, name, ())
-        for obj in self._objects(resource, namespace):
+        kind = _kind(request)
+        namespace, name = request.match_info.get("ns"), request.match_info["name"]
+        query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
+        if query.watch:
+            return await self._watch_resources(request, kind, namespace, name, query)
+        for obj in self._objects(kind.plural, namespace):
             if obj["metadata"]["name"] == name:
-                return web.json_response(obj)
-        singular = resource[:-1] if resource.endswith("s") and resource != "endpoints" else resource
-        return _error(404, f'{singular} "{name}" not found')
+                if request.match_info.route.resource and request.match_info.route.resource.canonical.endswith(
+                        "/scale"):
+                    return web.json_response(scale_of(obj))
+                return web.json_response(listing.object_body(kind, query, obj, now=_now()))
+        return _error(404, f'{kind.resource} "{name}" not found')
 
     async def delete_resource(self, request: web.Request) -> web.Response:
         resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
@@ -198,35 +308,46 @@ class ApiServer:
             return _error(405, f"cannot delete {resource}")
         if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
             self.controller.delete_pod(namespace, name)
-            return web.json_response({"kind": kind, "namespace": namespace, "name": name, "action": "deleted"})
-        result = self.controller.delete(kind, namespace, name)
-        return web.json_response(result.__dict__)
+        else:
+            await self.controller.delete(kind, namespace, name)
+        return web.json_response(api_status.success(name=name, kind=resource))  # as the API server's DELETE
 
-    async def _watch_resources(self, request: web.Request, resource: str, namespace: str | None,
-                               name: str | None, selector: tuple[Requirement, ...]) -> web.StreamResponse:
-        response = await self._open_stream(request)
+    async def _watch_resources(self, request: web.Request, kind: Kind, namespace: str | None,
+                               name: str | None, query: listing.ListQuery) -> web.StreamResponse:
+        """A watch as the API server streams it (application/json, one event a line); see meshd.api.watching."""
+        response = await self._open_stream(request, content_type="application/json")
         changed = asyncio.Event()
         stop = self.controller.watch(lambda *_: changed.set())
         unlisten = self.registry.listen(lambda _u: changed.set())
-        seen: dict[str, str] = {}
+        deadline = None if query.timeout_seconds is None else time.monotonic() + query.timeout_seconds
+
+        def current() -> watching.Snapshot:
+            return watching.snapshot([o for o in self._objects(kind.plural, namespace)
+                                      if (name is None or o["metadata"]["name"] == name)
+                                      and listing.selected(query, o)])
+
+        async def send(events: list[tuple[str, dict[str, Any]]]) -> None:
+            for event_type, obj in events:
+                await self._send(response, {"type": event_type,
+                                            "object": listing.object_body(kind, query, obj, now=_now())})
+
         try:
+            seen, first = watching.start(query, current())
+            await send(first)
+            if query.send_initial_events and query.bookmarks:
+                await self._send(response, {"type": "BOOKMARK", "object": watching.bookmark(
+                    kind, str(self.registry.index), initial_events_end=True)})
             while True:
-                current = {o["metadata"]["name"]: o for o in self._objects(resource, namespace)
-                           if (name is None or o["metadata"]["name"] == name) and _matches(o, selector)}
-                for obj_name, obj in current.items():
-                    text = json.dumps(obj, sort_keys=True)
-                    if seen.get(obj_name) != text:
-                        kind = "MODIFIED" if obj_name in seen else "ADDED"
-                        seen[obj_name] = text
-                        await self._send(response, {"type": kind, "object": obj})
-                for gone in [n for n in seen if n not in current]:
-                    await self._send(response, {"type": "DELETED", "object": json.loads(seen.pop(gone))})
                 changed.clear()
+                wait = HEARTBEAT_SECONDS if deadline is None else min(HEARTBEAT_SECONDS, deadline - time.monotonic())
+                if wait <= 0:
+                    break
                 try:
-                    await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
+                    await asyncio.wait_for(changed.wait(), wait)
                     await asyncio.sleep(0.05)  # coalesce bursts
                 except TimeoutError:
                     pass
+                await send(watching.changes(seen, current()))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -237,12 +358,18 @@ class ApiServer:
 
     async def scale(self, request: web.Request) -> web.Response:
         body = await self._json(request)
-        replicas = body.get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool):
-            return _error(400, "spec.replicas: must be an integer")
+        spec = body.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
         kind = "Deployment" if "/deployments/" in request.path else "ReplicaSet"
         namespace, name = request.match_info["ns"], request.match_info["name"]
-        self.controller.scale(kind, namespace, name, replicas)
+        problem = replicas_problem(replicas)
+        if problem is not None:
+            message = f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas!r}: {problem}'
+            return _error(422, message, details={"name": name, "group": "autoscaling", "kind": "Scale", "causes": [
+                {"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: {problem}",
+                 "field": "spec.replicas"}]})
+        assert isinstance(replicas, int)
+        await self.controller.scale(kind, namespace, name, replicas)
         return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
                                   "metadata": {"name": name, "namespace": namespace},
                                   "spec": {"replicas": replicas}})
@@ -250,11 +377,11 @@ class ApiServer:
     async def rollout(self, request: web.Request) -> web.Response:
         namespace, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
         if action == "restart":
-            self.controller.rollout_restart(namespace, name)
+            await self.controller.rollout_restart(namespace, name)
             return web.json_response({"result": "restarted"})
         if action == "undo":
             body = await self._json(request) if request.can_read_body else {}
-            revision = self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
+            revision = await self.controller.rollout_undo(namespace, name, body.get("toRevision") or None)
             return web.json_response({"result": "rolled back", "revision": revision})
         return _error(404, f"unknown rollout action {action!r}")
 
@@ -270,16 +397,6 @@ class ApiServer:
                               "images": [c.image for c in record.rs.template.spec.containers],
                               "template": record.rs.raw.get("spec", {}).get("template", {})})
         return web.json_response({"revisions": revisions})
-
-    async def events(self, request: web.Request) -> web.Response:
-        namespace = request.match_info.get("ns")
-        items = [kube.event(e) for e in self.controller.events.in_namespace(namespace)]
-        selector = request.query.get("fieldSelector", "")
-        for part in filter(None, selector.split(",")):
-            field, _, value = part.partition("=")
-            path = field.split(".")
-            items = [i for i in items if _dig(i, path) == value]
-        return web.json_response(kube.kube_list(items))
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["ns"], request.match_info["name"]
@@ -402,8 +519,9 @@ class ApiServer:
             sidecar, service, endpoint = str(body["sidecar"]), str(body["service"]), str(body["endpoint"])
         except KeyError as missing:
             return _error(400, f"missing field {missing.args[0]}")
-        self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
-        return web.json_response({"ok": True})
+        accepted = self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
+        # an ack for nothing that drains (late, or not from a connected sidecar) is kept nowhere
+        return web.json_response({"ok": True, "accepted": accepted})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:
         host = request.host
@@ -432,8 +550,9 @@ class ApiServer:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    async def _open_stream(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
+    async def _open_stream(self, request: web.Request, *,
+                           content_type: str = "application/x-ndjson") -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
         response._meshd_task = asyncio.current_task()  # type: ignore[attr-defined]
@@ -477,20 +596,23 @@ async def _with_heartbeats(source: AsyncIterator[Any], interval: float) -> Async
             pending.cancel()
 
 
+def replicas_problem(replicas: Any) -> str | None:
+    """Why a Scale's replicas is invalid (an int32 of at least 0, as in Kubernetes), or None."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        return "must be an integer"
+    if replicas < 0:
+        return "must be greater than or equal to 0"
+    if replicas > INT32_MAX:
+        return f"must be less than or equal to {INT32_MAX}"
+    return None
+
+
 def _duration(text: str) -> float:
     text = text.strip()
     for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     return float(text)
-
-
-def _dig(obj: Any, path: list[str]) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
 
 
 __all__ = ["ApiServer", "Pod", "ReplicaSet"]

@@ -90,17 +90,47 @@ class Response:
     content_type: str
 
 
-class ApiClient:
-    """Requests to the agent; raises AgentUnreachable or ApiError, never a raw socket error."""
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the agent's Unix socket."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str, *, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class ApiClient:
+    """Requests to the agent; raises AgentUnreachable or ApiError, never a raw socket error. With `token`,
+    every request carries it; with `unix_socket`, requests go there (TCP if nothing listens on it)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, token: str | None = None,
+                 unix_socket: str | None = None) -> None:
         self.base_url = base_url
         parts = urlsplit(base_url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 7700
         self._timeout = timeout
+        self._token = token
+        self._unix_socket = unix_socket
 
     def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self._unix_socket is not None:
+            conn = UnixHTTPConnection(self._unix_socket, timeout=timeout)
+            try:
+                conn.connect()
+                return conn
+            except OSError:  # a socket left by an agent that is gone: TCP answers or says why not
+                conn.close()
+                self._unix_socket = None
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     @staticmethod
@@ -118,8 +148,13 @@ class ApiClient:
         content_type: str | None,
         timeout: float | None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        conn = self._connect(timeout)
+        try:
+            conn = self._connect(timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            raise AgentUnreachable(self.base_url, _reason(exc)) from None
         headers = {"Accept": "application/json"}
+        if self._token and self._unix_socket is None:
+            headers["Authorization"] = f"Bearer {self._token}"
         if content_type:
             headers["Content-Type"] = content_type
         try:

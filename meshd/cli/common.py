@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from meshd.cli.client import ApiClient, ApiError, resolve_api_url
+from meshd.cli.credentials import find_credentials
 from meshd.cli.kinds import Kind
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,9 +45,12 @@ def client(api: str | None) -> ApiClient:
     ctx = click.get_current_context()
     root = ctx.find_root().params.get("api")
     try:
-        return ApiClient(resolve_api_url(api or root, os.environ))
+        base_url = resolve_api_url(api or root, os.environ)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    explicit = bool(api or root or os.environ.get("MESHD_API"))
+    found = find_credentials(base_url, os.environ, explicit=explicit)
+    return ApiClient(base_url, token=found.token, unix_socket=found.unix_socket)
 
 
 def namespace_or_default(value: str | None) -> str:

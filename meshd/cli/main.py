@@ -155,6 +155,13 @@ def agent_options(func: Any) -> Any:
             "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
         ),
         click.option(
+            "--host-names",
+            type=click.Choice(["auto", "resolved", "hosts", "off"]),
+            default=None,
+            help="How apps on this host resolve the mesh's names: a systemd-resolved route for the zone, a block "
+            "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
+        ),
+        click.option(
             "--agent-id",
             default=None,
             help="Tell apart agents sharing one engine (default: from --state-dir).",
@@ -224,6 +231,35 @@ def up_command(files: tuple[str, ...], **params: Any) -> None:
     """Run the agent and apply manifests in one foreground process; Ctrl-C stops and cleans up."""
     expand_sources(files)  # a missing file fails here, before the agent starts
     _run(params, list(files))
+
+
+@cli.command("kubeconfig")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="The agent's state dir, which holds its token (default ~/.local/state/meshd).")
+@click.option("--api", "api", metavar="URL", default=None,
+              help="The server to write (default: $MESHD_API, else http://127.0.0.1:7700).")
+def kubeconfig_command(state_dir: str | None, api: str | None) -> None:
+    """Print a kubeconfig for the agent (its address and token), for kubectl and Kubernetes clients:
+    `meshd kubeconfig > ~/.kube/meshd.yaml; KUBECONFIG=~/.kube/meshd.yaml kubectl get --raw /healthz`."""
+    from pathlib import Path
+
+    import yaml
+
+    from meshd.cli.client import resolve_api_url
+    from meshd.cli.credentials import kubeconfig, read_token
+    from meshd.state import TOKEN_FILE, default_state_dir
+
+    root_api = click.get_current_context().find_root().params.get("api")
+    try:
+        server = resolve_api_url(api or root_api, os.environ)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    state = Path(state_dir).expanduser() if state_dir else default_state_dir()
+    token = read_token(state)
+    if token is None:
+        raise CliError(f"no token in {state / TOKEN_FILE}: start `meshd agent` with this state dir first "
+                       "(or pass --state-dir), and run this as the agent's user")
+    click.echo(yaml.safe_dump(kubeconfig(server=server, token=token), sort_keys=False), nl=False)
 
 
 for command in (apply, delete, get, describe, scale, rollout, logs, top):

@@ -15,13 +15,14 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
+from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
@@ -34,6 +35,7 @@ from meshd.controller.plan import (
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.records import (
     REVISION_ANNOTATION,
+    DeploymentStatus,
     ObjectRecord,
     ReplicaSetRecord,
     keep_live_fields,
@@ -59,7 +61,7 @@ from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
-from meshd.state import load_state, save_state
+from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,9 @@ class Controller:
         on_service_address: Callable[[str, bool], Any] | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        store: ObjectStore | None = None,
     ) -> None:
+        """Without a store, start() opens STATE/store.db (and moves an old state.json into it)."""
         self.driver = driver
         self.registry = registry
         self.state_dir = state_dir
@@ -142,10 +146,18 @@ class Controller:
         self._dirty = False
         self._batches: dict[tuple[str, str], int] = {}  # ReplicaSet -> its slow-start batch
         self._short: set[tuple[str, str]] = set()  # ReplicaSets told they cannot create more pods
+        self.store = store or ObjectStore()  # memory only until start() opens the state dir's
+        self._open_store = store is None
+        self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
+        self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._open_store:
+            self.store = await open_sqlite_store(self.state_dir)
+            self._open_store = False
+            await migrate_state_json(self.state_dir, self.store)
         self._load()
         for record in self.objects.values():
             if isinstance(record.obj, Service):
@@ -169,6 +181,7 @@ class Controller:
             await asyncio.gather(*(w.wait_done() for w in workers))
         else:
             await asyncio.gather(*(w.detach() for w in workers))
+        await self.store.close()
 
     def kick(self) -> None:
         self._kick_event.set()
@@ -184,16 +197,21 @@ class Controller:
 
     # --- desired state ----------------------------------------------------------------------------
 
-    def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None
-              ) -> tuple[list[ApplyResult], list[str]]:
-        """Validates every document first; a broken one raises ManifestError and changes nothing.
+    async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None
+                    ) -> tuple[list[ApplyResult], list[str]]:
+        """Validates every document first; a broken one raises ManifestError and changes nothing. Every change
+        is persisted in one transaction before it takes effect; one that cannot be (PersistError) changes
+        nothing either.
 
         `namespace` (kubectl's -n) is the namespace of objects that name none; one naming another is an error.
         """
-        loaded = load_documents(text, source=source)
-        now = self._clock()
+        loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
+        async with self._write_lock:
+            return await self._apply(loaded.objects, source, namespace), list(loaded.warnings)
+
+    async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
-        for obj in (_in_namespace(o, namespace, source) for o in loaded.objects):
+        for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
             if existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
@@ -210,79 +228,107 @@ class Controller:
                 self._check_cluster_ip(obj)
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
+            if isinstance(obj, ReplicaSet) and existing is None:
+                self._check_replicaset_name_free(obj, source)
+        operations: list[Operation] = []
+        in_batch: set[tuple[str, str, str]] = set()
+        for obj, action in planned:
+            key = object_key(obj)
+            if action == "unchanged":
+                continue
+            stored = desired_object(obj)
+            # an object the store holds but that did not load (see load_records) is replaced
+            exists = key in in_batch or key in self.objects or self.store.get(*key) is not None
+            operations.append(Update(stored) if exists else Create(stored))
+            in_batch.add(key)
+        written = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o
+                   for o in await self.store.transaction(operations)}
         results = []
         for obj, action in planned:
             key = object_key(obj)
-            if action == "created":
-                self.objects[key] = ObjectRecord(obj, created=now)
-            elif action == "configured":
-                record = self.objects[key]
-                generation = record.generation + (1 if _spec_changed(record.obj, obj) else 0)
-                self.objects[key] = dataclasses.replace(record, obj=obj, generation=generation)
             if action != "unchanged":
+                meta = written[key]["metadata"]
+                created = self.objects[key].created if key in self.objects else self._clock()
+                self.objects[key] = ObjectRecord(obj, int(meta["generation"]), created, str(meta["uid"]))
                 self.events.record(obj.kind, obj.metadata.namespace, obj.metadata.name, "Normal", "Applied", action)
                 if isinstance(obj, Service):
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
                     self.progress.pop(key[1:], None)
             results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, action))
-        self._save()
         self.kick()
-        return results, list(loaded.warnings)
-
-    def delete_text(self, text: str, *, source: str = "<stdin>", namespace: str | None = None) -> list[ApplyResult]:
-        """Deletes every object of the manifests that exists (as kubectl does, one missing object does not stop
-        the rest); the missing ones come back as "not found"."""
-        objects = [_in_namespace(o, namespace, source) for o in load_documents(text, source=source).objects]
-        results = []
-        for obj in objects:
-            try:
-                results.append(self.delete(obj.kind, obj.metadata.namespace, obj.metadata.name))
-            except KeyError:
-                results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, "not found"))
         return results
 
-    def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
-        record = self.objects.pop((kind, namespace, name), None)
-        if record is None:
+    async def delete_text(self, text: str, *, source: str = "<stdin>", namespace: str | None = None
+                          ) -> list[ApplyResult]:
+        """Deletes every object of the manifests that exists (as kubectl does, one missing object does not stop
+        the rest), in one transaction; the missing ones come back as "not found"."""
+        loaded = await asyncio.to_thread(load_documents, text, source=source)
+        objects = [_in_namespace(o, namespace, source) for o in loaded.objects]
+        return await self.delete_many([object_key(o) for o in objects])
+
+    async def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
+        (result,) = await self.delete_many([(kind, namespace, name)])
+        if result.action == "not found":
             raise KeyError(f'{kind.lower()}s "{name}" not found')
+        return result
+
+    async def delete_many(self, keys: list[tuple[str, str, str]]) -> list[ApplyResult]:
+        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes)."""
+        async with self._write_lock:
+            found = list(dict.fromkeys(k for k in keys if k in self.objects))
+            await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
+            for key in found:
+                self._forget(key)
+            if found:
+                self.kick()
+            gone = set(found)
+            return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
+
+    def _forget(self, key: tuple[str, str, str]) -> None:
+        kind, namespace, name = key
+        record = self.objects.pop(key)
         if isinstance(record.obj, Service):
-            key = ServiceKey(namespace, name)
-            address = self.registry.service(key)
-            self.registry.delete_service(key)
-            self.addresses.release(key)
+            service_key = ServiceKey(namespace, name)
+            address = self.registry.service(service_key)
+            self.registry.delete_service(service_key)
+            self.addresses.release(service_key)
             if address and address.address and self._on_service_address:
                 self._on_service_address(address.address, False)
         if isinstance(record.obj, (Deployment, ReplicaSet)):  # its pods go too (a bare ReplicaSet owns itself)
             for rs_key in [k for k, r in self.replicasets.items() if r.owner_kind == kind
                            and r.namespace == namespace and r.owner == name]:
                 self.replicasets[rs_key].replicas = 0
-        self._save()
-        self.kick()
-        return ApplyResult(kind, namespace, name, "deleted")
+                self._dirty = True
 
-    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
-        record = self.objects.get((kind, namespace, name))
-        if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
-            raise KeyError(f'{kind.lower()}s "{name}" not found')
-        if replicas < 0:
-            raise ValueError("replicas must not be negative")
-        raw = json.loads(json.dumps(record.obj.raw))
-        raw.setdefault("spec", {})["replicas"] = replicas
-        record.obj = dataclasses.replace(record.obj, replicas=replicas, raw=raw)
-        record.generation += 1
-        self.events.record(kind, namespace, name, "Normal", "ScalingReplicaSet", f"Scaled to {replicas}")
-        self._save()
-        self.kick()
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        async with self._write_lock:
+            record = self.objects.get((kind, namespace, name))
+            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
+                raise KeyError(f'{kind.lower()}s "{name}" not found')
+            if not 0 <= replicas <= 2**31 - 1:
+                raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
+            raw = json.loads(json.dumps(record.obj.raw))
+            raw.setdefault("spec", {})["replicas"] = replicas
+            obj = dataclasses.replace(record.obj, replicas=replicas, raw=raw)
+            await self._write(record, obj)
+            self.events.record(kind, namespace, name, "Normal", "ScalingReplicaSet", f"Scaled to {replicas}")
+            self.kick()
 
-    def rollout_restart(self, namespace: str, name: str) -> None:
+    async def _write(self, record: ObjectRecord, obj: KubeObject) -> None:
+        """Persists a changed desired object, then makes it current (with the store's generation)."""
+        stored = await self.store.update(desired_object(obj))
+        record.obj = obj
+        record.generation = int(stored["metadata"]["generation"])
+
+    async def rollout_restart(self, namespace: str, name: str) -> None:
         def mutate(raw: dict[str, Any]) -> None:
             annotations = raw["spec"]["template"].setdefault("metadata", {}).setdefault("annotations", {})
             annotations["kubectl.kubernetes.io/restartedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-        self._mutate_deployment(namespace, name, mutate)
+        await self._mutate_deployment(namespace, name, mutate)
 
-    def rollout_undo(self, namespace: str, name: str, to_revision: int | None = None) -> int:
+    async def rollout_undo(self, namespace: str, name: str, to_revision: int | None = None) -> int:
         owned = sorted(self._owned_replicasets(namespace, name), key=lambda r: r.revision)
         if not owned:
             raise KeyError(f'deployments "{name}" not found')
@@ -297,24 +343,24 @@ class Controller:
                 raise ValueError("no rollout history found for deployment " + name)
             target = older[-1]
         template = template_without_hash(target.rs)
-        self._mutate_deployment(namespace, name, lambda raw: raw["spec"].__setitem__("template", template))
+        await self._mutate_deployment(namespace, name, lambda raw: raw["spec"].__setitem__("template", template))
         return target.revision
 
     def history(self, namespace: str, name: str) -> list[ReplicaSetRecord]:
         return sorted(self._owned_replicasets(namespace, name), key=lambda r: r.revision)
 
-    def _mutate_deployment(self, namespace: str, name: str, mutate: Callable[[dict[str, Any]], None]) -> None:
-        record = self.objects.get(("Deployment", namespace, name))
-        if record is None:
-            raise KeyError(f'deployments "{name}" not found')
-        raw = json.loads(json.dumps(record.obj.raw))
-        mutate(raw)
-        (obj,) = load_objects([raw], source=f"deployment/{name}").objects
-        record.obj = obj
-        record.generation += 1
-        self.progress.pop((namespace, name), None)
-        self._save()
-        self.kick()
+    async def _mutate_deployment(self, namespace: str, name: str,
+                                 mutate: Callable[[dict[str, Any]], None]) -> None:
+        async with self._write_lock:
+            record = self.objects.get(("Deployment", namespace, name))
+            if record is None:
+                raise KeyError(f'deployments "{name}" not found')
+            raw = json.loads(json.dumps(record.obj.raw))
+            mutate(raw)
+            (obj,) = load_objects([raw], source=f"deployment/{name}").objects
+            await self._write(record, obj)
+            self.progress.pop((namespace, name), None)
+            self.kick()
 
     # --- services ---------------------------------------------------------------------------------
 
@@ -336,6 +382,13 @@ class Controller:
                                 f"change {owner} instead", source=source, kind="Pod", name=pod.metadata.name,
                                 path=("metadata", "name"))
 
+    def _check_replicaset_name_free(self, rs: ReplicaSet, source: str) -> None:
+        """A ReplicaSet manifest may not take the name of one a Deployment owns (both are ReplicaSets)."""
+        owned = self.replicasets.get((rs.metadata.namespace, rs.metadata.name))
+        if owned is not None and owned.owner_kind == "Deployment":
+            raise ManifestError(f'replicaset "{rs.metadata.name}" is owned by Deployment "{owned.owner}"',
+                                source=source, kind="ReplicaSet", name=rs.metadata.name, path=("metadata", "name"))
+
     def _publish_service(self, service: Service) -> None:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
         address = None if service.headless else self.addresses.allocate(key, service.cluster_ip)
@@ -347,7 +400,7 @@ class Controller:
         info = ServiceInfo(
             key=key,
             address=address,
-            ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol) for p in service.ports),
+            ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
             annotations=dict(service.metadata.annotations),
         )
         self.registry.upsert_service(info, dict(service.selector))
@@ -361,11 +414,13 @@ class Controller:
             with RECONCILE_DURATION.time():
                 self.reconcile()
             RECONCILES.inc()
+            if self._dirty:
+                await self._persist_replicasets()
             await asyncio.sleep(0)
 
     def reconcile(self) -> None:
+        """One pass; the ReplicaSets it changes are persisted after it (_persist_replicasets)."""
         now = self._clock()
-        self._dirty = False
         for record in list(self.objects.values()):
             if isinstance(record.obj, Deployment):
                 self._reconcile_deployment(record, now)
@@ -387,13 +442,11 @@ class Controller:
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
-        if self._dirty:
-            self._save()
 
     def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
         deployment: Deployment = record.obj  # type: ignore[assignment]
         namespace, name = deployment.metadata.namespace, deployment.metadata.name
-        hash_ = template_hash(deployment.template)
+        hash_ = record.template_hash()
         owned = self._owned_replicasets(namespace, name)
         new = next((r for r in owned if r.template_hash == hash_), None)
         top_revision = max((r.revision for r in owned), default=0)
@@ -483,7 +536,7 @@ class Controller:
                 for worker in self._pods_of(current):
                     self._terminate(worker, "template changed")
             self.replicasets[key] = ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, hash_, 1, rs.replicas,
-                                                     current.created if current else now)
+                                                     current.created if current else now, record.uid)
             self._dirty = True
 
     def _reconcile_replicaset(self, rs: ReplicaSetRecord, now: float) -> None:
@@ -665,6 +718,23 @@ class Controller:
         available = sum(1 for p in pods if p.available(rs.rs.min_ready_seconds, now))
         return ReplicaSetView(rs.name, rs.revision, rs.replicas, len(pods), available)
 
+    def deployment_status(self, record: ObjectRecord) -> DeploymentStatus:
+        """A Deployment's replica counts (what its status and the metrics report)."""
+        deployment: Deployment = record.obj  # type: ignore[assignment]
+        owned = self._owned_replicasets(deployment.metadata.namespace, deployment.metadata.name)
+        current_hash = record.template_hash()
+        new = next((r for r in owned if r.template_hash == current_hash), None)
+        pods = [(r, p) for r in owned for p in self._pods_of(r)]
+        now = self._clock()
+        return DeploymentStatus(
+            desired=deployment.replicas,
+            current=len(pods),
+            updated=sum(1 for r, _ in pods if r is new),
+            ready=sum(1 for _, p in pods if p.ready),
+            available=sum(1 for r, p in pods if p.available(r.rs.min_ready_seconds, now)),
+            new=new,
+        )
+
     def replicaset_view(self, rs: ReplicaSetRecord) -> ReplicaSetView:
         return self._view(rs, self._clock())
 
@@ -748,25 +818,46 @@ class Controller:
 
     # --- persistence --------------------------------------------------------------------------------
 
-    def _save(self) -> None:
-        save_state(self.state_dir, {
-            "objects": [r.to_json() for r in self.objects.values()],
-            "replicasets": [r.to_json() for r in self.replicasets.values()],
-        })
+    async def _persist_replicasets(self) -> None:
+        """Writes the owned ReplicaSets that changed since the last write, in one transaction; if it cannot be
+        written it is tried again a little later (they are derived, and memory only runs ahead of the store)."""
+        self._dirty = False
+        operations: list[Operation] = []
+        signatures: dict[tuple[str, str], tuple] = {}
+        for key, rs in self.replicasets.items():
+            if rs.owner_kind != "Deployment":
+                continue  # a bare ReplicaSet's record comes from its object
+            owner = self.objects.get(("Deployment", rs.namespace, rs.owner))
+            previous = self._persisted_rs.get(key)
+            owner_uid = owner.uid if owner else (previous[4] if previous else "")
+            signatures[key] = signature = (rs.rs, rs.revision, rs.replicas, rs.uid, owner_uid)
+            if previous != signature:
+                row = owned_replicaset(rs, owner_uid=owner_uid)
+                operations.append(Update(row) if previous is not None else Create(row))
+        operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures]
+        if not operations:
+            return
+        try:
+            await self.store.transaction(operations)
+        except StoreError as error:
+            log.error("could not persist ReplicaSets (trying again): %s", error)
+            self._dirty = True
+            self._call_at(self._clock() + 5)
+            return
+        self._persisted_rs = signatures
 
     def _load(self) -> None:
-        state = load_state(self.state_dir)
-        for item in state.get("objects", []):
-            try:
-                (obj,) = load_objects([item["manifest"]], source="state").objects
-            except ManifestError as error:
-                log.error("state: dropping an object that no longer validates: %s", error)
-                continue
-            self.objects[object_key(obj)] = ObjectRecord(obj, item["generation"], item["created"], item["uid"])
-        for item in state.get("replicasets", []):
-            record = ReplicaSetRecord(_load_replicaset(item["manifest"], source="state"), item["owner_kind"], item["owner"], item["template_hash"],
-                                      item["revision"], item["replicas"], item["created"], item["uid"])
-            self.replicasets[(record.namespace, record.name)] = record
+        loaded = load_records(self.store.list(None), where=f"state store {self.state_dir}")
+        for record in loaded.objects:
+            self.objects[object_key(record.obj)] = record
+        for rs in loaded.replicasets:
+            self.replicasets[(rs.namespace, rs.name)] = rs
+            owner = self.objects.get(("Deployment", rs.namespace, rs.owner))
+            self._persisted_rs[(rs.namespace, rs.name)] = (rs.rs, rs.revision, rs.replicas, rs.uid,
+                                                            owner.uid if owner else "")
+        for record in self.objects.values():  # bare ReplicaSets' records, so their pods are adopted
+            if isinstance(record.obj, ReplicaSet):
+                self._ensure_bare_replicaset(record, record.created)
 
 
 def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
@@ -797,10 +888,6 @@ def _requests(spec: PodSpec) -> tuple[int, int]:
     cpu = sum((c.resources.requests.cpu_millicores or 0) for c in spec.containers)
     mem = sum((c.resources.requests.memory_bytes or 0) for c in spec.containers)
     return cpu, mem
-
-
-def _spec_changed(old: KubeObject, new: KubeObject) -> bool:
-    return dataclasses.replace(old, metadata=new.metadata) != new  # type: ignore[type-var]
 
 
 async def _no_drain(worker: PodWorker, grace: float) -> None:

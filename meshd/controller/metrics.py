@@ -67,22 +67,12 @@ class ControllerCollector(Collector):
             "1 when the Deployment's rollout exceeded its progress deadline.",
             labels=["namespace", "deployment"],
         )
-        now = c.now()
         for (kind, namespace, name), record in sorted(c.objects.items()):
             if not isinstance(record.obj, Deployment):
                 continue
-            owned = c.owned_replicasets(namespace, name)
-            from meshd.manifests import template_hash
-
-            current_hash = template_hash(record.obj.template)
-            pods = [(r, p) for r in owned for p in c.pods_of(r)]
-            counts = {
-                "desired": record.obj.replicas,
-                "current": len(pods),
-                "updated": sum(1 for r, _ in pods if r.template_hash == current_hash),
-                "ready": sum(1 for _, p in pods if p.ready),
-                "available": sum(1 for r, p in pods if p.available(r.rs.min_ready_seconds, now)),
-            }
+            status = c.deployment_status(record)
+            counts = {"desired": status.desired, "current": status.current, "updated": status.updated,
+                      "ready": status.ready, "available": status.available}
             for state, value in counts.items():
                 replicas.add_metric([namespace, name, state], value)
             rollout = c.progress.get((namespace, name))

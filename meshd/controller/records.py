@@ -1,4 +1,4 @@
-"""The controller's records of desired objects and of the ReplicaSets Deployments own, and their disk form."""
+"""The controller's records of desired objects and of the ReplicaSets Deployments own (persist.py stores them)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshd.manifests.hashing import template_hash
 from meshd.model.objects import Deployment, KubeObject, ReplicaSet
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -23,9 +24,25 @@ class ObjectRecord:
     generation: int = 1
     created: float = 0.0
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _hash: tuple[KubeObject, str] | None = field(default=None, compare=False, repr=False)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"manifest": dict(self.obj.raw), "generation": self.generation, "created": self.created, "uid": self.uid}
+    def template_hash(self) -> str:
+        """The pod-template-hash of a Deployment or ReplicaSet, computed once per version of the object."""
+        if self._hash is None or self._hash[0] is not self.obj:
+            self._hash = (self.obj, template_hash(self.obj.template))  # type: ignore[union-attr]
+        return self._hash[1]
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """A Deployment's replica counts, computed once for the API and the metrics alike."""
+
+    desired: int
+    current: int
+    updated: int
+    ready: int
+    available: int
+    new: ReplicaSetRecord | None  # the ReplicaSet of the current template
 
 
 @dataclass
@@ -48,18 +65,6 @@ class ReplicaSetRecord:
     @property
     def name(self) -> str:
         return self.rs.metadata.name
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "manifest": dict(self.rs.raw),
-            "owner_kind": self.owner_kind,
-            "owner": self.owner,
-            "template_hash": self.template_hash,
-            "revision": self.revision,
-            "replicas": self.replicas,
-            "created": self.created,
-            "uid": self.uid,
-        }
 
 
 def owned_replicaset_manifest(deployment: Deployment, template_hash: str, revision: int) -> dict[str, Any]:

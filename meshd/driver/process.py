@@ -46,6 +46,7 @@ from meshd.model.objects import Container
 from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
+ID_VARIABLE = "MESHD_CONTAINER_ID"  # in every process's environment: finds it when its record is damaged
 
 LABEL_SANDBOX = "io.meshd.sandbox"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -121,6 +122,15 @@ def proc_alive(pid: int, start: int | None) -> bool:
 def exit_status(returncode: int) -> int:
     """asyncio's -SIG for a signal death -> the shell's (and Docker's) 128+SIG."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def pod_base_env() -> dict[str, str]:
+    """What a pod's process gets from the host: PATH and HOME only, never the agent's environment (which may
+    hold its token or other secrets); the pod's own env comes on top."""
+    return {"PATH": os.environ.get("PATH") or DEFAULT_PATH, "HOME": os.environ.get("HOME") or "/"}
 
 
 def port_env(container: Container) -> dict[str, str]:
@@ -204,7 +214,7 @@ class ProcessDriver:
             try:
                 record = Record(**json.loads(path.read_text()))
             except (ValueError, TypeError) as exc:
-                log.warning("ignoring unreadable record %s: %s", path, exc)
+                _stop_orphans(path, exc)
                 continue
             if record.labels.get(LABEL_AGENT) == self.agent_id:
                 self._records[record.id] = record
@@ -329,7 +339,8 @@ class ProcessDriver:
             )
         if c.resources.limits.cpu_millicores or c.resources.limits.memory_bytes:
             self._warn_once("limits", "resources.limits (cpu, memory) are not enforced for local processes")
-        env = {**os.environ, **defined, **{e.name: e.value for e in expanded_env}}
+        container_id = "pc-" + secrets.token_hex(8)
+        env = {**pod_base_env(), **defined, **{e.name: e.value for e in expanded_env}, ID_VARIABLE: container_id}
         for vm in c.volume_mounts:
             self._warn_once(
                 "volumes",
@@ -347,7 +358,6 @@ class ProcessDriver:
             LABEL_RESTART_COUNT: str(spec.restart_count),
             LABEL_SANDBOX: spec.sandbox.id,
         }
-        container_id = "pc-" + secrets.token_hex(8)
         log_path = self.logs_dir / f"{container_id}.log"
         log_file = await asyncio.to_thread(open, log_path, "ab")
         with log_file:
@@ -374,7 +384,7 @@ class ProcessDriver:
             started_at=time.time(),
             image=c.image,
             cwd=cwd,
-            env={k: v for k, v in env.items() if os.environ.get(k) != v},
+            env=env,
         )
         self._save(record)
         await self._flush()
@@ -505,7 +515,7 @@ class ProcessDriver:
             proc = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=record.cwd or None,
-                env={**os.environ, **record.env},
+                env={**pod_base_env(), **record.env},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -597,6 +607,27 @@ def _mkdir(path: Path) -> None:
 
 def _was_truncated(fh: Any) -> bool:
     return os.fstat(fh.fileno()).st_size < fh.tell()
+
+
+def _stop_orphans(path: Path, error: Exception) -> None:
+    """A record that cannot be read no longer tells which process it ran: that process is found by the id in its
+    environment and killed (never left running, holding its ports), and the record removed."""
+    record_id = path.stem
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{ID_VARIABLE}={record_id}".encode() in environ:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)  # its children carry the id too
+                killed.append(proc.name)
+    log.error("process driver: the record %s is damaged (%s): removed it%s", path, error,
+              f" and killed its process {', '.join(killed)}" if killed else "")
+    _unlink(path)
 
 
 def _unlink(path: Path) -> None:

@@ -1,13 +1,15 @@
-"""Images meshd builds offline (no registry): pause (pod infra), busybox, python. `python -m meshd.images`."""
+"""Images meshd builds offline (no registry): pause (pod infra), busybox, python, servers (redis, dnsmasq). `python -m meshd.images`."""
 
 from meshd.images.builders import (
     BUILDERS,
     BUSYBOX_IMAGE,
     PAUSE_IMAGE,
     PYTHON_IMAGE,
+    SERVERS_IMAGE,
     ensure_busybox_image,
     ensure_pause_image,
     ensure_python_image,
+    ensure_servers_image,
 )
 from meshd.images.rootfs import ImageBuildError
 
@@ -16,8 +18,10 @@ __all__ = [
     "BUSYBOX_IMAGE",
     "PAUSE_IMAGE",
     "PYTHON_IMAGE",
+    "SERVERS_IMAGE",
     "ImageBuildError",
     "ensure_busybox_image",
     "ensure_pause_image",
     "ensure_python_image",
+    "ensure_servers_image",
 ]

@@ -34,6 +34,7 @@ PAUSE_VERSION = "1"
 PAUSE_IMAGE = f"meshd/pause:{PAUSE_VERSION}"
 BUSYBOX_IMAGE = "meshd/busybox:latest"
 PYTHON_IMAGE = "meshd/python:3.11"
+SERVERS_IMAGE = "meshd/servers:latest"
 
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Sleeps until SIGTERM/SIGINT, then exits 0 at once (as PID 1 or under docker-init alike).
@@ -59,6 +60,15 @@ PYTHON_PACKAGES = (
     "media-types",
     "busybox-static",
 )
+
+# redis-server and dnsmasq with their libraries (Debian 12's), for Services that are not HTTP
+SERVERS_PACKAGES = (
+    "libc6", "busybox-static", "redis-tools", "libatomic1", "liblzf1", "libjemalloc2", "libsystemd0",
+    "libssl3", "libstdc++6", "libgcc-s1", "libcap2", "libgcrypt20", "liblzma5", "libzstd1", "liblz4-1",
+    "libgpg-error0", "dnsmasq-base", "libdbus-1-3", "libidn2-0", "libnetfilter-conntrack3", "libnettle8",
+    "libhogweed6", "libgmp10", "libnftables1", "libunistring2", "libnfnetlink0", "libmnl0", "libnftnl11",
+    "libxtables12", "libjansson4",
+)  # fmt: skip
 
 
 def _cmd(argv: Sequence[str]) -> str:
@@ -150,6 +160,21 @@ def ensure_python_image(client: Any, tag: str = PYTHON_IMAGE) -> str:
     )
 
 
+def ensure_servers_image(client: Any, tag: str = SERVERS_IMAGE) -> str:
+    """redis-server, redis-cli and dnsmasq (Debian's, unpacked offline) with busybox as the shell: real
+    servers of protocols that are not HTTP (opaque TCP, UDP), for tests and examples."""
+
+    def populate(root: Path) -> None:
+        extract_debs(fetch_debs(SERVERS_PACKAGES), root)
+        install_busybox_links(root)
+        write_base_files(root)
+        server = root / "usr" / "bin" / "redis-server"
+        if not server.exists() and not server.is_symlink():
+            server.symlink_to("redis-check-rdb")  # the redis-server package holds only this link
+
+    return _ensure(client, tag, populate, [PATH_ENV, _cmd(["sh"])])
+
+
 def _precompile(stdlib: Path) -> None:
     """Byte-compiles the stdlib with the host's Python when it is 3.11 (same magic): faster app start."""
     if sys.version_info[:2] != (3, 11):
@@ -177,6 +202,7 @@ BUILDERS: dict[str, Callable[[Any], str]] = {
     "pause": ensure_pause_image,
     "busybox": ensure_busybox_image,
     "python": ensure_python_image,
+    "servers": ensure_servers_image,
 }
 
 
@@ -184,6 +210,7 @@ BUILDERS_BY_IMAGE: dict[str, Callable[[Any], str]] = {
     PAUSE_IMAGE: ensure_pause_image,
     BUSYBOX_IMAGE: ensure_busybox_image,
     PYTHON_IMAGE: ensure_python_image,
+    SERVERS_IMAGE: ensure_servers_image,
 }
 
 

@@ -101,6 +101,8 @@ def render(obj: KubeObject) -> dict[str, Any]:
         for port in obj.ports:
             item: dict[str, Any] = {"name": port.name} if port.name else {}
             item.update(port=port.port, targetPort=port.target_port, protocol=port.protocol)
+            if port.app_protocol:
+                item["appProtocol"] = port.app_protocol
             ports.append(item)
         if ports:
             spec["ports"] = ports

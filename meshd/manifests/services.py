@@ -12,7 +12,13 @@ from meshd.manifests.meta import read_labels
 from meshd.manifests.probes import read_port_ref
 from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.model.objects import ObjectMeta, Service, ServicePort
-from sidecar.config import LB_ANNOTATION, RETRIES_ANNOTATION, TIMEOUT_ANNOTATION, config_from_annotations
+from sidecar.config import (
+    LB_ANNOTATION,
+    OPAQUE_PORTS_ANNOTATION,
+    RETRIES_ANNOTATION,
+    TIMEOUT_ANNOTATION,
+    config_from_annotations,
+)
 
 _SPEC: FieldPath = ("spec",)
 SERVICE_IGNORED: Mapping[str, str] = {
@@ -87,8 +93,8 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[Servic
         reader.check_fields(
             port,
             path,
-            known=("name", "port", "targetPort", "protocol"),
-            ignored={"nodePort": "ignored (served as ClusterIP)", "appProtocol": "ignored"},
+            known=("name", "port", "targetPort", "protocol", "appProtocol"),
+            ignored={"nodePort": "ignored (served as ClusterIP)"},
         )
         name = reader.string(port, "name", path) or ""
         if name:
@@ -108,15 +114,19 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[Servic
         target_port = (
             number if target is None else read_port_ref(reader, target, path + ("targetPort",), ports=None)
         )
+        app_protocol = reader.string(port, "appProtocol", path, allow_empty=False) or None
         ports.append(
-            ServicePort(port=number, target_port=target_port, name=name, protocol=cast(Any, protocol))
+            ServicePort(
+                port=number, target_port=target_port, name=name, protocol=cast(Any, protocol),
+                app_protocol=app_protocol,
+            )
         )
     return tuple(ports)
 
 
 def _check_mesh_annotations(reader: DocumentReader, metadata: ObjectMeta) -> None:
     """meshd.io/* annotations steer the sidecars: a bad value fails here rather than being dropped there."""
-    known = (LB_ANNOTATION, TIMEOUT_ANNOTATION, RETRIES_ANNOTATION)
+    known = (LB_ANNOTATION, TIMEOUT_ANNOTATION, RETRIES_ANNOTATION, OPAQUE_PORTS_ANNOTATION)
     for key in metadata.annotations:
         if key.startswith("meshd.io/") and key not in known:
             reader.warn(

@@ -32,6 +32,7 @@ class PortInfo:
     port: int  # the Service's port (what clients and the sidecar use)
     target_port: int | str
     protocol: str = "TCP"
+    app_protocol: str | None = None  # the Service port's appProtocol; wire key "appProtocol", optional
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,10 @@ class ServiceInfo:
             "name": self.key.name,
             "address": self.address,
             "ports": [
-                {"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
+                {
+                    "name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol,
+                    **({"appProtocol": p.app_protocol} if p.app_protocol else {}),
+                }
                 for p in self.ports
             ],
             "annotations": dict(self.annotations),
@@ -65,7 +69,10 @@ class ServiceInfo:
             key=ServiceKey(data["namespace"], data["name"]),
             address=data.get("address"),
             ports=tuple(
-                PortInfo(p.get("name", ""), int(p["port"]), p.get("targetPort", p["port"]), p.get("protocol", "TCP"))
+                PortInfo(
+                    p.get("name", ""), int(p["port"]), p.get("targetPort", p["port"]), p.get("protocol", "TCP"),
+                    p.get("appProtocol") or None,
+                )
                 for p in data.get("ports", ())
             ),
             annotations=dict(data.get("annotations") or {}),

@@ -220,6 +220,7 @@ class ServicePort:
     target_port: int | str  # defaults to `port`
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
+    app_protocol: str | None = None  # spec.ports[].appProtocol (http, kubernetes.io/h2c, grpc, tcp, ...)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,15 @@ class Meshd:
         self.until(lambda: self.get("/healthz", raw=True) == "ok", what="the agent's API")
         return self
 
+    @property
+    def token(self) -> str:
+        return (self.state / "token").read_text().strip()
+
     def get(self, path: str, *, raw: bool = False):
         try:
-            with urllib.request.urlopen(f"http://{self.api}{path}", timeout=2) as reply:
+            request = urllib.request.Request(f"http://{self.api}{path}",
+                                             headers={"Authorization": f"Bearer {self.token}"})
+            with urllib.request.urlopen(request, timeout=2) as reply:
                 body = reply.read().decode()
         except OSError:
             return None
@@ -90,7 +96,10 @@ class Meshd:
 
     def cli(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "meshd.cli", "--api", self.api, *args], check=True,
-                              capture_output=True, text=True, cwd=ROOT).stdout
+                              capture_output=True, text=True, cwd=ROOT, env=self.cli_env()).stdout
+
+    def cli_env(self) -> dict[str, str]:
+        return {**os.environ, "MESHD_TOKEN": self.token}
 
     def service_address(self, name: str) -> str:
         return self.until(lambda: (self.get(f"/api/v1/namespaces/default/services/{name}") or {})
@@ -114,7 +123,7 @@ class Meshd:
     def diagnosis(self) -> str:
         """What a failed wait needs to be understood: the agent's view and both logs' tails."""
         pods = subprocess.run([sys.executable, "-m", "meshd.cli", "--api", self.api, "get", "pods,endpoints",
-                               "-o", "wide"], capture_output=True, text=True, cwd=ROOT)
+                               "-o", "wide"], capture_output=True, text=True, cwd=ROOT, env=self.cli_env())
         sidecar_log = self.state / "sidecar.log"
         return (f"meshd get pods,endpoints: {pods.stdout}{pods.stderr}\n"
                 f"agent log: {self.log.read_text()[-3000:]}\n"

@@ -103,8 +103,9 @@ def eventually(check: Callable[[], Any], *, timeout: float, what: str, interval:
     raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
 
-def http_json(url: str, *, data: bytes | None = None, timeout: float = 10.0) -> Any:
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+def http_json(url: str, *, token: str, data: bytes | None = None, timeout: float = 10.0) -> Any:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"}
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as reply:
         return json.load(reply)
 
@@ -127,6 +128,11 @@ class Mesh:
     dns_queries: int = 0
     killed: str = ""
     logs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def token(self) -> str:
+        """The agent's API token (it writes it before it serves)."""
+        return (self.state_dir / "token").read_text().strip()
 
     def query(self, expr: str, **params: Any) -> Any:
         """Prometheus' HTTP API (`/api/v1/query` or, with start/end, `query_range`); returns `data`."""
@@ -243,12 +249,13 @@ def app_containers(docker_client: Any, agent_id: str) -> list[Any]:
 
 
 def restart_count(mesh: Mesh) -> int:
-    pods = http_json(f"http://{mesh.api}/api/v1/namespaces/default/pods?labelSelector=app={NAME}")["items"]
+    pods = http_json(f"http://{mesh.api}/api/v1/namespaces/default/pods?labelSelector=app={NAME}",
+                     token=mesh.token)["items"]
     return sum(s["restartCount"] for p in pods for s in p["status"].get("containerStatuses", []))
 
 
 def ready_replicas(mesh: Mesh) -> int:
-    status = http_json(f"http://{mesh.api}/apis/apps/v1/namespaces/default/deployments/{NAME}").get(
+    status = http_json(f"http://{mesh.api}/apis/apps/v1/namespaces/default/deployments/{NAME}", token=mesh.token).get(
         "status", {}
     )
     return int(status.get("readyReplicas") or 0)
@@ -285,7 +292,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, busybox_i
                                               stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))  # fmt: skip
         eventually(lambda: urllib.request.urlopen(f"http://{api}/healthz", timeout=2).status == 200,
                    timeout=60, what="the agent answers /healthz")  # fmt: skip
-        applied = http_json(f"http://{api}/v1/apply", data=MANIFEST.encode())
+        applied = http_json(f"http://{api}/v1/apply", data=MANIFEST.encode(), token=mesh.token)
         assert {r["kind"] for r in applied["results"]} == {"Deployment", "Service"}, applied
         config = tmp / "prometheus.yml"
         config.write_text(prometheus_config(api))
@@ -295,7 +302,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, busybox_i
                  f"--web.listen-address={mesh.prometheus.removeprefix('http://')}", "--log.level=warn"],
                 stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
         eventually(lambda: ready_replicas(mesh) == 2, timeout=90, what="2 ready replicas")
-        service = http_json(f"http://{api}/api/v1/namespaces/default/services/{NAME}")
+        service = http_json(f"http://{api}/api/v1/namespaces/default/services/{NAME}", token=mesh.token)
         mesh.cluster_ip = service["spec"]["clusterIP"]
         eventually(lambda: urllib.request.urlopen(f"{mesh.prometheus}/-/ready", timeout=2).status == 200,
                    timeout=60, what="Prometheus is ready")  # fmt: skip
@@ -324,7 +331,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, busybox_i
             stop(process)
         if processes:
             try:
-                http_json(f"http://{api}/v1/delete", data=MANIFEST.encode())
+                http_json(f"http://{api}/v1/delete", data=MANIFEST.encode(), token=mesh.token)
                 eventually(lambda: not app_containers(docker_client, mesh.agent_id), timeout=30,
                            what="the test's pods are gone")  # fmt: skip
             except (OSError, AssertionError, ValueError):

@@ -89,7 +89,7 @@ async def load_result(process: asyncio.subprocess.Process) -> tuple[dict[str, in
 
 
 async def up(agent, text: str) -> str:
-    agent.controller.apply(text)
+    await agent.controller.apply(text)
     await eventually(lambda: agent.controller.progress.get(("default", "roll"))
                      and agent.controller.progress[("default", "roll")].complete, timeout=60)
     address = agent.registry.service(ServiceKey("default", "roll")).address
@@ -111,10 +111,10 @@ async def test_rolling_update_and_rollback_under_load_lose_no_request(agent):
     url = await up(agent, manifest("v1"))
     load = await start_load(url, 20)
     await asyncio.sleep(1)
-    agent.controller.apply(manifest("v2"))
+    await agent.controller.apply(manifest("v2"))
     await rolled(agent)
     assert await serving(url) == "v2"
-    agent.controller.rollout_undo("default", "roll")
+    await agent.controller.rollout_undo("default", "roll")
     await rolled(agent)
     codes, output = await load_result(load)
     assert set(codes) == {"200"} and codes["200"] > 100, output
@@ -128,7 +128,7 @@ async def test_scale_down_under_load_loses_no_request(agent):
     await eventually(lambda: len(ready_pods(agent, "roll-")) == 5)
     load = await start_load(url, 8)
     await asyncio.sleep(1)
-    agent.controller.scale("Deployment", "default", "roll", 1)
+    await agent.controller.scale("Deployment", "default", "roll", 1)
     await eventually(lambda: len(agent.controller.pods) == 1, timeout=30)
     codes, output = await load_result(load)
     assert set(codes) == {"200"} and "Error distribution" not in output, output
@@ -137,7 +137,7 @@ async def test_scale_down_under_load_loses_no_request(agent):
 async def test_a_rollout_that_never_becomes_ready_stops_at_the_deadline_and_the_old_version_serves(agent):
     url = await up(agent, manifest("v1"))
     load = await start_load(url, 8)
-    agent.controller.apply(manifest("v2", ready_path="/missing", deadline=3))
+    await agent.controller.apply(manifest("v2", ready_path="/missing", deadline=3))
     await eventually(lambda: getattr(agent.controller.progress.get(("default", "roll")), "failed", False),
                      timeout=30)
     codes, output = await load_result(load)

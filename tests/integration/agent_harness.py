@@ -43,6 +43,21 @@ def agent_options(tmp_path: Path, agent_id: str, **overrides: Any) -> AgentOptio
     return options
 
 
+def api_headers(agent: Agent, content_type: str = "application/yaml") -> dict[str, str]:
+    """What a client of the agent's API sends: the bearer token, and a content type its writes need."""
+    return {"Authorization": f"Bearer {agent.token}", "Content-Type": content_type}
+
+
+def state_headers(state_dir: Path, content_type: str = "application/yaml") -> dict[str, str]:
+    """api_headers for an agent in another process: its token from its state dir."""
+    return {"Authorization": f"Bearer {(state_dir / 'token').read_text().strip()}", "Content-Type": content_type}
+
+
+def cli_env(agent: Agent) -> dict[str, str]:
+    """The environment a `meshd` CLI process needs to reach this agent over TCP."""
+    return {"MESHD_API": f"http://{agent.options.api}", "MESHD_TOKEN": agent.token}
+
+
 async def started_agent(options: AgentOptions) -> Agent:
     agent = Agent(options)
     await agent.start()

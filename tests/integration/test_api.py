@@ -10,7 +10,7 @@ import socket
 import aiohttp
 import pytest
 
-from tests.integration.agent_harness import agent_options, started_agent
+from tests.integration.agent_harness import agent_options, api_headers, started_agent
 
 pytestmark = [pytest.mark.docker]
 
@@ -27,7 +27,7 @@ spec:
 @pytest.fixture
 async def api(tmp_path, agent_id, pause_image):
     agent = await started_agent(agent_options(tmp_path, agent_id))
-    async with aiohttp.ClientSession(f"http://{agent.options.api}") as session:
+    async with aiohttp.ClientSession(f"http://{agent.options.api}", headers=api_headers(agent)) as session:
         yield agent, session
     await agent.close(stop_pods=True)
 
@@ -37,7 +37,7 @@ async def test_apply_errors_name_the_field_and_change_nothing(api):
     broken = SERVICE % ("web", "web") + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: many}\n"
     async with http.post("/v1/apply", data=broken) as reply:
         assert reply.status == 422
-        message = (await reply.json())["error"]
+        message = (await reply.json())["message"]
     assert "document 2" in message and "spec.replicas" in message
     async with http.get("/api/v1/namespaces/default/services") as reply:
         assert (await reply.json())["items"] == []
@@ -52,7 +52,7 @@ async def test_services_and_endpoints_are_kubernetes_shaped(api):
     assert service["kind"] == "Service" and service["spec"]["clusterIP"].startswith("10.213.")
     async with http.get("/api/v1/namespaces/default/endpoints") as reply:
         listing = await reply.json()
-    assert listing["kind"] == "List" and listing["items"][0]["kind"] == "Endpoints"
+    assert listing["kind"] == "EndpointsList" and listing["items"][0]["kind"] == "Endpoints"
     async with http.get("/api/v1/namespaces/default/services/nope") as reply:
         assert reply.status == 404
 
@@ -213,7 +213,7 @@ async def test_events_are_served_and_name_why_a_pod_is_pending(tmp_path, agent_i
     swallow them); an unschedulable pod is Pending with no container statuses and a FailedScheduling event."""
     agent = await started_agent(agent_options(tmp_path, agent_id, node_cpus="1"))
     try:
-        async with aiohttp.ClientSession(f"http://{agent.options.api}") as http:
+        async with aiohttp.ClientSession(f"http://{agent.options.api}", headers=api_headers(agent)) as http:
             pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: huge}\nspec:\n  containers: [{name: c, "
                    "image: meshd/busybox:latest, resources: {requests: {cpu: '64'}}}]\n")
             await (await http.post("/v1/apply", data=pod)).release()
@@ -233,7 +233,7 @@ async def test_events_are_served_and_name_why_a_pod_is_pending(tmp_path, agent_i
                 await asyncio.sleep(0.05)
             assert await failed_scheduling()
             async with http.get("/api/v1/events") as reply:
-                assert reply.status == 200 and (await reply.json())["kind"] == "List"
+                assert reply.status == 200 and (await reply.json())["kind"] == "EventList"
             async with http.get("/api/v1/namespaces/default/pods/huge") as reply:
                 status = (await reply.json())["status"]
             assert status["phase"] == "Pending" and status["containerStatuses"] == [] and "reason" not in status
@@ -256,6 +256,6 @@ async def test_a_pod_manifest_cannot_shadow_a_pod_a_replicaset_runs(api, busybox
         pod = await reply.json()
     async with http.post("/v1/apply", data=json.dumps(pod)) as reply:
         assert reply.status == 422
-        message = (await reply.json())["error"]
+        message = (await reply.json())["message"]
     assert f'pod "{worker.name}" is run by ReplicaSet' in message and 'deployment "web"' in message
     assert ("Pod", "default", worker.name) not in agent.controller.objects

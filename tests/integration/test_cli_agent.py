@@ -49,9 +49,10 @@ spec:
 
 
 @pytest.fixture
-async def api(tmp_path, agent_id):
+async def api(tmp_path, agent_id, monkeypatch):
     options = agent_options(tmp_path, agent_id, driver="process")
     agent = await started_agent(options)
+    monkeypatch.setenv("MESHD_TOKEN", agent.token)  # what `meshd` finds first
     yield f"http://{options.api}"
     await agent.close(stop_pods=True)
 

@@ -49,7 +49,7 @@ async def agent(tmp_path, agent_id, busybox_image, pause_image):
 
 
 async def test_replicas_come_up_and_a_killed_container_is_replaced(agent, docker_client, agent_id):
-    agent.controller.apply(deployment("web"))
+    await agent.controller.apply(deployment("web"))
     await eventually(lambda: len(ready_pods(agent, "web-")) == 3)
     victim = pods(agent, "web-")[0]
     old_id = victim.containers["main"].id
@@ -66,7 +66,7 @@ async def test_replicas_come_up_and_a_killed_container_is_replaced(agent, docker
 
 
 async def test_crash_loop_backs_off_and_counts_restarts(agent):
-    agent.controller.apply(deployment("crash", replicas=1, command='["/bin/busybox", "sh", "-c", "exit 3"]'))
+    await agent.controller.apply(deployment("crash", replicas=1, command='["/bin/busybox", "sh", "-c", "exit 3"]'))
     await eventually(lambda: pods(agent, "crash-") and pods(agent, "crash-")[0].containers["main"].restart_count >= 2,
                      timeout=30)
     status = pods(agent, "crash-")[0].containers["main"]
@@ -75,22 +75,22 @@ async def test_crash_loop_backs_off_and_counts_restarts(agent):
 
 
 async def test_scale_up_and_down_then_delete_leaves_nothing(agent, docker_client, agent_id):
-    agent.controller.apply(deployment("scale"))
+    await agent.controller.apply(deployment("scale"))
     await eventually(lambda: len(ready_pods(agent, "scale-")) == 3)
-    agent.controller.scale("Deployment", "default", "scale", 5)
+    await agent.controller.scale("Deployment", "default", "scale", 5)
     await eventually(lambda: len(ready_pods(agent, "scale-")) == 5)
-    agent.controller.scale("Deployment", "default", "scale", 1)
+    await agent.controller.scale("Deployment", "default", "scale", 1)
     await eventually(lambda: len(pods(agent, "scale-")) == 1)
     await eventually(lambda: len(engine_containers(docker_client, agent_id)) == 2)
-    agent.controller.delete("Deployment", "default", "scale")
+    await agent.controller.delete("Deployment", "default", "scale")
     await eventually(lambda: not pods(agent) and not engine_containers(docker_client, agent_id))
 
 
 async def test_applying_the_same_manifest_twice_changes_nothing(agent):
-    first, _ = agent.controller.apply(deployment("idem", replicas=2))
+    first, _ = await agent.controller.apply(deployment("idem", replicas=2))
     await eventually(lambda: len(ready_pods(agent, "idem-")) == 2)
     names = {w.name for w in pods(agent, "idem-")}
-    second, _ = agent.controller.apply(deployment("idem", replicas=2))
+    second, _ = await agent.controller.apply(deployment("idem", replicas=2))
     assert [r.action for r in first] == ["created"] and [r.action for r in second] == ["unchanged"]
     assert {w.name for w in pods(agent, "idem-")} == names
 
@@ -99,7 +99,7 @@ async def test_agent_restart_adopts_running_pods_without_duplicates(tmp_path, ag
                                                                     busybox_image, pause_image):
     options = agent_options(tmp_path, agent_id)
     first = await started_agent(options)
-    first.controller.apply(deployment("adopt"))
+    await first.controller.apply(deployment("adopt"))
     await eventually(lambda: len(ready_pods(first, "adopt-")) == 3)
     before = sorted(c.id for c in engine_containers(docker_client, agent_id))
     await first.close(stop_pods=False)  # as if killed: containers keep running
@@ -136,7 +136,7 @@ async def test_agent_restart_leaves_a_finished_pod_finished(tmp_path, agent_id, 
     options = agent_options(tmp_path, agent_id)
     first = await started_agent(options)
     for name, policy, code in (("never", "Never", 3), ("onfailure", "OnFailure", 0)):
-        first.controller.apply(manifest % (name, policy, code))
+        await first.controller.apply(manifest % (name, policy, code))
     await eventually(lambda: sorted(w.phase for w in pods(first, "once-")) == ["Failed", "Succeeded"])
     before = sorted(c.id for c in engine_containers(docker_client, agent_id))
     await first.close(stop_pods=False)
@@ -155,7 +155,7 @@ async def test_agent_restart_leaves_a_finished_pod_finished(tmp_path, agent_id, 
 async def test_the_previous_instance_is_kept_for_its_logs_and_only_one(agent, docker_client, agent_id):
     """`logs --previous`: after a restart the instance before is kept (stopped) and its output readable; after
     more restarts still only one previous instance exists; deleting the pod removes it too."""
-    agent.controller.apply(textwrap.dedent("""\
+    await agent.controller.apply(textwrap.dedent("""\
         apiVersion: v1
         kind: Pod
         metadata: {name: flaky}
@@ -178,7 +178,7 @@ async def test_the_previous_instance_is_kept_for_its_logs_and_only_one(agent, do
         return docker_client.containers.list(all=True, sparse=True, filters={"label": wanted})
 
     await eventually(lambda: len(instances("io.meshd.container=main")) <= 2)  # current + one previous, no pile
-    agent.controller.delete("Pod", "default", "flaky")
+    await agent.controller.delete("Pod", "default", "flaky")
     await eventually(lambda: not instances())
 
 
@@ -194,24 +194,24 @@ async def test_rollout_history_shows_the_change_cause_of_each_revision(agent):
         return {r.revision: r.rs.metadata.annotations.get("kubernetes.io/change-cause", "")
                 for r in agent.controller.history("default", "hist")}
 
-    agent.controller.apply(annotated("first", "/"))
+    await agent.controller.apply(annotated("first", "/"))
     await eventually(lambda: causes() == {1: "first"})
-    agent.controller.apply(annotated("second", "/etc"))
+    await agent.controller.apply(annotated("second", "/etc"))
     await eventually(lambda: causes() == {1: "first", 2: "second"})
-    agent.controller.apply(annotated("back to the first", "/"))
+    await agent.controller.apply(annotated("back to the first", "/"))
     await eventually(lambda: causes() == {2: "second", 3: "back to the first"})
 
 
 async def test_deleting_a_bare_replicaset_deletes_its_pods(agent, docker_client, agent_id):
     manifest = deployment("bare", replicas=2).replace("kind: Deployment", "kind: ReplicaSet")
-    agent.controller.apply(manifest)
+    await agent.controller.apply(manifest)
     await eventually(lambda: len(ready_pods(agent, "bare-")) == 2)
-    agent.controller.delete("ReplicaSet", "default", "bare")
+    await agent.controller.delete("ReplicaSet", "default", "bare")
     await eventually(lambda: not pods(agent, "bare-") and ("default", "bare") not in agent.controller.replicasets)
     await eventually(lambda: not docker_client.containers.list(
         all=True, sparse=True, filters={"label": [f"io.meshd.agent={agent_id}", "io.meshd.owner=bare"]}))
     # a ReplicaSet left without its owner (as an older agent's delete left them in the state) goes too
-    agent.controller.apply(manifest.replace("bare", "orphan"))
+    await agent.controller.apply(manifest.replace("bare", "orphan"))
     await eventually(lambda: len(ready_pods(agent, "orphan-")) == 2)
     del agent.controller.objects[("ReplicaSet", "default", "orphan")]
     agent.controller.kick()
@@ -235,7 +235,7 @@ async def test_two_containers_of_a_pod_share_localhost(agent, docker_client):
             imagePullPolicy: IfNotPresent
             command: ["/bin/busybox", "sleep", "300"]
         """)
-    agent.controller.apply(manifest)
+    await agent.controller.apply(manifest)
     await eventually(lambda: len(ready_pods(agent, "duo")) == 1)
     client_id = pods(agent, "duo")[0].containers["client"].id
 
@@ -252,7 +252,7 @@ async def test_memory_limit_is_enforced_and_reported_as_oom(agent):
         command='["/bin/busybox", "sh", "-c", "x=$(/bin/busybox head -c 80000000 /dev/zero | /bin/busybox tr \'\\\\0\' a); sleep 60"]',
     ).replace("ports: [{containerPort: 8080, name: http}]",
               "ports: [{containerPort: 8080, name: http}]\n        resources: {limits: {memory: 16Mi}}")
-    agent.controller.apply(manifest)
+    await agent.controller.apply(manifest)
     await eventually(lambda: pods(agent, "hog-") and pods(agent, "hog-")[0].containers["main"].last_termination,
                      timeout=30)
     assert pods(agent, "hog-")[0].containers["main"].last_termination["reason"] == "OOMKilled"
@@ -261,11 +261,11 @@ async def test_memory_limit_is_enforced_and_reported_as_oom(agent):
 async def test_a_broken_manifest_changes_nothing(agent):
     from meshd.manifests import ManifestError
 
-    agent.controller.apply(deployment("keep", replicas=1))
+    await agent.controller.apply(deployment("keep", replicas=1))
     await eventually(lambda: len(ready_pods(agent, "keep-")) == 1)
     broken = deployment("keep", replicas=4) + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {containers: [{name: x}]}\n"
     with pytest.raises(ManifestError):
-        agent.controller.apply(broken)
+        await agent.controller.apply(broken)
     assert agent.controller.objects[("Deployment", "default", "keep")].obj.replicas == 1
     assert len(pods(agent, "keep-")) == 1
 
@@ -287,7 +287,7 @@ async def test_pre_stop_hook_runs_before_the_container_is_stopped(agent):
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     try:
-        agent.controller.apply(deployment("hook", replicas=1, extra="").replace(
+        await agent.controller.apply(deployment("hook", replicas=1, extra="").replace(
             "ports: [{containerPort: 8080, name: http}]",
             "ports: [{containerPort: 8080, name: http}]\n"
             "        lifecycle:\n"
@@ -295,7 +295,7 @@ async def test_pre_stop_hook_runs_before_the_container_is_stopped(agent):
             f'            exec: {{command: ["/bin/sh", "-c", "wget -qO- http://10.213.0.1:{port}/bye?pod=$HOSTNAME"]}}'))
         await eventually(lambda: len(ready_pods(agent, "hook-")) == 1)
         name = pods(agent, "hook-")[0].name
-        agent.controller.delete("Deployment", "default", "hook")
+        await agent.controller.delete("Deployment", "default", "hook")
         await eventually(lambda: not pods(agent, "hook-"))
         assert calls == [name]
     finally:
@@ -306,10 +306,10 @@ async def test_a_rollout_resumes_after_an_agent_restart_without_duplicate_or_los
         tmp_path, agent_id, docker_client, busybox_image, pause_image):
     options = agent_options(tmp_path, agent_id)
     first = await started_agent(options)
-    first.controller.apply(deployment("resume", replicas=3))
+    await first.controller.apply(deployment("resume", replicas=3))
     await eventually(lambda: len(ready_pods(first, "resume-")) == 3)
     changed = deployment("resume", replicas=3).replace('"-h", "/"', '"-h", "/etc"')
-    first.controller.apply(changed)
+    await first.controller.apply(changed)
     await eventually(lambda: len({w.identity.template_hash for w in pods(first, "resume-")}) == 2)
     await first.close(stop_pods=False)  # the agent dies midway through the rollout
     second = await started_agent(agent_options(tmp_path, agent_id, api=options.api, dns=options.dns))
@@ -329,7 +329,7 @@ async def test_pods_that_do_not_fit_the_node_stay_pending_with_the_reason(tmp_pa
 
     agent = await started_agent(agent_options(tmp_path, agent_id, node_cpus="1", node_memory="1Gi"))
     try:
-        agent.controller.apply(deployment("big", replicas=3).replace(
+        await agent.controller.apply(deployment("big", replicas=3).replace(
             "ports: [{containerPort: 8080, name: http}]",
             "ports: [{containerPort: 8080, name: http}]\n        resources: {requests: {cpu: 400m, memory: 64Mi}}"))
         await eventually(lambda: len(ready_pods(agent, "big-")) == 2)
@@ -339,14 +339,14 @@ async def test_pods_that_do_not_fit_the_node_stay_pending_with_the_reason(tmp_pa
         scheduled = next(c for c in status["conditions"] if c["type"] == "PodScheduled")
         assert status["phase"] == "Pending" and "Insufficient cpu" in scheduled["message"]
         assert status["containerStatuses"] == []  # as the scheduler leaves it: `get pods` shows Pending
-        agent.controller.scale("Deployment", "default", "big", 2)  # room again: nothing stays pending
+        await agent.controller.scale("Deployment", "default", "big", 2)  # room again: nothing stays pending
         await eventually(lambda: len(pods(agent, "big-")) == 2 and all(w.scheduled for w in pods(agent, "big-")))
     finally:
         await agent.close(stop_pods=True)
 
 
 async def test_a_missing_image_is_reported_and_retried_without_counting_restarts(agent):
-    agent.controller.apply(deployment("ghost", replicas=1, image="meshd-test/does-not-exist:1"))
+    await agent.controller.apply(deployment("ghost", replicas=1, image="meshd-test/does-not-exist:1"))
     await eventually(lambda: pods(agent, "ghost-") and pods(agent, "ghost-")[0].containers["main"].reason
                      in ("ErrImagePull", "ImagePullBackOff"))
     status = pods(agent, "ghost-")[0].containers["main"]
@@ -355,7 +355,7 @@ async def test_a_missing_image_is_reported_and_retried_without_counting_restarts
 
 
 async def test_a_killed_infra_container_brings_the_whole_pod_back(agent):
-    agent.controller.apply(deployment("infra", replicas=1))
+    await agent.controller.apply(deployment("infra", replicas=1))
     await eventually(lambda: len(ready_pods(agent, "infra-")) == 1)
     worker = pods(agent, "infra-")[0]
     old_sandbox = worker.sandbox.id
@@ -381,7 +381,7 @@ async def test_two_agents_on_one_engine_each_resolve_their_own_services(tmp_path
     second = await started_agent(agent_options(tmp_path, agent_id))
     try:
         assert second.driver.pod_resolver is not None
-        second.controller.apply(textwrap.dedent("""\
+        await second.controller.apply(textwrap.dedent("""\
             apiVersion: v1
             kind: Service
             metadata: {name: who-is-second}

@@ -67,7 +67,7 @@ def ready_endpoints(agent, name: str) -> list[str]:
 
 
 async def test_readiness_failure_removes_the_endpoint_and_recovery_restores_it(agent):
-    agent.controller.apply(manifest("ready", """\
+    await agent.controller.apply(manifest("ready", """\
         readinessProbe:
           httpGet: {path: /health, port: http}
           periodSeconds: 0.2
@@ -84,7 +84,7 @@ async def test_readiness_failure_removes_the_endpoint_and_recovery_restores_it(a
 
 
 async def test_liveness_failure_restarts_the_container(agent):
-    agent.controller.apply(manifest("live", """\
+    await agent.controller.apply(manifest("live", """\
         livenessProbe:
           httpGet: {path: /health, port: 8080}
           periodSeconds: 0.2
@@ -100,7 +100,7 @@ async def test_liveness_failure_restarts_the_container(agent):
 
 
 async def test_failing_startup_probe_restarts_and_keeps_readiness_off(agent):
-    agent.controller.apply(manifest("slow", """\
+    await agent.controller.apply(manifest("slow", """\
         startupProbe:
           exec: {command: ["/bin/sh", "-c", "test -f /www/health"]}
           periodSeconds: 0.2
@@ -114,7 +114,7 @@ async def test_failing_startup_probe_restarts_and_keeps_readiness_off(agent):
 
 
 async def test_tcp_probe_against_a_closed_port_fails(agent):
-    agent.controller.apply(manifest("closed", """\
+    await agent.controller.apply(manifest("closed", """\
         readinessProbe:
           tcpSocket: {port: 9999}
           periodSeconds: 0.2

@@ -286,5 +286,5 @@ async def test_repeated_requests_on_one_connection_behave_as_the_first(mesh: Mes
     urls = [f"{mesh.url}/status/503"] * 3 + [f"{mesh.url}/bytes/3"] * 3
     code, out, _ = await curl(*urls, "-w", "\n%{http_code}\n")
     assert code == 0
-    assert re.findall(r"^(\d{3})$", out.decode(), re.M) == ["503"] * 3 + ["200"] * 3
+    assert re.findall(r"^(\d{3})$", out.decode(), re.MULTILINE) == ["503"] * 3 + ["200"] * 3
     assert out.decode().count("xxx") == 3

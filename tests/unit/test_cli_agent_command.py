@@ -24,6 +24,7 @@ class FakeOptions:
     node_memory: str | None = None
     verbose: bool = False
     sidecar: bool = True
+    host_names: str | None = None
 
 
 @pytest.fixture
@@ -96,6 +97,16 @@ def test_up_passes_files_and_exit_status(calls, tmp_path):
     assert result.exit_code == 3
     assert calls[0][0] == "up" and calls[0][2] == [str(tmp_path)]
     assert calls[0][1].state_dir == str(tmp_path / "state")
+
+
+@pytest.mark.parametrize("command", ["agent", "up"])
+def test_host_names_is_a_flag_of_agent_and_up(calls, command, tmp_path):
+    (tmp_path / "web.yaml").write_text("kind: Pod\n")
+    files = ["-f", str(tmp_path)] if command == "up" else []
+    assert CliRunner().invoke(cli, [command, *files, "--host-names", "hosts"]).exit_code in (0, 3)
+    assert calls[0][1].host_names == "hosts"
+    result = CliRunner().invoke(cli, [command, *files, "--host-names", "sometimes"])
+    assert result.exit_code == 2 and "'sometimes' is not one of 'auto', 'resolved', 'hosts', 'off'" in result.output
 
 
 @pytest.mark.parametrize(

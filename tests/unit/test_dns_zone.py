@@ -264,3 +264,16 @@ def test_incremental_zone_answers_as_a_full_build(ops: list[tuple[str, object, b
         full = Zone.build(Snapshot.of(registry, serial=registry.index))
         for qname, qtype in questions():
             assert incremental.lookup(qname, qtype) == full.lookup(qname, qtype), (qname, qtype)
+
+
+def test_srv_of_a_udp_port_says_udp() -> None:
+    dns = ServiceKey("default", "dns")
+    snap = Snapshot(
+        services=(ServiceInfo(dns, "10.213.128.7", (PortInfo("dns", 53, 5353, "UDP"),)),),
+        endpoints={dns: (Endpoint("dns-1", "10.213.0.5", {"dns": 5353}),)},
+    )
+    name = "_dns._udp.dns.default.svc.cluster.local."
+    assert [r.split()[-2:] for r in map(str, lookup(snap, name, SRV).answer)] == [
+        ["5353", "10-213-0-5.dns.default.svc.cluster.local."]
+    ]
+    assert lookup(snap, "_dns._tcp.dns.default.svc.cluster.local.", SRV).answer == ()

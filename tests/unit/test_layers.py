@@ -1,6 +1,6 @@
 """The layering of the code, checked: lower layers never import higher ones (kopf's import contracts).
 
-model <- manifests, registry, driver, probe <- dns, mdns <- controller <- api <- agent <- cli; the sidecar (data
+model <- store, manifests, registry, driver, probe <- dns, mdns <- controller <- api <- agent <- cli; the sidecar (data
 plane) shares only the model and the task supervisor (`meshd.tasks`) with the control plane, so it runs on its
 own. `meshd.tasks` and `meshd.logfiles` are the foundation every layer may use.
 """
@@ -18,15 +18,17 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.model": {"meshd.model"},
     "meshd.manifests": {"meshd.model", "meshd.manifests", "sidecar.config"},
     "meshd.registry": {"meshd.model", "meshd.registry"},
+    "meshd.store": {"meshd.model", "meshd.store"},
     "meshd.images": {"meshd.images"},
     "meshd.driver": {"meshd.model", "meshd.driver", "meshd.images", "meshd.metrics"},
     "meshd.probe": {"meshd.model", "meshd.probe", "meshd.driver", "meshd.metrics"},
     "meshd.dns": {"meshd.model", "meshd.registry", "meshd.dns", "meshd.metrics"},
     "meshd.mdns": {"meshd.model", "meshd.registry", "meshd.mdns", "meshd.metrics"},
+    "meshd.hostnames": {"meshd.model", "meshd.hostnames"},
     "meshd.controller": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
-                         "meshd.controller", "meshd.metrics", "meshd.state"},
+                         "meshd.controller", "meshd.metrics", "meshd.store"},
     "meshd.api": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
-                  "meshd.api", "meshd.metrics"},
+                  "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "sidecar": {"meshd.model", "sidecar"},
 }
 

@@ -63,6 +63,15 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("pod", "spec", DELETE, "spec", "required field is missing"),
     ("service", "spec.ports.0.port", DELETE, "spec.ports[0].port", "required field is missing"),
     ("service", "spec.ports", [], "spec.ports", "at least one port"),
+    ("service", "spec.ports.0.protocol", "SCTP", "spec.ports[0].protocol", 'unsupported value "SCTP"'),
+    ("service", "spec.ports.0.appProtocol", 5, "spec.ports[0].appProtocol", "expected a string"),
+    (
+        "service",
+        "metadata.annotations",
+        {"meshd.io/opaque-ports": "6379,x"},
+        "metadata.annotations[meshd.io/opaque-ports]",
+        "not a port or range",
+    ),
     # kind and apiVersion
     ("deployment", "kind", "ConfigMap", "kind", 'kind "ConfigMap" is not supported'),
     ("deployment", "kind", DELETE, "kind", "required field is missing"),

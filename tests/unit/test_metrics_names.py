@@ -7,6 +7,7 @@ scrape-time collectors small fakes; the sidecar's by its own `make_registry` ove
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import pkgutil
@@ -71,7 +72,7 @@ def controller_with_a_deployment(tmp: Path) -> Any:
         service_pool="127.214.0.0/16",
         capacity=NodeCapacity(cpu_millicores=1000, memory_bytes=1 << 30),
     )
-    controller.apply(yaml.safe_dump(DEPLOYMENT))
+    asyncio.run(controller.apply(yaml.safe_dump(DEPLOYMENT)))
     return controller
 
 

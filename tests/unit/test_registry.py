@@ -140,3 +140,26 @@ def test_service_addresses_never_take_an_agent_resolver_address():
     addresses = [pool.allocate(ServiceKey("default", f"svc-{i}")) for i in range(1000)]
     assert len(set(addresses)) == 1000
     assert not [a for a in addresses if a.rsplit(".", 1)[1] in ("0", "254", "255")]
+
+
+async def test_drain_acks_are_kept_only_from_connected_sidecars_for_draining_endpoints():
+    registry = Registry()
+    drain = DrainCoordinator(registry, max_draining=3)
+    registry.upsert_service(INFO, {"app": "web"})
+    drain.connect("s1", WEB)
+    assert not drain.acknowledge("s1", WEB, "a")  # nothing drains
+    registry.upsert_pod(pod("a"))
+    assert not drain.acknowledge("s1", WEB, "a")  # "a" is serving
+    registry.upsert_pod(pod("a", terminating=True))
+    assert not drain.acknowledge("stranger", WEB, "a")  # not connected
+    assert not drain.acknowledge("s1", ServiceKey("default", "other"), "a")  # not a Service it left
+    assert drain.acknowledge("s1", WEB, "a") and drain.acks == 1
+    drain.disconnect("s1")
+    assert drain.acks == 0
+    for i in range(10):  # pods that left and were never stopped through wait(): the oldest are forgotten
+        registry.upsert_pod(pod(f"p{i}"))
+        registry.upsert_pod(pod(f"p{i}", terminating=True))
+    assert drain.draining == 3
+    registry.upsert_pod(pod("p9"))  # back in service: not draining any more
+    assert drain.draining == 2
+    await asyncio.sleep(0)

@@ -7,9 +7,9 @@ from collections import deque
 from typing import Any
 
 import pytest
+from test_sidecar_proxy import Rig
 
 from sidecar import proxy
-from test_sidecar_proxy import Rig
 
 
 class Spy:
@@ -45,8 +45,8 @@ REQUESTS = [
     (b"GET /a?b=1 HTTP/1.1\r\nHost: web\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n", True),
     (b"GET / HTTP/1.1\r\nHost: web\r\nConnection: keep-alive\r\n\r\n", True),
     (b"GET / HTTP/1.1\r\nHost: web\r\ncOnNeCtIoN: Keep-Alive\r\n\r\n", True),
-    (b"GET / HTTP/1.1\r\nHost: web\r\n"
-     b"Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\n\r\n", True),
+    ((b"GET / HTTP/1.1\r\nHost: web\r\n"
+     b"Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\n\r\n"), True),
     (b"GET / HTTP/1.1\r\nHost: web\r\nX-Forwarded-For: 1.1.1.1\r\nForwarded: for=1.1.1.1\r\n\r\n", True),
     (b"DELETE /x HTTP/1.1\r\nHost: web\r\n\r\n", True),
     (b"POST /x HTTP/1.1\r\nHost: web\r\nContent-Length: 0\r\n\r\n", True),
@@ -161,8 +161,8 @@ async def test_the_fast_path_is_off_once_the_connection_is_closing():
 RESPONSES = [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", (200, 2)),
     (b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nX-A: b\r\n\r\n", (201, 0)),
-    (b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n"
-     b"Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", (200, 2)),
+    ((b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n"
+     b"Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok"), (200, 2)),
     (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", (200, 2)),
     (b"HTTP/1.1 200 OK\r\nContent-Length:  002 \r\n\r\nok", (200, 2)),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", None),
@@ -175,8 +175,8 @@ RESPONSES = [
     (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n", None),
     (b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno", None),
     (b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno", None),
-    (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
-     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", (200, 2)),
+    ((b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), (200, 2)),
 ]
 
 
@@ -342,7 +342,7 @@ async def test_the_fast_path_counts_latency_buckets_as_bisect(seconds: float, mo
         rig.request(req)
         rig.respond(OK)
     now = [0.0]
-    monkeypatch.setattr(proxy, "monotonic", lambda: now[0])
+    monkeypatch.setattr(rig.svc, "clock", lambda: now[0])  # (the one clock that times a request)
     rig.request(req)
     now[0] = seconds
     before = list(rig.svc.stats.buckets)

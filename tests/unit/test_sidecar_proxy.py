@@ -8,15 +8,21 @@ from typing import Any
 import pytest
 
 from meshd.model.endpoints import Endpoint, PortInfo, Reset, ServiceInfo, ServiceKey
+from sidecar import proxy
+from sidecar.accept import may_accept
+from sidecar.http1 import exchange as exchange_module
+from sidecar.http1 import wire
 from sidecar.proxy import ClientConnection, Listener, Route, UpstreamConnection
 from sidecar.services import ServiceTable
 
 
 class FakeTransport:
-    def __init__(self) -> None:
+    def __init__(self, *, half_close: bool = False) -> None:
         self.data = b""
         self.closed = False
         self.reading = True
+        self.half_close = half_close  # can_write_eof: refused clients get a lingering close
+        self.eof_written = False
 
     def write(self, data: bytes) -> None:
         assert not self.closed
@@ -34,6 +40,12 @@ class FakeTransport:
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def can_write_eof(self) -> bool:
+        return self.half_close
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def close(self) -> None:
         self.closed = True
@@ -182,3 +194,128 @@ async def test_a_request_arriving_byte_by_byte(rig: Rig):
     sent = b"".join(rig.request(request[i : i + 1]) for i in range(len(request)))
     assert sent.startswith(b"GET /abcdef?x=1 HTTP/1.1\r\nHost: web\r\nX-Long-Header: " + b"v" * 100 + b"\r\n")
     assert rig.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\n\nhello\n",  # busybox httpd + a CGI script
+        b"HTTP/1.1 200 OK\nContent-Type: text/plain\n\nhello\n",
+        b"HTTP/1.1 103 Early Hints\nLink: </a>\n\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello\n",
+    ],
+)
+@pytest.mark.parametrize("split", [0, 5, 20, 40])
+async def test_bare_lf_response_heads_are_accepted_and_forwarded_with_crlf(
+    rig: Rig, response: bytes, split: int
+):
+    rig.request(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+    out = rig.respond(response[:split]) if split else b""
+    out += rig.respond(response[split:])
+    rig.up.connection_lost(None)  # framed by close
+    out += rig.ct.take()
+    assert out == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n0\r\n\r\n"
+    )
+
+
+async def test_a_bad_response_after_the_lenient_retry_is_still_a_502(rig: Rig):
+    rig.request(b"POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 0\r\n\r\n")  # (not retried)
+    out = rig.respond(b"HTTP/1.1 200 OK\nBad Header\n\n")
+    assert out.startswith(b"HTTP/1.1 502") and b"invalid response" in out
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: web\r\nX-A: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: web\r\n" + b"X: 1\r\n" * 101 + b"\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"\x00\x01\x02 garbage\r\n\r\n", 400),
+    ],
+)
+async def test_refused_requests_reach_no_endpoint_and_linger_before_close(data: bytes, status: int):
+    rig = Rig()
+    rig.client.transport = rig.ct = FakeTransport(half_close=True)
+    rig.client.out = proxy.Writer(rig.ct)
+    sent = rig.request(data[:30000]) + rig.request(data[30000:])
+    assert sent == b""
+    assert rig.ct.take().startswith(b"HTTP/1.1 %d" % status) and rig.ct.eof_written and not rig.ct.closed
+    assert rig.request(b"more bytes, dropped") == b"" and rig.ct.take() == b""
+    for _ in range(proxy.LINGER_SECONDS):
+        rig.client.idle_tick(rig.listener.options, 0.0)
+    assert rig.ct.closed
+
+
+async def test_a_slow_request_head_gets_408_however_busy_the_client_keeps_it(rig: Rig):
+    rig.request(b"GET / HTTP/1.1\r\nHo")
+    since = rig.client.head_since
+    assert since > 0
+    for i in range(10):
+        rig.request(b"s")  # a byte a second: never quiet
+        rig.client.idle_tick(rig.listener.options, since + i)
+    assert rig.ct.take() == b""
+    rig.client.idle_tick(rig.listener.options, since + rig.listener.options.header_timeout)
+    out = rig.ct.take()
+    assert out.startswith(b"HTTP/1.1 408") and rig.ct.closed
+
+
+@pytest.mark.parametrize(
+    ("active", "pending", "limit", "ok"),
+    [(0, 0, 1, True), (4, 0, 5, True), (5, 0, 5, False), (3, 2, 5, False), (6, 0, 5, False)],
+)
+def test_may_accept(active: int, pending: int, limit: int, ok: bool):
+    assert may_accept(active=active, pending=pending, limit=limit) is ok
+
+
+# (status, method, http10, chunked, length, upgrade, keep_alive) -> (mode, extra header lines, open, eof_body)
+FRAMING = [
+    ((200, b"GET", False, False, True, False, True), (wire.R_LENGTH, b"", True, False)),
+    (
+        (200, b"GET", False, True, False, False, True),
+        (wire.R_CHUNKED, b"Transfer-Encoding: chunked\r\n", True, False),
+    ),
+    (
+        (200, b"GET", False, False, False, False, True),
+        (wire.R_CHUNKED, b"Transfer-Encoding: chunked\r\n", True, True),
+    ),
+    ((200, b"GET", True, False, False, False, True), (wire.R_CLOSE, b"Connection: close\r\n", False, True)),
+    ((200, b"GET", True, True, False, False, True), (wire.R_CLOSE, b"Connection: close\r\n", False, False)),
+    (
+        (200, b"GET", True, False, True, False, True),
+        (wire.R_LENGTH, b"Connection: keep-alive\r\n", True, False),
+    ),
+    ((200, b"HEAD", False, False, False, False, True), (wire.R_NONE, b"", True, False)),
+    ((304, b"GET", False, False, False, False, True), (wire.R_NONE, b"", True, False)),
+    ((204, b"GET", False, False, False, False, False), (wire.R_NONE, b"Connection: close\r\n", False, False)),
+    ((101, b"GET", False, False, False, True, True), (wire.R_NONE, b"Connection: upgrade\r\n", True, False)),
+    ((200, b"GET", False, False, True, True, True), (wire.R_LENGTH, b"Connection: close\r\n", False, False)),
+]
+
+
+@pytest.mark.parametrize(("given", "expected"), FRAMING)
+def test_frame_response(given: tuple, expected: tuple):
+    status, method, http10, chunked, length, upgrade, keep_alive = given
+    got = wire.frame_response(
+        status=status, method=method, http10=http10, chunked=chunked, length=length, upgrade=upgrade,
+        keep_alive=keep_alive,
+    )  # fmt: skip
+    assert got == expected
+
+
+@pytest.mark.parametrize(("rule_says", "retried"), [(True, True), (False, False)])
+async def test_retry_rule_that_runs_is_retry_may_retry(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, rule_says: bool, retried: bool
+):
+    seen: list[dict[str, Any]] = []
+
+    def rule(**kwargs: Any) -> bool:
+        seen.append(kwargs)
+        return rule_says
+
+    monkeypatch.setattr(exchange_module, "may_retry", rule)
+    rig.request(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+    out = rig.respond(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+    assert seen == [{"method": b"GET", "status": 503, "connect_failed": False, "replayable": True}]
+    assert (out == b"") is retried  # retried: the client waits for the next attempt; else it gets the 503
+    if retried:
+        rig.client.queue[0].abort()

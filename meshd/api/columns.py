@@ -1,0 +1,349 @@
+"""`meshd get` tables: Kubernetes-shaped objects -> kubectl's columns (pure; `now` is passed in)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.timefmt import age, human_duration, parse_time
+
+Obj = dict[str, Any]
+NONE = "<none>"
+
+
+def _meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
+
+
+def _spec(obj: Obj) -> Obj:
+    return obj.get("spec") or {}
+
+
+def _status(obj: Obj) -> Obj:
+    return obj.get("status") or {}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+# --- pods -------------------------------------------------------------------------------------------------
+
+
+def pod_ready(pod: Obj) -> str:
+    """READY: containers ready and running / containers in the pod."""
+    total = len(_spec(pod).get("containers") or []) or len(_status(pod).get("containerStatuses") or [])
+    ready = sum(
+        1
+        for cs in _status(pod).get("containerStatuses") or []
+        if cs.get("ready") and "running" in (cs.get("state") or {})
+    )
+    return f"{ready}/{total}"
+
+
+def pod_status(pod: Obj) -> str:
+    """STATUS as kubectl computes it: the phase, overridden by a container's waiting/terminated reason."""
+    status = _status(pod)
+    reason = status.get("reason") or status.get("phase") or "Unknown"
+    has_running = False
+    for cs in reversed(status.get("containerStatuses") or []):
+        state = cs.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        if waiting is not None and waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated is not None and terminated.get("reason"):
+            reason = terminated["reason"]
+        elif terminated is not None:
+            signal = _int(terminated.get("signal"))
+            reason = f"Signal:{signal}" if signal else f"ExitCode:{_int(terminated.get('exitCode'))}"
+        elif cs.get("ready") and state.get("running") is not None:
+            has_running = True
+    if reason == "Completed" and has_running:
+        reason = "Running" if _condition_true(status, "Ready") else "NotReady"
+    if _meta(pod).get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+    return reason
+
+
+def pod_restarts(pod: Obj, now: datetime) -> str:
+    """RESTARTS: the sum over containers, with the age of the last restart ("3 (42s ago)")."""
+    restarts = 0
+    last: datetime | None = None
+    for cs in _status(pod).get("containerStatuses") or []:
+        restarts += _int(cs.get("restartCount"))
+        finished = parse_time(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+        if finished is not None and (last is None or finished > last):
+            last = finished
+    if restarts and last is not None:
+        return f"{restarts} ({human_duration((now - last).total_seconds())} ago)"
+    return str(restarts)
+
+
+def _condition_true(status: Obj, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def pod_row(pod: Obj, now: datetime, wide: bool) -> list[str]:
+    row = [_meta(pod).get("name", ""), pod_ready(pod), pod_status(pod), pod_restarts(pod, now)]
+    row.append(age(_meta(pod).get("creationTimestamp"), now))
+    if wide:
+        row += [_status(pod).get("podIP") or NONE, _spec(pod).get("nodeName") or NONE, NONE, NONE]
+    return row
+
+
+# --- workloads --------------------------------------------------------------------------------------------
+
+
+def format_selector(selector: Obj | None) -> str:
+    """A label selector as text: "app=web,tier in (a,b)"; "<none>" when empty."""
+    if not selector:
+        return NONE
+    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
+        if op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            parts.append(f"{key} {op.lower()} ({','.join(values)})")
+    return ",".join(parts) or NONE
+
+
+def _template_columns(obj: Obj) -> list[str]:
+    containers = ((_spec(obj).get("template") or {}).get("spec") or {}).get("containers") or []
+    return [
+        ",".join(c.get("name", "") for c in containers) or NONE,
+        ",".join(c.get("image", "") for c in containers) or NONE,
+        format_selector(_spec(obj).get("selector")),
+    ]
+
+
+def _replicas(obj: Obj) -> int:
+    value = _spec(obj).get("replicas")
+    return 1 if value is None else _int(value)
+
+
+def deployment_row(dep: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(dep)
+    row = [
+        _meta(dep).get("name", ""),
+        f"{_int(status.get('readyReplicas'))}/{_replicas(dep)}",
+        str(_int(status.get("updatedReplicas"))),
+        str(_int(status.get("availableReplicas"))),
+        age(_meta(dep).get("creationTimestamp"), now),
+    ]
+    return row + _template_columns(dep) if wide else row
+
+
+def replicaset_row(rs: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(rs)
+    row = [
+        _meta(rs).get("name", ""),
+        str(_replicas(rs)),
+        str(_int(status.get("replicas"))),
+        str(_int(status.get("readyReplicas"))),
+        age(_meta(rs).get("creationTimestamp"), now),
+    ]
+    return row + _template_columns(rs) if wide else row
+
+
+# --- services and endpoints -------------------------------------------------------------------------------
+
+
+def service_ports(svc: Obj) -> str:
+    """PORT(S): "80/TCP,443:30443/TCP"; "<none>" without ports."""
+    parts = []
+    for port in _spec(svc).get("ports") or []:
+        node_port = port.get("nodePort")
+        number = f"{port.get('port')}:{node_port}" if node_port else str(port.get("port"))
+        parts.append(f"{number}/{port.get('protocol') or 'TCP'}")
+    return ",".join(parts) or NONE
+
+
+def _external_ip(svc: Obj) -> str:
+    spec = _spec(svc)
+    external = list(spec.get("externalIPs") or [])
+    if (spec.get("type") or "ClusterIP") == "LoadBalancer":
+        ingress = [
+            i.get("ip") or i.get("hostname")
+            for i in (_status(svc).get("loadBalancer") or {}).get("ingress") or []
+        ]
+        external = [x for x in ingress if x] + external
+        return ",".join(external) or "<pending>"
+    return ",".join(external) or NONE
+
+
+def service_row(svc: Obj, now: datetime, wide: bool) -> list[str]:
+    spec = _spec(svc)
+    row = [
+        _meta(svc).get("name", ""),
+        spec.get("type") or "ClusterIP",
+        spec.get("clusterIP") or NONE,
+        _external_ip(svc),
+        service_ports(svc),
+        age(_meta(svc).get("creationTimestamp"), now),
+    ]
+    if wide:
+        selector = spec.get("selector") or {}
+        row.append(",".join(f"{k}={v}" for k, v in selector.items()) or NONE)
+    return row
+
+
+def _host_port(ip: str, port: Any) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def format_endpoints(ep: Obj, limit: int = 3, port_name: str | None = None) -> str:
+    """ENDPOINTS: ready address:port pairs, the first three then " + N more..."; "<none>" when none.
+
+    With port_name, only that port (as `kubectl describe service` shows each port's endpoints).
+    """
+    shown: list[str] = []
+    count = 0
+    for subset in ep.get("subsets") or []:
+        addresses = sorted(
+            a.get("ip", "") for a in subset.get("addresses") or []
+        )  # as Kubernetes repacks them
+        ports = subset.get("ports") or [None]
+        for port in ports:
+            if port is not None and port_name is not None and (port.get("name") or "") != port_name:
+                continue
+            count += len(addresses)
+            for ip in addresses:
+                if len(shown) < limit:
+                    shown.append(ip if port is None else _host_port(ip, port.get("port")))
+    if not shown:
+        return NONE
+    text = ",".join(shown)
+    return f"{text} + {count - limit} more..." if count > limit else text
+
+
+def endpoints_row(ep: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(ep).get("name", ""), format_endpoints(ep), age(_meta(ep).get("creationTimestamp"), now)]
+
+
+# --- events -----------------------------------------------------------------------------------------------
+
+
+def event_row(ev: Obj, now: datetime, wide: bool) -> list[str]:
+    involved = ev.get("involvedObject") or {}
+    last = ev.get("lastTimestamp") or ev.get("eventTime") or _meta(ev).get("creationTimestamp")
+    return [
+        age(last, now),
+        ev.get("type") or "Normal",
+        ev.get("reason") or "",
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        " ".join(str(ev.get("message") or "").split()),
+    ]
+
+
+# --- namespaces and nodes ---------------------------------------------------------------------------------
+
+
+def namespace_row(ns: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(ns).get("name", ""), _status(ns).get("phase") or "", age(_meta(ns).get("creationTimestamp"), now)]
+
+
+def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(node)
+    ready = "Ready" if _condition_true(status, "Ready") else "NotReady"
+    roles = sorted(k.split("/", 1)[1] for k in (_meta(node).get("labels") or {})
+                   if k.startswith("node-role.kubernetes.io/"))
+    info = status.get("nodeInfo") or {}
+    row = [_meta(node).get("name", ""), ready, ",".join(roles) or NONE,
+           age(_meta(node).get("creationTimestamp"), now), info.get("kubeletVersion", "")]
+    if wide:
+        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+        row += [addresses.get("InternalIP") or NONE, addresses.get("ExternalIP") or NONE,
+                info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
+                info.get("containerRuntimeVersion") or "<unknown>"]
+    return row
+
+
+# --- the table registry -----------------------------------------------------------------------------------
+
+Row = Callable[[Obj, datetime, bool], list[str]]
+
+COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
+    POD.kind: (
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+        pod_row,
+    ),
+    DEPLOYMENT.kind: (
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        deployment_row,
+    ),
+    REPLICASET.kind: (
+        ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        replicaset_row,
+    ),
+    SERVICE.kind: (
+        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+        ["SELECTOR"],
+        service_row,
+    ),
+    ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
+    EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
+    NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    NODE.kind: (
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
+        node_row,
+    ),
+}
+
+
+def header(kind: Kind, *, wide: bool, all_namespaces: bool, show_labels: bool = False) -> list[str]:
+    base, extra, _ = COLUMNS[kind.kind]
+    cols = base + (extra if wide else []) + (["LABELS"] if show_labels else [])
+    return (["NAMESPACE"] if all_namespaces else []) + cols
+
+
+def row(
+    kind: Kind,
+    obj: Obj,
+    now: datetime,
+    *,
+    wide: bool,
+    all_namespaces: bool,
+    prefix_kind: bool = False,
+    show_labels: bool = False,
+) -> list[str]:
+    """One object's cells; with prefix_kind the name reads "deployment.apps/web" (as in `get all`)."""
+    cells = COLUMNS[kind.kind][2](obj, now, wide)
+    if show_labels:
+        cells.append(
+            ",".join(f"{k}={v}" for k, v in sorted((_meta(obj).get("labels") or {}).items())) or NONE
+        )
+    if prefix_kind and kind.kind != EVENT.kind:
+        cells[0] = f"{kind.display}/{cells[0]}"
+    if all_namespaces:
+        cells.insert(0, _meta(obj).get("namespace", ""))
+    return cells
+
+
+def table_rows(
+    kind: Kind,
+    objects: list[Obj],
+    now: datetime,
+    *,
+    wide: bool = False,
+    all_namespaces: bool = False,
+    prefix_kind: bool = False,
+    headers: bool = True,
+    show_labels: bool = False,
+) -> list[list[str]]:
+    """Header (optional) + one row per object, in the order given."""
+    flags = {"wide": wide, "all_namespaces": all_namespaces, "show_labels": show_labels}
+    rows = [header(kind, **flags)] if headers else []
+    rows += [row(kind, o, now, prefix_kind=prefix_kind, **flags) for o in objects]
+    return rows

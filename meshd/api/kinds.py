@@ -1,0 +1,111 @@
+"""The resource kinds meshd serves: names and aliases as kubectl spells them, their API paths, and what the
+API's discovery documents say of them (verbs, short names, subresources): one table for the CLI and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str  # "Deployment"
+    plural: str  # "deployments"
+    group: str  # "" (core) or "apps"
+    version: str
+    aliases: tuple[str, ...]
+    short_names: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ("delete", "get", "list", "watch")
+    subresources: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (name, kind, verbs): ("scale", "Scale", ...)
+    categories: tuple[str, ...] = ("all",)
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def display(self) -> str:
+        """How kubectl names the kind in output: "pod", "deployment.apps"."""
+        return f"{self.kind.lower()}.{self.group}" if self.group else self.kind.lower()
+
+    @property
+    def resource(self) -> str:
+        """kubectl's resource name in errors: "pods", "deployments.apps"."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def _prefix(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def collection_path(self, namespace: str | None) -> str:
+        """The list path: one namespace, or every namespace when namespace is None."""
+        if namespace is None:
+            return f"{self._prefix()}/{self.plural}"
+        return f"{self._prefix()}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+
+    def object_path(self, namespace: str, name: str) -> str:
+        return f"{self.collection_path(namespace)}/{quote(name, safe='')}"
+
+
+_READ = ("get", "list", "watch")
+_STATUS = ("status", "", ("get",))  # "" = the kind itself
+_SCALE = ("scale", "Scale", ("get", "patch", "update"))
+POD = Kind("Pod", "pods", "", "v1", ("po", "pod", "pods"), short_names=("po",),
+           subresources=(("log", "Pod", ("get",)), _STATUS))
+SERVICE = Kind("Service", "services", "", "v1", ("svc", "service", "services"), short_names=("svc",),
+               subresources=(_STATUS,))
+ENDPOINTS = Kind("Endpoints", "endpoints", "", "v1", ("ep", "endpoint", "endpoints"), short_names=("ep",),
+                 verbs=_READ, categories=())
+DEPLOYMENT = Kind("Deployment", "deployments", "apps", "v1", ("deploy", "deployment", "deployments"),
+                  short_names=("deploy",), subresources=(_SCALE, _STATUS))
+REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset", "replicasets"),
+                  short_names=("rs",), subresources=(_SCALE, _STATUS))
+EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
+             categories=())
+
+# cluster-scoped, served by the API (discovery, get, list, watch) but not `meshd` CLI kinds
+NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
+                 verbs=_READ, categories=(), namespaced=False)
+NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
+            namespaced=False)
+
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
+# what `get all` shows, in kubectl's order
+ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
+_BY_KIND = {k.kind: k for k in KINDS}
+
+
+class UnknownKind(ValueError):
+    """A resource type the CLI does not know."""
+
+
+def resolve_kind(text: str) -> Kind:
+    """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
+    name = text.strip().lower()
+    for suffix in (".apps/v1", ".apps", ".v1"):
+        name = name.removesuffix(suffix)
+    for kind in KINDS:
+        if name in kind.aliases or name == kind.kind.lower():
+            return kind
+    raise UnknownKind(f'the server doesn\'t have a resource type "{text}"')
+
+
+def kind_of(obj: dict) -> Kind | None:
+    """The Kind of an API object by its `kind` field (None when meshd does not know it)."""
+    return _BY_KIND.get(str(obj.get("kind", "")))
+
+
+def kind_by_name(kind: str) -> Kind | None:
+    return _BY_KIND.get(kind)
+
+
+def split_type_name(text: str) -> tuple[Kind, str]:
+    """ "deployment/web" -> (DEPLOYMENT, "web"); raises UnknownKind or ValueError."""
+    kind_text, sep, name = text.partition("/")
+    if not sep or not name:
+        raise ValueError(f"expected TYPE/NAME (e.g. deployment/web), got {text!r}")
+    return resolve_kind(kind_text), name

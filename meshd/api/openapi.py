@@ -1,0 +1,303 @@
+"""OpenAPI v2 (swagger 2.0) and v3 documents for the kinds meshd serves, as `kubectl explain` and `kubectl apply`
+read them. Generated from one compact table of the Kubernetes types and the fields meshd reads (DESIGN.md's
+subset); kinds from meshd.api.kinds. Pure: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from typing import Any
+
+from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
+from meshd.api.kinds import KINDS, NAMESPACE, NODE
+
+SERVED = (*KINDS, NAMESPACE, NODE)
+
+# A field's type: "string", "integer", "number", "boolean", "time", "quantity", "int-or-string", "object"
+# (free-form), a type of this table by name, "[T]" (a list of T) or "{T}" (a map of string to T).
+Fields = dict[str, str]
+TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, fields)
+    "ObjectMeta": ("meta", "Standard object's metadata.", {
+        "name": "string", "namespace": "string", "uid": "string", "resourceVersion": "string",
+        "generation": "integer", "creationTimestamp": "time", "deletionTimestamp": "time",
+        "labels": "{string}", "annotations": "{string}", "ownerReferences": "[OwnerReference]"}),
+    "ListMeta": ("meta", "Standard list metadata.", {"resourceVersion": "string", "continue": "string",
+                                                    "remainingItemCount": "integer"}),
+    "OwnerReference": ("meta", "The object that owns this one.", {
+        "apiVersion": "string", "kind": "string", "name": "string", "uid": "string", "controller": "boolean",
+        "blockOwnerDeletion": "boolean"}),
+    "LabelSelector": ("meta", "A label query over a set of resources.", {
+        "matchLabels": "{string}", "matchExpressions": "[LabelSelectorRequirement]"}),
+    "LabelSelectorRequirement": ("meta", "A selector requirement: a key, an operator and values.", {
+        "key": "string", "operator": "string", "values": "[string]"}),
+    "Pod": ("core", "Pod is a collection of containers that can run on a host.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "PodSpec",
+        "status": "PodStatus"}),
+    "PodSpec": ("core", "The specification of a pod's desired behavior.", {
+        "containers": "[Container]", "initContainers": "[Container]", "volumes": "[Volume]",
+        "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "nodeName": "string",
+        "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string"}),
+    "PodStatus": ("core", "The most recently observed status of the pod.", {
+        "phase": "string", "conditions": "[PodCondition]", "message": "string", "reason": "string",
+        "hostIP": "string", "podIP": "string", "podIPs": "[PodIP]", "startTime": "time",
+        "containerStatuses": "[ContainerStatus]", "qosClass": "string"}),
+    "PodIP": ("core", "An IP address of the pod.", {"ip": "string"}),
+    "PodCondition": ("core", "A condition of the pod.", {
+        "type": "string", "status": "string", "reason": "string", "message": "string",
+        "lastTransitionTime": "time"}),
+    "Container": ("core", "A single application container to run within a pod.", {
+        "name": "string", "image": "string", "imagePullPolicy": "string", "command": "[string]",
+        "args": "[string]", "workingDir": "string", "env": "[EnvVar]", "ports": "[ContainerPort]",
+        "resources": "ResourceRequirements", "volumeMounts": "[VolumeMount]", "livenessProbe": "Probe",
+        "readinessProbe": "Probe", "startupProbe": "Probe", "lifecycle": "Lifecycle",
+        "restartPolicy": "string"}),
+    "ContainerPort": ("core", "A network port in a single container.", {
+        "name": "string", "containerPort": "integer", "protocol": "string"}),
+    "EnvVar": ("core", "An environment variable present in a container.", {
+        "name": "string", "value": "string", "valueFrom": "EnvVarSource"}),
+    "EnvVarSource": ("core", "A source for the value of an EnvVar.", {
+        "fieldRef": "ObjectFieldSelector", "resourceFieldRef": "ResourceFieldSelector"}),
+    "ObjectFieldSelector": ("core", "Selects a field of the pod.", {"apiVersion": "string",
+                                                                    "fieldPath": "string"}),
+    "ResourceFieldSelector": ("core", "Selects a resource of a container.", {
+        "containerName": "string", "resource": "string", "divisor": "quantity"}),
+    "ResourceRequirements": ("core", "Compute resource requirements.", {
+        "limits": "{quantity}", "requests": "{quantity}"}),
+    "VolumeMount": ("core", "A mounting of a volume within a container.", {
+        "name": "string", "mountPath": "string", "readOnly": "boolean", "subPath": "string"}),
+    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource"}),
+    "EmptyDirVolumeSource": ("core", "A temporary directory that shares a pod's lifetime.", {
+        "medium": "string", "sizeLimit": "quantity"}),
+    "Probe": ("core", "A health check performed against a container.", {
+        "httpGet": "HTTPGetAction", "tcpSocket": "TCPSocketAction", "exec": "ExecAction",
+        "grpc": "GRPCAction", "initialDelaySeconds": "integer", "periodSeconds": "number",
+        "timeoutSeconds": "number", "successThreshold": "integer", "failureThreshold": "integer",
+        "terminationGracePeriodSeconds": "integer"}),
+    "HTTPGetAction": ("core", "An action based on HTTP Get requests.", {
+        "path": "string", "port": "int-or-string", "host": "string", "scheme": "string",
+        "httpHeaders": "[HTTPHeader]"}),
+    "HTTPHeader": ("core", "A custom header to be used in HTTP probes.", {"name": "string", "value": "string"}),
+    "TCPSocketAction": ("core", "An action based on opening a socket.", {"port": "int-or-string"}),
+    "ExecAction": ("core", "A \"run in container\" action.", {"command": "[string]"}),
+    "GRPCAction": ("core", "A gRPC health check.", {"port": "integer", "service": "string"}),
+    "Lifecycle": ("core", "Actions the system takes in response to container lifecycle events.", {
+        "preStop": "LifecycleHandler"}),
+    "LifecycleHandler": ("core", "A specific action to take in a lifecycle hook.", {
+        "exec": "ExecAction", "sleep": "SleepAction"}),
+    "SleepAction": ("core", "Sleeps for a duration.", {"seconds": "integer"}),
+    "ContainerStatus": ("core", "The current status of a container.", {
+        "name": "string", "image": "string", "imageID": "string", "containerID": "string", "ready": "boolean",
+        "started": "boolean", "restartCount": "integer", "state": "ContainerState",
+        "lastState": "ContainerState"}),
+    "ContainerState": ("core", "A possible state of a container.", {
+        "waiting": "ContainerStateWaiting", "running": "ContainerStateRunning",
+        "terminated": "ContainerStateTerminated"}),
+    "ContainerStateWaiting": ("core", "A waiting container.", {"reason": "string", "message": "string"}),
+    "ContainerStateRunning": ("core", "A running container.", {"startedAt": "time"}),
+    "ContainerStateTerminated": ("core", "A terminated container.", {
+        "exitCode": "integer", "signal": "integer", "reason": "string", "message": "string",
+        "startedAt": "time", "finishedAt": "time"}),
+    "PodTemplateSpec": ("core", "The pods a controller creates.", {"metadata": "ObjectMeta", "spec": "PodSpec"}),
+    "Service": ("core", "A named port the proxy balances over the pods its selector picks.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "ServiceSpec",
+        "status": "ServiceStatus"}),
+    "ServiceSpec": ("core", "The attributes a user creates on a service.", {
+        "selector": "{string}", "ports": "[ServicePort]", "type": "string", "clusterIP": "string",
+        "clusterIPs": "[string]", "externalIPs": "[string]", "publishNotReadyAddresses": "boolean"}),
+    "ServicePort": ("core", "A port of a service.", {
+        "name": "string", "port": "integer", "targetPort": "int-or-string", "protocol": "string",
+        "nodePort": "integer", "appProtocol": "string"}),
+    "ServiceStatus": ("core", "The current status of a service.", {"loadBalancer": "object"}),
+    "Endpoints": ("core", "The addresses that implement a service.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "subsets": "[EndpointSubset]"}),
+    "EndpointSubset": ("core", "A group of addresses with a common set of ports.", {
+        "addresses": "[EndpointAddress]", "notReadyAddresses": "[EndpointAddress]", "ports": "[EndpointPort]"}),
+    "EndpointAddress": ("core", "A single IP address.", {
+        "ip": "string", "hostname": "string", "nodeName": "string", "targetRef": "ObjectReference"}),
+    "EndpointPort": ("core", "A port number of an endpoint.", {
+        "name": "string", "port": "integer", "protocol": "string"}),
+    "ObjectReference": ("core", "A reference to an object.", {
+        "apiVersion": "string", "kind": "string", "namespace": "string", "name": "string", "uid": "string",
+        "resourceVersion": "string", "fieldPath": "string"}),
+    "Event": ("core", "A report of an event somewhere in the cluster.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "involvedObject": "ObjectReference",
+        "type": "string", "reason": "string", "message": "string", "count": "integer",
+        "firstTimestamp": "time", "lastTimestamp": "time", "source": "EventSource"}),
+    "EventSource": ("core", "The component reporting an event.", {"component": "string", "host": "string"}),
+    "Namespace": ("core", "Namespace provides a scope for names.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "NamespaceSpec",
+        "status": "NamespaceStatus"}),
+    "NamespaceSpec": ("core", "The attributes of a namespace.", {"finalizers": "[string]"}),
+    "NamespaceStatus": ("core", "The status of a namespace.", {"phase": "string"}),
+    "Node": ("core", "Node is a worker; meshd's is the machine its agent runs on.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "NodeSpec",
+        "status": "NodeStatus"}),
+    "NodeSpec": ("core", "The attributes of a node.", {"unschedulable": "boolean"}),
+    "NodeStatus": ("core", "The most recently observed status of the node.", {
+        "capacity": "{quantity}", "allocatable": "{quantity}", "conditions": "[NodeCondition]",
+        "addresses": "[NodeAddress]", "nodeInfo": "NodeSystemInfo"}),
+    "NodeCondition": ("core", "A condition of a node.", {
+        "type": "string", "status": "string", "reason": "string", "message": "string",
+        "lastHeartbeatTime": "time", "lastTransitionTime": "time"}),
+    "NodeAddress": ("core", "An address of a node.", {"type": "string", "address": "string"}),
+    "NodeSystemInfo": ("core", "Information about the node.", {
+        "kubeletVersion": "string", "kubeProxyVersion": "string", "operatingSystem": "string",
+        "architecture": "string", "kernelVersion": "string", "osImage": "string",
+        "containerRuntimeVersion": "string"}),
+    "Deployment": ("apps", "Deployment enables declarative updates for Pods and ReplicaSets.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DeploymentSpec",
+        "status": "DeploymentStatus"}),
+    "DeploymentSpec": ("apps", "The specification of the desired behavior of the Deployment.", {
+        "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
+        "strategy": "DeploymentStrategy", "minReadySeconds": "integer", "revisionHistoryLimit": "integer",
+        "paused": "boolean", "progressDeadlineSeconds": "integer"}),
+    "DeploymentStrategy": ("apps", "How to replace existing pods with new ones.", {
+        "type": "string", "rollingUpdate": "RollingUpdateDeployment"}),
+    "RollingUpdateDeployment": ("apps", "The parameters of a rolling update.", {
+        "maxSurge": "int-or-string", "maxUnavailable": "int-or-string"}),
+    "DeploymentStatus": ("apps", "The most recently observed status of the Deployment.", {
+        "observedGeneration": "integer", "replicas": "integer", "updatedReplicas": "integer",
+        "readyReplicas": "integer", "availableReplicas": "integer", "unavailableReplicas": "integer",
+        "conditions": "[DeploymentCondition]"}),
+    "DeploymentCondition": ("apps", "The state of a deployment at a point in time.", {
+        "type": "string", "status": "string", "reason": "string", "message": "string",
+        "lastUpdateTime": "time", "lastTransitionTime": "time"}),
+    "ReplicaSet": ("apps", "ReplicaSet ensures that a specified number of pod replicas are running.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "ReplicaSetSpec",
+        "status": "ReplicaSetStatus"}),
+    "ReplicaSetSpec": ("apps", "The specification of a ReplicaSet.", {
+        "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
+        "minReadySeconds": "integer"}),
+    "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
+        "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
+        "availableReplicas": "integer", "observedGeneration": "integer"}),
+}
+PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
+            "apps": "io.k8s.api.apps.v1"}
+SCALARS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
+    "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},
+    "time": {"type": "string", "format": "date-time"}, "quantity": {"type": "string"},
+    "int-or-string": {"type": "string", "format": "int-or-string", "x-kubernetes-int-or-string": True},
+    "object": {"type": "object"},
+}
+
+
+def definition_name(name: str) -> str:
+    """"Pod" -> "io.k8s.api.core.v1.Pod" (the names the Kubernetes OpenAPI documents use)."""
+    return f"{PACKAGES[TYPES[name][0]]}.{name}"
+
+
+def _field(spec: str, ref_prefix: str) -> dict[str, Any]:
+    if spec.startswith("["):
+        return {"type": "array", "items": _field(spec[1:-1], ref_prefix)}
+    if spec.startswith("{"):
+        return {"type": "object", "additionalProperties": _field(spec[1:-1], ref_prefix)}
+    if spec in SCALARS:
+        return dict(SCALARS[spec])
+    return {"$ref": ref_prefix + definition_name(spec)}
+
+
+def _gvk(kind: str) -> list[dict[str, str]] | None:
+    for k in SERVED:
+        if kind in (k.kind, k.kind + "List"):
+            return [{"group": k.group, "version": k.version, "kind": kind}]
+    return None
+
+
+def definitions(ref_prefix: str) -> dict[str, dict[str, Any]]:
+    """Every type of the table, its kinds' List types, as schemas whose references start with ref_prefix."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (_, description, fields) in TYPES.items():
+        schema: dict[str, Any] = {"description": description, "type": "object",
+                                  "properties": {f: _field(t, ref_prefix) for f, t in fields.items()}}
+        gvk = _gvk(name)
+        if gvk:
+            schema["x-kubernetes-group-version-kind"] = gvk
+            list_gvk = _gvk(name + "List")
+            out[definition_name(name) + "List"] = {
+                "description": f"A list of {name} objects.", "type": "object", "required": ["items"],
+                "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                               "metadata": _field("ListMeta", ref_prefix), "items": _field(f"[{name}]", ref_prefix)},
+                "x-kubernetes-group-version-kind": list_gvk,
+            }
+        out[definition_name(name)] = schema
+    return out
+
+
+# the operations of a collection and of one object: (HTTP method, kubectl's verb, action, on the object?)
+_OPERATIONS = (("get", "list", "list", False), ("post", "create", "post", False), ("delete", "deletecollection",
+               "deletecollection", False), ("get", "get", "get", True), ("put", "update", "put", True),
+               ("patch", "patch", "patch", True), ("delete", "delete", "delete", True))
+_WRITE_PARAMETERS = [{"name": name, "in": "query", "type": "string", "uniqueItems": True}
+                     for name in ("dryRun", "fieldManager", "fieldValidation")]
+
+
+def _paths(group: str | None, version: str | None, ref_prefix: str, *, v3: bool) -> dict[str, Any]:
+    """The paths of each kind, with an operation for each verb the kind has (Kind.verbs) and nothing more: a
+    client that finds PATCH documented with `fieldValidation` lets the server validate (kubectl apply)."""
+    paths: dict[str, Any] = {}
+    for k in SERVED:
+        if group is not None and (k.group, k.version) != (group, version):
+            continue
+        gvk = {"group": k.group, "version": k.version, "kind": k.kind}
+        for method, verb, action, on_object in _OPERATIONS:
+            if verb not in k.verbs:
+                continue
+            collection = k.collection_path("{namespace}" if k.namespaced else None)
+            path = collection + "/{name}" if on_object else collection
+            path = path.replace("%7B", "{").replace("%7D", "}")
+            schema = {"$ref": ref_prefix + definition_name(k.kind) + ("" if on_object else "List")}
+            answer = ({"content": {"application/json": {"schema": schema}}, "description": "OK"} if v3
+                      else {"schema": schema, "description": "OK"})
+            operation: dict[str, Any] = {"operationId": f"{verb}{k.kind}", "responses": {"200": answer},
+                                         "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk}
+            if method in ("post", "put", "patch"):
+                operation["parameters"] = [
+                    {k2: v for k2, v in p.items() if not v3 or k2 not in ("type", "uniqueItems")}
+                    | ({"schema": {"type": "string", "uniqueItems": True}} if v3 else {})
+                    for p in _WRITE_PARAMETERS]
+            paths.setdefault(path, {})[method] = operation
+    return paths
+
+
+def _info() -> dict[str, str]:
+    return {"title": "Kubernetes", "version": f"v{KUBE_MAJOR}.{KUBE_MINOR}.0-meshd"}
+
+
+@cache
+def swagger() -> dict[str, Any]:
+    """`/openapi/v2`: a swagger 2.0 document of every kind meshd serves."""
+    prefix = "#/definitions/"
+    return {"swagger": "2.0", "info": _info(), "paths": _paths(None, None, prefix, v3=False),
+            "definitions": definitions(prefix)}
+
+
+def _v3_paths() -> list[str]:
+    return [f"apis/{g}/{v}" if g else f"api/{v}" for g, versions in group_versions(SERVED).items() for v in versions]
+
+
+@cache
+def v3_document(path: str) -> dict[str, Any] | None:
+    """`/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`: an OpenAPI 3.0 document of one group version."""
+    if path not in _v3_paths():
+        return None
+    parts = path.split("/")
+    group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+    prefix = "#/components/schemas/"
+    return {"openapi": "3.0.0", "info": _info(), "paths": _paths(group, version, prefix, v3=True),
+            "components": {"schemas": definitions(prefix)}}
+
+
+@cache
+def v3_index() -> dict[str, Any]:
+    """`/openapi/v3`: each group version's document and a hash of it (clients cache by that URL)."""
+    paths = {}
+    for path in _v3_paths():
+        digest = hashlib.sha512(json.dumps(v3_document(path), sort_keys=True).encode()).hexdigest()[:32].upper()
+        paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+    return {"paths": paths}
+
+
+__all__ = ["definitions", "swagger", "v3_document", "v3_index"]
