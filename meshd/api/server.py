@@ -133,7 +133,7 @@ class ApiServer:
         if unix_socket is not None:
             self._unix_socket = unix_socket
             local = Listener(self._runner)
-            await local.start_socket(owner_only_socket(unix_socket))
+            await local.start_socket(await asyncio.to_thread(owner_only_socket, unix_socket))  # stat, unlink, chmod
             self.listeners.append(local)
 
     async def close(self) -> None:
@@ -146,7 +146,7 @@ class ApiServer:
         if self._runner:
             await self._runner.cleanup()
         if self._unix_socket is not None:
-            self._unix_socket.unlink(missing_ok=True)
+            await asyncio.to_thread(self._unix_socket.unlink, missing_ok=True)
 
     @web.middleware
     async def _body_limit(self, request: web.Request, handler: Callable) -> web.StreamResponse:

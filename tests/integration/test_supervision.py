@@ -42,7 +42,7 @@ async def test_a_pod_worker_that_raises_is_restarted_and_the_pod_runs(tmp_path: 
 
     agent.driver.start_container = start_once_broken  # type: ignore[method-assign]
     try:
-        agent.controller.apply(SLEEPER)
+        await agent.controller.apply(SLEEPER)
         await eventually(lambda: ready_pods(agent, "sleeper"), timeout=60)
         (worker,) = pods(agent, "sleeper")
         assert calls == 2 and worker.phase == "Running"
