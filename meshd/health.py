@@ -83,7 +83,7 @@ class LoopLagMonitor:
                                    f"event loop lag {self.lag:.2f}s (limit {limit:g}s)")
 
 
-def state_writable(state_dir: Path, *, min_free: int = 1 << 20) -> Check:
+def state_writable(state_dir: Path, *, min_free: int = 1) -> Check:
     """The state dir can be written: writable and at least `min_free` bytes free (a hook the state store may
     replace with its own check)."""
 
