@@ -27,6 +27,7 @@ from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
+from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
@@ -65,8 +66,10 @@ def _now() -> datetime:
 
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
-                 sidecar_targets: Callable[[], list[str]] = list, token: str) -> None:
+                 sidecar_targets: Callable[[], list[str]] = list, token: str,
+                 health: HealthChecks | None = None) -> None:
         self.controller = controller
+        self.health = health or HealthChecks()
         self._started = time.time()  # the node's and default namespace's creationTimestamp
         self.registry = registry
         self.drain = drain
@@ -117,7 +120,7 @@ class ApiServer:
         if unix_socket is not None:
             self._unix_socket = unix_socket
             local = Listener(self._runner)
-            await local.start_socket(owner_only_socket(unix_socket))
+            await local.start_socket(await asyncio.to_thread(owner_only_socket, unix_socket))  # stat, unlink, chmod
             self.listeners.append(local)
 
     async def close(self) -> None:
@@ -130,7 +133,7 @@ class ApiServer:
         if self._runner:
             await self._runner.cleanup()
         if self._unix_socket is not None:
-            self._unix_socket.unlink(missing_ok=True)
+            await asyncio.to_thread(self._unix_socket.unlink, missing_ok=True)
 
     @web.middleware
     async def _body_limit(self, request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -174,7 +177,9 @@ class ApiServer:
     # --- plain routes ---------------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        """200 `ok`, or 503 naming each failing check (state writable, loop lag, sidecar connected)."""
+        status, text = verdict(await asyncio.to_thread(self.health.run))  # the state check touches the disk
+        return web.Response(status=status, text=text)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = await asyncio.to_thread(generate_latest, REGISTRY)
