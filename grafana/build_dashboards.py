@@ -408,11 +408,15 @@ def control_plane() -> dict[str, Any]:
               description="crash, liveness, startup, oom, sandbox (the pod's infra container died)."),
     ]  # fmt: skip
     controller = [
-        Panel("Reconcile rate", (q(f"sum(rate(meshd_reconciles_total[{RATE}]))", "passes/s"),), unit="ops", width=12),
+        Panel("Reconcile rate", (q(f"sum(rate(meshd_reconciles_total[{RATE}]))", "passes/s"),), unit="ops", width=8),
         Panel("Reconcile latency", (
             hq(0.5, "meshd_reconcile_duration_seconds_bucket", "", ""),
             hq(0.99, "meshd_reconcile_duration_seconds_bucket", "", ""),
-        ), unit="s", width=12),
+        ), unit="s", width=8),
+        Panel("Task restarts and loop lag", (
+            q(f"sum by (task) (increase(meshd_task_restarts_total[{RATE}]))", "restarts {{task}}"),
+            q("max(meshd_loop_lag_seconds)", "loop lag (s)"),
+        ), width=8, description="Supervised tasks that died and were started again; how late the event loop runs."),
     ]  # fmt: skip
     probes = [
         Panel("Probe results", (

@@ -24,27 +24,40 @@ from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
+from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
+from meshd.hostslots import (
+    DOCKER_SERVICE_POOL,
+    SlotError,
+    SlotLease,
+    default_run_dir,
+    listening_addresses,
+    slot_states,
+    stale_addresses,
+)
 from meshd.manifests.quantity import parse_cpu, parse_memory
+from meshd.mdns import (  # imported before the loop runs: zeroconf's import blocks
+    MdnsAdvertiser,
+    parse_mdns_option,
+)
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
+from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import SOCKET_FILE, default_state_dir
 from meshd.store import StoreError
+from meshd.tasks import TaskGroup
 
 if TYPE_CHECKING:
     from meshd.api.certs import TlsFiles
     from meshd.api.server import ApiServer
     from meshd.dns.server import DnsServer
     from meshd.hostnames import HostNames
-    from meshd.mdns import MdnsAdvertiser
 
 log = logging.getLogger("meshd")
 
-DOCKER_SERVICE_POOL = "10.213.128.0/17"
 DOCKER_GATEWAY = "10.213.0.1"
-PROCESS_SERVICE_POOL = "127.214.0.0/16"
 
 
 @dataclass
@@ -59,12 +72,14 @@ class AgentOptions:
     backoff_max: float = 300.0
     node_cpus: str | None = None
     node_memory: str | None = None
+    max_pods: int = 110  # the kubelet's default: pods beyond it stay Pending ("Too many pods")
     verbose: bool = False
     dns_ttl: int = 5
     sidecar: bool = True
-    sidecar_metrics: str = "127.0.0.1:7701"
+    sidecar_metrics: str | None = None  # default: 127.0.0.1:7701 + this agent's host slot
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
+    max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
 
 
@@ -94,10 +109,11 @@ class Agent:
             registry=self.registry,
             state_dir=self.state_dir,
             agent_id=self.agent_id,
-            service_pool=DOCKER_SERVICE_POOL if options.driver == "docker" else PROCESS_SERVICE_POOL,
+            service_pool=DOCKER_SERVICE_POOL,  # narrowed to this agent's slot in start()
             capacity=NodeCapacity(
                 cpu_millicores=parse_cpu(options.node_cpus) if options.node_cpus else (os.cpu_count() or 1) * 1000,
                 memory_bytes=parse_memory(options.node_memory) if options.node_memory else _memory_bytes(),
+                pods=options.max_pods,
             ),
             backoff=BackoffPolicy(initial=options.backoff_initial, maximum=options.backoff_max),
             zone=options.zone,
@@ -109,15 +125,24 @@ class Agent:
         self.sidecar = SidecarProcess(
             state_dir=self.state_dir,
             api_url=f"http://{self.api_host}:{self.api_port}",
-            metrics=options.sidecar_metrics,
+            metrics=options.sidecar_metrics or "127.0.0.1:7701",
+            metrics_fixed=options.sidecar_metrics is not None,
             token=self.token,
         )
+        self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
         self.api: ApiServer | None = None
         self.tls: TlsFiles | None = None  # the API's CA and serving certificate, once started
+        self._address_tasks = TaskGroup("service address")
+        self._tasks = TaskGroup("agent")
+        self.loop_lag = LoopLagMonitor()
+        self.health = HealthChecks()
+        self.health.add("state", state_writable(self.state_dir))  # the state store may hook its own check here
+        self.health.add("loop", self.loop_lag.check(options.max_loop_lag))
+        if options.sidecar:
+            self.health.add("sidecar", self._sidecar_connected)
         self.host_names: HostNames | None = None
-        self._address_tasks: set[asyncio.Task] = set()
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
@@ -136,20 +161,30 @@ class Agent:
             except DriverError as error:
                 log.warning("service address %s: %s", address, error)
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._address_tasks.add(task)
-        task.add_done_callback(self._address_tasks.discard)
+        self._address_tasks.spawn(run(), name=f"{'add' if present else 'remove'} {address}")
+
+    def _sidecar_connected(self) -> CheckResult:
+        """The node sidecar runs and follows this agent's endpoint stream."""
+        if not self.sidecar.pid:
+            return CheckResult("sidecar", False, "the node sidecar is not running")
+        if not any(s.startswith("node-") for s in self.drain.sidecars):
+            return CheckResult("sidecar", False, f"the node sidecar (pid {self.sidecar.pid}) is not connected")
+        return CheckResult("sidecar", True)
 
     async def start(self) -> None:
         from meshd.api.certs import api_tls, wanted_names
         from meshd.api.server import ApiServer
 
         log.info("meshd agent %s: driver %s, state %s", self.agent_id, self.options.driver, self.state_dir)
+        self._tasks.supervise("loop lag", self.loop_lag.run)
+        await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
+        await self._take_slot()
         await self._start_driver()
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         await self.controller.start()
+        self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
-                                   sidecar_targets=self.sidecar.targets, token=self.token)
+                                   sidecar_targets=self.sidecar.targets, token=self.token, health=self.health)
         files, context = await asyncio.to_thread(api_tls, self.state_dir, wanted_names(self.api_host))
         self.tls = files
         await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE, tls=context)
@@ -170,6 +205,41 @@ class Agent:
                                     tag=self.agent_id, link=bridge[:15] if bridge else None,
                                     dns_server=self._own_resolver or DOCKER_GATEWAY if bridge else None)
         await self.host_names.start()
+
+    async def _take_slot(self) -> None:
+        """This agent's share of the host (addresses, metrics port), apart from every other live agent's."""
+        self.slot = slot = await asyncio.to_thread(SlotLease.acquire, run_dir=default_run_dir(),
+                                                   state_dir=self.state_dir, agent_id=self.agent_id)
+        ranges = slot.ranges
+        if self.options.driver == "process":
+            self.driver.pod_network = ipaddress.ip_network(ranges.process_pods)  # type: ignore[attr-defined]
+        self.controller.addresses = AddressAllocator(
+            ranges.docker_services if self.options.driver == "docker" else ranges.process_services)
+        if self.options.sidecar_metrics is None:
+            self.sidecar.metrics = f"127.0.0.1:{ranges.sidecar_metrics_port}"
+        log.info("host slot %d: Service addresses in %s%s, sidecar metrics on %s", slot.slot,
+                 self.controller.addresses.pool,
+                 f", pods in {ranges.process_pods}" if self.options.driver == "process" else "", self.sidecar.metrics)
+
+    async def _reclaim_service_addresses(self) -> None:
+        """Removes the Service addresses on the bridge that no live agent owns: those of slots nobody holds
+        (agents whose state is gone, or older agents), and this agent's own that no Service has any more."""
+        listing = getattr(self.driver, "service_addresses", None)
+        if listing is None or self.slot is None:
+            return
+        # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
+        known, held = await asyncio.to_thread(slot_states, default_run_dir())
+        listening = await asyncio.to_thread(listening_addresses)
+        present = await listing()
+        for address in stale_addresses(present, known=known, held=held, own=self.slot.slot, mine=self._owned(),
+                                       listening=listening):
+            if address not in self._owned():  # decided now: a Service applied meanwhile keeps its address
+                await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
+                log.info("reclaimed the Service address %s (no live agent owns it)", address)
+
+    def _owned(self) -> set[str]:
+        """The bridge addresses this agent's Services and pods' resolver have now."""
+        return {info.address for info in self.registry.services() if info.address} | {self._own_resolver or ""}
 
     async def _start_driver(self, retry_every: float = 5.0) -> None:
         """Waits for the container engine: an engine that is down is a clear message, not a crash."""
@@ -197,7 +267,7 @@ class Agent:
     async def _start_own_resolver(self, dns: DnsServer, error: OSError) -> None:
         """A second agent on one engine: its pods get a resolver address of its own on the bridge (a /32, stable
         per agent), so they resolve this agent's Services, not the other agent's."""
-        address = agent_resolver_address(self.agent_id)
+        address = agent_resolver_address(self.agent_id, str(self.controller.addresses.pool))
         try:
             self.controller.addresses.allocate(ServiceKey("kube-system", "meshd-dns"), address)
             await self.driver.add_service_address(address)  # type: ignore[attr-defined]
@@ -212,8 +282,6 @@ class Agent:
                     DOCKER_GATEWAY, error, address)
 
     async def _start_mdns(self) -> None:
-        from meshd.mdns import MdnsAdvertiser, parse_mdns_option
-
         interfaces = parse_mdns_option(self.options.mdns)
         if interfaces is None:
             return
@@ -231,12 +299,14 @@ class Agent:
             for info in self.registry.services():
                 if info.address:
                     self._service_address(info.address, False)
-        if self._address_tasks:
-            await asyncio.gather(*self._address_tasks, return_exceptions=True)
+        await self._address_tasks.wait()
         await self.sidecar.stop()
         if stop_pods and self._own_resolver:
             self._service_address(self._own_resolver, False)
-            await asyncio.gather(*self._address_tasks, return_exceptions=True)
+            await self._address_tasks.wait()
+        await self._tasks.close()
+        if self.slot is not None:
+            self.slot.release()
         for component in (self.host_names, self.mdns, self.dns, self.api):
             if component is not None:
                 await component.close()
@@ -282,7 +352,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError, StoreError) as error:
+    except (DriverError, OSError, StoreError, SlotError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1

@@ -4,15 +4,21 @@ the next agent (never a second one fighting for the same ports), restarted if it
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from meshd.hostslots import port_free
+from meshd.logfiles import rotate_log
 from meshd.state import write_atomically
+from meshd.tasks import restart_delay, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -22,26 +28,35 @@ TOKEN_VARIABLE = "MESHD_TOKEN"
 
 
 def _alive(pid: int, marker: str) -> bool:
+    """Whether `pid` is this state dir's sidecar, running (not a zombie). A check that cannot be made (EMFILE,
+    ENOMEM) says alive: only a process known gone is replaced, never one the agent could not look at."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ESRCH):
+            return False
+        log.warning("cannot check the sidecar (pid %d): %s; assuming it runs", pid, error)
+        return True
     return f"{TAG_VARIABLE}={marker}".encode() in environ and ") Z " not in stat
 
 
 class SidecarProcess:
-    def __init__(self, *, state_dir: Path, api_url: str, metrics: str, token: str = "",
+    def __init__(self, *, state_dir: Path, api_url: str, metrics: str, metrics_fixed: bool = True, token: str = "",
                  check_interval: float = 1.0) -> None:
         self.state_dir = state_dir
         self.token = token
         self.api_url = api_url
         self.metrics = metrics
+        self._metrics_fixed = metrics_fixed  # the user chose it: a held port is an error, not moved
         self.pid: int | None = None
         self._marker = str(state_dir.resolve())
         self._interval = check_interval
         self._task: asyncio.Task | None = None
         self._child: subprocess.Popen | None = None
+        self.starts = 0  # sidecars this agent started (a restart counts)
 
     def targets(self) -> list[str]:
         return [self.metrics] if self.pid else []
@@ -50,28 +65,39 @@ class SidecarProcess:
         return [sys.executable, "-c", "import sys; from sidecar.main import main; sys.exit(main())",
                 "--api", self.api_url, "--metrics", self.metrics, "--id", f"node-{os.getpid()}"]
 
-    async def start(self) -> None:
-        record = self.state_dir / RECORD
-        if record.exists():
-            try:
-                pid = int(json.loads(record.read_text())["pid"])
-            except (ValueError, KeyError, json.JSONDecodeError):
-                pid = 0
-            if pid and _alive(pid, self._marker):
-                self.pid = pid
-                log.info("adopted the running sidecar (pid %d)", pid)
-        if self.pid is None:
-            self._spawn()
-        self._task = asyncio.create_task(self._supervise())
+    def _recorded(self) -> int | None:
+        """The pid of this state dir's sidecar if it still runs (blocking: reads files)."""
+        try:
+            pid = int(json.loads((self.state_dir / RECORD).read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return pid if pid and _alive(pid, self._marker) else None
 
-    def _spawn(self) -> None:
+    async def start(self) -> None:
+        pid = await asyncio.to_thread(self._recorded)
+        if pid is not None:
+            self.pid = pid
+            log.info("adopted the running sidecar (pid %d)", pid)
+        if self.pid is None:
+            await self._spawn()
+        self._task = asyncio.create_task(run_supervised("sidecar supervisor", self._supervise),
+                                         name="sidecar supervisor")
+
+    async def _spawn(self) -> None:
         log_path = self.state_dir / "sidecar.log"
-        with open(log_path, "ab") as out:
-            self._child = subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True,
-                                           env=self._environment())
+
+        def spawn() -> subprocess.Popen:
+            rotate_log(log_path)
+            self._check_metrics_port()
+            with open(log_path, "ab") as out:
+                return subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env=self._environment())
+
+        self._child = await asyncio.to_thread(spawn)
         self.pid = self._child.pid
-        write_atomically(self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
+        self.starts += 1
+        await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
         log.info("started the sidecar (pid %d, log %s)", self.pid, log_path)
 
     def _environment(self) -> dict[str, str]:
@@ -82,20 +108,74 @@ class SidecarProcess:
             env[TOKEN_VARIABLE] = self.token
         return env
 
-    async def _supervise(self) -> None:
-        delay = 1.0
-        while True:
+    async def _exit_or_interval(self) -> None:
+        """Returns when the sidecar exits (a pidfd, so a death is seen at once) or after the check interval."""
+        try:
+            fd = os.pidfd_open(self.pid) if self.pid else -1
+        except OSError:  # gone already, EMFILE, or an old kernel: the interval alone
+            fd = -1
+        if fd < 0:
             await asyncio.sleep(self._interval)
-            if self._child is not None:
-                self._child.poll()  # reap it if it exited
-            if self.pid and not _alive(self.pid, self._marker):
-                log.warning("the sidecar (pid %d) exited; starting it again in %.0fs", self.pid, delay)
+            return
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(exited, self._interval)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    def _check_metrics_port(self) -> None:
+        """A metrics port another process holds (another agent's sidecar?) is reported, never shared: a
+        derived port moves to a free one, a chosen one is logged as the error it is."""
+        host, _, port = self.metrics.rpartition(":")
+        if port_free(host, int(port)):
+            return
+        if self._metrics_fixed:
+            log.error("the sidecar's metrics address %s is held by another process: its /metrics will be "
+                      "missing (choose another with --sidecar-metrics)", self.metrics)
+            return
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            moved = f"{host}:{probe.getsockname()[1]}"
+        log.warning("the sidecar's metrics port %s is held by another process; using %s", self.metrics, moved)
+        self.metrics = moved
+
+    async def _supervise(self) -> None:
+        """Every interval: reaps the sidecar if it exited, whatever killed it, and starts it again with a
+        growing delay; a failed start (EMFILE, ENOMEM...) is logged and retried, never the end of this loop."""
+        failures = 0  # deaths in a row (a sidecar that lives a minute resets it)
+        alive_since = time.monotonic()
+        while True:
+            await self._exit_or_interval()
+            if self._child is not None and self._child.poll() is not None:  # reaped
+                self._child = None
+            if self.pid and await asyncio.to_thread(_alive, self.pid, self._marker):
+                if time.monotonic() - alive_since > 60:
+                    failures = 0
+                await asyncio.to_thread(rotate_log, self.state_dir / "sidecar.log")  # it appends: copytruncate
+                continue
+            if self.pid:
+                log.warning("the sidecar (pid %d) exited", self.pid)
                 self.pid = None
+            delay = restart_delay(failures)
+            failures += 1
+            if delay:
+                log.warning("starting the sidecar again in %.0fs", delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
-                self._spawn()
-            else:
-                delay = 1.0
+            try:
+                await self._spawn()
+                alive_since = time.monotonic()
+            except OSError as error:
+                log.error("cannot start the sidecar: %s (retrying)", error)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -111,7 +191,7 @@ class SidecarProcess:
         for _ in range(100):
             if self._child is not None:
                 self._child.poll()
-            if not _alive(pid, self._marker):
+            if not await asyncio.to_thread(_alive, pid, self._marker):
                 break
             await asyncio.sleep(0.05)
         else:
@@ -119,7 +199,7 @@ class SidecarProcess:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        (self.state_dir / RECORD).unlink(missing_ok=True)
+        await asyncio.to_thread((self.state_dir / RECORD).unlink, missing_ok=True)
 
     def detach(self) -> None:
         """Leaves the sidecar running (the agent stops without a normal shutdown)."""

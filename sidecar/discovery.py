@@ -19,6 +19,7 @@ from urllib.parse import quote
 import aiohttp
 
 from meshd.model.endpoints import DoesNotExist, Reset, ServiceKey, update_from_json
+from meshd.tasks import run_supervised
 
 from .services import ServiceTable
 
@@ -99,7 +100,7 @@ class DiscoveryClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
         async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
             self._session = session
-            acks = asyncio.create_task(self._send_acks(session))
+            acks = asyncio.create_task(run_supervised("sidecar drain acks", lambda: self._send_acks(session)))
             try:
                 while True:
                     try:

@@ -12,6 +12,7 @@ import sys
 import time
 
 from meshd.model.endpoints import ServiceKey
+from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
 from .metrics import make_registry, serve_metrics
@@ -52,6 +53,7 @@ class NodeListeners:
         self.listeners: dict[ListenKey, Listener | UdpListener] = {}
         self.failed: dict[ListenKey, str] = {}
         self.kick = asyncio.Event()
+        self.stopping = TaskGroup("listeners")
         table.listeners.append(self.kick.set)
 
     def desired(self) -> dict[ListenKey, list[Route]]:
@@ -71,7 +73,7 @@ class NodeListeners:
         for key in [k for k in self.listeners if k not in want]:
             listener = self.listeners.pop(key)
             log.info("unbinding %s:%d/%s", *key)
-            asyncio.create_task(listener.stop())
+            self.stopping.spawn(listener.stop(), name=f"unbind {key[0]}:{key[1]}")
         for key in [k for k in self.failed if k not in want]:
             del self.failed[key]
         for key, routes in want.items():
@@ -105,19 +107,7 @@ class NodeListeners:
 
     async def stop(self, grace: float) -> None:
         await asyncio.gather(*(listener.stop(grace) for listener in self.listeners.values()))
-
-
-async def supervise(name: str, factory, *, delay: float = 1.0) -> None:  # type: ignore[no-untyped-def]
-    """Run `factory()` forever; log and restart it if it dies."""
-    while True:
-        try:
-            await factory()
-            log.error("%s ended unexpectedly; restarting", name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s crashed; restarting", name)
-        await asyncio.sleep(delay)
+        await self.stopping.wait()
 
 
 async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
@@ -141,7 +131,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         udp_idle_timeout=args.udp_idle_timeout,
     )  # fmt: skip
     reuse_port = args.workers > 1
-    tasks = [asyncio.create_task(supervise("discovery", discovery.run))]
+    tasks = TaskGroup("sidecar")
+    tasks.supervise("discovery", discovery.run)
     metrics_server = None
     try:
         metrics_server = await serve_metrics(make_registry(table), mhost, mport + worker)
@@ -160,7 +151,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         if ports and ports[0].protocol.upper() == "UDP" and not single_udp:
             udp = UdpListener(host, port, routes=listener.routes, options=options)
             single_udp.append(udp)
-            tasks.append(asyncio.get_running_loop().create_task(start_udp(udp)))
+            tasks.spawn(start_udp(udp), name=f"udp {host}:{port}")
 
     async def start_udp(udp: UdpListener) -> None:
         try:
@@ -176,14 +167,13 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
             await single.start(reuse_port=reuse_port)
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", host, port, e)
-            for task in tasks:
-                task.cancel()
+            await tasks.close()
             raise SystemExit(1) from None
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
         table.listeners.append(lambda: single_changed(single, host, port))  # the port's protocol, once known
     else:
         node = NodeListeners(table, options=options, reuse_port=reuse_port)
-        tasks.append(asyncio.create_task(supervise("listeners", node.run)))
+        tasks.supervise("listeners", node.run)
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
 
     async def sweeper() -> None:
@@ -192,7 +182,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
             eps = [e for s in table.services.values() for e in s.endpoints.values()]
             sweep_idle(eps, now=time.monotonic(), idle_timeout=options.idle_timeout)
 
-    tasks.append(asyncio.create_task(supervise("idle sweeper", sweeper)))
+    tasks.supervise("idle sweeper", sweeper)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -223,9 +213,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     for svc in table.services.values():
         for ep in list(svc.endpoints.values()) + list(svc.draining.values()):
             ep.close_idle()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await tasks.close()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

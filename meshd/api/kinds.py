@@ -52,18 +52,19 @@ class Kind:
 
 
 _READ = ("get", "list", "watch")
+_WRITE = ("create", "delete", "get", "list", "patch", "update", "watch")  # meshd.api.writes serves these
 _STATUS = ("status", "", ("get",))  # "" = the kind itself
 _SCALE = ("scale", "Scale", ("get", "patch", "update"))
-POD = Kind("Pod", "pods", "", "v1", ("po", "pod", "pods"), short_names=("po",),
+POD = Kind("Pod", "pods", "", "v1", ("po", "pod", "pods"), short_names=("po",), verbs=_WRITE,
            subresources=(("log", "Pod", ("get",)), _STATUS))
-SERVICE = Kind("Service", "services", "", "v1", ("svc", "service", "services"), short_names=("svc",),
+SERVICE = Kind("Service", "services", "", "v1", ("svc", "service", "services"), short_names=("svc",), verbs=_WRITE,
                subresources=(_STATUS,))
 ENDPOINTS = Kind("Endpoints", "endpoints", "", "v1", ("ep", "endpoint", "endpoints"), short_names=("ep",),
                  verbs=_READ, categories=())
 DEPLOYMENT = Kind("Deployment", "deployments", "apps", "v1", ("deploy", "deployment", "deployments"),
-                  short_names=("deploy",), subresources=(_SCALE, _STATUS))
+                  short_names=("deploy",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
 REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset", "replicasets"),
-                  short_names=("rs",), subresources=(_SCALE, _STATUS))
+                  short_names=("rs",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
 

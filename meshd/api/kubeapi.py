@@ -4,6 +4,7 @@ meshd.api.openapi."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import cache
 from importlib import metadata
@@ -27,7 +28,7 @@ def _json(document: object, *, content_type: str = "application/json") -> web.Re
 
 
 async def version(request: web.Request) -> web.Response:
-    return _json(discovery.version_info(_meshd_version()))
+    return _json(discovery.version_info(await asyncio.to_thread(_meshd_version)))  # reads package metadata once
 
 
 async def core(request: web.Request) -> web.Response:

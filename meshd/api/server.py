@@ -18,18 +18,18 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching
+from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
-from meshd.api.kinds import KINDS, NAMESPACE, NODE, Kind
+from meshd.api.kinds import Kind
 from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
+from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
-from meshd.manifests.reader import INT32_MAX
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Pod, ReplicaSet
@@ -58,19 +58,7 @@ def _selector(request: web.Request) -> tuple[Requirement, ...]:
     return parse_selector(request.query.get("labelSelector", ""))
 
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
-
-
-def _kind(request: web.Request) -> Kind:
-    """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
-    kind (or an object of a namespaced kind without one), is a NotFound Status."""
-    group = "apps" if request.path.startswith("/apis/apps/") else ""
-    kind = _RESOURCES.get((group, request.match_info["resource"]))
-    scoped = "ns" in request.match_info
-    if kind is None or (scoped and not kind.namespaced) or (
-            not scoped and kind.namespaced and "name" in request.match_info):
-        raise web.HTTPNotFound()
-    return kind
+_kind = writes.request_kind
 
 
 def _now() -> datetime:
@@ -79,8 +67,10 @@ def _now() -> datetime:
 
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
-                 sidecar_targets: Callable[[], list[str]] = list, token: str) -> None:
+                 sidecar_targets: Callable[[], list[str]] = list, token: str,
+                 health: HealthChecks | None = None) -> None:
         self.controller = controller
+        self.health = health or HealthChecks()
         self._started = time.time()  # the node's and default namespace's creationTimestamp
         self.registry = registry
         self.drain = drain
@@ -108,12 +98,9 @@ class ApiServer:
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
             r.add_get(prefix + "/{resource}/{name}", self.get_resource)  # cluster-scoped: namespaces, nodes
-            r.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete_resource)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
         r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
-        for resource in ("deployments", "replicasets"):
-            r.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
-            r.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
+        writes.Writes(controller, self._read).add_routes(r)  # POST, PUT, PATCH, DELETE; scale
         podlogs.add_routes(r, controller)  # pods/log with kubectl's options
         pod_exec.add_routes(r, controller, self._streams)  # exec, attach over WebSocket
         portforward.add_routes(r, controller, self._streams)
@@ -136,7 +123,7 @@ class ApiServer:
         if unix_socket is not None:
             self._unix_socket = unix_socket
             local = Listener(self._runner)
-            await local.start_socket(owner_only_socket(unix_socket))
+            await local.start_socket(await asyncio.to_thread(owner_only_socket, unix_socket))  # stat, unlink, chmod
             self.listeners.append(local)
 
     async def close(self) -> None:
@@ -149,7 +136,7 @@ class ApiServer:
         if self._runner:
             await self._runner.cleanup()
         if self._unix_socket is not None:
-            self._unix_socket.unlink(missing_ok=True)
+            await asyncio.to_thread(self._unix_socket.unlink, missing_ok=True)
 
     @web.middleware
     async def _body_limit(self, request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -193,7 +180,9 @@ class ApiServer:
     # --- plain routes ---------------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        """200 `ok`, or 503 naming each failing check (state writable, loop lag, sidecar connected)."""
+        status, text = verdict(await asyncio.to_thread(self.health.run))  # the state check touches the disk
+        return web.Response(status=status, text=text)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = await asyncio.to_thread(generate_latest, REGISTRY)
@@ -301,17 +290,9 @@ class ApiServer:
                 return web.json_response(listing.object_body(kind, query, obj, now=_now()))
         return _error(404, f'{kind.resource} "{name}" not found')
 
-    async def delete_resource(self, request: web.Request) -> web.Response:
-        resource, namespace, name = (request.match_info[k] for k in ("resource", "ns", "name"))
-        kind = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service"}.get(
-            resource)
-        if kind is None:
-            return _error(405, f"cannot delete {resource}")
-        if kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
-            self.controller.delete_pod(namespace, name)
-        else:
-            await self.controller.delete(kind, namespace, name)
-        return web.json_response(api_status.success(name=name, kind=resource))  # as the API server's DELETE
+    def _read(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object as GET shows it, or None."""
+        return next((o for o in self._objects(kind.plural, namespace) if o["metadata"]["name"] == name), None)
 
     async def _watch_resources(self, request: web.Request, kind: Kind, namespace: str | None,
                                name: str | None, query: listing.ListQuery) -> web.StreamResponse:
@@ -356,24 +337,6 @@ class ApiServer:
             unlisten()
             self._streams.discard(response)
         return response
-
-    async def scale(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
-        spec = body.get("spec")
-        replicas = spec.get("replicas") if isinstance(spec, dict) else None
-        kind = "Deployment" if "/deployments/" in request.path else "ReplicaSet"
-        namespace, name = request.match_info["ns"], request.match_info["name"]
-        problem = replicas_problem(replicas)
-        if problem is not None:
-            message = f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas!r}: {problem}'
-            return _error(422, message, details={"name": name, "group": "autoscaling", "kind": "Scale", "causes": [
-                {"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: {problem}",
-                 "field": "spec.replicas"}]})
-        assert isinstance(replicas, int)
-        await self.controller.scale(kind, namespace, name, replicas)
-        return web.json_response({"apiVersion": "autoscaling/v1", "kind": "Scale",
-                                  "metadata": {"name": name, "namespace": namespace},
-                                  "spec": {"replicas": replicas}})
 
     async def rollout(self, request: web.Request) -> web.Response:
         namespace, name, action = (request.match_info[k] for k in ("ns", "name", "action"))
@@ -565,17 +528,6 @@ async def _with_heartbeats(source: AsyncIterator[Any], interval: float) -> Async
     finally:
         if pending is not None:
             pending.cancel()
-
-
-def replicas_problem(replicas: Any) -> str | None:
-    """Why a Scale's replicas is invalid (an int32 of at least 0, as in Kubernetes), or None."""
-    if not isinstance(replicas, int) or isinstance(replicas, bool):
-        return "must be an integer"
-    if replicas < 0:
-        return "must be greater than or equal to 0"
-    if replicas > INT32_MAX:
-        return f"must be less than or equal to {INT32_MAX}"
-    return None
 
 
 def _duration(text: str) -> float:

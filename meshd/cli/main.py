@@ -137,6 +137,12 @@ def agent_options(func: Any) -> Any:
             "--node-memory", metavar="QUANTITY", default=None, help="Memory to admit pods against (e.g. 8Gi)."
         ),
         click.option(
+            "--max-pods",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Pods the node runs at once; the rest stay Pending (default 110, the kubelet's).",
+        ),
+        click.option(
             "--dns-ttl",
             type=click.IntRange(min=0),
             default=None,

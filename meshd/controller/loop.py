@@ -23,7 +23,15 @@ from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
-from meshd.controller.plan import PodView, ReplicaSetView, plan_replicaset, plan_rollout, rollout_complete
+from meshd.controller.plan import (
+    PodView,
+    ReplicaSetView,
+    creation_batch,
+    next_batch,
+    plan_replicaset,
+    plan_rollout,
+    rollout_complete,
+)
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.records import (
     REVISION_ANNOTATION,
@@ -54,6 +62,7 @@ from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
+from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,12 @@ class Progress:
 class NodeCapacity:
     cpu_millicores: int
     memory_bytes: int
+    pods: int = 110  # the kubelet's --max-pods: pods that run at once; as many more may wait Pending
+
+    @property
+    def pod_objects(self) -> int:
+        """The most pod objects (running and Pending) the node keeps, so memory stays bounded."""
+        return 2 * self.pods
 
 
 class Controller:
@@ -125,10 +140,12 @@ class Controller:
         self._clock = clock
         self._rng = rng or random.Random()
         self._kick_event = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks = TaskGroup("controller")
         self._watchers: list[Callable[[str, str, str], None]] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._dirty = False
+        self._batches: dict[tuple[str, str], int] = {}  # ReplicaSet -> its slow-start batch
+        self._short: set[tuple[str, str]] = set()  # ReplicaSets told they cannot create more pods
         self.store = store or ObjectStore()  # memory only until start() opens the state dir's
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
@@ -147,17 +164,14 @@ class Controller:
                 self._publish_service(record.obj)
         observed = await self.driver.list_managed()
         self._adopt(observed)
-        self._tasks.append(asyncio.create_task(self._supervise("events", self._follow_events)))
-        self._tasks.append(asyncio.create_task(self._supervise("reconcile", self._reconcile_forever)))
-        self._tasks.append(asyncio.create_task(self._supervise("gc", self._collect_garbage_forever)))
+        self._tasks.supervise("events", self._follow_events)
+        self._tasks.supervise("reconcile", self._reconcile_forever)
+        self._tasks.supervise("gc", self._collect_garbage_forever)
         self.kick()
 
     async def close(self, *, stop_pods: bool) -> None:
         """Stops the controller; with stop_pods every pod is drained and removed, else they keep running."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.close()
         for timer in self._timers:
             timer.cancel()
         workers = list(self.pods.values())
@@ -168,18 +182,6 @@ class Controller:
         else:
             await asyncio.gather(*(w.detach() for w in workers))
         await self.store.close()
-
-    async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
-        """Runs a long-lived task forever: if it dies, or ends, that is logged and it starts again."""
-        while True:
-            try:
-                await run()
-                log.warning("controller task %s ended; starting it again", name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("controller task %s died; starting it again", name)
-            await asyncio.sleep(1)
 
     def kick(self) -> None:
         self._kick_event.set()
@@ -195,24 +197,31 @@ class Controller:
 
     # --- desired state ----------------------------------------------------------------------------
 
-    async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None
+    async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None,
+                    carry_live: bool = True, check: Callable[[], None] | None = None
                     ) -> tuple[list[ApplyResult], list[str]]:
         """Validates every document first; a broken one raises ManifestError and changes nothing. Every change
         is persisted in one transaction before it takes effect; one that cannot be (PersistError) changes
         nothing either.
 
         `namespace` (kubectl's -n) is the namespace of objects that name none; one naming another is an error.
+        `carry_live=False` writes the documents as they are (the API's PUT and PATCH send whole objects: nothing of
+        the live one is carried over); `check` runs under the write lock before anything is planned, to refuse
+        the write (a stale resourceVersion, an object that already exists) by raising.
         """
         loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
         async with self._write_lock:
-            return await self._apply(loaded.objects, source, namespace), list(loaded.warnings)
+            if check is not None:
+                check()
+            return await self._apply(loaded.objects, source, namespace, carry_live), list(loaded.warnings)
 
-    async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None) -> list[ApplyResult]:
+    async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
+                     carry_live: bool = True) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
-            if existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
+            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
                 carried = keep_live_fields(existing.obj.raw, obj.raw)
                 if carried is not None:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
@@ -439,6 +448,7 @@ class Controller:
             if not worker.terminating and not self._pod_wanted(worker):
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
+        self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
 
     def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
         deployment: Deployment = record.obj  # type: ignore[assignment]
@@ -447,6 +457,8 @@ class Controller:
         owned = self._owned_replicasets(namespace, name)
         new = next((r for r in owned if r.template_hash == hash_), None)
         top_revision = max((r.revision for r in owned), default=0)
+        if new is None and deployment.paused and owned:  # as Kubernetes: no new ReplicaSet until resumed
+            return
         if new is None:
             manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
             created = _load_replicaset(manifest, source=f"replicaset of {name}")
@@ -538,11 +550,27 @@ class Controller:
 
     def _reconcile_replicaset(self, rs: ReplicaSetRecord, now: float) -> None:
         pods = self._pods_of(rs)
-        create, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
+        missing, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
         for name in delete:
             self._terminate(self.pods[(rs.namespace, name)], "scaled down")
+        key = (rs.namespace, rs.name)
+        batch = self._batches.get(key, 1)
+        room = self.capacity.pod_objects - sum(1 for w in self.pods.values() if not w.terminating)
+        create = creation_batch(missing, batch=batch, room=room)
         for _ in range(create):
             self._create_pod(rs, now)
+        self._batches[key] = next_batch(batch, created=create, missing=missing)
+        if create < missing and create == batch:
+            self.kick()  # slow start: the next batch in the next pass, after the loop served others
+        if create < missing and room <= create:
+            if key not in self._short:
+                self._short.add(key)
+                self.events.record("ReplicaSet", rs.namespace, rs.name, "Warning", "FailedCreate",
+                                   f"node pod limit reached: {self.capacity.pods} running and "
+                                   f"{self.capacity.pod_objects - self.capacity.pods} Pending at most "
+                                   f"({missing - create} pods not created)")
+        else:
+            self._short.discard(key)
 
     def _create_pod(self, rs: ReplicaSetRecord, now: float) -> PodWorker:
         while True:
@@ -608,26 +636,29 @@ class Controller:
         return worker
 
     def _schedule_pending(self) -> None:
-        """Admits pending pods in creation order while their resource requests fit the node."""
-        used_cpu = used_mem = 0
+        """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
+        than --max-pods pods."""
+        used_cpu = used_mem = running = 0
         for worker in self.pods.values():
             if worker.scheduled and not worker.done.is_set():
                 cpu, mem = _requests(worker.spec)
-                used_cpu, used_mem = used_cpu + cpu, used_mem + mem
+                used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
             cpu, mem = _requests(worker.spec)
-            short = [what for what, need, used, have in (
+            short = [f"Insufficient {what}" for what, need, used, have in (
                 ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
                 ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
+            if running >= self.capacity.pods:
+                short.append("Too many pods")
             if short:
-                message = "0/1 nodes are available: " + ", ".join(f"Insufficient {s}" for s in short) + "."
+                message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
                 if worker.message != message:
                     worker.reason, worker.message = "Unschedulable", message
                     self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
                     self._notify("Pod", worker.namespace, worker.name)
                 continue
-            used_cpu, used_mem = used_cpu + cpu, used_mem + mem
+            used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
             worker.reason = worker.message = ""
             worker.start()
 
@@ -656,7 +687,7 @@ class Controller:
                 self._notify("Pod", worker.namespace, worker.name)
                 self.kick()
 
-        asyncio.get_running_loop().create_task(forget())
+        self._tasks.spawn(forget(), name=f"forget {worker.namespace}/{worker.name}")
 
     def _pod_changed(self, worker: PodWorker) -> None:
         self._notify("Pod", worker.namespace, worker.name)
@@ -763,7 +794,7 @@ class Controller:
             else:
                 unwanted.extend(containers)
         if unwanted:
-            asyncio.get_running_loop().create_task(self._remove_containers(unwanted))
+            self._tasks.spawn(self._remove_containers(unwanted), name="remove unwanted")
 
     async def _remove_containers(self, containers: list[ObservedContainer]) -> None:
         apps = [c for c in containers if not c.is_infra]

@@ -35,6 +35,22 @@ def plan_replicaset(replicas: int, pods: Sequence[PodView]) -> tuple[int, tuple[
     return 0, tuple(p.name for p in ranked[:-diff])
 
 
+SLOW_START_MAX = 64  # the largest batch of pods one ReplicaSet creates in one reconcile pass
+
+
+def creation_batch(missing: int, *, batch: int, room: int) -> int:
+    """How many of a ReplicaSet's `missing` pods to create in this pass: at most the slow-start `batch` (1, 2,
+    4, ... as Kubernetes' ReplicaSet controller creates them) and the node's `room` for pod objects."""
+    return max(0, min(missing, batch, room))
+
+
+def next_batch(batch: int, *, created: int, missing: int) -> int:
+    """The next pass's batch: doubled after a full batch, back to 1 once nothing is missing."""
+    if missing <= created:
+        return 1
+    return min(batch * 2, SLOW_START_MAX) if created >= batch else batch
+
+
 @dataclass(frozen=True)
 class ReplicaSetView:
     name: str

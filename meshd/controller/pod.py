@@ -28,6 +28,7 @@ from meshd.driver.base import (
 from meshd.model.expansion import PodFacts, resolve_env
 from meshd.model.objects import Container, PodSpec
 from meshd.registry import PodRecord, Registry
+from meshd.tasks import BACKGROUND, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class PodWorker:
         self._events: asyncio.Queue[ContainerEvent | tuple[str, str, str]] = asyncio.Queue()
         self._terminate = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._lived = False  # the worker has started once: a new start means it crashed
         self.done = asyncio.Event()
 
     # --- identity and views -----------------------------------------------------------------------
@@ -222,17 +224,32 @@ class PodWorker:
 
     async def _run(self) -> None:
         try:
-            await self._bring_up()
-            while not self._terminate.is_set():
-                await self._step()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the worker must never die silently
-            log.exception("pod %s/%s: worker failed", self.namespace, self.name)
+            await run_supervised(f"pod {self.namespace}/{self.name}", self._work, initial=0.5,
+                                 until=self._terminate.is_set)
         finally:
             if self._terminate.is_set():
                 await asyncio.shield(self._tear_down())
             self.done.set()
+
+    async def _work(self) -> None:
+        """The worker's life; after a crash it starts again from what the engine runs (as after an agent
+        restart), so a pod is never left half made."""
+        if self._lived:
+            await self._recover()
+        self._lived = True
+        await self._bring_up()
+        while not self._terminate.is_set():
+            await self._step()
+
+    async def _recover(self) -> None:
+        self.stop_probers()
+        mine = [o for o in await self._driver.list_managed() if o.namespace == self.namespace and o.pod == self.name]
+        self._adopt = mine
+        self.sandbox = None
+        for status in self.containers.values():
+            status.id, status.restart_at, status.ready = None, None, False
+        log.info("pod %s/%s: worker recovering from the engine's %d containers", self.namespace, self.name,
+                 len(mine))
 
     async def _bring_up(self) -> None:
         delay = 0.5
@@ -255,9 +272,12 @@ class PodWorker:
         timeout = max(min(due) - now, 0) if due else None
         getter = asyncio.ensure_future(self._events.get())
         stopper = asyncio.ensure_future(self._terminate.wait())
-        done, pending = await asyncio.wait({getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for future in pending:
-            future.cancel()
+        try:
+            done, _ = await asyncio.wait({getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the worker is cancelled (detached): no waiter outlives it
+            for future in (getter, stopper):
+                if not future.done():
+                    future.cancel()
         if getter in done:
             await self._handle(getter.result())
         await self._restart_due()
@@ -347,7 +367,7 @@ class PodWorker:
         status.restart_count += 1
         status.backoff = status.backoff.started(self._backoff, now=self._clock())
         if status.previous_id:  # one stopped instance is kept, as the kubelet keeps one for `logs --previous`
-            asyncio.create_task(self._remove_quietly(status.previous_id))
+            BACKGROUND.spawn(self._remove_quietly(status.previous_id), name=f"remove {status.previous_id[:12]}")
         status.previous_id = old_id
         await self._try_start(container, status)
 

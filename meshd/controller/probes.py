@@ -3,7 +3,6 @@ the pod; a failed liveness or startup probe asks the worker to replace the conta
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from meshd.controller.pod import PodWorker
@@ -11,6 +10,7 @@ from meshd.model.objects import Container
 from meshd.probe.describe import describe_probe, describe_result
 from meshd.probe.exec import exec_runner
 from meshd.probe.worker import ContainerProber
+from meshd.tasks import BACKGROUND
 
 
 class ProberAdapter:
@@ -36,7 +36,7 @@ class ProberAdapter:
         return self._prober.reason
 
     def stop(self) -> None:
-        asyncio.get_running_loop().create_task(self._prober.stop())
+        BACKGROUND.spawn(self._prober.stop(), name="stop prober")
 
     def describe(self) -> list[dict[str, Any]]:
         return [

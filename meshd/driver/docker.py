@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import itertools
+import json
 import logging
 import math
 import os
@@ -44,6 +45,7 @@ from meshd.driver.docker_exec import DockerExecSession
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.driver.session import ExecSession
 from meshd.images.builders import builder_for
+from meshd.logfiles import MAX_FILES, MAX_SIZE
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Volume
 
@@ -54,6 +56,7 @@ T = TypeVar("T")
 LABEL_SANDBOX = "io.meshd.sandbox"  # on app containers and volumes: the infra container's id
 EVENT_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTAINER_LOG_CONFIG = {"type": "json-file", "config": {"max-size": f"{MAX_SIZE // 2**20}m", "max-file": str(MAX_FILES)}}
 CLOSE_WAIT_SECONDS = 10.0  # how long close() waits for engine calls already running
 
 
@@ -397,6 +400,21 @@ class DockerDriver:
     async def remove_service_address(self, ip: str) -> None:
         await self._ip_addr("del", ip, ok_if=("Cannot assign requested address", "Address not found"))
 
+    async def service_addresses(self) -> list[str]:
+        """The /32 addresses on the bridge now (every agent's Service addresses and resolvers)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "-j", "-4", "addr", "show", "dev", self.network[:15],
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise DriverError("the `ip` command (iproute2) is needed to manage Service addresses") from exc
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise DriverError(f"ip addr show dev {self.network[:15]} failed: {err.decode(errors='replace').strip()}")
+        return [a["local"] for link in json.loads(out or b"[]") for a in link.get("addr_info", [])
+                if a.get("prefixlen") == 32 and a.get("family") == "inet"]
+
     async def _ip_addr(self, verb: str, ip: str, *, ok_if: tuple[str, ...]) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -621,6 +639,7 @@ class DockerDriver:
             "init": True,
             "mounts": mounts,
             "detach": True,
+            "log_config": CONTAINER_LOG_CONFIG,  # the kubelet's defaults: 10 MiB x 5 files
         }
         if spec.spec.share_process_namespace:
             kwargs["pid_mode"] = f"container:{sandbox_id}"

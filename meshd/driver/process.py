@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
@@ -40,8 +41,10 @@ from meshd.driver.base import (
     Usage,
 )
 from meshd.driver.session import ExecSession, ProcessExecSession
+from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
+from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 ID_VARIABLE = "MESHD_CONTAINER_ID"  # in every process's environment: finds it when its record is damaged
@@ -158,7 +161,8 @@ class ProcessDriver:
     name = "process"
 
     def __init__(
-        self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16"
+        self, *, agent_id: str, state_dir: str | os.PathLike[str], pod_network: str = "127.213.0.0/16",
+        log_max_size: int = MAX_SIZE, log_check_interval: float = 5.0,
     ):
         self.agent_id = agent_id
         self.dir = Path(state_dir) / "process-driver"
@@ -174,6 +178,9 @@ class ProcessDriver:
         self._warned: set[str] = set()
         self._lock = asyncio.Lock()
         self._started = False
+        self._tasks = TaskGroup("process driver")
+        self.log_max_size = log_max_size  # each container's log is rotated past this (5 files kept)
+        self.log_check_interval = log_check_interval
         self._cwd = ""  # the agent's working directory: relative commands run from there
         # One thread writes the records, so writes stay ordered and the loop never waits on the disk.
         self._writer = concurrent.futures.ThreadPoolExecutor(
@@ -195,7 +202,7 @@ class ProcessDriver:
     def _forget(self, record_id: str) -> None:
         self._records.pop(record_id, None)
         self._writer.submit(_unlink, self.records_dir / f"{record_id}.json")
-        self._writer.submit(_unlink, self.logs_dir / f"{record_id}.log")
+        self._writer.submit(remove_logs, self.logs_dir / f"{record_id}.log")
 
     def _prepare(self) -> str:
         for d in (self.records_dir, self.logs_dir, self.volumes_dir):
@@ -229,9 +236,20 @@ class ProcessDriver:
                 self._watchers[record.id] = asyncio.create_task(self._watch_adopted(record.id, record.pid))
             else:  # died while no agent watched: its exit status is lost
                 self._save(replace(record, state="exited", finished_at=time.time()))
+        self._tasks.supervise("log rotation", self._rotate_logs_forever)
+
+    async def _rotate_logs_forever(self) -> None:
+        """Caps every running container's log (the kubelet's 10 MiB x 5 files), checked every few seconds."""
+        while True:
+            await asyncio.sleep(self.log_check_interval)
+            paths = [self.logs_dir / f"{r.id}.log" for r in self._records.values()
+                     if r.kind == "container" and r.state == "running"]
+            for path in paths:
+                await asyncio.to_thread(rotate_log, path, max_size=self.log_max_size)
 
     async def close(self) -> None:
         """Stops watching; the processes keep running (a restarted agent adopts them)."""
+        await self._tasks.close()
         tasks = list(self._watchers.values())
         for task in tasks:
             task.cancel()
@@ -554,6 +572,9 @@ class ProcessDriver:
                 if chunk:
                     yield chunk
                     continue
+                if await asyncio.to_thread(_was_truncated, fh):  # rotated: the live file starts again
+                    fh.seek(0)
+                    continue
                 record = self._records.get(container_id)
                 if record is None or record.state != "running":
                     rest = await asyncio.to_thread(fh.read)
@@ -602,6 +623,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def _mkdir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _was_truncated(fh: Any) -> bool:
+    return os.fstat(fh.fileno()).st_size < fh.tell()
 
 
 def _stop_orphans(path: Path, error: Exception) -> None:

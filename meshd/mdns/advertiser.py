@@ -20,6 +20,7 @@ from meshd.mdns.adverts import Advert, desired_adverts, plan_changes
 from meshd.metrics import REGISTRY
 from meshd.model.endpoints import Update
 from meshd.registry.registry import Registry
+from meshd.tasks import run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,16 @@ class MdnsAdvertiser:
         self._wake.set()
 
     def _start_worker(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="mdns-advertiser")
-        self._task.add_done_callback(self._on_worker_done)
+        self._task = asyncio.create_task(run_supervised("mdns-advertiser", self._run_woken), name="mdns-advertiser")
 
-    def _on_worker_done(self, task: asyncio.Task[None]) -> None:
-        if task is not self._task or task.cancelled():
-            return
-        log.error("mDNS: the advertiser worker died; restarting it", exc_info=task.exception())
-        ERRORS.inc()
-        self._start_worker()
+    async def _run_woken(self) -> None:
+        """The worker, woken at once when it starts (again after a crash): it re-reads the whole registry."""
         self._wake.set()
+        try:
+            await self._run()
+        except Exception:
+            ERRORS.inc()
+            raise
 
     async def close(self) -> None:
         """Withdraws every advert (goodbye packets, awaited) and closes the sockets."""

@@ -46,6 +46,7 @@ from meshd.probe.tracker import (
     Transition,
     container_health,
 )
+from meshd.tasks import run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,9 @@ class ProbeWorker:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"probe {self._name}")
-            self._task.add_done_callback(self._log_crash)
+            self._task = asyncio.create_task(
+                run_supervised(f"probe {self._name}", self._run, until=lambda: self._halted),
+                name=f"probe {self._name}")
 
     def halt(self) -> None:
         """Stops probing (the kubelet's on-hold); safe to call from this worker's own callback."""
@@ -207,10 +209,6 @@ class ProbeWorker:
             now = self._clock()
             due = max(due, now)
             await self._sleep(due - now)
-
-    def _log_crash(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("probe worker %s died", self._name, exc_info=task.exception())
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,7 @@ async def test_a_blocking_read_returns_when_the_index_passes(api):
 async def test_garbage_and_bad_requests_never_hurt_the_agent(api):
     agent, http = api
     host, port = agent.options.api.split(":")
-    for junk in (b"\x00\xff" * 100, b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/apply HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nx",
-                 b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"):
+    def send(junk: bytes) -> None:  # in a thread: the agent runs on this test's loop
         with socket.create_connection((host, int(port)), timeout=2) as conn:
             conn.sendall(junk)
             conn.settimeout(2)
@@ -95,13 +94,17 @@ async def test_garbage_and_bad_requests_never_hurt_the_agent(api):
                 conn.recv(100)
             except OSError:
                 pass
+
+    for junk in (b"\x00\xff" * 100, b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/apply HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nx",
+                 b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"):
+        await asyncio.to_thread(send, junk)
     for method, path, body in (("POST", "/v1/drain", "{"), ("POST", "/v1/drain", "{}"),
                                ("PATCH", "/apis/apps/v1/namespaces/default/deployments/x/scale", "[]"),
                                ("POST", "/v1/apply", "kind: Nonsense\napiVersion: v9\n")):
         async with http.request(method, path, data=body) as reply:
             assert 400 <= reply.status < 500, (path, reply.status, await reply.text())
     async with http.get("/healthz") as reply:
-        assert reply.status == 200
+        assert reply.status == 200, await reply.text()
 
 
 async def test_prometheus_http_sd_lists_the_agent(api):

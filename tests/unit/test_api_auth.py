@@ -32,7 +32,7 @@ YAML = {"Content-Type": "application/yaml"}
         ("POST", "/v1/apply", {}, False, True, 401),
         ("POST", "/v1/apply", {**AUTH, **YAML}, False, True, None),
         ("POST", "/v1/apply", {**AUTH, "Content-Type": "text/plain"}, False, True, 415),
-        ("POST", "/v1/apply", {**AUTH}, False, True, 415),
+        ("POST", "/v1/apply", {**AUTH}, False, True, None),  # no type: JSON, as the API server reads it
         ("POST", "/v1/apply", {"Content-Type": "application/x-www-form-urlencoded"}, True, True, 415),
         ("PATCH", "/x/scale", {**AUTH, "Content-Type": "application/merge-patch+json"}, False, True, None),
         ("DELETE", "/x", AUTH, False, False, None),  # no body: nothing to interpret

@@ -127,7 +127,8 @@ def test_aiohttp_errors_become_statuses(error, code, reason):
 def test_openapi_paths_document_only_the_verbs_a_kind_has():
     paths = openapi.swagger()["paths"]
     deployment = paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
-    assert set(deployment) == {"get", "delete"}  # no PATCH documented until the API takes one
+    assert set(deployment) == {"get", "put", "patch", "delete"}  # what meshd.api.writes serves
     assert deployment["get"]["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1",
                                                                     "kind": "Deployment"}
-    assert set(paths["/api/v1/namespaces/{namespace}/pods"]) == {"get"}
+    assert set(paths["/api/v1/namespaces/{namespace}/pods"]) == {"get", "post"}
+    assert set(paths["/api/v1/namespaces/{namespace}/endpoints/{name}"]) == {"get"}  # read-only

@@ -8,6 +8,8 @@ from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
+    creation_batch,
+    next_batch,
     plan_replicaset,
     plan_rollout,
     resolve_surge,
@@ -148,3 +150,24 @@ def _doc(annotations=None, replicas=1):
 ])
 def test_apply_keeps_what_scale_and_rollout_restart_set(live, applied, carried):
     assert keep_live_fields(live, applied) == carried
+
+
+@pytest.mark.parametrize(("missing", "batch", "room", "create"), [
+    (10**9, 1, 220, 1),       # slow start: the first pass creates one pod
+    (10**9, 64, 220, 64),     # then at most the batch
+    (10**9, 64, 10, 10),      # and never past the node's room for pod objects
+    (3, 64, 220, 3),          # never more than is missing
+    (5, 4, 0, 0),             # a full node creates nothing
+    (0, 8, 220, 0),
+])
+def test_creation_batch(missing, batch, room, create):
+    assert creation_batch(missing, batch=batch, room=room) == create
+
+
+@pytest.mark.parametrize(("batch", "created", "missing", "after"), [
+    (1, 1, 10**9, 2), (2, 2, 10**9, 4), (32, 32, 10**9, 64), (64, 64, 10**9, 64),  # doubles to the cap
+    (8, 3, 10**9, 8),   # the node was full: the batch waits where it was
+    (8, 3, 3, 1),       # everything created: the next burst starts slow again
+])
+def test_next_batch(batch, created, missing, after):
+    assert next_batch(batch, created=created, missing=missing) == after

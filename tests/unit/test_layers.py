@@ -1,7 +1,8 @@
 """The layering of the code, checked: lower layers never import higher ones (kopf's import contracts).
 
 model <- store, manifests, registry, driver, probe <- dns, mdns <- controller <- api <- agent <- cli; the sidecar (data
-plane) shares only the model with the control plane, so it runs on its own.
+plane) shares only the model and the task supervisor (`meshd.tasks`) with the control plane, so it runs on its
+own. `meshd.tasks` and `meshd.logfiles` are the foundation every layer may use.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ ALLOWED: dict[str, set[str]] = {
                   "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "sidecar": {"meshd.model", "sidecar"},
 }
+
+
+BASE = {"meshd.tasks", "meshd.logfiles"}
+for _layer in ALLOWED:
+    ALLOWED[_layer] |= BASE
+ALLOWED["meshd.api"].add("meshd.health")
 
 
 def imports_of(path: Path) -> set[str]:

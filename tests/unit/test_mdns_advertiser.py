@@ -233,4 +233,4 @@ async def test_a_worker_that_dies_is_restarted(setup: Any, caplog: Any) -> None:
     advertiser._idle.set = original
     await advertiser.wait_idle()
     assert WEB in fake.registered
-    assert "worker died; restarting" in caplog.text
+    assert "task mdns-advertiser died" in caplog.text

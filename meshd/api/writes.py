@@ -1,0 +1,325 @@
+"""The write verbs of the Kubernetes API: POST to a collection (create), PUT (replace), PATCH (every patch type
+of meshd.api.patching), DELETE, and the `scale` subresource. Every write goes through the controller's
+`apply`, the path `meshd apply` takes (validated by meshd.manifests, persisted in the store in one transaction),
+so a refused write changes nothing. `dryRun=All` validates and answers the result without storing it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from meshd.api import status as api_status
+from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
+from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
+from meshd.api.scale import scale_of
+from meshd.controller.loop import Controller
+from meshd.controller.records import REVISION_ANNOTATION
+from meshd.manifests import ManifestError, load_objects
+from meshd.manifests.reader import INT32_MAX
+from meshd.store import AlreadyExists, Conflict
+
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet")
+# metadata the server sets: never taken from a client's object
+SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+                   "deletionTimestamp", "deletionGracePeriodSeconds")
+Reader = Callable[[Kind, str, str], dict[str, Any] | None]
+
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
+
+
+def request_kind(request: web.Request) -> Kind:
+    """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
+    kind (or an object of a namespaced kind without one), is a NotFound Status."""
+    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    kind = _RESOURCES.get((group, request.match_info["resource"]))
+    scoped = "ns" in request.match_info
+    if kind is None or (scoped and not kind.namespaced) or (
+            not scoped and kind.namespaced and "name" in request.match_info):
+        raise web.HTTPNotFound()
+    return kind
+
+
+def desired(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    """What a client's object asks for, as a manifest: no status, no server-set metadata. Pure."""
+    manifest = {k: copy.deepcopy(v) for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (manifest.get("metadata") or {}).items() if k not in SERVER_METADATA}
+    annotations = dict(meta.get("annotations") or {})
+    if kind.kind == "Deployment":  # the controller's, shown on GET
+        annotations.pop(REVISION_ANNOTATION, None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    manifest["metadata"] = meta
+    spec = manifest.get("spec")
+    if kind.kind == "Service" and isinstance(spec, dict):  # allocated by the agent, shown on GET
+        ips = spec.pop("clusterIPs", None)
+        if spec.get("clusterIP") is None and ips:
+            spec["clusterIP"] = ips[0]
+        if spec.get("clusterIP") is None:
+            spec.pop("clusterIP", None)
+    return manifest
+
+
+def replicas_problem(replicas: Any) -> str | None:
+    """Why a Scale's replicas is invalid (an int32 of at least 0, as in Kubernetes), or None."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        return "must be an integer"
+    if replicas < 0:
+        return "must be greater than or equal to 0"
+    if replicas > INT32_MAX:
+        return f"must be less than or equal to {INT32_MAX}"
+    return None
+
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    if any(v != "All" for v in values):
+        raise ValueError(f"dryRun must be All, not {values}")
+    return bool(values)
+
+
+def _invalid(kind: Kind, name: str, error: ManifestError, *, strict: bool) -> web.Response:
+    """An object meshd cannot accept, as the API server says it: 422 Invalid with the field path as a cause, or
+    400 BadRequest for an unknown field under fieldValidation=Strict (a strict decoding error)."""
+    if strict and error.problem.startswith("unknown field"):
+        message = f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: strict decoding ' \
+                  f'error: unknown field "{error.field_path}"'
+        return api_status.response(400, message)
+    body = api_status.invalid(error)
+    where = f"{error.field_path}: " if error.path else ""
+    body["message"] = f'{kind.kind}{"." + kind.group if kind.group else ""} "{name}" is invalid: ' \
+                      f'{where}{error.problem}'
+    body["details"].update(name=name, kind=kind.plural, **({"group": kind.group} if kind.group else {}))
+    return web.json_response(body, status=422)
+
+
+def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with the kind, name and namespace of the request path; one naming others is a PatchError."""
+    obj = dict(obj)
+    if obj.get("kind", kind.kind) != kind.kind or obj.get("apiVersion", kind.api_version) != kind.api_version:
+        raise PatchError(f"the object is a {obj.get('apiVersion')} {obj.get('kind')}, not a "
+                         f"{kind.api_version} {kind.kind} as the request path says")
+    obj.update(kind=kind.kind, apiVersion=kind.api_version)
+    meta = dict(obj.get("metadata") or {})
+    if meta.get("name", name) != name:
+        raise PatchError(f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+                         f"({name})")
+    if meta.get("namespace", namespace) != namespace:
+        raise PatchError("the namespace of the provided object does not match the namespace sent on the "
+                         "request")
+    meta.update(name=name, namespace=namespace)
+    obj["metadata"] = meta
+    return obj
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """A POST's or PUT's object, JSON or YAML."""
+    raw = await request.read()
+    try:
+        if "yaml" in request.content_type:
+            body = yaml.safe_load(raw.decode())
+        else:
+            body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise PatchError(f"the request body is not a JSON or YAML object: {error}") from None
+    if not isinstance(body, dict):
+        raise PatchError("the request body must be an object")
+    return body
+
+
+class Writes:
+    """The handlers; `read` answers an object as GET shows it (None when there is none)."""
+
+    def __init__(self, controller: Controller, read: Reader) -> None:
+        self.controller = controller
+        self.read = read
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        for prefix in ("/api/v1", "/apis/apps/v1"):
+            router.add_post(prefix + "/namespaces/{ns}/{resource}", self.create)
+            router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}", self.replace)
+            router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}", self.patch)
+            router.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete)
+            router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
+            router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
+        for resource in ("deployments", "replicasets"):
+            router.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
+            router.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
+
+    # --- the verbs ------------------------------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.Response:
+        kind, namespace = self._writable(request), request.match_info["ns"]
+        obj = await _body(request)
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if not name:
+            return api_status.response(422, f"{kind.kind} is invalid: metadata.name: Required value: name is "
+                                            f"required (meshd does not generate names)",
+                                       details={"kind": kind.plural, "causes": [
+                                           {"reason": "FieldValueRequired", "message": "Required value",
+                                            "field": "metadata.name"}]})
+        return await self._write(request, kind, namespace, name, obj, live=None, code=201)
+
+    async def replace(self, request: web.Request) -> web.Response:
+        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        obj = _identified(kind, namespace, name, await _body(request))
+        live = self._live(kind, namespace, name)
+        return await self._write(request, kind, namespace, name, obj, live=live, code=200)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        content_type = request.content_type
+        if content_type not in PATCH_TYPES:
+            return api_status.response(415, f"the body of the request was in an unknown format - accepted media "
+                                            f"types include: {', '.join(PATCH_TYPES)}")
+        if content_type == APPLY and not request.query.get("fieldManager"):
+            return api_status.response(400, "PATCH /apply requests require a fieldManager (e.g. ?fieldManager=x)")
+        patch = parse_body(content_type, await request.read())
+        live = self.read(kind, namespace, name)
+        if live is None:
+            if content_type != APPLY:
+                raise KeyError(f'{kind.resource} "{name}" not found')
+            # server-side apply creates what is not there
+            if not isinstance(patch, dict):
+                raise PatchError("an apply patch must be an object")
+            return await self._write(request, kind, namespace, name, patch, live=None, code=201)
+        patched = apply_patch(content_type, live, patch)
+        return await self._write(request, kind, namespace, name, patched, live=live, code=200)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        options = await _body(request) if request.can_read_body else {}
+        live = self._live(kind, namespace, name)
+        policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
+        if policy not in ("Background", "Foreground", "Orphan"):
+            raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
+        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet"):
+            return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
+                                            f"its pods (use --cascade=background or foreground)")
+        expected = (options.get("preconditions") or {})
+        meta = live.get("metadata") or {}
+        for field in ("uid", "resourceVersion"):
+            if expected.get(field) and expected[field] != meta.get(field):
+                raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": Precondition failed: '
+                               f'{field} in precondition: {expected[field]}, {field} in object meta: '
+                               f'{meta.get(field)}')
+        if not _dry_run(request):
+            if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
+                self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
+            else:
+                await self.controller.delete(kind.kind, namespace, name)
+        details = {"name": name, "kind": kind.plural, "uid": str(meta.get("uid", ""))}
+        body = api_status.success(**details)
+        if kind.group:
+            body["details"]["group"] = kind.group
+        return web.json_response(body)
+
+    async def scale(self, request: web.Request) -> web.Response:
+        kind = DEPLOYMENT if "/deployments/" in request.path else REPLICASET
+        namespace, name = request.match_info["ns"], request.match_info["name"]
+        current = scale_of(self._live(kind, namespace, name))
+        if request.method == "PUT":
+            wanted = await _body(request)
+        else:
+            content_type = request.content_type
+            if content_type in ("application/json", "application/yaml"):  # `meshd scale`'s: a merge patch
+                patch = parse_body(APPLY, await request.read())  # YAML, so JSON too
+                content_type = MERGE
+            elif content_type in PATCH_TYPES:
+                patch = parse_body(content_type, await request.read())
+            else:
+                return api_status.response(415, f"unsupported patch type {content_type!r}")
+            wanted = apply_patch(content_type, current, patch)
+        version = (wanted.get("metadata") or {}).get("resourceVersion")
+        if version and version != current["metadata"].get("resourceVersion"):
+            raise Conflict(self._conflict(kind, name))
+        replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted.get("spec"), dict) else None
+        problem = replicas_problem(replicas)
+        if problem is not None:
+            message = f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas!r}: {problem}'
+            return api_status.response(422, message, details={
+                "name": name, "group": "autoscaling", "kind": "Scale", "causes": [
+                    {"reason": "FieldValueInvalid", "message": f"Invalid value: {replicas!r}: {problem}",
+                     "field": "spec.replicas"}]})
+        assert isinstance(replicas, int)
+        if _dry_run(request):
+            current["spec"]["replicas"] = replicas
+            return web.json_response(current)
+        await self.controller.scale(kind.kind, namespace, name, replicas)
+        return web.json_response(scale_of(self._live(kind, namespace, name)))
+
+    async def status(self, request: web.Request) -> web.Response:
+        kind = self._writable(request)
+        self._live(kind, namespace=request.match_info["ns"], name=request.match_info["name"])
+        return api_status.response(405, f"the status of {kind.resource} is written by meshd's controller only",
+                                   reason="MethodNotAllowed")
+
+    # --- one write ------------------------------------------------------------------------------------
+
+    async def _write(self, request: web.Request, kind: Kind, namespace: str, name: str, obj: dict[str, Any], *,
+                     live: dict[str, Any] | None, code: int) -> web.Response:
+        """Checks the object against the request, then validates and stores it (or, with dryRun, only
+        validates it) and answers it as GET shows it."""
+        obj = _identified(kind, namespace, name, obj)
+        meta = obj["metadata"]
+        version = str(meta.get("resourceVersion") or "")
+        manifest = desired(kind, obj)
+        strict = request.query.get("fieldValidation") == "Strict"
+        try:
+            load_objects([manifest], source=f"{kind.plural}/{name}")
+        except ManifestError as error:
+            return _invalid(kind, name, error, strict=strict)
+
+        def check() -> None:
+            stored = self.controller.store.get(kind.kind, namespace, name)
+            exists = stored is not None or (kind.kind == "Pod" and (namespace, name) in self.controller.pods)
+            if live is None and exists:
+                raise AlreadyExists(f'{kind.resource} "{name}" already exists')
+            if live is not None and not exists:
+                raise KeyError(f'{kind.resource} "{name}" not found')
+            if live is not None and version and stored is not None and \
+                    version != str(stored["metadata"].get("resourceVersion")):
+                raise Conflict(self._conflict(kind, name))
+
+        if _dry_run(request):
+            check()
+            result = copy.deepcopy(obj)
+            if live is not None:
+                result["metadata"] = {**manifest["metadata"], **{
+                    k: v for k, v in (live.get("metadata") or {}).items() if k in SERVER_METADATA}}
+            return web.json_response(result, status=code)
+        try:
+            await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,
+                                        carry_live=False, check=check)
+        except ManifestError as error:  # what only the controller knows: a taken clusterIP or pod name
+            return _invalid(kind, name, error, strict=strict)
+        written = self.read(kind, namespace, name) or self.controller.store.get(kind.kind, namespace, name)
+        return web.json_response(written, status=code)
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _writable(self, request: web.Request) -> Kind:
+        kind = request_kind(request)
+        if kind.kind not in WRITABLE:
+            raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+        return kind
+
+    def _live(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        live = self.read(kind, namespace, name)
+        if live is None:
+            raise KeyError(f'{kind.resource} "{name}" not found')
+        return live
+
+    @staticmethod
+    def _conflict(kind: Kind, name: str) -> str:
+        return (f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been modified; please '
+                f'apply your changes to the latest version and try again')
+
+
+__all__ = ["WRITABLE", "Writes", "desired", "replicas_problem", "request_kind"]
