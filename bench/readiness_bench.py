@@ -93,7 +93,7 @@ async def main(trials: int) -> None:
                 subprocess.run(["docker", "kill", old], check=True, capture_output=True)
                 await wait_for(lambda: unready_at)
                 deaths.append(unready_at[0] - started)
-                await wait_for(lambda: status.id != old and ready())
+                await wait_for(lambda status=status, old=old: status.id != old and ready())
         finally:
             await agent.close(stop_pods=True)
 

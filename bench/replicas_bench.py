@@ -90,11 +90,11 @@ async def main(kills: int, replicas: int) -> None:
                 old = status.id
                 t0 = time.monotonic()
                 subprocess.run(["docker", "kill", old], check=True, capture_output=True)
-                await wait_for(lambda: status.id != old and status.phase == "running")
+                await wait_for(lambda status=status, old=old: status.id != old and status.phase == "running")
                 restart.append(time.monotonic() - t0)
                 if worker.name in removed_at:
                     leave.append(removed_at[worker.name] - t0)
-                await wait_for(lambda: worker.ready)
+                await wait_for(lambda worker=worker: worker.ready)
         finally:
             await agent.close(stop_pods=True)
 

@@ -85,7 +85,7 @@ def parse_field_selector(text: str) -> tuple[FieldRequirement, ...]:
         term = term.strip()
         if not term:  # "a=x,,b=y": skipped, as the API server does
             continue
-        for operator, equal in (("!=", False), ("==", True), ("=", True)):
+        for operator, equal in (("!=", False), ("==", True), ("=", True)):  # noqa: B007 - read after the break
             field, sep, value = term.partition(operator)
             if sep:
                 break

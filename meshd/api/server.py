@@ -204,7 +204,10 @@ class ApiServer:
 
     def _objects(self, resource: str, namespace: str | None) -> list[dict[str, Any]]:
         c = self.controller
-        ns_ok = (lambda ns: namespace is None or ns == namespace)
+
+        def ns_ok(ns: str) -> bool:
+            return namespace is None or ns == namespace
+
         if resource == "events":
             return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "namespaces":

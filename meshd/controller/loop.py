@@ -64,6 +64,8 @@ from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
 
+DEFAULT_BACKOFF = BackoffPolicy()
+
 log = logging.getLogger(__name__)
 
 LABEL_CREATED = "io.meshd.created"
@@ -111,7 +113,7 @@ class Controller:
         agent_id: str,
         service_pool: str,
         capacity: NodeCapacity,
-        backoff: BackoffPolicy = BackoffPolicy(),
+        backoff: BackoffPolicy = DEFAULT_BACKOFF,
         zone: str = "cluster.local",
         make_prober: Prober | None = None,
         drain: Callable[[PodWorker, float], Any] | None = None,

@@ -67,7 +67,7 @@ class ControllerCollector(Collector):
             "1 when the Deployment's rollout exceeded its progress deadline.",
             labels=["namespace", "deployment"],
         )
-        for (kind, namespace, name), record in sorted(c.objects.items()):
+        for (_kind, namespace, name), record in sorted(c.objects.items()):
             if not isinstance(record.obj, Deployment):
                 continue
             status = c.deployment_status(record)

@@ -78,8 +78,8 @@ async def test_one_shot_tasks_are_referenced_and_their_failure_logged(caplog) ->
     assert "task test once failed" in caplog.text and "ValueError: lost" in caplog.text
 
 
-def _no_wait(sleep):  # noqa: ANN001, ANN202
-    async def fast(delay: float, *args):  # noqa: ANN002, ANN202
+def _no_wait(sleep):
+    async def fast(delay: float, *args):
         return await sleep(0)
 
     return fast
