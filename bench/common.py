@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,3 +40,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def start_process_agent(tree: Path, work: Path) -> tuple[asyncio.subprocess.Process, str, int, Path]:
+    """`meshd agent --driver process` from the source tree `tree` (no sidecar, no mDNS), its log in `work`:
+    (the process, its API host:port, its DNS port, its state dir). Returns once /healthz answers."""
+    import aiohttp
+
+    state = work / "state"
+    api, dns_port = f"127.0.0.1:{free_port()}", free_port()
+    with (work / "agent.log").open("wb") as log:
+        agent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "meshd.cli", "agent", "--driver", "process", "--mdns", "off", "--no-sidecar",
+            "--api", api, "--dns", f"127.0.0.1:{dns_port}", "--state-dir", str(state),
+            env={**os.environ, "PYTHONPATH": str(tree)}, cwd=work, stdout=log, stderr=log)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(f"http://{api}/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    return agent, api, dns_port, state

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import sys
@@ -31,7 +30,7 @@ import dns.rcode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import api_headers, free_port, percentile
+from bench.common import api_headers, percentile, start_process_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 PODS = """\
@@ -94,14 +93,7 @@ def written(pid: int) -> int:
 
 async def run(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="meshd-store-bench-"))
-    state = work / "state"
-    api, dns_port = f"127.0.0.1:{free_port()}", free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    with (work / "agent.log").open("wb") as log:
-        agent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "meshd.cli", "agent", "--driver", "process", "--mdns", "off", "--no-sidecar",
-            "--api", api, "--dns", f"127.0.0.1:{dns_port}", "--state-dir", str(state), env=env, cwd=work,
-            stdout=log, stderr=log)
+    agent, api, dns_port, state = await start_process_agent(tree, work)
     figures: dict[str, Any] = {}
     resolver = DnsLoop(dns_port, "steady-0.default.svc.cluster.local")
     try:
@@ -110,13 +102,6 @@ async def run(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
                 async with http.post(f"http://{api}{path}", data=body, headers=api_headers(state)) as response:
                     assert response.status == 200, await response.text()
 
-            for _ in range(600):
-                try:
-                    async with http.get(f"http://{api}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
             await post("/v1/apply", services(1).replace("svc-", "steady-"))
             resolver.start()
             await asyncio.sleep(0.5)
