@@ -95,17 +95,23 @@ class FdServer:
                 asyncio.get_running_loop().remove_reader(conn.fileno())
             conn.close()
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _bind(self) -> socket.socket:
+        """The rendezvous socket, owner only (blocking: touches the file system)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        server = self.server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        old = os.umask(0o177)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             server.bind(self.path)
-        finally:
-            os.umask(old)
+            os.chmod(self.path, 0o600)
+        except BaseException:
+            server.close()
+            raise
         server.listen(8)
+        return server
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        server = self.server = await asyncio.to_thread(self._bind)
         server.setblocking(False)
         try:
             while True:
