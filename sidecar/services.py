@@ -128,7 +128,14 @@ class ServiceState:
         self.stats = ServiceStats()
         self.waiters: list[Callable[[], None]] = []
         self._eject_expiry: float | None = None
-        self.no_endpoints_reason = f"no ready endpoints for {key}"
+
+    def unavailable_reason(self) -> str:
+        """Why nothing can be picked now: what a fail-fast reply (503, gRPC UNAVAILABLE) tells the client."""
+        if not self.exists:
+            return f"no ready endpoints for {self.label}: the Service does not exist (yet)"
+        if self.ready_count and not self.available:
+            return f"no ready endpoints for {self.label}: all {self.ready_count} ready endpoints are ejected"
+        return f"no ready endpoints for {self.label}"
 
     # --- discovery -------------------------------------------------------------------------------------
     def reset(self, info: ServiceInfo, endpoints: Iterable[Endpoint]) -> None:

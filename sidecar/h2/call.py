@@ -212,13 +212,7 @@ class Call:
             return
         if self.endpoint_ready in svc.waiters:
             svc.waiters.remove(self.endpoint_ready)
-        if not svc.exists:
-            why = f"no ready endpoints for {svc.label}: the Service does not exist (yet)"
-        elif svc.ready_count and not svc.available:
-            why = f"no ready endpoints for {svc.label}: all {svc.ready_count} ready endpoints are ejected"
-        else:
-            why = f"no ready endpoints for {svc.label}"
-        self.local_reply(503, grpc.UNAVAILABLE, why)
+        self.local_reply(503, grpc.UNAVAILABLE, svc.unavailable_reason())
 
     # --- upstream callbacks (upstream.Stream) -----------------------------------------------------------
     def up_ready(self, up: H2Upstream) -> None:

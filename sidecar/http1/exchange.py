@@ -270,13 +270,7 @@ class Exchange:
             return
         if self._endpoint_ready in svc.waiters:
             svc.waiters.remove(self._endpoint_ready)
-        if not svc.exists:
-            why = f"no ready endpoints for {svc.label}: the Service does not exist (yet)"
-        elif svc.ready_count and not svc.available:
-            why = f"no ready endpoints for {svc.label}: all {svc.ready_count} ready endpoints are ejected"
-        else:
-            why = f"no ready endpoints for {svc.label}"
-        self.local_reply(503, why, close=not self.req_done)
+        self.local_reply(503, svc.unavailable_reason(), close=not self.req_done)
 
     async def _connect(self, ep: EndpointState, port: int) -> None:
         loop = asyncio.get_running_loop()
