@@ -90,6 +90,17 @@ class FdKeeper:
         self.path = path
         self.retry = retry
         self.fds: dict[Key, int] = {}
+        self._stale: dict[Key, int] = {}  # held from before the current connection, not yet confirmed
+
+    def dups(self) -> dict[Key, int]:
+        """A dup of every fd held (confirmed or not), for the caller to pass on and close."""
+        out: dict[Key, int] = {}
+        for key, fd in {**self._stale, **self.fds}.items():
+            try:
+                out[key] = os.dup(fd)
+            except OSError as error:  # EMFILE: that socket is bound anew by the next sidecar
+                log.warning("cannot pass on the socket of %s:%d/%s: %s", *key, error)
+        return out
 
     def apply(self, op: str, key: Key | None, fd: int | None, stale: dict[Key, int]) -> None:
         """One message. `stale`: fds held from before this connection, not yet confirmed by its snapshot."""
@@ -120,10 +131,12 @@ class FdKeeper:
                 await asyncio.sleep(self.retry)
                 continue
             stale, self.fds = self.fds, {}
+            self._stale = stale
             try:
                 await self._follow(loop, sock, stale)
             finally:
                 sock.close()
+                self._stale = {}
                 for key, fd in stale.items():  # the snapshot was cut short: keep what it did not replace
                     if key in self.fds:
                         os.close(fd)

@@ -96,7 +96,8 @@ class SidecarProcess:
     async def _spawn(self) -> None:
         log_path = self.state_dir / "sidecar.log"
 
-        fds = dict(self.keeper.fds) if self.keeper is not None else {}  # the last sidecar's sockets
+        fds = self.keeper.dups() if self.keeper is not None else {}  # the last sidecar's sockets (our own dups:
+        # the keeper may close its fds while the spawn runs in its thread)
 
         def spawn() -> subprocess.Popen:
             rotate_log(log_path)
@@ -109,7 +110,11 @@ class SidecarProcess:
                                         stdin=subprocess.DEVNULL, start_new_session=True,
                                         env=env, pass_fds=sorted(fds.values()))
 
-        self._child = await asyncio.to_thread(spawn)
+        try:
+            self._child = await asyncio.to_thread(spawn)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         self.pid = self._child.pid
         self.starts += 1
         await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())

@@ -77,6 +77,9 @@ def test_the_keeper_replaces_deletes_and_drops_what_a_new_snapshot_does_not_conf
     keeper.apply("add", OTHER, fds[3], {})
     keeper.apply("del", OTHER, None, {})
     assert not _open(fds[3]) and keeper.fds == {KEY: fds[2]}
+    passed = keeper.dups()  # what a new sidecar gets: its own dups, closed by the caller
+    assert list(passed) == [KEY] and passed[KEY] != fds[2] and _open(passed[KEY])
+    os.close(passed[KEY])
     keeper.close()
     assert not _open(fds[2]) and keeper.fds == {}
 
