@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "sidecar-fds.sock"
 PATH_VARIABLE = "MESHD_SIDECAR_HANDOVER"  # the sidecar serves its fds here
 FDS_VARIABLE = "MESHD_SIDECAR_FDS"  # JSON [[fd, address, port, protocol], ...]: sockets the sidecar inherits
+CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 MAX_PATH = 100  # sun_path holds 108 bytes
 
 Key = tuple[str, int, str]  # address, port, "TCP" or "UDP"
@@ -153,12 +154,16 @@ class FdKeeper:
                 readable.clear()
                 while True:
                     try:
-                        data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4)
+                        # close-on-exec: a pod the agent spawns (uvloop closes no fds for it) must not
+                        # inherit a listening socket, or it holds the port for good
+                        data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 4, CLOEXEC)
                     except BlockingIOError:
                         break
                     except OSError as error:
                         log.debug("sidecar fd handover: %s", error)
                         return
+                    for fd in fds:
+                        os.set_inheritable(fd, False)
                     if not data and not fds:
                         return  # the sidecar exited
                     try:

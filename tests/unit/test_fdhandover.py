@@ -99,6 +99,7 @@ async def test_a_sidecar_hands_its_listening_socket_to_the_keeper(tmp_path: Path
                 break
             await asyncio.sleep(0.01)
         assert (await asyncio.to_thread(os.stat, path)).st_mode & 0o077 == 0  # owner only
+        assert not os.get_inheritable(keeper.fds[key])  # close-on-exec: no pod inherits it
         held = socket.socket(fileno=os.dup(keeper.fds[key]))
         assert held.getsockname() == listening.getsockname()  # the same socket
         held.close()
