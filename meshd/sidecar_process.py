@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from meshd.fdhandover import FDS_VARIABLE, PATH_VARIABLE, FdKeeper, encode_inherited, handover_path
+from meshd.fdhandover import FdKeeper
+from meshd.model.handover import FDS_VARIABLE, PATH_VARIABLE, encode_inherited, handover_path
 from meshd.hostslots import port_free
 from meshd.logfiles import rotate_log
 from meshd.state import write_atomically

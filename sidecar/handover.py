@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 
-from meshd.fdhandover import FDS_VARIABLE, PATH_VARIABLE, Key, decode_inherited, encode
+from meshd.model.handover import FDS_VARIABLE, PATH_VARIABLE, Key, decode_inherited, encode
 
 log = logging.getLogger("meshd.sidecar.handover")
 
@@ -70,6 +70,13 @@ class FdServer:
         if held is not None:
             held.close()
             self._send_all("del", key, None)
+
+    def close(self) -> None:
+        """Stopping: this process's dups close (a listener that stops accepting must not keep its port)."""
+        for sock in [*self.inherited.values(), *self.held.values()]:
+            sock.close()
+        self.inherited.clear()
+        self.held.clear()
 
     def _snapshot(self) -> list[tuple[Key, socket.socket]]:
         return [*self.inherited.items(), *self.held.items()]

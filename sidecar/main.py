@@ -119,6 +119,8 @@ class NodeListeners:
                 pass
 
     async def stop(self, grace: float) -> None:
+        if self.handover is not None:
+            self.handover.close()
         await asyncio.gather(*(listener.stop(grace) for listener in self.listeners.values()))
         await self.stopping.wait()
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(180)
 WEB = textwrap.dedent("""\
     apiVersion: v1
     kind: Pod
-    metadata: {name: web, labels: {app: web}}
+    metadata: {name: handover-web, labels: {app: handover-web}}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
@@ -37,9 +37,9 @@ WEB = textwrap.dedent("""\
     ---
     apiVersion: v1
     kind: Service
-    metadata: {name: web}
+    metadata: {name: handover-web}  # a name (so an address) no other test uses
     spec:
-      selector: {app: web}
+      selector: {app: handover-web}
       ports: [{name: http, port: 80, targetPort: http}]
     """)
 
@@ -48,18 +48,19 @@ def listening_inode(pid: int, address: str, port: int) -> str | None:
     """The inode of the TCP socket `pid` listens with on address:port (from /proc/net/tcp and its fds)."""
     a, b, c, d = (int(x) for x in address.split("."))
     local = f"{d:02X}{c:02X}{b:02X}{a:02X}:{port:04X}"
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[3] == "0A":  # LISTEN
-            inode = fields[9]
-    if inode is None:
-        return None
+    inodes = [fields[9] for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+              if fields[1] == local and fields[3] == "0A"]  # LISTEN (another test's sidecar may linger there)
+    links = set()
     try:
-        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return None
-    return inode if f"socket:[{inode}]" in links else None
+    for fd in fds:
+        try:
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:  # a connection closed meanwhile
+            continue
+    return next((inode for inode in inodes if f"socket:[{inode}]" in links), None)
 
 
 class Load(threading.Thread):
@@ -76,7 +77,7 @@ class Load(threading.Thread):
         while not self.stopping.is_set():
             conn = http.client.HTTPConnection(self.address, 80, timeout=30)
             try:
-                conn.request("GET", "/", headers={"Host": "web", "Connection": "close"})
+                conn.request("GET", "/", headers={"Host": "handover-web", "Connection": "close"})
                 reply = conn.getresponse()
                 reply.read()
                 if reply.status == 200:
@@ -96,8 +97,8 @@ async def test_a_killed_sidecar_refuses_nothing_and_its_successor_accepts_on_the
     agent.sidecar._interval = 0.2
     try:
         await agent.controller.apply(WEB)
-        await eventually(lambda: ready_pods(agent, "web"), timeout=60)
-        info = await eventually(lambda: agent.registry.service(ServiceKey("default", "web")), timeout=30)
+        await eventually(lambda: ready_pods(agent, "handover-web"), timeout=60)
+        info = await eventually(lambda: agent.registry.service(ServiceKey("default", "handover-web")), timeout=30)
         address = info.address if info is not None else None
         assert address, "the Service has an address"
 
@@ -115,6 +116,7 @@ async def test_a_killed_sidecar_refuses_nothing_and_its_successor_accepts_on_the
             pid = agent.sidecar.pid
             assert pid is not None
             inode = listening_inode(pid, address, 80)
+            assert inode is not None
             before = load.ok
             os.kill(pid, signal.SIGKILL)
             await eventually(lambda old=pid: agent.sidecar.pid not in (None, old), timeout=60)

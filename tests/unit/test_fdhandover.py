@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from meshd.fdhandover import (
-    FdKeeper,
+from meshd.fdhandover import FdKeeper
+from meshd.model.handover import (
     decode,
     decode_inherited,
     encode,
