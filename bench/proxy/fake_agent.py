@@ -49,6 +49,7 @@ class FakeAgent:
         self.heartbeat = heartbeat
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.stopping = False
 
     # --- control ---
     def set_service(self, info: ServiceInfo, endpoints: list[Endpoint]) -> None:
@@ -90,6 +91,7 @@ class FakeAgent:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.stopping = False
         self.runner = web.AppRunner(self.app(), handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)
@@ -98,14 +100,18 @@ class FakeAgent:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        self.stopping = True  # a watch that arrives while the server closes ends at once
         self.drop_streams()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        self.drop_streams()  # one that began between the first drop and the close
 
     async def _stream(self, request: web.Request, first: list[dict[str, Any]], only: ServiceKey | None):
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
+        if self.stopping:
+            return resp
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         entry = (q, only)
         self.streams.append(entry)

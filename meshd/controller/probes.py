@@ -39,8 +39,11 @@ class ProberAdapter:
         BACKGROUND.spawn(self._prober.stop(), name="stop prober")
 
     def describe(self) -> list[dict[str, Any]]:
+        """What a pod object shows of its probes: no durations, so a pod changes (and a watch sees MODIFIED)
+        only when a probe's outcome or message does, not on every period."""
         return [
-            {"type": r.kind, "probe": describe_probe(r.probe), "state": r.state, "last": describe_result(r.last)}
+            {"type": r.kind, "probe": describe_probe(r.probe), "state": r.state,
+             "last": describe_result(r.last, timed=False)}
             for r in self._prober.reports()
         ]
 

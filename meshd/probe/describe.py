@@ -25,9 +25,10 @@ def describe_probe(probe: Probe) -> str:
     )
 
 
-def describe_result(result: ProbeResult | None) -> str:
-    """`failure (3.1ms): HTTP probe failed with statuscode: 500`, or `<none>` before the first probe."""
+def describe_result(result: ProbeResult | None, *, timed: bool = True) -> str:
+    """`failure (3.1ms): HTTP probe failed with statuscode: 500`, or `<none>` before the first probe.
+    `timed=False` leaves the duration out, so the same outcome reads the same every period."""
     if result is None:
         return "<none>"
-    text = f"{result.outcome} ({result.duration * 1000:.1f}ms)"
+    text = f"{result.outcome} ({result.duration * 1000:.1f}ms)" if timed else result.outcome
     return f"{text}: {result.message}" if result.message else text

@@ -266,6 +266,11 @@ async def test_the_python_client_lists_watches_and_gets_statuses(cluster):
         watch = kubernetes.watch.Watch()
         seen["watched"] = [(e["type"], e["object"].metadata.name)
                            for e in watch.stream(core.list_namespaced_service, "default", timeout_seconds=1)]
+        # two pods probed every second for 4 s: a pod changes when a probe's outcome does, not every period
+        seen["pod events"] = [(e["type"], e["object"].metadata.name,
+                               [(c.ready, c.restart_count) for c in e["object"].status.container_statuses])
+                              for e in kubernetes.watch.Watch().stream(
+                                  core.list_namespaced_pod, "default", label_selector="app=web", timeout_seconds=4)]
         return seen
 
     seen = await asyncio.to_thread(use_the_client)
@@ -278,6 +283,11 @@ async def test_the_python_client_lists_watches_and_gets_statuses(cluster):
     assert seen["missing"] == (404, "NotFound")
     assert seen["unsupported"] == (400, "BadRequest")
     assert seen["watched"] == [("ADDED", "web")]  # and the stream ended with timeoutSeconds
+    assert [event[0] for event in seen["pod events"][:2]] == ["ADDED", "ADDED"]
+    last: dict = {}
+    for kind, name, state in seen["pod events"]:  # a MODIFIED must carry a change a user can see
+        assert not (kind == "MODIFIED" and last.get(name) == state), seen["pod events"]
+        last[name] = state
 
 
 async def test_events_and_endpoints_through_kubectl(cluster):

@@ -27,6 +27,10 @@ def test_describe_result() -> None:
     assert describe_result(ProbeResult("failure", "HTTP probe failed with statuscode: 500", 0.0031)) == (
         "failure (3.1ms): HTTP probe failed with statuscode: 500"
     )
+    assert describe_result(ProbeResult("success", "", 0.0012), timed=False) == "success"
+    assert describe_result(ProbeResult("failure", "HTTP probe failed with statuscode: 500", 0.0031), timed=False) == (
+        "failure: HTTP probe failed with statuscode: 500"
+    )
 
 
 def test_request_defaults_and_overrides() -> None:
