@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from meshd.fdhandover import FdKeeper
+from meshd.model.handover import FDS_VARIABLE, PATH_VARIABLE, encode_inherited, handover_path
 from meshd.hostslots import port_free
 from meshd.logfiles import rotate_log
 from meshd.state import write_atomically
@@ -57,6 +59,12 @@ class SidecarProcess:
         self._task: asyncio.Task | None = None
         self._child: subprocess.Popen | None = None
         self.starts = 0  # sidecars this agent started (a restart counts)
+        path = handover_path(state_dir)
+        if path is None:
+            log.warning("the state dir's path is too long for the sidecar's fd handover socket: connections "
+                        "to Services are refused while the sidecar restarts")
+        self.keeper = FdKeeper(path) if path is not None else None  # the sidecar's listening sockets
+        self._keeper_task: asyncio.Task | None = None
 
     def targets(self) -> list[str]:
         return [self.metrics] if self.pid else []
@@ -80,21 +88,34 @@ class SidecarProcess:
             log.info("adopted the running sidecar (pid %d)", pid)
         if self.pid is None:
             await self._spawn()
+        if self.keeper is not None:
+            self._keeper_task = asyncio.create_task(run_supervised("sidecar fd handover", self.keeper.run),
+                                                    name="sidecar fd handover")
         self._task = asyncio.create_task(run_supervised("sidecar supervisor", self._supervise),
                                          name="sidecar supervisor")
 
     async def _spawn(self) -> None:
         log_path = self.state_dir / "sidecar.log"
 
+        fds = self.keeper.dups() if self.keeper is not None else {}  # the last sidecar's sockets (our own dups:
+        # the keeper may close its fds while the spawn runs in its thread)
+
         def spawn() -> subprocess.Popen:
             rotate_log(log_path)
             self._check_metrics_port()
+            env = self._environment()
+            if fds:
+                env[FDS_VARIABLE] = encode_inherited(fds)
             with open(log_path, "ab") as out:
                 return subprocess.Popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env=self._environment())
+                                        env=env, pass_fds=sorted(fds.values()))
 
-        self._child = await asyncio.to_thread(spawn)
+        try:
+            self._child = await asyncio.to_thread(spawn)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         self.pid = self._child.pid
         self.starts += 1
         await asyncio.to_thread(write_atomically, self.state_dir / RECORD, json.dumps({"pid": self.pid}).encode())
@@ -103,7 +124,10 @@ class SidecarProcess:
     def _environment(self) -> dict[str, str]:
         """The agent's environment, plus the tag and the API token (in env, never in argv where `ps` shows it)."""
         env = {**os.environ, TAG_VARIABLE: self._marker}
-        env.pop(TOKEN_VARIABLE, None)
+        for name in (TOKEN_VARIABLE, FDS_VARIABLE, PATH_VARIABLE):
+            env.pop(name, None)
+        if self.keeper is not None:
+            env[PATH_VARIABLE] = self.keeper.path
         if self.token:
             env[TOKEN_VARIABLE] = self.token
         return env
@@ -177,10 +201,19 @@ class SidecarProcess:
             except OSError as error:
                 log.error("cannot start the sidecar: %s (retrying)", error)
 
+    async def _stop_keeper(self) -> None:
+        if self._keeper_task is not None:
+            self._keeper_task.cancel()
+            await asyncio.gather(self._keeper_task, return_exceptions=True)
+            self._keeper_task = None
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._stop_keeper()
+        if self.keeper is not None:
+            self.keeper.close()  # the sidecar stops for good: its sockets close with it
         if self.pid is None:
             return
         pid, self.pid = self.pid, None
@@ -205,3 +238,5 @@ class SidecarProcess:
         """Leaves the sidecar running (the agent stops without a normal shutdown)."""
         if self._task is not None:
             self._task.cancel()
+        if self._keeper_task is not None:
+            self._keeper_task.cancel()

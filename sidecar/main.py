@@ -15,6 +15,7 @@ from meshd.model.endpoints import ServiceKey
 from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
+from .handover import FdServer
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
@@ -44,9 +45,12 @@ class NodeListeners:
     """
 
     def __init__(
-        self, table: ServiceTable, *, options: ProxyOptions, reuse_port: bool, retry: float = 2.0
+        self, table: ServiceTable, *, options: ProxyOptions, reuse_port: bool, retry: float = 2.0,
+        handover: FdServer | None = None, synced: asyncio.Event | None = None,
     ) -> None:
         self.table = table
+        self.handover = handover  # inherited sockets to adopt; every listening socket is handed to the agent
+        self.synced = synced  # set once the Services are known: inherited sockets nobody wants are closed
         self.options = options
         self.reuse_port = reuse_port
         self.retry = retry
@@ -73,6 +77,8 @@ class NodeListeners:
         for key in [k for k in self.listeners if k not in want]:
             listener = self.listeners.pop(key)
             log.info("unbinding %s:%d/%s", *key)
+            if self.handover is not None:
+                self.handover.unregister(key)
             self.stopping.spawn(listener.stop(), name=f"unbind {key[0]}:{key[1]}")
         for key in [k for k in self.failed if k not in want]:
             del self.failed[key]
@@ -83,8 +89,9 @@ class NodeListeners:
                 continue
             kind = UdpListener if key[2] == "UDP" else Listener
             listener = kind(key[0], key[1], routes=routes, options=self.options)
+            inherited = self.handover.take(key) if self.handover is not None else None
             try:
-                await listener.start(reuse_port=self.reuse_port, freebind=True)
+                await listener.start(reuse_port=self.reuse_port, freebind=True, sock=inherited)
             except OSError as e:
                 if self.failed.get(key) != str(e):
                     log.warning("cannot listen on %s:%d/%s for %s: %s (retrying)", *key,
@@ -93,19 +100,27 @@ class NodeListeners:
                 continue
             self.failed.pop(key, None)
             self.listeners[key] = listener
+            if self.handover is not None and listener.sock is not None:
+                self.handover.register(key, listener.sock)
             what = listener.protocol.value if isinstance(listener, Listener) else "udp"
-            log.info("listening on %s:%d/%s (%s) for %s", *key, what, ", ".join(r.service.label for r in routes))
+            log.info("listening on %s:%d/%s (%s, %s) for %s", *key, what, "inherited" if inherited else "bound",
+                     ", ".join(r.service.label for r in routes))  # fmt: skip
+        if self.handover is not None and self.synced is not None and self.synced.is_set():
+            self.handover.drop_unwanted(set(want))
 
     async def run(self) -> None:
         while True:
             self.kick.clear()
             await self.reconcile()
             try:
-                await asyncio.wait_for(self.kick.wait(), self.retry if self.failed else None)
+                pending = self.handover is not None and self.handover.inherited  # until the Services are known
+                await asyncio.wait_for(self.kick.wait(), self.retry if self.failed else 0.2 if pending else None)
             except TimeoutError:
                 pass
 
     async def stop(self, grace: float) -> None:
+        if self.handover is not None:
+            self.handover.close()
         await asyncio.gather(*(listener.stop(grace) for listener in self.listeners.values()))
         await self.stopping.wait()
 
@@ -172,7 +187,11 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         log.info("listening on %s:%d for %s (api %s, id %s)", host, port, only, discovery.api, sidecar_id)
         table.listeners.append(lambda: single_changed(single, host, port))  # the port's protocol, once known
     else:
-        node = NodeListeners(table, options=options, reuse_port=reuse_port)
+        handover = FdServer.from_env() if args.workers == 1 else None
+        if handover is not None:
+            tasks.supervise("fd handover", handover.run)
+        node = NodeListeners(table, options=options, reuse_port=reuse_port, handover=handover,
+                             synced=discovery.synced)
         tasks.supervise("listeners", node.run)
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
 

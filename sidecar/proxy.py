@@ -92,6 +92,7 @@ class Listener:
         self.protocol: Protocol = None  # type: ignore[assignment]  # set_routes: what this port carries ...
         self.accept: Callable[[], asyncio.BaseProtocol] = None  # type: ignore[assignment]  # ... its codec
         self.server: Acceptor | None = None
+        self.sock: socket.socket | None = None  # the listening socket, once started
         self.routes: list[Route] = []
         self.by_host: dict[bytes, Route] = {}
         self.local_names: set[bytes] = {b"localhost", host.encode(), b"127.0.0.1", b"::1"}
@@ -125,19 +126,24 @@ class Listener:
         name = split_host(host)
         return name in self.by_host or name in self.local_names
 
-    async def start(self, *, reuse_port: bool = False, freebind: bool = False) -> None:
+    async def start(self, *, reuse_port: bool = False, freebind: bool = False,
+                    sock: socket.socket | None = None) -> None:
         """Listen. `freebind`: bind even if the address is not (yet) on an interface (Linux IP_FREEBIND), so a
-        Service address the agent adds a moment later needs no retry."""
+        Service address the agent adds a moment later needs no retry. `sock`: an inherited listening socket
+        to adopt instead (the connections queued in its backlog are accepted)."""
         loop = self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        adopted = sock is not None
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if freebind and family == socket.AF_INET:
-                sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
-            sock.bind((self.host, self.port))
+            if not adopted:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if freebind and family == socket.AF_INET:
+                    sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+                sock.bind((self.host, self.port))
             sock.listen(1024)
             sock.setblocking(False)
             self.server = Acceptor(
@@ -151,6 +157,7 @@ class Listener:
         except BaseException:
             sock.close()
             raise
+        self.sock = sock
         TICKER.add(self, loop)
 
     def tick(self, now: float, idle_scan: bool) -> None:

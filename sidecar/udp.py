@@ -37,26 +37,33 @@ class UdpListener(asyncio.DatagramProtocol):
         self.routes = list(routes)
         self.flows: dict[Any, Flow] = {}
         self.transport: Any = None
+        self.sock: socket.socket | None = None  # the bound socket, once started
 
     def set_routes(self, routes: list[Route]) -> None:
         self.routes = list(routes)  # one Service per UDP port: no Host to route by, the first one serves
 
-    async def start(self, *, reuse_port: bool = False, freebind: bool = False) -> None:
+    async def start(self, *, reuse_port: bool = False, freebind: bool = False,
+                    sock: socket.socket | None = None) -> None:
+        """Bind (or adopt `sock`, an inherited bound socket)."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        adopted = sock is not None
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if freebind and family == socket.AF_INET:
-                sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
-            sock.bind((self.host, self.port))
+            if not adopted:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if freebind and family == socket.AF_INET:
+                    sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+                sock.bind((self.host, self.port))
             sock.setblocking(False)
             await loop.create_datagram_endpoint(lambda: self, sock=sock)
         except BaseException:
             sock.close()
             raise
+        self.sock = sock
         TICKER.add(self, loop)  # type: ignore[arg-type]
 
     def connection_made(self, transport: Any) -> None:
