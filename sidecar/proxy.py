@@ -51,6 +51,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def bound_socket(host: str, port: int, kind: socket.SocketKind, *, reuse_port: bool = False,
+                 freebind: bool = False) -> socket.socket:
+    """A TCP or UDP socket bound to host:port, for a listener. `freebind`: bind even if the address is not (yet)
+    on an interface (Linux IP_FREEBIND), so a Service address the agent adds a moment later needs no retry."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if freebind and family == socket.AF_INET:
+            sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 monotonic = time.monotonic
 
 
@@ -132,18 +151,9 @@ class Listener:
         Service address the agent adds a moment later needs no retry. `sock`: an inherited listening socket
         to adopt instead (the connections queued in its backlog are accepted)."""
         loop = self.loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        adopted = sock is not None
         if sock is None:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = bound_socket(self.host, self.port, socket.SOCK_STREAM, reuse_port=reuse_port, freebind=freebind)
         try:
-            if not adopted:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if freebind and family == socket.AF_INET:
-                    sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
-                sock.bind((self.host, self.port))
             sock.listen(1024)
             sock.setblocking(False)
             self.server = Acceptor(

@@ -17,7 +17,7 @@ import logging
 import socket
 from typing import Any
 
-from .proxy import TICKER, ProxyOptions, Route
+from .proxy import TICKER, ProxyOptions, Route, bound_socket
 from .services import OUT_CONNECT, EndpointState
 
 log = logging.getLogger(__name__)
@@ -46,18 +46,9 @@ class UdpListener(asyncio.DatagramProtocol):
                     sock: socket.socket | None = None) -> None:
         """Bind (or adopt `sock`, an inherited bound socket)."""
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        adopted = sock is not None
         if sock is None:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = bound_socket(self.host, self.port, socket.SOCK_DGRAM, reuse_port=reuse_port, freebind=freebind)
         try:
-            if not adopted:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if freebind and family == socket.AF_INET:
-                    sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
-                sock.bind((self.host, self.port))
             sock.setblocking(False)
             await loop.create_datagram_endpoint(lambda: self, sock=sock)
         except BaseException:
