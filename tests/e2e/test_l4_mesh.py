@@ -102,7 +102,7 @@ def test_redis_and_dns_services_through_the_node_sidecar(tmp_path, servers_image
             assert all(re.search(rf"{t}: [\d.]+ requests per second", out) for t in ("PING_INLINE", "SET", "GET")), out
         log = (meshd.state / "sidecar.log").read_text()  # how the sidecar took each port
         for port, protocol in ((6379, "tcp"), (7000, "detect"), (7001, "tcp")):
-            assert f"listening on {redis}:{port}/TCP ({protocol})" in log, log
+            assert f"listening on {redis}:{port}/TCP ({protocol}, " in log, log  # ", bound" or ", inherited"
         # each connection reaches one replica; both replicas serve
         run_ids = {re.search(r"run_id:(\w+)", redis_cli(redis, 6379, "info", "server")).group(1)  # type: ignore[union-attr]
                    for _ in range(20)}  # fmt: skip
