@@ -13,6 +13,7 @@ from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
 from meshd.manifests.reader import DocumentReader, describe_value
 from meshd.manifests.services import read_service
+from meshd.manifests.statefulsets import read_daemonset, read_statefulset
 from meshd.manifests.workloads import read_deployment, read_replica_set
 from meshd.manifests.yamldocs import RawDocument, parse_documents
 from meshd.model.objects import KubeObject, ObjectMeta, Pod, object_key
@@ -22,12 +23,16 @@ API_VERSIONS: Mapping[str, str] = {
     "Service": "v1",
     "ReplicaSet": "apps/v1",
     "Deployment": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
     "ReplicaSet": names.dns1123_subdomain,
     "Deployment": names.dns1123_subdomain,
     "Service": names.dns1035_label,
+    "StatefulSet": names.dns1123_label,  # its pods' hostnames are NAME-ORDINAL
+    "DaemonSet": names.dns1123_subdomain,
 }
 _STATUS = {"status": "ignored (status is set by meshd)"}
 
@@ -145,6 +150,10 @@ def _load_object(
         return read_replica_set(reader, doc, metadata)
     if kind == "Deployment":
         return read_deployment(reader, doc, metadata)
+    if kind == "StatefulSet":
+        return read_statefulset(reader, doc, metadata)
+    if kind == "DaemonSet":
+        return read_daemonset(reader, doc, metadata)
     return read_service(reader, doc, metadata)
 
 

@@ -241,9 +241,46 @@ class Service:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service
+@dataclass(frozen=True)
+class StatefulSet:
+    """apps/v1 StatefulSet: pods NAME-0..N-1 with stable names, hostnames and claims (meshd.controller.statefulset)."""
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service")
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    service_name: str = ""
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    partition: int = 0
+    volume_claim_templates: tuple[Mapping[str, Any], ...] = ()  # PersistentVolumeClaim documents
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StatefulSet"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class DaemonSet:
+    """apps/v1 DaemonSet: one pod on every node (meshd.controller.daemonset)."""
+
+    metadata: ObjectMeta
+    selector: LabelSelector
+    template: PodTemplate
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    max_unavailable: int | str = 1
+    max_surge: int | str = 0
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "DaemonSet"
+    api_version: str = "apps/v1"
+
+
+KubeObject = Pod | ReplicaSet | Deployment | Service | StatefulSet | DaemonSet
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "StatefulSet", "DaemonSet")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:
