@@ -6,7 +6,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import (
+    DAEMONSET,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENT,
+    NAMESPACE,
+    NODE,
+    POD,
+    REPLICASET,
+    SERVICE,
+    STATEFULSET,
+    Kind,
+)
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -153,6 +165,25 @@ def replicaset_row(rs: Obj, now: datetime, wide: bool) -> list[str]:
     return row + _template_columns(rs) if wide else row
 
 
+def statefulset_row(sts: Obj, now: datetime, wide: bool) -> list[str]:
+    row = [_meta(sts).get("name", ""), f"{_int(_status(sts).get('readyReplicas'))}/{_replicas(sts)}",
+           age(_meta(sts).get("creationTimestamp"), now)]
+    return row + _template_columns(sts)[:2] if wide else row
+
+
+def daemonset_row(ds: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(ds)
+    node_selector = (_spec(ds).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
+    row = [
+        _meta(ds).get("name", ""),
+        *(str(_int(status.get(k))) for k in ("desiredNumberScheduled", "currentNumberScheduled", "numberReady",
+                                              "updatedNumberScheduled", "numberAvailable")),
+        ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or NONE,
+        age(_meta(ds).get("creationTimestamp"), now),
+    ]
+    return row + _template_columns(ds) if wide else row
+
+
 # --- services and endpoints -------------------------------------------------------------------------------
 
 
@@ -285,6 +316,12 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
         ["CONTAINERS", "IMAGES", "SELECTOR"],
         replicaset_row,
+    ),
+    STATEFULSET.kind: (["NAME", "READY", "AGE"], ["CONTAINERS", "IMAGES"], statefulset_row),
+    DAEMONSET.kind: (
+        ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        daemonset_row,
     ),
     SERVICE.kind: (
         ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],

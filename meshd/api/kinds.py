@@ -65,6 +65,10 @@ DEPLOYMENT = Kind("Deployment", "deployments", "apps", "v1", ("deploy", "deploym
                   short_names=("deploy",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
 REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset", "replicasets"),
                   short_names=("rs",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
+STATEFULSET = Kind("StatefulSet", "statefulsets", "apps", "v1", ("sts", "statefulset", "statefulsets"),
+                   short_names=("sts",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
+DAEMONSET = Kind("DaemonSet", "daemonsets", "apps", "v1", ("ds", "daemonset", "daemonsets"),
+                 short_names=("ds",), verbs=_WRITE, subresources=(_STATUS,))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
 
@@ -74,9 +78,9 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
 
-KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET)
 # what `get all` shows, in kubectl's order
-ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
+ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET)
 _BY_KIND = {k.kind: k for k in KINDS}
 
 

@@ -289,7 +289,7 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
 
 
 def event(e) -> dict[str, Any]:
-    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet") else "v1"
+    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet") else "v1"
     return {
         "apiVersion": "v1",
         "kind": "Event",

@@ -163,6 +163,36 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "DeploymentCondition": ("apps", "The state of a deployment at a point in time.", {
         "type": "string", "status": "string", "reason": "string", "message": "string",
         "lastUpdateTime": "time", "lastTransitionTime": "time"}),
+    "StatefulSet": ("apps", "StatefulSet represents a set of pods with consistent identities.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "StatefulSetSpec",
+        "status": "StatefulSetStatus"}),
+    "StatefulSetSpec": ("apps", "A specification of a StatefulSet.", {
+        "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec", "serviceName": "string",
+        "podManagementPolicy": "string", "updateStrategy": "StatefulSetUpdateStrategy",
+        "volumeClaimTemplates": "[object]", "minReadySeconds": "integer", "revisionHistoryLimit": "integer",
+        "persistentVolumeClaimRetentionPolicy": "object"}),
+    "StatefulSetUpdateStrategy": ("apps", "How the StatefulSet controller performs updates.", {
+        "type": "string", "rollingUpdate": "RollingUpdateStatefulSetStrategy"}),
+    "RollingUpdateStatefulSetStrategy": ("apps", "The parameters of a StatefulSet's RollingUpdate.", {
+        "partition": "integer"}),
+    "StatefulSetStatus": ("apps", "The current status of a StatefulSet.", {
+        "observedGeneration": "integer", "replicas": "integer", "readyReplicas": "integer",
+        "currentReplicas": "integer", "updatedReplicas": "integer", "availableReplicas": "integer",
+        "currentRevision": "string", "updateRevision": "string", "collisionCount": "integer"}),
+    "DaemonSet": ("apps", "DaemonSet represents the configuration of a daemon set.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DaemonSetSpec",
+        "status": "DaemonSetStatus"}),
+    "DaemonSetSpec": ("apps", "The specification of a daemon set.", {
+        "selector": "LabelSelector", "template": "PodTemplateSpec", "updateStrategy": "DaemonSetUpdateStrategy",
+        "minReadySeconds": "integer", "revisionHistoryLimit": "integer"}),
+    "DaemonSetUpdateStrategy": ("apps", "How the DaemonSet controller replaces its pods.", {
+        "type": "string", "rollingUpdate": "RollingUpdateDaemonSet"}),
+    "RollingUpdateDaemonSet": ("apps", "The parameters of a DaemonSet's RollingUpdate.", {
+        "maxUnavailable": "int-or-string", "maxSurge": "int-or-string"}),
+    "DaemonSetStatus": ("apps", "The current status of a daemon set.", {
+        "currentNumberScheduled": "integer", "desiredNumberScheduled": "integer", "numberAvailable": "integer",
+        "numberMisscheduled": "integer", "numberReady": "integer", "numberUnavailable": "integer",
+        "observedGeneration": "integer", "updatedNumberScheduled": "integer"}),
     "ReplicaSet": ("apps", "ReplicaSet ensures that a specified number of pod replicas are running.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "ReplicaSetSpec",
         "status": "ReplicaSetStatus"}),

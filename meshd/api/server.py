@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
+from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, sets, watching, writes
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -27,6 +27,7 @@ from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
+from meshd.controller.sets import SET_KINDS
 from meshd.driver.base import DriverError
 from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
@@ -46,7 +47,7 @@ WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch stream
                           registry=REGISTRY)
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
-             "endpoints": "Endpoints"}
+             "endpoints": "Endpoints", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 
 
 def _error(code: int, message: str, **extra: Any) -> web.Response:
@@ -221,7 +222,8 @@ class ApiServer:
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
+                 "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -232,6 +234,10 @@ class ApiServer:
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
+        if resource == "statefulsets":
+            return [sets.statefulset(c, r) for r in records]
+        if resource == "daemonsets":
+            return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
     def _namespaces(self) -> list[dict[str, Any]]:
@@ -267,7 +273,12 @@ class ApiServer:
         c = self.controller
         bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
         owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
-        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        obj = kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        if worker.identity.owner_kind in SET_KINDS:
+            identity = worker.identity
+            obj["metadata"]["ownerReferences"] = [
+                sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
+        return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
         kind = _kind(request)

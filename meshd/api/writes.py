@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
+from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -23,7 +23,7 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
-WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet")
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -148,7 +148,7 @@ class Writes:
             router.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
-        for resource in ("deployments", "replicasets"):
+        for resource in ("deployments", "replicasets", "statefulsets"):
             router.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             router.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
 
@@ -199,7 +199,7 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet"):
+        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
             return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
                                             f"its pods (use --cascade=background or foreground)")
         expected = (options.get("preconditions") or {})
@@ -221,7 +221,7 @@ class Writes:
         return web.json_response(body)
 
     async def scale(self, request: web.Request) -> web.Response:
-        kind = DEPLOYMENT if "/deployments/" in request.path else REPLICASET
+        kind = next(k for k in (DEPLOYMENT, REPLICASET, STATEFULSET) if f"/{k.plural}/" in request.path)
         namespace, name = request.match_info["ns"], request.match_info["name"]
         current = scale_of(self._live(kind, namespace, name))
         if request.method == "PUT":

@@ -33,6 +33,7 @@ from meshd.controller.plan import (
     rollout_complete,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
+from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
     REVISION_ANNOTATION,
     DeploymentStatus,
@@ -58,7 +59,16 @@ from meshd.driver.base import (
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
-from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
+from meshd.model.objects import (
+    Deployment,
+    KubeObject,
+    Pod,
+    PodSpec,
+    ReplicaSet,
+    Service,
+    StatefulSet,
+    object_key,
+)
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
@@ -152,6 +162,7 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -223,7 +234,7 @@ class Controller:
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
-            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
+            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet, StatefulSet)):
                 carried = keep_live_fields(existing.obj.raw, obj.raw)
                 if carried is not None:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
@@ -313,7 +324,7 @@ class Controller:
     async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         async with self._write_lock:
             record = self.objects.get((kind, namespace, name))
-            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
+            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet, StatefulSet)):
                 raise KeyError(f'{kind.lower()}s "{name}" not found')
             if not 0 <= replicas <= 2**31 - 1:
                 raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
@@ -443,6 +454,7 @@ class Controller:
             if not self._owner_exists(rs) and not self._pods_of(rs):
                 del self.replicasets[rs_key]
                 self._dirty = True
+        self.sets.reconcile(now)
         for record in self.objects.values():
             if isinstance(record.obj, Pod):
                 self._ensure_bare_pod(record.obj, record.created)
@@ -710,6 +722,8 @@ class Controller:
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
         identity = worker.identity
+        if identity.owner_kind in SET_KINDS:
+            return self.sets.wanted(identity)
         if identity.replicaset:
             return (identity.namespace, identity.replicaset) in self.replicasets
         return ("Pod", identity.namespace, identity.name) in self.objects
@@ -787,6 +801,8 @@ class Controller:
                 self._new_worker(identity, template.spec, dict(template.metadata.labels),
                                  dict(template.metadata.annotations), created=created, adopt=containers)
                 log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            elif not rs_name and self.sets.adopt(namespace, pod, labels, containers, created):
+                pass
             elif not rs_name and ("Pod", namespace, pod) in self.objects:
                 obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
                 identity = PodIdentity(namespace, pod, "Pod", pod)

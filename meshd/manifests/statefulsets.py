@@ -66,7 +66,9 @@ def read_daemonset(reader: DocumentReader, doc: Mapping[str, Any], metadata: Obj
         raise reader.fail(_SPEC + ("template", "spec", "restartPolicy"),
                           f'unsupported value "{template.spec.restart_policy}": only "Always" is allowed')
     path = _SPEC + ("updateStrategy",)
-    strategy, unavailable, surge = "RollingUpdate", 1, 0
+    strategy = "RollingUpdate"
+    unavailable: int | str = 1
+    surge: int | str = 0
     value = reader.get(spec, "updateStrategy", _SPEC)
     if value is not MISSING:
         obj = reader.mapping(value, path)
