@@ -14,9 +14,12 @@ from meshd.api.kinds import (
     NAMESPACE,
     NODE,
     POD,
+    PV,
+    PVC,
     REPLICASET,
     SERVICE,
     STATEFULSET,
+    STORAGECLASS,
     Kind,
 )
 from meshd.api.timefmt import age, human_duration, parse_time
@@ -297,6 +300,55 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+# --- storage ----------------------------------------------------------------------------------------------
+
+_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
+def access_modes(modes: list[str] | None) -> str:
+    """kubectl's short form, in its order: "RWO,ROX"."""
+    given = set(modes or [])
+    return ",".join(short for mode, short in _MODES.items() if mode in given)
+
+
+def pvc_row(pvc: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(pvc)
+    phase = "Terminating" if _meta(pvc).get("deletionTimestamp") else status.get("phase") or ""
+    bound = status.get("phase") == "Bound"
+    row = [_meta(pvc).get("name", ""), phase, _spec(pvc).get("volumeName") or "",
+           (status.get("capacity") or {}).get("storage", "") if bound else "",
+           access_modes(status.get("accessModes")) if bound else "",
+           _spec(pvc).get("storageClassName") or "", age(_meta(pvc).get("creationTimestamp"), now)]
+    if wide:
+        row.append(_spec(pvc).get("volumeMode") or "Filesystem")
+    return row
+
+
+def pv_row(pv: Obj, now: datetime, wide: bool) -> list[str]:
+    spec, status = _spec(pv), _status(pv)
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref.get("name") else ""
+    phase = "Terminating" if _meta(pv).get("deletionTimestamp") else status.get("phase") or ""
+    row = [_meta(pv).get("name", ""), (spec.get("capacity") or {}).get("storage", ""),
+           access_modes(spec.get("accessModes")), spec.get("persistentVolumeReclaimPolicy") or "", phase, claim,
+           spec.get("storageClassName") or "", status.get("reason") or "",
+           age(_meta(pv).get("creationTimestamp"), now)]
+    if wide:
+        row.append(spec.get("volumeMode") or "Filesystem")
+    return row
+
+
+def storageclass_row(sc: Obj, now: datetime, wide: bool) -> list[str]:
+    name = _meta(sc).get("name", "")
+    annotations = _meta(sc).get("annotations") or {}
+    if "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
+                  annotations.get("storageclass.beta.kubernetes.io/is-default-class")):
+        name += " (default)"
+    return [name, sc.get("provisioner", ""), sc.get("reclaimPolicy") or "Delete",
+            sc.get("volumeBindingMode") or "Immediate", str(bool(sc.get("allowVolumeExpansion"))).lower(),
+            age(_meta(sc).get("creationTimestamp"), now)]
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -329,6 +381,12 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         service_row,
     ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
+    PVC.kind: (["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"], ["VOLUMEMODE"],
+               pvc_row),
+    PV.kind: (["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON",
+               "AGE"], ["VOLUMEMODE"], pv_row),
+    STORAGECLASS.kind: (["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION",
+                         "AGE"], [], storageclass_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
     NODE.kind: (

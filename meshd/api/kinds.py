@@ -43,7 +43,7 @@ class Kind:
 
     def collection_path(self, namespace: str | None) -> str:
         """The list path: one namespace, or every namespace when namespace is None."""
-        if namespace is None:
+        if namespace is None or not self.namespaced:
             return f"{self._prefix()}/{self.plural}"
         return f"{self._prefix()}/namespaces/{quote(namespace, safe='')}/{self.plural}"
 
@@ -78,7 +78,18 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
 
-KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET)
+PVC = Kind("PersistentVolumeClaim", "persistentvolumeclaims", "", "v1",
+           ("pvc", "persistentvolumeclaim", "persistentvolumeclaims"), short_names=("pvc",), verbs=_WRITE,
+           subresources=(_STATUS,), categories=())
+PV = Kind("PersistentVolume", "persistentvolumes", "", "v1", ("pv", "persistentvolume", "persistentvolumes"),
+          short_names=("pv",), verbs=_WRITE, subresources=(_STATUS,), categories=(), namespaced=False)
+STORAGECLASS = Kind("StorageClass", "storageclasses", "storage.k8s.io", "v1",
+                    ("sc", "storageclass", "storageclasses"), short_names=("sc",), verbs=_WRITE, categories=(),
+                    namespaced=False)
+STORAGE_KINDS: tuple[Kind, ...] = (PVC, PV, STORAGECLASS)
+
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET,
+                          *STORAGE_KINDS)
 # what `get all` shows, in kubectl's order
 ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET)
 _BY_KIND = {k.kind: k for k in KINDS}
@@ -91,7 +102,7 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".v1"):
+    for suffix in (".apps/v1", ".apps", ".storage.k8s.io/v1", ".storage.k8s.io", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

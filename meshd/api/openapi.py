@@ -11,6 +11,7 @@ from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.kinds import KINDS, NAMESPACE, NODE
+from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
 SERVED = (*KINDS, NAMESPACE, NODE)
 
@@ -66,7 +67,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "limits": "{quantity}", "requests": "{quantity}"}),
     "VolumeMount": ("core", "A mounting of a volume within a container.", {
         "name": "string", "mountPath": "string", "readOnly": "boolean", "subPath": "string"}),
-    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource"}),
+    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource",
+                                                    **STORAGE_VOLUME_FIELDS}),
     "EmptyDirVolumeSource": ("core", "A temporary directory that shares a pod's lifetime.", {
         "medium": "string", "sizeLimit": "quantity"}),
     "Probe": ("core", "A health check performed against a container.", {
@@ -199,12 +201,13 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "ReplicaSetSpec": ("apps", "The specification of a ReplicaSet.", {
         "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
         "minReadySeconds": "integer"}),
+    **STORAGE_TYPES,
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
-            "apps": "io.k8s.api.apps.v1"}
+            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1"}
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, sets, watching, writes
+from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, sets, storage_views, watching, writes
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -94,7 +94,7 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in writes.PREFIXES:
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -222,6 +222,8 @@ class ApiServer:
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
+        if resource in storage_views.RESOURCES:
+            return storage_views.objects(c, resource, namespace)
         kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
                  "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
         if resource not in kinds:
@@ -244,7 +246,7 @@ class ApiServer:
         """`default` and every namespace something lives in, created when its first object was."""
         c = self.controller
         created: dict[str, float | None] = {"default": None}
-        things = [(ns, r.created) for (_, ns, _), r in c.objects.items()]
+        things = [(ns, r.created) for (_, ns, _), r in c.objects.items() if ns]
         things += [(ns, w.created) for (ns, _), w in c.pods.items()]
         for ns, when in things:
             earlier = created.get(ns)

@@ -60,6 +60,7 @@ from meshd.driver.base import (
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import (
+    CLUSTER_SCOPED,
     Deployment,
     KubeObject,
     Pod,
@@ -73,6 +74,7 @@ from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
+from meshd.controller.volumes.defaults import default_class_manifest
 
 DEFAULT_BACKOFF = BackoffPolicy()
 
@@ -172,6 +174,8 @@ class Controller:
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
         self._load()
+        if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
+            await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
         for record in self.objects.values():
             if isinstance(record.obj, Service):
                 self._publish_service(record.obj)
@@ -896,7 +900,7 @@ def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
     """The object in the namespace the user chose for objects that name none (kubectl's -n)."""
-    if namespace is None:
+    if namespace is None or obj.kind in CLUSTER_SCOPED:
         return obj
     named = (obj.raw.get("metadata") or {}).get("namespace")
     if named is not None and named != namespace:

@@ -11,9 +11,11 @@ update revision.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ from meshd.controller.statefulset import (
     REVISION_LABEL,
     OrdinalPod,
     StatefulSetCounts,
+    claim_name,
     ordinal_of,
     plan_statefulset,
     pod_name,
@@ -33,7 +36,7 @@ from meshd.controller.statefulset import (
 )
 from meshd.driver.base import LABEL_OWNER, LABEL_OWNER_KIND, LABEL_TEMPLATE_HASH, ObservedContainer
 from meshd.manifests import template_hash
-from meshd.model.objects import DaemonSet, PodTemplate, StatefulSet
+from meshd.model.objects import DaemonSet, PersistentVolumeClaimVolumeSource, PodTemplate, StatefulSet
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
@@ -49,6 +52,18 @@ def revision_name(name: str, template: PodTemplate) -> str:
     return f"{name}-{template_hash(template)}"
 
 
+def claim_manifest(obj: StatefulSet, template: Mapping[str, Any], claim: str) -> dict[str, Any]:
+    """The PersistentVolumeClaim of one pod from a volumeClaimTemplate: its spec, its labels and the set's
+    selector labels (as Kubernetes labels them)."""
+    meta = template.get("metadata") or {}
+    labels = {**(meta.get("labels") or {}), **obj.selector.match_labels}
+    metadata: dict[str, Any] = {"name": claim, "namespace": obj.metadata.namespace, "labels": labels}
+    if meta.get("annotations"):
+        metadata["annotations"] = dict(meta["annotations"])
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata,
+            "spec": json.loads(json.dumps(template.get("spec") or {}))}
+
+
 @dataclass
 class SetState:
     """What the controller remembers of one set between passes."""
@@ -61,6 +76,7 @@ class WorkloadSets:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
         self.state: dict[tuple[str, str, str], SetState] = defaultdict(SetState)
+        self._claiming: set[tuple[str, str]] = set()  # claims being created
 
     # --- the hooks ---------------------------------------------------------------------------------
 
@@ -140,6 +156,8 @@ class WorkloadSets:
                                  f"delete Pod {worker.name} in StatefulSet {name} successful")
             self.c._terminate(worker, "scaled down" if ordinal >= obj.replicas else "updating to " + update)
         for ordinal, revision in plan.create:
+            if not self._claims_ready(obj, ordinal, now):
+                continue  # its claims are being created: the pod comes in a later pass
             template = state.templates.get(revision, obj.template)
             pod = pod_name(name, ordinal)
             self._start(record, pod, revision if revision in state.templates else update, template, created=now)
@@ -151,6 +169,38 @@ class WorkloadSets:
         used = {w.identity.template_hash for w in workers.values()} | {state.current_revision, update}
         state.templates = {r: t for r, t in state.templates.items() if r in used}
         self._wake_when_available(workers.values(), obj.min_ready_seconds, now)
+
+    def _claims_ready(self, obj: StatefulSet, ordinal: int, now: float) -> bool:
+        """Whether the pod's claims (TEMPLATE-NAME-ORDINAL) exist; those missing are created (in the background,
+        through the controller's apply, as a user's claim is). They are never deleted by the StatefulSet."""
+        namespace, name = obj.metadata.namespace, obj.metadata.name
+        ready = True
+        for template in obj.volume_claim_templates:
+            claim = claim_name(template["metadata"]["name"], name, ordinal)
+            if ("PersistentVolumeClaim", namespace, claim) in self.c.objects:
+                continue
+            ready = False
+            if (namespace, claim) not in self._claiming:
+                self._claiming.add((namespace, claim))
+                manifest = claim_manifest(obj, template, claim)
+                self.c._tasks.spawn(self._create_claim(obj, manifest, now), name=f"claim {namespace}/{claim}")
+        return ready
+
+    async def _create_claim(self, obj: StatefulSet, manifest: dict[str, Any], now: float) -> None:
+        namespace, name = obj.metadata.namespace, obj.metadata.name
+        claim = manifest["metadata"]["name"]
+        try:
+            await self.c.apply(json.dumps(manifest), source=f"statefulset/{name}", namespace=namespace)
+            self.c.events.record("StatefulSet", namespace, name, "Normal", "SuccessfulCreate",
+                                 f"create Claim {claim} in StatefulSet {name} success")
+        except Exception as error:  # noqa: BLE001 - told as an event; tried again a little later
+            log.warning("could not create claim %s/%s of StatefulSet %s: %s", namespace, claim, name, error)
+            self.c.events.record("StatefulSet", namespace, name, "Warning", "FailedCreate",
+                                 f"create Claim {claim} in StatefulSet {name} failed error: {error}")
+            self.c._call_at(self.c.now() + 5)
+        finally:
+            self._claiming.discard((namespace, claim))
+            self.c.kick()
 
     def _ordinal_pods(self, obj: StatefulSet, now: float) -> list[OrdinalPod]:
         name = obj.metadata.name
@@ -213,7 +263,11 @@ class WorkloadSets:
         if isinstance(obj, StatefulSet):
             ordinal = ordinal_of(name, pod)
             labels.update({POD_NAME_LABEL: pod, POD_INDEX_LABEL: str(ordinal)})
-            spec = dataclasses.replace(spec, hostname=pod, subdomain=obj.service_name or None)
+            claims = {t["metadata"]["name"]: claim_name(t["metadata"]["name"], name, ordinal or 0)
+                      for t in obj.volume_claim_templates}
+            volumes = tuple(dataclasses.replace(v, persistent_volume_claim=PersistentVolumeClaimVolumeSource(
+                claims[v.name])) if v.name in claims else v for v in spec.volumes)
+            spec = dataclasses.replace(spec, hostname=pod, subdomain=obj.service_name or None, volumes=volumes)
         else:
             labels[TEMPLATE_GENERATION_LABEL] = str(record.generation)
         identity = PodIdentity(namespace, pod, obj.kind, name, "", revision)

@@ -12,6 +12,7 @@ from meshd.manifests.meta import read_template_meta
 from meshd.manifests.probes import read_pre_stop, read_probe
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.manifests.reader import MISSING, DocumentReader
+from meshd.manifests.storage import VOLUME_SOURCE_FIELDS, read_volume_sources
 from meshd.model.objects import (
     Container,
     ContainerPort,
@@ -89,7 +90,7 @@ CONTAINER_IGNORED: Mapping[str, str] = {
     "resizePolicy": "ignored",
 }
 CONTAINER_UNSUPPORTED = ("envFrom", "volumeDevices", "restartPolicy")
-_VOLUME_HINT = "not supported: meshd supports emptyDir volumes only"
+_VOLUME_HINT = "not supported: meshd supports emptyDir, persistentVolumeClaim and hostPath volumes"
 
 
 def default_pull_policy(image: str) -> str:
@@ -179,8 +180,9 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
         if name in seen:
             raise reader.fail(vpath + ("name",), f'duplicate volume name "{name}"')
         seen.add(name)
+        sources = read_volume_sources(reader, volume, vpath)
         for key, source in volume.items():
-            if key not in ("name", "emptyDir") and source is not None:
+            if key not in ("name", "emptyDir", *VOLUME_SOURCE_FIELDS) and source is not None:
                 raise reader.fail(vpath + (key,), _VOLUME_HINT)
         medium = ""
         empty_dir = reader.get(volume, "emptyDir", vpath)
@@ -191,7 +193,7 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
                 empty_dir, epath, known=("medium",), ignored={"sizeLimit": "not enforced yet (ignored)"}
             )
             medium = reader.choice(empty_dir, "medium", epath, ("", "Memory"), default="")
-        volumes.append(Volume(name=name, medium=cast(Any, medium)))
+        volumes.append(Volume(name=name, medium=cast(Any, medium), **sources))
     return tuple(volumes)
 
 

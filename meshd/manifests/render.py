@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 from meshd.manifests.quantity import format_cpu, format_memory
+from meshd.manifests.storage import render_volume_source
 from meshd.model.objects import (
     Container,
     Deployment,
@@ -137,7 +138,7 @@ def render_pod_spec(spec: PodSpec) -> dict[str, Any]:
         out["shareProcessNamespace"] = True
     if spec.volumes:
         out["volumes"] = [
-            {"name": v.name, "emptyDir": {"medium": v.medium} if v.medium else {}} for v in spec.volumes
+            {"name": v.name, **render_volume_source(v)} for v in spec.volumes
         ]
     if spec.hostname:
         out["hostname"] = spec.hostname

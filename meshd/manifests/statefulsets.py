@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshd.manifests import names
-from meshd.manifests.errors import FieldPath
+from meshd.manifests.errors import FieldPath, ManifestError
 from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.manifests.workloads import _int_or_percent, _is_zero, _read_replicated, _read_selector
 from meshd.manifests.pods import read_pod_template
+from meshd.manifests.storage import read_persistent_volume_claim
 from meshd.model.objects import DaemonSet, ObjectMeta, StatefulSet
 
 _SPEC: FieldPath = ("spec",)
@@ -176,12 +177,11 @@ def _read_claim_templates(reader: DocumentReader, spec: Mapping[str, Any]) -> tu
                               f'"{name}" is also a volume of the pod template: a claim template and a volume may '
                               "not share a name")
         seen.add(name)
-        cspec = reader.mapping(reader.get(claim, "spec", ipath, required=True), ipath + ("spec",))
-        resources = reader.mapping(reader.get(cspec, "resources", ipath + ("spec",), required=True),
-                                   ipath + ("spec", "resources"))
-        requests = reader.mapping(reader.get(resources, "requests", ipath + ("spec", "resources"), required=True),
-                                  ipath + ("spec", "resources", "requests"))
-        reader.get(requests, "storage", ipath + ("spec", "resources", "requests"), required=True)
+        reader.mapping(reader.get(claim, "spec", ipath, required=True), ipath + ("spec",))
+        try:  # the claim each pod gets is a PersistentVolumeClaim like any other
+            read_persistent_volume_claim(reader, {"spec": claim["spec"]}, ObjectMeta(name=name))
+        except ManifestError as error:
+            raise reader.fail(ipath + error.path, error.problem) from None
         claims.append(dict(claim))
     return tuple(claims)
 

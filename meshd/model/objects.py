@@ -109,9 +109,23 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class HostPathVolumeSource:
+    path: str
+    type: str = ""  # "", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaimVolumeSource:
+    claim_name: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Volume:
-    name: str  # only emptyDir volumes are supported
+    name: str  # an emptyDir volume unless one of the optional sources below is set
     medium: Literal["", "Memory"] = ""
+    host_path: HostPathVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
 
 
 @dataclass(frozen=True)
@@ -278,9 +292,62 @@ class DaemonSet:
     api_version: str = "apps/v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service | StatefulSet | DaemonSet
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "StatefulSet", "DaemonSet")
+# --- storage (cluster-scoped objects have the namespace "") --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaim:
+    metadata: ObjectMeta
+    access_modes: tuple[str, ...]  # ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod
+    storage_bytes: int  # spec.resources.requests.storage
+    storage_class_name: str | None = None  # None: the default StorageClass; "": no class (a PV bound by hand)
+    volume_name: str = ""  # the PersistentVolume it asks for or is bound to
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolumeClaim"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class PersistentVolume:
+    metadata: ObjectMeta
+    capacity_bytes: int
+    access_modes: tuple[str, ...]
+    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    storage_class_name: str = ""
+    claim_ref: ClaimRef | None = None
+    host_path: str | None = None  # spec.hostPath.path or spec.local.path: a directory of this machine
+    csi_driver: str = ""  # spec.csi.driver: "meshd.io/local" for the volumes meshd provisions
+    volume_handle: str = ""  # spec.csi.volumeHandle: the Docker volume's name or the directory's path
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolume"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    metadata: ObjectMeta
+    provisioner: str
+    reclaim_policy: Literal["Retain", "Delete"] = "Delete"
+    volume_binding_mode: Literal["Immediate", "WaitForFirstConsumer"] = "Immediate"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StorageClass"
+    api_version: str = "storage.k8s.io/v1"
+
+
+KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
+              | StatefulSet | DaemonSet)
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet")
+CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:
