@@ -292,6 +292,48 @@ async def test_host_paths_missing_claims_and_read_write_once_pod(agent: Agent, t
     await kubectl(cluster, "delete", "pod", "second", "wrong", "maker")
 
 
+async def test_a_read_only_many_claim_binds_a_static_volume_and_mounts_read_only(agent: Agent, tmp_path: Path) -> None:
+    cluster = agent.cluster
+    assert cluster is not None
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hello").write_text("static data\n")
+    static = textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: PersistentVolume
+        metadata: {{name: shared}}
+        spec:
+          capacity: {{storage: 1Gi}}
+          accessModes: [ReadOnlyMany]
+          hostPath: {{path: {shared}, type: Directory}}
+        """)
+    reader = pod("reader", "[{name: d, persistentVolumeClaim: {claimName: shared}}]",
+                 "cat /data/hello; touch /data/new 2>/dev/null && echo writable || echo read-only; exec sleep 3600",
+                 "[{name: d, mountPath: /data}]")
+    await apply(cluster, static + "---\n" + claim("shared", mode="ReadOnlyMany", klass='""') + "---\n" + reader)
+    await kubectl(cluster, "wait", "--for=condition=Ready", "pod/reader", "--timeout=120s")
+    row = (await kubectl(cluster, "get", "pv", "shared", "--no-headers")).split()
+    assert row[:6] == ["shared", "1Gi", "ROX", "Retain", "Bound", "default/shared"], row
+
+    async def logged() -> str:
+        return (await kubectl(cluster, "logs", "reader")).strip()
+    assert await until(lambda: _two_lines(logged), "the reader's output") == "static data\nread-only"
+    assert not (shared / "new").exists()
+    await kubectl(cluster, "delete", "pod", "reader")
+    await kubectl(cluster, "delete", "pvc", "shared")
+    await until(lambda: _phase(cluster, "shared", "Released"), "the static volume released")
+    assert (shared / "hello").exists()  # Retain (a static volume's default) keeps the data
+
+
+async def _two_lines(read) -> str | None:
+    text = await read()
+    return text if len(text.splitlines()) == 2 else None
+
+
+async def _phase(cluster: Cluster, volume: str, phase: str) -> bool:
+    return (await get(cluster, "pv", volume))["status"]["phase"] == phase
+
+
 async def test_bad_claims_are_refused_with_the_field_path_and_change_nothing(agent: Agent) -> None:
     cluster = agent.cluster
     assert cluster is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshd.controller.volumes.binding import (
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 PVC = "PersistentVolumeClaim"
 PV = "PersistentVolume"
 RETRY_SECONDS = 5.0
-HOST_PATH_FRESH = 2.0  # seconds a hostPath check is trusted
+HOST_PATH_FRESH = 2.0  # seconds a hostPath's or a volume's check is trusted
 CHECKING = "checking"  # mounts_for's problem while a hostPath is being looked at (off the event loop)
 SOURCE = "the volume controller"
 
@@ -192,6 +193,10 @@ class VolumeController:
             pv = state.volumes[s.volume]
             read_only = source.read_only or set(claim.obj.access_modes) == {"ReadOnlyMany"}
             if pv.csi_driver == LOCAL_PROVISIONER:
+                problem = self._checked(("volume", pv.volume_handle), self._check_volume) if check else None
+                if problem:
+                    return {}, problem if problem == CHECKING else \
+                        f'MountVolume.SetUp failed for volume "{pv.metadata.name}": {problem}'
                 mounts[volume.name] = self.backend.mount(pv.volume_handle, read_only=read_only)
             else:
                 assert pv.host_path is not None
@@ -204,24 +209,48 @@ class VolumeController:
         return mounts, ""
 
     def _host_path(self, path: str, type_: str) -> str | None:
-        """The hostPath check's result (None: it can be mounted), or CHECKING while one runs in a thread."""
+        return self._checked((path, type_), self._check_host_path)
+
+    def _checked(self, key: tuple[str, str], check: Callable[[tuple[str, str]], Awaitable[str | None]]
+                 ) -> str | None:
+        """A check's recent result (None: the volume can be mounted), or CHECKING while it runs (off the loop);
+        the controller is kicked when it is done."""
         c = self.controller
-        key = (path, type_)
         cached = self._host_paths.get(key)
         if cached is not None and c.now() - cached[0] < HOST_PATH_FRESH:
             return cached[1]
         if key not in self._checking:
             self._checking.add(key)
-            c._tasks.spawn(self._check_host_path(key), name=f"hostPath check {path}")
+            c._tasks.spawn(self._run_check(key, check), name=f"volume check {key[1]}")
         return CHECKING
 
-    async def _check_host_path(self, key: tuple[str, str]) -> None:
+    async def _run_check(self, key: tuple[str, str], check: Callable[[tuple[str, str]], Awaitable[str | None]]
+                         ) -> None:
         try:
-            problem = await asyncio.to_thread(prepare, *key)
+            problem = await check(key)
+        except DriverError as error:
+            problem = str(error)
         finally:
             self._checking.discard(key)
         self._host_paths[key] = (self.controller.now(), problem)
         self.controller.kick()
+
+    @staticmethod
+    async def _check_host_path(key: tuple[str, str]) -> str | None:
+        return await asyncio.to_thread(prepare, *key)
+
+    async def _check_volume(self, key: tuple[str, str]) -> str | None:
+        """A provisioned volume's storage is still there (a Docker volume removed by hand is not made again
+        empty: the pod waits, and the volume shows Failed)."""
+        handle = key[1]
+        pv = next((name for (kind, _, name), r in self.controller.objects.items() if kind == PV
+                   and getattr(r.obj, "volume_handle", "") == handle), handle)
+        if await self.backend.exists(handle):
+            self.status.failed.pop(pv, None)
+            return None
+        message = f"its storage {handle} ({self.backend.kind}) is gone"
+        self.status.failed[pv] = message
+        return message
 
     def _other_user(self, worker: Any, claim: str) -> bool:
         return any(w is not worker and w.namespace == worker.namespace and w.scheduled and not w.done.is_set()
