@@ -75,6 +75,7 @@ from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
 from meshd.controller.volumes.defaults import default_class_manifest
+from meshd.controller.volumes.provisioner import CHECKING, VolumeController
 
 DEFAULT_BACKOFF = BackoffPolicy()
 
@@ -165,6 +166,8 @@ class Controller:
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
         self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
+        self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
+        self.volume_status = self.volume_controller.status
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -297,16 +300,22 @@ class Controller:
             raise KeyError(f'{kind.lower()}s "{name}" not found')
         return result
 
-    async def delete_many(self, keys: list[tuple[str, str, str]]) -> list[ApplyResult]:
-        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes)."""
+    async def delete_many(self, keys: list[tuple[str, str, str]], *, protect: bool = True) -> list[ApplyResult]:
+        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes).
+        With `protect`, a claim a pod uses stays (Terminating) until the pod is gone, as Kubernetes' finalizer."""
         async with self._write_lock:
             found = list(dict.fromkeys(k for k in keys if k in self.objects))
+            kept = self.volume_controller.protect(found) if protect else set()
+            if kept:
+                self.kick()
+                self._notify(*next(iter(kept)))
+            found = [k for k in found if k not in kept]
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
             if found:
                 self.kick()
-            gone = set(found)
+            gone = set(found) | kept
             return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
 
     def _forget(self, key: tuple[str, str, str]) -> None:
@@ -467,6 +476,7 @@ class Controller:
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
+        self.volume_controller.reconcile()
 
     def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
         deployment: Deployment = record.obj  # type: ignore[assignment]
@@ -650,6 +660,7 @@ class Controller:
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())
         if adopt:
+            worker.volume_mounts = self.volume_controller.mounts_for(worker, check=False)[0]
             worker.start()  # it runs already: no admission
         return worker
 
@@ -663,6 +674,8 @@ class Controller:
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
+            if not self._volumes_ready(worker):
+                continue
             cpu, mem = _requests(worker.spec)
             short = [f"Insufficient {what}" for what, need, used, have in (
                 ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
@@ -679,6 +692,23 @@ class Controller:
             used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
             worker.reason = worker.message = ""
             worker.start()
+
+    def _volumes_ready(self, worker: PodWorker) -> bool:
+        """Whether the pod's claims and hostPaths are ready (it then gets their sources); else it stays Pending."""
+        if not worker.spec.volumes:
+            return True
+        worker.volume_mounts, problem = self.volume_controller.mounts_for(worker)
+        if not problem:
+            return True
+        if problem == CHECKING:
+            return False  # a hostPath is being looked at: the check kicks the controller when done
+        message = f"0/1 nodes are available: {problem}."
+        if worker.message != message:
+            worker.reason, worker.message = "Unschedulable", message
+            self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
+            self._notify("Pod", worker.namespace, worker.name)
+        self._call_at(self._clock() + 2)  # a hostPath may appear without anything else changing
+        return False
 
     def now(self) -> float:
         return self._clock()

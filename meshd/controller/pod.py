@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +21,7 @@ from meshd.driver.base import (
     ContainerSpec,
     Driver,
     DriverError,
+    MountSource,
     ObservedContainer,
     Sandbox,
     SandboxSpec,
@@ -123,6 +124,7 @@ class PodWorker:
         self.reason = ""
         self.message = ""
         self.scheduled = False
+        self.volume_mounts: Mapping[str, MountSource] = {}  # claim and hostPath volumes' sources, set at admission
         self.terminating = False
         self.ready_since: float | None = None
         self._driver = driver
@@ -423,6 +425,7 @@ class PodWorker:
             volumes=self.spec.volumes,
             share_process_namespace=self.spec.share_process_namespace,
             dns_search=self._dns_search,
+            mounts=self.volume_mounts,
         )
 
     async def _ensure_container(self, container: Container) -> None:

@@ -33,6 +33,16 @@ class DriverError(Exception):
 
 
 @dataclass(frozen=True)
+class MountSource:
+    """Where a pod volume that is not an emptyDir comes from (a claim's volume, a hostPath): a Docker named volume
+    ("volume") or a path of this machine ("bind")."""
+
+    type: Literal["volume", "bind"]
+    source: str
+    read_only: bool = False  # every mount of it is read-only (a ReadOnlyMany claim, readOnly: true)
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """A pod's shared part."""
 
@@ -43,6 +53,7 @@ class SandboxSpec:
     volumes: tuple[Volume, ...] = ()
     share_process_namespace: bool = False
     dns_search: tuple[str, ...] = ()  # e.g. ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
+    mounts: Mapping[str, MountSource] = field(default_factory=dict)  # volume name -> its source (not emptyDir)
 
 
 @dataclass(frozen=True)

@@ -459,7 +459,7 @@ class DockerDriver:
                 detach=True,
             )
             try:
-                for volume in spec.volumes:
+                for volume in (v for v in spec.volumes if v.name not in spec.mounts):
                     opts = {"type": "tmpfs", "device": "tmpfs"} if volume.medium == "Memory" else None
                     client.volumes.create(
                         name=volume_name(container.id, volume.name),
@@ -467,7 +467,7 @@ class DockerDriver:
                         driver_opts=opts,
                         labels={**labels, LABEL_SANDBOX: container.id, LABEL_CONTAINER: ""},
                     )
-                self._open_volumes(client, container.id, spec.volumes)
+                self._open_volumes(client, container.id, tuple(v for v in spec.volumes if v.name not in spec.mounts))
                 container.start()
                 container.reload()
             except Exception:
@@ -617,6 +617,12 @@ class DockerDriver:
         for vm in c.volume_mounts:
             if vm.name not in declared:
                 raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
+            source = spec.spec.mounts.get(vm.name)
+            if source is not None:  # a claim's volume or a hostPath
+                mounts.append(Mount(target=vm.mount_path, source=source.source, type=source.type,
+                                    read_only=vm.read_only or source.read_only,
+                                    **({"no_copy": True} if source.type == "volume" else {})))
+                continue
             mounts.append(
                 Mount(target=vm.mount_path, source=volume_name(sandbox_id, vm.name), type="volume",
                       read_only=vm.read_only, no_copy=True)  # an emptyDir is empty: no copy of the image's files

@@ -304,7 +304,7 @@ class ProcessDriver:
                 started_at=time.time(),
                 env={"HOSTNAME": spec.hostname, "POD_NAME": spec.pod, "POD_NAMESPACE": spec.namespace},
             )
-            for volume in spec.volumes:
+            for volume in (v for v in spec.volumes if v.name not in spec.mounts):
                 await asyncio.to_thread(_mkdir, self.volumes_dir / record.id / volume.name)
             self._save(record)
         self._emit("start", record)
@@ -347,8 +347,10 @@ class ProcessDriver:
                 "volumes",
                 "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
-            path = self.volumes_dir / spec.sandbox.id / vm.name
-            await asyncio.to_thread(_mkdir, path)
+            source = spec.spec.mounts.get(vm.name)
+            path = Path(source.source) if source is not None else self.volumes_dir / spec.sandbox.id / vm.name
+            if source is None:
+                await asyncio.to_thread(_mkdir, path)
             env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)
         cwd = c.working_dir or self._cwd
         labels = {

@@ -80,3 +80,10 @@ def test_phases_follow_the_claim_ref() -> None:
     # a released volume is not bound again to a new claim of the same name (another uid)
     assert plan([claim(uid="u2")], {"kept": retained}, LOCAL) == [
         Provision(("default", "data"), "pvc-u2", "local", "Delete")]
+
+
+def test_a_claim_applied_again_without_its_volume_name_stays_bound() -> None:
+    bound = volume("pvc-u1", sc="local", ref=ClaimRef("default", "data", "u1"), policy="Delete")
+    state = claim_state(claim(), {"pvc-u1": bound}, LOCAL, has_consumer=False)
+    assert (state.phase, state.volume) == ("Bound", "pvc-u1")
+    assert plan([claim()], {"pvc-u1": bound}, LOCAL) == []

@@ -62,6 +62,11 @@ def claim_state(claim: Claim, volumes: Mapping[str, PersistentVolume], classes: 
     bound = volumes.get(claim.obj.volume_name) if claim.obj.volume_name else None
     if bound is not None and claims_match(bound, claim):
         return ClaimState("Bound", bound.metadata.name, class_name)
+    if not claim.obj.volume_name and claim.uid:  # applied again without the volumeName the binder set
+        bound = next((v for v in volumes.values() if v.claim_ref is not None and v.claim_ref.uid == claim.uid
+                      and claims_match(v, claim)), None)
+        if bound is not None:
+            return ClaimState("Bound", bound.metadata.name, bound.storage_class_name or class_name)
     if claim.obj.volume_name and bound is None and claim.uid and _was_bound(claim):
         return ClaimState("Lost", claim.obj.volume_name, class_name, "ClaimLost",
                           f'Bound claim has lost its PersistentVolume "{claim.obj.volume_name}". Data on the '
