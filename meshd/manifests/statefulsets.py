@@ -9,8 +9,7 @@ from typing import Any
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath, ManifestError
 from meshd.manifests.reader import MISSING, DocumentReader
-from meshd.manifests.workloads import _int_or_percent, _is_zero, _read_replicated, _read_selector
-from meshd.manifests.pods import read_pod_template
+from meshd.manifests.workloads import _int_or_percent, _is_zero, _read_replicated, read_selected_template
 from meshd.manifests.storage import read_persistent_volume_claim
 from meshd.model.objects import DaemonSet, ObjectMeta, StatefulSet
 
@@ -57,12 +56,7 @@ def read_daemonset(reader: DocumentReader, doc: Mapping[str, Any], metadata: Obj
     spec = reader.mapping(reader.get(doc, "spec", (), required=True), _SPEC)
     reader.check_fields(spec, _SPEC, known=("selector", "template", "updateStrategy", "minReadySeconds",
                                             "revisionHistoryLimit"))
-    selector = _read_selector(reader, spec)
-    template = read_pod_template(reader, spec, _SPEC, namespace=metadata.namespace)
-    if not selector.matches(template.metadata.labels):
-        wanted = ",".join(f"{k}={v}" for k, v in selector.match_labels.items())
-        raise reader.fail(_SPEC + ("template", "metadata", "labels"),
-                          f"selector does not match template labels (spec.selector.matchLabels: {wanted})")
+    selector, template = read_selected_template(reader, spec, metadata)
     if template.spec.restart_policy != "Always":
         raise reader.fail(_SPEC + ("template", "spec", "restartPolicy"),
                           f'unsupported value "{template.spec.restart_policy}": only "Always" is allowed')
@@ -87,8 +81,6 @@ def read_daemonset(reader: DocumentReader, doc: Mapping[str, Any], metadata: Obj
             surge = _int_or_percent(reader, rolling, "maxSurge", rpath) if "maxSurge" in rolling else 0
             if _is_zero(unavailable) and _is_zero(surge):
                 raise reader.fail(rpath + ("maxUnavailable",), "may not be 0 when maxSurge is 0")
-            if not _is_zero(unavailable) and not _is_zero(surge):
-                raise reader.fail(rpath + ("maxSurge",), "may not be set when maxUnavailable is non-zero")
     history = reader.integer(spec, "revisionHistoryLimit", _SPEC, default=10, minimum=0)
     assert history is not None
     return DaemonSet(

@@ -120,3 +120,55 @@ def test_daemonset_counts():
     counts = daemonset_counts(nodes=["n1"], pods={"n1": [D("a", "r2", available=False)]}, update_revision="r2")
     assert (counts.desired, counts.current, counts.ready, counts.updated, counts.available,
             counts.unavailable) == (1, 1, 0, 1, 0, 1)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ("spec: {replicas: -1}", "spec.replicas: must be greater than or equal to 0"),
+    ("podManagementPolicy: Sometimes", 'spec.podManagementPolicy: unsupported value "Sometimes"'),
+    ("updateStrategy: {type: OnDelete, rollingUpdate: {partition: 1}}",
+     "spec.updateStrategy.rollingUpdate: only allowed for updateStrategy 'RollingUpdate'"),
+    ("updateStrategy: {rollingUpdate: {partition: -1}}", "spec.updateStrategy.rollingUpdate.partition: must be"),
+    ("persistentVolumeClaimRetentionPolicy: {whenScaled: Delete}",
+     "spec.persistentVolumeClaimRetentionPolicy.whenScaled: unsupported value \"Delete\""),
+    ("ordinals: {start: 1}", "spec.ordinals: not supported"),
+    ("volumeClaimTemplates: [{metadata: {name: www}, spec: {accessModes: [ReadWriteOnce]}}]",
+     "spec.volumeClaimTemplates[0].spec.resources: required field is missing"),
+])
+def test_statefulset_manifests_are_refused_with_the_field_path(change, problem):
+    from meshd.manifests import ManifestError, load_documents
+
+    base = """apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: nginx
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox}]}
+"""
+    text = base.replace("spec:\n  serviceName", "spec:\n  replicas: -1\n  serviceName") if change.startswith(
+        "spec:") else base + "  " + change + "\n"
+    with pytest.raises(ManifestError) as caught:
+        load_documents(text)
+    assert problem in str(caught.value)
+
+
+def test_a_claim_template_is_a_volume_of_each_pod():
+    from meshd.manifests import load_documents
+
+    text = """apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: busybox, volumeMounts: [{name: www, mountPath: /www}]}]}
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+"""
+    (sts,) = load_documents(text).objects
+    assert [v.name for v in sts.template.spec.volumes] == ["www"]
+    assert sts.volume_claim_templates[0]["metadata"]["name"] == "www"
