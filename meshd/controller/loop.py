@@ -170,6 +170,7 @@ class Controller:
         for record in self.objects.values():
             if isinstance(record.obj, Service):
                 self._publish_service(record.obj)
+        await self.volume_controller.start()
         observed = await self.driver.list_managed()
         self._adopt(observed)
         self._tasks.supervise("events", self._follow_events)
@@ -293,7 +294,7 @@ class Controller:
         With `protect`, a claim a pod uses stays (Terminating) until the pod is gone, as Kubernetes' finalizer."""
         async with self._write_lock:
             found = list(dict.fromkeys(k for k in keys if k in self.objects))
-            kept = self.volume_controller.protect(found) if protect else set()
+            kept = await self.volume_controller.protect(found) if protect else set()
             if kept:
                 self.kick()
                 self._notify(*next(iter(kept)))

@@ -42,6 +42,12 @@ class MountSource:
     read_only: bool = False  # every mount of it is read-only (a ReadOnlyMany claim, readOnly: true)
 
 
+def needs_source(volumes: tuple[Volume, ...], name: str) -> bool:
+    """Whether the pod volume is a claim or a hostPath (mounted from a MountSource, never as an empty volume)."""
+    return any(v.name == name and (v.host_path is not None or v.persistent_volume_claim is not None)
+               for v in volumes)
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """A pod's shared part."""

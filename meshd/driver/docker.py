@@ -40,6 +40,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
     Usage,
+    needs_source,
 )
 from meshd.driver.docker_exec import DockerExecSession
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
@@ -618,6 +619,8 @@ class DockerDriver:
             if vm.name not in declared:
                 raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
             source = spec.spec.mounts.get(vm.name)
+            if source is None and needs_source(spec.spec.volumes, vm.name):
+                raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")
             if source is not None:  # a claim's volume or a hostPath
                 mounts.append(Mount(target=vm.mount_path, source=source.source, type=source.type,
                                     read_only=vm.read_only or source.read_only,

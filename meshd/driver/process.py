@@ -39,6 +39,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
     Usage,
+    needs_source,
 )
 from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
@@ -348,6 +349,8 @@ class ProcessDriver:
                 "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
             source = spec.spec.mounts.get(vm.name)
+            if source is None and needs_source(spec.spec.volumes, vm.name):
+                raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")
             path = Path(source.source) if source is not None else self.volumes_dir / spec.sandbox.id / vm.name
             if source is None:
                 await asyncio.to_thread(_mkdir, path)

@@ -29,6 +29,9 @@ class VolumeBackend(Protocol):
 
     async def exists(self, handle: str) -> bool: ...
 
+    async def list(self) -> dict[str, str]:
+        """Every volume of this agent this backend holds: handle -> the PersistentVolume's name."""
+
     def mount(self, handle: str, *, read_only: bool) -> MountSource: ...
 
 
@@ -81,6 +84,14 @@ class DockerVolumes:
 
         return await self.driver._call(f"inspect volume {handle}", inspect)
 
+    async def list(self) -> dict[str, str]:
+        def volumes() -> dict[str, str]:
+            found = self.driver._docker().api.volumes(
+                filters={"label": [f"{LABEL_AGENT}={self.driver.agent_id}", LABEL_PV]}).get("Volumes") or []
+            return {v["Name"]: (v.get("Labels") or {}).get(LABEL_PV, "") for v in found}
+
+        return await self.driver._call("list volumes", volumes)
+
     def mount(self, handle: str, *, read_only: bool) -> MountSource:
         return MountSource("volume", handle, read_only)
 
@@ -114,6 +125,14 @@ class DirectoryVolumes:
 
     async def exists(self, handle: str) -> bool:
         return await asyncio.to_thread(Path(handle).is_dir)
+
+    async def list(self) -> dict[str, str]:
+        def directories() -> dict[str, str]:
+            if not self.root.is_dir():
+                return {}
+            return {str(p): p.name for p in self.root.iterdir() if p.is_dir()}
+
+        return await asyncio.to_thread(directories)
 
     def mount(self, handle: str, *, read_only: bool) -> MountSource:
         return MountSource("bind", handle, read_only)
