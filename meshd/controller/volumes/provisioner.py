@@ -23,6 +23,7 @@ from meshd.controller.volumes.binding import (
     Reclaim,
     claim_state,
     plan,
+    volume_phase,
 )
 from meshd.controller.persist import rfc3339
 from meshd.controller.volumes.hostpath import prepare
@@ -56,6 +57,7 @@ class VolumeController:
         self._reported: dict[tuple[str, str, str], str] = {}  # object -> the last reason an event gave
         self._host_paths: dict[tuple[str, str], tuple[float, str | None]] = {}  # (path, type) -> (when, problem)
         self._checking: set[tuple[str, str]] = set()
+        self._signature: list[Any] = []
 
     # --- adoption ------------------------------------------------------------------------------------
 
@@ -89,11 +91,18 @@ class VolumeController:
         c = self.controller
         state = storage_state(c)
         now = c.now()
+        signature: list[Any] = []
         for key, claim in state.claims.items():
             s = claim_state(claim, state.volumes, state.classes, has_consumer=key in state.consumers)
+            signature.append((PVC, key, s, claim.terminating))
             if s.phase == "Pending" and s.reason != "Provisioning":
                 warning = s.reason in ("ProvisioningFailed", "FailedBinding")
                 self._event(PVC, *key, "Warning" if warning else "Normal", s.reason, s.message)
+        signature += [(PV, name, volume_phase(v, state.claims), state.failed.get(name)) for name, v in state.volumes.items()]
+        signature += [(k, r.generation) for k, r in c.objects.items() if k[0] in (PVC, PV, "StorageClass")]
+        if signature != self._signature:  # API watchers of claims, volumes and classes see the change
+            self._signature = signature
+            c._notify(PVC, "", "")
         for worker in c.pods.values():  # a pod adopted before its claim could be resolved gets its sources now
             if worker.scheduled and any(needs_source(worker.spec.volumes, v.name) and v.name not in worker.volume_mounts
                                         for v in worker.spec.volumes):
