@@ -533,6 +533,7 @@ class PodWorker:
             volumes=self.spec.volumes,
             share_process_namespace=self.spec.share_process_namespace,
             dns_search=self._dns_search,
+            fs_group=self.spec.security_context.fs_group if self.spec.security_context else None,
         )
 
     async def _ensure_container(self, container: Container, *, start: bool = True) -> None:

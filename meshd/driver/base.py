@@ -49,6 +49,7 @@ class SandboxSpec:
     volumes: tuple[Volume, ...] = ()
     share_process_namespace: bool = False
     dns_search: tuple[str, ...] = ()  # e.g. ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
+    fs_group: int | None = None  # securityContext.fsGroup: the group that owns the pod's volumes
 
 
 @dataclass(frozen=True)

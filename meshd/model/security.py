@@ -156,9 +156,23 @@ def _process_refusals(spec: PodSpec, support: SecuritySupport) -> Iterator[Refus
                    f"{_PROCESS}: a process shares the host's filesystem (use the Docker driver)")
         if sc.capabilities_add or sc.capabilities_drop:
             yield (path + ("capabilities",), f"{_PROCESS}: use the Docker driver")
+        if sc.privileged and not root:
+            yield (path + ("privileged",), f"{_PROCESS} unless the agent runs as root")
         if not root:
             ours = {"runAsUser": support.agent_uid, "runAsGroup": support.agent_gid}
             for key, value in (("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group)):
                 if value is not None and value != ours[key]:
                     yield (path + (key,),
                            f"{_PROCESS} unless the agent runs as root (it runs pods as uid {support.agent_uid})")
+
+
+def object_refusals(obj: object, support: SecuritySupport) -> list[Refusal]:
+    """refusals() for every pod spec an object holds (a Pod's spec, a workload's template), with full paths."""
+    out: list[Refusal] = []
+    spec = getattr(obj, "spec", None)
+    if isinstance(spec, PodSpec):
+        out += [(("spec", *path), why) for path, why in refusals(spec, support)]
+    template = getattr(obj, "template", None)
+    if isinstance(getattr(template, "spec", None), PodSpec):
+        out += [(("spec", "template", "spec", *path), why) for path, why in refusals(template.spec, support)]  # type: ignore[union-attr]
+    return out
