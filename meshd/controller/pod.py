@@ -133,6 +133,7 @@ class PodWorker:
         self.initialized = not spec.init_containers
         self.init_failed = False
         self._sidecars_started: set[str] = set()
+        self._sidecars_done = False  # the pod finished: its sidecars stopped for good
         self.sandbox: Sandbox | None = None
         self.phase = "Pending"
         self.reason = ""
@@ -339,6 +340,7 @@ class PodWorker:
                 self.init_failed = True
                 self._update_phase()
                 self._publish()
+                await self._stop_sidecars()
                 return
             if step.action == "start":
                 status = self.containers[step.name]
@@ -351,6 +353,18 @@ class PodWorker:
             await asyncio.gather(*(self._try_start(c, self.containers[c.name]) for c in self.spec.containers))
             self._update_phase()
             self._publish()
+
+    async def _stop_sidecars(self) -> None:
+        """The app containers are done for good (or initialization failed): the native sidecars stop, in
+        reverse order, and are not restarted, so the pod can finish (a Job's pod with a sidecar completes)."""
+        if self._sidecars_done:
+            return
+        self._sidecars_done = True
+        for c in reversed(self.spec.init_containers):
+            status = self.containers[c.name]
+            if c.restart_policy and status.id and status.phase == "running":
+                await self._stop_container(status.id, grace=self.spec.termination_grace_period_seconds)
+            status.restart_at = None
 
     def _init_state(self, container: Container) -> InitState:
         status = self.containers[container.name]
@@ -437,11 +451,13 @@ class PodWorker:
         self._publish()
 
     async def _schedule_restart(self, status: ContainerStatus, *, force: bool = False) -> None:
-        if self._terminate.is_set():
+        if self._terminate.is_set() or (self._sidecars_done and self.is_init(status.name)):
             return
         if not force and not should_restart(self._policy(status.name), status.exit_code):
             self._update_phase()
             self._publish()
+            if self.phase in ("Succeeded", "Failed"):
+                await self._stop_sidecars()
             return
         delay = status.backoff.delay(self._backoff, now=self._clock())
         if delay <= 0:

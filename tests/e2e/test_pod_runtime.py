@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import time
 
@@ -249,3 +250,70 @@ async def test_run_as_non_root_is_refused_for_a_root_image_and_privileged_withou
     assert code == 1 and "spec.hostPID" in err, err
     code, out, err = await cluster.kubectl("get", "pod", "priv")
     assert code == 1 and "NotFound" in err  # nothing was created
+
+
+JOB_WITH_SIDECAR = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: batch}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: logger
+    image: meshd/busybox:latest
+    restartPolicy: Always
+    command: [sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']
+  containers:
+  - {name: work, image: meshd/busybox:latest, command: [sh, -c, 'echo work-done']}
+"""
+
+
+async def test_a_pod_with_a_sidecar_completes_when_its_app_containers_do(cluster):
+    code, out, err = await apply(cluster, JOB_WITH_SIDECAR)
+    assert code == 0, err
+    await until_status(cluster, "batch", "Completed")
+    status = (await pod_json(cluster, "batch"))["status"]
+    assert status["phase"] == "Succeeded"
+    deadline = time.monotonic() + 60
+    while "terminated" not in status["initContainerStatuses"][0]["state"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        status = (await pod_json(cluster, "batch"))["status"]
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0  # stopped, not restarted
+    assert status["initContainerStatuses"][0]["restartCount"] == 0
+
+
+@pytest.fixture
+async def privileged_cluster(tmp_path, agent_id, monkeypatch, busybox_image):
+    options = agent_options(tmp_path, agent_id, driver="docker", allow_privileged=True)
+    agent = await started_agent(options)
+    monkeypatch.setenv("MESHD_TOKEN", agent.token)
+    api = f"http://{options.api}"
+    kubeconfig = await write_kubeconfig(api, options.state_dir, tmp_path / "kubeconfig")
+    yield Cluster(api, kubeconfig, tmp_path)
+    await agent.close(stop_pods=True)
+
+
+async def test_host_pid_runs_when_the_agent_allows_it(privileged_cluster):
+    cluster = privileged_cluster
+    host_pid = PRIVILEGED.replace("name: priv", "name: hostpid").replace("securityContext: {privileged: true}", "") \
+        .replace("containers:", "hostPID: true\n  containers:")
+    code, out, err = await apply(cluster, host_pid)
+    assert code == 0, err
+    await until_status(cluster, "hostpid", "Running")
+    code, out, err = await cluster.kubectl("exec", "hostpid", "--", "sh", "-c", f"test -d /proc/{os.getpid()} && echo host")
+    assert (code, out.strip()) == (0, "host"), err  # it sees the host's processes (this test's own)
+
+
+async def test_a_privileged_container_runs_when_the_agent_allows_it(privileged_cluster, docker_client):
+    cluster = privileged_cluster
+    code, out, err = await apply(cluster, PRIVILEGED)
+    assert code == 0, err  # accepted with --allow-privileged
+    try:  # some engines (rootless, or in a restricted container) refuse every privileged container
+        docker_client.containers.run("meshd/busybox:latest", ["true"], privileged=True, remove=True)
+    except Exception as exc:  # noqa: BLE001 - the engine's refusal, whatever its type
+        row = await until_status(cluster, "priv", "CreateContainerError")
+        pytest.skip(f"this Docker engine runs no privileged container ({exc}); meshd shows {row[2]}")
+    await until_status(cluster, "priv", "Running")
+    code, out, err = await cluster.kubectl("exec", "priv", "--", "grep", "CapEff", "/proc/self/status")
+    assert code == 0 and int(out.split()[-1], 16) >= (1 << 38) - 1, (out, err)  # every capability
