@@ -317,3 +317,47 @@ async def test_a_privileged_container_runs_when_the_agent_allows_it(privileged_c
     await until_status(cluster, "priv", "Running")
     code, out, err = await cluster.kubectl("exec", "priv", "--", "grep", "CapEff", "/proc/self/status")
     assert code == 0 and int(out.split()[-1], 16) >= (1 << 38) - 1, (out, err)  # every capability
+
+
+ADOPTED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: adopted}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - {name: once, image: meshd/busybox:latest, command: [sh, -c, 'echo ran']}
+  - {name: side, image: meshd/busybox:latest, restartPolicy: Always, command: [sleep, '3600']}
+  containers:
+  - {name: app, image: meshd/busybox:latest, command: [sleep, '3600']}
+"""
+
+
+async def test_an_agent_restart_adopts_an_initialized_pod_without_running_its_init_containers_again(
+        tmp_path, agent_id, docker_client, busybox_image):
+    def engine() -> list[str]:
+        return sorted(c.id for c in docker_client.containers.list(all=True, filters={"label": [
+            f"io.meshd.agent={agent_id}", "io.meshd.pod=adopted"]}))
+
+    options = agent_options(tmp_path, agent_id, driver="docker")
+    first = await started_agent(options)
+    await first.controller.apply(ADOPTED)
+    deadline = time.monotonic() + 60
+    while not (first.controller.pods.get(("default", "adopted")) and first.controller.pods[("default", "adopted")].ready):
+        assert time.monotonic() < deadline, "the pod never became ready"
+        await asyncio.sleep(0.1)
+    before = engine()
+    await first.close(stop_pods=False)  # as if killed: the containers keep running
+    second = await started_agent(agent_options(tmp_path, agent_id, driver="docker", api=options.api, dns=options.dns))
+    try:
+        deadline = time.monotonic() + 60
+        while not (second.controller.pods.get(("default", "adopted"))
+                   and second.controller.pods[("default", "adopted")].ready):
+            assert time.monotonic() < deadline, "the adopted pod never became ready"
+            await asyncio.sleep(0.1)
+        worker = second.controller.pods[("default", "adopted")]
+        assert worker.initialized and engine() == before  # nothing new: the init container did not run again
+        assert (worker.containers["once"].phase, worker.containers["once"].exit_code) == ("terminated", 0)
+        assert worker.container_started("side") and worker.restarts == 0
+    finally:
+        await second.close(stop_pods=True)
