@@ -43,7 +43,7 @@ def claim(controller: Controller, state: StorageState, key: tuple[str, str]) -> 
         spec["volumeName"] = status.volume
     meta = stored_metadata(controller, record)
     if c.terminating:
-        meta["deletionTimestamp"] = meta.get("creationTimestamp")
+        meta.setdefault("deletionTimestamp", meta.get("creationTimestamp"))
     meta["finalizers"] = ["kubernetes.io/pvc-protection"]
     body: dict[str, Any] = {"phase": status.phase}
     if status.phase == "Bound":

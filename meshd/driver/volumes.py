@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,9 @@ class VolumeBackend(Protocol):
 
     async def exists(self, handle: str) -> bool: ...
 
+    async def list(self) -> dict[str, str]:
+        """Every volume of this agent this backend holds: handle -> the PersistentVolume's name."""
+
     def mount(self, handle: str, *, read_only: bool) -> MountSource: ...
 
 
@@ -46,16 +50,29 @@ class DockerVolumes:
         all_labels = {**labels, LABEL_MANAGED: "true", LABEL_AGENT: self.driver.agent_id, LABEL_PV: pv_name}
 
         def create() -> str:
+            import docker.errors
             from docker.types import Mount
 
             client = self.driver._docker()
             client.volumes.create(name=name, driver="local", labels=all_labels)
-            client.containers.run(  # a new volume is root's 0755: open it as the kubelet opens emptyDirs
+            opener = client.containers.create(  # a new volume is root's 0755: open it as emptyDirs are opened
                 self.driver.pause_image, ["/bin/busybox", "chmod", "0777", "/volume"],
                 mounts=[Mount(target="/volume", source=name, type="volume", no_copy=True)],
-                network_mode="none", labels={LABEL_MANAGED: "true", LABEL_AGENT: self.driver.agent_id},
-                remove=True,
+                network_mode="none",
+                # io.meshd.created: the controller's garbage collector leaves a container this young alone
+                labels={LABEL_MANAGED: "true", LABEL_AGENT: self.driver.agent_id,
+                        "io.meshd.created": f"{time.time():.3f}"},
             )
+            try:
+                opener.start()
+                status = opener.wait(timeout=60)
+            finally:
+                with contextlib.suppress(docker.errors.APIError):
+                    opener.remove(force=True)
+            if status.get("StatusCode") != 0:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.remove_volume(name)
+                raise DriverError(f"cannot open the volume {name} (chmod exited with {status.get('StatusCode')})")
             return name
 
         return await self.driver._call(f"create volume {name}", create)
@@ -80,6 +97,14 @@ class DockerVolumes:
                 return False
 
         return await self.driver._call(f"inspect volume {handle}", inspect)
+
+    async def list(self) -> dict[str, str]:
+        def volumes() -> dict[str, str]:
+            found = self.driver._docker().api.volumes(
+                filters={"label": [f"{LABEL_AGENT}={self.driver.agent_id}", LABEL_PV]}).get("Volumes") or []
+            return {v["Name"]: (v.get("Labels") or {}).get(LABEL_PV, "") for v in found}
+
+        return await self.driver._call("list volumes", volumes)
 
     def mount(self, handle: str, *, read_only: bool) -> MountSource:
         return MountSource("volume", handle, read_only)
@@ -114,6 +139,14 @@ class DirectoryVolumes:
 
     async def exists(self, handle: str) -> bool:
         return await asyncio.to_thread(Path(handle).is_dir)
+
+    async def list(self) -> dict[str, str]:
+        def directories() -> dict[str, str]:
+            if not self.root.is_dir():
+                return {}
+            return {str(p): p.name for p in self.root.iterdir() if p.is_dir()}
+
+        return await asyncio.to_thread(directories)
 
     def mount(self, handle: str, *, read_only: bool) -> MountSource:
         return MountSource("bind", handle, read_only)

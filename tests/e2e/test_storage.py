@@ -191,21 +191,23 @@ async def test_a_deployment_on_a_claim_keeps_its_data_through_rollouts_deletion_
     fourth = await running_pod(cluster, "app=web")
     assert await log_of(cluster, fourth) == [f"{first}-v1", f"{second}-v1", f"{third}-v2", f"{fourth}-v2"]
 
+    # the claim is in use: deleting it waits (Terminating) until its pod is gone, across an agent restart too
+    await kubectl(cluster, "delete", "pvc", "data", "--wait=false")
+    assert (await kubectl(cluster, "get", "pvc", "data", "--no-headers")).split()[1] == "Terminating"
     await agent.restart()  # the pod runs on; the new agent adopts it and its claim
     assert await running_pod(cluster, "app=web") == fourth
-    assert (await get(cluster, "pvc", "data"))["status"]["phase"] == "Bound"
+    pvc = await get(cluster, "pvc", "data")
+    assert pvc["status"]["phase"] == "Bound" and pvc["metadata"]["deletionTimestamp"]
+    assert (await kubectl(cluster, "get", "pvc", "data", "--no-headers")).split()[1] == "Terminating"
     app = docker_client.containers.list(filters={"label": [f"io.meshd.pod={fourth}", "io.meshd.container=c"]})[0]
     app.kill()  # the adopted pod's container restarts, on the same volume
+
     async def restarted() -> bool:
         status = (await get(cluster, "pod", fourth))["status"]["containerStatuses"][0]
         return status["restartCount"] == 1 and status["ready"]
     await until(restarted, "the container restarted")
     assert await log_of(cluster, fourth) == [f"{first}-v1", f"{second}-v1", f"{third}-v2", f"{fourth}-v2",
                                              f"{fourth}-v2"]
-
-    # the claim is in use: deleting it waits (Terminating) until its pod is gone, then the volume goes (Delete)
-    await kubectl(cluster, "delete", "pvc", "data", "--wait=false")
-    assert (await kubectl(cluster, "get", "pvc", "data", "--no-headers")).split()[1] == "Terminating"
     assert docker_volume(docker_client, handle) is not None
     await kubectl(cluster, "delete", "deployment", "web")
 

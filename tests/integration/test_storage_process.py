@@ -62,7 +62,7 @@ async def test_a_claim_is_a_directory_that_outlives_its_pod(tmp_path: Path, agen
             await eventually(lambda: not pods(agent))
             async with http.delete(f"{base}/api/v1/namespaces/default/persistentvolumeclaims/data") as reply:
                 assert reply.status == 200, await reply.text()
-            await eventually(lambda: not directory.exists())
+            await eventually(lambda: not directory.exists() and not agent.controller.store.list("PersistentVolume"))
             async with http.get(f"{base}/api/v1/persistentvolumes") as reply:
                 assert (await reply.json())["items"] == []
     finally:

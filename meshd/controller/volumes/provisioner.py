@@ -23,10 +23,12 @@ from meshd.controller.volumes.binding import (
     Reclaim,
     claim_state,
     plan,
+    volume_phase,
 )
+from meshd.controller.persist import rfc3339
 from meshd.controller.volumes.hostpath import prepare
 from meshd.controller.volumes.state import VolumeStatus, claims_used, storage_state
-from meshd.driver.base import DriverError, MountSource
+from meshd.driver.base import DriverError, MountSource, needs_source
 from meshd.driver.volumes import LABEL_CLAIM, volume_backend
 from meshd.manifests import ManifestError
 from meshd.manifests.quantity import format_memory
@@ -42,6 +44,7 @@ RETRY_SECONDS = 5.0
 HOST_PATH_FRESH = 2.0  # seconds a hostPath's or a volume's check is trusted
 CHECKING = "checking"  # mounts_for's problem while a hostPath is being looked at (off the event loop)
 SOURCE = "the volume controller"
+PROTECTION = "kubernetes.io/pvc-protection"
 
 
 class VolumeController:
@@ -54,6 +57,33 @@ class VolumeController:
         self._reported: dict[tuple[str, str, str], str] = {}  # object -> the last reason an event gave
         self._host_paths: dict[tuple[str, str], tuple[float, str | None]] = {}  # (path, type) -> (when, problem)
         self._checking: set[tuple[str, str]] = set()
+        self._signature: list[Any] = []
+
+    # --- adoption ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """After the controller loaded the store: claims whose deletion waits for a pod stay so, and the storage
+        of every provisioned volume is looked for (by the Docker volumes' labels, or the directories)."""
+        c = self.controller
+        for stored in c.store.list(PVC):
+            meta = stored["metadata"]
+            if meta.get("deletionTimestamp"):
+                self.status.terminating.add((meta["namespace"], meta["name"]))
+        try:
+            held = await self.backend.list()
+        except DriverError as error:
+            log.warning("volumes: cannot list the %s volumes (%s)", self.backend.kind, error)
+            return
+        provisioned = {r.obj.volume_handle: name for (kind, _, name), r in c.objects.items()
+                       if kind == PV and isinstance(r.obj, PersistentVolume) and r.obj.csi_driver == LOCAL_PROVISIONER}
+        for handle, name in provisioned.items():
+            if handle not in held:
+                self.status.failed[name] = f"its storage {handle} ({self.backend.kind}) is gone"
+                log.warning("volumes: PersistentVolume %s: its storage %s is gone", name, handle)
+        for handle, name in held.items():
+            if handle not in provisioned:
+                log.warning("volumes: %s (PersistentVolume %s) has no PersistentVolume in the store: kept with its "
+                            "data (remove it by hand if it is not wanted)", handle, name)
 
     # --- reconciliation (called at the end of each controller pass: cheap and synchronous) -------------
 
@@ -61,11 +91,24 @@ class VolumeController:
         c = self.controller
         state = storage_state(c)
         now = c.now()
+        signature: list[Any] = []
         for key, claim in state.claims.items():
             s = claim_state(claim, state.volumes, state.classes, has_consumer=key in state.consumers)
+            signature.append((PVC, key, s, claim.terminating))
             if s.phase == "Pending" and s.reason != "Provisioning":
                 warning = s.reason in ("ProvisioningFailed", "FailedBinding")
                 self._event(PVC, *key, "Warning" if warning else "Normal", s.reason, s.message)
+        signature += [(PV, name, volume_phase(v, state.claims), state.failed.get(name)) for name, v in state.volumes.items()]
+        signature += [(k, r.generation) for k, r in c.objects.items() if k[0] in (PVC, PV, "StorageClass")]
+        if signature != self._signature:  # API watchers of claims, volumes and classes see the change
+            self._signature = signature
+            c._notify(PVC, "", "")
+        for worker in c.pods.values():  # a pod adopted before its claim could be resolved gets its sources now
+            if worker.scheduled and any(needs_source(worker.spec.volumes, v.name) and v.name not in worker.volume_mounts
+                                        for v in worker.spec.volumes):
+                mounts, problem = self.mounts_for(worker, check=False)
+                if not problem:
+                    worker.volume_mounts = mounts
         actions = [a for a in plan(list(state.claims.values()), state.volumes, state.classes,
                                    consumers=state.consumers)
                    if now - self._failed_at.get(a, -RETRY_SECONDS) >= RETRY_SECONDS]
@@ -150,11 +193,18 @@ class VolumeController:
 
     # --- the pvc-protection finalizer ---------------------------------------------------------------------
 
-    def protect(self, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-        """Of the objects about to be deleted, the claims a pod uses: they stay (Terminating) until it is gone."""
-        used = {key for (namespace, _), worker in self.controller.pods.items()
-                for key in claims_used(namespace, worker.spec)}
+    async def protect(self, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        """Of the objects about to be deleted, the claims a pod uses: they stay (Terminating, with a
+        deletionTimestamp in the store, so an agent restart keeps it so) until no pod uses them."""
+        c = self.controller
+        used = {key for (namespace, _), worker in c.pods.items() for key in claims_used(namespace, worker.spec)}
         kept = {k for k in keys if k[0] == PVC and (k[1], k[2]) in used}
+        for key in sorted(kept):
+            stored = c.store.get(*key)
+            if stored is not None and not stored["metadata"].get("deletionTimestamp"):
+                marked = json.loads(json.dumps(stored))
+                marked["metadata"].update(deletionTimestamp=rfc3339(c.now()), finalizers=[PROTECTION])
+                await c.store.update(marked)
         self.status.terminating |= {(k[1], k[2]) for k in kept}
         return kept
 
@@ -180,14 +230,14 @@ class VolumeController:
             record = c.objects.get((PVC, worker.namespace, name))
             if record is None:
                 return {}, f'persistentvolumeclaim "{name}" not found'
-            if (worker.namespace, name) in self.status.terminating:
+            if check and (worker.namespace, name) in self.status.terminating:  # a running pod keeps its claim
                 return {}, f'persistentvolumeclaim "{name}" is being deleted'
             state = storage_state(c)
             claim = state.claims[(worker.namespace, name)]
             s = claim_state(claim, state.volumes, state.classes, has_consumer=True)
             if s.phase != "Bound":
                 return {}, f'pod has unbound immediate PersistentVolumeClaims ("{name}": {s.message or s.phase})'
-            if "ReadWriteOncePod" in claim.obj.access_modes and self._other_user(worker, name):
+            if check and "ReadWriteOncePod" in claim.obj.access_modes and self._other_user(worker, name):
                 return {}, (f'node has pod using PersistentVolumeClaim "{name}" with the same name and '
                             f"ReadWriteOncePod access mode")
             pv = state.volumes[s.volume]
