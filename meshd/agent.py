@@ -24,6 +24,7 @@ from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
+from meshd.external.listeners import parse_external
 from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
 from meshd.hostslots import (
     DOCKER_SERVICE_POOL,
@@ -81,6 +82,7 @@ class AgentOptions:
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
+    external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -120,6 +122,7 @@ class Agent:
             make_prober=prober_factory(self.driver),
             drain=self._drain_pod,
             on_service_address=self._service_address,
+            external=parse_external(options.external),
         )
         self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(

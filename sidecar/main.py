@@ -70,6 +70,8 @@ class NodeListeners:
                 protocol = p.protocol.upper()
                 if protocol in ("TCP", "UDP"):
                     want.setdefault((info.address, p.port, protocol), []).append(Route(svc, p.name))
+            for e in info.external:  # LoadBalancer ports and nodePorts on the --external addresses
+                want.setdefault((e.address, e.port, e.protocol.upper()), []).append(Route(svc, e.port_name))
         return want
 
     async def reconcile(self) -> None:

@@ -60,6 +60,8 @@ from meshd.manifests import ManifestError, load_documents, load_objects, templat
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
+from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
+from meshd.external.nodeports import PortClaimError, assign_node_ports, claims
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
@@ -121,6 +123,7 @@ class Controller:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         store: ObjectStore | None = None,
+        external: tuple[str, ...] = DEFAULT_EXTERNAL,
     ) -> None:
         """Without a store, start() opens STATE/store.db (and moves an old state.json into it)."""
         self.driver = driver
@@ -136,6 +139,7 @@ class Controller:
         self.pods: dict[tuple[str, str], PodWorker] = {}
         self.progress: dict[tuple[str, str], Progress] = {}
         self.addresses = AddressAllocator(service_pool)
+        self.external = external  # the --external addresses: LoadBalancer, NodePort and hostPort listen there
         self._make_prober = make_prober
         self._drain = drain or _no_drain
         self._on_service_address = on_service_address
@@ -235,6 +239,9 @@ class Controller:
                 planned.append((obj, "configured"))
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
+            if isinstance(obj, Service):
+                obj = self._claim_external_ports(obj, existing, [o for o, _ in planned], source)
+                planned[-1] = (obj, planned[-1][1] if existing is None or existing.obj != obj else "unchanged")
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
@@ -381,6 +388,22 @@ class Controller:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
 
+    def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, batch: list[KubeObject],
+                              source: str) -> Service:
+        """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
+        key = object_key(service)
+        others = {object_key(o): o for o in batch[:-1] if isinstance(o, Service)}
+        for k, record in self.objects.items():
+            if isinstance(record.obj, Service):
+                others.setdefault(k, record.obj)
+        taken = {claim: f"{k[1]}/{k[2]}" for k, other in others.items() if k != key for claim in claims(other)}
+        previous = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+        try:
+            return assign_node_ports(service, previous=previous, taken=taken, owner=f"{key[1]}/{key[2]}")
+        except PortClaimError as error:
+            raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
+                                path=error.path) from None
+
     def _check_pod_name_free(self, pod: Pod, source: str) -> None:
         """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
         it would shadow that pod and outlive its Deployment."""
@@ -411,6 +434,7 @@ class Controller:
             address=address,
             ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
             annotations=dict(service.metadata.annotations),
+            external=external_ports(service, self.external),
         )
         self.registry.upsert_service(info, dict(service.selector))
 
