@@ -1,0 +1,244 @@
+"""Reaching the mesh from outside, end to end: `meshd agent --external 127.0.0.1`, its node sidecar, real containers
+(busybox httpd, redis-server, dnsmasq), and clients nobody here wrote (curl, redis-cli, dig, kubectl, hey) on the
+external address: LoadBalancer Services at their port, NodePort Services at their nodePort, a hostPort."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+
+import pytest
+
+from tests.e2e.test_l4_mesh import _quiet, dig, redis_cli
+from tests.e2e.test_mesh import Meshd, curl, load_result
+from tests.integration.agent_harness import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow,
+              pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "hey", "redis-cli", "dig", "kubectl")),
+                                 reason="needs curl, hey, redis-cli, dig and kubectl")]  # fmt: skip
+
+
+def free_node_port(udp: bool = False) -> int:
+    """A port in the nodePort range that nothing on this host holds right now."""
+    for _ in range(200):
+        number = random.randint(30000, 32767)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", number))
+            except OSError:
+                continue
+            return number
+    raise OSError("no free port in 30000-32767")
+
+
+def web(name: str, *, replicas: int = 2, version: str = "$(hostname)") -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          replicas: {replicas}
+          selector: {{matchLabels: {{app: {name}}}}}
+          strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - name: web
+                image: meshd/busybox:latest
+                imagePullPolicy: IfNotPresent
+                command: ["/bin/sh", "-c", "mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+                ports: [{{containerPort: 8080, name: http}}]
+                readinessProbe: {{httpGet: {{path: /index.html, port: http}}, periodSeconds: 0.2, failureThreshold: 1}}
+        """)  # fmt: skip
+
+
+def services(lb_port: int, node_port: int, redis_port: int) -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: web-lb}}
+        spec:
+          type: LoadBalancer
+          selector: {{app: web}}
+          ports: [{{name: http, port: {lb_port}, targetPort: http}}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: web-np}}
+        spec:
+          type: NodePort
+          externalTrafficPolicy: Local
+          selector: {{app: web}}
+          ports: [{{name: http, port: 80, targetPort: http, nodePort: {node_port}}}]
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: redis}}
+        spec:
+          replicas: 1
+          selector: {{matchLabels: {{app: redis}}}}
+          template:
+            metadata: {{labels: {{app: redis}}}}
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - name: redis
+                image: meshd/servers:latest
+                imagePullPolicy: IfNotPresent
+                command: ["redis-server", "--port", "6379", "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+                ports: [{{containerPort: 6379, name: redis}}]
+                readinessProbe: {{tcpSocket: {{port: redis}}, periodSeconds: 0.2}}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: redis-lb}}
+        spec:
+          type: LoadBalancer
+          selector: {{app: redis}}
+          ports: [{{name: redis, port: {redis_port}, targetPort: redis, appProtocol: tcp}}]
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: dns}}
+        spec:
+          replicas: 1
+          selector: {{matchLabels: {{app: dns}}}}
+          template:
+            metadata: {{labels: {{app: dns}}}}
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - name: dnsmasq
+                image: meshd/servers:latest
+                imagePullPolicy: IfNotPresent
+                command: ["sh", "-c", "exec dnsmasq --no-daemon --conf-file=/dev/null --port 5353 --no-resolv --no-hosts --user=root --pid-file= --address=/x.test/10.9.8.7"]
+                ports: [{{containerPort: 5353, name: dns, protocol: UDP}}]
+                readinessProbe: {{tcpSocket: {{port: 5353}}, periodSeconds: 0.2}}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: dns-np}}
+        spec:
+          type: NodePort
+          selector: {{app: dns}}
+          ports: [{{name: dns, port: 53, targetPort: dns, protocol: UDP}}]
+        """)  # fmt: skip
+
+
+def kubectl(meshd: Meshd, kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
+                          timeout=60, env={**meshd.cli_env(), "HOME": str(meshd.state.parent)})  # fmt: skip
+
+
+def node_port(meshd: Meshd, name: str) -> int:
+    svc = meshd.until(lambda: meshd.get(f"/api/v1/namespaces/default/services/{name}"), what=f"service {name}")
+    return int(svc["spec"]["ports"][0]["nodePort"])
+
+
+def test_load_balancer_node_port_redis_and_udp_on_the_external_address(
+        tmp_path, busybox_image, servers_image, pause_image):  # fmt: skip
+    lb_port, redis_port, np_port = free_port(), free_port(), free_node_port()
+    manifest = tmp_path / "external.yaml"
+    manifest.write_text(web("web") + "---\n" + services(lb_port, np_port, redis_port))
+    meshd = Meshd(tmp_path, "agent", "--external", "127.0.0.1").start()
+    try:
+        assert "created" in meshd.cli("apply", "-f", str(manifest))
+        meshd.until(lambda: meshd.ready_endpoints("web-lb") == 2 and meshd.ready_endpoints("redis-lb") == 1
+                    and meshd.ready_endpoints("dns-np") == 1, what="every replica ready")  # fmt: skip
+        # curl to the LoadBalancer Service at its port, and to the NodePort Service at its nodePort
+        answers = {meshd.until(lambda: curl(f"http://127.0.0.1:{lb_port}/"), what="the LoadBalancer port")
+                   for _ in range(20)}  # fmt: skip
+        assert len(answers) == 2 and all(a.startswith("web-") for a in answers), answers  # balanced per request
+        assert meshd.until(lambda: curl(f"http://127.0.0.1:{np_port}/"), what="the nodePort").startswith("web-")
+        # the LoadBalancer Service has a nodePort too, as in Kubernetes
+        lb_node_port = node_port(meshd, "web-lb")
+        assert 30000 <= lb_node_port <= 32767
+        assert meshd.until(lambda: curl(f"http://127.0.0.1:{lb_node_port}/"), what="the LB's nodePort")
+        # opaque TCP through a LoadBalancer: redis-cli
+        assert meshd.until(lambda: _quiet(redis_cli, "127.0.0.1", redis_port, "ping") == "PONG", what="redis")
+        assert redis_cli("127.0.0.1", redis_port, "set", "k", "v") == "OK"
+        assert redis_cli("127.0.0.1", redis_port, "get", "k") == "v"
+        # UDP through an allocated nodePort: dig to dnsmasq
+        dns_port = node_port(meshd, "dns-np")
+        assert meshd.until(lambda: dig("@127.0.0.1", "-p", str(dns_port), "a.x.test"), what="dig") == "10.9.8.7"
+        # kubectl get svc: EXTERNAL-IP and PORT(S) as Kubernetes prints them
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(meshd.cli("kubeconfig", "--state-dir", str(meshd.state), "--api", meshd.api))
+        table = kubectl(meshd, str(kubeconfig), "get", "svc", "web-lb", "web-np", "dns-np")
+        assert table.returncode == 0, table.stderr
+        rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:]}
+        assert rows["web-lb"][1:2] + rows["web-lb"][3:5] == ["LoadBalancer", "127.0.0.1", f"{lb_port}:{lb_node_port}/TCP"]
+        assert rows["web-np"][3:5] == ["<none>", f"80:{np_port}/TCP"]
+        assert rows["dns-np"][4] == f"53:{dns_port}/UDP"
+        status = json.loads(kubectl(meshd, str(kubeconfig), "get", "svc", "web-lb", "-o", "json").stdout)["status"]
+        assert status["loadBalancer"]["ingress"][0]["ip"] == "127.0.0.1"
+        # a nodePort another Service holds is refused with its field path, and nothing changes
+        clash = tmp_path / "clash.yaml"
+        clash.write_text(textwrap.dedent(f"""\
+            apiVersion: v1
+            kind: Service
+            metadata: {{name: clash}}
+            spec:
+              type: NodePort
+              selector: {{app: web}}
+              ports: [{{port: 81, targetPort: 8080, nodePort: {np_port}}}]
+            """))  # fmt: skip
+        refused = kubectl(meshd, str(kubeconfig), "apply", "-f", str(clash))
+        assert refused.returncode != 0
+        assert f"spec.ports[0].nodePort: Invalid value: {np_port}: provided port is already allocated" in refused.stderr
+        assert kubectl(meshd, str(kubeconfig), "get", "svc", "clash").returncode != 0
+        assert curl(f"http://127.0.0.1:{np_port}/").startswith("web-")  # type: ignore[union-attr]
+        # an agent restart keeps every allocated nodePort, and serves them again
+        meshd.stop(signal.SIGTERM)
+        meshd.start()
+        assert node_port(meshd, "dns-np") == dns_port and node_port(meshd, "web-lb") == lb_node_port
+        assert meshd.until(lambda: dig("@127.0.0.1", "-p", str(dns_port), "b.x.test"), what="dig") == "10.9.8.7"
+        assert meshd.until(lambda: curl(f"http://127.0.0.1:{lb_port}/"), what="the LB after a restart")
+    finally:
+        meshd.stop(signal.SIGINT)
+        subprocess.run(["docker", "rm", "-f", *_containers(meshd)], capture_output=True)
+
+
+def _containers(meshd: Meshd) -> list[str]:
+    from tests.e2e.test_mesh import containers_of
+
+    return containers_of(meshd.agent_id)
+
+
+def test_a_rolling_update_behind_a_load_balancer_under_load_loses_no_request(tmp_path, busybox_image, pause_image):
+    lb_port = free_port()
+    service = textwrap.dedent(f"""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: roll}}
+        spec:
+          type: LoadBalancer
+          selector: {{app: roll}}
+          ports: [{{name: http, port: {lb_port}, targetPort: http}}]
+        """)  # fmt: skip
+    manifest = tmp_path / "roll.yaml"
+    manifest.write_text(web("roll", replicas=3, version="v1") + service)
+    meshd = Meshd(tmp_path, "agent").start()  # --external defaults to 127.0.0.1
+    try:
+        meshd.cli("apply", "-f", str(manifest))
+        url = f"http://127.0.0.1:{lb_port}/index.html"
+        meshd.until(lambda: meshd.ready_endpoints("roll") == 3 and curl(url) == "v1", what="v1 serving")
+        load = subprocess.Popen(["hey", "-z", "20s", "-c", "4", "-disable-keepalive", url], stdout=subprocess.PIPE,
+                                text=True)  # fmt: skip
+        manifest.write_text(web("roll", replicas=3, version="v2") + service)
+        meshd.cli("apply", "-f", str(manifest))
+        meshd.until(lambda: {curl(url) for _ in range(6)} == {"v2"}, timeout=120, what="v2 everywhere")
+        meshd.cli("rollout", "status", "deployment/roll", "--timeout", "120s")
+        codes, output = load_result(load)
+        assert set(codes) == {"200"} and codes["200"] > 100, output
+        assert "Error distribution" not in output, output
+    finally:
+        meshd.stop(signal.SIGINT)
