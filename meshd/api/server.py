@@ -91,6 +91,7 @@ class ApiServer:
         r.add_get("/v1/watch/endpoints", self.watch_all_endpoints)
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
+        r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
         for prefix in ("/api/v1", "/apis/apps/v1"):
@@ -459,6 +460,20 @@ class ApiServer:
         accepted = self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
         # an ack for nothing that drains (late, or not from a connected sidecar) is kept nowhere
         return web.json_response({"ok": True, "accepted": accepted})
+
+    async def listen_failure(self, request: web.Request) -> web.Response:
+        """The sidecar could not listen on a port (another program holds it): a warning event on each Service."""
+        body = await self._json(request)
+        try:
+            where = f"{body['address']}:{int(body['port'])}/{body['protocol']}"
+            services, error = [ServiceKey.parse(str(s)) for s in body["services"]], str(body["error"])
+        except (KeyError, TypeError, ValueError) as problem:
+            return _error(400, f"bad listen failure report: {problem}")
+        for key in services:
+            message = f"cannot listen on {where}: {error} (the sidecar retries)"
+            log.warning("service %s: %s", key, message)
+            self.controller.events.record("Service", key.namespace, key.name, "Warning", "PortNotAvailable", message)
+        return web.json_response({"ok": True})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:
         host = request.host

@@ -242,3 +242,40 @@ def test_a_rolling_update_behind_a_load_balancer_under_load_loses_no_request(tmp
         assert "Error distribution" not in output, output
     finally:
         meshd.stop(signal.SIGINT)
+
+
+def test_a_port_another_program_holds_is_an_event_and_is_served_once_it_is_free(tmp_path, busybox_image,
+                                                                                 pause_image):  # fmt: skip
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    manifest = tmp_path / "held.yaml"
+    manifest.write_text(web("web", replicas=1) + textwrap.dedent(f"""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: held}}
+        spec:
+          type: LoadBalancer
+          selector: {{app: web}}
+          ports: [{{name: http, port: {port}, targetPort: http}}]
+        """))  # fmt: skip
+    meshd = Meshd(tmp_path, "agent").start()
+    try:
+        meshd.cli("apply", "-f", str(manifest))
+
+        def event() -> str | None:
+            events = (meshd.get("/api/v1/namespaces/default/events") or {}).get("items") or []
+            return next((e["message"] for e in events if e["reason"] == "PortNotAvailable"
+                         and e["involvedObject"]["name"] == "held"), None)  # fmt: skip
+
+        message = meshd.until(event, what="a PortNotAvailable event on the Service")
+        assert f"cannot listen on 127.0.0.1:{port}/TCP" in message and "in use" in message, message
+        assert "PortNotAvailable" in meshd.cli("describe", "service", "held")
+        holder.close()  # the other program goes: the sidecar takes the port on its next try
+        assert meshd.until(lambda: curl(f"http://127.0.0.1:{port}/"), what="the port once free").startswith("web-")
+    finally:
+        holder.close()
+        meshd.stop(signal.SIGINT)
