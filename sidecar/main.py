@@ -67,14 +67,16 @@ class NodeListeners:
         want: dict[ListenKey, list[Route]] = {}
         for svc in self.table.services.values():
             info = svc.info
-            if not svc.exists or info is None or not info.address:
+            if not svc.exists or info is None:
+                continue
+            for e in info.external:  # LoadBalancer ports, nodePorts and hostPorts on the --external addresses
+                want.setdefault((e.address, e.port, e.protocol.upper()), []).append(Route(svc, e.port_name))
+            if not info.address:
                 continue
             for p in info.ports:
                 protocol = p.protocol.upper()
                 if protocol in ("TCP", "UDP"):
                     want.setdefault((info.address, p.port, protocol), []).append(Route(svc, p.name))
-            for e in info.external:  # LoadBalancer ports and nodePorts on the --external addresses
-                want.setdefault((e.address, e.port, e.protocol.upper()), []).append(Route(svc, e.port_name))
         return want
 
     async def reconcile(self) -> None:

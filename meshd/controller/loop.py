@@ -60,6 +60,8 @@ from meshd.manifests import ManifestError, load_documents, load_objects, templat
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
+from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
+from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, assign_node_ports, claims
 from meshd.registry.addresses import AddressAllocator
@@ -140,6 +142,7 @@ class Controller:
         self.progress: dict[tuple[str, str], Progress] = {}
         self.addresses = AddressAllocator(service_pool)
         self.external = external  # the --external addresses: LoadBalancer, NodePort and hostPort listen there
+        self._host_port_keys: set[ServiceKey] = set()  # the pods' hostPort records in the registry
         self._make_prober = make_prober
         self._drain = drain or _no_drain
         self._on_service_address = on_service_address
@@ -665,10 +668,12 @@ class Controller:
         """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
         than --max-pods pods."""
         used_cpu = used_mem = running = 0
+        used_ports: list[HostPort] = []
         for worker in self.pods.values():
             if worker.scheduled and not worker.done.is_set():
                 cpu, mem = _requests(worker.spec)
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+                used_ports.extend(host_ports(worker.spec, self.external))
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
             cpu, mem = _requests(worker.spec)
@@ -677,6 +682,9 @@ class Controller:
                 ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
             if running >= self.capacity.pods:
                 short.append("Too many pods")
+            wanted = host_ports(worker.spec, self.external)
+            if wanted and collides(wanted, used_ports):
+                short.append(HOST_PORTS_TAKEN)
             if short:
                 message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
                 if worker.message != message:
@@ -685,8 +693,23 @@ class Controller:
                     self._notify("Pod", worker.namespace, worker.name)
                 continue
             used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+            used_ports.extend(wanted)
             worker.reason = worker.message = ""
             worker.start()
+        self._publish_host_ports()
+
+    def _publish_host_ports(self) -> None:
+        """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve."""
+        want = {}
+        for worker in self.pods.values():
+            ports = host_ports(worker.spec, self.external) if worker.scheduled and not worker.done.is_set() else ()
+            if ports:
+                want[host_port_key(worker.namespace, worker.name)] = (worker.name, ports)
+        for key in [k for k in self._host_port_keys if k not in want]:
+            self.registry.delete_service(key)
+        for key, (pod, ports) in want.items():
+            self.registry.upsert_service(host_port_service(key.namespace, pod, ports), pod=pod)
+        self._host_port_keys = set(want)
 
     def now(self) -> float:
         return self._clock()

@@ -279,3 +279,32 @@ def test_a_port_another_program_holds_is_an_event_and_is_served_once_it_is_free(
     finally:
         holder.close()
         meshd.stop(signal.SIGINT)
+
+
+def test_a_host_port_reaches_its_pod_and_a_second_pod_wanting_it_stays_pending(tmp_path, busybox_image,
+                                                                                pause_image):  # fmt: skip
+    host_port = free_port()
+    manifest = tmp_path / "hostport.yaml"
+    manifest.write_text(web("hp").replace("ports: [{containerPort: 8080, name: http}]",
+                                          f"ports: [{{containerPort: 8080, name: http, hostPort: {host_port}}}]"))
+    meshd = Meshd(tmp_path, "agent").start()
+    try:
+        meshd.cli("apply", "-f", str(manifest))
+
+        def pods() -> list[dict]:
+            return (meshd.get("/api/v1/namespaces/default/pods") or {}).get("items") or []
+
+        def split() -> tuple[str, str] | None:
+            running = [p for p in pods() if p["status"].get("phase") == "Running"]
+            pending = [p for p in pods() if p["status"].get("phase") == "Pending"
+                       and "didn't have free ports for the requested pod ports" in json.dumps(p["status"])]
+            return (running[0]["metadata"]["name"], pending[0]["metadata"]["name"]) if running and pending else None
+
+        first, second = meshd.until(split, what="one pod running, the other Pending for its hostPort")
+        assert meshd.until(lambda: curl(f"http://127.0.0.1:{host_port}/"), what="the hostPort") == first
+        assert {curl(f"http://127.0.0.1:{host_port}/") for _ in range(5)} == {first}  # that pod only
+        meshd.cli("delete", "pod", first)  # the port frees: the Pending pod is scheduled and serves it
+        assert meshd.until(lambda: curl(f"http://127.0.0.1:{host_port}/") == second and second,
+                           timeout=90, what="the second pod on the hostPort")  # fmt: skip
+    finally:
+        meshd.stop(signal.SIGINT)
