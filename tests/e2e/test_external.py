@@ -308,3 +308,38 @@ def test_a_host_port_reaches_its_pod_and_a_second_pod_wanting_it_stays_pending(t
                            timeout=90, what="the second pod on the hostPort")  # fmt: skip
     finally:
         meshd.stop(signal.SIGINT)
+
+
+def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path):
+    grpc = pytest.importorskip("grpc")
+    from tests.e2e.test_mesh import ROOT
+
+    lb_port = free_port()
+    manifest = tmp_path / "grpc.yaml"
+    manifest.write_text((ROOT / "examples" / "grpc-echo.yaml").read_text() + textwrap.dedent(f"""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: echo-lb}}
+        spec:
+          type: LoadBalancer
+          selector: {{app: echo}}
+          ports: [{{name: grpc, port: {lb_port}, targetPort: grpc}}]
+        """))  # fmt: skip
+    meshd = Meshd(tmp_path, "up", "--driver", "process", "-f", str(manifest)).start()
+    try:
+        meshd.until(lambda: meshd.ready_endpoints("echo-lb") == 3, what="3 ready endpoints (grpc probes)")
+        with grpc.insecure_channel(f"127.0.0.1:{lb_port}") as channel:  # one HTTP/2 connection
+            call = channel.unary_unary("/test.Echo/Unary")
+
+            def answers() -> bytes | None:
+                try:
+                    return call(b"", timeout=5)
+                except grpc.RpcError:
+                    return None
+
+            meshd.until(answers, what="a gRPC call on the external address")
+            served = {call(b"", timeout=10) for _ in range(60)}
+            assert len(served) == 3, served
+    finally:
+        meshd.stop()
