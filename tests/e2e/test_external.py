@@ -66,40 +66,20 @@ def web(name: str, *, replicas: int = 2, version: str = "$(hostname)") -> str:
 
 def services(lb_port: int, node_port: int, redis_port: int) -> str:
     """LoadBalancer and NodePort Services for `web`, and for test_l4_mesh's redis and dnsmasq Deployments."""
-    return L4_DEPLOYMENTS + textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: web-lb}}
-        spec:
-          type: LoadBalancer
-          selector: {{app: web}}
-          ports: [{{name: http, port: {lb_port}, targetPort: http}}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: web-np}}
-        spec:
-          type: NodePort
-          externalTrafficPolicy: Local
-          selector: {{app: web}}
-          ports: [{{name: http, port: 80, targetPort: http, nodePort: {node_port}}}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: redis-lb}}
-        spec:
-          type: LoadBalancer
-          selector: {{app: redis}}
-          ports: [{{name: redis, port: {redis_port}, targetPort: redis, appProtocol: tcp}}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: dns-np}}
-        spec:
-          type: NodePort
-          selector: {{app: dns}}
-          ports: [{{name: dns, port: 53, targetPort: dns, protocol: UDP}}]
-        """)  # fmt: skip
+    return L4_DEPLOYMENTS.removesuffix("---\n") + "".join((
+        service("web-lb", "LoadBalancer", "web", f"{{name: http, port: {lb_port}, targetPort: http}}"),
+        service("web-np", "NodePort", "web", f"{{name: http, port: 80, targetPort: http, nodePort: {node_port}}}")
+        + "  externalTrafficPolicy: Local\n",
+        service("redis-lb", "LoadBalancer", "redis", f"{{name: redis, port: {redis_port}, targetPort: redis, "
+                "appProtocol: tcp}"),
+        service("dns-np", "NodePort", "dns", "{name: dns, port: 53, targetPort: dns, protocol: UDP}"),
+    ))
+
+
+def service(name: str, kind: str, app: str, port: str) -> str:
+    """One Service document (after a `---`): `port` is the flow-style YAML of its single port."""
+    return f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n" \
+           f"  selector: {{app: {app}}}\n  ports: [{port}]\n"  # fmt: skip
 
 
 def kubectl(meshd: Meshd, kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
@@ -155,15 +135,7 @@ def test_load_balancer_node_port_redis_and_udp_on_the_external_address(
         assert status["loadBalancer"]["ingress"][0]["ip"] == "127.0.0.1"
         # a nodePort another Service holds is refused with its field path, and nothing changes
         clash = tmp_path / "clash.yaml"
-        clash.write_text(textwrap.dedent(f"""\
-            apiVersion: v1
-            kind: Service
-            metadata: {{name: clash}}
-            spec:
-              type: NodePort
-              selector: {{app: web}}
-              ports: [{{port: 81, targetPort: 8080, nodePort: {np_port}}}]
-            """))  # fmt: skip
+        clash.write_text(service("clash", "NodePort", "web", f"{{port: 81, targetPort: 8080, nodePort: {np_port}}}"))
         refused = kubectl(meshd, str(kubeconfig), "apply", "-f", str(clash))
         assert refused.returncode != 0
         assert f"spec.ports[0].nodePort: Invalid value: {np_port}: provided port is already allocated" in refused.stderr
@@ -189,18 +161,9 @@ def _containers(meshd: Meshd) -> list[str]:
 
 def test_a_rolling_update_behind_a_load_balancer_under_load_loses_no_request(tmp_path, busybox_image, pause_image):
     lb_port = free_port()
-    service = textwrap.dedent(f"""\
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: roll}}
-        spec:
-          type: LoadBalancer
-          selector: {{app: roll}}
-          ports: [{{name: http, port: {lb_port}, targetPort: http}}]
-        """)  # fmt: skip
+    lb = service("roll", "LoadBalancer", "roll", f"{{name: http, port: {lb_port}, targetPort: http}}")
     manifest = tmp_path / "roll.yaml"
-    manifest.write_text(web("roll", replicas=3, version="v1") + service)
+    manifest.write_text(web("roll", replicas=3, version="v1") + lb)
     meshd = Meshd(tmp_path, "agent").start()  # --external defaults to 127.0.0.1
     try:
         meshd.cli("apply", "-f", str(manifest))
@@ -208,7 +171,7 @@ def test_a_rolling_update_behind_a_load_balancer_under_load_loses_no_request(tmp
         meshd.until(lambda: meshd.ready_endpoints("roll") == 3 and curl(url) == "v1", what="v1 serving")
         load = subprocess.Popen(["hey", "-z", "20s", "-c", "4", "-disable-keepalive", url], stdout=subprocess.PIPE,
                                 text=True)  # fmt: skip
-        manifest.write_text(web("roll", replicas=3, version="v2") + service)
+        manifest.write_text(web("roll", replicas=3, version="v2") + lb)
         meshd.cli("apply", "-f", str(manifest))
         meshd.until(lambda: {curl(url) for _ in range(6)} == {"v2"}, timeout=120, what="v2 everywhere")
         meshd.cli("rollout", "status", "deployment/roll", "--timeout", "120s")
@@ -227,16 +190,8 @@ def test_a_port_another_program_holds_is_an_event_and_is_served_once_it_is_free(
     holder.listen()
     port = holder.getsockname()[1]
     manifest = tmp_path / "held.yaml"
-    manifest.write_text(web("web", replicas=1) + textwrap.dedent(f"""\
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: held}}
-        spec:
-          type: LoadBalancer
-          selector: {{app: web}}
-          ports: [{{name: http, port: {port}, targetPort: http}}]
-        """))  # fmt: skip
+    manifest.write_text(web("web", replicas=1) + service("held", "LoadBalancer", "web",
+                                                         f"{{name: http, port: {port}, targetPort: http}}"))
     meshd = Meshd(tmp_path, "agent").start()
     try:
         meshd.cli("apply", "-f", str(manifest))
@@ -291,16 +246,8 @@ def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path):
 
     lb_port = free_port()
     manifest = tmp_path / "grpc.yaml"
-    manifest.write_text((ROOT / "examples" / "grpc-echo.yaml").read_text() + textwrap.dedent(f"""\
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: echo-lb}}
-        spec:
-          type: LoadBalancer
-          selector: {{app: echo}}
-          ports: [{{name: grpc, port: {lb_port}, targetPort: grpc}}]
-        """))  # fmt: skip
+    manifest.write_text((ROOT / "examples" / "grpc-echo.yaml").read_text()
+                        + service("echo-lb", "LoadBalancer", "echo", f"{{name: grpc, port: {lb_port}, targetPort: grpc}}"))
     meshd = Meshd(tmp_path, "up", "--driver", "process", "-f", str(manifest)).start()
     try:
         meshd.until(lambda: meshd.ready_endpoints("echo-lb") == 3, what="3 ready endpoints (grpc probes)")
