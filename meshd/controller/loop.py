@@ -63,7 +63,7 @@ from meshd.registry import Registry
 from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
 from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
-from meshd.external.nodeports import PortClaimError, assign_node_ports, claims
+from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
@@ -227,6 +227,7 @@ class Controller:
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
                      carry_live: bool = True) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
+        port_claims: PortClaims | None = None  # the external ports Services hold, once a Service is applied
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
@@ -243,7 +244,10 @@ class Controller:
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
             if isinstance(obj, Service):
-                obj = self._claim_external_ports(obj, existing, [o for o, _ in planned], source)
+                if port_claims is None:
+                    port_claims = PortClaims((f"{k[1]}/{k[2]}", r.obj) for k, r in self.objects.items()
+                                             if isinstance(r.obj, Service) and r.obj.type != "ClusterIP")
+                obj = self._claim_external_ports(obj, existing, port_claims, source)
                 planned[-1] = (obj, planned[-1][1] if existing is None or existing.obj != obj else "unchanged")
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
@@ -391,21 +395,20 @@ class Controller:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
 
-    def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, batch: list[KubeObject],
+    def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, index: PortClaims,
                               source: str) -> Service:
         """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
-        key = object_key(service)
-        others = {object_key(o): o for o in batch[:-1] if isinstance(o, Service)}
-        for k, record in self.objects.items():
-            if isinstance(record.obj, Service):
-                others.setdefault(k, record.obj)
-        taken = {claim: f"{k[1]}/{k[2]}" for k, other in others.items() if k != key for claim in claims(other)}
+        owner = f"{service.metadata.namespace}/{service.metadata.name}"
         previous = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+        if service.type == "ClusterIP" and (previous is None or previous.type == "ClusterIP"):
+            return service  # claims nothing, held nothing: the common case costs nothing
         try:
-            return assign_node_ports(service, previous=previous, taken=taken, owner=f"{key[1]}/{key[2]}")
+            service = assign_node_ports(service, previous=previous, taken=index.taken_for(owner), owner=owner)
         except PortClaimError as error:
             raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
                                 path=error.path) from None
+        index.replace(owner, service)
+        return service
 
     def _check_pod_name_free(self, pod: Pod, source: str) -> None:
         """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from meshd.model.objects import Service, ServicePort
@@ -46,6 +46,31 @@ def claims(service: Service) -> dict[Claim, FieldPath]:
         if p.node_port is not None and service.type != "ClusterIP":
             out.setdefault((p.node_port, p.protocol), ("spec", "ports", i, "nodePort"))
     return out
+
+
+class PortClaims:
+    """Which Service holds each external (port, protocol): built once per apply, updated Service by Service, so a
+    batch of thousands of ClusterIP Services costs one pass."""
+
+    def __init__(self, services: Iterable[tuple[str, Service]]) -> None:
+        self.owner: dict[Claim, str] = {}
+        self.held: dict[str, set[Claim]] = {}
+        for owner, service in services:
+            self.replace(owner, service)
+
+    def taken_for(self, owner: str) -> dict[Claim, str]:
+        """The claims of every Service but `owner`."""
+        return {claim: holder for claim, holder in self.owner.items() if holder != owner}
+
+    def replace(self, owner: str, service: Service | None) -> None:
+        for claim in self.held.pop(owner, ()):
+            if self.owner.get(claim) == owner:
+                del self.owner[claim]
+        mine = set(claims(service)) if service is not None else set()
+        if mine:
+            self.held[owner] = mine
+            for claim in mine:
+                self.owner.setdefault(claim, owner)
 
 
 def assign_node_ports(

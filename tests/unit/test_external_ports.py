@@ -114,3 +114,14 @@ def test_a_node_port_on_a_cluster_ip_service_is_refused() -> None:
 
     with pytest.raises(ManifestError, match=r"spec.ports\[0\].nodePort: may not be used when `type` is 'ClusterIP'"):
         service("ClusterIP", "{port: 80, nodePort: 30080}")
+
+
+def test_port_claims_follow_each_service_as_it_is_replaced() -> None:
+    from meshd.external.nodeports import PortClaims
+
+    np = service("NodePort", "{port: 80, nodePort: 30080}")
+    index = PortClaims([("default/a", np), ("default/b", service("ClusterIP"))])
+    assert index.taken_for("default/b") == {(30080, "TCP"): "default/a"}
+    assert index.taken_for("default/a") == {}
+    index.replace("default/a", service("ClusterIP"))  # became a ClusterIP Service: its nodePort is free again
+    assert index.taken_for("default/b") == {}
