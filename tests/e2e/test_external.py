@@ -240,7 +240,7 @@ def test_a_host_port_reaches_its_pod_and_a_second_pod_wanting_it_stays_pending(t
         meshd.stop(signal.SIGINT)
 
 
-def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path):
+def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path, grpc_image, pause_image):
     grpc = pytest.importorskip("grpc")
     from tests.e2e.test_mesh import ROOT
 
@@ -248,7 +248,7 @@ def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path):
     manifest = tmp_path / "grpc.yaml"
     manifest.write_text((ROOT / "examples" / "grpc-echo.yaml").read_text()
                         + service("echo-lb", "LoadBalancer", "echo", f"{{name: grpc, port: {lb_port}, targetPort: grpc}}"))
-    meshd = Meshd(tmp_path, "up", "--driver", "process", "-f", str(manifest)).start()
+    meshd = Meshd(tmp_path, "up", "-f", str(manifest)).start()
     try:
         meshd.until(lambda: meshd.ready_endpoints("echo-lb") == 3, what="3 ready endpoints (grpc probes)")
         with grpc.insecure_channel(f"127.0.0.1:{lb_port}") as channel:  # one HTTP/2 connection
