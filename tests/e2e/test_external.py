@@ -176,6 +176,7 @@ def test_a_rolling_update_behind_a_load_balancer_under_load_loses_no_request(tmp
         meshd.until(lambda: {curl(url) for _ in range(6)} == {"v2"}, timeout=120, what="v2 everywhere")
         meshd.cli("rollout", "status", "deployment/roll", "--timeout", "120s")
         codes, output = load_result(load)
+        print("hey through the LoadBalancer during the rollout:", codes, *re.findall(r"Requests/sec:.*", output))
         assert set(codes) == {"200"} and codes["200"] > 100, output
         assert "Error distribution" not in output, output
     finally:
