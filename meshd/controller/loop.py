@@ -56,14 +56,14 @@ from meshd.driver.base import (
     DriverError,
     ObservedContainer,
 )
-from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
-from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
-from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
-from meshd.registry import Registry
 from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
 from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
+from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
+from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
+from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup

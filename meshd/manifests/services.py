@@ -7,13 +7,13 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any, cast
 
+from meshd.external.nodeports import NODE_PORTS
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_labels
 from meshd.manifests.probes import read_port_ref
 from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.model.objects import ObjectMeta, Service, ServicePort
-from meshd.external.nodeports import NODE_PORTS
 from sidecar.config import (
     LB_ANNOTATION,
     OPAQUE_PORTS_ANNOTATION,
