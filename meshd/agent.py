@@ -24,7 +24,8 @@ from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
-from meshd.external.listeners import parse_external
+from meshd.external.hostaddresses import host_ipv4_addresses
+from meshd.external.listeners import expand_wildcards, parse_external
 from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
 from meshd.hostslots import (
     DOCKER_SERVICE_POOL,
@@ -122,7 +123,8 @@ class Agent:
             make_prober=prober_factory(self.driver),
             drain=self._drain_pod,
             on_service_address=self._service_address,
-            external=parse_external(options.external),
+            external=expand_wildcards(parse_external(options.external), host_ipv4_addresses(),
+                                      exclude=(f"{DOCKER_GATEWAY}/16",)),  # fmt: skip
         )
         self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(

@@ -30,6 +30,25 @@ def parse_external(text: str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+WILDCARDS = ("0.0.0.0",)
+
+
+def expand_wildcards(addresses: Sequence[str], host: Sequence[str], *, exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """`0.0.0.0` -> this host's IPv4 addresses (`host`) outside the `exclude` networks (the mesh's own bridge).
+
+    The sidecar listens on Service addresses at their ports too, and Linux refuses a wildcard listener on a port
+    that any address already listens on: concrete addresses keep a LoadBalancer port 80 apart from a Service's.
+    Without any host address known the wildcard stays (and a clash is reported as a PortNotAvailable event)."""
+    networks = [ipaddress.ip_network(n, strict=False) for n in exclude]
+    concrete = [a for a in host if not any(ipaddress.ip_address(a) in n for n in networks)]
+    out: list[str] = []
+    for address in addresses:
+        for a in (concrete or [address]) if address in WILDCARDS else [address]:
+            if a not in out:
+                out.append(a)
+    return tuple(out)
+
+
 def external_ports(service: Service, addresses: Sequence[str]) -> tuple[ExternalPort, ...]:
     """A LoadBalancer Service's ports, and the nodePorts of a NodePort or LoadBalancer one, on every address."""
     if service.type == "ClusterIP" or service.headless:

@@ -249,7 +249,8 @@ def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path, grpc_image,
     manifest = tmp_path / "grpc.yaml"
     manifest.write_text((ROOT / "examples" / "grpc-echo.yaml").read_text()
                         + service("echo-lb", "LoadBalancer", "echo", f"{{name: grpc, port: {lb_port}, targetPort: grpc}}"))
-    meshd = Meshd(tmp_path, "up", "-f", str(manifest)).start()
+    # every host address: concrete ones, so the LoadBalancer's port stays apart from the same port on its ClusterIP
+    meshd = Meshd(tmp_path, "up", "--external", "0.0.0.0", "-f", str(manifest)).start()
     try:
         meshd.until(lambda: meshd.ready_endpoints("echo-lb") == 3, what="3 ready endpoints (grpc probes)")
         with grpc.insecure_channel(f"127.0.0.1:{lb_port}") as channel:  # one HTTP/2 connection
@@ -264,5 +265,7 @@ def test_grpc_through_a_load_balancer_is_balanced_per_call(tmp_path, grpc_image,
             meshd.until(answers, what="a gRPC call on the external address")
             served = {call(b"", timeout=10) for _ in range(60)}
             assert len(served) == 3, served
+        ingress = meshd.get("/api/v1/namespaces/default/services/echo-lb")["status"]["loadBalancer"]["ingress"]
+        assert "127.0.0.1" in [i["ip"] for i in ingress] and "0.0.0.0" not in [i["ip"] for i in ingress], ingress
     finally:
         meshd.stop()

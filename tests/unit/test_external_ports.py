@@ -125,3 +125,15 @@ def test_port_claims_follow_each_service_as_it_is_replaced() -> None:
     assert index.taken_for("default/a") == {}
     index.replace("default/a", service("ClusterIP"))  # became a ClusterIP Service: its nodePort is free again
     assert index.taken_for("default/b") == {}
+
+
+@pytest.mark.parametrize(("addresses", "host", "expected"), [
+    (("0.0.0.0",), ["127.0.0.1", "192.168.1.9", "10.213.0.1"], ("127.0.0.1", "192.168.1.9")),
+    (("127.0.0.1", "0.0.0.0"), ["127.0.0.1", "192.168.1.9"], ("127.0.0.1", "192.168.1.9")),
+    (("0.0.0.0",), [], ("0.0.0.0",)),  # nothing known: the wildcard stays
+    (("192.168.1.9",), ["127.0.0.1"], ("192.168.1.9",)),
+])  # fmt: skip
+def test_a_wildcard_external_address_means_every_host_address_but_the_mesh_bridge(addresses, host, expected) -> None:  # type: ignore[no-untyped-def]
+    from meshd.external.listeners import expand_wildcards
+
+    assert expand_wildcards(addresses, host, exclude=("10.213.0.1/16",)) == expected  # the gateway/16, as the agent
