@@ -133,6 +133,10 @@ def test_load_balancer_node_port_redis_and_udp_on_the_external_address(
         assert rows["dns-np"][4] == f"53:{dns_port}/UDP"
         status = json.loads(kubectl(meshd, str(kubeconfig), "get", "svc", "web-lb", "-o", "json").stdout)["status"]
         assert status["loadBalancer"]["ingress"][0]["ip"] == "127.0.0.1"
+        # re-applied (by kubectl, without the allocated nodePorts): each Service keeps the ones it has
+        again = kubectl(meshd, str(kubeconfig), "apply", "-f", str(manifest))
+        assert again.returncode == 0, again.stderr
+        assert node_port(meshd, "web-lb") == lb_node_port and node_port(meshd, "dns-np") == dns_port
         # a nodePort another Service holds is refused with its field path, and nothing changes
         clash = tmp_path / "clash.yaml"
         clash.write_text(service("clash", "NodePort", "web", f"{{port: 81, targetPort: 8080, nodePort: {np_port}}}"))
