@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshd.api.auth import load_or_create_token
+from meshd.model.security import SecuritySupport
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -84,6 +85,7 @@ class AgentOptions:
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
     external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
+    allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -125,6 +127,8 @@ class Agent:
             on_service_address=self._service_address,
             external=expand_wildcards(parse_external(options.external), host_ipv4_addresses(),
                                       exclude=(f"{DOCKER_GATEWAY}/16",)),  # fmt: skip
+            security=SecuritySupport(driver=options.driver, allow_privileged=options.allow_privileged,
+                                     agent_uid=os.geteuid(), agent_gid=os.getegid()),
         )
         self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(

@@ -9,6 +9,7 @@ pod workers, so a pass is pure bookkeeping and cheap.
 from __future__ import annotations
 
 import asyncio
+import os
 import dataclasses
 import json
 import logging
@@ -61,6 +62,7 @@ from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
@@ -126,9 +128,13 @@ class Controller:
         rng: random.Random | None = None,
         store: ObjectStore | None = None,
         external: tuple[str, ...] = DEFAULT_EXTERNAL,
+        security: SecuritySupport | None = None,
     ) -> None:
-        """Without a store, start() opens STATE/store.db (and moves an old state.json into it)."""
+        """Without a store, start() opens STATE/store.db (and moves an old state.json into it). `security`:
+        what the driver enforces of a securityContext, and whether privileged pods are allowed (not by default)."""
         self.driver = driver
+        self.security = security or SecuritySupport(driver=getattr(driver, "name", "docker"),
+                                                    agent_uid=os.geteuid(), agent_gid=os.getegid())
         self.registry = registry
         self.state_dir = state_dir
         self.agent_id = agent_id
@@ -249,6 +255,8 @@ class Controller:
                                              if isinstance(r.obj, Service) and r.obj.type != "ClusterIP")
                 obj = self._claim_external_ports(obj, existing, port_claims, source)
                 planned[-1] = (obj, planned[-1][1] if existing is None or existing.obj != obj else "unchanged")
+            for path, why in object_refusals(obj, self.security):  # what this agent will not run
+                raise ManifestError(why, source=source, kind=obj.kind, name=obj.metadata.name, path=path)
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
@@ -702,10 +710,12 @@ class Controller:
         self._publish_host_ports()
 
     def _publish_host_ports(self) -> None:
-        """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve."""
+        """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve (a hostNetwork
+        pod listens on the host itself: its hostPorts only count for scheduling)."""
         want = {}
         for worker in self.pods.values():
-            ports = host_ports(worker.spec, self.external) if worker.scheduled and not worker.done.is_set() else ()
+            serve = worker.scheduled and not worker.done.is_set() and not worker.spec.host_network
+            ports = host_ports(worker.spec, self.external) if serve else ()
             if ports:
                 want[host_port_key(worker.namespace, worker.name)] = (worker.name, ports)
         for key in [k for k in self._host_port_keys if k not in want]:
