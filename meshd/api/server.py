@@ -31,6 +31,7 @@ from meshd.driver.base import DriverError
 from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
+from meshd.external.hostports import pod_of
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Pod, ReplicaSet
 from meshd.model.selectors import Requirement, parse_selector, selects
@@ -471,8 +472,10 @@ class ApiServer:
             return _error(400, f"bad listen failure report: {problem}")
         for key in services:
             message = f"cannot listen on {where}: {error} (the sidecar retries)"
-            log.warning("service %s: %s", key, message)
-            self.controller.events.record("Service", key.namespace, key.name, "Warning", "PortNotAvailable", message)
+            pod = pod_of(key)  # a pod's hostPort, else a Service's port
+            kind, name = ("Pod", pod) if pod is not None else ("Service", key.name)
+            log.warning("%s %s/%s: %s", kind.lower(), key.namespace, name, message)
+            self.controller.events.record(kind, key.namespace, name, "Warning", "PortNotAvailable", message)
         return web.json_response({"ok": True})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:

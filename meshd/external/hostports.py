@@ -54,6 +54,11 @@ def host_port_key(namespace: str, pod: str) -> ServiceKey:
     return ServiceKey(namespace, f"{pod}:hostports")
 
 
+def pod_of(key: ServiceKey) -> str | None:
+    """The pod whose hostPorts `key` names, or None for a Service's key."""
+    return key.name.removesuffix(":hostports") if key.name.endswith(":hostports") else None
+
+
 def host_port_service(namespace: str, pod: str, ports: Sequence[HostPort]) -> ServiceInfo:
     """What the sidecar serves a pod's hostPorts with: a port per (hostPort, protocol), each to its container
     port, listened on at the hostPort's address; no cluster address."""

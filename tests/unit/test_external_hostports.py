@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
+from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports, pod_of
 from meshd.manifests.loader import load_documents
 from meshd.model.endpoints import ExternalPort, ServiceKey
 from meshd.model.objects import Pod
@@ -57,3 +57,4 @@ def test_the_sidecars_record_reaches_that_pod_only_whatever_its_readiness_and_st
                                                                                  {"host-18080-tcp": 8080}, True)
     assert registry.services() == [] and registry.services(host_ports=True) == [info]
     assert ServiceKey.parse(str(info.key)) == info.key
+    assert pod_of(info.key) == "web-1" and pod_of(ServiceKey("default", "web")) is None
