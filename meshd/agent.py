@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshd.api.auth import load_or_create_token
+from meshd.model.security import SecuritySupport
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
+from meshd.external.hostaddresses import host_ipv4_addresses
+from meshd.external.listeners import expand_wildcards, parse_external
 from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
 from meshd.hostslots import (
     DOCKER_SERVICE_POOL,
@@ -81,6 +84,8 @@ class AgentOptions:
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
+    external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
+    allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -120,6 +125,10 @@ class Agent:
             make_prober=prober_factory(self.driver),
             drain=self._drain_pod,
             on_service_address=self._service_address,
+            external=expand_wildcards(parse_external(options.external), host_ipv4_addresses(),
+                                      exclude=(f"{DOCKER_GATEWAY}/16",)),  # fmt: skip
+            security=SecuritySupport(driver=options.driver, allow_privileged=options.allow_privileged,
+                                     agent_uid=os.geteuid(), agent_gid=os.getegid()),
         )
         self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(

@@ -294,7 +294,12 @@ def describe_pod(pod: Obj, events: list[Obj], now: datetime) -> str:
     controller = _controller(pod)
     if controller:
         s.kv(0, "Controlled By", controller)
-    statuses = {cs.get("name"): cs for cs in status.get("containerStatuses") or []}
+    statuses = {cs.get("name"): cs for cs in
+                (*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or []))}
+    if spec.get("initContainers"):  # as kubectl describes them, before the app containers
+        s.add(0, "Init Containers:")
+        for container in spec["initContainers"]:
+            _container(s, container, statuses.get(container.get("name")))
     s.add(0, "Containers:")
     for container in spec.get("containers") or []:
         _container(s, container, statuses.get(container.get("name")))
@@ -450,10 +455,15 @@ def describe_service(svc: Obj, endpoints: Obj | None, events: list[Obj], now: da
     )
     s.kv(0, "Type", spec.get("type") or "ClusterIP")
     s.kv(0, "IP", spec.get("clusterIP") or NONE)
+    ingress = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+    if ingress:
+        s.kv(0, "LoadBalancer Ingress", ", ".join(i for i in ingress if i))
     for port in spec.get("ports") or []:
         protocol = port.get("protocol") or "TCP"
         s.add(0, f"Port:\t{port.get('name') or '<unset>'}\t{port.get('port')}/{protocol}")
         s.kv(0, "TargetPort", f"{port.get('targetPort', port.get('port'))}/{protocol}")
+        if port.get("nodePort"):
+            s.add(0, f"NodePort:\t{port.get('name') or '<unset>'}\t{port['nodePort']}/{protocol}")
         s.kv(
             0,
             "Endpoints",

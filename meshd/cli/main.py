@@ -162,9 +162,22 @@ def agent_options(func: Any) -> Any:
             "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
         ),
         click.option(
+            "--external",
+            metavar="ADDR[,ADDR]",
+            default=None,
+            help="Where LoadBalancer Services (at their port), NodePort Services (at their nodePort) and "
+            "hostPorts listen for clients outside the mesh (default 127.0.0.1).",
+        ),
+        click.option(
             "--agent-id",
             default=None,
             help="Tell apart agents sharing one engine (default: from --state-dir).",
+        ),
+        click.option(
+            "--allow-privileged",
+            is_flag=True,
+            default=None,
+            help="Run pods that ask for securityContext.privileged, hostPID or hostIPC (refused at apply otherwise).",
         ),
         click.option("-v", "--verbose", count=True, help="Debug log output."),
     ]
@@ -186,6 +199,13 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     if initial is not None and longest is not None and initial > longest:
         raise CliError("--backoff-initial must not exceed --backoff-max")
     values["verbose"] = bool(values.get("verbose")) or None
+    if values.get("external") is not None:
+        from meshd.external.listeners import parse_external
+
+        try:
+            parse_external(values["external"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:
         _check_quantities(values.get("node_cpus"), values.get("node_memory"))
     return {k: v for k, v in values.items() if v is not None}
