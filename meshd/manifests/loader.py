@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshd.manifests import names
+from meshd.manifests import batch, names
 from meshd.manifests.errors import FieldPath, ManifestError
 from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
@@ -22,12 +22,18 @@ API_VERSIONS: Mapping[str, str] = {
     "Service": "v1",
     "ReplicaSet": "apps/v1",
     "Deployment": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "Namespace": "v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
     "ReplicaSet": names.dns1123_subdomain,
     "Deployment": names.dns1123_subdomain,
     "Service": names.dns1035_label,
+    "Job": names.dns1123_label,  # its name is its pods' job-name label value: 63 characters at most
+    "CronJob": batch.cronjob_name,
+    "Namespace": names.dns1123_label,
 }
 _STATUS = {"status": "ignored (status is set by meshd)"}
 
@@ -145,6 +151,8 @@ def _load_object(
         return read_replica_set(reader, doc, metadata)
     if kind == "Deployment":
         return read_deployment(reader, doc, metadata)
+    if kind in batch.READERS:
+        return batch.READERS[kind](reader, doc, metadata)
     return read_service(reader, doc, metadata)
 
 

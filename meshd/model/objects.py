@@ -241,9 +241,55 @@ class Service:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service
+@dataclass(frozen=True)
+class Job:
+    """batch/v1 Job (meshd.controller.jobs runs it); completions None is a work queue (done when one succeeds)."""
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service")
+    metadata: ObjectMeta
+    template: PodTemplate
+    completions: int | None = 1
+    parallelism: int = 1
+    backoff_limit: int = 6
+    active_deadline_seconds: float | None = None
+    ttl_seconds_after_finished: int | None = None
+    completion_mode: Literal["NonIndexed", "Indexed"] = "NonIndexed"
+    suspend: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Job"
+    api_version: str = "batch/v1"
+
+
+@dataclass(frozen=True)
+class CronJob:
+    """batch/v1 CronJob (meshd.controller.cronjobs schedules it); `job_template` is spec.jobTemplate as given."""
+
+    metadata: ObjectMeta
+    schedule: str
+    job_template: Mapping[str, Any]
+    time_zone: str | None = None
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+    starting_deadline_seconds: int | None = None
+    suspend: bool = False
+    successful_jobs_history_limit: int = 3
+    failed_jobs_history_limit: int = 1
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "CronJob"
+    api_version: str = "batch/v1"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """v1 Namespace: cluster-scoped (its metadata.namespace is "")."""
+
+    metadata: ObjectMeta
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Namespace"
+    api_version: str = "v1"
+
+
+KubeObject = Pod | ReplicaSet | Deployment | Service | Job | CronJob | Namespace
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "Job", "CronJob", "Namespace")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:
