@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from meshd.controller.backoff import BackoffPolicy
+from meshd.controller.batch import BatchControllers
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
+from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
 from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
 from meshd.controller.plan import (
     PodView,
@@ -58,7 +60,7 @@ from meshd.driver.base import (
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
-from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
+from meshd.model.objects import Deployment, Job, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
@@ -152,6 +154,7 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.batch = BatchControllers(self)  # Jobs, CronJobs, namespace deletion
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -200,8 +203,8 @@ class Controller:
     # --- desired state ----------------------------------------------------------------------------
 
     async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None,
-                    carry_live: bool = True, check: Callable[[], None] | None = None
-                    ) -> tuple[list[ApplyResult], list[str]]:
+                    carry_live: bool = True, check: Callable[[], None] | None = None,
+                    create_namespaces: bool = True) -> tuple[list[ApplyResult], list[str]]:
         """Validates every document first; a broken one raises ManifestError and changes nothing. Every change
         is persisted in one transaction before it takes effect; one that cannot be (PersistError) changes
         nothing either.
@@ -210,12 +213,25 @@ class Controller:
         `carry_live=False` writes the documents as they are (the API's PUT and PATCH send whole objects: nothing of
         the live one is carried over); `check` runs under the write lock before anything is planned, to refuse
         the write (a stale resourceVersion, an object that already exists) by raising.
+        An object in a namespace that does not exist is refused (KeyError, as the API server's NotFound), unless
+        `create_namespaces` (meshd apply, meshd up) creates it with a warning.
         """
         loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
+        warnings = list(loaded.warnings)
         async with self._write_lock:
             if check is not None:
                 check()
-            return await self._apply(loaded.objects, source, namespace, carry_live), list(loaded.warnings)
+            objects = [_in_namespace(o, namespace, source) for o in loaded.objects]
+            missing = missing_namespaces(objects, exists=self.namespace_exists,
+                                         terminating=self.batch.namespaces.terminating)
+            if missing and not create_namespaces:
+                raise KeyError(f'namespaces "{missing[0]}" not found')
+            warnings += [f'namespace "{ns}" did not exist: created' for ns in missing]
+            objects = [namespace_object(ns) for ns in missing] + objects
+            return await self._apply(objects, source, None, carry_live), warnings
+
+    def namespace_exists(self, name: str) -> bool:
+        return name in BUILTIN or ("Namespace", "", name) in self.objects
 
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
                      carry_live: bool = True) -> list[ApplyResult]:
@@ -239,6 +255,8 @@ class Controller:
                 self._check_pod_name_free(obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
                 self._check_replicaset_name_free(obj, source)
+            if existing is not None:
+                check_immutable(existing.obj, obj, source)
         operations: list[Operation] = []
         in_batch: set[tuple[str, str, str]] = set()
         for obj, action in planned:
@@ -285,13 +303,16 @@ class Controller:
     async def delete_many(self, keys: list[tuple[str, str, str]]) -> list[ApplyResult]:
         """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes)."""
         async with self._write_lock:
-            found = list(dict.fromkeys(k for k in keys if k in self.objects))
+            extra, held = self.batch.on_delete(keys, self._clock())  # a namespace takes its content along
+            found = list(dict.fromkeys(k for k in [*keys, *extra] if k in self.objects and k not in held))
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
             if found:
                 self.kick()
-            gone = set(found)
+            gone = set(found) | {k for k in held if k in self.objects}
+            if held:
+                self.kick()
             return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
 
     def _forget(self, key: tuple[str, str, str]) -> None:
@@ -425,6 +446,7 @@ class Controller:
             RECONCILES.inc()
             if self._dirty:
                 await self._persist_replicasets()
+            await self.batch.flush()
             await asyncio.sleep(0)
 
     def reconcile(self) -> None:
@@ -446,6 +468,7 @@ class Controller:
         for record in self.objects.values():
             if isinstance(record.obj, Pod):
                 self._ensure_bare_pod(record.obj, record.created)
+        self.batch.reconcile(now)
         for worker in list(self.pods.values()):
             if not worker.terminating and not self._pod_wanted(worker):
                 self._terminate(worker, "owner deleted")
@@ -642,7 +665,7 @@ class Controller:
         than --max-pods pods."""
         used_cpu = used_mem = running = 0
         for worker in self.pods.values():
-            if worker.scheduled and not worker.done.is_set():
+            if worker.scheduled and not worker.done.is_set() and worker.phase not in ("Succeeded", "Failed"):
                 cpu, mem = _requests(worker.spec)
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
@@ -710,6 +733,8 @@ class Controller:
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
         identity = worker.identity
+        if identity.owner_kind == "Job":
+            return self.batch.pod_wanted(worker)
         if identity.replicaset:
             return (identity.namespace, identity.replicaset) in self.replicasets
         return ("Pod", identity.namespace, identity.name) in self.objects
@@ -793,6 +818,9 @@ class Controller:
                 self._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
                                  created=created, adopt=containers)
                 log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            elif labels.get(LABEL_OWNER_KIND) == "Job" and self.batch.adopt(
+                    namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):
+                log.info("adopted pod %s/%s of job %s", namespace, pod, labels.get(LABEL_OWNER, ""))
             else:
                 unwanted.extend(containers)
         if unwanted:
@@ -880,7 +908,7 @@ def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
     """The object in the namespace the user chose for objects that name none (kubectl's -n)."""
-    if namespace is None:
+    if namespace is None or obj.kind == "Namespace":  # cluster-scoped
         return obj
     named = (obj.raw.get("metadata") or {}).get("namespace")
     if named is not None and named != namespace:
@@ -893,6 +921,17 @@ def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeOb
     raw.setdefault("metadata", {})["namespace"] = namespace
     (moved,) = load_objects([raw], source=source).objects
     return moved
+
+
+def check_immutable(old: KubeObject, new: KubeObject, source: str) -> None:
+    """A Job's pod template and completions are immutable, as the API server keeps them."""
+    if isinstance(old, Job) and isinstance(new, Job):
+        for path, before, after in ((("spec", "template"), old.template, new.template),
+                                    (("spec", "completions"), old.completions, new.completions),
+                                    (("spec", "completionMode"), old.completion_mode, new.completion_mode)):
+            if before != after:
+                raise ManifestError("field is immutable", source=source, kind="Job", name=new.metadata.name,
+                                    path=path)
 
 
 def _requests(spec: PodSpec) -> tuple[int, int]:
