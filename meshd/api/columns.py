@@ -6,7 +6,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import (
+    CRONJOB,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENT,
+    JOB,
+    NAMESPACE,
+    NODE,
+    POD,
+    REPLICASET,
+    SERVICE,
+    Kind,
+)
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -268,6 +280,59 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
 
 # --- the table registry -----------------------------------------------------------------------------------
 
+# --- jobs and cronjobs ------------------------------------------------------------------------------
+
+
+def job_status(job: Obj) -> str:
+    """STATUS: the last true condition among kubectl's, else Running (Terminating while deleted)."""
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    shown = ("Complete", "Failed", "FailureTarget", "SuccessCriteriaMet", "Suspended")
+    status = "Running"
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in shown:
+            status = condition["type"]
+    return status
+
+
+def job_completions(job: Obj) -> str:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def job_duration(job: Obj, now: datetime) -> str:
+    status = job.get("status") or {}
+    start = parse_time(status.get("startTime"))
+    if start is None:
+        return ""
+    end = parse_time(status.get("completionTime")) or now
+    return human_duration((end - start).total_seconds())
+
+
+def job_row(job: Obj, now: datetime, wide: bool) -> list[str]:
+    meta = job.get("metadata") or {}
+    cells = [meta.get("name", ""), job_status(job), job_completions(job), job_duration(job, now),
+             age(meta.get("creationTimestamp"), now)]
+    if wide:
+        cells += _template_columns(job)
+    return cells
+
+
+def cronjob_row(cron: Obj, now: datetime, wide: bool) -> list[str]:
+    meta, spec, status = cron.get("metadata") or {}, cron.get("spec") or {}, cron.get("status") or {}
+    last = status.get("lastScheduleTime")
+    cells = [meta.get("name", ""), spec.get("schedule", ""), spec.get("timeZone") or NONE,
+             "True" if spec.get("suspend") else "False", str(len(status.get("active") or [])),
+             age(last, now) if last else NONE, age(meta.get("creationTimestamp"), now)]
+    if wide:
+        cells += _template_columns({"spec": (spec.get("jobTemplate") or {}).get("spec") or {}})
+    return cells
+
+
 Row = Callable[[Obj, datetime, bool], list[str]]
 
 COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
@@ -294,6 +359,9 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    JOB.kind: (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], job_row),
+    CRONJOB.kind: (["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+                   ["CONTAINERS", "IMAGES", "SELECTOR"], cronjob_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

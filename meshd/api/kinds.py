@@ -68,15 +68,20 @@ REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset"
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
 
-# cluster-scoped, served by the API (discovery, get, list, watch) but not `meshd` CLI kinds
+JOB = Kind("Job", "jobs", "batch", "v1", ("job", "jobs"), verbs=_WRITE, subresources=(_STATUS,))
+CRONJOB = Kind("CronJob", "cronjobs", "batch", "v1", ("cj", "cronjob", "cronjobs"), short_names=("cj",),
+               verbs=_WRITE, subresources=(_STATUS,))
+
+# cluster-scoped, served by the API (discovery, get, list, watch; namespaces are written too) but not `meshd`
+# CLI kinds
 NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
-                 verbs=_READ, categories=(), namespaced=False)
+                 verbs=_WRITE, categories=(), namespaced=False, subresources=(_STATUS,))
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
 
-KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, JOB, CRONJOB)
 # what `get all` shows, in kubectl's order
-ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
+ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET, JOB, CRONJOB)
 _BY_KIND = {k.kind: k for k in KINDS}
 
 
@@ -87,7 +92,7 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".v1"):
+    for suffix in (".apps/v1", ".apps", ".batch/v1", ".batch", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

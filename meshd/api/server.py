@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
+from meshd.api import batch, cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -93,7 +93,7 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in writes.PREFIXES:
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -167,6 +167,8 @@ class ApiServer:
             return _error(409, str(error))
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
+        except PermissionError as error:  # a namespace being deleted, or one that may not be
+            return _error(403, str(error))
         except ValueError as error:
             return _error(400, str(error))
         except DriverError as error:
@@ -211,7 +213,7 @@ class ApiServer:
         if resource == "events":
             return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "namespaces":
-            return self._namespaces()
+            return batch.namespaces(c, started=self._started)
         if resource == "nodes":
             return [cluster.node(self.registry.node or "meshd", created=self._started,
                                  cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,
@@ -221,7 +223,8 @@ class ApiServer:
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service", "jobs": "Job",
+                 "cronjobs": "CronJob"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -230,20 +233,11 @@ class ApiServer:
         records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
+        if resource in ("jobs", "cronjobs"):
+            return [(batch.job if resource == "jobs" else batch.cronjob)(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
-
-    def _namespaces(self) -> list[dict[str, Any]]:
-        """`default` and every namespace something lives in, created when its first object was."""
-        c = self.controller
-        created: dict[str, float | None] = {"default": None}
-        things = [(ns, r.created) for (_, ns, _), r in c.objects.items()]
-        things += [(ns, w.created) for (ns, _), w in c.pods.items()]
-        for ns, when in things:
-            earlier = created.get(ns)
-            created[ns] = when if earlier is None else min(earlier, when)
-        return [cluster.namespace(ns, created=created[ns] or self._started) for ns in sorted(created)]
 
     def _event(self, record: Any) -> dict[str, Any]:
         """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
@@ -267,7 +261,10 @@ class ApiServer:
         c = self.controller
         bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
         owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
-        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        pod = kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        if worker.identity.owner_kind == "Job":
+            batch.job_pod_owner(pod, c)
+        return pod
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
         kind = _kind(request)

@@ -23,7 +23,8 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
-WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet")
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "Job", "CronJob", "Namespace")
+PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/batch/v1")  # the group versions served
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -35,7 +36,7 @@ _RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
 def request_kind(request: web.Request) -> Kind:
     """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
     kind (or an object of a namespaced kind without one), is a NotFound Status."""
-    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    group = request.path.split("/")[2] if request.path.startswith("/apis/") else ""
     kind = _RESOURCES.get((group, request.match_info["resource"]))
     scoped = "ns" in request.match_info
     if kind is None or (scoped and not kind.namespaced) or (
@@ -141,13 +142,18 @@ class Writes:
         self.read = read
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in PREFIXES:
             router.add_post(prefix + "/namespaces/{ns}/{resource}", self.create)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}", self.replace)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}", self.patch)
             router.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
+        # cluster-scoped: namespaces
+        router.add_post("/api/v1/{resource}", self.create)
+        router.add_put("/api/v1/{resource}/{name}", self.replace)
+        router.add_patch("/api/v1/{resource}/{name}", self.patch)
+        router.add_delete("/api/v1/{resource}/{name}", self.delete)
         for resource in ("deployments", "replicasets"):
             router.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             router.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
@@ -155,7 +161,7 @@ class Writes:
     # --- the verbs ------------------------------------------------------------------------------------
 
     async def create(self, request: web.Request) -> web.Response:
-        kind, namespace = self._writable(request), request.match_info["ns"]
+        kind, namespace = self._writable(request), request.match_info.get("ns", "")
         obj = await _body(request)
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not name:
@@ -167,13 +173,13 @@ class Writes:
         return await self._write(request, kind, namespace, name, obj, live=None, code=201)
 
     async def replace(self, request: web.Request) -> web.Response:
-        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         obj = _identified(kind, namespace, name, await _body(request))
         live = self._live(kind, namespace, name)
         return await self._write(request, kind, namespace, name, obj, live=live, code=200)
 
     async def patch(self, request: web.Request) -> web.Response:
-        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         content_type = request.content_type
         if content_type not in PATCH_TYPES:
             return api_status.response(415, f"the body of the request was in an unknown format - accepted media "
@@ -193,7 +199,7 @@ class Writes:
         return await self._write(request, kind, namespace, name, patched, live=live, code=200)
 
     async def delete(self, request: web.Request) -> web.Response:
-        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         options = await _body(request) if request.can_read_body else {}
         live = self._live(kind, namespace, name)
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
@@ -296,7 +302,7 @@ class Writes:
             return web.json_response(result, status=code)
         try:
             await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,
-                                        carry_live=False, check=check)
+                                        carry_live=False, check=check, create_namespaces=False)
         except ManifestError as error:  # what only the controller knows: a taken clusterIP or pod name
             return _invalid(kind, name, error, strict=strict)
         written = self.read(kind, namespace, name) or self.controller.store.get(kind.kind, namespace, name)
