@@ -1,0 +1,230 @@
+"""Jobs, CronJobs and Namespaces end to end: the real kubectl (v1.37) against a real agent on the real Docker
+engine. A Job of 3 completions runs at most 2 pods at once; a failing Job stops at its backoffLimit; an
+Indexed Job's pods see their index; a CronJob fires every minute and Forbid holds back the next run while one
+runs; deleting a namespace deletes what is in it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tests.integration import test_kubectl
+from tests.integration.test_kubectl import Cluster
+
+cluster = test_kubectl.cluster  # the fixture: a real agent, kubectl pointed at it
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker,
+              pytest.mark.parametrize("cluster", ["docker"], indirect=True)]
+IMAGE = "busybox"
+
+
+@pytest.fixture(autouse=True)
+def _images(busybox_image: str, pause_image: str) -> None:
+    """Built (or found) before the agent starts, off its loop."""
+    global IMAGE
+    IMAGE = busybox_image
+
+
+def job(name: str, command: str, *, spec: str = "", restart: str = "Never") -> str:
+    return f"""\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{spec}  template:
+    spec:
+      restartPolicy: {restart}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: work
+        image: {IMAGE}
+        command: ["sh", "-c", "{command}"]
+"""
+
+
+async def apply(cluster: Cluster, name: str, text: str) -> str:
+    path = cluster.cache / f"{name}.yaml"
+    path.write_text(text)
+    code, out, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code == 0, (out, err)
+    return out
+
+
+async def get_json(cluster: Cluster, *args: str) -> dict:
+    code, out, err = await cluster.kubectl("get", *args, "-o", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def until(check, what: str, *, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"never: {what}")
+
+
+async def job_pods(cluster: Cluster, name: str) -> list[dict]:
+    return (await get_json(cluster, "pods", "-l", f"job-name={name}"))["items"]
+
+
+async def test_a_job_of_3_completions_runs_2_pods_at_a_time_and_completes(cluster):
+    await apply(cluster, "three", job("three", "sleep 2; echo done", spec="  completions: 3\n  parallelism: 2\n"))
+    most = 0
+
+    async def finished() -> bool:
+        nonlocal most
+        pods = await job_pods(cluster, "three")
+        most = max(most, sum(1 for p in pods if p["status"]["phase"] in ("Pending", "Running")))
+        return sum(1 for p in pods if p["status"]["phase"] == "Succeeded") >= 3
+
+    await until(finished, "3 pods succeeded")
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/three", "--timeout=60s")
+    assert code == 0 and "job.batch/three condition met" in out, (out, err)
+    assert most <= 2
+    status = (await get_json(cluster, "job", "three"))["status"]
+    assert (status["succeeded"], status["active"], status["failed"]) == (3, 0, 0)
+    assert status["startTime"] and status["completionTime"]
+    pods = await job_pods(cluster, "three")
+    assert len(pods) == 3 and all(p["metadata"]["ownerReferences"][0]["kind"] == "Job" for p in pods)
+    code, out, err = await cluster.kubectl("get", "jobs")
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], out
+    assert row.split()[:3] == ["three", "Complete", "3/3"], out
+    code, out, err = await cluster.kubectl("get", "pods")
+    assert out.count("Completed") == 3, out  # finished pods stay until the Job goes
+    code, out, err = await cluster.kubectl("logs", "job/three")
+    assert code == 0 and out.strip() == "done", (out, err)
+    code, out, err = await cluster.kubectl("delete", "job", "three")
+    assert code == 0, err
+    await until(lambda: _none(job_pods(cluster, "three")), "the Job's pods gone with it")
+
+
+async def _none(pods) -> bool:
+    return not await pods
+
+
+async def test_a_failing_job_stops_at_its_backoff_limit(cluster):
+    await apply(cluster, "fails", job("fails", "exit 3", spec="  backoffLimit: 1\n"))
+
+    async def failed() -> dict | None:
+        status = (await get_json(cluster, "job", "fails"))["status"]
+        return status if any(c["type"] == "Failed" for c in status.get("conditions", [])) else None
+
+    status = await until(failed, "the Job Failed")
+    condition = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "BackoffLimitExceeded", status
+    assert status["failed"] == 2 and status["active"] == 0, status  # backoffLimit 1: the second failure ends it
+    pods = await job_pods(cluster, "fails")
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Failed" for p in pods)
+    code, out, err = await cluster.kubectl("get", "job", "fails")
+    assert out.splitlines()[1].split()[:3] == ["fails", "Failed", "0/1"], out
+
+
+async def test_an_indexed_job_gives_each_pod_its_index(cluster):
+    spec = "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n"
+    await apply(cluster, "indexed", job("indexed", "echo index=$JOB_COMPLETION_INDEX", spec=spec))
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/indexed", "--timeout=90s")
+    assert code == 0, (out, err)
+    status = (await get_json(cluster, "job", "indexed"))["status"]
+    assert status["completedIndexes"] == "0-2", status
+    seen = {}
+    for pod in await job_pods(cluster, "indexed"):
+        index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        code, out, err = await cluster.kubectl("logs", pod["metadata"]["name"])
+        seen[index] = out.strip()
+    assert seen == {"0": "index=0", "1": "index=1", "2": "index=2"}
+
+
+async def test_bad_jobs_are_refused_with_the_field_path_and_nothing_changes(cluster):
+    for text, field in ((job("bad", "true", restart="Always"), "spec.template.spec.restartPolicy"),
+                        (job("bad", "true", spec="  completions: -1\n"), "spec.completions"),
+                        (CRON.replace("*/1 * * * *", "*/1 * * *"), "spec.schedule")):
+        path = cluster.cache / "bad.yaml"
+        path.write_text(text)
+        code, out, err = await cluster.kubectl("apply", "-f", str(path))
+        assert code != 0 and field in err, (out, err)
+    path.write_text(CRON.replace("batch/v1", "batch/v1beta1"))
+    code, out, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code != 0 and "batch/v1beta1" in err, (out, err)
+    code, out, err = await cluster.kubectl("get", "jobs,cronjobs")
+    assert "No resources found" in err, (out, err)
+
+
+CRON = """\
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: "*/1 * * * *"
+  timeZone: Etc/UTC
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: tick
+            image: busybox
+            command: ["sh", "-c", "SLEEP"]
+"""
+
+
+async def test_a_cronjob_fires_every_minute_and_forbid_holds_the_next_run_back(cluster):
+    """The first run takes 75 s, so the next minute's run waits until it ends (Forbid): never two at once."""
+    await apply(cluster, "tick", CRON.replace("SLEEP", "sleep 75").replace("busybox", IMAGE))
+    code, out, err = await cluster.kubectl("get", "cronjobs")
+    assert out.split()[:7] == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE"], out
+    most = 0
+
+    async def two_jobs() -> bool:
+        nonlocal most
+        jobs = (await get_json(cluster, "jobs"))["items"]
+        running = [j for j in jobs if not any(c["type"] in ("Complete", "Failed")
+                                              for c in j["status"].get("conditions", []))]
+        most = max(most, len(running))
+        return len(jobs) >= 2
+
+    await until(two_jobs, "a second scheduled job", timeout=240)
+    assert most == 1
+    cron = await get_json(cluster, "cronjob", "tick")
+    assert cron["status"]["lastScheduleTime"]
+    code, out, err = await cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=tick")
+    assert "JobAlreadyActive" in out, out
+    code, out, err = await cluster.kubectl("delete", "cronjob", "tick")
+    assert code == 0, err
+
+
+async def test_deleting_a_namespace_deletes_what_is_in_it(cluster):
+    code, out, err = await cluster.kubectl("get", "namespaces")
+    assert {line.split()[0] for line in out.splitlines()[1:]} >= {"default", "kube-system", "kube-public",
+                                                                   "kube-node-lease"}, out
+    path = cluster.cache / "job.yaml"
+    path.write_text(job("sleeper", "sleep 300"))
+    code, out, err = await cluster.kubectl("apply", "-n", "shop", "-f", str(path))
+    assert code != 0 and 'namespaces "shop" not found' in err, (out, err)
+    code, out, err = await cluster.kubectl("create", "namespace", "shop")
+    assert code == 0 and "namespace/shop created" in out, (out, err)
+    code, out, err = await cluster.kubectl("apply", "-n", "shop", "-f", str(path))
+    assert code == 0, err
+    await until(lambda: _running(cluster), "the job's pod runs in shop")
+    code, out, err = await cluster.kubectl("delete", "namespace", "shop", "--timeout=90s")
+    assert code == 0 and 'namespace "shop" deleted' in out, (out, err)
+    code, out, err = await cluster.kubectl("get", "jobs,pods", "-n", "shop")
+    assert "No resources found" in err, (out, err)
+    code, out, err = await cluster.kubectl("get", "namespace", "shop")
+    assert code != 0 and 'namespaces "shop" not found' in err, (out, err)
+
+
+async def _running(cluster: Cluster) -> bool:
+    pods = (await get_json(cluster, "pods", "-n", "shop"))["items"]
+    return any(p["status"]["phase"] == "Running" for p in pods)
