@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from meshd.api import protobuf
 from meshd.api.status import status
 from meshd.state import TOKEN_FILE
 
@@ -83,7 +84,8 @@ def decide(*, method: str, path: str, headers: Mapping[str, str], host: str, tok
     content_type = headers.get("Content-Type")
     # no Content-Type is read as JSON, as the API server does (the Python client v37 sends none on create and
     # replace); this is past the cross-site and credential checks, so no browser form gets here
-    if method in WRITE_METHODS and content_type is not None and not writable_content_type(content_type):
+    if method in WRITE_METHODS and content_type is not None and not writable_content_type(content_type) and not (
+            content_type == protobuf.CONTENT_TYPE and path in protobuf.PATHS):  # `kubectl create namespace`
         return Refusal(415, "UnsupportedMediaType",
                        f"unsupported media type {content_type or '(none)'!r}: send application/json or "
                        "application/yaml")

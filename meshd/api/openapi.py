@@ -197,8 +197,6 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "metadata": "ObjectMeta", "spec": "JobSpec"}),
     "CronJobStatus": ("batch", "The current state of a cron job.", {
         "active": "[ObjectReference]", "lastScheduleTime": "time", "lastSuccessfulTime": "time"}),
-    "ObjectReference": ("core", "A reference to an object.", {
-        "apiVersion": "string", "kind": "string", "name": "string", "namespace": "string", "uid": "string"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
             "apps": "io.k8s.api.apps.v1", "batch": "io.k8s.api.batch.v1"}

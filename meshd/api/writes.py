@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from meshd.api import protobuf
 from meshd.api import status as api_status
 from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
@@ -123,6 +124,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
     try:
+        if request.content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode_object(raw)
         if "yaml" in request.content_type:
             body = yaml.safe_load(raw.decode())
         else:

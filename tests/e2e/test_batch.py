@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.integration import test_kubectl
+from tests.integration.test_cli_fake_api import meshd
 from tests.integration.test_kubectl import Cluster
 
 cluster = test_kubectl.cluster  # the fixture: a real agent, kubectl pointed at it
@@ -151,8 +152,10 @@ async def test_bad_jobs_are_refused_with_the_field_path_and_nothing_changes(clus
         code, out, err = await cluster.kubectl("apply", "-f", str(path))
         assert code != 0 and field in err, (out, err)
     path.write_text(CRON.replace("batch/v1", "batch/v1beta1"))
-    code, out, err = await cluster.kubectl("apply", "-f", str(path))
-    assert code != 0 and "batch/v1beta1" in err, (out, err)
+    code, out, err = await cluster.kubectl("apply", "-f", str(path))  # kubectl finds no such version served
+    assert code != 0, (out, err)
+    code, out, err = await meshd(cluster.api, "apply", "-f", str(path))
+    assert code != 0 and "use apiVersion: batch/v1" in err, (out, err)
     code, out, err = await cluster.kubectl("get", "jobs,cronjobs")
     assert "No resources found" in err, (out, err)
 

@@ -1,0 +1,92 @@
+"""The little of Kubernetes' protobuf encoding meshd reads: `kubectl create namespace` sends its v1 Namespace as
+`application/vnd.kubernetes.protobuf` whatever the server prefers. The envelope (magic `k8s\\0`, then a
+runtime.Unknown: typeMeta, raw) and, in raw, the ObjectMeta fields a new object carries (name, namespace,
+labels, annotations). Pure; anything else is a ValueError."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
+PATHS = ("/api/v1/namespaces",)  # where meshd accepts it
+MAGIC = b"k8s\x00"
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("truncated protobuf varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of each field of a message: ints for varints, bytes for length-delimited."""
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+            yield number, value
+        elif wire == 2:
+            length, at = _varint(data, at)
+            if at + length > len(data):
+                raise ValueError("truncated protobuf field")
+            yield number, data[at:at + length]
+            at += length
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _text(value: int | bytes) -> str:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a string field")
+    return value.decode()
+
+
+def _entry(value: int | bytes) -> tuple[str, str]:
+    found = {n: _text(v) for n, v in fields(value if isinstance(value, bytes) else b"")}
+    return found.get(1, ""), found.get(2, "")
+
+
+def _metadata(data: bytes) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for number, value in fields(data):
+        if number == 1:
+            meta["name"] = _text(value)
+        elif number == 3:
+            meta["namespace"] = _text(value)
+        elif number in (11, 12):
+            key, text = _entry(value)
+            meta.setdefault("labels" if number == 11 else "annotations", {})[key] = text
+    return meta
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """A protobuf-encoded object as the JSON-like dict of its apiVersion, kind and metadata."""
+    if not body.startswith(MAGIC):
+        raise ValueError("not a Kubernetes protobuf object (no k8s magic)")
+    obj: dict[str, Any] = {}
+    raw = b""
+    for number, value in fields(body[len(MAGIC):]):
+        if number == 1 and isinstance(value, bytes):
+            for n, v in fields(value):
+                obj["apiVersion" if n == 1 else "kind"] = _text(v)
+        elif number == 2 and isinstance(value, bytes):
+            raw = value
+    for number, value in fields(raw):
+        if number == 1 and isinstance(value, bytes):
+            obj["metadata"] = _metadata(value)
+    return obj
+
+
+__all__ = ["CONTENT_TYPE", "PATHS", "decode_object", "fields"]
