@@ -6,6 +6,7 @@ ran out, namespaces whose content is gone), which `flush` carries out after the 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
@@ -18,7 +19,7 @@ from meshd.controller.jobs import ACTIVE_PHASES, JobCondition, JobCounts, JobPod
 from meshd.controller.namespaces import Namespaces
 from meshd.controller.pod import PodIdentity, PodWorker
 from meshd.manifests import ManifestError, load_objects
-from meshd.model.cron import parse_schedule
+from meshd.model.cron import load_zone, loaded_zone, parse_schedule
 from meshd.model.objects import CronJob, EnvVar, Job, PodSpec
 
 if TYPE_CHECKING:
@@ -260,7 +261,11 @@ class BatchControllers:
         runtime = self.crons.setdefault((namespace, name), CronRuntime())
         jobs = self.cron_jobs(cron)
         active = [r.obj.metadata.name for r in jobs if self.finished_at(r.obj) is None]  # type: ignore[arg-type]
-        plan = plan_cronjob(name=name, schedule=parse_schedule(cron.schedule, cron.time_zone), now=to_datetime(now),
+        zone = loaded_zone(cron.time_zone)
+        if zone is None:  # its time zone is read from disk once, off the loop
+            self.c._tasks.spawn(self._load_zone(cron.time_zone or "UTC"), name=f"time zone {cron.time_zone}")
+            return
+        plan = plan_cronjob(name=name, schedule=parse_schedule(cron.schedule, zone), now=to_datetime(now),
                             created=to_datetime(record.created), last_schedule=self.last_schedule(cron),
                             suspend=cron.suspend, concurrency=cron.concurrency_policy,
                             starting_deadline=cron.starting_deadline_seconds, active=active,
@@ -285,6 +290,10 @@ class BatchControllers:
                                  failed_limit=cron.failed_jobs_history_limit):
             self._writes.delete.append(("Job", namespace, drop))
 
+    async def _load_zone(self, name: str) -> None:
+        await asyncio.to_thread(load_zone, name)
+        self.c.kick()
+
     def _succeeded(self, jobs: list[ObjectRecord]) -> set[str]:
         done = set()
         for record in jobs:
@@ -297,7 +306,7 @@ class BatchControllers:
         template = copy.deepcopy(dict(cron.job_template))
         meta = dict(template.get("metadata") or {})
         annotations = {**(meta.get("annotations") or {}),
-                       SCHEDULED_ANNOTATION: scheduled.astimezone(cron_zone(cron)).isoformat()}
+                       SCHEDULED_ANNOTATION: scheduled.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         metadata = {"name": job_name(cron.metadata.name, scheduled), "namespace": cron.metadata.namespace,
                     "annotations": annotations}
         if meta.get("labels"):
@@ -328,10 +337,6 @@ class BatchControllers:
                     await self.c._apply([obj], "cronjob", None)
             except (ManifestError, ValueError) as error:
                 log.error("could not create job %s: %s", manifest["metadata"]["name"], error)
-
-
-def cron_zone(cron: CronJob) -> Any:
-    return parse_schedule(cron.schedule, cron.time_zone).zone
 
 
 def _scheduled(record: ObjectRecord) -> datetime | None:

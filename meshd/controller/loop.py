@@ -59,6 +59,7 @@ from meshd.driver.base import (
     ObservedContainer,
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.model.cron import known_zones
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, Job, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
@@ -163,6 +164,7 @@ class Controller:
             self.store = await open_sqlite_store(self.state_dir)
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
+        await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
         self._load()
         for record in self.objects.values():
             if isinstance(record.obj, Service):

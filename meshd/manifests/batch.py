@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_template_meta
 from meshd.manifests.pods import read_pod_spec
 from meshd.manifests.reader import MISSING, DocumentReader
-from meshd.model.cron import CronError, parse_schedule
+from meshd.model.cron import CronError, known_zones, parse_schedule
 from meshd.model.objects import CronJob, Job, KubeObject, Namespace, ObjectMeta, PodTemplate
 
 _SPEC: FieldPath = ("spec",)
@@ -93,12 +92,8 @@ def read_cronjob(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         raise reader.fail(_SPEC + ("schedule",), f'Invalid value: "{schedule}": {error}') from None
     time_zone = reader.string(spec, "timeZone", _SPEC)
     if time_zone is not None:
-        try:
-            if not time_zone or time_zone.lower() == "local":
-                raise ValueError
-            ZoneInfo(time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise reader.fail(_SPEC + ("timeZone",), f'Invalid value: "{time_zone}": unknown time zone') from None
+        if time_zone not in known_zones():
+            raise reader.fail(_SPEC + ("timeZone",), f'Invalid value: "{time_zone}": unknown time zone')
     policy = reader.choice(spec, "concurrencyPolicy", _SPEC, ("Allow", "Forbid", "Replace"), default="Allow")
     deadline = reader.integer(spec, "startingDeadlineSeconds", _SPEC, minimum=0)
     successful = reader.integer(spec, "successfulJobsHistoryLimit", _SPEC, default=3, minimum=0)

@@ -4,10 +4,11 @@ the rules Kubernetes adds (exactly five fields, its macros, no TZ= prefix) are h
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -27,10 +28,31 @@ class CronError(ValueError):
     """A schedule Kubernetes would refuse."""
 
 
+@functools.cache
+def known_zones() -> frozenset[str]:
+    """The time zone database's names (reads the disk once: the agent calls it off its loop at start)."""
+    return frozenset(available_timezones())
+
+
+_LOADED: dict[str, tzinfo] = {"UTC": UTC, "Etc/UTC": UTC}
+
+
+def load_zone(name: str) -> tzinfo:
+    """A time zone by its name, read from the database once (blocking: call it off the loop)."""
+    if name not in _LOADED:
+        _LOADED[name] = ZoneInfo(name)
+    return _LOADED[name]
+
+
+def loaded_zone(name: str | None) -> tzinfo | None:
+    """The zone if it was loaded already (UTC when None), without touching the disk."""
+    return _LOADED.get(name or "UTC")
+
+
 @dataclass(frozen=True)
 class Schedule:
     expression: str  # the five fields, macros expanded
-    zone: ZoneInfo
+    zone: tzinfo = UTC
 
     def after(self, moment: datetime) -> Iterator[datetime]:
         """The schedule's times strictly after `moment` (an aware datetime), in this zone."""
@@ -42,8 +64,8 @@ class Schedule:
                             reverse=True))
 
 
-def parse_schedule(text: str, time_zone: str | None = None) -> Schedule:
-    """The schedule of a CronJob; CronError says why Kubernetes would refuse it."""
+def parse_schedule(text: str, zone: tzinfo = UTC) -> Schedule:
+    """The schedule of a CronJob, in `zone`; CronError says why Kubernetes would refuse it."""
     spec = " ".join(text.split())
     if spec.upper().startswith(("TZ=", "CRON_TZ=")):
         raise CronError("cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
@@ -57,12 +79,11 @@ def parse_schedule(text: str, time_zone: str | None = None) -> Schedule:
     day_of_month, day_of_week = fields[2].upper(), fields[4].upper().replace("WED", "")
     if any(c in day_of_month for c in "LW") or any(c in day_of_week for c in "LW#"):
         raise CronError(f"unsupported syntax in {text!r} (L, W and # are not standard cron)")
-    zone = ZoneInfo(time_zone or "UTC")
     try:
-        CronSim(spec, datetime(2000, 1, 1, tzinfo=zone))
+        CronSim(spec, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as error:
         raise CronError(str(error)) from None
     return Schedule(spec, zone)
 
 
-__all__ = ["MACROS", "CronError", "Schedule", "parse_schedule"]
+__all__ = ["MACROS", "CronError", "Schedule", "known_zones", "load_zone", "loaded_zone", "parse_schedule"]
