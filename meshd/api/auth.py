@@ -85,7 +85,7 @@ def decide(*, method: str, path: str, headers: Mapping[str, str], host: str, tok
     # no Content-Type is read as JSON, as the API server does (the Python client v37 sends none on create and
     # replace); this is past the cross-site and credential checks, so no browser form gets here
     if method in WRITE_METHODS and content_type is not None and not writable_content_type(content_type) and not (
-            content_type == protobuf.CONTENT_TYPE and path in protobuf.PATHS):  # `kubectl create namespace`
+            content_type == protobuf.CONTENT_TYPE and protobuf.ACCEPTED.match(path)):  # see meshd.api.protobuf
         return Refusal(415, "UnsupportedMediaType",
                        f"unsupported media type {content_type or '(none)'!r}: send application/json or "
                        "application/yaml")

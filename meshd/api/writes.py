@@ -166,6 +166,8 @@ class Writes:
     async def create(self, request: web.Request) -> web.Response:
         kind, namespace = self._writable(request), request.match_info.get("ns", "")
         obj = await _body(request)
+        if request.content_type == protobuf.CONTENT_TYPE and kind.kind == "Job":
+            obj = self._job_from_cronjob(namespace, obj)
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not name:
             return api_status.response(422, f"{kind.kind} is invalid: metadata.name: Required value: name is "
@@ -312,6 +314,18 @@ class Writes:
         return web.json_response(written, status=code)
 
     # --- helpers --------------------------------------------------------------------------------------
+
+    def _job_from_cronjob(self, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A protobuf Job as `kubectl create job --from=cronjob/NAME` sends it: its spec is its CronJob's
+        jobTemplate.spec, which meshd takes from the CronJob itself (it does not decode a protobuf spec)."""
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        owner = next((r for r in refs if r.get("kind") == "CronJob"), None)
+        record = self.controller.objects.get(("CronJob", namespace, str((owner or {}).get("name"))))
+        if owner is None or record is None or owner.get("uid") != record.uid:
+            raise web.HTTPUnsupportedMediaType(text="a protobuf Job is read only as `kubectl create job "
+                                                    "--from=cronjob/NAME` sends it: send application/json")
+        template = record.obj.job_template  # type: ignore[union-attr]
+        return {**obj, "spec": copy.deepcopy(dict(template.get("spec") or {}))}
 
     def _writable(self, request: web.Request) -> Kind:
         kind = request_kind(request)

@@ -152,14 +152,14 @@ def _wanted(job: Job, counts: JobCounts, active: Sequence[JobPod]) -> list[int |
 
 
 def format_indexes(indexes: Sequence[int]) -> str:
-    """status.completedIndexes as Kubernetes writes it: "0-2,5"."""
-    ranges: list[str] = []
-    for i in sorted(indexes):
-        if ranges and ranges[-1].split("-")[-1] == str(i - 1):
-            ranges[-1] = f"{ranges[-1].split('-')[0]}-{i}"
+    """status.completedIndexes as Kubernetes writes it: three or more in a row as a range ("1,3-5,7,8")."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indexes)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
         else:
-            ranges.append(str(i))
-    return ",".join(ranges)
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a},{b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
 
 
 __all__ = ["JobCondition", "JobCounts", "JobPlan", "JobPod", "count", "format_indexes", "plan_job"]

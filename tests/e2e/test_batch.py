@@ -231,3 +231,38 @@ async def test_deleting_a_namespace_deletes_what_is_in_it(cluster):
 async def _running(cluster: Cluster) -> bool:
     pods = (await get_json(cluster, "pods", "-n", "shop"))["items"]
     return any(p["status"]["phase"] == "Running" for p in pods)
+
+
+async def test_a_job_from_a_suspended_cronjob_runs_and_its_ttl_removes_it(cluster):
+    suspended = CRON.replace("SLEEP", "echo manual").replace("busybox", IMAGE).replace(
+        "  concurrencyPolicy: Forbid\n", "  suspend: true\n").replace(
+        "    spec:\n      template:", "    spec:\n      ttlSecondsAfterFinished: 2\n      template:")
+    await apply(cluster, "suspended", suspended)
+    code, out, err = await cluster.kubectl("create", "job", "once", "--from=cronjob/tick")
+    assert code == 0 and "job.batch/once created" in out, (out, err)
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/once", "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("logs", "job/once")
+    assert out.strip() == "manual", (out, err)
+
+    async def gone() -> bool:
+        code, out, err = await cluster.kubectl("get", "job", "once")
+        return code != 0 and 'jobs.batch "once" not found' in err
+
+    await until(gone, "the finished Job removed after its TTL")
+    await until(lambda: _none(job_pods(cluster, "once")), "its pod gone with it")
+    cron = await get_json(cluster, "cronjob", "tick")
+    assert cron["spec"]["suspend"] is True and "lastScheduleTime" not in cron["status"]  # never scheduled
+
+
+async def test_meshd_apply_creates_the_namespace_a_manifest_needs_and_says_so(cluster):
+    path = cluster.cache / "tools.yaml"
+    path.write_text(job("migrate", "true").replace("name: migrate", "name: migrate\n  namespace: tools"))
+    code, out, err = await meshd(cluster.api, "apply", "-f", str(path))
+    assert code == 0 and "namespace/tools created" in out, (out, err)
+    assert 'namespace "tools" did not exist: created' in err, (out, err)
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/migrate", "-n", "tools",
+                                           "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("get", "namespace", "tools", "--no-headers")
+    assert out.split()[:2] == ["tools", "Active"], (out, err)

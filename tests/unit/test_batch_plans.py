@@ -130,7 +130,8 @@ def test_a_suspended_job_stops_its_pods_and_creates_none():
 
 
 def test_completed_indexes_are_written_as_ranges():
-    assert format_indexes([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert format_indexes([0, 1, 2, 5, 7, 8]) == "0-2,5,7,8"
+    assert format_indexes([1, 3, 4, 5, 7]) == "1,3-5,7"
     assert format_indexes([]) == ""
 
 
