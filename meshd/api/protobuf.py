@@ -7,46 +7,13 @@ meshd.api.writes for what stands in for it). Pure; anything else is a ValueError
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
+
+from meshd.model.protowire import fields
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 ACCEPTED = re.compile(r"^/api/v1/namespaces$|^/apis/batch/v1/namespaces/[^/]+/jobs$")  # where meshd reads it
 MAGIC = b"k8s\x00"
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise ValueError("truncated protobuf varint")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-
-
-def fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of each field of a message: ints for varints, bytes for length-delimited."""
-    at = 0
-    while at < len(data):
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _varint(data, at)
-            yield number, value
-        elif wire == 2:
-            length, at = _varint(data, at)
-            if at + length > len(data):
-                raise ValueError("truncated protobuf field")
-            yield number, data[at:at + length]
-            at += length
-        elif wire in (1, 5):
-            at += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
 
 
 def _text(value: int | bytes) -> str:
@@ -102,4 +69,4 @@ def decode_object(body: bytes) -> dict[str, Any]:
     return obj
 
 
-__all__ = ["ACCEPTED", "CONTENT_TYPE", "decode_object", "fields"]
+__all__ = ["ACCEPTED", "CONTENT_TYPE", "decode_object"]
