@@ -153,7 +153,7 @@ async def test_bad_jobs_are_refused_with_the_field_path_and_nothing_changes(clus
         assert code != 0 and field in err, (out, err)
     path.write_text(CRON.replace("batch/v1", "batch/v1beta1"))
     code, out, err = await cluster.kubectl("apply", "-f", str(path))  # kubectl finds no such version served
-    assert code != 0, (out, err)
+    assert code != 0 and 'no matches for kind "CronJob" in version "batch/v1beta1"' in err, (out, err)
     code, out, err = await meshd(cluster.api, "apply", "-f", str(path))
     assert code != 0 and "use apiVersion: batch/v1" in err, (out, err)
     code, out, err = await cluster.kubectl("get", "jobs,cronjobs")
