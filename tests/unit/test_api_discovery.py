@@ -89,7 +89,8 @@ def test_openapi_documents_every_kind_with_its_group_version_kind():
     assert set(index) == {"api/v1", "apis/apps/v1", "apis/batch/v1"}
     document = openapi.v3_document("apis/apps/v1")
     assert document is not None and "io.k8s.api.apps.v1.Deployment" in document["components"]["schemas"]
-    assert openapi.v3_document("apis/batch/v1") is None
+    assert "io.k8s.api.batch.v1.CronJob" in openapi.v3_document("apis/batch/v1")["components"]["schemas"]
+    assert openapi.v3_document("apis/batch/v1beta1") is None
 
 
 def test_every_reference_resolves():
