@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 INDEX_ENV = "JOB_COMPLETION_INDEX"
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SETTLE_SECONDS = 30.0  # how long an adopted pod may take to show what it is before its Job plans without it
 
 
 @dataclass
@@ -92,6 +93,7 @@ class BatchControllers:
         self.crons: dict[tuple[str, str], CronRuntime] = {}
         self.namespaces = Namespaces()
         self._writes = Writes()
+        self._adopted: dict[tuple[str, str], float] = {}  # pods adopted after a restart, not yet seen as they are
 
     # --- views ------------------------------------------------------------------------------------
 
@@ -160,6 +162,7 @@ class BatchControllers:
             del self.jobs[key]
         for key in [k for k in self.crons if ("CronJob", *k) not in self.c.objects]:
             del self.crons[key]
+        self._adopted = {k: t for k, t in self._adopted.items() if k in self.c.pods}
         for record in list(self.c.objects.values()):
             if isinstance(record.obj, Job):
                 self._reconcile_job(record, now)
@@ -172,6 +175,8 @@ class BatchControllers:
     def _reconcile_job(self, record: ObjectRecord, now: float) -> None:
         job: Job = record.obj  # type: ignore[assignment]
         namespace, name = job.metadata.namespace, job.metadata.name
+        if self._settling(namespace, name, now):
+            return  # an adopted pod does not know yet whether it runs or finished: plan once it does
         runtime = self.jobs.setdefault((namespace, name), self._recovered(job, record, now))
         pods = self.job_pods(job)
         plan = plan_job(job, pods, now=now, started=runtime.started, condition=runtime.condition,
@@ -194,6 +199,19 @@ class BatchControllers:
                 self._writes.delete.append(("Job", namespace, name))
             else:
                 self.c._call_at(expires)
+
+    def _settling(self, namespace: str, name: str, now: float) -> bool:
+        waiting = False
+        for worker in self.pods_of(namespace, name):
+            since = self._adopted.get((namespace, worker.name))
+            if since is None:
+                continue
+            if worker.phase != "Pending" or now - since >= SETTLE_SECONDS:
+                del self._adopted[(namespace, worker.name)]
+            else:
+                waiting = True
+                self.c._call_at(since + SETTLE_SECONDS)
+        return waiting
 
     def _recovered(self, job: Job, record: ObjectRecord, now: float) -> JobRuntime:
         """A Job's runtime on first sight (also after an agent restart: from its pods, which are adopted)."""
@@ -253,6 +271,7 @@ class BatchControllers:
         job: Job = record.obj  # type: ignore[assignment]
         labels, annotations, spec = self._pod_template(job, record, pod_index(job, pod))
         self.c._new_worker(PodIdentity(namespace, pod, "Job", owner), spec, labels, annotations, **kwargs)
+        self._adopted[(namespace, pod)] = self.c.now()
         return True
 
     def _reconcile_cron(self, record: ObjectRecord, now: float) -> None:
