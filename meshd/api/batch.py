@@ -26,7 +26,8 @@ def job(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
     batch = controller.batch
     meta = stored_metadata(controller, record)
     labels = job_labels(obj, record.uid)
-    meta["labels"] = {**{k: v for k, v in labels.items() if k != "controller-uid"}, **(meta.get("labels") or {})}
+    if not meta.get("labels"):  # as the API server defaults a Job's labels: its pod template's
+        meta["labels"] = {**obj.template.metadata.labels, **labels}
     owner = batch.cron_owner(record)
     if owner is not None:
         meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": owner.obj.metadata.name,

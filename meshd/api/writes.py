@@ -210,7 +210,7 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet"):
+        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "Job", "CronJob"):
             return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
                                             f"its pods (use --cascade=background or foreground)")
         expected = (options.get("preconditions") or {})

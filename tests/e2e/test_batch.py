@@ -212,25 +212,54 @@ async def test_deleting_a_namespace_deletes_what_is_in_it(cluster):
     assert {line.split()[0] for line in out.splitlines()[1:]} >= {"default", "kube-system", "kube-public",
                                                                    "kube-node-lease"}, out
     path = cluster.cache / "job.yaml"
-    path.write_text(job("sleeper", "sleep 300"))
+    path.write_text(job("sleeper", "sleep 300") + DEPLOYMENT.replace("busybox", IMAGE))
     code, out, err = await cluster.kubectl("apply", "-n", "shop", "-f", str(path))
     assert code != 0 and 'namespaces "shop" not found' in err, (out, err)
     code, out, err = await cluster.kubectl("create", "namespace", "shop")
     assert code == 0 and "namespace/shop created" in out, (out, err)
     code, out, err = await cluster.kubectl("apply", "-n", "shop", "-f", str(path))
     assert code == 0, err
-    await until(lambda: _running(cluster), "the job's pod runs in shop")
+    await until(lambda: _running(cluster, 3), "the job's pod and the deployment's two run in shop")
     code, out, err = await cluster.kubectl("delete", "namespace", "shop", "--timeout=90s")
     assert code == 0 and 'namespace "shop" deleted' in out, (out, err)
-    code, out, err = await cluster.kubectl("get", "jobs,pods", "-n", "shop")
+    code, out, err = await cluster.kubectl("get", "all", "-n", "shop")
     assert "No resources found" in err, (out, err)
     code, out, err = await cluster.kubectl("get", "namespace", "shop")
     assert code != 0 and 'namespaces "shop" not found' in err, (out, err)
 
 
-async def _running(cluster: Cluster) -> bool:
-    pods = (await get_json(cluster, "pods", "-n", "shop"))["items"]
-    return any(p["status"]["phase"] == "Running" for p in pods)
+async def _running(cluster: Cluster, pods: int) -> bool:
+    found = (await get_json(cluster, "pods", "-n", "shop"))["items"]
+    return sum(1 for p in found if p["status"]["phase"] == "Running") == pods
+
+
+DEPLOYMENT = """\
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: idle
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: idle}
+  template:
+    metadata:
+      labels: {app: idle}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: idle, image: busybox, command: ["sleep", "300"]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: idle
+spec:
+  selector: {app: idle}
+  ports:
+  - {port: 80}
+"""
 
 
 async def test_a_job_from_a_suspended_cronjob_runs_and_its_ttl_removes_it(cluster):
