@@ -337,7 +337,14 @@ class BatchControllers:
 
     def on_delete(self, keys: list[tuple[str, str, str]], now: float
                   ) -> tuple[list[tuple[str, str, str]], set[tuple[str, str, str]]]:
-        return self.namespaces.on_delete(keys, contents=self._contents, now=now)
+        """What else goes with `keys`: a CronJob's Jobs (as the garbage collector deletes what it owns), a
+        namespace's content; and the namespaces kept until that content is gone."""
+        extra, held = self.namespaces.on_delete(keys, contents=self._contents, now=now)
+        for key in keys:
+            record = self.c.objects.get(key) if key[0] == "CronJob" else None
+            if record is not None:
+                extra += [("Job", key[1], r.obj.metadata.name) for r in self.cron_jobs(record.obj)]  # type: ignore[arg-type]
+        return extra, held
 
     # --- the writes of a pass ---------------------------------------------------------------------
 

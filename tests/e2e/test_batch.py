@@ -205,6 +205,11 @@ async def test_a_cronjob_fires_every_minute_and_forbid_holds_the_next_run_back(c
     assert "JobAlreadyActive" in out, out
     code, out, err = await cluster.kubectl("delete", "cronjob", "tick")
     assert code == 0, err
+    await until(lambda: _none(_items(cluster, "jobs")), "its Jobs deleted with it")
+
+
+async def _items(cluster: Cluster, kind: str) -> list[dict]:
+    return (await get_json(cluster, kind))["items"]
 
 
 async def test_deleting_a_namespace_deletes_what_is_in_it(cluster):
