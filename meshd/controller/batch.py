@@ -168,9 +168,14 @@ class BatchControllers:
                 self._reconcile_job(record, now)
             elif isinstance(record.obj, CronJob):
                 self._reconcile_cron(record, now)
-        for namespace in list(self.namespaces.terminating):
-            if not self._contents(namespace) and not any(ns == namespace for ns, _ in self.c.pods):
+        due, later = self.namespaces.due(now)
+        for namespace in due:
+            contents = self._contents(namespace)
+            self._writes.delete += contents
+            if not contents and not any(ns == namespace for ns, _ in self.c.pods):
                 self._writes.delete.append(("Namespace", "", namespace))
+        if later is not None:
+            self.c._call_at(later)
 
     def _reconcile_job(self, record: ObjectRecord, now: float) -> None:
         job: Job = record.obj  # type: ignore[assignment]
@@ -337,9 +342,10 @@ class BatchControllers:
 
     def on_delete(self, keys: list[tuple[str, str, str]], now: float
                   ) -> tuple[list[tuple[str, str, str]], set[tuple[str, str, str]]]:
-        """What else goes with `keys`: a CronJob's Jobs (as the garbage collector deletes what it owns), a
-        namespace's content; and the namespaces kept until that content is gone."""
-        extra, held = self.namespaces.on_delete(keys, contents=self._contents, now=now)
+        """What else goes with `keys`: a CronJob's Jobs (as the garbage collector deletes what it owns); and the
+        namespaces kept until their content is gone (the next passes delete it)."""
+        held = self.namespaces.on_delete(keys, contents=self._contents, now=now)
+        extra: list[tuple[str, str, str]] = []
         for key in keys:
             record = self.c.objects.get(key) if key[0] == "CronJob" else None
             if record is not None:

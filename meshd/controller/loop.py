@@ -305,7 +305,7 @@ class Controller:
     async def delete_many(self, keys: list[tuple[str, str, str]]) -> list[ApplyResult]:
         """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes)."""
         async with self._write_lock:
-            extra, held = self.batch.on_delete(keys, self._clock())  # a namespace takes its content along
+            extra, held = self.batch.on_delete(keys, self._clock())  # a CronJob takes its Jobs; a namespace waits
             found = list(dict.fromkeys(k for k in [*keys, *extra] if k in self.objects and k not in held))
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from meshd.model.objects import KubeObject, Namespace, ObjectMeta
 
 BUILTIN = ("default", "kube-node-lease", "kube-public", "kube-system")
+# Content goes this long after its namespace was deleted, as the namespace controller works after the API
+# answered: `kubectl delete -f` of a namespace and its objects deletes each of them, as with a real cluster.
+CONTENT_DELAY = 1.0
 UNDELETABLE = ("default", "kube-public", "kube-system")
 Key = tuple[str, str, str]
 
@@ -52,10 +55,9 @@ class Namespaces:
         self.terminating: dict[str, float] = {}
 
     def on_delete(self, keys: Sequence[Key], *, contents: Callable[[str], list[Key]], now: float
-                  ) -> tuple[list[Key], set[Key]]:
-        """For a deletion of `keys`: the objects to delete with them (a namespace's contents) and the namespace
-        keys kept until their contents are gone; a namespace that may not go raises PermissionError."""
-        extra: list[Key] = []
+                  ) -> set[Key]:
+        """For a deletion of `keys`: the namespace keys kept until their contents are gone (deleted by
+        `due_contents` a moment later); a namespace that may not go raises PermissionError."""
         held: set[Key] = set()
         for key in keys:
             kind, _, name = key
@@ -63,13 +65,17 @@ class Namespaces:
                 continue
             if name in UNDELETABLE:
                 raise PermissionError(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
-            inside = contents(name)
-            if name in self.terminating and not inside:
+            if name in self.terminating and not contents(name):
                 continue  # empty: it goes now
             self.terminating.setdefault(name, now)
-            extra += inside
             held.add(key)
-        return extra, held
+        return held
+
+    def due(self, now: float) -> tuple[list[str], float | None]:
+        """The terminating namespaces whose content is due to go, and when the next one will be."""
+        due = [name for name, since in self.terminating.items() if now >= since + CONTENT_DELAY]
+        later = [since + CONTENT_DELAY for since in self.terminating.values() if now < since + CONTENT_DELAY]
+        return due, min(later, default=None)
 
     def forget(self, name: str) -> None:
         self.terminating.pop(name, None)

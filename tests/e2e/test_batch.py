@@ -300,3 +300,21 @@ async def test_meshd_apply_creates_the_namespace_a_manifest_needs_and_says_so(cl
     assert code == 0, (out, err)
     code, out, err = await cluster.kubectl("get", "namespace", "tools", "--no-headers")
     assert out.split()[:2] == ["tools", "Active"], (out, err)
+
+
+async def test_kubectl_apply_of_a_namespace_and_what_lives_in_it(cluster):
+    text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: batch\n  labels: {team: data}\n---\n" + job(
+        "nightly", "echo ran").replace("name: nightly", "name: nightly\n  namespace: batch")
+    out = await apply(cluster, "both", text)
+    assert out.splitlines() == ["namespace/batch created", "job.batch/nightly created"], out
+    assert (await apply(cluster, "both", text)).splitlines() == ["namespace/batch unchanged",
+                                                                 "job.batch/nightly unchanged"]
+    namespace = await get_json(cluster, "namespace", "batch")
+    assert namespace["metadata"]["labels"] == {"team": "data", "kubernetes.io/metadata.name": "batch"}
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/nightly", "-n", "batch",
+                                           "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("delete", "-f", str(cluster.cache / "both.yaml"))
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("get", "namespace", "batch")
+    assert code != 0 and 'namespaces "batch" not found' in err, (out, err)

@@ -97,12 +97,12 @@ def test_which_namespaces_a_write_needs():
 def test_deleting_a_namespace_holds_it_until_its_content_is_gone():
     namespaces = Namespaces()
     content = {"shop": [("Job", "shop", "j")]}
-    extra, held = namespaces.on_delete([("Namespace", "", "shop")], contents=lambda n: content.get(n, []), now=1)
-    assert extra == [("Job", "shop", "j")] and held == {("Namespace", "", "shop")}
-    assert namespaces.terminating == {"shop": 1}
+    held = namespaces.on_delete([("Namespace", "", "shop")], contents=lambda n: content.get(n, []), now=1)
+    assert held == {("Namespace", "", "shop")} and namespaces.terminating == {"shop": 1}
+    assert namespaces.due(1.5) == ([], 2.0)  # its content goes a moment later, as the namespace controller's
+    assert namespaces.due(2.0) == (["shop"], None)
     content.clear()
-    extra, held = namespaces.on_delete([("Namespace", "", "shop")], contents=lambda n: [], now=2)
-    assert (extra, held) == ([], set())  # empty now: it goes
+    assert namespaces.on_delete([("Namespace", "", "shop")], contents=lambda n: [], now=3) == set()  # empty: goes
     with pytest.raises(PermissionError, match="may not be deleted"):
         namespaces.on_delete([("Namespace", "", "default")], contents=lambda n: [], now=3)
 
