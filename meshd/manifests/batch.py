@@ -17,7 +17,9 @@ from meshd.model.objects import CronJob, Job, KubeObject, Namespace, ObjectMeta,
 _SPEC: FieldPath = ("spec",)
 JOB_UNSUPPORTED = ("podFailurePolicy", "successPolicy", "backoffLimitPerIndex", "maxFailedIndexes",
                    "podReplacementPolicy", "managedBy")
-MAX_INDEXED_COMPLETIONS = 100_000  # Kubernetes' limit for Indexed Jobs
+MAX_INDEXED_COMPLETIONS = 100_000
+GENERATED_LABELS = ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid",
+                    "job-name")  # what the Job controller labels its pods with  # Kubernetes' limit for Indexed Jobs
 
 
 def read_job(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMeta) -> Job:
@@ -73,6 +75,9 @@ def _read_job_template(reader: DocumentReader, spec: Mapping[str, Any], path: Fi
     template = reader.mapping(reader.get(spec, "template", path, required=True), template_path)
     reader.check_fields(template, template_path, known=("metadata", "spec"))
     metadata = read_template_meta(reader, template, template_path, namespace=namespace)
+    if any(k in GENERATED_LABELS for k in metadata.labels):  # as GET shows a Job (a PUT or PATCH of it sends them back): meshd sets them itself
+        labels = {k: v for k, v in metadata.labels.items() if k not in GENERATED_LABELS}
+        metadata = dataclasses.replace(metadata, labels=labels)
     pod_spec = read_pod_spec(reader, reader.get(template, "spec", template_path, required=True),
                              template_path + ("spec",), restart_policies=("OnFailure", "Never"))
     return PodTemplate(metadata=metadata, spec=pod_spec)

@@ -318,3 +318,26 @@ async def test_kubectl_apply_of_a_namespace_and_what_lives_in_it(cluster):
     assert code == 0, (out, err)
     code, out, err = await cluster.kubectl("get", "namespace", "batch")
     assert code != 0 and 'namespaces "batch" not found' in err, (out, err)
+
+
+async def test_active_deadline_fails_a_job_and_stops_its_pod(cluster):
+    await apply(cluster, "slow", job("slow", "sleep 300", spec="  activeDeadlineSeconds: 2\n"))
+    code, out, err = await cluster.kubectl("wait", "--for=condition=failed", "job/slow", "--timeout=60s")
+    assert code == 0, (out, err)
+    status = (await get_json(cluster, "job", "slow"))["status"]
+    assert [c["reason"] for c in status["conditions"] if c["type"] == "Failed"] == ["DeadlineExceeded"]
+    assert (status["active"], status["failed"]) == (0, 1), status
+    await until(lambda: _none(job_pods(cluster, "slow")), "its running pod stopped")
+
+
+async def test_a_suspended_job_runs_nothing_until_resumed(cluster):
+    await apply(cluster, "later", job("later", "echo resumed", spec="  suspend: true\n"))
+    code, out, err = await cluster.kubectl("wait", "--for=condition=suspended", "job/later", "--timeout=30s")
+    assert code == 0, (out, err)
+    assert not await job_pods(cluster, "later")
+    code, out, err = await cluster.kubectl("patch", "job", "later", "-p", '{"spec":{"suspend":false}}')
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/later", "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("logs", "job/later")
+    assert out.strip() == "resumed", (out, err)

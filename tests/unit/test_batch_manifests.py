@@ -119,3 +119,13 @@ def test_the_protobuf_namespace_kubectl_create_sends():
                                    "metadata": {"name": "shop", "labels": {"team": "a"}}}
     with pytest.raises(ValueError):
         decode_object(b"{}")
+
+
+def test_a_job_as_get_shows_it_is_the_job_applied():
+    """PUT and PATCH send a Job back with the labels and selector meshd added: it is the same Job (its template
+    is immutable, so anything else would be refused)."""
+    (applied,) = load_documents(job_text()).objects
+    shown = job_text("  selector: {matchLabels: {batch.kubernetes.io/controller-uid: u1}}\n").replace(
+        "  template:\n", "  template:\n    metadata: {labels: {controller-uid: u1, job-name: j}}\n")
+    (again,) = load_documents(shown).objects
+    assert isinstance(again, Job) and again.template == applied.template  # type: ignore[union-attr]
