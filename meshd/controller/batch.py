@@ -266,6 +266,9 @@ class BatchControllers:
         if index is not None:
             labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
             spec = indexed_spec(spec)
+            hostname = f"{job.metadata.name}-{index}"  # as Kubernetes names an Indexed Job's pod's host
+            if spec.hostname is None and len(hostname) <= 63:
+                spec = dataclasses.replace(spec, hostname=hostname)
         return labels, annotations, spec
 
     def adopt(self, namespace: str, pod: str, owner: str, **kwargs: Any) -> bool:

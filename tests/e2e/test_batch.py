@@ -130,7 +130,7 @@ async def test_a_failing_job_stops_at_its_backoff_limit(cluster):
 
 async def test_an_indexed_job_gives_each_pod_its_index(cluster):
     spec = "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n"
-    await apply(cluster, "indexed", job("indexed", "echo index=$JOB_COMPLETION_INDEX", spec=spec))
+    await apply(cluster, "indexed", job("indexed", "echo index=$JOB_COMPLETION_INDEX host=$(hostname)", spec=spec))
     code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/indexed", "--timeout=90s")
     assert code == 0, (out, err)
     status = (await get_json(cluster, "job", "indexed"))["status"]
@@ -140,7 +140,7 @@ async def test_an_indexed_job_gives_each_pod_its_index(cluster):
         index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
         code, out, err = await cluster.kubectl("logs", pod["metadata"]["name"])
         seen[index] = out.strip()
-    assert seen == {"0": "index=0", "1": "index=1", "2": "index=2"}
+    assert seen == {i: f"index={i} host=indexed-{i}" for i in "012"}
 
 
 async def test_bad_jobs_are_refused_with_the_field_path_and_nothing_changes(cluster):
