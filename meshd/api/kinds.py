@@ -74,7 +74,12 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
 
-KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
+INGRESS = Kind("Ingress", "ingresses", "networking.k8s.io", "v1", ("ing", "ingress", "ingresses"),
+                short_names=("ing",), verbs=_WRITE, subresources=(_STATUS,), categories=())
+INGRESSCLASS = Kind("IngressClass", "ingressclasses", "networking.k8s.io", "v1", ("ingressclass", "ingressclasses"),
+                    verbs=_READ, categories=(), namespaced=False)
+
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, INGRESS)
 # what `get all` shows, in kubectl's order
 ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
 _BY_KIND = {k.kind: k for k in KINDS}
@@ -87,7 +92,7 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".v1"):
+    for suffix in (".apps/v1", ".apps", ".networking.k8s.io/v1", ".networking.k8s.io", ".networking", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

@@ -10,9 +10,10 @@ from functools import cache
 from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
-from meshd.api.kinds import KINDS, NAMESPACE, NODE
+from meshd.api.ingress import OPENAPI_TYPES
+from meshd.api.kinds import INGRESSCLASS, KINDS, NAMESPACE, NODE
 
-SERVED = (*KINDS, NAMESPACE, NODE)
+SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS)
 
 # A field's type: "string", "integer", "number", "boolean", "time", "quantity", "int-or-string", "object"
 # (free-form), a type of this table by name, "[T]" (a list of T) or "{T}" (a map of string to T).
@@ -174,7 +175,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "availableReplicas": "integer", "observedGeneration": "integer"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
-            "apps": "io.k8s.api.apps.v1"}
+            "apps": "io.k8s.api.apps.v1", "networking": "io.k8s.api.networking.v1"}
+TYPES.update(OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
+from meshd.api import cluster, ingress, kube, kubeapi, listing, podlogs, portforward, watching, writes
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -75,6 +75,7 @@ class ApiServer:
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
+        self.ingress = ingress.IngressFeed(controller)  # the agent sets where Ingresses are served
         self.token = token
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[
             count_busy, auth_middleware(lambda: self.token), self._body_limit, self._errors])
@@ -93,7 +94,7 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in ("/api/v1", "/apis/apps/v1", "/apis/networking.k8s.io/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -221,7 +222,9 @@ class ApiServer:
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
+        if resource == "ingressclasses":
+            return [ingress.ingress_class(kube.rfc3339(self._started))]
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service", "ingresses": "Ingress"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -232,6 +235,8 @@ class ApiServer:
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
+        if resource == "ingresses":
+            return [ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
     def _namespaces(self) -> list[dict[str, Any]]:
@@ -427,6 +432,8 @@ class ApiServer:
             if metrics:
                 self._sidecar_metrics[sidecar] = metrics
         updates = self.registry.watch(key)  # an async generator: closed below
+        if key is None and sidecar:  # the node sidecar's stream carries the Ingress routing table too
+            updates = self._with_ingress(updates)
         WATCH_SUBSCRIBERS.inc()
         try:
             async for item in _with_heartbeats(updates, HEARTBEAT_SECONDS):
@@ -434,6 +441,8 @@ class ApiServer:
                     message: dict[str, Any] = {"type": "Heartbeat"}
                 elif isinstance(item, Synced):
                     message = {"type": "Synced"}
+                elif isinstance(item, dict):  # the Ingress table, already a message
+                    message = item
                 else:
                     message = update_to_json(item)
                 await self._send(response, message)
@@ -449,6 +458,22 @@ class ApiServer:
                     self._sidecar_metrics.pop(sidecar, None)
             self._streams.discard(response)
         return response
+
+    def _with_ingress(self, updates: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        wake = asyncio.Event()
+        stop_controller = self.controller.watch(lambda *_: wake.set())
+        stop_registry = self.registry.listen(lambda _u: wake.set())
+
+        async def stream() -> AsyncIterator[Any]:
+            try:
+                async for item in ingress.merge(updates, self.ingress.updates(wake)):
+                    yield item
+            finally:
+                stop_controller()
+                stop_registry()
+                with contextlib.suppress(RuntimeError):
+                    await updates.aclose()  # type: ignore[attr-defined]
+        return stream()
 
     async def drain_ack(self, request: web.Request) -> web.Response:
         body = await self._json(request)

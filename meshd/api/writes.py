@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
+from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, NAMESPACE, NODE, REPLICASET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -23,19 +23,19 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
-WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet")
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "Ingress")
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS)}
 
 
 def request_kind(request: web.Request) -> Kind:
     """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
     kind (or an object of a namespaced kind without one), is a NotFound Status."""
-    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    group = request.path.split("/")[2] if request.path.startswith("/apis/") else ""
     kind = _RESOURCES.get((group, request.match_info["resource"]))
     scoped = "ns" in request.match_info
     if kind is None or (scoped and not kind.namespaced) or (
@@ -141,7 +141,7 @@ class Writes:
         self.read = read
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in ("/api/v1", "/apis/apps/v1", "/apis/networking.k8s.io/v1"):
             router.add_post(prefix + "/namespaces/{ns}/{resource}", self.create)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}", self.replace)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}", self.patch)

@@ -58,6 +58,8 @@ from meshd.driver.base import (
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
+from meshd.controller.ingress import backend_problems
+from meshd.model.ingress import Ingress
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
@@ -215,7 +217,17 @@ class Controller:
         async with self._write_lock:
             if check is not None:
                 check()
-            return await self._apply(loaded.objects, source, namespace, carry_live), list(loaded.warnings)
+            results = await self._apply(loaded.objects, source, namespace, carry_live)
+            return results, list(loaded.warnings) + self._ingress_warnings(loaded.objects)
+
+    def _ingress_warnings(self, objects: Iterable[KubeObject]) -> list[str]:
+        """An applied Ingress naming a Service or port that does not exist (it answers 503 until it does)."""
+        def service(namespace: str, name: str) -> Service | None:
+            record = self.objects.get(("Service", namespace, name))
+            return record.obj if record is not None and isinstance(record.obj, Service) else None
+
+        return [f"Ingress {o.metadata.namespace}/{o.metadata.name}: {problem}" for o in objects
+                if isinstance(o, Ingress) and o.served for problem in backend_problems(o, service)]
 
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
                      carry_live: bool = True) -> list[ApplyResult]:
@@ -260,6 +272,7 @@ class Controller:
                 created = self.objects[key].created if key in self.objects else self._clock()
                 self.objects[key] = ObjectRecord(obj, int(meta["generation"]), created, str(meta["uid"]))
                 self.events.record(obj.kind, obj.metadata.namespace, obj.metadata.name, "Normal", "Applied", action)
+                self._notify(obj.kind, obj.metadata.namespace, obj.metadata.name)
                 if isinstance(obj, Service):
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
@@ -297,6 +310,7 @@ class Controller:
     def _forget(self, key: tuple[str, str, str]) -> None:
         kind, namespace, name = key
         record = self.objects.pop(key)
+        self._notify(kind, namespace, name)
         if isinstance(record.obj, Service):
             service_key = ServiceKey(namespace, name)
             address = self.registry.service(service_key)

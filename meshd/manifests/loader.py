@@ -9,6 +9,7 @@ from typing import Any
 
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath, ManifestError
+from meshd.manifests.ingress import read_ingress
 from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
 from meshd.manifests.reader import DocumentReader, describe_value
@@ -22,12 +23,14 @@ API_VERSIONS: Mapping[str, str] = {
     "Service": "v1",
     "ReplicaSet": "apps/v1",
     "Deployment": "apps/v1",
+    "Ingress": "networking.k8s.io/v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
     "ReplicaSet": names.dns1123_subdomain,
     "Deployment": names.dns1123_subdomain,
     "Service": names.dns1035_label,
+    "Ingress": names.dns1123_subdomain,
 }
 _STATUS = {"status": "ignored (status is set by meshd)"}
 
@@ -145,6 +148,8 @@ def _load_object(
         return read_replica_set(reader, doc, metadata)
     if kind == "Deployment":
         return read_deployment(reader, doc, metadata)
+    if kind == "Ingress":
+        return read_ingress(reader, doc, metadata)
     return read_service(reader, doc, metadata)
 
 

@@ -4,8 +4,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshd.model.objects import ObjectMeta
 
 INGRESS_CLASS = "meshd"
 INGRESS_CONTROLLER = "meshd.io/ingress"
@@ -97,3 +101,41 @@ def host_matches(pattern: str, host: str) -> bool:
         suffix = pattern[1:]
         return host.endswith(suffix) and "." not in host[: -len(suffix)] and len(host) > len(suffix)
     return pattern == host
+
+
+# --- the Ingress object (networking.k8s.io/v1), as manifests/ingress.py reads it --------------------------
+
+
+@dataclass(frozen=True)
+class IngressPath:
+    path: str
+    path_type: str
+    backend: IngressBackend
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    host: str  # "" for every host
+    paths: tuple[IngressPath, ...]
+
+
+@dataclass(frozen=True)
+class Ingress:
+    metadata: ObjectMeta
+    class_name: str | None  # spec.ingressClassName (or the kubernetes.io/ingress.class annotation); None: default
+    rules: tuple[IngressRule, ...] = ()
+    default_backend: IngressBackend | None = None
+    tls: tuple[TlsEntry, ...] = ()  # secret: "namespace/name"
+    ssl_redirect: bool | None = None  # the annotation; None: redirect when a TLS entry covers the host
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Ingress"
+    api_version: str = "networking.k8s.io/v1"
+
+    @property
+    def served(self) -> bool:
+        """Is it meshd's to serve (class meshd, or no class: meshd's is the default)?"""
+        return self.class_name in (None, INGRESS_CLASS)
+
+    def backends(self) -> list[IngressBackend]:
+        found = [p.backend for rule in self.rules for p in rule.paths]
+        return found + ([self.default_backend] if self.default_backend is not None else [])

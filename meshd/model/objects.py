@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshd.model.ingress import Ingress
+
 DEFAULT_NAMESPACE = "default"
 
 
@@ -241,9 +243,9 @@ class Service:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service
+KubeObject = Pod | ReplicaSet | Deployment | Service | Ingress
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service")
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "Ingress")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:
