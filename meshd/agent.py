@@ -44,6 +44,7 @@ from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
+from meshd.controller.ingress import listen_address
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import SOCKET_FILE, default_state_dir
 from meshd.store import StoreError
@@ -81,6 +82,8 @@ class AgentOptions:
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
+    ingress_http: str | None = None  # ADDR:PORT|off; None: the external address, port 80
+    ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -129,6 +132,12 @@ class Agent:
             metrics_fixed=options.sidecar_metrics is not None,
             token=self.token,
         )
+        external = str(getattr(options, "external", None) or "127.0.0.1").split(",")[0].strip()
+        self.ingress_http = listen_address(options.ingress_http, external, 80)
+        self.ingress_https = listen_address(options.ingress_https, external, 443)
+        self.external = external
+        for flag, where in (("--ingress-http", self.ingress_http), ("--ingress-https", self.ingress_https)):
+            self.sidecar.extra_args += [flag, f"{where[0]}:{where[1]}" if where else "off"]
         self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
@@ -185,6 +194,10 @@ class Agent:
         self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                                    sidecar_targets=self.sidecar.targets, token=self.token, health=self.health)
+        api.ingress.address = self.ingress_http[0] if self.ingress_http else (
+            self.ingress_https[0] if self.ingress_https else self.external)
+        api.ingress.http_port = self.ingress_http[1] if self.ingress_http else None
+        api.ingress.https_port = self.ingress_https[1] if self.ingress_https else None
         files, context = await asyncio.to_thread(api_tls, self.state_dir, wanted_names(self.api_host))
         self.tls = files
         await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE, tls=context)

@@ -13,12 +13,14 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from meshd.model.endpoints import DoesNotExist, Reset, ServiceKey, update_from_json
+from meshd.model.ingress import IngressTable
 from meshd.tasks import run_supervised
 
 from .services import ServiceTable
@@ -79,6 +81,7 @@ class DiscoveryClient:
         self.connects = 0
         self._acks: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=10000)
         self._session: aiohttp.ClientSession | None = None
+        self.on_ingress: Callable[[IngressTable], None] | None = None  # the node sidecar's Ingress
 
     @property
     def watch_url(self) -> str:
@@ -147,6 +150,10 @@ class DiscoveryClient:
     def _apply(self, data: dict[str, Any], seen: set[ServiceKey], synced: bool) -> bool:
         kind = data.get("type")
         if kind == "Heartbeat":
+            return synced
+        if kind == "Ingress":
+            if self.on_ingress is not None:
+                self.on_ingress(IngressTable.from_json(data))
             return synced
         if kind == "Synced":
             if not synced:

@@ -16,6 +16,7 @@ from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
+from .ingress.listener import IngressServer
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
@@ -125,6 +126,19 @@ class NodeListeners:
         await self.stopping.wait()
 
 
+def start_ingress(args: argparse.Namespace, table: ServiceTable, options: ProxyOptions,
+                  discovery: DiscoveryClient, tasks: TaskGroup) -> IngressServer | None:
+    """The Ingress's listeners (--ingress-http, --ingress-https), following the agent's Ingress table."""
+    http = None if args.ingress_http in (None, "off") else split_hostport(args.ingress_http)
+    https = None if args.ingress_https in (None, "off") else split_hostport(args.ingress_https)
+    if http is None and https is None:
+        return None
+    server = IngressServer(table, options=options, http=http, https=https)
+    discovery.on_ingress = server.update
+    tasks.spawn(server.run(), name="ingress listeners")
+    return server
+
+
 async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     """Run one sidecar process until SIGTERM/SIGINT."""
     sidecar_id = args.id if args.workers <= 1 else f"{args.id}-w{worker}"
@@ -154,6 +168,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     except OSError as e:
         log.error("cannot serve metrics on %s:%d: %s", mhost, mport + worker, e)
     node: NodeListeners | None = None
+    ingress: IngressServer | None = None
     single: Listener | None = None
     single_udp: list[UdpListener] = []
 
@@ -193,6 +208,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         node = NodeListeners(table, options=options, reuse_port=reuse_port, handover=handover,
                              synced=discovery.synced)
         tasks.supervise("listeners", node.run)
+        ingress = start_ingress(args, table, options, discovery, tasks) if worker == 0 else None
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
 
     async def sweeper() -> None:
@@ -225,6 +241,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                 await udp.stop()
             if node is not None:
                 await node.stop(args.grace)
+            if ingress is not None:
+                await ingress.stop(args.grace)
     except TimeoutError:
         log.error("listeners did not stop in time")
     if metrics_server is not None:
@@ -270,6 +288,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--single-route", action="store_true", help="with --service: watch only that Service's route"
     )
+    p.add_argument("--ingress-http", metavar="ADDR:PORT|off", default="off",
+                   help="node mode: serve the Ingresses over plain HTTP here (the agent passes it)")  # fmt: skip
+    p.add_argument("--ingress-https", metavar="ADDR:PORT|off", default="off",
+                   help="node mode: serve the Ingresses over HTTPS here (the agent passes it)")  # fmt: skip
     p.add_argument("--log-level", default=os.environ.get("MESHD_LOG_LEVEL", "INFO"))
     p.add_argument("--token-file", metavar="PATH", help="the agent's API token (default: env MESHD_TOKEN; "
                    "never pass the token itself in argv, where `ps` shows it)")  # fmt: skip

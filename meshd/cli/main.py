@@ -155,6 +155,14 @@ def agent_options(func: Any) -> Any:
             "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
         ),
         click.option(
+            "--ingress-http", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over plain HTTP here (default: the external address, port 80).",
+        ),
+        click.option(
+            "--ingress-https", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over HTTPS here (default: the external address, port 443).",
+        ),
+        click.option(
             "--host-names",
             type=click.Choice(["auto", "resolved", "hosts", "off"]),
             default=None,
@@ -186,6 +194,14 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     if initial is not None and longest is not None and initial > longest:
         raise CliError("--backoff-initial must not exceed --backoff-max")
     values["verbose"] = bool(values.get("verbose")) or None
+    for flag in ("ingress_http", "ingress_https"):
+        if values.get(flag) is not None:
+            from meshd.controller.ingress import listen_address as ingress_listen
+
+            try:
+                ingress_listen(values[flag], "127.0.0.1", 80)
+            except ValueError as exc:
+                raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:
         _check_quantities(values.get("node_cpus"), values.get("node_memory"))
     return {k: v for k, v in values.items() if v is not None}

@@ -104,3 +104,21 @@ def check_certificate(cert: str, key: str) -> str | None:
     finally:
         os.unlink(path)
     return None
+
+
+def listen_address(value: str | None, external: str, port: int) -> tuple[str, int] | None:
+    """--ingress-http / --ingress-https: "off", "ADDR:PORT", ":PORT", "PORT", or None (EXTERNAL:port)."""
+    if value is None:
+        return external, port
+    if value.strip().lower() == "off":
+        return None
+    host, sep, text = value.strip().rpartition(":")
+    if not sep:
+        host, text = "", value.strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f'expected ADDR:PORT or "off", got "{value}"') from None
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} is out of range")
+    return (host.strip("[]") or external), number

@@ -55,6 +55,12 @@ class IngressRouter:
         for group in (*self.exact.values(), *self.wildcard.values(), self.any_host):
             group.sort(key=_order)
 
+    def routes_for(self, host: str) -> list[IngressRoute]:
+        """Every route a request to `host` may take (the defaultBackend too)."""
+        dot = host.find(".")
+        found = self.exact.get(host, []) + (self.wildcard.get(host[dot:], []) if dot > 0 else []) + self.any_host
+        return found + ([self.table.default] if self.table.default is not None else [])
+
     def decide(self, host: str, path: str) -> IngressRoute | None:
         """The route for a request to `host` (lower case, no port) and `path` (no query), or None (404)."""
         groups: list[list[IngressRoute]] = []
