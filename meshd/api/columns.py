@@ -6,7 +6,20 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import (
+    CONFIGMAP,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENT,
+    NAMESPACE,
+    NODE,
+    POD,
+    REPLICASET,
+    SECRET,
+    SERVICE,
+    Kind,
+)
+from meshd.manifests.config import data_count
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -266,6 +279,15 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def configmap_row(cm: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(cm).get("name", ""), str(data_count(cm)), age(_meta(cm).get("creationTimestamp"), now)]
+
+
+def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(secret).get("name", ""), str(secret.get("type") or "Opaque"), str(data_count(secret)),
+            age(_meta(secret).get("creationTimestamp"), now)]
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -294,6 +316,8 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
+    SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
