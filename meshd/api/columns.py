@@ -7,7 +7,22 @@ from datetime import datetime
 from typing import Any
 
 from meshd.api.ingress import ingress_class_row, ingress_row
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, INGRESS, INGRESSCLASS, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import (
+    CONFIGMAP,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENT,
+    INGRESS,
+    INGRESSCLASS,
+    NAMESPACE,
+    NODE,
+    POD,
+    REPLICASET,
+    SECRET,
+    SERVICE,
+    Kind,
+)
+from meshd.manifests.config import data_count
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -267,6 +282,15 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def configmap_row(cm: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(cm).get("name", ""), str(data_count(cm)), age(_meta(cm).get("creationTimestamp"), now)]
+
+
+def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(secret).get("name", ""), str(secret.get("type") or "Opaque"), str(data_count(secret)),
+            age(_meta(secret).get("creationTimestamp"), now)]
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -297,6 +321,8 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
     INGRESS.kind: (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
     INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
+    CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
+    SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

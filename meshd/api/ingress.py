@@ -5,7 +5,6 @@ the node sidecar follows on its endpoint stream."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +20,7 @@ from meshd.model.ingress import (
     Ingress,
     IngressTable,
 )
-from meshd.model.objects import Service
+from meshd.model.objects import Secret, Service
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -55,9 +54,10 @@ class IngressFeed:
         record = self.controller.objects.get(("Secret", namespace, name))
         if record is None:
             return None
-        raw = record.obj.raw
-        data = {k: base64.b64decode(v).decode(errors="replace") for k, v in (raw.get("data") or {}).items()}
-        data.update(raw.get("stringData") or {})
+        secret = record.obj
+        if not isinstance(secret, Secret):
+            return f"{key} is not a Secret"
+        data = {k: v.decode(errors="replace") for k, v in secret.data.items()}
         if "tls.crt" not in data or "tls.key" not in data:
             return f"Secret {key} has no tls.crt and tls.key"
         return data["tls.crt"], data["tls.key"]

@@ -67,6 +67,9 @@ REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset"
                   short_names=("rs",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
+CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "configmaps"), short_names=("cm",),
+                 verbs=_WRITE, categories=())
+SECRET = Kind("Secret", "secrets", "", "v1", ("secret", "secrets"), verbs=_WRITE, categories=())
 
 # cluster-scoped, served by the API (discovery, get, list, watch) but not `meshd` CLI kinds
 NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
@@ -79,7 +82,7 @@ INGRESS = Kind("Ingress", "ingresses", "networking.k8s.io", "v1", ("ing", "ingre
 INGRESSCLASS = Kind("IngressClass", "ingressclasses", "networking.k8s.io", "v1", ("ingressclass", "ingressclasses"),
                     verbs=_READ, categories=(), namespaced=False)
 
-KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, INGRESS)
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, CONFIGMAP, SECRET, INGRESS)
 # what `get all` shows, in kubectl's order
 ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
 _BY_KIND = {k.kind: k for k in KINDS}

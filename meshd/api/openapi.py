@@ -146,6 +146,12 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "kubeletVersion": "string", "kubeProxyVersion": "string", "operatingSystem": "string",
         "architecture": "string", "kernelVersion": "string", "osImage": "string",
         "containerRuntimeVersion": "string"}),
+    "ConfigMap": ("core", "ConfigMap holds configuration data for pods to consume.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "data": "{string}",
+        "binaryData": "{string}", "immutable": "boolean"}),
+    "Secret": ("core", "Secret holds secret data of a certain type.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "data": "{string}",
+        "stringData": "{string}", "type": "string", "immutable": "boolean"}),
     "Deployment": ("apps", "Deployment enables declarative updates for Pods and ReplicaSets.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DeploymentSpec",
         "status": "DeploymentStatus"}),

@@ -46,7 +46,7 @@ WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch stream
                           registry=REGISTRY)
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
-             "endpoints": "Endpoints"}
+             "endpoints": "Endpoints", "configmaps": "ConfigMap", "secrets": "Secret"}
 
 
 def _error(code: int, message: str, **extra: Any) -> web.Response:
@@ -224,7 +224,8 @@ class ApiServer:
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
         if resource == "ingressclasses":
             return [ingress.ingress_class(kube.rfc3339(self._started))]
-        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service", "ingresses": "Ingress"}
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
+                 "configmaps": "ConfigMap", "secrets": "Secret", "ingresses": "Ingress"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -237,6 +238,8 @@ class ApiServer:
             return [kube.service(c, r, self.registry) for r in records]
         if resource == "ingresses":
             return [ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress) for r in records]
+        if resource in ("configmaps", "secrets"):
+            return [kube.config_object(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
     def _namespaces(self) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
-WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "Ingress")
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "ConfigMap", "Secret", "Ingress")
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")

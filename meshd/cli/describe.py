@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -481,5 +482,45 @@ def describe_endpoints(ep: Obj, events: list[Obj], now: datetime) -> str:
             for p in ports:
                 s.add(2, f"{p.get('name') or '<unset>'}\t{p.get('port')}\t{p.get('protocol') or 'TCP'}")
         s.add(0, "")
+    _events(s, events, now)
+    return s.render()
+
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # a Secret's stringData may be in it
+
+
+def _title(s: Section, title: str) -> None:
+    s.add(0, "")
+    s.add(0, title)
+    s.add(0, "====")
+
+
+def describe_configmap(cm: Obj, events: list[Obj], now: datetime) -> str:
+    """As kubectl: each value under its key; binary values by their size."""
+    s = Section()
+    _header(s, cm, hide=(_LAST_APPLIED,))
+    _title(s, "Data")
+    for key, value in sorted((cm.get("data") or {}).items()):
+        s.add(0, f"{key}:")
+        s.add(0, "----")
+        s.add(0, str(value))
+        s.add(0, "")
+    _title(s, "BinaryData")
+    for key, value in sorted((cm.get("binaryData") or {}).items()):
+        s.add(0, f"{key}: {len(base64.b64decode(value))} bytes")
+    s.add(0, "")
+    _events(s, events, now)
+    return s.render()
+
+
+def describe_secret(secret: Obj, events: list[Obj], now: datetime) -> str:
+    """As kubectl: each key with its size only, never its value."""
+    s = Section()
+    _header(s, secret, hide=(_LAST_APPLIED,))
+    s.add(0, "")
+    s.kv(0, "Type", secret.get("type") or "Opaque")
+    _title(s, "Data")
+    for key, value in sorted((secret.get("data") or {}).items()):
+        s.kv(0, key, f"{len(base64.b64decode(value))} bytes")
     _events(s, events, now)
     return s.render()

@@ -57,10 +57,21 @@ from meshd.driver.base import (
     ObservedContainer,
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.manifests.config import check_update as check_config_update
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.controller.ingress import backend_problems
 from meshd.model.ingress import Ingress
-from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
+from meshd.model.objects import (
+    ConfigMap,
+    Deployment,
+    KubeObject,
+    Pod,
+    PodSpec,
+    ReplicaSet,
+    Secret,
+    Service,
+    object_key,
+)
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
@@ -249,6 +260,8 @@ class Controller:
                 self._check_cluster_ip(obj)
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
+            if isinstance(obj, (ConfigMap, Secret)) and existing is not None:
+                check_config_update(existing.obj, obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
                 self._check_replicaset_name_free(obj, source)
         operations: list[Operation] = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshd.manifests import names
+from meshd.manifests.config import CONFIG_MAP_FIELDS, SECRET_FIELDS, read_config_map, read_secret
 from meshd.manifests.errors import FieldPath, ManifestError
 from meshd.manifests.ingress import read_ingress
 from meshd.manifests.meta import read_object_meta
@@ -23,6 +24,8 @@ API_VERSIONS: Mapping[str, str] = {
     "Service": "v1",
     "ReplicaSet": "apps/v1",
     "Deployment": "apps/v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
     "Ingress": "networking.k8s.io/v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
@@ -30,8 +33,11 @@ _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "ReplicaSet": names.dns1123_subdomain,
     "Deployment": names.dns1123_subdomain,
     "Service": names.dns1035_label,
+    "ConfigMap": names.dns1123_subdomain,
+    "Secret": names.dns1123_subdomain,
     "Ingress": names.dns1123_subdomain,
 }
+_TOP_FIELDS: Mapping[str, tuple[str, ...]] = {"ConfigMap": CONFIG_MAP_FIELDS, "Secret": SECRET_FIELDS}
 _STATUS = {"status": "ignored (status is set by meshd)"}
 
 
@@ -140,8 +146,13 @@ def _load_object(
                 ("apiVersion",),
                 f'"{given_version}" is not supported for {kind}: use apiVersion: {api_version}',
             )
-    reader.check_fields(doc, (), known=("apiVersion", "kind", "metadata", "spec"), ignored=_STATUS)
+    known = _TOP_FIELDS.get(kind, ("apiVersion", "kind", "metadata", "spec"))
+    reader.check_fields(doc, (), known=known, ignored=_STATUS)
     metadata = read_object_meta(reader, doc, name_check=_NAME_RULES[kind])
+    if kind == "ConfigMap":
+        return read_config_map(reader, doc, metadata)
+    if kind == "Secret":
+        return read_secret(reader, doc, metadata)
     if kind == "Pod":
         return _read_pod(reader, doc, metadata)
     if kind == "ReplicaSet":

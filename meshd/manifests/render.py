@@ -6,8 +6,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from meshd.manifests.config import render_config
 from meshd.manifests.quantity import format_cpu, format_memory
 from meshd.model.objects import (
+    ConfigMap,
     Container,
     Deployment,
     EnvVar,
@@ -22,6 +24,7 @@ from meshd.model.objects import (
     Probe,
     ReplicaSet,
     ResourceList,
+    Secret,
     Service,
 )
 
@@ -108,6 +111,8 @@ def render(obj: KubeObject) -> dict[str, Any]:
         if ports:
             spec["ports"] = ports
         doc["spec"] = spec
+    elif isinstance(obj, (ConfigMap, Secret)):
+        doc.update(render_config(obj))
     return doc
 
 

@@ -243,9 +243,33 @@ class Service:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service | Ingress
+@dataclass(frozen=True)
+class ConfigMap:
+    metadata: ObjectMeta
+    data: Mapping[str, str] = field(default_factory=dict)
+    binary_data: Mapping[str, bytes] = field(default_factory=dict)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "ConfigMap"
+    api_version: str = "v1"
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "Ingress")
+
+@dataclass(frozen=True)
+class Secret:
+    """`data` holds the decoded bytes (stringData merged in); never in a repr, so never in a log line."""
+
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Secret"
+    api_version: str = "v1"
+
+
+KubeObject = Pod | ReplicaSet | Deployment | Service | ConfigMap | Secret | Ingress
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "ConfigMap", "Secret", "Ingress")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:
