@@ -38,6 +38,7 @@ class IngressFeed:
         self.good: dict[str, tuple[str, str]] = {}  # Secret -> its last valid (cert, key)
         self.bad: dict[str, tuple[tuple[str, str], str]] = {}  # Secret -> (the invalid data, why)
         self.reported: set[tuple[str, str]] = set()  # (ingress, message) already told as an event
+        self.checked: dict[tuple[str, str], str | None] = {}  # (cert, key) -> why it is invalid (None: valid)
         self.changed = asyncio.Event()
 
     # --- inputs -----------------------------------------------------------------------------------------
@@ -62,10 +63,23 @@ class IngressFeed:
             return f"Secret {key} has no tls.crt and tls.key"
         return data["tls.crt"], data["tls.key"]
 
+    def wanted(self) -> set[str]:
+        return {t.secret for ingress, _ in self.ingresses() if ingress.served for t in ingress.tls}
+
+    async def check_new(self) -> None:
+        """Check the certificates not checked yet (off the event loop: it loads them through a file)."""
+        for key in self.wanted():
+            found = self.secret_tls(key)
+            if isinstance(found, tuple) and found not in self.checked:
+                self.checked[found] = await asyncio.to_thread(check_certificate, *found)
+                if len(self.checked) > 256:  # old versions: forget the oldest
+                    del self.checked[next(iter(self.checked))]
+
     def certificates(self) -> dict[str, tuple[str, str]]:
         """Each referenced Secret's certificate: the current one if valid, else the last valid one (kept in
-        use); an invalid one is remembered with why, for the Ingress's status and an event."""
-        wanted = {t.secret for ingress, _ in self.ingresses() if ingress.served for t in ingress.tls}
+        use); an invalid one is remembered with why, for the Ingress's status and an event. One not checked
+        yet (check_new) counts as not there yet."""
+        wanted = self.wanted()
         for key in wanted:
             found = self.secret_tls(key)
             if found is None:
@@ -77,9 +91,9 @@ class IngressFeed:
             if self.good.get(key) == found:
                 self.bad.pop(key, None)
                 continue
-            if key in self.bad and self.bad[key][0] == found:
-                continue  # checked before: still invalid
-            problem = check_certificate(*found)
+            if found not in self.checked:
+                continue
+            problem = self.checked[found]
             if problem is None:
                 self.good[key] = found
                 self.bad.pop(key, None)
@@ -122,6 +136,7 @@ class IngressFeed:
         """The table as a stream message, now and whenever it changes (checked each time `wake` is set)."""
         last: IngressTable | None = None
         while True:
+            await self.check_new()
             table, conflicts = self.table()
             self.report(conflicts)
             if table != last:
@@ -132,18 +147,20 @@ class IngressFeed:
 
 
 async def merge(updates: AsyncIterator[Any], extra: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """The items of two async iterators as they come (ends when `updates` ends)."""
+    """The items of two async iterators as they come; ends when either ends or fails (the client reconnects)."""
     queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
 
-    async def pump(source: AsyncIterator[Any], main: bool) -> None:
+    async def pump(source: AsyncIterator[Any]) -> None:
         try:
             async for item in source:
                 await queue.put((False, item))
+        except Exception:  # a bug must not end the stream silently
+            log.exception("the Ingress feed failed")
+            raise
         finally:
-            if main:
-                await queue.put((True, None))
+            queue.put_nowait((True, None))
 
-    tasks = [asyncio.ensure_future(pump(updates, True)), asyncio.ensure_future(pump(extra, False))]
+    tasks = [asyncio.ensure_future(pump(updates)), asyncio.ensure_future(pump(extra))]
     try:
         while True:
             ended, item = await queue.get()
