@@ -81,3 +81,37 @@ def test_request_path_and_json_round_trip() -> None:
     assert request_path("") == "/"
     table = IngressTable(routes=(r("a", "/x", "Exact"),), default=r("", "/"))
     assert IngressTable.from_json(table.to_json()) == table
+
+
+def test_the_listener_answers_what_it_cannot_route() -> None:
+    from meshd.model.endpoints import PortInfo, Reset, ServiceInfo, ServiceKey
+    from sidecar.ingress.listener import IngressListener
+    from sidecar.proxy import ProxyOptions
+    from sidecar.services import ServiceTable
+
+    services = ServiceTable()
+    key = ServiceKey("default", "web")
+    services.apply(Reset(ServiceInfo(key, "10.0.0.1", (PortInfo("http", 80, 8080), PortInfo("admin", 9000, 9000))), ()))
+    table = IngressTable(routes=(
+        IngressRoute("a.test", "/", "Prefix", IngressBackend("default", "web", 80), "default/i"),
+        IngressRoute("a.test", "/admin", "Prefix", IngressBackend("default", "web", "admin"), "default/i"),
+        IngressRoute("a.test", "/gone", "Prefix", IngressBackend("default", "web", 81), "default/i"),
+        IngressRoute("s.test", "/", "Prefix", IngressBackend("default", "web", 80), "default/s", ssl_redirect=True),
+        IngressRoute("n.test", "/", "Prefix", IngressBackend("default", "nothing", 80), "default/n")))
+    plain = IngressListener("127.0.0.1", 0, services=services, options=ProxyOptions(), https_port=8443)
+    plain.use(IngressRouter(table))
+    hit = plain.route(b"a.test:8080", b"/x?y")
+    assert hit is not None and hit.service.key == key and hit.port_name == "http"
+    assert plain.route(b"a.test", b"/admin/x").port_name == "admin"  # type: ignore[union-attr]
+    assert plain.route(b"a.test", b"/gone") is None
+    status, why, _ = plain.no_route(b"a.test", b"/gone")
+    assert status == 503 and "default/web has no port 81" in why
+    assert plain.route(b"s.test", b"/p?q") is None
+    status, _, extra = plain.no_route(b"s.test:80", b"/p?q")
+    assert status == 308 and extra == b"location: https://s.test:8443/p?q\r\n"
+    assert plain.no_route(b"z.test", b"/")[0] == 404
+    unknown = plain.route(b"n.test", b"/")  # not known yet: routed, answered 503 after the fail-fast wait
+    assert unknown is not None and not unknown.service.exists
+    no_https = IngressListener("127.0.0.1", 0, services=services, options=ProxyOptions())
+    no_https.use(IngressRouter(table))
+    assert no_https.route(b"s.test", b"/") is not None  # nowhere to redirect to: served
