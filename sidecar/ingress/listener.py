@@ -20,6 +20,7 @@ from .routing import IngressRouter, request_path
 from .tls import Certificates
 
 log = logging.getLogger(__name__)
+SEEN_LIMIT = 4096  # (Host, target) pairs whose route is remembered (then forgotten all at once)
 
 
 def port_name_of(svc: ServiceState, backend: IngressBackend) -> str | None:
@@ -56,6 +57,7 @@ class IngressListener(Listener):
         self.certificates = certificates
         self.https_port = https_port  # where a redirect to HTTPS goes (None: no HTTPS, no redirect)
         self.cache: dict[IngressRoute, Route] = {}
+        self.seen: dict[tuple[bytes | None, bytes], Route] = {}  # (Host, target) -> its route, for repeats
         super().__init__(host, port, routes=[], options=options)
         self.forwarded_proto = b"https" if certificates is not None else b"http"
         if certificates is not None:
@@ -75,7 +77,12 @@ class IngressListener(Listener):
 
     def use(self, router: IngressRouter) -> None:
         self.router = router
+        self.forget()
+
+    def forget(self) -> None:
+        """Routes may have changed (the table, a Service): decide again."""
         self.cache.clear()
+        self.seen.clear()
 
     def decide(self, host: bytes | None, target: bytes) -> IngressRoute | None:
         name = split_host(host).decode("ascii", "replace") if host else ""
@@ -85,6 +92,17 @@ class IngressListener(Listener):
         return decided.ssl_redirect and self.certificates is None and self.https_port is not None
 
     def route(self, host: bytes | None, target: bytes = b"/") -> Route | None:
+        route = self.seen.get((host, target))
+        if route is not None:
+            return route
+        route = self._route(host, target)
+        if route is not None:
+            if len(self.seen) >= SEEN_LIMIT:
+                self.seen.clear()
+            self.seen[(host, target)] = route
+        return route
+
+    def _route(self, host: bytes | None, target: bytes) -> Route | None:
         decided = self.decide(host, target)
         if decided is None or self._redirects(decided):
             return None
@@ -142,7 +160,7 @@ class IngressServer:
 
     def _services_changed(self) -> None:
         for listener in self.listeners:
-            listener.cache.clear()
+            listener.forget()
 
     def update(self, table: IngressTable) -> None:
         """A new table from the agent (routes and certificates)."""
