@@ -11,12 +11,14 @@ import socket
 import sys
 import time
 
+from prometheus_client import CollectorRegistry
+
 from meshd.model.endpoints import ServiceKey
 from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
-from .ingress.listener import IngressServer
+from .ingress.listener import IngressCollector, IngressServer
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
@@ -127,7 +129,7 @@ class NodeListeners:
 
 
 def start_ingress(args: argparse.Namespace, table: ServiceTable, options: ProxyOptions,
-                  discovery: DiscoveryClient, tasks: TaskGroup) -> IngressServer | None:
+                  discovery: DiscoveryClient, tasks: TaskGroup, registry: CollectorRegistry) -> IngressServer | None:
     """The Ingress's listeners (--ingress-http, --ingress-https), following the agent's Ingress table."""
     http = None if args.ingress_http in (None, "off") else split_hostport(args.ingress_http)
     https = None if args.ingress_https in (None, "off") else split_hostport(args.ingress_https)
@@ -135,6 +137,7 @@ def start_ingress(args: argparse.Namespace, table: ServiceTable, options: ProxyO
         return None
     server = IngressServer(table, options=options, http=http, https=https)
     discovery.on_ingress = server.update
+    registry.register(IngressCollector(server))  # type: ignore[arg-type]
     tasks.spawn(server.run(), name="ingress listeners")
     return server
 
@@ -163,8 +166,9 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     tasks = TaskGroup("sidecar")
     tasks.supervise("discovery", discovery.run)
     metrics_server = None
+    registry = make_registry(table)
     try:
-        metrics_server = await serve_metrics(make_registry(table), mhost, mport + worker)
+        metrics_server = await serve_metrics(registry, mhost, mport + worker)
     except OSError as e:
         log.error("cannot serve metrics on %s:%d: %s", mhost, mport + worker, e)
     node: NodeListeners | None = None
@@ -208,7 +212,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         node = NodeListeners(table, options=options, reuse_port=reuse_port, handover=handover,
                              synced=discovery.synced)
         tasks.supervise("listeners", node.run)
-        ingress = start_ingress(args, table, options, discovery, tasks) if worker == 0 else None
+        ingress = start_ingress(args, table, options, discovery, tasks, registry) if worker == 0 else None
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
 
     async def sweeper() -> None:

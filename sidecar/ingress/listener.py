@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from meshd.model.endpoints import ServiceKey
 from meshd.model.ingress import IngressBackend, IngressRoute, IngressTable
@@ -57,7 +60,9 @@ class IngressListener(Listener):
         self.certificates = certificates
         self.https_port = https_port  # where a redirect to HTTPS goes (None: no HTTPS, no redirect)
         self.cache: dict[IngressRoute, Route] = {}
-        self.seen: dict[tuple[bytes | None, bytes], Route] = {}  # (Host, target) -> its route, for repeats
+        self.seen: dict[tuple[bytes | None, bytes], tuple[Route, IngressRoute]] = {}  # (Host, target): repeats
+        self.routed: dict[IngressRoute, int] = {}  # requests routed by each Ingress path (the metrics)
+        self.refused: dict[int, int] = {}  # requests answered here, by status (404, 503, 308)
         super().__init__(host, port, routes=[], options=options)
         self.forwarded_proto = b"https" if certificates is not None else b"http"
         if certificates is not None:
@@ -92,18 +97,20 @@ class IngressListener(Listener):
         return decided.ssl_redirect and self.certificates is None and self.https_port is not None
 
     def route(self, host: bytes | None, target: bytes = b"/") -> Route | None:
-        route = self.seen.get((host, target))
-        if route is not None:
-            return route
-        route = self._route(host, target)
-        if route is not None:
+        hit = self.seen.get((host, target))
+        if hit is None:
+            decided = self.decide(host, target)
+            route = self._route(decided)
+            if route is None or decided is None:
+                return None
             if len(self.seen) >= SEEN_LIMIT:
                 self.seen.clear()
-            self.seen[(host, target)] = route
-        return route
+            hit = self.seen[(host, target)] = (route, decided)
+        routed = self.routed
+        routed[hit[1]] = routed.get(hit[1], 0) + 1
+        return hit[0]
 
-    def _route(self, host: bytes | None, target: bytes) -> Route | None:
-        decided = self.decide(host, target)
+    def _route(self, decided: IngressRoute | None) -> Route | None:
         if decided is None or self._redirects(decided):
             return None
         route = self.cache.get(decided)
@@ -122,6 +129,11 @@ class IngressListener(Listener):
 
     def no_route(self, host: bytes | None, target: bytes) -> tuple[int, str, bytes]:
         decided = self.decide(host, target)
+        status, why, extra = self._refusal(decided, host, target)
+        self.refused[status] = self.refused.get(status, 0) + 1
+        return status, why, extra
+
+    def _refusal(self, decided: IngressRoute | None, host: bytes | None, target: bytes) -> tuple[int, str, bytes]:
         shown = host.decode(errors="replace") if host else "(no Host header)"
         if decided is None:
             return 404, f"no Ingress rule for host {shown} path {target.decode('latin-1')}", b""
@@ -134,6 +146,32 @@ class IngressListener(Listener):
 
     def allowed_authority(self, host: bytes) -> bool:
         return True  # an absolute-form target is routed by its host like any other request
+
+
+class IngressCollector:
+    """The Ingress's own counters at scrape time: requests by Ingress, host, path and listener; requests it
+    answered itself by status. (Codes and latency are the backend Service's, as in the mesh.)"""
+
+    def __init__(self, server: IngressServer) -> None:
+        self.server = server
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        routed = CounterMetricFamily("meshd_ingress_requests", "Requests routed by an Ingress rule.",
+                                     labels=["ingress", "host", "path", "service", "listener"])
+        refused = CounterMetricFamily("meshd_ingress_refused", "Requests the Ingress answered itself (404: no rule, "
+                                      "503: no such Service port, 308: to HTTPS).", labels=["code", "listener"])
+        for listener in self.server.listeners:
+            scheme = "https" if listener.certificates is not None else "http"
+            for r, n in listener.routed.items():
+                b = r.backend
+                routed.add_metric([r.ingress, r.host or "*", r.path, f"{b.namespace}/{b.service}", scheme], n)
+            for status, n in listener.refused.items():
+                refused.add_metric([str(status), scheme], n)
+        yield routed
+        yield refused
 
 
 class IngressServer:

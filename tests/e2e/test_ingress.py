@@ -207,6 +207,11 @@ async def test_routing_by_host_and_path_with_precedence_default_backend_and_bad_
     assert await served_by(http, "a.example.com", "/b") == "ing-b"
     assert await served_by(http, "n.other.test", "/") == "ing-a"  # not routed: the defaultBackend
 
+    metrics = (await acurl(f"http://{agent.sidecar.metrics}/metrics"))[1]
+    assert re.search(r'meshd_ingress_requests_total\{host="a.example.com",ingress="default/site",listener="http",'
+                     r'path="/b",service="default/ing-b"\} [1-9]', metrics), metrics[-3000:]
+    assert re.search(r'meshd_ingress_refused_total\{code="503",listener="http"\} [1-9]', metrics)
+
     if shutil.which("kubectl"):
         kubeconfig = Path(agent.state_dir) / "kubeconfig.test"
         kubeconfig.write_text(await run("python3", "-m", "meshd.cli", "kubeconfig", "--state-dir",
