@@ -86,6 +86,7 @@ class DiscoveryClient:
     @property
     def watch_url(self) -> str:
         who = f"sidecar={quote(self.sidecar_id)}" + (f"&metrics={quote(self.metrics)}" if self.metrics else "")
+        who += "&ingress=1" if self.on_ingress is not None else ""  # the Ingress table too
         if self.service is not None:
             ns, name = quote(self.service.namespace), quote(self.service.name)
             return f"{self.api}/v1/namespaces/{ns}/endpoints/{name}?watch=1&{who}"

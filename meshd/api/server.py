@@ -435,7 +435,7 @@ class ApiServer:
             if metrics:
                 self._sidecar_metrics[sidecar] = metrics
         updates = self.registry.watch(key)  # an async generator: closed below
-        if key is None and sidecar:  # the node sidecar's stream carries the Ingress routing table too
+        if key is None and request.query.get("ingress") == "1":  # a node sidecar serving the Ingress: its table too
             updates = self._with_ingress(updates)
         WATCH_SUBSCRIBERS.inc()
         try:
