@@ -123,7 +123,8 @@ class DiscoveryClient:
                 self._session = None
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
-        async with session.get(self.watch_url, headers={"Accept": "application/x-ndjson"}) as resp:
+        url = self.watch_url
+        async with session.get(url, headers={"Accept": "application/x-ndjson"}) as resp:
             if resp.status == 401:
                 raise ValueError(f"HTTP 401 from {self.watch_url}: the agent wants its token (env MESHD_TOKEN "
                                  "or --token-file)")
@@ -131,7 +132,7 @@ class DiscoveryClient:
                 raise ValueError(f"HTTP {resp.status} from {self.watch_url}")
             self.connected = True
             self.connects += 1
-            log.info("following endpoints from %s", self.watch_url)
+            log.info("following endpoints from %s", url)
             seen: set[ServiceKey] = set()
             synced = False
             buf = b""

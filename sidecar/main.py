@@ -164,7 +164,6 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     )  # fmt: skip
     reuse_port = args.workers > 1
     tasks = TaskGroup("sidecar")
-    tasks.supervise("discovery", discovery.run)
     metrics_server = None
     registry = make_registry(table)
     try:
@@ -214,6 +213,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         tasks.supervise("listeners", node.run)
         ingress = start_ingress(args, table, options, discovery, tasks, registry) if worker == 0 else None
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
+
+    tasks.supervise("discovery", discovery.run)  # (after the Ingress set discovery.on_ingress: its watch asks)
 
     async def sweeper() -> None:
         while True:
