@@ -176,6 +176,8 @@ async def merge(updates: AsyncIterator[Any], extra: AsyncIterator[Any]) -> Async
 def ingress_object(record: Any, metadata: Obj, feed: IngressFeed) -> Obj:
     obj: Ingress = record.obj
     spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
+    if obj.class_name is None:  # the default class, as the API server's DefaultIngressClass admission sets it
+        spec["ingressClassName"] = INGRESS_CLASS
     status: Obj = {"loadBalancer": {}}
     if obj.served:
         ports = [p for p in (feed.http_port, feed.https_port if obj.tls else None) if p]
