@@ -159,17 +159,17 @@ class IngressCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        routed = CounterMetricFamily("meshd_ingress_requests", "Requests routed by an Ingress rule.",
+        routed = CounterMetricFamily("meshd_sidecar_ingress_requests", "Requests routed by an Ingress rule.",
                                      labels=["ingress", "host", "path", "service", "listener"])
-        refused = CounterMetricFamily("meshd_ingress_refused", "Requests the Ingress answered itself (404: no rule, "
+        refused = CounterMetricFamily("meshd_sidecar_ingress_refused", "Requests the Ingress answered itself (404: no rule, "
                                       "503: no such Service port, 308: to HTTPS).", labels=["code", "listener"])
         for listener in self.server.listeners:
             scheme = "https" if listener.certificates is not None else "http"
             for r, n in listener.routed.items():
                 b = r.backend
                 routed.add_metric([r.ingress, r.host or "*", r.path, f"{b.namespace}/{b.service}", scheme], n)
-            for status, n in listener.refused.items():
-                refused.add_metric([str(status), scheme], n)
+            for status in (404, 503, 308):  # (each from start, 0 until it happens)
+                refused.add_metric([str(status), scheme], listener.refused.get(status, 0))
         yield routed
         yield refused
 

@@ -208,9 +208,9 @@ async def test_routing_by_host_and_path_with_precedence_default_backend_and_bad_
     assert await served_by(http, "n.other.test", "/") == "ing-a"  # not routed: the defaultBackend
 
     metrics = (await acurl(f"http://{agent.sidecar.metrics}/metrics"))[1]
-    assert re.search(r'meshd_ingress_requests_total\{host="a.example.com",ingress="default/site",listener="http",'
+    assert re.search(r'meshd_sidecar_ingress_requests_total\{host="a.example.com",ingress="default/site",listener="http",'
                      r'path="/b",service="default/ing-b"\} [1-9]', metrics), metrics[-3000:]
-    assert re.search(r'meshd_ingress_refused_total\{code="503",listener="http"\} [1-9]', metrics)
+    assert re.search(r'meshd_sidecar_ingress_refused_total\{code="503",listener="http"\} [1-9]', metrics)
 
     if shutil.which("kubectl"):
         kubeconfig = Path(agent.state_dir) / "kubeconfig.test"
