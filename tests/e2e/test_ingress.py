@@ -223,6 +223,18 @@ async def test_routing_by_host_and_path_with_precedence_default_backend_and_bad_
         assert "meshd.io/ingress" in await run("kubectl", "get", "ingressclass", env=env)
         described = await run("kubectl", "describe", "ingress", "late", env=env)
         assert "already served by Ingress default/site" in described, described
+        # kubectl apply and delete of an Ingress (server-side validation by the OpenAPI documents)
+        manifest = Path(agent.state_dir) / "kubectl-ing.yaml"
+        manifest.write_text(LATE.replace("name: late", "name: by-kubectl").replace("a.example.com", "k.other.test")
+                            .replace("ing-a", "ing-b"))
+        await run("kubectl", "apply", "-f", str(manifest), env=env)
+        await until(lambda: _is(served_by(http, "k.other.test", "/b"), "ing-b"), timeout=30)
+        await run("kubectl", "delete", "-f", str(manifest), env=env)
+        await until(lambda: _is(served_by(http, "k.other.test", "/b"), "ing-a"), timeout=30)  # the defaultBackend
+
+
+async def _is(value, expected) -> bool:  # type: ignore[no-untyped-def]
+    return await value == expected
 
 
 async def run(*args: str, env: dict[str, str] | None = None) -> str:
