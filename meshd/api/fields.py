@@ -17,6 +17,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "Deployment": _META,
     "Ingress": _META,
     "IngressClass": _META,
+    "StatefulSet": _META,
+    "DaemonSet": _META,
     "ReplicaSet": (*_META, "status.replicas"),
     "Namespace": (*_META, "status.phase"),
     "Node": (*_META, "spec.unschedulable"),
