@@ -25,6 +25,8 @@ from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
+from meshd.external.hostaddresses import host_ipv4_addresses
+from meshd.external.listeners import expand_wildcards, parse_external
 from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
 from meshd.hostslots import (
     DOCKER_SERVICE_POOL,
@@ -85,6 +87,7 @@ class AgentOptions:
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
     ingress_http: str | None = None  # ADDR:PORT|off; None: the external address, port 80
     ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
+    external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
     allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
 
 
@@ -125,6 +128,8 @@ class Agent:
             make_prober=prober_factory(self.driver),
             drain=self._drain_pod,
             on_service_address=self._service_address,
+            external=expand_wildcards(parse_external(options.external), host_ipv4_addresses(),
+                                      exclude=(f"{DOCKER_GATEWAY}/16",)),  # fmt: skip
             security=SecuritySupport(driver=options.driver, allow_privileged=options.allow_privileged,
                                      agent_uid=os.geteuid(), agent_gid=os.getegid()),
         )
@@ -136,7 +141,7 @@ class Agent:
             metrics_fixed=options.sidecar_metrics is not None,
             token=self.token,
         )
-        external = str(getattr(options, "external", None) or "127.0.0.1").split(",")[0].strip()
+        external = (tuple(self.controller.external) or ("127.0.0.1",))[0]  # the Ingress: the first external address
         self.ingress_http = listen_address(options.ingress_http, external, 80)
         self.ingress_https = listen_address(options.ingress_https, external, 443)
         self.external = external

@@ -79,7 +79,7 @@ class DiscoveryClient:
         self.synced = asyncio.Event()
         self.connected = False
         self.connects = 0
-        self._acks: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=10000)
+        self._acks: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10000)  # (path, body)
         self._session: aiohttp.ClientSession | None = None
         self.on_ingress: Callable[[IngressTable], None] | None = None  # the node sidecar's Ingress
 
@@ -95,9 +95,18 @@ class DiscoveryClient:
     def drained(self, key: ServiceKey, endpoint: str) -> None:
         """Queue a drain ack (called by the table when a removed endpoint has nothing in flight)."""
         try:
-            self._acks.put_nowait({"sidecar": self.sidecar_id, "service": str(key), "endpoint": endpoint})
+            self._acks.put_nowait(("/v1/drain", {"sidecar": self.sidecar_id, "service": str(key), "endpoint": endpoint}))
         except asyncio.QueueFull:
             log.warning("drain ack queue full; dropping ack for %s %s", key, endpoint)
+
+    def listen_failed(self, address: str, port: int, protocol: str, services: list[str], error: str) -> None:
+        """Tell the agent that the OS refused a port (it records an event on each Service), beside the acks."""
+        report = {"sidecar": self.sidecar_id, "address": address, "port": port, "protocol": protocol,
+                  "services": services, "error": error}  # fmt: skip
+        try:
+            self._acks.put_nowait(("/v1/listen-failures", report))
+        except asyncio.QueueFull:
+            log.warning("report queue full; dropping the failure to listen on %s:%d", address, port)
 
     async def run(self) -> None:
         """Forever: watch, and on failure back off and reconnect. Also sends drain acks."""
@@ -172,16 +181,16 @@ class DiscoveryClient:
         return synced
 
     async def _send_acks(self, session: aiohttp.ClientSession) -> None:
-        url = f"{self.api}/v1/drain"
         while True:
-            ack = await self._acks.get()
+            path, ack = await self._acks.get()
+            url = self.api + path
             for attempt in range(5):
                 try:
                     async with session.post(url, json=ack, timeout=aiohttp.ClientTimeout(total=3)) as resp:
                         if resp.status < 500:
                             if resp.status >= 400:
-                                log.warning("drain ack %s refused: HTTP %s", ack, resp.status)
+                                log.warning("%s %s refused: HTTP %s", path, ack, resp.status)
                             break
                 except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                    log.debug("drain ack %s failed: %s", ack, e)
+                    log.debug("%s %s failed: %s", path, ack, e)
                 await asyncio.sleep(0.2 * (attempt + 1))

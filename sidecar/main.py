@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
@@ -50,6 +51,7 @@ class NodeListeners:
     def __init__(
         self, table: ServiceTable, *, options: ProxyOptions, reuse_port: bool, retry: float = 2.0,
         handover: FdServer | None = None, synced: asyncio.Event | None = None,
+        on_failed: Callable[[ListenKey, list[str], str], None] | None = None,
     ) -> None:
         self.table = table
         self.handover = handover  # inherited sockets to adopt; every listening socket is handed to the agent
@@ -57,6 +59,7 @@ class NodeListeners:
         self.options = options
         self.reuse_port = reuse_port
         self.retry = retry
+        self.on_failed = on_failed  # (key, its Services, the OS's error): told once per distinct error
         self.listeners: dict[ListenKey, Listener | UdpListener] = {}
         self.failed: dict[ListenKey, str] = {}
         self.kick = asyncio.Event()
@@ -67,7 +70,11 @@ class NodeListeners:
         want: dict[ListenKey, list[Route]] = {}
         for svc in self.table.services.values():
             info = svc.info
-            if not svc.exists or info is None or not info.address:
+            if not svc.exists or info is None:
+                continue
+            for e in info.external:  # LoadBalancer ports, nodePorts and hostPorts on the --external addresses
+                want.setdefault((e.address, e.port, e.protocol.upper()), []).append(Route(svc, e.port_name))
+            if not info.address:
                 continue
             for p in info.ports:
                 protocol = p.protocol.upper()
@@ -99,6 +106,8 @@ class NodeListeners:
                 if self.failed.get(key) != str(e):
                     log.warning("cannot listen on %s:%d/%s for %s: %s (retrying)", *key,
                                 ", ".join(r.service.label for r in routes), e)  # fmt: skip
+                    if self.on_failed is not None:
+                        self.on_failed(key, [r.service.label for r in routes], str(e))
                 self.failed[key] = str(e)
                 continue
             self.failed.pop(key, None)
@@ -209,7 +218,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         if handover is not None:
             tasks.supervise("fd handover", handover.run)
         node = NodeListeners(table, options=options, reuse_port=reuse_port, handover=handover,
-                             synced=discovery.synced)
+                             synced=discovery.synced, on_failed=lambda key, services, error:
+                             discovery.listen_failed(*key, services, error))  # fmt: skip
         tasks.supervise("listeners", node.run)
         ingress = start_ingress(args, table, options, discovery, tasks, registry) if worker == 0 else None
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)

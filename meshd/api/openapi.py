@@ -66,7 +66,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "fsGroup": "integer",
         "supplementalGroups": "[integer]"}),
     "ContainerPort": ("core", "A network port in a single container.", {
-        "name": "string", "containerPort": "integer", "protocol": "string"}),
+        "name": "string", "containerPort": "integer", "protocol": "string", "hostPort": "integer",
+        "hostIP": "string"}),
     "EnvVar": ("core", "An environment variable present in a container.", {
         "name": "string", "value": "string", "valueFrom": "EnvVarSource"}),
     "EnvVarSource": ("core", "A source for the value of an EnvVar.", {
@@ -118,7 +119,9 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "status": "ServiceStatus"}),
     "ServiceSpec": ("core", "The attributes a user creates on a service.", {
         "selector": "{string}", "ports": "[ServicePort]", "type": "string", "clusterIP": "string",
-        "clusterIPs": "[string]", "externalIPs": "[string]", "publishNotReadyAddresses": "boolean"}),
+        "clusterIPs": "[string]", "externalIPs": "[string]", "publishNotReadyAddresses": "boolean",
+        "externalTrafficPolicy": "string", "allocateLoadBalancerNodePorts": "boolean",
+        "loadBalancerSourceRanges": "[string]", "loadBalancerIP": "string"}),
     "ServicePort": ("core", "A port of a service.", {
         "name": "string", "port": "integer", "targetPort": "int-or-string", "protocol": "string",
         "nodePort": "integer", "appProtocol": "string"}),

@@ -44,6 +44,7 @@ from meshd.driver.base import DriverError
 from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
+from meshd.external.hostports import pod_of
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Pod, ReplicaSet
 from meshd.model.selectors import Requirement, parse_selector, selects
@@ -106,6 +107,7 @@ class ApiServer:
         r.add_get("/v1/watch/endpoints", self.watch_all_endpoints)
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
+        r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
         for prefix in writes.PREFIXES:
@@ -513,6 +515,22 @@ class ApiServer:
         accepted = self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
         # an ack for nothing that drains (late, or not from a connected sidecar) is kept nowhere
         return web.json_response({"ok": True, "accepted": accepted})
+
+    async def listen_failure(self, request: web.Request) -> web.Response:
+        """The sidecar could not listen on a port (another program holds it): a warning event on each Service."""
+        body = await self._json(request)
+        try:
+            where = f"{body['address']}:{int(body['port'])}/{body['protocol']}"
+            services, error = [ServiceKey.parse(str(s)) for s in body["services"]], str(body["error"])
+        except (KeyError, TypeError, ValueError) as problem:
+            return _error(400, f"bad listen failure report: {problem}")
+        for key in services:
+            message = f"cannot listen on {where}: {error} (the sidecar retries)"
+            pod = pod_of(key)  # a pod's hostPort, else a Service's port
+            kind, name = ("Pod", pod) if pod is not None else ("Service", key.name)
+            log.warning("%s %s/%s: %s", kind.lower(), key.namespace, name, message)
+            self.controller.events.record(kind, key.namespace, name, "Warning", "PortNotAvailable", message)
+        return web.json_response({"ok": True})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:
         host = request.host

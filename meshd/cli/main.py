@@ -170,6 +170,13 @@ def agent_options(func: Any) -> Any:
             "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
         ),
         click.option(
+            "--external",
+            metavar="ADDR[,ADDR]",
+            default=None,
+            help="Where LoadBalancer Services (at their port), NodePort Services (at their nodePort) and "
+            "hostPorts listen for clients outside the mesh (default 127.0.0.1).",
+        ),
+        click.option(
             "--agent-id",
             default=None,
             help="Tell apart agents sharing one engine (default: from --state-dir).",
@@ -208,6 +215,13 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
                 ingress_listen(values[flag], "127.0.0.1", 80)
             except ValueError as exc:
                 raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+    if values.get("external") is not None:
+        from meshd.external.listeners import parse_external
+
+        try:
+            parse_external(values["external"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:
         _check_quantities(values.get("node_cpus"), values.get("node_memory"))
     return {k: v for k, v in values.items() if v is not None}

@@ -72,6 +72,8 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: Literal["TCP", "UDP"] = "TCP"
+    host_port: int | None = None  # listened on at the node's external address (meshd/external/)
+    host_ip: str | None = None  # that address instead of the external one(s)
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,7 @@ class ServicePort:
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
     app_protocol: str | None = None  # spec.ports[].appProtocol (http, kubernetes.io/h2c, grpc, tcp, ...)
+    node_port: int | None = None  # NodePort/LoadBalancer: given, or allocated at apply (meshd/external/)
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,8 @@ class Service:
     headless: bool = False  # clusterIP: None
     cluster_ip: str | None = None  # a requested address; None lets meshd allocate
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
     kind: str = "Service"
     api_version: str = "v1"
 
