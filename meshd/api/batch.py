@@ -102,7 +102,7 @@ def namespaces(controller: Controller, *, started: float) -> list[dict[str, Any]
     for (kind, ns, name), record in controller.objects.items():
         if kind == "Namespace":
             created[name] = record.created
-        elif ns not in created:
+        elif ns and ns not in created:  # cluster-scoped objects have none
             created[ns] = record.created
     for ns, _ in controller.pods:
         created.setdefault(ns, None)

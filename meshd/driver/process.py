@@ -40,6 +40,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
     Usage,
+    needs_source,
 )
 from meshd.driver.process_security import no_new_privs, own_volume, popen_credentials, process_refusal
 from meshd.driver.session import ExecSession, ProcessExecSession
@@ -306,7 +307,7 @@ class ProcessDriver:
                 started_at=time.time(),
                 env={"HOSTNAME": spec.hostname, "POD_NAME": spec.pod, "POD_NAMESPACE": spec.namespace},
             )
-            for volume in spec.volumes:
+            for volume in (v for v in spec.volumes if v.name not in spec.mounts):
                 await asyncio.to_thread(_mkdir, self.volumes_dir / record.id / volume.name)
             self._save(record)
         self._emit("start", record)
@@ -356,9 +357,13 @@ class ProcessDriver:
                 "volumes",
                 "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
-            path = self.volumes_dir / spec.sandbox.id / vm.name
-            await asyncio.to_thread(_mkdir, path)
-            await asyncio.to_thread(own_volume, str(path), spec.spec.fs_group)
+            source = spec.spec.mounts.get(vm.name)
+            if source is None and needs_source(spec.spec.volumes, vm.name):
+                raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")
+            path = Path(source.source) if source is not None else self.volumes_dir / spec.sandbox.id / vm.name
+            if source is None:
+                await asyncio.to_thread(_mkdir, path)
+                await asyncio.to_thread(own_volume, str(path), spec.spec.fs_group)
             env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)
         cwd = c.working_dir or self._cwd
         labels = {

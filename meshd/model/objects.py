@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshd.model.ingress import Ingress
+
 DEFAULT_NAMESPACE = "default"
 
 
@@ -70,6 +72,8 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: Literal["TCP", "UDP"] = "TCP"
+    host_port: int | None = None  # listened on at the node's external address (meshd/external/)
+    host_ip: str | None = None  # that address instead of the external one(s)
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,23 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class HostPathVolumeSource:
+    path: str
+    type: str = ""  # "", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaimVolumeSource:
+    claim_name: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Volume:
-    name: str  # only emptyDir volumes are supported
+    name: str  # an emptyDir volume unless one of the optional sources below is set
     medium: Literal["", "Memory"] = ""
+    host_path: HostPathVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +277,7 @@ class ServicePort:
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
     app_protocol: str | None = None  # spec.ports[].appProtocol (http, kubernetes.io/h2c, grpc, tcp, ...)
+    node_port: int | None = None  # NodePort/LoadBalancer: given, or allocated at apply (meshd/external/)
 
 
 @dataclass(frozen=True)
@@ -269,8 +288,121 @@ class Service:
     headless: bool = False  # clusterIP: None
     cluster_ip: str | None = None  # a requested address; None lets meshd allocate
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
     kind: str = "Service"
     api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    metadata: ObjectMeta
+    data: Mapping[str, str] = field(default_factory=dict)
+    binary_data: Mapping[str, bytes] = field(default_factory=dict)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "ConfigMap"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """`data` holds the decoded bytes (stringData merged in); never in a repr, so never in a log line."""
+
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Secret"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class StatefulSet:
+    """apps/v1 StatefulSet: pods NAME-0..N-1 with stable names, hostnames and claims (meshd.controller.statefulset)."""
+
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    service_name: str = ""
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    partition: int = 0
+    volume_claim_templates: tuple[Mapping[str, Any], ...] = ()  # PersistentVolumeClaim documents
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StatefulSet"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class DaemonSet:
+    """apps/v1 DaemonSet: one pod on every node (meshd.controller.daemonset)."""
+
+    metadata: ObjectMeta
+    selector: LabelSelector
+    template: PodTemplate
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    max_unavailable: int | str = 1
+    max_surge: int | str = 0
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "DaemonSet"
+    api_version: str = "apps/v1"
+
+
+
+# --- storage (cluster-scoped objects have the namespace "") --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaim:
+    metadata: ObjectMeta
+    access_modes: tuple[str, ...]  # ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod
+    storage_bytes: int  # spec.resources.requests.storage
+    storage_class_name: str | None = None  # None: the default StorageClass; "": no class (a PV bound by hand)
+    volume_name: str = ""  # the PersistentVolume it asks for or is bound to
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolumeClaim"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class PersistentVolume:
+    metadata: ObjectMeta
+    capacity_bytes: int
+    access_modes: tuple[str, ...]
+    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    storage_class_name: str = ""
+    claim_ref: ClaimRef | None = None
+    host_path: str | None = None  # spec.hostPath.path or spec.local.path: a directory of this machine
+    csi_driver: str = ""  # spec.csi.driver: "meshd.io/local" for the volumes meshd provisions
+    volume_handle: str = ""  # spec.csi.volumeHandle: the Docker volume's name or the directory's path
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolume"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    metadata: ObjectMeta
+    provisioner: str
+    reclaim_policy: Literal["Retain", "Delete"] = "Delete"
+    volume_binding_mode: Literal["Immediate", "WaitForFirstConsumer"] = "Immediate"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StorageClass"
+    api_version: str = "storage.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -319,9 +451,13 @@ class Namespace:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service | Job | CronJob | Namespace
+KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
+              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress | Job | CronJob | Namespace)
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "Job", "CronJob", "Namespace")
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress",
+                          "Job", "CronJob", "Namespace")
+CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass", "Namespace")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:
