@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, LEASE, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -266,6 +266,11 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def lease_row(lease: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(lease).get("name", ""), (lease.get("spec") or {}).get("holderIdentity") or "",
+            age(_meta(lease).get("creationTimestamp"), now)]
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -294,6 +299,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    LEASE.kind: (["NAME", "HOLDER", "AGE"], [], lease_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

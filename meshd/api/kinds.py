@@ -73,6 +73,8 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
                  verbs=_READ, categories=(), namespaced=False)
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
+# a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
+LEASE = Kind("Lease", "leases", "coordination.k8s.io", "v1", ("lease", "leases"), verbs=_READ, categories=())
 
 KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT)
 # what `get all` shows, in kubectl's order

@@ -25,6 +25,7 @@ from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import Kind
 from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
+from meshd.cluster.nodes import nodes_with_readiness
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.driver.base import DriverError
@@ -72,6 +73,7 @@ class ApiServer:
         self.controller = controller
         self.health = health or HealthChecks()
         self._started = time.time()  # the node's and default namespace's creationTimestamp
+        self.node_grace = 6.0  # with a shared store: a node whose Lease is older is NotReady
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
@@ -93,7 +95,7 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in ("/api/v1", "/apis/apps/v1", "/apis/coordination.k8s.io/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -212,6 +214,10 @@ class ApiServer:
             return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "namespaces":
             return self._namespaces()
+        if resource == "leases":
+            return [dict(o) for o in c.store.list("Lease", namespace)]
+        if resource == "nodes" and c.store.list("Node"):  # a cluster on a shared store (meshd.cluster)
+            return nodes_with_readiness(c.store, grace=self.node_grace, now=time.time())
         if resource == "nodes":
             return [cluster.node(self.registry.node or "meshd", created=self._started,
                                  cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,

@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
+from meshd.api.kinds import DEPLOYMENT, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -29,13 +29,13 @@ SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", 
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, LEASE)}
 
 
 def request_kind(request: web.Request) -> Kind:
     """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
     kind (or an object of a namespaced kind without one), is a NotFound Status."""
-    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    group = request.path.split("/")[2] if request.path.startswith("/apis/") else ""
     kind = _RESOURCES.get((group, request.match_info["resource"]))
     scoped = "ns" in request.match_info
     if kind is None or (scoped and not kind.namespaced) or (

@@ -57,6 +57,7 @@ from meshd.driver.base import (
     ObservedContainer,
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.manifests.loader import API_VERSIONS
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
 from meshd.registry import Registry
@@ -152,6 +153,11 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
+
+    def use_store(self, store: ObjectStore) -> None:
+        """Runs on this store (a shared one: meshd.store.etcd) instead of opening STATE/store.db in start()."""
+        self.store, self._open_store = store, False
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -420,6 +426,8 @@ class Controller:
         while True:
             await self._kick_event.wait()
             self._kick_event.clear()
+            if not self.leading:
+                continue
             with RECONCILE_DURATION.time():
                 self.reconcile()
             RECONCILES.inc()
@@ -858,7 +866,8 @@ class Controller:
         self._persisted_rs = signatures
 
     def _load(self) -> None:
-        loaded = load_records(self.store.list(None), where=f"state store {self.state_dir}")
+        loaded = load_records([o for o in self.store.list(None) if o["kind"] in API_VERSIONS],  # not Node, Lease
+                              where=f"state store {self.state_dir}")
         for record in loaded.objects:
             self.objects[object_key(record.obj)] = record
         for rs in loaded.replicasets:

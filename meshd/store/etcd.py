@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from meshd.metrics import REGISTRY
 from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError
@@ -31,8 +31,8 @@ REGISTRY_PREFIX = "/meshd/registry/"
 CATCH_UP_TIMEOUT = 10.0  # how long a write waits for the watch to bring it back before answering anyway
 
 STORE_UP = Gauge("meshd_store_up", "1 while the shared store (etcd) answers this agent, else 0.", registry=REGISTRY)
-STORE_RECONNECTS = Gauge("meshd_store_disconnects", "How many times this agent lost the shared store.",
-                         registry=REGISTRY)
+STORE_DISCONNECTS = Counter("meshd_store_disconnects", "How many times this agent lost the shared store.",
+                            registry=REGISTRY)
 
 
 def etcd_key(key: Key, prefix: str = REGISTRY_PREFIX) -> str:
@@ -108,7 +108,7 @@ class EtcdObjectStore(ObjectStore):
             else:
                 log.warning("the shared store is unreachable: %s; pods keep running, writes are refused until it "
                             "answers", error)
-                STORE_RECONNECTS.inc()
+                STORE_DISCONNECTS.inc()
         self.reachable, self.last_error = up, error
         STORE_UP.set(1 if up else 0)
 

@@ -44,7 +44,7 @@ def test_subresources_are_listed_with_their_kind():
 def test_groups_and_versions():
     assert discovery.api_versions("h:1")["versions"] == ["v1"]
     names = [g["name"] for g in discovery.api_group_list()["groups"]]
-    assert names == ["apps", "metrics.k8s.io"]
+    assert names == ["apps", "coordination.k8s.io", "metrics.k8s.io"]
     assert discovery.api_resource_list("batch", "v1") is None
     assert discovery.api_resource_list("apps", "v2") is None
 
@@ -56,7 +56,7 @@ def test_aggregated_discovery_holds_the_same_resources():
     assert resources["pods"]["scope"] == "Namespaced"
     assert [s["subresource"] for s in resources["pods"]["subresources"]] == ["log", "status"]
     groups = discovery.aggregated(core=False)
-    assert [i["metadata"]["name"] for i in groups["items"]] == ["apps", "metrics.k8s.io"]
+    assert [i["metadata"]["name"] for i in groups["items"]] == ["apps", "coordination.k8s.io", "metrics.k8s.io"]
 
 
 @pytest.mark.parametrize(("accept", "aggregated"), [
