@@ -87,7 +87,8 @@ class ClusterMember:
                 reason, text = (("StoreReachable", "the shared store answers again") if up else
                                 ("StoreUnreachable", f"the shared store is unreachable: {self.store_error()}; "
                                                      "pods keep running, writes are refused"))
-                self.controller.events.record("Node", "", self.options.node_name, "Normal" if up else "Warning",
+                # a node's events go to the default namespace, as the kubelet's do
+                self.controller.events.record("Node", "default", self.options.node_name, "Normal" if up else "Warning",
                                               reason, text)
                 was = up
 

@@ -302,7 +302,9 @@ class Controller:
 
     def _forget(self, key: tuple[str, str, str]) -> None:
         kind, namespace, name = key
-        record = self.objects.pop(key)
+        record = self.objects.pop(key, None)
+        if record is None:  # a shared store's watch forgot it first (meshd.cluster.follow)
+            return
         if isinstance(record.obj, Service):
             service_key = ServiceKey(namespace, name)
             address = self.registry.service(service_key)
