@@ -10,6 +10,7 @@ kube-controller-manager's election shows) and `meshd_leader` is 1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from prometheus_client import Gauge
 from meshd.cluster.nodes import LEADER_LEASE_NAME, LEADER_LEASE_NAMESPACE, lease, renewed
 from meshd.metrics import REGISTRY
 from meshd.store import Create, ObjectStore, StoreError, Update
-from meshd.store.etcdclient import EtcdClient, EtcdUnavailable, KeyValue, b64
+from meshd.store.etcdclient import Compacted, EtcdClient, EtcdUnavailable, KeyValue, b64
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,11 @@ class LeaderElection:
         try:
             while True:
                 try:
-                    if await self._try_acquire():
+                    revision = await self._try_acquire()
+                    if revision is None:
                         await self._lead()
                     else:
-                        await asyncio.sleep(min(1.0, self.ttl / 3))
+                        await self._wait_for_vacancy(revision)
                 except EtcdUnavailable as error:
                     log.debug("leader election: %s", error)
                     await asyncio.sleep(min(1.0, self.ttl / 3))
@@ -67,15 +69,16 @@ class LeaderElection:
                 except (EtcdUnavailable, asyncio.TimeoutError, asyncio.CancelledError):
                     pass
 
-    async def _try_acquire(self) -> bool:
-        kvs, _ = await self.client.range(self.key)
+    async def _try_acquire(self) -> int | None:
+        """None when this agent now leads, else the revision at which another one held the key."""
+        kvs, revision = await self.client.range(self.key)
         if kvs:
             self.leader = kvs[0].value.decode(errors="replace")
-            return False
+            return revision
         lease_id = await self.client.grant(self.ttl)
         granted = self._clock()
         key = b64(self.key)
-        won, _, responses = await self.client.txn(
+        won, revision, responses = await self.client.txn(
             [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
             [{"request_put": {"key": key, "value": b64(self.identity), "lease": str(lease_id)}}],
             [{"request_range": {"key": key}}])
@@ -84,9 +87,23 @@ class LeaderElection:
             found: list[dict[str, Any]] = ((responses[0].get("response_range") or {}).get("kvs") or []
                                            ) if responses else []
             self.leader = KeyValue.parse(found[0]).value.decode(errors="replace") if found else ""
-            return False
+            return revision
         self._lease, self._acquired = lease_id, granted
-        return True
+        return None
+
+    async def _wait_for_vacancy(self, revision: int) -> None:
+        """Until the leader key goes (its holder's lease expired or was revoked), watched from `revision`, or
+        at most a TTL (then the key is read again)."""
+        try:
+            async with asyncio.timeout(self.ttl):
+                async with contextlib.aclosing(self.client.watch(self.key, revision + 1)) as changes:
+                    async for batch in changes:
+                        if any(change.deleted and change.kv.key == self.key for change in batch):
+                            return
+        except (TimeoutError, Compacted):
+            return
+        except EtcdUnavailable:
+            await asyncio.sleep(min(1.0, self.ttl / 3))
 
     async def _lead(self) -> None:
         self.leader, self.leading = self.identity, True

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +149,7 @@ class EtcdClient:
 
     # --- watch ------------------------------------------------------------------------------------
 
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+    async def watch(self, prefix: str, start_revision: int) -> AsyncGenerator[list[WatchEvent], None]:
         """The changes under prefix from start_revision on, a batch per response, in revision order. Ends (or
         raises EtcdUnavailable) when the member goes away; raises Compacted when start_revision is gone."""
         endpoint = self.endpoints[self._current]
