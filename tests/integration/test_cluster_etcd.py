@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from meshd.cluster.nodes import parse_time
 from tests.integration.agent_harness import eventually
 from tests.integration.etcd_harness import EtcdCluster
 from tests.integration.test_kubectl import write_kubeconfig
@@ -270,3 +272,26 @@ async def test_etcd_going_away_leaves_pods_running_and_the_agents_reconnect(memb
     assert (await lead.request("POST", "/v1/apply", SERVICE))[0] == 200
     assert await running()
     assert len(await poll(lambda: leaders(members))) == 1
+
+
+async def test_losing_one_of_three_etcd_members_changes_nothing(tmp_path: Path) -> None:
+    etcd = await asyncio.to_thread(lambda: EtcdCluster(tmp_path / "etcd3", size=3).start())
+    pair = [Member(tmp_path / name, name, etcd.url) for name in ("m1", "m2")]
+    try:
+        await asyncio.gather(*(m.start() for m in pair))
+        await poll(lambda: _all_ready(pair[0], {"m1", "m2"}))
+        await asyncio.to_thread(etcd.members[0].stop)  # the member both agents name first
+        assert (await pair[1].request("POST", "/v1/apply", IDLE))[0] == 200
+        assert await poll(lambda: _exists(pair[0], "/apis/apps/v1/namespaces/default/deployments/idle"))
+        stopped = time.time()
+
+        async def renewed_since() -> bool:  # the heartbeats went on through the other members
+            code, out, _ = await pair[0].kubectl("get", "leases", "-n", "kube-node-lease", "-o", "json")
+            times = [parse_time(item["spec"]["renewTime"]) for item in json.loads(out)["items"]] if code == 0 else []
+            return len(times) == 2 and all(t is not None and t > stopped for t in times)
+        assert await poll(renewed_since)
+        assert all([(await m.healthz())[0] == 200 for m in pair])
+        assert len(await poll(lambda: leaders(pair))) == 1
+    finally:
+        await asyncio.gather(*(m.stop() for m in pair))
+        await asyncio.to_thread(etcd.stop)
