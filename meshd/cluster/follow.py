@@ -70,3 +70,6 @@ async def follow_store(controller: Controller) -> None:
         except Expired:
             log.warning("the controller fell behind the shared store; reading every object again")
             since = None  # a watch without a version starts with every object (ADDED), which apply_event merges
+            for key in [k for k in controller.objects if store.get(*k) is None]:  # and what went meanwhile
+                controller._forget(key)
+            controller.kick()

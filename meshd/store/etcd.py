@@ -80,6 +80,7 @@ class EtcdObjectStore(ObjectStore):
         self.last_error = ""
         self._applied = asyncio.Condition()
         self._watch_task: asyncio.Task[None] | None = None
+        self._stale_watches: set[asyncio.Task[None]] = set()  # cancelled, not yet ended
 
     @classmethod
     async def connect(cls, client: EtcdClient, *, prefix: str = REGISTRY_PREFIX,
@@ -95,10 +96,11 @@ class EtcdObjectStore(ObjectStore):
         return store
 
     async def close(self) -> None:
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            await asyncio.gather(self._watch_task, return_exceptions=True)
-            self._watch_task = None
+        tasks = [*self._stale_watches, *([self._watch_task] if self._watch_task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watch_task = None
         await self.client.close()
 
     def _set_reachable(self, up: bool, error: str) -> None:
@@ -171,14 +173,29 @@ class EtcdObjectStore(ObjectStore):
                        f"please apply your changes to the latest version and try again")
 
     async def _caught_up(self, revision: int) -> None:
-        """Waits until the watch has applied `revision` (bounded: a broken watch does not hang a writer)."""
-        if self._rv >= revision:
-            return
-        async with self._applied:
-            try:
-                await asyncio.wait_for(self._applied.wait_for(lambda: self._rv >= revision), CATCH_UP_TIMEOUT)
-            except asyncio.TimeoutError:
-                log.warning("etcd: revision %d not seen by the watch within %.0fs", revision, CATCH_UP_TIMEOUT)
+        """Waits until the watch has applied `revision`; when it misses it, the watch moves to another member
+        (the one it follows may be cut off from the others, or hung) and it waits once more. Bounded: a broken
+        watch does not hang a writer."""
+        for attempt in range(2):
+            if self._rv >= revision:
+                return
+            async with self._applied:
+                try:
+                    await asyncio.wait_for(self._applied.wait_for(lambda: self._rv >= revision), CATCH_UP_TIMEOUT)
+                    return
+                except asyncio.TimeoutError:
+                    log.warning("etcd: revision %d not seen by the watch within %.0fs%s", revision, CATCH_UP_TIMEOUT,
+                                "; watching through another member" if attempt == 0 else "")
+            if attempt == 0:
+                self._restart_watch()
+
+    def _restart_watch(self) -> None:
+        if self._watch_task is not None and not self._watch_task.done():
+            self._watch_task.cancel()
+            self._stale_watches.add(self._watch_task)
+            self._watch_task.add_done_callback(self._stale_watches.discard)
+            self.client.rotate()
+            self._watch_task = asyncio.create_task(self._follow(), name="etcd watch")
 
     # --- the watch --------------------------------------------------------------------------------
 

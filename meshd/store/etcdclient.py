@@ -91,6 +91,10 @@ class EtcdClient:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    def rotate(self) -> None:
+        """Uses the next endpoint first from now on (the current one answers but seems cut off)."""
+        self._current = (self._current + 1) % len(self.endpoints)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

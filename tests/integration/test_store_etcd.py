@@ -5,6 +5,7 @@ writes and keeps reads, and the store reconnects; with three members, losing one
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -126,3 +127,25 @@ async def test_the_client_fails_over_and_names_every_endpoint(etcd: EtcdCluster)
             await dead.range("/x")
     finally:
         await dead.close()
+
+
+async def test_a_stuck_member_is_routed_around(tmp_path: Path) -> None:
+    """A member that stops answering without closing anything (SIGSTOP, as a hung or cut-off machine): writes
+    go through another member and the watch moves to another one when it misses a write."""
+    etcd = await asyncio.to_thread(lambda: EtcdCluster(tmp_path / "etcd3", size=3).start())
+    stuck = etcd.members[0].proc
+    assert stuck is not None
+    a = await open_etcd_store(etcd.endpoints)  # talks to member 0 first, for writes and its watch
+    b = await open_etcd_store(list(reversed(etcd.endpoints)))
+    try:
+        await a.create(service("before"))
+        stuck.send_signal(signal.SIGSTOP)
+        written = await a.create(service("during"))
+        assert a.get("Service", "default", "during")["metadata"]["uid"] == written["metadata"]["uid"]
+        await b.create(service("from-b"))
+        await eventually(lambda: a.get("Service", "default", "from-b") is not None, timeout=60)
+    finally:
+        stuck.send_signal(signal.SIGCONT)
+        await a.close()
+        await b.close()
+        await asyncio.to_thread(etcd.stop)
