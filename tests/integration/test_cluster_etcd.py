@@ -220,10 +220,13 @@ async def test_a_killed_agent_goes_notready_and_a_killed_leader_is_replaced(memb
     by_name[leader].kill()
     survivor = next(m for m in members if m.name not in (leader, follower.name))
     assert await poll(lambda: leaders([survivor])) == [survivor.name]
-    code, out, _ = await survivor.kubectl("get", "lease", "-n", "kube-system", "meshd-controller", "-o",
-                                          "jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}")
-    holder, transitions = out.split()
-    assert holder == survivor.name and int(transitions) >= 1
+
+    async def lease_names_survivor() -> bool:
+        code, out, _ = await survivor.kubectl("get", "lease", "-n", "kube-system", "meshd-controller", "-o",
+                                              "jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}")
+        holder, _, transitions = out.partition(" ")
+        return code == 0 and holder == survivor.name and int(transitions or 0) >= 1
+    assert await poll(lease_names_survivor)
 
 
 BARE_POD = """\
