@@ -162,7 +162,7 @@ class ApiServer:
             return web.json_response(api_status.invalid(error), status=422)
         except PersistError as error:  # refused whole: nothing changed, in memory or on disk
             log.error("API %s %s: %s", request.method, request.path, error)
-            return _error(507, str(error))
+            return _error(getattr(error, "status", 507), str(error))  # 503: a shared store unreachable
         except AlreadyExists as error:
             return _error(409, str(error), reason="AlreadyExists")
         except Conflict as error:

@@ -22,7 +22,23 @@ log = logging.getLogger(__name__)
 
 
 class EtcdUnavailable(PersistError):
-    """No endpoint of the store answered (or every one refused): nothing was written."""
+    """No endpoint of the store answered: nothing was written."""
+
+    status = 503  # what the API answers
+
+
+class EtcdRefused(PersistError):
+    """etcd refused the request itself (too many operations in one transaction, too large): nothing written."""
+
+    status = 413
+
+
+_HINTS = {
+    "too many operations": "a transaction of more objects than etcd's --max-txn-ops (128 by default) allows: "
+                           "apply fewer objects at once, or start etcd with a larger --max-txn-ops",
+    "request is too large": "more bytes than etcd's --max-request-bytes (1.5 MiB by default) allows: apply fewer "
+                            "objects at once, or start etcd with a larger --max-request-bytes",
+}
 
 
 class Compacted(Exception):
@@ -109,10 +125,11 @@ class EtcdClient:
                 async with self._http().post(endpoint + path, json=body, timeout=self._timeout) as response:
                     data = await response.json(content_type=None)
                     if response.status != 200:
-                        message = data.get("message") or data.get("error") if isinstance(data, dict) else data
-                        errors.append(f"{endpoint}: {response.status} {message}")
+                        message = str(data.get("message") or data.get("error") if isinstance(data, dict) else data)
                         if response.status < 500:  # a request etcd refuses is refused by every member
-                            break
+                            hint = next((h for k, h in _HINTS.items() if k in message), "")
+                            raise EtcdRefused(f"etcd refused the write ({message})" + (f": {hint}" if hint else ""))
+                        errors.append(f"{endpoint}: {response.status} {message}")
                         continue
                     self._current = (self._current + attempt) % len(self.endpoints)
                     return data
@@ -190,5 +207,5 @@ def _watch_response(data: dict[str, Any]) -> list[WatchEvent]:
     return [WatchEvent(e.get("type") == "DELETE", KeyValue.parse(e["kv"])) for e in result.get("events", [])]
 
 
-__all__ = ["Compacted", "EtcdClient", "EtcdUnavailable", "KeyValue", "WatchEvent", "b64", "parse_store_url",
+__all__ = ["Compacted", "EtcdClient", "EtcdRefused", "EtcdUnavailable", "KeyValue", "WatchEvent", "b64", "parse_store_url",
            "prefix_end"]

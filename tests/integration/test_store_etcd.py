@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from meshd.store import AlreadyExists, Conflict, PersistError
+from meshd.store import AlreadyExists, Conflict, Create, PersistError
 from meshd.store.etcd import EtcdObjectStore, open_etcd_store
 from meshd.store.etcdclient import EtcdClient, parse_store_url
 from tests.integration.agent_harness import eventually
@@ -161,3 +161,13 @@ async def retried(write: Any, attempts: int = 5) -> Any:
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(1)
+
+
+async def test_a_batch_etcd_refuses_names_the_limit_and_writes_nothing(two: tuple) -> None:
+    a, b = two
+    with pytest.raises(PersistError, match="--max-txn-ops"):
+        await a.transaction([Create(service(f"many-{i}")) for i in range(200)])
+    assert a.reachable and a.list("Service") == []  # refused whole; the store is not taken for unreachable
+    await a.transaction([Create(service(f"some-{i}")) for i in range(100)])  # within the limit: one transaction
+    await eventually(lambda: len(b.list("Service")) == 100)
+    assert len({o["metadata"]["resourceVersion"] for o in b.list("Service")}) == 1
