@@ -16,6 +16,7 @@ from meshd.cluster.heartbeat import NodeHeartbeat
 from meshd.cluster.leader import LeaderElection
 from meshd.controller.loop import Controller
 from meshd.health import CheckResult
+from meshd.store import PersistError
 from meshd.store.etcd import EtcdObjectStore, open_etcd_store
 from meshd.store.etcdclient import EtcdClient, parse_store_url
 from meshd.tasks import TaskGroup
@@ -29,6 +30,7 @@ class ClusterOptions:
     node_name: str
     node_grace: float = 6.0  # a node whose Lease is older is NotReady; it is renewed every grace/3 seconds
     leader_ttl: int = 5  # the leader key's etcd lease: a dead leader is replaced within this
+    compact_interval: float = 300.0  # the leader compacts etcd's history older than this (kube-apiserver's 5 min)
 
     def __post_init__(self) -> None:
         parse_store_url(self.store)  # ValueError naming --store
@@ -68,6 +70,7 @@ class ClusterMember:
         self._tasks.supervise("follow the store", lambda: follow_store(self.controller))
         self._tasks.supervise("leader election", self.election.run)
         self._tasks.supervise("store reachability", self._report_reachability)
+        self._tasks.supervise("compaction", self._compact_forever)
 
     def _lead(self) -> None:
         self.controller.leading = True
@@ -77,6 +80,24 @@ class ClusterMember:
 
     def _follow(self) -> None:
         self.controller.leading = False
+
+    async def _compact_forever(self) -> None:
+        """While leading, drops etcd's history older than one interval, as kube-apiserver does every 5 minutes
+        (etcd keeps every revision otherwise, and heartbeats make many): a watch further behind lists again."""
+        assert self.store is not None
+        previous: int | None = None
+        while True:
+            await asyncio.sleep(self.options.compact_interval)
+            if self.election is None or not self.election.leading:
+                previous = None
+                continue
+            if previous is not None:
+                try:
+                    await self.store.client.compact(previous)
+                    log.debug("etcd compacted up to revision %d", previous)
+                except PersistError as error:
+                    log.warning("etcd compaction to %d: %s", previous, error)
+            previous = self.store.resource_version
 
     async def _report_reachability(self) -> None:
         was = True

@@ -152,6 +152,14 @@ class EtcdClient:
         data = await self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": list(failure)})
         return bool(data.get("succeeded")), int(data["header"]["revision"]), list(data.get("responses", []))
 
+    async def compact(self, revision: int) -> None:
+        """Drops the history before `revision` (as the API server compacts every 5 minutes)."""
+        try:
+            await self.call("/v3/kv/compaction", {"revision": str(revision)})
+        except EtcdRefused as error:
+            if "compacted" not in str(error):  # already compacted that far: nothing to do
+                raise
+
     # --- leases -----------------------------------------------------------------------------------
 
     async def grant(self, ttl: int) -> int:

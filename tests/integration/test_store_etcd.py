@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from meshd.store import AlreadyExists, Conflict, Create, PersistError
+from meshd.store import AlreadyExists, Conflict, Create, Expired, PersistError
 from meshd.store.etcd import EtcdObjectStore, open_etcd_store
 from meshd.store.etcdclient import EtcdClient, parse_store_url
 from tests.integration.agent_harness import eventually
@@ -171,3 +171,24 @@ async def test_a_batch_etcd_refuses_names_the_limit_and_writes_nothing(two: tupl
     await a.transaction([Create(service(f"some-{i}")) for i in range(100)])  # within the limit: one transaction
     await eventually(lambda: len(b.list("Service")) == 100)
     assert len({o["metadata"]["resourceVersion"] for o in b.list("Service")}) == 1
+
+
+async def test_a_watch_behind_a_compaction_lists_again_and_its_watchers_see_the_difference(two: tuple) -> None:
+    a, b = two
+    await b.create(service("stays"))
+    await b.create(service("goes"))
+    await eventually(lambda: len(a.list("Service")) == 2)
+    a._watch_task.cancel()  # a loses its watch (as in an outage) while b writes and the history is compacted
+    await asyncio.gather(a._watch_task, return_exceptions=True)
+    since = a.resource_version
+    await b.delete("Service", "default", "goes")
+    await b.create(service("new"))
+    await b.client.compact(b.resource_version)
+    watch = a.watch("Service", "default", from_resource_version=since)
+    a._watch_task = asyncio.create_task(a._follow())
+    events = [await asyncio.wait_for(anext(watch), 30) for _ in range(2)]
+    assert sorted((e.type, e.object["metadata"]["name"]) for e in events) == [("ADDED", "new"), ("DELETED", "goes")]
+    assert sorted(o["metadata"]["name"] for o in a.list("Service")) == ["new", "stays"]
+    await watch.aclose()
+    with pytest.raises(Expired):  # a watch from before the relist cannot be resumed: its client lists again
+        await anext(a.watch("Service", "default", from_resource_version=since))
