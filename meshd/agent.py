@@ -206,6 +206,10 @@ class Agent:
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         if self.cluster is not None:
             await self.cluster.open_store()
+        else:
+            from meshd.cluster.member import single_node_metrics
+
+            single_node_metrics()
         await self.controller.start()
         self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
