@@ -126,7 +126,7 @@ class EtcdObjectStore(ObjectStore):
             if not events:
                 return []
             compare, success, failure = [], [], []
-            guarded: dict[Key, bool] = {}  # each key written, and whether it was to be absent
+            guarded: dict[Key, int] = {}  # each key written, and the mod_revision it must have (0: absent)
             for key, value in staged.items():
                 current = self._objects.get(key)
                 if current is None and value is None:
@@ -140,7 +140,7 @@ class EtcdObjectStore(ObjectStore):
                 success.append({"request_delete_range": {"key": name}} if value is None else
                                {"request_put": {"key": name, "value": encode(value)}})
                 failure.append({"request_range": {"key": name}})
-                guarded[key] = current is None
+                guarded[key] = 0 if current is None else int(current["metadata"]["resourceVersion"])
             try:
                 succeeded, revision, responses = await self.client.txn(compare, success, failure)
             except EtcdUnavailable as error:
@@ -153,7 +153,7 @@ class EtcdObjectStore(ObjectStore):
         await self._caught_up(revision)
         return [event.object for event in events]
 
-    async def _refused(self, guarded: dict[Key, bool], responses: list[dict[str, Any]]) -> None:
+    async def _refused(self, guarded: dict[Key, int], responses: list[dict[str, Any]]) -> None:
         """Another agent wrote one of these keys first: waits until memory has its write, then says which."""
         latest: dict[Key, KeyValue | None] = {}
         for key, response in zip(guarded, responses):
@@ -164,11 +164,12 @@ class EtcdObjectStore(ObjectStore):
             await self._caught_up(max(seen))
         for key, kv in latest.items():
             kind, namespace, name = key
-            if guarded[key] and kv is not None:
+            if not guarded[key] and kv is not None:
                 raise AlreadyExists(f'{kind} "{name}" already exists in namespace "{namespace}"')
-            if not guarded[key] and kv is None:
+            if guarded[key] and kv is None:
                 raise NotFound(f'{kind} "{name}" not found in namespace "{namespace}"')
-        kind, _, name = next(iter(guarded))
+        kind, _, name = next((k for k, kv in latest.items() if kv is None or kv.mod_revision != guarded[k]),
+                             next(iter(guarded)))
         raise Conflict(f'Operation cannot be fulfilled on {kind} "{name}": the object has been modified; '
                        f"please apply your changes to the latest version and try again")
 
