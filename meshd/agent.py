@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshd.api.auth import load_or_create_token
+from meshd.model.security import SecuritySupport
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -87,6 +88,7 @@ class AgentOptions:
     node_name: str | None = None  # default: the host name
     node_grace: float = 6.0  # a node whose Lease is older than this is NotReady
     leader_ttl: int = 5  # seconds: a dead leader is replaced within this
+    allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -126,6 +128,8 @@ class Agent:
             make_prober=prober_factory(self.driver),
             drain=self._drain_pod,
             on_service_address=self._service_address,
+            security=SecuritySupport(driver=options.driver, allow_privileged=options.allow_privileged,
+                                     agent_uid=os.geteuid(), agent_gid=os.getegid()),
         )
         self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(

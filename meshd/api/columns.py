@@ -6,7 +6,23 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from meshd.api.kinds import DEPLOYMENT, ENDPOINTS, EVENT, LEASE, NAMESPACE, NODE, POD, REPLICASET, SERVICE, Kind
+from meshd.api.kinds import (
+    DAEMONSET,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENT,
+    LEASE,
+    NAMESPACE,
+    NODE,
+    POD,
+    PV,
+    PVC,
+    REPLICASET,
+    SERVICE,
+    STATEFULSET,
+    STORAGECLASS,
+    Kind,
+)
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -35,46 +51,90 @@ def _int(value: Any) -> int:
 # --- pods -------------------------------------------------------------------------------------------------
 
 
+def _sidecars(pod: Obj) -> set[str]:
+    """Native sidecars: the init containers with restartPolicy: Always."""
+    return {c.get("name", "") for c in _spec(pod).get("initContainers") or [] if c.get("restartPolicy") == "Always"}
+
+
+def _init_reason(pod: Obj) -> str | None:
+    """kubectl's printPod for init containers: the first one not done gives Init:N/M, Init:REASON or
+    Init:ExitCode:N; None when every init container completed (or, sidecars, started)."""
+    sidecars = _sidecars(pod)
+    total = len(_spec(pod).get("initContainers") or [])
+    for i, cs in enumerate(_status(pod).get("initContainerStatuses") or []):
+        state = cs.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        if terminated is not None and _int(terminated.get("exitCode")) == 0:
+            continue
+        if cs.get("name") in sidecars and cs.get("started"):
+            continue
+        if terminated is not None:
+            if terminated.get("reason"):
+                return "Init:" + terminated["reason"]
+            signal = _int(terminated.get("signal"))
+            return f"Init:Signal:{signal}" if signal else f"Init:ExitCode:{_int(terminated.get('exitCode'))}"
+        if waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            return "Init:" + waiting["reason"]
+        return f"Init:{i}/{total}"
+    return None
+
+
 def pod_ready(pod: Obj) -> str:
-    """READY: containers ready and running / containers in the pod."""
-    total = len(_spec(pod).get("containers") or []) or len(_status(pod).get("containerStatuses") or [])
+    """READY: containers ready and running / containers in the pod (native sidecars count, as kubectl's)."""
+    sidecars = _sidecars(pod)
+    total = (len(_spec(pod).get("containers") or []) or len(_status(pod).get("containerStatuses") or [])) \
+        + len(sidecars)
     ready = sum(
         1
         for cs in _status(pod).get("containerStatuses") or []
         if cs.get("ready") and "running" in (cs.get("state") or {})
-    )
+    ) + sum(1 for cs in _status(pod).get("initContainerStatuses") or []
+            if cs.get("name") in sidecars and cs.get("started") and cs.get("ready"))
     return f"{ready}/{total}"
 
 
 def pod_status(pod: Obj) -> str:
-    """STATUS as kubectl computes it: the phase, overridden by a container's waiting/terminated reason."""
+    """STATUS as kubectl computes it: the phase, overridden by an init container's progress (Init:1/2,
+    Init:CrashLoopBackOff) while the pod initializes, else by a container's waiting/terminated reason."""
     status = _status(pod)
     reason = status.get("reason") or status.get("phase") or "Unknown"
-    has_running = False
-    for cs in reversed(status.get("containerStatuses") or []):
-        state = cs.get("state") or {}
-        waiting, terminated = state.get("waiting"), state.get("terminated")
-        if waiting is not None and waiting.get("reason"):
-            reason = waiting["reason"]
-        elif terminated is not None and terminated.get("reason"):
-            reason = terminated["reason"]
-        elif terminated is not None:
-            signal = _int(terminated.get("signal"))
-            reason = f"Signal:{signal}" if signal else f"ExitCode:{_int(terminated.get('exitCode'))}"
-        elif cs.get("ready") and state.get("running") is not None:
-            has_running = True
-    if reason == "Completed" and has_running:
-        reason = "Running" if _condition_true(status, "Ready") else "NotReady"
+    init = _init_reason(pod)
+    if init is not None and not _condition_true(status, "Initialized"):
+        reason = init
+    else:
+        has_running = False
+        for cs in reversed(status.get("containerStatuses") or []):
+            state = cs.get("state") or {}
+            waiting, terminated = state.get("waiting"), state.get("terminated")
+            if waiting is not None and waiting.get("reason"):
+                reason = waiting["reason"]
+            elif terminated is not None and terminated.get("reason"):
+                reason = terminated["reason"]
+            elif terminated is not None:
+                signal = _int(terminated.get("signal"))
+                reason = f"Signal:{signal}" if signal else f"ExitCode:{_int(terminated.get('exitCode'))}"
+            elif cs.get("ready") and state.get("running") is not None:
+                has_running = True
+        if reason == "Completed" and has_running:
+            reason = "Running" if _condition_true(status, "Ready") else "NotReady"
     if _meta(pod).get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
         reason = "Terminating"
     return reason
 
 
 def pod_restarts(pod: Obj, now: datetime) -> str:
-    """RESTARTS: the sum over containers, with the age of the last restart ("3 (42s ago)")."""
+    """RESTARTS: the sum over containers, with the age of the last restart ("3 (42s ago)"); while the pod
+    initializes, over the init containers (as kubectl counts)."""
     restarts = 0
     last: datetime | None = None
-    for cs in _status(pod).get("containerStatuses") or []:
+    status = _status(pod)
+    initializing = _init_reason(pod) is not None and not _condition_true(status, "Initialized")
+    sidecars = _sidecars(pod)
+    counted = [cs for cs in status.get("initContainerStatuses") or []
+               if initializing or cs.get("name") in sidecars]
+    if not initializing:
+        counted += status.get("containerStatuses") or []
+    for cs in counted:
         restarts += _int(cs.get("restartCount"))
         finished = parse_time(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
         if finished is not None and (last is None or finished > last):
@@ -151,6 +211,25 @@ def replicaset_row(rs: Obj, now: datetime, wide: bool) -> list[str]:
         age(_meta(rs).get("creationTimestamp"), now),
     ]
     return row + _template_columns(rs) if wide else row
+
+
+def statefulset_row(sts: Obj, now: datetime, wide: bool) -> list[str]:
+    row = [_meta(sts).get("name", ""), f"{_int(_status(sts).get('readyReplicas'))}/{_replicas(sts)}",
+           age(_meta(sts).get("creationTimestamp"), now)]
+    return row + _template_columns(sts)[:2] if wide else row
+
+
+def daemonset_row(ds: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(ds)
+    node_selector = (_spec(ds).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
+    row = [
+        _meta(ds).get("name", ""),
+        *(str(_int(status.get(k))) for k in ("desiredNumberScheduled", "currentNumberScheduled", "numberReady",
+                                              "updatedNumberScheduled", "numberAvailable")),
+        ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or NONE,
+        age(_meta(ds).get("creationTimestamp"), now),
+    ]
+    return row + _template_columns(ds) if wide else row
 
 
 # --- services and endpoints -------------------------------------------------------------------------------
@@ -271,6 +350,55 @@ def lease_row(lease: Obj, now: datetime, wide: bool) -> list[str]:
             age(_meta(lease).get("creationTimestamp"), now)]
 
 
+# --- storage ----------------------------------------------------------------------------------------------
+
+_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
+def access_modes(modes: list[str] | None) -> str:
+    """kubectl's short form, in its order: "RWO,ROX"."""
+    given = set(modes or [])
+    return ",".join(short for mode, short in _MODES.items() if mode in given)
+
+
+def pvc_row(pvc: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(pvc)
+    phase = "Terminating" if _meta(pvc).get("deletionTimestamp") else status.get("phase") or ""
+    bound = status.get("phase") == "Bound"
+    row = [_meta(pvc).get("name", ""), phase, _spec(pvc).get("volumeName") or "",
+           (status.get("capacity") or {}).get("storage", "") if bound else "",
+           access_modes(status.get("accessModes")) if bound else "",
+           _spec(pvc).get("storageClassName") or "", age(_meta(pvc).get("creationTimestamp"), now)]
+    if wide:
+        row.append(_spec(pvc).get("volumeMode") or "Filesystem")
+    return row
+
+
+def pv_row(pv: Obj, now: datetime, wide: bool) -> list[str]:
+    spec, status = _spec(pv), _status(pv)
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref.get("name") else ""
+    phase = "Terminating" if _meta(pv).get("deletionTimestamp") else status.get("phase") or ""
+    row = [_meta(pv).get("name", ""), (spec.get("capacity") or {}).get("storage", ""),
+           access_modes(spec.get("accessModes")), spec.get("persistentVolumeReclaimPolicy") or "", phase, claim,
+           spec.get("storageClassName") or "", status.get("reason") or "",
+           age(_meta(pv).get("creationTimestamp"), now)]
+    if wide:
+        row.append(spec.get("volumeMode") or "Filesystem")
+    return row
+
+
+def storageclass_row(sc: Obj, now: datetime, wide: bool) -> list[str]:
+    name = _meta(sc).get("name", "")
+    annotations = _meta(sc).get("annotations") or {}
+    if "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
+                  annotations.get("storageclass.beta.kubernetes.io/is-default-class")):
+        name += " (default)"
+    return [name, sc.get("provisioner", ""), sc.get("reclaimPolicy") or "Delete",
+            sc.get("volumeBindingMode") or "Immediate", str(bool(sc.get("allowVolumeExpansion"))).lower(),
+            age(_meta(sc).get("creationTimestamp"), now)]
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -291,12 +419,24 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         ["CONTAINERS", "IMAGES", "SELECTOR"],
         replicaset_row,
     ),
+    STATEFULSET.kind: (["NAME", "READY", "AGE"], ["CONTAINERS", "IMAGES"], statefulset_row),
+    DAEMONSET.kind: (
+        ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        daemonset_row,
+    ),
     SERVICE.kind: (
         ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
         ["SELECTOR"],
         service_row,
     ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
+    PVC.kind: (["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"], ["VOLUMEMODE"],
+               pvc_row),
+    PV.kind: (["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON",
+               "AGE"], ["VOLUMEMODE"], pv_row),
+    STORAGECLASS.kind: (["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION",
+                         "AGE"], [], storageclass_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
     LEASE.kind: (["NAME", "HOLDER", "AGE"], [], lease_row),

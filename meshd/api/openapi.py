@@ -11,6 +11,7 @@ from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.kinds import KINDS, NAMESPACE, NODE
+from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
 SERVED = (*KINDS, NAMESPACE, NODE)
 
@@ -37,11 +38,13 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "PodSpec": ("core", "The specification of a pod's desired behavior.", {
         "containers": "[Container]", "initContainers": "[Container]", "volumes": "[Volume]",
         "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "nodeName": "string",
-        "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string"}),
+        "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string",
+        "securityContext": "PodSecurityContext", "hostNetwork": "boolean", "hostPID": "boolean",
+        "hostIPC": "boolean"}),
     "PodStatus": ("core", "The most recently observed status of the pod.", {
         "phase": "string", "conditions": "[PodCondition]", "message": "string", "reason": "string",
         "hostIP": "string", "podIP": "string", "podIPs": "[PodIP]", "startTime": "time",
-        "containerStatuses": "[ContainerStatus]", "qosClass": "string"}),
+        "containerStatuses": "[ContainerStatus]", "initContainerStatuses": "[ContainerStatus]", "qosClass": "string"}),
     "PodIP": ("core", "An IP address of the pod.", {"ip": "string"}),
     "PodCondition": ("core", "A condition of the pod.", {
         "type": "string", "status": "string", "reason": "string", "message": "string",
@@ -51,7 +54,16 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "args": "[string]", "workingDir": "string", "env": "[EnvVar]", "ports": "[ContainerPort]",
         "resources": "ResourceRequirements", "volumeMounts": "[VolumeMount]", "livenessProbe": "Probe",
         "readinessProbe": "Probe", "startupProbe": "Probe", "lifecycle": "Lifecycle",
-        "restartPolicy": "string"}),
+        "restartPolicy": "string", "securityContext": "SecurityContext"}),
+    "SecurityContext": ("core", "Security options a container runs with (enforced by meshd's Docker driver).", {
+        "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean",
+        "readOnlyRootFilesystem": "boolean", "allowPrivilegeEscalation": "boolean", "privileged": "boolean",
+        "capabilities": "Capabilities"}),
+    "Capabilities": ("core", "POSIX capabilities added to or dropped from a container.", {
+        "add": "[string]", "drop": "[string]"}),
+    "PodSecurityContext": ("core", "Security options for every container of a pod, and its groups.", {
+        "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "fsGroup": "integer",
+        "supplementalGroups": "[integer]"}),
     "ContainerPort": ("core", "A network port in a single container.", {
         "name": "string", "containerPort": "integer", "protocol": "string"}),
     "EnvVar": ("core", "An environment variable present in a container.", {
@@ -66,7 +78,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "limits": "{quantity}", "requests": "{quantity}"}),
     "VolumeMount": ("core", "A mounting of a volume within a container.", {
         "name": "string", "mountPath": "string", "readOnly": "boolean", "subPath": "string"}),
-    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource"}),
+    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource",
+                                                    **STORAGE_VOLUME_FIELDS}),
     "EmptyDirVolumeSource": ("core", "A temporary directory that shares a pod's lifetime.", {
         "medium": "string", "sizeLimit": "quantity"}),
     "Probe": ("core", "A health check performed against a container.", {
@@ -163,18 +176,49 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "DeploymentCondition": ("apps", "The state of a deployment at a point in time.", {
         "type": "string", "status": "string", "reason": "string", "message": "string",
         "lastUpdateTime": "time", "lastTransitionTime": "time"}),
+    "StatefulSet": ("apps", "StatefulSet represents a set of pods with consistent identities.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "StatefulSetSpec",
+        "status": "StatefulSetStatus"}),
+    "StatefulSetSpec": ("apps", "A specification of a StatefulSet.", {
+        "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec", "serviceName": "string",
+        "podManagementPolicy": "string", "updateStrategy": "StatefulSetUpdateStrategy",
+        "volumeClaimTemplates": "[object]", "minReadySeconds": "integer", "revisionHistoryLimit": "integer",
+        "persistentVolumeClaimRetentionPolicy": "object"}),
+    "StatefulSetUpdateStrategy": ("apps", "How the StatefulSet controller performs updates.", {
+        "type": "string", "rollingUpdate": "RollingUpdateStatefulSetStrategy"}),
+    "RollingUpdateStatefulSetStrategy": ("apps", "The parameters of a StatefulSet's RollingUpdate.", {
+        "partition": "integer"}),
+    "StatefulSetStatus": ("apps", "The current status of a StatefulSet.", {
+        "observedGeneration": "integer", "replicas": "integer", "readyReplicas": "integer",
+        "currentReplicas": "integer", "updatedReplicas": "integer", "availableReplicas": "integer",
+        "currentRevision": "string", "updateRevision": "string", "collisionCount": "integer"}),
+    "DaemonSet": ("apps", "DaemonSet represents the configuration of a daemon set.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DaemonSetSpec",
+        "status": "DaemonSetStatus"}),
+    "DaemonSetSpec": ("apps", "The specification of a daemon set.", {
+        "selector": "LabelSelector", "template": "PodTemplateSpec", "updateStrategy": "DaemonSetUpdateStrategy",
+        "minReadySeconds": "integer", "revisionHistoryLimit": "integer"}),
+    "DaemonSetUpdateStrategy": ("apps", "How the DaemonSet controller replaces its pods.", {
+        "type": "string", "rollingUpdate": "RollingUpdateDaemonSet"}),
+    "RollingUpdateDaemonSet": ("apps", "The parameters of a DaemonSet's RollingUpdate.", {
+        "maxUnavailable": "int-or-string", "maxSurge": "int-or-string"}),
+    "DaemonSetStatus": ("apps", "The current status of a daemon set.", {
+        "currentNumberScheduled": "integer", "desiredNumberScheduled": "integer", "numberAvailable": "integer",
+        "numberMisscheduled": "integer", "numberReady": "integer", "numberUnavailable": "integer",
+        "observedGeneration": "integer", "updatedNumberScheduled": "integer"}),
     "ReplicaSet": ("apps", "ReplicaSet ensures that a specified number of pod replicas are running.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "ReplicaSetSpec",
         "status": "ReplicaSetStatus"}),
     "ReplicaSetSpec": ("apps", "The specification of a ReplicaSet.", {
         "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
         "minReadySeconds": "integer"}),
+    **STORAGE_TYPES,
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
-            "apps": "io.k8s.api.apps.v1"}
+            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1"}
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},

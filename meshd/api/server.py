@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
+from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, sets, storage_views, watching, writes
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -28,6 +28,7 @@ from meshd.api.scale import scale_of
 from meshd.cluster.nodes import nodes_with_readiness
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
+from meshd.controller.sets import SET_KINDS
 from meshd.driver.base import DriverError
 from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
@@ -47,7 +48,7 @@ WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch stream
                           registry=REGISTRY)
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
-             "endpoints": "Endpoints"}
+             "endpoints": "Endpoints", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 
 
 def _error(code: int, message: str, **extra: Any) -> web.Response:
@@ -95,7 +96,7 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in ("/api/v1", "/apis/apps/v1", "/apis/coordination.k8s.io/v1"):
+        for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1"):  # leases: read only
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -227,7 +228,10 @@ class ApiServer:
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
-        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service"}
+        if resource in storage_views.RESOURCES:
+            return storage_views.objects(c, resource, namespace)
+        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
+                 "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -238,13 +242,17 @@ class ApiServer:
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
+        if resource == "statefulsets":
+            return [sets.statefulset(c, r) for r in records]
+        if resource == "daemonsets":
+            return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
     def _namespaces(self) -> list[dict[str, Any]]:
         """`default` and every namespace something lives in, created when its first object was."""
         c = self.controller
         created: dict[str, float | None] = {"default": None}
-        things = [(ns, r.created) for (_, ns, _), r in c.objects.items()]
+        things = [(ns, r.created) for (_, ns, _), r in c.objects.items() if ns]
         things += [(ns, w.created) for (ns, _), w in c.pods.items()]
         for ns, when in things:
             earlier = created.get(ns)
@@ -273,7 +281,12 @@ class ApiServer:
         c = self.controller
         bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
         owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
-        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        obj = kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        if worker.identity.owner_kind in SET_KINDS:
+            identity = worker.identity
+            obj["metadata"]["ownerReferences"] = [
+                sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
+        return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
         kind = _kind(request)

@@ -9,6 +9,7 @@ pod workers, so a pass is pure bookkeeping and cheap.
 from __future__ import annotations
 
 import asyncio
+import os
 import dataclasses
 import json
 import logging
@@ -33,6 +34,7 @@ from meshd.controller.plan import (
     rollout_complete,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
+from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
     REVISION_ANNOTATION,
     DeploymentStatus,
@@ -58,12 +60,35 @@ from meshd.driver.base import (
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.manifests.loader import API_VERSIONS
+from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
-from meshd.model.objects import Deployment, KubeObject, Pod, PodSpec, ReplicaSet, Service, object_key
+from meshd.model.objects import (
+    CLUSTER_SCOPED,
+    Deployment,
+    KubeObject,
+    Pod,
+    PodSpec,
+    ReplicaSet,
+    Service,
+    StatefulSet,
+    object_key,
+)
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
-from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
+from meshd.store import (
+    AlreadyExists,
+    Conflict,
+    Create,
+    Delete,
+    ObjectStore,
+    Operation,
+    StoreError,
+    Update,
+    open_sqlite_store,
+)
 from meshd.tasks import TaskGroup
+from meshd.controller.volumes.defaults import default_class_manifest
+from meshd.controller.volumes.provisioner import CHECKING, VolumeController
 
 DEFAULT_BACKOFF = BackoffPolicy()
 
@@ -122,9 +147,13 @@ class Controller:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         store: ObjectStore | None = None,
+        security: SecuritySupport | None = None,
     ) -> None:
-        """Without a store, start() opens STATE/store.db (and moves an old state.json into it)."""
+        """Without a store, start() opens STATE/store.db (and moves an old state.json into it). `security`:
+        what the driver enforces of a securityContext, and whether privileged pods are allowed (not by default)."""
         self.driver = driver
+        self.security = security or SecuritySupport(driver=getattr(driver, "name", "docker"),
+                                                    agent_uid=os.geteuid(), agent_gid=os.getegid())
         self.registry = registry
         self.state_dir = state_dir
         self.agent_id = agent_id
@@ -153,6 +182,9 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
+        self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
+        self.volume_status = self.volume_controller.status
         self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
 
     def use_store(self, store: ObjectStore) -> None:
@@ -167,9 +199,15 @@ class Controller:
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
         self._load()
+        if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
+            try:
+                await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
+            except (AlreadyExists, Conflict):  # another agent on a shared store made it first
+                pass
         for record in self.objects.values():
             if isinstance(record.obj, Service):
                 self._publish_service(record.obj)
+        await self.volume_controller.start()
         observed = await self.driver.list_managed()
         self._adopt(observed)
         self._tasks.supervise("events", self._follow_events)
@@ -229,7 +267,7 @@ class Controller:
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
-            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
+            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet, StatefulSet)):
                 carried = keep_live_fields(existing.obj.raw, obj.raw)
                 if carried is not None:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
@@ -241,6 +279,8 @@ class Controller:
                 planned.append((obj, "configured"))
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
+            for path, why in object_refusals(obj, self.security):  # what this agent will not run
+                raise ManifestError(why, source=source, kind=obj.kind, name=obj.metadata.name, path=path)
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
@@ -288,16 +328,22 @@ class Controller:
             raise KeyError(f'{kind.lower()}s "{name}" not found')
         return result
 
-    async def delete_many(self, keys: list[tuple[str, str, str]]) -> list[ApplyResult]:
-        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes)."""
+    async def delete_many(self, keys: list[tuple[str, str, str]], *, protect: bool = True) -> list[ApplyResult]:
+        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes).
+        With `protect`, a claim a pod uses stays (Terminating) until the pod is gone, as Kubernetes' finalizer."""
         async with self._write_lock:
             found = list(dict.fromkeys(k for k in keys if k in self.objects))
+            kept = await self.volume_controller.protect(found) if protect else set()
+            if kept:
+                self.kick()
+                self._notify(*next(iter(kept)))
+            found = [k for k in found if k not in kept]
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
             if found:
                 self.kick()
-            gone = set(found)
+            gone = set(found) | kept
             return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
 
     def _forget(self, key: tuple[str, str, str]) -> None:
@@ -321,7 +367,7 @@ class Controller:
     async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         async with self._write_lock:
             record = self.objects.get((kind, namespace, name))
-            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
+            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet, StatefulSet)):
                 raise KeyError(f'{kind.lower()}s "{name}" not found')
             if not 0 <= replicas <= 2**31 - 1:
                 raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
@@ -453,6 +499,7 @@ class Controller:
             if not self._owner_exists(rs) and not self._pods_of(rs):
                 del self.replicasets[rs_key]
                 self._dirty = True
+        self.sets.reconcile(now)
         for record in self.objects.values():
             if isinstance(record.obj, Pod):
                 self._ensure_bare_pod(record.obj, record.created)
@@ -461,6 +508,7 @@ class Controller:
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
+        self.volume_controller.reconcile()
 
     def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
         deployment: Deployment = record.obj  # type: ignore[assignment]
@@ -644,6 +692,7 @@ class Controller:
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())
         if adopt:
+            worker.volume_mounts = self.volume_controller.mounts_for(worker, check=False)[0]
             worker.start()  # it runs already: no admission
         return worker
 
@@ -657,6 +706,8 @@ class Controller:
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
+            if not self._volumes_ready(worker):
+                continue
             cpu, mem = _requests(worker.spec)
             short = [f"Insufficient {what}" for what, need, used, have in (
                 ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
@@ -673,6 +724,23 @@ class Controller:
             used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
             worker.reason = worker.message = ""
             worker.start()
+
+    def _volumes_ready(self, worker: PodWorker) -> bool:
+        """Whether the pod's claims and hostPaths are ready (it then gets their sources); else it stays Pending."""
+        if not worker.spec.volumes:
+            return True
+        worker.volume_mounts, problem = self.volume_controller.mounts_for(worker)
+        if not problem:
+            return True
+        if problem == CHECKING:
+            return False  # a hostPath is being looked at: the check kicks the controller when done
+        message = f"0/1 nodes are available: {problem}."
+        if worker.message != message:
+            worker.reason, worker.message = "Unschedulable", message
+            self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
+            self._notify("Pod", worker.namespace, worker.name)
+        self._call_at(self._clock() + 2)  # a hostPath may appear without anything else changing
+        return False
 
     def now(self) -> float:
         return self._clock()
@@ -720,6 +788,8 @@ class Controller:
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
         identity = worker.identity
+        if identity.owner_kind in SET_KINDS:
+            return self.sets.wanted(identity)
         if identity.replicaset:
             return (identity.namespace, identity.replicaset) in self.replicasets
         return ("Pod", identity.namespace, identity.name) in self.objects
@@ -797,6 +867,8 @@ class Controller:
                 self._new_worker(identity, template.spec, dict(template.metadata.labels),
                                  dict(template.metadata.annotations), created=created, adopt=containers)
                 log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            elif not rs_name and self.sets.adopt(namespace, pod, labels, containers, created):
+                pass
             elif not rs_name and ("Pod", namespace, pod) in self.objects:
                 obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
                 identity = PodIdentity(namespace, pod, "Pod", pod)
@@ -891,7 +963,7 @@ def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
     """The object in the namespace the user chose for objects that name none (kubectl's -n)."""
-    if namespace is None:
+    if namespace is None or obj.kind in CLUSTER_SCOPED:
         return obj
     named = (obj.raw.get("metadata") or {}).get("namespace")
     if named is not None and named != namespace:

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 from meshd.driver.session import ExecSession
 from meshd.model.objects import Container, Volume
+from meshd.model.security import EffectiveSecurity
 
 LABEL_MANAGED = "io.meshd.managed"
 LABEL_NAMESPACE = "io.meshd.namespace"
@@ -32,6 +33,27 @@ class DriverError(Exception):
     """The engine failed or is unreachable; the message says what to do."""
 
 
+class ContainerConfigError(DriverError):
+    """The container's spec cannot run as asked (runAsNonRoot and a root image): the kubelet's
+    CreateContainerConfigError; retried with back-off, as the spec or the image may change."""
+
+
+@dataclass(frozen=True)
+class MountSource:
+    """Where a pod volume that is not an emptyDir comes from (a claim's volume, a hostPath): a Docker named volume
+    ("volume") or a path of this machine ("bind")."""
+
+    type: Literal["volume", "bind"]
+    source: str
+    read_only: bool = False  # every mount of it is read-only (a ReadOnlyMany claim, readOnly: true)
+
+
+def needs_source(volumes: tuple[Volume, ...], name: str) -> bool:
+    """Whether the pod volume is a claim or a hostPath (mounted from a MountSource, never as an empty volume)."""
+    return any(v.name == name and (v.host_path is not None or v.persistent_volume_claim is not None)
+               for v in volumes)
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """A pod's shared part."""
@@ -43,6 +65,8 @@ class SandboxSpec:
     volumes: tuple[Volume, ...] = ()
     share_process_namespace: bool = False
     dns_search: tuple[str, ...] = ()  # e.g. ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
+    mounts: Mapping[str, MountSource] = field(default_factory=dict)  # volume name -> its source (not emptyDir)
+    fs_group: int | None = None  # securityContext.fsGroup: the group that owns the pod's volumes
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,8 @@ class ContainerSpec:
     spec: SandboxSpec
     container: Container
     restart_count: int = 0
+    security: EffectiveSecurity = EffectiveSecurity()  # the container's securityContext over the pod's
+    pod_ref: str = ""  # the pod as the kubelet names it in messages: name_namespace(uid)
 
 
 ContainerState = Literal["created", "running", "exited"]

@@ -7,6 +7,8 @@ import copy
 from typing import Any
 
 from meshd.manifests.quantity import format_cpu, format_memory
+from meshd.manifests.security import render_container_security, render_pod_security
+from meshd.manifests.storage import render_volume_source
 from meshd.model.objects import (
     Container,
     Deployment,
@@ -137,12 +139,18 @@ def render_pod_spec(spec: PodSpec) -> dict[str, Any]:
         out["shareProcessNamespace"] = True
     if spec.volumes:
         out["volumes"] = [
-            {"name": v.name, "emptyDir": {"medium": v.medium} if v.medium else {}} for v in spec.volumes
+            {"name": v.name, **render_volume_source(v)} for v in spec.volumes
         ]
     if spec.hostname:
         out["hostname"] = spec.hostname
     if spec.subdomain:
         out["subdomain"] = spec.subdomain
+    if spec.init_containers:
+        out["initContainers"] = [render_container(c) for c in spec.init_containers]
+    out["securityContext"] = render_pod_security(spec.security_context) if spec.security_context else {}
+    for key, on in (("hostNetwork", spec.host_network), ("hostPID", spec.host_pid), ("hostIPC", spec.host_ipc)):
+        if on:
+            out[key] = True
     return out
 
 
@@ -194,6 +202,10 @@ def render_container(container: Container) -> dict[str, Any]:
         if container.pre_stop.sleep_seconds is not None:
             pre_stop["sleep"] = {"seconds": _num(container.pre_stop.sleep_seconds)}
         out["lifecycle"] = {"preStop": pre_stop}
+    if container.security_context is not None:
+        out["securityContext"] = render_container_security(container.security_context)
+    if container.restart_policy:
+        out["restartPolicy"] = container.restart_policy
     return out
 
 

@@ -109,9 +109,23 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class HostPathVolumeSource:
+    path: str
+    type: str = ""  # "", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaimVolumeSource:
+    claim_name: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Volume:
-    name: str  # only emptyDir volumes are supported
+    name: str  # an emptyDir volume unless one of the optional sources below is set
     medium: Literal["", "Memory"] = ""
+    host_path: HostPathVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,31 @@ class PreStop:
 
     exec_command: tuple[str, ...] | None = None
     sleep_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """A container's securityContext (None: not set, the pod's or the runtime's default applies)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    privileged: bool | None = None
+    capabilities_add: tuple[str, ...] = ()
+    capabilities_drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodSecurityContext:
+    """spec.securityContext: defaults for every container, plus the pod's groups."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    fs_group: int | None = None
+    supplemental_groups: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +177,8 @@ class Container:
     startup_probe: Probe | None = None
     pre_stop: PreStop | None = None
     working_dir: str | None = None
+    security_context: SecurityContext | None = None
+    restart_policy: Literal["Always"] | None = None  # initContainers only: Always makes a native sidecar
 
     def port_number(self, port: int | str) -> int | None:
         """Resolves a probe's or Service's port (a number, or a containerPort's name)."""
@@ -157,6 +198,11 @@ class PodSpec:
     volumes: tuple[Volume, ...] = ()
     hostname: str | None = None
     subdomain: str | None = None
+    init_containers: tuple[Container, ...] = ()  # run in order before `containers` (sidecars keep running)
+    security_context: PodSecurityContext | None = None
+    host_network: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,9 +287,99 @@ class Service:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service
+@dataclass(frozen=True)
+class StatefulSet:
+    """apps/v1 StatefulSet: pods NAME-0..N-1 with stable names, hostnames and claims (meshd.controller.statefulset)."""
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service")
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    service_name: str = ""
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    partition: int = 0
+    volume_claim_templates: tuple[Mapping[str, Any], ...] = ()  # PersistentVolumeClaim documents
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StatefulSet"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class DaemonSet:
+    """apps/v1 DaemonSet: one pod on every node (meshd.controller.daemonset)."""
+
+    metadata: ObjectMeta
+    selector: LabelSelector
+    template: PodTemplate
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    max_unavailable: int | str = 1
+    max_surge: int | str = 0
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "DaemonSet"
+    api_version: str = "apps/v1"
+
+
+
+# --- storage (cluster-scoped objects have the namespace "") --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaim:
+    metadata: ObjectMeta
+    access_modes: tuple[str, ...]  # ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod
+    storage_bytes: int  # spec.resources.requests.storage
+    storage_class_name: str | None = None  # None: the default StorageClass; "": no class (a PV bound by hand)
+    volume_name: str = ""  # the PersistentVolume it asks for or is bound to
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolumeClaim"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class PersistentVolume:
+    metadata: ObjectMeta
+    capacity_bytes: int
+    access_modes: tuple[str, ...]
+    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    storage_class_name: str = ""
+    claim_ref: ClaimRef | None = None
+    host_path: str | None = None  # spec.hostPath.path or spec.local.path: a directory of this machine
+    csi_driver: str = ""  # spec.csi.driver: "meshd.io/local" for the volumes meshd provisions
+    volume_handle: str = ""  # spec.csi.volumeHandle: the Docker volume's name or the directory's path
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolume"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    metadata: ObjectMeta
+    provisioner: str
+    reclaim_policy: Literal["Retain", "Delete"] = "Delete"
+    volume_binding_mode: Literal["Immediate", "WaitForFirstConsumer"] = "Immediate"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StorageClass"
+    api_version: str = "storage.k8s.io/v1"
+
+
+KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
+              | StatefulSet | DaemonSet)
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet")
+CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:

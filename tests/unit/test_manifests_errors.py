@@ -199,8 +199,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{P}.volumes.0",
-        {"name": "data", "hostPath": {"path": "/tmp"}},
-        f"{P}.volumes[0].hostPath",
+        {"name": "data", "ephemeral": {"volumeClaimTemplate": {}}},
+        f"{P}.volumes[0].ephemeral",
         "not supported",
     ),
     (
@@ -220,11 +220,30 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{P}.initContainers",
-        [{"name": "init", "image": "x"}],
-        f"{P}.initContainers",
-        "not supported",
+        [{"name": "init", "image": "x", "restartPolicy": "OnFailure"}],
+        f"{P}.initContainers[0].restartPolicy",
+        'unsupported value "OnFailure"',
     ),
-    ("deployment", f"{P}.hostNetwork", True, f"{P}.hostNetwork", "not supported"),
+    (
+        "deployment",
+        f"{P}.initContainers",
+        [{"name": "init", "image": "x", "readinessProbe": {"exec": {"command": ["true"]}}}],
+        f"{P}.initContainers[0].readinessProbe",
+        "may not be set for init containers",
+    ),
+    (
+        "deployment",
+        f"{P}.initContainers",
+        [{"name": "web", "image": "x"}],
+        f"{P}.containers[0].name",
+        'duplicate container name "web"',
+    ),
+    ("deployment", f"{P}.securityContext", {"sysctls": [{"name": "a", "value": "1"}]},
+     f"{P}.securityContext.sysctls", "not supported"),
+    ("deployment", f"{C}.securityContext", {"runAsUser": -1}, f"{P}.containers[0].securityContext.runAsUser",
+     "greater than or equal to 0"),
+    ("deployment", f"{C}.securityContext", {"seccompProfile": {"type": "Unconfined"}},
+     f"{P}.containers[0].securityContext.seccompProfile.type", 'unsupported value "Unconfined"'),
     (
         "deployment",
         f"{C}.env",
@@ -547,11 +566,11 @@ def test_error_names_document_and_field_path(
 
 
 def test_message_names_kind_and_object_name() -> None:
-    doc = patched("deployment", "spec.template.spec.volumes.0", {"name": "data", "hostPath": {"path": "/"}})
+    doc = patched("deployment", "spec.template.spec.volumes.0", {"name": "data", "ephemeral": {}})
     with pytest.raises(ManifestError) as info:
         load_documents(to_yaml(patched("pod", "", None), doc), source="deploy.yaml")
     assert str(info.value).startswith(
-        "deploy.yaml: document 2 (Deployment web): spec.template.spec.volumes[0].hostPath: not supported"
+        "deploy.yaml: document 2 (Deployment web): spec.template.spec.volumes[0].ephemeral: not supported"
     )
     assert isinstance(info.value, ValueError)
     assert (info.value.kind, info.value.name, info.value.document) == ("Deployment", "web", 2)
