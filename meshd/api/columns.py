@@ -6,11 +6,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from meshd.api.ingress import ingress_class_row, ingress_row
 from meshd.api.kinds import (
+    CONFIGMAP,
     DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    INGRESS,
+    INGRESSCLASS,
     LEASE,
     NAMESPACE,
     NODE,
@@ -18,11 +22,13 @@ from meshd.api.kinds import (
     PV,
     PVC,
     REPLICASET,
+    SECRET,
     SERVICE,
     STATEFULSET,
     STORAGECLASS,
     Kind,
 )
+from meshd.manifests.config import data_count
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -350,6 +356,15 @@ def lease_row(lease: Obj, now: datetime, wide: bool) -> list[str]:
             age(_meta(lease).get("creationTimestamp"), now)]
 
 
+def configmap_row(cm: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(cm).get("name", ""), str(data_count(cm)), age(_meta(cm).get("creationTimestamp"), now)]
+
+
+def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(secret).get("name", ""), str(secret.get("type") or "Opaque"), str(data_count(secret)),
+            age(_meta(secret).get("creationTimestamp"), now)]
+
+
 # --- storage ----------------------------------------------------------------------------------------------
 
 _MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
@@ -440,6 +455,10 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
     LEASE.kind: (["NAME", "HOLDER", "AGE"], [], lease_row),
+    INGRESS.kind: (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
+    INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
+    CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
+    SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

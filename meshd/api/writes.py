@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
+from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -24,14 +24,14 @@ from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
 WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
-            "StatefulSet", "DaemonSet")
-PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1")  # the group versions served
+            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
+PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1")  # the group versions served
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, LEASE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE)}
 
 
 def request_kind(request: web.Request) -> Kind:

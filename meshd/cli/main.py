@@ -155,6 +155,14 @@ def agent_options(func: Any) -> Any:
             "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
         ),
         click.option(
+            "--ingress-http", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over plain HTTP here (default: the external address, port 80).",
+        ),
+        click.option(
+            "--ingress-https", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over HTTPS here (default: the external address, port 443).",
+        ),
+        click.option(
             "--host-names",
             type=click.Choice(["auto", "resolved", "hosts", "off"]),
             default=None,
@@ -179,6 +187,13 @@ def agent_options(func: Any) -> Any:
             type=click.IntRange(min=2),
             default=None,
             help="With --store: the leader's etcd lease, seconds; a dead leader is replaced within it (default 5).",
+        ),
+        click.option(
+            "--external",
+            metavar="ADDR[,ADDR]",
+            default=None,
+            help="Where LoadBalancer Services (at their port), NodePort Services (at their nodePort) and "
+            "hostPorts listen for clients outside the mesh (default 127.0.0.1).",
         ),
         click.option(
             "--agent-id",
@@ -216,6 +231,21 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
 
         try:
             parse_store_url(values["store"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    for flag in ("ingress_http", "ingress_https"):
+        if values.get(flag) is not None:
+            from meshd.controller.ingress import listen_address as ingress_listen
+
+            try:
+                ingress_listen(values[flag], "127.0.0.1", 80)
+            except ValueError as exc:
+                raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+    if values.get("external") is not None:
+        from meshd.external.listeners import parse_external
+
+        try:
+            parse_external(values["external"])
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:

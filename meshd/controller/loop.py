@@ -58,17 +58,26 @@ from meshd.driver.base import (
     DriverError,
     ObservedContainer,
 )
+from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
+from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
+from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
+from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.manifests.loader import API_VERSIONS
+from meshd.manifests.config import check_update as check_config_update
 from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
+from meshd.controller.ingress import backend_problems
+from meshd.model.ingress import Ingress
 from meshd.model.objects import (
     CLUSTER_SCOPED,
+    ConfigMap,
     Deployment,
     KubeObject,
     Pod,
     PodSpec,
     ReplicaSet,
+    Secret,
     Service,
     StatefulSet,
     object_key,
@@ -147,6 +156,7 @@ class Controller:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         store: ObjectStore | None = None,
+        external: tuple[str, ...] = DEFAULT_EXTERNAL,
         security: SecuritySupport | None = None,
     ) -> None:
         """Without a store, start() opens STATE/store.db (and moves an old state.json into it). `security`:
@@ -166,6 +176,8 @@ class Controller:
         self.pods: dict[tuple[str, str], PodWorker] = {}
         self.progress: dict[tuple[str, str], Progress] = {}
         self.addresses = AddressAllocator(service_pool)
+        self.external = external  # the --external addresses: LoadBalancer, NodePort and hostPort listen there
+        self._host_port_keys: set[ServiceKey] = set()  # the pods' hostPort records in the registry
         self._make_prober = make_prober
         self._drain = drain or _no_drain
         self._on_service_address = on_service_address
@@ -259,11 +271,22 @@ class Controller:
         async with self._write_lock:
             if check is not None:
                 check()
-            return await self._apply(loaded.objects, source, namespace, carry_live), list(loaded.warnings)
+            results = await self._apply(loaded.objects, source, namespace, carry_live)
+            return results, list(loaded.warnings) + self._ingress_warnings(loaded.objects)
+
+    def _ingress_warnings(self, objects: Iterable[KubeObject]) -> list[str]:
+        """An applied Ingress naming a Service or port that does not exist (it answers 503 until it does)."""
+        def service(namespace: str, name: str) -> Service | None:
+            record = self.objects.get(("Service", namespace, name))
+            return record.obj if record is not None and isinstance(record.obj, Service) else None
+
+        return [f"Ingress {o.metadata.namespace}/{o.metadata.name}: {problem}" for o in objects
+                if isinstance(o, Ingress) and o.served for problem in backend_problems(o, service)]
 
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
                      carry_live: bool = True) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
+        port_claims: PortClaims | None = None  # the external ports Services hold, once a Service is applied
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
@@ -279,10 +302,18 @@ class Controller:
                 planned.append((obj, "configured"))
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
+            if isinstance(obj, Service):
+                if port_claims is None:
+                    port_claims = PortClaims((f"{k[1]}/{k[2]}", r.obj) for k, r in self.objects.items()
+                                             if isinstance(r.obj, Service) and r.obj.type != "ClusterIP")
+                obj = self._claim_external_ports(obj, existing, port_claims, source)
+                planned[-1] = (obj, planned[-1][1] if existing is None or existing.obj != obj else "unchanged")
             for path, why in object_refusals(obj, self.security):  # what this agent will not run
                 raise ManifestError(why, source=source, kind=obj.kind, name=obj.metadata.name, path=path)
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
+            if isinstance(obj, (ConfigMap, Secret)) and existing is not None:
+                check_config_update(existing.obj, obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
                 self._check_replicaset_name_free(obj, source)
         operations: list[Operation] = []
@@ -306,6 +337,7 @@ class Controller:
                 created = self.objects[key].created if key in self.objects else self._clock()
                 self.objects[key] = ObjectRecord(obj, int(meta["generation"]), created, str(meta["uid"]))
                 self.events.record(obj.kind, obj.metadata.namespace, obj.metadata.name, "Normal", "Applied", action)
+                self._notify(obj.kind, obj.metadata.namespace, obj.metadata.name)
                 if isinstance(obj, Service):
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
@@ -351,6 +383,7 @@ class Controller:
         record = self.objects.pop(key, None)
         if record is None:  # a shared store's watch forgot it first (meshd.cluster.follow)
             return
+        self._notify(kind, namespace, name)
         if isinstance(record.obj, Service):
             service_key = ServiceKey(namespace, name)
             address = self.registry.service(service_key)
@@ -435,6 +468,21 @@ class Controller:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
 
+    def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, index: PortClaims,
+                              source: str) -> Service:
+        """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
+        owner = f"{service.metadata.namespace}/{service.metadata.name}"
+        previous = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+        if service.type == "ClusterIP" and (previous is None or previous.type == "ClusterIP"):
+            return service  # claims nothing, held nothing: the common case costs nothing
+        try:
+            service = assign_node_ports(service, previous=previous, taken=index.taken_for(owner), owner=owner)
+        except PortClaimError as error:
+            raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
+                                path=error.path) from None
+        index.replace(owner, service)
+        return service
+
     def _check_pod_name_free(self, pod: Pod, source: str) -> None:
         """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
         it would shadow that pod and outlive its Deployment."""
@@ -465,6 +513,7 @@ class Controller:
             address=address,
             ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
             annotations=dict(service.metadata.annotations),
+            external=external_ports(service, self.external),
         )
         self.registry.upsert_service(info, dict(service.selector))
 
@@ -700,10 +749,12 @@ class Controller:
         """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
         than --max-pods pods."""
         used_cpu = used_mem = running = 0
+        used_ports: list[HostPort] = []
         for worker in self.pods.values():
             if worker.scheduled and not worker.done.is_set():
                 cpu, mem = _requests(worker.spec)
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+                used_ports.extend(host_ports(worker.spec, self.external))
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
             if not self._volumes_ready(worker):
@@ -714,6 +765,9 @@ class Controller:
                 ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
             if running >= self.capacity.pods:
                 short.append("Too many pods")
+            wanted = host_ports(worker.spec, self.external)
+            if wanted and collides(wanted, used_ports):
+                short.append(HOST_PORTS_TAKEN)
             if short:
                 message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
                 if worker.message != message:
@@ -722,8 +776,25 @@ class Controller:
                     self._notify("Pod", worker.namespace, worker.name)
                 continue
             used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+            used_ports.extend(wanted)
             worker.reason = worker.message = ""
             worker.start()
+        self._publish_host_ports()
+
+    def _publish_host_ports(self) -> None:
+        """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve (a hostNetwork
+        pod listens on the host itself: its hostPorts only count for scheduling)."""
+        want = {}
+        for worker in self.pods.values():
+            serve = worker.scheduled and not worker.done.is_set() and not worker.spec.host_network
+            ports = host_ports(worker.spec, self.external) if serve else ()
+            if ports:
+                want[host_port_key(worker.namespace, worker.name)] = (worker.name, ports)
+        for key in [k for k in self._host_port_keys if k not in want]:
+            self.registry.delete_service(key)
+        for key, (pod, ports) in want.items():
+            self.registry.upsert_service(host_port_service(key.namespace, pod, ports), pod=pod)
+        self._host_port_keys = set(want)
 
     def _volumes_ready(self, worker: PodWorker) -> bool:
         """Whether the pod's claims and hostPaths are ready (it then gets their sources); else it stays Pending."""

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshd.model.ingress import Ingress
+
 DEFAULT_NAMESPACE = "default"
 
 
@@ -70,6 +72,8 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: Literal["TCP", "UDP"] = "TCP"
+    host_port: int | None = None  # listened on at the node's external address (meshd/external/)
+    host_ip: str | None = None  # that address instead of the external one(s)
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,7 @@ class ServicePort:
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
     app_protocol: str | None = None  # spec.ports[].appProtocol (http, kubernetes.io/h2c, grpc, tcp, ...)
+    node_port: int | None = None  # NodePort/LoadBalancer: given, or allocated at apply (meshd/external/)
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,33 @@ class Service:
     headless: bool = False  # clusterIP: None
     cluster_ip: str | None = None  # a requested address; None lets meshd allocate
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
     kind: str = "Service"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    metadata: ObjectMeta
+    data: Mapping[str, str] = field(default_factory=dict)
+    binary_data: Mapping[str, bytes] = field(default_factory=dict)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "ConfigMap"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """`data` holds the decoded bytes (stringData merged in); never in a repr, so never in a log line."""
+
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Secret"
     api_version: str = "v1"
 
 
@@ -375,10 +406,10 @@ class StorageClass:
 
 
 KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
-              | StatefulSet | DaemonSet)
+              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress)
 
 KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
-                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet")
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
 CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass")
 
 

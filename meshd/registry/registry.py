@@ -42,8 +42,9 @@ class Registry:
 
     # --- reading --------------------------------------------------------------------------------------
 
-    def services(self) -> list[ServiceInfo]:
-        return [record.info for _, record in sorted(self._services.items())]
+    def services(self, *, host_ports: bool = False) -> list[ServiceInfo]:
+        """The Services (with `host_ports`, also the pods' hostPort records, which only sidecars serve)."""
+        return [record.info for _, record in sorted(self._services.items()) if host_ports or record.pod is None]
 
     def service(self, key: ServiceKey) -> ServiceInfo | None:
         record = self._services.get(key)
@@ -73,8 +74,10 @@ class Registry:
 
     # --- writing --------------------------------------------------------------------------------------
 
-    def upsert_service(self, info: ServiceInfo, selector: dict[str, str] | None = None) -> None:
-        record = ServiceRecord(info, dict(selector or {}))
+    def upsert_service(self, info: ServiceInfo, selector: dict[str, str] | None = None, *,
+                       pod: str | None = None) -> None:
+        """A Service (its endpoints: the pods its selector matches), or with `pod`, that pod's hostPorts."""
+        record = ServiceRecord(info, dict(selector or {}), pod)
         if self._services.get(info.key) == record:
             return
         self._services[info.key] = record
@@ -146,7 +149,7 @@ class Registry:
         stop = self.listen(enqueue)
         try:
             if key is None:
-                for info in self.services():
+                for info in self.services(host_ports=True):
                     yield Reset(info, self.endpoints(info.key))
                 yield Synced()
             else:
