@@ -56,6 +56,16 @@ def apply_event(controller: Controller, event: Event) -> bool:
     return False
 
 
+def stop_unwanted(controller: Controller) -> None:
+    """An agent that does not lead still stops the pods it runs whose object (or owner) another agent deleted:
+    the leader cannot, they are this node's."""
+    if controller.leading:
+        return
+    for worker in list(controller.pods.values()):
+        if not worker.terminating and not controller._pod_wanted(worker):
+            controller._terminate(worker, "deleted through another agent")
+
+
 async def follow_store(controller: Controller) -> None:
     """Runs for the agent's life (supervised): every store event into the controller, then its watchers."""
     store = controller.store
@@ -65,6 +75,7 @@ async def follow_store(controller: Controller) -> None:
             async for event in store.watch(from_resource_version=since):
                 since = event.resource_version
                 if apply_event(controller, event):
+                    stop_unwanted(controller)
                     controller.kick()
                 controller._notify(*object_key(event.object))
         except Expired:
