@@ -6,20 +6,28 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from meshd.api.ingress import ingress_class_row, ingress_row
 from meshd.api.kinds import (
+    CONFIGMAP,
+    DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    INGRESS,
+    INGRESSCLASS,
     NAMESPACE,
     NODE,
     POD,
     PV,
     PVC,
     REPLICASET,
+    SECRET,
     SERVICE,
+    STATEFULSET,
     STORAGECLASS,
     Kind,
 )
+from meshd.manifests.config import data_count
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -210,6 +218,25 @@ def replicaset_row(rs: Obj, now: datetime, wide: bool) -> list[str]:
     return row + _template_columns(rs) if wide else row
 
 
+def statefulset_row(sts: Obj, now: datetime, wide: bool) -> list[str]:
+    row = [_meta(sts).get("name", ""), f"{_int(_status(sts).get('readyReplicas'))}/{_replicas(sts)}",
+           age(_meta(sts).get("creationTimestamp"), now)]
+    return row + _template_columns(sts)[:2] if wide else row
+
+
+def daemonset_row(ds: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(ds)
+    node_selector = (_spec(ds).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
+    row = [
+        _meta(ds).get("name", ""),
+        *(str(_int(status.get(k))) for k in ("desiredNumberScheduled", "currentNumberScheduled", "numberReady",
+                                              "updatedNumberScheduled", "numberAvailable")),
+        ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or NONE,
+        age(_meta(ds).get("creationTimestamp"), now),
+    ]
+    return row + _template_columns(ds) if wide else row
+
+
 # --- services and endpoints -------------------------------------------------------------------------------
 
 
@@ -323,6 +350,15 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def configmap_row(cm: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(cm).get("name", ""), str(data_count(cm)), age(_meta(cm).get("creationTimestamp"), now)]
+
+
+def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(secret).get("name", ""), str(secret.get("type") or "Opaque"), str(data_count(secret)),
+            age(_meta(secret).get("creationTimestamp"), now)]
+
+
 # --- storage ----------------------------------------------------------------------------------------------
 
 _MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
@@ -392,6 +428,12 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         ["CONTAINERS", "IMAGES", "SELECTOR"],
         replicaset_row,
     ),
+    STATEFULSET.kind: (["NAME", "READY", "AGE"], ["CONTAINERS", "IMAGES"], statefulset_row),
+    DAEMONSET.kind: (
+        ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        daemonset_row,
+    ),
     SERVICE.kind: (
         ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
         ["SELECTOR"],
@@ -406,6 +448,10 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
                          "AGE"], [], storageclass_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    INGRESS.kind: (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
+    INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
+    CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
+    SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

@@ -10,6 +10,8 @@ from typing import Any
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
+from meshd.external.listeners import load_balancer_status
+from meshd.manifests.config import render_config
 from meshd.manifests.render import qos_class, render_pod_spec
 from meshd.model.endpoints import ServiceKey
 from meshd.model.objects import Deployment, ReplicaSet, Service
@@ -252,15 +254,25 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
     spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("type", "ClusterIP")
     spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
-                      "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {})}
+                      "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {}),
+                      **({"nodePort": p.node_port} if p.node_port is not None else {})}
                      for p in obj.ports]
+    if obj.type != "ClusterIP":
+        spec.setdefault("externalTrafficPolicy", "Cluster")
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": stored_metadata(controller, record),
         "spec": spec,
-        "status": {"loadBalancer": {}},
+        "status": {"loadBalancer": load_balancer_status(obj, controller.external)},
     }
+
+
+def config_object(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
+    """A v1 ConfigMap or Secret as the API server shows it (a Secret's data in base64, no stringData)."""
+    obj = record.obj
+    return {"apiVersion": "v1", "kind": obj.kind, "metadata": stored_metadata(controller, record),
+            **render_config(obj)}  # type: ignore[arg-type]
 
 
 def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
@@ -303,7 +315,7 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
 
 
 def event(e) -> dict[str, Any]:
-    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet") else "v1"
+    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet") else "v1"
     return {
         "apiVersion": "v1",
         "kind": "Event",

@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
+from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -23,14 +23,15 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
-WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume", "StorageClass")
-PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1")  # the group versions served
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
+            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
+PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1")  # the group versions served
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS)}
 
 
 def request_kind(request: web.Request) -> Kind:
@@ -154,7 +155,7 @@ class Writes:
             router.add_put(prefix + "/{resource}/{name}", self.replace)
             router.add_patch(prefix + "/{resource}/{name}", self.patch)
             router.add_delete(prefix + "/{resource}/{name}", self.delete)
-        for resource in ("deployments", "replicasets"):
+        for resource in ("deployments", "replicasets", "statefulsets"):
             router.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             router.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
 
@@ -205,7 +206,7 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet"):
+        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
             return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
                                             f"its pods (use --cascade=background or foreground)")
         expected = (options.get("preconditions") or {})
@@ -227,7 +228,7 @@ class Writes:
         return web.json_response(body)
 
     async def scale(self, request: web.Request) -> web.Response:
-        kind = DEPLOYMENT if "/deployments/" in request.path else REPLICASET
+        kind = next(k for k in (DEPLOYMENT, REPLICASET, STATEFULSET) if f"/{k.plural}/" in request.path)
         namespace, name = request.match_info.get("ns", ""), request.match_info["name"]
         current = scale_of(self._live(kind, namespace, name))
         if request.method == "PUT":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -455,10 +456,15 @@ def describe_service(svc: Obj, endpoints: Obj | None, events: list[Obj], now: da
     )
     s.kv(0, "Type", spec.get("type") or "ClusterIP")
     s.kv(0, "IP", spec.get("clusterIP") or NONE)
+    ingress = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+    if ingress:
+        s.kv(0, "LoadBalancer Ingress", ", ".join(i for i in ingress if i))
     for port in spec.get("ports") or []:
         protocol = port.get("protocol") or "TCP"
         s.add(0, f"Port:\t{port.get('name') or '<unset>'}\t{port.get('port')}/{protocol}")
         s.kv(0, "TargetPort", f"{port.get('targetPort', port.get('port'))}/{protocol}")
+        if port.get("nodePort"):
+            s.add(0, f"NodePort:\t{port.get('name') or '<unset>'}\t{port['nodePort']}/{protocol}")
         s.kv(
             0,
             "Endpoints",
@@ -486,5 +492,45 @@ def describe_endpoints(ep: Obj, events: list[Obj], now: datetime) -> str:
             for p in ports:
                 s.add(2, f"{p.get('name') or '<unset>'}\t{p.get('port')}\t{p.get('protocol') or 'TCP'}")
         s.add(0, "")
+    _events(s, events, now)
+    return s.render()
+
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # a Secret's stringData may be in it
+
+
+def _title(s: Section, title: str) -> None:
+    s.add(0, "")
+    s.add(0, title)
+    s.add(0, "====")
+
+
+def describe_configmap(cm: Obj, events: list[Obj], now: datetime) -> str:
+    """As kubectl: each value under its key; binary values by their size."""
+    s = Section()
+    _header(s, cm, hide=(_LAST_APPLIED,))
+    _title(s, "Data")
+    for key, value in sorted((cm.get("data") or {}).items()):
+        s.add(0, f"{key}:")
+        s.add(0, "----")
+        s.add(0, str(value))
+        s.add(0, "")
+    _title(s, "BinaryData")
+    for key, value in sorted((cm.get("binaryData") or {}).items()):
+        s.add(0, f"{key}: {len(base64.b64decode(value))} bytes")
+    s.add(0, "")
+    _events(s, events, now)
+    return s.render()
+
+
+def describe_secret(secret: Obj, events: list[Obj], now: datetime) -> str:
+    """As kubectl: each key with its size only, never its value."""
+    s = Section()
+    _header(s, secret, hide=(_LAST_APPLIED,))
+    s.add(0, "")
+    s.kv(0, "Type", secret.get("type") or "Opaque")
+    _title(s, "Data")
+    for key, value in sorted((secret.get("data") or {}).items()):
+        s.kv(0, key, f"{len(base64.b64decode(value))} bytes")
     _events(s, events, now)
     return s.render()

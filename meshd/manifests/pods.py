@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, cast
@@ -313,15 +314,31 @@ def _read_ports(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath)
         ppath = path + ("ports", i)
         port = reader.mapping(item, ppath)
         reader.check_fields(
-            port, ppath, known=("containerPort", "name", "protocol"), unsupported=("hostPort", "hostIP")
+            port, ppath, known=("containerPort", "name", "protocol", "hostPort", "hostIP")
         )
         number = reader.integer(port, "containerPort", ppath, required=True, minimum=1, maximum=65535)
         name = reader.string(port, "name", ppath)
         reader.check_name(name, ppath + ("name",), names.iana_svc_name, required=False)
         protocol = reader.choice(port, "protocol", ppath, ("TCP", "UDP"), default="TCP")
         assert number is not None
-        ports.append(ContainerPort(container_port=number, name=name or None, protocol=cast(Any, protocol)))
+        host_port = reader.integer(port, "hostPort", ppath, minimum=1, maximum=65535)
+        host_ip = read_host_ip(reader, port, ppath, host_port)
+        ports.append(ContainerPort(container_port=number, name=name or None, protocol=cast(Any, protocol),
+                                   host_port=host_port, host_ip=host_ip))
     return tuple(ports)
+
+
+def read_host_ip(reader: DocumentReader, port: Mapping[str, Any], path: FieldPath, host_port: int | None) -> str | None:
+    """`hostIP`: the address a hostPort listens on (else the agent's --external addresses); only with a hostPort."""
+    text = reader.string(port, "hostIP", path) or None
+    if text is None:
+        return None
+    if host_port is None:
+        raise reader.fail(path + ("hostIP",), "may only be set with hostPort")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise reader.fail(path + ("hostIP",), f'must be a valid IP address, got "{text}"') from None
 
 
 def _read_env(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> tuple[EnvVar, ...]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from meshd.manifests.config import render_config
 from meshd.manifests.quantity import format_cpu, format_memory
 from meshd.manifests.security import render_container_security, render_pod_security
 from meshd.manifests.storage import render_volume_source
 from meshd.model.objects import (
+    ConfigMap,
     Container,
     Deployment,
     EnvVar,
@@ -24,6 +26,7 @@ from meshd.model.objects import (
     Probe,
     ReplicaSet,
     ResourceList,
+    Secret,
     Service,
 )
 
@@ -110,6 +113,8 @@ def render(obj: KubeObject) -> dict[str, Any]:
         if ports:
             spec["ports"] = ports
         doc["spec"] = spec
+    elif isinstance(obj, (ConfigMap, Secret)):
+        doc.update(render_config(obj))
     return doc
 
 

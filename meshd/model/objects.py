@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshd.model.ingress import Ingress
+
 DEFAULT_NAMESPACE = "default"
 
 
@@ -70,6 +72,8 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: Literal["TCP", "UDP"] = "TCP"
+    host_port: int | None = None  # listened on at the node's external address (meshd/external/)
+    host_ip: str | None = None  # that address instead of the external one(s)
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,7 @@ class ServicePort:
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
     app_protocol: str | None = None  # spec.ports[].appProtocol (http, kubernetes.io/h2c, grpc, tcp, ...)
+    node_port: int | None = None  # NodePort/LoadBalancer: given, or allocated at apply (meshd/external/)
 
 
 @dataclass(frozen=True)
@@ -283,8 +288,72 @@ class Service:
     headless: bool = False  # clusterIP: None
     cluster_ip: str | None = None  # a requested address; None lets meshd allocate
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
     kind: str = "Service"
     api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    metadata: ObjectMeta
+    data: Mapping[str, str] = field(default_factory=dict)
+    binary_data: Mapping[str, bytes] = field(default_factory=dict)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "ConfigMap"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """`data` holds the decoded bytes (stringData merged in); never in a repr, so never in a log line."""
+
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    immutable: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Secret"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class StatefulSet:
+    """apps/v1 StatefulSet: pods NAME-0..N-1 with stable names, hostnames and claims (meshd.controller.statefulset)."""
+
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    service_name: str = ""
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    partition: int = 0
+    volume_claim_templates: tuple[Mapping[str, Any], ...] = ()  # PersistentVolumeClaim documents
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StatefulSet"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class DaemonSet:
+    """apps/v1 DaemonSet: one pod on every node (meshd.controller.daemonset)."""
+
+    metadata: ObjectMeta
+    selector: LabelSelector
+    template: PodTemplate
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    max_unavailable: int | str = 1
+    max_surge: int | str = 0
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "DaemonSet"
+    api_version: str = "apps/v1"
+
 
 
 # --- storage (cluster-scoped objects have the namespace "") --------------------------------------------
@@ -336,10 +405,11 @@ class StorageClass:
     api_version: str = "storage.k8s.io/v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
+KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
+              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress)
 
 KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
-                          "PersistentVolume", "StorageClass")
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
 CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass")
 
 

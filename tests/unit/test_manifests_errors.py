@@ -73,7 +73,7 @@ CASES: list[tuple[str, str, Any, str, str]] = [
         "not a port or range",
     ),
     # kind and apiVersion
-    ("deployment", "kind", "ConfigMap", "kind", 'kind "ConfigMap" is not supported'),
+    ("deployment", "kind", "ResourceQuota", "kind", 'kind "ResourceQuota" is not supported'),
     ("deployment", "kind", DELETE, "kind", "required field is missing"),
     ("deployment", "apiVersion", "extensions/v1beta1", "apiVersion", "use apiVersion: apps/v1"),
     ("deployment", "apiVersion", DELETE, "apiVersion", "required field is missing"),
@@ -321,7 +321,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
         f"{P}.containers[0].livenessProbe.grpc.host",
         "unknown field",
     ),
-    ("deployment", f"{C}.ports.0.hostPort", 8080, f"{P}.containers[0].ports[0].hostPort", "not supported"),
+    ("deployment", f"{C}.ports.0.hostPort", 0, f"{P}.containers[0].ports[0].hostPort", "greater than or equal to 1"),
+    ("deployment", f"{C}.ports.0.hostIP", "1.2.3.4", f"{P}.containers[0].ports[0].hostIP", "only be set with hostPort"),
     (
         "deployment",
         f"{C}.ports.0.protocol",

@@ -1,0 +1,140 @@
+"""v1 ConfigMap and v1 Secret through the real kubectl and the `meshd` CLI against a real agent (process driver):
+apply, get (kubectl's columns), -o json, describe (a Secret's values never shown), patch, immutable, delete; bad
+input refused with the field path, changing nothing; the store file readable by its owner only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.integration import test_kubectl
+from tests.integration.test_cli_fake_api import meshd
+
+cluster = test_kubectl.cluster
+
+pytestmark = [pytest.mark.slow]
+
+SECRET_VALUE = "s3cr3t-Value-9f2c"
+CONFIG = f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: app-config}}
+data:
+  app.properties: "colour=blue\\n"
+  mode: fast
+binaryData:
+  blob.bin: AAEC
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: db}}
+type: kubernetes.io/basic-auth
+data:
+  username: {base64.b64encode(b"admin").decode()}
+stringData:
+  password: {SECRET_VALUE}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: tls}}
+type: kubernetes.io/tls
+data:
+  tls.crt: {base64.b64encode(b"CERT").decode()}
+  tls.key: {base64.b64encode(b"KEY").decode()}
+"""
+
+
+async def test_configmaps_and_secrets_through_kubectl(cluster, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    code, out, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code == 0, err
+    assert sorted(out.split("\n")[:-1]) == ["configmap/app-config created", "secret/db created",
+                                            "secret/tls created"], out
+
+    code, out, err = await cluster.kubectl("get", "cm,secret")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    assert rows[0] == ["NAME", "DATA", "AGE"]
+    assert rows[1][:2] == ["configmap/app-config", "3"]
+    assert ["NAME", "TYPE", "DATA", "AGE"] in rows
+    assert ["secret/db", "kubernetes.io/basic-auth", "2"] == next(r[:3] for r in rows if r[0] == "secret/db")
+    assert ["secret/tls", "kubernetes.io/tls", "2"] == next(r[:3] for r in rows if r[0] == "secret/tls")
+
+    code, out, err = await cluster.kubectl("get", "secret", "db", "-o", "json")
+    secret = json.loads(out)
+    assert "stringData" not in secret  # merged into data as the API server stores it
+    assert base64.b64decode(secret["data"]["password"]).decode() == SECRET_VALUE
+    assert secret["metadata"]["uid"] and secret["metadata"]["resourceVersion"]
+
+    code, out, err = await cluster.kubectl("describe", "secret", "db")
+    assert code == 0, err
+    assert SECRET_VALUE not in out and "password:  17 bytes" in out, out
+    code, out, err = await cluster.kubectl("get", "events", "-o", "json")
+    assert SECRET_VALUE not in out and base64.b64encode(SECRET_VALUE.encode()).decode() not in out
+
+    code, out, err = await meshd(cluster.api, "get", "cm")
+    assert code == 0 and out.split()[:4] == ["NAME", "DATA", "AGE", "app-config"], (out, err)
+    code, out, err = await meshd(cluster.api, "describe", "secret", "db")
+    assert code == 0 and "password:  17 bytes" in out and "Type:  kubernetes.io/basic-auth" in out, (out, err)
+    assert SECRET_VALUE not in out and base64.b64encode(SECRET_VALUE.encode()).decode() not in out
+    code, out, err = await meshd(cluster.api, "describe", "cm", "app-config")
+    assert code == 0 and "mode:\n----\nfast" in out and "blob.bin: 3 bytes" in out, (out, err)
+
+    code, out, err = await cluster.kubectl("patch", "cm", "app-config", "-p", '{"data":{"mode":"slow"}}')
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("get", "cm", "app-config", "-o", "jsonpath={.data.mode}")
+    assert out == "slow"
+
+    # the store holding Secrets is readable by its owner only
+    store = next(Path(p) for p in _state_files(cluster) if p.endswith("store.db"))
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+
+
+def _state_files(cluster) -> list[str]:
+    return [os.path.join(root, f) for root, _, files in os.walk(cluster.cache) for f in files]
+
+
+BAD = [
+    ("data: {password: '@@not-base64'}", "data.password", "illegal base64 data"),
+    ("data: {'a/b': eA==}", "data[a/b]", "invalid key"),
+    ("stringData: {port: 5432}", "stringData.port", "expected a string"),
+    ("type: kubernetes.io/tls\nstringData: {tls.crt: x}", "data[tls.key]", "required for a kubernetes.io/tls"),
+    ("type: kubernetes.io/dockerconfigjson\nstringData: {.dockerconfigjson: '{'}", "data[.dockerconfigjson]",
+     "invalid JSON"),
+    ("type: kubernetes.io/tls\nstringData: {tls.crt: x, tls.key: z}", "type", "field is immutable"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "message"), BAD)
+async def test_bad_secrets_are_refused_with_the_field_path_and_change_nothing(cluster, tmp_path, body, field,
+                                                                               message):
+    good = tmp_path / "good.yaml"
+    good.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: old}\n")
+    code, _, err = await cluster.kubectl("apply", "-f", str(good))
+    assert code == 0, err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n{body}\n")
+    code, out, err = await cluster.kubectl("apply", "-f", str(bad))
+    assert code != 0 and field in err and message in err, err
+    assert "@@not-base64" not in err and "5432" not in err  # values are never echoed
+    code, out, err = await cluster.kubectl("get", "secret", "s", "-o", "json")
+    assert json.loads(out)["data"] == {"password": base64.b64encode(b"old").decode()}
+
+
+async def test_an_immutable_configmap_refuses_changes(cluster, tmp_path):
+    path = tmp_path / "cm.yaml"
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {a: '1'}\n")
+    code, _, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code == 0, err
+    code, _, err = await cluster.kubectl("patch", "cm", "frozen", "-p", '{"data":{"a":"2"}}')
+    assert code != 0 and "field is immutable when `immutable` is set" in err, err
+    code, out, _ = await cluster.kubectl("get", "cm", "frozen", "-o", "jsonpath={.data.a}")
+    assert out == "1"
+    code, out, err = await cluster.kubectl("delete", "cm", "frozen")
+    assert code == 0, err
