@@ -44,7 +44,8 @@ def test_subresources_are_listed_with_their_kind():
 def test_groups_and_versions():
     assert discovery.api_versions("h:1")["versions"] == ["v1"]
     names = [g["name"] for g in discovery.api_group_list()["groups"]]
-    assert {"apps", "batch", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= set(names) and names[0] == "apps"
+    assert {"apps", "batch", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io",
+            "metrics.k8s.io"} <= set(names) and names[0] == "apps"
     assert {r["name"] for r in discovery.api_resource_list("batch", "v1")["resources"]} == {
         "jobs", "jobs/status", "cronjobs", "cronjobs/status"}
     assert discovery.api_resource_list("batch", "v1beta1") is None
@@ -59,7 +60,7 @@ def test_aggregated_discovery_holds_the_same_resources():
     assert resources["pods"]["scope"] == "Namespaced"
     assert [s["subresource"] for s in resources["pods"]["subresources"]] == ["log", "status"]
     groups = discovery.aggregated(core=False)
-    assert {"apps", "batch", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {
+    assert {"apps", "batch", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {
         i["metadata"]["name"] for i in groups["items"]}
 
 
