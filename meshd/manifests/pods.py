@@ -9,6 +9,15 @@ from typing import Any, cast
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_template_meta
+from meshd.manifests.podconfig import (
+    KEY_REFS,
+    check_sub_path,
+    check_sub_paths,
+    read_config_volume,
+    read_env_from,
+    read_key_ref,
+    read_pull_secrets,
+)
 from meshd.manifests.probes import read_pre_stop, read_probe
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.manifests.reader import MISSING, DocumentReader
@@ -36,7 +45,6 @@ POD_SPEC_IGNORED: Mapping[str, str] = {
     "priorityClassName": "ignored: meshd has no pod priorities",
     "priority": "ignored: meshd has no pod priorities",
     "preemptionPolicy": "ignored: meshd has no pod priorities",
-    "imagePullSecrets": "ignored: images are pulled with the Docker engine's own credentials",
     "serviceAccountName": "ignored: meshd has no service accounts",
     "serviceAccount": "ignored: meshd has no service accounts",
     "automountServiceAccountToken": "ignored: meshd has no service accounts",
@@ -78,6 +86,7 @@ CONTAINER_FIELDS = (
     "volumeMounts",
     "lifecycle",
     "workingDir",
+    "envFrom",
 )
 CONTAINER_IGNORED: Mapping[str, str] = {
     "securityContext": "not enforced yet (ignored)",
@@ -88,8 +97,14 @@ CONTAINER_IGNORED: Mapping[str, str] = {
     "tty": "ignored",
     "resizePolicy": "ignored",
 }
-CONTAINER_UNSUPPORTED = ("envFrom", "volumeDevices", "restartPolicy")
-_VOLUME_HINT = "not supported: meshd supports emptyDir volumes only"
+CONTAINER_UNSUPPORTED = ("volumeDevices", "restartPolicy")
+_VOLUME_HINT = "not supported: meshd supports emptyDir, configMap, secret, projected and downwardAPI volumes"
+
+
+def config_sources(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The manifest keys of the config sources read (config_map -> configMap)."""
+    keys = {"config_map": "configMap", "secret": "secret", "projected": "projected", "downward_api": "downwardAPI"}
+    return tuple(keys[k] for k in config)
 
 
 def default_pull_policy(image: str) -> str:
@@ -143,12 +158,14 @@ def read_pod_spec(
             "volumes",
             "hostname",
             "subdomain",
+            "imagePullSecrets",
         ),
         ignored=POD_SPEC_IGNORED,
         unsupported=POD_SPEC_UNSUPPORTED,
     )
     volumes = _read_volumes(reader, spec, path)
     containers = _read_containers(reader, spec, path, volume_names={v.name for v in volumes})
+    check_sub_paths(reader, volumes, containers, path)
     restart_policy = reader.choice(spec, "restartPolicy", path, restart_policies, default="Always")
     hostname = reader.string(spec, "hostname", path)
     reader.check_name(hostname, path + ("hostname",), names.dns1123_label, required=False)
@@ -164,6 +181,7 @@ def read_pod_spec(
         volumes=volumes,
         hostname=hostname or None,
         subdomain=subdomain or None,
+        image_pull_secrets=read_pull_secrets(reader, spec, path),
     )
 
 
@@ -179,8 +197,9 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
         if name in seen:
             raise reader.fail(vpath + ("name",), f'duplicate volume name "{name}"')
         seen.add(name)
+        config = read_config_volume(reader, volume, vpath, read_resource_field_ref)
         for key, source in volume.items():
-            if key not in ("name", "emptyDir") and source is not None:
+            if key not in ("name", "emptyDir", *config_sources(config)) and source is not None:
                 raise reader.fail(vpath + (key,), _VOLUME_HINT)
         medium = ""
         empty_dir = reader.get(volume, "emptyDir", vpath)
@@ -191,7 +210,7 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
                 empty_dir, epath, known=("medium",), ignored={"sizeLimit": "not enforced yet (ignored)"}
             )
             medium = reader.choice(empty_dir, "medium", epath, ("", "Memory"), default="")
-        volumes.append(Volume(name=name, medium=cast(Any, medium)))
+        volumes.append(Volume(name=name, medium=cast(Any, medium), **config))
     return tuple(volumes)
 
 
@@ -273,6 +292,7 @@ def _read_container(
         startup_probe=probes["startupProbe"],
         pre_stop=read_pre_stop(reader, obj, path),
         working_dir=working_dir or None,
+        env_from=read_env_from(reader, obj, path),
     )
 
 
@@ -328,11 +348,14 @@ def _read_value_from(
     reader: DocumentReader, source: Mapping[str, Any], epath: FieldPath, name: str
 ) -> EnvVar:
     vpath = epath + ("valueFrom",)
-    reader.check_fields(source, vpath, known=("fieldRef", "resourceFieldRef"),
-                        unsupported=("secretKeyRef", "configMapKeyRef", "fileKeyRef"))
-    refs = [key for key in ("fieldRef", "resourceFieldRef") if reader.get(source, key, vpath) is not MISSING]
+    reader.check_fields(source, vpath, known=("fieldRef", "resourceFieldRef", *KEY_REFS),
+                        unsupported=("fileKeyRef",))
+    refs = [key for key in ("fieldRef", "resourceFieldRef", *KEY_REFS) if reader.get(source, key, vpath) is not MISSING]
     if len(refs) != 1:
-        raise reader.fail(vpath, "exactly one of fieldRef or resourceFieldRef is required")
+        raise reader.fail(vpath, "exactly one of fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef is "
+                                 "required")
+    if refs[0] in KEY_REFS:
+        return EnvVar(name=name, key_ref=read_key_ref(reader, source, refs[0], vpath))
     rpath = vpath + (refs[0],)
     ref = reader.mapping(source[refs[0]], rpath)
     if refs[0] == "fieldRef":
@@ -346,6 +369,10 @@ def _read_value_from(
                               "spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, "
                               "status.hostIP, status.hostIPs)")
         return EnvVar(name=name, field_path=field)
+    return EnvVar(name=name, resource_field=read_resource_field_ref(reader, ref, rpath))
+
+
+def read_resource_field_ref(reader: DocumentReader, ref: Mapping[str, Any], rpath: FieldPath) -> ResourceFieldRef:
     reader.check_fields(ref, rpath, known=("resource", "containerName", "divisor"))
     reader.get(ref, "resource", rpath, required=True)
     resource = reader.choice(ref, "resource", rpath, _RESOURCES, default="")
@@ -357,7 +384,7 @@ def _read_value_from(
         raise reader.fail(rpath + ("divisor",), str(error)) from None
     if divisor <= 0:
         raise reader.fail(rpath + ("divisor",), f"must be greater than zero, got {divisor_text!r}")
-    return EnvVar(name=name, resource_field=ResourceFieldRef(cast(Any, resource), container, divisor))
+    return ResourceFieldRef(cast(Any, resource), container, divisor)
 
 
 def _read_resources(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> Resources:
@@ -425,8 +452,8 @@ def _read_mounts(
         reader.check_fields(
             mount,
             mpath,
-            known=("name", "mountPath", "readOnly"),
-            unsupported=("subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"),
+            known=("name", "mountPath", "readOnly", "subPath"),
+            unsupported=("subPathExpr", "mountPropagation", "recursiveReadOnly"),
         )
         name = reader.string(mount, "name", mpath, required=True, allow_empty=False)
         assert name is not None
@@ -440,6 +467,7 @@ def _read_mounts(
             raise reader.fail(mpath + ("mountPath",), f'duplicate mount path "{mount_path}"')
         paths.add(mount_path)
         mounts.append(
-            VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath))
+            VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath),
+                        sub_path=check_sub_path(reader, mount, mpath))
         )
     return tuple(mounts)

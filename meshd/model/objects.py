@@ -7,8 +7,16 @@ YAML and keeps the document it came from in `raw` (used to persist desired state
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from meshd.model.config import (
+    DownwardAPIVolumeSource,
+    EnvFromSource,
+    KeyRef,
+    ObjectVolumeSource,
+    ProjectedVolumeSource,
+)
 
 DEFAULT_NAMESPACE = "default"
 
@@ -87,6 +95,7 @@ class EnvVar:
     value: str = ""
     field_path: str | None = None  # valueFrom.fieldRef.fieldPath (the downward API), resolved at start
     resource_field: ResourceFieldRef | None = None  # valueFrom.resourceFieldRef, resolved at start
+    key_ref: KeyRef | None = None  # valueFrom.configMapKeyRef / secretKeyRef, resolved at start
 
 
 @dataclass(frozen=True)
@@ -106,12 +115,27 @@ class VolumeMount:
     name: str
     mount_path: str
     read_only: bool = False
+    sub_path: str = ""  # a path inside the volume mounted instead of its root
 
 
 @dataclass(frozen=True)
 class Volume:
-    name: str  # only emptyDir volumes are supported
+    name: str  # an emptyDir volume unless a source below is set
     medium: Literal["", "Memory"] = ""
+    config_map: ObjectVolumeSource | None = None
+    secret: ObjectVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
+    downward_api: DownwardAPIVolumeSource | None = None
+
+    @property
+    def is_empty_dir(self) -> bool:
+        """No source is set: an emptyDir (the default, as in Kubernetes)."""
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name not in ("name", "medium"))
+
+    @property
+    def is_config(self) -> bool:
+        """Files meshd writes from ConfigMaps, Secrets or the downward API (see meshd.volumes)."""
+        return any(s is not None for s in (self.config_map, self.secret, self.projected, self.downward_api))
 
 
 @dataclass(frozen=True)
@@ -138,6 +162,7 @@ class Container:
     startup_probe: Probe | None = None
     pre_stop: PreStop | None = None
     working_dir: str | None = None
+    env_from: tuple[EnvFromSource, ...] = ()
 
     def port_number(self, port: int | str) -> int | None:
         """Resolves a probe's or Service's port (a number, or a containerPort's name)."""
@@ -157,6 +182,7 @@ class PodSpec:
     volumes: tuple[Volume, ...] = ()
     hostname: str | None = None
     subdomain: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()  # names of kubernetes.io/dockerconfigjson (or dockercfg) Secrets
 
 
 @dataclass(frozen=True)
