@@ -74,6 +74,7 @@ from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
+from meshd.volumes.podconfig import PodConfig
 
 DEFAULT_BACKOFF = BackoffPolicy()
 
@@ -163,6 +164,7 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.pod_config = PodConfig(state_dir / "pod-volumes", lookup=self._config_object)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -180,6 +182,8 @@ class Controller:
         self._tasks.supervise("events", self._follow_events)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
+        self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
+            lambda: [(w.facts(), w.spec) for w in list(self.pods.values()) if not w.terminating]))
         self.kick()
 
     async def close(self, *, stop_pods: bool) -> None:
@@ -393,6 +397,10 @@ class Controller:
         except ValueError as error:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
+
+    def _config_object(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
+        record = self.objects.get((kind, namespace, name))
+        return record.obj if record is not None and isinstance(record.obj, (ConfigMap, Secret)) else None
 
     def _check_pod_name_free(self, pod: Pod, source: str) -> None:
         """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
@@ -643,6 +651,7 @@ class Controller:
             adopt=adopt,
             clock=self._clock,
             node_capacity=(self.capacity.cpu_millicores, self.capacity.memory_bytes),
+            config=self.pod_config,
         )
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())

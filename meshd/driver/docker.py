@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
+    mount_source,
     INFRA_CONTAINER,
     LABEL_AGENT,
     LABEL_CONTAINER,
@@ -459,7 +460,7 @@ class DockerDriver:
                 detach=True,
             )
             try:
-                for volume in spec.volumes:
+                for volume in (v for v in spec.volumes if v.is_empty_dir):  # config volumes are bind mounts
                     opts = {"type": "tmpfs", "device": "tmpfs"} if volume.medium == "Memory" else None
                     client.volumes.create(
                         name=volume_name(container.id, volume.name),
@@ -487,7 +488,7 @@ class DockerDriver:
         infra image sets the mode (tmpfs volumes are 1777 already)."""
         from docker.types import Mount
 
-        disk = [v for v in volumes if v.medium != "Memory"]
+        disk = [v for v in volumes if v.medium != "Memory" and v.is_empty_dir]
         if not disk:
             return
         targets = [f"/volumes/{i}" for i in range(len(disk))]
@@ -531,8 +532,9 @@ class DockerDriver:
 
     # --- app containers ----------------------------------------------------------------------------
 
-    async def ensure_image(self, image: str, policy: str) -> None:
-        """Applies imagePullPolicy: Never (must exist), IfNotPresent (pull if missing), Always (pull)."""
+    async def ensure_image(self, image: str, policy: str, *, auth: Mapping[str, str] | None = None) -> None:
+        """Applies imagePullPolicy: Never (must exist), IfNotPresent (pull if missing), Always (pull); `auth` is the
+        registry's credentials from imagePullSecrets (else the engine's own)."""
         if policy not in ("Always", "IfNotPresent", "Never"):
             raise DriverError(f"unknown imagePullPolicy {policy!r}")
         present = await self._call(f"inspect image {image}", self._image_present, image)
@@ -553,7 +555,7 @@ class DockerDriver:
             ):
                 return  # pulled by a concurrent start
             try:
-                await self._call(f"pull {image}", self._pull, image, timeout=self.pull_timeout)
+                await self._call(f"pull {image}", self._pull, image, auth, timeout=self.pull_timeout)
             except DriverError as exc:
                 if present:
                     log.warning("pull of %s failed (%s); using the local image", image, exc)
@@ -588,7 +590,7 @@ class DockerDriver:
         except docker.errors.ImageNotFound:
             return False
 
-    def _pull(self, image: str) -> None:
+    def _pull(self, image: str, auth: Mapping[str, str] | None = None) -> None:
         from docker.utils import parse_repository_tag
 
         repository, tag = parse_repository_tag(image)
@@ -596,13 +598,13 @@ class DockerDriver:
             tag = "latest"
         client = self._make_client(timeout=self.pull_timeout)
         try:
-            client.api.pull(repository, tag=tag)
+            client.api.pull(repository, tag=tag, auth_config=dict(auth) if auth else None)
         finally:
             client.close()
 
     async def start_container(self, spec: ContainerSpec) -> str:
         c = spec.container
-        await self.ensure_image(c.image, c.image_pull_policy)
+        await self.ensure_image(c.image, c.image_pull_policy, auth=spec.registry_auth)
         sandbox_id = spec.sandbox.id
         labels = self._base_labels(spec.spec.labels)
         labels.update(
@@ -617,6 +619,10 @@ class DockerDriver:
         for vm in c.volume_mounts:
             if vm.name not in declared:
                 raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
+            if vm.name in spec.host_paths:  # files meshd writes (configMap, secret, ...): read-only, as in Kubernetes
+                source = mount_source(spec.host_paths[vm.name], vm.sub_path)
+                mounts.append(Mount(target=vm.mount_path, source=source, type="bind", read_only=True))
+                continue
             mounts.append(
                 Mount(target=vm.mount_path, source=volume_name(sandbox_id, vm.name), type="volume",
                       read_only=vm.read_only, no_copy=True)  # an emptyDir is empty: no copy of the image's files

@@ -25,6 +25,7 @@ from typing import Any
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
+    mount_source,
     INFRA_CONTAINER,
     LABEL_AGENT,
     LABEL_CONTAINER,
@@ -345,10 +346,13 @@ class ProcessDriver:
         for vm in c.volume_mounts:
             self._warn_once(
                 "volumes",
-                "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
+                "volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
-            path = self.volumes_dir / spec.sandbox.id / vm.name
-            await asyncio.to_thread(_mkdir, path)
+            if vm.name in spec.host_paths:  # a config volume meshd writes (with subPath: that file or directory)
+                path = Path(mount_source(spec.host_paths[vm.name], vm.sub_path))
+            else:
+                path = self.volumes_dir / spec.sandbox.id / vm.name
+                await asyncio.to_thread(_mkdir, path)
             env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)
         cwd = c.working_dir or self._cwd
         labels = {

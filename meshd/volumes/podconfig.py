@@ -1,0 +1,109 @@
+"""PodConfig: what a pod worker asks before a container starts (env from ConfigMaps and Secrets, the host
+directories of its config volumes, registry credentials), and the loop that keeps mounted files in step with
+their objects. Files live under STATE/pod-volumes/NAMESPACE_POD/VOLUME: the tree is the agent's only (0700);
+inside a volume, the modes Kubernetes gives (defaultMode, items[].mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshd.model.expansion import PodFacts
+from meshd.model.objects import Container, PodSpec, Secret, Volume
+from meshd.volumes.atomic import write_atomically
+from meshd.volumes.payload import ConfigError, Lookup, Payload, resolve_config_env, volume_files
+from meshd.volumes.pullauth import registry_auth
+
+log = logging.getLogger(__name__)
+
+SYNC_SECONDS = 1.0  # how often mounted files are compared with their objects (the kubelet: about a minute)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    container: Container  # env resolved
+    host_paths: dict[str, str]  # config volume name -> its directory on this host
+    registry_auth: dict[str, str] | None = field(default=None, repr=False)
+
+
+class PodConfig:
+    def __init__(self, root: Path, lookup: Lookup) -> None:
+        self.root = root
+        self.lookup = lookup
+        self._written: dict[tuple[str, str, str], Payload] = {}
+
+    def pod_dir(self, namespace: str, pod: str) -> Path:
+        return self.root / f"{namespace}_{pod}"
+
+    async def prepare(self, facts: PodFacts, spec: PodSpec, container: Container) -> Prepared:
+        """Raises ConfigError when a referenced object or key is missing (and not optional)."""
+        resolved, skipped = resolve_config_env(container, facts.namespace, self.lookup)
+        if skipped:
+            log.warning("pod %s/%s: container %s: envFrom keys skipped as invalid variable names: %s",
+                        facts.namespace, facts.name, container.name, ", ".join(skipped))
+        mounted = {m.name for m in container.volume_mounts}
+        volumes = [v for v in spec.volumes if v.is_config and v.name in mounted]
+        payloads = {v.name: volume_files(v, facts, spec.containers, self.lookup) for v in volumes}
+        await asyncio.to_thread(self._write, facts, payloads)
+        paths = {name: str(self.pod_dir(facts.namespace, facts.name) / name) for name in payloads}
+        return Prepared(resolved, paths, self._pull_auth(facts.namespace, spec, container.image))
+
+    def _pull_auth(self, namespace: str, spec: PodSpec, image: str) -> dict[str, str] | None:
+        secrets = []
+        for name in spec.image_pull_secrets:
+            secret = self.lookup("Secret", namespace, name)
+            if isinstance(secret, Secret):
+                secrets.append(secret)
+            else:
+                log.warning('image pull secret "%s/%s" not found: pulling %s without it', namespace, name, image)
+        return registry_auth(image, secrets)
+
+    def _write(self, facts: PodFacts, payloads: dict[str, Payload]) -> None:
+        pod_dir = self.pod_dir(facts.namespace, facts.name)
+        for directory in (self.root, pod_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)
+        for name, payload in payloads.items():
+            key = (facts.namespace, facts.name, name)
+            if self._written.get(key) == payload:
+                continue
+            if write_atomically(pod_dir / name, payload):
+                log.info("pod %s/%s: volume %s updated (%d files)", facts.namespace, facts.name, name, len(payload))
+            self._written[key] = payload
+
+    async def forget(self, namespace: str, pod: str) -> None:
+        """The pod is gone: its files go too."""
+        for key in [k for k in self._written if k[:2] == (namespace, pod)]:
+            del self._written[key]
+        await asyncio.to_thread(shutil.rmtree, self.pod_dir(namespace, pod), True)
+
+    async def sync(self, pods: Iterable[tuple[PodFacts, PodSpec]]) -> None:
+        """Rewrites (atomically) the volumes whose objects changed; subPath mounts are bind mounts of one file
+        and do not follow, as in Kubernetes. A volume whose object went away keeps its last files."""
+        for facts, spec in pods:
+            payloads = {}
+            for volume in spec.volumes:
+                if not _synced(volume, spec):
+                    continue
+                try:
+                    payloads[volume.name] = volume_files(volume, facts, spec.containers, self.lookup)
+                except ConfigError as error:
+                    log.debug("pod %s/%s: volume %s not updated: %s", facts.namespace, facts.name, volume.name,
+                              error)
+            if any(self._written.get((facts.namespace, facts.name, n)) != p for n, p in payloads.items()):
+                await asyncio.to_thread(self._write, facts, payloads)
+
+    async def sync_forever(self, pods: Callable[[], Iterable[tuple[PodFacts, PodSpec]]]) -> None:
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            await self.sync(pods())
+
+
+def _synced(volume: Volume, spec: PodSpec) -> bool:
+    """A config volume some container mounts (files are written for mounted volumes only)."""
+    return volume.is_config and any(m.name == volume.name for c in spec.containers for m in c.volume_mounts)
