@@ -511,7 +511,7 @@ class PodWorker:
                 spec=self._sandbox_spec(),
                 container=resolve_env(prepared.container if prepared else container, self.spec.containers, facts),
                 restart_count=status.restart_count,
-                host_paths=prepared.host_paths if prepared else {},
+                mount_sources=prepared.mount_sources if prepared else {},
                 registry_auth=prepared.registry_auth if prepared else None,
             )
         )

@@ -8,7 +8,6 @@ All methods are coroutines and never block the event loop (the docker SDK runs i
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -58,7 +57,7 @@ class ContainerSpec:
     spec: SandboxSpec
     container: Container = field(repr=False)  # its env may hold Secret values
     restart_count: int = 0
-    host_paths: Mapping[str, str] = field(default_factory=dict)  # config volume -> its directory (meshd.volumes)
+    mount_sources: Mapping[str, str] = field(default_factory=dict)  # mountPath -> a host path (meshd.volumes)
     registry_auth: Mapping[str, str] | None = field(default=None, repr=False)  # from imagePullSecrets
 
 
@@ -162,13 +161,3 @@ class Driver(Protocol):
 
     async def usage(self, container_id: str) -> Usage | None: ...
 
-
-def mount_source(host_path: str, sub_path: str) -> str:
-    """A config volume's directory, or with subPath the file (or directory) it names, resolved through the
-    `..data` symlinks now: a subPath mount does not follow later changes, as in Kubernetes."""
-    if not sub_path:
-        return host_path
-    resolved = os.path.realpath(os.path.join(host_path, sub_path))
-    if not resolved.startswith(os.path.realpath(host_path) + os.sep) or not os.path.exists(resolved):
-        raise DriverError(f"subPath {sub_path!r} does not exist in the volume")
-    return resolved

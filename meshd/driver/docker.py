@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
-    mount_source,
     INFRA_CONTAINER,
     LABEL_AGENT,
     LABEL_CONTAINER,
@@ -619,9 +618,9 @@ class DockerDriver:
         for vm in c.volume_mounts:
             if vm.name not in declared:
                 raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
-            if vm.name in spec.host_paths:  # files meshd writes (configMap, secret, ...): read-only, as in Kubernetes
-                source = mount_source(spec.host_paths[vm.name], vm.sub_path)
-                mounts.append(Mount(target=vm.mount_path, source=source, type="bind", read_only=True))
+            if vm.mount_path in spec.mount_sources:  # files meshd writes (configMap, secret, ...): read-only
+                mounts.append(Mount(target=vm.mount_path, source=spec.mount_sources[vm.mount_path], type="bind",
+                                    read_only=True))
                 continue
             mounts.append(
                 Mount(target=vm.mount_path, source=volume_name(sandbox_id, vm.name), type="volume",

@@ -25,7 +25,6 @@ from typing import Any
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
-    mount_source,
     INFRA_CONTAINER,
     LABEL_AGENT,
     LABEL_CONTAINER,
@@ -348,8 +347,8 @@ class ProcessDriver:
                 "volumes",
                 "volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
-            if vm.name in spec.host_paths:  # a config volume meshd writes (with subPath: that file or directory)
-                path = Path(mount_source(spec.host_paths[vm.name], vm.sub_path))
+            if vm.mount_path in spec.mount_sources:  # a config volume meshd writes (with subPath: that file)
+                path = Path(spec.mount_sources[vm.mount_path])
             else:
                 path = self.volumes_dir / spec.sandbox.id / vm.name
                 await asyncio.to_thread(_mkdir, path)

@@ -27,7 +27,7 @@ SYNC_SECONDS = 1.0  # how often mounted files are compared with their objects (t
 @dataclass(frozen=True)
 class Prepared:
     container: Container  # env resolved
-    host_paths: dict[str, str]  # config volume name -> its directory on this host
+    mount_sources: dict[str, str]  # mountPath -> the volume's directory on this host (with subPath: that file)
     registry_auth: dict[str, str] | None = field(default=None, repr=False)
 
 
@@ -49,9 +49,15 @@ class PodConfig:
         mounted = {m.name for m in container.volume_mounts}
         volumes = [v for v in spec.volumes if v.is_config and v.name in mounted]
         payloads = {v.name: volume_files(v, facts, spec.containers, self.lookup) for v in volumes}
-        await asyncio.to_thread(self._write, facts, payloads)
-        paths = {name: str(self.pod_dir(facts.namespace, facts.name) / name) for name in payloads}
-        return Prepared(resolved, paths, self._pull_auth(facts.namespace, spec, container.image))
+        sources = await asyncio.to_thread(self._write_and_resolve, facts, payloads, container)
+        return Prepared(resolved, sources, self._pull_auth(facts.namespace, spec, container.image))
+
+    def _write_and_resolve(self, facts: PodFacts, payloads: dict[str, Payload], container: Container
+                           ) -> dict[str, str]:
+        self._write(facts, payloads)
+        pod_dir = self.pod_dir(facts.namespace, facts.name)
+        return {m.mount_path: mount_source(str(pod_dir / m.name), m.sub_path)
+                for m in container.volume_mounts if m.name in payloads}
 
     def _pull_auth(self, namespace: str, spec: PodSpec, image: str) -> dict[str, str] | None:
         secrets = []
@@ -107,3 +113,14 @@ class PodConfig:
 def _synced(volume: Volume, spec: PodSpec) -> bool:
     """A config volume some container mounts (files are written for mounted volumes only)."""
     return volume.is_config and any(m.name == volume.name for c in spec.containers for m in c.volume_mounts)
+
+
+def mount_source(host_path: str, sub_path: str) -> str:
+    """A config volume's directory, or with subPath the file (or directory) it names, resolved through the
+    `..data` symlinks now: a subPath mount does not follow later changes, as in Kubernetes."""
+    if not sub_path:
+        return host_path
+    resolved = os.path.realpath(os.path.join(host_path, sub_path))
+    if not resolved.startswith(os.path.realpath(host_path) + os.sep) or not os.path.exists(resolved):
+        raise ConfigError(f"subPath {sub_path!r} does not exist in the volume")
+    return resolved
