@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from tests.integration import test_kubectl
+from tests.integration.test_cli_fake_api import meshd
 from tests.integration.test_kubectl import Cluster
 
 cluster = test_kubectl.cluster
@@ -147,8 +148,12 @@ async def test_config_and_secrets_reach_env_and_files_and_follow_changes(busybox
     _, events, _ = await cluster.kubectl("get", "events", "-o", "json")
     _, pod_yaml, _ = await cluster.kubectl("get", "pod", "box", "-o", "yaml")
     _, logs, _ = await cluster.kubectl("logs", "box")
+    code, meshd_described, err = await meshd(cluster.api, "describe", "pod", "box")
+    assert code == 0 and "<set to the key 'password' in secret 'db'>" in meshd_described, (meshd_described, err)
+    assert "Secret (a volume populated by a Secret)" in meshd_described
+    assert '/etc/app.conf from cfg (rw,path="app.conf")' in meshd_described
     agent_log = "\n".join(r.getMessage() for r in caplog.records)
-    for text in (described, secret_described, events, pod_yaml, logs, agent_log):
+    for text in (described, secret_described, events, pod_yaml, logs, agent_log, meshd_described):
         assert SECRET not in text
 
 

@@ -138,3 +138,41 @@ async def test_an_immutable_configmap_refuses_changes(cluster, tmp_path):
     assert out == "1"
     code, out, err = await cluster.kubectl("delete", "cm", "frozen")
     assert code == 0, err
+
+
+PROCESS_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: reader
+    image: python
+    command: ["sh", "-c", "exec sleep 3600"]
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: db, key: password}}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+  volumes:
+  - {name: cfg, configMap: {name: app-config, items: [{key: mode, path: mode.txt}]}}
+"""
+
+
+async def test_a_process_pod_reads_its_config_volume_from_the_path_in_its_env(cluster, tmp_path):
+    path = tmp_path / "all.yaml"
+    path.write_text(CONFIG + "---\n" + PROCESS_POD)
+    code, _, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("wait", "--for=condition=Ready", "pod/reader", "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("exec", "reader", "--", "sh", "-c",
+                                           'cat "$MESHD_VOLUME_CFG/mode.txt"; echo " $PASSWORD"')
+    assert (code, out) == (0, f"fast {SECRET_VALUE}\n"), (out, err)
+    volume_dir = Path(out and (await cluster.kubectl("exec", "reader", "--", "sh", "-c",
+                                                     'echo -n "$MESHD_VOLUME_CFG"'))[1])
+    assert stat.S_IMODE(volume_dir.parent.parent.stat().st_mode) == 0o700  # STATE/pod-volumes: the agent's only
+    code, _, err = await cluster.kubectl("delete", "pod", "reader")
+    assert code == 0, err
+    assert not volume_dir.exists()
