@@ -139,6 +139,13 @@ def python_image(docker_client: Any) -> str:
 
 
 @pytest.fixture(scope="session")
+def grpc_image(docker_client: Any) -> str:
+    from meshd.images import ensure_grpc_image
+
+    return ensure_grpc_image(docker_client)
+
+
+@pytest.fixture(scope="session")
 def servers_image(docker_client: Any) -> str:
     from meshd.images import ensure_servers_image
 

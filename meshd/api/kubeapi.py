@@ -64,9 +64,12 @@ def _accepts_json(accept: str) -> bool:
 
 
 async def openapi_v2(request: web.Request) -> web.Response:
-    """The swagger document as JSON; a client asking for protobuf only (client-go) is told so (406)."""
-    if not _accepts_json(request.headers.get("Accept", "")):
-        return status.response(406, "the OpenAPI v2 document is served as application/json only, not as protobuf")
+    """The swagger document as JSON; a client asking for protobuf only (client-go) gets the short protobuf one."""
+    accept = request.headers.get("Accept", "")
+    if openapi.SWAGGER_PROTOBUF in accept and not _accepts_json(accept):
+        return web.Response(body=openapi.swagger_protobuf(), headers={"Content-Type": openapi.SWAGGER_PROTOBUF_TYPE})
+    if not _accepts_json(accept):
+        return status.response(406, "the OpenAPI v2 document is served as application/json and protobuf only")
     return _json(openapi.swagger())
 
 

@@ -280,6 +280,33 @@ def swagger() -> dict[str, Any]:
             "definitions": definitions(prefix)}
 
 
+def _protobuf_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2); every field below is one."""
+    size, length = bytearray(), len(payload)
+    while True:
+        size.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
+        length >>= 7
+        if not length:
+            break
+    return bytes([number << 3 | 2]) + bytes(size) + payload
+
+
+SWAGGER_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"  # what client-go asks for
+SWAGGER_PROTOBUF_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"  # what the API server answers
+
+
+@cache
+def swagger_protobuf() -> bytes:
+    """`/openapi/v2` as client-go asks for it (gnostic's openapi_v2.Document, protobuf only): swagger, info and
+    empty paths and definitions. kubectl validates with the v3 documents; it reads v2 only for a kind they do not
+    describe, and a v2 document without that kind lets the apply go on to the server's own error (`no matches for
+    kind`), as with a real API server."""
+    info = _info()
+    return (_protobuf_field(1, b"2.0")
+            + _protobuf_field(2, _protobuf_field(1, info["title"].encode()) + _protobuf_field(2, info["version"].encode()))
+            + _protobuf_field(8, b"") + _protobuf_field(9, b""))
+
+
 def _v3_paths() -> list[str]:
     return [f"apis/{g}/{v}" if g else f"api/{v}" for g, versions in group_versions(SERVED).items() for v in versions]
 
@@ -306,4 +333,4 @@ def v3_index() -> dict[str, Any]:
     return {"paths": paths}
 
 
-__all__ = ["definitions", "swagger", "v3_document", "v3_index"]
+__all__ = ["SWAGGER_PROTOBUF", "SWAGGER_PROTOBUF_TYPE", "definitions", "swagger", "swagger_protobuf", "v3_document", "v3_index"]

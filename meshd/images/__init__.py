@@ -1,4 +1,4 @@
-"""Images meshd builds offline (no registry): pause (pod infra), busybox, python, servers (redis, dnsmasq). `python -m meshd.images`."""
+"""Images meshd builds offline (no registry): pause (pod infra), busybox, python, servers (redis, dnsmasq), grpc (grpcio and grpc-echo). `python -m meshd.images`."""
 
 from meshd.images.builders import (
     BUILDERS,
@@ -6,10 +6,12 @@ from meshd.images.builders import (
     PAUSE_IMAGE,
     PYTHON_IMAGE,
     SERVERS_IMAGE,
+    GRPC_IMAGE,
     ensure_busybox_image,
     ensure_pause_image,
     ensure_python_image,
     ensure_servers_image,
+    ensure_grpc_image,
 )
 from meshd.images.rootfs import ImageBuildError
 
@@ -19,9 +21,11 @@ __all__ = [
     "PAUSE_IMAGE",
     "PYTHON_IMAGE",
     "SERVERS_IMAGE",
+    "GRPC_IMAGE",
     "ImageBuildError",
     "ensure_busybox_image",
     "ensure_pause_image",
     "ensure_python_image",
     "ensure_servers_image",
+    "ensure_grpc_image",
 ]

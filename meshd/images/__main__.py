@@ -1,4 +1,4 @@
-"""`python -m meshd.images [pause|busybox|python|servers|all]...`: builds meshd's offline images (cached by tag)."""
+"""`python -m meshd.images [pause|busybox|python|servers|grpc|all]...`: builds meshd's offline images (cached by tag)."""
 
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ PAUSE_IMAGE = f"meshd/pause:{PAUSE_VERSION}"
 BUSYBOX_IMAGE = "meshd/busybox:latest"
 PYTHON_IMAGE = "meshd/python:3.11"
 SERVERS_IMAGE = "meshd/servers:latest"
+GRPC_IMAGE = "meshd/grpc:latest"
 
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Sleeps until SIGTERM/SIGINT, then exits 0 at once (as PID 1 or under docker-init alike).
@@ -69,6 +70,11 @@ SERVERS_PACKAGES = (
     "libhogweed6", "libgmp10", "libnftables1", "libunistring2", "libnfnetlink0", "libmnl0", "libnftnl11",
     "libxtables12", "libjansson4",
 )  # fmt: skip
+
+
+# grpcio (Debian's, with its libraries) on the Python image's packages, for gRPC replicas in containers
+GRPC_PACKAGES = (*PYTHON_PACKAGES, "python3-grpcio", "libabsl20220623", "libc-ares2", "libre2-9", "libstdc++6",
+                 "libgcc-s1")
 
 
 def _cmd(argv: Sequence[str]) -> str:
@@ -134,30 +140,38 @@ def ensure_busybox_image(client: Any, tag: str = BUSYBOX_IMAGE) -> str:
     return _ensure(client, tag, populate, [PATH_ENV, _cmd(["sh"])])
 
 
+def _populate_python(root: Path, packages: Sequence[str]) -> None:
+    extract_debs(fetch_debs(packages), root)
+    install_busybox_links(root)
+    write_base_files(root)
+    bindir = root / "usr" / "bin"
+    for alias in ("python3", "python"):
+        if not (bindir / alias).exists():
+            (bindir / alias).symlink_to("python3.11")
+    _precompile(root / "usr" / "lib" / "python3.11")
+
+
+_PYTHON_CHANGES = [PATH_ENV, "ENV LANG=C.UTF-8", "ENV PYTHONUNBUFFERED=1"]
+
+
 def ensure_python_image(client: Any, tag: str = PYTHON_IMAGE) -> str:
     """python3.11 (minimal + stdlib, precompiled when the host runs 3.11) with busybox as its shell."""
+    return _ensure(client, tag, lambda root: _populate_python(root, PYTHON_PACKAGES),
+                   [*_PYTHON_CHANGES, _cmd(["python3"])])
+
+
+def ensure_grpc_image(client: Any, tag: str = GRPC_IMAGE) -> str:
+    """The Python image with Debian's grpcio, and `grpc-echo` (meshd/images/grpc_echo.py): a gRPC replica with
+    the standard health service, for gRPC Services whose replicas run in containers."""
 
     def populate(root: Path) -> None:
-        extract_debs(fetch_debs(PYTHON_PACKAGES), root)
-        install_busybox_links(root)
-        write_base_files(root)
-        bindir = root / "usr" / "bin"
-        for alias in ("python3", "python"):
-            if not (bindir / alias).exists():
-                (bindir / alias).symlink_to("python3.11")
-        _precompile(root / "usr" / "lib" / "python3.11")
+        _populate_python(root, GRPC_PACKAGES)
+        server = root / "usr" / "local" / "bin" / "grpc-echo"
+        server.parent.mkdir(parents=True, exist_ok=True)
+        server.write_text("#!/usr/bin/python3\n" + (Path(__file__).parent / "grpc_echo.py").read_text())
+        server.chmod(0o755)
 
-    return _ensure(
-        client,
-        tag,
-        populate,
-        [
-            PATH_ENV,
-            "ENV LANG=C.UTF-8",
-            "ENV PYTHONUNBUFFERED=1",
-            _cmd(["python3"]),
-        ],
-    )
+    return _ensure(client, tag, populate, [*_PYTHON_CHANGES, _cmd(["grpc-echo", "echo", "[::]:50051"])])
 
 
 def ensure_servers_image(client: Any, tag: str = SERVERS_IMAGE) -> str:
@@ -203,6 +217,7 @@ BUILDERS: dict[str, Callable[[Any], str]] = {
     "busybox": ensure_busybox_image,
     "python": ensure_python_image,
     "servers": ensure_servers_image,
+    "grpc": ensure_grpc_image,
 }
 
 
@@ -211,6 +226,7 @@ BUILDERS_BY_IMAGE: dict[str, Callable[[Any], str]] = {
     BUSYBOX_IMAGE: ensure_busybox_image,
     PYTHON_IMAGE: ensure_python_image,
     SERVERS_IMAGE: ensure_servers_image,
+    GRPC_IMAGE: ensure_grpc_image,
 }
 
 

@@ -1,6 +1,6 @@
-"""gRPC end to end: `meshd up --driver process` with examples/grpc-echo.yaml (grpcio replicas with grpc readiness
-probes), its node sidecar, and a grpcio client on ONE channel to the Service address; then a rolling restart
-under load."""
+"""gRPC end to end: `meshd up` with examples/grpc-echo.yaml as a user runs it (grpcio replicas in containers on
+the Docker engine, with grpc readiness probes), its node sidecar, and a grpcio client on ONE channel to the
+Service address; then a rolling restart under load."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import pytest
 from tests.e2e.test_mesh import ROOT, Meshd
 
 grpc = pytest.importorskip("grpc")
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
-def test_grpc_example_balances_calls_per_request_and_rolls_without_failures(tmp_path):
-    meshd = Meshd(
-        tmp_path, "up", "--driver", "process", "-f", str(ROOT / "examples" / "grpc-echo.yaml")
-    ).start()
+def test_grpc_example_balances_calls_per_request_and_rolls_without_failures(tmp_path, grpc_image, pause_image):
+    meshd = Meshd(tmp_path, "up", "-f", str(ROOT / "examples" / "grpc-echo.yaml")).start()
     try:
         address = meshd.service_address("echo")
         meshd.until(lambda: meshd.ready_endpoints("echo") == 3, what="3 ready endpoints (grpc probes)")
