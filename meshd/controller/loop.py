@@ -281,6 +281,8 @@ class Controller:
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
                     self.progress.pop(key[1:], None)
+                if isinstance(obj, (ConfigMap, Secret)):
+                    self.pod_config.changed()
             results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, action))
         self.kick()
         return results

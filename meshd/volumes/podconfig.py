@@ -6,6 +6,7 @@ inside a volume, the modes Kubernetes gives (defaultMode, items[].mode)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from meshd.volumes.pullauth import registry_auth
 
 log = logging.getLogger(__name__)
 
-SYNC_SECONDS = 1.0  # how often mounted files are compared with their objects (the kubelet: about a minute)
+SYNC_SECONDS = 1.0  # how often mounted files are compared with their objects at most (the kubelet: ~a minute)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class PodConfig:
         self.root = root
         self.lookup = lookup
         self._written: dict[tuple[str, str, str], Payload] = {}
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """A ConfigMap or Secret was written: sync the mounted files now rather than at the next period."""
+        self._changed.set()
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
         return self.root / f"{namespace}_{pod}"
@@ -106,7 +112,9 @@ class PodConfig:
 
     async def sync_forever(self, pods: Callable[[], Iterable[tuple[PodFacts, PodSpec]]]) -> None:
         while True:
-            await asyncio.sleep(SYNC_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), SYNC_SECONDS)
+            self._changed.clear()
             await self.sync(pods())
 
 

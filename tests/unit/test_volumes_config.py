@@ -139,3 +139,36 @@ def test_registry_auth_picks_the_image_registry():
     assert registry_auth("127.0.0.1:5000/app:v1", [secret]) == {"username": "u", "password": "p:w"}
     assert registry_auth("busybox", [secret]) == {"username": "hub", "password": "x"}
     assert registry_auth("ghcr.io/a/b", [secret]) is None
+
+
+def test_a_reader_never_sees_a_mix_of_two_versions(tmp_path):
+    """A reader going through `..data` (as a process resolving one path after another does) sees every file of one
+    version, while another thread writes 50 versions."""
+    import threading
+
+    target = tmp_path / "vol"
+    write_atomically(target, {"a": File(b"0", 0o644), "b": File(b"0", 0o644)})
+    mixed, reads, done = [], [0], threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                version = os.readlink(target / DATA)
+                a, b = ((target / version / name).read_bytes() for name in ("a", "b"))
+            except FileNotFoundError:  # the version was replaced and removed between readlink and read: retry
+                continue
+            reads[0] += 1
+            if a != b:
+                mixed.append((a, b))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(1, 51):
+            value = str(i).encode()
+            write_atomically(target, {"a": File(value, 0o644), "b": File(value, 0o644)})
+    finally:
+        done.set()
+        thread.join()
+    assert not mixed and reads[0] > 0
+    assert (target / "a").read_bytes() == (target / "b").read_bytes() == b"50"
