@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ class PodConfig:
         self.lookup = lookup
         self._written: dict[tuple[str, str, str], Payload] = {}
         self._changed = asyncio.Event()
+        self._lock = threading.Lock()  # one writer thread at a time: a sync in flight never outlives forget()
+        self._gone: set[tuple[str, str]] = set()  # pods forgotten (until one of the name prepares again)
 
     def changed(self) -> None:
         """A ConfigMap or Secret was written: sync the mounted files now rather than at the next period."""
@@ -48,6 +51,7 @@ class PodConfig:
 
     async def prepare(self, facts: PodFacts, spec: PodSpec, container: Container) -> Prepared:
         """Raises ConfigError when a referenced object or key is missing (and not optional)."""
+        self._gone.discard((facts.namespace, facts.name))
         resolved, skipped = resolve_config_env(container, facts.namespace, self.lookup)
         if skipped:
             log.warning("pod %s/%s: container %s: envFrom keys skipped as invalid variable names: %s",
@@ -76,6 +80,11 @@ class PodConfig:
         return registry_auth(image, secrets)
 
     def _write(self, facts: PodFacts, payloads: dict[str, Payload]) -> None:
+        with self._lock:
+            if (facts.namespace, facts.name) not in self._gone:
+                self._write_locked(facts, payloads)
+
+    def _write_locked(self, facts: PodFacts, payloads: dict[str, Payload]) -> None:
         pod_dir = self.pod_dir(facts.namespace, facts.name)
         for directory in (self.root, pod_dir):
             directory.mkdir(parents=True, exist_ok=True)
@@ -90,9 +99,14 @@ class PodConfig:
 
     async def forget(self, namespace: str, pod: str) -> None:
         """The pod is gone: its files go too."""
+        self._gone.add((namespace, pod))
         for key in [k for k in self._written if k[:2] == (namespace, pod)]:
             del self._written[key]
-        await asyncio.to_thread(shutil.rmtree, self.pod_dir(namespace, pod), True)
+        await asyncio.to_thread(self._remove, self.pod_dir(namespace, pod))
+
+    def _remove(self, pod_dir: Path) -> None:
+        with self._lock:
+            shutil.rmtree(pod_dir, ignore_errors=True)
 
     async def sync(self, pods: Iterable[tuple[PodFacts, PodSpec]]) -> None:
         """Rewrites (atomically) the volumes whose objects changed; subPath mounts are bind mounts of one file

@@ -4,6 +4,7 @@ input refused with the field path, changing nothing; the store file readable by 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -175,4 +176,8 @@ async def test_a_process_pod_reads_its_config_volume_from_the_path_in_its_env(cl
     assert stat.S_IMODE(volume_dir.parent.parent.stat().st_mode) == 0o700  # STATE/pod-volumes: the agent's only
     code, _, err = await cluster.kubectl("delete", "pod", "reader")
     assert code == 0, err
+    for _ in range(300):  # the files go with the pod's teardown
+        if not volume_dir.exists():
+            break
+        await asyncio.sleep(0.1)
     assert not volume_dir.exists()
