@@ -619,8 +619,11 @@ def process_group_usage(pgid: int) -> Usage | None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Readable by the owner only: a container's record keeps its env (Secret values too)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 

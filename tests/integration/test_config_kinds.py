@@ -174,6 +174,8 @@ async def test_a_process_pod_reads_its_config_volume_from_the_path_in_its_env(cl
     volume_dir = Path(out and (await cluster.kubectl("exec", "reader", "--", "sh", "-c",
                                                      'echo -n "$MESHD_VOLUME_CFG"'))[1])
     assert stat.S_IMODE(volume_dir.parent.parent.stat().st_mode) == 0o700  # STATE/pod-volumes: the agent's only
+    records = [p for p in _state_files(cluster) if "/records/" in p]
+    assert records and all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in records)  # they keep the env
     code, _, err = await cluster.kubectl("delete", "pod", "reader")
     assert code == 0, err
     for _ in range(300):  # the files go with the pod's teardown
