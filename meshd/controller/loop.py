@@ -283,6 +283,7 @@ class Controller:
                     self.progress.pop(key[1:], None)
                 if isinstance(obj, (ConfigMap, Secret)):
                     self.pod_config.changed()
+                    self._notify(*key)  # watches: nothing else changes with it
             results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, action))
         self.kick()
         return results
@@ -308,6 +309,8 @@ class Controller:
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
+                if key[0] in ("ConfigMap", "Secret"):
+                    self._notify(*key)
             if found:
                 self.kick()
             gone = set(found)

@@ -183,3 +183,37 @@ async def test_a_process_pod_reads_its_config_volume_from_the_path_in_its_env(cl
             break
         await asyncio.sleep(0.1)
     assert not volume_dir.exists()
+
+
+async def test_the_python_client_creates_reads_and_watches_configmaps_and_secrets(cluster):
+    kubernetes = pytest.importorskip("kubernetes")
+
+    def use_the_client() -> dict:
+        api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(
+            config_file=str(cluster.kubeconfig)))
+        seen: dict = {}
+        api.create_namespaced_config_map("default", {"metadata": {"name": "w"}, "data": {"k": "1"}})
+        api.create_namespaced_secret("default", {"metadata": {"name": "t"}, "type": "kubernetes.io/tls",
+                                                 "stringData": {"tls.crt": "C", "tls.key": "K"}})
+        seen["secret"] = api.read_namespaced_secret("t", "default").data
+        watch = kubernetes.watch.Watch()
+        events = []
+        for event in watch.stream(api.list_namespaced_config_map, "default", timeout_seconds=60):
+            events.append((event["type"], event["object"].metadata.name, (event["object"].data or {}).get("k")))
+            if len(events) == 1:
+                api.patch_namespaced_config_map("w", "default", {"data": {"k": "2"}})
+            elif len(events) == 2:
+                api.delete_namespaced_config_map("w", "default")
+            else:
+                watch.stop()
+        seen["events"] = events
+        try:
+            api.create_namespaced_secret("default", {"metadata": {"name": "b"}, "data": {"x": "not base64!"}})
+        except kubernetes.client.ApiException as error:
+            seen["bad"] = (error.status, json.loads(error.body)["details"]["causes"][0]["field"])
+        return seen
+
+    seen = await asyncio.to_thread(use_the_client)
+    assert seen["secret"] == {"tls.crt": "Qw==", "tls.key": "Sw=="}
+    assert seen["events"] == [("ADDED", "w", "1"), ("MODIFIED", "w", "2"), ("DELETED", "w", "2")]
+    assert seen["bad"] == (422, "data.x")
