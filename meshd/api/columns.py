@@ -48,46 +48,90 @@ def _int(value: Any) -> int:
 # --- pods -------------------------------------------------------------------------------------------------
 
 
+def _sidecars(pod: Obj) -> set[str]:
+    """Native sidecars: the init containers with restartPolicy: Always."""
+    return {c.get("name", "") for c in _spec(pod).get("initContainers") or [] if c.get("restartPolicy") == "Always"}
+
+
+def _init_reason(pod: Obj) -> str | None:
+    """kubectl's printPod for init containers: the first one not done gives Init:N/M, Init:REASON or
+    Init:ExitCode:N; None when every init container completed (or, sidecars, started)."""
+    sidecars = _sidecars(pod)
+    total = len(_spec(pod).get("initContainers") or [])
+    for i, cs in enumerate(_status(pod).get("initContainerStatuses") or []):
+        state = cs.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        if terminated is not None and _int(terminated.get("exitCode")) == 0:
+            continue
+        if cs.get("name") in sidecars and cs.get("started"):
+            continue
+        if terminated is not None:
+            if terminated.get("reason"):
+                return "Init:" + terminated["reason"]
+            signal = _int(terminated.get("signal"))
+            return f"Init:Signal:{signal}" if signal else f"Init:ExitCode:{_int(terminated.get('exitCode'))}"
+        if waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            return "Init:" + waiting["reason"]
+        return f"Init:{i}/{total}"
+    return None
+
+
 def pod_ready(pod: Obj) -> str:
-    """READY: containers ready and running / containers in the pod."""
-    total = len(_spec(pod).get("containers") or []) or len(_status(pod).get("containerStatuses") or [])
+    """READY: containers ready and running / containers in the pod (native sidecars count, as kubectl's)."""
+    sidecars = _sidecars(pod)
+    total = (len(_spec(pod).get("containers") or []) or len(_status(pod).get("containerStatuses") or [])) \
+        + len(sidecars)
     ready = sum(
         1
         for cs in _status(pod).get("containerStatuses") or []
         if cs.get("ready") and "running" in (cs.get("state") or {})
-    )
+    ) + sum(1 for cs in _status(pod).get("initContainerStatuses") or []
+            if cs.get("name") in sidecars and cs.get("started") and cs.get("ready"))
     return f"{ready}/{total}"
 
 
 def pod_status(pod: Obj) -> str:
-    """STATUS as kubectl computes it: the phase, overridden by a container's waiting/terminated reason."""
+    """STATUS as kubectl computes it: the phase, overridden by an init container's progress (Init:1/2,
+    Init:CrashLoopBackOff) while the pod initializes, else by a container's waiting/terminated reason."""
     status = _status(pod)
     reason = status.get("reason") or status.get("phase") or "Unknown"
-    has_running = False
-    for cs in reversed(status.get("containerStatuses") or []):
-        state = cs.get("state") or {}
-        waiting, terminated = state.get("waiting"), state.get("terminated")
-        if waiting is not None and waiting.get("reason"):
-            reason = waiting["reason"]
-        elif terminated is not None and terminated.get("reason"):
-            reason = terminated["reason"]
-        elif terminated is not None:
-            signal = _int(terminated.get("signal"))
-            reason = f"Signal:{signal}" if signal else f"ExitCode:{_int(terminated.get('exitCode'))}"
-        elif cs.get("ready") and state.get("running") is not None:
-            has_running = True
-    if reason == "Completed" and has_running:
-        reason = "Running" if _condition_true(status, "Ready") else "NotReady"
+    init = _init_reason(pod)
+    if init is not None and not _condition_true(status, "Initialized"):
+        reason = init
+    else:
+        has_running = False
+        for cs in reversed(status.get("containerStatuses") or []):
+            state = cs.get("state") or {}
+            waiting, terminated = state.get("waiting"), state.get("terminated")
+            if waiting is not None and waiting.get("reason"):
+                reason = waiting["reason"]
+            elif terminated is not None and terminated.get("reason"):
+                reason = terminated["reason"]
+            elif terminated is not None:
+                signal = _int(terminated.get("signal"))
+                reason = f"Signal:{signal}" if signal else f"ExitCode:{_int(terminated.get('exitCode'))}"
+            elif cs.get("ready") and state.get("running") is not None:
+                has_running = True
+        if reason == "Completed" and has_running:
+            reason = "Running" if _condition_true(status, "Ready") else "NotReady"
     if _meta(pod).get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
         reason = "Terminating"
     return reason
 
 
 def pod_restarts(pod: Obj, now: datetime) -> str:
-    """RESTARTS: the sum over containers, with the age of the last restart ("3 (42s ago)")."""
+    """RESTARTS: the sum over containers, with the age of the last restart ("3 (42s ago)"); while the pod
+    initializes, over the init containers (as kubectl counts)."""
     restarts = 0
     last: datetime | None = None
-    for cs in _status(pod).get("containerStatuses") or []:
+    status = _status(pod)
+    initializing = _init_reason(pod) is not None and not _condition_true(status, "Initialized")
+    sidecars = _sidecars(pod)
+    counted = [cs for cs in status.get("initContainerStatuses") or []
+               if initializing or cs.get("name") in sidecars]
+    if not initializing:
+        counted += status.get("containerStatuses") or []
+    for cs in counted:
         restarts += _int(cs.get("restartCount"))
         finished = parse_time(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
         if finished is not None and (last is None or finished > last):

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import copy
 import time
-import uuid
 from typing import Any
 
 from meshd.controller.loop import Controller, ObjectRecord
-from meshd.controller.pod import ContainerStatus, PodWorker
+from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
 from meshd.manifests.config import render_config
 from meshd.manifests.render import qos_class, render_pod_spec
@@ -40,7 +39,7 @@ def stored_metadata(controller: Controller, record: ObjectRecord) -> dict[str, A
 
 def pod_uid(worker: PodWorker) -> str:
     """A pod's uid: stable for the pod's life, across agent restarts too (from its name and creation time)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshd:pod/{worker.namespace}/{worker.name}/{worker.created:.3f}"))
+    return pod_uid_of(worker.namespace, worker.name, worker.created)
 
 
 def _metadata(raw: dict[str, Any], *, namespace: str, name: str, created: float, uid: str,
@@ -62,6 +61,13 @@ def _container_state(status: ContainerStatus) -> dict[str, Any]:
     return {"waiting": {"reason": status.reason, "message": status.message}}
 
 
+def _incomplete(worker: PodWorker) -> list[str]:
+    """The init containers not yet done (the Initialized condition's message names them)."""
+    return [c.name for c in worker.spec.init_containers
+            if not (worker.containers[c.name].phase == "terminated" and worker.containers[c.name].exit_code == 0)
+            and not worker.container_started(c.name)]
+
+
 def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "meshd") -> dict[str, Any]:
     """A v1 Pod; `uid` is a bare Pod's (its object's), `owner_uid` the uid of the ReplicaSet that runs it."""
     identity = worker.identity
@@ -72,8 +78,9 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
     labels = dict(worker.labels)
     spec = render_pod_spec(worker.spec)  # the whole spec (env, resources, probes, mounts), with the defaults
     spec["nodeName"] = node
-    statuses = []
-    for c in worker.spec.containers:
+    statuses: list[dict[str, Any]] = []
+    init_statuses: list[dict[str, Any]] = []
+    for c in (*worker.spec.init_containers, *worker.spec.containers):
         container = worker.containers[c.name]
         entry: dict[str, Any] = {
             "name": c.name,
@@ -81,7 +88,7 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
             "imageID": "",
             "containerID": f"docker://{container.id}" if container.id else "",
             "ready": container.ready,
-            "started": container.phase == "running",
+            "started": worker.container_started(c.name),
             "restartCount": container.restart_count,
             "state": _container_state(container),
         }
@@ -95,7 +102,7 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
         probes = worker.probe_reports(c.name)
         if probes is not None:
             entry["probes"] = probes
-        statuses.append(entry)
+        (init_statuses if worker.is_init(c.name) else statuses).append(entry)
     ready = worker.ready
     phase = worker.phase
     pod_status: dict[str, Any] = {
@@ -103,6 +110,11 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
         "conditions": [
             {"type": "PodScheduled", "status": "True" if worker.scheduled else "False",
              **({"reason": worker.reason, "message": worker.message} if not worker.scheduled and worker.reason else {})},
+            *([{"type": "Initialized", "status": "True" if worker.initialized else "False",
+                **({} if worker.initialized else {"reason": "ContainersNotInitialized",
+                                                  "message": "containers with incomplete status: ["
+                                                  + " ".join(_incomplete(worker)) + "]"})}]
+              if worker.spec.init_containers else [{"type": "Initialized", "status": "True"}]),
             {"type": "Ready", "status": "True" if ready else "False"},
             {"type": "ContainersReady", "status": "True" if ready else "False"},
         ],
@@ -113,6 +125,8 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
         "containerStatuses": statuses,
         "qosClass": qos_class(spec),
     }
+    if init_statuses:
+        pod_status["initContainerStatuses"] = init_statuses
     if not worker.scheduled:  # as the scheduler leaves it: Pending, no containers yet; why is in PodScheduled
         pod_status["containerStatuses"] = []
     elif worker.reason:

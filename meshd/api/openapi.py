@@ -37,11 +37,13 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "PodSpec": ("core", "The specification of a pod's desired behavior.", {
         "containers": "[Container]", "initContainers": "[Container]", "volumes": "[Volume]",
         "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "nodeName": "string",
-        "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string"}),
+        "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string",
+        "securityContext": "PodSecurityContext", "hostNetwork": "boolean", "hostPID": "boolean",
+        "hostIPC": "boolean"}),
     "PodStatus": ("core", "The most recently observed status of the pod.", {
         "phase": "string", "conditions": "[PodCondition]", "message": "string", "reason": "string",
         "hostIP": "string", "podIP": "string", "podIPs": "[PodIP]", "startTime": "time",
-        "containerStatuses": "[ContainerStatus]", "qosClass": "string"}),
+        "containerStatuses": "[ContainerStatus]", "initContainerStatuses": "[ContainerStatus]", "qosClass": "string"}),
     "PodIP": ("core", "An IP address of the pod.", {"ip": "string"}),
     "PodCondition": ("core", "A condition of the pod.", {
         "type": "string", "status": "string", "reason": "string", "message": "string",
@@ -51,7 +53,16 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "args": "[string]", "workingDir": "string", "env": "[EnvVar]", "ports": "[ContainerPort]",
         "resources": "ResourceRequirements", "volumeMounts": "[VolumeMount]", "livenessProbe": "Probe",
         "readinessProbe": "Probe", "startupProbe": "Probe", "lifecycle": "Lifecycle",
-        "restartPolicy": "string"}),
+        "restartPolicy": "string", "securityContext": "SecurityContext"}),
+    "SecurityContext": ("core", "Security options a container runs with (enforced by meshd's Docker driver).", {
+        "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean",
+        "readOnlyRootFilesystem": "boolean", "allowPrivilegeEscalation": "boolean", "privileged": "boolean",
+        "capabilities": "Capabilities"}),
+    "Capabilities": ("core", "POSIX capabilities added to or dropped from a container.", {
+        "add": "[string]", "drop": "[string]"}),
+    "PodSecurityContext": ("core", "Security options for every container of a pod, and its groups.", {
+        "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "fsGroup": "integer",
+        "supplementalGroups": "[integer]"}),
     "ContainerPort": ("core", "A network port in a single container.", {
         "name": "string", "containerPort": "integer", "protocol": "string"}),
     "EnvVar": ("core", "An environment variable present in a container.", {

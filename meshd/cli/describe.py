@@ -305,7 +305,12 @@ def describe_pod(pod: Obj, events: list[Obj], now: datetime) -> str:
     controller = _controller(pod)
     if controller:
         s.kv(0, "Controlled By", controller)
-    statuses = {cs.get("name"): cs for cs in status.get("containerStatuses") or []}
+    statuses = {cs.get("name"): cs for cs in
+                (*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or []))}
+    if spec.get("initContainers"):  # as kubectl describes them, before the app containers
+        s.add(0, "Init Containers:")
+        for container in spec["initContainers"]:
+            _container(s, container, statuses.get(container.get("name")))
     s.add(0, "Containers:")
     for container in spec.get("containers") or []:
         _container(s, container, statuses.get(container.get("name")))

@@ -166,6 +166,12 @@ def agent_options(func: Any) -> Any:
             default=None,
             help="Tell apart agents sharing one engine (default: from --state-dir).",
         ),
+        click.option(
+            "--allow-privileged",
+            is_flag=True,
+            default=None,
+            help="Run pods that ask for securityContext.privileged, hostPID or hostIPC (refused at apply otherwise).",
+        ),
         click.option("-v", "--verbose", count=True, help="Debug log output."),
     ]
     for option in reversed(options):

@@ -9,6 +9,7 @@ pod workers, so a pass is pure bookkeeping and cheap.
 from __future__ import annotations
 
 import asyncio
+import os
 import dataclasses
 import json
 import logging
@@ -58,6 +59,7 @@ from meshd.driver.base import (
 )
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.manifests.config import check_update as check_config_update
+from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.model.objects import (
     ConfigMap,
@@ -133,9 +135,13 @@ class Controller:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         store: ObjectStore | None = None,
+        security: SecuritySupport | None = None,
     ) -> None:
-        """Without a store, start() opens STATE/store.db (and moves an old state.json into it)."""
+        """Without a store, start() opens STATE/store.db (and moves an old state.json into it). `security`:
+        what the driver enforces of a securityContext, and whether privileged pods are allowed (not by default)."""
         self.driver = driver
+        self.security = security or SecuritySupport(driver=getattr(driver, "name", "docker"),
+                                                    agent_uid=os.geteuid(), agent_gid=os.getegid())
         self.registry = registry
         self.state_dir = state_dir
         self.agent_id = agent_id
@@ -250,6 +256,8 @@ class Controller:
                 planned.append((obj, "configured"))
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
+            for path, why in object_refusals(obj, self.security):  # what this agent will not run
+                raise ManifestError(why, source=source, kind=obj.kind, name=obj.metadata.name, path=path)
             if isinstance(obj, Pod) and existing is None:
                 self._check_pod_name_free(obj, source)
             if isinstance(obj, (ConfigMap, Secret)) and existing is not None:

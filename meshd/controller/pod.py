@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from meshd.controller.backoff import Backoff, BackoffPolicy, should_restart
+from meshd.controller.initphase import InitState, next_init_step, pod_phase, restart_policy_for
 from meshd.controller.metrics import CONTAINER_RESTARTS, restart_reason
 from meshd.driver.base import (
     INFRA_CONTAINER,
     LABEL_CONTAINER,
+    ContainerConfigError,
     ContainerEvent,
     ContainerSpec,
     Driver,
@@ -27,6 +30,7 @@ from meshd.driver.base import (
 )
 from meshd.model.expansion import PodFacts, resolve_env
 from meshd.model.objects import Container, PodSpec
+from meshd.model.security import effective_security
 from meshd.registry import PodRecord, Registry
 from meshd.tasks import BACKGROUND, run_supervised
 from meshd.volumes.payload import ConfigError
@@ -72,6 +76,11 @@ class PodIdentity:
 
 
 Prober = Callable[["PodWorker", Container], "ProberHandle | None"]
+
+
+def pod_uid_of(namespace: str, name: str, created: float) -> str:
+    """A pod's uid: stable for the pod's life, across agent restarts too (from its name and creation time)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshd:pod/{namespace}/{name}/{created:.3f}"))
 
 
 def finished_to_keep(restart_policy: str, found: list[ObservedContainer]) -> ObservedContainer | None:
@@ -121,7 +130,14 @@ class PodWorker:
         self.labels = labels
         self.annotations = annotations
         self.created = created if created is not None else clock()
-        self.containers = {c.name: ContainerStatus(c.name, c.image) for c in spec.containers}
+        # init containers first (`logs -c`, `exec -c` find them here too), then the app containers
+        waiting = "PodInitializing" if spec.init_containers else "ContainerCreating"
+        self.containers = {c.name: ContainerStatus(c.name, c.image, reason=waiting)
+                           for c in (*spec.init_containers, *spec.containers)}
+        self.initialized = not spec.init_containers
+        self.init_failed = False
+        self._sidecars_started: set[str] = set()
+        self._sidecars_done = False  # the pod finished: its sidecars stopped for good
         self.sandbox: Sandbox | None = None
         self.phase = "Pending"
         self.reason = ""
@@ -164,7 +180,29 @@ class PodWorker:
 
     @property
     def ready(self) -> bool:
-        return self.phase == "Running" and not self.terminating and all(c.ready for c in self.containers.values())
+        return self.phase == "Running" and not self.terminating and all(
+            self.containers[name].ready for name in self._counted())
+
+    def _counted(self) -> list[str]:
+        """The containers readiness counts: the app containers and the native sidecars."""
+        return [c.name for c in (*self.spec.init_containers, *self.spec.containers)
+                if c.restart_policy == "Always" or c in self.spec.containers]
+
+    def is_init(self, name: str) -> bool:
+        return any(c.name == name for c in self.spec.init_containers)
+
+    def container_started(self, name: str) -> bool:
+        """status.containerStatuses[].started: running, and its startup probe passed (sidecars)."""
+        status = self.containers[name]
+        if status.phase != "running":
+            return False
+        return name in self._sidecars_started if self.is_init(name) else True
+
+    def _spec_of(self, name: str) -> Container:
+        return next(c for c in (*self.spec.init_containers, *self.spec.containers) if c.name == name)
+
+    def _policy(self, name: str) -> str:
+        return restart_policy_for(self.spec.restart_policy, self._spec_of(name), init=self.is_init(name))
 
     @property
     def restarts(self) -> int:
@@ -196,6 +234,8 @@ class PodWorker:
         self._events.put_nowait((container, reason, message))
 
     def probe_changed(self) -> None:
+        if not self.initialized:  # a sidecar's startup probe may have passed: the next init container's turn
+            self._events.put_nowait(("", "", ""))
         self._publish()
 
     def terminate(self) -> None:
@@ -268,8 +308,82 @@ class PodWorker:
                 log.warning("pod %s/%s: %s (retrying in %.1fs)", self.namespace, self.name, error, delay)
                 await self._wait_terminate(delay)
                 delay = min(delay * 2, 10)
-        if not self._terminate.is_set():
-            await asyncio.gather(*(self._ensure_container(c) for c in self.spec.containers))
+        if self._terminate.is_set():
+            return
+        if not self.initialized and any(o.labels.get(LABEL_CONTAINER) in {c.name for c in self.spec.containers}
+                                        for o in self._adopt):
+            self.initialized = True  # an agent restart: the app containers ran, so initialization was done
+        if self.initialized:
+            await asyncio.gather(*(self._ensure_container(c, start=not self._plain_init(c))
+                                   for c in (*self.spec.init_containers, *self.spec.containers)))
+            for c in self.spec.init_containers:
+                self._mark_completed(c)
+            self._sidecars_started.update(c.name for c in self.spec.init_containers if c.restart_policy)
+            self._update_phase()
+            self._publish()
+            return
+        await asyncio.gather(*(self._ensure_container(c, start=False) for c in self.spec.init_containers))
+        await self._advance()
+
+    def _plain_init(self, container: Container) -> bool:
+        return container.restart_policy is None and self.is_init(container.name)
+
+    def _mark_completed(self, container: Container) -> None:
+        """A plain init container of an initialized pod whose instance is gone shows as Completed."""
+        status = self.containers[container.name]
+        if self._plain_init(container) and status.id is None and status.phase != "terminated":
+            status.phase, status.reason, status.exit_code = "terminated", "Completed", 0
+
+    async def _advance(self) -> None:
+        """Runs the init sequence on: starts the next init container, or the app containers once done."""
+        while not self.initialized and not self.init_failed and not self._terminate.is_set():
+            self._note_sidecars_started()
+            step = next_init_step([self._init_state(c) for c in self.spec.init_containers])
+            if step.action == "wait":
+                return
+            if step.action == "failed":
+                self.init_failed = True
+                self._update_phase()
+                self._publish()
+                await self._stop_sidecars()
+                return
+            if step.action == "start":
+                status = self.containers[step.name]
+                await self._try_start(self._spec_of(step.name), status)
+                if status.id is None:  # it could not start (retried later)
+                    return
+                continue
+            self.initialized = True
+            log.info("pod %s/%s: initialized; starting the app containers", self.namespace, self.name)
+            await asyncio.gather(*(self._try_start(c, self.containers[c.name]) for c in self.spec.containers))
+            self._update_phase()
+            self._publish()
+
+    async def _stop_sidecars(self) -> None:
+        """The app containers are done for good (or initialization failed): the native sidecars stop, in
+        reverse order, and are not restarted, so the pod can finish (a Job's pod with a sidecar completes)."""
+        if self._sidecars_done:
+            return
+        self._sidecars_done = True
+        for c in reversed(self.spec.init_containers):
+            status = self.containers[c.name]
+            if c.restart_policy and status.id and status.phase == "running":
+                await self._stop_container(status.id, grace=self.spec.termination_grace_period_seconds)
+            status.restart_at = None
+
+    def _init_state(self, container: Container) -> InitState:
+        status = self.containers[container.name]
+        return InitState(name=container.name, sidecar=container.restart_policy == "Always", phase=status.phase,
+                         exit_code=status.exit_code, has_instance=status.id is not None,
+                         pending=status.restart_at is not None, started=container.name in self._sidecars_started)
+
+    def _note_sidecars_started(self) -> None:
+        for c in self.spec.init_containers:
+            status = self.containers[c.name]
+            if c.restart_policy and status.phase == "running" and c.name not in self._sidecars_started:
+                prober = self._probers.get(c.name)
+                if prober is None or c.startup_probe is None or getattr(prober, "started", prober.ready):
+                    self._sidecars_started.add(c.name)
 
     async def _step(self) -> None:
         now = self._clock()
@@ -286,10 +400,13 @@ class PodWorker:
         if getter in done:
             await self._handle(getter.result())
         await self._restart_due()
+        await self._advance()
 
     async def _handle(self, event: ContainerEvent | tuple[str, str, str]) -> None:
         if isinstance(event, tuple):
             name, reason, message = event
+            if not name:  # a nudge: the init sequence may go on (see probe_changed)
+                return
             status = self.containers.get(name)
             if status is None or status.phase != "running" or status.id is None:
                 return
@@ -339,11 +456,13 @@ class PodWorker:
         self._publish()
 
     async def _schedule_restart(self, status: ContainerStatus, *, force: bool = False) -> None:
-        if self._terminate.is_set():
+        if self._terminate.is_set() or (self._sidecars_done and self.is_init(status.name)):
             return
-        if not force and not should_restart(self.spec.restart_policy, status.exit_code):
+        if not force and not should_restart(self._policy(status.name), status.exit_code):
             self._update_phase()
             self._publish()
+            if self.phase in ("Succeeded", "Failed"):
+                await self._stop_sidecars()
             return
         delay = status.backoff.delay(self._backoff, now=self._clock())
         if delay <= 0:
@@ -363,7 +482,7 @@ class PodWorker:
 
     async def _restart(self, status: ContainerStatus) -> None:
         status.restart_at = None
-        container = next(c for c in self.spec.containers if c.name == status.name)
+        container = self._spec_of(status.name)
         if status.id is None:  # it never started (image missing, engine error): try again, no restart counted
             await self._try_start(container, status)
             return
@@ -394,6 +513,13 @@ class PodWorker:
             status.id, status.restart_at, status.previous_id = None, None, None
             status.restart_count += 1
             status.backoff = status.backoff.started(self._backoff, now=self._clock())
+        if self.spec.init_containers:  # a new sandbox initializes again, as the kubelet does
+            self.initialized, self.init_failed = False, False
+            self._sidecars_started.clear()
+            for status in self.containers.values():
+                status.phase, status.reason, status.exit_code = "waiting", "PodInitializing", None
+            await self._advance()
+            return
         await asyncio.gather(*(self._try_start(c, self.containers[c.name]) for c in self.spec.containers))
 
     # --- driver calls -----------------------------------------------------------------------------
@@ -432,13 +558,15 @@ class PodWorker:
             volumes=self.spec.volumes,
             share_process_namespace=self.spec.share_process_namespace,
             dns_search=self._dns_search,
+            fs_group=self.spec.security_context.fs_group if self.spec.security_context else None,
         )
 
-    async def _ensure_container(self, container: Container) -> None:
+    async def _ensure_container(self, container: Container, *, start: bool = True) -> None:
+        """Adopts the container's instances found on the engine; starts one (with `start`) when none runs."""
         status = self.containers[container.name]
         mine = [o for o in self._adopt if o.labels.get(LABEL_CONTAINER) == container.name]
         running = next((o for o in mine if o.state == "running"), None)
-        finished = None if running is not None else finished_to_keep(self.spec.restart_policy, mine)
+        finished = None if running is not None else finished_to_keep(self._policy(container.name), mine)
         exited = [o for o in mine if o is not running and o is not finished]
         previous = max(exited, key=lambda o: (o.restart_count, o.finished_at or 0.0), default=None)
         for other in exited:
@@ -458,7 +586,8 @@ class PodWorker:
             return
         if mine:  # it exited while the agent was away: that counts as a restart
             status.restart_count = max(o.restart_count for o in mine) + 1
-        await self._try_start(container, status)
+        if start:
+            await self._try_start(container, status)
 
     def _adopt_finished(self, status: ContainerStatus, finished: ObservedContainer) -> None:
         exit_code = finished.exit_code if finished.exit_code is not None else 137
@@ -488,6 +617,8 @@ class PodWorker:
             status.phase = "waiting"
             status.reason = ("ErrImagePull" if status.start_failures == 1 else "ImagePullBackOff") if pull \
                 else "CreateContainerError"
+            if isinstance(error, ContainerConfigError):  # the kubelet's reason: the spec, not the engine
+                status.reason = "CreateContainerConfigError"
             status.message = str(error)
             delay = min(self._backoff.initial * 2 ** (status.start_failures - 1), self._backoff.maximum)
             status.restart_at = self._clock() + delay
@@ -509,10 +640,13 @@ class PodWorker:
             ContainerSpec(
                 sandbox=self.sandbox,
                 spec=self._sandbox_spec(),
-                container=resolve_env(prepared.container if prepared else container, self.spec.containers, facts),
+                container=resolve_env(prepared.container if prepared else container,
+                                      (*self.spec.init_containers, *self.spec.containers), facts),
                 restart_count=status.restart_count,
                 mount_sources=prepared.mount_sources if prepared else {},
                 registry_auth=prepared.registry_auth if prepared else None,
+                security=effective_security(self.spec, container),
+                pod_ref=f"{self.name}_{self.namespace}({pod_uid_of(self.namespace, self.name, self.created)})",
             )
         )
         status.phase, status.reason = "running", ""
@@ -562,10 +696,15 @@ class PodWorker:
         except TimeoutError:
             pass
         self.stop_probers()
-        await asyncio.gather(*(self._run_pre_stop(c, deadline=started + grace) for c in self.spec.containers))
-        remaining = max(grace - (self._clock() - started), 0)
+        # the app containers stop first, then the native sidecars (in reverse order), as the kubelet does
+        sidecars = [c for c in reversed(self.spec.init_containers) if c.restart_policy]
+        for group in (list(self.spec.containers), *([c] for c in sidecars)):
+            await asyncio.gather(*(self._run_pre_stop(c, deadline=started + grace) for c in group))
+            remaining = max(grace - (self._clock() - started), 0)
+            group_ids = [self.containers[c.name].id for c in group]
+            await asyncio.gather(*(self._stop_container(cid, grace=remaining) for cid in group_ids if cid))
         ids = [c.id for c in self.containers.values() if c.id]
-        await asyncio.gather(*(self._stop_container(cid, grace=remaining) for cid in ids))
+        await asyncio.gather(*(self._stop_container(cid, grace=0) for cid in ids))
         await asyncio.gather(*(self._remove_quietly(cid) for cid in {*ids, *self._previous_ids()}))
         if self.sandbox:
             await self._remove_quietly(self.sandbox.id, sandbox=True)
@@ -602,12 +741,10 @@ class PodWorker:
     # --- publishing -------------------------------------------------------------------------------
 
     def _update_phase(self) -> None:
-        states = [c.phase for c in self.containers.values()]
-        if any(s == "running" for s in states) or any(c.restart_at for c in self.containers.values()):
-            self.phase = "Running"
-        elif states and all(s == "terminated" for s in states):
-            codes = [c.exit_code for c in self.containers.values()]
-            self.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        app = [self.containers[c.name] for c in self.spec.containers]
+        self.phase = pod_phase(initialized=self.initialized, init_failed=self.init_failed,
+                               app=[(c.phase, c.exit_code, c.restart_at is not None) for c in app],
+                               current=self.phase)
         self.reason = ""
 
     def _publish(self) -> None:
@@ -630,7 +767,8 @@ class PodWorker:
 
     def record(self) -> PodRecord:
         named_ports = {p.name: p.container_port for c in self.spec.containers for p in c.ports if p.name}
-        not_ready = [f"{c.name}: {self._why_not_ready(c)}" for c in self.containers.values() if not c.ready]
+        counted = [self.containers[name] for name in self._counted()]
+        not_ready = [f"{c.name}: {self._why_not_ready(c)}" for c in counted if not c.ready]
         return PodRecord(
             namespace=self.namespace,
             name=self.name,

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 from meshd.driver.session import ExecSession
 from meshd.model.objects import Container, Volume
+from meshd.model.security import EffectiveSecurity
 
 LABEL_MANAGED = "io.meshd.managed"
 LABEL_NAMESPACE = "io.meshd.namespace"
@@ -32,6 +33,11 @@ class DriverError(Exception):
     """The engine failed or is unreachable; the message says what to do."""
 
 
+class ContainerConfigError(DriverError):
+    """The container's spec cannot run as asked (runAsNonRoot and a root image): the kubelet's
+    CreateContainerConfigError; retried with back-off, as the spec or the image may change."""
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """A pod's shared part."""
@@ -43,6 +49,7 @@ class SandboxSpec:
     volumes: tuple[Volume, ...] = ()
     share_process_namespace: bool = False
     dns_search: tuple[str, ...] = ()  # e.g. ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
+    fs_group: int | None = None  # securityContext.fsGroup: the group that owns the pod's volumes
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class ContainerSpec:
     restart_count: int = 0
     mount_sources: Mapping[str, str] = field(default_factory=dict)  # mountPath -> a host path (meshd.volumes)
     registry_auth: Mapping[str, str] | None = field(default=None, repr=False)  # from imagePullSecrets
+    security: EffectiveSecurity = EffectiveSecurity()  # the container's securityContext over the pod's
+    pod_ref: str = ""  # the pod as the kubelet names it in messages: name_namespace(uid)
 
 
 ContainerState = Literal["created", "running", "exited"]

@@ -32,6 +32,7 @@ from meshd.driver.base import (
     LABEL_MANAGED,
     LABEL_RESTART_COUNT,
     ContainerEvent,
+    ContainerConfigError,
     ContainerSpec,
     ContainerState,
     DriverError,
@@ -42,11 +43,13 @@ from meshd.driver.base import (
     Usage,
 )
 from meshd.driver.docker_exec import DockerExecSession
+from meshd.driver.docker_security import docker_security_options, needs_image_user
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.driver.session import ExecSession
 from meshd.images.builders import builder_for
 from meshd.logfiles import MAX_FILES, MAX_SIZE
 from meshd.model.expansion import expand_container
+from meshd.model.security import non_root_refusal
 from meshd.model.objects import Volume
 
 log = logging.getLogger(__name__)
@@ -461,13 +464,15 @@ class DockerDriver:
             try:
                 for volume in (v for v in spec.volumes if v.is_empty_dir):  # config volumes are bind mounts
                     opts = {"type": "tmpfs", "device": "tmpfs"} if volume.medium == "Memory" else None
+                    if opts is not None and spec.fs_group is not None:  # fsGroup owns the pod's volumes
+                        opts["o"] = f"mode=2777,gid={spec.fs_group}"
                     client.volumes.create(
                         name=volume_name(container.id, volume.name),
                         driver="local",
                         driver_opts=opts,
                         labels={**labels, LABEL_SANDBOX: container.id, LABEL_CONTAINER: ""},
                     )
-                self._open_volumes(client, container.id, spec.volumes)
+                self._open_volumes(client, container.id, spec.volumes, fs_group=spec.fs_group)
                 container.start()
                 container.reload()
             except Exception:
@@ -481,19 +486,23 @@ class DockerDriver:
 
         return await self._call(f"create sandbox for {spec.namespace}/{spec.pod}", create)
 
-    def _open_volumes(self, client: Any, sandbox_id: str, volumes: tuple[Volume, ...]) -> None:
+    def _open_volumes(self, client: Any, sandbox_id: str, volumes: tuple[Volume, ...], *,
+                      fs_group: int | None = None) -> None:
         """emptyDir directories are world-writable (0777) as the kubelet makes them, so an image running as a
         non-root USER can write to them; a new Docker volume is root's 0755. A one-shot container of the
-        infra image sets the mode (tmpfs volumes are 1777 already)."""
+        infra image sets the mode (tmpfs volumes are 1777 already). With the pod's fsGroup the group owns
+        them, setgid (2777), so files made in them belong to it too."""
         from docker.types import Mount
 
         disk = [v for v in volumes if v.medium != "Memory" and v.is_empty_dir]
         if not disk:
             return
         targets = [f"/volumes/{i}" for i in range(len(disk))]
+        command = ["/bin/busybox", "chmod", "0777", *targets] if fs_group is None else \
+            ["/bin/busybox", "sh", "-c", 'chgrp "$0" "$@" && chmod 2777 "$@"', str(fs_group), *targets]
         client.containers.run(
             self.pause_image,
-            ["/bin/busybox", "chmod", "0777", *targets],
+            command,
             mounts=[Mount(target=t, source=volume_name(sandbox_id, v.name), type="volume")
                     for t, v in zip(targets, disk)],
             network_mode="none",
@@ -580,6 +589,10 @@ class DockerDriver:
             await self._call(f"build {image}", run, timeout=self.pull_timeout)
         return True
 
+    def _image_user(self, image: str) -> str:
+        """The image's USER ("" for none: root)."""
+        return str((self._docker().api.inspect_image(image).get("Config") or {}).get("User") or "")
+
     def _image_present(self, image: str) -> bool:
         import docker.errors
 
@@ -604,6 +617,11 @@ class DockerDriver:
     async def start_container(self, spec: ContainerSpec) -> str:
         c = spec.container
         await self.ensure_image(c.image, c.image_pull_policy, auth=spec.registry_auth)
+        image_user = await self._call(f"inspect image {c.image}", self._image_user, c.image) \
+            if needs_image_user(spec.security) else ""
+        refusal = non_root_refusal(spec.security, image_user, pod=spec.pod_ref or spec.spec.pod, container=c.name)
+        if refusal is not None:
+            raise ContainerConfigError(refusal)
         sandbox_id = spec.sandbox.id
         labels = self._base_labels(spec.spec.labels)
         labels.update(
@@ -650,6 +668,7 @@ class DockerDriver:
             kwargs["pid_mode"] = f"container:{sandbox_id}"
         if c.working_dir:
             kwargs["working_dir"] = c.working_dir
+        kwargs.update(docker_security_options(spec.security, image_user))  # securityContext, enforced
         limits = c.resources.limits
         if limits.cpu_millicores:
             kwargs["nano_cpus"] = limits.cpu_millicores * 1_000_000

@@ -25,6 +25,7 @@ from typing import Any
 
 from meshd.driver import ContainerNotFound, ExecTimeout
 from meshd.driver.base import (
+    ContainerConfigError,
     INFRA_CONTAINER,
     LABEL_AGENT,
     LABEL_CONTAINER,
@@ -40,6 +41,7 @@ from meshd.driver.base import (
     SandboxSpec,
     Usage,
 )
+from meshd.driver.process_security import no_new_privs, own_volume, popen_credentials, process_refusal
 from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
 from meshd.model.expansion import expand_container
@@ -338,6 +340,13 @@ class ProcessDriver:
                 f"container {c.name}: the process driver needs `command` (or `args`): it cannot run an image's "
                 f"default entrypoint ({c.image})"
             )
+        refusal = process_refusal(spec.security, agent_uid=os.geteuid(), pod=spec.pod_ref or spec.spec.pod,
+                                  container=c.name)
+        if refusal is not None:
+            raise ContainerConfigError(refusal)
+        credentials = popen_credentials(spec.security, agent_uid=os.geteuid())
+        if spec.security.no_new_privileges:
+            credentials["preexec_fn"] = no_new_privs
         if c.resources.limits.cpu_millicores or c.resources.limits.memory_bytes:
             self._warn_once("limits", "resources.limits (cpu, memory) are not enforced for local processes")
         container_id = "pc-" + secrets.token_hex(8)
@@ -352,6 +361,7 @@ class ProcessDriver:
             else:
                 path = self.volumes_dir / spec.sandbox.id / vm.name
                 await asyncio.to_thread(_mkdir, path)
+                await asyncio.to_thread(own_volume, str(path), spec.spec.fs_group)
             env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)
         cwd = c.working_dir or self._cwd
         labels = {
@@ -374,6 +384,7 @@ class ProcessDriver:
                     stdout=log_file,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,  # its own process group: stop signals reach its children too
+                    **credentials,
                 )
             except OSError as exc:
                 raise DriverError(f"container {c.name}: cannot run {argv[0]!r}: {exc}") from exc

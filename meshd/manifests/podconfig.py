@@ -214,13 +214,13 @@ def check_sub_path(reader: DocumentReader, mount: Mapping[str, Any], path: Field
 
 
 def check_sub_paths(reader: DocumentReader, volumes: tuple[Volume, ...], containers: tuple[Any, ...],
-                    path: FieldPath) -> None:
+                    path: FieldPath, *, list_key: str = "containers") -> None:
     """subPath is served for the volumes whose files meshd writes (configMap, secret, projected, downwardAPI)."""
     config = {v.name for v in volumes if v.is_config}
     for i, container in enumerate(containers):
         for j, mount in enumerate(container.volume_mounts):
             if mount.sub_path and mount.name not in config:
-                raise reader.fail(path + ("containers", i, "volumeMounts", j, "subPath"),
+                raise reader.fail(path + (list_key, i, "volumeMounts", j, "subPath"),
                                   "not supported yet on this volume type (meshd serves subPath on configMap, "
                                   "secret, projected and downwardAPI volumes)")
 

@@ -21,6 +21,7 @@ from meshd.manifests.podconfig import (
 from meshd.manifests.probes import read_pre_stop, read_probe
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.manifests.reader import MISSING, DocumentReader
+from meshd.manifests.security import read_container_security, read_pod_security
 from meshd.model.objects import (
     Container,
     ContainerPort,
@@ -50,16 +51,11 @@ POD_SPEC_IGNORED: Mapping[str, str] = {
     "automountServiceAccountToken": "ignored: meshd has no service accounts",
     "dnsPolicy": "ignored: pods resolve names through meshd's DNS",
     "enableServiceLinks": "ignored: meshd sets no service-link environment variables",
-    "securityContext": "not enforced yet (ignored)",
     "os": "ignored",
     "overhead": "ignored",
 }
 POD_SPEC_UNSUPPORTED = (
-    "initContainers",
     "ephemeralContainers",
-    "hostNetwork",
-    "hostPID",
-    "hostIPC",
     "hostUsers",
     "hostAliases",
     "dnsConfig",
@@ -87,9 +83,9 @@ CONTAINER_FIELDS = (
     "lifecycle",
     "workingDir",
     "envFrom",
+    "securityContext",
 )
 CONTAINER_IGNORED: Mapping[str, str] = {
-    "securityContext": "not enforced yet (ignored)",
     "terminationMessagePath": "ignored",
     "terminationMessagePolicy": "ignored",
     "stdin": "ignored",
@@ -159,13 +155,23 @@ def read_pod_spec(
             "hostname",
             "subdomain",
             "imagePullSecrets",
+            "initContainers",
+            "securityContext",
+            "hostNetwork",
+            "hostPID",
+            "hostIPC",
         ),
         ignored=POD_SPEC_IGNORED,
         unsupported=POD_SPEC_UNSUPPORTED,
     )
     volumes = _read_volumes(reader, spec, path)
-    containers = _read_containers(reader, spec, path, volume_names={v.name for v in volumes})
+    volume_names = {v.name for v in volumes}
+    init_containers = _read_containers(reader, spec, path, volume_names=volume_names,
+                                       list_key="initContainers")
+    containers = _read_containers(reader, spec, path, volume_names=volume_names,
+                                  taken=[*init_containers])
     check_sub_paths(reader, volumes, containers, path)
+    check_sub_paths(reader, volumes, init_containers, path, list_key="initContainers")
     restart_policy = reader.choice(spec, "restartPolicy", path, restart_policies, default="Always")
     hostname = reader.string(spec, "hostname", path)
     reader.check_name(hostname, path + ("hostname",), names.dns1123_label, required=False)
@@ -182,6 +188,11 @@ def read_pod_spec(
         hostname=hostname or None,
         subdomain=subdomain or None,
         image_pull_secrets=read_pull_secrets(reader, spec, path),
+        init_containers=init_containers,
+        security_context=read_pod_security(reader, spec, path),
+        host_network=reader.boolean(spec, "hostNetwork", path),
+        host_pid=reader.boolean(spec, "hostPID", path),
+        host_ipc=reader.boolean(spec, "hostIPC", path),
     )
 
 
@@ -215,23 +226,31 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
 
 
 def _read_containers(
-    reader: DocumentReader, spec: Mapping[str, Any], path: FieldPath, *, volume_names: set[str]
+    reader: DocumentReader, spec: Mapping[str, Any], path: FieldPath, *, volume_names: set[str],
+    list_key: str = "containers", taken: list[Container] | None = None,
 ) -> tuple[Container, ...]:
-    items = reader.sequence(spec, "containers", path, required=True)
-    if not items:
-        raise reader.fail(path + ("containers",), "at least one container is required")
+    """`containers`, or `initContainers` (key): names are unique across both, and so are the ports of the
+    app containers and native sidecars (they run at once in one network namespace)."""
+    init = list_key == "initContainers"
+    items = reader.sequence(spec, list_key, path, required=not init)
+    if not items and not init:
+        raise reader.fail(path + (list_key,), "at least one container is required")
     containers: list[Container] = []
-    container_names: set[str] = set()
+    container_names: set[str] = {c.name for c in taken or ()}
     port_names: dict[str, FieldPath] = {}
     port_numbers: dict[tuple[int, str], FieldPath] = {}
+    for c in taken or ():
+        if c.restart_policy == "Always":
+            port_names.update((p.name, ()) for p in c.ports if p.name)
+            port_numbers.update(((p.container_port, p.protocol), ()) for p in c.ports)
     for i, item in enumerate(items):
-        cpath = path + ("containers", i)
-        container = _read_container(reader, item, cpath, volume_names=volume_names)
+        cpath = path + (list_key, i)
+        container = _read_container(reader, item, cpath, volume_names=volume_names, init=init)
         if container.name in container_names:
             raise reader.fail(cpath + ("name",), f'duplicate container name "{container.name}"')
         container_names.add(container.name)
         # the containers of a pod share one network namespace: a port is bound once per pod
-        for j, port in enumerate(container.ports):
+        for j, port in enumerate(container.ports if not init or container.restart_policy else ()):
             ppath = cpath + ("ports", j)
             if port.name is not None:
                 if port.name in port_names:
@@ -250,18 +269,27 @@ def _read_containers(
         for j, var in enumerate(container.env):
             ref = var.resource_field
             if ref is not None and ref.container_name and ref.container_name not in container_names:
-                where = ("containers", i, "env", j, "valueFrom", "resourceFieldRef", "containerName")
+                where = (list_key, i, "env", j, "valueFrom", "resourceFieldRef", "containerName")
                 raise reader.fail(path + where, f'no container "{ref.container_name}" in this pod')
     return tuple(containers)
 
 
 def _read_container(
-    reader: DocumentReader, value: Any, path: FieldPath, *, volume_names: set[str]
+    reader: DocumentReader, value: Any, path: FieldPath, *, volume_names: set[str], init: bool = False
 ) -> Container:
     obj = reader.mapping(value, path)
     reader.check_fields(
-        obj, path, known=CONTAINER_FIELDS, ignored=CONTAINER_IGNORED, unsupported=CONTAINER_UNSUPPORTED
+        obj, path, known=CONTAINER_FIELDS + (("restartPolicy",) if init else ()), ignored=CONTAINER_IGNORED,
+        unsupported=tuple(f for f in CONTAINER_UNSUPPORTED if not (init and f == "restartPolicy")),
     )
+    restart_policy = None
+    if init and reader.get(obj, "restartPolicy", path) is not MISSING:
+        restart_policy = reader.choice(obj, "restartPolicy", path, ("Always",), default="Always")
+    if init and restart_policy is None:  # as Kubernetes validates a plain init container
+        for key in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
+            if reader.get(obj, key, path) is not MISSING:
+                raise reader.fail(path + (key,), "may not be set for init containers without restartPolicy: "
+                                                 "Always")
     name = reader.string(obj, "name", path, required=True)
     reader.check_name(name, path + ("name",), names.dns1123_label)
     image = reader.string(obj, "image", path, required=True, allow_empty=False)
@@ -293,6 +321,8 @@ def _read_container(
         pre_stop=read_pre_stop(reader, obj, path),
         working_dir=working_dir or None,
         env_from=read_env_from(reader, obj, path),
+        security_context=read_container_security(reader, obj, path),
+        restart_policy=cast(Any, restart_policy),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from meshd.manifests.config import render_config
 from meshd.manifests.podconfig import render_config_volume, render_env_from, render_key_ref
 from meshd.manifests.quantity import format_cpu, format_memory
+from meshd.manifests.security import render_container_security, render_pod_security
 from meshd.model.objects import (
     ConfigMap,
     Container,
@@ -152,6 +153,12 @@ def render_pod_spec(spec: PodSpec) -> dict[str, Any]:
         out["subdomain"] = spec.subdomain
     if spec.image_pull_secrets:
         out["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    if spec.init_containers:
+        out["initContainers"] = [render_container(c) for c in spec.init_containers]
+    out["securityContext"] = render_pod_security(spec.security_context) if spec.security_context else {}
+    for key, on in (("hostNetwork", spec.host_network), ("hostPID", spec.host_pid), ("hostIPC", spec.host_ipc)):
+        if on:
+            out[key] = True
     return out
 
 
@@ -206,6 +213,10 @@ def render_container(container: Container) -> dict[str, Any]:
         if container.pre_stop.sleep_seconds is not None:
             pre_stop["sleep"] = {"seconds": _num(container.pre_stop.sleep_seconds)}
         out["lifecycle"] = {"preStop": pre_stop}
+    if container.security_context is not None:
+        out["securityContext"] = render_container_security(container.security_context)
+    if container.restart_policy:
+        out["restartPolicy"] = container.restart_policy
     return out
 
 

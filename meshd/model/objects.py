@@ -147,6 +147,31 @@ class PreStop:
 
 
 @dataclass(frozen=True)
+class SecurityContext:
+    """A container's securityContext (None: not set, the pod's or the runtime's default applies)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    privileged: bool | None = None
+    capabilities_add: tuple[str, ...] = ()
+    capabilities_drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodSecurityContext:
+    """spec.securityContext: defaults for every container, plus the pod's groups."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    fs_group: int | None = None
+    supplemental_groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str
@@ -163,6 +188,8 @@ class Container:
     pre_stop: PreStop | None = None
     working_dir: str | None = None
     env_from: tuple[EnvFromSource, ...] = ()
+    security_context: SecurityContext | None = None
+    restart_policy: Literal["Always"] | None = None  # initContainers only: Always makes a native sidecar
 
     def port_number(self, port: int | str) -> int | None:
         """Resolves a probe's or Service's port (a number, or a containerPort's name)."""
@@ -183,6 +210,11 @@ class PodSpec:
     hostname: str | None = None
     subdomain: str | None = None
     image_pull_secrets: tuple[str, ...] = ()  # names of kubernetes.io/dockerconfigjson (or dockercfg) Secrets
+    init_containers: tuple[Container, ...] = ()  # run in order before `containers` (sidecars keep running)
+    security_context: PodSecurityContext | None = None
+    host_network: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
 
 
 @dataclass(frozen=True)

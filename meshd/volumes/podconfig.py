@@ -58,7 +58,7 @@ class PodConfig:
                         facts.namespace, facts.name, container.name, ", ".join(skipped))
         mounted = {m.name for m in container.volume_mounts}
         volumes = [v for v in spec.volumes if v.is_config and v.name in mounted]
-        payloads = {v.name: volume_files(v, facts, spec.containers, self.lookup) for v in volumes}
+        payloads = {v.name: volume_files(v, facts, _all_containers(spec), self.lookup) for v in volumes}
         sources = await asyncio.to_thread(self._write_and_resolve, facts, payloads, container)
         return Prepared(resolved, sources, self._pull_auth(facts.namespace, spec, container.image))
 
@@ -117,7 +117,7 @@ class PodConfig:
                 if not _synced(volume, spec):
                     continue
                 try:
-                    payloads[volume.name] = volume_files(volume, facts, spec.containers, self.lookup)
+                    payloads[volume.name] = volume_files(volume, facts, _all_containers(spec), self.lookup)
                 except ConfigError as error:
                     log.debug("pod %s/%s: volume %s not updated: %s", facts.namespace, facts.name, volume.name,
                               error)
@@ -134,7 +134,11 @@ class PodConfig:
 
 def _synced(volume: Volume, spec: PodSpec) -> bool:
     """A config volume some container mounts (files are written for mounted volumes only)."""
-    return volume.is_config and any(m.name == volume.name for c in spec.containers for m in c.volume_mounts)
+    return volume.is_config and any(m.name == volume.name for c in _all_containers(spec) for m in c.volume_mounts)
+
+
+def _all_containers(spec: PodSpec) -> tuple[Container, ...]:
+    return (*spec.init_containers, *spec.containers)
 
 
 def mount_source(host_path: str, sub_path: str) -> str:

@@ -273,16 +273,6 @@ WARN_CASES = [
     ("spec.template.spec.serviceAccountName", "default", "serviceAccountName: ignored"),
     ("spec.template.spec.dnsPolicy", "Default", "dnsPolicy: ignored"),
     (
-        "spec.template.spec.securityContext",
-        {"runAsUser": 1000},
-        "spec.template.spec.securityContext: not enforced",
-    ),
-    (
-        "spec.template.spec.containers.0.securityContext",
-        {"privileged": True},
-        "containers[0].securityContext: not enforced",
-    ),
-    (
         "spec.template.spec.containers.0.terminationMessagePath",
         "/tmp/log",
         "terminationMessagePath",
