@@ -44,6 +44,8 @@ class Refusal:
 def writable_content_type(content_type: str) -> bool:
     """JSON or YAML, in any of the forms Kubernetes clients send (`application/*+json`, `+yaml`)."""
     media = content_type.partition(";")[0].strip().lower()
+    if media == "application/vnd.kubernetes.protobuf":  # kubectl's typed clients: meshd.api.protobody decodes
+        return True  # the kinds it can (ConfigMap, Secret) and refuses the rest with 415
     return media in _JSON_OR_YAML or (media.startswith("application/") and media.endswith(("+json", "+yaml")))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from meshd.api import protobody
 from meshd.api import status as api_status
 from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
@@ -121,6 +122,11 @@ def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> d
 async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
+    if request.content_type == protobody.PROTOBUF:
+        try:
+            return protobody.decode(raw)
+        except (protobody.ProtobufError, UnicodeDecodeError) as error:
+            raise web.HTTPUnsupportedMediaType(text=str(error)) from None
     try:
         if "yaml" in request.content_type:
             body = yaml.safe_load(raw.decode())

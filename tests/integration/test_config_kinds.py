@@ -217,3 +217,27 @@ async def test_the_python_client_creates_reads_and_watches_configmaps_and_secret
     assert seen["secret"] == {"tls.crt": "Qw==", "tls.key": "Sw=="}
     assert seen["events"] == [("ADDED", "w", "1"), ("MODIFIED", "w", "2"), ("DELETED", "w", "2")]
     assert seen["bad"] == (422, "data.x")
+
+
+async def test_kubectl_create_secret_and_configmap_generators(cluster, tmp_path):
+    (tmp_path / "app.properties").write_text("colour=blue\n")
+    for args in (("create", "configmap", "props", f"--from-file={tmp_path / 'app.properties'}", "--from-literal=x=1"),
+                 ("create", "secret", "generic", "gen", "--from-literal=password=p4ss"),
+                 ("create", "secret", "docker-registry", "reg", "--docker-server=127.0.0.1:5000",
+                  "--docker-username=u", "--docker-password=p4ss"),
+                 ("create", "secret", "tls", "cert", f"--cert={tmp_path / 'c.pem'}", f"--key={tmp_path / 'k.pem'}")):
+        if args[2] == "tls":
+            key = tmp_path / "k.pem"
+            proc = await asyncio.create_subprocess_exec(
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=x", "-days", "1",
+                "-keyout", str(key), "-out", str(tmp_path / "c.pem"), stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL)
+            assert await proc.wait() == 0
+        code, out, err = await cluster.kubectl(*args)
+        assert code == 0, (args, err)
+    code, out, err = await cluster.kubectl("get", "secret", "--no-headers")
+    rows = sorted(line.split()[:3] for line in out.splitlines())
+    assert rows == [["cert", "kubernetes.io/tls", "2"], ["gen", "Opaque", "1"],
+                    ["reg", "kubernetes.io/dockerconfigjson", "1"]], out
+    code, out, err = await cluster.kubectl("get", "cm", "props", "-o", "jsonpath={.data.app\\.properties}")
+    assert out == "colour=blue\n", (out, err)
