@@ -298,8 +298,21 @@ def overview() -> dict[str, Any]:
         tags=["overview"],
         variables=[variable_datasource()],
         sections=[("Mesh", stats), ("Services", services), ("Traffic and workloads", traffic),
-                  ("Opaque TCP and UDP", l4_panels())],
+                  ("Opaque TCP and UDP", l4_panels()), ("Ingress", ingress_panels())],
     )
+
+
+def ingress_panels() -> list[Panel]:
+    return [
+        Panel("Ingress requests by rule", (q(
+            f"sum by (ingress, host, path) (rate(meshd_sidecar_ingress_requests_total[{RATE}]))", "{{ingress}} {{host}}{{path}}"),),
+              unit="reqps", width=12, description="Requests the node sidecar's Ingress routed, by Ingress, host and path "
+              "(their codes and latency are the backend Service's, above)."),
+        Panel("Answered by the Ingress itself", (q(
+            f"sum by (code) (rate(meshd_sidecar_ingress_refused_total[{RATE}]))", "{{code}}"),),
+              unit="reqps", width=12, description="404: no rule matched; 503: the backend Service has no such port; "
+              "308: redirected to HTTPS."),
+    ]  # fmt: skip
 
 
 def l4_panels() -> list[Panel]:

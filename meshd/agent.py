@@ -25,6 +25,8 @@ from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
 from meshd.driver import DriverError, make_driver
+from meshd.external.hostaddresses import host_ipv4_addresses
+from meshd.external.listeners import expand_wildcards, parse_external
 from meshd.health import CheckResult, HealthChecks, LoopLagMonitor, state_writable
 from meshd.hostslots import (
     DOCKER_SERVICE_POOL,
@@ -45,6 +47,7 @@ from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
+from meshd.controller.ingress import listen_address
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import SOCKET_FILE, default_state_dir
 from meshd.store import StoreError
@@ -82,6 +85,9 @@ class AgentOptions:
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
+    ingress_http: str | None = None  # ADDR:PORT|off; None: the external address, port 80
+    ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
+    external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
     allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
 
 
@@ -122,6 +128,8 @@ class Agent:
             make_prober=prober_factory(self.driver),
             drain=self._drain_pod,
             on_service_address=self._service_address,
+            external=expand_wildcards(parse_external(options.external), host_ipv4_addresses(),
+                                      exclude=(f"{DOCKER_GATEWAY}/16",)),  # fmt: skip
             security=SecuritySupport(driver=options.driver, allow_privileged=options.allow_privileged,
                                      agent_uid=os.geteuid(), agent_gid=os.getegid()),
         )
@@ -133,6 +141,12 @@ class Agent:
             metrics_fixed=options.sidecar_metrics is not None,
             token=self.token,
         )
+        external = (tuple(self.controller.external) or ("127.0.0.1",))[0]  # the Ingress: the first external address
+        self.ingress_http = listen_address(options.ingress_http, external, 80)
+        self.ingress_https = listen_address(options.ingress_https, external, 443)
+        self.external = external
+        for flag, where in (("--ingress-http", self.ingress_http), ("--ingress-https", self.ingress_https)):
+            self.sidecar.extra_args += [flag, f"{where[0]}:{where[1]}" if where else "off"]
         self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
@@ -189,6 +203,10 @@ class Agent:
         self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                                    sidecar_targets=self.sidecar.targets, token=self.token, health=self.health)
+        api.ingress.address = self.ingress_http[0] if self.ingress_http else (
+            self.ingress_https[0] if self.ingress_https else self.external)
+        api.ingress.http_port = self.ingress_http[1] if self.ingress_http else None
+        api.ingress.https_port = self.ingress_https[1] if self.ingress_https else None
         files, context = await asyncio.to_thread(api_tls, self.state_dir, wanted_names(self.api_host))
         self.tls = files
         await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE, tls=context)

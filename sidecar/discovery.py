@@ -13,12 +13,14 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from meshd.model.endpoints import DoesNotExist, Reset, ServiceKey, update_from_json
+from meshd.model.ingress import IngressTable
 from meshd.tasks import run_supervised
 
 from .services import ServiceTable
@@ -77,12 +79,14 @@ class DiscoveryClient:
         self.synced = asyncio.Event()
         self.connected = False
         self.connects = 0
-        self._acks: asyncio.Queue[dict[str, str]] = asyncio.Queue(maxsize=10000)
+        self._acks: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10000)  # (path, body)
         self._session: aiohttp.ClientSession | None = None
+        self.on_ingress: Callable[[IngressTable], None] | None = None  # the node sidecar's Ingress
 
     @property
     def watch_url(self) -> str:
         who = f"sidecar={quote(self.sidecar_id)}" + (f"&metrics={quote(self.metrics)}" if self.metrics else "")
+        who += "&ingress=1" if self.on_ingress is not None else ""  # the Ingress table too
         if self.service is not None:
             ns, name = quote(self.service.namespace), quote(self.service.name)
             return f"{self.api}/v1/namespaces/{ns}/endpoints/{name}?watch=1&{who}"
@@ -91,9 +95,18 @@ class DiscoveryClient:
     def drained(self, key: ServiceKey, endpoint: str) -> None:
         """Queue a drain ack (called by the table when a removed endpoint has nothing in flight)."""
         try:
-            self._acks.put_nowait({"sidecar": self.sidecar_id, "service": str(key), "endpoint": endpoint})
+            self._acks.put_nowait(("/v1/drain", {"sidecar": self.sidecar_id, "service": str(key), "endpoint": endpoint}))
         except asyncio.QueueFull:
             log.warning("drain ack queue full; dropping ack for %s %s", key, endpoint)
+
+    def listen_failed(self, address: str, port: int, protocol: str, services: list[str], error: str) -> None:
+        """Tell the agent that the OS refused a port (it records an event on each Service), beside the acks."""
+        report = {"sidecar": self.sidecar_id, "address": address, "port": port, "protocol": protocol,
+                  "services": services, "error": error}  # fmt: skip
+        try:
+            self._acks.put_nowait(("/v1/listen-failures", report))
+        except asyncio.QueueFull:
+            log.warning("report queue full; dropping the failure to listen on %s:%d", address, port)
 
     async def run(self) -> None:
         """Forever: watch, and on failure back off and reconnect. Also sends drain acks."""
@@ -119,7 +132,8 @@ class DiscoveryClient:
                 self._session = None
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
-        async with session.get(self.watch_url, headers={"Accept": "application/x-ndjson"}) as resp:
+        url = self.watch_url
+        async with session.get(url, headers={"Accept": "application/x-ndjson"}) as resp:
             if resp.status == 401:
                 raise ValueError(f"HTTP 401 from {self.watch_url}: the agent wants its token (env MESHD_TOKEN "
                                  "or --token-file)")
@@ -127,7 +141,7 @@ class DiscoveryClient:
                 raise ValueError(f"HTTP {resp.status} from {self.watch_url}")
             self.connected = True
             self.connects += 1
-            log.info("following endpoints from %s", self.watch_url)
+            log.info("following endpoints from %s", url)
             seen: set[ServiceKey] = set()
             synced = False
             buf = b""
@@ -148,6 +162,10 @@ class DiscoveryClient:
         kind = data.get("type")
         if kind == "Heartbeat":
             return synced
+        if kind == "Ingress":
+            if self.on_ingress is not None:
+                self.on_ingress(IngressTable.from_json(data))
+            return synced
         if kind == "Synced":
             if not synced:
                 self.table.retain(seen)
@@ -163,16 +181,16 @@ class DiscoveryClient:
         return synced
 
     async def _send_acks(self, session: aiohttp.ClientSession) -> None:
-        url = f"{self.api}/v1/drain"
         while True:
-            ack = await self._acks.get()
+            path, ack = await self._acks.get()
+            url = self.api + path
             for attempt in range(5):
                 try:
                     async with session.post(url, json=ack, timeout=aiohttp.ClientTimeout(total=3)) as resp:
                         if resp.status < 500:
                             if resp.status >= 400:
-                                log.warning("drain ack %s refused: HTTP %s", ack, resp.status)
+                                log.warning("%s %s refused: HTTP %s", path, ack, resp.status)
                             break
                 except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                    log.debug("drain ack %s failed: %s", ack, e)
+                    log.debug("%s %s failed: %s", path, ack, e)
                 await asyncio.sleep(0.2 * (attempt + 1))

@@ -10,12 +10,16 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
 
 from meshd.model.endpoints import ServiceKey
 from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
+from .ingress.listener import IngressCollector, IngressServer
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
@@ -47,6 +51,7 @@ class NodeListeners:
     def __init__(
         self, table: ServiceTable, *, options: ProxyOptions, reuse_port: bool, retry: float = 2.0,
         handover: FdServer | None = None, synced: asyncio.Event | None = None,
+        on_failed: Callable[[ListenKey, list[str], str], None] | None = None,
     ) -> None:
         self.table = table
         self.handover = handover  # inherited sockets to adopt; every listening socket is handed to the agent
@@ -54,6 +59,7 @@ class NodeListeners:
         self.options = options
         self.reuse_port = reuse_port
         self.retry = retry
+        self.on_failed = on_failed  # (key, its Services, the OS's error): told once per distinct error
         self.listeners: dict[ListenKey, Listener | UdpListener] = {}
         self.failed: dict[ListenKey, str] = {}
         self.kick = asyncio.Event()
@@ -64,7 +70,11 @@ class NodeListeners:
         want: dict[ListenKey, list[Route]] = {}
         for svc in self.table.services.values():
             info = svc.info
-            if not svc.exists or info is None or not info.address:
+            if not svc.exists or info is None:
+                continue
+            for e in info.external:  # LoadBalancer ports, nodePorts and hostPorts on the --external addresses
+                want.setdefault((e.address, e.port, e.protocol.upper()), []).append(Route(svc, e.port_name))
+            if not info.address:
                 continue
             for p in info.ports:
                 protocol = p.protocol.upper()
@@ -96,6 +106,8 @@ class NodeListeners:
                 if self.failed.get(key) != str(e):
                     log.warning("cannot listen on %s:%d/%s for %s: %s (retrying)", *key,
                                 ", ".join(r.service.label for r in routes), e)  # fmt: skip
+                    if self.on_failed is not None:
+                        self.on_failed(key, [r.service.label for r in routes], str(e))
                 self.failed[key] = str(e)
                 continue
             self.failed.pop(key, None)
@@ -125,6 +137,20 @@ class NodeListeners:
         await self.stopping.wait()
 
 
+def start_ingress(args: argparse.Namespace, table: ServiceTable, options: ProxyOptions,
+                  discovery: DiscoveryClient, tasks: TaskGroup, registry: CollectorRegistry) -> IngressServer | None:
+    """The Ingress's listeners (--ingress-http, --ingress-https), following the agent's Ingress table."""
+    http = None if args.ingress_http in (None, "off") else split_hostport(args.ingress_http)
+    https = None if args.ingress_https in (None, "off") else split_hostport(args.ingress_https)
+    if http is None and https is None:
+        return None
+    server = IngressServer(table, options=options, http=http, https=https)
+    discovery.on_ingress = server.update
+    registry.register(IngressCollector(server))  # type: ignore[arg-type]
+    tasks.spawn(server.run(), name="ingress listeners")
+    return server
+
+
 async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     """Run one sidecar process until SIGTERM/SIGINT."""
     sidecar_id = args.id if args.workers <= 1 else f"{args.id}-w{worker}"
@@ -147,13 +173,14 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     )  # fmt: skip
     reuse_port = args.workers > 1
     tasks = TaskGroup("sidecar")
-    tasks.supervise("discovery", discovery.run)
     metrics_server = None
+    registry = make_registry(table)
     try:
-        metrics_server = await serve_metrics(make_registry(table), mhost, mport + worker)
+        metrics_server = await serve_metrics(registry, mhost, mport + worker)
     except OSError as e:
         log.error("cannot serve metrics on %s:%d: %s", mhost, mport + worker, e)
     node: NodeListeners | None = None
+    ingress: IngressServer | None = None
     single: Listener | None = None
     single_udp: list[UdpListener] = []
 
@@ -191,9 +218,13 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         if handover is not None:
             tasks.supervise("fd handover", handover.run)
         node = NodeListeners(table, options=options, reuse_port=reuse_port, handover=handover,
-                             synced=discovery.synced)
+                             synced=discovery.synced, on_failed=lambda key, services, error:
+                             discovery.listen_failed(*key, services, error))  # fmt: skip
         tasks.supervise("listeners", node.run)
+        ingress = start_ingress(args, table, options, discovery, tasks, registry) if worker == 0 else None
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
+
+    tasks.supervise("discovery", discovery.run)  # (after the Ingress set discovery.on_ingress: its watch asks)
 
     async def sweeper() -> None:
         while True:
@@ -225,6 +256,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                 await udp.stop()
             if node is not None:
                 await node.stop(args.grace)
+            if ingress is not None:
+                await ingress.stop(args.grace)
     except TimeoutError:
         log.error("listeners did not stop in time")
     if metrics_server is not None:
@@ -270,6 +303,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--single-route", action="store_true", help="with --service: watch only that Service's route"
     )
+    p.add_argument("--ingress-http", metavar="ADDR:PORT|off", default="off",
+                   help="node mode: serve the Ingresses over plain HTTP here (the agent passes it)")  # fmt: skip
+    p.add_argument("--ingress-https", metavar="ADDR:PORT|off", default="off",
+                   help="node mode: serve the Ingresses over HTTPS here (the agent passes it)")  # fmt: skip
     p.add_argument("--log-level", default=os.environ.get("MESHD_LOG_LEVEL", "INFO"))
     p.add_argument("--token-file", metavar="PATH", help="the agent's API token (default: env MESHD_TOKEN; "
                    "never pass the token itself in argv, where `ps` shows it)")  # fmt: skip

@@ -6,17 +6,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from meshd.api.ingress import ingress_class_row, ingress_row
 from meshd.api.kinds import (
     CONFIGMAP,
+    DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    INGRESS,
+    INGRESSCLASS,
     NAMESPACE,
     NODE,
     POD,
+    PV,
+    PVC,
     REPLICASET,
     SECRET,
     SERVICE,
+    STATEFULSET,
+    STORAGECLASS,
     Kind,
 )
 from meshd.manifests.config import data_count
@@ -210,6 +218,25 @@ def replicaset_row(rs: Obj, now: datetime, wide: bool) -> list[str]:
     return row + _template_columns(rs) if wide else row
 
 
+def statefulset_row(sts: Obj, now: datetime, wide: bool) -> list[str]:
+    row = [_meta(sts).get("name", ""), f"{_int(_status(sts).get('readyReplicas'))}/{_replicas(sts)}",
+           age(_meta(sts).get("creationTimestamp"), now)]
+    return row + _template_columns(sts)[:2] if wide else row
+
+
+def daemonset_row(ds: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(ds)
+    node_selector = (_spec(ds).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
+    row = [
+        _meta(ds).get("name", ""),
+        *(str(_int(status.get(k))) for k in ("desiredNumberScheduled", "currentNumberScheduled", "numberReady",
+                                              "updatedNumberScheduled", "numberAvailable")),
+        ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or NONE,
+        age(_meta(ds).get("creationTimestamp"), now),
+    ]
+    return row + _template_columns(ds) if wide else row
+
+
 # --- services and endpoints -------------------------------------------------------------------------------
 
 
@@ -332,6 +359,55 @@ def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
             age(_meta(secret).get("creationTimestamp"), now)]
 
 
+# --- storage ----------------------------------------------------------------------------------------------
+
+_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
+def access_modes(modes: list[str] | None) -> str:
+    """kubectl's short form, in its order: "RWO,ROX"."""
+    given = set(modes or [])
+    return ",".join(short for mode, short in _MODES.items() if mode in given)
+
+
+def pvc_row(pvc: Obj, now: datetime, wide: bool) -> list[str]:
+    status = _status(pvc)
+    phase = "Terminating" if _meta(pvc).get("deletionTimestamp") else status.get("phase") or ""
+    bound = status.get("phase") == "Bound"
+    row = [_meta(pvc).get("name", ""), phase, _spec(pvc).get("volumeName") or "",
+           (status.get("capacity") or {}).get("storage", "") if bound else "",
+           access_modes(status.get("accessModes")) if bound else "",
+           _spec(pvc).get("storageClassName") or "", age(_meta(pvc).get("creationTimestamp"), now)]
+    if wide:
+        row.append(_spec(pvc).get("volumeMode") or "Filesystem")
+    return row
+
+
+def pv_row(pv: Obj, now: datetime, wide: bool) -> list[str]:
+    spec, status = _spec(pv), _status(pv)
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref.get("name") else ""
+    phase = "Terminating" if _meta(pv).get("deletionTimestamp") else status.get("phase") or ""
+    row = [_meta(pv).get("name", ""), (spec.get("capacity") or {}).get("storage", ""),
+           access_modes(spec.get("accessModes")), spec.get("persistentVolumeReclaimPolicy") or "", phase, claim,
+           spec.get("storageClassName") or "", status.get("reason") or "",
+           age(_meta(pv).get("creationTimestamp"), now)]
+    if wide:
+        row.append(spec.get("volumeMode") or "Filesystem")
+    return row
+
+
+def storageclass_row(sc: Obj, now: datetime, wide: bool) -> list[str]:
+    name = _meta(sc).get("name", "")
+    annotations = _meta(sc).get("annotations") or {}
+    if "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
+                  annotations.get("storageclass.beta.kubernetes.io/is-default-class")):
+        name += " (default)"
+    return [name, sc.get("provisioner", ""), sc.get("reclaimPolicy") or "Delete",
+            sc.get("volumeBindingMode") or "Immediate", str(bool(sc.get("allowVolumeExpansion"))).lower(),
+            age(_meta(sc).get("creationTimestamp"), now)]
+
+
 # --- the table registry -----------------------------------------------------------------------------------
 
 Row = Callable[[Obj, datetime, bool], list[str]]
@@ -352,14 +428,28 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         ["CONTAINERS", "IMAGES", "SELECTOR"],
         replicaset_row,
     ),
+    STATEFULSET.kind: (["NAME", "READY", "AGE"], ["CONTAINERS", "IMAGES"], statefulset_row),
+    DAEMONSET.kind: (
+        ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        daemonset_row,
+    ),
     SERVICE.kind: (
         ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
         ["SELECTOR"],
         service_row,
     ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
+    PVC.kind: (["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"], ["VOLUMEMODE"],
+               pvc_row),
+    PV.kind: (["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON",
+               "AGE"], ["VOLUMEMODE"], pv_row),
+    STORAGECLASS.kind: (["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION",
+                         "AGE"], [], storageclass_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    INGRESS.kind: (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
+    INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
     CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
     SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
     NODE.kind: (

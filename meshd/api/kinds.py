@@ -43,7 +43,7 @@ class Kind:
 
     def collection_path(self, namespace: str | None) -> str:
         """The list path: one namespace, or every namespace when namespace is None."""
-        if namespace is None:
+        if namespace is None or not self.namespaced:
             return f"{self._prefix()}/{self.plural}"
         return f"{self._prefix()}/namespaces/{quote(namespace, safe='')}/{self.plural}"
 
@@ -65,6 +65,10 @@ DEPLOYMENT = Kind("Deployment", "deployments", "apps", "v1", ("deploy", "deploym
                   short_names=("deploy",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
 REPLICASET = Kind("ReplicaSet", "replicasets", "apps", "v1", ("rs", "replicaset", "replicasets"),
                   short_names=("rs",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
+STATEFULSET = Kind("StatefulSet", "statefulsets", "apps", "v1", ("sts", "statefulset", "statefulsets"),
+                   short_names=("sts",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
+DAEMONSET = Kind("DaemonSet", "daemonsets", "apps", "v1", ("ds", "daemonset", "daemonsets"),
+                 short_names=("ds",), verbs=_WRITE, subresources=(_STATUS,))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
 CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "configmaps"), short_names=("cm",),
@@ -77,9 +81,25 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
 
-KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, CONFIGMAP, SECRET)
+INGRESS = Kind("Ingress", "ingresses", "networking.k8s.io", "v1", ("ing", "ingress", "ingresses"),
+                short_names=("ing",), verbs=_WRITE, subresources=(_STATUS,), categories=())
+INGRESSCLASS = Kind("IngressClass", "ingressclasses", "networking.k8s.io", "v1", ("ingressclass", "ingressclasses"),
+                    verbs=_READ, categories=(), namespaced=False)
+
+PVC = Kind("PersistentVolumeClaim", "persistentvolumeclaims", "", "v1",
+           ("pvc", "persistentvolumeclaim", "persistentvolumeclaims"), short_names=("pvc",), verbs=_WRITE,
+           subresources=(_STATUS,), categories=())
+PV = Kind("PersistentVolume", "persistentvolumes", "", "v1", ("pv", "persistentvolume", "persistentvolumes"),
+          short_names=("pv",), verbs=_WRITE, subresources=(_STATUS,), categories=(), namespaced=False)
+STORAGECLASS = Kind("StorageClass", "storageclasses", "storage.k8s.io", "v1",
+                    ("sc", "storageclass", "storageclasses"), short_names=("sc",), verbs=_WRITE, categories=(),
+                    namespaced=False)
+STORAGE_KINDS: tuple[Kind, ...] = (PVC, PV, STORAGECLASS)
+
+KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET,
+                          *STORAGE_KINDS, CONFIGMAP, SECRET, INGRESS)
 # what `get all` shows, in kubectl's order
-ALL: tuple[Kind, ...] = (POD, SERVICE, DEPLOYMENT, REPLICASET)
+ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET)
 _BY_KIND = {k.kind: k for k in KINDS}
 
 
@@ -90,7 +110,8 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".v1"):
+    for suffix in (".apps/v1", ".apps", ".storage.k8s.io/v1", ".storage.k8s.io", ".networking.k8s.io/v1",
+                   ".networking.k8s.io", ".networking", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

@@ -10,6 +10,7 @@ from typing import Any
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
+from meshd.external.listeners import load_balancer_status
 from meshd.manifests.config import render_config
 from meshd.manifests.render import qos_class, render_pod_spec
 from meshd.model.endpoints import ServiceKey
@@ -253,14 +254,17 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
     spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("type", "ClusterIP")
     spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
-                      "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {})}
+                      "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {}),
+                      **({"nodePort": p.node_port} if p.node_port is not None else {})}
                      for p in obj.ports]
+    if obj.type != "ClusterIP":
+        spec.setdefault("externalTrafficPolicy", "Cluster")
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": stored_metadata(controller, record),
         "spec": spec,
-        "status": {"loadBalancer": {}},
+        "status": {"loadBalancer": load_balancer_status(obj, controller.external)},
     }
 
 
@@ -311,7 +315,7 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
 
 
 def event(e) -> dict[str, Any]:
-    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet") else "v1"
+    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet") else "v1"
     return {
         "apiVersion": "v1",
         "kind": "Event",

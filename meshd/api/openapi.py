@@ -10,9 +10,11 @@ from functools import cache
 from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
-from meshd.api.kinds import KINDS, NAMESPACE, NODE
+from meshd.api.ingress import OPENAPI_TYPES
+from meshd.api.kinds import INGRESSCLASS, KINDS, NAMESPACE, NODE
+from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
-SERVED = (*KINDS, NAMESPACE, NODE)
+SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS)
 
 # A field's type: "string", "integer", "number", "boolean", "time", "quantity", "int-or-string", "object"
 # (free-form), a type of this table by name, "[T]" (a list of T) or "{T}" (a map of string to T).
@@ -64,7 +66,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "fsGroup": "integer",
         "supplementalGroups": "[integer]"}),
     "ContainerPort": ("core", "A network port in a single container.", {
-        "name": "string", "containerPort": "integer", "protocol": "string"}),
+        "name": "string", "containerPort": "integer", "protocol": "string", "hostPort": "integer",
+        "hostIP": "string"}),
     "EnvVar": ("core", "An environment variable present in a container.", {
         "name": "string", "value": "string", "valueFrom": "EnvVarSource"}),
     "EnvVarSource": ("core", "A source for the value of an EnvVar.", {
@@ -77,7 +80,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "limits": "{quantity}", "requests": "{quantity}"}),
     "VolumeMount": ("core", "A mounting of a volume within a container.", {
         "name": "string", "mountPath": "string", "readOnly": "boolean", "subPath": "string"}),
-    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource"}),
+    "Volume": ("core", "A named volume in a pod.", {"name": "string", "emptyDir": "EmptyDirVolumeSource",
+                                                    **STORAGE_VOLUME_FIELDS}),
     "EmptyDirVolumeSource": ("core", "A temporary directory that shares a pod's lifetime.", {
         "medium": "string", "sizeLimit": "quantity"}),
     "Probe": ("core", "A health check performed against a container.", {
@@ -115,7 +119,9 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "status": "ServiceStatus"}),
     "ServiceSpec": ("core", "The attributes a user creates on a service.", {
         "selector": "{string}", "ports": "[ServicePort]", "type": "string", "clusterIP": "string",
-        "clusterIPs": "[string]", "externalIPs": "[string]", "publishNotReadyAddresses": "boolean"}),
+        "clusterIPs": "[string]", "externalIPs": "[string]", "publishNotReadyAddresses": "boolean",
+        "externalTrafficPolicy": "string", "allocateLoadBalancerNodePorts": "boolean",
+        "loadBalancerSourceRanges": "[string]", "loadBalancerIP": "string"}),
     "ServicePort": ("core", "A port of a service.", {
         "name": "string", "port": "integer", "targetPort": "int-or-string", "protocol": "string",
         "nodePort": "integer", "appProtocol": "string"}),
@@ -180,18 +186,50 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "DeploymentCondition": ("apps", "The state of a deployment at a point in time.", {
         "type": "string", "status": "string", "reason": "string", "message": "string",
         "lastUpdateTime": "time", "lastTransitionTime": "time"}),
+    "StatefulSet": ("apps", "StatefulSet represents a set of pods with consistent identities.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "StatefulSetSpec",
+        "status": "StatefulSetStatus"}),
+    "StatefulSetSpec": ("apps", "A specification of a StatefulSet.", {
+        "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec", "serviceName": "string",
+        "podManagementPolicy": "string", "updateStrategy": "StatefulSetUpdateStrategy",
+        "volumeClaimTemplates": "[object]", "minReadySeconds": "integer", "revisionHistoryLimit": "integer",
+        "persistentVolumeClaimRetentionPolicy": "object"}),
+    "StatefulSetUpdateStrategy": ("apps", "How the StatefulSet controller performs updates.", {
+        "type": "string", "rollingUpdate": "RollingUpdateStatefulSetStrategy"}),
+    "RollingUpdateStatefulSetStrategy": ("apps", "The parameters of a StatefulSet's RollingUpdate.", {
+        "partition": "integer"}),
+    "StatefulSetStatus": ("apps", "The current status of a StatefulSet.", {
+        "observedGeneration": "integer", "replicas": "integer", "readyReplicas": "integer",
+        "currentReplicas": "integer", "updatedReplicas": "integer", "availableReplicas": "integer",
+        "currentRevision": "string", "updateRevision": "string", "collisionCount": "integer"}),
+    "DaemonSet": ("apps", "DaemonSet represents the configuration of a daemon set.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DaemonSetSpec",
+        "status": "DaemonSetStatus"}),
+    "DaemonSetSpec": ("apps", "The specification of a daemon set.", {
+        "selector": "LabelSelector", "template": "PodTemplateSpec", "updateStrategy": "DaemonSetUpdateStrategy",
+        "minReadySeconds": "integer", "revisionHistoryLimit": "integer"}),
+    "DaemonSetUpdateStrategy": ("apps", "How the DaemonSet controller replaces its pods.", {
+        "type": "string", "rollingUpdate": "RollingUpdateDaemonSet"}),
+    "RollingUpdateDaemonSet": ("apps", "The parameters of a DaemonSet's RollingUpdate.", {
+        "maxUnavailable": "int-or-string", "maxSurge": "int-or-string"}),
+    "DaemonSetStatus": ("apps", "The current status of a daemon set.", {
+        "currentNumberScheduled": "integer", "desiredNumberScheduled": "integer", "numberAvailable": "integer",
+        "numberMisscheduled": "integer", "numberReady": "integer", "numberUnavailable": "integer",
+        "observedGeneration": "integer", "updatedNumberScheduled": "integer"}),
     "ReplicaSet": ("apps", "ReplicaSet ensures that a specified number of pod replicas are running.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "ReplicaSetSpec",
         "status": "ReplicaSetStatus"}),
     "ReplicaSetSpec": ("apps", "The specification of a ReplicaSet.", {
         "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
         "minReadySeconds": "integer"}),
+    **STORAGE_TYPES,
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
-            "apps": "io.k8s.api.apps.v1"}
+            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1"}
+TYPES.update(OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},

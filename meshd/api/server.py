@@ -18,7 +18,19 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, watching, writes
+from meshd.api import (
+    cluster,
+    ingress,
+    kube,
+    kubeapi,
+    listing,
+    podlogs,
+    portforward,
+    sets,
+    storage_views,
+    watching,
+    writes,
+)
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
@@ -27,10 +39,12 @@ from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
+from meshd.controller.sets import SET_KINDS
 from meshd.driver.base import DriverError
 from meshd.health import HealthChecks, verdict
 from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
+from meshd.external.hostports import pod_of
 from meshd.model.endpoints import ServiceKey, update_to_json
 from meshd.model.objects import Pod, ReplicaSet
 from meshd.model.selectors import Requirement, parse_selector, selects
@@ -46,7 +60,8 @@ WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch stream
                           registry=REGISTRY)
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
-             "endpoints": "Endpoints", "configmaps": "ConfigMap", "secrets": "Secret"}
+             "endpoints": "Endpoints", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet",
+             "configmaps": "ConfigMap", "secrets": "Secret"}
 
 
 def _error(code: int, message: str, **extra: Any) -> web.Response:
@@ -75,6 +90,7 @@ class ApiServer:
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
+        self.ingress = ingress.IngressFeed(controller)  # the agent sets where Ingresses are served
         self.token = token
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[
             count_busy, auth_middleware(lambda: self.token), self._body_limit, self._errors])
@@ -91,9 +107,10 @@ class ApiServer:
         r.add_get("/v1/watch/endpoints", self.watch_all_endpoints)
         r.add_get("/v1/namespaces/{ns}/endpoints/{name}", self.service_endpoints)
         r.add_post("/v1/drain", self.drain_ack)
+        r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in writes.PREFIXES:
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -221,8 +238,13 @@ class ApiServer:
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
+        if resource in storage_views.RESOURCES:
+            return storage_views.objects(c, resource, namespace)
+        if resource == "ingressclasses":
+            return [ingress.ingress_class(kube.rfc3339(self._started))]
         kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
-                 "configmaps": "ConfigMap", "secrets": "Secret"}
+                 "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "configmaps": "ConfigMap", "secrets": "Secret",
+                 "ingresses": "Ingress"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -233,15 +255,21 @@ class ApiServer:
             return [kube.deployment(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
+        if resource == "ingresses":
+            return [ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress) for r in records]
         if resource in ("configmaps", "secrets"):
             return [kube.config_object(c, r) for r in records]
+        if resource == "statefulsets":
+            return [sets.statefulset(c, r) for r in records]
+        if resource == "daemonsets":
+            return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
     def _namespaces(self) -> list[dict[str, Any]]:
         """`default` and every namespace something lives in, created when its first object was."""
         c = self.controller
         created: dict[str, float | None] = {"default": None}
-        things = [(ns, r.created) for (_, ns, _), r in c.objects.items()]
+        things = [(ns, r.created) for (_, ns, _), r in c.objects.items() if ns]
         things += [(ns, w.created) for (ns, _), w in c.pods.items()]
         for ns, when in things:
             earlier = created.get(ns)
@@ -270,7 +298,12 @@ class ApiServer:
         c = self.controller
         bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
         owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
-        return kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        obj = kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
+        if worker.identity.owner_kind in SET_KINDS:
+            identity = worker.identity
+            obj["metadata"]["ownerReferences"] = [
+                sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
+        return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
         kind = _kind(request)
@@ -430,6 +463,8 @@ class ApiServer:
             if metrics:
                 self._sidecar_metrics[sidecar] = metrics
         updates = self.registry.watch(key)  # an async generator: closed below
+        if key is None and request.query.get("ingress") == "1":  # a node sidecar serving the Ingress: its table too
+            updates = self._with_ingress(updates)
         WATCH_SUBSCRIBERS.inc()
         try:
             async for item in _with_heartbeats(updates, HEARTBEAT_SECONDS):
@@ -437,6 +472,8 @@ class ApiServer:
                     message: dict[str, Any] = {"type": "Heartbeat"}
                 elif isinstance(item, Synced):
                     message = {"type": "Synced"}
+                elif isinstance(item, dict):  # the Ingress table, already a message
+                    message = item
                 else:
                     message = update_to_json(item)
                 await self._send(response, message)
@@ -453,6 +490,22 @@ class ApiServer:
             self._streams.discard(response)
         return response
 
+    def _with_ingress(self, updates: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        wake = asyncio.Event()
+        stop_controller = self.controller.watch(lambda *_: wake.set())
+        stop_registry = self.registry.listen(lambda _u: wake.set())
+
+        async def stream() -> AsyncIterator[Any]:
+            try:
+                async for item in ingress.merge(updates, self.ingress.updates(wake)):
+                    yield item
+            finally:
+                stop_controller()
+                stop_registry()
+                with contextlib.suppress(RuntimeError):
+                    await updates.aclose()  # type: ignore[attr-defined]
+        return stream()
+
     async def drain_ack(self, request: web.Request) -> web.Response:
         body = await self._json(request)
         try:
@@ -462,6 +515,22 @@ class ApiServer:
         accepted = self.drain.acknowledge(sidecar, ServiceKey.parse(service), endpoint)
         # an ack for nothing that drains (late, or not from a connected sidecar) is kept nowhere
         return web.json_response({"ok": True, "accepted": accepted})
+
+    async def listen_failure(self, request: web.Request) -> web.Response:
+        """The sidecar could not listen on a port (another program holds it): a warning event on each Service."""
+        body = await self._json(request)
+        try:
+            where = f"{body['address']}:{int(body['port'])}/{body['protocol']}"
+            services, error = [ServiceKey.parse(str(s)) for s in body["services"]], str(body["error"])
+        except (KeyError, TypeError, ValueError) as problem:
+            return _error(400, f"bad listen failure report: {problem}")
+        for key in services:
+            message = f"cannot listen on {where}: {error} (the sidecar retries)"
+            pod = pod_of(key)  # a pod's hostPort, else a Service's port
+            kind, name = ("Pod", pod) if pod is not None else ("Service", key.name)
+            log.warning("%s %s/%s: %s", kind.lower(), key.namespace, name, message)
+            self.controller.events.record(kind, key.namespace, name, "Warning", "PortNotAvailable", message)
+        return web.json_response({"ok": True})
 
     async def prometheus_targets(self, request: web.Request) -> web.Response:
         host = request.host

@@ -44,12 +44,21 @@ def changes(seen: Seen, current: Snapshot) -> list[tuple[str, dict[str, Any]]]:
     events: list[tuple[str, dict[str, Any]]] = []
     for key, obj in current.items():
         text = _text(obj)
-        if seen.get(key) != text:
-            events.append(("MODIFIED" if key in seen else "ADDED", obj))
+        before = seen.get(key)
+        if before != text:
+            if before is not None and _uid(json.loads(before)) != _uid(obj):
+                # another object of the same name (a StatefulSet's pod made again): the old one was deleted
+                events.append(("DELETED", json.loads(before)))
+                before = None
+            events.append(("MODIFIED" if before is not None else "ADDED", obj))
             seen[key] = text
     for key in [k for k in seen if k not in current]:
         events.append(("DELETED", json.loads(seen.pop(key))))
     return events
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def bookmark(kind: Kind, resource_version: str, *, initial_events_end: bool) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from meshd.api import protobody
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, KINDS, NAMESPACE, NODE, REPLICASET, Kind
+from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -24,23 +24,25 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
-WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "ConfigMap", "Secret")
+WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
+            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
+PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1")  # the group versions served
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS)}
 
 
 def request_kind(request: web.Request) -> Kind:
     """The kind a /api/v1/... or /apis/G/V/... path names; an unknown one, or a namespace on a cluster-scoped
     kind (or an object of a namespaced kind without one), is a NotFound Status."""
-    group = "apps" if request.path.startswith("/apis/apps/") else ""
+    group = request.path.split("/")[2] if request.path.startswith("/apis/") else ""
     kind = _RESOURCES.get((group, request.match_info["resource"]))
     scoped = "ns" in request.match_info
     if kind is None or (scoped and not kind.namespaced) or (
-            not scoped and kind.namespaced and "name" in request.match_info):
+            not scoped and kind.namespaced and ("name" in request.match_info or request.method != "GET")):
         raise web.HTTPNotFound()
     return kind
 
@@ -147,21 +149,26 @@ class Writes:
         self.read = read
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        for prefix in ("/api/v1", "/apis/apps/v1"):
+        for prefix in PREFIXES:
             router.add_post(prefix + "/namespaces/{ns}/{resource}", self.create)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}", self.replace)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}", self.patch)
             router.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
-        for resource in ("deployments", "replicasets"):
+            # cluster-scoped kinds (PersistentVolume, StorageClass)
+            router.add_post(prefix + "/{resource}", self.create)
+            router.add_put(prefix + "/{resource}/{name}", self.replace)
+            router.add_patch(prefix + "/{resource}/{name}", self.patch)
+            router.add_delete(prefix + "/{resource}/{name}", self.delete)
+        for resource in ("deployments", "replicasets", "statefulsets"):
             router.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             router.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
 
     # --- the verbs ------------------------------------------------------------------------------------
 
     async def create(self, request: web.Request) -> web.Response:
-        kind, namespace = self._writable(request), request.match_info["ns"]
+        kind, namespace = self._writable(request), request.match_info.get("ns", "")
         obj = await _body(request)
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not name:
@@ -173,13 +180,13 @@ class Writes:
         return await self._write(request, kind, namespace, name, obj, live=None, code=201)
 
     async def replace(self, request: web.Request) -> web.Response:
-        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         obj = _identified(kind, namespace, name, await _body(request))
         live = self._live(kind, namespace, name)
         return await self._write(request, kind, namespace, name, obj, live=live, code=200)
 
     async def patch(self, request: web.Request) -> web.Response:
-        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         content_type = request.content_type
         if content_type not in PATCH_TYPES:
             return api_status.response(415, f"the body of the request was in an unknown format - accepted media "
@@ -199,13 +206,13 @@ class Writes:
         return await self._write(request, kind, namespace, name, patched, live=live, code=200)
 
     async def delete(self, request: web.Request) -> web.Response:
-        kind, namespace, name = self._writable(request), request.match_info["ns"], request.match_info["name"]
+        kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         options = await _body(request) if request.can_read_body else {}
         live = self._live(kind, namespace, name)
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet"):
+        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
             return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
                                             f"its pods (use --cascade=background or foreground)")
         expected = (options.get("preconditions") or {})
@@ -227,8 +234,8 @@ class Writes:
         return web.json_response(body)
 
     async def scale(self, request: web.Request) -> web.Response:
-        kind = DEPLOYMENT if "/deployments/" in request.path else REPLICASET
-        namespace, name = request.match_info["ns"], request.match_info["name"]
+        kind = next(k for k in (DEPLOYMENT, REPLICASET, STATEFULSET) if f"/{k.plural}/" in request.path)
+        namespace, name = request.match_info.get("ns", ""), request.match_info["name"]
         current = scale_of(self._live(kind, namespace, name))
         if request.method == "PUT":
             wanted = await _body(request)
@@ -262,7 +269,7 @@ class Writes:
 
     async def status(self, request: web.Request) -> web.Response:
         kind = self._writable(request)
-        self._live(kind, namespace=request.match_info["ns"], name=request.match_info["name"])
+        self._live(kind, namespace=request.match_info.get("ns", ""), name=request.match_info["name"])
         return api_status.response(405, f"the status of {kind.resource} is written by meshd's controller only",
                                    reason="MethodNotAllowed")
 

@@ -466,10 +466,15 @@ def describe_service(svc: Obj, endpoints: Obj | None, events: list[Obj], now: da
     )
     s.kv(0, "Type", spec.get("type") or "ClusterIP")
     s.kv(0, "IP", spec.get("clusterIP") or NONE)
+    ingress = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+    if ingress:
+        s.kv(0, "LoadBalancer Ingress", ", ".join(i for i in ingress if i))
     for port in spec.get("ports") or []:
         protocol = port.get("protocol") or "TCP"
         s.add(0, f"Port:\t{port.get('name') or '<unset>'}\t{port.get('port')}/{protocol}")
         s.kv(0, "TargetPort", f"{port.get('targetPort', port.get('port'))}/{protocol}")
+        if port.get("nodePort"):
+            s.add(0, f"NodePort:\t{port.get('name') or '<unset>'}\t{port['nodePort']}/{protocol}")
         s.kv(
             0,
             "Endpoints",

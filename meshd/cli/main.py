@@ -155,11 +155,26 @@ def agent_options(func: Any) -> Any:
             "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
         ),
         click.option(
+            "--ingress-http", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over plain HTTP here (default: the external address, port 80).",
+        ),
+        click.option(
+            "--ingress-https", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over HTTPS here (default: the external address, port 443).",
+        ),
+        click.option(
             "--host-names",
             type=click.Choice(["auto", "resolved", "hosts", "off"]),
             default=None,
             help="How apps on this host resolve the mesh's names: a systemd-resolved route for the zone, a block "
             "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
+        ),
+        click.option(
+            "--external",
+            metavar="ADDR[,ADDR]",
+            default=None,
+            help="Where LoadBalancer Services (at their port), NodePort Services (at their nodePort) and "
+            "hostPorts listen for clients outside the mesh (default 127.0.0.1).",
         ),
         click.option(
             "--agent-id",
@@ -192,6 +207,21 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     if initial is not None and longest is not None and initial > longest:
         raise CliError("--backoff-initial must not exceed --backoff-max")
     values["verbose"] = bool(values.get("verbose")) or None
+    for flag in ("ingress_http", "ingress_https"):
+        if values.get(flag) is not None:
+            from meshd.controller.ingress import listen_address as ingress_listen
+
+            try:
+                ingress_listen(values[flag], "127.0.0.1", 80)
+            except ValueError as exc:
+                raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+    if values.get("external") is not None:
+        from meshd.external.listeners import parse_external
+
+        try:
+            parse_external(values["external"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:
         _check_quantities(values.get("node_cpus"), values.get("node_memory"))
     return {k: v for k, v in values.items() if v is not None}

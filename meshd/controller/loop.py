@@ -34,6 +34,7 @@ from meshd.controller.plan import (
     rollout_complete,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
+from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
     REVISION_ANNOTATION,
     DeploymentStatus,
@@ -57,11 +58,18 @@ from meshd.driver.base import (
     DriverError,
     ObservedContainer,
 )
+from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
+from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
+from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
+from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.manifests.config import check_update as check_config_update
 from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
+from meshd.controller.ingress import backend_problems
+from meshd.model.ingress import Ingress
 from meshd.model.objects import (
+    CLUSTER_SCOPED,
     ConfigMap,
     Deployment,
     KubeObject,
@@ -70,6 +78,7 @@ from meshd.model.objects import (
     ReplicaSet,
     Secret,
     Service,
+    StatefulSet,
     object_key,
 )
 from meshd.registry import Registry
@@ -77,6 +86,8 @@ from meshd.registry.addresses import AddressAllocator
 from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
 from meshd.tasks import TaskGroup
 from meshd.volumes.podconfig import PodConfig
+from meshd.controller.volumes.defaults import default_class_manifest
+from meshd.controller.volumes.provisioner import CHECKING, VolumeController
 
 DEFAULT_BACKOFF = BackoffPolicy()
 
@@ -135,6 +146,7 @@ class Controller:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         store: ObjectStore | None = None,
+        external: tuple[str, ...] = DEFAULT_EXTERNAL,
         security: SecuritySupport | None = None,
     ) -> None:
         """Without a store, start() opens STATE/store.db (and moves an old state.json into it). `security`:
@@ -154,6 +166,8 @@ class Controller:
         self.pods: dict[tuple[str, str], PodWorker] = {}
         self.progress: dict[tuple[str, str], Progress] = {}
         self.addresses = AddressAllocator(service_pool)
+        self.external = external  # the --external addresses: LoadBalancer, NodePort and hostPort listen there
+        self._host_port_keys: set[ServiceKey] = set()  # the pods' hostPort records in the registry
         self._make_prober = make_prober
         self._drain = drain or _no_drain
         self._on_service_address = on_service_address
@@ -171,6 +185,9 @@ class Controller:
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
         self.pod_config = PodConfig(state_dir / "pod-volumes", lookup=self._config_object)
+        self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
+        self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
+        self.volume_status = self.volume_controller.status
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -180,9 +197,12 @@ class Controller:
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
         self._load()
+        if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
+            await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
         for record in self.objects.values():
             if isinstance(record.obj, Service):
                 self._publish_service(record.obj)
+        await self.volume_controller.start()
         observed = await self.driver.list_managed()
         self._adopt(observed)
         self._tasks.supervise("events", self._follow_events)
@@ -236,15 +256,26 @@ class Controller:
         async with self._write_lock:
             if check is not None:
                 check()
-            return await self._apply(loaded.objects, source, namespace, carry_live), list(loaded.warnings)
+            results = await self._apply(loaded.objects, source, namespace, carry_live)
+            return results, list(loaded.warnings) + self._ingress_warnings(loaded.objects)
+
+    def _ingress_warnings(self, objects: Iterable[KubeObject]) -> list[str]:
+        """An applied Ingress naming a Service or port that does not exist (it answers 503 until it does)."""
+        def service(namespace: str, name: str) -> Service | None:
+            record = self.objects.get(("Service", namespace, name))
+            return record.obj if record is not None and isinstance(record.obj, Service) else None
+
+        return [f"Ingress {o.metadata.namespace}/{o.metadata.name}: {problem}" for o in objects
+                if isinstance(o, Ingress) and o.served for problem in backend_problems(o, service)]
 
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
                      carry_live: bool = True) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
+        port_claims: PortClaims | None = None  # the external ports Services hold, once a Service is applied
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
-            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet)):
+            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet, StatefulSet)):
                 carried = keep_live_fields(existing.obj.raw, obj.raw)
                 if carried is not None:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
@@ -256,6 +287,12 @@ class Controller:
                 planned.append((obj, "configured"))
             if isinstance(obj, Service) and obj.cluster_ip:
                 self._check_cluster_ip(obj)
+            if isinstance(obj, Service):
+                if port_claims is None:
+                    port_claims = PortClaims((f"{k[1]}/{k[2]}", r.obj) for k, r in self.objects.items()
+                                             if isinstance(r.obj, Service) and r.obj.type != "ClusterIP")
+                obj = self._claim_external_ports(obj, existing, port_claims, source)
+                planned[-1] = (obj, planned[-1][1] if existing is None or existing.obj != obj else "unchanged")
             for path, why in object_refusals(obj, self.security):  # what this agent will not run
                 raise ManifestError(why, source=source, kind=obj.kind, name=obj.metadata.name, path=path)
             if isinstance(obj, Pod) and existing is None:
@@ -285,6 +322,7 @@ class Controller:
                 created = self.objects[key].created if key in self.objects else self._clock()
                 self.objects[key] = ObjectRecord(obj, int(meta["generation"]), created, str(meta["uid"]))
                 self.events.record(obj.kind, obj.metadata.namespace, obj.metadata.name, "Normal", "Applied", action)
+                self._notify(obj.kind, obj.metadata.namespace, obj.metadata.name)
                 if isinstance(obj, Service):
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
@@ -310,10 +348,16 @@ class Controller:
             raise KeyError(f'{kind.lower()}s "{name}" not found')
         return result
 
-    async def delete_many(self, keys: list[tuple[str, str, str]]) -> list[ApplyResult]:
-        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes)."""
+    async def delete_many(self, keys: list[tuple[str, str, str]], *, protect: bool = True) -> list[ApplyResult]:
+        """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes).
+        With `protect`, a claim a pod uses stays (Terminating) until the pod is gone, as Kubernetes' finalizer."""
         async with self._write_lock:
             found = list(dict.fromkeys(k for k in keys if k in self.objects))
+            kept = await self.volume_controller.protect(found) if protect else set()
+            if kept:
+                self.kick()
+                self._notify(*next(iter(kept)))
+            found = [k for k in found if k not in kept]
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
@@ -321,12 +365,13 @@ class Controller:
                     self._notify(*key)
             if found:
                 self.kick()
-            gone = set(found)
+            gone = set(found) | kept
             return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
 
     def _forget(self, key: tuple[str, str, str]) -> None:
         kind, namespace, name = key
         record = self.objects.pop(key)
+        self._notify(kind, namespace, name)
         if isinstance(record.obj, Service):
             service_key = ServiceKey(namespace, name)
             address = self.registry.service(service_key)
@@ -343,7 +388,7 @@ class Controller:
     async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
         async with self._write_lock:
             record = self.objects.get((kind, namespace, name))
-            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet)):
+            if record is None or not isinstance(record.obj, (Deployment, ReplicaSet, StatefulSet)):
                 raise KeyError(f'{kind.lower()}s "{name}" not found')
             if not 0 <= replicas <= 2**31 - 1:
                 raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
@@ -414,6 +459,20 @@ class Controller:
     def _config_object(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
         record = self.objects.get((kind, namespace, name))
         return record.obj if record is not None and isinstance(record.obj, (ConfigMap, Secret)) else None
+    def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, index: PortClaims,
+                              source: str) -> Service:
+        """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
+        owner = f"{service.metadata.namespace}/{service.metadata.name}"
+        previous = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+        if service.type == "ClusterIP" and (previous is None or previous.type == "ClusterIP"):
+            return service  # claims nothing, held nothing: the common case costs nothing
+        try:
+            service = assign_node_ports(service, previous=previous, taken=index.taken_for(owner), owner=owner)
+        except PortClaimError as error:
+            raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
+                                path=error.path) from None
+        index.replace(owner, service)
+        return service
 
     def _check_pod_name_free(self, pod: Pod, source: str) -> None:
         """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
@@ -445,6 +504,7 @@ class Controller:
             address=address,
             ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
             annotations=dict(service.metadata.annotations),
+            external=external_ports(service, self.external),
         )
         self.registry.upsert_service(info, dict(service.selector))
 
@@ -477,6 +537,7 @@ class Controller:
             if not self._owner_exists(rs) and not self._pods_of(rs):
                 del self.replicasets[rs_key]
                 self._dirty = True
+        self.sets.reconcile(now)
         for record in self.objects.values():
             if isinstance(record.obj, Pod):
                 self._ensure_bare_pod(record.obj, record.created)
@@ -485,6 +546,7 @@ class Controller:
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
+        self.volume_controller.reconcile()
 
     def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
         deployment: Deployment = record.obj  # type: ignore[assignment]
@@ -669,6 +731,7 @@ class Controller:
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())
         if adopt:
+            worker.volume_mounts = self.volume_controller.mounts_for(worker, check=False)[0]
             worker.start()  # it runs already: no admission
         return worker
 
@@ -676,18 +739,25 @@ class Controller:
         """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
         than --max-pods pods."""
         used_cpu = used_mem = running = 0
+        used_ports: list[HostPort] = []
         for worker in self.pods.values():
             if worker.scheduled and not worker.done.is_set():
                 cpu, mem = _requests(worker.spec)
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+                used_ports.extend(host_ports(worker.spec, self.external))
         for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
                              key=lambda w: w.created):
+            if not self._volumes_ready(worker):
+                continue
             cpu, mem = _requests(worker.spec)
             short = [f"Insufficient {what}" for what, need, used, have in (
                 ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
                 ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
             if running >= self.capacity.pods:
                 short.append("Too many pods")
+            wanted = host_ports(worker.spec, self.external)
+            if wanted and collides(wanted, used_ports):
+                short.append(HOST_PORTS_TAKEN)
             if short:
                 message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
                 if worker.message != message:
@@ -696,8 +766,42 @@ class Controller:
                     self._notify("Pod", worker.namespace, worker.name)
                 continue
             used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+            used_ports.extend(wanted)
             worker.reason = worker.message = ""
             worker.start()
+        self._publish_host_ports()
+
+    def _publish_host_ports(self) -> None:
+        """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve (a hostNetwork
+        pod listens on the host itself: its hostPorts only count for scheduling)."""
+        want = {}
+        for worker in self.pods.values():
+            serve = worker.scheduled and not worker.done.is_set() and not worker.spec.host_network
+            ports = host_ports(worker.spec, self.external) if serve else ()
+            if ports:
+                want[host_port_key(worker.namespace, worker.name)] = (worker.name, ports)
+        for key in [k for k in self._host_port_keys if k not in want]:
+            self.registry.delete_service(key)
+        for key, (pod, ports) in want.items():
+            self.registry.upsert_service(host_port_service(key.namespace, pod, ports), pod=pod)
+        self._host_port_keys = set(want)
+
+    def _volumes_ready(self, worker: PodWorker) -> bool:
+        """Whether the pod's claims and hostPaths are ready (it then gets their sources); else it stays Pending."""
+        if not worker.spec.volumes:
+            return True
+        worker.volume_mounts, problem = self.volume_controller.mounts_for(worker)
+        if not problem:
+            return True
+        if problem == CHECKING:
+            return False  # a hostPath is being looked at: the check kicks the controller when done
+        message = f"0/1 nodes are available: {problem}."
+        if worker.message != message:
+            worker.reason, worker.message = "Unschedulable", message
+            self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
+            self._notify("Pod", worker.namespace, worker.name)
+        self._call_at(self._clock() + 2)  # a hostPath may appear without anything else changing
+        return False
 
     def now(self) -> float:
         return self._clock()
@@ -745,6 +849,8 @@ class Controller:
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
         identity = worker.identity
+        if identity.owner_kind in SET_KINDS:
+            return self.sets.wanted(identity)
         if identity.replicaset:
             return (identity.namespace, identity.replicaset) in self.replicasets
         return ("Pod", identity.namespace, identity.name) in self.objects
@@ -822,6 +928,8 @@ class Controller:
                 self._new_worker(identity, template.spec, dict(template.metadata.labels),
                                  dict(template.metadata.annotations), created=created, adopt=containers)
                 log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            elif not rs_name and self.sets.adopt(namespace, pod, labels, containers, created):
+                pass
             elif not rs_name and ("Pod", namespace, pod) in self.objects:
                 obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
                 identity = PodIdentity(namespace, pod, "Pod", pod)
@@ -915,7 +1023,7 @@ def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
     """The object in the namespace the user chose for objects that name none (kubectl's -n)."""
-    if namespace is None:
+    if namespace is None or obj.kind in CLUSTER_SCOPED:
         return obj
     named = (obj.raw.get("metadata") or {}).get("namespace")
     if named is not None and named != namespace:

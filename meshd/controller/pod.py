@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +24,7 @@ from meshd.driver.base import (
     ContainerSpec,
     Driver,
     DriverError,
+    MountSource,
     ObservedContainer,
     Sandbox,
     SandboxSpec,
@@ -143,6 +144,7 @@ class PodWorker:
         self.reason = ""
         self.message = ""
         self.scheduled = False
+        self.volume_mounts: Mapping[str, MountSource] = {}  # claim and hostPath volumes' sources, set at admission
         self.terminating = False
         self.ready_since: float | None = None
         self._driver = driver
@@ -558,6 +560,7 @@ class PodWorker:
             volumes=self.spec.volumes,
             share_process_namespace=self.spec.share_process_namespace,
             dns_search=self._dns_search,
+            mounts=self.volume_mounts,
             fs_group=self.spec.security_context.fs_group if self.spec.security_context else None,
         )
 

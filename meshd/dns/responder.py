@@ -31,7 +31,7 @@ from meshd.dns.codec import (
     udp_limit,
 )
 from meshd.dns.metrics import TCP, UDP, DnsStats, stat_index
-from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, EndpointSource, Snapshot, Zone
+from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, EndpointSource, Snapshot, Zone, pod_addresses
 from meshd.model.endpoints import Reset, ServiceKey, Update
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class Responder:
         self.cache_size = cache_size
         self._zone: Zone | None = None
         self._dirty: set[ServiceKey] = set()
+        self._pods_dirty = False
         self._generation = 0
         self.exact: dict[bytes, tuple[bytes, int]] = {}  # cleared, never replaced (the UDP loop holds it)
         self._answers: dict[tuple[bytes, int, int, int, bool, bool, int], tuple[bytes, int, bool]] = {}
@@ -89,6 +90,13 @@ class Responder:
         elif self._zone is not None:
             self._dirty.add(update.service.key if isinstance(update, Reset) else update.service)
 
+    def invalidate_pods(self) -> None:
+        """The agent's pods' addresses changed (their A and PTR records): every cached answer goes."""
+        self.exact.clear()
+        self._answers.clear()
+        self._generation += 1
+        self._pods_dirty = True
+
     @property
     def zone(self) -> Zone:
         serial = getattr(self.source, "index", None)
@@ -102,6 +110,9 @@ class Responder:
             changes = {key: (source.service(key), source.endpoints(key)) for key in self._dirty}
             self._zone = self._zone.replace(changes, serial=serial)
             self._dirty.clear()
+        if self._pods_dirty:
+            self._pods_dirty = False
+            self._zone = self._zone.with_pods(pod_addresses(self.source), serial=serial)
         return self._zone
 
     def answer_udp(self, data: bytes) -> bytes | None:

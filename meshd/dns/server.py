@@ -85,7 +85,15 @@ class DnsServer:
     async def start(self) -> None:
         """Binds every listen address (raises OSError if one cannot be bound) and follows the registry."""
         if self._unlisten is None:
-            self._unlisten = self.registry.listen(self.responder.invalidate)
+            unlisten = self.registry.listen(self.responder.invalidate)
+            listen_pods = getattr(self.registry, "listen_pods", None)  # the agent's pods' A and PTR records
+            unlisten_pods = listen_pods(self.responder.invalidate_pods) if listen_pods else (lambda: None)
+
+            def stop() -> None:
+                unlisten()
+                unlisten_pods()
+
+            self._unlisten = stop
             self.responder.invalidate()
         try:
             for host, port in self.listen:

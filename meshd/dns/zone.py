@@ -7,10 +7,12 @@ with meshd's rule that SRV records list the ready endpoints of every Service, no
     <svc>.<ns>.svc.<zone>                SRV  one per ready endpoint and port
     _<port>._<proto>.<svc>.<ns>.svc.<zone> SRV one per ready endpoint for that named port
     <host>.<svc>.<ns>.svc.<zone>         A    a ready endpoint (host = its hostname, else its dashed address)
-    <a-b-c-d>.<ns>.pod.<zone>            A    a pod known through any Service's endpoints
+    <a-b-c-d>.<ns>.pod.<zone>            A    a pod of this agent (or known through any Service's endpoints)
     <zone>                               SOA, NS;   ns.dns.<zone> A (when the server's address is known)
     dns-version.<zone>                   TXT  "1.1.0"
-    <d>.<c>.<b>.<a>.in-addr.arpa         PTR  the Service (its address) or the endpoint name (a ready endpoint)
+    <d>.<c>.<b>.<a>.in-addr.arpa         PTR  the Service (its address), the endpoint name (a ready endpoint:
+                                              <hostname>.<subdomain>.<ns>.svc.<zone> for a StatefulSet's pod), else
+                                              the pod's <a-b-c-d>.<ns>.pod.<zone>
 
 Decisions (the CoreDNS `file` plugin is the model): a name outside the zone -> REFUSED; reverse names meshd does
 not know -> REFUSED too (it is not authoritative for in-addr.arpa); a name in the zone that
@@ -67,6 +69,9 @@ class EndpointSource(Protocol):
     def endpoints(self, key: ServiceKey) -> tuple[Endpoint, ...]: ...
 
 
+PodAddress = tuple[str, str]  # (namespace, IPv4 address) of a pod the agent runs
+
+
 @dataclass(frozen=True, eq=False)
 class Snapshot:
     """The Services and their endpoints (ready or not) at one moment; `serial` becomes the SOA serial."""
@@ -74,12 +79,21 @@ class Snapshot:
     services: tuple[ServiceInfo, ...] = ()
     endpoints: Mapping[ServiceKey, tuple[Endpoint, ...]] = field(default_factory=dict)
     serial: int = 1
+    pods: tuple[PodAddress, ...] = ()
 
     @classmethod
     def of(cls, source: EndpointSource, *, serial: int = 1) -> Snapshot:
-        """Reads a registry (anything with `services()` and `endpoints(key)`) into a snapshot."""
+        """Reads a registry (anything with `services()` and `endpoints(key)`, and `pod_addresses()` when it
+        has one) into a snapshot."""
         services = tuple(source.services())
-        return cls(services, {s.key: tuple(source.endpoints(s.key)) for s in services}, serial)
+        return cls(services, {s.key: tuple(source.endpoints(s.key)) for s in services}, serial,
+                   pod_addresses(source))
+
+
+def pod_addresses(source: object) -> tuple[PodAddress, ...]:
+    """The source's pods' (namespace, address) pairs; none when it does not know its pods."""
+    read = getattr(source, "pod_addresses", None)
+    return tuple(read()) if read is not None else ()
 
 
 def lookup(
@@ -123,8 +137,10 @@ class Zone:
         serial: int,
         ns_address: str | None,
         parts: dict[str, _Part],
+        pods: tuple[PodAddress, ...] = (),
     ) -> None:
         self.apex = apex
+        self.pod_addresses = pods
         self.ttl = ttl
         self.serial = serial % 2**32 or 1
         self.ns_address = ns_address
@@ -155,7 +171,8 @@ class Zone:
             _service_name(s.key, apex): _compile(s, snapshot.endpoints.get(s.key, ()), apex, ttl)
             for s in snapshot.services
         }
-        return cls(apex=apex, ttl=ttl, serial=snapshot.serial, ns_address=ns_address, parts=parts)
+        return cls(apex=apex, ttl=ttl, serial=snapshot.serial, ns_address=ns_address, parts=parts,
+                   pods=snapshot.pods)
 
     def replace(
         self,
@@ -171,7 +188,13 @@ class Zone:
                 parts.pop(name, None)
             else:
                 parts[name] = _compile(service, tuple(endpoints), self.apex, self.ttl)
-        return Zone(apex=self.apex, ttl=self.ttl, serial=serial, ns_address=self.ns_address, parts=parts)
+        return Zone(apex=self.apex, ttl=self.ttl, serial=serial, ns_address=self.ns_address, parts=parts,
+                    pods=self.pod_addresses)
+
+    def with_pods(self, pods: tuple[PodAddress, ...], *, serial: int) -> Zone:
+        """This zone with another set of the agent's pod addresses (the Services' names are kept compiled)."""
+        return Zone(apex=self.apex, ttl=self.ttl, serial=serial, ns_address=self.ns_address, parts=self._parts,
+                    pods=pods)
 
     def lookup(self, qname: str, qtype: int) -> Answer:
         name = _absolute(qname)
@@ -214,7 +237,9 @@ class Zone:
 
     @functools.cached_property
     def _pods(self) -> Nodes:
-        return _nodes((r for part in self._parts.values() for r in part.pods), top=self.apex)
+        own = (_pod_record(namespace, address, self.apex, self.ttl) for namespace, address in self.pod_addresses
+               if _ipv4(address))
+        return _nodes((*(r for part in self._parts.values() for r in part.pods), *own), top=self.apex)
 
     @functools.cached_property
     def _reverse(self) -> dict[str, tuple[Record, ...]]:
@@ -224,6 +249,10 @@ class Zone:
                 for record in node.get(A, ()):
                     owner = ".".join(reversed(record.data.split("."))) + ".in-addr.arpa."
                     pointers.setdefault(owner, set()).add(Record(owner, PTR, self.ttl, record.name))
+        for node in self._pods.values():
+            for record in node.get(A, ()):
+                owner = ".".join(reversed(record.data.split("."))) + ".in-addr.arpa."
+                pointers.setdefault(owner, set()).add(Record(owner, PTR, self.ttl, record.name))
         return {owner: _reverse_choice(rs) for owner, rs in pointers.items()}
 
     def _additional(self, answer: Iterable[Record]) -> tuple[Record, ...]:
@@ -244,12 +273,12 @@ def _compile(service: ServiceInfo, endpoints: tuple[Endpoint, ...], apex: str, t
     base = _service_name(service.key, apex)
     named_ports = [_port_owner(service, port, apex) for port in service.ports if port.name]
     nodes = _nodes(_service_records(service, endpoints, apex, ttl), top=base, names=[base, *named_ports])
-    pods = tuple(
-        Record(f"{_dashed(e.address)}.{service.key.namespace}.pod.{apex}".lower(), A, ttl, e.address)
-        for e in endpoints
-        if _ipv4(e.address)
-    )
+    pods = tuple(_pod_record(service.key.namespace, e.address, apex, ttl) for e in endpoints if _ipv4(e.address))
     return _Part(nodes, pods)
+
+
+def _pod_record(namespace: str, address: str, apex: str, ttl: int) -> Record:
+    return Record(f"{_dashed(address)}.{namespace}.pod.{apex}".lower(), A, ttl, address)
 
 
 def _nodes(records: Iterable[Record], *, top: str, names: Iterable[str] = ()) -> Nodes:

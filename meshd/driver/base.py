@@ -39,6 +39,22 @@ class ContainerConfigError(DriverError):
 
 
 @dataclass(frozen=True)
+class MountSource:
+    """Where a pod volume that is not an emptyDir comes from (a claim's volume, a hostPath): a Docker named volume
+    ("volume") or a path of this machine ("bind")."""
+
+    type: Literal["volume", "bind"]
+    source: str
+    read_only: bool = False  # every mount of it is read-only (a ReadOnlyMany claim, readOnly: true)
+
+
+def needs_source(volumes: tuple[Volume, ...], name: str) -> bool:
+    """Whether the pod volume is a claim or a hostPath (mounted from a MountSource, never as an empty volume)."""
+    return any(v.name == name and (v.host_path is not None or v.persistent_volume_claim is not None)
+               for v in volumes)
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """A pod's shared part."""
 
@@ -49,6 +65,7 @@ class SandboxSpec:
     volumes: tuple[Volume, ...] = ()
     share_process_namespace: bool = False
     dns_search: tuple[str, ...] = ()  # e.g. ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
+    mounts: Mapping[str, MountSource] = field(default_factory=dict)  # volume name -> its source (not emptyDir)
     fs_group: int | None = None  # securityContext.fsGroup: the group that owns the pod's volumes
 
 

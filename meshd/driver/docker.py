@@ -41,6 +41,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
     Usage,
+    needs_source,
 )
 from meshd.driver.docker_exec import DockerExecSession
 from meshd.driver.docker_security import docker_security_options, needs_image_user
@@ -462,7 +463,7 @@ class DockerDriver:
                 detach=True,
             )
             try:
-                for volume in (v for v in spec.volumes if v.is_empty_dir):  # config volumes are bind mounts
+                for volume in (v for v in spec.volumes if v.name not in spec.mounts and not v.is_config):
                     opts = {"type": "tmpfs", "device": "tmpfs"} if volume.medium == "Memory" else None
                     if opts is not None and spec.fs_group is not None:  # fsGroup owns the pod's volumes
                         opts["o"] = f"mode=2777,gid={spec.fs_group}"
@@ -472,7 +473,8 @@ class DockerDriver:
                         driver_opts=opts,
                         labels={**labels, LABEL_SANDBOX: container.id, LABEL_CONTAINER: ""},
                     )
-                self._open_volumes(client, container.id, spec.volumes, fs_group=spec.fs_group)
+                emptydirs = tuple(v for v in spec.volumes if v.name not in spec.mounts)
+                self._open_volumes(client, container.id, emptydirs, fs_group=spec.fs_group)
                 container.start()
                 container.reload()
             except Exception:
@@ -639,6 +641,14 @@ class DockerDriver:
             if vm.mount_path in spec.mount_sources:  # files meshd writes (configMap, secret, ...): read-only
                 mounts.append(Mount(target=vm.mount_path, source=spec.mount_sources[vm.mount_path], type="bind",
                                     read_only=True))
+                continue
+            source = spec.spec.mounts.get(vm.name)
+            if source is None and needs_source(spec.spec.volumes, vm.name):
+                raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")
+            if source is not None:  # a claim's volume or a hostPath
+                mounts.append(Mount(target=vm.mount_path, source=source.source, type=source.type,
+                                    read_only=vm.read_only or source.read_only,
+                                    **({"no_copy": True} if source.type == "volume" else {})))
                 continue
             mounts.append(
                 Mount(target=vm.mount_path, source=volume_name(sandbox_id, vm.name), type="volume",

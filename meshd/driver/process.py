@@ -40,6 +40,7 @@ from meshd.driver.base import (
     Sandbox,
     SandboxSpec,
     Usage,
+    needs_source,
 )
 from meshd.driver.process_security import no_new_privs, own_volume, popen_credentials, process_refusal
 from meshd.driver.session import ExecSession, ProcessExecSession
@@ -306,7 +307,7 @@ class ProcessDriver:
                 started_at=time.time(),
                 env={"HOSTNAME": spec.hostname, "POD_NAME": spec.pod, "POD_NAMESPACE": spec.namespace},
             )
-            for volume in spec.volumes:
+            for volume in (v for v in spec.volumes if v.name not in spec.mounts):
                 await asyncio.to_thread(_mkdir, self.volumes_dir / record.id / volume.name)
             self._save(record)
         self._emit("start", record)
@@ -357,9 +358,13 @@ class ProcessDriver:
                 "volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
             if vm.mount_path in spec.mount_sources:  # a config volume meshd writes (with subPath: that file)
-                path = Path(spec.mount_sources[vm.mount_path])
-            else:
-                path = self.volumes_dir / spec.sandbox.id / vm.name
+                env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = spec.mount_sources[vm.mount_path]
+                continue
+            source = spec.spec.mounts.get(vm.name)
+            if source is None and needs_source(spec.spec.volumes, vm.name):
+                raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")
+            path = Path(source.source) if source is not None else self.volumes_dir / spec.sandbox.id / vm.name
+            if source is None:
                 await asyncio.to_thread(_mkdir, path)
                 await asyncio.to_thread(own_volume, str(path), spec.spec.fs_group)
             env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = str(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -10,13 +11,22 @@ from typing import Any
 from meshd.manifests import names
 from meshd.manifests.config import CONFIG_MAP_FIELDS, SECRET_FIELDS, read_config_map, read_secret
 from meshd.manifests.errors import FieldPath, ManifestError
+from meshd.manifests.ingress import read_ingress
 from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
 from meshd.manifests.reader import DocumentReader, describe_value
 from meshd.manifests.services import read_service
+from meshd.manifests.statefulsets import read_daemonset, read_statefulset
+from meshd.manifests.storage import (
+    STORAGE_CLASS_FIELDS,
+    STORAGE_CLASS_IGNORED,
+    read_persistent_volume,
+    read_persistent_volume_claim,
+    read_storage_class,
+)
 from meshd.manifests.workloads import read_deployment, read_replica_set
 from meshd.manifests.yamldocs import RawDocument, parse_documents
-from meshd.model.objects import KubeObject, ObjectMeta, Pod, object_key
+from meshd.model.objects import CLUSTER_SCOPED, KubeObject, ObjectMeta, Pod, object_key
 
 API_VERSIONS: Mapping[str, str] = {
     "Pod": "v1",
@@ -25,6 +35,12 @@ API_VERSIONS: Mapping[str, str] = {
     "Deployment": "apps/v1",
     "ConfigMap": "v1",
     "Secret": "v1",
+    "Ingress": "networking.k8s.io/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "PersistentVolumeClaim": "v1",
+    "PersistentVolume": "v1",
+    "StorageClass": "storage.k8s.io/v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
@@ -33,6 +49,17 @@ _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Service": names.dns1035_label,
     "ConfigMap": names.dns1123_subdomain,
     "Secret": names.dns1123_subdomain,
+    "Ingress": names.dns1123_subdomain,
+    "StatefulSet": names.dns1123_label,  # its pods' hostnames are NAME-ORDINAL
+    "DaemonSet": names.dns1123_subdomain,
+    "PersistentVolumeClaim": names.dns1123_subdomain,
+    "PersistentVolume": names.dns1123_subdomain,
+    "StorageClass": names.dns1123_subdomain,
+}
+_STORAGE_READERS: Mapping[str, Callable[[DocumentReader, dict[str, Any], ObjectMeta], KubeObject]] = {
+    "PersistentVolumeClaim": read_persistent_volume_claim,
+    "PersistentVolume": read_persistent_volume,
+    "StorageClass": read_storage_class,
 }
 _TOP_FIELDS: Mapping[str, tuple[str, ...]] = {"ConfigMap": CONFIG_MAP_FIELDS, "Secret": SECRET_FIELDS}
 _STATUS = {"status": "ignored (status is set by meshd)"}
@@ -143,9 +170,16 @@ def _load_object(
                 ("apiVersion",),
                 f'"{given_version}" is not supported for {kind}: use apiVersion: {api_version}',
             )
-    known = _TOP_FIELDS.get(kind, ("apiVersion", "kind", "metadata", "spec"))
-    reader.check_fields(doc, (), known=known, ignored=_STATUS)
+    if kind == "StorageClass":
+        reader.check_fields(doc, (), known=STORAGE_CLASS_FIELDS, ignored=STORAGE_CLASS_IGNORED)
+    else:
+        known = _TOP_FIELDS.get(kind, ("apiVersion", "kind", "metadata", "spec"))
+        reader.check_fields(doc, (), known=known, ignored=_STATUS)
     metadata = read_object_meta(reader, doc, name_check=_NAME_RULES[kind])
+    if kind in CLUSTER_SCOPED:  # as the API server does, a namespace given to a cluster-scoped object is dropped
+        metadata = dataclasses.replace(metadata, namespace="")
+    if kind in _STORAGE_READERS:
+        return _STORAGE_READERS[kind](reader, doc, metadata)
     if kind == "ConfigMap":
         return read_config_map(reader, doc, metadata)
     if kind == "Secret":
@@ -156,6 +190,12 @@ def _load_object(
         return read_replica_set(reader, doc, metadata)
     if kind == "Deployment":
         return read_deployment(reader, doc, metadata)
+    if kind == "Ingress":
+        return read_ingress(reader, doc, metadata)
+    if kind == "StatefulSet":
+        return read_statefulset(reader, doc, metadata)
+    if kind == "DaemonSet":
+        return read_daemonset(reader, doc, metadata)
     return read_service(reader, doc, metadata)
 
 

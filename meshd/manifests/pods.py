@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, cast
@@ -22,6 +23,7 @@ from meshd.manifests.probes import read_pre_stop, read_probe
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.manifests.reader import MISSING, DocumentReader
 from meshd.manifests.security import read_container_security, read_pod_security
+from meshd.manifests.storage import VOLUME_SOURCE_FIELDS, read_volume_sources
 from meshd.model.objects import (
     Container,
     ContainerPort,
@@ -94,7 +96,8 @@ CONTAINER_IGNORED: Mapping[str, str] = {
     "resizePolicy": "ignored",
 }
 CONTAINER_UNSUPPORTED = ("volumeDevices", "restartPolicy")
-_VOLUME_HINT = "not supported: meshd supports emptyDir, configMap, secret, projected and downwardAPI volumes"
+_VOLUME_HINT = ("not supported: meshd supports emptyDir, persistentVolumeClaim, hostPath, configMap, secret, "
+                "projected and downwardAPI volumes")
 
 
 def config_sources(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -208,9 +211,13 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
         if name in seen:
             raise reader.fail(vpath + ("name",), f'duplicate volume name "{name}"')
         seen.add(name)
+        sources = read_volume_sources(reader, volume, vpath)
         config = read_config_volume(reader, volume, vpath, read_resource_field_ref)
+        if sources and config:
+            raise reader.fail(vpath + (config_sources(config)[0],), "may not specify more than 1 volume type")
         for key, source in volume.items():
-            if key not in ("name", "emptyDir", *config_sources(config)) and source is not None:
+            known = ("name", "emptyDir", *VOLUME_SOURCE_FIELDS, *config_sources(config))
+            if key not in known and source is not None:
                 raise reader.fail(vpath + (key,), _VOLUME_HINT)
         medium = ""
         empty_dir = reader.get(volume, "emptyDir", vpath)
@@ -221,7 +228,7 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
                 empty_dir, epath, known=("medium",), ignored={"sizeLimit": "not enforced yet (ignored)"}
             )
             medium = reader.choice(empty_dir, "medium", epath, ("", "Memory"), default="")
-        volumes.append(Volume(name=name, medium=cast(Any, medium), **config))
+        volumes.append(Volume(name=name, medium=cast(Any, medium), **sources, **config))
     return tuple(volumes)
 
 
@@ -332,15 +339,31 @@ def _read_ports(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath)
         ppath = path + ("ports", i)
         port = reader.mapping(item, ppath)
         reader.check_fields(
-            port, ppath, known=("containerPort", "name", "protocol"), unsupported=("hostPort", "hostIP")
+            port, ppath, known=("containerPort", "name", "protocol", "hostPort", "hostIP")
         )
         number = reader.integer(port, "containerPort", ppath, required=True, minimum=1, maximum=65535)
         name = reader.string(port, "name", ppath)
         reader.check_name(name, ppath + ("name",), names.iana_svc_name, required=False)
         protocol = reader.choice(port, "protocol", ppath, ("TCP", "UDP"), default="TCP")
         assert number is not None
-        ports.append(ContainerPort(container_port=number, name=name or None, protocol=cast(Any, protocol)))
+        host_port = reader.integer(port, "hostPort", ppath, minimum=1, maximum=65535)
+        host_ip = read_host_ip(reader, port, ppath, host_port)
+        ports.append(ContainerPort(container_port=number, name=name or None, protocol=cast(Any, protocol),
+                                   host_port=host_port, host_ip=host_ip))
     return tuple(ports)
+
+
+def read_host_ip(reader: DocumentReader, port: Mapping[str, Any], path: FieldPath, host_port: int | None) -> str | None:
+    """`hostIP`: the address a hostPort listens on (else the agent's --external addresses); only with a hostPort."""
+    text = reader.string(port, "hostIP", path) or None
+    if text is None:
+        return None
+    if host_port is None:
+        raise reader.fail(path + ("hostIP",), "may only be set with hostPort")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise reader.fail(path + ("hostIP",), f'must be a valid IP address, got "{text}"') from None
 
 
 def _read_env(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> tuple[EnvVar, ...]:

@@ -121,7 +121,7 @@ class DocumentReader:
         unsupported: Iterable[str] = (),
     ) -> None:
         """Unknown fields fail ("unknown field", with a suggestion); `ignored` ones warn with their reason;
-        `unsupported` ones fail as "not supported". Either is silent when empty, false or the default
+        `unsupported` ones fail as "not supported" (or, a mapping, with its reason). Either is silent when empty, false or the default
         Kubernetes prints (`securityContext: {}`, `hostNetwork: false`, `dnsPolicy: ClusterFirst`)."""
         known_set = set(known)
         ignored = ignored or {}
@@ -134,7 +134,8 @@ class DocumentReader:
             if key in ignored:
                 self.warn(path + (key,), ignored[key])
             elif key in unsupported_set:
-                raise self.fail(path + (key,), "not supported")
+                reason = unsupported.get(key) if isinstance(unsupported, Mapping) else None
+                raise self.fail(path + (key,), reason or "not supported")
             else:
                 close = difflib.get_close_matches(key, [*known_set, *ignored, *unsupported_set], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""

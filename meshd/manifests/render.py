@@ -10,6 +10,7 @@ from meshd.manifests.config import render_config
 from meshd.manifests.podconfig import render_config_volume, render_env_from, render_key_ref
 from meshd.manifests.quantity import format_cpu, format_memory
 from meshd.manifests.security import render_container_security, render_pod_security
+from meshd.manifests.storage import render_volume_source
 from meshd.model.objects import (
     ConfigMap,
     Container,
@@ -144,7 +145,7 @@ def render_pod_spec(spec: PodSpec) -> dict[str, Any]:
         out["shareProcessNamespace"] = True
     if spec.volumes:
         out["volumes"] = [
-            {"name": v.name, **(render_config_volume(v) or {"emptyDir": {"medium": v.medium} if v.medium else {}})}
+            {"name": v.name, **(render_config_volume(v) or render_volume_source(v))}
             for v in spec.volumes
         ]
     if spec.hostname:

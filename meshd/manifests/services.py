@@ -1,4 +1,5 @@
-"""v1 Service specs: selector, ports, clusterIP (None = headless); only type ClusterIP is served."""
+"""v1 Service specs: selector, ports, clusterIP (None = headless), type ClusterIP, NodePort or LoadBalancer
+(the last two listen on the agent's --external addresses: meshd/external/)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any, cast
 
+from meshd.external.nodeports import NODE_PORTS
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_labels
@@ -25,18 +27,23 @@ SERVICE_IGNORED: Mapping[str, str] = {
     "clusterIPs": "ignored (meshd uses clusterIP)",
     "ipFamilies": "ignored (IPv4 only)",
     "ipFamilyPolicy": "ignored (IPv4 only)",
-    "externalIPs": "ignored",
-    "externalTrafficPolicy": "ignored (one node)",
     "internalTrafficPolicy": "ignored (one node)",
-    "loadBalancerIP": "ignored (served as ClusterIP)",
-    "loadBalancerSourceRanges": "ignored (served as ClusterIP)",
-    "loadBalancerClass": "ignored (served as ClusterIP)",
-    "allocateLoadBalancerNodePorts": "ignored (served as ClusterIP)",
-    "healthCheckNodePort": "ignored (served as ClusterIP)",
+    "healthCheckNodePort": "ignored (one node: every endpoint is local)",
     "sessionAffinity": "ignored: the sidecar balances every request by its meshd.io/lb-algorithm",
     "sessionAffinityConfig": "ignored: the sidecar balances every request by its meshd.io/lb-algorithm",
     "publishNotReadyAddresses": "not supported yet (ignored): only ready endpoints are published",
     "trafficDistribution": "ignored (one node)",
+}
+
+# what meshd's one node cannot do honestly is refused, naming the field
+EXTERNAL_UNSUPPORTED: Mapping[str, str] = {
+    "externalName": "",
+    "externalIPs": "not supported: meshd listens on the agent's --external addresses (type LoadBalancer or "
+    "NodePort)",
+    "loadBalancerSourceRanges": "not supported: meshd does not filter clients by address; choose --external "
+    "addresses that only the intended clients reach",
+    "loadBalancerIP": "not supported: a LoadBalancer Service gets every --external address of the agent",
+    "loadBalancerClass": "not supported: meshd is the only load balancer implementation",
 }
 
 
@@ -46,17 +53,18 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
     reader.check_fields(
         spec,
         _SPEC,
-        known=("selector", "ports", "clusterIP", "type"),
+        known=("selector", "ports", "clusterIP", "type", "externalTrafficPolicy", "allocateLoadBalancerNodePorts"),
         ignored=SERVICE_IGNORED,
-        unsupported=("externalName",),
+        unsupported=EXTERNAL_UNSUPPORTED,
     )
     service_type = reader.choice(
         spec, "type", _SPEC, ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"), default="ClusterIP"
     )
     if service_type == "ExternalName":
         raise reader.fail(_SPEC + ("type",), "ExternalName is not supported")
-    if service_type != "ClusterIP":
-        reader.warn(_SPEC + ("type",), f"{service_type} is served as ClusterIP")
+    # one node: Cluster and Local reach the same endpoints (and the client's address is the sidecar's either way)
+    reader.choice(spec, "externalTrafficPolicy", _SPEC, ("Cluster", "Local"), default="Cluster")
+    allocate = reader.boolean(spec, "allocateLoadBalancerNodePorts", _SPEC, default=True)
     cluster_ip = reader.string(spec, "clusterIP", _SPEC) or None
     headless = cluster_ip == "None"
     if cluster_ip is not None and not headless:
@@ -69,7 +77,7 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
     if headless and service_type != "ClusterIP":
         raise reader.fail(_SPEC + ("clusterIP",), f"a {service_type} Service may not be headless")
     _check_mesh_annotations(reader, metadata)
-    ports = _read_ports(reader, spec)
+    ports = _read_ports(reader, spec, service_type)
     if not ports and not headless:
         raise reader.fail(_SPEC + ("ports",), "at least one port is required (unless clusterIP is None)")
     return Service(
@@ -79,10 +87,12 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         headless=headless,
         cluster_ip=None if headless else cluster_ip,
         raw=doc,
+        type=cast(Any, service_type),
+        allocate_node_ports=bool(allocate),
     )
 
 
-def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[ServicePort, ...]:
+def _read_ports(reader: DocumentReader, spec: Mapping[str, Any], service_type: str) -> tuple[ServicePort, ...]:
     items = reader.sequence(spec, "ports", _SPEC)
     ports: list[ServicePort] = []
     seen_names: set[str] = set()
@@ -93,8 +103,7 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[Servic
         reader.check_fields(
             port,
             path,
-            known=("name", "port", "targetPort", "protocol", "appProtocol"),
-            ignored={"nodePort": "ignored (served as ClusterIP)"},
+            known=("name", "port", "targetPort", "protocol", "appProtocol", "nodePort"),
         )
         name = reader.string(port, "name", path) or ""
         if name:
@@ -115,10 +124,13 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any]) -> tuple[Servic
             number if target is None else read_port_ref(reader, target, path + ("targetPort",), ports=None)
         )
         app_protocol = reader.string(port, "appProtocol", path, allow_empty=False) or None
+        node_port = reader.integer(port, "nodePort", path, minimum=NODE_PORTS[0], maximum=NODE_PORTS[1])
+        if node_port is not None and service_type == "ClusterIP":
+            raise reader.fail(path + ("nodePort",), "may not be used when `type` is 'ClusterIP'")
         ports.append(
             ServicePort(
                 port=number, target_port=target_port, name=name, protocol=cast(Any, protocol),
-                app_protocol=app_protocol,
+                app_protocol=app_protocol, node_port=node_port,
             )
         )
     return tuple(ports)

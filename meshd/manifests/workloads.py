@@ -83,6 +83,14 @@ def _read_replicated(
 ) -> tuple[int, LabelSelector, PodTemplate]:
     replicas = reader.integer(spec, "replicas", _SPEC, default=1, minimum=0)
     assert replicas is not None
+    selector, template = read_selected_template(reader, spec, metadata)
+    return replicas, selector, template
+
+
+def read_selected_template(
+    reader: DocumentReader, spec: Mapping[str, Any], metadata: ObjectMeta
+) -> tuple[LabelSelector, PodTemplate]:
+    """spec.selector and spec.template of a workload, the selector matching the template's labels."""
     selector = _read_selector(reader, spec)
     template = read_pod_template(reader, spec, _SPEC, namespace=metadata.namespace)
     if not selector.matches(template.metadata.labels):
@@ -91,7 +99,7 @@ def _read_replicated(
             _SPEC + ("template", "metadata", "labels"),
             f"selector does not match template labels (spec.selector.matchLabels: {wanted})",
         )
-    return replicas, selector, template
+    return selector, template
 
 
 def _read_selector(reader: DocumentReader, spec: Mapping[str, Any]) -> LabelSelector:

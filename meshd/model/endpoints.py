@@ -36,6 +36,24 @@ class PortInfo:
 
 
 @dataclass(frozen=True)
+class ExternalPort:
+    """Where the node's sidecar also serves a Service port from outside the mesh (LoadBalancer, NodePort)."""
+
+    address: str  # one of the agent's --external addresses
+    port: int  # the Service's port (LoadBalancer) or its nodePort
+    protocol: str  # "TCP" or "UDP"
+    port_name: str  # the Service port it reaches
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "port": self.port, "protocol": self.protocol, "portName": self.port_name}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExternalPort:
+        return cls(str(data["address"]), int(data["port"]), str(data.get("protocol", "TCP")),
+                   str(data.get("portName", "")))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     """A Service as discovery sees it: its address (ClusterIP, or None when headless) and ports."""
 
@@ -43,6 +61,7 @@ class ServiceInfo:
     address: str | None
     ports: tuple[PortInfo, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
+    external: tuple[ExternalPort, ...] = ()  # wire key "external", optional
 
     @property
     def headless(self) -> bool:
@@ -61,6 +80,7 @@ class ServiceInfo:
                 for p in self.ports
             ],
             "annotations": dict(self.annotations),
+            **({"external": [e.to_json() for e in self.external]} if self.external else {}),
         }
 
     @classmethod
@@ -76,6 +96,7 @@ class ServiceInfo:
                 for p in data.get("ports", ())
             ),
             annotations=dict(data.get("annotations") or {}),
+            external=tuple(ExternalPort.from_json(e) for e in data.get("external") or ()),
         )
 
 

@@ -17,6 +17,7 @@ from meshd.model.config import (
     ObjectVolumeSource,
     ProjectedVolumeSource,
 )
+from meshd.model.ingress import Ingress
 
 DEFAULT_NAMESPACE = "default"
 
@@ -78,6 +79,8 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: Literal["TCP", "UDP"] = "TCP"
+    host_port: int | None = None  # listened on at the node's external address (meshd/external/)
+    host_ip: str | None = None  # that address instead of the external one(s)
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,23 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class HostPathVolumeSource:
+    path: str
+    type: str = ""  # "", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaimVolumeSource:
+    claim_name: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Volume:
-    name: str  # an emptyDir volume unless a source below is set
+    name: str  # an emptyDir volume unless one of the optional sources below is set
     medium: Literal["", "Memory"] = ""
+    host_path: HostPathVolumeSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
     config_map: ObjectVolumeSource | None = None
     secret: ObjectVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
@@ -285,6 +302,7 @@ class ServicePort:
     name: str = ""
     protocol: Literal["TCP", "UDP"] = "TCP"
     app_protocol: str | None = None  # spec.ports[].appProtocol (http, kubernetes.io/h2c, grpc, tcp, ...)
+    node_port: int | None = None  # NodePort/LoadBalancer: given, or allocated at apply (meshd/external/)
 
 
 @dataclass(frozen=True)
@@ -295,6 +313,8 @@ class Service:
     headless: bool = False  # clusterIP: None
     cluster_ip: str | None = None  # a requested address; None lets meshd allocate
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
     kind: str = "Service"
     api_version: str = "v1"
 
@@ -323,9 +343,99 @@ class Secret:
     api_version: str = "v1"
 
 
-KubeObject = Pod | ReplicaSet | Deployment | Service | ConfigMap | Secret
+@dataclass(frozen=True)
+class StatefulSet:
+    """apps/v1 StatefulSet: pods NAME-0..N-1 with stable names, hostnames and claims (meshd.controller.statefulset)."""
 
-KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "ConfigMap", "Secret")
+    metadata: ObjectMeta
+    replicas: int
+    selector: LabelSelector
+    template: PodTemplate
+    service_name: str = ""
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    partition: int = 0
+    volume_claim_templates: tuple[Mapping[str, Any], ...] = ()  # PersistentVolumeClaim documents
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StatefulSet"
+    api_version: str = "apps/v1"
+
+
+@dataclass(frozen=True)
+class DaemonSet:
+    """apps/v1 DaemonSet: one pod on every node (meshd.controller.daemonset)."""
+
+    metadata: ObjectMeta
+    selector: LabelSelector
+    template: PodTemplate
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    max_unavailable: int | str = 1
+    max_surge: int | str = 0
+    min_ready_seconds: float = 0
+    revision_history_limit: int = 10
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "DaemonSet"
+    api_version: str = "apps/v1"
+
+
+
+# --- storage (cluster-scoped objects have the namespace "") --------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersistentVolumeClaim:
+    metadata: ObjectMeta
+    access_modes: tuple[str, ...]  # ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod
+    storage_bytes: int  # spec.resources.requests.storage
+    storage_class_name: str | None = None  # None: the default StorageClass; "": no class (a PV bound by hand)
+    volume_name: str = ""  # the PersistentVolume it asks for or is bound to
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolumeClaim"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class PersistentVolume:
+    metadata: ObjectMeta
+    capacity_bytes: int
+    access_modes: tuple[str, ...]
+    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    storage_class_name: str = ""
+    claim_ref: ClaimRef | None = None
+    host_path: str | None = None  # spec.hostPath.path or spec.local.path: a directory of this machine
+    csi_driver: str = ""  # spec.csi.driver: "meshd.io/local" for the volumes meshd provisions
+    volume_handle: str = ""  # spec.csi.volumeHandle: the Docker volume's name or the directory's path
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "PersistentVolume"
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    metadata: ObjectMeta
+    provisioner: str
+    reclaim_policy: Literal["Retain", "Delete"] = "Delete"
+    volume_binding_mode: Literal["Immediate", "WaitForFirstConsumer"] = "Immediate"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "StorageClass"
+    api_version: str = "storage.k8s.io/v1"
+
+
+KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
+              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress)
+
+KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
+CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:

@@ -29,6 +29,7 @@ class PodRecord:
 class ServiceRecord:
     info: ServiceInfo
     selector: Mapping[str, str]
+    pod: str | None = None  # a pod's hostPorts (meshd/external/hostports.py): that pod, ready or not, is the endpoint
 
 
 def resolve_ports(service: ServiceInfo, pod: PodRecord) -> dict[str, int] | None:
@@ -52,7 +53,10 @@ def endpoint_for(service: ServiceRecord, pod: PodRecord, *, node: str = "") -> E
     """
     if pod.namespace != service.info.key.namespace or pod.address is None or pod.terminating:
         return None
-    if not LabelSelector(service.selector).matches(pod.labels):
+    if service.pod is not None:
+        if pod.name != service.pod:
+            return None
+    elif not LabelSelector(service.selector).matches(pod.labels):
         return None
     ports = resolve_ports(service.info, pod)
     if ports is None:
@@ -61,8 +65,8 @@ def endpoint_for(service: ServiceRecord, pod: PodRecord, *, node: str = "") -> E
         name=pod.name,
         address=pod.address,
         ports=ports,
-        ready=pod.ready,
-        reason="" if pod.ready else (pod.reason or "not ready"),
+        ready=pod.ready or service.pod is not None,  # a hostPort forwards whatever the readiness (as portmap)
+        reason="" if pod.ready or service.pod is not None else (pod.reason or "not ready"),
         node=node,
         hostname=pod.hostname if pod.hostname and pod.subdomain == service.info.key.name else "",
     )

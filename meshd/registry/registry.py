@@ -38,11 +38,13 @@ class Registry:
         self._pods: dict[tuple[str, str], PodRecord] = {}
         self._endpoints: dict[ServiceKey, dict[str, Endpoint]] = {}
         self._listeners: list[Listener] = []
+        self._pod_listeners: list[Callable[[], None]] = []
 
     # --- reading --------------------------------------------------------------------------------------
 
-    def services(self) -> list[ServiceInfo]:
-        return [record.info for _, record in sorted(self._services.items())]
+    def services(self, *, host_ports: bool = False) -> list[ServiceInfo]:
+        """The Services (with `host_ports`, also the pods' hostPort records, which only sidecars serve)."""
+        return [record.info for _, record in sorted(self._services.items()) if host_ports or record.pod is None]
 
     def service(self, key: ServiceKey) -> ServiceInfo | None:
         record = self._services.get(key)
@@ -53,6 +55,10 @@ class Registry:
 
     def ready_endpoints(self, key: ServiceKey) -> tuple[Endpoint, ...]:
         return tuple(ep for ep in self.endpoints(key) if ep.ready)
+
+    def pod_addresses(self) -> list[tuple[str, str]]:
+        """(namespace, address) of every pod with an address that is not terminating (DNS's pod records)."""
+        return sorted({(p.namespace, p.address) for p in self._pods.values() if p.address and not p.terminating})
 
     def pod(self, namespace: str, name: str) -> PodRecord | None:
         return self._pods.get((namespace, name))
@@ -68,8 +74,10 @@ class Registry:
 
     # --- writing --------------------------------------------------------------------------------------
 
-    def upsert_service(self, info: ServiceInfo, selector: dict[str, str] | None = None) -> None:
-        record = ServiceRecord(info, dict(selector or {}))
+    def upsert_service(self, info: ServiceInfo, selector: dict[str, str] | None = None, *,
+                       pod: str | None = None) -> None:
+        """A Service (its endpoints: the pods its selector matches), or with `pod`, that pod's hostPorts."""
+        record = ServiceRecord(info, dict(selector or {}), pod)
         if self._services.get(info.key) == record:
             return
         self._services[info.key] = record
@@ -83,14 +91,27 @@ class Registry:
         self._publish(DoesNotExist(key))
 
     def upsert_pod(self, pod: PodRecord) -> None:
-        if self._pods.get((pod.namespace, pod.name)) == pod:
+        old = self._pods.get((pod.namespace, pod.name))
+        if old == pod:
             return
         self._pods[(pod.namespace, pod.name)] = pod
         self._refresh_pod(pod.namespace, pod.name)
+        if old is None or (old.address, old.terminating) != (pod.address, pod.terminating):
+            self._pods_moved()
 
     def delete_pod(self, namespace: str, name: str) -> None:
         if self._pods.pop((namespace, name), None) is not None:
             self._refresh_pod(namespace, name)
+            self._pods_moved()
+
+    def listen_pods(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Calls `listener` whenever a pod's address comes or goes (see pod_addresses)."""
+        self._pod_listeners.append(listener)
+        return lambda: self._pod_listeners.remove(listener) if listener in self._pod_listeners else None
+
+    def _pods_moved(self) -> None:
+        for listener in list(self._pod_listeners):
+            listener()
 
     def _refresh_pod(self, namespace: str, name: str) -> None:
         """Publishes how one pod's change moves the endpoints of each Service in its namespace."""
@@ -128,7 +149,7 @@ class Registry:
         stop = self.listen(enqueue)
         try:
             if key is None:
-                for info in self.services():
+                for info in self.services(host_ports=True):
                     yield Reset(info, self.endpoints(info.key))
                 yield Synced()
             else:

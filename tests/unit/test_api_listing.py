@@ -241,3 +241,12 @@ def test_the_node_and_namespaces_as_kubectl_lists_them():
     assert table.table(NAMESPACE, [ns], NOW)["rows"][0]["cells"][:2] == ["prod", "Active"]
     assert fields.matches(fields.parse_field_selector("status.phase=Active"), ns)
     assert fields.matches(fields.parse_field_selector("spec.unschedulable=false"), node)
+
+
+def test_a_watch_sees_an_object_made_again_under_its_name_as_deleted_then_added():
+    old = {"metadata": {"namespace": "default", "name": "web-1", "uid": "a"}}
+    seen, _ = watching.start(ListQuery(), watching.snapshot([old]))
+    new = {"metadata": {"namespace": "default", "name": "web-1", "uid": "b"}}
+    assert watching.changes(seen, watching.snapshot([new])) == [("DELETED", old), ("ADDED", new)]
+    changed = {"metadata": {"namespace": "default", "name": "web-1", "uid": "b", "labels": {"x": "y"}}}
+    assert watching.changes(seen, watching.snapshot([changed])) == [("MODIFIED", changed)]

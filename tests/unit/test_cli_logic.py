@@ -177,7 +177,7 @@ def test_kind_paths():
     assert POD.collection_path(None) == "/api/v1/pods"
     assert DEPLOYMENT.display == "deployment.apps" and POD.display == "pod"
     with pytest.raises(UnknownKind):
-        resolve_kind("statefulsets")
+        resolve_kind("cronjobs.batch.example")
 
 
 @pytest.mark.parametrize(

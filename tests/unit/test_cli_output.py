@@ -608,6 +608,15 @@ def test_describe_service_and_endpoints():
     assert "  NotReadyAddresses:  10.213.0.9" in text.splitlines()
 
 
+def test_describe_load_balancer_service_shows_its_ingress_and_node_ports():
+    svc = {**SERVICE_WEB, "spec": {**SERVICE_WEB["spec"], "type": "LoadBalancer", "ports": [
+        {"name": "http", "port": 8080, "targetPort": 80, "protocol": "TCP", "nodePort": 31234}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}  # fmt: skip
+    lines = [" ".join(line.split()) for line in describe.describe_service(svc, None, [], NOW).splitlines()]
+    assert "LoadBalancer Ingress: 127.0.0.1" in lines
+    assert "NodePort: http 31234/TCP" in lines
+
+
 def test_describe_replicaset_counts_pod_phases():
     pods = [pod(), pod("web-7d4b9c-p", phase="Pending", ready=False)]
     text = describe.describe_replicaset(replicaset(), pods, [], NOW)

@@ -158,7 +158,9 @@ CASES = [
     Case("2.0.213.10.in-addr.arpa.", PTR, NOERROR, (f"2.0.213.10.in-addr.arpa. 5 IN PTR 10-213-0-2.{W}",)),
     Case("7.0.213.10.in-addr.arpa.", PTR, NOERROR, (f"7.0.213.10.in-addr.arpa. 5 IN PTR db-0.{D}",)),
     Case("5.128.213.10.in-addr.arpa.", A, NOERROR),
-    Case("4.0.213.10.in-addr.arpa.", PTR, REFUSED),  # not ready
+    # a not-ready endpoint's address is still one of the agent's pods: its pod name
+    Case("4.0.213.10.in-addr.arpa.", PTR, NOERROR,
+         ("4.0.213.10.in-addr.arpa. 5 IN PTR 10-213-0-4.default.pod.cluster.local.",)),
     Case("1.0.0.127.in-addr.arpa.", PTR, REFUSED),
     # outside the zone: refused, never recursion
     Case("example.com.", A, REFUSED),
@@ -244,6 +246,7 @@ def test_incremental_zone_answers_as_a_full_build(ops: list[tuple[str, object, b
     registry = Registry()
     responder = Responder(registry)
     registry.listen(responder.invalidate)
+    registry.listen_pods(responder.invalidate_pods)  # as the DNS server follows a registry
     responder.zone  # noqa: B018 - compiled once, so later updates take the incremental path
     for kind, what, flag in ops:
         if kind == "service":
@@ -277,3 +280,22 @@ def test_srv_of_a_udp_port_says_udp() -> None:
         ["5353", "10-213-0-5.dns.default.svc.cluster.local."]
     ]
     assert lookup(snap, "_dns._tcp.dns.default.svc.cluster.local.", SRV).answer == ()
+
+
+def test_the_agents_pods_have_a_and_ptr_records_without_a_service() -> None:
+    from meshd.dns.zone import Snapshot, Zone
+
+    pods = (("default", "10.213.0.19"), ("prod", "10.213.0.10"))
+    zone = Zone.build(Snapshot(SNAPSHOT.services, SNAPSHOT.endpoints, 1, pods))
+    assert _strings(zone.lookup("10-213-0-19.default.pod.cluster.local", A).answer) == (
+        "10-213-0-19.default.pod.cluster.local. 5 IN A 10.213.0.19",)
+    assert _strings(zone.lookup("10.0.213.10.in-addr.arpa", PTR).answer) == (
+        "10.0.213.10.in-addr.arpa. 5 IN PTR 10-213-0-10.prod.pod.cluster.local.",)
+    assert zone.lookup("10-213-0-19.prod.pod.cluster.local", A).rcode == NXDOMAIN
+    # an endpoint's own name (a StatefulSet pod's hostname) wins over the pod name
+    with_db = zone.with_pods((*pods, ("default", "10.213.0.7")), serial=2)
+    assert _strings(with_db.lookup("7.0.213.10.in-addr.arpa", PTR).answer) == (
+        f"7.0.213.10.in-addr.arpa. 5 IN PTR db-0.{D}",)
+    gone = with_db.with_pods((), serial=3)
+    assert gone.lookup("19.0.213.10.in-addr.arpa", PTR).rcode == REFUSED
+    assert gone.lookup(W, A).answer == zone.lookup(W, A).answer

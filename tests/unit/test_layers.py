@@ -1,6 +1,6 @@
 """The layering of the code, checked: lower layers never import higher ones (kopf's import contracts).
 
-model <- store, manifests, registry, driver, probe, volumes <- dns, mdns <- controller <- api <- agent <- cli; the sidecar (data
+model <- external <- store, manifests, registry, driver, probe, volumes <- dns, mdns <- controller <- api <- agent <- cli; the sidecar (data
 plane) shares only the model and the task supervisor (`meshd.tasks`) with the control plane, so it runs on its
 own. `meshd.tasks` and `meshd.logfiles` are the foundation every layer may use.
 """
@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 ALLOWED: dict[str, set[str]] = {
     "meshd.model": {"meshd.model"},
-    "meshd.manifests": {"meshd.model", "meshd.manifests", "sidecar.config"},
+    "meshd.external": {"meshd.model", "meshd.external"},
+    "meshd.manifests": {"meshd.model", "meshd.manifests", "meshd.external", "sidecar.config"},
     "meshd.registry": {"meshd.model", "meshd.registry"},
     "meshd.store": {"meshd.model", "meshd.store"},
     "meshd.images": {"meshd.images"},
@@ -26,9 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.mdns": {"meshd.model", "meshd.registry", "meshd.mdns", "meshd.metrics"},
     "meshd.hostnames": {"meshd.model", "meshd.hostnames"},
     "meshd.volumes": {"meshd.model", "meshd.volumes"},
-    "meshd.controller": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
+    "meshd.controller": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
                          "meshd.controller", "meshd.metrics", "meshd.store", "meshd.volumes"},
-    "meshd.api": {"meshd.model", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
+    "meshd.api": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
                   "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "sidecar": {"meshd.model", "sidecar"},
 }

@@ -303,14 +303,14 @@ def test_harmless_fields_warn_with_their_path(path: str, value: Any, words: str)
     assert words in result.warnings[0]
 
 
-def test_service_type_warnings() -> None:
+def test_node_port_and_load_balancer_services_load_without_warnings() -> None:
     for service_type in ("NodePort", "LoadBalancer"):
         doc = patched("service", "spec.type", service_type)
         doc["spec"]["ports"][0]["nodePort"] = 30080
         result = load_documents(to_yaml(doc))
-        assert any(f"spec.type: {service_type} is served as ClusterIP" in w for w in result.warnings)
-        assert any("spec.ports[0].nodePort: ignored" in w for w in result.warnings)
-        assert result.objects[0].ports[0].port == 80
+        assert not result.warnings
+        (svc,) = result.objects
+        assert (svc.type, svc.ports[0].port, svc.ports[0].node_port) == (service_type, 80, 30080)
 
 
 def test_duplicate_object_warns() -> None:

@@ -199,8 +199,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{P}.volumes.0",
-        {"name": "data", "hostPath": {"path": "/tmp"}},
-        f"{P}.volumes[0].hostPath",
+        {"name": "data", "ephemeral": {"volumeClaimTemplate": {}}},
+        f"{P}.volumes[0].ephemeral",
         "not supported",
     ),
     (
@@ -321,7 +321,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
         f"{P}.containers[0].livenessProbe.grpc.host",
         "unknown field",
     ),
-    ("deployment", f"{C}.ports.0.hostPort", 8080, f"{P}.containers[0].ports[0].hostPort", "not supported"),
+    ("deployment", f"{C}.ports.0.hostPort", 0, f"{P}.containers[0].ports[0].hostPort", "greater than or equal to 1"),
+    ("deployment", f"{C}.ports.0.hostIP", "1.2.3.4", f"{P}.containers[0].ports[0].hostIP", "only be set with hostPort"),
     (
         "deployment",
         f"{C}.ports.0.protocol",
@@ -566,11 +567,11 @@ def test_error_names_document_and_field_path(
 
 
 def test_message_names_kind_and_object_name() -> None:
-    doc = patched("deployment", "spec.template.spec.volumes.0", {"name": "data", "hostPath": {"path": "/"}})
+    doc = patched("deployment", "spec.template.spec.volumes.0", {"name": "data", "ephemeral": {}})
     with pytest.raises(ManifestError) as info:
         load_documents(to_yaml(patched("pod", "", None), doc), source="deploy.yaml")
     assert str(info.value).startswith(
-        "deploy.yaml: document 2 (Deployment web): spec.template.spec.volumes[0].hostPath: not supported"
+        "deploy.yaml: document 2 (Deployment web): spec.template.spec.volumes[0].ephemeral: not supported"
     )
     assert isinstance(info.value, ValueError)
     assert (info.value.kind, info.value.name, info.value.document) == ("Deployment", "web", 2)

@@ -1,0 +1,1 @@
+"""PersistentVolumeClaims, PersistentVolumes and StorageClasses: binding decisions, provisioning, pod volumes."""
