@@ -430,6 +430,12 @@ def control_plane() -> dict[str, Any]:
             q(f"sum by (task) (increase(meshd_task_restarts_total[{RATE}]))", "restarts {{task}}"),
             q("max(meshd_loop_lag_seconds)", "loop lag (s)"),
         ), width=8, description="Supervised tasks that died and were started again; how late the event loop runs."),
+        Panel("Cluster: leader and shared store", (
+            q("sum(meshd_leader)", "leaders"),
+            q("min(meshd_store_up)", "store up (min over agents)"),
+            q(f"sum(increase(meshd_store_disconnects_total[{RATE}]))", "store disconnects"),
+        ), width=8, description="With --store etcd://: agents leading (1 expected), whether every agent reaches "
+                                "the store, and how often one lost it."),
     ]  # fmt: skip
     probes = [
         Panel("Probe results", (

@@ -15,6 +15,7 @@ from meshd.api.kinds import (
     EVENT,
     INGRESS,
     INGRESSCLASS,
+    LEASE,
     NAMESPACE,
     NODE,
     POD,
@@ -350,6 +351,11 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def lease_row(lease: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(lease).get("name", ""), (lease.get("spec") or {}).get("holderIdentity") or "",
+            age(_meta(lease).get("creationTimestamp"), now)]
+
+
 def configmap_row(cm: Obj, now: datetime, wide: bool) -> list[str]:
     return [_meta(cm).get("name", ""), str(data_count(cm)), age(_meta(cm).get("creationTimestamp"), now)]
 
@@ -448,6 +454,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
                          "AGE"], [], storageclass_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    LEASE.kind: (["NAME", "HOLDER", "AGE"], [], lease_row),
     INGRESS.kind: (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
     INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
     CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),

@@ -80,6 +80,8 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
                  verbs=_READ, categories=(), namespaced=False)
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
+# a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
+LEASE = Kind("Lease", "leases", "coordination.k8s.io", "v1", ("lease", "leases"), verbs=_READ, categories=())
 
 INGRESS = Kind("Ingress", "ingresses", "networking.k8s.io", "v1", ("ing", "ingress", "ingresses"),
                 short_names=("ing",), verbs=_WRITE, subresources=(_STATUS,), categories=())

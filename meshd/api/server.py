@@ -37,6 +37,7 @@ from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import Kind
 from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
+from meshd.cluster.nodes import nodes_with_readiness
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.controller.sets import SET_KINDS
@@ -87,6 +88,7 @@ class ApiServer:
         self.controller = controller
         self.health = health or HealthChecks()
         self._started = time.time()  # the node's and default namespace's creationTimestamp
+        self.node_grace = 6.0  # with a shared store: a node whose Lease is older is NotReady
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
@@ -110,7 +112,7 @@ class ApiServer:
         r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in writes.PREFIXES:
+        for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1"):  # leases: read only
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -177,7 +179,7 @@ class ApiServer:
             return web.json_response(api_status.invalid(error), status=422)
         except PersistError as error:  # refused whole: nothing changed, in memory or on disk
             log.error("API %s %s: %s", request.method, request.path, error)
-            return _error(507, str(error))
+            return _error(getattr(error, "status", 507), str(error))  # 503: a shared store unreachable
         except AlreadyExists as error:
             return _error(409, str(error), reason="AlreadyExists")
         except Conflict as error:
@@ -229,6 +231,10 @@ class ApiServer:
             return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "namespaces":
             return self._namespaces()
+        if resource == "leases":
+            return [dict(o) for o in c.store.list("Lease", namespace)]
+        if resource == "nodes" and c.store.list("Node"):  # a cluster on a shared store (meshd.cluster)
+            return nodes_with_readiness(c.store, grace=self.node_grace, now=time.time())
         if resource == "nodes":
             return [cluster.node(self.registry.node or "meshd", created=self._started,
                                  cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from meshd.api import protobody
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
+from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
@@ -32,7 +32,7 @@ SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", 
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE)}
 
 
 def request_kind(request: web.Request) -> Kind:

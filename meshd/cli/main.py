@@ -170,6 +170,25 @@ def agent_options(func: Any) -> Any:
             "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
         ),
         click.option(
+            "--store",
+            metavar="etcd://HOST:PORT[,HOST:PORT...]",
+            default=None,
+            help="Share one control plane with other agents on this etcd (default: SQLite in the state dir).",
+        ),
+        click.option("--node-name", default=None, help="This node's name in the cluster (default: the host name)."),
+        click.option(
+            "--node-grace",
+            type=click.FloatRange(min=1),
+            default=None,
+            help="With --store: a node whose Lease is older than this many seconds is NotReady (default 6).",
+        ),
+        click.option(
+            "--leader-ttl",
+            type=click.IntRange(min=2),
+            default=None,
+            help="With --store: the leader's etcd lease, seconds; a dead leader is replaced within it (default 5).",
+        ),
+        click.option(
             "--external",
             metavar="ADDR[,ADDR]",
             default=None,
@@ -207,6 +226,13 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     if initial is not None and longest is not None and initial > longest:
         raise CliError("--backoff-initial must not exceed --backoff-max")
     values["verbose"] = bool(values.get("verbose")) or None
+    if values.get("store") is not None:
+        from meshd.store.etcdclient import parse_store_url
+
+        try:
+            parse_store_url(values["store"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     for flag in ("ingress_http", "ingress_https"):
         if values.get(flag) is not None:
             from meshd.controller.ingress import listen_address as ingress_listen

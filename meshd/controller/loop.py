@@ -63,6 +63,7 @@ from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.manifests.loader import API_VERSIONS
 from meshd.manifests.config import check_update as check_config_update
 from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
@@ -83,7 +84,17 @@ from meshd.model.objects import (
 )
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
-from meshd.store import Create, Delete, ObjectStore, Operation, StoreError, Update, open_sqlite_store
+from meshd.store import (
+    AlreadyExists,
+    Conflict,
+    Create,
+    Delete,
+    ObjectStore,
+    Operation,
+    StoreError,
+    Update,
+    open_sqlite_store,
+)
 from meshd.tasks import TaskGroup
 from meshd.volumes.podconfig import PodConfig
 from meshd.controller.volumes.defaults import default_class_manifest
@@ -188,6 +199,11 @@ class Controller:
         self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
         self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
         self.volume_status = self.volume_controller.status
+        self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
+
+    def use_store(self, store: ObjectStore) -> None:
+        """Runs on this store (a shared one: meshd.store.etcd) instead of opening STATE/store.db in start()."""
+        self.store, self._open_store = store, False
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -198,7 +214,10 @@ class Controller:
             await migrate_state_json(self.state_dir, self.store)
         self._load()
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
-            await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
+            try:
+                await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
+            except (AlreadyExists, Conflict):  # another agent on a shared store made it first
+                pass
         for record in self.objects.values():
             if isinstance(record.obj, Service):
                 self._publish_service(record.obj)
@@ -370,7 +389,9 @@ class Controller:
 
     def _forget(self, key: tuple[str, str, str]) -> None:
         kind, namespace, name = key
-        record = self.objects.pop(key)
+        record = self.objects.pop(key, None)
+        if record is None:  # a shared store's watch forgot it first (meshd.cluster.follow)
+            return
         self._notify(kind, namespace, name)
         if isinstance(record.obj, Service):
             service_key = ServiceKey(namespace, name)
@@ -514,6 +535,8 @@ class Controller:
         while True:
             await self._kick_event.wait()
             self._kick_event.clear()
+            if not self.leading:
+                continue
             with RECONCILE_DURATION.time():
                 self.reconcile()
             RECONCILES.inc()
@@ -1001,7 +1024,8 @@ class Controller:
         self._persisted_rs = signatures
 
     def _load(self) -> None:
-        loaded = load_records(self.store.list(None), where=f"state store {self.state_dir}")
+        loaded = load_records([o for o in self.store.list(None) if o["kind"] in API_VERSIONS],  # not Node, Lease
+                              where=f"state store {self.state_dir}")
         for record in loaded.objects:
             self.objects[object_key(record.obj)] = record
         for rs in loaded.replicasets:

@@ -44,7 +44,7 @@ def test_subresources_are_listed_with_their_kind():
 def test_groups_and_versions():
     assert discovery.api_versions("h:1")["versions"] == ["v1"]
     names = [g["name"] for g in discovery.api_group_list()["groups"]]
-    assert {"apps", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= set(names) and names[0] == "apps"
+    assert {"apps", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= set(names) and names[0] == "apps"
     assert discovery.api_resource_list("example.com", "v1") is None
     assert discovery.api_resource_list("apps", "v2") is None
 
@@ -56,7 +56,7 @@ def test_aggregated_discovery_holds_the_same_resources():
     assert resources["pods"]["scope"] == "Namespaced"
     assert [s["subresource"] for s in resources["pods"]["subresources"]] == ["log", "status"]
     groups = discovery.aggregated(core=False)
-    assert {"apps", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {i["metadata"]["name"] for i in groups["items"]}
+    assert {"apps", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {i["metadata"]["name"] for i in groups["items"]}
 
 
 @pytest.mark.parametrize(("accept", "aggregated"), [
