@@ -45,6 +45,8 @@ class Refusal:
 def writable_content_type(content_type: str) -> bool:
     """JSON or YAML, in any of the forms Kubernetes clients send (`application/*+json`, `+yaml`)."""
     media = content_type.partition(";")[0].strip().lower()
+    if media == protobuf.CONTENT_TYPE:  # kubectl's typed clients: meshd.api.protobuf decodes the kinds it can
+        return True  # (ConfigMap, Secret, Namespace, a Job from a CronJob) and the API refuses the rest with 415
     return media in _JSON_OR_YAML or (media.startswith("application/") and media.endswith(("+json", "+yaml")))
 
 
@@ -84,8 +86,7 @@ def decide(*, method: str, path: str, headers: Mapping[str, str], host: str, tok
     content_type = headers.get("Content-Type")
     # no Content-Type is read as JSON, as the API server does (the Python client v37 sends none on create and
     # replace); this is past the cross-site and credential checks, so no browser form gets here
-    if method in WRITE_METHODS and content_type is not None and not writable_content_type(content_type) and not (
-            content_type == protobuf.CONTENT_TYPE and protobuf.ACCEPTED.match(path)):  # see meshd.api.protobuf
+    if method in WRITE_METHODS and content_type is not None and not writable_content_type(content_type):
         return Refusal(415, "UnsupportedMediaType",
                        f"unsupported media type {content_type or '(none)'!r}: send application/json or "
                        "application/yaml")

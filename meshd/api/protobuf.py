@@ -1,46 +1,62 @@
-"""The little of Kubernetes' protobuf encoding meshd reads: `kubectl create namespace` and `kubectl create job
---from=cronjob/NAME` send their object as `application/vnd.kubernetes.protobuf` whatever the server prefers.
-The envelope (magic `k8s\\0`, then a runtime.Unknown: typeMeta, raw) and, in raw, the ObjectMeta fields a new
-object carries (name, namespace, labels, annotations, ownerReferences); the spec is not read (see
-meshd.api.writes for what stands in for it). Pure; anything else is a ValueError."""
+"""Request bodies in Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`), which kubectl's typed
+clients send whatever the server prefers: `kubectl create secret|configmap`, `kubectl create namespace` and
+`kubectl create job --from=cronjob/NAME`. The `k8s\\0` envelope (a runtime.Unknown: typeMeta, raw), then the
+object's generated.proto message decoded to the JSON shape the API takes. Pure; anything else is a ProtobufError.
+
+What is read: the ObjectMeta fields a new object carries (name, generateName, namespace, resourceVersion, labels,
+annotations, ownerReferences) for every kind; all of v1 ConfigMap and v1 Secret; nothing more of a Namespace (it
+has no spec a client sets) or a Job (meshd.api.writes takes a `--from=cronjob` Job's spec from its CronJob)."""
 
 from __future__ import annotations
 
-import re
+import base64
 from typing import Any
 
 from meshd.model.protowire import fields
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
-ACCEPTED = re.compile(r"^/api/v1/namespaces$|^/apis/batch/v1/namespaces/[^/]+/jobs$")  # where meshd reads it
 MAGIC = b"k8s\x00"
+_DECODED = {("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Namespace"), ("batch/v1", "Job")}
+
+
+class ProtobufError(ValueError):
+    pass
 
 
 def _text(value: int | bytes) -> str:
     if not isinstance(value, bytes):
-        raise ValueError("expected a string field")
+        raise ProtobufError("expected a string field")
     return value.decode()
 
 
-def _entry(value: int | bytes) -> tuple[str, str]:
-    found = {n: _text(v) for n, v in fields(value if isinstance(value, bytes) else b"")}
-    return found.get(1, ""), found.get(2, "")
+def _entry(value: int | bytes) -> tuple[str, bytes]:
+    """A map entry: key (1) and value (2)."""
+    if not isinstance(value, bytes):
+        raise ProtobufError("expected a map entry")
+    key, item = "", b""
+    for number, part in fields(value):
+        if number == 1:
+            key = _text(part)
+        elif number == 2 and isinstance(part, bytes):
+            item = part
+    return key, item
+
+
+_META_STRINGS = {1: "name", 2: "generateName", 3: "namespace", 6: "resourceVersion"}
+_OWNER_FIELDS = {1: "kind", 3: "name", 4: "uid", 5: "apiVersion", 6: "controller", 7: "blockOwnerDeletion"}
 
 
 def _metadata(data: bytes) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for number, value in fields(data):
-        if number in (1, 3) and value:  # proto2 writes an empty string too: that is no value
-            meta["name" if number == 1 else "namespace"] = _text(value)
+        if number in _META_STRINGS and _text(value):  # proto2 writes empty strings too: "" is unset
+            meta[_META_STRINGS[number]] = _text(value)
         elif number in (11, 12):
-            key, text = _entry(value)
-            meta.setdefault("labels" if number == 11 else "annotations", {})[key] = text
+            key, item = _entry(value)
+            meta.setdefault("labels" if number == 11 else "annotations", {})[key] = item.decode()
         elif number == 13 and isinstance(value, bytes):
             meta.setdefault("ownerReferences", []).append(_owner(value))
     return meta
-
-
-_OWNER_FIELDS = {1: "kind", 3: "name", 4: "uid", 5: "apiVersion", 6: "controller", 7: "blockOwnerDeletion"}
 
 
 def _owner(data: bytes) -> dict[str, Any]:
@@ -51,22 +67,56 @@ def _owner(data: bytes) -> dict[str, Any]:
     return owner
 
 
-def decode_object(body: bytes) -> dict[str, Any]:
-    """A protobuf-encoded object as the JSON-like dict of its apiVersion, kind and metadata."""
+def _config_field(obj: dict[str, Any], kind: str, number: int, value: int | bytes) -> None:
+    """v1 ConfigMap: data 2, binaryData 3, immutable 4; v1 Secret: data 2 (bytes), type 3, stringData 4,
+    immutable 5."""
+    if number == (4 if kind == "ConfigMap" else 5):
+        obj["immutable"] = bool(value)
+    elif kind == "Secret" and number == 3:
+        if _text(value):
+            obj["type"] = _text(value)
+    elif number in (2, 3, 4):
+        key, item = _entry(value)
+        if kind == "ConfigMap":
+            name, shown = ("data", item.decode()) if number == 2 else ("binaryData", base64.b64encode(item).decode())
+        else:
+            name, shown = ("data", base64.b64encode(item).decode()) if number == 2 else ("stringData", item.decode())
+        obj.setdefault(name, {})[key] = shown
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """A protobuf request body as the JSON object it stands for; raises ProtobufError."""
     if not body.startswith(MAGIC):
-        raise ValueError("not a Kubernetes protobuf object (no k8s magic)")
-    obj: dict[str, Any] = {}
-    raw = b""
-    for number, value in fields(body[len(MAGIC):]):
-        if number == 1 and isinstance(value, bytes):
-            for n, v in fields(value):
-                obj["apiVersion" if n == 1 else "kind"] = _text(v)
-        elif number == 2 and isinstance(value, bytes):
-            raw = value
-    for number, value in fields(raw):
-        if number == 1 and isinstance(value, bytes):
-            obj["metadata"] = _metadata(value)
-    return obj
+        raise ProtobufError("not a Kubernetes protobuf body (no k8s\\0 prefix)")
+    try:
+        type_meta, raw = b"", b""
+        for number, value in fields(body[len(MAGIC):]):
+            if number == 1 and isinstance(value, bytes):
+                type_meta = value
+            elif number == 2 and isinstance(value, bytes):
+                raw = value
+        api_version = kind = ""
+        for number, value in fields(type_meta):
+            if number == 1:
+                api_version = _text(value)
+            elif number == 2:
+                kind = _text(value)
+        if (api_version, kind) not in _DECODED:
+            raise ProtobufError(f"protobuf bodies are read for v1 ConfigMap, Secret and Namespace and batch/v1 Job "
+                                f"only, not {api_version} {kind}: send application/json")
+        obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+        for number, value in fields(raw):
+            if number == 1 and isinstance(value, bytes):
+                obj["metadata"] = _metadata(value)
+            elif kind in ("ConfigMap", "Secret"):
+                _config_field(obj, kind, number, value)
+        return obj
+    except UnicodeDecodeError as error:
+        raise ProtobufError(f"a string field is not UTF-8: {error}") from None
+    except ProtobufError:
+        raise
+    except ValueError as error:  # protowire's truncated or unknown wire types
+        raise ProtobufError(str(error)) from None
 
 
-__all__ = ["ACCEPTED", "CONTENT_TYPE", "decode_object"]
+__all__ = ["CONTENT_TYPE", "MAGIC", "ProtobufError", "decode"]

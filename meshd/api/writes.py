@@ -125,9 +125,12 @@ def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> d
 async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
+    if request.content_type == protobuf.CONTENT_TYPE:
+        try:
+            return protobuf.decode(raw)
+        except protobuf.ProtobufError as error:
+            raise web.HTTPUnsupportedMediaType(text=str(error)) from None
     try:
-        if request.content_type == protobuf.CONTENT_TYPE:
-            return protobuf.decode_object(raw)
         if "yaml" in request.content_type:
             body = yaml.safe_load(raw.decode())
         else:

@@ -100,6 +100,7 @@ from meshd.store import (
     open_sqlite_store,
 )
 from meshd.tasks import TaskGroup
+from meshd.volumes.podconfig import PodConfig
 from meshd.controller.volumes.defaults import default_class_manifest
 from meshd.controller.volumes.provisioner import CHECKING, VolumeController
 
@@ -198,6 +199,7 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.pod_config = PodConfig(state_dir / "pod-volumes", lookup=self._config_object)
         self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
         self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
         self.volume_status = self.volume_controller.status
@@ -231,6 +233,8 @@ class Controller:
         self._tasks.supervise("events", self._follow_events)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
+        self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
+            lambda: [(w.facts(), w.spec) for w in list(self.pods.values()) if not w.terminating]))
         self.kick()
 
     async def close(self, *, stop_pods: bool) -> None:
@@ -363,6 +367,9 @@ class Controller:
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
                     self.progress.pop(key[1:], None)
+                if isinstance(obj, (ConfigMap, Secret)):
+                    self.pod_config.changed()
+                    self._notify(*key)  # watches: nothing else changes with it
             results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, action))
         self.kick()
         return results
@@ -395,6 +402,8 @@ class Controller:
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
+                if key[0] in ("ConfigMap", "Secret"):
+                    self._notify(*key)
             if found:
                 self.kick()
             gone = set(found) | kept | {k for k in held if k in self.objects}
@@ -492,6 +501,9 @@ class Controller:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
 
+    def _config_object(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
+        record = self.objects.get((kind, namespace, name))
+        return record.obj if record is not None and isinstance(record.obj, (ConfigMap, Secret)) else None
     def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, index: PortClaims,
                               source: str) -> Service:
         """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
@@ -763,6 +775,7 @@ class Controller:
             adopt=adopt,
             clock=self._clock,
             node_capacity=(self.capacity.cpu_millicores, self.capacity.memory_bytes),
+            config=self.pod_config,
         )
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.api.protobuf import decode_object
+from meshd.api.protobuf import decode as decode_object
 from meshd.controller.namespaces import NamespaceTerminating, Namespaces, missing_namespaces
 from meshd.manifests import ManifestError, load_documents
 from meshd.model.objects import CronJob, Job, Namespace
