@@ -120,22 +120,23 @@ async def run(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
                 await post("/v1/apply", PODS.replace("REPLICAS", str(args.pods)))
                 deadline = time.monotonic() + 600
                 while time.monotonic() < deadline:
-                    async with http.get(f"http://{api}/api/v1/pods") as response:
+                    async with http.get(f"http://{api}/api/v1/pods", headers=api_headers(state)) as response:
                         if len((await response.json())["items"]) >= args.pods:
                             break
                     await asyncio.sleep(1)
                 latencies = []
                 for _ in range(20):
                     start = time.monotonic()
-                    async with http.get(f"http://{api}/api/v1/pods") as response:
+                    async with http.get(f"http://{api}/api/v1/pods", headers=api_headers(state)) as response:
                         count = len((await response.json())["items"])
                     latencies.append(time.monotonic() - start)
                 figures[f"list {count} pods: median ms"] = statistics.median(latencies) * 1000
                 figures[f"list {count} pods: p95 ms"] = percentile(latencies, 0.95) * 1000
-                async with http.delete(f"http://{api}/apis/apps/v1/namespaces/default/deployments/many"):
+                async with http.delete(f"http://{api}/apis/apps/v1/namespaces/default/deployments/many",
+                                       headers=api_headers(state)):
                     pass
                 while time.monotonic() < deadline:
-                    async with http.get(f"http://{api}/api/v1/pods") as response:
+                    async with http.get(f"http://{api}/api/v1/pods", headers=api_headers(state)) as response:
                         if not (await response.json())["items"]:
                             break
                     await asyncio.sleep(1)

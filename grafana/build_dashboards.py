@@ -298,8 +298,21 @@ def overview() -> dict[str, Any]:
         tags=["overview"],
         variables=[variable_datasource()],
         sections=[("Mesh", stats), ("Services", services), ("Traffic and workloads", traffic),
-                  ("Opaque TCP and UDP", l4_panels())],
+                  ("Opaque TCP and UDP", l4_panels()), ("Ingress", ingress_panels())],
     )
+
+
+def ingress_panels() -> list[Panel]:
+    return [
+        Panel("Ingress requests by rule", (q(
+            f"sum by (ingress, host, path) (rate(meshd_sidecar_ingress_requests_total[{RATE}]))", "{{ingress}} {{host}}{{path}}"),),
+              unit="reqps", width=12, description="Requests the node sidecar's Ingress routed, by Ingress, host and path "
+              "(their codes and latency are the backend Service's, above)."),
+        Panel("Answered by the Ingress itself", (q(
+            f"sum by (code) (rate(meshd_sidecar_ingress_refused_total[{RATE}]))", "{{code}}"),),
+              unit="reqps", width=12, description="404: no rule matched; 503: the backend Service has no such port; "
+              "308: redirected to HTTPS."),
+    ]  # fmt: skip
 
 
 def l4_panels() -> list[Panel]:
@@ -417,6 +430,12 @@ def control_plane() -> dict[str, Any]:
             q(f"sum by (task) (increase(meshd_task_restarts_total[{RATE}]))", "restarts {{task}}"),
             q("max(meshd_loop_lag_seconds)", "loop lag (s)"),
         ), width=8, description="Supervised tasks that died and were started again; how late the event loop runs."),
+        Panel("Cluster: leader and shared store", (
+            q("sum(meshd_leader)", "leaders"),
+            q("min(meshd_store_up)", "store up (min over agents)"),
+            q(f"sum(increase(meshd_store_disconnects_total[{RATE}]))", "store disconnects"),
+        ), width=8, description="With --store etcd://: agents leading (1 expected), whether every agent reaches "
+                                "the store, and how often one lost it."),
     ]  # fmt: skip
     probes = [
         Panel("Probe results", (

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,12 +48,14 @@ from meshd.model.endpoints import ServiceKey
 from meshd.registry import Registry
 from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
+from meshd.controller.ingress import listen_address
 from meshd.sidecar_process import SidecarProcess
 from meshd.state import SOCKET_FILE, default_state_dir
 from meshd.store import StoreError
 from meshd.tasks import TaskGroup
 
 if TYPE_CHECKING:
+    from meshd.cluster.member import ClusterMember
     from meshd.api.certs import TlsFiles
     from meshd.api.server import ApiServer
     from meshd.dns.server import DnsServer
@@ -84,6 +87,12 @@ class AgentOptions:
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
+    store: str | None = None  # etcd://HOST:PORT[,...]: a cluster on a shared store (None: STATE/store.db)
+    node_name: str | None = None  # default: the host name
+    node_grace: float = 6.0  # a node whose Lease is older than this is NotReady
+    leader_ttl: int = 5  # seconds: a dead leader is replaced within this
+    ingress_http: str | None = None  # ADDR:PORT|off; None: the external address, port 80
+    ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
     external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
     allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
 
@@ -101,7 +110,7 @@ class Agent:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.token = load_or_create_token(self.state_dir)  # the API's bearer token, the same across restarts
         self.agent_id = options.agent_id or hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
-        self.node = socket.gethostname()
+        self.node = options.node_name or socket.gethostname()
         self.registry = Registry(node=self.node)
         self.drain = DrainCoordinator(self.registry)
         driver_opts: dict = {"agent_id": self.agent_id}
@@ -138,6 +147,12 @@ class Agent:
             metrics_fixed=options.sidecar_metrics is not None,
             token=self.token,
         )
+        external = (tuple(self.controller.external) or ("127.0.0.1",))[0]  # the Ingress: the first external address
+        self.ingress_http = listen_address(options.ingress_http, external, 80)
+        self.ingress_https = listen_address(options.ingress_https, external, 443)
+        self.external = external
+        for flag, where in (("--ingress-http", self.ingress_http), ("--ingress-https", self.ingress_https)):
+            self.sidecar.extra_args += [flag, f"{where[0]}:{where[1]}" if where else "off"]
         self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
@@ -153,6 +168,23 @@ class Agent:
             self.health.add("sidecar", self._sidecar_connected)
         self.host_names: HostNames | None = None
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
+        self.cluster: ClusterMember | None = None
+        if options.store:
+            from meshd.cluster.member import ClusterMember, ClusterOptions
+
+            self.cluster = ClusterMember(ClusterOptions(options.store, self.node, options.node_grace,
+                                                        options.leader_ttl), self.controller, self._node_object)
+            self.health.add("store", self.cluster.check)
+        self._started = time.time()
+
+    def _node_object(self) -> dict:
+        """This agent's Node as it registers it in a shared store (meshd.cluster.heartbeat)."""
+        from meshd.api.cluster import node
+
+        capacity = self.controller.capacity
+        return node(self.node, created=self._started, cpu_millicores=capacity.cpu_millicores,
+                    memory_bytes=capacity.memory_bytes, address=self.api_host,
+                    runtime=getattr(self.driver, "name", "unknown"))
 
     async def _drain_pod(self, worker: PodWorker, grace: float) -> None:
         if self.options.drain:
@@ -190,13 +222,27 @@ class Agent:
         await self._take_slot()
         await self._start_driver()
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
+        if self.cluster is not None:
+            await self.cluster.open_store()
+        else:
+            from meshd.cluster.member import single_node_metrics
+
+            single_node_metrics()
         await self.controller.start()
         self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,
                                    sidecar_targets=self.sidecar.targets, token=self.token, health=self.health)
+        api.ingress.address = self.ingress_http[0] if self.ingress_http else (
+            self.ingress_https[0] if self.ingress_https else self.external)
+        api.ingress.http_port = self.ingress_http[1] if self.ingress_http else None
+        api.ingress.https_port = self.ingress_https[1] if self.ingress_https else None
         files, context = await asyncio.to_thread(api_tls, self.state_dir, wanted_names(self.api_host))
         self.tls = files
         await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE, tls=context)
+        if self.cluster is not None:
+            api.node_grace = self.options.node_grace
+            self.cluster.start()
+            log.info("node %s in the cluster on %s", self.node, self.options.store)
         log.info("API on https:// and http://%s:%d (CA %s, bearer token in %s; /metrics and /healthz open) and on "
                  "%s (owner only)", self.api_host, self.api_port, files.ca, self.state_dir / "token",
                  self.state_dir / SOCKET_FILE)
@@ -303,6 +349,8 @@ class Agent:
 
     async def close(self, *, stop_pods: bool) -> None:
         """Stops serving; with stop_pods (meshd up) pods are drained and removed and the sidecar stopped."""
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.controller.close(stop_pods=stop_pods)
         if stop_pods:
             for info in self.registry.services():

@@ -56,6 +56,7 @@ class SidecarProcess:
         self.pid: int | None = None
         self._marker = str(state_dir.resolve())
         self._interval = check_interval
+        self.extra_args: list[str] = []  # e.g. the Ingress's listening addresses
         self._task: asyncio.Task | None = None
         self._child: subprocess.Popen | None = None
         self.starts = 0  # sidecars this agent started (a restart counts)
@@ -71,7 +72,7 @@ class SidecarProcess:
 
     def _command(self) -> list[str]:
         return [sys.executable, "-c", "import sys; from sidecar.main import main; sys.exit(main())",
-                "--api", self.api_url, "--metrics", self.metrics, "--id", f"node-{os.getpid()}"]
+                "--api", self.api_url, "--metrics", self.metrics, "--id", f"node-{os.getpid()}", *self.extra_args]
 
     def _recorded(self) -> int | None:
         """The pid of this state dir's sidecar if it still runs (blocking: reads files)."""

@@ -11,13 +11,16 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RETRY_AFTER = 1.0  # seconds before accepting again after fd exhaustion (asyncio's ACCEPT_RETRY_DELAY)
 BATCH = 64  # connections accepted per readable event at most
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to finish its handshake
 
 
 def may_accept(*, active: int, pending: int, limit: int) -> bool:
@@ -36,8 +39,10 @@ class Acceptor:
         limit: int,
         active: Callable[[], int],
         loop: asyncio.AbstractEventLoop,
+        ssl: Any = None,
     ) -> None:
         self.sock = sock
+        self.ssl = ssl  # an ssl.SSLContext: each connection's TLS handshake first (bounded in time)
         self.factory = factory
         self.limit = limit
         self.active = active
@@ -114,8 +119,13 @@ class Acceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.factory, sock=conn)
-        except OSError:
+            if self.ssl is None:
+                await self.loop.connect_accepted_socket(self.factory, sock=conn)
+            else:
+                await self.loop.connect_accepted_socket(self.factory, sock=conn, ssl=self.ssl,
+                                                        ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as error:  # TLS garbage: this one only
+            log.debug("%s: connection dropped during setup: %s", self.name, error)
             conn.close()
         finally:
             self.pending -= 1

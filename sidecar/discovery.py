@@ -13,12 +13,14 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from meshd.model.endpoints import DoesNotExist, Reset, ServiceKey, update_from_json
+from meshd.model.ingress import IngressTable
 from meshd.tasks import run_supervised
 
 from .services import ServiceTable
@@ -79,10 +81,12 @@ class DiscoveryClient:
         self.connects = 0
         self._acks: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10000)  # (path, body)
         self._session: aiohttp.ClientSession | None = None
+        self.on_ingress: Callable[[IngressTable], None] | None = None  # the node sidecar's Ingress
 
     @property
     def watch_url(self) -> str:
         who = f"sidecar={quote(self.sidecar_id)}" + (f"&metrics={quote(self.metrics)}" if self.metrics else "")
+        who += "&ingress=1" if self.on_ingress is not None else ""  # the Ingress table too
         if self.service is not None:
             ns, name = quote(self.service.namespace), quote(self.service.name)
             return f"{self.api}/v1/namespaces/{ns}/endpoints/{name}?watch=1&{who}"
@@ -128,7 +132,8 @@ class DiscoveryClient:
                 self._session = None
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
-        async with session.get(self.watch_url, headers={"Accept": "application/x-ndjson"}) as resp:
+        url = self.watch_url
+        async with session.get(url, headers={"Accept": "application/x-ndjson"}) as resp:
             if resp.status == 401:
                 raise ValueError(f"HTTP 401 from {self.watch_url}: the agent wants its token (env MESHD_TOKEN "
                                  "or --token-file)")
@@ -136,7 +141,7 @@ class DiscoveryClient:
                 raise ValueError(f"HTTP {resp.status} from {self.watch_url}")
             self.connected = True
             self.connects += 1
-            log.info("following endpoints from %s", self.watch_url)
+            log.info("following endpoints from %s", url)
             seen: set[ServiceKey] = set()
             synced = False
             buf = b""
@@ -156,6 +161,10 @@ class DiscoveryClient:
     def _apply(self, data: dict[str, Any], seen: set[ServiceKey], synced: bool) -> bool:
         kind = data.get("type")
         if kind == "Heartbeat":
+            return synced
+        if kind == "Ingress":
+            if self.on_ingress is not None:
+                self.on_ingress(IngressTable.from_json(data))
             return synced
         if kind == "Synced":
             if not synced:

@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
 from meshd.model.endpoints import ServiceKey
 from meshd.tasks import TaskGroup
 
 from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
+from .ingress.listener import IngressCollector, IngressServer
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
@@ -134,6 +137,20 @@ class NodeListeners:
         await self.stopping.wait()
 
 
+def start_ingress(args: argparse.Namespace, table: ServiceTable, options: ProxyOptions,
+                  discovery: DiscoveryClient, tasks: TaskGroup, registry: CollectorRegistry) -> IngressServer | None:
+    """The Ingress's listeners (--ingress-http, --ingress-https), following the agent's Ingress table."""
+    http = None if args.ingress_http in (None, "off") else split_hostport(args.ingress_http)
+    https = None if args.ingress_https in (None, "off") else split_hostport(args.ingress_https)
+    if http is None and https is None:
+        return None
+    server = IngressServer(table, options=options, http=http, https=https)
+    discovery.on_ingress = server.update
+    registry.register(IngressCollector(server))  # type: ignore[arg-type]
+    tasks.spawn(server.run(), name="ingress listeners")
+    return server
+
+
 async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     """Run one sidecar process until SIGTERM/SIGINT."""
     sidecar_id = args.id if args.workers <= 1 else f"{args.id}-w{worker}"
@@ -156,13 +173,14 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     )  # fmt: skip
     reuse_port = args.workers > 1
     tasks = TaskGroup("sidecar")
-    tasks.supervise("discovery", discovery.run)
     metrics_server = None
+    registry = make_registry(table)
     try:
-        metrics_server = await serve_metrics(make_registry(table), mhost, mport + worker)
+        metrics_server = await serve_metrics(registry, mhost, mport + worker)
     except OSError as e:
         log.error("cannot serve metrics on %s:%d: %s", mhost, mport + worker, e)
     node: NodeListeners | None = None
+    ingress: IngressServer | None = None
     single: Listener | None = None
     single_udp: list[UdpListener] = []
 
@@ -203,7 +221,10 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                              synced=discovery.synced, on_failed=lambda key, services, error:
                              discovery.listen_failed(*key, services, error))  # fmt: skip
         tasks.supervise("listeners", node.run)
+        ingress = start_ingress(args, table, options, discovery, tasks, registry) if worker == 0 else None
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
+
+    tasks.supervise("discovery", discovery.run)  # (after the Ingress set discovery.on_ingress: its watch asks)
 
     async def sweeper() -> None:
         while True:
@@ -235,6 +256,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                 await udp.stop()
             if node is not None:
                 await node.stop(args.grace)
+            if ingress is not None:
+                await ingress.stop(args.grace)
     except TimeoutError:
         log.error("listeners did not stop in time")
     if metrics_server is not None:
@@ -280,6 +303,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--single-route", action="store_true", help="with --service: watch only that Service's route"
     )
+    p.add_argument("--ingress-http", metavar="ADDR:PORT|off", default="off",
+                   help="node mode: serve the Ingresses over plain HTTP here (the agent passes it)")  # fmt: skip
+    p.add_argument("--ingress-https", metavar="ADDR:PORT|off", default="off",
+                   help="node mode: serve the Ingresses over HTTPS here (the agent passes it)")  # fmt: skip
     p.add_argument("--log-level", default=os.environ.get("MESHD_LOG_LEVEL", "INFO"))
     p.add_argument("--token-file", metavar="PATH", help="the agent's API token (default: env MESHD_TOKEN; "
                    "never pass the token itself in argv, where `ps` shows it)")  # fmt: skip

@@ -116,6 +116,8 @@ class Listener:
         self.by_host: dict[bytes, Route] = {}
         self.local_names: set[bytes] = {b"localhost", host.encode(), b"127.0.0.1", b"::1"}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.forwarded_proto: bytes | None = None  # an edge listener (Ingress): X-Forwarded-Proto/-Host too
+        self.ssl_context: Any = None  # TLS (ssl.SSLContext): the Ingress's HTTPS listener
         self.set_routes(routes)
 
     def set_routes(self, routes: list[Route]) -> None:
@@ -133,12 +135,18 @@ class Listener:
 
         self.protocol, self.accept = acceptor(self)
 
-    def route(self, host: bytes | None) -> Route | None:
+    def route(self, host: bytes | None, target: bytes = b"/") -> Route | None:
+        """The route of a request by its Host (`target`, the request target, matters to Ingress listeners)."""
         if len(self.routes) == 1:
             return self.routes[0]
         if host is None:
             return None
         return self.by_host.get(split_host(host))
+
+    def no_route(self, host: bytes | None, target: bytes) -> tuple[int, str, bytes]:
+        """When route() found nothing: the status, the reason and extra response headers to answer with."""
+        shown = host.decode(errors="replace") if host else "(no Host header)"
+        return 404, f"no Service for host {shown} on {self.host}:{self.port}", b""
 
     def allowed_authority(self, host: bytes) -> bool:
         """May an absolute-form request name this host? Only the Services here (and this listener)."""
@@ -162,6 +170,7 @@ class Listener:
                 limit=self.options.max_connections,
                 active=lambda: len(self.connections) + len(self.streams),
                 loop=loop,
+                ssl=self.ssl_context,
             )
             self.server.start()
         except BaseException:

@@ -50,6 +50,7 @@ class FakeAgent:
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.stopping = False
+        self.node_messages: list[dict[str, Any]] = []  # sent on the node stream too (e.g. the Ingress table)
 
     # --- control ---
     def set_service(self, info: ServiceInfo, endpoints: list[Endpoint]) -> None:
@@ -132,6 +133,7 @@ class FakeAgent:
 
     async def _watch_all(self, request: web.Request) -> web.StreamResponse:
         first = [update_to_json(Reset(info, tuple(eps.values()))) for info, eps in self.services.values()]
+        first += self.node_messages
         first.append({"type": "Synced"})
         return await self._stream(request, first, None)
 
@@ -166,8 +168,12 @@ async def _main() -> None:
     p.add_argument("--listen", default="127.0.0.1:0")
     p.add_argument("--config", help="JSON: [{service: ServiceInfo JSON, endpoints: [Endpoint JSON]}]")
     p.add_argument("--generate", metavar="SERVICESxENDPOINTS")
+    p.add_argument("--ingress", metavar="FILE", help="JSON: an Ingress table message for the node stream")
     args = p.parse_args()
     agent = FakeAgent()
+    if args.ingress:
+        with open(args.ingress) as f:  # noqa: ASYNC230 - start-up only
+            agent.node_messages.append(json.load(f))
     if args.config:
         with open(args.config) as f:  # noqa: ASYNC230 - start-up only
             for item in json.load(f):

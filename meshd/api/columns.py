@@ -6,22 +6,31 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from meshd.api.ingress import ingress_class_row, ingress_row
 from meshd.api.kinds import (
+    CONFIGMAP,
+    CRONJOB,
     DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
+    INGRESS,
+    INGRESSCLASS,
+    JOB,
+    LEASE,
     NAMESPACE,
     NODE,
     POD,
     PV,
     PVC,
     REPLICASET,
+    SECRET,
     SERVICE,
     STATEFULSET,
     STORAGECLASS,
     Kind,
 )
+from meshd.manifests.config import data_count
 from meshd.api.timefmt import age, human_duration, parse_time
 
 Obj = dict[str, Any]
@@ -344,6 +353,20 @@ def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def lease_row(lease: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(lease).get("name", ""), (lease.get("spec") or {}).get("holderIdentity") or "",
+            age(_meta(lease).get("creationTimestamp"), now)]
+
+
+def configmap_row(cm: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(cm).get("name", ""), str(data_count(cm)), age(_meta(cm).get("creationTimestamp"), now)]
+
+
+def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(secret).get("name", ""), str(secret.get("type") or "Opaque"), str(data_count(secret)),
+            age(_meta(secret).get("creationTimestamp"), now)]
+
+
 # --- storage ----------------------------------------------------------------------------------------------
 
 _MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
@@ -395,6 +418,59 @@ def storageclass_row(sc: Obj, now: datetime, wide: bool) -> list[str]:
 
 # --- the table registry -----------------------------------------------------------------------------------
 
+# --- jobs and cronjobs ------------------------------------------------------------------------------
+
+
+def job_status(job: Obj) -> str:
+    """STATUS: the last true condition among kubectl's, else Running (Terminating while deleted)."""
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    shown = ("Complete", "Failed", "FailureTarget", "SuccessCriteriaMet", "Suspended")
+    status = "Running"
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in shown:
+            status = condition["type"]
+    return status
+
+
+def job_completions(job: Obj) -> str:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def job_duration(job: Obj, now: datetime) -> str:
+    status = job.get("status") or {}
+    start = parse_time(status.get("startTime"))
+    if start is None:
+        return ""
+    end = parse_time(status.get("completionTime")) or now
+    return human_duration((end - start).total_seconds())
+
+
+def job_row(job: Obj, now: datetime, wide: bool) -> list[str]:
+    meta = job.get("metadata") or {}
+    cells = [meta.get("name", ""), job_status(job), job_completions(job), job_duration(job, now),
+             age(meta.get("creationTimestamp"), now)]
+    if wide:
+        cells += _template_columns(job)
+    return cells
+
+
+def cronjob_row(cron: Obj, now: datetime, wide: bool) -> list[str]:
+    meta, spec, status = cron.get("metadata") or {}, cron.get("spec") or {}, cron.get("status") or {}
+    last = status.get("lastScheduleTime")
+    cells = [meta.get("name", ""), spec.get("schedule", ""), spec.get("timeZone") or NONE,
+             "True" if spec.get("suspend") else "False", str(len(status.get("active") or [])),
+             age(last, now) if last else NONE, age(meta.get("creationTimestamp"), now)]
+    if wide:
+        cells += _template_columns({"spec": (spec.get("jobTemplate") or {}).get("spec") or {}})
+    return cells
+
+
 Row = Callable[[Obj, datetime, bool], list[str]]
 
 COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
@@ -433,6 +509,14 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
                          "AGE"], [], storageclass_row),
     EVENT.kind: (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     NAMESPACE.kind: (["NAME", "STATUS", "AGE"], [], namespace_row),
+    LEASE.kind: (["NAME", "HOLDER", "AGE"], [], lease_row),
+    INGRESS.kind: (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_row),
+    INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
+    CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
+    SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
+    JOB.kind: (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], job_row),
+    CRONJOB.kind: (["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+                   ["CONTAINERS", "IMAGES", "SELECTOR"], cronjob_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

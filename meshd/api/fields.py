@@ -15,6 +15,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "Service": (*_META, "spec.clusterIP", "spec.type"),
     "Endpoints": _META,
     "Deployment": _META,
+    "Ingress": _META,
+    "IngressClass": _META,
     "StatefulSet": _META,
     "DaemonSet": _META,
     "ReplicaSet": (*_META, "status.replicas"),

@@ -71,12 +71,27 @@ DAEMONSET = Kind("DaemonSet", "daemonsets", "apps", "v1", ("ds", "daemonset", "d
                  short_names=("ds",), verbs=_WRITE, subresources=(_STATUS,))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
              categories=())
+CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "configmaps"), short_names=("cm",),
+                 verbs=_WRITE, categories=())
+SECRET = Kind("Secret", "secrets", "", "v1", ("secret", "secrets"), verbs=_WRITE, categories=())
 
-# cluster-scoped, served by the API (discovery, get, list, watch) but not `meshd` CLI kinds
+JOB = Kind("Job", "jobs", "batch", "v1", ("job", "jobs"), verbs=_WRITE, subresources=(_STATUS,))
+CRONJOB = Kind("CronJob", "cronjobs", "batch", "v1", ("cj", "cronjob", "cronjobs"), short_names=("cj",),
+               verbs=_WRITE, subresources=(_STATUS,))
+
+# cluster-scoped, served by the API (discovery, get, list, watch; namespaces are written too) but not `meshd`
+# CLI kinds
 NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
-                 verbs=_READ, categories=(), namespaced=False)
+                 verbs=_WRITE, categories=(), namespaced=False, subresources=(_STATUS,))
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
+# a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
+LEASE = Kind("Lease", "leases", "coordination.k8s.io", "v1", ("lease", "leases"), verbs=_READ, categories=())
+
+INGRESS = Kind("Ingress", "ingresses", "networking.k8s.io", "v1", ("ing", "ingress", "ingresses"),
+                short_names=("ing",), verbs=_WRITE, subresources=(_STATUS,), categories=())
+INGRESSCLASS = Kind("IngressClass", "ingressclasses", "networking.k8s.io", "v1", ("ingressclass", "ingressclasses"),
+                    verbs=_READ, categories=(), namespaced=False)
 
 PVC = Kind("PersistentVolumeClaim", "persistentvolumeclaims", "", "v1",
            ("pvc", "persistentvolumeclaim", "persistentvolumeclaims"), short_names=("pvc",), verbs=_WRITE,
@@ -89,9 +104,9 @@ STORAGECLASS = Kind("StorageClass", "storageclasses", "storage.k8s.io", "v1",
 STORAGE_KINDS: tuple[Kind, ...] = (PVC, PV, STORAGECLASS)
 
 KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET,
-                          *STORAGE_KINDS)
+                          *STORAGE_KINDS, CONFIGMAP, SECRET, INGRESS, JOB, CRONJOB)
 # what `get all` shows, in kubectl's order
-ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET)
+ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET, JOB, CRONJOB)
 _BY_KIND = {k.kind: k for k in KINDS}
 
 
@@ -102,7 +117,8 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".storage.k8s.io/v1", ".storage.k8s.io", ".v1"):
+    for suffix in (".apps/v1", ".apps", ".batch/v1", ".batch", ".storage.k8s.io/v1", ".storage.k8s.io",
+                   ".networking.k8s.io/v1", ".networking.k8s.io", ".networking", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

@@ -11,6 +11,7 @@ from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
 from meshd.external.listeners import load_balancer_status
+from meshd.manifests.config import render_config
 from meshd.manifests.render import qos_class, render_pod_spec
 from meshd.model.endpoints import ServiceKey
 from meshd.model.objects import Deployment, ReplicaSet, Service
@@ -265,6 +266,13 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
         "spec": spec,
         "status": {"loadBalancer": load_balancer_status(obj, controller.external)},
     }
+
+
+def config_object(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
+    """A v1 ConfigMap or Secret as the API server shows it (a Secret's data in base64, no stringData)."""
+    obj = record.obj
+    return {"apiVersion": "v1", "kind": obj.kind, "metadata": stored_metadata(controller, record),
+            **render_config(obj)}  # type: ignore[arg-type]
 
 
 def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from functools import cache
 from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
-from meshd.api.kinds import KINDS, NAMESPACE, NODE
+from meshd.api.ingress import OPENAPI_TYPES
+from meshd.api.kinds import INGRESSCLASS, KINDS, NAMESPACE, NODE
 from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
-SERVED = (*KINDS, NAMESPACE, NODE)
+SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS)
 
 # A field's type: "string", "integer", "number", "boolean", "time", "quantity", "int-or-string", "object"
 # (free-form), a type of this table by name, "[T]" (a list of T) or "{T}" (a map of string to T).
@@ -161,6 +162,12 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "kubeletVersion": "string", "kubeProxyVersion": "string", "operatingSystem": "string",
         "architecture": "string", "kernelVersion": "string", "osImage": "string",
         "containerRuntimeVersion": "string"}),
+    "ConfigMap": ("core", "ConfigMap holds configuration data for pods to consume.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "data": "{string}",
+        "binaryData": "{string}", "immutable": "boolean"}),
+    "Secret": ("core", "Secret holds secret data of a certain type.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "data": "{string}",
+        "stringData": "{string}", "type": "string", "immutable": "boolean"}),
     "Deployment": ("apps", "Deployment enables declarative updates for Pods and ReplicaSets.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "DeploymentSpec",
         "status": "DeploymentStatus"}),
@@ -219,9 +226,36 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),
+    "Job": ("batch", "Job represents the configuration of a single job.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "JobSpec", "status": "JobStatus"}),
+    "JobSpec": ("batch", "The specification of a job.", {
+        "completions": "integer", "parallelism": "integer", "backoffLimit": "integer",
+        "activeDeadlineSeconds": "integer", "ttlSecondsAfterFinished": "integer", "completionMode": "string",
+        "suspend": "boolean", "selector": "LabelSelector", "manualSelector": "boolean",
+        "template": "PodTemplateSpec"}),
+    "JobStatus": ("batch", "The current state of a Job.", {
+        "active": "integer", "succeeded": "integer", "failed": "integer", "ready": "integer",
+        "terminating": "integer", "startTime": "time", "completionTime": "time", "completedIndexes": "string",
+        "conditions": "[JobCondition]", "uncountedTerminatedPods": "object"}),
+    "JobCondition": ("batch", "A condition of a job.", {
+        "type": "string", "status": "string", "reason": "string", "message": "string", "lastProbeTime": "time",
+        "lastTransitionTime": "time"}),
+    "CronJob": ("batch", "CronJob represents the configuration of a single cron job.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "CronJobSpec",
+        "status": "CronJobStatus"}),
+    "CronJobSpec": ("batch", "The specification of a cron job: its schedule and the job it runs.", {
+        "schedule": "string", "timeZone": "string", "concurrencyPolicy": "string",
+        "startingDeadlineSeconds": "integer", "suspend": "boolean", "successfulJobsHistoryLimit": "integer",
+        "failedJobsHistoryLimit": "integer", "jobTemplate": "JobTemplateSpec"}),
+    "JobTemplateSpec": ("batch", "The Job a CronJob creates at each scheduled time.", {
+        "metadata": "ObjectMeta", "spec": "JobSpec"}),
+    "CronJobStatus": ("batch", "The current state of a cron job.", {
+        "active": "[ObjectReference]", "lastScheduleTime": "time", "lastSuccessfulTime": "time"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
-            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1"}
+            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1",
+            "batch": "io.k8s.api.batch.v1"}
+TYPES.update(OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},

@@ -18,13 +18,27 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from meshd.api import cluster, kube, kubeapi, listing, podlogs, portforward, sets, storage_views, watching, writes
+from meshd.api import (
+    batch,
+    cluster,
+    ingress,
+    kube,
+    kubeapi,
+    listing,
+    podlogs,
+    portforward,
+    sets,
+    storage_views,
+    watching,
+    writes,
+)
 from meshd.api import exec as pod_exec
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import Kind
 from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
+from meshd.cluster.nodes import nodes_with_readiness
 from meshd.controller.loop import Controller
 from meshd.controller.records import CHANGE_CAUSE_ANNOTATION
 from meshd.controller.sets import SET_KINDS
@@ -48,7 +62,8 @@ WATCH_SUBSCRIBERS = Gauge("meshd_watch_subscribers", "Open endpoint watch stream
                           registry=REGISTRY)
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's limit on a request body
 RESOURCES = {"pods": "Pod", "deployments": "Deployment", "replicasets": "ReplicaSet", "services": "Service",
-             "endpoints": "Endpoints", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
+             "endpoints": "Endpoints", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet",
+             "configmaps": "ConfigMap", "secrets": "Secret"}
 
 
 def _error(code: int, message: str, **extra: Any) -> web.Response:
@@ -74,9 +89,11 @@ class ApiServer:
         self.controller = controller
         self.health = health or HealthChecks()
         self._started = time.time()  # the node's and default namespace's creationTimestamp
+        self.node_grace = 6.0  # with a shared store: a node whose Lease is older is NotReady
         self.registry = registry
         self.drain = drain
         self.sidecar_targets = sidecar_targets
+        self.ingress = ingress.IngressFeed(controller)  # the agent sets where Ingresses are served
         self.token = token
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[
             count_busy, auth_middleware(lambda: self.token), self._body_limit, self._errors])
@@ -96,7 +113,7 @@ class ApiServer:
         r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in writes.PREFIXES:
+        for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1"):  # leases: read only
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -163,13 +180,15 @@ class ApiServer:
             return web.json_response(api_status.invalid(error), status=422)
         except PersistError as error:  # refused whole: nothing changed, in memory or on disk
             log.error("API %s %s: %s", request.method, request.path, error)
-            return _error(507, str(error))
+            return _error(getattr(error, "status", 507), str(error))  # 503: a shared store unreachable
         except AlreadyExists as error:
             return _error(409, str(error), reason="AlreadyExists")
         except Conflict as error:
             return _error(409, str(error))
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
+        except PermissionError as error:  # a namespace being deleted, or one that may not be
+            return _error(403, str(error))
         except ValueError as error:
             return _error(400, str(error))
         except DriverError as error:
@@ -214,7 +233,11 @@ class ApiServer:
         if resource == "events":
             return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "namespaces":
-            return self._namespaces()
+            return batch.namespaces(c, started=self._started)
+        if resource == "leases":
+            return [dict(o) for o in c.store.list("Lease", namespace)]
+        if resource == "nodes" and c.store.list("Node"):  # a cluster on a shared store (meshd.cluster)
+            return nodes_with_readiness(c.store, grace=self.node_grace, now=time.time())
         if resource == "nodes":
             return [cluster.node(self.registry.node or "meshd", created=self._started,
                                  cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,
@@ -226,8 +249,11 @@ class ApiServer:
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
         if resource in storage_views.RESOURCES:
             return storage_views.objects(c, resource, namespace)
+        if resource == "ingressclasses":
+            return [ingress.ingress_class(kube.rfc3339(self._started))]
         kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
-                 "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
+                 "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "configmaps": "ConfigMap", "secrets": "Secret",
+                 "ingresses": "Ingress", "jobs": "Job", "cronjobs": "CronJob"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -236,24 +262,19 @@ class ApiServer:
         records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
+        if resource in ("jobs", "cronjobs"):
+            return [(batch.job if resource == "jobs" else batch.cronjob)(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
+        if resource == "ingresses":
+            return [ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress) for r in records]
+        if resource in ("configmaps", "secrets"):
+            return [kube.config_object(c, r) for r in records]
         if resource == "statefulsets":
             return [sets.statefulset(c, r) for r in records]
         if resource == "daemonsets":
             return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
-
-    def _namespaces(self) -> list[dict[str, Any]]:
-        """`default` and every namespace something lives in, created when its first object was."""
-        c = self.controller
-        created: dict[str, float | None] = {"default": None}
-        things = [(ns, r.created) for (_, ns, _), r in c.objects.items() if ns]
-        things += [(ns, w.created) for (ns, _), w in c.pods.items()]
-        for ns, when in things:
-            earlier = created.get(ns)
-            created[ns] = when if earlier is None else min(earlier, when)
-        return [cluster.namespace(ns, created=created[ns] or self._started) for ns in sorted(created)]
 
     def _event(self, record: Any) -> dict[str, Any]:
         """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
@@ -282,6 +303,8 @@ class ApiServer:
             identity = worker.identity
             obj["metadata"]["ownerReferences"] = [
                 sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
+        if worker.identity.owner_kind == "Job":
+            batch.job_pod_owner(obj, c)
         return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
@@ -442,6 +465,8 @@ class ApiServer:
             if metrics:
                 self._sidecar_metrics[sidecar] = metrics
         updates = self.registry.watch(key)  # an async generator: closed below
+        if key is None and request.query.get("ingress") == "1":  # a node sidecar serving the Ingress: its table too
+            updates = self._with_ingress(updates)
         WATCH_SUBSCRIBERS.inc()
         try:
             async for item in _with_heartbeats(updates, HEARTBEAT_SECONDS):
@@ -449,6 +474,8 @@ class ApiServer:
                     message: dict[str, Any] = {"type": "Heartbeat"}
                 elif isinstance(item, Synced):
                     message = {"type": "Synced"}
+                elif isinstance(item, dict):  # the Ingress table, already a message
+                    message = item
                 else:
                     message = update_to_json(item)
                 await self._send(response, message)
@@ -464,6 +491,22 @@ class ApiServer:
                     self._sidecar_metrics.pop(sidecar, None)
             self._streams.discard(response)
         return response
+
+    def _with_ingress(self, updates: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        wake = asyncio.Event()
+        stop_controller = self.controller.watch(lambda *_: wake.set())
+        stop_registry = self.registry.listen(lambda _u: wake.set())
+
+        async def stream() -> AsyncIterator[Any]:
+            try:
+                async for item in ingress.merge(updates, self.ingress.updates(wake)):
+                    yield item
+            finally:
+                stop_controller()
+                stop_registry()
+                with contextlib.suppress(RuntimeError):
+                    await updates.aclose()  # type: ignore[attr-defined]
+        return stream()
 
     async def drain_ack(self, request: web.Request) -> web.Response:
         body = await self._json(request)

@@ -337,6 +337,10 @@ def _describe_one(agent: ApiClient, kind: Kind, obj: Obj, events: list[Obj]) -> 
         return describers.describe_service(obj, endpoints, mine, at)
     if kind == ENDPOINTS:
         return describers.describe_endpoints(obj, mine, at)
+    if kind.kind == "ConfigMap":
+        return describers.describe_configmap(obj, mine, at)
+    if kind.kind == "Secret":
+        return describers.describe_secret(obj, mine, at)
     raise CliError(f"describe does not support {kind.plural}")
 
 

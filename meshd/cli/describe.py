@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -200,13 +201,20 @@ def _container(s: Section, container: Obj, status: Obj | None, *, template: bool
                 value = f"({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath', '')})"
             elif "resourceFieldRef" in source:
                 value = f"({(source['resourceFieldRef'] or {}).get('resource', '')})"
+            elif "secretKeyRef" in source or "configMapKeyRef" in source:  # the reference, never the value
+                value = describe_key_ref(source)
             elif source:
                 value = f"<set from {', '.join(source)}>"
             s.kv(level + 1, var.get("name", ""), value)
     else:
         s.kv(level, "Environment", NONE)
+    if container.get("envFrom"):
+        s.add(level, "Environment Variables from:")
+        for source in container["envFrom"]:
+            s.add(level + 1, describe_env_from(source))
     mounts = [
-        f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'})"
+        f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'}"
+        + (f',path="{m["subPath"]}")' if m.get("subPath") else ")")
         for m in container.get("volumeMounts") or []
     ]
     s.multiline(level, "Mounts", mounts)
@@ -225,6 +233,9 @@ def _volumes(s: Section, level: int, spec: Obj) -> None:
             s.kv(level + 2, "Type", "EmptyDir (a temporary directory that shares a pod's lifetime)")
             s.kv(level + 2, "Medium", empty.get("medium") or "")
             s.kv(level + 2, "SizeLimit", empty.get("sizeLimit") or "<unset>")
+        elif any(k in volume for k in CONFIG_VOLUME_TYPES):
+            for key, value in describe_config_volume(volume):
+                s.kv(level + 2, key, value)
         else:
             s.kv(level + 2, "Type", ", ".join(k for k in volume if k != "name") or "<unknown>")
 
@@ -491,5 +502,89 @@ def describe_endpoints(ep: Obj, events: list[Obj], now: datetime) -> str:
             for p in ports:
                 s.add(2, f"{p.get('name') or '<unset>'}\t{p.get('port')}\t{p.get('protocol') or 'TCP'}")
         s.add(0, "")
+    _events(s, events, now)
+    return s.render()
+
+
+CONFIG_VOLUME_TYPES = {
+    "configMap": "ConfigMap (a volume populated by a ConfigMap)",
+    "secret": "Secret (a volume populated by a Secret)",
+    "projected": "Projected (a volume that contains injected data from multiple sources)",
+    "downwardAPI": "DownwardAPI (a volume populated by information about the pod)",
+}
+
+
+def describe_key_ref(source: Obj) -> str:
+    """env valueFrom secretKeyRef / configMapKeyRef as kubectl shows it: where the value comes from."""
+    if "secretKeyRef" in source:
+        ref = source["secretKeyRef"] or {}
+        where = f"<set to the key '{ref.get('key')}' in secret '{ref.get('name')}'>"
+    else:
+        ref = source["configMapKeyRef"] or {}
+        where = f"<set to the key '{ref.get('key')}' of config map '{ref.get('name')}'>"
+    return f"{where}\tOptional: {str(bool(ref.get('optional'))).lower()}"
+
+
+def describe_env_from(source: Obj) -> str:
+    kind = "Secret" if "secretRef" in source else "ConfigMap"
+    ref = source.get("secretRef") or source.get("configMapRef") or {}
+    prefix = f" with prefix '{source['prefix']}'" if source.get("prefix") else ""
+    return f"{ref.get('name')}\t{kind}{prefix}\tOptional: {str(bool(ref.get('optional'))).lower()}"
+
+
+def describe_config_volume(volume: Obj) -> list[tuple[str, str]]:
+    """The Type line and details of a configMap, secret, projected or downwardAPI volume (as kubectl)."""
+    key = next(k for k in CONFIG_VOLUME_TYPES if k in volume)
+    source = volume[key] or {}
+    rows = [("Type", CONFIG_VOLUME_TYPES[key])]
+    if key == "configMap":
+        rows += [("Name", source.get("name", "")), ("Optional", str(bool(source.get("optional"))).lower())]
+    elif key == "secret":
+        rows += [("SecretName", source.get("secretName", "")),
+                 ("Optional", str(bool(source.get("optional"))).lower())]
+    elif key == "projected":
+        for item in source.get("sources") or []:
+            kind = next(iter(item), "")
+            rows.append((f"{kind[0].upper()}{kind[1:]}Name" if kind != "downwardAPI" else "DownwardAPI",
+                         (item[kind] or {}).get("name", "true")))
+    return rows
+
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # a Secret's stringData may be in it
+
+
+def _title(s: Section, title: str) -> None:
+    s.add(0, "")
+    s.add(0, title)
+    s.add(0, "====")
+
+
+def describe_configmap(cm: Obj, events: list[Obj], now: datetime) -> str:
+    """As kubectl: each value under its key; binary values by their size."""
+    s = Section()
+    _header(s, cm, hide=(_LAST_APPLIED,))
+    _title(s, "Data")
+    for key, value in sorted((cm.get("data") or {}).items()):
+        s.add(0, f"{key}:")
+        s.add(0, "----")
+        s.add(0, str(value))
+        s.add(0, "")
+    _title(s, "BinaryData")
+    for key, value in sorted((cm.get("binaryData") or {}).items()):
+        s.add(0, f"{key}: {len(base64.b64decode(value))} bytes")
+    s.add(0, "")
+    _events(s, events, now)
+    return s.render()
+
+
+def describe_secret(secret: Obj, events: list[Obj], now: datetime) -> str:
+    """As kubectl: each key with its size only, never its value."""
+    s = Section()
+    _header(s, secret, hide=(_LAST_APPLIED,))
+    s.add(0, "")
+    s.kv(0, "Type", secret.get("type") or "Opaque")
+    _title(s, "Data")
+    for key, value in sorted((secret.get("data") or {}).items()):
+        s.kv(0, key, f"{len(base64.b64decode(value))} bytes")
     _events(s, events, now)
     return s.render()

@@ -155,11 +155,38 @@ def agent_options(func: Any) -> Any:
             "--sidecar-metrics", metavar="ADDR:PORT", default=None, help="The sidecar's /metrics address."
         ),
         click.option(
+            "--ingress-http", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over plain HTTP here (default: the external address, port 80).",
+        ),
+        click.option(
+            "--ingress-https", metavar="ADDR:PORT|off", default=None,
+            help="Serve Ingresses over HTTPS here (default: the external address, port 443).",
+        ),
+        click.option(
             "--host-names",
             type=click.Choice(["auto", "resolved", "hosts", "off"]),
             default=None,
             help="How apps on this host resolve the mesh's names: a systemd-resolved route for the zone, a block "
             "in /etc/hosts, or off (default: $MESHD_HOST_NAMES, else auto: resolved where it runs, else hosts).",
+        ),
+        click.option(
+            "--store",
+            metavar="etcd://HOST:PORT[,HOST:PORT...]",
+            default=None,
+            help="Share one control plane with other agents on this etcd (default: SQLite in the state dir).",
+        ),
+        click.option("--node-name", default=None, help="This node's name in the cluster (default: the host name)."),
+        click.option(
+            "--node-grace",
+            type=click.FloatRange(min=1),
+            default=None,
+            help="With --store: a node whose Lease is older than this many seconds is NotReady (default 6).",
+        ),
+        click.option(
+            "--leader-ttl",
+            type=click.IntRange(min=2),
+            default=None,
+            help="With --store: the leader's etcd lease, seconds; a dead leader is replaced within it (default 5).",
         ),
         click.option(
             "--external",
@@ -199,6 +226,21 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     if initial is not None and longest is not None and initial > longest:
         raise CliError("--backoff-initial must not exceed --backoff-max")
     values["verbose"] = bool(values.get("verbose")) or None
+    if values.get("store") is not None:
+        from meshd.store.etcdclient import parse_store_url
+
+        try:
+            parse_store_url(values["store"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    for flag in ("ingress_http", "ingress_https"):
+        if values.get(flag) is not None:
+            from meshd.controller.ingress import listen_address as ingress_listen
+
+            try:
+                ingress_listen(values[flag], "127.0.0.1", 80)
+            except ValueError as exc:
+                raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
     if values.get("external") is not None:
         from meshd.external.listeners import parse_external
 

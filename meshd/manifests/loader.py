@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshd.manifests import names
+from meshd.manifests import batch, names
+from meshd.manifests.config import CONFIG_MAP_FIELDS, SECRET_FIELDS, read_config_map, read_secret
 from meshd.manifests.errors import FieldPath, ManifestError
+from meshd.manifests.ingress import read_ingress
 from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
 from meshd.manifests.reader import DocumentReader, describe_value
@@ -31,28 +33,41 @@ API_VERSIONS: Mapping[str, str] = {
     "Service": "v1",
     "ReplicaSet": "apps/v1",
     "Deployment": "apps/v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Ingress": "networking.k8s.io/v1",
     "StatefulSet": "apps/v1",
     "DaemonSet": "apps/v1",
     "PersistentVolumeClaim": "v1",
     "PersistentVolume": "v1",
     "StorageClass": "storage.k8s.io/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "Namespace": "v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
     "ReplicaSet": names.dns1123_subdomain,
     "Deployment": names.dns1123_subdomain,
     "Service": names.dns1035_label,
+    "ConfigMap": names.dns1123_subdomain,
+    "Secret": names.dns1123_subdomain,
+    "Ingress": names.dns1123_subdomain,
     "StatefulSet": names.dns1123_label,  # its pods' hostnames are NAME-ORDINAL
     "DaemonSet": names.dns1123_subdomain,
     "PersistentVolumeClaim": names.dns1123_subdomain,
     "PersistentVolume": names.dns1123_subdomain,
     "StorageClass": names.dns1123_subdomain,
+    "Job": names.dns1123_label,  # its name is its pods' job-name label value: 63 characters at most
+    "CronJob": batch.cronjob_name,
+    "Namespace": names.dns1123_label,
 }
 _STORAGE_READERS: Mapping[str, Callable[[DocumentReader, dict[str, Any], ObjectMeta], KubeObject]] = {
     "PersistentVolumeClaim": read_persistent_volume_claim,
     "PersistentVolume": read_persistent_volume,
     "StorageClass": read_storage_class,
 }
+_TOP_FIELDS: Mapping[str, tuple[str, ...]] = {"ConfigMap": CONFIG_MAP_FIELDS, "Secret": SECRET_FIELDS}
 _STATUS = {"status": "ignored (status is set by meshd)"}
 
 
@@ -164,22 +179,31 @@ def _load_object(
     if kind == "StorageClass":
         reader.check_fields(doc, (), known=STORAGE_CLASS_FIELDS, ignored=STORAGE_CLASS_IGNORED)
     else:
-        reader.check_fields(doc, (), known=("apiVersion", "kind", "metadata", "spec"), ignored=_STATUS)
+        known = _TOP_FIELDS.get(kind, ("apiVersion", "kind", "metadata", "spec"))
+        reader.check_fields(doc, (), known=known, ignored=_STATUS)
     metadata = read_object_meta(reader, doc, name_check=_NAME_RULES[kind])
     if kind in CLUSTER_SCOPED:  # as the API server does, a namespace given to a cluster-scoped object is dropped
         metadata = dataclasses.replace(metadata, namespace="")
     if kind in _STORAGE_READERS:
         return _STORAGE_READERS[kind](reader, doc, metadata)
+    if kind == "ConfigMap":
+        return read_config_map(reader, doc, metadata)
+    if kind == "Secret":
+        return read_secret(reader, doc, metadata)
     if kind == "Pod":
         return _read_pod(reader, doc, metadata)
     if kind == "ReplicaSet":
         return read_replica_set(reader, doc, metadata)
     if kind == "Deployment":
         return read_deployment(reader, doc, metadata)
+    if kind == "Ingress":
+        return read_ingress(reader, doc, metadata)
     if kind == "StatefulSet":
         return read_statefulset(reader, doc, metadata)
     if kind == "DaemonSet":
         return read_daemonset(reader, doc, metadata)
+    if kind in batch.READERS:
+        return batch.READERS[kind](reader, doc, metadata)
     return read_service(reader, doc, metadata)
 
 

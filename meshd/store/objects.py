@@ -167,45 +167,7 @@ class ObjectStore:
         """Applies every operation or none: checked in order against the current objects (and the earlier
         operations of the batch), persisted as one write, then made visible and sent to watchers."""
         async with self._lock:
-            staged: dict[Key, dict[str, Any] | None] = {}
-            events: builtins.list[Event] = []
-            rv = self._rv
-            now = rfc3339(time.time())
-            for op in operations:
-                rv += 1
-                if isinstance(op, Delete):
-                    key: Key = (op.kind, op.namespace, op.name)
-                    current = staged[key] if key in staged else self._objects.get(key)
-                    if current is None:
-                        raise NotFound(f'{op.kind} "{op.name}" not found in namespace "{op.namespace}"')
-                    _check_version(current, op.resource_version)
-                    gone = {**current, "metadata": {**current["metadata"], "resourceVersion": str(rv)}}
-                    staged[key] = None
-                    events.append(Event("DELETED", gone))
-                    continue
-                key = object_key(op.obj)
-                if not all(key[::2]):
-                    raise ValueError("an object needs a kind and metadata.name")
-                current = staged[key] if key in staged else self._objects.get(key)
-                new = _canonical(op.obj)
-                meta = new["metadata"]
-                if isinstance(op, Create):
-                    if current is not None:
-                        raise AlreadyExists(f'{key[0]} "{key[2]}" already exists in namespace "{key[1]}"')
-                    meta["uid"] = meta.get("uid") or str(uuid.uuid4())
-                    meta["creationTimestamp"] = meta.get("creationTimestamp") or now
-                    meta["generation"] = meta.get("generation") or 1
-                else:
-                    if current is None:
-                        raise NotFound(f'{key[0]} "{key[2]}" not found in namespace "{key[1]}"')
-                    _check_version(current, meta.get("resourceVersion"))
-                    old = current["metadata"]
-                    meta["uid"], meta["creationTimestamp"] = old["uid"], old["creationTimestamp"]
-                    changed = new.get("spec") != current.get("spec")
-                    meta["generation"] = int(old.get("generation") or 1) + (1 if changed else 0)
-                meta["resourceVersion"] = str(rv)
-                staged[key] = new
-                events.append(Event("ADDED" if current is None else "MODIFIED", new))
+            staged, events, rv = self._stage(operations)
             if not events:
                 return []
             await self._persist(staged, rv)
@@ -217,6 +179,51 @@ class ObjectStore:
             self._rv = rv
             self._publish(events)
             return [event.object for event in events]
+
+    def _stage(self, operations: Sequence[Operation]
+               ) -> tuple[dict[Key, dict[str, Any] | None], builtins.list[Event], int]:
+        """Checks the operations in order against the current objects (and the earlier ones of the batch):
+        the new value of each key (None: deleted), the events, and the last resourceVersion they took."""
+        staged: dict[Key, dict[str, Any] | None] = {}
+        events: builtins.list[Event] = []
+        rv = self._rv
+        now = rfc3339(time.time())
+        for op in operations:
+            rv += 1
+            if isinstance(op, Delete):
+                key: Key = (op.kind, op.namespace, op.name)
+                current = staged[key] if key in staged else self._objects.get(key)
+                if current is None:
+                    raise NotFound(f'{op.kind} "{op.name}" not found in namespace "{op.namespace}"')
+                _check_version(current, op.resource_version)
+                gone = {**current, "metadata": {**current["metadata"], "resourceVersion": str(rv)}}
+                staged[key] = None
+                events.append(Event("DELETED", gone))
+                continue
+            key = object_key(op.obj)
+            if not all(key[::2]):
+                raise ValueError("an object needs a kind and metadata.name")
+            current = staged[key] if key in staged else self._objects.get(key)
+            new = _canonical(op.obj)
+            meta = new["metadata"]
+            if isinstance(op, Create):
+                if current is not None:
+                    raise AlreadyExists(f'{key[0]} "{key[2]}" already exists in namespace "{key[1]}"')
+                meta["uid"] = meta.get("uid") or str(uuid.uuid4())
+                meta["creationTimestamp"] = meta.get("creationTimestamp") or now
+                meta["generation"] = meta.get("generation") or 1
+            else:
+                if current is None:
+                    raise NotFound(f'{key[0]} "{key[2]}" not found in namespace "{key[1]}"')
+                _check_version(current, meta.get("resourceVersion"))
+                old = current["metadata"]
+                meta["uid"], meta["creationTimestamp"] = old["uid"], old["creationTimestamp"]
+                changed = new.get("spec") != current.get("spec")
+                meta["generation"] = int(old.get("generation") or 1) + (1 if changed else 0)
+            meta["resourceVersion"] = str(rv)
+            staged[key] = new
+            events.append(Event("ADDED" if current is None else "MODIFIED", new))
+        return staged, events, rv
 
     async def _persist(self, staged: dict[Key, dict[str, Any] | None], rv: int) -> None:
         if self._backend is None or self._writer is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ class SqliteBackend:
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # it holds Secrets: readable by the owner only (SQLite gives its -wal and -shm files the same mode)
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(self.path, 0o600)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
@@ -43,7 +47,7 @@ class SqliteBackend:
                 db.close()
                 raise CorruptStore(str(self.path), "; ".join(problems[:3]))
             db.executescript(_SCHEMA)
-        except sqlite3.OperationalError as error:  # locked, no permission, disk full: the file may be fine
+        except (sqlite3.OperationalError, PermissionError) as error:  # locked, no permission, disk full: the file may be fine
             raise CorruptStore(str(self.path), str(error), damaged=False) from None
         except sqlite3.DatabaseError as error:  # not a database, malformed
             raise CorruptStore(str(self.path), str(error)) from None

@@ -71,6 +71,11 @@ class Call:
             if self.authority is not None:
                 up_headers.insert(0, (b":authority", self.authority))
         up_headers.append((b"x-forwarded-for", conn.peer_ip.encode()))
+        proto = conn.listener.forwarded_proto
+        if proto is not None:  # an Ingress: the edge says how the client came
+            up_headers.append((b"x-forwarded-proto", proto))
+            if self.authority is not None:
+                up_headers.append((b"x-forwarded-host", self.authority))
         self.headers = up_headers
         self.grpc = grpc.is_grpc(self.content_type)
         self.svc: ServiceState | None = None
@@ -106,14 +111,13 @@ class Call:
     def start(self, *, ended: bool) -> None:
         self.req_ended = ended
         listener = self.conn.listener
-        route = listener.route(self.authority)
+        path = next((v for n, v in self.headers if n == b":path"), b"/")
+        route = listener.route(self.authority, path)
         H2_STATS.streams += 1
         self.t0 = time.monotonic()
         if route is None:
-            shown = self.authority.decode(errors="replace") if self.authority else "(no :authority)"
-            self.local_reply(
-                404, grpc.UNIMPLEMENTED, f"no Service for {shown} on {listener.host}:{listener.port}"
-            )
+            status, why, _ = listener.no_route(self.authority, path)
+            self.local_reply(status, grpc.UNIMPLEMENTED if status == 404 else grpc.UNAVAILABLE, why)
             return
         svc = self.svc = route.service
         self.port_name = route.port_name if route.port_name is not None else svc.default_port_name

@@ -212,7 +212,8 @@ class ClientConnection(asyncio.Protocol):
         head, method, method_idx, host, plain = hit
         listener = self.listener
         routes = listener.routes
-        route = routes[0] if len(routes) == 1 else listener.route(host)
+        start = len(method) + 1  # (the request target, for an Ingress listener)
+        route = routes[0] if len(routes) == 1 else listener.route(host, head[start : head.find(b" ", start)])
         if route is None:
             return False
         fx = self.spare

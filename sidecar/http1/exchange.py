@@ -113,7 +113,8 @@ class Exchange:
         if self.headers == conn.hkey and not self.upgrade and conn.hval is not None:
             built = conn.hval
         else:
-            built = build_request_headers(self.headers, peer_ip=conn.peer_ip, upgrade=self.upgrade)
+            built = build_request_headers(self.headers, peer_ip=conn.peer_ip, upgrade=self.upgrade,
+                                          proto=listener.forwarded_proto)
             if not self.upgrade:
                 conn.hkey = self.headers
                 conn.hval = built
@@ -129,14 +130,10 @@ class Exchange:
         self.head = b"%s %s HTTP/1.1\r\n%s" % (method, self.url or b"/", built.block)
         host = conn.last_host = built.host
         routes = listener.routes
-        route = routes[0] if len(routes) == 1 else listener.route(host)
+        route = routes[0] if len(routes) == 1 else listener.route(host, self.url)
         if route is None:
-            shown = host.decode(errors="replace") if host else "(no Host header)"
-            self.local_reply(
-                404,
-                f"no Service for host {shown} on {listener.host}:{listener.port}",
-                close=not self.req_done,
-            )
+            status, why, extra = listener.no_route(host, self.url)
+            self.local_reply(status, why, close=not self.req_done, extra=extra)
             return
         self.dispatch(route)
 
@@ -552,7 +549,7 @@ class Exchange:
             close=not self.req_done,
         )
 
-    def local_reply(self, status: int, message: str, *, close: bool) -> None:
+    def local_reply(self, status: int, message: str, *, close: bool, extra: bytes = b"") -> None:
         """Answer from the sidecar itself (routing errors, 502/503/504)."""
         if self.waiter is not None:
             self.waiter.cancel()
@@ -563,7 +560,7 @@ class Exchange:
         self.conn.resume(PAUSE_BODY)
         self.status = status
         self.head_sent = True
-        self.conn.out.write(error_response(status, message, close=close))
+        self.conn.out.write(error_response(status, message, close=close, extra=extra))
         if close:
             self.close_after = True
         self._finish()

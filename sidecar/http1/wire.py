@@ -57,7 +57,8 @@ class RequestHead:
         self.chunked = self.expect = self.has_connection = False
 
 
-def build_request_headers(headers: list[tuple[bytes, bytes]], *, peer_ip: str, upgrade: bool) -> RequestHead:
+def build_request_headers(headers: list[tuple[bytes, bytes]], *, peer_ip: str, upgrade: bool,
+                          proto: bytes | None = None) -> RequestHead:
     """The header block for the endpoint (hop-by-hop out, forwarding headers in) and the Host, in one pass
     that also notes chunked framing, Expect: 100-continue and whether a Connection header is there."""
     out = RequestHead()
@@ -84,6 +85,8 @@ def build_request_headers(headers: list[tuple[bytes, bytes]], *, peer_ip: str, u
         if n == b"forwarded":
             fwd = value if fwd is None else fwd + b", " + value
             continue
+        if proto is not None and (n == b"x-forwarded-proto" or n == b"x-forwarded-host"):
+            continue  # at the edge (Ingress) these are ours to say, not the client's
         if n == b"expect":
             out.expect = value.strip().lower() == b"100-continue"
             continue
@@ -96,7 +99,11 @@ def build_request_headers(headers: list[tuple[bytes, bytes]], *, peer_ip: str, u
             parts = _drop_headers(parts, 4, drop)
     ip = peer_ip.encode()
     parts += (b"X-Forwarded-For: ", xff + b", " + ip if xff else ip, b"\r\n")
-    elem = b"for=" + forwarded_for(peer_ip) + b";proto=http"
+    elem = b"for=" + forwarded_for(peer_ip) + b";proto=" + (proto or b"http")
+    if proto is not None:
+        parts += (b"X-Forwarded-Proto: ", proto, b"\r\n")
+        if out.host:
+            parts += (b"X-Forwarded-Host: ", out.host, b"\r\n")
     if out.host:
         elem += b';host="' + out.host + b'"'
     parts += (b"Forwarded: ", fwd + b", " + elem if fwd else elem, b"\r\n")

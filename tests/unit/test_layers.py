@@ -1,6 +1,6 @@
 """The layering of the code, checked: lower layers never import higher ones (kopf's import contracts).
 
-model <- external <- store, manifests, registry, driver, probe <- dns, mdns <- controller <- api <- agent <- cli; the sidecar (data
+model <- external <- store, manifests, registry, driver, probe, volumes <- dns, mdns <- controller <- cluster <- api <- agent <- cli; the sidecar (data
 plane) shares only the model and the task supervisor (`meshd.tasks`) with the control plane, so it runs on its
 own. `meshd.tasks` and `meshd.logfiles` are the foundation every layer may use.
 """
@@ -19,17 +19,20 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.external": {"meshd.model", "meshd.external"},
     "meshd.manifests": {"meshd.model", "meshd.manifests", "meshd.external", "sidecar.config"},
     "meshd.registry": {"meshd.model", "meshd.registry"},
-    "meshd.store": {"meshd.model", "meshd.store"},
+    "meshd.store": {"meshd.model", "meshd.store", "meshd.metrics"},  # metrics: the shared store's reachability
     "meshd.images": {"meshd.images"},
     "meshd.driver": {"meshd.model", "meshd.driver", "meshd.images", "meshd.metrics"},
     "meshd.probe": {"meshd.model", "meshd.probe", "meshd.driver", "meshd.metrics"},
     "meshd.dns": {"meshd.model", "meshd.registry", "meshd.dns", "meshd.metrics"},
     "meshd.mdns": {"meshd.model", "meshd.registry", "meshd.mdns", "meshd.metrics"},
     "meshd.hostnames": {"meshd.model", "meshd.hostnames"},
+    "meshd.volumes": {"meshd.model", "meshd.volumes"},
     "meshd.controller": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
-                         "meshd.controller", "meshd.metrics", "meshd.store"},
+                         "meshd.controller", "meshd.metrics", "meshd.store", "meshd.volumes"},
     "meshd.api": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
                   "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
+    "meshd.cluster": {"meshd.model", "meshd.manifests", "meshd.store", "meshd.controller", "meshd.cluster",
+                      "meshd.metrics", "meshd.health"},
     "sidecar": {"meshd.model", "sidecar"},
 }
 
@@ -37,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
 BASE = {"meshd.tasks", "meshd.logfiles"}
 for _layer in ALLOWED:
     ALLOWED[_layer] |= BASE
-ALLOWED["meshd.api"].add("meshd.health")
+ALLOWED["meshd.api"] |= {"meshd.health", "meshd.cluster"}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -108,7 +108,18 @@ def sidecar_registry() -> CollectorRegistry:
     state = table.get(key)
     state.stats.observe(0, 200, 0.003)
     state.record(state.endpoints["web-2"], OUT_SUCCESS)
-    return make_registry(table)
+    registry = make_registry(table)
+    # ... and its Ingress, one rule that routed one request (as sidecar/main.py registers it)
+    from meshd.model.ingress import IngressBackend, IngressRoute, IngressTable
+    from sidecar.ingress.listener import IngressCollector, IngressServer
+    from sidecar.proxy import ProxyOptions
+
+    ingress = IngressServer(table, options=ProxyOptions(), http=("127.0.0.1", 0), https=None)
+    ingress.update(IngressTable(routes=(IngressRoute("", "/", "Prefix", IngressBackend("default", "web", 80),
+                                                     "default/web"),)))
+    assert ingress.listeners[0].route(b"web.example.com", b"/") is not None
+    registry.register(IngressCollector(ingress))  # type: ignore[arg-type]
+    return registry
 
 
 @pytest.fixture(scope="module")

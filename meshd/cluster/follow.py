@@ -1,0 +1,86 @@
+"""The controller following the shared store: what another agent writes (a Deployment applied through its API,
+a ReplicaSet its controllers made, a deletion) becomes this agent's records too, and every change wakes this
+agent's API watches. This agent's own writes come back the same way and change nothing (their records already
+match). Owned ReplicaSets are taken from the store only while this agent does not lead (the leader is their
+one writer)."""
+
+from __future__ import annotations
+
+import logging
+
+from meshd.controller.loop import Controller
+from meshd.controller.persist import load_records
+from meshd.manifests.loader import API_VERSIONS
+from meshd.model.objects import Deployment, ReplicaSet, Service
+from meshd.store import Event, Expired, object_key
+
+log = logging.getLogger(__name__)
+
+
+def apply_event(controller: Controller, event: Event) -> bool:
+    """Brings the controller's records in line with one store event; whether anything changed."""
+    key = object_key(event.object)
+    kind, namespace, name = key
+    if kind not in API_VERSIONS:
+        return False
+    if event.type == "DELETED":
+        if key in controller.objects:
+            controller._forget(key)
+            return True
+        if kind == "ReplicaSet" and not controller.leading and (namespace, name) in controller.replicasets:
+            del controller.replicasets[(namespace, name)]
+            controller._persisted_rs.pop((namespace, name), None)
+            return True
+        return False
+    loaded = load_records([event.object], where="the shared store")
+    for record in loaded.objects:
+        existing = controller.objects.get(key)
+        if existing is not None and existing.obj == record.obj and existing.generation == record.generation:
+            return False
+        if existing is not None:
+            record.created = existing.created
+        controller.objects[key] = record
+        if isinstance(record.obj, Service):
+            controller._publish_service(record.obj)
+        if isinstance(record.obj, (Deployment, ReplicaSet)):
+            controller.progress.pop(key[1:], None)
+        return True
+    for rs in loaded.replicasets:
+        if controller.leading:
+            return False
+        controller.replicasets[(rs.namespace, rs.name)] = rs
+        owner = controller.objects.get(("Deployment", rs.namespace, rs.owner))
+        controller._persisted_rs[(rs.namespace, rs.name)] = (rs.rs, rs.revision, rs.replicas, rs.uid,
+                                                              owner.uid if owner else "")
+        return True
+    return False
+
+
+def stop_unwanted(controller: Controller) -> None:
+    """An agent that does not lead still stops the pods it runs whose object (or owner) another agent deleted:
+    the leader cannot, they are this node's."""
+    if controller.leading:
+        return
+    for worker in list(controller.pods.values()):
+        if not worker.terminating and not controller._pod_wanted(worker):
+            controller._terminate(worker, "deleted through another agent")
+
+
+async def follow_store(controller: Controller) -> None:
+    """Runs for the agent's life (supervised): every store event into the controller, then its watchers."""
+    store = controller.store
+    since: int | None = store.resource_version
+    while True:
+        try:
+            async for event in store.watch(from_resource_version=since):
+                since = event.resource_version
+                if apply_event(controller, event):
+                    stop_unwanted(controller)
+                    controller.kick()
+                controller._notify(*object_key(event.object))
+        except Expired:
+            log.warning("the controller fell behind the shared store; reading every object again")
+            since = None  # a watch without a version starts with every object (ADDED), which apply_event merges
+            for key in [k for k in controller.objects if store.get(*k) is None]:  # and what went meanwhile
+                controller._forget(key)
+            controller.kick()

@@ -1,0 +1,142 @@
+"""An agent as a member of a cluster on a shared store (`meshd agent --store etcd://...`): opens the store
+for the controller, registers the node and renews its Lease, takes part in the leader election (only the
+leader reconciles), feeds other agents' writes to the controller, and reports the store's reachability in
+/healthz, an Event on the node and `meshd_store_up`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from meshd.cluster.follow import follow_store
+from meshd.cluster.heartbeat import NodeHeartbeat
+from meshd.cluster.leader import LeaderElection
+from meshd.controller.loop import Controller
+from meshd.health import CheckResult
+from meshd.store import PersistError
+from meshd.store.etcd import EtcdObjectStore, open_etcd_store
+from meshd.store.etcdclient import EtcdClient, parse_store_url
+from meshd.tasks import TaskGroup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    store: str  # etcd://HOST:PORT[,HOST:PORT...]
+    node_name: str
+    node_grace: float = 6.0  # a node whose Lease is older is NotReady; it is renewed every grace/3 seconds
+    leader_ttl: int = 5  # the leader key's etcd lease: a dead leader is replaced within this
+    compact_interval: float = 300.0  # the leader compacts etcd's history older than this (kube-apiserver's 5 min)
+
+    def __post_init__(self) -> None:
+        parse_store_url(self.store)  # ValueError naming --store
+        if self.node_grace < 1:
+            raise ValueError(f"--node-grace {self.node_grace}: must be at least 1 second")
+        if self.leader_ttl < 2:
+            raise ValueError(f"--leader-ttl {self.leader_ttl}: must be at least 2 seconds")
+
+
+class ClusterMember:
+    def __init__(self, options: ClusterOptions, controller: Controller, node: Callable[[], dict[str, Any]]) -> None:
+        self.options = options
+        self.controller = controller
+        self._node = node
+        self.store: EtcdObjectStore | None = None
+        self.heartbeat: NodeHeartbeat | None = None
+        self.election: LeaderElection | None = None
+        self._tasks = TaskGroup("cluster")
+        self._election_client: EtcdClient | None = None
+
+    async def open_store(self) -> EtcdObjectStore:
+        """The shared store, set as the controller's (before controller.start()); PersistError if unreachable."""
+        endpoints = parse_store_url(self.options.store)
+        self.store = await open_etcd_store(endpoints, attempts=5)
+        self.controller.use_store(self.store)
+        self.controller.leading = False
+        return self.store
+
+    def start(self) -> None:
+        assert self.store is not None
+        self.heartbeat = NodeHeartbeat(self.store, self._node, interval=self.options.node_grace / 3,
+                                       grace=self.options.node_grace)
+        self._election_client = EtcdClient(self.store.client.endpoints, timeout=self.options.leader_ttl / 3)
+        self.election = LeaderElection(self._election_client, self.options.node_name, ttl=self.options.leader_ttl,
+                                       on_start=self._lead, on_stop=self._follow, store=self.store)
+        self._tasks.supervise("heartbeat", self.heartbeat.run)
+        self._tasks.supervise("follow the store", lambda: follow_store(self.controller))
+        self._tasks.supervise("leader election", self.election.run)
+        self._tasks.supervise("store reachability", self._report_reachability)
+        self._tasks.supervise("compaction", self._compact_forever)
+
+    def _lead(self) -> None:
+        self.controller.leading = True
+        self.controller.events.record("Lease", "kube-system", "meshd-controller", "Normal", "LeaderElection",
+                                      f"{self.options.node_name} became leader")
+        self.controller.kick()
+
+    def _follow(self) -> None:
+        self.controller.leading = False
+
+    async def _compact_forever(self) -> None:
+        """While leading, drops etcd's history older than one interval, as kube-apiserver does every 5 minutes
+        (etcd keeps every revision otherwise, and heartbeats make many): a watch further behind lists again."""
+        assert self.store is not None
+        previous: int | None = None
+        while True:
+            await asyncio.sleep(self.options.compact_interval)
+            if self.election is None or not self.election.leading:
+                previous = None
+                continue
+            if previous is not None:
+                try:
+                    await self.store.client.compact(previous)
+                    log.debug("etcd compacted up to revision %d", previous)
+                except PersistError as error:
+                    log.warning("etcd compaction to %d: %s", previous, error)
+            previous = self.store.resource_version
+
+    async def _report_reachability(self) -> None:
+        was = True
+        while True:
+            await asyncio.sleep(0.5)
+            up = self.store is not None and self.store.reachable
+            if up != was:
+                reason, text = (("StoreReachable", "the shared store answers again") if up else
+                                ("StoreUnreachable", f"the shared store is unreachable: {self.store_error()}; "
+                                                     "pods keep running, writes are refused"))
+                # a node's events go to the default namespace, as the kubelet's do
+                self.controller.events.record("Node", "default", self.options.node_name, "Normal" if up else "Warning",
+                                              reason, text)
+                was = up
+
+    def store_error(self) -> str:
+        return self.store.last_error if self.store is not None else "not opened"
+
+    def check(self) -> CheckResult:
+        """/healthz: the shared store answers."""
+        if self.store is None or not self.store.reachable:
+            return CheckResult("store", False, f"the shared store {self.options.store} is unreachable: "
+                                               f"{self.store_error()}")
+        return CheckResult("store", True)
+
+    async def close(self) -> None:
+        await self._tasks.close()  # the election revokes its lease: another agent leads at once
+        if self._election_client is not None:
+            await self._election_client.close()
+
+
+def single_node_metrics() -> None:
+    """Without --store the agent is the one leader and its store (SQLite) is there: the cluster's metrics say
+    so, so dashboards and alerts read the same on one node and many."""
+    from meshd.cluster.leader import LEADER
+    from meshd.store.etcd import STORE_UP
+
+    LEADER.set(1)
+    STORE_UP.set(1)
+
+
+__all__ = ["ClusterMember", "ClusterOptions", "single_node_metrics"]

@@ -1,0 +1,219 @@
+"""A small asyncio client of etcd v3 through its JSON gRPC gateway (etcd 3.4: `/v3/kv/range`, `/v3/kv/txn`,
+`/v3/watch`, `/v3/lease/grant|keepalive|revoke`; keys and values in base64, 64-bit numbers as strings), over
+aiohttp, which meshd already uses. Endpoints are tried in turn: one member down costs a retry, not an error.
+
+Only what meshd needs: ranges, transactions (compare-and-swap), a watch stream, and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from meshd.store.api import PersistError
+
+log = logging.getLogger(__name__)
+
+
+class EtcdUnavailable(PersistError):
+    """No endpoint of the store answered: nothing was written."""
+
+    status = 503  # what the API answers
+
+
+class EtcdRefused(PersistError):
+    """etcd refused the request itself (too many operations in one transaction, too large): nothing written."""
+
+    status = 413
+
+
+_HINTS = {
+    "too many operations": "a transaction of more objects than etcd's --max-txn-ops (128 by default) allows: "
+                           "apply fewer objects at once, or start etcd with a larger --max-txn-ops",
+    "request is too large": "more bytes than etcd's --max-request-bytes (1.5 MiB by default) allows: apply fewer "
+                            "objects at once, or start etcd with a larger --max-request-bytes",
+}
+
+
+class Compacted(Exception):
+    """A watch asked for a revision etcd has compacted away: list again."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"etcd compacted revisions up to {compact_revision}")
+        self.compact_revision = compact_revision
+
+
+def parse_store_url(text: str) -> list[str]:
+    """`etcd://HOST:PORT[,HOST:PORT...]` as the members' base URLs; ValueError naming what is wrong."""
+    scheme, found, rest = text.partition("://")
+    if not found or scheme != "etcd":
+        raise ValueError(f"--store {text!r}: expected etcd://HOST:PORT[,HOST:PORT...]")
+    endpoints = []
+    for part in rest.rstrip("/").split(","):
+        host, colon, port = part.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--store {text!r}: {part!r} is not HOST:PORT")
+        endpoints.append(f"http://{host}:{int(port)}")
+    return endpoints
+
+
+def b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def prefix_end(prefix: str) -> str:
+    """The range_end that selects every key starting with prefix (its last byte plus one)."""
+    raw = prefix.encode()
+    return b64(raw[:-1] + bytes([raw[-1] + 1]))
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    lease: int = 0
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> KeyValue:
+        return cls(base64.b64decode(raw.get("key", "")).decode(), base64.b64decode(raw.get("value", "")),
+                   int(raw.get("create_revision", 0)), int(raw.get("mod_revision", 0)), int(raw.get("lease", 0)))
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    deleted: bool
+    kv: KeyValue
+
+
+class EtcdClient:
+    def __init__(self, endpoints: list[str], *, timeout: float = 5.0) -> None:
+        if not endpoints:
+            raise ValueError("etcd: no endpoint")
+        self.endpoints = list(endpoints)
+        self._current = 0
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def rotate(self) -> None:
+        """Uses the next endpoint first from now on (the current one answers but seems cut off)."""
+        self._current = (self._current + 1) % len(self.endpoints)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POSTs to the current endpoint, then to each other one; EtcdUnavailable when none answers."""
+        errors = []
+        for attempt in range(len(self.endpoints)):
+            endpoint = self.endpoints[(self._current + attempt) % len(self.endpoints)]
+            try:
+                async with self._http().post(endpoint + path, json=body, timeout=self._timeout) as response:
+                    data = await response.json(content_type=None)
+                    if response.status != 200:
+                        message = str(data.get("message") or data.get("error") if isinstance(data, dict) else data)
+                        if response.status < 500:  # a request etcd refuses is refused by every member
+                            hint = next((h for k, h in _HINTS.items() if k in message), "")
+                            raise EtcdRefused(f"etcd refused the write ({message})" + (f": {hint}" if hint else ""))
+                        errors.append(f"{endpoint}: {response.status} {message}")
+                        continue
+                    self._current = (self._current + attempt) % len(self.endpoints)
+                    return data
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as error:
+                errors.append(f"{endpoint}: {error or type(error).__name__}")
+        raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
+
+    # --- kv ---------------------------------------------------------------------------------------
+
+    async def range(self, key: str, *, prefix: bool = False) -> tuple[list[KeyValue], int]:
+        body: dict[str, Any] = {"key": b64(key)}
+        if prefix:
+            body["range_end"] = prefix_end(key)
+        data = await self.call("/v3/kv/range", body)
+        return [KeyValue.parse(kv) for kv in data.get("kvs", [])], int(data["header"]["revision"])
+
+    async def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
+                  failure: list[dict[str, Any]] = ()) -> tuple[bool, int, list[dict[str, Any]]]:  # type: ignore[assignment]
+        """(succeeded, the store's revision after it, the responses of the branch taken)."""
+        data = await self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": list(failure)})
+        return bool(data.get("succeeded")), int(data["header"]["revision"]), list(data.get("responses", []))
+
+    async def compact(self, revision: int) -> None:
+        """Drops the history before `revision` (as the API server compacts every 5 minutes)."""
+        try:
+            await self.call("/v3/kv/compaction", {"revision": str(revision)})
+        except EtcdRefused as error:
+            if "compacted" not in str(error):  # already compacted that far: nothing to do
+                raise
+
+    # --- leases -----------------------------------------------------------------------------------
+
+    async def grant(self, ttl: int) -> int:
+        data = await self.call("/v3/lease/grant", {"TTL": str(ttl)})
+        if data.get("error"):
+            raise EtcdUnavailable(f"etcd refused a lease: {data['error']}")
+        return int(data["ID"])
+
+    async def keepalive(self, lease: int) -> int:
+        """Renews the lease; the seconds it has left (0: it has expired or was revoked)."""
+        data = await self.call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int((data.get("result") or {}).get("TTL", 0))
+
+    async def revoke(self, lease: int) -> None:
+        await self.call("/v3/lease/revoke", {"ID": str(lease)})
+
+    # --- watch ------------------------------------------------------------------------------------
+
+    async def watch(self, prefix: str, start_revision: int) -> AsyncGenerator[list[WatchEvent], None]:
+        """The changes under prefix from start_revision on, a batch per response, in revision order. Ends (or
+        raises EtcdUnavailable) when the member goes away; raises Compacted when start_revision is gone."""
+        endpoint = self.endpoints[self._current]
+        body = {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix),
+                                   "start_revision": str(start_revision)}}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=None)
+        try:
+            async with self._http().post(endpoint + "/v3/watch", json=body, timeout=timeout) as response:
+                if response.status != 200:
+                    raise EtcdUnavailable(f"etcd watch on {endpoint}: HTTP {response.status}")
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            events = _watch_response(json.loads(line))
+                            if events:
+                                yield events
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+            self._current = (self._current + 1) % len(self.endpoints)
+            raise EtcdUnavailable(f"etcd watch on {endpoint}: {error or type(error).__name__}") from None
+        self._current = (self._current + 1) % len(self.endpoints)  # the stream ended: the member went away
+
+
+def _watch_response(data: dict[str, Any]) -> list[WatchEvent]:
+    if "error" in data:
+        raise EtcdUnavailable(f"etcd watch: {data['error'].get('message', data['error'])}")
+    result = data.get("result") or {}
+    if int(result.get("compact_revision", 0)):
+        raise Compacted(int(result["compact_revision"]))
+    if result.get("canceled"):
+        raise EtcdUnavailable(f"etcd cancelled the watch: {result.get('cancel_reason', '')}")
+    return [WatchEvent(e.get("type") == "DELETE", KeyValue.parse(e["kv"])) for e in result.get("events", [])]
+
+
+__all__ = ["Compacted", "EtcdClient", "EtcdRefused", "EtcdUnavailable", "KeyValue", "WatchEvent", "b64", "parse_store_url",
+           "prefix_end"]
