@@ -74,6 +74,16 @@ metadata: {{name: {NAME}, namespace: default}}
 spec:
   selector: {{app: {NAME}}}
   ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {NAME}, namespace: default}}
+spec:
+  rules:
+  - host: {NAME}.example
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: {NAME}, port: {{number: 80}}}}}}}}
 """
 
 
@@ -118,6 +128,7 @@ class Mesh:
     dns: str
     prometheus: str
     sidecar_metrics: str
+    ingress_http: str
     agent_id: str
     state_dir: Path
     cluster_ip: str = ""
@@ -157,7 +168,7 @@ class PromQLError(Exception):
     pass
 
 
-def agent_command(api: str, dns: str, state_dir: Path, sidecar_metrics: str) -> list[str]:
+def agent_command(api: str, dns: str, state_dir: Path, sidecar_metrics: str, ingress_http: str) -> list[str]:
     """`meshd agent` with private ports (through AgentOptions where the CLI has no --sidecar-metrics flag)."""
     cli = [sys.executable, "-c", "from meshd.cli.main import main; main()", "agent"]
     helptext = subprocess.run(
@@ -165,7 +176,8 @@ def agent_command(api: str, dns: str, state_dir: Path, sidecar_metrics: str) -> 
     ).stdout
     if "--sidecar-metrics" in helptext:
         return [*cli, "--api", api, "--dns", dns, "--state-dir", str(state_dir), "--mdns", "off",
-                "--backoff-initial", "1", "--sidecar-metrics", sidecar_metrics]  # fmt: skip
+                "--backoff-initial", "1", "--sidecar-metrics", sidecar_metrics, "--ingress-http", ingress_http,
+                "--ingress-https", "off"]  # fmt: skip
     options = (
         f"api={api!r}, dns={dns!r}, state_dir={str(state_dir)!r}, mdns='off', backoff_initial=1.0, "
         f"sidecar_metrics={sidecar_metrics!r}"
@@ -227,6 +239,13 @@ def traffic(mesh: Mesh, stop_event: threading.Event) -> None:
         now = time.monotonic()
         if now - last_dns >= 0.2:
             last_dns = now
+            try:  # through the Ingress, by its host: the Ingress panels' data
+                request = urllib.request.Request(f"http://{mesh.ingress_http}/", headers={"Host": f"{NAME}.example"})
+                with urllib.request.urlopen(request, timeout=2) as reply:
+                    reply.read()
+            except Exception as error:  # noqa: BLE001 - counted and shown by the test
+                key = f"Ingress {error!r}"[:80]
+                mesh.failures[key] = mesh.failures.get(key, 0) + 1
             for qname, qtype in ((f"{NAME}.default.svc.cluster.local.", "A"),
                                  (f"_http._tcp.{NAME}.default.svc.cluster.local.", "SRV")):  # fmt: skip
                 try:
@@ -277,6 +296,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, busybox_i
         dns=dns_addr,
         prometheus=f"http://127.0.0.1:{free_port()}",
         sidecar_metrics=f"127.0.0.1:{free_port()}",
+        ingress_http=f"127.0.0.1:{free_port()}",
         agent_id=hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12],
         state_dir=state_dir,
     )
@@ -288,12 +308,13 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, busybox_i
     processes: list[subprocess.Popen[bytes]] = []
     try:
         with open(mesh.logs["agent"], "wb") as log:
-            processes.append(subprocess.Popen(agent_command(api, dns_addr, state_dir, mesh.sidecar_metrics),
+            processes.append(subprocess.Popen(agent_command(api, dns_addr, state_dir, mesh.sidecar_metrics,
+                                                            mesh.ingress_http),
                                               stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))  # fmt: skip
         eventually(lambda: urllib.request.urlopen(f"http://{api}/healthz", timeout=2).status == 200,
                    timeout=60, what="the agent answers /healthz")  # fmt: skip
         applied = http_json(f"http://{api}/v1/apply", data=MANIFEST.encode(), token=mesh.token)
-        assert {r["kind"] for r in applied["results"]} == {"Deployment", "Service"}, applied
+        assert {r["kind"] for r in applied["results"]} == {"Deployment", "Service", "Ingress"}, applied
         config = tmp / "prometheus.yml"
         config.write_text(prometheus_config(api))
         with open(mesh.logs["prometheus"], "wb") as log:
