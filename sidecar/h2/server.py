@@ -49,7 +49,6 @@ class H2Server(CoalescingWriter):
         self.h2 = Connection(CLIENT_CONFIG)
         self.calls: dict[int, Call] = {}
         self.transport: Any = None
-        self.write_paused = False
         self.closed = False
         self.goaway = False  # sent or received: no new streams; close once the last call ended
         self.peer_ip = "unknown"
@@ -124,11 +123,7 @@ class H2Server(CoalescingWriter):
         for call in calls.values():
             call.client_gone()
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
+    def writable(self) -> None:
         for call in list(self.calls.values()):
             call.client_writable()
 

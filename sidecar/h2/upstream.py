@@ -132,7 +132,6 @@ class H2Upstream(CoalescingWriter):
         self.closed = False
         self.draining = False  # no new streams; GOAWAY and close when the last one ends
         self.goaway_received = False  # the endpoint is shutting down
-        self.write_paused = False
         self.max_streams = DEFAULT_MAX_STREAMS
         self.idle_since = math.inf  # for sweep_idle: set when the last stream ends
         self._task: asyncio.Task[None] | None = None
@@ -209,11 +208,7 @@ class H2Upstream(CoalescingWriter):
         for call in streams.values():
             call.up_failed(LOST, f"connection to {self.ep.address}:{self.port} lost")
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
+    def writable(self) -> None:
         for call in list(self.streams.values()):
             call.up_writable()
 

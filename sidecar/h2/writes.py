@@ -11,11 +11,23 @@ from h2.connection import H2Connection
 
 class CoalescingWriter(asyncio.Protocol):
     """An h2 connection's protocol: `flush()` sends what h2 queued at the end of this loop iteration (many
-    streams' frames in one write), `flush_now()` sends it at once."""
+    streams' frames in one write), `flush_now()` sends it at once. `write_paused` follows the transport's
+    buffer; `writable()` is called when it drained."""
 
     h2: H2Connection
     transport: Any
+    write_paused = False
     _flush_handle: asyncio.Handle | None = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.writable()
+
+    def writable(self) -> None:
+        """The transport takes writes again: let the paused streams go on."""
 
     def flush(self) -> None:
         if self._flush_handle is None and self.transport is not None:
