@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from meshd.api import protobuf
 from meshd.api.status import status
 from meshd.state import TOKEN_FILE
 
@@ -44,6 +45,8 @@ class Refusal:
 def writable_content_type(content_type: str) -> bool:
     """JSON or YAML, in any of the forms Kubernetes clients send (`application/*+json`, `+yaml`)."""
     media = content_type.partition(";")[0].strip().lower()
+    if media == protobuf.CONTENT_TYPE:  # kubectl's typed clients: meshd.api.protobuf decodes the kinds it can
+        return True  # (ConfigMap, Secret, Namespace, a Job from a CronJob) and the API refuses the rest with 415
     return media in _JSON_OR_YAML or (media.startswith("application/") and media.endswith(("+json", "+yaml")))
 
 

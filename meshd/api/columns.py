@@ -9,12 +9,14 @@ from typing import Any
 from meshd.api.ingress import ingress_class_row, ingress_row
 from meshd.api.kinds import (
     CONFIGMAP,
+    CRONJOB,
     DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
     EVENT,
     INGRESS,
     INGRESSCLASS,
+    JOB,
     LEASE,
     NAMESPACE,
     NODE,
@@ -416,6 +418,59 @@ def storageclass_row(sc: Obj, now: datetime, wide: bool) -> list[str]:
 
 # --- the table registry -----------------------------------------------------------------------------------
 
+# --- jobs and cronjobs ------------------------------------------------------------------------------
+
+
+def job_status(job: Obj) -> str:
+    """STATUS: the last true condition among kubectl's, else Running (Terminating while deleted)."""
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    shown = ("Complete", "Failed", "FailureTarget", "SuccessCriteriaMet", "Suspended")
+    status = "Running"
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in shown:
+            status = condition["type"]
+    return status
+
+
+def job_completions(job: Obj) -> str:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def job_duration(job: Obj, now: datetime) -> str:
+    status = job.get("status") or {}
+    start = parse_time(status.get("startTime"))
+    if start is None:
+        return ""
+    end = parse_time(status.get("completionTime")) or now
+    return human_duration((end - start).total_seconds())
+
+
+def job_row(job: Obj, now: datetime, wide: bool) -> list[str]:
+    meta = job.get("metadata") or {}
+    cells = [meta.get("name", ""), job_status(job), job_completions(job), job_duration(job, now),
+             age(meta.get("creationTimestamp"), now)]
+    if wide:
+        cells += _template_columns(job)
+    return cells
+
+
+def cronjob_row(cron: Obj, now: datetime, wide: bool) -> list[str]:
+    meta, spec, status = cron.get("metadata") or {}, cron.get("spec") or {}, cron.get("status") or {}
+    last = status.get("lastScheduleTime")
+    cells = [meta.get("name", ""), spec.get("schedule", ""), spec.get("timeZone") or NONE,
+             "True" if spec.get("suspend") else "False", str(len(status.get("active") or [])),
+             age(last, now) if last else NONE, age(meta.get("creationTimestamp"), now)]
+    if wide:
+        cells += _template_columns({"spec": (spec.get("jobTemplate") or {}).get("spec") or {}})
+    return cells
+
+
 Row = Callable[[Obj, datetime, bool], list[str]]
 
 COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
@@ -459,6 +514,9 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     INGRESSCLASS.kind: (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_row),
     CONFIGMAP.kind: (["NAME", "DATA", "AGE"], [], configmap_row),
     SECRET.kind: (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
+    JOB.kind: (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"], job_row),
+    CRONJOB.kind: (["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+                   ["CONTAINERS", "IMAGES", "SELECTOR"], cronjob_row),
     NODE.kind: (
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],

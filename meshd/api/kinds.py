@@ -75,9 +75,14 @@ CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "confi
                  verbs=_WRITE, categories=())
 SECRET = Kind("Secret", "secrets", "", "v1", ("secret", "secrets"), verbs=_WRITE, categories=())
 
-# cluster-scoped, served by the API (discovery, get, list, watch) but not `meshd` CLI kinds
+JOB = Kind("Job", "jobs", "batch", "v1", ("job", "jobs"), verbs=_WRITE, subresources=(_STATUS,))
+CRONJOB = Kind("CronJob", "cronjobs", "batch", "v1", ("cj", "cronjob", "cronjobs"), short_names=("cj",),
+               verbs=_WRITE, subresources=(_STATUS,))
+
+# cluster-scoped, served by the API (discovery, get, list, watch; namespaces are written too) but not `meshd`
+# CLI kinds
 NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
-                 verbs=_READ, categories=(), namespaced=False)
+                 verbs=_WRITE, categories=(), namespaced=False, subresources=(_STATUS,))
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
 # a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
@@ -99,9 +104,9 @@ STORAGECLASS = Kind("StorageClass", "storageclasses", "storage.k8s.io", "v1",
 STORAGE_KINDS: tuple[Kind, ...] = (PVC, PV, STORAGECLASS)
 
 KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET,
-                          *STORAGE_KINDS, CONFIGMAP, SECRET, INGRESS)
+                          *STORAGE_KINDS, CONFIGMAP, SECRET, INGRESS, JOB, CRONJOB)
 # what `get all` shows, in kubectl's order
-ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET)
+ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET, JOB, CRONJOB)
 _BY_KIND = {k.kind: k for k in KINDS}
 
 
@@ -112,8 +117,8 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".storage.k8s.io/v1", ".storage.k8s.io", ".networking.k8s.io/v1",
-                   ".networking.k8s.io", ".networking", ".v1"):
+    for suffix in (".apps/v1", ".apps", ".batch/v1", ".batch", ".storage.k8s.io/v1", ".storage.k8s.io",
+                   ".networking.k8s.io/v1", ".networking.k8s.io", ".networking", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

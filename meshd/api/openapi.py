@@ -226,9 +226,35 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),
+    "Job": ("batch", "Job represents the configuration of a single job.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "JobSpec", "status": "JobStatus"}),
+    "JobSpec": ("batch", "The specification of a job.", {
+        "completions": "integer", "parallelism": "integer", "backoffLimit": "integer",
+        "activeDeadlineSeconds": "integer", "ttlSecondsAfterFinished": "integer", "completionMode": "string",
+        "suspend": "boolean", "selector": "LabelSelector", "manualSelector": "boolean",
+        "template": "PodTemplateSpec"}),
+    "JobStatus": ("batch", "The current state of a Job.", {
+        "active": "integer", "succeeded": "integer", "failed": "integer", "ready": "integer",
+        "terminating": "integer", "startTime": "time", "completionTime": "time", "completedIndexes": "string",
+        "conditions": "[JobCondition]", "uncountedTerminatedPods": "object"}),
+    "JobCondition": ("batch", "A condition of a job.", {
+        "type": "string", "status": "string", "reason": "string", "message": "string", "lastProbeTime": "time",
+        "lastTransitionTime": "time"}),
+    "CronJob": ("batch", "CronJob represents the configuration of a single cron job.", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "CronJobSpec",
+        "status": "CronJobStatus"}),
+    "CronJobSpec": ("batch", "The specification of a cron job: its schedule and the job it runs.", {
+        "schedule": "string", "timeZone": "string", "concurrencyPolicy": "string",
+        "startingDeadlineSeconds": "integer", "suspend": "boolean", "successfulJobsHistoryLimit": "integer",
+        "failedJobsHistoryLimit": "integer", "jobTemplate": "JobTemplateSpec"}),
+    "JobTemplateSpec": ("batch", "The Job a CronJob creates at each scheduled time.", {
+        "metadata": "ObjectMeta", "spec": "JobSpec"}),
+    "CronJobStatus": ("batch", "The current state of a cron job.", {
+        "active": "[ObjectReference]", "lastScheduleTime": "time", "lastSuccessfulTime": "time"}),
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
-            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1"}
+            "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1",
+            "batch": "io.k8s.api.batch.v1"}
 TYPES.update(OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},

@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from meshd.api import (
+    batch,
     cluster,
     ingress,
     kube,
@@ -186,6 +187,8 @@ class ApiServer:
             return _error(409, str(error))
         except KeyError as error:
             return _error(404, error.args[0] if error.args else "not found")
+        except PermissionError as error:  # a namespace being deleted, or one that may not be
+            return _error(403, str(error))
         except ValueError as error:
             return _error(400, str(error))
         except DriverError as error:
@@ -230,7 +233,7 @@ class ApiServer:
         if resource == "events":
             return [self._event(e) for e in c.events.in_namespace(namespace)]
         if resource == "namespaces":
-            return self._namespaces()
+            return batch.namespaces(c, started=self._started)
         if resource == "leases":
             return [dict(o) for o in c.store.list("Lease", namespace)]
         if resource == "nodes" and c.store.list("Node"):  # a cluster on a shared store (meshd.cluster)
@@ -250,7 +253,7 @@ class ApiServer:
             return [ingress.ingress_class(kube.rfc3339(self._started))]
         kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
                  "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "configmaps": "ConfigMap", "secrets": "Secret",
-                 "ingresses": "Ingress"}
+                 "ingresses": "Ingress", "jobs": "Job", "cronjobs": "CronJob"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
@@ -259,6 +262,8 @@ class ApiServer:
         records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
+        if resource in ("jobs", "cronjobs"):
+            return [(batch.job if resource == "jobs" else batch.cronjob)(c, r) for r in records]
         if resource == "services":
             return [kube.service(c, r, self.registry) for r in records]
         if resource == "ingresses":
@@ -270,17 +275,6 @@ class ApiServer:
         if resource == "daemonsets":
             return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
-
-    def _namespaces(self) -> list[dict[str, Any]]:
-        """`default` and every namespace something lives in, created when its first object was."""
-        c = self.controller
-        created: dict[str, float | None] = {"default": None}
-        things = [(ns, r.created) for (_, ns, _), r in c.objects.items() if ns]
-        things += [(ns, w.created) for (ns, _), w in c.pods.items()]
-        for ns, when in things:
-            earlier = created.get(ns)
-            created[ns] = when if earlier is None else min(earlier, when)
-        return [cluster.namespace(ns, created=created[ns] or self._started) for ns in sorted(created)]
 
     def _event(self, record: Any) -> dict[str, Any]:
         """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
@@ -309,6 +303,8 @@ class ApiServer:
             identity = worker.identity
             obj["metadata"]["ownerReferences"] = [
                 sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
+        if worker.identity.owner_kind == "Job":
+            batch.job_pod_owner(obj, c)
         return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from meshd.api import protobuf
 from meshd.api import status as api_status
 from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
@@ -24,8 +25,9 @@ from meshd.manifests.reader import INT32_MAX
 from meshd.store import AlreadyExists, Conflict
 
 WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
-            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
-PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1")  # the group versions served
+            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress", "Job", "CronJob", "Namespace")
+PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1",
+            "/apis/batch/v1")  # the group versions served
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -123,6 +125,11 @@ def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> d
 async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
+    if request.content_type == protobuf.CONTENT_TYPE:
+        try:
+            return protobuf.decode(raw)
+        except protobuf.ProtobufError as error:
+            raise web.HTTPUnsupportedMediaType(text=str(error)) from None
     try:
         if "yaml" in request.content_type:
             body = yaml.safe_load(raw.decode())
@@ -164,6 +171,8 @@ class Writes:
     async def create(self, request: web.Request) -> web.Response:
         kind, namespace = self._writable(request), request.match_info.get("ns", "")
         obj = await _body(request)
+        if request.content_type == protobuf.CONTENT_TYPE and kind.kind == "Job":
+            obj = self._job_from_cronjob(namespace, obj)
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not name:
             return api_status.response(422, f"{kind.kind} is invalid: metadata.name: Required value: name is "
@@ -206,7 +215,8 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
+        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
+                                                "CronJob"):
             return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
                                             f"its pods (use --cascade=background or foreground)")
         expected = (options.get("preconditions") or {})
@@ -303,13 +313,25 @@ class Writes:
             return web.json_response(result, status=code)
         try:
             await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,
-                                        carry_live=False, check=check)
+                                        carry_live=False, check=check, create_namespaces=False)
         except ManifestError as error:  # what only the controller knows: a taken clusterIP or pod name
             return _invalid(kind, name, error, strict=strict)
         written = self.read(kind, namespace, name) or self.controller.store.get(kind.kind, namespace, name)
         return web.json_response(written, status=code)
 
     # --- helpers --------------------------------------------------------------------------------------
+
+    def _job_from_cronjob(self, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A protobuf Job as `kubectl create job --from=cronjob/NAME` sends it: its spec is its CronJob's
+        jobTemplate.spec, which meshd takes from the CronJob itself (it does not decode a protobuf spec)."""
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        owner = next((r for r in refs if r.get("kind") == "CronJob"), None)
+        record = self.controller.objects.get(("CronJob", namespace, str((owner or {}).get("name"))))
+        if owner is None or record is None or owner.get("uid") != record.uid:
+            raise web.HTTPUnsupportedMediaType(text="a protobuf Job is read only as `kubectl create job "
+                                                    "--from=cronjob/NAME` sends it: send application/json")
+        template = record.obj.job_template  # type: ignore[union-attr]
+        return {**obj, "spec": copy.deepcopy(dict(template.get("spec") or {}))}
 
     def _writable(self, request: web.Request) -> Kind:
         kind = request_kind(request)

@@ -201,13 +201,20 @@ def _container(s: Section, container: Obj, status: Obj | None, *, template: bool
                 value = f"({ref.get('apiVersion', 'v1')}:{ref.get('fieldPath', '')})"
             elif "resourceFieldRef" in source:
                 value = f"({(source['resourceFieldRef'] or {}).get('resource', '')})"
+            elif "secretKeyRef" in source or "configMapKeyRef" in source:  # the reference, never the value
+                value = describe_key_ref(source)
             elif source:
                 value = f"<set from {', '.join(source)}>"
             s.kv(level + 1, var.get("name", ""), value)
     else:
         s.kv(level, "Environment", NONE)
+    if container.get("envFrom"):
+        s.add(level, "Environment Variables from:")
+        for source in container["envFrom"]:
+            s.add(level + 1, describe_env_from(source))
     mounts = [
-        f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'})"
+        f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'}"
+        + (f',path="{m["subPath"]}")' if m.get("subPath") else ")")
         for m in container.get("volumeMounts") or []
     ]
     s.multiline(level, "Mounts", mounts)
@@ -226,6 +233,9 @@ def _volumes(s: Section, level: int, spec: Obj) -> None:
             s.kv(level + 2, "Type", "EmptyDir (a temporary directory that shares a pod's lifetime)")
             s.kv(level + 2, "Medium", empty.get("medium") or "")
             s.kv(level + 2, "SizeLimit", empty.get("sizeLimit") or "<unset>")
+        elif any(k in volume for k in CONFIG_VOLUME_TYPES):
+            for key, value in describe_config_volume(volume):
+                s.kv(level + 2, key, value)
         else:
             s.kv(level + 2, "Type", ", ".join(k for k in volume if k != "name") or "<unknown>")
 
@@ -494,6 +504,50 @@ def describe_endpoints(ep: Obj, events: list[Obj], now: datetime) -> str:
         s.add(0, "")
     _events(s, events, now)
     return s.render()
+
+
+CONFIG_VOLUME_TYPES = {
+    "configMap": "ConfigMap (a volume populated by a ConfigMap)",
+    "secret": "Secret (a volume populated by a Secret)",
+    "projected": "Projected (a volume that contains injected data from multiple sources)",
+    "downwardAPI": "DownwardAPI (a volume populated by information about the pod)",
+}
+
+
+def describe_key_ref(source: Obj) -> str:
+    """env valueFrom secretKeyRef / configMapKeyRef as kubectl shows it: where the value comes from."""
+    if "secretKeyRef" in source:
+        ref = source["secretKeyRef"] or {}
+        where = f"<set to the key '{ref.get('key')}' in secret '{ref.get('name')}'>"
+    else:
+        ref = source["configMapKeyRef"] or {}
+        where = f"<set to the key '{ref.get('key')}' of config map '{ref.get('name')}'>"
+    return f"{where}\tOptional: {str(bool(ref.get('optional'))).lower()}"
+
+
+def describe_env_from(source: Obj) -> str:
+    kind = "Secret" if "secretRef" in source else "ConfigMap"
+    ref = source.get("secretRef") or source.get("configMapRef") or {}
+    prefix = f" with prefix '{source['prefix']}'" if source.get("prefix") else ""
+    return f"{ref.get('name')}\t{kind}{prefix}\tOptional: {str(bool(ref.get('optional'))).lower()}"
+
+
+def describe_config_volume(volume: Obj) -> list[tuple[str, str]]:
+    """The Type line and details of a configMap, secret, projected or downwardAPI volume (as kubectl)."""
+    key = next(k for k in CONFIG_VOLUME_TYPES if k in volume)
+    source = volume[key] or {}
+    rows = [("Type", CONFIG_VOLUME_TYPES[key])]
+    if key == "configMap":
+        rows += [("Name", source.get("name", "")), ("Optional", str(bool(source.get("optional"))).lower())]
+    elif key == "secret":
+        rows += [("SecretName", source.get("secretName", "")),
+                 ("Optional", str(bool(source.get("optional"))).lower())]
+    elif key == "projected":
+        for item in source.get("sources") or []:
+            kind = next(iter(item), "")
+            rows.append((f"{kind[0].upper()}{kind[1:]}Name" if kind != "downwardAPI" else "DownwardAPI",
+                         (item[kind] or {}).get("name", "true")))
+    return rows
 
 
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # a Secret's stringData may be in it

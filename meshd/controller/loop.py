@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from meshd.controller.backoff import BackoffPolicy
+from meshd.controller.batch import BatchControllers
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
+from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
 from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
 from meshd.controller.plan import (
     PodView,
@@ -65,6 +67,7 @@ from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_por
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
 from meshd.manifests.loader import API_VERSIONS
 from meshd.manifests.config import check_update as check_config_update
+from meshd.model.cron import known_zones
 from meshd.model.security import SecuritySupport, object_refusals
 from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
 from meshd.controller.ingress import backend_problems
@@ -73,6 +76,7 @@ from meshd.model.objects import (
     CLUSTER_SCOPED,
     ConfigMap,
     Deployment,
+    Job,
     KubeObject,
     Pod,
     PodSpec,
@@ -96,6 +100,7 @@ from meshd.store import (
     open_sqlite_store,
 )
 from meshd.tasks import TaskGroup
+from meshd.volumes.podconfig import PodConfig
 from meshd.controller.volumes.defaults import default_class_manifest
 from meshd.controller.volumes.provisioner import CHECKING, VolumeController
 
@@ -194,9 +199,11 @@ class Controller:
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
+        self.pod_config = PodConfig(state_dir / "pod-volumes", lookup=self._config_object)
         self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
         self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
         self.volume_status = self.volume_controller.status
+        self.batch = BatchControllers(self)  # Jobs, CronJobs, namespace deletion
         self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
 
     def use_store(self, store: ObjectStore) -> None:
@@ -210,6 +217,7 @@ class Controller:
             self.store = await open_sqlite_store(self.state_dir)
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
+        await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
         self._load()
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
             try:
@@ -225,6 +233,8 @@ class Controller:
         self._tasks.supervise("events", self._follow_events)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
+        self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
+            lambda: [(w.facts(), w.spec) for w in list(self.pods.values()) if not w.terminating]))
         self.kick()
 
     async def close(self, *, stop_pods: bool) -> None:
@@ -256,8 +266,8 @@ class Controller:
     # --- desired state ----------------------------------------------------------------------------
 
     async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None,
-                    carry_live: bool = True, check: Callable[[], None] | None = None
-                    ) -> tuple[list[ApplyResult], list[str]]:
+                    carry_live: bool = True, check: Callable[[], None] | None = None,
+                    create_namespaces: bool = True) -> tuple[list[ApplyResult], list[str]]:
         """Validates every document first; a broken one raises ManifestError and changes nothing. Every change
         is persisted in one transaction before it takes effect; one that cannot be (PersistError) changes
         nothing either.
@@ -266,13 +276,26 @@ class Controller:
         `carry_live=False` writes the documents as they are (the API's PUT and PATCH send whole objects: nothing of
         the live one is carried over); `check` runs under the write lock before anything is planned, to refuse
         the write (a stale resourceVersion, an object that already exists) by raising.
+        An object in a namespace that does not exist is refused (KeyError, as the API server's NotFound), unless
+        `create_namespaces` (meshd apply, meshd up) creates it with a warning.
         """
         loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
+        warnings = list(loaded.warnings)
         async with self._write_lock:
             if check is not None:
                 check()
-            results = await self._apply(loaded.objects, source, namespace, carry_live)
-            return results, list(loaded.warnings) + self._ingress_warnings(loaded.objects)
+            objects = [_in_namespace(o, namespace, source) for o in loaded.objects]
+            missing = missing_namespaces(objects, exists=self.namespace_exists,
+                                         terminating=self.batch.namespaces.terminating)
+            if missing and not create_namespaces:
+                raise KeyError(f'namespaces "{missing[0]}" not found')
+            warnings += [f'namespace "{ns}" did not exist: created' for ns in missing]
+            objects = [namespace_object(ns) for ns in missing] + objects
+            results = await self._apply(objects, source, None, carry_live)
+            return results, warnings + self._ingress_warnings(objects)
+
+    def namespace_exists(self, name: str) -> bool:
+        return name in BUILTIN or ("Namespace", "", name) in self.objects
 
     def _ingress_warnings(self, objects: Iterable[KubeObject]) -> list[str]:
         """An applied Ingress naming a Service or port that does not exist (it answers 503 until it does)."""
@@ -316,6 +339,8 @@ class Controller:
                 check_config_update(existing.obj, obj, source)
             if isinstance(obj, ReplicaSet) and existing is None:
                 self._check_replicaset_name_free(obj, source)
+            if existing is not None:
+                check_immutable(existing.obj, obj, source)
         operations: list[Operation] = []
         in_batch: set[tuple[str, str, str]] = set()
         for obj, action in planned:
@@ -342,6 +367,9 @@ class Controller:
                     self._publish_service(obj)
                 if isinstance(obj, Deployment):
                     self.progress.pop(key[1:], None)
+                if isinstance(obj, (ConfigMap, Secret)):
+                    self.pod_config.changed()
+                    self._notify(*key)  # watches: nothing else changes with it
             results.append(ApplyResult(obj.kind, obj.metadata.namespace, obj.metadata.name, action))
         self.kick()
         return results
@@ -364,7 +392,8 @@ class Controller:
         """Deletes the objects that exist in one transaction (persisted first: if it cannot be, nothing goes).
         With `protect`, a claim a pod uses stays (Terminating) until the pod is gone, as Kubernetes' finalizer."""
         async with self._write_lock:
-            found = list(dict.fromkeys(k for k in keys if k in self.objects))
+            extra, held = self.batch.on_delete(keys, self._clock())  # a CronJob takes its Jobs; a namespace waits
+            found = list(dict.fromkeys(k for k in [*keys, *extra] if k in self.objects and k not in held))
             kept = await self.volume_controller.protect(found) if protect else set()
             if kept:
                 self.kick()
@@ -373,9 +402,13 @@ class Controller:
             await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
             for key in found:
                 self._forget(key)
+                if key[0] in ("ConfigMap", "Secret"):
+                    self._notify(*key)
             if found:
                 self.kick()
-            gone = set(found) | kept
+            gone = set(found) | kept | {k for k in held if k in self.objects}
+            if held:
+                self.kick()
             return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
 
     def _forget(self, key: tuple[str, str, str]) -> None:
@@ -468,6 +501,9 @@ class Controller:
             raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
                                 name=service.metadata.name, path=("spec", "clusterIP")) from None
 
+    def _config_object(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
+        record = self.objects.get((kind, namespace, name))
+        return record.obj if record is not None and isinstance(record.obj, (ConfigMap, Secret)) else None
     def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, index: PortClaims,
                               source: str) -> Service:
         """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
@@ -530,6 +566,7 @@ class Controller:
             RECONCILES.inc()
             if self._dirty:
                 await self._persist_replicasets()
+            await self.batch.flush()
             await asyncio.sleep(0)
 
     def reconcile(self) -> None:
@@ -552,6 +589,7 @@ class Controller:
         for record in self.objects.values():
             if isinstance(record.obj, Pod):
                 self._ensure_bare_pod(record.obj, record.created)
+        self.batch.reconcile(now)
         for worker in list(self.pods.values()):
             if not worker.terminating and not self._pod_wanted(worker):
                 self._terminate(worker, "owner deleted")
@@ -737,6 +775,7 @@ class Controller:
             adopt=adopt,
             clock=self._clock,
             node_capacity=(self.capacity.cpu_millicores, self.capacity.memory_bytes),
+            config=self.pod_config,
         )
         self.pods[(identity.namespace, identity.name)] = worker
         self.registry.upsert_pod(worker.record())
@@ -751,7 +790,7 @@ class Controller:
         used_cpu = used_mem = running = 0
         used_ports: list[HostPort] = []
         for worker in self.pods.values():
-            if worker.scheduled and not worker.done.is_set():
+            if worker.scheduled and not worker.done.is_set() and worker.phase not in ("Succeeded", "Failed"):
                 cpu, mem = _requests(worker.spec)
                 used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
                 used_ports.extend(host_ports(worker.spec, self.external))
@@ -859,6 +898,8 @@ class Controller:
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
         identity = worker.identity
+        if identity.owner_kind == "Job":
+            return self.batch.pod_wanted(worker)
         if identity.owner_kind in SET_KINDS:
             return self.sets.wanted(identity)
         if identity.replicaset:
@@ -946,6 +987,9 @@ class Controller:
                 self._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
                                  created=created, adopt=containers)
                 log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+            elif labels.get(LABEL_OWNER_KIND) == "Job" and self.batch.adopt(
+                    namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):
+                log.info("adopted pod %s/%s of job %s", namespace, pod, labels.get(LABEL_OWNER, ""))
             else:
                 unwanted.extend(containers)
         if unwanted:
@@ -1047,6 +1091,17 @@ def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeOb
     raw.setdefault("metadata", {})["namespace"] = namespace
     (moved,) = load_objects([raw], source=source).objects
     return moved
+
+
+def check_immutable(old: KubeObject, new: KubeObject, source: str) -> None:
+    """A Job's pod template and completions are immutable, as the API server keeps them."""
+    if isinstance(old, Job) and isinstance(new, Job):
+        for path, before, after in ((("spec", "template"), old.template, new.template),
+                                    (("spec", "completions"), old.completions, new.completions),
+                                    (("spec", "completionMode"), old.completion_mode, new.completion_mode)):
+            if before != after:
+                raise ManifestError("field is immutable", source=source, kind="Job", name=new.metadata.name,
+                                    path=path)
 
 
 def _requests(spec: PodSpec) -> tuple[int, int]:

@@ -34,8 +34,11 @@ from meshd.model.objects import Container, PodSpec
 from meshd.model.security import effective_security
 from meshd.registry import PodRecord, Registry
 from meshd.tasks import BACKGROUND, run_supervised
+from meshd.volumes.payload import ConfigError
+from meshd.volumes.podconfig import PodConfig
 
 log = logging.getLogger(__name__)
+CONFIG_RETRY_SECONDS = 10  # the longest wait before a container missing a ConfigMap or Secret tries again
 
 ContainerPhase = Literal["waiting", "running", "terminated"]
 
@@ -121,6 +124,7 @@ class PodWorker:
         adopt: list[ObservedContainer] | None = None,
         clock: Callable[[], float] = time.time,
         node_capacity: tuple[int, int] = (0, 0),  # cpu millicores, memory bytes: what unset limits read as
+        config: PodConfig | None = None,  # ConfigMaps, Secrets, the downward API's files (meshd.volumes)
     ) -> None:
         self.identity = identity
         self.spec = spec
@@ -154,6 +158,7 @@ class PodWorker:
         self._clock = clock
         self._adopt = adopt or []
         self._node_capacity = node_capacity
+        self._config = config
         self._probers: dict[str, ProberHandle] = {}
         self._events: asyncio.Queue[ContainerEvent | tuple[str, str, str]] = asyncio.Queue()
         self._terminate = asyncio.Event()
@@ -542,6 +547,10 @@ class PodWorker:
             node_memory_bytes=self._node_capacity[1],
         )
 
+    def facts(self) -> PodFacts:
+        """What the downward API reads of this pod now."""
+        return self._facts(self.address or "")
+
     def _sandbox_spec(self) -> SandboxSpec:
         return SandboxSpec(
             namespace=self.namespace,
@@ -598,6 +607,13 @@ class PodWorker:
         try:
             await self._ensure_sandbox()
             await self._start_container(container, status)
+        except ConfigError as error:  # a ConfigMap or Secret missing: retried until it appears
+            status.start_failures += 1
+            status.phase, status.reason, status.message = "waiting", error.reason, str(error)
+            status.restart_at = self._clock() + min(2 ** (status.start_failures - 1), CONFIG_RETRY_SECONDS)
+            log.warning("pod %s/%s: container %s: %s", self.namespace, self.name, container.name, error)
+            self._publish()
+            return
         except DriverError as error:
             status.start_failures += 1
             pull = "pull" in str(error) or "image" in str(error).lower()
@@ -619,15 +635,19 @@ class PodWorker:
 
     async def _start_container(self, container: Container, status: ContainerStatus) -> None:
         assert self.sandbox is not None
+        facts = self._facts(self.sandbox.address)
+        prepared = await self._config.prepare(facts, self.spec, container) if self._config else None
         status.phase, status.reason, status.message = "waiting", "ContainerCreating", ""
         self._publish()
         status.id = await self._driver.start_container(
             ContainerSpec(
                 sandbox=self.sandbox,
                 spec=self._sandbox_spec(),
-                container=resolve_env(container, (*self.spec.init_containers, *self.spec.containers),
-                                      self._facts(self.sandbox.address)),
+                container=resolve_env(prepared.container if prepared else container,
+                                      (*self.spec.init_containers, *self.spec.containers), facts),
                 restart_count=status.restart_count,
+                mount_sources=prepared.mount_sources if prepared else {},
+                registry_auth=prepared.registry_auth if prepared else None,
                 security=effective_security(self.spec, container),
                 pod_ref=f"{self.name}_{self.namespace}({pod_uid_of(self.namespace, self.name, self.created)})",
             )
@@ -694,6 +714,8 @@ class PodWorker:
         for status in self.containers.values():
             status.phase, status.ready = "terminated", False
         self._registry.delete_pod(self.namespace, self.name)
+        if self._config is not None:
+            await self._config.forget(self.namespace, self.name)
         self._on_change(self)
 
     async def _run_pre_stop(self, container: Container, *, deadline: float) -> None:

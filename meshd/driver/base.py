@@ -79,8 +79,10 @@ class Sandbox:
 class ContainerSpec:
     sandbox: Sandbox
     spec: SandboxSpec
-    container: Container
+    container: Container = field(repr=False)  # its env may hold Secret values
     restart_count: int = 0
+    mount_sources: Mapping[str, str] = field(default_factory=dict)  # mountPath -> a host path (meshd.volumes)
+    registry_auth: Mapping[str, str] | None = field(default=None, repr=False)  # from imagePullSecrets
     security: EffectiveSecurity = EffectiveSecurity()  # the container's securityContext over the pod's
     pod_ref: str = ""  # the pod as the kubelet names it in messages: name_namespace(uid)
 
@@ -184,3 +186,4 @@ class Driver(Protocol):
         its RFC 3339 time with `timestamps` (where the driver keeps times); with follow, new output as it comes."""
 
     async def usage(self, container_id: str) -> Usage | None: ...
+

@@ -463,7 +463,7 @@ class DockerDriver:
                 detach=True,
             )
             try:
-                for volume in (v for v in spec.volumes if v.name not in spec.mounts):
+                for volume in (v for v in spec.volumes if v.name not in spec.mounts and not v.is_config):
                     opts = {"type": "tmpfs", "device": "tmpfs"} if volume.medium == "Memory" else None
                     if opts is not None and spec.fs_group is not None:  # fsGroup owns the pod's volumes
                         opts["o"] = f"mode=2777,gid={spec.fs_group}"
@@ -496,7 +496,7 @@ class DockerDriver:
         them, setgid (2777), so files made in them belong to it too."""
         from docker.types import Mount
 
-        disk = [v for v in volumes if v.medium != "Memory"]
+        disk = [v for v in volumes if v.medium != "Memory" and v.is_empty_dir]
         if not disk:
             return
         targets = [f"/volumes/{i}" for i in range(len(disk))]
@@ -542,8 +542,9 @@ class DockerDriver:
 
     # --- app containers ----------------------------------------------------------------------------
 
-    async def ensure_image(self, image: str, policy: str) -> None:
-        """Applies imagePullPolicy: Never (must exist), IfNotPresent (pull if missing), Always (pull)."""
+    async def ensure_image(self, image: str, policy: str, *, auth: Mapping[str, str] | None = None) -> None:
+        """Applies imagePullPolicy: Never (must exist), IfNotPresent (pull if missing), Always (pull); `auth` is the
+        registry's credentials from imagePullSecrets (else the engine's own)."""
         if policy not in ("Always", "IfNotPresent", "Never"):
             raise DriverError(f"unknown imagePullPolicy {policy!r}")
         present = await self._call(f"inspect image {image}", self._image_present, image)
@@ -564,7 +565,7 @@ class DockerDriver:
             ):
                 return  # pulled by a concurrent start
             try:
-                await self._call(f"pull {image}", self._pull, image, timeout=self.pull_timeout)
+                await self._call(f"pull {image}", self._pull, image, auth, timeout=self.pull_timeout)
             except DriverError as exc:
                 if present:
                     log.warning("pull of %s failed (%s); using the local image", image, exc)
@@ -603,7 +604,7 @@ class DockerDriver:
         except docker.errors.ImageNotFound:
             return False
 
-    def _pull(self, image: str) -> None:
+    def _pull(self, image: str, auth: Mapping[str, str] | None = None) -> None:
         from docker.utils import parse_repository_tag
 
         repository, tag = parse_repository_tag(image)
@@ -611,13 +612,13 @@ class DockerDriver:
             tag = "latest"
         client = self._make_client(timeout=self.pull_timeout)
         try:
-            client.api.pull(repository, tag=tag)
+            client.api.pull(repository, tag=tag, auth_config=dict(auth) if auth else None)
         finally:
             client.close()
 
     async def start_container(self, spec: ContainerSpec) -> str:
         c = spec.container
-        await self.ensure_image(c.image, c.image_pull_policy)
+        await self.ensure_image(c.image, c.image_pull_policy, auth=spec.registry_auth)
         image_user = await self._call(f"inspect image {c.image}", self._image_user, c.image) \
             if needs_image_user(spec.security) else ""
         refusal = non_root_refusal(spec.security, image_user, pod=spec.pod_ref or spec.spec.pod, container=c.name)
@@ -637,6 +638,10 @@ class DockerDriver:
         for vm in c.volume_mounts:
             if vm.name not in declared:
                 raise DriverError(f"container {c.name}: volumeMount {vm.name!r} names no volume of the pod")
+            if vm.mount_path in spec.mount_sources:  # files meshd writes (configMap, secret, ...): read-only
+                mounts.append(Mount(target=vm.mount_path, source=spec.mount_sources[vm.mount_path], type="bind",
+                                    read_only=True))
+                continue
             source = spec.spec.mounts.get(vm.name)
             if source is None and needs_source(spec.spec.volumes, vm.name):
                 raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")

@@ -355,8 +355,11 @@ class ProcessDriver:
         for vm in c.volume_mounts:
             self._warn_once(
                 "volumes",
-                "emptyDir volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
+                "volumes are directories given in env MESHD_VOLUME_<NAME>, not mounted at mountPath",
             )
+            if vm.mount_path in spec.mount_sources:  # a config volume meshd writes (with subPath: that file)
+                env["MESHD_VOLUME_" + vm.name.upper().replace("-", "_")] = spec.mount_sources[vm.mount_path]
+                continue
             source = spec.spec.mounts.get(vm.name)
             if source is None and needs_source(spec.spec.volumes, vm.name):
                 raise DriverError(f"container {c.name}: volume {vm.name!r} has no source yet (never mounted empty)")
@@ -632,8 +635,11 @@ def process_group_usage(pgid: int) -> Usage | None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Readable by the owner only: a container's record keeps its env (Secret values too)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshd.manifests import names
+from meshd.manifests import batch, names
 from meshd.manifests.config import CONFIG_MAP_FIELDS, SECRET_FIELDS, read_config_map, read_secret
 from meshd.manifests.errors import FieldPath, ManifestError
 from meshd.manifests.ingress import read_ingress
@@ -41,6 +41,9 @@ API_VERSIONS: Mapping[str, str] = {
     "PersistentVolumeClaim": "v1",
     "PersistentVolume": "v1",
     "StorageClass": "storage.k8s.io/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "Namespace": "v1",
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
@@ -55,6 +58,9 @@ _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "PersistentVolumeClaim": names.dns1123_subdomain,
     "PersistentVolume": names.dns1123_subdomain,
     "StorageClass": names.dns1123_subdomain,
+    "Job": names.dns1123_label,  # its name is its pods' job-name label value: 63 characters at most
+    "CronJob": batch.cronjob_name,
+    "Namespace": names.dns1123_label,
 }
 _STORAGE_READERS: Mapping[str, Callable[[DocumentReader, dict[str, Any], ObjectMeta], KubeObject]] = {
     "PersistentVolumeClaim": read_persistent_volume_claim,
@@ -196,6 +202,8 @@ def _load_object(
         return read_statefulset(reader, doc, metadata)
     if kind == "DaemonSet":
         return read_daemonset(reader, doc, metadata)
+    if kind in batch.READERS:
+        return batch.READERS[kind](reader, doc, metadata)
     return read_service(reader, doc, metadata)
 
 

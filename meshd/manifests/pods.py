@@ -10,6 +10,15 @@ from typing import Any, cast
 from meshd.manifests import names
 from meshd.manifests.errors import FieldPath
 from meshd.manifests.meta import read_template_meta
+from meshd.manifests.podconfig import (
+    KEY_REFS,
+    check_sub_path,
+    check_sub_paths,
+    read_config_volume,
+    read_env_from,
+    read_key_ref,
+    read_pull_secrets,
+)
 from meshd.manifests.probes import read_pre_stop, read_probe
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.manifests.reader import MISSING, DocumentReader
@@ -39,7 +48,6 @@ POD_SPEC_IGNORED: Mapping[str, str] = {
     "priorityClassName": "ignored: meshd has no pod priorities",
     "priority": "ignored: meshd has no pod priorities",
     "preemptionPolicy": "ignored: meshd has no pod priorities",
-    "imagePullSecrets": "ignored: images are pulled with the Docker engine's own credentials",
     "serviceAccountName": "ignored: meshd has no service accounts",
     "serviceAccount": "ignored: meshd has no service accounts",
     "automountServiceAccountToken": "ignored: meshd has no service accounts",
@@ -76,6 +84,7 @@ CONTAINER_FIELDS = (
     "volumeMounts",
     "lifecycle",
     "workingDir",
+    "envFrom",
     "securityContext",
 )
 CONTAINER_IGNORED: Mapping[str, str] = {
@@ -86,8 +95,15 @@ CONTAINER_IGNORED: Mapping[str, str] = {
     "tty": "ignored",
     "resizePolicy": "ignored",
 }
-CONTAINER_UNSUPPORTED = ("envFrom", "volumeDevices", "restartPolicy")
-_VOLUME_HINT = "not supported: meshd supports emptyDir, persistentVolumeClaim and hostPath volumes"
+CONTAINER_UNSUPPORTED = ("volumeDevices", "restartPolicy")
+_VOLUME_HINT = ("not supported: meshd supports emptyDir, persistentVolumeClaim, hostPath, configMap, secret, "
+                "projected and downwardAPI volumes")
+
+
+def config_sources(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The manifest keys of the config sources read (config_map -> configMap)."""
+    keys = {"config_map": "configMap", "secret": "secret", "projected": "projected", "downward_api": "downwardAPI"}
+    return tuple(keys[k] for k in config)
 
 
 def default_pull_policy(image: str) -> str:
@@ -141,6 +157,7 @@ def read_pod_spec(
             "volumes",
             "hostname",
             "subdomain",
+            "imagePullSecrets",
             "initContainers",
             "securityContext",
             "hostNetwork",
@@ -156,6 +173,8 @@ def read_pod_spec(
                                        list_key="initContainers")
     containers = _read_containers(reader, spec, path, volume_names=volume_names,
                                   taken=[*init_containers])
+    check_sub_paths(reader, volumes, containers, path)
+    check_sub_paths(reader, volumes, init_containers, path, list_key="initContainers")
     restart_policy = reader.choice(spec, "restartPolicy", path, restart_policies, default="Always")
     hostname = reader.string(spec, "hostname", path)
     reader.check_name(hostname, path + ("hostname",), names.dns1123_label, required=False)
@@ -171,6 +190,7 @@ def read_pod_spec(
         volumes=volumes,
         hostname=hostname or None,
         subdomain=subdomain or None,
+        image_pull_secrets=read_pull_secrets(reader, spec, path),
         init_containers=init_containers,
         security_context=read_pod_security(reader, spec, path),
         host_network=reader.boolean(spec, "hostNetwork", path),
@@ -192,8 +212,12 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
             raise reader.fail(vpath + ("name",), f'duplicate volume name "{name}"')
         seen.add(name)
         sources = read_volume_sources(reader, volume, vpath)
+        config = read_config_volume(reader, volume, vpath, read_resource_field_ref)
+        if sources and config:
+            raise reader.fail(vpath + (config_sources(config)[0],), "may not specify more than 1 volume type")
         for key, source in volume.items():
-            if key not in ("name", "emptyDir", *VOLUME_SOURCE_FIELDS) and source is not None:
+            known = ("name", "emptyDir", *VOLUME_SOURCE_FIELDS, *config_sources(config))
+            if key not in known and source is not None:
                 raise reader.fail(vpath + (key,), _VOLUME_HINT)
         medium = ""
         empty_dir = reader.get(volume, "emptyDir", vpath)
@@ -204,7 +228,7 @@ def _read_volumes(reader: DocumentReader, spec: Mapping[str, Any], path: FieldPa
                 empty_dir, epath, known=("medium",), ignored={"sizeLimit": "not enforced yet (ignored)"}
             )
             medium = reader.choice(empty_dir, "medium", epath, ("", "Memory"), default="")
-        volumes.append(Volume(name=name, medium=cast(Any, medium), **sources))
+        volumes.append(Volume(name=name, medium=cast(Any, medium), **sources, **config))
     return tuple(volumes)
 
 
@@ -303,6 +327,7 @@ def _read_container(
         startup_probe=probes["startupProbe"],
         pre_stop=read_pre_stop(reader, obj, path),
         working_dir=working_dir or None,
+        env_from=read_env_from(reader, obj, path),
         security_context=read_container_security(reader, obj, path),
         restart_policy=cast(Any, restart_policy),
     )
@@ -376,11 +401,14 @@ def _read_value_from(
     reader: DocumentReader, source: Mapping[str, Any], epath: FieldPath, name: str
 ) -> EnvVar:
     vpath = epath + ("valueFrom",)
-    reader.check_fields(source, vpath, known=("fieldRef", "resourceFieldRef"),
-                        unsupported=("secretKeyRef", "configMapKeyRef", "fileKeyRef"))
-    refs = [key for key in ("fieldRef", "resourceFieldRef") if reader.get(source, key, vpath) is not MISSING]
+    reader.check_fields(source, vpath, known=("fieldRef", "resourceFieldRef", *KEY_REFS),
+                        unsupported=("fileKeyRef",))
+    refs = [key for key in ("fieldRef", "resourceFieldRef", *KEY_REFS) if reader.get(source, key, vpath) is not MISSING]
     if len(refs) != 1:
-        raise reader.fail(vpath, "exactly one of fieldRef or resourceFieldRef is required")
+        raise reader.fail(vpath, "exactly one of fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef is "
+                                 "required")
+    if refs[0] in KEY_REFS:
+        return EnvVar(name=name, key_ref=read_key_ref(reader, source, refs[0], vpath))
     rpath = vpath + (refs[0],)
     ref = reader.mapping(source[refs[0]], rpath)
     if refs[0] == "fieldRef":
@@ -394,6 +422,10 @@ def _read_value_from(
                               "spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, "
                               "status.hostIP, status.hostIPs)")
         return EnvVar(name=name, field_path=field)
+    return EnvVar(name=name, resource_field=read_resource_field_ref(reader, ref, rpath))
+
+
+def read_resource_field_ref(reader: DocumentReader, ref: Mapping[str, Any], rpath: FieldPath) -> ResourceFieldRef:
     reader.check_fields(ref, rpath, known=("resource", "containerName", "divisor"))
     reader.get(ref, "resource", rpath, required=True)
     resource = reader.choice(ref, "resource", rpath, _RESOURCES, default="")
@@ -405,7 +437,7 @@ def _read_value_from(
         raise reader.fail(rpath + ("divisor",), str(error)) from None
     if divisor <= 0:
         raise reader.fail(rpath + ("divisor",), f"must be greater than zero, got {divisor_text!r}")
-    return EnvVar(name=name, resource_field=ResourceFieldRef(cast(Any, resource), container, divisor))
+    return ResourceFieldRef(cast(Any, resource), container, divisor)
 
 
 def _read_resources(reader: DocumentReader, obj: Mapping[str, Any], path: FieldPath) -> Resources:
@@ -473,8 +505,8 @@ def _read_mounts(
         reader.check_fields(
             mount,
             mpath,
-            known=("name", "mountPath", "readOnly"),
-            unsupported=("subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"),
+            known=("name", "mountPath", "readOnly", "subPath"),
+            unsupported=("subPathExpr", "mountPropagation", "recursiveReadOnly"),
         )
         name = reader.string(mount, "name", mpath, required=True, allow_empty=False)
         assert name is not None
@@ -488,6 +520,7 @@ def _read_mounts(
             raise reader.fail(mpath + ("mountPath",), f'duplicate mount path "{mount_path}"')
         paths.add(mount_path)
         mounts.append(
-            VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath))
+            VolumeMount(name=name, mount_path=mount_path, read_only=reader.boolean(mount, "readOnly", mpath),
+                        sub_path=check_sub_path(reader, mount, mpath))
         )
     return tuple(mounts)

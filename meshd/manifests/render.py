@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 from meshd.manifests.config import render_config
+from meshd.manifests.podconfig import render_config_volume, render_env_from, render_key_ref
 from meshd.manifests.quantity import format_cpu, format_memory
 from meshd.manifests.security import render_container_security, render_pod_security
 from meshd.manifests.storage import render_volume_source
@@ -144,12 +145,15 @@ def render_pod_spec(spec: PodSpec) -> dict[str, Any]:
         out["shareProcessNamespace"] = True
     if spec.volumes:
         out["volumes"] = [
-            {"name": v.name, **render_volume_source(v)} for v in spec.volumes
+            {"name": v.name, **(render_config_volume(v) or render_volume_source(v))}
+            for v in spec.volumes
         ]
     if spec.hostname:
         out["hostname"] = spec.hostname
     if spec.subdomain:
         out["subdomain"] = spec.subdomain
+    if spec.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
     if spec.init_containers:
         out["initContainers"] = [render_container(c) for c in spec.init_containers]
     out["securityContext"] = render_pod_security(spec.security_context) if spec.security_context else {}
@@ -173,6 +177,8 @@ def render_container(container: Container) -> dict[str, Any]:
         out["workingDir"] = container.working_dir
     if container.env:
         out["env"] = [_render_env(e) for e in container.env]
+    if container.env_from:
+        out["envFrom"] = render_env_from(container.env_from)
     if container.ports:
         out["ports"] = [
             {
@@ -190,7 +196,8 @@ def render_container(container: Container) -> dict[str, Any]:
     out["resources"] = resources
     if container.volume_mounts:
         out["volumeMounts"] = [
-            {"name": m.name, "mountPath": m.mount_path, **({"readOnly": True} if m.read_only else {})}
+            {"name": m.name, "mountPath": m.mount_path, **({"readOnly": True} if m.read_only else {}),
+             **({"subPath": m.sub_path} if m.sub_path else {})}
             for m in container.volume_mounts
         ]
     for key, probe in (
@@ -215,6 +222,8 @@ def render_container(container: Container) -> dict[str, Any]:
 
 
 def _render_env(var: EnvVar) -> dict[str, Any]:
+    if var.key_ref is not None:
+        return {"name": var.name, "valueFrom": render_key_ref(var.key_ref)}
     if var.field_path:
         field_ref = {"apiVersion": "v1", "fieldPath": var.field_path}
         return {"name": var.name, "valueFrom": {"fieldRef": field_ref}}

@@ -7,9 +7,16 @@ YAML and keeps the document it came from in `raw` (used to persist desired state
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from meshd.model.config import (
+    DownwardAPIVolumeSource,
+    EnvFromSource,
+    KeyRef,
+    ObjectVolumeSource,
+    ProjectedVolumeSource,
+)
 from meshd.model.ingress import Ingress
 
 DEFAULT_NAMESPACE = "default"
@@ -91,6 +98,7 @@ class EnvVar:
     value: str = ""
     field_path: str | None = None  # valueFrom.fieldRef.fieldPath (the downward API), resolved at start
     resource_field: ResourceFieldRef | None = None  # valueFrom.resourceFieldRef, resolved at start
+    key_ref: KeyRef | None = None  # valueFrom.configMapKeyRef / secretKeyRef, resolved at start
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class VolumeMount:
     name: str
     mount_path: str
     read_only: bool = False
+    sub_path: str = ""  # a path inside the volume mounted instead of its root
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,20 @@ class Volume:
     medium: Literal["", "Memory"] = ""
     host_path: HostPathVolumeSource | None = None
     persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
+    config_map: ObjectVolumeSource | None = None
+    secret: ObjectVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
+    downward_api: DownwardAPIVolumeSource | None = None
+
+    @property
+    def is_empty_dir(self) -> bool:
+        """No source is set: an emptyDir (the default, as in Kubernetes)."""
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name not in ("name", "medium"))
+
+    @property
+    def is_config(self) -> bool:
+        """Files meshd writes from ConfigMaps, Secrets or the downward API (see meshd.volumes)."""
+        return any(s is not None for s in (self.config_map, self.secret, self.projected, self.downward_api))
 
 
 @dataclass(frozen=True)
@@ -181,6 +204,7 @@ class Container:
     startup_probe: Probe | None = None
     pre_stop: PreStop | None = None
     working_dir: str | None = None
+    env_from: tuple[EnvFromSource, ...] = ()
     security_context: SecurityContext | None = None
     restart_policy: Literal["Always"] | None = None  # initContainers only: Always makes a native sidecar
 
@@ -202,6 +226,7 @@ class PodSpec:
     volumes: tuple[Volume, ...] = ()
     hostname: str | None = None
     subdomain: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()  # names of kubernetes.io/dockerconfigjson (or dockercfg) Secrets
     init_containers: tuple[Container, ...] = ()  # run in order before `containers` (sidecars keep running)
     security_context: PodSecurityContext | None = None
     host_network: bool = False
@@ -405,12 +430,59 @@ class StorageClass:
     api_version: str = "storage.k8s.io/v1"
 
 
+@dataclass(frozen=True)
+class Job:
+    """batch/v1 Job (meshd.controller.jobs runs it); completions None is a work queue (done when one succeeds)."""
+
+    metadata: ObjectMeta
+    template: PodTemplate
+    completions: int | None = 1
+    parallelism: int = 1
+    backoff_limit: int = 6
+    active_deadline_seconds: float | None = None
+    ttl_seconds_after_finished: int | None = None
+    completion_mode: Literal["NonIndexed", "Indexed"] = "NonIndexed"
+    suspend: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Job"
+    api_version: str = "batch/v1"
+
+
+@dataclass(frozen=True)
+class CronJob:
+    """batch/v1 CronJob (meshd.controller.cronjobs schedules it); `job_template` is spec.jobTemplate as given."""
+
+    metadata: ObjectMeta
+    schedule: str
+    job_template: Mapping[str, Any]
+    time_zone: str | None = None
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+    starting_deadline_seconds: int | None = None
+    suspend: bool = False
+    successful_jobs_history_limit: int = 3
+    failed_jobs_history_limit: int = 1
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "CronJob"
+    api_version: str = "batch/v1"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """v1 Namespace: cluster-scoped (its metadata.namespace is "")."""
+
+    metadata: ObjectMeta
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "Namespace"
+    api_version: str = "v1"
+
+
 KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
-              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress)
+              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress | Job | CronJob | Namespace)
 
 KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
-                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress")
-CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass")
+                          "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress",
+                          "Job", "CronJob", "Namespace")
+CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass", "Namespace")
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:

@@ -18,6 +18,7 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset, TrailersReceived
 from h2.exceptions import H2Error
 
+from meshd.model.protowire import read_varint
 from meshd.probe.result import ProbeResult, truncate
 from meshd.probe.tcp import dial_error, host_port
 
@@ -48,19 +49,6 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-        shift += 7
-
-
 def decode_response(data: bytes) -> int:
     """HealthCheckResponse.status from one length-prefixed gRPC message (0, UNKNOWN, if absent)."""
     if len(data) < 5:
@@ -73,14 +61,14 @@ def decode_response(data: bytes) -> int:
         raise ValueError("short gRPC message")
     i, status = 0, 0
     while i < len(body):
-        key, i = _read_varint(body, i)
+        key, i = read_varint(body, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            value, i = _read_varint(body, i)
+            value, i = read_varint(body, i)
             if field == 1:
                 status = value
         elif wire == 2:
-            n, i = _read_varint(body, i)
+            n, i = read_varint(body, i)
             i += n
         elif wire == 5:
             i += 4

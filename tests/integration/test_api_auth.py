@@ -209,7 +209,7 @@ async def test_a_billion_laughs_and_huge_replicas_are_refused_and_change_nothing
                             stdin=DEPLOYMENT.replace("REPLICAS", "3000000000000").encode())
     assert code == 422 and "spec.replicas" in body["message"], body
     code, body = await curl(f"{agent.url}/apis/apps/v1/deployments", *bearer(agent))
-    assert body["items"] == [] and not agent.controller.objects
+    assert body["items"] == [] and [k for k in agent.controller.objects if k[0] != "StorageClass"] == []
     code, body = await curl(f"{agent.url}/v1/apply", *yaml_post, stdin=DEPLOYMENT.replace("REPLICAS", "1").encode())
     assert code == 200, body
     scale = f"{agent.url}/apis/apps/v1/namespaces/default/deployments/web/scale"

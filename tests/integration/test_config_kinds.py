@@ -4,6 +4,7 @@ input refused with the field path, changing nothing; the store file readable by 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -138,3 +139,105 @@ async def test_an_immutable_configmap_refuses_changes(cluster, tmp_path):
     assert out == "1"
     code, out, err = await cluster.kubectl("delete", "cm", "frozen")
     assert code == 0, err
+
+
+PROCESS_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: reader
+    image: python
+    command: ["sh", "-c", "exec sleep 3600"]
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: db, key: password}}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+  volumes:
+  - {name: cfg, configMap: {name: app-config, items: [{key: mode, path: mode.txt}]}}
+"""
+
+
+async def test_a_process_pod_reads_its_config_volume_from_the_path_in_its_env(cluster, tmp_path):
+    path = tmp_path / "all.yaml"
+    path.write_text(CONFIG + "---\n" + PROCESS_POD)
+    code, _, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("wait", "--for=condition=Ready", "pod/reader", "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("exec", "reader", "--", "sh", "-c",
+                                           'cat "$MESHD_VOLUME_CFG/mode.txt"; echo " $PASSWORD"')
+    assert (code, out) == (0, f"fast {SECRET_VALUE}\n"), (out, err)
+    volume_dir = Path(out and (await cluster.kubectl("exec", "reader", "--", "sh", "-c",
+                                                     'echo -n "$MESHD_VOLUME_CFG"'))[1])
+    assert stat.S_IMODE(volume_dir.parent.parent.stat().st_mode) == 0o700  # STATE/pod-volumes: the agent's only
+    records = [p for p in _state_files(cluster) if "/records/" in p]
+    assert records and all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in records)  # they keep the env
+    code, _, err = await cluster.kubectl("delete", "pod", "reader")
+    assert code == 0, err
+    for _ in range(300):  # the files go with the pod's teardown
+        if not volume_dir.exists():
+            break
+        await asyncio.sleep(0.1)
+    assert not volume_dir.exists()
+
+
+async def test_the_python_client_creates_reads_and_watches_configmaps_and_secrets(cluster):
+    kubernetes = pytest.importorskip("kubernetes")
+
+    def use_the_client() -> dict:
+        api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(
+            config_file=str(cluster.kubeconfig)))
+        seen: dict = {}
+        api.create_namespaced_config_map("default", {"metadata": {"name": "w"}, "data": {"k": "1"}})
+        api.create_namespaced_secret("default", {"metadata": {"name": "t"}, "type": "kubernetes.io/tls",
+                                                 "stringData": {"tls.crt": "C", "tls.key": "K"}})
+        seen["secret"] = api.read_namespaced_secret("t", "default").data
+        watch = kubernetes.watch.Watch()
+        events = []
+        for event in watch.stream(api.list_namespaced_config_map, "default", timeout_seconds=60):
+            events.append((event["type"], event["object"].metadata.name, (event["object"].data or {}).get("k")))
+            if len(events) == 1:
+                api.patch_namespaced_config_map("w", "default", {"data": {"k": "2"}})
+            elif len(events) == 2:
+                api.delete_namespaced_config_map("w", "default")
+            else:
+                watch.stop()
+        seen["events"] = events
+        try:
+            api.create_namespaced_secret("default", {"metadata": {"name": "b"}, "data": {"x": "not base64!"}})
+        except kubernetes.client.ApiException as error:
+            seen["bad"] = (error.status, json.loads(error.body)["details"]["causes"][0]["field"])
+        return seen
+
+    seen = await asyncio.to_thread(use_the_client)
+    assert seen["secret"] == {"tls.crt": "Qw==", "tls.key": "Sw=="}
+    assert seen["events"] == [("ADDED", "w", "1"), ("MODIFIED", "w", "2"), ("DELETED", "w", "2")]
+    assert seen["bad"] == (422, "data.x")
+
+
+async def test_kubectl_create_secret_and_configmap_generators(cluster, tmp_path):
+    (tmp_path / "app.properties").write_text("colour=blue\n")
+    for args in (("create", "configmap", "props", f"--from-file={tmp_path / 'app.properties'}", "--from-literal=x=1"),
+                 ("create", "secret", "generic", "gen", "--from-literal=password=p4ss"),
+                 ("create", "secret", "docker-registry", "reg", "--docker-server=127.0.0.1:5000",
+                  "--docker-username=u", "--docker-password=p4ss"),
+                 ("create", "secret", "tls", "cert", f"--cert={tmp_path / 'c.pem'}", f"--key={tmp_path / 'k.pem'}")):
+        if args[2] == "tls":
+            key = tmp_path / "k.pem"
+            proc = await asyncio.create_subprocess_exec(
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=x", "-days", "1",
+                "-keyout", str(key), "-out", str(tmp_path / "c.pem"), stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL)
+            assert await proc.wait() == 0
+        code, out, err = await cluster.kubectl(*args)
+        assert code == 0, (args, err)
+    code, out, err = await cluster.kubectl("get", "secret", "--no-headers")
+    rows = sorted(line.split()[:3] for line in out.splitlines())
+    assert rows == [["cert", "kubernetes.io/tls", "2"], ["gen", "Opaque", "1"],
+                    ["reg", "kubernetes.io/dockerconfigjson", "1"]], out
+    code, out, err = await cluster.kubectl("get", "cm", "props", "-o", "jsonpath={.data.app\\.properties}")
+    assert out == "colour=blue\n", (out, err)

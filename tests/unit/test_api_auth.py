@@ -56,7 +56,7 @@ def test_decide(method, path, headers, local, body, expected):
     ("content_type", "ok"),
     [
         ("application/json", True), ("application/json; charset=utf-8", True), ("application/yaml", True),
-        ("application/vnd.kubernetes.protobuf", False), ("application/apply-patch+yaml", True),
+        ("application/vnd.kubernetes.protobuf", True), ("application/apply-patch+yaml", True),
         ("application/strategic-merge-patch+json", True), ("application/json-patch+json", True),
         ("application/foo+json", True), ("text/plain", False), ("multipart/form-data", False), ("", False),
     ],

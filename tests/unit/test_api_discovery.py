@@ -44,7 +44,11 @@ def test_subresources_are_listed_with_their_kind():
 def test_groups_and_versions():
     assert discovery.api_versions("h:1")["versions"] == ["v1"]
     names = [g["name"] for g in discovery.api_group_list()["groups"]]
-    assert {"apps", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= set(names) and names[0] == "apps"
+    assert {"apps", "batch", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io",
+            "metrics.k8s.io"} <= set(names) and names[0] == "apps"
+    assert {r["name"] for r in discovery.api_resource_list("batch", "v1")["resources"]} == {
+        "jobs", "jobs/status", "cronjobs", "cronjobs/status"}
+    assert discovery.api_resource_list("batch", "v1beta1") is None
     assert discovery.api_resource_list("example.com", "v1") is None
     assert discovery.api_resource_list("apps", "v2") is None
 
@@ -56,7 +60,8 @@ def test_aggregated_discovery_holds_the_same_resources():
     assert resources["pods"]["scope"] == "Namespaced"
     assert [s["subresource"] for s in resources["pods"]["subresources"]] == ["log", "status"]
     groups = discovery.aggregated(core=False)
-    assert {"apps", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {i["metadata"]["name"] for i in groups["items"]}
+    assert {"apps", "batch", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {
+        i["metadata"]["name"] for i in groups["items"]}
 
 
 @pytest.mark.parametrize(("accept", "aggregated"), [
@@ -84,10 +89,11 @@ def test_openapi_documents_every_kind_with_its_group_version_kind():
             {"group": kind.group, "version": kind.version, "kind": kind.kind}]
         assert name + "List" in definitions
     index = openapi.v3_index()["paths"]
-    assert {"api/v1", "apis/apps/v1", "apis/storage.k8s.io/v1", "apis/networking.k8s.io/v1"} <= set(index)
+    assert {"api/v1", "apis/apps/v1", "apis/batch/v1", "apis/storage.k8s.io/v1", "apis/networking.k8s.io/v1"} <= set(index)
     document = openapi.v3_document("apis/apps/v1")
     assert document is not None and "io.k8s.api.apps.v1.Deployment" in document["components"]["schemas"]
-    assert openapi.v3_document("apis/batch/v1") is None
+    assert "io.k8s.api.batch.v1.CronJob" in openapi.v3_document("apis/batch/v1")["components"]["schemas"]
+    assert openapi.v3_document("apis/batch/v1beta1") is None
 
 
 def test_every_reference_resolves():

@@ -1,6 +1,6 @@
 """The layering of the code, checked: lower layers never import higher ones (kopf's import contracts).
 
-model <- external <- store, manifests, registry, driver, probe <- dns, mdns <- controller <- cluster <- api <- agent <- cli; the sidecar (data
+model <- external <- store, manifests, registry, driver, probe, volumes <- dns, mdns <- controller <- cluster <- api <- agent <- cli; the sidecar (data
 plane) shares only the model and the task supervisor (`meshd.tasks`) with the control plane, so it runs on its
 own. `meshd.tasks` and `meshd.logfiles` are the foundation every layer may use.
 """
@@ -26,8 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.dns": {"meshd.model", "meshd.registry", "meshd.dns", "meshd.metrics"},
     "meshd.mdns": {"meshd.model", "meshd.registry", "meshd.mdns", "meshd.metrics"},
     "meshd.hostnames": {"meshd.model", "meshd.hostnames"},
+    "meshd.volumes": {"meshd.model", "meshd.volumes"},
     "meshd.controller": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
-                         "meshd.controller", "meshd.metrics", "meshd.store"},
+                         "meshd.controller", "meshd.metrics", "meshd.store", "meshd.volumes"},
     "meshd.api": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
                   "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "meshd.cluster": {"meshd.model", "meshd.manifests", "meshd.store", "meshd.controller", "meshd.cluster",

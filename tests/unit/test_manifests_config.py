@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
+import yaml
 
-from meshd.manifests import ManifestError, load_documents, to_manifest
+from meshd.manifests import ManifestError, load_documents, render, to_manifest
 from meshd.manifests.config import config_key_problem, update_problem
 from meshd.model.objects import ConfigMap, Secret
 
@@ -81,3 +82,65 @@ def test_updates_of_immutable_objects_and_secret_types_are_refused():
     opaque = load_one(SECRET + "stringData: {tls.crt: a, tls.key: b}\n")
     tls = load_one(SECRET + "type: kubernetes.io/tls\nstringData: {tls.crt: a, tls.key: b}\n")
     assert update_problem(opaque, tls) == (("type",), 'field is immutable (was "Opaque")')
+
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    MOUNTS
+  volumes:
+  - VOLUME
+"""
+
+
+@pytest.mark.parametrize(("volume", "mounts", "path", "message"), [
+    ("{name: v, configMap: {name: cm, items: [{key: a, path: ../x}]}}", "", "spec.volumes[0].configMap.items[0].path",
+     "must not contain '..'"),
+    ("{name: v, configMap: {name: cm, items: [{key: a, path: /x}]}}", "", "spec.volumes[0].configMap.items[0].path",
+     "must be a relative path"),
+    ("{name: v, secret: {secretName: s, defaultMode: 01000}}", "", "spec.volumes[0].secret.defaultMode",
+     "must be less than or equal to 511"),
+    ("{name: v, secret: {secretName: s, items: [{key: a, path: x}, {key: b, path: x}]}}", "",
+     "spec.volumes[0].secret.items[1].path", "duplicate path"),
+    ("{name: v, configMap: {name: cm}, secret: {secretName: s}}", "", "spec.volumes[0].secret",
+     "may not specify more than 1 volume type"),
+    ("{name: v, projected: {sources: [{serviceAccountToken: {path: t}}]}}", "",
+     "spec.volumes[0].projected.sources[0].serviceAccountToken", "not supported"),
+    ("{name: v, downwardAPI: {items: [{path: ip, fieldRef: {fieldPath: status.podIP}}]}}", "",
+     "spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath", "unsupported value"),
+    ("{name: v, downwardAPI: {items: [{path: m, resourceFieldRef: {resource: limits.memory}}]}}", "",
+     "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName", "required in a downwardAPI volume"),
+    ("{name: v, emptyDir: {}}", "volumeMounts: [{name: v, mountPath: /x, subPath: a}]",
+     "spec.containers[0].volumeMounts[0].subPath", "not supported yet on this volume type"),
+    ("{name: v, configMap: {name: cm}}", "volumeMounts: [{name: v, mountPath: /x, subPath: ../a}]",
+     "spec.containers[0].volumeMounts[0].subPath", "must not contain '..'"),
+    ("{name: v, configMap: {name: cm}}", "envFrom: [{configMapRef: {name: cm}, secretRef: {name: s}}]",
+     "spec.containers[0].envFrom[0]", "exactly one of configMapRef or secretRef"),
+    ("{name: v, configMap: {name: cm}}", "env: [{name: A, valueFrom: {configMapKeyRef: {name: cm}}}]",
+     "spec.containers[0].env[0].valueFrom.configMapKeyRef.key", "required field is missing"),
+    ("{name: v, configMap: {name: cm}}", "imagePullSecrets: [{name: x}]", "spec.containers[0].imagePullSecrets",
+     "unknown field"),
+])
+def test_bad_pod_config_names_the_field(volume, mounts, path, message):
+    text = POD.replace("VOLUME", volume).replace("MOUNTS", mounts or "command: [sh]")
+    with pytest.raises(ManifestError) as info:
+        load_documents(text, source="p.yaml")
+    assert info.value.field_path == path and message in info.value.problem, str(info.value)
+
+
+def test_a_pod_spec_with_config_sources_round_trips_through_render():
+    text = POD.replace("VOLUME", "{name: v, projected: {sources: [{configMap: {name: cm, items: [{key: a, path: a, "
+                                 "mode: 0400}]}}, {secret: {name: s, optional: true}}, {downwardAPI: {items: [{path: "
+                                 "n, fieldRef: {fieldPath: metadata.name}}]}}]}}").replace(
+        "MOUNTS", "volumeMounts: [{name: v, mountPath: /x, subPath: a}]\n    envFrom: [{prefix: P_, secretRef: {name: "
+                  "s}}]\n    env: [{name: A, valueFrom: {configMapKeyRef: {name: cm, key: k, optional: true}}}]")
+    text += "  imagePullSecrets: [{name: regcred}]\n"
+    (pod,) = load_documents(text).objects
+    rendered = render(pod)
+    (again,) = load_documents(yaml.safe_dump(rendered)).objects
+    assert again == pod
+    assert rendered["spec"]["imagePullSecrets"] == [{"name": "regcred"}]

@@ -270,7 +270,6 @@ WARN_CASES = [
         "spec.template.spec.tolerations: ignored",
     ),
     ("spec.template.spec.affinity", {"nodeAffinity": {}}, "spec.template.spec.affinity: ignored"),
-    ("spec.template.spec.imagePullSecrets", [{"name": "x"}], "imagePullSecrets: ignored"),
     ("spec.template.spec.serviceAccountName", "default", "serviceAccountName: ignored"),
     ("spec.template.spec.dnsPolicy", "Default", "dnsPolicy: ignored"),
     (

@@ -206,9 +206,9 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{P}.volumes.0",
-        {"name": "data", "configMap": {"name": "x"}},
-        f"{P}.volumes[0].configMap",
-        "not supported",
+        {"name": "data", "configMap": {"name": "Bad_Name"}},
+        f"{P}.volumes[0].configMap.name",
+        "invalid name",
     ),
     (
         "deployment",
@@ -254,9 +254,9 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{C}.env",
-        [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
-        f"{P}.containers[0].env[0].valueFrom.secretKeyRef",
-        "not supported",
+        [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}}],
+        f"{P}.containers[0].env[0].valueFrom.secretKeyRef.key",
+        "invalid key",
     ),
     (
         "deployment",
@@ -277,7 +277,7 @@ CASES: list[tuple[str, str, Any, str, str]] = [
         f"{C}.env",
         [{"name": "A", "valueFrom": {}}],
         f"{P}.containers[0].env[0].valueFrom",
-        "exactly one of fieldRef or resourceFieldRef",
+        "exactly one of fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef",
     ),
     (
         "deployment",
@@ -303,9 +303,9 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "deployment",
         f"{C}.envFrom",
-        [{"configMapRef": {"name": "x"}}],
-        f"{P}.containers[0].envFrom",
-        "not supported",
+        [{"configMapRef": {"name": "x"}, "secretRef": {"name": "y"}}],
+        f"{P}.containers[0].envFrom[0]",
+        "exactly one of configMapRef or secretRef",
     ),
     (
         "deployment",
