@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent_harness import agent_options, deployment_yaml, eventually, free_port, started_agent
+from tests.integration.agent_harness import (agent_options, deployment_yaml, eventually, free_port, service_yaml,
+                                            started_agent)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")]
@@ -46,15 +47,7 @@ def backend(name: str, *, replicas: int = 1, version: str = "v1") -> str:
     command = json.dumps(["python3", "-c", ECHO])
     env = f"[{{name: NAME, value: {name}}}, {{name: VERSION, value: {version}}}]"
     return deployment_yaml(name, replicas=replicas, image="meshd/python:3.11", command=command, container="web",
-                           grace=3, rolling=True, env=env, readiness="/") + textwrap.dedent(f"""\
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: {name}}}
-        spec:
-          selector: {{app: {name}}}
-          ports: [{{name: http, port: 80, targetPort: http}}]
-        """)
+                           grace=3, rolling=True, env=env, readiness="/") + service_yaml(name)
 
 
 ROUTES = textwrap.dedent("""\

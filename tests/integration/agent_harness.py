@@ -57,6 +57,20 @@ def deployment_yaml(name: str, *, image: str, command: str, replicas: int = 1, c
         """)  # fmt: skip
 
 
+def service_yaml(name: str) -> str:
+    """The next document ("---" first): a Service `name` for the pods labelled app=`name`, port 80 to their
+    port named http (what deployment_yaml makes)."""
+    return textwrap.dedent(f"""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {name}}}
+        spec:
+          selector: {{app: {name}}}
+          ports: [{{name: http, port: 80, targetPort: http}}]
+        """)
+
+
 def agent_options(tmp_path: Path, agent_id: str, **overrides: Any) -> AgentOptions:
     options = AgentOptions(
         api=f"127.0.0.1:{free_port()}",
