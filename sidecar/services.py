@@ -8,6 +8,7 @@ in-flight count is 0 the table calls `on_drained(service_key, endpoint_name)` (t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -136,6 +137,31 @@ class ServiceState:
         if self.ready_count and not self.available:
             return f"no ready endpoints for {self.label}: all {self.ready_count} ready endpoints are ejected"
         return f"no ready endpoints for {self.label}"
+
+    def wait_for_endpoint(
+        self,
+        on_ready: Callable[[], None],
+        on_timeout: Callable[[str], None],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        delay: float,
+    ) -> asyncio.TimerHandle:
+        """Fail fast: call `on_ready()` once an endpoint is available, or `on_timeout(unavailable_reason())`
+        after `delay` seconds, whichever comes first. Cancelling the returned handle calls neither."""
+
+        def ready() -> None:
+            if not timer.cancelled():
+                timer.cancel()
+                on_ready()
+
+        def expired() -> None:
+            if ready in self.waiters:
+                self.waiters.remove(ready)
+            on_timeout(self.unavailable_reason())
+
+        timer = loop.call_later(delay, expired)
+        self.waiters.append(ready)
+        return timer
 
     # --- discovery -------------------------------------------------------------------------------------
     def reset(self, info: ServiceInfo, endpoints: Iterable[Endpoint]) -> None:

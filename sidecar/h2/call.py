@@ -182,10 +182,10 @@ class Call:
         ep = svc.pick(self.tried)
         if ep is None:
             if self.waiter is None:
-                self.waiter = self.conn.listener.loop.call_later(
-                    self.conn.listener.options.fail_fast, self.no_endpoint
+                listener = self.conn.listener
+                self.waiter = svc.wait_for_endpoint(
+                    self.endpoint_ready, self.no_endpoint, loop=listener.loop, delay=listener.options.fail_fast
                 )
-                svc.waiters.append(self.endpoint_ready)
             return
         port = svc.target_port(ep, self.port_name)
         if port is None:
@@ -202,21 +202,14 @@ class Call:
         up.attach(self)
 
     def endpoint_ready(self) -> None:
-        if self.waiter is None or self.done:
-            return
-        self.waiter.cancel()
         self.waiter = None
-        self.attempt()
+        if not self.done:
+            self.attempt()
 
-    def no_endpoint(self) -> None:
+    def no_endpoint(self, reason: str) -> None:
         self.waiter = None
-        svc = self.svc
-        assert svc is not None
-        if self.done:
-            return
-        if self.endpoint_ready in svc.waiters:
-            svc.waiters.remove(self.endpoint_ready)
-        self.local_reply(503, grpc.UNAVAILABLE, svc.unavailable_reason())
+        if not self.done:
+            self.local_reply(503, grpc.UNAVAILABLE, reason)
 
     # --- upstream callbacks (upstream.Stream) -----------------------------------------------------------
     def up_ready(self, up: H2Upstream) -> None:

@@ -7,7 +7,6 @@ connection never raises into the loop. Data the client sends is acknowledged as 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -30,6 +29,7 @@ from .call import Call
 from .stats import H2_STATS
 from .upgrade import Upgrade, parse_upgrade
 from .upstream import CLIENT_CONFIG, CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
+from .writes import CoalescingWriter
 
 log = logging.getLogger(__name__)
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -41,7 +41,7 @@ def factory(listener: Listener, initial: bytes) -> H2Server:
     return H2Server(listener)
 
 
-class H2Server(asyncio.Protocol):
+class H2Server(CoalescingWriter):
     """One client connection, in `listener.streams` while open (idle_tick, drain and close for the listener)."""
 
     def __init__(self, listener: Listener) -> None:
@@ -49,7 +49,6 @@ class H2Server(asyncio.Protocol):
         self.h2 = Connection(CLIENT_CONFIG)
         self.calls: dict[int, Call] = {}
         self.transport: Any = None
-        self.write_paused = False
         self.closed = False
         self.goaway = False  # sent or received: no new streams; close once the last call ended
         self.peer_ip = "unknown"
@@ -57,7 +56,6 @@ class H2Server(asyncio.Protocol):
         self.quiet = 0
         self.started = False  # the connection speaks HTTP/2 (preface seen, or upgraded)
         self.head = b""  # the first bytes, until they tell preface from an HTTP/1.1 upgrade
-        self._flush_handle: asyncio.Handle | None = None
 
     # --- transport events ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -125,11 +123,7 @@ class H2Server(asyncio.Protocol):
         for call in calls.values():
             call.client_gone()
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
+    def writable(self) -> None:
         for call in list(self.calls.values()):
             call.client_writable()
 
@@ -219,16 +213,6 @@ class H2Server(asyncio.Protocol):
             except H2Error:
                 pass
             self.flush()
-
-    def flush(self) -> None:
-        if self._flush_handle is None and self.transport is not None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_now)
-
-    def flush_now(self) -> None:
-        self._flush_handle = None
-        data = self.h2.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
 
     # --- endings ----------------------------------------------------------------------------------------
     def protocol_error(self, error: Exception) -> None:

@@ -38,6 +38,7 @@ from hyperframe.frame import GoAwayFrame
 from ..services import EndpointState
 from .grpc import CONNECT_FAILED, LOST, REFUSED
 from .stats import H2_STATS
+from .writes import CoalescingWriter
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class Stream(Protocol):
     def up_writable(self) -> None: ...
 
 
-class H2Upstream(asyncio.Protocol):
+class H2Upstream(CoalescingWriter):
     """One h2c connection to `ep`:`port`, shared by many streams."""
 
     def __init__(self, ep: EndpointState, port: int) -> None:
@@ -131,10 +132,8 @@ class H2Upstream(asyncio.Protocol):
         self.closed = False
         self.draining = False  # no new streams; GOAWAY and close when the last one ends
         self.goaway_received = False  # the endpoint is shutting down
-        self.write_paused = False
         self.max_streams = DEFAULT_MAX_STREAMS
         self.idle_since = math.inf  # for sweep_idle: set when the last stream ends
-        self._flush_handle: asyncio.Handle | None = None
         self._task: asyncio.Task[None] | None = None
         self.batch: set[Any] | None = None  # calls to pump once this read's frames are all handled
 
@@ -209,11 +208,7 @@ class H2Upstream(asyncio.Protocol):
         for call in streams.values():
             call.up_failed(LOST, f"connection to {self.ep.address}:{self.port} lost")
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
+    def writable(self) -> None:
         for call in list(self.streams.values()):
             call.up_writable()
 
@@ -346,17 +341,6 @@ class H2Upstream(asyncio.Protocol):
                 self._goaway()
 
     # --- writes and closing ------------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Send what h2 has queued at the end of this loop iteration (many streams' frames in one write)."""
-        if self._flush_handle is None and self.transport is not None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_now)
-
-    def flush_now(self) -> None:
-        self._flush_handle = None
-        data = self.h2.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
     def close(self) -> None:
         """Graceful: no new streams; GOAWAY once the last one ended (a draining endpoint's in-flight finish)."""
         self.draining = True

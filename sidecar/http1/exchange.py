@@ -245,29 +245,21 @@ class Exchange:
     def _wait_for_endpoint(self) -> None:
         svc = self.service
         assert svc is not None
-        if self.waiter is not None:
-            return
-        self.waiter = self.conn.listener.loop.call_later(
-            self.conn.listener.options.fail_fast, self._no_endpoint
-        )
-        svc.waiters.append(self._endpoint_ready)
+        if self.waiter is None:
+            listener = self.conn.listener
+            self.waiter = svc.wait_for_endpoint(
+                self._endpoint_ready, self._no_endpoint, loop=listener.loop, delay=listener.options.fail_fast
+            )
 
     def _endpoint_ready(self) -> None:
-        if self.waiter is None or self.done:
-            return
-        self.waiter.cancel()
         self.waiter = None
-        self.attempt()
+        if not self.done:
+            self.attempt()
 
-    def _no_endpoint(self) -> None:
+    def _no_endpoint(self, reason: str) -> None:
         self.waiter = None
-        svc = self.service
-        assert svc is not None
-        if self.done:
-            return
-        if self._endpoint_ready in svc.waiters:
-            svc.waiters.remove(self._endpoint_ready)
-        self.local_reply(503, svc.unavailable_reason(), close=not self.req_done)
+        if not self.done:
+            self.local_reply(503, reason, close=not self.req_done)
 
     async def _connect(self, ep: EndpointState, port: int) -> None:
         loop = asyncio.get_running_loop()

@@ -11,14 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import textwrap
 
 import pytest
 
 from tests.e2e.test_l4_mesh import MANIFEST as L4_MANIFEST
 from tests.e2e.test_l4_mesh import _quiet, dig, redis_cli
 from tests.e2e.test_mesh import Meshd, curl, load_result
-from tests.integration.agent_harness import free_port
+from tests.integration.agent_harness import deployment_yaml, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "hey", "redis-cli", "dig", "kubectl")),
@@ -42,26 +41,9 @@ def free_node_port(udp: bool = False) -> int:
 
 
 def web(name: str, *, replicas: int = 2, version: str = "$(hostname)") -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: {replicas}
-          selector: {{matchLabels: {{app: {name}}}}}
-          strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              terminationGracePeriodSeconds: 2
-              containers:
-              - name: web
-                image: meshd/busybox:latest
-                imagePullPolicy: IfNotPresent
-                command: ["/bin/sh", "-c", "mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www"]
-                ports: [{{containerPort: 8080, name: http}}]
-                readinessProbe: {{httpGet: {{path: /index.html, port: http}}, periodSeconds: 0.2, failureThreshold: 1}}
-        """)  # fmt: skip
+    command = f'["/bin/sh", "-c", "mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www"]'
+    return deployment_yaml(name, replicas=replicas, image="meshd/busybox:latest", command=command, container="web",
+                           rolling=True, readiness="/index.html")
 
 
 def services(lb_port: int, node_port: int, redis_port: int) -> str:

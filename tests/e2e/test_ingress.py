@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent_harness import agent_options, eventually, free_port, started_agent
+from tests.integration.agent_harness import (agent_options, deployment_yaml, eventually, free_port, service_yaml,
+                                            started_agent)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")]
@@ -44,34 +45,9 @@ ECHO = textwrap.dedent("""\
 
 def backend(name: str, *, replicas: int = 1, version: str = "v1") -> str:
     command = json.dumps(["python3", "-c", ECHO])
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: {replicas}
-          selector: {{matchLabels: {{app: {name}}}}}
-          strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              terminationGracePeriodSeconds: 3
-              containers:
-              - name: web
-                image: meshd/python:3.11
-                imagePullPolicy: IfNotPresent
-                env: [{{name: NAME, value: {name}}}, {{name: VERSION, value: {version}}}]
-                command: {command}
-                ports: [{{containerPort: 8080, name: http}}]
-                readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 0.2, failureThreshold: 1}}
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: {name}}}
-        spec:
-          selector: {{app: {name}}}
-          ports: [{{name: http, port: 80, targetPort: http}}]
-        """)
+    env = f"[{{name: NAME, value: {name}}}, {{name: VERSION, value: {version}}}]"
+    return deployment_yaml(name, replicas=replicas, image="meshd/python:3.11", command=command, container="web",
+                           grace=3, rolling=True, env=env, readiness="/") + service_yaml(name)
 
 
 ROUTES = textwrap.dedent("""\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,49 @@ def free_port(*, udp: bool = False) -> int:
                     continue
             return port
     raise OSError("no port free for both UDP and TCP")
+
+
+def deployment_yaml(name: str, *, image: str, command: str, replicas: int = 1, container: str = "main",
+                    grace: int = 2, rolling: bool = False, env: str = "", readiness: str = "") -> str:
+    """A Deployment manifest: `replicas` pods of one container `command` (a YAML list) serving port 8080 named
+    http; `rolling`: surge one, none unavailable; `env`, `readiness`: the container's flow-style env list and
+    readinessProbe HTTP GET path (none when empty)."""
+    strategy = "\n          strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}" if rolling else ""
+    env_line = f"\n                env: {env}" if env else ""
+    probe = (f"\n                readinessProbe: {{httpGet: {{path: {readiness}, port: http}}, periodSeconds: 0.2, failureThreshold: 1}}"
+             if readiness else "")
+    return textwrap.dedent(f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          replicas: {replicas}
+          selector: {{matchLabels: {{app: {name}}}}}{strategy}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              terminationGracePeriodSeconds: {grace}
+              containers:
+              - name: {container}
+                image: {image}
+                imagePullPolicy: IfNotPresent{env_line}
+                command: {command}
+                ports: [{{containerPort: 8080, name: http}}]{probe}
+        """)  # fmt: skip
+
+
+def service_yaml(name: str) -> str:
+    """The next document ("---" first): a Service `name` for the pods labelled app=`name`, port 80 to their
+    port named http (what deployment_yaml makes)."""
+    return textwrap.dedent(f"""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {name}}}
+        spec:
+          selector: {{app: {name}}}
+          ports: [{{name: http, port: 80, targetPort: http}}]
+        """)
 
 
 def agent_options(tmp_path: Path, agent_id: str, **overrides: Any) -> AgentOptions:

@@ -10,31 +10,14 @@ from typing import Any
 import pytest
 
 from meshd.model.endpoints import ServiceKey
-from tests.integration.agent_harness import agent_options, eventually, pods, ready_pods, started_agent
+from tests.integration.agent_harness import agent_options, deployment_yaml, eventually, pods, ready_pods, started_agent
 
 pytestmark = [pytest.mark.docker]
 
 
 def deployment(name: str, *, replicas: int = 3, image: str = "meshd/busybox:latest", extra: str = "",
                command: str = '["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"]') -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: {replicas}
-          selector: {{matchLabels: {{app: {name}}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              terminationGracePeriodSeconds: 2
-              containers:
-              - name: main
-                image: {image}
-                imagePullPolicy: IfNotPresent
-                command: {command}
-                ports: [{{containerPort: 8080, name: http}}]
-        """) + extra
+    return deployment_yaml(name, replicas=replicas, image=image, command=command) + extra
 
 
 def engine_containers(docker_client: Any, agent_id: str) -> list[Any]:

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from meshd.model.endpoints import ServiceKey
-from tests.integration.agent_harness import agent_options, eventually, pods, started_agent
+from tests.integration.agent_harness import agent_options, deployment_yaml, eventually, pods, service_yaml, started_agent
 
 pytestmark = [pytest.mark.docker]
 
@@ -19,32 +19,8 @@ UNHEALTHY = '["/bin/sh", "-c", "mkdir -p /www && exec httpd -f -p 8080 -h /www"]
 
 def manifest(name: str, probes: str, *, start_unhealthy: bool = False) -> str:
     command = UNHEALTHY if start_unhealthy else HEALTHY
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: 1
-          selector: {{matchLabels: {{app: {name}}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              terminationGracePeriodSeconds: 1
-              containers:
-              - name: app
-                image: meshd/busybox:latest
-                imagePullPolicy: IfNotPresent
-                command: {command}
-                ports: [{{containerPort: 8080, name: http}}]
-        """) + textwrap.indent(textwrap.dedent(probes), " " * 8) + textwrap.dedent(f"""\
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: {name}}}
-        spec:
-          selector: {{app: {name}}}
-          ports: [{{name: http, port: 80, targetPort: http}}]
-        """)
+    return (deployment_yaml(name, image="meshd/busybox:latest", command=command, container="app", grace=1)
+            + textwrap.indent(textwrap.dedent(probes), " " * 8) + service_yaml(name))
 
 
 @pytest.fixture

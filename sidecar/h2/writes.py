@@ -1,0 +1,40 @@
+"""Write coalescing shared by both ends of the HTTP/2 codec (the client's `H2Server`, the endpoint's
+`H2Upstream`): frames h2 queues during one loop iteration go out in one transport write."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from h2.connection import H2Connection
+
+
+class CoalescingWriter(asyncio.Protocol):
+    """An h2 connection's protocol: `flush()` sends what h2 queued at the end of this loop iteration (many
+    streams' frames in one write), `flush_now()` sends it at once. `write_paused` follows the transport's
+    buffer; `writable()` is called when it drained."""
+
+    h2: H2Connection
+    transport: Any
+    write_paused = False
+    _flush_handle: asyncio.Handle | None = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.writable()
+
+    def writable(self) -> None:
+        """The transport takes writes again: let the paused streams go on."""
+
+    def flush(self) -> None:
+        if self._flush_handle is None and self.transport is not None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_handle = None
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
