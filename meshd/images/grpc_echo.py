@@ -51,6 +51,8 @@ def health_response(status: int) -> bytes:
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
+    # meshd.model.protowire reads varints for the agent; this file is copied alone into the meshd/grpc image
+    # (no meshd package there), so it keeps its own few lines
     value = shift = 0
     while True:
         byte = data[position]
