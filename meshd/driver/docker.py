@@ -508,7 +508,10 @@ class DockerDriver:
             mounts=[Mount(target=t, source=volume_name(sandbox_id, v.name), type="volume")
                     for t, v in zip(targets, disk)],
             network_mode="none",
-            labels={LABEL_MANAGED: "true", LABEL_AGENT: self.agent_id, LABEL_SANDBOX: sandbox_id},
+            # io.meshd.created: the controller's garbage collector leaves a container this young alone (without
+            # it, a collection running during the chmod killed it: the pod's start failed with exit 137)
+            labels={LABEL_MANAGED: "true", LABEL_AGENT: self.agent_id, LABEL_SANDBOX: sandbox_id,
+                    "io.meshd.created": f"{time.time():.3f}"},
             remove=True,
         )
 
