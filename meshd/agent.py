@@ -91,6 +91,7 @@ class AgentOptions:
     node_name: str | None = None  # default: the host name
     node_grace: float = 6.0  # a node whose Lease is older than this is NotReady
     leader_ttl: int = 5  # seconds: a dead leader is replaced within this
+    pod_eviction_timeout: float = 5.0  # seconds a node stays NotReady before its pods are replaced elsewhere
     ingress_http: str | None = None  # ADDR:PORT|off; None: the external address, port 80
     ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
     external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
@@ -170,10 +171,13 @@ class Agent:
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
         self.cluster: ClusterMember | None = None
         if options.store:
+            from meshd.api.kube import pod as kube_pod
             from meshd.cluster.member import ClusterMember, ClusterOptions
 
             self.cluster = ClusterMember(ClusterOptions(options.store, self.node, options.node_grace,
-                                                        options.leader_ttl), self.controller, self._node_object)
+                                                        options.leader_ttl,
+                                                        pod_eviction_timeout=options.pod_eviction_timeout),
+                                         self.controller, self._node_object, render_pod=kube_pod)
             self.health.add("store", self.cluster.check)
         self._started = time.time()
 

@@ -152,6 +152,35 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
     }
 
 
+def stored_pod(obj: Any, live_status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Pod object of a cluster's store as the API shows it (its node's kubelet writes its status; this agent's
+    own pods show their status live, `live_status`)."""
+    shown = copy.deepcopy(dict(obj))
+    shown.setdefault("apiVersion", "v1")
+    status = live_status if live_status is not None else shown.get("status") or {}
+    status.setdefault("phase", "Pending")
+    status.setdefault("conditions", [])
+    shown["status"] = status
+    return shown
+
+
+def cluster_pods(controller: Controller, namespace: str | None) -> list[dict[str, Any]]:
+    """Every node's pods, from the shared store; this node's status live; a pod of this node whose object is gone
+    but that still stops is shown (Terminating) until it stopped."""
+    kubelet = controller.kubelet
+    out = {}
+    for obj in controller.store.list("Pod", namespace):
+        meta = obj["metadata"]
+        worker = controller.pods.get((meta["namespace"], meta["name"]))
+        out[(meta["namespace"], meta["name"])] = stored_pod(obj, kubelet.status(worker) if worker else None)
+    for key, worker in controller.pods.items():
+        if key not in out and namespace in (None, key[0]):
+            shown = pod(worker, node=kubelet.node)
+            shown["status"] = kubelet.status(worker)
+            out[key] = shown
+    return [out[k] for k in sorted(out)]
+
+
 def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
     view = controller.replicaset_view(rs)
     pods = controller.pods_of(rs)

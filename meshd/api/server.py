@@ -242,6 +242,8 @@ class ApiServer:
             return [cluster.node(self.registry.node or "meshd", created=self._started,
                                  cpu_millicores=c.capacity.cpu_millicores, memory_bytes=c.capacity.memory_bytes,
                                  address="127.0.0.1", runtime=getattr(c.driver, "name", "unknown"))]
+        if resource == "pods" and c.kubelet is not None:  # a cluster: Pod objects of every node
+            return kube.cluster_pods(c, namespace)
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]

@@ -189,6 +189,13 @@ def agent_options(func: Any) -> Any:
             help="With --store: the leader's etcd lease, seconds; a dead leader is replaced within it (default 5).",
         ),
         click.option(
+            "--pod-eviction-timeout",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="With --store: the pods of a node NotReady for this many seconds are deleted and replaced on Ready "
+            "nodes (default 5).",
+        ),
+        click.option(
             "--external",
             metavar="ADDR[,ADDR]",
             default=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from meshd.cluster.binding import owned_pod
 from meshd.controller.loop import Controller
 from meshd.controller.persist import load_records
 from meshd.manifests.loader import API_VERSIONS
@@ -21,7 +22,7 @@ def apply_event(controller: Controller, event: Event) -> bool:
     """Brings the controller's records in line with one store event; whether anything changed."""
     key = object_key(event.object)
     kind, namespace, name = key
-    if kind not in API_VERSIONS:
+    if kind not in API_VERSIONS or owned_pod(event.object):  # a controller's Pod: meshd.cluster.pods follows it
         return False
     if event.type == "DELETED":
         if key in controller.objects:
@@ -58,8 +59,8 @@ def apply_event(controller: Controller, event: Event) -> bool:
 
 def stop_unwanted(controller: Controller) -> None:
     """An agent that does not lead still stops the pods it runs whose object (or owner) another agent deleted:
-    the leader cannot, they are this node's."""
-    if controller.leading:
+    the leader cannot, they are this node's. (With Pod objects in the store, the kubelet does: meshd.cluster.kubelet.)"""
+    if controller.leading or controller.kubelet is not None:
         return
     for worker in list(controller.pods.values()):
         if not worker.terminating and not controller._pod_wanted(worker):
@@ -74,6 +75,8 @@ async def follow_store(controller: Controller) -> None:
         try:
             async for event in store.watch(from_resource_version=since):
                 since = event.resource_version
+                if controller.cluster is not None and event.object.get("kind") == "Pod":
+                    controller.cluster.observe(event)
                 if apply_event(controller, event):
                     stop_unwanted(controller)
                     controller.kick()
@@ -83,4 +86,6 @@ async def follow_store(controller: Controller) -> None:
             since = None  # a watch without a version starts with every object (ADDED), which apply_event merges
             for key in [k for k in controller.objects if store.get(*k) is None]:  # and what went meanwhile
                 controller._forget(key)
+            if controller.cluster is not None:
+                controller.cluster.load()
             controller.kick()

@@ -13,6 +13,8 @@ from typing import Any
 
 from meshd.cluster.follow import follow_store
 from meshd.cluster.heartbeat import NodeHeartbeat
+from meshd.cluster.kubelet import Kubelet
+from meshd.cluster.pods import ClusterPods
 from meshd.cluster.leader import LeaderElection
 from meshd.controller.loop import Controller
 from meshd.health import CheckResult
@@ -31,18 +33,25 @@ class ClusterOptions:
     node_grace: float = 6.0  # a node whose Lease is older is NotReady; it is renewed every grace/3 seconds
     leader_ttl: int = 5  # the leader key's etcd lease: a dead leader is replaced within this
     compact_interval: float = 300.0  # the leader compacts etcd's history older than this (kube-apiserver's 5 min)
+    pod_eviction_timeout: float = 5.0  # a node NotReady this long loses its pods (replaced on Ready nodes)
 
     def __post_init__(self) -> None:
         parse_store_url(self.store)  # ValueError naming --store
         if self.node_grace < 1:
             raise ValueError(f"--node-grace {self.node_grace}: must be at least 1 second")
+        if self.pod_eviction_timeout < 0:
+            raise ValueError(f"--pod-eviction-timeout {self.pod_eviction_timeout}: must not be negative")
         if self.leader_ttl < 2:
             raise ValueError(f"--leader-ttl {self.leader_ttl}: must be at least 2 seconds")
 
 
 class ClusterMember:
-    def __init__(self, options: ClusterOptions, controller: Controller, node: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, options: ClusterOptions, controller: Controller, node: Callable[[], dict[str, Any]],
+                 render_pod: Callable[..., dict[str, Any]]) -> None:
+        """`render_pod(worker, node=...)`: a pod worker as a v1 Pod (meshd.api.kube.pod), whose status the kubelet
+        writes."""
         self.options = options
+        self._render_pod = render_pod
         self.controller = controller
         self._node = node
         self.store: EtcdObjectStore | None = None
@@ -50,6 +59,8 @@ class ClusterMember:
         self.election: LeaderElection | None = None
         self._tasks = TaskGroup("cluster")
         self._election_client: EtcdClient | None = None
+        self.pods: ClusterPods | None = None
+        self.kubelet: Kubelet | None = None
 
     async def open_store(self) -> EtcdObjectStore:
         """The shared store, set as the controller's (before controller.start()); PersistError if unreachable."""
@@ -57,7 +68,19 @@ class ClusterMember:
         self.store = await open_etcd_store(endpoints, attempts=5)
         self.controller.use_store(self.store)
         self.controller.leading = False
+        # pods are Pod objects in the store, bound to nodes; this node's kubelet runs its own (meshd.cluster.kubelet)
+        self.pods = ClusterPods(self.controller, self.store, self.options.node_name,
+                                node_grace=self.options.node_grace, eviction_timeout=self.options.pod_eviction_timeout)
+        self.pods.load()
+        self.kubelet = Kubelet(self.controller, self.pods, self.store, self.options.node_name, self._host_ip,
+                               self._render_pod)
+        self.controller.cluster, self.controller.kubelet = self.pods, self.kubelet
         return self.store
+
+    def _host_ip(self) -> str:
+        """This node's InternalIP, as its Node object says (a pod's status.hostIP)."""
+        addresses = (self._node().get("status") or {}).get("addresses") or []
+        return next((a["address"] for a in addresses if a.get("type") == "InternalIP"), "")
 
     def start(self) -> None:
         assert self.store is not None
@@ -71,6 +94,12 @@ class ClusterMember:
         self._tasks.supervise("leader election", self.election.run)
         self._tasks.supervise("store reachability", self._report_reachability)
         self._tasks.supervise("compaction", self._compact_forever)
+        pods, kubelet = self.pods, self.kubelet
+        assert pods is not None and kubelet is not None
+        self._tasks.supervise("pod writes", pods.writer.run)
+        self._tasks.supervise("pod status writes", kubelet.writer.run)
+        self._tasks.supervise("kubelet", kubelet.run)
+        self._tasks.supervise("evictions", lambda: pods.run_leader(lambda: self.controller.leading))
 
     def _lead(self) -> None:
         self.controller.leading = True

@@ -98,7 +98,7 @@ class BatchControllers:
     # --- views ------------------------------------------------------------------------------------
 
     def pods_of(self, namespace: str, name: str) -> list[PodWorker]:
-        return [w for w in self.c.pods.values() if w.identity.owner_kind == "Job" and w.namespace == namespace
+        return [w for w in self.c.managed.values() if w.identity.owner_kind == "Job" and w.namespace == namespace
                 and w.identity.owner == name and not w.terminating]
 
     def job_pods(self, job: Job) -> list[JobPod]:
@@ -172,7 +172,7 @@ class BatchControllers:
         for namespace in due:
             contents = self._contents(namespace)
             self._writes.delete += contents
-            if not contents and not any(ns == namespace for ns, _ in self.c.pods):
+            if not contents and not any(ns == namespace for ns, _ in self.c.managed):
                 self._writes.delete.append(("Namespace", "", namespace))
         if later is not None:
             self.c._call_at(later)
@@ -192,7 +192,7 @@ class BatchControllers:
         if plan.condition != runtime.condition:
             self._transition(job, runtime, plan.condition, stopped=len(plan.stop))
         for pod in plan.stop:
-            self.c._terminate(self.c.pods[(namespace, pod)], "job finished" if runtime.condition else "job scaled down")
+            self.c._terminate(self.c.managed[(namespace, pod)], "job finished" if runtime.condition else "job scaled down")
         for index in plan.create:
             self._create_pod(job, record, index, now)
         if plan.wake_at is not None:
@@ -251,7 +251,7 @@ class BatchControllers:
         prefix = job.metadata.name if index is None else f"{job.metadata.name}-{index}"
         while True:
             pod = f"{prefix}-{''.join(self.c._rng.choice(_SUFFIX_ALPHABET) for _ in range(5))}"
-            if (namespace, pod) not in self.c.pods:
+            if (namespace, pod) not in self.c.managed:
                 break
         labels, annotations, spec = self._pod_template(job, record, index)
         identity = PodIdentity(namespace, pod, "Job", job.metadata.name)

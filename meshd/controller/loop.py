@@ -25,7 +25,8 @@ from meshd.controller.batch import BatchControllers
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
-from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
+from meshd.controller.persist import (desired_object, is_owned_pod, load_records, migrate_state_json,
+                                     owned_replicaset)
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
@@ -205,6 +206,14 @@ class Controller:
         self.volume_status = self.volume_controller.status
         self.batch = BatchControllers(self)  # Jobs, CronJobs, namespace deletion
         self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
+        self.cluster: Any = None  # in a cluster: meshd.cluster.pods.ClusterPods, the pods of every node
+        self.kubelet: Any = None  # in a cluster: meshd.cluster.kubelet.Kubelet, which runs this node's
+
+    @property
+    def managed(self) -> dict[tuple[str, str], PodWorker]:
+        """The pods the controllers count and plan over: this node's workers, or in a cluster every node's Pod
+        objects (StoredPods, which read like PodWorkers)."""
+        return self.pods if self.cluster is None else self.cluster.stored
 
     def use_store(self, store: ObjectStore) -> None:
         """Runs on this store (a shared one: meshd.store.etcd) instead of opening STATE/store.db in start()."""
@@ -229,7 +238,7 @@ class Controller:
                 self._publish_service(record.obj)
         await self.volume_controller.start()
         observed = await self.driver.list_managed()
-        self._adopt(observed)
+        (self._adopt if self.kubelet is None else self.kubelet.adopt)(observed)
         self._tasks.supervise("events", self._follow_events)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
@@ -590,7 +599,7 @@ class Controller:
             if isinstance(record.obj, Pod):
                 self._ensure_bare_pod(record.obj, record.created)
         self.batch.reconcile(now)
-        for worker in list(self.pods.values()):
+        for worker in list(self.managed.values()):
             if not worker.terminating and not self._pod_wanted(worker):
                 self._terminate(worker, "owner deleted")
         self._schedule_pending()
@@ -699,10 +708,11 @@ class Controller:
         pods = self._pods_of(rs)
         missing, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
         for name in delete:
-            self._terminate(self.pods[(rs.namespace, name)], "scaled down")
+            self._terminate(self.managed[(rs.namespace, name)], "scaled down")
         key = (rs.namespace, rs.name)
         batch = self._batches.get(key, 1)
-        room = self.capacity.pod_objects - sum(1 for w in self.pods.values() if not w.terminating)
+        room = self.capacity.pod_objects - sum(1 for w in self.pods.values() if not w.terminating) \
+            if self.cluster is None else missing  # in a cluster the scheduler says what fits
         create = creation_batch(missing, batch=batch, room=room)
         for _ in range(create):
             self._create_pod(rs, now)
@@ -723,7 +733,7 @@ class Controller:
         while True:
             suffix = "".join(self._rng.choice(_SUFFIX_ALPHABET) for _ in range(5))
             name = f"{rs.name}-{suffix}"
-            if (rs.namespace, name) not in self.pods:
+            if (rs.namespace, name) not in self.managed:
                 break
         template = rs.rs.template
         owner_kind = rs.owner_kind
@@ -735,6 +745,8 @@ class Controller:
 
     def _ensure_bare_pod(self, pod: Pod, created: float) -> None:
         key = (pod.metadata.namespace, pod.metadata.name)
+        if self.cluster is not None:
+            return self.cluster.ensure_bare(*key)  # bound once; its node's kubelet runs it
         worker = self.pods.get(key)
         if worker is not None and worker.spec != pod.spec and not worker.terminating:
             self._terminate(worker, "spec changed")  # pods are immutable: a changed one is replaced
@@ -746,7 +758,11 @@ class Controller:
 
     def _new_worker(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str],
                     annotations: dict[str, str], *, created: float,
-                    adopt: list[ObservedContainer] | None = None) -> PodWorker:
+                    adopt: list[ObservedContainer] | None = None, bind: bool = True, node: str = "") -> PodWorker:
+        """A new pod's worker; in a cluster (`bind`) the pod is bound to a node (`node`, or the scheduler's) and
+        written to the store instead, and the kubelet of its node makes the worker (bind=False)."""
+        if self.cluster is not None and bind:
+            return self.cluster.create(identity, spec, labels, annotations, created=created, node=node)
         sandbox_labels = {
             LABEL_MANAGED: "true",
             LABEL_AGENT: self.agent_id,
@@ -857,13 +873,15 @@ class Controller:
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Stops one pod; its ReplicaSet (if any) replaces it, as in Kubernetes."""
-        worker = self.pods.get((namespace, name))
+        worker = self.managed.get((namespace, name))
         if worker is None:
             raise KeyError(f'pods "{name}" not found')
         self._terminate(worker, "deleted")
         self.kick()
 
     def _terminate(self, worker: PodWorker, why: str) -> None:
+        if self.cluster is not None and not isinstance(worker, PodWorker):
+            return self.cluster.delete(worker, why)  # a Pod object: deleted through its node's kubelet
         if worker.terminating:
             return
         self.events.record("Pod", worker.namespace, worker.name, "Normal", "Killing", f"Stopping pod: {why}")
@@ -893,7 +911,7 @@ class Controller:
         return (rs.owner_kind, rs.namespace, rs.owner) in self.objects
 
     def _pods_of(self, rs: ReplicaSetRecord) -> list[PodWorker]:
-        return [w for w in self.pods.values()
+        return [w for w in self.managed.values()
                 if w.namespace == rs.namespace and w.identity.replicaset == rs.name and not w.terminating]
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
@@ -1055,7 +1073,8 @@ class Controller:
         self._persisted_rs = signatures
 
     def _load(self) -> None:
-        loaded = load_records([o for o in self.store.list(None) if o["kind"] in API_VERSIONS],  # not Node, Lease
+        loaded = load_records([o for o in self.store.list(None) if o["kind"] in API_VERSIONS  # not Node, Lease
+                               and not is_owned_pod(o)],  # nor a controller's Pod object (meshd.cluster.pods)
                               where=f"state store {self.state_dir}")
         for record in loaded.objects:
             self.objects[object_key(record.obj)] = record

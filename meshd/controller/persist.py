@@ -73,6 +73,12 @@ def is_owned_replicaset(stored: Mapping[str, Any]) -> bool:
                                                       for r in refs)
 
 
+def is_owned_pod(stored: Mapping[str, Any]) -> bool:
+    """A Pod a controller made (in a cluster its object is in the store: meshd.cluster.pods), not a user's Pod."""
+    refs = (stored.get("metadata") or {}).get("ownerReferences") or []
+    return stored.get("kind") == "Pod" and any(isinstance(r, Mapping) and r.get("controller") for r in refs)
+
+
 def _manifest(stored: Mapping[str, Any]) -> dict[str, Any]:
     manifest = copy.deepcopy(dict(stored))
     manifest["metadata"] = {k: v for k, v in manifest["metadata"].items() if k not in _SERVER_FIELDS}

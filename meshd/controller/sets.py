@@ -132,7 +132,8 @@ class WorkloadSets:
                                 update_revision=revision_name(obj.metadata.name, obj.template))
 
     def nodes(self) -> list[str]:
-        return [self.c.registry.node or "meshd"]
+        """The nodes a DaemonSet runs on: this one, or in a cluster every Ready node."""
+        return self.c.cluster.ready_nodes() if self.c.cluster is not None else [self.c.registry.node or "meshd"]
 
     # --- StatefulSet -------------------------------------------------------------------------------
 
@@ -225,36 +226,39 @@ class WorkloadSets:
                               on_delete=obj.update_strategy == "OnDelete", max_unavailable=obj.max_unavailable,
                               max_surge=obj.max_surge)
         for pod in plan.delete:
-            worker = self.c.pods[(namespace, pod)]
+            worker = self.c.managed[(namespace, pod)]
             self.c.events.record("DaemonSet", namespace, name, "Normal", "SuccessfulDelete", f"Deleted pod: {pod}")
             self.c._terminate(worker, "updating" if worker.identity.template_hash != update else "not needed")
-        for _node in plan.create:
+        for node in plan.create:
             pod = self._free_name(namespace, name)
-            self._start(record, pod, update, obj.template, created=now)
+            self._start(record, pod, update, obj.template, created=now, node=node)
             self.c.events.record("DaemonSet", namespace, name, "Normal", "SuccessfulCreate", f"Created pod: {pod}")
         self._wake_when_available(self._pods("DaemonSet", namespace, name), obj.min_ready_seconds, now)
 
     def _daemon_pods(self, obj: DaemonSet, now: float) -> dict[str, list[DaemonPod]]:
-        pods = [DaemonPod(w.name, w.identity.template_hash, w.created, available=w.available(obj.min_ready_seconds,
+        by_node: dict[str, list[DaemonPod]] = defaultdict(list)
+        here = self.nodes()[0] if self.c.cluster is None else ""
+        for w in self._pods("DaemonSet", obj.metadata.namespace, obj.metadata.name):
+            by_node[here or getattr(w, "node", "")].append(  # one node: every pod is on it
+                DaemonPod(w.name, w.identity.template_hash, w.created, available=w.available(obj.min_ready_seconds,
                                                                                              now),
-                          ready=w.ready, terminating=w.terminating)
-                for w in self._pods("DaemonSet", obj.metadata.namespace, obj.metadata.name)]
-        return {self.nodes()[0]: pods}  # one node: every pod is on it
+                          ready=w.ready, terminating=w.terminating))
+        return dict(by_node)
 
     def _free_name(self, namespace: str, name: str) -> str:
         while True:
             pod = f"{name}-" + "".join(self.c._rng.choice(_SUFFIX_ALPHABET) for _ in range(5))
-            if (namespace, pod) not in self.c.pods:
+            if (namespace, pod) not in self.c.managed:
                 return pod
 
     # --- shared --------------------------------------------------------------------------------------
 
     def _pods(self, kind: str, namespace: str, name: str) -> list[PodWorker]:
-        return [w for w in self.c.pods.values() if w.namespace == namespace and w.identity.owner_kind == kind
+        return [w for w in self.c.managed.values() if w.namespace == namespace and w.identity.owner_kind == kind
                 and w.identity.owner == name]
 
     def _start(self, record: ObjectRecord, pod: str, revision: str, template: PodTemplate, *, created: float,
-               adopt: list[ObservedContainer] | None = None) -> PodWorker:
+               adopt: list[ObservedContainer] | None = None, node: str = "") -> PodWorker:
         obj = record.obj
         assert isinstance(obj, (StatefulSet, DaemonSet))
         namespace, name = obj.metadata.namespace, obj.metadata.name
@@ -272,7 +276,7 @@ class WorkloadSets:
             labels[TEMPLATE_GENERATION_LABEL] = str(record.generation)
         identity = PodIdentity(namespace, pod, obj.kind, name, "", revision)
         return self.c._new_worker(identity, spec, labels, dict(template.metadata.annotations), created=created,
-                                  adopt=adopt)
+                                  adopt=adopt, node=node)
 
     def _wake_when_available(self, workers, min_ready: float, now: float) -> None:
         if min_ready <= 0:

@@ -1,0 +1,286 @@
+"""Every agent's view of the cluster's pods (the `v1 Pod` objects of the shared store), and the leader's writes
+of them. The controllers count and plan over this view in a cluster (Controller.managed), as they count their
+pod workers on one node: a StoredPod reads like a PodWorker (phase, ready, created, terminating...), from the
+status its node's kubelet writes (meshd.cluster.kubelet).
+
+The leader creates a pod by binding it to a node with meshd.scheduler.schedule and writing its object; it deletes
+one by setting its deletionTimestamp (the node's kubelet stops it, then deletes the object), or at once when no
+Ready kubelet could (not bound, node NotReady or gone). A node NotReady for longer than the pod eviction timeout
+loses its pods (deleted from the store), so the controllers replace them on Ready nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from meshd.cluster import binding
+from meshd.cluster.nodes import NODE_LEASE_NAMESPACE, is_ready, lease_age, nodes_with_readiness, parse_time
+from meshd.cluster.writer import StoreWriter
+from meshd.controller.pod import PodIdentity, pod_uid_of
+from meshd.manifests import ManifestError, load_objects
+from meshd.manifests.render import render_pod_spec
+from meshd.model.objects import Pod, PodSpec
+from meshd.scheduler import NodeInfo, PodInfo, schedule
+from meshd.store import Delete, Event, ObjectStore, object_key
+
+if TYPE_CHECKING:
+    from meshd.controller.loop import Controller
+
+log = logging.getLogger(__name__)
+
+TERMINAL = ("Succeeded", "Failed")
+
+
+class StoredPod:
+    """A Pod object as the controllers see it: the read side of a PodWorker (see PodWorker's properties)."""
+
+    def __init__(self, identity: PodIdentity, spec: PodSpec, labels: Mapping[str, str],
+                 annotations: Mapping[str, str], created: float, node: str = "", uid: str = "") -> None:
+        self.identity = identity
+        self.uid = uid
+        self.spec = spec
+        self.labels = dict(labels)
+        self.annotations = dict(annotations)
+        self.created = created
+        self.state = binding.PodState(node=node)
+        self.deleting = False  # this agent asked for its deletion (the store may not say so yet)
+        self.spec_raw: Any = None
+
+    namespace = property(lambda self: self.identity.namespace)
+    name = property(lambda self: self.identity.name)
+    node = property(lambda self: self.state.node)
+    scheduled = property(lambda self: bool(self.state.node))
+    phase = property(lambda self: self.state.phase)
+    ready = property(lambda self: self.state.ready and not self.terminating)
+    ready_since = property(lambda self: self.state.ready_since)
+    restarts = property(lambda self: self.state.restarts)
+    address = property(lambda self: self.state.address)
+    reason = property(lambda self: self.state.reason)
+    message = property(lambda self: self.state.message)
+    containers = property(lambda self: self.state.containers)
+
+    @property
+    def terminating(self) -> bool:
+        return self.deleting or self.state.terminating
+
+    def available(self, min_ready_seconds: float, now: float) -> bool:
+        return self.ready and self.ready_since is not None and now - self.ready_since >= min_ready_seconds
+
+
+def read_spec(obj: Mapping[str, Any]) -> PodSpec:
+    """The PodSpec of a Pod object (the manifest reader's, so it equals the template's it came from)."""
+    meta = obj.get("metadata") or {}
+    manifest = {"apiVersion": "v1", "kind": "Pod", "spec": obj.get("spec") or {},
+                "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}}
+    (pod,) = load_objects([manifest], source=f"pod {meta.get('namespace')}/{meta.get('name')}").objects
+    assert isinstance(pod, Pod)
+    return pod.spec
+
+
+class ClusterPods:
+    def __init__(self, controller: Controller, store: ObjectStore, node: str, *, node_grace: float,
+                 eviction_timeout: float, clock: Callable[[], float] = time.time) -> None:
+        self.c = controller
+        self.store = store
+        self.node = node
+        self.node_grace, self.eviction_timeout = node_grace, eviction_timeout
+        self.stored: dict[tuple[str, str], StoredPod] = {}
+        self.writer = StoreWriter("pods")
+        self._clock = clock
+        self._ready_nodes: frozenset[str] = frozenset()
+        self._evicted: set[tuple[str, str]] = set()
+        self.on_change: Callable[[], None] = lambda: None  # the kubelet's kick
+
+    # --- the view --------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.stored.clear()
+        for obj in self.store.list("Pod"):
+            self._observe(obj)
+
+    def observe(self, event: Event) -> None:
+        """One store event of a Pod into the view."""
+        _, namespace, name = object_key(event.object)
+        if event.type == "DELETED":
+            self.stored.pop((namespace, name), None)
+            self._evicted.discard((namespace, name))
+        else:
+            self._observe(event.object)
+        self.c.kick()
+        self.on_change()
+
+    def _observe(self, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        uid = str(meta.get("uid") or "")
+        pod = self.stored.get(key)
+        if pod is not None and pod.uid != uid:
+            pod = None  # a new pod of the same name (a StatefulSet's)
+        if pod is None or pod.spec_raw != obj.get("spec"):
+            try:
+                spec = read_spec(obj)
+            except (ManifestError, ValueError, KeyError, TypeError) as error:
+                log.error("pod %s/%s: its spec does not load (%s); left out", *key, error)
+                return
+            created = parse_time(meta.get("creationTimestamp")) or self._clock()
+            fresh = StoredPod(pod.identity if pod is not None else binding.identity_of(obj), spec,
+                              meta.get("labels") or {}, meta.get("annotations") or {},
+                              pod.created if pod is not None else created, uid=uid)
+            fresh.deleting = pod.deleting if pod is not None else False
+            fresh.spec_raw = obj.get("spec")
+            pod = fresh
+        pod.state = binding.pod_state(obj)
+        self.stored[key] = pod
+
+    def get(self, namespace: str, name: str) -> StoredPod | None:
+        return self.stored.get((namespace, name))
+
+    # --- the leader's writes ----------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeInfo]:
+        return [NodeInfo.from_node(n, ready=is_ready(n))
+                for n in nodes_with_readiness(self.store, grace=self.node_grace, now=self._clock())]
+
+    def ready_nodes(self) -> list[str]:
+        return sorted(n.name for n in self.nodes() if n.ready and not n.unschedulable)
+
+    def _placed(self) -> list[PodInfo]:
+        return [PodInfo(p.namespace, p.name, p.labels, p.spec, p.node) for p in self.stored.values()
+                if p.node and p.phase not in TERMINAL]
+
+    def place(self, namespace: str, name: str, labels: Mapping[str, str], spec: PodSpec) -> tuple[str, str]:
+        """(node, "") for the node the scheduler picks, or ("", why none fits)."""
+        placement = schedule(PodInfo(namespace, name, labels, spec), self.nodes(), self._placed())
+        return placement.node or "", placement.message
+
+    def create(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str], annotations: dict[str, str],
+               *, created: float, node: str = "") -> StoredPod:
+        """A new pod: bound (to `node` if given, as a DaemonSet's), written to the store, counted at once."""
+        message = ""
+        if not node:
+            node, message = self.place(identity.namespace, identity.name, labels, spec)
+        pod = StoredPod(identity, spec, labels, annotations, created, node,
+                        uid=pod_uid_of(identity.namespace, identity.name, created))
+        key = (identity.namespace, identity.name)
+        self.stored[key] = pod
+        manifest = binding.pod_manifest(identity, render_pod_spec(spec), labels=labels, annotations=annotations,
+                                        created=created, uid=pod.uid, owner=self._owner(identity),
+                                        node=node, unschedulable=message)
+        if not node:
+            pod.state = binding.pod_state(manifest)
+            self.c.events.record("Pod", *key, "Warning", "FailedScheduling", message)
+        else:
+            self.c.events.record("Pod", *key, "Normal", "Scheduled",
+                                 f"Successfully assigned {identity.namespace}/{identity.name} to {node}")
+        self.writer.submit((key, "create"), lambda: self._create(manifest))
+        return pod
+
+    async def _create(self, manifest: dict[str, Any]) -> None:
+        await self.store.create(manifest)
+
+    def _owner(self, identity: PodIdentity) -> dict[str, Any] | None:
+        if identity.replicaset:
+            rs = self.c.replicasets.get((identity.namespace, identity.replicaset))
+            return binding.owner_reference("ReplicaSet", identity.replicaset, rs.uid if rs else "")
+        if identity.owner_kind == "Pod":
+            return None
+        record = self.c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
+        return binding.owner_reference(identity.owner_kind, identity.owner, record.uid if record else "")
+
+    def delete(self, pod: StoredPod, why: str) -> None:
+        """Deletes a pod gracefully: its node's kubelet stops it, then removes the object."""
+        if pod.terminating:
+            return
+        pod.deleting = True
+        key = (pod.namespace, pod.name)
+        self.c.events.record("Pod", *key, "Normal", "Killing", f"Stopping pod: {why}")
+        self.writer.submit((key, "delete"), lambda: self._mark_deleted(key))
+
+    async def _mark_deleted(self, key: tuple[str, str]) -> None:
+        obj = self.store.get("Pod", *key)
+        if obj is None:
+            self.writer.cancel((key, "create"))  # not written yet: never will be
+            return
+        node = binding.node_of(obj)
+        if not node or node not in self.ready_nodes():  # no kubelet will confirm: gone at once
+            await self.store.delete("Pod", *key, resource_version=obj["metadata"]["resourceVersion"])
+            return
+        if binding.deleting(obj):
+            return
+        meta = {**obj["metadata"], "deletionTimestamp": binding.rfc3339(self._clock()),
+                "deletionGracePeriodSeconds": int(self.stored[key].spec.termination_grace_period_seconds or 30)
+                if key in self.stored else 30}
+        await self.store.update({**obj, "metadata": meta})
+
+    def ensure_bare(self, namespace: str, name: str) -> None:
+        """A user's Pod (a desired object): bound to a node once, by the scheduler unless it names one."""
+        pod = self.stored.get((namespace, name))
+        if pod is None or pod.node or pod.terminating or self.writer.pending(((namespace, name), "bind")):
+            return
+        self._bind(pod)
+
+    def _bind(self, pod: StoredPod) -> None:
+        key = (pod.namespace, pod.name)
+        node, message = self.place(pod.namespace, pod.name, pod.labels, pod.spec)
+        if node:
+            pod.state = binding.PodState(node=node)
+            self.c.events.record("Pod", *key, "Normal", "Scheduled",
+                                 f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
+        elif message != pod.message:
+            self.c.events.record("Pod", *key, "Warning", "FailedScheduling", message)
+        else:
+            return  # unschedulable as before: written already
+
+        async def write() -> None:
+            obj = self.store.get("Pod", *key)
+            if obj is None or binding.node_of(obj) or binding.deleting(obj):
+                return
+            await self.store.update(binding.bound(obj, node) if node else binding.unschedulable(obj, message))
+        self.writer.submit((key, "bind"), write)
+
+    def tick(self) -> None:
+        """The leader, every second: pods of nodes NotReady too long are evicted; pods that fit nowhere are
+        placed again when the Ready nodes change."""
+        ready = frozenset(self.ready_nodes())
+        if ready != self._ready_nodes:
+            self._ready_nodes = ready
+            for pod in list(self.stored.values()):
+                if not pod.node and not pod.terminating:
+                    self._bind(pod)
+        self._evict()
+
+    def _evict(self) -> None:
+        now = self._clock()
+        ages = {n["metadata"]["name"]: lease_age(self.store.get("Lease", NODE_LEASE_NAMESPACE, n["metadata"]["name"]),
+                                                 now) for n in self.store.list("Node")}
+        pods = {k: (p.node, p.identity.owner_kind) for k, p in self.stored.items() if k not in self._evicted}
+        for key in binding.evictions(pods, ages, grace=self.node_grace, timeout=self.eviction_timeout):
+            pod = self.stored[key]
+            self._evicted.add(key)
+            self.c.events.record("Pod", *key, "Warning", "NodeNotReady",
+                                 f"Node {pod.node} is not ready: evicting its pods")
+            self.c.events.record("Pod", *key, "Normal", "TaintManagerEviction",
+                                 f"Marking for deletion Pod {key[0]}/{key[1]}: node {pod.node} NotReady for more "
+                                 f"than {self.eviction_timeout:g}s")
+            pod.deleting = True
+            self.writer.submit((key, "delete"), functools.partial(self._remove, key))
+
+    async def _remove(self, key: tuple[str, str]) -> None:
+        obj = self.store.get("Pod", *key)
+        if obj is not None:
+            await self.store.transaction([Delete("Pod", *key, obj["metadata"]["resourceVersion"])])
+
+    async def run_leader(self, leading: Callable[[], bool]) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if leading():
+                self.tick()
+            else:
+                self._ready_nodes = frozenset()
+
+
+__all__ = ["ClusterPods", "StoredPod", "read_spec"]
