@@ -932,6 +932,7 @@ class Controller:
             ready=worker.ready,
             available=worker.available(rs.rs.min_ready_seconds, now),
             restarts=worker.restarts,
+            node=getattr(worker, "node", ""),  # a cluster's StoredPod
         )
 
     def _view(self, rs: ReplicaSetRecord, now: float) -> ReplicaSetView:

@@ -7,6 +7,7 @@ Kubernetes' pkg/controller/deployment (rolling.go, recreate.go) and replica_set.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,18 +22,27 @@ class PodView:
     ready: bool = False
     available: bool = False  # ready for at least minReadySeconds
     restarts: int = 0
+    node: str = ""  # in a cluster, the node it is bound to
 
 
 def plan_replicaset(replicas: int, pods: Sequence[PodView]) -> tuple[int, tuple[str, ...]]:
     """(how many pods to create, which pods to delete) to bring a ReplicaSet to `replicas`.
 
-    Deletion order as Kubernetes': unscheduled first, then not ready, then more restarts, then the newest.
+    Deletion order as Kubernetes': unscheduled first, then not ready, then those on the node running the most of
+    them (so a scale-down keeps the spread), then more restarts, then the newest.
     """
     diff = replicas - len(pods)
     if diff >= 0:
         return diff, ()
-    ranked = sorted(pods, key=lambda p: (p.scheduled, p.ready, -p.restarts, -p.created))
-    return 0, tuple(p.name for p in ranked[:-diff])
+    left = list(pods)
+    on_node = Counter(p.node for p in left)
+    deleted = []
+    for _ in range(-diff):
+        victim = min(left, key=lambda p: (p.scheduled, p.ready, -on_node[p.node], -p.restarts, -p.created))
+        left.remove(victim)
+        on_node[victim.node] -= 1
+        deleted.append(victim.name)
+    return 0, tuple(deleted)
 
 
 SLOW_START_MAX = 64  # the largest batch of pods one ReplicaSet creates in one reconcile pass

@@ -69,8 +69,8 @@ def test_adoption_keeps_a_finished_container_its_policy_would_not_restart(policy
     assert (keep.id if keep else None) == kept
 
 
-def pod(name, *, created=0.0, ready=True, scheduled=True, restarts=0):
-    return PodView(name, created, scheduled=scheduled, ready=ready, available=ready, restarts=restarts)
+def pod(name, *, created=0.0, ready=True, scheduled=True, restarts=0, node=""):
+    return PodView(name, created, scheduled=scheduled, ready=ready, available=ready, restarts=restarts, node=node)
 
 
 @pytest.mark.parametrize(("replicas", "pods", "create", "delete"), [
@@ -80,6 +80,10 @@ def pod(name, *, created=0.0, ready=True, scheduled=True, restarts=0):
     (2, [pod("ok"), pod("sick", ready=False), pod("new", created=9)], 0, ("sick",)),
     (2, [pod("ok"), pod("pending", scheduled=False), pod("x")], 0, ("pending",)),
     (1, [pod("calm"), pod("flaky", restarts=4)], 0, ("flaky",)),
+    # in a cluster: from the node running the most of them first, so 2+2+2 scaled to 3 keeps one per node
+    (3, [pod(f"{n}{i}", created=i, node=n) for n in ("a", "b", "c") for i in (1, 2)], 0, ("a2", "b2", "c2")),
+    (2, [pod("a1", node="a"), pod("a2", node="a", created=5), pod("b1", node="b", created=9)], 0, ("a2",)),
+    (2, [pod("a1", node="a"), pod("a2", node="a"), pod("b1", node="b", ready=False)], 0, ("b1",)),
 ])
 def test_replicaset_scaling_picks_the_least_useful_pods(replicas, pods, create, delete):
     assert plan_replicaset(replicas, pods) == (create, delete)

@@ -1,0 +1,273 @@
+"""Pods across nodes: three `meshd agent --store etcd://...` processes (process driver, each its own node name,
+state dir, API and DNS port, no sidecar) on one real etcd, driven with the real kubectl. A Deployment of 6
+lands 2 per node and each agent runs exactly the pods bound to its node (their processes, from each driver's
+records); an agent SIGKILLed (its pods keep running, as on a partitioned machine) loses them to the two others
+after the grace; restarted, it stops its old pods (6 pods in all, no duplicate); scaled to 3, the pods are
+stopped on their own nodes; a bare Pod naming `nodeName` runs there."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from meshd.driver.base import LABEL_POD
+from meshd.driver.process import proc_alive
+from tests.integration.etcd_harness import EtcdCluster
+from tests.integration.test_cluster_etcd import Member, leaders, poll
+
+pytestmark = pytest.mark.slow
+
+EVICTION = 2  # --pod-eviction-timeout; the node grace is test_cluster_etcd's (3 s)
+
+
+class PodMember(Member):
+    def command(self) -> list[str]:
+        return [*super().command(), "--pod-eviction-timeout", str(EVICTION)]
+
+
+def running_pods(member: Member) -> dict[str, int]:
+    """The pods whose processes run on this member's node: pod name -> pid (its process driver's records)."""
+    records = member.state_dir / "process" / "process-driver" / "records"
+    out = {}
+    for path in records.glob("*.json") if records.exists() else ():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("kind") == "container" and record.get("pid") and proc_alive(record["pid"],
+                                                                                  record.get("proc_start")):
+            out[record["labels"].get(LABEL_POD, "")] = record["pid"]
+    return out
+
+
+def kill_pods(member: Member) -> None:
+    """Stops what a test left running on a member (the pids its driver recorded, never by name)."""
+    for pid in running_pods(member).values():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path / "etcd").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def members(tmp_path: Path, etcd: EtcdCluster) -> AsyncIterator[list[PodMember]]:
+    started = [PodMember(tmp_path / name, name, etcd.url) for name in ("n1", "n2", "n3")]
+    try:
+        await asyncio.gather(*(m.start() for m in started))
+        yield started
+    finally:
+        alive = [m for m in started if m.proc is not None and m.proc.returncode is None]
+        try:
+            if alive:
+                for resource in ("deployments", "daemonsets", "pods"):
+                    for name in await alive[0].items(resource):
+                        group = "/api/v1" if resource == "pods" else "/apis/apps/v1"
+                        await alive[0].request("DELETE", f"{group}/namespaces/default/{resource}/{name}")
+                await poll(lambda: _nothing_runs(alive), timeout=60)
+        except Exception as error:  # noqa: BLE001 - whatever happened, every agent and pod is stopped below
+            print(f"cleaning up: {error!r}")
+        await asyncio.gather(*(m.stop() for m in started))
+        for member in started:
+            kill_pods(member)
+
+
+async def _nothing_runs(members: list[PodMember]) -> bool:
+    return not any(running_pods(m) for m in members) and not await members[0].items("pods")
+
+
+async def pods_by_node(member: Member, prefix: str = "spread-") -> dict[str, list[tuple[str, str]]]:
+    """`kubectl get pods -o wide`: node -> [(pod, status)] of the pods named `prefix`..."""
+    code, out, err = await member.kubectl("get", "pods", "-o", "wide", "--no-headers")
+    assert code == 0, err
+    nodes: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 7 and fields[0].startswith(prefix):
+            nodes[fields[6]].append((fields[0], fields[2]))
+    return dict(nodes)
+
+
+async def spread(member: Member, per_node: dict[str, int], prefix: str = "spread-"
+                 ) -> dict[str, list[tuple[str, str]]] | None:
+    nodes = await pods_by_node(member, prefix)
+    ok = ({n: len(p) for n, p in nodes.items()} == per_node
+          and all(status == "Running" for p in nodes.values() for _, status in p))
+    return nodes if ok else None
+
+
+def each_runs_its_own(members: list[PodMember], nodes: dict[str, list[tuple[str, str]]],
+                      prefix: str = "spread-") -> bool:
+    return all({p for p in running_pods(m) if p.startswith(prefix)} == {name for name, _ in nodes.get(m.name, [])}
+               for m in members)
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sleep, "3600"]
+        ports: [{containerPort: 8080}]
+        readinessProbe:
+          exec: {command: ["true"]}
+          periodSeconds: 1
+"""
+
+DAEMONSET = """\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: busybox, command: [sleep, "3600"]}
+"""
+
+PINNED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned}
+spec:
+  nodeName: n2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: [sleep, "3600"]}
+"""
+
+TOO_BIG = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: too-big}
+spec:
+  containers:
+  - {name: main, image: busybox, command: [sleep, "3600"], resources: {requests: {cpu: "100"}}}
+"""
+
+
+async def apply(member: PodMember, name: str, text: str) -> None:
+    (member.directory / name).write_text(text)
+    code, _, err = await member.kubectl("apply", "-f", str(member.directory / name))
+    assert code == 0, err
+
+
+async def test_pods_bound_to_nodes_move_off_a_dead_node_and_never_run_twice(members: list[PodMember]) -> None:
+    by_name = {m.name: m for m in members}
+    (leader,) = await poll(lambda: leaders(members))
+    lead = by_name[leader]
+    await apply(lead, "deploy.yaml", DEPLOYMENT)
+    await apply(members[2], "ds.yaml", DAEMONSET)
+
+    # 2 per node, each agent running exactly its own; a DaemonSet's pod on every node
+    two_each, one_each = {"n1": 2, "n2": 2, "n3": 2}, {"n1": 1, "n2": 1, "n3": 1}
+    nodes = await poll(lambda: spread(members[1], two_each), timeout=90)
+    assert await poll(lambda: _runs_own(members, members[0]), timeout=60), nodes
+    await poll(lambda: spread(members[0], one_each, "agent-"), timeout=60)
+    code, out, _ = await members[2].kubectl("get", "deployment", "spread", "--no-headers")
+    assert out.split()[1] == "6/6", out
+    name = nodes["n3"][0][0]
+    code, out, _ = await members[0].kubectl("get", "pod", name, "-o", "json")
+    pod = json.loads(out)
+    assert pod["spec"]["nodeName"] == "n3" and pod["status"]["hostIP"] == "127.0.0.1", pod["status"]
+    assert pod["spec"]["containers"][0]["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    ref = pod["metadata"]["ownerReferences"][0]
+    assert ref["kind"] == "ReplicaSet" and ref["uid"] and pod["metadata"]["labels"]["app"] == "spread"
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions == {"PodScheduled": "True", "Initialized": "True", "Ready": "True", "ContainersReady": "True"}
+    assert pod["status"]["containerStatuses"][0]["ready"] and pod["status"]["podIP"]
+    # its status is written when it changes, not at every probe (one a second here)
+    version = pod["metadata"]["resourceVersion"]
+    await asyncio.sleep(3)
+    code, out, _ = await members[1].kubectl("get", "pod", name, "-o", "jsonpath={.metadata.resourceVersion}")
+    assert out == version
+
+    # scaled to 3: one stops on each node, on its own node
+    code, _, err = await members[1].kubectl("scale", "deployment", "spread", "--replicas", "3")
+    assert code == 0, err
+    nodes = await poll(lambda: spread(members[2], one_each), timeout=60)
+    assert await poll(lambda: _runs_own(members, members[2]), timeout=60), nodes
+    code, _, err = await members[1].kubectl("scale", "deployment", "spread", "--replicas", "6")
+    assert code == 0, err
+    await poll(lambda: spread(members[2], two_each), timeout=60)
+    assert await poll(lambda: _runs_own(members, members[2]), timeout=60)
+
+    # a follower dies (its pods keep running, as on a machine cut off): they are replaced on the two others
+    victim = next(m for m in members if m.name != leader)
+    survivors = [m for m in members if m is not victim]
+    orphans = {k: v for k, v in running_pods(victim).items() if k.startswith("spread-")}
+    assert len(orphans) == 2
+    victim.kill()
+    killed = time.monotonic()
+    others = {m.name: 3 for m in survivors}
+    await poll(lambda: spread(lead, others), timeout=90)
+    moved = time.monotonic() - killed
+    print(f"pods of the dead node running elsewhere {moved:.1f}s after the kill "
+          f"(node grace 3s + eviction timeout {EVICTION}s)")
+    assert await poll(lambda: _runs_own(survivors, lead), timeout=60)
+    code, out, _ = await lead.kubectl("get", "events", "--field-selector", "reason=TaintManagerEviction",
+                                      "--no-headers")
+    assert code == 0 and out.count("TaintManagerEviction") == 2, out  # the DaemonSet's pod stays its node's
+    assert {n: len(p) for n, p in (await pods_by_node(lead, "agent-")).items()} == one_each
+
+    # it comes back: its old pods stop, nothing runs twice, 6 in all; its DaemonSet pod runs on
+    await victim.start()
+    await poll(lambda: _no_orphans(orphans), timeout=60)
+    nodes = await poll(lambda: spread(lead, others), timeout=30)
+    assert each_runs_its_own(members, nodes)
+    await poll(lambda: spread(lead, one_each, "agent-"), timeout=60)
+    assert each_runs_its_own(members, await pods_by_node(lead, "agent-"), "agent-")
+
+    # a bare Pod naming its node runs there; one that fits nowhere stays Pending, and says why
+    await apply(members[0], "pinned.yaml", PINNED)
+    await poll(lambda: _runs_on(by_name["n2"], "pinned", members), timeout=60)
+    code, out, _ = await members[2].kubectl("get", "pod", "pinned", "-o", "wide", "--no-headers")
+    assert out.split()[6] == "n2" and out.split()[2] == "Running", out
+    await apply(members[0], "big.yaml", TOO_BIG)
+
+    async def unschedulable() -> str:
+        code, out, _ = await members[1].kubectl("get", "pod", "too-big", "-o", "json")
+        status = json.loads(out)["status"] if code == 0 else {}
+        scheduled = next((c for c in status.get("conditions", []) if c["type"] == "PodScheduled"), {})
+        return scheduled.get("message", "") if scheduled.get("reason") == "Unschedulable" else ""
+    assert "0/3 nodes are available: 3 Insufficient cpu." == await poll(unschedulable, timeout=60)
+    assert not any("too-big" in running_pods(m) for m in members)
+
+
+async def _runs_own(members: list[PodMember], via: Member) -> bool:
+    nodes = await pods_by_node(via)
+    return each_runs_its_own(members, nodes)
+
+
+async def _no_orphans(orphans: dict[str, int]) -> bool:
+    return not any(proc_alive(pid, None) for pid in orphans.values())
+
+
+async def _runs_on(member: PodMember, pod: str, members: list[PodMember]) -> bool:
+    return pod in running_pods(member) and not any(pod in running_pods(m) for m in members if m is not member)

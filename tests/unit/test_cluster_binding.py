@@ -1,0 +1,113 @@
+"""The pure decisions of pods in a cluster (meshd.cluster.binding): the Pod object the leader writes, a pod's
+identity and state read back, which pods a node failure evicts, and what a node's kubelet starts, stops and
+finally deletes."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshd.cluster import binding
+from meshd.controller.pod import PodIdentity
+
+RS_POD = {"kind": "Pod", "metadata": {"name": "web-abcde", "namespace": "default",
+                                      "labels": {"app": "web", "pod-template-hash": "h1"},
+                                      "ownerReferences": [{"kind": "ReplicaSet", "name": "web-h1", "uid": "u",
+                                                           "controller": True}]},
+          "spec": {"nodeName": "n2", "containers": []}}
+
+
+@pytest.mark.parametrize(("obj", "identity"), [
+    (RS_POD, PodIdentity("default", "web-abcde", "ReplicaSet", "web-h1", "web-h1", "h1")),
+    ({"kind": "Pod", "metadata": {"name": "db-0", "namespace": "x", "labels": {"controller-revision-hash": "db-r"},
+                                  "ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": True}]}},
+     PodIdentity("x", "db-0", "StatefulSet", "db", "", "db-r")),
+    ({"kind": "Pod", "metadata": {"name": "job-q", "namespace": "x",
+                                  "ownerReferences": [{"kind": "Job", "name": "job", "controller": True}]}},
+     PodIdentity("x", "job-q", "Job", "job", "", "")),
+    ({"kind": "Pod", "metadata": {"name": "bare", "namespace": "x"}}, PodIdentity("x", "bare", "Pod", "bare")),
+    # a reference that does not control the pod is not its owner
+    ({"kind": "Pod", "metadata": {"name": "bare", "namespace": "x",
+                                  "ownerReferences": [{"kind": "Job", "name": "j"}]}},
+     PodIdentity("x", "bare", "Pod", "bare")),
+])
+def test_a_pods_identity_comes_from_its_controller_reference_and_labels(obj, identity):
+    assert binding.identity_of(obj) == identity
+    assert binding.owned_pod(obj) == (identity.owner_kind != "Pod")
+
+
+def test_the_leader_writes_the_pod_as_kubectl_shows_it_bound_or_unschedulable():
+    identity = PodIdentity("default", "web-abcde", "Deployment", "web", "web-h1", "h1")
+    owner = binding.owner_reference("ReplicaSet", "web-h1", "rs-uid")
+    spec = {"containers": [{"name": "main", "image": "busybox", "ports": [{"containerPort": 80}]}]}
+    pod = binding.pod_manifest(identity, spec, labels={"app": "web"}, annotations={}, created=0, uid="pod-uid",
+                               owner=owner, node="n1")
+    assert pod["spec"]["nodeName"] == "n1" and pod["spec"]["containers"] == spec["containers"]
+    assert pod["metadata"]["ownerReferences"] == [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-h1",
+                                                   "uid": "rs-uid", "controller": True, "blockOwnerDeletion": True}]
+    assert pod["metadata"]["creationTimestamp"] == "1970-01-01T00:00:00Z" and pod["metadata"]["uid"] == "pod-uid"
+    assert pod["status"] == {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    why = "0/3 nodes are available: 3 Insufficient cpu."
+    pending = binding.pod_manifest(identity, spec, labels={}, annotations={}, created=0, uid="u", owner=None,
+                                   node="", unschedulable=why)
+    assert "nodeName" not in pending["spec"] and "ownerReferences" not in pending["metadata"]
+    assert pending["status"]["conditions"] == [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                                "message": why}]
+    state = binding.pod_state(pending)
+    assert (state.phase, state.node, state.reason, state.message) == ("Pending", "", "Unschedulable", why)
+    placed = binding.bound(pending, "n3")
+    assert placed["spec"]["nodeName"] == "n3" and placed["status"]["conditions"][0]["status"] == "True"
+    assert binding.unschedulable(placed, why)["status"]["conditions"][0]["reason"] == "Unschedulable"
+
+
+def test_a_pods_state_is_read_from_the_status_its_kubelet_wrote():
+    obj = {**RS_POD, "status": {
+        "phase": "Running", "podIP": "127.213.0.5",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:10Z"}],
+        "containerStatuses": [{"name": "main", "restartCount": 2, "state": {"running": {}}}],
+        "initContainerStatuses": [{"name": "init", "restartCount": 1,
+                                   "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-01-01T00:00:05Z"}}}]}}
+    state = binding.pod_state(obj)
+    assert (state.phase, state.ready, state.restarts, state.node, state.address) == (
+        "Running", True, 3, "n2", "127.213.0.5")
+    assert state.ready_since == 1767225610.0 and state.containers["init"].exit_code == 0
+    assert state.containers["init"].finished_at == 1767225605.0 and not state.terminating
+    deleting = {**obj, "metadata": {**obj["metadata"], "deletionTimestamp": "2026-01-01T00:01:00Z"}}
+    assert binding.pod_state(deleting).terminating and not binding.pod_state(deleting).ready
+    assert binding.pod_state({"kind": "Pod", "metadata": {}}) == binding.PodState()
+
+
+@pytest.mark.parametrize(("pods", "ages", "evicted"), [
+    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 1.0}, []),  # renewing
+    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 7.0}, []),  # NotReady (past the grace of 3) but not for 5 s yet
+    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 8.5}, [("d", "a")]),  # NotReady for 5.5 s
+    ({("d", "a"): ("gone", "StatefulSet")}, {"n1": 1.0}, [("d", "a")]),  # its node was deleted
+    ({("d", "a"): ("n1", "DaemonSet")}, {"n1": 100.0}, []),  # a DaemonSet's pod belongs to its node
+    ({("d", "a"): ("", "ReplicaSet")}, {}, []),  # not bound: nothing to evict
+    ({("d", "a"): ("n1", "Pod")}, {"n1": None}, []),  # never renewed: registering, not dead
+    ({("d", "b"): ("n1", "Job"), ("d", "a"): ("n1", "Pod"), ("d", "c"): ("n2", "Pod")}, {"n1": 9.0, "n2": 0.0},
+     [("d", "a"), ("d", "b")]),
+])
+def test_a_node_notready_beyond_the_eviction_timeout_loses_its_pods(pods, ages, evicted):
+    assert binding.evictions(pods, ages, grace=3.0, timeout=5.0) == evicted
+
+
+A, B, C = ("d", "a"), ("d", "b"), ("d", "c")
+
+
+@pytest.mark.parametrize(("stored", "local", "plan"), [
+    ({A: ("n1", False)}, {}, binding.KubeletPlan(start=(A,))),  # bound here: start it
+    ({A: ("n2", False)}, {}, binding.KubeletPlan()),  # another node's: not ours
+    ({A: ("n1", False)}, {A: False}, binding.KubeletPlan()),  # runs already
+    ({}, {A: False}, binding.KubeletPlan(stop=(A,))),  # its object was deleted (evicted while we were away)
+    ({A: ("n2", False)}, {A: False}, binding.KubeletPlan(stop=(A,))),  # bound elsewhere now
+    ({A: ("n1", True)}, {A: False}, binding.KubeletPlan(stop=(A,))),  # being deleted: stop it gracefully
+    ({A: ("n1", True)}, {A: True}, binding.KubeletPlan()),  # stopping: wait
+    ({A: ("n1", True)}, {}, binding.KubeletPlan(finalize=(A,))),  # stopped: the object goes
+    ({A: ("n2", True)}, {}, binding.KubeletPlan()),  # another node's to finalize
+    ({A: ("n1", False)}, {A: True}, binding.KubeletPlan()),  # a new pod of the same name waits for the old one
+    ({A: ("", False)}, {}, binding.KubeletPlan()),  # not bound yet
+    ({A: ("n1", False), B: ("n1", True), C: ("n3", False)}, {B: False, C: False},
+     binding.KubeletPlan(start=(A,), stop=(B, C))),
+])
+def test_the_kubelet_runs_exactly_the_pods_bound_to_its_node(stored, local, plan):
+    assert binding.kubelet_plan("n1", stored, local) == plan
