@@ -159,7 +159,11 @@ def evictions(pods: Mapping[tuple[str, str], tuple[str, str]], lease_ages: Mappi
               grace: float, timeout: float) -> list[tuple[str, str]]:
     """The pods (namespace, name) -> (node, owner kind) a node failure evicts: those bound to a node NotReady for
     longer than `timeout` (its Lease older than grace + timeout) or to a node that no longer exists. A
-    DaemonSet's pods stay: they belong to their node (Kubernetes' DaemonSet pods tolerate it too)."""
+    DaemonSet's pods stay: they belong to their node (Kubernetes' DaemonSet pods tolerate it too). When no node
+    is Ready (the whole cluster starting again, or this leader cut off), nothing is evicted: there is nowhere to
+    move pods to, as Kubernetes' full-disruption mode."""
+    if not any(age is not None and age <= grace for age in lease_ages.values()):
+        return []
     out = []
     for key, (node, owner_kind) in pods.items():
         if not node or owner_kind == "DaemonSet":

@@ -180,6 +180,11 @@ class ClusterPods:
         return pod
 
     async def _create(self, manifest: dict[str, Any]) -> None:
+        if not self.c.leading:  # a leader that lost its lease writes no more pods: the new one decides
+            key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+            if self.store.get("Pod", *key) is None:
+                self.stored.pop(key, None)
+            return
         await self.store.create(manifest)
 
     def _owner(self, identity: PodIdentity) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from meshd.controller.admission import schedule_pending, volumes_ready
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
 from meshd.controller.events import EventLog
@@ -61,8 +62,6 @@ from meshd.driver.base import (
     DriverError,
     ObservedContainer,
 )
-from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
-from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
@@ -103,7 +102,7 @@ from meshd.store import (
 from meshd.tasks import TaskGroup
 from meshd.volumes.podconfig import PodConfig
 from meshd.controller.volumes.defaults import default_class_manifest
-from meshd.controller.volumes.provisioner import CHECKING, VolumeController
+from meshd.controller.volumes.provisioner import VolumeController
 
 DEFAULT_BACKOFF = BackoffPolicy()
 
@@ -801,72 +800,11 @@ class Controller:
         return worker
 
     def _schedule_pending(self) -> None:
-        """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
-        than --max-pods pods."""
-        used_cpu = used_mem = running = 0
-        used_ports: list[HostPort] = []
-        for worker in self.pods.values():
-            if worker.scheduled and not worker.done.is_set() and worker.phase not in ("Succeeded", "Failed"):
-                cpu, mem = _requests(worker.spec)
-                used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
-                used_ports.extend(host_ports(worker.spec, self.external))
-        for worker in sorted((w for w in self.pods.values() if not w.scheduled and not w.terminating),
-                             key=lambda w: w.created):
-            if not self._volumes_ready(worker):
-                continue
-            cpu, mem = _requests(worker.spec)
-            short = [f"Insufficient {what}" for what, need, used, have in (
-                ("cpu", cpu, used_cpu, self.capacity.cpu_millicores),
-                ("memory", mem, used_mem, self.capacity.memory_bytes)) if need and used + need > have]
-            if running >= self.capacity.pods:
-                short.append("Too many pods")
-            wanted = host_ports(worker.spec, self.external)
-            if wanted and collides(wanted, used_ports):
-                short.append(HOST_PORTS_TAKEN)
-            if short:
-                message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
-                if worker.message != message:
-                    worker.reason, worker.message = "Unschedulable", message
-                    self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
-                    self._notify("Pod", worker.namespace, worker.name)
-                continue
-            used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
-            used_ports.extend(wanted)
-            worker.reason = worker.message = ""
-            worker.start()
-        self._publish_host_ports()
+        schedule_pending(self)
 
-    def _publish_host_ports(self) -> None:
-        """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve (a hostNetwork
-        pod listens on the host itself: its hostPorts only count for scheduling)."""
-        want = {}
-        for worker in self.pods.values():
-            serve = worker.scheduled and not worker.done.is_set() and not worker.spec.host_network
-            ports = host_ports(worker.spec, self.external) if serve else ()
-            if ports:
-                want[host_port_key(worker.namespace, worker.name)] = (worker.name, ports)
-        for key in [k for k in self._host_port_keys if k not in want]:
-            self.registry.delete_service(key)
-        for key, (pod, ports) in want.items():
-            self.registry.upsert_service(host_port_service(key.namespace, pod, ports), pod=pod)
-        self._host_port_keys = set(want)
 
     def _volumes_ready(self, worker: PodWorker) -> bool:
-        """Whether the pod's claims and hostPaths are ready (it then gets their sources); else it stays Pending."""
-        if not worker.spec.volumes:
-            return True
-        worker.volume_mounts, problem = self.volume_controller.mounts_for(worker)
-        if not problem:
-            return True
-        if problem == CHECKING:
-            return False  # a hostPath is being looked at: the check kicks the controller when done
-        message = f"0/1 nodes are available: {problem}."
-        if worker.message != message:
-            worker.reason, worker.message = "Unschedulable", message
-            self.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
-            self._notify("Pod", worker.namespace, worker.name)
-        self._call_at(self._clock() + 2)  # a hostPath may appear without anything else changing
-        return False
+        return volumes_ready(self, worker)
 
     def now(self) -> float:
         return self._clock()
@@ -1122,12 +1060,6 @@ def check_immutable(old: KubeObject, new: KubeObject, source: str) -> None:
             if before != after:
                 raise ManifestError("field is immutable", source=source, kind="Job", name=new.metadata.name,
                                     path=path)
-
-
-def _requests(spec: PodSpec) -> tuple[int, int]:
-    cpu = sum((c.resources.requests.cpu_millicores or 0) for c in spec.containers)
-    mem = sum((c.resources.requests.memory_bytes or 0) for c in spec.containers)
-    return cpu, mem
 
 
 async def _no_drain(worker: PodWorker, grace: float) -> None:

@@ -190,8 +190,11 @@ async def test_pods_bound_to_nodes_move_off_a_dead_node_and_never_run_twice(memb
     nodes = await poll(lambda: spread(members[1], two_each), timeout=90)
     assert await poll(lambda: _runs_own(members, members[0]), timeout=60), nodes
     await poll(lambda: spread(members[0], one_each, "agent-"), timeout=60)
-    code, out, _ = await members[2].kubectl("get", "deployment", "spread", "--no-headers")
-    assert out.split()[1] == "6/6", out
+
+    async def all_ready() -> bool:  # counted by a follower, from the status each node wrote
+        code, out, _ = await members[2].kubectl("get", "deployment", "spread", "--no-headers")
+        return code == 0 and out.split()[1] == "6/6"
+    assert await poll(all_ready, timeout=60)
     name = nodes["n3"][0][0]
     code, out, _ = await members[0].kubectl("get", "pod", name, "-o", "json")
     pod = json.loads(out)
@@ -271,3 +274,53 @@ async def _no_orphans(orphans: dict[str, int]) -> bool:
 
 async def _runs_on(member: PodMember, pod: str, members: list[PodMember]) -> bool:
     return pod in running_pods(member) and not any(pod in running_pods(m) for m in members if m is not member)
+
+
+async def test_deletes_and_rollouts_cross_nodes_and_a_dead_leader_disturbs_no_other_node(
+        members: list[PodMember]) -> None:
+    by_name = {m.name: m for m in members}
+    (leader,) = await poll(lambda: leaders(members))
+    followers = [m for m in members if m.name != leader]
+    await apply(followers[0], "deploy.yaml", DEPLOYMENT)
+    two_each = {"n1": 2, "n2": 2, "n3": 2}
+    nodes = await poll(lambda: spread(followers[1], two_each), timeout=90)
+    assert await poll(lambda: _runs_own(members, members[0]), timeout=60)
+
+    # a pod deleted through a follower stops on its node; its ReplicaSet replaces it
+    node = followers[1].name
+    (gone, _), _ = nodes[node]
+    pid = running_pods(by_name[node])[gone]
+    code, _, err = await followers[0].kubectl("delete", "pod", gone, "--wait=false")
+    assert code == 0, err
+
+    async def replaced() -> bool:
+        now = await pods_by_node(followers[0])
+        names = {n for pods in now.values() for n, _ in pods}
+        return (gone not in names and len(names) == 6 and not proc_alive(pid, None)
+                and all(s == "Running" for pods in now.values() for _, s in pods)
+                and each_runs_its_own(members, now))
+    assert await poll(replaced, timeout=60)
+
+    # a rollout replaces every pod, across the nodes, one ReplicaSet to the next
+    before = {n for pods in (await pods_by_node(members[0])).values() for n, _ in pods}
+    code, _, err = await followers[1].kubectl("rollout", "restart", "deployment", "spread")
+    assert code == 0, err
+    # (through the leader: a Deployment's progress is the leader's, not written to the store)
+    code, out, err = await by_name[leader].kubectl("rollout", "status", "deployment", "spread", "--timeout", "50s")
+    assert code == 0, out + err
+    nodes = await poll(lambda: spread(members[0], two_each), timeout=60)
+    assert not before & {n for pods in nodes.values() for n, _ in pods}
+    assert await poll(lambda: _runs_own(members, members[0]), timeout=60)
+
+    # the leader dies (its pods run on): another leads, the other nodes' pods are untouched, its own move
+    lead = by_name[leader]
+    kept = {m.name: running_pods(m) for m in followers}
+    orphans = {k: v for k, v in running_pods(lead).items() if k.startswith("spread-")}
+    lead.kill()
+    (new_leader,) = await poll(lambda: leaders(followers), timeout=60)
+    await poll(lambda: spread(followers[0], {m.name: 3 for m in followers}), timeout=90)
+    assert all(kept[m.name].items() <= running_pods(m).items() for m in followers)  # same pods, same processes
+    await lead.start()
+    await poll(lambda: _no_orphans(orphans), timeout=60)
+    nodes = await poll(lambda: spread(by_name[new_leader], {m.name: 3 for m in followers}), timeout=30)
+    assert each_runs_its_own(members, nodes)

@@ -78,12 +78,13 @@ def test_a_pods_state_is_read_from_the_status_its_kubelet_wrote():
 
 @pytest.mark.parametrize(("pods", "ages", "evicted"), [
     ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 1.0}, []),  # renewing
-    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 7.0}, []),  # NotReady (past the grace of 3) but not for 5 s yet
-    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 8.5}, [("d", "a")]),  # NotReady for 5.5 s
+    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 7.0, "n2": 0.0}, []),  # NotReady (past the grace of 3), not 5 s yet
+    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 8.5, "n2": 0.0}, [("d", "a")]),  # NotReady for 5.5 s
     ({("d", "a"): ("gone", "StatefulSet")}, {"n1": 1.0}, [("d", "a")]),  # its node was deleted
-    ({("d", "a"): ("n1", "DaemonSet")}, {"n1": 100.0}, []),  # a DaemonSet's pod belongs to its node
+    ({("d", "a"): ("n1", "DaemonSet")}, {"n1": 100.0, "n2": 0.0}, []),  # a DaemonSet's pod belongs to its node
     ({("d", "a"): ("", "ReplicaSet")}, {}, []),  # not bound: nothing to evict
-    ({("d", "a"): ("n1", "Pod")}, {"n1": None}, []),  # never renewed: registering, not dead
+    ({("d", "a"): ("n1", "Pod")}, {"n1": None, "n2": 0.0}, []),  # never renewed: registering, not dead
+    ({("d", "a"): ("n1", "Pod")}, {"n1": 50.0, "n2": 40.0}, []),  # no node Ready: nowhere to go, none evicted
     ({("d", "b"): ("n1", "Job"), ("d", "a"): ("n1", "Pod"), ("d", "c"): ("n2", "Pod")}, {"n1": 9.0, "n2": 0.0},
      [("d", "a"), ("d", "b")]),
 ])

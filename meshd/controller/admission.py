@@ -1,0 +1,96 @@
+"""Admission on this node (the kubelet's side of scheduling on one machine): pending pods start in creation order
+while their resource requests, the node's --max-pods and their hostPorts fit, once their volumes are ready; the
+hostPorts of the pods that run are published for the node's sidecar."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meshd.controller.pod import PodWorker
+from meshd.controller.volumes.provisioner import CHECKING
+from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
+from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
+from meshd.model.objects import PodSpec
+
+if TYPE_CHECKING:
+    from meshd.controller.loop import Controller
+
+
+def requests(spec: PodSpec) -> tuple[int, int]:
+    cpu = sum((c.resources.requests.cpu_millicores or 0) for c in spec.containers)
+    mem = sum((c.resources.requests.memory_bytes or 0) for c in spec.containers)
+    return cpu, mem
+
+
+def volumes_ready(c: Controller, worker: PodWorker) -> bool:
+    """Whether the pod's claims and hostPaths are ready (it then gets their sources); else it stays Pending."""
+    if not worker.spec.volumes:
+        return True
+    worker.volume_mounts, problem = c.volume_controller.mounts_for(worker)
+    if not problem:
+        return True
+    if problem == CHECKING:
+        return False  # a hostPath is being looked at: the check kicks the controller when done
+    message = f"0/1 nodes are available: {problem}."
+    if worker.message != message:
+        worker.reason, worker.message = "Unschedulable", message
+        c.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
+        c._notify("Pod", worker.namespace, worker.name)
+    c._call_at(c._clock() + 2)  # a hostPath may appear without anything else changing
+    return False
+
+
+def schedule_pending(c: Controller) -> None:
+    """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
+    than --max-pods pods."""
+    used_cpu = used_mem = running = 0
+    used_ports: list[HostPort] = []
+    for worker in c.pods.values():
+        if worker.scheduled and not worker.done.is_set() and worker.phase not in ("Succeeded", "Failed"):
+            cpu, mem = requests(worker.spec)
+            used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+            used_ports.extend(host_ports(worker.spec, c.external))
+    for worker in sorted((w for w in c.pods.values() if not w.scheduled and not w.terminating),
+                         key=lambda w: w.created):
+        if not volumes_ready(c, worker):
+            continue
+        cpu, mem = requests(worker.spec)
+        short = [f"Insufficient {what}" for what, need, used, have in (
+            ("cpu", cpu, used_cpu, c.capacity.cpu_millicores),
+            ("memory", mem, used_mem, c.capacity.memory_bytes)) if need and used + need > have]
+        if running >= c.capacity.pods:
+            short.append("Too many pods")
+        wanted = host_ports(worker.spec, c.external)
+        if wanted and collides(wanted, used_ports):
+            short.append(HOST_PORTS_TAKEN)
+        if short:
+            message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
+            if worker.message != message:
+                worker.reason, worker.message = "Unschedulable", message
+                c.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
+                c._notify("Pod", worker.namespace, worker.name)
+            continue
+        used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+        used_ports.extend(wanted)
+        worker.reason = worker.message = ""
+        worker.start()
+    publish_host_ports(c)
+
+
+def publish_host_ports(c: Controller) -> None:
+    """The hostPorts of every scheduled pod that has not ended, for the node's sidecar to serve (a hostNetwork
+    pod listens on the host itself: its hostPorts only count for scheduling)."""
+    want = {}
+    for worker in c.pods.values():
+        serve = worker.scheduled and not worker.done.is_set() and not worker.spec.host_network
+        ports = host_ports(worker.spec, c.external) if serve else ()
+        if ports:
+            want[host_port_key(worker.namespace, worker.name)] = (worker.name, ports)
+    for key in [k for k in c._host_port_keys if k not in want]:
+        c.registry.delete_service(key)
+    for key, (pod, ports) in want.items():
+        c.registry.upsert_service(host_port_service(key.namespace, pod, ports), pod=pod)
+    c._host_port_keys = set(want)
+
+
+__all__ = ["publish_host_ports", "requests", "schedule_pending", "volumes_ready"]
