@@ -203,6 +203,10 @@ class ClusterPods:
         pod.deleting = True
         key = (pod.namespace, pod.name)
         self.c.events.record("Pod", *key, "Normal", "Killing", f"Stopping pod: {why}")
+        if self.writer.pending((key, "create")):  # not written yet: never will be
+            self.writer.cancel((key, "create"))
+            self.stored.pop(key, None)
+            return
         self.writer.submit((key, "delete"), lambda: self._mark_deleted(key))
 
     async def _mark_deleted(self, key: tuple[str, str]) -> None:

@@ -50,6 +50,14 @@ class StoreWriter:
                         self._pending[key] = write
                     await asyncio.sleep(self._retry)
 
+    async def drain(self) -> None:
+        """Writes everything queued now, once (for tests and a clean stop); what fails stays queued."""
+        for key, write in list(self._pending.items()):
+            if self._pending.get(key) is write:
+                del self._pending[key]
+                if not await self._attempt(key, write) and key not in self._pending:
+                    self._pending[key] = write
+
     async def _attempt(self, key: Hashable, write: Write) -> bool:
         for _ in range(5):
             try:

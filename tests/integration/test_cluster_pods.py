@@ -74,9 +74,12 @@ async def members(tmp_path: Path, etcd: EtcdCluster) -> AsyncIterator[list[PodMe
         alive = [m for m in started if m.proc is not None and m.proc.returncode is None]
         try:
             if alive:
-                for resource in ("deployments", "daemonsets", "pods"):
-                    for name in await alive[0].items(resource):
-                        group = "/api/v1" if resource == "pods" else "/apis/apps/v1"
+                for group, resource in (("/apis/apps/v1", "deployments"), ("/apis/apps/v1", "daemonsets"),
+                                        ("/apis/apps/v1", "statefulsets"), ("/apis/batch/v1", "jobs"),
+                                        ("/api/v1", "pods")):
+                    status, body = await alive[0].request("GET", f"{group}/namespaces/default/{resource}")
+                    for item in body.get("items", []) if status == 200 else []:
+                        name = item["metadata"]["name"]
                         await alive[0].request("DELETE", f"{group}/namespaces/default/{resource}/{name}")
                 await poll(lambda: _nothing_runs(alive), timeout=60)
         except Exception as error:  # noqa: BLE001 - whatever happened, every agent and pod is stopped below
@@ -324,3 +327,60 @@ async def test_deletes_and_rollouts_cross_nodes_and_a_dead_leader_disturbs_no_ot
     await poll(lambda: _no_orphans(orphans), timeout=60)
     nodes = await poll(lambda: spread(by_name[new_leader], {m.name: 3 for m in followers}), timeout=30)
     assert each_runs_its_own(members, nodes)
+
+
+JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: count}
+spec:
+  completions: 3
+  parallelism: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: main, image: busybox, command: [sh, -c, "sleep 1"]}
+"""
+
+STATEFULSET = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: busybox, command: [sleep, "3600"]}
+"""
+
+
+async def test_jobs_and_statefulsets_run_their_pods_across_nodes(members: list[PodMember]) -> None:
+    (leader,) = await poll(lambda: leaders(members))
+    lead = next(m for m in members if m.name == leader)
+    await apply(members[0], "job.yaml", JOB)
+    await apply(members[1], "sts.yaml", STATEFULSET)
+
+    # the Job's 3 pods run on the 3 nodes, finish there, and the Job completes
+    code, out, err = await lead.kubectl("wait", "--for=condition=complete", "job/count", "--timeout=50s")
+    assert code == 0, out + err
+    code, out, _ = await members[2].kubectl("get", "pods", "-l", "job-name=count", "-o", "wide", "--no-headers")
+    assert sorted((line.split()[2], line.split()[6]) for line in out.splitlines()) == [
+        ("Completed", "n1"), ("Completed", "n2"), ("Completed", "n3")], out
+
+    # the StatefulSet's pods, one by one, each on the node running the fewest; scaled down from the top
+    nodes = await poll(lambda: spread(members[2], {"n1": 1, "n2": 1, "n3": 1}, "db-"), timeout=60)
+    assert sorted(n for pods in nodes.values() for n, _ in pods) == ["db-0", "db-1", "db-2"]
+    assert each_runs_its_own(members, nodes, "db-")
+    code, _, err = await lead.kubectl("scale", "statefulset", "db", "--replicas", "1")
+    assert code == 0, err
+
+    async def only_db0() -> bool:
+        now = await pods_by_node(members[0], "db-")
+        return [n for pods in now.values() for n, _ in pods] == ["db-0"] and each_runs_its_own(members, now, "db-")
+    assert await poll(only_db0, timeout=60)
