@@ -11,6 +11,7 @@ loses its pods (deleted from the store), so the controllers replace them on Read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -25,7 +26,7 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.render import render_pod_spec
 from meshd.model.objects import Pod, PodSpec
 from meshd.scheduler import NodeInfo, PodInfo, schedule
-from meshd.store import Delete, Event, ObjectStore, object_key
+from meshd.store import AlreadyExists, Create, Delete, Event, ObjectStore, object_key
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TERMINAL = ("Succeeded", "Failed")
+CREATE_BATCH = 64  # pods written in one etcd transaction (etcd's --max-txn-ops is 128 by default)
 
 
 class StoredPod:
@@ -94,10 +96,14 @@ class ClusterPods:
         self._ready_nodes: frozenset[str] = frozenset()
         self._evicted: set[tuple[str, str]] = set()
         self.on_change: Callable[[], None] = lambda: None  # the kubelet's kick
+        self._version = 0  # counts the view's changes from the store (the scheduler's snapshot is of one)
+        self._snapshot: tuple[int, float, list[NodeInfo], list[PodInfo]] | None = None
+        self._creates: dict[tuple[str, str], dict[str, Any]] = {}  # pods created, not written yet, in order
 
     # --- the view --------------------------------------------------------------------------------
 
     def load(self) -> None:
+        self._version += 1
         self.stored.clear()
         for obj in self.store.list("Pod"):
             self._observe(obj)
@@ -105,6 +111,7 @@ class ClusterPods:
     def observe(self, event: Event) -> None:
         """One store event of a Pod into the view."""
         _, namespace, name = object_key(event.object)
+        self._version += 1
         if event.type == "DELETED":
             self.stored.pop((namespace, name), None)
             self._evicted.discard((namespace, name))
@@ -153,8 +160,15 @@ class ClusterPods:
                 if p.node and p.phase not in TERMINAL]
 
     def place(self, namespace: str, name: str, labels: Mapping[str, str], spec: PodSpec) -> tuple[str, str]:
-        """(node, "") for the node the scheduler picks, or ("", why none fits)."""
-        placement = schedule(PodInfo(namespace, name, labels, spec), self.nodes(), self._placed())
+        """(node, "") for the node the scheduler picks, or ("", why none fits). The nodes and the pods placed are
+        read once for a pass that places many (until the view changes, or half a second)."""
+        now = self._clock()
+        snapshot = self._snapshot
+        if snapshot is None or snapshot[0] != self._version or not 0 <= now - snapshot[1] < 0.5:
+            snapshot = self._snapshot = (self._version, now, self.nodes(), self._placed())
+        placement = schedule(PodInfo(namespace, name, labels, spec), snapshot[2], snapshot[3])
+        if placement.node:
+            snapshot[3].append(PodInfo(namespace, name, labels, spec, placement.node))
         return placement.node or "", placement.message
 
     def create(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str], annotations: dict[str, str],
@@ -176,16 +190,31 @@ class ClusterPods:
         else:
             self.c.events.record("Pod", *key, "Normal", "Scheduled",
                                  f"Successfully assigned {identity.namespace}/{identity.name} to {node}")
-        self.writer.submit((key, "create"), lambda: self._create(manifest))
+        self._creates[key] = manifest
+        self.writer.submit("creates", self._write_creates)
         return pod
 
-    async def _create(self, manifest: dict[str, Any]) -> None:
-        if not self.c.leading:  # a leader that lost its lease writes no more pods: the new one decides
-            key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
-            if self.store.get("Pod", *key) is None:
-                self.stored.pop(key, None)
-            return
-        await self.store.create(manifest)
+    async def _write_creates(self) -> None:
+        """The pods created since the last write, CREATE_BATCH to a transaction (one by one when one of a batch
+        exists already). A leader that lost its lease writes no more pods: the new one decides."""
+        while self._creates:
+            batch = list(self._creates.items())[:CREATE_BATCH]
+            if not self.c.leading:
+                for key, _ in batch:
+                    del self._creates[key]
+                    if self.store.get("Pod", *key) is None:
+                        self.stored.pop(key, None)
+                continue
+            try:
+                await self.store.transaction([Create(m) for _, m in batch])
+            except AlreadyExists:
+                for key, manifest in batch:
+                    if self._creates.get(key) is manifest:
+                        with contextlib.suppress(AlreadyExists):
+                            await self.store.create(manifest)
+            for key, manifest in batch:
+                if self._creates.get(key) is manifest:
+                    del self._creates[key]
 
     def _owner(self, identity: PodIdentity) -> dict[str, Any] | None:
         if identity.replicaset:
@@ -203,8 +232,7 @@ class ClusterPods:
         pod.deleting = True
         key = (pod.namespace, pod.name)
         self.c.events.record("Pod", *key, "Normal", "Killing", f"Stopping pod: {why}")
-        if self.writer.pending((key, "create")):  # not written yet: never will be
-            self.writer.cancel((key, "create"))
+        if self._creates.pop(key, None) is not None:  # not written yet: never will be
             self.stored.pop(key, None)
             return
         self.writer.submit((key, "delete"), lambda: self._mark_deleted(key))
@@ -212,7 +240,7 @@ class ClusterPods:
     async def _mark_deleted(self, key: tuple[str, str]) -> None:
         obj = self.store.get("Pod", *key)
         if obj is None:
-            self.writer.cancel((key, "create"))  # not written yet: never will be
+            self._creates.pop(key, None)  # not written yet: never will be
             return
         node = binding.node_of(obj)
         if not node or node not in self.ready_nodes():  # no kubelet will confirm: gone at once
@@ -257,6 +285,7 @@ class ClusterPods:
         ready = frozenset(self.ready_nodes())
         if ready != self._ready_nodes:
             self._ready_nodes = ready
+            self._snapshot = None
             for pod in list(self.stored.values()):
                 if not pod.node and not pod.terminating:
                     self._bind(pod)

@@ -139,3 +139,23 @@ async def test_the_view_follows_the_status_the_kubelet_writes() -> None:
     pod = pods.get("default", "a")
     assert (pod.phase, pod.ready, pod.restarts, pod.address, pod.node) == ("Running", True, 1, "127.213.0.9", "n1")
     assert pod.identity == identity("a") and pod.available(0, NOW)
+
+
+async def test_pods_are_written_in_batches_and_one_that_exists_spoils_none_of_the_others() -> None:
+    pods, store, _ = await cluster(n1=0.0)
+    await store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p3", "namespace": "default"},
+                        "spec": {"containers": [{"name": "main", "image": "busybox"}]}})
+    for i in range(100):
+        pods.create(identity(f"p{i}"), spec("1m"), {}, {}, created=NOW)
+    await pods.writer.drain()
+    names = {o["metadata"]["name"]: o for o in store.list("Pod")}
+    assert len(names) == 100 and "nodeName" not in names["p3"]["spec"]  # the one there first is left as it was
+    assert names["p99"]["spec"]["nodeName"] == "n1"
+
+
+async def test_a_leader_that_lost_its_lease_writes_no_more_pods() -> None:
+    pods, store, controller = await cluster(n1=0.0)
+    pods.create(identity("a"), spec(), {}, {}, created=NOW)
+    controller.leading = False
+    await pods.writer.drain()
+    assert store.list("Pod") == [] and pods.get("default", "a") is None
