@@ -530,7 +530,7 @@ class Controller:
     def _check_pod_name_free(self, pod: Pod, source: str) -> None:
         """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
         it would shadow that pod and outlive its Deployment."""
-        worker = self.pods.get((pod.metadata.namespace, pod.metadata.name))
+        worker = self.managed.get((pod.metadata.namespace, pod.metadata.name))
         if worker is not None and worker.identity.replicaset:
             owner = f'{worker.identity.owner_kind.lower()} "{worker.identity.owner}"'
             raise ManifestError(f'pod "{pod.metadata.name}" is run by ReplicaSet "{worker.identity.replicaset}": '
