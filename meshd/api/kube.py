@@ -240,7 +240,10 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
             conditions.append({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
                                "message": f'ReplicaSet "{new.name if new else ""}" is progressing.',
                                "lastUpdateTime": rfc3339(progress.last_progress)})
-    observed = record.generation if progress is not None else max(record.generation - 1, 0)
+    # another agent than the cluster's leader has no progress of its own: the leader made the ReplicaSet of this
+    # template, so it saw this generation (what `kubectl rollout status` waits for)
+    seen = progress is not None or (controller.cluster is not None and not controller.leading and new is not None)
+    observed = record.generation if seen else max(record.generation - 1, 0)
     meta = stored_metadata(controller, record)
     if new:
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(new.revision)

@@ -253,8 +253,11 @@ async def test_pods_bound_to_nodes_move_off_a_dead_node_and_never_run_twice(memb
     # a bare Pod naming its node runs there; one that fits nowhere stays Pending, and says why
     await apply(members[0], "pinned.yaml", PINNED)
     await poll(lambda: _runs_on(by_name["n2"], "pinned", members), timeout=60)
-    code, out, _ = await members[2].kubectl("get", "pod", "pinned", "-o", "wide", "--no-headers")
-    assert out.split()[6] == "n2" and out.split()[2] == "Running", out
+
+    async def pinned_running() -> bool:  # as another agent shows it, from the status n2 wrote
+        code, out, _ = await members[2].kubectl("get", "pod", "pinned", "-o", "wide", "--no-headers")
+        return code == 0 and out.split()[6] == "n2" and out.split()[2] == "Running"
+    assert await poll(pinned_running, timeout=60)
     await apply(members[0], "big.yaml", TOO_BIG)
 
     async def unschedulable() -> str:
@@ -304,16 +307,19 @@ async def test_deletes_and_rollouts_cross_nodes_and_a_dead_leader_disturbs_no_ot
                 and each_runs_its_own(members, now))
     assert await poll(replaced, timeout=60)
 
-    # a rollout replaces every pod, across the nodes, one ReplicaSet to the next
+    # a rollout replaces every pod, across the nodes, one ReplicaSet to the next (followed through a follower)
     before = {n for pods in (await pods_by_node(members[0])).values() for n, _ in pods}
     code, _, err = await followers[1].kubectl("rollout", "restart", "deployment", "spread")
     assert code == 0, err
-    # (through the leader: a Deployment's progress is the leader's, not written to the store)
-    code, out, err = await by_name[leader].kubectl("rollout", "status", "deployment", "spread", "--timeout", "50s")
+    code, out, err = await followers[1].kubectl("rollout", "status", "deployment", "spread", "--timeout", "50s")
     assert code == 0, out + err
-    nodes = await poll(lambda: spread(members[0], two_each), timeout=60)
-    assert not before & {n for pods in nodes.values() for n, _ in pods}
-    assert await poll(lambda: _runs_own(members, members[0]), timeout=60)
+
+    async def renewed() -> bool:  # (the spread follows the scheduler's choices while old and new pods overlap)
+        now = await pods_by_node(members[0])
+        names = {n for pods in now.values() for n, _ in pods}
+        return (len(names) == 6 and not before & names and each_runs_its_own(members, now)
+                and all(s == "Running" for pods in now.values() for _, s in pods))
+    assert await poll(renewed, timeout=60)
 
     # the leader dies (its pods run on): another leads, the other nodes' pods are untouched, its own move
     lead = by_name[leader]
@@ -321,12 +327,18 @@ async def test_deletes_and_rollouts_cross_nodes_and_a_dead_leader_disturbs_no_ot
     orphans = {k: v for k, v in running_pods(lead).items() if k.startswith("spread-")}
     lead.kill()
     (new_leader,) = await poll(lambda: leaders(followers), timeout=60)
-    await poll(lambda: spread(followers[0], {m.name: 3 for m in followers}), timeout=90)
+
+    async def on_followers(via: Member) -> dict[str, list[tuple[str, str]]] | None:
+        now = await pods_by_node(via)
+        ok = (set(now) <= {m.name for m in followers} and sum(len(p) for p in now.values()) == 6
+              and all(s == "Running" for pods in now.values() for _, s in pods))
+        return now if ok else None
+    await poll(lambda: on_followers(followers[0]), timeout=90)
     assert all(kept[m.name].items() <= running_pods(m).items() for m in followers)  # same pods, same processes
     await lead.start()
     await poll(lambda: _no_orphans(orphans), timeout=60)
-    nodes = await poll(lambda: spread(by_name[new_leader], {m.name: 3 for m in followers}), timeout=30)
-    assert each_runs_its_own(members, nodes)
+    nodes = await poll(lambda: on_followers(by_name[new_leader]), timeout=30)
+    assert each_runs_its_own(members, nodes) and not running_pods(lead)
 
 
 JOB = """\
