@@ -13,10 +13,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from meshd.api import protobuf
+from meshd.api import fieldsets, protobuf
 from meshd.api import status as api_status
 from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
+from meshd.api.managers import conflict_response, field_manager, managed_after_update
 from meshd.api.scale import scale_of
 from meshd.controller.loop import Controller
 from meshd.controller.records import REVISION_ANNOTATION
@@ -180,13 +181,15 @@ class Writes:
                                        details={"kind": kind.plural, "causes": [
                                            {"reason": "FieldValueRequired", "message": "Required value",
                                             "field": "metadata.name"}]})
-        return await self._write(request, kind, namespace, name, obj, live=None, code=201)
+        managed = managed_after_update(request, kind, None, obj)
+        return await self._write(request, kind, namespace, name, obj, live=None, code=201, managed=managed)
 
     async def replace(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         obj = _identified(kind, namespace, name, await _body(request))
         live = self._live(kind, namespace, name)
-        return await self._write(request, kind, namespace, name, obj, live=live, code=200)
+        managed = managed_after_update(request, kind, live, obj)
+        return await self._write(request, kind, namespace, name, obj, live=live, code=200, managed=managed)
 
     async def patch(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
@@ -196,17 +199,28 @@ class Writes:
                                             f"types include: {', '.join(PATCH_TYPES)}")
         if content_type == APPLY and not request.query.get("fieldManager"):
             return api_status.response(400, "PATCH /apply requests require a fieldManager (e.g. ?fieldManager=x)")
+        if content_type != APPLY and "force" in request.query:
+            return api_status.response(422, "force: Forbidden: may not be specified for non-apply patch")
         patch = parse_body(content_type, await request.read())
         live = self.read(kind, namespace, name)
-        if live is None:
-            if content_type != APPLY:
-                raise KeyError(f'{kind.resource} "{name}" not found')
-            # server-side apply creates what is not there
+        if live is None and content_type != APPLY:
+            raise KeyError(f'{kind.resource} "{name}" not found')
+        if content_type == APPLY:  # server-side apply: creates what is not there; conflicts are a 409
             if not isinstance(patch, dict):
                 raise PatchError("an apply patch must be an object")
-            return await self._write(request, kind, namespace, name, patch, live=None, code=201)
+            manager = field_manager(request, kind, "Apply")
+            try:
+                patched, managed = fieldsets.apply(live, _identified(kind, namespace, name, patch),
+                                                   (live or {}).get("metadata", {}).get("managedFields"), manager,
+                                                   force=request.query.get("force") == "true")
+            except fieldsets.ApplyConflict as conflict:
+                return conflict_response(kind, name, conflict)
+            return await self._write(request, kind, namespace, name, patched, live=live,
+                                     code=200 if live else 201, managed=managed)
+        assert live is not None
         patched = apply_patch(content_type, live, patch)
-        return await self._write(request, kind, namespace, name, patched, live=live, code=200)
+        managed = managed_after_update(request, kind, live, patched)
+        return await self._write(request, kind, namespace, name, patched, live=live, code=200, managed=managed)
 
     async def delete(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
@@ -268,7 +282,10 @@ class Writes:
         if _dry_run(request):
             current["spec"]["replicas"] = replicas
             return web.json_response(current)
-        await self.controller.scale(kind.kind, namespace, name, replicas)
+        live = self._live(kind, namespace, name)
+        scaled = {**live, "spec": {**(live.get("spec") or {}), "replicas": replicas}}
+        managed = managed_after_update(request, kind, live, scaled, subresource="scale")
+        await self.controller.scale(kind.kind, namespace, name, replicas, managed_fields=managed)
         return web.json_response(scale_of(self._live(kind, namespace, name)))
 
     async def status(self, request: web.Request) -> web.Response:
@@ -280,13 +297,16 @@ class Writes:
     # --- one write ------------------------------------------------------------------------------------
 
     async def _write(self, request: web.Request, kind: Kind, namespace: str, name: str, obj: dict[str, Any], *,
-                     live: dict[str, Any] | None, code: int) -> web.Response:
+                     live: dict[str, Any] | None, code: int, managed: list[dict[str, Any]] | None = None
+                     ) -> web.Response:
         """Checks the object against the request, then validates and stores it (or, with dryRun, only
-        validates it) and answers it as GET shows it."""
+        validates it) and answers it as GET shows it. `managed`: its metadata.managedFields (meshd.api.fieldsets)."""
         obj = _identified(kind, namespace, name, obj)
         meta = obj["metadata"]
         version = str(meta.get("resourceVersion") or "")
         manifest = desired(kind, obj)
+        if managed is not None:
+            manifest["metadata"]["managedFields"] = managed
         strict = request.query.get("fieldValidation") == "Strict"
         try:
             load_objects([manifest], source=f"{kind.plural}/{name}")
@@ -310,6 +330,8 @@ class Writes:
             if live is not None:
                 result["metadata"] = {**manifest["metadata"], **{
                     k: v for k, v in (live.get("metadata") or {}).items() if k in SERVER_METADATA}}
+            if managed is not None:
+                result["metadata"]["managedFields"] = managed
             return web.json_response(result, status=code)
         try:
             await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,

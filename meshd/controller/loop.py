@@ -25,7 +25,13 @@ from meshd.controller.batch import BatchControllers
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
-from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
+from meshd.controller.persist import (
+    desired_object,
+    load_records,
+    managed_fields_changed,
+    migrate_state_json,
+    owned_replicaset,
+)
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
@@ -319,7 +325,7 @@ class Controller:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
             if existing is None:
                 planned.append((obj, "created"))
-            elif existing.obj == obj:
+            elif existing.obj == obj and not managed_fields_changed(existing.obj.raw, obj.raw):
                 planned.append((obj, "unchanged"))
             else:
                 planned.append((obj, "configured"))
@@ -430,7 +436,8 @@ class Controller:
                 self.replicasets[rs_key].replicas = 0
                 self._dirty = True
 
-    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int, *,
+                    managed_fields: list[dict[str, Any]] | None = None) -> None:
         async with self._write_lock:
             record = self.objects.get((kind, namespace, name))
             if record is None or not isinstance(record.obj, (Deployment, ReplicaSet, StatefulSet)):
@@ -439,6 +446,8 @@ class Controller:
                 raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
             raw = json.loads(json.dumps(record.obj.raw))
             raw.setdefault("spec", {})["replicas"] = replicas
+            if managed_fields is not None:  # the API's field managers (meshd.api.fieldsets)
+                raw.setdefault("metadata", {})["managedFields"] = managed_fields
             obj = dataclasses.replace(record.obj, replicas=replicas, raw=raw)
             await self._write(record, obj)
             self.events.record(kind, namespace, name, "Normal", "ScalingReplicaSet", f"Scaled to {replicas}")
