@@ -19,6 +19,7 @@ from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, N
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.managers import conflict_response, field_manager, managed_after_update
 from meshd.api.scale import scale_of
+from meshd.controller import cascade
 from meshd.controller.loop import Controller
 from meshd.controller.records import REVISION_ANNOTATION
 from meshd.manifests import ManifestError, load_objects
@@ -32,6 +33,7 @@ PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networ
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
+DEPENDENTS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that own others
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
 _RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE)}
@@ -229,10 +231,10 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
-                                                "CronJob"):
-            return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
-                                            f"its pods (use --cascade=background or foreground)")
+        if policy == "Orphan" and kind.kind in DEPENDENTS and kind.kind not in cascade.ORPHANABLE:
+            return api_status.response(422, f"meshd orphans only a Deployment's ReplicaSets: deleting "
+                                            f"{kind.resource} \"{name}\" deletes its pods (use --cascade=background "
+                                            f"or foreground)")
         expected = (options.get("preconditions") or {})
         meta = live.get("metadata") or {}
         for field in ("uid", "resourceVersion"):
@@ -243,8 +245,12 @@ class Writes:
         if not _dry_run(request):
             if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
                 self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
+            elif policy == "Orphan" and kind.kind in cascade.ORPHANABLE:
+                await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)
             else:
                 await self.controller.delete(kind.kind, namespace, name)
+                if policy == "Foreground" and kind.kind in DEPENDENTS:  # answered once the dependents are gone
+                    await cascade.wait_for_dependents(self.controller, kind.kind, namespace, name)
         details = {"name": name, "kind": kind.plural, "uid": str(meta.get("uid", ""))}
         body = api_status.success(**details)
         if kind.group:

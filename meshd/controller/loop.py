@@ -1051,7 +1051,8 @@ class Controller:
             if previous != signature:
                 row = owned_replicaset(rs, owner_uid=owner_uid)
                 operations.append(Update(row) if previous is not None else Create(row))
-        operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures]
+        operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures
+                       and ("ReplicaSet", *key) not in self.objects]  # orphaned: bare now (meshd.controller.cascade)
         if not operations:
             return
         try:
