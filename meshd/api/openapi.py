@@ -23,7 +23,11 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "ObjectMeta": ("meta", "Standard object's metadata.", {
         "name": "string", "namespace": "string", "uid": "string", "resourceVersion": "string",
         "generation": "integer", "creationTimestamp": "time", "deletionTimestamp": "time",
-        "labels": "{string}", "annotations": "{string}", "ownerReferences": "[OwnerReference]"}),
+        "labels": "{string}", "annotations": "{string}", "ownerReferences": "[OwnerReference]",
+        "managedFields": "[ManagedFieldsEntry]"}),
+    "ManagedFieldsEntry": ("meta", "A field manager and the fields it owns (server-side apply).", {
+        "manager": "string", "operation": "string", "apiVersion": "string", "time": "time", "fieldsType": "string",
+        "fieldsV1": "object", "subresource": "string"}),
     "ListMeta": ("meta", "Standard list metadata.", {"resourceVersion": "string", "continue": "string",
                                                     "remainingItemCount": "integer"}),
     "OwnerReference": ("meta", "The object that owns this one.", {

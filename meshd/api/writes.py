@@ -15,7 +15,18 @@ from aiohttp import web
 
 from meshd.api import fieldsets, protobuf
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
+from meshd.api.kinds import (
+    DEPLOYMENT,
+    EVENTS_V1,
+    INGRESSCLASS,
+    KINDS,
+    LEASE,
+    NAMESPACE,
+    NODE,
+    REPLICASET,
+    STATEFULSET,
+    Kind,
+)
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
 from meshd.api.managers import conflict_response, field_manager, managed_after_update
 from meshd.api.scale import scale_of
@@ -36,7 +47,7 @@ SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", 
 DEPENDENTS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that own others
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1)}
 
 
 def request_kind(request: web.Request) -> Kind:
