@@ -31,6 +31,7 @@ ATOMIC = frozenset({"selector"})  # maps replaced whole (a LabelSelector, a Serv
 MAPS = frozenset({"labels", "annotations", "nodeSelector", "data", "stringData", "binaryData", "limits",
                   "requests", "parameters"})  # maps (not structs): an Update that adds one owns it too (".")
 MANAGED_METADATA = ("labels", "annotations", "ownerReferences", "finalizers")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _PRESENT = object()  # the value of a node that is owned itself (a list item, a map)
 
 
@@ -219,6 +220,10 @@ def apply(live: Mapping[str, Any] | None, applied: Mapping[str, Any], entries: A
                          (p in before and before[p] != after[p]))
     conflicts = [(entry, path) for entry, fields in sets if not manager.owns(entry)
                  for path in sorted(fields & changing)]
+    if conflicts and not force and manager.name == "kubectl":  # kubectl's upgrade from client-side apply
+        allowed = last_applied_fields(live or {}, manager.api_version)
+        conflicts = [(entry, path) for entry, path in conflicts if path not in allowed]
+        force = not conflicts
     if conflicts and not force:
         raise ApplyConflict(conflicts)
     previous: FieldSet = frozenset()
@@ -234,6 +239,20 @@ def apply(live: Mapping[str, Any] | None, applied: Mapping[str, Any], entries: A
             _remove(merged, path)
     result = [_with(e, f) for e, f in others] + [manager.entry(mine)]
     return merged, [e for e in result if e["fieldsV1"]]
+
+
+def last_applied_fields(live: Mapping[str, Any], api_version: str) -> FieldSet:
+    """The fields `kubectl apply` (client-side) last applied that still hold their applied value: kubectl's
+    server-side apply takes these over without a conflict, as the API server's lastAppliedManager does."""
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        applied = json.loads(text) if text else None
+    except ValueError:
+        return frozenset()
+    if not isinstance(applied, Mapping) or applied.get("apiVersion") != api_version:
+        return frozenset()
+    now = leaves(live, maps_owned=False)
+    return frozenset(p for p, v in leaves(applied, maps_owned=False).items() if p in now and now[p] == v)
 
 
 def _with(entry: Mapping[str, Any], fields: FieldSet) -> dict[str, Any]:

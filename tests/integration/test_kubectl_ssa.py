@@ -144,3 +144,19 @@ async def test_client_side_apply_scale_and_edit_record_update_managers(cluster):
     labeller = [e for e in deploy["metadata"]["managedFields"] if e["manager"] not in (
         "kubectl-client-side-apply", scaler[0]["manager"])]
     assert [e["fieldsV1"] for e in labeller] == [{"f:metadata": {"f:labels": {"f:tier": {}}}}], labeller
+
+
+async def test_kubectl_upgrades_a_client_side_applied_object_to_server_side_apply(cluster):
+    """kubectl's own manager takes over what `kubectl apply` (client-side) owned: it rewrites managedFields
+    with a JSON patch before its first server-side apply, which the server takes as given."""
+    code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, "csa.yaml", DEPLOY))
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("apply", "--server-side", "-f", await write(
+        cluster, "upgraded.yaml", DEPLOY.replace("replicas: 1", "replicas: 0")))
+    assert (code, out.strip()) == (0, "deployment.apps/ssa serverside-applied"), err
+    deploy = await get_json(cluster, "deploy", "ssa", "--show-managed-fields")
+    assert deploy["spec"]["replicas"] == 0
+    owners = managers(deploy)
+    assert "f:replicas" in owners[("kubectl", "Apply")]["fieldsV1"]["f:spec"], owners
+    assert "f:replicas" not in owners.get(("kubectl-client-side-apply", "Update"), {}).get("fieldsV1", {}).get(
+        "f:spec", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -125,3 +126,19 @@ def test_a_field_its_applier_drops_goes_unless_another_manager_owns_it():
 def test_an_object_no_manager_is_recorded_for_is_owned_before_first_apply():
     with pytest.raises(fs.ApplyConflict, match='conflict with "before-first-apply" using apps/v1: .spec.replicas'):
         fs.apply(DEPLOY, with_replicas(DEPLOY, 1), None, mgr("alice"), force=False)
+
+
+def test_kubectl_takes_over_what_its_client_side_apply_last_applied_without_a_conflict():
+    live = copy.deepcopy(DEPLOY)
+    applied = {k: v for k, v in DEPLOY.items() if k != "status"}
+    live["metadata"]["annotations"] = {fs.LAST_APPLIED: json.dumps(applied)}
+    entries = fs.update(None, live, None, mgr("kubectl-client-side-apply", "Update"))
+    merged, after = fs.apply(live, with_replicas(applied, 5), entries, mgr("kubectl"), force=False)
+    assert merged["spec"]["replicas"] == 5
+    assert "f:replicas" in after[-1]["fieldsV1"]["f:spec"] and "f:replicas" not in after[0]["fieldsV1"]["f:spec"]
+    with pytest.raises(fs.ApplyConflict):  # another manager than kubectl's own: the conflict stands
+        fs.apply(live, with_replicas(applied, 5), entries, mgr("dave"), force=False)
+    live["spec"]["replicas"] = 7  # changed since it was last applied (by someone else): not kubectl's to take
+    with pytest.raises(fs.ApplyConflict):
+        fs.apply(live, with_replicas(applied, 5), fs.update(None, live, None, mgr("x", "Update")), mgr("kubectl"),
+                 force=False)
