@@ -5,10 +5,13 @@ client-side apply, edit-style updates and scale record their Update managers."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.integration import test_kubectl
 from tests.integration.test_kubectl import Cluster
@@ -160,3 +163,36 @@ async def test_kubectl_upgrades_a_client_side_applied_object_to_server_side_appl
     assert "f:replicas" in owners[("kubectl", "Apply")]["fieldsV1"]["f:spec"], owners
     assert "f:replicas" not in owners.get(("kubectl-client-side-apply", "Update"), {}).get("fieldsV1", {}).get(
         "f:spec", {})
+
+
+async def test_the_python_client_applies_server_side_and_sees_the_conflict(cluster):
+    kubernetes = pytest.importorskip("kubernetes")
+    manifest = yaml.safe_load(DEPLOY)
+
+    def use_the_client() -> dict:
+        client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        apps = kubernetes.client.AppsV1Api(client)
+        seen: dict = {}
+
+        def apply(manager: str, replicas: int, force: bool = False):
+            body = {**manifest, "spec": {**manifest["spec"], "replicas": replicas}}
+            return apps.patch_namespaced_deployment("ssa", "default", body, field_manager=manager, force=force,
+                                                    _content_type="application/apply-patch+yaml")
+
+        created = apply("erin", 1)
+        seen["created"] = [(m.manager, m.operation) for m in created.metadata.managed_fields]
+        try:
+            apply("frank", 0)
+        except kubernetes.client.ApiException as error:
+            body = json.loads(error.body)
+            seen["conflict"] = (error.status, body["reason"], body["message"], body["details"]["causes"])
+        forced = apply("frank", 0, force=True)
+        seen["forced"] = (forced.spec.replicas, sorted((m.manager, m.operation) for m in forced.metadata.managed_fields))
+        return seen
+
+    seen = await asyncio.to_thread(use_the_client)
+    assert seen["created"] == [("erin", "Apply")]
+    assert seen["conflict"] == (409, "Conflict", 'Apply failed with 1 conflict: conflict with "erin": .spec.replicas',
+                                [{"type": "FieldManagerConflict", "message": 'conflict with "erin"',
+                                  "field": ".spec.replicas"}])
+    assert seen["forced"] == (0, [("erin", "Apply"), ("frank", "Apply")])
