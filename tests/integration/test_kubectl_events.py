@@ -27,6 +27,8 @@ data: {colour: blue}
 async def test_kubectl_finds_and_lists_events_k8s_io(cluster):
     code, out, err = await cluster.kubectl("api-resources", "--api-group=events.k8s.io", "--no-headers")
     assert code == 0 and out.split() == ["events", "ev", "events.k8s.io/v1", "true", "Event"], (out, err)
+    code, out, err = await cluster.kubectl("explain", "events.regarding", "--api-version=events.k8s.io/v1")
+    assert code == 0 and "GROUP:      events.k8s.io" in out and "FIELD: regarding <ObjectReference>" in out, (out, err)
     code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, "cm.yaml", CONFIG))
     assert code == 0, err
 
