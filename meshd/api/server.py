@@ -312,6 +312,9 @@ class ApiServer:
                 sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
         if worker.identity.owner_kind == "Job":
             batch.job_pod_owner(obj, c)
+        stored = c.store.get("Pod", worker.namespace, worker.name) if bare else None
+        if stored and stored["metadata"].get("managedFields"):  # its field managers (meshd.api.fieldsets)
+            obj["metadata"]["managedFields"] = [dict(e) for e in stored["metadata"]["managedFields"]]
         return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:

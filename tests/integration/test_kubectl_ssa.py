@@ -196,3 +196,27 @@ async def test_the_python_client_applies_server_side_and_sees_the_conflict(clust
                                 [{"type": "FieldManagerConflict", "message": 'conflict with "erin"',
                                   "field": ".spec.replicas"}])
     assert seen["forced"] == (0, [("erin", "Apply"), ("frank", "Apply")])
+
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: lone, labels: {team: a}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: python, command: ["PYTHON", "-c", "import time; time.sleep(3600)"]}
+""".replace("PYTHON", sys.executable)
+
+
+async def test_a_pod_and_a_configmap_keep_their_managers(cluster):
+    assert (await ssa(cluster, "alice", POD))[0] == 0
+    code, out, err = await ssa(cluster, "bob", POD.replace("team: a", "team: b"))
+    assert code == 1 and 'conflict with "alice": .metadata.labels.team' in err, err
+    pod = await get_json(cluster, "pod", "lone", "--show-managed-fields")
+    assert [(e["manager"], e["operation"]) for e in pod["metadata"]["managedFields"]] == [("alice", "Apply")]
+
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: '1', b: '2'}\n"
+    assert (await ssa(cluster, "alice", config))[0] == 0
+    assert (await ssa(cluster, "alice", config.replace(", b: '2'", "")))[0] == 0
+    assert (await get_json(cluster, "cm", "settings"))["data"] == {"a": "1"}  # b: no longer applied, removed
