@@ -5,9 +5,11 @@ so a refused write changes nothing. `dryRun=All` validates and answers the resul
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import yaml
@@ -156,12 +158,35 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+class _Stale(Conflict):
+    """The object changed between a patch's read and its write: the patch is computed again."""
+
+
+PATCH_ATTEMPTS = 5
+
+
 class Writes:
     """The handlers; `read` answers an object as GET shows it (None when there is none)."""
 
     def __init__(self, controller: Controller, read: Reader) -> None:
         self.controller = controller
         self.read = read
+        self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}  # an object's patches, in turn
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: tuple[str, str, str]) -> AsyncIterator[None]:
+        """Read-patch-writes of one object one after another (the lock is dropped when nobody waits)."""
+        lock, users = self._turns.get(key, (asyncio.Lock(), 0))
+        self._turns[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[key]
+            if users == 1:
+                del self._turns[key]
+            else:
+                self._turns[key] = (lock, users - 1)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         for prefix in PREFIXES:
@@ -215,7 +240,21 @@ class Writes:
         if content_type != APPLY and "force" in request.query:
             return api_status.response(422, "force: Forbidden: may not be specified for non-apply patch")
         patch = parse_body(content_type, await request.read())
+        async with self._one_at_a_time((kind.kind, namespace, name)):  # patches of one object: in turn
+            for attempt in range(PATCH_ATTEMPTS):  # as the API server: one changed meanwhile is patched again
+                try:
+                    return await self._patch_once(request, kind, namespace, name, content_type, patch)
+                except (_Stale, AlreadyExists):
+                    if attempt == PATCH_ATTEMPTS - 1:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def _patch_once(self, request: web.Request, kind: Kind, namespace: str, name: str, content_type: str,
+                          patch: Any) -> web.Response:
+        """One read-patch-write; _Stale when the object changed between the read and the write."""
         live = self.read(kind, namespace, name)
+        stored = self.controller.store.get(kind.kind, namespace, name)  # read with `live`: no await between
+        base = str(stored["metadata"].get("resourceVersion")) if stored is not None else None
         if live is None and content_type != APPLY:
             raise KeyError(f'{kind.resource} "{name}" not found')
         if content_type == APPLY:  # server-side apply: creates what is not there; conflicts are a 409
@@ -229,11 +268,12 @@ class Writes:
             except fieldsets.ApplyConflict as conflict:
                 return conflict_response(kind, name, conflict)
             return await self._write(request, kind, namespace, name, patched, live=live,
-                                     code=200 if live else 201, managed=managed)
+                                     code=200 if live else 201, managed=managed, base=base)
         assert live is not None
         patched = apply_patch(content_type, live, patch)
         managed = managed_after_update(request, kind, live, patched)
-        return await self._write(request, kind, namespace, name, patched, live=live, code=200, managed=managed)
+        return await self._write(request, kind, namespace, name, patched, live=live, code=200, managed=managed,
+                                 base=base)
 
     async def delete(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
@@ -299,10 +339,11 @@ class Writes:
         if _dry_run(request):
             current["spec"]["replicas"] = replicas
             return web.json_response(current)
-        live = self._live(kind, namespace, name)
-        scaled = {**live, "spec": {**(live.get("spec") or {}), "replicas": replicas}}
-        managed = managed_after_update(request, kind, live, scaled, subresource="scale")
-        await self.controller.scale(kind.kind, namespace, name, replicas, managed_fields=managed)
+        async with self._one_at_a_time((kind.kind, namespace, name)):
+            live = self._live(kind, namespace, name)
+            scaled = {**live, "spec": {**(live.get("spec") or {}), "replicas": replicas}}
+            managed = managed_after_update(request, kind, live, scaled, subresource="scale")
+            await self.controller.scale(kind.kind, namespace, name, replicas, managed_fields=managed)
         return web.json_response(scale_of(self._live(kind, namespace, name)))
 
     async def status(self, request: web.Request) -> web.Response:
@@ -314,10 +355,11 @@ class Writes:
     # --- one write ------------------------------------------------------------------------------------
 
     async def _write(self, request: web.Request, kind: Kind, namespace: str, name: str, obj: dict[str, Any], *,
-                     live: dict[str, Any] | None, code: int, managed: list[dict[str, Any]] | None = None
-                     ) -> web.Response:
+                     live: dict[str, Any] | None, code: int, managed: list[dict[str, Any]] | None = None,
+                     base: str | None = None) -> web.Response:
         """Checks the object against the request, then validates and stores it (or, with dryRun, only
-        validates it) and answers it as GET shows it. `managed`: its metadata.managedFields (meshd.api.fieldsets)."""
+        validates it) and answers it as GET shows it. `managed`: its metadata.managedFields (meshd.api.fieldsets);
+        `base`: the stored resourceVersion the object was computed from (a patch's), _Stale if it changed since."""
         obj = _identified(kind, namespace, name, obj)
         meta = obj["metadata"]
         version = str(meta.get("resourceVersion") or "")
@@ -337,6 +379,8 @@ class Writes:
                 raise AlreadyExists(f'{kind.resource} "{name}" already exists')
             if live is not None and not exists:
                 raise KeyError(f'{kind.resource} "{name}" not found')
+            if base is not None and stored is not None and base != str(stored["metadata"].get("resourceVersion")):
+                raise _Stale(self._conflict(kind, name))
             if live is not None and version and stored is not None and \
                     version != str(stored["metadata"].get("resourceVersion")):
                 raise Conflict(self._conflict(kind, name))

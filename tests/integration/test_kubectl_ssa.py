@@ -220,3 +220,23 @@ async def test_a_pod_and_a_configmap_keep_their_managers(cluster):
     assert (await ssa(cluster, "alice", config))[0] == 0
     assert (await ssa(cluster, "alice", config.replace(", b: '2'", "")))[0] == 0
     assert (await get_json(cluster, "cm", "settings"))["data"] == {"a": "1"}  # b: no longer applied, removed
+
+
+async def test_concurrent_applies_of_different_fields_all_land_with_their_managers(cluster):
+    """A patch computed from an object that changed before it was written is computed again (as the API
+    server retries), so no applier's field nor its ownership is lost."""
+    assert (await ssa(cluster, "base", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: many}\ndata: {x: '0'}\n"))[0] == 0
+    url = f"{cluster.api}/api/v1/namespaces/default/configmaps/many"
+
+    async def one(http: aiohttp.ClientSession, n: int) -> int:
+        body = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: many}}\ndata: {{k{n}: 'v{n}'}}\n"
+        async with http.patch(url, params={"fieldManager": f"m{n}"}, data=body,
+                              headers={"Content-Type": "application/apply-patch+yaml"}) as response:
+            return response.status
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {cluster.token()}"}) as http:
+        codes = await asyncio.gather(*(one(http, n) for n in range(8)))
+    assert codes == [200] * 8
+    config = await get_json(cluster, "cm", "many", "--show-managed-fields")
+    assert config["data"] == {"x": "0", **{f"k{n}": f"v{n}" for n in range(8)}}
+    assert sorted(e["manager"] for e in config["metadata"]["managedFields"]) == ["base", *(f"m{n}" for n in range(8))]
