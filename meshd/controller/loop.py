@@ -696,8 +696,9 @@ class Controller:
         current = self.replicasets.get(key)
         if current is None or current.rs != rs or current.replicas != rs.replicas:
             hash_ = template_hash(rs.template)
-            if current is not None and current.template_hash != hash_:
-                # A bare ReplicaSet does not roll: a changed template replaces its pods.
+            if current is not None and current.template_hash != hash_ and current.owner_kind == "ReplicaSet":
+                # A bare ReplicaSet does not roll: a changed template replaces its pods (a Deployment's
+                # ReplicaSet orphaned into a bare one keeps them: meshd.controller.cascade).
                 for worker in self._pods_of(current):
                     self._terminate(worker, "template changed")
             self.replicasets[key] = ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, hash_, 1, rs.replicas,
@@ -1052,7 +1053,8 @@ class Controller:
                 row = owned_replicaset(rs, owner_uid=owner_uid)
                 operations.append(Update(row) if previous is not None else Create(row))
         operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures
-                       and ("ReplicaSet", *key) not in self.objects]  # orphaned: bare now (meshd.controller.cascade)
+                       and ("ReplicaSet", *key) not in self.objects  # orphaned: bare now (meshd.controller.cascade)
+                       and self.store.get("ReplicaSet", *key) is not None]
         if not operations:
             return
         try:
