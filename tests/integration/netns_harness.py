@@ -197,8 +197,12 @@ class TestLan:
         sh("ip", "link", "set", self.bridge, "up")
         rule = ("FORWARD", "-i", self.bridge, "-o", self.bridge, "-m", "comment", "--comment",
                 f"meshd test LAN {self.bridge}", "-j", "ACCEPT")
-        if shutil.which("iptables") and sh("iptables", "-I", *rule, check=False).returncode == 0:
-            self._made.append(("iptables", "-D", *rule))
+        # ... and nothing from the test hosts is forwarded off the LAN (their default route is the bridge)
+        fence = ("FORWARD", "-i", self.bridge, "!", "-o", self.bridge, "-m", "comment", "--comment",
+                 f"meshd test LAN {self.bridge}", "-j", "DROP")
+        for spec in (fence, rule):  # inserted at the top: the ACCEPT before the DROP
+            if shutil.which("iptables") and sh("iptables", "-I", *spec, check=False).returncode == 0:
+                self._made.append(("iptables", "-D", *spec))
 
     def _host(self, i: int) -> TestHost:
         assert self.subnet is not None
@@ -221,6 +225,13 @@ class TestLan:
         sh(*inside, "ip", "link", "set", "lo", "up")
         sh(*inside, "ip", "link", "set", "eth0", "up")
         sh(*inside, "ip", "route", "add", "default", "via", self.gateway)
+        # `ip netns exec` mounts /etc/netns/NS/* over /etc: the host's resolver is its own agent's DNS (names
+        # outside the zone fail at once, not after a timeout towards a resolver the LAN cannot reach)
+        etc = Path("/etc/netns") / netns
+        etc.mkdir(parents=True, exist_ok=True)
+        self._made.append(("rm", "-rf", str(etc)))
+        (etc / "resolv.conf").write_text(f"nameserver {host.address if self.agents else '127.0.0.1'}\n"
+                                         "options timeout:1 attempts:1\n")
         return host
 
     def _etcd(self) -> None:
