@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 API_PORT = 7700
 # what meshd itself uses in 10.0.0.0/8 (the Docker driver's bridge and Service pool): never a test LAN
 RESERVED = (ipaddress.IPv4Network("10.213.0.0/16"),)
+ROUTE_TYPES = {"unicast", "local", "broadcast", "multicast", "anycast", "unreachable", "blackhole", "prohibit",
+               "throw", "nat"}
 
 
 def usable() -> str:
@@ -57,18 +59,30 @@ def usable() -> str:
 def pick_subnet(routes: Iterable[str], rng: random.Random | None = None) -> ipaddress.IPv4Network:
     """A /24 in 10.0.0.0/8 that overlaps no destination in `routes` (lines of `ip -4 route`) nor RESERVED."""
     rng = rng or random.Random()
-    taken = list(RESERVED)
-    for line in routes:
-        destination = line.split()[0] if line.strip() else ""
-        if destination == "default" or not destination:
-            continue
-        with contextlib.suppress(ValueError):
-            taken.append(ipaddress.IPv4Network(destination, strict=False))
-    for _ in range(1000):
-        candidate = ipaddress.IPv4Network(f"10.{rng.randrange(1, 255)}.{rng.randrange(0, 256)}.0/24")
-        if not any(candidate.overlaps(network) for network in taken):
-            return candidate
-    raise RuntimeError("no free /24 in 10.0.0.0/8 for a test LAN")
+    ten = ipaddress.IPv4Network("10.0.0.0/8")
+    blocked: set[int] = {0, 255 * 256 + 255}  # 10.0.0.0/24 and 10.255.255.0/24 (network, broadcast of 10/8)
+    for network in [*RESERVED, *(_destination(line) for line in routes)]:
+        if network is not None and network.overlaps(ten):
+            low = max(int(network.network_address), int(ten.network_address)) - int(ten.network_address)
+            high = min(int(network.broadcast_address), int(ten.broadcast_address)) - int(ten.network_address)
+            blocked.update(range(low // 256, high // 256 + 1))
+    free = [number for number in range(256 * 256) if number not in blocked]
+    if not free:
+        raise RuntimeError("no free /24 in 10.0.0.0/8 for a test LAN")
+    number = rng.choice(free)
+    return ipaddress.IPv4Network(f"10.{number // 256}.{number % 256}.0/24")
+
+
+def _destination(line: str) -> ipaddress.IPv4Network | None:
+    words = line.split()
+    if words and words[0] in ROUTE_TYPES:  # `ip route show table all`: "local 10.1.2.3 dev ..."
+        words = words[1:]
+    if not words or words[0] == "default":
+        return None
+    try:
+        return ipaddress.IPv4Network(words[0], strict=False)
+    except ValueError:
+        return None
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -393,6 +407,26 @@ class TestLan:
                 return None
         found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
         return float(found.group(1)) if found else None
+
+    def api(self, i: int, path: str, *, method: str = "GET", body: str | None = None,
+            content_type: str = "application/yaml", timeout: float = 5) -> tuple[int, Any]:
+        """(status, JSON body) of a request to host i's API from this machine (plain HTTP, its bearer token);
+        (0, why) when nothing answers."""
+        request = urllib.request.Request(self.hosts[i].api + path, method=method,
+                                         data=body.encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {self.hosts[i].token}",
+                                                  "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            text = error.read()
+            try:
+                return error.code, json.loads(text)
+            except ValueError:
+                return error.code, text.decode(errors="replace")
+        except (OSError, ValueError) as error:
+            return 0, str(error)
 
     def leader(self) -> str:
         """The node name of the agent whose meshd_leader is 1 ("" when none, or more than one, says so)."""
