@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -85,6 +86,13 @@ def _destination(line: str) -> ipaddress.IPv4Network | None:
         return None
 
 
+def free_port_on(address: str, *, udp: bool = False) -> int:
+    """A port free on `address` (TCP, or UDP with udp=True)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
 def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
@@ -110,17 +118,26 @@ class TestHost:
     __test__ = False  # not a test class (pytest collects Test* names it sees imported into a test module)
 
     index: int
-    netns: str
-    veth: str  # the host end, on the bridge
+    netns: str  # "" for the machine's own node (its root namespace)
+    veth: str  # the host end, on the bridge ("" for the machine's own node)
     address: str
     directory: Path
     name: str = ""
+    driver: str = "process"
+    agent_id: str = ""
+    port: int = API_PORT  # the API's
+    dns: str = ""  # ADDR:PORT of its DNS (default: ADDRESS:53)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
     @property
     def api(self) -> str:
-        return f"http://{self.address}:{API_PORT}"
+        return f"http://{self.address}:{self.port}"
+
+    @property
+    def inside(self) -> tuple[str, ...]:
+        """The command prefix that runs a command on this host."""
+        return ("ip", "netns", "exec", self.netns) if self.netns else ()
 
     @property
     def log(self) -> Path:
@@ -155,6 +172,7 @@ class TestLan:
     etcd: EtcdCluster | None = None
     _made: list[tuple[str, ...]] = field(default_factory=list)  # undo commands, run in reverse at close
     _closed: bool = False
+    _machine_sidecar: bool = False
 
     @property
     def bridge(self) -> str:
@@ -222,7 +240,7 @@ class TestLan:
         assert self.subnet is not None
         netns, veth, inner = f"mh{self.tag}-{i}", f"mv{self.tag}h{i}", f"mv{self.tag}n{i}"
         host = TestHost(index=i, netns=netns, veth=veth, address=str(self.subnet.network_address + 10 + i),
-                        directory=self.directory / f"host{i}", name=f"host{i}")
+                        directory=self.directory / f"host{i}", name=f"host{i}", agent_id=f"netns-{self.tag}-{i}")
         host.directory.mkdir(parents=True, exist_ok=True)
         sh("ip", "netns", "add", netns)
         self._made.append(("ip", "netns", "del", netns))
@@ -284,22 +302,41 @@ class TestLan:
 
     # ---- agents ----
 
+    def start_machine(self, agent_id: str, *, driver: str = "docker", sidecar: bool = False,
+                      wait: bool = True) -> TestHost:
+        """The machine's own node: an agent in this (root) namespace, its API and DNS on the bridge's address
+        (free ports), mDNS there too, the Docker driver by default. Its index is len(hosts) before the call.
+        kill_host SIGKILLs its process group (the agent, its sidecar); its containers stay on the engine, so the
+        caller removes them by `agent_id` (tests: a RUN_ID-prefixed id, which the session cleanup finds too)."""
+        i = len(self.hosts)
+        host = TestHost(index=i, netns="", veth="", address=self.gateway, directory=self.directory / "machine",
+                        name="machine", driver=driver, agent_id=agent_id, port=free_port_on(self.gateway),
+                        dns=f"{self.gateway}:{free_port_on(self.gateway, udp=True)}")
+        host.directory.mkdir(parents=True, exist_ok=True)
+        self.hosts.append(host)
+        self._machine_sidecar = sidecar
+        return self.start_agent(i, wait=wait)
+
     def agent_command(self, i: int) -> list[str]:
         host = self.hosts[i]
-        return [sys.executable, "-m", "meshd.cli", "agent", "--driver", "process",
-                "--api", f"{host.address}:{API_PORT}", "--dns", f"{host.address}:53",
-                "--state-dir", str(host.state_dir), "--agent-id", f"netns-{self.tag}-{i}",
+        sidecar = self.sidecar if host.netns else self._machine_sidecar
+        return [sys.executable, "-m", "meshd.cli", "agent", "--driver", host.driver,
+                "--api", f"{host.address}:{host.port}", "--dns", host.dns or f"{host.address}:53",
+                "--state-dir", str(host.state_dir), "--agent-id", host.agent_id,
                 "--store", self.store, "--node-name", host.name, "--node-grace", f"{self.node_grace:g}",
                 "--leader-ttl", str(self.leader_ttl), "--mdns", host.address if self.mdns else "off",
                 "--host-names", "off", "--ingress-http", "off", "--ingress-https", "off",
-                "--sidecar" if self.sidecar else "--no-sidecar", *self.agent_args]
+                "--sidecar" if sidecar else "--no-sidecar", *self.agent_args]
 
     def environment(self, i: int) -> dict[str, str]:
-        """This tree's code first; a run dir of its own (host slots are per machine, and this is one)."""
+        """This tree's code first; in a namespace, a run dir of its own (host slots are per machine, and a
+        namespace is one; the machine's own node shares the machine's with every other agent on it)."""
         host = self.hosts[i]
-        return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep), "MESHD_RUN_DIR": str(host.directory / "run"), "MESHD_HOST_NAMES": "off",
-                "HOME": str(host.directory)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep), "MESHD_HOST_NAMES": "off", "HOME": str(host.directory)}
+        if host.netns:
+            env["MESHD_RUN_DIR"] = str(host.directory / "run")
+        return env
 
     def start_agent(self, i: int, *, wait: bool = True) -> TestHost:
         host = self.hosts[i]
@@ -307,7 +344,7 @@ class TestLan:
         with host.log.open("ab") as log:
             log.write(f"---- start {host.starts} ----\n".encode())
             log.flush()
-            host.proc = subprocess.Popen(["ip", "netns", "exec", host.netns, *self.agent_command(i)],
+            host.proc = subprocess.Popen([*host.inside, *self.agent_command(i)],
                                          stdout=log, stderr=subprocess.STDOUT, env=self.environment(i),
                                          cwd=ROOT, start_new_session=True)
         if wait:
@@ -328,12 +365,24 @@ class TestLan:
     # ---- faults ----
 
     def pids(self, i: int) -> list[int]:
-        out = sh("ip", "netns", "pids", self.hosts[i].netns, check=False).stdout
+        """Every process on host i (in its namespace); for the machine's own node, its agent's."""
+        host = self.hosts[i]
+        if not host.netns:
+            return [host.proc.pid] if host.proc is not None and host.proc.poll() is None else []
+        out = sh("ip", "netns", "pids", host.netns, check=False).stdout
         return sorted(int(p) for p in out.split())
 
     def kill_host(self, i: int) -> list[int]:
-        """SIGKILL every process in the namespace (the agent, its sidecar, its pods): the machine dies."""
+        """SIGKILL every process in the namespace (the agent, its sidecar, its pods): the machine dies. The
+        machine's own node: its agent's process group (see start_machine)."""
         host, killed = self.hosts[i], []
+        if not host.netns:
+            if host.proc is not None and host.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(host.proc.pid, signal.SIGKILL)
+                    killed.append(host.proc.pid)
+                host.proc.wait(10)
+            return killed
         for _ in range(50):
             pids = self.pids(i)
             if not pids:
@@ -350,10 +399,13 @@ class TestLan:
 
     def cut(self, i: int) -> None:
         """The host's cable pulled: its veth's host end down (the namespace's eth0 loses its carrier)."""
+        if not self.hosts[i].veth:
+            raise ValueError("the machine's own node has no cable to pull: cut a namespace host")
         sh("ip", "link", "set", self.hosts[i].veth, "down")
 
     def heal(self, i: int) -> None:
-        sh("ip", "link", "set", self.hosts[i].veth, "up")
+        if self.hosts[i].veth:
+            sh("ip", "link", "set", self.hosts[i].veth, "up")
 
     def restart_host(self, i: int, *, wait: bool = True) -> TestHost:
         """The machine back after a crash: everything in it killed, the agent started on the same state dir."""
@@ -364,7 +416,7 @@ class TestLan:
 
     def run(self, i: int, *command: str, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess[str]:
         """`command` inside host i's namespace (its network, this machine's files)."""
-        result = subprocess.run(["ip", "netns", "exec", self.hosts[i].netns, *command], capture_output=True,
+        result = subprocess.run([*self.hosts[i].inside, *command], capture_output=True,
                                 text=True, timeout=timeout, env=self.environment(i), check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(command)} in {self.hosts[i].netns}: exit {result.returncode}: "
@@ -375,7 +427,7 @@ class TestLan:
         """A long-running `command` in host i's namespace (its caller stops it, or kill_host/close do)."""
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
-        return subprocess.Popen(["ip", "netns", "exec", self.hosts[i].netns, *command], env=self.environment(i),
+        return subprocess.Popen([*self.hosts[i].inside, *command], env=self.environment(i),
                                 start_new_session=True, **kwargs)
 
     def healthz(self, i: int, *, inside: bool = False) -> tuple[int, str]:
