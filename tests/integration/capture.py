@@ -176,6 +176,13 @@ def tcp_flows(segments: Iterable[Segment]) -> list[Flow]:
     return found
 
 
+def flows_between(flows: Iterable[Flow], addresses: Iterable[str]) -> list[Flow]:
+    """The flows whose two ends are both among `addresses` (e.g. the test hosts' own, leaving out etcd on the
+    bridge's address): what "only TLS between nodes" is about."""
+    wanted = set(addresses)
+    return [flow for flow in flows if flow.client[0] in wanted and flow.server[0] in wanted]
+
+
 def summarise(flows: Iterable[Flow]) -> dict[str, list[str]]:
     """{"tls": [...], "plaintext": [...], "empty": [...]}: each flow as "client -> server ..." text."""
     summary: dict[str, list[str]] = {"tls": [], "plaintext": [], "empty": []}
@@ -243,4 +250,5 @@ def capture(interface: str, path: Path, *, bpf: str = "tcp", settle: float = 0.3
         running.stop()
 
 
-__all__ = ["Capture", "Flow", "Segment", "capture", "classify", "read_pcap", "summarise", "tcp_flows", "tls_records"]
+__all__ = ["Capture", "Flow", "Segment", "capture", "classify", "flows_between", "read_pcap", "summarise", "tcp_flows",
+           "tls_records"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.capture import capture, summarise
+from tests.integration.capture import capture, flows_between, summarise
 from tests.integration.netns_harness import TestLan, usable, wait_for
 
 pytestmark = [pytest.mark.skipif(bool(usable()), reason=usable() or "usable"),
@@ -63,3 +63,4 @@ def test_a_capture_on_the_bridge_tells_tls_from_plaintext(lan: TestLan, tmp_path
     assert to_tls[0].client[0] == client.address and len(to_tls[0].received) > 500  # certificate, response
     assert b"GET / HTTP" not in to_tls[0].sent and b"HTTP/1.0 200" not in to_tls[0].received
     assert {f.kind for f in flows} <= {"tls", "plaintext"}, summary
+    assert [f.kind for f in flows_between(flows, [h.address for h in lan.hosts])] == ["tls"]  # host to host

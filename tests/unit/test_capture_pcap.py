@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from tests.integration.capture import classify, read_pcap, summarise, tcp_flows, tls_records
+from tests.integration.capture import classify, flows_between, read_pcap, summarise, tcp_flows, tls_records
 
 HELLO = b"\x16\x03\x01\x00\x06" + b"\x01\x00\x00\x02\x03\x03"  # a handshake record (a short ClientHello shape)
 APP = b"\x17\x03\x03\x00\x04abcd"
@@ -83,6 +83,7 @@ def test_a_capture_starting_mid_connection_and_a_plaintext_flow_beside_it() -> N
     summary = summarise(flows)
     assert [len(summary[k]) for k in ("tls", "plaintext", "empty")] == [1, 1, 0]
     assert summary["plaintext"][0].startswith("10.1.2.10:40000 -> 10.1.2.1:2379 plaintext")
+    assert [f.kind for f in flows_between(flows, ["10.1.2.10", "10.1.2.11"])] == ["tls"]  # etcd's left out
 
 
 def test_a_hole_stops_the_stream_and_other_files_are_refused() -> None:
