@@ -3,7 +3,7 @@ running its own `meshd agent --store etcd://BRIDGE:PORT` (process driver, its si
 driven with the real kubectl from the machine: the three nodes are Ready with their own InternalIPs and one
 leads; a host cut off (its veth down) turns NotReady as the others see it while it reports the store unreachable
 and keeps running, and comes back Ready with no duplicate Node; killing the leader's host moves leadership and
-leaves the survivors Ready, and the host restarted joins again.
+leaves the survivors Ready and their processes untouched, and the host restarted joins again.
 
 One LAN for the module (building it takes a few seconds); every test starts by waiting for all three Ready and
 leaves them so."""
@@ -102,6 +102,7 @@ def test_killing_the_leaders_host_moves_leadership_and_the_survivors_stay_ready(
     survivors = [h for h in lan.hosts if h is not dead]
     holder, transitions = lease_holder(lan, survivors[0].index)
     assert holder == leader
+    running = {s.name: lan.pids(s.index) for s in survivors}
     killed = lan.kill_host(dead.index)
     assert killed and not lan.pids(dead.index)  # the agent, its sidecar: every process in the namespace
 
@@ -117,6 +118,7 @@ def test_killing_the_leaders_host_moves_leadership_and_the_survivors_stay_ready(
                                              else None)(lan.nodes(s.index)),
                          timeout=60, what=f"{leader} NotReady as {survivor.name} sees it", explain=lan.explain)
         assert all(nodes[s.name]["ready"] == "True" for s in survivors), nodes
+    assert {s.name: lan.pids(s.index) for s in survivors} == running  # nothing on them stopped or restarted
     lan.restart_host(dead.index)  # the machine back: it joins again, as a follower, under its own name
     assert settled(lan) == new
     out = lan.kubectl(dead.index, "get", "nodes", "-o", "json")
