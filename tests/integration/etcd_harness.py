@@ -64,8 +64,8 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    def __init__(self, directory: Path, size: int = 1) -> None:
-        self.members = [EtcdMember(f"m{i}", directory / f"m{i}") for i in range(size)]
+    def __init__(self, directory: Path, size: int = 1, client_hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        self.members = [EtcdMember(f"m{i}", directory / f"m{i}", client_hosts) for i in range(size)]
         cluster = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
         for member in self.members:
             member.cluster, member.token = cluster, self.members[0].token

@@ -1,4 +1,4 @@
-"""The test LAN's choice of subnet (tests/integration/netns_harness.py): a /24 in 10.0.0.0/8 that no route on
+"""The test LAN's choice of subnet (tests/integration/netns_support.py): a /24 in 10.0.0.0/8 that no route on
 the machine overlaps, nor meshd's own Docker range."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from tests.integration.netns_harness import pick_subnet
+from tests.integration.netns_support import pick_subnet
 
 ROUTES = ["default via 192.0.2.1 dev eth0", "10.0.0.0/9 dev mbaaaa proto kernel scope link src 10.0.0.1",
           "10.200.0.0/16 via 10.0.0.2 dev mbaaaa", "172.17.0.0/16 dev docker0 proto kernel scope link",
