@@ -1,0 +1,179 @@
+"""The scheduler's state: nodes, the pods placed on them, and the counts its filters and scores read, kept up
+to date pod by pod (`add`, `remove`) so placing one pod costs the same with 10 pods placed or 10,000."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from meshd.external.hostports import HostPort
+from meshd.scheduler import filters, scores
+from meshd.scheduler.model import NodeInfo, Placement, PodInfo, Taint, nonzero_requests, requests
+from meshd.scheduler.terms import Match, Term, resolve_term
+
+HARD_POD_AFFINITY_WEIGHT = 1  # what an existing pod's required affinity adds to a matching pod's score
+
+
+def host_ports(pod: PodInfo) -> tuple[HostPort, ...]:
+    """The (hostIP, hostPort, protocol) the pod claims on its node (hostIP 0.0.0.0 when unset)."""
+    return tuple(dict.fromkeys(HostPort(p.host_ip or "0.0.0.0", p.host_port, p.protocol, p.container_port)
+                               for c in pod.spec.containers for p in c.ports if p.host_port))
+
+
+@dataclass
+class Usage:
+    """What the pods placed on one node take of it."""
+
+    pods: int = 0
+    cpu: int = 0
+    memory: int = 0
+    nonzero_cpu: int = 0
+    nonzero_memory: int = 0
+
+
+@dataclass(frozen=True)
+class _Entry:
+    pod: PodInfo
+    requests: tuple[int, int]
+    nonzero: tuple[int, int]
+    ports: tuple[HostPort, ...]
+    anti: tuple[Term, ...]  # its required anti-affinity: repels pods these match
+    soft: tuple[tuple[Term, int], ...]  # its terms that score a pod these match: (term, weight)
+
+
+class Scheduler:
+    """Places pods on `nodes` one at a time: `place(pod)` answers, `add(pod)` records a pod bound to a node
+    (placed here or elsewhere), `remove(pod)` forgets one. Deterministic: equal scores go to the first node by
+    name."""
+
+    def __init__(self, nodes: Sequence[NodeInfo], placed: Iterable[PodInfo] = ()) -> None:
+        self.nodes: tuple[NodeInfo, ...] = tuple(sorted(nodes, key=lambda n: n.name))
+        self.labels: dict[str, Mapping[str, str]] = {n.name: n.effective_labels() for n in self.nodes}
+        self.taints: dict[str, tuple[Taint, ...]] = {n.name: n.effective_taints() for n in self.nodes}
+        self.usage: dict[str, Usage] = {n.name: Usage() for n in self.nodes}
+        self.ports: dict[str, list[HostPort]] = {n.name: [] for n in self.nodes}
+        self.anti: dict[Term, Counter[str]] = {}
+        self.soft: dict[tuple[Term, int], Counter[str]] = {}
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._counts: dict[tuple[Match, ...], Counter[str]] = {}
+        for pod in placed:
+            self.add(pod)
+
+    # --- the placed pods ---------------------------------------------------------------------------------
+
+    def add(self, pod: PodInfo) -> None:
+        """Records `pod` as running on `pod.node` (replacing an earlier record of the same pod)."""
+        if not pod.node:
+            raise ValueError(f"pod {pod.namespace}/{pod.name} is not bound to a node")
+        key = (pod.namespace, pod.name)
+        if key in self._entries:
+            self.remove(pod)
+        entry = _entry(pod)
+        self._entries[key] = entry
+        self._account(entry, 1)
+
+    def remove(self, pod: PodInfo) -> None:
+        """Forgets `pod` (by namespace and name); a pod never added is ignored."""
+        entry = self._entries.pop((pod.namespace, pod.name), None)
+        if entry is not None:
+            self._account(entry, -1)
+
+    def _account(self, entry: _Entry, sign: int) -> None:
+        pod, node = entry.pod, entry.pod.node
+        usage = self.usage.get(node)
+        if usage is not None:
+            usage.pods += sign
+            usage.cpu += sign * entry.requests[0]
+            usage.memory += sign * entry.requests[1]
+            usage.nonzero_cpu += sign * entry.nonzero[0]
+            usage.nonzero_memory += sign * entry.nonzero[1]
+            if sign > 0:
+                self.ports[node].extend(entry.ports)
+            else:
+                for port in entry.ports:
+                    self.ports[node].remove(port)
+        for term in entry.anti:
+            _bump(self.anti, term, node, sign)
+        for soft in entry.soft:
+            _bump(self.soft, soft, node, sign)
+        for matches, counter in self._counts.items():
+            if all(m.matches(pod.namespace, pod.labels) for m in matches):
+                counter[node] += sign
+
+    def count(self, *matches: Match) -> Counter[str]:
+        """How many placed pods on each node every one of `matches` selects (computed once, then kept)."""
+        counter = self._counts.get(matches)
+        if counter is None:
+            counter = Counter()
+            for entry in self._entries.values():
+                pod = entry.pod
+                if all(m.matches(pod.namespace, pod.labels) for m in matches):
+                    counter[pod.node] += 1
+            self._counts[matches] = counter
+        return counter
+
+    def pods(self) -> list[PodInfo]:
+        return [e.pod for e in self._entries.values()]
+
+    # --- placing ----------------------------------------------------------------------------------------
+
+    def place(self, pod: PodInfo) -> Placement:
+        """The node for `pod`: the nodes every filter passes, the best by score; or why none fits, in
+        Kubernetes' words. Does not record the pod (`add` does)."""
+        if not self.nodes:
+            return Placement(None, "no nodes available to schedule pods")
+        cycle = filters.Cycle(self, pod)
+        reasons: dict[str, list[str]] = {}
+        feasible: list[NodeInfo] = []
+        for node in self.nodes:
+            why = cycle.filter(node)
+            if why:
+                reasons[node.name] = why
+            else:
+                feasible.append(node)
+        if not feasible:
+            return Placement(None, fit_error(len(self.nodes), reasons.values()))
+        if len(feasible) == 1:
+            return Placement(feasible[0].name)
+        totals = scores.score(cycle, feasible)
+        best = max(feasible, key=lambda n: totals[n.name])  # max keeps the first (by name) of equals
+        return Placement(best.name, scores=tuple((n.name, totals[n.name]) for n in feasible))
+
+    def bind(self, pod: PodInfo) -> Placement:
+        """place() and, when a node fits, add() the pod bound to it."""
+        placement = self.place(pod)
+        if placement.node is not None:
+            from dataclasses import replace
+
+            self.add(replace(pod, node=placement.node))
+        return placement
+
+
+def fit_error(total: int, reasons: Iterable[Sequence[str]]) -> str:
+    """Kubernetes' FitError: each reason counted over the nodes, the "N reason" strings sorted."""
+    histogram: Counter[str] = Counter()
+    for why in reasons:
+        histogram.update(why)
+    detail = sorted(f"{count} {reason}" for reason, count in histogram.items())
+    message = f"0/{total} nodes are available:"
+    return f"{message} {', '.join(detail)}." if detail else message
+
+
+def _bump(table: dict, key: object, node: str, sign: int) -> None:
+    counter = table.setdefault(key, Counter())
+    counter[node] += sign
+    if counter[node] <= 0:
+        del counter[node]
+        if not counter:
+            del table[key]
+
+
+def _entry(pod: PodInfo) -> _Entry:
+    scheduling = pod.spec.scheduling
+    soft = [(resolve_term(t, pod), HARD_POD_AFFINITY_WEIGHT) for t in scheduling.pod_affinity.required]
+    soft += [(resolve_term(w.term, pod), w.weight) for w in scheduling.pod_affinity.preferred]
+    soft += [(resolve_term(w.term, pod), -w.weight) for w in scheduling.pod_anti_affinity.preferred]
+    return _Entry(pod=pod, requests=requests(pod.spec), nonzero=nonzero_requests(pod.spec), ports=host_ports(pod),
+                  anti=tuple(resolve_term(t, pod) for t in scheduling.pod_anti_affinity.required),
+                  soft=tuple(soft))
