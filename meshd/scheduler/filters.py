@@ -192,9 +192,9 @@ class Cycle:
     def _existing_anti_pairs(self) -> set[tuple[str, str]]:
         """Topology pairs where a placed pod's required anti-affinity repels this pod."""
         out: set[tuple[str, str]] = set()
-        for term, nodes in self.state.anti.items():
+        for term in self.state.anti_index.candidates(self.pod.labels):
             if term.match.matches(self.pod.namespace, self.pod.labels):
-                out.update(self._pairs(nodes, [term.topology_key]))
+                out.update(self._pairs(self.state.anti[term], [term.topology_key]))
         return out
 
     def inter_pod_affinity(self, node: NodeInfo) -> list[str]:

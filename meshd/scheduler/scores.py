@@ -174,9 +174,10 @@ def inter_pod_affinity(cycle: Cycle, nodes: Sequence[NodeInfo]) -> Scores:
         for w in terms:
             term = resolve_term(w.term, pod)
             credit(term.topology_key, state.count(term.match), sign * w.weight)
-    for (term, weight), counts in state.soft.items():
+    for key in state.soft_index.candidates(pod.labels):
+        term, weight = key
         if term.match.matches(pod.namespace, pod.labels):
-            credit(term.topology_key, counts, weight)
+            credit(term.topology_key, state.soft[key], weight)
     if not topology:
         return {}
     raw = {n.name: sum(v for (k, value), v in topology.items() if state.labels[n.name].get(k) == value)

@@ -4,13 +4,14 @@ to date pod by pod (`add`, `remove`) so placing one pod costs the same with 10 p
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from meshd.external.hostports import HostPort
 from meshd.scheduler import filters, scores
+from meshd.model.objects import PodSpec
 from meshd.scheduler.model import NodeInfo, Placement, PodInfo, Taint, nonzero_requests, requests
-from meshd.scheduler.terms import Match, Term, resolve_term
+from meshd.scheduler.terms import LabelIndex, Match, Term, resolve_term
 
 HARD_POD_AFFINITY_WEIGHT = 1  # what an existing pod's required affinity adds to a matching pod's score
 
@@ -57,6 +58,9 @@ class Scheduler:
         self.soft: dict[tuple[Term, int], Counter[str]] = {}
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._counts: dict[tuple[Match, ...], Counter[str]] = {}
+        self._count_index: LabelIndex[tuple[Match, ...]] = LabelIndex()  # _counts' keys, by the first match
+        self.anti_index: LabelIndex[Term] = LabelIndex()  # the keys of anti
+        self.soft_index: LabelIndex[tuple[Term, int]] = LabelIndex()  # the keys of soft
         for pod in placed:
             self.add(pod)
 
@@ -94,12 +98,12 @@ class Scheduler:
                 for port in entry.ports:
                     self.ports[node].remove(port)
         for term in entry.anti:
-            _bump(self.anti, term, node, sign)
+            _bump(self.anti, self.anti_index, term, term.match, node, sign)
         for soft in entry.soft:
-            _bump(self.soft, soft, node, sign)
-        for matches, counter in self._counts.items():
+            _bump(self.soft, self.soft_index, soft, soft[0].match, node, sign)
+        for matches in self._count_index.candidates(pod.labels):
             if all(m.matches(pod.namespace, pod.labels) for m in matches):
-                counter[node] += sign
+                self._counts[matches][node] += sign
 
     def count(self, *matches: Match) -> Counter[str]:
         """How many placed pods on each node every one of `matches` selects (computed once, then kept)."""
@@ -111,6 +115,7 @@ class Scheduler:
                 if all(m.matches(pod.namespace, pod.labels) for m in matches):
                     counter[pod.node] += 1
             self._counts[matches] = counter
+            self._count_index.add(matches, matches[0] if matches else Match(None, None))
         return counter
 
     def pods(self) -> list[PodInfo]:
@@ -160,20 +165,41 @@ def fit_error(total: int, reasons: Iterable[Sequence[str]]) -> str:
     return f"{message} {', '.join(detail)}." if detail else message
 
 
-def _bump(table: dict, key: object, node: str, sign: int) -> None:
-    counter = table.setdefault(key, Counter())
+def _bump(table: dict, index: LabelIndex, key: Hashable, match: Match, node: str, sign: int) -> None:
+    counter = table.get(key)
+    if counter is None:
+        counter = table[key] = Counter()
+        index.add(key, match)
     counter[node] += sign
     if counter[node] <= 0:
         del counter[node]
         if not counter:
             del table[key]
+            index.discard(key, match)
+
+
+_SPEC_PARTS: dict[int, tuple[PodSpec, tuple[int, int], tuple[int, int], tuple[HostPort, ...]]] = {}
+
+
+def _spec_parts(pod: PodInfo) -> tuple[tuple[int, int], tuple[int, int], tuple[HostPort, ...]]:
+    """A spec's requests and host ports, kept for the specs seen last (pods of one template share theirs)."""
+    cached = _SPEC_PARTS.get(id(pod.spec))
+    if cached is not None and cached[0] is pod.spec:
+        return cached[1], cached[2], cached[3]
+    parts = (requests(pod.spec), nonzero_requests(pod.spec), host_ports(pod))
+    if len(_SPEC_PARTS) >= 4096:
+        _SPEC_PARTS.clear()
+    _SPEC_PARTS[id(pod.spec)] = (pod.spec, *parts)
+    return parts
 
 
 def _entry(pod: PodInfo) -> _Entry:
     scheduling = pod.spec.scheduling
-    soft = [(resolve_term(t, pod), HARD_POD_AFFINITY_WEIGHT) for t in scheduling.pod_affinity.required]
-    soft += [(resolve_term(w.term, pod), w.weight) for w in scheduling.pod_affinity.preferred]
-    soft += [(resolve_term(w.term, pod), -w.weight) for w in scheduling.pod_anti_affinity.preferred]
-    return _Entry(pod=pod, requests=requests(pod.spec), nonzero=nonzero_requests(pod.spec), ports=host_ports(pod),
-                  anti=tuple(resolve_term(t, pod) for t in scheduling.pod_anti_affinity.required),
-                  soft=tuple(soft))
+    cpu_memory, nonzero, ports = _spec_parts(pod)
+    affinity, anti = scheduling.pod_affinity, scheduling.pod_anti_affinity
+    if not (affinity.required or affinity.preferred or anti.required or anti.preferred):
+        return _Entry(pod, cpu_memory, nonzero, ports, (), ())
+    soft = [(resolve_term(t, pod), HARD_POD_AFFINITY_WEIGHT) for t in affinity.required]
+    soft += [(resolve_term(w.term, pod), w.weight) for w in affinity.preferred]
+    soft += [(resolve_term(w.term, pod), -w.weight) for w in anti.preferred]
+    return _Entry(pod, cpu_memory, nonzero, ports, tuple(resolve_term(t, pod) for t in anti.required), tuple(soft))

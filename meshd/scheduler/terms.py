@@ -4,8 +4,9 @@ Resolved values are hashable: the scheduler counts the pods each one matches onc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from meshd.model.scheduling import PodAffinityTerm, Requirement, Selector, TopologySpreadConstraint, pairs
 from meshd.scheduler.model import HOSTNAME, ZONE, PodInfo
@@ -83,3 +84,37 @@ def default_constraints(pod: PodInfo) -> tuple[Constraint, ...]:
         return ()
     match = Match(frozenset((pod.namespace,)), Selector(pairs(labels)))
     return (Constraint(match, HOSTNAME, 3), Constraint(match, ZONE, 5))
+
+
+def anchor(match: Match) -> tuple[str, str] | None:
+    """One label pair every pod `match` selects must carry (None: no such pair), to look matches up by."""
+    if match.selector is None or not match.selector.match_labels:
+        return None
+    return match.selector.match_labels[0]
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class LabelIndex(Generic[K]):
+    """Keys (terms, tuples of matches) bucketed by their anchor pair: the ones that may select a pod are
+    those anchored on one of its labels, or on none."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str] | None, set[K]] = {}
+
+    def add(self, key: K, match: Match) -> None:
+        self._buckets.setdefault(anchor(match), set()).add(key)
+
+    def discard(self, key: K, match: Match) -> None:
+        bucket = self._buckets.get(anchor(match))
+        if bucket is not None:
+            bucket.discard(key)
+
+    def candidates(self, labels: Mapping[str, str]) -> list[K]:
+        out = list(self._buckets.get(None, ()))
+        for pair in labels.items():
+            bucket = self._buckets.get(pair)
+            if bucket:
+                out.extend(bucket)
+        return out
