@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -155,3 +156,20 @@ def test_incremental_scheduler_agrees_with_schedule_from_scratch() -> None:
         if i % 7 == 6:  # pods go away too
             gone = placed.pop(rng.randrange(len(placed)))
             state.remove(gone)
+
+
+def test_the_bench_workload_places_the_same_both_ways() -> None:
+    from bench.scheduler_bench import fresh, incremental, nodes_of, workload
+
+    pods, nodes = workload(90), nodes_of(3)
+    kept, scratch = incremental(pods, nodes), fresh(pods, nodes)
+    assert [p.node for p in kept] == [p.node for p in scratch]
+    assert all(p.node for p in kept)
+    per_app: dict[str, Counter] = {}
+    for placed, placement in zip(pods, kept):
+        per_app.setdefault(placed.labels["app"], Counter())[placement.node] += 1
+    for app, counts in per_app.items():
+        if app.startswith("anti-"):
+            assert sorted(counts.values()) == [1, 1, 1], app  # required anti-affinity: one per node
+        if app.startswith("spread-"):
+            assert len(counts) == 3 and max(counts.values()) - min(counts.values()) <= 1, app  # maxSkew 1
