@@ -11,7 +11,7 @@ from meshd.external.hostports import HostPort
 from meshd.scheduler import filters, scores
 from meshd.model.objects import PodSpec
 from meshd.scheduler.model import NodeInfo, Placement, PodInfo, Taint, nonzero_requests, requests
-from meshd.scheduler.terms import LabelIndex, Match, Term, resolve_term
+from meshd.scheduler.terms import LabelIndex, Match, Term, anchor, resolve_term
 
 HARD_POD_AFFINITY_WEIGHT = 1  # what an existing pod's required affinity adds to a matching pod's score
 
@@ -57,6 +57,7 @@ class Scheduler:
         self.anti: dict[Term, Counter[str]] = {}
         self.soft: dict[tuple[Term, int], Counter[str]] = {}
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._by_label: dict[tuple[str, str], set[tuple[str, str]]] = {}  # label pair -> pods carrying it
         self._counts: dict[tuple[Match, ...], Counter[str]] = {}
         self._count_index: LabelIndex[tuple[Match, ...]] = LabelIndex()  # _counts' keys, by the first match
         self.anti_index: LabelIndex[Term] = LabelIndex()  # the keys of anti
@@ -75,12 +76,21 @@ class Scheduler:
             self.remove(pod)
         entry = _entry(pod)
         self._entries[key] = entry
+        for pair in pod.labels.items():
+            self._by_label.setdefault(pair, set()).add(key)
         self._account(entry, 1)
 
     def remove(self, pod: PodInfo) -> None:
         """Forgets `pod` (by namespace and name); a pod never added is ignored."""
-        entry = self._entries.pop((pod.namespace, pod.name), None)
+        key = (pod.namespace, pod.name)
+        entry = self._entries.pop(key, None)
         if entry is not None:
+            for pair in entry.pod.labels.items():
+                holders = self._by_label.get(pair)
+                if holders is not None:
+                    holders.discard(key)
+                    if not holders:
+                        del self._by_label[pair]
             self._account(entry, -1)
 
     def _account(self, entry: _Entry, sign: int) -> None:
@@ -110,8 +120,10 @@ class Scheduler:
         counter = self._counts.get(matches)
         if counter is None:
             counter = Counter()
-            for entry in self._entries.values():
-                pod = entry.pod
+            pair = anchor(matches[0]) if matches else None
+            keys = self._entries.keys() if pair is None else self._by_label.get(pair, ())
+            for key in keys:
+                pod = self._entries[key].pod
                 if all(m.matches(pod.namespace, pod.labels) for m in matches):
                     counter[pod.node] += 1
             self._counts[matches] = counter
