@@ -146,9 +146,11 @@ def test_incremental_scheduler_agrees_with_schedule_from_scratch() -> None:
     for i in range(60):
         app = rng.choice(["web", "api", "db"])
         incoming = pod(f"p{i}", {"app": app}, cpu=f"{rng.choice([100, 250, 500])}m", **rng.choice(kinds))
-        fresh = schedule(incoming, nodes, placed)
+        fresh = Scheduler(nodes, placed).place(incoming)
         kept = state.place(incoming)
-        assert (kept.node, kept.message) == (fresh.node, fresh.message)
+        reused = schedule(incoming, nodes, placed)
+        assert (kept.node, kept.message) == (fresh.node, fresh.message) == (reused.node, reused.message)
+        assert kept.scores == fresh.scores == reused.scores
         if kept.node:
             bound = replace(incoming, node=kept.node)
             state.add(bound)
@@ -156,14 +158,18 @@ def test_incremental_scheduler_agrees_with_schedule_from_scratch() -> None:
         if i % 7 == 6:  # pods go away too
             gone = placed.pop(rng.randrange(len(placed)))
             state.remove(gone)
+        if i % 11 == 10:  # or are replaced (same name, other labels)
+            j = rng.randrange(len(placed))
+            placed[j] = replace(placed[j], labels={"app": "db"})
+            state.add(placed[j])
 
 
 def test_the_bench_workload_places_the_same_both_ways() -> None:
-    from bench.scheduler_bench import fresh, incremental, nodes_of, workload
+    from bench.scheduler_bench import fresh, incremental, nodes_of, reusing, workload
 
     pods, nodes = workload(90), nodes_of(3)
-    kept, scratch = incremental(pods, nodes), fresh(pods, nodes)
-    assert [p.node for p in kept] == [p.node for p in scratch]
+    kept, scratch, reused = incremental(pods, nodes), fresh(pods, nodes), reusing(pods, nodes)
+    assert [p.node for p in kept] == [p.node for p in scratch] == [p.node for p in reused]
     assert all(p.node for p in kept)
     per_app: dict[str, Counter] = {}
     for placed, placement in zip(pods, kept):
