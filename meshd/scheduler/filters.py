@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 from meshd.external.hostports import UNSCHEDULABLE as PORTS_TAKEN
 from meshd.external.hostports import collides
 from meshd.model.scheduling import Toleration
-from meshd.scheduler.model import UNSCHEDULABLE, NodeInfo, PodInfo, Taint, nonzero_requests, requests
+from meshd.scheduler.model import (
+    UNSCHEDULABLE,
+    NodeInfo,
+    PodInfo,
+    Taint,
+    host_ports,
+    nonzero_requests,
+    requests,
+)
 from meshd.scheduler.terms import Constraint, Term, constraints, resolve_term
 
 if TYPE_CHECKING:
@@ -55,8 +63,6 @@ class Cycle:
         self.tolerations = self.scheduling.tolerations
         self.requests = requests(pod.spec)
         self.nonzero = nonzero_requests(pod.spec)
-        from meshd.scheduler.state import host_ports
-
         self.host_ports = host_ports(pod)
 
     def filter(self, node: NodeInfo) -> list[str]:

@@ -12,6 +12,7 @@ or, admitting several in a row, `Scheduler([node], running)` and `.bind(pod)` fo
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from collections.abc import Iterable, Mapping
 
 from meshd.scheduler.model import HOSTNAME, NodeInfo, Placement, PodInfo, Taint
@@ -30,6 +31,4 @@ def local_node(name: str, *, cpu_millicores: int, memory_bytes: int, pods: int =
 
 def local_placement(pod: PodInfo, node: NodeInfo, running: Iterable[PodInfo]) -> Placement:
     """Whether `pod` fits on `node` beside the pods `running` there (their `node` is ignored: all run here)."""
-    from dataclasses import replace
-
     return Scheduler([node], (replace(p, node=node.name) for p in running)).place(pod)

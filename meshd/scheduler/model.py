@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshd.external.hostports import HostPort
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.model.objects import Container, PodSpec
 
@@ -99,6 +100,12 @@ class Placement:
     node: str | None  # None: no node fits; `message` says why, as Kubernetes words it
     message: str = ""
     scores: tuple[tuple[str, int], ...] = ()  # each feasible node's total score, by name (when scored)
+
+
+def host_ports(pod: PodInfo) -> tuple[HostPort, ...]:
+    """The (hostIP, hostPort, protocol) the pod claims on its node (hostIP 0.0.0.0 when unset)."""
+    return tuple(dict.fromkeys(HostPort(p.host_ip or "0.0.0.0", p.host_port, p.protocol, p.container_port)
+                               for c in pod.spec.containers for p in c.ports if p.host_port))
 
 
 def requests(spec: PodSpec) -> tuple[int, int]:

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from meshd.external.hostports import HostPort
 from meshd.scheduler import filters, scores
 from meshd.model.objects import PodSpec
-from meshd.scheduler.model import NodeInfo, Placement, PodInfo, Taint, nonzero_requests, requests
+from meshd.scheduler.model import NodeInfo, Placement, PodInfo, Taint, host_ports, nonzero_requests, requests
 from meshd.scheduler.terms import LabelIndex, Match, Term, anchor, resolve_term
 
 HARD_POD_AFFINITY_WEIGHT = 1  # what an existing pod's required affinity adds to a matching pod's score
-
-
-def host_ports(pod: PodInfo) -> tuple[HostPort, ...]:
-    """The (hostIP, hostPort, protocol) the pod claims on its node (hostIP 0.0.0.0 when unset)."""
-    return tuple(dict.fromkeys(HostPort(p.host_ip or "0.0.0.0", p.host_port, p.protocol, p.container_port)
-                               for c in pod.spec.containers for p in c.ports if p.host_port))
 
 
 @dataclass
@@ -161,8 +155,6 @@ class Scheduler:
         """place() and, when a node fits, add() the pod bound to it."""
         placement = self.place(pod)
         if placement.node is not None:
-            from dataclasses import replace
-
             self.add(replace(pod, node=placement.node))
         return placement
 
