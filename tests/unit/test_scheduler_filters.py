@@ -244,3 +244,18 @@ def test_one_node_admission_words_the_message_as_kubernetes() -> None:
     assert placement.message == "0/1 nodes are available: 1 Insufficient cpu, 1 Too many pods."
     assert local_placement(pod("p", cpu="100m"), here, running[:1]).node == "vm"
     assert local_placement(pod("p", nodeSelector={"kubernetes.io/hostname": "vm"}), here, []).node == "vm"
+
+
+def test_nodes_as_agents_register_them() -> None:
+    from meshd.api.cluster import node as node_object
+
+    objects = [node_object(name, created=0, cpu_millicores=1500, memory_bytes=2 << 30, address="10.0.0.1",
+                           runtime="docker://1") for name in ("a", "b")]
+    objects[1]["spec"] = {"unschedulable": True, "taints": [{"key": "k", "effect": "NoSchedule"}]}
+    a, b = (NodeInfo.from_node(o, ready=name == "a") for o, name in zip(objects, "ab"))
+    assert (a.name, a.cpu_millicores, a.memory_bytes, a.pods, a.ready) == ("a", 1500, 2 << 30, 110, True)
+    assert (b.unschedulable, b.taints, b.ready) == (True, (Taint("k", "", "NoSchedule"),), False)
+    assert a.labels["kubernetes.io/hostname"] == "a"
+    assert schedule(pod("p", cpu="1"), [a, b], []).node == "a"
+    assert schedule(pod("p", cpu="2"), [a, b], []).message == (
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) were unschedulable.")
