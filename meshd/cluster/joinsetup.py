@@ -1,0 +1,67 @@
+"""What an agent in a cluster does for nodes joining: it claims the cluster if the store is new (and then makes
+and prints the first bootstrap token), lets its API's join endpoint admit token holders, and advertises itself
+over DNS-SD so `meshd agent --join TOKEN` finds it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meshd.cluster import bootstrap, tokens
+from meshd.cluster.discovery import ClusterAdvertiser, Interfaces, advertised_addresses
+from meshd.cluster.joinca import StateDirIssuer
+from meshd.external.hostaddresses import host_ipv4_addresses
+from meshd.store import ObjectStore, StoreError
+
+if TYPE_CHECKING:
+    from meshd.api.join import JoinApi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JoinSetup:
+    store: ObjectStore
+    store_url: str
+    node: str
+    state_dir: Path
+    api_host: str
+    api_port: int
+    interfaces: Interfaces | None  # None: --mdns off (no advert; joining nodes need --server)
+    token_ttl: float = tokens.DEFAULT_TTL
+
+
+async def serve_joins(setup: JoinSetup, join: JoinApi) -> ClusterAdvertiser | None:
+    """Sets up the join endpoint and the advert; the advert to close at shutdown (None if there is none)."""
+    addresses = advertised_addresses(setup.api_host, host_ipv4_addresses())
+    server = f"https://{addresses[0]}:{setup.api_port}"
+    join.store_url, join.server = setup.store_url, server
+    join.issue = StateDirIssuer(setup.state_dir / "cluster-ca")
+    try:
+        claim = await bootstrap.claim_cluster(setup.store, setup.node)
+        if claim.first:
+            token, expires = await bootstrap.create_token(setup.store, ttl=setup.token_ttl,
+                                                          description="the first token, made with the cluster")
+            until = f"valid until {tokens.rfc3339(expires)}" if expires is not None else "valid for ever"
+            log.info("cluster %s created; to add a node, run on it (the token is %s):\n\n    %s\n\n"
+                     "  (or without discovery: %s)\n  more tokens: meshd token create [--ttl 1h]", claim.cluster_id,
+                     until, tokens.join_command(token), tokens.join_command(token, server))
+    except StoreError as error:
+        log.warning("cannot claim the cluster or make its first join token: %s", error)
+        return None
+    if setup.interfaces is None:
+        return None
+    advertiser = ClusterAdvertiser(interfaces=setup.interfaces, cluster_id=claim.cluster_id, node=setup.node,
+                                   addresses=addresses, port=setup.api_port)
+    try:
+        await advertiser.start()
+    except Exception as error:  # noqa: BLE001 - DNS-SD is best effort: the LAN may not allow it
+        log.warning("DNS-SD: cannot advertise this agent (joining nodes need --server %s): %s", server, error)
+        await advertiser.close()
+        return None
+    return advertiser
+
+
+__all__ = ["JoinSetup", "serve_joins"]
