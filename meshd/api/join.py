@@ -24,12 +24,12 @@ from aiohttp import web
 from meshd.api import status as api_status
 from meshd.cluster import bootstrap, tokens
 from meshd.cluster.joinca import CsrError
+from meshd.cluster.joining import JOIN_PATH
 from meshd.cluster.nodes import nodes_with_readiness
 from meshd.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
-JOIN_PATH = "/meshd/v1/join"
 TOKENS_PATH = "/meshd/v1/tokens"
 MAX_JOIN_BODY = 64 * 1024
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

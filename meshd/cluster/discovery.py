@@ -8,16 +8,16 @@ are the zeroconf I/O (bound to the interfaces of --mdns, as meshd.mdns binds).""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
+import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
-
-from meshd.mdns.adverts import _fit, host_label
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,19 @@ class Peer:
     api: str  # https://ADDR:PORT
     cluster: str
     node: str
+
+
+def _fit(label: str) -> str:
+    """`label` if it fits one DNS label (63 bytes), else a prefix and a hash of the whole (as meshd.mdns does)."""
+    if len(label.encode()) <= 63:
+        return label
+    return label.encode()[:54].decode(errors="ignore") + "~" + hashlib.sha1(label.encode()).hexdigest()[:8]
+
+
+def host_label(node: str, address: str) -> str:
+    """The SRV target's label: the node and the address, in letters, digits and hyphens."""
+    text = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", f"{node}-{address}".lower())).strip("-")
+    return _fit(text or "meshd")
 
 
 def instance_name(node: str, cluster_id: str) -> str:
@@ -79,8 +92,14 @@ class ClusterAdvertiser:
         self._zc: AsyncZeroconf | None = None
 
     async def start(self) -> None:
-        self._zc = _open(self._interfaces)
-        await (await self._zc.async_register_service(self._info, allow_name_change=True))
+        """Registers the advert (zeroconf probes the name first, a second or two); best effort: a network
+        that refuses it is logged, and joining nodes then need --server."""
+        try:
+            self._zc = _open(self._interfaces)
+            await (await self._zc.async_register_service(self._info, allow_name_change=True))
+        except Exception as error:  # noqa: BLE001 - the LAN may not allow multicast
+            log.warning("DNS-SD: cannot advertise this agent (joining nodes need --server %s): %s", self.api, error)
+            return
         log.info("DNS-SD: advertising this agent as %s (%s)", self._info.name, self.api)
 
     async def close(self) -> None:

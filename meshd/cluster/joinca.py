@@ -5,6 +5,8 @@ node's CSR. The join endpoint takes any `issue(node_name, csr_pem) -> (ca_pem, c
 from __future__ import annotations
 
 import datetime
+import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -13,14 +15,28 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshd.state import write_atomically
-
 CA_DAYS = 3650
 NODE_DAYS = 365
 
 
 class CsrError(ValueError):
     """A CSR that does not parse or whose signature does not verify."""
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Writes `path` whole or not at all, mode 0600 from the start (mkstemp's)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
@@ -69,10 +85,10 @@ class StateDirIssuer:
                                                      data_encipherment=False, key_agreement=False,
                                                      encipher_only=False, decipher_only=False), critical=True)
                         .sign(key, hashes.SHA256()))
-                write_atomically(key_path, key.private_bytes(serialization.Encoding.PEM,
+                write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
                                                              serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))  # 0600
-                write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+                write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
         assert isinstance(loaded, ec.EllipticCurvePrivateKey)
@@ -96,4 +112,4 @@ class StateDirIssuer:
         return ca.public_bytes(serialization.Encoding.PEM), cert.public_bytes(serialization.Encoding.PEM)
 
 
-__all__ = ["CsrError", "StateDirIssuer", "load_csr", "make_key_and_csr"]
+__all__ = ["CsrError", "StateDirIssuer", "load_csr", "make_key_and_csr", "write_private"]

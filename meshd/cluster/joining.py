@@ -16,16 +16,15 @@ from typing import Any
 
 import aiohttp
 
-from meshd.api.join import JOIN_PATH
 from meshd.cluster import tokens
 from meshd.cluster.discovery import Interfaces, browse
-from meshd.cluster.joinca import make_key_and_csr
-from meshd.state import write_atomically
+from meshd.cluster.joinca import make_key_and_csr, write_private
 from meshd.store.etcdclient import parse_store_url
 
 log = logging.getLogger(__name__)
 
 CREDENTIALS_DIR = "cluster"  # STATE/cluster/: ca.crt, node.crt, node.key, store
+JOIN_PATH = "/meshd/v1/join"  # on the agent's API (meshd.api.join)
 
 
 class JoinError(Exception):
@@ -103,7 +102,7 @@ def save_credentials(state_dir: Path, answer: JoinAnswer, key_pem: bytes) -> Pat
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name, data in (("node.key", key_pem), ("node.crt", answer.certificate.encode()),
                        ("ca.crt", answer.ca.encode()), ("store", answer.store.encode() + b"\n")):
-        write_atomically(directory / name, data)  # 0600 (mkstemp)
+        write_private(directory / name, data)
     return directory
 
 

@@ -5,18 +5,15 @@ over DNS-SD so `meshd agent --join TOKEN` finds it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from meshd.cluster import bootstrap, tokens
 from meshd.cluster.discovery import ClusterAdvertiser, Interfaces, advertised_addresses
 from meshd.cluster.joinca import StateDirIssuer
-from meshd.external.hostaddresses import host_ipv4_addresses
 from meshd.store import ObjectStore, StoreError
-
-if TYPE_CHECKING:
-    from meshd.api.join import JoinApi
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +28,21 @@ class JoinSetup:
     api_port: int
     interfaces: Interfaces | None  # None: --mdns off (no advert; joining nodes need --server)
     token_ttl: float = tokens.DEFAULT_TTL
+    host_addresses: Sequence[str] = ()  # the host's IPv4 addresses (where a wildcard API is reached)
 
 
-async def serve_joins(setup: JoinSetup, join: JoinApi) -> ClusterAdvertiser | None:
-    """Sets up the join endpoint and the advert; the advert to close at shutdown (None if there is none)."""
-    addresses = advertised_addresses(setup.api_host, host_ipv4_addresses())
+class JoinEndpoint(Protocol):
+    """What the API's join endpoint (meshd.api.join.JoinApi) needs to know."""
+
+    store_url: str | None
+    server: str | None
+    issue: Callable[[str, bytes], tuple[bytes, bytes]] | None
+
+
+async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser | None:
+    """Sets up the join endpoint; the advert to start (it takes a second or two: the caller runs it aside) and
+    close at shutdown (None if there is none)."""
+    addresses = advertised_addresses(setup.api_host, setup.host_addresses)
     server = f"https://{addresses[0]}:{setup.api_port}"
     join.store_url, join.server = setup.store_url, server
     join.issue = StateDirIssuer(setup.state_dir / "cluster-ca")
@@ -53,15 +60,8 @@ async def serve_joins(setup: JoinSetup, join: JoinApi) -> ClusterAdvertiser | No
         return None
     if setup.interfaces is None:
         return None
-    advertiser = ClusterAdvertiser(interfaces=setup.interfaces, cluster_id=claim.cluster_id, node=setup.node,
-                                   addresses=addresses, port=setup.api_port)
-    try:
-        await advertiser.start()
-    except Exception as error:  # noqa: BLE001 - DNS-SD is best effort: the LAN may not allow it
-        log.warning("DNS-SD: cannot advertise this agent (joining nodes need --server %s): %s", server, error)
-        await advertiser.close()
-        return None
-    return advertiser
+    return ClusterAdvertiser(interfaces=setup.interfaces, cluster_id=claim.cluster_id, node=setup.node,
+                             addresses=addresses, port=setup.api_port)
 
 
 __all__ = ["JoinSetup", "serve_joins"]

@@ -1,0 +1,183 @@
+"""Nodes joining with a bootstrap token, on a real etcd (Debian's etcd-server) with real agents as processes:
+the first agent on the empty store prints a token; a second started with `--join TOKEN` and no --store finds it
+over DNS-SD (multicast on 127.0.0.1, as test_mdns_zeroconf binds) and becomes a Node in the same store
+(`kubectl get nodes`); `--server` joins without discovery; an expired token and a wrong secret are refused with
+their reason (exit status 1) and register nothing; `meshd token create|list|delete` through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshd.cluster.discovery import browse
+from tests.integration.etcd_harness import EtcdCluster
+from tests.integration.test_cluster_etcd import Member, node_status, poll
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[2]
+MDNS = "127.0.0.1"  # never the machine's LAN: multicast on the loopback interface
+
+
+class Agent(Member):
+    """A cluster agent with mDNS on 127.0.0.1; with `join`, started with --join TOKEN and no --store."""
+
+    def __init__(self, directory: Path, name: str, store: str, *, join: str | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        super().__init__(directory, name, store)
+        self.join, self.extra = join, extra
+
+    def command(self) -> list[str]:
+        args = super().command()
+        args[args.index("--mdns") + 1] = MDNS
+        if self.join is not None:
+            at = args.index("--store")
+            del args[at:at + 2]
+            args += ["--join", self.join, "--join-timeout", "30"]
+        return [*args, *self.extra]
+
+    @property
+    def https(self) -> str:
+        return self.api.replace("http://", "https://")
+
+    def printed_token(self) -> str:
+        found = re.search(r"meshd agent --join ([a-z0-9]{6}\.[a-z0-9]{16})\n", self.log.read_text())
+        assert found, self.log.read_text()[-3000:]
+        return found.group(1)
+
+    async def refused(self) -> str:
+        """Runs the agent expecting it to end (a refused join); its log."""
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(*self.command(), stdout=log, stderr=log)
+        code = await asyncio.wait_for(self.proc.wait(), 90)
+        text = self.log.read_text()
+        assert code == 1, text[-3000:]
+        return text
+
+    async def meshd(self, *args: str) -> tuple[int, str, str]:
+        env = {**os.environ, "MESHD_API": self.api, "PYTHONPATH": str(ROOT),
+               "MESHD_TOKEN": (self.state_dir / "token").read_text().strip()}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "meshd.cli", *args, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path / "etcd").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def agents(tmp_path: Path, etcd: EtcdCluster):  # type: ignore[no-untyped-def]
+    started: list[Agent] = []
+
+    def make(name: str, directory: str = "", **kwargs: object) -> Agent:
+        agent = Agent(tmp_path / (directory or name), name, etcd.url, **kwargs)  # type: ignore[arg-type]
+        started.append(agent)
+        return agent
+
+    try:
+        yield make
+    finally:
+        await asyncio.gather(*(a.stop() for a in started))
+
+
+async def _ready(member: Member, names: set[str]) -> bool:
+    status = await node_status(member)
+    return set(status) == names and all(v == "Ready" for v in status.values())
+
+
+async def test_a_node_joins_over_dns_sd_with_the_printed_token(agents) -> None:  # type: ignore[no-untyped-def]
+    n1 = agents("n1")
+    await n1.start()
+    token = n1.printed_token()
+    assert "etcd://" not in token
+
+    found = None
+    peers = browse([MDNS])
+    try:
+        async with asyncio.timeout(30):
+            async for peer in peers:
+                if peer.node == "n1" and peer.api == n1.https:
+                    found = peer
+                    break
+    finally:
+        await peers.aclose()
+    assert found is not None  # the advert names the API, never the store
+
+    n2 = agents("n2", join=token)
+    await n2.start()
+    assert await poll(lambda: _ready(n1, {"n1", "n2"}))
+    assert await poll(lambda: _ready(n2, {"n1", "n2"}))
+    credentials = n2.state_dir / "cluster"
+    for name in ("ca.crt", "node.crt", "node.key", "store"):
+        assert stat.S_IMODE((credentials / name).stat().st_mode) == 0o600, name
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(credentials / "ca.crt"), str(credentials / "node.crt")],
+                            capture_output=True, text=True, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-in", str(credentials / "node.crt")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "system:node:n2" in subject
+    log = n2.log.read_text()
+    assert "found node n1 of cluster" in log and "joined the cluster" in log
+
+    # the node keeps its cluster across a restart, with or without a token still valid
+    await n2.stop()
+    await n2.start()
+    assert "already joined" in n2.log.read_text()
+
+
+async def test_expired_and_wrong_tokens_are_refused_and_server_joins_without_discovery(agents) -> None:  # type: ignore[no-untyped-def]
+    n1 = agents("n1")
+    await n1.start()
+    good = n1.printed_token()
+
+    code, out, err = await n1.meshd("token", "create", "--ttl", "1s", "--description", "short")
+    assert code == 0, err
+    short = out.strip()
+    assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", short)
+
+    async def expired() -> bool:
+        code, out, err = await n1.meshd("token", "list")
+        assert code == 0, err
+        return any(line.startswith(short[:6]) and "(expired)" in line for line in out.splitlines())
+
+    assert await poll(expired)
+    text = await agents("late", join=short, extra=("--server", n1.https)).refused()
+    assert f'bootstrap token "{short[:6]}" expired at' in text, text[-2000:]
+
+    wrong = good[:7] + ("a" if good[7] != "a" else "b") + good[8:]
+    text = await agents("wrong", join=wrong).refused()  # found over DNS-SD, refused by the cluster
+    assert f'bootstrap token "{good[:6]}": wrong secret' in text, text[-2000:]
+
+    text = await agents("bogus", join="zzzzzz.0123456789abcdef", extra=("--server", n1.https)).refused()
+    assert 'bootstrap token "zzzzzz" is unknown to this cluster' in text, text[-2000:]
+
+    assert set(await node_status(n1)) == {"n1"}  # nothing registered
+
+    n3 = agents("n3", join=good, extra=("--server", n1.https, "--mdns", "off"))
+    await n3.start()
+    assert await poll(lambda: _ready(n1, {"n1", "n3"}))
+    assert "looking for the cluster" not in n3.log.read_text()
+
+    # a Ready node's name is not given to another joining node
+    text = await agents("n3", "n3-again", join=good, extra=("--server", n1.https)).refused()
+    assert 'node name "n3" is taken by a Ready node' in text, text[-2000:]
+
+    code, out, err = await n1.meshd("token", "delete", short)
+    assert code == 0 and "deleted" in out, err
+    code, out, err = await n1.meshd("token", "list")
+    assert short[:6] not in out and good[:6] in out
+    code, out, err = await n1.meshd("token", "delete", short[:6])
+    assert code == 1 and "not found" in err
