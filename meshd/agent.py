@@ -264,7 +264,8 @@ class Agent:
         assert self.cluster is not None and self.cluster.store is not None and self.options.store is not None
         self.cluster_advert = await serve_joins(JoinSetup(
             self.cluster.store, self.options.store, self.node, self.state_dir, self.api_host, self.api_port,
-            parse_mdns_option(self.options.mdns), self.options.token_ttl, host_ipv4_addresses()), api.join)
+            parse_mdns_option(self.options.mdns), self.options.token_ttl, host_ipv4_addresses(),
+            self.tls.cert if self.tls else None), api.join)
         if self.cluster_advert is not None:
             self._tasks.spawn(self.cluster_advert.start(), name="DNS-SD advert")
 

@@ -26,7 +26,8 @@ from meshd.state import TOKEN_FILE
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/metrics", "/healthz", "/v1/prometheus/targets"})  # readable without a token
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/v1/prometheus/targets",  # readable without a token
+                        "/meshd/v1/join/proof"})  # an agent's proof that it knows a bootstrap token's secret
 OPEN_POSTS = frozenset({"/meshd/v1/join"})  # admitted by the bootstrap token in the body (meshd.api.join)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_OR_YAML = frozenset({"application/json", "application/yaml", "application/x-yaml", "text/yaml",

@@ -1,5 +1,10 @@
 """Joining a cluster with a bootstrap token, on the agent's API.
 
+`GET /meshd/v1/join/proof?id=ID&nonce=N` (open) answers `{"certificateSHA256", "proof"}`: the SHA-256 of this
+API's TLS certificate and an HMAC of the nonce and it, keyed with the token's secret
+(meshd.cluster.tokens.server_proof). A joining node checks it before it sends its token, then pins that
+certificate: an impostor on the LAN cannot make the proof, a relay cannot present the certificate.
+
 `POST /meshd/v1/join` `{"token", "node", "csr"}` needs no bearer token, only the bootstrap token it carries
 (rate-limited per client address, body at most 64 KiB): a valid, unexpired token answers
 `{"store", "ca", "certificate"}` (the node certificate signed from the CSR); anything else a v1 Status saying
@@ -24,7 +29,7 @@ from aiohttp import web
 from meshd.api import status as api_status
 from meshd.cluster import bootstrap, tokens
 from meshd.cluster.joinca import CsrError
-from meshd.cluster.joining import JOIN_PATH
+from meshd.cluster.joining import JOIN_PATH, PROOF_PATH
 from meshd.cluster.nodes import nodes_with_readiness
 from meshd.store import ObjectStore
 
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 TOKENS_PATH = "/meshd/v1/tokens"
 MAX_JOIN_BODY = 64 * 1024
+_NONCE = re.compile(r"^[0-9a-f]{32,128}$")
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 Issuer = Callable[[str, bytes], tuple[bytes, bytes]]  # (node name, CSR PEM) -> (CA PEM, certificate PEM)
@@ -92,9 +98,11 @@ class JoinApi:
         self.store_url: str | None = None  # None: not in a cluster (a single node on SQLite)
         self.issue: Issuer | None = None
         self.server: str | None = None  # this agent's API as a joining node reaches it (for the join command)
+        self.certificate_sha256: str | None = None  # of the API's TLS serving certificate (hex)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post(JOIN_PATH, self.join)
+        router.add_get(PROOF_PATH, self.proof)
         router.add_get(TOKENS_PATH, self.list_tokens)
         router.add_post(TOKENS_PATH, self.create_token)
         router.add_delete(TOKENS_PATH + "/{id}", self.delete_token)
@@ -105,13 +113,35 @@ class JoinApi:
                              "(start the agent with --store etcd://HOST:PORT)")
         return self._store()
 
-    async def join(self, request: web.Request) -> web.Response:
+    def _limited(self, request: web.Request) -> web.Response | None:
         wait = self.limiter.wait(request.remote or "")
-        if wait > 0:
-            retry = max(int(wait + 0.999), 1)
-            return web.json_response(api_status.status(429, f"too many join requests from {request.remote}: try "
-                                                            f"again in {retry}s"),
-                                     status=429, headers={"Retry-After": str(retry)})
+        if wait <= 0:
+            return None
+        retry = max(int(wait + 0.999), 1)
+        return web.json_response(api_status.status(429, f"too many join requests from {request.remote}: try "
+                                                        f"again in {retry}s"),
+                                 status=429, headers={"Retry-After": str(retry)})
+
+    async def proof(self, request: web.Request) -> web.Response:
+        limited = self._limited(request)
+        if limited is not None:
+            return limited
+        token_id, nonce = request.query.get("id", ""), request.query.get("nonce", "")
+        if not _NONCE.match(nonce):
+            return api_status.response(400, "bad join proof request: nonce must be 32 to 128 hex digits")
+        if self.store_url is None or self.certificate_sha256 is None:
+            return api_status.response(503, "this agent is not in a cluster (no --store): nothing to join")
+        known = tokens.check_id(token_id, bootstrap.tokens_by_id(self._store()), now=self._clock())
+        if isinstance(known, tokens.Refusal):
+            log.warning("join proof refused (from %s): %s", request.remote, known.message)
+            return _refused(known, token_id if tokens.valid_id(token_id) else "")
+        return web.json_response({"certificateSHA256": self.certificate_sha256,
+                                  "proof": tokens.server_proof(known.secret, nonce, self.certificate_sha256)})
+
+    async def join(self, request: web.Request) -> web.Response:
+        limited = self._limited(request)
+        if limited is not None:
+            return limited
         if request.content_length is not None and request.content_length > MAX_JOIN_BODY:
             return api_status.response(413, f"a join request is at most {MAX_JOIN_BODY} bytes")
         raw = b""
@@ -188,4 +218,4 @@ def token_json(token: tokens.StoredToken, now: float) -> dict[str, Any]:
             "usages": ["authentication"] if token.authentication else [], "description": token.description}
 
 
-__all__ = ["JOIN_PATH", "MAX_JOIN_BODY", "TOKENS_PATH", "JoinApi", "RateLimiter", "token_json", "validate_request"]
+__all__ = ["JOIN_PATH", "PROOF_PATH", "MAX_JOIN_BODY", "TOKENS_PATH", "JoinApi", "RateLimiter", "token_json", "validate_request"]

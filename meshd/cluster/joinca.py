@@ -39,6 +39,11 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def certificate_sha256(path: Path) -> str:
+    """The SHA-256 of a PEM certificate's DER form (hex), as a TLS client sees the certificate."""
+    return x509.load_pem_x509_certificate(path.read_bytes()).fingerprint(hashes.SHA256()).hex()
+
+
 def load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
@@ -112,4 +117,4 @@ class StateDirIssuer:
         return ca.public_bytes(serialization.Encoding.PEM), cert.public_bytes(serialization.Encoding.PEM)
 
 
-__all__ = ["CsrError", "StateDirIssuer", "load_csr", "make_key_and_csr", "write_private"]
+__all__ = ["CsrError", "StateDirIssuer", "certificate_sha256", "load_csr", "make_key_and_csr", "write_private"]

@@ -1,5 +1,7 @@
 """`meshd agent --join TOKEN`: finds an agent of the cluster (DNS-SD, or `--server https://HOST:PORT` as k3s'),
-asks it to admit this node with the token and a CSR, keeps what it answers (the cluster CA, this node's
+has it prove it knows the token's secret (an HMAC of a fresh nonce and its TLS certificate: see
+meshd.api.join) before sending the token over TLS pinned to that certificate, asks it to admit this node with
+the token and a CSR, keeps what it answers (the cluster CA, this node's
 certificate and key, 0600, in STATE/cluster/) and returns the store's address, as `--store` would give it.
 
 A refusal ends the join with the server's reason. An agent that answers "unknown token" may be of another
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 
 CREDENTIALS_DIR = "cluster"  # STATE/cluster/: ca.crt, node.crt, node.key, store
 JOIN_PATH = "/meshd/v1/join"  # on the agent's API (meshd.api.join)
+PROOF_PATH = "/meshd/v1/join/proof"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class JoinError(Exception):
@@ -58,6 +64,28 @@ def server_url(text: str) -> str:
     return f"https://{value}"
 
 
+def refusal(api: str, status: int, body: Any) -> JoinRefused:
+    """A refusal (a v1 Status) as the joining node reports it."""
+    message = body.get("message") if isinstance(body, dict) else None
+    causes = ((body.get("details") or {}).get("causes") or [{}]) if isinstance(body, dict) else [{}]
+    cause = str(causes[0].get("reason") or (body.get("reason") if isinstance(body, dict) else "") or status)
+    return JoinRefused(api, str(message or f"HTTP {status}"), cause)
+
+
+def check_proof(api: str, token: tokens.BootstrapToken, nonce: str, status: int, body: Any) -> str:
+    """The certificate (SHA-256, hex) the agent proved it serves for a holder of the token's secret; JoinRefused
+    when it refuses the token or its proof does not match this token's secret."""
+    if status != 200:
+        raise refusal(api, status, body)
+    fingerprint = str(body.get("certificateSHA256") or "").lower() if isinstance(body, dict) else ""
+    proof = str(body.get("proof") or "") if isinstance(body, dict) else ""
+    if not _SHA256.match(fingerprint) or not tokens.proof_matches(token, nonce, fingerprint, proof):
+        raise JoinRefused(api, f'bootstrap token "{token.id}": wrong secret (the agent knows another secret for '
+                               "this id: check the token as `meshd token create` printed it), or the agent is not "
+                               "genuine; the token was not sent", "WrongSecret")
+    return fingerprint
+
+
 def parse_answer(api: str, status: int, body: Any) -> JoinAnswer:
     """The join endpoint's answer, or JoinRefused with its reason (a v1 Status)."""
     if status == 200 and isinstance(body, dict):
@@ -69,22 +97,30 @@ def parse_answer(api: str, status: int, body: Any) -> JoinAnswer:
                 raise JoinError(f"{api} answered a store address that is not one: {error}") from None
             return JoinAnswer(store, ca, cert)
         raise JoinError(f"{api} answered the join without a store, CA and certificate: is it a meshd agent?")
-    message = body.get("message") if isinstance(body, dict) else None
-    causes = ((body.get("details") or {}).get("causes") or [{}]) if isinstance(body, dict) else [{}]
-    cause = str(causes[0].get("reason") or (body.get("reason") if isinstance(body, dict) else "") or status)
-    raise JoinRefused(api, str(message or f"HTTP {status}"), cause)
+    raise refusal(api, status, body)
+
+
+async def _body(response: aiohttp.ClientResponse) -> Any:
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        return None
 
 
 async def request_join(http: aiohttp.ClientSession, api: str, token: str, node: str, csr: bytes) -> JoinAnswer:
-    """One join request. TLS is not verified: the joining node has no CA yet (it gets it in the answer)."""
+    """The proof, then the join request over TLS pinned to the certificate proved (the joining node has no CA
+    yet: it gets it in the answer)."""
+    parsed = tokens.parse(token)
+    nonce = secrets.token_hex(16)
     try:
+        async with http.get(api + PROOF_PATH, params={"id": parsed.id, "nonce": nonce}, ssl=False) as response:
+            fingerprint = check_proof(api, parsed, nonce, response.status, await _body(response))
         async with http.post(api + JOIN_PATH, json={"token": token, "node": node, "csr": csr.decode()},
-                             ssl=False) as response:
-            try:
-                body = await response.json(content_type=None)
-            except ValueError:
-                body = None
-            return parse_answer(api, response.status, body)
+                             ssl=aiohttp.Fingerprint(bytes.fromhex(fingerprint))) as response:
+            return parse_answer(api, response.status, await _body(response))
+    except aiohttp.ServerFingerprintMismatch:
+        raise JoinError(f"{api} presented another TLS certificate than the one it proved: the token was not "
+                        "sent") from None
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         raise JoinError(f"cannot reach {api}: {error or type(error).__name__}") from None
 
@@ -164,5 +200,5 @@ async def _discover_and_join(http: aiohttp.ClientSession, token: str, node: str,
                     "running with --store and mDNS on this network? Or pass --server https://HOST:PORT")
 
 
-__all__ = ["JoinAnswer", "JoinError", "JoinRefused", "join_cluster", "parse_answer", "request_join",
+__all__ = ["PROOF_PATH", "JoinAnswer", "check_proof", "JoinError", "JoinRefused", "join_cluster", "parse_answer", "request_join",
            "saved_store", "server_url"]

@@ -4,6 +4,7 @@ over DNS-SD so `meshd agent --join TOKEN` finds it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Protocol
 
 from meshd.cluster import bootstrap, tokens
 from meshd.cluster.discovery import ClusterAdvertiser, Interfaces, advertised_addresses
-from meshd.cluster.joinca import StateDirIssuer
+from meshd.cluster.joinca import StateDirIssuer, certificate_sha256
 from meshd.store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class JoinSetup:
     interfaces: Interfaces | None  # None: --mdns off (no advert; joining nodes need --server)
     token_ttl: float = tokens.DEFAULT_TTL
     host_addresses: Sequence[str] = ()  # the host's IPv4 addresses (where a wildcard API is reached)
+    tls_certificate: Path | None = None  # the API's serving certificate (PEM): joining nodes pin it
 
 
 class JoinEndpoint(Protocol):
@@ -36,6 +38,7 @@ class JoinEndpoint(Protocol):
 
     store_url: str | None
     server: str | None
+    certificate_sha256: str | None
     issue: Callable[[str, bytes], tuple[bytes, bytes]] | None
 
 
@@ -46,6 +49,8 @@ async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser
     server = f"https://{addresses[0]}:{setup.api_port}"
     join.store_url, join.server = setup.store_url, server
     join.issue = StateDirIssuer(setup.state_dir / "cluster-ca")
+    if setup.tls_certificate is not None:
+        join.certificate_sha256 = await asyncio.to_thread(certificate_sha256, setup.tls_certificate)
     try:
         claim = await bootstrap.claim_cluster(setup.store, setup.node)
         if claim.first:

@@ -8,6 +8,7 @@ unknown, wrong secret, expired, not for authentication; the secret compared in c
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import re
 import secrets
@@ -149,6 +150,47 @@ def tokens_in(secrets_: Iterable[Mapping[str, Any]]) -> dict[str, StoredToken]:
     return {t.id: t for t in (stored_token(s) for s in secrets_) if t is not None}
 
 
+def server_proof(secret: str, nonce: str, certificate_sha256: str) -> str:
+    """What an agent answers a joining node before the node sends its token: an HMAC, keyed with the token's
+    secret, of the node's nonce and the agent's TLS certificate (its SHA-256). Only a holder of the secret can
+    make it, and it binds the certificate the node then pins (as kubeadm's signed cluster-info binds the CA)."""
+    message = f"meshd-join|{nonce}|{certificate_sha256.lower()}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def proof_matches(token: BootstrapToken, nonce: str, certificate_sha256: str, proof: str) -> bool:
+    return hmac.compare_digest(server_proof(token.secret, nonce, certificate_sha256).encode(), proof.encode())
+
+
+def check_id(token_id: str, stored: Mapping[str, StoredToken], *, now: float) -> Refusal | StoredToken:
+    """The token an id names, if it may admit a node now (the secret is checked later, or by the node)."""
+    if not valid_id(token_id):
+        return Refusal(400, "BadRequest", "Malformed", "malformed bootstrap token id: expected [a-z0-9]{6}")
+    known = _known(token_id, stored)
+    return known if isinstance(known, Refusal) else _usable(known, now) or known
+
+
+def _known(token_id: str, stored: Mapping[str, StoredToken]) -> Refusal | StoredToken:
+    known = stored.get(token_id)
+    if known is None:
+        return Refusal(401, "Unauthorized", "UnknownToken",
+                       f'bootstrap token "{token_id}" is unknown to this cluster (deleted, or for another cluster); '
+                       "`meshd token list` on a node of the cluster shows its tokens")
+    return known
+
+
+def _usable(known: StoredToken, now: float) -> Refusal | None:
+    if known.expires is not None and now >= known.expires:
+        return Refusal(401, "Unauthorized", "Expired",
+                       f'bootstrap token "{known.id}" expired at {rfc3339(known.expires)}; '
+                       "make a new one with `meshd token create`")
+    if not known.authentication:
+        return Refusal(403, "Forbidden", "NotForAuthentication",
+                       f'bootstrap token "{known.id}" is not for authentication '
+                       "(usage-bootstrap-authentication is not \"true\")")
+    return None
+
+
 def check(given: str, stored: Mapping[str, StoredToken], *, now: float) -> Refusal | BootstrapToken:
     """Admits `given` (the token it is) or says why not. The secret is compared in constant time; an expired
     token is refused even with the right secret, and says when it expired."""
@@ -156,23 +198,13 @@ def check(given: str, stored: Mapping[str, StoredToken], *, now: float) -> Refus
         token = parse(given)
     except ValueError as error:
         return Refusal(400, "BadRequest", "Malformed", str(error))
-    known = stored.get(token.id)
-    if known is None:
-        return Refusal(401, "Unauthorized", "UnknownToken",
-                       f'bootstrap token "{token.id}" is unknown to this cluster (deleted, or for another cluster); '
-                       "`meshd token list` on a node of the cluster shows its tokens")
+    known = _known(token.id, stored)  # the secret before the expiry: nothing more told to a guesser
+    if isinstance(known, Refusal):
+        return known
     if not hmac.compare_digest(token.secret.encode(), known.secret.encode()):
         return Refusal(401, "Unauthorized", "WrongSecret",
                        f'bootstrap token "{token.id}": wrong secret (check the token as `meshd token create` printed it)')
-    if known.expires is not None and now >= known.expires:
-        return Refusal(401, "Unauthorized", "Expired",
-                       f'bootstrap token "{token.id}" expired at {rfc3339(known.expires)}; '
-                       "make a new one with `meshd token create`")
-    if not known.authentication:
-        return Refusal(403, "Forbidden", "NotForAuthentication",
-                       f'bootstrap token "{token.id}" is not for authentication '
-                       "(usage-bootstrap-authentication is not \"true\")")
-    return token
+    return _usable(known, now) or token
 
 
 def join_command(token: BootstrapToken, server: str | None = None) -> str:

@@ -15,9 +15,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from meshd.api.certs import api_tls
 from meshd.cluster.discovery import browse
+from meshd.cluster.joinca import make_key_and_csr
+from tests.integration.agent_harness import free_port
 from tests.integration.etcd_harness import EtcdCluster
 from tests.integration.test_cluster_etcd import Member, node_status, poll
 
@@ -164,6 +169,14 @@ async def test_expired_and_wrong_tokens_are_refused_and_server_joins_without_dis
     text = await agents("bogus", join="zzzzzz.0123456789abcdef", extra=("--server", n1.https)).refused()
     assert 'bootstrap token "zzzzzz" is unknown to this cluster' in text, text[-2000:]
 
+    # a client that sends the token without asking for the proof first is refused by the agent itself
+    async with aiohttp.ClientSession() as http, http.post(n1.https + "/meshd/v1/join", ssl=False, json={
+            "token": wrong, "node": "direct", "csr": make_key_and_csr("direct")[1].decode()}) as response:
+        status = await response.json()
+    assert response.status == 401 and status["kind"] == "Status", status
+    assert status["details"]["causes"][0]["reason"] == "WrongSecret"
+    assert f'bootstrap token "{good[:6]}": wrong secret' in status["message"]
+
     assert set(await node_status(n1)) == {"n1"}  # nothing registered
 
     n3 = agents("n3", join=good, extra=("--server", n1.https, "--mdns", "off"))
@@ -181,3 +194,34 @@ async def test_expired_and_wrong_tokens_are_refused_and_server_joins_without_dis
     assert short[:6] not in out and good[:6] in out
     code, out, err = await n1.meshd("token", "delete", short[:6])
     assert code == 1 and "not found" in err
+
+
+async def test_an_impostor_relaying_to_a_real_agent_never_gets_the_token(agents, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A machine on the LAN posing as an agent (its own TLS certificate) and relaying to a real one: the proof
+    it relays names the real agent's certificate, which the joining node then pins; the token never reaches
+    the impostor."""
+    n1 = agents("n1")
+    await n1.start()
+    received: list[str] = []
+
+    async def relay(request: web.Request) -> web.Response:
+        received.append(f"{request.method} {request.path}")
+        async with aiohttp.ClientSession() as http, http.request(
+                request.method, n1.https + request.path_qs, data=await request.read(), ssl=False,
+                headers={"Content-Type": request.content_type}) as answer:
+            return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")
+
+    _, context = await asyncio.to_thread(api_tls, tmp_path / "impostor", ("127.0.0.1",))
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    try:
+        text = await agents("n2", join=n1.printed_token(), extra=("--server", f"https://127.0.0.1:{port}")).refused()
+    finally:
+        await runner.cleanup()
+    assert "presented another TLS certificate than the one it proved: the token was not sent" in text, text[-2000:]
+    assert received == ["GET /meshd/v1/join/proof"]
+    assert set(await node_status(n1)) == {"n1"}

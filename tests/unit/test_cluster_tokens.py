@@ -253,3 +253,46 @@ def test_answers_are_read_or_refusals_raised() -> None:
         parse_answer("https://a:1", 200, {"store": "mysql://x", "ca": "CA", "certificate": "C"})
     with pytest.raises(JoinError, match="is it a meshd agent"):
         parse_answer("https://a:1", 200, {"hello": "world"})
+
+
+# --- the agent's proof, before the node sends its token ---------------------------------------------------
+
+CERT = "ab" * 32
+
+
+def test_only_a_holder_of_the_secret_makes_the_proof() -> None:
+    proof = tokens.server_proof(GOOD.secret, "00" * 16, CERT)
+    assert tokens.proof_matches(GOOD, "00" * 16, CERT, proof)
+    assert tokens.proof_matches(GOOD, "00" * 16, CERT.upper(), proof)
+    assert not tokens.proof_matches(GOOD, "11" * 16, CERT, proof)  # another nonce: no replay
+    assert not tokens.proof_matches(GOOD, "00" * 16, "cd" * 32, proof)  # another certificate: no relay
+    assert not tokens.proof_matches(tokens.BootstrapToken("abcdef", "x" * 16), "00" * 16, CERT, proof)
+
+
+@pytest.mark.parametrize(("token_id", "cause"), [("abcdef", None), ("never0", None), ("old123", "Expired"),
+                                                 ("zzzzzz", "UnknownToken"), ("ABC", "Malformed"),
+                                                 ("signin", "NotForAuthentication")])
+def test_check_id_needs_no_secret(token_id: str, cause: str | None) -> None:
+    verdict = tokens.check_id(token_id, STORED, now=NOW)
+    if cause is None:
+        assert verdict == STORED[token_id]
+    else:
+        assert isinstance(verdict, tokens.Refusal) and verdict.cause == cause
+
+
+def test_the_joining_node_checks_the_proof() -> None:
+    from meshd.cluster.joining import check_proof
+
+    nonce = "00" * 16
+    good = {"certificateSHA256": CERT, "proof": tokens.server_proof(GOOD.secret, nonce, CERT)}
+    assert check_proof("https://a:1", GOOD, nonce, 200, good) == CERT
+    for body in ({**good, "proof": tokens.server_proof("y" * 16, nonce, CERT)}, {**good, "certificateSHA256": "x"},
+                 {"proof": good["proof"]}, None):
+        with pytest.raises(JoinRefused, match='"abcdef": wrong secret .* the token was not sent') as caught:
+            check_proof("https://a:1", GOOD, nonce, 200, body)
+        assert caught.value.cause == "WrongSecret"
+    expired = {"kind": "Status", "code": 401, "message": 'bootstrap token "abcdef" expired at T',
+               "details": {"causes": [{"reason": "Expired"}]}}
+    with pytest.raises(JoinRefused, match="expired at T") as refused:
+        check_proof("https://a:1", GOOD, nonce, 401, expired)
+    assert refused.value.cause == "Expired"
