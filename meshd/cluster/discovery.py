@@ -62,6 +62,22 @@ def advertised_addresses(api_host: str, host_addresses: Sequence[str]) -> list[s
     return usable or ["127.0.0.1"]
 
 
+def loopback_only(api_host: str) -> bool:
+    try:
+        return ipaddress.ip_address(api_host).is_loopback
+    except ValueError:
+        return api_host == "localhost"
+
+
+def advert_interfaces(api_host: str, interfaces: Interfaces) -> Interfaces:
+    """Where to advertise: an API on loopback is reachable from this machine only, so it is advertised on
+    127.0.0.1 only (another machine would read 127.0.0.1 as itself)."""
+    if not loopback_only(api_host):
+        return interfaces
+    local = [] if interfaces == "all" else [a for a in interfaces if loopback_only(a)]
+    return local or ["127.0.0.1"]
+
+
 def peer_from_properties(properties: Mapping[bytes, bytes | None] | Mapping[str, str]) -> Peer | None:
     """The Peer in an advert's TXT record; None when it is not a meshd agent's advert."""
     text = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k):
@@ -140,5 +156,5 @@ async def browse(interfaces: Interfaces, *, resolve_timeout: float = 3.0) -> Asy
         await zc.async_close()
 
 
-__all__ = ["SERVICE_TYPE", "ClusterAdvertiser", "Peer", "advertised_addresses", "browse", "instance_name",
+__all__ = ["SERVICE_TYPE", "ClusterAdvertiser", "Peer", "advert_interfaces", "advertised_addresses", "browse", "instance_name",
            "peer_from_properties"]

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Protocol
 
 from meshd.cluster import bootstrap, tokens
-from meshd.cluster.discovery import ClusterAdvertiser, Interfaces, advertised_addresses
+from meshd.cluster.discovery import (
+    ClusterAdvertiser,
+    Interfaces,
+    advert_interfaces,
+    advertised_addresses,
+    loopback_only,
+)
 from meshd.cluster.joinca import StateDirIssuer, certificate_sha256
 from meshd.store import ObjectStore, StoreError
 
@@ -31,6 +37,10 @@ class JoinSetup:
     token_ttl: float = tokens.DEFAULT_TTL
     host_addresses: Sequence[str] = ()  # the host's IPv4 addresses (where a wildcard API is reached)
     tls_certificate: Path | None = None  # the API's serving certificate (PEM): joining nodes pin it
+    issue: Issuer | None = None  # signs a joining node's CSR; None: a CA in STATE/cluster-ca (StateDirIssuer)
+
+
+Issuer = Callable[[str, bytes], tuple[bytes, bytes]]  # (node name, CSR PEM) -> (CA PEM, certificate PEM)
 
 
 class JoinEndpoint(Protocol):
@@ -39,7 +49,7 @@ class JoinEndpoint(Protocol):
     store_url: str | None
     server: str | None
     certificate_sha256: str | None
-    issue: Callable[[str, bytes], tuple[bytes, bytes]] | None
+    issue: Issuer | None
 
 
 async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser | None:
@@ -48,7 +58,7 @@ async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser
     addresses = advertised_addresses(setup.api_host, setup.host_addresses)
     server = f"https://{addresses[0]}:{setup.api_port}"
     join.store_url, join.server = setup.store_url, server
-    join.issue = StateDirIssuer(setup.state_dir / "cluster-ca")
+    join.issue = setup.issue or StateDirIssuer(setup.state_dir / "cluster-ca")
     if setup.tls_certificate is not None:
         join.certificate_sha256 = await asyncio.to_thread(certificate_sha256, setup.tls_certificate)
     try:
@@ -60,12 +70,15 @@ async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser
             log.info("cluster %s created; to add a node, run on it (the token is %s):\n\n    %s\n\n"
                      "  (or without discovery: %s)\n  more tokens: meshd token create [--ttl 1h]", claim.cluster_id,
                      until, tokens.join_command(token), tokens.join_command(token, server))
+            if loopback_only(setup.api_host):
+                log.warning("the API listens on %s only: other machines cannot join through this agent (start it "
+                            "with --api 0.0.0.0:%d, or its LAN address)", setup.api_host, setup.api_port)
     except StoreError as error:
         log.warning("cannot claim the cluster or make its first join token: %s", error)
         return None
     if setup.interfaces is None:
         return None
-    return ClusterAdvertiser(interfaces=setup.interfaces, cluster_id=claim.cluster_id, node=setup.node,
+    return ClusterAdvertiser(interfaces=advert_interfaces(setup.api_host, setup.interfaces), cluster_id=claim.cluster_id, node=setup.node,
                              addresses=addresses, port=setup.api_port)
 
 

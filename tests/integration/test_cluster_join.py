@@ -225,3 +225,17 @@ async def test_an_impostor_relaying_to_a_real_agent_never_gets_the_token(agents,
     assert "presented another TLS certificate than the one it proved: the token was not sent" in text, text[-2000:]
     assert received == ["GET /meshd/v1/join/proof"]
     assert set(await node_status(n1)) == {"n1"}
+
+    # the open route is bounded: 64 KiB a request, 10 at once then 1/s per client address
+    async with aiohttp.ClientSession() as http:
+        async with http.post(n1.https + "/meshd/v1/join", ssl=False, data=b"{" + b" " * 70_000 + b"}",
+                             headers={"Content-Type": "application/json"}) as response:
+            assert response.status == 413, await response.text()
+
+        async def post() -> tuple[int, str | None]:
+            async with http.post(n1.https + "/meshd/v1/join", ssl=False, json={"token": "x"}) as response:
+                return response.status, response.headers.get("Retry-After")
+
+        answers = await asyncio.gather(*(post() for _ in range(30)))
+    assert {code for code, _ in answers} == {400, 429}, answers
+    assert all(int(retry or 0) >= 1 for code, retry in answers if code == 429)

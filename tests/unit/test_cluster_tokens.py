@@ -296,3 +296,16 @@ def test_the_joining_node_checks_the_proof() -> None:
     with pytest.raises(JoinRefused, match="expired at T") as refused:
         check_proof("https://a:1", GOOD, nonce, 401, expired)
     assert refused.value.cause == "Expired"
+
+
+@pytest.mark.parametrize(("api_host", "interfaces", "expected"), [
+    ("10.0.0.5", "all", "all"),
+    ("0.0.0.0", ["10.0.0.5"], ["10.0.0.5"]),
+    ("127.0.0.1", "all", ["127.0.0.1"]),  # a loopback API: 127.0.0.1 means "me" to every other machine
+    ("127.0.0.1", ["10.0.0.5", "127.0.0.1"], ["127.0.0.1"]),
+    ("localhost", ["10.0.0.5"], ["127.0.0.1"]),
+])
+def test_a_loopback_api_is_advertised_on_loopback_only(api_host: str, interfaces: Any, expected: Any) -> None:
+    from meshd.cluster.discovery import advert_interfaces
+
+    assert advert_interfaces(api_host, interfaces) == expected
