@@ -22,7 +22,7 @@ from aiohttp import web
 from meshd.api.certs import api_tls
 from meshd.cluster.discovery import browse
 from meshd.cluster.joinca import make_key_and_csr
-from tests.integration.agent_harness import free_port
+from tests.integration.agent_harness import agent_options, api_headers, free_port, started_agent
 from tests.integration.etcd_harness import EtcdCluster
 from tests.integration.test_cluster_etcd import Member, node_status, poll
 
@@ -239,3 +239,23 @@ async def test_an_impostor_relaying_to_a_real_agent_never_gets_the_token(agents,
         answers = await asyncio.gather(*(post() for _ in range(30)))
     assert {code for code, _ in answers} == {400, 429}, answers
     assert all(int(retry or 0) >= 1 for code, retry in answers if code == 429)
+
+
+async def test_a_single_node_has_no_tokens_and_no_join(tmp_path: Path) -> None:
+    """Without --store there is no cluster to join: the routes say so (no crash, nothing made)."""
+    agent = await started_agent(agent_options(tmp_path, f"join-single-{os.getpid()}", driver="process"))
+    try:
+        url = f"http://{agent.options.api}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url + "/meshd/v1/tokens", json={"ttl": "1h"},
+                                 headers=api_headers(agent, "application/json")) as response:
+                body = await response.json()
+            assert response.status == 400 and "not in a cluster" in body["message"], body
+            async with http.post(url + "/meshd/v1/join", json={"token": "abcdef.0123456789abcdef", "node": "n2",
+                                                               "csr": "x"}) as response:
+                body = await response.json()
+            assert response.status == 503 and "not in a cluster" in body["message"], body
+            async with http.get(url + "/meshd/v1/join/proof", params={"id": "abcdef", "nonce": "00" * 16}) as response:
+                assert response.status == 503
+    finally:
+        await agent.close(stop_pods=True)

@@ -309,3 +309,16 @@ def test_a_loopback_api_is_advertised_on_loopback_only(api_host: str, interfaces
     from meshd.cluster.discovery import advert_interfaces
 
     assert advert_interfaces(api_host, interfaces) == expected
+
+
+def test_agent_flags_for_joining() -> None:
+    from meshd.cli.common import CliError
+    from meshd.cli.main import build_agent_options
+
+    values = build_agent_options({"join": str(GOOD), "server": "10.0.0.1:7700", "token_ttl": None}, None)
+    assert values == {"join": str(GOOD), "server": "https://10.0.0.1:7700"}
+    assert build_agent_options({"token_ttl": "1h"}, None) == {"token_ttl": 3600.0}
+    for bad, says in (({"join": "abc"}, "malformed"), ({"server": "https://h:1"}, "with --join"),
+                      ({"join": str(GOOD), "store": "etcd://h:1"}, "give one"), ({"token_ttl": "soon"}, "duration")):
+        with pytest.raises(CliError, match=says):
+            build_agent_options(bad, None)
