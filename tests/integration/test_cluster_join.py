@@ -1,6 +1,6 @@
 """Nodes joining with a bootstrap token, on a real etcd (Debian's etcd-server) with real agents as processes:
-the first agent on the empty store prints a token; a second started with `--join TOKEN` and no --store finds it
-over DNS-SD (multicast on 127.0.0.1, as test_mdns_zeroconf binds) and becomes a Node in the same store
+the first agent on the empty store prints a token; a second and a third started with `--join TOKEN` and no
+--store find the cluster over DNS-SD (multicast on 127.0.0.1, as test_mdns_zeroconf binds) and becomes a Node in the same store
 (`kubectl get nodes`); `--server` joins without discovery; an expired token and a wrong secret are refused with
 their reason (exit status 1) and register nothing; `meshd token create|list|delete` through the API."""
 
@@ -136,6 +136,12 @@ async def test_a_node_joins_over_dns_sd_with_the_printed_token(agents) -> None: 
     assert "system:node:n2" in subject
     log = n2.log.read_text()
     assert "found node n1 of cluster" in log and "joined the cluster" in log
+
+    # a third node with the same token: two agents advertise now, either admits it
+    n3 = agents("n3", join=token)
+    await n3.start()
+    assert await poll(lambda: _ready(n1, {"n1", "n2", "n3"}))
+    assert re.search(r"found node n[12] of cluster", n3.log.read_text())
 
     # the node keeps its cluster across a restart, with or without a token still valid
     await n2.stop()
