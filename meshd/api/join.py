@@ -25,12 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from meshd.api import status as api_status
 from meshd.cluster import bootstrap, tokens
 from meshd.cluster.joinca import CsrError
 from meshd.cluster.joining import JOIN_PATH, PROOF_PATH
 from meshd.cluster.nodes import nodes_with_readiness
+from meshd.metrics import REGISTRY
 from meshd.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,11 @@ _NONCE = re.compile(r"^[0-9a-f]{32,128}$")
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 Issuer = Callable[[str, bytes], tuple[bytes, bytes]]  # (node name, CSR PEM) -> (CA PEM, certificate PEM)
+JOINS = Counter("meshd_join_requests", "Join requests (the proof asked and the join) by outcome: Admitted, or why "
+                "refused (UnknownToken, WrongSecret, Expired, Malformed, NameTaken, TooMany, BadRequest).", ["outcome"],
+                registry=REGISTRY)
+for _outcome in ("Admitted", "UnknownToken", "WrongSecret", "Expired"):
+    JOINS.labels(_outcome)
 
 
 class RateLimiter:
@@ -125,6 +132,7 @@ class JoinApi:
     async def proof(self, request: web.Request) -> web.Response:
         limited = self._limited(request)
         if limited is not None:
+            JOINS.labels("TooMany").inc()
             return limited
         token_id, nonce = request.query.get("id", ""), request.query.get("nonce", "")
         if not _NONCE.match(nonce):
@@ -134,6 +142,7 @@ class JoinApi:
         known = tokens.check_id(token_id, bootstrap.tokens_by_id(self._store()), now=self._clock())
         if isinstance(known, tokens.Refusal):
             log.warning("join proof refused (from %s): %s", request.remote, known.message)
+            JOINS.labels(known.cause).inc()
             return _refused(known, token_id if tokens.valid_id(token_id) else "")
         return web.json_response({"certificateSHA256": self.certificate_sha256,
                                   "proof": tokens.server_proof(known.secret, nonce, self.certificate_sha256)})
@@ -141,6 +150,7 @@ class JoinApi:
     async def join(self, request: web.Request) -> web.Response:
         limited = self._limited(request)
         if limited is not None:
+            JOINS.labels("TooMany").inc()
             return limited
         if request.content_length is not None and request.content_length > MAX_JOIN_BODY:
             return api_status.response(413, f"a join request is at most {MAX_JOIN_BODY} bytes")
@@ -155,6 +165,7 @@ class JoinApi:
         try:
             token_text, node, csr = validate_request(json.loads(raw))
         except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            JOINS.labels("BadRequest").inc()
             return api_status.response(400, f"bad join request: {error}")
         if self.store_url is None:
             return api_status.response(503, "this agent is not in a cluster (no --store): nothing to join")
@@ -163,12 +174,14 @@ class JoinApi:
         if isinstance(verdict, tokens.Refusal):
             token_id = token_text.partition(".")[0] if verdict.cause != "Malformed" else ""
             log.warning("join refused (node %r from %s): %s", node, request.remote, verdict.message)
+            JOINS.labels(verdict.cause).inc()
             return _refused(verdict, token_id if tokens.valid_id(token_id) else "")
         taken = self._ready_node(store, node)
         if taken:
             message = (f'node name "{node}" is taken by a Ready node (its agent renews its lease): choose another '
                        "--node-name, or stop that agent first")
             log.warning("join refused (node %r from %s): %s", node, request.remote, message)
+            JOINS.labels("NameTaken").inc()
             return api_status.response(409, message, reason="AlreadyExists",
                                        details={"kind": "nodes", "name": node})
         if self.issue is None:
@@ -178,6 +191,7 @@ class JoinApi:
         except CsrError as error:
             return api_status.response(400, f"bad join request: {error}")
         log.info("node %s joins the cluster (bootstrap token %s, from %s)", node, verdict.id, request.remote)
+        JOINS.labels("Admitted").inc()
         return web.json_response({"store": self.store_url, "ca": ca_pem.decode(), "certificate": cert_pem.decode()})
 
     def _ready_node(self, store: ObjectStore, name: str) -> bool:

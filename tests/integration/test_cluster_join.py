@@ -184,6 +184,10 @@ async def test_expired_and_wrong_tokens_are_refused_and_server_joins_without_dis
     assert f'bootstrap token "{good[:6]}": wrong secret' in status["message"]
 
     assert set(await node_status(n1)) == {"n1"}  # nothing registered
+    async with aiohttp.ClientSession() as http, http.get(n1.api + "/metrics") as response:
+        metrics = await response.text()
+    for outcome, count in (("Expired", 1), ("UnknownToken", 1), ("WrongSecret", 1), ("Admitted", 0)):
+        assert f'meshd_join_requests_total{{outcome="{outcome}"}} {count:.1f}' in metrics, outcome
 
     n3 = agents("n3", join=good, extra=("--server", n1.https, "--mdns", "off"))
     await n3.start()
