@@ -211,7 +211,10 @@ class JoinApi:
         if not isinstance(body, dict):
             raise ValueError("a token request is a JSON object {\"ttl\", \"description\"}")
         ttl = body.get("ttl", tokens.DEFAULT_TTL)
-        ttl = tokens.parse_ttl(ttl) if isinstance(ttl, str) else float(ttl)
+        if isinstance(ttl, str):
+            ttl = tokens.parse_ttl(ttl)
+        elif isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise ValueError(f"ttl must be seconds or a duration such as 1h (got {ttl!r})")
         description = str(body.get("description") or "made by `meshd token create`")
         token, expires = await bootstrap.create_token(self._cluster_store(), ttl=ttl, description=description,
                                                       clock=self._clock)

@@ -31,7 +31,7 @@ def create(ttl: str, description: str | None, print_join_command: bool, api: str
     try:
         seconds = parse_ttl(ttl)
     except ValueError as exc:
-        raise CliError(f"--ttl: {exc}") from None
+        raise CliError(f"--ttl: {exc}") from None  # the agent refuses one out of range
     payload: dict[str, Any] = {"ttl": seconds}
     if description:
         payload["description"] = description

@@ -293,10 +293,14 @@ def _check_join(values: dict[str, Any]) -> None:
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if values.get("token_ttl") is not None:
+        from meshd.cluster.bootstrap import MAX_TTL
+
         try:
             values["token_ttl"] = parse_ttl(values["token_ttl"])
         except ValueError as exc:
             raise CliError(f"--token-ttl: {exc}") from None
+        if values["token_ttl"] > MAX_TTL:
+            raise CliError(f"--token-ttl: at most {MAX_TTL / 86400 / 365:g} years (0: never expires)")
 
 
 def _check_quantities(cpus: str | None, memory: str | None) -> None:

@@ -17,6 +17,7 @@ from meshd.store import AlreadyExists, NotFound, ObjectStore
 log = logging.getLogger(__name__)
 
 CLUSTER_CONFIGMAP = "meshd-cluster"
+MAX_TTL = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ async def claim_cluster(store: ObjectStore, node: str) -> Claim:
 async def create_token(store: ObjectStore, *, ttl: float, description: str,
                        clock: Callable[[], float] = time.time) -> tuple[tokens.BootstrapToken, float | None]:
     """A new token in the store (ttl 0: it never expires); the token and when it expires."""
-    if ttl < 0:
-        raise ValueError(f"a token's ttl must not be negative (got {ttl:g}s)")
+    if not 0 <= ttl <= MAX_TTL:  # NaN too
+        raise ValueError(f"a token's ttl is 0 (never expires) to {MAX_TTL / 86400 / 365:g} years (got {ttl:g}s)")
     expires = clock() + ttl if ttl > 0 else None
     for _ in range(5):  # a random id already taken: try another
         token = tokens.generate()

@@ -73,7 +73,7 @@ async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser
             if loopback_only(setup.api_host):
                 log.warning("the API listens on %s only: other machines cannot join through this agent (start it "
                             "with --api 0.0.0.0:%d, or its LAN address)", setup.api_host, setup.api_port)
-    except StoreError as error:
+    except (StoreError, ValueError) as error:
         log.warning("cannot claim the cluster or make its first join token: %s", error)
         return None
     if setup.interfaces is None:

@@ -319,6 +319,16 @@ def test_agent_flags_for_joining() -> None:
     assert values == {"join": str(GOOD), "server": "https://10.0.0.1:7700"}
     assert build_agent_options({"token_ttl": "1h"}, None) == {"token_ttl": 3600.0}
     for bad, says in (({"join": "abc"}, "malformed"), ({"server": "https://h:1"}, "with --join"),
-                      ({"join": str(GOOD), "store": "etcd://h:1"}, "give one"), ({"token_ttl": "soon"}, "duration")):
+                      ({"join": str(GOOD), "store": "etcd://h:1"}, "give one"), ({"token_ttl": "soon"}, "duration"),
+                      ({"token_ttl": "4000d"}, "at most 10 years")):
         with pytest.raises(CliError, match=says):
             build_agent_options(bad, None)
+
+
+@pytest.mark.parametrize("ttl", [-1.0, float("nan"), float("inf"), 1e12])
+async def test_a_token_ttl_out_of_range_is_refused(ttl: float) -> None:
+    from meshd.cluster.bootstrap import create_token
+    from meshd.store import ObjectStore
+
+    with pytest.raises(ValueError, match="ttl is 0"):
+        await create_token(ObjectStore(None), ttl=ttl, description="")
