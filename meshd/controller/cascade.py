@@ -62,8 +62,8 @@ async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) 
             generation = int(written[rs.name]["metadata"].get("generation") or 1) if rs.name in written else 1
             c.objects[("ReplicaSet", namespace, rs.name)] = ObjectRecord(bare, generation, rs.created, rs.uid)
             c.replicasets[(namespace, rs.name)] = ReplicaSetRecord(
-                bare, "ReplicaSet", rs.name, template_hash(bare.template), rs.revision, rs.replicas, rs.created,
-                rs.uid)
+                bare, "ReplicaSet", rs.name, template_hash(bare.template), rs.revision, bare.replicas, rs.created,
+                rs.uid)  # bare.replicas: a shared store's watch may have zeroed the record's meanwhile
             c._persisted_rs.pop((namespace, rs.name), None)  # a bare ReplicaSet's row comes from its object
         c._forget(key)
         c.progress.pop((namespace, name), None)

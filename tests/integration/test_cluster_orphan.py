@@ -60,7 +60,9 @@ async def test_orphaning_through_a_follower_keeps_the_leaders_pod(members: list[
         return names if len(names) == 2 else None
 
     assert pod in await poll(two)  # the orphaned pod kept running: never replaced
-    code, out, err = await follower.kubectl("delete", "rs", rs_name)
+    # deleted through the leader: a follower may keep showing a deleted bare ReplicaSet when the store's
+    # DELETED event overtakes its own delete (meshd.cluster.follow; reported, not this test's subject)
+    code, out, err = await leader.kubectl("delete", "rs", rs_name)
     assert code == 0, err
 
     async def gone() -> bool:
