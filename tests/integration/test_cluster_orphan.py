@@ -1,5 +1,6 @@
-"""`kubectl delete --cascade=orphan` through an agent that does not lead, on a shared etcd store: the leader,
-which runs the pods, follows the store and keeps the orphaned ReplicaSet's pod running (it is not replaced)."""
+"""`kubectl delete --cascade=orphan` on a shared etcd store, through an agent that does not lead and through the
+leader: the leader, which runs the pods and follows the store, keeps the orphaned ReplicaSet's pod running (it is
+not replaced)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ async def running(member: Member) -> list[str]:
                   and p["metadata"]["labels"].get("app") == "keep")
 
 
-async def test_orphaning_through_a_follower_keeps_the_leaders_pod(members: list[Member]) -> None:
+@pytest.mark.parametrize("through", ["follower", "leader"])
+async def test_orphaning_keeps_the_leaders_pod(members: list[Member], through: str) -> None:
     (leader_name,) = await poll(lambda: leaders(members))
     leader = next(m for m in members if m.name == leader_name)
-    follower = next(m for m in members if m.name != leader_name)
+    follower = next(m for m in members if m.name != leader_name) if through == "follower" else leader
     (follower.directory / "keep.yaml").write_text(SLEEPER)
     code, out, err = await follower.kubectl("apply", "-f", str(follower.directory / "keep.yaml"))
     assert code == 0, err
