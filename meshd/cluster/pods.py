@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import time
@@ -24,8 +25,10 @@ from meshd.cluster.writer import StoreWriter
 from meshd.controller.pod import PodIdentity, pod_uid_of
 from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.render import render_pod_spec
+from meshd.manifests.scheduling import SCHEDULING_FIELDS
 from meshd.model.objects import Pod, PodSpec
-from meshd.scheduler import NodeInfo, PodInfo, schedule
+from meshd.scheduler import NodeInfo, PodInfo, Scheduler
+from meshd.scheduler.daemon import should_run
 from meshd.store import AlreadyExists, Create, Delete, Event, ObjectStore, object_key
 
 if TYPE_CHECKING:
@@ -97,7 +100,7 @@ class ClusterPods:
         self._evicted: set[tuple[str, str]] = set()
         self.on_change: Callable[[], None] = lambda: None  # the kubelet's kick
         self._version = 0  # counts the view's changes from the store (the scheduler's snapshot is of one)
-        self._snapshot: tuple[int, float, list[NodeInfo], list[PodInfo]] | None = None
+        self._snapshot: tuple[int, float, Scheduler] | None = None
         self._creates: dict[tuple[str, str], dict[str, Any]] = {}  # pods created, not written yet, in order
 
     # --- the view --------------------------------------------------------------------------------
@@ -155,6 +158,11 @@ class ClusterPods:
     def ready_nodes(self) -> list[str]:
         return sorted(n.name for n in self.nodes() if n.ready and not n.unschedulable)
 
+    def daemon_nodes(self, spec: PodSpec) -> list[str]:
+        """The Ready nodes that should run a DaemonSet's pod of this template (nodeName, node affinity and
+        nodeSelector, taints: meshd.scheduler.daemon)."""
+        return sorted(n.name for n in self.nodes() if n.ready and should_run(spec, n)[0])
+
     def _placed(self) -> list[PodInfo]:
         return [PodInfo(p.namespace, p.name, p.labels, p.spec, p.node) for p in self.stored.values()
                 if p.node and p.phase not in TERMINAL]
@@ -165,10 +173,8 @@ class ClusterPods:
         now = self._clock()
         snapshot = self._snapshot
         if snapshot is None or snapshot[0] != self._version or not 0 <= now - snapshot[1] < 0.5:
-            snapshot = self._snapshot = (self._version, now, self.nodes(), self._placed())
-        placement = schedule(PodInfo(namespace, name, labels, spec), snapshot[2], snapshot[3])
-        if placement.node:
-            snapshot[3].append(PodInfo(namespace, name, labels, spec, placement.node))
+            snapshot = self._snapshot = (self._version, now, Scheduler(self.nodes(), self._placed()))
+        placement = snapshot[2].bind(PodInfo(namespace, name, labels, spec))  # counted for the next one
         return placement.node or "", placement.message
 
     def create(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str], annotations: dict[str, str],
@@ -181,7 +187,7 @@ class ClusterPods:
                         uid=pod_uid_of(identity.namespace, identity.name, created))
         key = (identity.namespace, identity.name)
         self.stored[key] = pod
-        manifest = binding.pod_manifest(identity, render_pod_spec(spec), labels=labels, annotations=annotations,
+        manifest = binding.pod_manifest(identity, self._spec_of(identity, spec), labels=labels, annotations=annotations,
                                         created=created, uid=pod.uid, owner=self._owner(identity),
                                         node=node, unschedulable=message)
         if not node:
@@ -215,6 +221,19 @@ class ClusterPods:
             for key, manifest in batch:
                 if self._creates.get(key) is manifest:
                     del self._creates[key]
+
+    def _spec_of(self, identity: PodIdentity, spec: PodSpec) -> dict[str, Any]:
+        """The pod's spec as its object shows it: rendered, with the template's scheduling fields (nodeSelector,
+        affinity, tolerations, topologySpreadConstraints) as written."""
+        if identity.replicaset:
+            rs = self.c.replicasets.get((identity.namespace, identity.replicaset))
+            raw = rs.rs.raw if rs is not None else {}
+        else:
+            record = self.c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
+            raw = record.obj.raw if record is not None else {}
+        template = ((raw.get("spec") or {}).get("template") or {}).get("spec") or {}
+        return {**render_pod_spec(spec), **{k: copy.deepcopy(template[k]) for k in SCHEDULING_FIELDS
+                                             if k in template and k != "nodeName"}}
 
     def _owner(self, identity: PodIdentity) -> dict[str, Any] | None:
         if identity.replicaset:

@@ -128,12 +128,14 @@ class WorkloadSets:
     def daemonset_counts(self, record: ObjectRecord) -> DaemonSetCounts:
         obj = record.obj
         assert isinstance(obj, DaemonSet)
-        return daemonset_counts(nodes=self.nodes(), pods=self._daemon_pods(obj, self.c.now()),
+        return daemonset_counts(nodes=self.nodes(obj.template), pods=self._daemon_pods(obj, self.c.now()),
                                 update_revision=revision_name(obj.metadata.name, obj.template))
 
-    def nodes(self) -> list[str]:
-        """The nodes a DaemonSet runs on: this one, or in a cluster every Ready node."""
-        return self.c.cluster.ready_nodes() if self.c.cluster is not None else [self.c.registry.node or "meshd"]
+    def nodes(self, template: PodTemplate | None = None) -> list[str]:
+        """The nodes a DaemonSet runs on: this one, or in a cluster every Ready node that should run its pod."""
+        if self.c.cluster is not None and template is not None:
+            return self.c.cluster.daemon_nodes(template.spec)
+        return [self.c.registry.node or "meshd"]
 
     # --- StatefulSet -------------------------------------------------------------------------------
 
@@ -222,7 +224,7 @@ class WorkloadSets:
         namespace, name = obj.metadata.namespace, obj.metadata.name
         update = revision_name(name, obj.template)
         self.state[("DaemonSet", namespace, name)].templates = {update: obj.template}
-        plan = plan_daemonset(nodes=self.nodes(), pods=self._daemon_pods(obj, now), update_revision=update,
+        plan = plan_daemonset(nodes=self.nodes(obj.template), pods=self._daemon_pods(obj, now), update_revision=update,
                               on_delete=obj.update_strategy == "OnDelete", max_unavailable=obj.max_unavailable,
                               max_surge=obj.max_surge)
         for pod in plan.delete:

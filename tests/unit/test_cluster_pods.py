@@ -68,7 +68,8 @@ async def test_a_pod_that_fits_nowhere_waits_pending_and_is_bound_when_a_node_co
     (obj,) = store.list("Pod")
     assert "nodeName" not in obj["spec"] and obj["status"]["phase"] == "Pending"
     assert obj["status"]["conditions"] == [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                            "message": "0/1 nodes are available: 1 node(s) were not ready."}]
+                                            "message": "0/1 nodes are available: 1 node(s) had untolerated taint "
+                                                           "{node.kubernetes.io/unreachable: }."}]
     assert reasons(controller, "a") == ["FailedScheduling"]
     pods.load()
     pods.tick()  # nothing changed: no second event, no write
