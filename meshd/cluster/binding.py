@@ -6,14 +6,18 @@ meshd.cluster.pods (the leader's and every agent's view, and the writes) and mes
 from __future__ import annotations
 
 import copy
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshd.cluster.nodes import parse_time
 from meshd.controller.persist import is_owned_pod
 from meshd.controller.pod import PodIdentity
+from meshd.model.scheduling import Toleration
+
+UNREACHABLE = "node.kubernetes.io/unreachable"  # the taint of a node that stopped renewing its Lease
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_LABEL = "controller-revision-hash"
@@ -155,24 +159,33 @@ def pod_state(obj: Mapping[str, Any]) -> PodState:
     )
 
 
-def evictions(pods: Mapping[tuple[str, str], tuple[str, str]], lease_ages: Mapping[str, float | None], *,
-              grace: float, timeout: float) -> list[tuple[str, str]]:
-    """The pods (namespace, name) -> (node, owner kind) a node failure evicts: those bound to a node NotReady for
-    longer than `timeout` (its Lease older than grace + timeout) or to a node that no longer exists. A
-    DaemonSet's pods stay: they belong to their node (Kubernetes' DaemonSet pods tolerate it too). When no node
-    is Ready (the whole cluster starting again, or this leader cut off), nothing is evicted: there is nowhere to
-    move pods to, as Kubernetes' full-disruption mode."""
+def tolerated_for(tolerations: Sequence[Toleration], default: float) -> float:
+    """How long a pod stays bound to a node that stopped answering (Kubernetes' `node.kubernetes.io/unreachable`
+    NoExecute taint): a toleration of it keeps the pod its tolerationSeconds (forever without); else `default`,
+    the --pod-eviction-timeout (what Kubernetes' default 300 s toleration does)."""
+    kept = [math.inf if t.toleration_seconds is None else max(float(t.toleration_seconds), 0.0)
+            for t in tolerations if t.tolerates(UNREACHABLE, "", "NoExecute")]
+    return max(kept) if kept else default
+
+
+def evictions(pods: Mapping[tuple[str, str], tuple[str, str, float]], lease_ages: Mapping[str, float | None], *,
+              grace: float) -> list[tuple[str, str]]:
+    """The pods (namespace, name) -> (node, owner kind, how long it tolerates its node NotReady) a node failure
+    evicts: those bound to a node NotReady for longer than they tolerate (its Lease older than grace + that) or
+    to a node that no longer exists. A DaemonSet's pods stay: they belong to their node (Kubernetes gives them a
+    toleration without end). When no node is Ready (the whole cluster starting again, or this leader cut off),
+    nothing is evicted: there is nowhere to move pods to, as Kubernetes' full-disruption mode."""
     if not any(age is not None and age <= grace for age in lease_ages.values()):
         return []
     out = []
-    for key, (node, owner_kind) in pods.items():
+    for key, (node, owner_kind, stay) in pods.items():
         if not node or owner_kind == "DaemonSet":
             continue
         if node not in lease_ages:
             out.append(key)
             continue
         age = lease_ages[node]
-        if age is not None and age > grace + timeout:
+        if age is not None and age > grace + stay:
             out.append(key)
     return sorted(out)
 
@@ -194,5 +207,5 @@ def kubelet_plan(node: str, stored: Mapping[tuple[str, str], tuple[str, bool]],
     return KubeletPlan(tuple(sorted(start)), tuple(sorted(stop)), tuple(sorted(finalize)))
 
 
-__all__ = ["KubeletPlan", "PodState", "bound", "controller_ref", "deleting", "evictions", "identity_of",
+__all__ = ["UNREACHABLE", "KubeletPlan", "PodState", "bound", "tolerated_for", "controller_ref", "deleting", "evictions", "identity_of",
            "kubelet_plan", "node_of", "owned_pod", "owner_reference", "pod_manifest", "pod_state", "unschedulable"]

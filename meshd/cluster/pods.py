@@ -314,15 +314,17 @@ class ClusterPods:
         now = self._clock()
         ages = {n["metadata"]["name"]: lease_age(self.store.get("Lease", NODE_LEASE_NAMESPACE, n["metadata"]["name"]),
                                                  now) for n in self.store.list("Node")}
-        pods = {k: (p.node, p.identity.owner_kind) for k, p in self.stored.items() if k not in self._evicted}
-        for key in binding.evictions(pods, ages, grace=self.node_grace, timeout=self.eviction_timeout):
+        pods = {k: (p.node, p.identity.owner_kind,
+                    binding.tolerated_for(p.spec.scheduling.tolerations, self.eviction_timeout))
+                for k, p in self.stored.items() if k not in self._evicted and p.node}
+        for key in binding.evictions(pods, ages, grace=self.node_grace):
             pod = self.stored[key]
             self._evicted.add(key)
             self.c.events.record("Pod", *key, "Warning", "NodeNotReady",
                                  f"Node {pod.node} is not ready: evicting its pods")
             self.c.events.record("Pod", *key, "Normal", "TaintManagerEviction",
-                                 f"Marking for deletion Pod {key[0]}/{key[1]}: node {pod.node} NotReady for more "
-                                 f"than {self.eviction_timeout:g}s")
+                                 f"Marking for deletion Pod {key[0]}/{key[1]}: node {pod.node} NotReady for longer "
+                                 "than the pod tolerates")
             pod.deleting = True
             self.writer.submit((key, "delete"), functools.partial(self._remove, key))
 

@@ -4,10 +4,13 @@ finally deletes."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from meshd.cluster import binding
 from meshd.controller.pod import PodIdentity
+from meshd.model.scheduling import Toleration
 
 RS_POD = {"kind": "Pod", "metadata": {"name": "web-abcde", "namespace": "default",
                                       "labels": {"app": "web", "pod-template-hash": "h1"},
@@ -77,19 +80,36 @@ def test_a_pods_state_is_read_from_the_status_its_kubelet_wrote():
 
 
 @pytest.mark.parametrize(("pods", "ages", "evicted"), [
-    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 1.0}, []),  # renewing
-    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 7.0, "n2": 0.0}, []),  # NotReady (past the grace of 3), not 5 s yet
-    ({("d", "a"): ("n1", "ReplicaSet")}, {"n1": 8.5, "n2": 0.0}, [("d", "a")]),  # NotReady for 5.5 s
-    ({("d", "a"): ("gone", "StatefulSet")}, {"n1": 1.0}, [("d", "a")]),  # its node was deleted
-    ({("d", "a"): ("n1", "DaemonSet")}, {"n1": 100.0, "n2": 0.0}, []),  # a DaemonSet's pod belongs to its node
-    ({("d", "a"): ("", "ReplicaSet")}, {}, []),  # not bound: nothing to evict
-    ({("d", "a"): ("n1", "Pod")}, {"n1": None, "n2": 0.0}, []),  # never renewed: registering, not dead
-    ({("d", "a"): ("n1", "Pod")}, {"n1": 50.0, "n2": 40.0}, []),  # no node Ready: nowhere to go, none evicted
-    ({("d", "b"): ("n1", "Job"), ("d", "a"): ("n1", "Pod"), ("d", "c"): ("n2", "Pod")}, {"n1": 9.0, "n2": 0.0},
-     [("d", "a"), ("d", "b")]),
+    ({("d", "a"): ("n1", "ReplicaSet", 5.0)}, {"n1": 1.0}, []),  # renewing
+    ({("d", "a"): ("n1", "ReplicaSet", 5.0)}, {"n1": 7.0, "n2": 0.0}, []),  # NotReady (grace 3), not for 5 s yet
+    ({("d", "a"): ("n1", "ReplicaSet", 5.0)}, {"n1": 8.5, "n2": 0.0}, [("d", "a")]),  # NotReady for 5.5 s
+    ({("d", "a"): ("n1", "ReplicaSet", 60.0)}, {"n1": 8.5, "n2": 0.0}, []),  # it tolerates a minute
+    ({("d", "a"): ("n1", "ReplicaSet", math.inf)}, {"n1": 1e6, "n2": 0.0}, []),  # it tolerates it forever
+    ({("d", "a"): ("n1", "ReplicaSet", 0.0)}, {"n1": 3.5, "n2": 0.0}, [("d", "a")]),  # tolerationSeconds 0
+    ({("d", "a"): ("gone", "StatefulSet", 5.0)}, {"n1": 1.0}, [("d", "a")]),  # its node was deleted
+    ({("d", "a"): ("n1", "DaemonSet", 5.0)}, {"n1": 100.0, "n2": 0.0}, []),  # a DaemonSet's pod: its node's
+    ({("d", "a"): ("", "ReplicaSet", 5.0)}, {"n2": 0.0}, []),  # not bound: nothing to evict
+    ({("d", "a"): ("n1", "Pod", 5.0)}, {"n1": None, "n2": 0.0}, []),  # never renewed: registering, not dead
+    ({("d", "a"): ("n1", "Pod", 5.0)}, {"n1": 50.0, "n2": 40.0}, []),  # no node Ready: nowhere to go
+    ({("d", "b"): ("n1", "Job", 5.0), ("d", "a"): ("n1", "Pod", 5.0), ("d", "c"): ("n2", "Pod", 5.0)},
+     {"n1": 9.0, "n2": 0.0}, [("d", "a"), ("d", "b")]),
 ])
-def test_a_node_notready_beyond_the_eviction_timeout_loses_its_pods(pods, ages, evicted):
-    assert binding.evictions(pods, ages, grace=3.0, timeout=5.0) == evicted
+def test_a_node_notready_longer_than_its_pods_tolerate_loses_them(pods, ages, evicted):
+    assert binding.evictions(pods, ages, grace=3.0) == evicted
+
+
+@pytest.mark.parametrize(("tolerations", "stay"), [
+    ((), 5.0),  # the --pod-eviction-timeout
+    ((Toleration(binding.UNREACHABLE, "Exists", effect="NoExecute", toleration_seconds=30),), 30.0),
+    ((Toleration(binding.UNREACHABLE, "Exists", effect="NoExecute"),), math.inf),
+    ((Toleration("", "Exists"),), math.inf),  # tolerates every taint
+    ((Toleration(binding.UNREACHABLE, "Exists", effect="NoSchedule"),), 5.0),  # not the NoExecute one
+    ((Toleration("node.kubernetes.io/not-ready", "Exists", effect="NoExecute", toleration_seconds=1),), 5.0),
+    ((Toleration(binding.UNREACHABLE, "Exists", effect="NoExecute", toleration_seconds=2),
+      Toleration(binding.UNREACHABLE, "Exists", effect="NoExecute", toleration_seconds=9)), 9.0),
+])
+def test_how_long_a_pod_stays_on_an_unreachable_node_follows_its_tolerations(tolerations, stay):
+    assert binding.tolerated_for(tolerations, 5.0) == stay
 
 
 A, B, C = ("d", "a"), ("d", "b"), ("d", "c")

@@ -18,10 +18,10 @@ from meshd.store import ObjectStore
 NOW = 1_800_000_000.0
 
 
-def spec(cpu: str = "100m") -> Any:
+def spec(cpu: str = "100m", **extra: Any) -> Any:
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
                 "spec": {"containers": [{"name": "main", "image": "busybox",
-                                         "resources": {"requests": {"cpu": cpu}}}]}}
+                                         "resources": {"requests": {"cpu": cpu}}}], **extra}}
     return load_objects([manifest], source="test").objects[0].spec
 
 
@@ -115,11 +115,18 @@ async def test_a_node_notready_beyond_the_timeout_loses_its_pods_but_not_its_dae
     pods.create(identity("a"), spec(), {}, {}, created=NOW, node="n2")
     pods.create(identity("d", "DaemonSet"), spec(), {}, {}, created=NOW, node="n2")
     pods.create(identity("b"), spec(), {}, {}, created=NOW, node="n1")
+    tolerations = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                    "tolerationSeconds": 60}]  # its template's, as the Pod object carries them
+    controller.replicasets[("default", "patient-h")] = SimpleNamespace(
+        uid="rs-uid", rs=SimpleNamespace(raw={"spec": {"template": {"spec": {"tolerations": tolerations}}}}))
+    pods.create(PodIdentity("default", "t", "ReplicaSet", "patient", "patient-h", "h"),
+                spec(tolerations=tolerations), {}, {}, created=NOW, node="n2")
     await pods.writer.drain()
     pods.load()
     pods.tick()
     await pods.writer.drain()
-    assert sorted(o["metadata"]["name"] for o in store.list("Pod")) == ["b", "d"]
+    assert sorted(o["metadata"]["name"] for o in store.list("Pod")) == ["b", "d", "t"]
+    assert store.get("Pod", "default", "t")["spec"]["tolerations"] == tolerations
     assert reasons(controller, "a")[-2:] == ["NodeNotReady", "TaintManagerEviction"]
     assert "TaintManagerEviction" not in reasons(controller, "d")
 
