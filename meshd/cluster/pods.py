@@ -3,10 +3,11 @@ of them. The controllers count and plan over this view in a cluster (Controller.
 pod workers on one node: a StoredPod reads like a PodWorker (phase, ready, created, terminating...), from the
 status its node's kubelet writes (meshd.cluster.kubelet).
 
-The leader creates a pod by binding it to a node with meshd.scheduler.schedule and writing its object; it deletes
-one by setting its deletionTimestamp (the node's kubelet stops it, then deletes the object), or at once when no
-Ready kubelet could (not bound, node NotReady or gone). A node NotReady for longer than the pod eviction timeout
-loses its pods (deleted from the store), so the controllers replace them on Ready nodes."""
+The leader creates a pod by binding it to a node with the scheduler (meshd.scheduler) and writing its object; it
+deletes one by setting its deletionTimestamp (the node's kubelet stops it, then deletes the object), or at once
+when no Ready kubelet could (not bound, node NotReady or gone). A node NotReady for longer than its pods tolerate
+(the pod eviction timeout, or their unreachable toleration) loses them (deleted from the store), so the
+controllers replace them on Ready nodes."""
 
 from __future__ import annotations
 
@@ -106,8 +107,10 @@ class ClusterPods:
     # --- the view --------------------------------------------------------------------------------
 
     def load(self) -> None:
+        """The view read again from the store (at start; after a watch fell too far behind), keeping the pods
+        created and not written yet."""
         self._version += 1
-        self.stored.clear()
+        self.stored = {k: p for k, p in self.stored.items() if k in self._creates}
         for obj in self.store.list("Pod"):
             self._observe(obj)
 
