@@ -95,6 +95,8 @@ class AgentOptions:
     ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
     external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
     allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
+    mesh_port: int = 4143  # with --store: the sidecar's mesh gateway (mutual TLS between nodes) on the InternalIP
+    cert_validity: float = 86400.0  # with --store: node certificates' life, seconds (issued again at 2/3 of it)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -172,8 +174,14 @@ class Agent:
         if options.store:
             from meshd.cluster.member import ClusterMember, ClusterOptions
 
+            mesh_dir = self.state_dir / "mesh"
             self.cluster = ClusterMember(ClusterOptions(options.store, self.node, options.node_grace,
-                                                        options.leader_ttl), self.controller, self._node_object)
+                                                        options.leader_ttl, mesh_dir=str(mesh_dir),
+                                                        mesh_port=options.mesh_port,
+                                                        cert_validity=options.cert_validity),
+                                         self.controller, self._node_object)
+            self.sidecar.extra_args += ["--mesh-dir", str(mesh_dir), "--mesh-listen",
+                                        f"{self.api_host}:{options.mesh_port}"]
             self.health.add("store", self.cluster.check)
         self._started = time.time()
 
