@@ -60,7 +60,7 @@ class MeshTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if data:
-            self.tls.write(frame(bytes(data)))
+            self.tls.write(frame(data if isinstance(data, bytes) else bytes(data)))
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))

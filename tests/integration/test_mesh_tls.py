@@ -96,6 +96,28 @@ async def test_http1_through_two_sidecars_over_mutual_tls(pair: MeshPair, web_po
         assert (code, out) == (0, b"hello from node B\n"), err
 
 
+async def test_grpc_over_h2_through_the_gateway(pair: MeshPair, tmp_path: Path):
+    grpc = pytest.importorskip("grpc")
+    port = free_port()
+    script = Path(__file__).resolve().parents[2] / "bench" / "h2" / "grpc_backend.py"
+    backend = await spawn([sys.executable, str(script), "r0", f"127.0.0.1:{port}"], tmp_path / "grpc.log")
+    try:
+        await wait_port(port)
+        address = pair.serve("echo", 50051, port, port_name="grpc")
+        await wait_port(50051, address)
+
+        def calls() -> tuple[bytes, bytes]:
+            with grpc.insecure_channel(f"{address}:50051") as channel:
+                call = channel.unary_unary("/test.Echo/Unary")
+                big = channel.unary_unary("/test.Echo/Echo")(b"z" * 3_000_000, timeout=30)  # past every window
+                return call(b"", timeout=10), big
+
+        served, big = await asyncio.to_thread(calls)
+        assert served == b"r0" and big == b"z" * 3_000_000
+    finally:
+        await backend.stop()
+
+
 async def test_opaque_tcp_through_the_gateway_with_half_close(pair: MeshPair, tmp_path: Path):
     redis_port, echo_port = free_port(), free_port()
     redis = await spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",

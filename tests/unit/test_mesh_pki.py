@@ -201,3 +201,14 @@ def test_other_nodes_ready_pods_become_endpoints_through_their_gateway():
 ])
 def test_the_gateway_address_of_a_node(port, address, gateway):
     assert gateway_of(node("n", port=port, address=address)) == gateway
+
+
+def test_an_endpoints_gateway_is_optional_on_the_wire():
+    from meshd.model.endpoints import Endpoint
+
+    local = Endpoint(name="web-0", address="10.0.0.5", ports={"http": 8080}, node="node-a")
+    assert "gateway" not in local.to_json()  # what older sidecars and clients read is unchanged
+    assert Endpoint.from_json(local.to_json()) == local
+    remote = Endpoint(name="web-1", address="10.244.1.5", ports={"http": 8080}, node="node-b",
+                      gateway="10.0.0.2:4143")
+    assert Endpoint.from_json(remote.to_json()) == remote
