@@ -111,6 +111,7 @@ class GatewayConnection(asyncio.Protocol):
         self.transport.abort()
 
     def _refuse(self, reason: str) -> None:
+        self.done = True
         self.gateway.refused += 1
         log.warning("mesh gateway: %s: %s", self.peer, reason)
         self.transport.write(f"ERR {reason}\n".encode())
@@ -118,6 +119,8 @@ class GatewayConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         pod = self.pod
+        if self.done:
+            return  # refused: the connection is closing
         if pod is not None and pod.transport is not None:
             for chunk in self.deframer.feed(data):
                 if chunk is None:
@@ -159,6 +162,9 @@ class GatewayConnection(asyncio.Protocol):
             if not self.done:
                 self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}")
             return
+
+    def pod_connected(self, pod: PodSide) -> None:
+        """OK goes out before anything the pod sends (a server that speaks first, as h2's SETTINGS)."""
         if self.done:
             pod.transport.close()
             return
@@ -209,6 +215,7 @@ class PodSide(asyncio.Protocol):
             transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
+        self.conn.pod_connected(self)
 
     def data_received(self, data: bytes) -> None:
         self.conn.transport.write(frame(data))
