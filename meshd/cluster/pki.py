@@ -126,7 +126,7 @@ def issue_node_certificate(ca: ClusterCA, node_name: str, addresses: Iterable[st
     names = [node_name, *(a for a in dict.fromkeys(addresses) if a and a != node_name)]
     return (x509.CertificateBuilder().subject_name(node_subject(node_name)).issuer_name(ca.cert.subject)
             .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_before(now - min(datetime.timedelta(minutes=1), validity / 10))  # clock skew
             .not_valid_after(min(now + validity, ca.cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_usage(ca=False), critical=True)

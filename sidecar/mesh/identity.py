@@ -69,31 +69,36 @@ class MeshIdentity:
         self.error = ""
         self.on_change: list = []  # callables: the gateway swaps its acceptor's context
 
-    def load(self) -> bool:
-        """(Re)loads if the files changed (blocking); whether contexts are usable."""
+    def read(self) -> Contexts | None:
+        """Fresh contexts when the files changed and are usable, else None (blocking: call it in a thread)."""
         if self.plaintext or self.directory is None:
-            return True
+            return None
         try:
             stamp = tuple(os.stat(self.directory / n).st_mtime_ns for n in FILES if (self.directory / n).exists())
             if self.current is not None and stamp == self.current.stamp:
-                return True
+                return None
             fresh = _contexts(self.directory)
         except (OSError, ssl.SSLError, ValueError, KeyError, TypeError) as error:
             if str(error) != self.error:
                 log.warning("mesh identity in %s not usable (yet): %s", self.directory, error)
             self.error = str(error)
-            return self.current is not None
-        changed = self.current is None or fresh.serial != self.current.serial
-        self.current, self.error = fresh, ""
-        if changed:
+            return None
+        self.error = ""
+        return fresh
+
+    def use(self, fresh: Contexts) -> None:
+        """Makes `fresh` current (on the loop): new connections, both ways, use it from now on."""
+        if self.current is None or fresh.serial != self.current.serial:
             log.info("mesh identity: certificate %x from %s", fresh.serial, self.directory)
+        self.current = fresh
         for callback in list(self.on_change):
             callback(fresh)
-        return True
 
     async def run(self) -> None:
         while True:
-            await asyncio.to_thread(self.load)
+            fresh = await asyncio.to_thread(self.read)
+            if fresh is not None:
+                self.use(fresh)
             await asyncio.sleep(self.poll)
 
     def refusal(self, der: bytes | None) -> str | None:

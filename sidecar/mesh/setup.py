@@ -35,7 +35,9 @@ async def start_mesh(args: argparse.Namespace, table: Any, tasks: TaskGroup, *,
     if args.mesh_plaintext:
         log.warning("--mesh-plaintext: traffic between nodes is NOT encrypted (benchmark only)")
     identity = MeshIdentity(Path(args.mesh_dir) if args.mesh_dir else None, plaintext=args.mesh_plaintext)
-    await asyncio.to_thread(identity.load)
+    fresh = await asyncio.to_thread(identity.read)
+    if fresh is not None:
+        identity.use(fresh)
     connect.configure(identity)
     tasks.supervise("mesh identity", identity.run)
     if not args.mesh_listen:

@@ -7,6 +7,7 @@ node (written as `kubectl get pod -o json` shows them) become endpoints through 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import stat
 import time
@@ -149,3 +150,24 @@ async def test_pods_bound_to_another_ready_node_become_endpoints_through_its_gat
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+
+
+async def test_a_short_lived_certificate_is_issued_again_at_two_thirds_of_its_life(
+        stores: list[EtcdObjectStore], tmp_path: Path):
+    await stores[0].create(node("node-a", "127.0.0.1"))
+    agent = NodeCertificates(stores[0], node_name="node-a", addresses=lambda: ["127.0.0.1"],
+                             directory=tmp_path / "mesh", mesh_port=4143, validity=datetime.timedelta(seconds=6))
+    task = asyncio.create_task(agent.run())
+    try:
+        first = await eventually(lambda: agent.cert, timeout=30)
+        second = await eventually(lambda: agent.cert if agent.cert.serial_number != first.serial_number else None,
+                                  timeout=30)
+        assert second.not_valid_before_utc >= first.not_valid_before_utc + datetime.timedelta(seconds=2)
+        on_disk = x509.load_pem_x509_certificate(await asyncio.to_thread((tmp_path / "mesh" / "node.pem").read_bytes))
+        assert on_disk.serial_number in {second.serial_number, agent.cert.serial_number}  # type: ignore[union-attr]
+        await eventually(lambda: f"{second.serial_number:x}@" in
+                         stores[0].get("Node", "", "node-a")["metadata"]["annotations"][SERIALS_ANNOTATION],  # type: ignore[index]
+                         timeout=30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

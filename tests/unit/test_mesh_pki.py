@@ -51,6 +51,9 @@ def test_a_node_certificate_is_a_kubelets(ca: pki.ClusterCA):
     assert san.get_values_for_type(x509.DNSName) == ["node-a"]
     assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.1", "fd00::1"]
     assert cert.not_valid_after_utc - NOW == pki.DEFAULT_VALIDITY
+    assert NOW - cert.not_valid_before_utc == datetime.timedelta(minutes=1)  # a minute of clock skew
+    short = node_cert(ca, validity=datetime.timedelta(seconds=60))
+    assert NOW < pki.rotation_time(short) == NOW + datetime.timedelta(seconds=38)  # 2/3 of (60 + 6 s skew) - 6
     cert.verify_directly_issued_by(ca.cert)
     assert node_of(cert) == "node-a"
 
