@@ -165,9 +165,12 @@ def report(args: argparse.Namespace, lat: dict[str, list[dict[str, float]]], thr
         print(f"{n:12s} {p50[n] * 1e3:7.2f} {p99[n] * 1e3:7.2f} {(p50[n] - p50['direct']) * 1e3:8.2f} "
               f"{(p99[n] - p99['direct']) * 1e3:8.2f} {thr[n].rps:9.0f} {errors[n]:6d}")
 
+    def added(q: dict[str, float], a: str, b: str) -> str:
+        theirs = q[b] - q["direct"]  # a ratio to a difference below hey's 0.1 ms step (or negative) means nothing
+        return f"{(q[a] - q['direct']) / theirs:.2f}x" if theirs >= 1e-4 else "n/a"
+
     def ratio(a: str, b: str) -> str:
-        added = [(q[a] - q["direct"]) / max(q[b] - q["direct"], 1e-4) for q in (p50, p99)]
-        return (f"{a} vs {b}: added p50 {added[0]:.2f}x, added p99 {added[1]:.2f}x, "
+        return (f"{a} vs {b}: added p50 {added(p50, a, b)}, added p99 {added(p99, a, b)}, "
                 f"throughput {thr[a].rps / thr[b].rps:.2f}x")
 
     print()
