@@ -38,7 +38,7 @@ spec:
   containers:
   - name: web
     image: python
-    command: ["sh", "-c", "mkdir -p site && echo hello from node B > site/index.html && exec PYTHON -u -m http.server --directory site --bind $POD_IP 8080"]
+    command: ["sh", "-c", "exec PYTHON -u -m http.server --directory SITE --bind $POD_IP 8080"]
     ports: [{containerPort: 8080, name: http}]
 ---
 apiVersion: v1
@@ -101,8 +101,10 @@ async def run(*command: str, stdin: bytes = b"", timeout: float = 30) -> tuple[i
 async def test_a_pod_on_node_b_answers_through_node_as_sidecar_over_mutual_tls(nodes: dict[str, MeshMember],
                                                                               etcd: EtcdCluster, tmp_path: Path):
     a, b = nodes["node-a"], nodes["node-b"]
-    manifest = tmp_path / "web.yaml"
-    await asyncio.to_thread(manifest.write_text, POD)
+    manifest, site = tmp_path / "web.yaml", tmp_path / "site"
+    await asyncio.to_thread(site.mkdir)
+    await asyncio.to_thread((site / "index.html").write_text, "hello from node B\n")
+    await asyncio.to_thread(manifest.write_text, POD.replace("SITE", str(site)))
     code, out, err = await b.kubectl("apply", "-f", str(manifest))
     assert code == 0, err
 

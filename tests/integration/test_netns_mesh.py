@@ -34,7 +34,7 @@ spec:
   containers:
   - name: web
     image: python
-    command: ["sh", "-c", "mkdir -p site && echo secret-answer-from-{node} > site/index.html && exec {python} -u -m http.server --directory site --bind $POD_IP 8080"]
+    command: ["sh", "-c", "exec {python} -u -m http.server --directory {site} --bind $POD_IP 8080"]
     ports: [{{containerPort: 8080, name: http}}]
 ---
 apiVersion: v1
@@ -71,8 +71,10 @@ def test_only_tls_crosses_the_bridge_between_nodes(lan: TestLan, tmp_path: Path)
     leader = str(wait_for(lan.leader, timeout=90, what="one leader", explain=lan.explain))
     server = next(h for h in lan.hosts if h.name == leader)  # the leader runs the pod (until pods are placed)
     client = next(h for h in lan.hosts if h is not server)
-    manifest = tmp_path / "web.yaml"
-    manifest.write_text(POD.format(node=server.name, python=sys.executable))
+    manifest, site = tmp_path / "web.yaml", tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(f"secret-answer-from-{server.name}\n")
+    manifest.write_text(POD.format(python=sys.executable, site=site, node=server.name))
     out = lan.kubectl(server.index, "apply", "-f", str(manifest))
     assert out.returncode == 0, out.stderr
 
