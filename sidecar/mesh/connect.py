@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .identity import MeshIdentity
+from .stats import MESH_STATS
 from .wire import FIN, MAX_LINE, Deframer, connect_line, frame, parse_answer
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,22 @@ async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address:
     host = host.strip("[]")
     tls = contexts.client
     answered: asyncio.Future[tuple[Any, Any]] = loop.create_future()
-    transport, _ = await loop.create_connection(
-        lambda: MeshUpstream(factory, connect_line(address, port), answered, identity),  # type: ignore[arg-type]
-        host, int(gport), ssl=tls, server_hostname=(node or host) if tls is not None else None,
-        ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls is not None else None)
     try:
-        return await answered
+        transport, _ = await loop.create_connection(
+            lambda: MeshUpstream(factory, connect_line(address, port), answered, identity),  # type: ignore[arg-type]
+            host, int(gport), ssl=tls, server_hostname=(node or host) if tls is not None else None,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls is not None else None)
     except BaseException:
+        MESH_STATS.outbound_failed += 1
+        raise
+    try:
+        made = await answered
+    except BaseException:
+        MESH_STATS.outbound_failed += 1
         transport.abort()
         raise
+    MESH_STATS.outbound += 1
+    return made
 
 
 class MeshTransport(asyncio.Transport):

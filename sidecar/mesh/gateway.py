@@ -14,6 +14,7 @@ from typing import Any
 
 from ..accept import Acceptor
 from .identity import Contexts, MeshIdentity
+from .stats import MESH_STATS
 from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_connect
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ class MeshGateway:
         self.max_connections = max_connections
         self.connections: set[GatewayConnection] = set()
         self.acceptor: Acceptor | None = None
-        self.refused = 0  # peers refused after the handshake, targets refused
 
     async def start(self, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -64,6 +64,8 @@ class MeshGateway:
             self.acceptor.ssl = contexts.server  # new handshakes use the new certificate; open ones keep theirs
 
     def closed(self, conn: GatewayConnection) -> None:
+        if conn in self.connections:
+            MESH_STATS.active -= 1
         self.connections.discard(conn)
         if self.acceptor is not None:
             self.acceptor.connection_closed()
@@ -92,6 +94,7 @@ class GatewayConnection(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.gateway.connections.add(self)
+        MESH_STATS.active += 1
         transport.set_write_buffer_limits(high=WRITE_HIGH)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -100,7 +103,7 @@ class GatewayConnection(asyncio.Protocol):
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             refusal = self.gateway.identity.refusal(der)
             if refusal is not None:
-                self.gateway.refused += 1
+                MESH_STATS.refused["peer"] += 1
                 log.warning("mesh gateway: refused %s: %s", self.peer, refusal)
                 transport.abort()
                 return
@@ -110,9 +113,9 @@ class GatewayConnection(asyncio.Protocol):
         log.info("mesh gateway: %s sent no CONNECT within %.0fs", self.peer, PREAMBLE_TIMEOUT)
         self.transport.abort()
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, why: str = "target") -> None:
         self.done = True
-        self.gateway.refused += 1
+        MESH_STATS.refused[why] += 1
         log.warning("mesh gateway: %s: %s", self.peer, reason)
         self.transport.write(f"ERR {reason}\n".encode())
         self.transport.close()
@@ -160,7 +163,7 @@ class GatewayConnection(asyncio.Protocol):
                 await loop.create_connection(lambda: pod, address, port)
         except (OSError, TimeoutError) as error:
             if not self.done:
-                self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}")
+                self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}", "connect")
             return
 
     def pod_connected(self, pod: PodSide) -> None:
@@ -169,6 +172,7 @@ class GatewayConnection(asyncio.Protocol):
             pod.transport.close()
             return
         self.pod = pod
+        MESH_STATS.accepted += 1
         self.transport.write(OK)
         pending, self.buf = self.buf, b""
         if pending:

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from meshd.model.nodeidentity import peer_refusal
 
+from .stats import MESH_STATS
 from .wire import ALPN
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Contexts:
     server: ssl.SSLContext | None  # None: plaintext (the bench's comparison only)
     client: ssl.SSLContext | None
     serial: int = 0
+    expiry: float = 0.0  # the certificate's notAfter, seconds since the epoch
     revoked: frozenset[int] = frozenset()
     nodes: frozenset[str] | None = None
     stamp: tuple[float, ...] = field(default=())
@@ -47,7 +49,7 @@ def _contexts(directory: Path) -> Contexts:
         context.load_verify_locations(cafile=str(ca))
         context.load_cert_chain(str(cert), str(key))
         context.set_alpn_protocols([ALPN])
-    serial = x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
     revoked: frozenset[int] = frozenset()
     nodes: frozenset[str] | None = None
     trust = directory / "trust.json"
@@ -55,7 +57,8 @@ def _contexts(directory: Path) -> Contexts:
         data = json.loads(trust.read_text())
         revoked = frozenset(int(s, 16) for s in data.get("revoked") or ())
         nodes = frozenset(str(n) for n in data["nodes"]) if data.get("nodes") is not None else None
-    return Contexts(server, client, serial, revoked, nodes, stamp)
+    return Contexts(server, client, loaded.serial_number, loaded.not_valid_after_utc.timestamp(), revoked, nodes,
+                    stamp)
 
 
 class MeshIdentity:
@@ -91,6 +94,7 @@ class MeshIdentity:
         if self.current is None or fresh.serial != self.current.serial:
             log.info("mesh identity: certificate %x from %s", fresh.serial, self.directory)
         self.current = fresh
+        MESH_STATS.expiry = fresh.expiry
         for callback in list(self.on_change):
             callback(fresh)
 

@@ -94,6 +94,11 @@ async def test_http1_through_two_sidecars_over_mutual_tls(pair: MeshPair, web_po
     for _ in range(3):  # a pooled upstream connection, then reused
         code, out, err = await run("curl", "-sS", "--max-time", "10", f"http://{address}:{port}/hello.txt")
         assert (code, out) == (0, b"hello from node B\n"), err
+    a, b = await metric(pair, "node-a"), await metric(pair, "node-b")
+    assert a['meshd_sidecar_mesh_outbound_connections_total{result="made"}'] >= 1
+    assert b["meshd_sidecar_mesh_gateway_connections_total"] >= 1
+    expiry = pair.certs["node-a"].not_valid_after_utc.timestamp()
+    assert a["meshd_sidecar_mesh_certificate_expiry_timestamp_seconds"] == expiry
 
 
 async def test_grpc_over_h2_through_the_gateway(pair: MeshPair, tmp_path: Path):
@@ -181,6 +186,7 @@ async def test_the_gateway_is_no_open_relay(pair: MeshPair, web_pod: int):
     for line in (f"CONNECT 127.0.0.1:{metrics}\n", "CONNECT 192.0.2.1:80\n", "GET / HTTP/1.1\n"):
         answer = await s_client(pair, line, *node_a_cert(pair))
         assert "OK" not in answer.splitlines() and "ERR" in answer, (line, answer)
+    assert (await metric(pair, "node-b"))['meshd_sidecar_mesh_gateway_refused_total{reason="target"}'] >= 3
 
 
 async def test_rotation_keeps_open_connections_and_new_ones_use_the_new_certificate(pair: MeshPair,
@@ -215,6 +221,13 @@ async def test_rotation_keeps_open_connections_and_new_ones_use_the_new_certific
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
+
+
+async def metric(pair: MeshPair, node: str) -> dict[str, float]:
+    """The node sidecar's /metrics as series -> value."""
+    _, out, _ = await run("curl", "-s", f"http://127.0.0.1:{pair.nodes[node].metrics}/metrics")
+    return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+            for line in out.decode().splitlines() if line and not line.startswith("#")}
 
 
 async def _pem_args(directory: Path, cert: x509.Certificate, key) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
