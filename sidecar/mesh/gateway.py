@@ -62,6 +62,12 @@ class MeshGateway:
     def _swap(self, contexts: Contexts) -> None:
         if self.acceptor is not None:
             self.acceptor.ssl = contexts.server  # new handshakes use the new certificate; open ones keep theirs
+        for conn in list(self.connections):  # but a peer revoked (or its node deleted) meanwhile is cut off
+            refusal = self.identity.refusal(conn.der) if conn.der is not None else None
+            if refusal is not None:
+                MESH_STATS.refused["peer"] += 1
+                log.warning("mesh gateway: closing %s: %s", conn.peer, refusal)
+                conn.transport.abort()
 
     def closed(self, conn: GatewayConnection) -> None:
         if conn in self.connections:
@@ -89,6 +95,7 @@ class GatewayConnection(asyncio.Protocol):
         self.deframer = Deframer()
         self.timer: asyncio.TimerHandle | None = None
         self.peer = "?"
+        self.der: bytes | None = None  # the peer's certificate (checked again when the trust file changes)
         self.done = False
 
     def connection_made(self, transport: Any) -> None:
@@ -100,7 +107,7 @@ class GatewayConnection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None or not self.gateway.identity.plaintext:
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            self.der = der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             refusal = self.gateway.identity.refusal(der)
             if refusal is not None:
                 MESH_STATS.refused["peer"] += 1

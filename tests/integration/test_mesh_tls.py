@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "proxy"))
-from harness import free_port, run, spawn, wait_port
+from harness import free_port, run, spawn, start_backend, wait_port
 from mesh_pair import MeshPair, issue, write_node
 
 from cryptography import x509
@@ -49,6 +49,14 @@ async def web_pod(tmp_path: Path):
                         "--directory", str(tmp_path)], tmp_path / "web.log")
     await asyncio.to_thread((tmp_path / "hello.txt").write_text, "hello from node B\n")
     await wait_port(port)
+    yield port
+    await proc.stop()
+
+
+@pytest.fixture
+async def keep_alive_pod(tmp_path: Path):
+    """A pod that keeps connections open (aiohttp; http.server closes each), answering "hello from b0"."""
+    proc, port = await start_backend("b0", tmp_path / "b0.log")
     yield port
     await proc.stop()
 
@@ -151,8 +159,13 @@ async def test_opaque_tcp_through_the_gateway_with_half_close(pair: MeshPair, tm
 
 
 async def test_the_gateway_refuses_peers_without_a_valid_node_certificate(pair: MeshPair, web_pod: int,
-                                                                          tmp_path: Path):
-    pair.serve("web", free_port(), web_pod)
+                                                                          keep_alive_pod: int, tmp_path: Path):
+    port = free_port()
+    address = pair.serve("web", port, keep_alive_pod)
+    pair.serve("web-b", free_port(), web_pod)
+    await wait_port(port, address)
+    code, out, err = await run("curl", "-sS", "--max-time", "10", f"http://{address}:{port}/")
+    assert code == 0 and out == b"hello from b0\n", err  # A's sidecar now holds a pooled connection to B
     line = f"CONNECT 127.0.0.1:{web_pod}\n"
     # the control: node A's own certificate is let through
     assert await eventually(lambda: _answers_ok(pair, line, *node_a_cert(pair)))
@@ -173,6 +186,9 @@ async def test_the_gateway_refuses_peers_without_a_valid_node_certificate(pair: 
     await asyncio.to_thread(write_trust, pair.nodes["node-b"].mesh_dir, revoked=[revoked], nodes=["node-a", "node-b"])
     assert await eventually(lambda: _refused(pair, line, *node_a_cert(pair)))
     assert "is revoked" in pair.nodes["node-b"].sidecar.output()
+    # and the connection A's sidecar pooled before is cut: node A reaches node B's pods no more
+    code, out, err = await run("curl", "-sS", "--max-time", "10", f"http://{address}:{port}/")
+    assert out != b"hello from b0\n", (code, out, err)
     # a node that no longer exists
     cert, key = issue(pair.ca, "node-gone")
     assert "OK" not in (await s_client(pair, line, *await _pem_args(tmp_path / "gone", cert, key))).splitlines()
