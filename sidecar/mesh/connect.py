@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,23 @@ IDENTITY: MeshIdentity | None = None  # set by the sidecar's startup when it has
 HANDSHAKE_TIMEOUT = 10.0
 
 
+OPEN: weakref.WeakSet[MeshUpstream] = weakref.WeakSet()  # connections to other nodes' gateways, open now
+
+
 def configure(identity: MeshIdentity | None) -> None:
     global IDENTITY
     IDENTITY = identity
+    if identity is not None:
+        identity.on_change.append(lambda _contexts: _recheck(identity))
+
+
+def _recheck(identity: MeshIdentity) -> None:
+    """The trust file changed: a gateway whose node was revoked or deleted meanwhile is left at once."""
+    for up in list(OPEN):
+        refusal = identity.refusal(up.der) if up.der is not None else None
+        if refusal is not None and up.tls is not None:
+            log.warning("leaving a connection to a gateway: %s", refusal)
+            up.tls.abort()
 
 
 async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address: str, port: int, *,
@@ -129,12 +144,15 @@ class MeshUpstream(asyncio.Protocol):
         self.app: Any = None
         self.wrapper: MeshTransport | None = None
         self.deframer = Deframer()
+        self.der: bytes | None = None  # the gateway's certificate
 
     def connection_made(self, transport: Any) -> None:
         self.tls = transport
+        OPEN.add(self)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
-            refusal = self.identity.refusal(ssl_object.getpeercert(binary_form=True))
+            self.der = ssl_object.getpeercert(binary_form=True)
+            refusal = self.identity.refusal(self.der)
             if refusal is not None:
                 self._fail(ConnectionRefusedError(f"the gateway's certificate is refused: {refusal}"))
                 return
@@ -188,6 +206,7 @@ class MeshUpstream(asyncio.Protocol):
             self.app.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        OPEN.discard(self)
         if not self.answered.done():
             self.answered.set_exception(exc if isinstance(exc, OSError) else
                                         ConnectionResetError(f"the gateway closed the connection{': ' + str(exc) if exc else ''}"))

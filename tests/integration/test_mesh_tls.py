@@ -195,6 +195,22 @@ async def test_the_gateway_refuses_peers_without_a_valid_node_certificate(pair: 
     assert "node node-gone no longer exists" in pair.nodes["node-b"].sidecar.output()
 
 
+async def test_a_sidecar_leaves_a_gateway_whose_node_was_deleted(pair: MeshPair, keep_alive_pod: int):
+    port = free_port()
+    address = pair.serve("web", port, keep_alive_pod)
+    await wait_port(port, address)
+    code, out, err = await run("curl", "-sS", "--max-time", "10", f"http://{address}:{port}/")
+    assert out == b"hello from b0\n", err  # pooled: A's sidecar keeps its connection to B's gateway
+    await asyncio.to_thread(write_trust, pair.nodes["node-a"].mesh_dir, revoked=[], nodes=["node-a"])
+
+    async def left() -> bool:
+        _, out, _ = await run("curl", "-sS", "--max-time", "10", f"http://{address}:{port}/")
+        return out != b"hello from b0\n"
+
+    assert await eventually(left)
+    assert "node node-b no longer exists" in pair.nodes["node-a"].sidecar.output()
+
+
 async def test_the_gateway_is_no_open_relay(pair: MeshPair, web_pod: int):
     pair.serve("web", free_port(), web_pod)
     assert await eventually(lambda: _answers_ok(pair, f"CONNECT 127.0.0.1:{web_pod}\n", *node_a_cert(pair)))
