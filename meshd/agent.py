@@ -7,6 +7,7 @@ next agent to adopt); `run_up` is `meshd up -f` (agent + apply; Ctrl-C drains an
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import ipaddress
 import logging
@@ -269,11 +270,14 @@ class Agent:
     async def _serve_joins(self, api: ApiServer) -> None:
         from meshd.cluster.joinsetup import JoinSetup, serve_joins
 
+        from meshd.cluster.meshcerts import ClusterCaIssuer
+
         assert self.cluster is not None and self.cluster.store is not None and self.options.store is not None
+        issuer = ClusterCaIssuer(self.cluster.store, validity=datetime.timedelta(seconds=self.options.cert_validity))
         self.cluster_advert = await serve_joins(JoinSetup(
             self.cluster.store, self.options.store, self.node, self.state_dir, self.api_host, self.api_port,
             parse_mdns_option(self.options.mdns), self.options.token_ttl, host_ipv4_addresses(),
-            self.tls.cert if self.tls else None), api.join)
+            self.tls.cert if self.tls else None, issue=issuer), api.join)
         if self.cluster_advert is not None:
             self._tasks.spawn(self.cluster_advert.start(), name="DNS-SD advert")
 

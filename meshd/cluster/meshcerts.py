@@ -229,4 +229,23 @@ class NodeCertificates:
                 await asyncio.sleep(1)
 
 
-__all__ = ["NodeCertificates", "ensure_ca", "read_certificate", "revoke_node", "write_identity", "write_trust"]
+class ClusterCaIssuer:
+    """Signs a joining node's CSR with the cluster CA in the store (the join endpoint's issuer, called in a thread):
+    (node name, CSR PEM) -> (CA PEM, certificate PEM); the node's own agent issues its next ones itself."""
+
+    def __init__(self, store: Store, *, validity: datetime.timedelta = DEFAULT_VALIDITY) -> None:
+        self.store = store
+        self.validity = validity
+
+    def __call__(self, node_name: str, csr_pem: bytes) -> tuple[bytes, bytes]:
+        from meshd.cluster.joinca import load_csr  # CsrError (a 400) for a CSR that does not parse or verify
+
+        secret = self.store.get("Secret", SYSTEM_NAMESPACE, CA_SECRET)
+        if secret is None:
+            raise StoreError("the cluster CA is not made yet (the agent makes it at start): try again")
+        ca = ca_from_secret(secret)
+        cert = issue_node_certificate(ca, node_name, (), csr=load_csr(csr_pem), validity=self.validity)
+        return ca.cert_pem(), cert.public_bytes(serialization.Encoding.PEM)
+
+
+__all__ = ["ClusterCaIssuer", "NodeCertificates", "ensure_ca", "read_certificate", "revoke_node", "write_identity", "write_trust"]

@@ -171,3 +171,23 @@ async def test_a_short_lived_certificate_is_issued_again_at_two_thirds_of_its_li
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_joining_nodes_csr_is_signed_by_the_cluster_ca(stores: list[EtcdObjectStore]):
+    from meshd.cluster.joinca import CsrError, make_key_and_csr
+    from meshd.cluster.meshcerts import ClusterCaIssuer
+    from meshd.model.nodeidentity import node_of
+    from meshd.store import StoreError
+
+    issuer = ClusterCaIssuer(stores[0])
+    _, csr = make_key_and_csr("node-j")
+    with pytest.raises(StoreError, match="not made yet"):
+        await asyncio.to_thread(issuer, "node-j", csr)
+    ca = await ensure_ca(stores[1])
+    await eventually(lambda: stores[0].get("Secret", "kube-system", "meshd-cluster-ca"), timeout=30)
+    ca_pem, cert_pem = await asyncio.to_thread(issuer, "node-j", csr)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    cert.verify_directly_issued_by(ca.cert)
+    assert ca_pem == ca.cert_pem() and node_of(cert) == "node-j"
+    with pytest.raises(CsrError):
+        await asyncio.to_thread(issuer, "node-j", b"not a CSR")
