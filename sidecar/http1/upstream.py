@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from httptools import HttpResponseParser
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 
+from .simple import simple_response
 from .wire import _FAST_RESPONSES, R_CHUNKED, WRITE_HIGH, Writer, head_end, with_crlf
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ def response_parser(proto: Any, *, lenient: bool) -> HttpResponseParser:
 
 class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to one endpoint port; carries one Exchange at a time (an asyncio Protocol)."""
+
+    simple_shapes = True  # responses of the simple shape skip the parser (simple.py; off: the memo alone)
 
     def __init__(self, ep: EndpointState, port: int) -> None:
         self.ep = ep
@@ -156,7 +159,13 @@ class UpstreamConnection(asyncio.Protocol):
         (exactly Content-Length bytes). The parser is not fed (it stays fresh)."""
         i = data.find(b"\r\n\r\n")  # (-1: data[:1] is never a head learnt)
         hit = _FAST_RESPONSES.get(data[: i + 2])
-        if hit is None or len(data) - i - 4 != hit[1] or ex.conn.closing:
+        if hit is None:  # a response of the simple shape (heads that vary on every response meet this path)
+            simple = simple_response(data) if self.simple_shapes else None
+            if simple is None or ex.conn.closing:
+                return False
+            ex.response_whole(self, simple[0], simple[1])
+            return True
+        if len(data) - i - 4 != hit[1] or ex.conn.closing:
             return False
         whole, length, status = hit
         ex.response_whole(self, status, whole + data[i + 4 :] if length else whole)

@@ -1,0 +1,200 @@
+"""The simple shapes (sidecar/http1/simple.py): which requests and responses skip the parser, and that taking
+that path changes nothing on the wire (the same bytes as the general path, whose first sight of a head is
+never the memo's), with fake transports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_sidecar_fastpath import Spy
+from test_sidecar_proxy import Rig
+
+from sidecar import proxy
+from sidecar.http1.simple import simple_request, simple_response
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    proxy._FAST_RESPONSES.clear()
+    proxy._HEAD_CACHE.clear()
+    yield
+    proxy._FAST_RESPONSES.clear()
+    proxy._HEAD_CACHE.clear()
+
+
+def general_rig(monkeypatch: Any) -> Rig:
+    """A rig whose connections never take the simple path (what the general path does with the same bytes)."""
+    rig = Rig()
+    monkeypatch.setattr(rig.client, "simple_shapes", False)
+    monkeypatch.setattr(rig.up, "simple_shapes", False)
+    return rig
+
+
+# (request bytes, it skips the parser)
+REQUESTS = [
+    (b"GET / HTTP/1.1\r\nHost: web\r\n\r\n", True),
+    (b"GET /a?b=1 HTTP/1.1\r\nHost: web\r\nUser-Agent: t\r\nAccept: */*\r\nX-Request-Id: 7\r\n\r\n", True),
+    (b"GET / HTTP/1.1\r\nhOsT: web  \r\nX-Empty: \r\nX-Tab: v\t\r\n\r\n", True),  # (Host keeps its trailing OWS)
+    (b"GET / HTTP/1.1\r\nHost:web\r\n\r\n", False),  # (the general path writes "Host: web")
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-A:  1\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-A:\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", True),  # no Host
+    (b"GET / HTTP/1.1\r\nHost: web\r\nHost: web\r\n\r\n", True),  # (the last Host counts, both are sent)
+    (b"GET / HTTP/1.1\r\nHost: web\r\nCookie: " + b"c" * 3000 + b"\r\n\r\n", True),
+    (b"DELETE /x HTTP/1.1\r\nHost: web\r\n\r\n", True),
+    (b"POST /x HTTP/1.1\r\nHost: web\r\n\r\n", True),  # no framing header: no body
+    (b"HEAD / HTTP/1.1\r\nHost: web\r\n\r\n", True),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-Te: 1\r\nTE-X: 1\r\nHostname: h\r\n\r\n", True),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-Obs: caf\xc3\xa9\r\n\r\n", True),  # obs-text in a value
+    (b"POST /x HTTP/1.1\r\nHost: web\r\nContent-Length: 0\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nConnection: keep-alive\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nKeep-Alive: 5\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nTE: trailers\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nforwarded: for=1.1.1.1\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n", False),
+    (b"GET / HTTP/1.0\r\nHost: web\r\n\r\n", False),
+    (b"get / HTTP/1.1\r\nHost: web\r\n\r\n", False),
+    (b"\r\nGET / HTTP/1.1\r\nHost: web\r\n\r\n", False),
+    (b"POST /x HTTP/1.1\r\nHost: web\r\nContent-Length: 4\r\n\r\nabcd", False),
+    (b"POST /x HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", False),
+    (b"POST /x HTTP/1.1\r\nHost: web\r\nExpect: 100-continue\r\n\r\n", False),
+    (b"GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", False),
+    (b"GET http://web/ HTTP/1.1\r\nHost: web\r\n\r\n", False),
+    (b"OPTIONS * HTTP/1.1\r\nHost: web\r\n\r\n", False),
+    (b"GET /1 HTTP/1.1\r\nHost: web\r\n\r\nGET /2 HTTP/1.1\r\nHost: web\r\n\r\n", False),  # pipelined
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-A: 1\r\n  folded\r\n\r\n", False),  # obs-fold: 400
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-A : 1\r\n\r\n", False),  # space before the colon: 400
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-A: a\x00b\r\n\r\n", False),  # NUL: 400
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX-A: a\rb\r\n\r\n", False),  # bare CR: 400
+    (b"GET / HTTP/1.1\nHost: web\n\n", False),  # bare LF line ends
+    (b"GET / HTTP/1.1\r\nHost: web\r\nX(: 1\r\n\r\n", False),  # not a token: 400
+    (b"GET / HTTP/1.1\r\nHost: web\r\n\r\nGET", False),
+    (b"GET / HTTP/1.1\r\nHost: web\r\n", False),  # half a head
+]
+
+
+@pytest.mark.parametrize(("request_bytes", "simple"), REQUESTS)
+async def test_which_requests_skip_the_parser_and_that_they_send_what_the_general_path_sends(
+    request_bytes: bytes, simple: bool, monkeypatch: Any
+):
+    rig = Rig()
+    spy = rig.client.parser = Spy(rig.client.parser)  # type: ignore[assignment]
+    sent = rig.request(request_bytes)
+    assert spy.fed == (0 if simple else 1)
+    general = general_rig(monkeypatch)
+    assert sent == general.request(request_bytes)
+    assert rig.respond(OK) == general.respond(OK) and rig.ct.closed == general.ct.closed
+    assert len(rig.client.queue) == len(general.client.queue)
+    if not simple:
+        return
+    assert rig.svc.stats.requests == general.svc.stats.requests and rig.svc.stats.in_flight == 0
+    assert rig.ep.idle[1] == [rig.up] and rig.ep.in_flight == 0
+    # the parser is still between requests: a request for the general path next is parsed as new
+    other = b"GET /next HTTP/1.1\r\nHost: web\r\nConnection: keep-alive\r\n\r\n"
+    assert rig.request(other) == general.request(other) and spy.fed == 1
+
+
+async def test_a_request_head_beyond_the_bounds_is_refused_as_by_the_general_path(monkeypatch: Any):
+    big = b"GET / HTTP/1.1\r\nHost: web\r\nCookie: " + b"c" * 70000 + b"\r\n\r\n"
+    many = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500)) + b"\r\n"
+    for data in (big, many):
+        rig, general = Rig(), general_rig(monkeypatch)
+        assert rig.request(data) == general.request(data) == b""
+        assert rig.ct.take()[:12] == general.ct.take()[:12] == b"HTTP/1.1 431"
+
+
+async def test_simple_requests_on_a_shared_listener_are_routed_by_host(monkeypatch: Any):
+    rig = Rig()
+    monkeypatch.setattr(rig.listener, "routes", [rig.listener.routes[0]] * 2)  # (two: route by Host)
+    monkeypatch.setattr(rig.listener, "route", lambda host, target: None if host == b"nope" else rig.listener.routes[0])
+    monkeypatch.setattr(rig.listener, "no_route", lambda host, target: (404, "no Service", b""))
+    assert rig.request(b"GET / HTTP/1.1\r\nHost: web\r\nX-Id: 1\r\n\r\n").startswith(b"GET / HTTP/1.1\r\nHost: web")
+    assert rig.respond(OK) == OK
+    assert rig.request(b"GET / HTTP/1.1\r\nHost: nope\r\nX-Id: 2\r\n\r\n") == b""
+    assert rig.ct.take().startswith(b"HTTP/1.1 404")  # the general path answers what cannot be routed
+
+
+OK_NGINX = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 05 Dec 2026 08:40:00 GMT\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 3\r\nConnection: keep-alive\r\nX-Request-Id: 3f0c2a9b\r\n\r\nhi\n"
+)
+# (response bytes to a GET, it skips the parser)
+RESPONSES = [
+    (OK, True),
+    (OK_NGINX, True),
+    (b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nX-A: b\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\nconnection: Keep-Alive\r\n\r\nok", True),
+    (b"HTTP/1.1 200 OK\r\nKeep-Alive: 1\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length:  002 \r\n\r\nok", True),
+    (b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", True),  # no reason phrase
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Obs: caf\xc3\xa9\r\n\r\nok", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n  folded\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-P\r\nX-P: 1\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: keep-alive\r\nConnection: keep-alive\r\n"
+     b"Content-Length: 2\r\n\r\nok", False),  # (more than two lines to drop: the general path)
+    (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\n\r\nok", False),  # close-delimited
+    (b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n", False),
+    (b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no", False),  # the body in pieces
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n", False),  # more than one response
+    (b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", False),  # bare LF (the general path is lenient)
+    (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+]
+
+
+@pytest.mark.parametrize(("response", "simple"), RESPONSES)
+async def test_which_responses_skip_the_parser_and_that_they_send_what_the_general_path_sends(
+    response: bytes, simple: bool, monkeypatch: Any
+):
+    req = b"GET / HTTP/1.1\r\nHost: web\r\nX-Request-Id: 1\r\n\r\n"
+    rig = Rig()
+    rig.request(req)
+    spy = rig.up.parser = Spy(rig.up.parser)  # type: ignore[assignment]
+    out = rig.respond(response)
+    assert spy.fed == (0 if simple else 1)
+    if simple:
+        assert not proxy._FAST_RESPONSES and not proxy._HEAD_CACHE  # (nothing learnt, nothing cached)
+    general = general_rig(monkeypatch)
+    general.request(req)
+    assert out == general.respond(response)
+    assert (rig.ct.closed, rig.up.closed, len(rig.client.queue)) == (
+        general.ct.closed, general.up.closed, len(general.client.queue)
+    )  # fmt: skip
+    assert rig.svc.stats.requests == general.svc.stats.requests
+    assert rig.ep.outcomes == general.ep.outcomes
+    assert sum(rig.svc.stats.buckets) == sum(general.svc.stats.buckets)
+    if simple:
+        assert rig.ep.idle[1] == [rig.up] and rig.ep.in_flight == 0 and not rig.client.queue
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"PATCH /p?q HTTP/1.1\r\nX: y\r\nhost: h:1\r\n\r\n",
+    ],
+)
+def test_simple_request_gives_the_parts(data: bytes):
+    method, target, block, host = simple_request(data)  # type: ignore[misc]
+    assert data == method + b" " + target + b" HTTP/1.1\r\n" + block + b"\r\n"
+    assert host in block
+
+
+def test_simple_response_drops_the_keep_alive_lines_and_nothing_else():
+    assert simple_response(OK_NGINX) == (200, OK_NGINX.replace(b"Connection: keep-alive\r\n", b""))
+    assert simple_response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") == (
+        200, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )  # fmt: skip
+    assert simple_response(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n") is None
