@@ -247,20 +247,19 @@ class ClientConnection(asyncio.Protocol):
     def _simple(self, data: bytes) -> Memo | None:
         """What the general path would make of `data` if it is one whole request head of the simple shape
         (simple.simple_request): its header lines as received, then the forwarding headers."""
-        if len(data) > self.listener.options.max_header_bytes:
+        options = self.listener.options
+        if len(data) > options.max_header_bytes or data.count(b"\n") > options.max_headers + 2:
             return None  # (the general path refuses it)
         parsed = simple_request(data)
         if parsed is None:
             return None
-        method, target, block, host = parsed
-        if block.count(b"\n") > self.listener.options.max_headers:
-            return None
-        if host != self.fwd_host or self.fwd is None:
+        method, host = parsed
+        fwd = self.fwd
+        if host != self.fwd_host or fwd is None:
             self.fwd_host = host
-            self.fwd = forwarding_headers(self.peer_ip, host, self.listener.forwarded_proto)
+            fwd = self.fwd = forwarding_headers(self.peer_ip, host, self.listener.forwarded_proto)
         self.last_host = host
-        head = b"%s %s HTTP/1.1\r\n%s%s" % (method, target, block, self.fwd)
-        return head, method, METHOD_INDEX[method], host, method != b"HEAD"
+        return data[:-2] + fwd, method, METHOD_INDEX[method], host, method != b"HEAD"
 
     def _pair_block(self, fast: dict[bytes, Memo], data: bytes) -> Memo | None:
         m = _FAST_REQUEST_LINE.match(data)

@@ -49,14 +49,15 @@ SIMPLE_RESPONSE = re.compile(
 )
 
 
-def simple_request(data: bytes) -> tuple[bytes, bytes, bytes, bytes | None] | None:
-    """(method, target, the header lines as received, the last Host's value) if `data` is exactly one whole
-    request head of the simple shape (no body: neither Content-Length nor Transfer-Encoding; each header line
-    as the general path would write it, "Name: value"), else None."""
+def simple_request(data: bytes) -> tuple[bytes, bytes | None] | None:
+    """(method, the last Host's value) if `data` is exactly one whole request head of the simple shape (no
+    body: neither Content-Length nor Transfer-Encoding; each header line as the general path would write it,
+    "Name: value"), else None. The head for the endpoint is then `data` without its last CRLF, and the
+    forwarding headers (forwarding_headers)."""
     m = SIMPLE_REQUEST.fullmatch(data)
     if m is None:
         return None
-    return m.group(1), m.group(2), m.group(3), m.group(4)
+    return m.group(1, 4)  # type: ignore[return-value]
 
 
 def forwarding_headers(peer_ip: str, host: bytes | None, proto: bytes | None) -> bytes:
@@ -79,20 +80,19 @@ def simple_response(data: bytes) -> tuple[int, bytes] | None:
     framed by one Content-Length, keeping the connection open, with no hop-by-hop header but Connection:
     keep-alive and Keep-Alive (both dropped), else None."""
     m = SIMPLE_RESPONSE.match(data)
-    if m is None or len(data) - m.end() != int(m.group(4)):
+    if m is None:
         return None
-    status = int(m.group(1))
-    if status == 204:
+    status, length = m.group(1, 4)
+    if len(data) - m.end() != int(length) or status == b"204":
         return None
-    if m.lastindex == 4:  # (the groups of the lines to drop are 2, 3, 5 and 6)
-        if m.start(2) < 0:
-            return status, data
+    regs = m.regs  # (the spans of the lines to drop: groups 2, 3, 5 and 6; (-1, -1) if absent)
+    if regs[2][0] < 0 and regs[5][0] < 0:  # (group 3 only after 2, 6 only after 5)
+        return int(status), data
     parts = []
     i = 0
-    for group in (2, 3, 5, 6):
-        start, end = m.span(group)
+    for start, end in (regs[2], regs[3], regs[5], regs[6]):
         if start >= 0:
             parts.append(data[i:start])
             i = end
     parts.append(data[i:])
-    return status, b"".join(parts)
+    return int(status), b"".join(parts)

@@ -180,16 +180,15 @@ async def test_which_responses_skip_the_parser_and_that_they_send_what_the_gener
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "parts"),
     [
-        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"PATCH /p?q HTTP/1.1\r\nX: y\r\nhost: h:1\r\n\r\n",
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", (b"GET", b"a")),
+        (b"PATCH /p?q HTTP/1.1\r\nX: y\r\nhost: h:1\r\n\r\n", (b"PATCH", b"h:1")),
+        (b"GET / HTTP/1.1\r\nX: y\r\n\r\n", (b"GET", None)),
     ],
 )
-def test_simple_request_gives_the_parts(data: bytes):
-    method, target, block, host = simple_request(data)  # type: ignore[misc]
-    assert data == method + b" " + target + b" HTTP/1.1\r\n" + block + b"\r\n"
-    assert host in block
+def test_simple_request_gives_the_method_and_host(data: bytes, parts: tuple[bytes, bytes | None]):
+    assert simple_request(data) == parts
 
 
 def test_simple_response_drops_the_keep_alive_lines_and_nothing_else():
