@@ -54,8 +54,6 @@ class HeadTooLarge(Exception):
 class ClientConnection(asyncio.Protocol):
     """One client connection: parses requests, runs them in order."""
 
-    simple_shapes = True  # requests of the simple shape skip the parser (simple.py; off: the memo alone)
-
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
         self.parser = HttpRequestParser(self)
@@ -87,6 +85,7 @@ class ClientConnection(asyncio.Protocol):
         self.learning = True  # ... (the memo then only has what it learnt; simple requests skip the parser)
         self.fwd_host: bytes | None = None  # the Host the forwarding headers below were made for
         self.fwd: bytes | None = None
+        self.simple_shapes = True  # requests of the simple shape skip the parser (simple.py; off: the memo alone)
         self.last_host: bytes | None = None  # the Host of the last request start() routed
         self.spare: Exchange | None = None  # a finished memo exchange to reuse
         # the request head being received (bounded in size and time): bytes so far, since when (0: none)

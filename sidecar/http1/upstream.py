@@ -34,8 +34,6 @@ def response_parser(proto: Any, *, lenient: bool) -> HttpResponseParser:
 class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to one endpoint port; carries one Exchange at a time (an asyncio Protocol)."""
 
-    simple_shapes = True  # responses of the simple shape skip the parser (simple.py; off: the memo alone)
-
     def __init__(self, ep: EndpointState, port: int) -> None:
         self.ep = ep
         self.port = port
@@ -56,6 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.eof = False
         self.clean = True  # the parser is fresh (created after the last response ended): fed nothing since
         self.lenient = False  # the endpoint ends header lines with a bare LF: its parsers accept it
+        self.simple_shapes = True  # responses of the simple shape skip the parser (simple.py; off: the memo)
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport

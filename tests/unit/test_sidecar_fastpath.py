@@ -32,9 +32,16 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 @pytest.fixture(autouse=True)
 def memo_alone(monkeypatch: Any):
-    """These tests are about the memo of exact heads: the simple shapes (test_sidecar_simple.py) are off."""
-    monkeypatch.setattr(proxy.ClientConnection, "simple_shapes", False)
-    monkeypatch.setattr(proxy.UpstreamConnection, "simple_shapes", False)
+    """These tests are about the memo of exact heads: the simple shapes (test_sidecar_simple.py) are off in
+    every Rig (the requests and responses of these tables are mostly of the simple shape)."""
+    init = Rig.__init__
+
+    def without_simple_shapes(self: Rig) -> None:
+        init(self)
+        self.client.simple_shapes = False
+        self.up.simple_shapes = False
+
+    monkeypatch.setattr(Rig, "__init__", without_simple_shapes)
 
 
 @pytest.fixture(autouse=True)

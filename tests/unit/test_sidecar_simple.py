@@ -28,8 +28,8 @@ def fresh_cache():
 def general_rig(monkeypatch: Any) -> Rig:
     """A rig whose connections never take the simple path (what the general path does with the same bytes)."""
     rig = Rig()
-    monkeypatch.setattr(rig.client, "simple_shapes", False)
-    monkeypatch.setattr(rig.up, "simple_shapes", False)
+    rig.client.simple_shapes = False
+    rig.up.simple_shapes = False
     return rig
 
 
