@@ -197,3 +197,31 @@ def test_simple_response_drops_the_keep_alive_lines_and_nothing_else():
         200, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
     )  # fmt: skip
     assert simple_response(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n") is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: shop.example\r\nX-Id: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Id: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-Proto: http\r\n\r\n",  # (the edge's to say)
+        b"GET / HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-Host: evil\r\n\r\n",
+    ],
+)
+async def test_an_edge_listener_adds_its_forwarding_headers_as_the_general_path(data: bytes):
+    sent = []
+    for simple in (True, False):
+        rig = Rig()
+        rig.listener.forwarded_proto = b"https"
+        rig.client.simple_shapes = simple
+        sent.append(rig.request(data))
+    assert sent[0] == sent[1] and b"X-Forwarded-Proto: https\r\n" in sent[0]
+    assert b"X-Forwarded-Host: evil" not in sent[0]
+
+
+async def test_a_client_whose_host_changes_gets_forwarding_headers_for_each():
+    rig = Rig()
+    for host in (b"a", b"b", b"a"):
+        sent = rig.request(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        assert sent.endswith(b'Forwarded: for=10.1.2.3;proto=http;host="%s"\r\n\r\n' % host)
+        rig.respond(OK)
