@@ -219,6 +219,14 @@ class ClientConnection(asyncio.Protocol):
             hit = self._simple(data) if self.simple_shapes else None
             if hit is None:
                 return False
+            if self.learning and len(data) <= FAST_REQUEST_MAX_BYTES:  # (the memo repeats it at less cost)
+                if self.unrepeated >= FAST_REQUESTS_PER_CONNECTION:
+                    self.learning = False  # (nothing learnt repeated: heads that vary on every request)
+                else:
+                    self.unrepeated += 1
+                    if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
+                        fast.clear()
+                    fast[data] = hit
         head, method, method_idx, host, plain = hit
         listener = self.listener
         routes = listener.routes

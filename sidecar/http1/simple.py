@@ -75,19 +75,20 @@ def forwarding_headers(peer_ip: str, host: bytes | None, proto: bytes | None) ->
     return out + b"Forwarded: " + elem + b"\r\n\r\n"
 
 
-def simple_response(data: bytes) -> tuple[int, bytes] | None:
-    """(status, the bytes for the client) if `data` is exactly one whole 2xx response (not 204) of HTTP/1.1,
-    framed by one Content-Length, keeping the connection open, with no hop-by-hop header but Connection:
-    keep-alive and Keep-Alive (both dropped), else None."""
+def simple_response(data: bytes) -> tuple[int, bytes, int] | None:
+    """(status, the bytes for the client, its Content-Length: the body is their end) if `data` is exactly one
+    whole 2xx response (not 204) of HTTP/1.1, framed by one Content-Length, keeping the connection open, with
+    no hop-by-hop header but Connection: keep-alive and Keep-Alive (both dropped), else None."""
     m = SIMPLE_RESPONSE.match(data)
     if m is None:
         return None
-    status, length = m.group(1, 4)
-    if len(data) - m.end() != int(length) or status == b"204":
+    status, value = m.group(1, 4)
+    length = int(value)
+    if len(data) - m.end() != length or status == b"204":
         return None
     regs = m.regs  # (the spans of the lines to drop: groups 2, 3, 5 and 6; (-1, -1) if absent)
     if regs[2][0] < 0 and regs[5][0] < 0:  # (group 3 only after 2, 6 only after 5)
-        return int(status), data
+        return int(status), data, length
     parts = []
     i = 0
     for start, end in (regs[2], regs[3], regs[5], regs[6]):
@@ -95,4 +96,4 @@ def simple_response(data: bytes) -> tuple[int, bytes] | None:
             parts.append(data[i:start])
             i = end
     parts.append(data[i:])
-    return int(status), b"".join(parts)
+    return int(status), b"".join(parts), length

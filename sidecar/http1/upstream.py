@@ -13,7 +13,15 @@ from httptools import HttpResponseParser
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 
 from .simple import simple_response
-from .wire import _FAST_RESPONSES, R_CHUNKED, WRITE_HIGH, Writer, head_end, with_crlf
+from .wire import (
+    _FAST_RESPONSES,
+    R_CHUNKED,
+    WRITE_HIGH,
+    Writer,
+    head_end,
+    learn_simple_response,
+    with_crlf,
+)
 
 if TYPE_CHECKING:
     from ..services import EndpointState
@@ -55,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.clean = True  # the parser is fresh (created after the last response ended): fed nothing since
         self.lenient = False  # the endpoint ends header lines with a bare LF: its parsers accept it
         self.simple_shapes = True  # responses of the simple shape skip the parser (simple.py; off: the memo)
+        self.last_head = b""  # the head of the last response of the simple shape
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport
@@ -162,7 +171,13 @@ class UpstreamConnection(asyncio.Protocol):
             simple = simple_response(data) if self.simple_shapes else None
             if simple is None or ex.conn.closing:
                 return False
-            ex.response_whole(self, simple[0], simple[1])
+            status, out, length = simple
+            raw = data[: i + 2]
+            if raw == self.last_head:  # the same head twice in a row: the memo learns it
+                learn_simple_response(raw, out[: len(out) - length], length, status)
+            else:
+                self.last_head = raw
+            ex.response_whole(self, status, out)
             return True
         if len(data) - i - 4 != hit[1] or ex.conn.closing:
             return False

@@ -192,9 +192,9 @@ def test_simple_request_gives_the_method_and_host(data: bytes, parts: tuple[byte
 
 
 def test_simple_response_drops_the_keep_alive_lines_and_nothing_else():
-    assert simple_response(OK_NGINX) == (200, OK_NGINX.replace(b"Connection: keep-alive\r\n", b""))
+    assert simple_response(OK_NGINX) == (200, OK_NGINX.replace(b"Connection: keep-alive\r\n", b""), 3)
     assert simple_response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") == (
-        200, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        200, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0
     )  # fmt: skip
     assert simple_response(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n") is None
 
@@ -225,3 +225,20 @@ async def test_a_client_whose_host_changes_gets_forwarding_headers_for_each():
         sent = rig.request(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
         assert sent.endswith(b'Forwarded: for=10.1.2.3;proto=http;host="%s"\r\n\r\n' % host)
         rig.respond(OK)
+
+
+async def test_simple_heads_that_repeat_are_learnt_by_the_memo_and_heads_that_vary_stop_the_learning():
+    rig = Rig()
+    req = b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"
+    head = OK_NGINX[: OK_NGINX.find(b"\r\n\r\n") + 2]
+    first = [rig.request(req), rig.respond(OK_NGINX)]
+    assert req in rig.client.fast and head not in proxy._FAST_RESPONSES  # (a response head: once is not enough)
+    assert [rig.request(req), rig.respond(OK_NGINX)] == first
+    assert proxy._FAST_RESPONSES[head] == (first[1][:-3], 3, 200)
+    assert [rig.request(req), rig.respond(OK_NGINX)] == first and rig.client.unrepeated == 0  # (from the memo)
+    for i in range(proxy.FAST_REQUESTS_PER_CONNECTION + 1):
+        sent = rig.request(b"GET / HTTP/1.1\r\nHost: web\r\nX-Request-Id: %d\r\n\r\n" % i)
+        assert sent.startswith(b"GET / HTTP/1.1\r\nHost: web\r\nX-Request-Id: %d\r\nX-Forwarded-For: " % i)
+        rig.respond(OK_NGINX.replace(b"3f0c2a9b", b"%08d" % i))
+    assert not rig.client.learning and len(rig.client.fast) <= proxy.FAST_REQUESTS_PER_CONNECTION
+    assert rig.request(req) == first[0]  # (what it learnt before still answers)
