@@ -436,6 +436,10 @@ def control_plane() -> dict[str, Any]:
             q(f"sum(increase(meshd_store_disconnects_total[{RATE}]))", "store disconnects"),
         ), width=8, description="With --store etcd://: agents leading (1 expected), whether every agent reaches "
                                 "the store, and how often one lost it."),
+        Panel("Cluster: node joins", (
+            q(f"sum by (outcome) (increase(meshd_join_requests_total[{RATE}]))", "{{outcome}}"),
+        ), width=8, description="Nodes admitted with a bootstrap token (meshd agent --join), and refusals by "
+                                "cause: UnknownToken, WrongSecret, Expired, NameTaken, TooMany..."),
     ]  # fmt: skip
     probes = [
         Panel("Probe results", (

@@ -12,6 +12,7 @@ from typing import Any
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.ingress import OPENAPI_TYPES
 from meshd.api.kinds import INGRESSCLASS, KINDS, NAMESPACE, NODE
+from meshd.api.scheduling_openapi import SCHEDULING_POD_FIELDS, SCHEDULING_TYPES
 from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
 SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS)
@@ -41,7 +42,7 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "nodeName": "string",
         "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string",
         "securityContext": "PodSecurityContext", "hostNetwork": "boolean", "hostPID": "boolean",
-        "hostIPC": "boolean"}),
+        "hostIPC": "boolean", **SCHEDULING_POD_FIELDS}),
     "PodStatus": ("core", "The most recently observed status of the pod.", {
         "phase": "string", "conditions": "[PodCondition]", "message": "string", "reason": "string",
         "hostIP": "string", "podIP": "string", "podIPs": "[PodIP]", "startTime": "time",
@@ -223,6 +224,7 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
         "minReadySeconds": "integer"}),
     **STORAGE_TYPES,
+    **SCHEDULING_TYPES,
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),

@@ -33,6 +33,7 @@ from meshd.api import (
     writes,
 )
 from meshd.api import exec as pod_exec
+from meshd.api import join as cluster_join
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import Kind
@@ -112,6 +113,8 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
+        self.join = cluster_join.JoinApi(store=lambda: controller.store, grace=lambda: self.node_grace)
+        self.join.add_routes(r)  # the join endpoint (open: its bootstrap token admits) and bootstrap tokens
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
         for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1"):  # leases: read only
             r.add_get(prefix + "/{resource}", self.list_resources)
