@@ -107,15 +107,37 @@ async def test_a_request_head_beyond_the_bounds_is_refused_as_by_the_general_pat
         assert rig.ct.take()[:12] == general.ct.take()[:12] == b"HTTP/1.1 431"
 
 
-async def test_simple_requests_on_a_shared_listener_are_routed_by_host(monkeypatch: Any):
-    rig = Rig()
-    monkeypatch.setattr(rig.listener, "routes", [rig.listener.routes[0]] * 2)  # (two: route by Host)
-    monkeypatch.setattr(rig.listener, "route", lambda host, target: None if host == b"nope" else rig.listener.routes[0])
-    monkeypatch.setattr(rig.listener, "no_route", lambda host, target: (404, "no Service", b""))
-    assert rig.request(b"GET / HTTP/1.1\r\nHost: web\r\nX-Id: 1\r\n\r\n").startswith(b"GET / HTTP/1.1\r\nHost: web")
-    assert rig.respond(OK) == OK
-    assert rig.request(b"GET / HTTP/1.1\r\nHost: nope\r\nX-Id: 2\r\n\r\n") == b""
-    assert rig.ct.take().startswith(b"HTTP/1.1 404")  # the general path answers what cannot be routed
+async def test_simple_requests_on_a_shared_listener_are_routed_by_host():
+    import asyncio
+
+    from meshd.model.endpoints import Endpoint, PortInfo, Reset, ServiceInfo, ServiceKey
+    from sidecar.services import ServiceTable
+
+    table = ServiceTable()
+    ups = {}
+    for name in ("web", "api"):
+        key = ServiceKey("default", name)
+        table.apply(Reset(ServiceInfo(key, None, (PortInfo("http", 80, "http"),)),
+                          (Endpoint(f"{name}-0", "127.0.0.1", {"http": 1}),)))  # fmt: skip
+        ep = table.services[key].endpoints[f"{name}-0"]
+        up = proxy.UpstreamConnection(ep, 1)
+        t = type(Rig().ut)()
+        up.connection_made(t)
+        ep.idle[1] = [up]
+        ups[name] = (up, t)
+    listener = proxy.Listener("127.0.0.1", 8080, routes=[proxy.Route(s, None) for s in table.services.values()])
+    listener.loop = asyncio.get_running_loop()
+    client = proxy.ClientConnection(listener)
+    ct = type(Rig().ut)()
+    client.connection_made(ct)
+    for i, name in enumerate(("web", "api", "api", "web")):
+        client.data_received(b"GET / HTTP/1.1\r\nHost: %s.default\r\nX-Id: %d\r\n\r\n" % (name.encode(), i))
+        up, t = ups[name]
+        assert t.take().startswith(b"GET / HTTP/1.1\r\nHost: %s.default\r\nX-Id: %d\r\n" % (name.encode(), i))
+        up.data_received(OK)
+        assert ct.take() == OK
+    client.data_received(b"GET / HTTP/1.1\r\nHost: nope\r\nX-Id: 9\r\n\r\n")
+    assert ct.take().startswith(b"HTTP/1.1 404")  # the general path answers what cannot be routed
 
 
 OK_NGINX = (
