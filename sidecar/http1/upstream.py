@@ -164,15 +164,18 @@ class UpstreamConnection(asyncio.Protocol):
     def _from_memo(self, ex: Exchange, data: bytes) -> bool:
         """The memo: `data` is one whole response whose head the general path handled as the common case
         before (wire._FAST_RESPONSES): the head for the client is known, the body is the rest of `data`
-        (exactly Content-Length bytes). The parser is not fed (it stays fresh)."""
+        (exactly Content-Length bytes); else, a whole response of the simple shape (simple.py). The parser is
+        not fed (it stays fresh)."""
         i = data.find(b"\r\n\r\n")  # (-1: data[:1] is never a head learnt)
-        hit = _FAST_RESPONSES.get(data[: i + 2])
+        raw = data[: i + 2]
+        hit = _FAST_RESPONSES.get(raw)
         if hit is None:  # a response of the simple shape (heads that vary on every response meet this path)
-            simple = simple_response(data) if self.simple_shapes else None
-            if simple is None or ex.conn.closing:
+            if not self.simple_shapes or ex.conn.closing:
+                return False
+            simple = simple_response(data)
+            if simple is None:
                 return False
             status, out, length = simple
-            raw = data[: i + 2]
             if raw == self.last_head:  # the same head twice in a row: the memo learns it
                 learn_simple_response(raw, out[: len(out) - length], length, status)
             else:
