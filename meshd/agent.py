@@ -7,6 +7,7 @@ next agent to adopt); `run_up` is `meshd up -f` (agent + apply; Ctrl-C drains an
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import ipaddress
 import logging
@@ -97,6 +98,8 @@ class AgentOptions:
     ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
     external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
     allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
+    mesh_port: int = 4143  # with --store: the sidecar's mesh gateway (mutual TLS between nodes) on the InternalIP
+    cert_validity: float = 86400.0  # with --store: node certificates' life, seconds (issued again at 2/3 of it)
     join: str | None = None  # --join TOKEN: a bootstrap token; without --store, the store comes from the join
     server: str | None = None  # --server https://HOST:PORT: join through this agent (no DNS-SD discovery)
     join_timeout: float = 15.0  # how long --join looks for the cluster over DNS-SD
@@ -180,10 +183,15 @@ class Agent:
             from meshd.api.kube import pod as kube_pod
             from meshd.cluster.member import ClusterMember, ClusterOptions
 
+            mesh_dir = self.state_dir / "mesh"
             self.cluster = ClusterMember(ClusterOptions(options.store, self.node, options.node_grace,
-                                                        options.leader_ttl,
+                                                        options.leader_ttl, mesh_dir=str(mesh_dir),
+                                                        mesh_port=options.mesh_port,
+                                                        cert_validity=options.cert_validity,
                                                         pod_eviction_timeout=options.pod_eviction_timeout),
                                          self.controller, self._node_object, render_pod=kube_pod)
+            self.sidecar.extra_args += ["--mesh-dir", str(mesh_dir), "--mesh-listen",
+                                        f"{self.api_host}:{options.mesh_port}"]
             self.health.add("store", self.cluster.check)
         self._started = time.time()
 
@@ -265,11 +273,14 @@ class Agent:
     async def _serve_joins(self, api: ApiServer) -> None:
         from meshd.cluster.joinsetup import JoinSetup, serve_joins
 
+        from meshd.cluster.meshcerts import ClusterCaIssuer
+
         assert self.cluster is not None and self.cluster.store is not None and self.options.store is not None
+        issuer = ClusterCaIssuer(self.cluster.store, validity=datetime.timedelta(seconds=self.options.cert_validity))
         self.cluster_advert = await serve_joins(JoinSetup(
             self.cluster.store, self.options.store, self.node, self.state_dir, self.api_host, self.api_port,
             parse_mdns_option(self.options.mdns), self.options.token_ttl, host_ipv4_addresses(),
-            self.tls.cert if self.tls else None), api.join)
+            self.tls.cert if self.tls else None, issue=issuer), api.join)
         if self.cluster_advert is not None:
             self._tasks.spawn(self.cluster_advert.start(), name="DNS-SD advert")
 

@@ -33,7 +33,7 @@ from meshd.cluster.joinca import CsrError
 from meshd.cluster.joining import JOIN_PATH, PROOF_PATH
 from meshd.cluster.nodes import nodes_with_readiness
 from meshd.metrics import REGISTRY
-from meshd.store import ObjectStore
+from meshd.store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,8 @@ class JoinApi:
             ca_pem, cert_pem = await asyncio.to_thread(self.issue, node, csr)
         except CsrError as error:
             return api_status.response(400, f"bad join request: {error}")
+        except StoreError as error:  # the cluster CA not readable yet
+            return api_status.response(503, f"cannot issue a node certificate: {error}")
         log.info("node %s joins the cluster (bootstrap token %s, from %s)", node, verdict.id, request.remote)
         JOINS.labels("Admitted").inc()
         return web.json_response({"store": self.store_url, "ca": ca_pem.decode(), "certificate": cert_pem.decode()})

@@ -215,6 +215,20 @@ def agent_options(func: Any) -> Any:
             "nodes (default 5).",
         ),
         click.option(
+            "--mesh-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="With --store: the port of this node's mesh gateway on its InternalIP, where other nodes' sidecars "
+            "reach its pods over mutual TLS (default 4143).",
+        ),
+        click.option(
+            "--cert-validity",
+            type=click.FloatRange(min=60),
+            default=None,
+            help="With --store: how long a node certificate is valid, seconds; it is issued again at 2/3 of that "
+            "(default 86400).",
+        ),
+        click.option(
             "--external",
             metavar="ADDR[,ADDR]",
             default=None,
