@@ -74,8 +74,9 @@ class Kubelet:
 
     async def run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            try:  # (asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancellation racing a wake-up)
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
