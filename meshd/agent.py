@@ -153,6 +153,7 @@ class Agent:
         self.external = external
         for flag, where in (("--ingress-http", self.ingress_http), ("--ingress-https", self.ingress_https)):
             self.sidecar.extra_args += [flag, f"{where[0]}:{where[1]}" if where else "off"]
+        self.sidecar.extra_args += ["--node", self.node]  # PreferClose: the endpoints on this node first
         self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None

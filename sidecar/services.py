@@ -22,6 +22,7 @@ from .balancer import DEFAULT_RTT, Balancer, LeastRequest, Target, make_balancer
 from .config import ServiceConfig, config_from_annotations
 from .outlier import OutlierDetector, OutlierPolicy
 from .retry import RetryBudget
+from .topology import balanced
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class L4Stats:
 class EndpointState(Target):
     """One endpoint of a Service as the proxy uses it: address, ports, readiness, idle upstream connections."""
 
-    __slots__ = ("address", "failing", "idle", "name", "outcomes", "ports", "ready", "removed", "service")
+    __slots__ = ("address", "failing", "idle", "name", "node", "outcomes", "ports", "ready", "removed", "service")
 
     def __init__(self, endpoint: Endpoint, service: ServiceState, *, now: float) -> None:
         super().__init__(now=now, rtt=DEFAULT_RTT)
@@ -95,6 +96,7 @@ class EndpointState(Target):
         self.address = endpoint.address
         self.ports = dict(endpoint.ports)
         self.ready = endpoint.ready
+        self.node = endpoint.node
 
     def close_idle(self) -> None:
         for conns in self.idle.values():
@@ -122,7 +124,7 @@ class ServiceState:
         self.uses_rtt = False  # only peak-EWMA needs response times per endpoint
         self.endpoints: dict[str, EndpointState] = {}
         self.draining: dict[str, EndpointState] = {}
-        self.available: list[EndpointState] = []  # ready, not removed, not ejected
+        self.available: list[EndpointState] = []  # ready, not removed, not ejected (local first: topology.py)
         self.ready_count = 0
         self.outlier = OutlierDetector(table.outlier_policy)
         self.budget = RetryBudget()
@@ -227,7 +229,9 @@ class ServiceState:
         now = self.table.clock()
         ready = [e for e in self.endpoints.values() if e.ready]
         self.ready_count = len(ready)
-        self.available = [e for e in ready if not self.outlier.is_ejected(e.name, now)]
+        self.available = balanced([e for e in ready if not self.outlier.is_ejected(e.name, now)],
+                                  distribution=self.info.traffic_distribution if self.info else None,
+                                  node=self.table.node)
         self._eject_expiry = self.outlier.next_expiry(now)
         if self.available and self.waiters:
             waiters, self.waiters = self.waiters, []
@@ -302,8 +306,11 @@ class ServiceTable:
         outlier_policy: OutlierPolicy | None = None,
         on_drained: Callable[[ServiceKey, str], None] | None = None,
         only: ServiceKey | None = None,
+        node: str = "",
     ) -> None:
+        """`node`: the node this sidecar runs on (what PreferClose prefers; "" unknown)."""
         self.clock = clock
+        self.node = node
         self.rng = rng or random.Random()
         self.outlier_policy = outlier_policy or OutlierPolicy()
         self.services: dict[ServiceKey, ServiceState] = {}
