@@ -342,7 +342,11 @@ class Agent:
         if interfaces is None:
             return
         try:
-            self.mdns = mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node)
+            # in a cluster only the leader advertises (once for the cluster), handing over when leadership moves
+            self.mdns = mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node,
+                                              active=self.cluster is None or self.cluster.leading)
+            if self.cluster is not None:
+                self.cluster.on_leadership.append(mdns.set_active)
             await mdns.start()
         except Exception as error:  # mDNS is best effort: the LAN may not allow it
             log.warning("mDNS disabled: %s", error)
