@@ -38,7 +38,7 @@ def choose_cluster_ip(key: ServiceKey, *, requested: str | None, current: str | 
         return current
     if requested is None:
         try:
-            return first_free(pool, key, {a: o for a, o in taken.items() if o != key})
+            return first_free(pool, key, _HeldByOthers(taken, key))
         except AddressPoolExhausted as error:
             raise ClusterIPError(f"Internal error: failed to allocate a serviceIP: {error}") from None
     address = _normal(requested)
@@ -49,6 +49,17 @@ def choose_cluster_ip(key: ServiceKey, *, requested: str | None, current: str | 
     if owner is not None and owner != key:
         raise ClusterIPError(f'Invalid value: "{address}": provided IP is already allocated')
     return address
+
+
+class _HeldByOthers:
+    """`address in this`: another Service than `key` holds it (a view: no copy of a big map per Service)."""
+
+    def __init__(self, taken: Mapping[str, ServiceKey], key: ServiceKey) -> None:
+        self._taken, self._key = taken, key
+
+    def __contains__(self, address: object) -> bool:
+        owner = self._taken.get(address) if isinstance(address, str) else None
+        return owner is not None and owner != self._key
 
 
 def stored_addresses(objects: Iterable[Mapping[str, Any]]) -> dict[str, ServiceKey]:
@@ -107,6 +118,9 @@ class AddressPlan:
         self._store, self.pool = store, pool
         self._held = store.list(IP_ADDRESS_KIND)
         self.taken = {**(published or {}), **stored_addresses([*store.list("Service"), *self._held])}
+        self._owned: dict[ServiceKey, set[str]] = {}
+        for address, owner in self.taken.items():
+            self._owned.setdefault(owner, set()).add(address)
         self._chosen: dict[ServiceKey, str | None] = {}
 
     def assign(self, service: Service, *, current: str | None) -> Service:
@@ -114,12 +128,13 @@ class AddressPlan:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
         address = None if service.headless else choose_cluster_ip(
             key, requested=service.cluster_ip, current=current, taken=self.taken, pool=self.pool)
-        for held in [a for a, owner in self.taken.items() if owner == key]:
+        for held in self._owned.pop(key, ()):
             del self.taken[held]
         self._chosen[key] = address
         if address is None:
             return service
         self.taken[address] = key
+        self._owned[key] = {address}
         return with_cluster_ip(service, address)
 
     def operations(self) -> list[Operation]:
