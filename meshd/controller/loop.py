@@ -22,6 +22,7 @@ from typing import Any
 
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
+from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
@@ -87,7 +88,6 @@ from meshd.model.objects import (
     object_key,
 )
 from meshd.registry import Registry
-from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
 from meshd.registry.addresses import AddressAllocator
 from meshd.store import (
     AlreadyExists,
