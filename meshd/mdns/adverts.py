@@ -33,6 +33,7 @@ from meshd.model.endpoints import Endpoint, PortInfo, ServiceInfo, ServiceKey
 _KNOWN_TYPES = ("http", "https", "grpc")  # a port named X or X-anything is served as X
 _FALLBACK_TYPE = "meshd"
 _MAX_LABEL = 63
+_MAX_TXT = 255  # one TXT string (RFC 6763 6.1)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def desired_adverts(
         ready = tuple(ready_endpoints_by_key.get(service.key, ()))
         if not ready:
             continue
-        nodes = ",".join(sorted({e.node or node_name for e in ready}))
+        nodes = node_list({e.node or node_name for e in ready})
         typed = [(port, t) for port in service.ports if (t := service_type(port)) is not None]
         type_counts: dict[str, int] = {}
         for _, t in typed:
@@ -163,6 +164,18 @@ def plan_changes(desired: Mapping[str, Advert], published: Mapping[str, Advert])
         ),
         unregister=tuple(name for name in sorted(published) if name not in desired),
     )
+
+
+def node_list(nodes: Iterable[str]) -> str:
+    """`a,b,c` (sorted), within one TXT string (255 bytes with `nodes=`): the rest counted as `+N`."""
+    names = sorted(nodes)
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        rest = len(names) - i - 1  # if the next one does not fit, this (with `+rest`) is what goes out
+        if len(("nodes=" + ",".join([*shown, name, *([f"+{rest}"] if rest else [])])).encode()) > _MAX_TXT:
+            return ",".join([*shown, f"+{len(names) - i}"])
+        shown.append(name)
+    return ",".join(shown)
 
 
 def host_label(node_name: str, address: str) -> str:

@@ -258,3 +258,13 @@ def test_the_txt_record_names_the_nodes_that_serve_the_service(endpoints: list[E
 def test_a_headless_endpoints_advert_names_its_own_node() -> None:
     adverts = desired_adverts([svc(address=None)], {WEB: [ep("a", node="n2"), ep("b", node="n3")]}, node_name="n1")
     assert sorted(dict(a.properties)["nodes"] for a in adverts.values()) == ["n2", "n3"]
+
+
+def test_a_long_node_list_fits_one_txt_string_and_counts_the_rest() -> None:
+    from meshd.mdns.adverts import node_list
+
+    assert node_list({"b", "a"}) == "a,b"
+    many = node_list({f"node-{i:03}-" + "x" * 20 for i in range(40)})
+    assert len(("nodes=" + many).encode()) <= 255
+    shown, rest = many.split(",")[:-1], many.split(",")[-1]
+    assert rest.startswith("+") and len(shown) + int(rest[1:]) == 40
