@@ -23,6 +23,7 @@ HOT = [
     "sidecar/http1/exchange.py",
     "sidecar/http1/upstream.py",
     "sidecar/http1/wire.py",
+    "sidecar/http1/simple.py",
     "sidecar/balancer.py",
     "sidecar/services.py",
     "sidecar/retry.py",

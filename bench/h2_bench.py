@@ -103,6 +103,10 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=4, help="h2load connections")
     p.add_argument("--streams", type=int, default=10, help="h2load concurrent streams per connection")
     p.add_argument("--rounds", type=int, default=1, help="runs per balancer (the best is kept)")
+    p.add_argument(
+        "--compare-root", default="",
+        help="also run the sidecar from this directory (another checkout), as 'sidecar-base'",
+    )  # fmt: skip
     args = p.parse_args()
     for tool in ("h2load", "nginx", "haproxy"):
         if not shutil.which(tool):
@@ -154,20 +158,25 @@ def main() -> None:
                  "--config", str(tmp / "services.json")], env=env,
             )  # fmt: skip
             wait_port(agent_port)
-            pids = []
-            ports = []
-            for name in ("default/web", "default/echo"):
-                port = free_port()
-                sidecar = stack.start(
-                    [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen",
-                     f"127.0.0.1:{port}", "--service", name, "--metrics", f"127.0.0.1:{free_port()}",
-                     "--log-level", "WARNING"], env=env, cwd=ROOT,
-                )  # fmt: skip
-                wait_port(port)
-                pids.append(sidecar.pid)
-                ports.append(port)
+            roots = {"sidecar": ROOT} | (
+                {"sidecar-base": Path(args.compare_root).resolve()} if args.compare_root else {}
+            )
+            for label, root in roots.items():
+                pids = []
+                ports = []
+                for name in ("default/web", "default/echo"):
+                    port = free_port()
+                    sidecar = stack.start(
+                        [sys.executable, "-m", "sidecar", "--api", f"127.0.0.1:{agent_port}", "--listen",
+                         f"127.0.0.1:{port}", "--service", name, "--metrics", f"127.0.0.1:{free_port()}",
+                         "--log-level", "WARNING"],
+                        env=dict(env, PYTHONPATH=f"{root}:{os.environ.get('PYTHONPATH', '')}"), cwd=root,
+                    )  # fmt: skip
+                    wait_port(port)
+                    pids.append(sidecar.pid)
+                    ports.append(port)
+                balancers[label] = (ports[0], ports[1], pids)
             time.sleep(1.0)
-            balancers["sidecar"] = (ports[0], ports[1], pids)
 
             targets = {"direct": (b1, g1, [])} | balancers
             results: dict[str, dict[str, tuple[float, float, int]]] = {"h2c": {}, "grpc": {}}

@@ -298,7 +298,8 @@ def overview() -> dict[str, Any]:
         tags=["overview"],
         variables=[variable_datasource()],
         sections=[("Mesh", stats), ("Services", services), ("Traffic and workloads", traffic),
-                  ("Opaque TCP and UDP", l4_panels()), ("Ingress", ingress_panels())],
+                  ("Opaque TCP and UDP", l4_panels()), ("Ingress", ingress_panels()),
+                  ("Between nodes (mutual TLS)", mesh_panels())],
     )
 
 
@@ -312,6 +313,30 @@ def ingress_panels() -> list[Panel]:
             f"sum by (code) (rate(meshd_sidecar_ingress_refused_total[{RATE}]))", "{{code}}"),),
               unit="reqps", width=12, description="404: no rule matched; 503: the backend Service has no such port; "
               "308: redirected to HTTPS."),
+    ]  # fmt: skip
+
+
+def mesh_panels() -> list[Panel]:
+    """The mesh gateway and the connections to other nodes' gateways (sidecar/mesh/)."""
+    return [
+        Panel("Mesh gateway connections", (
+            q(f"sum by (instance) (rate(meshd_sidecar_mesh_gateway_connections_total[{RATE}]))", "{{instance}} in/s"),
+            q("sum by (instance) (meshd_sidecar_mesh_gateway_active_connections)", "{{instance}} open"),
+            q(f"sum by (instance) (rate(meshd_sidecar_mesh_outbound_connections_total{{result=\"made\"}}[{RATE}]))",
+              "{{instance}} out/s"),), width=8,
+              description="Connections from other nodes' sidecars that reached a pod here, open now, and made to "
+              "other nodes' gateways, per second."),
+        Panel("Mesh refusals and failures", (
+            q(f"sum by (reason) (rate(meshd_sidecar_mesh_gateway_refused_total[{RATE}]))", "refused: {{reason}}"),
+            q(f"sum(rate(meshd_sidecar_mesh_outbound_connections_total{{result=\"failed\"}}[{RATE}]))",
+              "outbound failed"),), width=8,
+              description="peer: a certificate refused (revoked, deleted node, none); target: a CONNECT to no pod "
+              "of the node; connect: the pod did not answer; outbound: this node could not reach a gateway."),
+        Panel("Node certificate expires in", (
+            q("min by (instance) (meshd_sidecar_mesh_certificate_expiry_timestamp_seconds) - time()",
+              "{{instance}}"),), unit="s", width=8,
+              description="Each node certificate is issued again at 2/3 of its life: a value falling towards 0 "
+              "means rotation stopped (the store unreachable?)."),
     ]  # fmt: skip
 
 
@@ -436,6 +461,10 @@ def control_plane() -> dict[str, Any]:
             q(f"sum(increase(meshd_store_disconnects_total[{RATE}]))", "store disconnects"),
         ), width=8, description="With --store etcd://: agents leading (1 expected), whether every agent reaches "
                                 "the store, and how often one lost it."),
+        Panel("Cluster: node joins", (
+            q(f"sum by (outcome) (increase(meshd_join_requests_total[{RATE}]))", "{{outcome}}"),
+        ), width=8, description="Nodes admitted with a bootstrap token (meshd agent --join), and refusals by "
+                                "cause: UnknownToken, WrongSecret, Expired, NameTaken, TooMany..."),
     ]  # fmt: skip
     probes = [
         Panel("Probe results", (

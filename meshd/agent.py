@@ -7,6 +7,7 @@ next agent to adopt); `run_up` is `meshd up -f` (agent + apply; Ctrl-C drains an
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import ipaddress
 import logging
@@ -55,6 +56,7 @@ from meshd.store import StoreError
 from meshd.tasks import TaskGroup
 
 if TYPE_CHECKING:
+    from meshd.cluster.discovery import ClusterAdvertiser
     from meshd.cluster.member import ClusterMember
     from meshd.api.certs import TlsFiles
     from meshd.api.server import ApiServer
@@ -95,6 +97,12 @@ class AgentOptions:
     ingress_https: str | None = None  # ADDR:PORT|off; None: the external address, port 443
     external: str | None = None  # --external ADDR[,ADDR]: LoadBalancer, NodePort and hostPort listen there
     allow_privileged: bool = False  # run pods asking for privileged, hostPID, hostIPC (else refused at apply)
+    mesh_port: int = 4143  # with --store: the sidecar's mesh gateway (mutual TLS between nodes) on the InternalIP
+    cert_validity: float = 86400.0  # with --store: node certificates' life, seconds (issued again at 2/3 of it)
+    join: str | None = None  # --join TOKEN: a bootstrap token; without --store, the store comes from the join
+    server: str | None = None  # --server https://HOST:PORT: join through this agent (no DNS-SD discovery)
+    join_timeout: float = 15.0  # how long --join looks for the cluster over DNS-SD
+    token_ttl: float = 24 * 3600.0  # the first join token's lifetime (the agent that creates the cluster)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -170,11 +178,18 @@ class Agent:
         self.host_names: HostNames | None = None
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
         self.cluster: ClusterMember | None = None
+        self.cluster_advert: ClusterAdvertiser | None = None  # _meshd._tcp, for nodes joining (--join)
         if options.store:
             from meshd.cluster.member import ClusterMember, ClusterOptions
 
+            mesh_dir = self.state_dir / "mesh"
             self.cluster = ClusterMember(ClusterOptions(options.store, self.node, options.node_grace,
-                                                        options.leader_ttl), self.controller, self._node_object)
+                                                        options.leader_ttl, mesh_dir=str(mesh_dir),
+                                                        mesh_port=options.mesh_port,
+                                                        cert_validity=options.cert_validity),
+                                         self.controller, self._node_object)
+            self.sidecar.extra_args += ["--mesh-dir", str(mesh_dir), "--mesh-listen",
+                                        f"{self.api_host}:{options.mesh_port}"]
             self.health.add("store", self.cluster.check)
         self._started = time.time()
 
@@ -244,6 +259,7 @@ class Agent:
             api.node_grace = self.options.node_grace
             self.cluster.start()
             log.info("node %s in the cluster on %s", self.node, self.options.store)
+            await self._serve_joins(api)
         log.info("API on https:// and http://%s:%d (CA %s, bearer token in %s; /metrics and /healthz open) and on "
                  "%s (owner only)", self.api_host, self.api_port, files.ca, self.state_dir / "token",
                  self.state_dir / SOCKET_FILE)
@@ -251,6 +267,20 @@ class Agent:
         if self.options.sidecar:
             await self.sidecar.start()
         await self._start_host_names()
+
+    async def _serve_joins(self, api: ApiServer) -> None:
+        from meshd.cluster.joinsetup import JoinSetup, serve_joins
+
+        from meshd.cluster.meshcerts import ClusterCaIssuer
+
+        assert self.cluster is not None and self.cluster.store is not None and self.options.store is not None
+        issuer = ClusterCaIssuer(self.cluster.store, validity=datetime.timedelta(seconds=self.options.cert_validity))
+        self.cluster_advert = await serve_joins(JoinSetup(
+            self.cluster.store, self.options.store, self.node, self.state_dir, self.api_host, self.api_port,
+            parse_mdns_option(self.options.mdns), self.options.token_ttl, host_ipv4_addresses(),
+            self.tls.cert if self.tls else None, issue=issuer), api.join)
+        if self.cluster_advert is not None:
+            self._tasks.spawn(self.cluster_advert.start(), name="DNS-SD advert")
 
     async def _start_host_names(self) -> None:
         """Apps on the host resolve the zone's names: a resolved route to the bridge's DNS, or /etc/hosts."""
@@ -369,7 +399,7 @@ class Agent:
         await self._tasks.close()
         if self.slot is not None:
             self.slot.release()
-        for component in (self.host_names, self.mdns, self.dns, self.api):
+        for component in (self.host_names, self.mdns, self.cluster_advert, self.dns, self.api):
             if component is not None:
                 await component.close()
         await self.driver.close()
@@ -398,6 +428,17 @@ def _configure_logging(verbose: bool) -> None:
 
 
 async def _serve(options: AgentOptions, files: list[str] | None) -> int:
+    if options.join and not options.store:  # the store's address comes from the cluster, for the token
+        from meshd.cluster.joining import JoinError, join_cluster
+
+        try:
+            options.store = await join_cluster(
+                options.join, node=options.node_name or socket.gethostname(), server=options.server,
+                state_dir=Path(options.state_dir).expanduser() if options.state_dir else default_state_dir(),
+                interfaces=parse_mdns_option(options.mdns), timeout=options.join_timeout)
+        except JoinError as error:
+            log.error("cannot join the cluster: %s", error)
+            return 1
     agent = Agent(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

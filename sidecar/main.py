@@ -20,6 +20,8 @@ from meshd.tasks import TaskGroup
 from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
 from .ingress.listener import IngressCollector, IngressServer
+from .mesh.setup import add_arguments as add_mesh_arguments
+from .mesh.setup import start_mesh
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
 from .services import ServiceTable
@@ -225,6 +227,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
         log.info("node mode: listening on every Service address (api %s, id %s)", discovery.api, sidecar_id)
 
     tasks.supervise("discovery", discovery.run)  # (after the Ingress set discovery.on_ingress: its watch asks)
+    gateway = await start_mesh(args, table, tasks, reuse_port=reuse_port)
 
     async def sweeper() -> None:
         while True:
@@ -258,6 +261,8 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
                 await node.stop(args.grace)
             if ingress is not None:
                 await ingress.stop(args.grace)
+            if gateway is not None:
+                await gateway.stop()
     except TimeoutError:
         log.error("listeners did not stop in time")
     if metrics_server is not None:
@@ -309,6 +314,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="node mode: serve the Ingresses over plain HTTP here (the agent passes it)")  # fmt: skip
     p.add_argument("--ingress-https", metavar="ADDR:PORT|off", default="off",
                    help="node mode: serve the Ingresses over HTTPS here (the agent passes it)")  # fmt: skip
+    add_mesh_arguments(p)
     p.add_argument("--log-level", default=os.environ.get("MESHD_LOG_LEVEL", "INFO"))
     p.add_argument("--token-file", metavar="PATH", help="the agent's API token (default: env MESHD_TOKEN; "
                    "never pass the token itself in argv, where `ps` shows it)")  # fmt: skip

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .h2.stats import H2Collector
+from .mesh.stats import MeshCollector
 from .proxy import STATS
 from .services import BUCKETS, CODE_CLASSES, METHODS, OUTCOMES, ServiceTable
 
@@ -131,6 +132,7 @@ def make_registry(table: ServiceTable) -> CollectorRegistry:
     GCCollector(registry=registry)
     registry.register(SidecarCollector(table))  # type: ignore[arg-type]
     registry.register(H2Collector(table))  # type: ignore[arg-type]
+    registry.register(MeshCollector())  # type: ignore[arg-type]
     return registry
 
 

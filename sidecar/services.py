@@ -80,7 +80,8 @@ class L4Stats:
 class EndpointState(Target):
     """One endpoint of a Service as the proxy uses it: address, ports, readiness, idle upstream connections."""
 
-    __slots__ = ("address", "failing", "idle", "name", "node", "outcomes", "ports", "ready", "removed", "service")
+    __slots__ = ("address", "failing", "gateway", "idle", "name", "node", "outcomes", "ports", "ready", "removed",
+                 "service")
 
     def __init__(self, endpoint: Endpoint, service: ServiceState, *, now: float) -> None:
         super().__init__(now=now, rtt=DEFAULT_RTT)
@@ -97,6 +98,9 @@ class EndpointState(Target):
         self.ports = dict(endpoint.ports)
         self.ready = endpoint.ready
         self.node = endpoint.node
+        if getattr(self, "gateway", endpoint.gateway) != endpoint.gateway:
+            self.close_idle()  # pooled connections went through the old gateway
+        self.gateway = endpoint.gateway  # "": on this node; else another node's mesh gateway (sidecar/mesh)
 
     def close_idle(self) -> None:
         for conns in self.idle.values():

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .mesh.connect import connect_endpoint
 from .services import OUT_CONNECT, OUT_SUCCESS, EndpointState
 
 if TYPE_CHECKING:
@@ -112,7 +113,6 @@ class TcpConnection(asyncio.Protocol):
         """Connect to an endpoint, another one on failure; all failed or none ready: close the client."""
         svc = self.service
         options = self.listener.options
-        loop = asyncio.get_running_loop()
         tried: set[EndpointState] = set()
         waited = False
         while not self.closed and len(tried) <= svc.config.retries:
@@ -130,7 +130,8 @@ class TcpConnection(asyncio.Protocol):
             up = Upstream(self, ep)
             try:
                 async with asyncio.timeout(options.connect_timeout):
-                    await loop.create_connection(lambda: up, ep.address, port)  # noqa: B023
+                    await connect_endpoint(lambda: up, ep.address, port, gateway=ep.gateway,  # noqa: B023
+                                           node=ep.node)
             except (OSError, TimeoutError) as e:
                 if not up.made:
                     svc.release(ep)

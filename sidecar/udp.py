@@ -132,6 +132,10 @@ class Flow(asyncio.DatagramProtocol):
         self.stats.udp_flows += 1
 
     async def connect(self, address: str, port: int) -> None:
+        if self.ep.gateway:  # UDP does not cross nodes (the mesh gateway carries TCP): one on this node, or none
+            log.debug("%s: %s is on node %s; UDP stays on this node", self.service.label, self.ep.name, self.ep.node)
+            self.refused(record=False)
+            return
         try:
             await asyncio.get_running_loop().create_datagram_endpoint(
                 lambda: self, remote_addr=(address, port)
@@ -170,11 +174,12 @@ class Flow(asyncio.DatagramProtocol):
         if isinstance(exc, ConnectionRefusedError):
             self.refused()
 
-    def refused(self) -> None:
+    def refused(self, *, record: bool = True) -> None:
         """The endpoint refused (nothing listens): move the flow, with what it did not answer, elsewhere."""
         if self.closed:
             return
-        self.service.record(self.ep, OUT_CONNECT)
+        if record:
+            self.service.record(self.ep, OUT_CONNECT)
         unanswered = self.unanswered
         self.close()
         flow = self.listener.open(self.client, exclude=self.tried)

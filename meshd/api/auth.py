@@ -26,7 +26,9 @@ from meshd.state import TOKEN_FILE
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/metrics", "/healthz", "/v1/prometheus/targets"})  # readable without a token
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/v1/prometheus/targets",  # readable without a token
+                        "/meshd/v1/join/proof"})  # an agent's proof that it knows a bootstrap token's secret
+OPEN_POSTS = frozenset({"/meshd/v1/join"})  # admitted by the bootstrap token in the body (meshd.api.join)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_OR_YAML = frozenset({"application/json", "application/yaml", "application/x-yaml", "text/yaml",
                            "application/merge-patch+json", "application/strategic-merge-patch+json",
@@ -79,7 +81,7 @@ def decide(*, method: str, path: str, headers: Mapping[str, str], host: str, tok
     Order: a browser is refused first (whatever it carries), then the credentials, then the body's type."""
     if cross_site(headers, host=host):
         return Refusal(403, "Forbidden", "cross-site requests are refused: a web page may not use the meshd API")
-    open_read = method in ("GET", "HEAD") and path in OPEN_PATHS
+    open_read = method in ("GET", "HEAD") and path in OPEN_PATHS or method == "POST" and path in OPEN_POSTS
     if not (local_owner or open_read or token_matches(bearer_token(headers), token)):
         return Refusal(401, "Unauthorized", "Unauthorized: a bearer token is required (the agent's STATE/token; "
                        "`meshd kubeconfig` prints a kubeconfig with it)")

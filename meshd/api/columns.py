@@ -319,14 +319,15 @@ def endpoints_row(ep: Obj, now: datetime, wide: bool) -> list[str]:
 
 
 def event_row(ev: Obj, now: datetime, wide: bool) -> list[str]:
-    involved = ev.get("involvedObject") or {}
-    last = ev.get("lastTimestamp") or ev.get("eventTime") or _meta(ev).get("creationTimestamp")
+    involved = ev.get("involvedObject") or ev.get("regarding") or {}  # v1, events.k8s.io/v1
+    last = (ev.get("lastTimestamp") or ev.get("deprecatedLastTimestamp") or ev.get("eventTime")
+            or _meta(ev).get("creationTimestamp"))
     return [
         age(last, now),
         ev.get("type") or "Normal",
         ev.get("reason") or "",
         f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
-        " ".join(str(ev.get("message") or "").split()),
+        " ".join(str(ev.get("message") or ev.get("note") or "").split()),
     ]
 
 

@@ -8,7 +8,7 @@ import platform
 from collections.abc import Iterable
 from typing import Any
 
-from meshd.api.kinds import INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, Kind
+from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, Kind
 
 # The Kubernetes API meshd mimics: that of the kubectl and client libraries it is tested with (kubectl v1.37,
 # kubernetes 37), so kubectl prints no version-skew warning.
@@ -16,7 +16,7 @@ KUBE_MAJOR, KUBE_MINOR = 1, 37
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 PODMETRICS = Kind("PodMetrics", "pods", "metrics.k8s.io", "v1beta1", (), verbs=("get", "list"), categories=())
-API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, PODMETRICS)
+API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, PODMETRICS)
 
 
 def version_info(meshd_version: str) -> dict[str, str]:

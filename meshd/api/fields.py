@@ -25,6 +25,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "Event": (*_META, "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
               "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
               "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"),
+    "Event.events.k8s.io": (*_META, "regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid",
+                            "regarding.apiVersion", "regarding.resourceVersion", "regarding.fieldPath", "reason",
+                            "reportingController", "type"),
 }
 # fields whose value is not simply at their path
 _DEFAULTS = {"spec.schedulerName": "default-scheduler", "spec.serviceAccountName": "default",

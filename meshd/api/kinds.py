@@ -69,8 +69,8 @@ STATEFULSET = Kind("StatefulSet", "statefulsets", "apps", "v1", ("sts", "statefu
                    short_names=("sts",), verbs=_WRITE, subresources=(_SCALE, _STATUS))
 DAEMONSET = Kind("DaemonSet", "daemonsets", "apps", "v1", ("ds", "daemonset", "daemonsets"),
                  short_names=("ds",), verbs=_WRITE, subresources=(_STATUS,))
-EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",), verbs=_READ,
-             categories=())
+EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",),
+             verbs=("create", *_READ), categories=())  # created by POST: meshd.api.events
 CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "configmaps"), short_names=("cm",),
                  verbs=_WRITE, categories=())
 SECRET = Kind("Secret", "secrets", "", "v1", ("secret", "secrets"), verbs=_WRITE, categories=())
@@ -85,6 +85,9 @@ NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "names
                  verbs=_WRITE, categories=(), namespaced=False, subresources=(_STATUS,))
 NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
             namespaced=False)
+# the events.k8s.io view of the same events as EVENT (meshd.api.events maps them)
+EVENTS_V1 = Kind("Event", "events", "events.k8s.io", "v1", ("event", "events"), short_names=("ev",),
+                 verbs=("create", *_READ), categories=())
 # a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
 LEASE = Kind("Lease", "leases", "coordination.k8s.io", "v1", ("lease", "leases"), verbs=_READ, categories=())
 

@@ -319,7 +319,7 @@ def event(e) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"namespace": e.namespace, "name": f"{e.name}.{int(e.time * 1000):x}"},
+        "metadata": {"namespace": e.namespace, "name": e.event_name or f"{e.name}.{int(e.time * 1000):x}"},
         "involvedObject": {"apiVersion": api, "kind": e.kind, "namespace": e.namespace, "name": e.name},
         "type": e.type,
         "reason": e.reason,
@@ -327,7 +327,7 @@ def event(e) -> dict[str, Any]:
         "lastTimestamp": rfc3339(e.time),
         "firstTimestamp": rfc3339(e.time),
         "count": 1,
-        "source": {"component": "meshd"},
+        "source": {"component": e.component},
     }
 
 

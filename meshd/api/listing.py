@@ -34,7 +34,8 @@ class ListQuery:
 def parse_query(kind: Kind, query: Mapping[str, str], accept: str) -> ListQuery:
     """The request's options; ValueError (a 400 BadRequest) for any it cannot honour, never a silent "all"."""
     requirements = fields.parse_field_selector(query.get("fieldSelector", ""))
-    fields.check_supported(kind.kind, requirements)
+    fields.check_supported(f"{kind.kind}.{kind.group}" if f"{kind.kind}.{kind.group}" in fields.FIELDS else kind.kind,
+                           requirements)
     token = query.get("continue", "")
     if token:
         paging.decode_token(token)  # a token meshd did not make is a 400 now, not on the next page

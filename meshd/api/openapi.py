@@ -11,10 +11,13 @@ from typing import Any
 
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.ingress import OPENAPI_TYPES
-from meshd.api.kinds import INGRESSCLASS, KINDS, NAMESPACE, NODE
+from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, NAMESPACE, NODE, Kind
+from meshd.api.scheduling_openapi import SCHEDULING_POD_FIELDS, SCHEDULING_TYPES
 from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
-SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS)
+SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, EVENTS_V1)
+# types whose kind name another group's type has too: named "package.Kind" in the table below
+QUALIFIED: dict[str, Kind] = {"events.Event": EVENTS_V1}
 
 # A field's type: "string", "integer", "number", "boolean", "time", "quantity", "int-or-string", "object"
 # (free-form), a type of this table by name, "[T]" (a list of T) or "{T}" (a map of string to T).
@@ -23,7 +26,11 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
     "ObjectMeta": ("meta", "Standard object's metadata.", {
         "name": "string", "namespace": "string", "uid": "string", "resourceVersion": "string",
         "generation": "integer", "creationTimestamp": "time", "deletionTimestamp": "time",
-        "labels": "{string}", "annotations": "{string}", "ownerReferences": "[OwnerReference]"}),
+        "labels": "{string}", "annotations": "{string}", "ownerReferences": "[OwnerReference]",
+        "managedFields": "[ManagedFieldsEntry]"}),
+    "ManagedFieldsEntry": ("meta", "A field manager and the fields it owns (server-side apply).", {
+        "manager": "string", "operation": "string", "apiVersion": "string", "time": "time", "fieldsType": "string",
+        "fieldsV1": "object", "subresource": "string"}),
     "ListMeta": ("meta", "Standard list metadata.", {"resourceVersion": "string", "continue": "string",
                                                     "remainingItemCount": "integer"}),
     "OwnerReference": ("meta", "The object that owns this one.", {
@@ -41,7 +48,7 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "nodeName": "string",
         "shareProcessNamespace": "boolean", "hostname": "string", "subdomain": "string",
         "securityContext": "PodSecurityContext", "hostNetwork": "boolean", "hostPID": "boolean",
-        "hostIPC": "boolean"}),
+        "hostIPC": "boolean", **SCHEDULING_POD_FIELDS}),
     "PodStatus": ("core", "The most recently observed status of the pod.", {
         "phase": "string", "conditions": "[PodCondition]", "message": "string", "reason": "string",
         "hostIP": "string", "podIP": "string", "podIPs": "[PodIP]", "startTime": "time",
@@ -142,6 +149,12 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "type": "string", "reason": "string", "message": "string", "count": "integer",
         "firstTimestamp": "time", "lastTimestamp": "time", "source": "EventSource"}),
     "EventSource": ("core", "The component reporting an event.", {"component": "string", "host": "string"}),
+    "events.Event": ("events", "A report of an event somewhere in the cluster (events.k8s.io).", {
+        "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "eventTime": "time",
+        "regarding": "ObjectReference", "related": "ObjectReference", "note": "string", "reason": "string",
+        "type": "string", "action": "string", "reportingController": "string", "reportingInstance": "string",
+        "deprecatedSource": "EventSource", "deprecatedFirstTimestamp": "time", "deprecatedLastTimestamp": "time",
+        "deprecatedCount": "integer"}),
     "Namespace": ("core", "Namespace provides a scope for names.", {
         "apiVersion": "string", "kind": "string", "metadata": "ObjectMeta", "spec": "NamespaceSpec",
         "status": "NamespaceStatus"}),
@@ -223,6 +236,7 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "replicas": "integer", "selector": "LabelSelector", "template": "PodTemplateSpec",
         "minReadySeconds": "integer"}),
     **STORAGE_TYPES,
+    **SCHEDULING_TYPES,
     "ReplicaSetStatus": ("apps", "The most recently observed status of a ReplicaSet.", {
         "replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
         "availableReplicas": "integer", "observedGeneration": "integer"}),
@@ -254,7 +268,7 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
             "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1",
-            "batch": "io.k8s.api.batch.v1"}
+            "batch": "io.k8s.api.batch.v1", "events": "io.k8s.api.events.v1"}
 TYPES.update(OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
@@ -267,7 +281,7 @@ SCALARS: dict[str, dict[str, Any]] = {
 
 def definition_name(name: str) -> str:
     """"Pod" -> "io.k8s.api.core.v1.Pod" (the names the Kubernetes OpenAPI documents use)."""
-    return f"{PACKAGES[TYPES[name][0]]}.{name}"
+    return f"{PACKAGES[TYPES[name][0]]}.{name.rpartition('.')[2]}"
 
 
 def _field(spec: str, ref_prefix: str) -> dict[str, Any]:
@@ -280,11 +294,18 @@ def _field(spec: str, ref_prefix: str) -> dict[str, Any]:
     return {"$ref": ref_prefix + definition_name(spec)}
 
 
-def _gvk(kind: str) -> list[dict[str, str]] | None:
-    for k in SERVED:
+def _gvk(name: str) -> list[dict[str, str]] | None:
+    kind = name.rpartition(".")[2]
+    qualified = QUALIFIED.get(name.removesuffix("List"))
+    for k in [qualified] if qualified else [k for k in SERVED if k not in QUALIFIED.values()]:
         if kind in (k.kind, k.kind + "List"):
             return [{"group": k.group, "version": k.version, "kind": kind}]
     return None
+
+
+def _type_name(k: Kind) -> str:
+    """A kind's name in the types table ("Pod", "events.Event")."""
+    return next((name for name, kind in QUALIFIED.items() if kind == k), k.kind)
 
 
 def definitions(ref_prefix: str) -> dict[str, dict[str, Any]]:
@@ -329,7 +350,7 @@ def _paths(group: str | None, version: str | None, ref_prefix: str, *, v3: bool)
             collection = k.collection_path("{namespace}" if k.namespaced else None)
             path = collection + "/{name}" if on_object else collection
             path = path.replace("%7B", "{").replace("%7D", "}")
-            schema = {"$ref": ref_prefix + definition_name(k.kind) + ("" if on_object else "List")}
+            schema = {"$ref": ref_prefix + definition_name(_type_name(k)) + ("" if on_object else "List")}
             answer = ({"content": {"application/json": {"schema": schema}}, "description": "OK"} if v3
                       else {"schema": schema, "description": "OK"})
             operation: dict[str, Any] = {"operationId": f"{verb}{k.kind}", "responses": {"200": answer},

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from meshd.api import (
     batch,
     cluster,
+    events,
     ingress,
     kube,
     kubeapi,
@@ -33,6 +34,7 @@ from meshd.api import (
     writes,
 )
 from meshd.api import exec as pod_exec
+from meshd.api import join as cluster_join
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
 from meshd.api.kinds import Kind
@@ -112,8 +114,11 @@ class ApiServer:
         r.add_post("/v1/drain", self.drain_ack)
         r.add_post("/v1/listen-failures", self.listen_failure)
         r.add_get("/v1/prometheus/targets", self.prometheus_targets)
+        self.join = cluster_join.JoinApi(store=lambda: controller.store, grace=lambda: self.node_grace)
+        self.join.add_routes(r)  # the join endpoint (open: its bootstrap token admits) and bootstrap tokens
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
-        for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1"):  # leases: read only
+        events.add_routes(r, controller, self._read)  # POST of an Event (before the generic write routes)
+        for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1", "/apis/events.k8s.io/v1"):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -276,6 +281,11 @@ class ApiServer:
             return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
 
+    def _served(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
+        """The objects of a kind as its API group shows them (events.k8s.io: the events, converted)."""
+        objects = self._objects(kind.plural, namespace)
+        return [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
+
     def _event(self, record: Any) -> dict[str, Any]:
         """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
         event = kube.event(record)
@@ -305,6 +315,9 @@ class ApiServer:
                 sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
         if worker.identity.owner_kind == "Job":
             batch.job_pod_owner(obj, c)
+        stored = c.store.get("Pod", worker.namespace, worker.name) if bare else None
+        if stored and stored["metadata"].get("managedFields"):  # its field managers (meshd.api.fieldsets)
+            obj["metadata"]["managedFields"] = [dict(e) for e in stored["metadata"]["managedFields"]]
         return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:
@@ -313,7 +326,7 @@ class ApiServer:
         query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
         if query.watch:
             return await self._watch_resources(request, kind, namespace, None, query)
-        body = listing.list_body(kind, query, self._objects(kind.plural, namespace),
+        body = listing.list_body(kind, query, self._served(kind, namespace),
                                  resource_version=str(self.registry.index), now=_now())
         return web.json_response(body)
 
@@ -323,7 +336,7 @@ class ApiServer:
         query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
         if query.watch:
             return await self._watch_resources(request, kind, namespace, name, query)
-        for obj in self._objects(kind.plural, namespace):
+        for obj in self._served(kind, namespace):
             if obj["metadata"]["name"] == name:
                 if request.match_info.route.resource and request.match_info.route.resource.canonical.endswith(
                         "/scale"):
@@ -333,7 +346,7 @@ class ApiServer:
 
     def _read(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """One object as GET shows it, or None."""
-        return next((o for o in self._objects(kind.plural, namespace) if o["metadata"]["name"] == name), None)
+        return next((o for o in self._served(kind, namespace) if o["metadata"]["name"] == name), None)
 
     async def _watch_resources(self, request: web.Request, kind: Kind, namespace: str | None,
                                name: str | None, query: listing.ListQuery) -> web.StreamResponse:
@@ -345,7 +358,7 @@ class ApiServer:
         deadline = None if query.timeout_seconds is None else time.monotonic() + query.timeout_seconds
 
         def current() -> watching.Snapshot:
-            return watching.snapshot([o for o in self._objects(kind.plural, namespace)
+            return watching.snapshot([o for o in self._served(kind, namespace)
                                       if (name is None or o["metadata"]["name"] == name)
                                       and listing.selected(query, o)])
 

@@ -5,19 +5,34 @@ so a refused write changes nothing. `dryRun=All` validates and answers the resul
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from meshd.api import protobuf
+from meshd.api import fieldsets, protobuf
 from meshd.api import status as api_status
-from meshd.api.kinds import DEPLOYMENT, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, REPLICASET, STATEFULSET, Kind
+from meshd.api.kinds import (
+    DEPLOYMENT,
+    EVENTS_V1,
+    INGRESSCLASS,
+    KINDS,
+    LEASE,
+    NAMESPACE,
+    NODE,
+    REPLICASET,
+    STATEFULSET,
+    Kind,
+)
 from meshd.api.patching import APPLY, MERGE, PATCH_TYPES, PatchError, apply_patch, parse_body
+from meshd.api.managers import conflict_response, field_manager, managed_after_update
 from meshd.api.scale import scale_of
+from meshd.controller import cascade
 from meshd.controller.loop import Controller
 from meshd.controller.records import REVISION_ANNOTATION
 from meshd.manifests import ManifestError, load_objects
@@ -31,9 +46,10 @@ PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networ
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
+DEPENDENTS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that own others
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1)}
 
 
 def request_kind(request: web.Request) -> Kind:
@@ -142,12 +158,35 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+class _Stale(Conflict):
+    """The object changed between a patch's read and its write: the patch is computed again."""
+
+
+PATCH_ATTEMPTS = 5
+
+
 class Writes:
     """The handlers; `read` answers an object as GET shows it (None when there is none)."""
 
     def __init__(self, controller: Controller, read: Reader) -> None:
         self.controller = controller
         self.read = read
+        self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}  # an object's patches, in turn
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: tuple[str, str, str]) -> AsyncIterator[None]:
+        """Read-patch-writes of one object one after another (the lock is dropped when nobody waits)."""
+        lock, users = self._turns.get(key, (asyncio.Lock(), 0))
+        self._turns[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[key]
+            if users == 1:
+                del self._turns[key]
+            else:
+                self._turns[key] = (lock, users - 1)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         for prefix in PREFIXES:
@@ -180,13 +219,15 @@ class Writes:
                                        details={"kind": kind.plural, "causes": [
                                            {"reason": "FieldValueRequired", "message": "Required value",
                                             "field": "metadata.name"}]})
-        return await self._write(request, kind, namespace, name, obj, live=None, code=201)
+        managed = managed_after_update(request, kind, None, obj)
+        return await self._write(request, kind, namespace, name, obj, live=None, code=201, managed=managed)
 
     async def replace(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         obj = _identified(kind, namespace, name, await _body(request))
         live = self._live(kind, namespace, name)
-        return await self._write(request, kind, namespace, name, obj, live=live, code=200)
+        managed = managed_after_update(request, kind, live, obj)
+        return await self._write(request, kind, namespace, name, obj, live=live, code=200, managed=managed)
 
     async def patch(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
@@ -196,17 +237,43 @@ class Writes:
                                             f"types include: {', '.join(PATCH_TYPES)}")
         if content_type == APPLY and not request.query.get("fieldManager"):
             return api_status.response(400, "PATCH /apply requests require a fieldManager (e.g. ?fieldManager=x)")
+        if content_type != APPLY and "force" in request.query:
+            return api_status.response(422, "force: Forbidden: may not be specified for non-apply patch")
         patch = parse_body(content_type, await request.read())
+        async with self._one_at_a_time((kind.kind, namespace, name)):  # patches of one object: in turn
+            for attempt in range(PATCH_ATTEMPTS):  # as the API server: one changed meanwhile is patched again
+                try:
+                    return await self._patch_once(request, kind, namespace, name, content_type, patch)
+                except (_Stale, AlreadyExists):
+                    if attempt == PATCH_ATTEMPTS - 1:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def _patch_once(self, request: web.Request, kind: Kind, namespace: str, name: str, content_type: str,
+                          patch: Any) -> web.Response:
+        """One read-patch-write; _Stale when the object changed between the read and the write."""
         live = self.read(kind, namespace, name)
-        if live is None:
-            if content_type != APPLY:
-                raise KeyError(f'{kind.resource} "{name}" not found')
-            # server-side apply creates what is not there
+        stored = self.controller.store.get(kind.kind, namespace, name)  # read with `live`: no await between
+        base = str(stored["metadata"].get("resourceVersion")) if stored is not None else None
+        if live is None and content_type != APPLY:
+            raise KeyError(f'{kind.resource} "{name}" not found')
+        if content_type == APPLY:  # server-side apply: creates what is not there; conflicts are a 409
             if not isinstance(patch, dict):
                 raise PatchError("an apply patch must be an object")
-            return await self._write(request, kind, namespace, name, patch, live=None, code=201)
+            manager = field_manager(request, kind, "Apply")
+            try:
+                patched, managed = fieldsets.apply(live, _identified(kind, namespace, name, patch),
+                                                   (live or {}).get("metadata", {}).get("managedFields"), manager,
+                                                   force=request.query.get("force") == "true")
+            except fieldsets.ApplyConflict as conflict:
+                return conflict_response(kind, name, conflict)
+            return await self._write(request, kind, namespace, name, patched, live=live,
+                                     code=200 if live else 201, managed=managed, base=base)
+        assert live is not None
         patched = apply_patch(content_type, live, patch)
-        return await self._write(request, kind, namespace, name, patched, live=live, code=200)
+        managed = managed_after_update(request, kind, live, patched)
+        return await self._write(request, kind, namespace, name, patched, live=live, code=200, managed=managed,
+                                 base=base)
 
     async def delete(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
@@ -215,10 +282,10 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
-                                                "CronJob"):
-            return api_status.response(422, f"meshd does not orphan: deleting {kind.resource} \"{name}\" deletes "
-                                            f"its pods (use --cascade=background or foreground)")
+        if policy == "Orphan" and kind.kind in DEPENDENTS and kind.kind not in cascade.ORPHANABLE:
+            return api_status.response(422, f"meshd orphans only a Deployment's ReplicaSets: deleting "
+                                            f"{kind.resource} \"{name}\" deletes its pods (use --cascade=background "
+                                            f"or foreground)")
         expected = (options.get("preconditions") or {})
         meta = live.get("metadata") or {}
         for field in ("uid", "resourceVersion"):
@@ -229,8 +296,12 @@ class Writes:
         if not _dry_run(request):
             if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
                 self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
+            elif policy == "Orphan" and kind.kind in cascade.ORPHANABLE:
+                await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)
             else:
                 await self.controller.delete(kind.kind, namespace, name)
+                if policy == "Foreground" and kind.kind in DEPENDENTS:  # answered once the dependents are gone
+                    await cascade.wait_for_dependents(self.controller, kind.kind, namespace, name)
         details = {"name": name, "kind": kind.plural, "uid": str(meta.get("uid", ""))}
         body = api_status.success(**details)
         if kind.group:
@@ -268,7 +339,11 @@ class Writes:
         if _dry_run(request):
             current["spec"]["replicas"] = replicas
             return web.json_response(current)
-        await self.controller.scale(kind.kind, namespace, name, replicas)
+        async with self._one_at_a_time((kind.kind, namespace, name)):
+            live = self._live(kind, namespace, name)
+            scaled = {**live, "spec": {**(live.get("spec") or {}), "replicas": replicas}}
+            managed = managed_after_update(request, kind, live, scaled, subresource="scale")
+            await self.controller.scale(kind.kind, namespace, name, replicas, managed_fields=managed)
         return web.json_response(scale_of(self._live(kind, namespace, name)))
 
     async def status(self, request: web.Request) -> web.Response:
@@ -280,13 +355,17 @@ class Writes:
     # --- one write ------------------------------------------------------------------------------------
 
     async def _write(self, request: web.Request, kind: Kind, namespace: str, name: str, obj: dict[str, Any], *,
-                     live: dict[str, Any] | None, code: int) -> web.Response:
+                     live: dict[str, Any] | None, code: int, managed: list[dict[str, Any]] | None = None,
+                     base: str | None = None) -> web.Response:
         """Checks the object against the request, then validates and stores it (or, with dryRun, only
-        validates it) and answers it as GET shows it."""
+        validates it) and answers it as GET shows it. `managed`: its metadata.managedFields (meshd.api.fieldsets);
+        `base`: the stored resourceVersion the object was computed from (a patch's), _Stale if it changed since."""
         obj = _identified(kind, namespace, name, obj)
         meta = obj["metadata"]
         version = str(meta.get("resourceVersion") or "")
         manifest = desired(kind, obj)
+        if managed is not None:
+            manifest["metadata"]["managedFields"] = managed
         strict = request.query.get("fieldValidation") == "Strict"
         try:
             load_objects([manifest], source=f"{kind.plural}/{name}")
@@ -300,6 +379,8 @@ class Writes:
                 raise AlreadyExists(f'{kind.resource} "{name}" already exists')
             if live is not None and not exists:
                 raise KeyError(f'{kind.resource} "{name}" not found')
+            if base is not None and stored is not None and base != str(stored["metadata"].get("resourceVersion")):
+                raise _Stale(self._conflict(kind, name))
             if live is not None and version and stored is not None and \
                     version != str(stored["metadata"].get("resourceVersion")):
                 raise Conflict(self._conflict(kind, name))
@@ -310,6 +391,8 @@ class Writes:
             if live is not None:
                 result["metadata"] = {**manifest["metadata"], **{
                     k: v for k, v in (live.get("metadata") or {}).items() if k in SERVER_METADATA}}
+            if managed is not None:
+                result["metadata"]["managedFields"] = managed
             return web.json_response(result, status=code)
         try:
             await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,

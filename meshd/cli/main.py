@@ -11,6 +11,7 @@ import click
 from meshd.cli.client import AgentUnreachable, ApiError, listen_address
 from meshd.cli.cmd_change import apply, delete, logs, rollout, scale, top
 from meshd.cli.cmd_get import describe, get
+from meshd.cli.cmd_token import token
 from meshd.cli.common import CliError, files_option
 from meshd.cli.files import InputError, expand_sources
 from meshd.cli.kinds import UnknownKind
@@ -177,6 +178,24 @@ def agent_options(func: Any) -> Any:
         ),
         click.option("--node-name", default=None, help="This node's name in the cluster (default: the host name)."),
         click.option(
+            "--join", metavar="TOKEN", default=None,
+            help="Join a cluster with a bootstrap token (the first agent prints one; `meshd token create` makes "
+            "more): its agents are found over mDNS/DNS-SD, and the store's address comes from the cluster.",
+        ),
+        click.option(
+            "--server", metavar="https://HOST:PORT", default=None,
+            help="With --join: ask this agent of the cluster (no DNS-SD discovery).",
+        ),
+        click.option(
+            "--join-timeout", type=click.FloatRange(min=0.1), default=None,
+            help="With --join: how long to look for the cluster over DNS-SD, seconds (default 15).",
+        ),
+        click.option(
+            "--token-ttl", metavar="DURATION", default=None,
+            help="The first join token's lifetime, made by the agent that creates the cluster (default 24h; 0: "
+            "never expires).",
+        ),
+        click.option(
             "--node-grace",
             type=click.FloatRange(min=1),
             default=None,
@@ -187,6 +206,20 @@ def agent_options(func: Any) -> Any:
             type=click.IntRange(min=2),
             default=None,
             help="With --store: the leader's etcd lease, seconds; a dead leader is replaced within it (default 5).",
+        ),
+        click.option(
+            "--mesh-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="With --store: the port of this node's mesh gateway on its InternalIP, where other nodes' sidecars "
+            "reach its pods over mutual TLS (default 4143).",
+        ),
+        click.option(
+            "--cert-validity",
+            type=click.FloatRange(min=60),
+            default=None,
+            help="With --store: how long a node certificate is valid, seconds; it is issued again at 2/3 of that "
+            "(default 86400).",
         ),
         click.option(
             "--external",
@@ -233,6 +266,7 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
             parse_store_url(values["store"])
         except ValueError as exc:
             raise CliError(str(exc)) from None
+    _check_join(values)
     for flag in ("ingress_http", "ingress_https"):
         if values.get(flag) is not None:
             from meshd.controller.ingress import listen_address as ingress_listen
@@ -251,6 +285,36 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:
         _check_quantities(values.get("node_cpus"), values.get("node_memory"))
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_join(values: dict[str, Any]) -> None:
+    """--join, --server, --token-ttl: checked before the agent starts; --token-ttl becomes seconds."""
+    from meshd.cluster.joining import server_url
+    from meshd.cluster.tokens import parse, parse_ttl
+
+    if values.get("join") is not None:
+        if values.get("store") is not None:
+            raise CliError("--join and --store: give one (a node given the store needs no token; --join learns it)")
+        try:
+            parse(values["join"])
+        except ValueError as exc:
+            raise CliError(f"--join: {exc}") from None
+    if values.get("server") is not None:
+        if values.get("join") is None:
+            raise CliError("--server is for joining: give it with --join TOKEN")
+        try:
+            values["server"] = server_url(values["server"])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if values.get("token_ttl") is not None:
+        from meshd.cluster.bootstrap import MAX_TTL
+
+        try:
+            values["token_ttl"] = parse_ttl(values["token_ttl"])
+        except ValueError as exc:
+            raise CliError(f"--token-ttl: {exc}") from None
+        if values["token_ttl"] > MAX_TTL:
+            raise CliError(f"--token-ttl: at most {MAX_TTL / 86400 / 365:g} years (0: never expires)")
 
 
 def _check_quantities(cpus: str | None, memory: str | None) -> None:
@@ -328,7 +392,7 @@ def kubeconfig_command(state_dir: str | None, api: str | None) -> None:
     click.echo(yaml.safe_dump(kubeconfig(server=server, token=token, ca_pem=ca), sort_keys=False), nl=False)
 
 
-for command in (apply, delete, get, describe, scale, rollout, logs, top):
+for command in (apply, delete, get, describe, scale, rollout, logs, top, token):
     cli.add_command(command)
 
 

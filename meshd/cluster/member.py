@@ -6,14 +6,19 @@ leader reconciles), feeds other agents' writes to the controller, and reports th
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from meshd.cluster.follow import follow_store
 from meshd.cluster.heartbeat import NodeHeartbeat
 from meshd.cluster.leader import LeaderElection
+from meshd.cluster.meshcerts import NodeCertificates
+from meshd.cluster.pki import DEFAULT_MESH_PORT, DEFAULT_VALIDITY
+from meshd.cluster.remote import RemoteEndpoints
 from meshd.controller.loop import Controller
 from meshd.health import CheckResult
 from meshd.store import PersistError
@@ -31,6 +36,9 @@ class ClusterOptions:
     node_grace: float = 6.0  # a node whose Lease is older is NotReady; it is renewed every grace/3 seconds
     leader_ttl: int = 5  # the leader key's etcd lease: a dead leader is replaced within this
     compact_interval: float = 300.0  # the leader compacts etcd's history older than this (kube-apiserver's 5 min)
+    mesh_dir: str = ""  # where this node's mesh identity is written for the sidecar ("": no mutual TLS)
+    mesh_port: int = DEFAULT_MESH_PORT  # the sidecar's mesh gateway, on the node's InternalIP
+    cert_validity: float = DEFAULT_VALIDITY.total_seconds()  # node certificates, issued again at 2/3 of it
 
     def __post_init__(self) -> None:
         parse_store_url(self.store)  # ValueError naming --store
@@ -38,6 +46,10 @@ class ClusterOptions:
             raise ValueError(f"--node-grace {self.node_grace}: must be at least 1 second")
         if self.leader_ttl < 2:
             raise ValueError(f"--leader-ttl {self.leader_ttl}: must be at least 2 seconds")
+        if not 0 < self.mesh_port < 65536:
+            raise ValueError(f"--mesh-port {self.mesh_port}: not a port")
+        if self.cert_validity < 60:
+            raise ValueError(f"--cert-validity {self.cert_validity:g}: must be at least 60 seconds")
 
 
 class ClusterMember:
@@ -50,6 +62,8 @@ class ClusterMember:
         self.election: LeaderElection | None = None
         self._tasks = TaskGroup("cluster")
         self._election_client: EtcdClient | None = None
+        self.remote: RemoteEndpoints | None = None
+        self.certificates: NodeCertificates | None = None
         self.on_leadership: list[Callable[[bool], Any]] = []  # told True on leading, False on no longer leading
 
     @property
@@ -76,6 +90,25 @@ class ClusterMember:
         self._tasks.supervise("leader election", self.election.run)
         self._tasks.supervise("store reachability", self._report_reachability)
         self._tasks.supervise("compaction", self._compact_forever)
+        self._start_mesh()
+
+    def _start_mesh(self) -> None:
+        """Other nodes' pods into the registry; this node's certificate (with a mesh dir)."""
+        assert self.store is not None
+        self.remote = RemoteEndpoints(self.store, self.controller.registry, own_node=self.options.node_name,
+                                      grace=self.options.node_grace)
+        self._tasks.supervise("remote endpoints", self.remote.run)
+        if self.options.mesh_dir:
+            def addresses() -> list[str]:
+                listed = (self._node().get("status") or {}).get("addresses") or []
+                return [str(a["address"]) for a in listed
+                        if a.get("type") == "InternalIP" and a.get("address") not in ("0.0.0.0", "::", "")]
+
+            self.certificates = NodeCertificates(self.store, node_name=self.options.node_name, addresses=addresses,
+                                                 directory=Path(self.options.mesh_dir),
+                                                 mesh_port=self.options.mesh_port,
+                                                 validity=datetime.timedelta(seconds=self.options.cert_validity))
+            self._tasks.supervise("mesh certificates", self.certificates.run)
 
     def _lead(self) -> None:
         self.controller.leading = True

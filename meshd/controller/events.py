@@ -17,6 +17,8 @@ class Event:
     reason: str
     message: str
     time: float
+    event_name: str = ""  # the Event's metadata.name when a client created it (else derived from the object)
+    component: str = "meshd"  # who reported it (source.component, reportingController)
 
 
 class EventLog:
@@ -24,8 +26,10 @@ class EventLog:
         self._events: deque[Event] = deque(maxlen=limit)
         self._clock = clock
 
-    def record(self, kind: str, namespace: str, name: str, type_: str, reason: str, message: str) -> None:
-        self._events.append(Event(kind, namespace, name, type_, reason, message, self._clock()))
+    def record(self, kind: str, namespace: str, name: str, type_: str, reason: str, message: str, *,
+               event_name: str = "", component: str = "meshd") -> None:
+        self._events.append(Event(kind, namespace, name, type_, reason, message, self._clock(), event_name,
+                                  component))
 
     def of(self, kind: str, namespace: str, name: str) -> list[Event]:
         return [e for e in self._events if (e.kind, e.namespace, e.name) == (kind, namespace, name)]

@@ -26,7 +26,13 @@ from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPEr
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
-from meshd.controller.persist import desired_object, load_records, migrate_state_json, owned_replicaset
+from meshd.controller.persist import (
+    desired_object,
+    load_records,
+    managed_fields_changed,
+    migrate_state_json,
+    owned_replicaset,
+)
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
@@ -327,7 +333,7 @@ class Controller:
                     obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
             if existing is None:
                 planned.append((obj, "created"))
-            elif existing.obj == obj:
+            elif existing.obj == obj and not managed_fields_changed(existing.obj.raw, obj.raw):
                 planned.append((obj, "unchanged"))
             else:
                 planned.append((obj, "configured"))
@@ -441,7 +447,8 @@ class Controller:
                 self.replicasets[rs_key].replicas = 0
                 self._dirty = True
 
-    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int, *,
+                    managed_fields: list[dict[str, Any]] | None = None) -> None:
         async with self._write_lock:
             record = self.objects.get((kind, namespace, name))
             if record is None or not isinstance(record.obj, (Deployment, ReplicaSet, StatefulSet)):
@@ -450,6 +457,8 @@ class Controller:
                 raise ValueError(f"spec.replicas: Invalid value: {replicas}: must be within 0..2147483647 (an int32)")
             raw = json.loads(json.dumps(record.obj.raw))
             raw.setdefault("spec", {})["replicas"] = replicas
+            if managed_fields is not None:  # the API's field managers (meshd.api.fieldsets)
+                raw.setdefault("metadata", {})["managedFields"] = managed_fields
             obj = dataclasses.replace(record.obj, replicas=replicas, raw=raw)
             await self._write(record, obj)
             self.events.record(kind, namespace, name, "Normal", "ScalingReplicaSet", f"Scaled to {replicas}")
@@ -704,8 +713,9 @@ class Controller:
         current = self.replicasets.get(key)
         if current is None or current.rs != rs or current.replicas != rs.replicas:
             hash_ = template_hash(rs.template)
-            if current is not None and current.template_hash != hash_:
-                # A bare ReplicaSet does not roll: a changed template replaces its pods.
+            if current is not None and current.template_hash != hash_ and current.owner_kind == "ReplicaSet":
+                # A bare ReplicaSet does not roll: a changed template replaces its pods (a Deployment's
+                # ReplicaSet orphaned into a bare one keeps them: meshd.controller.cascade).
                 for worker in self._pods_of(current):
                     self._terminate(worker, "template changed")
             self.replicasets[key] = ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, hash_, 1, rs.replicas,
@@ -1059,7 +1069,9 @@ class Controller:
             if previous != signature:
                 row = owned_replicaset(rs, owner_uid=owner_uid)
                 operations.append(Update(row) if previous is not None else Create(row))
-        operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures]
+        operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures
+                       and ("ReplicaSet", *key) not in self.objects  # orphaned: bare now (meshd.controller.cascade)
+                       and self.store.get("ReplicaSet", *key) is not None]
         if not operations:
             return
         try:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 STATE_JSON = "state.json"
 _SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "ownerReferences", "managedFields",
                   "selfLink", "deletionTimestamp")
+_DESIRED_SERVER_FIELDS = tuple(f for f in _SERVER_FIELDS if f != "managedFields")  # the API's field managers stay
 
 
 def rfc3339(ts: float) -> str:
@@ -42,7 +43,7 @@ def desired_object(obj: KubeObject, *, uid: str | None = None, created: float | 
                    generation: int | None = None) -> dict[str, Any]:
     """A desired object as the store keeps it: the manifest, with the server's metadata (never the user's)."""
     stored = copy.deepcopy(dict(obj.raw))
-    metadata = {k: v for k, v in (stored.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
+    metadata = {k: v for k, v in (stored.get("metadata") or {}).items() if k not in _DESIRED_SERVER_FIELDS}
     metadata["namespace"] = obj.metadata.namespace
     if uid:
         metadata["uid"] = uid
@@ -67,6 +68,12 @@ def owned_replicaset(rs: ReplicaSetRecord, *, owner_uid: str) -> dict[str, Any]:
     return stored
 
 
+def managed_fields_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a write sets other metadata.managedFields than the object has (one that sets none keeps them)."""
+    sent = (new.get("metadata") or {}).get("managedFields")
+    return sent is not None and sent != (old.get("metadata") or {}).get("managedFields")
+
+
 def is_owned_replicaset(stored: Mapping[str, Any]) -> bool:
     refs = (stored.get("metadata") or {}).get("ownerReferences") or []
     return stored.get("kind") == "ReplicaSet" and any(r.get("kind") == "Deployment" and r.get("controller")
@@ -75,7 +82,7 @@ def is_owned_replicaset(stored: Mapping[str, Any]) -> bool:
 
 def _manifest(stored: Mapping[str, Any]) -> dict[str, Any]:
     manifest = copy.deepcopy(dict(stored))
-    manifest["metadata"] = {k: v for k, v in manifest["metadata"].items() if k not in _SERVER_FIELDS}
+    manifest["metadata"] = {k: v for k, v in manifest["metadata"].items() if k not in _DESIRED_SERVER_FIELDS}
     return manifest
 
 

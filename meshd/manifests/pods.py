@@ -22,6 +22,7 @@ from meshd.manifests.podconfig import (
 from meshd.manifests.probes import read_pre_stop, read_probe
 from meshd.manifests.quantity import QuantityError, parse_cpu, parse_memory
 from meshd.manifests.reader import MISSING, DocumentReader
+from meshd.manifests.scheduling import SCHEDULING_FIELDS, read_scheduling
 from meshd.manifests.security import read_container_security, read_pod_security
 from meshd.manifests.storage import VOLUME_SOURCE_FIELDS, read_volume_sources
 from meshd.model.objects import (
@@ -37,14 +38,8 @@ from meshd.model.objects import (
     VolumeMount,
 )
 
-_ONE_NODE = "ignored: meshd places every pod on this node"
 POD_SPEC_IGNORED: Mapping[str, str] = {
-    "nodeSelector": _ONE_NODE,
-    "nodeName": _ONE_NODE,
-    "tolerations": _ONE_NODE,
-    "affinity": _ONE_NODE,
-    "topologySpreadConstraints": _ONE_NODE,
-    "schedulerName": _ONE_NODE,
+    "schedulerName": "ignored: meshd's own scheduler places every pod",
     "priorityClassName": "ignored: meshd has no pod priorities",
     "priority": "ignored: meshd has no pod priorities",
     "preemptionPolicy": "ignored: meshd has no pod priorities",
@@ -163,6 +158,7 @@ def read_pod_spec(
             "hostNetwork",
             "hostPID",
             "hostIPC",
+            *SCHEDULING_FIELDS,
         ),
         ignored=POD_SPEC_IGNORED,
         unsupported=POD_SPEC_UNSUPPORTED,
@@ -196,6 +192,7 @@ def read_pod_spec(
         host_network=reader.boolean(spec, "hostNetwork", path),
         host_pid=reader.boolean(spec, "hostPID", path),
         host_ipc=reader.boolean(spec, "hostIPC", path),
+        scheduling=read_scheduling(reader, spec, path),
     )
 
 

@@ -116,6 +116,7 @@ class Endpoint:
     reason: str = ""  # why not ready (e.g. "readiness probe failed: HTTP 500")
     node: str = ""  # the origin: which agent knows this endpoint
     hostname: str = ""  # for headless Services: the pod's hostname record
+    gateway: str = ""  # on another node: "host:port" of that node's mesh gateway; wire key "gateway", optional
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +127,7 @@ class Endpoint:
             "reason": self.reason,
             "node": self.node,
             "hostname": self.hostname,
+            **({"gateway": self.gateway} if self.gateway else {}),
         }
 
     @classmethod
@@ -138,6 +140,7 @@ class Endpoint:
             reason=data.get("reason", ""),
             node=data.get("node", ""),
             hostname=data.get("hostname", ""),
+            gateway=data.get("gateway", ""),
         )
 
 

@@ -18,6 +18,7 @@ from meshd.model.config import (
     ProjectedVolumeSource,
 )
 from meshd.model.ingress import Ingress
+from meshd.model.scheduling import Scheduling
 
 DEFAULT_NAMESPACE = "default"
 
@@ -232,6 +233,7 @@ class PodSpec:
     host_network: bool = False
     host_pid: bool = False
     host_ipc: bool = False
+    scheduling: Scheduling = Scheduling()  # nodeSelector, nodeName, affinity, tolerations, topology spread
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ class PodRecord:
     hostname: str = ""
     subdomain: str = ""
     terminating: bool = False
+    node: str = ""  # another node's pod (meshd/cluster/remote.py): that node; "": this node's
+    gateway: str = ""  # and where that node's mesh gateway listens ("host:port")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ def endpoint_for(service: ServiceRecord, pod: PodRecord, *, node: str = "") -> E
         ports=ports,
         ready=pod.ready or service.pod is not None,  # a hostPort forwards whatever the readiness (as portmap)
         reason="" if pod.ready or service.pod is not None else (pod.reason or "not ready"),
-        node=node,
+        node=pod.node or node,
         hostname=pod.hostname if pod.hostname and pod.subdomain == service.info.key.name else "",
+        gateway=pod.gateway,
     )
 
 

@@ -218,6 +218,8 @@ class ObjectStore:
                 _check_version(current, meta.get("resourceVersion"))
                 old = current["metadata"]
                 meta["uid"], meta["creationTimestamp"] = old["uid"], old["creationTimestamp"]
+                if "managedFields" not in meta and old.get("managedFields"):  # kept unless set (as Kubernetes)
+                    meta["managedFields"] = old["managedFields"]
                 changed = new.get("spec") != current.get("spec")
                 meta["generation"] = int(old.get("generation") or 1) + (1 if changed else 0)
             meta["resourceVersion"] = str(rv)

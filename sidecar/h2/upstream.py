@@ -35,6 +35,7 @@ from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from ..mesh.connect import connect_endpoint
 from ..services import EndpointState
 from .grpc import CONNECT_FAILED, LOST, REFUSED
 from .stats import H2_STATS
@@ -167,11 +168,10 @@ class H2Upstream(CoalescingWriter):
             self._maybe_idle()
 
     async def _connect(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
         ep, port = self.ep, self.port
         try:
             async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: self, ep.address, port)
+                await connect_endpoint(lambda: self, ep.address, port, gateway=ep.gateway, node=ep.node)
         except (OSError, TimeoutError, ValueError) as e:  # (ValueError: an address asyncio cannot use)
             self._forget()
             self.closed = True

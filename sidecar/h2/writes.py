@@ -18,6 +18,7 @@ class CoalescingWriter(asyncio.Protocol):
     transport: Any
     write_paused = False
     _flush_handle: asyncio.Handle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -31,7 +32,10 @@ class CoalescingWriter(asyncio.Protocol):
 
     def flush(self) -> None:
         if self._flush_handle is None and self.transport is not None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush_now)
+            loop = self._loop
+            if loop is None:  # (once: asyncio.get_running_loop() costs a getpid() system call on Python 3.11)
+                loop = self._loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_soon(self.flush_now)
 
     def flush_now(self) -> None:
         self._flush_handle = None

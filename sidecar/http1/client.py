@@ -16,6 +16,7 @@ from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 from ..http import error_response
 from ..services import METHOD_INDEX
 from .exchange import PAUSE_BODY, PAUSE_PIPELINE, PAUSE_UPGRADE, Exchange
+from .simple import forwarding_headers, simple_request
 from .wire import WRITE_HIGH, RequestHead, Writer
 
 if TYPE_CHECKING:
@@ -80,7 +81,11 @@ class ClientConnection(asyncio.Protocol):
         # what the general path made of the block (the header lines for the endpoint) and its Host
         self.fast_blocks: dict[bytes, tuple[bytes, bytes | None]] = {}
         self.idle_parser = True  # the parser is between two requests (fed nothing since one ended)
-        self.unrepeated = 0  # requests learnt since the memo last hit (all differ: learning stops)
+        self.unrepeated = 0  # requests learnt since the memo last hit (all differ: learning stops) ...
+        self.learning = True  # ... (the memo then only has what it learnt; simple requests skip the parser)
+        self.fwd_host: bytes | None = None  # the Host the forwarding headers below were made for
+        self.fwd: bytes | None = None
+        self.simple_shapes = True  # requests of the simple shape skip the parser (simple.py; off: the memo alone)
         self.last_host: bytes | None = None  # the Host of the last request start() routed
         self.spare: Exchange | None = None  # a finished memo exchange to reuse
         # the request head being received (bounded in size and time): bytes so far, since when (0: none)
@@ -204,11 +209,24 @@ class ClientConnection(asyncio.Protocol):
         HTTP/1.1, keep-alive, no body, no Upgrade/Expect/Transfer-Encoding: see _learn): it would do the same
         again, so send the head it built then. The parser is not fed (it stays between requests)."""
         hit = fast.get(data)
-        if hit is None:  # a header block seen before, after another simple request line?
+        if hit is not None:
+            self.unrepeated = 0
+        elif self.learning and self.fast_blocks:  # a header block seen before, after another simple request line?
             hit = self._pair_block(fast, data)
+            if hit is not None:
+                self.unrepeated = 0
+        if hit is None:  # a request of the simple shape (heads that vary on every request meet this path)
+            hit = self._simple(data) if self.simple_shapes else None
             if hit is None:
                 return False
-        self.unrepeated = 0
+            if self.learning and len(data) <= FAST_REQUEST_MAX_BYTES:  # (the memo repeats it at less cost)
+                if self.unrepeated >= FAST_REQUESTS_PER_CONNECTION:
+                    self.learning = False  # (nothing learnt repeated: heads that vary on every request)
+                else:
+                    self.unrepeated += 1
+                    if len(fast) >= FAST_REQUESTS_PER_CONNECTION:
+                        fast.clear()
+                    fast[data] = hit
         head, method, method_idx, host, plain = hit
         listener = self.listener
         routes = listener.routes
@@ -232,6 +250,23 @@ class ClientConnection(asyncio.Protocol):
         fx.dispatch(route)
         fx.req_done = True  # (after dispatch, as in the general path: the message ends after)
         return True
+
+    def _simple(self, data: bytes) -> Memo | None:
+        """What the general path would make of `data` if it is one whole request head of the simple shape
+        (simple.simple_request): its header lines as received, then the forwarding headers."""
+        options = self.listener.options
+        if len(data) > options.max_header_bytes or data.count(b"\n") > options.max_headers + 2:
+            return None  # (the general path refuses it)
+        parsed = simple_request(data)
+        if parsed is None:
+            return None
+        method, host = parsed
+        fwd = self.fwd
+        if host != self.fwd_host or fwd is None:
+            self.fwd_host = host
+            fwd = self.fwd = forwarding_headers(self.peer_ip, host, self.listener.forwarded_proto)
+        self.last_host = host
+        return data[:-2] + fwd, method, METHOD_INDEX[method], host, method != b"HEAD"
 
     def _pair_block(self, fast: dict[bytes, Memo], data: bytes) -> Memo | None:
         m = _FAST_REQUEST_LINE.match(data)
@@ -271,7 +306,7 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.refuse(400, f"bad request: {e}")
             return
-        if learn and self.idle_parser and len(self.queue) == 1:
+        if learn and self.learning and self.idle_parser and len(self.queue) == 1:
             self._learn(data)
 
     def _learn(self, data: bytes) -> None:
@@ -280,7 +315,7 @@ class ClientConnection(asyncio.Protocol):
         if self.unrepeated >= FAST_REQUESTS_PER_CONNECTION:
             # nothing learnt repeated: a client whose heads all differ (a request id, a fresh cookie) only
             # pays for learning and lookups; the memo is off for the rest of this connection
-            self.fast = None
+            self.learning = False
             return
         ex = self.queue[0]
         if (

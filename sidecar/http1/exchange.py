@@ -11,6 +11,7 @@ from httptools import parse_url
 from httptools.parser.errors import HttpParserError
 
 from ..http import error_response
+from ..mesh.connect import connect_endpoint
 from ..retry import RETRYABLE_STATUS, may_retry
 from ..services import (
     METHOD_INDEX,
@@ -262,10 +263,10 @@ class Exchange:
             self.local_reply(503, reason, close=not self.req_done)
 
     async def _connect(self, ep: EndpointState, port: int) -> None:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.conn.listener.options.connect_timeout):
-                _, up = await loop.create_connection(lambda: UpstreamConnection(ep, port), ep.address, port)
+                _, up = await connect_endpoint(lambda: UpstreamConnection(ep, port), ep.address, port,
+                                               gateway=ep.gateway, node=ep.node)
         except asyncio.CancelledError:
             raise
         except (OSError, TimeoutError) as e:

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 from httptools import HttpResponseParser
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 
-from .wire import _FAST_RESPONSES, R_CHUNKED, WRITE_HIGH, Writer, head_end, with_crlf
+from .simple import simple_response
+from .wire import (
+    _FAST_RESPONSES,
+    R_CHUNKED,
+    WRITE_HIGH,
+    Writer,
+    head_end,
+    learn_simple_response,
+    with_crlf,
+)
 
 if TYPE_CHECKING:
     from ..services import EndpointState
@@ -53,6 +62,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.eof = False
         self.clean = True  # the parser is fresh (created after the last response ended): fed nothing since
         self.lenient = False  # the endpoint ends header lines with a bare LF: its parsers accept it
+        self.simple_shapes = True  # responses of the simple shape skip the parser (simple.py; off: the memo)
+        self.last_head = b""  # the head of the last response of the simple shape
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport
@@ -153,10 +164,25 @@ class UpstreamConnection(asyncio.Protocol):
     def _from_memo(self, ex: Exchange, data: bytes) -> bool:
         """The memo: `data` is one whole response whose head the general path handled as the common case
         before (wire._FAST_RESPONSES): the head for the client is known, the body is the rest of `data`
-        (exactly Content-Length bytes). The parser is not fed (it stays fresh)."""
+        (exactly Content-Length bytes); else, a whole response of the simple shape (simple.py). The parser is
+        not fed (it stays fresh)."""
         i = data.find(b"\r\n\r\n")  # (-1: data[:1] is never a head learnt)
-        hit = _FAST_RESPONSES.get(data[: i + 2])
-        if hit is None or len(data) - i - 4 != hit[1] or ex.conn.closing:
+        raw = data[: i + 2]
+        hit = _FAST_RESPONSES.get(raw)
+        if hit is None:  # a response of the simple shape (heads that vary on every response meet this path)
+            if not self.simple_shapes or ex.conn.closing:
+                return False
+            simple = simple_response(data)
+            if simple is None:
+                return False
+            status, out, length = simple
+            if raw == self.last_head:  # the same head twice in a row: the memo learns it
+                learn_simple_response(raw, out[: len(out) - length], length, status)
+            else:
+                self.last_head = raw
+            ex.response_whole(self, status, out)
+            return True
+        if len(data) - i - 4 != hit[1] or ex.conn.closing:
             return False
         whole, length, status = hit
         ex.response_whole(self, status, whole + data[i + 4 :] if length else whole)

@@ -196,6 +196,15 @@ def learn_response(raw: bytes, whole: bytes, status: int) -> None:
     _FAST_RESPONSES[raw] = entry
 
 
+def learn_simple_response(raw: bytes, whole: bytes, length: int, status: int) -> None:
+    """Remember `raw` for the response memo: a head of the simple shape (simple.simple_response) that came
+    twice; `whole` is the head for the client with its final CRLF."""
+    if len(raw) <= HEAD_CACHE_MAX_BYTES:
+        if len(_FAST_RESPONSES) >= HEAD_CACHE_SIZE:
+            _FAST_RESPONSES.clear()
+        _FAST_RESPONSES[raw] = (whole, length, status)
+
+
 def frame_response(
     *,
     status: int,

@@ -25,8 +25,9 @@ def require_etcd() -> str:
 
 
 class EtcdMember:
-    def __init__(self, name: str, directory: Path) -> None:
+    def __init__(self, name: str, directory: Path, client_hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
         self.name, self.directory = name, directory
+        self.client_hosts = client_hosts  # where clients reach it (another address: a test LAN's bridge)
         self.client_port, self.peer_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.cluster = ""
@@ -39,8 +40,8 @@ class EtcdMember:
     def start(self, *, new: bool = True) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [require_etcd(), "--name", self.name, "--data-dir", str(self.directory / "data"),
-                   "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls",
-                   f"http://{self.endpoint}", "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                   "--listen-client-urls", ",".join(f"http://{h}:{self.client_port}" for h in self.client_hosts),
+                   "--advertise-client-urls", ",".join(f"http://{h}:{self.client_port}" for h in self.client_hosts), "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
                    "--initial-cluster", self.cluster, "--initial-cluster-state", "new" if new else "existing",
                    "--initial-cluster-token", self.token,
@@ -63,8 +64,8 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    def __init__(self, directory: Path, size: int = 1) -> None:
-        self.members = [EtcdMember(f"m{i}", directory / f"m{i}") for i in range(size)]
+    def __init__(self, directory: Path, size: int = 1, client_hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        self.members = [EtcdMember(f"m{i}", directory / f"m{i}", client_hosts) for i in range(size)]
         cluster = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
         for member in self.members:
             member.cluster, member.token = cluster, self.members[0].token

@@ -144,8 +144,10 @@ async def test_kubectl_create_patch_scale_replace_and_server_side_apply(cluster)
     assert deploy["spec"]["replicas"] == 1 and "labels" not in deploy["metadata"]  # replaced whole
     assert "env" not in deploy["spec"]["template"]["spec"]["containers"][0]
 
-    code, out, err = await cluster.kubectl("apply", "--server-side", "-f", await write(
-        cluster, "ssa.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 3")))
+    ssa = await write(cluster, "ssa.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 3"))
+    code, out, err = await cluster.kubectl("apply", "--server-side", "-f", ssa)
+    assert code == 1 and 'conflict with "kubectl-replace" using apps/v1: .spec.replicas' in err, err  # as Kubernetes
+    code, out, err = await cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", ssa)
     assert (code, out.strip()) == (0, "deployment.apps/web serverside-applied"), err
     assert (await get_json(cluster, "deploy", "web"))["spec"]["replicas"] == 3
     service = await write(cluster, "svc.yaml", WEB.split("---")[1])

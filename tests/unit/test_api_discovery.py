@@ -21,6 +21,7 @@ def _resources(group: str, version: str) -> dict[str, dict]:
     ("", "services", "Service", ["svc"], True),
     ("", "endpoints", "Endpoints", ["ep"], True),
     ("", "events", "Event", ["ev"], True),
+    ("events.k8s.io", "events", "Event", ["ev"], True),
     ("apps", "deployments", "Deployment", ["deploy"], True),
     ("apps", "replicasets", "ReplicaSet", ["rs"], True),
 ])

@@ -266,13 +266,7 @@ WARN_CASES = [
     ("metadata.uid", "abc", "metadata.uid: ignored (set by the server)"),
     ("metadata.creationTimestamp", "2024-01-01T00:00:00Z", "metadata.creationTimestamp: ignored"),
     ("status", {"replicas": 3}, "status: ignored"),
-    ("spec.template.spec.nodeSelector", {"disk": "ssd"}, "spec.template.spec.nodeSelector: ignored"),
-    (
-        "spec.template.spec.tolerations",
-        [{"key": "k", "operator": "Exists"}],
-        "spec.template.spec.tolerations: ignored",
-    ),
-    ("spec.template.spec.affinity", {"nodeAffinity": {}}, "spec.template.spec.affinity: ignored"),
+    ("spec.template.spec.schedulerName", "my-scheduler", "spec.template.spec.schedulerName: ignored"),
     ("spec.template.spec.serviceAccountName", "default", "serviceAccountName: ignored"),
     ("spec.template.spec.dnsPolicy", "Default", "dnsPolicy: ignored"),
     (

@@ -1,0 +1,214 @@
+"""The one place the sidecar opens a connection to an endpoint, for every codec (HTTP/1 and h2 pools, opaque
+TCP): a local endpoint directly; a remote one (`gateway` set: another node's) through that node's mesh gateway,
+over mutual TLS with this node's certificate, `CONNECT` to the pod, then the codec's protocol speaks to the pod
+as if connected directly (a MeshTransport frames its writes and half-close). UDP does not cross nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .identity import MeshIdentity
+from .stats import MESH_STATS
+from .wire import FIN, MAX_LINE, Deframer, connect_line, frame, parse_answer
+
+log = logging.getLogger(__name__)
+
+IDENTITY: MeshIdentity | None = None  # set by the sidecar's startup when it has a mesh identity (--mesh-dir)
+HANDSHAKE_TIMEOUT = 10.0
+
+
+OPEN: weakref.WeakSet[MeshUpstream] = weakref.WeakSet()  # connections to other nodes' gateways, open now
+
+
+def configure(identity: MeshIdentity | None) -> None:
+    global IDENTITY
+    IDENTITY = identity
+    if identity is not None:
+        identity.on_change.append(lambda _contexts: _recheck(identity))
+
+
+def _recheck(identity: MeshIdentity) -> None:
+    """The trust file changed: a gateway whose node was revoked or deleted meanwhile is left at once."""
+    for up in list(OPEN):
+        refusal = identity.refusal(up.der) if up.der is not None else None
+        if refusal is not None and up.tls is not None:
+            log.warning("leaving a connection to a gateway: %s", refusal)
+            up.tls.abort()
+
+
+async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address: str, port: int, *,
+                           gateway: str = "", node: str = "") -> tuple[Any, Any]:
+    """(transport, protocol) connected to `address`:`port`; OSError (or TimeoutError) when it cannot be."""
+    loop = asyncio.get_running_loop()
+    if not gateway:
+        return await loop.create_connection(factory, address, port)
+    identity = IDENTITY
+    contexts = identity.current if identity is not None else None
+    if contexts is None or (contexts.client is None and not identity.plaintext):  # type: ignore[union-attr]
+        raise ConnectionRefusedError(f"{address}:{port} is on node {node or '?'} (gateway {gateway}) and this "
+                                     "sidecar has no mesh certificate to reach it")
+    host, _, gport = gateway.rpartition(":")
+    host = host.strip("[]")
+    tls = contexts.client
+    answered: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+    try:
+        transport, _ = await loop.create_connection(
+            lambda: MeshUpstream(factory, connect_line(address, port), answered, identity),  # type: ignore[arg-type]
+            host, int(gport), ssl=tls, server_hostname=(node or host) if tls is not None else None,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls is not None else None)
+    except BaseException:
+        MESH_STATS.outbound_failed += 1
+        raise
+    try:
+        made = await answered
+    except BaseException:
+        MESH_STATS.outbound_failed += 1
+        transport.abort()
+        raise
+    MESH_STATS.outbound += 1
+    return made
+
+
+class MeshTransport(asyncio.Transport):
+    """What the codec's protocol sees: the TLS transport to the gateway, each write a frame, write_eof a FIN."""
+
+    def __init__(self, tls: Any) -> None:
+        super().__init__()
+        self.tls = tls
+        self.eof_sent = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            self.tls.write(frame(data if isinstance(data, bytes) else bytes(data)))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        if not self.eof_sent:
+            self.eof_sent = True
+            self.tls.write(FIN)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.tls.close()
+
+    def abort(self) -> None:
+        self.tls.abort()
+
+    def is_closing(self) -> bool:
+        return bool(self.tls.is_closing())
+
+    def pause_reading(self) -> None:
+        self.tls.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.tls.resume_reading()
+
+    def is_reading(self) -> bool:
+        return bool(self.tls.is_reading())
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.tls.set_write_buffer_limits(high=high, low=low)
+
+    def get_write_buffer_size(self) -> int:
+        return int(self.tls.get_write_buffer_size())
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.tls.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        raise NotImplementedError
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        raise NotImplementedError
+
+
+class MeshUpstream(asyncio.Protocol):
+    """The protocol on the TLS connection to a gateway: the CONNECT exchange, then frames to the codec's."""
+
+    def __init__(self, factory: Callable[[], asyncio.BaseProtocol], line: bytes,
+                 answered: asyncio.Future[tuple[Any, Any]], identity: MeshIdentity) -> None:
+        self.factory = factory
+        self.line = line
+        self.answered = answered
+        self.identity = identity
+        self.tls: Any = None
+        self.buf = b""
+        self.app: Any = None
+        self.wrapper: MeshTransport | None = None
+        self.deframer = Deframer()
+        self.der: bytes | None = None  # the gateway's certificate
+
+    def connection_made(self, transport: Any) -> None:
+        self.tls = transport
+        OPEN.add(self)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.der = ssl_object.getpeercert(binary_form=True)
+            refusal = self.identity.refusal(self.der)
+            if refusal is not None:
+                self._fail(ConnectionRefusedError(f"the gateway's certificate is refused: {refusal}"))
+                return
+        transport.write(self.line)
+
+    def _fail(self, error: Exception) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(error)
+        self.tls.abort()
+
+    def data_received(self, data: bytes) -> None:
+        app = self.app
+        if app is None:
+            self.buf += data
+            line, newline, rest = self.buf.partition(b"\n")
+            if not newline:
+                if len(self.buf) > MAX_LINE:
+                    self._fail(ConnectionError("the gateway's answer is not meshd/1"))
+                return
+            refusal = parse_answer(line)
+            if refusal is not None:
+                self._fail(ConnectionRefusedError(f"the gateway refused: {refusal}"))
+                return
+            if self.answered.done():  # the caller gave up (timeout)
+                self.tls.abort()
+                return
+            self.buf = b""
+            self.wrapper = MeshTransport(self.tls)
+            self.app = app = self.factory()
+            app.connection_made(self.wrapper)
+            self.answered.set_result((self.wrapper, app))
+            if not rest:
+                return
+            data = rest
+        for chunk in self.deframer.feed(data):
+            if chunk is None:
+                if not app.eof_received():
+                    self.tls.close()
+            else:
+                app.data_received(chunk)
+
+    def eof_received(self) -> bool:
+        return False  # a TLS close: the connection ends (a half-close came as a frame before)
+
+    def pause_writing(self) -> None:
+        if self.app is not None:
+            self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.app is not None:
+            self.app.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        OPEN.discard(self)
+        if not self.answered.done():
+            self.answered.set_exception(exc if isinstance(exc, OSError) else
+                                        ConnectionResetError(f"the gateway closed the connection{': ' + str(exc) if exc else ''}"))
+        if self.app is not None:
+            self.app.connection_lost(exc)

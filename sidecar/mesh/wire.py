@@ -1,0 +1,94 @@
+"""The `meshd/1` protocol between a sidecar and another node's mesh gateway, inside mutual TLS (ALPN
+`meshd/1`), pure:
+
+    client: CONNECT <podIP>:<port>\\n            (one ASCII line, at most 256 bytes)
+    gateway: OK\\n   or   ERR <reason>\\n          (ERR: the gateway closes)
+    then both ways: frames of a 4-byte big-endian length and that many bytes; a length of 0 is the end of
+    that direction's stream (a half-close: TLS in asyncio has none, so the FIN travels as a frame).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+ALPN = "meshd/1"
+MAX_LINE = 256
+FIN = b"\x00\x00\x00\x00"
+OK = b"OK\n"
+
+
+def connect_line(address: str, port: int) -> bytes:
+    host = f"[{address}]" if ":" in address else address
+    return f"CONNECT {host}:{port}\n".encode()
+
+
+def parse_connect(line: bytes) -> tuple[str, int]:
+    """(address, port) of a CONNECT line (without its newline); ValueError naming what is wrong."""
+    try:
+        text = line.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ValueError("not ASCII") from None
+    verb, _, target = text.partition(" ")
+    if verb != "CONNECT":
+        raise ValueError(f"expected CONNECT, got {verb[:16]!r}")
+    host, sep, port = target.rpartition(":")
+    host = host.strip("[]")
+    try:
+        address = str(ipaddress.ip_address(host))
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"not an IP address and port: {target[:64]!r}") from None
+    if not sep or not 0 < number < 65536:
+        raise ValueError(f"not an IP address and port: {target[:64]!r}")
+    return address, number
+
+
+def parse_answer(line: bytes) -> str | None:
+    """None for OK, else the gateway's reason."""
+    text = line.decode("utf-8", "replace").strip()
+    if text == "OK":
+        return None
+    return text.removeprefix("ERR ").strip() or "refused"
+
+
+def frame(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+class Deframer:
+    """Frames back into a byte stream: payload bytes are passed on as they arrive (a large frame is never
+    buffered whole); None marks the peer's end of stream."""
+
+    __slots__ = ("head", "remaining")
+
+    def __init__(self) -> None:
+        self.head = b""  # a frame header split across reads
+        self.remaining = 0  # payload bytes of the current frame still to come
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        size = len(data)
+        if not self.remaining and not self.head and size > 4 and int.from_bytes(data[:4], "big") == size - 4:
+            out.append(data[4:])  # the common case: one whole frame
+            return out
+        view = memoryview(data)
+        i = 0
+        while i < size:
+            if self.remaining:
+                take = min(self.remaining, size - i)
+                out.append(bytes(view[i:i + take]))
+                i += take
+                self.remaining -= take
+                continue
+            need = 4 - len(self.head)
+            self.head += bytes(view[i:i + need])
+            i += need
+            if len(self.head) < 4:
+                break
+            length = int.from_bytes(self.head, "big")
+            self.head = b""
+            if length == 0:
+                out.append(None)
+            else:
+                self.remaining = length
+        return out
