@@ -4,6 +4,7 @@ plan over an in-memory store."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,12 @@ from meshd.controller.clusterip import (
     is_address_race,
     stored_addresses,
 )
+from meshd.controller.loop import Controller, NodeCapacity
+from meshd.driver.process import ProcessDriver
 from meshd.manifests.loader import load_documents
 from meshd.model.endpoints import ServiceKey
 from meshd.model.objects import Service
+from meshd.registry import Registry
 from meshd.store import AlreadyExists, Create, Delete, ObjectStore
 
 POOL = ipaddress.IPv4Network("127.64.0.0/16")
@@ -115,3 +119,37 @@ async def test_a_plan_stores_the_address_with_the_service_and_sees_what_others_h
     headless = AddressPlan(store, POOL)
     assert headless.assign(service("web", "None"), current=None).cluster_ip is None
     assert headless.operations() == [Delete("IPAddress", "", web.cluster_ip)]
+
+
+class RacedStore(ObjectStore):
+    """Another agent takes the address this write chose just before it lands (once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    async def transaction(self, operations):  # type: ignore[no-untyped-def]
+        chosen = [op.obj["metadata"]["name"] for op in operations
+                  if isinstance(op, Create) and op.obj["kind"] == "IPAddress"]
+        if chosen and not self.raced:
+            self.raced = True
+            await super().transaction([Create(ip_address_object(chosen[0], API))])
+        return await super().transaction(operations)
+
+
+async def test_a_controller_that_loses_an_address_race_chooses_again_and_stores_it(tmp_path: Path) -> None:
+    store = RacedStore()
+    controller = Controller(driver=ProcessDriver(agent_id="clusterip", state_dir=tmp_path / "process"),
+                            registry=Registry(node="test"), state_dir=tmp_path / "state", agent_id="clusterip",
+                            service_pool=str(POOL), capacity=NodeCapacity(cpu_millicores=1000, memory_bytes=1 << 30))
+    controller.use_store(store)  # (an empty store is falsy: Controller(store=...) would not take it)
+    await controller.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports: [{port: 80}]\n")
+    stored = store.get("Service", "default", "web")
+    assert store.raced and stored is not None
+    address = stored["spec"]["clusterIP"]
+    assert address != HASHED  # the first choice went to the other writer
+    held = store.get("IPAddress", "", address)
+    assert held is not None and held["spec"]["parentRef"]["name"] == "web"
+    assert controller.registry.service(WEB).address == address  # published as stored
+    await controller.delete("Service", "default", "web")
+    assert store.get("IPAddress", "", address) is None  # released with the Service
