@@ -121,6 +121,13 @@ async def test_one_address_for_a_service_on_every_agent_and_in_every_dns(nodes: 
     assert "spec.clusterIP" in err
     assert await b.cluster_ip(NAME + "-3") is None
 
+    # applied again through the other agent, the Service keeps its address; another one is refused
+    assert (await b.request("POST", "/v1/apply", service(NAME)))[0] == 200
+    assert await a.cluster_ip(NAME) == address
+    (b.directory / "moved.yaml").write_text(service(NAME, second))
+    code, _, err = await b.kubectl("apply", "-f", str(b.directory / "moved.yaml"))
+    assert code != 0 and "field is immutable" in err, err
+
     # the address is in the stored object: a restarted agent serves the same one
     await b.stop()
     await b.start()
