@@ -202,7 +202,7 @@ class Controller:
         self._dirty = False
         self._batches: dict[tuple[str, str], int] = {}  # ReplicaSet -> its slow-start batch
         self._short: set[tuple[str, str]] = set()  # ReplicaSets told they cannot create more pods
-        self.store = store or ObjectStore()  # memory only until start() opens the state dir's
+        self.store = store if store is not None else ObjectStore()  # memory only until start() opens the state dir's
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
