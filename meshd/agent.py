@@ -162,6 +162,7 @@ class Agent:
         self.external = external
         for flag, where in (("--ingress-http", self.ingress_http), ("--ingress-https", self.ingress_https)):
             self.sidecar.extra_args += [flag, f"{where[0]}:{where[1]}" if where else "off"]
+        self.sidecar.extra_args += ["--node", self.node]  # PreferClose: the endpoints on this node first
         self.slot: SlotLease | None = None
         self.dns: DnsServer | None = None
         self.mdns: MdnsAdvertiser | None = None
@@ -374,7 +375,11 @@ class Agent:
         if interfaces is None:
             return
         try:
-            self.mdns = mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node)
+            # in a cluster only the leader advertises (once for the cluster), handing over when leadership moves
+            self.mdns = mdns = MdnsAdvertiser(self.registry, interfaces=interfaces, node_name=self.node,
+                                              active=self.cluster is None or self.cluster.leading)
+            if self.cluster is not None:
+                self.cluster.on_leadership.append(mdns.set_active)
             await mdns.start()
         except Exception as error:  # mDNS is best effort: the LAN may not allow it
             log.warning("mDNS disabled: %s", error)

@@ -157,7 +157,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     """Run one sidecar process until SIGTERM/SIGINT."""
     sidecar_id = args.id if args.workers <= 1 else f"{args.id}-w{worker}"
     only = ServiceKey.parse(args.service) if args.service else None
-    table = ServiceTable(only=only)
+    table = ServiceTable(only=only, node=args.node)
     mhost, mport = split_hostport(args.metrics)
     discovery = DiscoveryClient(
         args.api, table, sidecar_id=sidecar_id, service=only if args.single_route else None,
@@ -283,6 +283,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics", default="127.0.0.1:7701", metavar="ADDR:PORT", help="/metrics address")
     p.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
     p.add_argument("--id", default=f"{socket.gethostname()}-{os.getpid()}", help="sidecar id for drain acks")
+    p.add_argument("--node", default=os.environ.get("MESHD_NODE", ""), help="the node this sidecar runs on "
+                   "(Services with trafficDistribution PreferClose prefer its endpoints)")
     p.add_argument("--fail-fast", type=float, default=1.0, help="seconds to wait for a ready endpoint")
     p.add_argument("--connect-timeout", type=float, default=3.0)
     p.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight requests on stop")

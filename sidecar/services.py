@@ -22,6 +22,7 @@ from .balancer import DEFAULT_RTT, Balancer, LeastRequest, Target, make_balancer
 from .config import ServiceConfig, config_from_annotations
 from .outlier import OutlierDetector, OutlierPolicy
 from .retry import RetryBudget
+from .topology import balanced
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class ServiceState:
         self.uses_rtt = False  # only peak-EWMA needs response times per endpoint
         self.endpoints: dict[str, EndpointState] = {}
         self.draining: dict[str, EndpointState] = {}
-        self.available: list[EndpointState] = []  # ready, not removed, not ejected
+        self.available: list[EndpointState] = []  # ready, not removed, not ejected (local first: topology.py)
         self.ready_count = 0
         self.outlier = OutlierDetector(table.outlier_policy)
         self.budget = RetryBudget()
@@ -232,7 +233,9 @@ class ServiceState:
         now = self.table.clock()
         ready = [e for e in self.endpoints.values() if e.ready]
         self.ready_count = len(ready)
-        self.available = [e for e in ready if not self.outlier.is_ejected(e.name, now)]
+        self.available = balanced([e for e in ready if not self.outlier.is_ejected(e.name, now)],
+                                  distribution=self.info.traffic_distribution if self.info else None,
+                                  node=self.table.node)
         self._eject_expiry = self.outlier.next_expiry(now)
         if self.available and self.waiters:
             waiters, self.waiters = self.waiters, []
@@ -307,8 +310,11 @@ class ServiceTable:
         outlier_policy: OutlierPolicy | None = None,
         on_drained: Callable[[ServiceKey, str], None] | None = None,
         only: ServiceKey | None = None,
+        node: str = "",
     ) -> None:
+        """`node`: the node this sidecar runs on (what PreferClose prefers; "" unknown)."""
         self.clock = clock
+        self.node = node
         self.rng = rng or random.Random()
         self.outlier_policy = outlier_policy or OutlierPolicy()
         self.services: dict[ServiceKey, ServiceState] = {}

@@ -282,7 +282,7 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
     obj: Service = record.obj  # type: ignore[assignment]
     info = registry.service(ServiceKey(obj.metadata.namespace, obj.metadata.name))
     spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
-    spec["clusterIP"] = "None" if obj.headless else (info.address if info else None)
+    spec["clusterIP"] = "None" if obj.headless else (obj.cluster_ip or (info.address if info else None))
     spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("type", "ClusterIP")
     spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,

@@ -75,6 +75,11 @@ class ClusterMember:
         self.kubelet: Kubelet | None = None
         self.remote: RemoteEndpoints | None = None
         self.certificates: NodeCertificates | None = None
+        self.on_leadership: list[Callable[[bool], Any]] = []  # told True on leading, False on no longer leading
+
+    @property
+    def leading(self) -> bool:
+        return self.election is not None and self.election.leading
 
     async def open_store(self) -> EtcdObjectStore:
         """The shared store, set as the controller's (before controller.start()); PersistError if unreachable."""
@@ -139,9 +144,18 @@ class ClusterMember:
         self.controller.events.record("Lease", "kube-system", "meshd-controller", "Normal", "LeaderElection",
                                       f"{self.options.node_name} became leader")
         self.controller.kick()
+        self._tell(True)
 
     def _follow(self) -> None:
         self.controller.leading = False
+        self._tell(False)
+
+    def _tell(self, leading: bool) -> None:
+        for listener in list(self.on_leadership):
+            try:
+                listener(leading)
+            except Exception:  # one listener's bug must not stop the election's hand-over
+                log.exception("leadership listener failed")
 
     async def _compact_forever(self) -> None:
         """While leading, drops etcd's history older than one interval, as kube-apiserver does every 5 minutes

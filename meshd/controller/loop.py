@@ -23,6 +23,7 @@ from typing import Any
 from meshd.controller.admission import schedule_pending, volumes_ready
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
+from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
@@ -201,7 +202,7 @@ class Controller:
         self._dirty = False
         self._batches: dict[tuple[str, str], int] = {}  # ReplicaSet -> its slow-start batch
         self._short: set[tuple[str, str]] = set()  # ReplicaSets told they cannot create more pods
-        self.store = store or ObjectStore()  # memory only until start() opens the state dir's
+        self.store = store if store is not None else ObjectStore()  # memory only until start() opens the state dir's
         self._open_store = store is None
         self._write_lock = asyncio.Lock()  # one user write at a time: planned, persisted, then applied
         self._persisted_rs: dict[tuple[str, str], tuple] = {}  # what the store holds of each owned ReplicaSet
@@ -305,7 +306,13 @@ class Controller:
                 raise KeyError(f'namespaces "{missing[0]}" not found')
             warnings += [f'namespace "{ns}" did not exist: created' for ns in missing]
             objects = [namespace_object(ns) for ns in missing] + objects
-            results = await self._apply(objects, source, None, carry_live)
+            for attempt in range(3):  # another agent took an address this write chose: choose again
+                try:
+                    results = await self._apply(objects, source, None, carry_live)
+                    break
+                except AlreadyExists as error:
+                    if attempt == 2 or not is_address_race(error):
+                        raise
             return results, warnings + self._ingress_warnings(objects)
 
     def namespace_exists(self, name: str) -> bool:
@@ -324,6 +331,7 @@ class Controller:
                      carry_live: bool = True) -> list[ApplyResult]:
         planned: list[tuple[KubeObject, str]] = []
         port_claims: PortClaims | None = None  # the external ports Services hold, once a Service is applied
+        addresses: AddressPlan | None = None  # the Service addresses the store holds, once a Service is applied
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
             existing = self.objects.get(key)
@@ -337,9 +345,10 @@ class Controller:
                 planned.append((obj, "unchanged"))
             else:
                 planned.append((obj, "configured"))
-            if isinstance(obj, Service) and obj.cluster_ip:
-                self._check_cluster_ip(obj)
             if isinstance(obj, Service):
+                addresses = addresses or AddressPlan(self.store, self.addresses.pool, published={
+                    i.address: i.key for i in self.registry.services() if i.address})
+                obj = self._assign_cluster_ip(obj, existing, addresses, source)
                 if port_claims is None:
                     port_claims = PortClaims((f"{k[1]}/{k[2]}", r.obj) for k, r in self.objects.items()
                                              if isinstance(r.obj, Service) and r.obj.type != "ClusterIP")
@@ -366,6 +375,7 @@ class Controller:
             exists = key in in_batch or key in self.objects or self.store.get(*key) is not None
             operations.append(Update(stored) if exists else Create(stored))
             in_batch.add(key)
+        operations += addresses.operations() if addresses is not None else []
         written = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o
                    for o in await self.store.transaction(operations)}
         results = []
@@ -413,7 +423,8 @@ class Controller:
                 self.kick()
                 self._notify(*next(iter(kept)))
             found = [k for k in found if k not in kept]
-            await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None])
+            await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None] + address_releases(
+                self.store.list(IP_ADDRESS_KIND), [ServiceKey(k[1], k[2]) for k in found if k[0] == "Service"]))
             for key in found:
                 self._forget(key)
                 if key[0] in ("ConfigMap", "Secret"):
@@ -510,13 +521,17 @@ class Controller:
 
     # --- services ---------------------------------------------------------------------------------
 
-    def _check_cluster_ip(self, service: Service) -> None:
-        key = ServiceKey(service.metadata.namespace, service.metadata.name)
+    def _assign_cluster_ip(self, service: Service, existing: ObjectRecord | None, plan: AddressPlan,
+                           source: str) -> Service:
+        """The Service with the address it keeps, asks for or is given (stored with it: the same on every node)."""
+        before = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+        published = self.registry.service(ServiceKey(service.metadata.namespace, service.metadata.name))
+        current = (before.cluster_ip or (published.address if published else None)) if before else None
         try:
-            self.addresses.check(key, service.cluster_ip)
-        except ValueError as error:
-            raise ManifestError(str(error).removeprefix("spec.clusterIP: "), kind="Service",
-                                name=service.metadata.name, path=("spec", "clusterIP")) from None
+            return plan.assign(service, current=None if service.headless else current)
+        except ClusterIPError as error:
+            raise ManifestError(str(error), source=source, kind="Service", name=service.metadata.name,
+                                path=("spec", "clusterIP")) from None
 
     def _config_object(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
         record = self.objects.get((kind, namespace, name))
@@ -555,7 +570,8 @@ class Controller:
 
     def _publish_service(self, service: Service) -> None:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
-        address = None if service.headless else self.addresses.allocate(key, service.cluster_ip)
+        # the stored address; one stored before Services kept theirs gets its hash's, as it always did
+        address = None if service.headless else service.cluster_ip or self.addresses.allocate(key)
         previous = self.registry.service(key)
         if previous and previous.address and previous.address != address and self._on_service_address:
             self._on_service_address(previous.address, False)
@@ -567,6 +583,7 @@ class Controller:
             ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
             annotations=dict(service.metadata.annotations),
             external=external_ports(service, self.external),
+            traffic_distribution=service.traffic_distribution,
         )
         self.registry.upsert_service(info, dict(service.selector))
 

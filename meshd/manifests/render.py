@@ -113,6 +113,8 @@ def render(obj: KubeObject) -> dict[str, Any]:
             ports.append(item)
         if ports:
             spec["ports"] = ports
+        if obj.traffic_distribution:
+            spec["trafficDistribution"] = obj.traffic_distribution
         doc["spec"] = spec
     elif isinstance(obj, (ConfigMap, Secret)):
         doc.update(render_config(obj))

@@ -32,7 +32,6 @@ SERVICE_IGNORED: Mapping[str, str] = {
     "sessionAffinity": "ignored: the sidecar balances every request by its meshd.io/lb-algorithm",
     "sessionAffinityConfig": "ignored: the sidecar balances every request by its meshd.io/lb-algorithm",
     "publishNotReadyAddresses": "not supported yet (ignored): only ready endpoints are published",
-    "trafficDistribution": "ignored (one node)",
 }
 
 # what meshd's one node cannot do honestly is refused, naming the field
@@ -53,7 +52,8 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
     reader.check_fields(
         spec,
         _SPEC,
-        known=("selector", "ports", "clusterIP", "type", "externalTrafficPolicy", "allocateLoadBalancerNodePorts"),
+        known=("selector", "ports", "clusterIP", "type", "externalTrafficPolicy", "allocateLoadBalancerNodePorts",
+               "trafficDistribution"),
         ignored=SERVICE_IGNORED,
         unsupported=EXTERNAL_UNSUPPORTED,
     )
@@ -65,6 +65,11 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
     # one node: Cluster and Local reach the same endpoints (and the client's address is the sidecar's either way)
     reader.choice(spec, "externalTrafficPolicy", _SPEC, ("Cluster", "Local"), default="Cluster")
     allocate = reader.boolean(spec, "allocateLoadBalancerNodePorts", _SPEC, default=True)
+    # PreferClose (Kubernetes 1.31): a node's sidecar keeps to the endpoints on its node while one is ready
+    distribution = reader.string(spec, "trafficDistribution", _SPEC) or None
+    if distribution not in (None, "PreferClose"):
+        raise reader.fail(_SPEC + ("trafficDistribution",), f'unsupported value "{distribution}" (supported: '
+                          "PreferClose)")
     cluster_ip = reader.string(spec, "clusterIP", _SPEC) or None
     headless = cluster_ip == "None"
     if cluster_ip is not None and not headless:
@@ -89,6 +94,7 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         raw=doc,
         type=cast(Any, service_type),
         allocate_node_ports=bool(allocate),
+        traffic_distribution=distribution,
     )
 
 

@@ -3,6 +3,7 @@
 Decide (`desired_adverts`, `plan_changes`), then act (register/update/unregister on AsyncZeroconf), in one serial
 worker: a burst of registry updates wakes it once, and it re-reads the registry, so it never acts on stale state.
 Unregistering sends goodbye packets (TTL 0), so browsers drop a Service at once when its last endpoint goes.
+An inactive advertiser (a cluster agent that does not lead: one advertises for the cluster) publishes nothing.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class MdnsAdvertiser:
         host_address: str | None = None,
         retry_delay: float = 2.0,
         zeroconf_factory: Callable[[], AsyncZeroconf] | None = None,
+        active: bool = True,
     ) -> None:
         self._registry = registry
+        self._active = active
         self._interfaces = interfaces
         self._node_name = node_name
         self._host_address = host_address
@@ -71,6 +74,13 @@ class MdnsAdvertiser:
     def published(self) -> dict[str, Advert]:
         """The adverts on the network now, by advert name (the name browsers see)."""
         return {str(info.name): advert for advert, info in self._published.values()}
+
+    def set_active(self, active: bool) -> None:
+        """Advertise (this agent leads, or is alone) or withdraw everything with goodbyes (another one leads)."""
+        if active != self._active:
+            self._active = active
+            log.info("mDNS: %s", "advertising the cluster's Services" if active else "another agent advertises")
+            self._wake.set()
 
     async def start(self) -> None:
         """Starts following the registry; the worker opens the mDNS sockets (a failure is logged and retried)."""
@@ -147,7 +157,7 @@ class MdnsAdvertiser:
 
     async def _reconcile(self) -> bool:
         registry = self._registry
-        services = registry.services()
+        services = registry.services() if self._active else []
         desired = desired_adverts(
             services,
             {s.key: registry.ready_endpoints(s.key) for s in services},

@@ -10,7 +10,8 @@ Names follow RFC 6763: the instance is ONE label. Zeroconf cannot escape a dot i
 `web.default` would go out as two labels, which Avahi/Bonjour reject ("Failed to split service name"). The instance
 is therefore `web@default` (`@` cannot occur in Kubernetes names, so it is unambiguous); `web@default:metrics` when
 a Service has several ports of one type; `db@default:db-0` for a headless Service's endpoint. The TXT record names
-the namespace, Service, port and node, so a browser need not parse the instance.
+the namespace, Service, port, the advertising node (`node`) and the nodes whose ready endpoints serve it (`nodes`,
+comma-separated), so a browser need not parse the instance. In a cluster one agent (the leader) advertises for all.
 
 The SRV target is a host name made from the node and the advertised address (`node1-10-213-128-5.local.`): zeroconf
 answers a host's A query with the addresses of every advert on that host, so one host name per address keeps a
@@ -32,6 +33,7 @@ from meshd.model.endpoints import Endpoint, PortInfo, ServiceInfo, ServiceKey
 _KNOWN_TYPES = ("http", "https", "grpc")  # a port named X or X-anything is served as X
 _FALLBACK_TYPE = "meshd"
 _MAX_LABEL = 63
+_MAX_TXT = 255  # one TXT string (RFC 6763 6.1)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def desired_adverts(
         ready = tuple(ready_endpoints_by_key.get(service.key, ()))
         if not ready:
             continue
+        nodes = node_list({e.node or node_name for e in ready})
         typed = [(port, t) for port in service.ports if (t := service_type(port)) is not None]
         type_counts: dict[str, int] = {}
         for _, t in typed:
@@ -126,6 +129,7 @@ def desired_adverts(
                         node_name=node_name,
                         addresses=addresses,
                         endpoint=None,
+                        nodes=nodes,
                     ),
                 )
                 continue
@@ -143,6 +147,7 @@ def desired_adverts(
                         node_name=node_name,
                         addresses=(endpoint.address,),
                         endpoint=endpoint,
+                        nodes=endpoint.node or node_name,
                     ),
                 )
     return adverts
@@ -161,6 +166,18 @@ def plan_changes(desired: Mapping[str, Advert], published: Mapping[str, Advert])
     )
 
 
+def node_list(nodes: Iterable[str]) -> str:
+    """`a,b,c` (sorted), within one TXT string (255 bytes with `nodes=`): the rest counted as `+N`."""
+    names = sorted(nodes)
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        rest = len(names) - i - 1  # if the next one does not fit, this (with `+rest`) is what goes out
+        if len(("nodes=" + ",".join([*shown, name, *([f"+{rest}"] if rest else [])])).encode()) > _MAX_TXT:
+            return ",".join([*shown, f"+{len(names) - i}"])
+        shown.append(name)
+    return ",".join(shown)
+
+
 def host_label(node_name: str, address: str) -> str:
     """A host name label for `address` on `node_name`: lowercase letters, digits and hyphens, at most 63 bytes."""
     text = f"{node_name}-{address}".lower()
@@ -177,12 +194,14 @@ def _advert(
     node_name: str,
     addresses: tuple[str, ...],
     endpoint: Endpoint | None,
+    nodes: str,
 ) -> Advert:
     properties = [
         ("namespace", service.key.namespace),
         ("service", service.key.name),
         ("port", port.name),
         ("node", node_name),
+        ("nodes", nodes),
         ("meshd", "1"),
     ]
     if endpoint is not None:

@@ -62,6 +62,9 @@ class ServiceInfo:
     ports: tuple[PortInfo, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
     external: tuple[ExternalPort, ...] = ()  # wire key "external", optional
+    # spec.trafficDistribution ("PreferClose": a sidecar prefers its node's ready endpoints); wire key
+    # "trafficDistribution", optional
+    traffic_distribution: str | None = None
 
     @property
     def headless(self) -> bool:
@@ -81,6 +84,7 @@ class ServiceInfo:
             ],
             "annotations": dict(self.annotations),
             **({"external": [e.to_json() for e in self.external]} if self.external else {}),
+            **({"trafficDistribution": self.traffic_distribution} if self.traffic_distribution else {}),
         }
 
     @classmethod
@@ -97,6 +101,7 @@ class ServiceInfo:
             ),
             annotations=dict(data.get("annotations") or {}),
             external=tuple(ExternalPort.from_json(e) for e in data.get("external") or ()),
+            traffic_distribution=data.get("trafficDistribution") or None,
         )
 
 

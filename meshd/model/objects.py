@@ -317,6 +317,7 @@ class Service:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
+    traffic_distribution: str | None = None  # spec.trafficDistribution: None or "PreferClose"
     kind: str = "Service"
     api_version: str = "v1"
 

@@ -1,12 +1,15 @@
-"""Service addresses (ClusterIPs): stable per Service name, allocated from a pool, without persistence.
+"""Service addresses (ClusterIPs): stable per Service name, allocated from a pool.
 
-The first choice is a hash of namespace/name, so a restarted agent gives every Service the address it had.
+The first choice is a hash of namespace/name (`first_free`), so a Service gets the address it had while that is
+free. The stored Service keeps its address (meshd.controller.clusterip); this in-memory allocator serves what has
+no stored address: the agent's own pod resolver, and Services stored before addresses were.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Container
 
 from meshd.model.endpoints import ServiceKey
 
@@ -20,10 +23,21 @@ class AddressPoolExhausted(Exception):
 RESERVED_LAST_OCTETS = (0, 254, 255)
 
 
+def first_free(pool: ipaddress.IPv4Network, key: ServiceKey, taken: Container[str]) -> str:
+    """The first free address of `pool` from the hash of namespace/name on, skipping the reserved last octets."""
+    size = pool.num_addresses
+    start = int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:4], "big")
+    for step in range(size):
+        offset = (start + step) % size
+        address = str(pool.network_address + offset)
+        if offset % 256 not in RESERVED_LAST_OCTETS and address not in taken:
+            return address
+    raise AddressPoolExhausted(f"range is full ({pool})")
+
+
 class AddressAllocator:
     def __init__(self, pool: str) -> None:
         self.pool = ipaddress.IPv4Network(pool)
-        self._size = self.pool.num_addresses
         self._by_key: dict[ServiceKey, str] = {}
         self._taken: dict[str, ServiceKey] = {}
 
@@ -35,14 +49,7 @@ class AddressAllocator:
             self.check(key, requested)
             self.release(key)
             return self._take(key, str(ipaddress.IPv4Address(requested)))
-        start = int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:4], "big")
-        for step in range(self._size):
-            offset = (start + step) % self._size
-            address = str(self.pool.network_address + offset)
-            if offset % 256 in RESERVED_LAST_OCTETS or address in self._taken:
-                continue
-            return self._take(key, address)
-        raise AddressPoolExhausted(f"no free Service address in {self.pool}")
+        return self._take(key, first_free(self.pool, key, self._taken))
 
     def check(self, key: ServiceKey, requested: str | None) -> None:
         """Raises ValueError when `allocate(key, requested)` would; allocates nothing."""

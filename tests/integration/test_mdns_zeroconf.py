@@ -140,6 +140,7 @@ async def test_a_browser_in_another_process_sees_the_service_come_and_go(browser
             "service": "web",
             "port": "http",
             "node": "n1",
+            "nodes": "n1",
             "meshd": "1",
         }
 

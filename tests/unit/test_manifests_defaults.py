@@ -224,6 +224,9 @@ def test_service_fields() -> None:
     assert svc.ports == (ServicePort(80, "http", "http", "TCP"), ServicePort(53, 5353, "dns", "UDP"))
     headless = load_one(patched("service", "spec.clusterIP", "None"))
     assert headless.headless is True and headless.cluster_ip is None
+    assert svc.traffic_distribution is None
+    close = load_one(patched("service", "spec.trafficDistribution", "PreferClose"))
+    assert close.traffic_distribution == "PreferClose"
     fixed = load_one(patched("service", "spec.clusterIP", "10.213.128.9"))
     assert fixed.cluster_ip == "10.213.128.9" and not fixed.headless
     no_ports = load_one(patched("service", "spec", {"clusterIP": "None", "selector": {"app": "db"}}))

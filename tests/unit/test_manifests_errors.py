@@ -523,6 +523,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ),
     # services
     ("service", "spec.clusterIP", "10.0.0.300", "spec.clusterIP", "IPv4 address"),
+    ("service", "spec.trafficDistribution", "PreferSameZone", "spec.trafficDistribution", "supported: PreferClose"),
+    ("service", "spec.trafficDistribution", 1, "spec.trafficDistribution", "expected a string"),
     ("service", "spec.ports.0.targetPort", "8080", "spec.ports[0].targetPort", "at least one letter"),
     ("service", "spec.ports.0.targetPort", 0, "spec.ports[0].targetPort", "greater than or equal to 1"),
     ("service", "spec.ports.0.port", "80", "spec.ports[0].port", "expected an integer"),

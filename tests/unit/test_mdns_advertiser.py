@@ -97,6 +97,7 @@ async def test_advertised_when_an_endpoint_is_ready_and_withdrawn_when_none_is(s
         "service": "web",
         "port": "http",
         "node": "n1",
+        "nodes": "n1",
         "meshd": "1",
     }
     assert REGISTRY.get_sample_value("meshd_mdns_services") == 1
@@ -234,3 +235,22 @@ async def test_a_worker_that_dies_is_restarted(setup: Any, caplog: Any) -> None:
     await advertiser.wait_idle()
     assert WEB in fake.registered
     assert "task mdns-advertiser died" in caplog.text
+
+
+async def test_an_inactive_advertiser_publishes_nothing_until_it_leads_and_withdraws_when_it_stops() -> None:
+    """In a cluster one agent (the leader) advertises for all: the others stay silent, and hand over with goodbyes."""
+    registry = Registry(node="n1")
+    registry.upsert_service(web_service(), {"app": "web"})
+    registry.upsert_pod(web_pod("web-1", ready=True))
+    fake = FakeZeroconf()
+    advertiser = MdnsAdvertiser(registry, node_name="n1", zeroconf_factory=lambda: fake, active=False)
+    await advertiser.start()
+    await advertiser.wait_idle()
+    assert fake.calls == []
+    advertiser.set_active(True)
+    await advertiser.wait_idle()
+    assert fake.calls == [("register", WEB)]
+    advertiser.set_active(False)
+    await advertiser.wait_idle()
+    assert fake.calls == [("register", WEB), ("unregister", WEB)] and fake.registered == {}
+    await advertiser.close()

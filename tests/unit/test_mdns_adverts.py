@@ -33,9 +33,10 @@ def svc(
 
 
 def ep(
-    name: str, address: str = "127.213.0.2", ports: dict[str, int] | None = None, ready: bool = True
+    name: str, address: str = "127.213.0.2", ports: dict[str, int] | None = None, ready: bool = True,
+    node: str = "",
 ) -> Endpoint:
-    return Endpoint(name=name, address=address, ports=ports or {"http": 8080}, ready=ready)
+    return Endpoint(name=name, address=address, ports=ports or {"http": 8080}, ready=ready, node=node)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +99,7 @@ def test_a_service_with_a_ready_endpoint_is_advertised_at_its_address() -> None:
                 ("service", "web"),
                 ("port", "http"),
                 ("node", "node1"),
+                ("nodes", "node1"),
                 ("meshd", "1"),
             ),
         )
@@ -239,3 +241,30 @@ def test_parse_mdns_option(text: str, expected: object) -> None:
 def test_parse_mdns_option_rejects_interface_names() -> None:
     with pytest.raises(ValueError, match="eth0"):
         parse_mdns_option("eth0")
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "nodes"),
+    [
+        ([ep("a", node="n2"), ep("b", node="n1"), ep("c", node="n2")], "n1,n2"),  # each node once, sorted
+        ([ep("a")], "leader"),  # an endpoint of unknown origin: the advertising node's
+    ],
+)
+def test_the_txt_record_names_the_nodes_that_serve_the_service(endpoints: list[Endpoint], nodes: str) -> None:
+    (advert,) = desired_adverts([svc()], {WEB: endpoints}, node_name="leader").values()
+    assert dict(advert.properties)["nodes"] == nodes and dict(advert.properties)["node"] == "leader"
+
+
+def test_a_headless_endpoints_advert_names_its_own_node() -> None:
+    adverts = desired_adverts([svc(address=None)], {WEB: [ep("a", node="n2"), ep("b", node="n3")]}, node_name="n1")
+    assert sorted(dict(a.properties)["nodes"] for a in adverts.values()) == ["n2", "n3"]
+
+
+def test_a_long_node_list_fits_one_txt_string_and_counts_the_rest() -> None:
+    from meshd.mdns.adverts import node_list
+
+    assert node_list({"b", "a"}) == "a,b"
+    many = node_list({f"node-{i:03}-" + "x" * 20 for i in range(40)})
+    assert len(("nodes=" + many).encode()) <= 255
+    shown, rest = many.split(",")[:-1], many.split(",")[-1]
+    assert rest.startswith("+") and len(shown) + int(rest[1:]) == 40
