@@ -156,20 +156,23 @@ class _Direction:
 
 
 def tcp_flows(segments: Iterable[Segment]) -> list[Flow]:
-    """One Flow per TCP connection (by address pair; a reused pair after a FIN/RST counts once), in the order
-    they started, each direction reassembled by sequence number."""
+    """One Flow per TCP connection, in the order they started, each direction reassembled by sequence number.
+    An address pair used again (a new SYN, as a client reusing its port seconds later) is a new Flow."""
     flows: dict[frozenset[tuple[str, int]], tuple[Flow, dict[tuple[str, int], _Direction]]] = {}
+    started: list[tuple[Flow, dict[tuple[str, int], _Direction]]] = []
     for segment in segments:
         key = frozenset((segment.src, segment.dst))
-        if key not in flows:
+        opening = segment.flags & 0x12 == 0x02  # a SYN without ACK: a connection begins (again, if its ISN is new)
+        if key not in flows or (opening and flows[key][1][segment.src].start not in (None, (segment.seq + 1) & 0xFFFFFFFF)):
             client = segment.src if not (segment.flags & 0x12 == 0x12) else segment.dst  # a SYN-ACK: the other
             server = segment.dst if client == segment.src else segment.src
             flows[key] = (Flow(client, server), {client: _Direction(), server: _Direction()})
+            started.append(flows[key])
         flow, directions = flows[key]
         flow.segments += 1
         directions[segment.src].add(segment)
     found = []
-    for flow, directions in flows.values():
+    for flow, directions in started:
         flow.sent, flow.received = directions[flow.client].bytes(), directions[flow.server].bytes()
         flow.kind = classify(flow.sent, flow.received)
         found.append(flow)

@@ -93,3 +93,12 @@ def test_a_hole_stops_the_stream_and_other_files_are_refused() -> None:
     assert list(read_pcap(pcap([frame(C, S, 1, 0x18, b"x")], linktype=105))) == []  # 802.11: not read
     with pytest.raises(ValueError, match="pcap"):
         list(read_pcap(b"\x0a\x0d\x0d\x0a" + b"\x00" * 40))  # pcapng
+
+
+def test_a_port_used_again_is_a_new_flow_and_a_retransmitted_syn_is_not() -> None:
+    frames = [frame(C, S, 100, 0x02), frame(C, S, 100, 0x02),  # the SYN sent twice: one connection
+              frame(S, C, 500, 0x12), frame(C, S, 101, 0x18, HELLO), frame(C, S, 101 + len(HELLO), 0x11),
+              frame(C, S, 9000, 0x02), frame(S, C, 7000, 0x12),  # the same ports seconds later: a new one
+              frame(C, S, 9001, 0x18, HELLO), frame(S, C, 7001, 0x18, APP)]
+    flows = tcp_flows(read_pcap(pcap(frames)))
+    assert [(f.sent, f.received, f.kind) for f in flows] == [(HELLO, b"", "tls"), (HELLO, APP, "tls")]
