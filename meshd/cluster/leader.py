@@ -116,8 +116,10 @@ class LeaderElection:
                 await self._publish()
                 await asyncio.sleep(self.ttl / 3)
                 try:
-                    left = await asyncio.wait_for(self.client.keepalive(self._lease),
-                                                  max(self.renew_deadline - (self._clock() - renewed_at), 0.1))
+                    # asyncio.timeout, not wait_for: 3.11's wait_for returns the result when a cancellation
+                    # races its completion, and this loop would then renew forever after the agent's stop
+                    async with asyncio.timeout(max(self.renew_deadline - (self._clock() - renewed_at), 0.1)):
+                        left = await self.client.keepalive(self._lease)
                 except (EtcdUnavailable, asyncio.TimeoutError):
                     if self._clock() - renewed_at >= self.renew_deadline:
                         self._stop_leading(f"could not renew the lease for {self.renew_deadline:.1f}s")

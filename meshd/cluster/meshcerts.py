@@ -156,7 +156,8 @@ class NodeCertificates:
                     delay = min(delay, max((rotation_time(self.cert) - self.clock()).total_seconds(), 0.1))
                 self.wake.clear()
                 try:
-                    await asyncio.wait_for(self.wake.wait(), delay)
+                    async with asyncio.timeout(delay):  # not wait_for: 3.11's may swallow a cancellation
+                        await self.wake.wait()
                 except TimeoutError:
                     pass
         finally:

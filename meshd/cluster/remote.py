@@ -97,7 +97,8 @@ class RemoteEndpoints:
                 self._changed.clear()
                 self.sync()
                 try:  # a lease ageing past the grace changes nothing in the store: look again meanwhile
-                    await asyncio.wait_for(self._changed.wait(), self.grace / 3)
+                    async with asyncio.timeout(self.grace / 3):  # not wait_for: 3.11's may swallow a cancel
+                        await self._changed.wait()
                 except TimeoutError:
                     pass
                 await asyncio.sleep(0.05)  # a burst of changes, one sync

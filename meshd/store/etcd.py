@@ -182,7 +182,8 @@ class EtcdObjectStore(ObjectStore):
                 return
             async with self._applied:
                 try:
-                    await asyncio.wait_for(self._applied.wait_for(lambda: self._rv >= revision), CATCH_UP_TIMEOUT)
+                    async with asyncio.timeout(CATCH_UP_TIMEOUT):  # not wait_for: 3.11's may swallow a cancel
+                        await self._applied.wait_for(lambda: self._rv >= revision)
                     return
                 except asyncio.TimeoutError:
                     log.warning("etcd: revision %d not seen by the watch within %.0fs%s", revision, CATCH_UP_TIMEOUT,
