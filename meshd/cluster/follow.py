@@ -25,14 +25,16 @@ def apply_event(controller: Controller, event: Event) -> bool:
     if kind not in API_VERSIONS or owned_pod(event.object):  # a controller's Pod: meshd.cluster.pods follows it
         return False
     if event.type == "DELETED":
-        if key in controller.objects:
+        changed = key in controller.objects
+        if changed:
             controller._forget(key)
-            return True
+        # a ReplicaSet's record goes too where this agent does not lead (the leader's reconcile would drop a
+        # standalone one's; nothing else does here, and a delete through this agent would wait for it forever)
         if kind == "ReplicaSet" and not controller.leading and (namespace, name) in controller.replicasets:
             del controller.replicasets[(namespace, name)]
             controller._persisted_rs.pop((namespace, name), None)
-            return True
-        return False
+            changed = True
+        return changed
     loaded = load_records([event.object], where="the shared store")
     for record in loaded.objects:
         existing = controller.objects.get(key)
