@@ -20,8 +20,16 @@ def default_state_dir() -> Path:
     return Path(base) / "meshd"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_private(path: Path, data: bytes) -> None:
+    """Keys, certificates, tokens: written whole or not at all, mode 0600 from the start (mkstemp's), in a
+    directory made 0700."""
+    write_atomically(path, data, directory_mode=0o700)
+
+
+def write_atomically(path: Path, data: bytes, *, directory_mode: int = 0o777) -> None:
+    """Writes `path` whole or not at all (a temp file of mode 0600 in the same directory, fsynced, renamed, the
+    directory fsynced)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=directory_mode)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:

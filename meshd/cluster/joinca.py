@@ -5,8 +5,6 @@ node's CSR. The join endpoint takes any `issue(node_name, csr_pem) -> (ca_pem, c
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -15,28 +13,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshd.state import write_private
+
 CA_DAYS = 3650
 NODE_DAYS = 365
 
 
 class CsrError(ValueError):
     """A CSR that does not parse or whose signature does not verify."""
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Writes `path` whole or not at all, mode 0600 from the start (mkstemp's)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def certificate_sha256(path: Path) -> str:

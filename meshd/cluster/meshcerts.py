@@ -10,7 +10,6 @@ import asyncio
 import datetime
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from meshd.cluster.pki import (
     serials_annotation,
     with_revoked,
 )
+from meshd.state import write_private
 from meshd.store import AlreadyExists, Conflict, Create, NotFound, StoreError, Update
 from meshd.store.api import Store
 
@@ -47,34 +47,19 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 5.0  # seconds between checks of the certificate, the annotations and the trust file
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, mode 0600 from the start (a temp file in the same directory, renamed)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_identity(directory: Path, *, ca: x509.Certificate, cert: x509.Certificate,
                    key: ec.EllipticCurvePrivateKey) -> None:
     """The files the sidecar reads (blocking); the key before the certificate, which the sidecar watches."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(directory / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-    _write_private(directory / "node-key.pem", key_pem(key))
-    _write_private(directory / "node.pem", cert.public_bytes(serialization.Encoding.PEM))
+    write_private(directory / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+    write_private(directory / "node-key.pem", key_pem(key))
+    write_private(directory / "node.pem", cert.public_bytes(serialization.Encoding.PEM))
 
 
 def write_trust(directory: Path, *, revoked: Iterable[int], nodes: Iterable[str] | None) -> None:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     body = {"revoked": sorted(f"{s:x}" for s in revoked), "nodes": None if nodes is None else sorted(nodes)}
-    _write_private(directory / "trust.json", json.dumps(body, indent=1).encode())
+    write_private(directory / "trust.json", json.dumps(body, indent=1).encode())
 
 
 def read_certificate(directory: Path) -> x509.Certificate | None:

@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.api": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
                   "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "meshd.cluster": {"meshd.model", "meshd.manifests", "meshd.store", "meshd.controller", "meshd.cluster",
-                      "meshd.metrics", "meshd.health", "meshd.registry", "meshd.scheduler"},
+                      "meshd.metrics", "meshd.health", "meshd.registry", "meshd.scheduler", "meshd.state"},
     "sidecar": {"meshd.model", "sidecar"},
 }
 
