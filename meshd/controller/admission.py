@@ -4,6 +4,7 @@ hostPorts of the pods that run are published for the node's sidecar."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from meshd.controller.pod import PodWorker
@@ -11,6 +12,8 @@ from meshd.controller.volumes.provisioner import CHECKING
 from meshd.external.hostports import UNSCHEDULABLE as HOST_PORTS_TAKEN
 from meshd.external.hostports import HostPort, collides, host_port_key, host_port_service, host_ports
 from meshd.model.objects import PodSpec
+from meshd.scheduler import PodInfo, Scheduler
+from meshd.scheduler.local import local_node
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
@@ -41,40 +44,40 @@ def volumes_ready(c: Controller, worker: PodWorker) -> bool:
 
 
 def schedule_pending(c: Controller) -> None:
-    """Admits pending pods in creation order while their resource requests fit the node and it runs fewer
-    than --max-pods pods."""
-    used_cpu = used_mem = running = 0
-    used_ports: list[HostPort] = []
-    for worker in c.pods.values():
-        if worker.scheduled and not worker.done.is_set() and worker.phase not in ("Succeeded", "Failed"):
-            cpu, mem = requests(worker.spec)
-            used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
-            used_ports.extend(host_ports(worker.spec, c.external))
+    """Admits pending pods in creation order through the scheduler's filters on this one node (requests against
+    capacity, --max-pods, nodeSelector and node affinity, taints, pod (anti-)affinity, topology spread), then
+    the node's hostPorts; a pod that does not fit waits with Kubernetes' words ("0/1 nodes are available: ...")."""
+    node = local_node(c.registry.node or "meshd", cpu_millicores=c.capacity.cpu_millicores,
+                      memory_bytes=c.capacity.memory_bytes, pods=c.capacity.pods)
+    running = [w for w in c.pods.values()
+               if w.scheduled and not w.done.is_set() and w.phase not in ("Succeeded", "Failed")]
+    scheduler = Scheduler([node], (_pod_info(w, node.name) for w in running))
+    used_ports: list[HostPort] = [port for w in running for port in host_ports(w.spec, c.external)]
     for worker in sorted((w for w in c.pods.values() if not w.scheduled and not w.terminating),
                          key=lambda w: w.created):
         if not volumes_ready(c, worker):
             continue
-        cpu, mem = requests(worker.spec)
-        short = [f"Insufficient {what}" for what, need, used, have in (
-            ("cpu", cpu, used_cpu, c.capacity.cpu_millicores),
-            ("memory", mem, used_mem, c.capacity.memory_bytes)) if need and used + need > have]
-        if running >= c.capacity.pods:
-            short.append("Too many pods")
+        pod = _pod_info(worker)
+        placement = scheduler.place(pod)
+        message = placement.message if placement.node is None else ""
         wanted = host_ports(worker.spec, c.external)
-        if wanted and collides(wanted, used_ports):
-            short.append(HOST_PORTS_TAKEN)
-        if short:
-            message = "0/1 nodes are available: " + ", ".join(f"1 {s}" for s in short) + "."
+        if not message and wanted and collides(wanted, used_ports):
+            message = f"0/1 nodes are available: 1 {HOST_PORTS_TAKEN}."
+        if message:
             if worker.message != message:
                 worker.reason, worker.message = "Unschedulable", message
                 c.events.record("Pod", worker.namespace, worker.name, "Warning", "FailedScheduling", message)
                 c._notify("Pod", worker.namespace, worker.name)
             continue
-        used_cpu, used_mem, running = used_cpu + cpu, used_mem + mem, running + 1
+        scheduler.add(replace(pod, node=node.name))
         used_ports.extend(wanted)
         worker.reason = worker.message = ""
         worker.start()
     publish_host_ports(c)
+
+
+def _pod_info(worker: PodWorker, node: str = "") -> PodInfo:
+    return PodInfo(worker.namespace, worker.name, worker.labels, worker.spec, node=node)
 
 
 def publish_host_ports(c: Controller) -> None:

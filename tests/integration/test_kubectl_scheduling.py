@@ -5,6 +5,7 @@ its field path."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -74,3 +75,43 @@ async def test_a_bad_scheduling_field_is_refused_by_its_path(cluster, tmp_path, 
     code, out, err = await cluster.kubectl("apply", *flags, "-f", str(path))
     assert code != 0, out
     assert "spec.template.spec.tolerations[0].effect" in err and "Sometimes" in err, err
+
+
+PINNED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned}
+spec:
+  nodeSelector: {disktype: ssd}
+  containers: [{name: main, image: busybox, command: ["sleep", "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  nodeSelector: {kubernetes.io/os: linux}
+  containers: [{name: main, image: busybox, command: ["sleep", "3600"]}]
+"""
+
+
+async def test_one_node_admits_through_the_scheduler(cluster, tmp_path):
+    """A standalone agent is a cluster of one node: a pod whose nodeSelector its node does not match waits with
+    Kubernetes' words; one that matches (the node's own labels) runs."""
+    path = tmp_path / "pinned.yaml"
+    path.write_text(PINNED)
+    code, out, err = await cluster.kubectl("apply", "-f", str(path))
+    assert code == 0, err
+
+    async def phases() -> dict[str, str]:
+        code, out, err = await cluster.kubectl("get", "pods", "-o", "json")
+        assert code == 0, err
+        return {p["metadata"]["name"]: p["status"].get("phase", "") for p in json.loads(out)["items"]}
+
+    for _ in range(150):
+        if (await phases()).get("plain") == "Running":
+            break
+        await asyncio.sleep(0.2)
+    assert (await phases()) == {"plain": "Running", "pinned": "Pending"}
+    code, out, err = await cluster.kubectl("describe", "pod", "pinned")
+    assert code == 0, err
+    assert "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector." in out, out

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "meshd.hostnames": {"meshd.model", "meshd.hostnames"},
     "meshd.volumes": {"meshd.model", "meshd.volumes"},
     "meshd.controller": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.probe",
-                         "meshd.controller", "meshd.metrics", "meshd.store", "meshd.volumes"},
+                         "meshd.controller", "meshd.metrics", "meshd.store", "meshd.volumes", "meshd.scheduler"},
     "meshd.api": {"meshd.model", "meshd.external", "meshd.manifests", "meshd.registry", "meshd.driver", "meshd.controller",
                   "meshd.api", "meshd.metrics", "meshd.state", "meshd.store"},
     "meshd.cluster": {"meshd.model", "meshd.manifests", "meshd.store", "meshd.controller", "meshd.cluster",
