@@ -47,14 +47,17 @@ def schedule_pending(c: Controller) -> None:
     """Admits pending pods in creation order through the scheduler's filters on this one node (requests against
     capacity, --max-pods, nodeSelector and node affinity, taints, pod (anti-)affinity, topology spread), then
     the node's hostPorts; a pod that does not fit waits with Kubernetes' words ("0/1 nodes are available: ...")."""
+    pending = sorted((w for w in c.pods.values() if not w.scheduled and not w.terminating), key=lambda w: w.created)
+    if not pending:  # the common pass: nothing to index
+        publish_host_ports(c)
+        return
     node = local_node(c.registry.node or "meshd", cpu_millicores=c.capacity.cpu_millicores,
                       memory_bytes=c.capacity.memory_bytes, pods=c.capacity.pods)
     running = [w for w in c.pods.values()
                if w.scheduled and not w.done.is_set() and w.phase not in ("Succeeded", "Failed")]
     scheduler = Scheduler([node], (_pod_info(w, node.name) for w in running))
     used_ports: list[HostPort] = [port for w in running for port in host_ports(w.spec, c.external)]
-    for worker in sorted((w for w in c.pods.values() if not w.scheduled and not w.terminating),
-                         key=lambda w: w.created):
+    for worker in pending:
         if not volumes_ready(c, worker):
             continue
         pod = _pod_info(worker)
