@@ -123,10 +123,21 @@ class Call:
         self.port_name = route.port_name if route.port_name is not None else svc.default_port_name
         svc.stats.in_flight += 1
         svc.budget.deposit(self.t0)
-        timeout = grpc.deadline(svc.config.timeout, grpc.parse_grpc_timeout(self.grpc_timeout))
-        if timeout is not None:
-            self.timer = listener.loop.call_later(timeout, self.on_timeout, timeout)
+        self.arm_deadline()
         self.attempt()
+
+    def arm_deadline(self) -> None:
+        """The call's deadline (grpc-timeout, the Service's meshd.io/timeout), from its start. Armed again once
+        an endpoint appears: a call that came before the Service's settings had only its own grpc-timeout."""
+        svc = self.svc
+        assert svc is not None
+        timeout = grpc.deadline(svc.config.timeout, grpc.parse_grpc_timeout(self.grpc_timeout))
+        if timeout is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        left = max(timeout - (time.monotonic() - self.t0), 0.0)
+        self.timer = self.conn.listener.loop.call_later(left, self.on_timeout, timeout)
 
     def request_data(self, data: bytes, flow: int) -> None:
         if self.done or not data:
@@ -204,6 +215,7 @@ class Call:
     def endpoint_ready(self) -> None:
         self.waiter = None
         if not self.done:
+            self.arm_deadline()
             self.attempt()
 
     def no_endpoint(self, reason: str) -> None:

@@ -21,7 +21,7 @@ def deployment(name: str, *, replicas: int = 3, image: str = "meshd/busybox:late
 
 
 def engine_containers(docker_client: Any, agent_id: str) -> list[Any]:
-    return [c for c in docker_client.containers.list(all=True, filters={"label": f"io.meshd.agent={agent_id}"})]
+    return [c for c in docker_client.containers.list(all=True, sparse=True, filters={"label": f"io.meshd.agent={agent_id}"})]
 
 
 @pytest.fixture
