@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 from typing import Any
 
+import docker
 import pytest
 
 from meshd.model.endpoints import ServiceKey
@@ -21,7 +22,12 @@ def deployment(name: str, *, replicas: int = 3, image: str = "meshd/busybox:late
 
 
 def engine_containers(docker_client: Any, agent_id: str) -> list[Any]:
-    return [c for c in docker_client.containers.list(all=True, sparse=True, filters={"label": f"io.meshd.agent={agent_id}"})]
+    """The agent's containers, inspected; listed again when one went between the list and its inspection."""
+    while True:
+        try:
+            return docker_client.containers.list(all=True, filters={"label": f"io.meshd.agent={agent_id}"})
+        except docker.errors.NotFound:
+            continue
 
 
 @pytest.fixture
