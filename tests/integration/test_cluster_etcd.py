@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,6 @@ class Member(AgentProcess):
     async def healthz(self) -> tuple[int, str]:
         async with aiohttp.ClientSession() as http, http.get(self.api + "/healthz") as response:
             return response.status, await response.text()
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path / "etcd").start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

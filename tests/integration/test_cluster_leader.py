@@ -5,23 +5,13 @@ object kube-system/meshd-controller names the holder."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 
 from meshd.cluster.leader import LeaderElection
 from meshd.store.etcd import open_etcd_store
 from meshd.store.etcdclient import EtcdClient
 from tests.integration.agent_harness import eventually
 from tests.integration.etcd_harness import EtcdCluster
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path / "etcd").start()
-    yield cluster
-    cluster.stop()
 
 
 class Candidate:

@@ -9,7 +9,7 @@ import pytest
 from tests.integration import test_cluster_etcd
 from tests.integration.test_cluster_etcd import Member, leaders, poll
 
-etcd, members = test_cluster_etcd.etcd, test_cluster_etcd.members  # the fixtures: a real etcd, three agents on it
+members = test_cluster_etcd.members  # the fixture: three agents on the real etcd of conftest.py
 
 pytestmark = pytest.mark.slow
 

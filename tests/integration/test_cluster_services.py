@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,6 @@ spec:
         command: [sleep, "3600"]
         ports: [{{containerPort: 8080, name: http}}]
 """
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path / "etcd").start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

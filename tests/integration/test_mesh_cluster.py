@@ -11,7 +11,7 @@ import datetime
 import json
 import stat
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,6 @@ from meshd.registry import Registry
 from meshd.store.etcd import EtcdObjectStore, open_etcd_store
 from tests.integration.agent_harness import eventually
 from tests.integration.etcd_harness import EtcdCluster
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path / "etcd").start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,6 @@ from meshd.store.etcd import EtcdObjectStore, open_etcd_store
 from meshd.store.etcdclient import EtcdClient, parse_store_url
 from tests.integration.agent_harness import eventually
 from tests.integration.etcd_harness import EtcdCluster
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path / "etcd").start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture
