@@ -31,6 +31,7 @@ from meshd.api import (
     sets,
     storage_views,
     watching,
+    wholeseconds,
     writes,
 )
 from meshd.api import exec as pod_exec
@@ -285,7 +286,7 @@ class ApiServer:
 
     def _served(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
         """The objects of a kind as its API group shows them (events.k8s.io: the events, converted)."""
-        objects = self._objects(kind.plural, namespace)
+        objects = [wholeseconds.for_clients(o) for o in self._objects(kind.plural, namespace)]  # Go clients' ints
         return [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
 
     def _event(self, record: Any) -> dict[str, Any]:

