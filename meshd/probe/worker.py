@@ -12,9 +12,9 @@ pod is reached through published host ports on 127.0.0.1 rather than on its own 
     and readiness probes is ready at once: `on_change(True, ...)` is called from `start()`).
   - while a startup probe is declared and has not succeeded, liveness and readiness do not run; once it
     succeeds they start (their initialDelaySeconds counts from `start()`, no extra jitter).
-  - `on_change(ready, reason)` on every change of `ready`; `on_restart(reason)` once when liveness or startup
-    fails ("Liveness probe failed: ..."). The container is unready at that moment and probing stops (the
-    kubelet's on-hold) until the owner calls `stop()` and, for the new container, `start()` again.
+  - `on_change(ready, reason)` on every change of `ready`, and when a probe starts failing another way (the
+    pod's Unhealthy event); `on_restart(reason)` once when liveness or startup fails ("Liveness probe
+    failed: ..."). The container is unready at that moment and probing stops (the kubelet's on-hold) until the owner calls `stop()` and, for the new container, `start()` again.
   - `stop(reason=)`: cancels the workers and awaits them (no leaked task); a ready container turns unready
     with `reason` (use it when the container died: the Docker event, not the next probe, ends readiness).
   - `ready`, `health` and `reports()` (per probe: spec, state, last result) for `describe`.
@@ -358,10 +358,12 @@ class ContainerProber:
     def _publish(self, reason: str | None = None) -> None:
         """Calls on_change when `ready` changed, then on_restart once when a restart became due."""
         health = self.health
-        self._reason = reason if (reason is not None and not self._running) else health.reason
+        before, self._reason = self._reason, reason if (reason is not None and not self._running) else health.reason
         if health.ready != self._ready:
             self._ready = health.ready
             READINESS_TRANSITIONS.labels("ready" if health.ready else "unready").inc()
+            self._call_back(self._on_change, health.ready, self._reason)
+        elif self._reason != before and " probe failed" in self._reason:  # a new failure: the pod's Events
             self._call_back(self._on_change, health.ready, self._reason)
         if health.action == "restart" and not self._restarting:
             self._restarting = True

@@ -5,6 +5,7 @@ commands scripts lean on (`kubectl auth can-i`, `kubectl top node`). Real agent 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -15,6 +16,7 @@ import pytest
 from tests.integration import test_kubectl
 from tests.integration.test_cli_fake_api import meshd
 from tests.integration.test_kubectl import Cluster
+from tests.integration.test_kubectl_streams import kubectl_stdin
 
 cluster = test_kubectl.cluster  # the fixture: a real agent, a kubeconfig, kubectl
 
@@ -131,3 +133,75 @@ async def test_sub_second_periods_keep_kubectls_typed_commands_working(cluster: 
     assert again == exact
     code, out, err = await cluster.kubectl("rollout", "status", "deployment/api", "--timeout=60s")
     assert code == 0, (out, err)
+
+
+UNPULLABLE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx-deployment, labels: {app: nginx}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers:
+      - name: nginx
+        image: registry.invalid/nginx:1.14.2
+        ports: [{containerPort: 80}]
+"""
+
+
+async def events_of(cluster: Cluster, pod: str, wanted: str) -> str:
+    """`kubectl describe pod` once its Events section shows `wanted`."""
+    out = ""
+    for _ in range(120):
+        code, out, err = await cluster.kubectl("describe", "pod", pod)
+        assert code == 0, err
+        if wanted in out.partition("\nEvents:")[2]:
+            return out
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{wanted!r} not in the events of {pod}:\n{out}")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_describe_pod_says_why_a_pod_does_not_run(busybox_image, cluster: Cluster):
+    """An image that does not pull (nginx from the docs, no registry) and a container that crashes: the pod's
+    Events say so as the kubelet's do, and a pod none of whose containers ever started is Pending."""
+    code, out, err = await kubectl_stdin(cluster, UNPULLABLE.encode(), "apply", "-f", "-")
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("run", "crash", "--image=meshd/busybox:latest", "--restart=Always",
+                                           "--", "sh", "-c", "echo boom; exit 1")
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("get", "pods", "-l", "app=nginx", "-o", "name")
+    pod = out.strip().removeprefix("pod/")
+    described = await events_of(cluster, pod, "Error: ErrImagePull")
+    assert 'Failed to pull image "registry.invalid/nginx:1.14.2"' in described
+    code, out, err = await cluster.kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}")
+    assert out == "Pending", err
+    described = await events_of(cluster, "crash", "Back-off restarting failed container crash in pod crash_default(")
+    assert "Started container crash" in described
+    code, out, err = await cluster.kubectl("get", "pod", "crash", "-o", "jsonpath={.status.phase}")
+    assert out == "Running", err  # it ran once: Running while it backs off, as in Kubernetes
+
+
+PROBED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: python
+    command: ["sh", "-c", "exec PYTHON -u -m http.server --bind $POD_IP 8080"]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+""".replace("PYTHON", sys.executable)
+
+
+async def test_a_failing_readiness_probe_is_an_unhealthy_event(cluster: Cluster):
+    code, out, err = await kubectl_stdin(cluster, PROBED.encode(), "apply", "-f", "-")
+    assert code == 0, err
+    described = await events_of(cluster, "probed", "Readiness probe failed: HTTP probe failed with statuscode: 404")
+    assert "Unhealthy" in described and "Started container web" in described
