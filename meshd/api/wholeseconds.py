@@ -97,7 +97,8 @@ def restore(obj: dict[str, Any]) -> dict[str, Any]:
         return obj
     for holder, key, path in _slots(obj):
         value = exact.get(path)
-        if _fraction(value) and holder.get(key) == math.ceil(value) and not isinstance(holder.get(key), bool):
+        if isinstance(value, float) and _fraction(value) and holder.get(key) == math.ceil(value) \
+                and not isinstance(holder.get(key), bool):
             holder[key] = value
     return obj
 

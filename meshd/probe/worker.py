@@ -14,7 +14,8 @@ pod is reached through published host ports on 127.0.0.1 rather than on its own 
     succeeds they start (their initialDelaySeconds counts from `start()`, no extra jitter).
   - `on_change(ready, reason)` on every change of `ready`, and when a probe starts failing another way (the
     pod's Unhealthy event); `on_restart(reason)` once when liveness or startup fails ("Liveness probe
-    failed: ..."). The container is unready at that moment and probing stops (the kubelet's on-hold) until the owner calls `stop()` and, for the new container, `start()` again.
+    failed: ..."). The container is unready at that moment and probing stops (the kubelet's on-hold) until
+    the owner calls `stop()` and, for the new container, `start()` again.
   - `stop(reason=)`: cancels the workers and awaits them (no leaked task); a ready container turns unready
     with `reason` (use it when the container died: the Docker event, not the next probe, ends readiness).
   - `ready`, `health` and `reports()` (per probe: spec, state, last result) for `describe`.
