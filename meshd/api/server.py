@@ -28,6 +28,7 @@ from meshd.api import (
     listing,
     podlogs,
     portforward,
+    selfreview,
     sets,
     storage_views,
     watching,
@@ -135,6 +136,7 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
+        selfreview.add_routes(r, lambda: [o["metadata"]["name"] for o in self._objects("nodes", None)])
 
     async def start(self, host: str, port: int, *, unix_socket: Path | None = None,
                     tls: ssl.SSLContext | None = None) -> None:

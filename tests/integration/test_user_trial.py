@@ -205,3 +205,18 @@ async def test_a_failing_readiness_probe_is_an_unhealthy_event(cluster: Cluster)
     assert code == 0, err
     described = await events_of(cluster, "probed", "Readiness probe failed: HTTP probe failed with statuscode: 404")
     assert "Unhealthy" in described and "Started container web" in described
+
+
+async def test_auth_can_i_whoami_and_top_node_answer(cluster: Cluster):
+    code, out, err = await cluster.kubectl("auth", "can-i", "create", "deployments")
+    assert (code, out) == (0, "yes\n"), err
+    code, out, err = await cluster.kubectl("auth", "can-i", "--list")
+    assert code == 0 and "*.*" in out, err
+    code, out, err = await cluster.kubectl("auth", "whoami")
+    assert code == 0 and "meshd-admin" in out, err
+    code, out, err = await cluster.kubectl("get", "nodes", "-o", "name")
+    node = out.strip().removeprefix("node/")
+    code, out, err = await cluster.kubectl("top", "node")
+    assert code == 0 and out.splitlines()[1].split()[0] == node, (out, err)
+    code, out, err = await cluster.kubectl("top", "node", "nope")
+    assert code == 1 and "NotFound" in err, (out, err)
