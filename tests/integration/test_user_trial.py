@@ -220,3 +220,39 @@ async def test_auth_can_i_whoami_and_top_node_answer(cluster: Cluster):
     assert code == 0 and out.splitlines()[1].split()[0] == node, (out, err)
     code, out, err = await cluster.kubectl("top", "node", "nope")
     assert code == 1 and "NotFound" in err, (out, err)
+
+
+def run_it_shell(cluster: Cluster) -> str:
+    """`kubectl run --rm -it box --image=... -- sh` on a pseudo-terminal, as the docs have a user debug."""
+    import pexpect
+
+    child = pexpect.spawn("kubectl", ["run", "--rm", "-it", "box", "--image=meshd/busybox:latest",
+                                      "--restart=Never", "--", "sh"], env=cluster.env(), timeout=60,
+                          encoding="utf-8", dimensions=(30, 100))
+    try:
+        child.sendline("")  # "If you don't see a command prompt, try pressing enter."
+        child.expect(r"[#$] ")
+        child.sendline("echo $((6*7)) $(hostname)")
+        child.expect("42 box")
+        child.sendline("stty size")
+        child.expect("30 100")
+        child.sendline("exit 0")
+        child.expect(pexpect.EOF)
+        return child.before
+    finally:
+        child.close()
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_kubectl_run_attaches_to_the_containers_own_stdin(busybox_image, cluster: Cluster):
+    code, out, err = await kubectl_stdin(cluster, b"echo from-stdin\nexit 4\n", "run", "--rm", "-i", "piped",
+                                         "--image=meshd/busybox:latest", "--restart=Never", "--", "sh")
+    assert code == 4 and "from-stdin" in out, (out, err)  # stdinOnce: the shell saw the end of its input
+    code, out, err = await kubectl_stdin(cluster, b"", "run", "--rm", "-i", "talk", "--image=meshd/busybox:latest",
+                                         "--restart=Never", "--", "sh", "-c", "echo hello; sleep 1; echo bye")
+    assert code == 0 and "hello\nbye\n" in out, (out, err)  # output after the client's stdin ended
+    await asyncio.to_thread(run_it_shell, cluster)
+    for pod in ("piped", "talk", "box"):  # --rm deleted each
+        code, out, err = await cluster.kubectl("wait", "--for=delete", f"pod/{pod}", "--timeout=60s")
+        assert code == 0, (out, err)
