@@ -87,7 +87,7 @@ class ClusterMember:
         """The shared store, set as the controller's (before controller.start()); PersistError if unreachable."""
         endpoints, tls = parse_store_url(self.options.store), self.options.store_tls
         try:
-            context = client_context(tls) if endpoints[0].startswith("https://") else None
+            context = await asyncio.to_thread(client_context, tls) if endpoints[0].startswith("https://") else None
         except ValueError as error:
             raise PersistError(str(error)) from None
         self.store = await open_etcd_store(endpoints, attempts=5, ssl_context=context, tls=tls)

@@ -33,7 +33,7 @@ from meshd.store.etcdclient import (
     b64,
     parse_store_url,
 )
-from meshd.store.etcdtls import NO_TLS, StoreTls, check_flags, client_context, plain_http_reason
+from meshd.store.etcdtls import NO_TLS, StoreTls, check_flags, client_context, scheme_reason
 from meshd.store.objects import DEFAULT_WATCH_CACHE, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ async def open_etcd_store(endpoints: list[str], *, attempts: int = 1, ssl_contex
             await client.close()
             raise
         except EtcdUnavailable as error:
-            if "disconnected" in str(error) and (reason := await plain_http_reason(endpoints)):
+            if attempt == 0 and (reason := await scheme_reason(endpoints)):
                 await client.close()
                 raise StoreTlsError(reason) from None
             if attempt == attempts - 1:
@@ -317,7 +317,7 @@ async def store_problem(url: str, tls: StoreTls = NO_TLS) -> str | None:
     try:
         endpoints = parse_store_url(url)
         check_flags(endpoints, tls)
-        context = client_context(tls) if endpoints[0].startswith("https://") else None
+        context = await asyncio.to_thread(client_context, tls) if endpoints[0].startswith("https://") else None
     except ValueError as error:
         return str(error)
     client = EtcdClient(endpoints, ssl_context=context, tls=tls)
@@ -325,9 +325,8 @@ async def store_problem(url: str, tls: StoreTls = NO_TLS) -> str | None:
         await client.range(REGISTRY_PREFIX + "\x00")
     except StoreTlsError as error:
         return str(error)
-    except EtcdUnavailable as error:
-        if "disconnected" in str(error):
-            return await plain_http_reason(endpoints)
+    except EtcdUnavailable:
+        return await scheme_reason(endpoints)
     finally:
         await client.close()
     return None

@@ -96,8 +96,7 @@ def tls_reason(endpoint: str, error: BaseException, tls: StoreTls) -> str | None
                 "--store-ca the CA that signed etcd's --cert-file")
     text = f"{detail} {error}".upper()
     if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER_FAILURE" in text or "PACKET_LENGTH_TOO_LONG" in text:
-        return f"{endpoint} does not speak TLS (a plain-HTTP etcd?): use --store http://… or start etcd with " \
-               "--cert-file and --key-file"
+        return plain_https_reason(endpoint)
     if "ALERT" in text and any(word in text for word in ("BAD_CERTIFICATE", "CERTIFICATE_REQUIRED", "UNKNOWN_CA",
                                                           "CERTIFICATE_UNKNOWN", "HANDSHAKE_FAILURE")):
         if not tls.cert:
@@ -108,34 +107,52 @@ def tls_reason(endpoint: str, error: BaseException, tls: StoreTls) -> str | None
     return None
 
 
-async def speaks_tls(endpoint: str, timeout: float = 3.0) -> bool:
-    """Whether the server at an http:// endpoint answers a TLS handshake (then it is a TLS etcd reached over
-    plain HTTP). Its certificate is not checked: nothing is sent but the handshake."""
+async def speaks_tls(endpoint: str, timeout: float = 3.0) -> bool | None:
+    """Whether the server at `endpoint` answers a TLS handshake (a TLS alert, such as "certificate required",
+    counts: it is TLS all the same); None when nothing accepts the connection. Its certificate is not checked:
+    nothing is sent but the handshake."""
     host, _, port = endpoint.split("://", 1)[-1].rstrip("/").rpartition(":")
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    except (OSError, TimeoutError, ValueError):
+        return None
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
     probe = ssl.create_default_context()
     probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(host.strip("[]"), int(port), ssl=probe)
-    except ssl.SSLError as error:  # a TLS alert (no client certificate...) is TLS all the same
+    except ssl.SSLError as error:
         return "ALERT" in str(error).upper()
     except (OSError, TimeoutError, ValueError):
-        return False
+        return False  # it hung up on a ClientHello: no TLS there
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()
     return True
 
 
-async def plain_http_reason(endpoints: list[str]) -> str | None:
-    """The one-line reason when an http:// endpoint serves TLS (etcd hangs up on a plain request there, which
-    looks like a member going away); None when none does."""
+async def scheme_reason(endpoints: list[str]) -> str | None:
+    """The one-line reason when an endpoint's scheme is not what it serves: http:// to a TLS etcd (it hangs up
+    on a plain request), https:// to a plain one (it hangs up on a ClientHello); both look like a member going
+    away, so this asks with a bare handshake. None when every scheme fits (or nothing answers)."""
     for endpoint in endpoints:
-        if endpoint.startswith("http://") and await speaks_tls(endpoint):
+        tls = await speaks_tls(endpoint)
+        if endpoint.startswith("http://") and tls:
             return (f"{endpoint} serves TLS but --store says http://: use --store https://… with --store-ca (and "
                     "--store-cert/--store-key when etcd runs with --client-cert-auth)")
+        if endpoint.startswith("https://") and tls is False:
+            return plain_https_reason(endpoint)
     return None
 
 
-__all__ = ["NO_TLS", "StoreTls", "check_flags", "client_context", "plain_http_reason", "speaks_tls",
+def plain_https_reason(endpoint: str) -> str:
+    return (f"{endpoint} does not speak TLS (a plain-HTTP etcd?): use --store http://… or start etcd with "
+            "--cert-file and --key-file")
+
+
+__all__ = ["NO_TLS", "StoreTls", "check_flags", "client_context", "plain_https_reason", "scheme_reason", "speaks_tls",
            "tls_reason"]
