@@ -95,3 +95,19 @@ def test_tls_files_for_a_plain_store_end_the_join() -> None:
             "storeTLS": StoreCredentials(ca="-----BEGIN CERTIFICATE-----").to_json()}
     with pytest.raises(JoinError, match="TLS files for a plain-HTTP store"):
         parse_answer("https://a:1", 200, body)
+
+
+def test_the_agents_store_flags_are_checked_before_it_starts() -> None:
+    from meshd.cli.common import CliError
+    from meshd.cli.main import build_agent_options
+
+    values = {"store": "https://10.0.0.1:2379", "store_ca": "ca.crt", "store_cert": "c.crt", "store_key": "c.key"}
+    assert build_agent_options(values, None) == values
+    for bad, says in (({"store_ca": "ca.crt"}, "go with --store https://"),
+                      ({"join": "abcdef.0123456789abcdef", "store_cert": "c.crt", "store_key": "c.key"},
+                       "gets them from the cluster"),
+                      ({"store": "http://h:1", "store_ca": "ca.crt"}, "plain http:// but TLS files"),
+                      ({"store": "https://h:1", "store_key": "c.key"}, "--store-key without --store-cert"),
+                      ({"store": "ftp://h:1"}, "expected https://")):
+        with pytest.raises(CliError, match=says):
+            build_agent_options(bad, None)
