@@ -62,9 +62,44 @@ def _fraction(value: Any) -> bool:
     return isinstance(value, float) and not value.is_integer() and math.isfinite(value)
 
 
+def _pod_spec_has_fraction(spec: Any) -> bool:
+    if not isinstance(spec, dict):
+        return False
+    if type(spec.get("terminationGracePeriodSeconds")) is float or type(spec.get("activeDeadlineSeconds")) is float:
+        return True
+    for group in ("containers", "initContainers"):
+        for container in spec.get(group) or ():
+            if not isinstance(container, dict):
+                continue
+            for probe_name in _PROBES:
+                probe = container.get(probe_name)
+                if probe and any(type(probe.get(key)) is float for key in _PROBE_SECONDS):
+                    return True
+            if "lifecycle" in container:
+                return True  # rare: the full walk decides
+    return False
+
+
+def _has_fraction(obj: dict[str, Any]) -> bool:
+    """A quick look for a float where meshd takes fractions (most objects have none: no walk, no copy)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return False
+    if any(type(spec.get(key)) is float for key in _SPEC_SECONDS):
+        return True
+    if "containers" in spec:
+        return _pod_spec_has_fraction(spec)
+    template = spec.get("template")
+    if isinstance(template, dict):
+        return _pod_spec_has_fraction(template.get("spec"))
+    return "jobTemplate" in spec
+
+
 def for_clients(obj: dict[str, Any]) -> dict[str, Any]:
     """The object with whole seconds and the exact values in the annotation; the same object when it has no
     fraction (the common case: nothing copied)."""
+    if not _has_fraction(obj):
+        return obj
     exact = {path: holder[key] for holder, key, path in _slots(obj) if _fraction(holder.get(key))}
     if not exact:
         return obj
