@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from meshd.api.auth import load_or_create_token
 from meshd.model.security import SecuritySupport
+from meshd.cluster.servicerange import ServiceRangeError, driver_problem, parse_service_range, stale_range_addresses
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -104,6 +105,7 @@ class AgentOptions:
     server: str | None = None  # --server https://HOST:PORT: join through this agent (no DNS-SD discovery)
     join_timeout: float = 15.0  # how long --join looks for the cluster over DNS-SD
     token_ttl: float = 24 * 3600.0  # the first join token's lifetime (the agent that creates the cluster)
+    service_cluster_ip_range: str | None = None  # CIDR; with --store, the cluster's (its first agent's choice)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -180,6 +182,7 @@ class Agent:
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
         self.cluster: ClusterMember | None = None
         self.cluster_advert: ClusterAdvertiser | None = None  # _meshd._tcp, for nodes joining (--join)
+        self.cluster_range: ipaddress.IPv4Network | None = None  # with --store: the cluster's Service range
         if options.store:
             from meshd.api.kube import pod as kube_pod
             from meshd.cluster.member import ClusterMember, ClusterOptions
@@ -243,6 +246,7 @@ class Agent:
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         if self.cluster is not None:
             await self.cluster.open_store()
+            await self._use_cluster_range()
         else:
             from meshd.cluster.member import single_node_metrics
 
@@ -302,13 +306,30 @@ class Agent:
         ranges = slot.ranges
         if self.options.driver == "process":
             self.driver.pod_network = ipaddress.ip_network(ranges.process_pods)  # type: ignore[attr-defined]
-        self.controller.addresses = AddressAllocator(
-            ranges.docker_services if self.options.driver == "docker" else ranges.process_services)
+        chosen = self.options.service_cluster_ip_range if self.cluster is None else None  # a cluster's: later
+        self.controller.addresses = AddressAllocator(str(parse_service_range(chosen)) if chosen else (
+            ranges.docker_services if self.options.driver == "docker" else ranges.process_services))
         if self.options.sidecar_metrics is None:
             self.sidecar.metrics = f"127.0.0.1:{ranges.sidecar_metrics_port}"
         log.info("host slot %d: Service addresses in %s%s, sidecar metrics on %s", slot.slot,
                  self.controller.addresses.pool,
                  f", pods in {ranges.process_pods}" if self.options.driver == "process" else "", self.sidecar.metrics)
+
+    async def _use_cluster_range(self) -> None:
+        """The cluster's Service range (decided by its first agent, kept in the store): this agent allocates and
+        serves Service addresses from it, whatever its driver (the Docker driver on its bridge, the process
+        driver on lo), so an address means the same Service on every node."""
+        from meshd.cluster.servicerange import ensure_service_range
+
+        assert self.cluster is not None and self.cluster.store is not None and self.slot is not None
+        wanted = self.options.service_cluster_ip_range
+        self.cluster_range = network = await ensure_service_range(
+            self.cluster.store, wanted=parse_service_range(wanted) if wanted else None,
+            default=ipaddress.IPv4Network(self.slot.ranges.cluster_services))
+        self.controller.addresses = AddressAllocator(str(network))
+        if problem := driver_problem(network, self.options.driver):
+            log.warning("%s", problem)
+        log.info("Service addresses from the cluster's range %s", network)
 
     async def _reclaim_service_addresses(self) -> None:
         """Removes the Service addresses on the bridge that no live agent owns: those of slots nobody holds
@@ -320,8 +341,11 @@ class Agent:
         known, held = await asyncio.to_thread(slot_states, default_run_dir())
         listening = await asyncio.to_thread(listening_addresses)
         present = await listing()
-        for address in stale_addresses(present, known=known, held=held, own=self.slot.slot, mine=self._owned(),
-                                       listening=listening):
+        stale = stale_addresses(present, known=known, held=held, own=self.slot.slot, mine=self._owned(),
+                                listening=listening)
+        if self.cluster_range is not None:  # the cluster's range: what a dead agent of this cluster left
+            stale += stale_range_addresses(present, self.cluster_range, mine=self._owned(), listening=listening)
+        for address in stale:
             if address not in self._owned():  # decided now: a Service applied meanwhile keeps its address
                 await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
                 log.info("reclaimed the Service address %s (no live agent owns it)", address)
@@ -390,7 +414,7 @@ class Agent:
         if self.cluster is not None:
             await self.cluster.close()
         await self.controller.close(stop_pods=stop_pods)
-        if stop_pods:
+        if stop_pods or self.cluster_range is not None and self.options.driver == "process":  # lo's go too
             for info in self.registry.services():
                 if info.address:
                     self._service_address(info.address, False)
@@ -458,7 +482,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError, StoreError, SlotError) as error:
+    except (DriverError, OSError, StoreError, SlotError, ServiceRangeError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1
