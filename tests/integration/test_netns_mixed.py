@@ -128,6 +128,18 @@ def from_container(container: str, url: str, tries: int = 40) -> set[str]:
     return answered(out.stdout)
 
 
+def gateway_counts(lan: TestLan, i: int) -> dict[str, float]:
+    """Host i's node sidecar's mesh counters: connections its gateway let through to a pod, connections it made
+    to other nodes' gateways."""
+    where = re.findall(r"sidecar metrics on (\S+)", lan.hosts[i].log.read_text())[-1]
+    text = lan.run(i, "curl", "-sf", "-m", "5", f"http://{where}/metrics", check=True).stdout
+    def value(pattern: str) -> float:
+        found = re.search(rf"^{pattern} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+    return {"accepted": value("meshd_sidecar_mesh_gateway_connections_total"),
+            "outbound": value(r'meshd_sidecar_mesh_outbound_connections_total\{result="made"\}')}
+
+
 def app_container(agent_id: str) -> str:
     """The id of a web container the machine's agent runs on the Docker engine."""
     out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.meshd.agent={agent_id}",
@@ -173,8 +185,11 @@ def test_one_service_address_on_process_and_docker_nodes(
                 wait_for(lambda url=url: from_container(container, url) == every, timeout=120,
                          what=f"all 6 replicas answering {url} inside a container on the Docker node",
                          explain=lan.explain)
+            # the other nodes' replicas came through the mesh gateways (mutual TLS), both ways across drivers
+            counts = {lan.hosts[i].name: gateway_counts(lan, i) for i in (0, machine.index)}
+            assert all(c["accepted"] > 0 and c["outbound"] > 0 for c in counts.values()), counts
             print(f"Service range {service_range}, web at {address}: 6 replicas (2 per node) answer from host0, "
-                  f"host1, the machine and a container on it")
+                  f"host1, the machine and a container on it; mesh counters {counts}")
     finally:
         remove_agent_containers(agent_id)
         _remove_bridge_addresses(service_range)
