@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING
 
 from meshd.api.auth import load_or_create_token
 from meshd.model.security import SecuritySupport
-from meshd.cluster.servicerange import ServiceRangeError, driver_problem, parse_service_range, stale_range_addresses
+from meshd.cluster.servicerange import (
+    ServiceRangeError,
+    cluster_service_range,
+    parse_service_range,
+    stale_range_addresses,
+)
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -324,19 +329,12 @@ class Agent:
 
     async def _use_cluster_range(self) -> None:
         """The cluster's Service range (decided by its first agent, kept in the store): this agent allocates and
-        serves Service addresses from it, whatever its driver (the Docker driver on its bridge, the process
-        driver on lo), so an address means the same Service on every node."""
-        from meshd.cluster.servicerange import ensure_service_range
-
+        serves Service addresses from it, whatever its driver."""
         assert self.cluster is not None and self.cluster.store is not None and self.slot is not None
-        wanted = self.options.service_cluster_ip_range
-        self.cluster_range = network = await ensure_service_range(
-            self.cluster.store, wanted=parse_service_range(wanted) if wanted else None,
-            default=ipaddress.IPv4Network(self.slot.ranges.cluster_services))
-        self.controller.addresses = AddressAllocator(str(network))
-        if problem := driver_problem(network, self.options.driver):
-            log.warning("%s", problem)
-        log.info("Service addresses from the cluster's range %s", network)
+        self.cluster_range = await cluster_service_range(self.cluster.store, flag=self.options.service_cluster_ip_range,
+                                                         default=self.slot.ranges.cluster_services,
+                                                         driver=self.options.driver)
+        self.controller.addresses = AddressAllocator(str(self.cluster_range))
 
     async def _reclaim_service_addresses(self) -> None:
         """Removes the Service addresses on the bridge that no live agent owns: those of slots nobody holds

@@ -96,6 +96,18 @@ async def ensure_service_range(store: Store, *, wanted: ipaddress.IPv4Network | 
     raise StoreError("the cluster's Service range was written by another agent but cannot be read yet")
 
 
+async def cluster_service_range(store: Store, *, flag: str | None, default: str,
+                                driver: str) -> ipaddress.IPv4Network:
+    """The range an agent on `driver` uses in the cluster: ensure_service_range with the flag (if given) and the
+    default, a driver that cannot serve it said in the log."""
+    network = await ensure_service_range(store, wanted=parse_service_range(flag) if flag else None,
+                                         default=ipaddress.IPv4Network(default))
+    if problem := driver_problem(network, driver):
+        log.warning("%s", problem)
+    log.info("Service addresses from the cluster's range %s", network)
+    return network
+
+
 def driver_problem(network: ipaddress.IPv4Network, driver: str) -> str | None:
     """Why `driver`'s pods cannot reach Service addresses of `network` on this node, or None."""
     if driver == "docker" and network.subnet_of(LOOPBACK):
@@ -111,6 +123,6 @@ def stale_range_addresses(present: Iterable[str], network: ipaddress.IPv4Network
     return [a for a in present if ipaddress.IPv4Address(a) in network and a not in mine and a not in listening]
 
 
-__all__ = ["SERVICE_CIDR_KIND", "SERVICE_CIDR_NAME", "ServiceRangeError", "decide_range", "driver_problem",
-           "ensure_service_range", "parse_service_range", "range_of", "service_cidr_object",
+__all__ = ["SERVICE_CIDR_KIND", "SERVICE_CIDR_NAME", "ServiceRangeError", "cluster_service_range", "decide_range",
+           "driver_problem", "ensure_service_range", "parse_service_range", "range_of", "service_cidr_object",
            "stale_range_addresses"]

@@ -12,6 +12,7 @@ from meshd.cluster.servicerange import (
     SERVICE_CIDR_KIND,
     SERVICE_CIDR_NAME,
     ServiceRangeError,
+    cluster_service_range,
     decide_range,
     driver_problem,
     ensure_service_range,
@@ -92,6 +93,17 @@ async def test_an_agent_that_loses_the_race_takes_the_winners_range() -> None:
             return await store.transaction(operations)  # type: ignore[arg-type]
 
     assert await ensure_service_range(Racing(), wanted=None, default=DEFAULT) == net("10.99.0.0/16")  # type: ignore[arg-type]
+
+
+async def test_a_docker_node_joining_a_loopback_range_says_it_cannot_serve_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = ObjectStore()
+    assert await cluster_service_range(store, flag="127.96.0.0/16", default=str(DEFAULT), driver="process") == net(
+        "127.96.0.0/16")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert await cluster_service_range(store, flag=None, default="10.96.128.0/17", driver="docker") == net(
+        "127.96.0.0/16")
+    assert any("cannot reach Service addresses" in r.getMessage() for r in caplog.records)
 
 
 def test_docker_nodes_cannot_serve_a_loopback_range() -> None:
