@@ -130,9 +130,12 @@ def from_container(container: str, url: str, tries: int = 40) -> set[str]:
 
 def gateway_counts(lan: TestLan, i: int) -> dict[str, float]:
     """Host i's node sidecar's mesh counters: connections its gateway let through to a pod, connections it made
-    to other nodes' gateways."""
-    where = re.findall(r"sidecar metrics on (\S+)", lan.hosts[i].log.read_text())[-1]
+    to other nodes' gateways (its metrics address as its agent lists it for Prometheus)."""
+    status, groups = lan.api(i, "/v1/prometheus/targets")
+    assert status == 200, groups
+    [where] = [t for g in groups if g["labels"].get("meshd_component") == "sidecar" for t in g["targets"]]
     text = lan.run(i, "curl", "-sf", "-m", "5", f"http://{where}/metrics", check=True).stdout
+
     def value(pattern: str) -> float:
         found = re.search(rf"^{pattern} (\S+)$", text, re.M)
         return float(found.group(1)) if found else 0.0
