@@ -340,8 +340,8 @@ class Agent:
         """Removes the Service addresses on the bridge that no live agent owns: those of slots nobody holds
         (agents whose state is gone, or older agents), and this agent's own that no Service has any more."""
         listing = getattr(self.driver, "service_addresses", None)
-        if listing is None or self.slot is None:
-            return
+        if listing is None or self.slot is None or self.options.driver == "process" and self.cluster_range is None:
+            return  # a standalone process driver's are in 127/8: nothing on a link to reclaim
         # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
         known, held = await asyncio.to_thread(slot_states, default_run_dir())
         listening = await asyncio.to_thread(listening_addresses)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import statistics
 import subprocess
 from collections import Counter
 from collections.abc import Callable
@@ -76,13 +77,15 @@ spec:
   ports: [{name: http, port: 80, targetPort: http}]
 """
 NAME = "web.default.svc.cluster.local"
-ANSWER = re.compile(r"^(web-\S+) on (host\d|machine)$", re.M)
+ANSWER = re.compile(r"^(web-\S+) on (host\d|machine)(?:\t(\S+))?$", re.M)  # FETCH adds the seconds it took
 
 FETCH = """\
-import sys, urllib.request
+import sys, time, urllib.request
 for _ in range(int(sys.argv[2])):
     try:
-        print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip(), flush=True)
+        started = time.perf_counter()
+        body = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip()
+        print(f"{body}\t{time.perf_counter() - started:.6f}", flush=True)
     except Exception as error:
         print("failed:", error, flush=True)
 """
@@ -105,7 +108,7 @@ def spread(lan: TestLan) -> Counter[str] | None:
 
 
 def answered(out: str) -> set[str]:
-    return {name for name, _ in ANSWER.findall(out)}
+    return {name for name, _, _ in ANSWER.findall(out)}
 
 
 def from_host(lan: TestLan, i: int, url: str, tries: int = 40) -> set[str]:
@@ -123,9 +126,21 @@ def diagnose(lan: TestLan, i: int, url: str) -> str:
 
 def from_container(container: str, url: str, tries: int = 40) -> set[str]:
     """The replicas answering `tries` requests to `url` from inside a container on the Docker node."""
+    return answered(fetch_in(container, url, tries))
+
+
+def fetch_in(container: str, url: str, tries: int) -> str:
     out = subprocess.run(["docker", "exec", container, "/usr/bin/python3", "-c", FETCH, url, str(tries)],
                          capture_output=True, text=True, timeout=240, check=False)
-    return answered(out.stdout)
+    return out.stdout
+
+
+def median_ms_by_node(out: str) -> dict[str, float]:
+    """Median time of a request (a new connection each) by the node of the replica that answered, ms."""
+    times: dict[str, list[float]] = {}
+    for _, node, seconds in ANSWER.findall(out):
+        times.setdefault(node, []).append(float(seconds) * 1000)
+    return {node: round(statistics.median(values), 2) for node, values in sorted(times.items())}
 
 
 def gateway_counts(lan: TestLan, i: int) -> dict[str, float]:
@@ -193,6 +208,12 @@ def test_one_service_address_on_process_and_docker_nodes(
             assert all(c["accepted"] > 0 and c["outbound"] > 0 for c in counts.values()), counts
             print(f"Service range {service_range}, web at {address}: 6 replicas (2 per node) answer from host0, "
                   f"host1, the machine and a container on it; mesh counters {counts}")
+            # a figure, not a check: the local replicas (one sidecar) against other nodes' (two sidecars and
+            # mutual TLS across the bridge), from either kind of node
+            print("median ms by serving node, 300 requests from a container on the Docker node:",
+                  median_ms_by_node(fetch_in(container, f"http://{address}/", 300)), "; from host0:",
+                  median_ms_by_node(lan.run(0, "/usr/bin/python3", "-c", FETCH, f"http://{address}/", "300",
+                                            timeout=240).stdout))
     finally:
         remove_agent_containers(agent_id)
         _remove_bridge_addresses(service_range)
