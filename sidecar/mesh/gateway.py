@@ -1,8 +1,9 @@
 """The mesh gateway: this node's inbound door for other nodes' sidecars (`--mesh-listen`, default port 4143 as
 Linkerd's inbound). TLS 1.3 with a client certificate from the cluster CA, then the peer checked (revoked serial,
-deleted node: refused); the client names one pod endpoint (`CONNECT ip:port`), which must be one of THIS node's
-endpoints (never an arbitrary address: no open relay), and bytes pass both ways with back-pressure and
-half-close (meshd/1 frames on the TLS side, plain TCP on the pod's)."""
+deleted node: refused); the client names one pod endpoint (`CONNECT ip:port`, or `UDP ip:port` for a UDP flow),
+which must be one of THIS node's endpoints (never an arbitrary address: no open relay), and bytes pass both ways
+with back-pressure and half-close (meshd/1 frames on the TLS side, plain TCP on the pod's), or datagrams
+(sidecar/mesh/udptunnel.py: framed on the TLS side, a UDP socket on the pod's)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 from ..accept import Acceptor
 from .identity import Contexts, MeshIdentity
 from .stats import MESH_STATS
-from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_connect
+from .udptunnel import PodDatagrams
+from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ WRITE_HIGH = 256 * 1024
 PREAMBLE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
-Allowed = Callable[[str, int], bool]  # is (address, port) one of this node's pod endpoints?
+Allowed = Callable[[str, int, str], bool]  # is (address, port, "tcp" or "udp") one of this node's pod endpoints?
 
 
 class MeshGateway:
@@ -90,7 +92,7 @@ class GatewayConnection(asyncio.Protocol):
         self.gateway = gateway
         self.transport: Any = None
         self.buf = b""
-        self.pod: PodSide | None = None
+        self.pod: PodSide | PodDatagrams | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.deframer = Deframer()
         self.timer: asyncio.TimerHandle | None = None
@@ -151,16 +153,17 @@ class GatewayConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         try:
-            address, port = parse_connect(line)
+            protocol, address, port = parse_request(line)
         except ValueError as error:
             self._refuse(f"bad CONNECT: {error}")
             return
-        if not self.gateway.allowed(address, port):
-            self._refuse(f"{address}:{port} is not a pod endpoint of this node")
+        if not self.gateway.allowed(address, port, protocol):
+            self._refuse(f"{address}:{port}{'/udp' if protocol == 'udp' else ''} is not a pod endpoint of this node")
             return
         self.buf = rest
         self.transport.pause_reading()
-        self.connecting = asyncio.get_running_loop().create_task(self._connect(address, port))
+        opening = self._connect(address, port) if protocol == "tcp" else self._open_udp(address, port)
+        self.connecting = asyncio.get_running_loop().create_task(opening)
 
     async def _connect(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -173,7 +176,16 @@ class GatewayConnection(asyncio.Protocol):
                 self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}", "connect")
             return
 
-    def pod_connected(self, pod: PodSide) -> None:
+    async def _open_udp(self, address: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(lambda: PodDatagrams(self, self.pod_connected),
+                                                remote_addr=(address, port))
+        except OSError as error:
+            if not self.done:
+                self._refuse(f"cannot open a UDP socket to {address}:{port}: {error}", "connect")
+
+    def pod_connected(self, pod: PodSide | PodDatagrams) -> None:
         """OK goes out before anything the pod sends (a server that speaks first, as h2's SETTINGS)."""
         if self.done:
             pod.transport.close()
@@ -247,12 +259,18 @@ class PodSide(asyncio.Protocol):
 
 def local_endpoints(table: Any) -> Allowed:
     """The gateway's rule from the sidecar's table: (address, port) of an endpoint of this node (one without a
-    gateway of its own) on one of its Service ports."""
+    gateway of its own) on one of its Service ports; for a UDP flow, on one of its `protocol: UDP` ports."""
 
-    def allowed(address: str, port: int) -> bool:
+    def allowed(address: str, port: int, protocol: str = "tcp") -> bool:
         for svc in table.services.values():
             for ep in (*svc.endpoints.values(), *svc.draining.values()):
-                if not ep.gateway and ep.address == address and port in ep.ports.values():
+                if ep.gateway or ep.address != address:
+                    continue
+                if protocol != "udp":
+                    if port in ep.ports.values():
+                        return True
+                elif svc.info is not None and any(p.protocol.upper() == "UDP" and svc.target_port(ep, p.name) == port
+                                                  for p in svc.info.ports):
                     return True
         return False
 

@@ -1,7 +1,8 @@
 """The `meshd/1` protocol between a sidecar and another node's mesh gateway, inside mutual TLS (ALPN
 `meshd/1`), pure:
 
-    client: CONNECT <podIP>:<port>\\n            (one ASCII line, at most 256 bytes)
+    client: CONNECT <podIP>:<port>\\n            (one ASCII line, at most 256 bytes: a TCP connection to the pod)
+        or: UDP <podIP>:<port>\\n                (a UDP flow: the stream carries datagrams, sidecar/mesh/datagrams.py)
     gateway: OK\\n   or   ERR <reason>\\n          (ERR: the gateway closes)
     then both ways: frames of a 4-byte big-endian length and that many bytes; a length of 0 is the end of
     that direction's stream (a half-close: TLS in asyncio has none, so the FIN travels as a frame).
@@ -17,20 +18,34 @@ FIN = b"\x00\x00\x00\x00"
 OK = b"OK\n"
 
 
-def connect_line(address: str, port: int) -> bytes:
+VERBS = {"tcp": "CONNECT", "udp": "UDP"}  # the line's verb per protocol of the pod's port
+PROTOCOLS = {verb: protocol for protocol, verb in VERBS.items()}
+
+
+def connect_line(address: str, port: int, *, protocol: str = "tcp") -> bytes:
     host = f"[{address}]" if ":" in address else address
-    return f"CONNECT {host}:{port}\n".encode()
+    return f"{VERBS[protocol]} {host}:{port}\n".encode()
 
 
 def parse_connect(line: bytes) -> tuple[str, int]:
     """(address, port) of a CONNECT line (without its newline); ValueError naming what is wrong."""
+    protocol, address, port = parse_request(line)
+    if protocol != "tcp":
+        raise ValueError("expected CONNECT, got 'UDP'")
+    return address, port
+
+
+def parse_request(line: bytes) -> tuple[str, str, int]:
+    """(protocol "tcp" or "udp", address, port) of a CONNECT or UDP line (without its newline); ValueError
+    naming what is wrong."""
     try:
         text = line.decode("ascii").strip()
     except UnicodeDecodeError:
         raise ValueError("not ASCII") from None
     verb, _, target = text.partition(" ")
-    if verb != "CONNECT":
-        raise ValueError(f"expected CONNECT, got {verb[:16]!r}")
+    protocol = PROTOCOLS.get(verb)
+    if protocol is None:
+        raise ValueError(f"expected CONNECT or UDP, got {verb[:16]!r}")
     host, sep, port = target.rpartition(":")
     host = host.strip("[]")
     try:
@@ -40,7 +55,7 @@ def parse_connect(line: bytes) -> tuple[str, int]:
         raise ValueError(f"not an IP address and port: {target[:64]!r}") from None
     if not sep or not 0 < number < 65536:
         raise ValueError(f"not an IP address and port: {target[:64]!r}")
-    return address, number
+    return protocol, address, number
 
 
 def parse_answer(line: bytes) -> str | None:
