@@ -2,7 +2,8 @@
 process driver, one etcd): a StatefulSet's claim used on the node that does not lead gets its volume on that
 node (a directory under that node's state dir, the PersistentVolume's nodeAffinity naming it), not on the
 leader's; its pod deleted comes back on that node with the data it wrote; and with its template changed to prefer
-the leader's node, the new pod still goes where its volume is (the scheduler's volume node affinity)."""
+the leader's node, the new pod still goes where its volume is (the scheduler's volume node affinity); its claim
+deleted, that node removes the storage and the PersistentVolume."""
 
 from __future__ import annotations
 
@@ -122,3 +123,11 @@ def test_a_claim_used_on_a_node_that_does_not_lead_lives_on_that_node(lan: TestL
     assert third["spec"]["nodeName"] == target.name, third["spec"]
     assert "affinity" in third["spec"] and "nodeSelector" not in third["spec"], third["spec"]
     wait_for(lambda: len(lines(data)) == 3, timeout=30, what="db-0's third line", explain=explain)
+
+    # the claim deleted (reclaimPolicy Delete): the node that holds the volume removes its storage, then the PV
+    for args in (("delete", "statefulset", "db"), ("delete", "pvc", "data-db-0", "--wait=false")):
+        out = lan.kubectl(0, *args)
+        assert out.returncode == 0, out.stderr
+    wait_for(lambda: not data.parent.exists(), timeout=90, what=f"{data.parent} removed", explain=explain)
+    wait_for(lambda: lan.api(0, "/api/v1/persistentvolumes")[1].get("items") == [], timeout=30,
+             what="no PersistentVolume left", explain=explain)

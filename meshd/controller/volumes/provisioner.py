@@ -46,6 +46,7 @@ RETRY_SECONDS = 5.0
 HOST_PATH_FRESH = 2.0  # seconds a hostPath's or a volume's check is trusted
 CHECKING = "checking"  # mounts_for's problem while a hostPath is being looked at (off the event loop)
 SOURCE = "the volume controller"
+RELEASED_GRACE = 5.0  # seconds a node's volume is seen Released before that node removes it (in a cluster)
 PROTECTION = "kubernetes.io/pvc-protection"
 
 
@@ -55,6 +56,8 @@ class VolumeController:
         self.status = VolumeStatus()
         self.backend = volume_backend(controller.driver, controller.state_dir)
         self._running = False
+        self._reclaiming = False
+        self._released: dict[str, float] = {}  # this node's volumes Released (in a cluster) -> since when
         self._failed_at: dict[Action, float] = {}
         self._reported: dict[tuple[str, str, str], str] = {}  # object -> the last reason an event gave
         self._host_paths: dict[tuple[str, str], tuple[float, str | None]] = {}  # (path, type) -> (when, problem)
@@ -117,7 +120,9 @@ class VolumeController:
             (w.namespace, w.node, w.spec, w.terminating) for w in sorted(c.managed.values(), key=lambda w: w.created))
         actions = [a for a in plan(list(state.claims.values()), state.volumes, state.classes,
                                    consumers=state.consumers, consumer_nodes=nodes)
-                   if now - self._failed_at.get(a, -RETRY_SECONDS) >= RETRY_SECONDS]
+                   if now - self._failed_at.get(a, -RETRY_SECONDS) >= RETRY_SECONDS
+                   and not (isinstance(a, Reclaim) and nodes is not None
+                            and volume_nodes(state.volumes[a.volume].raw) is not None)]  # its node's: reclaim_here
         finalize = sorted(k for k in self.status.terminating if k not in state.consumers)
         if self._running or not (actions or finalize):
             return
@@ -334,6 +339,41 @@ class VolumeController:
         return message
 
     # --- volumes of one node (in a cluster: meshd.controller.volumes.nodelocal) ---------------------------
+
+    def reclaim_here(self) -> None:
+        """In a cluster, on every node (the kubelet's pass): this node's provisioned volumes Released with
+        reclaimPolicy Delete for RELEASED_GRACE seconds (a claim written just after its volume is not yet seen
+        as Released) lose their storage, then their PersistentVolume."""
+        c = self.controller
+        if c.cluster is None or self._reclaiming:
+            return
+        state = storage_state(c)
+        now = c.now()
+        released = {name for name, v in state.volumes.items() if v.csi_driver == LOCAL_PROVISIONER
+                    and v.reclaim_policy == "Delete" and self._here(v, strict=True)
+                    and volume_phase(v, state.claims) == "Released"}
+        self._released = {name: self._released.get(name, now) for name in released}
+        due = [name for name, since in self._released.items() if now - since >= RELEASED_GRACE]
+        if due:
+            self._reclaiming = True
+            c._tasks.spawn(self._reclaim_here(due, [state.volumes[name] for name in due]), name="volume reclaim")
+
+    async def _reclaim_here(self, names: list[str], volumes: list[PersistentVolume]) -> None:
+        c = self.controller
+        try:
+            for name, volume in zip(names, volumes, strict=True):
+                try:
+                    await self.backend.remove(volume.volume_handle)
+                    stored = c.store.get(PV, "", name)
+                    if stored is not None:
+                        await c.store.delete(PV, "", name, resource_version=stored["metadata"]["resourceVersion"])
+                    self._released.pop(name, None)
+                    log.info("volumes: removed PersistentVolume %s and its storage on this node", name)
+                except (DriverError, StoreError, OSError) as error:
+                    self._released[name] = c.now()  # tried again after the grace
+                    log.warning("volumes: cannot remove PersistentVolume %s on this node: %s", name, error)
+        finally:
+            self._reclaiming = False
 
     def _here(self, volume: PersistentVolume, *, strict: bool = False) -> bool:
         """Whether the volume's storage is on this node: one without a node (a single node's; `strict`: no) or
