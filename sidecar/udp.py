@@ -139,8 +139,9 @@ class Flow(asyncio.DatagramProtocol):
         ep = self.ep
         if ep.gateway:  # another node's pod: through its gateway, over mutual TLS
             try:
-                _, end = await connect_endpoint(lambda: TunnelEnd(self), address, port, gateway=ep.gateway,
-                                                node=ep.node, protocol="udp")
+                async with asyncio.timeout(self.listener.options.connect_timeout):
+                    _, end = await connect_endpoint(lambda: TunnelEnd(self), address, port, gateway=ep.gateway,
+                                                    node=ep.node, protocol="udp")
             except (OSError, TimeoutError) as e:
                 log.info("%s: cannot open a UDP flow to %s on node %s: %s", self.service.label, ep.name, ep.node, e)
                 self.refused()
