@@ -2,8 +2,8 @@
 process driver, one etcd): a StatefulSet's claim used on the node that does not lead gets its volume on that
 node (a directory under that node's state dir, the PersistentVolume's nodeAffinity naming it), not on the
 leader's; its pod deleted comes back on that node with the data it wrote; and with its template changed to prefer
-the leader's node, the new pod still goes where its volume is (the scheduler's volume node affinity); its claim
-deleted, that node removes the storage and the PersistentVolume."""
+the leader's node, the new pod still goes where its volume is (the scheduler's volume node affinity); the node restarted, its pod
+runs there again on its data; its claim deleted, that node removes the storage and the PersistentVolume."""
 
 from __future__ import annotations
 
@@ -110,6 +110,14 @@ def test_a_claim_used_on_a_node_that_does_not_lead_lives_on_that_node(lan: TestL
                       explain=explain)
     assert second[0] == first[0], second  # what the first pod wrote is still there
 
+    # the node itself restarted (every process in its namespace killed, its agent started again): the pod runs
+    # there again on the same volume (not reported gone while its agent looked at its storage again)
+    lan.restart_host(target.index)
+    wait_for(lambda: len(lines(data)) == 3, timeout=120, what="db-0's line after the node's restart",
+             explain=explain)
+    assert "is gone" not in target.log.read_text(), target.log.read_text()[-3000:]
+    again = wait_for(lambda: db_pod(lan), timeout=60, what="db-0 running after the restart", explain=explain)
+
     # a new template that prefers the leader's node and selects none: the volume keeps the pod where it is
     patch = ('{"spec": {"template": {"spec": {"nodeSelector": null, "affinity": {"nodeAffinity": '
              '{"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": '
@@ -122,7 +130,7 @@ def test_a_claim_used_on_a_node_that_does_not_lead_lives_on_that_node(lan: TestL
                      what="db-0 running from the new template", explain=explain)
     assert third["spec"]["nodeName"] == target.name, third["spec"]
     assert "affinity" in third["spec"] and "nodeSelector" not in third["spec"], third["spec"]
-    wait_for(lambda: len(lines(data)) == 3, timeout=30, what="db-0's third line", explain=explain)
+    wait_for(lambda: len(lines(data)) == 4, timeout=30, what="db-0's fourth line", explain=explain)
 
     # the claim deleted (reclaimPolicy Delete): the node that holds the volume removes its storage, then the PV
     for args in (("delete", "statefulset", "db"), ("delete", "pvc", "data-db-0", "--wait=false")):

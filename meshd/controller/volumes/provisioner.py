@@ -83,8 +83,10 @@ class VolumeController:
                        if kind == PV and isinstance(r.obj, PersistentVolume) and r.obj.csi_driver == LOCAL_PROVISIONER
                        and self._here(r.obj)}
         held = {self._resolved(handle): name for handle, name in held.items()}
+        made = await asyncio.to_thread(self._made_here)
         for handle, name in provisioned.items():
-            if handle not in held:
+            volume = c.objects[(PV, "", name)].obj
+            if handle not in held and (volume_nodes(volume.raw) is None or name in made):  # else: made at admission
                 self.status.failed[name] = f"its storage {handle} ({self.backend.kind}) is gone"
                 log.warning("volumes: PersistentVolume %s: its storage %s is gone", name, handle)
         for handle, name in held.items():
@@ -332,6 +334,7 @@ class VolumeController:
             claim = found[1].claim_ref
             await self.backend.create(pv, {LABEL_CLAIM: f"{claim.namespace}/{claim.name}" if claim else ""})
             await asyncio.to_thread(self._record_made, pv)
+            self.status.failed.pop(pv, None)
             log.info("volumes: made the storage of PersistentVolume %s on this node (%s)", pv, handle)
             return None
         message = f"its storage {handle} ({self.backend.kind}) is gone"
@@ -392,10 +395,14 @@ class VolumeController:
         return self.controller.state_dir / "persistent-volumes.made"
 
     def _made(self, pv: str) -> bool:
+        return pv in self._made_here()
+
+    def _made_here(self) -> set[str]:
+        """The volumes (names) this node made in a cluster (its ledger)."""
         try:
-            return pv in self._ledger().read_text().split()
+            return set(self._ledger().read_text().split())
         except FileNotFoundError:
-            return False
+            return set()
 
     def _record_made(self, pv: str) -> None:
         with self._ledger().open("a") as ledger:
