@@ -3,7 +3,7 @@
 A flow is one client address:port. Its first datagram picks an endpoint (least flows by power of two choices,
 `ServiceState.conn_balancer`, over the same endpoints as TCP: every node's, or this node's first for a
 `trafficDistribution: PreferClose` Service, sidecar/topology.py) and opens one upstream socket connected to it,
-or, for another node's endpoint, one mutual-TLS stream through that node's mesh gateway
+or, for another node's endpoint, a flow on the mutual-TLS stream to that node's mesh gateway
 (sidecar/mesh/udptunnel.py); the flow's later datagrams take the same way, and replies go back to the client
 from the listener's socket, so from the Service address. A flow forgets its endpoint after `ProxyOptions.udp_idle_timeout` without a datagram either way,
 when the endpoint refuses (ICMP port unreachable: what was not answered is sent again to another one), or
@@ -19,8 +19,7 @@ import logging
 import socket
 from typing import Any
 
-from .mesh.connect import connect_endpoint
-from .mesh.udptunnel import TunnelEnd
+from .mesh.udptunnel import open_tunnel
 from .proxy import TICKER, ProxyOptions, Route, bound_socket
 from .services import OUT_CONNECT, EndpointState
 
@@ -140,8 +139,7 @@ class Flow(asyncio.DatagramProtocol):
         if ep.gateway:  # another node's pod: through its gateway, over mutual TLS
             try:
                 async with asyncio.timeout(self.listener.options.connect_timeout):
-                    _, end = await connect_endpoint(lambda: TunnelEnd(self), address, port, gateway=ep.gateway,
-                                                    node=ep.node, protocol="udp")
+                    end = await open_tunnel(self, address, port, gateway=ep.gateway, node=ep.node)
             except (OSError, TimeoutError) as e:
                 log.info("%s: cannot open a UDP flow to %s on node %s: %s", self.service.label, ep.name, ep.node, e)
                 self.refused()

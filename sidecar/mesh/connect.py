@@ -1,8 +1,8 @@
 """The one place the sidecar opens a connection to an endpoint, for every codec (HTTP/1 and h2 pools, opaque
 TCP): a local endpoint directly; a remote one (`gateway` set: another node's) through that node's mesh gateway,
 over mutual TLS with this node's certificate, `CONNECT` to the pod, then the codec's protocol speaks to the pod
-as if connected directly (a MeshTransport frames its writes and half-close). A UDP flow to a remote endpoint is
-such a stream too, opened with `protocol="udp"` (sidecar/mesh/udptunnel.py frames its datagrams)."""
+as if connected directly (a MeshTransport frames its writes and half-close). The UDP flows to one node share
+such a stream, opened with `protocol="udp"` (sidecar/mesh/udptunnel.py)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _recheck(identity: MeshIdentity) -> None:
 async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address: str, port: int, *,
                            gateway: str = "", node: str = "", protocol: str = "tcp") -> tuple[Any, Any]:
     """(transport, protocol) connected to `address`:`port`; OSError (or TimeoutError) when it cannot be.
-    `protocol="udp"`: a stream to a remote pod's UDP port through its gateway (never a local endpoint)."""
+    `protocol="udp"`: the stream of UDP flows to the node of `gateway` (address and port unused)."""
     loop = asyncio.get_running_loop()
     if not gateway:
         if protocol != "tcp":

@@ -1,9 +1,10 @@
 """The mesh gateway: this node's inbound door for other nodes' sidecars (`--mesh-listen`, default port 4143 as
 Linkerd's inbound). TLS 1.3 with a client certificate from the cluster CA, then the peer checked (revoked serial,
-deleted node: refused); the client names one pod endpoint (`CONNECT ip:port`, or `UDP ip:port` for a UDP flow),
-which must be one of THIS node's endpoints (never an arbitrary address: no open relay), and bytes pass both ways
-with back-pressure and half-close (meshd/1 frames on the TLS side, plain TCP on the pod's), or datagrams
-(sidecar/mesh/udptunnel.py: framed on the TLS side, a UDP socket on the pod's)."""
+deleted node: refused); the client names one pod endpoint (`CONNECT ip:port`), which must be one of THIS node's
+endpoints (never an arbitrary address: no open relay), and bytes pass both ways with back-pressure and
+half-close (meshd/1 frames on the TLS side, plain TCP on the pod's); or it asks for `DATAGRAMS`, a stream of UDP
+flows, each opened to one of this node's pods' UDP ports (sidecar/mesh/udptunnel.py: a UDP socket per flow on
+the pod's side)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from ..accept import Acceptor
 from .identity import Contexts, MeshIdentity
 from .stats import MESH_STATS
-from .udptunnel import PodDatagrams
+from .udptunnel import PodFlows
 from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_request
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class GatewayConnection(asyncio.Protocol):
         self.gateway = gateway
         self.transport: Any = None
         self.buf = b""
-        self.pod: PodSide | PodDatagrams | None = None
+        self.pod: PodSide | PodFlows | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.deframer = Deframer()
         self.timer: asyncio.TimerHandle | None = None
@@ -157,13 +158,17 @@ class GatewayConnection(asyncio.Protocol):
         except ValueError as error:
             self._refuse(f"bad CONNECT: {error}")
             return
+        if protocol == "udp":  # UDP flows: each OPEN is checked (udptunnel.PodFlows)
+            allowed = self.gateway.allowed
+            self.buf = rest
+            self.pod_connected(PodFlows(self, lambda address, port: allowed(address, port, "udp")))
+            return
         if not self.gateway.allowed(address, port, protocol):
-            self._refuse(f"{address}:{port}{'/udp' if protocol == 'udp' else ''} is not a pod endpoint of this node")
+            self._refuse(f"{address}:{port} is not a pod endpoint of this node")
             return
         self.buf = rest
         self.transport.pause_reading()
-        opening = self._connect(address, port) if protocol == "tcp" else self._open_udp(address, port)
-        self.connecting = asyncio.get_running_loop().create_task(opening)
+        self.connecting = asyncio.get_running_loop().create_task(self._connect(address, port))
 
     async def _connect(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -176,16 +181,7 @@ class GatewayConnection(asyncio.Protocol):
                 self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}", "connect")
             return
 
-    async def _open_udp(self, address: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.create_datagram_endpoint(lambda: PodDatagrams(self, self.pod_connected),
-                                                remote_addr=(address, port))
-        except OSError as error:
-            if not self.done:
-                self._refuse(f"cannot open a UDP socket to {address}:{port}: {error}", "connect")
-
-    def pod_connected(self, pod: PodSide | PodDatagrams) -> None:
+    def pod_connected(self, pod: PodSide | PodFlows) -> None:
         """OK goes out before anything the pod sends (a server that speaks first, as h2's SETTINGS)."""
         if self.done:
             pod.transport.close()

@@ -2,7 +2,7 @@
 `meshd/1`), pure:
 
     client: CONNECT <podIP>:<port>\\n            (one ASCII line, at most 256 bytes: a TCP connection to the pod)
-        or: UDP <podIP>:<port>\\n                (a UDP flow: the stream carries datagrams, sidecar/mesh/datagrams.py)
+        or: DATAGRAMS\\n                          (UDP flows to the gateway's pods: sidecar/mesh/datagrams.py)
     gateway: OK\\n   or   ERR <reason>\\n          (ERR: the gateway closes)
     then both ways: frames of a 4-byte big-endian length and that many bytes; a length of 0 is the end of
     that direction's stream (a half-close: TLS in asyncio has none, so the FIN travels as a frame).
@@ -18,34 +18,46 @@ FIN = b"\x00\x00\x00\x00"
 OK = b"OK\n"
 
 
-VERBS = {"tcp": "CONNECT", "udp": "UDP"}  # the line's verb per protocol of the pod's port
-PROTOCOLS = {verb: protocol for protocol, verb in VERBS.items()}
+DATAGRAMS = "DATAGRAMS"
 
 
 def connect_line(address: str, port: int, *, protocol: str = "tcp") -> bytes:
+    """The line for a TCP connection to address:port, or (protocol "udp") for the stream of UDP flows."""
+    if protocol == "udp":
+        return f"{DATAGRAMS}\n".encode()
+    return f"CONNECT {host_port(address, port)}\n".encode()
+
+
+def host_port(address: str, port: int) -> str:
     host = f"[{address}]" if ":" in address else address
-    return f"{VERBS[protocol]} {host}:{port}\n".encode()
+    return f"{host}:{port}"
 
 
 def parse_connect(line: bytes) -> tuple[str, int]:
     """(address, port) of a CONNECT line (without its newline); ValueError naming what is wrong."""
     protocol, address, port = parse_request(line)
     if protocol != "tcp":
-        raise ValueError("expected CONNECT, got 'UDP'")
+        raise ValueError(f"expected CONNECT, got {DATAGRAMS!r}")
     return address, port
 
 
 def parse_request(line: bytes) -> tuple[str, str, int]:
-    """(protocol "tcp" or "udp", address, port) of a CONNECT or UDP line (without its newline); ValueError
-    naming what is wrong."""
+    """("tcp", address, port) of a CONNECT line, ("udp", "", 0) of a DATAGRAMS line (without its newline);
+    ValueError naming what is wrong."""
     try:
         text = line.decode("ascii").strip()
     except UnicodeDecodeError:
         raise ValueError("not ASCII") from None
-    verb, _, target = text.partition(" ")
-    protocol = PROTOCOLS.get(verb)
-    if protocol is None:
-        raise ValueError(f"expected CONNECT or UDP, got {verb[:16]!r}")
+    if text == DATAGRAMS:
+        return "udp", "", 0
+    verb, _, rest = text.partition(" ")
+    if verb != "CONNECT":
+        raise ValueError(f"expected CONNECT or {DATAGRAMS}, got {verb[:16]!r}")
+    return ("tcp", *parse_target(rest))
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """(address, port) of "address:port" ("[v6]:port"); ValueError naming what is wrong."""
     host, sep, port = target.rpartition(":")
     host = host.strip("[]")
     try:
@@ -55,7 +67,7 @@ def parse_request(line: bytes) -> tuple[str, str, int]:
         raise ValueError(f"not an IP address and port: {target[:64]!r}") from None
     if not sep or not 0 < number < 65536:
         raise ValueError(f"not an IP address and port: {target[:64]!r}")
-    return protocol, address, number
+    return address, number
 
 
 def parse_answer(line: bytes) -> str | None:
