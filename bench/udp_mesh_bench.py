@@ -8,7 +8,9 @@ host1, queried side by side from host1 (its own sidecar, local endpoints: a UDP 
 - steady flows: dnsperf (`-c 4` clients, so 4 flows) for `--seconds`, unthrottled: queries per second and the
   average latency; then at a fixed `--rate` for the latency at the same load.
 
-    python3 -m bench.udp_mesh_bench [--queries 200] [--seconds 10] [--rate 1000]
+`--rounds` interleaved rounds (same node, then across, each round), medians printed.
+
+    python3 -m bench.udp_mesh_bench [--rounds 3] [--queries 200] [--seconds 10] [--rate 1000]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -61,6 +64,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if why := usable():
         sys.exit(why)
@@ -82,15 +86,22 @@ def main() -> None:
         address = lan.kubectl(0, "get", "service", "dns", "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
         for i in (0, 1):
             wait_for(lambda i=i: dig(lan, i, address), timeout=60, what=f"dig on host{i}", explain=lan.explain)
-        rows = {}
-        for label, i in (("same node (host1)", 1), ("across nodes, mTLS (host0)", 0)):
-            flows = json.loads(lan.run(i, sys.executable, "-c", NEW_FLOWS, address, str(args.queries),
-                                       timeout=600).stdout)
-            steady = dnsperf(lan, i, address, queries, args.seconds)
-            paced = dnsperf(lan, i, address, queries, args.seconds, args.rate)
-            rows[label] = (flows, steady, paced)
-        print(f"UDP Service, 2 dnsmasq replicas on host1; {args.queries} new flows, dnsperf -c 4 for "
-              f"{args.seconds}s (unthrottled, then -Q {args.rate})")
+        runs: dict[str, list[tuple[dict[str, float], dict[str, float], dict[str, float]]]] = {}
+        for _ in range(args.rounds):
+            for label, i in (("same node (host1)", 1), ("across nodes, mTLS (host0)", 0)):
+                flows = json.loads(lan.run(i, sys.executable, "-c", NEW_FLOWS, address, str(args.queries),
+                                           timeout=600).stdout)
+                steady = dnsperf(lan, i, address, queries, args.seconds)
+                paced = dnsperf(lan, i, address, queries, args.seconds, args.rate)
+                runs.setdefault(label, []).append((flows, steady, paced))
+
+        def median(label: str, part: int, key: str) -> float:
+            return statistics.median(run[part][key] for run in runs[label])
+
+        rows = {label: tuple({key: median(label, part, key) for key in runs[label][0][part]} for part in range(3))
+                for label in runs}
+        print(f"UDP Service, 2 dnsmasq replicas on host1; medians of {args.rounds} interleaved rounds: "
+              f"{args.queries} new flows, dnsperf -c 4 for {args.seconds}s (unthrottled, then -Q {args.rate})")
         print(f"{'client':28} {'new flow p50':>13} {'p90':>9} {'queries/s':>10} {'avg lat':>9} {'lost':>5} "
               f"{'avg lat @' + str(args.rate):>13}")
         for label, (flows, steady, paced) in rows.items():

@@ -12,35 +12,43 @@ The stream's own chunks may split or join messages anywhere: the deframer keeps 
 
 from __future__ import annotations
 
+import struct
+
 OPEN, DATA, CLOSE = 1, 2, 3
 KINDS = frozenset({OPEN, DATA, CLOSE})
 LENGTH = 2
 HEADER = 5  # kind + flow id
 MAX_MESSAGE = 0xFFFF  # what 2 bytes can say
 MAX_DATAGRAM = MAX_MESSAGE - HEADER  # 65,530: more than an IPv4 UDP payload (65,507)
+_PACK = struct.Struct("!HBI").pack  # length, kind, flow id
+_KIND_FLOW = struct.Struct("!BI").unpack_from
 
 
 def message(kind: int, flow: int, body: bytes = b"") -> bytes:
     """One message as it travels; ValueError for a body too long or a flow id outside 4 bytes."""
-    if len(body) > MAX_DATAGRAM:
-        raise ValueError(f"a message body of {len(body)} bytes is longer than {MAX_DATAGRAM}")
-    if not 0 <= flow <= 0xFFFFFFFF:
-        raise ValueError(f"flow id {flow} does not fit in 4 bytes")
-    return (HEADER + len(body)).to_bytes(LENGTH, "big") + bytes((kind,)) + flow.to_bytes(4, "big") + body
+    size = len(body)
+    if size > MAX_DATAGRAM:
+        raise ValueError(f"a message body of {size} bytes is longer than {MAX_DATAGRAM}")
+    try:
+        return _PACK(HEADER + size, kind, flow) + body
+    except struct.error:
+        raise ValueError(f"flow id {flow} does not fit in 4 bytes") from None
 
 
 def parse(data: bytes) -> tuple[int, int, bytes]:
     """(kind, flow id, body) of one message (without its length); ValueError naming what is wrong."""
     if len(data) < HEADER:
         raise ValueError(f"a message of {len(data)} bytes is shorter than its {HEADER}-byte header")
-    if data[0] not in KINDS:
-        raise ValueError(f"unknown message kind {data[0]}")
-    return data[0], int.from_bytes(data[1:HEADER], "big"), data[HEADER:]
+    kind, flow = _KIND_FLOW(data)
+    if kind not in KINDS:
+        raise ValueError(f"unknown message kind {kind}")
+    return kind, flow, data[HEADER:]
 
 
 class MessageDeframer:
     """A byte stream back into whole messages (each without its length), in order; bytes of an unfinished one wait
-    for the next feed. `pending` is how many bytes wait (at most one message's worth)."""
+    for the next feed. `pending` is how many bytes wait (at most one message's worth). `messages` parses them as
+    it goes (the hot path: one pass)."""
 
     __slots__ = ("buf",)
 
@@ -62,6 +70,27 @@ class MessageDeframer:
             out.append(buf[i + LENGTH:end])
             i = end
         self.buf = buf[i:]
+        return out
+
+    def messages(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """feed() and parse() in one pass: (kind, flow id, body) of each whole message; ValueError for a broken
+        one (what came before it is lost with the stream: the caller ends it)."""
+        buf = self.buf + data if self.buf else data
+        out: list[tuple[int, int, bytes]] = []
+        i, size = 0, len(buf)
+        while size - i >= LENGTH:
+            length = (buf[i] << 8) | buf[i + 1]
+            end = i + LENGTH + length
+            if end > size:
+                break
+            if length < HEADER:
+                raise ValueError(f"a message of {length} bytes is shorter than its {HEADER}-byte header")
+            kind, flow = _KIND_FLOW(buf, i + LENGTH)
+            if kind not in KINDS:
+                raise ValueError(f"unknown message kind {kind}")
+            out.append((kind, flow, buf[i + LENGTH + HEADER:end]))
+            i = end
+        self.buf = buf[i:] if i else buf
         return out
 
 

@@ -7,7 +7,8 @@ Sidecar side: `open_tunnel` gives a flow (sidecar/udp.py's Flow) a `TunnelEnd` t
 hears `datagram_received`, `refused()` when the gateway closes the flow (its pod refused, or the OPEN was), and
 `refused(record=False)` when the link broke. Gateway side: `PodFlows`, one UDP socket connected to the pod per
 flow, each OPEN checked against the gateway's rule (its own pods' UDP ports). A datagram that finds the TLS
-write buffer full is dropped, as a congested network drops one (UDP has no back-pressure to pass on)."""
+write buffer full is dropped, as a congested network drops one (UDP has no back-pressure to pass on). Each side
+gathers the messages of one pass of the event loop into one write (one TLS record, one frame, for a burst)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .connect import connect_endpoint
-from .datagrams import CLOSE, DATA, MAX_DATAGRAM, OPEN, MessageDeframer, message, parse
+from .datagrams import CLOSE, DATA, MAX_DATAGRAM, OPEN, MessageDeframer, message
 from .stats import MESH_STATS
 from .wire import frame, host_port, parse_target
 
@@ -27,6 +28,26 @@ WRITE_HIGH = 256 * 1024  # bytes waiting in a TLS write buffer above which datag
 LINK_IDLE = 10.0  # seconds a link without flows stays open for the next one
 FLOWS_PER_LINK = 4096  # the gateway's bound on one link's flows (a UDP socket each)
 PENDING_PER_FLOW = 16  # datagrams the gateway keeps for a flow whose socket is being opened
+
+
+class Batch:
+    """Messages gathered until the end of the event loop's pass, then written at once with `write`."""
+
+    __slots__ = ("parts", "write")
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+        self.parts: list[bytes] = []
+
+    def add(self, data: bytes) -> None:
+        if not self.parts:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.parts.append(data)
+
+    def flush(self) -> None:
+        parts, self.parts = self.parts, []
+        if parts:
+            self.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
 
 class FlowSide(Protocol):
@@ -69,6 +90,7 @@ class Link(asyncio.Protocol):
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
         self.transport: Any = None
+        self.batch: Batch = Batch(lambda data: None)  # (until connected)
         self.flows: dict[int, FlowSide] = {}
         self.next_id = 0
         self.deframer = MessageDeframer()
@@ -78,6 +100,11 @@ class Link(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.batch = Batch(self._write)
+
+    def _write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
 
     def open(self, flow: FlowSide, address: str, port: int) -> TunnelEnd:
         self.next_id = (self.next_id + 1) & 0xFFFFFFFF
@@ -87,7 +114,7 @@ class Link(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None
-        self.transport.write(message(OPEN, self.next_id, host_port(address, port).encode()))
+        self.batch.add(message(OPEN, self.next_id, host_port(address, port).encode()))
         return TunnelEnd(self, self.next_id)
 
     def send(self, flow: int, data: bytes) -> None:
@@ -96,13 +123,13 @@ class Link(asyncio.Protocol):
         if self.transport.get_write_buffer_size() > WRITE_HIGH:
             self.dropped += 1
             return
-        self.transport.write(message(DATA, flow, data))
+        self.batch.add(message(DATA, flow, data))
 
     def end(self, flow: int) -> None:
         """The flow ended on this side: the gateway closes its socket."""
         if self.flows.pop(flow, None) is None or self.closed:
             return
-        self.transport.write(message(CLOSE, flow))
+        self.batch.add(message(CLOSE, flow))
         if not self.flows:
             self.idle = asyncio.get_running_loop().call_later(LINK_IDLE, self._close_if_idle)
 
@@ -111,20 +138,21 @@ class Link(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        for raw in self.deframer.feed(data):
-            try:
-                kind, flow_id, body = parse(raw)
-            except ValueError as error:
-                log.warning("mesh: a broken message from the gateway %s: %s", self.key[0], error)
-                self.transport.abort()
-                return
-            flow = self.flows.get(flow_id)
+        try:
+            messages = self.deframer.messages(data)
+        except ValueError as error:
+            log.warning("mesh: a broken message from the gateway %s: %s", self.key[0], error)
+            self.transport.abort()
+            return
+        flows = self.flows
+        for kind, flow_id, body in messages:
+            flow = flows.get(flow_id)
             if flow is None:
                 continue  # a flow this side closed meanwhile
             if kind == DATA:
                 flow.datagram_received(body, None)
             elif kind == CLOSE:
-                del self.flows[flow_id]
+                del flows[flow_id]
                 if body:
                     log.info("mesh: the gateway %s closed a UDP flow: %s", self.key[0], body.decode(errors="replace"))
                 flow.refused()
@@ -172,6 +200,12 @@ class PodFlows:
         self.deframer = MessageDeframer()
         self.sockets: dict[int, PodFlow] = {}
         self.closed = False
+        self.batch = Batch(self._write)
+
+    def _write(self, data: bytes) -> None:
+        tls = self.conn.transport
+        if tls is not None and not tls.is_closing():
+            tls.write(frame(data))
 
     def reply(self, kind: int, flow: int, body: bytes = b"") -> None:
         tls = self.conn.transport
@@ -179,23 +213,23 @@ class PodFlows:
             return
         if kind == DATA and tls.get_write_buffer_size() > WRITE_HIGH:
             return  # dropped, as a congested network would
-        tls.write(frame(message(kind, flow, body)))
+        self.batch.add(message(kind, flow, body))
 
     # --- the stream face (what the gateway connection calls) ---------------------------------------------
     def write(self, data: bytes) -> None:
-        for raw in self.deframer.feed(data):
-            try:
-                kind, flow_id, body = parse(raw)
-            except ValueError as error:
-                log.warning("mesh gateway: %s: a broken message: %s", self.conn.peer, error)
-                self.conn.transport.abort()
-                return
-            if kind == OPEN:
-                self._open(flow_id, body)
-            elif kind == DATA:
+        try:
+            messages = self.deframer.messages(data)
+        except ValueError as error:
+            log.warning("mesh gateway: %s: a broken message: %s", self.conn.peer, error)
+            self.conn.transport.abort()
+            return
+        for kind, flow_id, body in messages:
+            if kind == DATA:
                 pod = self.sockets.get(flow_id)
                 if pod is not None:
                     pod.send(body)
+            elif kind == OPEN:
+                self._open(flow_id, body)
             else:
                 pod = self.sockets.pop(flow_id, None)
                 if pod is not None:

@@ -110,3 +110,21 @@ def test_an_open_names_an_address_and_port(target: str, expected: tuple[str, int
 def test_a_datagrams_line_is_no_connect_line() -> None:
     with pytest.raises(ValueError, match="expected CONNECT"):
         parse_connect(b"DATAGRAMS")
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 7, 1003, len(STREAM)])
+def test_messages_parses_what_feed_and_parse_would(size: int) -> None:
+    deframer = MessageDeframer()
+    out: list[tuple[int, int, bytes]] = []
+    for i in range(0, len(STREAM), size):
+        out += deframer.messages(STREAM[i:i + size])
+    assert out == MESSAGES and deframer.pending == 0
+
+
+@pytest.mark.parametrize(("stream", "error"), [
+    (b"\x00\x04\x02\x00\x00\x00", "shorter than its 5-byte header"),
+    (b"\x00\x05\x08\x00\x00\x00\x01", "unknown message kind 8"),
+])
+def test_messages_names_a_broken_message(stream: bytes, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        MessageDeframer().messages(message(DATA, 1, b"ok") + stream)
