@@ -135,6 +135,7 @@ class Link(asyncio.Protocol):
 
     def _close_if_idle(self) -> None:
         if not self.flows and not self.closed:
+            self.closed = True  # a flow opened from now on makes a new link
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
