@@ -1,0 +1,273 @@
+"""The API's watch cache, as the Kubernetes API server's: per resource, the objects as the API serves them and a
+bounded window of their recent events, each with a resourceVersion from one monotonic clock. One refresher per
+resource computes the objects once per change (woken by the store's watch, the controller and the endpoint
+registry; coalesced) and every watcher of that resource reads the same window, filtered by its own namespace,
+name and selectors. A watch from a resourceVersion the window no longer reaches ends with an ERROR event
+carrying a 410 Expired Status ("too old resource version"), which kubectl and the client libraries answer by
+listing again. The decisions are in meshd.api.watchwindow; this module is the thin, stateful part."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from meshd.api import listing, status, watching
+from meshd.api.kinds import Kind
+from meshd.api.watchwindow import (
+    DEFAULT_CAPACITY,
+    Entry,
+    TooOld,
+    Window,
+    canonical,
+    diff,
+    key_of,
+    parse_resource_version,
+    seen_by,
+    start,
+)
+
+log = logging.getLogger(__name__)
+
+COALESCE_SECONDS = 0.05  # a burst of changes is computed once
+HEARTBEAT_SECONDS = 10.0  # a cache also recomputes this often (changes nobody announced), a watch sends a bookmark
+IDLE_SECONDS = 60.0  # a cache with no watcher stops this long after its last use (the next use starts it afresh)
+
+Compute = Callable[[Kind], list[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Clock:
+    """The resourceVersions the caches give their events: increasing, never below the store's own."""
+
+    def __init__(self, floor: Callable[[], int]) -> None:
+        self._floor = floor
+        self.value = floor()
+
+    def next(self) -> int:
+        self.value = max(self.value + 1, self._floor())
+        return self.value
+
+
+class ResourceCache:
+    """The watch cache of one resource (a Kind, every namespace)."""
+
+    def __init__(self, kind: Kind, *, compute: Compute, clock: Clock, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.kind = kind
+        self._compute = compute
+        self._clock = clock
+        self._capacity = capacity
+        self.entries: dict[tuple[str, str], Entry] = {}
+        self.window = Window(floor=0, capacity=capacity)
+        self.head = 0  # every event of this resource up to here is in the window
+        self.watchers: set[asyncio.Event] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._used = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def ensure(self) -> None:
+        """Starts the cache (one computation) unless it runs; the window then begins at a fresh version, so a
+        watch from before (when nothing recorded the changes) gets 410 and lists again."""
+        self._used = time.monotonic()
+        if self.running:
+            return
+        floor = self._clock.next()
+        self.entries = {}
+        for obj in self._compute(self.kind):
+            own = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            keep = own.isdigit() and int(own) <= floor  # its store version, when that is in the past
+            self.entries[key_of(obj)] = Entry(canonical(obj), obj if keep else
+                                              {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(floor)}})
+        self.window = Window(floor=floor, capacity=self._capacity)
+        self.head = floor
+        self._task = asyncio.create_task(self._run(), name=f"watch cache {self.kind.plural}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def refresh(self) -> None:
+        """Computes the objects now; each change becomes an event in the window; the watchers are woken."""
+        events = diff(self.entries, self._compute(self.kind), self._clock.next)
+        for event in events:
+            self.window.append(event)
+        self.head = self._clock.value
+        if events:
+            for watcher in self.watchers:
+                watcher.set()
+
+    def objects(self, namespace: str | None) -> list[dict[str, Any]]:
+        """The current objects (namespace None: all), by namespace and name."""
+        return [e.object for key, e in sorted(self.entries.items()) if namespace is None or key[0] == namespace]
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
+                    await asyncio.sleep(COALESCE_SECONDS)
+                self._wake.clear()
+                if not self.watchers and time.monotonic() - self._used > IDLE_SECONDS:
+                    break
+                try:
+                    self.refresh()
+                except Exception:  # a bug in one resource's view must not end its watches silently forever
+                    log.exception("watch cache %s: computing the objects failed", self.kind.plural)
+        finally:
+            self.entries = {}
+            self.window = Window(floor=0, capacity=self._capacity)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class WatchCaches:
+    """The caches of every resource watched or listed, started on first use, sharing one Clock; `subscribe`
+    registers a wake-up with the sources of change and returns what unregisters it."""
+
+    def __init__(self, *, compute: Compute, resource_version: Callable[[], int],
+                 subscribe: Callable[[Callable[[], None]], Callable[[], None]],
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        self._compute = compute
+        self.clock = Clock(resource_version)
+        self._subscribe = subscribe
+        self._unsubscribe: Callable[[], None] | None = None
+        self._capacity = capacity
+        self._caches: dict[tuple[str, str], ResourceCache] = {}
+
+    def of(self, kind: Kind) -> ResourceCache:
+        """The running cache of a resource (started now if it was not)."""
+        key = (kind.group, kind.plural)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = ResourceCache(kind, compute=self._compute, clock=self.clock,
+                                                      capacity=self._capacity)
+        if self._unsubscribe is None:
+            self._unsubscribe = self._subscribe(self._wake_all)
+        cache.ensure()
+        return cache
+
+    def _wake_all(self) -> None:
+        for cache in self._caches.values():
+            if cache.running:
+                cache.wake()
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for cache in self._caches.values():
+            await cache.close()
+
+
+async def follow_store(store: Any, wake: Callable[[], None]) -> None:
+    """Wakes the caches on every change the store publishes (this agent's writes and, on etcd, every agent's)."""
+    while True:
+        try:
+            async for _ in store.watch(from_resource_version=store.resource_version):
+                wake()
+        except Exception as error:  # Expired (this reader fell behind): follow again from now
+            log.debug("watch cache: the store's watch ended (%s); following again", error)
+            wake()
+            await asyncio.sleep(0.1)
+
+
+def expired(message: str) -> dict[str, Any]:
+    """The ERROR event that ends a watch from a resourceVersion too old: a 410 Expired Status."""
+    return {"type": "ERROR", "object": status.status(410, message, reason="Expired")}
+
+
+async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: str | None, name: str | None,
+                send: Send, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    """One watch from the cache until its timeoutSeconds (or the client goes); `send` writes one event."""
+    kind = cache.kind
+    deadline = None if query.timeout_seconds is None else time.monotonic() + query.timeout_seconds
+
+    def matches(obj: dict[str, Any]) -> bool:
+        ns, n = key_of(obj)
+        return (namespace is None or ns == namespace) and (name is None or n == name) \
+            and listing.selected(query, obj)
+
+    def out(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return {"type": event_type, "object": listing.object_body(kind, query, obj, now=datetime.now(UTC))}
+
+    try:
+        begin = start(query.resource_version, send_initial_events=query.send_initial_events,
+                      floor=cache.window.floor, head=cache.head)
+    except TooOld as error:
+        await send(expired(str(error)))
+        return
+    wake = asyncio.Event()
+    cache.watchers.add(wake)
+    try:
+        position = begin.after
+        if begin.initial:
+            for obj in [o for o in cache.objects(namespace) if matches(o)]:
+                await send(out("ADDED", obj))
+        if query.send_initial_events and query.bookmarks:
+            await send({"type": "BOOKMARK", "object": watching.bookmark(kind, str(position),
+                                                                       initial_events_end=True)})
+        async for woken in _wakes(wake, deadline, heartbeat):
+            head = cache.head  # read with the events, no await between: they are exactly (position, head]
+            try:
+                events = cache.window.since(position)
+            except TooOld as error:  # this watcher fell behind the window
+                await send(expired(str(error)))
+                return
+            for event in events:
+                seen = seen_by(event, matches)
+                if seen is not None:
+                    await send(out(*seen))
+            position = max(position, head)
+            if not woken and query.bookmarks:
+                await send({"type": "BOOKMARK", "object": watching.bookmark(kind, str(position),
+                                                                           initial_events_end=False)})
+    finally:
+        cache.watchers.discard(wake)
+
+
+async def _wakes(wake: asyncio.Event, deadline: float | None, heartbeat: float) -> AsyncIterator[bool]:
+    """True when woken by a change, False on a heartbeat; ends at the deadline."""
+    while True:
+        wait = heartbeat if deadline is None else min(heartbeat, deadline - time.monotonic())
+        if wait <= 0:
+            return
+        try:
+            await asyncio.wait_for(wake.wait(), wait)
+            woken = True
+        except TimeoutError:
+            woken = False
+        wake.clear()
+        yield woken
+
+
+__all__ = ["Clock", "ResourceCache", "WatchCaches", "change_sources", "expired", "follow_store",
+           "parse_resource_version", "serve"]
+
+
+def change_sources(controller: Any, registry: Any) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """What wakes the caches: the controller (a status that may have changed), the endpoint registry and the
+    store's watch."""
+    def subscribe(wake: Callable[[], None]) -> Callable[[], None]:
+        stops = [controller.watch(lambda *_: wake()), registry.listen(lambda _update: wake())]
+        store = getattr(controller, "store", None)
+        task = asyncio.create_task(follow_store(store, wake), name="watch cache: store") if store else None
+
+        def stop() -> None:
+            for each in stops:
+                each()
+            if task is not None:
+                task.cancel()
+        return stop
+    return subscribe
