@@ -282,10 +282,6 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in DEPENDENTS and kind.kind not in cascade.ORPHANABLE:
-            return api_status.response(422, f"meshd orphans only a Deployment's ReplicaSets: deleting "
-                                            f"{kind.resource} \"{name}\" deletes its pods (use --cascade=background "
-                                            f"or foreground)")
         expected = (options.get("preconditions") or {})
         meta = live.get("metadata") or {}
         for field in ("uid", "resourceVersion"):
@@ -297,7 +293,10 @@ class Writes:
             if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
                 self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
             elif policy == "Orphan" and kind.kind in cascade.ORPHANABLE:
-                await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)
+                try:
+                    await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)
+                except cascade.CannotOrphan as error:  # refused before anything changed
+                    return api_status.response(422, str(error))
             else:
                 await self.controller.delete(kind.kind, namespace, name)
                 if policy == "Foreground" and kind.kind in DEPENDENTS:  # answered once the dependents are gone
