@@ -16,18 +16,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from meshd.api import listing, status, watching
+from meshd.api import listing, status
 from meshd.api.kinds import Kind
 from meshd.api.watchwindow import (
     DEFAULT_CAPACITY,
     Entry,
     TooOld,
     Window,
+    bookmark,
     canonical,
     diff,
     key_of,
+    own_version,
     parse_resource_version,
     seen_by,
+    stamped,
     start,
 )
 
@@ -82,10 +85,9 @@ class ResourceCache:
         floor = self._clock.next()
         self.entries = {}
         for obj in self._compute(self.kind):
-            own = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            own = own_version(obj)
             keep = own.isdigit() and int(own) <= floor  # its store version, when that is in the past
-            self.entries[key_of(obj)] = Entry(canonical(obj), obj if keep else
-                                              {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(floor)}})
+            self.entries[key_of(obj)] = Entry(canonical(obj), obj if keep else stamped(obj, floor), own)
         self.window = Window(floor=floor, capacity=self._capacity)
         self.head = floor
         self._task = asyncio.create_task(self._run(), name=f"watch cache {self.kind.plural}")
@@ -102,6 +104,10 @@ class ResourceCache:
         if events:
             for watcher in self.watchers:
                 watcher.set()
+
+    def store_version(self, namespace: str, name: str, version: str) -> str:
+        entry = self.entries.get((namespace, name))
+        return entry.store_version(version) if entry is not None else version
 
     def objects(self, namespace: str | None) -> list[dict[str, Any]]:
         """The current objects (namespace None: all), by namespace and name."""
@@ -157,6 +163,16 @@ class WatchCaches:
             self._unsubscribe = self._subscribe(self._wake_all)
         cache.ensure()
         return cache
+
+    def store_version(self, kind: str, namespace: str, name: str, version: str) -> str:
+        """The store version a resourceVersion a client read from a watch or a cached list stands for (what a
+        write's optimistic concurrency compares with the store's)."""
+        for cache in self._caches.values():
+            if cache.kind.kind == kind and cache.running:
+                translated = cache.store_version(namespace, name, version)
+                if translated != version:
+                    return translated
+        return version
 
     def _wake_all(self) -> None:
         for cache in self._caches.values():
@@ -216,8 +232,8 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
             for obj in [o for o in cache.objects(namespace) if matches(o)]:
                 await send(out("ADDED", obj))
         if query.send_initial_events and query.bookmarks:
-            await send({"type": "BOOKMARK", "object": watching.bookmark(kind, str(position),
-                                                                       initial_events_end=True)})
+            await send({"type": "BOOKMARK", "object": bookmark(kind.kind, kind.api_version, position,
+                                                               initial_events_end=True)})
         async for woken in _wakes(wake, deadline, heartbeat):
             head = cache.head  # read with the events, no await between: they are exactly (position, head]
             try:
@@ -231,8 +247,8 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
                     await send(out(*seen))
             position = max(position, head)
             if not woken and query.bookmarks:
-                await send({"type": "BOOKMARK", "object": watching.bookmark(kind, str(position),
-                                                                           initial_events_end=False)})
+                await send({"type": "BOOKMARK", "object": bookmark(kind.kind, kind.api_version, position,
+                                                                   initial_events_end=False)})
     finally:
         cache.watchers.discard(wake)
 
@@ -252,10 +268,6 @@ async def _wakes(wake: asyncio.Event, deadline: float | None, heartbeat: float) 
         yield woken
 
 
-__all__ = ["Clock", "ResourceCache", "WatchCaches", "change_sources", "expired", "follow_store",
-           "parse_resource_version", "serve"]
-
-
 def change_sources(controller: Any, registry: Any) -> Callable[[Callable[[], None]], Callable[[], None]]:
     """What wakes the caches: the controller (a status that may have changed), the endpoint registry and the
     store's watch."""
@@ -271,3 +283,7 @@ def change_sources(controller: Any, registry: Any) -> Callable[[Callable[[], Non
                 task.cancel()
         return stop
     return subscribe
+
+
+__all__ = ["Clock", "ResourceCache", "WatchCaches", "change_sources", "expired", "follow_store",
+           "parse_resource_version", "serve"]

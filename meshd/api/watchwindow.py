@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Key = tuple[str, str]  # (namespace, name)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 DEFAULT_CAPACITY = 4096  # events kept per resource for watches that resume from a resourceVersion
 
@@ -33,6 +34,17 @@ class CacheEvent:
 class Entry:
     text: str  # the object as computed (not stamped), canonical JSON: what a change is detected on
     object: dict[str, Any]  # as served: stamped with the resourceVersion of its last change
+    source: str = ""  # the resourceVersion it was computed with (its store version), "" if none
+
+    def store_version(self, version: str) -> str:
+        """The store version a client's resourceVersion of this object stands for: the one this entry was
+        computed from ("" if it had none: no precondition) when the client has this entry's stamp, else the
+        version itself."""
+        return self.source if version == own_version(self.object) else version
+
+
+def own_version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def key_of(obj: dict[str, Any]) -> Key:
@@ -74,7 +86,7 @@ def diff(current: dict[Key, Entry], fresh: Iterable[dict[str, Any]],
         new = stamped(obj, rv)
         events.append(CacheEvent(rv, "MODIFIED" if before else "ADDED", key, new,
                                  before.object if before else None))
-        current[key] = Entry(text, new)
+        current[key] = Entry(text, new, own_version(obj))
     for key in [k for k in current if k not in seen]:
         gone = current.pop(key).object
         rv = next_version()
@@ -157,5 +169,13 @@ def seen_by(event: CacheEvent, matches: Callable[[dict[str, Any]], bool]) -> tup
     return None
 
 
-__all__ = ["DEFAULT_CAPACITY", "CacheEvent", "Entry", "Start", "TooOld", "Window", "canonical", "diff", "key_of",
+def bookmark(kind: str, api_version: str, resource_version: int, *, initial_events_end: bool) -> dict[str, Any]:
+    """A BOOKMARK event's object; with initial_events_end, the one that ends sendInitialEvents' replay."""
+    metadata: dict[str, Any] = {"resourceVersion": str(resource_version)}
+    if initial_events_end:
+        metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+    return {"kind": kind, "apiVersion": api_version, "metadata": metadata}
+
+
+__all__ = ["DEFAULT_CAPACITY", "INITIAL_EVENTS_END", "bookmark", "CacheEvent", "Entry", "Start", "TooOld", "Window", "canonical", "diff", "key_of", "own_version",
            "parse_resource_version", "seen_by", "stamped", "start"]

@@ -159,3 +159,38 @@ async def test_a_hundred_concurrent_watchers_each_see_every_change(cluster):
             await asyncio.gather(*tasks, return_exceptions=True)
     expected = [("ADDED", n) for n in names] + [("DELETED", n) for n in names]
     assert all(s == expected for s in seen), [s for s in seen if s != expected][:1]
+
+
+async def test_an_object_from_a_watch_can_be_written_back_with_its_resource_version(cluster):
+    await test_kubectl.rolled_out(cluster)
+    token = cluster.token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    path = "/apis/apps/v1/namespaces/default/deployments"
+    async with aiohttp.ClientSession(cluster.api, headers=headers) as http:
+        async with http.get(path) as reply:
+            listed = (await reply.json())["metadata"]["resourceVersion"]
+        code, _, err = await cluster.kubectl("scale", "deployment/web", "--replicas=3")
+        assert code == 0, err
+
+        async def last_seen() -> dict | None:
+            async with http.get(path, params={"watch": "true", "resourceVersion": listed,
+                                              "timeoutSeconds": "1"}) as reply:
+                events = [json.loads(line) async for line in reply.content]
+            done = [e["object"] for e in events if (e["object"].get("status") or {}).get("readyReplicas") == 3]
+            return done[-1] if done else None
+
+        for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed)
+            seen = await last_seen()
+            if seen is not None:
+                break
+        assert seen is not None
+        async with http.get(f"{path}/web") as reply:
+            stored_version = (await reply.json())["metadata"]["resourceVersion"]
+        assert int(seen["metadata"]["resourceVersion"]) >= int(stored_version)
+
+        seen["metadata"].setdefault("labels", {})["touched"] = "yes"  # replace it, as a client-go informer's user
+        async with http.put(f"{path}/web", json=seen) as reply:
+            assert reply.status == 200, await reply.text()
+        async with http.put(f"{path}/web", json=seen) as reply:  # the same version again: stale now
+            body = await reply.json()
+            assert (reply.status, body["reason"]) == (409, "Conflict"), body

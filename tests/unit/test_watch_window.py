@@ -132,3 +132,14 @@ def test_what_a_watcher_with_a_selector_sees(event, expected):
 def test_an_entry_keeps_what_a_change_is_detected_on():
     current = {("default", "a"): Entry('{"x":1}', pod("a"))}
     assert summary(diff(current, [pod("a")], versions())) == [(11, "MODIFIED", "a")]
+
+
+@pytest.mark.parametrize(("source", "client", "expected"), [
+    ("7", "12", "7"),  # the stamp the cache gave it: the store version it was computed from
+    ("7", "7", "7"),  # the store's own
+    ("7", "11", "11"),  # an older stamp: itself (then a Conflict, as for any stale version)
+    ("", "12", ""),  # computed without a store version (a pod): no precondition, as before the cache
+])
+def test_the_store_version_a_clients_resource_version_stands_for(source, client, expected):
+    entry = Entry("{}", {"metadata": {"name": "a", "resourceVersion": "12"}}, source)
+    assert entry.store_version(client) == expected
