@@ -332,9 +332,9 @@ class ApiServer:
         query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
         if query.watch:
             return await self._watch_resources(request, kind, namespace, None, query)
-        cache = self.watch_caches.of(kind)  # its resourceVersion: a watch from it misses nothing after the list
-        objects = cache.objects(namespace) if query.resource_version == "0" else self._served(kind, namespace)
-        body = listing.list_body(kind, query, objects, resource_version=str(cache.head), now=_now())
+        objects, version = self.watch_caches.listed(kind, namespace, query.resource_version,
+                                                    lambda ns: self._served(kind, ns))  # meshd.api.watchcache
+        body = listing.list_body(kind, query, objects, resource_version=str(version), now=_now())
         return web.json_response(body)
 
     async def get_resource(self, request: web.Request) -> web.StreamResponse:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.05  # a burst of changes is computed once
 HEARTBEAT_SECONDS = 10.0  # a cache also recomputes this often (changes nobody announced), a watch sends a bookmark
-IDLE_SECONDS = 60.0  # a cache with no watcher stops this long after its last use (the next use starts it afresh)
+IDLE_SECONDS = 30.0  # a cache with no watcher stops this long after its last use (the next use starts it afresh)
 
 Compute = Callable[[Kind], list[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -76,15 +76,16 @@ class ResourceCache:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def ensure(self) -> None:
-        """Starts the cache (one computation) unless it runs; the window then begins at a fresh version, so a
-        watch from before (when nothing recorded the changes) gets 410 and lists again."""
+    def ensure(self, seed: list[dict[str, Any]] | None = None) -> None:
+        """Starts the cache (one computation, or `seed`: the objects just computed) unless it runs; the window
+        then begins at a fresh version, so a watch from before (when nothing recorded the changes) gets 410 and
+        lists again."""
         self._used = time.monotonic()
         if self.running:
             return
         floor = self._clock.next()
         self.entries = {}
-        for obj in self._compute(self.kind):
+        for obj in self._compute(self.kind) if seed is None else seed:
             own = own_version(obj)
             keep = own.isdigit() and int(own) <= floor  # its store version, when that is in the past
             self.entries[key_of(obj)] = Entry(canonical(obj), obj if keep else stamped(obj, floor), own)
@@ -94,6 +95,11 @@ class ResourceCache:
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def pending(self) -> bool:
+        """Whether a change was announced that the cache has not computed yet."""
+        return self._wake.is_set()
 
     def refresh(self) -> None:
         """Computes the objects now; each change becomes an event in the window; the watchers are woken."""
@@ -154,15 +160,40 @@ class WatchCaches:
 
     def of(self, kind: Kind) -> ResourceCache:
         """The running cache of a resource (started now if it was not)."""
+        cache = self._cache(kind)
+        self._start(cache)
+        return cache
+
+    def _cache(self, kind: Kind) -> ResourceCache:
         key = (kind.group, kind.plural)
         cache = self._caches.get(key)
         if cache is None:
             cache = self._caches[key] = ResourceCache(kind, compute=self._compute, clock=self.clock,
                                                       capacity=self._capacity)
+        return cache
+
+    def _start(self, cache: ResourceCache, seed: list[dict[str, Any]] | None = None) -> None:
         if self._unsubscribe is None:
             self._unsubscribe = self._subscribe(self._wake_all)
-        cache.ensure()
-        return cache
+        cache.ensure(seed)
+
+    def listed(self, kind: Kind, namespace: str | None, resource_version: str,
+               live: Callable[[str | None], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], int]:
+        """A list's objects and its resourceVersion (a watch from it misses nothing after the list): with
+        resourceVersion "0" the cache's objects; else the objects computed now (`live`), the cold cache started
+        with them (one computation for both)."""
+        cache = self._cache(kind)
+        if resource_version == "0":
+            self._start(cache)
+            return cache.objects(namespace), cache.head
+        if not cache.running:
+            everything = live(None)
+            self._start(cache, seed=everything)
+            return [o for o in everything if namespace is None or key_of(o)[0] == namespace], cache.head
+        cache.ensure()  # (it runs: only noted as used)
+        if cache.pending:  # a change announced, not yet recorded: recorded first, so the list is not ahead of it
+            cache.refresh()
+        return live(namespace), cache.head
 
     def store_version(self, kind: str, namespace: str, name: str, version: str) -> str:
         """The store version a resourceVersion a client read from a watch or a cached list stands for (what a

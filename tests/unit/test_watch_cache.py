@@ -136,3 +136,25 @@ async def test_a_hundred_watchers_cost_one_computation_per_change():
             task.cancel()
     finally:
         await all_caches.close()
+
+
+async def test_a_list_on_a_cold_cache_computes_once_and_a_watch_from_its_version_follows_it():
+    objects = Objects()
+    objects.pods.update(a=pod("a"), b=pod("b"))
+    all_caches = caches(objects)
+    try:
+        items, version = all_caches.listed(POD, "default", "", lambda ns: objects.compute(None))
+        assert [o["metadata"]["name"] for o in items] == ["a", "b"] and objects.computed == 1
+        cache = all_caches.of(POD)
+        assert cache.head == version  # started with the list's own objects, at its version
+        objects.pods["c"] = pod("c")
+        cache.wake()  # announced, not yet computed: the next list records it first
+        _, later = all_caches.listed(POD, "default", "", lambda ns: objects.compute(None))
+        assert later > version
+        cached, _ = all_caches.listed(POD, None, "0", lambda ns: [])  # "0": from the cache, no computation
+        assert [o["metadata"]["name"] for o in cached] == ["a", "b", "c"]
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(version), timeout_seconds=0.2), out)
+        assert brief(out) == [("ADDED", "c")]
+    finally:
+        await all_caches.close()
