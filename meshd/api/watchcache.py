@@ -69,6 +69,7 @@ class ResourceCache:
         self.head = 0  # every event of this resource up to here is in the window
         self.watchers: set[asyncio.Event] = set()
         self._wake = asyncio.Event()
+        self._watched = asyncio.Event()  # set when a watcher comes
         self._task: asyncio.Task[None] | None = None
         self._used = time.monotonic()
 
@@ -96,14 +97,20 @@ class ResourceCache:
     def wake(self) -> None:
         self._wake.set()
 
+    def attach(self, watcher: asyncio.Event) -> None:
+        self.watchers.add(watcher)
+        self._watched.set()
+
     @property
     def pending(self) -> bool:
         """Whether a change was announced that the cache has not computed yet."""
         return self._wake.is_set()
 
-    def refresh(self) -> None:
-        """Computes the objects now; each change becomes an event in the window; the watchers are woken."""
-        events = diff(self.entries, self._compute(self.kind), self._clock.next)
+    def refresh(self, fresh: list[dict[str, Any]] | None = None) -> None:
+        """Computes the objects now (or takes `fresh`, just computed); each change becomes an event in the window;
+        the watchers are woken."""
+        self._wake.clear()  # what is announced from here on is computed next time
+        events = diff(self.entries, self._compute(self.kind) if fresh is None else fresh, self._clock.next)
         for event in events:
             self.window.append(event)
         self.head = self._clock.value
@@ -120,18 +127,27 @@ class ResourceCache:
         return [e.object for key, e in sorted(self.entries.items()) if namespace is None or key[0] == namespace]
 
     async def _run(self) -> None:
+        """Records the changes while someone watches; with nobody watching, a change is only noted (`pending`)
+        and computed when a list or a watch asks, so an idle cache costs nothing until it stops."""
         try:
             while True:
+                if not self.watchers:
+                    if time.monotonic() - self._used > IDLE_SECONDS:
+                        break
+                    self._watched.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._watched.wait(), 1.0)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
                     await asyncio.sleep(COALESCE_SECONDS)
-                self._wake.clear()
-                if not self.watchers and time.monotonic() - self._used > IDLE_SECONDS:
-                    break
+                began = time.monotonic()
                 try:
                     self.refresh()
                 except Exception:  # a bug in one resource's view must not end its watches silently forever
                     log.exception("watch cache %s: computing the objects failed", self.kind.plural)
+                # a costly computation (1,000 pods) runs at most a third of the time, whatever the rate of changes
+                await asyncio.sleep(min(2 * (time.monotonic() - began), 1.0))
         finally:
             self.entries = {}
             self.window = Window(floor=0, capacity=self._capacity)
@@ -191,9 +207,11 @@ class WatchCaches:
             self._start(cache, seed=everything)
             return [o for o in everything if namespace is None or key_of(o)[0] == namespace], cache.head
         cache.ensure()  # (it runs: only noted as used)
-        if cache.pending:  # a change announced, not yet recorded: recorded first, so the list is not ahead of it
-            cache.refresh()
-        return live(namespace), cache.head
+        if not cache.pending:
+            return live(namespace), cache.head
+        everything = live(None)  # a change announced, not yet recorded: recorded first, from this same computation
+        cache.refresh(everything)
+        return [o for o in everything if namespace is None or key_of(o)[0] == namespace], cache.head
 
     def store_version(self, kind: str, namespace: str, name: str, version: str) -> str:
         """The store version a resourceVersion a client read from a watch or a cached list stands for (what a
@@ -249,6 +267,8 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
     def out(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         return {"type": event_type, "object": listing.object_body(kind, query, obj, now=datetime.now(UTC))}
 
+    if cache.pending:  # announced changes nobody computed yet (no watcher): recorded before this one starts
+        cache.refresh()
     try:
         begin = start(query.resource_version, send_initial_events=query.send_initial_events,
                       floor=cache.window.floor, head=cache.head)
@@ -256,7 +276,7 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
         await send(expired(str(error)))
         return
     wake = asyncio.Event()
-    cache.watchers.add(wake)
+    cache.attach(wake)
     try:
         position = begin.after
         if begin.initial:
