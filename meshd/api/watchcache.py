@@ -45,11 +45,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Clock:
-    """The resourceVersions the caches give their events: increasing, never below the store's own."""
+    """The resourceVersions the caches give their events: increasing, never below the store's own, and from
+    `epoch` on. The agent's epoch is the time it started in microseconds, so every version it gives is above
+    those it gave before a restart (never written down): a watch from one of those is told 410, never resumed
+    in another history."""
 
-    def __init__(self, floor: Callable[[], int]) -> None:
+    def __init__(self, floor: Callable[[], int], *, epoch: int = 0) -> None:
         self._floor = floor
-        self.value = floor()
+        self.value = max(floor(), epoch)
 
     def next(self) -> int:
         self.value = max(self.value + 1, self._floor())
@@ -86,10 +89,8 @@ class ResourceCache:
             return
         floor = self._clock.next()
         self.entries = {}
-        for obj in self._compute(self.kind) if seed is None else seed:
-            own = own_version(obj)
-            keep = own.isdigit() and int(own) <= floor  # its store version, when that is in the past
-            self.entries[key_of(obj)] = Entry(canonical(obj), obj if keep else stamped(obj, floor), own)
+        for obj in self._compute(self.kind) if seed is None else seed:  # each at the cache's first version
+            self.entries[key_of(obj)] = Entry(canonical(obj), stamped(obj, floor), own_version(obj))
         self.window = Window(floor=floor, capacity=self._capacity)
         self.head = floor
         self._task = asyncio.create_task(self._run(), name=f"watch cache {self.kind.plural}")
@@ -166,9 +167,9 @@ class WatchCaches:
 
     def __init__(self, *, compute: Compute, resource_version: Callable[[], int],
                  subscribe: Callable[[Callable[[], None]], Callable[[], None]],
-                 capacity: int = DEFAULT_CAPACITY) -> None:
+                 capacity: int = DEFAULT_CAPACITY, epoch: int | None = None) -> None:
         self._compute = compute
-        self.clock = Clock(resource_version)
+        self.clock = Clock(resource_version, epoch=time.time_ns() // 1000 if epoch is None else epoch)
         self._subscribe = subscribe
         self._unsubscribe: Callable[[], None] | None = None
         self._capacity = capacity
