@@ -57,6 +57,8 @@ async def test_kubectl_resumes_a_watch_from_a_lists_version_and_an_old_one_is_41
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert versions == sorted(versions) and versions[0] > int(version)
     assert await raw_watch(cluster, str(versions[-1])) == []  # resumed from the last event: nothing again
+    selected = await raw_watch(cluster, f"{version}&fieldSelector=metadata.name%3Dafter-2")  # per watcher
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in selected] == [("ADDED", "after-2")]
 
     (error,) = await raw_watch(cluster, "1")  # from before this cache's window
     assert error["type"] == "ERROR"
