@@ -286,7 +286,8 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
         if query.send_initial_events and query.bookmarks:
             await send({"type": "BOOKMARK", "object": bookmark(kind.kind, kind.api_version, position,
                                                                initial_events_end=True)})
-        async for woken in _wakes(wake, deadline, heartbeat):
+        marked = time.monotonic()  # when the last bookmark went (one per heartbeat, busy or not)
+        async for _woken in _wakes(wake, deadline, heartbeat):
             head = cache.head  # read with the events, no await between: they are exactly (position, head]
             try:
                 events = cache.window.since(position)
@@ -298,7 +299,8 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
                 if seen is not None:
                     await send(out(*seen))
             position = max(position, head)
-            if not woken and query.bookmarks:
+            if query.bookmarks and time.monotonic() - marked >= heartbeat:
+                marked = time.monotonic()
                 await send({"type": "BOOKMARK", "object": bookmark(kind.kind, kind.api_version, position,
                                                                    initial_events_end=False)})
     finally:

@@ -158,3 +158,17 @@ async def test_a_list_on_a_cold_cache_computes_once_and_a_watch_from_its_version
         assert brief(out) == [("ADDED", "c")]
     finally:
         await all_caches.close()
+
+
+async def test_bookmarks_come_once_a_heartbeat_with_the_watchers_version():
+    objects = Objects()
+    all_caches = caches(objects)
+    try:
+        cache = all_caches.of(POD)
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(cache.head), bookmarks=True, timeout_seconds=0.3),
+                    out)
+        assert out and {e["type"] for e in out} == {"BOOKMARK"}
+        assert all(int(e["object"]["metadata"]["resourceVersion"]) == cache.head for e in out)
+    finally:
+        await all_caches.close()
