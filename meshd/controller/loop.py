@@ -968,7 +968,7 @@ class Controller:
                 log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
             elif not rs_name and self.sets.adopt(namespace, pod, labels, containers, created):
                 pass
-            elif not rs_name and ("Pod", namespace, pod) in self.objects:
+            elif ("Pod", namespace, pod) in self.objects:  # bare, or orphaned (its containers keep the old labels)
                 obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
                 identity = PodIdentity(namespace, pod, "Pod", pod)
                 self._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
