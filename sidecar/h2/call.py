@@ -13,9 +13,6 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
-from h2.exceptions import H2Error
-
 from ..services import (
     METHOD_INDEX,
     OTHER_METHOD,
@@ -28,8 +25,9 @@ from ..services import (
     ServiceState,
 )
 from . import grpc
+from .events import CANCEL, INTERNAL_ERROR, NO_ERROR, CodecError, Headers
 from .stats import H2_STATS
-from .upstream import H2Upstream, Headers
+from .upstream import H2Upstream
 
 if TYPE_CHECKING:
     from .server import H2Server
@@ -230,7 +228,7 @@ class Call:
         end = self.req_ended and not self.req_pending and self.req_trailers is None
         try:
             self.up_sid = self.ack_sid = up.start_stream(self, self.headers, end=end)
-        except H2Error as e:
+        except CodecError as e:
             self.up_failed(grpc.REFUSED, f"cannot open a stream: {e}")
             return
         if end:
@@ -262,7 +260,11 @@ class Call:
         if svc.uses_rtt:
             ep.observe_rtt(time.monotonic() - self.t0, time.monotonic())
         self.resp_started = True
-        self.conn.h2.send_headers(self.sid, headers, end_stream=ended)
+        try:
+            self.conn.codec.send_headers(self.sid, headers, end=ended)
+        except CodecError:
+            self.client_gone()
+            return
         self.conn.flush()
         if ended:
             self.grpc_status = grpc.grpc_status(headers)
@@ -311,14 +313,14 @@ class Call:
         elif self.grpc:
             self._end_with_status(grpc.UNAVAILABLE, message, outcome=_OUTCOME_BY_FAILURE[failure])
         else:
-            self.conn.reset(self.sid, ErrorCodes.INTERNAL_ERROR)
+            self.conn.reset(self.sid, INTERNAL_ERROR)
             self.finish(_OUTCOME_BY_FAILURE[failure])
 
     def _upstream_ended(self) -> None:
         """The endpoint ended its side: if our side is still open (it answered before the whole request came),
         reset it with NO_ERROR (RFC 9113 8.1) so the stream does not hold a slot on the shared connection."""
         if self.up is not None and self.up_sid and not self._req_sent_end:
-            self.up.reset(self.up_sid, ErrorCodes.NO_ERROR)
+            self.up.reset(self.up_sid, NO_ERROR)
         self.up_sid = 0
 
     def _retry(self, failure: str, status: int | None) -> bool:
@@ -369,7 +371,7 @@ class Call:
         if self.done:
             return
         conn = self.conn
-        h2 = conn.h2
+        codec = conn.codec
         pending = self.resp_pending
         up, ack_sid = self.up, self.ack_sid
         try:
@@ -377,15 +379,11 @@ class Call:
                 item = pending[0]
                 data = item[0]
                 assert isinstance(data, (bytes, memoryview))
-                room = min(h2.local_flow_control_window(self.sid), len(data))
+                room = min(codec.window(self.sid), len(data))
                 if conn.write_paused or room <= 0:
                     break
-                frame = h2.max_outbound_frame_size
                 last = room == len(data) and len(pending) == 1 and self.resp_end is None
-                for i in range(0, room, frame):
-                    h2.send_data(
-                        self.sid, data[i : min(i + frame, room)], end_stream=last and i + frame >= room
-                    )
+                codec.send_data(self.sid, data if room == len(data) else data[:room], end=last)
                 if room < len(data):
                     item[0] = memoryview(data)[room:]
                     item[1] = item[1] - room  # type: ignore[operator]
@@ -402,12 +400,12 @@ class Call:
             if not pending and self.resp_end is not False:
                 trailers = self.resp_end
                 if trailers is None:
-                    h2.end_stream(self.sid)
+                    codec.end_stream(self.sid)
                 else:
-                    h2.send_headers(self.sid, trailers, end_stream=True)  # type: ignore[arg-type]
+                    codec.send_headers(self.sid, trailers, end=True)  # type: ignore[arg-type]
                 self._response_complete()
                 return
-        except H2Error:
+        except CodecError:
             self.client_gone()
             return
         conn.flush()
@@ -429,7 +427,7 @@ class Call:
         assert svc is not None
         message = f"{svc.label} did not answer within {timeout:g}s"
         if self.resp_started and not self.grpc:
-            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            self.conn.reset(self.sid, CANCEL)
             self.finish(OUT_TIMEOUT)
         elif self.resp_started:
             self._end_with_status(grpc.DEADLINE_EXCEEDED, message, outcome=OUT_TIMEOUT)
@@ -441,23 +439,23 @@ class Call:
         if self.waiter is not None:
             self.waiter.cancel()
             self.waiter = None
-        h2 = self.conn.h2
+        codec = self.conn.codec
         try:
             if self.grpc:
                 self.status, self.grpc_status = 200, grpc_status
-                h2.send_headers(self.sid, [
+                codec.send_headers(self.sid, [
                     (b":status", b"200"), (b"content-type", b"application/grpc"),
                     (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
-                ], end_stream=True)  # fmt: skip
+                ], end=True)  # fmt: skip
             else:
                 self.status = status
                 body = message.encode() + b"\n"
-                h2.send_headers(self.sid, [
+                codec.send_headers(self.sid, [
                     (b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8"),
                     (b"content-length", b"%d" % len(body)),
-                ])  # fmt: skip
-                h2.send_data(self.sid, body, end_stream=True)
-        except H2Error:
+                ], end=False)  # fmt: skip
+                codec.send_data(self.sid, body, end=True)
+        except CodecError:
             pass
         self.conn.flush()
         self.finish(outcome)
@@ -466,11 +464,11 @@ class Call:
         """A gRPC response already started: end it with trailers carrying `grpc_status`."""
         self.grpc_status = grpc_status
         try:
-            self.conn.h2.send_headers(self.sid, [
+            self.conn.codec.send_headers(self.sid, [
                 (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
-            ], end_stream=True)  # fmt: skip
-        except H2Error:
-            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            ], end=True)  # fmt: skip
+        except CodecError:
+            self.conn.reset(self.sid, CANCEL)
         self.conn.flush()
         self.finish(outcome)
 
@@ -492,7 +490,7 @@ class Call:
                 self.up.ack(self.ack_sid, flow)  # type: ignore[arg-type]
         self.resp_pending.clear()
         if self.up is not None and self.up_sid:
-            self.up.reset(self.up_sid, ErrorCodes.CANCEL if outcome is None else ErrorCodes.NO_ERROR)
+            self.up.reset(self.up_sid, CANCEL if outcome is None else NO_ERROR)
         elif self.up is not None:
             self.up.detach(self)
         self.up = None
@@ -511,7 +509,7 @@ class Call:
                 H2_STATS.grpc_response(svc.label, code)
         if not self.req_ended and outcome is not None:
             self.conn.reset(
-                self.sid, ErrorCodes.NO_ERROR
+                self.sid, NO_ERROR
             )  # the response is complete: stop sending the request
         for _data, flow in self.req_pending:
             self.conn.ack(self.sid, flow)  # type: ignore[arg-type]

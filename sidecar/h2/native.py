@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 
 from ._nghttp2 import ffi, lib  # type: ignore[import-not-found]
-from .events import DATA, END, HEADERS, TRAILERS, CodecError, Event, Headers
+from .events import DATA, HEADERS, TRAILERS, CodecError, Event, Headers
 
 NAME = f"nghttp2 {ffi.string(lib.shim_version()).decode()}"
 _unpack = ffi.unpack
