@@ -127,7 +127,8 @@ class H2Codec:
         for ev in received:
             t = type(ev)
             if t is DataReceived:
-                append((DATA, ev.stream_id, ev.data, ev.flow_controlled_length))
+                if ev.flow_controlled_length:  # (an empty DATA frame that only ends the stream: END alone)
+                    append((DATA, ev.stream_id, ev.data, ev.flow_controlled_length))
                 if ev.stream_ended is not None:
                     append((END, ev.stream_id, None, 0))
             elif t is RequestReceived or t is ResponseReceived or t is InformationalResponseReceived:
