@@ -25,6 +25,7 @@ from ..services import (
     ServiceState,
 )
 from . import grpc
+from .deadlines import deadlines
 from .events import CANCEL, INTERNAL_ERROR, NO_ERROR, CodecError, Headers
 from .stats import H2_STATS
 from .upstream import H2Upstream
@@ -44,72 +45,79 @@ _OUTCOME_BY_FAILURE = {grpc.CONNECT_FAILED: OUT_CONNECT, grpc.REFUSED: OUT_CONNE
 class Call:
     """A client stream and its current attempt on one endpoint's pooled connection."""
 
+    # (defaults at class level: a call sets only what it changes, ~20 stores fewer per request)
+    svc: ServiceState | None = None
+    port_name: str | None = None
+    ep: EndpointState | None = None
+    up: H2Upstream | None = None
+    up_sid = 0  # the upstream stream while it is open (0: none, or the endpoint ended it)
+    ack_sid = 0  # the upstream stream whose data is acknowledged (kept after it ended)
+    tried: set[EndpointState] | None = None
+    retries = 0
+    req_ended = False
+    _req_sent_end = False  # END_STREAM went to the endpoint on this attempt
+    req_trailers: Headers | None = None
+    replay_size = 0
+    resp_started = False
+    resp_end: Headers | None | bool = False  # False: more to come; None: ends; list: ends with trailers
+    owed_up = 0  # response bytes the client took while its connection was paused: ack on resume
+    status = 0
+    grpc_status: int | None = None
+    done = False
+    t0 = 0.0
+    deadline_slot = 0  # (0: no deadline armed)
+    timeout = 0.0
+    waiter: asyncio.TimerHandle | None = None
+
     def __init__(self, conn: H2Server, sid: int, headers: Headers) -> None:
         self.conn = conn
         self.sid = sid
         self.method = b"GET"
-        self.authority: bytes | None = None
-        self.content_type: bytes | None = None
+        self.path = b"/"
+        authority: bytes | None = None
+        content_type: bytes | None = None
         self.grpc_timeout: bytes | None = None
         up_headers: Headers = []
-        for name, value in headers:
-            if name == b":method":
-                self.method = value
-            elif name == b":authority":
-                self.authority = value
+        append = up_headers.append
+        for field in headers:
+            name = field[0]
+            if name[:1] == b":":
+                if name == b":method":
+                    self.method = field[1]
+                elif name == b":path":
+                    self.path = field[1]
+                elif name == b":authority":
+                    authority = field[1]
             elif name == b"content-type":
-                self.content_type = value
+                content_type = field[1]
             elif name == b"grpc-timeout":
-                self.grpc_timeout = value
-            if name in _HOP or (name == b"te" and value.lower() != b"trailers"):
+                self.grpc_timeout = field[1]
+            elif name in _HOP or (name == b"te" and field[1].lower() != b"trailers"):
                 continue
-            up_headers.append((name, value))
-        if self.authority is None:
-            self.authority = next((v for n, v in headers if n == b"host"), None)
-            if self.authority is not None:
-                up_headers.insert(0, (b":authority", self.authority))
-        up_headers.append((b"x-forwarded-for", conn.peer_ip.encode()))
+            append(field)
+        if authority is None:
+            authority = next((v for n, v in headers if n == b"host"), None)
+            if authority is not None:
+                up_headers.insert(0, (b":authority", authority))
+        append((b"x-forwarded-for", conn.peer_ip.encode()))
         proto = conn.listener.forwarded_proto
         if proto is not None:  # an Ingress: the edge says how the client came
-            up_headers.append((b"x-forwarded-proto", proto))
-            if self.authority is not None:
-                up_headers.append((b"x-forwarded-host", self.authority))
+            append((b"x-forwarded-proto", proto))
+            if authority is not None:
+                append((b"x-forwarded-host", authority))
+        self.authority = authority
+        self.content_type = content_type
         self.headers = up_headers
-        self.grpc = grpc.is_grpc(self.content_type)
-        self.svc: ServiceState | None = None
-        self.port_name: str | None = None
-        self.ep: EndpointState | None = None
-        self.up: H2Upstream | None = None
-        self.up_sid = 0  # the upstream stream while it is open (0: none, or the endpoint ended it)
-        self.ack_sid = 0  # the upstream stream whose data is acknowledged (kept after it ended)
-        self.tried: set[EndpointState] | None = None
-        self.retries = 0
-        self.req_ended = False
-        self._req_sent_end = False  # END_STREAM went to the endpoint on this attempt
-        self.req_trailers: Headers | None = None
-        self.req_pending: deque[list[object]] = (
-            deque()
-        )  # [bytes or memoryview, flow bytes owed to the client]
+        self.grpc = grpc.is_grpc(content_type)
+        self.req_pending: deque[list[object]] = deque()  # [bytes or memoryview, flow bytes owed to the client]
         self.replay: list[bytes] | None = []
-        self.replay_size = 0
         self.resp_pending: deque[list[object]] = deque()  # [data, flow bytes owed to the endpoint]
-        self.resp_started = False
-        self.resp_end: Headers | None | bool = (
-            False  # False: more to come; None: ends; list: ends with trailers
-        )
-        self.owed_up = 0  # response bytes the client took while its connection was paused: ack on resume
-        self.status = 0
-        self.grpc_status: int | None = None
-        self.done = False
-        self.t0 = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.waiter: asyncio.TimerHandle | None = None
 
     # --- the request --------------------------------------------------------------------------------------
     def start(self, *, ended: bool) -> None:
         self.req_ended = ended
         listener = self.conn.listener
-        path = next((v for n, v in self.headers if n == b":path"), b"/")
+        path = self.path
         route = listener.route(self.authority, path)
         H2_STATS.streams += 1
         self.t0 = time.monotonic()
@@ -132,10 +140,11 @@ class Call:
         timeout = grpc.deadline(svc.config.timeout, grpc.parse_grpc_timeout(self.grpc_timeout))
         if timeout is None:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-        left = max(timeout - (time.monotonic() - self.t0), 0.0)
-        self.timer = self.conn.listener.loop.call_later(left, self.on_timeout, timeout)
+        wheel = deadlines(self.conn.listener.loop)
+        if self.deadline_slot:
+            wheel.remove(self, self.deadline_slot)
+        self.timeout = timeout
+        self.deadline_slot = wheel.add(self, max(timeout - (time.monotonic() - self.t0), 0.0))
 
     def request_data(self, data: bytes, flow: int) -> None:
         if self.done or not data:
@@ -419,8 +428,11 @@ class Call:
         self.pump_response()
 
     # --- endings ----------------------------------------------------------------------------------------
+    def deadline_passed(self) -> None:
+        self.deadline_slot = 0
+        self.on_timeout(self.timeout)
+
     def on_timeout(self, timeout: float) -> None:
-        self.timer = None
         if self.done:
             return
         svc = self.svc
@@ -478,10 +490,12 @@ class Call:
             return
         self.done = True
         H2_STATS.streams -= 1
-        for handle in (self.timer, self.waiter):
-            if handle is not None:
-                handle.cancel()
-        self.timer = self.waiter = None
+        if self.deadline_slot:
+            deadlines(self.conn.listener.loop).remove(self, self.deadline_slot)
+            self.deadline_slot = 0
+        if self.waiter is not None:
+            self.waiter.cancel()
+            self.waiter = None
         svc, ep = self.svc, self.ep
         if ep is not None and svc is not None and outcome is not None:
             svc.record(ep, outcome)

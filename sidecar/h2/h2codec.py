@@ -95,6 +95,7 @@ class H2Codec:
     def __init__(self, *, client: bool) -> None:
         self.h2 = Connection(UPSTREAM_CONFIG if client else CLIENT_CONFIG)
         self.extra = b""  # a graceful GOAWAY, written after what h2 queued
+        self.late: list[Event] = []  # (always empty: h2 refuses a stream when asked)
 
     def _settings(self, window: int, conn_window: int, max_streams: int | None) -> None:
         h2 = self.h2

@@ -8,6 +8,7 @@ codec.py then falls back to the pure-Python `h2`.
 from __future__ import annotations
 
 import base64
+from itertools import chain
 
 from ._nghttp2 import ffi, lib  # type: ignore[import-not-found]
 from .events import DATA, HEADERS, TRAILERS, CodecError, Event, Headers
@@ -21,6 +22,7 @@ _shim_data = lib.shim_data
 _shim_headers = lib.shim_headers
 _shim_window = lib.shim_window
 _shim_consume = lib.shim_consume
+_flatten = chain.from_iterable
 
 
 def _error(code: int, what: str) -> CodecError:
@@ -33,7 +35,7 @@ def _fields(block: bytes) -> Headers:
 
 
 def _block(headers: Headers) -> bytes:
-    return b"\0".join([x for field in headers for x in field])
+    return b"\0".join(_flatten(headers))
 
 
 class NativeConnection:
@@ -44,6 +46,7 @@ class NativeConnection:
         if sh == ffi.NULL:
             raise MemoryError("nghttp2 session")
         self.sh = ffi.gc(sh, lib.shim_del)
+        self.late: list[Event] = []  # RESET events a send produced (requests refused after a GOAWAY)
 
     # --- starting -----------------------------------------------------------------------------------------
     def start(self, *, window: int, conn_window: int, max_streams: int | None = None) -> None:
@@ -76,8 +79,8 @@ class NativeConnection:
         blob = _buffer(sh.buf, sh.buf_len)[:]
         events: list[Event] = []
         append = events.append
-        for i in range(0, n * 5, 5):
-            kind, sid, off, length, extra = records[i : i + 5]
+        it = iter(records)
+        for kind, sid, off, length, extra in zip(it, it, it, it, it):
             if kind == DATA:
                 append((DATA, sid, blob[off : off + length], extra))
             elif kind == HEADERS or kind == TRAILERS:
@@ -149,5 +152,10 @@ class NativeConnection:
         rv = _shim_send(sh)
         if rv:
             raise _error(rv, "send")
+        if sh.ev_len > sh.ev_delivered:
+            records = _unpack(sh.ev + sh.ev_delivered * 5, (sh.ev_len - sh.ev_delivered) * 5)
+            it = iter(records)
+            self.late += [(kind, sid, None, extra) for kind, sid, _, _, extra in zip(it, it, it, it, it)]
+            sh.ev_delivered = sh.ev_len
         n = sh.out_len
         return _buffer(sh.out, n)[:] if n else b""

@@ -13,7 +13,7 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ffibuilder = FFI()
 ffibuilder.cdef("""
-typedef struct shim { int32_t *ev; size_t ev_len; char *buf; size_t buf_len; uint8_t *out; size_t out_len; uint32_t term;
+typedef struct shim { int32_t *ev; size_t ev_len; size_t ev_delivered; char *buf; size_t buf_len; uint8_t *out; size_t out_len; uint32_t term;
                      char why[160]; ...; } shim;
 shim *shim_new(int server);
 void shim_del(shim *sh);

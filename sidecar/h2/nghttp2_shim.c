@@ -33,6 +33,7 @@ typedef struct shim {
     nghttp2_session *s;
     int32_t *ev;
     size_t ev_len, ev_cap; /* in records */
+    size_t ev_delivered;   /* records Python has read (a send's late events follow them) */
     char *buf;
     size_t buf_len, buf_cap;
     size_t hdr_start;
@@ -75,6 +76,8 @@ static int event(shim *sh, int32_t kind, int32_t sid, size_t off, size_t len, in
     sh->ev_len++;
     return 0;
 }
+
+static sstream *lookup(shim *sh, int32_t sid);
 
 /* --- receiving ---------------------------------------------------------------------------------------- */
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
@@ -169,6 +172,17 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     shim *sh = ud;
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code && !sh->term) sh->term = f->goaway.error_code;
+    return 0;
+}
+
+/* A request nghttp2 will not send (the peer's GOAWAY came first): a RESET REFUSED_STREAM, read by Python after
+ * the send (never processed by the endpoint: the call may go elsewhere). */
+static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int error, void *ud) {
+    shim *sh = ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    sstream *st = lookup(sh, f->hd.stream_id);
+    if (st && !nghttp2_session_find_stream(s, f->hd.stream_id)) unlink_stream(sh, st);
+    event(sh, EV_RESET, f->hd.stream_id, 0, 0, NGHTTP2_REFUSED_STREAM);
     return 0;
 }
 
@@ -375,7 +389,10 @@ int shim_want_read(shim *sh) { return nghttp2_session_want_read(sh->s); }
 
 /* Feed bytes; the events are in ev/buf afterwards (a header block still open keeps its fields). */
 int shim_recv(shim *sh, const char *data, size_t len) {
-    sh->ev_len = 0;
+    size_t late = sh->ev_len - sh->ev_delivered; /* (payload-free records a send added, not read yet) */
+    memmove(sh->ev, sh->ev + sh->ev_delivered * 5, late * 5 * sizeof(int32_t));
+    sh->ev_len = late;
+    sh->ev_delivered = 0;
     if (sh->hdr_open) {
         memmove(sh->buf, sh->buf + sh->hdr_start, sh->buf_len - sh->hdr_start);
         sh->buf_len -= sh->hdr_start;
@@ -384,6 +401,7 @@ int shim_recv(shim *sh, const char *data, size_t len) {
         sh->buf_len = 0;
     }
     ssize_t rv = nghttp2_session_mem_recv(sh->s, (const uint8_t *)data, len);
+    sh->ev_delivered = sh->ev_len; /* Python reads them all now */
     return rv < 0 ? (int)rv : 0;
 }
 
@@ -411,6 +429,7 @@ shim *shim_new(int server) {
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_frame_not_send);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);

@@ -208,6 +208,14 @@ class H2Upstream(CoalescingWriter):
             log.warning("endpoint %s:%d broke HTTP/2: %s", self.ep.address, self.port, failed)
             self.abort()
 
+    def late_events(self, events: list[Any]) -> None:
+        for kind, sid, _, code in events:
+            call = self.streams.pop(sid, None) if kind == RESET else None
+            if call is not None:
+                refused = code == REFUSED_STREAM
+                call.up_failed(REFUSED if refused else LOST, f"stream not sent (error {code})")
+        self._maybe_idle()
+
     # --- streams ----------------------------------------------------------------------------------------
     def start_stream(self, call: Stream, headers: Headers, *, end: bool) -> int:
         sid = self.codec.send_request(headers, end=end)

@@ -47,3 +47,9 @@ class CoalescingWriter(asyncio.Protocol):
             return
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+        if self.codec.late:
+            late, self.codec.late = self.codec.late, []
+            self.late_events(late)
+
+    def late_events(self, events: list[Any]) -> None:
+        """Events the codec found while sending (nghttp2: requests it dropped after the peer's GOAWAY)."""
