@@ -172,10 +172,16 @@ def agent_options(func: Any) -> Any:
         ),
         click.option(
             "--store",
-            metavar="etcd://HOST:PORT[,HOST:PORT...]",
+            metavar="https://HOST:PORT[,HOST:PORT...]",
             default=None,
-            help="Share one control plane with other agents on this etcd (default: SQLite in the state dir).",
+            help="Share one control plane with other agents on this etcd (default: SQLite in the state dir); "
+            "https:// with --store-ca/--store-cert/--store-key, or plain http:// (etcd:// is http://).",
         ),
+        click.option("--store-ca", metavar="FILE", default=None,
+                     help="With --store https://: the CA that signed etcd's certificate (default: the system's)."),
+        click.option("--store-cert", metavar="FILE", default=None,
+                     help="With --store https://: the client certificate etcd's --client-cert-auth asks for."),
+        click.option("--store-key", metavar="FILE", default=None, help="The key of --store-cert."),
         click.option("--node-name", default=None, help="This node's name in the cluster (default: the host name)."),
         click.option(
             "--join", metavar="TOKEN", default=None,
@@ -213,6 +219,13 @@ def agent_options(func: Any) -> Any:
             default=None,
             help="With --store: the pods of a node NotReady for this many seconds are deleted and replaced on Ready "
             "nodes (default 5).",
+        ),
+        click.option(
+            "--service-cluster-ip-range", metavar="CIDR", default=None,
+            help="Where Service addresses come from. With --store: the cluster's range, chosen by the agent that "
+            "creates the cluster and kept in the store for every node, whatever its driver (default: a /17 of "
+            "10.96.0.0/12, by this host's agent slot); a joining agent takes the cluster's. Without --store: this "
+            "agent's (default: its host slot's share of 127.64.0.0/10 or, with Docker, 10.213.128.0/17).",
         ),
         click.option(
             "--mesh-port",
@@ -268,11 +281,16 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     values["verbose"] = bool(values.get("verbose")) or None
     if values.get("store") is not None:
         from meshd.store.etcdclient import parse_store_url
+        from meshd.store.etcdtls import StoreTls, check_flags
 
         try:
-            parse_store_url(values["store"])
+            check_flags(parse_store_url(values["store"]),
+                        StoreTls(values.get("store_ca"), values.get("store_cert"), values.get("store_key")))
         except ValueError as exc:
             raise CliError(str(exc)) from None
+    elif any(values.get(flag) for flag in ("store_ca", "store_cert", "store_key")):
+        raise CliError("--store-ca, --store-cert and --store-key go with --store https://HOST:PORT (a node that "
+                       "joins with --join gets them from the cluster)")
     _check_join(values)
     for flag in ("ingress_http", "ingress_https"):
         if values.get(flag) is not None:
@@ -282,6 +300,13 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
                 ingress_listen(values[flag], "127.0.0.1", 80)
             except ValueError as exc:
                 raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+    if values.get("service_cluster_ip_range") is not None:
+        from meshd.cluster.servicerange import ServiceRangeError, parse_service_range
+
+        try:
+            parse_service_range(values["service_cluster_ip_range"])
+        except ServiceRangeError as exc:
+            raise CliError(str(exc)) from None
     if values.get("external") is not None:
         from meshd.external.listeners import parse_external
 
