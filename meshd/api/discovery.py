@@ -8,6 +8,7 @@ import platform
 from collections.abc import Iterable
 from typing import Any
 
+from meshd.api import selfreview
 from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, Kind
 
 # The Kubernetes API meshd mimics: that of the kubectl and client libraries it is tested with (kubectl v1.37,
@@ -16,7 +17,8 @@ KUBE_MAJOR, KUBE_MINOR = 1, 37
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 PODMETRICS = Kind("PodMetrics", "pods", "metrics.k8s.io", "v1beta1", (), verbs=("get", "list"), categories=())
-API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, PODMETRICS)
+API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, PODMETRICS,
+                               *selfreview.KINDS)
 
 
 def version_info(meshd_version: str) -> dict[str, str]:

@@ -28,9 +28,11 @@ from meshd.api import (
     listing,
     podlogs,
     portforward,
+    selfreview,
     sets,
     storage_views,
     watching,
+    wholeseconds,
     writes,
 )
 from meshd.api import exec as pod_exec
@@ -134,6 +136,7 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
+        selfreview.add_routes(r, lambda: [o["metadata"]["name"] for o in self._objects("nodes", None)])
 
     async def start(self, host: str, port: int, *, unix_socket: Path | None = None,
                     tls: ssl.SSLContext | None = None) -> None:
@@ -285,7 +288,7 @@ class ApiServer:
 
     def _served(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
         """The objects of a kind as its API group shows them (events.k8s.io: the events, converted)."""
-        objects = self._objects(kind.plural, namespace)
+        objects = [wholeseconds.for_clients(o) for o in self._objects(kind.plural, namespace)]  # Go clients' ints
         return [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
 
     def _event(self, record: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from meshd.api import fieldsets, protobuf
+from meshd.api import fieldsets, protobuf, wholeseconds
 from meshd.api import status as api_status
 from meshd.api.kinds import (
     DEPLOYMENT,
@@ -138,6 +138,11 @@ def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> d
     return obj
 
 
+def _from_cronjob(obj: dict[str, Any]) -> bool:
+    """A Job `kubectl create job --from=cronjob/NAME` made: owned by a CronJob."""
+    return any(r.get("kind") == "CronJob" for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
@@ -210,7 +215,7 @@ class Writes:
     async def create(self, request: web.Request) -> web.Response:
         kind, namespace = self._writable(request), request.match_info.get("ns", "")
         obj = await _body(request)
-        if request.content_type == protobuf.CONTENT_TYPE and kind.kind == "Job":
+        if request.content_type == protobuf.CONTENT_TYPE and kind.kind == "Job" and _from_cronjob(obj):
             obj = self._job_from_cronjob(namespace, obj)
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not name:
@@ -360,7 +365,7 @@ class Writes:
         """Checks the object against the request, then validates and stores it (or, with dryRun, only
         validates it) and answers it as GET shows it. `managed`: its metadata.managedFields (meshd.api.fieldsets);
         `base`: the stored resourceVersion the object was computed from (a patch's), _Stale if it changed since."""
-        obj = _identified(kind, namespace, name, obj)
+        obj = wholeseconds.restore(_identified(kind, namespace, name, obj))  # the sub-second values it was served
         meta = obj["metadata"]
         version = str(meta.get("resourceVersion") or "")
         manifest = desired(kind, obj)
