@@ -477,10 +477,32 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
             log.error("%s", error)
             await agent.close(stop_pods=True)
             return 1
-    await stop.wait()
+    if await _stopped_or_removed(stop, agent):
+        await agent.close(stop_pods=False)
+        return 1
     log.info("shutting down%s", " and removing every pod" if files is not None else "")
     await agent.close(stop_pods=files is not None)
     return 0
+
+
+async def _stopped_or_removed(stop: asyncio.Event, agent: Agent) -> bool:
+    """Waits for a signal to stop (False) or this node's deletion from its cluster (True: the agent exits 1, and a
+    node that joined forgets the store it was given: only a fresh --join brings it back)."""
+    if agent.cluster is None:
+        await stop.wait()
+        return False
+    from meshd.cluster.joining import forget_store
+
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(agent.cluster.removed.wait())}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    if stop.is_set() or not agent.cluster.removed.is_set():
+        return False
+    forgotten = await asyncio.to_thread(forget_store, agent.state_dir)
+    log.error("stopping: %s%s", agent.cluster.removal,
+              f" (the store this node joined is forgotten: moved to {forgotten})" if forgotten else "")
+    return True
 
 
 def run_agent(options: AgentOptions) -> int:

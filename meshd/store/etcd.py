@@ -114,6 +114,17 @@ class EtcdObjectStore(ObjectStore):
         self.reachable, self.last_error = up, error
         STORE_UP.set(1 if up else 0)
 
+    async def probe(self, *, timeout: float) -> bool:
+        """Whether a member answers a read within `timeout` (reachable and last_error set by the answer)."""
+        try:
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's may swallow a cancellation
+                await self.client.range(self.prefix + "\x00")
+        except (EtcdUnavailable, TimeoutError) as error:
+            self._set_reachable(False, str(error) or f"no etcd member answered within {timeout:g}s")
+            return False
+        self._set_reachable(True, "")
+        return True
+
     # --- writes -----------------------------------------------------------------------------------
 
     async def transaction(self, operations: Sequence[Operation]) -> builtins.list[Mapping[str, Any]]:
