@@ -104,6 +104,7 @@ class AgentOptions:
     server: str | None = None  # --server https://HOST:PORT: join through this agent (no DNS-SD discovery)
     join_timeout: float = 15.0  # how long --join looks for the cluster over DNS-SD
     token_ttl: float = 24 * 3600.0  # the first join token's lifetime (the agent that creates the cluster)
+    keep_expired_tokens: float = 3600.0  # an expired bootstrap token's Secret is deleted this long after it expired
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -189,7 +190,8 @@ class Agent:
                                                         options.leader_ttl, mesh_dir=str(mesh_dir),
                                                         mesh_port=options.mesh_port,
                                                         cert_validity=options.cert_validity,
-                                                        pod_eviction_timeout=options.pod_eviction_timeout),
+                                                        pod_eviction_timeout=options.pod_eviction_timeout,
+                                                        keep_expired_tokens=options.keep_expired_tokens),
                                          self.controller, self._node_object, render_pod=kube_pod)
             self.sidecar.extra_args += ["--mesh-dir", str(mesh_dir), "--mesh-listen",
                                         f"{self.api_host}:{options.mesh_port}"]

@@ -215,6 +215,13 @@ def agent_options(func: Any) -> Any:
             "nodes (default 5).",
         ),
         click.option(
+            "--keep-expired-tokens",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="With --store: the leader deletes a bootstrap token's Secret this many seconds after it expired "
+            "(meanwhile a node trying it is told it expired; default 3600, 0: at once, as Kubernetes' tokencleaner).",
+        ),
+        click.option(
             "--mesh-port",
             type=click.IntRange(1, 65535),
             default=None,

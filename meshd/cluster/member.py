@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshd.cluster import tokens
 from meshd.cluster.follow import follow_store
 from meshd.cluster.heartbeat import NodeHeartbeat
 from meshd.cluster.kubelet import Kubelet
@@ -48,6 +50,7 @@ class ClusterOptions:
     mesh_dir: str = ""  # where this node's mesh identity is written for the sidecar ("": no mutual TLS)
     mesh_port: int = DEFAULT_MESH_PORT  # the sidecar's mesh gateway, on the node's InternalIP
     cert_validity: float = DEFAULT_VALIDITY.total_seconds()  # node certificates, issued again at 2/3 of it
+    keep_expired_tokens: float = 3600.0  # the leader deletes a bootstrap token this long after it expired
 
     def __post_init__(self) -> None:
         parse_store_url(self.store)  # ValueError naming --store
@@ -122,6 +125,9 @@ class ClusterMember:
         self._tasks.supervise("store reachability", self._report_reachability)
         self._tasks.supervise("compaction", self._compact_forever)
         self._tasks.supervise("node removal", self._leave_when_deleted)
+        store = self.store
+        self._tasks.supervise("token cleaner", lambda: tokens.clean_expired_tokens(
+            store, leading=lambda: self.controller.leading, clock=time.time, keep=self.options.keep_expired_tokens))
         self._tasks.supervise("store probe", self._probe_store)
         pods, kubelet = self.pods, self.kubelet
         assert pods is not None and kubelet is not None
