@@ -245,7 +245,8 @@ def expired(secrets_: Iterable[Mapping[str, Any]], *, now: float, keep: float = 
 def next_expiry(secrets_: Iterable[Mapping[str, Any]], *, now: float, keep: float = 0.0) -> float | None:
     """When the next token Secret is due for deletion (its expiration plus `keep`; the cleaner wakes then);
     None: none is."""
-    coming = [e + keep for e in (expiry_of(s) for s in secrets_) if e is not None and e + keep > now]
+    ours = (s for s in secrets_ if (s.get("metadata") or {}).get("namespace", NAMESPACE) == NAMESPACE)
+    coming = [e + keep for e in (expiry_of(s) for s in ours) if e is not None and e + keep > now]
     return min(coming) if coming else None
 
 
