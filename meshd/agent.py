@@ -502,8 +502,8 @@ async def _stopped_or_removed(stop: asyncio.Event, agent: Agent) -> bool:
     if stop.is_set() or not agent.cluster.removed.is_set():
         return False
     forgotten = await asyncio.to_thread(forget_store, agent.state_dir)
-    log.error("stopping: %s%s", agent.cluster.removal,
-              f" (the store this node joined is forgotten: moved to {forgotten})" if forgotten else "")
+    log.error("exiting (1): this node was deleted from the cluster%s",
+              f"; the store it joined is forgotten (moved to {forgotten})" if forgotten else "")
     return True
 
 

@@ -212,8 +212,8 @@ class ClusterMember:
         while heartbeat.removed is None:
             await asyncio.sleep(0.5)
         name = self.options.node_name
-        self.removal = (f"node {name} was deleted from the cluster (kubectl delete node {name}): its pods were "
-                        f"stopped and are made again on other nodes, its mesh certificate is revoked. To bring this "
+        self.removal = (f"node {name} was deleted from the cluster (kubectl delete node {name}): its pods are "
+                        f"stopped here and made again on other nodes, its mesh certificate is revoked. To bring this "
                         f"machine back, join it again: `meshd token create` on a node of the cluster, then "
                         f"`meshd agent --join TOKEN` here (an agent started with --store registers it again when "
                         f"restarted)")
