@@ -186,3 +186,15 @@ async def test_the_leaders_cleaner_deletes_expired_tokens_and_a_follower_deletes
     with pytest.raises(Stop):
         await tokens.clean_expired_tokens(store, leading=lambda: True, clock=lambda: NOW + 28, sleep=one_pass)
     assert sleeps[-1] == pytest.approx(2.5)  # woken just after the next expiry
+
+
+def test_a_deleted_node_that_joined_forgets_its_store_so_only_a_fresh_join_brings_it_back(tmp_path: Any) -> None:
+    from meshd.cluster.joining import CREDENTIALS_DIR, forget_store, saved_store
+
+    assert forget_store(tmp_path) is None  # never joined (started with --store): nothing to forget
+    (tmp_path / CREDENTIALS_DIR).mkdir()
+    (tmp_path / CREDENTIALS_DIR / "store").write_text("etcd://10.0.0.1:2379\n")
+    assert saved_store(tmp_path) == "etcd://10.0.0.1:2379"
+    moved = forget_store(tmp_path)
+    assert moved == tmp_path / CREDENTIALS_DIR / "store.deleted" and moved.read_text().startswith("etcd://")
+    assert saved_store(tmp_path) is None  # `meshd agent --join TOKEN` asks the cluster again
