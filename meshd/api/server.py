@@ -26,6 +26,7 @@ from meshd.api import (
     kube,
     kubeapi,
     listing,
+    nodeops,
     podlogs,
     portforward,
     selfreview,
@@ -130,6 +131,7 @@ class ApiServer:
             r.add_get(prefix + "/{resource}/{name}", self.get_resource)  # cluster-scoped: namespaces, nodes
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
         r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
+        nodeops.NodeOps(controller, self._read).add_routes(r)  # cordon, delete node, pods/eviction: before writes
         writes.Writes(controller, self._read, self.watch_caches.store_version).add_routes(r)  # POST, PUT, PATCH...
         podlogs.add_routes(r, controller)  # pods/log with kubectl's options
         pod_exec.add_routes(r, controller, self._streams)  # exec, attach over WebSocket

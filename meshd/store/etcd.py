@@ -125,6 +125,19 @@ class EtcdObjectStore(ObjectStore):
         self.reachable, self.last_error = up, error
         STORE_UP.set(1 if up else 0)
 
+    async def probe(self, *, timeout: float) -> bool:
+        """Whether a member answers a read within `timeout` (reachable and last_error set by the answer). The
+        read is serializable (a member answers from its own state): etcd electing a new raft leader after a
+        member was lost is not this agent losing the store; a host cut off from every member is."""
+        try:
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's may swallow a cancellation
+                await self.client.call("/v3/kv/range", {"key": b64(self.prefix + "\x00"), "serializable": True})
+        except (EtcdUnavailable, TimeoutError) as error:
+            self._set_reachable(False, str(error) or f"no etcd member answered within {timeout:g}s")
+            return False
+        self._set_reachable(True, "")
+        return True
+
     # --- writes -----------------------------------------------------------------------------------
 
     async def transaction(self, operations: Sequence[Operation]) -> builtins.list[Mapping[str, Any]]:
@@ -228,14 +241,15 @@ class EtcdObjectStore(ObjectStore):
                 except EtcdUnavailable as unavailable:
                     self._set_reachable(False, str(unavailable))
             except EtcdUnavailable as error:
-                self._set_reachable(False, str(error))
+                if await self.probe(timeout=5.0):  # another member answers: the watch moves there, no outage
+                    log.info("etcd: %s; watching through the next member", error)
+                    await asyncio.sleep(0.05 if delay == retry else delay)  # at once the first time
+                    delay = min(delay * 2, retry_max)
+                    continue
+                log.debug("etcd watch: %s", error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, retry_max)
-                try:  # a quick probe, so the store reports itself back up even when nothing changes
-                    await self.client.range(self.prefix + "\x00")
-                    self._set_reachable(True, "")
-                except EtcdUnavailable:
-                    pass
+                await self.probe(timeout=5.0)  # so the store reports itself back up even when nothing changes
 
     async def _apply(self, batch: list[WatchEvent]) -> None:
         events: builtins.list[Event] = []
