@@ -12,6 +12,7 @@ when etcd compacted that far)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import json
 import logging
@@ -77,6 +78,28 @@ def encode(obj: Mapping[str, Any]) -> str:
     """What etcd keeps of an object: all of it but the resourceVersion (etcd's own revision says it)."""
     meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
     return b64(json.dumps({**obj, "metadata": meta}, separators=(",", ":")))
+
+
+def own_write_revision(staged: Mapping[Key, Mapping[str, Any] | None], guarded: Mapping[Key, int],
+                       responses: Sequence[Mapping[str, Any]], prefix: str = REGISTRY_PREFIX) -> int | None:
+    """The revision of this very write when a transaction whose guards failed finds every key as it meant to
+    leave it: the client sent it again after an answer it never got (a member timed out while etcd committed
+    it), so the guards saw the write itself. None when any key differs (another writer came first)."""
+    found = {}
+    for key, response in zip(guarded, responses):
+        kvs = (response.get("response_range") or {}).get("kvs") or []
+        found[key] = KeyValue.parse(kvs[0]) if kvs else None
+    revisions = []
+    for key, kv in found.items():
+        wanted = staged.get(key)
+        if wanted is None:
+            if kv is not None:
+                return None
+            continue
+        if kv is None or kv.value != base64.b64decode(encode(wanted)):
+            return None
+        revisions.append(kv.mod_revision)
+    return max(revisions) if revisions and len(set(revisions)) == 1 else None
 
 
 class EtcdObjectStore(ObjectStore):
@@ -171,7 +194,9 @@ class EtcdObjectStore(ObjectStore):
                 self._set_reachable(False, str(error))
                 raise
         if not succeeded:
-            await self._refused(guarded, responses)
+            revision = own_write_revision(staged, guarded, responses, self.prefix) or 0
+            if not revision:
+                await self._refused(guarded, responses)
         for event in events:
             event.object["metadata"]["resourceVersion"] = str(revision)
         await self._caught_up(revision)
