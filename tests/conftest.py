@@ -14,6 +14,7 @@ import inspect
 import itertools
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,32 @@ async def no_leaked_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]
         task.cancel()
     await asyncio.gather(*left, return_exceptions=True)
     pytest.fail(f"the test left {len(left)} tasks running: " + ", ".join(sorted(f"{t.get_name()} ({t.get_coro()!r})" for t in left)[:20]))
+
+
+def sidecars_of(root: str) -> list[int]:
+    """The node sidecars whose agent's state dir is under `root` (their MESHD_SIDECAR_OF names it)."""
+    tag = b"MESHD_SIDECAR_OF=" + os.fsencode(root)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:  # gone, or not ours to read
+                continue
+            if any(var.startswith(tag) for var in environ.split(b"\0")):
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_sidecar_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A node sidecar outlives its agent by design, so a test that kills an agent would leave its sidecar holding
+    Service addresses that later tests get; whatever sidecar a test's tmp_path owns ends with the test."""
+    root = Path(request.getfixturevalue("tmp_path")).resolve() if "tmp_path" in request.fixturenames else None
+    yield
+    for pid in sidecars_of(str(root)) if root is not None else ():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
