@@ -81,7 +81,19 @@ async def start_mesh(tmp_path: Path, *, kind: str = "grpc", replicas: int = 3, a
         api, tmp_path / "sidecar.log", "--listen", f"127.0.0.1:{port}", "--service", "echo",
         "--id", "test-sidecar", listen_port=port,
     )  # fmt: skip
+    await known_to(mport, replicas)
     return Mesh(agent, sidecar, port, mport, backends)
+
+
+async def known_to(metrics_port: int, replicas: int) -> None:
+    """Until the sidecar knows the Service (its port's protocol and endpoints): a --listen sidecar listens at
+    once, and a connection it takes before then is detected by its first bytes (an Upgrade: h2c as HTTP/1)."""
+    for _ in range(300):
+        _, metrics, _ = await run("curl", "-s", f"http://127.0.0.1:{metrics_port}/metrics")
+        if f'meshd_sidecar_endpoints{{service="default/echo",state="ready"}} {replicas}.0'.encode() in metrics:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the sidecar never learned the Service")
 
 
 async def stop_mesh(mesh: Mesh) -> None:
