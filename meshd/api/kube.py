@@ -346,21 +346,4 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
     }
 
 
-def event(e) -> dict[str, Any]:
-    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet") else "v1"
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"namespace": e.namespace, "name": e.event_name or f"{e.name}.{int(e.time * 1000):x}"},
-        "involvedObject": {"apiVersion": api, "kind": e.kind, "namespace": e.namespace, "name": e.name},
-        "type": e.type,
-        "reason": e.reason,
-        "message": e.message,
-        "lastTimestamp": rfc3339(e.time),
-        "firstTimestamp": rfc3339(e.time),
-        "count": 1,
-        "source": {"component": e.component},
-    }
-
-
-__all__ = ["ReplicaSet", "deployment", "endpoints", "event", "kube_list", "pod", "replicaset", "service"]
+__all__ = ["ReplicaSet", "deployment", "endpoints", "kube_list", "pod", "replicaset", "service"]

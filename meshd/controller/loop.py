@@ -232,6 +232,8 @@ class Controller:
             self.store = await open_sqlite_store(self.state_dir)
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
+        self.events.attach(self.store, self._notify)  # Events are store objects from now on
+        self.events.pruning = lambda: self.leading
         await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
         self._load()
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
@@ -246,6 +248,7 @@ class Controller:
         observed = await self.driver.list_managed()
         (self._adopt if self.kubelet is None else self.kubelet.adopt)(observed)
         self._tasks.supervise("events", self._follow_events)
+        self._tasks.supervise("event writes", self.events.run)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
         self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
@@ -264,6 +267,7 @@ class Controller:
             await asyncio.gather(*(w.wait_done() for w in workers))
         else:
             await asyncio.gather(*(w.detach() for w in workers))
+        await self.events.flush()
         await self.store.close()
 
     def kick(self) -> None:
