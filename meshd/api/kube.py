@@ -9,6 +9,7 @@ from typing import Any
 
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
+from meshd.controller.progress import progressing_condition, restored
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
 from meshd.external.listeners import load_balancer_status
 from meshd.manifests.config import render_config
@@ -218,7 +219,8 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
     status = controller.deployment_status(record)
     new, total, ready, available, updated = (status.new, status.current, status.ready, status.available,
                                               status.updated)
-    progress = controller.progress.get((namespace, name))
+    progress = controller.progress.get((namespace, name)) or restored(  # the leader's, else as stored
+        controller.store.get("Deployment", namespace, name), snapshot=(), now=time.time())
     conditions: list[dict[str, Any]] = [{
         "type": "Available",
         "status": "True" if available >= obj.replicas - _max_unavailable(obj) else "False",
@@ -228,18 +230,7 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
                    " availability.",
     }]
     if progress is not None:
-        if progress.failed:
-            conditions.append({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                               "message": progress.message,
-                               "lastUpdateTime": rfc3339(progress.last_progress)})
-        elif progress.complete:
-            conditions.append({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                               "message": f'ReplicaSet "{new.name if new else ""}" has successfully progressed.',
-                               "lastUpdateTime": rfc3339(progress.last_progress)})
-        else:
-            conditions.append({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
-                               "message": f'ReplicaSet "{new.name if new else ""}" is progressing.',
-                               "lastUpdateTime": rfc3339(progress.last_progress)})
+        conditions.append(progressing_condition(progress, new.name if new else ""))
     # another agent than the cluster's leader has no progress of its own: the leader made the ReplicaSet of this
     # template, so it saw this generation (what `kubectl rollout status` waits for)
     seen = progress is not None or (controller.cluster is not None and not controller.leading and new is not None)

@@ -45,6 +45,7 @@ from meshd.controller.plan import (
     rollout_complete,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
+from meshd.controller.progress import Progress, ProgressWriter, restored
 from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
     REVISION_ANNOTATION,
@@ -127,17 +128,6 @@ class ApplyResult:
     action: str  # created | configured | unchanged | deleted | not found
 
 
-@dataclasses.dataclass
-class Progress:
-    """A Deployment's rollout as the controller follows it."""
-
-    last_progress: float
-    complete: bool = False
-    failed: bool = False
-    message: str = ""
-    snapshot: tuple = ()
-
-
 @dataclasses.dataclass(frozen=True)
 class NodeCapacity:
     cpu_millicores: int
@@ -186,7 +176,8 @@ class Controller:
         self.objects: dict[tuple[str, str, str], ObjectRecord] = {}
         self.replicasets: dict[tuple[str, str], ReplicaSetRecord] = {}
         self.pods: dict[tuple[str, str], PodWorker] = {}
-        self.progress: dict[tuple[str, str], Progress] = {}
+        self.progress: dict[tuple[str, str], Progress] = {}  # rollouts followed; kept in the store (progress.py)
+        self.progress_writer = ProgressWriter(lambda: self.store)
         self.addresses = AddressAllocator(service_pool)
         self.external = external  # the --external addresses: LoadBalancer, NodePort and hostPort listen there
         self._host_port_keys: set[ServiceKey] = set()  # the pods' hostPort records in the registry
@@ -249,6 +240,7 @@ class Controller:
         (self._adopt if self.kubelet is None else self.kubelet.adopt)(observed)
         self._tasks.supervise("events", self._follow_events)
         self._tasks.supervise("event writes", self.events.run)
+        self._tasks.supervise("deployment status writes", self.progress_writer.writer.run)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
         self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
@@ -268,6 +260,7 @@ class Controller:
         else:
             await asyncio.gather(*(w.detach() for w in workers))
         await self.events.flush()
+        await self.progress_writer.writer.drain()
         await self.store.close()
 
     def kick(self) -> None:
@@ -688,8 +681,9 @@ class Controller:
         views = [self._view(r, now) for r in (new, *old)]
         snapshot = tuple((v.name, v.replicas, v.pods, v.available) for v in views)
         progress = self.progress.get(key)
-        if progress is None:
-            progress = self.progress[key] = Progress(last_progress=now, snapshot=snapshot)
+        if progress is None:  # taken up from the stored status (a new leader, a restart), else from now
+            progress = self.progress[key] = restored(self.store.get("Deployment", *key), snapshot=snapshot,
+                                                     now=now) or Progress(last_progress=now, snapshot=snapshot)
         complete = rollout_complete(replicas=deployment.replicas, new=views[0], old=views[1:])
         if snapshot != progress.snapshot:
             progress.snapshot = snapshot
@@ -708,6 +702,9 @@ class Controller:
                 self._notify("Deployment", *key)
             else:
                 self._call_at(deadline)
+        record = self.objects.get(("Deployment", *key))
+        if record is not None:
+            self.progress_writer.save(key, progress, record.generation, new.name)
         becoming_available = [p.ready_since + new.rs.min_ready_seconds for p in self._pods_of(new)
                               if p.ready_since is not None and p.ready_since + new.rs.min_ready_seconds > now]
         if becoming_available:
