@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
 from meshd.cluster.nodes import NODE_LEASE_NAMESPACE, is_ready, lease_age, nodes_with_readiness, parse_time
-from meshd.cluster.writer import StoreWriter
+from meshd.controller.storewriter import StoreWriter
 from meshd.controller.pod import PodIdentity, pod_uid_of
 from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.render import render_pod_spec

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from meshd.cluster.writer import StoreWriter
+from meshd.controller.storewriter import StoreWriter
 from meshd.store import ObjectStore
 
 COMPLETE, FAILED, UPDATED = "NewReplicaSetAvailable", "ProgressDeadlineExceeded", "ReplicaSetUpdated"
