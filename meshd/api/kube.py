@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 from meshd.controller.loop import Controller, ObjectRecord
@@ -179,6 +180,25 @@ def cluster_pods(controller: Controller, namespace: str | None) -> list[dict[str
             shown = pod(worker, node=kubelet.node)
             shown["status"] = kubelet.status(worker)
             out[key] = shown
+    return [out[k] for k in sorted(out)]
+
+
+def node_pods(controller: Controller, namespace: str | None,
+              render: Callable[[PodWorker], dict[str, Any]]) -> list[dict[str, Any]]:
+    """A standalone agent's pods, listed from the Pod objects of its store (meshd.cluster.podobjects) with their
+    uid and resourceVersion, spec and status as their workers show them live (what probes last said too); a pod
+    whose object is not written yet is shown as its worker renders it, one whose worker went is not shown."""
+    out = {}
+    for obj in controller.store.list("Pod", namespace):
+        meta = obj["metadata"]
+        worker = controller.pods.get((meta["namespace"], meta["name"]))
+        if worker is not None:
+            shown = render(worker)
+            shown["metadata"].update(uid=meta["uid"], resourceVersion=meta["resourceVersion"])
+            out[(meta["namespace"], meta["name"])] = shown
+    for key, worker in controller.pods.items():
+        if key not in out and namespace in (None, key[0]):
+            out[key] = render(worker)
     return [out[k] for k in sorted(out)]
 
 

@@ -251,6 +251,8 @@ class ApiServer:
             return kube.cluster_pods(c, namespace)
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
+            if c.pod_objects is not None:  # the Pod objects of the store, their pods' status live
+                return kube.node_pods(c, namespace, lambda w: self._pod(w, node))
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]

@@ -87,6 +87,31 @@ def read_spec(obj: Mapping[str, Any]) -> PodSpec:
     return pod.spec
 
 
+def pod_spec_of(c: Controller, identity: PodIdentity, spec: PodSpec) -> dict[str, Any]:
+    """The pod's spec as its object shows it: rendered, with the template's scheduling fields (nodeSelector,
+    affinity, tolerations, topologySpreadConstraints) as written."""
+    if identity.replicaset:
+        rs = c.replicasets.get((identity.namespace, identity.replicaset))
+        raw = rs.rs.raw if rs is not None else {}
+    else:
+        record = c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
+        raw = record.obj.raw if record is not None else {}
+    template = ((raw.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {**render_pod_spec(spec), **{k: copy.deepcopy(template[k]) for k in SCHEDULING_FIELDS
+                                         if k in template and k != "nodeName"}}
+
+
+def owner_of(c: Controller, identity: PodIdentity) -> dict[str, Any] | None:
+    """The ownerReference of a controller's pod (None for a user's bare Pod)."""
+    if identity.replicaset:
+        rs = c.replicasets.get((identity.namespace, identity.replicaset))
+        return binding.owner_reference("ReplicaSet", identity.replicaset, rs.uid if rs else "")
+    if identity.owner_kind == "Pod":
+        return None
+    record = c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
+    return binding.owner_reference(identity.owner_kind, identity.owner, record.uid if record else "")
+
+
 class ClusterPods:
     def __init__(self, controller: Controller, store: ObjectStore, node: str, *, node_grace: float,
                  eviction_timeout: float, clock: Callable[[], float] = time.time) -> None:
@@ -226,26 +251,10 @@ class ClusterPods:
                     del self._creates[key]
 
     def _spec_of(self, identity: PodIdentity, spec: PodSpec) -> dict[str, Any]:
-        """The pod's spec as its object shows it: rendered, with the template's scheduling fields (nodeSelector,
-        affinity, tolerations, topologySpreadConstraints) as written."""
-        if identity.replicaset:
-            rs = self.c.replicasets.get((identity.namespace, identity.replicaset))
-            raw = rs.rs.raw if rs is not None else {}
-        else:
-            record = self.c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
-            raw = record.obj.raw if record is not None else {}
-        template = ((raw.get("spec") or {}).get("template") or {}).get("spec") or {}
-        return {**render_pod_spec(spec), **{k: copy.deepcopy(template[k]) for k in SCHEDULING_FIELDS
-                                             if k in template and k != "nodeName"}}
+        return pod_spec_of(self.c, identity, spec)
 
     def _owner(self, identity: PodIdentity) -> dict[str, Any] | None:
-        if identity.replicaset:
-            rs = self.c.replicasets.get((identity.namespace, identity.replicaset))
-            return binding.owner_reference("ReplicaSet", identity.replicaset, rs.uid if rs else "")
-        if identity.owner_kind == "Pod":
-            return None
-        record = self.c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
-        return binding.owner_reference(identity.owner_kind, identity.owner, record.uid if record else "")
+        return owner_of(self.c, identity)
 
     def delete(self, pod: StoredPod, why: str) -> None:
         """Deletes a pod gracefully: its node's kubelet stops it, then removes the object."""
@@ -345,4 +354,4 @@ class ClusterPods:
                 self._ready_nodes = frozenset()
 
 
-__all__ = ["ClusterPods", "StoredPod", "read_spec"]
+__all__ = ["ClusterPods", "StoredPod", "owner_of", "pod_spec_of", "read_spec"]

@@ -205,6 +205,7 @@ class Controller:
         self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
         self.cluster: Any = None  # in a cluster: meshd.cluster.pods.ClusterPods, the pods of every node
         self.kubelet: Any = None  # in a cluster: meshd.cluster.kubelet.Kubelet, which runs this node's
+        self.pod_objects: Any = None  # on one node: meshd.cluster.podobjects.PodObjects, its pods in the store
 
     @property
     def managed(self) -> dict[tuple[str, str], PodWorker]:
@@ -241,6 +242,8 @@ class Controller:
         self._tasks.supervise("events", self._follow_events)
         self._tasks.supervise("event writes", self.events.run)
         self._tasks.supervise("deployment status writes", self.progress_writer.writer.run)
+        if self.pod_objects is not None:
+            self._tasks.supervise("pod objects", self.pod_objects.run)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", self._collect_garbage_forever)
         self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
