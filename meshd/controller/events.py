@@ -226,9 +226,7 @@ class EventLog:
         """Writes every pending event; what the store refuses for a while stays pending (tried again)."""
         store = self._store
         while store is not None and self._pending:
-            batch = list(self._pending.items())[:WRITE_BATCH]
-            for key, _ in batch:
-                del self._pending[key]
+            batch = list(self._pending.items())[:WRITE_BATCH]  # pending (so listed) until written
             operations = [Update(o) if store.get("Event", *k) is not None else Create(o) for k, o in batch]
             try:
                 await store.transaction(operations)
@@ -240,10 +238,10 @@ class EventLog:
                         pass
             except StoreError as error:
                 log.warning("cannot write %d events (trying again): %s", len(batch), error)
-                for key, obj in batch:
-                    self._pending.setdefault(key, obj)
                 return
-            for key, _ in batch:
+            for key, obj in batch:
+                if self._pending.get(key) is obj:  # not recorded again meanwhile
+                    del self._pending[key]
                 self._notify("Event", *key)
 
     async def prune(self) -> None:
