@@ -9,18 +9,19 @@ pod workers, so a pass is pure bookkeeping and cheap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import dataclasses
 import json
 import logging
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from meshd.controller.admission import schedule_pending, volumes_ready
+from meshd.controller.adoption import LABEL_CREATED, adopt, collect_garbage_forever, follow_events, remove_containers
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
 from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
@@ -41,11 +42,10 @@ from meshd.controller.plan import (
     creation_batch,
     next_batch,
     plan_replicaset,
-    plan_rollout,
-    rollout_complete,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
-from meshd.controller.progress import Progress, ProgressWriter, restored
+from meshd.controller.progress import Progress, ProgressWriter
+from meshd.controller.rollouts import reconcile_deployment
 from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
     REVISION_ANNOTATION,
@@ -53,9 +53,7 @@ from meshd.controller.records import (
     ObjectRecord,
     ReplicaSetRecord,
     keep_live_fields,
-    owned_replicaset_manifest,
     template_without_hash,
-    with_change_cause,
 )
 from meshd.driver.base import (
     LABEL_AGENT,
@@ -67,7 +65,6 @@ from meshd.driver.base import (
     LABEL_REPLICASET,
     LABEL_TEMPLATE_HASH,
     Driver,
-    DriverError,
     ObservedContainer,
 )
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
@@ -116,7 +113,6 @@ DEFAULT_BACKOFF = BackoffPolicy()
 
 log = logging.getLogger(__name__)
 
-LABEL_CREATED = "io.meshd.created"
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -238,14 +234,14 @@ class Controller:
                 self._publish_service(record.obj)
         await self.volume_controller.start()
         observed = await self.driver.list_managed()
-        (self._adopt if self.kubelet is None else self.kubelet.adopt)(observed)
-        self._tasks.supervise("events", self._follow_events)
+        (functools.partial(adopt, self) if self.kubelet is None else self.kubelet.adopt)(observed)
+        self._tasks.supervise("events", functools.partial(follow_events, self))
         self._tasks.supervise("event writes", self.events.run)
         self._tasks.supervise("deployment status writes", self.progress_writer.writer.run)
         if self.pod_objects is not None:
             self._tasks.supervise("pod objects", self.pod_objects.run)
         self._tasks.supervise("reconcile", self._reconcile_forever)
-        self._tasks.supervise("gc", self._collect_garbage_forever)
+        self._tasks.supervise("gc", functools.partial(collect_garbage_forever, self))
         self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
             lambda: [(w.facts(), w.spec) for w in list(self.pods.values()) if not w.terminating]))
         self.kick()
@@ -608,7 +604,7 @@ class Controller:
         now = self._clock()
         for record in list(self.objects.values()):
             if isinstance(record.obj, Deployment):
-                self._reconcile_deployment(record, now)
+                reconcile_deployment(self, record, now)
             elif isinstance(record.obj, ReplicaSet):
                 self._ensure_bare_replicaset(record, now)
         for rs_key, rs in list(self.replicasets.items()):
@@ -630,94 +626,6 @@ class Controller:
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
         self.volume_controller.reconcile()
-
-    def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
-        deployment: Deployment = record.obj  # type: ignore[assignment]
-        namespace, name = deployment.metadata.namespace, deployment.metadata.name
-        hash_ = record.template_hash()
-        owned = self._owned_replicasets(namespace, name)
-        new = next((r for r in owned if r.template_hash == hash_), None)
-        top_revision = max((r.revision for r in owned), default=0)
-        if new is None and deployment.paused and owned:  # as Kubernetes: no new ReplicaSet until resumed
-            return
-        if new is None:
-            manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
-            created = _load_replicaset(manifest, source=f"replicaset of {name}")
-            new = ReplicaSetRecord(created, "Deployment", name, hash_, top_revision + 1, 0, now)
-            self.replicasets[(namespace, created.metadata.name)] = new
-            self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                               f"Created new replica set {created.metadata.name}")
-            self._dirty = True
-        elif new.revision < top_revision:  # a rollback makes an old template current again
-            new.revision = top_revision + 1
-            self._dirty = True
-        old = [r for r in owned if r is not new]
-        current = with_change_cause(new.rs, deployment)
-        if current is not new.rs:
-            new.rs = current
-            self._dirty = True
-        if new.rs.min_ready_seconds != deployment.min_ready_seconds:
-            new.rs = dataclasses.replace(new.rs, min_ready_seconds=deployment.min_ready_seconds)
-        views = {r.name: self._view(r, now) for r in (new, *old)}
-        if not deployment.paused:
-            changes = plan_rollout(
-                replicas=deployment.replicas,
-                strategy=deployment.strategy,
-                max_surge=deployment.rolling_update.max_surge,
-                max_unavailable=deployment.rolling_update.max_unavailable,
-                new=views[new.name],
-                old=[views[r.name] for r in old],
-            )
-            for rs_name, count in changes.items():
-                scaled = self.replicasets[(namespace, rs_name)]
-                verb = "up" if count > scaled.replicas else "down"
-                self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                                   f"Scaled {verb} replica set {rs_name} from {scaled.replicas} to {count}")
-                scaled.replicas = count
-                self._dirty = True
-        self._track_progress(deployment, new, old, now)
-        self._prune_history(deployment, new, old)
-
-    def _track_progress(self, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord],
-                        now: float) -> None:
-        key = (deployment.metadata.namespace, deployment.metadata.name)
-        views = [self._view(r, now) for r in (new, *old)]
-        snapshot = tuple((v.name, v.replicas, v.pods, v.available) for v in views)
-        progress = self.progress.get(key)
-        if progress is None:  # taken up from the stored status (a new leader, a restart), else from now
-            progress = self.progress[key] = restored(self.store.get("Deployment", *key), snapshot=snapshot,
-                                                     now=now) or Progress(last_progress=now, snapshot=snapshot)
-        complete = rollout_complete(replicas=deployment.replicas, new=views[0], old=views[1:])
-        if snapshot != progress.snapshot:
-            progress.snapshot = snapshot
-            progress.last_progress = now
-            progress.failed = False
-        if complete and not progress.complete:
-            self.events.record("Deployment", *key, "Normal", "NewReplicaSetAvailable",
-                               f'ReplicaSet "{new.name}" has successfully progressed.')
-        progress.complete = complete
-        deadline = progress.last_progress + deployment.progress_deadline_seconds
-        if not complete and not progress.failed:
-            if now >= deadline:
-                progress.failed = True
-                progress.message = f'ReplicaSet "{new.name}" has timed out progressing.'
-                self.events.record("Deployment", *key, "Warning", "ProgressDeadlineExceeded", progress.message)
-                self._notify("Deployment", *key)
-            else:
-                self._call_at(deadline)
-        record = self.objects.get(("Deployment", *key))
-        if record is not None:
-            self.progress_writer.save(key, progress, record.generation, new.name)
-        becoming_available = [p.ready_since + new.rs.min_ready_seconds for p in self._pods_of(new)
-                              if p.ready_since is not None and p.ready_since + new.rs.min_ready_seconds > now]
-        if becoming_available:
-            self._call_at(min(becoming_available))
-
-    def _prune_history(self, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord]) -> None:
-        idle = sorted((r for r in old if r.replicas == 0 and not self._pods_of(r)), key=lambda r: r.revision)
-        for record in idle[: max(len(idle) - deployment.revision_history_limit, 0)]:
-            del self.replicasets[(record.namespace, record.name)]
-            self._dirty = True
 
     def _ensure_bare_replicaset(self, record: ObjectRecord, now: float) -> None:
         rs: ReplicaSet = record.obj  # type: ignore[assignment]
@@ -942,75 +850,8 @@ class Controller:
 
     # --- the engine's events, adoption and garbage --------------------------------------------------
 
-    async def _follow_events(self) -> None:
-        async for event in self.driver.events():
-            namespace = event.labels.get(LABEL_NAMESPACE, "")
-            pod = event.labels.get(LABEL_POD, "")
-            worker = self.pods.get((namespace, pod))
-            if worker is not None:
-                worker.deliver(event)
-
-    def _adopt(self, observed: list[ObservedContainer]) -> None:
-        """Takes over the pods that run for wanted objects; removes every other labelled container."""
-        groups: dict[tuple[str, str], list[ObservedContainer]] = defaultdict(list)
-        for container in observed:
-            groups[(container.namespace, container.pod)].append(container)
-        unwanted: list[ObservedContainer] = []
-        for (namespace, pod), containers in groups.items():
-            labels = containers[0].labels
-            rs_name = labels.get(LABEL_REPLICASET, "")
-            created = float(labels.get(LABEL_CREATED, "0") or 0) or self._clock()
-            if rs_name and (namespace, rs_name) in self.replicasets:
-                rs = self.replicasets[(namespace, rs_name)]
-                identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
-                template = rs.rs.template
-                self._new_worker(identity, template.spec, dict(template.metadata.labels),
-                                 dict(template.metadata.annotations), created=created, adopt=containers)
-                log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-            elif not rs_name and self.sets.adopt(namespace, pod, labels, containers, created):
-                pass
-            elif not rs_name and ("Pod", namespace, pod) in self.objects:
-                obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
-                identity = PodIdentity(namespace, pod, "Pod", pod)
-                self._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
-                                 created=created, adopt=containers)
-                log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-            elif labels.get(LABEL_OWNER_KIND) == "Job" and self.batch.adopt(
-                    namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):
-                log.info("adopted pod %s/%s of job %s", namespace, pod, labels.get(LABEL_OWNER, ""))
-            else:
-                unwanted.extend(containers)
-        if unwanted:
-            self._tasks.spawn(self._remove_containers(unwanted), name="remove unwanted")
-
     async def _remove_containers(self, containers: list[ObservedContainer]) -> None:
-        apps = [c for c in containers if not c.is_infra]
-        infra = [c for c in containers if c.is_infra]
-        for group, remove in ((apps, self.driver.remove_container), (infra, self.driver.remove_sandbox)):
-            results = await asyncio.gather(*(remove(c.id) for c in group), return_exceptions=True)
-            for container, result in zip(group, results):
-                if isinstance(result, Exception):
-                    log.warning("could not remove unwanted container %s: %s", container.id[:12], result)
-                else:
-                    log.info("removed unwanted container %s (%s/%s)", container.id[:12], container.namespace,
-                             container.pod)
-
-    async def _collect_garbage_forever(self, interval: float = 30.0, grace: float = 60.0) -> None:
-        """Removes labelled containers that no pod worker knows, once they are older than `grace`."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                observed = await self.driver.list_managed()
-            except DriverError as error:
-                log.warning("garbage collection skipped: %s", error)
-                continue
-            known = set().union(*(w.container_ids() for w in self.pods.values())) if self.pods else set()
-            now = self._clock()
-            dangling = [c for c in observed if c.id not in known
-                        and (c.namespace, c.pod) not in self.pods
-                        and now - float(c.labels.get(LABEL_CREATED, "0") or 0) > grace]
-            if dangling:
-                await self._remove_containers(dangling)
+        await remove_containers(self, containers)  # (the cluster's kubelet removes what it does not adopt)
 
     # --- persistence --------------------------------------------------------------------------------
 
@@ -1058,13 +899,6 @@ class Controller:
         for record in self.objects.values():  # bare ReplicaSets' records, so their pods are adopted
             if isinstance(record.obj, ReplicaSet):
                 self._ensure_bare_replicaset(record, record.created)
-
-
-def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
-    (obj,) = load_objects([manifest], source=source).objects
-    if not isinstance(obj, ReplicaSet):
-        raise ManifestError(f"expected a ReplicaSet, found a {obj.kind}", source=source)
-    return obj
 
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
