@@ -244,6 +244,25 @@ class EventLog:
                     del self._pending[key]
                 self._notify("Event", *key)
 
+    async def forget_namespace(self, namespace: str) -> None:
+        """Deletes a deleted namespace's events (as the namespace controller deletes everything in it)."""
+        store = self._store
+        if store is None:
+            self._events = deque((e for e in self._events if e.namespace != namespace), maxlen=self._events.maxlen)
+            return
+        self._pending = {k: o for k, o in self._pending.items() if k[0] != namespace}
+        self._recent = {k: v for k, v in self._recent.items() if v[0] != namespace}
+        keys = [(namespace, o["metadata"]["name"]) for o in store.list("Event", namespace)]
+        for start in range(0, len(keys), WRITE_BATCH):
+            try:
+                await store.transaction([Delete("Event", *k) for k in keys[start:start + WRITE_BATCH]
+                                         if store.get("Event", *k) is not None])
+            except NotFound:
+                continue  # deleted meanwhile
+            except StoreError as error:  # the TTL takes them later
+                log.warning("cannot delete the events of namespace %s: %s", namespace, error)
+                return
+
     async def prune(self) -> None:
         """Deletes the events older than the TTL, and the oldest beyond the bound."""
         store = self._store

@@ -97,3 +97,16 @@ def test_a_replaced_event_must_keep_its_name_and_regard_an_object():
                                                         "involvedObject": {"kind": "Pod", "name": "p"}}, "t")
     with pytest.raises(ValueError, match="involvedObject"):
         api_events.stored_event(EVENT, "default", "a", {"metadata": {"name": "a"}, "reason": "R"}, "t")
+
+
+async def test_a_deleted_namespaces_events_go_with_it():
+    store = ObjectStore()
+    log = EventLog(clock=lambda: NOW)
+    log.attach(store, lambda *_: None)
+    for namespace in ("gone", "gone", "kept"):
+        log.record("Pod", namespace, f"p-{namespace}", "Normal", "Killing", f"Stopping pod {len(store)}")
+    await log.flush()
+    log.record("Pod", "gone", "late", "Normal", "Killing", "not written yet")
+    await log.forget_namespace("gone")
+    await log.flush()
+    assert [o["metadata"]["namespace"] for o in store.list("Event")] == ["kept"]

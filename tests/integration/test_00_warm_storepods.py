@@ -1,0 +1,2 @@
+def test_warm(busybox_image, python_image):
+    pass
