@@ -44,7 +44,7 @@ from meshd.controller.plan import (
     plan_replicaset,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
-from meshd.controller.progress import Progress, ProgressWriter
+from meshd.controller.progress import Progress, ProgressWriter, with_stored_status
 from meshd.controller.rollouts import reconcile_deployment
 from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
@@ -366,7 +366,7 @@ class Controller:
             key = object_key(obj)
             if action == "unchanged":
                 continue
-            stored = desired_object(obj)
+            stored = with_stored_status(desired_object(obj), self.store.get(*key))  # status: the controller's
             # an object the store holds but that did not load (see load_records) is replaced
             exists = key in in_batch or key in self.objects or self.store.get(*key) is not None
             operations.append(Update(stored) if exists else Create(stored))
@@ -470,7 +470,7 @@ class Controller:
 
     async def _write(self, record: ObjectRecord, obj: KubeObject) -> None:
         """Persists a changed desired object, then makes it current (with the store's generation)."""
-        stored = await self.store.update(desired_object(obj))
+        stored = await self.store.update(with_stored_status(desired_object(obj), self.store.get(*object_key(obj))))
         record.obj = obj
         record.generation = int(stored["metadata"]["generation"])
 

@@ -9,6 +9,7 @@ The decisions are pure (`restored`, `progressing_condition`); `ProgressWriter` i
 from __future__ import annotations
 
 import calendar
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -59,10 +60,17 @@ def stored_status(progress: Progress, generation: int, new_name: str) -> dict[st
     return {"observedGeneration": generation, "conditions": [progressing_condition(progress, new_name)]}
 
 
+def slack(deadline_seconds: float) -> float:
+    """How far the rollout's last progress may run ahead of the stored one before it is written again: a tenth of
+    the deadline, between 1 and 30 s (a rollout writes its status at most every 30 s, not at every pod). Pure."""
+    return min(max(deadline_seconds / 10, 1.0), 30.0)
+
+
 def restored(obj: Mapping[str, Any] | None, *, snapshot: tuple, now: float) -> Progress | None:
     """The rollout as a stored Deployment's status says, if it says so for the Deployment's current generation
     (a newer spec is a new rollout); `snapshot` is what the controller sees now (progress is counted from it).
-    Pure."""
+    A rollout still progressing is given the slack of its writes (its last progress may be that much later than
+    stored): its deadline may pass that much late, never early. Pure."""
     if obj is None:
         return None
     status = obj.get("status") or {}
@@ -75,8 +83,18 @@ def restored(obj: Mapping[str, Any] | None, *, snapshot: tuple, now: float) -> P
     if condition is None or last is None:
         return None
     failed = condition.get("reason") == FAILED
+    if condition.get("reason") == UPDATED:
+        last += slack(float((obj.get("spec") or {}).get("progressDeadlineSeconds") or 600))
     return Progress(last_progress=min(last, now), complete=condition.get("reason") == COMPLETE, failed=failed,
                     message=str(condition.get("message") or "") if failed else "", snapshot=snapshot)
+
+
+def with_stored_status(desired: dict[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A desired Deployment written by a user keeps the status the store has (as the API server keeps status on
+    a write of the main resource): a label changed does not lose the rollout. Pure."""
+    if stored is not None and stored.get("status") and desired.get("kind") == "Deployment":
+        return {**desired, "status": copy.deepcopy(stored["status"])}
+    return desired
 
 
 class ProgressWriter:
@@ -87,11 +105,17 @@ class ProgressWriter:
         self._store = store
         self.writer = StoreWriter("deployment status")
 
-    def save(self, key: tuple[str, str], progress: Progress, generation: int, new_name: str) -> None:
+    def save(self, key: tuple[str, str], progress: Progress, generation: int, new_name: str,
+             deadline_seconds: float = 600) -> None:
+        """Writes the rollout when its condition changed, or its progress ran `slack` ahead of the stored."""
         status = stored_status(progress, generation, new_name)
         obj = self._store().get("Deployment", *key)
         if obj is None or obj.get("status") == status:
             return
+        before = restored(obj, snapshot=(), now=progress.last_progress)
+        if before is not None and (before.complete, before.failed) == (progress.complete, progress.failed) and \
+                not progress.complete and not progress.failed and before.last_progress >= progress.last_progress:
+            return  # progressing as stored, within the slack: not written at every pod
         self.writer.submit(key, lambda: self._write(key, status), last=True)
 
     async def _write(self, key: tuple[str, str], status: dict[str, Any]) -> None:
@@ -103,4 +127,5 @@ class ProgressWriter:
         await store.update({**obj, "status": status})  # with its resourceVersion: a racing write is a Conflict
 
 
-__all__ = ["Progress", "ProgressWriter", "progressing_condition", "restored", "stored_status"]
+__all__ = ["Progress", "ProgressWriter", "progressing_condition", "restored", "slack", "stored_status",
+           "with_stored_status"]

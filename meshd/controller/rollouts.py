@@ -100,7 +100,7 @@ def track_progress(c: Controller, deployment: Deployment, new: ReplicaSetRecord,
             c._call_at(deadline)
     record = c.objects.get(("Deployment", *key))
     if record is not None:
-        c.progress_writer.save(key, progress, record.generation, new.name)
+        c.progress_writer.save(key, progress, record.generation, new.name, deployment.progress_deadline_seconds)
     becoming_available = [p.ready_since + new.rs.min_ready_seconds for p in c._pods_of(new)
                           if p.ready_since is not None and p.ready_since + new.rs.min_ready_seconds > now]
     if becoming_available:

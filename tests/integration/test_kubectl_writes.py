@@ -210,6 +210,9 @@ spec:
 async def test_bad_writes_get_the_status_a_real_api_server_gives_and_change_nothing(cluster):
     code, _out, err = await cluster.kubectl("create", "-f", await write(cluster, "deploy.yaml", DEPLOYMENT))
     assert code == 0, err
+    # rolled out first: the rollout's status writes change the resourceVersion, as the API server's do
+    code, _out, err = await cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    assert code == 0, err
     first_version = (await get_json(cluster, "deploy", "web"))["metadata"]["resourceVersion"]
     code, _, err = await cluster.kubectl("label", "deploy", "web", "tier=front")
     assert code == 0, err

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.controller.progress import Progress, ProgressWriter, restored, stored_status
+from meshd.controller.progress import Progress, ProgressWriter, restored, stored_status, with_stored_status
 from meshd.store import ObjectStore
 
 NOW = 1_780_000_000.0
@@ -21,7 +21,7 @@ def deployment(generation: int = 2, status: dict | None = None) -> dict:
 
 
 @pytest.mark.parametrize(("progress", "expected"), [
-    (Progress(last_progress=NOW - 30), Progress(last_progress=NOW - 30, snapshot=("now",))),
+    (Progress(last_progress=NOW - 100), Progress(last_progress=NOW - 70, snapshot=("now",))),  # + the slack
     (Progress(last_progress=NOW - 30, complete=True),
      Progress(last_progress=NOW - 30, complete=True, snapshot=("now",))),
     (Progress(last_progress=NOW - 700, failed=True, message='ReplicaSet "web-1" has timed out progressing.'),
@@ -59,13 +59,28 @@ async def test_the_writer_stores_the_condition_once_and_not_over_a_newer_spec() 
     await writer.writer.drain()
     stored = store.get("Deployment", "default", "web")
     assert stored is not None and stored["metadata"]["generation"] == 1  # status does not count as a change
-    assert restored(stored, snapshot=(), now=NOW) == progress
+    assert restored(stored, snapshot=(), now=NOW - 5) == progress  # (the slack is capped by now)
     version = store.resource_version
     writer.save(("default", "web"), progress, 1, "web-1")  # unchanged: nothing written
+    writer.save(("default", "web"), Progress(last_progress=NOW + 20), 1, "web-1")  # within the slack (30 s)
     await writer.writer.drain()
     assert store.resource_version == version
-    newer = {**stored, "spec": {"replicas": 3}}
+    writer.save(("default", "web"), Progress(last_progress=NOW + 26), 1, "web-1")  # beyond it
+    await writer.writer.drain()
+    assert store.resource_version == version + 1
+    writer.save(("default", "web"), Progress(last_progress=NOW + 27, complete=True), 1, "web-1")  # complete
+    await writer.writer.drain()
+    assert restored(store.get("Deployment", "default", "web"), snapshot=(), now=NOW + 99).complete  # type: ignore[union-attr]
+    newer = {**store.get("Deployment", "default", "web"), "spec": {"replicas": 3}}  # type: ignore[dict-item]
     await store.update(newer)
     writer.save(("default", "web"), Progress(last_progress=NOW), 1, "web-1")  # of the old generation
     await writer.writer.drain()
     assert restored(store.get("Deployment", "default", "web"), snapshot=(), now=NOW) is None
+
+
+def test_a_users_write_of_a_deployment_keeps_its_stored_status() -> None:
+    stored = deployment(status=stored_status(Progress(last_progress=NOW), 2, "web-1"))
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"a": "b"}}}
+    assert with_stored_status(desired, stored)["status"] == stored["status"]
+    assert "status" not in with_stored_status(desired, None)
+    assert "status" not in with_stored_status({**desired, "kind": "Service"}, stored)
