@@ -53,7 +53,7 @@ def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
             identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
             template = rs.rs.template
             c._new_worker(identity, template.spec, dict(template.metadata.labels),
-                             dict(template.metadata.annotations), created=created, adopt=containers)
+                          dict(template.metadata.annotations), created=created, adopt=containers)
             log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
         elif not rs_name and c.sets.adopt(namespace, pod, labels, containers, created):
             pass
@@ -61,7 +61,7 @@ def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
             obj: Pod = c.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
             identity = PodIdentity(namespace, pod, "Pod", pod)
             c._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
-                             created=created, adopt=containers)
+                          created=created, adopt=containers)
             log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
         elif labels.get(LABEL_OWNER_KIND) == "Job" and c.batch.adopt(
                 namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):

@@ -39,12 +39,10 @@ from meshd.controller.persist import (
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
-    creation_batch,
-    next_batch,
-    plan_replicaset,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.progress import Progress, ProgressWriter, with_stored_status
+from meshd.controller.replicasets import ensure_bare_replicaset, reconcile_replicaset
 from meshd.controller.rollouts import reconcile_deployment
 from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
@@ -69,7 +67,7 @@ from meshd.driver.base import (
 )
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
-from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.manifests import ManifestError, load_documents, load_objects
 from meshd.manifests.loader import API_VERSIONS
 from meshd.manifests.config import check_update as check_config_update
 from meshd.model.cron import known_zones
@@ -113,7 +111,6 @@ DEFAULT_BACKOFF = BackoffPolicy()
 
 log = logging.getLogger(__name__)
 
-_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 @dataclasses.dataclass
@@ -606,12 +603,12 @@ class Controller:
             if isinstance(record.obj, Deployment):
                 reconcile_deployment(self, record, now)
             elif isinstance(record.obj, ReplicaSet):
-                self._ensure_bare_replicaset(record, now)
+                ensure_bare_replicaset(self, record, now)
         for rs_key, rs in list(self.replicasets.items()):
             if not self._owner_exists(rs) and rs.replicas:  # an orphan (its owner was deleted): its pods go
                 rs.replicas = 0
                 self._dirty = True
-            self._reconcile_replicaset(rs, now)
+            reconcile_replicaset(self, rs, now)
             if not self._owner_exists(rs) and not self._pods_of(rs):
                 del self.replicasets[rs_key]
                 self._dirty = True
@@ -626,60 +623,6 @@ class Controller:
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
         self.volume_controller.reconcile()
-
-    def _ensure_bare_replicaset(self, record: ObjectRecord, now: float) -> None:
-        rs: ReplicaSet = record.obj  # type: ignore[assignment]
-        key = (rs.metadata.namespace, rs.metadata.name)
-        current = self.replicasets.get(key)
-        if current is None or current.rs != rs or current.replicas != rs.replicas:
-            hash_ = template_hash(rs.template)
-            if current is not None and current.template_hash != hash_ and current.owner_kind == "ReplicaSet":
-                # A bare ReplicaSet does not roll: a changed template replaces its pods (a Deployment's
-                # ReplicaSet orphaned into a bare one keeps them: meshd.controller.cascade).
-                for worker in self._pods_of(current):
-                    self._terminate(worker, "template changed")
-            self.replicasets[key] = ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, hash_, 1, rs.replicas,
-                                                     current.created if current else now, record.uid)
-            self._dirty = True
-
-    def _reconcile_replicaset(self, rs: ReplicaSetRecord, now: float) -> None:
-        pods = self._pods_of(rs)
-        missing, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
-        for name in delete:
-            self._terminate(self.managed[(rs.namespace, name)], "scaled down")
-        key = (rs.namespace, rs.name)
-        batch = self._batches.get(key, 1)
-        room = self.capacity.pod_objects - sum(1 for w in self.pods.values() if not w.terminating) \
-            if self.cluster is None else missing  # in a cluster the scheduler says what fits
-        create = creation_batch(missing, batch=batch, room=room)
-        for _ in range(create):
-            self._create_pod(rs, now)
-        self._batches[key] = next_batch(batch, created=create, missing=missing)
-        if create < missing and create == batch:
-            self.kick()  # slow start: the next batch in the next pass, after the loop served others
-        if create < missing and room <= create:
-            if key not in self._short:
-                self._short.add(key)
-                self.events.record("ReplicaSet", rs.namespace, rs.name, "Warning", "FailedCreate",
-                                   f"node pod limit reached: {self.capacity.pods} running and "
-                                   f"{self.capacity.pod_objects - self.capacity.pods} Pending at most "
-                                   f"({missing - create} pods not created)")
-        else:
-            self._short.discard(key)
-
-    def _create_pod(self, rs: ReplicaSetRecord, now: float) -> PodWorker:
-        while True:
-            suffix = "".join(self._rng.choice(_SUFFIX_ALPHABET) for _ in range(5))
-            name = f"{rs.name}-{suffix}"
-            if (rs.namespace, name) not in self.managed:
-                break
-        template = rs.rs.template
-        owner_kind = rs.owner_kind
-        identity = PodIdentity(rs.namespace, name, owner_kind, rs.owner, rs.name, rs.template_hash)
-        worker = self._new_worker(identity, template.spec, dict(template.metadata.labels),
-                                  dict(template.metadata.annotations), created=now)
-        self.events.record("ReplicaSet", rs.namespace, rs.name, "Normal", "SuccessfulCreate", f"Created pod: {name}")
-        return worker
 
     def _ensure_bare_pod(self, pod: Pod, created: float) -> None:
         key = (pod.metadata.namespace, pod.metadata.name)
@@ -898,7 +841,7 @@ class Controller:
                                                             owner.uid if owner else "")
         for record in self.objects.values():  # bare ReplicaSets' records, so their pods are adopted
             if isinstance(record.obj, ReplicaSet):
-                self._ensure_bare_replicaset(record, record.created)
+                ensure_bare_replicaset(self, record, record.created)
 
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:

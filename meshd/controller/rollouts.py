@@ -38,7 +38,7 @@ def reconcile_deployment(c: Controller, record: ObjectRecord, now: float) -> Non
         new = ReplicaSetRecord(created, "Deployment", name, hash_, top_revision + 1, 0, now)
         c.replicasets[(namespace, created.metadata.name)] = new
         c.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                           f"Created new replica set {created.metadata.name}")
+                        f"Created new replica set {created.metadata.name}")
         c._dirty = True
     elif new.revision < top_revision:  # a rollback makes an old template current again
         new.revision = top_revision + 1
@@ -64,7 +64,7 @@ def reconcile_deployment(c: Controller, record: ObjectRecord, now: float) -> Non
             scaled = c.replicasets[(namespace, rs_name)]
             verb = "up" if count > scaled.replicas else "down"
             c.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                               f"Scaled {verb} replica set {rs_name} from {scaled.replicas} to {count}")
+                            f"Scaled {verb} replica set {rs_name} from {scaled.replicas} to {count}")
             scaled.replicas = count
             c._dirty = True
     track_progress(c, deployment, new, old, now)
@@ -72,14 +72,14 @@ def reconcile_deployment(c: Controller, record: ObjectRecord, now: float) -> Non
 
 
 def track_progress(c: Controller, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord],
-                    now: float) -> None:
+                   now: float) -> None:
     key = (deployment.metadata.namespace, deployment.metadata.name)
     views = [c._view(r, now) for r in (new, *old)]
     snapshot = tuple((v.name, v.replicas, v.pods, v.available) for v in views)
     progress = c.progress.get(key)
     if progress is None:  # taken up from the stored status (a new leader, a restart), else from now
         progress = c.progress[key] = restored(c.store.get("Deployment", *key), snapshot=snapshot,
-                                                 now=now) or Progress(last_progress=now, snapshot=snapshot)
+                                              now=now) or Progress(last_progress=now, snapshot=snapshot)
     complete = rollout_complete(replicas=deployment.replicas, new=views[0], old=views[1:])
     if snapshot != progress.snapshot:
         progress.snapshot = snapshot
@@ -87,7 +87,7 @@ def track_progress(c: Controller, deployment: Deployment, new: ReplicaSetRecord,
         progress.failed = False
     if complete and not progress.complete:
         c.events.record("Deployment", *key, "Normal", "NewReplicaSetAvailable",
-                           f'ReplicaSet "{new.name}" has successfully progressed.')
+                        f'ReplicaSet "{new.name}" has successfully progressed.')
     progress.complete = complete
     deadline = progress.last_progress + deployment.progress_deadline_seconds
     if not complete and not progress.failed:
