@@ -194,7 +194,8 @@ def node_pods(controller: Controller, namespace: str | None,
         worker = controller.pods.get((meta["namespace"], meta["name"]))
         if worker is not None:
             shown = render(worker)
-            shown["metadata"].update(uid=meta["uid"], resourceVersion=meta["resourceVersion"])
+            if shown["metadata"]["uid"] == meta["uid"]:  # (not the object of an older pod of that name)
+                shown["metadata"]["resourceVersion"] = meta["resourceVersion"]
             out[(meta["namespace"], meta["name"])] = shown
     for key, worker in controller.pods.items():
         if key not in out and namespace in (None, key[0]):

@@ -97,8 +97,13 @@ class PodObjects:
                 continue
             status = stored_status(self.status(worker))
             since = binding.rfc3339(self._clock()) if worker.terminating else None
+            owned = worker.identity.owner_kind != "Pod"
+            if obj is not None and owned and obj["metadata"].get("uid") != pod_uid_of(key[0], key[1], worker.created):
+                # a pod of the same name replaced it (a StatefulSet's): the old object goes, the new one comes
+                operations.append(Delete("Pod", key[0], key[1], obj["metadata"]["resourceVersion"]))
+                obj = None
             if obj is None:
-                if worker.identity.owner_kind == "Pod":
+                if not owned:
                     continue  # a user's Pod: the user's object (not written yet, or deleted and stopping)
                 operations.append(Create(self._manifest(worker, status)))
             else:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from meshd.cluster.podobjects import PodObjects, stored_status, with_status
-from meshd.controller.pod import PodIdentity
+from meshd.controller.pod import PodIdentity, pod_uid_of
 from meshd.manifests import load_objects
 from meshd.store import ObjectStore
 
@@ -88,3 +88,17 @@ def test_status_is_written_only_when_it_changed():
     assert stopping["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:00Z"
     assert with_status(stopping, {"phase": "Running"}, terminating_since="2026-01-01T00:00:09Z") is None
     assert stored_status({"containerStatuses": [{"name": "a", "probes": {}}]}) == {"containerStatuses": [{"name": "a"}]}
+
+
+async def test_a_pod_of_the_same_name_replaces_the_older_ones_object():
+    controller, objects = setup()
+    controller.pods[("default", "web-0")] = worker("web-0")
+    await objects.flush()
+    old_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
+    replacement = worker("web-0")
+    replacement.created = NOW  # a StatefulSet's web-0 again, made later
+    controller.pods[("default", "web-0")] = replacement
+    controller.notify("Pod", "default", "web-0")
+    await objects.flush()
+    new_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
+    assert new_uid != old_uid and new_uid == pod_uid_of("default", "web-0", NOW)
