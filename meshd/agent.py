@@ -89,7 +89,10 @@ class AgentOptions:
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
-    store: str | None = None  # etcd://HOST:PORT[,...]: a cluster on a shared store (None: STATE/store.db)
+    store: str | None = None  # https://HOST:PORT[,...] (http://, etcd:// plain): a shared store (None: STATE/store.db)
+    store_ca: str | None = None  # --store-ca FILE: the CA that signed etcd's certificate (https:// only)
+    store_cert: str | None = None  # --store-cert FILE, --store-key FILE: the client certificate etcd asks for
+    store_key: str | None = None
     node_name: str | None = None  # default: the host name
     node_grace: float = 6.0  # a node whose Lease is older than this is NotReady
     leader_ttl: int = 5  # seconds: a dead leader is replaced within this
@@ -183,13 +186,16 @@ class Agent:
         if options.store:
             from meshd.api.kube import pod as kube_pod
             from meshd.cluster.member import ClusterMember, ClusterOptions
+            from meshd.store.etcdtls import StoreTls
 
             mesh_dir = self.state_dir / "mesh"
             self.cluster = ClusterMember(ClusterOptions(options.store, self.node, options.node_grace,
                                                         options.leader_ttl, mesh_dir=str(mesh_dir),
                                                         mesh_port=options.mesh_port,
                                                         cert_validity=options.cert_validity,
-                                                        pod_eviction_timeout=options.pod_eviction_timeout),
+                                                        pod_eviction_timeout=options.pod_eviction_timeout,
+                                                        store_tls=StoreTls(options.store_ca, options.store_cert,
+                                                                           options.store_key)),
                                          self.controller, self._node_object, render_pod=kube_pod)
             self.sidecar.extra_args += ["--mesh-dir", str(mesh_dir), "--mesh-listen",
                                         f"{self.api_host}:{options.mesh_port}"]
@@ -285,7 +291,8 @@ class Agent:
         self.cluster_advert = await serve_joins(JoinSetup(
             self.cluster.store, self.options.store, self.node, self.state_dir, self.api_host, self.api_port,
             parse_mdns_option(self.options.mdns), self.options.token_ttl, host_ipv4_addresses(),
-            self.tls.cert if self.tls else None, issue=issuer), api.join)
+            self.tls.cert if self.tls else None, issue=issuer,
+            store_tls=self.cluster.options.store_tls), api.join)
         if self.cluster_advert is not None:
             self._tasks.spawn(self.cluster_advert.start(), name="DNS-SD advert")
 
@@ -439,12 +446,22 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
         from meshd.cluster.joining import JoinError, join_cluster
 
         try:
-            options.store = await join_cluster(
+            joined = await join_cluster(
                 options.join, node=options.node_name or socket.gethostname(), server=options.server,
                 state_dir=Path(options.state_dir).expanduser() if options.state_dir else default_state_dir(),
                 interfaces=parse_mdns_option(options.mdns), timeout=options.join_timeout)
         except JoinError as error:
             log.error("cannot join the cluster: %s", error)
+            return 1
+        options.store = joined.url
+        options.store_ca, options.store_cert, options.store_key = joined.tls.ca, joined.tls.cert, joined.tls.key
+    if options.store:  # a wrong CA, a missing key, http:// to a TLS etcd: said in one line, before anything starts
+        from meshd.store.etcd import store_problem
+        from meshd.store.etcdtls import StoreTls
+
+        problem = await store_problem(options.store, StoreTls(options.store_ca, options.store_cert, options.store_key))
+        if problem is not None:
+            log.error("cannot use the store: %s", problem)
             return 1
     agent = Agent(options)
     stop = asyncio.Event()

@@ -7,8 +7,9 @@ certificate: an impostor on the LAN cannot make the proof, a relay cannot presen
 
 `POST /meshd/v1/join` `{"token", "node", "csr"}` needs no bearer token, only the bootstrap token it carries
 (rate-limited per client address, body at most 64 KiB): a valid, unexpired token answers
-`{"store", "ca", "certificate"}` (the node certificate signed from the CSR); anything else a v1 Status saying
-why (malformed, unknown token, wrong secret, expired at T, node name taken by a Ready node).
+`{"store", "ca", "certificate"}` (the node certificate signed from the CSR), and `"storeTLS": {"ca",
+"certificate", "key"}` when the cluster's etcd speaks TLS (meshd.cluster.storecreds); anything else a v1 Status
+saying why (malformed, unknown token, wrong secret, expired at T, node name taken by a Ready node).
 
 `GET|POST /meshd/v1/tokens`, `DELETE /meshd/v1/tokens/{id}` list, make and delete tokens (with the API's
 bearer token, as every other route): what `meshd token ...` calls."""
@@ -32,6 +33,7 @@ from meshd.cluster import bootstrap, tokens
 from meshd.cluster.joinca import CsrError
 from meshd.cluster.joining import JOIN_PATH, PROOF_PATH
 from meshd.cluster.nodes import nodes_with_readiness
+from meshd.cluster.storecreds import StoreCredentials
 from meshd.metrics import REGISTRY
 from meshd.store import ObjectStore, StoreError
 
@@ -106,6 +108,7 @@ class JoinApi:
         self.issue: Issuer | None = None
         self.server: str | None = None  # this agent's API as a joining node reaches it (for the join command)
         self.certificate_sha256: str | None = None  # of the API's TLS serving certificate (hex)
+        self.store_credentials: StoreCredentials | None = None  # etcd's CA and client certificate, for joiners
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post(JOIN_PATH, self.join)
@@ -194,7 +197,10 @@ class JoinApi:
             return api_status.response(503, f"cannot issue a node certificate: {error}")
         log.info("node %s joins the cluster (bootstrap token %s, from %s)", node, verdict.id, request.remote)
         JOINS.labels("Admitted").inc()
-        return web.json_response({"store": self.store_url, "ca": ca_pem.decode(), "certificate": cert_pem.decode()})
+        answer: dict[str, Any] = {"store": self.store_url, "ca": ca_pem.decode(), "certificate": cert_pem.decode()}
+        if self.store_credentials is not None:
+            answer["storeTLS"] = self.store_credentials.to_json()
+        return web.json_response(answer)
 
     def _ready_node(self, store: ObjectStore, name: str) -> bool:
         for node in nodes_with_readiness(store, grace=self._grace(), now=self._clock()):

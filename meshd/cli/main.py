@@ -172,10 +172,16 @@ def agent_options(func: Any) -> Any:
         ),
         click.option(
             "--store",
-            metavar="etcd://HOST:PORT[,HOST:PORT...]",
+            metavar="https://HOST:PORT[,HOST:PORT...]",
             default=None,
-            help="Share one control plane with other agents on this etcd (default: SQLite in the state dir).",
+            help="Share one control plane with other agents on this etcd (default: SQLite in the state dir); "
+            "https:// with --store-ca/--store-cert/--store-key, or plain http:// (etcd:// is http://).",
         ),
+        click.option("--store-ca", metavar="FILE", default=None,
+                     help="With --store https://: the CA that signed etcd's certificate (default: the system's)."),
+        click.option("--store-cert", metavar="FILE", default=None,
+                     help="With --store https://: the client certificate etcd's --client-cert-auth asks for."),
+        click.option("--store-key", metavar="FILE", default=None, help="The key of --store-cert."),
         click.option("--node-name", default=None, help="This node's name in the cluster (default: the host name)."),
         click.option(
             "--join", metavar="TOKEN", default=None,
@@ -268,11 +274,16 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
     values["verbose"] = bool(values.get("verbose")) or None
     if values.get("store") is not None:
         from meshd.store.etcdclient import parse_store_url
+        from meshd.store.etcdtls import StoreTls, check_flags
 
         try:
-            parse_store_url(values["store"])
+            check_flags(parse_store_url(values["store"]),
+                        StoreTls(values.get("store_ca"), values.get("store_cert"), values.get("store_key")))
         except ValueError as exc:
             raise CliError(str(exc)) from None
+    elif any(values.get(flag) for flag in ("store_ca", "store_cert", "store_key")):
+        raise CliError("--store-ca, --store-cert and --store-key go with --store https://HOST:PORT (a node that "
+                       "joins with --join gets them from the cluster)")
     _check_join(values)
     for flag in ("ingress_http", "ingress_https"):
         if values.get(flag) is not None:

@@ -2,7 +2,8 @@
 has it prove it knows the token's secret (an HMAC of a fresh nonce and its TLS certificate: see
 meshd.api.join) before sending the token over TLS pinned to that certificate, asks it to admit this node with
 the token and a CSR, keeps what it answers (the cluster CA, this node's
-certificate and key, 0600, in STATE/cluster/) and returns the store's address, as `--store` would give it.
+certificate and key, 0600, in STATE/cluster/) and returns the store's address, as `--store` would give it,
+with etcd's CA and client certificate when the cluster's etcd speaks TLS (meshd.cluster.storecreds).
 
 A refusal ends the join with the server's reason. An agent that answers "unknown token" may be of another
 cluster on the LAN: the others advertised are tried until the discovery timeout."""
@@ -23,11 +24,14 @@ import aiohttp
 from meshd.cluster import tokens
 from meshd.cluster.discovery import Interfaces, browse
 from meshd.cluster.joinca import make_key_and_csr, write_private
+from meshd.cluster.storecreds import StoreCredentials, saved_tls
+from meshd.cluster.storecreds import save_credentials as save_store_credentials
 from meshd.store.etcdclient import parse_store_url
+from meshd.store.etcdtls import StoreTls
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS_DIR = "cluster"  # STATE/cluster/: ca.crt, node.crt, node.key, store
+CREDENTIALS_DIR = "cluster"  # STATE/cluster/: ca.crt, node.crt, node.key, store (+ store-ca.crt, store.crt, store.key)
 JOIN_PATH = "/meshd/v1/join"  # on the agent's API (meshd.api.join)
 PROOF_PATH = "/meshd/v1/join/proof"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -50,6 +54,15 @@ class JoinAnswer:
     store: str
     ca: str
     certificate: str
+    store_tls: StoreCredentials | None = None  # etcd's CA and a client certificate (a TLS etcd)
+
+
+@dataclass(frozen=True)
+class JoinedStore:
+    """The store a join gave: its URL and the TLS files to reach it with (as --store-ca/--store-cert/--store-key)."""
+
+    url: str
+    tls: StoreTls = StoreTls()
 
 
 def server_url(text: str) -> str:
@@ -92,10 +105,18 @@ def parse_answer(api: str, status: int, body: Any) -> JoinAnswer:
         store, ca, cert = body.get("store"), body.get("ca"), body.get("certificate")
         if isinstance(store, str) and isinstance(ca, str) and isinstance(cert, str):
             try:
-                parse_store_url(store)
+                endpoints = parse_store_url(store)
             except ValueError as error:
                 raise JoinError(f"{api} answered a store address that is not one: {error}") from None
-            return JoinAnswer(store, ca, cert)
+            store_tls = None
+            if body.get("storeTLS") is not None:
+                if not endpoints[0].startswith("https://"):
+                    raise JoinError(f"{api} answered TLS files for a plain-HTTP store {store}")
+                try:
+                    store_tls = StoreCredentials.from_json(body["storeTLS"])
+                except ValueError as error:
+                    raise JoinError(f"{api} answered the store's TLS files wrong: {error}") from None
+            return JoinAnswer(store, ca, cert, store_tls)
         raise JoinError(f"{api} answered the join without a store, CA and certificate: is it a meshd agent?")
     raise refusal(api, status, body)
 
@@ -136,6 +157,7 @@ def saved_store(state_dir: Path) -> str | None:
 def save_credentials(state_dir: Path, answer: JoinAnswer, key_pem: bytes) -> Path:
     directory = state_dir / CREDENTIALS_DIR
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    save_store_credentials(directory, answer.store_tls or StoreCredentials())  # before `store`: it marks a join done
     for name, data in (("node.key", key_pem), ("node.crt", answer.certificate.encode()),
                        ("ca.crt", answer.ca.encode()), ("store", answer.store.encode() + b"\n")):
         write_private(directory / name, data)
@@ -143,8 +165,8 @@ def save_credentials(state_dir: Path, answer: JoinAnswer, key_pem: bytes) -> Pat
 
 
 async def join_cluster(token: str, *, node: str, state_dir: Path, server: str | None = None,
-                       interfaces: Interfaces | None = "all", timeout: float = 15.0) -> str:
-    """Joins and returns the store's address; JoinError (JoinRefused) says why not."""
+                       interfaces: Interfaces | None = "all", timeout: float = 15.0) -> JoinedStore:
+    """Joins and returns the store's address and TLS files; JoinError (JoinRefused) says why not."""
     try:
         tokens.parse(token)
     except ValueError as error:
@@ -153,7 +175,7 @@ async def join_cluster(token: str, *, node: str, state_dir: Path, server: str | 
     if previous is not None:
         log.info("already joined: using the store %s from %s (remove it to join again)", previous,
                  state_dir / CREDENTIALS_DIR / "store")
-        return previous
+        return JoinedStore(previous, saved_tls(state_dir / CREDENTIALS_DIR))
     key_pem, csr = await asyncio.to_thread(make_key_and_csr, node)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         if server is not None:
@@ -164,8 +186,9 @@ async def join_cluster(token: str, *, node: str, state_dir: Path, server: str | 
                                 "pass --server https://HOST:PORT (an agent of the cluster)")
             answer = await _discover_and_join(http, token, node, csr, interfaces, timeout)
     directory = await asyncio.to_thread(save_credentials, state_dir, answer, key_pem)
-    log.info("joined the cluster: store %s; CA, certificate and key in %s", answer.store, directory)
-    return answer.store
+    log.info("joined the cluster: store %s; CA, certificate and key in %s%s", answer.store, directory,
+             " (and etcd's CA and client certificate: store-ca.crt, store.crt, store.key)" if answer.store_tls else "")
+    return JoinedStore(answer.store, saved_tls(directory))
 
 
 async def _discover_and_join(http: aiohttp.ClientSession, token: str, node: str, csr: bytes,
@@ -200,5 +223,5 @@ async def _discover_and_join(http: aiohttp.ClientSession, token: str, node: str,
                     "running with --store and mDNS on this network? Or pass --server https://HOST:PORT")
 
 
-__all__ = ["PROOF_PATH", "JoinAnswer", "check_proof", "JoinError", "JoinRefused", "join_cluster", "parse_answer", "request_join",
+__all__ = ["PROOF_PATH", "JoinAnswer", "JoinedStore", "check_proof", "JoinError", "JoinRefused", "join_cluster", "parse_answer", "request_join",
            "saved_store", "server_url"]

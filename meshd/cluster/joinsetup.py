@@ -20,7 +20,9 @@ from meshd.cluster.discovery import (
     loopback_only,
 )
 from meshd.cluster.joinca import StateDirIssuer, certificate_sha256
+from meshd.cluster.storecreds import StoreCredentials, read_credentials
 from meshd.store import ObjectStore, StoreError
+from meshd.store.etcdtls import StoreTls
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class JoinSetup:
     host_addresses: Sequence[str] = ()  # the host's IPv4 addresses (where a wildcard API is reached)
     tls_certificate: Path | None = None  # the API's serving certificate (PEM): joining nodes pin it
     issue: Issuer | None = None  # signs a joining node's CSR; None: a CA in STATE/cluster-ca (StateDirIssuer)
+    store_tls: StoreTls = StoreTls()  # this agent's etcd TLS files: handed to joining nodes as they are
 
 
 Issuer = Callable[[str, bytes], tuple[bytes, bytes]]  # (node name, CSR PEM) -> (CA PEM, certificate PEM)
@@ -50,6 +53,7 @@ class JoinEndpoint(Protocol):
     server: str | None
     certificate_sha256: str | None
     issue: Issuer | None
+    store_credentials: StoreCredentials | None
 
 
 async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser | None:
@@ -59,6 +63,12 @@ async def serve_joins(setup: JoinSetup, join: JoinEndpoint) -> ClusterAdvertiser
     server = f"https://{addresses[0]}:{setup.api_port}"
     join.store_url, join.server = setup.store_url, server
     join.issue = setup.issue or StateDirIssuer(setup.state_dir / "cluster-ca")
+    if setup.store_tls.given:
+        try:
+            join.store_credentials = await asyncio.to_thread(read_credentials, setup.store_tls)
+        except OSError as error:
+            log.warning("cannot read the store's TLS files to hand to joining nodes (they will not reach etcd): %s",
+                        error)
     if setup.tls_certificate is not None:
         join.certificate_sha256 = await asyncio.to_thread(certificate_sha256, setup.tls_certificate)
     try:

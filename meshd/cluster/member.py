@@ -26,6 +26,7 @@ from meshd.health import CheckResult
 from meshd.store import PersistError
 from meshd.store.etcd import EtcdObjectStore, open_etcd_store
 from meshd.store.etcdclient import EtcdClient, parse_store_url
+from meshd.store.etcdtls import StoreTls, check_flags, client_context
 from meshd.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    store: str  # etcd://HOST:PORT[,HOST:PORT...]
+    store: str  # https://HOST:PORT[,HOST:PORT...] (or http://, etcd:// for plain HTTP)
     node_name: str
     node_grace: float = 6.0  # a node whose Lease is older is NotReady; it is renewed every grace/3 seconds
     leader_ttl: int = 5  # the leader key's etcd lease: a dead leader is replaced within this
@@ -42,9 +43,10 @@ class ClusterOptions:
     mesh_dir: str = ""  # where this node's mesh identity is written for the sidecar ("": no mutual TLS)
     mesh_port: int = DEFAULT_MESH_PORT  # the sidecar's mesh gateway, on the node's InternalIP
     cert_validity: float = DEFAULT_VALIDITY.total_seconds()  # node certificates, issued again at 2/3 of it
+    store_tls: StoreTls = StoreTls()  # --store-ca, --store-cert, --store-key (https:// only)
 
     def __post_init__(self) -> None:
-        parse_store_url(self.store)  # ValueError naming --store
+        check_flags(parse_store_url(self.store), self.store_tls)  # ValueError naming --store or the TLS flag
         if self.node_grace < 1:
             raise ValueError(f"--node-grace {self.node_grace}: must be at least 1 second")
         if self.pod_eviction_timeout < 0:
@@ -83,8 +85,12 @@ class ClusterMember:
 
     async def open_store(self) -> EtcdObjectStore:
         """The shared store, set as the controller's (before controller.start()); PersistError if unreachable."""
-        endpoints = parse_store_url(self.options.store)
-        self.store = await open_etcd_store(endpoints, attempts=5)
+        endpoints, tls = parse_store_url(self.options.store), self.options.store_tls
+        try:
+            context = await asyncio.to_thread(client_context, tls) if endpoints[0].startswith("https://") else None
+        except ValueError as error:
+            raise PersistError(str(error)) from None
+        self.store = await open_etcd_store(endpoints, attempts=5, ssl_context=context, tls=tls)
         self.controller.use_store(self.store)
         self.controller.leading = False
         # pods are Pod objects in the store, bound to nodes; this node's kubelet runs its own (meshd.cluster.kubelet)
@@ -105,7 +111,9 @@ class ClusterMember:
         assert self.store is not None
         self.heartbeat = NodeHeartbeat(self.store, self._node, interval=self.options.node_grace / 3,
                                        grace=self.options.node_grace)
-        self._election_client = EtcdClient(self.store.client.endpoints, timeout=self.options.leader_ttl / 3)
+        client = self.store.client
+        self._election_client = EtcdClient(client.endpoints, timeout=self.options.leader_ttl / 3,
+                                           ssl_context=client.ssl_context, tls=client.tls)
         self.election = LeaderElection(self._election_client, self.options.node_name, ttl=self.options.leader_ttl,
                                        on_start=self._lead, on_stop=self._follow, store=self.store)
         self._tasks.supervise("heartbeat", self.heartbeat.run)

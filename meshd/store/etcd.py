@@ -15,6 +15,7 @@ import asyncio
 import builtins
 import json
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,17 @@ from prometheus_client import Counter, Gauge
 
 from meshd.metrics import REGISTRY
 from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError
-from meshd.store.etcdclient import Compacted, EtcdClient, EtcdUnavailable, KeyValue, WatchEvent, b64
+from meshd.store.etcdclient import (
+    Compacted,
+    EtcdClient,
+    EtcdUnavailable,
+    KeyValue,
+    StoreTlsError,
+    WatchEvent,
+    b64,
+    parse_store_url,
+)
+from meshd.store.etcdtls import NO_TLS, StoreTls, check_flags, client_context, scheme_reason
 from meshd.store.objects import DEFAULT_WATCH_CACHE, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -277,13 +288,21 @@ def _version_of(op: Operation) -> str | None:
     return getattr(op, "resource_version", None) or None
 
 
-async def open_etcd_store(endpoints: list[str], *, attempts: int = 1) -> EtcdObjectStore:
-    """The shared store on these etcd members; PersistError naming them when none answers."""
-    client = EtcdClient(endpoints)
+async def open_etcd_store(endpoints: list[str], *, attempts: int = 1, ssl_context: ssl.SSLContext | None = None,
+                          tls: StoreTls = NO_TLS) -> EtcdObjectStore:
+    """The shared store on these etcd members; PersistError naming them when none answers, at once (no retry)
+    when they disagree on TLS (StoreTlsError: wrong CA, no client certificate, http:// to a TLS etcd...)."""
+    client = EtcdClient(endpoints, ssl_context=ssl_context, tls=tls)
     for attempt in range(attempts):
         try:
             return await EtcdObjectStore.connect(client)
+        except StoreTlsError:
+            await client.close()
+            raise
         except EtcdUnavailable as error:
+            if attempt == 0 and (reason := await scheme_reason(endpoints)):
+                await client.close()
+                raise StoreTlsError(reason) from None
             if attempt == attempts - 1:
                 await client.close()
                 raise PersistError(f"cannot reach the store at {', '.join(endpoints)}: {error}") from None
@@ -291,5 +310,27 @@ async def open_etcd_store(endpoints: list[str], *, attempts: int = 1) -> EtcdObj
     raise AssertionError("unreachable")
 
 
+async def store_problem(url: str, tls: StoreTls = NO_TLS) -> str | None:
+    """Before an agent starts anything: the one-line reason its --store and TLS files cannot work (flags that do
+    not go together, a file missing or wrong, a TLS disagreement with etcd); None when they can, or when etcd
+    merely does not answer yet (the agent's start waits for it, and says so)."""
+    try:
+        endpoints = parse_store_url(url)
+        check_flags(endpoints, tls)
+        context = await asyncio.to_thread(client_context, tls) if endpoints[0].startswith("https://") else None
+    except ValueError as error:
+        return str(error)
+    client = EtcdClient(endpoints, ssl_context=context, tls=tls)
+    try:
+        await client.range(REGISTRY_PREFIX + "\x00")
+    except StoreTlsError as error:
+        return str(error)
+    except EtcdUnavailable:
+        return await scheme_reason(endpoints)
+    finally:
+        await client.close()
+    return None
+
+
 __all__ = ["REGISTRY_PREFIX", "EtcdObjectStore", "decode", "encode", "etcd_key", "open_etcd_store",
-           "parse_etcd_key"]
+           "parse_etcd_key", "store_problem"]

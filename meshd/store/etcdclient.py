@@ -1,6 +1,8 @@
 """A small asyncio client of etcd v3 through its JSON gRPC gateway (etcd 3.4: `/v3/kv/range`, `/v3/kv/txn`,
 `/v3/watch`, `/v3/lease/grant|keepalive|revoke`; keys and values in base64, 64-bit numbers as strings), over
 aiohttp, which meshd already uses. Endpoints are tried in turn: one member down costs a retry, not an error.
+Over https:// with an SSL context (meshd.store.etcdtls: the CA that signed etcd's certificate, a client
+certificate for `--client-cert-auth`); a TLS disagreement with every member is StoreTlsError, one line.
 
 Only what meshd needs: ranges, transactions (compare-and-swap), a watch stream, and leases."""
 
@@ -10,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from meshd.store.api import PersistError
+from meshd.store.etcdtls import NO_TLS, StoreTls, tls_reason
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,11 @@ class EtcdUnavailable(PersistError):
     """No endpoint of the store answered: nothing was written."""
 
     status = 503  # what the API answers
+
+
+class StoreTlsError(EtcdUnavailable):
+    """The agent and etcd disagree about TLS (wrong CA, no or untrusted client certificate, http vs https):
+    trying again does not help; the message is one line saying which and what to change."""
 
 
 class EtcdRefused(PersistError):
@@ -49,17 +58,27 @@ class Compacted(Exception):
         self.compact_revision = compact_revision
 
 
+STORE_SCHEMES = {"etcd": "http", "http": "http", "https": "https"}  # etcd:// is plain HTTP, as it always was
+
+
 def parse_store_url(text: str) -> list[str]:
-    """`etcd://HOST:PORT[,HOST:PORT...]` as the members' base URLs; ValueError naming what is wrong."""
+    """`https://HOST:PORT[,HOST:PORT...]` (TLS), `http://...` or `etcd://...` (plain) as the members' base URLs;
+    each member may repeat the scheme (`https://a:2379,https://b:2379`, as etcdctl's --endpoints), all the same
+    one. ValueError naming what is wrong."""
     scheme, found, rest = text.partition("://")
-    if not found or scheme != "etcd":
-        raise ValueError(f"--store {text!r}: expected etcd://HOST:PORT[,HOST:PORT...]")
+    if not found or scheme not in STORE_SCHEMES:
+        raise ValueError(f"--store {text!r}: expected https://HOST:PORT[,HOST:PORT...] (or http://, etcd:// for "
+                         "plain HTTP)")
     endpoints = []
     for part in rest.rstrip("/").split(","):
-        host, colon, port = part.strip().rpartition(":")
+        own, has_own, address = part.strip().partition("://")
+        if has_own and STORE_SCHEMES.get(own) != STORE_SCHEMES[scheme]:
+            raise ValueError(f"--store {text!r}: {part.strip()!r} mixes {own}:// with {scheme}:// (one scheme "
+                             "for every member)")
+        host, colon, port = (address if has_own else part.strip()).rstrip("/").rpartition(":")
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"--store {text!r}: {part!r} is not HOST:PORT")
-        endpoints.append(f"http://{host}:{int(port)}")
+        endpoints.append(f"{STORE_SCHEMES[scheme]}://{host}:{int(port)}")
     return endpoints
 
 
@@ -94,10 +113,15 @@ class WatchEvent:
 
 
 class EtcdClient:
-    def __init__(self, endpoints: list[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: list[str], *, timeout: float = 5.0, ssl_context: ssl.SSLContext | None = None,
+                 tls: StoreTls = NO_TLS) -> None:
+        """`ssl_context` for https:// endpoints (None: the system's CAs, no client certificate); `tls` names the
+        files it came from, for error messages."""
         if not endpoints:
             raise ValueError("etcd: no endpoint")
         self.endpoints = list(endpoints)
+        self.ssl_context, self.tls = ssl_context, tls
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._current = 0
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0))
         self._session: aiohttp.ClientSession | None = None
@@ -117,12 +141,14 @@ class EtcdClient:
             self._session = None
 
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POSTs to the current endpoint, then to each other one; EtcdUnavailable when none answers."""
-        errors = []
+        """POSTs to the current endpoint, then to each other one; EtcdUnavailable when none answers (StoreTlsError
+        when every one failed on TLS)."""
+        errors, tls_errors = [], []
         for attempt in range(len(self.endpoints)):
             endpoint = self.endpoints[(self._current + attempt) % len(self.endpoints)]
             try:
-                async with self._http().post(endpoint + path, json=body, timeout=self._timeout) as response:
+                async with self._http().post(endpoint + path, json=body, timeout=self._timeout,
+                                             ssl=self._ssl) as response:
                     data = await response.json(content_type=None)
                     if response.status != 200:
                         message = str(data.get("message") or data.get("error") if isinstance(data, dict) else data)
@@ -134,7 +160,12 @@ class EtcdClient:
                     self._current = (self._current + attempt) % len(self.endpoints)
                     return data
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as error:
-                errors.append(f"{endpoint}: {error or type(error).__name__}")
+                reason = tls_reason(endpoint, error, self.tls)
+                if reason is not None:
+                    tls_errors.append(reason)
+                errors.append(reason or f"{endpoint}: {error or type(error).__name__}")
+        if tls_errors and len(tls_errors) == len(errors):
+            raise StoreTlsError("; ".join(tls_errors))
         raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
 
     # --- kv ---------------------------------------------------------------------------------------
@@ -186,7 +217,8 @@ class EtcdClient:
                                    "start_revision": str(start_revision)}}
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=None)
         try:
-            async with self._http().post(endpoint + "/v3/watch", json=body, timeout=timeout) as response:
+            async with self._http().post(endpoint + "/v3/watch", json=body, timeout=timeout,
+                                         ssl=self._ssl) as response:
                 if response.status != 200:
                     raise EtcdUnavailable(f"etcd watch on {endpoint}: HTTP {response.status}")
                 buffer = b""
@@ -200,7 +232,8 @@ class EtcdClient:
                                 yield events
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
             self._current = (self._current + 1) % len(self.endpoints)
-            raise EtcdUnavailable(f"etcd watch on {endpoint}: {error or type(error).__name__}") from None
+            reason = tls_reason(endpoint, error, self.tls)
+            raise EtcdUnavailable(reason or f"etcd watch on {endpoint}: {error or type(error).__name__}") from None
         self._current = (self._current + 1) % len(self.endpoints)  # the stream ended: the member went away
 
 
@@ -215,5 +248,5 @@ def _watch_response(data: dict[str, Any]) -> list[WatchEvent]:
     return [WatchEvent(e.get("type") == "DELETE", KeyValue.parse(e["kv"])) for e in result.get("events", [])]
 
 
-__all__ = ["Compacted", "EtcdClient", "EtcdRefused", "EtcdUnavailable", "KeyValue", "WatchEvent", "b64", "parse_store_url",
-           "prefix_end"]
+__all__ = ["Compacted", "EtcdClient", "EtcdRefused", "EtcdUnavailable", "KeyValue", "STORE_SCHEMES", "StoreTlsError",
+           "WatchEvent", "b64", "parse_store_url", "prefix_end"]

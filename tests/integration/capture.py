@@ -186,6 +186,11 @@ def flows_between(flows: Iterable[Flow], addresses: Iterable[str]) -> list[Flow]
     return [flow for flow in flows if flow.client[0] in wanted and flow.server[0] in wanted]
 
 
+def flows_to(flows: Iterable[Flow], server: tuple[str, int]) -> list[Flow]:
+    """The flows to one server ADDRESS:PORT (e.g. etcd on the bridge's address), from whichever client."""
+    return [flow for flow in flows if flow.server == server]
+
+
 def summarise(flows: Iterable[Flow]) -> dict[str, list[str]]:
     """{"tls": [...], "plaintext": [...], "empty": [...]}: each flow as "client -> server ..." text."""
     summary: dict[str, list[str]] = {"tls": [], "plaintext": [], "empty": []}
@@ -253,5 +258,5 @@ def capture(interface: str, path: Path, *, bpf: str = "tcp", settle: float = 0.3
         running.stop()
 
 
-__all__ = ["Capture", "Flow", "Segment", "capture", "classify", "flows_between", "read_pcap", "summarise", "tcp_flows",
+__all__ = ["Capture", "Flow", "Segment", "capture", "classify", "flows_between", "flows_to", "read_pcap", "summarise", "tcp_flows",
            "tls_records"]

@@ -1,7 +1,9 @@
 """Test hosts on one machine (root only): a Linux bridge with an address, N network namespaces each joined to it
 by a veth pair (`eth0` inside, 10.X.Y.(10+i)/24, default route via the bridge), one real etcd (Debian's) on the
 bridge's address, and in every namespace its own `meshd agent --store etcd://...` (process driver, this tree's
-code) with its API, DNS and mDNS on the namespace's address, as on a machine of its own.
+code) with its API, DNS and mDNS on the namespace's address, as on a machine of its own. `etcd_tls=True`: etcd
+speaks only TLS with client certificates (`--client-cert-auth`), and agents get `--store https://...` with
+`--store-ca/--store-cert/--store-key` (`store_args()`).
 
 Faults as on a LAN: `kill_host` SIGKILLs every process in a namespace (the agent, its sidecar, its pods),
 `cut`/`heal` set the host end of its veth down/up, `restart_host` starts its agent again on the same state.
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.etcd_harness import EtcdCluster
+from tests.integration.etcd_harness import EtcdCluster, EtcdPki
 from tests.integration.netns_support import free_port_on, pick_subnet, sh, usable, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,6 +96,7 @@ class TestLan:
     node_grace: float = 3.0
     leader_ttl: int = 3
     agent_args: Sequence[str] = ()
+    etcd_tls: bool = False  # etcd over TLS with client certificates (openssl's, in DIRECTORY/etcd-pki)
     tag: str = field(default_factory=lambda: secrets.token_hex(2))
     hosts: list[TestHost] = field(default_factory=list)
     subnet: ipaddress.IPv4Network | None = None
@@ -114,7 +117,12 @@ class TestLan:
     @property
     def store(self) -> str:
         assert self.etcd is not None
-        return f"etcd://{self.gateway}:{self.etcd.members[0].client_port}"
+        return f"{'https' if self.etcd_tls else 'etcd'}://{self.gateway}:{self.etcd.members[0].client_port}"
+
+    def store_args(self) -> list[str]:
+        """`--store URL` and, with TLS, the files: what an agent on this LAN is given to reach etcd."""
+        assert self.etcd is not None
+        return ["--store", self.store, *(self.etcd.tls.agent_args() if self.etcd.tls is not None else ())]
 
     def __enter__(self) -> TestLan:
         try:
@@ -196,16 +204,19 @@ class TestLan:
 
     def _etcd(self) -> None:
         """Debian's etcd, one member, for clients on the bridge's address (the hosts) and on 127.0.0.1."""
-        self.etcd = EtcdCluster(self.directory / "etcd", client_hosts=(self.gateway, "127.0.0.1")).start()
+        hosts = (self.gateway, "127.0.0.1")
+        pki = EtcdPki.make(self.directory / "etcd-pki", hosts) if self.etcd_tls else None
+        self.etcd = EtcdCluster(self.directory / "etcd", client_hosts=hosts, tls=pki).start()
 
     def check_paths(self, timeout: float = 10.0) -> None:
         """Every namespace reaches etcd on the bridge's address, and the first reaches the last across the bridge
         (what a FORWARD DROP policy would stop): a clear failure here rather than agents that never see etcd."""
         assert self.etcd is not None
-        port = self.etcd.members[0].client_port
+        port, tls = self.etcd.members[0].client_port, self.etcd.tls
+        url = f"{'https' if tls else 'http'}://{self.gateway}:{port}/health"
         for host in self.hosts:
             def answers(h: TestHost = host) -> bool:
-                return self.run(h.index, "curl", "-sf", "-m", "2", f"http://{self.gateway}:{port}/health").returncode == 0
+                return self.run(h.index, "curl", "-sf", "-m", "2", *(tls.curl_args() if tls else ()), url).returncode == 0
             wait_for(answers, timeout=timeout, what=f"{host.netns} reaching etcd on {self.gateway}:{port}")
         if len(self.hosts) > 1:
             first, last = self.hosts[0], self.hosts[-1]
@@ -251,7 +262,7 @@ class TestLan:
         return [sys.executable, "-m", "meshd.cli", "agent", "--driver", host.driver,
                 "--api", f"{host.address}:{host.port}", "--dns", host.dns or f"{host.address}:53",
                 "--state-dir", str(host.state_dir), "--agent-id", host.agent_id,
-                "--store", self.store, "--node-name", host.name, "--node-grace", f"{self.node_grace:g}",
+                *self.store_args(), "--node-name", host.name, "--node-grace", f"{self.node_grace:g}",
                 "--leader-ttl", str(self.leader_ttl), "--mdns", host.address if self.mdns else "off",
                 "--host-names", "off", "--ingress-http", "off", "--ingress-https", "off",
                 "--sidecar" if sidecar else "--no-sidecar", *self.agent_args]

@@ -1,5 +1,6 @@
 """Three test hosts on one machine (network namespaces on a bridge, tests/integration/netns_harness.py), each
-running its own `meshd agent --store etcd://BRIDGE:PORT` (process driver, its sidecar, mDNS on its own address),
+running its own `meshd agent --store https://BRIDGE:PORT` (etcd over TLS with client certificates; process
+driver, its sidecar, mDNS on its own address),
 driven with the real kubectl from the machine: the three nodes are Ready with their own InternalIPs and one
 leads; a host cut off (its veth down) turns NotReady as the others see it while it reports the store unreachable
 and keeps running, and comes back Ready with no duplicate Node; killing the leader's host moves leadership and
@@ -25,7 +26,7 @@ NAMES = {"host0", "host1", "host2"}
 
 @pytest.fixture(scope="module")
 def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestLan]:
-    with TestLan(tmp_path_factory.mktemp("lan"), hosts_wanted=3, sidecar=True) as built:
+    with TestLan(tmp_path_factory.mktemp("lan"), hosts_wanted=3, sidecar=True, etcd_tls=True) as built:
         yield built
 
 

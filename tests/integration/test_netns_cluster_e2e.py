@@ -7,7 +7,8 @@ and host2 join by DNS-SD and a token. Then, with a capture on the bridge all alo
 - killing a host (every process in its namespace) moves its pods to the others within the grace, with 0
   failed requests from a client looping through a sidecar;
 - a host cut off (its veth down) loses its pods to the others; healed, it stops them: 6 pods, no duplicates;
-- every TCP flow between the hosts was TLS."""
+- every TCP flow between the hosts was TLS, and so was every host's traffic to etcd (which speaks only TLS
+  with client certificates: host0 is given etcd's files, host1 and host2 get them with the join)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 
 from tests.integration.capture import capture, flows_between, summarise
 from tests.integration.netns_harness import TestLan, usable, wait_for
-from tests.integration.test_netns_join import JoinLan
+from tests.integration.test_netns_join import JoinLan, etcd_flows_are_tls
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420),
               pytest.mark.skipif(bool(usable()), reason=usable() or "usable")]
@@ -130,7 +131,7 @@ def test_three_hosts_one_mesh(tmp_path: Path) -> None:
     server.write_text(SERVER)
     manifest = tmp_path / "web.yaml"
     manifest.write_text(MANIFEST.format(python=sys.executable, server=server))
-    with JoinLan(tmp_path / "lan", hosts_wanted=3, agents=False, sidecar=True,
+    with JoinLan(tmp_path / "lan", hosts_wanted=3, agents=False, sidecar=True, etcd_tls=True,
                  agent_args=("--pod-eviction-timeout", "2")) as lan:
         pcap = tmp_path / "mesh.pcap"
         with capture(lan.bridge, pcap, bpf="") as wire:
@@ -202,8 +203,11 @@ def test_three_hosts_one_mesh(tmp_path: Path) -> None:
                      explain=lambda: f"\n{pods(lan, 0)}{lan.explain()}")
             assert sum(servers_on(lan, i, server) for i in range(3)) == 6
 
-        between = flows_between(wire.flows(), [h.address for h in lan.hosts])
+        flows = wire.flows()
+        between = flows_between(flows, [h.address for h in lan.hosts])
         kinds = summarise(between)
         print(f"flows between the hosts: {len(kinds['tls'])} TLS, {len(kinds['plaintext'])} plaintext, "
               f"{len(kinds['empty'])} without payload")
         assert kinds["tls"] and not kinds["plaintext"], kinds
+        to_etcd = etcd_flows_are_tls(lan, flows, {h.address for h in lan.hosts})
+        print(f"flows to etcd: {len(to_etcd)}, all TLS")

@@ -2,8 +2,10 @@
 token: host0 starts the cluster on etcd (`--store`) and prints a token; host1 and host2 get only `--join TOKEN`
 (no --store, no --server), find host0's `_meshd._tcp` advert by multicast across the bridge on their own
 addresses, and become Ready nodes with their own InternalIPs. Before that, host2 with a wrong secret is refused
-(exit 1) and registers nothing. A capture on the bridge sees the adverts (multicast DNS) and every TCP flow
-between the hosts as TLS: the token crosses the LAN only inside TLS."""
+(exit 1) and registers nothing. etcd speaks only TLS with client certificates (`--client-cert-auth`): host0 is
+given `--store https://... --store-ca/--store-cert/--store-key`, the joining hosts get etcd's CA and the client
+certificate in the join answer. A capture on the bridge sees the adverts (multicast DNS), every TCP flow
+between the hosts as TLS (the token crosses the LAN only inside TLS), and every host's flows to etcd as TLS."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.capture import capture, flows_between, summarise
+from tests.integration.capture import Flow, capture, flows_between, flows_to, summarise
 from tests.integration.netns_harness import TestLan, usable, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240),
@@ -20,7 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240),
 
 
 class JoinLan(TestLan):
-    """host0 with --store; the others with --join TOKEN once `join_token` is set."""
+    """host0 with --store (and etcd's TLS files); the others with --join TOKEN once `join_token` is set: they
+    learn the store and its TLS files from the cluster."""
 
     __test__ = False
     join_token = ""
@@ -28,9 +31,20 @@ class JoinLan(TestLan):
     def agent_command(self, i: int) -> list[str]:
         args = super().agent_command(i)
         if i > 0 and self.join_token:
-            at = args.index("--store")
-            args[at:at + 2] = ["--join", self.join_token, "--join-timeout", "60"]
+            at, store = args.index("--store"), self.store_args()
+            assert args[at:at + len(store)] == store
+            args[at:at + len(store)] = ["--join", self.join_token, "--join-timeout", "60"]
         return args
+
+
+def etcd_flows_are_tls(lan: TestLan, flows: list[Flow], clients: set[str]) -> list[Flow]:
+    """The flows to etcd (on the bridge's address): TLS every one, and some from each of `clients`."""
+    assert lan.etcd is not None
+    to_etcd = flows_to(flows, (lan.gateway, lan.etcd.members[0].client_port))
+    kinds = summarise(to_etcd)
+    assert kinds["tls"] and not kinds["plaintext"], kinds
+    assert clients <= {f.client[0] for f in to_etcd if f.kind == "tls"}, kinds
+    return to_etcd
 
 
 def ready_nodes(lan: TestLan, i: int) -> dict[str, str]:
@@ -38,7 +52,7 @@ def ready_nodes(lan: TestLan, i: int) -> dict[str, str]:
 
 
 def test_three_hosts_join_by_dns_sd_and_a_token(tmp_path: Path) -> None:
-    with JoinLan(tmp_path / "lan", hosts_wanted=3, agents=False) as lan:
+    with JoinLan(tmp_path / "lan", hosts_wanted=3, agents=False, etcd_tls=True) as lan:
         lan.start_agent(0)
         found = wait_for(lambda: re.search(r"meshd agent --join ([a-z0-9]{6}\.[a-z0-9]{16})\n",
                                            lan.hosts[0].log.read_text()), timeout=30, what="the printed token",
@@ -58,10 +72,13 @@ def test_three_hosts_join_by_dns_sd_and_a_token(tmp_path: Path) -> None:
                 lan.start_agent(i, wait=False)
             for i in (1, 2):
                 lan.wait_agent(i)
-        between = flows_between(wire.flows(), [h.address for h in lan.hosts])
+        flows = wire.flows()
+        between = flows_between(flows, [h.address for h in lan.hosts])
         kinds = summarise(between)
         assert kinds["tls"] and not kinds["plaintext"], kinds  # the proofs and joins: host -> host0's API
         print("flows between the hosts:", *between, sep="\n  ")
+        to_etcd = etcd_flows_are_tls(lan, flows, {h.address for h in lan.hosts})
+        print(f"flows to etcd: {len(to_etcd)}, all TLS")
         assert b"_meshd" in pcap.read_bytes()  # the adverts, multicast on the bridge
         want = {h.name: h.address for h in lan.hosts}
         for host in lan.hosts:
@@ -73,3 +90,4 @@ def test_three_hosts_join_by_dns_sd_and_a_token(tmp_path: Path) -> None:
             assert found_at and all(want[name] == address for name, address in found_at), log[-2000:]
             assert f"joined the cluster: store {lan.store}" in log, log[-2000:]
             assert (host.state_dir / "cluster" / "node.crt").exists()
+            assert "store-ca.crt, store.crt, store.key" in log, log[-2000:]  # etcd's TLS files came with the join

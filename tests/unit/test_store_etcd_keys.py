@@ -15,12 +15,15 @@ from meshd.store.etcdclient import KeyValue, b64, parse_store_url, prefix_end
     ("etcd://127.0.0.1:2379", ["http://127.0.0.1:2379"]),
     ("etcd://a:1,b:2/", ["http://a:1", "http://b:2"]),
     ("etcd://[::1]:2379", ["http://[::1]:2379"]),
+    ("http://a:1", ["http://a:1"]),
+    ("https://10.0.0.1:2379,10.0.0.2:2379", ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]),
+    ("https://a:1,https://b:2", ["https://a:1", "https://b:2"]),  # etcdctl's --endpoints
 ])
 def test_store_urls(text: str, endpoints: list[str]) -> None:
     assert parse_store_url(text) == endpoints
 
 
-@pytest.mark.parametrize("text", ["http://a:1", "etcd://a", "etcd://a:x", "etcd://a:1,", "etcd://:1", "etcd://a:70000"])
+@pytest.mark.parametrize("text", ["mysql://a:1", "https://a:1,http://b:2", "etcd://a", "etcd://a:x", "etcd://a:1,", "etcd://:1", "etcd://a:70000"])
 def test_bad_store_urls_are_named(text: str) -> None:
     with pytest.raises(ValueError, match="--store"):
         parse_store_url(text)
