@@ -1,2 +1,0 @@
-def test_warm(busybox_image, python_image):
-    pass
