@@ -21,6 +21,12 @@ from typing import TYPE_CHECKING
 
 from meshd.api.auth import load_or_create_token
 from meshd.model.security import SecuritySupport
+from meshd.cluster.servicerange import (
+    ServiceRangeError,
+    cluster_service_range,
+    parse_service_range,
+    stale_range_addresses,
+)
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
@@ -107,6 +113,7 @@ class AgentOptions:
     server: str | None = None  # --server https://HOST:PORT: join through this agent (no DNS-SD discovery)
     join_timeout: float = 15.0  # how long --join looks for the cluster over DNS-SD
     token_ttl: float = 24 * 3600.0  # the first join token's lifetime (the agent that creates the cluster)
+    service_cluster_ip_range: str | None = None  # CIDR; with --store, the cluster's (its first agent's choice)
 
 
 def split_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -183,6 +190,7 @@ class Agent:
         self._own_resolver: str | None = None  # this agent's pods' resolver when another agent holds the gateway
         self.cluster: ClusterMember | None = None
         self.cluster_advert: ClusterAdvertiser | None = None  # _meshd._tcp, for nodes joining (--join)
+        self.cluster_range: ipaddress.IPv4Network | None = None  # with --store: the cluster's Service range
         if options.store:
             from meshd.api.kube import pod as kube_pod
             from meshd.cluster.member import ClusterMember, ClusterOptions
@@ -249,6 +257,7 @@ class Agent:
         await self._start_dns()  # before any pod is made: it decides the pods' resolver
         if self.cluster is not None:
             await self.cluster.open_store()
+            await self._use_cluster_range()
         else:
             from meshd.cluster.member import single_node_metrics
 
@@ -313,26 +322,39 @@ class Agent:
         ranges = slot.ranges
         if self.options.driver == "process":
             self.driver.pod_network = ipaddress.ip_network(ranges.process_pods)  # type: ignore[attr-defined]
-        self.controller.addresses = AddressAllocator(
-            ranges.docker_services if self.options.driver == "docker" else ranges.process_services)
+        chosen = self.options.service_cluster_ip_range if self.cluster is None else None  # a cluster's: later
+        self.controller.addresses = AddressAllocator(str(parse_service_range(chosen)) if chosen else (
+            ranges.docker_services if self.options.driver == "docker" else ranges.process_services))
         if self.options.sidecar_metrics is None:
             self.sidecar.metrics = f"127.0.0.1:{ranges.sidecar_metrics_port}"
         log.info("host slot %d: Service addresses in %s%s, sidecar metrics on %s", slot.slot,
                  self.controller.addresses.pool,
                  f", pods in {ranges.process_pods}" if self.options.driver == "process" else "", self.sidecar.metrics)
 
+    async def _use_cluster_range(self) -> None:
+        """The cluster's Service range (decided by its first agent, kept in the store): this agent allocates and
+        serves Service addresses from it, whatever its driver."""
+        assert self.cluster is not None and self.cluster.store is not None and self.slot is not None
+        self.cluster_range = await cluster_service_range(self.cluster.store, flag=self.options.service_cluster_ip_range,
+                                                         default=self.slot.ranges.cluster_services,
+                                                         driver=self.options.driver)
+        self.controller.addresses = AddressAllocator(str(self.cluster_range))
+
     async def _reclaim_service_addresses(self) -> None:
         """Removes the Service addresses on the bridge that no live agent owns: those of slots nobody holds
         (agents whose state is gone, or older agents), and this agent's own that no Service has any more."""
         listing = getattr(self.driver, "service_addresses", None)
-        if listing is None or self.slot is None:
-            return
+        if listing is None or self.slot is None or self.options.driver == "process" and self.cluster_range is None:
+            return  # a standalone process driver's are in 127/8: nothing on a link to reclaim
         # slots no agent ever held (no lock file) may hold an older agent's addresses, alive: left alone
         known, held = await asyncio.to_thread(slot_states, default_run_dir())
         listening = await asyncio.to_thread(listening_addresses)
         present = await listing()
-        for address in stale_addresses(present, known=known, held=held, own=self.slot.slot, mine=self._owned(),
-                                       listening=listening):
+        stale = stale_addresses(present, known=known, held=held, own=self.slot.slot, mine=self._owned(),
+                                listening=listening)
+        if self.cluster_range is not None:  # the cluster's range: what a dead agent of this cluster left
+            stale += stale_range_addresses(present, self.cluster_range, mine=self._owned(), listening=listening)
+        for address in stale:
             if address not in self._owned():  # decided now: a Service applied meanwhile keeps its address
                 await self.driver.remove_service_address(address)  # type: ignore[attr-defined]
                 log.info("reclaimed the Service address %s (no live agent owns it)", address)
@@ -401,7 +423,7 @@ class Agent:
         if self.cluster is not None:
             await self.cluster.close()
         await self.controller.close(stop_pods=stop_pods)
-        if stop_pods:
+        if stop_pods or self.cluster_range is not None and self.options.driver == "process":  # lo's go too
             for info in self.registry.services():
                 if info.address:
                     self._service_address(info.address, False)
@@ -479,7 +501,7 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
     stopping.cancel()
     try:
         starting.result()
-    except (DriverError, OSError, StoreError, SlotError) as error:
+    except (DriverError, OSError, StoreError, SlotError, ServiceRangeError) as error:
         log.error("cannot start: %s", error)
         await agent.close(stop_pods=False)
         return 1

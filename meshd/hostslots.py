@@ -1,6 +1,7 @@
 """Several agents on one host stay apart: each live agent holds a numbered slot, and its address ranges (the
-process driver's pods and Services, the Docker driver's Service addresses on the shared bridge) and its
-sidecar's metrics port come from that slot, so two agents never hand out the same address or port.
+process driver's pods and Services, the Docker driver's Service addresses on the shared bridge, the Service
+range a cluster it creates defaults to) and its sidecar's metrics port come from that slot, so two agents never
+hand out the same address or port.
 
 A slot is a lock file `RUN_DIR/slot-N.lock` held (flock) for the agent's life: the kernel frees it when the
 agent dies, however it dies, so a slot is live exactly while its agent runs. The first agent on a host takes
@@ -22,6 +23,7 @@ from typing import IO
 SLOTS = 32
 DOCKER_SERVICE_POOL = "10.213.128.0/17"  # the bridge's Service half, 32 x /22
 PROCESS_POD_POOL = "127.213.0.0/16"  # 32 x /21
+CLUSTER_SERVICE_POOL = "10.96.0.0/12"  # 32 x /17: Kubernetes' default range; a cluster's, decided by its first agent
 SIDECAR_METRICS_PORT = 7701
 SLOT_RECORD = "slot"
 
@@ -38,6 +40,7 @@ class SlotRanges:
     docker_services: str
     process_pods: str
     process_services: str
+    cluster_services: str  # the default --service-cluster-ip-range of a cluster this agent creates
     sidecar_metrics_port: int
 
 
@@ -50,6 +53,7 @@ def slot_ranges(slot: int) -> SlotRanges:
         docker_services=str(_subnet(DOCKER_SERVICE_POOL, slot)),
         process_pods=str(_subnet(PROCESS_POD_POOL, slot)),
         process_services=f"127.{64 + slot}.0.0/16",
+        cluster_services=str(_subnet(CLUSTER_SERVICE_POOL, slot)),
         sidecar_metrics_port=SIDECAR_METRICS_PORT + slot,
     )
 

@@ -1,9 +1,11 @@
 """The UDP codec: a datagram listener on a Service address:port, balanced per client flow.
 
 A flow is one client address:port. Its first datagram picks an endpoint (least flows by power of two choices,
-`ServiceState.conn_balancer`) and opens one upstream socket connected to it; the flow's later datagrams
-take the same socket, and replies go back to the client from the listener's socket, so from the Service
-address. A flow forgets its endpoint after `ProxyOptions.udp_idle_timeout` without a datagram either way,
+`ServiceState.conn_balancer`, over the same endpoints as TCP: every node's, or this node's first for a
+`trafficDistribution: PreferClose` Service, sidecar/topology.py) and opens one upstream socket connected to it,
+or, for another node's endpoint, a flow on the mutual-TLS stream to that node's mesh gateway
+(sidecar/mesh/udptunnel.py); the flow's later datagrams take the same way, and replies go back to the client
+from the listener's socket, so from the Service address. A flow forgets its endpoint after `ProxyOptions.udp_idle_timeout` without a datagram either way,
 when the endpoint refuses (ICMP port unreachable: what was not answered is sent again to another one), or
 once its endpoint has left the registry and the flow is quiet for a second; its next datagram picks anew.
 A listener keeps at most FLOW_LIMIT flows (a socket each): past it, the oldest ends.
@@ -17,6 +19,7 @@ import logging
 import socket
 from typing import Any
 
+from .mesh.udptunnel import open_tunnel
 from .proxy import TICKER, ProxyOptions, Route, bound_socket
 from .services import OUT_CONNECT, EndpointState
 
@@ -132,9 +135,16 @@ class Flow(asyncio.DatagramProtocol):
         self.stats.udp_flows += 1
 
     async def connect(self, address: str, port: int) -> None:
-        if self.ep.gateway:  # UDP does not cross nodes (the mesh gateway carries TCP): one on this node, or none
-            log.debug("%s: %s is on node %s; UDP stays on this node", self.service.label, self.ep.name, self.ep.node)
-            self.refused(record=False)
+        ep = self.ep
+        if ep.gateway:  # another node's pod: through its gateway, over mutual TLS
+            try:
+                async with asyncio.timeout(self.listener.options.connect_timeout):
+                    end = await open_tunnel(self, address, port, gateway=ep.gateway, node=ep.node)
+            except (OSError, TimeoutError) as e:
+                log.info("%s: cannot open a UDP flow to %s on node %s: %s", self.service.label, ep.name, ep.node, e)
+                self.refused()
+                return
+            self.connection_made(end)
             return
         try:
             await asyncio.get_running_loop().create_datagram_endpoint(

@@ -77,12 +77,12 @@ class MeshPair:
         return self
 
     def serve(self, name: str, port: int, pod_port: int, *, port_name: str = "http",
-              pod_address: str = "127.0.0.1") -> str:
+              pod_address: str = "127.0.0.1", protocol: str = "TCP") -> str:
         """A Service `name` whose one endpoint is a pod of node B at pod_address:pod_port: B's agent knows it
         as local, A's as remote through B's gateway. Returns the Service's address on node A."""
         address = loopback()
         key = ServiceKey("default", name)
-        ports = (PortInfo(port_name, port, port),)
+        ports = (PortInfo(port_name, port, port, protocol),)
         self.nodes["node-a"].agent.set_service(ServiceInfo(key, address, ports, {}), [Endpoint(
             name=f"{name}-0", address=pod_address, ports={port_name: pod_port}, node="node-b",
             gateway=self.gateway)])

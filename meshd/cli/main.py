@@ -221,6 +221,13 @@ def agent_options(func: Any) -> Any:
             "nodes (default 5).",
         ),
         click.option(
+            "--service-cluster-ip-range", metavar="CIDR", default=None,
+            help="Where Service addresses come from. With --store: the cluster's range, chosen by the agent that "
+            "creates the cluster and kept in the store for every node, whatever its driver (default: a /17 of "
+            "10.96.0.0/12, by this host's agent slot); a joining agent takes the cluster's. Without --store: this "
+            "agent's (default: its host slot's share of 127.64.0.0/10 or, with Docker, 10.213.128.0/17).",
+        ),
+        click.option(
             "--mesh-port",
             type=click.IntRange(1, 65535),
             default=None,
@@ -293,6 +300,13 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
                 ingress_listen(values[flag], "127.0.0.1", 80)
             except ValueError as exc:
                 raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+    if values.get("service_cluster_ip_range") is not None:
+        from meshd.cluster.servicerange import ServiceRangeError, parse_service_range
+
+        try:
+            parse_service_range(values["service_cluster_ip_range"])
+        except ServiceRangeError as exc:
+            raise CliError(str(exc)) from None
     if values.get("external") is not None:
         from meshd.external.listeners import parse_external
 

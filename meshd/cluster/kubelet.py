@@ -98,6 +98,7 @@ class Kubelet:
         for worker in list(self.c.pods.values()):  # admitted once its volumes are ready
             if not worker.scheduled and not worker.terminating and self.c._volumes_ready(worker):
                 worker.start()
+        self.c.volume_controller.reclaim_here()  # this node's volumes whose claims are gone
 
     def _start(self, key: tuple[str, str], adopt: list[Any] | None = None) -> PodWorker | None:
         pod = self.pods.stored.get(key)

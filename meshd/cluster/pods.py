@@ -28,6 +28,7 @@ from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.render import render_pod_spec
 from meshd.manifests.scheduling import SCHEDULING_FIELDS
 from meshd.model.objects import Pod, PodSpec
+from meshd.controller.volumes.nodelocal import pod_volume_nodes
 from meshd.scheduler import NodeInfo, PodInfo, Scheduler
 from meshd.scheduler.daemon import should_run
 from meshd.store import AlreadyExists, Create, Delete, Event, ObjectStore, object_key
@@ -202,8 +203,24 @@ class ClusterPods:
         snapshot = self._snapshot
         if snapshot is None or snapshot[0] != self._version or not 0 <= now - snapshot[1] < 0.5:
             snapshot = self._snapshot = (self._version, now, Scheduler(self.nodes(), self._placed()))
-        placement = snapshot[2].bind(PodInfo(namespace, name, labels, spec))  # counted for the next one
+        placement = snapshot[2].bind(PodInfo(namespace, name, labels, spec,  # counted for the next one
+                                             volume_nodes=self._volume_nodes(namespace, spec)))
         return placement.node or "", placement.message
+
+    def _volume_nodes(self, namespace: str, spec: PodSpec) -> frozenset[str] | None:
+        if not any(v.persistent_volume_claim is not None for v in spec.volumes):
+            return None
+        objects = self.c.objects
+
+        def claim_of(key: tuple[str, str]) -> Any:
+            record = objects.get(("PersistentVolumeClaim", *key))
+            return record.obj if record is not None else None
+
+        def volume_of(name: str) -> Any:
+            record = objects.get(("PersistentVolume", "", name))
+            return record.obj if record is not None else None
+
+        return pod_volume_nodes(namespace, spec, claim_of, volume_of)
 
     def create(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str], annotations: dict[str, str],
                *, created: float, node: str = "") -> StoredPod:

@@ -11,7 +11,6 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import itertools
-import json
 import logging
 import math
 import os
@@ -45,6 +44,7 @@ from meshd.driver.base import (
 )
 from meshd.driver.docker_exec import DockerExecSession
 from meshd.driver.docker_security import docker_security_options, needs_image_user
+from meshd.driver.linkaddresses import LinkAddresses
 from meshd.driver.metrics import DOCKER_CALL_DURATION, DOCKER_CALL_ERRORS, call_kind
 from meshd.driver.session import ExecSession
 from meshd.images.builders import builder_for
@@ -399,38 +399,14 @@ class DockerDriver:
 
     async def add_service_address(self, ip: str) -> None:
         """Adds ip/32 to the bridge so host processes (the node sidecar) can bind it; idempotent."""
-        await self._ip_addr("add", ip, ok_if=("File exists", "already assigned"))
+        await LinkAddresses(self.network).add(ip)
 
     async def remove_service_address(self, ip: str) -> None:
-        await self._ip_addr("del", ip, ok_if=("Cannot assign requested address", "Address not found"))
+        await LinkAddresses(self.network).remove(ip)
 
     async def service_addresses(self) -> list[str]:
         """The /32 addresses on the bridge now (every agent's Service addresses and resolvers)."""
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "ip", "-j", "-4", "addr", "show", "dev", self.network[:15],
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-        except FileNotFoundError as exc:
-            raise DriverError("the `ip` command (iproute2) is needed to manage Service addresses") from exc
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise DriverError(f"ip addr show dev {self.network[:15]} failed: {err.decode(errors='replace').strip()}")
-        return [a["local"] for link in json.loads(out or b"[]") for a in link.get("addr_info", [])
-                if a.get("prefixlen") == 32 and a.get("family") == "inet"]
-
-    async def _ip_addr(self, verb: str, ip: str, *, ok_if: tuple[str, ...]) -> None:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "ip", "addr", verb, f"{ip}/32", "dev", self.network[:15],
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-        except FileNotFoundError as exc:
-            raise DriverError("the `ip` command (iproute2) is needed to manage Service addresses") from exc
-        _, err = await proc.communicate()
-        text = err.decode(errors="replace").strip()
-        if proc.returncode != 0 and not any(ok in text for ok in ok_if):
-            raise DriverError(f"ip addr {verb} {ip}/32 dev {self.network[:15]} failed: {text}")
+        return await LinkAddresses(self.network).list()
 
     # --- sandboxes ---------------------------------------------------------------------------------
 

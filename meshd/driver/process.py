@@ -42,6 +42,7 @@ from meshd.driver.base import (
     Usage,
     needs_source,
 )
+from meshd.driver.linkaddresses import LoopbackServiceAddresses
 from meshd.driver.process_security import no_new_privs, own_volume, popen_credentials, process_refusal
 from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
@@ -179,6 +180,7 @@ class ProcessDriver:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._subscribers: set[asyncio.Queue[ContainerEvent]] = set()
         self._warned: set[str] = set()
+        self._service_addresses = LoopbackServiceAddresses()
         self._lock = asyncio.Lock()
         self._started = False
         self._tasks = TaskGroup("process driver")
@@ -189,6 +191,17 @@ class ProcessDriver:
         self._writer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="meshd-process-records"
         )
+
+    # --- Service addresses (a cluster's range outside 127/8 goes on lo) ----------------------------
+
+    async def add_service_address(self, ip: str) -> None:
+        await self._service_addresses.add(ip)
+
+    async def remove_service_address(self, ip: str) -> None:
+        await self._service_addresses.remove(ip)
+
+    async def service_addresses(self) -> list[str]:
+        return await self._service_addresses.list()
 
     # --- records ----------------------------------------------------------------------------------
 

@@ -25,6 +25,10 @@ class VolumeBackend(Protocol):
     async def create(self, pv_name: str, labels: Mapping[str, str]) -> str:
         """Makes the storage (world-writable, as local provisioners make it) and returns its handle."""
 
+    def handle_for(self, pv_name: str) -> str:
+        """The handle `create(pv_name)` returns, the same on every node (in a cluster, the leader names the volume
+        and its node makes it: meshd.controller.volumes.nodelocal)."""
+
     async def remove(self, handle: str) -> None:
         """Removes the storage and its data; one already gone is not an error."""
 
@@ -45,8 +49,11 @@ class DockerVolumes:
     def __init__(self, driver: Any) -> None:  # a meshd.driver.docker.DockerDriver
         self.driver = driver
 
+    def handle_for(self, pv_name: str) -> str:
+        return f"meshd-pv_{pv_name}"
+
     async def create(self, pv_name: str, labels: Mapping[str, str]) -> str:
-        name = f"meshd-pv_{pv_name}"
+        name = self.handle_for(pv_name)
         all_labels = {**labels, LABEL_MANAGED: "true", LABEL_AGENT: self.driver.agent_id, LABEL_PV: pv_name}
 
         def create() -> str:
@@ -111,12 +118,19 @@ class DockerVolumes:
 
 
 class DirectoryVolumes:
-    """Directories STATE/persistent-volumes/<pv name> (the process driver's volumes are plain directories)."""
+    """Directories STATE/persistent-volumes/<pv name> (the process driver's volumes are plain directories). A
+    handle is the directory's path, or in a cluster the PV's name (each node's own directory of that name)."""
 
     kind = "directory"
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def path(self, handle: str) -> Path:
+        return Path(handle) if Path(handle).is_absolute() else self.root / handle
+
+    def handle_for(self, pv_name: str) -> str:
+        return pv_name
 
     async def create(self, pv_name: str, labels: Mapping[str, str]) -> str:
         path = self.root / pv_name
@@ -132,13 +146,13 @@ class DirectoryVolumes:
         return str(path)
 
     async def remove(self, handle: str) -> None:
-        path = Path(handle)
+        path = self.path(handle)
         if path.parent != self.root:  # only what this backend made
             raise DriverError(f"{handle} is not a directory meshd provisioned (under {self.root})")
         await asyncio.to_thread(shutil.rmtree, path, True)
 
     async def exists(self, handle: str) -> bool:
-        return await asyncio.to_thread(Path(handle).is_dir)
+        return await asyncio.to_thread(self.path(handle).is_dir)
 
     async def list(self) -> dict[str, str]:
         def directories() -> dict[str, str]:
@@ -149,7 +163,7 @@ class DirectoryVolumes:
         return await asyncio.to_thread(directories)
 
     def mount(self, handle: str, *, read_only: bool) -> MountSource:
-        return MountSource("bind", handle, read_only)
+        return MountSource("bind", str(self.path(handle)), read_only)
 
 
 def volume_backend(driver: Any, state_dir: Path) -> VolumeBackend:

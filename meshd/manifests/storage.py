@@ -106,8 +106,8 @@ def read_persistent_volume(reader: DocumentReader, doc: Mapping[str, Any],
     reader.check_fields(
         spec, _SPEC,
         known=("capacity", "accessModes", "persistentVolumeReclaimPolicy", "storageClassName", "claimRef",
-               "volumeMode", *sources),
-        ignored={"nodeAffinity": _ONE_NODE, "mountOptions": "ignored (bind mounts take no options)"},
+               "volumeMode", "nodeAffinity", *sources),  # nodeAffinity: the nodes of a local volume (a cluster's)
+        ignored={"mountOptions": "ignored (bind mounts take no options)"},
         unsupported=("nfs", "iscsi", "fc", "rbd", "cephfs", "glusterfs", "awsElasticBlockStore",
                      "gcePersistentDisk", "azureDisk", "azureFile", "cinder", "flexVolume", "flocker",
                      "portworxVolume", "quobyte", "scaleIO", "storageos", "photonPersistentDisk",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 NODE_UNSCHEDULABLE = "node(s) were unschedulable"
 NODE_NAME = "node(s) didn't match the requested node name"
+VOLUME_NODE_AFFINITY = "node(s) had volume node affinity conflict"
 NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 TOPOLOGY_SPREAD = "node(s) didn't match pod topology spread constraints"
 TOPOLOGY_LABEL = TOPOLOGY_SPREAD + " (missing required label)"
@@ -67,8 +68,8 @@ class Cycle:
 
     def filter(self, node: NodeInfo) -> list[str]:
         """Why `node` cannot take the pod (empty: it can)."""
-        for check in (self.unschedulable, self.node_name, self.taints, self.node_affinity, self.node_ports,
-                      self.resources, self.topology_spread, self.inter_pod_affinity):
+        for check in (self.unschedulable, self.node_name, self.taints, self.node_affinity, self.volume_binding,
+                      self.node_ports, self.resources, self.topology_spread, self.inter_pod_affinity):
             why = check(node)
             if why:
                 return why
@@ -94,6 +95,11 @@ class Cycle:
 
     def node_affinity(self, node: NodeInfo) -> list[str]:
         return [] if self.matches_node(node) else [NODE_AFFINITY]
+
+    def volume_binding(self, node: NodeInfo) -> list[str]:
+        """VolumeBinding: a pod whose bound volumes live on some nodes (local volumes) fits only those."""
+        allowed = self.pod.volume_nodes
+        return [VOLUME_NODE_AFFINITY] if allowed is not None and node.name not in allowed else []
 
     def node_ports(self, node: NodeInfo) -> list[str]:
         if self.host_ports and collides(self.host_ports, self.state.ports[node.name]):

@@ -93,6 +93,8 @@ class PodInfo:
     # the selector of the pod's ReplicaSet/StatefulSet (or Service): the pods its default spreading counts
     # (Kubernetes' system default topology spread, once SelectorSpread); None: the pod's own labels
     spread_selector: Mapping[str, str] | None = None
+    # the nodes its bound volumes live on (local volumes' nodeAffinity); None: its volumes tie it to no node
+    volume_nodes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The one place the sidecar opens a connection to an endpoint, for every codec (HTTP/1 and h2 pools, opaque
 TCP): a local endpoint directly; a remote one (`gateway` set: another node's) through that node's mesh gateway,
 over mutual TLS with this node's certificate, `CONNECT` to the pod, then the codec's protocol speaks to the pod
-as if connected directly (a MeshTransport frames its writes and half-close). UDP does not cross nodes."""
+as if connected directly (a MeshTransport frames its writes and half-close). The UDP flows to one node share
+such a stream, opened with `protocol="udp"` (sidecar/mesh/udptunnel.py)."""
 
 from __future__ import annotations
 
@@ -41,10 +42,13 @@ def _recheck(identity: MeshIdentity) -> None:
 
 
 async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address: str, port: int, *,
-                           gateway: str = "", node: str = "") -> tuple[Any, Any]:
-    """(transport, protocol) connected to `address`:`port`; OSError (or TimeoutError) when it cannot be."""
+                           gateway: str = "", node: str = "", protocol: str = "tcp") -> tuple[Any, Any]:
+    """(transport, protocol) connected to `address`:`port`; OSError (or TimeoutError) when it cannot be.
+    `protocol="udp"`: the stream of UDP flows to the node of `gateway` (address and port unused)."""
     loop = asyncio.get_running_loop()
     if not gateway:
+        if protocol != "tcp":
+            raise ValueError("a local UDP endpoint is reached with a datagram socket, not a stream")
         return await loop.create_connection(factory, address, port)
     identity = IDENTITY
     contexts = identity.current if identity is not None else None
@@ -57,7 +61,7 @@ async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address:
     answered: asyncio.Future[tuple[Any, Any]] = loop.create_future()
     try:
         transport, _ = await loop.create_connection(
-            lambda: MeshUpstream(factory, connect_line(address, port), answered, identity),  # type: ignore[arg-type]
+            lambda: MeshUpstream(factory, connect_line(address, port, protocol=protocol), answered, identity),  # type: ignore[arg-type]
             host, int(gport), ssl=tls, server_hostname=(node or host) if tls is not None else None,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls is not None else None)
     except BaseException:

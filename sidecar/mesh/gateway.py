@@ -2,7 +2,9 @@
 Linkerd's inbound). TLS 1.3 with a client certificate from the cluster CA, then the peer checked (revoked serial,
 deleted node: refused); the client names one pod endpoint (`CONNECT ip:port`), which must be one of THIS node's
 endpoints (never an arbitrary address: no open relay), and bytes pass both ways with back-pressure and
-half-close (meshd/1 frames on the TLS side, plain TCP on the pod's)."""
+half-close (meshd/1 frames on the TLS side, plain TCP on the pod's); or it asks for `DATAGRAMS`, a stream of UDP
+flows, each opened to one of this node's pods' UDP ports (sidecar/mesh/udptunnel.py: a UDP socket per flow on
+the pod's side)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import Any
 from ..accept import Acceptor
 from .identity import Contexts, MeshIdentity
 from .stats import MESH_STATS
-from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_connect
+from .udptunnel import PodFlows
+from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ WRITE_HIGH = 256 * 1024
 PREAMBLE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
-Allowed = Callable[[str, int], bool]  # is (address, port) one of this node's pod endpoints?
+Allowed = Callable[[str, int, str], bool]  # is (address, port, "tcp" or "udp") one of this node's pod endpoints?
 
 
 class MeshGateway:
@@ -90,7 +93,7 @@ class GatewayConnection(asyncio.Protocol):
         self.gateway = gateway
         self.transport: Any = None
         self.buf = b""
-        self.pod: PodSide | None = None
+        self.pod: PodSide | PodFlows | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.deframer = Deframer()
         self.timer: asyncio.TimerHandle | None = None
@@ -151,11 +154,16 @@ class GatewayConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         try:
-            address, port = parse_connect(line)
+            protocol, address, port = parse_request(line)
         except ValueError as error:
             self._refuse(f"bad CONNECT: {error}")
             return
-        if not self.gateway.allowed(address, port):
+        if protocol == "udp":  # UDP flows: each OPEN is checked (udptunnel.PodFlows)
+            allowed = self.gateway.allowed
+            self.buf = rest
+            self.pod_connected(PodFlows(self, lambda address, port: allowed(address, port, "udp")))
+            return
+        if not self.gateway.allowed(address, port, protocol):
             self._refuse(f"{address}:{port} is not a pod endpoint of this node")
             return
         self.buf = rest
@@ -173,7 +181,7 @@ class GatewayConnection(asyncio.Protocol):
                 self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}", "connect")
             return
 
-    def pod_connected(self, pod: PodSide) -> None:
+    def pod_connected(self, pod: PodSide | PodFlows) -> None:
         """OK goes out before anything the pod sends (a server that speaks first, as h2's SETTINGS)."""
         if self.done:
             pod.transport.close()
@@ -247,12 +255,18 @@ class PodSide(asyncio.Protocol):
 
 def local_endpoints(table: Any) -> Allowed:
     """The gateway's rule from the sidecar's table: (address, port) of an endpoint of this node (one without a
-    gateway of its own) on one of its Service ports."""
+    gateway of its own) on one of its Service ports; for a UDP flow, on one of its `protocol: UDP` ports."""
 
-    def allowed(address: str, port: int) -> bool:
+    def allowed(address: str, port: int, protocol: str = "tcp") -> bool:
         for svc in table.services.values():
             for ep in (*svc.endpoints.values(), *svc.draining.values()):
-                if not ep.gateway and ep.address == address and port in ep.ports.values():
+                if ep.gateway or ep.address != address:
+                    continue
+                if protocol != "udp":
+                    if port in ep.ports.values():
+                        return True
+                elif svc.info is not None and any(p.protocol.upper() == "UDP" and svc.target_port(ep, p.name) == port
+                                                  for p in svc.info.ports):
                     return True
         return False
 

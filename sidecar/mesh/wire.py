@@ -1,7 +1,8 @@
 """The `meshd/1` protocol between a sidecar and another node's mesh gateway, inside mutual TLS (ALPN
 `meshd/1`), pure:
 
-    client: CONNECT <podIP>:<port>\\n            (one ASCII line, at most 256 bytes)
+    client: CONNECT <podIP>:<port>\\n            (one ASCII line, at most 256 bytes: a TCP connection to the pod)
+        or: DATAGRAMS\\n                          (UDP flows to the gateway's pods: sidecar/mesh/datagrams.py)
     gateway: OK\\n   or   ERR <reason>\\n          (ERR: the gateway closes)
     then both ways: frames of a 4-byte big-endian length and that many bytes; a length of 0 is the end of
     that direction's stream (a half-close: TLS in asyncio has none, so the FIN travels as a frame).
@@ -17,20 +18,46 @@ FIN = b"\x00\x00\x00\x00"
 OK = b"OK\n"
 
 
-def connect_line(address: str, port: int) -> bytes:
+DATAGRAMS = "DATAGRAMS"
+
+
+def connect_line(address: str, port: int, *, protocol: str = "tcp") -> bytes:
+    """The line for a TCP connection to address:port, or (protocol "udp") for the stream of UDP flows."""
+    if protocol == "udp":
+        return f"{DATAGRAMS}\n".encode()
+    return f"CONNECT {host_port(address, port)}\n".encode()
+
+
+def host_port(address: str, port: int) -> str:
     host = f"[{address}]" if ":" in address else address
-    return f"CONNECT {host}:{port}\n".encode()
+    return f"{host}:{port}"
 
 
 def parse_connect(line: bytes) -> tuple[str, int]:
     """(address, port) of a CONNECT line (without its newline); ValueError naming what is wrong."""
+    protocol, address, port = parse_request(line)
+    if protocol != "tcp":
+        raise ValueError(f"expected CONNECT, got {DATAGRAMS!r}")
+    return address, port
+
+
+def parse_request(line: bytes) -> tuple[str, str, int]:
+    """("tcp", address, port) of a CONNECT line, ("udp", "", 0) of a DATAGRAMS line (without its newline);
+    ValueError naming what is wrong."""
     try:
         text = line.decode("ascii").strip()
     except UnicodeDecodeError:
         raise ValueError("not ASCII") from None
-    verb, _, target = text.partition(" ")
+    if text == DATAGRAMS:
+        return "udp", "", 0
+    verb, _, rest = text.partition(" ")
     if verb != "CONNECT":
-        raise ValueError(f"expected CONNECT, got {verb[:16]!r}")
+        raise ValueError(f"expected CONNECT or {DATAGRAMS}, got {verb[:16]!r}")
+    return ("tcp", *parse_target(rest))
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """(address, port) of "address:port" ("[v6]:port"); ValueError naming what is wrong."""
     host, sep, port = target.rpartition(":")
     host = host.strip("[]")
     try:

@@ -37,6 +37,14 @@ class Segment:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class Datagram:
+    time: float
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload: bytes
+
+
 @dataclass
 class Flow:
     client: tuple[str, int]  # who sent the SYN (else the first packet's sender)
@@ -77,6 +85,28 @@ def classify(sent: bytes, received: bytes) -> str:
 
 def read_pcap(data: bytes) -> Iterator[Segment]:
     """The IPv4 TCP segments of a classic pcap file (what `tcpdump -w` writes); other frames are skipped."""
+    for when, ip in _ip_packets(data):
+        segment = _tcp_segment(ip, when)
+        if segment is not None:
+            yield segment
+
+
+def read_udp(data: bytes) -> Iterator[Datagram]:
+    """The IPv4 UDP datagrams of a classic pcap file (first fragments only: a later one has no UDP header)."""
+    for when, ip in _ip_packets(data):
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17 or int.from_bytes(ip[6:8], "big") & 0x1FFF:
+            continue
+        header, total = (ip[0] & 0x0F) * 4, int.from_bytes(ip[2:4], "big")
+        udp = ip[header:total]
+        if len(udp) < 8:
+            continue
+        sport, dport = struct.unpack("!HH", udp[:4])
+        yield Datagram(when, (".".join(map(str, ip[12:16])), sport), (".".join(map(str, ip[16:20])), dport),
+                       bytes(udp[8:]))
+
+
+def _ip_packets(data: bytes) -> Iterator[tuple[float, bytes]]:
+    """(time, IPv4 packet) of every frame of a classic pcap file that carries one."""
     if len(data) < 24:
         return
     magic = data[:4]
@@ -94,11 +124,8 @@ def read_pcap(data: bytes) -> Iterator[Segment]:
         frame = data[offset + 16:offset + 16 + captured]
         offset += 16 + captured
         ip = _ip_packet(frame, linktype)
-        if ip is None:
-            continue
-        segment = _tcp_segment(ip, seconds + fraction / (1e9 if nanos else 1e6))
-        if segment is not None:
-            yield segment
+        if ip is not None:
+            yield seconds + fraction / (1e9 if nanos else 1e6), ip
 
 
 def _ip_packet(frame: bytes, linktype: int) -> bytes | None:
@@ -243,6 +270,10 @@ class Capture:
     def flows(self) -> list[Flow]:
         return tcp_flows(self.segments())
 
+    def datagrams(self) -> list[Datagram]:
+        """The UDP datagrams (capture with a filter that keeps them: bpf="" or "udp")."""
+        return list(read_udp(self.path.read_bytes())) if self.path.exists() else []
+
 
 @contextlib.contextmanager
 def capture(interface: str, path: Path, *, bpf: str = "tcp", settle: float = 0.3) -> Iterator[Capture]:
@@ -258,5 +289,5 @@ def capture(interface: str, path: Path, *, bpf: str = "tcp", settle: float = 0.3
         running.stop()
 
 
-__all__ = ["Capture", "Flow", "Segment", "capture", "classify", "flows_between", "flows_to", "read_pcap", "summarise", "tcp_flows",
-           "tls_records"]
+__all__ = ["Capture", "Datagram", "Flow", "Segment", "capture", "classify", "flows_between", "flows_to", "read_pcap",
+           "read_udp", "summarise", "tcp_flows", "tls_records"]

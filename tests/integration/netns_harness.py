@@ -200,6 +200,9 @@ class TestLan:
         self._made.append(("rm", "-rf", str(etc)))
         (etc / "resolv.conf").write_text(f"nameserver {host.address if self.agents else '127.0.0.1'}\n"
                                          "options timeout:1 attempts:1\n")
+        # ... and /etc/hosts of its own: names other agents on this machine put in the machine's (host-names
+        # mode "hosts") must not answer for this host's Services
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{host.address} {host.name}\n")
         return host
 
     def _etcd(self) -> None:

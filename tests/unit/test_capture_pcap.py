@@ -102,3 +102,21 @@ def test_a_port_used_again_is_a_new_flow_and_a_retransmitted_syn_is_not() -> Non
               frame(C, S, 9001, 0x18, HELLO), frame(S, C, 7001, 0x18, APP)]
     flows = tcp_flows(read_pcap(pcap(frames)))
     assert [(f.sent, f.received, f.kind) for f in flows] == [(HELLO, b"", "tls"), (HELLO, APP, "tls")]
+
+
+def udp_frame(src: tuple[str, int], dst: tuple[str, int], payload: bytes, *, fragment: int = 0) -> bytes:
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, fragment, 64, 17, 0,
+                     bytes(map(int, src[0].split("."))), bytes(map(int, dst[0].split("."))))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + udp
+
+
+def test_udp_datagrams_are_read_beside_the_tcp_segments() -> None:
+    from tests.integration.capture import read_udp
+
+    query = b"\x12\x34\x01\x00\x00\x01" + b"\x00" * 6 + b"\x01x\x04test\x00\x00\x01\x00\x01"
+    data = pcap([udp_frame(C, ("10.1.2.11", 53), query), frame(C, S, 1, 0x02), ARP,
+                 udp_frame(("10.1.2.11", 53), C, b"answer"), udp_frame(C, S, b"later", fragment=185)])
+    found = [(d.src, d.dst, d.payload) for d in read_udp(data)]
+    assert found == [(C, ("10.1.2.11", 53), query), (("10.1.2.11", 53), C, b"answer")]  # not a later fragment
+    assert [s.flags for s in read_pcap(data)] == [0x02]

@@ -43,7 +43,7 @@ def test_a_small_log_is_not_rotated(tmp_path: Path) -> None:
 
 def test_slots_split_the_ranges_without_overlap() -> None:
     ranges = [slot_ranges(s) for s in range(SLOTS)]
-    for field in ("docker_services", "process_pods", "process_services"):
+    for field in ("docker_services", "process_pods", "process_services", "cluster_services"):
         networks = [ipaddress.IPv4Network(getattr(r, field)) for r in ranges]
         assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1:]), field
     assert len({r.sidecar_metrics_port for r in ranges}) == SLOTS

@@ -129,12 +129,14 @@ class Bind:
 
 @dataclass(frozen=True)
 class Provision:
-    """Create a volume for the claim (named pvc-<claim uid>) of its class, then bind it."""
+    """Create a volume for the claim (named pvc-<claim uid>) of its class, then bind it. `node`: in a cluster, the
+    node whose disk holds it (meshd.controller.volumes.nodelocal); "" on a single node."""
 
     claim: ClaimKey
     volume: str
     class_name: str
     reclaim_policy: Literal["Retain", "Delete"]
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,11 @@ def fits(volume: PersistentVolume, claim: PersistentVolumeClaim, class_name: str
 
 
 def plan(claims: Sequence[Claim], volumes: Mapping[str, PersistentVolume], classes: Mapping[str, StorageClass], *,
-         consumers: Iterable[ClaimKey] = ()) -> list[Action]:
+         consumers: Iterable[ClaimKey] = (), consumer_nodes: Mapping[ClaimKey, str] | None = None) -> list[Action]:
     """The binder's next steps, in order: existing volumes first (the smallest that fits, as Kubernetes picks),
-    then provisioning; and the reclaiming of released volumes with reclaimPolicy Delete."""
+    then provisioning; and the reclaiming of released volumes with reclaimPolicy Delete. `consumer_nodes` (in a
+    cluster: claim -> the node of its first consumer bound to one): a claim is provisioned on that node, and
+    waits for one."""
     wanted = set(consumers)
     by_key = {c.key: c for c in claims}
     actions: list[Action] = []
@@ -184,8 +188,9 @@ def plan(claims: Sequence[Claim], volumes: Mapping[str, PersistentVolume], class
         if state.reason == "Provisioning":
             sc = classes[state.class_name]
             name = f"pvc-{claim.uid}"
-            if name not in volumes:
-                actions.append(Provision(claim.key, name, sc.metadata.name, sc.reclaim_policy))
+            node = consumer_nodes.get(claim.key, "") if consumer_nodes is not None else ""
+            if name not in volumes and (consumer_nodes is None or node):
+                actions.append(Provision(claim.key, name, sc.metadata.name, sc.reclaim_policy, node))
     for volume in sorted(volumes.values(), key=lambda v: v.metadata.name):
         if volume.reclaim_policy == "Delete" and volume_phase(volume, by_key) == "Released":
             actions.append(Reclaim(volume.metadata.name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from meshd.controller.volumes.binding import (
 )
 from meshd.controller.persist import rfc3339
 from meshd.controller.volumes.hostpath import prepare
+from meshd.controller.volumes.nodelocal import consumer_nodes, node_affinity, volume_nodes
 from meshd.controller.volumes.state import VolumeStatus, claims_used, storage_state
 from meshd.driver.base import DriverError, MountSource, needs_source
 from meshd.driver.volumes import LABEL_CLAIM, volume_backend
@@ -44,6 +46,7 @@ RETRY_SECONDS = 5.0
 HOST_PATH_FRESH = 2.0  # seconds a hostPath's or a volume's check is trusted
 CHECKING = "checking"  # mounts_for's problem while a hostPath is being looked at (off the event loop)
 SOURCE = "the volume controller"
+RELEASED_GRACE = 5.0  # seconds a node's volume is seen Released before that node removes it (in a cluster)
 PROTECTION = "kubernetes.io/pvc-protection"
 
 
@@ -53,6 +56,8 @@ class VolumeController:
         self.status = VolumeStatus()
         self.backend = volume_backend(controller.driver, controller.state_dir)
         self._running = False
+        self._reclaiming = False
+        self._released: dict[str, float] = {}  # this node's volumes Released (in a cluster) -> since when
         self._failed_at: dict[Action, float] = {}
         self._reported: dict[tuple[str, str, str], str] = {}  # object -> the last reason an event gave
         self._host_paths: dict[tuple[str, str], tuple[float, str | None]] = {}  # (path, type) -> (when, problem)
@@ -74,10 +79,14 @@ class VolumeController:
         except DriverError as error:
             log.warning("volumes: cannot list the %s volumes (%s)", self.backend.kind, error)
             return
-        provisioned = {r.obj.volume_handle: name for (kind, _, name), r in c.objects.items()
-                       if kind == PV and isinstance(r.obj, PersistentVolume) and r.obj.csi_driver == LOCAL_PROVISIONER}
+        provisioned = {self._resolved(r.obj.volume_handle): name for (kind, _, name), r in c.objects.items()
+                       if kind == PV and isinstance(r.obj, PersistentVolume) and r.obj.csi_driver == LOCAL_PROVISIONER
+                       and self._here(r.obj)}
+        held = {self._resolved(handle): name for handle, name in held.items()}
+        made = await asyncio.to_thread(self._made_here)
         for handle, name in provisioned.items():
-            if handle not in held:
+            volume = c.objects[(PV, "", name)].obj
+            if handle not in held and (volume_nodes(volume.raw) is None or name in made):  # else: made at admission
                 self.status.failed[name] = f"its storage {handle} ({self.backend.kind}) is gone"
                 log.warning("volumes: PersistentVolume %s: its storage %s is gone", name, handle)
         for handle, name in held.items():
@@ -109,9 +118,13 @@ class VolumeController:
                 mounts, problem = self.mounts_for(worker, check=False)
                 if not problem:
                     worker.volume_mounts = mounts
+        nodes = None if c.cluster is None else consumer_nodes(
+            (w.namespace, w.node, w.spec, w.terminating) for w in sorted(c.managed.values(), key=lambda w: w.created))
         actions = [a for a in plan(list(state.claims.values()), state.volumes, state.classes,
-                                   consumers=state.consumers)
-                   if now - self._failed_at.get(a, -RETRY_SECONDS) >= RETRY_SECONDS]
+                                   consumers=state.consumers, consumer_nodes=nodes)
+                   if now - self._failed_at.get(a, -RETRY_SECONDS) >= RETRY_SECONDS
+                   and not (isinstance(a, Reclaim) and nodes is not None
+                            and volume_nodes(state.volumes[a.volume].raw) is not None)]  # its node's: reclaim_here
         finalize = sorted(k for k in self.status.terminating if k not in state.consumers)
         if self._running or not (actions or finalize):
             return
@@ -157,6 +170,13 @@ class VolumeController:
             await self._write([_bound_volume(volume.raw, action.claim, claim.uid),
                                _bound_claim(obj, action.volume, volume.storage_class_name)])
             return
+        if action.node:  # in a cluster: named here, made by that node's agent when it admits the pod
+            handle = self.backend.handle_for(action.volume)
+            await self._write([_provisioned_volume(obj, action, claim.uid, handle, self.backend.kind),
+                               _bound_claim(obj, action.volume, action.class_name)])
+            self._event(PVC, *action.claim, "Normal", "ProvisioningSucceeded",
+                        f"Successfully provisioned volume {action.volume} on node {action.node}")
+            return
         handle = await self.backend.create(action.volume, {LABEL_CLAIM: "/".join(action.claim)})
         try:
             await self._write([
@@ -176,7 +196,12 @@ class VolumeController:
             self.status.failed[name] = ("the volume is kept: meshd deletes only the volumes it provisioned "
                                         "(reclaimPolicy Delete of a hostPath or local volume)")
             return
-        await self.backend.remove(volume.volume_handle)
+        if self._here(volume):
+            await self.backend.remove(volume.volume_handle)
+        else:
+            log.warning("volumes: PersistentVolume %s: its storage %s stays on node %s (meshd removes a volume's "
+                        "storage only on the node that holds it)", name, volume.volume_handle,
+                        ", ".join(sorted(volume_nodes(volume.raw) or ())))
         await c.delete_many([(PV, "", name)])
         self.status.failed.pop(name, None)
 
@@ -241,6 +266,10 @@ class VolumeController:
                 return {}, (f'node has pod using PersistentVolumeClaim "{name}" with the same name and '
                             f"ReadWriteOncePod access mode")
             pv = state.volumes[s.volume]
+            on = volume_nodes(pv.raw)
+            if c.cluster is not None and on is not None and c.cluster.node not in on:
+                return {}, (f'volume "{pv.metadata.name}" is on node {", ".join(sorted(on))}: node(s) had volume '
+                            f"node affinity conflict")
             read_only = source.read_only or set(claim.obj.access_modes) == {"ReadOnlyMany"}
             if pv.csi_driver == LOCAL_PROVISIONER:
                 problem = self._checked(("volume", pv.volume_handle), self._check_volume) if check else None
@@ -291,16 +320,95 @@ class VolumeController:
 
     async def _check_volume(self, key: tuple[str, str]) -> str | None:
         """A provisioned volume's storage is still there (a Docker volume removed by hand is not made again
-        empty: the pod waits, and the volume shows Failed)."""
+        empty: the pod waits, and the volume shows Failed). In a cluster, a volume of this node is made here
+        the first time a pod needs it (never again: the ledger STATE/persistent-volumes.made says it was)."""
         handle = key[1]
-        pv = next((name for (kind, _, name), r in self.controller.objects.items() if kind == PV
-                   and getattr(r.obj, "volume_handle", "") == handle), handle)
+        found = next(((name, r.obj) for (kind, _, name), r in self.controller.objects.items() if kind == PV
+                      and getattr(r.obj, "volume_handle", "") == handle), None)
+        pv = found[0] if found is not None else handle
         if await self.backend.exists(handle):
             self.status.failed.pop(pv, None)
+            return None
+        if found is not None and self.controller.cluster is not None and self._here(found[1], strict=True) \
+                and not await asyncio.to_thread(self._made, pv):
+            claim = found[1].claim_ref
+            await self.backend.create(pv, {LABEL_CLAIM: f"{claim.namespace}/{claim.name}" if claim else ""})
+            await asyncio.to_thread(self._record_made, pv)
+            self.status.failed.pop(pv, None)
+            log.info("volumes: made the storage of PersistentVolume %s on this node (%s)", pv, handle)
             return None
         message = f"its storage {handle} ({self.backend.kind}) is gone"
         self.status.failed[pv] = message
         return message
+
+    # --- volumes of one node (in a cluster: meshd.controller.volumes.nodelocal) ---------------------------
+
+    def reclaim_here(self) -> None:
+        """In a cluster, on every node (the kubelet's pass): this node's provisioned volumes Released with
+        reclaimPolicy Delete for RELEASED_GRACE seconds (a claim written just after its volume is not yet seen
+        as Released) lose their storage, then their PersistentVolume."""
+        c = self.controller
+        if c.cluster is None or self._reclaiming:
+            return
+        state = storage_state(c)
+        now = c.now()
+        released = {name for name, v in state.volumes.items() if v.csi_driver == LOCAL_PROVISIONER
+                    and v.reclaim_policy == "Delete" and self._here(v, strict=True)
+                    and volume_phase(v, state.claims) == "Released"}
+        self._released = {name: self._released.get(name, now) for name in released}
+        due = [name for name, since in self._released.items() if now - since >= RELEASED_GRACE]
+        if due:
+            self._reclaiming = True
+            c._tasks.spawn(self._reclaim_here(due, [state.volumes[name] for name in due]), name="volume reclaim")
+
+    async def _reclaim_here(self, names: list[str], volumes: list[PersistentVolume]) -> None:
+        c = self.controller
+        try:
+            for name, volume in zip(names, volumes, strict=True):
+                try:
+                    await self.backend.remove(volume.volume_handle)
+                    stored = c.store.get(PV, "", name)
+                    if stored is not None:
+                        await c.store.delete(PV, "", name, resource_version=stored["metadata"]["resourceVersion"])
+                    self._released.pop(name, None)
+                    log.info("volumes: removed PersistentVolume %s and its storage on this node", name)
+                except (DriverError, StoreError, OSError) as error:
+                    self._released[name] = c.now()  # tried again after the grace
+                    log.warning("volumes: cannot remove PersistentVolume %s on this node: %s", name, error)
+        finally:
+            self._reclaiming = False
+
+    def _here(self, volume: PersistentVolume, *, strict: bool = False) -> bool:
+        """Whether the volume's storage is on this node: one without a node (a single node's; `strict`: no) or
+        one whose nodeAffinity names this node."""
+        cluster = self.controller.cluster
+        nodes = volume_nodes(volume.raw)
+        if nodes is None:
+            return not strict
+        return cluster is not None and cluster.node in nodes
+
+    def _resolved(self, handle: str) -> str:
+        path = getattr(self.backend, "path", None)
+        return str(path(handle)) if path is not None else handle
+
+    def _ledger(self) -> Any:
+        return self.controller.state_dir / "persistent-volumes.made"
+
+    def _made(self, pv: str) -> bool:
+        return pv in self._made_here()
+
+    def _made_here(self) -> set[str]:
+        """The volumes (names) this node made in a cluster (its ledger)."""
+        try:
+            return set(self._ledger().read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _record_made(self, pv: str) -> None:
+        with self._ledger().open("a") as ledger:
+            ledger.write(pv + "\n")
+            ledger.flush()
+            os.fsync(ledger.fileno())
 
     def _other_user(self, worker: Any, claim: str) -> bool:
         return any(w is not worker and w.namespace == worker.namespace and w.scheduled and not w.done.is_set()
@@ -335,6 +443,14 @@ def _bound_volume(raw: Any, claim: ClaimKey, uid: str) -> dict[str, Any]:
 
 def _provisioned_volume(claim: PersistentVolumeClaim, action: Provision, uid: str, handle: str,
                         backend: str) -> dict[str, Any]:
+    volume = _volume_manifest(claim, action, uid, handle, backend)
+    if action.node:
+        volume["spec"]["nodeAffinity"] = node_affinity(action.node)
+    return volume
+
+
+def _volume_manifest(claim: PersistentVolumeClaim, action: Provision, uid: str, handle: str,
+                     backend: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": action.volume, "annotations": {PROVISIONED_BY: LOCAL_PROVISIONER}},
