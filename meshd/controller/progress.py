@@ -110,8 +110,8 @@ class ProgressWriter:
         """Writes the rollout when its condition changed, or its progress ran `slack` ahead of the stored."""
         status = stored_status(progress, generation, new_name)
         obj = self._store().get("Deployment", *key)
-        if obj is None or obj.get("status") == status:
-            return
+        if obj is None or (obj.get("status") or {}).get("conditions") == status["conditions"]:
+            return  # as stored (a new generation that left the rollout as it was, e.g. a label, is not written)
         before = restored(obj, snapshot=(), now=progress.last_progress)
         if before is not None and (before.complete, before.failed) == (progress.complete, progress.failed) and \
                 not progress.complete and not progress.failed and before.last_progress >= progress.last_progress:
