@@ -1,4 +1,7 @@
-"""Optional native build of the sidecar's hot path with mypyc; everything else is in pyproject.toml.
+"""Optional native builds: the sidecar's HTTP/2 codec on nghttp2 (cffi, sidecar/h2/nghttp2_build.py; built
+by default, needs a C compiler, Python's headers and libnghttp2-dev; MESHD_NGHTTP2=0 skips it; a failed build
+warns and the sidecar uses the pure-Python h2), and the hot path with mypyc; everything else is in
+pyproject.toml.
 
 `MESHD_MYPYC=1 pip install [-e] .` compiles the modules in HOT (mypy, which ships mypyc, is then added to the
 build requirements); without it, or when mypyc, the C compiler or the build fails, the package is pure Python
@@ -31,6 +34,7 @@ HOT = [
     "sidecar/http.py",
     "sidecar/config.py",
 ]
+NGHTTP2 = "sidecar.h2._nghttp2"
 WANTED = os.environ.get("MESHD_MYPYC", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -39,7 +43,19 @@ def warn(why: str) -> None:
 
 
 class OptionalBuildExt(build_ext):
-    """All or nothing: if any extension fails to build, remove what was built and stay pure Python."""
+    """mypyc's modules all or nothing: if one fails to build, remove them and stay pure Python. The nghttp2
+    codec on its own: if it fails, the sidecar uses the pure-Python h2."""
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        if ext.name != NGHTTP2:
+            super().build_extension(ext)
+            return
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # noqa: BLE001 - CompileError, LinkError, missing compiler or headers, ...
+            print(f"meshd: WARNING: no native HTTP/2 codec (the sidecar uses the pure-Python h2): "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)  # fmt: skip
+            self.extensions.remove(ext)  # (the last one: nothing to copy in place, no output)
 
     def run(self) -> None:
         try:
@@ -47,6 +63,8 @@ class OptionalBuildExt(build_ext):
         except Exception as e:  # noqa: BLE001 - CompileError, LinkError, missing compiler, ...
             warn(f"{type(e).__name__}: {e}")
             for out in self.get_outputs():
+                if "_nghttp2" in Path(out).name:
+                    continue
                 Path(out).unlink(missing_ok=True)
                 if self.inplace:
                     rel = os.path.relpath(out, self.build_lib)
@@ -80,8 +98,24 @@ def native_modules() -> list:
         return []
 
 
+def nghttp2_module() -> list:
+    """The native HTTP/2 codec's extension (cffi API mode), unless MESHD_NGHTTP2=0 or cffi is missing."""
+    if os.environ.get("MESHD_NGHTTP2", "1").strip().lower() in ("0", "false", "no", "off"):
+        return []
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here / "sidecar" / "h2"))
+    try:
+        import nghttp2_build
+    except ImportError as e:
+        print(f"meshd: WARNING: no native HTTP/2 codec (cffi: {e})", file=sys.stderr)
+        return []
+    finally:
+        sys.path.pop(0)
+    return [nghttp2_build.ffibuilder.distutils_extension(tmpdir=str(here / "build" / "cffi"))]
+
+
 setup(
-    ext_modules=native_modules(),
+    ext_modules=native_modules() + nghttp2_module(),  # (nghttp2 last: see OptionalBuildExt)
     cmdclass={"build_ext": OptionalBuildExt},
     setup_requires=["mypy>=1.10"] if WANTED else [],
 )

@@ -4,7 +4,10 @@ read), then M Services are created one request at a time; prints how long each e
 write request to each watcher (median, p95, max over N x M deliveries), the events lost (must be 0) and the CPU
 the agent spent per delivered event.
 
-    python bench/watch_bench.py [--watchers 100] [--changes 50]
+    python bench/watch_bench.py [--watchers 100] [--changes 50] [--existing 0]
+
+`--existing N` applies N other Services first (one request), so each change is computed against a namespace
+that holds more than the watched ones, as a real one does.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ async def run(args: argparse.Namespace) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+            if args.existing:
+                text = "---\n".join(service(f"existing-{i}") for i in range(args.existing))
+                async with http.post(f"http://{api}/v1/apply", data=text, headers=headers) as response:
+                    assert response.status == 200, await response.text()
             async with http.get(f"http://{api}/api/v1/namespaces/default/services", headers=headers) as response:
                 version = (await response.json())["metadata"]["resourceVersion"]
             url = f"http://{api}/api/v1/namespaces/default/services?watch=true&resourceVersion={version}"
@@ -88,7 +95,8 @@ async def run(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
     delays = [max(0.0, s[name] - at) for s in seen for name, at in written.items() if name in s]
     lost = args.watchers * args.changes - len(delays)
-    print(f"{args.watchers} watchers x {args.changes} Services created one request at a time ({args.gap}s apart)")
+    print(f"{args.watchers} watchers x {args.changes} Services created one request at a time ({args.gap}s apart), "
+          f"{args.existing} other Services")
     print(f"  write -> watcher: median {statistics.median(delays) * 1000:.1f} ms, "
           f"p95 {percentile(delays, 0.95) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
     print(f"  events delivered {len(delays)}, lost {lost}")
@@ -101,6 +109,7 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between two writes")
+    parser.add_argument("--existing", type=int, default=0, help="other Services in the namespace")
     asyncio.run(run(parser.parse_args()))
 
 

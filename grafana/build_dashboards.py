@@ -406,8 +406,10 @@ def golden_signals() -> dict[str, Any]:
               description="gRPC calls answered per second, by grpc-status (trailers or trailers-only)."),
         Panel("HTTP/2 connections and streams", (
             q("sum by (side) (meshd_sidecar_h2_connections)", "{{side}} connections"),
-            q("sum(meshd_sidecar_h2_streams)", "streams in flight"),), width=8,
-              description="Client and pooled upstream HTTP/2 connections; client streams being proxied."),
+            q("sum(meshd_sidecar_h2_streams)", "streams in flight"),
+            q("count by (codec) (meshd_sidecar_h2_codec_info)", "sidecars on {{codec}}"),), width=8,
+              description="Client and pooled upstream HTTP/2 connections; client streams being proxied; sidecars "
+                          "by HTTP/2 codec (nghttp2, or the pure-Python h2 fallback)."),
         Panel("HTTP/2 protocol errors", (
             q(f"sum(increase(meshd_sidecar_h2_protocol_errors_total[{RATE}]))", "GOAWAY"),), width=8,
               description="Client connections closed with GOAWAY because they broke HTTP/2."),

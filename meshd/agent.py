@@ -113,6 +113,7 @@ class AgentOptions:
     server: str | None = None  # --server https://HOST:PORT: join through this agent (no DNS-SD discovery)
     join_timeout: float = 15.0  # how long --join looks for the cluster over DNS-SD
     token_ttl: float = 24 * 3600.0  # the first join token's lifetime (the agent that creates the cluster)
+    keep_expired_tokens: float = 3600.0  # an expired bootstrap token's Secret is deleted this long after it expired
     service_cluster_ip_range: str | None = None  # CIDR; with --store, the cluster's (its first agent's choice)
 
 
@@ -202,6 +203,7 @@ class Agent:
                                                         mesh_port=options.mesh_port,
                                                         cert_validity=options.cert_validity,
                                                         pod_eviction_timeout=options.pod_eviction_timeout,
+                                                        keep_expired_tokens=options.keep_expired_tokens,
                                                         store_tls=StoreTls(options.store_ca, options.store_cert,
                                                                            options.store_key)),
                                          self.controller, self._node_object, render_pod=kube_pod)
@@ -520,10 +522,32 @@ async def _serve(options: AgentOptions, files: list[str] | None) -> int:
             log.error("%s", error)
             await agent.close(stop_pods=True)
             return 1
-    await stop.wait()
+    if await _stopped_or_removed(stop, agent):
+        await agent.close(stop_pods=False)
+        return 1
     log.info("shutting down%s", " and removing every pod" if files is not None else "")
     await agent.close(stop_pods=files is not None)
     return 0
+
+
+async def _stopped_or_removed(stop: asyncio.Event, agent: Agent) -> bool:
+    """Waits for a signal to stop (False) or this node's deletion from its cluster (True: the agent exits 1, and a
+    node that joined forgets the store it was given: only a fresh --join brings it back)."""
+    if agent.cluster is None:
+        await stop.wait()
+        return False
+    from meshd.cluster.joining import forget_store
+
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(agent.cluster.removed.wait())}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    if stop.is_set() or not agent.cluster.removed.is_set():
+        return False
+    forgotten = await asyncio.to_thread(forget_store, agent.state_dir)
+    log.error("exiting (1): this node was deleted from the cluster%s",
+              f"; the store it joined is forgotten (moved to {forgotten})" if forgotten else "")
+    return True
 
 
 def run_agent(options: AgentOptions) -> int:

@@ -341,6 +341,8 @@ def namespace_row(ns: Obj, now: datetime, wide: bool) -> list[str]:
 def node_row(node: Obj, now: datetime, wide: bool) -> list[str]:
     status = _status(node)
     ready = "Ready" if _condition_true(status, "Ready") else "NotReady"
+    if (node.get("spec") or {}).get("unschedulable"):  # cordoned, as kubectl's printer says it
+        ready += ",SchedulingDisabled"
     roles = sorted(k.split("/", 1)[1] for k in (_meta(node).get("labels") or {})
                    if k.startswith("node-role.kubernetes.io/"))
     info = status.get("nodeInfo") or {}

@@ -8,7 +8,8 @@ import platform
 from collections.abc import Iterable
 from typing import Any
 
-from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, Kind
+from meshd.api import selfreview
+from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, SUBRESOURCE_GROUPS, Kind
 
 # The Kubernetes API meshd mimics: that of the kubectl and client libraries it is tested with (kubectl v1.37,
 # kubernetes 37), so kubectl prints no version-skew warning.
@@ -16,7 +17,8 @@ KUBE_MAJOR, KUBE_MINOR = 1, 37
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 PODMETRICS = Kind("PodMetrics", "pods", "metrics.k8s.io", "v1beta1", (), verbs=("get", "list"), categories=())
-API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, PODMETRICS)
+API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, PODMETRICS,
+                               *selfreview.KINDS)
 
 
 def version_info(meshd_version: str) -> dict[str, str]:
@@ -77,8 +79,8 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         for name, kind, verbs in k.subresources:
             sub: dict[str, Any] = {"name": f"{k.plural}/{name}", "singularName": "", "namespaced": k.namespaced,
                                    "kind": kind or k.kind, "verbs": list(verbs)}
-            if kind == "Scale":
-                sub.update(group="autoscaling", version="v1")
+            if kind in SUBRESOURCE_GROUPS:
+                sub.update(group=SUBRESOURCE_GROUPS[kind][0], version=SUBRESOURCE_GROUPS[kind][1])
             resources.append(sub)
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": k.api_version, "resources": resources}
 
@@ -95,8 +97,8 @@ def _discovery_resource(k: Kind) -> dict[str, Any]:
         entry["categories"] = list(k.categories)
     subs = []
     for name, kind, verbs in k.subresources:
-        response = ({"group": "autoscaling", "version": "v1", "kind": "Scale"} if kind == "Scale"
-                    else {"group": k.group, "version": k.version, "kind": kind or k.kind})
+        group, version = SUBRESOURCE_GROUPS.get(kind, (k.group, k.version))
+        response = {"group": group, "version": version, "kind": kind or k.kind}
         subs.append({"subresource": name, "responseKind": response, "verbs": list(verbs)})
     if subs:
         entry["subresources"] = subs

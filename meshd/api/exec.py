@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from meshd.api import status as api_status
-from meshd.api.podcontainer import running_container_id
+from meshd.api.podcontainer import container_name, running_container_id
 from meshd.api.streams import (
     PROTOCOLS,
     STDERR,
@@ -105,12 +106,17 @@ def add_routes(router: web.UrlDispatcher, controller: Controller, streams: set[w
         return ws
 
     async def attach(request: web.Request) -> web.StreamResponse:
-        """The main process's output from now on; its stdin is never kept open, so `-i` is refused."""
+        """The main process's stdio (`stdin: true` containers on a driver that attaches: `kubectl run -it`),
+        else its output from now on (`-i` to a container whose stdin is closed is refused)."""
         worker = worker_of(controller, request)
         container_id = running_container_id(worker, request.query.get("container"))
+        spec = attachable(worker, request.query.get("container"), controller.driver)
+        if spec is not None:
+            return await attach_stdio(request, spec.tty and flag(request, "tty"), container_id)
         if flag(request, "stdin"):
-            raise ValueError("meshd keeps no container's stdin open, so attach -i is not supported: use "
-                             "kubectl exec -it POD -- sh instead")
+            raise ValueError("the container's stdin is not open (it needs `stdin: true`, as `kubectl run -i` "
+                             "sets it, and the Docker driver), so attach -i is not supported: use kubectl exec "
+                             "-it POD -- sh instead")
         ws = await upgraded(request)
         if not isinstance(ws, web.WebSocketResponse):
             return ws
@@ -130,9 +136,41 @@ def add_routes(router: web.UrlDispatcher, controller: Controller, streams: set[w
                 await ws.close()
         return ws
 
+    async def attach_stdio(request: web.Request, tty: bool, container_id: str) -> web.StreamResponse:
+        stdin, stdout, stderr = (flag(request, n) for n in ("stdin", "stdout", "stderr"))
+        ws = await upgraded(request)
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
+        untrack = track(ws)
+        try:
+            try:
+                session = await controller.driver.open_attach(container_id, stdin=stdin, tty=tty)  # type: ignore[attr-defined]
+            except DriverError as error:
+                await ws.send_bytes(status_frame(error_status(str(error))))
+                return ws
+            try:
+                await converse(ws, session, stdin=stdin, stdout=stdout, stderr=stderr and not tty, tty=tty)
+            finally:
+                await session.close()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            untrack()
+            with contextlib.suppress(Exception):
+                await ws.close()
+        return ws
+
     for verb, handler in (("exec", exec_), ("attach", attach)):
         router.add_get(f"/api/v1/namespaces/{{ns}}/pods/{{name}}/{verb}", handler)
         router.add_post(f"/api/v1/namespaces/{{ns}}/pods/{{name}}/{verb}", handler)
+
+
+def attachable(worker: Any, requested: str | None, driver: Any) -> Any:
+    """The container's spec when attach can reach its own stdio (created with `stdin: true`, on a driver that
+    attaches), else None."""
+    name = container_name(worker, requested)
+    spec = next((c for c in (*worker.spec.init_containers, *worker.spec.containers) if c.name == name), None)
+    return spec if spec is not None and spec.stdin and hasattr(driver, "open_attach") else None
 
 
 async def converse(ws: web.WebSocketResponse, session: ExecSession, *, stdin: bool, stdout: bool, stderr: bool,

@@ -55,8 +55,10 @@ _READ = ("get", "list", "watch")
 _WRITE = ("create", "delete", "get", "list", "patch", "update", "watch")  # meshd.api.writes serves these
 _STATUS = ("status", "", ("get",))  # "" = the kind itself
 _SCALE = ("scale", "Scale", ("get", "patch", "update"))
+_EVICTION = ("eviction", "Eviction", ("create",))  # policy/v1 (meshd.api.nodeops)
+SUBRESOURCE_GROUPS = {"Scale": ("autoscaling", "v1"), "Eviction": ("policy", "v1")}  # kinds of other groups
 POD = Kind("Pod", "pods", "", "v1", ("po", "pod", "pods"), short_names=("po",), verbs=_WRITE,
-           subresources=(("log", "Pod", ("get",)), _STATUS))
+           subresources=(("log", "Pod", ("get",)), _STATUS, _EVICTION))
 SERVICE = Kind("Service", "services", "", "v1", ("svc", "service", "services"), short_names=("svc",), verbs=_WRITE,
                subresources=(_STATUS,))
 ENDPOINTS = Kind("Endpoints", "endpoints", "", "v1", ("ep", "endpoint", "endpoints"), short_names=("ep",),
@@ -83,7 +85,8 @@ CRONJOB = Kind("CronJob", "cronjobs", "batch", "v1", ("cj", "cronjob", "cronjobs
 # CLI kinds
 NAMESPACE = Kind("Namespace", "namespaces", "", "v1", ("ns", "namespace", "namespaces"), short_names=("ns",),
                  verbs=_WRITE, categories=(), namespaced=False, subresources=(_STATUS,))
-NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",), verbs=_READ, categories=(),
+NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no",),
+            verbs=("delete", *_READ, "patch"), categories=(),  # written in a cluster: meshd.api.nodeops
             namespaced=False)
 # the events.k8s.io view of the same events as EVENT (meshd.api.events maps them)
 EVENTS_V1 = Kind("Event", "events", "events.k8s.io", "v1", ("event", "events"), short_names=("ev",),

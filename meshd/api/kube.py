@@ -141,7 +141,7 @@ def pod(worker: PodWorker, *, uid: str = "", owner_uid: str = "", node: str = "m
         "labels": labels,
         "annotations": dict(worker.annotations),
         "creationTimestamp": rfc3339(worker.created),
-        "ownerReferences": owner_refs,
+        **({"ownerReferences": owner_refs} if owner_refs else {}),  # a bare pod has none (the API omits an empty list)
     }
     if worker.terminating:
         metadata["deletionTimestamp"] = rfc3339(time.time())

@@ -1,26 +1,32 @@
 """Request bodies in Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`), which kubectl's typed
-clients send whatever the server prefers: `kubectl create secret|configmap`, `kubectl create namespace` and
-`kubectl create job --from=cronjob/NAME`. The `k8s\\0` envelope (a runtime.Unknown: typeMeta, raw), then the
-object's generated.proto message decoded to the JSON shape the API takes. Pure; anything else is a ProtobufError.
+clients send whatever the server prefers: `kubectl create secret|configmap|namespace|deployment|job|cronjob|
+service|ingress`. The `k8s\\0` envelope (a runtime.Unknown: typeMeta, raw), then the object's generated.proto
+message decoded to the JSON shape the API takes. Pure; anything else is a ProtobufError.
 
 What is read: the ObjectMeta fields a new object carries (name, generateName, namespace, resourceVersion, labels,
 annotations, ownerReferences) for every kind; all of v1 ConfigMap and v1 Secret; nothing more of a Namespace (it
-has no spec a client sets) or a Job (meshd.api.writes takes a `--from=cronjob` Job's spec from its CronJob)."""
+has no spec a client sets); the spec of a Deployment, Job, CronJob, Service, Pod or Ingress as far as
+meshd.api.protoschema's table goes (what kubectl's generators fill in, and more), never less: a field outside it
+is refused by name. A `--from=cronjob` Job's spec meshd.api.writes takes from its CronJob."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
+from meshd.api import protoschema
 from meshd.model.protowire import fields
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
-_DECODED = {("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Namespace"), ("batch/v1", "Job")}
+_DECODED = {("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Namespace"), *protoschema.SPECS}
 
 
 class ProtobufError(ValueError):
     pass
+
+
+_KINDS = ", ".join(sorted(f"{v} {k}" for v, k in _DECODED))
 
 
 def _text(value: int | bytes) -> str:
@@ -102,15 +108,22 @@ def decode(body: bytes) -> dict[str, Any]:
             elif number == 2:
                 kind = _text(value)
         if (api_version, kind) not in _DECODED:
-            raise ProtobufError(f"protobuf bodies are read for v1 ConfigMap, Secret and Namespace and batch/v1 Job "
-                                f"only, not {api_version} {kind}: send application/json")
+            raise ProtobufError(f"protobuf bodies are read for {_KINDS} only, not {api_version} {kind}: send "
+                                f"application/json (kubectl create -f FILE, or --dry-run=client -o yaml | kubectl "
+                                f"apply -f -)")
         obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+        spec = protoschema.SPECS.get((api_version, kind))
         for number, value in fields(raw):
             if number == 1 and isinstance(value, bytes):
                 obj["metadata"] = _metadata(value)
             elif kind in ("ConfigMap", "Secret"):
                 _config_field(obj, kind, number, value)
+            elif spec and number == 2 and isinstance(value, bytes):
+                obj["spec"] = protoschema.message(spec, value, "spec")
         return obj
+    except protoschema.SchemaError as error:
+        raise ProtobufError(f"{kind} {error}: send it as JSON (kubectl create ... --dry-run=client -o yaml | "
+                            f"kubectl apply -f -)") from None
     except UnicodeDecodeError as error:
         raise ProtobufError(f"a string field is not UTF-8: {error}") from None
     except ProtobufError:

@@ -26,11 +26,14 @@ from meshd.api import (
     kube,
     kubeapi,
     listing,
+    nodeops,
     podlogs,
     portforward,
+    selfreview,
     sets,
     storage_views,
-    watching,
+    watchcache,
+    wholeseconds,
     writes,
 )
 from meshd.api import exec as pod_exec
@@ -104,6 +107,9 @@ class ApiServer:
         self._unix_socket: Path | None = None
         self._streams: set[web.StreamResponse] = set()
         self._sidecar_metrics: dict[str, str] = {}  # connected sidecar id -> its metrics address
+        self.watch_caches = watchcache.WatchCaches(  # lists and watches (meshd.api.watchcache)
+            compute=lambda kind: self._served(kind, None), subscribe=watchcache.change_sources(controller, registry),
+            resource_version=lambda: int(getattr(getattr(controller, "store", None), "resource_version", 0) or 0))
         r = self.app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics)
@@ -125,7 +131,8 @@ class ApiServer:
             r.add_get(prefix + "/{resource}/{name}", self.get_resource)  # cluster-scoped: namespaces, nodes
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
         r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
-        writes.Writes(controller, self._read).add_routes(r)  # POST, PUT, PATCH, DELETE; scale
+        nodeops.NodeOps(controller, self._read).add_routes(r)  # cordon, delete node, pods/eviction: before writes
+        writes.Writes(controller, self._read, self.watch_caches.store_version).add_routes(r)  # POST, PUT, PATCH...
         podlogs.add_routes(r, controller)  # pods/log with kubectl's options
         pod_exec.add_routes(r, controller, self._streams)  # exec, attach over WebSocket
         portforward.add_routes(r, controller, self._streams)
@@ -134,6 +141,7 @@ class ApiServer:
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}", self.pod_metrics)
         r.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
+        selfreview.add_routes(r, lambda: [o["metadata"]["name"] for o in self._objects("nodes", None)])
 
     async def start(self, host: str, port: int, *, unix_socket: Path | None = None,
                     tls: ssl.SSLContext | None = None) -> None:
@@ -160,6 +168,7 @@ class ApiServer:
                 task.cancel()
         if self._runner:
             await self._runner.cleanup()
+        await self.watch_caches.close()
         if self._unix_socket is not None:
             await asyncio.to_thread(self._unix_socket.unlink, missing_ok=True)
 
@@ -287,7 +296,7 @@ class ApiServer:
 
     def _served(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
         """The objects of a kind as its API group shows them (events.k8s.io: the events, converted)."""
-        objects = self._objects(kind.plural, namespace)
+        objects = [wholeseconds.for_clients(o) for o in self._objects(kind.plural, namespace)]  # Go clients' ints
         return [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
 
     def _event(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -333,8 +342,9 @@ class ApiServer:
         query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
         if query.watch:
             return await self._watch_resources(request, kind, namespace, None, query)
-        body = listing.list_body(kind, query, self._served(kind, namespace),
-                                 resource_version=str(self.registry.index), now=_now())
+        objects, version = self.watch_caches.listed(kind, namespace, query.resource_version,
+                                                    lambda ns: self._served(kind, ns))  # meshd.api.watchcache
+        body = listing.list_body(kind, query, objects, resource_version=str(version), now=_now())
         return web.json_response(body)
 
     async def get_resource(self, request: web.Request) -> web.StreamResponse:
@@ -357,45 +367,16 @@ class ApiServer:
 
     async def _watch_resources(self, request: web.Request, kind: Kind, namespace: str | None,
                                name: str | None, query: listing.ListQuery) -> web.StreamResponse:
-        """A watch as the API server streams it (application/json, one event a line); see meshd.api.watching."""
+        """A watch as the API server streams it (application/json, one event a line), from the watch cache."""
+        watchcache.parse_resource_version(query.resource_version)  # not a number: a 400, before the stream
+        cache = self.watch_caches.of(kind)
         response = await self._open_stream(request, content_type="application/json")
-        changed = asyncio.Event()
-        stop = self.controller.watch(lambda *_: changed.set())
-        unlisten = self.registry.listen(lambda _u: changed.set())
-        deadline = None if query.timeout_seconds is None else time.monotonic() + query.timeout_seconds
-
-        def current() -> watching.Snapshot:
-            return watching.snapshot([o for o in self._served(kind, namespace)
-                                      if (name is None or o["metadata"]["name"] == name)
-                                      and listing.selected(query, o)])
-
-        async def send(events: list[tuple[str, dict[str, Any]]]) -> None:
-            for event_type, obj in events:
-                await self._send(response, {"type": event_type,
-                                            "object": listing.object_body(kind, query, obj, now=_now())})
-
         try:
-            seen, first = watching.start(query, current())
-            await send(first)
-            if query.send_initial_events and query.bookmarks:
-                await self._send(response, {"type": "BOOKMARK", "object": watching.bookmark(
-                    kind, str(self.registry.index), initial_events_end=True)})
-            while True:
-                changed.clear()
-                wait = HEARTBEAT_SECONDS if deadline is None else min(HEARTBEAT_SECONDS, deadline - time.monotonic())
-                if wait <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(changed.wait(), wait)
-                    await asyncio.sleep(0.05)  # coalesce bursts
-                except TimeoutError:
-                    pass
-                await send(watching.changes(seen, current()))
+            await watchcache.serve(cache, query, namespace=namespace, name=name,
+                                   send=lambda message: self._send(response, message))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            stop()
-            unlisten()
             self._streams.discard(response)
         return response
 

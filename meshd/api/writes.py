@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from meshd.api import fieldsets, protobuf
+from meshd.api import fieldsets, protobuf, wholeseconds
 from meshd.api import status as api_status
 from meshd.api.kinds import (
     DEPLOYMENT,
@@ -138,6 +138,11 @@ def _identified(kind: Kind, namespace: str, name: str, obj: dict[str, Any]) -> d
     return obj
 
 
+def _from_cronjob(obj: dict[str, Any]) -> bool:
+    """A Job `kubectl create job --from=cronjob/NAME` made: owned by a CronJob."""
+    return any(r.get("kind") == "CronJob" for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     """A POST's or PUT's object, JSON or YAML."""
     raw = await request.read()
@@ -168,9 +173,12 @@ PATCH_ATTEMPTS = 5
 class Writes:
     """The handlers; `read` answers an object as GET shows it (None when there is none)."""
 
-    def __init__(self, controller: Controller, read: Reader) -> None:
+    def __init__(self, controller: Controller, read: Reader,
+                 versions: Callable[[str, str, str, str], str] | None = None) -> None:
         self.controller = controller
         self.read = read
+        # the store version a client's resourceVersion stands for (one from the watch cache: meshd.api.watchcache)
+        self.versions = versions or (lambda _kind, _namespace, _name, version: version)
         self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}  # an object's patches, in turn
 
     @contextlib.asynccontextmanager
@@ -210,7 +218,7 @@ class Writes:
     async def create(self, request: web.Request) -> web.Response:
         kind, namespace = self._writable(request), request.match_info.get("ns", "")
         obj = await _body(request)
-        if request.content_type == protobuf.CONTENT_TYPE and kind.kind == "Job":
+        if request.content_type == protobuf.CONTENT_TYPE and kind.kind == "Job" and _from_cronjob(obj):
             obj = self._job_from_cronjob(namespace, obj)
         name = str((obj.get("metadata") or {}).get("name") or "")
         if not name:
@@ -282,12 +290,11 @@ class Writes:
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise PatchError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
-        if policy == "Orphan" and kind.kind in DEPENDENTS and kind.kind not in cascade.ORPHANABLE:
-            return api_status.response(422, f"meshd orphans only a Deployment's ReplicaSets: deleting "
-                                            f"{kind.resource} \"{name}\" deletes its pods (use --cascade=background "
-                                            f"or foreground)")
         expected = (options.get("preconditions") or {})
         meta = live.get("metadata") or {}
+        if expected.get("resourceVersion"):
+            expected = {**expected, "resourceVersion": self.versions(kind.kind, namespace, name,
+                                                                     str(expected["resourceVersion"]))}
         for field in ("uid", "resourceVersion"):
             if expected.get(field) and expected[field] != meta.get(field):
                 raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": Precondition failed: '
@@ -297,7 +304,10 @@ class Writes:
             if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
                 self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
             elif policy == "Orphan" and kind.kind in cascade.ORPHANABLE:
-                await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)
+                try:
+                    await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)
+                except cascade.CannotOrphan as error:  # refused before anything changed
+                    return api_status.response(422, str(error))
             else:
                 await self.controller.delete(kind.kind, namespace, name)
                 if policy == "Foreground" and kind.kind in DEPENDENTS:  # answered once the dependents are gone
@@ -325,7 +335,8 @@ class Writes:
                 return api_status.response(415, f"unsupported patch type {content_type!r}")
             wanted = apply_patch(content_type, current, patch)
         version = (wanted.get("metadata") or {}).get("resourceVersion")
-        if version and version != current["metadata"].get("resourceVersion"):
+        if version and self.versions(kind.kind, namespace, name, str(version)) != current["metadata"].get(
+                "resourceVersion"):
             raise Conflict(self._conflict(kind, name))
         replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted.get("spec"), dict) else None
         problem = replicas_problem(replicas)
@@ -360,9 +371,9 @@ class Writes:
         """Checks the object against the request, then validates and stores it (or, with dryRun, only
         validates it) and answers it as GET shows it. `managed`: its metadata.managedFields (meshd.api.fieldsets);
         `base`: the stored resourceVersion the object was computed from (a patch's), _Stale if it changed since."""
-        obj = _identified(kind, namespace, name, obj)
+        obj = wholeseconds.restore(_identified(kind, namespace, name, obj))  # the sub-second values it was served
         meta = obj["metadata"]
-        version = str(meta.get("resourceVersion") or "")
+        version = self.versions(kind.kind, namespace, name, str(meta.get("resourceVersion") or ""))
         manifest = desired(kind, obj)
         if managed is not None:
             manifest["metadata"]["managedFields"] = managed

@@ -6,6 +6,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
+from meshd.api.wholeseconds import restore as exact_seconds
 from meshd.cli.tables import NONE, format_endpoints, format_selector, pod_status
 from meshd.cli.tabwriter import tabwrite
 from meshd.cli.timefmt import age, describe_time
@@ -283,6 +284,7 @@ def _events(s: Section, events: list[Obj], now: datetime) -> None:
 
 
 def describe_pod(pod: Obj, events: list[Obj], now: datetime) -> str:
+    pod = exact_seconds(pod)  # the API serves whole seconds (meshd.api.wholeseconds)
     s = Section()
     meta, spec, status = _meta(pod), pod.get("spec") or {}, pod.get("status") or {}
     _header_pod(s, pod)
@@ -381,6 +383,7 @@ def _rs_line(rs: Obj) -> str:
 
 
 def describe_deployment(dep: Obj, replicasets: list[Obj], events: list[Obj], now: datetime) -> str:
+    dep = exact_seconds(dep)  # the API serves whole seconds (meshd.api.wholeseconds)
     s = Section()
     spec, status = dep.get("spec") or {}, dep.get("status") or {}
     _header(s, dep, created=True)
@@ -427,6 +430,7 @@ def describe_deployment(dep: Obj, replicasets: list[Obj], events: list[Obj], now
 
 
 def describe_replicaset(rs: Obj, pods: list[Obj], events: list[Obj], now: datetime) -> str:
+    rs = exact_seconds(rs)  # the API serves whole seconds (meshd.api.wholeseconds)
     s = Section()
     spec, status = rs.get("spec") or {}, rs.get("status") or {}
     meta = _meta(rs)

@@ -221,6 +221,13 @@ def agent_options(func: Any) -> Any:
             "nodes (default 5).",
         ),
         click.option(
+            "--keep-expired-tokens",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="With --store: the leader deletes a bootstrap token's Secret this many seconds after it expired "
+            "(meanwhile a node trying it is told it expired; default 3600, 0: at once, as Kubernetes' tokencleaner).",
+        ),
+        click.option(
             "--service-cluster-ip-range", metavar="CIDR", default=None,
             help="Where Service addresses come from. With --store: the cluster's range, chosen by the agent that "
             "creates the cluster and kept in the store for every node, whatever its driver (default: a /17 of "

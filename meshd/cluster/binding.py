@@ -172,17 +172,17 @@ def evictions(pods: Mapping[tuple[str, str], tuple[str, str, float]], lease_ages
               grace: float) -> list[tuple[str, str]]:
     """The pods (namespace, name) -> (node, owner kind, how long it tolerates its node NotReady) a node failure
     evicts: those bound to a node NotReady for longer than they tolerate (its Lease older than grace + that) or
-    to a node that no longer exists. A DaemonSet's pods stay: they belong to their node (Kubernetes gives them a
+    to a node that no longer exists (every pod of a deleted node, a DaemonSet's too). A DaemonSet's pods stay: they belong to their node (Kubernetes gives them a
     toleration without end). When no node is Ready (the whole cluster starting again, or this leader cut off),
     nothing is evicted: there is nowhere to move pods to, as Kubernetes' full-disruption mode."""
     if not any(age is not None and age <= grace for age in lease_ages.values()):
         return []
     out = []
     for key, (node, owner_kind, stay) in pods.items():
-        if not node or owner_kind == "DaemonSet":
-            continue
-        if node not in lease_ages:
+        if node and node not in lease_ages:  # deleted (kubectl delete node): a DaemonSet's pod goes too
             out.append(key)
+            continue
+        if not node or owner_kind == "DaemonSet":
             continue
         age = lease_ages[node]
         if age is not None and age > grace + stay:

@@ -1,6 +1,9 @@
 """The node's registration and heartbeat, as a kubelet's: the `Node` object is created (or brought up to date)
 in the shared store, and its `Lease` in kube-node-lease renewed every `interval` seconds. A failed write (the
-store unreachable, a lost race) is logged once and tried again at the next beat; nothing that runs stops."""
+store unreachable, a lost race) is logged once and tried again at the next beat; nothing that runs stops.
+
+A Node deleted after this agent registered it (`kubectl delete node`) is not registered again, as a running
+kubelet does not: the beat stops and `removed` says since when (the agent then stops; meshd.cluster.member)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from meshd.cluster.nodes import NODE_LEASE_NAMESPACE, lease, renewed
+from meshd.cluster.nodes import NODE_LEASE_NAMESPACE, lease, registration, renewed
 from meshd.store import Create, ObjectStore, StoreError, Update
 
 log = logging.getLogger(__name__)
@@ -25,13 +28,22 @@ class NodeHeartbeat:
         self.interval, self.grace = interval, grace
         self._clock = clock
         self.failing = ""  # why the last beat failed ("" when it worked)
+        self.registered = ""  # the uid of the Node this agent registered (or found at start)
+        self.removed: float | None = None  # when this agent saw its registered Node deleted
 
     async def run(self) -> None:
-        while True:
+        while self.removed is None:
             await self.beat()
             await asyncio.sleep(self.interval)
 
     async def beat(self) -> None:
+        if self.removed is not None:
+            return
+        if self.registered and self.store.get("Node", "", self.name) is None:
+            self.removed = self._clock()
+            log.error("node %s was deleted from the cluster (kubectl delete node %s): it is not registered again",
+                      self.name, self.name)
+            return
         try:
             await self._register()
             await self._renew()
@@ -46,14 +58,13 @@ class NodeHeartbeat:
         self.failing = ""
 
     async def _register(self) -> None:
-        desired = self._node()
         current = self.store.get("Node", "", self.name)
-        if current is None:
-            await self.store.create(desired)
-        elif {k: current.get(k) for k in ("spec", "status")} != {k: desired.get(k) for k in ("spec", "status")} \
-                or current["metadata"].get("labels") != desired["metadata"].get("labels"):
-            meta = {**current["metadata"], "labels": desired["metadata"].get("labels") or {}}
-            await self.store.update({**desired, "metadata": meta})
+        fresh = registration(current, self._node())
+        if fresh is not None:
+            written = await (self.store.create(fresh) if current is None else self.store.update(fresh))
+            current = written
+        if current is not None:
+            self.registered = str(current["metadata"].get("uid") or "registered")
 
     async def _renew(self) -> None:
         previous = self.store.get("Lease", NODE_LEASE_NAMESPACE, self.name)

@@ -154,6 +154,17 @@ def saved_store(state_dir: Path) -> str | None:
         return None
 
 
+def forget_store(state_dir: Path) -> Path | None:
+    """After this node was deleted from its cluster: the store a join gave is moved aside (`store.deleted`), so a
+    restart with --join joins again with a fresh token instead of coming back by itself. None if it never joined."""
+    saved = state_dir / CREDENTIALS_DIR / "store"
+    if not saved.exists():
+        return None
+    target = saved.with_name("store.deleted")
+    saved.replace(target)
+    return target
+
+
 def save_credentials(state_dir: Path, answer: JoinAnswer, key_pem: bytes) -> Path:
     directory = state_dir / CREDENTIALS_DIR
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -224,4 +235,4 @@ async def _discover_and_join(http: aiohttp.ClientSession, token: str, node: str,
 
 
 __all__ = ["PROOF_PATH", "JoinAnswer", "JoinedStore", "check_proof", "JoinError", "JoinRefused", "join_cluster", "parse_answer", "request_join",
-           "saved_store", "server_url"]
+           "forget_store", "saved_store", "server_url"]

@@ -3,7 +3,7 @@ controller starts one on a single node), stops the ones whose object went, is be
 elsewhere, removes the object of a deleted pod once it stopped, and writes its pods' status into their objects
 (phase, podIP, hostIP, conditions, containerStatuses) when something a user sees changed, through a coalescing
 writer (never once per probe). After an agent restart it adopts what runs of the pods still bound here and removes
-the rest."""
+the rest. A node deleted from the cluster (`removed`) runs nothing: its pods are stopped, none started."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Kubelet:
         self.node = node
         self._host_ip = host_ip
         self.writer = StoreWriter("pod status")
+        self.removed = False  # this node was deleted from the cluster: stop everything, start nothing
         self._wake = asyncio.Event()
         pods.on_change = self.kick
         controller.watch(self._changed)
@@ -83,11 +84,13 @@ class Kubelet:
             self.sync()
 
     def sync(self) -> None:
-        stored = {k: (p.node, p.state.terminating) for k, p in self.pods.stored.items()}
+        stored = {k: (p.node, p.state.terminating) for k, p in self.pods.stored.items() if not self.removed}
         local = {k: w.terminating for k, w in self.c.pods.items()}
         plan = binding.kubelet_plan(self.node, stored, local)
         for key in plan.stop:
             why = "deleted" if key in stored else "its Pod object was deleted"
+            if self.removed:
+                why = f"node {self.node} was deleted from the cluster"
             if key in stored and stored[key][0] != self.node:
                 why = f"bound to node {stored[key][0] or '(none)'}"
             self.c._terminate(self.c.pods[key], why)
@@ -95,7 +98,7 @@ class Kubelet:
             self._start(key)
         for key in plan.finalize:
             self.writer.submit((key, "delete"), functools.partial(self._finalize, key, self.pods.stored[key].uid))
-        for worker in list(self.c.pods.values()):  # admitted once its volumes are ready
+        for worker in list(self.c.pods.values()) if not self.removed else ():  # admitted once its volumes are ready
             if not worker.scheduled and not worker.terminating and self.c._volumes_ready(worker):
                 worker.start()
         self.c.volume_controller.reclaim_here()  # this node's volumes whose claims are gone

@@ -111,10 +111,14 @@ class LeaderElection:
         log.info("leading: %s holds %s (etcd lease %x, TTL %ds)", self.identity, self.key, self._lease, self.ttl)
         self._on_start()
         renewed_at = self._acquired
+        # the Lease object is written aside: a write slowed by the store (an etcd member lost, its raft electing a
+        # new leader) must not hold back the renewals, or this agent would lead past its lease, with another
+        publisher = asyncio.create_task(self._publish_forever(), name="leader lease object")
+        pause = self.ttl / 3
         try:
             while True:
-                await self._publish()
-                await asyncio.sleep(self.ttl / 3)
+                await asyncio.sleep(pause)
+                pause = 0.2  # a failed renewal is tried again soon (another member may answer by then)
                 try:
                     # asyncio.timeout, not wait_for: 3.11's wait_for returns the result when a cancellation
                     # races its completion, and this loop would then renew forever after the agent's stop
@@ -128,10 +132,17 @@ class LeaderElection:
                 if left <= 0:
                     self._stop_leading("etcd says the lease expired")
                     return
-                renewed_at = self._clock()
+                renewed_at, pause = self._clock(), self.ttl / 3
         finally:
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
             if not self.leading:
                 self._lease = 0
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await self._publish()
+            await asyncio.sleep(self.ttl / 3)
 
     def _stop_leading(self, why: str) -> None:
         if self.leading:

@@ -1,18 +1,26 @@
 """An agent as a member of a cluster on a shared store (`meshd agent --store etcd://...`): opens the store
 for the controller, registers the node and renews its Lease, takes part in the leader election (only the
 leader reconciles), feeds other agents' writes to the controller, and reports the store's reachability in
-/healthz, an Event on the node and `meshd_store_up`."""
+/healthz, an Event on the node and `meshd_store_up`.
+
+A node deleted from the cluster (`kubectl delete node`) while its agent runs: the agent does not register it
+again; it stops its pods (the leader has them made again on other nodes), its certificate is revoked by every
+agent, and once its pods stopped it sets `removed` (the agent exits 1 with the reason; a node that joined with a
+token forgets the store it was given, so only a fresh `--join` brings it back)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshd.cluster import tokens
 from meshd.cluster.follow import follow_store
 from meshd.cluster.heartbeat import NodeHeartbeat
 from meshd.cluster.kubelet import Kubelet
@@ -43,6 +51,7 @@ class ClusterOptions:
     mesh_dir: str = ""  # where this node's mesh identity is written for the sidecar ("": no mutual TLS)
     mesh_port: int = DEFAULT_MESH_PORT  # the sidecar's mesh gateway, on the node's InternalIP
     cert_validity: float = DEFAULT_VALIDITY.total_seconds()  # node certificates, issued again at 2/3 of it
+    keep_expired_tokens: float = 3600.0  # the leader deletes a bootstrap token this long after it expired
     store_tls: StoreTls = StoreTls()  # --store-ca, --store-cert, --store-key (https:// only)
 
     def __post_init__(self) -> None:
@@ -78,6 +87,8 @@ class ClusterMember:
         self.remote: RemoteEndpoints | None = None
         self.certificates: NodeCertificates | None = None
         self.on_leadership: list[Callable[[bool], Any]] = []  # told True on leading, False on no longer leading
+        self.removed = asyncio.Event()  # this node was deleted from the cluster and its pods stopped
+        self.removal = ""  # why, for the agent's last log line
 
     @property
     def leading(self) -> bool:
@@ -121,6 +132,11 @@ class ClusterMember:
         self._tasks.supervise("leader election", self.election.run)
         self._tasks.supervise("store reachability", self._report_reachability)
         self._tasks.supervise("compaction", self._compact_forever)
+        self._tasks.supervise("node removal", self._leave_when_deleted)
+        store = self.store
+        self._tasks.supervise("token cleaner", lambda: tokens.clean_expired_tokens(
+            store, leading=lambda: self.controller.leading, clock=time.time, keep=self.options.keep_expired_tokens))
+        self._tasks.supervise("store probe", self._probe_store)
         pods, kubelet = self.pods, self.kubelet
         assert pods is not None and kubelet is not None
         self._tasks.supervise("pod writes", pods.writer.run)
@@ -197,11 +213,46 @@ class ClusterMember:
                                               reason, text)
                 was = up
 
+    async def _leave_when_deleted(self, stop_timeout: float = 120.0) -> None:
+        """Once the heartbeat saw this node deleted: its pods stopped (at most `stop_timeout`), then `removed`."""
+        heartbeat, kubelet = self.heartbeat, self.kubelet
+        assert heartbeat is not None and kubelet is not None
+        while heartbeat.removed is None:
+            await asyncio.sleep(0.5)
+        name = self.options.node_name
+        self.removal = (f"node {name} was deleted from the cluster (kubectl delete node {name}): its pods are "
+                        f"stopped here and made again on other nodes, its mesh certificate is revoked. To bring this "
+                        f"machine back, join it again: `meshd token create` on a node of the cluster, then "
+                        f"`meshd agent --join TOKEN` here (an agent started with --store registers it again when "
+                        f"restarted)")
+        log.error("%s", self.removal)
+        kubelet.removed = True
+        kubelet.kick()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(stop_timeout):
+                while self.controller.pods:
+                    await asyncio.sleep(0.2)
+        if self.controller.pods:
+            log.error("node %s: %d pods did not stop within %gs", name, len(self.controller.pods), stop_timeout)
+        self.removed.set()
+
+    async def _probe_store(self) -> None:
+        """A read of etcd every grace/3 s, given 2/3 of the grace (at least 2 s) to answer: an agent cut off from
+        the store reports it within about the grace (the watch of a member behind a pulled cable says nothing,
+        and a heartbeat write waits for its own timeout), not only once a write fails."""
+        assert self.store is not None
+        period = max(self.options.node_grace / 3, 0.5)
+        while True:
+            await asyncio.sleep(period)
+            await self.store.probe(timeout=max(2 * period, 2.0))
+
     def store_error(self) -> str:
         return self.store.last_error if self.store is not None else "not opened"
 
     def check(self) -> CheckResult:
         """/healthz: the shared store answers."""
+        if self.heartbeat is not None and self.heartbeat.removed is not None:
+            return CheckResult("node", False, f"node {self.options.node_name} was deleted from the cluster")
         if self.store is None or not self.store.reachable:
             return CheckResult("store", False, f"the shared store {self.options.store} is unreachable: "
                                                f"{self.store_error()}")

@@ -122,6 +122,7 @@ class NodeCertificates:
         self._trust: tuple[frozenset[int], frozenset[str]] | None = None
         self.wake = asyncio.Event()
         self.failing = ""
+        self.node_deleted = False  # this node's Node was deleted (kubectl delete node): no certificate issued again
 
     async def run(self) -> None:
         watcher = asyncio.create_task(self._follow(), name="mesh certificates: follow nodes")
@@ -151,6 +152,8 @@ class NodeCertificates:
 
     async def step(self) -> None:
         """One check: CA, own certificate, own Node's annotations, trust file."""
+        if self.node_deleted:
+            return
         if self.ca is None:
             self.ca = await ensure_ca(self.store)
         ca = self.ca
@@ -203,6 +206,7 @@ class NodeCertificates:
                     name = event.object["metadata"].get("name")
                     if kind == "Node":
                         if event.type == "DELETED":
+                            self.node_deleted = self.node_deleted or name == self.node_name
                             try:
                                 await revoke_node(self.store, event.object)
                             except StoreError as error:

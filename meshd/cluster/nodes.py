@@ -58,6 +58,23 @@ def renewed(previous: Mapping[str, Any] | None, fresh: dict[str, Any]) -> dict[s
     return fresh
 
 
+USER_SPEC_FIELDS = ("unschedulable", "taints")  # a Node's spec fields users write (kubectl cordon, taint)
+
+
+def registration(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the agent writes of its Node: `desired` when there is none, else the stored Node brought up to date
+    with what the agent knows (status, its own labels, its spec fields), keeping what users wrote (cordon:
+    spec.unschedulable, taints, other labels, annotations), as a kubelet does; None when nothing changed."""
+    if current is None:
+        return copy.deepcopy(dict(desired))
+    spec = {**(current.get("spec") or {}), **(desired.get("spec") or {})}
+    labels = {**(current["metadata"].get("labels") or {}), **(desired["metadata"].get("labels") or {})}
+    fresh = {**copy.deepcopy(dict(desired)), "metadata": {**current["metadata"], "labels": labels}, "spec": spec}
+    if all(current.get(k) == fresh.get(k) for k in ("spec", "status")) and current["metadata"].get("labels") == labels:
+        return None
+    return fresh
+
+
 def lease_age(lease_obj: Mapping[str, Any] | None, now: float) -> float | None:
     renew = parse_time(((lease_obj or {}).get("spec") or {}).get("renewTime"))
     return None if renew is None else max(now - renew, 0.0)
@@ -94,5 +111,6 @@ def nodes_with_readiness(store: Any, *, grace: float, now: float) -> list[dict[s
             for n in store.list("Node")]
 
 
-__all__ = ["LEADER_LEASE_NAME", "LEADER_LEASE_NAMESPACE", "NODE_LEASE_NAMESPACE", "is_ready", "lease",
-           "lease_age", "micro_time", "nodes_with_readiness", "parse_time", "renewed", "with_readiness"]
+__all__ = ["LEADER_LEASE_NAME", "LEADER_LEASE_NAMESPACE", "NODE_LEASE_NAMESPACE", "USER_SPEC_FIELDS", "is_ready",
+           "lease", "lease_age", "micro_time", "nodes_with_readiness", "parse_time", "registration", "renewed",
+           "with_readiness"]

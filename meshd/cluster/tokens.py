@@ -3,19 +3,24 @@ token holder knows), kept as a Secret `kube-system/bootstrap-token-<id>` of type
 with `token-id`, `token-secret`, `expiration` (RFC 3339), `usage-bootstrap-authentication` and `description`.
 
 Pure: `generate`, `parse`, `secret_object`, `stored_token` and `check` (the whole admission decision: malformed,
-unknown, wrong secret, expired, not for authentication; the secret compared in constant time)."""
+unknown, wrong secret, expired, not for authentication; the secret compared in constant time), and `expired`
+(which token Secrets Kubernetes' tokencleaner deletes); `clean_expired_tokens` is the leader's thin loop."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 NAMESPACE = "kube-system"
@@ -207,10 +212,71 @@ def check(given: str, stored: Mapping[str, StoredToken], *, now: float) -> Refus
     return _usable(known, now) or token
 
 
+def expiry_of(secret: Mapping[str, Any]) -> float | None:
+    """When a bootstrap token Secret expires (seconds since the epoch); None when it never does, is not a token
+    Secret, or its expiration does not parse (kept then, as the tokencleaner keeps it)."""
+    if secret.get("type") != TOKEN_TYPE:
+        return None
+    raw = (secret.get("stringData") or {}).get("expiration") or (secret.get("data") or {}).get("expiration")
+    if not raw:
+        return None
+    try:
+        text = str(raw) if "expiration" in (secret.get("stringData") or {}) else \
+            base64.b64decode(str(raw), validate=True).decode()
+        return parse_rfc3339(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def expired(secrets_: Iterable[Mapping[str, Any]], *, now: float, keep: float = 0.0) -> list[tuple[str, str]]:
+    """The bootstrap token Secrets of kube-system expired `keep` seconds ago or longer, as (name,
+    resourceVersion): what Kubernetes' tokencleaner deletes (at once: keep 0; meshd keeps them an hour by
+    default, so a node trying one is told it expired, not that it is unknown). Other Secrets, tokens that never
+    expire and unparsable expirations stay."""
+    out = []
+    for secret in secrets_:
+        meta = secret.get("metadata") or {}
+        expires = expiry_of(secret)
+        if meta.get("namespace", NAMESPACE) == NAMESPACE and expires is not None and now >= expires + keep:
+            out.append((str(meta.get("name", "")), str(meta.get("resourceVersion") or "")))
+    return sorted(out)
+
+
+def next_expiry(secrets_: Iterable[Mapping[str, Any]], *, now: float, keep: float = 0.0) -> float | None:
+    """When the next token Secret is due for deletion (its expiration plus `keep`; the cleaner wakes then);
+    None: none is."""
+    ours = (s for s in secrets_ if (s.get("metadata") or {}).get("namespace", NAMESPACE) == NAMESPACE)
+    coming = [e + keep for e in (expiry_of(s) for s in ours) if e is not None and e + keep > now]
+    return min(coming) if coming else None
+
+
+async def clean_expired_tokens(store: Any, *, leading: Callable[[], bool], clock: Callable[[], float],
+                               keep: float = 0.0, longest: float = 5.0,
+                               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """The leader's tokencleaner: deletes every bootstrap token Secret expired `keep` seconds ago (guarded by the resourceVersion
+    it read: a token renewed meanwhile stays), then sleeps until the next expiry (at most `longest` seconds,
+    so tokens made meanwhile are seen). A failed delete is tried again at the next pass."""
+    from meshd.store import Delete, StoreError
+
+    while True:
+        now = clock()
+        listed = store.list("Secret", NAMESPACE) if leading() else []
+        for name, version in expired(listed, now=now, keep=keep):
+            try:
+                await store.transaction([Delete("Secret", NAMESPACE, name, version or None)])
+                log.info("bootstrap token %s expired: deleted its Secret %s/%s", name.removeprefix(NAME_PREFIX),
+                         NAMESPACE, name)
+            except StoreError as error:
+                log.warning("cannot delete the expired bootstrap token Secret %s/%s: %s", NAMESPACE, name, error)
+        coming = next_expiry(listed, now=now, keep=keep)
+        await sleep(min(longest, max(coming - now, 0.0) + 0.5) if coming is not None else longest)
+
+
 def join_command(token: BootstrapToken, server: str | None = None) -> str:
     """What to run on another machine to join (with `server`, no discovery: as k3s' --server)."""
     return f"meshd agent --join {token}" + (f" --server {server}" if server else "")
 
 
-__all__ = ["DEFAULT_TTL", "BootstrapToken", "Refusal", "StoredToken", "check", "generate", "join_command", "parse",
-           "parse_ttl", "secret_object", "stored_token", "tokens_in"]
+__all__ = ["DEFAULT_TTL", "BootstrapToken", "Refusal", "StoredToken", "check", "clean_expired_tokens", "expired",
+           "expiry_of", "generate", "join_command", "next_expiry", "parse", "parse_ttl", "secret_object",
+           "stored_token", "tokens_in"]

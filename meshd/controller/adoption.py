@@ -57,7 +57,7 @@ def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
             log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
         elif not rs_name and c.sets.adopt(namespace, pod, labels, containers, created):
             pass
-        elif not rs_name and ("Pod", namespace, pod) in c.objects:
+        elif ("Pod", namespace, pod) in c.objects:  # bare, or orphaned (its containers keep the old labels)
             obj: Pod = c.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
             identity = PodIdentity(namespace, pod, "Pod", pod)
             c._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),

@@ -1,7 +1,10 @@
 """Deletion with a propagationPolicy other than Background (DeleteOptions, `kubectl delete --cascade=...`):
 
-- Orphan: a Deployment goes and its ReplicaSets stay, running their pods, as bare ReplicaSets with no
-  ownerReference (one store transaction: the Deployment deleted, each ReplicaSet rewritten without its owner).
+- Orphan: the owner goes and its dependents stay, running, without the ownerReference to it, whatever the owner
+  (Deployment -> ReplicaSets, ReplicaSet/StatefulSet/DaemonSet/Job -> pods, CronJob -> Jobs). Which objects are
+  dependents is one decision over ownerReferences (meshd.controller.garbage); releasing one is per kind of
+  dependent: a ReplicaSet becomes a bare one, a pod a bare Pod (its containers untouched), a Job one no CronJob
+  owns. One store transaction: the owner deleted, each released dependent written.
 - Foreground: the object goes as in Background (its dependents are stopped), and the request waits until they
   are gone (`dependents`), so a client sees none once the delete returns. Kubernetes keeps the owner visible
   meanwhile (deletionTimestamp and the foregroundDeletion finalizer); meshd removes it at once.
@@ -12,21 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from meshd.controller import garbage
+from meshd.controller.cronjobs import SCHEDULED_ANNOTATION
+from meshd.controller.garbage import CannotOrphan, Dependent, OwnerReference, Orphaning
 from meshd.controller.persist import desired_object
+from meshd.controller.pod import PodIdentity, PodWorker, pod_uid_of
 from meshd.controller.records import REVISION_ANNOTATION, ObjectRecord, ReplicaSetRecord
+from meshd.controller.sets import SET_KINDS
+from meshd.driver.base import LABEL_OWNER, LABEL_OWNER_KIND, LABEL_REPLICASET, LABEL_TEMPLATE_HASH
 from meshd.manifests import load_objects
 from meshd.manifests.hashing import template_hash
-from meshd.model.objects import ReplicaSet
+from meshd.manifests.render import render_pod_spec
+from meshd.model.objects import Job, Pod, ReplicaSet
 from meshd.store import Create, Delete, Operation, Update
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
 
-ORPHANABLE = ("Deployment",)  # whose dependents meshd can keep running without their owner
+ORPHANABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # owners meshd orphans for
 FOREGROUND_WAIT = 120.0  # seconds a Foreground delete waits for the dependents before it answers anyway
+
+Written = Mapping[tuple[str, str], Mapping[str, Any]]  # (kind, name) -> the stored object the transaction wrote
+Release = tuple[list[Operation], Callable[[Written], None]]  # its writes, and what then changes in memory
 
 
 def orphaned_manifest(rs: ReplicaSetRecord) -> dict[str, Any]:
@@ -40,36 +55,153 @@ def orphaned_manifest(rs: ReplicaSetRecord) -> dict[str, Any]:
     return manifest
 
 
-async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) -> None:
-    """Deletes a Deployment and keeps its ReplicaSets and their pods (KeyError if there is none)."""
+def bare_pod_manifest(worker: PodWorker) -> dict[str, Any]:
+    """A pod a controller ran, as a bare Pod's manifest: its labels, annotations and whole spec. Pure."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": worker.name, "namespace": worker.namespace, "labels": dict(worker.labels),
+                         "annotations": dict(worker.annotations)},
+            "spec": render_pod_spec(worker.spec)}
+
+
+# --- the candidates: every object that can have an owner, with the ownerReferences the API shows -------------
+
+def _uid(c: Controller, kind: str, namespace: str, name: str) -> str:
+    record = c.objects.get((kind, namespace, name))
+    return record.uid if record is not None else ""
+
+
+def candidates(c: Controller, namespace: str) -> list[Dependent]:
+    found: list[Dependent] = []
+    for rs in c.replicasets.values():
+        if rs.namespace == namespace and rs.owner_kind == "Deployment":
+            found.append(Dependent("ReplicaSet", namespace, rs.name, (
+                OwnerReference("Deployment", rs.owner, _uid(c, "Deployment", namespace, rs.owner)),)))
+    for worker in c.managed.values():
+        identity = worker.identity
+        if worker.namespace != namespace or worker.terminating:
+            continue
+        if identity.replicaset:
+            owner = c.replicasets.get((namespace, identity.replicaset))
+            found.append(Dependent("Pod", namespace, worker.name, (
+                OwnerReference("ReplicaSet", identity.replicaset, owner.uid if owner else ""),)))
+        elif identity.owner_kind in (*SET_KINDS, "Job"):
+            found.append(Dependent("Pod", namespace, worker.name, (
+                OwnerReference(identity.owner_kind, identity.owner,
+                               _uid(c, identity.owner_kind, namespace, identity.owner)),)))
+    for (kind, ns, name), record in c.objects.items():
+        cron = c.batch.cron_owner(record) if kind == "Job" and ns == namespace else None
+        if cron is not None:
+            found.append(Dependent("Job", namespace, name, (
+                OwnerReference("CronJob", cron.obj.metadata.name, cron.uid),)))
+    return found
+
+
+# --- releasing one dependent ------------------------------------------------------------------------------
+
+def _release_replicaset(c: Controller, namespace: str, name: str) -> Release:
+    rs = c.replicasets[(namespace, name)]
+    (bare,) = load_objects([orphaned_manifest(rs)], source=f"replicaset {namespace}/{rs.name}").objects
+    assert isinstance(bare, ReplicaSet)
+    row = desired_object(bare, uid=rs.uid, created=rs.created)
+    operation = Update(row) if c.store.get("ReplicaSet", namespace, rs.name) else Create(row)
+
+    def done(written: Written) -> None:
+        stored = written.get(("ReplicaSet", rs.name))
+        generation = int(stored["metadata"].get("generation") or 1) if stored else 1
+        c.objects[("ReplicaSet", namespace, rs.name)] = ObjectRecord(bare, generation, rs.created, rs.uid)
+        c.replicasets[(namespace, rs.name)] = ReplicaSetRecord(
+            bare, "ReplicaSet", rs.name, template_hash(bare.template), rs.revision, bare.replicas, rs.created,
+            rs.uid)  # bare.replicas: a shared store's watch may have zeroed the record's meanwhile
+        c._persisted_rs.pop((namespace, rs.name), None)  # a bare ReplicaSet's row comes from its object
+    return [operation], done
+
+
+def _release_pod(c: Controller, namespace: str, name: str) -> Release:
+    worker = c.pods[(namespace, name)]
+    (loaded,) = load_objects([bare_pod_manifest(worker)], source=f"pod {namespace}/{name}").objects
+    assert isinstance(loaded, Pod)
+    pod = dataclasses.replace(loaded, spec=worker.spec)  # the very spec it runs: nothing to replace
+    uid = pod_uid_of(namespace, name, worker.created)
+    row = desired_object(pod, uid=uid, created=worker.created)
+    operation = Update(row) if c.store.get("Pod", namespace, name) else Create(row)
+
+    def done(written: Written) -> None:
+        stored = written.get(("Pod", name))
+        generation = int(stored["metadata"].get("generation") or 1) if stored else 1
+        c.objects[("Pod", namespace, name)] = ObjectRecord(pod, generation, worker.created, uid)
+        worker.identity = PodIdentity(namespace, name, "Pod", name)
+        labels = worker._sandbox_labels  # a container it starts again is labelled as a bare pod's
+        labels.update({LABEL_OWNER: name, LABEL_OWNER_KIND: "Pod", LABEL_REPLICASET: "", LABEL_TEMPLATE_HASH: ""})
+        c.registry.upsert_pod(worker.record())
+        c._notify("Pod", namespace, name)
+    return [operation], done
+
+
+def _release_job(c: Controller, namespace: str, name: str) -> Release:
+    record = c.objects[("Job", namespace, name)]
+    manifest = copy.deepcopy(dict(record.obj.raw))
+    meta = manifest.setdefault("metadata", {})
+    meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if k != SCHEDULED_ANNOTATION}
+    (job,) = load_objects([manifest], source=f"job {namespace}/{name}").objects
+    assert isinstance(job, Job)
+    stored = c.store.get("Job", namespace, name)
+    row = desired_object(job, uid=record.uid, created=record.created)
+    if stored is not None and stored["metadata"].get("managedFields"):
+        row["metadata"]["managedFields"] = copy.deepcopy(stored["metadata"]["managedFields"])
+    operation = Update(row) if stored is not None else Create(row)
+
+    def done(written: Written) -> None:
+        new = written.get(("Job", name))
+        generation = int(new["metadata"].get("generation") or 1) if new else record.generation
+        c.objects[("Job", namespace, name)] = ObjectRecord(job, generation, record.created, record.uid)
+        c._notify("Job", namespace, name)
+    return [operation], done
+
+
+def _releasers(c: Controller) -> dict[str, Callable[[Controller, str, str], Release]]:
+    """How each kind of dependent is released here (in a cluster, pods run on every node: not those)."""
+    kinds: dict[str, Callable[[Controller, str, str], Release]] = {"ReplicaSet": _release_replicaset,
+                                                                   "Job": _release_job}
+    if c.cluster is None:
+        kinds["Pod"] = _release_pod
+    return kinds
+
+
+async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) -> list[Orphaning]:
+    """Deletes an object and keeps its dependents running without it (KeyError if there is no such object;
+    CannotOrphan, with nothing changed, when a dependent cannot be kept here)."""
     key = (kind, namespace, name)
     if kind not in ORPHANABLE:
-        raise ValueError(f"meshd orphans the dependents of {', '.join(ORPHANABLE)} only, not of a {kind}")
+        raise CannotOrphan(f"a {kind} has no dependents meshd orphans")
     async with c._write_lock:
-        if key not in c.objects:
-            raise KeyError(f'deployments.apps "{name}" not found')
-        kept: list[tuple[ReplicaSetRecord, ReplicaSet]] = []
+        record = c.objects.get(key)
+        if record is None:
+            raise KeyError(f'{kind.lower()}s "{name}" not found')
+        owner = OwnerReference(kind, name, record.uid)
+        plan = garbage.orphan(owner, namespace, candidates(c, namespace))
+        releasers = _releasers(c)
+        problem = garbage.refusal(owner, plan, releasable=frozenset(releasers))
+        if problem is not None:
+            raise CannotOrphan(problem)
         operations: list[Operation] = [Delete(*key)] if c.store.get(*key) is not None else []
-        for rs in c.owned_replicasets(namespace, name):
-            (bare,) = load_objects([orphaned_manifest(rs)], source=f"replicaset {namespace}/{rs.name}").objects
-            assert isinstance(bare, ReplicaSet)
-            row = desired_object(bare, uid=rs.uid, created=rs.created)
-            operations.append(Update(row) if c.store.get("ReplicaSet", namespace, rs.name) else Create(row))
-            kept.append((rs, bare))
-        written = {o["metadata"]["name"]: o for o in await c.store.transaction(operations)
-                   if o.get("kind") == "ReplicaSet"}
-        for rs, bare in kept:
-            generation = int(written[rs.name]["metadata"].get("generation") or 1) if rs.name in written else 1
-            c.objects[("ReplicaSet", namespace, rs.name)] = ObjectRecord(bare, generation, rs.created, rs.uid)
-            c.replicasets[(namespace, rs.name)] = ReplicaSetRecord(
-                bare, "ReplicaSet", rs.name, template_hash(bare.template), rs.revision, bare.replicas, rs.created,
-                rs.uid)  # bare.replicas: a shared store's watch may have zeroed the record's meanwhile
-            c._persisted_rs.pop((namespace, rs.name), None)  # a bare ReplicaSet's row comes from its object
+        finishers = []
+        for orphaning in plan:
+            dependent = orphaning.dependent
+            writes, done = releasers[dependent.kind](c, namespace, dependent.name)
+            operations += writes
+            finishers.append(done)
+        written = {(o["kind"], o["metadata"]["name"]): o for o in await c.store.transaction(operations)}
+        for done in finishers:
+            done(written)
         c._forget(key)
         c.progress.pop((namespace, name), None)
-        c.events.record(kind, namespace, name, "Normal", "Deleted",
-                        f"deleted, orphaning {len(kept)} ReplicaSet(s)")
+        counts: dict[str, int] = {}
+        for orphaning in plan:
+            counts[orphaning.dependent.kind] = counts.get(orphaning.dependent.kind, 0) + 1
+        kept = ", ".join(f"{n} {k}(s)" for k, n in sorted(counts.items())) or "no dependents"
+        c.events.record(kind, namespace, name, "Normal", "Deleted", f"deleted, orphaning {kept}")
         c.kick()
+        return plan
 
 
 def dependents(c: Controller, kind: str, namespace: str, name: str) -> int:
@@ -102,4 +234,5 @@ async def wait_for_dependents(c: Controller, kind: str, namespace: str, name: st
         stop()
 
 
-__all__ = ["ORPHANABLE", "delete_orphaning", "dependents", "orphaned_manifest", "wait_for_dependents"]
+__all__ = ["ORPHANABLE", "CannotOrphan", "bare_pod_manifest", "candidates", "delete_orphaning", "dependents",
+           "orphaned_manifest", "wait_for_dependents"]

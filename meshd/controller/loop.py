@@ -44,6 +44,7 @@ from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.progress import Progress, ProgressWriter, with_stored_status
 from meshd.controller.replicasets import ensure_bare_replicaset, reconcile_replicaset
 from meshd.controller.rollouts import reconcile_deployment
+from meshd.controller.podevents import PodEventRecorder
 from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
     REVISION_ANNOTATION,
@@ -166,6 +167,7 @@ class Controller:
         self.backoff = backoff
         self.zone = zone
         self.events = EventLog(clock=clock)
+        self.pod_events = PodEventRecorder(self.events)  # the kubelet's Events: Started, Failed, BackOff...
         self.objects: dict[tuple[str, str, str], ObjectRecord] = {}
         self.replicasets: dict[tuple[str, str], ReplicaSetRecord] = {}
         self.pods: dict[tuple[str, str], PodWorker] = {}
@@ -718,6 +720,7 @@ class Controller:
         self._tasks.spawn(forget(), name=f"forget {worker.namespace}/{worker.name}")
 
     def _pod_changed(self, worker: PodWorker) -> None:
+        self.pod_events.observe(worker)
         self._notify("Pod", worker.namespace, worker.name)
         self.kick()
 

@@ -66,6 +66,12 @@ class ContainerStatus:
     oom: bool = False
 
 
+def _ever_started(status: ContainerStatus) -> bool:
+    """A container that ran once (its pod is Running while it waits to restart, as in Kubernetes); one whose
+    image never pulled or whose config is missing keeps its pod Pending."""
+    return status.started_at is not None or status.restart_count > 0 or status.last_termination is not None
+
+
 @dataclass(frozen=True)
 class PodIdentity:
     namespace: str
@@ -746,7 +752,8 @@ class PodWorker:
     def _update_phase(self) -> None:
         app = [self.containers[c.name] for c in self.spec.containers]
         self.phase = pod_phase(initialized=self.initialized, init_failed=self.init_failed,
-                               app=[(c.phase, c.exit_code, c.restart_at is not None) for c in app],
+                               app=[(c.phase, c.exit_code, c.restart_at is not None and _ever_started(c))
+                                    for c in app],
                                current=self.phase)
         self.reason = ""
 
@@ -761,6 +768,11 @@ class PodWorker:
             self.ready_since = None
         self._registry.upsert_pod(self.record())
         self._on_change(self)
+
+    def probe_complaint(self, name: str) -> str:
+        """What a running container's probes say ("Readiness probe failed: ..."); "" without probes."""
+        prober = self._probers.get(name)
+        return prober.reason if prober is not None and self.containers[name].phase == "running" else ""
 
     def _why_not_ready(self, status: ContainerStatus) -> str:
         prober = self._probers.get(status.name)

@@ -23,6 +23,7 @@ class ProberAdapter:
             exec_run=exec_runner(driver, status.id),
             on_change=lambda ready, reason: worker.probe_changed(),
             on_restart=lambda reason: worker.request_restart(container.name, _reason_of(reason), reason),
+            on_failure=lambda reason: worker.probe_changed(),  # the pod's Unhealthy event
             name=f"{worker.namespace}/{worker.name}/{container.name}",
         )
         self._prober.start()

@@ -42,6 +42,7 @@ from meshd.driver.base import (
     Usage,
     needs_source,
 )
+from meshd.driver.docker_attach import DockerAttachSession, create_stdin_once
 from meshd.driver.docker_exec import DockerExecSession
 from meshd.driver.docker_security import docker_security_options, needs_image_user
 from meshd.driver.linkaddresses import LinkAddresses
@@ -657,6 +658,8 @@ class DockerDriver:
             kwargs["pid_mode"] = f"container:{sandbox_id}"
         if c.working_dir:
             kwargs["working_dir"] = c.working_dir
+        if c.stdin or c.tty:  # `kubectl run -it`: attach finds its stdin open (and a terminal)
+            kwargs.update(stdin_open=c.stdin, tty=c.tty)
         kwargs.update(docker_security_options(spec.security, image_user))  # securityContext, enforced
         limits = c.resources.limits
         if limits.cpu_millicores:
@@ -666,13 +669,19 @@ class DockerDriver:
             kwargs["memswap_limit"] = limits.memory_bytes  # no swap: the limit is the limit, as in Kubernetes
 
         def create_and_start() -> str:
-            container = self._docker().containers.create(c.image, **kwargs)
+            if c.stdin_once:  # the SDK cannot say StdinOnce: meshd.driver.docker_attach can
+                container = create_stdin_once(lambda: self._make_client(timeout=60), c.image, kwargs)
+            else:
+                container = self._docker().containers.create(c.image, **kwargs)
             try:
                 container.start()
             except Exception:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
                 raise
+            finally:
+                if c.stdin_once:
+                    container.client.close()  # the client of its own
             return str(container.id)
 
         return await self._call(
@@ -857,6 +866,14 @@ class DockerDriver:
             raise
         except Exception as exc:
             raise DriverError(f"exec {list(command)} in {container_id[:12]}: {exc}") from exc
+
+    async def open_attach(self, container_id: str, *, stdin: bool, tty: bool) -> ExecSession:
+        """The container's own stdio (`kubectl attach -i`, `kubectl run -it`), on a client of its own."""
+        try:
+            return await DockerAttachSession.attach(lambda: self._make_client(timeout=None), container_id,
+                                                    stdin=stdin, tty=tty)
+        except Exception as exc:
+            raise DriverError(f"attach to {container_id[:12]}: {exc}") from exc
 
     async def logs(self, container_id: str, *, follow: bool, tail: int | None = None, since: float | None = None,
                    timestamps: bool = False) -> AsyncIterator[bytes]:

@@ -81,13 +81,13 @@ CONTAINER_FIELDS = (
     "workingDir",
     "envFrom",
     "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
 )
 CONTAINER_IGNORED: Mapping[str, str] = {
     "terminationMessagePath": "ignored",
     "terminationMessagePolicy": "ignored",
-    "stdin": "ignored",
-    "stdinOnce": "ignored",
-    "tty": "ignored",
     "resizePolicy": "ignored",
 }
 CONTAINER_UNSUPPORTED = ("volumeDevices", "restartPolicy")
@@ -327,6 +327,9 @@ def _read_container(
         env_from=read_env_from(reader, obj, path),
         security_context=read_container_security(reader, obj, path),
         restart_policy=cast(Any, restart_policy),
+        stdin=reader.boolean(obj, "stdin", path),
+        stdin_once=reader.boolean(obj, "stdinOnce", path),
+        tty=reader.boolean(obj, "tty", path),
     )
 
 

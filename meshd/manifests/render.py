@@ -177,6 +177,9 @@ def render_container(container: Container) -> dict[str, Any]:
         out["args"] = list(container.args)
     if container.working_dir:
         out["workingDir"] = container.working_dir
+    for key, on in (("stdin", container.stdin), ("stdinOnce", container.stdin_once), ("tty", container.tty)):
+        if on:
+            out[key] = True
     if container.env:
         out["env"] = [_render_env(e) for e in container.env]
     if container.env_from:

@@ -208,6 +208,9 @@ class Container:
     env_from: tuple[EnvFromSource, ...] = ()
     security_context: SecurityContext | None = None
     restart_policy: Literal["Always"] | None = None  # initContainers only: Always makes a native sidecar
+    stdin: bool = False  # its stdin stays open for `kubectl attach -i` (`kubectl run -it`)
+    stdin_once: bool = False
+    tty: bool = False
 
     def port_number(self, port: int | str) -> int | None:
         """Resolves a probe's or Service's port (a number, or a containerPort's name)."""

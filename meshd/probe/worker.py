@@ -12,9 +12,10 @@ pod is reached through published host ports on 127.0.0.1 rather than on its own 
     and readiness probes is ready at once: `on_change(True, ...)` is called from `start()`).
   - while a startup probe is declared and has not succeeded, liveness and readiness do not run; once it
     succeeds they start (their initialDelaySeconds counts from `start()`, no extra jitter).
-  - `on_change(ready, reason)` on every change of `ready`; `on_restart(reason)` once when liveness or startup
-    fails ("Liveness probe failed: ..."). The container is unready at that moment and probing stops (the
-    kubelet's on-hold) until the owner calls `stop()` and, for the new container, `start()` again.
+  - `on_change(ready, reason)` on every change of `ready`; `on_failure(reason)` when a probe starts failing
+    (or fails another way: the pod's Unhealthy event); `on_restart(reason)` once when liveness or startup fails
+    ("Liveness probe failed: ..."). The container is unready at that moment and probing stops (the kubelet's
+    on-hold) until the owner calls `stop()` and, for the new container, `start()` again.
   - `stop(reason=)`: cancels the workers and awaits them (no leaked task); a ready container turns unready
     with `reason` (use it when the container died: the Docker event, not the next probe, ends readiness).
   - `ready`, `health` and `reports()` (per probe: spec, state, last result) for `describe`.
@@ -233,6 +234,7 @@ class ContainerProber:
         port_map: Mapping[int, int] | None = None,
         on_change: Callable[[bool, str], None] = lambda ready, reason: None,
         on_restart: Callable[[str], None] = lambda reason: None,
+        on_failure: Callable[[str], None] = lambda reason: None,
         jitter: bool = True,
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
@@ -247,6 +249,7 @@ class ContainerProber:
         self._port_map = dict(port_map or {})
         self._on_change = on_change
         self._on_restart = on_restart
+        self._on_failure = on_failure
         self._jitter = jitter
         self._rng = rng or random.Random()
         self._clock = clock
@@ -358,11 +361,13 @@ class ContainerProber:
     def _publish(self, reason: str | None = None) -> None:
         """Calls on_change when `ready` changed, then on_restart once when a restart became due."""
         health = self.health
-        self._reason = reason if (reason is not None and not self._running) else health.reason
+        before, self._reason = self._reason, reason if (reason is not None and not self._running) else health.reason
         if health.ready != self._ready:
             self._ready = health.ready
             READINESS_TRANSITIONS.labels("ready" if health.ready else "unready").inc()
             self._call_back(self._on_change, health.ready, self._reason)
+        if self._reason != before and " probe failed" in self._reason:  # a new failure: the pod's Events
+            self._call_back(self._on_failure, self._reason)
         if health.action == "restart" and not self._restarting:
             self._restarting = True
             for worker in self._workers.values():

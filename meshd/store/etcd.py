@@ -12,6 +12,7 @@ when etcd compacted that far)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import json
 import logging
@@ -79,6 +80,28 @@ def encode(obj: Mapping[str, Any]) -> str:
     return b64(json.dumps({**obj, "metadata": meta}, separators=(",", ":")))
 
 
+def own_write_revision(staged: Mapping[Key, Mapping[str, Any] | None], guarded: Mapping[Key, int],
+                       responses: Sequence[Mapping[str, Any]], prefix: str = REGISTRY_PREFIX) -> int | None:
+    """The revision of this very write when a transaction whose guards failed finds every key as it meant to
+    leave it: the client sent it again after an answer it never got (a member timed out while etcd committed
+    it), so the guards saw the write itself. None when any key differs (another writer came first)."""
+    found = {}
+    for key, response in zip(guarded, responses):
+        kvs = (response.get("response_range") or {}).get("kvs") or []
+        found[key] = KeyValue.parse(kvs[0]) if kvs else None
+    revisions = []
+    for key, kv in found.items():
+        wanted = staged.get(key)
+        if wanted is None:
+            if kv is not None:
+                return None
+            continue
+        if kv is None or kv.value != base64.b64decode(encode(wanted)):
+            return None
+        revisions.append(kv.mod_revision)
+    return max(revisions) if revisions and len(set(revisions)) == 1 else None
+
+
 class EtcdObjectStore(ObjectStore):
     """ObjectStore over etcd: the same reads, writes and watches, shared with every agent on that etcd."""
 
@@ -125,6 +148,19 @@ class EtcdObjectStore(ObjectStore):
         self.reachable, self.last_error = up, error
         STORE_UP.set(1 if up else 0)
 
+    async def probe(self, *, timeout: float) -> bool:
+        """Whether a member answers a read within `timeout` (reachable and last_error set by the answer). The
+        read is serializable (a member answers from its own state): etcd electing a new raft leader after a
+        member was lost is not this agent losing the store; a host cut off from every member is."""
+        try:
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's may swallow a cancellation
+                await self.client.call("/v3/kv/range", {"key": b64(self.prefix + "\x00"), "serializable": True})
+        except (EtcdUnavailable, TimeoutError) as error:
+            self._set_reachable(False, str(error) or f"no etcd member answered within {timeout:g}s")
+            return False
+        self._set_reachable(True, "")
+        return True
+
     # --- writes -----------------------------------------------------------------------------------
 
     async def transaction(self, operations: Sequence[Operation]) -> builtins.list[Mapping[str, Any]]:
@@ -158,7 +194,9 @@ class EtcdObjectStore(ObjectStore):
                 self._set_reachable(False, str(error))
                 raise
         if not succeeded:
-            await self._refused(guarded, responses)
+            revision = own_write_revision(staged, guarded, responses, self.prefix) or 0
+            if not revision:
+                await self._refused(guarded, responses)
         for event in events:
             event.object["metadata"]["resourceVersion"] = str(revision)
         await self._caught_up(revision)
@@ -228,14 +266,15 @@ class EtcdObjectStore(ObjectStore):
                 except EtcdUnavailable as unavailable:
                     self._set_reachable(False, str(unavailable))
             except EtcdUnavailable as error:
-                self._set_reachable(False, str(error))
+                if await self.probe(timeout=5.0):  # another member answers: the watch moves there, no outage
+                    log.info("etcd: %s; watching through the next member", error)
+                    await asyncio.sleep(0.05 if delay == retry else delay)  # at once the first time
+                    delay = min(delay * 2, retry_max)
+                    continue
+                log.debug("etcd watch: %s", error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, retry_max)
-                try:  # a quick probe, so the store reports itself back up even when nothing changes
-                    await self.client.range(self.prefix + "\x00")
-                    self._set_reachable(True, "")
-                except EtcdUnavailable:
-                    pass
+                await self.probe(timeout=5.0)  # so the store reports itself back up even when nothing changes
 
     async def _apply(self, batch: list[WatchEvent]) -> None:
         events: builtins.list[Event] = []

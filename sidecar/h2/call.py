@@ -13,9 +13,6 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
-from h2.exceptions import H2Error
-
 from ..services import (
     METHOD_INDEX,
     OTHER_METHOD,
@@ -28,8 +25,10 @@ from ..services import (
     ServiceState,
 )
 from . import grpc
+from .deadlines import deadlines
+from .events import CANCEL, INTERNAL_ERROR, NO_ERROR, CodecError, Headers
 from .stats import H2_STATS
-from .upstream import H2Upstream, Headers
+from .upstream import H2Upstream
 
 if TYPE_CHECKING:
     from .server import H2Server
@@ -46,72 +45,79 @@ _OUTCOME_BY_FAILURE = {grpc.CONNECT_FAILED: OUT_CONNECT, grpc.REFUSED: OUT_CONNE
 class Call:
     """A client stream and its current attempt on one endpoint's pooled connection."""
 
+    # (defaults at class level: a call sets only what it changes, ~20 stores fewer per request)
+    svc: ServiceState | None = None
+    port_name: str | None = None
+    ep: EndpointState | None = None
+    up: H2Upstream | None = None
+    up_sid = 0  # the upstream stream while it is open (0: none, or the endpoint ended it)
+    ack_sid = 0  # the upstream stream whose data is acknowledged (kept after it ended)
+    tried: set[EndpointState] | None = None
+    retries = 0
+    req_ended = False
+    _req_sent_end = False  # END_STREAM went to the endpoint on this attempt
+    req_trailers: Headers | None = None
+    replay_size = 0
+    resp_started = False
+    resp_end: Headers | None | bool = False  # False: more to come; None: ends; list: ends with trailers
+    owed_up = 0  # response bytes the client took while its connection was paused: ack on resume
+    status = 0
+    grpc_status: int | None = None
+    done = False
+    t0 = 0.0
+    deadline_slot = 0  # (0: no deadline armed)
+    timeout = 0.0
+    waiter: asyncio.TimerHandle | None = None
+
     def __init__(self, conn: H2Server, sid: int, headers: Headers) -> None:
         self.conn = conn
         self.sid = sid
         self.method = b"GET"
-        self.authority: bytes | None = None
-        self.content_type: bytes | None = None
+        self.path = b"/"
+        authority: bytes | None = None
+        content_type: bytes | None = None
         self.grpc_timeout: bytes | None = None
         up_headers: Headers = []
-        for name, value in headers:
-            if name == b":method":
-                self.method = value
-            elif name == b":authority":
-                self.authority = value
+        append = up_headers.append
+        for field in headers:
+            name = field[0]
+            if name[:1] == b":":
+                if name == b":method":
+                    self.method = field[1]
+                elif name == b":path":
+                    self.path = field[1]
+                elif name == b":authority":
+                    authority = field[1]
             elif name == b"content-type":
-                self.content_type = value
+                content_type = field[1]
             elif name == b"grpc-timeout":
-                self.grpc_timeout = value
-            if name in _HOP or (name == b"te" and value.lower() != b"trailers"):
+                self.grpc_timeout = field[1]
+            elif name in _HOP or (name == b"te" and field[1].lower() != b"trailers"):
                 continue
-            up_headers.append((name, value))
-        if self.authority is None:
-            self.authority = next((v for n, v in headers if n == b"host"), None)
-            if self.authority is not None:
-                up_headers.insert(0, (b":authority", self.authority))
-        up_headers.append((b"x-forwarded-for", conn.peer_ip.encode()))
+            append(field)
+        if authority is None:
+            authority = next((v for n, v in headers if n == b"host"), None)
+            if authority is not None:
+                up_headers.insert(0, (b":authority", authority))
+        append((b"x-forwarded-for", conn.peer_ip.encode()))
         proto = conn.listener.forwarded_proto
         if proto is not None:  # an Ingress: the edge says how the client came
-            up_headers.append((b"x-forwarded-proto", proto))
-            if self.authority is not None:
-                up_headers.append((b"x-forwarded-host", self.authority))
+            append((b"x-forwarded-proto", proto))
+            if authority is not None:
+                append((b"x-forwarded-host", authority))
+        self.authority = authority
+        self.content_type = content_type
         self.headers = up_headers
-        self.grpc = grpc.is_grpc(self.content_type)
-        self.svc: ServiceState | None = None
-        self.port_name: str | None = None
-        self.ep: EndpointState | None = None
-        self.up: H2Upstream | None = None
-        self.up_sid = 0  # the upstream stream while it is open (0: none, or the endpoint ended it)
-        self.ack_sid = 0  # the upstream stream whose data is acknowledged (kept after it ended)
-        self.tried: set[EndpointState] | None = None
-        self.retries = 0
-        self.req_ended = False
-        self._req_sent_end = False  # END_STREAM went to the endpoint on this attempt
-        self.req_trailers: Headers | None = None
-        self.req_pending: deque[list[object]] = (
-            deque()
-        )  # [bytes or memoryview, flow bytes owed to the client]
+        self.grpc = grpc.is_grpc(content_type)
+        self.req_pending: deque[list[object]] = deque()  # [bytes or memoryview, flow bytes owed to the client]
         self.replay: list[bytes] | None = []
-        self.replay_size = 0
         self.resp_pending: deque[list[object]] = deque()  # [data, flow bytes owed to the endpoint]
-        self.resp_started = False
-        self.resp_end: Headers | None | bool = (
-            False  # False: more to come; None: ends; list: ends with trailers
-        )
-        self.owed_up = 0  # response bytes the client took while its connection was paused: ack on resume
-        self.status = 0
-        self.grpc_status: int | None = None
-        self.done = False
-        self.t0 = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.waiter: asyncio.TimerHandle | None = None
 
     # --- the request --------------------------------------------------------------------------------------
     def start(self, *, ended: bool) -> None:
         self.req_ended = ended
         listener = self.conn.listener
-        path = next((v for n, v in self.headers if n == b":path"), b"/")
+        path = self.path
         route = listener.route(self.authority, path)
         H2_STATS.streams += 1
         self.t0 = time.monotonic()
@@ -134,10 +140,11 @@ class Call:
         timeout = grpc.deadline(svc.config.timeout, grpc.parse_grpc_timeout(self.grpc_timeout))
         if timeout is None:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-        left = max(timeout - (time.monotonic() - self.t0), 0.0)
-        self.timer = self.conn.listener.loop.call_later(left, self.on_timeout, timeout)
+        wheel = deadlines(self.conn.listener.loop)
+        if self.deadline_slot:
+            wheel.remove(self, self.deadline_slot)
+        self.timeout = timeout
+        self.deadline_slot = wheel.add(self, max(timeout - (time.monotonic() - self.t0), 0.0))
 
     def request_data(self, data: bytes, flow: int) -> None:
         if self.done or not data:
@@ -230,7 +237,7 @@ class Call:
         end = self.req_ended and not self.req_pending and self.req_trailers is None
         try:
             self.up_sid = self.ack_sid = up.start_stream(self, self.headers, end=end)
-        except H2Error as e:
+        except CodecError as e:
             self.up_failed(grpc.REFUSED, f"cannot open a stream: {e}")
             return
         if end:
@@ -262,7 +269,11 @@ class Call:
         if svc.uses_rtt:
             ep.observe_rtt(time.monotonic() - self.t0, time.monotonic())
         self.resp_started = True
-        self.conn.h2.send_headers(self.sid, headers, end_stream=ended)
+        try:
+            self.conn.codec.send_headers(self.sid, headers, end=ended)
+        except CodecError:
+            self.client_gone()
+            return
         self.conn.flush()
         if ended:
             self.grpc_status = grpc.grpc_status(headers)
@@ -311,14 +322,14 @@ class Call:
         elif self.grpc:
             self._end_with_status(grpc.UNAVAILABLE, message, outcome=_OUTCOME_BY_FAILURE[failure])
         else:
-            self.conn.reset(self.sid, ErrorCodes.INTERNAL_ERROR)
+            self.conn.reset(self.sid, INTERNAL_ERROR)
             self.finish(_OUTCOME_BY_FAILURE[failure])
 
     def _upstream_ended(self) -> None:
         """The endpoint ended its side: if our side is still open (it answered before the whole request came),
         reset it with NO_ERROR (RFC 9113 8.1) so the stream does not hold a slot on the shared connection."""
         if self.up is not None and self.up_sid and not self._req_sent_end:
-            self.up.reset(self.up_sid, ErrorCodes.NO_ERROR)
+            self.up.reset(self.up_sid, NO_ERROR)
         self.up_sid = 0
 
     def _retry(self, failure: str, status: int | None) -> bool:
@@ -369,7 +380,7 @@ class Call:
         if self.done:
             return
         conn = self.conn
-        h2 = conn.h2
+        codec = conn.codec
         pending = self.resp_pending
         up, ack_sid = self.up, self.ack_sid
         try:
@@ -377,15 +388,11 @@ class Call:
                 item = pending[0]
                 data = item[0]
                 assert isinstance(data, (bytes, memoryview))
-                room = min(h2.local_flow_control_window(self.sid), len(data))
+                room = min(codec.window(self.sid), len(data))
                 if conn.write_paused or room <= 0:
                     break
-                frame = h2.max_outbound_frame_size
                 last = room == len(data) and len(pending) == 1 and self.resp_end is None
-                for i in range(0, room, frame):
-                    h2.send_data(
-                        self.sid, data[i : min(i + frame, room)], end_stream=last and i + frame >= room
-                    )
+                codec.send_data(self.sid, data if room == len(data) else data[:room], end=last)
                 if room < len(data):
                     item[0] = memoryview(data)[room:]
                     item[1] = item[1] - room  # type: ignore[operator]
@@ -402,12 +409,12 @@ class Call:
             if not pending and self.resp_end is not False:
                 trailers = self.resp_end
                 if trailers is None:
-                    h2.end_stream(self.sid)
+                    codec.end_stream(self.sid)
                 else:
-                    h2.send_headers(self.sid, trailers, end_stream=True)  # type: ignore[arg-type]
+                    codec.send_headers(self.sid, trailers, end=True)  # type: ignore[arg-type]
                 self._response_complete()
                 return
-        except H2Error:
+        except CodecError:
             self.client_gone()
             return
         conn.flush()
@@ -421,15 +428,18 @@ class Call:
         self.pump_response()
 
     # --- endings ----------------------------------------------------------------------------------------
+    def deadline_passed(self) -> None:
+        self.deadline_slot = 0
+        self.on_timeout(self.timeout)
+
     def on_timeout(self, timeout: float) -> None:
-        self.timer = None
         if self.done:
             return
         svc = self.svc
         assert svc is not None
         message = f"{svc.label} did not answer within {timeout:g}s"
         if self.resp_started and not self.grpc:
-            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            self.conn.reset(self.sid, CANCEL)
             self.finish(OUT_TIMEOUT)
         elif self.resp_started:
             self._end_with_status(grpc.DEADLINE_EXCEEDED, message, outcome=OUT_TIMEOUT)
@@ -441,23 +451,23 @@ class Call:
         if self.waiter is not None:
             self.waiter.cancel()
             self.waiter = None
-        h2 = self.conn.h2
+        codec = self.conn.codec
         try:
             if self.grpc:
                 self.status, self.grpc_status = 200, grpc_status
-                h2.send_headers(self.sid, [
+                codec.send_headers(self.sid, [
                     (b":status", b"200"), (b"content-type", b"application/grpc"),
                     (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
-                ], end_stream=True)  # fmt: skip
+                ], end=True)  # fmt: skip
             else:
                 self.status = status
                 body = message.encode() + b"\n"
-                h2.send_headers(self.sid, [
+                codec.send_headers(self.sid, [
                     (b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8"),
                     (b"content-length", b"%d" % len(body)),
-                ])  # fmt: skip
-                h2.send_data(self.sid, body, end_stream=True)
-        except H2Error:
+                ], end=False)  # fmt: skip
+                codec.send_data(self.sid, body, end=True)
+        except CodecError:
             pass
         self.conn.flush()
         self.finish(outcome)
@@ -466,11 +476,11 @@ class Call:
         """A gRPC response already started: end it with trailers carrying `grpc_status`."""
         self.grpc_status = grpc_status
         try:
-            self.conn.h2.send_headers(self.sid, [
+            self.conn.codec.send_headers(self.sid, [
                 (b"grpc-status", b"%d" % grpc_status), (b"grpc-message", grpc.encode_message(message)),
-            ], end_stream=True)  # fmt: skip
-        except H2Error:
-            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            ], end=True)  # fmt: skip
+        except CodecError:
+            self.conn.reset(self.sid, CANCEL)
         self.conn.flush()
         self.finish(outcome)
 
@@ -480,10 +490,12 @@ class Call:
             return
         self.done = True
         H2_STATS.streams -= 1
-        for handle in (self.timer, self.waiter):
-            if handle is not None:
-                handle.cancel()
-        self.timer = self.waiter = None
+        if self.deadline_slot:
+            deadlines(self.conn.listener.loop).remove(self, self.deadline_slot)
+            self.deadline_slot = 0
+        if self.waiter is not None:
+            self.waiter.cancel()
+            self.waiter = None
         svc, ep = self.svc, self.ep
         if ep is not None and svc is not None and outcome is not None:
             svc.record(ep, outcome)
@@ -492,7 +504,7 @@ class Call:
                 self.up.ack(self.ack_sid, flow)  # type: ignore[arg-type]
         self.resp_pending.clear()
         if self.up is not None and self.up_sid:
-            self.up.reset(self.up_sid, ErrorCodes.CANCEL if outcome is None else ErrorCodes.NO_ERROR)
+            self.up.reset(self.up_sid, CANCEL if outcome is None else NO_ERROR)
         elif self.up is not None:
             self.up.detach(self)
         self.up = None
@@ -511,7 +523,7 @@ class Call:
                 H2_STATS.grpc_response(svc.label, code)
         if not self.req_ended and outcome is not None:
             self.conn.reset(
-                self.sid, ErrorCodes.NO_ERROR
+                self.sid, NO_ERROR
             )  # the response is complete: stop sending the request
         for _data, flow in self.req_pending:
             self.conn.ack(self.sid, flow)  # type: ignore[arg-type]

@@ -10,25 +10,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    RemoteSettingsChanged,
-    RequestReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
-from h2.exceptions import FrameTooLargeError, H2Error
-from h2.settings import SettingCodes
-
 from ..proxy import Listener, ProxyOptions
+from . import codec
 from .call import Call
+from .events import (
+    DATA,
+    END,
+    ERROR_NAMES,
+    GOAWAY,
+    HEADERS,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    RESET,
+    SETTINGS,
+    TRAILERS,
+    WINDOW,
+    CodecError,
+)
 from .stats import H2_STATS
 from .upgrade import Upgrade, parse_upgrade
-from .upstream import CLIENT_CONFIG, CONNECTION_WINDOW, STREAM_WINDOW, Connection, goaway_frame
+from .upstream import CONNECTION_WINDOW, STREAM_WINDOW
 from .writes import CoalescingWriter
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,16 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_CONCURRENT_STREAMS = 256
 
 
+_announced = False
+
+
 def factory(listener: Listener, initial: bytes) -> H2Server:
     """The codec (sidecar/codecs.py): the dispatch layer replays `initial` through data_received."""
+    global _announced
+    if not _announced:
+        _announced = True
+        why = f"; {codec.FALLBACK_WHY}" if codec.FALLBACK_WHY else ""
+        log.info("HTTP/2 codec: %s%s", codec.NAME, why)
     return H2Server(listener)
 
 
@@ -46,7 +55,7 @@ class H2Server(CoalescingWriter):
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
-        self.h2 = Connection(CLIENT_CONFIG)
+        self.codec = codec.connection(client=False)
         self.calls: dict[int, Call] = {}
         self.transport: Any = None
         self.closed = False
@@ -68,19 +77,14 @@ class H2Server(CoalescingWriter):
         # our SETTINGS wait for the client's first bytes: an HTTP/1.1 Upgrade must get its 101 first
 
     def _start(self, upgrade: Upgrade | None = None) -> None:
-        h2 = self.h2
         if upgrade is None:
-            h2.initiate_connection()
+            self.codec.start(window=STREAM_WINDOW, conn_window=CONNECTION_WINDOW, max_streams=MAX_CONCURRENT_STREAMS)
         else:
             self.transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
             )
-            h2.initiate_upgrade_connection(upgrade.settings)
-        h2.update_settings({
-            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-        })  # fmt: skip
-        h2.increment_flow_control_window(CONNECTION_WINDOW - h2.inbound_flow_control_window)
+            self.codec.start_upgrade(upgrade.settings, window=STREAM_WINDOW, conn_window=CONNECTION_WINDOW,
+                                     max_streams=MAX_CONCURRENT_STREAMS)  # fmt: skip
         self.flush_now()
 
     def _first_bytes(self, data: bytes) -> bytes | None:
@@ -106,7 +110,11 @@ class H2Server(CoalescingWriter):
             self.started = True
             self.close()
             return None
-        self._start(result)
+        try:
+            self._start(result)
+        except CodecError as e:
+            self.protocol_error(e)
+            return None
         call = Call(self, 1, result.headers)
         self.calls[1] = call
         call.start(ended=True)
@@ -137,41 +145,35 @@ class H2Server(CoalescingWriter):
                 return
             self.started = True
             data = first
-        h2 = self.h2
         try:
-            events: list[Any] = h2.receive_data(data)
-            pending = h2.incoming_buffer._data  # h2 waits for a whole frame before checking its length
-            if len(pending) >= 9 and int.from_bytes(pending[:3], "big") > h2.max_inbound_frame_size:
-                raise FrameTooLargeError("frame larger than SETTINGS_MAX_FRAME_SIZE")
-        except H2Error as e:
+            events = self.codec.receive(data)
+        except CodecError as e:
             self.protocol_error(e)
             return
         calls = self.calls
-        for ev in events:
-            t = type(ev)
-            if t is DataReceived:
-                call = calls.get(ev.stream_id)
+        for kind, sid, payload, extra in events:
+            if kind == DATA:
+                call = calls.get(sid)
                 if call is not None:
-                    call.request_data(ev.data, ev.flow_controlled_length)
+                    call.request_data(payload, extra)
                 else:
-                    self.ack(ev.stream_id, ev.flow_controlled_length)
-            elif t is RequestReceived:
+                    self.ack(sid, extra)
+            elif kind == HEADERS:
                 if self.goaway:
-                    self.reset(ev.stream_id, ErrorCodes.REFUSED_STREAM)
+                    self.reset(sid, REFUSED_STREAM)
                     continue
-                call = Call(self, ev.stream_id, ev.headers)
-                calls[ev.stream_id] = call
-                call.start(ended=ev.stream_ended is not None)
-            elif t is StreamEnded:
-                call = calls.get(ev.stream_id)
+                call = Call(self, sid, payload)
+                calls[sid] = call
+                call.start(ended=bool(extra))
+            elif kind == END:
+                call = calls.get(sid)
                 if call is not None:
                     call.request_end(None)
-            elif t is TrailersReceived:
-                call = calls.get(ev.stream_id)
+            elif kind == TRAILERS:
+                call = calls.get(sid)
                 if call is not None:
-                    call.request_end(ev.headers)
-            elif t is WindowUpdated or t is RemoteSettingsChanged:
-                sid = getattr(ev, "stream_id", 0)
+                    call.request_end(payload)
+            elif kind == WINDOW or kind == SETTINGS:
                 if sid:
                     call = calls.get(sid)
                     if call is not None:
@@ -179,17 +181,21 @@ class H2Server(CoalescingWriter):
                 else:
                     for call in list(calls.values()):
                         call.client_writable()
-            elif t is StreamReset:
-                call = calls.pop(ev.stream_id, None)
+            elif kind == RESET:
+                call = calls.pop(sid, None)
                 if call is not None:
                     call.client_gone()
-            elif t is ConnectionTerminated:
+            elif kind == GOAWAY:
                 self.goaway = True
-                if ev.error_code:
+                if extra:
                     self.close()
                     return
         self.flush_now()
-        if self.goaway and not self.calls:
+        failed = self.codec.failed()
+        if failed is not None:  # nghttp2 answered a broken client with GOAWAY itself
+            self._count_protocol_error(failed)
+            self.close()
+        elif self.goaway and not self.calls:
             self.close()
 
     # --- used by calls ----------------------------------------------------------------------------------
@@ -200,40 +206,34 @@ class H2Server(CoalescingWriter):
 
     def ack(self, sid: int, n: int) -> None:
         if n and not self.closed:
-            try:
-                self.h2.acknowledge_received_data(n, sid)
-            except H2Error:
-                return
+            self.codec.ack(sid, n)
             self.flush()
 
     def reset(self, sid: int, code: int) -> None:
         if not self.closed:
-            try:
-                self.h2.reset_stream(sid, code)
-            except H2Error:
-                pass
+            self.codec.reset(sid, code)
             self.flush()
 
     # --- endings ----------------------------------------------------------------------------------------
-    def protocol_error(self, error: Exception) -> None:
-        """The client broke HTTP/2: GOAWAY PROTOCOL_ERROR (or the precise code h2 names), then close."""
-        H2_STATS.protocol_errors += 1
-        code = getattr(error, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
-        log.info("client %s broke HTTP/2: %s; GOAWAY %s", self.peer_ip, error, ErrorCodes(code).name)
-        try:
-            self.h2.close_connection(error_code=code, additional_data=str(error).encode()[:256])
-        except H2Error:
-            pass
+    def protocol_error(self, error: CodecError) -> None:
+        """The client broke HTTP/2: GOAWAY PROTOCOL_ERROR (or the precise code the codec names), then close."""
+        code = error.error_code or PROTOCOL_ERROR
+        self._count_protocol_error(f"{error}; GOAWAY {ERROR_NAMES.get(code, code)}")
+        self.codec.goaway(code, str(error).encode()[:256])
         self.flush_now()
         self.close()
+
+    def _count_protocol_error(self, why: str) -> None:
+        H2_STATS.protocol_errors += 1
+        log.info("client %s broke HTTP/2: %s", self.peer_ip, why)
 
     def drain(self) -> None:
         """Stop taking streams (GOAWAY NO_ERROR): in-flight calls finish, then the connection closes."""
         if self.closed or self.goaway:
             return
         self.goaway = True
+        self.codec.goaway()
         self.flush_now()
-        self.transport.write(goaway_frame(self.h2.highest_inbound_stream_id))
         if not self.calls:
             self.close()
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..services import ServiceTable
+from . import codec
 from .grpc import STATUS_NAMES
 
 
@@ -66,6 +67,9 @@ class H2Collector:
         streams = GaugeMetricFamily("meshd_sidecar_h2_streams", "HTTP/2 client streams being proxied now.")
         streams.add_metric([], s.streams)
         yield streams
+        info = GaugeMetricFamily("meshd_sidecar_h2_codec_info", "The HTTP/2 codec in use (1).", labels=["codec"])
+        info.add_metric([codec.NAME], 1)
+        yield info
         errors = CounterMetricFamily(
             "meshd_sidecar_h2_protocol_errors", "HTTP/2 client connections closed with GOAWAY PROTOCOL_ERROR."
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from h2.connection import H2Connection
+from .events import CodecError
 
 
 class CoalescingWriter(asyncio.Protocol):
@@ -14,7 +14,7 @@ class CoalescingWriter(asyncio.Protocol):
     streams' frames in one write), `flush_now()` sends it at once. `write_paused` follows the transport's
     buffer; `writable()` is called when it drained."""
 
-    h2: H2Connection
+    codec: Any
     transport: Any
     write_paused = False
     _flush_handle: asyncio.Handle | None = None
@@ -39,6 +39,17 @@ class CoalescingWriter(asyncio.Protocol):
 
     def flush_now(self) -> None:
         self._flush_handle = None
-        data = self.h2.data_to_send()
+        try:
+            data = self.codec.data_to_send()
+        except CodecError:  # (nghttp2 out of memory, or a broken session: nothing more to say)
+            if self.transport is not None:
+                self.transport.abort()
+            return
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+        if self.codec.late:
+            late, self.codec.late = self.codec.late, []
+            self.late_events(late)
+
+    def late_events(self, events: list[Any]) -> None:
+        """Events the codec found while sending (nghttp2: requests it dropped after the peer's GOAWAY)."""

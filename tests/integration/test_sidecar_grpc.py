@@ -1,5 +1,6 @@
 """HTTP/2 and gRPC through the sidecar with clients and servers nobody here wrote: grpcio (generic handlers),
 curl --http2-prior-knowledge and h2load, against grpcio replicas and a plain h2c server as host processes.
+Every test runs with both HTTP/2 codecs (MESHD_H2_CODEC: nghttp2, the pure-Python h2).
 
 The sidecar runs in `--listen/--service` mode, fed by the fake agent (bench/proxy/fake_agent.py); the Service
 port is named `grpc`, so the port is HTTP/2 without detection.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import re
 import shutil
 import socket
@@ -30,6 +32,20 @@ grpc = pytest.importorskip("grpc")
 H2DIR = Path(__file__).resolve().parents[2] / "bench" / "h2"
 KEY = ServiceKey("default", "echo")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+@pytest.fixture(params=["native", "h2"], autouse=True)
+def h2_codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The sidecars this test starts use this codec (CI builds the native one: missing there, it fails)."""
+    if request.param == "native":
+        try:
+            import sidecar.h2.native  # noqa: F401
+        except ImportError as e:
+            if os.environ.get("MESHD_REQUIRE_DOCKER") == "1":  # (CI)
+                raise
+            pytest.skip(f"the nghttp2 codec is not built ({e}): pip install -e . with libnghttp2-dev and gcc")
+    monkeypatch.setenv("MESHD_H2_CODEC", request.param)
+    return str(request.param)
 
 
 @dataclass
@@ -88,7 +104,11 @@ def unary(channel: grpc.Channel, method: str = "Unary"):  # type: ignore[no-unty
     return channel.unary_unary(f"/test.Echo/{method}")
 
 
-async def test_unary_calls_over_one_channel_spread_across_three_replicas(mesh: Mesh):
+async def test_unary_calls_over_one_channel_spread_across_three_replicas(mesh: Mesh, h2_codec: str):
+    _, metrics, _ = await run("curl", "-s", f"http://127.0.0.1:{mesh.metrics}/metrics")
+    codec = re.search(r'meshd_sidecar_h2_codec_info\{codec="([^"]+)"\} 1', metrics.decode())
+    assert codec and codec.group(1).startswith("nghttp2" if h2_codec == "native" else "h2 "), codec
+
     def calls() -> collections.Counter[bytes]:
         with grpc.insecure_channel(mesh.target) as channel:
             call = unary(channel)

@@ -59,7 +59,13 @@ def test_aggregated_discovery_holds_the_same_resources():
     assert [i["metadata"]["name"] for i in core["items"]] == [""]
     resources = {r["resource"]: r for r in core["items"][0]["versions"][0]["resources"]}
     assert resources["pods"]["scope"] == "Namespaced"
-    assert [s["subresource"] for s in resources["pods"]["subresources"]] == ["log", "status"]
+    assert [s["subresource"] for s in resources["pods"]["subresources"]] == ["log", "status", "eviction"]
+    eviction = resources["pods"]["subresources"][2]  # what kubectl drain looks for: policy/v1 Eviction
+    assert eviction["responseKind"] == {"group": "policy", "version": "v1", "kind": "Eviction"}
+    assert eviction["verbs"] == ["create"]
+    listed = {r["name"]: r for r in discovery.api_resource_list("", "v1")["resources"]}
+    assert (listed["pods/eviction"]["group"], listed["pods/eviction"]["version"]) == ("policy", "v1")
+    assert {"delete", "patch"} <= set(listed["nodes"]["verbs"])
     groups = discovery.aggregated(core=False)
     assert {"apps", "batch", "coordination.k8s.io", "storage.k8s.io", "networking.k8s.io", "metrics.k8s.io"} <= {
         i["metadata"]["name"] for i in groups["items"]}

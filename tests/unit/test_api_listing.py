@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from meshd.api import fields, listing, paging, table, watching
+from meshd.api import fields, listing, paging, table
 from meshd.api.kinds import DEPLOYMENT, EVENT, POD, SERVICE
-from meshd.api.listing import ListQuery
+from meshd.api.watchwindow import bookmark
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -201,29 +201,8 @@ def test_a_list_body_selects_then_pages():
     assert listing.list_body(POD, nope, objects, resource_version="9", now=NOW)["items"] == []
 
 
-def test_a_watch_starts_with_the_state_unless_it_resumes_from_a_list():
-    current = watching.snapshot([pod("a"), pod("b")])
-    seen, first = watching.start(ListQuery(), current)
-    assert [(t, o["metadata"]["name"]) for t, o in first] == [("ADDED", "a"), ("ADDED", "b")]
-    assert watching.changes(seen, current) == []  # what was sent first is not sent again
-    seen, first = watching.start(ListQuery(resource_version="12"), current)
-    assert first == [] and set(seen) == {("default", "a"), ("default", "b")}
-    _, first = watching.start(ListQuery(resource_version="12", send_initial_events=True), current)
-    assert len(first) == 2
-
-
-def test_a_watch_sends_only_changes():
-    seen, _ = watching.start(ListQuery(resource_version="1"), watching.snapshot([pod("a"), pod("b")]))
-    assert watching.changes(seen, watching.snapshot([pod("a"), pod("b")])) == []
-    later = watching.snapshot([pod("a", phase="Failed"), pod("c")])
-    assert [(t, o["metadata"]["name"]) for t, o in watching.changes(seen, later)] == [
-        ("MODIFIED", "a"), ("ADDED", "c"), ("DELETED", "b")]
-    same_name = watching.snapshot([pod("a"), pod("a", "prod")])
-    assert len(watching.changes({}, same_name)) == 2  # namespaces keep same-named objects apart
-
-
 def test_the_initial_events_bookmark():
-    mark = watching.bookmark(POD, "42", initial_events_end=True)
+    mark = bookmark(POD.kind, POD.api_version, 42, initial_events_end=True)
     assert mark == {"kind": "Pod", "apiVersion": "v1", "metadata": {
         "resourceVersion": "42", "annotations": {"k8s.io/initial-events-end": "true"}}}
 
@@ -241,12 +220,3 @@ def test_the_node_and_namespaces_as_kubectl_lists_them():
     assert table.table(NAMESPACE, [ns], NOW)["rows"][0]["cells"][:2] == ["prod", "Active"]
     assert fields.matches(fields.parse_field_selector("status.phase=Active"), ns)
     assert fields.matches(fields.parse_field_selector("spec.unschedulable=false"), node)
-
-
-def test_a_watch_sees_an_object_made_again_under_its_name_as_deleted_then_added():
-    old = {"metadata": {"namespace": "default", "name": "web-1", "uid": "a"}}
-    seen, _ = watching.start(ListQuery(), watching.snapshot([old]))
-    new = {"metadata": {"namespace": "default", "name": "web-1", "uid": "b"}}
-    assert watching.changes(seen, watching.snapshot([new])) == [("DELETED", old), ("ADDED", new)]
-    changed = {"metadata": {"namespace": "default", "name": "web-1", "uid": "b", "labels": {"x": "y"}}}
-    assert watching.changes(seen, watching.snapshot([changed])) == [("MODIFIED", changed)]

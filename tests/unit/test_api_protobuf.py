@@ -43,7 +43,7 @@ def test_a_secret_and_a_configmap_decode_to_their_json_shape():
         "binaryData": {"b": "AQ=="}}
 
 
-@pytest.mark.parametrize("data", [b"{}", MAGIC + b"\x0a\x05", body("apps/v1", "Deployment", b""),
+@pytest.mark.parametrize("data", [b"{}", MAGIC + b"\x0a\x05", body("apps/v1", "StatefulSet", b""),
                                   MAGIC + field(1, field(1, b"v1") + field(2, b"Secret")) + b"\x0b"])
 def test_anything_else_is_refused(data):
     with pytest.raises(ProtobufError):

@@ -1,0 +1,174 @@
+"""The watch cache's thin part (meshd.api.watchcache) over a plain list of objects: a list's resourceVersion,
+then watches from it, from an old one (410 Expired), and with a selector, all served from one window."""
+
+from __future__ import annotations
+
+import asyncio
+
+from meshd.api import listing, watchcache
+from meshd.api.kinds import KINDS
+
+POD = next(k for k in KINDS if k.plural == "pods" and not k.group)
+
+
+def pod(name: str, *, phase: str = "Running", app: str = "web") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "status": {"phase": phase},
+            "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": {"app": app}}}
+
+
+class Objects:
+    def __init__(self) -> None:
+        self.pods: dict[str, dict] = {}
+        self.computed = 0
+
+    def compute(self, kind) -> list[dict]:
+        self.computed += 1
+        return [self.pods[n] for n in sorted(self.pods)]
+
+
+def caches(objects: Objects, *, capacity: int = 100) -> watchcache.WatchCaches:
+    return watchcache.WatchCaches(compute=objects.compute, resource_version=lambda: 5,
+                                  subscribe=lambda wake: lambda: None, capacity=capacity)
+
+
+async def watch(cache: watchcache.ResourceCache, query: listing.ListQuery, out: list[dict], *,
+                namespace: str | None = "default") -> None:
+    async def send(message: dict) -> None:
+        out.append(message)
+    await watchcache.serve(cache, query, namespace=namespace, name=None, send=send, heartbeat=0.05)
+
+
+def brief(events: list[dict]) -> list[tuple[str, str]]:
+    return [(e["type"], e["object"]["metadata"].get("name") or e["object"].get("reason", "")) for e in events]
+
+
+async def until(condition, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_watch_from_a_lists_version_replays_exactly_what_followed():
+    objects = Objects()
+    objects.pods["a"] = pod("a")
+    all_caches = caches(objects)
+    try:
+        cache = all_caches.of(POD)
+        listed = cache.head
+        objects.pods["b"] = pod("b")
+        objects.pods["a"] = pod("a", phase="Failed")
+        cache.refresh()
+        del objects.pods["b"]
+        cache.refresh()
+        out: list[dict] = []
+        task = asyncio.create_task(watch(cache, listing.ListQuery(resource_version=str(listed)), out))
+        await until(lambda: len(out) == 3)
+        assert brief(out) == [("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "b")]
+        versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in out]
+        assert versions == sorted(versions) and versions[0] > listed
+        objects.pods["c"] = pod("c")  # then live
+        cache.refresh()
+        await until(lambda: len(out) == 4)
+        assert brief(out)[3] == ("ADDED", "c")
+        task.cancel()
+    finally:
+        await all_caches.close()
+
+
+async def test_a_watch_from_a_version_the_window_no_longer_holds_gets_410_expired():
+    objects = Objects()
+    all_caches = caches(objects, capacity=2)
+    try:
+        cache = all_caches.of(POD)
+        listed = cache.head
+        for name in "abc":
+            objects.pods[name] = pod(name)
+            cache.refresh()
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(listed)), out)  # ends by itself
+        (event,) = out
+        assert event["type"] == "ERROR"
+        assert (event["object"]["code"], event["object"]["reason"]) == (410, "Expired")
+        assert "too old resource version" in event["object"]["message"]
+    finally:
+        await all_caches.close()
+
+
+async def test_initial_events_a_selector_and_the_bookmark_that_ends_the_replay():
+    objects = Objects()
+    objects.pods.update(a=pod("a"), b=pod("b", app="db"))
+    all_caches = caches(objects)
+    try:
+        cache = all_caches.of(POD)
+        query = listing.ListQuery(labels=listing.parse_selector("app=web"), send_initial_events=True, bookmarks=True)
+        out: list[dict] = []
+        task = asyncio.create_task(watch(cache, query, out))
+        await until(lambda: len(out) >= 2)
+        assert brief(out[:2]) == [("ADDED", "a"), ("BOOKMARK", "")]
+        assert out[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        objects.pods["b"] = pod("b")  # comes into the selection
+        objects.pods["a"] = pod("a", app="db")  # leaves it
+        cache.refresh()
+        await until(lambda: [e for e in out[2:] if e["type"] != "BOOKMARK"] != [])
+        await until(lambda: len([e for e in out[2:] if e["type"] != "BOOKMARK"]) == 2)
+        assert [e for e in brief(out[2:]) if e[0] != "BOOKMARK"] == [("DELETED", "a"), ("ADDED", "b")]
+        task.cancel()
+    finally:
+        await all_caches.close()
+
+
+async def test_a_hundred_watchers_cost_one_computation_per_change():
+    objects = Objects()
+    all_caches = caches(objects)
+    try:
+        cache = all_caches.of(POD)
+        outs: list[list[dict]] = [[] for _ in range(100)]
+        tasks = [asyncio.create_task(watch(cache, listing.ListQuery(resource_version=str(cache.head)), o))
+                 for o in outs]
+        await asyncio.sleep(0)
+        before = objects.computed
+        for i in range(10):
+            objects.pods[f"p{i}"] = pod(f"p{i}")
+            cache.refresh()
+        await until(lambda: all(len([e for e in o if e["type"] == "ADDED"]) == 10 for o in outs))
+        assert objects.computed - before == 10
+        for task in tasks:
+            task.cancel()
+    finally:
+        await all_caches.close()
+
+
+async def test_a_list_on_a_cold_cache_computes_once_and_a_watch_from_its_version_follows_it():
+    objects = Objects()
+    objects.pods.update(a=pod("a"), b=pod("b"))
+    all_caches = caches(objects)
+    try:
+        items, version = all_caches.listed(POD, "default", "", lambda ns: objects.compute(None))
+        assert [o["metadata"]["name"] for o in items] == ["a", "b"] and objects.computed == 1
+        cache = all_caches.of(POD)
+        assert cache.head == version  # started with the list's own objects, at its version
+        objects.pods["c"] = pod("c")
+        cache.wake()  # announced, not yet computed: the next list records it first
+        _, later = all_caches.listed(POD, "default", "", lambda ns: objects.compute(None))
+        assert later > version
+        cached, _ = all_caches.listed(POD, None, "0", lambda ns: [])  # "0": from the cache, no computation
+        assert [o["metadata"]["name"] for o in cached] == ["a", "b", "c"]
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(version), timeout_seconds=0.2), out)
+        assert brief(out) == [("ADDED", "c")]
+    finally:
+        await all_caches.close()
+
+
+async def test_bookmarks_come_once_a_heartbeat_with_the_watchers_version():
+    objects = Objects()
+    all_caches = caches(objects)
+    try:
+        cache = all_caches.of(POD)
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(cache.head), bookmarks=True, timeout_seconds=0.3),
+                    out)
+        assert out and {e["type"] for e in out} == {"BOOKMARK"}
+        assert all(int(e["object"]["metadata"]["resourceVersion"]) == cache.head for e in out)
+    finally:
+        await all_caches.close()
