@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .server import H2Server
 
 REPLAY_LIMIT = 64 * 1024  # request body kept to send again on a retry
+CANCEL_HOLD = 0.05  # how long a trailers-only CANCELLED waits for its endpoint's GOAWAY (up_headers)
 # connection-specific headers that HTTP/2 forbids (RFC 9113 8.2.2); `te: trailers` is the one allowed te
 _HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
@@ -68,6 +69,7 @@ class Call:
     deadline_slot = 0  # (0: no deadline armed)
     timeout = 0.0
     waiter: asyncio.TimerHandle | None = None
+    _held_cancel = False  # a trailers-only CANCELLED was held once for a GOAWAY to follow
 
     def __init__(self, conn: H2Server, sid: int, headers: Headers) -> None:
         self.conn = conn
@@ -258,9 +260,14 @@ class Call:
         assert svc is not None and ep is not None
         failure = None
         if ended and self.grpc:
-            failure = grpc.trailers_only_failure(
-                grpc.grpc_status(headers), going_away=self.up is not None and self.up.goaway_received
-            )
+            code, going_away = grpc.grpc_status(headers), self.up is not None and self.up.goaway_received
+            if code == grpc.CANCELLED and not going_away and not self._held_cancel:
+                # grpc-core's shutdown may write a dropped call's CANCELLED before its GOAWAY: wait a moment
+                # for the GOAWAY that makes it a call the endpoint never started (retried), else pass it on
+                self._held_cancel = True
+                asyncio.get_running_loop().call_later(CANCEL_HOLD, self.up_headers, headers, ended)
+                return
+            failure = grpc.trailers_only_failure(code, going_away=going_away)
         elif not self.grpc and status in (502, 503, 504):
             failure = grpc.HTTP_STATUS
         if failure is not None and self._retry(failure, status):

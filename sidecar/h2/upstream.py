@@ -68,6 +68,7 @@ class H2Upstream(CoalescingWriter):
         self.closed = False
         self.draining = False  # no new streams; GOAWAY and close when the last one ends
         self.goaway_received = False  # the endpoint is shutting down
+        self.heard = False  # it sent something (an HTTP/2 server's first frame is its SETTINGS)
         self.max_streams = DEFAULT_MAX_STREAMS
         self.idle_since = math.inf  # for sweep_idle: set when the last stream ends
         self._task: asyncio.Task[None] | None = None
@@ -137,14 +138,24 @@ class H2Upstream(CoalescingWriter):
         self.closed = True
         self._forget()
         streams, self.streams = self.streams, {}
+        # Streams the endpoint never started may go elsewhere: it closed without a byte (not even its SETTINGS: a
+        # server shutting down may still accept), or after GOAWAY, which a graceful stop does once the calls it
+        # started are done (grpc-core drops the calls it had not matched).
+        if not self.heard:
+            failure, why = REFUSED, "closed before the endpoint said anything"
+        elif self.goaway_received:
+            failure, why = REFUSED, "closed after GOAWAY before answering"
+        else:
+            failure, why = LOST, "lost"
         for call in streams.values():
-            call.up_failed(LOST, f"connection to {self.ep.address}:{self.port} lost")
+            call.up_failed(failure, f"connection to {self.ep.address}:{self.port} {why}")
 
     def writable(self) -> None:
         for call in list(self.streams.values()):
             call.up_writable()
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         try:
             events = self.codec.receive(data)
         except CodecError as e:
