@@ -264,6 +264,10 @@ class Agent:
             from meshd.cluster.member import single_node_metrics
 
             single_node_metrics()
+            from meshd.api.kube import pod as kube_pod
+            from meshd.cluster.podobjects import PodObjects
+
+            self.controller.pod_objects = PodObjects(self.controller, self.node, kube_pod, time.time)
         await self.controller.start()
         self._tasks.spawn(self._reclaim_service_addresses(), name="reclaim addresses")
         self.api = api = ApiServer(controller=self.controller, registry=self.registry, drain=self.drain,

@@ -72,7 +72,7 @@ STATEFULSET = Kind("StatefulSet", "statefulsets", "apps", "v1", ("sts", "statefu
 DAEMONSET = Kind("DaemonSet", "daemonsets", "apps", "v1", ("ds", "daemonset", "daemonsets"),
                  short_names=("ds",), verbs=_WRITE, subresources=(_STATUS,))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",),
-             verbs=("create", *_READ), categories=())  # created by POST: meshd.api.events
+             verbs=_WRITE, categories=())  # written through meshd.api.events
 CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "configmaps"), short_names=("cm",),
                  verbs=_WRITE, categories=())
 SECRET = Kind("Secret", "secrets", "", "v1", ("secret", "secrets"), verbs=_WRITE, categories=())
@@ -90,7 +90,7 @@ NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no
             namespaced=False)
 # the events.k8s.io view of the same events as EVENT (meshd.api.events maps them)
 EVENTS_V1 = Kind("Event", "events", "events.k8s.io", "v1", ("event", "events"), short_names=("ev",),
-                 verbs=("create", *_READ), categories=())
+                 verbs=_WRITE, categories=())
 # a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
 LEASE = Kind("Lease", "leases", "coordination.k8s.io", "v1", ("lease", "leases"), verbs=_READ, categories=())
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
+from meshd.controller.progress import progressing_condition, restored
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
 from meshd.external.listeners import load_balancer_status
 from meshd.manifests.config import render_config
@@ -181,6 +183,26 @@ def cluster_pods(controller: Controller, namespace: str | None) -> list[dict[str
     return [out[k] for k in sorted(out)]
 
 
+def node_pods(controller: Controller, namespace: str | None,
+              render: Callable[[PodWorker], dict[str, Any]]) -> list[dict[str, Any]]:
+    """A standalone agent's pods, listed from the Pod objects of its store (meshd.cluster.podobjects) with their
+    uid and resourceVersion, spec and status as their workers show them live (what probes last said too); a pod
+    whose object is not written yet is shown as its worker renders it, one whose worker went is not shown."""
+    out = {}
+    for obj in controller.store.list("Pod", namespace):
+        meta = obj["metadata"]
+        worker = controller.pods.get((meta["namespace"], meta["name"]))
+        if worker is not None:
+            shown = render(worker)
+            if shown["metadata"]["uid"] == meta["uid"]:  # (not the object of an older pod of that name)
+                shown["metadata"]["resourceVersion"] = meta["resourceVersion"]
+            out[(meta["namespace"], meta["name"])] = shown
+    for key, worker in controller.pods.items():
+        if key not in out and namespace in (None, key[0]):
+            out[key] = render(worker)
+    return [out[k] for k in sorted(out)]
+
+
 def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
     view = controller.replicaset_view(rs)
     pods = controller.pods_of(rs)
@@ -218,7 +240,8 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
     status = controller.deployment_status(record)
     new, total, ready, available, updated = (status.new, status.current, status.ready, status.available,
                                               status.updated)
-    progress = controller.progress.get((namespace, name))
+    progress = controller.progress.get((namespace, name)) or restored(  # the leader's, else as stored
+        controller.store.get("Deployment", namespace, name), snapshot=(), now=time.time())
     conditions: list[dict[str, Any]] = [{
         "type": "Available",
         "status": "True" if available >= obj.replicas - _max_unavailable(obj) else "False",
@@ -228,18 +251,7 @@ def deployment(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
                    " availability.",
     }]
     if progress is not None:
-        if progress.failed:
-            conditions.append({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                               "message": progress.message,
-                               "lastUpdateTime": rfc3339(progress.last_progress)})
-        elif progress.complete:
-            conditions.append({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                               "message": f'ReplicaSet "{new.name if new else ""}" has successfully progressed.',
-                               "lastUpdateTime": rfc3339(progress.last_progress)})
-        else:
-            conditions.append({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
-                               "message": f'ReplicaSet "{new.name if new else ""}" is progressing.',
-                               "lastUpdateTime": rfc3339(progress.last_progress)})
+        conditions.append(progressing_condition(progress, new.name if new else ""))
     # another agent than the cluster's leader has no progress of its own: the leader made the ReplicaSet of this
     # template, so it saw this generation (what `kubectl rollout status` waits for)
     seen = progress is not None or (controller.cluster is not None and not controller.leading and new is not None)
@@ -346,21 +358,4 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
     }
 
 
-def event(e) -> dict[str, Any]:
-    api = "apps/v1" if e.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet") else "v1"
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"namespace": e.namespace, "name": e.event_name or f"{e.name}.{int(e.time * 1000):x}"},
-        "involvedObject": {"apiVersion": api, "kind": e.kind, "namespace": e.namespace, "name": e.name},
-        "type": e.type,
-        "reason": e.reason,
-        "message": e.message,
-        "lastTimestamp": rfc3339(e.time),
-        "firstTimestamp": rfc3339(e.time),
-        "count": 1,
-        "source": {"component": e.component},
-    }
-
-
-__all__ = ["ReplicaSet", "deployment", "endpoints", "event", "kube_list", "pod", "replicaset", "service"]
+__all__ = ["ReplicaSet", "deployment", "endpoints", "kube_list", "pod", "replicaset", "service"]

@@ -245,7 +245,7 @@ class ApiServer:
             return namespace is None or ns == namespace
 
         if resource == "events":
-            return [self._event(e) for e in c.events.in_namespace(namespace)]
+            return [self._event(o) for o in c.events.objects(namespace)]
         if resource == "namespaces":
             return batch.namespaces(c, started=self._started)
         if resource == "leases":
@@ -260,6 +260,8 @@ class ApiServer:
             return kube.cluster_pods(c, namespace)
         if resource == "pods":
             node = self.registry.node or "meshd"  # the name Endpoints' nodeName and mDNS TXT carry too
+            if c.pod_objects is not None:  # the Pod objects of the store, their pods' status live
+                return kube.node_pods(c, namespace, lambda w: self._pod(w, node))
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
         if resource == "replicasets":
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
@@ -297,11 +299,14 @@ class ApiServer:
         objects = [wholeseconds.for_clients(o) for o in self._objects(kind.plural, namespace)]  # Go clients' ints
         return [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
 
-    def _event(self, record: Any) -> dict[str, Any]:
-        """A v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
-        event = kube.event(record)
-        event["involvedObject"]["uid"] = self._uid(record.kind, record.namespace, record.name)
-        event["metadata"].setdefault("creationTimestamp", event["firstTimestamp"])
+    def _event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A stored v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
+        involved = event.setdefault("involvedObject", {})
+        if not involved.get("uid"):
+            involved["uid"] = self._uid(str(involved.get("kind") or ""),
+                                        str(involved.get("namespace") or event["metadata"].get("namespace") or ""),
+                                        str(involved.get("name") or ""))
+        event["metadata"].setdefault("creationTimestamp", event.get("firstTimestamp"))
         return event
 
     def _uid(self, kind: str, namespace: str, name: str) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
 from meshd.cluster.pods import ClusterPods
-from meshd.cluster.writer import StoreWriter
+from meshd.controller.storewriter import StoreWriter
 from meshd.controller.pod import PodWorker
 from meshd.store import ObjectStore
 

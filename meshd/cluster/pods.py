@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
 from meshd.cluster.nodes import NODE_LEASE_NAMESPACE, is_ready, lease_age, nodes_with_readiness, parse_time
-from meshd.cluster.writer import StoreWriter
+from meshd.controller.storewriter import StoreWriter
 from meshd.controller.pod import PodIdentity, pod_uid_of
 from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.render import render_pod_spec
@@ -86,6 +86,31 @@ def read_spec(obj: Mapping[str, Any]) -> PodSpec:
     (pod,) = load_objects([manifest], source=f"pod {meta.get('namespace')}/{meta.get('name')}").objects
     assert isinstance(pod, Pod)
     return pod.spec
+
+
+def pod_spec_of(c: Controller, identity: PodIdentity, spec: PodSpec) -> dict[str, Any]:
+    """The pod's spec as its object shows it: rendered, with the template's scheduling fields (nodeSelector,
+    affinity, tolerations, topologySpreadConstraints) as written."""
+    if identity.replicaset:
+        rs = c.replicasets.get((identity.namespace, identity.replicaset))
+        raw = rs.rs.raw if rs is not None else {}
+    else:
+        record = c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
+        raw = record.obj.raw if record is not None else {}
+    template = ((raw.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {**render_pod_spec(spec), **{k: copy.deepcopy(template[k]) for k in SCHEDULING_FIELDS
+                                         if k in template and k != "nodeName"}}
+
+
+def owner_of(c: Controller, identity: PodIdentity) -> dict[str, Any] | None:
+    """The ownerReference of a controller's pod (None for a user's bare Pod)."""
+    if identity.replicaset:
+        rs = c.replicasets.get((identity.namespace, identity.replicaset))
+        return binding.owner_reference("ReplicaSet", identity.replicaset, rs.uid if rs else "")
+    if identity.owner_kind == "Pod":
+        return None
+    record = c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
+    return binding.owner_reference(identity.owner_kind, identity.owner, record.uid if record else "")
 
 
 class ClusterPods:
@@ -243,26 +268,10 @@ class ClusterPods:
                     del self._creates[key]
 
     def _spec_of(self, identity: PodIdentity, spec: PodSpec) -> dict[str, Any]:
-        """The pod's spec as its object shows it: rendered, with the template's scheduling fields (nodeSelector,
-        affinity, tolerations, topologySpreadConstraints) as written."""
-        if identity.replicaset:
-            rs = self.c.replicasets.get((identity.namespace, identity.replicaset))
-            raw = rs.rs.raw if rs is not None else {}
-        else:
-            record = self.c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
-            raw = record.obj.raw if record is not None else {}
-        template = ((raw.get("spec") or {}).get("template") or {}).get("spec") or {}
-        return {**render_pod_spec(spec), **{k: copy.deepcopy(template[k]) for k in SCHEDULING_FIELDS
-                                             if k in template and k != "nodeName"}}
+        return pod_spec_of(self.c, identity, spec)
 
     def _owner(self, identity: PodIdentity) -> dict[str, Any] | None:
-        if identity.replicaset:
-            rs = self.c.replicasets.get((identity.namespace, identity.replicaset))
-            return binding.owner_reference("ReplicaSet", identity.replicaset, rs.uid if rs else "")
-        if identity.owner_kind == "Pod":
-            return None
-        record = self.c.objects.get((identity.owner_kind, identity.namespace, identity.owner))
-        return binding.owner_reference(identity.owner_kind, identity.owner, record.uid if record else "")
+        return owner_of(self.c, identity)
 
     def delete(self, pod: StoredPod, why: str) -> None:
         """Deletes a pod gracefully: its node's kubelet stops it, then removes the object."""
@@ -362,4 +371,4 @@ class ClusterPods:
                 self._ready_nodes = frozenset()
 
 
-__all__ = ["ClusterPods", "StoredPod", "read_spec"]
+__all__ = ["ClusterPods", "StoredPod", "owner_of", "pod_spec_of", "read_spec"]

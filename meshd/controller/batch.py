@@ -365,6 +365,7 @@ class BatchControllers:
         for key in writes.delete:
             if key[0] == "Namespace" and key not in self.c.objects:
                 self.namespaces.forget(key[2])
+                await self.c.events.forget_namespace(key[2])
         for manifest in writes.create:
             try:
                 (obj,) = load_objects([manifest], source="cronjob").objects

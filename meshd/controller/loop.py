@@ -9,18 +9,19 @@ pod workers, so a pass is pure bookkeeping and cheap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import dataclasses
 import json
 import logging
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from meshd.controller.admission import schedule_pending, volumes_ready
+from meshd.controller.adoption import LABEL_CREATED, adopt, collect_garbage_forever, follow_events, remove_containers
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
 from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
@@ -38,13 +39,11 @@ from meshd.controller.persist import (
 from meshd.controller.plan import (
     PodView,
     ReplicaSetView,
-    creation_batch,
-    next_batch,
-    plan_replicaset,
-    plan_rollout,
-    rollout_complete,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
+from meshd.controller.progress import Progress, ProgressWriter, with_stored_status
+from meshd.controller.replicasets import ensure_bare_replicaset, reconcile_replicaset
+from meshd.controller.rollouts import reconcile_deployment
 from meshd.controller.podevents import PodEventRecorder
 from meshd.controller.sets import SET_KINDS, WorkloadSets
 from meshd.controller.records import (
@@ -53,9 +52,7 @@ from meshd.controller.records import (
     ObjectRecord,
     ReplicaSetRecord,
     keep_live_fields,
-    owned_replicaset_manifest,
     template_without_hash,
-    with_change_cause,
 )
 from meshd.driver.base import (
     LABEL_AGENT,
@@ -67,12 +64,11 @@ from meshd.driver.base import (
     LABEL_REPLICASET,
     LABEL_TEMPLATE_HASH,
     Driver,
-    DriverError,
     ObservedContainer,
 )
 from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
-from meshd.manifests import ManifestError, load_documents, load_objects, template_hash
+from meshd.manifests import ManifestError, load_documents, load_objects
 from meshd.manifests.loader import API_VERSIONS
 from meshd.manifests.config import check_update as check_config_update
 from meshd.model.cron import known_zones
@@ -116,8 +112,6 @@ DEFAULT_BACKOFF = BackoffPolicy()
 
 log = logging.getLogger(__name__)
 
-LABEL_CREATED = "io.meshd.created"
-_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 @dataclasses.dataclass
@@ -126,17 +120,6 @@ class ApplyResult:
     namespace: str
     name: str
     action: str  # created | configured | unchanged | deleted | not found
-
-
-@dataclasses.dataclass
-class Progress:
-    """A Deployment's rollout as the controller follows it."""
-
-    last_progress: float
-    complete: bool = False
-    failed: bool = False
-    message: str = ""
-    snapshot: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +171,8 @@ class Controller:
         self.objects: dict[tuple[str, str, str], ObjectRecord] = {}
         self.replicasets: dict[tuple[str, str], ReplicaSetRecord] = {}
         self.pods: dict[tuple[str, str], PodWorker] = {}
-        self.progress: dict[tuple[str, str], Progress] = {}
+        self.progress: dict[tuple[str, str], Progress] = {}  # rollouts followed; kept in the store (progress.py)
+        self.progress_writer = ProgressWriter(lambda: self.store)
         self.addresses = AddressAllocator(service_pool)
         self.external = external  # the --external addresses: LoadBalancer, NodePort and hostPort listen there
         self._host_port_keys: set[ServiceKey] = set()  # the pods' hostPort records in the registry
@@ -216,6 +200,7 @@ class Controller:
         self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
         self.cluster: Any = None  # in a cluster: meshd.cluster.pods.ClusterPods, the pods of every node
         self.kubelet: Any = None  # in a cluster: meshd.cluster.kubelet.Kubelet, which runs this node's
+        self.pod_objects: Any = None  # on one node: meshd.cluster.podobjects.PodObjects, its pods in the store
 
     @property
     def managed(self) -> dict[tuple[str, str], PodWorker]:
@@ -234,6 +219,8 @@ class Controller:
             self.store = await open_sqlite_store(self.state_dir)
             self._open_store = False
             await migrate_state_json(self.state_dir, self.store)
+        self.events.attach(self.store, self._notify)  # Events are store objects from now on
+        self.events.pruning = lambda: self.leading
         await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
         self._load()
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
@@ -246,10 +233,14 @@ class Controller:
                 self._publish_service(record.obj)
         await self.volume_controller.start()
         observed = await self.driver.list_managed()
-        (self._adopt if self.kubelet is None else self.kubelet.adopt)(observed)
-        self._tasks.supervise("events", self._follow_events)
+        (functools.partial(adopt, self) if self.kubelet is None else self.kubelet.adopt)(observed)
+        self._tasks.supervise("events", functools.partial(follow_events, self))
+        self._tasks.supervise("event writes", self.events.run)
+        self._tasks.supervise("deployment status writes", self.progress_writer.writer.run)
+        if self.pod_objects is not None:
+            self._tasks.supervise("pod objects", self.pod_objects.run)
         self._tasks.supervise("reconcile", self._reconcile_forever)
-        self._tasks.supervise("gc", self._collect_garbage_forever)
+        self._tasks.supervise("gc", functools.partial(collect_garbage_forever, self))
         self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
             lambda: [(w.facts(), w.spec) for w in list(self.pods.values()) if not w.terminating]))
         self.kick()
@@ -266,6 +257,8 @@ class Controller:
             await asyncio.gather(*(w.wait_done() for w in workers))
         else:
             await asyncio.gather(*(w.detach() for w in workers))
+        await self.events.flush()
+        await self.progress_writer.writer.drain()
         await self.store.close()
 
     def kick(self) -> None:
@@ -372,7 +365,7 @@ class Controller:
             key = object_key(obj)
             if action == "unchanged":
                 continue
-            stored = desired_object(obj)
+            stored = with_stored_status(desired_object(obj), self.store.get(*key))  # status: the controller's
             # an object the store holds but that did not load (see load_records) is replaced
             exists = key in in_batch or key in self.objects or self.store.get(*key) is not None
             operations.append(Update(stored) if exists else Create(stored))
@@ -476,7 +469,7 @@ class Controller:
 
     async def _write(self, record: ObjectRecord, obj: KubeObject) -> None:
         """Persists a changed desired object, then makes it current (with the store's generation)."""
-        stored = await self.store.update(desired_object(obj))
+        stored = await self.store.update(with_stored_status(desired_object(obj), self.store.get(*object_key(obj))))
         record.obj = obj
         record.generation = int(stored["metadata"]["generation"])
 
@@ -610,14 +603,14 @@ class Controller:
         now = self._clock()
         for record in list(self.objects.values()):
             if isinstance(record.obj, Deployment):
-                self._reconcile_deployment(record, now)
+                reconcile_deployment(self, record, now)
             elif isinstance(record.obj, ReplicaSet):
-                self._ensure_bare_replicaset(record, now)
+                ensure_bare_replicaset(self, record, now)
         for rs_key, rs in list(self.replicasets.items()):
             if not self._owner_exists(rs) and rs.replicas:  # an orphan (its owner was deleted): its pods go
                 rs.replicas = 0
                 self._dirty = True
-            self._reconcile_replicaset(rs, now)
+            reconcile_replicaset(self, rs, now)
             if not self._owner_exists(rs) and not self._pods_of(rs):
                 del self.replicasets[rs_key]
                 self._dirty = True
@@ -632,144 +625,6 @@ class Controller:
         self._schedule_pending()
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
         self.volume_controller.reconcile()
-
-    def _reconcile_deployment(self, record: ObjectRecord, now: float) -> None:
-        deployment: Deployment = record.obj  # type: ignore[assignment]
-        namespace, name = deployment.metadata.namespace, deployment.metadata.name
-        hash_ = record.template_hash()
-        owned = self._owned_replicasets(namespace, name)
-        new = next((r for r in owned if r.template_hash == hash_), None)
-        top_revision = max((r.revision for r in owned), default=0)
-        if new is None and deployment.paused and owned:  # as Kubernetes: no new ReplicaSet until resumed
-            return
-        if new is None:
-            manifest = owned_replicaset_manifest(deployment, hash_, top_revision + 1)
-            created = _load_replicaset(manifest, source=f"replicaset of {name}")
-            new = ReplicaSetRecord(created, "Deployment", name, hash_, top_revision + 1, 0, now)
-            self.replicasets[(namespace, created.metadata.name)] = new
-            self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                               f"Created new replica set {created.metadata.name}")
-            self._dirty = True
-        elif new.revision < top_revision:  # a rollback makes an old template current again
-            new.revision = top_revision + 1
-            self._dirty = True
-        old = [r for r in owned if r is not new]
-        current = with_change_cause(new.rs, deployment)
-        if current is not new.rs:
-            new.rs = current
-            self._dirty = True
-        if new.rs.min_ready_seconds != deployment.min_ready_seconds:
-            new.rs = dataclasses.replace(new.rs, min_ready_seconds=deployment.min_ready_seconds)
-        views = {r.name: self._view(r, now) for r in (new, *old)}
-        if not deployment.paused:
-            changes = plan_rollout(
-                replicas=deployment.replicas,
-                strategy=deployment.strategy,
-                max_surge=deployment.rolling_update.max_surge,
-                max_unavailable=deployment.rolling_update.max_unavailable,
-                new=views[new.name],
-                old=[views[r.name] for r in old],
-            )
-            for rs_name, count in changes.items():
-                scaled = self.replicasets[(namespace, rs_name)]
-                verb = "up" if count > scaled.replicas else "down"
-                self.events.record("Deployment", namespace, name, "Normal", "ScalingReplicaSet",
-                                   f"Scaled {verb} replica set {rs_name} from {scaled.replicas} to {count}")
-                scaled.replicas = count
-                self._dirty = True
-        self._track_progress(deployment, new, old, now)
-        self._prune_history(deployment, new, old)
-
-    def _track_progress(self, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord],
-                        now: float) -> None:
-        key = (deployment.metadata.namespace, deployment.metadata.name)
-        views = [self._view(r, now) for r in (new, *old)]
-        snapshot = tuple((v.name, v.replicas, v.pods, v.available) for v in views)
-        progress = self.progress.get(key)
-        if progress is None:
-            progress = self.progress[key] = Progress(last_progress=now, snapshot=snapshot)
-        complete = rollout_complete(replicas=deployment.replicas, new=views[0], old=views[1:])
-        if snapshot != progress.snapshot:
-            progress.snapshot = snapshot
-            progress.last_progress = now
-            progress.failed = False
-        if complete and not progress.complete:
-            self.events.record("Deployment", *key, "Normal", "NewReplicaSetAvailable",
-                               f'ReplicaSet "{new.name}" has successfully progressed.')
-        progress.complete = complete
-        deadline = progress.last_progress + deployment.progress_deadline_seconds
-        if not complete and not progress.failed:
-            if now >= deadline:
-                progress.failed = True
-                progress.message = f'ReplicaSet "{new.name}" has timed out progressing.'
-                self.events.record("Deployment", *key, "Warning", "ProgressDeadlineExceeded", progress.message)
-                self._notify("Deployment", *key)
-            else:
-                self._call_at(deadline)
-        becoming_available = [p.ready_since + new.rs.min_ready_seconds for p in self._pods_of(new)
-                              if p.ready_since is not None and p.ready_since + new.rs.min_ready_seconds > now]
-        if becoming_available:
-            self._call_at(min(becoming_available))
-
-    def _prune_history(self, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord]) -> None:
-        idle = sorted((r for r in old if r.replicas == 0 and not self._pods_of(r)), key=lambda r: r.revision)
-        for record in idle[: max(len(idle) - deployment.revision_history_limit, 0)]:
-            del self.replicasets[(record.namespace, record.name)]
-            self._dirty = True
-
-    def _ensure_bare_replicaset(self, record: ObjectRecord, now: float) -> None:
-        rs: ReplicaSet = record.obj  # type: ignore[assignment]
-        key = (rs.metadata.namespace, rs.metadata.name)
-        current = self.replicasets.get(key)
-        if current is None or current.rs != rs or current.replicas != rs.replicas:
-            hash_ = template_hash(rs.template)
-            if current is not None and current.template_hash != hash_ and current.owner_kind == "ReplicaSet":
-                # A bare ReplicaSet does not roll: a changed template replaces its pods (a Deployment's
-                # ReplicaSet orphaned into a bare one keeps them: meshd.controller.cascade).
-                for worker in self._pods_of(current):
-                    self._terminate(worker, "template changed")
-            self.replicasets[key] = ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, hash_, 1, rs.replicas,
-                                                     current.created if current else now, record.uid)
-            self._dirty = True
-
-    def _reconcile_replicaset(self, rs: ReplicaSetRecord, now: float) -> None:
-        pods = self._pods_of(rs)
-        missing, delete = plan_replicaset(rs.replicas, [self._pod_view(p, rs, now) for p in pods])
-        for name in delete:
-            self._terminate(self.managed[(rs.namespace, name)], "scaled down")
-        key = (rs.namespace, rs.name)
-        batch = self._batches.get(key, 1)
-        room = self.capacity.pod_objects - sum(1 for w in self.pods.values() if not w.terminating) \
-            if self.cluster is None else missing  # in a cluster the scheduler says what fits
-        create = creation_batch(missing, batch=batch, room=room)
-        for _ in range(create):
-            self._create_pod(rs, now)
-        self._batches[key] = next_batch(batch, created=create, missing=missing)
-        if create < missing and create == batch:
-            self.kick()  # slow start: the next batch in the next pass, after the loop served others
-        if create < missing and room <= create:
-            if key not in self._short:
-                self._short.add(key)
-                self.events.record("ReplicaSet", rs.namespace, rs.name, "Warning", "FailedCreate",
-                                   f"node pod limit reached: {self.capacity.pods} running and "
-                                   f"{self.capacity.pod_objects - self.capacity.pods} Pending at most "
-                                   f"({missing - create} pods not created)")
-        else:
-            self._short.discard(key)
-
-    def _create_pod(self, rs: ReplicaSetRecord, now: float) -> PodWorker:
-        while True:
-            suffix = "".join(self._rng.choice(_SUFFIX_ALPHABET) for _ in range(5))
-            name = f"{rs.name}-{suffix}"
-            if (rs.namespace, name) not in self.managed:
-                break
-        template = rs.rs.template
-        owner_kind = rs.owner_kind
-        identity = PodIdentity(rs.namespace, name, owner_kind, rs.owner, rs.name, rs.template_hash)
-        worker = self._new_worker(identity, template.spec, dict(template.metadata.labels),
-                                  dict(template.metadata.annotations), created=now)
-        self.events.record("ReplicaSet", rs.namespace, rs.name, "Normal", "SuccessfulCreate", f"Created pod: {name}")
-        return worker
 
     def _ensure_bare_pod(self, pod: Pod, created: float) -> None:
         key = (pod.metadata.namespace, pod.metadata.name)
@@ -941,75 +796,8 @@ class Controller:
 
     # --- the engine's events, adoption and garbage --------------------------------------------------
 
-    async def _follow_events(self) -> None:
-        async for event in self.driver.events():
-            namespace = event.labels.get(LABEL_NAMESPACE, "")
-            pod = event.labels.get(LABEL_POD, "")
-            worker = self.pods.get((namespace, pod))
-            if worker is not None:
-                worker.deliver(event)
-
-    def _adopt(self, observed: list[ObservedContainer]) -> None:
-        """Takes over the pods that run for wanted objects; removes every other labelled container."""
-        groups: dict[tuple[str, str], list[ObservedContainer]] = defaultdict(list)
-        for container in observed:
-            groups[(container.namespace, container.pod)].append(container)
-        unwanted: list[ObservedContainer] = []
-        for (namespace, pod), containers in groups.items():
-            labels = containers[0].labels
-            rs_name = labels.get(LABEL_REPLICASET, "")
-            created = float(labels.get(LABEL_CREATED, "0") or 0) or self._clock()
-            if rs_name and (namespace, rs_name) in self.replicasets:
-                rs = self.replicasets[(namespace, rs_name)]
-                identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
-                template = rs.rs.template
-                self._new_worker(identity, template.spec, dict(template.metadata.labels),
-                                 dict(template.metadata.annotations), created=created, adopt=containers)
-                log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-            elif not rs_name and self.sets.adopt(namespace, pod, labels, containers, created):
-                pass
-            elif ("Pod", namespace, pod) in self.objects:  # bare, or orphaned (its containers keep the old labels)
-                obj: Pod = self.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
-                identity = PodIdentity(namespace, pod, "Pod", pod)
-                self._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
-                                 created=created, adopt=containers)
-                log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-            elif labels.get(LABEL_OWNER_KIND) == "Job" and self.batch.adopt(
-                    namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):
-                log.info("adopted pod %s/%s of job %s", namespace, pod, labels.get(LABEL_OWNER, ""))
-            else:
-                unwanted.extend(containers)
-        if unwanted:
-            self._tasks.spawn(self._remove_containers(unwanted), name="remove unwanted")
-
     async def _remove_containers(self, containers: list[ObservedContainer]) -> None:
-        apps = [c for c in containers if not c.is_infra]
-        infra = [c for c in containers if c.is_infra]
-        for group, remove in ((apps, self.driver.remove_container), (infra, self.driver.remove_sandbox)):
-            results = await asyncio.gather(*(remove(c.id) for c in group), return_exceptions=True)
-            for container, result in zip(group, results):
-                if isinstance(result, Exception):
-                    log.warning("could not remove unwanted container %s: %s", container.id[:12], result)
-                else:
-                    log.info("removed unwanted container %s (%s/%s)", container.id[:12], container.namespace,
-                             container.pod)
-
-    async def _collect_garbage_forever(self, interval: float = 30.0, grace: float = 60.0) -> None:
-        """Removes labelled containers that no pod worker knows, once they are older than `grace`."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                observed = await self.driver.list_managed()
-            except DriverError as error:
-                log.warning("garbage collection skipped: %s", error)
-                continue
-            known = set().union(*(w.container_ids() for w in self.pods.values())) if self.pods else set()
-            now = self._clock()
-            dangling = [c for c in observed if c.id not in known
-                        and (c.namespace, c.pod) not in self.pods
-                        and now - float(c.labels.get(LABEL_CREATED, "0") or 0) > grace]
-            if dangling:
-                await self._remove_containers(dangling)
+        await remove_containers(self, containers)  # (the cluster's kubelet removes what it does not adopt)
 
     # --- persistence --------------------------------------------------------------------------------
 
@@ -1056,14 +844,7 @@ class Controller:
                                                             owner.uid if owner else "")
         for record in self.objects.values():  # bare ReplicaSets' records, so their pods are adopted
             if isinstance(record.obj, ReplicaSet):
-                self._ensure_bare_replicaset(record, record.created)
-
-
-def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
-    (obj,) = load_objects([manifest], source=source).objects
-    if not isinstance(obj, ReplicaSet):
-        raise ManifestError(f"expected a ReplicaSet, found a {obj.kind}", source=source)
-    return obj
+                ensure_bare_replicaset(self, record, record.created)
 
 
 def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:

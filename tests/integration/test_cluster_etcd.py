@@ -154,7 +154,7 @@ async def test_agents_share_objects_nodes_and_one_leader(members: list[Member]) 
     # two agents racing to update one object with the version both read: one wins, one gets 409 Conflict
     assert (await n2.request("POST", "/v1/apply", IDLE))[0] == 200
     path = "/apis/apps/v1/namespaces/default/deployments/idle"
-    await poll(lambda: _exists(n1, path))
+    await poll(lambda: _rolled_out(n1, path))  # the leader's status write done (it changes the resourceVersion)
     status, body = await n1.request("GET", path)
     assert status == 200
     await poll(lambda: _has_version(n3, path, body["metadata"]["resourceVersion"]))
@@ -178,6 +178,12 @@ async def _has_version(member: Member, path: str, version: str) -> bool:
 
 async def _exists(member: Member, path: str) -> bool:
     return (await member.request("GET", path))[0] == 200
+
+
+async def _rolled_out(member: Member, path: str) -> bool:
+    status, body = await member.request("GET", path)
+    return status == 200 and any(c.get("reason") == "NewReplicaSetAvailable"
+                                 for c in body["status"].get("conditions", []))
 
 
 IDLE = """\

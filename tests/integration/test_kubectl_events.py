@@ -85,3 +85,36 @@ async def test_the_python_client_lists_creates_and_watches_events_v1(cluster):
     assert seen["created"] == ("settings.check", "looks fine", "tester")
     assert seen["watched"] == ("ADDED", "Checked")
     assert seen["core"] == [("Applied", "created", "meshd"), ("Checked", "looks fine", "tester")]
+
+
+async def test_an_event_is_replaced_patched_and_deleted_through_either_api(cluster):
+    kubernetes = pytest.importorskip("kubernetes")
+
+    def use_the_client() -> dict:
+        client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        events, core = kubernetes.client.EventsV1Api(client), kubernetes.client.CoreV1Api(client)
+        seen: dict = {}
+        core.create_namespaced_event("default", kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(name="job.note"), reason="Noted", message="first",
+            involved_object=kubernetes.client.V1ObjectReference(kind="Job", name="job", namespace="default"),
+            source=kubernetes.client.V1EventSource(component="tester"), count=1))
+        patched = core.patch_namespaced_event("job.note", "default", {"message": "second", "count": 2})
+        seen["patched"] = (patched.message, patched.count, patched.source.component)
+        current = events.read_namespaced_event("job.note", "default")
+        current.note = "third"
+        replaced = events.replace_namespaced_event("job.note", "default", current)
+        seen["replaced"] = (replaced.note, core.read_namespaced_event("job.note", "default").message)
+        stale = core.read_namespaced_event("job.note", "default")
+        core.patch_namespaced_event("job.note", "default", {"message": "fourth"})
+        try:
+            core.replace_namespaced_event("job.note", "default", stale)
+        except kubernetes.client.ApiException as error:
+            seen["stale"] = error.status
+        return seen
+
+    seen = await asyncio.to_thread(use_the_client)
+    assert seen == {"patched": ("second", 2, "tester"), "replaced": ("third", "third"), "stale": 409}
+    code, out, err = await cluster.kubectl("delete", "event", "job.note")
+    assert code == 0 and 'event "job.note" deleted' in out, (out, err)
+    code, out, err = await cluster.kubectl("get", "event", "job.note")
+    assert code == 1 and "NotFound" in err, (out, err)

@@ -348,3 +348,71 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+SLOW = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: slow}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 1
+  selector: {matchLabels: {app: slow}}
+  template:
+    metadata: {labels: {app: slow}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sleep, "3600"]
+        readinessProbe: {httpGet: {path: /, port: 9}, periodSeconds: 0.2}
+"""
+
+
+def _stored(agent: AgentProcess, kind: str) -> list[dict[str, Any]]:
+    """The objects of a kind as the agent's SQLite store holds them (read beside the running agent)."""
+    with sqlite3.connect(f"file:{agent.state_dir / 'store.db'}?mode=ro", uri=True) as db:
+        return [json.loads(row[0]) for row in db.execute("SELECT data FROM objects WHERE kind = ?", (kind,))]
+
+
+def _progressing(deployment: dict[str, Any]) -> str:
+    return next((c["reason"] for c in deployment["status"].get("conditions", []) if c["type"] == "Progressing"), "")
+
+
+async def test_pods_events_and_a_rollouts_progress_are_store_objects_across_a_restart(agent: AgentProcess) -> None:
+    await agent.start()
+    assert (await agent.request("POST", "/v1/apply", SLEEPER.replace("NAME", "web") + "---\n" + SLOW))[0] == 200
+    await eventually(lambda: _count_pods(agent) == 3)
+
+    for _ in range(600):  # the rollout of `slow` times out (its pod never gets ready)
+        if _progressing((await agent.items("deployments"))["slow"]) == "ProgressDeadlineExceeded":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the rollout of slow did not time out")
+    pods = await agent.items("pods")
+
+    def stored_pods_running() -> bool:
+        stored = {p["metadata"]["name"]: p for p in _stored(agent, "Pod")}
+        return set(stored) == set(pods) and all(
+            p["status"].get("phase") == "Running" and p["spec"].get("nodeName") for p in stored.values())
+
+    await eventually(stored_pods_running, timeout=30)
+    for pod in pods.values():
+        assert pod["metadata"]["resourceVersion"]  # listed from its object
+    await eventually(lambda: {("web", "Applied"), ("slow", "ProgressDeadlineExceeded")} <= {
+        (e["involvedObject"]["name"], e["reason"]) for e in _stored(agent, "Event")})
+
+    await agent.stop()
+    await agent.start()
+    # the deadline was exceeded before the restart: the first answer after it says so (not "progressing" anew)
+    assert _progressing((await agent.items("deployments"))["slow"]) == "ProgressDeadlineExceeded"
+    assert set(await agent.items("pods")) == set(pods)  # adopted, their objects kept
+    status, listed = await agent.request("GET", "/api/v1/namespaces/default/events")
+    assert status == 200 and ("web", "Applied") in {(e["involvedObject"]["name"], e["reason"])
+                                                    for e in listed["items"]}
+    status, _ = await agent.request("DELETE", "/apis/apps/v1/namespaces/default/deployments/web")
+    assert status == 200
+    await eventually(lambda: {p["metadata"]["name"] for p in _stored(agent, "Pod")} ==
+                     {n for n in pods if n.startswith("slow-")}, timeout=30)  # a pod's object goes with it

@@ -27,7 +27,7 @@ def test_a_v1_event_converts_as_the_api_server_converts_it():
 
 def test_the_group_is_discoverable_with_the_verbs_meshd_serves():
     (entry,) = discovery.api_resource_list("events.k8s.io", "v1")["resources"]
-    assert (entry["name"], entry["kind"], entry["verbs"]) == ("events", "Event", ["create", "get", "list", "watch"])
+    assert (entry["name"], entry["kind"], entry["verbs"]) == ("events", "Event", ["create", "delete", "get", "list", "patch", "update", "watch"])
     assert {"groupVersion": "events.k8s.io/v1", "version": "v1"} in [
         v for g in discovery.api_group_list()["groups"] for v in g["versions"]]
 

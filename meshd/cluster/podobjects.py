@@ -1,0 +1,167 @@
+"""A standalone agent's pods as `v1 Pod` objects of its store (SQLite), as a cluster's kubelet keeps them in etcd:
+every pod its controllers run has an object with its spec (bound to this node) and the status its worker reports,
+written when something a user sees changed; a controller's pod's object goes when its worker went (a user's bare Pod
+is the user's object: only its status is written). The writes are batched (a burst of changes is one transaction)
+and never on the pod workers' path; the API lists the pods from these objects (meshd.api.kube.node_pods).
+
+The object of a pod is the one a cluster's leader writes (meshd.cluster.binding.pod_manifest); its status is the
+kubelet's rendering (meshd.cluster.kubelet.status_of)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from meshd.cluster import binding
+from meshd.cluster.pods import owner_of, pod_spec_of
+from meshd.controller.pod import PodWorker, pod_uid_of
+from meshd.store import AlreadyExists, Conflict, Create, Delete, NotFound, Operation, StoreError, Update
+
+if TYPE_CHECKING:
+    from meshd.controller.loop import Controller
+
+log = logging.getLogger(__name__)
+
+WRITE_BATCH = 64
+SYNC_EVERY = 2.0  # seconds: a full comparison of the workers and the objects, besides every change
+
+
+def stored_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status as the object keeps it: without what probes last said (it changes every period). Pure."""
+    out = copy.deepcopy(dict(status))
+    for entry in [*out.get("containerStatuses", []), *out.get("initContainerStatuses", [])]:
+        entry.pop("probes", None)
+    return out
+
+
+def with_status(obj: Mapping[str, Any], status: Mapping[str, Any], *, terminating_since: str | None
+                ) -> dict[str, Any] | None:
+    """The object with this status (and deletionTimestamp while its pod stops), or None when it says so already.
+    Pure."""
+    meta = dict(obj.get("metadata") or {})
+    deleting = meta.get("deletionTimestamp")
+    wanted = deleting or terminating_since
+    if obj.get("status") == status and deleting == wanted:
+        return None
+    if wanted:
+        meta["deletionTimestamp"] = wanted
+    return {**obj, "metadata": meta, "status": dict(status)}
+
+
+class PodObjects:
+    def __init__(self, controller: Controller, node: str, render: Callable[..., dict[str, Any]],
+                 clock: Callable[[], float]) -> None:
+        """`render(worker, node=...)`: a worker's v1 Pod as the API shows it (meshd.api.kube.pod)."""
+        self.c = controller
+        self.node = node
+        self._render = render
+        self._clock = clock
+        self._changed: set[tuple[str, str]] = set()
+        self._seen: set[tuple[str, str]] = set()  # workers written once at least (later: when they change)
+        self._wake = asyncio.Event()
+        self.failing = ""
+        controller.watch(self._on_change)
+
+    def _on_change(self, kind: str, namespace: str, name: str) -> None:
+        if kind == "Pod":
+            self._changed.add((namespace, name))
+            self._wake.set()
+
+    def status(self, worker: PodWorker) -> dict[str, Any]:
+        """A worker's status as the API shows it (live: with what its probes last said)."""
+        status = self._render(worker, node=self.node)["status"]
+        for condition in status["conditions"]:
+            if condition["type"] in ("Ready", "ContainersReady") and worker.ready_since is not None and worker.ready:
+                condition["lastTransitionTime"] = binding.rfc3339(worker.ready_since)
+        return status
+
+    # --- the writes --------------------------------------------------------------------------------
+
+    def plan(self) -> list[Operation]:
+        """The writes that bring the objects in line with the workers (the changed ones, the new ones, the gone)."""
+        store, pods = self.c.store, self.c.pods
+        changed, self._changed = self._changed, set()
+        stored = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in store.list("Pod")}
+        keys = changed | {k for k in pods if k not in stored or k not in self._seen} | {
+            k for k, o in stored.items() if k not in pods and binding.owned_pod(o)}
+        self._seen = {k for k in self._seen if k in pods} | {k for k in keys if k in pods}
+        operations: list[Operation] = []
+        for key in sorted(keys):
+            worker, obj = pods.get(key), stored.get(key)
+            if worker is None:
+                if obj is not None and binding.owned_pod(obj):  # its worker went: so does the object
+                    operations.append(Delete("Pod", key[0], key[1], obj["metadata"]["resourceVersion"]))
+                continue
+            status = stored_status(self.status(worker))
+            since = binding.rfc3339(self._clock()) if worker.terminating else None
+            owned = worker.identity.owner_kind != "Pod"
+            if obj is not None and owned and obj["metadata"].get("uid") != pod_uid_of(key[0], key[1], worker.created):
+                # a pod of the same name replaced it (a StatefulSet's): the old object goes, the new one comes
+                operations.append(Delete("Pod", key[0], key[1], obj["metadata"]["resourceVersion"]))
+                obj = None
+            if obj is None:
+                if not owned:
+                    continue  # a user's Pod: the user's object (not written yet, or deleted and stopping)
+                operations.append(Create(self._manifest(worker, status)))
+            else:
+                updated = with_status(obj, status, terminating_since=since)
+                if updated is not None:
+                    operations.append(Update(updated))
+        return operations
+
+    def _manifest(self, worker: PodWorker, status: dict[str, Any]) -> dict[str, Any]:
+        identity = worker.identity
+        manifest = binding.pod_manifest(identity, pod_spec_of(self.c, identity, worker.spec),
+                                        labels=worker.labels, annotations=worker.annotations, created=worker.created,
+                                        uid=pod_uid_of(identity.namespace, identity.name, worker.created),
+                                        owner=owner_of(self.c, identity), node=self.node)
+        manifest["status"] = status
+        if worker.terminating:
+            manifest["metadata"]["deletionTimestamp"] = binding.rfc3339(self._clock())
+        return manifest
+
+    async def flush(self) -> None:
+        """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again."""
+        operations = self.plan()
+        for start in range(0, len(operations), WRITE_BATCH):
+            batch = operations[start:start + WRITE_BATCH]
+            try:
+                await self.c.store.transaction(batch)
+            except (AlreadyExists, Conflict, NotFound):
+                for operation in batch:  # one raced a user's write: the others go alone, that one next time
+                    try:
+                        await self.c.store.transaction([operation])
+                    except (AlreadyExists, Conflict, NotFound):
+                        self._retry(operation)
+            except StoreError as error:
+                if not self.failing:
+                    log.warning("cannot write the pods' objects (trying again): %s", error)
+                self.failing = str(error)
+                for operation in operations[start:]:
+                    self._retry(operation)
+                return
+        self.failing = ""
+
+    def _retry(self, operation: Operation) -> None:
+        key = (operation.namespace, operation.name) if isinstance(operation, Delete) else \
+            (operation.obj["metadata"]["namespace"], operation.obj["metadata"]["name"])
+        self._changed.add(key)
+
+    async def run(self, settle: float = 0.05) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(SYNC_EVERY):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await asyncio.sleep(settle)  # a burst of changes becomes one transaction
+            await self.flush()
+            if self.failing:
+                await asyncio.sleep(1.0)
+
+
+__all__ = ["PodObjects", "stored_status", "with_status"]

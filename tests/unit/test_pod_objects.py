@@ -1,0 +1,104 @@
+"""meshd.cluster.podobjects: a standalone agent's pods as Pod objects of its store: a controller's pod gets its
+object (bound to this node, owned by its ReplicaSet) with its worker's status, the status is written again when it
+changed (without what probes said), the object goes with its worker; a user's bare Pod keeps its object and only
+gets its status."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from meshd.cluster.podobjects import PodObjects, stored_status, with_status
+from meshd.controller.pod import PodIdentity, pod_uid_of
+from meshd.manifests import load_objects
+from meshd.store import ObjectStore
+
+NOW = 1_780_000_000.0
+(POD,) = load_objects([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                        "spec": {"containers": [{"name": "web", "image": "nginx"}]}}]).objects
+
+
+def worker(name: str, *, replicaset: str = "web-abc", phase: str = "Running") -> SimpleNamespace:
+    identity = PodIdentity("default", name, "ReplicaSet" if replicaset else "Pod", replicaset or name, replicaset,
+                           "abc" if replicaset else "")
+    return SimpleNamespace(identity=identity, namespace="default", name=name, spec=POD.spec,  # type: ignore[attr-defined]
+                           labels={"app": "web"}, annotations={}, created=NOW - 10, terminating=False, ready=True,
+                           ready_since=NOW - 5, phase=phase)
+
+
+def render(w: Any, node: str) -> dict[str, Any]:
+    return {"status": {"phase": w.phase, "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "web", "probes": {"readiness": "ok"}}]}}
+
+
+def setup() -> tuple[SimpleNamespace, PodObjects]:
+    watchers: list[Any] = []
+    controller = SimpleNamespace(store=ObjectStore(), pods={}, objects={}, replicasets={},
+                                 watch=watchers.append, notify=lambda *key: [w(*key) for w in watchers])
+    return controller, PodObjects(controller, "node-1", render, lambda: NOW)  # type: ignore[arg-type]
+
+
+async def test_a_controllers_pod_is_written_updated_and_deleted_with_its_worker():
+    controller, objects = setup()
+    controller.pods[("default", "web-abc-1")] = worker("web-abc-1")
+    await objects.flush()
+    obj = controller.store.get("Pod", "default", "web-abc-1")
+    assert obj["spec"]["nodeName"] == "node-1" and obj["spec"]["containers"][0]["image"] == "nginx"
+    assert obj["metadata"]["ownerReferences"][0]["name"] == "web-abc" and obj["metadata"]["uid"]
+    assert obj["status"]["phase"] == "Running" and "probes" not in obj["status"]["containerStatuses"][0]
+    assert obj["status"]["conditions"][0]["lastTransitionTime"] == "2026-05-28T20:26:35Z"
+    version = controller.store.resource_version
+    await objects.flush()  # nothing changed: nothing written
+    assert controller.store.resource_version == version
+    controller.pods[("default", "web-abc-1")].phase = "Failed"
+    controller.notify("Pod", "default", "web-abc-1")
+    await objects.flush()
+    assert controller.store.get("Pod", "default", "web-abc-1")["status"]["phase"] == "Failed"
+    controller.pods[("default", "web-abc-1")].terminating = True
+    controller.notify("Pod", "default", "web-abc-1")
+    await objects.flush()
+    assert controller.store.get("Pod", "default", "web-abc-1")["metadata"]["deletionTimestamp"]
+    del controller.pods[("default", "web-abc-1")]
+    await objects.flush()
+    assert controller.store.get("Pod", "default", "web-abc-1") is None
+
+
+async def test_a_users_pod_gets_its_status_and_keeps_its_object():
+    controller, objects = setup()
+    await controller.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                                   "spec": {"containers": [{"name": "web", "image": "nginx"}]}})
+    controller.pods[("default", "p")] = worker("p", replicaset="")
+    await objects.flush()
+    obj = controller.store.get("Pod", "default", "p")
+    assert obj["status"]["phase"] == "Running" and obj["metadata"]["generation"] == 1
+    assert "nodeName" not in obj["spec"]  # the user's spec, as written
+    del controller.pods[("default", "p")]
+    await objects.flush()
+    assert controller.store.get("Pod", "default", "p") is not None
+    controller.pods[("default", "q")] = worker("q", replicaset="")  # its object deleted by the user: none made
+    await objects.flush()
+    assert controller.store.get("Pod", "default", "q") is None
+
+
+def test_status_is_written_only_when_it_changed():
+    obj = {"kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Running"}}
+    assert with_status(obj, {"phase": "Running"}, terminating_since=None) is None
+    assert with_status(obj, {"phase": "Failed"}, terminating_since=None)["status"] == {"phase": "Failed"}
+    stopping = with_status(obj, {"phase": "Running"}, terminating_since="2026-01-01T00:00:00Z")
+    assert stopping["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:00Z"
+    assert with_status(stopping, {"phase": "Running"}, terminating_since="2026-01-01T00:00:09Z") is None
+    assert stored_status({"containerStatuses": [{"name": "a", "probes": {}}]}) == {"containerStatuses": [{"name": "a"}]}
+
+
+async def test_a_pod_of_the_same_name_replaces_the_older_ones_object():
+    controller, objects = setup()
+    controller.pods[("default", "web-0")] = worker("web-0")
+    await objects.flush()
+    old_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
+    replacement = worker("web-0")
+    replacement.created = NOW  # a StatefulSet's web-0 again, made later
+    controller.pods[("default", "web-0")] = replacement
+    controller.notify("Pod", "default", "web-0")
+    await objects.flush()
+    new_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
+    assert new_uid != old_uid and new_uid == pod_uid_of("default", "web-0", NOW)
