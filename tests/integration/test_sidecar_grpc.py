@@ -81,8 +81,13 @@ async def start_mesh(tmp_path: Path, *, kind: str = "grpc", replicas: int = 3, a
         api, tmp_path / "sidecar.log", "--listen", f"127.0.0.1:{port}", "--service", "echo",
         "--id", "test-sidecar", listen_port=port,
     )  # fmt: skip
-    await known_to(mport, replicas)
-    return Mesh(agent, sidecar, port, mport, backends)
+    mesh = Mesh(agent, sidecar, port, mport, backends)
+    try:
+        await known_to(mport, replicas)
+    except BaseException:
+        await stop_mesh(mesh)
+        raise
+    return mesh
 
 
 async def known_to(metrics_port: int, replicas: int) -> None:
