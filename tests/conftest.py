@@ -64,6 +64,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 KNOWN_BLOCKING: tuple[tuple[str, str], ...] = (
     ("meshd/agent.py", "__init__"),  # constructing resolves the state dir's path once, before anything is served
     ("meshd/sidecar_process.py", "__init__"),
+    ("meshd/images/builders.py", "_ensure"),  # the session's test images, built once by a fixture (an async
+    # fixture may ask for one: it runs in the loop), never by the agent
 )
 
 

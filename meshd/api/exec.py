@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -83,27 +83,8 @@ def add_routes(router: web.UrlDispatcher, controller: Controller, streams: set[w
         stdin, stdout, stderr, tty = (flag(request, n) for n in ("stdin", "stdout", "stderr", "tty"))
         if not (stdin or stdout or stderr):
             raise ValueError("you must specify at least one of stdin, stdout, stderr")
-        ws = await upgraded(request)
-        if not isinstance(ws, web.WebSocketResponse):
-            return ws
-        untrack = track(ws)
-        try:
-            try:
-                session = await controller.driver.open_exec(container_id, command, stdin=stdin, tty=tty)
-            except DriverError as error:
-                await ws.send_bytes(status_frame(error_status(str(error))))
-                return ws
-            try:
-                await converse(ws, session, stdin=stdin, stdout=stdout, stderr=stderr and not tty, tty=tty)
-            finally:
-                await session.close()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            untrack()
-            with contextlib.suppress(Exception):
-                await ws.close()
-        return ws
+        return await relayed(request, lambda: controller.driver.open_exec(container_id, command, stdin=stdin, tty=tty),
+                             stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
 
     async def attach(request: web.Request) -> web.StreamResponse:
         """The main process's stdio (`stdin: true` containers on a driver that attaches: `kubectl run -it`),
@@ -138,13 +119,20 @@ def add_routes(router: web.UrlDispatcher, controller: Controller, streams: set[w
 
     async def attach_stdio(request: web.Request, tty: bool, container_id: str) -> web.StreamResponse:
         stdin, stdout, stderr = (flag(request, n) for n in ("stdin", "stdout", "stderr"))
+        return await relayed(
+            request, lambda: controller.driver.open_attach(container_id, stdin=stdin, tty=tty),  # type: ignore[attr-defined]
+            stdin=stdin, stdout=stdout, stderr=stderr, tty=tty)
+
+    async def relayed(request: web.Request, opened: Callable[[], Awaitable[ExecSession]], *, stdin: bool,
+                      stdout: bool, stderr: bool, tty: bool) -> web.StreamResponse:
+        """Upgrades to a WebSocket, opens the driver's session and relays it (a driver's refusal as a Status)."""
         ws = await upgraded(request)
         if not isinstance(ws, web.WebSocketResponse):
             return ws
         untrack = track(ws)
         try:
             try:
-                session = await controller.driver.open_attach(container_id, stdin=stdin, tty=tty)  # type: ignore[attr-defined]
+                session = await opened()
             except DriverError as error:
                 await ws.send_bytes(status_frame(error_status(str(error))))
                 return ws
