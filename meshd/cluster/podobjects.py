@@ -62,6 +62,7 @@ class PodObjects:
         self._changed: set[tuple[str, str]] = set()
         self._seen: set[tuple[str, str]] = set()  # workers written once at least (later: when they change)
         self._wake = asyncio.Event()
+        self.lock = asyncio.Lock()  # held by a flush; a write of the same objects (an orphaning) takes it too
         self.failing = ""
         controller.watch(self._on_change)
 
@@ -125,6 +126,10 @@ class PodObjects:
 
     async def flush(self) -> None:
         """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again."""
+        async with self.lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         operations = self.plan()
         for start in range(0, len(operations), WRITE_BATCH):
             batch = operations[start:start + WRITE_BATCH]

@@ -14,6 +14,7 @@ The controller's helpers, as meshd.controller.sets: functions of the Controller,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import time
@@ -173,7 +174,8 @@ async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) 
     key = (kind, namespace, name)
     if kind not in ORPHANABLE:
         raise CannotOrphan(f"a {kind} has no dependents meshd orphans")
-    async with c._write_lock:
+    pod_objects = c.pod_objects.lock if c.pod_objects is not None else contextlib.nullcontext()
+    async with c._write_lock, pod_objects:  # (the pods' objects are written by the orphaning alone meanwhile)
         record = c.objects.get(key)
         if record is None:
             raise KeyError(f'{kind.lower()}s "{name}" not found')
