@@ -132,10 +132,16 @@ def test_a_claim_used_on_a_node_that_does_not_lead_lives_on_that_node(lan: TestL
     assert "affinity" in third["spec"] and "nodeSelector" not in third["spec"], third["spec"]
     wait_for(lambda: len(lines(data)) == 4, timeout=30, what="db-0's fourth line", explain=explain)
 
-    # the claim deleted (reclaimPolicy Delete): the node that holds the volume removes its storage, then the PV
-    for args in (("delete", "statefulset", "db"), ("delete", "pvc", "data-db-0", "--wait=false")):
-        out = lan.kubectl(0, *args)
-        assert out.returncode == 0, out.stderr
+    # the claim deleted while its pod runs (through the node that runs it, not the leader): pvc-protection keeps
+    # it Terminating; the StatefulSet deleted, the leader lets it go (reclaimPolicy Delete): the node that holds
+    # the volume removes its storage, then the PV
+    out = lan.kubectl(0, "delete", "pvc", "data-db-0", "--wait=false")
+    assert out.returncode == 0, out.stderr
+    shown = lan.kubectl(0, "get", "pvc", "data-db-0", "-o", "jsonpath={.metadata.finalizers}")
+    assert "kubernetes.io/pvc-protection" in shown.stdout, shown.stdout + shown.stderr
+    assert data.parent.exists()
+    out = lan.kubectl(0, "delete", "statefulset", "db")
+    assert out.returncode == 0, out.stderr
     wait_for(lambda: not data.parent.exists(), timeout=90, what=f"{data.parent} removed", explain=explain)
     wait_for(lambda: lan.api(0, "/api/v1/persistentvolumes")[1].get("items") == [], timeout=30,
              what="no PersistentVolume left", explain=explain)

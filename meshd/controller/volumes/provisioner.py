@@ -29,7 +29,7 @@ from meshd.controller.volumes.binding import (
 from meshd.controller.persist import rfc3339
 from meshd.controller.volumes.hostpath import prepare
 from meshd.controller.volumes.nodelocal import consumer_nodes, node_affinity, volume_nodes
-from meshd.controller.volumes.state import VolumeStatus, claims_used, storage_state
+from meshd.controller.volumes.state import PROTECTION, VolumeStatus, claims_used, storage_state
 from meshd.driver.base import DriverError, MountSource, needs_source
 from meshd.driver.volumes import LABEL_CLAIM, volume_backend
 from meshd.manifests import ManifestError
@@ -47,7 +47,6 @@ HOST_PATH_FRESH = 2.0  # seconds a hostPath's or a volume's check is trusted
 CHECKING = "checking"  # mounts_for's problem while a hostPath is being looked at (off the event loop)
 SOURCE = "the volume controller"
 RELEASED_GRACE = 5.0  # seconds a node's volume is seen Released before that node removes it (in a cluster)
-PROTECTION = "kubernetes.io/pvc-protection"
 
 
 class VolumeController:
@@ -125,7 +124,7 @@ class VolumeController:
                    if now - self._failed_at.get(a, -RETRY_SECONDS) >= RETRY_SECONDS
                    and not (isinstance(a, Reclaim) and nodes is not None
                             and volume_nodes(state.volumes[a.volume].raw) is not None)]  # its node's: reclaim_here
-        finalize = sorted(k for k in self.status.terminating if k not in state.consumers)
+        finalize = sorted(k for k, claim in state.claims.items() if claim.terminating and k not in state.consumers)
         if self._running or not (actions or finalize):
             return
         self._running = True
@@ -222,7 +221,7 @@ class VolumeController:
         """Of the objects about to be deleted, the claims a pod uses: they stay (Terminating, with a
         deletionTimestamp in the store, so an agent restart keeps it so) until no pod uses them."""
         c = self.controller
-        used = {key for (namespace, _), worker in c.pods.items() for key in claims_used(namespace, worker.spec)}
+        used = {key for (namespace, _), worker in c.managed.items() for key in claims_used(namespace, worker.spec)}
         kept = {k for k in keys if k[0] == PVC and (k[1], k[2]) in used}
         for key in sorted(kept):
             stored = c.store.get(*key)

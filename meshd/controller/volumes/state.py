@@ -39,18 +39,30 @@ def storage_state(controller: Any) -> StorageState:
     claims: dict[ClaimKey, Claim] = {}
     volumes: dict[str, PersistentVolume] = {}
     classes: dict[str, StorageClass] = {}
+    shared = getattr(controller, "cluster", None) is not None  # in a cluster: any agent may have marked a claim
     for (_kind, namespace, name), record in controller.objects.items():
         if isinstance(record.obj, PersistentVolumeClaim):
-            claims[(namespace, name)] = Claim(record.obj, record.uid, (namespace, name) in status.terminating)
+            terminating = (namespace, name) in status.terminating or shared and protected(
+                controller.store.get("PersistentVolumeClaim", namespace, name))
+            claims[(namespace, name)] = Claim(record.obj, record.uid, terminating)
         elif isinstance(record.obj, PersistentVolume):
             volumes[name] = record.obj
         elif isinstance(record.obj, StorageClass):
             classes[name] = record.obj
     consumers: dict[ClaimKey, list[str]] = {}
-    for (namespace, name), worker in controller.pods.items():
+    for (namespace, name), worker in controller.managed.items():  # (in a cluster: every node's pods)
         for key in claims_used(namespace, worker.spec):
             consumers.setdefault(key, []).append(name)
     return StorageState(claims, volumes, classes, consumers, dict(status.failed))
 
 
-__all__ = ["StorageState", "VolumeStatus", "claims_used", "storage_state"]
+PROTECTION = "kubernetes.io/pvc-protection"
+
+
+def protected(stored: Any) -> bool:
+    """Whether a stored claim is being deleted and waits for the pvc-protection finalizer."""
+    meta = (stored or {}).get("metadata") or {}
+    return bool(meta.get("deletionTimestamp")) and PROTECTION in (meta.get("finalizers") or ())
+
+
+__all__ = ["PROTECTION", "protected", "StorageState", "VolumeStatus", "claims_used", "storage_state"]
