@@ -1,12 +1,11 @@
 """Mutual TLS between test hosts (network namespaces on a bridge, each its own agent and node sidecar): a pod
 on the leader's host answers curl from the other host's namespace through both sidecars, and a capture on the
 bridge sees every host-to-host connection as TLS (the mesh gateway's port among them), never the request or the
-answer in clear. The pod's Pod object is bound to its node and its status written straight into the store, as
-the agents will once pods are placed by the scheduler."""
+answer in clear. The pod's Pod object is bound to its node, whose agent writes its status to the store, where the
+other node's sidecar finds the endpoint."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
@@ -15,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from meshd.store.etcd import open_etcd_store
-from meshd.store.etcdclient import parse_store_url
 from tests.integration.capture import capture, flows_between, summarise
 from tests.integration.netns_harness import TestLan, usable, wait_for
 
@@ -52,21 +49,6 @@ def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestLan]:
         yield built
 
 
-def store_status(lan: TestLan, pod_ip: str, host_ip: str) -> None:
-    """The pod's status in the store (what its node's agent writes once pods are bound to nodes)."""
-    async def write() -> None:
-        store = await open_etcd_store(parse_store_url(lan.store))
-        try:
-            current = store.get("Pod", "default", "web")
-            assert current is not None
-            await store.update({**current, "status": {"phase": "Running", "podIP": pod_ip, "hostIP": host_ip,
-                                                      "conditions": [{"type": "Ready", "status": "True"}]}})
-        finally:
-            await store.close()
-
-    asyncio.run(write())
-
-
 def test_only_tls_crosses_the_bridge_between_nodes(lan: TestLan, tmp_path: Path) -> None:
     leader = str(wait_for(lan.leader, timeout=90, what="one leader", explain=lan.explain))
     server = next(h for h in lan.hosts if h.name == leader)  # the leader runs the pod (until pods are placed)
@@ -85,7 +67,7 @@ def test_only_tls_crosses_the_bridge_between_nodes(lan: TestLan, tmp_path: Path)
         return body if ready and body["status"].get("podIP") else None
 
     pod = wait_for(running, timeout=90, what="the pod running on the leader", explain=lan.explain)
-    store_status(lan, pod["status"]["podIP"], server.address)
+    assert pod["spec"]["nodeName"] == server.name  # bound there: its node's agent writes its status to the store
 
     def cluster_ip() -> str | None:
         out = lan.kubectl(client.index, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
