@@ -130,6 +130,18 @@ def sidecars_of(root: str) -> list[int]:
     return pids
 
 
+@pytest.fixture(autouse=True, scope="module")
+def no_sidecar_outlives_its_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same for a module's shared agents (under the run's base temp dir): a sidecar left by an agent a
+    module killed would follow whatever agent takes its port next (another test's)."""
+    root = str(tmp_path_factory.getbasetemp().resolve())
+    before = set(sidecars_of(root))
+    yield
+    for pid in set(sidecars_of(root)) - before:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(autouse=True)
 def no_sidecar_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """A node sidecar outlives its agent by design, so a test that kills an agent would leave its sidecar holding

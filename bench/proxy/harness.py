@@ -76,9 +76,10 @@ class Process:
         return self.proc.returncode  # type: ignore[return-value]
 
 
-async def spawn(args: list[str], log: Path) -> Process:
+async def spawn(args: list[str], log: Path, extra_env: dict[str, str] | None = None) -> Process:
     with open(log, "wb") as f:  # noqa: ASYNC230 - a local log file, once
-        proc = await asyncio.create_subprocess_exec(*args, stdout=f, stderr=f, env=env(), cwd=str(ROOT))
+        proc = await asyncio.create_subprocess_exec(*args, stdout=f, stderr=f, env={**env(), **(extra_env or {})},
+                                                    cwd=str(ROOT))
     return Process(proc, log)
 
 
@@ -88,7 +89,8 @@ async def start_sidecar(
     """`python -m sidecar --api API ARGS`; returns it and its metrics port once that answers."""
     mport = free_port()
     proc = await spawn(
-        [sys.executable, "-m", "sidecar", "--api", api, "--metrics", f"127.0.0.1:{mport}", *args], log
+        [sys.executable, "-m", "sidecar", "--api", api, "--metrics", f"127.0.0.1:{mport}", *args], log,
+        {"MESHD_SIDECAR_OF": str(log.parent.resolve())},  # whose it is: a test's leftover is found by it
     )
     try:
         await wait_port(mport)

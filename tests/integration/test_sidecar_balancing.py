@@ -143,8 +143,8 @@ async def test_keeps_serving_without_the_agent_and_follows_it_when_it_returns(me
     )
     await agent.start(port=port)
     mesh.agent = agent
-    await asyncio.wait_for(_until(lambda: agent.watchers > 0), 15)
-    await asyncio.wait_for(_until(lambda: len({d["endpoint"] for d in agent.drains}) == 2), 5)
+    await asyncio.wait_for(_until(lambda: agent.watchers > 0), 30)
+    await asyncio.wait_for(_until(lambda: len({d["endpoint"] for d in agent.drains}) == 2), 30)
     before = [await mesh.served(f"b{i}") for i in range(3)]
     _, out, _ = await run("hey", "-n", "90", "-c", "3", mesh.url + "/")
     assert hey_summary(out) == ({200: 90}, "")
