@@ -86,4 +86,21 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "co
     raise AssertionError(f"{what}: not within {timeout:g}s (last: {value!r}){explain()}")
 
 
-__all__ = ["RESERVED", "free_port_on", "pick_subnet", "sh", "usable", "wait_for"]
+# A pod that answers with its name and node (the same script on both drivers: the host's python3 for the process
+# driver, the image's for Docker)
+NAMED_SERVER = """\
+import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{os.environ['POD_NAME']} on {os.environ['NODE_NAME']}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((os.environ["POD_IP"], 8080), Handler).serve_forever()
+"""
+
+
+__all__ = ["NAMED_SERVER", "RESERVED", "free_port_on", "pick_subnet", "sh", "usable", "wait_for"]

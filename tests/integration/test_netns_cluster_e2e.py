@@ -23,24 +23,13 @@ import pytest
 
 from tests.integration.capture import capture, flows_between, summarise
 from tests.integration.netns_harness import TestLan, usable, wait_for
+from tests.integration.netns_support import NAMED_SERVER
 from tests.integration.test_netns_join import JoinLan, etcd_flows_are_tls
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420),
               pytest.mark.skipif(bool(usable()), reason=usable() or "usable")]
 
-SERVER = """\
-import http.server, os
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{os.environ['POD_NAME']} on {os.environ['NODE_NAME']}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer((os.environ["POD_IP"], 8080), Handler).serve_forever()
-"""
+SERVER = NAMED_SERVER
 
 MANIFEST = """\
 apiVersion: apps/v1

@@ -19,25 +19,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.netns_harness import TestLan, usable, wait_for
-from tests.integration.netns_support import pick_subnet, sh
+from tests.integration.netns_support import NAMED_SERVER, pick_subnet, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(420),
               pytest.mark.skipif(bool(usable()), reason=usable() or "usable")]
 
-# the same command on both drivers: the host's python3 for the process driver, the image's for Docker
-SERVER = """\
-import http.server, os
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{os.environ['POD_NAME']} on {os.environ['NODE_NAME']}\\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer((os.environ["POD_IP"], 8080), Handler).serve_forever()
-"""
+SERVER = NAMED_SERVER
 
 MANIFEST = """\
 apiVersion: apps/v1
