@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from meshd.api import deleting
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
 from meshd.controller.progress import progressing_condition, restored
@@ -217,6 +218,8 @@ def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
         if stored is not None:
             meta["resourceVersion"] = stored["metadata"]["resourceVersion"]
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(rs.revision)
+    if ("ReplicaSet", rs.namespace, rs.name) in controller.terminating:  # a bare one being deleted
+        meta = deleting.with_deletion(meta, controller.store.get("ReplicaSet", rs.namespace, rs.name))
     spec = copy.deepcopy(dict(rs.rs.raw.get("spec") or {}))
     spec["replicas"] = rs.replicas
     return {

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from meshd.api import (
     batch,
     cluster,
+    deleting,
     events,
     ingress,
     kube,
@@ -263,8 +264,9 @@ class ApiServer:
             if c.pod_objects is not None:  # the Pod objects of the store, their pods' status live
                 return kube.node_pods(c, namespace, lambda w: self._pod(w, node))
             return [self._pod(w, node) for (ns, _), w in sorted(c.pods.items()) if ns_ok(ns)]
-        if resource == "replicasets":
-            return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
+        if resource == "replicasets":  # (and the Terminating ones whose pods and records went: meshd.api.deleting)
+            return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)] + \
+                deleting.terminating_replicasets(c, namespace, set(c.replicasets))
         if resource in storage_views.RESOURCES:
             return storage_views.objects(c, resource, namespace)
         if resource == "ingressclasses":
@@ -277,7 +279,7 @@ class ApiServer:
         # the applied objects, as the store holds them (one that did not load has no record: left out)
         keys = [(kinds[resource], o["metadata"]["namespace"], o["metadata"]["name"])
                 for o in c.store.list(kinds[resource], namespace)]
-        records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
+        records = [r for r in (c.objects.get(k) or c.terminating.get(k) for k in keys) if r is not None]  # Terminating too
         if resource == "deployments":
             return [kube.deployment(c, r) for r in records]
         if resource in ("jobs", "cronjobs"):

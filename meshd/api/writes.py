@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from meshd.api import fieldsets, protobuf, wholeseconds
+from meshd.api import deleting, fieldsets, protobuf, wholeseconds
 from meshd.api import status as api_status
 from meshd.api.kinds import (
     DEPLOYMENT,
@@ -46,7 +46,6 @@ PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networ
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
-DEPENDENTS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that own others
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
 _RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1)}
@@ -301,6 +300,12 @@ class Writes:
                                f'{field} in precondition: {expected[field]}, {field} in object meta: '
                                f'{meta.get(field)}')
         if not _dry_run(request):
+            try:
+                pending = await deleting.delete(self.controller, kind, namespace, name, policy)
+            except cascade.CannotOrphan as error:  # refused before anything changed
+                return api_status.response(422, str(error))
+            if pending is not None:  # Terminating: finalizers hold it (meshd.api.deleting)
+                return web.json_response(self.read(kind, namespace, name) or pending)
             if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
                 self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
             elif policy == "Orphan" and kind.kind in cascade.ORPHANABLE:
@@ -310,8 +315,6 @@ class Writes:
                     return api_status.response(422, str(error))
             else:
                 await self.controller.delete(kind.kind, namespace, name)
-                if policy == "Foreground" and kind.kind in DEPENDENTS:  # answered once the dependents are gone
-                    await cascade.wait_for_dependents(self.controller, kind.kind, namespace, name)
         details = {"name": name, "kind": kind.plural, "uid": str(meta.get("uid", ""))}
         body = api_status.success(**details)
         if kind.group:
@@ -322,6 +325,9 @@ class Writes:
         kind = next(k for k in (DEPLOYMENT, REPLICASET, STATEFULSET) if f"/{k.plural}/" in request.path)
         namespace, name = request.match_info.get("ns", ""), request.match_info["name"]
         current = scale_of(self._live(kind, namespace, name))
+        if deleting.held(self.controller, kind, namespace, name):
+            return api_status.response(422, f'Scale.autoscaling "{name}" is invalid: spec.replicas: Forbidden: the '
+                                            f'{kind.kind} is being deleted (metadata.deletionTimestamp is set)')
         if request.method == "PUT":
             wanted = await _body(request)
         else:
@@ -374,6 +380,14 @@ class Writes:
         obj = wholeseconds.restore(_identified(kind, namespace, name, obj))  # the sub-second values it was served
         meta = obj["metadata"]
         version = self.versions(kind.kind, namespace, name, str(meta.get("resourceVersion") or ""))
+        if live is not None and deleting.held(self.controller, kind, namespace, name):  # Terminating: metadata only
+            refusal = deleting.refused(kind, name, live, obj)
+            if refusal is not None:
+                return refusal
+            if _dry_run(request):
+                return web.json_response(obj, status=code)
+            edited = await deleting.edit(self.controller, kind, namespace, name, obj, version, managed)
+            return web.json_response(self.read(kind, namespace, name) or edited, status=code)
         manifest = desired(kind, obj)
         if managed is not None:
             manifest["metadata"]["managedFields"] = managed

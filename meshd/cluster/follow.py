@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from meshd.cluster.binding import owned_pod
+from meshd.controller import terminating
 from meshd.controller.loop import Controller
 from meshd.controller.persist import load_records
 from meshd.manifests.loader import API_VERSIONS
@@ -24,8 +25,11 @@ def apply_event(controller: Controller, event: Event) -> bool:
     kind, namespace, name = key
     if kind not in API_VERSIONS or owned_pod(event.object):  # a controller's Pod: meshd.cluster.pods follows it
         return False
+    marked = terminating.observed(controller, event.object, deleted=event.type == "DELETED")
+    if marked and event.type != "DELETED":  # held Terminating (meshd.controller.terminating)
+        return True
     if event.type == "DELETED":
-        changed = key in controller.objects
+        changed = marked or key in controller.objects
         if changed:
             controller._forget(key)
         # a ReplicaSet's record goes too where this agent does not lead (the leader's reconcile would drop a

@@ -5,9 +5,12 @@
   dependents is one decision over ownerReferences (meshd.controller.garbage); releasing one is per kind of
   dependent: a ReplicaSet becomes a bare one, a pod a bare Pod (its containers untouched), a Job one no CronJob
   owns. One store transaction: the owner deleted, each released dependent written.
-- Foreground: the object goes as in Background (its dependents are stopped), and the request waits until they
-  are gone (`dependents`), so a client sees none once the delete returns. Kubernetes keeps the owner visible
-  meanwhile (deletionTimestamp and the foregroundDeletion finalizer); meshd removes it at once.
+- Foreground: meshd.controller.terminating (the owner stays, Terminating, until its dependents are gone).
+
+In a cluster (pods are Pod objects of the shared store: meshd.cluster.pods) an orphaned pod's object is written
+without the ownerReference, bound to the node it runs on: every agent then takes it for a bare Pod, its node's
+kubelet keeps it running (meshd.cluster.kubelet), and no controller counts it. A status write of its kubelet
+racing the orphaning makes it try again (the transaction is refused whole).
 
 The controller's helpers, as meshd.controller.sets: functions of the Controller, kept out of loop.py."""
 
@@ -21,10 +24,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from meshd.controller import garbage
+from meshd.controller import deletion, garbage
 from meshd.controller.cronjobs import SCHEDULED_ANNOTATION
 from meshd.controller.garbage import CannotOrphan, Dependent, OwnerReference, Orphaning
-from meshd.controller.persist import desired_object
+from meshd.controller.persist import desired_object, load_records
 from meshd.controller.pod import PodIdentity, PodWorker, pod_uid_of
 from meshd.controller.records import REVISION_ANNOTATION, ObjectRecord, ReplicaSetRecord
 from meshd.controller.sets import SET_KINDS
@@ -33,13 +36,13 @@ from meshd.manifests import load_objects
 from meshd.manifests.hashing import template_hash
 from meshd.manifests.render import render_pod_spec
 from meshd.model.objects import Job, Pod, ReplicaSet
-from meshd.store import Create, Delete, Operation, Update
+from meshd.store import Conflict, Create, Delete, Operation, Update
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
 
 ORPHANABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # owners meshd orphans for
-FOREGROUND_WAIT = 120.0  # seconds a Foreground delete waits for the dependents before it answers anyway
+ATTEMPTS = 5  # an orphaning tried again when another agent wrote a released object meanwhile (a pod's status)
 
 Written = Mapping[tuple[str, str], Mapping[str, Any]]  # (kind, name) -> the stored object the transaction wrote
 Release = tuple[list[Operation], Callable[[Written], None]]  # its writes, and what then changes in memory
@@ -117,6 +120,15 @@ def _release_replicaset(c: Controller, namespace: str, name: str) -> Release:
     return [operation], done
 
 
+def release_worker(c: Controller, worker: PodWorker) -> None:
+    """A pod worker of this node is a bare pod's now (a container it starts again is labelled so)."""
+    namespace, name = worker.namespace, worker.name
+    worker.identity = PodIdentity(namespace, name, "Pod", name)
+    labels = worker._sandbox_labels
+    labels.update({LABEL_OWNER: name, LABEL_OWNER_KIND: "Pod", LABEL_REPLICASET: "", LABEL_TEMPLATE_HASH: ""})
+    c.registry.upsert_pod(worker.record())
+
+
 def _release_pod(c: Controller, namespace: str, name: str) -> Release:
     worker = c.pods[(namespace, name)]
     (loaded,) = load_objects([bare_pod_manifest(worker)], source=f"pod {namespace}/{name}").objects
@@ -130,10 +142,40 @@ def _release_pod(c: Controller, namespace: str, name: str) -> Release:
         stored = written.get(("Pod", name))
         generation = int(stored["metadata"].get("generation") or 1) if stored else 1
         c.objects[("Pod", namespace, name)] = ObjectRecord(pod, generation, worker.created, uid)
-        worker.identity = PodIdentity(namespace, name, "Pod", name)
-        labels = worker._sandbox_labels  # a container it starts again is labelled as a bare pod's
-        labels.update({LABEL_OWNER: name, LABEL_OWNER_KIND: "Pod", LABEL_REPLICASET: "", LABEL_TEMPLATE_HASH: ""})
-        c.registry.upsert_pod(worker.record())
+        release_worker(c, worker)
+        c._notify("Pod", namespace, name)
+    return [operation], done
+
+
+def released_pod_object(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A cluster's Pod object without its controller's ownerReference (the others kept), as it is: bound to its
+    node, its status, its resourceVersion (the write is refused if it changed meanwhile). Pure."""
+    row = copy.deepcopy(dict(stored))
+    refs = [r for r in row["metadata"].get("ownerReferences") or [] if not r.get("controller")]
+    if refs:
+        row["metadata"]["ownerReferences"] = refs
+    else:
+        row["metadata"].pop("ownerReferences", None)
+    return row
+
+
+def _release_stored_pod(c: Controller, namespace: str, name: str) -> Release:
+    stored = c.store.get("Pod", namespace, name)
+    if stored is None:
+        raise CannotOrphan(f'pod "{name}" is being created: delete its owner again in a moment')
+    operation = Update(released_pod_object(stored))
+
+    def done(written: Written) -> None:
+        obj = written.get(("Pod", name))
+        pod = c.cluster.stored.get((namespace, name))
+        if pod is not None:
+            pod.identity = PodIdentity(namespace, name, "Pod", name)
+        if obj is not None:
+            for record in load_records([obj], where="the orphaning").objects:
+                c.objects[("Pod", namespace, name)] = record
+        worker = c.pods.get((namespace, name))
+        if worker is not None:  # it runs on this node
+            release_worker(c, worker)
         c._notify("Pod", namespace, name)
     return [operation], done
 
@@ -160,20 +202,32 @@ def _release_job(c: Controller, namespace: str, name: str) -> Release:
 
 
 def _releasers(c: Controller) -> dict[str, Callable[[Controller, str, str], Release]]:
-    """How each kind of dependent is released here (in a cluster, pods run on every node: not those)."""
-    kinds: dict[str, Callable[[Controller, str, str], Release]] = {"ReplicaSet": _release_replicaset,
-                                                                   "Job": _release_job}
-    if c.cluster is None:
-        kinds["Pod"] = _release_pod
-    return kinds
+    """How each kind of dependent is released (in a cluster a pod is its object in the shared store)."""
+    return {"ReplicaSet": _release_replicaset, "Job": _release_job,
+            "Pod": _release_pod if c.cluster is None else _release_stored_pod}
 
 
-async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) -> list[Orphaning]:
+async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str,
+                           keep: tuple[str, ...] = ()) -> list[Orphaning]:
     """Deletes an object and keeps its dependents running without it (KeyError if there is no such object;
-    CannotOrphan, with nothing changed, when a dependent cannot be kept here)."""
-    key = (kind, namespace, name)
+    CannotOrphan, with nothing changed, when a dependent cannot be kept here). `keep`: the finalizers that hold
+    the object (its users'): it stays Terminating (meshd.controller.terminating) instead of going."""
     if kind not in ORPHANABLE:
         raise CannotOrphan(f"a {kind} has no dependents meshd orphans")
+    if c.cluster is not None:
+        await c.cluster.writer.drain()  # the pods created so far are written: they are released too
+    for attempt in range(ATTEMPTS):
+        try:
+            return await _orphan_once(c, kind, namespace, name, keep)
+        except Conflict:  # a released object changed meanwhile (its kubelet wrote a pod's status): nothing written
+            if attempt == ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def _orphan_once(c: Controller, kind: str, namespace: str, name: str, keep: tuple[str, ...]) -> list[Orphaning]:
+    key = (kind, namespace, name)
     pod_objects = c.pod_objects.lock if c.pod_objects is not None else contextlib.nullcontext()
     async with c._write_lock, pod_objects:  # (the pods' objects are written by the orphaning alone meanwhile)
         record = c.objects.get(key)
@@ -185,16 +239,21 @@ async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) 
         problem = garbage.refusal(owner, plan, releasable=frozenset(releasers))
         if problem is not None:
             raise CannotOrphan(problem)
-        operations: list[Operation] = [Delete(*key)] if c.store.get(*key) is not None else []
+        operations: list[Operation] = []
         finishers = []
         for orphaning in plan:
             dependent = orphaning.dependent
             writes, done = releasers[dependent.kind](c, namespace, dependent.name)
             operations += writes
             finishers.append(done)
+        stored = c.store.get(*key)
+        if stored is not None:  # last: every agent following the store sees the dependents released first
+            operations.append(Update(_marked(stored, keep, c.now())) if keep else Delete(*key))
         written = {(o["kind"], o["metadata"]["name"]): o for o in await c.store.transaction(operations)}
         for done in finishers:
             done(written)
+        if keep:
+            c.terminating[key] = record  # Terminating: its users' finalizers hold it
         c._forget(key)
         c.progress.pop((namespace, name), None)
         counts: dict[str, int] = {}
@@ -206,6 +265,13 @@ async def delete_orphaning(c: Controller, kind: str, namespace: str, name: str) 
         return plan
 
 
+def _marked(stored: Mapping[str, Any], finalizers: tuple[str, ...], now: float) -> dict[str, Any]:
+    row = copy.deepcopy(dict(stored))
+    row["metadata"] = deletion.marked(row["metadata"], finalizers, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                 time.gmtime(now)))
+    return row
+
+
 def dependents(c: Controller, kind: str, namespace: str, name: str) -> int:
     """How many of an object's dependents (its ReplicaSets and pods) are still there."""
     rs_names = {r.name for r in c.replicasets.values()
@@ -215,26 +281,5 @@ def dependents(c: Controller, kind: str, namespace: str, name: str) -> int:
     return len(rs_names) + len(pods)
 
 
-async def wait_for_dependents(c: Controller, kind: str, namespace: str, name: str,
-                              timeout: float = FOREGROUND_WAIT) -> bool:
-    """Waits until the dependents of a deleted object are gone; False if they were not by `timeout`."""
-    changed = asyncio.Event()
-    stop = c.watch(lambda *_: changed.set())
-    deadline = time.monotonic() + timeout
-    try:
-        while dependents(c, kind, namespace, name):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            changed.clear()
-            try:
-                await asyncio.wait_for(changed.wait(), min(left, 1.0))
-            except TimeoutError:
-                pass
-        return True
-    finally:
-        stop()
-
-
 __all__ = ["ORPHANABLE", "CannotOrphan", "bare_pod_manifest", "candidates", "delete_orphaning", "dependents",
-           "orphaned_manifest", "wait_for_dependents"]
+           "orphaned_manifest", "release_worker", "released_pod_object"]

@@ -46,6 +46,7 @@ from meshd.controller.replicasets import ensure_bare_replicaset, reconcile_repli
 from meshd.controller.rollouts import reconcile_deployment
 from meshd.controller.podevents import PodEventRecorder
 from meshd.controller.sets import SET_KINDS, WorkloadSets
+from meshd.controller import terminating
 from meshd.controller.records import (
     REVISION_ANNOTATION,
     DeploymentStatus,
@@ -201,6 +202,8 @@ class Controller:
         self.cluster: Any = None  # in a cluster: meshd.cluster.pods.ClusterPods, the pods of every node
         self.kubelet: Any = None  # in a cluster: meshd.cluster.kubelet.Kubelet, which runs this node's
         self.pod_objects: Any = None  # on one node: meshd.cluster.podobjects.PodObjects, its pods in the store
+        # objects a DELETE marked (deletionTimestamp, finalizers): served, not reconciled (meshd.controller.terminating)
+        self.terminating: dict[tuple[str, str, str], ObjectRecord] = {}
 
     @property
     def managed(self) -> dict[tuple[str, str], PodWorker]:
@@ -223,6 +226,7 @@ class Controller:
         self.events.pruning = lambda: self.leading
         await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
         self._load()
+        terminating.load(self)  # what the store holds Terminating stays so
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
             try:
                 await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
@@ -241,6 +245,7 @@ class Controller:
             self._tasks.supervise("pod objects", self.pod_objects.run)
         self._tasks.supervise("reconcile", self._reconcile_forever)
         self._tasks.supervise("gc", functools.partial(collect_garbage_forever, self))
+        self._tasks.supervise("finalizers", functools.partial(terminating.run, self))
         self._tasks.supervise("config volumes", lambda: self.pod_config.sync_forever(
             lambda: [(w.facts(), w.spec) for w in list(self.pods.values()) if not w.terminating]))
         self.kick()
@@ -329,6 +334,10 @@ class Controller:
         addresses: AddressPlan | None = None  # the Service addresses the store holds, once a Service is applied
         for obj in (_in_namespace(o, namespace, source) for o in objects):
             key = object_key(obj)
+            if key in self.terminating:  # marked for deletion: only its metadata changes (meshd.api.writes)
+                raise ManifestError("the object is being deleted (metadata.deletionTimestamp is set): it cannot be "
+                                    "changed until it is gone", source=source, kind=obj.kind,
+                                    name=obj.metadata.name)
             existing = self.objects.get(key)
             if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet, StatefulSet)):
                 carried = keep_live_fields(existing.obj.raw, obj.raw)

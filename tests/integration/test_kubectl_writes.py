@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 import pytest
@@ -298,14 +299,19 @@ async def test_the_python_client_creates_patches_replaces_and_deletes(cluster):
             seen["stale"] = (error.status, json.loads(error.body)["reason"])
         seen["scaled"] = apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 2}}
                                                                 ).spec.replicas
-        status = apps.delete_namespaced_deployment("web", "default", propagation_policy="Foreground")
-        seen["deleted"] = status["status"] if isinstance(status, dict) else status.status  # v37 answers a dict
-        try:
-            apps.read_namespaced_deployment("web", "default")
-        except kubernetes.client.ApiException as error:
-            seen["gone"] = error.status
+        # Foreground: the Deployment is answered Terminating (v37 answers a dict), and goes after its pods
+        deleted = apps.delete_namespaced_deployment("web", "default", propagation_policy="Foreground")
+        meta = deleted["metadata"] if isinstance(deleted, dict) else deleted.metadata.to_dict()
+        seen["deleted"] = (meta["finalizers"], bool(meta.get("deletionTimestamp") or meta.get("deletion_timestamp")))
+        for _ in range(600):
+            try:
+                apps.read_namespaced_deployment("web", "default")
+            except kubernetes.client.ApiException as error:
+                seen["gone"] = error.status
+                break
+            time.sleep(0.1)
         return seen
 
     seen = await asyncio.to_thread(use_the_client)
     assert seen == {"created": ("web", 2, True), "patched": 3, "replaced": ({"tier": "front"}, 3),
-                    "stale": (409, "Conflict"), "scaled": 2, "deleted": "Success", "gone": 404}
+                    "stale": (409, "Conflict"), "scaled": 2, "deleted": (["foregroundDeletion"], True), "gone": 404}
