@@ -25,9 +25,10 @@ async def delete(controller: Controller, kind: Kind, namespace: str, name: str,
                  policy: str) -> dict[str, Any] | None:
     """Carries out a DELETE that leaves the object Terminating and answers the object as stored; None when the
     object goes at once (the caller deletes it as before)."""
-    if kind.kind not in deletion.TERMINABLE:
-        return None
-    stored = controller.store.get(kind.kind, namespace, name)
+    key = (kind.kind, namespace, name)
+    if kind.kind not in deletion.TERMINABLE or (key not in controller.objects and key not in controller.terminating):
+        return None  # (a Deployment's ReplicaSet is its Deployment's: deleted as before)
+    stored = controller.store.get(*key)
     if stored is None:
         return None
     plan = deletion.plan_delete(kind.kind, stored["metadata"], policy)

@@ -12,6 +12,8 @@ from meshd.cluster.binding import owned_pod
 from meshd.controller import terminating
 from meshd.controller.loop import Controller
 from meshd.controller.persist import load_records
+from meshd.controller.records import ObjectRecord, ReplicaSetRecord
+from meshd.manifests.hashing import template_hash
 from meshd.manifests.loader import API_VERSIONS
 from meshd.model.objects import Deployment, ReplicaSet, Service
 from meshd.store import Event, Expired, object_key
@@ -42,6 +44,8 @@ def apply_event(controller: Controller, event: Event) -> bool:
     loaded = load_records([event.object], where="the shared store")
     for record in loaded.objects:
         existing = controller.objects.get(key)
+        if isinstance(record.obj, ReplicaSet) and not controller.leading and key[1:] not in controller.replicasets:
+            controller.replicasets[key[1:]] = bare_replicaset(record, None)  # (one this agent applied comes back)
         if existing is not None and existing.obj == record.obj and existing.generation == record.generation:
             return False
         if existing is not None:
@@ -51,6 +55,8 @@ def apply_event(controller: Controller, event: Event) -> bool:
             controller._publish_service(record.obj)
         if isinstance(record.obj, (Deployment, ReplicaSet)):
             controller.progress.pop(key[1:], None)
+        if isinstance(record.obj, ReplicaSet) and not controller.leading:  # served (and deleted) through this agent
+            controller.replicasets[key[1:]] = bare_replicaset(record, controller.replicasets.get(key[1:]))
         return True
     for rs in loaded.replicasets:
         if controller.leading:
@@ -61,6 +67,13 @@ def apply_event(controller: Controller, event: Event) -> bool:
                                                               owner.uid if owner else "")
         return True
     return False
+
+
+def bare_replicaset(record: ObjectRecord, current: ReplicaSetRecord | None) -> ReplicaSetRecord:
+    """A bare ReplicaSet's record where this agent does not lead (the leader's reconcile makes its own)."""
+    rs: ReplicaSet = record.obj  # type: ignore[assignment]
+    return ReplicaSetRecord(rs, "ReplicaSet", rs.metadata.name, template_hash(rs.template), 1, rs.replicas,
+                            current.created if current is not None else record.created, record.uid)
 
 
 def stop_unwanted(controller: Controller) -> None:
