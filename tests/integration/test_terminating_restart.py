@@ -1,0 +1,80 @@
+"""A Terminating object survives an agent restart (its deletionTimestamp and finalizers are in the store): a
+ConfigMap a user's finalizer holds is still Terminating after the restart and goes when a PATCH takes the
+finalizer off; a Deployment held so does not run its pods again."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.agent_harness import state_headers
+from tests.integration.test_cluster_etcd import poll
+from tests.integration.test_store_agent import AgentProcess
+
+pytestmark = pytest.mark.slow
+
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"},
+             "metadata": {"name": "kept", "finalizers": ["example.com/hold"]}}
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "held"}}, "template": {
+                  "metadata": {"labels": {"app": "held"}},
+                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                      "name": "main", "image": "python",
+                      "command": [sys.executable, "-c", "import time; time.sleep(3600)"]}]}}}}
+CM = "/api/v1/namespaces/default/configmaps"
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+
+
+async def call(agent: AgentProcess, method: str, path: str, body: Any = None,
+               content_type: str = "application/json") -> tuple[int, Any]:
+    headers = {**state_headers(agent.state_dir), "Content-Type": content_type}
+    async with aiohttp.ClientSession() as http, http.request(
+            method, agent.api + path, data=None if body is None else json.dumps(body), headers=headers) as reply:
+        return reply.status, await reply.json(content_type=None)
+
+
+@pytest.fixture
+async def agent(tmp_path: Path) -> Any:
+    started = AgentProcess(tmp_path / "state", tmp_path / "agent.log")
+    await started.start()
+    yield started
+    await started.stop()
+
+
+async def test_a_terminating_object_stays_so_across_a_restart(agent: AgentProcess) -> None:
+    for path, obj in ((CM, CONFIGMAP), (DEPLOY, DEPLOYMENT)):
+        status, body = await call(agent, "POST", path, obj)
+        assert status == 201, body
+
+    async def running() -> bool:
+        pods = (await agent.items("pods")).values()
+        return len(pods) == 1 and all(p["status"].get("phase") == "Running" for p in pods)
+
+    assert await poll(running)
+    for path, name in ((CM, "kept"), (DEPLOY, "held")):
+        status, body = await call(agent, "DELETE", f"{path}/{name}")
+        assert status == 200 and body["metadata"]["deletionTimestamp"], body
+
+    async def no_pods() -> bool:
+        return not await agent.items("pods")
+
+    assert await poll(no_pods)
+    await agent.stop()
+    await agent.start()
+    for path, name in ((CM, "kept"), (DEPLOY, "held")):
+        status, body = await call(agent, "GET", f"{path}/{name}")
+        assert status == 200 and body["metadata"]["finalizers"] == ["example.com/hold"], body
+        assert body["metadata"]["deletionTimestamp"]
+    assert not await agent.items("pods")  # the held Deployment runs nothing again
+    for path, name in ((CM, "kept"), (DEPLOY, "held")):
+        status, body = await call(agent, "PATCH", f"{path}/{name}", {"metadata": {"finalizers": None}},
+                                  "application/merge-patch+json")
+        assert status == 200, body
+        status, body = await call(agent, "GET", f"{path}/{name}")
+        assert status == 404, body
