@@ -5,6 +5,8 @@ and on valid heads with one byte changed."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -145,8 +147,13 @@ def test_responses_in_c_as_by_the_regular_expression(data: bytes):
     both_responses(data)
 
 
-def test_the_sidecar_uses_the_c_scanner_when_built():
-    assert simple.simple_request is _heads.simple_request and simple.simple_response is _heads.simple_response
+def test_the_sidecar_uses_the_c_scanner_when_built_unless_told_not_to():
+    if os.environ.get("MESHD_NATIVE_HEADS", "1").strip().lower() in ("0", "false", "no", "off"):
+        assert simple.NATIVE is None and simple.simple_request is simple_request_re
+        assert simple.simple_response is simple_response_re
+    else:
+        assert simple.simple_request is _heads.simple_request
+        assert simple.simple_response is _heads.simple_response
 
 
 def test_the_c_scanner_wants_bytes():
