@@ -13,6 +13,7 @@ from meshd.api.kinds import (
     DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
+    ENDPOINTSLICE,
     EVENT,
     INGRESS,
     INGRESSCLASS,
@@ -315,6 +316,15 @@ def endpoints_row(ep: Obj, now: datetime, wide: bool) -> list[str]:
     return [_meta(ep).get("name", ""), format_endpoints(ep), age(_meta(ep).get("creationTimestamp"), now)]
 
 
+def endpointslice_row(es: Obj, now: datetime, wide: bool) -> list[str]:
+    """NAME ADDRESSTYPE PORTS ENDPOINTS AGE, as kubectl prints them ("<unset>" for none; three, then "+ N more")."""
+    ports = ",".join(str(p.get("port", "")) for p in es.get("ports") or []) or "<unset>"
+    addresses = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+    return [_meta(es).get("name", ""), str(es.get("addressType", "")), ports, shown or "<unset>",
+            age(_meta(es).get("creationTimestamp"), now)]
+
+
 # --- events -----------------------------------------------------------------------------------------------
 
 
@@ -504,6 +514,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         service_row,
     ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
+    ENDPOINTSLICE.kind: (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], endpointslice_row),
     PVC.kind: (["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"], ["VOLUMEMODE"],
                pvc_row),
     PV.kind: (["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON",

@@ -9,13 +9,14 @@ import json
 from functools import cache
 from typing import Any
 
+from meshd.api import endpointslices
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.ingress import OPENAPI_TYPES
-from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, NAMESPACE, NODE, Kind
+from meshd.api.kinds import ENDPOINTSLICE, EVENTS_V1, INGRESSCLASS, KINDS, NAMESPACE, NODE, Kind
 from meshd.api.scheduling_openapi import SCHEDULING_POD_FIELDS, SCHEDULING_TYPES
 from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
-SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, EVENTS_V1)
+SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, EVENTS_V1, ENDPOINTSLICE)
 # types whose kind name another group's type has too: named "package.Kind" in the table below
 QUALIFIED: dict[str, Kind] = {"events.Event": EVENTS_V1}
 
@@ -268,8 +269,10 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
             "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1",
-            "batch": "io.k8s.api.batch.v1", "events": "io.k8s.api.events.v1"}
+            "batch": "io.k8s.api.batch.v1", "events": "io.k8s.api.events.v1",
+            "discovery": "io.k8s.api.discovery.v1"}
 TYPES.update(OPENAPI_TYPES)
+TYPES.update(endpointslices.OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},
