@@ -1,6 +1,7 @@
-"""Services of type ExternalName through the real kubectl (apply, get) and the real dig (dnsutils) against the
+"""Services of type ExternalName through the real kubectl (apply, get, exec) and the real dig (dnsutils) against the
 agent's DNS port: a CNAME to the external name (and, for a Service name, its A record in the same answer), no
-cluster IP, and a Service turned ExternalName and back with `kubectl apply` frees its address and gets one again."""
+cluster IP, and a Service turned ExternalName and back with `kubectl apply` frees its address and gets one again;
+on the Docker engine, a pod's own resolver finds an alias by its short names through the search path."""
 
 from __future__ import annotations
 
@@ -54,8 +55,11 @@ Z = "default.svc.cluster.local."
 
 
 @pytest.fixture
-async def cluster(tmp_path, agent_id, monkeypatch):
-    options = agent_options(tmp_path, agent_id, driver="process")
+async def cluster(tmp_path, agent_id, monkeypatch, request):
+    driver = getattr(request, "param", "process")  # parametrize indirectly with "docker" for the real engine
+    if driver == "docker":
+        request.getfixturevalue("python_image")
+    options = agent_options(tmp_path, agent_id, driver=driver)
     agent = await started_agent(options)
     monkeypatch.setenv("MESHD_TOKEN", agent.token)
     api = f"http://{options.api}"
@@ -134,3 +138,31 @@ async def test_a_bad_external_name_service_is_refused_naming_the_field(cluster):
     assert code != 0 and "spec.externalName" in err, (out, err)
     code, out, err = await apply(cluster, EXTERNAL.replace("  ports:", "  clusterIP: 127.1.2.3\n  ports:"))
     assert code != 0 and "may not be set for ExternalName" in err, (out, err)
+
+
+CLIENT = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: meshd/python:3.11
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"""
+RESOLVE = "import socket, sys; name, aliases, addresses = socket.gethostbyname_ex(sys.argv[1]); print(name, *addresses)"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)
+async def test_a_pod_resolves_an_alias_of_a_service_by_its_short_names(cluster):
+    for text in (BACKEND, ALIAS, CLIENT):
+        code, out, err = await apply(cluster, text)
+        assert code == 0, (out, err)
+    await ok(cluster, "wait", "--for=condition=Ready", "pod/client", "--timeout=90s")
+    backend = (await row(cluster, "backend"))[2]
+    for name in ("alias", "alias.default", "alias.default.svc", "alias.default.svc.cluster.local"):
+        out = await ok(cluster, "exec", "client", "--", "python3", "-c", RESOLVE, name)  # glibc, the search path
+        assert out.split() == [f"backend.{Z}".rstrip("."), backend], name
