@@ -105,6 +105,8 @@ async def test_external_name_services_answer_a_cname_and_a_service_changes_type_
     assert (await row(cluster, "db"))[1:5] == ["ExternalName", "<none>", "db.example.com.", "5432/TCP"]
     spec = json.loads(await ok(cluster, "get", "svc", "db", "-o", "json"))["spec"]
     assert "clusterIP" not in spec and "clusterIPs" not in spec and spec["externalName"] == "db.example.com."
+    described = " ".join((await ok(cluster, "describe", "svc", "db")).split())
+    assert "Type: ExternalName" in described and "External Name: db.example.com." in described
 
     # DNS: a CNAME for every type asked; a Service name as target: its A record follows in the same answer
     backend = (await row(cluster, "backend"))[2]
