@@ -196,7 +196,7 @@ def test_an_external_name_service_has_no_endpoints_whatever_its_selector() -> No
 def test_no_mdns_advert_hosts_line_or_external_port_for_an_external_name_service() -> None:
     ready = {INFO.key: [Endpoint("db-1", "10.213.0.9", {"": 80})]}
     assert desired_adverts([INFO], ready, node_name="n1") == {}
-    assert host_entries([INFO], ready) == ()
+    assert host_entries([INFO], ready) == ()  # its target is outside the zone
     ext = service({**EXT, "ports": PORT})
     assert external_ports(ext, ["0.0.0.0"]) == ()
 
