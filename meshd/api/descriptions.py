@@ -173,7 +173,7 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "VolumeMount": {
         "name": "The name of one of the pod's volumes.",
-        "mountPath": "Where the volume appears in the container. Must not contain ':'.",
+        "mountPath": "Where the volume appears in the container: an absolute path.",
         "readOnly": "Mount it read-only (default false).",
         "subPath": "Mount only this path inside the volume instead of its root.",
     },
