@@ -256,6 +256,8 @@ def service_ports(svc: Obj) -> str:
 
 def _external_ip(svc: Obj) -> str:
     spec = _spec(svc)
+    if spec.get("type") == "ExternalName":  # kubectl's printer: the name DNS answers a CNAME to
+        return str(spec.get("externalName") or NONE)
     external = list(spec.get("externalIPs") or [])
     if (spec.get("type") or "ClusterIP") == "LoadBalancer":
         ingress = [
