@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
 from meshd.cluster.pods import ClusterPods
+from meshd.controller.cascade import release_worker
 from meshd.controller.storewriter import StoreWriter
 from meshd.controller.pod import PodWorker
 from meshd.store import ObjectStore
@@ -96,6 +97,10 @@ class Kubelet:
             self.c._terminate(self.c.pods[key], why)
         for key in plan.start:
             self._start(key)
+        for key, worker in list(self.c.pods.items()):  # orphaned (meshd.controller.cascade): a bare pod's now
+            pod = self.pods.stored.get(key)
+            if pod is not None and pod.identity.owner_kind == "Pod" and worker.identity.owner_kind != "Pod":
+                release_worker(self.c, worker)
         for key in plan.finalize:
             self.writer.submit((key, "delete"), functools.partial(self._finalize, key, self.pods.stored[key].uid))
         for worker in list(self.c.pods.values()) if not self.removed else ():  # admitted once its volumes are ready

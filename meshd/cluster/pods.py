@@ -172,6 +172,8 @@ class ClusterPods:
             fresh.deleting = pod.deleting if pod is not None else False
             fresh.spec_raw = obj.get("spec")
             pod = fresh
+        if binding.controller_ref(obj) is None and pod.identity.owner_kind != "Pod":  # orphaned: a bare Pod now
+            pod.identity = binding.identity_of(obj)
         pod.state = binding.pod_state(obj)
         self.stored[key] = pod
 
