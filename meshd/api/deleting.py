@@ -7,6 +7,7 @@ ReplicaSet is served until it goes, its pods gone already."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -59,12 +60,13 @@ def held(controller: Controller, kind: Kind, namespace: str, name: str) -> bool:
 
 
 async def edit(controller: Controller, kind: Kind, namespace: str, name: str, obj: dict[str, Any],
-               version: str, managed: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """A write of a Terminating object's metadata; answers the object (as it was last, once it is gone)."""
-    meta = {**(obj.get("metadata") or {}), "resourceVersion": version}
+               managed: list[dict[str, Any]] | None, check: Callable[[Mapping[str, Any]], None]) -> dict[str, Any]:
+    """A write of a Terminating object's metadata (`check(stored)` refuses a stale one by raising); answers the
+    object (as it was last, once it is gone)."""
+    meta = dict(obj.get("metadata") or {})
     if managed is not None:
         meta["managedFields"] = managed
-    written = await terminating.edit(controller, (kind.kind, namespace, name), meta)
+    written = await terminating.edit(controller, (kind.kind, namespace, name), meta, check)
     if written is None:
         return obj
     return copy.deepcopy(dict(written))

@@ -389,7 +389,14 @@ class Writes:
                 return refusal
             if _dry_run(request):
                 return web.json_response(obj, status=code)
-            edited = await deleting.edit(self.controller, kind, namespace, name, obj, version, managed)
+            def current(stored: Any) -> None:  # as check() below: a patch computed from an older object is redone
+                now = str(stored["metadata"].get("resourceVersion"))
+                if base is not None and base != now:
+                    raise _Stale(self._conflict(kind, name))
+                if version and version != now:
+                    raise Conflict(self._conflict(kind, name))
+
+            edited = await deleting.edit(self.controller, kind, namespace, name, obj, managed, current)
             return web.json_response(self.read(kind, namespace, name) or edited, status=code)
         manifest = desired(kind, obj)
         if managed is not None:

@@ -341,7 +341,8 @@ class BatchControllers:
         return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": template.get("spec") or {}}
 
     def _contents(self, namespace: str) -> list[tuple[str, str, str]]:
-        return [k for k in self.c.objects if k[1] == namespace and k[0] != "Namespace"]
+        # (a Terminating object a finalizer holds too: the namespace waits for it, as Kubernetes' does)
+        return [k for k in (*self.c.objects, *self.c.terminating) if k[1] == namespace and k[0] != "Namespace"]
 
     def on_delete(self, keys: list[tuple[str, str, str]], now: float
                   ) -> tuple[list[tuple[str, str, str]], set[tuple[str, str, str]]]:

@@ -428,8 +428,14 @@ class Controller:
                 self.kick()
                 self._notify(*next(iter(kept)))
             found = [k for k in found if k not in kept]
-            await self.store.transaction([Delete(*k) for k in found if self.store.get(*k) is not None] + address_releases(
+            marks = terminating.held_back(self, found)  # a finalizer holds these: Terminating, not gone
+            found = [k for k in found if k not in marks]
+            await self.store.transaction([*marks.values()] + [
+                Delete(*k) for k in found if self.store.get(*k) is not None] + address_releases(
                 self.store.list(IP_ADDRESS_KIND), [ServiceKey(k[1], k[2]) for k in found if k[0] == "Service"]))
+            for key in marks:
+                terminating.hold(self, key)
+                kept.add(key)
             for key in found:
                 self._forget(key)
                 if key[0] in ("ConfigMap", "Secret"):

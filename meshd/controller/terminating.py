@@ -15,7 +15,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from meshd.controller import deletion
@@ -76,20 +76,33 @@ async def mark(c: Controller, kind: str, namespace: str, name: str, finalizers: 
     return written
 
 
-async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def held_back(c: Controller, keys: list[Key]) -> dict[Key, Update]:
+    """Of objects a controller is about to delete (a namespace's content, `meshd delete`), those a finalizer
+    holds, each with the write that marks it instead (the caller holds the write lock, writes them with its
+    transaction, then calls `hold`)."""
+    out = {}
+    for key in keys:
+        stored = c.store.get(*key) if key[0] in deletion.TERMINABLE else None
+        if stored is None or deletion.terminating(stored["metadata"]) or not deletion.finalizers_of(stored["metadata"]):
+            continue
+        row = copy.deepcopy(dict(stored))
+        row["metadata"] = deletion.marked(row["metadata"], deletion.finalizers_of(row["metadata"]), rfc3339(c.now()))
+        out[key] = Update(row)
+    return out
+
+
+async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any],
+               check: Callable[[Mapping[str, Any]], None]) -> Mapping[str, Any] | None:
     """A write to a Terminating object (its labels, annotations, finalizers: meshd.controller.deletion checked
-    it); removes the object when no finalizer is left, as the API server does. Answers the object as stored, or
-    None once it is removed."""
+    it); removes the object when no finalizer is left, as the API server does. `check(stored)` runs under the
+    write lock and refuses a stale write by raising. Answers the object as stored, or None once it is removed."""
     async with c._write_lock:
         stored = c.store.get(*key)
         if stored is None:
             raise KeyError(f'{key[0].lower()}s "{key[2]}" not found')
+        check(stored)
         row = copy.deepcopy(dict(stored))
         row["metadata"] = deletion.edited_metadata(stored["metadata"], new_meta)
-        version = str(new_meta.get("resourceVersion") or "")
-        if version and version != str(stored["metadata"].get("resourceVersion")):
-            raise Conflict(f'Operation cannot be fulfilled on {key[0].lower()}s "{key[2]}": the object has been '
-                           f"modified; please apply your changes to the latest version and try again")
         if deletion.finished(row["metadata"]):
             await c.store.transaction([Delete(*key, str(stored["metadata"]["resourceVersion"]))])
             release(c, key)
@@ -204,4 +217,4 @@ async def run(c: Controller) -> None:
         stop()
 
 
-__all__ = ["edit", "finish", "held", "hold", "left", "load", "mark", "observed", "release", "run"]
+__all__ = ["edit", "finish", "held", "held_back", "hold", "left", "load", "mark", "observed", "release", "run"]

@@ -179,8 +179,9 @@ data: {a: "1"}
         events: queue.Queue = queue.Queue()
         watch = kubernetes.watch.Watch()
 
+        version = core.list_namespaced_config_map("default").metadata.resource_version  # before the label
+
         def watching() -> None:
-            version = core.list_namespaced_config_map("default").metadata.resource_version
             for event in watch.stream(core.list_namespaced_config_map, "default",
                                       field_selector="metadata.name=kept", resource_version=version,
                                       timeout_seconds=120):
@@ -233,3 +234,33 @@ async def test_orphan_and_background_deletes_still_go_at_once(cluster):
     assert len(await pods(cluster, "orph")) == 2  # kept, bare of their ReplicaSet's owner
     (rs,) = (await get_json(cluster, "rs", "-l", "app=orph"))["items"]
     assert "ownerReferences" not in rs["metadata"]
+
+
+async def test_a_namespace_waits_for_an_object_a_finalizer_holds(cluster):
+    code, out, err = await cluster.kubectl("create", "namespace", "holding")
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("apply", "-n", "holding", "-f", await write(cluster, "held-cm.yaml", """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kept, finalizers: [example.com/hold]}
+data: {a: "1"}
+"""))
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("delete", "namespace", "holding", "--wait=false")
+    assert code == 0, err
+
+    async def cm_terminating() -> bool:
+        shown = await get_json(cluster, "configmap", "kept", "-n", "holding")
+        return bool(shown["metadata"].get("deletionTimestamp"))
+
+    await until(cm_terminating, "the namespace's ConfigMap Terminating")
+    shown = await get_json(cluster, "namespace", "holding")
+    assert shown["status"]["phase"] == "Terminating", shown
+    code, out, err = await cluster.kubectl("patch", "configmap", "kept", "-n", "holding", "--type=json", "-p",
+                                           '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    assert code == 0, (out, err)
+
+    async def namespace_gone() -> bool:
+        return await gone(cluster, "namespace", "holding")
+
+    await until(namespace_gone, "the namespace gone with its last object")
