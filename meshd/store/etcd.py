@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from meshd.metrics import REGISTRY
-from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError
+from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError, object_key
 from meshd.store.etcdclient import (
     Compacted,
     EtcdClient,
@@ -35,6 +35,7 @@ from meshd.store.etcdclient import (
     parse_store_url,
 )
 from meshd.store.etcdtls import NO_TLS, StoreTls, check_flags, client_context, scheme_reason
+from meshd.store.index import ObjectIndex
 from meshd.store.objects import DEFAULT_WATCH_CACHE, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class EtcdObjectStore(ObjectStore):
         store = cls(client, prefix=prefix, watch_cache=watch_cache)
         kvs, revision = await client.range(prefix, prefix=True)
         objects = [o for o in (decode(kv, prefix) for kv in kvs) if o is not None]
-        store._objects = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+        store._objects = ObjectIndex((object_key(o), o) for o in objects)
         store._rv = store._cache_floor = revision
         store._set_reachable(True, "")
         store._watch_task = asyncio.create_task(store._follow(), name="etcd watch")
@@ -300,11 +301,11 @@ class EtcdObjectStore(ObjectStore):
     async def _relist(self) -> None:
         """After a compaction: the differences between memory and etcd as events, then the watch from there."""
         kvs, revision = await self.client.range(self.prefix, prefix=True)
-        fresh = {}
+        fresh = ObjectIndex()
         for kv in kvs:
             obj = decode(kv, self.prefix)
             if obj is not None:
-                fresh[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+                fresh[object_key(obj)] = obj
         events = []
         for key, obj in fresh.items():
             old = self._objects.get(key)

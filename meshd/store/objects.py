@@ -1,4 +1,4 @@
-"""ObjectStore: the objects in memory (an index by kind/namespace/name), one resourceVersion counter, a
+"""ObjectStore: the objects in memory (indexed by kind, then namespace/name: meshd.store.index), one resourceVersion counter, a
 bounded watch cache, and a Backend that persists each batch before it becomes visible. Every write runs
 under one lock and is written by the backend off the event loop; if it cannot be written, it is refused
 whole and memory stays as it was (memory and disk never diverge).
@@ -33,6 +33,7 @@ from meshd.store.api import (
     Update,
     object_key,
 )
+from meshd.store.index import ObjectIndex
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class ObjectStore:
     def __init__(self, backend: Backend | None = None, *, objects: Sequence[dict[str, Any]] = (),
                  resource_version: int = 0, watch_cache: int = DEFAULT_WATCH_CACHE) -> None:
         self._backend = backend
-        self._objects: dict[Key, dict[str, Any]] = {object_key(o): o for o in objects}
+        self._objects = ObjectIndex((object_key(o), o) for o in objects)
         self._rv = max([resource_version, *(int(o["metadata"].get("resourceVersion") or 0) for o in objects)])
         self._cache: deque[Event] = deque(maxlen=watch_cache)
         self._cache_floor = self._rv  # the cache holds every event after this resourceVersion
@@ -147,9 +148,14 @@ class ObjectStore:
         """Objects of a kind (None: of every kind) in a namespace (None: all), sorted by kind, namespace and
         name; ValueError on a bad selector (never "select all")."""
         labels, fields = parse_selector(label_selector), parse_field_selector(field_selector)
-        return [obj for (k, ns, _), obj in sorted(self._objects.items())
-                if (kind is None or k == kind) and (namespace is None or ns == namespace)
-                and selects(labels, obj["metadata"].get("labels")) and field_matches(obj, fields)]
+        kinds = self._objects.kinds() if kind is None else [kind]
+        return [obj for k in kinds for _, obj in self._objects.scan(k, namespace)
+                if selects(labels, obj["metadata"].get("labels")) and field_matches(obj, fields)]
+
+    def scan(self, kind: str, namespace: str | None = None) -> builtins.list[tuple[tuple[str, str], Mapping[str, Any]]]:
+        """The objects of one kind (in one namespace, None: all) as ((namespace, name), object), in that key order,
+        from the kind's index: reads only that kind and sorts nothing."""
+        return self._objects.scan(kind, namespace)  # type: ignore[return-value]
 
     # --- writes -----------------------------------------------------------------------------------
 
@@ -251,8 +257,8 @@ class ObjectStore:
         Expired when the cache no longer reaches back that far, or when this consumer falls too far behind."""
         watcher = _Watcher(kind, namespace, self._cache.maxlen or DEFAULT_WATCH_CACHE)
         if from_resource_version is None:
-            backlog = [Event("ADDED", o) for (k, ns, _), o in sorted(self._objects.items())
-                       if (kind is None or k == kind) and (namespace is None or ns == namespace)]
+            kinds = self._objects.kinds() if kind is None else [kind]
+            backlog = [Event("ADDED", o) for k in kinds for _, o in self._objects.scan(k, namespace)]
         elif from_resource_version < self._cache_floor:
             raise Expired(f"too old resource version: {from_resource_version} ({self._cache_floor})")
         else:
