@@ -152,7 +152,8 @@ class ObjectStore:
         return [obj for k in kinds for _, obj in self._objects.scan(k, namespace)
                 if selects(labels, obj["metadata"].get("labels")) and field_matches(obj, fields)]
 
-    def scan(self, kind: str, namespace: str | None = None) -> builtins.list[tuple[tuple[str, str], Mapping[str, Any]]]:
+    def scan(self, kind: str, namespace: str | None = None
+             ) -> builtins.list[tuple[tuple[str, str], Mapping[str, Any]]]:
         """The objects of one kind (in one namespace, None: all) as ((namespace, name), object), in that key order,
         from the kind's index: reads only that kind and sorts nothing."""
         return self._objects.scan(kind, namespace)  # type: ignore[return-value]
