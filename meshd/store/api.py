@@ -1,11 +1,12 @@
 """The store's interface, small enough for an etcd-backed store to implement: get, list, create, update
-(optimistic concurrency on resourceVersion), delete, an atomic batch of those, and watch from a
-resourceVersion. Objects are Kubernetes-shaped dicts (`kind`, `metadata.namespace`, `metadata.name`)."""
+(optimistic concurrency on resourceVersion), delete, an atomic batch of those, watch from a
+resourceVersion, a listener called with each change as it becomes visible, and `tick`: a new revision that
+changes nothing (what the API's watch cache records a computed status at). Objects are Kubernetes-shaped dicts (`kind`, `metadata.namespace`, `metadata.name`)."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -113,6 +114,10 @@ class Store(Protocol):
                      resource_version: str | None = None) -> Mapping[str, Any]: ...
 
     async def transaction(self, operations: Sequence[Operation]) -> builtins.list[Mapping[str, Any]]: ...
+
+    async def tick(self) -> int: ...
+
+    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]: ...
 
     def watch(self, kind: str | None = None, namespace: str | None = None, *,
               from_resource_version: int | None = None) -> AsyncIterator[Event]: ...

@@ -41,6 +41,7 @@ from meshd.store.objects import DEFAULT_WATCH_CACHE, ObjectStore
 log = logging.getLogger(__name__)
 
 REGISTRY_PREFIX = "/meshd/registry/"
+TICK_KEY = "~revision"  # under the prefix but no object's key: a put there only moves etcd's revision on (tick)
 CATCH_UP_TIMEOUT = 10.0  # how long a write waits for the watch to bring it back before answering anyway
 
 STORE_UP = Gauge("meshd_store_up", "1 while the shared store (etcd) answers this agent, else 0.", registry=REGISTRY)
@@ -63,6 +64,8 @@ def parse_etcd_key(text: str, prefix: str = REGISTRY_PREFIX) -> Key | None:
 def decode(kv: KeyValue, prefix: str = REGISTRY_PREFIX) -> dict[str, Any] | None:
     """The object a key holds, with its resourceVersion (the mod_revision); None if it is not one."""
     key = parse_etcd_key(kv.key, prefix)
+    if key is None and kv.key == prefix + TICK_KEY:
+        return None
     try:
         obj = json.loads(kv.value)
         if key is None or not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
@@ -202,6 +205,17 @@ class EtcdObjectStore(ObjectStore):
             event.object["metadata"]["resourceVersion"] = str(revision)
         await self._caught_up(revision)
         return [event.object for event in events]
+
+    async def tick(self) -> int:
+        """A new etcd revision that changes no object (a put of TICK_KEY), once this agent's memory has it."""
+        put = {"request_put": {"key": b64(self.prefix + TICK_KEY), "value": b64("")}}
+        try:
+            _, revision, _ = await self.client.txn([], [put])
+        except EtcdUnavailable as error:
+            self._set_reachable(False, str(error))
+            raise
+        await self._caught_up(revision)
+        return revision
 
     async def _refused(self, guarded: dict[Key, int], responses: list[dict[str, Any]]) -> None:
         """Another agent wrote one of these keys first: waits until memory has its write, then says which."""

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -116,6 +116,7 @@ class ObjectStore:
         self._cache: deque[Event] = deque(maxlen=watch_cache)
         self._cache_floor = self._rv  # the cache holds every event after this resourceVersion
         self._watchers: set[_Watcher] = set()
+        self._listeners: builtins.list[Callable[[Event], None]] = []
         self._lock = asyncio.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshd-store") if backend else None
 
@@ -234,6 +235,17 @@ class ObjectStore:
             events.append(Event("ADDED" if current is None else "MODIFIED", new))
         return staged, events, rv
 
+    async def tick(self) -> int:
+        """A new revision that changes no object (persisted, so never handed out twice): what a reader of the
+        store gives a change it did not read from the store (a status computed live), so that every version it
+        hands out is one of the store's."""
+        async with self._lock:
+            rv = self._rv + 1
+            if self._backend is not None and self._writer is not None:
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._backend.commit, [], [], rv)
+            self._rv = rv
+            return rv
+
     async def _persist(self, staged: dict[Key, dict[str, Any] | None], rv: int) -> None:
         if self._backend is None or self._writer is None:
             return
@@ -243,6 +255,12 @@ class ObjectStore:
 
     # --- watch ------------------------------------------------------------------------------------
 
+    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Calls `listener` with every change as it becomes visible (in the same step: a reader that then reads
+        the store finds it); returns what stops it. A listener must be quick and must not raise."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
     def _publish(self, events: builtins.list[Event]) -> None:
         for event in events:
             if len(self._cache) == self._cache.maxlen:
@@ -250,6 +268,11 @@ class ObjectStore:
             self._cache.append(event)
             for watcher in self._watchers:
                 watcher.offer(event)
+            for listener in builtins.list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # one reader's bug must not fail a write that is already persisted
+                    log.exception("store listener failed on %s", object_key(event.object))
 
     async def watch(self, kind: str | None = None, namespace: str | None = None, *,
                     from_resource_version: int | None = None) -> AsyncIterator[Event]:
