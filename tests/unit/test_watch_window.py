@@ -3,7 +3,6 @@ window and its 410, where a watch starts, and what a watcher with selectors sees
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 
