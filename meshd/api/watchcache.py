@@ -29,6 +29,7 @@ from meshd.api.watchwindow import (
     Key,
     TooOld,
     Window,
+    affects,
     bookmark,
     changed,
     changes,
@@ -54,7 +55,8 @@ CATCH_UP_ROUNDS = 3  # a list or a watch records what was noted before it; chang
 Compute = Callable[[Kind], list[dict[str, Any]]]
 ComputeOne = Callable[[Kind, str, str], "dict[str, Any] | None"]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-Note = Callable[[str | None, str, str, int | None], None]  # (kind or None: anything, namespace, name, revision)
+# (the kind, or kinds, of what changed, None: anything; its namespace and name; the store revision that did it)
+Note = Callable[[str | tuple[str, ...] | None, str, str, int | None], None]
 
 
 class Revisions:
@@ -283,11 +285,13 @@ class WatchCaches:
         return current_version(str(stored["metadata"].get("resourceVersion") or ""), version,
                                store_revision=self.revisions.current())
 
-    def _note(self, kind: str | None, namespace: str, name: str, revision: int | None) -> None:
+    def _note(self, kind: str | tuple[str, ...] | None, namespace: str, name: str, revision: int | None) -> None:
+        kinds = (kind,) if isinstance(kind, str) else kind
         for cache in self._caches.values():
-            if kind is not None and name and cache.kind.kind == kind:
+            what = affects(cache.kind.kind, kinds, name)
+            if what == "one":
                 cache.note((namespace, name), revision)
-            else:
+            elif what == "all":
                 cache.note(None)
 
     async def close(self) -> None:
@@ -374,13 +378,17 @@ async def _wakes(wake: asyncio.Event, deadline: float | None, heartbeat: float) 
 def change_sources(controller: Any, registry: Any) -> Callable[[Note], Callable[[], None]]:
     """What the caches note: the store's writes (this agent's and, on etcd, every agent's: the object and its
     revision, as each becomes visible), the controller's notices (an object's status may have changed) and the
-    endpoint registry's updates (anything may have)."""
+    endpoint registry's updates (a Service's addresses and Endpoints)."""
     def subscribe(note: Note) -> Callable[[], None]:
         def stored(event: Event) -> None:
             note(*object_key(event.object), event.resource_version)
 
+        def endpoints(update: Any) -> None:  # one Service's: its addresses and its Endpoints
+            key = update.service.key if hasattr(update.service, "key") else update.service
+            note(("Service", "Endpoints"), key.namespace, key.name, None)
+
         stops = [controller.watch(lambda kind, namespace, name: note(kind, namespace, name, None)),
-                 registry.listen(lambda _update: note(None, "", "", None))]
+                 registry.listen(endpoints)]
         store = getattr(controller, "store", None)
         if store is not None:
             stops.append(store.listen(stored))

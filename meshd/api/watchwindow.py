@@ -122,6 +122,23 @@ def position(revision: int | None, *, head: int, source: int) -> int | None:
     return None
 
 
+# the resources computed from their own objects alone (a Service: and its addresses from the endpoint registry,
+# which notes them by name): a change of another kind leaves them as they are
+OWN_KIND_ONLY = frozenset({"Service", "ConfigMap", "Secret"})
+# the kinds no other resource shows anything of
+SHOWN_NOWHERE_ELSE = frozenset({"Event"})
+
+
+def affects(resource_kind: str, kinds: tuple[str, ...] | None, name: str) -> Literal["one", "all"] | None:
+    """What a change of an object of `kinds` (None: of anything) named `name` ("": unknown) means for the cache
+    of a resource: that object computed again ("one"), the resource computed again ("all"), or nothing."""
+    if kinds is not None and resource_kind in kinds:
+        return "one" if name else "all"
+    if kinds is not None and (resource_kind in OWN_KIND_ONLY or set(kinds) <= SHOWN_NOWHERE_ELSE):
+        return None
+    return "all"
+
+
 def current_version(stored: str, client: str, *, store_revision: int) -> str:
     """The stored version a client's resourceVersion stands for: a revision the client read the object at (from
     a list, a watch event or the store itself) stands for the stored object as long as no write changed it since
@@ -215,6 +232,6 @@ def bookmark(kind: str, api_version: str, resource_version: int, *, initial_even
     return {"kind": kind, "apiVersion": api_version, "metadata": metadata}
 
 
-__all__ = ["DEFAULT_CAPACITY", "INITIAL_EVENTS_END", "CacheEvent", "Change", "Entry", "Start", "TooOld", "Window",
+__all__ = ["DEFAULT_CAPACITY", "INITIAL_EVENTS_END", "OWN_KIND_ONLY", "SHOWN_NOWHERE_ELSE", "CacheEvent", "affects", "Change", "Entry", "Start", "TooOld", "Window",
            "bookmark", "changed", "changes", "current_version", "key_of", "own_version", "parse_resource_version",
            "position", "record", "seen_by", "source_revision", "stamped", "start"]

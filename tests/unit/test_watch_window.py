@@ -11,6 +11,7 @@ from meshd.api.watchwindow import (
     Entry,
     TooOld,
     Window,
+    affects,
     changed,
     changes,
     current_version,
@@ -178,3 +179,20 @@ def test_an_entry_keeps_what_a_change_is_detected_on():
 ])
 def test_the_stored_version_a_clients_resource_version_stands_for(stored, client, expected):
     assert current_version(stored, client, store_revision=15) == expected
+
+
+@pytest.mark.parametrize(("resource", "kinds", "name", "expected"), [
+    ("Service", ("Service",), "web", "one"),  # its own object: that one computed again
+    ("Service", ("Service", "Endpoints"), "web", "one"),  # the registry's update of a Service
+    ("Endpoints", ("Service", "Endpoints"), "web", "one"),
+    ("Pod", ("Pod",), "", "all"),  # its own kind, no name: all of it
+    ("Deployment", ("Pod",), "web-1", "all"),  # a pod's change shows in its Deployment's status
+    ("Service", ("Pod",), "web-1", None),  # a Service is computed from its own object alone
+    ("ConfigMap", ("Deployment",), "web", None),
+    ("Deployment", ("Event",), "web.1", None),  # an event shows nowhere else
+    ("Event", ("Event",), "web.1", "one"),
+    ("Event", ("Pod",), "web-1", "all"),  # (an event's involvedObject.uid is looked up)
+    ("Service", None, "", "all"),  # a change of anything
+])
+def test_what_a_change_means_for_a_resource(resource, kinds, name, expected):
+    assert affects(resource, kinds, name) == expected
