@@ -43,7 +43,7 @@ from meshd.api.watchwindow import (
     stamped,
     start,
 )
-from meshd.store.api import Event, object_key
+from meshd.store.api import Event, StoreError, object_key
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,26 @@ class Revisions:
 
     def __init__(self, store: Any) -> None:
         self._store = store
+        self._failing = False
 
     def current(self) -> int:
         return int(self._store.resource_version)
 
     async def after(self, head: int) -> int:
+        """The current revision if it is after `head`, else a fresh one; while the store cannot make one (etcd
+        unreachable), the one it makes next, so that reads and watches go on from memory meanwhile."""
         now = self.current()
-        return now if now > head else int(await self._store.tick())
+        if now > head:
+            return now
+        try:
+            revision = int(await self._store.tick())
+        except StoreError as error:
+            if not self._failing:
+                log.warning("watch cache: the store makes no new revision (%s); recording at the next one", error)
+            self._failing = True
+            return head + 1
+        self._failing = False
+        return revision
 
 
 class ResourceCache:

@@ -9,7 +9,7 @@ import asyncio
 
 from meshd.api import listing, watchcache
 from meshd.api.kinds import KINDS
-from meshd.store import ObjectStore
+from meshd.store import ObjectStore, PersistError
 
 POD = next(k for k in KINDS if k.plural == "pods" and not k.group)
 
@@ -213,3 +213,24 @@ async def test_bookmarks_come_once_a_heartbeat_with_the_watchers_version():
         assert all(int(e["object"]["metadata"]["resourceVersion"]) == cache.head for e in out)
     finally:
         await all_caches.close()
+
+
+async def test_a_fresh_revision_is_the_current_one_a_tick_or_while_the_store_makes_none_the_next():
+    class Store:
+        resource_version = 7
+        ticks = 0
+        failing = False
+
+        async def tick(self) -> int:
+            if self.failing:
+                raise PersistError("etcd unreachable")
+            self.ticks += 1
+            self.resource_version += 1
+            return self.resource_version
+
+    store = Store()
+    revisions = watchcache.Revisions(store)
+    assert await revisions.after(5) == 7 and store.ticks == 0  # after the head already: no tick
+    assert await revisions.after(7) == 8 and store.ticks == 1  # the head is the store's: a new one
+    store.failing = True
+    assert await revisions.after(8) == 9  # reads and watches go on; the store's next write is at 9
