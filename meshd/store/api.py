@@ -1,7 +1,8 @@
-"""The store's interface, small enough for an etcd-backed store to implement: get, list, create, update
-(optimistic concurrency on resourceVersion), delete, an atomic batch of those, watch from a
-resourceVersion, a listener called with each change as it becomes visible, and `tick`: a new revision that
-changes nothing (what the API's watch cache records a computed status at). Objects are Kubernetes-shaped dicts (`kind`, `metadata.namespace`, `metadata.name`)."""
+"""The store's interface, small enough for an etcd-backed store to implement: get, list (and scan: one kind in
+key order), create, update (optimistic concurrency on resourceVersion), delete, an atomic batch of those, watch
+from a resourceVersion, a listener called with each change as it becomes visible, and tick: a new revision that
+changes nothing (what the API's watch cache records a computed status at). Objects are Kubernetes-shaped dicts
+(`kind`, `metadata.namespace`, `metadata.name`)."""
 
 from __future__ import annotations
 
