@@ -126,7 +126,8 @@ class ResourceCache:
             self._dirty, self._everything = {}, False  # what is noted from here on is recorded next time
             self._wake.clear()
             objects = self._compute(self.kind) if seed is None else seed
-            floor = await self.revisions.after(self.head)
+            # a fresh revision: one no earlier cache (of this agent before a restart, or before it stopped) gave
+            floor = await self.revisions.after(max(self.head, self.revisions.current()))
             self.entries = {key_of(o): Entry(o, stamped(o, floor)) for o in objects}
             self.window = Window(floor=floor, capacity=self._capacity)
             self.head = floor

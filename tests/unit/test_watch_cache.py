@@ -234,3 +234,22 @@ async def test_a_fresh_revision_is_the_current_one_a_tick_or_while_the_store_mak
     assert await revisions.after(7) == 8 and store.ticks == 1  # the head is the store's: a new one
     store.failing = True
     assert await revisions.after(8) == 9  # reads and watches go on; the store's next write is at 9
+
+
+async def test_a_version_an_earlier_cache_gave_is_410_for_the_next_one():
+    objects = Objects()
+    objects.pods["a"] = pod("a")
+    store = ObjectStore()
+    first = caches(objects, store=store)
+    _, version = await first.listed(POD, None, "")
+    await first.close()  # (the agent restarts: what changed meanwhile was recorded by nobody)
+    objects.pods["a"] = pod("a", phase="Failed")
+    second = caches(objects, store=store)
+    try:
+        cache = await second.of(POD)
+        assert cache.window.floor > version == store.resource_version - 1
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(version), timeout_seconds=0.2), out)
+        assert [(e["type"], e["object"].get("code")) for e in out] == [("ERROR", 410)]
+    finally:
+        await second.close()
