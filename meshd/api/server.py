@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import ssl
@@ -291,6 +292,8 @@ class ApiServer:
             key = (RECORD_KINDS[resource], namespace, name)
             record = c.objects.get(key) if c.store.get(*key) is not None else None
             return [] if record is None else [self._record_object(resource, record)]
+        if resource == "events" and (stored := c.store.get("Event", namespace, name)) is not None:
+            return [self._event(copy.deepcopy(dict(stored)))]  # (one not written yet: from the EventLog, below)
         if resource == "pods" and c.kubelet is None and c.pod_objects is not None:
             node = self.registry.node or "meshd"
             return kube.node_pods(c, namespace, lambda w: self._pod(w, node), name=name)

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 COALESCE_SECONDS = 0.05  # a burst of changes is computed once
 HEARTBEAT_SECONDS = 10.0  # a cache also recomputes this often (changes nobody announced), a watch sends a bookmark
 IDLE_SECONDS = 30.0  # a cache with no watcher stops this long after its last use (the next use starts it afresh)
+ONE_BY_ONE = 64  # changed objects computed one by one up to this many (or half the resource), else all at once
 CATCH_UP_ROUNDS = 3  # a list or a watch records what was noted before it; changes noted meanwhile, this often more
 
 Compute = Callable[[Kind], list[dict[str, Any]]]
@@ -160,6 +161,8 @@ class ResourceCache:
             dirty, everything = self._dirty, everything or self._everything
             self._dirty, self._everything = {}, False
             self._wake.clear()
+            if len(dirty) > max(ONE_BY_ONE, len(self.entries) // 2):  # most of it: computed again at once
+                everything = True
             if everything:
                 found: list[tuple[Change, int | None]] = [(c, None) for c in changes(self.entries,
                                                                                      self._compute(self.kind))]
