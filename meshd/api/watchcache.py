@@ -24,7 +24,6 @@ from meshd.api import listing, status
 from meshd.api.kinds import Kind
 from meshd.api.watchwindow import (
     DEFAULT_CAPACITY,
-    Change,
     Entry,
     Key,
     TooOld,
@@ -114,10 +113,9 @@ class ResourceCache:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def ensure(self, seed: list[dict[str, Any]] | None = None) -> None:
-        """Starts the cache (one computation, or `seed`: the objects just computed) unless it runs; the window
-        begins at a fresh revision, so a watch from before (when nothing recorded the changes) gets 410 and
-        lists again."""
+    async def ensure(self) -> None:
+        """Starts the cache (one computation) unless it runs; the window begins at a fresh revision, so a watch
+        from before (when nothing recorded the changes) gets 410 and lists again."""
         self._used = time.monotonic()
         if self.running:
             return
@@ -126,7 +124,7 @@ class ResourceCache:
                 return
             self._dirty, self._everything = {}, False  # what is noted from here on is recorded next time
             self._wake.clear()
-            objects = self._compute(self.kind) if seed is None else seed
+            objects = self._compute(self.kind)
             # a fresh revision: one no earlier cache (of this agent before a restart, or before it stopped) gave
             floor = await self.revisions.after(max(self.head, self.revisions.current()))
             self.entries = {key_of(o): Entry(o, stamped(o, floor)) for o in objects}
@@ -164,14 +162,12 @@ class ResourceCache:
             if len(dirty) > max(ONE_BY_ONE, len(self.entries) // 2):  # most of it: computed again at once
                 everything = True
             if everything:
-                found: list[tuple[Change, int | None]] = [(c, None) for c in changes(self.entries,
-                                                                                     self._compute(self.kind))]
+                found = [(c, dirty.get(c.key)) for c in changes(self.entries, self._compute(self.kind))]
             else:
-                found = []
-                for key, revision in sorted(dirty.items(), key=lambda item: (item[1] is None, item[1] or 0)):
-                    change = changed(self.entries, key, self._compute_one(self.kind, *key))
-                    if change is not None:
-                        found.append((change, revision))
+                found = [(c, revision) for c, revision in (
+                    (changed(self.entries, key, self._compute_one(self.kind, *key)), revision)
+                    for key, revision in dirty.items()) if c is not None]
+            found.sort(key=lambda item: (item[1] is None, item[1] or 0))  # the store's writes in their order
             late = []
             for change, revision in found:  # the store's writes, at their own revisions (increasing)
                 at = position(revision, head=self.head, source=source_revision(change.after))

@@ -253,3 +253,26 @@ async def test_a_version_an_earlier_cache_gave_is_410_for_the_next_one():
         assert [(e["type"], e["object"].get("code")) for e in out] == [("ERROR", 410)]
     finally:
         await second.close()
+
+
+async def test_many_store_writes_computed_at_once_keep_each_its_own_revision():
+    objects = Objects()
+    store = ObjectStore()
+    all_caches = caches(objects, store=store)
+    try:
+        cache = await all_caches.of(POD)
+        listed = cache.head
+        revisions = {}
+        for i in range(100):  # more than are computed one by one: the resource is computed at once
+            written = await store.create({"kind": "Pod", "metadata": {"namespace": "default", "name": f"p{i:03}"}})
+            revisions[f"p{i:03}"] = version = written["metadata"]["resourceVersion"]
+            objects.pods[f"p{i:03}"] = pod(f"p{i:03}") | {"metadata": {**pod(f"p{i:03}")["metadata"],
+                                                                       "resourceVersion": version}}
+            cache.note(("default", f"p{i:03}"), int(version))
+        out: list[dict] = []
+        await watch(cache, listing.ListQuery(resource_version=str(listed), timeout_seconds=0.2), out)
+        assert objects.computed_one == 0
+        assert [(e["object"]["metadata"]["name"], e["object"]["metadata"]["resourceVersion"]) for e in out] == \
+            sorted(revisions.items(), key=lambda item: int(item[1]))
+    finally:
+        await all_caches.close()
