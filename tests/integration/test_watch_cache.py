@@ -181,14 +181,13 @@ async def test_an_object_from_a_watch_can_be_written_back_with_its_resource_vers
             done = [e["object"] for e in events if (e["object"].get("status") or {}).get("readyReplicas") == 3]
             return done[-1] if done else None
 
-        for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed)
-            seen = await last_seen()
-            if seen is not None:
+        for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed) and
+            seen = await last_seen()  # the stored object as it is (the controller also writes its progress)
+            async with http.get(f"{path}/web") as reply:
+                stored_version = (await reply.json())["metadata"]["resourceVersion"]
+            if seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version):
                 break
-        assert seen is not None
-        async with http.get(f"{path}/web") as reply:
-            stored_version = (await reply.json())["metadata"]["resourceVersion"]
-        assert int(seen["metadata"]["resourceVersion"]) >= int(stored_version)
+        assert seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version)
 
         seen["metadata"].setdefault("labels", {})["touched"] = "yes"  # replace it, as a client-go informer's user
         async with http.put(f"{path}/web", json=seen) as reply:
@@ -216,6 +215,13 @@ async def test_the_python_client_lists_watches_from_the_list_and_writes_back_wha
             seen.append(event)
             if (event["object"].status.ready_replicas or 0) == 3:
                 break
+        while True:  # then until it is quiet (the controller writes the rollout's progress after it too)
+            more = list(kubernetes.watch.Watch().stream(
+                apps.list_namespaced_deployment, "default", timeout_seconds=3,
+                resource_version=seen[-1]["object"].metadata.resource_version))
+            if not more:
+                break
+            seen.extend(more)
         last = seen[-1]["object"]
         last.metadata.labels = {**(last.metadata.labels or {}), "touched": "yes"}
         written = apps.replace_namespaced_deployment("web", "default", last)  # the watch's version: no 409
