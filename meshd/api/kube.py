@@ -314,6 +314,11 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
     else:
         spec["clusterIP"] = "None" if obj.headless else (obj.cluster_ip or (info.address if info else None))
         spec["clusterIPs"] = [spec["clusterIP"]]
+        # the API server's defaults (kubectl describe shows them; meshd is IPv4 and balances every client alike)
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    spec.setdefault("sessionAffinity", "None")
     spec.setdefault("type", "ClusterIP")
     spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
                       "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {}),

@@ -479,9 +479,13 @@ class ApiServer:
             cores = max(after.cpu_seconds - before.cpu_seconds, 0) / (t1 - t0)
             usage.setdefault((worker.namespace, worker.name), []).append({"name": status.name, "usage": {
                 "cpu": f"{int(cores * 1e9)}n", "memory": f"{after.memory_bytes // 1024}Ki"}})
+        # only pods with a running container have metrics (metrics-server's rule: a completed Job's pod has none)
         items = [{"metadata": {"name": w.name, "namespace": w.namespace},
-                  "containers": usage.get((w.namespace, w.name), []),
-                  "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())} for w in workers]
+                  "containers": usage[(w.namespace, w.name)],
+                  "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())}
+                 for w in workers if (w.namespace, w.name) in usage]
+        if name is not None and not items:
+            return _error(404, f'podmetrics.metrics.k8s.io "{namespace}/{name}" not found')
         if name is not None:
             single = {"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", **items[0]}
             return web.json_response(single)
