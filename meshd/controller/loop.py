@@ -25,6 +25,7 @@ from meshd.controller.adoption import LABEL_CREATED, adopt, collect_garbage_fore
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
 from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
+from meshd.controller.servicetype import TypeFieldError, settle_type_change
 from meshd.controller.events import EventLog
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
@@ -520,10 +521,15 @@ class Controller:
                            source: str) -> Service:
         """The Service with the address it keeps, asks for or is given (stored with it: the same on every node)."""
         before = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+        try:
+            service = settle_type_change(service, before)  # e.g. the clusterIP a Service turned ExternalName had
+        except TypeFieldError as error:
+            raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
+                                path=error.path) from None
         published = self.registry.service(ServiceKey(service.metadata.namespace, service.metadata.name))
         current = (before.cluster_ip or (published.address if published else None)) if before else None
         try:
-            return plan.assign(service, current=None if service.headless else current)
+            return plan.assign(service, current=current if service.has_address else None)
         except ClusterIPError as error:
             raise ManifestError(str(error), source=source, kind="Service", name=service.metadata.name,
                                 path=("spec", "clusterIP")) from None
@@ -566,7 +572,9 @@ class Controller:
     def _publish_service(self, service: Service) -> None:
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
         # the stored address; one stored before Services kept theirs gets its hash's, as it always did
-        address = None if service.headless else service.cluster_ip or self.addresses.allocate(key)
+        address = service.cluster_ip or self.addresses.allocate(key) if service.has_address else None
+        if address is None:
+            self.addresses.release(key)  # e.g. turned ExternalName: its old address is free again
         previous = self.registry.service(key)
         if previous and previous.address and previous.address != address and self._on_service_address:
             self._on_service_address(previous.address, False)
@@ -579,6 +587,7 @@ class Controller:
             annotations=dict(service.metadata.annotations),
             external=external_ports(service, self.external),
             traffic_distribution=service.traffic_distribution,
+            external_name=service.external_name if service.type == "ExternalName" else None,
         )
         self.registry.upsert_service(info, dict(service.selector))
 
