@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .mesh.connect import connect_endpoint
 from .services import OUT_CONNECT, OUT_SUCCESS, EndpointState
+from .unread import unread_bytes
 
 if TYPE_CHECKING:
     from .proxy import Listener, ProxyOptions
@@ -223,4 +224,8 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         conn = self.conn
         conn.service.release(self.ep)
+        if exc is not None and not conn.closed:
+            rest = unread_bytes(self.transport)  # a write failed first: what the endpoint said last (unread.py)
+            if rest:
+                self.data_received(rest)
         conn.transport.close()  # after what is buffered for the client

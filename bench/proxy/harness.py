@@ -17,7 +17,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+async def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, alive: Process | None = None) -> None:
+    """Until something listens on host:port; TimeoutError after `timeout` or once `alive` has exited."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -26,7 +27,7 @@ async def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -
             w.close()
             return
         except OSError:
-            if loop.time() > deadline:
+            if loop.time() > deadline or (alive is not None and alive.proc.returncode is not None):
                 raise TimeoutError(f"nothing listens on {host}:{port}") from None
             await asyncio.sleep(0.05)
 
@@ -92,10 +93,10 @@ async def start_sidecar(
         [sys.executable, "-m", "sidecar", "--api", api, "--metrics", f"127.0.0.1:{mport}", *args], log,
         {"MESHD_SIDECAR_OF": str(log.parent.resolve())},  # whose it is: a test's leftover is found by it
     )
-    try:
-        await wait_port(mport)
+    try:  # (generous: a loaded machine takes seconds to import a sidecar; a dead one ends the wait at once)
+        await wait_port(mport, timeout=60, alive=proc)
         if listen_port is not None:
-            await wait_port(listen_port)
+            await wait_port(listen_port, timeout=60, alive=proc)
     except TimeoutError:
         await proc.stop()
         raise AssertionError(f"sidecar did not start:\n{proc.output()}") from None

@@ -13,6 +13,7 @@ from meshd.api.kinds import (
     DAEMONSET,
     DEPLOYMENT,
     ENDPOINTS,
+    ENDPOINTSLICE,
     EVENT,
     INGRESS,
     INGRESSCLASS,
@@ -255,6 +256,8 @@ def service_ports(svc: Obj) -> str:
 
 def _external_ip(svc: Obj) -> str:
     spec = _spec(svc)
+    if spec.get("type") == "ExternalName":  # kubectl's printer: the name DNS answers a CNAME to
+        return str(spec.get("externalName") or NONE)
     external = list(spec.get("externalIPs") or [])
     if (spec.get("type") or "ClusterIP") == "LoadBalancer":
         ingress = [
@@ -313,6 +316,15 @@ def format_endpoints(ep: Obj, limit: int = 3, port_name: str | None = None) -> s
 
 def endpoints_row(ep: Obj, now: datetime, wide: bool) -> list[str]:
     return [_meta(ep).get("name", ""), format_endpoints(ep), age(_meta(ep).get("creationTimestamp"), now)]
+
+
+def endpointslice_row(es: Obj, now: datetime, wide: bool) -> list[str]:
+    """NAME ADDRESSTYPE PORTS ENDPOINTS AGE, as kubectl prints them ("<unset>" for none; three, then "+ N more")."""
+    ports = ",".join(str(p.get("port", "")) for p in es.get("ports") or []) or "<unset>"
+    addresses = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+    return [_meta(es).get("name", ""), str(es.get("addressType", "")), ports, shown or "<unset>",
+            age(_meta(es).get("creationTimestamp"), now)]
 
 
 # --- events -----------------------------------------------------------------------------------------------
@@ -504,6 +516,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         service_row,
     ),
     ENDPOINTS.kind: (["NAME", "ENDPOINTS", "AGE"], [], endpoints_row),
+    ENDPOINTSLICE.kind: (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], endpointslice_row),
     PVC.kind: (["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"], ["VOLUMEMODE"],
                pvc_row),
     PV.kind: (["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "REASON",

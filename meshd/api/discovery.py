@@ -9,7 +9,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from meshd.api import selfreview
-from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, LEASE, NAMESPACE, NODE, SUBRESOURCE_GROUPS, Kind
+from meshd.api.kinds import (
+    ENDPOINTSLICE,
+    EVENTS_V1,
+    INGRESSCLASS,
+    KINDS,
+    LEASE,
+    NAMESPACE,
+    NODE,
+    SUBRESOURCE_GROUPS,
+    Kind,
+)
 
 # The Kubernetes API meshd mimics: that of the kubectl and client libraries it is tested with (kubectl v1.37,
 # kubernetes 37), so kubectl prints no version-skew warning.
@@ -17,7 +27,7 @@ KUBE_MAJOR, KUBE_MINOR = 1, 37
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 PODMETRICS = Kind("PodMetrics", "pods", "metrics.k8s.io", "v1beta1", (), verbs=("get", "list"), categories=())
-API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, PODMETRICS,
+API_KINDS: tuple[Kind, ...] = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, ENDPOINTSLICE, PODMETRICS,
                                *selfreview.KINDS)
 
 

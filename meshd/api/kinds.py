@@ -91,6 +91,9 @@ NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no
 # the events.k8s.io view of the same events as EVENT (meshd.api.events maps them)
 EVENTS_V1 = Kind("Event", "events", "events.k8s.io", "v1", ("event", "events"), short_names=("ev",),
                  verbs=_WRITE, categories=())
+# each Service's endpoints as discovery.k8s.io serves them (meshd.api.endpointslices): read-only views
+ENDPOINTSLICE = Kind("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", ("endpointslice", "endpointslices"),
+                     verbs=_READ, categories=())
 # a node's heartbeat and the controllers' leader, with a shared store (meshd.cluster): read-only here
 LEASE = Kind("Lease", "leases", "coordination.k8s.io", "v1", ("lease", "leases"), verbs=_READ, categories=())
 

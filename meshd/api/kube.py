@@ -294,14 +294,18 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
     obj: Service = record.obj  # type: ignore[assignment]
     info = registry.service(ServiceKey(obj.metadata.namespace, obj.metadata.name))
     spec = copy.deepcopy(dict(obj.raw.get("spec") or {}))
-    spec["clusterIP"] = "None" if obj.headless else (obj.cluster_ip or (info.address if info else None))
-    spec["clusterIPs"] = [spec["clusterIP"]]
+    if obj.type == "ExternalName":  # no address at all: neither field is shown (as the API server)
+        spec.pop("clusterIP", None)
+        spec.pop("clusterIPs", None)
+    else:
+        spec["clusterIP"] = "None" if obj.headless else (obj.cluster_ip or (info.address if info else None))
+        spec["clusterIPs"] = [spec["clusterIP"]]
     spec.setdefault("type", "ClusterIP")
     spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
                       "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {}),
                       **({"nodePort": p.node_port} if p.node_port is not None else {})}
                      for p in obj.ports]
-    if obj.type != "ClusterIP":
+    if obj.type in ("NodePort", "LoadBalancer"):
         spec.setdefault("externalTrafficPolicy", "Cluster")
     return {
         "apiVersion": "v1",

@@ -1,6 +1,6 @@
 """OpenAPI v2 (swagger 2.0) and v3 documents for the kinds meshd serves, as `kubectl explain` and `kubectl apply`
 read them. Generated from one compact table of the Kubernetes types and the fields meshd reads (DESIGN.md's
-subset); kinds from meshd.api.kinds. Pure: no I/O."""
+subset); kinds from meshd.api.kinds; what `kubectl explain` says of them from meshd.api.descriptions. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import json
 from functools import cache
 from typing import Any
 
+from meshd.api import descriptions, endpointslices
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.ingress import OPENAPI_TYPES
-from meshd.api.kinds import EVENTS_V1, INGRESSCLASS, KINDS, NAMESPACE, NODE, Kind
+from meshd.api.kinds import ENDPOINTSLICE, EVENTS_V1, INGRESSCLASS, KINDS, NAMESPACE, NODE, Kind
 from meshd.api.scheduling_openapi import SCHEDULING_POD_FIELDS, SCHEDULING_TYPES
 from meshd.api.storage_openapi import STORAGE_TYPES, STORAGE_VOLUME_FIELDS
 
-SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, EVENTS_V1)
+SERVED = (*KINDS, NAMESPACE, NODE, INGRESSCLASS, EVENTS_V1, ENDPOINTSLICE)
 # types whose kind name another group's type has too: named "package.Kind" in the table below
 QUALIFIED: dict[str, Kind] = {"events.Event": EVENTS_V1}
 
@@ -126,7 +127,8 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
         "status": "ServiceStatus"}),
     "ServiceSpec": ("core", "The attributes a user creates on a service.", {
         "selector": "{string}", "ports": "[ServicePort]", "type": "string", "clusterIP": "string",
-        "clusterIPs": "[string]", "externalIPs": "[string]", "publishNotReadyAddresses": "boolean",
+        "clusterIPs": "[string]", "externalName": "string", "externalIPs": "[string]",
+        "publishNotReadyAddresses": "boolean",
         "externalTrafficPolicy": "string", "allocateLoadBalancerNodePorts": "boolean",
         "loadBalancerSourceRanges": "[string]", "loadBalancerIP": "string"}),
     "ServicePort": ("core", "A port of a service.", {
@@ -268,8 +270,10 @@ TYPES: dict[str, tuple[str, str, Fields]] = {  # name -> (package, description, 
 }
 PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.core.v1",
             "apps": "io.k8s.api.apps.v1", "storage": "io.k8s.api.storage.v1", "networking": "io.k8s.api.networking.v1",
-            "batch": "io.k8s.api.batch.v1", "events": "io.k8s.api.events.v1"}
+            "batch": "io.k8s.api.batch.v1", "events": "io.k8s.api.events.v1",
+            "discovery": "io.k8s.api.discovery.v1"}
 TYPES.update(OPENAPI_TYPES)
+TYPES.update(endpointslices.OPENAPI_TYPES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},
@@ -294,6 +298,23 @@ def _field(spec: str, ref_prefix: str) -> dict[str, Any]:
     return {"$ref": ref_prefix + definition_name(spec)}
 
 
+def _described(schema: dict[str, Any], text: str | None, *, v3: bool) -> dict[str, Any]:
+    """A property's schema with its description. OpenAPI 3.0 ignores the siblings of a $ref, so there (as the
+    Kubernetes documents do) a reference is wrapped in allOf and the description sits beside it."""
+    if not text:
+        return schema
+    if v3 and "$ref" in schema:
+        return {"allOf": [schema], "description": text}
+    return {**schema, "description": text}
+
+
+def _property_descriptions(name: str) -> dict[str, str]:
+    """The descriptions of a type's fields: its own, and for a kind, those of its top-level fields."""
+    kind = name.rpartition(".")[2]
+    top = {f: text.format(kind=kind) for f, text in descriptions.OBJECT_FIELDS.items()} if _gvk(name) else {}
+    return {**top, **descriptions.FIELDS.get(name, {})}
+
+
 def _gvk(name: str) -> list[dict[str, str]] | None:
     kind = name.rpartition(".")[2]
     qualified = QUALIFIED.get(name.removesuffix("List"))
@@ -311,9 +332,12 @@ def _type_name(k: Kind) -> str:
 def definitions(ref_prefix: str) -> dict[str, dict[str, Any]]:
     """Every type of the table, its kinds' List types, as schemas whose references start with ref_prefix."""
     out: dict[str, dict[str, Any]] = {}
+    v3 = ref_prefix.startswith("#/components/")
     for name, (_, description, fields) in TYPES.items():
-        schema: dict[str, Any] = {"description": description, "type": "object",
-                                  "properties": {f: _field(t, ref_prefix) for f, t in fields.items()}}
+        said = _property_descriptions(name)
+        schema: dict[str, Any] = {
+            "description": descriptions.TYPES.get(name, description), "type": "object",
+            "properties": {f: _described(_field(t, ref_prefix), said.get(f), v3=v3) for f, t in fields.items()}}
         gvk = _gvk(name)
         if gvk:
             schema["x-kubernetes-group-version-kind"] = gvk

@@ -40,6 +40,7 @@ from meshd.api import exec as pod_exec
 from meshd.api import join as cluster_join
 from meshd.api import status as api_status
 from meshd.api.auth import auth_middleware, owner_only_socket
+from meshd.api.endpointslices import endpoint_slices
 from meshd.api.kinds import Kind
 from meshd.api.listen import Listener, count_busy
 from meshd.api.scale import scale_of
@@ -53,7 +54,7 @@ from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
 from meshd.external.hostports import pod_of
 from meshd.model.endpoints import ServiceKey, update_to_json
-from meshd.model.objects import Pod, ReplicaSet
+from meshd.model.objects import Pod, ReplicaSet, Service
 from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
 from meshd.registry.drain import DrainCoordinator
@@ -124,7 +125,7 @@ class ApiServer:
         self.join.add_routes(r)  # the join endpoint (open: its bootstrap token admits) and bootstrap tokens
         kubeapi.add_routes(r)  # /version, discovery, OpenAPI
         events.add_routes(r, controller, self._read)  # POST of an Event (before the generic write routes)
-        for prefix in (*writes.PREFIXES, "/apis/coordination.k8s.io/v1", "/apis/events.k8s.io/v1"):
+        for prefix in (*writes.PREFIXES, *writes.GET_PREFIXES):
             r.add_get(prefix + "/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}", self.list_resources)
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}", self.get_resource)
@@ -267,6 +268,8 @@ class ApiServer:
             return [kube.replicaset(c, r) for (ns, _), r in sorted(c.replicasets.items()) if ns_ok(ns)]
         if resource in storage_views.RESOURCES:
             return storage_views.objects(c, resource, namespace)
+        if resource == "endpointslices":
+            return self._endpoint_slices(namespace)
         if resource == "ingressclasses":
             return [ingress.ingress_class(kube.rfc3339(self._started))]
         kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
@@ -293,6 +296,19 @@ class ApiServer:
         if resource == "daemonsets":
             return [sets.daemonset(c, r) for r in records]
         return [kube.endpoints(r, self.registry) for r in records]
+
+    def _endpoint_slices(self, namespace: str | None) -> list[dict[str, Any]]:
+        c, node = self.controller, self.registry.node or "meshd"
+        slices = []
+        for o in c.store.list("Service", namespace):
+            record = c.objects.get(("Service", o["metadata"]["namespace"], o["metadata"]["name"]))
+            if record is None:
+                continue
+            svc: Service = record.obj  # type: ignore[assignment]
+            key = ServiceKey(svc.metadata.namespace, svc.metadata.name)
+            slices += endpoint_slices(svc, uid=record.uid, created=kube.rfc3339(record.created),
+                                      endpoints=self.registry.endpoints(key) or (), node=node)
+        return slices
 
     def _served(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
         """The objects of a kind as its API group shows them (events.k8s.io: the events, converted)."""

@@ -19,6 +19,7 @@ from meshd.api import fieldsets, protobuf, wholeseconds
 from meshd.api import status as api_status
 from meshd.api.kinds import (
     DEPLOYMENT,
+    ENDPOINTSLICE,
     EVENTS_V1,
     INGRESSCLASS,
     KINDS,
@@ -43,13 +44,15 @@ WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim
             "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress", "Job", "CronJob", "Namespace")
 PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1",
             "/apis/batch/v1")  # the group versions served
+# group versions whose GETs are served with the rest (their writes, if any, elsewhere)
+GET_PREFIXES = ("/apis/coordination.k8s.io/v1", "/apis/events.k8s.io/v1", "/apis/discovery.k8s.io/v1")
 # metadata the server sets: never taken from a client's object
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 DEPENDENTS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that own others
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
 
-_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1)}
+_RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, ENDPOINTSLICE)}
 
 
 def request_kind(request: web.Request) -> Kind:

@@ -126,7 +126,7 @@ class AddressPlan:
     def assign(self, service: Service, *, current: str | None) -> Service:
         """`service` with the address it gets (ClusterIPError if it may not have the one it asks for)."""
         key = ServiceKey(service.metadata.namespace, service.metadata.name)
-        address = None if service.headless else choose_cluster_ip(
+        address = None if not service.has_address else choose_cluster_ip(
             key, requested=service.cluster_ip, current=current, taken=self.taken, pool=self.pool)
         for held in self._owned.pop(key, ()):
             del self.taken[held]

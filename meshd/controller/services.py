@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from meshd.controller.clusterip import AddressPlan, ClusterIPError
 from meshd.controller.ingress import backend_problems
 from meshd.controller.records import ObjectRecord
+from meshd.controller.servicetype import TypeFieldError, settle_type_change
 from meshd.external.listeners import external_ports
 from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
 from meshd.manifests import ManifestError
@@ -38,10 +39,15 @@ def assign_cluster_ip(c: Controller, service: Service, existing: ObjectRecord | 
                       source: str) -> Service:
     """The Service with the address it keeps, asks for or is given (stored with it: the same on every node)."""
     before = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
+    try:
+        service = settle_type_change(service, before)  # e.g. the clusterIP a Service turned ExternalName had
+    except TypeFieldError as error:
+        raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
+                            path=error.path) from None
     published = c.registry.service(ServiceKey(service.metadata.namespace, service.metadata.name))
     current = (before.cluster_ip or (published.address if published else None)) if before else None
     try:
-        return plan.assign(service, current=None if service.headless else current)
+        return plan.assign(service, current=current if service.has_address else None)
     except ClusterIPError as error:
         raise ManifestError(str(error), source=source, kind="Service", name=service.metadata.name,
                             path=("spec", "clusterIP")) from None
@@ -66,7 +72,9 @@ def publish_service(c: Controller, service: Service) -> None:
     """The Service's record in the registry, with its address (announced to the node when it changes)."""
     key = ServiceKey(service.metadata.namespace, service.metadata.name)
     # the stored address; one stored before Services kept theirs gets its hash's, as it always did
-    address = None if service.headless else service.cluster_ip or c.addresses.allocate(key)
+    address = service.cluster_ip or c.addresses.allocate(key) if service.has_address else None
+    if address is None:
+        c.addresses.release(key)  # e.g. turned ExternalName: its old address is free again
     previous = c.registry.service(key)
     on_address = c._on_service_address
     if previous and previous.address and previous.address != address and on_address:
@@ -80,6 +88,7 @@ def publish_service(c: Controller, service: Service) -> None:
         annotations=dict(service.metadata.annotations),
         external=external_ports(service, c.external),
         traffic_distribution=service.traffic_distribution,
+        external_name=service.external_name if service.type == "ExternalName" else None,
     )
     c.registry.upsert_service(info, dict(service.selector))
 

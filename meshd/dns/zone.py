@@ -4,6 +4,7 @@ Names follow the Kubernetes DNS specification (https://github.com/kubernetes/dns
 with meshd's rule that SRV records list the ready endpoints of every Service, not only of headless ones:
 
     <svc>.<ns>.svc.<zone>                A    the Service's address (headless: one per ready endpoint)
+    <svc>.<ns>.svc.<zone>                CNAME its externalName (type ExternalName: that name only, no SRV)
     <svc>.<ns>.svc.<zone>                SRV  one per ready endpoint and port
     _<port>._<proto>.<svc>.<ns>.svc.<zone> SRV one per ready endpoint for that named port
     <host>.<svc>.<ns>.svc.<zone>         A    a ready endpoint (host = its hostname, else its dashed address)
@@ -18,6 +19,10 @@ Decisions (the CoreDNS `file` plugin is the model): a name outside the zone -> R
 not know -> REFUSED too (it is not authoritative for in-addr.arpa); a name in the zone that
 does not exist -> NXDOMAIN with the SOA in authority; a name that exists (or is an empty non-terminal, like
 `default.svc.<zone>`) without the asked type -> NOERROR and no answer, SOA in authority. IPv4 only: AAAA is NODATA.
+A name with a CNAME answers it to every type but CNAME itself, followed (as CoreDNS's kubernetes plugin does) by
+what the zone knows of the target when the target is in the zone (another Service: its A records in the same
+answer; a chain of ExternalName Services: each CNAME; the rcode is the last name's, RFC 6604). A target outside the
+zone is left to the client's resolver: meshd recurses for nobody.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from typing import Protocol
 from meshd.model.endpoints import Endpoint, PortInfo, ServiceInfo, ServiceKey
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
-A, NS, SOA, PTR, TXT, AAAA, SRV, ANY = 1, 2, 6, 12, 16, 28, 33, 255
-TYPE_NAMES = {A: "A", NS: "NS", SOA: "SOA", PTR: "PTR", TXT: "TXT", AAAA: "AAAA", SRV: "SRV", ANY: "ANY"}
+A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV, ANY = 1, 2, 5, 6, 12, 16, 28, 33, 255
+TYPE_NAMES = {A: "A", NS: "NS", CNAME: "CNAME", SOA: "SOA", PTR: "PTR", TXT: "TXT", AAAA: "AAAA", SRV: "SRV",
+              ANY: "ANY"}
+MAX_CHAIN = 8  # CNAMEs followed in one answer (a loop of ExternalName Services ends there)
 
 DEFAULT_ZONE = "cluster.local"
 DEFAULT_TTL = 5
@@ -206,6 +213,8 @@ class Zone:
         node = self._find(name)
         if node is None:
             return Answer(NXDOMAIN, authority=self._soa)
+        if CNAME in node and qtype not in (CNAME, ANY):
+            return self._chase(node[CNAME], qtype)
         if qtype == ANY:
             answer = tuple(r for rtype in sorted(node) for r in node[rtype])
         else:
@@ -213,6 +222,25 @@ class Zone:
         if not answer:
             return Answer(NOERROR, authority=self._soa)
         return Answer(NOERROR, answer, additional=self._additional(answer))
+
+    def _chase(self, aliases: tuple[Record, ...], qtype: int) -> Answer:
+        """The CNAME `aliases`, then the records of its target the zone holds: more CNAMEs or the asked type."""
+        chain = list(aliases)
+        seen = {aliases[0].name}
+        for _ in range(MAX_CHAIN):
+            target = chain[-1].data
+            if target in seen or (target != self.apex and not target.endswith("." + self.apex)):
+                return Answer(NOERROR, tuple(chain))  # a loop, or a name for the client's resolver
+            seen.add(target)
+            node = self._find(target)
+            if node is None:
+                return Answer(NXDOMAIN, tuple(chain), authority=self._soa)
+            if CNAME not in node:
+                found = node.get(qtype, ())
+                answer = (*chain, *found)
+                return Answer(NOERROR, answer, () if found else self._soa, self._additional(found))
+            chain.extend(node[CNAME])
+        return Answer(NOERROR, tuple(chain))
 
     def _find(self, name: str) -> dict[int, tuple[Record, ...]] | None:
         """The node of an in-zone name; {} for an empty non-terminal; None when it does not exist."""
@@ -271,6 +299,8 @@ class Zone:
 
 def _compile(service: ServiceInfo, endpoints: tuple[Endpoint, ...], apex: str, ttl: int) -> _Part:
     base = _service_name(service.key, apex)
+    if service.external_name:  # an alias and nothing else: no SRV, no endpoints, no pod records
+        return _Part(_nodes([Record(base, CNAME, ttl, _absolute(service.external_name))], top=base), ())
     named_ports = [_port_owner(service, port, apex) for port in service.ports if port.name]
     nodes = _nodes(_service_records(service, endpoints, apex, ttl), top=base, names=[base, *named_ports])
     pods = tuple(_pod_record(service.key.namespace, e.address, apex, ttl) for e in endpoints if _ipv4(e.address))

@@ -51,7 +51,7 @@ def expand_wildcards(addresses: Sequence[str], host: Sequence[str], *, exclude: 
 
 def external_ports(service: Service, addresses: Sequence[str]) -> tuple[ExternalPort, ...]:
     """A LoadBalancer Service's ports, and the nodePorts of a NodePort or LoadBalancer one, on every address."""
-    if service.type == "ClusterIP" or service.headless:
+    if service.type in ("ClusterIP", "ExternalName") or service.headless:
         return ()
     out: list[ExternalPort] = []
     for address in addresses:

@@ -98,6 +98,8 @@ def render(obj: KubeObject) -> dict[str, Any]:
             doc["spec"]["paused"] = True
     elif isinstance(obj, Service):
         spec: dict[str, Any] = {"type": "ClusterIP"}
+        if obj.type == "ExternalName":
+            spec.update(type="ExternalName", externalName=obj.external_name)
         if obj.selector:
             spec["selector"] = dict(obj.selector)
         if obj.headless:

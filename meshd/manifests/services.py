@@ -1,5 +1,8 @@
 """v1 Service specs: selector, ports, clusterIP (None = headless), type ClusterIP, NodePort or LoadBalancer
-(the last two listen on the agent's --external addresses: meshd/external/)."""
+(the last two listen on the agent's --external addresses: meshd/external/), or ExternalName (a DNS CNAME only:
+no address, no endpoints, no listener). What a Service may keep of its previous type when it changes type is
+decided with the stored object at hand (meshd/controller/servicetype.py), so a clusterIP, nodePort or externalName
+that another type would refuse is read here and judged there."""
 
 from __future__ import annotations
 
@@ -36,7 +39,6 @@ SERVICE_IGNORED: Mapping[str, str] = {
 
 # what meshd's one node cannot do honestly is refused, naming the field
 EXTERNAL_UNSUPPORTED: Mapping[str, str] = {
-    "externalName": "",
     "externalIPs": "not supported: meshd listens on the agent's --external addresses (type LoadBalancer or "
     "NodePort)",
     "loadBalancerSourceRanges": "not supported: meshd does not filter clients by address; choose --external "
@@ -53,15 +55,14 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         spec,
         _SPEC,
         known=("selector", "ports", "clusterIP", "type", "externalTrafficPolicy", "allocateLoadBalancerNodePorts",
-               "trafficDistribution"),
+               "trafficDistribution", "externalName"),
         ignored=SERVICE_IGNORED,
         unsupported=EXTERNAL_UNSUPPORTED,
     )
     service_type = reader.choice(
         spec, "type", _SPEC, ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"), default="ClusterIP"
     )
-    if service_type == "ExternalName":
-        raise reader.fail(_SPEC + ("type",), "ExternalName is not supported")
+    external_name = _read_external_name(reader, spec, required=service_type == "ExternalName")
     # one node: Cluster and Local reach the same endpoints (and the client's address is the sidecar's either way)
     reader.choice(spec, "externalTrafficPolicy", _SPEC, ("Cluster", "Local"), default="Cluster")
     allocate = reader.boolean(spec, "allocateLoadBalancerNodePorts", _SPEC, default=True)
@@ -71,20 +72,21 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         raise reader.fail(_SPEC + ("trafficDistribution",), f'unsupported value "{distribution}" (supported: '
                           "PreferClose)")
     cluster_ip = reader.string(spec, "clusterIP", _SPEC) or None
-    headless = cluster_ip == "None"
-    if cluster_ip is not None and not headless:
+    headless = cluster_ip == "None" and service_type != "ExternalName"  # ExternalName: kept to be judged
+    if cluster_ip is not None and cluster_ip != "None":
         try:
             ipaddress.IPv4Address(cluster_ip)
         except ValueError:
             raise reader.fail(
                 _SPEC + ("clusterIP",), f'expected an IPv4 address or "None", got "{cluster_ip}"'
             ) from None
-    if headless and service_type != "ClusterIP":
+    if headless and service_type not in ("ClusterIP", "ExternalName"):
         raise reader.fail(_SPEC + ("clusterIP",), f"a {service_type} Service may not be headless")
     _check_mesh_annotations(reader, metadata)
     ports = _read_ports(reader, spec, service_type)
-    if not ports and not headless:
-        raise reader.fail(_SPEC + ("ports",), "at least one port is required (unless clusterIP is None)")
+    if not ports and not headless and service_type != "ExternalName":
+        raise reader.fail(_SPEC + ("ports",), "at least one port is required (unless clusterIP is None or type is "
+                          "ExternalName)")
     return Service(
         metadata=metadata,
         selector=read_labels(reader, spec, "selector", _SPEC),
@@ -95,7 +97,21 @@ def read_service(reader: DocumentReader, doc: Mapping[str, Any], metadata: Objec
         type=cast(Any, service_type),
         allocate_node_ports=bool(allocate),
         traffic_distribution=distribution,
+        external_name=external_name,
     )
+
+
+def _read_external_name(reader: DocumentReader, spec: Mapping[str, Any], *, required: bool) -> str | None:
+    """spec.externalName without its trailing dot (one is allowed): a DNS-1123 subdomain, so lowercase."""
+    path = _SPEC + ("externalName",)
+    value = reader.string(spec, "externalName", _SPEC)
+    clean = (value or "").removesuffix(".")
+    if not clean:
+        if required:
+            raise reader.fail(path, "required when `type` is 'ExternalName'")
+        return None
+    reader.check_name(clean, path, names.dns1123_subdomain)
+    return clean
 
 
 def _read_ports(reader: DocumentReader, spec: Mapping[str, Any], service_type: str) -> tuple[ServicePort, ...]:
@@ -131,7 +147,7 @@ def _read_ports(reader: DocumentReader, spec: Mapping[str, Any], service_type: s
         )
         app_protocol = reader.string(port, "appProtocol", path, allow_empty=False) or None
         node_port = reader.integer(port, "nodePort", path, minimum=NODE_PORTS[0], maximum=NODE_PORTS[1])
-        if node_port is not None and service_type == "ClusterIP":
+        if node_port is not None and service_type == "ClusterIP":  # ExternalName: judged with the stored one
             raise reader.fail(path + ("nodePort",), "may not be used when `type` is 'ClusterIP'")
         ports.append(
             ServicePort(

@@ -4,7 +4,8 @@ Per Service address, not per endpoint: a Service with a VIP is advertised once p
 VIP and the Service port, because that is where the node's sidecar listens and balances; a LAN client then goes
 through the sidecar like every other client (retries, outlier ejection, draining) instead of pinning one pod that
 may be drained a second later. A headless Service has no VIP and no sidecar in front, so it is advertised once per
-ready endpoint, at the endpoint's address and port (as its DNS A records are).
+ready endpoint, at the endpoint's address and port (as its DNS A records are). An ExternalName Service is never
+advertised: it has no endpoints and no address on this LAN, and DNS-SD has no alias record to point elsewhere.
 
 Names follow RFC 6763: the instance is ONE label. Zeroconf cannot escape a dot inside a label, so an instance written
 `web.default` would go out as two labels, which Avahi/Bonjour reject ("Failed to split service name"). The instance
@@ -106,7 +107,7 @@ def desired_adverts(
     adverts: dict[str, Advert] = {}
     for service in services:
         ready = tuple(ready_endpoints_by_key.get(service.key, ()))
-        if not ready:
+        if not ready or service.external_name:  # an ExternalName Service is a DNS alias: nothing to advertise
             continue
         nodes = node_list({e.node or node_name for e in ready})
         typed = [(port, t) for port in service.ports if (t := service_type(port)) is not None]

@@ -65,10 +65,14 @@ class ServiceInfo:
     # spec.trafficDistribution ("PreferClose": a sidecar prefers its node's ready endpoints); wire key
     # "trafficDistribution", optional
     traffic_distribution: str | None = None
+    # type ExternalName: the name DNS answers a CNAME to (no address, no endpoints); wire key "externalName",
+    # optional
+    external_name: str | None = None
 
     @property
     def headless(self) -> bool:
-        return self.address is None
+        """No address of its own: DNS answers its ready endpoints (an ExternalName Service is not headless)."""
+        return self.address is None and not self.external_name
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +89,7 @@ class ServiceInfo:
             "annotations": dict(self.annotations),
             **({"external": [e.to_json() for e in self.external]} if self.external else {}),
             **({"trafficDistribution": self.traffic_distribution} if self.traffic_distribution else {}),
+            **({"externalName": self.external_name} if self.external_name else {}),
         }
 
     @classmethod
@@ -102,6 +107,7 @@ class ServiceInfo:
             annotations=dict(data.get("annotations") or {}),
             external=tuple(ExternalPort.from_json(e) for e in data.get("external") or ()),
             traffic_distribution=data.get("trafficDistribution") or None,
+            external_name=data.get("externalName") or None,
         )
 
 

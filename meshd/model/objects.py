@@ -318,11 +318,18 @@ class Service:
     headless: bool = False  # clusterIP: None
     cluster_ip: str | None = None  # a requested address; None lets meshd allocate
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
     allocate_node_ports: bool = True  # spec.allocateLoadBalancerNodePorts (LoadBalancer only)
     traffic_distribution: str | None = None  # spec.trafficDistribution: None or "PreferClose"
+    # spec.externalName, lowercase without a trailing dot: DNS answers a CNAME to it (type ExternalName)
+    external_name: str | None = None
     kind: str = "Service"
     api_version: str = "v1"
+
+    @property
+    def has_address(self) -> bool:
+        """Whether it holds a cluster address (neither headless nor ExternalName)."""
+        return not self.headless and self.type != "ExternalName"
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,12 @@ def resolve_ports(service: ServiceInfo, pod: PodRecord) -> dict[str, int] | None
 def endpoint_for(service: ServiceRecord, pod: PodRecord, *, node: str = "") -> Endpoint | None:
     """The pod's endpoint in the Service: when it matches, has an address and every port, and is not terminating.
 
-    A terminating pod is not an endpoint at all (it leaves before it is stopped, so nothing new reaches it).
+    A terminating pod is not an endpoint at all (it leaves before it is stopped, so nothing new reaches it), and an
+    ExternalName Service has none whatever its selector (as Kubernetes' EndpointSlice controller skips it).
     """
     if pod.namespace != service.info.key.namespace or pod.address is None or pod.terminating:
+        return None
+    if service.info.external_name:
         return None
     if service.pod is not None:
         if pod.name != service.pod:

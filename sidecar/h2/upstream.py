@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ..mesh.connect import connect_endpoint
 from ..services import EndpointState
+from ..unread import unread_bytes
 from . import codec
 from .events import (
     CANCEL,
@@ -132,6 +133,10 @@ class H2Upstream(CoalescingWriter):
         self.flush_now()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.transport is not None and not self.closed:
+            rest = unread_bytes(self.transport)  # a write failed first: the endpoint's last frames (unread.py)
+            if rest:
+                self.data_received(rest)
         if self.transport is not None:
             H2_STATS.upstream_connections -= 1
         self.transport = None

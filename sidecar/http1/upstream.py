@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from httptools import HttpResponseParser
 from httptools.parser.errors import HttpParserError, HttpParserUpgrade
 
+from ..unread import unread_bytes
 from .simple import simple_response
 from .wire import (
     _FAST_RESPONSES,
@@ -78,6 +79,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if exc is not None and self.exchange is not None and self.tunnel is None:
+            # a write failed first: the endpoint's early answer may still wait in the kernel (unread.py)
+            rest = unread_bytes(self.transport)
+            if rest:
+                self.data_received(rest)
         idle = self.ep.idle.get(self.port)
         if idle and self in idle:
             idle.remove(self)

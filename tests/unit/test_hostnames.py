@@ -55,6 +55,25 @@ def test_a_headless_service_gets_a_line_per_ready_endpoint_and_statefulset_pods_
     ]
 
 
+def test_an_alias_of_a_service_gets_its_addresses_and_one_out_of_the_zone_or_in_a_loop_none():
+    web, db = service("web", "10.213.130.7"), service("db", None)
+    alias = ServiceInfo(ServiceKey("shop", "front"), None, (), external_name="web.default.svc.cluster.local")
+    chained = ServiceInfo(ServiceKey("default", "www"), None, (), external_name="front.shop.svc.cluster.local.")
+    to_db = ServiceInfo(ServiceKey("default", "store"), None, (), external_name="db.default.svc.cluster.local")
+    outside = ServiceInfo(ServiceKey("default", "ext"), None, (), external_name="db.example.com")
+    missing = ServiceInfo(ServiceKey("default", "gone"), None, (), external_name="nope.default.svc.cluster.local")
+    loop = ServiceInfo(ServiceKey("default", "loop"), None, (), external_name="loop.default.svc.cluster.local")
+    eps = {db.key: (endpoint("db-0", "10.213.0.11", hostname="db-0"),)}
+    assert lines([web, db, alias, chained, to_db, outside, missing, loop], eps) == [
+        "10.213.0.11\tdb-0.db.default.svc.cluster.local db-0.db.default.svc db-0.db.default",
+        "10.213.0.11\tdb.default.svc.cluster.local db.default.svc db.default",
+        "10.213.130.7\tfront.shop.svc.cluster.local front.shop.svc front.shop",
+        "10.213.0.11\tstore.default.svc.cluster.local store.default.svc store.default",  # no hostname lines
+        "10.213.130.7\tweb.default.svc.cluster.local web.default.svc web.default",
+        "10.213.130.7\twww.default.svc.cluster.local www.default.svc www.default",
+    ]
+
+
 def test_a_headless_service_with_nothing_ready_and_non_ipv4_addresses_give_no_line():
     db, odd = service("db", None), service("odd", "fd00::1")
     assert lines([db, odd], {db.key: (endpoint("db-0", "10.213.0.11", ready=False),)}) == []

@@ -351,8 +351,9 @@ CASES: list[tuple[str, str, Any, str, str]] = [
         f"{P}.containers[0].lifecycle.preStop.httpGet",
         "not supported",
     ),
-    ("service", "spec.type", "ExternalName", "spec.type", "ExternalName is not supported"),
-    ("service", "spec.externalName", "example.com", "spec.externalName", "not supported"),
+    ("service", "spec.type", "ExternalName", "spec.externalName", "required when `type` is 'ExternalName'"),
+    ("service", "spec.externalName", "Example_com", "spec.externalName", 'invalid name "Example_com"'),
+    ("service", "spec.externalName", "a..b.", "spec.externalName", "lower case alphanumeric"),
     # unknown fields
     ("deployment", f"{C}.imagee", "x", f"{P}.containers[0].imagee", "unknown field (did you mean image?)"),
     ("deployment", "spec.replica", 3, "spec.replica", "unknown field (did you mean replicas?)"),
