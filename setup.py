@@ -1,5 +1,7 @@
-"""Optional native builds: the sidecar's HTTP/2 codec on nghttp2 (cffi, sidecar/h2/nghttp2_build.py; built
-by default, needs a C compiler, Python's headers and libnghttp2-dev; MESHD_NGHTTP2=0 skips it; a failed build
+"""Optional native builds: the sidecar's HTTP/1 head scanner (sidecar/http1/heads.c, plain C API; built by
+default, MESHD_NATIVE_HEADS=0 skips it; a failed build warns and the sidecar uses simple.py's regular
+expressions; in place: `python3 setup.py build_ext --inplace`), its HTTP/2 codec on nghttp2 (cffi,
+sidecar/h2/nghttp2_build.py; built by default, needs a C compiler, Python's headers and libnghttp2-dev; MESHD_NGHTTP2=0 skips it; a failed build
 warns and the sidecar uses the pure-Python h2), and the hot path with mypyc; everything else is in
 pyproject.toml.
 
@@ -16,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HOT = [
@@ -48,7 +50,7 @@ class OptionalBuildExt(build_ext):
 
     def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
         if ext.name != NGHTTP2:
-            super().build_extension(ext)
+            super().build_extension(ext)  # (the head scanner is optional=True: a failure only warns)
             return
         try:
             super().build_extension(ext)
@@ -63,7 +65,7 @@ class OptionalBuildExt(build_ext):
         except Exception as e:  # noqa: BLE001 - CompileError, LinkError, missing compiler, ...
             warn(f"{type(e).__name__}: {e}")
             for out in self.get_outputs():
-                if "_nghttp2" in Path(out).name:
+                if "_nghttp2" in Path(out).name or "_heads" in Path(out).name:
                     continue
                 Path(out).unlink(missing_ok=True)
                 if self.inplace:
@@ -98,6 +100,15 @@ def native_modules() -> list:
         return []
 
 
+def heads_module() -> list:
+    """The HTTP/1 head scanner (C API, no library), unless MESHD_NATIVE_HEADS=0."""
+    if os.environ.get("MESHD_NATIVE_HEADS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return []
+    # optional: a failed build only warns (distutils) and the sidecar uses simple.py's regular expressions
+    return [Extension("sidecar.http1._heads", ["sidecar/http1/heads.c"], extra_compile_args=["-O2"],
+                      optional=True)]  # fmt: skip
+
+
 def nghttp2_module() -> list:
     """The native HTTP/2 codec's extension (cffi API mode), unless MESHD_NGHTTP2=0 or cffi is missing."""
     if os.environ.get("MESHD_NGHTTP2", "1").strip().lower() in ("0", "false", "no", "off"):
@@ -115,7 +126,7 @@ def nghttp2_module() -> list:
 
 
 setup(
-    ext_modules=native_modules() + nghttp2_module(),  # (nghttp2 last: see OptionalBuildExt)
+    ext_modules=native_modules() + heads_module() + nghttp2_module(),  # (nghttp2 last: see OptionalBuildExt)
     cmdclass={"build_ext": OptionalBuildExt},
     setup_requires=["mypy>=1.10"] if WANTED else [],
 )

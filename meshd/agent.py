@@ -89,6 +89,7 @@ class AgentOptions:
     max_pods: int = 110  # the kubelet's default: pods beyond it stay Pending ("Too many pods")
     verbose: bool = False
     dns_ttl: int = 5
+    dns_upstream: str = ""  # ExternalName targets outside the zone are asked here ("": resolv.conf; "off")
     sidecar: bool = True
     sidecar_metrics: str | None = None  # default: 127.0.0.1:7701 + this agent's host slot
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
@@ -378,9 +379,12 @@ class Agent:
 
     async def _start_dns(self) -> None:
         from meshd.dns.server import DnsServer
+        from meshd.dns.upstream import Upstream, parse_servers
 
+        servers = parse_servers(self.options.dns_upstream)
         self.dns = dns = DnsServer(self.registry, zone=self.options.zone, ttl=self.options.dns_ttl,
-                                   listen=[split_host_port(self.options.dns)])
+                                   listen=[split_host_port(self.options.dns)],
+                                   upstream=None if servers == [] else Upstream(servers))
         await dns.start()
         if self.options.driver == "docker":  # the pods' resolver, on the bridge's gateway
             try:

@@ -91,12 +91,12 @@ def run(n: int, vary: bool = False) -> float:
     by_ep = {up.ep: up for up in ups}
     feed = client.data_received
     requests, responses = messages(n, vary)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # (CPU time: the machine is shared, wall time counts the others)
     for request, response in zip(requests, responses):
         feed(request)
         ex = client.queue[0]
         by_ep[ex.ep].data_received(response)
-    t = time.perf_counter() - t0
+    t = time.process_time() - t0
     assert not client.queue and client.transport.n == n, (len(client.queue), client.transport.n)
     return t / n * 1e6
 

@@ -166,39 +166,53 @@ def stored_pod(obj: Any, live_status: dict[str, Any] | None = None) -> dict[str,
     return shown
 
 
-def cluster_pods(controller: Controller, namespace: str | None) -> list[dict[str, Any]]:
-    """Every node's pods, from the shared store; this node's status live; a pod of this node whose object is gone
-    but that still stops is shown (Terminating) until it stopped."""
+def _pod_objects(controller: Controller, namespace: str | None, name: str | None) -> list[tuple[Any, Any]]:
+    """The Pod objects of the store (of a namespace, None: all; of one name, None: all) with their key."""
+    if name is None:
+        return controller.store.scan("Pod", namespace)
+    obj = controller.store.get("Pod", namespace or "", name)
+    return [] if obj is None else [((namespace or "", name), obj)]
+
+
+def _workers(controller: Controller, namespace: str | None, name: str | None) -> list[tuple[Any, PodWorker]]:
+    if name is None:
+        return [(k, w) for k, w in controller.pods.items() if namespace in (None, k[0])]
+    worker = controller.pods.get((namespace or "", name))
+    return [] if worker is None else [((namespace or "", name), worker)]
+
+
+def cluster_pods(controller: Controller, namespace: str | None, *, name: str | None = None) -> list[dict[str, Any]]:
+    """Every node's pods (or the one of that name), from the shared store; this node's status live; a pod of this
+    node whose object is gone but that still stops is shown (Terminating) until it stopped."""
     kubelet = controller.kubelet
     out = {}
-    for obj in controller.store.list("Pod", namespace):
-        meta = obj["metadata"]
-        worker = controller.pods.get((meta["namespace"], meta["name"]))
-        out[(meta["namespace"], meta["name"])] = stored_pod(obj, kubelet.status(worker) if worker else None)
-    for key, worker in controller.pods.items():
-        if key not in out and namespace in (None, key[0]):
+    for key, obj in _pod_objects(controller, namespace, name):
+        worker = controller.pods.get(key)
+        out[key] = stored_pod(obj, kubelet.status(worker) if worker else None)
+    for key, worker in _workers(controller, namespace, name):
+        if key not in out:
             shown = pod(worker, node=kubelet.node)
             shown["status"] = kubelet.status(worker)
             out[key] = shown
     return [out[k] for k in sorted(out)]
 
 
-def node_pods(controller: Controller, namespace: str | None,
-              render: Callable[[PodWorker], dict[str, Any]]) -> list[dict[str, Any]]:
+def node_pods(controller: Controller, namespace: str | None, render: Callable[[PodWorker], dict[str, Any]], *,
+              name: str | None = None) -> list[dict[str, Any]]:
     """A standalone agent's pods, listed from the Pod objects of its store (meshd.cluster.podobjects) with their
     uid and resourceVersion, spec and status as their workers show them live (what probes last said too); a pod
     whose object is not written yet is shown as its worker renders it, one whose worker went is not shown."""
     out = {}
-    for obj in controller.store.list("Pod", namespace):
+    for key, obj in _pod_objects(controller, namespace, name):
         meta = obj["metadata"]
-        worker = controller.pods.get((meta["namespace"], meta["name"]))
+        worker = controller.pods.get(key)
         if worker is not None:
             shown = render(worker)
             if shown["metadata"]["uid"] == meta["uid"]:  # (not the object of an older pod of that name)
                 shown["metadata"]["resourceVersion"] = meta["resourceVersion"]
-            out[(meta["namespace"], meta["name"])] = shown
-    for key, worker in controller.pods.items():
-        if key not in out and namespace in (None, key[0]):
+            out[key] = shown
+    for key, worker in _workers(controller, namespace, name):
+        if key not in out:
             out[key] = render(worker)
     return [out[k] for k in sorted(out)]
 
@@ -300,6 +314,11 @@ def service(controller: Controller, record: ObjectRecord, registry: Registry) ->
     else:
         spec["clusterIP"] = "None" if obj.headless else (obj.cluster_ip or (info.address if info else None))
         spec["clusterIPs"] = [spec["clusterIP"]]
+        # the API server's defaults (kubectl describe shows them; meshd is IPv4 and balances every client alike)
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    spec.setdefault("sessionAffinity", "None")
     spec.setdefault("type", "ClusterIP")
     spec["ports"] = [{**({"name": p.name} if p.name else {}), "port": p.port, "targetPort": p.target_port,
                       "protocol": p.protocol, **({"appProtocol": p.app_protocol} if p.app_protocol else {}),

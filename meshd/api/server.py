@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import ssl
@@ -88,6 +89,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# the resources shown from the controller's records of the applied objects, and their kinds
+RECORD_KINDS = {"deployments": "Deployment", "services": "Service", "statefulsets": "StatefulSet",
+                "daemonsets": "DaemonSet", "configmaps": "ConfigMap", "secrets": "Secret", "ingresses": "Ingress",
+                "jobs": "Job", "cronjobs": "CronJob"}
+
+
 class ApiServer:
     def __init__(self, *, controller: Controller, registry: Registry, drain: DrainCoordinator,
                  sidecar_targets: Callable[[], list[str]] = list, token: str,
@@ -109,8 +116,8 @@ class ApiServer:
         self._streams: set[web.StreamResponse] = set()
         self._sidecar_metrics: dict[str, str] = {}  # connected sidecar id -> its metrics address
         self.watch_caches = watchcache.WatchCaches(  # lists and watches (meshd.api.watchcache)
-            compute=lambda kind: self._served(kind, None), subscribe=watchcache.change_sources(controller, registry),
-            resource_version=lambda: int(getattr(getattr(controller, "store", None), "resource_version", 0) or 0))
+            compute=lambda kind: self._served(kind, None), compute_one=self._served_one, store=controller.store,
+            subscribe=watchcache.change_sources(controller, registry))
         r = self.app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics)
@@ -272,30 +279,49 @@ class ApiServer:
             return self._endpoint_slices(namespace)
         if resource == "ingressclasses":
             return [ingress.ingress_class(kube.rfc3339(self._started))]
-        kinds = {"deployments": "Deployment", "services": "Service", "endpoints": "Service",
-                 "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "configmaps": "ConfigMap", "secrets": "Secret",
-                 "ingresses": "Ingress", "jobs": "Job", "cronjobs": "CronJob"}
+        kinds = {**RECORD_KINDS, "endpoints": "Service"}
         if resource not in kinds:
             raise KeyError(f'the server doesn\'t have a resource type "{resource}"')
         # the applied objects, as the store holds them (one that did not load has no record: left out)
-        keys = [(kinds[resource], o["metadata"]["namespace"], o["metadata"]["name"])
-                for o in c.store.list(kinds[resource], namespace)]
+        keys = [(kinds[resource], *key) for key, _ in c.store.scan(kinds[resource], namespace)]
         records = [r for r in (c.objects.get(k) for k in keys) if r is not None]
+        return [self._record_object(resource, r) for r in records]
+
+    def _one(self, resource: str, namespace: str, name: str) -> list[dict[str, Any]] | None:
+        """One object of a resource as `_objects` shows it ([] when there is none), without computing the others;
+        None for a resource it has no such shortcut for."""
+        c = self.controller
+        if resource in RECORD_KINDS:
+            key = (RECORD_KINDS[resource], namespace, name)
+            record = c.objects.get(key) if c.store.get(*key) is not None else None
+            return [] if record is None else [self._record_object(resource, record)]
+        if resource == "events" and (stored := c.store.get("Event", namespace, name)) is not None:
+            return [self._event(copy.deepcopy(dict(stored)))]  # (one not written yet: from the EventLog, below)
+        if resource == "pods" and c.kubelet is None and c.pod_objects is not None:
+            node = self.registry.node or "meshd"
+            return kube.node_pods(c, namespace, lambda w: self._pod(w, node), name=name)
+        if resource == "pods" and c.kubelet is not None:
+            return kube.cluster_pods(c, namespace, name=name)
+        return None
+
+    def _record_object(self, resource: str, r: Any) -> dict[str, Any]:
+        """An applied object (its record) as its resource shows it."""
+        c = self.controller
         if resource == "deployments":
-            return [kube.deployment(c, r) for r in records]
+            return kube.deployment(c, r)
         if resource in ("jobs", "cronjobs"):
-            return [(batch.job if resource == "jobs" else batch.cronjob)(c, r) for r in records]
+            return (batch.job if resource == "jobs" else batch.cronjob)(c, r)
         if resource == "services":
-            return [kube.service(c, r, self.registry) for r in records]
+            return kube.service(c, r, self.registry)
         if resource == "ingresses":
-            return [ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress) for r in records]
+            return ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress)
         if resource in ("configmaps", "secrets"):
-            return [kube.config_object(c, r) for r in records]
+            return kube.config_object(c, r)
         if resource == "statefulsets":
-            return [sets.statefulset(c, r) for r in records]
+            return sets.statefulset(c, r)
         if resource == "daemonsets":
-            return [sets.daemonset(c, r) for r in records]
-        return [kube.endpoints(r, self.registry) for r in records]
+            return sets.daemonset(c, r)
+        return kube.endpoints(r, self.registry)
 
     def _endpoint_slices(self, namespace: str | None) -> list[dict[str, Any]]:
         c, node = self.controller, self.registry.node or "meshd"
@@ -314,6 +340,16 @@ class ApiServer:
         """The objects of a kind as its API group shows them (events.k8s.io: the events, converted)."""
         objects = [wholeseconds.for_clients(o) for o in self._objects(kind.plural, namespace)]  # Go clients' ints
         return [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
+
+    def _served_one(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of a kind as `_served` shows it, or None (what the watch cache computes for one change)."""
+        one = self._one(kind.plural, namespace, name)
+        if one is None:  # no shortcut: the namespace's objects (every one for a cluster-scoped kind)
+            one = [o for o in self._objects(kind.plural, namespace if kind.namespaced else None)
+                   if (o["metadata"].get("namespace") or "", o["metadata"]["name"]) == (namespace, name)]
+        objects = [wholeseconds.for_clients(o) for o in one]
+        objects = [events.to_events_v1(o) for o in objects] if kind.group == "events.k8s.io" else objects
+        return objects[0] if objects else None
 
     def _event(self, event: dict[str, Any]) -> dict[str, Any]:
         """A stored v1 Event naming its object's uid (what `kubectl describe` selects events by)."""
@@ -358,8 +394,7 @@ class ApiServer:
         query = listing.parse_query(kind, request.query, request.headers.get("Accept", ""))
         if query.watch:
             return await self._watch_resources(request, kind, namespace, None, query)
-        objects, version = self.watch_caches.listed(kind, namespace, query.resource_version,
-                                                    lambda ns: self._served(kind, ns))  # meshd.api.watchcache
+        objects, version = await self.watch_caches.listed(kind, namespace, query.resource_version)  # watchcache
         body = listing.list_body(kind, query, objects, resource_version=str(version), now=_now())
         return web.json_response(body)
 
@@ -385,7 +420,7 @@ class ApiServer:
                                name: str | None, query: listing.ListQuery) -> web.StreamResponse:
         """A watch as the API server streams it (application/json, one event a line), from the watch cache."""
         watchcache.parse_resource_version(query.resource_version)  # not a number: a 400, before the stream
-        cache = self.watch_caches.of(kind)
+        cache = await self.watch_caches.of(kind)
         response = await self._open_stream(request, content_type="application/json")
         try:
             await watchcache.serve(cache, query, namespace=namespace, name=name,
@@ -444,9 +479,13 @@ class ApiServer:
             cores = max(after.cpu_seconds - before.cpu_seconds, 0) / (t1 - t0)
             usage.setdefault((worker.namespace, worker.name), []).append({"name": status.name, "usage": {
                 "cpu": f"{int(cores * 1e9)}n", "memory": f"{after.memory_bytes // 1024}Ki"}})
+        # only pods with a running container have metrics (metrics-server's rule: a completed Job's pod has none)
         items = [{"metadata": {"name": w.name, "namespace": w.namespace},
-                  "containers": usage.get((w.namespace, w.name), []),
-                  "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())} for w in workers]
+                  "containers": usage[(w.namespace, w.name)],
+                  "window": f"{USAGE_WINDOW}s", "timestamp": kube.rfc3339(self.controller.now())}
+                 for w in workers if (w.namespace, w.name) in usage]
+        if name is not None and not items:
+            return _error(404, f'podmetrics.metrics.k8s.io "{namespace}/{name}" not found')
         if name is not None:
             single = {"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", **items[0]}
             return web.json_response(single)

@@ -1,10 +1,14 @@
 """The API's watch cache, as the Kubernetes API server's: per resource, the objects as the API serves them and a
-bounded window of their recent events, each with a resourceVersion from one monotonic clock. One refresher per
-resource computes the objects once per change (woken by the store's watch, the controller and the endpoint
-registry; coalesced) and every watcher of that resource reads the same window, filtered by its own namespace,
-name and selectors. A watch from a resourceVersion the window no longer reaches ends with an ERROR event
-carrying a 410 Expired Status ("too old resource version"), which kubectl and the client libraries answer by
-listing again. The decisions are in meshd.api.watchwindow; this module is the thin, stateful part."""
+bounded window of their recent events, each at a revision of the store (SQLite's counter, etcd's revision), so
+every resourceVersion a client sees (a list's, an event's, an object's) is the store's own. A change the store
+announces is recorded at the store write's own revision; a change it cannot announce (a status computed live)
+at a fresh revision (the store's `tick`). Changes are incremental: a change of one object of the resource (a
+store write, a controller's notice) computes that object again; a change of anything else (a Pod's for its
+Deployment's status, an endpoint's) computes the resource again, coalesced, as does a heartbeat. Every watcher
+of a resource reads the same window, filtered by its own namespace, name and selectors. A watch from a
+resourceVersion the window no longer reaches ends with an ERROR event carrying a 410 Expired Status ("too old
+resource version"), which kubectl and the client libraries answer by listing again. The decisions are in
+meshd.api.watchwindow; this module is the thin, stateful part."""
 
 from __future__ import annotations
 
@@ -21,58 +25,87 @@ from meshd.api.kinds import Kind
 from meshd.api.watchwindow import (
     DEFAULT_CAPACITY,
     Entry,
+    Key,
     TooOld,
     Window,
+    affects,
     bookmark,
-    canonical,
-    diff,
+    changed,
+    changes,
+    current_version,
     key_of,
-    own_version,
     parse_resource_version,
+    position,
+    record,
     seen_by,
+    source_revision,
     stamped,
     start,
 )
+from meshd.store.api import Event, StoreError, object_key
 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.05  # a burst of changes is computed once
 HEARTBEAT_SECONDS = 10.0  # a cache also recomputes this often (changes nobody announced), a watch sends a bookmark
 IDLE_SECONDS = 30.0  # a cache with no watcher stops this long after its last use (the next use starts it afresh)
+ONE_BY_ONE = 64  # changed objects computed one by one up to this many (or half the resource), else all at once
+CATCH_UP_ROUNDS = 3  # a list or a watch records what was noted before it; changes noted meanwhile, this often more
 
 Compute = Callable[[Kind], list[dict[str, Any]]]
+ComputeOne = Callable[[Kind, str, str], "dict[str, Any] | None"]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# (the kind, or kinds, of what changed, None: anything; its namespace and name; the store revision that did it)
+Note = Callable[[str | tuple[str, ...] | None, str, str, int | None], None]
 
 
-class Clock:
-    """The resourceVersions the caches give their events: increasing, never below the store's own, and from
-    `epoch` on. The agent's epoch is the time it started in microseconds, so every version it gives is above
-    those it gave before a restart (never written down): a watch from one of those is told 410, never resumed
-    in another history."""
+class Revisions:
+    """The store's revisions as the caches use them: the current one, and one after a given one (the current,
+    else a fresh one the store makes: nothing is ever recorded twice at one revision a client may hold)."""
 
-    def __init__(self, floor: Callable[[], int], *, epoch: int = 0) -> None:
-        self._floor = floor
-        self.value = max(floor(), epoch)
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._failing = False
 
-    def next(self) -> int:
-        self.value = max(self.value + 1, self._floor())
-        return self.value
+    def current(self) -> int:
+        return int(self._store.resource_version)
+
+    async def after(self, head: int) -> int:
+        """The current revision if it is after `head`, else a fresh one; while the store cannot make one (etcd
+        unreachable), the one it makes next, so that reads and watches go on from memory meanwhile."""
+        now = self.current()
+        if now > head:
+            return now
+        try:
+            revision = int(await self._store.tick())
+        except StoreError as error:
+            if not self._failing:
+                log.warning("watch cache: the store makes no new revision (%s); recording at the next one", error)
+            self._failing = True
+            return head + 1
+        self._failing = False
+        return revision
 
 
 class ResourceCache:
     """The watch cache of one resource (a Kind, every namespace)."""
 
-    def __init__(self, kind: Kind, *, compute: Compute, clock: Clock, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, kind: Kind, *, compute: Compute, compute_one: ComputeOne, revisions: Revisions,
+                 capacity: int = DEFAULT_CAPACITY) -> None:
         self.kind = kind
         self._compute = compute
-        self._clock = clock
+        self._compute_one = compute_one
+        self.revisions = revisions
         self._capacity = capacity
-        self.entries: dict[tuple[str, str], Entry] = {}
+        self.entries: dict[Key, Entry] = {}
         self.window = Window(floor=0, capacity=capacity)
-        self.head = 0  # every event of this resource up to here is in the window
+        self.head = 0  # every event of this resource up to here is in the window; no revision up to it is free
         self.watchers: set[asyncio.Event] = set()
+        self._dirty: dict[Key, int | None] = {}  # objects noted as changed: the store revision that did (or None)
+        self._everything = False  # a change of anything: the resource is computed again
         self._wake = asyncio.Event()
         self._watched = asyncio.Event()  # set when a watcher comes
+        self._lock = asyncio.Lock()  # one recording at a time (it may wait for a fresh revision)
         self._task: asyncio.Task[None] | None = None
         self._used = time.monotonic()
 
@@ -80,22 +113,33 @@ class ResourceCache:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def ensure(self, seed: list[dict[str, Any]] | None = None) -> None:
-        """Starts the cache (one computation, or `seed`: the objects just computed) unless it runs; the window
-        then begins at a fresh version, so a watch from before (when nothing recorded the changes) gets 410 and
-        lists again."""
+    async def ensure(self) -> None:
+        """Starts the cache (one computation) unless it runs; the window begins at a fresh revision, so a watch
+        from before (when nothing recorded the changes) gets 410 and lists again."""
         self._used = time.monotonic()
         if self.running:
             return
-        floor = self._clock.next()
-        self.entries = {}
-        for obj in self._compute(self.kind) if seed is None else seed:  # each at the cache's first version
-            self.entries[key_of(obj)] = Entry(canonical(obj), stamped(obj, floor), own_version(obj))
-        self.window = Window(floor=floor, capacity=self._capacity)
-        self.head = floor
-        self._task = asyncio.create_task(self._run(), name=f"watch cache {self.kind.plural}")
+        async with self._lock:
+            if self.running:
+                return
+            self._dirty, self._everything = {}, False  # what is noted from here on is recorded next time
+            self._wake.clear()
+            objects = self._compute(self.kind)
+            # a fresh revision: one no earlier cache (of this agent before a restart, or before it stopped) gave
+            floor = await self.revisions.after(max(self.head, self.revisions.current()))
+            self.entries = {key_of(o): Entry(o, stamped(o, floor)) for o in objects}
+            self.window = Window(floor=floor, capacity=self._capacity)
+            self.head = floor
+            self._task = asyncio.create_task(self._run(), name=f"watch cache {self.kind.plural}")
 
-    def wake(self) -> None:
+    def note(self, key: Key | None, revision: int | None = None) -> None:
+        """A change: of one object of this resource (`key`, with the store revision that made it, None for a
+        status computed live), or of anything (`key` None: the resource is computed again)."""
+        if key is None:
+            self._everything = True
+        else:
+            known = self._dirty.get(key)
+            self._dirty[key] = revision if known is None else known if revision is None else max(known, revision)
         self._wake.set()
 
     def attach(self, watcher: asyncio.Event) -> None:
@@ -104,24 +148,55 @@ class ResourceCache:
 
     @property
     def pending(self) -> bool:
-        """Whether a change was announced that the cache has not computed yet."""
-        return self._wake.is_set()
+        """Whether a change was noted that the cache has not recorded yet."""
+        return self._everything or bool(self._dirty)
 
-    def refresh(self, fresh: list[dict[str, Any]] | None = None) -> None:
-        """Computes the objects now (or takes `fresh`, just computed); each change becomes an event in the window;
-        the watchers are woken."""
-        self._wake.clear()  # what is announced from here on is computed next time
-        events = diff(self.entries, self._compute(self.kind) if fresh is None else fresh, self._clock.next)
-        for event in events:
-            self.window.append(event)
-        self.head = self._clock.value
-        if events:
-            for watcher in self.watchers:
-                watcher.set()
+    async def refresh(self, *, everything: bool = False) -> None:
+        """Records what was noted (with `everything`: the resource computed again) as events in the window, each
+        at the revision of the store write that made it or at one fresh revision after them; the watchers are
+        woken."""
+        async with self._lock:
+            dirty, everything = self._dirty, everything or self._everything
+            self._dirty, self._everything = {}, False
+            self._wake.clear()
+            if len(dirty) > max(ONE_BY_ONE, len(self.entries) // 2):  # most of it: computed again at once
+                everything = True
+            if everything:
+                found = [(c, dirty.get(c.key)) for c in changes(self.entries, self._compute(self.kind))]
+            else:
+                found = [(c, revision) for c, revision in (
+                    (changed(self.entries, key, self._compute_one(self.kind, *key)), revision)
+                    for key, revision in dirty.items()) if c is not None]
+            found.sort(key=lambda item: (item[1] is None, item[1] or 0))  # the store's writes in their order
+            late = []
+            for change, revision in found:  # the store's writes, at their own revisions (increasing)
+                at = position(revision, head=self.head, source=source_revision(change.after))
+                if at is None:
+                    late.append(change)
+                    continue
+                for event in record(self.entries, change, at):
+                    self.window.append(event)
+                self.head = at
+            if late:  # the rest at one fresh revision, after them (it is at or above every object's own)
+                at = await self.revisions.after(self.head)
+                for change in late:
+                    for event in record(self.entries, change, at):
+                        self.window.append(event)
+                self.head = at
+            if found:
+                for watcher in self.watchers:
+                    watcher.set()
 
-    def store_version(self, namespace: str, name: str, version: str) -> str:
-        entry = self.entries.get((namespace, name))
-        return entry.store_version(version) if entry is not None else version
+    async def catch_up(self) -> None:
+        """Records what was noted before now (a list or a watch starts from there)."""
+        for _ in range(CATCH_UP_ROUNDS):
+            if not self.pending:
+                return
+            await self.refresh()
+
+    def issued(self, resource_version: int) -> None:
+        """A client holds this revision (a watch from it): a later change is recorded after it."""
+        self.head = max(self.head, resource_version)
 
     def objects(self, namespace: str | None) -> list[dict[str, Any]]:
         """The current objects (namespace None: all), by namespace and name."""
@@ -129,7 +204,7 @@ class ResourceCache:
 
     async def _run(self) -> None:
         """Records the changes while someone watches; with nobody watching, a change is only noted (`pending`)
-        and computed when a list or a watch asks, so an idle cache costs nothing until it stops."""
+        and recorded when a list or a watch asks, so an idle cache costs nothing until it stops."""
         try:
             while True:
                 if not self.watchers:
@@ -139,12 +214,15 @@ class ResourceCache:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._watched.wait(), 1.0)
                     continue
-                with contextlib.suppress(TimeoutError):
+                heartbeat = False
+                try:
                     await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
                     await asyncio.sleep(COALESCE_SECONDS)
+                except TimeoutError:
+                    heartbeat = True
                 began = time.monotonic()
                 try:
-                    self.refresh()
+                    await self.refresh(everything=heartbeat)
                 except Exception:  # a bug in one resource's view must not end its watches silently forever
                     log.exception("watch cache %s: computing the objects failed", self.kind.plural)
                 # a costly computation (1,000 pods) runs at most a third of the time, whatever the rate of changes
@@ -162,72 +240,72 @@ class ResourceCache:
 
 
 class WatchCaches:
-    """The caches of every resource watched or listed, started on first use, sharing one Clock; `subscribe`
-    registers a wake-up with the sources of change and returns what unregisters it."""
+    """The caches of every resource watched or listed, started on first use, over one store; `subscribe`
+    registers a Note with the sources of change and returns what unregisters it."""
 
-    def __init__(self, *, compute: Compute, resource_version: Callable[[], int],
-                 subscribe: Callable[[Callable[[], None]], Callable[[], None]],
-                 capacity: int = DEFAULT_CAPACITY, epoch: int | None = None) -> None:
+    def __init__(self, *, compute: Compute, compute_one: ComputeOne, store: Any,
+                 subscribe: Callable[[Note], Callable[[], None]], capacity: int = DEFAULT_CAPACITY) -> None:
         self._compute = compute
-        self.clock = Clock(resource_version, epoch=time.time_ns() // 1000 if epoch is None else epoch)
+        self._compute_one = compute_one
+        self.store = store
+        self.revisions = Revisions(store)
         self._subscribe = subscribe
         self._unsubscribe: Callable[[], None] | None = None
         self._capacity = capacity
         self._caches: dict[tuple[str, str], ResourceCache] = {}
 
-    def of(self, kind: Kind) -> ResourceCache:
+    async def of(self, kind: Kind) -> ResourceCache:
         """The running cache of a resource (started now if it was not)."""
         cache = self._cache(kind)
-        self._start(cache)
+        await self._start(cache)
         return cache
 
     def _cache(self, kind: Kind) -> ResourceCache:
         key = (kind.group, kind.plural)
         cache = self._caches.get(key)
         if cache is None:
-            cache = self._caches[key] = ResourceCache(kind, compute=self._compute, clock=self.clock,
-                                                      capacity=self._capacity)
+            cache = self._caches[key] = ResourceCache(kind, compute=self._compute, compute_one=self._compute_one,
+                                                      revisions=self.revisions, capacity=self._capacity)
         return cache
 
-    def _start(self, cache: ResourceCache, seed: list[dict[str, Any]] | None = None) -> None:
+    async def _start(self, cache: ResourceCache) -> None:
         if self._unsubscribe is None:
-            self._unsubscribe = self._subscribe(self._wake_all)
-        cache.ensure(seed)
+            self._unsubscribe = self._subscribe(self._note)
+        await cache.ensure()
 
-    def listed(self, kind: Kind, namespace: str | None, resource_version: str,
-               live: Callable[[str | None], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], int]:
-        """A list's objects and its resourceVersion (a watch from it misses nothing after the list): with
-        resourceVersion "0" the cache's objects; else the objects computed now (`live`), the cold cache started
-        with them (one computation for both)."""
+    async def listed(self, kind: Kind, namespace: str | None,
+                     resource_version: str) -> tuple[list[dict[str, Any]], int]:
+        """A list's objects and its resourceVersion (a watch from it misses and repeats nothing after the list):
+        with resourceVersion "0" the cache's objects as they are; else what was noted is recorded first (by a
+        cache nobody watches, the resource computed again: no heartbeat finds what nobody announced)."""
         cache = self._cache(kind)
-        if resource_version == "0":
-            self._start(cache)
-            return cache.objects(namespace), cache.head
         if not cache.running:
-            everything = live(None)
-            self._start(cache, seed=everything)
-            return [o for o in everything if namespace is None or key_of(o)[0] == namespace], cache.head
-        cache.ensure()  # (it runs: only noted as used)
-        if not cache.pending:
-            return live(namespace), cache.head
-        everything = live(None)  # a change announced, not yet recorded: recorded first, from this same computation
-        cache.refresh(everything)
-        return [o for o in everything if namespace is None or key_of(o)[0] == namespace], cache.head
+            await self._start(cache)
+        elif resource_version != "0":
+            await cache.ensure()  # (it runs: only noted as used)
+            if not cache.watchers:
+                cache.note(None)
+            await cache.catch_up()
+        return cache.objects(namespace), cache.head
 
     def store_version(self, kind: str, namespace: str, name: str, version: str) -> str:
-        """The store version a resourceVersion a client read from a watch or a cached list stands for (what a
-        write's optimistic concurrency compares with the store's)."""
-        for cache in self._caches.values():
-            if cache.kind.kind == kind and cache.running:
-                translated = cache.store_version(namespace, name, version)
-                if translated != version:
-                    return translated
-        return version
+        """The stored version a client's resourceVersion stands for (what a write's optimistic concurrency
+        compares with the store's): a revision at which the client read the object stands for the stored one as
+        long as no write changed it since (meshd.api.watchwindow.current_version)."""
+        stored = self.store.get(kind, namespace, name)
+        if stored is None:
+            return version
+        return current_version(str(stored["metadata"].get("resourceVersion") or ""), version,
+                               store_revision=self.revisions.current())
 
-    def _wake_all(self) -> None:
+    def _note(self, kind: str | tuple[str, ...] | None, namespace: str, name: str, revision: int | None) -> None:
+        kinds = (kind,) if isinstance(kind, str) else kind
         for cache in self._caches.values():
-            if cache.running:
-                cache.wake()
+            what = affects(cache.kind.kind, kinds, name)
+            if what == "one":
+                cache.note((namespace, name), revision)
+            elif what == "all":
+                cache.note(None)
 
     async def close(self) -> None:
         if self._unsubscribe is not None:
@@ -235,18 +313,6 @@ class WatchCaches:
             self._unsubscribe = None
         for cache in self._caches.values():
             await cache.close()
-
-
-async def follow_store(store: Any, wake: Callable[[], None]) -> None:
-    """Wakes the caches on every change the store publishes (this agent's writes and, on etcd, every agent's)."""
-    while True:
-        try:
-            async for _ in store.watch(from_resource_version=store.resource_version):
-                wake()
-        except Exception as error:  # Expired (this reader fell behind): follow again from now
-            log.debug("watch cache: the store's watch ended (%s); following again", error)
-            wake()
-            await asyncio.sleep(0.1)
 
 
 def expired(message: str) -> dict[str, Any]:
@@ -268,14 +334,14 @@ async def serve(cache: ResourceCache, query: listing.ListQuery, *, namespace: st
     def out(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         return {"type": event_type, "object": listing.object_body(kind, query, obj, now=datetime.now(UTC))}
 
-    if cache.pending:  # announced changes nobody computed yet (no watcher): recorded before this one starts
-        cache.refresh()
+    await cache.catch_up()  # what was noted before this watch (nobody watched): recorded before it starts
     try:
         begin = start(query.resource_version, send_initial_events=query.send_initial_events,
-                      floor=cache.window.floor, head=cache.head)
+                      floor=cache.window.floor, head=max(cache.head, cache.revisions.current()))
     except TooOld as error:
         await send(expired(str(error)))
         return
+    cache.issued(begin.after)  # (a revision the client read elsewhere, after this cache's last change)
     wake = asyncio.Event()
     cache.attach(wake)
     try:
@@ -322,22 +388,30 @@ async def _wakes(wake: asyncio.Event, deadline: float | None, heartbeat: float) 
         yield woken
 
 
-def change_sources(controller: Any, registry: Any) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    """What wakes the caches: the controller (a status that may have changed), the endpoint registry and the
-    store's watch."""
-    def subscribe(wake: Callable[[], None]) -> Callable[[], None]:
-        stops = [controller.watch(lambda *_: wake()), registry.listen(lambda _update: wake())]
+def change_sources(controller: Any, registry: Any) -> Callable[[Note], Callable[[], None]]:
+    """What the caches note: the store's writes (this agent's and, on etcd, every agent's: the object and its
+    revision, as each becomes visible), the controller's notices (an object's status may have changed) and the
+    endpoint registry's updates (a Service's addresses and Endpoints)."""
+    def subscribe(note: Note) -> Callable[[], None]:
+        def stored(event: Event) -> None:
+            note(*object_key(event.object), event.resource_version)
+
+        def endpoints(update: Any) -> None:  # one Service's: its addresses and its Endpoints
+            key = update.service.key if hasattr(update.service, "key") else update.service
+            note(("Service", "Endpoints"), key.namespace, key.name, None)
+
+        stops = [controller.watch(lambda kind, namespace, name: note(kind, namespace, name, None)),
+                 registry.listen(endpoints)]
         store = getattr(controller, "store", None)
-        task = asyncio.create_task(follow_store(store, wake), name="watch cache: store") if store else None
+        if store is not None:
+            stops.append(store.listen(stored))
 
         def stop() -> None:
             for each in stops:
                 each()
-            if task is not None:
-                task.cancel()
         return stop
     return subscribe
 
 
-__all__ = ["Clock", "ResourceCache", "WatchCaches", "change_sources", "expired", "follow_store",
-           "parse_resource_version", "serve"]
+__all__ = ["ResourceCache", "Revisions", "WatchCaches", "change_sources", "expired", "parse_resource_version",
+           "serve"]

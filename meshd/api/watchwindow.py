@@ -1,11 +1,12 @@
 """The pure half of the API's watch cache (meshd.api.watchcache), as the Kubernetes API server's watch cache: the
-events of one resource in a bounded window, each with its resourceVersion; what changed between the objects the
-cache holds and a fresh computation of them; where a watch starts (`resourceVersion` / `sendInitialEvents`);
-and what one watcher, with its namespace, name and selectors, sees of an event. No I/O, no clock."""
+events of one resource in a bounded window, each with its resourceVersion (a store revision); what changed
+between the objects the cache holds and a computation of them (one object, or all) and the revision a change is
+recorded at; which stored version a client's resourceVersion stands for; where a watch starts (`resourceVersion`
+/ `sendInitialEvents`); and what one watcher, with its namespace, name and selectors, sees of an event. No I/O,
+no clock."""
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,28 +33,32 @@ class CacheEvent:
 
 @dataclass
 class Entry:
-    text: str  # the object as computed (not stamped), canonical JSON: what a change is detected on
-    object: dict[str, Any]  # as served: stamped with the resourceVersion of its last change
-    source: str = ""  # the resourceVersion it was computed with (its store version), "" if none
+    computed: dict[str, Any]  # the object as computed (not stamped): what a change is detected on
+    object: dict[str, Any]  # as served: stamped with the revision its last change was recorded at
 
-    def store_version(self, version: str) -> str:
-        """The store version a client's resourceVersion of this object stands for: the one this entry was
-        computed from ("" if it had none: no precondition) when the client has this entry's stamp, else the
-        version itself."""
-        return self.source if version == own_version(self.object) else version
+
+@dataclass(frozen=True)
+class Change:
+    """One object's change between what the cache holds (`before`) and a computation of it (`after`, None: gone)."""
+
+    key: Key
+    before: Entry | None
+    after: dict[str, Any] | None
 
 
 def own_version(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def source_revision(obj: dict[str, Any] | None) -> int:
+    """The store revision an object was computed from (its own resourceVersion), 0 if it has none."""
+    version = own_version(obj) if obj is not None else ""
+    return int(version) if version.isdigit() else 0
+
+
 def key_of(obj: dict[str, Any]) -> Key:
     metadata = obj.get("metadata") or {}
     return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
-
-
-def canonical(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def stamped(obj: dict[str, Any], resource_version: int) -> dict[str, Any]:
@@ -65,33 +70,83 @@ def _uid(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
-def diff(current: dict[Key, Entry], fresh: Iterable[dict[str, Any]],
-         next_version: Callable[[], int]) -> list[CacheEvent]:
-    """The events from `current` to the `fresh` objects, each given the next resourceVersion; `current` is
-    updated. An object made again under the same name (another uid) is a DELETED then an ADDED."""
-    events: list[CacheEvent] = []
+def changed(current: dict[Key, Entry], key: Key, obj: dict[str, Any] | None) -> Change | None:
+    """The change of one object (None: the cache holds it as computed already)."""
+    before = current.get(key)
+    if obj is None:
+        return Change(key, before, None) if before is not None else None
+    if before is not None and before.computed == obj:
+        return None
+    return Change(key, before, obj)
+
+
+def changes(current: dict[Key, Entry], fresh: Iterable[dict[str, Any]]) -> list[Change]:
+    """The changes from `current` to `fresh`, every object of the resource computed again."""
+    out: list[Change] = []
     seen: set[Key] = set()
     for obj in fresh:
         key = key_of(obj)
         seen.add(key)
-        text = canonical(obj)
-        before = current.get(key)
-        if before is not None and before.text == text:
-            continue
-        if before is not None and _uid(before.object) != _uid(obj):
-            rv = next_version()
-            events.append(CacheEvent(rv, "DELETED", key, stamped(before.object, rv), before.object))
-            before = None
-        rv = next_version()
-        new = stamped(obj, rv)
-        events.append(CacheEvent(rv, "MODIFIED" if before else "ADDED", key, new,
+        change = changed(current, key, obj)
+        if change is not None:
+            out.append(change)
+    out.extend(Change(key, entry, None) for key, entry in current.items() if key not in seen)
+    return out
+
+
+def record(current: dict[Key, Entry], change: Change, resource_version: int) -> list[CacheEvent]:
+    """The events of a change recorded at this resourceVersion; `current` is updated. An object made again under
+    the same name (another uid) is a DELETED then an ADDED."""
+    key, before = change.key, change.before
+    events: list[CacheEvent] = []
+    if before is not None and (change.after is None or _uid(before.object) != _uid(change.after)):
+        events.append(CacheEvent(resource_version, "DELETED", key, stamped(before.object, resource_version),
+                                 before.object))
+        current.pop(key, None)
+        before = None
+    if change.after is not None:
+        new = stamped(change.after, resource_version)
+        events.append(CacheEvent(resource_version, "MODIFIED" if before else "ADDED", key, new,
                                  before.object if before else None))
-        current[key] = Entry(text, new, own_version(obj))
-    for key in [k for k in current if k not in seen]:
-        gone = current.pop(key).object
-        rv = next_version()
-        events.append(CacheEvent(rv, "DELETED", key, stamped(gone, rv), gone))
+        current[key] = Entry(change.after, new)
     return events
+
+
+def position(revision: int | None, *, head: int, source: int) -> int | None:
+    """The store revision a change is recorded at: that of the store write that made it (`revision`) when it is
+    after everything the cache recorded (`head`) and not below the object's own version (`source`: a client
+    writes back with it); None when the change needs a fresh revision (a status computed live, a write the
+    cache already passed)."""
+    if revision is not None and revision > head and revision >= source:
+        return revision
+    return None
+
+
+# the resources computed from their own objects alone (a Service: and its addresses from the endpoint registry,
+# which notes them by name): a change of another kind leaves them as they are
+OWN_KIND_ONLY = frozenset({"Service", "ConfigMap", "Secret"})
+# the kinds no other resource shows anything of
+SHOWN_NOWHERE_ELSE = frozenset({"Event"})
+
+
+def affects(resource_kind: str, kinds: tuple[str, ...] | None, name: str) -> Literal["one", "all"] | None:
+    """What a change of an object of `kinds` (None: of anything) named `name` ("": unknown) means for the cache
+    of a resource: that object computed again ("one"), the resource computed again ("all"), or nothing."""
+    if kinds is not None and resource_kind in kinds:
+        return "one" if name else "all"
+    if kinds is not None and (resource_kind in OWN_KIND_ONLY or set(kinds) <= SHOWN_NOWHERE_ELSE):
+        return None
+    return "all"
+
+
+def current_version(stored: str, client: str, *, store_revision: int) -> str:
+    """The stored version a client's resourceVersion stands for: a revision the client read the object at (from
+    a list, a watch event or the store itself) stands for the stored object as long as no write changed it since
+    (its own version is not after it, and the revision is not in the store's future); anything else stands for
+    itself (and a write with it is a Conflict)."""
+    if stored and client.isdigit() and stored.isdigit() and int(stored) <= int(client) <= store_revision:
+        return stored
+    return client
 
 
 @dataclass
@@ -139,8 +194,8 @@ class Start:
 
 def start(resource_version: str, *, send_initial_events: bool, floor: int, head: int) -> Start:
     """As the API server: without a resourceVersion (or "0"), or with sendInitialEvents, the current state,
-    then what follows; from N, the events after N. TooOld when the window no longer reaches N, or when N is
-    ahead of this cache (one from before the agent restarted: the client lists again)."""
+    then what follows (`head`: the store's revision, the cache caught up to it); from N, the events after N.
+    TooOld when the window no longer reaches N, or when N is ahead of the store (not one it gave)."""
     wanted = parse_resource_version(resource_version)
     if send_initial_events or wanted is None:
         return Start(initial=True, after=head)
@@ -177,5 +232,6 @@ def bookmark(kind: str, api_version: str, resource_version: int, *, initial_even
     return {"kind": kind, "apiVersion": api_version, "metadata": metadata}
 
 
-__all__ = ["DEFAULT_CAPACITY", "INITIAL_EVENTS_END", "bookmark", "CacheEvent", "Entry", "Start", "TooOld", "Window", "canonical", "diff", "key_of", "own_version",
-           "parse_resource_version", "seen_by", "stamped", "start"]
+__all__ = ["DEFAULT_CAPACITY", "INITIAL_EVENTS_END", "OWN_KIND_ONLY", "SHOWN_NOWHERE_ELSE", "CacheEvent", "affects", "Change", "Entry", "Start", "TooOld", "Window",
+           "bookmark", "changed", "changes", "current_version", "key_of", "own_version", "parse_resource_version",
+           "position", "record", "seen_by", "source_revision", "stamped", "start"]

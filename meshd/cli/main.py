@@ -150,6 +150,11 @@ def agent_options(func: Any) -> Any:
             help="TTL of DNS answers, seconds (default 5).",
         ),
         click.option(
+            "--dns-upstream", metavar="ADDR[:PORT][,...]|off", default=None,
+            help="Where the addresses of ExternalName targets outside the zone are asked (only those: meshd "
+                 "recurses for nobody else; default: the host's /etc/resolv.conf).",
+        ),
+        click.option(
             "--sidecar/--no-sidecar", default=None, help="Run the node's sidecar proxy (default: on)."
         ),
         click.option(
@@ -323,6 +328,13 @@ def build_agent_options(params: dict[str, Any], root_api: str | None) -> dict[st
             raise CliError(str(exc)) from None
     if values.get("node_cpus") is not None or values.get("node_memory") is not None:
         _check_quantities(values.get("node_cpus"), values.get("node_memory"))
+    if values.get("dns_upstream") is not None:
+        from meshd.dns.upstream import parse_servers
+
+        try:
+            parse_servers(values["dns_upstream"])
+        except ValueError as exc:
+            raise CliError(f"--dns-upstream {values['dns_upstream']}: {exc}") from None
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -78,7 +78,7 @@ class PodObjects:
         """The writes that bring the objects in line with the workers (the changed ones, the new ones, the gone)."""
         store, pods = self.c.store, self.c.pods
         changed, self._changed = self._changed, set()
-        stored = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in store.list("Pod")}
+        stored = dict(store.scan("Pod"))  # the kind's index, in key order
         keys = changed | {k for k in pods if k not in stored or k not in self._seen} | {
             k for k, o in stored.items() if k not in pods and binding.owned_pod(o)}
         self._seen = {k for k in self._seen if k in pods} | {k for k in keys if k in pods}

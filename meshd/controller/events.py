@@ -188,8 +188,7 @@ class EventLog:
         if self._store is None:
             return [event_object(e, e.event_name or f"{e.name}.{int(e.time * 1000):x}")
                     for e in self._events if namespace is None or e.namespace == namespace]
-        shown: dict[tuple[str, str], Mapping[str, Any]] = {
-            (o["metadata"]["namespace"], o["metadata"]["name"]): o for o in self._store.list("Event", namespace)}
+        shown: dict[tuple[str, str], Mapping[str, Any]] = dict(self._store.scan("Event", namespace))
         shown.update((k, o) for k, o in self._pending.items() if namespace is None or k[0] == namespace)
         order = sorted(shown, key=lambda k: (int(shown[k]["metadata"].get("resourceVersion") or 1 << 62),
                                              last_seen(shown[k])))
@@ -252,7 +251,7 @@ class EventLog:
             return
         self._pending = {k: o for k, o in self._pending.items() if k[0] != namespace}
         self._recent = {k: v for k, v in self._recent.items() if v[0] != namespace}
-        keys = [(namespace, o["metadata"]["name"]) for o in store.list("Event", namespace)]
+        keys = [key for key, _ in store.scan("Event", namespace)]
         for start in range(0, len(keys), WRITE_BATCH):
             try:
                 await store.transaction([Delete("Event", *k) for k in keys[start:start + WRITE_BATCH]
@@ -268,7 +267,7 @@ class EventLog:
         store = self._store
         if store is None:
             return
-        gone = expired(store.list("Event"), now=self._clock(), ttl=self.ttl, limit=self.max_stored)
+        gone = expired((o for _, o in store.scan("Event")), now=self._clock(), ttl=self.ttl, limit=self.max_stored)
         for start in range(0, len(gone), WRITE_BATCH):
             chunk = [k for k in gone[start:start + WRITE_BATCH] if store.get("Event", *k) is not None]
             try:

@@ -10,7 +10,9 @@ before a change is served after it):
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.message
@@ -31,7 +33,8 @@ from meshd.dns.codec import (
     udp_limit,
 )
 from meshd.dns.metrics import TCP, UDP, DnsStats, stat_index
-from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, EndpointSource, Snapshot, Zone, pod_addresses
+from meshd.dns.upstream import CHASED, Upstream
+from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, Answer, EndpointSource, Snapshot, Zone, pod_addresses
 from meshd.model.endpoints import Reset, ServiceKey, Update
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,16 @@ log = logging.getLogger(__name__)
 FORMERR, SERVFAIL, NOTIMP, REFUSED, BADVERS = 1, 2, 4, 5, 16
 _TRANSFERS = {251, 252, 253, 254}  # IXFR AXFR MAILB MAILA: no zone transfers
 _OPT = 41
+
+
+Later = Callable[[bytes], None]  # sends a reply after the query's answer (an ExternalName target looked up)
+
+
+class _Wait(Exception):
+    """The answer needs an ExternalName target's records, not yet known: look them up, then answer."""
+
+    def __init__(self, name: str, qtype: int) -> None:
+        self.name, self.qtype = name, qtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +74,11 @@ class Responder:
         ns_address: str | None = None,
         max_udp: int = DEFAULT_MAX_UDP,
         cache_size: int = 10_000,
+        upstream: Upstream | None = None,
     ) -> None:
         self.source = source
+        self.upstream = upstream
+        self._waiting: set[asyncio.Task[None]] = set()
         self.zone_name = zone
         self.ttl = ttl
         self.ns_address = ns_address
@@ -115,36 +131,54 @@ class Responder:
             self._zone = self._zone.with_pods(pod_addresses(self.source), serial=serial)
         return self._zone
 
-    def answer_udp(self, data: bytes) -> bytes | None:
-        """The UDP response to `data`, or None to drop it."""
+    def answer_udp(self, data: bytes, later: Later | None = None) -> bytes | None:
+        """The UDP response to `data`, or None to drop it (or, with `later`, when `later` will send it)."""
         hit = self.exact.get(data[2:])
         if hit is not None:
             self.stats.queries[hit[1]] += 1
             return data[:2] + hit[0]
-        return self._answer(data, UDP)
+        return self._answer(data, UDP, later)
 
-    def answer_tcp(self, data: bytes) -> bytes | None:
-        """The TCP response to one framed message `data` (never truncated), or None to drop it."""
-        return self._answer(data, TCP)
+    def answer_tcp(self, data: bytes, later: Later | None = None) -> bytes | None:
+        """The TCP response to one framed message `data` (never truncated), or None to drop it (or, with
+        `later`, when `later` will send it)."""
+        return self._answer(data, TCP, later)
 
-    def _answer(self, data: bytes, transport: int) -> bytes | None:
+    def _answer(self, data: bytes, transport: int, later: Later | None = None) -> bytes | None:
         try:
             question = parse_query(data)
             if question is None:
-                return self._count(self._decide(data, transport), transport)
-            return self._cached(data, question, transport)
+                return self._count(self._decide(data, transport, later is not None), transport)
+            return self._cached(data, question, transport, later is not None)
+        except _Wait as wait:
+            assert later is not None and self.upstream is not None
+            task = asyncio.ensure_future(self._answer_later(data, transport, wait, self.upstream, later))
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
+            return None
         except Exception:  # a bug must cost one answer, never the server
             log.exception("DNS: failed to answer a %d-byte query", len(data))
             reply = error_reply(data, SERVFAIL)
             self.stats.dropped[transport] += reply is None
             return reply
 
-    def _cached(self, data: bytes, q: Question, transport: int) -> bytes | None:
+    async def _answer_later(self, data: bytes, transport: int, wait: _Wait, upstream: Upstream, later: Later) -> None:
+        await upstream.resolve(wait.name, wait.qtype)
+        reply = self._answer(data, transport)  # the records are known now (or known to be missing)
+        if reply is not None:
+            later(reply)
+
+    def close(self) -> None:
+        """Cancels the answers waiting for an upstream lookup."""
+        for task in list(self._waiting):
+            task.cancel()
+
+    def _cached(self, data: bytes, q: Question, transport: int, may_wait: bool = False) -> bytes | None:
         limit = MAX_TCP if transport == TCP else udp_limit(q.payload, q.edns, max_udp=self.max_udp)
         key = (q.qname, q.qtype, q.qclass, q.flags, q.edns, q.do, limit)
         entry = self._answers.get(key)
         if entry is None:
-            decision = self._decide(data, transport)
+            decision = self._decide(data, transport, may_wait)
             if decision.wire is None:
                 self.stats.dropped[transport] += 1
                 return None
@@ -180,7 +214,7 @@ class Responder:
                 self.stats.truncated += 1
         return decision.wire
 
-    def _decide(self, data: bytes, transport: int) -> _Decision:
+    def _decide(self, data: bytes, transport: int, may_wait: bool = False) -> _Decision:
         """The general path: dnspython parses, the zone decides, dnspython renders."""
         try:
             query = dns.message.from_wire(data)
@@ -202,9 +236,18 @@ class Responder:
         if qclass not in (IN, CLASS_ANY) or qtype in _TRANSFERS:
             return _Decision(status_reply(query, REFUSED, max_udp=self.max_udp), qtype, REFUSED, True)
         answer = self.zone.lookup(query.question[0].name.to_text(), qtype)
+        cacheable = True
+        if answer.outside and self.upstream is not None and qtype in CHASED:
+            found = self.upstream.records(answer.outside, qtype)
+            if found is None:
+                if may_wait:
+                    raise _Wait(answer.outside, qtype)
+                found = ()
+            answer = Answer(answer.rcode, answer.answer + found, answer.authority, answer.additional)
+            cacheable = False  # (upstream records live by their TTL, not by the registry's updates)
         if transport == TCP:
             limit = MAX_TCP
         else:
             limit = udp_limit(query.payload, query.edns >= 0, max_udp=self.max_udp)
         wire = render(answer, query, limit=limit, max_udp=self.max_udp)
-        return _Decision(wire, qtype, answer.rcode, True)
+        return _Decision(wire, qtype, answer.rcode, cacheable)

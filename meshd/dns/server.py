@@ -17,11 +17,13 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from meshd.dns.codec import DEFAULT_MAX_UDP
 from meshd.dns.metrics import DnsStats
 from meshd.dns.responder import Responder
+from meshd.dns.upstream import Upstream
 from meshd.dns.zone import DEFAULT_TTL, DEFAULT_ZONE, EndpointSource
 from meshd.model.endpoints import Update
 
@@ -54,6 +56,7 @@ class DnsServer:
         cache_size: int = 10_000,
         udp: str = "reader",
         clock: Callable[[], int] = time.perf_counter_ns,
+        upstream: Upstream | None = None,
     ) -> None:
         if udp not in ("reader", "protocol"):
             raise ValueError(f"udp must be 'reader' or 'protocol', not {udp!r}")
@@ -66,6 +69,7 @@ class DnsServer:
             ns_address=ns_address,
             max_udp=max_udp,
             cache_size=cache_size,
+            upstream=upstream,
         )
         self.listen = list(listen)
         self.tcp_idle_timeout = tcp_idle_timeout
@@ -133,6 +137,7 @@ class DnsServer:
         raise OSError(f"no port free for UDP and TCP together on {host}")
 
     async def close(self) -> None:
+        self.responder.close()
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -180,7 +185,7 @@ class _UdpReader:
                 queries[hit[1]] += 1
                 reply: bytes | None = data[:2] + hit[0]
             else:
-                reply = answer(data)
+                reply = answer(data, partial(self.send, addr=addr))
             if reply is not None:
                 try:
                     sendto(reply, addr)
@@ -188,6 +193,14 @@ class _UdpReader:
                     self.responder.stats.dropped[0] += 1
             if i == 0:
                 self.responder.stats.observe(self.clock() - start)
+
+    def send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        """A reply sent after its query's wake-up (an ExternalName target looked up first)."""
+        if self.sock.fileno() >= 0:
+            try:
+                self.sock.sendto(reply, addr)
+            except OSError:
+                self.responder.stats.dropped[0] += 1
 
     def close(self) -> None:
         if self.loop is not None and self.sock.fileno() >= 0:
@@ -206,13 +219,17 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         start = self.clock()
-        reply = self.responder.answer_udp(data)
-        if reply is not None and self.transport is not None:
+        reply = self.responder.answer_udp(data, partial(self.send, addr=addr))
+        if reply is not None:
+            self.send(reply, addr)
+        self.responder.stats.observe(self.clock() - start)
+
+    def send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
             try:
                 self.transport.sendto(reply, addr)
             except OSError:
                 pass
-        self.responder.stats.observe(self.clock() - start)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors from clients that went away: nothing to do
@@ -244,10 +261,14 @@ class _TcpProtocol(asyncio.Protocol):
             message = bytes(self.buffer[2 : 2 + length])
             del self.buffer[: 2 + length]
             start = self.server.clock()
-            reply = self.responder.answer_tcp(message)
+            reply = self.responder.answer_tcp(message, self.send)
             if reply is not None:
-                self.transport.write(len(reply).to_bytes(2, "big") + reply)
+                self.send(reply)
             self.responder.stats.observe(self.server.clock() - start)
+
+    def send(self, reply: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(len(reply).to_bytes(2, "big") + reply)
 
     def pause_writing(self) -> None:
         if self.transport is not None:

@@ -22,7 +22,8 @@ does not exist -> NXDOMAIN with the SOA in authority; a name that exists (or is 
 A name with a CNAME answers it to every type but CNAME itself, followed (as CoreDNS's kubernetes plugin does) by
 what the zone knows of the target when the target is in the zone (another Service: its A records in the same
 answer; a chain of ExternalName Services: each CNAME; the rcode is the last name's, RFC 6604). A target outside the
-zone is left to the client's resolver: meshd recurses for nobody.
+zone is named in the answer (`outside`): the responder may append its records from the host's resolvers
+(meshd.dns.upstream); meshd recurses for nobody else.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Answer:
     answer: tuple[Record, ...] = ()
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
+    outside: str = ""  # the answer's CNAME chain ends at this name outside the zone (meshd.dns.upstream)
 
 
 class EndpointSource(Protocol):
@@ -229,8 +231,10 @@ class Zone:
         seen = {aliases[0].name}
         for _ in range(MAX_CHAIN):
             target = chain[-1].data
-            if target in seen or (target != self.apex and not target.endswith("." + self.apex)):
-                return Answer(NOERROR, tuple(chain))  # a loop, or a name for the client's resolver
+            if target in seen:
+                return Answer(NOERROR, tuple(chain))  # a loop
+            if target != self.apex and not target.endswith("." + self.apex):
+                return Answer(NOERROR, tuple(chain), outside=target)  # for the upstream (or the client's resolver)
             seen.add(target)
             node = self._find(target)
             if node is None:

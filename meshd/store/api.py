@@ -1,11 +1,13 @@
-"""The store's interface, small enough for an etcd-backed store to implement: get, list, create, update
-(optimistic concurrency on resourceVersion), delete, an atomic batch of those, and watch from a
-resourceVersion. Objects are Kubernetes-shaped dicts (`kind`, `metadata.namespace`, `metadata.name`)."""
+"""The store's interface, small enough for an etcd-backed store to implement: get, list (and scan: one kind in
+key order), create, update (optimistic concurrency on resourceVersion), delete, an atomic batch of those, watch
+from a resourceVersion, a listener called with each change as it becomes visible, and tick: a new revision that
+changes nothing (what the API's watch cache records a computed status at). Objects are Kubernetes-shaped dicts
+(`kind`, `metadata.namespace`, `metadata.name`)."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -102,6 +104,9 @@ class Store(Protocol):
     def list(self, kind: str | None, namespace: str | None = None, *, label_selector: str = "",
              field_selector: str = "") -> builtins.list[Mapping[str, Any]]: ...
 
+    def scan(self, kind: str, namespace: str | None = None
+             ) -> builtins.list[tuple[tuple[str, str], Mapping[str, Any]]]: ...
+
     async def create(self, obj: Mapping[str, Any]) -> Mapping[str, Any]: ...
 
     async def update(self, obj: Mapping[str, Any]) -> Mapping[str, Any]: ...
@@ -110,6 +115,10 @@ class Store(Protocol):
                      resource_version: str | None = None) -> Mapping[str, Any]: ...
 
     async def transaction(self, operations: Sequence[Operation]) -> builtins.list[Mapping[str, Any]]: ...
+
+    async def tick(self) -> int: ...
+
+    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]: ...
 
     def watch(self, kind: str | None = None, namespace: str | None = None, *,
               from_resource_version: int | None = None) -> AsyncIterator[Event]: ...

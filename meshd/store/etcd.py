@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from meshd.metrics import REGISTRY
-from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError
+from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError, object_key
 from meshd.store.etcdclient import (
     Compacted,
     EtcdClient,
@@ -35,11 +35,13 @@ from meshd.store.etcdclient import (
     parse_store_url,
 )
 from meshd.store.etcdtls import NO_TLS, StoreTls, check_flags, client_context, scheme_reason
+from meshd.store.index import ObjectIndex
 from meshd.store.objects import DEFAULT_WATCH_CACHE, ObjectStore
 
 log = logging.getLogger(__name__)
 
 REGISTRY_PREFIX = "/meshd/registry/"
+TICK_KEY = "~revision"  # under the prefix but no object's key: a put there only moves etcd's revision on (tick)
 CATCH_UP_TIMEOUT = 10.0  # how long a write waits for the watch to bring it back before answering anyway
 
 STORE_UP = Gauge("meshd_store_up", "1 while the shared store (etcd) answers this agent, else 0.", registry=REGISTRY)
@@ -62,6 +64,8 @@ def parse_etcd_key(text: str, prefix: str = REGISTRY_PREFIX) -> Key | None:
 def decode(kv: KeyValue, prefix: str = REGISTRY_PREFIX) -> dict[str, Any] | None:
     """The object a key holds, with its resourceVersion (the mod_revision); None if it is not one."""
     key = parse_etcd_key(kv.key, prefix)
+    if key is None and kv.key == prefix + TICK_KEY:
+        return None
     try:
         obj = json.loads(kv.value)
         if key is None or not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
@@ -123,7 +127,7 @@ class EtcdObjectStore(ObjectStore):
         store = cls(client, prefix=prefix, watch_cache=watch_cache)
         kvs, revision = await client.range(prefix, prefix=True)
         objects = [o for o in (decode(kv, prefix) for kv in kvs) if o is not None]
-        store._objects = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+        store._objects = ObjectIndex((object_key(o), o) for o in objects)
         store._rv = store._cache_floor = revision
         store._set_reachable(True, "")
         store._watch_task = asyncio.create_task(store._follow(), name="etcd watch")
@@ -201,6 +205,17 @@ class EtcdObjectStore(ObjectStore):
             event.object["metadata"]["resourceVersion"] = str(revision)
         await self._caught_up(revision)
         return [event.object for event in events]
+
+    async def tick(self) -> int:
+        """A new etcd revision that changes no object (a put of TICK_KEY), once this agent's memory has it."""
+        put = {"request_put": {"key": b64(self.prefix + TICK_KEY), "value": b64("")}}
+        try:
+            _, revision, _ = await self.client.txn([], [put])
+        except EtcdUnavailable as error:
+            self._set_reachable(False, str(error))
+            raise
+        await self._caught_up(revision)
+        return revision
 
     async def _refused(self, guarded: dict[Key, int], responses: list[dict[str, Any]]) -> None:
         """Another agent wrote one of these keys first: waits until memory has its write, then says which."""
@@ -300,11 +315,11 @@ class EtcdObjectStore(ObjectStore):
     async def _relist(self) -> None:
         """After a compaction: the differences between memory and etcd as events, then the watch from there."""
         kvs, revision = await self.client.range(self.prefix, prefix=True)
-        fresh = {}
+        fresh = ObjectIndex()
         for kv in kvs:
             obj = decode(kv, self.prefix)
             if obj is not None:
-                fresh[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+                fresh[object_key(obj)] = obj
         events = []
         for key, obj in fresh.items():
             old = self._objects.get(key)

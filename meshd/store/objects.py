@@ -1,4 +1,4 @@
-"""ObjectStore: the objects in memory (an index by kind/namespace/name), one resourceVersion counter, a
+"""ObjectStore: the objects in memory (indexed by kind, then namespace/name: meshd.store.index), one resourceVersion counter, a
 bounded watch cache, and a Backend that persists each batch before it becomes visible. Every write runs
 under one lock and is written by the backend off the event loop; if it cannot be written, it is refused
 whole and memory stays as it was (memory and disk never diverge).
@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from meshd.store.api import (
     Update,
     object_key,
 )
+from meshd.store.index import ObjectIndex
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,12 @@ class ObjectStore:
     def __init__(self, backend: Backend | None = None, *, objects: Sequence[dict[str, Any]] = (),
                  resource_version: int = 0, watch_cache: int = DEFAULT_WATCH_CACHE) -> None:
         self._backend = backend
-        self._objects: dict[Key, dict[str, Any]] = {object_key(o): o for o in objects}
+        self._objects = ObjectIndex((object_key(o), o) for o in objects)
         self._rv = max([resource_version, *(int(o["metadata"].get("resourceVersion") or 0) for o in objects)])
         self._cache: deque[Event] = deque(maxlen=watch_cache)
         self._cache_floor = self._rv  # the cache holds every event after this resourceVersion
         self._watchers: set[_Watcher] = set()
+        self._listeners: builtins.list[Callable[[Event], None]] = []
         self._lock = asyncio.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshd-store") if backend else None
 
@@ -147,9 +149,15 @@ class ObjectStore:
         """Objects of a kind (None: of every kind) in a namespace (None: all), sorted by kind, namespace and
         name; ValueError on a bad selector (never "select all")."""
         labels, fields = parse_selector(label_selector), parse_field_selector(field_selector)
-        return [obj for (k, ns, _), obj in sorted(self._objects.items())
-                if (kind is None or k == kind) and (namespace is None or ns == namespace)
-                and selects(labels, obj["metadata"].get("labels")) and field_matches(obj, fields)]
+        kinds = self._objects.kinds() if kind is None else [kind]
+        return [obj for k in kinds for _, obj in self._objects.scan(k, namespace)
+                if selects(labels, obj["metadata"].get("labels")) and field_matches(obj, fields)]
+
+    def scan(self, kind: str, namespace: str | None = None
+             ) -> builtins.list[tuple[tuple[str, str], Mapping[str, Any]]]:
+        """The objects of one kind (in one namespace, None: all) as ((namespace, name), object), in that key order,
+        from the kind's index: reads only that kind and sorts nothing."""
+        return self._objects.scan(kind, namespace)  # type: ignore[return-value]
 
     # --- writes -----------------------------------------------------------------------------------
 
@@ -227,6 +235,17 @@ class ObjectStore:
             events.append(Event("ADDED" if current is None else "MODIFIED", new))
         return staged, events, rv
 
+    async def tick(self) -> int:
+        """A new revision that changes no object (persisted, so never handed out twice): what a reader of the
+        store gives a change it did not read from the store (a status computed live), so that every version it
+        hands out is one of the store's."""
+        async with self._lock:
+            rv = self._rv + 1
+            if self._backend is not None and self._writer is not None:
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._backend.commit, [], [], rv)
+            self._rv = rv
+            return rv
+
     async def _persist(self, staged: dict[Key, dict[str, Any] | None], rv: int) -> None:
         if self._backend is None or self._writer is None:
             return
@@ -236,6 +255,12 @@ class ObjectStore:
 
     # --- watch ------------------------------------------------------------------------------------
 
+    def listen(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Calls `listener` with every change as it becomes visible (in the same step: a reader that then reads
+        the store finds it); returns what stops it. A listener must be quick and must not raise."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
     def _publish(self, events: builtins.list[Event]) -> None:
         for event in events:
             if len(self._cache) == self._cache.maxlen:
@@ -243,6 +268,11 @@ class ObjectStore:
             self._cache.append(event)
             for watcher in self._watchers:
                 watcher.offer(event)
+            for listener in builtins.list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # one reader's bug must not fail a write that is already persisted
+                    log.exception("store listener failed on %s", object_key(event.object))
 
     async def watch(self, kind: str | None = None, namespace: str | None = None, *,
                     from_resource_version: int | None = None) -> AsyncIterator[Event]:
@@ -251,8 +281,8 @@ class ObjectStore:
         Expired when the cache no longer reaches back that far, or when this consumer falls too far behind."""
         watcher = _Watcher(kind, namespace, self._cache.maxlen or DEFAULT_WATCH_CACHE)
         if from_resource_version is None:
-            backlog = [Event("ADDED", o) for (k, ns, _), o in sorted(self._objects.items())
-                       if (kind is None or k == kind) and (namespace is None or ns == namespace)]
+            kinds = self._objects.kinds() if kind is None else [kind]
+            backlog = [Event("ADDED", o) for k in kinds for _, o in self._objects.scan(k, namespace)]
         elif from_resource_version < self._cache_floor:
             raise Expired(f"too old resource version: {from_resource_version} ({self._cache_floor})")
         else:

@@ -255,7 +255,11 @@ class ClientConnection(asyncio.Protocol):
         """What the general path would make of `data` if it is one whole request head of the simple shape
         (simple.simple_request): its header lines as received, then the forwarding headers."""
         options = self.listener.options
-        if len(data) > options.max_header_bytes or data.count(b"\n") > options.max_headers + 2:
+        size = len(data)
+        # (a head of the simple shape has at least 5 bytes a header line: a short one cannot have too many)
+        if size > options.max_header_bytes or (
+            size > 5 * options.max_headers and data.count(b"\n") > options.max_headers + 2
+        ):
             return None  # (the general path refuses it)
         parsed = simple_request(data)
         if parsed is None:

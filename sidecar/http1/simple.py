@@ -7,11 +7,18 @@ heads (client.py, upstream.py) misses for them; this is the general path's commo
 expression over the bytes instead of llhttp's callbacks. Each pattern accepts a strict subset of what llhttp
 accepts (token header names, no whitespace before the colon, CRLF line ends, no obs-fold, no NUL or bare CR),
 and anything that changes framing or needs rewriting (Content-Length and Transfer-Encoding in requests,
-hop-by-hop headers, Expect, forwarding headers the client sent) is left to the general path: None."""
+hop-by-hop headers, Expect, forwarding headers the client sent) is left to the general path: None.
+
+The regular expressions are the reference (simple_request_re, simple_response_re); the sidecar uses the same
+shapes recognised in C (heads.c, built by setup.py as sidecar.http1._heads) when it is built, unless
+MESHD_NATIVE_HEADS=0: the unit tests check both agree."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
+from types import ModuleType
 
 from ..http import forwarded_for
 
@@ -49,7 +56,7 @@ SIMPLE_RESPONSE = re.compile(
 )
 
 
-def simple_request(data: bytes) -> tuple[bytes, bytes | None] | None:
+def simple_request_re(data: bytes) -> tuple[bytes, bytes | None] | None:
     """(method, the last Host's value) if `data` is exactly one whole request head of the simple shape (no
     body: neither Content-Length nor Transfer-Encoding; each header line as the general path would write it,
     "Name: value"), else None. The head for the endpoint is then `data` without its last CRLF, and the
@@ -75,7 +82,7 @@ def forwarding_headers(peer_ip: str, host: bytes | None, proto: bytes | None) ->
     return out + b"Forwarded: " + elem + b"\r\n\r\n"
 
 
-def simple_response(data: bytes) -> tuple[int, bytes, int] | None:
+def simple_response_re(data: bytes) -> tuple[int, bytes, int] | None:
     """(status, the bytes for the client, its Content-Length: the body is their end) if `data` is exactly one
     whole 2xx response (not 204) of HTTP/1.1, framed by one Content-Length, keeping the connection open, with
     no hop-by-hop header but Connection: keep-alive and Keep-Alive (both dropped), else None."""
@@ -97,3 +104,22 @@ def simple_response(data: bytes) -> tuple[int, bytes, int] | None:
             i = end
     parts.append(data[i:])
     return int(status), b"".join(parts), length
+
+
+def _native() -> ModuleType | None:
+    if os.environ.get("MESHD_NATIVE_HEADS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        from . import _heads
+    except ImportError:  # not built (no C compiler at install time, or a source checkout): the regexes
+        return None
+    return _heads
+
+
+NATIVE = _native()
+simple_request: Callable[[bytes], tuple[bytes, bytes | None] | None] = (
+    NATIVE.simple_request if NATIVE is not None else simple_request_re
+)
+simple_response: Callable[[bytes], tuple[int, bytes, int] | None] = (
+    NATIVE.simple_response if NATIVE is not None else simple_response_re
+)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 monotonic = time.monotonic
 MAX_IDLE_PER_ENDPOINT = 128
 PAUSE_UPSTREAM = 4  # (ClientConnection's pause reason: this endpoint's write buffer is full)
+VARYING_RESPONSES = 8  # simple responses in a row, each with a new head, before the memo is skipped
 
 
 def response_parser(proto: Any, *, lenient: bool) -> HttpResponseParser:
@@ -65,6 +66,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.lenient = False  # the endpoint ends header lines with a bare LF: its parsers accept it
         self.simple_shapes = True  # responses of the simple shape skip the parser (simple.py; off: the memo)
         self.last_head = b""  # the head of the last response of the simple shape
+        # simple responses in a row whose head differed from the one before (all differ: a response id, a
+        # Date that moves); at VARYING_RESPONSES the memo is no longer consulted on this connection (the
+        # simple path answers alone: a head that never repeats only costs the memo's lookup)
+        self.unrepeated = 0
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         self.transport = transport
@@ -172,6 +177,14 @@ class UpstreamConnection(asyncio.Protocol):
         before (wire._FAST_RESPONSES): the head for the client is known, the body is the rest of `data`
         (exactly Content-Length bytes); else, a whole response of the simple shape (simple.py). The parser is
         not fed (it stays fresh)."""
+        if self.unrepeated >= VARYING_RESPONSES:  # heads that never repeat: the simple shape alone
+            if not self.simple_shapes or ex.conn.closing:
+                return False
+            simple = simple_response(data)
+            if simple is None:
+                return False
+            ex.response_whole(self, simple[0], simple[1])
+            return True
         i = data.find(b"\r\n\r\n")  # (-1: data[:1] is never a head learnt)
         raw = data[: i + 2]
         hit = _FAST_RESPONSES.get(raw)
@@ -184,12 +197,15 @@ class UpstreamConnection(asyncio.Protocol):
             status, out, length = simple
             if raw == self.last_head:  # the same head twice in a row: the memo learns it
                 learn_simple_response(raw, out[: len(out) - length], length, status)
+                self.unrepeated = 0
             else:
                 self.last_head = raw
+                self.unrepeated += 1
             ex.response_whole(self, status, out)
             return True
         if len(data) - i - 4 != hit[1] or ex.conn.closing:
             return False
+        self.unrepeated = 0
         whole, length, status = hit
         ex.response_whole(self, status, whole + data[i + 4 :] if length else whole)
         return True

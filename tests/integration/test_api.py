@@ -134,10 +134,21 @@ async def test_pod_metrics_come_from_the_cgroups(api, busybox_image):
     pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: busy}\nspec:\n  containers:\n  - name: spin\n"
            "    image: meshd/busybox:latest\n    imagePullPolicy: IfNotPresent\n"
            '    command: ["/bin/sh", "-c", "while :; do :; done"]\n')
-    await (await http.post("/v1/apply", data=pod)).release()
+    done = pod.replace("busy", "done").replace("while :; do :; done", "true") + "  restartPolicy: Never\n"
+    await (await http.post("/v1/apply", data=pod + "---\n" + done)).release()
     await eventually(lambda: ready_pods(agent, "busy"))
+
+    async def phase(name: str) -> str:
+        async with http.get(f"/api/v1/namespaces/default/pods/{name}") as reply:
+            return (await reply.json())["status"]["phase"]
+
+    for _ in range(200):
+        if await phase("done") == "Succeeded":
+            break
+        await asyncio.sleep(0.1)
     async with http.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods") as reply:
-        (item,) = (await reply.json())["items"]
+        (item,) = (await reply.json())["items"]  # a completed pod has no metrics (as with metrics-server)
+    assert item["metadata"]["name"] == "busy"
     usage = item["containers"][0]["usage"]
     assert int(usage["cpu"].removesuffix("n")) > 100_000_000  # a busy loop uses well over 0.1 core
     assert int(usage["memory"].removesuffix("Ki")) > 0

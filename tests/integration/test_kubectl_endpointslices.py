@@ -81,6 +81,9 @@ async def test_kubectl_describes_a_services_endpoints_from_its_slices(cluster):
     assert code == 0, err
     lines = [line.split(None, 1)[1] for line in out.splitlines() if line.startswith("Endpoints:")]
     assert sorted(lines[0].split(",")) == sorted(f"{ip}:8080" for ip in ips), out  # the http port's
+    described = " ".join(out.split())  # and the API server's defaults, as Kubernetes shows them
+    assert "Session Affinity: None" in described and "IP Families: IPv4" in described, out
+    assert "IP Family Policy: SingleStack" in described and "Internal Traffic Policy: Cluster" in described, out
 
 
 async def test_the_python_client_lists_and_watches_endpoint_slices(cluster):

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from tests.integration.agent_harness import agent_options, started_agent
+from tests.integration.agent_harness import agent_options, free_port, started_agent
 from tests.integration.test_kubectl import Cluster, write_kubeconfig
+from tests.integration.test_sidecar_udp import dnsmasq
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("kubectl") is None or shutil.which("dig") is None,
@@ -41,7 +42,7 @@ kind: Service
 metadata: {name: db}
 spec:
   type: ExternalName
-  externalName: db.example.com.
+  externalName: db.x.test.
   ports: [{port: 5432}]
 """
 CLUSTER_IP = """\
@@ -52,6 +53,7 @@ spec:
   ports: [{port: 5432}]
 """
 Z = "default.svc.cluster.local."
+UPSTREAM_ANSWER = "192.0.2.7"
 
 
 @pytest.fixture
@@ -59,7 +61,9 @@ async def cluster(tmp_path, agent_id, monkeypatch, request):
     driver = getattr(request, "param", "process")  # parametrize indirectly with "docker" for the real engine
     if driver == "docker":
         request.getfixturevalue("python_image")
-    options = agent_options(tmp_path, agent_id, driver=driver)
+    upstream_port = free_port(udp=True)  # the host's resolver, for targets outside the zone: dnsmasq (*.x.test)
+    upstream = await dnsmasq(upstream_port, UPSTREAM_ANSWER, tmp_path / "dnsmasq.log")
+    options = agent_options(tmp_path, agent_id, driver=driver, dns_upstream=f"127.0.0.1:{upstream_port}")
     agent = await started_agent(options)
     monkeypatch.setenv("MESHD_TOKEN", agent.token)
     api = f"http://{options.api}"
@@ -68,6 +72,7 @@ async def cluster(tmp_path, agent_id, monkeypatch, request):
     cluster.dns_port = int(options.dns.rsplit(":", 1)[1])  # type: ignore[attr-defined]
     yield cluster
     await agent.close(stop_pods=True)
+    await upstream.stop()
 
 
 async def apply(cluster: Cluster, text: str) -> tuple[int, str, str]:
@@ -102,16 +107,19 @@ async def test_external_name_services_answer_a_cname_and_a_service_changes_type_
         assert code == 0, (out, err)
 
     # kubectl get: TYPE, CLUSTER-IP <none>, EXTERNAL-IP the external name, the (unused) port
-    assert (await row(cluster, "db"))[1:5] == ["ExternalName", "<none>", "db.example.com.", "5432/TCP"]
+    assert (await row(cluster, "db"))[1:5] == ["ExternalName", "<none>", "db.x.test.", "5432/TCP"]
     spec = json.loads(await ok(cluster, "get", "svc", "db", "-o", "json"))["spec"]
-    assert "clusterIP" not in spec and "clusterIPs" not in spec and spec["externalName"] == "db.example.com."
+    assert "clusterIP" not in spec and "clusterIPs" not in spec and spec["externalName"] == "db.x.test."
     described = " ".join((await ok(cluster, "describe", "svc", "db")).split())
-    assert "Type: ExternalName" in described and "External Name: db.example.com." in described
+    assert "Type: ExternalName" in described and "External Name: db.x.test." in described
 
     # DNS: a CNAME for every type asked; a Service name as target: its A record follows in the same answer
     backend = (await row(cluster, "backend"))[2]
-    assert await answer(cluster, f"db.{Z}") == [(f"db.{Z}", "CNAME", "db.example.com.")]
-    assert await answer(cluster, f"db.{Z}", "SRV") == [(f"db.{Z}", "CNAME", "db.example.com.")]
+    # a target outside the zone: its address from the host's resolver (dnsmasq), as CoreDNS's upstream gives it
+    assert await answer(cluster, f"db.{Z}") == [(f"db.{Z}", "CNAME", "db.x.test."),
+                                               ("db.x.test.", "A", UPSTREAM_ANSWER)]
+    assert await answer(cluster, f"db.{Z}", "SRV") == [(f"db.{Z}", "CNAME", "db.x.test.")]
+    assert await answer(cluster, "db.x.test.") == []  # the agent itself still recurses for nobody (REFUSED)
     assert await answer(cluster, f"alias.{Z}") == [(f"alias.{Z}", "CNAME", f"backend.{Z}"),
                                                   (f"backend.{Z}", "A", backend)]
 
@@ -125,8 +133,8 @@ async def test_external_name_services_answer_a_cname_and_a_service_changes_type_
     # and back (the live clusterIP is carried by the apply and dropped by the server): the address is free again
     code, out, err = await apply(cluster, EXTERNAL)
     assert code == 0, (out, err)
-    assert (await row(cluster, "db"))[1:4] == ["ExternalName", "<none>", "db.example.com."]
-    assert await answer(cluster, f"db.{Z}") == [(f"db.{Z}", "CNAME", "db.example.com.")]
+    assert (await row(cluster, "db"))[1:4] == ["ExternalName", "<none>", "db.x.test."]
+    assert await answer(cluster, f"db.{Z}", "TXT") == [(f"db.{Z}", "CNAME", "db.x.test.")]
     taker = BACKEND.replace("backend", "taker").replace("ports:", f"clusterIP: {address}\n  ports:")
     code, out, err = await apply(cluster, taker)
     assert code == 0, (out, err)  # "provided IP is already allocated" had it not been freed
@@ -134,9 +142,9 @@ async def test_external_name_services_answer_a_cname_and_a_service_changes_type_
 
 
 async def test_a_bad_external_name_service_is_refused_naming_the_field(cluster):
-    code, out, err = await apply(cluster, EXTERNAL.replace("  externalName: db.example.com.\n", ""))
+    code, out, err = await apply(cluster, EXTERNAL.replace("  externalName: db.x.test.\n", ""))
     assert code != 0 and "spec.externalName" in err and "required" in err, (out, err)
-    code, out, err = await apply(cluster, EXTERNAL.replace("db.example.com.", "db_example.com"))
+    code, out, err = await apply(cluster, EXTERNAL.replace("db.x.test.", "db_example.com"))
     assert code != 0 and "spec.externalName" in err, (out, err)
     code, out, err = await apply(cluster, EXTERNAL.replace("  ports:", "  clusterIP: 127.1.2.3\n  ports:"))
     assert code != 0 and "may not be set for ExternalName" in err, (out, err)
@@ -160,7 +168,7 @@ RESOLVE = "import socket, sys; name, aliases, addresses = socket.gethostbyname_e
 @pytest.mark.docker
 @pytest.mark.parametrize("cluster", ["docker"], indirect=True)
 async def test_a_pod_resolves_an_alias_of_a_service_by_its_short_names(cluster):
-    for text in (BACKEND, ALIAS, CLIENT):
+    for text in (BACKEND, ALIAS, EXTERNAL, CLIENT):
         code, out, err = await apply(cluster, text)
         assert code == 0, (out, err)
     await ok(cluster, "wait", "--for=condition=Ready", "pod/client", "--timeout=90s")
@@ -168,3 +176,5 @@ async def test_a_pod_resolves_an_alias_of_a_service_by_its_short_names(cluster):
     for name in ("alias", "alias.default", "alias.default.svc", "alias.default.svc.cluster.local"):
         out = await ok(cluster, "exec", "client", "--", "python3", "-c", RESOLVE, name)  # glibc, the search path
         assert out.split() == [f"backend.{Z}".rstrip("."), backend], name
+    out = await ok(cluster, "exec", "client", "--", "python3", "-c", RESOLVE, "db")  # a target outside the zone
+    assert out.split() == ["db.x.test", UPSTREAM_ANSWER]

@@ -52,6 +52,25 @@ async def test_each_store_sees_the_others_objects_in_lists_and_watches(two: tupl
     await eventually(lambda: b.get("Service", "default", "web") is None)
 
 
+async def test_a_tick_is_a_new_etcd_revision_every_agent_sees_and_no_object(two: tuple, etcd: EtcdCluster) -> None:
+    a, b = two
+    created = await a.create(service("ticked"))
+    seen: list = []
+    stop = b.listen(seen.append)
+    revision = await a.tick()  # what an agent's watch cache records a status computed live at
+    assert revision > int(created["metadata"]["resourceVersion"]) and a.resource_version >= revision
+    await eventually(lambda: b.resource_version >= revision)
+    stop()
+    assert [event.object["metadata"]["name"] for event in seen] in ([], ["ticked"])  # the tick is no object
+    assert [o["metadata"]["name"] for o in b.list(None)] == ["ticked"]
+    third = await open_etcd_store(etcd.endpoints)  # a store that lists after it: the tick's key is no record
+    try:
+        assert [o["metadata"]["name"] for o in third.list(None)] == ["ticked"]
+        assert third.resource_version >= revision
+    finally:
+        await third.close()
+
+
 async def test_two_writers_racing_on_one_version_one_gets_conflict(two: tuple) -> None:
     a, b = two
     first = await a.create(service("race"))

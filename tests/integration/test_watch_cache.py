@@ -181,14 +181,13 @@ async def test_an_object_from_a_watch_can_be_written_back_with_its_resource_vers
             done = [e["object"] for e in events if (e["object"].get("status") or {}).get("readyReplicas") == 3]
             return done[-1] if done else None
 
-        for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed)
-            seen = await last_seen()
-            if seen is not None:
+        for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed) and
+            seen = await last_seen()  # the stored object as it is (the controller also writes its progress)
+            async with http.get(f"{path}/web") as reply:
+                stored_version = (await reply.json())["metadata"]["resourceVersion"]
+            if seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version):
                 break
-        assert seen is not None
-        async with http.get(f"{path}/web") as reply:
-            stored_version = (await reply.json())["metadata"]["resourceVersion"]
-        assert int(seen["metadata"]["resourceVersion"]) >= int(stored_version)
+        assert seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version)
 
         seen["metadata"].setdefault("labels", {})["touched"] = "yes"  # replace it, as a client-go informer's user
         async with http.put(f"{path}/web", json=seen) as reply:
@@ -196,3 +195,49 @@ async def test_an_object_from_a_watch_can_be_written_back_with_its_resource_vers
         async with http.put(f"{path}/web", json=seen) as reply:  # the same version again: stale now
             body = await reply.json()
             assert (reply.status, body["reason"]) == (409, "Conflict"), body
+
+
+async def test_the_python_client_lists_watches_from_the_list_and_writes_back_what_it_saw_without_conflict(cluster):
+    """Every resourceVersion is the store's: the list's, the watch's events' (a status the controller computed
+    included), and a write with the version of the last event the client saw is no 409."""
+    kubernetes = pytest.importorskip("kubernetes")
+    await test_kubectl.rolled_out(cluster)  # web: 2 replicas
+
+    def list_watch_write() -> dict:
+        client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        apps = kubernetes.client.AppsV1Api(client)
+        listed = apps.list_namespaced_deployment("default")
+        version = listed.metadata.resource_version
+        apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 3}})
+        seen = []
+        for event in kubernetes.watch.Watch().stream(apps.list_namespaced_deployment, "default",
+                                                     resource_version=version, timeout_seconds=60):
+            seen.append(event)
+            if (event["object"].status.ready_replicas or 0) == 3:
+                break
+        while True:  # then until it is quiet (the controller writes the rollout's progress after it too)
+            more = list(kubernetes.watch.Watch().stream(
+                apps.list_namespaced_deployment, "default", timeout_seconds=3,
+                resource_version=seen[-1]["object"].metadata.resource_version))
+            if not more:
+                break
+            seen.extend(more)
+        last = seen[-1]["object"]
+        last.metadata.labels = {**(last.metadata.labels or {}), "touched": "yes"}
+        written = apps.replace_namespaced_deployment("web", "default", last)  # the watch's version: no 409
+        try:
+            apps.replace_namespaced_deployment("web", "default", last)  # the same again: stale now
+            stale = 0
+        except kubernetes.client.ApiException as error:
+            stale = error.status
+        return {"version": int(version), "seen": [(e["type"], e["object"].metadata.name,
+                                                   int(e["object"].metadata.resource_version)) for e in seen],
+                "last": int(last.metadata.resource_version), "written": int(written.metadata.resource_version),
+                "labels": written.metadata.labels, "stale": stale}
+
+    result = await asyncio.wait_for(asyncio.to_thread(list_watch_write), 120)
+    versions = [v for _, _, v in result["seen"]]
+    assert {(t, n) for t, n, _ in result["seen"]} == {("MODIFIED", "web")}, result  # nothing the list had again
+    assert versions == sorted(versions) and versions[0] > result["version"], result  # and nothing missed
+    assert result["written"] > result["last"] and result["labels"]["touched"] == "yes", result
+    assert result["stale"] == 409, result

@@ -264,3 +264,26 @@ async def test_simple_heads_that_repeat_are_learnt_by_the_memo_and_heads_that_va
         rig.respond(OK_NGINX.replace(b"3f0c2a9b", b"%08d" % i))
     assert not rig.client.learning and len(rig.client.fast) <= proxy.FAST_REQUESTS_PER_CONNECTION
     assert rig.request(req) == first[0]  # (what it learnt before still answers)
+
+
+async def test_an_upstream_whose_heads_never_repeat_skips_the_memo_and_answers_the_same():
+    from sidecar.http1.upstream import VARYING_RESPONSES
+
+    rig, general = Rig(), general_rig(None)
+    req = b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"
+    for i in range(VARYING_RESPONSES + 3):
+        response = OK_NGINX.replace(b"3f0c2a9b", b"%08d" % i)
+        rig.request(req)
+        general.request(req)
+        assert rig.respond(response) == general.respond(response)
+    assert rig.up.unrepeated >= VARYING_RESPONSES and not proxy._FAST_RESPONSES
+    # a head the memo would know is not looked up any more; the simple path gives the same bytes
+    proxy._FAST_RESPONSES[OK_NGINX[: OK_NGINX.find(b"\r\n\r\n") + 2]] = (b"wrong", 3, 200)
+    rig.request(req)
+    assert rig.respond(OK_NGINX) == OK_NGINX.replace(b"Connection: keep-alive\r\n", b"")
+    # responses outside the simple shape still take the general path
+    rig.request(req)
+    general.request(req)
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    assert rig.respond(chunked) == general.respond(chunked)
+    assert rig.ep.idle[1] == [rig.up] and not rig.client.queue

@@ -227,3 +227,19 @@ async def test_nothing_but_json_is_stored() -> None:
         await store.create({"kind": "X", "metadata": {"name": "x"}, "spec": {"bad": object()}})
     with pytest.raises(ValueError):
         await store.transaction([Update({"kind": "X", "metadata": {}})])
+
+
+async def test_a_tick_is_a_revision_of_its_own_that_survives_a_restart(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    created = await store.create(service("web"))
+    heard: list = []
+    store.listen(heard.append)
+    revision = await store.tick()  # what the API's watch cache records a status computed live at
+    assert revision == int(created["metadata"]["resourceVersion"]) + 1 == store.resource_version
+    assert heard == [] and len(store) == 1  # no object changed
+    await store.close()
+    again = await open_store(tmp_path)
+    assert again.resource_version == revision  # never handed out twice
+    updated = await again.update({**service("web", port=81), "metadata": {"name": "web", "namespace": "default"}})
+    assert int(updated["metadata"]["resourceVersion"]) == revision + 1 and heard == []
+    await again.close()

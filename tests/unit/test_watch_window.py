@@ -3,11 +3,24 @@ window and its 410, where a watch starts, and what a watcher with selectors sees
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 
-from meshd.api.watchwindow import CacheEvent, Entry, TooOld, Window, diff, parse_resource_version, seen_by, start
+from meshd.api.watchwindow import (
+    CacheEvent,
+    Entry,
+    TooOld,
+    Window,
+    affects,
+    changed,
+    changes,
+    current_version,
+    parse_resource_version,
+    position,
+    record,
+    seen_by,
+    start,
+)
 
 
 def pod(name: str, *, uid: str = "", phase: str = "Running", app: str = "web", ns: str = "default") -> dict:
@@ -15,33 +28,55 @@ def pod(name: str, *, uid: str = "", phase: str = "Running", app: str = "web", n
                                         "labels": {"app": app}}, "status": {"phase": phase}}
 
 
-def versions(start_at: int = 10):
-    counter = itertools.count(start_at + 1)
-    return lambda: next(counter)
-
-
 def summary(events: list[CacheEvent]) -> list[tuple]:
     return [(e.resource_version, e.type, e.key[1]) for e in events]
 
 
-def test_diff_gives_each_change_the_next_version_and_stamps_the_object():
+def recorded(current: dict, fresh: list[dict], at: int) -> list[CacheEvent]:
+    return [e for change in changes(current, fresh) for e in record(current, change, at)]
+
+
+def test_changes_are_recorded_at_a_revision_that_stamps_the_object():
     current: dict = {}
-    events = diff(current, [pod("a"), pod("b")], versions())
-    assert summary(events) == [(11, "ADDED", "a"), (12, "ADDED", "b")]
-    assert [e.object["metadata"]["resourceVersion"] for e in events] == ["11", "12"]
-    assert diff(current, [pod("a"), pod("b")], versions(12)) == []  # nothing changed: no event
-    events = diff(current, [pod("a", phase="Failed"), pod("c")], versions(12))
-    assert summary(events) == [(13, "MODIFIED", "a"), (14, "ADDED", "c"), (15, "DELETED", "b")]
+    events = recorded(current, [pod("a"), pod("b")], 11)
+    assert summary(events) == [(11, "ADDED", "a"), (11, "ADDED", "b")]
+    assert [e.object["metadata"]["resourceVersion"] for e in events] == ["11", "11"]
+    assert changes(current, [pod("a"), pod("b")]) == []  # nothing changed: no event
+    events = recorded(current, [pod("a", phase="Failed"), pod("c")], 13)
+    assert summary(events) == [(13, "MODIFIED", "a"), (13, "ADDED", "c"), (13, "DELETED", "b")]
     assert events[0].previous is not None and events[0].previous["status"]["phase"] == "Running"
-    assert events[2].object["metadata"]["resourceVersion"] == "15"  # a deletion has its own version
+    assert events[2].object["metadata"]["resourceVersion"] == "13"  # a deletion has its own version
 
 
-def test_diff_sees_an_object_made_again_under_its_name_as_deleted_then_added():
+def test_one_object_changed_alone():
     current: dict = {}
-    diff(current, [pod("web-0", uid="one")], versions())
-    events = diff(current, [pod("web-0", uid="two")], versions(11))
-    assert summary(events) == [(12, "DELETED", "web-0"), (13, "ADDED", "web-0")]
+    recorded(current, [pod("a"), pod("b")], 11)
+    assert changed(current, ("default", "a"), pod("a")) is None
+    change = changed(current, ("default", "a"), pod("a", phase="Failed"))
+    assert change is not None and summary(record(current, change, 14)) == [(14, "MODIFIED", "a")]
+    gone = changed(current, ("default", "b"), None)
+    assert gone is not None and summary(record(current, gone, 15)) == [(15, "DELETED", "b")]
+    assert changed(current, ("default", "b"), None) is None and list(current) == [("default", "a")]
+
+
+def test_an_object_made_again_under_its_name_is_deleted_then_added():
+    current: dict = {}
+    recorded(current, [pod("web-0", uid="one")], 11)
+    events = recorded(current, [pod("web-0", uid="two")], 12)
+    assert summary(events) == [(12, "DELETED", "web-0"), (12, "ADDED", "web-0")]
     assert events[0].object["metadata"]["uid"] == "one" and events[1].object["metadata"]["uid"] == "two"
+
+
+@pytest.mark.parametrize(("revision", "head", "source", "expected"), [
+    (12, 10, 12, 12),  # a store write after the cache's head: at its own revision
+    (12, 10, 0, 12),  # (an object shown without a version of its own)
+    (12, 12, 12, None),  # the head is there already (a client may hold it): a fresh one
+    (11, 12, 11, None),  # a write the cache recorded past (computed again later)
+    (12, 10, 14, None),  # computed after a later write of it: not below its own version
+    (None, 10, 5, None),  # a status computed live: a fresh one
+])
+def test_the_revision_a_change_is_recorded_at(revision, head, source, expected):
+    assert position(revision, head=head, source=source) == expected
 
 
 def _window(capacity: int, count: int, floor: int = 0) -> Window:
@@ -130,16 +165,34 @@ def test_what_a_watcher_with_a_selector_sees(event, expected):
 
 
 def test_an_entry_keeps_what_a_change_is_detected_on():
-    current = {("default", "a"): Entry('{"x":1}', pod("a"))}
-    assert summary(diff(current, [pod("a")], versions())) == [(11, "MODIFIED", "a")]
+    current = {("default", "a"): Entry({"x": 1}, pod("a"))}
+    assert summary(recorded(current, [pod("a")], 11)) == [(11, "MODIFIED", "a")]
 
 
-@pytest.mark.parametrize(("source", "client", "expected"), [
-    ("7", "12", "7"),  # the stamp the cache gave it: the store version it was computed from
+@pytest.mark.parametrize(("stored", "client", "expected"), [
     ("7", "7", "7"),  # the store's own
-    ("7", "11", "11"),  # an older stamp: itself (then a Conflict, as for any stale version)
-    ("", "12", ""),  # computed without a store version (a pod): no precondition, as before the cache
+    ("7", "12", "7"),  # read at a later revision (a list's, an event's): nothing wrote it since
+    ("7", "20", "20"),  # a revision the store has not reached: itself (a Conflict)
+    ("7", "5", "5"),  # older than the stored object: stale (a Conflict)
+    ("7", "x", "x"),  # not a revision
+    ("", "12", "12"),
 ])
-def test_the_store_version_a_clients_resource_version_stands_for(source, client, expected):
-    entry = Entry("{}", {"metadata": {"name": "a", "resourceVersion": "12"}}, source)
-    assert entry.store_version(client) == expected
+def test_the_stored_version_a_clients_resource_version_stands_for(stored, client, expected):
+    assert current_version(stored, client, store_revision=15) == expected
+
+
+@pytest.mark.parametrize(("resource", "kinds", "name", "expected"), [
+    ("Service", ("Service",), "web", "one"),  # its own object: that one computed again
+    ("Service", ("Service", "Endpoints"), "web", "one"),  # the registry's update of a Service
+    ("Endpoints", ("Service", "Endpoints"), "web", "one"),
+    ("Pod", ("Pod",), "", "all"),  # its own kind, no name: all of it
+    ("Deployment", ("Pod",), "web-1", "all"),  # a pod's change shows in its Deployment's status
+    ("Service", ("Pod",), "web-1", None),  # a Service is computed from its own object alone
+    ("ConfigMap", ("Deployment",), "web", None),
+    ("Deployment", ("Event",), "web.1", None),  # an event shows nowhere else
+    ("Event", ("Event",), "web.1", "one"),
+    ("Event", ("Pod",), "web-1", "all"),  # (an event's involvedObject.uid is looked up)
+    ("Service", None, "", "all"),  # a change of anything
+])
+def test_what_a_change_means_for_a_resource(resource, kinds, name, expected):
+    assert affects(resource, kinds, name) == expected
