@@ -86,7 +86,8 @@ def track_progress(c: Controller, deployment: Deployment, new: ReplicaSetRecord,
         progress.snapshot = snapshot
         progress.last_progress = now
         progress.failed = False
-    if complete and not progress.complete:
+    if complete and progress.announced != new.name:  # once per rollout (not again when pods come back after a
+        progress.announced = new.name  # restart, a crash or a scale)
         c.events.record("Deployment", *key, "Normal", "NewReplicaSetAvailable",
                         f'ReplicaSet "{new.name}" has successfully progressed.')
     progress.complete = complete
