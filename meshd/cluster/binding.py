@@ -116,6 +116,20 @@ class ContainerEnd:
     exit_code: int | None = None
 
 
+def node_status(status: Mapping[str, Any], *, ready_since: float | None, live: bool = False) -> dict[str, Any]:
+    """A pod's status as its node writes it into its object: Ready and ContainersReady since the pod became Ready
+    (`ready_since`, None while it is not), and without what probes last said (it changes every period), unless
+    `live` (the API's own listing of this node's pods). Pure."""
+    out = copy.deepcopy(dict(status))
+    for condition in out.get("conditions", []):
+        if condition.get("type") in ("Ready", "ContainersReady") and ready_since is not None:
+            condition["lastTransitionTime"] = rfc3339(ready_since)
+    if not live:
+        for entry in [*out.get("containerStatuses", []), *out.get("initContainerStatuses", [])]:
+            entry.pop("probes", None)
+    return out
+
+
 @dataclass(frozen=True)
 class PodState:
     """A pod's state as its Pod object says (written by the kubelet of its node)."""

@@ -14,6 +14,8 @@ from meshd.controller.loop import Controller
 from meshd.controller.persist import load_records
 from meshd.controller.records import ObjectRecord, ReplicaSetRecord
 from meshd.manifests.hashing import template_hash
+from meshd.controller.rsstore import signature
+from meshd.controller.services import publish_service
 from meshd.manifests.loader import API_VERSIONS
 from meshd.model.objects import Deployment, ReplicaSet, Service
 from meshd.store import Event, Expired, object_key
@@ -52,7 +54,7 @@ def apply_event(controller: Controller, event: Event) -> bool:
             record.created = existing.created
         controller.objects[key] = record
         if isinstance(record.obj, Service):
-            controller._publish_service(record.obj)
+            publish_service(controller, record.obj)
         if isinstance(record.obj, (Deployment, ReplicaSet)):
             controller.progress.pop(key[1:], None)
         if isinstance(record.obj, ReplicaSet) and not controller.leading:  # served (and deleted) through this agent
@@ -63,8 +65,7 @@ def apply_event(controller: Controller, event: Event) -> bool:
             return False
         controller.replicasets[(rs.namespace, rs.name)] = rs
         owner = controller.objects.get(("Deployment", rs.namespace, rs.owner))
-        controller._persisted_rs[(rs.namespace, rs.name)] = (rs.rs, rs.revision, rs.replicas, rs.uid,
-                                                              owner.uid if owner else "")
+        controller._persisted_rs[(rs.namespace, rs.name)] = signature(rs, owner.uid if owner else "")
         return True
     return False
 

@@ -128,14 +128,10 @@ class Kubelet:
     # --- status ------------------------------------------------------------------------------------
 
     def status(self, worker: PodWorker) -> dict[str, Any]:
-        status = self._render(worker, node=self.node)["status"]
+        status = binding.node_status(self._render(worker, node=self.node)["status"],
+                                     ready_since=worker.ready_since if worker.ready else None)
         status["hostIP"] = self._host_ip()
         status["hostIPs"] = [{"ip": status["hostIP"]}]
-        for entry in [*status.get("containerStatuses", []), *status.get("initContainerStatuses", [])]:
-            entry.pop("probes", None)  # what probes last said changes every period: not written
-        for condition in status["conditions"]:
-            if condition["type"] in ("Ready", "ContainersReady") and worker.ready_since is not None and worker.ready:
-                condition["lastTransitionTime"] = binding.rfc3339(worker.ready_since)
         return status
 
     async def _write_status(self, key: tuple[str, str]) -> None:

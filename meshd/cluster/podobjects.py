@@ -10,7 +10,6 @@ kubelet's rendering (meshd.cluster.kubelet.status_of)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,10 +30,7 @@ SYNC_EVERY = 2.0  # seconds: a full comparison of the workers and the objects, b
 
 def stored_status(status: Mapping[str, Any]) -> dict[str, Any]:
     """The status as the object keeps it: without what probes last said (it changes every period). Pure."""
-    out = copy.deepcopy(dict(status))
-    for entry in [*out.get("containerStatuses", []), *out.get("initContainerStatuses", [])]:
-        entry.pop("probes", None)
-    return out
+    return binding.node_status(status, ready_since=None)
 
 
 def with_status(obj: Mapping[str, Any], status: Mapping[str, Any], *, terminating_since: str | None
@@ -73,11 +69,8 @@ class PodObjects:
 
     def status(self, worker: PodWorker) -> dict[str, Any]:
         """A worker's status as the API shows it (live: with what its probes last said)."""
-        status = self._render(worker, node=self.node)["status"]
-        for condition in status["conditions"]:
-            if condition["type"] in ("Ready", "ContainersReady") and worker.ready_since is not None and worker.ready:
-                condition["lastTransitionTime"] = binding.rfc3339(worker.ready_since)
-        return status
+        return binding.node_status(self._render(worker, node=self.node)["status"],
+                                   ready_since=worker.ready_since if worker.ready else None, live=True)
 
     # --- the writes --------------------------------------------------------------------------------
 

@@ -21,68 +21,60 @@ from pathlib import Path
 from typing import Any
 
 from meshd.controller.admission import schedule_pending, volumes_ready
-from meshd.controller.adoption import LABEL_CREATED, adopt, collect_garbage_forever, follow_events, remove_containers
+from meshd.controller.adoption import adopt, collect_garbage_forever, follow_events, remove_containers
+from meshd.controller.applychecks import (
+    in_namespace,
+)
+from meshd.controller.applyplan import plan_apply
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
-from meshd.controller.clusterip import IP_ADDRESS_KIND, AddressPlan, ClusterIPError, address_releases, is_address_race
-from meshd.controller.servicetype import TypeFieldError, settle_type_change
+from meshd.controller.clusterip import IP_ADDRESS_KIND, address_releases, is_address_race
 from meshd.controller.events import EventLog
-from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
 from meshd.controller.persist import (
     desired_object,
-    is_owned_pod,
-    load_records,
-    managed_fields_changed,
     migrate_state_json,
-    owned_replicaset,
 )
 from meshd.controller.plan import (
-    PodView,
     ReplicaSetView,
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.progress import Progress, ProgressWriter, with_stored_status
 from meshd.controller.replicasets import ensure_bare_replicaset, reconcile_replicaset
-from meshd.controller.rollouts import reconcile_deployment
+from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
+from meshd.controller.rollouts import reconcile_deployment, undo_target
+from meshd.controller.rsstore import load as load_from_store
+from meshd.controller.rsstore import persist_replicasets
+from meshd.controller.services import (
+    ingress_warnings,
+    publish_service,
+    service_of,
+    unpublish_service,
+)
 from meshd.controller.podevents import PodEventRecorder
-from meshd.controller.sets import SET_KINDS, WorkloadSets
+from meshd.controller.sets import WorkloadSets
+from meshd.controller.views import deployment_status, replicaset_view
+from meshd.controller.workers import ensure_bare_pod, new_worker, pod_wanted, terminate
 from meshd.controller import terminating
 from meshd.controller.records import (
     REVISION_ANNOTATION,
     DeploymentStatus,
     ObjectRecord,
     ReplicaSetRecord,
-    keep_live_fields,
     template_without_hash,
 )
 from meshd.driver.base import (
-    LABEL_AGENT,
-    LABEL_MANAGED,
-    LABEL_NAMESPACE,
-    LABEL_OWNER,
-    LABEL_OWNER_KIND,
-    LABEL_POD,
-    LABEL_REPLICASET,
-    LABEL_TEMPLATE_HASH,
     Driver,
     ObservedContainer,
 )
-from meshd.external.listeners import DEFAULT_EXTERNAL, external_ports
-from meshd.external.nodeports import PortClaimError, PortClaims, assign_node_ports
-from meshd.manifests import ManifestError, load_documents, load_objects
-from meshd.manifests.loader import API_VERSIONS
-from meshd.manifests.config import check_update as check_config_update
+from meshd.external.listeners import DEFAULT_EXTERNAL
+from meshd.manifests import load_documents, load_objects
 from meshd.model.cron import known_zones
-from meshd.model.security import SecuritySupport, object_refusals
-from meshd.model.endpoints import PortInfo, ServiceInfo, ServiceKey
-from meshd.controller.ingress import backend_problems
-from meshd.model.ingress import Ingress
+from meshd.model.security import SecuritySupport
+from meshd.model.endpoints import ServiceKey
 from meshd.model.objects import (
-    CLUSTER_SCOPED,
     ConfigMap,
     Deployment,
-    Job,
     KubeObject,
     Pod,
     PodSpec,
@@ -101,7 +93,6 @@ from meshd.store import (
     Delete,
     ObjectStore,
     Operation,
-    StoreError,
     Update,
     open_sqlite_store,
 )
@@ -226,7 +217,7 @@ class Controller:
         self.events.attach(self.store, self._notify)  # Events are store objects from now on
         self.events.pruning = lambda: self.leading
         await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
-        self._load()
+        load_from_store(self)
         terminating.load(self)  # what the store holds Terminating stays so
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
             try:
@@ -235,7 +226,7 @@ class Controller:
                 pass
         for record in self.objects.values():
             if isinstance(record.obj, Service):
-                self._publish_service(record.obj)
+                publish_service(self, record.obj)
         await self.volume_controller.start()
         observed = await self.driver.list_managed()
         (functools.partial(adopt, self) if self.kubelet is None else self.kubelet.adopt)(observed)
@@ -300,7 +291,7 @@ class Controller:
         async with self._write_lock:
             if check is not None:
                 check()
-            objects = [_in_namespace(o, namespace, source) for o in loaded.objects]
+            objects = [in_namespace(o, namespace, source) for o in loaded.objects]
             missing = missing_namespaces(objects, exists=self.namespace_exists,
                                          terminating=self.batch.namespaces.terminating)
             if missing and not create_namespaces:
@@ -314,61 +305,14 @@ class Controller:
                 except AlreadyExists as error:
                     if attempt == 2 or not is_address_race(error):
                         raise
-            return results, warnings + self._ingress_warnings(objects)
+            return results, warnings + ingress_warnings(objects, service_of(self.objects))
 
     def namespace_exists(self, name: str) -> bool:
         return name in BUILTIN or ("Namespace", "", name) in self.objects
 
-    def _ingress_warnings(self, objects: Iterable[KubeObject]) -> list[str]:
-        """An applied Ingress naming a Service or port that does not exist (it answers 503 until it does)."""
-        def service(namespace: str, name: str) -> Service | None:
-            record = self.objects.get(("Service", namespace, name))
-            return record.obj if record is not None and isinstance(record.obj, Service) else None
-
-        return [f"Ingress {o.metadata.namespace}/{o.metadata.name}: {problem}" for o in objects
-                if isinstance(o, Ingress) and o.served for problem in backend_problems(o, service)]
-
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
                      carry_live: bool = True) -> list[ApplyResult]:
-        planned: list[tuple[KubeObject, str]] = []
-        port_claims: PortClaims | None = None  # the external ports Services hold, once a Service is applied
-        addresses: AddressPlan | None = None  # the Service addresses the store holds, once a Service is applied
-        for obj in (_in_namespace(o, namespace, source) for o in objects):
-            key = object_key(obj)
-            if key in self.terminating:  # marked for deletion: only its metadata changes (meshd.api.writes)
-                raise ManifestError("the object is being deleted (metadata.deletionTimestamp is set): it cannot be "
-                                    "changed until it is gone", source=source, kind=obj.kind,
-                                    name=obj.metadata.name)
-            existing = self.objects.get(key)
-            if carry_live and existing is not None and isinstance(obj, (Deployment, ReplicaSet, StatefulSet)):
-                carried = keep_live_fields(existing.obj.raw, obj.raw)
-                if carried is not None:
-                    obj = _in_namespace(load_objects([carried], source=source).objects[0], namespace, source)
-            if existing is None:
-                planned.append((obj, "created"))
-            elif existing.obj == obj and not managed_fields_changed(existing.obj.raw, obj.raw):
-                planned.append((obj, "unchanged"))
-            else:
-                planned.append((obj, "configured"))
-            if isinstance(obj, Service):
-                addresses = addresses or AddressPlan(self.store, self.addresses.pool, published={
-                    i.address: i.key for i in self.registry.services() if i.address})
-                obj = self._assign_cluster_ip(obj, existing, addresses, source)
-                if port_claims is None:
-                    port_claims = PortClaims((f"{k[1]}/{k[2]}", r.obj) for k, r in self.objects.items()
-                                             if isinstance(r.obj, Service) and r.obj.type != "ClusterIP")
-                obj = self._claim_external_ports(obj, existing, port_claims, source)
-                planned[-1] = (obj, planned[-1][1] if existing is None or existing.obj != obj else "unchanged")
-            for path, why in object_refusals(obj, self.security):  # what this agent will not run
-                raise ManifestError(why, source=source, kind=obj.kind, name=obj.metadata.name, path=path)
-            if isinstance(obj, Pod) and existing is None:
-                self._check_pod_name_free(obj, source)
-            if isinstance(obj, (ConfigMap, Secret)) and existing is not None:
-                check_config_update(existing.obj, obj, source)
-            if isinstance(obj, ReplicaSet) and existing is None:
-                self._check_replicaset_name_free(obj, source)
-            if existing is not None:
-                check_immutable(existing.obj, obj, source)
+        planned, addresses = plan_apply(self, objects, source, namespace, carry_live)
         operations: list[Operation] = []
         in_batch: set[tuple[str, str, str]] = set()
         for obj, action in planned:
@@ -393,7 +337,7 @@ class Controller:
                 self.events.record(obj.kind, obj.metadata.namespace, obj.metadata.name, "Normal", "Applied", action)
                 self._notify(obj.kind, obj.metadata.namespace, obj.metadata.name)
                 if isinstance(obj, Service):
-                    self._publish_service(obj)
+                    publish_service(self, obj)
                 if isinstance(obj, Deployment):
                     self.progress.pop(key[1:], None)
                 if isinstance(obj, (ConfigMap, Secret)):
@@ -408,7 +352,7 @@ class Controller:
         """Deletes every object of the manifests that exists (as kubectl does, one missing object does not stop
         the rest), in one transaction; the missing ones come back as "not found"."""
         loaded = await asyncio.to_thread(load_documents, text, source=source)
-        objects = [_in_namespace(o, namespace, source) for o in loaded.objects]
+        objects = [in_namespace(o, namespace, source) for o in loaded.objects]
         return await self.delete_many([object_key(o) for o in objects])
 
     async def delete(self, kind: str, namespace: str, name: str) -> ApplyResult:
@@ -454,12 +398,7 @@ class Controller:
             return
         self._notify(kind, namespace, name)
         if isinstance(record.obj, Service):
-            service_key = ServiceKey(namespace, name)
-            address = self.registry.service(service_key)
-            self.registry.delete_service(service_key)
-            self.addresses.release(service_key)
-            if address and address.address and self._on_service_address:
-                self._on_service_address(address.address, False)
+            unpublish_service(self, namespace, name)
         if isinstance(record.obj, (Deployment, ReplicaSet)):  # its pods go too (a bare ReplicaSet owns itself)
             for rs_key in [k for k, r in self.replicasets.items() if r.owner_kind == kind
                            and r.namespace == namespace and r.owner == name]:
@@ -497,19 +436,7 @@ class Controller:
         await self._mutate_deployment(namespace, name, mutate)
 
     async def rollout_undo(self, namespace: str, name: str, to_revision: int | None = None) -> int:
-        owned = sorted(self._owned_replicasets(namespace, name), key=lambda r: r.revision)
-        if not owned:
-            raise KeyError(f'deployments "{name}" not found')
-        current = owned[-1].revision
-        if to_revision:
-            target = next((r for r in owned if r.revision == to_revision), None)
-            if target is None:
-                raise ValueError(f"unable to find specified revision {to_revision} in history")
-        else:
-            older = [r for r in owned if r.revision < current]
-            if not older:
-                raise ValueError("no rollout history found for deployment " + name)
-            target = older[-1]
+        target = undo_target(self._owned_replicasets(namespace, name), to_revision, name)
         template = template_without_hash(target.rs)
         await self._mutate_deployment(namespace, name, lambda raw: raw["spec"].__setitem__("template", template))
         return target.revision
@@ -530,81 +457,9 @@ class Controller:
             self.progress.pop((namespace, name), None)
             self.kick()
 
-    # --- services ---------------------------------------------------------------------------------
-
-    def _assign_cluster_ip(self, service: Service, existing: ObjectRecord | None, plan: AddressPlan,
-                           source: str) -> Service:
-        """The Service with the address it keeps, asks for or is given (stored with it: the same on every node)."""
-        before = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
-        try:
-            service = settle_type_change(service, before)  # e.g. the clusterIP a Service turned ExternalName had
-        except TypeFieldError as error:
-            raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
-                                path=error.path) from None
-        published = self.registry.service(ServiceKey(service.metadata.namespace, service.metadata.name))
-        current = (before.cluster_ip or (published.address if published else None)) if before else None
-        try:
-            return plan.assign(service, current=current if service.has_address else None)
-        except ClusterIPError as error:
-            raise ManifestError(str(error), source=source, kind="Service", name=service.metadata.name,
-                                path=("spec", "clusterIP")) from None
-
     def _config_object(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
         record = self.objects.get((kind, namespace, name))
         return record.obj if record is not None and isinstance(record.obj, (ConfigMap, Secret)) else None
-    def _claim_external_ports(self, service: Service, existing: ObjectRecord | None, index: PortClaims,
-                              source: str) -> Service:
-        """The Service with its nodePorts given or allocated; a port another Service holds fails the apply."""
-        owner = f"{service.metadata.namespace}/{service.metadata.name}"
-        previous = existing.obj if existing is not None and isinstance(existing.obj, Service) else None
-        if service.type == "ClusterIP" and (previous is None or previous.type == "ClusterIP"):
-            return service  # claims nothing, held nothing: the common case costs nothing
-        try:
-            service = assign_node_ports(service, previous=previous, taken=index.taken_for(owner), owner=owner)
-        except PortClaimError as error:
-            raise ManifestError(error.message, source=source, kind="Service", name=service.metadata.name,
-                                path=error.path) from None
-        index.replace(owner, service)
-        return service
-
-    def _check_pod_name_free(self, pod: Pod, source: str) -> None:
-        """A Pod manifest may not take the name of a pod a ReplicaSet runs (e.g. `get pod -o yaml | apply`):
-        it would shadow that pod and outlive its Deployment."""
-        worker = self.managed.get((pod.metadata.namespace, pod.metadata.name))
-        if worker is not None and worker.identity.replicaset:
-            owner = f'{worker.identity.owner_kind.lower()} "{worker.identity.owner}"'
-            raise ManifestError(f'pod "{pod.metadata.name}" is run by ReplicaSet "{worker.identity.replicaset}": '
-                                f"change {owner} instead", source=source, kind="Pod", name=pod.metadata.name,
-                                path=("metadata", "name"))
-
-    def _check_replicaset_name_free(self, rs: ReplicaSet, source: str) -> None:
-        """A ReplicaSet manifest may not take the name of one a Deployment owns (both are ReplicaSets)."""
-        owned = self.replicasets.get((rs.metadata.namespace, rs.metadata.name))
-        if owned is not None and owned.owner_kind == "Deployment":
-            raise ManifestError(f'replicaset "{rs.metadata.name}" is owned by Deployment "{owned.owner}"',
-                                source=source, kind="ReplicaSet", name=rs.metadata.name, path=("metadata", "name"))
-
-    def _publish_service(self, service: Service) -> None:
-        key = ServiceKey(service.metadata.namespace, service.metadata.name)
-        # the stored address; one stored before Services kept theirs gets its hash's, as it always did
-        address = service.cluster_ip or self.addresses.allocate(key) if service.has_address else None
-        if address is None:
-            self.addresses.release(key)  # e.g. turned ExternalName: its old address is free again
-        previous = self.registry.service(key)
-        if previous and previous.address and previous.address != address and self._on_service_address:
-            self._on_service_address(previous.address, False)
-        if address and self._on_service_address:
-            self._on_service_address(address, True)
-        info = ServiceInfo(
-            key=key,
-            address=address,
-            ports=tuple(PortInfo(p.name, p.port, p.target_port, p.protocol, p.app_protocol) for p in service.ports),
-            annotations=dict(service.metadata.annotations),
-            external=external_ports(service, self.external),
-            traffic_distribution=service.traffic_distribution,
-            external_name=service.external_name if service.type == "ExternalName" else None,
-        )
-        self.registry.upsert_service(info, dict(service.selector))
 
     # --- reconciliation ---------------------------------------------------------------------------
 
@@ -618,12 +473,12 @@ class Controller:
                 self.reconcile()
             RECONCILES.inc()
             if self._dirty:
-                await self._persist_replicasets()
+                await persist_replicasets(self)
             await self.batch.flush()
             await asyncio.sleep(0)
 
     def reconcile(self) -> None:
-        """One pass; the ReplicaSets it changes are persisted after it (_persist_replicasets)."""
+        """One pass; the ReplicaSets it changes are persisted after it (meshd.controller.rsstore)."""
         now = self._clock()
         for record in list(self.objects.values()):
             if isinstance(record.obj, Deployment):
@@ -641,7 +496,7 @@ class Controller:
         self.sets.reconcile(now)
         for record in self.objects.values():
             if isinstance(record.obj, Pod):
-                self._ensure_bare_pod(record.obj, record.created)
+                ensure_bare_pod(self, record.obj, record.created)
         self.batch.reconcile(now)
         for worker in list(self.managed.values()):
             if not worker.terminating and not self._pod_wanted(worker):
@@ -650,19 +505,6 @@ class Controller:
         self._batches = {k: v for k, v in self._batches.items() if k in self.replicasets}
         self.volume_controller.reconcile()
 
-    def _ensure_bare_pod(self, pod: Pod, created: float) -> None:
-        key = (pod.metadata.namespace, pod.metadata.name)
-        if self.cluster is not None:
-            return self.cluster.ensure_bare(*key)  # bound once; its node's kubelet runs it
-        worker = self.pods.get(key)
-        if worker is not None and worker.spec != pod.spec and not worker.terminating:
-            self._terminate(worker, "spec changed")  # pods are immutable: a changed one is replaced
-            return
-        if worker is None:
-            identity = PodIdentity(pod.metadata.namespace, pod.metadata.name, "Pod", pod.metadata.name)
-            self._new_worker(identity, pod.spec, dict(pod.metadata.labels), dict(pod.metadata.annotations),
-                             created=created)
-
     def _new_worker(self, identity: PodIdentity, spec: PodSpec, labels: dict[str, str],
                     annotations: dict[str, str], *, created: float,
                     adopt: list[ObservedContainer] | None = None, bind: bool = True, node: str = "") -> PodWorker:
@@ -670,42 +512,7 @@ class Controller:
         written to the store instead, and the kubelet of its node makes the worker (bind=False)."""
         if self.cluster is not None and bind:
             return self.cluster.create(identity, spec, labels, annotations, created=created, node=node)
-        sandbox_labels = {
-            LABEL_MANAGED: "true",
-            LABEL_AGENT: self.agent_id,
-            LABEL_NAMESPACE: identity.namespace,
-            LABEL_POD: identity.name,
-            LABEL_OWNER: identity.owner,
-            LABEL_OWNER_KIND: identity.owner_kind,
-            LABEL_REPLICASET: identity.replicaset,
-            LABEL_TEMPLATE_HASH: identity.template_hash,
-            LABEL_CREATED: f"{created:.3f}",
-        }
-        worker = PodWorker(
-            identity=identity,
-            spec=spec,
-            labels=labels,
-            annotations=annotations,
-            driver=self.driver,
-            registry=self.registry,
-            sandbox_labels=sandbox_labels,
-            dns_search=(f"{identity.namespace}.svc.{self.zone}", f"svc.{self.zone}", self.zone),
-            backoff=self.backoff,
-            on_change=self._pod_changed,
-            drain=self._drain,
-            make_prober=self._make_prober,
-            created=created,
-            adopt=adopt,
-            clock=self._clock,
-            node_capacity=(self.capacity.cpu_millicores, self.capacity.memory_bytes),
-            config=self.pod_config,
-        )
-        self.pods[(identity.namespace, identity.name)] = worker
-        self.registry.upsert_pod(worker.record())
-        if adopt:
-            worker.volume_mounts = self.volume_controller.mounts_for(worker, check=False)[0]
-            worker.start()  # it runs already: no admission
-        return worker
+        return new_worker(self, identity, spec, labels, annotations, created=created, adopt=adopt)
 
     def _schedule_pending(self) -> None:
         schedule_pending(self)
@@ -728,20 +535,7 @@ class Controller:
     def _terminate(self, worker: PodWorker, why: str) -> None:
         if self.cluster is not None and not isinstance(worker, PodWorker):
             return self.cluster.delete(worker, why)  # a Pod object: deleted through its node's kubelet
-        if worker.terminating:
-            return
-        self.events.record("Pod", worker.namespace, worker.name, "Normal", "Killing", f"Stopping pod: {why}")
-        worker.terminate()
-
-        async def forget() -> None:
-            await worker.wait_done()
-            if self.pods.get((worker.namespace, worker.name)) is worker:
-                del self.pods[(worker.namespace, worker.name)]
-                self.registry.delete_pod(worker.namespace, worker.name)
-                self._notify("Pod", worker.namespace, worker.name)
-                self.kick()
-
-        self._tasks.spawn(forget(), name=f"forget {worker.namespace}/{worker.name}")
+        terminate(self, worker, why)
 
     def _pod_changed(self, worker: PodWorker) -> None:
         self.pod_events.observe(worker)
@@ -762,50 +556,15 @@ class Controller:
                 if w.namespace == rs.namespace and w.identity.replicaset == rs.name and not w.terminating]
 
     def _pod_wanted(self, worker: PodWorker) -> bool:
-        identity = worker.identity
-        if identity.owner_kind == "Job":
-            return self.batch.pod_wanted(worker)
-        if identity.owner_kind in SET_KINDS:
-            return self.sets.wanted(identity)
-        if identity.replicaset:
-            return (identity.namespace, identity.replicaset) in self.replicasets
-        return ("Pod", identity.namespace, identity.name) in self.objects
-
-    def _pod_view(self, worker: PodWorker, rs: ReplicaSetRecord, now: float) -> PodView:
-        return PodView(
-            name=worker.name,
-            created=worker.created,
-            scheduled=worker.scheduled,
-            ready=worker.ready,
-            available=worker.available(rs.rs.min_ready_seconds, now),
-            restarts=worker.restarts,
-            node=getattr(worker, "node", ""),  # a cluster's StoredPod
-        )
-
-    def _view(self, rs: ReplicaSetRecord, now: float) -> ReplicaSetView:
-        pods = self._pods_of(rs)
-        available = sum(1 for p in pods if p.available(rs.rs.min_ready_seconds, now))
-        return ReplicaSetView(rs.name, rs.revision, rs.replicas, len(pods), available)
+        return pod_wanted(self, worker)
 
     def deployment_status(self, record: ObjectRecord) -> DeploymentStatus:
         """A Deployment's replica counts (what its status and the metrics report)."""
-        deployment: Deployment = record.obj  # type: ignore[assignment]
-        owned = self._owned_replicasets(deployment.metadata.namespace, deployment.metadata.name)
-        current_hash = record.template_hash()
-        new = next((r for r in owned if r.template_hash == current_hash), None)
-        pods = [(r, p) for r in owned for p in self._pods_of(r)]
-        now = self._clock()
-        return DeploymentStatus(
-            desired=deployment.replicas,
-            current=len(pods),
-            updated=sum(1 for r, _ in pods if r is new),
-            ready=sum(1 for _, p in pods if p.ready),
-            available=sum(1 for r, p in pods if p.available(r.rs.min_ready_seconds, now)),
-            new=new,
-        )
+        return deployment_status(record, self._owned_replicasets(record.obj.metadata.namespace,
+                                                                  record.obj.metadata.name), self._pods_of, self._clock())
 
     def replicaset_view(self, rs: ReplicaSetRecord) -> ReplicaSetView:
-        return self._view(rs, self._clock())
+        return replicaset_view(rs, self._pods_of(rs), self._clock())
 
     def pods_of(self, rs: ReplicaSetRecord) -> list[PodWorker]:
         return self._pods_of(rs)
@@ -822,81 +581,6 @@ class Controller:
 
     async def _remove_containers(self, containers: list[ObservedContainer]) -> None:
         await remove_containers(self, containers)  # (the cluster's kubelet removes what it does not adopt)
-
-    # --- persistence --------------------------------------------------------------------------------
-
-    async def _persist_replicasets(self) -> None:
-        """Writes the owned ReplicaSets that changed since the last write, in one transaction; if it cannot be
-        written it is tried again a little later (they are derived, and memory only runs ahead of the store)."""
-        self._dirty = False
-        operations: list[Operation] = []
-        signatures: dict[tuple[str, str], tuple] = {}
-        for key, rs in self.replicasets.items():
-            if rs.owner_kind != "Deployment":
-                continue  # a bare ReplicaSet's record comes from its object
-            owner = self.objects.get(("Deployment", rs.namespace, rs.owner))
-            previous = self._persisted_rs.get(key)
-            owner_uid = owner.uid if owner else (previous[4] if previous else "")
-            signatures[key] = signature = (rs.rs, rs.revision, rs.replicas, rs.uid, owner_uid)
-            if previous != signature:
-                row = owned_replicaset(rs, owner_uid=owner_uid)
-                operations.append(Update(row) if previous is not None else Create(row))
-        operations += [Delete("ReplicaSet", *key) for key in self._persisted_rs if key not in signatures
-                       and ("ReplicaSet", *key) not in self.objects  # orphaned: bare now (meshd.controller.cascade)
-                       and self.store.get("ReplicaSet", *key) is not None]
-        if not operations:
-            return
-        try:
-            await self.store.transaction(operations)
-        except StoreError as error:
-            log.error("could not persist ReplicaSets (trying again): %s", error)
-            self._dirty = True
-            self._call_at(self._clock() + 5)
-            return
-        self._persisted_rs = signatures
-
-    def _load(self) -> None:
-        loaded = load_records([o for o in self.store.list(None) if o["kind"] in API_VERSIONS  # not Node, Lease
-                               and not is_owned_pod(o)],  # nor a controller's Pod object (meshd.cluster.pods)
-                              where=f"state store {self.state_dir}")
-        for record in loaded.objects:
-            self.objects[object_key(record.obj)] = record
-        for rs in loaded.replicasets:
-            self.replicasets[(rs.namespace, rs.name)] = rs
-            owner = self.objects.get(("Deployment", rs.namespace, rs.owner))
-            self._persisted_rs[(rs.namespace, rs.name)] = (rs.rs, rs.revision, rs.replicas, rs.uid,
-                                                            owner.uid if owner else "")
-        for record in self.objects.values():  # bare ReplicaSets' records, so their pods are adopted
-            if isinstance(record.obj, ReplicaSet):
-                ensure_bare_replicaset(self, record, record.created)
-
-
-def _in_namespace(obj: KubeObject, namespace: str | None, source: str) -> KubeObject:
-    """The object in the namespace the user chose for objects that name none (kubectl's -n)."""
-    if namespace is None or obj.kind in CLUSTER_SCOPED:
-        return obj
-    named = (obj.raw.get("metadata") or {}).get("namespace")
-    if named is not None and named != namespace:
-        raise ManifestError(f'the namespace from the provided object "{named}" does not match the namespace '
-                            f'"{namespace}"', source=source, kind=obj.kind, name=obj.metadata.name,
-                            path=("metadata", "namespace"))
-    if named == namespace:
-        return obj
-    raw = json.loads(json.dumps(obj.raw))
-    raw.setdefault("metadata", {})["namespace"] = namespace
-    (moved,) = load_objects([raw], source=source).objects
-    return moved
-
-
-def check_immutable(old: KubeObject, new: KubeObject, source: str) -> None:
-    """A Job's pod template and completions are immutable, as the API server keeps them."""
-    if isinstance(old, Job) and isinstance(new, Job):
-        for path, before, after in ((("spec", "template"), old.template, new.template),
-                                    (("spec", "completions"), old.completions, new.completions),
-                                    (("spec", "completionMode"), old.completion_mode, new.completion_mode)):
-            if before != after:
-                raise ManifestError("field is immutable", source=source, kind="Job", name=new.metadata.name,
-                                    path=path)
 
 
 async def _no_drain(worker: PodWorker, grace: float) -> None:

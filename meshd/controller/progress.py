@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import copy
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,7 @@ class Progress:
     failed: bool = False
     message: str = ""
     snapshot: tuple = ()
+    announced: str = ""  # the new ReplicaSet whose rollout's end was announced (its event goes out once)
 
 
 def rfc3339(ts: float) -> str:
@@ -85,8 +87,11 @@ def restored(obj: Mapping[str, Any] | None, *, snapshot: tuple, now: float) -> P
     failed = condition.get("reason") == FAILED
     if condition.get("reason") == UPDATED:
         last += slack(float((obj.get("spec") or {}).get("progressDeadlineSeconds") or 600))
-    return Progress(last_progress=min(last, now), complete=condition.get("reason") == COMPLETE, failed=failed,
-                    message=str(condition.get("message") or "") if failed else "", snapshot=snapshot)
+    complete = condition.get("reason") == COMPLETE
+    announced = re.match(r'ReplicaSet "([^"]+)"', str(condition.get("message") or "")) if complete else None
+    return Progress(last_progress=min(last, now), complete=complete, failed=failed,
+                    message=str(condition.get("message") or "") if failed else "", snapshot=snapshot,
+                    announced=announced.group(1) if announced else "")
 
 
 def with_stored_status(desired: dict[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from meshd.controller.plan import creation_batch, next_batch, plan_replicaset
 from meshd.controller.pod import PodIdentity, PodWorker
 from meshd.controller.records import ObjectRecord, ReplicaSetRecord
+from meshd.controller.views import pod_view
 from meshd.manifests import template_hash
 from meshd.model.objects import ReplicaSet
 
@@ -37,7 +38,7 @@ def ensure_bare_replicaset(c: Controller, record: ObjectRecord, now: float) -> N
 
 def reconcile_replicaset(c: Controller, rs: ReplicaSetRecord, now: float) -> None:
     pods = c._pods_of(rs)
-    missing, delete = plan_replicaset(rs.replicas, [c._pod_view(p, rs, now) for p in pods])
+    missing, delete = plan_replicaset(rs.replicas, [pod_view(p, rs, now) for p in pods])
     for name in delete:
         c._terminate(c.managed[(rs.namespace, name)], "scaled down")
     key = (rs.namespace, rs.name)

@@ -16,6 +16,7 @@ from meshd.controller.records import (
     owned_replicaset_manifest,
     with_change_cause,
 )
+from meshd.controller.views import replicaset_view
 from meshd.manifests import ManifestError, load_objects
 from meshd.model.objects import Deployment, ReplicaSet
 
@@ -50,7 +51,7 @@ def reconcile_deployment(c: Controller, record: ObjectRecord, now: float) -> Non
         c._dirty = True
     if new.rs.min_ready_seconds != deployment.min_ready_seconds:
         new.rs = dataclasses.replace(new.rs, min_ready_seconds=deployment.min_ready_seconds)
-    views = {r.name: c._view(r, now) for r in (new, *old)}
+    views = {r.name: replicaset_view(r, c._pods_of(r), now) for r in (new, *old)}
     if not deployment.paused:
         changes = plan_rollout(
             replicas=deployment.replicas,
@@ -74,7 +75,7 @@ def reconcile_deployment(c: Controller, record: ObjectRecord, now: float) -> Non
 def track_progress(c: Controller, deployment: Deployment, new: ReplicaSetRecord, old: list[ReplicaSetRecord],
                    now: float) -> None:
     key = (deployment.metadata.namespace, deployment.metadata.name)
-    views = [c._view(r, now) for r in (new, *old)]
+    views = [replicaset_view(r, c._pods_of(r), now) for r in (new, *old)]
     snapshot = tuple((v.name, v.replicas, v.pods, v.available) for v in views)
     progress = c.progress.get(key)
     if progress is None:  # taken up from the stored status (a new leader, a restart), else from now
@@ -85,7 +86,8 @@ def track_progress(c: Controller, deployment: Deployment, new: ReplicaSetRecord,
         progress.snapshot = snapshot
         progress.last_progress = now
         progress.failed = False
-    if complete and not progress.complete:
+    if complete and progress.announced != new.name:  # once per rollout (not again when pods come back after a
+        progress.announced = new.name  # restart, a crash or a scale)
         c.events.record("Deployment", *key, "Normal", "NewReplicaSetAvailable",
                         f'ReplicaSet "{new.name}" has successfully progressed.')
     progress.complete = complete
@@ -121,5 +123,21 @@ def _load_replicaset(manifest: dict[str, Any], *, source: str) -> ReplicaSet:
     return obj
 
 
+def undo_target(owned: list[ReplicaSetRecord], to_revision: int | None, name: str) -> ReplicaSetRecord:
+    """The ReplicaSet `kubectl rollout undo` goes back to: `to_revision`, or the newest before the current one.
+    KeyError: the Deployment owns none; ValueError: no such revision, or no older one. Pure."""
+    owned = sorted(owned, key=lambda r: r.revision)
+    if not owned:
+        raise KeyError(f'deployments "{name}" not found')
+    if to_revision:
+        target = next((r for r in owned if r.revision == to_revision), None)
+        if target is None:
+            raise ValueError(f"unable to find specified revision {to_revision} in history")
+        return target
+    older = [r for r in owned if r.revision < owned[-1].revision]
+    if not older:
+        raise ValueError("no rollout history found for deployment " + name)
+    return older[-1]
 
-__all__ = ["prune_history", "reconcile_deployment", "track_progress"]
+
+__all__ = ["prune_history", "reconcile_deployment", "track_progress", "undo_target"]

@@ -458,17 +458,25 @@ async def _serve_deployment(state: dict, port: int = 0) -> tuple[web.AppRunner, 
 
 async def test_rollout_status_waits_for_a_restarting_agent():
     runner, port = await _serve_deployment(ROLLOUT[1])
-    cli = asyncio.create_task(
-        meshd(f"127.0.0.1:{port}", "rollout", "status", "deployment/web", "--timeout", "60s")
-    )
-    await asyncio.sleep(1.0)
-    await runner.cleanup()  # the agent goes away mid-rollout...
-    await asyncio.sleep(1.0)
-    runner, _ = await _serve_deployment(ROLLOUT[-1], port)  # ...and comes back with the rollout finished
+    env = {**os.environ, "MESHD_API": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
+    command = ["-m", "meshd.cli", "rollout", "status", "deployment/web", "--timeout", "60s"]
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(sys.executable, *command, stdout=pipe, stderr=pipe, env=env)
     try:
-        code, out, err = await cli
+        assert proc.stdout is not None and proc.stderr is not None
+        # the CLI has seen the rollout under way (its first status line), whatever its start-up took...
+        first = await asyncio.wait_for(proc.stdout.readline(), 60)
+        await runner.cleanup()  # ...then the agent goes away mid-rollout...
+        lost = await asyncio.wait_for(proc.stderr.readline(), 60)  # ...the CLI notices and waits for it...
+        # ...and it comes back with the rollout finished
+        runner, _ = await _serve_deployment(ROLLOUT[-1], port)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
         await runner.cleanup()
-    assert code == 0, err
-    assert out.splitlines()[-1] == 'deployment "web" successfully rolled out'
-    assert err.startswith("meshd: lost the agent (connection refused); waiting for it to come back...")
+    assert proc.returncode == 0, (lost + err).decode()
+    assert first.decode().strip(), first
+    assert (first + out).decode().splitlines()[-1] == 'deployment "web" successfully rolled out'
+    assert lost.decode().startswith("meshd: lost the agent (connection refused); waiting for it to come back")

@@ -401,9 +401,15 @@ async def test_pods_events_and_a_rollouts_progress_are_store_objects_across_a_re
     await eventually(stored_pods_running, timeout=30)
     for pod in pods.values():
         assert pod["metadata"]["resourceVersion"]  # listed from its object
-    await eventually(lambda: {("web", "Applied"), ("slow", "ProgressDeadlineExceeded")} <= {
+    await eventually(lambda: {("web", "Applied"), ("slow", "ProgressDeadlineExceeded"),
+                              ("web", "NewReplicaSetAvailable")} <= {
         (e["involvedObject"]["name"], e["reason"]) for e in _stored(agent, "Event")})
 
+    def completions() -> int:  # of web's rollout: announced once, not again when its pods are adopted anew
+        return sum(int(e.get("count") or 1) for e in _stored(agent, "Event")
+                   if (e["involvedObject"]["name"], e["reason"]) == ("web", "NewReplicaSetAvailable"))
+
+    assert completions() == 1
     await agent.stop()
     await agent.start()
     # the deadline was exceeded before the restart: the first answer after it says so (not "progressing" anew)
@@ -412,6 +418,12 @@ async def test_pods_events_and_a_rollouts_progress_are_store_objects_across_a_re
     status, listed = await agent.request("GET", "/api/v1/namespaces/default/events")
     assert status == 200 and ("web", "Applied") in {(e["involvedObject"]["name"], e["reason"])
                                                     for e in listed["items"]}
+    for _ in range(300):  # web's pods adopted and available again
+        if (await agent.items("deployments"))["web"]["status"].get("availableReplicas") == 2:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)  # (a second announcement would follow at once)
+    assert completions() == 1
     status, _ = await agent.request("DELETE", "/apis/apps/v1/namespaces/default/deployments/web")
     assert status == 200
     await eventually(lambda: {p["metadata"]["name"] for p in _stored(agent, "Pod")} ==

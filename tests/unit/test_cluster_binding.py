@@ -132,3 +132,20 @@ A, B, C = ("d", "a"), ("d", "b"), ("d", "c")
 ])
 def test_the_kubelet_runs_exactly_the_pods_bound_to_its_node(stored, local, plan):
     assert binding.kubelet_plan("n1", stored, local) == plan
+
+
+@pytest.mark.parametrize("ready_since, live, transition, probes", [
+    (None, False, "2026-01-01T00:00:00Z", False),  # not Ready: the rendered time stays; probes never written
+    (1_780_000_000.0, False, "2026-05-28T20:26:40Z", False),  # Ready since then, on both conditions
+    (1_780_000_000.0, True, "2026-05-28T20:26:40Z", True),  # the API's live listing keeps what probes said
+])
+def test_a_nodes_pod_status_says_since_when_it_is_ready_and_not_what_probes_said(ready_since, live, transition,
+                                                                                   probes):
+    rendered = {"phase": "Running",
+                "conditions": [{"type": t, "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                               for t in ("Ready", "ContainersReady")] + [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{"name": "web", "probes": {"readiness": "ok"}}]}
+    status = binding.node_status(rendered, ready_since=ready_since, live=live)
+    assert [c.get("lastTransitionTime") for c in status["conditions"]] == [transition, transition, None]
+    assert ("probes" in status["containerStatuses"][0]) is probes
+    assert "probes" in rendered["containerStatuses"][0]  # the rendering itself is left as it was

@@ -23,7 +23,7 @@ def deployment(generation: int = 2, status: dict | None = None) -> dict:
 @pytest.mark.parametrize(("progress", "expected"), [
     (Progress(last_progress=NOW - 100), Progress(last_progress=NOW - 70, snapshot=("now",))),  # + the slack
     (Progress(last_progress=NOW - 30, complete=True),
-     Progress(last_progress=NOW - 30, complete=True, snapshot=("now",))),
+     Progress(last_progress=NOW - 30, complete=True, snapshot=("now",), announced="web-1")),  # (its event went)
     (Progress(last_progress=NOW - 700, failed=True, message='ReplicaSet "web-1" has timed out progressing.'),
      Progress(last_progress=NOW - 700, failed=True, message='ReplicaSet "web-1" has timed out progressing.',
               snapshot=("now",))),

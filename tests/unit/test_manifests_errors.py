@@ -547,8 +547,14 @@ CASES: list[tuple[str, str, Any, str, str]] = [
 ]
 
 
+def case_id(case: tuple[Any, ...]) -> str:
+    """The same in every process (pytest-xdist's workers must collect one list): DELETE by name, not address."""
+    value = "DELETE" if case[2] is DELETE else repr(case[2])
+    return f"{case[0]}:{case[1]}={value}"[:80]
+
+
 @pytest.mark.parametrize(
-    ("base", "path", "value", "field", "words"), CASES, ids=[f"{c[0]}:{c[1]}={c[2]!r}"[:80] for c in CASES]
+    ("base", "path", "value", "field", "words"), CASES, ids=[case_id(c) for c in CASES]
 )
 def test_error_names_document_and_field_path(
     base: str, path: str, value: Any, field: str, words: str | None
