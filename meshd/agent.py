@@ -384,7 +384,7 @@ class Agent:
         servers = parse_servers(self.options.dns_upstream)
         self.dns = dns = DnsServer(self.registry, zone=self.options.zone, ttl=self.options.dns_ttl,
                                    listen=[split_host_port(self.options.dns)],
-                                   upstream=None if servers == [] else Upstream(servers))
+                                   upstream=None if servers == [] else await asyncio.to_thread(Upstream, servers))
         await dns.start()
         if self.options.driver == "docker":  # the pods' resolver, on the bridge's gateway
             try:
