@@ -95,6 +95,7 @@ class AgentOptions:
     drain: bool = True  # wait for the sidecars to drain a pod before stopping it (off only to compare)
     agent_id: str | None = None  # default: derived from the state dir, so two agents on one engine keep apart
     max_loop_lag: float = 1.0  # /healthz fails while the event loop runs this late
+    cron_minute: float = 60.0  # seconds a CronJob schedule's minute lasts (less: a fast clock, for tests)
     host_names: str | None = None  # auto|resolved|hosts|off; None: $MESHD_HOST_NAMES, else auto
     store: str | None = None  # https://HOST:PORT[,...] (http://, etcd:// plain): a shared store (None: STATE/store.db)
     store_ca: str | None = None  # --store-ca FILE: the CA that signed etcd's certificate (https:// only)
@@ -159,6 +160,7 @@ class Agent:
                                       exclude=(f"{DOCKER_GATEWAY}/16",)),  # fmt: skip
             security=SecuritySupport(driver=options.driver, allow_privileged=options.allow_privileged,
                                      agent_uid=os.geteuid(), agent_gid=os.getegid()),
+            cron_minute=options.cron_minute,
         )
         self._metrics = register_controller_metrics(self.controller)
         self.sidecar = SidecarProcess(

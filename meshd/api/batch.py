@@ -81,7 +81,7 @@ def cronjob(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
         status["active"] = active
     last = batch.last_schedule(obj)
     if last is not None:
-        status["lastScheduleTime"] = rfc3339(last.timestamp())
+        status["lastScheduleTime"] = rfc3339(controller.cron_clock.wall_time(last))  # (the same but in tests)
     succeeded = [t for r in jobs if (t := _completed(controller, r)) is not None]
     if succeeded:
         status["lastSuccessfulTime"] = rfc3339(max(succeeded))

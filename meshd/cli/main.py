@@ -266,6 +266,14 @@ def agent_options(func: Any) -> Any:
             help="Tell apart agents sharing one engine (default: from --state-dir).",
         ),
         click.option(
+            "--cron-minute",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="For tests: CronJob schedules run on a clock whose minute lasts SECONDS, started at the wall "
+            "clock's time when the agent starts (default 60: the wall clock).",
+        ),
+        click.option(
             "--allow-privileged",
             is_flag=True,
             default=None,

@@ -82,10 +82,6 @@ def pod_index(job: Job, pod_name: str) -> int | None:
     return int(middle) if middle.isdigit() else None
 
 
-def to_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
 class BatchControllers:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
@@ -292,8 +288,9 @@ class BatchControllers:
         if zone is None:  # its time zone is read from disk once, off the loop
             self.c._tasks.spawn(self._load_zone(cron.time_zone or "UTC"), name=f"time zone {cron.time_zone}")
             return
-        plan = plan_cronjob(name=name, schedule=parse_schedule(cron.schedule, zone), now=to_datetime(now),
-                            created=to_datetime(record.created), last_schedule=self.last_schedule(cron),
+        clock = self.c.cron_clock  # the schedule's clock: the wall clock, or a fast one in tests (cronclock.py)
+        plan = plan_cronjob(name=name, schedule=parse_schedule(cron.schedule, zone), now=clock.schedule_time(now),
+                            created=clock.schedule_time(record.created), last_schedule=self.last_schedule(cron),
                             suspend=cron.suspend, concurrency=cron.concurrency_policy,
                             starting_deadline=cron.starting_deadline_seconds, active=active,
                             existing=[r.obj.metadata.name for r in jobs])
@@ -310,7 +307,7 @@ class BatchControllers:
                                  f"Created job {job_name(name, plan.run_at)}")
             self.c._notify("CronJob", namespace, name)
         if plan.wake_at is not None:
-            self.c._call_at(plan.wake_at.timestamp())
+            self.c._call_at(clock.wall_time(plan.wake_at))
         finished = [FinishedJob(r.obj.metadata.name, r.obj.metadata.name in self._succeeded(jobs), at)
                     for r in jobs if (at := self.finished_at(r.obj)) is not None]  # type: ignore[arg-type]
         for drop in plan_history(finished, successful_limit=cron.successful_jobs_history_limit,

@@ -29,6 +29,7 @@ from meshd.controller.applyplan import plan_apply
 from meshd.controller.backoff import BackoffPolicy
 from meshd.controller.batch import BatchControllers
 from meshd.controller.clusterip import IP_ADDRESS_KIND, address_releases, is_address_race
+from meshd.controller.cronclock import MINUTE, cron_clock
 from meshd.controller.events import EventLog
 from meshd.controller.namespaces import BUILTIN, missing_namespaces, namespace_object
 from meshd.controller.persist import (
@@ -147,9 +148,11 @@ class Controller:
         store: ObjectStore | None = None,
         external: tuple[str, ...] = DEFAULT_EXTERNAL,
         security: SecuritySupport | None = None,
+        cron_minute: float = MINUTE,
     ) -> None:
         """Without a store, start() opens STATE/store.db (and moves an old state.json into it). `security`:
-        what the driver enforces of a securityContext, and whether privileged pods are allowed (not by default)."""
+        what the driver enforces of a securityContext, and whether privileged pods are allowed (not by default).
+        `cron_minute`: how many seconds a CronJob schedule's minute lasts (60; less only in tests: cronclock.py)."""
         self.driver = driver
         self.security = security or SecuritySupport(driver=getattr(driver, "name", "docker"),
                                                     agent_uid=os.geteuid(), agent_gid=os.getegid())
@@ -189,6 +192,7 @@ class Controller:
         self.sets = WorkloadSets(self)  # StatefulSets and DaemonSets (meshd.controller.sets)
         self.volume_controller = VolumeController(self)  # claims, volumes and the pods' storage gate
         self.volume_status = self.volume_controller.status
+        self.cron_clock = cron_clock(cron_minute, now=clock())  # what CronJob schedules are read on
         self.batch = BatchControllers(self)  # Jobs, CronJobs, namespace deletion
         self.leading = True  # with a shared store, only the leader reconciles (meshd.cluster.leader)
         self.cluster: Any = None  # in a cluster: meshd.cluster.pods.ClusterPods, the pods of every node

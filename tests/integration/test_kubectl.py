@@ -91,7 +91,8 @@ async def cluster(tmp_path, agent_id, monkeypatch, request):
     driver = getattr(request, "param", "process")  # parametrize indirectly with "docker" for the real engine
     if driver == "docker":
         request.getfixturevalue("busybox_image")
-    options = agent_options(tmp_path, agent_id, driver=driver)
+    marker = request.node.get_closest_marker("agent_options")  # e.g. a fast CronJob clock (cron_minute)
+    options = agent_options(tmp_path, agent_id, driver=driver, **(marker.kwargs if marker else {}))
     agent = await started_agent(options)
     monkeypatch.setenv("MESHD_TOKEN", agent.token)  # for the `meshd` CLI this test also runs
     api = f"http://{options.api}"

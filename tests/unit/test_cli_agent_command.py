@@ -25,6 +25,7 @@ class FakeOptions:
     verbose: bool = False
     sidecar: bool = True
     host_names: str | None = None
+    cron_minute: float = 60.0
 
 
 @pytest.fixture
@@ -138,3 +139,10 @@ def test_an_agent_without_the_gateway_gets_a_resolver_address_of_its_own():
     for address in (first, other):
         assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network(meshd.agent.DOCKER_SERVICE_POOL)
         assert address.endswith(".254")
+
+
+def test_cron_minute_makes_a_fast_cronjob_clock_and_lasts_some_time(calls):
+    assert CliRunner().invoke(cli, ["agent", "--cron-minute", "4"]).exit_code == 0
+    assert calls[0][1].cron_minute == 4.0
+    result = CliRunner().invoke(cli, ["agent", "--cron-minute", "0"])
+    assert result.exit_code == 2 and "--cron-minute" in result.output
