@@ -2,7 +2,8 @@
 
 `consecutive` failures in a row (5xx responses or connect errors) eject an endpoint for
 `base_ejection * times_ejected` seconds (capped at `max_ejection`), but never more than
-`max_ejected_fraction` of a Service's endpoints at once. Time is passed in; nothing here does I/O.
+`max_ejected_fraction` of a Service's endpoints at once; an endpoint that turns ready again (its readiness
+probe, an active health check, passed) is back at once. Time is passed in; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ class OutlierDetector:
         """When the earliest current ejection ends (None if nothing is ejected)."""
         ends = [s.ejected_until for s in self._states.values() if s.ejected_until > now]
         return min(ends) if ends else None
+
+    def uneject(self, key: Hashable) -> None:
+        """An active health check passed (the endpoint turned ready again): its ejection ends now, and its
+        failure count starts over (as Envoy's successful_active_health_check_uneject_host). How often it was
+        ejected stays: a next ejection lasts longer."""
+        state = self._states.get(key)
+        if state is not None:
+            state.ejected_until = 0.0
+            state.failures = 0
 
     def forget(self, key: Hashable) -> None:
         self._states.pop(key, None)

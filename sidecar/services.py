@@ -212,6 +212,8 @@ class ServiceState:
                 self.endpoints[e.name] = state
             if state.address != e.address or state.ports != dict(e.ports):
                 state.close_idle()
+            if e.ready and not state.ready:
+                self.outlier.uneject(e.name)  # its probe passed again (a restarted container): not ejected
             state.update(e)
         self.rebuild()
 

@@ -53,3 +53,15 @@ def test_failures_while_ejected_do_not_extend_it_and_forget_drops_state():
     assert d.next_expiry(1.0) == 30.0
     d.forget("a")
     assert not d.is_ejected("a", 1.0)
+
+
+def test_uneject_ends_an_ejection_at_once_but_the_next_one_lasts_longer():
+    d = OutlierDetector()
+    fail(d, "a", 5, now=0.0)
+    fail(d, "a", 3, now=1.0)  # (counted while ejected: nothing)
+    d.uneject("a")
+    assert not d.is_ejected("a", 1.0) and d.next_expiry(1.0) is None
+    assert fail(d, "a", 5, now=2.0) == [False, False, False, False, True]  # the count started over
+    assert d.next_expiry(2.0) == 62.0  # the second ejection: 60 s
+    d.uneject("b")  # unknown: nothing to do
+    assert d.ejected_count(2.0) == 1

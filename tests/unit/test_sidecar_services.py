@@ -107,6 +107,24 @@ def test_outlier_ejection_takes_an_endpoint_out_then_back():
     svc.record(a, OUT_SUCCESS)
 
 
+def test_an_ejected_endpoint_that_turns_ready_again_is_back_at_once():
+    """Its container restarted and passed its readiness probe: the old container's failures do not keep the new
+    one out for the rest of the ejection (Envoy's successful_active_health_check_uneject_host)."""
+    t, _, clock = table(outlier_policy=OutlierPolicy(consecutive=3, base_ejection=30.0))
+    t.apply(Reset(INFO, (ep("a"), ep("b"))))
+    svc = t.services[KEY]
+    for _ in range(3):
+        svc.record(svc.endpoints["a"], OUT_5XX)
+    assert [e.name for e in svc.available] == ["b"]
+    clock[0] = 2.0
+    t.apply(Add(KEY, (ep("a", ready=True),)))  # an update that changes nothing about its readiness: still out
+    assert [e.name for e in svc.available] == ["b"]
+    t.apply(Add(KEY, (ep("a", ready=False),)))
+    assert [e.name for e in svc.available] == ["b"]
+    t.apply(Add(KEY, (ep("a", ready=True),)))
+    assert sorted(e.name for e in svc.available) == ["a", "b"]
+
+
 def test_target_port_by_name_and_fallbacks():
     t, _, _ = table()
     t.apply(Reset(INFO, (ep("a", port=9000),)))
