@@ -16,7 +16,8 @@ import pytest
 
 from tests.e2e.test_l4_mesh import MANIFEST as L4_MANIFEST
 from tests.e2e.test_l4_mesh import _quiet, dig, redis_cli
-from tests.e2e.test_mesh import Meshd, curl, load_result
+from tests.e2e import load
+from tests.e2e.test_mesh import Meshd, curl
 from tests.integration.agent_harness import deployment_yaml, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
@@ -155,13 +156,14 @@ def test_a_rolling_update_behind_a_load_balancer_under_load_loses_no_request(tmp
         meshd.cli("apply", "-f", str(manifest))
         url = f"http://127.0.0.1:{lb_port}/index.html"
         meshd.until(lambda: meshd.ready_endpoints("roll") == 3 and curl(url) == "v1", what="v1 serving")
-        load = subprocess.Popen(["hey", "-z", "20s", "-c", "4", "-disable-keepalive", url], stdout=subprocess.PIPE,
-                                text=True)  # fmt: skip
+        hey = load.start(url, "-disable-keepalive")
         manifest.write_text(web("roll", replicas=3, version="v2") + lb)
         meshd.cli("apply", "-f", str(manifest))
         meshd.until(lambda: {curl(url) for _ in range(6)} == {"v2"}, timeout=120, what="v2 everywhere")
         meshd.cli("rollout", "status", "deployment/roll", "--timeout", "120s")
-        codes, output = load_result(load)
+        meshd.until(lambda: len(json.loads(meshd.cli("get", "pods", "-o", "json"))["items"]) == 3,
+                    what="the old pods gone")  # the load lasts until then
+        codes, output = load.stop(hey)
         print("hey through the LoadBalancer during the rollout:", codes, *re.findall(r"Requests/sec:.*", output))
         assert set(codes) == {"200"} and codes["200"] > 100, output
         assert "Error distribution" not in output, output

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent_harness import (agent_options, deployment_yaml, eventually, free_port, service_yaml,
+from tests.e2e import load
+from tests.integration.agent_harness import (agent_options, deployment_yaml, eventually, free_port, pods, service_yaml,
                                             started_agent)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
@@ -343,15 +344,13 @@ async def test_rolling_update_behind_the_ingress_under_hey_loses_no_request(agen
     ingress = ROUTES.split("      - host: ghost.example.com")[0]
     await agent.controller.apply(backend("ing-a", replicas=3) + "---\n" + backend("ing-b") + "---\n" + ingress)
     await until(lambda: served_by(http, "a.example.com", "/"), timeout=90)
-    load = await asyncio.create_subprocess_exec(
-        "hey", "-z", "15s", "-c", "4", "-host", "a.example.com", f"http://127.0.0.1:{http}/",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    hey = await load.start_async(f"http://127.0.0.1:{http}/", "-host", "a.example.com")
     await asyncio.sleep(1)
     await agent.controller.apply(backend("ing-a", replicas=3, version="v2"))
     await asyncio.sleep(0.3)
     await eventually(lambda: agent.controller.progress.get(("default", "ing-a"))
                      and agent.controller.progress[("default", "ing-a")].complete, timeout=90)
-    output = (await load.communicate())[0].decode()
-    codes = {code: int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
+    await eventually(lambda: len(pods(agent, "ing-a-")) == 3, timeout=60)  # the load lasts until the old pods are gone
+    codes, output = await load.stop_async(hey)
     assert set(codes) == {"200"} and codes["200"] > 100, output
     assert "Error distribution" not in output, output

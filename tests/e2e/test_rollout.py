@@ -5,7 +5,6 @@ new version and back, while it scales from 5 to 1, and while a rollout that neve
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import textwrap
 import urllib.request
@@ -13,7 +12,8 @@ import urllib.request
 import pytest
 
 from meshd.model.endpoints import ServiceKey
-from tests.integration.agent_harness import agent_options, eventually, free_port, ready_pods, started_agent
+from tests.e2e import load
+from tests.integration.agent_harness import agent_options, eventually, free_port, pods, ready_pods, started_agent
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("hey") is None, reason="hey is not installed (apt-get install hey)")]
@@ -76,18 +76,6 @@ async def serving(url: str) -> str | None:
         return None
 
 
-async def start_load(url: str, seconds: int) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        "hey", "-z", f"{seconds}s", "-c", "4", "-disable-keepalive", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-
-
-async def load_result(process: asyncio.subprocess.Process) -> tuple[dict[str, int], str]:
-    output = (await process.communicate())[0].decode()
-    codes = {code: int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", output)}
-    return codes, output
-
-
 async def up(agent, text: str) -> str:
     await agent.controller.apply(text)
     await eventually(lambda: agent.controller.progress.get(("default", "roll"))
@@ -109,14 +97,15 @@ async def rolled(agent) -> None:
 
 async def test_rolling_update_and_rollback_under_load_lose_no_request(agent):
     url = await up(agent, manifest("v1"))
-    load = await start_load(url, 20)
+    hey = await load.start_async(url, "-disable-keepalive")
     await asyncio.sleep(1)
     await agent.controller.apply(manifest("v2"))
     await rolled(agent)
     assert await serving(url) == "v2"
     await agent.controller.rollout_undo("default", "roll")
     await rolled(agent)
-    codes, output = await load_result(load)
+    await eventually(lambda: len(pods(agent, "roll-")) == 3, timeout=60)  # the load lasts until the last old pod is gone
+    codes, output = await load.stop_async(hey)
     assert set(codes) == {"200"} and codes["200"] > 100, output
     assert "Error distribution" not in output, output
     answers = {await serving(url) for _ in range(20)}
@@ -126,20 +115,20 @@ async def test_rolling_update_and_rollback_under_load_lose_no_request(agent):
 async def test_scale_down_under_load_loses_no_request(agent):
     url = await up(agent, manifest("v1", replicas=5))
     await eventually(lambda: len(ready_pods(agent, "roll-")) == 5)
-    load = await start_load(url, 8)
+    hey = await load.start_async(url, "-disable-keepalive")
     await asyncio.sleep(1)
     await agent.controller.scale("Deployment", "default", "roll", 1)
     await eventually(lambda: len(agent.controller.pods) == 1, timeout=30)
-    codes, output = await load_result(load)
+    codes, output = await load.stop_async(hey)
     assert set(codes) == {"200"} and "Error distribution" not in output, output
 
 
 async def test_a_rollout_that_never_becomes_ready_stops_at_the_deadline_and_the_old_version_serves(agent):
     url = await up(agent, manifest("v1"))
-    load = await start_load(url, 8)
+    hey = await load.start_async(url, "-disable-keepalive")
     await agent.controller.apply(manifest("v2", ready_path="/missing", deadline=3))
     await eventually(lambda: getattr(agent.controller.progress.get(("default", "roll")), "failed", False),
                      timeout=30)
-    codes, output = await load_result(load)
+    codes, output = await load.stop_async(hey)
     assert set(codes) == {"200"} and "Error distribution" not in output, output
     assert {await serving(url) for _ in range(10)} == {"v1"}
