@@ -9,6 +9,7 @@ Set MESHD_REQUIRE_DOCKER=1 (CI) to fail instead of skip when no engine answers.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import itertools
@@ -225,20 +226,28 @@ async def process_driver(agent_id: str, tmp_path: Path) -> AsyncIterator[Any]:
 
 
 def remove_labelled(client: Any, agent_prefix: str) -> int:
-    """Force-removes containers and volumes whose io.meshd.agent label starts with agent_prefix."""
+    """Force-removes containers and volumes whose io.meshd.agent label starts with agent_prefix (the containers
+    side by side: each removal mostly waits for the engine to stop a process)."""
     import docker.errors
 
-    removed = 0
     api = client.api
-    for summary in api.containers(all=True, filters={"label": "io.meshd.managed=true"}):
-        if (summary.get("Labels") or {}).get("io.meshd.agent", "").startswith(agent_prefix):
-            try:
-                api.remove_container(summary["Id"], force=True)
-                removed += 1
-            except docker.errors.APIError:
-                pass  # already gone, or being removed
+
+    def ours(labels: dict | None) -> bool:
+        return (labels or {}).get("io.meshd.agent", "").startswith(agent_prefix)
+
+    def remove_container(container_id: str) -> bool:
+        try:
+            api.remove_container(container_id, force=True)
+            return True
+        except docker.errors.APIError:
+            return False  # already gone, or being removed
+
+    found = [c["Id"] for c in api.containers(all=True, filters={"label": "io.meshd.managed=true"})
+             if ours(c.get("Labels"))]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        removed = sum(pool.map(remove_container, found))
     for volume in api.volumes(filters={"label": "io.meshd.managed=true"}).get("Volumes") or []:
-        if (volume.get("Labels") or {}).get("io.meshd.agent", "").startswith(agent_prefix):
+        if ours(volume.get("Labels")):
             try:
                 api.remove_volume(volume["Name"], force=True)
             except docker.errors.APIError:
