@@ -304,3 +304,29 @@ async def test_a_user_finalizer_holds_a_service_and_its_address_until_a_patch_ta
     code, out, err = await cluster.kubectl("apply", "-f", taker)  # its address went with it
     assert code == 0, (out, err)
     assert (await get_json(cluster, "service", "taker"))["spec"]["clusterIP"] == address
+
+
+HELD_INGRESS = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: held-ing, finalizers: [example.com/hold]}
+spec:
+  rules:
+  - host: held.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: held-backend, port: {number: 80}}}}
+"""
+
+
+async def test_a_user_finalizer_holds_an_ingress_until_a_patch_takes_it_off(cluster):
+    code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, "held-ing.yaml", HELD_INGRESS))
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("delete", "ingress", "held-ing", "--wait=false")
+    assert code == 0, err
+    shown = await get_json(cluster, "ingress", "held-ing")  # still there, Terminating
+    assert shown["metadata"]["finalizers"] == ["example.com/hold"] and shown["metadata"]["deletionTimestamp"]
+    code, out, err = await cluster.kubectl("patch", "ingress", "held-ing", "--type=merge", "-p",
+                                           '{"metadata": {"finalizers": null}}')
+    assert code == 0, (out, err)
+    assert await gone(cluster, "ingress", "held-ing")
