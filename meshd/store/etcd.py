@@ -234,7 +234,7 @@ class EtcdObjectStore(ObjectStore):
             except EtcdUnavailable as error:
                 self._failed(error, started)
                 raise
-            self._follow_where_answered()
+            self._answered(started)
         if not succeeded:
             revision = own_write_revision(staged, guarded, responses, self.prefix) or 0
             if not revision:
@@ -253,7 +253,7 @@ class EtcdObjectStore(ObjectStore):
         except EtcdUnavailable as error:
             self._failed(error, started)
             raise
-        self._follow_where_answered()
+        self._answered(started)
         await self._caught_up(revision)
         return revision
 
@@ -295,10 +295,11 @@ class EtcdObjectStore(ObjectStore):
             if attempt == 0:
                 self._restart_watch()
 
-    def _follow_where_answered(self) -> None:
-        """After a write: when the watch's member failed it (no leader, or no answer) and another member took
-        it, the watch moves to that one (the write would not come back through a member cut off from the
-        others)."""
+    def _answered(self, started: float) -> None:
+        """After a write etcd committed: the store is up (a member with a leader took it); when the watch's
+        member failed it (no leader, or no answer) and another member took it, the watch moves to that one (the
+        write would not come back through a member cut off from the others)."""
+        self._observe(Reach.LEADER, started, "")
         watched = self.client.watching
         if watched is not None and watched in self.client.suspects:
             log.info("etcd: the watch's member %s failed a write another member took; watching through %s",

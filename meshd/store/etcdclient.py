@@ -41,8 +41,9 @@ class StoreTlsError(EtcdUnavailable):
 
 
 class EtcdNoQuorum(EtcdUnavailable):
-    """Members answered, but none had a raft leader (or could commit): etcd is electing one, or the members
-    this agent reaches are cut off from the others (etcd's minority). Nothing was written."""
+    """Members answered, or took the request, but none had a raft leader or could commit in time: etcd is
+    electing one, or the members this agent reaches are cut off from the others (etcd's minority). Nothing was
+    written (or, when a member only timed out, it may have been: the store's compare-and-swap tells)."""
 
 
 class EtcdRefused(PersistError):
@@ -66,6 +67,10 @@ class Compacted(Exception):
         super().__init__(f"etcd compacted revisions up to {compact_revision}")
         self.compact_revision = compact_revision
 
+
+# aiohttp >= 3.10 tells a connection that timed out from an answer that did not come (before: both are
+# ServerTimeoutError or asyncio.TimeoutError)
+_CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ServerTimeoutError)
 
 STORE_SCHEMES = {"etcd": "http", "http": "http", "https": "https"}  # etcd:// is plain HTTP, as it always was
 
@@ -132,7 +137,7 @@ def failure(attempts: list[Attempt]) -> EtcdUnavailable:
     if attempts and all(a.tls for a in attempts):
         return StoreTlsError(texts)
     if any(a.outcome in (Outcome.NO_LEADER, Outcome.STALLED) for a in attempts):
-        return EtcdNoQuorum("etcd has no raft leader this agent reaches: " + texts)
+        return EtcdNoQuorum("no etcd member this agent reaches could commit it: " + texts)
     return EtcdUnavailable("etcd unreachable: " + texts)
 
 
@@ -207,7 +212,7 @@ class EtcdClient:
         first = self._current if start is None else start
         for attempt in range(len(self.endpoints)):
             index = (first + attempt) % len(self.endpoints)
-            budget = attempt_timeout(total, deadline - loop.time(), len(self.endpoints), attempt)
+            budget = attempt_timeout(total, deadline - loop.time(), len(self.endpoints))
             if budget <= 0:
                 break
             data, tried = await self._attempt(self.endpoints[index], path, body, budget)
@@ -217,6 +222,8 @@ class EtcdClient:
                 return data, attempts
             self.suspects.add(tried.endpoint)
             attempts.append(tried)
+            if self._current == index:  # the next request starts at the next member (unless one moved on already)
+                self._current = (index + 1) % len(self.endpoints)
         return None, attempts
 
     async def _attempt(self, endpoint: str, path: str, body: dict[str, Any],
@@ -231,10 +238,11 @@ class EtcdClient:
                     return data, Attempt(endpoint, Outcome.ANSWERED, "")
                 message = str(data.get("message") or data.get("error") if isinstance(data, dict) else data)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as error:
+            if isinstance(error, asyncio.TimeoutError) and not isinstance(error, _CONNECT_TIMEOUT):
+                # connected, sent, no answer: a write forwarded to a leader that is gone hangs so
+                return None, Attempt(endpoint, Outcome.STALLED, f"{endpoint}: no answer within {budget:.1f}s")
             reason = tls_reason(endpoint, error, self.tls)
             text = reason or f"{endpoint}: {error or type(error).__name__}"
-            if isinstance(error, asyncio.TimeoutError):
-                text = f"{endpoint}: no answer within {budget:.1f}s"
             return None, Attempt(endpoint, Outcome.FAILED, text, tls=reason is not None)
         outcome = classify(response.status, message)
         if outcome is Outcome.REFUSED:  # a request etcd refuses is refused by every member

@@ -10,9 +10,9 @@ election timeout or two), it still forwards writes and linearizable reads to a l
 hang: so while another member is listed, one member gets only a share of the request's time.
 
 - `classify`: an HTTP answer as an Outcome (answered, refused by etcd itself, no leader, stalled, failed).
-- `attempt_timeout`: the time one member gets (a share of the total while another member is left to try).
-- `round_pause`: after every member failed, whether to go round again (etcd is there but has no leader yet:
-  an election) and after what pause, within the total; never when no member answered at all.
+- `attempt_timeout`: the time one member gets (a share of the total when another member is listed).
+- `round_pause`: after every member failed, whether to go round again (etcd is there but has no leader yet, or
+  could not commit: an election) and after what pause, within the total; never when no member answered.
 - `verdict`: whether the store is up for this agent, from what a probe found and since when no member had a
   leader: an election shorter than the grace is not an outage; a member alone without a leader for longer is.
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}  # etcd's rpctypes.MetadataRequireLeaderKey/HasLeader
-MIN_ATTEMPT = 1.0  # seconds: one member's share of a request is never less (a real write takes milliseconds)
+MIN_ATTEMPT = 0.5  # seconds: one member's share of a request is never less (a real write takes milliseconds)
 ROUND_PAUSE = 0.2  # seconds between two rounds over the members while etcd has no leader (its elections: ~1 s)
 
 
@@ -32,7 +32,7 @@ class Outcome(enum.Enum):
     ANSWERED = "answered"
     REFUSED = "refused"  # etcd refused the request itself (too large, too many operations): every member would
     NO_LEADER = "no leader"  # the member answers but has no raft leader: cut off from the others, or electing
-    STALLED = "stalled"  # the member took it but etcd could not commit it in time (a leader lost or changing)
+    STALLED = "stalled"  # the member took it but did not answer in time, or etcd said it could not commit in time
     FAILED = "failed"  # no answer (connection refused or reset, TLS, the attempt's time up) or another error
 
 
@@ -55,13 +55,12 @@ def classify(status: int, message: str) -> Outcome:
     return Outcome.FAILED
 
 
-def attempt_timeout(total: float, left: float, members: int, attempt: int) -> float:
-    """The time member number `attempt` (0-based, in this round) gets, of `left` seconds of a request given
-    `total`: while another member is left to try, its share of the total (at least MIN_ATTEMPT); the last one
-    gets what is left."""
-    if attempt >= members - 1:
-        return max(left, 0.0)
-    return max(min(left, max(total / members, MIN_ATTEMPT)), 0.0)
+def attempt_timeout(total: float, left: float, members: int) -> float:
+    """The time one member gets, of `left` seconds of a request given `total`: its share of the total (at least
+    MIN_ATTEMPT; all of it with one member), never more than is left. A member that took a write and hangs
+    (it forwards to a leader that is gone, until it notices: one or two election timeouts) costs that share,
+    and the next member, or the next round, is tried within the total."""
+    return max(min(left, max(total / max(members, 1), MIN_ATTEMPT)), 0.0)
 
 
 def round_pause(outcomes: Sequence[Outcome], left: float) -> float | None:
@@ -105,9 +104,9 @@ def verdict(reach: Reach, *, since: float | None, started: float, now: float, gr
     since = started if since is None else min(since, started)
     if now - since < grace:
         return Verdict(True, since, "")  # an election, as far as this agent can tell yet
-    return Verdict(False, since, f"the etcd members this agent reaches have had no raft leader for "
-                                 f"{now - since:.1f}s: they are cut off from the others (etcd's minority), or etcd "
-                                 f"lost its quorum" + (f" ({detail})" if detail else ""))
+    return Verdict(False, since, f"no etcd member this agent reaches has had a raft leader for {now - since:.1f}s "
+                                 f"(members that answer without one are cut off from the others, etcd's minority; "
+                                 f"or etcd lost its quorum)" + (f": {detail}" if detail else ""))
 
 
 __all__ = ["MIN_ATTEMPT", "Outcome", "REQUIRE_LEADER", "ROUND_PAUSE", "Reach", "Verdict", "attempt_timeout",
