@@ -25,7 +25,6 @@ from prometheus_client import Counter, Gauge
 from meshd.metrics import REGISTRY
 from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Operation, PersistError, object_key
 from meshd.store.etcdclient import (
-    Attempt,
     Compacted,
     EtcdClient,
     EtcdNoQuorum,
@@ -174,8 +173,6 @@ class EtcdObjectStore(ObjectStore):
                 answer, attempts = await self.client.survey("/v3/kv/range", body, timeout=timeout, first=watched)
         except TimeoutError:
             answer, attempts = None, []
-        except EtcdUnavailable as error:  # StoreTlsError is one: every member refused on TLS
-            answer, attempts = None, [Attempt("", Outcome.FAILED, str(error))]
         if answer is not None and watched is not None and any(a.endpoint == watched for a in attempts):
             log.warning("etcd: the watch's member %s %s; watching through %s", watched,
                         next(a.text for a in attempts if a.endpoint == watched).removeprefix(watched + ": "),

@@ -182,12 +182,12 @@ class EtcdClient:
             await self._session.close()
             self._session = None
 
-    async def call(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        """POSTs to the current endpoint, then to each other one, each given its share of `timeout` (the
-        client's by default; meshd.store.etcdfailover); while members answer but have no raft leader (an
-        election) round again after a short pause, within the total. EtcdNoQuorum when members answered but
+    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POSTs to the current endpoint, then to each other one, each given its share of the client's timeout
+        (meshd.store.etcdfailover); while members answer but have no raft leader, or take it and hang (an
+        election), round again after a short pause, within the timeout. EtcdNoQuorum when members answered but
         none could serve it, EtcdUnavailable when none answered (StoreTlsError when every one failed on TLS)."""
-        total = self._total if timeout is None else timeout
+        total = self._total
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total
         while True:
