@@ -33,7 +33,7 @@ from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
-from meshd.controller.readdress import readdress_services
+from meshd.slotreaddress import readdress_services
 from meshd.driver import DriverError, make_driver
 from meshd.external.hostaddresses import host_ipv4_addresses
 from meshd.external.listeners import expand_wildcards, parse_external

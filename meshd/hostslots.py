@@ -9,7 +9,7 @@ slot 0 (the ranges meshd always used); an agent keeps the slot it had (recorded 
 free, so its addresses stay the same across restarts. A slot whose last agent is gone but whose sidecar still
 serves its addresses (it outlives its agent, for the next agent of that state dir to adopt) is taken last; an
 agent that has to take it stops that sidecar first (meshd.agent). An agent that ends up in another slot than it
-had gives its stored Services addresses of its new range (meshd.controller.readdress). The blocking helpers run
+had gives its stored Services addresses of its new range (meshd.slotreaddress). The blocking helpers run
 in a thread.
 """
 
@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from meshd.driver.listening import listening_addresses as listening_addresses  # where the agent reads it
 
 SLOTS = 32
 DOCKER_SERVICE_POOL = "10.213.128.0/17"  # the bridge's Service half, 32 x /22
@@ -92,19 +94,6 @@ def stale_addresses(addresses: list[str], *, known: set[int], held: set[int], ow
         if (slot in known and slot not in held) or (slot == own and address not in mine):
             stale.append(address)
     return stale
-
-
-def listening_addresses(table: str = "/proc/net/tcp") -> frozenset[str]:
-    """The IPv4 addresses some TCP listener is bound to (blocking: reads procfs)."""
-    found = set()
-    with open(table) as lines:
-        next(lines, None)
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
-                hex_address = fields[1].split(":")[0]
-                found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_address), "little"))))
-    return frozenset(found)
 
 
 def service_slot_pool(driver: str) -> str:

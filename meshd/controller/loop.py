@@ -196,7 +196,7 @@ class Controller:
         self.pod_objects: Any = None  # on one node: meshd.cluster.podobjects.PodObjects, its pods in the store
         # objects a DELETE marked (deletionTimestamp, finalizers): served, not reconciled (meshd.controller.terminating)
         self.terminating: dict[tuple[str, str, str], ObjectRecord] = {}
-        # run on the opened store before its objects load: the agent's re-addressing (meshd.controller.readdress)
+        # run on the opened store before its objects load: the agent's re-addressing (meshd.slotreaddress)
         self.before_load: Callable[[Any], Awaitable[object]] | None = None
 
     @property

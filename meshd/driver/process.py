@@ -43,9 +43,9 @@ from meshd.driver.base import (
     needs_source,
 )
 from meshd.driver.linkaddresses import LoopbackServiceAddresses
+from meshd.driver.listening import listening_addresses
 from meshd.driver.process_security import no_new_privs, own_volume, popen_credentials, process_refusal
 from meshd.driver.session import ExecSession, ProcessExecSession
-from meshd.hostslots import listening_addresses
 from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Container

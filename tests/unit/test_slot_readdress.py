@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshd.controller.clusterip import IP_ADDRESS_KIND, ip_address_object
-from meshd.controller.readdress import AddressMove, ReaddressError, foreign_slot, readdress_plan, with_address
+from meshd.slotreaddress import AddressMove, ReaddressError, foreign_slot, readdress_plan, with_address
 from meshd.hostslots import (
     DOCKER_SERVICE_POOL,
     PROCESS_SERVICE_POOL,
