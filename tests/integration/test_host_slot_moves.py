@@ -30,8 +30,11 @@ pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def web(name: str, site: Path, port: int) -> str:
-    """A pod serving `site` (its index.html names the agent) on `port`, and a Service `name` for it."""
+def web(name: str, site: Path, port: int, driver: str = "process") -> str:
+    """A pod serving `site`'s index.html (it names the agent) on `port`, and a Service `name` for it."""
+    image, command = ("python", f"exec python3 -m http.server $PORT --bind $POD_IP --directory {site}") if (
+        driver == "process") else ("meshd/busybox:latest", f"mkdir -p /www && echo {site.name.removeprefix('site-')} "
+                                   f"> /www/index.html && exec httpd -f -p {port} -h /www")
     return textwrap.dedent(f"""\
         apiVersion: v1
         kind: Pod
@@ -40,8 +43,9 @@ def web(name: str, site: Path, port: int) -> str:
           terminationGracePeriodSeconds: 1
           containers:
           - name: main
-            image: python
-            command: ["sh", "-c", "exec python3 -m http.server $PORT --bind $POD_IP --directory {site}"]
+            image: {image}
+            imagePullPolicy: IfNotPresent
+            command: ["sh", "-c", "{command}"]
             ports: [{{containerPort: {port}, name: http}}]
             readinessProbe:
               tcpSocket: {{port: http}}
@@ -76,71 +80,95 @@ def dig(dns: str, name: str) -> list[str]:
     return done.stdout.split()
 
 
-def test_an_agent_moved_to_another_slot_readdresses_its_services_and_leaves_the_old_range_to_its_owner(
-        tmp_path: Path, agent_id: str) -> None:
-    run = tmp_path / "run"  # slots of this test only (numbers it can expect)
+def moved_between_slots(tmp_path: Path, agent_id: str, *, driver: str, run: Path | None) -> None:
+    """A takes a slot, stops; B takes that slot; A restarts: another slot, its Service re-addressed and served, B's
+    untouched; B stops, C takes the slot and the very address A had; A keeps its new slot across a restart.
+    `run`: a run dir of this test's own, else the host's (B and C are pointed at A's slot by their record)."""
     name = f"slotweb-{secrets.token_hex(3)}"  # one name in every agent: its hash gives the same address per range
     port = free_port()
-    a, b, c = (AgentProcess(tmp_path, who, agent_id, run) for who in ("a", "b", "c"))
+    a, b, c = (AgentProcess(tmp_path, who, agent_id, run, driver=driver) for who in ("a", "b", "c"))
     try:
         a.start()
-        assert a.slot() == 0
-        a.apply(web(name, site(tmp_path, "a"), port))
+        first = a.slot()
+        a.apply(web(name, site(tmp_path, "a"), port, driver))
         old = a.serving(name, "a")
-        assert ipaddress.IPv4Address(old) in ipaddress.IPv4Network(slot_ranges(0).process_services)
+        assert ipaddress.IPv4Address(old) in service_range(driver, first)
         a.terminate()  # as `meshd agent` stops: its pod runs on, for it to adopt; its sidecar stops
 
-        b.start()  # the slot A had is free: B takes it, and its Service gets A's old address
-        assert b.slot() == 0
-        b.apply(web(name, site(tmp_path, "b"), port))
+        b.start(recorded=first)  # the slot A had is free: B takes it, and its Service gets A's old address
+        assert b.slot() == first
+        b.apply(web(name, site(tmp_path, "b"), port, driver))
         assert b.serving(name, "b") == old  # its pod beside A's, which keeps its address
 
         a.start()  # A again: its slot is B's now
-        assert a.slot() == 1
-        assert "host slot 0, which this agent had, is held by another agent" in a.log.read_text()
+        second = a.slot()
+        assert second != first
+        assert f"host slot {first}, which this agent had, is held by another agent" in a.log.read_text()
         new = a.serving(name, "a")  # its pod, adopted, through the Service's new address
-        assert ipaddress.IPv4Address(new) in ipaddress.IPv4Network(slot_ranges(1).process_services)
-        assert new.split(".")[2:] == old.split(".")[2:]  # the same offset in its new range
-        assert f"default/{name}: its address {old} is of host slot 0" in a.log.read_text()
+        assert ipaddress.IPv4Address(new) in service_range(driver, second)
+        assert f"default/{name}: its address {old} is of host slot {first}" in a.log.read_text()
         service = json.loads(a.get(f"/api/v1/namespaces/default/services/{name}") or "{}")
         assert (service["spec"]["clusterIP"], service["spec"]["clusterIPs"]) == (new, [new])
         assert dig(a.dns, name) == [new]
         assert curl(old) == "b" and b.address(name) == old and dig(b.dns, name) == [old]  # B's: untouched
 
         b.stop(name)
-        c.start()  # a third agent in A's old slot: nothing of A holds its addresses
-        assert c.slot() == 0
-        c.apply(web(name, site(tmp_path, "c"), port))
+        c.start(recorded=first)  # a third agent in A's old slot: nothing of A holds its addresses
+        assert c.slot() == first
+        c.apply(web(name, site(tmp_path, "c"), port, driver))
         assert c.serving(name, "c") == old
         assert curl(new) == "a"
 
         a.terminate()  # and A keeps its new slot and addresses across a restart
         a.start()
-        assert a.slot() == 1 and a.serving(name, "a") == new
+        assert a.slot() == second and a.serving(name, "a") == new
     finally:
         for agent in (a, b, c):
             agent.stop(name)
 
 
+def test_a_process_agent_moved_to_another_slot_readdresses_its_services(tmp_path: Path, agent_id: str) -> None:
+    moved_between_slots(tmp_path, agent_id, driver="process", run=tmp_path / "run")
+
+
+@pytest.mark.docker
+def test_a_docker_agent_moved_to_another_slot_readdresses_its_services(
+        tmp_path: Path, agent_id: str, busybox_image: str, pause_image: str) -> None:
+    # the host's slots: a run dir of its own would let this test's agents reclaim bridge addresses of the host's
+    moved_between_slots(tmp_path, agent_id, driver="docker", run=None)
+
+
+def service_range(driver: str, slot: int) -> ipaddress.IPv4Network:
+    ranges = slot_ranges(slot)
+    return ipaddress.IPv4Network(ranges.docker_services if driver == "docker" else ranges.process_services)
+
+
 class AgentProcess:
     """A `meshd agent` process (process driver, its sidecar on), to be killed as a machine kills it."""
 
-    def __init__(self, tmp_path: Path, who: str, agent_id: str, run_dir: Path) -> None:
+    def __init__(self, tmp_path: Path, who: str, agent_id: str, run_dir: Path | None, *,
+                 driver: str = "process") -> None:
         self.api, self.dns = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port(udp=True)}"
         self.state = tmp_path / who / "state"
         self.log = tmp_path / f"{who}.log"
         self.agent_id = f"{agent_id}-{who}"
         self.metrics = f"127.0.0.1:{free_port()}"
         self.run_dir = run_dir
+        self.driver = driver
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> AgentProcess:
+    def start(self, *, recorded: int | None = None) -> AgentProcess:
+        """Starts the agent; `recorded`: the slot its state dir says it had (so it takes that one while free)."""
+        if recorded is not None:
+            self.state.mkdir(parents=True, exist_ok=True)
+            (self.state / "slot").write_text(f"{recorded}\n")
+        env = {**os.environ, **({"MESHD_RUN_DIR": str(self.run_dir)} if self.run_dir is not None else {})}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "meshd.cli", "agent", "--driver", "process", "--api", self.api,
+                [sys.executable, "-m", "meshd.cli", "agent", "--driver", self.driver, "--api", self.api,
                  "--dns", self.dns, "--state-dir", str(self.state), "--mdns", "off", "--agent-id", self.agent_id,
                  "--sidecar-metrics", self.metrics, "--backoff-initial", "1"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "MESHD_RUN_DIR": str(self.run_dir)})
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         self.until(lambda: self.get("/healthz") == "ok", "the agent's API")
         return self
 
