@@ -339,7 +339,8 @@ class Agent:
         if self.cluster is None:  # a cluster's range is cluster-wide: its addresses never move with the slot
             self.controller.before_load = functools.partial(
                 readdress_services, pool=self.controller.addresses.pool,
-                slot_pool=ipaddress.IPv4Network(service_slot_pool(self.options.driver)), slot=slot.slot)
+                slot_pool=ipaddress.IPv4Network(service_slot_pool(self.options.driver)), slot=slot.slot,
+                record=self.controller.events.record)
 
     async def _use_cluster_range(self) -> None:
         """The cluster's Service range (decided by its first agent, kept in the store): this agent allocates and

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,9 +108,10 @@ def with_address(obj: Mapping[str, Any], address: str) -> dict[str, Any]:
 
 
 async def readdress_services(store: Store, *, pool: ipaddress.IPv4Network, slot_pool: ipaddress.IPv4Network,
-                             slot: int) -> list[AddressMove]:
+                             slot: int, record: Callable[..., None] | None = None) -> list[AddressMove]:
     """Gives the stored Services holding another slot's addresses one of `pool` (ReaddressError if it cannot,
-    StoreError if the write fails); each move is said in the log."""
+    StoreError if the write fails); each move is said in the log and, with `record` (EventLog.record), in a
+    Warning Event on the Service (`kubectl describe service`)."""
     moves, operations = readdress_plan(store.list("Service"), store.list(IP_ADDRESS_KIND), pool=pool,
                                        slot_pool=slot_pool, slot=slot)
     if not moves:
@@ -120,6 +121,10 @@ async def readdress_services(store: Store, *, pool: ipaddress.IPv4Network, slot_
         log.warning("Service %s/%s: its address %s is of host slot %d, which another agent holds (this agent holds "
                     "slot %d now): re-addressed to %s of this agent's range %s", move.key.namespace, move.key.name,
                     move.old, move.slot, slot, move.new, pool)
+        if record is not None:
+            record("Service", move.key.namespace, move.key.name, "Warning", "ClusterIPChanged",
+                   f"clusterIP {move.old} is of host slot {move.slot}, which another meshd agent on this host holds: "
+                   f"changed to {move.new} of this agent's range {pool} (slot {slot})")
     return moves
 
 

@@ -110,6 +110,7 @@ def moved_between_slots(tmp_path: Path, agent_id: str, *, driver: str, run: Path
         service = json.loads(a.get(f"/api/v1/namespaces/default/services/{name}") or "{}")
         assert (service["spec"]["clusterIP"], service["spec"]["clusterIPs"]) == (new, [new])
         assert dig(a.dns, name) == [new]
+        assert a.until(lambda: "ClusterIPChanged" in a.cli("get", "events").stdout, "the Service's Event")
         assert curl(old) == "b" and b.address(name) == old and dig(b.dns, name) == [old]  # B's: untouched
 
         b.stop(name)

@@ -151,3 +151,24 @@ def test_a_slot_whose_last_agents_sidecar_runs_is_taken_last_and_then_named(tmp_
     again = SlotLease.acquire(run_dir=run, state_dir=tmp_path / "a", agent_id="a", leftover=leftover)
     assert (again.slot, again.recorded, again.leftover) == (0, 0, None)  # its own sidecar: adopted, not stopped
     again.release()
+
+
+async def test_the_store_holds_the_new_addresses_and_each_move_is_an_event() -> None:
+    from meshd.slotreaddress import readdress_services
+    from meshd.store import ObjectStore
+
+    web = ServiceKey("default", "web")
+    store = ObjectStore()
+    await store.create(service("web", "127.64.1.1"))
+    await store.create(service("own", "127.65.2.2"))
+    await store.create(ip_address_object("127.64.1.1", web))
+    events: list[tuple] = []
+    moves = await readdress_services(store, pool=net("127.65.0.0/16"), slot_pool=PROCESS, slot=1,
+                                     record=lambda *args: events.append(args))
+    [move] = moves
+    stored = store.get("Service", "default", "web")
+    assert stored is not None and stored["spec"]["clusterIP"] == move.new
+    assert store.get(IP_ADDRESS_KIND, "", move.new) is not None and store.get(IP_ADDRESS_KIND, "", "127.64.1.1") is None
+    assert (store.get("Service", "default", "own") or {})["spec"]["clusterIP"] == "127.65.2.2"
+    assert [e[:5] for e in events] == [("Service", "default", "web", "Warning", "ClusterIPChanged")]
+    assert await readdress_services(store, pool=net("127.65.0.0/16"), slot_pool=PROCESS, slot=1) == []  # done once
