@@ -139,12 +139,16 @@ class SlotLease:
         except (OSError, ValueError):
             recorded = None
         ours = str(state_dir.resolve())
+        _, held = slot_states(run_dir)
+        holders = {slot: read_holder(run_dir / f"slot-{slot}.lock") for slot in range(SLOTS)}
+        live = {holders[slot].get("state_dir") for slot in held}  # their sidecars are their live agents'
 
         def left_running(holder: Mapping[str, Any]) -> int | None:
-            return leftover(holder) if leftover is not None and holder.get("state_dir") not in (None, ours) else None
+            """The sidecar a gone agent of another state dir left running."""
+            state = holder.get("state_dir")
+            return leftover(holder) if leftover is not None and state not in (None, ours) and state not in live else None
 
-        occupied = {slot for slot in range(SLOTS) if (run_dir / f"slot-{slot}.lock").exists()
-                    and left_running(read_holder(run_dir / f"slot-{slot}.lock")) is not None}
+        occupied = {slot for slot in range(SLOTS) if slot not in held and left_running(holders[slot]) is not None}
         for slot in preference(recorded, occupied):
             path = run_dir / f"slot-{slot}.lock"
             lock = open(path, "a+b", buffering=0)  # noqa: SIM115 - held for the agent's life

@@ -172,3 +172,20 @@ async def test_the_store_holds_the_new_addresses_and_each_move_is_an_event() -> 
     assert (store.get("Service", "default", "own") or {})["spec"]["clusterIP"] == "127.65.2.2"
     assert [e[:5] for e in events] == [("Service", "default", "web", "Warning", "ClusterIPChanged")]
     assert await readdress_services(store, pool=net("127.65.0.0/16"), slot_pool=PROCESS, slot=1) == []  # done once
+
+
+def test_a_live_agents_sidecar_is_never_a_leftover_of_a_slot_it_held_before(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "slot").write_text("3\n")
+    a = SlotLease.acquire(run_dir=run, state_dir=tmp_path / "a", agent_id="a")  # live, in slot 3
+    (run / "slot-0.lock").write_text(f'{{"pid": 1, "state_dir": "{(tmp_path / "a").resolve()}"}}')  # held before
+
+    def leftover(holder) -> int | None:
+        return 4242 if holder.get("state_dir") == str((tmp_path / "a").resolve()) else None
+
+    b = SlotLease.acquire(run_dir=run, state_dir=tmp_path / "b", agent_id="b", leftover=leftover)
+    assert (a.slot, b.slot, b.leftover) == (3, 0, None)
+    a.release()
+    b.release()
