@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
 from meshd.cluster.pods import owner_of, pod_spec_of
-from meshd.controller.pod import PodWorker, pod_uid_of
+from meshd.controller.pod import PodWorker
 from meshd.store import AlreadyExists, Conflict, Create, Delete, NotFound, Operation, StoreError, Update
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class PodObjects:
             status = stored_status(self.status(worker))
             since = binding.rfc3339(self._clock()) if worker.terminating else None
             owned = worker.identity.owner_kind != "Pod"
-            if obj is not None and owned and obj["metadata"].get("uid") != pod_uid_of(key[0], key[1], worker.created):
+            if obj is not None and owned and obj["metadata"].get("uid") != worker.uid:
                 # a pod of the same name replaced it (a StatefulSet's): the old object goes, the new one comes
                 operations.append(Delete("Pod", key[0], key[1], obj["metadata"]["resourceVersion"]))
                 obj = None
@@ -110,7 +110,7 @@ class PodObjects:
         identity = worker.identity
         manifest = binding.pod_manifest(identity, pod_spec_of(self.c, identity, worker.spec),
                                         labels=worker.labels, annotations=worker.annotations, created=worker.created,
-                                        uid=pod_uid_of(identity.namespace, identity.name, worker.created),
+                                        uid=worker.uid,
                                         owner=owner_of(self.c, identity), node=self.node)
         manifest["status"] = status
         if worker.terminating:

@@ -1,15 +1,19 @@
 """The controller and the engine's containers on one node: the engine's event stream into the pod workers (a dead
-container is seen at once), adoption after a restart (what runs for a wanted object is taken over, every other
-labelled container removed), and the garbage collection of labelled containers no worker knows."""
+container is seen at once), adoption after a restart (every stored Pod is kept, what runs for a wanted object is
+taken over, every other labelled container removed), and the garbage collection of labelled containers no worker
+knows."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+from meshd.cluster.nodes import parse_time
 from meshd.controller.pod import PodIdentity
+from meshd.controller.storedadoption import Adoption, adoption_plan, owner_labels
 from meshd.driver.base import (
     LABEL_NAMESPACE,
     LABEL_OWNER,
@@ -39,37 +43,71 @@ async def follow_events(c: Controller) -> None:
 
 
 def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
-    """Takes over the pods that run for wanted objects; removes every other labelled container."""
+    """Takes over the pods to keep; removes every other labelled container. On a node whose pods are objects of its
+    store (Controller.pod_objects) every stored Pod is a pod to keep, under its name and uid, with the containers
+    found of it or started again without (meshd.controller.storedadoption); containers without an object, and
+    every container without such a store, are kept when their labels name a wanted owner."""
     groups: dict[tuple[str, str], list[ObservedContainer]] = defaultdict(list)
     for container in observed:
         groups[(container.namespace, container.pod)].append(container)
+    stored = dict(c.store.scan("Pod")) if c.pod_objects is not None else {}
+    plan = adoption_plan(stored, {key: len(containers) for key, containers in groups.items()})
     unwanted: list[ObservedContainer] = []
-    for (namespace, pod), containers in groups.items():
-        labels = containers[0].labels
-        rs_name = labels.get(LABEL_REPLICASET, "")
-        created = float(labels.get(LABEL_CREATED, "0") or 0) or c._clock()
-        if rs_name and (namespace, rs_name) in c.replicasets:
-            rs = c.replicasets[(namespace, rs_name)]
-            identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
-            template = rs.rs.template
-            c._new_worker(identity, template.spec, dict(template.metadata.labels),
-                          dict(template.metadata.annotations), created=created, adopt=containers)
-            log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-        elif not rs_name and c.sets.adopt(namespace, pod, labels, containers, created):
-            pass
-        elif ("Pod", namespace, pod) in c.objects:  # bare, or orphaned (its containers keep the old labels)
-            obj: Pod = c.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
-            identity = PodIdentity(namespace, pod, "Pod", pod)
-            c._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
-                          created=created, adopt=containers)
-            log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-        elif labels.get(LABEL_OWNER_KIND) == "Job" and c.batch.adopt(
-                namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):
-            log.info("adopted pod %s/%s of job %s", namespace, pod, labels.get(LABEL_OWNER, ""))
-        else:
+    for key, action in plan.stored:
+        obj, containers = stored[key], groups.get(key, [])
+        kept = action is not Adoption.DROP and take_over(
+            c, key, owner_labels(obj), containers, created=_created(c, containers, obj),
+            uid=str(obj["metadata"].get("uid") or ""))
+        if kept and action is Adoption.START:
+            log.info("starting pod %s/%s again (its object is stored, no container of it runs)", *key)
+        elif not kept:
+            unwanted.extend(containers)
+    for key in plan.by_labels:
+        containers = groups[key]
+        if not take_over(c, key, containers[0].labels, containers, created=_created(c, containers, None)):
             unwanted.extend(containers)
     if unwanted:
         c._tasks.spawn(remove_containers(c, unwanted), name="remove unwanted")
+
+
+def _created(c: Controller, containers: list[ObservedContainer], obj: Mapping[str, Any] | None) -> float:
+    """A pod's creation time: its containers' label (to the millisecond), else its object's creationTimestamp."""
+    if containers:
+        created = float(containers[0].labels.get(LABEL_CREATED, "0") or 0)
+        if created:
+            return created
+    meta = (obj or {}).get("metadata") or {}
+    return parse_time(meta.get("creationTimestamp")) or c._clock()
+
+
+def take_over(c: Controller, key: tuple[str, str], labels: Mapping[str, str], containers: list[ObservedContainer],
+              *, created: float, uid: str = "") -> bool:
+    """Makes the worker of a pod whose owner (named by `labels`, as its containers' are) still exists, taking over
+    `containers` (none: it waits for admission as a new pod); False when no owner wants it. `uid`: its object's."""
+    namespace, pod = key
+    rs_name = labels.get(LABEL_REPLICASET, "")
+    if rs_name and (namespace, rs_name) in c.replicasets:
+        rs = c.replicasets[(namespace, rs_name)]
+        identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
+        template = rs.rs.template
+        c._new_worker(identity, template.spec, dict(template.metadata.labels),
+                      dict(template.metadata.annotations), created=created, adopt=containers)
+    elif not rs_name and c.sets.adopt(namespace, pod, labels, containers, created):
+        pass
+    elif ("Pod", namespace, pod) in c.objects:  # bare, or orphaned (its containers keep the old labels)
+        obj: Pod = c.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
+        identity = PodIdentity(namespace, pod, "Pod", pod)
+        c._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
+                      created=created, adopt=containers)
+    elif not (labels.get(LABEL_OWNER_KIND) == "Job" and c.batch.adopt(
+            namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers)):
+        return False
+    worker = c.pods[key]
+    if uid:
+        worker.uid = uid  # the object's: the pod keeps the uid the API showed
+    if containers:
+        log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+    return True
 
 
 async def remove_containers(c: Controller, containers: list[ObservedContainer]) -> None:
@@ -103,4 +141,4 @@ async def collect_garbage_forever(c: Controller, interval: float = 30.0, grace: 
             await remove_containers(c, dangling)
 
 
-__all__ = ["LABEL_CREATED", "adopt", "collect_garbage_forever", "follow_events", "remove_containers"]
+__all__ = ["LABEL_CREATED", "adopt", "take_over", "collect_garbage_forever", "follow_events", "remove_containers"]

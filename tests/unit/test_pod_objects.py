@@ -23,7 +23,7 @@ def worker(name: str, *, replicaset: str = "web-abc", phase: str = "Running") ->
                            "abc" if replicaset else "")
     return SimpleNamespace(identity=identity, namespace="default", name=name, spec=POD.spec,  # type: ignore[attr-defined]
                            labels={"app": "web"}, annotations={}, created=NOW - 10, terminating=False, ready=True,
-                           ready_since=NOW - 5, phase=phase)
+                           ready_since=NOW - 5, phase=phase, uid=pod_uid_of("default", name, NOW - 10))
 
 
 def render(w: Any, node: str) -> dict[str, Any]:
@@ -96,7 +96,7 @@ async def test_a_pod_of_the_same_name_replaces_the_older_ones_object():
     await objects.flush()
     old_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
     replacement = worker("web-0")
-    replacement.created = NOW  # a StatefulSet's web-0 again, made later
+    replacement.created, replacement.uid = NOW, pod_uid_of("default", "web-0", NOW)  # a StatefulSet's web-0 again
     controller.pods[("default", "web-0")] = replacement
     controller.notify("Pod", "default", "web-0")
     await objects.flush()
