@@ -58,6 +58,7 @@ class PodObjects:
         self._changed: set[tuple[str, str]] = set()
         self._seen: set[tuple[str, str]] = set()  # workers written once at least (later: when they change)
         self._wake = asyncio.Event()
+        self._waiting = False  # a new pod waits for its object to be admitted: written without the settle
         self.lock = asyncio.Lock()  # held by a flush; a write of the same objects (an orphaning) takes it too
         self.failing = ""
         controller.watch(self._on_change)
@@ -66,6 +67,11 @@ class PodObjects:
         if kind == "Pod":
             self._changed.add((namespace, name))
             self._wake.set()
+
+    def kick(self) -> None:
+        """Writes at once (a new pod waits for its object to be admitted: meshd.controller.admission)."""
+        self._waiting = True
+        self._wake.set()
 
     def status(self, worker: PodWorker) -> dict[str, Any]:
         """A worker's status as the API shows it (live: with what its probes last said)."""
@@ -120,18 +126,24 @@ class PodObjects:
     async def flush(self) -> None:
         """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again."""
         async with self.lock:
-            await self._flush()
+            created = await self._flush()
+        if created:
+            self.c.kick()  # the new pods' objects are stored: they may be admitted
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Whether a new pod's object was written."""
         operations = self.plan()
+        created = False
         for start in range(0, len(operations), WRITE_BATCH):
             batch = operations[start:start + WRITE_BATCH]
             try:
                 await self.c.store.transaction(batch)
+                created = created or any(isinstance(o, Create) for o in batch)
             except (AlreadyExists, Conflict, NotFound):
                 for operation in batch:  # one raced a user's write: the others go alone, that one next time
                     try:
                         await self.c.store.transaction([operation])
+                        created = created or isinstance(operation, Create)
                     except (AlreadyExists, Conflict, NotFound):
                         self._retry(operation)
             except StoreError as error:
@@ -140,15 +152,18 @@ class PodObjects:
                 self.failing = str(error)
                 for operation in operations[start:]:
                     self._retry(operation)
-                return
+                return created
         self.failing = ""
+        return created
 
     def _retry(self, operation: Operation) -> None:
         key = (operation.namespace, operation.name) if isinstance(operation, Delete) else \
             (operation.obj["metadata"]["namespace"], operation.obj["metadata"]["name"])
         self._changed.add(key)
 
-    async def run(self, settle: float = 0.05) -> None:
+    async def run(self, settle: float = 0.05, admit: float = 0.005) -> None:
+        """`settle`: how long a burst of changes gathers into one transaction; `admit`: the same for new pods that
+        wait for their objects (a scale-up's slow-start batches are made within it)."""
         while True:
             try:
                 async with asyncio.timeout(SYNC_EVERY):
@@ -156,7 +171,8 @@ class PodObjects:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await asyncio.sleep(settle)  # a burst of changes becomes one transaction
+            await asyncio.sleep(admit if self._waiting else settle)
+            self._waiting = False
             await self.flush()
             if self.failing:
                 await asyncio.sleep(1.0)

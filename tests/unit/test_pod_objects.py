@@ -33,8 +33,10 @@ def render(w: Any, node: str) -> dict[str, Any]:
 
 def setup() -> tuple[SimpleNamespace, PodObjects]:
     watchers: list[Any] = []
-    controller = SimpleNamespace(store=ObjectStore(), pods={}, objects={}, replicasets={},
-                                 watch=watchers.append, notify=lambda *key: [w(*key) for w in watchers])
+    kicks: list[int] = []
+    controller = SimpleNamespace(store=ObjectStore(), pods={}, objects={}, replicasets={}, kicks=kicks,
+                                 watch=watchers.append, notify=lambda *key: [w(*key) for w in watchers],
+                                 kick=lambda: kicks.append(1))
     return controller, PodObjects(controller, "node-1", render, lambda: NOW)  # type: ignore[arg-type]
 
 
@@ -42,6 +44,7 @@ async def test_a_controllers_pod_is_written_updated_and_deleted_with_its_worker(
     controller, objects = setup()
     controller.pods[("default", "web-abc-1")] = worker("web-abc-1")
     await objects.flush()
+    assert controller.kicks == [1]  # a new pod's object is stored: the controller admits it
     obj = controller.store.get("Pod", "default", "web-abc-1")
     assert obj["spec"]["nodeName"] == "node-1" and obj["spec"]["containers"][0]["image"] == "nginx"
     assert obj["metadata"]["ownerReferences"][0]["name"] == "web-abc" and obj["metadata"]["uid"]
@@ -61,6 +64,7 @@ async def test_a_controllers_pod_is_written_updated_and_deleted_with_its_worker(
     del controller.pods[("default", "web-abc-1")]
     await objects.flush()
     assert controller.store.get("Pod", "default", "web-abc-1") is None
+    assert controller.kicks == [1]  # (only a new object kicks it)
 
 
 async def test_a_users_pod_gets_its_status_and_keeps_its_object():

@@ -1,6 +1,7 @@
 """meshd.controller.storedadoption: after a restart on one node every stored Pod is a pod to keep (adopted with its
 containers, or started again under its name without), unless it was being deleted or ended with nothing left;
-containers without an object are left to their labels."""
+containers without an object are left to their labels; and a pod is admitted once its object is stored
+(meshd.controller.admission.object_stored)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from meshd.controller.admission import object_stored
 from meshd.controller.storedadoption import Adoption, AdoptionPlan, adoption_plan, owner_labels, stored_pod_action
 from meshd.driver.base import LABEL_OWNER, LABEL_OWNER_KIND, LABEL_REPLICASET, LABEL_TEMPLATE_HASH
 
@@ -65,3 +67,15 @@ def test_the_plan_keeps_every_stored_pod_and_leaves_the_rest_to_labels() -> None
 
 def test_without_objects_every_container_is_left_to_its_labels() -> None:
     assert adoption_plan({}, {("ns", "p"): 1}) == AdoptionPlan(by_labels=(("ns", "p"),))
+
+
+@pytest.mark.parametrize(("obj", "uid", "bare", "admitted"), [
+    (None, "u1", False, False),  # not written yet: the pod waits
+    (None, "u1", True, False),
+    ({"metadata": {"uid": "u1"}}, "u1", False, True),  # its own object: it may start
+    ({"metadata": {"uid": "old"}}, "u1", False, False),  # an older pod's of that name (a StatefulSet's): it waits
+    ({"metadata": {"uid": "users"}}, "u1", True, True),  # a user's Pod: the user's object is the pod's
+])
+def test_a_pod_is_admitted_once_its_object_is_stored(obj: dict[str, Any] | None, uid: str, bare: bool,
+                                                     admitted: bool) -> None:
+    assert object_stored(obj, uid=uid, bare=bare) is admitted
