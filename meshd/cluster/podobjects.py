@@ -15,8 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
+from meshd.cluster.nodes import parse_time
 from meshd.cluster.pods import owner_of, pod_spec_of
+from meshd.cluster.storedadoption import Adoption, adoption_plan
+from meshd.controller.adoption import by_pod, created_of, remove_unwanted, take_over
 from meshd.controller.pod import PodWorker
+from meshd.controller.workers import sandbox_labels
 from meshd.store import AlreadyExists, Conflict, Create, Delete, NotFound, Operation, StoreError, Update
 
 if TYPE_CHECKING:
@@ -77,6 +81,34 @@ class PodObjects:
         """A worker's status as the API shows it (live: with what its probes last said)."""
         return binding.node_status(self._render(worker, node=self.node)["status"],
                                    ready_since=worker.ready_since if worker.ready else None, live=True)
+
+    # --- adoption ----------------------------------------------------------------------------------
+
+    def adopt(self, observed: list[Any]) -> None:
+        """At start: every stored Pod is a pod to keep, under its name and uid, with the containers found of it, or
+        started again without (meshd.cluster.storedadoption); containers without an object are adopted by their
+        labels; every other container is removed (and the objects of the pods not kept go with the next flush)."""
+        c = self.c
+        groups = by_pod(observed)
+        stored = dict(c.store.scan("Pod"))
+        plan = adoption_plan(stored, {key: len(containers) for key, containers in groups.items()})
+        unwanted: list[Any] = []
+        for key, action in plan.stored:
+            obj, containers = stored[key], groups.get(key, [])
+            meta = obj.get("metadata") or {}
+            created = created_of(containers) or parse_time(meta.get("creationTimestamp")) or self._clock()
+            labels = sandbox_labels(binding.identity_of(obj), agent_id=c.agent_id, created=created)  # whose it is
+            kept = action is not Adoption.DROP and take_over(c, key, labels, containers, created=created,
+                                                             uid=str(meta.get("uid") or ""))
+            if kept and action is Adoption.START:
+                log.info("starting pod %s/%s again (its object is stored, no container of it runs)", *key)
+            elif not kept:
+                unwanted.extend(containers)
+        for key in plan.by_labels:
+            containers = groups[key]
+            if not take_over(c, key, containers[0].labels, containers, created=created_of(containers) or self._clock()):
+                unwanted.extend(containers)
+        remove_unwanted(c, unwanted)
 
     # --- the writes --------------------------------------------------------------------------------
 

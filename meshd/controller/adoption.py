@@ -1,7 +1,7 @@
 """The controller and the engine's containers on one node: the engine's event stream into the pod workers (a dead
-container is seen at once), adoption after a restart (every stored Pod is kept, what runs for a wanted object is
-taken over, every other labelled container removed), and the garbage collection of labelled containers no worker
-knows."""
+container is seen at once), adoption after a restart (what runs for a wanted object is taken over, every other
+labelled container removed; `take_over` is also the store's adoption, meshd.cluster.podobjects), and the garbage
+collection of labelled containers no worker knows."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from meshd.cluster.nodes import parse_time
 from meshd.controller.pod import PodIdentity
-from meshd.controller.storedadoption import Adoption, adoption_plan, owner_labels
 from meshd.driver.base import (
     LABEL_NAMESPACE,
     LABEL_OWNER,
@@ -42,42 +40,31 @@ async def follow_events(c: Controller) -> None:
             worker.deliver(event)
 
 
-def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
-    """Takes over the pods to keep; removes every other labelled container. On a node whose pods are objects of its
-    store (Controller.pod_objects) every stored Pod is a pod to keep, under its name and uid, with the containers
-    found of it or started again without (meshd.controller.storedadoption); containers without an object, and
-    every container without such a store, are kept when their labels name a wanted owner."""
+def by_pod(observed: list[ObservedContainer]) -> dict[tuple[str, str], list[ObservedContainer]]:
     groups: dict[tuple[str, str], list[ObservedContainer]] = defaultdict(list)
     for container in observed:
         groups[(container.namespace, container.pod)].append(container)
-    stored = dict(c.store.scan("Pod")) if c.pod_objects is not None else {}
-    plan = adoption_plan(stored, {key: len(containers) for key, containers in groups.items()})
+    return dict(groups)
+
+
+def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
+    """Takes over the pods that run for wanted objects (by their containers' labels); removes every other labelled
+    container. (A node whose pods are objects of its store adopts from them: meshd.cluster.podobjects.)"""
     unwanted: list[ObservedContainer] = []
-    for key, action in plan.stored:
-        obj, containers = stored[key], groups.get(key, [])
-        kept = action is not Adoption.DROP and take_over(
-            c, key, owner_labels(obj), containers, created=_created(c, containers, obj),
-            uid=str(obj["metadata"].get("uid") or ""))
-        if kept and action is Adoption.START:
-            log.info("starting pod %s/%s again (its object is stored, no container of it runs)", *key)
-        elif not kept:
+    for key, containers in by_pod(observed).items():
+        if not take_over(c, key, containers[0].labels, containers, created=created_of(containers) or c._clock()):
             unwanted.extend(containers)
-    for key in plan.by_labels:
-        containers = groups[key]
-        if not take_over(c, key, containers[0].labels, containers, created=_created(c, containers, None)):
-            unwanted.extend(containers)
-    if unwanted:
-        c._tasks.spawn(remove_containers(c, unwanted), name="remove unwanted")
+    remove_unwanted(c, unwanted)
 
 
-def _created(c: Controller, containers: list[ObservedContainer], obj: Mapping[str, Any] | None) -> float:
-    """A pod's creation time: its containers' label (to the millisecond), else its object's creationTimestamp."""
+def remove_unwanted(c: Controller, containers: list[ObservedContainer]) -> None:
     if containers:
-        created = float(containers[0].labels.get(LABEL_CREATED, "0") or 0)
-        if created:
-            return created
-    meta = (obj or {}).get("metadata") or {}
-    return parse_time(meta.get("creationTimestamp")) or c._clock()
+        c._tasks.spawn(remove_containers(c, containers), name="remove unwanted")
+
+
+def created_of(containers: list[ObservedContainer]) -> float:
+    """A pod's creation time as its containers' label says (to the millisecond); 0.0 when none says."""
+    return float(containers[0].labels.get(LABEL_CREATED, "0") or 0) if containers else 0.0
 
 
 def take_over(c: Controller, key: tuple[str, str], labels: Mapping[str, str], containers: list[ObservedContainer],
@@ -141,4 +128,4 @@ async def collect_garbage_forever(c: Controller, interval: float = 30.0, grace: 
             await remove_containers(c, dangling)
 
 
-__all__ = ["LABEL_CREATED", "adopt", "take_over", "collect_garbage_forever", "follow_events", "remove_containers"]
+__all__ = ["LABEL_CREATED", "adopt", "by_pod", "created_of", "remove_unwanted", "take_over", "collect_garbage_forever", "follow_events", "remove_containers"]

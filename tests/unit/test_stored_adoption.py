@@ -1,4 +1,4 @@
-"""meshd.controller.storedadoption: after a restart on one node every stored Pod is a pod to keep (adopted with its
+"""meshd.cluster.storedadoption: after a restart on one node every stored Pod is a pod to keep (adopted with its
 containers, or started again under its name without), unless it was being deleted or ended with nothing left;
 containers without an object are left to their labels; and a pod is admitted once its object is stored
 (meshd.controller.admission.object_stored)."""
@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from meshd.controller.admission import object_stored
-from meshd.controller.storedadoption import Adoption, AdoptionPlan, adoption_plan, owner_labels, stored_pod_action
+from meshd.cluster.binding import identity_of
+from meshd.cluster.storedadoption import Adoption, AdoptionPlan, adoption_plan, stored_pod_action
+from meshd.controller.workers import sandbox_labels
 from meshd.driver.base import LABEL_OWNER, LABEL_OWNER_KIND, LABEL_REPLICASET, LABEL_TEMPLATE_HASH
 
 
@@ -52,7 +54,9 @@ def test_what_becomes_of_a_stored_pod(obj: dict[str, Any], containers: bool, act
      {LABEL_OWNER_KIND: "Pod", LABEL_OWNER: "solo", LABEL_REPLICASET: "", LABEL_TEMPLATE_HASH: ""}),
 ])
 def test_a_stored_pods_owner_reads_as_its_containers_labels(obj: dict[str, Any], labels: dict[str, str]) -> None:
-    assert owner_labels(obj) == labels
+    """What the owners' adoption reads (the labels a container of the pod carries), from the object's identity."""
+    found = sandbox_labels(identity_of(obj), agent_id="a", created=0.0)
+    assert {k: found[k] for k in labels} == labels
 
 
 def test_the_plan_keeps_every_stored_pod_and_leaves_the_rest_to_labels() -> None:

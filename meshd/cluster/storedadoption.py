@@ -3,7 +3,7 @@ under its name and uid (as a cluster's kubelet adopts from its node's objects, m
 containers found are taken over by it, and one without containers (it was Pending, or stopped before it made one)
 is started again under the same name, so no acknowledged pod comes back under a new one. Containers with no
 object (an agent stopped before it wrote it) are adopted by their labels, as before objects. Pure decisions; the
-I/O is meshd.controller.adoption."""
+I/O is PodObjects.adopt (meshd.cluster.podobjects)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshd.cluster import binding
-from meshd.driver.base import LABEL_OWNER, LABEL_OWNER_KIND, LABEL_REPLICASET, LABEL_TEMPLATE_HASH
 
 Key = tuple[str, str]
 TERMINAL = ("Succeeded", "Failed")
@@ -34,15 +33,6 @@ def stored_pod_action(obj: Mapping[str, Any], *, containers: bool) -> Adoption:
     return Adoption.ADOPT if containers else Adoption.START
 
 
-def owner_labels(obj: Mapping[str, Any]) -> dict[str, str]:
-    """Whose pod a stored object is, as its containers' labels say it (what the owners' adoption reads): from its
-    controller's ownerReference and its pod-template-hash or controller-revision-hash label; an object without a
-    controller is a user's bare Pod (an orphaned pod too). Pure."""
-    identity = binding.identity_of(obj)
-    return {LABEL_OWNER_KIND: identity.owner_kind, LABEL_OWNER: identity.owner,
-            LABEL_REPLICASET: identity.replicaset, LABEL_TEMPLATE_HASH: identity.template_hash}
-
-
 @dataclass(frozen=True)
 class AdoptionPlan:
     stored: tuple[tuple[Key, Adoption], ...] = ()  # every stored Pod, in key order, and what becomes of it
@@ -57,4 +47,4 @@ def adoption_plan(stored: Mapping[Key, Mapping[str, Any]], observed: Mapping[Key
         tuple(sorted(key for key, n in observed.items() if n and key not in stored)))
 
 
-__all__ = ["Adoption", "AdoptionPlan", "adoption_plan", "owner_labels", "stored_pod_action"]
+__all__ = ["Adoption", "AdoptionPlan", "adoption_plan", "stored_pod_action"]
