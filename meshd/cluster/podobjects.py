@@ -51,6 +51,19 @@ def with_status(obj: Mapping[str, Any], status: Mapping[str, Any], *, terminatin
     return {**obj, "metadata": meta, "status": dict(status)}
 
 
+def _key(operation: Operation) -> tuple[str, str]:
+    if isinstance(operation, Delete):
+        return operation.namespace, operation.name
+    return operation.obj["metadata"]["namespace"], operation.obj["metadata"]["name"]
+
+
+def admitting_first(operations: list[Operation]) -> tuple[list[Operation], list[Operation]]:
+    """The writes of the pods whose object is created (their pods wait for it to be admitted; an older pod's
+    object that goes first stays before it), and the others, each in their order. Pure."""
+    new = {_key(o) for o in operations if isinstance(o, Create)}
+    return [o for o in operations if _key(o) in new], [o for o in operations if _key(o) not in new]
+
+
 class PodObjects:
     def __init__(self, controller: Controller, node: str, render: Callable[..., dict[str, Any]],
                  clock: Callable[[], float]) -> None:
@@ -156,15 +169,21 @@ class PodObjects:
         return manifest
 
     async def flush(self) -> None:
-        """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again."""
+        """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again. The new
+        pods' objects go first, and the controller is kicked once they are stored (it admits their pods), before
+        the other pods' status is written."""
         async with self.lock:
-            created = await self._flush()
-        if created:
-            self.c.kick()  # the new pods' objects are stored: they may be admitted
+            new, other = admitting_first(self.plan())
+            if new and await self._write(new):
+                self.c.kick()
+            if not self.failing:
+                await self._write(other)
+            else:  # the store refuses writes: the others are planned again too
+                for operation in other:
+                    self._retry(operation)
 
-    async def _flush(self) -> bool:
+    async def _write(self, operations: list[Operation]) -> bool:
         """Whether a new pod's object was written."""
-        operations = self.plan()
         created = False
         for start in range(0, len(operations), WRITE_BATCH):
             batch = operations[start:start + WRITE_BATCH]
@@ -189,9 +208,7 @@ class PodObjects:
         return created
 
     def _retry(self, operation: Operation) -> None:
-        key = (operation.namespace, operation.name) if isinstance(operation, Delete) else \
-            (operation.obj["metadata"]["namespace"], operation.obj["metadata"]["name"])
-        self._changed.add(key)
+        self._changed.add(_key(operation))
 
     async def run(self, settle: float = 0.05, admit: float = 0.005) -> None:
         """`settle`: how long a burst of changes gathers into one transaction; `admit`: the same for new pods that
@@ -210,4 +227,4 @@ class PodObjects:
                 await asyncio.sleep(1.0)
 
 
-__all__ = ["PodObjects", "stored_status", "with_status"]
+__all__ = ["PodObjects", "admitting_first", "stored_status", "with_status"]

@@ -106,3 +106,18 @@ async def test_a_pod_of_the_same_name_replaces_the_older_ones_object():
     await objects.flush()
     new_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
     assert new_uid != old_uid and new_uid == pod_uid_of("default", "web-0", NOW)
+
+
+def test_the_new_pods_objects_are_written_first():
+    """Their pods wait for them (admission); an older pod's object that goes before a new one stays before it."""
+    from meshd.cluster.podobjects import admitting_first
+    from meshd.store import Create, Delete, Update
+
+    def obj(name: str) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"namespace": "default", "name": name}}
+
+    update_a, delete_b, create_b, create_c = Update(obj("a")), Delete("Pod", "default", "b", 3), \
+        Create(obj("b")), Create(obj("c"))
+    delete_d = Delete("Pod", "default", "d", 4)
+    assert admitting_first([update_a, delete_b, create_b, create_c, delete_d]) == (
+        [delete_b, create_b, create_c], [update_a, delete_d])
