@@ -233,7 +233,12 @@ class Controller:
                 publish_service(self, record.obj)
         await self.volume_controller.start()
         observed = await self.driver.list_managed()
-        (functools.partial(adopt, self) if self.kubelet is None else self.kubelet.adopt)(observed)
+        if self.kubelet is not None:  # a cluster's node: from the Pod objects bound to it
+            self.kubelet.adopt(observed)
+        elif self.pod_objects is not None:  # one node whose pods are objects of its store: from them
+            self.pod_objects.adopt(observed)
+        else:
+            adopt(self, observed)
         self._tasks.supervise("events", functools.partial(follow_events, self))
         self._tasks.supervise("event writes", self.events.run)
         self._tasks.supervise("deployment status writes", self.progress_writer.writer.run)
