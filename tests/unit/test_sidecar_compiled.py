@@ -70,7 +70,8 @@ def run_copy(tmp_path: Path, edit: str | None, env: dict[str, str] | None = None
             f.write("\n# edited after the build\n")
     proc = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
-        env={**os.environ, **(env or {}), "PYTHONPATH": f"{copy}{os.pathsep}{ROOT}"},
+        env={**{k: v for k, v in os.environ.items() if k != "MESHD_MYPYC"}, **(env or {}),
+             "PYTHONPATH": f"{copy}{os.pathsep}{ROOT}"},
     )  # fmt: skip
     return proc.stdout.split("\n"), proc.stderr
 
