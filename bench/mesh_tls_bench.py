@@ -8,11 +8,15 @@ Service whose pod is on "node B", over loopback:
   direct        hey -> the pod (the baseline "added" latency is measured against)
 
 The pod is nginx answering a small static body; every proxy runs one process / one worker; upstream connections
-are kept alive (sidecar pools, nginx `keepalive`). Latency: interleaved rounds of `hey` at a fixed rate (p50/p99
+are kept alive (sidecar pools, nginx `keepalive`). With `--pod-closes` the pod closes every connection (as
+HTTP/1.0 servers do), so every request opens a new connection to node B's gateway, and one more path runs:
+
+  meshd-cold    meshd-mtls without warm gateway connections (MESHD_MESH_WARM=0: a TLS handshake per request)
+ Latency: interleaved rounds of `hey` at a fixed rate (p50/p99
 from its per-request CSV, the first second of each run dropped); throughput: `wrk` with 32 connections. Prints
 the table and the ratios: mTLS against plaintext, meshd against nginx.
 
-    python3 bench/mesh_tls_bench.py [--rate 500] [--rounds 3] [--duration 5]
+    python3 bench/mesh_tls_bench.py [--rate 500] [--rounds 3] [--duration 5] [--pod-closes]
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from meshd.cluster.pki import make_cluster_ca  # noqa: E402
 POD = """
 worker_processes 1; daemon off; pid {tmp}/pod.pid; error_log {tmp}/pod.err warn;
 events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 1000000;
+http {{ access_log off; keepalive_requests 1000000; {pod_keepalive}
   server {{ listen 127.0.0.1:{pod}; location / {{ return 200 "hello from node B\\n"; }} }}
 }}
 """
@@ -72,7 +76,7 @@ http {{ access_log off; keepalive_requests 1000000;
     location / {{ proxy_pass http://b_plain; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 }}
 """
-ORDER = ("direct", "meshd-mtls", "meshd-plain", "nginx-mtls", "nginx-plain")
+PATHS = ("direct", "meshd-mtls", "meshd-plain", "nginx-mtls", "nginx-plain")
 
 
 def service_config(path: Path, *, pod: int, gateway: str | None) -> None:
@@ -86,9 +90,9 @@ def service_config(path: Path, *, pod: int, gateway: str | None) -> None:
         "endpoints": [endpoint]}]))
 
 
-def start_pair(stack: Stack, tmp: Path, env: dict[str, str], *, pod: int, plaintext: bool) -> int:
+def start_pair(stack: Stack, tmp: Path, env: dict[str, str], *, pod: int, plaintext: bool, name: str = "") -> int:
     """Two sidecars (A serves the Service on a port of its own, B the gateway); A's listening port."""
-    name = "plain" if plaintext else "mtls"
+    name = name or ("plain" if plaintext else "mtls")
     gateway, listen = free_port(), free_port()
     for node, remote in (("a", True), ("b", False)):
         config = tmp / f"{name}-{node}.json"
@@ -113,7 +117,10 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=5, help="seconds per hey run")
     p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")
     p.add_argument("--wrk-duration", type=int, default=5, help="seconds per wrk throughput run")
+    p.add_argument("--pod-closes", action="store_true", help="the pod closes every connection (HTTP/1.0-like); "
+                   "adds meshd-cold, meshd-mtls without warm gateway connections")
     args = p.parse_args()
+    order = PATHS + (("meshd-cold",) if args.pod_closes else ())
     for tool in ("nginx", "hey", "wrk"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
@@ -128,40 +135,46 @@ def main() -> None:
             write_node(tmp / f"node-{node}", ca, f"node-{node}")
         ports = {k: free_port() for k in ("pod", "b_tls", "b_plain", "a_tls", "a_plain")}
         for name, text in (("pod", POD), ("nginx-b", NGINX_B), ("nginx-a", NGINX_A)):
-            (tmp / f"{name}.conf").write_text(text.format(tmp=tmp, a=tmp / "node-a", b=tmp / "node-b", **ports))
+            (tmp / f"{name}.conf").write_text(text.format(tmp=tmp, a=tmp / "node-a", b=tmp / "node-b", **ports,
+                                                          pod_keepalive="keepalive_timeout 0;" if args.pod_closes
+                                                          else ""))
             stack.start(["nginx", "-c", str(tmp / f"{name}.conf"), "-e", str(tmp / f"{name}.err")])
         for port in ports.values():
             wait_port(port)
         targets = {"direct": ports["pod"], "nginx-mtls": ports["a_tls"], "nginx-plain": ports["a_plain"],
                    "meshd-mtls": start_pair(stack, tmp, env, pod=ports["pod"], plaintext=False),
                    "meshd-plain": start_pair(stack, tmp, env, pod=ports["pod"], plaintext=True)}
+        if args.pod_closes:
+            targets["meshd-cold"] = start_pair(stack, tmp, {**env, "MESHD_MESH_WARM": "0"}, pod=ports["pod"],
+                                               plaintext=False, name="cold")
         time.sleep(1.0)  # the sidecars' discovery
-        for name in ORDER:  # each path answers (and warms up: pools, TLS sessions)
+        for name in order:  # each path answers (and warms up: pools, TLS sessions)
             out = subprocess.run(["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{targets[name]}/"],
                                  capture_output=True, text=True)
             if out.stdout != "hello from node B\n":
                 sys.exit(f"{name} does not answer: {out.stdout!r} {out.stderr!r} (logs in {tmp})")
             run_hey_rate(targets[name], rate=args.rate, duration=2, trim=0.0)
-        lat: dict[str, list[dict[str, float]]] = {n: [] for n in ORDER}
+        lat: dict[str, list[dict[str, float]]] = {n: [] for n in order}
         for r in range(args.rounds):
-            for name in ORDER[r % len(ORDER):] + ORDER[:r % len(ORDER)]:
+            for name in order[r % len(order):] + order[:r % len(order)]:
                 lat[name].append(run_hey_rate(targets[name], rate=args.rate, duration=args.duration))
         thr = {name: run_wrk(targets[name], duration=args.wrk_duration, threads=2, connections=32)
-               for name in ORDER}
-        report(args, lat, thr)
+               for name in order}
+        report(args, lat, thr, order)
     finally:
         stack.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, lat: dict[str, list[dict[str, float]]], thr: dict) -> None:  # type: ignore[type-arg]
+def report(args: argparse.Namespace, lat: dict[str, list[dict[str, float]]], thr: dict,  # type: ignore[type-arg]
+           order: tuple[str, ...]) -> None:
     p50 = {n: median([r["p50"] for r in runs]) for n, runs in lat.items()}
     p99 = {n: median([r["p99"] for r in runs]) for n, runs in lat.items()}
     errors = {n: sum(int(r["errors"]) for r in runs) + thr[n].errors for n, runs in lat.items()}
     print(f"\ncross-node path, loopback; latency at {args.rate} req/s (hey -c 20, {args.duration} s x "
           f"{args.rounds} interleaved rounds, medians); throughput: wrk -t2 -c32 {args.wrk_duration} s")
     print(f"{'path':12s} {'p50 ms':>7s} {'p99 ms':>7s} {'+p50 ms':>8s} {'+p99 ms':>8s} {'req/s':>9s} {'errors':>6s}")
-    for n in ORDER:
+    for n in order:
         print(f"{n:12s} {p50[n] * 1e3:7.2f} {p99[n] * 1e3:7.2f} {(p50[n] - p50['direct']) * 1e3:8.2f} "
               f"{(p99[n] - p99['direct']) * 1e3:8.2f} {thr[n].rps:9.0f} {errors[n]:6d}")
 
@@ -174,8 +187,9 @@ def report(args: argparse.Namespace, lat: dict[str, list[dict[str, float]]], thr
                 f"throughput {thr[a].rps / thr[b].rps:.2f}x")
 
     print()
-    for a, b in (("meshd-mtls", "meshd-plain"), ("nginx-mtls", "nginx-plain"), ("meshd-mtls", "nginx-mtls"),
-                 ("meshd-plain", "nginx-plain")):
+    pairs = [("meshd-mtls", "meshd-plain"), ("nginx-mtls", "nginx-plain"), ("meshd-mtls", "nginx-mtls"),
+             ("meshd-plain", "nginx-plain")] + ([("meshd-mtls", "meshd-cold")] if "meshd-cold" in order else [])
+    for a, b in pairs:
         print(ratio(a, b))
 
 

@@ -323,9 +323,12 @@ def mesh_panels() -> list[Panel]:
             q(f"sum by (instance) (rate(meshd_sidecar_mesh_gateway_connections_total[{RATE}]))", "{{instance}} in/s"),
             q("sum by (instance) (meshd_sidecar_mesh_gateway_active_connections)", "{{instance}} open"),
             q(f"sum by (instance) (rate(meshd_sidecar_mesh_outbound_connections_total{{result=\"made\"}}[{RATE}]))",
-              "{{instance}} out/s"),), width=8,
-              description="Connections from other nodes' sidecars that reached a pod here, open now, and made to "
-              "other nodes' gateways, per second."),
+              "{{instance}} out/s"),
+            q(f"sum by (instance) (rate(meshd_sidecar_mesh_outbound_warm_connections_total[{RATE}]))",
+              "{{instance}} out warm/s"),), width=8,
+              description="Connections from other nodes' sidecars that reached a pod here, open now (warm ones "
+              "waiting for their CONNECT too), and made to other nodes' gateways per second (warm: their TLS "
+              "handshake done before)."),
         Panel("Mesh refusals and failures", (
             q(f"sum by (reason) (rate(meshd_sidecar_mesh_gateway_refused_total[{RATE}]))", "refused: {{reason}}"),
             q(f"sum(rate(meshd_sidecar_mesh_outbound_connections_total{{result=\"failed\"}}[{RATE}]))",

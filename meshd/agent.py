@@ -57,7 +57,7 @@ from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
 from meshd.controller.ingress import listen_address
 from meshd.sidecar_process import SidecarProcess
-from meshd.state import SOCKET_FILE, default_state_dir
+from meshd.state import API_ADDRESS_FILE, SOCKET_FILE, api_address_of, default_state_dir, write_atomically
 from meshd.store import StoreError
 from meshd.tasks import TaskGroup
 
@@ -280,6 +280,8 @@ class Agent:
         files, context = await asyncio.to_thread(api_tls, self.state_dir, wanted_names(self.api_host))
         self.tls = files
         await api.start(self.api_host, self.api_port, unix_socket=self.state_dir / SOCKET_FILE, tls=context)
+        await asyncio.to_thread(write_atomically, self.state_dir / API_ADDRESS_FILE,  # for `meshd kubeconfig`
+                                api_address_of(self.api_host, self.api_port).encode())
         if self.cluster is not None:
             api.node_grace = self.options.node_grace
             self.cluster.start()

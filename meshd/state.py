@@ -13,6 +13,7 @@ CA_FILE = "ca.pem"  # the API's private certificate authority (kubeconfig's cert
 CA_KEY_FILE = "ca-key.pem"  # its key (0600)
 CERT_FILE = "api.pem"  # the API's serving certificate, signed by the CA
 CERT_KEY_FILE = "api-key.pem"  # its key (0600)
+API_ADDRESS_FILE = "api-address"  # where the agent serves its API (HOST:PORT), for `meshd kubeconfig`
 
 
 def default_state_dir() -> Path:
@@ -46,3 +47,17 @@ def write_atomically(path: Path, data: bytes, *, directory_mode: int = 0o777) ->
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def api_address_of(host: str, port: int) -> str:
+    """The address a client on this machine dials for an API bound to `host`: a wildcard is dialled on loopback."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def read_api_address(state_dir: Path) -> str | None:
+    """The API address the agent of this state dir recorded when it last started (None: never, or unreadable)."""
+    try:
+        return (state_dir / API_ADDRESS_FILE).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -22,6 +22,7 @@ from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
 from .ingress.listener import IngressCollector, IngressServer
 from .mesh.setup import add_arguments as add_mesh_arguments
+from .mesh import connect as mesh_connect
 from .mesh.setup import start_mesh
 from .metrics import make_registry, serve_metrics
 from .proxy import Listener, ProxyOptions, Route, sweep_idle
@@ -271,6 +272,7 @@ async def serve(args: argparse.Namespace, *, worker: int = 0) -> None:
     for svc in table.services.values():
         for ep in list(svc.endpoints.values()) + list(svc.draining.values()):
             ep.close_idle()
+    mesh_connect.WARM.close()
     await tasks.close()
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from meshd.model.endpoints import Endpoint
+from meshd.model.endpoints import Endpoint, port_groups
 from meshd.model.objects import Service
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -28,13 +28,6 @@ def slice_name(service: str, service_uid: str, index: int) -> str:
     digest = hashlib.sha256(f"{service_uid}/{index}".encode()).digest()
     suffix = "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:5])
     return f"{service[:57]}-{suffix}"
-
-
-def _port_groups(endpoints: Iterable[Endpoint]) -> list[tuple[tuple[tuple[str, int], ...], list[Endpoint]]]:
-    groups: dict[tuple[tuple[str, int], ...], list[Endpoint]] = {}
-    for ep in endpoints:
-        groups.setdefault(tuple(sorted(ep.ports.items())), []).append(ep)
-    return sorted(groups.items())
 
 
 def _endpoint(ep: Endpoint, namespace: str, node: str) -> dict[str, Any]:
@@ -57,7 +50,7 @@ def endpoint_slices(
         return []
     meta = service.metadata
     protocols: Mapping[str, str] = {p.name: p.protocol for p in service.ports}
-    groups = _port_groups(endpoints) or [((), [])]
+    groups = port_groups(endpoints) or [((), [])]
     slices = []
     for index, (ports, members) in enumerate(groups):
         name = slice_name(meta.name, uid, index)

@@ -16,7 +16,7 @@ from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
 from meshd.external.listeners import load_balancer_status
 from meshd.manifests.config import render_config
 from meshd.manifests.render import qos_class, render_pod_spec
-from meshd.model.endpoints import ServiceKey
+from meshd.model.endpoints import ServiceKey, port_groups
 from meshd.model.objects import Deployment, ReplicaSet, Service
 from meshd.registry import Registry
 
@@ -359,13 +359,10 @@ def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:
                 entry["hostname"] = ep.hostname
             return entry
 
-        # Endpoints of one Service share their port numbers unless named ports differ: group by ports.
-        groups: dict[tuple, list] = {}
-        for ep in eps:
-            groups.setdefault(tuple(sorted(ep.ports.items())), []).append(ep)
-        for ports, members in groups.items():
+        protocols = {p.name: p.protocol for p in obj.ports}
+        for ports, members in port_groups(eps):
             subset: dict[str, Any] = {
-                "ports": [{"name": n, "port": p, "protocol": "TCP"} if n else {"port": p, "protocol": "TCP"}
+                "ports": [{**({"name": n} if n else {}), "port": p, "protocol": protocols.get(n, "TCP")}
                           for n, p in ports],
             }
             ready = [address(ep) for ep in members if ep.ready]

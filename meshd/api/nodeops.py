@@ -195,6 +195,7 @@ class NodeOps:
                 await c.delete("Pod", namespace, name)
             else:  # a controller's pod: stopped gracefully, its controller makes another
                 c.delete_pod(namespace, name)
+                await c.pod_deletion_written(namespace, name)
             c.events.record("Pod", namespace, name, "Normal", "Evicted", "Evicted through the eviction API")
         return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, status=201)

@@ -311,6 +311,7 @@ class Writes:
                 return web.json_response(self.read(kind, namespace, name) or pending)
             if kind.kind == "Pod" and ("Pod", namespace, name) not in self.controller.objects:
                 self.controller.delete_pod(namespace, name)  # a ReplicaSet's pod: it starts another
+                await self.controller.pod_deletion_written(namespace, name)
             elif policy == "Orphan" and kind.kind in cascade.ORPHANABLE:
                 try:
                     await cascade.delete_orphaning(self.controller, kind.kind, namespace, name)

@@ -414,7 +414,8 @@ def up_command(files: tuple[str, ...], **params: Any) -> None:
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="The agent's state dir, which holds its token (default ~/.local/state/meshd).")
 @click.option("--api", "api", metavar="URL", default=None,
-              help="The agent's address (default: $MESHD_API, else 127.0.0.1:7700); written as https://.")
+              help="The agent's address (default: $MESHD_API, else where the state dir's agent last served, else "
+                   "127.0.0.1:7700); written as https://.")
 def kubeconfig_command(state_dir: str | None, api: str | None) -> None:
     """Print a kubeconfig for the agent (https with its CA, and its token), for kubectl and Kubernetes clients:
     `meshd kubeconfig > ~/.kube/meshd && KUBECONFIG=~/.kube/meshd kubectl get pods`."""
@@ -424,14 +425,15 @@ def kubeconfig_command(state_dir: str | None, api: str | None) -> None:
 
     from meshd.cli.client import resolve_api_url
     from meshd.cli.credentials import kubeconfig, plain_url, read_ca, read_token
-    from meshd.state import CA_FILE, TOKEN_FILE, default_state_dir
+    from meshd.state import CA_FILE, TOKEN_FILE, default_state_dir, read_api_address
 
     root_api = click.get_current_context().find_root().params.get("api")
+    state = Path(state_dir).expanduser() if state_dir else default_state_dir()
+    given = api or root_api or os.environ.get("MESHD_API") or read_api_address(state) or ""
     try:
-        server = resolve_api_url(plain_url(api or root_api or os.environ.get("MESHD_API") or ""), os.environ)
+        server = resolve_api_url(plain_url(given), os.environ)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    state = Path(state_dir).expanduser() if state_dir else default_state_dir()
     token = read_token(state)
     if token is None:
         raise CliError(f"no token in {state / TOKEN_FILE}: start `meshd agent` with this state dir first "

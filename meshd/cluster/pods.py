@@ -287,6 +287,13 @@ class ClusterPods:
             return
         self.writer.submit((key, "delete"), lambda: self._mark_deleted(key))
 
+    async def deletion_written(self, key: tuple[str, str], *, wait: float = 5.0) -> None:
+        """Returns once a pod's deletion queued by `delete` is in the store (at most `wait` s: an unreachable
+        store keeps it queued), so the API answers a delete or an eviction after its write, as the API server."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self.writer.settled((key, "delete"))
+
     async def _mark_deleted(self, key: tuple[str, str]) -> None:
         obj = self.store.get("Pod", *key)
         if obj is None:

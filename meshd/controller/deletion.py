@@ -15,9 +15,11 @@ from typing import Any
 FOREGROUND = "foregroundDeletion"  # Kubernetes' finalizer of an owner waiting for its dependents
 ORPHAN = "orphan"  # Kubernetes' finalizer of an owner whose dependents are being released
 POLICIES = ("Background", "Foreground", "Orphan")
-# the kinds meshd keeps Terminating while finalizers hold them (the owners and the config objects); a Pod, a
-# claim and a volume have their own deletion (grace, pvc-protection), a Namespace its own (meshd.controller.batch)
-TERMINABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ConfigMap", "Secret")
+# the kinds meshd keeps Terminating while finalizers hold them (the owners, the config objects, Services and
+# Ingresses); a Pod, a claim and a volume have their own deletion (grace, pvc-protection), a Namespace its own
+# (meshd.controller.batch)
+TERMINABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ConfigMap", "Secret",
+              "Service", "Ingress")
 OWNERS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that have dependents
 # metadata a write to a Terminating object may change (the rest of it is the server's)
 EDITABLE_METADATA = ("labels", "annotations", "finalizers", "managedFields")

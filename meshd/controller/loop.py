@@ -532,6 +532,11 @@ class Controller:
         self._terminate(worker, "deleted")
         self.kick()
 
+    async def pod_deletion_written(self, namespace: str, name: str) -> None:
+        """After `delete_pod`: in a cluster, waits until the deletion is in the store (read-your-writes)."""
+        if self.cluster is not None:
+            await self.cluster.deletion_written((namespace, name))
+
     def _terminate(self, worker: PodWorker, why: str) -> None:
         if self.cluster is not None and not isinstance(worker, PodWorker):
             return self.cluster.delete(worker, why)  # a Pod object: deleted through its node's kubelet

@@ -22,6 +22,8 @@ class StoreWriter:
         self._pending: dict[Hashable, Write] = {}
         self._wake = asyncio.Event()
         self._settle, self._retry = settle, retry
+        self._writing: Hashable | None = None
+        self._round = asyncio.Event()  # set (and replaced) after every attempt
         self.failing = ""
 
     def submit(self, key: Hashable, write: Write, *, last: bool = False) -> None:
@@ -36,6 +38,12 @@ class StoreWriter:
 
     def pending(self, key: Hashable) -> bool:
         return key in self._pending
+
+    async def settled(self, key: Hashable) -> None:
+        """Returns once no write of `key` is queued or being written: the API answers after its write, so a
+        client's next read sees it (read-your-writes). The caller bounds the wait."""
+        while key in self._pending or self._writing == key:
+            await self._round.wait()
 
     async def run(self) -> None:
         while True:
@@ -59,6 +67,15 @@ class StoreWriter:
                     self._pending[key] = write
 
     async def _attempt(self, key: Hashable, write: Write) -> bool:
+        self._writing = key
+        try:
+            return await self._write(key, write)
+        finally:
+            self._writing = None
+            self._round.set()
+            self._round = asyncio.Event()
+
+    async def _write(self, key: Hashable, write: Write) -> bool:
         for _ in range(5):
             try:
                 await write()

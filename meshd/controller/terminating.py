@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from meshd.controller import deletion
 from meshd.controller.cascade import dependents
 from meshd.controller.persist import load_records
-from meshd.store import Conflict, Delete, NotFound, StoreError, Update, object_key
+from meshd.controller.clusterip import IP_ADDRESS_KIND, address_releases
+from meshd.model.endpoints import ServiceKey
+from meshd.store import Conflict, Delete, NotFound, Operation, StoreError, Update, object_key
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
@@ -104,13 +106,19 @@ async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any],
         row = copy.deepcopy(dict(stored))
         row["metadata"] = deletion.edited_metadata(stored["metadata"], new_meta)
         if deletion.finished(row["metadata"]):
-            await c.store.transaction([Delete(*key, str(stored["metadata"]["resourceVersion"]))])
+            await c.store.transaction(removal(c, key, stored["metadata"]))
             release(c, key)
             c.events.record(*key, "Normal", "Deleted", "no finalizer left: deleted")
             return None
         (written,) = await c.store.transaction([Update(row)])
         c._notify(*key)
         return written
+
+
+def removal(c: Controller, key: Key, meta: Mapping[str, Any]) -> list[Operation]:
+    """The writes that remove a Terminating object once no finalizer is left: a Service's address goes with it."""
+    releases = address_releases(c.store.list(IP_ADDRESS_KIND), [ServiceKey(key[1], key[2])]) if key[0] == "Service" else []
+    return [Delete(*key, str(meta["resourceVersion"])), *releases]
 
 
 def left(c: Controller, key: Key, record: Any) -> int:
@@ -164,7 +172,7 @@ async def _finish_one(c: Controller, key: Key, record: Any) -> None:
             meta = stored["metadata"]
             c._notify(*key)
         if deletion.finished(meta):
-            await c.store.transaction([Delete(*key, str(meta["resourceVersion"]))])
+            await c.store.transaction(removal(c, key, meta))
             release(c, key)
             c.events.record(*key, "Normal", "Deleted", "dependents gone, no finalizer left: deleted")
 
@@ -217,4 +225,5 @@ async def run(c: Controller) -> None:
         stop()
 
 
-__all__ = ["edit", "finish", "held", "held_back", "hold", "left", "load", "mark", "observed", "release", "run"]
+__all__ = ["edit", "finish", "held", "held_back", "hold", "left", "load", "mark", "observed", "release", "removal",
+           "run"]

@@ -7,7 +7,7 @@ These values have a JSON form (`to_json`/`from_json`) that is the wire format of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,18 @@ class Endpoint:
             hostname=data.get("hostname", ""),
             gateway=data.get("gateway", ""),
         )
+
+
+PortSet = tuple[tuple[str, int], ...]  # (Service port name, the pod's port), sorted
+
+
+def port_groups(endpoints: Iterable[Endpoint]) -> list[tuple[PortSet, list[Endpoint]]]:
+    """A Service's endpoints grouped by their ports, in the ports' order: endpoints share their port numbers
+    unless a named target port differs between pods (one v1 Endpoints subset, one EndpointSlice, per group)."""
+    groups: dict[PortSet, list[Endpoint]] = {}
+    for ep in endpoints:
+        groups.setdefault(tuple(sorted(ep.ports.items())), []).append(ep)
+    return sorted(groups.items())
 
 
 # --- the update stream ----------------------------------------------------------------------------------

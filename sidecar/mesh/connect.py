@@ -1,6 +1,7 @@
 """The one place the sidecar opens a connection to an endpoint, for every codec (HTTP/1 and h2 pools, opaque
 TCP): a local endpoint directly; a remote one (`gateway` set: another node's) through that node's mesh gateway,
-over mutual TLS with this node's certificate, `CONNECT` to the pod, then the codec's protocol speaks to the pod
+over mutual TLS with this node's certificate (a warm connection when one is idle: sidecar/mesh/warm.py),
+`CONNECT` to the pod, then the codec's protocol speaks to the pod
 as if connected directly (a MeshTransport frames its writes and half-close). The UDP flows to one node share
 such a stream, opened with `protocol="udp"` (sidecar/mesh/udptunnel.py)."""
 
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 from .identity import MeshIdentity
 from .stats import MESH_STATS
+from .warm import SIZE, WarmPool
 from .wire import FIN, MAX_LINE, Deframer, connect_line, frame, parse_answer
 
 log = logging.getLogger(__name__)
@@ -58,12 +61,28 @@ async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address:
     host, _, gport = gateway.rpartition(":")
     host = host.strip("[]")
     tls = contexts.client
-    answered: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+    line = connect_line(address, port, protocol=protocol)
+    key = _GatewayKey(host, int(gport), (node or host) if tls is not None else None, tls)
+    # a handshake done already (sidecar/mesh/warm.py); not for the one long stream of a node's UDP flows
+    warm = WARM.take(key) if tls is not None and protocol == "tcp" else None
+    if warm is not None:
+        answered: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+        warm.start(factory, line, answered)
+        try:
+            made = await answered
+        except ConnectionResetError:  # the gateway closed it as it was taken: a connection of its own
+            warm = None
+        except BaseException:
+            MESH_STATS.outbound_failed += 1
+            warm.tls.abort()
+            raise
+        else:
+            MESH_STATS.outbound += 1
+            MESH_STATS.outbound_warm += 1
+            return made
+    answered = loop.create_future()
     try:
-        transport, _ = await loop.create_connection(
-            lambda: MeshUpstream(factory, connect_line(address, port, protocol=protocol), answered, identity),  # type: ignore[arg-type]
-            host, int(gport), ssl=tls, server_hostname=(node or host) if tls is not None else None,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls is not None else None)
+        transport, _ = await _dial(key, lambda: MeshUpstream(identity, factory, line, answered))  # type: ignore[arg-type]
     except BaseException:
         MESH_STATS.outbound_failed += 1
         raise
@@ -75,6 +94,34 @@ async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address:
         raise
     MESH_STATS.outbound += 1
     return made
+
+
+class _GatewayKey(NamedTuple):
+    host: str
+    port: int
+    server_hostname: str | None
+    tls: Any  # the client context it was made with (a rotated certificate: another key)
+
+
+async def _dial(key: _GatewayKey, protocol: Callable[[], MeshUpstream]) -> tuple[Any, Any]:
+    loop = asyncio.get_running_loop()
+    return await loop.create_connection(protocol, key.host, key.port, ssl=key.tls,
+                                        server_hostname=key.server_hostname,
+                                        ssl_handshake_timeout=HANDSHAKE_TIMEOUT if key.tls is not None else None)
+
+
+async def _warm_one(key: Hashable) -> MeshUpstream:
+    """An idle connection to a gateway, its handshake done and checked (OSError when it cannot be made)."""
+    assert isinstance(key, _GatewayKey) and IDENTITY is not None
+    identity = IDENTITY
+    _, up = await _dial(key, lambda: MeshUpstream(identity))
+    if not up.alive():
+        raise ConnectionRefusedError("the gateway's certificate is refused")
+    return up
+
+
+# idle connections kept per gateway in use (MESHD_MESH_WARM=0: none, a handshake per new connection)
+WARM = WarmPool(_warm_one, size=int(os.environ.get("MESHD_MESH_WARM", SIZE)))
 
 
 class MeshTransport(asyncio.Transport):
@@ -135,14 +182,16 @@ class MeshTransport(asyncio.Transport):
 
 
 class MeshUpstream(asyncio.Protocol):
-    """The protocol on the TLS connection to a gateway: the CONNECT exchange, then frames to the codec's."""
+    """The protocol on the TLS connection to a gateway: the CONNECT exchange, then frames to the codec's. Made
+    without a `line`, it is a warm connection: idle, its handshake done, until `start` sends the CONNECT."""
 
-    def __init__(self, factory: Callable[[], asyncio.BaseProtocol], line: bytes,
-                 answered: asyncio.Future[tuple[Any, Any]], identity: MeshIdentity) -> None:
+    def __init__(self, identity: MeshIdentity, factory: Callable[[], asyncio.BaseProtocol] | None = None,
+                 line: bytes = b"", answered: asyncio.Future[tuple[Any, Any]] | None = None) -> None:
         self.factory = factory
         self.line = line
         self.answered = answered
         self.identity = identity
+        self.lost = False
         self.tls: Any = None
         self.buf = b""
         self.app: Any = None
@@ -160,16 +209,35 @@ class MeshUpstream(asyncio.Protocol):
             if refusal is not None:
                 self._fail(ConnectionRefusedError(f"the gateway's certificate is refused: {refusal}"))
                 return
-        transport.write(self.line)
+        if self.line:
+            transport.write(self.line)
+
+    def alive(self) -> bool:
+        """A warm connection still fit to be taken."""
+        return not self.lost and self.line == b"" and self.tls is not None and not self.tls.is_closing()
+
+    def start(self, factory: Callable[[], asyncio.BaseProtocol], line: bytes,
+              answered: asyncio.Future[tuple[Any, Any]]) -> None:
+        """A warm connection taken: the CONNECT of `line`; `answered` as for a connection made for it."""
+        self.factory, self.line, self.answered = factory, line, answered
+        self.tls.write(line)
+
+    def close_idle(self) -> None:
+        self.lost = True
+        if self.tls is not None:
+            self.tls.close()
 
     def _fail(self, error: Exception) -> None:
-        if not self.answered.done():
+        if self.answered is not None and not self.answered.done():
             self.answered.set_exception(error)
         self.tls.abort()
 
     def data_received(self, data: bytes) -> None:
         app = self.app
         if app is None:
+            if self.answered is None or self.factory is None:  # warm: the gateway says nothing before a CONNECT
+                self._fail(ConnectionError("the gateway spoke before a CONNECT"))
+                return
             self.buf += data
             line, newline, rest = self.buf.partition(b"\n")
             if not newline:
@@ -211,7 +279,8 @@ class MeshUpstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         OPEN.discard(self)
-        if not self.answered.done():
+        self.lost = True
+        if self.answered is not None and not self.answered.done():
             self.answered.set_exception(exc if isinstance(exc, OSError) else
                                         ConnectionResetError(f"the gateway closed the connection{': ' + str(exc) if exc else ''}"))
         if self.app is not None:

@@ -16,6 +16,7 @@ class MeshStats:
         self.active = 0  # gateway connections open now
         self.outbound = 0  # connections to other nodes' gateways made
         self.outbound_failed = 0
+        self.outbound_warm = 0  # of those made, how many took a warm connection (its handshake done before)
         self.expiry = 0.0  # this node's certificate's notAfter (seconds since the epoch; 0: none)
 
 
@@ -40,13 +41,16 @@ class MeshCollector:
         for reason, value in s.refused.items():
             refused.add_metric([reason], value)
         active = GaugeMetricFamily("meshd_sidecar_mesh_gateway_active_connections",
-                                   "Gateway connections open now.")
+                                   "Gateway connections open now (warm ones waiting for a CONNECT too).")
         active.add_metric([], s.active)
         outbound = CounterMetricFamily("meshd_sidecar_mesh_outbound_connections",
                                        "Connections to other nodes' gateways, by result.", labels=["result"])
         outbound.add_metric(["made"], s.outbound)
         outbound.add_metric(["failed"], s.outbound_failed)
+        warm = CounterMetricFamily("meshd_sidecar_mesh_outbound_warm_connections",
+                                   "Connections to other nodes' gateways that took a warm one (handshake done).")
+        warm.add_metric([], s.outbound_warm)
         expiry = GaugeMetricFamily("meshd_sidecar_mesh_certificate_expiry_timestamp_seconds",
                                    "When this node's mesh certificate expires (0: none loaded).")
         expiry.add_metric([], s.expiry)
-        yield from (accepted, refused, active, outbound, expiry)
+        yield from (accepted, refused, active, outbound, warm, expiry)

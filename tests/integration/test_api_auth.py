@@ -128,8 +128,9 @@ async def test_meshd_kubeconfig_authenticates_kubectl_the_python_client_and_the_
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "HOME": str(tmp_path)}
     env.pop("MESHD_TOKEN", None)
     env.pop("MESHD_API", None)
+    # no --api: the address the agent recorded in its state dir (it serves on a port of its own here)
     made = await arun(sys.executable, "-m", "meshd.cli", "kubeconfig", "--state-dir", agent.options.state_dir,
-                      "--api", agent.url, env=env)
+                      env=env)
     assert made.returncode == 0, made.stderr
     config = tmp_path / "kubeconfig"
     config.write_bytes(made.stdout)

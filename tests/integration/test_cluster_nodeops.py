@@ -196,6 +196,10 @@ async def test_the_python_client_labels_cordons_and_evicts(members: list[NodeMem
     for pod in on_n2:
         eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace="default"))
         await asyncio.to_thread(api.create_namespaced_pod_eviction, pod.metadata.name, "default", eviction)
+        # answered after the deletion is written: the next read sees the pod Terminating (or gone)
+        listed = await asyncio.to_thread(api.list_namespaced_pod, "default",
+                                         field_selector=f"metadata.name={pod.metadata.name}")
+        assert all(p.metadata.deletion_timestamp is not None for p in listed.items), listed.items
     error = await asyncio.to_thread(refused, lambda: api.create_namespaced_pod_eviction(
         "nothing", "default", client.V1Eviction(metadata=client.V1ObjectMeta(name="nothing"))))
     assert error.status == 404

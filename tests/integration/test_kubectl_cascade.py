@@ -213,3 +213,28 @@ async def test_orphan_cascade_of_a_cronjob_keeps_its_jobs_running_as_their_own(c
     assert "ownerReferences" not in kept["metadata"] and kept["status"]["active"] == 1, kept
     (pod,) = (await get_json(cluster, "pods", "-l", f"job-name={job['metadata']['name']}"))["items"]
     assert pod["status"]["phase"] == "Running" and pod["metadata"]["ownerReferences"][0]["kind"] == "Job"
+
+
+async def test_a_deployment_applied_again_adopts_its_orphaned_replicaset_and_pods(cluster):
+    """As Kubernetes' Deployment controller: an orphaned ReplicaSet its selector matches becomes its own again
+    (the pods keep running, none is made twice): delete --cascade=orphan, then apply, is how users change a
+    Deployment in place without a restart."""
+    pods = await started(cluster, "adopt")
+    code, out, err = await cluster.kubectl("delete", "deployment", "adopt", "--cascade=orphan")
+    assert code == 0, err
+    (orphan,) = (await get_json(cluster, "rs", "-l", "app=adopt"))["items"]
+    assert "ownerReferences" not in orphan["metadata"]
+    assert await started(cluster, "adopt") == pods  # the same two pods, not two more
+
+    deployment = await get_json(cluster, "deployment", "adopt")
+
+    async def adopted() -> dict | None:
+        (rs,) = (await get_json(cluster, "rs", "-l", "app=adopt"))["items"]
+        refs = rs["metadata"].get("ownerReferences") or []
+        return rs if [r.get("uid") for r in refs] == [deployment["metadata"]["uid"]] else None
+
+    rs = await until(adopted, "the orphaned ReplicaSet owned by the new Deployment")
+    assert rs["metadata"]["name"] == orphan["metadata"]["name"]
+    await asyncio.sleep(1.0)  # nothing more is made once adopted
+    assert await running_pods(cluster, "adopt") == pods
+    assert len((await get_json(cluster, "pods", "-l", "app=adopt"))["items"]) == 2

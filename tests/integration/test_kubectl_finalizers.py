@@ -264,3 +264,69 @@ data: {a: "1"}
         return await gone(cluster, "namespace", "holding")
 
     await until(namespace_gone, "the namespace gone with its last object")
+
+
+HELD_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: NAME, FINALIZERS}
+spec:
+  CLUSTERIP
+  selector: {app: NAME}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def service(name: str, *, finalizers: str = "", cluster_ip: str = "") -> str:
+    return (HELD_SERVICE.replace("NAME", name)
+            .replace("FINALIZERS", f"finalizers: [{finalizers}]" if finalizers else "labels: {}")
+            .replace("CLUSTERIP", f"clusterIP: {cluster_ip}" if cluster_ip else "type: ClusterIP"))
+
+
+async def test_a_user_finalizer_holds_a_service_and_its_address_until_a_patch_takes_it_off(cluster):
+    code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, "held-svc.yaml", service(
+        "held-svc", finalizers="example.com/hold")))
+    assert code == 0, err
+    address = (await get_json(cluster, "service", "held-svc"))["spec"]["clusterIP"]
+    code, out, err = await cluster.kubectl("delete", "service", "held-svc", "--wait=false")
+    assert code == 0, err
+    shown = await get_json(cluster, "service", "held-svc")  # still there, Terminating
+    assert shown["metadata"]["finalizers"] == ["example.com/hold"] and shown["metadata"]["deletionTimestamp"]
+    assert shown["spec"]["clusterIP"] == address
+    taker = await write(cluster, "taker.yaml", service("taker", cluster_ip=address))
+    code, out, err = await cluster.kubectl("apply", "-f", taker)
+    assert code == 1 and "already allocated" in err, (out, err)  # a Terminating Service keeps its address
+
+    code, out, err = await cluster.kubectl("patch", "service", "held-svc", "--type=json", "-p",
+                                           '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    assert code == 0, (out, err)
+    assert await gone(cluster, "service", "held-svc")
+    code, out, err = await cluster.kubectl("apply", "-f", taker)  # its address went with it
+    assert code == 0, (out, err)
+    assert (await get_json(cluster, "service", "taker"))["spec"]["clusterIP"] == address
+
+
+HELD_INGRESS = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: held-ing, finalizers: [example.com/hold]}
+spec:
+  rules:
+  - host: held.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: held-backend, port: {number: 80}}}}
+"""
+
+
+async def test_a_user_finalizer_holds_an_ingress_until_a_patch_takes_it_off(cluster):
+    code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, "held-ing.yaml", HELD_INGRESS))
+    assert code == 0, err
+    code, out, err = await cluster.kubectl("delete", "ingress", "held-ing", "--wait=false")
+    assert code == 0, err
+    shown = await get_json(cluster, "ingress", "held-ing")  # still there, Terminating
+    assert shown["metadata"]["finalizers"] == ["example.com/hold"] and shown["metadata"]["deletionTimestamp"]
+    code, out, err = await cluster.kubectl("patch", "ingress", "held-ing", "--type=merge", "-p",
+                                           '{"metadata": {"finalizers": null}}')
+    assert code == 0, (out, err)
+    assert await gone(cluster, "ingress", "held-ing")

@@ -1,5 +1,5 @@
 """A Terminating object survives an agent restart (its deletionTimestamp and finalizers are in the store): a
-ConfigMap a user's finalizer holds is still Terminating after the restart and goes when a PATCH takes the
+ConfigMap (and a Service) a user's finalizer holds is still Terminating after the restart and goes when a PATCH takes the
 finalizer off; a Deployment held so does not run its pods again."""
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment",
                   "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
                       "name": "main", "image": "python",
                       "command": [sys.executable, "-c", "import time; time.sleep(3600)"]}]}}}}
+SERVICE = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "kept-svc", "finalizers": ["example.com/hold"]},
+           "spec": {"selector": {"app": "held"}, "ports": [{"port": 80, "targetPort": 8080}]}}
 CM = "/api/v1/namespaces/default/configmaps"
+SVC = "/api/v1/namespaces/default/services"
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
 
 
@@ -48,7 +52,7 @@ async def agent(tmp_path: Path) -> Any:
 
 
 async def test_a_terminating_object_stays_so_across_a_restart(agent: AgentProcess) -> None:
-    for path, obj in ((CM, CONFIGMAP), (DEPLOY, DEPLOYMENT)):
+    for path, obj in ((CM, CONFIGMAP), (DEPLOY, DEPLOYMENT), (SVC, SERVICE)):
         status, body = await call(agent, "POST", path, obj)
         assert status == 201, body
 
@@ -57,7 +61,7 @@ async def test_a_terminating_object_stays_so_across_a_restart(agent: AgentProces
         return len(pods) == 1 and all(p["status"].get("phase") == "Running" for p in pods)
 
     assert await poll(running)
-    for path, name in ((CM, "kept"), (DEPLOY, "held")):
+    for path, name in ((CM, "kept"), (DEPLOY, "held"), (SVC, "kept-svc")):
         status, body = await call(agent, "DELETE", f"{path}/{name}")
         assert status == 200 and body["metadata"]["deletionTimestamp"], body
 
@@ -67,12 +71,12 @@ async def test_a_terminating_object_stays_so_across_a_restart(agent: AgentProces
     assert await poll(no_pods)
     await agent.stop()
     await agent.start()
-    for path, name in ((CM, "kept"), (DEPLOY, "held")):
+    for path, name in ((CM, "kept"), (DEPLOY, "held"), (SVC, "kept-svc")):
         status, body = await call(agent, "GET", f"{path}/{name}")
         assert status == 200 and body["metadata"]["finalizers"] == ["example.com/hold"], body
         assert body["metadata"]["deletionTimestamp"]
     assert not await agent.items("pods")  # the held Deployment runs nothing again
-    for path, name in ((CM, "kept"), (DEPLOY, "held")):
+    for path, name in ((CM, "kept"), (DEPLOY, "held"), (SVC, "kept-svc")):
         status, body = await call(agent, "PATCH", f"{path}/{name}", {"metadata": {"finalizers": None}},
                                   "application/merge-patch+json")
         assert status == 200, body
