@@ -145,7 +145,8 @@ def main() -> None:
                    "meshd-mtls": start_pair(stack, tmp, env, pod=ports["pod"], plaintext=False),
                    "meshd-plain": start_pair(stack, tmp, env, pod=ports["pod"], plaintext=True)}
         if args.pod_closes:
-            targets["meshd-cold"] = start_pair(stack, tmp, {**env, "MESHD_MESH_WARM": "0"}, pod=ports["pod"],
+            targets["meshd-cold"] = start_pair(stack, tmp, {**env, "MESHD_MESH_WARM": "0", "MESHD_MESH_REUSE": "0"},
+                                               pod=ports["pod"],
                                                plaintext=False, name="cold")
         time.sleep(1.0)  # the sidecars' discovery
         for name in order:  # each path answers (and warms up: pools, TLS sessions)

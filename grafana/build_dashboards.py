@@ -325,7 +325,9 @@ def mesh_panels() -> list[Panel]:
             q(f"sum by (instance) (rate(meshd_sidecar_mesh_outbound_connections_total{{result=\"made\"}}[{RATE}]))",
               "{{instance}} out/s"),
             q(f"sum by (instance) (rate(meshd_sidecar_mesh_outbound_warm_connections_total[{RATE}]))",
-              "{{instance}} out warm/s"),), width=8,
+              "{{instance}} out warm/s"),
+            q(f"sum by (instance) (rate(meshd_sidecar_mesh_outbound_reused_connections_total[{RATE}]))",
+              "{{instance}} given back/s"),), width=8,
               description="Connections from other nodes' sidecars that reached a pod here, open now (warm ones "
               "waiting for their CONNECT too), and made to other nodes' gateways per second (warm: their TLS "
               "handshake done before)."),

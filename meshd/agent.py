@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -32,6 +33,7 @@ from meshd.controller.loop import Controller, NodeCapacity
 from meshd.controller.metrics import register_controller_metrics
 from meshd.controller.pod import PodWorker
 from meshd.controller.probes import prober_factory
+from meshd.slotreaddress import readdress_services
 from meshd.driver import DriverError, make_driver
 from meshd.external.hostaddresses import host_ipv4_addresses
 from meshd.external.listeners import expand_wildcards, parse_external
@@ -42,6 +44,7 @@ from meshd.hostslots import (
     SlotLease,
     default_run_dir,
     listening_addresses,
+    service_slot_pool,
     slot_states,
     stale_addresses,
 )
@@ -57,6 +60,7 @@ from meshd.registry.addresses import AddressAllocator
 from meshd.registry.drain import DrainCoordinator
 from meshd.controller.ingress import listen_address
 from meshd.sidecar_process import SidecarProcess
+from meshd.slottaking import take_slot
 from meshd.state import API_ADDRESS_FILE, SOCKET_FILE, api_address_of, default_state_dir, write_atomically
 from meshd.store import StoreError
 from meshd.tasks import TaskGroup
@@ -324,8 +328,7 @@ class Agent:
 
     async def _take_slot(self) -> None:
         """This agent's share of the host (addresses, metrics port), apart from every other live agent's."""
-        self.slot = slot = await asyncio.to_thread(SlotLease.acquire, run_dir=default_run_dir(),
-                                                   state_dir=self.state_dir, agent_id=self.agent_id)
+        self.slot = slot = await take_slot(state_dir=self.state_dir, agent_id=self.agent_id)
         ranges = slot.ranges
         if self.options.driver == "process":
             self.driver.pod_network = ipaddress.ip_network(ranges.process_pods)  # type: ignore[attr-defined]
@@ -337,6 +340,11 @@ class Agent:
         log.info("host slot %d: Service addresses in %s%s, sidecar metrics on %s", slot.slot,
                  self.controller.addresses.pool,
                  f", pods in {ranges.process_pods}" if self.options.driver == "process" else "", self.sidecar.metrics)
+        if self.cluster is None:  # a cluster's range is cluster-wide: its addresses never move with the slot
+            self.controller.before_load = functools.partial(
+                readdress_services, pool=self.controller.addresses.pool,
+                slot_pool=ipaddress.IPv4Network(service_slot_pool(self.options.driver)), slot=slot.slot,
+                record=self.controller.events.record)
 
     async def _use_cluster_range(self) -> None:
         """The cluster's Service range (decided by its first agent, kept in the store): this agent allocates and

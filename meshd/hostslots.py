@@ -6,7 +6,11 @@ hand out the same address or port.
 A slot is a lock file `RUN_DIR/slot-N.lock` held (flock) for the agent's life: the kernel frees it when the
 agent dies, however it dies, so a slot is live exactly while its agent runs. The first agent on a host takes
 slot 0 (the ranges meshd always used); an agent keeps the slot it had (recorded in its state dir) while it is
-free, so its addresses stay the same across restarts. The blocking helpers run in a thread.
+free, so its addresses stay the same across restarts. A slot whose last agent is gone but whose sidecar still
+serves its addresses (it outlives its agent, for the next agent of that state dir to adopt) is taken last; an
+agent that has to take it stops that sidecar first (meshd.agent). An agent that ends up in another slot than it
+had gives its stored Services addresses of its new range (meshd.slotreaddress). The blocking helpers run
+in a thread.
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ import fcntl
 import ipaddress
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from meshd.driver.listening import listening_addresses as listening_addresses  # where the agent reads it
 
 SLOTS = 32
 DOCKER_SERVICE_POOL = "10.213.128.0/17"  # the bridge's Service half, 32 x /22
 PROCESS_POD_POOL = "127.213.0.0/16"  # 32 x /21
+PROCESS_SERVICE_POOL = "127.64.0.0/11"  # 32 x /16: 127.(64 + slot).0.0/16
 CLUSTER_SERVICE_POOL = "10.96.0.0/12"  # 32 x /17: Kubernetes' default range; a cluster's, decided by its first agent
 SIDECAR_METRICS_PORT = 7701
 SLOT_RECORD = "slot"
@@ -88,26 +96,19 @@ def stale_addresses(addresses: list[str], *, known: set[int], held: set[int], ow
     return stale
 
 
-def listening_addresses(table: str = "/proc/net/tcp") -> frozenset[str]:
-    """The IPv4 addresses some TCP listener is bound to (blocking: reads procfs)."""
-    found = set()
-    with open(table) as lines:
-        next(lines, None)
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
-                hex_address = fields[1].split(":")[0]
-                found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_address), "little"))))
-    return frozenset(found)
+def service_slot_pool(driver: str) -> str:
+    """The pool whose per-slot shares a standalone agent of `driver` takes its Service addresses from."""
+    return DOCKER_SERVICE_POOL if driver == "docker" else PROCESS_SERVICE_POOL
 
 
-def preference(recorded: int | None) -> list[int]:
-    """The order slots are tried in: the one this agent had, then the lowest."""
+def preference(recorded: int | None, occupied: frozenset[int] | set[int] = frozenset()) -> list[int]:
+    """The order slots are tried in: the one this agent had, then the lowest; the `occupied` ones (a gone agent's
+    sidecar still serves their addresses) last, the one this agent had first among them."""
     order = list(range(SLOTS))
     if recorded is not None and 0 <= recorded < SLOTS:
         order.remove(recorded)
         order.insert(0, recorded)
-    return order
+    return [s for s in order if s not in occupied] + [s for s in order if s in occupied]
 
 
 def default_run_dir() -> Path:
@@ -117,22 +118,38 @@ def default_run_dir() -> Path:
 class SlotLease:
     """A slot held by this process (blocking calls: run them in a thread)."""
 
-    def __init__(self, slot: int, lock: IO[bytes], path: Path) -> None:
+    def __init__(self, slot: int, lock: IO[bytes], path: Path, *, recorded: int | None = None,
+                 leftover: tuple[int, str] | None = None) -> None:
         self.slot = slot
         self.ranges = slot_ranges(slot)
         self._lock = lock  # a file object: the slot is freed when it closes, even if the owner is collected
         self.path = path
+        self.recorded = recorded  # the slot this state dir had before (None: none recorded)
+        self.leftover = leftover  # (pid, state dir) of the slot's last agent's sidecar, still running: to stop
 
     @classmethod
-    def acquire(cls, *, run_dir: Path, state_dir: Path, agent_id: str) -> SlotLease:
-        """Takes this agent's slot; SlotError when the same state dir's agent runs already or none is free."""
+    def acquire(cls, *, run_dir: Path, state_dir: Path, agent_id: str,
+                leftover: Callable[[Mapping[str, Any]], int | None] | None = None) -> SlotLease:
+        """Takes this agent's slot; SlotError when the same state dir's agent runs already or none is free.
+        `leftover(holder)`: the pid of the sidecar a slot's last holder (another state dir) left running, if any."""
         run_dir.mkdir(parents=True, exist_ok=True)
         record = state_dir / SLOT_RECORD
         try:
             recorded: int | None = int(record.read_text().strip())
         except (OSError, ValueError):
             recorded = None
-        for slot in preference(recorded):
+        ours = str(state_dir.resolve())
+        _, held = slot_states(run_dir)
+        holders = {slot: read_holder(run_dir / f"slot-{slot}.lock") for slot in range(SLOTS)}
+        live = {holders[slot].get("state_dir") for slot in held}  # their sidecars are their live agents'
+
+        def left_running(holder: Mapping[str, Any]) -> int | None:
+            """The sidecar a gone agent of another state dir left running."""
+            state = holder.get("state_dir")
+            return leftover(holder) if leftover is not None and state not in (None, ours) and state not in live else None
+
+        occupied = {slot for slot in range(SLOTS) if slot not in held and left_running(holders[slot]) is not None}
+        for slot in preference(recorded, occupied):
             path = run_dir / f"slot-{slot}.lock"
             lock = open(path, "a+b", buffering=0)  # noqa: SIM115 - held for the agent's life
             try:
@@ -142,15 +159,17 @@ class SlotLease:
                 if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
                 holder = read_holder(path)
-                if holder.get("state_dir") == str(state_dir.resolve()) and holder.get("pid") != os.getpid():
+                if holder.get("state_dir") == ours and holder.get("pid") != os.getpid():
                     raise SlotError(f"an agent with state dir {state_dir} runs already (pid {holder.get('pid')}, "
                                     f"slot {slot}); two agents must not share a state dir") from None
                 continue
+            previous = read_holder(path)
+            pid = left_running(previous)
             lock.truncate(0)
-            lock.write(json.dumps({"pid": os.getpid(), "agent_id": agent_id,
-                                   "state_dir": str(state_dir.resolve())}).encode())
+            lock.write(json.dumps({"pid": os.getpid(), "agent_id": agent_id, "state_dir": ours}).encode())
             record.write_text(f"{slot}\n")
-            return cls(slot, lock, path)
+            return cls(slot, lock, path, recorded=recorded,
+                       leftover=(pid, str(previous["state_dir"])) if pid is not None else None)
         raise SlotError(f"all {SLOTS} agent slots of this host are held (lock files in {run_dir})")
 
     def release(self) -> None:

@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from meshd.fdhandover import FdKeeper
 from meshd.model.handover import FDS_VARIABLE, PATH_VARIABLE, encode_inherited, handover_path
@@ -45,6 +47,39 @@ def _alive(pid: int, marker: str) -> bool:
     return f"{TAG_VARIABLE}={marker}".encode() in environ and ") Z " not in stat
 
 
+def running_sidecar(state_dir: Path) -> int | None:
+    """The pid of `state_dir`'s sidecar if it still runs (blocking: reads files)."""
+    try:
+        pid = int(json.loads((state_dir / RECORD).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if pid and _alive(pid, str(state_dir.resolve())) else None
+
+
+def left_running(holder: Mapping[str, Any]) -> int | None:
+    """The sidecar a host slot's last holder (meshd.hostslots.read_holder) left running, if any (blocking)."""
+    state_dir = holder.get("state_dir")
+    return running_sidecar(Path(state_dir)) if isinstance(state_dir, str) and state_dir else None
+
+
+async def terminate(pid: int, marker: str, *, reap: Callable[[], object] = lambda: None) -> None:
+    """Stops the sidecar `pid` of the state dir `marker`: SIGTERM, SIGKILL if it still runs 5 s later. `reap`
+    collects it when it is this process's child."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        reap()
+        if not await asyncio.to_thread(_alive, pid, marker):
+            return
+        await asyncio.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class SidecarProcess:
     def __init__(self, *, state_dir: Path, api_url: str, metrics: str, metrics_fixed: bool = True, token: str = "",
                  check_interval: float = 1.0) -> None:
@@ -74,16 +109,8 @@ class SidecarProcess:
         return [sys.executable, "-c", "import sys; from sidecar.main import main; sys.exit(main())",
                 "--api", self.api_url, "--metrics", self.metrics, "--id", f"node-{os.getpid()}", *self.extra_args]
 
-    def _recorded(self) -> int | None:
-        """The pid of this state dir's sidecar if it still runs (blocking: reads files)."""
-        try:
-            pid = int(json.loads((self.state_dir / RECORD).read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return pid if pid and _alive(pid, self._marker) else None
-
     async def start(self) -> None:
-        pid = await asyncio.to_thread(self._recorded)
+        pid = await asyncio.to_thread(running_sidecar, self.state_dir)
         if pid is not None:
             self.pid = pid
             log.info("adopted the running sidecar (pid %d)", pid)
@@ -218,21 +245,8 @@ class SidecarProcess:
         if self.pid is None:
             return
         pid, self.pid = self.pid, None
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        for _ in range(100):
-            if self._child is not None:
-                self._child.poll()
-            if not await asyncio.to_thread(_alive, pid, self._marker):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        child = self._child
+        await terminate(pid, self._marker, reap=child.poll if child is not None else lambda: None)
         await asyncio.to_thread((self.state_dir / RECORD).unlink, missing_ok=True)
 
     def detach(self) -> None:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from meshd.model.endpoints import ServiceKey
 from meshd.tasks import TaskGroup
 
+from . import compiled
 from .discovery import DiscoveryClient, normalize_api
 from .handover import FdServer
 from .ingress.listener import IngressCollector, IngressServer
@@ -351,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s sidecar[%(process)d] %(name)s: %(message)s",
     )
+    log.info("hot path: %s", compiled.build)  # (compiled with mypyc, or why not: sidecar/compiled.py)
     if args.workers == 1:
         _run(args)
         return

@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from typing import Protocol as Structural
+
+from mypy_extensions import mypyc_attr
 
 from .accept import Acceptor
 from .http import service_hostnames, split_host
@@ -96,6 +99,7 @@ class Route:
     port_name: str | None  # None: the Service's first port
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the compiled build: IngressListener is interpreted
 class Listener:
     """One listening address: the Services reachable there (several -> routed by Host) and its connections."""
 
@@ -220,24 +224,34 @@ class Listener:
         TICKER.discard(self)
 
 
+class Ticking(Structural):
+    """What the Ticker drives: a Listener, a UdpListener (a structural type, not Listener: the compiled
+    build checks the class of an argument typed Listener at run time)."""
+
+    host: str
+    port: int
+
+    def tick(self, now: float, idle_scan: bool) -> None: ...
+
+
 class Ticker:
     """One task for all the listeners of a process: timeouts checked every `interval` (cheaper than a timer
     per request, at most `interval` late), idle connections once a second."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
-        self.listeners: set[Listener] = set()
+        self.listeners: set[Ticking] = set()
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.now = 0.0  # monotonic() at the last tick: a clock for what needs no finer one
 
-    def add(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
+    def add(self, listener: Ticking, loop: asyncio.AbstractEventLoop) -> None:
         self.listeners.add(listener)
         if self.task is None or self.task.done() or self.loop is not loop:
             self.loop = loop
             self.task = loop.create_task(self._run())
 
-    def discard(self, listener: Listener) -> None:
+    def discard(self, listener: Ticking) -> None:
         self.listeners.discard(listener)
         if not self.listeners and self.task is not None:
             self.task.cancel()

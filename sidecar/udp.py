@@ -58,7 +58,7 @@ class UdpListener(asyncio.DatagramProtocol):
             sock.close()
             raise
         self.sock = sock
-        TICKER.add(self, loop)  # type: ignore[arg-type]
+        TICKER.add(self, loop)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -109,7 +109,7 @@ class UdpListener(asyncio.DatagramProtocol):
             self.transport.close()
         for flow in list(self.flows.values()):
             flow.close()
-        TICKER.discard(self)  # type: ignore[arg-type]
+        TICKER.discard(self)
 
 
 class Flow(asyncio.DatagramProtocol):

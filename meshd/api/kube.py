@@ -10,7 +10,7 @@ from typing import Any
 
 from meshd.api import deleting
 from meshd.controller.loop import Controller, ObjectRecord
-from meshd.controller.pod import ContainerStatus, PodWorker, pod_uid_of
+from meshd.controller.pod import ContainerStatus, PodWorker
 from meshd.controller.progress import progressing_condition, restored
 from meshd.controller.records import REVISION_ANNOTATION, ReplicaSetRecord
 from meshd.external.listeners import load_balancer_status
@@ -43,7 +43,7 @@ def stored_metadata(controller: Controller, record: ObjectRecord) -> dict[str, A
 
 def pod_uid(worker: PodWorker) -> str:
     """A pod's uid: stable for the pod's life, across agent restarts too (from its name and creation time)."""
-    return pod_uid_of(worker.namespace, worker.name, worker.created)
+    return worker.uid
 
 
 def _metadata(raw: dict[str, Any], *, namespace: str, name: str, created: float, uid: str,

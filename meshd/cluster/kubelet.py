@@ -114,6 +114,8 @@ class Kubelet:
             return None
         worker = self.c._new_worker(pod.identity, pod.spec, dict(pod.labels), dict(pod.annotations),
                                     created=pod.created, adopt=adopt, bind=False)
+        if pod.uid:
+            worker.uid = pod.uid  # its object's (the pod's events and containers name it)
         if adopt is None and self.c._volumes_ready(worker):
             worker.start()
         return worker

@@ -102,6 +102,8 @@ class ClusterMember:
         except ValueError as error:
             raise PersistError(str(error)) from None
         self.store = await open_etcd_store(endpoints, attempts=5, ssl_context=context, tls=tls)
+        # members without a raft leader for as long as a probe may take (2/3 of the grace): not an election
+        self.store.leaderless_grace = self._probe_timeout()
         self.controller.use_store(self.store)
         self.controller.leading = False
         # pods are Pod objects in the store, bound to nodes; this node's kubelet runs its own (meshd.cluster.kubelet)
@@ -239,12 +241,20 @@ class ClusterMember:
     async def _probe_store(self) -> None:
         """A read of etcd every grace/3 s, given 2/3 of the grace (at least 2 s) to answer: an agent cut off from
         the store reports it within about the grace (the watch of a member behind a pulled cable says nothing,
-        and a heartbeat write waits for its own timeout), not only once a write fails."""
+        and a heartbeat write waits for its own timeout), not only once a write fails. The read requires a raft
+        leader: an agent that reaches only members cut off from the others (etcd's minority) moves to one that
+        has a leader, and when none has one for 2/3 of the grace it reports the store lost the same way (its
+        heartbeat fails meanwhile, so other nodes see it NotReady; its pods keep running)."""
         assert self.store is not None
-        period = max(self.options.node_grace / 3, 0.5)
         while True:
-            await asyncio.sleep(period)
-            await self.store.probe(timeout=max(2 * period, 2.0))
+            await asyncio.sleep(self._probe_period())
+            await self.store.probe(timeout=self._probe_timeout())
+
+    def _probe_period(self) -> float:
+        return max(self.options.node_grace / 3, 0.5)
+
+    def _probe_timeout(self) -> float:
+        return max(2 * self._probe_period(), 2.0)
 
     def store_error(self) -> str:
         return self.store.last_error if self.store is not None else "not opened"

@@ -15,8 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from meshd.cluster import binding
+from meshd.cluster.nodes import parse_time
 from meshd.cluster.pods import owner_of, pod_spec_of
-from meshd.controller.pod import PodWorker, pod_uid_of
+from meshd.cluster.storedadoption import Adoption, adoption_plan
+from meshd.controller.adoption import by_pod, created_of, remove_unwanted, take_over
+from meshd.controller.pod import PodWorker
+from meshd.controller.workers import sandbox_labels
 from meshd.store import AlreadyExists, Conflict, Create, Delete, NotFound, Operation, StoreError, Update
 
 if TYPE_CHECKING:
@@ -47,6 +51,19 @@ def with_status(obj: Mapping[str, Any], status: Mapping[str, Any], *, terminatin
     return {**obj, "metadata": meta, "status": dict(status)}
 
 
+def _key(operation: Operation) -> tuple[str, str]:
+    if isinstance(operation, Delete):
+        return operation.namespace, operation.name
+    return operation.obj["metadata"]["namespace"], operation.obj["metadata"]["name"]
+
+
+def admitting_first(operations: list[Operation]) -> tuple[list[Operation], list[Operation]]:
+    """The writes of the pods whose object is created (their pods wait for it to be admitted; an older pod's
+    object that goes first stays before it), and the others, each in their order. Pure."""
+    new = {_key(o) for o in operations if isinstance(o, Create)}
+    return [o for o in operations if _key(o) in new], [o for o in operations if _key(o) not in new]
+
+
 class PodObjects:
     def __init__(self, controller: Controller, node: str, render: Callable[..., dict[str, Any]],
                  clock: Callable[[], float]) -> None:
@@ -58,6 +75,7 @@ class PodObjects:
         self._changed: set[tuple[str, str]] = set()
         self._seen: set[tuple[str, str]] = set()  # workers written once at least (later: when they change)
         self._wake = asyncio.Event()
+        self._waiting = False  # a new pod waits for its object to be admitted: written without the settle
         self.lock = asyncio.Lock()  # held by a flush; a write of the same objects (an orphaning) takes it too
         self.failing = ""
         controller.watch(self._on_change)
@@ -67,10 +85,43 @@ class PodObjects:
             self._changed.add((namespace, name))
             self._wake.set()
 
+    def kick(self) -> None:
+        """Writes at once (a new pod waits for its object to be admitted: meshd.controller.admission)."""
+        self._waiting = True
+        self._wake.set()
+
     def status(self, worker: PodWorker) -> dict[str, Any]:
         """A worker's status as the API shows it (live: with what its probes last said)."""
         return binding.node_status(self._render(worker, node=self.node)["status"],
                                    ready_since=worker.ready_since if worker.ready else None, live=True)
+
+    # --- adoption ----------------------------------------------------------------------------------
+
+    def adopt(self, observed: list[Any]) -> None:
+        """At start: every stored Pod is a pod to keep, under its name and uid, with the containers found of it, or
+        started again without (meshd.cluster.storedadoption); containers without an object are adopted by their
+        labels; every other container is removed (and the objects of the pods not kept go with the next flush)."""
+        c = self.c
+        groups = by_pod(observed)
+        stored = dict(c.store.scan("Pod"))
+        plan = adoption_plan(stored, {key: len(containers) for key, containers in groups.items()})
+        unwanted: list[Any] = []
+        for key, action in plan.stored:
+            obj, containers = stored[key], groups.get(key, [])
+            meta = obj.get("metadata") or {}
+            created = created_of(containers) or parse_time(meta.get("creationTimestamp")) or self._clock()
+            labels = sandbox_labels(binding.identity_of(obj), agent_id=c.agent_id, created=created)  # whose it is
+            kept = action is not Adoption.DROP and take_over(c, key, labels, containers, created=created,
+                                                             uid=str(meta.get("uid") or ""))
+            if kept and action is Adoption.START:
+                log.info("starting pod %s/%s again (its object is stored, no container of it runs)", *key)
+            elif not kept:
+                unwanted.extend(containers)
+        for key in plan.by_labels:
+            containers = groups[key]
+            if not take_over(c, key, containers[0].labels, containers, created=created_of(containers) or self._clock()):
+                unwanted.extend(containers)
+        remove_unwanted(c, unwanted)
 
     # --- the writes --------------------------------------------------------------------------------
 
@@ -92,7 +143,7 @@ class PodObjects:
             status = stored_status(self.status(worker))
             since = binding.rfc3339(self._clock()) if worker.terminating else None
             owned = worker.identity.owner_kind != "Pod"
-            if obj is not None and owned and obj["metadata"].get("uid") != pod_uid_of(key[0], key[1], worker.created):
+            if obj is not None and owned and obj["metadata"].get("uid") != worker.uid:
                 # a pod of the same name replaced it (a StatefulSet's): the old object goes, the new one comes
                 operations.append(Delete("Pod", key[0], key[1], obj["metadata"]["resourceVersion"]))
                 obj = None
@@ -110,7 +161,7 @@ class PodObjects:
         identity = worker.identity
         manifest = binding.pod_manifest(identity, pod_spec_of(self.c, identity, worker.spec),
                                         labels=worker.labels, annotations=worker.annotations, created=worker.created,
-                                        uid=pod_uid_of(identity.namespace, identity.name, worker.created),
+                                        uid=worker.uid,
                                         owner=owner_of(self.c, identity), node=self.node)
         manifest["status"] = status
         if worker.terminating:
@@ -118,20 +169,32 @@ class PodObjects:
         return manifest
 
     async def flush(self) -> None:
-        """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again."""
+        """Writes what changed, WRITE_BATCH to a transaction; a write another one raced is planned again. The new
+        pods' objects go first, and the controller is kicked once they are stored (it admits their pods), before
+        the other pods' status is written."""
         async with self.lock:
-            await self._flush()
+            new, other = admitting_first(self.plan())
+            if new and await self._write(new):
+                self.c.kick()
+            if not self.failing:
+                await self._write(other)
+            else:  # the store refuses writes: the others are planned again too
+                for operation in other:
+                    self._retry(operation)
 
-    async def _flush(self) -> None:
-        operations = self.plan()
+    async def _write(self, operations: list[Operation]) -> bool:
+        """Whether a new pod's object was written."""
+        created = False
         for start in range(0, len(operations), WRITE_BATCH):
             batch = operations[start:start + WRITE_BATCH]
             try:
                 await self.c.store.transaction(batch)
+                created = created or any(isinstance(o, Create) for o in batch)
             except (AlreadyExists, Conflict, NotFound):
                 for operation in batch:  # one raced a user's write: the others go alone, that one next time
                     try:
                         await self.c.store.transaction([operation])
+                        created = created or isinstance(operation, Create)
                     except (AlreadyExists, Conflict, NotFound):
                         self._retry(operation)
             except StoreError as error:
@@ -140,15 +203,16 @@ class PodObjects:
                 self.failing = str(error)
                 for operation in operations[start:]:
                     self._retry(operation)
-                return
+                return created
         self.failing = ""
+        return created
 
     def _retry(self, operation: Operation) -> None:
-        key = (operation.namespace, operation.name) if isinstance(operation, Delete) else \
-            (operation.obj["metadata"]["namespace"], operation.obj["metadata"]["name"])
-        self._changed.add(key)
+        self._changed.add(_key(operation))
 
-    async def run(self, settle: float = 0.05) -> None:
+    async def run(self, settle: float = 0.05, admit: float = 0.005) -> None:
+        """`settle`: how long a burst of changes gathers into one transaction; `admit`: the same for new pods that
+        wait for their objects (a scale-up's slow-start batches are made within it)."""
         while True:
             try:
                 async with asyncio.timeout(SYNC_EVERY):
@@ -156,10 +220,11 @@ class PodObjects:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await asyncio.sleep(settle)  # a burst of changes becomes one transaction
+            await asyncio.sleep(admit if self._waiting else settle)
+            self._waiting = False
             await self.flush()
             if self.failing:
                 await asyncio.sleep(1.0)
 
 
-__all__ = ["PodObjects", "stored_status", "with_status"]
+__all__ = ["PodObjects", "admitting_first", "stored_status", "with_status"]

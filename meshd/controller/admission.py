@@ -1,11 +1,14 @@
 """Admission on this node (the kubelet's side of scheduling on one machine): pending pods start in creation order
-while their resource requests, the node's --max-pods and their hostPorts fit, once their volumes are ready; the
-hostPorts of the pods that run are published for the node's sidecar."""
+while their resource requests, the node's --max-pods and their hostPorts fit, once their volumes are ready and,
+where the node's pods are objects of its store (meshd.cluster.podobjects), once their Pod object is stored (a pod
+runs only once the store holds it, so an agent that restarts finds every pod there: meshd.controller.adoption);
+the hostPorts of the pods that run are published for the node's sidecar."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshd.controller.pod import PodWorker
 from meshd.controller.volumes.provisioner import CHECKING
@@ -23,6 +26,21 @@ def requests(spec: PodSpec) -> tuple[int, int]:
     cpu = sum((c.resources.requests.cpu_millicores or 0) for c in spec.containers)
     mem = sum((c.resources.requests.memory_bytes or 0) for c in spec.containers)
     return cpu, mem
+
+
+def object_stored(obj: Mapping[str, Any] | None, *, uid: str, bare: bool) -> bool:
+    """Whether a pod's Pod object is in the store, so its worker may start: a user's bare Pod's is the user's; a
+    controller's pod's must be its own (its uid), not an older pod's of that name still going. Pure."""
+    if obj is None:
+        return False
+    return bare or (obj.get("metadata") or {}).get("uid") == uid
+
+
+def _object_stored(c: Controller, worker: PodWorker) -> bool:
+    if c.pod_objects is None:
+        return True  # (a controller without its pods' objects: unit tests, the cluster's kubelet admits its own)
+    obj = c.store.get("Pod", worker.namespace, worker.name)
+    return object_stored(obj, uid=worker.uid, bare=worker.identity.owner_kind == "Pod")
 
 
 def volumes_ready(c: Controller, worker: PodWorker) -> bool:
@@ -57,7 +75,11 @@ def schedule_pending(c: Controller) -> None:
                if w.scheduled and not w.done.is_set() and w.phase not in ("Succeeded", "Failed")]
     scheduler = Scheduler([node], (_pod_info(w, node.name) for w in running))
     used_ports: list[HostPort] = [port for w in running for port in host_ports(w.spec, c.external)]
+    unwritten = False
     for worker in pending:
+        if not _object_stored(c, worker):
+            unwritten = True  # its object is written next (its flush kicks the controller again)
+            continue
         if not volumes_ready(c, worker):
             continue
         pod = _pod_info(worker)
@@ -76,6 +98,8 @@ def schedule_pending(c: Controller) -> None:
         used_ports.extend(wanted)
         worker.reason = worker.message = ""
         worker.start()
+    if unwritten:
+        c.pod_objects.kick()
     publish_host_ports(c)
 
 
@@ -99,4 +123,4 @@ def publish_host_ports(c: Controller) -> None:
     c._host_port_keys = set(want)
 
 
-__all__ = ["publish_host_ports", "requests", "schedule_pending", "volumes_ready"]
+__all__ = ["object_stored", "publish_host_ports", "requests", "schedule_pending", "volumes_ready"]

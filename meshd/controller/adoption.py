@@ -1,12 +1,14 @@
 """The controller and the engine's containers on one node: the engine's event stream into the pod workers (a dead
 container is seen at once), adoption after a restart (what runs for a wanted object is taken over, every other
-labelled container removed), and the garbage collection of labelled containers no worker knows."""
+labelled container removed; `take_over` is also the store's adoption, meshd.cluster.podobjects), and the garbage
+collection of labelled containers no worker knows."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from meshd.controller.pod import PodIdentity
@@ -38,38 +40,61 @@ async def follow_events(c: Controller) -> None:
             worker.deliver(event)
 
 
-def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
-    """Takes over the pods that run for wanted objects; removes every other labelled container."""
+def by_pod(observed: list[ObservedContainer]) -> dict[tuple[str, str], list[ObservedContainer]]:
     groups: dict[tuple[str, str], list[ObservedContainer]] = defaultdict(list)
     for container in observed:
         groups[(container.namespace, container.pod)].append(container)
+    return dict(groups)
+
+
+def adopt(c: Controller, observed: list[ObservedContainer]) -> None:
+    """Takes over the pods that run for wanted objects (by their containers' labels); removes every other labelled
+    container. (A node whose pods are objects of its store adopts from them: meshd.cluster.podobjects.)"""
     unwanted: list[ObservedContainer] = []
-    for (namespace, pod), containers in groups.items():
-        labels = containers[0].labels
-        rs_name = labels.get(LABEL_REPLICASET, "")
-        created = float(labels.get(LABEL_CREATED, "0") or 0) or c._clock()
-        if rs_name and (namespace, rs_name) in c.replicasets:
-            rs = c.replicasets[(namespace, rs_name)]
-            identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
-            template = rs.rs.template
-            c._new_worker(identity, template.spec, dict(template.metadata.labels),
-                          dict(template.metadata.annotations), created=created, adopt=containers)
-            log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-        elif not rs_name and c.sets.adopt(namespace, pod, labels, containers, created):
-            pass
-        elif ("Pod", namespace, pod) in c.objects:  # bare, or orphaned (its containers keep the old labels)
-            obj: Pod = c.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
-            identity = PodIdentity(namespace, pod, "Pod", pod)
-            c._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
-                          created=created, adopt=containers)
-            log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
-        elif labels.get(LABEL_OWNER_KIND) == "Job" and c.batch.adopt(
-                namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers):
-            log.info("adopted pod %s/%s of job %s", namespace, pod, labels.get(LABEL_OWNER, ""))
-        else:
+    for key, containers in by_pod(observed).items():
+        if not take_over(c, key, containers[0].labels, containers, created=created_of(containers) or c._clock()):
             unwanted.extend(containers)
-    if unwanted:
-        c._tasks.spawn(remove_containers(c, unwanted), name="remove unwanted")
+    remove_unwanted(c, unwanted)
+
+
+def remove_unwanted(c: Controller, containers: list[ObservedContainer]) -> None:
+    if containers:
+        c._tasks.spawn(remove_containers(c, containers), name="remove unwanted")
+
+
+def created_of(containers: list[ObservedContainer]) -> float:
+    """A pod's creation time as its containers' label says (to the millisecond); 0.0 when none says."""
+    return float(containers[0].labels.get(LABEL_CREATED, "0") or 0) if containers else 0.0
+
+
+def take_over(c: Controller, key: tuple[str, str], labels: Mapping[str, str], containers: list[ObservedContainer],
+              *, created: float, uid: str = "") -> bool:
+    """Makes the worker of a pod whose owner (named by `labels`, as its containers' are) still exists, taking over
+    `containers` (none: it waits for admission as a new pod); False when no owner wants it. `uid`: its object's."""
+    namespace, pod = key
+    rs_name = labels.get(LABEL_REPLICASET, "")
+    if rs_name and (namespace, rs_name) in c.replicasets:
+        rs = c.replicasets[(namespace, rs_name)]
+        identity = PodIdentity(namespace, pod, rs.owner_kind, rs.owner, rs.name, rs.template_hash)
+        template = rs.rs.template
+        c._new_worker(identity, template.spec, dict(template.metadata.labels),
+                      dict(template.metadata.annotations), created=created, adopt=containers)
+    elif not rs_name and c.sets.adopt(namespace, pod, labels, containers, created):
+        pass
+    elif ("Pod", namespace, pod) in c.objects:  # bare, or orphaned (its containers keep the old labels)
+        obj: Pod = c.objects[("Pod", namespace, pod)].obj  # type: ignore[assignment]
+        identity = PodIdentity(namespace, pod, "Pod", pod)
+        c._new_worker(identity, obj.spec, dict(obj.metadata.labels), dict(obj.metadata.annotations),
+                      created=created, adopt=containers)
+    elif not (labels.get(LABEL_OWNER_KIND) == "Job" and c.batch.adopt(
+            namespace, pod, labels.get(LABEL_OWNER, ""), created=created, adopt=containers)):
+        return False
+    worker = c.pods[key]
+    if uid:
+        worker.uid = uid  # the object's: the pod keeps the uid the API showed
+    if containers:
+        log.info("adopted pod %s/%s (%d containers)", namespace, pod, len(containers))
+    return True
 
 
 async def remove_containers(c: Controller, containers: list[ObservedContainer]) -> None:
@@ -103,4 +128,4 @@ async def collect_garbage_forever(c: Controller, interval: float = 30.0, grace: 
             await remove_containers(c, dangling)
 
 
-__all__ = ["LABEL_CREATED", "adopt", "collect_garbage_forever", "follow_events", "remove_containers"]
+__all__ = ["LABEL_CREATED", "adopt", "by_pod", "created_of", "remove_unwanted", "take_over", "collect_garbage_forever", "follow_events", "remove_containers"]

@@ -28,7 +28,7 @@ from meshd.controller import deletion, garbage
 from meshd.controller.cronjobs import SCHEDULED_ANNOTATION
 from meshd.controller.garbage import CannotOrphan, Dependent, OwnerReference, Orphaning
 from meshd.controller.persist import desired_object, load_records
-from meshd.controller.pod import PodIdentity, PodWorker, pod_uid_of
+from meshd.controller.pod import PodIdentity, PodWorker
 from meshd.controller.records import REVISION_ANNOTATION, ObjectRecord, ReplicaSetRecord
 from meshd.controller.sets import SET_KINDS
 from meshd.driver.base import LABEL_OWNER, LABEL_OWNER_KIND, LABEL_REPLICASET, LABEL_TEMPLATE_HASH
@@ -134,7 +134,7 @@ def _release_pod(c: Controller, namespace: str, name: str) -> Release:
     (loaded,) = load_objects([bare_pod_manifest(worker)], source=f"pod {namespace}/{name}").objects
     assert isinstance(loaded, Pod)
     pod = dataclasses.replace(loaded, spec=worker.spec)  # the very spec it runs: nothing to replace
-    uid = pod_uid_of(namespace, name, worker.created)
+    uid = worker.uid
     row = desired_object(pod, uid=uid, created=worker.created)
     operation = Update(row) if c.store.get("Pod", namespace, name) else Create(row)
 

@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,8 @@ class Controller:
         self.pod_objects: Any = None  # on one node: meshd.cluster.podobjects.PodObjects, its pods in the store
         # objects a DELETE marked (deletionTimestamp, finalizers): served, not reconciled (meshd.controller.terminating)
         self.terminating: dict[tuple[str, str, str], ObjectRecord] = {}
+        # run on the opened store before its objects load: the agent's re-addressing (meshd.slotreaddress)
+        self.before_load: Callable[[Any], Awaitable[object]] | None = None
 
     @property
     def managed(self) -> dict[tuple[str, str], PodWorker]:
@@ -221,6 +223,8 @@ class Controller:
         self.events.attach(self.store, self._notify)  # Events are store objects from now on
         self.events.pruning = lambda: self.leading
         await asyncio.to_thread(known_zones)  # what CronJobs' timeZone is checked against, read once off the loop
+        if self.before_load is not None:
+            await self.before_load(self.store)
         load_from_store(self)
         terminating.load(self)  # what the store holds Terminating stays so
         if not any(k[0] == "StorageClass" for k in self.objects) and self.store.get("StorageClass", "", "local") is None:
@@ -233,7 +237,12 @@ class Controller:
                 publish_service(self, record.obj)
         await self.volume_controller.start()
         observed = await self.driver.list_managed()
-        (functools.partial(adopt, self) if self.kubelet is None else self.kubelet.adopt)(observed)
+        if self.kubelet is not None:  # a cluster's node: from the Pod objects bound to it
+            self.kubelet.adopt(observed)
+        elif self.pod_objects is not None:  # one node whose pods are objects of its store: from them
+            self.pod_objects.adopt(observed)
+        else:
+            adopt(self, observed)
         self._tasks.supervise("events", functools.partial(follow_events, self))
         self._tasks.supervise("event writes", self.events.run)
         self._tasks.supervise("deployment status writes", self.progress_writer.writer.run)

@@ -131,12 +131,16 @@ class PodWorker:
         clock: Callable[[], float] = time.time,
         node_capacity: tuple[int, int] = (0, 0),  # cpu millicores, memory bytes: what unset limits read as
         config: PodConfig | None = None,  # ConfigMaps, Secrets, the downward API's files (meshd.volumes)
+        uid: str = "",
     ) -> None:
+        """`uid`: the pod's uid when its stored Pod object names it (adopted from the store); else it is made from
+        the pod's name and creation time (pod_uid_of)."""
         self.identity = identity
         self.spec = spec
         self.labels = labels
         self.annotations = annotations
         self.created = created if created is not None else clock()
+        self.uid = uid or pod_uid_of(identity.namespace, identity.name, self.created)
         # init containers first (`logs -c`, `exec -c` find them here too), then the app containers
         waiting = "PodInitializing" if spec.init_containers else "ContainerCreating"
         self.containers = {c.name: ContainerStatus(c.name, c.image, reason=waiting)
@@ -655,7 +659,7 @@ class PodWorker:
                 mount_sources=prepared.mount_sources if prepared else {},
                 registry_auth=prepared.registry_auth if prepared else None,
                 security=effective_security(self.spec, container),
-                pod_ref=f"{self.name}_{self.namespace}({pod_uid_of(self.namespace, self.name, self.created)})",
+                pod_ref=f"{self.name}_{self.namespace}({self.uid})",
             )
         )
         status.phase, status.reason = "running", ""

@@ -66,7 +66,8 @@ def container_events(before: ContainerLook | None, now: ContainerLook, *, pod: s
 
 
 def _pod_ref(worker: Any) -> str:
-    return f"{worker.name}_{worker.namespace}({pod_uid_of(worker.namespace, worker.name, worker.created)})"
+    uid = getattr(worker, "uid", "") or pod_uid_of(worker.namespace, worker.name, worker.created)
+    return f"{worker.name}_{worker.namespace}({uid})"
 
 
 class PodEventRecorder:

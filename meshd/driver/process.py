@@ -43,6 +43,7 @@ from meshd.driver.base import (
     needs_source,
 )
 from meshd.driver.linkaddresses import LoopbackServiceAddresses
+from meshd.driver.listening import listening_addresses
 from meshd.driver.process_security import no_new_privs, own_volume, popen_credentials, process_refusal
 from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
@@ -309,8 +310,11 @@ class ProcessDriver:
             LABEL_AGENT: self.agent_id,
             LABEL_CONTAINER: INFRA_CONTAINER,
         }
+        # an address something listens on is taken too: a pod another agent left running in this slot's range
+        # (the slot's agent stopped, its pods keep running for it to adopt) keeps its address
+        listening = await asyncio.to_thread(listening_addresses)
         async with self._lock:
-            used = {r.address for r in self._records.values() if r.kind == "sandbox" and r.address}
+            used = {r.address for r in self._records.values() if r.kind == "sandbox" and r.address} | listening
             address = pick_address(used, self.pod_network)  # type: ignore[arg-type]
             record = Record(
                 id="sb-" + secrets.token_hex(8),

@@ -27,6 +27,7 @@ from meshd.store.api import AlreadyExists, Conflict, Event, Key, NotFound, Opera
 from meshd.store.etcdclient import (
     Compacted,
     EtcdClient,
+    EtcdNoQuorum,
     EtcdUnavailable,
     KeyValue,
     StoreTlsError,
@@ -34,6 +35,7 @@ from meshd.store.etcdclient import (
     b64,
     parse_store_url,
 )
+from meshd.store.etcdfailover import Outcome, Reach, reach_of, verdict
 from meshd.store.etcdtls import NO_TLS, StoreTls, check_flags, client_context, scheme_reason
 from meshd.store.index import ObjectIndex
 from meshd.store.objects import DEFAULT_WATCH_CACHE, ObjectStore
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 REGISTRY_PREFIX = "/meshd/registry/"
 TICK_KEY = "~revision"  # under the prefix but no object's key: a put there only moves etcd's revision on (tick)
 CATCH_UP_TIMEOUT = 10.0  # how long a write waits for the watch to bring it back before answering anyway
+LEADERLESS_GRACE = 4.0  # seconds without a member with a raft leader before the store counts as lost
 
 STORE_UP = Gauge("meshd_store_up", "1 while the shared store (etcd) answers this agent, else 0.", registry=REGISTRY)
 STORE_DISCONNECTS = Counter("meshd_store_disconnects", "How many times this agent lost the shared store.",
@@ -116,6 +119,9 @@ class EtcdObjectStore(ObjectStore):
         self.prefix = prefix
         self.reachable = False
         self.last_error = ""
+        # members answering without a raft leader for this long is an outage for this agent (shorter: an election)
+        self.leaderless_grace = LEADERLESS_GRACE
+        self._leaderless_since: float | None = None
         self._applied = asyncio.Condition()
         self._watch_task: asyncio.Task[None] | None = None
         self._stale_watches: set[asyncio.Task[None]] = set()  # cancelled, not yet ended
@@ -153,17 +159,44 @@ class EtcdObjectStore(ObjectStore):
         STORE_UP.set(1 if up else 0)
 
     async def probe(self, *, timeout: float) -> bool:
-        """Whether a member answers a read within `timeout` (reachable and last_error set by the answer). The
-        read is serializable (a member answers from its own state): etcd electing a new raft leader after a
-        member was lost is not this agent losing the store; a host cut off from every member is."""
+        """Whether a member with a raft leader answers a read within `timeout` (reachable and last_error set by
+        the answer). The read is serializable (a member answers from its own state) and requires a leader
+        (meshd.store.etcdfailover): a member cut off from the others (etcd's minority) refuses it, and the next
+        one is asked; members without a leader for less than `leaderless_grace` are etcd electing one, not
+        this agent losing the store. The watch's member is asked first: when it has no leader (or does not
+        answer) and another member answers, the watch moves there."""
+        loop = asyncio.get_running_loop()
+        started, watched = loop.time(), self.client.watching
+        body = {"key": b64(self.prefix + "\x00"), "serializable": True}
         try:
             async with asyncio.timeout(timeout):  # not wait_for: 3.11's may swallow a cancellation
-                await self.client.call("/v3/kv/range", {"key": b64(self.prefix + "\x00"), "serializable": True})
-        except (EtcdUnavailable, TimeoutError) as error:
-            self._set_reachable(False, str(error) or f"no etcd member answered within {timeout:g}s")
-            return False
-        self._set_reachable(True, "")
-        return True
+                answer, attempts = await self.client.survey("/v3/kv/range", body, timeout=timeout, first=watched)
+        except TimeoutError:
+            answer, attempts = None, []
+        if answer is not None and watched is not None and any(a.endpoint == watched for a in attempts):
+            log.warning("etcd: the watch's member %s %s; watching through %s", watched,
+                        next(a.text for a in attempts if a.endpoint == watched).removeprefix(watched + ": "),
+                        self.client.current)
+            self._restart_watch(rotate=False)
+        detail = "; ".join(a.text for a in attempts) or f"no etcd member answered within {timeout:g}s"
+        return self._observe(reach_of([a.outcome for a in attempts] + ([Outcome.ANSWERED] if answer else [])),
+                             started, detail)
+
+    def _observe(self, reach: Reach, started: float, detail: str) -> bool:
+        """What a probe or a request found (meshd.store.etcdfailover.verdict) as reachable and last_error."""
+        found = verdict(reach, since=self._leaderless_since, started=started, now=asyncio.get_running_loop().time(),
+                        grace=self.leaderless_grace, detail=detail)
+        if found.leaderless_since is not None and self._leaderless_since is None:
+            log.info("etcd: no member this agent reaches has a raft leader (%s); an election, unless it lasts "
+                     "%gs", detail, self.leaderless_grace)
+        self._leaderless_since = found.leaderless_since
+        self._set_reachable(found.up, found.reason)
+        return found.up
+
+    def _failed(self, error: EtcdUnavailable, started: float) -> None:
+        """A request no member could serve: lost at once when none answered; when members answered without a
+        raft leader, only once that lasted longer than the grace."""
+        self._observe(Reach.LEADERLESS if isinstance(error, EtcdNoQuorum) else Reach.SILENT, started, str(error))
 
     # --- writes -----------------------------------------------------------------------------------
 
@@ -192,11 +225,13 @@ class EtcdObjectStore(ObjectStore):
                                {"request_put": {"key": name, "value": encode(value)}})
                 failure.append({"request_range": {"key": name}})
                 guarded[key] = 0 if current is None else int(current["metadata"]["resourceVersion"])
+            started = asyncio.get_running_loop().time()
             try:
                 succeeded, revision, responses = await self.client.txn(compare, success, failure)
             except EtcdUnavailable as error:
-                self._set_reachable(False, str(error))
+                self._failed(error, started)
                 raise
+            self._answered(started)
         if not succeeded:
             revision = own_write_revision(staged, guarded, responses, self.prefix) or 0
             if not revision:
@@ -209,11 +244,13 @@ class EtcdObjectStore(ObjectStore):
     async def tick(self) -> int:
         """A new etcd revision that changes no object (a put of TICK_KEY), once this agent's memory has it."""
         put = {"request_put": {"key": b64(self.prefix + TICK_KEY), "value": b64("")}}
+        started = asyncio.get_running_loop().time()
         try:
             _, revision, _ = await self.client.txn([], [put])
         except EtcdUnavailable as error:
-            self._set_reachable(False, str(error))
+            self._failed(error, started)
             raise
+        self._answered(started)
         await self._caught_up(revision)
         return revision
 
@@ -255,12 +292,28 @@ class EtcdObjectStore(ObjectStore):
             if attempt == 0:
                 self._restart_watch()
 
-    def _restart_watch(self) -> None:
-        if self._watch_task is not None and not self._watch_task.done():
+    def _answered(self, started: float) -> None:
+        """After a write etcd committed: the store is up (a member with a leader took it); when the watch's
+        member failed it (no leader, or no answer) and another member took it, the watch moves to that one (the
+        write would not come back through a member cut off from the others)."""
+        self._observe(Reach.LEADER, started, "")
+        watched = self.client.watching
+        if watched is not None and watched in self.client.suspects:
+            log.info("etcd: the watch's member %s failed a write another member took; watching through %s",
+                     watched, self.client.current)
+            self._restart_watch(rotate=False)
+
+    def _restart_watch(self, *, rotate: bool = True) -> None:
+        """The watch started again from the revision memory has: on the next member (`rotate`), or on the
+        client's current one."""
+        if self._watch_task is not None and not self._watch_task.done() and \
+                asyncio.current_task() is not self._watch_task:  # the watch's own probe: it moves on by itself
             self._watch_task.cancel()
             self._stale_watches.add(self._watch_task)
             self._watch_task.add_done_callback(self._stale_watches.discard)
-            self.client.rotate()
+            self.client.watching = None
+            if rotate:
+                self.client.rotate()
             self._watch_task = asyncio.create_task(self._follow(), name="etcd watch")
 
     # --- the watch --------------------------------------------------------------------------------

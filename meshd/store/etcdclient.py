@@ -1,6 +1,9 @@
 """A small asyncio client of etcd v3 through its JSON gRPC gateway (etcd 3.4: `/v3/kv/range`, `/v3/kv/txn`,
 `/v3/watch`, `/v3/lease/grant|keepalive|revoke`; keys and values in base64, 64-bit numbers as strings), over
 aiohttp, which meshd already uses. Endpoints are tried in turn: one member down costs a retry, not an error.
+Every request requires a raft leader (meshd.store.etcdfailover): a member cut off from the others (etcd's
+minority) refuses it at once, and the next member is tried; a member gets only its share of the request's time
+while another is listed, so a write to a member still forwarding to a dead leader moves on within that share.
 Over https:// with an SSL context (meshd.store.etcdtls: the CA that signed etcd's certificate, a client
 certificate for `--client-cert-auth`); a TLS disagreement with every member is StoreTlsError, one line.
 
@@ -20,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from meshd.store.api import PersistError
+from meshd.store.etcdfailover import REQUIRE_LEADER, Outcome, attempt_timeout, classify, round_pause
 from meshd.store.etcdtls import NO_TLS, StoreTls, tls_reason
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,12 @@ class EtcdUnavailable(PersistError):
 class StoreTlsError(EtcdUnavailable):
     """The agent and etcd disagree about TLS (wrong CA, no or untrusted client certificate, http vs https):
     trying again does not help; the message is one line saying which and what to change."""
+
+
+class EtcdNoQuorum(EtcdUnavailable):
+    """Members answered, or took the request, but none had a raft leader or could commit in time: etcd is
+    electing one, or the members this agent reaches are cut off from the others (etcd's minority). Nothing was
+    written (or, when a member only timed out, it may have been: the store's compare-and-swap tells)."""
 
 
 class EtcdRefused(PersistError):
@@ -57,6 +67,10 @@ class Compacted(Exception):
         super().__init__(f"etcd compacted revisions up to {compact_revision}")
         self.compact_revision = compact_revision
 
+
+# aiohttp >= 3.10 tells a connection that timed out from an answer that did not come (before: both are
+# ServerTimeoutError or asyncio.TimeoutError)
+_CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ServerTimeoutError)
 
 STORE_SCHEMES = {"etcd": "http", "http": "http", "https": "https"}  # etcd:// is plain HTTP, as it always was
 
@@ -107,6 +121,27 @@ class KeyValue:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One member tried for one request, and what came of it."""
+
+    endpoint: str
+    outcome: Outcome
+    text: str  # "ENDPOINT: why" ("" when it answered)
+    tls: bool = False  # it failed on TLS
+
+
+def failure(attempts: list[Attempt]) -> EtcdUnavailable:
+    """The error for a request no member could serve: StoreTlsError when every one failed on TLS, EtcdNoQuorum
+    when one answered without a leader (or could not commit), else EtcdUnavailable."""
+    texts = "; ".join(a.text for a in attempts) or "no time left to try a member"
+    if attempts and all(a.tls for a in attempts):
+        return StoreTlsError(texts)
+    if any(a.outcome in (Outcome.NO_LEADER, Outcome.STALLED) for a in attempts):
+        return EtcdNoQuorum("no etcd member this agent reaches could commit it: " + texts)
+    return EtcdUnavailable("etcd unreachable: " + texts)
+
+
+@dataclass(frozen=True)
 class WatchEvent:
     deleted: bool
     kv: KeyValue
@@ -123,8 +158,10 @@ class EtcdClient:
         self.ssl_context, self.tls = ssl_context, tls
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._current = 0
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0))
+        self._total = timeout
         self._session: aiohttp.ClientSession | None = None
+        self.watching: str | None = None  # the member the watch streams from, while it does
+        self.suspects: set[str] = set()  # members whose last attempt failed (cleared when one answers again)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -135,38 +172,83 @@ class EtcdClient:
         """Uses the next endpoint first from now on (the current one answers but seems cut off)."""
         self._current = (self._current + 1) % len(self.endpoints)
 
+    @property
+    def current(self) -> str:
+        """The member tried first (the last one that answered)."""
+        return self.endpoints[self._current]
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POSTs to the current endpoint, then to each other one; EtcdUnavailable when none answers (StoreTlsError
-        when every one failed on TLS)."""
-        errors, tls_errors = [], []
+        """POSTs to the current endpoint, then to each other one, each given its share of the client's timeout
+        (meshd.store.etcdfailover); while members answer but have no raft leader, or take it and hang (an
+        election), round again after a short pause, within the timeout. EtcdNoQuorum when members answered but
+        none could serve it, EtcdUnavailable when none answered (StoreTlsError when every one failed on TLS)."""
+        total = self._total
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        while True:
+            data, attempts = await self._round(path, body, total, deadline)
+            if data is not None:
+                return data
+            pause = round_pause([a.outcome for a in attempts], deadline - loop.time())
+            if pause is None:
+                raise failure(attempts)
+            await asyncio.sleep(pause)
+
+    async def survey(self, path: str, body: dict[str, Any], *, timeout: float,
+                     first: str | None = None) -> tuple[dict[str, Any] | None, list[Attempt]]:
+        """One round over the members, from `first` (else the current one), until one answers: its answer
+        (None if none did) and every attempt made, in order (a probe reads what each member said)."""
+        start = self.endpoints.index(first) if first in self.endpoints else None
+        return await self._round(path, body, timeout, asyncio.get_running_loop().time() + timeout, start=start)
+
+    async def _round(self, path: str, body: dict[str, Any], total: float, deadline: float, *,
+                     start: int | None = None) -> tuple[dict[str, Any] | None, list[Attempt]]:
+        loop, attempts = asyncio.get_running_loop(), list[Attempt]()
+        first = self._current if start is None else start
         for attempt in range(len(self.endpoints)):
-            endpoint = self.endpoints[(self._current + attempt) % len(self.endpoints)]
-            try:
-                async with self._http().post(endpoint + path, json=body, timeout=self._timeout,
-                                             ssl=self._ssl) as response:
-                    data = await response.json(content_type=None)
-                    if response.status != 200:
-                        message = str(data.get("message") or data.get("error") if isinstance(data, dict) else data)
-                        if response.status < 500:  # a request etcd refuses is refused by every member
-                            hint = next((h for k, h in _HINTS.items() if k in message), "")
-                            raise EtcdRefused(f"etcd refused the write ({message})" + (f": {hint}" if hint else ""))
-                        errors.append(f"{endpoint}: {response.status} {message}")
-                        continue
-                    self._current = (self._current + attempt) % len(self.endpoints)
-                    return data
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as error:
-                reason = tls_reason(endpoint, error, self.tls)
-                if reason is not None:
-                    tls_errors.append(reason)
-                errors.append(reason or f"{endpoint}: {error or type(error).__name__}")
-        if tls_errors and len(tls_errors) == len(errors):
-            raise StoreTlsError("; ".join(tls_errors))
-        raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
+            index = (first + attempt) % len(self.endpoints)
+            budget = attempt_timeout(total, deadline - loop.time(), len(self.endpoints))
+            if budget <= 0:
+                break
+            data, tried = await self._attempt(self.endpoints[index], path, body, budget)
+            if data is not None:
+                self._current = index
+                self.suspects.discard(tried.endpoint)
+                return data, attempts
+            self.suspects.add(tried.endpoint)
+            attempts.append(tried)
+            if self._current == index:  # the next request starts at the next member (unless one moved on already)
+                self._current = (index + 1) % len(self.endpoints)
+        return None, attempts
+
+    async def _attempt(self, endpoint: str, path: str, body: dict[str, Any],
+                       budget: float) -> tuple[dict[str, Any] | None, Attempt]:
+        """One POST to one member: its answer, or None and why not (EtcdRefused when etcd refused it itself)."""
+        timeout = aiohttp.ClientTimeout(total=budget, sock_connect=min(budget, 2.0))
+        try:
+            async with self._http().post(endpoint + path, json=body, timeout=timeout, ssl=self._ssl,
+                                         headers=REQUIRE_LEADER) as response:
+                data = await response.json(content_type=None)
+                if response.status == 200:
+                    return data, Attempt(endpoint, Outcome.ANSWERED, "")
+                message = str(data.get("message") or data.get("error") if isinstance(data, dict) else data)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as error:
+            if isinstance(error, asyncio.TimeoutError) and not isinstance(error, _CONNECT_TIMEOUT):
+                # connected, sent, no answer: a write forwarded to a leader that is gone hangs so
+                return None, Attempt(endpoint, Outcome.STALLED, f"{endpoint}: no answer within {budget:.1f}s")
+            reason = tls_reason(endpoint, error, self.tls)
+            text = reason or f"{endpoint}: {error or type(error).__name__}"
+            return None, Attempt(endpoint, Outcome.FAILED, text, tls=reason is not None)
+        outcome = classify(response.status, message)
+        if outcome is Outcome.REFUSED:  # a request etcd refuses is refused by every member
+            hint = next((h for k, h in _HINTS.items() if k in message), "")
+            raise EtcdRefused(f"etcd refused the write ({message})" + (f": {hint}" if hint else ""))
+        return None, Attempt(endpoint, outcome, f"{endpoint}: {response.status} {message}")
 
     # --- kv ---------------------------------------------------------------------------------------
 
@@ -216,9 +298,10 @@ class EtcdClient:
         body = {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix),
                                    "start_revision": str(start_revision)}}
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=None)
+        self.watching = endpoint
         try:
-            async with self._http().post(endpoint + "/v3/watch", json=body, timeout=timeout,
-                                         ssl=self._ssl) as response:
+            async with self._http().post(endpoint + "/v3/watch", json=body, timeout=timeout, ssl=self._ssl,
+                                         headers=REQUIRE_LEADER) as response:
                 if response.status != 200:
                     raise EtcdUnavailable(f"etcd watch on {endpoint}: HTTP {response.status}")
                 buffer = b""
@@ -231,10 +314,21 @@ class EtcdClient:
                             if events:
                                 yield events
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            self._current = (self._current + 1) % len(self.endpoints)
+            self._leave(endpoint)
             reason = tls_reason(endpoint, error, self.tls)
             raise EtcdUnavailable(reason or f"etcd watch on {endpoint}: {error or type(error).__name__}") from None
-        self._current = (self._current + 1) % len(self.endpoints)  # the stream ended: the member went away
+        except EtcdUnavailable:  # etcd ended it (the member has had no leader for a while, cancelled)
+            self._leave(endpoint)
+            raise
+        finally:
+            if self.watching == endpoint:
+                self.watching = None
+        self._leave(endpoint)  # the stream ended: the member went away
+
+    def _leave(self, endpoint: str) -> None:
+        """After a watch on `endpoint` broke: the next member first, unless a call moved on already."""
+        if self.endpoints[self._current] == endpoint:
+            self.rotate()
 
 
 def _watch_response(data: dict[str, Any]) -> list[WatchEvent]:
@@ -248,5 +342,5 @@ def _watch_response(data: dict[str, Any]) -> list[WatchEvent]:
     return [WatchEvent(e.get("type") == "DELETE", KeyValue.parse(e["kv"])) for e in result.get("events", [])]
 
 
-__all__ = ["Compacted", "EtcdClient", "EtcdRefused", "EtcdUnavailable", "KeyValue", "STORE_SCHEMES", "StoreTlsError",
-           "WatchEvent", "b64", "parse_store_url", "prefix_end"]
+__all__ = ["Attempt", "Compacted", "EtcdClient", "EtcdNoQuorum", "EtcdRefused", "EtcdUnavailable", "KeyValue", "STORE_SCHEMES", "StoreTlsError",
+           "WatchEvent", "b64", "failure", "parse_store_url", "prefix_end"]

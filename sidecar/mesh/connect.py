@@ -17,12 +17,14 @@ from typing import Any, NamedTuple
 from .identity import MeshIdentity
 from .stats import MESH_STATS
 from .warm import SIZE, WarmPool
-from .wire import FIN, MAX_LINE, Deframer, connect_line, frame, parse_answer
+from .wire import ALPN_REUSE, FIN, MAX_LINE, Deframer, connect_line, frame, parse_answer
 
 log = logging.getLogger(__name__)
 
 IDENTITY: MeshIdentity | None = None  # set by the sidecar's startup when it has a mesh identity (--mesh-dir)
 HANDSHAKE_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 5.0  # seconds a stream closed by its codec waits for the gateway's END before the connection goes
+DRAIN_BYTES = 64 * 1024  # what a pod may still send after its stream was closed before the connection goes
 
 
 OPEN: weakref.WeakSet[MeshUpstream] = weakref.WeakSet()  # connections to other nodes' gateways, open now
@@ -82,7 +84,7 @@ async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address:
             return made
     answered = loop.create_future()
     try:
-        transport, _ = await _dial(key, lambda: MeshUpstream(identity, factory, line, answered))  # type: ignore[arg-type]
+        transport, _ = await _dial(key, lambda: MeshUpstream(identity, factory, line, answered, key=key))  # type: ignore[arg-type]
     except BaseException:
         MESH_STATS.outbound_failed += 1
         raise
@@ -114,7 +116,7 @@ async def _warm_one(key: Hashable) -> MeshUpstream:
     """An idle connection to a gateway, its handshake done and checked (OSError when it cannot be made)."""
     assert isinstance(key, _GatewayKey) and IDENTITY is not None
     identity = IDENTITY
-    _, up = await _dial(key, lambda: MeshUpstream(identity))
+    _, up = await _dial(key, lambda: MeshUpstream(identity, key=key))
     if not up.alive():
         raise ConnectionRefusedError("the gateway's certificate is refused")
     return up
@@ -125,22 +127,25 @@ WARM = WarmPool(_warm_one, size=int(os.environ.get("MESHD_MESH_WARM", SIZE)))
 
 
 class MeshTransport(asyncio.Transport):
-    """What the codec's protocol sees: the TLS transport to the gateway, each write a frame, write_eof a FIN."""
+    """What the codec's protocol sees: the TLS transport to the gateway, each write a frame, write_eof a FIN.
+    Closing it after the pod's side ended cleanly on meshd/2 gives the connection back for reuse."""
 
-    def __init__(self, tls: Any) -> None:
+    def __init__(self, up: MeshUpstream) -> None:
         super().__init__()
-        self.tls = tls
+        self.up = up
+        self.tls = up.tls
         self.eof_sent = False
+        self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if data:
+        if data and not self.closed:
             self.tls.write(frame(data if isinstance(data, bytes) else bytes(data)))
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
-        if not self.eof_sent:
+        if not self.eof_sent and not self.closed:
             self.eof_sent = True
             self.tls.write(FIN)
 
@@ -148,25 +153,32 @@ class MeshTransport(asyncio.Transport):
         return True
 
     def close(self) -> None:
-        self.tls.close()
+        if not self.closed:
+            self.closed = True
+            self.up.app_closed()
 
     def abort(self) -> None:
-        self.tls.abort()
+        if not self.closed:  # (once closed, the connection may be another stream's already)
+            self.closed = True
+            self.tls.abort()
 
     def is_closing(self) -> bool:
-        return bool(self.tls.is_closing())
+        return self.closed or bool(self.tls.is_closing())
 
     def pause_reading(self) -> None:
-        self.tls.pause_reading()
+        if not self.closed:
+            self.tls.pause_reading()
 
     def resume_reading(self) -> None:
-        self.tls.resume_reading()
+        if not self.closed:
+            self.tls.resume_reading()
 
     def is_reading(self) -> bool:
-        return bool(self.tls.is_reading())
+        return not self.closed and bool(self.tls.is_reading())
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self.tls.set_write_buffer_limits(high=high, low=low)
+        if not self.closed:
+            self.tls.set_write_buffer_limits(high=high, low=low)
 
     def get_write_buffer_size(self) -> int:
         return int(self.tls.get_write_buffer_size())
@@ -186,12 +198,19 @@ class MeshUpstream(asyncio.Protocol):
     without a `line`, it is a warm connection: idle, its handshake done, until `start` sends the CONNECT."""
 
     def __init__(self, identity: MeshIdentity, factory: Callable[[], asyncio.BaseProtocol] | None = None,
-                 line: bytes = b"", answered: asyncio.Future[tuple[Any, Any]] | None = None) -> None:
+                 line: bytes = b"", answered: asyncio.Future[tuple[Any, Any]] | None = None, *,
+                 key: Hashable = None) -> None:
         self.factory = factory
         self.line = line
         self.answered = answered
         self.identity = identity
+        self.key = key  # the gateway's key in WARM, where a reused connection goes back
         self.lost = False
+        self.reusable = False  # meshd/2 was agreed
+        self.pod_fin = False  # the pod's side of the stream ended
+        self.dropped = 0  # bytes the pod sent after the codec closed
+        self.ended = False  # the gateway's END came while the codec still had the stream open
+        self.drain: asyncio.TimerHandle | None = None  # the wait for the gateway's END
         self.tls: Any = None
         self.buf = b""
         self.app: Any = None
@@ -209,6 +228,7 @@ class MeshUpstream(asyncio.Protocol):
             if refusal is not None:
                 self._fail(ConnectionRefusedError(f"the gateway's certificate is refused: {refusal}"))
                 return
+            self.reusable = ssl_object.selected_alpn_protocol() == ALPN_REUSE
         if self.line:
             transport.write(self.line)
 
@@ -227,6 +247,40 @@ class MeshUpstream(asyncio.Protocol):
         if self.tls is not None:
             self.tls.close()
 
+    def app_closed(self) -> None:
+        """The codec closed its MeshTransport: on meshd/2, a CONNECT stream sends its FIN and waits for the
+        pod's end and the gateway's END to be reused (what the pod still sends is dropped: at most DRAIN_BYTES
+        within DRAIN_TIMEOUT, else the connection goes); any other stream closes the connection."""
+        app, wrapper = self.app, self.wrapper
+        if not (self.reusable and self.line.startswith(b"CONNECT")) or wrapper is None or app is None:
+            self.tls.close()
+            return
+        if not wrapper.eof_sent:
+            wrapper.eof_sent = True
+            self.tls.write(FIN)
+        self.app = None  # (what may still come before END is dropped)
+        if not self.tls.is_reading():  # (the codec's back-pressure: END must be read)
+            self.tls.resume_reading()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(app.connection_lost, None)
+        if self.ended:  # END came before the codec closed (it had half-closed first)
+            self._reused()
+            return
+        self.drain = loop.call_later(DRAIN_TIMEOUT, self.tls.abort)
+
+    def _reused(self) -> None:
+        """The gateway's END: the stream is over; the connection goes back to WARM for the next one."""
+        if self.drain is not None:
+            self.drain.cancel()
+            self.drain = None
+        self.factory, self.line, self.answered, self.wrapper = None, b"", None, None
+        self.buf, self.deframer, self.pod_fin, self.dropped, self.ended = b"", Deframer(), False, 0, False
+        if self.key is not None and not self.lost and not self.tls.is_closing():
+            MESH_STATS.outbound_reused += 1
+            WARM.put(self.key, self)
+        else:
+            self.tls.close()
+
     def _fail(self, error: Exception) -> None:
         if self.answered is not None and not self.answered.done():
             self.answered.set_exception(error)
@@ -234,6 +288,19 @@ class MeshUpstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         app = self.app
+        if app is None and self.drain is not None:  # closed by its codec: until the gateway's END
+            for chunk in self.deframer.feed(data):
+                if chunk is None:
+                    self.pod_fin = True
+                elif not chunk:
+                    self._reused()
+                    return
+                else:
+                    self.dropped += len(chunk)
+                    if self.dropped > DRAIN_BYTES:  # a pod still streaming: not worth waiting for
+                        self.tls.abort()
+                        return
+            return
         if app is None:
             if self.answered is None or self.factory is None:  # warm: the gateway says nothing before a CONNECT
                 self._fail(ConnectionError("the gateway spoke before a CONNECT"))
@@ -252,7 +319,7 @@ class MeshUpstream(asyncio.Protocol):
                 self.tls.abort()
                 return
             self.buf = b""
-            self.wrapper = MeshTransport(self.tls)
+            self.wrapper = MeshTransport(self)
             self.app = app = self.factory()
             app.connection_made(self.wrapper)
             self.answered.set_result((self.wrapper, app))
@@ -261,9 +328,16 @@ class MeshUpstream(asyncio.Protocol):
             data = rest
         for chunk in self.deframer.feed(data):
             if chunk is None:
-                if not app.eof_received():
-                    self.tls.close()
-            else:
+                self.pod_fin = True
+                if not app.eof_received() and self.wrapper is not None:
+                    self.wrapper.close()
+            elif not chunk:  # END: after our FIN
+                if self.app is None:  # the codec closed: reused now
+                    self._reused()
+                else:  # a half-close: reused once the codec closes
+                    self.ended = True
+                return
+            elif self.app is not None:
                 app.data_received(chunk)
 
     def eof_received(self) -> bool:
@@ -280,6 +354,8 @@ class MeshUpstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         OPEN.discard(self)
         self.lost = True
+        if self.drain is not None:
+            self.drain.cancel()
         if self.answered is not None and not self.answered.done():
             self.answered.set_exception(exc if isinstance(exc, OSError) else
                                         ConnectionResetError(f"the gateway closed the connection{': ' + str(exc) if exc else ''}"))

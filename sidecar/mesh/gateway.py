@@ -18,7 +18,7 @@ from ..accept import Acceptor
 from .identity import Contexts, MeshIdentity
 from .stats import MESH_STATS
 from .udptunnel import PodFlows
-from .wire import FIN, MAX_LINE, OK, Deframer, frame, parse_request
+from .wire import ALPN_REUSE, END, FIN, MAX_LINE, OK, Deframer, frame, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class GatewayConnection(asyncio.Protocol):
         self.peer = "?"
         self.der: bytes | None = None  # the peer's certificate (checked again when the trust file changes)
         self.done = False
+        self.reusable = False  # meshd/2: a stream's clean end frees the connection for the next CONNECT
+        self.client_fin = self.pod_fin = False  # the current stream's ends, each way
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -117,6 +119,7 @@ class GatewayConnection(asyncio.Protocol):
                 log.warning("mesh gateway: refused %s: %s", self.peer, refusal)
                 transport.abort()
                 return
+            self.reusable = ssl_object is not None and ssl_object.selected_alpn_protocol() == ALPN_REUSE
         self.timer = asyncio.get_running_loop().call_later(PREAMBLE_TIMEOUT, self._too_slow)
 
     def _too_slow(self) -> None:
@@ -137,9 +140,12 @@ class GatewayConnection(asyncio.Protocol):
         if pod is not None and pod.transport is not None:
             for chunk in self.deframer.feed(data):
                 if chunk is None:
-                    if pod.transport.can_write_eof():
+                    self.client_fin = True
+                    if self.pod_fin and isinstance(pod, PodSide):  # both ways ended: the pod's connection goes
+                        pod.transport.close()
+                    elif pod.transport.can_write_eof():
                         pod.transport.write_eof()
-                else:
+                elif chunk and not self.client_fin:
                     pod.transport.write(chunk)
             return
         if self.connecting is not None:
@@ -180,6 +186,28 @@ class GatewayConnection(asyncio.Protocol):
             if not self.done:
                 self._refuse(f"cannot connect to {address}:{port}: {error or 'timeout'}", "connect")
             return
+
+    def pod_ended(self) -> None:
+        """The pod's side of the stream ended (its EOF, sent on as FIN): with the client's FIN too, its
+        connection is closed (then `pod_lost`)."""
+        self.pod_fin = True
+        self.transport.write(FIN)
+        if self.client_fin and self.pod is not None and self.pod.transport is not None:
+            self.pod.transport.close()
+
+    def pod_lost(self, exc: Exception | None) -> None:
+        """The pod's connection is closed: on meshd/2, after a clean end both ways, the stream ends with END and
+        the connection waits for the next CONNECT; otherwise the connection ends."""
+        if self.done:
+            return
+        if not (self.reusable and exc is None and self.client_fin and self.pod_fin):
+            self.transport.close()
+            return
+        self.transport.write(END)
+        self.pod, self.connecting, self.buf = None, None, b""
+        self.client_fin = self.pod_fin = False
+        self.deframer = Deframer()
+        self.timer = asyncio.get_running_loop().call_later(PREAMBLE_TIMEOUT, self._too_slow)
 
     def pod_connected(self, pod: PodSide | PodFlows) -> None:
         """OK goes out before anything the pod sends (a server that speaks first, as h2's SETTINGS)."""
@@ -240,7 +268,7 @@ class PodSide(asyncio.Protocol):
         self.conn.transport.write(frame(data))
 
     def eof_received(self) -> bool:
-        self.conn.transport.write(FIN)
+        self.conn.pod_ended()
         return True  # the other direction may go on
 
     def pause_writing(self) -> None:
@@ -250,7 +278,7 @@ class PodSide(asyncio.Protocol):
         self.conn.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.transport.close()
+        self.conn.pod_lost(exc)
 
 
 def local_endpoints(table: Any) -> Allowed:

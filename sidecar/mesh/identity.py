@@ -18,11 +18,14 @@ from cryptography import x509
 from meshd.model.nodeidentity import peer_refusal
 
 from .stats import MESH_STATS
-from .wire import ALPN
+from .wire import ALPNS
 
 log = logging.getLogger(__name__)
 
 FILES = ("ca.pem", "node.pem", "node-key.pem", "trust.json")
+# meshd/2 offered (a stream's connection reused for the next: sidecar/mesh/wire.py); MESHD_MESH_REUSE=0 offers
+# meshd/1 only (a TLS connection per stream, as before: the benchmark's comparison)
+REUSE = os.environ.get("MESHD_MESH_REUSE", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def _contexts(directory: Path) -> Contexts:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=str(ca))
         context.load_cert_chain(str(cert), str(key))
-        context.set_alpn_protocols([ALPN])
+        context.set_alpn_protocols(ALPNS if context is server or REUSE else ALPNS[1:])
     loaded = x509.load_pem_x509_certificate(cert.read_bytes())
     revoked: frozenset[int] = frozenset()
     nodes: frozenset[str] | None = None

@@ -16,7 +16,8 @@ class MeshStats:
         self.active = 0  # gateway connections open now
         self.outbound = 0  # connections to other nodes' gateways made
         self.outbound_failed = 0
-        self.outbound_warm = 0  # of those made, how many took a warm connection (its handshake done before)
+        self.outbound_warm = 0  # of those made, how many took an idle connection (its handshake done before)
+        self.outbound_reused = 0  # connections given back after a stream's clean end (meshd/2), for the next
         self.expiry = 0.0  # this node's certificate's notAfter (seconds since the epoch; 0: none)
 
 
@@ -48,9 +49,14 @@ class MeshCollector:
         outbound.add_metric(["made"], s.outbound)
         outbound.add_metric(["failed"], s.outbound_failed)
         warm = CounterMetricFamily("meshd_sidecar_mesh_outbound_warm_connections",
-                                   "Connections to other nodes' gateways that took a warm one (handshake done).")
+                                   "Connections to other nodes' gateways that took an idle one (warmed, or given "
+                                   "back by an earlier stream: its TLS handshake done before).")
         warm.add_metric([], s.outbound_warm)
+        reused = CounterMetricFamily("meshd_sidecar_mesh_outbound_reused_connections",
+                                     "Connections to other nodes' gateways given back for the next stream once "
+                                     "theirs ended cleanly (meshd/2).")
+        reused.add_metric([], s.outbound_reused)
         expiry = GaugeMetricFamily("meshd_sidecar_mesh_certificate_expiry_timestamp_seconds",
                                    "When this node's mesh certificate expires (0: none loaded).")
         expiry.add_metric([], s.expiry)
-        yield from (accepted, refused, active, outbound, warm, expiry)
+        yield from (accepted, refused, active, outbound, warm, reused, expiry)

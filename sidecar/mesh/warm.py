@@ -3,7 +3,8 @@ handshake is done already, so it pays one round trip (the CONNECT line) instead 
 Backends that close every connection (HTTP/1.0 servers, `Connection: close`) and opaque TCP clients that open
 a connection per request meet this on every request.
 
-A gateway is kept warm only while it is used: each use takes an idle connection (if one is there) and tops the
+Connections whose stream ended cleanly on meshd/2 come back here too (`put`, sidecar/mesh/wire.py), as
+keep-alive connections to a pool. A gateway is kept warm only while it is used: each use takes an idle connection (if one is there) and tops the
 gateway up to `size` idle ones in the background; an idle connection is closed after `idle` seconds (before
 the gateway's own preamble timeout gives up on it) and replaced only if the gateway was used within `keep`.
 `plan` is that decision, pure; `WarmPool` holds the connections and runs it."""
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 SIZE = 2  # idle connections kept per gateway in use
 IDLE = 8.0  # seconds an idle one is kept: under the gateway's PREAMBLE_TIMEOUT (10 s)
 KEEP = 30.0  # seconds a gateway stays warm after its last use
+MOST = 64  # idle connections (warmed or given back after their stream) kept per gateway at most
 
 
 class Idle(Protocol):
@@ -59,9 +61,9 @@ class WarmPool:
     """Idle, handshaken connections per gateway key. `open_one(key)` makes one (raises OSError on failure)."""
 
     def __init__(self, open_one: Callable[[Hashable], Awaitable[Any]], *, size: int = SIZE, idle: float = IDLE,
-                 keep: float = KEEP, clock: Callable[[], float] = time.monotonic) -> None:
+                 keep: float = KEEP, most: int = MOST, clock: Callable[[], float] = time.monotonic) -> None:
         self._open_one = open_one
-        self.size, self.idle, self.keep = size, idle, keep
+        self.size, self.idle, self.keep, self.most = size, idle, keep, most
         self._clock = clock
         self._gateways: dict[Hashable, _Gateway] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,6 +83,15 @@ class WarmPool:
         if found is not None:
             self.hits += 1
         return found
+
+    def put(self, key: Hashable, conn: Any) -> None:
+        """A connection free again (its stream over, meshd/2): idle until taken or expired, at most `most`."""
+        g = self._gateways.setdefault(key, _Gateway())
+        if len(g.idle) >= self.most:
+            conn.close_idle()
+            return
+        g.idle.append((self._clock(), conn))
+        self._run(key)
 
     def close(self) -> None:
         for task in self._tasks:
@@ -132,4 +143,4 @@ class WarmPool:
         self._run(key)
 
 
-__all__ = ["IDLE", "KEEP", "SIZE", "Plan", "WarmPool", "plan"]
+__all__ = ["IDLE", "KEEP", "MOST", "SIZE", "Plan", "WarmPool", "plan"]

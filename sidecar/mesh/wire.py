@@ -6,6 +6,12 @@
     gateway: OK\\n   or   ERR <reason>\\n          (ERR: the gateway closes)
     then both ways: frames of a 4-byte big-endian length and that many bytes; a length of 0 is the end of
     that direction's stream (a half-close: TLS in asyncio has none, so the FIN travels as a frame).
+
+`meshd/2` (offered first; a gateway or sidecar of `meshd/1` only is still spoken with) is `meshd/1` with one more
+frame: once both directions of a CONNECT's stream have ended and the pod's connection is closed cleanly, the
+gateway sends END (length 0xFFFFFFFF) and waits for the next CONNECT on the same TLS connection, so a sidecar
+reuses it as a pool keeps HTTP connections (a TLS handshake costs milliseconds of CPU; DATAGRAMS streams and
+streams that end otherwise are never reused).
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ from __future__ import annotations
 import ipaddress
 
 ALPN = "meshd/1"
+ALPN_REUSE = "meshd/2"
+ALPNS = [ALPN_REUSE, ALPN]  # offered in this order
 MAX_LINE = 256
 FIN = b"\x00\x00\x00\x00"
+END = b"\xff\xff\xff\xff"  # meshd/2: the stream is over, the connection free for the next CONNECT
+END_LENGTH = 0xFFFFFFFF
 OK = b"OK\n"
 
 
@@ -84,7 +94,7 @@ def frame(data: bytes) -> bytes:
 
 class Deframer:
     """Frames back into a byte stream: payload bytes are passed on as they arrive (a large frame is never
-    buffered whole); None marks the peer's end of stream."""
+    buffered whole); None marks the peer's end of stream, b"" an END (data chunks are never empty)."""
 
     __slots__ = ("head", "remaining")
 
@@ -116,6 +126,8 @@ class Deframer:
             self.head = b""
             if length == 0:
                 out.append(None)
+            elif length == END_LENGTH:
+                out.append(b"")
             else:
                 self.remaining = length
         return out

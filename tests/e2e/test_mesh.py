@@ -211,6 +211,9 @@ def test_balancing_readiness_replacement_and_an_agent_that_dies(tmp_path, busybo
         meshd.start()
         meshd.until(lambda: "2/3" in meshd.cli("get", "deployments"), what="the deployment to be adopted")
         assert sorted(containers_of(meshd.agent_id)) == before  # adopted, nothing started twice
+        # the same address, unless another agent took this agent's host slot while it was down: then its Service
+        # has one of the slot it holds now (meshd.slotreaddress)
+        url = f"http://{meshd.service_address('web')}/index.html"
         meshd.cli("scale", "deployment/web", "--replicas", "4")
         subprocess.run(["docker", "exec", sick_id, "sh", "-c", "echo ok > /www/ready"], check=True)
         meshd.until(lambda: len({curl(url) for _ in range(40)} - {None}) == 4, what="four replicas serving")

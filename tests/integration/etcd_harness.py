@@ -81,10 +81,14 @@ class EtcdPki:
 
 class EtcdMember:
     def __init__(self, name: str, directory: Path, client_hosts: tuple[str, ...] = ("127.0.0.1",),
-                 tls: EtcdPki | None = None) -> None:
+                 tls: EtcdPki | None = None, *, peer_host: str = "127.0.0.1", inside: tuple[str, ...] = ()) -> None:
+        """`inside`: the command prefix that runs it in a network namespace of its own (`ip netns exec NS`), its
+        peers then on `peer_host` (that namespace's address) and its clients on `client_hosts` (the first is the
+        one this harness asks for its health)."""
         self.name, self.directory, self.tls = name, directory, tls
         self.scheme = "https" if tls is not None else "http"
         self.client_hosts = client_hosts  # where clients reach it (another address: a test LAN's bridge)
+        self.peer_host, self.inside = peer_host, inside
         self.client_port, self.peer_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.cluster = ""
@@ -92,17 +96,20 @@ class EtcdMember:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.client_hosts[0] if self.inside else '127.0.0.1'}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.peer_host}:{self.peer_port}"
 
     def start(self, *, new: bool = True) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        command = [require_etcd(), "--name", self.name, "--data-dir", str(self.directory / "data"),
+        command = [*self.inside, require_etcd(), "--name", self.name, "--data-dir", str(self.directory / "data"),
                    "--listen-client-urls", ",".join(f"{self.scheme}://{h}:{self.client_port}" for h in self.client_hosts),
                    "--advertise-client-urls", ",".join(f"{self.scheme}://{h}:{self.client_port}"
                                                        for h in self.client_hosts),
                    *(self.tls.server_args() if self.tls is not None else ()),
-                   "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-                   "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+                   "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                    "--initial-cluster", self.cluster, "--initial-cluster-state", "new" if new else "existing",
                    "--initial-cluster-token", self.token,
                    "--heartbeat-interval", "100", "--election-timeout", "1000"]
@@ -126,10 +133,12 @@ class EtcdMember:
 
 class EtcdCluster:
     def __init__(self, directory: Path, size: int = 1, client_hosts: tuple[str, ...] = ("127.0.0.1",),
-                 tls: EtcdPki | None = None) -> None:
+                 tls: EtcdPki | None = None, *, members: Sequence[EtcdMember] = ()) -> None:
+        """`members`: made by the caller (e.g. each in a namespace of its own), else `size` on this machine."""
         self.tls = tls
-        self.members = [EtcdMember(f"m{i}", directory / f"m{i}", client_hosts, tls) for i in range(size)]
-        cluster = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        self.members = list(members) or [EtcdMember(f"m{i}", directory / f"m{i}", client_hosts, tls)
+                                         for i in range(size)]
+        cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for member in self.members:
             member.cluster, member.token = cluster, self.members[0].token
 

@@ -109,9 +109,10 @@ async def test_http1_through_two_sidecars_over_mutual_tls(pair: MeshPair, web_po
     assert a["meshd_sidecar_mesh_certificate_expiry_timestamp_seconds"] == expiry
 
 
-async def test_connections_to_a_gateway_in_use_take_warm_ones(pair: MeshPair, web_pod: int):
-    """http.server closes every connection: each request needs a new one to node B's gateway, and after the
-    first they take connections whose TLS handshake was done already (sidecar/mesh/warm.py)."""
+async def test_connections_to_a_gateway_are_warmed_and_reused(pair: MeshPair, web_pod: int):
+    """http.server closes every connection: each request needs a new stream to node B's pod, and after the
+    first they take connections whose TLS handshake was done already: warmed, or given back by the stream
+    before (meshd/2: sidecar/mesh/warm.py, wire.py)."""
     port = free_port()
     address = pair.serve("web", port, web_pod)
     await wait_port(port, address)
@@ -119,9 +120,12 @@ async def test_connections_to_a_gateway_in_use_take_warm_ones(pair: MeshPair, we
         code, out, err = await run("curl", "-sS", "--max-time", "10", f"http://{address}:{port}/hello.txt")
         assert (code, out) == (0, b"hello from node B\n"), err
         await asyncio.sleep(0.1)  # (the refill of the one taken is under way)
-    a = await metric(pair, "node-a")
+    a, b = await metric(pair, "node-a"), await metric(pair, "node-b")
     assert a['meshd_sidecar_mesh_outbound_connections_total{result="made"}'] >= 6
-    assert a["meshd_sidecar_mesh_outbound_warm_connections_total"] >= 3, a
+    assert a["meshd_sidecar_mesh_outbound_warm_connections_total"] >= 5, a
+    # meshd/2: each stream ended cleanly (the pod closed, then the codec), so its connection was given back
+    assert a["meshd_sidecar_mesh_outbound_reused_connections_total"] >= 5, a
+    assert b["meshd_sidecar_mesh_gateway_connections_total"] >= 6  # six streams reached the pod
 
 
 async def test_grpc_over_h2_through_the_gateway(pair: MeshPair, tmp_path: Path):

@@ -273,6 +273,39 @@ async def test_a_restart_keeps_every_acknowledged_object_and_its_uid(agent: Agen
     await eventually(lambda: _count_pods(agent) == 2)
 
 
+async def test_a_restart_keeps_a_pending_pod_under_its_name_and_uid(agent: AgentProcess) -> None:
+    """A pod whose object is stored but that has no container (Pending: it does not fit the node) is the same pod
+    after a restart: started again under its name and uid, not replaced by a new one."""
+    await agent.start()
+    manifest = SLEEPER.replace("NAME", "big").replace(
+        'command: [sleep, "3600"]}', 'command: [sleep, "3600"], resources: {requests: {cpu: "100000"}}}')
+    assert (await agent.request("POST", "/v1/apply", manifest))[0] == 200
+    await eventually(lambda: _count_pods(agent) == 2)
+    await eventually(lambda: len(_stored_pods(agent)) == 2)
+    before = {name: obj["metadata"]["uid"] for name, obj in (await agent.items("pods")).items()}
+    assert all(p["status"]["phase"] == "Pending" for p in (await agent.items("pods")).values())
+
+    await agent.stop()
+    assert set(_stored_pods(agent)) == set(before)
+    await agent.start()
+    await eventually(lambda: _unschedulable(agent) == 2)  # the controllers' pass after the restart ran
+    after = await agent.items("pods")
+    assert {name: obj["metadata"]["uid"] for name, obj in after.items()} == before
+    assert all(p["status"]["phase"] == "Pending" for p in after.values())
+
+
+def _unschedulable(agent: AgentProcess) -> int:
+    out = subprocess.run(["curl", "-sf", "-H", "Authorization: " + state_headers(agent.state_dir)["Authorization"],
+                          agent.api + "/api/v1/pods"], check=False, capture_output=True, text=True)
+    return sum(1 for p in json.loads(out.stdout or '{"items": []}')["items"]
+               if any(c.get("reason") == "Unschedulable" for c in p["status"].get("conditions", [])))
+
+
+def _stored_pods(agent: AgentProcess) -> list[str]:
+    with sqlite3.connect(agent.state_dir / "store.db") as db:
+        return [name for (name,) in db.execute("SELECT name FROM objects WHERE kind = 'Pod'")]
+
+
 async def owners_are_real_uids(agent: AgentProcess) -> None:
     """The official Python client reads pods and ReplicaSets (their ownerReferences have uids), and each
     ownerReference names the uid of the object that owns it."""

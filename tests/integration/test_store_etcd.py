@@ -14,7 +14,7 @@ import pytest
 
 from meshd.store import AlreadyExists, Conflict, Create, Expired, PersistError
 from meshd.store.etcd import EtcdObjectStore, open_etcd_store
-from meshd.store.etcdclient import EtcdClient, parse_store_url
+from meshd.store.etcdclient import EtcdClient, EtcdNoQuorum, parse_store_url
 from tests.integration.agent_harness import eventually
 from tests.integration.etcd_harness import EtcdCluster
 
@@ -162,6 +162,49 @@ async def test_a_stuck_member_is_routed_around(tmp_path: Path) -> None:
         await a.close()
         await b.close()
         await asyncio.to_thread(etcd.stop)
+
+
+async def test_a_member_left_alone_refuses_for_want_of_a_leader_and_the_store_counts_as_lost_past_the_grace(
+        tmp_path: Path) -> None:
+    """Two of three members gone: the one left answers serializable reads from its own state, but every request
+    of meshd's client requires a raft leader, so it refuses them ("etcdserver: no leader"); a write fails as
+    EtcdNoQuorum, and the store's probe reports it up while that is short (an election), lost past the grace."""
+    etcd = await asyncio.to_thread(lambda: EtcdCluster(tmp_path / "etcd3", size=3).start())
+    store = await open_etcd_store([etcd.endpoints[0]])
+    try:
+        await store.create(service("before"))
+        for member in etcd.members[1:]:
+            await asyncio.to_thread(member.stop)
+        store.leaderless_grace = 3600.0
+        await until(lambda: leaderless(store))
+        assert await store.probe(timeout=2.0) and store.reachable  # no leader yet: an election, for all it knows
+        with pytest.raises(EtcdNoQuorum, match="no leader"):
+            await store.create(service("refused"))
+        assert store.reachable
+        store.leaderless_grace = 0.0
+        assert not await store.probe(timeout=2.0)
+        assert not store.reachable and "raft leader" in store.last_error and "no leader" in store.last_error
+        assert store.get("Service", "default", "before") is not None  # reads answer from memory
+        for member in etcd.members[1:]:
+            await asyncio.to_thread(member.start, new=False)
+        await until(lambda: store.probe(timeout=2.0))
+        await retried(lambda: store.create(service("after")))
+    finally:
+        await store.close()
+        await asyncio.to_thread(etcd.stop)
+
+
+async def until(check: Any, timeout: float = 60.0) -> None:
+    """Awaits `check()` until it is true (fails after `timeout`)."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.1)
+
+
+async def leaderless(store: EtcdObjectStore) -> bool:
+    """Whether the store's first member refuses a request for want of a raft leader."""
+    _, attempts = await store.client.survey("/v3/kv/range", {"key": "eA==", "serializable": True}, timeout=2.0)
+    return any("no leader" in a.text for a in attempts)
 
 
 async def retried(write: Any, attempts: int = 5) -> Any:

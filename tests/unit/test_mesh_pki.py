@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from meshd.cluster import pki
 from meshd.cluster.remote import gateway_of, remote_records
 from meshd.model.nodeidentity import node_of, peer_refusal
-from sidecar.mesh.wire import FIN, Deframer, connect_line, frame, parse_answer, parse_connect
+from sidecar.mesh.wire import END, FIN, Deframer, connect_line, frame, parse_answer, parse_connect
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
@@ -159,6 +159,18 @@ def test_frames_come_back_whatever_the_reads_split():
         for i in range(0, len(stream), size):
             out += deframer.feed(stream[i:i + size])
         assert out[-1] is None and b"".join(c for c in out[:-1] if c) == b"hello" + b"x" * 70000, size
+
+
+def test_a_meshd2_stream_ends_with_end_after_both_fins_whatever_the_split() -> None:
+    stream = frame(b"answer") + FIN + END + frame(b"next")
+    for size in (1, 2, 3, 4, 5, 7, len(stream)):
+        deframer = Deframer()
+        out: list[bytes | None] = []
+        for i in range(0, len(stream), size):
+            out += deframer.feed(stream[i:i + size])
+        assert b"".join(c for c in out[:out.index(None)] if c) == b"answer", (size, out)
+        after = out[out.index(None) + 1:]
+        assert after[0] == b"" and b"".join(c for c in after[1:] if c) == b"next", (size, out)
 
 
 # --- other nodes' pods -------------------------------------------------------------------------------------------

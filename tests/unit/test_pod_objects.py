@@ -23,7 +23,7 @@ def worker(name: str, *, replicaset: str = "web-abc", phase: str = "Running") ->
                            "abc" if replicaset else "")
     return SimpleNamespace(identity=identity, namespace="default", name=name, spec=POD.spec,  # type: ignore[attr-defined]
                            labels={"app": "web"}, annotations={}, created=NOW - 10, terminating=False, ready=True,
-                           ready_since=NOW - 5, phase=phase)
+                           ready_since=NOW - 5, phase=phase, uid=pod_uid_of("default", name, NOW - 10))
 
 
 def render(w: Any, node: str) -> dict[str, Any]:
@@ -33,8 +33,10 @@ def render(w: Any, node: str) -> dict[str, Any]:
 
 def setup() -> tuple[SimpleNamespace, PodObjects]:
     watchers: list[Any] = []
-    controller = SimpleNamespace(store=ObjectStore(), pods={}, objects={}, replicasets={},
-                                 watch=watchers.append, notify=lambda *key: [w(*key) for w in watchers])
+    kicks: list[int] = []
+    controller = SimpleNamespace(store=ObjectStore(), pods={}, objects={}, replicasets={}, kicks=kicks,
+                                 watch=watchers.append, notify=lambda *key: [w(*key) for w in watchers],
+                                 kick=lambda: kicks.append(1))
     return controller, PodObjects(controller, "node-1", render, lambda: NOW)  # type: ignore[arg-type]
 
 
@@ -42,6 +44,7 @@ async def test_a_controllers_pod_is_written_updated_and_deleted_with_its_worker(
     controller, objects = setup()
     controller.pods[("default", "web-abc-1")] = worker("web-abc-1")
     await objects.flush()
+    assert controller.kicks == [1]  # a new pod's object is stored: the controller admits it
     obj = controller.store.get("Pod", "default", "web-abc-1")
     assert obj["spec"]["nodeName"] == "node-1" and obj["spec"]["containers"][0]["image"] == "nginx"
     assert obj["metadata"]["ownerReferences"][0]["name"] == "web-abc" and obj["metadata"]["uid"]
@@ -61,6 +64,7 @@ async def test_a_controllers_pod_is_written_updated_and_deleted_with_its_worker(
     del controller.pods[("default", "web-abc-1")]
     await objects.flush()
     assert controller.store.get("Pod", "default", "web-abc-1") is None
+    assert controller.kicks == [1]  # (only a new object kicks it)
 
 
 async def test_a_users_pod_gets_its_status_and_keeps_its_object():
@@ -96,9 +100,24 @@ async def test_a_pod_of_the_same_name_replaces_the_older_ones_object():
     await objects.flush()
     old_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
     replacement = worker("web-0")
-    replacement.created = NOW  # a StatefulSet's web-0 again, made later
+    replacement.created, replacement.uid = NOW, pod_uid_of("default", "web-0", NOW)  # a StatefulSet's web-0 again
     controller.pods[("default", "web-0")] = replacement
     controller.notify("Pod", "default", "web-0")
     await objects.flush()
     new_uid = controller.store.get("Pod", "default", "web-0")["metadata"]["uid"]
     assert new_uid != old_uid and new_uid == pod_uid_of("default", "web-0", NOW)
+
+
+def test_the_new_pods_objects_are_written_first():
+    """Their pods wait for them (admission); an older pod's object that goes before a new one stays before it."""
+    from meshd.cluster.podobjects import admitting_first
+    from meshd.store import Create, Delete, Update
+
+    def obj(name: str) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"namespace": "default", "name": name}}
+
+    update_a, delete_b, create_b, create_c = Update(obj("a")), Delete("Pod", "default", "b", 3), \
+        Create(obj("b")), Create(obj("c"))
+    delete_d = Delete("Pod", "default", "d", 4)
+    assert admitting_first([update_a, delete_b, create_b, create_c, delete_d]) == (
+        [delete_b, create_b, create_c], [update_a, delete_d])
