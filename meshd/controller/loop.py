@@ -9,6 +9,7 @@ pod workers, so a pass is pure bookkeeping and cheap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import dataclasses
@@ -94,6 +95,7 @@ from meshd.store import (
     Delete,
     ObjectStore,
     Operation,
+    StoreError,
     Update,
     open_sqlite_store,
 )
@@ -265,6 +267,10 @@ class Controller:
             for worker in workers:
                 worker.terminate()
             await asyncio.gather(*(w.wait_done() for w in workers))
+            if self.pod_objects is not None:  # the controllers' pods are gone, so are their objects: the next
+                self.pods.clear()  # start makes pods anew (as after a node's drain), not the stopped ones again
+                with contextlib.suppress(StoreError):
+                    await self.pod_objects.flush()
         else:
             await asyncio.gather(*(w.detach() for w in workers))
         await self.events.flush()

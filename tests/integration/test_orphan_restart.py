@@ -72,3 +72,30 @@ async def test_orphaned_pods_are_adopted_as_bare_pods_after_a_restart(tmp_path, 
         for agent in (first, second):
             if agent is not None:
                 await agent.close(stop_pods=True)
+
+
+async def test_pods_stopped_with_the_agent_are_made_anew_at_the_next_start(tmp_path, agent_id):
+    """`meshd up`'s Ctrl-C removes every pod: their Pod objects go with them, so the next start makes new pods
+    (as after a node's drain) instead of starting the stopped ones again under their old names and ages."""
+    options = agent_options(tmp_path, agent_id, driver="process")
+    first = await started_agent(options)
+    second = None
+    manifest = STS.replace("kind: StatefulSet", "kind: ReplicaSet").replace("  serviceName: keep\n", "")
+    try:
+        await first.controller.apply(manifest)
+        await eventually(lambda: len(running(first)) == 2, timeout=60)
+        before = set(running(first))
+        await first.close(stop_pods=True)
+        first = None
+        second = await started_agent(agent_options(tmp_path, agent_id, driver="process", api=options.api,
+                                                   dns=options.dns))
+        await eventually(lambda: len(running(second)) == 2, timeout=60)
+        assert not set(running(second)) & before, (before, running(second))
+        async with aiohttp.ClientSession(f"http://{options.api}", headers=api_headers(second)) as http, \
+                http.get("/api/v1/namespaces/default/pods") as reply:
+            shown = {p["metadata"]["name"] for p in (await reply.json())["items"]}
+        assert shown == set(running(second))
+    finally:
+        for agent in (first, second):
+            if agent is not None:
+                await agent.close(stop_pods=True)
