@@ -22,17 +22,21 @@ if TYPE_CHECKING:
 DELETION_METADATA = ("deletionTimestamp", "deletionGracePeriodSeconds", "finalizers")
 
 
-async def delete(controller: Controller, kind: Kind, namespace: str, name: str,
-                 policy: str) -> dict[str, Any] | None:
+async def delete(controller: Controller, kind: Kind, namespace: str, name: str, policy: str,
+                 options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Carries out a DELETE that leaves the object Terminating and answers the object as stored; None when the
-    object goes at once (the caller deletes it as before)."""
+    object goes at once (the caller deletes it as before). A user's Pod on one node is Terminating while its
+    containers stop (its grace period), as a kubelet confirms a pod's deletion."""
     key = (kind.kind, namespace, name)
-    if kind.kind not in deletion.TERMINABLE or (key not in controller.objects and key not in controller.terminating):
+    graceful = kind.kind == "Pod" and terminating.graceful_pods(controller) and key in controller.objects and \
+        deletion.graceful_pod_delete(options or {}, _grace_of(controller.objects[key].obj))
+    if kind.kind not in deletion.TERMINABLE and not graceful or (
+            key not in controller.objects and key not in controller.terminating):
         return None  # (a Deployment's ReplicaSet is its Deployment's: deleted as before)
     stored = controller.store.get(*key)
     if stored is None:
         return None
-    plan = deletion.plan_delete(kind.kind, stored["metadata"], policy)
+    plan = deletion.plan_delete(kind.kind, stored["metadata"], policy, graceful=graceful)
     if plan.action == "now":
         return None
     if plan.action == "pending":
@@ -41,6 +45,11 @@ async def delete(controller: Controller, kind: Kind, namespace: str, name: str,
         await cascade.delete_orphaning(controller, kind.kind, namespace, name, keep=plan.finalizers)
         return copy.deepcopy(dict(controller.store.get(kind.kind, namespace, name) or stored))
     return dict(await terminating.mark(controller, kind.kind, namespace, name, plan.finalizers))
+
+
+def _grace_of(obj: Any) -> float | None:
+    """A Pod's spec.terminationGracePeriodSeconds (None: not a Pod)."""
+    return getattr(getattr(obj, "spec", None), "termination_grace_period_seconds", None)
 
 
 def refused(kind: Kind, name: str, live: dict[str, Any], new: dict[str, Any]) -> web.Response | None:

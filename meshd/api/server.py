@@ -368,7 +368,7 @@ class ApiServer:
         if kind == "ReplicaSet":
             rs = c.replicasets.get((namespace, name))
             return rs.uid if rs else ""
-        record = c.objects.get((kind, namespace, name))
+        record = c.objects.get((kind, namespace, name)) or c.terminating.get((kind, namespace, name))
         if record is not None:
             return record.uid
         worker = c.pods.get((namespace, name)) if kind == "Pod" else None
@@ -376,7 +376,8 @@ class ApiServer:
 
     def _pod(self, worker: Any, node: str) -> dict[str, Any]:
         c = self.controller
-        bare = c.objects.get(("Pod", worker.namespace, worker.name)) if not worker.identity.replicaset else None
+        key = ("Pod", worker.namespace, worker.name)
+        bare = (c.objects.get(key) or c.terminating.get(key)) if not worker.identity.replicaset else None  # (Terminating)
         owner = c.replicasets.get((worker.namespace, worker.identity.replicaset))
         obj = kube.pod(worker, uid=bare.uid if bare else "", owner_uid=owner.uid if owner else "", node=node)
         if worker.identity.owner_kind in SET_KINDS:

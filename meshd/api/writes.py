@@ -304,7 +304,7 @@ class Writes:
                                f'{meta.get(field)}')
         if not _dry_run(request):
             try:
-                pending = await deleting.delete(self.controller, kind, namespace, name, policy)
+                pending = await deleting.delete(self.controller, kind, namespace, name, policy, options)
             except cascade.CannotOrphan as error:  # refused before anything changed
                 return api_status.response(422, str(error))
             if pending is not None:  # Terminating: finalizers hold it (meshd.api.deleting)

@@ -43,19 +43,32 @@ def terminating(meta: Mapping[str, Any]) -> bool:
     return bool(meta.get("deletionTimestamp"))
 
 
-def plan_delete(kind: str, meta: Mapping[str, Any], policy: str) -> DeletePlan:
+def plan_delete(kind: str, meta: Mapping[str, Any], policy: str, *, graceful: bool = False) -> DeletePlan:
     """The API server's decision for one DELETE of an object with this metadata under `policy`: an owner deleted
     in the Foreground gets the foregroundDeletion finalizer; an object any finalizer holds is marked; one none
-    holds goes now. A second DELETE of a Terminating object only adds what its policy asks for."""
+    holds goes now, unless `graceful` (a Pod with a grace period: marked while its containers stop). A second
+    DELETE of a Terminating object only adds what its policy asks for."""
     if policy not in POLICIES:
         raise ValueError(f"propagationPolicy must be Background, Foreground or Orphan, not {policy!r}")
     held = finalizers_of(meta)
     wanted = held + ((FOREGROUND,) if policy == "Foreground" and kind in OWNERS and FOREGROUND not in held else ())
     if terminating(meta):
         return DeletePlan("mark", wanted) if wanted != held else DeletePlan("pending", held)
-    if wanted:
+    if wanted or graceful:
         return DeletePlan("mark", wanted)
     return DeletePlan("now")
+
+
+def graceful_pod_delete(options: Mapping[str, Any], spec_grace: float | None) -> bool:
+    """Whether a user's Pod deleted with these DeleteOptions stays Terminating while its containers stop (as the
+    API server marks it): not with gracePeriodSeconds 0 (`--grace-period=0 --force`) or a spec's grace of 0."""
+    grace = options.get("gracePeriodSeconds")
+    if grace is None:
+        grace = 30 if spec_grace is None else spec_grace
+    try:
+        return float(grace) > 0
+    except (TypeError, ValueError):
+        return True
 
 
 def without_foreground(meta: Mapping[str, Any], dependents_left: int) -> tuple[str, ...] | None:
@@ -118,5 +131,5 @@ def _go_strings(values: Sequence[str]) -> str:
 
 
 __all__ = ["EDITABLE_METADATA", "FOREGROUND", "ORPHAN", "OWNERS", "POLICIES", "TERMINABLE", "DeletePlan",
-           "edited_metadata", "finalizers_of", "finished", "marked", "plan_delete", "terminating",
-           "update_refusal", "without_foreground"]
+           "edited_metadata", "finalizers_of", "finished", "graceful_pod_delete", "marked", "plan_delete",
+           "terminating", "update_refusal", "without_foreground"]

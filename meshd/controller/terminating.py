@@ -42,6 +42,12 @@ def held(c: Controller, key: Key) -> bool:
     return key in c.terminating
 
 
+def graceful_pods(c: Controller) -> bool:
+    """Whether a user's Pod is held Terminating until its worker stopped: on one node (in a cluster the
+    kubelet confirms a Pod object's deletion: meshd.cluster.pods)."""
+    return c.cluster is None and c.pod_objects is not None
+
+
 def hold(c: Controller, key: Key) -> None:
     """The object is Terminating: the controllers no longer see it (its dependents go), the API still serves it."""
     record = c.objects.get(key)
@@ -151,6 +157,8 @@ async def _finish_one(c: Controller, key: Key, record: Any) -> None:
     if stored is None:
         release(c, key)
         return
+    if key[0] == "Pod" and (key[1], key[2]) in c.pods:
+        return  # a user's Pod goes once its worker stopped (its grace period; a finalizer does not hold it)
     meta = stored["metadata"]
     if key[0] == "CronJob":  # the garbage collector deletes a Terminating CronJob's Jobs
         jobs = [("Job", key[1], r.obj.metadata.name) for r in c.batch.cron_jobs(record.obj)]
@@ -171,7 +179,7 @@ async def _finish_one(c: Controller, key: Key, record: Any) -> None:
             (stored,) = await c.store.transaction([Update(row)])
             meta = stored["metadata"]
             c._notify(*key)
-        if deletion.finished(meta):
+        if deletion.finished(meta) or key[0] == "Pod":
             await c.store.transaction(removal(c, key, meta))
             release(c, key)
             c.events.record(*key, "Normal", "Deleted", "dependents gone, no finalizer left: deleted")
@@ -203,7 +211,8 @@ def observed(c: Controller, obj: Mapping[str, Any], deleted: bool) -> bool:
 
 def load(c: Controller) -> None:
     """At start: the objects the store holds Terminating are held again (an agent restart keeps them so)."""
-    for key in [k for k in c.objects if k[0] in deletion.TERMINABLE]:
+    kinds = (*deletion.TERMINABLE, "Pod") if graceful_pods(c) else deletion.TERMINABLE
+    for key in [k for k in c.objects if k[0] in kinds]:
         stored = c.store.get(*key)
         if stored is not None and deletion.terminating(stored["metadata"]):
             hold(c, key)
@@ -225,5 +234,5 @@ async def run(c: Controller) -> None:
         stop()
 
 
-__all__ = ["edit", "finish", "held", "held_back", "hold", "left", "load", "mark", "observed", "release", "removal",
-           "run"]
+__all__ = ["edit", "finish", "graceful_pods", "held", "held_back", "hold", "left", "load", "mark", "observed",
+           "release", "removal", "run"]

@@ -330,3 +330,67 @@ async def test_a_user_finalizer_holds_an_ingress_until_a_patch_takes_it_off(clus
                                            '{"metadata": {"finalizers": null}}')
     assert code == 0, (out, err)
     assert await gone(cluster, "ingress", "held-ing")
+
+
+BARE_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME, FINALIZERS}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: python
+    command: ["PYTHON", "-c", "import time; time.sleep(3600)"]
+""".replace("PYTHON", sys.executable)
+
+
+async def bare_pod(cluster, name: str, finalizers: str = "") -> None:
+    text = BARE_POD.replace("NAME", name).replace(
+        "FINALIZERS", f"finalizers: [{finalizers}]" if finalizers else "labels: {}")
+    code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, f"{name}.yaml", text))
+    assert code == 0, err
+
+    async def running() -> bool:
+        return (await get_json(cluster, "pod", name))["status"].get("phase") == "Running"
+
+    await until(running, f"{name} running")
+
+
+async def test_a_deleted_pod_is_terminating_until_its_containers_stopped(cluster):
+    """As a kubelet confirms a pod's deletion: a watch sees MODIFIED with the deletionTimestamp, then DELETED
+    once the pod stopped; `kubectl delete` waits for it, and the pod is gone when it returns."""
+    await bare_pod(cluster, "bare")
+    watch = await asyncio.create_subprocess_exec(
+        "kubectl", "get", "pod", "bare", "-w", "--output-watch-events", "--no-headers", "-o",
+        "custom-columns=EVENT:.type,DELETING:.object.metadata.deletionTimestamp",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cluster.env())
+    assert watch.stdout is not None
+    try:
+        first = (await asyncio.wait_for(watch.stdout.readline(), 30)).decode().split()
+        assert first == ["ADDED", "<none>"], first
+        code, out, err = await cluster.kubectl("delete", "pod", "bare", "--timeout=60s")
+        assert code == 0, (out, err)
+        assert await gone(cluster, "pod", "bare")
+        events = [first]
+        while events[-1][0] != "DELETED":
+            line = (await asyncio.wait_for(watch.stdout.readline(), 30)).decode().split()
+            assert line, f"kubectl's watch ended: {events}"
+            events.append(line)
+        assert [e[0] for e in events[1:]] == ["MODIFIED", "DELETED"] and events[1][1] != "<none>", events
+    finally:
+        watch.kill()
+        await watch.wait()
+
+
+async def test_a_pods_finalizer_does_not_hold_it_and_a_forced_delete_goes_at_once(cluster):
+    """A Pod keeps its own deletion (README: its finalizers are not honoured): gone once it stopped."""
+    await bare_pod(cluster, "held-pod", finalizers="example.com/hold")
+    code, out, err = await cluster.kubectl("delete", "pod", "held-pod", "--timeout=60s")
+    assert code == 0, (out, err)
+    assert await gone(cluster, "pod", "held-pod")
+
+    await bare_pod(cluster, "forced")
+    code, out, err = await cluster.kubectl("delete", "pod", "forced", "--grace-period=0", "--force")
+    assert code == 0, (out, err)
+    assert await gone(cluster, "pod", "forced")

@@ -119,3 +119,20 @@ def test_an_orphaned_pod_object_loses_its_controllers_reference_only(refs, kept)
     assert (out["spec"], out["status"], out["metadata"]["resourceVersion"]) == ({"nodeName": "n1"},
                                                                                 {"phase": "Running"}, "5")
     assert stored["metadata"]["ownerReferences"] == refs  # not changed in place
+
+
+@pytest.mark.parametrize(("options", "spec_grace", "graceful"), [
+    ({}, None, True),  # the default 30 s
+    ({}, 30, True),
+    ({}, 0, False),  # a pod that asks for none
+    ({"gracePeriodSeconds": 0}, 30, False),  # --grace-period=0 --force
+    ({"gracePeriodSeconds": 5}, 0, True),  # the request's grace wins
+    ({"gracePeriodSeconds": "x"}, 30, True),  # unreadable: the safe side
+])
+def test_graceful_pod_delete(options, spec_grace, graceful):
+    assert deletion.graceful_pod_delete(options, spec_grace) is graceful
+
+
+def test_a_graceful_delete_marks_a_pod_no_finalizer_holds():
+    assert deletion.plan_delete("Pod", {}, "Background", graceful=True) == deletion.DeletePlan("mark", ())
+    assert deletion.plan_delete("Pod", {}, "Background") == deletion.DeletePlan("now")
