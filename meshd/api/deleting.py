@@ -15,6 +15,7 @@ from aiohttp import web
 from meshd.api import status as api_status
 from meshd.api.kinds import Kind
 from meshd.controller import cascade, deletion, terminating
+from meshd.model.objects import Pod
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
@@ -28,11 +29,11 @@ async def delete(controller: Controller, kind: Kind, namespace: str, name: str, 
     object goes at once (the caller deletes it as before). A user's Pod on one node is Terminating while its
     containers stop (its grace period), as a kubelet confirms a pod's deletion."""
     key = (kind.kind, namespace, name)
-    graceful = kind.kind == "Pod" and terminating.graceful_pods(controller) and key in controller.objects and \
-        deletion.graceful_pod_delete(options or {}, _grace_of(controller.objects[key].obj))
-    if kind.kind not in deletion.TERMINABLE and not graceful or (
-            key not in controller.objects and key not in controller.terminating):
+    graceful = _graceful_pod(controller, key, options or {})
+    if key not in controller.objects and key not in controller.terminating:
         return None  # (a Deployment's ReplicaSet is its Deployment's: deleted as before)
+    if kind.kind not in deletion.TERMINABLE and not graceful:
+        return None
     stored = controller.store.get(*key)
     if stored is None:
         return None
@@ -47,9 +48,11 @@ async def delete(controller: Controller, kind: Kind, namespace: str, name: str, 
     return dict(await terminating.mark(controller, kind.kind, namespace, name, plan.finalizers))
 
 
-def _grace_of(obj: Any) -> float | None:
-    """A Pod's spec.terminationGracePeriodSeconds (None: not a Pod)."""
-    return getattr(getattr(obj, "spec", None), "termination_grace_period_seconds", None)
+def _graceful_pod(controller: Controller, key: tuple[str, str, str], options: Mapping[str, Any]) -> bool:
+    """Whether this DELETE leaves a user's Pod Terminating while its containers stop (one node only)."""
+    record = controller.objects.get(key) if terminating.graceful_pods(controller) else None
+    return record is not None and isinstance(record.obj, Pod) and deletion.graceful_pod_delete(
+        options, record.obj.spec.termination_grace_period_seconds)
 
 
 def refused(kind: Kind, name: str, live: dict[str, Any], new: dict[str, Any]) -> web.Response | None:

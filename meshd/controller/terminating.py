@@ -122,9 +122,10 @@ async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any],
 
 
 def removal(c: Controller, key: Key, meta: Mapping[str, Any]) -> list[Operation]:
-    """The writes that remove a Terminating object once no finalizer is left: a Service's address goes with it."""
-    releases = address_releases(c.store.list(IP_ADDRESS_KIND), [ServiceKey(key[1], key[2])]) if key[0] == "Service" else []
-    return [Delete(*key, str(meta["resourceVersion"])), *releases]
+    """The writes that remove a Terminating object (no finalizer left; a Pod: its worker stopped): a Service's
+    address goes with it, as in Controller.delete_many."""
+    services = [ServiceKey(key[1], key[2])] if key[0] == "Service" else []
+    return [Delete(*key, str(meta["resourceVersion"])), *address_releases(c.store.list(IP_ADDRESS_KIND), services)]
 
 
 def left(c: Controller, key: Key, record: Any) -> int:

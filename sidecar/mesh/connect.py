@@ -84,7 +84,8 @@ async def connect_endpoint(factory: Callable[[], asyncio.BaseProtocol], address:
             return made
     answered = loop.create_future()
     try:
-        transport, _ = await _dial(key, lambda: MeshUpstream(identity, factory, line, answered, key=key))  # type: ignore[arg-type]
+        transport, _ = await _dial(
+            key, lambda: MeshUpstream(identity, factory, line, answered, key=key))  # type: ignore[arg-type]
     except BaseException:
         MESH_STATS.outbound_failed += 1
         raise

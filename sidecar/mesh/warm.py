@@ -4,8 +4,8 @@ Backends that close every connection (HTTP/1.0 servers, `Connection: close`) and
 a connection per request meet this on every request.
 
 Connections whose stream ended cleanly on meshd/2 come back here too (`put`, sidecar/mesh/wire.py), as
-keep-alive connections to a pool. A gateway is kept warm only while it is used: each use takes an idle connection (if one is there) and tops the
-gateway up to `size` idle ones in the background; an idle connection is closed after `idle` seconds (before
+keep-alive connections to a pool. A gateway is kept warm only while it is used: each use takes an idle
+connection (if one is there) and tops the gateway up to `size` idle ones in the background; an idle connection is closed after `idle` seconds (before
 the gateway's own preamble timeout gives up on it) and replaced only if the gateway was used within `keep`.
 `plan` is that decision, pure; `WarmPool` holds the connections and runs it."""
 
