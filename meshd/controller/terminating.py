@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]
 PASS_INTERVAL = 1.0  # seconds between the garbage collector's passes when nothing wakes it
+MARK_ATTEMPTS = 5  # a DELETE has no precondition to fail: a status write racing its mark is not the client's 409
 
 
 def rfc3339(ts: float) -> str:
@@ -70,12 +71,18 @@ async def mark(c: Controller, kind: str, namespace: str, name: str, finalizers: 
     stored). Answers the object as stored."""
     key = (kind, namespace, name)
     async with c._write_lock:
-        stored = c.store.get(*key)
-        if stored is None:
-            raise KeyError(f'{kind.lower()}s "{name}" not found')
-        row = copy.deepcopy(dict(stored))
-        row["metadata"] = deletion.marked(row["metadata"], finalizers, rfc3339(c.now()))
-        (written,) = await c.store.transaction([Update(row)])
+        for attempt in range(MARK_ATTEMPTS):
+            stored = c.store.get(*key)
+            if stored is None:
+                raise KeyError(f'{kind.lower()}s "{name}" not found')
+            row = copy.deepcopy(dict(stored))
+            row["metadata"] = deletion.marked(row["metadata"], finalizers, rfc3339(c.now()))
+            try:
+                (written,) = await c.store.transaction([Update(row)])
+                break
+            except Conflict:  # a status write (the rollout's progress) came between: marked again on top of it
+                if attempt == MARK_ATTEMPTS - 1:
+                    raise
         hold(c, key)
         c._notify(*key)
     c.events.record(kind, namespace, name, "Normal", "Deleting",
