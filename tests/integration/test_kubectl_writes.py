@@ -288,9 +288,15 @@ async def test_the_python_client_creates_patches_replaces_and_deletes(cluster):
         seen["created"] = (created.metadata.name, created.spec.replicas, bool(created.metadata.uid))
         patched = apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 3}})
         seen["patched"] = patched.spec.replicas
-        live = apps.read_namespaced_deployment("web", "default")
-        live.metadata.labels = {"tier": "front"}
-        replaced = apps.replace_namespaced_deployment("web", "default", live)
+        for _ in range(10):  # as client-go's RetryOnConflict: the controller's status write may come between
+            live = apps.read_namespaced_deployment("web", "default")
+            live.metadata.labels = {"tier": "front"}
+            try:
+                replaced = apps.replace_namespaced_deployment("web", "default", live)
+                break
+            except kubernetes.client.ApiException as error:
+                if error.status != 409:
+                    raise
         seen["replaced"] = (replaced.metadata.labels, replaced.spec.replicas)
         live.spec.replicas = 1  # the resourceVersion is stale now
         try:
