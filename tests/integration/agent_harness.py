@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import textwrap
 import time
@@ -13,19 +14,34 @@ from typing import Any
 from meshd.agent import Agent, AgentOptions
 
 
+# Ports a test hands to a process it starts. Not the kernel's ephemeral range (32768-60999 here): a port probed
+# free there can become the source port of any outgoing connection (an agent's etcd client, kubectl) before the
+# process binds it, and CI saw an agent fail to start with "Address already in use". Below 30000, where
+# NodePorts begin; never the same port twice in one test session, so two processes started together cannot get one.
+TEST_PORTS = range(20000, 30000)
+_handed_out: set[int] = set()
+
+
 def free_port(*, udp: bool = False) -> int:
-    """A free TCP port on 127.0.0.1; with udp=True, free for UDP too (what a DNS server binds)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram, socket.socket() as stream:
-            stream.bind(("127.0.0.1", 0))
-            port = stream.getsockname()[1]
-            if udp:
-                try:
-                    dgram.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
+    """A TCP port free on 127.0.0.1 and handed out once; with udp=True, free for UDP too (what a DNS server binds)."""
+    start = random.randrange(len(TEST_PORTS))
+    for offset in range(len(TEST_PORTS)):
+        port = TEST_PORTS[(start + offset) % len(TEST_PORTS)]
+        if port not in _handed_out and _bindable(port, udp=udp):
+            _handed_out.add(port)
             return port
-    raise OSError("no port free for both UDP and TCP")
+    raise OSError(f"no port in {TEST_PORTS} free for {'UDP and ' if udp else ''}TCP")
+
+
+def _bindable(port: int, *, udp: bool) -> bool:
+    kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 def deployment_yaml(name: str, *, image: str, command: str, replicas: int = 1, container: str = "main",

@@ -27,6 +27,7 @@ from meshd.driver.base import (
 )
 from meshd.driver.docker import DockerDriver, pod_nameservers
 from meshd.model.objects import Container, ResourceList, Resources, Volume, VolumeMount
+from tests.integration.agent_harness import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180), pytest.mark.usefixtures("no_blocking_calls")]
 
@@ -239,12 +240,6 @@ async def test_usage_reads_the_cgroup(docker_driver: DockerDriver, busybox_image
     if usage is None:
         pytest.skip("cgroup v1 files of docker containers are not visible here")
     assert usage.memory_bytes > 0 and usage.cpu_seconds >= 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
