@@ -234,7 +234,7 @@ class Controller:
                 await self.apply(json.dumps(default_class_manifest()), source="the default StorageClass")
             except (AlreadyExists, Conflict):  # another agent on a shared store made it first
                 pass
-        for record in self.objects.values():
+        for record in [*self.objects.values(), *self.terminating.values()]:  # a Terminating Service still routes
             if isinstance(record.obj, Service):
                 publish_service(self, record.obj)
         await self.volume_controller.start()
@@ -410,13 +410,15 @@ class Controller:
                 self.kick()
             return [ApplyResult(*k, "deleted" if k in gone else "not found") for k in keys]
 
-    def _forget(self, key: tuple[str, str, str]) -> None:
+    def _forget(self, key: tuple[str, str, str], *, unpublish: bool = True) -> None:
+        """The object is no longer reconciled; a Service also stops being served unless `unpublish` is False (a
+        Terminating one is still routed and resolved: meshd.controller.terminating)."""
         kind, namespace, name = key
         record = self.objects.pop(key, None)
         if record is None:  # a shared store's watch forgot it first (meshd.cluster.follow)
             return
         self._notify(kind, namespace, name)
-        if isinstance(record.obj, Service):
+        if isinstance(record.obj, Service) and unpublish:
             unpublish_service(self, namespace, name)
         if isinstance(record.obj, (Deployment, ReplicaSet)):  # its pods go too (a bare ReplicaSet owns itself)
             for rs_key in [k for k, r in self.replicasets.items() if r.owner_kind == kind

@@ -1,10 +1,11 @@
 """Terminating objects: an object a DELETE marked (metadata.deletionTimestamp, finalizers: meshd.controller.deletion)
-stays in the store and is served (Terminating, `kubectl get` shows it) while the controllers treat it as deleted:
-its record moves from Controller.objects to Controller.terminating, so its dependents go as in a Background
-delete (a Deployment's ReplicaSets and their pods, a set's or Job's pods, a CronJob's Jobs). The garbage
-collector's part runs where the controllers do (the leader of a cluster): once no dependent is left it takes the
-foregroundDeletion finalizer off, and once no finalizer is left it removes the object. Every agent of a cluster
-learns of a marked object from the store (meshd.cluster.follow calls `observed`).
+stays in the store and is served (Terminating, `kubectl get` shows it) while the controllers treat it as deleted: its
+record moves from Controller.objects to Controller.terminating, so its dependents go as in a Background delete (a
+Deployment's ReplicaSets and their pods, a set's or Job's pods, a CronJob's Jobs); a Service is still routed and
+resolved until it is removed, as in Kubernetes. The garbage collector's part runs where the controllers do (the leader
+of a cluster): once no dependent is left it takes the foregroundDeletion finalizer off, and once no finalizer is left
+it removes the object. Every agent of a cluster learns of a marked object from the store (meshd.cluster.follow calls
+`observed`).
 
 The controller's helpers, as meshd.controller.cascade: functions of the Controller, kept out of loop.py."""
 
@@ -22,7 +23,9 @@ from meshd.controller import deletion
 from meshd.controller.cascade import dependents
 from meshd.controller.persist import load_records
 from meshd.controller.clusterip import IP_ADDRESS_KIND, address_releases
+from meshd.controller.services import unpublish_service
 from meshd.model.endpoints import ServiceKey
+from meshd.model.objects import Service
 from meshd.store import Conflict, Delete, NotFound, Operation, StoreError, Update, object_key
 
 if TYPE_CHECKING:
@@ -50,18 +53,24 @@ def graceful_pods(c: Controller) -> bool:
 
 
 def hold(c: Controller, key: Key) -> None:
-    """The object is Terminating: the controllers no longer see it (its dependents go), the API still serves it."""
+    """The object is Terminating: the controllers no longer see it (its dependents go), the API still serves it.
+    A Service is still routed and resolved until it is removed, as kube-proxy and CoreDNS keep serving a Service
+    object with a deletionTimestamp."""
     record = c.objects.get(key)
     if record is not None:
         c.terminating[key] = record
-        c._forget(key)
+        c._forget(key, unpublish=key[0] != "Service")
         if key[0] == "Deployment":
             c.progress.pop(key[1:], None)
     c.kick()
 
 
 def release(c: Controller, key: Key) -> None:
-    if c.terminating.pop(key, None) is not None:
+    """The Terminating object was removed (a Service stops being served, unless one of its name was made since)."""
+    record = c.terminating.pop(key, None)
+    if record is not None:
+        if isinstance(record.obj, Service) and key not in c.objects:
+            unpublish_service(c, key[1], key[2])
         c._notify(*key)
         c.kick()
 

@@ -67,8 +67,8 @@ async def write_kubeconfig(api: str, state_dir: str, path: Path) -> Path:
 class Cluster:
     """The agent as clients see it: one kubeconfig (`meshd kubeconfig`) for kubectl and the Python clients."""
 
-    def __init__(self, api: str, kubeconfig: Path, cache: Path) -> None:
-        self.api, self.kubeconfig, self.cache = api, kubeconfig, cache
+    def __init__(self, api: str, kubeconfig: Path, cache: Path, dns_port: int = 0) -> None:
+        self.api, self.kubeconfig, self.cache, self.dns_port = api, kubeconfig, cache, dns_port
 
     def env(self, kubeconfig: Path | None = None) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(kubeconfig or self.kubeconfig), "HOME": str(self.cache),
@@ -97,7 +97,7 @@ async def cluster(tmp_path, agent_id, monkeypatch, request):
     monkeypatch.setenv("MESHD_TOKEN", agent.token)  # for the `meshd` CLI this test also runs
     api = f"http://{options.api}"
     kubeconfig = await write_kubeconfig(api, options.state_dir, tmp_path / "kubeconfig")
-    yield Cluster(api, kubeconfig, tmp_path)
+    yield Cluster(api, kubeconfig, tmp_path, int(options.dns.rsplit(":", 1)[1]))
     await agent.close(stop_pods=True)
 
 

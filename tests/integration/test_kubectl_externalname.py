@@ -68,9 +68,7 @@ async def cluster(tmp_path, agent_id, monkeypatch, request):
     monkeypatch.setenv("MESHD_TOKEN", agent.token)
     api = f"http://{options.api}"
     kubeconfig = await write_kubeconfig(api, options.state_dir, tmp_path / "kubeconfig")
-    cluster = Cluster(api, kubeconfig, tmp_path)
-    cluster.dns_port = int(options.dns.rsplit(":", 1)[1])  # type: ignore[attr-defined]
-    yield cluster
+    yield Cluster(api, kubeconfig, tmp_path, int(options.dns.rsplit(":", 1)[1]))
     await agent.close(stop_pods=True)
     await upstream.stop()
 
@@ -90,7 +88,7 @@ async def ok(cluster: Cluster, *args: str) -> str:
 async def answer(cluster: Cluster, name: str, qtype: str = "A") -> list[tuple[str, str, str]]:
     """dig's answer section: (owner, type, data) per record, in the order of the answer."""
     proc = await asyncio.create_subprocess_exec(
-        "dig", "+noall", "+answer", "+time=2", "+tries=3", "-p", str(cluster.dns_port),  # type: ignore[attr-defined]
+        "dig", "+noall", "+answer", "+time=2", "+tries=3", "-p", str(cluster.dns_port),
         "@127.0.0.1", name, qtype, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err

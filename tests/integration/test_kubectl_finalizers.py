@@ -16,6 +16,7 @@ import threading
 import pytest
 
 from tests.integration import test_kubectl
+from tests.integration.test_kubectl_externalname import answer
 from tests.integration.test_kubectl_writes import get_json, until, write
 
 cluster = test_kubectl.cluster
@@ -283,7 +284,7 @@ def service(name: str, *, finalizers: str = "", cluster_ip: str = "") -> str:
             .replace("CLUSTERIP", f"clusterIP: {cluster_ip}" if cluster_ip else "type: ClusterIP"))
 
 
-async def test_a_user_finalizer_holds_a_service_and_its_address_until_a_patch_takes_it_off(cluster):
+async def test_a_user_finalizer_holds_a_service_still_resolved_and_its_address_until_a_patch_takes_it_off(cluster):
     code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, "held-svc.yaml", service(
         "held-svc", finalizers="example.com/hold")))
     assert code == 0, err
@@ -293,6 +294,8 @@ async def test_a_user_finalizer_holds_a_service_and_its_address_until_a_patch_ta
     shown = await get_json(cluster, "service", "held-svc")  # still there, Terminating
     assert shown["metadata"]["finalizers"] == ["example.com/hold"] and shown["metadata"]["deletionTimestamp"]
     assert shown["spec"]["clusterIP"] == address
+    name = "held-svc.default.svc.cluster.local."
+    assert await answer(cluster, name) == [(name, "A", address)]  # still resolved (and routed), as in Kubernetes
     taker = await write(cluster, "taker.yaml", service("taker", cluster_ip=address))
     code, out, err = await cluster.kubectl("apply", "-f", taker)
     assert code == 1 and "already allocated" in err, (out, err)  # a Terminating Service keeps its address
@@ -301,6 +304,7 @@ async def test_a_user_finalizer_holds_a_service_and_its_address_until_a_patch_ta
                                            '[{"op": "remove", "path": "/metadata/finalizers"}]')
     assert code == 0, (out, err)
     assert await gone(cluster, "service", "held-svc")
+    assert await answer(cluster, name) == []
     code, out, err = await cluster.kubectl("apply", "-f", taker)  # its address went with it
     assert code == 0, (out, err)
     assert (await get_json(cluster, "service", "taker"))["spec"]["clusterIP"] == address

@@ -1,5 +1,5 @@
 """A Terminating object survives an agent restart (its deletionTimestamp and finalizers are in the store): a
-ConfigMap (and a Service) a user's finalizer holds is still Terminating after the restart and goes when a PATCH takes the
+ConfigMap (and a Service, still resolved) a user's finalizer holds is still Terminating after the restart and goes when a PATCH takes the
 finalizer off; a Deployment held so does not run its pods again."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import dns.message
+import dns.query
 import pytest
 
 from tests.integration.agent_harness import state_headers
@@ -76,9 +78,18 @@ async def test_a_terminating_object_stays_so_across_a_restart(agent: AgentProces
         assert status == 200 and body["metadata"]["finalizers"] == ["example.com/hold"], body
         assert body["metadata"]["deletionTimestamp"]
     assert not await agent.items("pods")  # the held Deployment runs nothing again
+    assert resolved(agent, "kept-svc")  # a Terminating Service is still resolved (and routed), as in Kubernetes
     for path, name in ((CM, "kept"), (DEPLOY, "held"), (SVC, "kept-svc")):
         status, body = await call(agent, "PATCH", f"{path}/{name}", {"metadata": {"finalizers": None}},
                                   "application/merge-patch+json")
         assert status == 200, body
         status, body = await call(agent, "GET", f"{path}/{name}")
         assert status == 404, body
+    assert not resolved(agent, "kept-svc")
+
+
+def resolved(agent: AgentProcess, service: str) -> list[str]:
+    """The addresses the agent's DNS answers for a Service's name."""
+    query = dns.message.make_query(f"{service}.default.svc.cluster.local", "A")
+    reply = dns.query.udp(query, "127.0.0.1", port=agent.dns_port, timeout=5)
+    return [item.address for rrset in reply.answer for item in rrset]
