@@ -49,9 +49,13 @@ async def delete(controller: Controller, kind: Kind, namespace: str, name: str, 
 
 
 def _graceful_pod(controller: Controller, key: tuple[str, str, str], options: Mapping[str, Any]) -> bool:
-    """Whether this DELETE leaves a user's Pod Terminating while its containers stop (one node only)."""
+    """Whether this DELETE leaves a user's Pod Terminating (one node only): while its containers stop, and after
+    while a finalizer holds it (also when forced, as the API server marks it)."""
     record = controller.objects.get(key) if terminating.graceful_pods(controller) else None
-    return record is not None and isinstance(record.obj, Pod) and deletion.graceful_pod_delete(
+    if record is None or not isinstance(record.obj, Pod):
+        return False
+    stored = controller.store.get(*key)
+    return (stored is not None and bool(deletion.finalizers_of(stored["metadata"]))) or deletion.graceful_pod_delete(
         options, record.obj.spec.termination_grace_period_seconds)
 
 

@@ -202,7 +202,8 @@ def node_pods(controller: Controller, namespace: str | None, render: Callable[[P
               name: str | None = None) -> list[dict[str, Any]]:
     """A standalone agent's pods, listed from the Pod objects of its store (meshd.cluster.podobjects) with their
     uid and resourceVersion, spec and status as their workers show them live (what probes last said too); a pod
-    whose object is not written yet is shown as its worker renders it, one whose worker went is not shown."""
+    whose object is not written yet is shown as its worker renders it; one whose worker went is shown as stored
+    while it is Terminating (a user's finalizer holds it), else not."""
     out = {}
     for key, obj in _pod_objects(controller, namespace, name):
         meta = obj["metadata"]
@@ -212,6 +213,8 @@ def node_pods(controller: Controller, namespace: str | None, render: Callable[[P
             if shown["metadata"]["uid"] == meta["uid"]:  # (not the object of an older pod of that name)
                 shown["metadata"]["resourceVersion"] = meta["resourceVersion"]
             out[key] = shown
+        elif meta.get("deletionTimestamp"):
+            out[key] = stored_pod(obj)
     for key, worker in _workers(controller, namespace, name):
         if key not in out:
             out[key] = render(worker)

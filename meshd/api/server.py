@@ -386,9 +386,13 @@ class ApiServer:
                 sets.owner_reference(c, identity.owner_kind, identity.namespace, identity.owner)]
         if worker.identity.owner_kind == "Job":
             batch.job_pod_owner(obj, c)
-        stored = c.store.get("Pod", worker.namespace, worker.name) if bare else None
-        if stored and stored["metadata"].get("managedFields"):  # its field managers (meshd.api.fieldsets)
+        stored = c.store.get("Pod", worker.namespace, worker.name) if bare or worker.terminating else None
+        if stored is None or stored["metadata"].get("uid") != obj["metadata"]["uid"]:
+            return obj
+        if stored["metadata"].get("managedFields"):  # its field managers (meshd.api.fieldsets)
             obj["metadata"]["managedFields"] = [dict(e) for e in stored["metadata"]["managedFields"]]
+        # its finalizers, and the deletionTimestamp stored when it was deleted (not the time of this rendering)
+        obj["metadata"] = deleting.with_deletion(obj["metadata"], stored)
         return obj
 
     async def list_resources(self, request: web.Request) -> web.StreamResponse:

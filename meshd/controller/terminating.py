@@ -127,7 +127,7 @@ async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any],
         check(stored)
         row = copy.deepcopy(dict(stored))
         row["metadata"] = deletion.edited_metadata(stored["metadata"], new_meta)
-        if deletion.finished(row["metadata"]):
+        if deletion.finished(row["metadata"]) and not _stopping(c, key):
             await c.store.transaction(removal(c, key, stored["metadata"]))
             release(c, key)
             c.events.record(*key, "Normal", "Deleted", "no finalizer left: deleted")
@@ -135,6 +135,11 @@ async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any],
         (written,) = await c.store.transaction([Update(row)])
         c._notify(*key)
         return written
+
+
+def _stopping(c: Controller, key: Key) -> bool:
+    """A Terminating user's Pod whose containers still run: it stays until they stopped, finalizers or not."""
+    return key[0] == "Pod" and (key[1], key[2]) in c.pods
 
 
 def removal(c: Controller, key: Key, meta: Mapping[str, Any]) -> list[Operation]:
@@ -174,8 +179,8 @@ async def _finish_one(c: Controller, key: Key, record: Any) -> None:
     if stored is None:
         release(c, key)
         return
-    if key[0] == "Pod" and (key[1], key[2]) in c.pods:
-        return  # a user's Pod goes once its worker stopped (its grace period; a finalizer does not hold it)
+    if _stopping(c, key):
+        return  # a user's Pod goes once its worker stopped (its grace period) and no finalizer holds it
     meta = stored["metadata"]
     if key[0] == "CronJob":  # the garbage collector deletes a Terminating CronJob's Jobs
         jobs = [("Job", key[1], r.obj.metadata.name) for r in c.batch.cron_jobs(record.obj)]
@@ -196,7 +201,7 @@ async def _finish_one(c: Controller, key: Key, record: Any) -> None:
             (stored,) = await c.store.transaction([Update(row)])
             meta = stored["metadata"]
             c._notify(*key)
-        if deletion.finished(meta) or key[0] == "Pod":
+        if deletion.finished(meta):
             await c.store.transaction(removal(c, key, meta))
             release(c, key)
             c.events.record(*key, "Normal", "Deleted", "dependents gone, no finalizer left: deleted")

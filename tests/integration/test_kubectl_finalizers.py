@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
+from meshd.controller.terminating import PASS_INTERVAL
 from tests.integration import test_kubectl
 from tests.integration.test_kubectl_externalname import answer
 from tests.integration.test_kubectl_writes import get_json, until, write
@@ -345,12 +348,14 @@ spec:
   containers:
   - name: main
     image: python
-    command: ["PYTHON", "-c", "import time; time.sleep(3600)"]
+    command: ["PYTHON", "-c", "import os, time\\nif 'PID_FILE': open('PID_FILE', 'w').write(str(os.getpid()))\\n\\
+time.sleep(3600)"]
 """.replace("PYTHON", sys.executable)
 
 
-async def bare_pod(cluster, name: str, finalizers: str = "") -> None:
-    text = BARE_POD.replace("NAME", name).replace(
+async def bare_pod(cluster, name: str, finalizers: str = "", pid_file: Path | None = None) -> None:
+    """A Pod sleeping; its process writes its pid to `pid_file`."""
+    text = BARE_POD.replace("NAME", name).replace("PID_FILE", str(pid_file or "")).replace(
         "FINALIZERS", f"finalizers: [{finalizers}]" if finalizers else "labels: {}")
     code, out, err = await cluster.kubectl("apply", "-f", await write(cluster, f"{name}.yaml", text))
     assert code == 0, err
@@ -387,14 +392,50 @@ async def test_a_deleted_pod_is_terminating_until_its_containers_stopped(cluster
         await watch.wait()
 
 
-async def test_a_pods_finalizer_does_not_hold_it_and_a_forced_delete_goes_at_once(cluster):
-    """A Pod keeps its own deletion (README: its finalizers are not honoured): gone once it stopped."""
-    await bare_pod(cluster, "held-pod", finalizers="example.com/hold")
-    code, out, err = await cluster.kubectl("delete", "pod", "held-pod", "--timeout=60s")
+async def test_a_pods_finalizer_holds_it_terminating_after_it_stopped_and_a_forced_delete_goes_at_once(cluster):
+    """As on a kubelet's node: the Pod's containers stop, its object stays Terminating while a user's finalizer
+    holds it (forced too), and goes once a PATCH takes the finalizer off."""
+    pid_file = cluster.cache / "held-pod.pid"
+    await bare_pod(cluster, "held-pod", finalizers="example.com/hold", pid_file=pid_file)
+
+    async def started() -> str:
+        return pid_file.read_text() if pid_file.exists() else ""
+
+    pid = int(await until(started, "the held pod's pid written"))
+    code, out, err = await cluster.kubectl("delete", "pod", "held-pod", "--wait=false")
+    assert code == 0, (out, err)
+
+    async def stopped() -> bool:
+        return not alive(pid)
+
+    await until(stopped, "the held pod's process stopped")
+    await asyncio.sleep(2 * PASS_INTERVAL)  # the garbage collector's passes see it stopped, and leave it
+    shown = await get_json(cluster, "pod", "held-pod")
+    assert shown["metadata"]["deletionTimestamp"] and shown["metadata"]["finalizers"] == ["example.com/hold"]
+    code, out, err = await cluster.kubectl("patch", "pod", "held-pod", "--type=merge", "-p",
+                                           '{"metadata": {"finalizers": null}}')
     assert code == 0, (out, err)
     assert await gone(cluster, "pod", "held-pod")
+
+    await bare_pod(cluster, "forced-held", finalizers="example.com/hold")
+    code, out, err = await cluster.kubectl("delete", "pod", "forced-held", "--grace-period=0", "--force",
+                                           "--wait=false")  # (kubectl would wait for it to go, as in Kubernetes)
+    assert code == 0, (out, err)
+    assert (await get_json(cluster, "pod", "forced-held"))["metadata"]["deletionTimestamp"]
+    code, out, err = await cluster.kubectl("patch", "pod", "forced-held", "--type=json", "-p",
+                                           '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    assert code == 0, (out, err)
+    assert await gone(cluster, "pod", "forced-held")
 
     await bare_pod(cluster, "forced")
     code, out, err = await cluster.kubectl("delete", "pod", "forced", "--grace-period=0", "--force")
     assert code == 0, (out, err)
     assert await gone(cluster, "pod", "forced")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,6 +1,6 @@
 """A Terminating object survives an agent restart (its deletionTimestamp and finalizers are in the store): a
 ConfigMap (and a Service, still resolved) a user's finalizer holds is still Terminating after the restart and goes when a PATCH takes the
-finalizer off; a Deployment held so does not run its pods again."""
+finalizer off; a Deployment held so does not run its pods again; a Pod held so, stopped, is not started again."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ SERVICE = {"apiVersion": "v1", "kind": "Service",
 CM = "/api/v1/namespaces/default/configmaps"
 SVC = "/api/v1/namespaces/default/services"
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+POD = "/api/v1/namespaces/default/pods"
 
 
 async def call(agent: AgentProcess, method: str, path: str, body: Any = None,
@@ -93,3 +94,42 @@ def resolved(agent: AgentProcess, service: str) -> list[str]:
     query = dns.message.make_query(f"{service}.default.svc.cluster.local", "A")
     reply = dns.query.udp(query, "127.0.0.1", port=agent.dns_port, timeout=5)
     return [item.address for rrset in reply.answer for item in rrset]
+
+
+async def test_a_pod_a_finalizer_holds_stays_terminating_and_stopped_across_a_restart(agent: AgentProcess,
+                                                                                      tmp_path: Path) -> None:
+    pid_file = tmp_path / "held.pid"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "held-pod", "finalizers": ["example.com/hold"]},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+               "name": "main", "image": "python", "command": [
+                   sys.executable, "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+                                         "time.sleep(3600)"]}]}}
+    status, body = await call(agent, "POST", POD, pod)
+    assert status == 201, body
+
+    async def started() -> str:
+        return pid_file.read_text() if pid_file.exists() else ""
+
+    assert await poll(started)
+    pid = int(pid_file.read_text())
+    status, body = await call(agent, "DELETE", f"{POD}/held-pod")
+    assert status == 200 and body["metadata"]["deletionTimestamp"], body
+
+    async def stopped() -> bool:
+        return not Path(f"/proc/{pid}").exists()
+
+    assert await poll(stopped)
+    await agent.stop()
+    await agent.start()
+    status, body = await call(agent, "GET", f"{POD}/held-pod")  # held, and not started again
+    assert status == 200 and body["metadata"]["deletionTimestamp"], body
+    assert body["metadata"]["finalizers"] == ["example.com/hold"]
+    assert pid_file.read_text() == str(pid)
+    status, body = await call(agent, "PATCH", f"{POD}/held-pod", {"metadata": {"finalizers": None}},
+                              "application/merge-patch+json")
+    assert status == 200, body
+
+    async def gone() -> bool:
+        return (await call(agent, "GET", f"{POD}/held-pod"))[0] == 404
+
+    assert await poll(gone)
