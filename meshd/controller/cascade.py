@@ -121,11 +121,15 @@ def _release_replicaset(c: Controller, namespace: str, name: str) -> Release:
 
 
 def release_worker(c: Controller, worker: PodWorker) -> None:
-    """A pod worker of this node is a bare pod's now (a container it starts again is labelled so)."""
-    namespace, name = worker.namespace, worker.name
-    worker.identity = PodIdentity(namespace, name, "Pod", name)
-    labels = worker._sandbox_labels
-    labels.update({LABEL_OWNER: name, LABEL_OWNER_KIND: "Pod", LABEL_REPLICASET: "", LABEL_TEMPLATE_HASH: ""})
+    """A pod worker of this node is a bare pod's now."""
+    reassign_worker(c, worker, PodIdentity(worker.namespace, worker.name, "Pod", worker.name))
+
+
+def reassign_worker(c: Controller, worker: PodWorker, identity: PodIdentity) -> None:
+    """A pod worker of this node has another owner now (a container it starts again is labelled so)."""
+    worker.identity = identity
+    worker._sandbox_labels.update({LABEL_OWNER: identity.owner, LABEL_OWNER_KIND: identity.owner_kind,
+                                   LABEL_REPLICASET: identity.replicaset, LABEL_TEMPLATE_HASH: identity.template_hash})
     c.registry.upsert_pod(worker.record())
 
 
@@ -282,4 +286,4 @@ def dependents(c: Controller, kind: str, namespace: str, name: str) -> int:
 
 
 __all__ = ["ORPHANABLE", "CannotOrphan", "bare_pod_manifest", "candidates", "delete_orphaning", "dependents",
-           "orphaned_manifest", "release_worker", "released_pod_object"]
+           "orphaned_manifest", "reassign_worker", "release_worker", "released_pod_object"]

@@ -42,6 +42,7 @@ from meshd.controller.plan import (
 )
 from meshd.controller.pod import PodIdentity, PodWorker, Prober
 from meshd.controller.progress import Progress, ProgressWriter, with_stored_status
+from meshd.controller.podadoption import adopt_orphans
 from meshd.controller.replicasets import ensure_bare_replicaset, reconcile_replicaset
 from meshd.controller.metrics import RECONCILE_DURATION, RECONCILES
 from meshd.controller.rollouts import reconcile_deployment, undo_target
@@ -490,6 +491,7 @@ class Controller:
             self._kick_event.clear()
             if not self.leading:
                 continue
+            await adopt_orphans(self)  # a ReplicaSet claims the bare pods its selector matches
             with RECONCILE_DURATION.time():
                 self.reconcile()
             RECONCILES.inc()

@@ -55,14 +55,19 @@ def desired_object(obj: KubeObject, *, uid: str | None = None, created: float | 
     return stored
 
 
+def controller_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """The ownerReference of an object's controller, an apps/v1 one (a Deployment, a ReplicaSet)."""
+    return {"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
 def owned_replicaset(rs: ReplicaSetRecord, *, owner_uid: str) -> dict[str, Any]:
     """A ReplicaSet a Deployment owns, as the store keeps it."""
     stored = copy.deepcopy(dict(rs.rs.raw))
     metadata = {k: v for k, v in (stored.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
     metadata.update(namespace=rs.namespace, uid=rs.uid, creationTimestamp=rfc3339(rs.created))
     metadata["annotations"] = {**(metadata.get("annotations") or {}), REVISION_ANNOTATION: str(rs.revision)}
-    metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": rs.owner_kind, "name": rs.owner,
-                                    "uid": owner_uid, "controller": True, "blockOwnerDeletion": True}]
+    metadata["ownerReferences"] = [controller_reference(rs.owner_kind, rs.owner, owner_uid)]
     stored["metadata"] = metadata
     stored.setdefault("spec", {})["replicas"] = rs.replicas
     return stored
@@ -157,9 +162,8 @@ async def migrate_state_json(state_dir: Path, store: ObjectStore) -> int:
             namespace = _ns_name(manifest)[0]
             meta.update(namespace=namespace, uid=item["uid"], creationTimestamp=rfc3339(float(item["created"])))
             meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: str(item["revision"])}
-            meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": item["owner"],
-                                        "uid": owner_uids.get(("Deployment", namespace, item["owner"]), ""),
-                                        "controller": True, "blockOwnerDeletion": True}]
+            meta["ownerReferences"] = [controller_reference(
+                "Deployment", item["owner"], owner_uids.get(("Deployment", namespace, item["owner"]), ""))]
             manifest.setdefault("spec", {})["replicas"] = int(item["replicas"])
             operations.append(Create(manifest))
     except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -176,5 +180,5 @@ def _ns_name(manifest: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or "default"), str(meta["name"])
 
 
-__all__ = ["Loaded", "desired_object", "is_owned_replicaset", "load_records", "migrate_state_json",
-           "owned_replicaset", "parse_rfc3339", "rfc3339"]
+__all__ = ["Loaded", "controller_reference", "desired_object", "is_owned_pod", "is_owned_replicaset", "load_records",
+           "migrate_state_json", "owned_replicaset", "parse_rfc3339", "rfc3339"]
