@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshd.api import deleting
+from meshd.controller import deletion
 from meshd.controller.loop import Controller, ObjectRecord
 from meshd.controller.pod import ContainerStatus, PodWorker
 from meshd.controller.progress import progressing_condition, restored
@@ -237,6 +238,9 @@ def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = str(rs.revision)
     if ("ReplicaSet", rs.namespace, rs.name) in controller.terminating:  # a bare one being deleted
         meta = deleting.with_deletion(meta, controller.store.get("ReplicaSet", rs.namespace, rs.name))
+    elif rs.owner_kind == "Deployment" and ("Deployment", rs.namespace, rs.owner) in controller.terminating:
+        deleted = controller.store.get("Deployment", rs.namespace, rs.owner)  # in the foreground: it is too
+        meta = deletion.foreground_dependent(meta, deleted["metadata"] if deleted else None)
     spec = copy.deepcopy(dict(rs.rs.raw.get("spec") or {}))
     spec["replicas"] = rs.replicas
     return {

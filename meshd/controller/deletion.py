@@ -126,10 +126,21 @@ def marked(meta: Mapping[str, Any], finalizers: Sequence[str], now: str) -> dict
     return out
 
 
+def foreground_dependent(meta: Mapping[str, Any], owner_meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A dependent's metadata while its owner is deleted in the foreground: Kubernetes' garbage collector
+    deletes a dependent that has dependents of its own (a Deployment's ReplicaSet and its pods) in the
+    foreground too, so it is Terminating with the foregroundDeletion finalizer until they are gone. Unchanged
+    when the owner is not waiting for its dependents. Pure."""
+    if owner_meta is None or not terminating(owner_meta) or FOREGROUND not in finalizers_of(owner_meta):
+        return dict(meta)
+    return marked(meta, (*finalizers_of(meta), *(() if FOREGROUND in finalizers_of(meta) else (FOREGROUND,))),
+                  str(owner_meta["deletionTimestamp"]))
+
+
 def _go_strings(values: Sequence[str]) -> str:
     return "[]string{" + ", ".join(f'"{v}"' for v in values) + "}"
 
 
 __all__ = ["EDITABLE_METADATA", "FOREGROUND", "ORPHAN", "OWNERS", "POLICIES", "TERMINABLE", "DeletePlan",
-           "edited_metadata", "finalizers_of", "finished", "graceful_pod_delete", "marked", "plan_delete",
+           "edited_metadata", "finalizers_of", "finished", "foreground_dependent", "graceful_pod_delete", "marked", "plan_delete",
            "terminating", "update_refusal", "without_foreground"]

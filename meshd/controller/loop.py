@@ -513,7 +513,8 @@ class Controller:
                 rs.replicas = 0
                 self._dirty = True
             reconcile_replicaset(self, rs, now)
-            if not self._owner_exists(rs) and not self._pods_of(rs):
+            if not self._owner_exists(rs) and not self._pods_of(rs) and \
+                    not terminating.stopping_in_the_foreground(self, rs):
                 del self.replicasets[rs_key]
                 self._dirty = True
         self.sets.reconcile(now)

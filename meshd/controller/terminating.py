@@ -30,6 +30,7 @@ from meshd.store import Conflict, Delete, NotFound, Operation, StoreError, Updat
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
+    from meshd.controller.records import ReplicaSetRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def hold(c: Controller, key: Key) -> None:
         c._forget(key, unpublish=key[0] != "Service")
         if key[0] == "Deployment":
             c.progress.pop(key[1:], None)
+            for rs in c.owned_replicasets(*key[1:]):  # Terminating too in a Foreground delete (deletion.py)
+                c._notify("ReplicaSet", rs.namespace, rs.name)
     c.kick()
 
 
@@ -135,6 +138,15 @@ async def edit(c: Controller, key: Key, new_meta: Mapping[str, Any],
         (written,) = await c.store.transaction([Update(row)])
         c._notify(*key)
         return written
+
+
+def stopping_in_the_foreground(c: Controller, rs: ReplicaSetRecord) -> bool:
+    """Whether a Deployment's ReplicaSet stays while its pods stop: its Deployment is deleted in the foreground
+    (the garbage collector deletes the ReplicaSet in the foreground too: meshd.controller.deletion)."""
+    owner = c.store.get(rs.owner_kind, rs.namespace, rs.owner) if rs.owner_kind == "Deployment" else None
+    return (owner is not None and deletion.FOREGROUND in deletion.finalizers_of(owner["metadata"])
+            and deletion.terminating(owner["metadata"])
+            and any(w.namespace == rs.namespace and w.identity.replicaset == rs.name for w in c.managed.values()))
 
 
 def _stopping(c: Controller, key: Key) -> bool:
@@ -257,4 +269,4 @@ async def run(c: Controller) -> None:
 
 
 __all__ = ["edit", "finish", "graceful_pods", "held", "held_back", "hold", "left", "load", "mark", "observed",
-           "release", "removal", "run"]
+           "release", "removal", "run", "stopping_in_the_foreground"]

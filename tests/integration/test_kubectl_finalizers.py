@@ -111,6 +111,9 @@ async def test_foreground_delete_keeps_the_deployment_terminating_until_its_pods
             return len(found) == 2 and all(p["metadata"].get("deletionTimestamp") for p in found)
 
         await until(all_terminating, "both pods of fg Terminating")
+        (rs,) = (await get_json(cluster, "rs", "-l", "app=fg"))["items"]  # deleted in the foreground too
+        assert rs["metadata"]["finalizers"] == ["foregroundDeletion"], rs["metadata"]
+        assert rs["metadata"]["deletionTimestamp"] == shown["metadata"]["deletionTimestamp"]
         code, out, err = await cluster.kubectl("get", "deployment", "fg")
         assert code == 0 and out.split("\n")[1].split()[0] == "fg", (out, err)
         # Terminating: a spec change and a new finalizer are refused, a label is taken

@@ -136,3 +136,16 @@ def test_graceful_pod_delete(options, spec_grace, graceful):
 def test_a_graceful_delete_marks_a_pod_no_finalizer_holds():
     assert deletion.plan_delete("Pod", {}, "Background", graceful=True) == deletion.DeletePlan("mark", ())
     assert deletion.plan_delete("Pod", {}, "Background") == deletion.DeletePlan("now")
+
+
+@pytest.mark.parametrize("meta, owner, after", [
+    ({"name": "rs"}, None, {"name": "rs"}),  # (its owner went)
+    ({"name": "rs"}, {"name": "d"}, {"name": "rs"}),
+    ({"name": "rs"}, {**MARKED, "finalizers": ["example.com/hold"]}, {"name": "rs"}),  # held, not foreground
+    ({"name": "rs"}, {**MARKED, "finalizers": [FOREGROUND]},
+     {"name": "rs", **MARKED, "deletionGracePeriodSeconds": 0, "finalizers": [FOREGROUND]}),
+    ({"name": "rs", "finalizers": ["example.com/mine"]}, {**MARKED, "finalizers": [FOREGROUND, "x"]},
+     {"name": "rs", **MARKED, "deletionGracePeriodSeconds": 0, "finalizers": ["example.com/mine", FOREGROUND]}),
+])
+def test_a_dependent_of_an_owner_deleted_in_the_foreground_is_terminating_too(meta, owner, after):
+    assert deletion.foreground_dependent(meta, owner) == after
