@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import textwrap
@@ -18,7 +19,10 @@ from meshd.agent import Agent, AgentOptions
 # free there can become the source port of any outgoing connection (an agent's etcd client, kubectl) before the
 # process binds it, and CI saw an agent fail to start with "Address already in use". Below 30000, where
 # NodePorts begin; never the same port twice in one test session, so two processes started together cannot get one.
-TEST_PORTS = range(20000, 30000)
+# Under pytest-xdist each worker takes its own share of the range.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+_WORKER = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0").removeprefix("gw") or 0)
+TEST_PORTS = range(20000, 30000)[_WORKER::_WORKERS]
 _handed_out: set[int] = set()
 
 
