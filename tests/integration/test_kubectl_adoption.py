@@ -1,16 +1,21 @@
 """A ReplicaSet adopts the bare Pods its selector matches, as in the ReplicaSet page of the Kubernetes docs
 ("non-template pod acquisitions"), with the real kubectl against a real agent (process driver): two bare Pods
 labelled tier=frontend, then a ReplicaSet of 3 selecting them: it adopts both (their ownerReference, same uid,
-same process) and makes one more; scaled to 1 it deletes two; deleted, it takes the adopted pod with it."""
+same process) and makes one more; scaled to 1 it deletes two; deleted, it takes the adopted pod with it. An agent
+restart keeps the adopted pods the ReplicaSet's."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
+import yaml
 
 from tests.integration import test_kubectl
 from tests.integration.test_kubectl_writes import get_json, until, write
+from tests.integration.test_cluster_etcd import poll
+from tests.integration.test_store_agent import AgentProcess
 
 cluster = test_kubectl.cluster
 
@@ -93,3 +98,38 @@ async def test_a_replicaset_adopts_the_bare_pods_its_selector_matches(cluster):
         return not (await get_json(cluster, "pods", "-l", "tier=frontend"))["items"]
 
     await until(none_left, "the adopted pods gone with their ReplicaSet")
+
+
+async def test_adopted_pods_stay_the_replicasets_across_an_agent_restart(tmp_path):
+    """After a restart the store decides: the adopted pods are still the ReplicaSet's (same uid, same process),
+    and it makes none again."""
+    agent = AgentProcess(tmp_path / "state", tmp_path / "agent.log")
+    await agent.start()
+    try:
+        status, body = await agent.request("POST", "/api/v1/namespaces/default/pods", json.dumps(
+            yaml.safe_load(POD.replace("NAME", "pod1"))))
+        assert status == 201, body
+        status, body = await agent.request("POST", "/apis/apps/v1/namespaces/default/replicasets", json.dumps(
+            {**yaml.safe_load(REPLICASET), "spec": {**yaml.safe_load(REPLICASET)["spec"], "replicas": 2}}))
+        assert status == 201, body
+
+        async def two_owned() -> dict[str, str]:
+            pods = await agent.items("pods")
+            owned = {n: p["metadata"]["uid"] for n, p in pods.items()
+                     if (p["metadata"].get("ownerReferences") or [{}])[0].get("name") == "frontend"}
+            return owned if len(pods) == 2 and len(owned) == 2 else {}
+
+        before = await poll(two_owned)
+        assert "pod1" in before
+        await agent.stop()
+        await agent.start()
+        after = await poll(two_owned)
+        assert after == before
+    finally:
+        status, _ = await agent.request("DELETE", "/apis/apps/v1/namespaces/default/replicasets/frontend")
+
+        async def none_left() -> bool:
+            return not await agent.items("pods")
+
+        await poll(none_left)
+        await agent.stop()
