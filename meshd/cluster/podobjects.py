@@ -37,6 +37,16 @@ def stored_status(status: Mapping[str, Any]) -> dict[str, Any]:
     return binding.node_status(status, ready_since=None)
 
 
+def ended_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A stopped pod's status in a terminal phase, as a kubelet leaves a deleted pod's: Succeeded when every
+    container exited 0, else Failed. Pure."""
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return dict(status)
+    exits = [((s.get("state") or {}).get("terminated") or {}).get("exitCode")
+             for s in status.get("containerStatuses") or []]
+    return {**status, "phase": "Succeeded" if exits and all(e == 0 for e in exits) else "Failed"}
+
+
 def with_status(obj: Mapping[str, Any], status: Mapping[str, Any], *, terminating_since: str | None
                 ) -> dict[str, Any] | None:
     """The object with this status (and deletionTimestamp while its pod stops), or None when it says so already.
@@ -74,6 +84,7 @@ class PodObjects:
         self._clock = clock
         self._changed: set[tuple[str, str]] = set()
         self._seen: set[tuple[str, str]] = set()  # workers written once at least (later: when they change)
+        self._final: dict[tuple[str, str], dict[str, Any]] = {}  # a stopped pod's last status, for its held object
         self._wake = asyncio.Event()
         self._waiting = False  # a new pod waits for its object to be admitted: written without the settle
         self.lock = asyncio.Lock()  # held by a flush; a write of the same objects (an orphaning) takes it too
@@ -88,6 +99,13 @@ class PodObjects:
     def kick(self) -> None:
         """Writes at once (a new pod waits for its object to be admitted: meshd.controller.admission)."""
         self._waiting = True
+        self._wake.set()
+
+    def stopped(self, worker: PodWorker) -> None:
+        """The worker stopped and goes: a user's Pod object a finalizer still holds keeps its last status (its
+        containers terminated, not Ready), as a kubelet writes a deleted pod's final status."""
+        self._final[(worker.namespace, worker.name)] = ended_status(stored_status(self.status(worker)))
+        self._changed.add((worker.namespace, worker.name))
         self._wake.set()
 
     def status(self, worker: PodWorker) -> dict[str, Any]:
@@ -135,10 +153,13 @@ class PodObjects:
         self._seen = {k for k in self._seen if k in pods} | {k for k in keys if k in pods}
         operations: list[Operation] = []
         for key in sorted(keys):
-            worker, obj = pods.get(key), stored.get(key)
+            worker, obj, final = pods.get(key), stored.get(key), self._final.pop(key, None)
             if worker is None:
                 if obj is not None and binding.owned_pod(obj):  # its worker went: so does the object
                     operations.append(Delete("Pod", key[0], key[1], obj["metadata"]["resourceVersion"]))
+                elif obj is not None and final is not None and binding.deleting(obj):  # held by a finalizer
+                    updated = with_status(obj, final, terminating_since=None)
+                    operations.extend([Update(updated)] if updated is not None else [])
                 continue
             status = stored_status(self.status(worker))
             since = binding.rfc3339(self._clock()) if worker.terminating else None
@@ -227,4 +248,4 @@ class PodObjects:
                 await asyncio.sleep(1.0)
 
 
-__all__ = ["PodObjects", "admitting_first", "stored_status", "with_status"]
+__all__ = ["PodObjects", "admitting_first", "ended_status", "stored_status", "with_status"]

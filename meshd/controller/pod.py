@@ -721,7 +721,11 @@ class PodWorker:
         await asyncio.gather(*(self._remove_quietly(cid) for cid in {*ids, *self._previous_ids()}))
         if self.sandbox:
             await self._remove_quietly(self.sandbox.id, sandbox=True)
+        now = self._clock()
         for status in self.containers.values():
+            if status.phase == "running" or status.exit_code is None:  # stopped here: as an unknown exit (137)
+                status.exit_code, status.reason = 137, "Error"
+                status.finished_at = status.finished_at or now
             status.phase, status.ready = "terminated", False
         self._registry.delete_pod(self.namespace, self.name)
         if self._config is not None:

@@ -124,6 +124,8 @@ def terminate(c: Controller, worker: PodWorker, why: str) -> None:
     async def forget() -> None:
         await worker.wait_done()
         if c.pods.get((worker.namespace, worker.name)) is worker:
+            if c.pod_objects is not None:
+                c.pod_objects.stopped(worker)
             del c.pods[(worker.namespace, worker.name)]
             c.registry.delete_pod(worker.namespace, worker.name)
             c._notify("Pod", worker.namespace, worker.name)

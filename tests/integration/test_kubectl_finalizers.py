@@ -415,6 +415,10 @@ async def test_a_pods_finalizer_holds_it_terminating_after_it_stopped_and_a_forc
     await asyncio.sleep(2 * PASS_INTERVAL)  # the garbage collector's passes see it stopped, and leave it
     shown = await get_json(cluster, "pod", "held-pod")
     assert shown["metadata"]["deletionTimestamp"] and shown["metadata"]["finalizers"] == ["example.com/hold"]
+    # its last status, as a kubelet writes a deleted pod's: terminal, its container terminated with an exit code
+    (container,) = shown["status"]["containerStatuses"]
+    assert shown["status"]["phase"] == "Failed" and not container["ready"], shown["status"]
+    assert isinstance(container["state"]["terminated"]["exitCode"], int), container
     code, out, err = await cluster.kubectl("patch", "pod", "held-pod", "--type=merge", "-p",
                                            '{"metadata": {"finalizers": null}}')
     assert code == 0, (out, err)

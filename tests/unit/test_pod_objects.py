@@ -8,7 +8,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from meshd.cluster.podobjects import PodObjects, stored_status, with_status
+import pytest
+
+from meshd.cluster.podobjects import PodObjects, ended_status, stored_status, with_status
 from meshd.controller.pod import PodIdentity, pod_uid_of
 from meshd.manifests import load_objects
 from meshd.store import ObjectStore
@@ -121,3 +123,20 @@ def test_the_new_pods_objects_are_written_first():
     delete_d = Delete("Pod", "default", "d", 4)
     assert admitting_first([update_a, delete_b, create_b, create_c, delete_d]) == (
         [delete_b, create_b, create_c], [update_a, delete_d])
+
+
+def _exited(*codes: int | None) -> dict:
+    return {"phase": "Running", "containerStatuses": [{"state": {"terminated": {"exitCode": c}}} for c in codes]}
+
+
+@pytest.mark.parametrize("status, phase", [
+    (_exited(0), "Succeeded"),
+    (_exited(0, 0), "Succeeded"),
+    (_exited(0, 137), "Failed"),
+    (_exited(143), "Failed"),
+    (_exited(None), "Failed"),
+    ({"phase": "Running", "containerStatuses": []}, "Failed"),  # nothing ran
+    ({**_exited(137), "phase": "Succeeded"}, "Succeeded"),  # it had ended already
+])
+def test_a_stopped_pods_last_status_is_terminal(status, phase):
+    assert ended_status(status)["phase"] == phase
