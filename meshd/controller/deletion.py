@@ -142,5 +142,5 @@ def _go_strings(values: Sequence[str]) -> str:
 
 
 __all__ = ["EDITABLE_METADATA", "FOREGROUND", "ORPHAN", "OWNERS", "POLICIES", "TERMINABLE", "DeletePlan",
-           "edited_metadata", "finalizers_of", "finished", "foreground_dependent", "graceful_pod_delete", "marked", "plan_delete",
-           "terminating", "update_refusal", "without_foreground"]
+           "edited_metadata", "finalizers_of", "finished", "foreground_dependent", "graceful_pod_delete", "marked",
+           "plan_delete", "terminating", "update_refusal", "without_foreground"]
