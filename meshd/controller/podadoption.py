@@ -20,7 +20,8 @@ from meshd.controller.cascade import reassign_worker
 from meshd.controller.deletion import terminating
 from meshd.controller.persist import controller_reference, is_owned_pod
 from meshd.controller.pod import PodIdentity
-from meshd.model.objects import LabelSelector
+from meshd.controller.replicasets import ensure_bare_replicaset
+from meshd.model.objects import LabelSelector, ReplicaSet
 from meshd.store import Conflict, Update
 
 if TYPE_CHECKING:
@@ -69,9 +70,16 @@ def _orphans(c: Controller) -> dict[Key, Mapping[str, str]]:
 
 async def adopt_orphans(c: Controller) -> None:
     """One pass: the orphans a ReplicaSet claims get it as their controller (one store transaction)."""
-    if c.cluster is not None or c.pod_objects is None or not c.replicasets:
+    if c.cluster is not None or c.pod_objects is None:
         return
-    claimed = claims(_claimants(c), _orphans(c))
+    orphans = _orphans(c)
+    if not orphans:
+        return
+    now = c.now()
+    for record in list(c.objects.values()):  # a ReplicaSet just applied claims before it counts its pods
+        if isinstance(record.obj, ReplicaSet):
+            ensure_bare_replicaset(c, record, now)
+    claimed = claims(_claimants(c), orphans)
     if not claimed:
         return
     async with c._write_lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 
 import pytest
 import yaml
@@ -21,7 +22,13 @@ cluster = test_kubectl.cluster
 
 pytestmark = [pytest.mark.slow]
 
-SLEEP = f'command: ["{sys.executable}", "-c", "import time; time.sleep(3600)"]'
+SPEC = f"""\
+terminationGracePeriodSeconds: 1
+containers:
+- name: main
+  image: python
+  command: ["{sys.executable}", "-c", "import time; time.sleep(3600)"]
+"""
 POD = f"""\
 apiVersion: v1
 kind: Pod
@@ -29,12 +36,7 @@ metadata:
   name: NAME
   labels: {{tier: frontend}}
 spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: python
-    {SLEEP}
-"""
+{textwrap.indent(SPEC, "  ")}"""
 REPLICASET = f"""\
 apiVersion: apps/v1
 kind: ReplicaSet
@@ -47,12 +49,7 @@ spec:
     metadata:
       labels: {{tier: frontend}}
     spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: python
-        {SLEEP}
-"""
+{textwrap.indent(SPEC, "      ")}"""
 
 
 async def frontend_pods(cluster) -> dict[str, dict]:
@@ -113,10 +110,11 @@ async def test_adopted_pods_stay_the_replicasets_across_an_agent_restart(tmp_pat
             {**yaml.safe_load(REPLICASET), "spec": {**yaml.safe_load(REPLICASET)["spec"], "replicas": 2}}))
         assert status == 201, body
 
-        async def two_owned() -> dict[str, str]:
+        async def two_owned() -> dict[str, str]:  # and running (so stored: a pod starts once its object is)
             pods = await agent.items("pods")
             owned = {n: p["metadata"]["uid"] for n, p in pods.items()
-                     if (p["metadata"].get("ownerReferences") or [{}])[0].get("name") == "frontend"}
+                     if (p["metadata"].get("ownerReferences") or [{}])[0].get("name") == "frontend"
+                     and p["status"].get("phase") == "Running"}
             return owned if len(pods) == 2 and len(owned) == 2 else {}
 
         before = await poll(two_owned)
