@@ -201,11 +201,12 @@ def cluster_pods(controller: Controller, namespace: str | None, *, name: str | N
 
 def node_pods(controller: Controller, namespace: str | None, render: Callable[[PodWorker], dict[str, Any]], *,
               name: str | None = None) -> list[dict[str, Any]]:
-    """A standalone agent's pods, listed from the Pod objects of its store (meshd.cluster.podobjects) with their
-    uid and resourceVersion, spec and status as their workers show them live (what probes last said too); a pod
-    whose object is not written yet is shown as its worker renders it; one whose worker went is shown as stored
-    while it is Terminating (a user's finalizer holds it), else not."""
-    out = {}
+    """A standalone agent's pods: the Pod objects of its store (meshd.cluster.podobjects), as the API server
+    serves what etcd holds, with their uid and resourceVersion, spec and status as their workers show them live
+    (what probes last said too). A pod whose object is not written yet is not shown (it does not start before
+    either: meshd.controller.admission); one whose worker went is shown as stored while it is Terminating (a
+    user's finalizer holds it), else not."""
+    out = []
     for key, obj in _pod_objects(controller, namespace, name):
         meta = obj["metadata"]
         worker = controller.pods.get(key)
@@ -213,13 +214,10 @@ def node_pods(controller: Controller, namespace: str | None, render: Callable[[P
             shown = render(worker)
             if shown["metadata"]["uid"] == meta["uid"]:  # (not the object of an older pod of that name)
                 shown["metadata"]["resourceVersion"] = meta["resourceVersion"]
-            out[key] = shown
+            out.append(shown)
         elif meta.get("deletionTimestamp"):
-            out[key] = stored_pod(obj)
-    for key, worker in _workers(controller, namespace, name):
-        if key not in out:
-            out[key] = render(worker)
-    return [out[k] for k in sorted(out)]
+            out.append(stored_pod(obj))
+    return out
 
 
 def replicaset(controller: Controller, rs: ReplicaSetRecord) -> dict[str, Any]:
