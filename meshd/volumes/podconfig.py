@@ -127,7 +127,8 @@ class PodConfig:
     async def sync_forever(self, pods: Callable[[], Iterable[tuple[PodFacts, PodSpec]]]) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), SYNC_SECONDS)
+                async with asyncio.timeout(SYNC_SECONDS):  # not wait_for: 3.11's swallows a cancel that comes with
+                    await self._changed.wait()          # the change (an agent stopped right after a ConfigMap hung)
             self._changed.clear()
             await self.sync(pods())
 
