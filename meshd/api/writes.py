@@ -408,18 +408,21 @@ class Writes:
         except ManifestError as error:
             return _invalid(kind, name, error, strict=strict)
 
-        def check() -> None:
+        def check() -> str | None:
+            """Refuses a stale write; answers the resourceVersion the write must still find in the store (it may
+            move on before the write is staged: another agent's write coming through the watch, a status write)."""
             stored = self.controller.store.get(kind.kind, namespace, name)
             exists = stored is not None or (kind.kind == "Pod" and (namespace, name) in self.controller.pods)
             if live is None and exists:
                 raise AlreadyExists(f'{kind.resource} "{name}" already exists')
             if live is not None and not exists:
                 raise KeyError(f'{kind.resource} "{name}" not found')
-            if base is not None and stored is not None and base != str(stored["metadata"].get("resourceVersion")):
+            current = str(stored["metadata"].get("resourceVersion")) if stored is not None else None
+            if base is not None and stored is not None and base != current:
                 raise _Stale(self._conflict(kind, name))
-            if live is not None and version and stored is not None and \
-                    version != str(stored["metadata"].get("resourceVersion")):
+            if live is not None and version and stored is not None and version != current:
                 raise Conflict(self._conflict(kind, name))
+            return current if (base is not None or version) else None
 
         if _dry_run(request):
             check()
@@ -435,6 +438,10 @@ class Writes:
                                         carry_live=False, check=check, create_namespaces=False)
         except ManifestError as error:  # what only the controller knows: a taken clusterIP or pod name
             return _invalid(kind, name, error, strict=strict)
+        except Conflict as error:  # the object moved on after the check: a patch is computed again
+            if base is not None and not version and not isinstance(error, _Stale):
+                raise _Stale(self._conflict(kind, name)) from None
+            raise
         written = self.read(kind, namespace, name) or self.controller.store.get(kind.kind, namespace, name)
         return web.json_response(written, status=code)
 

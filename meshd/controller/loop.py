@@ -293,7 +293,7 @@ class Controller:
     # --- desired state ----------------------------------------------------------------------------
 
     async def apply(self, text: str, *, source: str = "<stdin>", namespace: str | None = None,
-                    carry_live: bool = True, check: Callable[[], None] | None = None,
+                    carry_live: bool = True, check: Callable[[], str | None] | None = None,
                     create_namespaces: bool = True) -> tuple[list[ApplyResult], list[str]]:
         """Validates every document first; a broken one raises ManifestError and changes nothing. Every change
         is persisted in one transaction before it takes effect; one that cannot be (PersistError) changes
@@ -302,15 +302,15 @@ class Controller:
         `namespace` (kubectl's -n) is the namespace of objects that name none; one naming another is an error.
         `carry_live=False` writes the documents as they are (the API's PUT and PATCH send whole objects: nothing of
         the live one is carried over); `check` runs under the write lock before anything is planned, to refuse
-        the write (a stale resourceVersion, an object that already exists) by raising.
+        the write (a stale resourceVersion, an object that already exists) by raising; the resourceVersion it
+        answers is a precondition of the store's write of the (one) object (Conflict if it moved on since).
         An object in a namespace that does not exist is refused (KeyError, as the API server's NotFound), unless
         `create_namespaces` (meshd apply, meshd up) creates it with a warning.
         """
         loaded = await asyncio.to_thread(load_documents, text, source=source)  # big files parse off the loop
         warnings = list(loaded.warnings)
         async with self._write_lock:
-            if check is not None:
-                check()
+            expected = check() if check is not None else None
             objects = [in_namespace(o, namespace, source) for o in loaded.objects]
             missing = missing_namespaces(objects, exists=self.namespace_exists,
                                          terminating=self.batch.namespaces.terminating)
@@ -320,7 +320,7 @@ class Controller:
             objects = [namespace_object(ns) for ns in missing] + objects
             for attempt in range(3):  # another agent took an address this write chose: choose again
                 try:
-                    results = await self._apply(objects, source, None, carry_live)
+                    results = await self._apply(objects, source, None, carry_live, expected=expected)
                     break
                 except AlreadyExists as error:
                     if attempt == 2 or not is_address_race(error):
@@ -331,7 +331,7 @@ class Controller:
         return name in BUILTIN or ("Namespace", "", name) in self.objects
 
     async def _apply(self, objects: Iterable[KubeObject], source: str, namespace: str | None,
-                     carry_live: bool = True) -> list[ApplyResult]:
+                     carry_live: bool = True, *, expected: str | None = None) -> list[ApplyResult]:
         planned, addresses = plan_apply(self, objects, source, namespace, carry_live)
         operations: list[Operation] = []
         in_batch: set[tuple[str, str, str]] = set()
@@ -342,6 +342,8 @@ class Controller:
             stored = with_stored_status(desired_object(obj), self.store.get(*key))  # status: the controller's
             # an object the store holds but that did not load (see load_records) is replaced
             exists = key in in_batch or key in self.objects or self.store.get(*key) is not None
+            if exists and expected is not None:  # the version the API checked: refused if it moved on since
+                stored["metadata"]["resourceVersion"] = expected
             operations.append(Update(stored) if exists else Create(stored))
             in_batch.add(key)
         operations += addresses.operations() if addresses is not None else []
