@@ -407,7 +407,7 @@ async def open_etcd_store(endpoints: list[str], *, attempts: int = 1, ssl_contex
             await client.close()
             raise
         except EtcdUnavailable as error:
-            if attempt == 0 and (reason := await scheme_reason(endpoints)):
+            if attempt == 0 and (reason := await scheme_reason(endpoints, client.verifying_context(), tls)):
                 await client.close()
                 raise StoreTlsError(reason) from None
             if attempt == attempts - 1:
@@ -433,7 +433,7 @@ async def store_problem(url: str, tls: StoreTls = NO_TLS) -> str | None:
     except StoreTlsError as error:
         return str(error)
     except EtcdUnavailable:
-        return await scheme_reason(endpoints)
+        return await scheme_reason(endpoints, client.verifying_context(), tls)
     finally:
         await client.close()
     return None

@@ -163,6 +163,10 @@ class EtcdClient:
         self.watching: str | None = None  # the member the watch streams from, while it does
         self.suspects: set[str] = set()  # members whose last attempt failed (cleared when one answers again)
 
+    def verifying_context(self) -> ssl.SSLContext:
+        """The context https:// requests use (the system's CAs when none was given)."""
+        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()

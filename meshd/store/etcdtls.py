@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,17 +136,43 @@ async def speaks_tls(endpoint: str, timeout: float = 3.0) -> bool | None:
     return True
 
 
-async def scheme_reason(endpoints: list[str]) -> str | None:
+def handshake_reason(endpoint: str, context: ssl.SSLContext, tls: StoreTls, timeout: float = 2.0) -> str | None:
+    """The one-line reason etcd refuses this client's TLS, from a handshake with the client's own context
+    followed by a read (blocking: run it in a thread). Under TLS 1.3 the client's side of the handshake is done
+    before etcd has looked at its certificate, so a refused certificate shows only as an alert on the first
+    read, and a request already on its way often meets a reset instead, which looks like etcd going away. This
+    sends nothing, so the alert arrives as itself. None when etcd keeps the connection open (it accepted us) or
+    nothing answers."""
+    host, _, port = endpoint.split("://", 1)[-1].rstrip("/").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host.strip("[]")) as conn:
+            conn.settimeout(timeout)
+            conn.recv(1)
+    except ssl.SSLError as error:
+        return tls_reason(endpoint, error, tls)
+    except (OSError, ValueError):
+        return None  # a timeout (it waits for our request: accepted), a reset, nothing listening
+    return None
+
+
+async def scheme_reason(endpoints: list[str], context: ssl.SSLContext | None = None,
+                        tls: StoreTls = NO_TLS) -> str | None:
     """The one-line reason when an endpoint's scheme is not what it serves: http:// to a TLS etcd (it hangs up
     on a plain request), https:// to a plain one (it hangs up on a ClientHello); both look like a member going
-    away, so this asks with a bare handshake. None when every scheme fits (or nothing answers)."""
+    away, so this asks with a bare handshake. With the client's `context`, a TLS etcd that refuses the client's
+    certificate (or its CA) is found the same way (`handshake_reason`). None when every scheme fits (or nothing
+    answers)."""
     for endpoint in endpoints:
-        tls = await speaks_tls(endpoint)
-        if endpoint.startswith("http://") and tls:
+        speaks = await speaks_tls(endpoint)
+        if endpoint.startswith("http://") and speaks:
             return (f"{endpoint} serves TLS but --store says http://: use --store https://… with --store-ca (and "
                     "--store-cert/--store-key when etcd runs with --client-cert-auth)")
-        if endpoint.startswith("https://") and tls is False:
+        if endpoint.startswith("https://") and speaks is False:
             return plain_https_reason(endpoint)
+        if endpoint.startswith("https://") and speaks and context is not None:
+            if reason := await asyncio.to_thread(handshake_reason, endpoint, context, tls):
+                return reason
     return None
 
 
@@ -154,5 +181,5 @@ def plain_https_reason(endpoint: str) -> str:
             "--cert-file and --key-file")
 
 
-__all__ = ["NO_TLS", "StoreTls", "check_flags", "client_context", "plain_https_reason", "scheme_reason", "speaks_tls",
-           "tls_reason"]
+__all__ = ["NO_TLS", "StoreTls", "check_flags", "client_context", "handshake_reason", "plain_https_reason",
+           "scheme_reason", "speaks_tls", "tls_reason"]
