@@ -22,7 +22,7 @@ from meshd.model.handover import FDS_VARIABLE, PATH_VARIABLE, encode_inherited, 
 from meshd.hostslots import port_free
 from meshd.logfiles import rotate_log
 from meshd.state import write_atomically
-from meshd.tasks import restart_delay, run_supervised
+from meshd.tasks import done_within, restart_delay, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,7 @@ class SidecarProcess:
 
         loop.add_reader(fd, readable)
         try:
-            await asyncio.wait_for(exited, self._interval)
-        except TimeoutError:
-            pass
+            await done_within(exited, self._interval)
         finally:
             loop.remove_reader(fd)
             os.close(fd)

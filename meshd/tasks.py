@@ -35,6 +35,19 @@ def restart_delay(failures: int, *, initial: float = RESTART_INITIAL, maximum: f
     return min(initial * 2 ** min(failures - 1, 30), maximum)
 
 
+async def done_within(awaitable: Awaitable[Any], timeout: float | None) -> bool:
+    """Awaits `awaitable` for at most `timeout` seconds (None: no limit): whether it finished in time (it is
+    cancelled when not). Not `asyncio.wait_for`: Python 3.11's swallows a cancellation that comes together with
+    what it waits for, so a loop that waits on an event with it may never stop (an agent closed right after a
+    ConfigMap changed hung so)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await awaitable
+    except TimeoutError:
+        return False
+    return True
+
+
 def _fail_loudly(name: str, error: BaseException | None) -> None:
     log.critical("%s must not stop and did (%s): exiting", name, error or "it returned")
     raise SystemExit(70)

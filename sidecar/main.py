@@ -15,7 +15,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from meshd.model.endpoints import ServiceKey
-from meshd.tasks import TaskGroup
+from meshd.tasks import TaskGroup, done_within
 
 from . import compiled
 from .discovery import DiscoveryClient, normalize_api
@@ -128,11 +128,8 @@ class NodeListeners:
         while True:
             self.kick.clear()
             await self.reconcile()
-            try:
-                pending = self.handover is not None and self.handover.inherited  # until the Services are known
-                await asyncio.wait_for(self.kick.wait(), self.retry if self.failed else 0.2 if pending else None)
-            except TimeoutError:
-                pass
+            pending = self.handover is not None and self.handover.inherited  # until the Services are known
+            await done_within(self.kick.wait(), self.retry if self.failed else 0.2 if pending else None)
 
     async def stop(self, grace: float) -> None:
         if self.handover is not None:

@@ -43,6 +43,7 @@ from meshd.api.watchwindow import (
     start,
 )
 from meshd.store.api import Event, StoreError, object_key
+from meshd.tasks import done_within
 
 log = logging.getLogger(__name__)
 
@@ -211,15 +212,11 @@ class ResourceCache:
                     if time.monotonic() - self._used > IDLE_SECONDS:
                         break
                     self._watched.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._watched.wait(), 1.0)
+                    await done_within(self._watched.wait(), 1.0)
                     continue
-                heartbeat = False
-                try:
-                    await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
+                heartbeat = not await done_within(self._wake.wait(), HEARTBEAT_SECONDS)
+                if not heartbeat:
                     await asyncio.sleep(COALESCE_SECONDS)
-                except TimeoutError:
-                    heartbeat = True
                 began = time.monotonic()
                 try:
                     await self.refresh(everything=heartbeat)
@@ -379,11 +376,7 @@ async def _wakes(wake: asyncio.Event, deadline: float | None, heartbeat: float) 
         wait = heartbeat if deadline is None else min(heartbeat, deadline - time.monotonic())
         if wait <= 0:
             return
-        try:
-            await asyncio.wait_for(wake.wait(), wait)
-            woken = True
-        except TimeoutError:
-            woken = False
+        woken = await done_within(wake.wait(), wait)
         wake.clear()
         yield woken
 

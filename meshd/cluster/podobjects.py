@@ -22,6 +22,7 @@ from meshd.controller.adoption import by_pod, created_of, remove_unwanted, take_
 from meshd.controller.pod import PodWorker
 from meshd.controller.workers import sandbox_labels
 from meshd.store import AlreadyExists, Conflict, Create, Delete, NotFound, Operation, StoreError, Update
+from meshd.tasks import done_within
 
 if TYPE_CHECKING:
     from meshd.controller.loop import Controller
@@ -235,11 +236,7 @@ class PodObjects:
         """`settle`: how long a burst of changes gathers into one transaction; `admit`: the same for new pods that
         wait for their objects (a scale-up's slow-start batches are made within it)."""
         while True:
-            try:
-                async with asyncio.timeout(SYNC_EVERY):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await done_within(self._wake.wait(), SYNC_EVERY)
             self._wake.clear()
             await asyncio.sleep(admit if self._waiting else settle)
             self._waiting = False

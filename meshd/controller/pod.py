@@ -33,7 +33,7 @@ from meshd.model.expansion import PodFacts, resolve_env
 from meshd.model.objects import Container, PodSpec
 from meshd.model.security import effective_security
 from meshd.registry import PodRecord, Registry
-from meshd.tasks import BACKGROUND, run_supervised
+from meshd.tasks import BACKGROUND, done_within, run_supervised
 from meshd.volumes.payload import ConfigError
 from meshd.volumes.podconfig import PodConfig
 
@@ -750,10 +750,7 @@ class PodWorker:
             log.warning("pod %s/%s: preStop of %s: %s", self.namespace, self.name, container.name, error)
 
     async def _wait_terminate(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._terminate.wait(), seconds)
-        except TimeoutError:
-            pass
+        await done_within(self._terminate.wait(), seconds)
 
     # --- publishing -------------------------------------------------------------------------------
 

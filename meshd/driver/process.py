@@ -49,7 +49,7 @@ from meshd.driver.session import ExecSession, ProcessExecSession
 from meshd.logfiles import MAX_SIZE, remove_logs, rotate_log
 from meshd.model.expansion import expand_container
 from meshd.model.objects import Container
-from meshd.tasks import TaskGroup
+from meshd.tasks import TaskGroup, done_within
 
 log = logging.getLogger(__name__)
 ID_VARIABLE = "MESHD_CONTAINER_ID"  # in every process's environment: finds it when its record is damaged
@@ -493,12 +493,10 @@ class ProcessDriver:
             return
         exited = self._exited.setdefault(container_id, asyncio.Event())
         if self._signal(record, signal.SIGTERM):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(exited.wait(), grace_seconds)
+            await done_within(exited.wait(), grace_seconds)
         if not exited.is_set():
             self._signal(record, signal.SIGKILL)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(exited.wait(), 5)
+            await done_within(exited.wait(), 5)
         if not exited.is_set() and container_id not in self._watchers:
             self._mark_exited(container_id, None)
 

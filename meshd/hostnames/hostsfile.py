@@ -20,6 +20,7 @@ from typing import Protocol
 from meshd.hostnames.block import markers, replace_block
 from meshd.hostnames.entries import host_entries, hosts_lines
 from meshd.model.endpoints import Endpoint, ServiceInfo, ServiceKey, Update
+from meshd.tasks import done_within
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +194,8 @@ class HostsFileNames:
             desired = self.desired()
             if desired != self.written:
                 await self._sync(desired)
-            try:  # at most one write per interval: updates meanwhile wait for the next round
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except TimeoutError:
-                pass
+            # at most one write per interval: updates meanwhile wait for the next round
+            await done_within(self._stopping.wait(), self.interval)
 
     async def _sync(self, lines: tuple[str, ...]) -> None:
         try:

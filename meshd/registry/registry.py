@@ -21,6 +21,7 @@ from meshd.model.endpoints import (
     Update,
 )
 from meshd.registry.endpoints import PodRecord, ServiceRecord, endpoint_for, endpoints_for
+from meshd.tasks import done_within
 
 Listener = Callable[[Update], None]
 
@@ -166,9 +167,7 @@ class Registry:
         changed = asyncio.Event()
         stop = self.listen(lambda _update: changed.set())
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
-        except TimeoutError:
-            pass
+            await done_within(changed.wait(), timeout)
         finally:
             stop()
         return self.index

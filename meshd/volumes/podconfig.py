@@ -6,7 +6,6 @@ inside a volume, the modes Kubernetes gives (defaultMode, items[].mode)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -20,6 +19,7 @@ from meshd.model.objects import Container, PodSpec, Secret, Volume
 from meshd.volumes.atomic import write_atomically
 from meshd.volumes.payload import ConfigError, Lookup, Payload, resolve_config_env, volume_files
 from meshd.volumes.pullauth import registry_auth
+from meshd.tasks import done_within
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,7 @@ class PodConfig:
 
     async def sync_forever(self, pods: Callable[[], Iterable[tuple[PodFacts, PodSpec]]]) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SYNC_SECONDS):  # not wait_for: 3.11's swallows a cancel that comes with
-                    await self._changed.wait()          # the change (an agent stopped right after a ConfigMap hung)
+            await done_within(self._changed.wait(), SYNC_SECONDS)
             self._changed.clear()
             await self.sync(pods())
 
