@@ -387,6 +387,72 @@ def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
 _MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
 
 
+# --- the kinds meshd keeps without acting on them (meshd.model.kept), as kubectl's columns show them ---------
+
+
+def created_at_row(obj: Obj, now: datetime, wide: bool) -> list[str]:
+    """Role, ClusterRole, LimitRange: kubectl shows when it was made, not its age."""
+    return [_meta(obj).get("name", ""), str(_meta(obj).get("creationTimestamp") or "")]
+
+
+def serviceaccount_row(sa: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(sa).get("name", ""), str(len(sa.get("secrets") or [])), age(_meta(sa).get("creationTimestamp"), now)]
+
+
+def binding_row(binding: Obj, now: datetime, wide: bool) -> list[str]:
+    ref = binding.get("roleRef") or {}
+    return [_meta(binding).get("name", ""), f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            age(_meta(binding).get("creationTimestamp"), now)]
+
+
+def networkpolicy_row(policy: Obj, now: datetime, wide: bool) -> list[str]:
+    selector = _spec(policy).get("podSelector")
+    return [_meta(policy).get("name", ""), format_selector(selector) if selector else NONE,
+            age(_meta(policy).get("creationTimestamp"), now)]
+
+
+def pdb_row(pdb: Obj, now: datetime, wide: bool) -> list[str]:
+    spec = _spec(pdb)
+    return [_meta(pdb).get("name", ""), str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            str(_int(_status(pdb).get("disruptionsAllowed"))), age(_meta(pdb).get("creationTimestamp"), now)]
+
+
+def hpa_row(hpa: Obj, now: datetime, wide: bool) -> list[str]:
+    spec = _spec(hpa)
+    target = spec.get("scaleTargetRef") or {}
+    return [_meta(hpa).get("name", ""), f"{target.get('kind', '')}/{target.get('name', '')}", "<unknown>",
+            str(spec.get("minReplicas", 1)), str(spec.get("maxReplicas", "")),
+            str(_int(_status(hpa).get("currentReplicas"))), age(_meta(hpa).get("creationTimestamp"), now)]
+
+
+def quota_row(quota: Obj, now: datetime, wide: bool) -> list[str]:
+    hard = _spec(quota).get("hard") or {}
+    requests = ", ".join(f"{k}: 0/{v}" for k, v in sorted(hard.items()) if not k.startswith("limits."))
+    limits = ", ".join(f"{k}: 0/{v}" for k, v in sorted(hard.items()) if k.startswith("limits."))
+    return [_meta(quota).get("name", ""), age(_meta(quota).get("creationTimestamp"), now), requests, limits]
+
+
+def priorityclass_row(pc: Obj, now: datetime, wide: bool) -> list[str]:
+    return [_meta(pc).get("name", ""), str(pc.get("value", 0)), str(bool(pc.get("globalDefault"))).lower(),
+            age(_meta(pc).get("creationTimestamp"), now), str(pc.get("preemptionPolicy") or "PreemptLowerPriority")]
+
+
+KEPT_COLUMNS: dict[str, tuple[list[str], list[str], Callable[[Obj, datetime, bool], list[str]]]] = {
+    "ServiceAccount": (["NAME", "SECRETS", "AGE"], [], serviceaccount_row),
+    "Role": (["NAME", "CREATED AT"], [], created_at_row),
+    "ClusterRole": (["NAME", "CREATED AT"], [], created_at_row),
+    "RoleBinding": (["NAME", "ROLE", "AGE"], [], binding_row),
+    "ClusterRoleBinding": (["NAME", "ROLE", "AGE"], [], binding_row),
+    "NetworkPolicy": (["NAME", "POD-SELECTOR", "AGE"], [], networkpolicy_row),
+    "PodDisruptionBudget": (["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], [], pdb_row),
+    "HorizontalPodAutoscaler": (["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], [],
+                                hpa_row),
+    "ResourceQuota": (["NAME", "AGE", "REQUEST", "LIMIT"], [], quota_row),
+    "LimitRange": (["NAME", "CREATED AT"], [], created_at_row),
+    "PriorityClass": (["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], [], priorityclass_row),
+}
+
+
 def access_modes(modes: list[str] | None) -> str:
     """kubectl's short form, in its order: "RWO,ROX"."""
     given = set(modes or [])
@@ -538,6 +604,7 @@ COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
         ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
         node_row,
     ),
+    **KEPT_COLUMNS,
 }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from meshd.model.kept import KEPT
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -112,8 +114,14 @@ STORAGECLASS = Kind("StorageClass", "storageclasses", "storage.k8s.io", "v1",
                     namespaced=False)
 STORAGE_KINDS: tuple[Kind, ...] = (PVC, PV, STORAGECLASS)
 
+# the kinds meshd keeps without acting on them (meshd.model.kept)
+KEPT_KINDS: tuple[Kind, ...] = tuple(
+    Kind(k.kind, k.plural, k.api_version.rpartition("/")[0], k.api_version.rpartition("/")[2],
+         (k.kind.lower(), k.plural, *k.short_names), short_names=k.short_names, verbs=_WRITE, categories=(),
+         namespaced=k.namespaced) for k in KEPT)
+
 KINDS: tuple[Kind, ...] = (POD, SERVICE, ENDPOINTS, DEPLOYMENT, REPLICASET, EVENT, STATEFULSET, DAEMONSET,
-                          *STORAGE_KINDS, CONFIGMAP, SECRET, INGRESS, JOB, CRONJOB)
+                          *STORAGE_KINDS, CONFIGMAP, SECRET, INGRESS, JOB, CRONJOB, *KEPT_KINDS)
 # what `get all` shows, in kubectl's order
 ALL: tuple[Kind, ...] = (POD, SERVICE, DAEMONSET, DEPLOYMENT, REPLICASET, STATEFULSET, JOB, CRONJOB)
 _BY_KIND = {k.kind: k for k in KINDS}
@@ -126,8 +134,9 @@ class UnknownKind(ValueError):
 def resolve_kind(text: str) -> Kind:
     """The Kind for what a user typed: "po", "pods", "Deployment", "deployments.apps", "rs"."""
     name = text.strip().lower()
-    for suffix in (".apps/v1", ".apps", ".batch/v1", ".batch", ".storage.k8s.io/v1", ".storage.k8s.io",
-                   ".networking.k8s.io/v1", ".networking.k8s.io", ".networking", ".v1"):
+    groups = sorted({k.group for k in KINDS if k.group}, key=len, reverse=True)
+    for suffix in (*(f".{g}/{v}" for g in groups for v in ("v1", "v2")), *(f".{g}" for g in groups),
+                   ".networking", ".rbac", ".v1"):
         name = name.removesuffix(suffix)
     for kind in KINDS:
         if name in kind.aliases or name == kind.kind.lower():

@@ -18,7 +18,7 @@ from meshd.external.listeners import load_balancer_status
 from meshd.manifests.config import render_config
 from meshd.manifests.render import qos_class, render_pod_spec
 from meshd.model.endpoints import ServiceKey, port_groups
-from meshd.model.objects import Deployment, ReplicaSet, Service
+from meshd.model.objects import Deployment, KeptObject, ReplicaSet, Service
 from meshd.registry import Registry
 
 
@@ -348,6 +348,16 @@ def config_object(controller: Controller, record: ObjectRecord) -> dict[str, Any
     obj = record.obj
     return {"apiVersion": "v1", "kind": obj.kind, "metadata": stored_metadata(controller, record),
             **render_config(obj)}  # type: ignore[arg-type]
+
+
+def kept_object(controller: Controller, record: ObjectRecord) -> dict[str, Any]:
+    """An object of a kind meshd keeps without acting on it (meshd.model.kept), as given, with the store's
+    metadata."""
+    obj: KeptObject = record.obj  # type: ignore[assignment]
+    meta = stored_metadata(controller, record)
+    if not meta.get("namespace"):  # a cluster-scoped one (a ClusterRole, a PriorityClass)
+        meta.pop("namespace", None)
+    return {"apiVersion": obj.api_version, "kind": obj.kind, "metadata": meta, **copy.deepcopy(dict(obj.content))}
 
 
 def endpoints(record: ObjectRecord, registry: Registry) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import json
 from functools import cache
 from typing import Any
 
-from meshd.api import descriptions, endpointslices
+from meshd.api import descriptions, endpointslices, keptschema
 from meshd.api.discovery import KUBE_MAJOR, KUBE_MINOR, group_versions
 from meshd.api.ingress import OPENAPI_TYPES
 from meshd.api.kinds import ENDPOINTSLICE, EVENTS_V1, INGRESSCLASS, KINDS, NAMESPACE, NODE, Kind
@@ -274,6 +274,8 @@ PACKAGES = {"meta": "io.k8s.apimachinery.pkg.apis.meta.v1", "core": "io.k8s.api.
             "discovery": "io.k8s.api.discovery.v1"}
 TYPES.update(OPENAPI_TYPES)
 TYPES.update(endpointslices.OPENAPI_TYPES)
+TYPES.update(keptschema.TYPES)
+PACKAGES.update(keptschema.PACKAGES)
 SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"},

@@ -141,6 +141,52 @@ SCHEMA: dict[str, dict[int, Field]] = {
 }
 
 # The top-level object of each kind: metadata 1, spec 2 (status 3 is the server's and dropped).
+# the kinds meshd keeps without acting on them (meshd.model.kept) that `kubectl create` makes: the whole object
+# (its metadata, field 1, read by meshd.api.protobuf; status skipped: the server's)
+_RULE = {1: ("verbs", "string", "r"), 2: ("apiGroups", "string", "r"), 3: ("resources", "string", "r"),
+         4: ("resourceNames", "string", "r"), 5: ("nonResourceURLs", "string", "r")}
+_BINDING = {1: ("metadata", "skip", ""), 2: ("subjects", "Subject", "r"), 3: ("roleRef", "RoleRef", "")}
+SCHEMA.update({
+    "ObjectReference": {1: ("kind", "string", ""), 2: ("namespace", "string", ""), 3: ("name", "string", ""),
+                        4: ("uid", "string", ""), 5: ("apiVersion", "string", ""),
+                        6: ("resourceVersion", "string", ""), 7: ("fieldPath", "string", "")},
+    "ServiceAccount": {1: ("metadata", "skip", ""), 2: ("secrets", "ObjectReference", "r"),
+                       3: ("imagePullSecrets", "LocalObjectReference", "r"),
+                       4: ("automountServiceAccountToken", "bool", "p")},
+    "PolicyRule": _RULE,
+    "Role": {1: ("metadata", "skip", ""), 2: ("rules", "PolicyRule", "r")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "LabelSelector", "r")},
+    "ClusterRole": {1: ("metadata", "skip", ""), 2: ("rules", "PolicyRule", "r"),
+                    3: ("aggregationRule", "AggregationRule", "p")},
+    "Subject": {1: ("kind", "string", ""), 2: ("apiGroup", "string", ""), 3: ("name", "string", ""),
+                4: ("namespace", "string", "")},
+    "RoleRef": {1: ("apiGroup", "string", ""), 2: ("kind", "string", ""), 3: ("name", "string", "")},
+    "RoleBinding": _BINDING,
+    "ClusterRoleBinding": _BINDING,
+    "ResourceQuota": {1: ("metadata", "skip", ""), 2: ("spec", "ResourceQuotaSpec", ""), 3: ("status", "skip", "")},
+    "ResourceQuotaSpec": {1: ("hard", "map:quantity", ""), 2: ("scopes", "string", "r"),
+                          3: ("scopeSelector", "ScopeSelector", "p")},
+    "ScopeSelector": {1: ("matchExpressions", "ScopedResourceSelectorRequirement", "r")},
+    "ScopedResourceSelectorRequirement": {1: ("scopeName", "string", ""), 2: ("operator", "string", ""),
+                                          3: ("values", "string", "r")},
+    "PodDisruptionBudget": {1: ("metadata", "skip", ""), 2: ("spec", "PodDisruptionBudgetSpec", ""),
+                            3: ("status", "skip", "")},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", "intstr", "p"), 2: ("selector", "LabelSelector", "p"),
+                                3: ("maxUnavailable", "intstr", "p"), 4: ("unhealthyPodEvictionPolicy", "string", "p")},
+    "PriorityClass": {1: ("metadata", "skip", ""), 2: ("value", "int", "p"), 3: ("globalDefault", "bool", ""),
+                      4: ("description", "string", ""), 5: ("preemptionPolicy", "string", "p")},
+})
+OBJECTS: dict[tuple[str, str], str] = {
+    ("v1", "ServiceAccount"): "ServiceAccount",
+    ("rbac.authorization.k8s.io/v1", "Role"): "Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",
+    ("v1", "ResourceQuota"): "ResourceQuota",
+    ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+}
+
 SPECS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "DeploymentSpec",
     ("batch/v1", "Job"): "JobSpec",
@@ -251,4 +297,4 @@ def message(name: str, data: bytes, path: str = "") -> dict[str, Any]:
     return out
 
 
-__all__ = ["SCHEMA", "SPECS", "SchemaError", "message"]
+__all__ = ["OBJECTS", "SCHEMA", "SPECS", "SchemaError", "message"]

@@ -56,6 +56,8 @@ from meshd.manifests import ManifestError
 from meshd.metrics import REGISTRY
 from meshd.external.hostports import pod_of
 from meshd.model.endpoints import ServiceKey, update_to_json
+from meshd.model.kept import BY_KIND as KEPT_BY_KIND
+from meshd.model.kept import KEPT
 from meshd.model.objects import Pod, ReplicaSet, Service
 from meshd.model.selectors import Requirement, parse_selector, selects
 from meshd.registry import Registry, Synced
@@ -93,7 +95,7 @@ def _now() -> datetime:
 # the resources shown from the controller's records of the applied objects, and their kinds
 RECORD_KINDS = {"deployments": "Deployment", "services": "Service", "statefulsets": "StatefulSet",
                 "daemonsets": "DaemonSet", "configmaps": "ConfigMap", "secrets": "Secret", "ingresses": "Ingress",
-                "jobs": "Job", "cronjobs": "CronJob"}
+                "jobs": "Job", "cronjobs": "CronJob", **{k.plural: k.kind for k in KEPT}}
 
 
 class ApiServer:
@@ -319,6 +321,8 @@ class ApiServer:
             return ingress.ingress_object(r, kube.stored_metadata(c, r), self.ingress)
         if resource in ("configmaps", "secrets"):
             return kube.config_object(c, r)
+        if r.obj.kind in KEPT_BY_KIND:
+            return kube.kept_object(c, r)
         if resource == "statefulsets":
             return sets.statefulset(c, r)
         if resource == "daemonsets":

@@ -38,12 +38,16 @@ from meshd.controller.loop import Controller
 from meshd.controller.records import REVISION_ANNOTATION
 from meshd.manifests import ManifestError, load_objects
 from meshd.manifests.reader import INT32_MAX
+from meshd.model.kept import BY_KIND as KEPT_BY_KIND
+from meshd.model.kept import KEPT
 from meshd.store import AlreadyExists, Conflict
 
 WRITABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume", "StorageClass",
-            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress", "Job", "CronJob", "Namespace")
+            "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress", "Job", "CronJob", "Namespace",
+            *(k.kind for k in KEPT))
 PREFIXES = ("/api/v1", "/apis/apps/v1", "/apis/storage.k8s.io/v1", "/apis/networking.k8s.io/v1",
-            "/apis/batch/v1")  # the group versions served
+            "/apis/batch/v1", *sorted({f"/apis/{k.api_version}" for k in KEPT if "/" in k.api_version} -
+                                      {"/apis/networking.k8s.io/v1"}))  # the group versions served
 # group versions whose GETs are served with the rest (their writes, if any, elsewhere)
 GET_PREFIXES = ("/apis/coordination.k8s.io/v1", "/apis/events.k8s.io/v1", "/apis/discovery.k8s.io/v1")
 # metadata the server sets: never taken from a client's object
@@ -97,6 +101,15 @@ def replicas_problem(replicas: Any) -> str | None:
     if replicas > INT32_MAX:
         return f"must be less than or equal to {INT32_MAX}"
     return None
+
+
+def with_warning(response: web.Response, kind: Kind) -> web.Response:
+    """A write of a kind meshd keeps without acting on it says so, as the API server's warnings (RFC 7234's
+    `Warning: 299 - "..."`, which kubectl prints as "Warning: ...")."""
+    kept = KEPT_BY_KIND.get(kind.kind)
+    if kept is not None:
+        response.headers["Warning"] = f'299 - "{kept.note}"'
+    return response
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -432,7 +445,7 @@ class Writes:
                     k: v for k, v in (live.get("metadata") or {}).items() if k in SERVER_METADATA}}
             if managed is not None:
                 result["metadata"]["managedFields"] = managed
-            return web.json_response(result, status=code)
+            return with_warning(web.json_response(result, status=code), kind)
         try:
             await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,
                                         carry_live=False, check=check, create_namespaces=False)
@@ -443,7 +456,7 @@ class Writes:
                 raise _Stale(self._conflict(kind, name)) from None
             raise
         written = self.read(kind, namespace, name) or self.controller.store.get(kind.kind, namespace, name)
-        return web.json_response(written, status=code)
+        return with_warning(web.json_response(written, status=code), kind)
 
     # --- helpers --------------------------------------------------------------------------------------
 

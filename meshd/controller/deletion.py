@@ -12,14 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from meshd.model.kept import KEPT
+
 FOREGROUND = "foregroundDeletion"  # Kubernetes' finalizer of an owner waiting for its dependents
 ORPHAN = "orphan"  # Kubernetes' finalizer of an owner whose dependents are being released
 POLICIES = ("Background", "Foreground", "Orphan")
-# the kinds meshd keeps Terminating while finalizers hold them (the owners, the config objects, Services and
-# Ingresses); a Pod, a claim and a volume have their own deletion (grace, pvc-protection), a Namespace its own
+# the kinds meshd keeps Terminating while finalizers hold them (the owners, the config objects, Services,
+# Ingresses and the kinds of meshd.model.kept); a Pod, a claim and a volume have their own deletion (grace, pvc-protection), a Namespace its own
 # (meshd.controller.batch)
 TERMINABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ConfigMap", "Secret",
-              "Service", "Ingress")
+              "Service", "Ingress", *(k.kind for k in KEPT))
 OWNERS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that have dependents
 # metadata a write to a Terminating object may change (the rest of it is the server's)
 EDITABLE_METADATA = ("labels", "annotations", "finalizers", "managedFields")

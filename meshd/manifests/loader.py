@@ -26,7 +26,8 @@ from meshd.manifests.storage import (
 )
 from meshd.manifests.workloads import read_deployment, read_replica_set
 from meshd.manifests.yamldocs import RawDocument, parse_documents
-from meshd.model.objects import CLUSTER_SCOPED, KubeObject, ObjectMeta, Pod, object_key
+from meshd.model.kept import BY_KIND, KEPT
+from meshd.model.objects import CLUSTER_SCOPED, KeptObject, KubeObject, ObjectMeta, Pod, object_key
 
 API_VERSIONS: Mapping[str, str] = {
     "Pod": "v1",
@@ -44,6 +45,7 @@ API_VERSIONS: Mapping[str, str] = {
     "Job": "batch/v1",
     "CronJob": "batch/v1",
     "Namespace": "v1",
+    **{k.kind: k.api_version for k in KEPT},
 }
 _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Pod": names.dns1123_subdomain,
@@ -61,13 +63,15 @@ _NAME_RULES: Mapping[str, Callable[[str], str | None]] = {
     "Job": names.dns1123_label,  # its name is its pods' job-name label value: 63 characters at most
     "CronJob": batch.cronjob_name,
     "Namespace": names.dns1123_label,
+    **{k.kind: names.path_segment_name if "rbac" in k.api_version else names.dns1123_subdomain for k in KEPT},
 }
 _STORAGE_READERS: Mapping[str, Callable[[DocumentReader, dict[str, Any], ObjectMeta], KubeObject]] = {
     "PersistentVolumeClaim": read_persistent_volume_claim,
     "PersistentVolume": read_persistent_volume,
     "StorageClass": read_storage_class,
 }
-_TOP_FIELDS: Mapping[str, tuple[str, ...]] = {"ConfigMap": CONFIG_MAP_FIELDS, "Secret": SECRET_FIELDS}
+_TOP_FIELDS: Mapping[str, tuple[str, ...]] = {"ConfigMap": CONFIG_MAP_FIELDS, "Secret": SECRET_FIELDS,
+                                              **{k.kind: ("apiVersion", "kind", "metadata", *k.fields) for k in KEPT}}
 _STATUS = {"status": "ignored (status is set by meshd)"}
 
 
@@ -186,6 +190,8 @@ def _load_object(
         metadata = dataclasses.replace(metadata, namespace="")
     if kind in _STORAGE_READERS:
         return _STORAGE_READERS[kind](reader, doc, metadata)
+    if kind in BY_KIND:
+        return _read_kept(reader, doc, metadata)
     if kind == "ConfigMap":
         return read_config_map(reader, doc, metadata)
     if kind == "Secret":
@@ -219,6 +225,15 @@ def _read_kind(reader: DocumentReader, doc: Mapping[str, Any], implied_kind: str
         supported = ", ".join(f"{v} {k}" for k, v in API_VERSIONS.items())
         raise reader.fail(("kind",), f'kind "{value}" is not supported (supported: {supported}, v1 List)')
     return value
+
+
+def _read_kept(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMeta) -> KeptObject:
+    """An object meshd keeps without acting on it (meshd.model.kept): its fields as given, and a warning that
+    says what meshd does not do with it."""
+    kept = BY_KIND[str(doc["kind"])]
+    reader.warn((), f"kept, not acted on: {kept.note}")
+    content = {k: v for k, v in doc.items() if k in kept.fields}
+    return KeptObject(metadata=metadata, kind=kept.kind, api_version=kept.api_version, content=content, raw=doc)
 
 
 def _read_pod(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectMeta) -> Pod:

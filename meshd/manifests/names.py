@@ -33,6 +33,15 @@ def dns1123_subdomain(value: str) -> str | None:
     return None
 
 
+def path_segment_name(value: str) -> str | None:
+    """An RBAC object's name ("system:aggregate-to-edit"): anything but "." or "..", without '/' or '%'."""
+    if value in (".", ".."):
+        return f"may not be '{value}'"
+    if "/" in value or "%" in value:
+        return "may not contain '/' or '%'"
+    return None
+
+
 def dns1035_label(value: str) -> str | None:
     """A Service name: a DNS label that starts with a letter, <= 63."""
     if len(value) > 63:

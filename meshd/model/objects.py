@@ -18,6 +18,7 @@ from meshd.model.config import (
     ProjectedVolumeSource,
 )
 from meshd.model.ingress import Ingress
+from meshd.model.kept import KEPT
 from meshd.model.scheduling import Scheduling
 
 DEFAULT_NAMESPACE = "default"
@@ -489,13 +490,26 @@ class Namespace:
     api_version: str = "v1"
 
 
+@dataclass(frozen=True)
+class KeptObject:
+    """An object of a kind meshd keeps without acting on it (meshd.model.kept: a ServiceAccount, RBAC, a
+    NetworkPolicy...): its metadata, and its other top-level fields as given (`content`, compared on apply)."""
+
+    metadata: ObjectMeta
+    kind: str
+    api_version: str
+    content: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
 KubeObject = (Pod | ReplicaSet | Deployment | Service | PersistentVolumeClaim | PersistentVolume | StorageClass
-              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress | Job | CronJob | Namespace)
+              | StatefulSet | DaemonSet | ConfigMap | Secret | Ingress | Job | CronJob | Namespace | KeptObject)
 
 KINDS: tuple[str, ...] = ("Pod", "ReplicaSet", "Deployment", "Service", "PersistentVolumeClaim",
                           "PersistentVolume", "StorageClass", "StatefulSet", "DaemonSet", "ConfigMap", "Secret", "Ingress",
-                          "Job", "CronJob", "Namespace")
-CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass", "Namespace")
+                          "Job", "CronJob", "Namespace", *(k.kind for k in KEPT))
+CLUSTER_SCOPED: tuple[str, ...] = ("PersistentVolume", "StorageClass", "Namespace",
+                                   *(k.kind for k in KEPT if not k.namespaced))
 
 
 def object_key(obj: KubeObject) -> tuple[str, str, str]:

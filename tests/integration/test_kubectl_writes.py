@@ -198,14 +198,15 @@ async def test_kubectl_rollout_restart_undo_pause_resume(cluster):
     assert len(await replicasets(cluster)) == 3
 
 
-HPA = """\
-apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
+CERTIFICATE = """\
+apiVersion: cert-manager.io/v1
+kind: Certificate
 metadata: {name: web}
 spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
-  maxReplicas: 4
-"""
+  secretName: web-tls
+  dnsNames: [web.example.com]
+  issuerRef: {name: letsencrypt, kind: ClusterIssuer}
+"""  # a custom resource whose definition is not installed (meshd has none)
 
 
 def users_part(obj: dict) -> tuple:
@@ -272,8 +273,8 @@ async def test_bad_writes_get_the_status_a_real_api_server_gives_and_change_noth
     assert users_part(await get_json(cluster, "deploy", "web")) == users_part(before)
     # a kind meshd does not serve: kubectl's own message, as a real API server without that kind gets (kubectl
     # validates with the OpenAPI v3 documents, then asks /openapi/v2 in protobuf for a kind they do not describe)
-    code, _, err = await cluster.kubectl("apply", "-f", await write(cluster, "hpa.yaml", HPA))
-    assert code == 1 and 'no matches for kind "HorizontalPodAutoscaler" in version "autoscaling/v2"' in err, err
+    code, _, err = await cluster.kubectl("apply", "-f", await write(cluster, "certificate.yaml", CERTIFICATE))
+    assert code == 1 and 'no matches for kind "Certificate" in version "cert-manager.io/v1"' in err, err
 
 
 async def test_the_python_client_creates_patches_replaces_and_deletes(cluster):

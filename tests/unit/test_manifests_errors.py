@@ -73,7 +73,7 @@ CASES: list[tuple[str, str, Any, str, str]] = [
         "not a port or range",
     ),
     # kind and apiVersion
-    ("deployment", "kind", "ResourceQuota", "kind", 'kind "ResourceQuota" is not supported'),
+    ("deployment", "kind", "CustomThing", "kind", 'kind "CustomThing" is not supported'),
     ("deployment", "kind", DELETE, "kind", "required field is missing"),
     ("deployment", "apiVersion", "extensions/v1beta1", "apiVersion", "use apiVersion: apps/v1"),
     ("deployment", "apiVersion", DELETE, "apiVersion", "required field is missing"),
