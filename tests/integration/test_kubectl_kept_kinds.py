@@ -15,9 +15,11 @@ import shutil
 import pytest
 
 from tests.integration.agent_harness import agent_options, started_agent
+from tests.integration import test_kubectl
 from tests.integration.test_kubectl import Cluster, write_kubeconfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is needed")]
+cluster = test_kubectl.cluster  # the fixture: a real agent, kubectl and the Python client pointed at it
 
 APP = """\
 apiVersion: v1
@@ -125,25 +127,13 @@ KEPT = ("serviceaccount/build-robot", "role.rbac.authorization.k8s.io/pod-reader
         "limitrange/cpu-defaults")
 
 
-@pytest.fixture
-async def cluster(tmp_path, agent_id, monkeypatch):
-    options = agent_options(tmp_path, agent_id, driver="process")
-    agent = await started_agent(options)
-    monkeypatch.setenv("MESHD_TOKEN", agent.token)
-    api = f"http://{options.api}"
-    kubeconfig = await write_kubeconfig(api, options.state_dir, tmp_path / "kubeconfig")
-    yield Cluster(api, kubeconfig, tmp_path), options
-    await agent.close(stop_pods=True)
-
-
 async def ok(cluster: Cluster, *args: str) -> str:
     code, out, err = await cluster.kubectl(*args)
     assert code == 0, (args, out, err)
     return out + err
 
 
-async def test_a_directory_with_rbac_policies_and_quotas_applies_whole_and_they_are_kept(cluster, agent_id):
-    cluster, options = cluster
+async def test_a_directory_with_rbac_policies_and_quotas_applies_whole_and_they_are_kept(cluster: Cluster) -> None:
     app = cluster.cache / "app"
     app.mkdir()
     (app / "shop.yaml").write_text(APP)
