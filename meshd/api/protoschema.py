@@ -173,6 +173,17 @@ SCHEMA.update({
                             3: ("status", "skip", "")},
     "PodDisruptionBudgetSpec": {1: ("minAvailable", "intstr", "p"), 2: ("selector", "LabelSelector", "p"),
                                 3: ("maxUnavailable", "intstr", "p"), 4: ("unhealthyPodEvictionPolicy", "string", "p")},
+    "HorizontalPodAutoscaler": {1: ("metadata", "skip", ""), 2: ("spec", "HorizontalPodAutoscalerSpec", ""),
+                                3: ("status", "skip", "")},
+    "HorizontalPodAutoscalerSpec": {1: ("scaleTargetRef", "CrossVersionObjectReference", ""),
+                                    2: ("minReplicas", "int", "p"), 3: ("maxReplicas", "int", ""),
+                                    4: ("metrics", "MetricSpec", "r")},  # (what `kubectl autoscale` sends)
+    "CrossVersionObjectReference": {1: ("kind", "string", ""), 2: ("name", "string", ""),
+                                    3: ("apiVersion", "string", "")},
+    "MetricSpec": {1: ("type", "string", ""), 4: ("resource", "ResourceMetricSource", "p")},
+    "ResourceMetricSource": {1: ("name", "string", ""), 2: ("target", "MetricTarget", "")},
+    "MetricTarget": {1: ("type", "string", ""), 2: ("value", "quantity", "p"), 3: ("averageValue", "quantity", "p"),
+                     4: ("averageUtilization", "int", "p")},
     "PriorityClass": {1: ("metadata", "skip", ""), 2: ("value", "int", "p"), 3: ("globalDefault", "bool", ""),
                       4: ("description", "string", ""), 5: ("preemptionPolicy", "string", "p")},
 })
@@ -185,6 +196,7 @@ OBJECTS: dict[tuple[str, str], str] = {
     ("v1", "ResourceQuota"): "ResourceQuota",
     ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
     ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler",
 }
 
 SPECS: dict[tuple[str, str], str] = {

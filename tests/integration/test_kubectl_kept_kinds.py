@@ -3,8 +3,8 @@ manifests in the style of the Kubernetes docs' examples, with a ServiceAccount, 
 PodDisruptionBudget, a HorizontalPodAutoscaler, a ResourceQuota, a LimitRange and a PriorityClass beside a
 Deployment, applies whole with the real kubectl (it refused the lot before: "no matches for kind"), each kept kind
 with a `Warning:` that says what meshd does not do with it; `kubectl get` shows kubectl's columns; `kubectl create
-sa|role|rolebinding|clusterrole|clusterrolebinding|quota|pdb|priorityclass` (protobuf bodies) work; a changed
-manifest is applied as a patch; the Python client lists, reads, creates and deletes them; they outlive an agent
+sa|role|rolebinding|clusterrole|clusterrolebinding|quota|pdb|priorityclass` and `kubectl autoscale` (protobuf
+bodies) work; a changed manifest is applied as a patch; the Python client lists, reads, creates and deletes them; they outlive an agent
 restart; deleting the namespace takes them."""
 
 from __future__ import annotations
@@ -183,6 +183,10 @@ async def test_a_directory_with_rbac_policies_and_quotas_applies_whole_and_they_
         '{"hard":{"pods":"10","requests.cpu":"1"},"scopes":["BestEffort"]}'
     assert (await ok(cluster, "get", "pdb", "p1", "-n", "shop", "-o", "jsonpath={.spec.maxUnavailable}")) == "1"
     assert (await ok(cluster, "get", "pc", "low", "-o", "jsonpath={.description}")) == "batch"
+    assert "autoscaled" in await ok(cluster, "autoscale", "deployment", "web", "-n", "shop", "--name=web-cpu",
+                                    "--min=2", "--max=4", "--cpu=80%")
+    assert (await ok(cluster, "get", "hpa", "web-cpu", "-n", "shop", "-o", "jsonpath={.spec.metrics[0]}")) == \
+        '{"resource":{"name":"cpu","target":{"averageUtilization":80,"type":"Utilization"}},"type":"Resource"}'
 
     kubernetes = pytest.importorskip("kubernetes")
 

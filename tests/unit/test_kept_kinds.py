@@ -1,7 +1,7 @@
 """The kinds meshd keeps without acting on them (meshd.model.kept): loaded as given with a warning that says what
 meshd does not do, refused by name where their shape is wrong; decoded from the protobuf bodies the real kubectl
-sends for `kubectl create sa|clusterrole|clusterrolebinding|quota|pdb|priorityclass` (captured from kubectl v1.37
-with -v=9); shown with kubectl's columns."""
+sends for `kubectl create sa|clusterrole|clusterrolebinding|quota|pdb|priorityclass` and `kubectl autoscale`
+(captured from kubectl v1.37 with -v=9); shown with kubectl's columns."""
 
 from __future__ import annotations
 
@@ -84,6 +84,12 @@ PDB = _hex("""6b 38 73 00 0a 20 0a 09 70 6f 6c 69 63 79 2f 76 31 12 13 50 6f 64 
 PRIORITY = _hex("""6b 38 73 00 0a 25 0a 14 73 63 68 65 64 75 6c 69 6e 67 2e 6b 38 73 2e 69 6f 2f 76 31 12 0d 50 72 69
 6f 72 69 74 79 43 6c 61 73 73 12 26 0a 14 0a 04 68 69 67 68 12 00 1a 00 22 00 2a 00 32 00 38 00 42 00 10 e8 07 18 01
 22 02 68 69 2a 05 4e 65 76 65 72 1a 00 22 00""")
+# kubectl autoscale deployment nginx-deployment --max=3 --min=2 --cpu=80%
+AUTOSCALER = _hex("""6b 38 73 00 0a 29 0a 0e 61 75 74 6f 73 63 61 6c 69 6e 67 2f 76 32 12 17 48 6f 72 69 7a 6f 6e 74
+61 6c 50 6f 64 41 75 74 6f 73 63 61 6c 65 72 12 7b 0a 20 0a 10 6e 67 69 6e 78 2d 64 65 70 6c 6f 79 6d 65 6e 74 12 00
+1a 00 22 00 2a 00 32 00 38 00 42 00 12 51 0a 27 0a 0a 44 65 70 6c 6f 79 6d 65 6e 74 12 10 6e 67 69 6e 78 2d 64 65 70
+6c 6f 79 6d 65 6e 74 1a 07 61 70 70 73 2f 76 31 10 02 18 03 22 22 0a 08 52 65 73 6f 75 72 63 65 22 16 0a 03 63 70 75
+12 0f 0a 0b 55 74 69 6c 69 7a 61 74 69 6f 6e 20 50 1a 04 18 00 20 00 1a 00 22 00""")
 # kubectl create sa robot2
 SERVICEACCOUNT = _hex("""6b 38 73 00 0a 14 0a 02 76 31 12 0e 53 65 72 76 69 63 65 41 63 63 6f 75 6e 74 12 18 0a 16 0a
 06 72 6f 62 6f 74 32 12 00 1a 00 22 00 2a 00 32 00 38 00 42 00 1a 00 22 00""")
@@ -106,7 +112,13 @@ SERVICEACCOUNT = _hex("""6b 38 73 00 0a 14 0a 02 76 31 12 0e 53 65 72 76 69 63 6
     (PRIORITY, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"},
                 "value": 1000, "globalDefault": True, "description": "hi", "preemptionPolicy": "Never"}),
     (SERVICEACCOUNT, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot2"}}),
-], ids=["clusterrole", "clusterrolebinding", "quota", "pdb", "priorityclass", "serviceaccount"])
+    (AUTOSCALER, {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                  "metadata": {"name": "nginx-deployment"},
+                  "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "nginx-deployment", "apiVersion": "apps/v1"},
+                           "minReplicas": 2, "maxReplicas": 3,
+                           "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                               "type": "Utilization", "averageUtilization": 80}}}]}}),
+], ids=["clusterrole", "clusterrolebinding", "quota", "pdb", "priorityclass", "serviceaccount", "autoscale"])
 def test_kubectls_protobuf_bodies_decode_to_the_objects_it_means(body: bytes, expected: dict) -> None:
     assert protobuf.decode(body) == expected
     assert load_documents(json.dumps(expected)).objects  # and they load
