@@ -4,8 +4,8 @@ PodDisruptionBudget, a HorizontalPodAutoscaler, a ResourceQuota, a LimitRange an
 Deployment, applies whole with the real kubectl (it refused the lot before: "no matches for kind"), each kept kind
 with a `Warning:` that says what meshd does not do with it; `kubectl get` shows kubectl's columns; `kubectl create
 sa|role|rolebinding|clusterrole|clusterrolebinding|quota|pdb|priorityclass` and `kubectl autoscale` (protobuf
-bodies) work; a changed manifest is applied as a patch; the Python client lists, reads, creates and deletes them; they outlive an agent
-restart; deleting the namespace takes them."""
+bodies) work; a changed manifest is applied as a patch; the Python client lists, reads, creates, deletes and
+watches them; they outlive an agent restart; deleting the namespace takes them."""
 
 from __future__ import annotations
 
