@@ -14,7 +14,7 @@ from meshd.manifests.errors import FieldPath, ManifestError
 from meshd.manifests.ingress import read_ingress
 from meshd.manifests.meta import read_object_meta
 from meshd.manifests.pods import read_pod_spec
-from meshd.manifests.reader import DocumentReader, describe_value
+from meshd.manifests.reader import INT32_MAX, MISSING, DocumentReader, describe_value
 from meshd.manifests.services import read_service
 from meshd.manifests.statefulsets import read_daemonset, read_statefulset
 from meshd.manifests.storage import (
@@ -231,8 +231,21 @@ def _read_kept(reader: DocumentReader, doc: Mapping[str, Any], metadata: ObjectM
     """An object meshd keeps without acting on it (meshd.model.kept): its fields as given, and a warning that
     says what meshd does not do with it."""
     kept = BY_KIND[str(doc["kind"])]
+    for name, shape in kept.fields.items():  # the shape of each field, as the API server's decoding checks it
+        required, shape = shape.endswith("!"), shape.rstrip("!")
+        if shape == "list":
+            for i, item in enumerate(reader.sequence(doc, name, (), required=required)):
+                reader.mapping(item, (name, i))
+        elif shape == "object" and (value := reader.get(doc, name, (), required=required)) is not MISSING:
+            reader.mapping(value, (name,))
+        elif shape == "bool":
+            reader.boolean(doc, name, ())
+        elif shape == "int":
+            reader.integer(doc, name, (), required=required, minimum=-INT32_MAX - 1)
+        elif shape == "string":
+            reader.string(doc, name, ())
     reader.warn((), f"kept, not acted on: {kept.note}")
-    content = {k: v for k, v in doc.items() if k in kept.fields}
+    content = {k: v for k, v in doc.items() if k in kept.fields and v is not None}
     return KeptObject(metadata=metadata, kind=kept.kind, api_version=kept.api_version, content=content, raw=doc)
 
 

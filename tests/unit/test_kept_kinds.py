@@ -36,6 +36,18 @@ def test_a_role_loads_as_given_with_a_warning_and_its_rules_compare() -> None:
     ("apiVersion: rbac/v1\nkind: Role\nmetadata: {name: a}\n", '"rbac/v1" is not supported for Role'),
     ("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: 'a:b'}\n", "metadata.name"),
     ("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: 'a/b'}\n", "may not contain '/'"),
+    ("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: a}\nrules: get\n",
+     "rules: expected a list"),
+    ("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: a}\nrules: [get]\n",
+     "rules[0]: expected a mapping"),
+    ("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: a}\nsubjects: []\n",
+     "roleRef: required field is missing"),
+    ("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a}\nautomountServiceAccountToken: 'no'\n",
+     "automountServiceAccountToken: expected true or false"),
+    ("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: a}\ndescription: x\n",
+     "value: required field is missing"),
+    ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a}\nspec: [x]\n",
+     "spec: expected a mapping"),
 ])
 def test_a_kept_object_of_the_wrong_shape_is_refused_by_name(text: str, words: str) -> None:
     with pytest.raises(ManifestError) as caught:
