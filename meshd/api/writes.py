@@ -92,6 +92,27 @@ def desired(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def dry_run_result(kind: Kind, obj: dict[str, Any], manifest: dict[str, Any], live: dict[str, Any] | None,
+                   managed: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """What a dryRun=All write answers, as the API server does: the object as it would be stored, with the live
+    object's server-set metadata (and a Deployment's revision annotation) and the live status, never the
+    client's (`kubectl diff` shows only what the write changes). Pure."""
+    result = copy.deepcopy(obj)
+    result.pop("status", None)
+    if live is not None:
+        live_meta = live.get("metadata") or {}
+        meta = {**manifest["metadata"], **{k: v for k, v in live_meta.items() if k in SERVER_METADATA}}
+        revision = (live_meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        if kind.kind == "Deployment" and revision is not None:  # the controller's (desired() drops it)
+            meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
+        result["metadata"] = meta
+        if live.get("status") is not None:
+            result["status"] = copy.deepcopy(live["status"])
+    if managed is not None:
+        result["metadata"]["managedFields"] = managed
+    return result
+
+
 def replicas_problem(replicas: Any) -> str | None:
     """Why a Scale's replicas is invalid (an int32 of at least 0, as in Kubernetes), or None."""
     if not isinstance(replicas, int) or isinstance(replicas, bool):
@@ -439,13 +460,8 @@ class Writes:
 
         if _dry_run(request):
             check()
-            result = copy.deepcopy(obj)
-            if live is not None:
-                result["metadata"] = {**manifest["metadata"], **{
-                    k: v for k, v in (live.get("metadata") or {}).items() if k in SERVER_METADATA}}
-            if managed is not None:
-                result["metadata"]["managedFields"] = managed
-            return with_warning(web.json_response(result, status=code), kind)
+            return with_warning(web.json_response(dry_run_result(kind, obj, manifest, live, managed), status=code),
+                                kind)
         try:
             await self.controller.apply(json.dumps(manifest), source=f"{kind.plural}/{name}", namespace=namespace,
                                         carry_live=False, check=check, create_namespaces=False)
@@ -490,4 +506,4 @@ class Writes:
                 f'apply your changes to the latest version and try again')
 
 
-__all__ = ["WRITABLE", "Writes", "desired", "replicas_problem", "request_kind"]
+__all__ = ["WRITABLE", "Writes", "desired", "dry_run_result", "replicas_problem", "request_kind", "with_warning"]

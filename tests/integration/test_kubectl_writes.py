@@ -83,6 +83,14 @@ async def test_kubectl_apply_creates_then_rolls_out_a_changed_manifest(cluster):
 
     code, out, err = await cluster.kubectl("diff", "-f", await write(cluster, "web.yaml", WEB))
     assert code == 1 and "COLOUR" in out, (out, err)  # 1: there are differences; nothing changed
+    changes = [line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert all("COLOUR" in line or "blue" in line or "env:" in line for line in changes), out  # only the change
+    # the live object, edited as a user edits it (`get -o yaml`, status and all): only the edit differs
+    live = (await get_json(cluster, "deploy", "web"))
+    live["spec"]["replicas"] = live["status"]["replicas"] = 5
+    code, out, err = await cluster.kubectl("diff", "-f", await write(cluster, "live.json", json.dumps(live)))
+    changes = [line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert code == 1 and changes == ["-  replicas: 2", "+  replicas: 5"], (out, err)
     deploy = await get_json(cluster, "deploy", "web")
     assert deploy["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "COLOUR", "value": "blue"}]
 
