@@ -143,7 +143,7 @@ class ApiServer:
             r.add_get(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.get_resource)  # the object
         r.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale", self.get_resource)
         nodeops.NodeOps(controller, self._read).add_routes(r)  # cordon, delete node, pods/eviction: before writes
-        writes.Writes(controller, self._read, self.watch_caches.store_version).add_routes(r)  # POST, PUT, PATCH...
+        writes.Writes(controller, self._read, self.watch_caches.store_version, self._listed).add_routes(r)  # POST...
         podlogs.add_routes(r, controller)  # pods/log with kubectl's options
         pod_exec.add_routes(r, controller, self._streams)  # exec, attach over WebSocket
         portforward.add_routes(r, controller, self._streams)
@@ -290,6 +290,11 @@ class ApiServer:
         keys = [(kinds[resource], *key) for key, _ in c.store.scan(kinds[resource], namespace)]
         records = [r for r in (c.objects.get(k) or c.terminating.get(k) for k in keys) if r is not None]  # Terminating too
         return [self._record_object(resource, r) for r in records]
+
+    async def _listed(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
+        """The objects a list of this kind shows now (of one namespace, None: all)."""
+        objects, _ = await self.watch_caches.listed(kind, namespace, "")
+        return objects
 
     def _one(self, resource: str, namespace: str, name: str) -> list[dict[str, Any]] | None:
         """One object of a resource as `_objects` shows it ([] when there is none), without computing the others;

@@ -9,13 +9,13 @@ import asyncio
 import contextlib
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from meshd.api import deleting, fieldsets, protobuf, wholeseconds
+from meshd.api import deleting, fieldsets, listing, protobuf, wholeseconds
 from meshd.api import status as api_status
 from meshd.api.kinds import (
     DEPLOYMENT,
@@ -54,6 +54,7 @@ GET_PREFIXES = ("/apis/coordination.k8s.io/v1", "/apis/events.k8s.io/v1", "/apis
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
 Reader = Callable[[Kind, str, str], dict[str, Any] | None]
+Lister = Callable[[Kind, str | None], Awaitable[list[dict[str, Any]]]]
 
 _RESOURCES = {(k.group, k.plural): k for k in (*KINDS, NAMESPACE, NODE, INGRESSCLASS, LEASE, EVENTS_V1, ENDPOINTSLICE)}
 
@@ -210,9 +211,12 @@ class Writes:
     """The handlers; `read` answers an object as GET shows it (None when there is none)."""
 
     def __init__(self, controller: Controller, read: Reader,
-                 versions: Callable[[str, str, str, str], str] | None = None) -> None:
+                 versions: Callable[[str, str, str, str], str] | None = None,
+                 objects: Lister | None = None) -> None:
+        """`objects(kind, namespace)`: the objects a list shows (None: every namespace), for deletecollection."""
         self.controller = controller
         self.read = read
+        self.objects = objects
         # the store version a client's resourceVersion stands for (one from the watch cache: meshd.api.watchcache)
         self.versions = versions or (lambda _kind, _namespace, _name, version: version)
         self._turns: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}  # an object's patches, in turn
@@ -238,6 +242,7 @@ class Writes:
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}", self.replace)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}", self.patch)
             router.add_delete(prefix + "/namespaces/{ns}/{resource}/{name}", self.delete)
+            router.add_delete(prefix + "/namespaces/{ns}/{resource}", self.delete_collection)
             router.add_put(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
             router.add_patch(prefix + "/namespaces/{ns}/{resource}/{name}/status", self.status)
             # cluster-scoped kinds (PersistentVolume, StorageClass)
@@ -245,6 +250,7 @@ class Writes:
             router.add_put(prefix + "/{resource}/{name}", self.replace)
             router.add_patch(prefix + "/{resource}/{name}", self.patch)
             router.add_delete(prefix + "/{resource}/{name}", self.delete)
+            router.add_delete(prefix + "/{resource}", self.delete_collection)  # every namespace, or cluster-scoped
         for resource in ("deployments", "replicasets", "statefulsets"):
             router.add_patch(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
             router.add_put(f"/apis/apps/v1/namespaces/{{ns}}/{resource}/{{name}}/scale", self.scale)
@@ -322,6 +328,33 @@ class Writes:
     async def delete(self, request: web.Request) -> web.Response:
         kind, namespace, name = self._writable(request), request.match_info.get("ns", ""), request.match_info["name"]
         options = await _body(request) if request.can_read_body else {}
+        return await self._delete_one(request, kind, namespace, name, options)
+
+    async def delete_collection(self, request: web.Request) -> web.Response:
+        """DELETE of a collection (the Python client's `delete_collection_*`): every object its label and field
+        selectors pick, each as a DELETE of it would (options, propagationPolicy, dryRun); answered with a Status.
+        One gone meanwhile is skipped; the first refusal is the answer, after the ones before it went."""
+        kind, namespace = self._writable(request), request.match_info.get("ns")
+        query = listing.parse_query(kind, request.query, "")
+        options = await _body(request) if request.can_read_body else {}
+        if self.objects is None:
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        for obj in [o for o in await self.objects(kind, namespace) if listing.selected(query, o)]:
+            meta = obj.get("metadata") or {}
+            try:
+                answer = await self._delete_one(request, kind, str(meta.get("namespace") or ""), str(meta["name"]),
+                                                {k: v for k, v in options.items() if k != "preconditions"})
+            except KeyError:
+                continue  # gone meanwhile
+            if answer.status >= 400:
+                return answer
+        body = api_status.success(kind=kind.plural)
+        if kind.group:
+            body["details"]["group"] = kind.group
+        return web.json_response(body)
+
+    async def _delete_one(self, request: web.Request, kind: Kind, namespace: str, name: str,
+                          options: dict[str, Any]) -> web.Response:
         live = self._live(kind, namespace, name)
         policy = options.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):

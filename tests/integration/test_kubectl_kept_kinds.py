@@ -4,8 +4,8 @@ PodDisruptionBudget, a HorizontalPodAutoscaler, a ResourceQuota, a LimitRange an
 Deployment, applies whole with the real kubectl (it refused the lot before: "no matches for kind"), each kept kind
 with a `Warning:` that says what meshd does not do with it; `kubectl get` shows kubectl's columns; `kubectl create
 sa|role|rolebinding|clusterrole|clusterrolebinding|quota|pdb|priorityclass` and `kubectl autoscale` (protobuf
-bodies) work; a changed manifest is applied as a patch; the Python client lists, reads, creates, deletes and
-watches them; they outlive an agent restart; deleting the namespace takes them."""
+bodies) work; a changed manifest is applied as a patch; the Python client lists, reads, creates, deletes
+(one, and a collection by label) and watches them; they outlive an agent restart; deleting the namespace takes them."""
 
 from __future__ import annotations
 
@@ -200,6 +200,9 @@ async def test_a_directory_with_rbac_policies_and_quotas_applies_whole_and_they_
         seen["pdb"] = policy.read_namespaced_pod_disruption_budget("web-pdb", "shop").spec.min_available
         core.create_namespaced_service_account("shop", {"metadata": {"name": "from-python"}})
         core.delete_namespaced_service_account("robot", "shop")
+        for name in ("batch-1", "batch-2"):
+            core.create_namespaced_service_account("shop", {"metadata": {"name": name, "labels": {"tier": "batch"}}})
+        seen["collection"] = core.delete_collection_namespaced_service_account("shop", label_selector="tier=batch").status
         seen["after"] = sorted(s.metadata.name for s in core.list_namespaced_service_account("shop").items)
         seen["watched"] = sorted((e["type"], e["object"].metadata.name) for e in kubernetes.watch.Watch().stream(
             core.list_namespaced_service_account, "shop", timeout_seconds=1))
@@ -208,7 +211,7 @@ async def test_a_directory_with_rbac_policies_and_quotas_applies_whole_and_they_
     seen = await asyncio.to_thread(use_the_client)
     assert seen == {"sa": ["build-robot", "robot"], "binding": "pod-reader",
                     "clusterroles": ["reader", "system:shop-reader"], "pdb": 1,
-                    "after": ["build-robot", "from-python"],
+                    "collection": "Success", "after": ["build-robot", "from-python"],
                     "watched": [("ADDED", "build-robot"), ("ADDED", "from-python")]}
 
 
