@@ -54,7 +54,8 @@ class Kind:
 
 
 _READ = ("get", "list", "watch")
-_WRITE = ("create", "delete", "get", "list", "patch", "update", "watch")  # meshd.api.writes serves these
+_WRITE = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")  # meshd.api.writes's
+_EVENT_WRITE = ("create", "delete", "get", "list", "patch", "update", "watch")  # meshd.api.events's
 _STATUS = ("status", "", ("get",))  # "" = the kind itself
 _SCALE = ("scale", "Scale", ("get", "patch", "update"))
 _EVICTION = ("eviction", "Eviction", ("create",))  # policy/v1 (meshd.api.nodeops)
@@ -74,7 +75,7 @@ STATEFULSET = Kind("StatefulSet", "statefulsets", "apps", "v1", ("sts", "statefu
 DAEMONSET = Kind("DaemonSet", "daemonsets", "apps", "v1", ("ds", "daemonset", "daemonsets"),
                  short_names=("ds",), verbs=_WRITE, subresources=(_STATUS,))
 EVENT = Kind("Event", "events", "", "v1", ("ev", "event", "events"), short_names=("ev",),
-             verbs=_WRITE, categories=())  # written through meshd.api.events
+             verbs=_EVENT_WRITE, categories=())  # written through meshd.api.events
 CONFIGMAP = Kind("ConfigMap", "configmaps", "", "v1", ("cm", "configmap", "configmaps"), short_names=("cm",),
                  verbs=_WRITE, categories=())
 SECRET = Kind("Secret", "secrets", "", "v1", ("secret", "secrets"), verbs=_WRITE, categories=())
@@ -92,7 +93,7 @@ NODE = Kind("Node", "nodes", "", "v1", ("no", "node", "nodes"), short_names=("no
             namespaced=False)
 # the events.k8s.io view of the same events as EVENT (meshd.api.events maps them)
 EVENTS_V1 = Kind("Event", "events", "events.k8s.io", "v1", ("event", "events"), short_names=("ev",),
-                 verbs=_WRITE, categories=())
+                 verbs=_EVENT_WRITE, categories=())
 # each Service's endpoints as discovery.k8s.io serves them (meshd.api.endpointslices): read-only views
 ENDPOINTSLICE = Kind("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", ("endpointslice", "endpointslices"),
                      verbs=_READ, categories=())

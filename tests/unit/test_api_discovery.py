@@ -143,5 +143,5 @@ def test_openapi_paths_document_only_the_verbs_a_kind_has():
     assert set(deployment) == {"get", "put", "patch", "delete"}  # what meshd.api.writes serves
     assert deployment["get"]["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1",
                                                                     "kind": "Deployment"}
-    assert set(paths["/api/v1/namespaces/{namespace}/pods"]) == {"get", "post"}
+    assert set(paths["/api/v1/namespaces/{namespace}/pods"]) == {"get", "post", "delete"}  # delete: deletecollection
     assert set(paths["/api/v1/namespaces/{namespace}/endpoints/{name}"]) == {"get"}  # read-only
