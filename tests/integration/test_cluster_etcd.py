@@ -30,6 +30,14 @@ pytestmark = pytest.mark.slow
 GRACE, TTL = 3, 3
 
 
+KEPT = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: shared-reader}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+"""
+
+
 class Member(AgentProcess):
     def __init__(self, directory: Path, name: str, store: str) -> None:
         super().__init__(directory / "state", directory / "agent.log")
@@ -158,6 +166,15 @@ async def test_agents_share_objects_nodes_and_one_leader(members: list[Member]) 
             code, out, _ = await m.kubectl("get", "service", "shared", "-o", "json")
             return code == 0 and json.loads(out)["metadata"]["name"] == "shared"
         assert await poll(seen)
+    # a kind meshd keeps without acting on it (meshd.model.kept) is shared the same way
+    (n2.directory / "kept.yaml").write_text(KEPT)
+    code, out, err = await n2.kubectl("apply", "-f", str(n2.directory / "kept.yaml"))
+    assert code == 0 and "Warning: meshd does not authorize by RBAC" in err, (out, err)
+
+    async def rules(m: Member = n3) -> str:
+        code, out, _ = await m.kubectl("get", "clusterrole", "shared-reader", "-o", "jsonpath={.rules[0].verbs}")
+        return out if code == 0 else ""
+    assert await poll(rules) == '["get","list"]'
     code, out, err = await n3.kubectl("get", "leases", "-n", "kube-node-lease", "--no-headers")
     assert code == 0, err
     assert sorted(line.split()[:2] for line in out.splitlines()) == [["n1", "n1"], ["n2", "n2"], ["n3", "n3"]]
