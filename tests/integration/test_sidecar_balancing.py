@@ -131,6 +131,11 @@ async def test_replica_killed_under_load_costs_no_failed_request(mesh: Mesh):
 @pytest.mark.slow
 async def test_keeps_serving_without_the_agent_and_follows_it_when_it_returns(mesh: Mesh):
     port = mesh.agent.port
+    # the sidecar knows the endpoints before the agent goes (it listens for --service web at once, and an agent
+    # stopped before its first watch connected leaves it nothing to keep: 503, as it should)
+    await asyncio.wait_for(_until(lambda: mesh.agent.watchers > 0), 30)
+    _, out, _ = await run("hey", "-n", "3", "-c", "1", mesh.url + "/")
+    assert hey_summary(out) == ({200: 3}, "")
     await mesh.agent.stop()
     for _ in range(3):
         _, out, _ = await run("hey", "-n", "60", "-c", "3", mesh.url + "/")
