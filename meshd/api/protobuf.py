@@ -1,14 +1,16 @@
 """Request bodies in Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`), which kubectl's typed
 clients send whatever the server prefers: `kubectl create secret|configmap|namespace|deployment|job|cronjob|
-service|ingress`, and for the kinds meshd keeps (meshd.model.kept) `kubectl create sa|role|rolebinding|clusterrole|
-clusterrolebinding|quota|pdb|priorityclass`. The `k8s\\0` envelope (a runtime.Unknown: typeMeta, raw), then the object's generated.proto
-message decoded to the JSON shape the API takes. Pure; anything else is a ProtobufError.
+service|ingress`, and for the kinds meshd keeps (meshd.model.kept) `kubectl create sa|role|rolebinding|
+clusterrole|clusterrolebinding|quota|pdb|priorityclass` and `kubectl autoscale`. The `k8s\\0` envelope (a
+runtime.Unknown: typeMeta, raw), then the object's generated.proto message decoded to the JSON shape the API takes.
+Pure; anything else is a ProtobufError.
 
 What is read: the ObjectMeta fields a new object carries (name, generateName, namespace, resourceVersion, labels,
 annotations, ownerReferences) for every kind; all of v1 ConfigMap and v1 Secret; nothing more of a Namespace (it
 has no spec a client sets); the spec of a Deployment, Job, CronJob, Service, Pod or Ingress as far as
 meshd.api.protoschema's table goes (what kubectl's generators fill in, and more), never less: a field outside it
-is refused by name; the whole of a kept kind's object (protoschema.OBJECTS). A `--from=cronjob` Job's spec meshd.api.writes takes from its CronJob."""
+is refused by name; the same for the whole of a kept kind's object (protoschema.OBJECTS). A `--from=cronjob` Job's
+spec meshd.api.writes takes from its CronJob."""
 
 from __future__ import annotations
 
