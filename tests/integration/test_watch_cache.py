@@ -181,17 +181,24 @@ async def test_an_object_from_a_watch_can_be_written_back_with_its_resource_vers
             done = [e["object"] for e in events if (e["object"].get("status") or {}).get("readyReplicas") == 3]
             return done[-1] if done else None
 
-        for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed) and
-            seen = await last_seen()  # the stored object as it is (the controller also writes its progress)
-            async with http.get(f"{path}/web") as reply:
-                stored_version = (await reply.json())["metadata"]["resourceVersion"]
-            if seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version):
-                break
-        assert seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version)
+        async def caught_up() -> dict:
+            for _ in range(60):  # until the watch has shown the third pod ready (status the controller computed)
+                seen = await last_seen()  # and the stored object as it is (the controller also writes its progress)
+                async with http.get(f"{path}/web") as reply:
+                    stored_version = (await reply.json())["metadata"]["resourceVersion"]
+                if seen is not None and int(seen["metadata"]["resourceVersion"]) >= int(stored_version):
+                    return seen
+            raise AssertionError(f"the watch never caught up with the stored version {stored_version}")
 
-        seen["metadata"].setdefault("labels", {})["touched"] = "yes"  # replace it, as a client-go informer's user
-        async with http.put(f"{path}/web", json=seen) as reply:
-            assert reply.status == 200, await reply.text()
+        for _ in range(5):  # as a client-go informer's user replaces it: retried on a conflict, as RetryOnConflict
+            seen = await caught_up()  # does (the controller may write its progress between the watch and the PUT)
+            seen["metadata"].setdefault("labels", {})["touched"] = "yes"
+            async with http.put(f"{path}/web", json=seen) as reply:
+                answer = await reply.json()
+            if reply.status == 200:
+                break
+            assert (reply.status, answer["reason"]) == (409, "Conflict"), answer
+        assert reply.status == 200, answer
         async with http.put(f"{path}/web", json=seen) as reply:  # the same version again: stale now
             body = await reply.json()
             assert (reply.status, body["reason"]) == (409, "Conflict"), body
