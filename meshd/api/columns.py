@@ -387,6 +387,9 @@ def secret_row(secret: Obj, now: datetime, wide: bool) -> list[str]:
 _MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
 
 
+Row = Callable[[Obj, datetime, bool], list[str]]
+
+
 # --- the kinds meshd keeps without acting on them (meshd.model.kept), as kubectl's columns show them ---------
 
 
@@ -437,7 +440,7 @@ def priorityclass_row(pc: Obj, now: datetime, wide: bool) -> list[str]:
             age(_meta(pc).get("creationTimestamp"), now), str(pc.get("preemptionPolicy") or "PreemptLowerPriority")]
 
 
-KEPT_COLUMNS: dict[str, tuple[list[str], list[str], Callable[[Obj, datetime, bool], list[str]]]] = {
+KEPT_COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     "ServiceAccount": (["NAME", "SECRETS", "AGE"], [], serviceaccount_row),
     "Role": (["NAME", "CREATED AT"], [], created_at_row),
     "ClusterRole": (["NAME", "CREATED AT"], [], created_at_row),
@@ -552,7 +555,6 @@ def cronjob_row(cron: Obj, now: datetime, wide: bool) -> list[str]:
     return cells
 
 
-Row = Callable[[Obj, datetime, bool], list[str]]
 
 COLUMNS: dict[str, tuple[list[str], list[str], Row]] = {
     POD.kind: (

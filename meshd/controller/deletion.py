@@ -18,8 +18,8 @@ FOREGROUND = "foregroundDeletion"  # Kubernetes' finalizer of an owner waiting f
 ORPHAN = "orphan"  # Kubernetes' finalizer of an owner whose dependents are being released
 POLICIES = ("Background", "Foreground", "Orphan")
 # the kinds meshd keeps Terminating while finalizers hold them (the owners, the config objects, Services,
-# Ingresses and the kinds of meshd.model.kept); a Pod, a claim and a volume have their own deletion (grace, pvc-protection), a Namespace its own
-# (meshd.controller.batch)
+# Ingresses and the kinds of meshd.model.kept); a Pod, a claim and a volume have their own deletion (grace,
+# pvc-protection), a Namespace its own (meshd.controller.batch)
 TERMINABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ConfigMap", "Secret",
               "Service", "Ingress", *(k.kind for k in KEPT))
 OWNERS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")  # kinds that have dependents
